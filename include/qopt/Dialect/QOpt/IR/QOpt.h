@@ -1,0 +1,37 @@
+//===- QOpt.h - QOpt dialect ------------------------------------*- C++ -*-===//
+//
+// The one header to include for the QOpt dialect: dialect, attributes,
+// types, interfaces and ops.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_DIALECT_QOPT_IR_QOPT_H
+#define QOPT_DIALECT_QOPT_IR_QOPT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "qopt/Dialect/QOpt/IR/QOptOpsDialect.h.inc"
+
+#include "qopt/Dialect/QOpt/IR/QOptEnums.h.inc"
+
+#include "qopt/Dialect/QOpt/IR/QOptAttrInterfaces.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "qopt/Dialect/QOpt/IR/QOptAttrs.h.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "qopt/Dialect/QOpt/IR/QOptOpsTypes.h.inc"
+
+#include "qopt/Dialect/QOpt/IR/QOptOpInterfaces.h.inc"
+
+#define GET_OP_CLASSES
+#include "qopt/Dialect/QOpt/IR/QOptOps.h.inc"
+
+#endif // QOPT_DIALECT_QOPT_IR_QOPT_H

@@ -1,0 +1,45 @@
+//===- QOptDialect.td - QOpt dialect definition ------------*- tablegen -*-===//
+
+#ifndef QOPT_DIALECT_QOPT_IR_QOPTDIALECT_TD
+#define QOPT_DIALECT_QOPT_IR_QOPTDIALECT_TD
+
+include "mlir/IR/OpBase.td"
+
+def QOpt_Dialect : Dialect {
+  let name = "qopt";
+  let cppNamespace = "::mlir::qopt";
+  let summary = "Quantization, low-rank adapters and outlier handling for "
+                "memory-efficient fine-tuning and low-bit inference";
+  let description = [{
+    The QOpt dialect holds the concepts of qopt that upstream MLIR does not
+    have:
+
+    * **quantization formats** (`#qopt.int`, `#qopt.nf4`, `#qopt.float`) and
+      **granularities** (`#qopt.per_tensor`, `#qopt.per_channel`,
+      `#qopt.per_group`, `#qopt.per_block`, `#qopt.per_token`);
+    * **quantized tensors** (`!qopt.qtensor`): packed storage plus scales (plus
+      zero points), with the logical shape; scales may themselves be a
+      quantized tensor (double quantization);
+    * **parameters** (`qopt.param`, `qopt.load_param`): named weights with a
+      trainable flag and inline or external data;
+    * **adapters** (`qopt.lora` and its variants), **quantizers**
+      (`qopt.fake_quant`, `qopt.lsq`), **outlier handling** (`qopt.smooth`,
+      `qopt.hadamard`) and the **graph ops** the rewrite passes match on
+      (`qopt.linear`, `qopt.rms_norm`, `qopt.layer_norm`).
+
+    Uniform quantization with scales known at compile time keeps using the
+    upstream `quant` dialect (`!quant.uniform`, `quant.qcast`,
+    `quant.dcast`); `docs/Rationale.md` says where each is used and why.
+  }];
+  let useDefaultAttributePrinterParser = 1;
+  let useDefaultTypePrinterParser = 1;
+  let hasConstantMaterializer = 0;
+  let extraClassDeclaration = [{
+  private:
+    void registerAttributes();
+    void registerTypes();
+  public:
+  }];
+}
+
+#endif // QOPT_DIALECT_QOPT_IR_QOPTDIALECT_TD

@@ -1,0 +1,518 @@
+//===- QOptOps.td - QOpt operations ------------------------*- tablegen -*-===//
+
+#ifndef QOPT_DIALECT_QOPT_IR_QOPTOPS_TD
+#define QOPT_DIALECT_QOPT_IR_QOPTOPS_TD
+
+include "qopt/Dialect/QOpt/IR/QOptDialect.td"
+include "qopt/Dialect/QOpt/IR/QOptAttrs.td"
+include "qopt/Dialect/QOpt/IR/QOptTypes.td"
+include "qopt/Dialect/QOpt/IR/QOptInterfaces.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+class QOpt_Op<string mnemonic, list<Trait> traits = []>
+    : Op<QOpt_Dialect, mnemonic, traits>;
+
+def QOpt_FloatTensor : RankedTensorOf<[AnyFloat]>;
+def QOpt_QuantFormatAttr : Attr<
+    CPred<"::llvm::isa<::mlir::qopt::QuantFormatAttrInterface>($_self)">,
+    "quantization format (#qopt.int, #qopt.nf4, #qopt.float)"> {
+  let storageType = "::mlir::qopt::QuantFormatAttrInterface";
+  let returnType = "::mlir::qopt::QuantFormatAttrInterface";
+  let convertFromStorage = "$_self";
+}
+def QOpt_GranularityAttr : Attr<
+    CPred<"::llvm::isa<::mlir::qopt::GranularityAttrInterface>($_self)">,
+    "quantization granularity (#qopt.per_tensor, #qopt.per_channel, "
+    "#qopt.per_group, #qopt.per_block, #qopt.per_token)"> {
+  let storageType = "::mlir::qopt::GranularityAttrInterface";
+  let returnType = "::mlir::qopt::GranularityAttrInterface";
+  let convertFromStorage = "$_self";
+}
+def QOpt_WeightType : AnyTypeOf<[QOpt_FloatTensor, QOpt_QTensorType],
+    "float tensor or !qopt.qtensor">;
+
+//===----------------------------------------------------------------------===//
+// Parameters
+//===----------------------------------------------------------------------===//
+
+def QOpt_ParamOp : QOpt_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">]> {
+  let summary = "named parameter (weight) declaration";
+  let description = [{
+    Declares a parameter of the model: a statically shaped tensor with a
+    symbol name (the name the model gives it, e.g.
+    `model.layers.0.self_attn.q_proj.weight`), an optional `trainable` flag
+    (what training differentiates with respect to: LoRA factors, learned
+    step sizes …) and optional data: inline elements for small parameters,
+    or `#qopt.external<…>` for a byte range of a file beside the model so
+    that large weights never pass through IR text. Without data the
+    parameter is an input the runtime must be given (or a freshly
+    initialised one).
+
+    Quantized weights are stored as several parameters (packed codes,
+    scales, zero points) and put together with `qopt.assemble`.
+
+    ```mlir
+    qopt.param @model.embed_tokens.weight : tensor<32000x4096xbf16>
+        = #qopt.external<"model.safetensors", offset = 0, length = 262144000>
+    qopt.param trainable @lora_A : tensor<16x4096xf32> = dense<0.0> : tensor<16x4096xf32>
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<AnyStaticShapeTensor>:$type,
+                       UnitAttr:$trainable,
+                       OptionalAttr<AnyAttrOf<[ElementsAttr,
+                                               QOpt_ExternalDataAttr]>>:$initial_value);
+  let assemblyFormat = [{
+    (`trainable` $trainable^)? $sym_name `:` $type (`=` $initial_value^)? attr-dict
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::RankedTensorType getTensorType() {
+      return ::llvm::cast<::mlir::RankedTensorType>(getType());
+    }
+  }];
+}
+
+def QOpt_LoadParamOp : QOpt_Op<"load_param", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "reads a parameter's current value";
+  let description = [{
+    The value of the parameter `@name` as a tensor of the declared type.
+    Within one function call parameters are constant (training updates them
+    between steps), so this op is pure.
+
+    ```mlir
+    %w = qopt.load_param @model.layers.0.mlp.up_proj.weight : tensor<11008x4096xf32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$name);
+  let results = (outs AnyStaticShapeTensor:$result);
+  let assemblyFormat = "$name attr-dict `:` type($result)";
+}
+
+//===----------------------------------------------------------------------===//
+// Quantized tensors
+//===----------------------------------------------------------------------===//
+
+def QOpt_AssembleOp : QOpt_Op<"assemble", [Pure, AttrSizedOperandSegments]> {
+  let summary = "builds a quantized tensor from its storage";
+  let description = [{
+    Makes a `!qopt.qtensor` from packed codes, scales and, as its type asks,
+    zero points and an offset. No value changes; the storage types are those
+    the result type lists (see `!qopt.qtensor`).
+
+    ```mlir
+    %q = qopt.assemble %codes, %absmax
+        : (tensor<128x32xi8>, tensor<64xf32>)
+        -> !qopt.qtensor<128x64, #qopt.nf4, #qopt.per_block<128>, scales = f32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[I8]>:$data,
+                       AnyType:$scales,
+                       Optional<RankedTensorOf<[I8]>>:$zero_points,
+                       Optional<0DTensorOf<[F32]>>:$offset);
+  let results = (outs QOpt_QTensorType:$result);
+  let assemblyFormat = [{
+    $data `,` $scales (`zero_points` $zero_points^)? (`offset` $offset^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def QOpt_DisassembleOp : QOpt_Op<"disassemble", [Pure,
+    AttrSizedResultSegments]> {
+  let summary = "the storage of a quantized tensor";
+  let description = [{
+    The inverse of `qopt.assemble`: packed codes, scales and, as the type
+    has them, zero points and offset.
+
+    ```mlir
+    %codes, %scales = qopt.disassemble %q
+        : !qopt.qtensor<128x64, #qopt.nf4, #qopt.per_block<128>, scales = f32>
+        -> tensor<128x32xi8>, tensor<64xf32>
+    %c, %s, %zp = qopt.disassemble %g
+        : !qopt.qtensor<64x32, #qopt.int<4, unsigned, zero_point>,
+                        #qopt.per_channel<0>, scales = f16>
+        -> tensor<64x16xi8>, tensor<64xf16> zero_points tensor<64xi8>
+    ```
+  }];
+  let arguments = (ins QOpt_QTensorType:$input);
+  let results = (outs RankedTensorOf<[I8]>:$data, AnyType:$scales,
+                      Optional<RankedTensorOf<[I8]>>:$zero_points,
+                      Optional<0DTensorOf<[F32]>>:$offset);
+  let assemblyFormat = [{
+    $input attr-dict `:` qualified(type($input)) `->` type($data) `,` type($scales)
+    (`zero_points` type($zero_points)^)? (`offset` type($offset)^)?
+  }];
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def QOpt_QuantizeOp : QOpt_Op<"quantize", [Pure]> {
+  let summary = "quantizes a float tensor, computing its scales";
+  let description = [{
+    Quantizes `input` to the format and granularity of the result type,
+    computing scales (and zero points) from the data of each group `g`:
+
+    * symmetric formats: `s_g = absmax_g / M` with `M` the format's largest
+      magnitude (`2^(k-1)-1` for signed `#qopt.int<k>`, 1 for NF4, 448 for
+      FP8 E4M3 …); `q = encode(x / s_g)`;
+    * formats with zero points: `s_g = (max_g - min_g) / (qmax - qmin)`,
+      `zp_g = clamp(round(qmin - min_g / s_g), qmin, qmax)`,
+      `q = clamp(round(x / s_g) + zp_g, qmin, qmax)`;
+
+    where `encode` rounds to the nearest code (ties to even for integers and
+    floats, to the lower code for NF4). A group whose values are all zero
+    gets `s_g = 1`. With double quantization the scales are quantized in turn
+    to the nested type (after subtracting their mean when it has an
+    `offset`). The element type of `input` may be any float type; its shape
+    must match the result's (dynamic dimensions match anything).
+
+    `dequantize(quantize(x))` is not `x`, and `quantize(dequantize(q))` is
+    not `q` either (a group whose largest code is not the format's maximum
+    gets a new scale), so neither folds.
+
+    ```mlir
+    %q = qopt.quantize %w : tensor<4096x4096xf32>
+        -> !qopt.qtensor<4096x4096, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input);
+  let results = (outs QOpt_QTensorType:$result);
+  let assemblyFormat = [{
+    $input attr-dict `:` type($input) `->` qualified(type($result))
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_DequantizeOp : QOpt_Op<"dequantize", [Pure]> {
+  let summary = "expands a quantized tensor to floats";
+  let description = [{
+    `y_i = (code(q_i) - zp_g) · s_g + offset`, computed in f32 and rounded
+    to the result's element type; nested scales are dequantized first.
+
+    ```mlir
+    %w = qopt.dequantize %q
+        : !qopt.qtensor<4096x4096, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+        -> tensor<4096x4096xbf16>
+    ```
+  }];
+  let arguments = (ins QOpt_QTensorType:$input);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input attr-dict `:` qualified(type($input)) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Graph ops
+//===----------------------------------------------------------------------===//
+
+def QOpt_LinearOp : QOpt_Op<"linear", [Pure,
+    QOpt_LinearLikeOpInterface]> {
+  let summary = "fully connected layer `y = x · Wᵀ + b`";
+  let description = [{
+    `y[…, n] = Σ_k x[…, k] · W[n, k] + b[n]` for an input `x` of shape
+    `[…, K]` (any leading dimensions), a weight `W` of shape `N×K` (a float
+    tensor or a `!qopt.qtensor`, dequantized on the fly) and an optional
+    bias of shape `[N]`. This is `torch.nn.Linear`; the importer raises
+    `MatMul`/`Gemm` with a parameter weight into it so that adapter and
+    quantization passes find every linear layer.
+
+    ```mlir
+    %y = qopt.linear %x, %w, %b
+        : (tensor<?x?x4096xf32>, tensor<11008x4096xf32>, tensor<11008xf32>)
+        -> tensor<?x?x11008xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_WeightType:$weight,
+                       Optional<QOpt_FloatTensor>:$bias);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
+    QOpt_LinearLikeOpInterface]> {
+  let summary = "linear layer with a low-rank adapter (LoRA and variants)";
+  let description = [{
+    A linear layer `x · Wᵀ + b` plus a trainable low-rank branch:
+
+    ```
+    z = dropout(x) · Aᵀ                  A: r×K  (lora_a)
+    z = z ⊙ g                            g: [r]  (gate, SoRA; optional)
+    z = z · Mᵀ                           M: r×r  (middle, LoRA-XS / LoRA-SB; optional)
+    y = x · Wᵀ + scale · z · Bᵀ + b      B: N×r  (lora_b)
+    ```
+
+    with `scale = alpha / r` (`standard`) or `alpha / √r` (`rslora`).
+    `dropout` is the probability of zeroing an input element in training
+    (survivors scaled by `1/(1-p)`); inference ignores it.
+
+    With a DoRA `magnitude` `m` of shape `[N]` the output is instead
+
+    ```
+    W' = W + scale · B · M · diag(g) · A
+    y  = (m / ‖W'‖_row) ⊙ (x · Wᵀ + scale · z · Bᵀ) + b
+    ```
+
+    where `‖W'‖_row` is the L2 norm of each output row of `W'`, treated as a
+    constant in the backward pass (as in DoRA and PEFT).
+
+    `W` may be a `!qopt.qtensor` (QLoRA). A branch with `B = 0` does not
+    change the output, but B starts at zero in training, so it is only folded
+    away when a pass is asked to (never by canonicalization).
+
+    ```mlir
+    %y = qopt.lora %x, %w, %a, %b alpha = 32.0 scaling = rslora dropout = 5.0e-02
+        : (tensor<?x4096xf32>, tensor<4096x4096xf32>, tensor<16x4096xf32>,
+           tensor<4096x16xf32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_WeightType:$weight,
+                       QOpt_FloatTensor:$lora_a, QOpt_FloatTensor:$lora_b,
+                       Optional<QOpt_FloatTensor>:$bias,
+                       Optional<QOpt_FloatTensor>:$magnitude,
+                       Optional<QOpt_FloatTensor>:$middle,
+                       Optional<QOpt_FloatTensor>:$gate,
+                       F64Attr:$alpha,
+                       DefaultValuedAttr<QOpt_LoRAScalingAttr,
+                                         "::mlir::qopt::LoRAScaling::Standard">:$scaling,
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight `,` $lora_a `,` $lora_b
+    (`bias` `(` $bias^ `)`)? (`magnitude` `(` $magnitude^ `)`)?
+    (`middle` `(` $middle^ `)`)? (`gate` `(` $gate^ `)`)?
+    `alpha` `=` $alpha (`scaling` `=` `` $scaling^)? (`dropout` `=` $dropout^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The adapter rank r (rows of A).
+    int64_t getRank();
+    /// alpha / r or alpha / sqrt(r), as `scaling` says.
+    double getScale();
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Quantizers
+//===----------------------------------------------------------------------===//
+
+class QOpt_QuantizerOp<string mnemonic, list<Trait> traits = []>
+    : QOpt_Op<mnemonic, !listconcat(traits, [Pure,
+        AllTypesMatch<["input", "result"]>])> {
+  let results = (outs QOpt_FloatTensor:$result);
+  let hasVerifier = 1;
+  code commonArgsDesc = [{
+    `scale` has the shape that `granularity` gives for `input`
+    (`per_token` scales are usually computed from the activation at run
+    time). `zero_point` is present exactly when the format has zero points.
+  }];
+}
+
+def QOpt_FakeQuantOp : QOpt_QuantizerOp<"fake_quant"> {
+  let summary = "quantize-dequantize with a fixed scale (straight-through)";
+  let description = [{
+    Simulates quantization in float, for weights or activations:
+
+    ```
+    q = clamp(encode(x / s) + zp, qmin, qmax)
+    y = (decode(q) - zp) · s
+    ```
+
+    with `encode`/`decode` of `format` (round-half-to-even for integer and
+    float formats, nearest code for NF4). The gradient is the clipped
+    straight-through estimator: `∂y/∂x = 1` where `x / s + zp` lies in
+    `[qmin, qmax]`, else 0; `s` and `zp` are not trained.
+  }] # commonArgsDesc # [{
+
+    ```mlir
+    %y = qopt.fake_quant %x scale %s format(#qopt.int<8>) granularity(#qopt.per_token)
+        : (tensor<2x128x4096xf32>, tensor<2x128xf32>) -> tensor<2x128x4096xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$scale,
+                       Optional<QOpt_FloatTensor>:$zero_point,
+                       QOpt_QuantFormatAttr:$format,
+                       QOpt_GranularityAttr:$granularity);
+  let assemblyFormat = [{
+    $input `scale` $scale (`zero_point` $zero_point^)?
+    `format` `(` $format `)` `granularity` `(` $granularity `)`
+    attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def QOpt_LSQOp : QOpt_QuantizerOp<"lsq"> {
+  let summary = "learned step size quantizer (LSQ / LSQ+)";
+  let description = [{
+    The forward pass is `qopt.fake_quant`'s; the step size `s` (and, for
+    formats with zero points, the offset `zp`, as in LSQ+) are trainable.
+    Gradients (Esser et al., 2020), with `v = x / s` and `g` the gradient
+    scale:
+
+    ```
+    ∂y/∂x = 1 if qmin ≤ v + zp ≤ qmax else 0
+    ∂y/∂s = g · (round(v) - v)   inside the range
+          = g · (qmin - zp)       below,   g · (qmax - zp) above
+    ```
+
+    `grad_scale` defaults to `1 / √(n · qmax)` with `n` the number of
+    elements sharing one scale, as the paper recommends.
+  }] # commonArgsDesc # [{
+
+    ```mlir
+    %y = qopt.lsq %w scale %s format(#qopt.int<4>) granularity(#qopt.per_channel<0>)
+        grad_scale = 1.0e-02 : (tensor<64x128xf32>, tensor<64xf32>) -> tensor<64x128xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$scale,
+                       Optional<QOpt_FloatTensor>:$zero_point,
+                       QOpt_QuantFormatAttr:$format,
+                       QOpt_GranularityAttr:$granularity,
+                       OptionalAttr<F64Attr>:$grad_scale);
+  let assemblyFormat = [{
+    $input `scale` $scale (`zero_point` $zero_point^)?
+    `format` `(` $format `)` `granularity` `(` $granularity `)`
+    (`grad_scale` `=` $grad_scale^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Outlier handling
+//===----------------------------------------------------------------------===//
+
+def QOpt_SmoothOp : QOpt_Op<"smooth", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "per-channel activation smoothing (SmoothQuant)";
+  let description = [{
+    `y[…, c, …] = x[…, c, …] / s[c]` along `axis` (default: the last).
+    SmoothQuant migrates activation outliers into the weights: the following
+    linear's weight columns are multiplied by the same `s`, so the product
+    is unchanged while the activation becomes easier to quantize.
+
+    ```mlir
+    %y = qopt.smooth %x, %s : (tensor<?x4096xf32>, tensor<4096xf32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$scale,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scale (`axis` `=` $axis^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_HadamardOp : QOpt_Op<"hadamard", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "normalised Walsh–Hadamard transform over one axis (QuaRot)";
+  let description = [{
+    Applies `y = (1/√n) · H_n · diag(signs) · x` to each vector of `n`
+    consecutive elements along `axis` (default: the last), where `n` is
+    `block` if given (a block-diagonal rotation, e.g. per attention head)
+    else the whole dimension. `H_n` is orthogonal after normalisation, so a
+    rotation applied to activations and, transposed, to the next weight
+    leaves a product unchanged while spreading outliers.
+
+    `n` must be `2^k` (Sylvester construction) or `m · 2^k` with `m` one of
+    the Hadamard orders QuaRot ships (12, 20, 28, 36, 40, 52, 60, 108, 140,
+    156, 172), then `H_n = H_m ⊗ H_{2^k}`: this covers LLaMA-2's 11008
+    (172 · 64) and Mistral's 14336 (28 · 512). The optional `signs` vector
+    (±1, length `n`) makes the rotation randomized.
+
+    ```mlir
+    %y = qopt.hadamard %x signs %d axis = 1
+        : (tensor<?x4096xf32>, tensor<4096xf32>) -> tensor<?x4096xf32>
+    %h = qopt.hadamard %q block = 128 : (tensor<?x4096xf32>) -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input,
+                       Optional<QOpt_FloatTensor>:$signs,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis,
+                       OptionalAttr<I64Attr>:$block);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input (`signs` $signs^)? (`axis` `=` $axis^)? (`block` `=` $block^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Whether `n` is a supported Hadamard order.
+    static bool isSupportedSize(int64_t n);
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Normalisation
+//===----------------------------------------------------------------------===//
+
+def QOpt_RMSNormOp : QOpt_Op<"rms_norm", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "root-mean-square normalisation (LLaMA, T5)";
+  let description = [{
+    Over the trailing dimensions from `axis` (default: the last),
+
+    ```
+    y = x / sqrt(mean(x²) + epsilon) · gamma
+    ```
+
+    with `gamma` of the normalised shape `x.shape[axis:]`. Statistics are
+    computed in f32 whatever the element type (as HF's `LlamaRMSNorm` and
+    ONNX `RMSNormalization` with `stash_type = 1` do).
+
+    ```mlir
+    %y = qopt.rms_norm %x, %g epsilon = 1.0e-06
+        : (tensor<?x?x4096xf32>, tensor<4096xf32>) -> tensor<?x?x4096xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$gamma,
+                       DefaultValuedAttr<F64Attr, "1.0e-06">:$epsilon,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gamma (`epsilon` `=` $epsilon^)? (`axis` `=` $axis^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_LayerNormOp : QOpt_Op<"layer_norm", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "layer normalisation (GPT-2, BERT, ViT)";
+  let description = [{
+    Over the trailing dimensions from `axis` (default: the last),
+
+    ```
+    y = (x - mean(x)) / sqrt(var(x) + epsilon) · gamma + beta
+    ```
+
+    with the biased variance, and `gamma`, `beta` of shape `x.shape[axis:]`
+    (`beta` optional), as `torch.nn.LayerNorm` and ONNX
+    `LayerNormalization`. Statistics are computed in f32.
+
+    ```mlir
+    %y = qopt.layer_norm %x, %g, %b epsilon = 1.0e-05
+        : (tensor<?x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<?x768xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$gamma,
+                       Optional<QOpt_FloatTensor>:$beta,
+                       DefaultValuedAttr<F64Attr, "1.0e-05">:$epsilon,
+                       DefaultValuedAttr<I64Attr, "-1">:$axis);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $gamma (`,` $beta^)? (`epsilon` `=` $epsilon^)? (`axis` `=` $axis^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // QOPT_DIALECT_QOPT_IR_QOPTOPS_TD

@@ -1,0 +1,81 @@
+//===- QuantFormats.h - Number formats of quantized weights -----*- C++ -*-===//
+//
+// Reference encoders, decoders and bit packing for the formats of
+// #qopt.int / #qopt.nf4 / #qopt.float. Plain C++ with no MLIR or LLVM
+// dependency: the compiler (constant folding, weight packing) and the
+// runtime (kernels' reference implementations) share them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_SUPPORT_QUANTFORMATS_H
+#define QOPT_SUPPORT_QUANTFORMATS_H
+
+#include <array>
+#include <cstdint>
+
+namespace qopt {
+
+//===----------------------------------------------------------------------===//
+// NF4
+//===----------------------------------------------------------------------===//
+
+/// The 16 NormalFloat4 code values of QLoRA (bitsandbytes' table), ascending.
+const std::array<float, 16> &nf4CodeTable();
+
+/// Index of the code nearest to `v` (already divided by the block absmax);
+/// ties go to the lower index. Values outside [-1, 1] saturate.
+uint8_t nf4Encode(float v);
+
+//===----------------------------------------------------------------------===//
+// Small floats
+//===----------------------------------------------------------------------===//
+
+enum class SmallFloatKind { F8E4M3FN, F8E5M2, F4E2M1FN, F8E8M0FNU };
+
+/// Bits of one element of `kind`.
+unsigned smallFloatBits(SmallFloatKind kind);
+/// Largest finite value of `kind`.
+float smallFloatMax(SmallFloatKind kind);
+/// The value of bit pattern `code` (low bits) in `kind`; NaN for NaN codes.
+float smallFloatDecode(SmallFloatKind kind, uint8_t code);
+/// Nearest representable value of `kind` to `v` (ties to even), saturating
+/// to the largest finite value; NaN goes to a NaN code (0 for f4E2M1FN,
+/// which has none). For F8E8M0FNU (powers of two, unsigned) the exponent is
+/// rounded down, as the OCP MX specification computes shared scales.
+uint8_t smallFloatEncode(SmallFloatKind kind, float v);
+
+//===----------------------------------------------------------------------===//
+// Integers
+//===----------------------------------------------------------------------===//
+
+/// Rounds to the nearest integer, ties to even (what numpy and PyTorch do).
+int64_t roundHalfToEven(double v);
+
+/// Smallest and largest code of a k-bit integer format.
+int64_t intFormatMin(unsigned bits, bool isSigned);
+int64_t intFormatMax(unsigned bits, bool isSigned);
+
+//===----------------------------------------------------------------------===//
+// Bit packing
+//===----------------------------------------------------------------------===//
+
+/// Bytes one row of `n` elements of `bits` each takes (rows are padded to a
+/// whole byte).
+int64_t packedRowBytes(int64_t n, unsigned bits);
+
+/// Packs `n` codes (their low `bits` bits; 1 ≤ bits ≤ 8) little-endian into
+/// `out` (`packedRowBytes(n, bits)` bytes): element i occupies bits
+/// [i·bits, (i+1)·bits) of the row's bit string, so with 4 bits element 0
+/// is the low nibble of byte 0. Padding bits are zero.
+void packBits(const uint8_t *codes, int64_t n, unsigned bits, uint8_t *out);
+
+/// The inverse of packBits: `n` codes, each in the low `bits` bits.
+void unpackBits(const uint8_t *packed, int64_t n, unsigned bits,
+                uint8_t *codes);
+
+/// Sign-extends the low `bits` bits of `code`.
+int32_t signExtend(uint8_t code, unsigned bits);
+
+} // namespace qopt
+
+#endif // QOPT_SUPPORT_QUANTFORMATS_H

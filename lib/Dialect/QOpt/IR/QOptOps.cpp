@@ -1,0 +1,522 @@
+//===- QOptOps.cpp - QOpt operations --------------------------------------===//
+
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/OpImplementation.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+#include <string>
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+#include "qopt/Dialect/QOpt/IR/QOptOpInterfaces.cpp.inc"
+
+/// "4096x?x64" for diagnostics ("scalar" for rank 0).
+static std::string shapeStr(ArrayRef<int64_t> shape) {
+  if (shape.empty())
+    return "scalar";
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  llvm::interleave(
+      shape, os,
+      [&](int64_t d) {
+        if (ShapedType::isDynamic(d))
+          os << "?";
+        else
+          os << d;
+      },
+      "x");
+  return s;
+}
+
+/// Two dimensions agree when either is dynamic or they are equal.
+static bool dimsCompatible(int64_t a, int64_t b) {
+  return ShapedType::isDynamic(a) || ShapedType::isDynamic(b) || a == b;
+}
+
+static bool shapesCompatible(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
+  return a.size() == b.size() &&
+         llvm::all_of(llvm::zip(a, b), [](auto p) {
+           return dimsCompatible(std::get<0>(p), std::get<1>(p));
+         });
+}
+
+/// Resolves a possibly negative axis against `rank`; fails with a diagnostic
+/// naming the attribute.
+static FailureOr<int64_t> normalizeAxis(Operation *op, int64_t axis,
+                                        int64_t rank) {
+  if (axis < -rank || axis >= rank)
+    return op->emitOpError() << "axis " << axis << " is out of range for an "
+                             << "input of rank " << rank << " (expected "
+                             << -rank << " to " << rank - 1 << ")";
+  return axis < 0 ? axis + rank : axis;
+}
+
+//===----------------------------------------------------------------------===//
+// ParamOp / LoadParamOp
+//===----------------------------------------------------------------------===//
+
+/// Bytes of `numel` elements of `type`, or failure on overflow.
+static FailureOr<uint64_t> byteSize(RankedTensorType type) {
+  unsigned bits = type.getElementTypeBitWidth();
+  uint64_t numel = 1;
+  for (int64_t d : type.getShape()) {
+    if (d != 0 && numel > UINT64_MAX / static_cast<uint64_t>(d))
+      return failure();
+    numel *= static_cast<uint64_t>(d);
+  }
+  if (numel > (UINT64_MAX - 7) / bits)
+    return failure();
+  return (numel * bits + 7) / 8;
+}
+
+LogicalResult ParamOp::verify() {
+  RankedTensorType type = getTensorType();
+  if (!type.getElementType().isIntOrFloat())
+    return emitOpError() << "parameter @" << getSymName()
+                         << " must have an integer or float element type, got "
+                         << type.getElementType();
+  FailureOr<uint64_t> bytes = byteSize(type);
+  if (failed(bytes))
+    return emitOpError() << "parameter @" << getSymName() << " of type "
+                         << type << " is too large to address";
+  std::optional<Attribute> init = getInitialValue();
+  if (!init)
+    return success();
+  if (auto elements = dyn_cast<ElementsAttr>(*init)) {
+    if (elements.getType() != type)
+      return emitOpError() << "inline data of @" << getSymName()
+                           << " has type " << elements.getType()
+                           << " but the parameter is declared " << type;
+    return success();
+  }
+  auto external = cast<ExternalDataAttr>(*init);
+  if (external.getLength() != *bytes)
+    return emitOpError() << "external data of @" << getSymName() << " holds "
+                         << external.getLength() << " bytes but " << type
+                         << " needs " << *bytes;
+  return success();
+}
+
+LogicalResult
+LoadParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
+  if (!param)
+    return emitOpError() << "'" << getName()
+                         << "' does not name a qopt.param";
+  if (param.getType() != getType())
+    return emitOpError() << "result type " << getType()
+                         << " does not match the type of @" << getName()
+                         << ", " << param.getType();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AssembleOp / DisassembleOp
+//===----------------------------------------------------------------------===//
+
+/// Checks the storage parts against what `type` lists; `what` is "operand"
+/// or "result".
+static LogicalResult verifyStorage(Operation *op, QTensorType type,
+                                   Type data, Type scales, Value zeroPoints,
+                                   Value offset, StringRef what) {
+  if (data != type.getDataType())
+    return op->emitOpError() << "packed data " << what << " has type " << data
+                             << " but " << type << " stores its codes in "
+                             << type.getDataType();
+  if (scales != type.getScalesType())
+    return op->emitOpError() << "scales " << what << " has type " << scales
+                             << " but " << type << " needs "
+                             << type.getScalesType();
+  if (RankedTensorType zpType = type.getZeroPointsType()) {
+    if (!zeroPoints)
+      return op->emitOpError() << "format " << type.getFormat()
+                               << " has zero points: expected a "
+                                  "zero_points "
+                               << what << " of type " << zpType;
+    if (zeroPoints.getType() != zpType)
+      return op->emitOpError() << "zero points " << what << " has type "
+                               << zeroPoints.getType() << " but " << type
+                               << " needs " << zpType;
+  } else if (zeroPoints) {
+    return op->emitOpError() << "format " << type.getFormat()
+                             << " has no zero points; remove the zero_points "
+                             << what;
+  }
+  if (type.getOffset() != static_cast<bool>(offset))
+    return op->emitOpError()
+           << (type.getOffset() ? "the type has an offset: expected an offset "
+                                : "the type has no offset; remove the offset ")
+           << what;
+  return success();
+}
+
+LogicalResult AssembleOp::verify() {
+  return verifyStorage(*this, getType(), getData().getType(),
+                       getScales().getType(), getZeroPoints(), getOffset(),
+                       "operand");
+}
+
+OpFoldResult AssembleOp::fold(FoldAdaptor) {
+  // assemble(disassemble(q)) -> q
+  auto source = getData().getDefiningOp<DisassembleOp>();
+  if (!source || source.getInput().getType() != getType())
+    return {};
+  if (getScales() != source.getScales() ||
+      getZeroPoints() != source.getZeroPoints() ||
+      getOffset() != source.getOffset())
+    return {};
+  return source.getInput();
+}
+
+LogicalResult DisassembleOp::verify() {
+  return verifyStorage(*this, getInput().getType(), getData().getType(),
+                       getScales().getType(), getZeroPoints(), getOffset(),
+                       "result");
+}
+
+LogicalResult DisassembleOp::fold(FoldAdaptor,
+                                  SmallVectorImpl<OpFoldResult> &results) {
+  // disassemble(assemble(parts...)) -> parts...
+  auto source = getInput().getDefiningOp<AssembleOp>();
+  if (!source)
+    return failure();
+  results.push_back(source.getData());
+  results.push_back(source.getScales());
+  if (Value zp = source.getZeroPoints())
+    results.push_back(zp);
+  if (Value offset = source.getOffset())
+    results.push_back(offset);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// QuantizeOp / DequantizeOp
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyQuantizedShape(Operation *op,
+                                          RankedTensorType floatType,
+                                          QTensorType qtype) {
+  if (!shapesCompatible(floatType.getShape(), qtype.getShape()))
+    return op->emitOpError()
+           << "float tensor has shape " << shapeStr(floatType.getShape())
+           << " but the quantized tensor has shape "
+           << shapeStr(qtype.getShape());
+  return success();
+}
+
+LogicalResult QuantizeOp::verify() {
+  return verifyQuantizedShape(*this, getInput().getType(), getType());
+}
+
+LogicalResult DequantizeOp::verify() {
+  return verifyQuantizedShape(*this, getType(), getInput().getType());
+}
+
+//===----------------------------------------------------------------------===//
+// LinearOp / LoRAOp
+//===----------------------------------------------------------------------===//
+
+static ArrayRef<int64_t> weightShape(Value weight) {
+  if (auto q = dyn_cast<QTensorType>(weight.getType()))
+    return q.getShape();
+  return cast<RankedTensorType>(weight.getType()).getShape();
+}
+
+/// Common checks of x·Wᵀ + b: x is [..., K], W is N×K, b is [N], the result
+/// is [..., N] with x's element type. Returns N.
+static FailureOr<int64_t> verifyLinear(Operation *op, Value input,
+                                       Value weight, Value bias,
+                                       Type resultType) {
+  auto xType = cast<RankedTensorType>(input.getType());
+  if (xType.getRank() < 1)
+    return op->emitOpError() << "input must have rank 1 or more";
+  ArrayRef<int64_t> w = weightShape(weight);
+  if (w.size() != 2)
+    return op->emitOpError() << "weight must be 2-D (out_features x "
+                                "in_features), got shape "
+                             << shapeStr(w);
+  int64_t k = xType.getShape().back();
+  if (!dimsCompatible(k, w[1]))
+    return op->emitOpError()
+           << "input has " << k << " features but the weight expects " << w[1]
+           << " (weight shape " << shapeStr(w) << " is out x in)";
+  if (bias) {
+    auto bType = cast<RankedTensorType>(bias.getType());
+    if (bType.getRank() != 1 || !dimsCompatible(bType.getDimSize(0), w[0]))
+      return op->emitOpError() << "bias must have shape " << shapeStr({w[0]})
+                               << ", got " << shapeStr(bType.getShape());
+    if (bType.getElementType() != xType.getElementType())
+      return op->emitOpError() << "bias element type "
+                               << bType.getElementType()
+                               << " differs from the input's "
+                               << xType.getElementType();
+  }
+  if (auto wType = dyn_cast<RankedTensorType>(weight.getType()))
+    if (wType.getElementType() != xType.getElementType())
+      return op->emitOpError() << "weight element type "
+                               << wType.getElementType()
+                               << " differs from the input's "
+                               << xType.getElementType()
+                               << "; insert a cast or quantize the weight";
+  auto yType = cast<RankedTensorType>(resultType);
+  SmallVector<int64_t> expected(xType.getShape().drop_back());
+  expected.push_back(w[0]);
+  if (!shapesCompatible(yType.getShape(), expected) ||
+      yType.getElementType() != xType.getElementType())
+    return op->emitOpError()
+           << "result must be "
+           << RankedTensorType::get(expected, xType.getElementType())
+           << ", got " << yType;
+  return w[0];
+}
+
+LogicalResult LinearOp::verify() {
+  return verifyLinear(*this, getInput(), getWeight(), getBias(), getType());
+}
+
+int64_t LoRAOp::getRank() { return getLoraA().getType().getDimSize(0); }
+
+double LoRAOp::getScale() {
+  double r = static_cast<double>(getRank());
+  double alpha = getAlpha().convertToDouble();
+  return getScaling() == LoRAScaling::RsLoRA ? alpha / std::sqrt(r)
+                                             : alpha / r;
+}
+
+LogicalResult LoRAOp::verify() {
+  FailureOr<int64_t> n =
+      verifyLinear(*this, getInput(), getWeight(), getBias(), getType());
+  if (failed(n))
+    return failure();
+  ArrayRef<int64_t> w = weightShape(getWeight());
+  Type elementType = getInput().getType().getElementType();
+
+  auto checkShape = [&](Value v, StringRef name,
+                        ArrayRef<int64_t> expected) -> LogicalResult {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (!shapesCompatible(type.getShape(), expected))
+      return emitOpError() << name << " must have shape "
+                           << shapeStr(expected) << ", got "
+                           << shapeStr(type.getShape());
+    if (type.getElementType() != elementType)
+      return emitOpError() << name << " element type "
+                           << type.getElementType()
+                           << " differs from the input's " << elementType;
+    return success();
+  };
+
+  auto aType = getLoraA().getType();
+  if (aType.getRank() != 2)
+    return emitOpError() << "lora_a must be 2-D (rank x in_features), got "
+                         << shapeStr(aType.getShape());
+  int64_t r = aType.getDimSize(0);
+  if (ShapedType::isDynamic(r) || r < 1)
+    return emitOpError() << "lora_a must have a static, positive rank "
+                            "(first dimension)";
+  if (failed(checkShape(getLoraA(), "lora_a", {r, w[1]})) ||
+      failed(checkShape(getLoraB(), "lora_b", {w[0], r})))
+    return failure();
+  if (getMagnitude() &&
+      failed(checkShape(getMagnitude(), "magnitude (DoRA)", {w[0]})))
+    return failure();
+  if (getMiddle() && failed(checkShape(getMiddle(), "middle", {r, r})))
+    return failure();
+  if (getGate() && failed(checkShape(getGate(), "gate", {r})))
+    return failure();
+  double alpha = getAlpha().convertToDouble();
+  if (!(alpha > 0.0) || !std::isfinite(alpha))
+    return emitOpError() << "alpha must be positive and finite, got " << alpha;
+  double p = getDropout().convertToDouble();
+  if (!(p >= 0.0 && p < 1.0))
+    return emitOpError() << "dropout must be in [0, 1), got " << p;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// FakeQuantOp / LSQOp
+//===----------------------------------------------------------------------===//
+
+static LogicalResult verifyQuantizer(Operation *op, Value input, Value scale,
+                                     Value zeroPoint,
+                                     QuantFormatAttrInterface format,
+                                     GranularityAttrInterface granularity) {
+  auto xType = cast<RankedTensorType>(input.getType());
+  FailureOr<SmallVector<int64_t>> scaleShape = granularity.getScaleShape(
+      xType.getShape(), [&] { return op->emitOpError(); });
+  if (failed(scaleShape))
+    return failure();
+  auto sType = cast<RankedTensorType>(scale.getType());
+  if (!shapesCompatible(sType.getShape(), *scaleShape))
+    return op->emitOpError()
+           << "scale must have shape " << shapeStr(*scaleShape) << " for "
+           << granularity << " over an input of shape "
+           << shapeStr(xType.getShape()) << ", got "
+           << shapeStr(sType.getShape());
+  if (format.hasZeroPoint()) {
+    if (!zeroPoint)
+      return op->emitOpError() << "format " << format
+                               << " has zero points: add a zero_point "
+                                  "operand shaped like the scale";
+    auto zType = cast<RankedTensorType>(zeroPoint.getType());
+    if (zType.getShape() != sType.getShape())
+      return op->emitOpError() << "zero_point must have the scale's shape "
+                               << shapeStr(sType.getShape()) << ", got "
+                               << shapeStr(zType.getShape());
+  } else if (zeroPoint) {
+    return op->emitOpError() << "format " << format
+                             << " is symmetric: remove the zero_point "
+                                "operand or use a format with zero_point";
+  }
+  return success();
+}
+
+LogicalResult FakeQuantOp::verify() {
+  return verifyQuantizer(*this, getInput(), getScale(), getZeroPoint(),
+                         getFormat(), getGranularity());
+}
+
+LogicalResult LSQOp::verify() {
+  if (failed(verifyQuantizer(*this, getInput(), getScale(), getZeroPoint(),
+                             getFormat(), getGranularity())))
+    return failure();
+  if (FloatAttr attr = getGradScaleAttr()) {
+    double g = attr.getValueAsDouble();
+    if (!(g > 0.0) || !std::isfinite(g))
+      return emitOpError() << "grad_scale must be positive and finite, got "
+                           << g;
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// SmoothOp / HadamardOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SmoothOp::verify() {
+  auto xType = getInput().getType();
+  FailureOr<int64_t> axis = normalizeAxis(*this, getAxis(), xType.getRank());
+  if (failed(axis))
+    return failure();
+  auto sType = getScale().getType();
+  int64_t channels = xType.getDimSize(*axis);
+  if (sType.getRank() != 1 || !dimsCompatible(sType.getDimSize(0), channels))
+    return emitOpError() << "scale must have shape " << shapeStr({channels})
+                         << " (one per channel along axis " << *axis
+                         << "), got " << shapeStr(sType.getShape());
+  if (sType.getElementType() != xType.getElementType())
+    return emitOpError() << "scale element type " << sType.getElementType()
+                         << " differs from the input's "
+                         << xType.getElementType();
+  return success();
+}
+
+bool HadamardOp::isSupportedSize(int64_t n) {
+  if (n < 1)
+    return false;
+  // n = 2^k (Sylvester), or n = m * 2^j with m one of the orders QuaRot
+  // ships a matrix for. Those m are 4 * odd, so n must be odd * 2^k with k
+  // >= 2 and the odd part one of theirs.
+  int64_t twos = 0;
+  while (n % 2 == 0) {
+    n /= 2;
+    ++twos;
+  }
+  if (n == 1)
+    return true;
+  static constexpr int64_t kOddParts[] = {3, 5, 7, 9, 13, 15, 27, 35, 39, 43};
+  return twos >= 2 && llvm::is_contained(kOddParts, n);
+}
+
+LogicalResult HadamardOp::verify() {
+  auto xType = getInput().getType();
+  FailureOr<int64_t> axis = normalizeAxis(*this, getAxis(), xType.getRank());
+  if (failed(axis))
+    return failure();
+  int64_t dim = xType.getDimSize(*axis);
+  std::optional<int64_t> block = getBlock();
+  if (block && *block < 1)
+    return emitOpError() << "block must be positive, got " << *block;
+  if (block && !ShapedType::isDynamic(dim) && dim % *block != 0)
+    return emitOpError() << "block " << *block
+                         << " does not divide dimension " << dim
+                         << " of axis " << *axis;
+  int64_t n = block ? *block : dim;
+  if (ShapedType::isDynamic(n)) {
+    if (getSigns())
+      return emitOpError() << "signs need a static transform size: give "
+                              "block or a static dimension";
+    return success();
+  }
+  if (!isSupportedSize(n))
+    return emitOpError() << "no Hadamard matrix of order " << n
+                         << ": use a power of two or m * 2^k with m in {12, "
+                            "20, 28, 36, 40, 52, 60, 108, 140, 156, 172}";
+  if (Value signs = getSigns()) {
+    auto sType = cast<RankedTensorType>(signs.getType());
+    if (sType.getRank() != 1 || !dimsCompatible(sType.getDimSize(0), n))
+      return emitOpError() << "signs must have shape " << shapeStr({n})
+                           << ", got " << shapeStr(sType.getShape());
+  }
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RMSNormOp / LayerNormOp
+//===----------------------------------------------------------------------===//
+
+/// gamma (and beta) must have the normalised shape x.shape[axis:] and x's
+/// element type.
+static LogicalResult verifyNorm(Operation *op, Value input, int64_t axisAttr,
+                                ArrayRef<std::pair<Value, StringRef>> params) {
+  auto xType = cast<RankedTensorType>(input.getType());
+  FailureOr<int64_t> axis = normalizeAxis(op, axisAttr, xType.getRank());
+  if (failed(axis))
+    return failure();
+  ArrayRef<int64_t> normalized = xType.getShape().drop_front(*axis);
+  for (auto [value, name] : params) {
+    if (!value)
+      continue;
+    auto type = cast<RankedTensorType>(value.getType());
+    if (!shapesCompatible(type.getShape(), normalized))
+      return op->emitOpError()
+             << name << " must have the normalised shape "
+             << shapeStr(normalized) << " (input dimensions from axis "
+             << *axis << "), got " << shapeStr(type.getShape());
+    if (type.getElementType() != xType.getElementType())
+      return op->emitOpError() << name << " element type "
+                               << type.getElementType()
+                               << " differs from the input's "
+                               << xType.getElementType();
+  }
+  return success();
+}
+
+static LogicalResult verifyEpsilon(Operation *op, APFloat epsilon) {
+  double eps = epsilon.convertToDouble();
+  if (!(eps >= 0.0) || !std::isfinite(eps))
+    return op->emitOpError() << "epsilon must be non-negative and finite, got "
+                             << eps;
+  return success();
+}
+
+LogicalResult RMSNormOp::verify() {
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
+  return verifyNorm(*this, getInput(), getAxis(), {{getGamma(), "gamma"}});
+}
+
+LogicalResult LayerNormOp::verify() {
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
+  return verifyNorm(*this, getInput(), getAxis(),
+                    {{getGamma(), "gamma"}, {getBeta(), "beta"}});
+}
+
+#define GET_OP_CLASSES
+#include "qopt/Dialect/QOpt/IR/QOptOps.cpp.inc"

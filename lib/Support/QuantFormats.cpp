@@ -1,0 +1,235 @@
+//===- QuantFormats.cpp - Number formats of quantized weights -------------===//
+
+#include "qopt/Support/QuantFormats.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace qopt {
+
+const std::array<float, 16> &nf4CodeTable() {
+  // QLoRA appendix E / bitsandbytes: normal quantiles scaled to [-1, 1].
+  static const std::array<float, 16> table = {
+      -1.0f,
+      -0.6961928009986877f,
+      -0.5250730514526367f,
+      -0.39491748809814453f,
+      -0.28444138169288635f,
+      -0.18477343022823334f,
+      -0.09105003625154495f,
+      0.0f,
+      0.07958029955625534f,
+      0.16093020141124725f,
+      0.24611230194568634f,
+      0.33791524171829224f,
+      0.44070982933044434f,
+      0.5626170039176941f,
+      0.7229568362236023f,
+      1.0f};
+  return table;
+}
+
+uint8_t nf4Encode(float v) {
+  const auto &table = nf4CodeTable();
+  if (std::isnan(v))
+    return 7; // zero
+  // First code >= v; then pick the nearer neighbour (lower on ties).
+  auto it = std::lower_bound(table.begin(), table.end(), v);
+  if (it == table.begin())
+    return 0;
+  if (it == table.end())
+    return 15;
+  auto hi = static_cast<uint8_t>(it - table.begin());
+  uint8_t lo = hi - 1;
+  return (v - table[lo] <= table[hi] - v) ? lo : hi;
+}
+
+namespace {
+struct FloatLayout {
+  unsigned exponentBits, mantissaBits;
+  int bias;
+  bool hasSign;
+};
+
+FloatLayout layoutOf(SmallFloatKind kind) {
+  switch (kind) {
+  case SmallFloatKind::F8E4M3FN:
+    return {4, 3, 7, true};
+  case SmallFloatKind::F8E5M2:
+    return {5, 2, 15, true};
+  case SmallFloatKind::F4E2M1FN:
+    return {2, 1, 1, true};
+  case SmallFloatKind::F8E8M0FNU:
+    return {8, 0, 127, false};
+  }
+  return {0, 0, 0, false};
+}
+
+bool isNaNCode(SmallFloatKind kind, uint8_t code) {
+  switch (kind) {
+  case SmallFloatKind::F8E4M3FN:
+    return (code & 0x7f) == 0x7f;
+  case SmallFloatKind::F8E5M2:
+    return (code & 0x7f) > 0x7c;
+  case SmallFloatKind::F4E2M1FN:
+    return false;
+  case SmallFloatKind::F8E8M0FNU:
+    return code == 0xff;
+  }
+  return false;
+}
+
+bool isInfCode(SmallFloatKind kind, uint8_t code) {
+  return kind == SmallFloatKind::F8E5M2 && (code & 0x7f) == 0x7c;
+}
+
+uint8_t nanCode(SmallFloatKind kind) {
+  switch (kind) {
+  case SmallFloatKind::F8E4M3FN:
+    return 0x7f;
+  case SmallFloatKind::F8E5M2:
+    return 0x7e;
+  case SmallFloatKind::F4E2M1FN:
+    return 0;
+  case SmallFloatKind::F8E8M0FNU:
+    return 0xff;
+  }
+  return 0;
+}
+
+/// Largest finite positive code.
+uint8_t maxCode(SmallFloatKind kind) {
+  switch (kind) {
+  case SmallFloatKind::F8E4M3FN:
+    return 0x7e;
+  case SmallFloatKind::F8E5M2:
+    return 0x7b;
+  case SmallFloatKind::F4E2M1FN:
+    return 0x7;
+  case SmallFloatKind::F8E8M0FNU:
+    return 0xfe;
+  }
+  return 0;
+}
+} // namespace
+
+unsigned smallFloatBits(SmallFloatKind kind) {
+  FloatLayout l = layoutOf(kind);
+  return l.exponentBits + l.mantissaBits + (l.hasSign ? 1 : 0);
+}
+
+float smallFloatMax(SmallFloatKind kind) {
+  return smallFloatDecode(kind, maxCode(kind));
+}
+
+float smallFloatDecode(SmallFloatKind kind, uint8_t code) {
+  FloatLayout l = layoutOf(kind);
+  unsigned bits = smallFloatBits(kind);
+  code &= static_cast<uint8_t>((1u << bits) - 1);
+  if (isNaNCode(kind, code))
+    return std::numeric_limits<float>::quiet_NaN();
+  bool negative = l.hasSign && (code >> (bits - 1)) & 1;
+  if (isInfCode(kind, code))
+    return negative ? -std::numeric_limits<float>::infinity()
+                    : std::numeric_limits<float>::infinity();
+  unsigned mantissa = code & ((1u << l.mantissaBits) - 1);
+  unsigned exponent = (code >> l.mantissaBits) & ((1u << l.exponentBits) - 1);
+  double value;
+  if (exponent == 0 && l.mantissaBits > 0) // subnormal
+    value = std::ldexp(static_cast<double>(mantissa),
+                       1 - l.bias - static_cast<int>(l.mantissaBits));
+  else
+    value = std::ldexp(1.0 + std::ldexp(static_cast<double>(mantissa),
+                                        -static_cast<int>(l.mantissaBits)),
+                       static_cast<int>(exponent) - l.bias);
+  return static_cast<float>(negative ? -value : value);
+}
+
+uint8_t smallFloatEncode(SmallFloatKind kind, float v) {
+  if (std::isnan(v))
+    return nanCode(kind);
+  FloatLayout l = layoutOf(kind);
+  if (kind == SmallFloatKind::F8E8M0FNU) {
+    if (!(v > 0.0f))
+      return 0; // 2^-127: the smallest scale
+    int e = std::ilogb(v); // floor(log2(v))
+    return static_cast<uint8_t>(std::clamp(e + l.bias, 0, 254));
+  }
+  unsigned bits = smallFloatBits(kind);
+  uint8_t signBit = static_cast<uint8_t>(1u << (bits - 1));
+  uint8_t sign = std::signbit(v) ? signBit : 0;
+  float mag = std::fabs(v);
+  // Positive codes 0..maxCode are monotonically increasing in value: binary
+  // search for the neighbours of `mag`.
+  uint8_t top = maxCode(kind);
+  if (mag >= smallFloatDecode(kind, top))
+    return sign | top; // saturate (and +-inf)
+  unsigned lo = 0, hi = top;
+  while (hi - lo > 1) {
+    unsigned mid = (lo + hi) / 2;
+    if (smallFloatDecode(kind, static_cast<uint8_t>(mid)) <= mag)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  float vlo = smallFloatDecode(kind, static_cast<uint8_t>(lo));
+  float vhi = smallFloatDecode(kind, static_cast<uint8_t>(hi));
+  uint8_t code;
+  if (mag - vlo < vhi - mag)
+    code = static_cast<uint8_t>(lo);
+  else if (mag - vlo > vhi - mag)
+    code = static_cast<uint8_t>(hi);
+  else // tie: even mantissa, i.e. even code
+    code = static_cast<uint8_t>((lo & 1) ? hi : lo);
+  return sign | code;
+}
+
+int64_t roundHalfToEven(double v) {
+  return static_cast<int64_t>(std::nearbyint(v)); // default mode: to even
+}
+
+int64_t intFormatMin(unsigned bits, bool isSigned) {
+  return isSigned ? -(int64_t(1) << (bits - 1)) : 0;
+}
+
+int64_t intFormatMax(unsigned bits, bool isSigned) {
+  return isSigned ? (int64_t(1) << (bits - 1)) - 1 : (int64_t(1) << bits) - 1;
+}
+
+int64_t packedRowBytes(int64_t n, unsigned bits) {
+  return (n * static_cast<int64_t>(bits) + 7) / 8;
+}
+
+void packBits(const uint8_t *codes, int64_t n, unsigned bits, uint8_t *out) {
+  std::fill(out, out + packedRowBytes(n, bits), uint8_t(0));
+  const unsigned mask = (1u << bits) - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t bit = i * bits;
+    unsigned value = (codes[i] & mask) << (bit % 8);
+    out[bit / 8] |= static_cast<uint8_t>(value);
+    if (value >> 8) // straddles into the next byte
+      out[bit / 8 + 1] |= static_cast<uint8_t>(value >> 8);
+  }
+}
+
+void unpackBits(const uint8_t *packed, int64_t n, unsigned bits,
+                uint8_t *codes) {
+  const unsigned mask = (1u << bits) - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t bit = i * bits;
+    unsigned word = packed[bit / 8];
+    if (bit % 8 + bits > 8)
+      word |= static_cast<unsigned>(packed[bit / 8 + 1]) << 8;
+    codes[i] = static_cast<uint8_t>((word >> (bit % 8)) & mask);
+  }
+}
+
+int32_t signExtend(uint8_t code, unsigned bits) {
+  int32_t v = code & ((1u << bits) - 1);
+  if (v & (1 << (bits - 1)))
+    v -= (1 << bits);
+  return v;
+}
+
+} // namespace qopt

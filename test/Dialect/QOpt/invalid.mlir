@@ -1,0 +1,461 @@
+// RUN: qopt-opt %s -split-input-file -verify-diagnostics
+// Every verifier error of the QOpt ops.
+
+// expected-error@+1 {{parameter @w must have an integer or float element type, got 'index'}}
+qopt.param @w : tensor<4xindex>
+
+// -----
+
+// expected-error@+1 {{parameter @w of type 'tensor<4611686018427387904x8xf32>' is too large to address}}
+qopt.param @w : tensor<4611686018427387904x8xf32>
+
+// -----
+
+// expected-error@+1 {{inline data of @w has type 'tensor<2xf32>' but the parameter is declared 'tensor<4xf32>'}}
+qopt.param @w : tensor<4xf32> = dense<1.0> : tensor<2xf32>
+
+// -----
+
+// expected-error@+1 {{external data of @w holds 15 bytes but 'tensor<4xf32>' needs 16}}
+qopt.param @w : tensor<4xf32> = #qopt.external<"w.bin", offset = 0, length = 15>
+
+// -----
+
+// expected-error@+1 {{'qopt.param' op attribute 'type' failed to satisfy constraint: type attribute of statically shaped tensor}}
+qopt.param @w : tensor<?xf32>
+
+// -----
+
+func.func @f() {
+  // expected-error@+1 {{'qopt.param' op expects parent op 'builtin.module'}}
+  "qopt.param"() <{sym_name = "w", type = tensor<4xf32>}> : () -> ()
+  return
+}
+
+// -----
+
+func.func @f() -> tensor<4xf32> {
+  // expected-error@+1 {{'nope' does not name a qopt.param}}
+  %0 = qopt.load_param @nope : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+qopt.param @w : tensor<4xf32>
+func.func @f() -> tensor<4xf16> {
+  // expected-error@+1 {{result type 'tensor<4xf16>' does not match the type of @w, 'tensor<4xf32>'}}
+  %0 = qopt.load_param @w : tensor<4xf16>
+  return %0 : tensor<4xf16>
+}
+
+// -----
+
+func.func @f(%d: tensor<64x32xi8>, %s: tensor<32xf32>) {
+  // expected-error@+1 {{packed data operand has type 'tensor<64x32xi8>' but '!qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>' stores its codes in 'tensor<64x16xi8>'}}
+  %q = qopt.assemble %d, %s : (tensor<64x32xi8>, tensor<32xf32>) -> !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<64x16xi8>, %s: tensor<64xf32>) {
+  // expected-error@+1 {{scales operand has type 'tensor<64xf32>' but '!qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>' needs 'tensor<32xf32>'}}
+  %q = qopt.assemble %d, %s : (tensor<64x16xi8>, tensor<64xf32>) -> !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<64x16xi8>, %s: tensor<64xf32>) {
+  // expected-error@+1 {{format #qopt.int<4, unsigned, zero_point> has zero points: expected a zero_points operand of type 'tensor<64xi8>'}}
+  %q = qopt.assemble %d, %s : (tensor<64x16xi8>, tensor<64xf32>) -> !qopt.qtensor<64x32, #qopt.int<4, unsigned, zero_point>, #qopt.per_channel<0>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<64x16xi8>, %s: tensor<64xf32>, %z: tensor<32xi8>) {
+  // expected-error@+1 {{zero points operand has type 'tensor<32xi8>' but '!qopt.qtensor<64x32, #qopt.int<4, unsigned, zero_point>, #qopt.per_channel<0>, scales = f32>' needs 'tensor<64xi8>'}}
+  %q = qopt.assemble %d, %s zero_points %z : (tensor<64x16xi8>, tensor<64xf32>, tensor<32xi8>) -> !qopt.qtensor<64x32, #qopt.int<4, unsigned, zero_point>, #qopt.per_channel<0>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<64x16xi8>, %s: tensor<64xf32>, %z: tensor<64xi8>) {
+  // expected-error@+1 {{format #qopt.int<4> has no zero points; remove the zero_points operand}}
+  %q = qopt.assemble %d, %s zero_points %z : (tensor<64x16xi8>, tensor<64xf32>, tensor<64xi8>) -> !qopt.qtensor<64x32, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<32xi8>, %s: tensor<1xf32>) {
+  // expected-error@+1 {{the type has an offset: expected an offset operand}}
+  %q = qopt.assemble %d, %s : (tensor<32xi8>, tensor<1xf32>) -> !qopt.qtensor<32, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>
+  return
+}
+
+// -----
+
+func.func @f(%d: tensor<32xi8>, %s: tensor<1xf32>, %o: tensor<f32>) {
+  // expected-error@+1 {{the type has no offset; remove the offset operand}}
+  %q = qopt.assemble %d, %s offset %o : (tensor<32xi8>, tensor<1xf32>, tensor<f32>) -> !qopt.qtensor<32, #qopt.int<8>, #qopt.per_block<256>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%q: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>) {
+  // expected-error@+1 {{scales result has type 'tensor<64xf32>' but '!qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>' needs 'tensor<32xf32>'}}
+  %d, %s = qopt.disassemble %q : !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32> -> tensor<64x16xi8>, tensor<64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<64x16xf32>) {
+  // expected-error@+1 {{float tensor has shape 64x16 but the quantized tensor has shape 64x32}}
+  %q = qopt.quantize %x : tensor<64x16xf32> -> !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+  return
+}
+
+// -----
+
+func.func @f(%q: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>) {
+  // expected-error@+1 {{float tensor has shape 32x64 but the quantized tensor has shape 64x32}}
+  %x = qopt.dequantize %q : !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32> -> tensor<32x64xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<f32>, %w: tensor<4x4xf32>) {
+  // expected-error@+1 {{input must have rank 1 or more}}
+  %y = qopt.linear %x, %w : (tensor<f32>, tensor<4x4xf32>) -> tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<4xf32>) {
+  // expected-error@+1 {{weight must be 2-D (out_features x in_features), got shape 4}}
+  %y = qopt.linear %x, %w : (tensor<2x4xf32>, tensor<4xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x8xf32>, %w: tensor<16x4xf32>) {
+  // expected-error@+1 {{input has 8 features but the weight expects 4 (weight shape 16x4 is out x in)}}
+  %y = qopt.linear %x, %w : (tensor<2x8xf32>, tensor<16x4xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %b: tensor<4xf32>) {
+  // expected-error@+1 {{bias must have shape 16, got 4}}
+  %y = qopt.linear %x, %w, %b : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<4xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %b: tensor<16xf16>) {
+  // expected-error@+1 {{bias element type 'f16' differs from the input's 'f32'}}
+  %y = qopt.linear %x, %w, %b : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<16xf16>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xbf16>) {
+  // expected-error@+1 {{weight element type 'bf16' differs from the input's 'f32'; insert a cast or quantize the weight}}
+  %y = qopt.linear %x, %w : (tensor<2x4xf32>, tensor<16x4xbf16>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>) {
+  // expected-error@+1 {{result must be 'tensor<2x16xf32>', got 'tensor<2x4xf32>'}}
+  %y = qopt.linear %x, %w : (tensor<2x4xf32>, tensor<16x4xf32>) -> tensor<2x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<4xf32>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{lora_a must be 2-D (rank x in_features), got 4}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<4xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<?x4xf32>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{lora_a must have a static, positive rank (first dimension)}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<?x4xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x8xf32>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{lora_a must have shape 2x4, got 2x8}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x8xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<2x16xf32>) {
+  // expected-error@+1 {{lora_b must have shape 16x2, got 2x16}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<2x16xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf16>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{lora_a element type 'f16' differs from the input's 'f32'}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf16>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>, %m: tensor<4xf32>) {
+  // expected-error@+1 {{magnitude (DoRA) must have shape 16, got 4}}
+  %y = qopt.lora %x, %w, %a, %b magnitude(%m) alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>, tensor<4xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>, %m: tensor<2x3xf32>) {
+  // expected-error@+1 {{middle must have shape 2x2, got 2x3}}
+  %y = qopt.lora %x, %w, %a, %b middle(%m) alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>, tensor<2x3xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>, %g: tensor<4xf32>) {
+  // expected-error@+1 {{gate must have shape 2, got 4}}
+  %y = qopt.lora %x, %w, %a, %b gate(%g) alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>, tensor<4xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{alpha must be positive and finite, got 0}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 0.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{dropout must be in [0, 1), got 1}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 dropout = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>) {
+  // The base linear is checked first.
+  // expected-error@+1 {{result must be 'tensor<2x8xf32>', got 'tensor<2x16xf32>'}}
+  %y = qopt.lora %x, %w, %a, %b alpha = 1.0 : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>) {
+  // expected-error@+1 {{'qopt.fake_quant' op per_channel axis 2 is out of range for rank 2}}
+  %y = qopt.fake_quant %x scale %s format(#qopt.int<8>) granularity(#qopt.per_channel<2>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<f32>, %s: tensor<f32>) {
+  // expected-error@+1 {{'qopt.fake_quant' op per_token needs a tensor of rank 1 or more}}
+  %y = qopt.fake_quant %x scale %s format(#qopt.int<8>) granularity(#qopt.per_token) : (tensor<f32>, tensor<f32>) -> tensor<f32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<8xf32>) {
+  // expected-error@+1 {{scale must have shape 4 for #qopt.per_channel<0> over an input of shape 4x8, got 8}}
+  %y = qopt.fake_quant %x scale %s format(#qopt.int<8>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>) {
+  // expected-error@+1 {{format #qopt.int<8, unsigned, zero_point> has zero points: add a zero_point operand shaped like the scale}}
+  %y = qopt.fake_quant %x scale %s format(#qopt.int<8, unsigned, zero_point>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>, %z: tensor<8xf32>) {
+  // expected-error@+1 {{zero_point must have the scale's shape 4, got 8}}
+  %y = qopt.fake_quant %x scale %s zero_point %z format(#qopt.int<8, zero_point>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>, %z: tensor<4xf32>) {
+  // expected-error@+1 {{format #qopt.int<8> is symmetric: remove the zero_point operand or use a format with zero_point}}
+  %y = qopt.lsq %x scale %s zero_point %z format(#qopt.int<8>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<f32>) {
+  // expected-error@+1 {{grad_scale must be positive and finite, got -1}}
+  %y = qopt.lsq %x scale %s format(#qopt.int<4>) granularity(#qopt.per_tensor) grad_scale = -1.0 : (tensor<4x8xf32>, tensor<f32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<f32>) {
+  // expected-error@+1 {{'qopt.lsq' op failed to verify that all of {input, result} have same type}}
+  %y = qopt.lsq %x scale %s format(#qopt.int<4>) granularity(#qopt.per_tensor) : (tensor<4x8xf32>, tensor<f32>) -> tensor<8x4xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<8xf32>) {
+  // expected-error@+1 {{axis 2 is out of range for an input of rank 2 (expected -2 to 1)}}
+  %y = qopt.smooth %x, %s axis = 2 : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>) {
+  // expected-error@+1 {{scale must have shape 8 (one per channel along axis 1), got 4}}
+  %y = qopt.smooth %x, %s : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<8xf16>) {
+  // expected-error@+1 {{scale element type 'f16' differs from the input's 'f32'}}
+  %y = qopt.smooth %x, %s : (tensor<4x8xf32>, tensor<8xf16>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>) {
+  // expected-error@+1 {{axis -3 is out of range for an input of rank 2 (expected -2 to 1)}}
+  %y = qopt.hadamard %x axis = -3 : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>) {
+  // expected-error@+1 {{block must be positive, got 0}}
+  %y = qopt.hadamard %x block = 0 : (tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x96xf32>) {
+  // expected-error@+1 {{block 64 does not divide dimension 96 of axis 1}}
+  %y = qopt.hadamard %x block = 64 : (tensor<4x96xf32>) -> tensor<4x96xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x?xf32>, %s: tensor<8xf32>) {
+  // expected-error@+1 {{signs need a static transform size: give block or a static dimension}}
+  %y = qopt.hadamard %x signs %s : (tensor<4x?xf32>, tensor<8xf32>) -> tensor<4x?xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x6xf32>) {
+  // 6 = 3 * 2: there is no Hadamard matrix of order 6 (orders above 2 are multiples of 4).
+  // expected-error@+1 {{no Hadamard matrix of order 6: use a power of two or m * 2^k with m in {12, 20, 28, 36, 40, 52, 60, 108, 140, 156, 172}}}
+  %y = qopt.hadamard %x : (tensor<4x6xf32>) -> tensor<4x6xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x44xf32>) {
+  // 44 = 11 * 4: no order-44 matrix is shipped.
+  // expected-error@+1 {{no Hadamard matrix of order 44}}
+  %y = qopt.hadamard %x : (tensor<4x44xf32>) -> tensor<4x44xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>) {
+  // expected-error@+1 {{signs must have shape 8, got 4}}
+  %y = qopt.hadamard %x signs %s : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>) {
+  // expected-error@+1 {{epsilon must be non-negative and finite, got -1}}
+  %y = qopt.rms_norm %x, %g epsilon = -1.0 : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %g: tensor<4x8xf32>) {
+  // expected-error@+1 {{gamma must have the normalised shape 8 (input dimensions from axis 1), got 4x8}}
+  %y = qopt.rms_norm %x, %g : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>) {
+  // expected-error@+1 {{axis 5 is out of range for an input of rank 2 (expected -2 to 1)}}
+  %y = qopt.rms_norm %x, %g axis = 5 : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>, %b: tensor<8xbf16>) {
+  // expected-error@+1 {{beta element type 'bf16' differs from the input's 'f32'}}
+  %y = qopt.layer_norm %x, %g, %b : (tensor<4x8xf32>, tensor<8xf32>, tensor<8xbf16>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>) {
+  // expected-error@+1 {{epsilon must be non-negative and finite, got INF}}
+  %y = qopt.layer_norm %x, %g epsilon = 0x7FF0000000000000 : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+  return
+}
