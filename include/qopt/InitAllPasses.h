@@ -1,0 +1,15 @@
+//===- InitAllPasses.h - Register qopt's passes -----------------*- C++ -*-===//
+
+#ifndef QOPT_INITALLPASSES_H
+#define QOPT_INITALLPASSES_H
+
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+
+namespace mlir::qopt {
+
+/// Registers every qopt pass with the global pass registry (for qopt-opt).
+inline void registerAllPasses() { registerQOptPasses(); }
+
+} // namespace mlir::qopt
+
+#endif // QOPT_INITALLPASSES_H
