@@ -42,8 +42,9 @@ TEST(NF4, TableMatchesBitsandbytes) {
   const auto &table = nf4CodeTable();
   for (int i = 0; i < 16; ++i) {
     EXPECT_EQ(table[i], static_cast<float>(expected[i])) << "code " << i;
-    if (i > 0)
+    if (i > 0) {
       EXPECT_LT(table[i - 1], table[i]);
+    }
   }
   EXPECT_EQ(table[7], 0.0f) << "NF4 must represent zero exactly";
 }
@@ -66,8 +67,9 @@ TEST(NF4, EncodePicksNearestCode) {
   for (int i = 0; i + 1 < 16; ++i) {
     float mid = (table[i] + table[i + 1]) / 2;
     float dlo = mid - table[i], dhi = table[i + 1] - mid;
-    if (dlo == dhi)
+    if (dlo == dhi) {
       EXPECT_EQ(nf4Encode(mid), i);
+    }
   }
   EXPECT_EQ(nf4Encode(-5.0f), 0);
   EXPECT_EQ(nf4Encode(5.0f), 15);
@@ -242,8 +244,9 @@ TEST(Packing, RoundTripAllWidths) {
       ASSERT_EQ(codes, back) << "bits=" << bits << " n=" << n;
       // Padding bits are zero.
       int64_t used = n * bits;
-      if (used % 8)
+      if (used % 8) {
         ASSERT_EQ(packed.back() >> (used % 8), 0) << "bits=" << bits;
+      }
     }
   }
 }

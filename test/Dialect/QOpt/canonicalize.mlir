@@ -120,3 +120,64 @@ func.func @dead(%x: tensor<2x4xf32>) {
   %h = qopt.hadamard %x : (tensor<2x4xf32>) -> tensor<2x4xf32>
   return
 }
+
+// -----
+
+// H_n H_n = I for a power-of-two n without signs.
+// CHECK-LABEL: func.func @hadamard_involution
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<4x64xf32>
+// CHECK-NOT: qopt.hadamard %[[X]]
+// CHECK: %[[KEEP1:.*]] = qopt.hadamard %[[X]] signs
+// CHECK: %[[KEEP2:.*]] = qopt.hadamard %[[KEEP1]] signs
+// CHECK: %[[H12:.*]] = qopt.hadamard %{{.*}} : (tensor<4x12xf32>)
+// CHECK: %[[H12B:.*]] = qopt.hadamard %[[H12]] : (tensor<4x12xf32>)
+// CHECK: %[[BLK:.*]] = qopt.hadamard %[[X]] block = 16
+// CHECK: %[[MIX:.*]] = qopt.hadamard %[[BLK]] :
+// CHECK: return %[[X]], %[[KEEP2]], %[[H12B]], %[[MIX]]
+func.func @hadamard_involution(%x: tensor<4x64xf32>, %s: tensor<64xf32>, %y: tensor<4x12xf32>)
+    -> (tensor<4x64xf32>, tensor<4x64xf32>, tensor<4x12xf32>, tensor<4x64xf32>) {
+  %0 = qopt.hadamard %x : (tensor<4x64xf32>) -> tensor<4x64xf32>
+  %1 = qopt.hadamard %0 axis = 1 : (tensor<4x64xf32>) -> tensor<4x64xf32>
+  // With signs: H D H D is not the identity.
+  %2 = qopt.hadamard %x signs %s : (tensor<4x64xf32>, tensor<64xf32>) -> tensor<4x64xf32>
+  %3 = qopt.hadamard %2 signs %s : (tensor<4x64xf32>, tensor<64xf32>) -> tensor<4x64xf32>
+  // Order 12 (a tabulated matrix, not necessarily symmetric): kept.
+  %4 = qopt.hadamard %y : (tensor<4x12xf32>) -> tensor<4x12xf32>
+  %5 = qopt.hadamard %4 : (tensor<4x12xf32>) -> tensor<4x12xf32>
+  // Different block sizes: kept.
+  %6 = qopt.hadamard %x block = 16 : (tensor<4x64xf32>) -> tensor<4x64xf32>
+  %7 = qopt.hadamard %6 : (tensor<4x64xf32>) -> tensor<4x64xf32>
+  return %1, %3, %5, %7 : tensor<4x64xf32>, tensor<4x64xf32>, tensor<4x12xf32>, tensor<4x64xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @smooth_by_ones
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<2x3xf32>
+// CHECK: %[[S:.*]] = qopt.smooth %[[X]], %{{.*}} :
+// CHECK: return %[[X]], %[[S]]
+func.func @smooth_by_ones(%x: tensor<2x3xf32>) -> (tensor<2x3xf32>, tensor<2x3xf32>) {
+  %ones = arith.constant dense<1.0> : tensor<3xf32>
+  %other = arith.constant dense<[1.0, 2.0, 1.0]> : tensor<3xf32>
+  %0 = qopt.smooth %x, %ones : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2x3xf32>
+  %1 = qopt.smooth %x, %other : (tensor<2x3xf32>, tensor<3xf32>) -> tensor<2x3xf32>
+  return %0, %1 : tensor<2x3xf32>, tensor<2x3xf32>
+}
+
+// -----
+
+// CHECK-LABEL: func.func @fake_quant_idempotent
+// CHECK-SAME: (%[[X:[^:]*]]: tensor<4x8xf32>, %[[S:[^:]*]]: tensor<4xf32>, %[[T:[^:]*]]: tensor<4xf32>)
+// CHECK: %[[Q:.*]] = qopt.fake_quant %[[X]] scale %[[S]] format(#qopt.int<4>)
+// CHECK-NOT: qopt.fake_quant %[[Q]] scale %[[S]] format(#qopt.int<4>)
+// CHECK: %[[OTHER_SCALE:.*]] = qopt.fake_quant %[[Q]] scale %[[T]] format(#qopt.int<4>)
+// CHECK: %[[OTHER_FORMAT:.*]] = qopt.fake_quant %[[Q]] scale %[[S]] format(#qopt.int<8>)
+// CHECK: return %[[Q]], %[[OTHER_SCALE]], %[[OTHER_FORMAT]]
+func.func @fake_quant_idempotent(%x: tensor<4x8xf32>, %s: tensor<4xf32>, %t: tensor<4xf32>)
+    -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>) {
+  %0 = qopt.fake_quant %x scale %s format(#qopt.int<4>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  %1 = qopt.fake_quant %0 scale %s format(#qopt.int<4>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  %2 = qopt.fake_quant %0 scale %t format(#qopt.int<4>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  %3 = qopt.fake_quant %0 scale %s format(#qopt.int<8>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
+  return %1, %2, %3 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
+}

@@ -422,6 +422,14 @@ func.func @f(%x: tensor<4x8xf32>, %s: tensor<4xf32>) {
 
 // -----
 
+func.func @f(%x: tensor<4x8xf32>, %s: tensor<8xf16>) {
+  // expected-error@+1 {{signs element type 'f16' differs from the input's 'f32'}}
+  %y = qopt.hadamard %x signs %s : (tensor<4x8xf32>, tensor<8xf16>) -> tensor<4x8xf32>
+  return
+}
+
+// -----
+
 func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>) {
   // expected-error@+1 {{epsilon must be non-negative and finite, got -1}}
   %y = qopt.rms_norm %x, %g epsilon = -1.0 : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>

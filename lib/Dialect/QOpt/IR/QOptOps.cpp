@@ -6,6 +6,7 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <cmath>
 #include <string>
@@ -381,6 +382,17 @@ LogicalResult FakeQuantOp::verify() {
                          getFormat(), getGranularity());
 }
 
+OpFoldResult FakeQuantOp::fold(FoldAdaptor) {
+  // fq(fq(x, s, zp), s, zp) -> fq(x, s, zp): values already on the grid.
+  auto inner = getInput().getDefiningOp<FakeQuantOp>();
+  if (inner && inner.getScale() == getScale() &&
+      inner.getZeroPoint() == getZeroPoint() &&
+      inner.getFormat() == getFormat() &&
+      inner.getGranularity() == getGranularity())
+    return getInput();
+  return {};
+}
+
 LogicalResult LSQOp::verify() {
   if (failed(verifyQuantizer(*this, getInput(), getScale(), getZeroPoint(),
                              getFormat(), getGranularity())))
@@ -400,7 +412,8 @@ LogicalResult LSQOp::verify() {
 
 LogicalResult SmoothOp::verify() {
   auto xType = getInput().getType();
-  FailureOr<int64_t> axis = normalizeAxis(*this, getAxis(), xType.getRank());
+  FailureOr<int64_t> axis = normalizeAxis(*this, static_cast<int64_t>(getAxis()),
+                                            xType.getRank());
   if (failed(axis))
     return failure();
   auto sType = getScale().getType();
@@ -414,6 +427,40 @@ LogicalResult SmoothOp::verify() {
                          << " differs from the input's "
                          << xType.getElementType();
   return success();
+}
+
+OpFoldResult SmoothOp::fold(FoldAdaptor adaptor) {
+  // x / 1 -> x
+  auto scale = dyn_cast_or_null<DenseElementsAttr>(adaptor.getScale());
+  if (scale && isa<FloatType>(scale.getElementType()) &&
+      llvm::all_of(scale.getValues<APFloat>(),
+                   [](const APFloat &v) { return v.isExactlyValue(1.0); }))
+    return getInput();
+  return {};
+}
+
+OpFoldResult HadamardOp::fold(FoldAdaptor) {
+  // H(H(x)) -> x for Sylvester matrices (powers of two), which are
+  // symmetric; the tabulated m * 2^k matrices need not be, and signs break
+  // the symmetry.
+  auto inner = getInput().getDefiningOp<HadamardOp>();
+  if (!inner || getSigns() || inner.getSigns())
+    return {};
+  auto type = getInput().getType();
+  int64_t rank = type.getRank();
+  // I64Attr getters return uint64_t; axes are signed (-1 = last).
+  auto normalized = [&](HadamardOp op) {
+    int64_t axis = static_cast<int64_t>(op.getAxis());
+    return axis < 0 ? axis + rank : axis;
+  };
+  int64_t axis = normalized(*this);
+  int64_t innerAxis = normalized(inner);
+  if (axis != innerAxis || getBlock() != inner.getBlock())
+    return {};
+  int64_t n = getBlock() ? *getBlock() : type.getDimSize(axis);
+  if (ShapedType::isDynamic(n) || !llvm::isPowerOf2_64(n))
+    return {};
+  return inner.getInput();
 }
 
 bool HadamardOp::isSupportedSize(int64_t n) {
@@ -435,7 +482,8 @@ bool HadamardOp::isSupportedSize(int64_t n) {
 
 LogicalResult HadamardOp::verify() {
   auto xType = getInput().getType();
-  FailureOr<int64_t> axis = normalizeAxis(*this, getAxis(), xType.getRank());
+  FailureOr<int64_t> axis = normalizeAxis(*this, static_cast<int64_t>(getAxis()),
+                                            xType.getRank());
   if (failed(axis))
     return failure();
   int64_t dim = xType.getDimSize(*axis);
@@ -462,6 +510,10 @@ LogicalResult HadamardOp::verify() {
     if (sType.getRank() != 1 || !dimsCompatible(sType.getDimSize(0), n))
       return emitOpError() << "signs must have shape " << shapeStr({n})
                            << ", got " << shapeStr(sType.getShape());
+    if (sType.getElementType() != xType.getElementType())
+      return emitOpError() << "signs element type " << sType.getElementType()
+                           << " differs from the input's "
+                           << xType.getElementType();
   }
   return success();
 }
@@ -508,13 +560,13 @@ static LogicalResult verifyEpsilon(Operation *op, APFloat epsilon) {
 LogicalResult RMSNormOp::verify() {
   if (failed(verifyEpsilon(*this, getEpsilon())))
     return failure();
-  return verifyNorm(*this, getInput(), getAxis(), {{getGamma(), "gamma"}});
+  return verifyNorm(*this, getInput(), static_cast<int64_t>(getAxis()), {{getGamma(), "gamma"}});
 }
 
 LogicalResult LayerNormOp::verify() {
   if (failed(verifyEpsilon(*this, getEpsilon())))
     return failure();
-  return verifyNorm(*this, getInput(), getAxis(),
+  return verifyNorm(*this, getInput(), static_cast<int64_t>(getAxis()),
                     {{getGamma(), "gamma"}, {getBeta(), "beta"}});
 }
 

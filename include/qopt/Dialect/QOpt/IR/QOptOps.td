@@ -331,6 +331,10 @@ def QOpt_FakeQuantOp : QOpt_QuantizerOp<"fake_quant"> {
     float formats, nearest code for NF4). The gradient is the clipped
     straight-through estimator: `∂y/∂x = 1` where `x / s + zp` lies in
     `[qmin, qmax]`, else 0; `s` and `zp` are not trained.
+
+    Folds: fake-quantizing twice with the same scale, zero point, format and
+    granularity is fake-quantizing once (the first result is already on the
+    grid).
   }] # commonArgsDesc # [{
 
     ```mlir
@@ -342,6 +346,7 @@ def QOpt_FakeQuantOp : QOpt_QuantizerOp<"fake_quant"> {
                        Optional<QOpt_FloatTensor>:$zero_point,
                        QOpt_QuantFormatAttr:$format,
                        QOpt_GranularityAttr:$granularity);
+  let hasFolder = 1;
   let assemblyFormat = [{
     $input `scale` $scale (`zero_point` $zero_point^)?
     `format` `(` $format `)` `granularity` `(` $granularity `)`
@@ -398,6 +403,8 @@ def QOpt_SmoothOp : QOpt_Op<"smooth", [Pure,
     linear's weight columns are multiplied by the same `s`, so the product
     is unchanged while the activation becomes easier to quantize.
 
+    Folds to its input when `scale` is a constant of ones.
+
     ```mlir
     %y = qopt.smooth %x, %s : (tensor<?x4096xf32>, tensor<4096xf32>) -> tensor<?x4096xf32>
     ```
@@ -409,6 +416,7 @@ def QOpt_SmoothOp : QOpt_Op<"smooth", [Pure,
     $input `,` $scale (`axis` `=` $axis^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let hasFolder = 1;
 }
 
 def QOpt_HadamardOp : QOpt_Op<"hadamard", [Pure,
@@ -428,6 +436,9 @@ def QOpt_HadamardOp : QOpt_Op<"hadamard", [Pure,
     (172 · 64) and Mistral's 14336 (28 · 512). The optional `signs` vector
     (±1, length `n`) makes the rotation randomized.
 
+    Folds: two identical transforms without `signs` over a power-of-two
+    size cancel (`H_n` is then symmetric and orthogonal, `H_n · H_n = I`).
+
     ```mlir
     %y = qopt.hadamard %x signs %d axis = 1
         : (tensor<?x4096xf32>, tensor<4096xf32>) -> tensor<?x4096xf32>
@@ -444,6 +455,7 @@ def QOpt_HadamardOp : QOpt_Op<"hadamard", [Pure,
     attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
+  let hasFolder = 1;
   let extraClassDeclaration = [{
     /// Whether `n` is a supported Hadamard order.
     static bool isSupportedSize(int64_t n);
