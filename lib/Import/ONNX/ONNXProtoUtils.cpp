@@ -1,0 +1,204 @@
+//===- ONNXProtoUtils.cpp - libonnx calls that may throw ------------------===//
+//
+// Compiled with -fexceptions (see CMakeLists.txt). No MLIR here.
+//
+//===----------------------------------------------------------------------===//
+
+#include "ONNXProtoUtils.h"
+
+#include "onnx/defs/parser.h"
+#include "onnx/onnx_pb.h"
+#include "onnx/shape_inference/implementation.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/unknown_field_set.h>
+
+#include <exception>
+#include <limits>
+
+namespace qopt::onnx_import {
+
+bool parseModelText(const std::string &text, onnx::ModelProto &model,
+                    std::string &error) {
+  try {
+    onnx::OnnxParser parser(text.c_str());
+    onnx::Common::Status status = parser.Parse(model);
+    if (!status.IsOK()) {
+      error = status.ErrorMessage();
+      return false;
+    }
+    return true;
+  } catch (const std::exception &e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown error in the ONNX text parser";
+  }
+  return false;
+}
+
+bool parseModelBinary(const void *data, size_t size, onnx::ModelProto &model,
+                      std::string &error) {
+  if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    error = "file is larger than 2 GiB: protobuf cannot hold it; store the "
+            "weights as external data";
+    return false;
+  }
+  google::protobuf::io::CodedInputStream stream(
+      static_cast<const uint8_t *>(data), static_cast<int>(size));
+  stream.SetTotalBytesLimit(std::numeric_limits<int>::max());
+  stream.SetRecursionLimit(256);
+  try {
+    if (!model.ParseFromCodedStream(&stream) ||
+        !stream.ConsumedEntireMessage()) {
+      error = "not a valid ONNX ModelProto (protobuf parsing failed: the "
+              "file is truncated or corrupted)";
+      return false;
+    }
+    return true;
+  } catch (const std::exception &e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown error while parsing protobuf";
+  }
+  return false;
+}
+
+bool inferShapes(onnx::ModelProto &model, std::string &error) {
+  onnx::ModelProto copy = model;
+  try {
+    onnx::shape_inference::InferShapes(copy);
+    model = std::move(copy);
+    return true;
+  } catch (const std::exception &e) {
+    error = e.what();
+  } catch (...) {
+    error = "unknown error in ONNX shape inference";
+  }
+  return false;
+}
+
+std::vector<std::pair<std::string, std::string>>
+nodeMetadata(const onnx::NodeProto &node) {
+  std::vector<std::pair<std::string, std::string>> result;
+  const google::protobuf::UnknownFieldSet &unknown =
+      node.GetReflection()->GetUnknownFields(node);
+  for (int i = 0; i < unknown.field_count(); ++i) {
+    const google::protobuf::UnknownField &field = unknown.field(i);
+    if (field.number() != 9 ||
+        field.type() != google::protobuf::UnknownField::TYPE_LENGTH_DELIMITED)
+      continue;
+    onnx::StringStringEntryProto entry;
+    if (entry.ParseFromString(field.length_delimited()))
+      result.emplace_back(entry.key(), entry.value());
+  }
+  return result;
+}
+
+namespace {
+/// A bounds-checked reader of protobuf wire format.
+struct WireReader {
+  const uint8_t *begin, *pos, *end;
+
+  bool varint(uint64_t &value) {
+    value = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= end)
+        return false;
+      uint8_t byte = *pos++;
+      value |= static_cast<uint64_t>(byte & 0x7f) << shift;
+      if (!(byte & 0x80))
+        return true;
+    }
+    return false;
+  }
+
+  /// Reads a field key; on a length-delimited field also its extent.
+  bool field(uint32_t &number, uint32_t &wireType, const uint8_t *&payload,
+             uint64_t &length) {
+    uint64_t key;
+    if (!varint(key))
+      return false;
+    number = static_cast<uint32_t>(key >> 3);
+    wireType = static_cast<uint32_t>(key & 7);
+    switch (wireType) {
+    case 0: { // varint
+      uint64_t ignored;
+      return varint(ignored);
+    }
+    case 1: // 64-bit
+      if (end - pos < 8)
+        return false;
+      pos += 8;
+      return true;
+    case 5: // 32-bit
+      if (end - pos < 4)
+        return false;
+      pos += 4;
+      return true;
+    case 2: // length-delimited
+      if (!varint(length) || length > static_cast<uint64_t>(end - pos))
+        return false;
+      payload = pos;
+      pos += length;
+      return true;
+    default: // groups are not used by ONNX
+      return false;
+    }
+  }
+};
+} // namespace
+
+bool findInitializerRawData(const uint8_t *data, size_t size,
+                            std::vector<RawDataRange> &ranges,
+                            std::string &error) {
+  // ModelProto.graph = 7; GraphProto.initializer = 5; TensorProto.name = 8,
+  // TensorProto.raw_data = 9.
+  WireReader model{data, data, data + size};
+  while (model.pos < model.end) {
+    uint32_t number, wireType;
+    const uint8_t *graphData = nullptr;
+    uint64_t graphLength = 0;
+    if (!model.field(number, wireType, graphData, graphLength)) {
+      error = "malformed protobuf in the model";
+      return false;
+    }
+    if (number != 7 || wireType != 2)
+      continue;
+    WireReader graph{data, graphData, graphData + graphLength};
+    while (graph.pos < graph.end) {
+      const uint8_t *tensorData = nullptr;
+      uint64_t tensorLength = 0;
+      if (!graph.field(number, wireType, tensorData, tensorLength)) {
+        error = "malformed protobuf in the graph";
+        return false;
+      }
+      if (number != 5 || wireType != 2)
+        continue;
+      WireReader tensor{data, tensorData, tensorData + tensorLength};
+      RawDataRange range;
+      bool hasRaw = false;
+      while (tensor.pos < tensor.end) {
+        const uint8_t *payload = nullptr;
+        uint64_t length = 0;
+        if (!tensor.field(number, wireType, payload, length)) {
+          error = "malformed protobuf in an initializer";
+          return false;
+        }
+        if (wireType != 2)
+          continue;
+        if (number == 8)
+          range.name.assign(reinterpret_cast<const char *>(payload), length);
+        else if (number == 9) {
+          range.offset = static_cast<uint64_t>(payload - data);
+          range.length = length;
+          hasRaw = true;
+        }
+      }
+      if (hasRaw)
+        ranges.push_back(std::move(range));
+    }
+  }
+  return true;
+}
+
+} // namespace qopt::onnx_import
