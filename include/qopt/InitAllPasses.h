@@ -3,12 +3,16 @@
 #ifndef QOPT_INITALLPASSES_H
 #define QOPT_INITALLPASSES_H
 
+#include "qopt/Conversion/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 
 namespace mlir::qopt {
 
 /// Registers every qopt pass with the global pass registry (for qopt-opt).
-inline void registerAllPasses() { registerQOptPasses(); }
+inline void registerAllPasses() {
+  registerQOptPasses();
+  registerQOptConversionPasses();
+}
 
 } // namespace mlir::qopt
 

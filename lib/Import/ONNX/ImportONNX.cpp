@@ -49,7 +49,7 @@ enum ONNXDataType : int32_t {
 
 /// The oldest and newest IR versions this importer reads.
 constexpr int64_t kMinIRVersion = 3;
-constexpr int64_t kMaxIRVersion = 13;
+constexpr int64_t kMaxIRVersion = 14;
 
 class ONNXImporter {
 public:

@@ -1,0 +1,35 @@
+//===- MaterializeParams.cpp - Inline parameters as constants -------------===//
+
+#include "qopt/Conversion/Passes.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTMATERIALIZEPARAMSPASS
+#include "qopt/Conversion/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+namespace {
+struct QOptMaterializeParamsPass
+    : qopt::impl::QOptMaterializeParamsPassBase<QOptMaterializeParamsPass> {
+  void runOnOperation() override {
+    SymbolTableCollection symbols;
+    getOperation().walk([&](LoadParamOp load) {
+      auto param = symbols.lookupNearestSymbolFrom<ParamOp>(
+          load, load.getNameAttr());
+      if (!param || !param.getInitialValue())
+        return;
+      auto data = dyn_cast<ElementsAttr>(*param.getInitialValue());
+      if (!data)
+        return;
+      OpBuilder b(load);
+      Value constant = arith::ConstantOp::create(b, load.getLoc(), data);
+      load.replaceAllUsesWith(constant);
+      load.erase();
+    });
+  }
+};
+} // namespace

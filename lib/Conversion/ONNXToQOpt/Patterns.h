@@ -1,0 +1,82 @@
+//===- Patterns.h - ONNX node conversion handlers ---------------*- C++ -*-===//
+//
+// Internal to the ONNX-to-QOpt conversion: the handler table and the helpers
+// handlers share (broadcasting, constants, attribute access).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_LIB_CONVERSION_ONNXTOQOPT_PATTERNS_H
+#define QOPT_LIB_CONVERSION_ONNXTOQOPT_PATTERNS_H
+
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+
+namespace mlir::qopt::onnx {
+
+/// Converts one node into `results` (one value per ONNX output; null for
+/// outputs the node omits). On failure it has emitted an error through
+/// nodeError().
+using Handler = LogicalResult (*)(ONNXNodeOp op, OpBuilder &b,
+                                  SmallVectorImpl<Value> &results);
+
+/// A handler for (domain, op type) from opset `since` on, until the next
+/// entry for the same operator.
+struct HandlerEntry {
+  StringLiteral domain;
+  StringLiteral opType;
+  int64_t since;
+  Handler handler;
+};
+
+ArrayRef<HandlerEntry> getElementwiseHandlers();
+ArrayRef<HandlerEntry> getTensorHandlers();
+
+/// "node 'NAME' (OP, opset N): " prefixed error at the node.
+InFlightDiagnostic nodeError(ONNXNodeOp op);
+
+/// Input `i`, or null when the node omits it (or has fewer inputs).
+Value getInput(ONNXNodeOp op, unsigned i);
+
+int64_t getIntAttr(ONNXNodeOp op, StringRef name, int64_t defaultValue);
+double getFloatAttr(ONNXNodeOp op, StringRef name, double defaultValue);
+StringRef getStringAttr(ONNXNodeOp op, StringRef name, StringRef defaultValue);
+std::optional<SmallVector<int64_t>> getIntsAttr(ONNXNodeOp op, StringRef name);
+
+/// The integer values of `value` when it is a constant (arith.constant or
+/// an inline parameter).
+std::optional<SmallVector<int64_t>> getConstantInts(Value value);
+
+/// A scalar constant of `type` (float or integer) with `value`.
+Value scalarConstant(OpBuilder &b, Location loc, Type type, double value);
+
+/// Converts a scalar between element types as ONNX Cast does (floats round
+/// to nearest, floats to integers truncate, to bool compares with zero).
+Value castScalar(OpBuilder &b, Location loc, Value value, Type to);
+
+/// The sizes of `value` as OpFoldResults (static where known).
+SmallVector<OpFoldResult> getSizes(OpBuilder &b, Location loc, Value value);
+
+/// Elementwise op over `inputs` with ONNX (numpy) broadcasting: a
+/// linalg.generic whose body is `body(block arguments)`.
+FailureOr<Value>
+buildElementwise(ONNXNodeOp op, OpBuilder &b, ValueRange inputs,
+                 Type resultElementType,
+                 function_ref<Value(OpBuilder &, Location, ValueRange)> body);
+
+/// Reshapes `value` to `sizes` (one per result dimension) with the element
+/// type kept; `resultType` gives the static sizes known.
+Value reshapeTo(OpBuilder &b, Location loc, Value value,
+                ArrayRef<OpFoldResult> sizes);
+
+/// Normalises an axis against `rank` (negative counts from the end).
+FailureOr<int64_t> normalizeAxis(ONNXNodeOp op, int64_t axis, int64_t rank,
+                                 StringRef what = "axis");
+
+} // namespace mlir::qopt::onnx
+
+#endif // QOPT_LIB_CONVERSION_ONNXTOQOPT_PATTERNS_H

@@ -1,0 +1,94 @@
+// RUN: qopt-opt %s -split-input-file --convert-onnx-to-qopt --canonicalize | FileCheck %s
+// The structure of converted nodes; numerics are checked against the ONNX
+// reference outputs by test/onnx/node-tests.test.
+
+// Broadcasting: size-1 and missing dimensions read index 0; dynamic sizes
+// come from the operand that has them.
+// CHECK-DAG: #[[ID:.*]] = affine_map<(d0, d1) -> (d0, d1)>
+// CHECK-DAG: #[[ROW:.*]] = affine_map<(d0, d1) -> (d1)>
+// CHECK-LABEL: func.func @add_broadcast
+// CHECK-SAME: (%[[X:.*]]: tensor<?x4xf32>, %[[B:.*]]: tensor<4xf32>)
+// CHECK: %[[D:.*]] = tensor.dim %[[X]], %{{.*}} : tensor<?x4xf32>
+// CHECK: %[[E:.*]] = tensor.empty(%[[D]]) : tensor<?x4xf32>
+// CHECK: linalg.generic {indexing_maps = [#[[ID]], #[[ROW]], #[[ID]]], iterator_types = ["parallel", "parallel"]} ins(%[[X]], %[[B]] : tensor<?x4xf32>, tensor<4xf32>) outs(%[[E]] : tensor<?x4xf32>)
+// CHECK: arith.addf
+func.func @add_broadcast(%x: tensor<?x4xf32>, %b: tensor<4xf32>) -> tensor<?x4xf32> {
+  %0 = qopt.onnx_node "Add" opset 14 (%x, %b) {} : (tensor<?x4xf32>, tensor<4xf32>) -> tensor<?x4xf32>
+  return %0 : tensor<?x4xf32>
+}
+
+// -----
+
+// Batched MatMul: one contraction, the reduction loop last.
+// CHECK-DAG: #[[A:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
+// CHECK-DAG: #[[B:.*]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
+// CHECK-DAG: #[[C:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
+// CHECK-LABEL: func.func @matmul
+// CHECK: linalg.fill
+// CHECK: linalg.generic {indexing_maps = [#[[A]], #[[B]], #[[C]]], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+// CHECK: arith.mulf
+// CHECK: arith.addf
+func.func @matmul(%a: tensor<?x?x8xf32>, %w: tensor<8x16xf32>) -> tensor<?x?x16xf32> {
+  %0 = qopt.onnx_node "MatMul" opset 13 (%a, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<?x?x16xf32>
+  return %0 : tensor<?x?x16xf32>
+}
+
+// -----
+
+// A constant shape with 0 (copy) and -1 (infer) folds to static sizes.
+// CHECK-LABEL: func.func @reshape_static
+// CHECK: %[[R:.*]] = tensor.reshape %{{.*}}(%{{.*}}) : (tensor<2x3x4xf32>, tensor<2xindex>) -> tensor<2x12xf32>
+// CHECK: return %[[R]]
+func.func @reshape_static(%x: tensor<2x3x4xf32>) -> tensor<2x12xf32> {
+  %s = arith.constant dense<[0, -1]> : tensor<2xi64>
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<2x3x4xf32>, tensor<2xi64>) -> tensor<2x12xf32>
+  return %0 : tensor<2x12xf32>
+}
+
+// -----
+
+// A shape computed at run time (Shape -> Gather -> Concat, as exporters emit
+// it) stays correct with dynamic sizes: entries are read and 0 / -1 resolved
+// at run time.
+// CHECK-LABEL: func.func @reshape_dynamic
+// CHECK: tensor.from_elements {{.*}} : tensor<2xi64>
+// CHECK: tensor.concat dim(0)
+// CHECK: tensor.extract
+// CHECK: arith.select
+// CHECK: tensor.reshape
+func.func @reshape_dynamic(%x: tensor<?x?x4xf32>) -> tensor<?x?xf32> {
+  %shape = qopt.onnx_node "Shape" opset 15 (%x) {end = 2 : i64} : (tensor<?x?x4xf32>) -> tensor<2xi64>
+  %minus = arith.constant dense<[-1]> : tensor<1xi64>
+  %first = arith.constant dense<[0]> : tensor<1xi64>
+  %b = qopt.onnx_node "Gather" opset 13 (%shape, %first) {axis = 0 : i64} : (tensor<2xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %s = qopt.onnx_node "Concat" opset 13 (%b, %minus) {axis = 0 : i64} : (tensor<1xi64>, tensor<1xi64>) -> tensor<2xi64>
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<?x?x4xf32>, tensor<2xi64>) -> tensor<?x?xf32>
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+// The model's declared type is kept with a cast where the conversion knows
+// more.
+// CHECK-LABEL: func.func @declared_less_static
+// CHECK: %[[G:.*]] = linalg.generic
+// CHECK: %[[C:.*]] = tensor.cast %[[G]] : tensor<2x3xf32> to tensor<?x3xf32>
+// CHECK: return %[[C]]
+func.func @declared_less_static(%x: tensor<2x3xf32>) -> tensor<?x3xf32> {
+  %0 = qopt.onnx_node "Relu" opset 14 (%x) {} : (tensor<2x3xf32>) -> tensor<?x3xf32>
+  return %0 : tensor<?x3xf32>
+}
+
+// -----
+
+// Omitted optional inputs: Clip with only a maximum.
+// CHECK-LABEL: func.func @clip_max_only
+// CHECK-NOT: qopt.onnx_none
+// CHECK: linalg.generic
+// CHECK: arith.minimumf
+// CHECK-NOT: arith.maximumf
+func.func @clip_max_only(%x: tensor<3xf32>, %hi: tensor<f32>) -> tensor<3xf32> {
+  %none = qopt.onnx_none
+  %0 = qopt.onnx_node "Clip" opset 13 (%x, %none, %hi) {} : (tensor<3xf32>, none, tensor<f32>) -> tensor<3xf32>
+  return %0 : tensor<3xf32>
+}

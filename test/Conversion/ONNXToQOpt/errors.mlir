@@ -1,0 +1,132 @@
+// RUN: not qopt-opt %s -split-input-file --convert-onnx-to-qopt 2>&1 | FileCheck %s
+// Nodes the conversion cannot honour: an error naming the node, op type,
+// domain and opset (the node name comes from its NameLoc, as the importer
+// sets it).
+
+func.func @unknown_op(%x: tensor<2xf32>) -> tensor<2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'the_node' (Frobnicate, opset 17): operator 'Frobnicate' of domain 'ai.onnx' is not supported
+  %0 = qopt.onnx_node "Frobnicate" opset 17 (%x) {} : (tensor<2xf32>) -> tensor<2xf32> loc("the_node")
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @contrib_op(%x: tensor<2xf32>) -> tensor<2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'n' (com.microsoft.FusedThing, opset 1): operator 'FusedThing' of domain 'com.microsoft' is not supported
+  %0 = qopt.onnx_node "FusedThing" domain "com.microsoft" opset 1 (%x) {} : (tensor<2xf32>) -> tensor<2xf32> loc("n")
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @too_old(%x: tensor<2xf32>) -> tensor<2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'old' (Softmax, opset 11): opset 11 is older than the oldest supported version of this operator (13)
+  %0 = qopt.onnx_node "Softmax" opset 11 (%x) {} : (tensor<2xf32>) -> tensor<2xf32> loc("old")
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @broadcast(%x: tensor<3xf32>, %y: tensor<4xf32>) -> tensor<4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'add' (Add, opset 17): operands cannot be broadcast together: dimension 0 is 3 in one and 4 in another
+  %0 = qopt.onnx_node "Add" opset 17 (%x, %y) {} : (tensor<3xf32>, tensor<4xf32>) -> tensor<4xf32> loc("add")
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @mixed_types(%x: tensor<3xf32>, %y: tensor<3xf16>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mul' (Mul, opset 17): inputs have different element types ('f32' and 'f16')
+  %0 = qopt.onnx_node "Mul" opset 17 (%x, %y) {} : (tensor<3xf32>, tensor<3xf16>) -> tensor<3xf32> loc("mul")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @gelu(%x: tensor<3xf32>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'g' (Gelu, opset 20): approximate must be 'none' or 'tanh', got 'cubic'
+  %0 = qopt.onnx_node "Gelu" opset 20 (%x) {approximate = "cubic"} : (tensor<3xf32>) -> tensor<3xf32> loc("g")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @reshape_two_infer(%x: tensor<2x6xf32>) -> tensor<?x?xf32> {
+  %s = arith.constant dense<[-1, -1]> : tensor<2xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Reshape, opset 14): shape has more than one -1
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<2x6xf32>, tensor<2xi64>) -> tensor<?x?xf32> loc("r")
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+func.func @reshape_bad_count(%x: tensor<2x6xf32>) -> tensor<?x5xf32> {
+  %s = arith.constant dense<[-1, 5]> : tensor<2xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Reshape, opset 14): cannot reshape 12 elements with the given shape
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<2x6xf32>, tensor<2xi64>) -> tensor<?x5xf32> loc("r")
+  return %0 : tensor<?x5xf32>
+}
+
+// -----
+
+func.func @matmul_inner(%a: tensor<2x3xf32>, %b: tensor<4x5xf32>) -> tensor<2x5xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (MatMul, opset 13): inner dimensions differ: 3 vs 4
+  %0 = qopt.onnx_node "MatMul" opset 13 (%a, %b) {} : (tensor<2x3xf32>, tensor<4x5xf32>) -> tensor<2x5xf32> loc("mm")
+  return %0 : tensor<2x5xf32>
+}
+
+// -----
+
+func.func @transpose_perm(%x: tensor<2x3xf32>) -> tensor<3x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 't' (Transpose, opset 13): perm is not a permutation of 0..1
+  %0 = qopt.onnx_node "Transpose" opset 13 (%x) {perm = array<i64: 0, 0>} : (tensor<2x3xf32>) -> tensor<3x2xf32> loc("t")
+  return %0 : tensor<3x2xf32>
+}
+
+// -----
+
+func.func @reduce_axes(%x: tensor<2x3xf32>, %axes: tensor<1xi64>) -> tensor<2x1xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 's' (ReduceSum, opset 13): axes must be a constant
+  %0 = qopt.onnx_node "ReduceSum" opset 13 (%x, %axes) {} : (tensor<2x3xf32>, tensor<1xi64>) -> tensor<2x1xf32> loc("s")
+  return %0 : tensor<2x1xf32>
+}
+
+// -----
+
+func.func @softmax_axis(%x: tensor<2x3xf32>) -> tensor<2x3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 's' (Softmax, opset 13): axis 2 is out of range for rank 2
+  %0 = qopt.onnx_node "Softmax" opset 13 (%x) {axis = 2 : i64} : (tensor<2x3xf32>) -> tensor<2x3xf32> loc("s")
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+func.func @dropout_training(%x: tensor<3xf32>, %r: tensor<f32>, %t: tensor<i1>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'd' (Dropout, opset 13): training_mode must be a constant false: only inference dropout is supported
+  %0 = qopt.onnx_node "Dropout" opset 13 (%x, %r, %t) {} : (tensor<3xf32>, tensor<f32>, tensor<i1>) -> tensor<3xf32> loc("d")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @unsigned(%x: tensor<3xui8>) -> tensor<3xui8> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'a' (Add, opset 14): element type 'ui8' is not supported yet
+  %0 = qopt.onnx_node "Add" opset 14 (%x, %x) {} : (tensor<3xui8>, tensor<3xui8>) -> tensor<3xui8> loc("a")
+  return %0 : tensor<3xui8>
+}
+
+// -----
+
+func.func @cast_to(%x: tensor<3xf32>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'c' (Cast, opset 19): cast to ONNX type 8 is not supported yet
+  %0 = qopt.onnx_node "Cast" opset 19 (%x) {to = 8 : i64} : (tensor<3xf32>) -> tensor<3xf32> loc("c")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @declared_type(%x: tensor<3xf32>) -> tensor<4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Relu, opset 14): computes 'tensor<3xf32>' but the model declares 'tensor<4xf32>'
+  %0 = qopt.onnx_node "Relu" opset 14 (%x) {} : (tensor<3xf32>) -> tensor<4xf32> loc("r")
+  return %0 : tensor<4xf32>
+}

@@ -1,0 +1,209 @@
+"""Runs ONNX models through qopt on the CPU and compares with onnxruntime.
+
+The path is the one qopt compiles models on: qopt-translate --import-onnx,
+then qopt-opt --convert-onnx-to-qopt and the CPU lowering. Until the
+compiled-model runtime exists, execution goes through mlir-runner: a harness
+function holds the inputs as constants, calls @main and prints each result.
+"""
+import os
+import re
+import subprocess
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+LLVM_BIN = "/usr/lib/llvm-22/bin"
+LLVM_LIB = "/usr/lib/llvm-22/lib"
+LOWER = [
+    "--convert-onnx-to-qopt", "--qopt-materialize-params", "--canonicalize",
+    "--convert-elementwise-to-linalg",
+    "--one-shot-bufferize=bufferize-function-boundaries",
+    "--convert-linalg-to-loops", "--convert-scf-to-cf",
+    "--expand-strided-metadata", "--lower-affine",
+    "--convert-math-to-libm", "--finalize-memref-to-llvm",
+    "--convert-to-llvm", "--reconcile-unrealized-casts",
+]
+
+
+class QOptError(Exception):
+    """qopt refused or failed; `stage` says where, the message has stderr."""
+
+    def __init__(self, stage, message):
+        super().__init__(f"{stage}: {message}")
+        self.stage = stage
+        self.message = message
+
+
+def _tools():
+    root = os.environ.get("QOPT_BIN")
+    if not root:
+        raise RuntimeError("set QOPT_BIN to the folder with qopt-opt")
+    return os.path.join(root, "qopt-translate"), os.path.join(root, "qopt-opt")
+
+
+def _mlir_type(dtype):
+    return {
+        np.dtype("float32"): "f32", np.dtype("float64"): "f64",
+        np.dtype("float16"): "f16", np.dtype("int64"): "i64",
+        np.dtype("int32"): "i32", np.dtype("int8"): "i8",
+        np.dtype("int16"): "i16", np.dtype("bool"): "i1",
+    }[np.dtype(dtype)]
+
+
+def _literal(array):
+    t = _mlir_type(array.dtype)
+    shape = "x".join(str(d) for d in array.shape)
+    ttype = f"tensor<{shape + 'x' if shape else ''}{t}>"
+    if array.dtype == np.bool_:
+        flat = ["true" if v else "false" for v in array.reshape(-1)]
+    elif np.issubdtype(array.dtype, np.floating):
+        flat = [f"0x{int(np.array(v, dtype=array.dtype).view(f'u{array.dtype.itemsize}')):X}"
+                for v in array.reshape(-1)]
+    else:
+        flat = [str(int(v)) for v in array.reshape(-1)]
+
+    def nest(items, dims):
+        if not dims:
+            return items[0]
+        step = int(np.prod(dims[1:])) if len(dims) > 1 else 1
+        return "[" + ", ".join(nest(items[i * step:(i + 1) * step], dims[1:])
+                               for i in range(dims[0])) + "]"
+    if array.size == 0:
+        return f"dense<> : {ttype}", ttype
+    body = nest(flat, list(array.shape))
+    if array.ndim == 0:
+        body = flat[0]
+    return f"dense<{body}> : {ttype}", ttype
+
+
+def _signature(module_text):
+    m = re.search(r"func\.func @main\((.*?)\)\s*->\s*\((.*?)\)\s*(attributes|\{)",
+                  module_text, re.S)
+    if m:
+        args, results = m.group(1), m.group(2)
+    else:
+        m = re.search(r"func\.func @main\((.*?)\)\s*->\s*(tensor<[^>]*>)", module_text, re.S)
+        args, results = m.group(1), m.group(2)
+    arg_types = re.findall(r"%\w+: (tensor<[^>]*>)", args)
+    result_types = re.findall(r"(tensor<[^>]*>)", results)
+    return arg_types, result_types
+
+
+_PRINTERS = {"f32": ("printMemrefF32", "f32"), "f16": ("printMemrefF32", "f32"),
+             "bf16": ("printMemrefF32", "f32"), "f64": ("printMemrefF64", "f64"),
+             "i64": ("printMemrefI64", "i64"), "i32": ("printMemrefI64", "i64"),
+             "i16": ("printMemrefI64", "i64"), "i8": ("printMemrefI64", "i64"),
+             "i1": ("printMemrefI64", "i64")}
+
+
+def _harness(arg_types, result_types, inputs):
+    lines = []
+    for name in sorted({p for p, _ in _PRINTERS.values()}):
+        t = "f32" if "F32" in name else ("f64" if "F64" in name else "i64")
+        lines.append(f"  func.func private @{name}(memref<*x{t}>)")
+    lines.append("  func.func @qopt_check_entry() {")
+    args = []
+    for i, (array, atype) in enumerate(zip(inputs, arg_types)):
+        lit, ctype = _literal(array)
+        lines.append(f"    %in{i} = arith.constant {lit}")
+        if ctype != atype:
+            lines.append(f"    %arg{i} = tensor.cast %in{i} : {ctype} to {atype}")
+            args.append(f"%arg{i}")
+        else:
+            args.append(f"%in{i}")
+    res = ", ".join(f"%r{i}" for i in range(len(result_types)))
+    lines.append(f"    {res} = func.call @main({', '.join(args)}) : "
+                 f"({', '.join(arg_types)}) -> ({', '.join(result_types)})")
+    for i, rtype in enumerate(result_types):
+        inner = rtype[len("tensor<"):-1]
+        elem = inner.split("x")[-1]
+        printer, ptype = _PRINTERS[elem]
+        value = f"%r{i}"
+        if elem != ptype:
+            wide = "tensor<" + inner[:len(inner) - len(elem)] + ptype + ">"
+            op = "arith.extf" if elem.startswith(("f", "bf")) else (
+                "arith.extui" if elem == "i1" else "arith.extsi")
+            lines.append(f"    %w{i} = {op} %r{i} : {rtype} to {wide}")
+            value, rtype = f"%w{i}", wide
+        mtype = rtype.replace("tensor<", "memref<")
+        lines.append(f"    %m{i} = bufferization.to_buffer {value} : {rtype} to {mtype}")
+        lines.append(f"    %u{i} = memref.cast %m{i} : {mtype} to memref<*x{ptype}>")
+        lines.append(f"    func.call @{printer}(%u{i}) : (memref<*x{ptype}>) -> ()")
+    lines.append("    return")
+    lines.append("  }")
+    return "\n".join(lines)
+
+
+def _parse_prints(text, count):
+    blocks = text.split("Unranked Memref")[1:]
+    if len(blocks) != count:
+        raise QOptError("run", f"expected {count} printed results:\n{text}")
+    out = []
+    for block in blocks:
+        sizes = re.search(r"sizes = \[([^\]]*)\]", block).group(1)
+        shape = [int(s) for s in sizes.split(",") if s.strip()]
+        data = block.split("data =", 1)[1]
+        if int(np.prod(shape)) == 0:
+            out.append(np.zeros(shape))
+            continue
+        nums = re.findall(r"-?(?:nan|inf|\d+\.?\d*(?:e[-+]?\d+)?)", data)
+        values = np.array([float(v) for v in nums], dtype=np.float64)
+        out.append(values.reshape(shape))
+    return out
+
+
+def run_qopt(model, inputs, workdir=None):
+    """Compiles and runs `model` on `inputs` (list of arrays, graph order)."""
+    translate, opt = _tools()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        onnx.save(model, path)
+        r = subprocess.run([translate, "--import-onnx", "-mlir-print-debuginfo", path],
+                           capture_output=True, text=True)
+        if r.returncode:
+            raise QOptError("import", r.stderr)
+        r = subprocess.run([opt, "--convert-onnx-to-qopt", "--canonicalize"],
+                           input=r.stdout, capture_output=True, text=True)
+        if r.returncode:
+            raise QOptError("convert", r.stderr)
+        converted = r.stdout
+        arg_types, result_types = _signature(converted)
+        text = converted.rstrip()
+        assert text.endswith("}")
+        text = text[:-1] + _harness(arg_types, result_types, inputs) + "\n}\n"
+        r = subprocess.run([opt] + LOWER[1:], input=text, capture_output=True, text=True)
+        if r.returncode:
+            raise QOptError("lower", r.stderr)
+        r = subprocess.run(
+            [os.path.join(LLVM_BIN, "mlir-runner"), "-e", "qopt_check_entry",
+             "-entry-point-result=void",
+             f"-shared-libs={LLVM_LIB}/libmlir_runner_utils.so,{LLVM_LIB}/libmlir_c_runner_utils.so"],
+            input=r.stdout, capture_output=True, text=True, timeout=300)
+        if r.returncode:
+            raise QOptError("run", r.stderr)
+        return _parse_prints(r.stdout, len(result_types))
+
+
+def run_onnxruntime(model, inputs):
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return sess.run(None, dict(zip(names, inputs)))
+
+
+def compare(model, inputs, rtol=1e-4, atol=1e-5):
+    """Runs both; returns (ok, message)."""
+    expected = run_onnxruntime(model, inputs)
+    got = run_qopt(model, inputs)
+    for i, (e, g) in enumerate(zip(expected, got)):
+        e = np.asarray(e)
+        if e.shape != g.shape:
+            return False, f"output {i}: shape {g.shape}, expected {e.shape}"
+        if e.dtype == np.bool_ or np.issubdtype(e.dtype, np.integer):
+            if not np.array_equal(e.astype(np.int64), g.astype(np.int64)):
+                return False, f"output {i}: {g} != {e}"
+        elif not np.allclose(g, e.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True):
+            err = np.max(np.abs(g - e) / (np.abs(e) + atol))
+            return False, f"output {i}: max relative error {err:.3g}"
+    return True, "ok"
