@@ -17,7 +17,8 @@ import onnxruntime as ort
 LLVM_BIN = "/usr/lib/llvm-22/bin"
 LLVM_LIB = "/usr/lib/llvm-22/lib"
 LOWER = [
-    "--convert-onnx-to-qopt", "--qopt-materialize-params", "--canonicalize",
+    "--convert-onnx-to-qopt", "--qopt-materialize-params",
+    "--convert-qopt-to-linalg", "--canonicalize",
     "--convert-elementwise-to-linalg",
     "--one-shot-bufferize=bufferize-function-boundaries",
     "--convert-linalg-to-loops", "--convert-scf-to-cf",

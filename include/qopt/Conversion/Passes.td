@@ -48,4 +48,20 @@ def QOptMaterializeParamsPass : Pass<"qopt-materialize-params",
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
 
+def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp"> {
+  let summary = "Lowers QOpt graph ops to their linalg reference semantics";
+  let description = [{
+    Rewrites QOpt ops into `linalg.generic` on tensors that compute exactly
+    what each op's description says; this is the semantics the CPU path
+    executes and the other backends are checked against. Lowered so far:
+    `qopt.rms_norm`, `qopt.layer_norm` (statistics in f32 whatever the
+    element type), `qopt.linear` with a float weight, and `qopt.smooth`.
+    Other QOpt ops are left in place (and fail later in the pipeline).
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect", "::mlir::tensor::TensorDialect"
+  ];
+}
+
 #endif // QOPT_CONVERSION_PASSES_TD

@@ -265,7 +265,8 @@ class HandlerTable {
 public:
   HandlerTable() {
     for (ArrayRef<HandlerEntry> group :
-         {getElementwiseHandlers(), getTensorHandlers()})
+         {getElementwiseHandlers(), getTensorHandlers(),
+          getMoreTensorHandlers()})
       for (const HandlerEntry &entry : group)
         table[key(entry.domain, entry.opType)].push_back(&entry);
     for (auto &it : table)

@@ -35,6 +35,7 @@ struct HandlerEntry {
 
 ArrayRef<HandlerEntry> getElementwiseHandlers();
 ArrayRef<HandlerEntry> getTensorHandlers();
+ArrayRef<HandlerEntry> getMoreTensorHandlers();
 
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);
