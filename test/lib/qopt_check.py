@@ -161,7 +161,9 @@ def run_qopt(model, inputs, workdir=None):
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = os.path.join(tmp, "model.onnx")
         onnx.save(model, path)
-        r = subprocess.run([translate, "--import-onnx", "-mlir-print-debuginfo", path],
+        # Weights inline: mlir-runner has no runtime to read them from files.
+        r = subprocess.run([translate, "--import-onnx", "-mlir-print-debuginfo",
+                            "--inline-limit=1000000000", path],
                            capture_output=True, text=True)
         if r.returncode:
             raise QOptError("import", r.stderr)

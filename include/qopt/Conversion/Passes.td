@@ -42,8 +42,9 @@ def QOptMaterializeParamsPass : Pass<"qopt-materialize-params",
   let description = [{
     Every `qopt.load_param` of a parameter whose data is inline becomes an
     `arith.constant` of that data, so upstream folding and execution without
-    a runtime (mlir-runner) see the values. Parameters stored in files are
-    left to the runtime.
+    a runtime (mlir-runner) see the values; inline parameters left without
+    readers are removed. Parameters stored in files are left to the
+    runtime.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }

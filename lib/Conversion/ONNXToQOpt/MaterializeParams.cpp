@@ -30,6 +30,13 @@ struct QOptMaterializeParamsPass
       load.replaceAllUsesWith(constant);
       load.erase();
     });
+    // Inline parameters nothing reads any more are gone with their reads.
+    ModuleOp module = getOperation();
+    for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
+      if (param.getInitialValue() &&
+          isa<ElementsAttr>(*param.getInitialValue()) &&
+          SymbolTable::symbolKnownUseEmpty(param, module))
+        param.erase();
   }
 };
 } // namespace

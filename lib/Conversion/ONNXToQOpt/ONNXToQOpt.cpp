@@ -298,6 +298,27 @@ private:
   llvm::StringMap<SmallVector<const HandlerEntry *, 2>> table;
 };
 
+/// The most static type both `a` and `b` describe, or failure when they
+/// disagree (different element types, ranks or static sizes).
+FailureOr<Type> joinTypes(Type a, Type b) {
+  auto ta = dyn_cast<TensorType>(a), tb = dyn_cast<TensorType>(b);
+  if (!ta || !tb || ta.getElementType() != tb.getElementType())
+    return failure();
+  if (!ta.hasRank())
+    return b;
+  if (!tb.hasRank())
+    return a;
+  if (ta.getRank() != tb.getRank())
+    return failure();
+  SmallVector<int64_t> shape;
+  for (auto [x, y] : llvm::zip(ta.getShape(), tb.getShape())) {
+    if (!ShapedType::isDynamic(x) && !ShapedType::isDynamic(y) && x != y)
+      return failure();
+    shape.push_back(ShapedType::isDynamic(x) ? y : x);
+  }
+  return Type(RankedTensorType::get(shape, ta.getElementType()));
+}
+
 struct ConvertONNXToQOptPass
     : qopt::impl::ConvertONNXToQOptPassBase<ConvertONNXToQOptPass> {
   using Base::Base;
@@ -348,17 +369,33 @@ struct ConvertONNXToQOptPass
         continue;
       if (!newValue)
         return nodeError(op) << "does not produce an output it is asked for";
-      if (newValue.getType() != oldValue.getType()) {
-        // The model's declared type may be less (or differently) static.
-        if (!tensor::CastOp::areCastCompatible(newValue.getType(),
-                                               oldValue.getType()))
-          return nodeError(op) << "computes " << newValue.getType()
-                               << " but the model declares "
-                               << oldValue.getType();
-        newValue = tensor::CastOp::create(b, op.getLoc(), oldValue.getType(),
-                                          newValue);
+      if (newValue.getType() == oldValue.getType()) {
+        oldValue.replaceAllUsesWith(newValue);
+        continue;
       }
-      oldValue.replaceAllUsesWith(newValue);
+      // The model's declared type and the computed one may each know dims
+      // the other does not (shape inference often gives up on dynamic
+      // reshapes): later nodes get the join of both, other users the
+      // declared type.
+      FailureOr<Type> joined = joinTypes(newValue.getType(), oldValue.getType());
+      if (failed(joined))
+        return nodeError(op) << "computes " << newValue.getType()
+                             << " but the model declares "
+                             << oldValue.getType();
+      Value refined = newValue;
+      if (*joined != newValue.getType())
+        refined = tensor::CastOp::create(b, op.getLoc(), *joined, newValue);
+      Value declared;
+      for (OpOperand &use : llvm::make_early_inc_range(oldValue.getUses())) {
+        if (isa<ONNXNodeOp>(use.getOwner())) {
+          use.set(refined);
+          continue;
+        }
+        if (!declared)
+          declared = tensor::CastOp::create(b, op.getLoc(), oldValue.getType(),
+                                            refined);
+        use.set(declared);
+      }
     }
     op->erase();
     return success();
