@@ -85,15 +85,41 @@ LogicalResult convertConstant(ONNXNodeOp op, OpBuilder &b,
 // MatMul / Gemm
 //===----------------------------------------------------------------------===//
 
-/// Contraction body: acc + a * b in the element type.
+/// Contraction body: acc + a * b in the accumulator's type (f32 for
+/// narrower floats, as onnxruntime and PyTorch accumulate on the CPU).
 void contractionBody(OpBuilder &b, Location loc, ValueRange args) {
   Value a = args[0], w = args[1], acc = args[2];
+  a = castScalar(b, loc, a, acc.getType());
+  w = castScalar(b, loc, w, acc.getType());
   Value r;
   if (isa<FloatType>(acc.getType()))
     r = arith::AddFOp::create(b, loc, acc, arith::MulFOp::create(b, loc, a, w));
   else
     r = arith::AddIOp::create(b, loc, acc, arith::MulIOp::create(b, loc, a, w));
   linalg::YieldOp::create(b, loc, r);
+}
+
+/// f32 for floats narrower than 32 bits, else the type itself.
+Type accumulatorType(OpBuilder &b, Type element) {
+  auto f = dyn_cast<FloatType>(element);
+  return f && f.getWidth() < 32 ? b.getF32Type() : element;
+}
+
+/// Casts an accumulated tensor back to `element`.
+Value fromAccumulator(OpBuilder &b, Location loc, Value acc, Type element) {
+  auto type = cast<RankedTensorType>(acc.getType());
+  if (type.getElementType() == element)
+    return acc;
+  int64_t rank = type.getRank();
+  SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  Value init = tensor::EmptyOp::create(b, loc, getSizes(b, loc, acc), element);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), acc, init, maps, par,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               linalg::YieldOp::create(nb, l, castScalar(nb, l, a[0], element));
+             })
+      .getResult(0);
 }
 
 Value zeroFilled(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
@@ -176,11 +202,12 @@ LogicalResult convertMatMul(ONNXNodeOp op, OpBuilder &b,
   SmallVector<utils::IteratorType> iterators(numLoops - 1,
                                              utils::IteratorType::parallel);
   iterators.push_back(utils::IteratorType::reduction);
-  Value init = zeroFilled(b, loc, outSizes, element);
+  Value init = zeroFilled(b, loc, outSizes, accumulatorType(b, element));
   Value result = linalg::GenericOp::create(b, loc, init.getType(),
                                            ValueRange{lhs, rhs}, init, maps,
                                            iterators, contractionBody)
                      .getResult(0);
+  result = fromAccumulator(b, loc, result, element);
   if (lhsVector || rhsVector) {
     SmallVector<OpFoldResult> sizes(outSizes.begin(), outSizes.end() - 2);
     if (!lhsVector)
@@ -219,11 +246,12 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
   SmallVector<utils::IteratorType> iterators = {
       utils::IteratorType::parallel, utils::IteratorType::parallel,
       utils::IteratorType::reduction};
-  Value init = zeroFilled(b, loc, {mSize, nSize}, element);
+  Value init = zeroFilled(b, loc, {mSize, nSize}, accumulatorType(b, element));
   Value product = linalg::GenericOp::create(b, loc, init.getType(),
                                             ValueRange{a, w}, init, maps,
                                             iterators, contractionBody)
                       .getResult(0);
+  product = fromAccumulator(b, loc, product, element);
   if (alpha == 1.0 && (!c || beta == 0.0)) {
     results.push_back(product);
     return success();
@@ -295,7 +323,10 @@ enum class ReduceKind { Sum, Mean, Max, Min, Prod, SumSquare, L2 };
 Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
              bool keepDims, ReduceKind kind) {
   auto type = rankedType(x);
-  Type element = type.getElementType();
+  Type inElement = type.getElementType();
+  // Sums accumulate narrow floats in f32; max/min are exact in any type.
+  bool sums = kind != ReduceKind::Max && kind != ReduceKind::Min;
+  Type element = sums ? accumulatorType(b, inElement) : inElement;
   int64_t rank = type.getRank();
   SmallVector<OpFoldResult> sizes = getSizes(b, loc, x), outSizes, reduced;
   SmallVector<AffineExpr> outExprs;
@@ -336,7 +367,7 @@ Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
       linalg::GenericOp::create(
           b, loc, init.getType(), x, init, maps, iterators,
           [&](OpBuilder &nb, Location l, ValueRange args) {
-            Value v = args[0], acc = args[1], r;
+            Value v = castScalar(nb, l, args[0], element), acc = args[1], r;
             if (kind == ReduceKind::SumSquare || kind == ReduceKind::L2)
               v = isFloat ? Value(arith::MulFOp::create(nb, l, v, v))
                           : Value(arith::MulIOp::create(nb, l, v, v));
@@ -385,6 +416,7 @@ Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
                  })
                  .getResult(0);
   }
+  result = fromAccumulator(b, loc, result, inElement);
   if (keepDims) {
     SmallVector<OpFoldResult> kept;
     unsigned next = 0;
