@@ -16,8 +16,8 @@ pkgs=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
   # ONNX import (used from the importer issue on)
   libonnx-dev libprotobuf-dev protobuf-compiler
-  # unit tests
-  libgtest-dev
+  # unit tests, and the importer's libFuzzer target (clang with libFuzzer)
+  libgtest-dev clang-22 libclang-rt-22-dev
   # Python for tests and reference numerics
   python3 python3-venv python3-pip
 )

@@ -29,3 +29,7 @@ tools = ["qopt-opt", "qopt-translate"]
 llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.qopt_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+
+# The importer fuzzer is built by scripts/build-fuzzer.sh (clang-22).
+if os.path.exists(os.path.join(config.qopt_tools_dir, "import-onnx-fuzzer")):
+    config.available_features.add("fuzzer")

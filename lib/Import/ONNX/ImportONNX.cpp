@@ -461,6 +461,9 @@ FailureOr<Attribute>
 ONNXImporter::importTensorData(const onnx::TensorProto &tensor,
                                RankedTensorType type, StringRef what,
                                bool allowReference) {
+  if (isa<ComplexType>(type.getElementType()))
+    return error() << what << " holds complex numbers, which are not "
+                   << "supported";
   uint64_t numel = static_cast<uint64_t>(type.getNumElements());
   uint64_t expected = rawBytes(type.getElementType(), numel);
   if (tensor.data_location() == onnx::TensorProto::EXTERNAL)

@@ -159,3 +159,10 @@ node = helper.make_node("Identity", ["x"], ["y"])
 graph = helper.make_graph([node], "types", [x], [y], inits)
 save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10),
      "types.onnx")
+
+# A complex64 initializer given in typed fields (found by the fuzzer: it
+# used to crash reading the element width).
+t = helper.make_tensor("c", TensorProto.COMPLEX64, [1], [1 + 2j])
+graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "cplx", [x], [y], [t])
+save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
+     "complex.onnx")
