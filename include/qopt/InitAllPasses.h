@@ -5,6 +5,7 @@
 
 #include "qopt/Conversion/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Pipelines/Pipelines.h"
 
 namespace mlir::qopt {
 
@@ -12,6 +13,7 @@ namespace mlir::qopt {
 inline void registerAllPasses() {
   registerQOptPasses();
   registerQOptConversionPasses();
+  registerQOptPipelines();
 }
 
 } // namespace mlir::qopt

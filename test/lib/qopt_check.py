@@ -16,16 +16,9 @@ import onnxruntime as ort
 
 LLVM_BIN = "/usr/lib/llvm-22/bin"
 LLVM_LIB = "/usr/lib/llvm-22/lib"
-LOWER = [
-    "--convert-onnx-to-qopt", "--qopt-materialize-params",
-    "--convert-qopt-to-linalg", "--canonicalize",
-    "--convert-elementwise-to-linalg",
-    "--one-shot-bufferize=bufferize-function-boundaries",
-    "--convert-linalg-to-loops", "--convert-scf-to-cf",
-    "--expand-strided-metadata", "--lower-affine",
-    "--convert-math-to-libm", "--finalize-memref-to-llvm",
-    "--convert-to-llvm", "--reconcile-unrealized-casts",
-]
+# The named CPU pipeline (lib/Pipelines), after the conversion that
+# run_qopt does first to read the signature.
+LOWER = ["--qopt-lower-to-cpu"]
 
 
 class QOptError(Exception):
@@ -155,6 +148,30 @@ def _parse_prints(text, count):
     return out
 
 
+def run_module(text, inputs):
+    """Lowers an MLIR module whose @main takes and returns tensors, runs it on
+    `inputs` (arrays, argument order) and returns the results as arrays."""
+    _, opt = _tools()
+    arg_types, result_types = _signature(text)
+    text = text.rstrip()
+    if not text.endswith("}"):
+        raise ValueError("expected a module")
+    if not re.search(r"^module\b", text, re.M):
+        text = "module {\n" + text + "\n}"
+    text = text[:-1] + _harness(arg_types, result_types, inputs) + "\n}\n"
+    r = subprocess.run([opt] + LOWER, input=text, capture_output=True, text=True)
+    if r.returncode:
+        raise QOptError("lower", r.stderr)
+    r = subprocess.run(
+        [os.path.join(LLVM_BIN, "mlir-runner"), "-e", "qopt_check_entry",
+         "-entry-point-result=void",
+         f"-shared-libs={LLVM_LIB}/libmlir_runner_utils.so,{LLVM_LIB}/libmlir_c_runner_utils.so"],
+        input=r.stdout, capture_output=True, text=True, timeout=300)
+    if r.returncode:
+        raise QOptError("run", r.stderr)
+    return _parse_prints(r.stdout, len(result_types))
+
+
 def run_qopt(model, inputs, workdir=None):
     """Compiles and runs `model` on `inputs` (list of arrays, graph order)."""
     translate, opt = _tools()
@@ -171,22 +188,7 @@ def run_qopt(model, inputs, workdir=None):
                            input=r.stdout, capture_output=True, text=True)
         if r.returncode:
             raise QOptError("convert", r.stderr)
-        converted = r.stdout
-        arg_types, result_types = _signature(converted)
-        text = converted.rstrip()
-        assert text.endswith("}")
-        text = text[:-1] + _harness(arg_types, result_types, inputs) + "\n}\n"
-        r = subprocess.run([opt] + LOWER[1:], input=text, capture_output=True, text=True)
-        if r.returncode:
-            raise QOptError("lower", r.stderr)
-        r = subprocess.run(
-            [os.path.join(LLVM_BIN, "mlir-runner"), "-e", "qopt_check_entry",
-             "-entry-point-result=void",
-             f"-shared-libs={LLVM_LIB}/libmlir_runner_utils.so,{LLVM_LIB}/libmlir_c_runner_utils.so"],
-            input=r.stdout, capture_output=True, text=True, timeout=300)
-        if r.returncode:
-            raise QOptError("run", r.stderr)
-        return _parse_prints(r.stdout, len(result_types))
+        return run_module(r.stdout, inputs)
 
 
 def run_onnxruntime(model, inputs):

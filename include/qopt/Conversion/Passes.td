@@ -56,8 +56,13 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     what each op's description says; this is the semantics the CPU path
     executes and the other backends are checked against. Lowered so far:
     `qopt.rms_norm`, `qopt.layer_norm` (statistics in f32 whatever the
-    element type), `qopt.linear` with a float weight, and `qopt.smooth`.
-    Other QOpt ops are left in place (and fail later in the pipeline).
+    element type), `qopt.linear` and `qopt.lora` (with DoRA, gate and middle
+    parts; inference: dropout is the identity) with float weights,
+    `qopt.smooth`, `qopt.fake_quant` / `qopt.lsq` forward (every format and
+    granularity; `per_block` needs static shapes) and `qopt.hadamard` for
+    power-of-two sizes (a fast Walsh–Hadamard transform). Other QOpt ops
+    (quantized weights, `quantize`/`dequantize`, Hadamard orders m·2^k) are
+    left in place and fail later in the pipeline.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",

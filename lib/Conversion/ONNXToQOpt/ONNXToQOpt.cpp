@@ -284,7 +284,7 @@ public:
       return nullptr;
     const HandlerEntry *best = nullptr;
     for (const HandlerEntry *entry : it->second)
-      if (entry->since <= op.getOpset())
+      if (entry->since <= static_cast<int64_t>(op.getOpset()))
         best = entry;
     if (!best)
       oldest = it->second.front()->since;

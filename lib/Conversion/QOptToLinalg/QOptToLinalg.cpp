@@ -4,6 +4,9 @@
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/Support/MathExtras.h"
+
+#include <cmath>
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::qopt {
@@ -142,6 +145,67 @@ Value finish(OpBuilder &b, Location loc, Value x, int64_t axis,
                if (beta)
                  y = arith::AddFOp::create(nb, l, y, a[2 + numStats]);
                linalg::YieldOp::create(nb, l, y);
+             })
+      .getResult(0);
+}
+
+
+/// y[..., n] = sum_k x[..., k] * w[n, k] (+ init): the product of a linear
+/// layer, accumulated into `init` (zeros when null).
+Value contractLast(OpBuilder &b, Location loc, Value x, Value w, Value init) {
+  auto xType = cast<RankedTensorType>(x.getType());
+  int64_t rank = xType.getRank();
+  Type element = xType.getElementType();
+  int64_t loops = rank + 1;
+  SmallVector<AffineExpr> xExprs, outExprs;
+  for (int64_t d = 0; d < rank - 1; ++d) {
+    xExprs.push_back(b.getAffineDimExpr(d));
+    outExprs.push_back(b.getAffineDimExpr(d));
+  }
+  AffineExpr n = b.getAffineDimExpr(rank - 1), k = b.getAffineDimExpr(rank);
+  xExprs.push_back(k);
+  outExprs.push_back(n);
+  MLIRContext *ctx = b.getContext();
+  SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, xExprs, ctx),
+                                 AffineMap::get(loops, 0, {n, k}, ctx),
+                                 AffineMap::get(loops, 0, outExprs, ctx)};
+  if (!init) {
+    SmallVector<OpFoldResult> sizes = sizesOf(b, loc, x);
+    sizes.back() = sizesOf(b, loc, w)[0];
+    Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(element));
+    init = linalg::FillOp::create(
+               b, loc, zero, tensor::EmptyOp::create(b, loc, sizes, element).getResult())
+               .getResult(0);
+  }
+  SmallVector<utils::IteratorType> iterators(loops - 1,
+                                             utils::IteratorType::parallel);
+  iterators.push_back(utils::IteratorType::reduction);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ValueRange{x, w}, init, maps, iterators,
+             [](OpBuilder &nb, Location l, ValueRange a) {
+               Value p = arith::MulFOp::create(nb, l, a[0], a[1]);
+               linalg::YieldOp::create(
+                   nb, l, arith::AddFOp::create(nb, l, a[2], p).getResult());
+             })
+      .getResult(0);
+}
+
+/// Elementwise over same-shaped `inputs` (plus `bcast` inputs read through
+/// the given maps), body `fn`.
+Value mapElementwise(OpBuilder &b, Location loc, Value like, ValueRange inputs,
+                     ArrayRef<AffineMap> inputMaps,
+                     function_ref<Value(OpBuilder &, Location, ValueRange)> fn) {
+  auto type = cast<RankedTensorType>(like.getType());
+  int64_t rank = type.getRank();
+  SmallVector<AffineMap> maps(inputMaps);
+  maps.push_back(b.getMultiDimIdentityMap(rank));
+  Value init = tensor::EmptyOp::create(b, loc, sizesOf(b, loc, like),
+                                       type.getElementType());
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), inputs, init, maps, par,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               linalg::YieldOp::create(nb, l, fn(nb, l, a.drop_back()));
              })
       .getResult(0);
 }
@@ -306,12 +370,346 @@ struct LowerSmooth : OpRewritePattern<SmoothOp> {
   }
 };
 
+
+/// A transposed copy of a 2-D tensor.
+Value transpose2D(OpBuilder &b, Location loc, Value m) {
+  SmallVector<OpFoldResult> sizes = sizesOf(b, loc, m);
+  Value init = tensor::EmptyOp::create(
+      b, loc, SmallVector<OpFoldResult>{sizes[1], sizes[0]},
+      cast<RankedTensorType>(m.getType()).getElementType());
+  return linalg::TransposeOp::create(b, loc, m, init, ArrayRef<int64_t>{1, 0})
+      .getResult()[0];
+}
+
+struct LowerLoRA : OpRewritePattern<LoRAOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LoRAOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!isa<RankedTensorType>(op.getWeight().getType()))
+      return rewriter.notifyMatchFailure(op, "quantized weights not lowered yet");
+    Location loc = op.getLoc();
+    Value x = op.getInput();
+    Type element = op.getInput().getType().getElementType();
+    int64_t rank = op.getInput().getType().getRank();
+    Value scale = arith::ConstantOp::create(
+        rewriter, loc, rewriter.getFloatAttr(element, op.getScale()));
+    // z = x A^T (inference: dropout is the identity), then gate, middle.
+    Value z = contractLast(rewriter, loc, x, op.getLoraA(), Value());
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
+                                    rewriter.getContext());
+    if (Value gate = op.getGate())
+      z = mapElementwise(rewriter, loc, z, {z, gate}, {id, last},
+                         [](OpBuilder &b, Location l, ValueRange a) {
+                           return Value(arith::MulFOp::create(b, l, a[0], a[1]));
+                         });
+    if (Value middle = op.getMiddle())
+      z = contractLast(rewriter, loc, z, middle, Value());
+    Value branch = contractLast(rewriter, loc, z, op.getLoraB(), Value());
+    Value base = contractLast(rewriter, loc, x, op.getWeight(), Value());
+    Value y;
+    if (Value magnitude = op.getMagnitude()) {
+      // DoRA: W' = W + scale * B (M diag(g) A); y = m / ||W'||_row * (...).
+      Value a = op.getLoraA();
+      int64_t r = op.getRank();
+      (void)r;
+      if (Value gate = op.getGate()) {
+        AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
+        AffineMap row = AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
+                                       rewriter.getContext());
+        a = mapElementwise(rewriter, loc, a, {a, gate}, {id2, row},
+                           [](OpBuilder &b, Location l, ValueRange v) {
+                             return Value(arith::MulFOp::create(b, l, v[0], v[1]));
+                           });
+      }
+      // (M g A) as r x K, then B (r x K) -> N x K via contractLast(B, (MgA)^T).
+      Value mga = a;
+      if (Value middle = op.getMiddle())
+        mga = contractLast(rewriter, loc, transpose2D(rewriter, loc, a), middle,
+                           Value()); // K x r = (M gA)^T
+      else
+        mga = transpose2D(rewriter, loc, a); // K x r
+      Value ba = contractLast(rewriter, loc, op.getLoraB(), mga, Value()); // N x K
+      Value w = op.getWeight();
+      AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
+      Value merged = mapElementwise(
+          rewriter, loc, w, {w, ba}, {id2, id2},
+          [&](OpBuilder &b, Location l, ValueRange v) {
+            return Value(arith::AddFOp::create(
+                b, l, v[0], arith::MulFOp::create(b, l, v[1], scale)));
+          });
+      // Row norms of W'.
+      SmallVector<OpFoldResult> n = {sizesOf(rewriter, loc, w)[0]};
+      Value zero = arith::ConstantOp::create(rewriter, loc,
+                                             rewriter.getZeroAttr(element));
+      Value norms = linalg::FillOp::create(
+                        rewriter, loc, zero,
+                        tensor::EmptyOp::create(rewriter, loc, n, element).getResult())
+                        .getResult(0);
+      SmallVector<AffineMap> nmaps = {id2,
+                                      AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
+                                                     rewriter.getContext())};
+      norms = linalg::GenericOp::create(
+                  rewriter, loc, norms.getType(), merged, norms, nmaps,
+                  {utils::IteratorType::parallel, utils::IteratorType::reduction},
+                  [](OpBuilder &b, Location l, ValueRange v) {
+                    Value sq = arith::MulFOp::create(b, l, v[0], v[0]);
+                    linalg::YieldOp::create(
+                        b, l, arith::AddFOp::create(b, l, v[1], sq).getResult());
+                  })
+                  .getResult(0);
+      Value bias = op.getBias();
+      SmallVector<Value> inputs = {base, branch, magnitude, norms};
+      SmallVector<AffineMap> maps = {id, id, last, last};
+      if (bias) {
+        inputs.push_back(bias);
+        maps.push_back(last);
+      }
+      y = mapElementwise(rewriter, loc, base, inputs, maps,
+                         [&](OpBuilder &b, Location l, ValueRange v) {
+                           Value sum = arith::AddFOp::create(
+                               b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
+                           Value factor = arith::DivFOp::create(
+                               b, l, v[2], math::SqrtOp::create(b, l, v[3]));
+                           Value out = arith::MulFOp::create(b, l, sum, factor);
+                           if (v.size() > 4)
+                             out = arith::AddFOp::create(b, l, out, v[4]);
+                           return out;
+                         });
+    } else {
+      SmallVector<Value> inputs = {base, branch};
+      SmallVector<AffineMap> maps = {id, id};
+      if (Value bias = op.getBias()) {
+        inputs.push_back(bias);
+        maps.push_back(last);
+      }
+      y = mapElementwise(rewriter, loc, base, inputs, maps,
+                         [&](OpBuilder &b, Location l, ValueRange v) {
+                           Value out = arith::AddFOp::create(
+                               b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
+                           if (v.size() > 2)
+                             out = arith::AddFOp::create(b, l, out, v[2]);
+                           return out;
+                         });
+    }
+    if (y.getType() != op.getType())
+      y = tensor::CastOp::create(rewriter, loc, op.getType(), y);
+    rewriter.replaceOp(op, y);
+    return success();
+  }
+};
+
+/// How a scale of `granularity` is indexed from the data's loop dims, as an
+/// affine map; failure where it is not affine (per_block over dynamic data).
+FailureOr<AffineMap> scaleMap(OpBuilder &b, GranularityAttrInterface g,
+                              RankedTensorType type) {
+  int64_t rank = type.getRank();
+  MLIRContext *ctx = b.getContext();
+  if (isa<PerTensorAttr>(g))
+    return AffineMap::get(rank, 0, {}, ctx);
+  if (auto c = dyn_cast<PerChannelAttr>(g))
+    return AffineMap::get(rank, 0, {b.getAffineDimExpr(c.getAxis())}, ctx);
+  if (auto grp = dyn_cast<PerGroupAttr>(g)) {
+    SmallVector<AffineExpr> exprs;
+    for (int64_t d = 0; d < rank; ++d)
+      exprs.push_back(d == grp.getAxis()
+                          ? b.getAffineDimExpr(d).floorDiv(grp.getSize())
+                          : b.getAffineDimExpr(d));
+    return AffineMap::get(rank, 0, exprs, ctx);
+  }
+  if (isa<PerTokenAttr>(g)) {
+    SmallVector<AffineExpr> exprs;
+    for (int64_t d = 0; d + 1 < rank; ++d)
+      exprs.push_back(b.getAffineDimExpr(d));
+    return AffineMap::get(rank, 0, exprs, ctx);
+  }
+  if (auto blk = dyn_cast<PerBlockAttr>(g)) {
+    if (!type.hasStaticShape())
+      return failure();
+    AffineExpr linear = b.getAffineConstantExpr(0);
+    int64_t stride = 1;
+    for (int64_t d = rank - 1; d >= 0; --d) {
+      linear = linear + b.getAffineDimExpr(d) * stride;
+      stride *= type.getDimSize(d);
+    }
+    return AffineMap::get(rank, 0, {linear.floorDiv(blk.getSize())}, ctx);
+  }
+  return failure();
+}
+
+/// q = encode(v) in code space, then decode: the value on `format`'s grid
+/// nearest to v (v already divided by the scale and shifted by zp).
+Value snapToGrid(OpBuilder &b, Location loc, Value v, QuantFormatAttrInterface format,
+                 Value zp) {
+  Type t = v.getType();
+  auto c = [&](double x) {
+    return arith::ConstantOp::create(b, loc, b.getFloatAttr(t, x)).getResult();
+  };
+  if (auto intFormat = dyn_cast<IntFormatAttr>(format)) {
+    Value q = math::RoundEvenOp::create(b, loc, v);
+    if (zp)
+      q = arith::AddFOp::create(b, loc, q, zp);
+    q = arith::MaximumFOp::create(b, loc, q, c((double)intFormat.getQMin()));
+    q = arith::MinimumFOp::create(b, loc, q, c((double)intFormat.getQMax()));
+    if (zp)
+      q = arith::SubFOp::create(b, loc, q, zp);
+    return q;
+  }
+  if (isa<NF4FormatAttr>(format)) {
+    // Nearest of the 16 codes: compare with the 15 midpoints (ties low).
+    static const double codes[16] = {
+        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+        0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
+        0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+        0.7229568362236023, 1.0};
+    Value result = c(codes[0]);
+    for (int i = 1; i < 16; ++i) {
+      float lo = (float)codes[i - 1], hi = (float)codes[i];
+      Value above = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, v,
+                                          c(((double)lo + (double)hi) / 2));
+      result = arith::SelectOp::create(b, loc, above, c((double)hi), result);
+    }
+    return result;
+  }
+  auto fmt = cast<FloatFormatAttr>(format);
+  double max = fmt.getMaxRepresentable();
+  // Round to nearest even on the format's grid without the narrow type (the
+  // LLVM lowering has no f8/f4 arithmetic): clamp, take the binade's
+  // exponent from the f32 bits (not below the smallest normal one, so
+  // subnormals get the fixed quantum), and round to a multiple of
+  // 2^(exponent - mantissa bits).
+  const llvm::fltSemantics &sem = cast<FloatType>(fmt.getType()).getFloatSemantics();
+  int mantissaBits = llvm::APFloat::semanticsPrecision(sem) - 1;
+  int minExponent = llvm::APFloat::semanticsMinExponent(sem);
+  Value clamped = arith::MinimumFOp::create(
+      b, loc, arith::MaximumFOp::create(b, loc, v, c(-max)), c(max));
+  Type i32 = b.getI32Type();
+  auto i32c = [&](int64_t x) {
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(x)).getResult();
+  };
+  Value bits = arith::BitcastOp::create(b, loc, i32, clamped);
+  Value exponent = arith::SubIOp::create(
+      b, loc,
+      arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, bits, i32c(23)),
+                            i32c(0xff)),
+      i32c(127));
+  exponent = arith::MaxSIOp::create(b, loc, exponent, i32c(minExponent));
+  Value quantumBits = arith::ShLIOp::create(
+      b, loc,
+      arith::AddIOp::create(b, loc, exponent, i32c(127 - mantissaBits)),
+      i32c(23));
+  Value quantum = arith::BitcastOp::create(b, loc, b.getF32Type(), quantumBits);
+  Value steps = math::RoundEvenOp::create(
+      b, loc, arith::DivFOp::create(b, loc, clamped, quantum));
+  return arith::MulFOp::create(b, loc, steps, quantum);
+}
+
+template <typename QuantOp>
+struct LowerFakeQuant : OpRewritePattern<QuantOp> {
+  using OpRewritePattern<QuantOp>::OpRewritePattern;
+  LogicalResult matchAndRewrite(QuantOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = op.getInput().getType();
+    FailureOr<AffineMap> smap = scaleMap(rewriter, op.getGranularity(), type);
+    if (failed(smap))
+      return rewriter.notifyMatchFailure(op, "per_block needs static shapes");
+    int64_t rank = type.getRank();
+    SmallVector<Value> inputs = {op.getInput(), op.getScale()};
+    SmallVector<AffineMap> maps = {rewriter.getMultiDimIdentityMap(rank), *smap};
+    if (Value zp = op.getZeroPoint()) {
+      inputs.push_back(zp);
+      maps.push_back(*smap);
+    }
+    QuantFormatAttrInterface format = op.getFormat();
+    Value y = mapElementwise(
+        rewriter, loc, op.getInput(), inputs, maps,
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          // Computed in f32, as the reference formats are defined there.
+          Value x = toF32(b, l, a[0]), s = toF32(b, l, a[1]);
+          Value zp = a.size() > 2 ? toF32(b, l, a[2]) : Value();
+          Value v = arith::DivFOp::create(b, l, x, s);
+          Value q = snapToGrid(b, l, v, format, zp);
+          return fromF32(b, l, arith::MulFOp::create(b, l, q, s), a[0].getType());
+        });
+    rewriter.replaceOp(op, y);
+    return success();
+  }
+};
+
+struct LowerHadamard : OpRewritePattern<HadamardOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(HadamardOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = op.getInput().getType();
+    int64_t rank = type.getRank();
+    int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()), rank);
+    int64_t n = op.getBlock() ? *op.getBlock() : type.getDimSize(axis);
+    if (ShapedType::isDynamic(n) || !llvm::isPowerOf2_64(n))
+      return rewriter.notifyMatchFailure(
+          op, "only static power-of-two sizes are lowered yet");
+    Value x = op.getInput();
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    Type element = type.getElementType();
+    if (Value signs = op.getSigns()) {
+      AffineMap within = AffineMap::get(
+          rank, 0, {rewriter.getAffineDimExpr(axis) % n}, rewriter.getContext());
+      x = mapElementwise(rewriter, loc, x, {x, signs}, {id, within},
+                         [](OpBuilder &b, Location l, ValueRange a) {
+                           return Value(arith::MulFOp::create(b, l, a[0], a[1]));
+                         });
+    }
+    // Fast Walsh-Hadamard transform: log2(n) butterfly stages, each reading
+    // the partner element i ^ h within the block.
+    for (int64_t h = 1; h < n; h *= 2) {
+      Value in = x;
+      x = mapElementwise(
+          rewriter, loc, in, {}, {},
+          [&](OpBuilder &b, Location l, ValueRange) {
+            SmallVector<Value> idx;
+            for (int64_t d = 0; d < rank; ++d)
+              idx.push_back(linalg::IndexOp::create(b, l, d));
+            Value i = idx[axis];
+            Value hv = arith::ConstantIndexOp::create(b, l, h);
+            Value bit = arith::RemUIOp::create(
+                b, l, arith::DivUIOp::create(b, l, i, hv),
+                arith::ConstantIndexOp::create(b, l, 2));
+            Value high = arith::CmpIOp::create(
+                b, l, arith::CmpIPredicate::ne, bit,
+                arith::ConstantIndexOp::create(b, l, 0));
+            Value partner = arith::SelectOp::create(
+                b, l, high, arith::SubIOp::create(b, l, i, hv),
+                arith::AddIOp::create(b, l, i, hv));
+            SmallVector<Value> pidx(idx);
+            pidx[axis] = partner;
+            Value self = tensor::ExtractOp::create(b, l, in, idx);
+            Value other = tensor::ExtractOp::create(b, l, in, pidx);
+            // low: self + other; high: other - self.
+            return Value(arith::SelectOp::create(
+                b, l, high, arith::SubFOp::create(b, l, other, self),
+                arith::AddFOp::create(b, l, self, other)));
+          });
+    }
+    Value norm = arith::ConstantOp::create(
+        rewriter, loc, rewriter.getFloatAttr(element, 1.0 / std::sqrt((double)n)));
+    x = mapElementwise(rewriter, loc, x, {x}, {id},
+                       [&](OpBuilder &b, Location l, ValueRange a) {
+                         return Value(arith::MulFOp::create(b, l, a[0], norm));
+                       });
+    rewriter.replaceOp(op, x);
+    return success();
+  }
+};
+
 struct ConvertQOptToLinalgPass
     : qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth>(
-        &getContext());
+    patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
+                 LowerLoRA, LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
+                 LowerHadamard>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
