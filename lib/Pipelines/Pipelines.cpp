@@ -16,6 +16,7 @@ using namespace mlir;
 
 void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
                                       const CPUPipelineOptions &options) {
+  pm.addPass(createQOptRaiseONNXPass());
   ConvertONNXToQOptPassOptions onnx;
   onnx.allowUnsupported = options.allowUnsupported;
   pm.addPass(createConvertONNXToQOptPass(onnx));

@@ -184,7 +184,7 @@ def run_qopt(model, inputs, workdir=None):
                            capture_output=True, text=True)
         if r.returncode:
             raise QOptError("import", r.stderr)
-        r = subprocess.run([opt, "--convert-onnx-to-qopt", "--canonicalize"],
+        r = subprocess.run([opt, "--qopt-raise-onnx", "--convert-onnx-to-qopt", "--canonicalize"],
                            input=r.stdout, capture_output=True, text=True)
         if r.returncode:
             raise QOptError("convert", r.stderr)

@@ -20,6 +20,12 @@ def ConvertONNXToQOptPass : Pass<"convert-onnx-to-qopt", "::mlir::ModuleOp"> {
     reduction axes, …) are read from constants and inline parameters;
     otherwise they are computed at run time where the operator allows.
 
+    As the walk reaches them, decomposed layers are raised to QOpt ops
+    first (the patterns of `qopt-raise-onnx`: linear layers to
+    `qopt.linear`, RMSNorm chains to `qopt.rms_norm`), so that they are
+    found even where the model's declared types are unranked: by then their
+    inputs carry the types conversion refined.
+
     A node no handler supports, or one whose attributes or inputs the
     handler cannot honour, is an error naming the node, op type, domain and
     opset — unless `allow-unsupported` is set, which leaves it in place.
@@ -34,6 +40,30 @@ def ConvertONNXToQOptPass : Pass<"convert-onnx-to-qopt", "::mlir::ModuleOp"> {
     "::mlir::math::MathDialect", "::mlir::tensor::TensorDialect",
     "::mlir::qopt::QOptDialect"
   ];
+}
+
+def QOptRaiseONNXPass : Pass<"qopt-raise-onnx", "::mlir::ModuleOp"> {
+  let summary = "Recognises decomposed layers in imported ONNX graphs";
+  let description = [{
+    Exporters write layers as chains of primitive nodes. This pass finds
+    them among the `qopt.onnx_node` ops and replaces them with the QOpt graph
+    ops that the adapter, quantization and rotation passes match on:
+
+    * **linear layers**: `MatMul(x, W)` with a 2-D weight parameter
+      (`K×N`, as torch.onnx stores `nn.Linear` weights transposed), plus an
+      `Add` of a 1-D bias parameter when it follows, and `Gemm(x, W, b)` with
+      `transB = 1`, `alpha = beta = 1` → `qopt.linear` (with a
+      `linalg.transpose` of `W` in the first case);
+    * **RMSNorm**: `Pow(x, 2)` (or `Mul(x, x)`) → `ReduceMean` over the last
+      axis with `keepdims` → `Add(ε)` → `Sqrt` → `Div(x, ·)` (or `Mul` by
+      `Reciprocal`/`Div(1, ·)`) → `Mul(γ)` → `qopt.rms_norm`.
+
+    Nodes are only replaced when every intermediate value has no other use,
+    so the rewrite never duplicates work or changes other outputs.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::qopt::QOptDialect"];
 }
 
 def QOptMaterializeParamsPass : Pass<"qopt-materialize-params",

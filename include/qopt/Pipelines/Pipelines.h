@@ -18,7 +18,7 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
 };
 
 /// From imported ONNX (or QOpt graph IR) down to the LLVM dialect:
-/// ONNX conversion, QOpt reference lowering, inline parameters as
+/// raising of decomposed layers, ONNX conversion, QOpt reference lowering, inline parameters as
 /// constants, bufferization, loops, LLVM. Matrix products are still naive
 /// loops (see docs/Status.md).
 void buildQOptCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);

@@ -13,6 +13,7 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Matchers.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/StringMap.h"
 
 namespace mlir::qopt {
@@ -328,7 +329,18 @@ struct ConvertONNXToQOptPass
     SmallVector<ONNXNodeOp> nodes;
     getOperation().walk([&](ONNXNodeOp op) { nodes.push_back(op); });
     bool failedAny = false;
+    // Layers are raised to QOpt ops as the walk reaches them, when their
+    // inputs already carry the types conversion refined.
+    llvm::DenseSet<Operation *> erased;
+    IRRewriter rewriter(&getContext());
     for (ONNXNodeOp op : nodes) {
+      if (erased.contains(op))
+        continue;
+      SmallVector<Operation *> gone;
+      if (succeeded(tryRaise(op, rewriter, gone))) {
+        erased.insert(gone.begin(), gone.end());
+        continue;
+      }
       if (failed(convert(table, op)))
         failedAny = true;
     }
@@ -339,6 +351,19 @@ struct ConvertONNXToQOptPass
     });
     if (failedAny)
       signalPassFailure();
+  }
+
+  LogicalResult tryRaise(ONNXNodeOp op, IRRewriter &rewriter,
+                         SmallVectorImpl<Operation *> &gone) {
+    if (!op.getDomain().empty())
+      return failure();
+    StringRef type = op.getOpType();
+    if (type == "MatMul" || type == "Gemm")
+      return raiseLinear(op, rewriter, gone);
+    if (type == "Pow" || type == "Mul")
+      if (ONNXNodeOp root = findRMSNormRoot(op))
+        return raiseRMSNorm(root, rewriter, gone);
+    return failure();
   }
 
   LogicalResult convert(const HandlerTable &table, ONNXNodeOp op) {

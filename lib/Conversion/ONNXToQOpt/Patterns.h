@@ -15,6 +15,7 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
+#include "mlir/IR/PatternMatch.h"
 
 namespace mlir::qopt::onnx {
 
@@ -73,6 +74,15 @@ buildElementwise(ONNXNodeOp op, OpBuilder &b, ValueRange inputs,
 /// type kept; `resultType` gives the static sizes known.
 Value reshapeTo(OpBuilder &b, Location loc, Value value,
                 ArrayRef<OpFoldResult> sizes);
+
+/// Raising of decomposed layers (RaiseONNX.cpp). Each returns success when
+/// it replaced the pattern, listing the nodes it erased.
+LogicalResult raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
+                          SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseRMSNorm(ONNXNodeOp finalMul, RewriterBase &rewriter,
+                           SmallVectorImpl<Operation *> &erased);
+/// The final Mul of an RMSNorm chain that starts at `square`, if any.
+ONNXNodeOp findRMSNormRoot(ONNXNodeOp square);
 
 /// Normalises an axis against `rank` (negative counts from the end).
 FailureOr<int64_t> normalizeAxis(ONNXNodeOp op, int64_t axis, int64_t rank,

@@ -92,3 +92,20 @@ func.func @clip_max_only(%x: tensor<3xf32>, %hi: tensor<f32>) -> tensor<3xf32> {
   %0 = qopt.onnx_node "Clip" opset 13 (%x, %none, %hi) {} : (tensor<3xf32>, none, tensor<f32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
 }
+
+// -----
+
+// Raising during conversion: the MatMul's input is unranked as declared,
+// but conversion has refined it by the time the MatMul is reached, so the
+// layer still becomes qopt.linear.
+qopt.param @proj.weight : tensor<4x6xf32>
+// CHECK-LABEL: func.func @raise_after_refinement
+// CHECK: %[[R:.*]] = linalg.generic
+// CHECK: %[[T:.*]] = linalg.transpose
+// CHECK: qopt.linear %[[R]], %[[T]] : (tensor<2x4xf32>, tensor<6x4xf32>) -> tensor<2x6xf32>
+func.func @raise_after_refinement(%x: tensor<2x4xf32>) -> tensor<*xf32> {
+  %w = qopt.load_param @proj.weight : tensor<4x6xf32>
+  %0 = qopt.onnx_node "Relu" opset 14 (%x) {} : (tensor<2x4xf32>) -> tensor<*xf32>
+  %1 = qopt.onnx_node "MatMul" opset 13 (%0, %w) {} : (tensor<*xf32>, tensor<4x6xf32>) -> tensor<*xf32>
+  return %1 : tensor<*xf32>
+}

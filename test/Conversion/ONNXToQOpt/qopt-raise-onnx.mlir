@@ -1,0 +1,118 @@
+// RUN: qopt-opt %s -split-input-file --qopt-raise-onnx | FileCheck %s
+// Decomposed layers, as torch.onnx exports them, become QOpt graph ops.
+// Numerics: test/onnx/models.test runs models built from these subgraphs.
+
+qopt.param @model.layers.0.mlp.up_proj.weight : tensor<8x16xf32>
+qopt.param @model.layers.0.mlp.up_proj.bias : tensor<16xf32>
+// MatMul with a K x N weight parameter and the Add of its bias.
+// CHECK-LABEL: func.func @linear_matmul_add
+// CHECK-SAME: (%[[X:.*]]: tensor<?x?x8xf32>)
+// CHECK-DAG: %[[W:.*]] = qopt.load_param @model.layers.0.mlp.up_proj.weight
+// CHECK-DAG: %[[B:.*]] = qopt.load_param @model.layers.0.mlp.up_proj.bias
+// CHECK: %[[WT:.*]] = linalg.transpose ins(%[[W]] : tensor<8x16xf32>) outs(%{{.*}} : tensor<16x8xf32>) permutation = [1, 0]
+// CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[WT]], %[[B]] : (tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<?x?x16xf32>
+// CHECK-NOT: qopt.onnx_node
+// CHECK: %[[C:.*]] = tensor.cast %[[Y]] : tensor<?x?x16xf32> to tensor<*xf32>
+// CHECK: return %[[C]]
+func.func @linear_matmul_add(%x: tensor<?x?x8xf32>) -> tensor<*xf32> {
+  %w = qopt.load_param @model.layers.0.mlp.up_proj.weight : tensor<8x16xf32>
+  %b = qopt.load_param @model.layers.0.mlp.up_proj.bias : tensor<16xf32>
+  %0 = qopt.onnx_node "MatMul" opset 17 (%x, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<*xf32>
+  %1 = qopt.onnx_node "Add" opset 17 (%0, %b) {} : (tensor<*xf32>, tensor<16xf32>) -> tensor<*xf32>
+  return %1 : tensor<*xf32>
+}
+
+// -----
+
+qopt.param @fc.weight : tensor<16x8xf32>
+qopt.param @fc.bias : tensor<16xf32>
+// Gemm with transB = 1 (nn.Linear on 2-D input): the weight is already N x K.
+// CHECK-LABEL: func.func @linear_gemm
+// CHECK: qopt.linear %{{.*}}, %{{.*}}, %{{.*}} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
+// CHECK-NOT: linalg.transpose
+func.func @linear_gemm(%x: tensor<4x8xf32>) -> tensor<4x16xf32> {
+  %w = qopt.load_param @fc.weight : tensor<16x8xf32>
+  %b = qopt.load_param @fc.bias : tensor<16xf32>
+  %0 = qopt.onnx_node "Gemm" opset 13 (%x, %w, %b) {transB = 1 : i64} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
+  return %0 : tensor<4x16xf32>
+}
+
+// -----
+
+// A MatMul of two activations (attention scores) is not a linear layer, nor
+// is a Gemm with alpha != 1.
+qopt.param @w : tensor<16x8xf32>
+// CHECK-LABEL: func.func @not_linear
+// CHECK: qopt.onnx_node "MatMul"
+// CHECK: qopt.onnx_node "Gemm"
+// CHECK-NOT: qopt.linear
+func.func @not_linear(%q: tensor<2x4x8xf32>, %k: tensor<2x8x4xf32>, %x: tensor<4x8xf32>) -> (tensor<2x4x4xf32>, tensor<4x16xf32>) {
+  %0 = qopt.onnx_node "MatMul" opset 17 (%q, %k) {} : (tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<2x4x4xf32>
+  %w = qopt.load_param @w : tensor<16x8xf32>
+  %1 = qopt.onnx_node "Gemm" opset 13 (%x, %w) {transB = 1 : i64, alpha = 2.0 : f32} : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  return %0, %1 : tensor<2x4x4xf32>, tensor<4x16xf32>
+}
+
+// -----
+
+qopt.param @model.norm.weight : tensor<8xf32>
+// HF LlamaRMSNorm: Pow -> ReduceMean -> Add -> Sqrt -> Div -> Mul.
+// CHECK-LABEL: func.func @rms_norm_div
+// CHECK-SAME: (%[[X:.*]]: tensor<?x?x8xf32>)
+// CHECK: %[[G:.*]] = qopt.load_param @model.norm.weight
+// CHECK: %[[Y:.*]] = qopt.rms_norm %[[X]], %[[G]] epsilon = 9.9999999747524271E-7 : (tensor<?x?x8xf32>, tensor<8xf32>) -> tensor<?x?x8xf32>
+// CHECK-NOT: qopt.onnx_node
+// CHECK: return %[[Y]]
+func.func @rms_norm_div(%x: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
+  %two = qopt.onnx_node "Constant" opset 17 () {value = dense<2.0> : tensor<f32>} : () -> tensor<f32>
+  %eps = qopt.onnx_node "Constant" opset 17 () {value = dense<1.0e-6> : tensor<f32>} : () -> tensor<f32>
+  %g = qopt.load_param @model.norm.weight : tensor<8xf32>
+  %0 = qopt.onnx_node "Pow" opset 17 (%x, %two) {} : (tensor<?x?x8xf32>, tensor<f32>) -> tensor<?x?x8xf32>
+  %1 = qopt.onnx_node "ReduceMean" opset 17 (%0) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<?x?x8xf32>) -> tensor<?x?x1xf32>
+  %2 = qopt.onnx_node "Add" opset 17 (%1, %eps) {} : (tensor<?x?x1xf32>, tensor<f32>) -> tensor<?x?x1xf32>
+  %3 = qopt.onnx_node "Sqrt" opset 17 (%2) {} : (tensor<?x?x1xf32>) -> tensor<?x?x1xf32>
+  %4 = qopt.onnx_node "Div" opset 17 (%x, %3) {} : (tensor<?x?x8xf32>, tensor<?x?x1xf32>) -> tensor<?x?x8xf32>
+  %5 = qopt.onnx_node "Mul" opset 17 (%4, %g) {} : (tensor<?x?x8xf32>, tensor<8xf32>) -> tensor<?x?x8xf32>
+  return %5 : tensor<?x?x8xf32>
+}
+
+// -----
+
+qopt.param @norm.weight : tensor<8xf32>
+// rsqrt exported as Reciprocal(Sqrt(...)) multiplied in; gamma first; the
+// square as Mul(x, x); opset 18 ReduceMean with axes as an input.
+// CHECK-LABEL: func.func @rms_norm_reciprocal
+// CHECK: qopt.rms_norm
+// CHECK-NOT: qopt.onnx_node
+func.func @rms_norm_reciprocal(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %eps = arith.constant dense<1.0e-5> : tensor<1xf32>
+  %axes = arith.constant dense<[1]> : tensor<1xi64>
+  %g = qopt.load_param @norm.weight : tensor<8xf32>
+  %0 = qopt.onnx_node "Mul" opset 18 (%x, %x) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %1 = qopt.onnx_node "ReduceMean" opset 18 (%0, %axes) {} : (tensor<2x8xf32>, tensor<1xi64>) -> tensor<2x1xf32>
+  %2 = qopt.onnx_node "Add" opset 18 (%eps, %1) {} : (tensor<1xf32>, tensor<2x1xf32>) -> tensor<2x1xf32>
+  %3 = qopt.onnx_node "Sqrt" opset 18 (%2) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %4 = qopt.onnx_node "Reciprocal" opset 18 (%3) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %5 = qopt.onnx_node "Mul" opset 18 (%x, %4) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %6 = qopt.onnx_node "Mul" opset 18 (%g, %5) {} : (tensor<8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  return %6 : tensor<2x8xf32>
+}
+
+// -----
+
+qopt.param @norm.weight : tensor<8xf32>
+// An intermediate value read elsewhere keeps the chain as it is.
+// CHECK-LABEL: func.func @rms_norm_shared
+// CHECK-NOT: qopt.rms_norm
+func.func @rms_norm_shared(%x: tensor<2x8xf32>) -> (tensor<2x8xf32>, tensor<2x1xf32>) {
+  %two = arith.constant dense<2.0> : tensor<f32>
+  %eps = arith.constant dense<1.0e-5> : tensor<f32>
+  %g = qopt.load_param @norm.weight : tensor<8xf32>
+  %0 = qopt.onnx_node "Pow" opset 17 (%x, %two) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = qopt.onnx_node "ReduceMean" opset 17 (%0) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
+  %2 = qopt.onnx_node "Add" opset 17 (%1, %eps) {} : (tensor<2x1xf32>, tensor<f32>) -> tensor<2x1xf32>
+  %3 = qopt.onnx_node "Sqrt" opset 17 (%2) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %4 = qopt.onnx_node "Div" opset 17 (%x, %3) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %5 = qopt.onnx_node "Mul" opset 17 (%4, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  return %5, %3 : tensor<2x8xf32>, tensor<2x1xf32>
+}
