@@ -90,9 +90,12 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     parts; inference: dropout is the identity) with float weights,
     `qopt.smooth`, `qopt.fake_quant` / `qopt.lsq` forward (every format and
     granularity; `per_block` needs static shapes) and `qopt.hadamard` for
-    power-of-two sizes (a fast Walsh–Hadamard transform). Other QOpt ops
-    (quantized weights, `quantize`/`dequantize`, Hadamard orders m·2^k) are
-    left in place and fail later in the pipeline.
+    power-of-two sizes (a fast Walsh–Hadamard transform), and
+    `qopt.dequantize` and quantized `qopt.linear` weights for integer and
+    NF4 formats of 2, 4 or 8 bits with plain float scales (the weight is
+    dequantized, then multiplied). Other QOpt ops (`quantize`, double
+    quantization, float formats in storage, Hadamard orders m·2^k) are left
+    in place and fail later in the pipeline.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",

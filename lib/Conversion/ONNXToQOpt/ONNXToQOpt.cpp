@@ -267,7 +267,7 @@ public:
   HandlerTable() {
     for (ArrayRef<HandlerEntry> group :
          {getElementwiseHandlers(), getTensorHandlers(),
-          getMoreTensorHandlers()})
+          getMoreTensorHandlers(), getQuantHandlers()})
       for (const HandlerEntry &entry : group)
         table[key(entry.domain, entry.opType)].push_back(&entry);
     for (auto &it : table)

@@ -37,6 +37,7 @@ struct HandlerEntry {
 ArrayRef<HandlerEntry> getElementwiseHandlers();
 ArrayRef<HandlerEntry> getTensorHandlers();
 ArrayRef<HandlerEntry> getMoreTensorHandlers();
+ArrayRef<HandlerEntry> getQuantHandlers();
 
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);

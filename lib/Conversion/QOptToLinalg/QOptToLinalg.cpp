@@ -271,14 +271,138 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
   }
 };
 
+FailureOr<AffineMap> scaleMap(OpBuilder &b, GranularityAttrInterface g,
+                              RankedTensorType type);
+
+/// The float tensor (element type `element`) a quantized tensor stands for:
+/// codes unpacked from their bytes, `(code - zp) * scale`. Handles integer
+/// and NF4 formats of 2, 4 or 8 bits with plain float scales; fails for the
+/// rest (double quantization, 3/5/6/7-bit rows, float formats).
+FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
+  auto type = cast<QTensorType>(q.getType());
+  QuantFormatAttrInterface format = type.getFormat();
+  unsigned bits = format.getStorageBits();
+  if (isa<QTensorType>(type.getScaleType()) || type.getOffset() ||
+      isa<FloatFormatAttr>(format) || 8 % bits != 0 ||
+      !llvm::none_of(type.getShape(), ShapedType::isDynamic))
+    return failure();
+  auto logical = RankedTensorType::get(type.getShape(), element);
+  FailureOr<AffineMap> smap = scaleMap(b, type.getGranularity(), logical);
+  if (failed(smap))
+    return failure();
+  auto parts = DisassembleOp::create(
+      b, loc, type.getDataType(), type.getScalesType(),
+      type.getZeroPointsType() ? Type(type.getZeroPointsType()) : Type(),
+      Type(), q);
+  int64_t rank = type.getRank();
+  int64_t perByte = 8 / bits;
+  SmallVector<AffineExpr> dataExprs;
+  for (int64_t d = 0; d < rank; ++d)
+    dataExprs.push_back(d + 1 == rank ? b.getAffineDimExpr(d).floorDiv(perByte)
+                                      : b.getAffineDimExpr(d));
+  SmallVector<Value> inputs = {parts.getData(), parts.getScales()};
+  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, dataExprs, b.getContext()),
+                                 *smap};
+  if (Value zp = parts.getZeroPoints()) {
+    inputs.push_back(zp);
+    maps.push_back(*smap);
+  }
+  maps.push_back(b.getMultiDimIdentityMap(rank));
+  Value init = tensor::EmptyOp::create(b, loc, type.getShape(), element);
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  bool isSigned = false;
+  if (auto intFormat = dyn_cast<IntFormatAttr>(format))
+    isSigned = intFormat.getIsSigned();
+  bool nf4 = isa<NF4FormatAttr>(format);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), inputs, init, maps, par,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               Type i32 = nb.getI32Type();
+               auto c = [&](int64_t v) {
+                 return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+                     .getResult();
+               };
+               // The element's bits within its byte (little-endian).
+               Value k = linalg::IndexOp::create(nb, l, rank - 1);
+               Value within = arith::RemUIOp::create(
+                   nb, l, k, arith::ConstantIndexOp::create(nb, l, perByte));
+               Value shift = arith::MulIOp::create(
+                   nb, l, arith::IndexCastOp::create(nb, l, i32, within), c(bits));
+               Value byte = arith::ExtUIOp::create(nb, l, i32, a[0]);
+               Value code = arith::AndIOp::create(
+                   nb, l, arith::ShRUIOp::create(nb, l, byte, shift),
+                   c((1 << bits) - 1));
+               if (isSigned) // sign-extend the low `bits` bits
+                 code = arith::ShRSIOp::create(
+                     nb, l, arith::ShLIOp::create(nb, l, code, c(32 - bits)),
+                     c(32 - bits));
+               Value value;
+               Type f32 = nb.getF32Type();
+               if (nf4) {
+                 static const double codes[16] = {
+                     -1.0, -0.6961928009986877, -0.5250730514526367,
+                     -0.39491748809814453, -0.28444138169288635,
+                     -0.18477343022823334, -0.09105003625154495, 0.0,
+                     0.07958029955625534, 0.16093020141124725,
+                     0.24611230194568634, 0.33791524171829224,
+                     0.44070982933044434, 0.5626170039176941,
+                     0.7229568362236023, 1.0};
+                 value = f32Const(nb, l, codes[0]);
+                 for (int i = 1; i < 16; ++i) {
+                   Value is = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
+                                                    code, c(i));
+                   value = arith::SelectOp::create(nb, l, is, f32Const(nb, l, codes[i]),
+                                                   value);
+                 }
+               } else {
+                 Value zp = c(0);
+                 if (a.size() > 3) { // zero points present
+                   zp = arith::ExtSIOp::create(nb, l, i32, a[2]);
+                   if (!isSigned) // stored as the code's unsigned byte
+                     zp = arith::ExtUIOp::create(nb, l, i32, a[2]);
+                 }
+                 value = arith::SIToFPOp::create(
+                     nb, l, f32, arith::SubIOp::create(nb, l, code, zp));
+               }
+               Value scale = toF32(nb, l, a[1]);
+               Value w = arith::MulFOp::create(nb, l, value, scale);
+               linalg::YieldOp::create(nb, l, fromF32(nb, l, w, element));
+             })
+      .getResult(0);
+}
+
+struct LowerDequantize : OpRewritePattern<DequantizeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(DequantizeOp op,
+                                PatternRewriter &rewriter) const override {
+    FailureOr<Value> w = dequantize(rewriter, op.getLoc(), op.getInput(),
+                                    op.getType().getElementType());
+    if (failed(w))
+      return rewriter.notifyMatchFailure(op, "format not lowered yet");
+    Value result = *w;
+    if (result.getType() != op.getType())
+      result = tensor::CastOp::create(rewriter, op.getLoc(), op.getType(), result);
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
 struct LowerLinear : OpRewritePattern<LinearOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(LinearOp op,
                                 PatternRewriter &rewriter) const override {
-    auto wType = dyn_cast<RankedTensorType>(op.getWeight().getType());
-    if (!wType)
-      return rewriter.notifyMatchFailure(op, "quantized weights not lowered yet");
     Location loc = op.getLoc();
+    if (isa<QTensorType>(op.getWeight().getType())) {
+      // Dequantize the weight, then the float product (a fused dequant-GEMM
+      // kernel replaces this on the fast paths).
+      FailureOr<Value> w =
+          dequantize(rewriter, loc, op.getWeight(),
+                     op.getInput().getType().getElementType());
+      if (failed(w))
+        return rewriter.notifyMatchFailure(op, "weight format not lowered yet");
+      rewriter.modifyOpInPlace(op, [&] { op.getWeightMutable().assign(*w); });
+      return success();
+    }
     Value x = op.getInput();
     auto xType = op.getInput().getType();
     int64_t rank = xType.getRank();
@@ -709,7 +833,7 @@ struct ConvertQOptToLinalgPass
     RewritePatternSet patterns(&getContext());
     patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
                  LowerLoRA, LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
-                 LowerHadamard>(&getContext());
+                 LowerHadamard, LowerDequantize>(&getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

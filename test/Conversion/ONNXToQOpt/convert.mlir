@@ -109,3 +109,17 @@ func.func @raise_after_refinement(%x: tensor<2x4xf32>) -> tensor<*xf32> {
   %1 = qopt.onnx_node "MatMul" opset 13 (%0, %w) {} : (tensor<*xf32>, tensor<4x6xf32>) -> tensor<*xf32>
   return %1 : tensor<*xf32>
 }
+
+// -----
+
+// MatMulNBits: the model's buffers assembled into a quantized tensor (uint4,
+// zero points unpacked to one per byte, groups of block_size along K) that
+// qopt.linear consumes.
+// CHECK-LABEL: func.func @matmul_nbits
+// CHECK: %[[Q:.*]] = qopt.assemble %{{.*}}, %{{.*}} zero_points %{{.*}} : (tensor<8x32xi8>, tensor<8x2xf32>, tensor<8x2xi8>) -> !qopt.qtensor<8x64, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+// CHECK: qopt.linear %{{.*}}, %[[Q]] : (tensor<?x64xf32>, !qopt.qtensor<8x64, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 32>, scales = f32>) -> tensor<?x8xf32>
+func.func @matmul_nbits(%a: tensor<?x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>, %z: tensor<8xui8>) -> tensor<?x8xf32> {
+  %0 = qopt.onnx_node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s, %z) {K = 64 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
+      : (tensor<?x64xf32>, tensor<8x2x16xui8>, tensor<16xf32>, tensor<8xui8>) -> tensor<?x8xf32>
+  return %0 : tensor<?x8xf32>
+}

@@ -130,3 +130,30 @@ func.func @declared_type(%x: tensor<3xf32>) -> tensor<4xf32> {
   %0 = qopt.onnx_node "Relu" opset 14 (%x) {} : (tensor<3xf32>) -> tensor<4xf32> loc("r")
   return %0 : tensor<4xf32>
 }
+
+// -----
+
+func.func @nbits_3(%a: tensor<2x64xf32>, %b: tensor<8x2x12xui8>, %s: tensor<16xf32>) -> tensor<2x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (com.microsoft.MatMulNBits, opset 1): 3-bit weights are not supported yet
+  %0 = qopt.onnx_node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s) {K = 64 : i64, N = 8 : i64, bits = 3 : i64, block_size = 32 : i64}
+      : (tensor<2x64xf32>, tensor<8x2x12xui8>, tensor<16xf32>) -> tensor<2x8xf32> loc("mm")
+  return %0 : tensor<2x8xf32>
+}
+
+// -----
+
+func.func @nbits_padded(%a: tensor<2x48xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>) -> tensor<2x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (com.microsoft.MatMulNBits, opset 1): K = 48 must be a multiple of block_size 32 (padded blocks are not supported yet)
+  %0 = qopt.onnx_node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s) {K = 48 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
+      : (tensor<2x48xf32>, tensor<8x2x16xui8>, tensor<16xf32>) -> tensor<2x8xf32> loc("mm")
+  return %0 : tensor<2x8xf32>
+}
+
+// -----
+
+func.func @nbits_scales(%a: tensor<2x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor<15xf32>) -> tensor<2x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (com.microsoft.MatMulNBits, opset 1): scales must hold N * K / block_size = 16 values of A's element type
+  %0 = qopt.onnx_node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s) {K = 64 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
+      : (tensor<2x64xf32>, tensor<8x2x16xui8>, tensor<15xf32>) -> tensor<2x8xf32> loc("mm")
+  return %0 : tensor<2x8xf32>
+}

@@ -50,9 +50,14 @@ func.func @linear(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>, %b: tensor<8xf32>) -
 
 // -----
 
-// Quantized weights are not lowered yet: the op stays.
+// A quantized weight is dequantized from its storage (codes unpacked with a
+// shift), then multiplied.
 // CHECK-LABEL: func.func @linear_quantized
-// CHECK: qopt.linear
+// CHECK: %[[D:.*]], %[[S:.*]] = qopt.disassemble %{{.*}} : !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32> -> tensor<8x32xi8>, tensor<8xf32>
+// CHECK: linalg.generic {{.*}} ins(%[[D]], %[[S]] : tensor<8x32xi8>, tensor<8xf32>)
+// CHECK: arith.shrui
+// CHECK: arith.select
+// CHECK-NOT: qopt.linear
 func.func @linear_quantized(%x: tensor<2x64xf32>, %w: !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<2x8xf32> {
   %0 = qopt.linear %x, %w : (tensor<2x64xf32>, !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<2x8xf32>
   return %0 : tensor<2x8xf32>
@@ -66,6 +71,16 @@ func.func @linear_quantized(%x: tensor<2x64xf32>, %w: !qopt.qtensor<8x64, #qopt.
 func.func @smooth(%x: tensor<2x4xf32>, %s: tensor<4xf32>) -> tensor<2x4xf32> {
   %0 = qopt.smooth %x, %s : (tensor<2x4xf32>, tensor<4xf32>) -> tensor<2x4xf32>
   return %0 : tensor<2x4xf32>
+}
+
+// -----
+
+// Double-quantized scales are not lowered yet: the op stays.
+// CHECK-LABEL: func.func @dequantize_double
+// CHECK: qopt.dequantize
+func.func @dequantize_double(%q: !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>) -> tensor<4x64xf32> {
+  %0 = qopt.dequantize %q : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>> -> tensor<4x64xf32>
+  return %0 : tensor<4x64xf32>
 }
 
 // -----

@@ -16,7 +16,8 @@ results = []
 
 
 def t(a):
-    return "tensor<" + "x".join(str(d) for d in a.shape) + ("x" if a.ndim else "") + "f32>"
+    elem = {np.dtype(np.int8): "i8"}.get(np.asarray(a).dtype, "f32")
+    return "tensor<" + "x".join(str(d) for d in a.shape) + ("x" if a.ndim else "") + elem + ">"
 
 
 def check(name, body, inputs, expected, rtol=1e-5, atol=1e-6):
@@ -127,6 +128,39 @@ xa = f32(8, 3)
 check("hadamard axis=0", f"""
   %y = qopt.hadamard %a0 axis = 0 : ({t(xa)}) -> {t(xa)}
   return %y : {t(xa)}""", [xa], sylvester(8) @ xa / np.sqrt(8))
+
+# --- dequantize ---------------------------------------------------------------
+# Signed int4 per channel: codes packed two per byte, low nibble first.
+codes = rng.integers(-8, 8, size=(4, 16))
+nib = (codes & 0xF).astype(np.uint8)
+packed = (nib[:, 0::2] | (nib[:, 1::2] << 4)).astype(np.int8)
+sc = (np.abs(f32(4)) + 0.1).astype(np.float32)
+qt = "!qopt.qtensor<4x16, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>"
+check("dequantize int4 per_channel", f"""
+  %q = qopt.assemble %a0, %a1 : (tensor<4x8xi8>, tensor<4xf32>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>""", [packed, sc], codes * sc[:, None])
+# NF4 in blocks of 32 over the flattened tensor.
+idx = rng.integers(0, 16, size=(4, 16))
+packed = (idx[:, 0::2] | (idx[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+am = (np.abs(f32(2)) + 0.1).astype(np.float32)
+qt = "!qopt.qtensor<4x16, #qopt.nf4, #qopt.per_block<32>, scales = f32>"
+check("dequantize nf4 per_block", f"""
+  %q = qopt.assemble %a0, %a1 : (tensor<4x8xi8>, tensor<2xf32>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>""", [packed, am], (NF4[idx].reshape(2, 32) * am[:, None]).reshape(4, 16))
+# A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
+codes = rng.integers(0, 16, size=(6, 8))
+zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)
+sg = (np.abs(f32(6, 2)) + 0.1).astype(np.float32)
+packed = (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+wdeq = (codes - np.repeat(zps, 4, axis=1)) * np.repeat(sg, 4, axis=1)
+xl = f32(3, 8)
+qt = "!qopt.qtensor<6x8, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 4>, scales = f32>"
+check("linear with a uint4 weight", f"""
+  %q = qopt.assemble %a1, %a2 zero_points %a3 : (tensor<6x4xi8>, tensor<6x2xf32>, tensor<6x2xi8>) -> {qt}
+  %y = qopt.linear %a0, %q : (tensor<3x8xf32>, {qt}) -> tensor<3x6xf32>
+  return %y : tensor<3x6xf32>""", [xl, packed, sg, zps], xl @ wdeq.T, rtol=1e-5)
 
 print(f"qopt numerics: {sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)
