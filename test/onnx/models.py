@@ -1,4 +1,4 @@
-"""Small BERT-, GPT-2- and LLaMA-shaped models built with onnx.helper, in the
+"""Small BERT-, GPT-2-, LLaMA- and ResNet-shaped models built with onnx.helper, in the
 shape real exporters write them (torch.onnx's Shape -> Gather -> Unsqueeze ->
 Concat -> Reshape chains for dynamic batch and sequence, decomposed RMSNorm,
 GELU from Erf or Tanh, causal masks from Trilu and Where, rotary embeddings
@@ -216,23 +216,55 @@ def llama(layers=2, d=32, heads=4, kv_heads=2, ffn=48, vocab=50, max_pos=16):
     return g.model([ids], [out])
 
 
+def resnet(channels=8, classes=10):
+    """A ResNet-shaped CNN: stem Conv+BatchNorm+Relu+MaxPool, one residual
+    block (with a strided 1x1 projection), GlobalAveragePool, Flatten, Gemm."""
+    g = Graph(4)
+    x = helper.make_tensor_value_info("pixel_values", F, ["batch", 3, 16, 16])
+    out = helper.make_tensor_value_info("logits", F, ["batch", classes])
+
+    def conv_bn(x, name, cin, cout, k, stride, pad, relu=True):
+        y = g.op("Conv", x, g.weight(f"{name}.conv.weight", cout, cin, k, k, scale=0.3),
+                 kernel_shape=[k, k], strides=[stride, stride], pads=[pad] * 4)
+        y = g.op("BatchNormalization", y,
+                 g.const(1 + 0.1 * g.rng.standard_normal(cout).astype(np.float32)),
+                 g.weight(f"{name}.bn.bias", cout, scale=0.1),
+                 g.weight(f"{name}.bn.running_mean", cout, scale=0.1),
+                 g.const((0.5 + g.rng.random(cout)).astype(np.float32)), epsilon=1e-5)
+        return g.op("Relu", y) if relu else y
+
+    h = conv_bn("pixel_values", "stem", 3, channels, 3, 1, 1)
+    h = g.op("MaxPool", h, kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
+    r = conv_bn(h, "layer1.0.conv1", channels, 2 * channels, 3, 2, 1)
+    r = conv_bn(r, "layer1.0.conv2", 2 * channels, 2 * channels, 3, 1, 1, relu=False)
+    skip = conv_bn(h, "layer1.0.downsample", channels, 2 * channels, 1, 2, 0, relu=False)
+    h = g.op("Relu", g.op("Add", r, skip))
+    h = g.op("Flatten", g.op("GlobalAveragePool", h), axis=1)
+    g.nodes.append(helper.make_node("Gemm", [h, g.weight("fc.weight", classes, 2 * channels),
+                                             g.weight("fc.bias", classes)], ["logits"], transB=1))
+    return g.model([x], [out])
+
+
 def main():
     rng = np.random.default_rng(0)
     failures = 0
-    for name, build in [("bert", bert), ("gpt2", gpt2), ("llama", llama)]:
+    for name, build in [("bert", bert), ("gpt2", gpt2), ("llama", llama), ("resnet", resnet)]:
         model = build()
         onnx.checker.check_model(model)
         for batch, seq in [(1, 5), (2, 7)]:
             ids = rng.integers(0, 50, size=(batch, seq), dtype=np.int64)
             inputs = [ids]
+            if name == "resnet":
+                inputs = [rng.standard_normal((batch, 3, 16, 16)).astype(np.float32)]
             if name == "bert":
                 mask = np.ones((batch, seq), dtype=np.int64)
                 mask[-1, -2:] = 0
                 inputs.append(mask)
             ok, msg = qopt_check.compare(model, inputs, rtol=1e-4, atol=1e-5)
-            print(f"{name} batch={batch} seq={seq}: {'ok' if ok else 'MISMATCH ' + msg}")
+            where = f"batch={batch}" + ("" if name == "resnet" else f" seq={seq}")
+            print(f"{name} {where}: {'ok' if ok else 'MISMATCH ' + msg}")
             failures += not ok
-    print(f"models: {6 - failures} passed, {failures} failed")
+    print(f"models: {8 - failures} passed, {failures} failed")
     return 1 if failures else 0
 
 

@@ -267,7 +267,8 @@ public:
   HandlerTable() {
     for (ArrayRef<HandlerEntry> group :
          {getElementwiseHandlers(), getTensorHandlers(),
-          getMoreTensorHandlers(), getQuantHandlers()})
+          getMoreTensorHandlers(), getQuantHandlers(),
+          getConvHandlers()})
       for (const HandlerEntry &entry : group)
         table[key(entry.domain, entry.opType)].push_back(&entry);
     for (auto &it : table)

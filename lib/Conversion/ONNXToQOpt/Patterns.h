@@ -38,6 +38,7 @@ ArrayRef<HandlerEntry> getElementwiseHandlers();
 ArrayRef<HandlerEntry> getTensorHandlers();
 ArrayRef<HandlerEntry> getMoreTensorHandlers();
 ArrayRef<HandlerEntry> getQuantHandlers();
+ArrayRef<HandlerEntry> getConvHandlers();
 
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);
