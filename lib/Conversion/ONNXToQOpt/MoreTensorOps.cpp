@@ -601,7 +601,8 @@ const HandlerEntry kHandlers[] = {
     {"", "ArgMin", 13, convertArgMin},
     {"", "LayerNormalization", 17, convertLayerNorm},
     {"", "RMSNormalization", 23, convertRMSNorm},
-    {"com.microsoft", "SimplifiedLayerNormalization", 1, convertRMSNorm},
+    // ONNX Runtime registers it in the default domain.
+    {"", "SimplifiedLayerNormalization", 1, convertRMSNorm},
 };
 
 } // namespace

@@ -268,7 +268,7 @@ public:
     for (ArrayRef<HandlerEntry> group :
          {getElementwiseHandlers(), getTensorHandlers(),
           getMoreTensorHandlers(), getQuantHandlers(),
-          getConvHandlers()})
+          getConvHandlers(), getIndexHandlers()})
       for (const HandlerEntry &entry : group)
         table[key(entry.domain, entry.opType)].push_back(&entry);
     for (auto &it : table)

@@ -39,6 +39,7 @@ ArrayRef<HandlerEntry> getTensorHandlers();
 ArrayRef<HandlerEntry> getMoreTensorHandlers();
 ArrayRef<HandlerEntry> getQuantHandlers();
 ArrayRef<HandlerEntry> getConvHandlers();
+ArrayRef<HandlerEntry> getIndexHandlers();
 
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);

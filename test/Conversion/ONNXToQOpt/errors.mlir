@@ -157,3 +157,11 @@ func.func @nbits_scales(%a: tensor<2x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor
       : (tensor<2x64xf32>, tensor<8x2x16xui8>, tensor<15xf32>) -> tensor<2x8xf32> loc("mm")
   return %0 : tensor<2x8xf32>
 }
+
+// -----
+
+func.func @einsum_ellipsis(%a: tensor<2x3xf32>) -> tensor<3x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'e' (Einsum, opset 12): only explicit equations (with '->', without '...') are supported
+  %0 = qopt.onnx_node "Einsum" opset 12 (%a) {equation = "...ij->...ji"} : (tensor<2x3xf32>) -> tensor<3x2xf32> loc("e")
+  return %0 : tensor<3x2xf32>
+}
