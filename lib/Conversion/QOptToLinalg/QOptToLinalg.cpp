@@ -406,58 +406,20 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     Value x = op.getInput();
     auto xType = op.getInput().getType();
     int64_t rank = xType.getRank();
-    Type element = xType.getElementType();
-    // y[..., n] = sum_k x[..., k] * W[n, k] (+ b[n]); loops (..., n, k).
-    int64_t loops = rank + 1;
-    SmallVector<AffineExpr> xExprs, outExprs;
-    for (int64_t d = 0; d < rank - 1; ++d) {
-      xExprs.push_back(rewriter.getAffineDimExpr(d));
-      outExprs.push_back(rewriter.getAffineDimExpr(d));
-    }
-    AffineExpr n = rewriter.getAffineDimExpr(rank - 1),
-               k = rewriter.getAffineDimExpr(rank);
-    xExprs.push_back(k);
-    outExprs.push_back(n);
-    MLIRContext *ctx = rewriter.getContext();
-    SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, xExprs, ctx),
-                                   AffineMap::get(loops, 0, {n, k}, ctx),
-                                   AffineMap::get(loops, 0, outExprs, ctx)};
-    SmallVector<OpFoldResult> sizes = sizesOf(rewriter, loc, x);
-    sizes.back() = sizesOf(rewriter, loc, op.getWeight())[0];
+    // y[..., n] = sum_k x[..., k] * W[n, k], accumulated onto the bias
+    // broadcast over the leading dims (or zeros).
     Value init;
     if (Value bias = op.getBias()) {
-      // Start from the bias, broadcast over the leading dims.
-      SmallVector<AffineMap> bmaps = {
-          AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)}, ctx),
-          rewriter.getMultiDimIdentityMap(rank)};
-      Value empty = tensor::EmptyOp::create(rewriter, loc, sizes, element);
-      SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-      init = linalg::GenericOp::create(
-                 rewriter, loc, empty.getType(), bias, empty, bmaps, par,
-                 [](OpBuilder &b, Location l, ValueRange a) {
-                   linalg::YieldOp::create(b, l, a[0]);
-                 })
-                 .getResult(0);
-    } else {
-      Value zero = arith::ConstantOp::create(rewriter, loc,
-                                             rewriter.getZeroAttr(element));
-      init = linalg::FillOp::create(
-                 rewriter, loc, zero,
-                 tensor::EmptyOp::create(rewriter, loc, sizes, element).getResult())
-                 .getResult(0);
+      SmallVector<OpFoldResult> sizes = sizesOf(rewriter, loc, x);
+      sizes.back() = sizesOf(rewriter, loc, op.getWeight())[0];
+      Value empty = tensor::EmptyOp::create(rewriter, loc, sizes,
+                                            xType.getElementType());
+      AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
+                                      rewriter.getContext());
+      init = mapElementwise(rewriter, loc, empty, bias, last,
+                            [](OpBuilder &, Location, ValueRange a) { return a[0]; });
     }
-    SmallVector<utils::IteratorType> iterators(loops - 1,
-                                               utils::IteratorType::parallel);
-    iterators.push_back(utils::IteratorType::reduction);
-    Value y = linalg::GenericOp::create(
-                  rewriter, loc, init.getType(), ValueRange{x, op.getWeight()},
-                  init, maps, iterators,
-                  [](OpBuilder &b, Location l, ValueRange a) {
-                    Value p = arith::MulFOp::create(b, l, a[0], a[1]);
-                    linalg::YieldOp::create(
-                        b, l, arith::AddFOp::create(b, l, a[2], p).getResult());
-                  })
-                  .getResult(0);
+    Value y = contractLast(rewriter, loc, x, op.getWeight(), init);
     if (y.getType() != op.getType())
       y = tensor::CastOp::create(rewriter, loc, op.getType(), y);
     rewriter.replaceOp(op, y);
