@@ -165,3 +165,164 @@ func.func @einsum_ellipsis(%a: tensor<2x3xf32>) -> tensor<3x2xf32> {
   %0 = qopt.onnx_node "Einsum" opset 12 (%a) {equation = "...ij->...ji"} : (tensor<2x3xf32>) -> tensor<3x2xf32> loc("e")
   return %0 : tensor<3x2xf32>
 }
+
+// -----
+
+func.func @conv_channels(%x: tensor<1x3x8x8xf32>, %w: tensor<4x2x3x3xf32>) -> tensor<1x4x6x6xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'c' (Conv, opset 11): channels do not match: X has 3, W expects 2 x group 1
+  %0 = qopt.onnx_node "Conv" opset 11 (%x, %w) {} : (tensor<1x3x8x8xf32>, tensor<4x2x3x3xf32>) -> tensor<1x4x6x6xf32> loc("c")
+  return %0 : tensor<1x4x6x6xf32>
+}
+
+// -----
+
+func.func @conv_autopad(%x: tensor<1x3x?x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<1x4x?x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'c' (Conv, opset 11): auto_pad SAME_UPPER needs static spatial sizes
+  %0 = qopt.onnx_node "Conv" opset 11 (%x, %w) {auto_pad = "SAME_UPPER"} : (tensor<1x3x?x8xf32>, tensor<4x3x3x3xf32>) -> tensor<1x4x?x8xf32> loc("c")
+  return %0 : tensor<1x4x?x8xf32>
+}
+
+// -----
+
+func.func @conv_strides(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<1x4x6x6xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'c' (Conv, opset 11): strides, dilations and pads must match the kernel's 2 spatial dimensions
+  %0 = qopt.onnx_node "Conv" opset 11 (%x, %w) {strides = array<i64: 1>} : (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>) -> tensor<1x4x6x6xf32> loc("c")
+  return %0 : tensor<1x4x6x6xf32>
+}
+
+// -----
+
+func.func @pool_ceil(%x: tensor<1x3x8x8xf32>) -> tensor<1x3x4x4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'p' (MaxPool, opset 12): ceil_mode = 1 is not supported yet
+  %0 = qopt.onnx_node "MaxPool" opset 12 (%x) {kernel_shape = array<i64: 2, 2>, strides = array<i64: 2, 2>, ceil_mode = 1 : i64} : (tensor<1x3x8x8xf32>) -> tensor<1x3x4x4xf32> loc("p")
+  return %0 : tensor<1x3x4x4xf32>
+}
+
+// -----
+
+func.func @pool_kernel(%x: tensor<1x3x8x8xf32>) -> tensor<1x3x4x4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'p' (AveragePool, opset 11): needs kernel_shape with 2 entries
+  %0 = qopt.onnx_node "AveragePool" opset 11 (%x) {} : (tensor<1x3x8x8xf32>) -> tensor<1x3x4x4xf32> loc("p")
+  return %0 : tensor<1x3x4x4xf32>
+}
+
+// -----
+
+func.func @bn_training(%x: tensor<1x3x4xf32>, %s: tensor<3xf32>) -> tensor<1x3x4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'bn' (BatchNormalization, opset 15): training_mode = 1 is not supported
+  %0 = qopt.onnx_node "BatchNormalization" opset 15 (%x, %s, %s, %s, %s) {training_mode = 1 : i64} : (tensor<1x3x4xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>, tensor<3xf32>) -> tensor<1x3x4xf32> loc("bn")
+  return %0 : tensor<1x3x4xf32>
+}
+
+// -----
+
+func.func @pad_mode(%x: tensor<2x3xf32>) -> tensor<4x5xf32> {
+  %p = arith.constant dense<[1, 1, 1, 1]> : tensor<4xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): mode 'reflect' is not supported yet
+  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {mode = "reflect"} : (tensor<2x3xf32>, tensor<4xi64>) -> tensor<4x5xf32> loc("pad")
+  return %0 : tensor<4x5xf32>
+}
+
+// -----
+
+func.func @pad_negative(%x: tensor<2x3xf32>) -> tensor<2x1xf32> {
+  %p = arith.constant dense<[0, -1, 0, -1]> : tensor<4xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): negative pads (cropping) are not supported yet
+  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {} : (tensor<2x3xf32>, tensor<4xi64>) -> tensor<2x1xf32> loc("pad")
+  return %0 : tensor<2x1xf32>
+}
+
+// -----
+
+func.func @slice_step0(%x: tensor<4xf32>) -> tensor<?xf32> {
+  %s = arith.constant dense<[0]> : tensor<1xi64>
+  %e = arith.constant dense<[4]> : tensor<1xi64>
+  %a = arith.constant dense<[0]> : tensor<1xi64>
+  %z = arith.constant dense<[0]> : tensor<1xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sl' (Slice, opset 13): step 0 on axis 0
+  %0 = qopt.onnx_node "Slice" opset 13 (%x, %s, %e, %a, %z) {} : (tensor<4xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<?xf32> loc("sl")
+  return %0 : tensor<?xf32>
+}
+
+// -----
+
+func.func @expand_bad(%x: tensor<3xf32>) -> tensor<4xf32> {
+  %s = arith.constant dense<[4]> : tensor<1xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'ex' (Expand, opset 13): cannot expand dimension of size 3 to 4
+  %0 = qopt.onnx_node "Expand" opset 13 (%x, %s) {} : (tensor<3xf32>, tensor<1xi64>) -> tensor<4xf32> loc("ex")
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @split_count(%x: tensor<6xf32>) -> (tensor<3xf32>, tensor<3xf32>) {
+  %s = arith.constant dense<[2, 2, 2]> : tensor<3xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sp' (Split, opset 13): split has 3 entries for 2 outputs
+  %0:2 = qopt.onnx_node "Split" opset 13 (%x, %s) {} : (tensor<6xf32>, tensor<3xi64>) -> (tensor<3xf32>, tensor<3xf32>) loc("sp")
+  return %0#0, %0#1 : tensor<3xf32>, tensor<3xf32>
+}
+
+// -----
+
+func.func @trilu_rank(%x: tensor<3xf32>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'tr' (Trilu, opset 14): needs an input of rank 2 or more
+  %0 = qopt.onnx_node "Trilu" opset 14 (%x) {} : (tensor<3xf32>) -> tensor<3xf32> loc("tr")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @layernorm_stats(%x: tensor<2x4xf32>, %g: tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>) {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'ln' (LayerNormalization, opset 17): the Mean/InvStdDev outputs are not supported
+  %0:3 = qopt.onnx_node "LayerNormalization" opset 17 (%x, %g) {} : (tensor<2x4xf32>, tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>, tensor<2x1xf32>) loc("ln")
+  return %0#0, %0#1 : tensor<2x4xf32>, tensor<2x1xf32>
+}
+
+// -----
+
+func.func @tile_repeats(%x: tensor<2x3xf32>, %r: tensor<2xi64>) -> tensor<?x?xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'ti' (Tile, opset 13): needs a ranked input and constant repeats, one per dimension
+  %0 = qopt.onnx_node "Tile" opset 13 (%x, %r) {} : (tensor<2x3xf32>, tensor<2xi64>) -> tensor<?x?xf32> loc("ti")
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+func.func @gather_elements_rank(%x: tensor<2x3xf32>, %i: tensor<2xi64>) -> tensor<2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'ge' (GatherElements, opset 13): needs data and integer indices of the same rank
+  %0 = qopt.onnx_node "GatherElements" opset 13 (%x, %i) {} : (tensor<2x3xf32>, tensor<2xi64>) -> tensor<2xf32> loc("ge")
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @cumsum_axis(%x: tensor<4xf32>, %a: tensor<i64>) -> tensor<4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'cs' (CumSum, opset 14): needs a ranked input and a constant axis
+  %0 = qopt.onnx_node "CumSum" opset 14 (%x, %a) {} : (tensor<4xf32>, tensor<i64>) -> tensor<4xf32> loc("cs")
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+func.func @einsum_diag(%x: tensor<3x3xf32>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'es' (Einsum, opset 12): repeated letters (diagonals) are not supported
+  %0 = qopt.onnx_node "Einsum" opset 12 (%x) {equation = "ii->i"} : (tensor<3x3xf32>) -> tensor<3xf32> loc("es")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @argmax_axis(%x: tensor<3xf32>) -> tensor<1xi64> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'am' (ArgMax, opset 13): axis 3 is out of range for rank 1
+  %0 = qopt.onnx_node "ArgMax" opset 13 (%x) {axis = 3 : i64} : (tensor<3xf32>) -> tensor<1xi64> loc("am")
+  return %0 : tensor<1xi64>
+}
+
+// -----
+
+func.func @mnb_zp_float(%a: tensor<2x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>, %z: tensor<16xf32>) -> tensor<2x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (com.microsoft.MatMulNBits, opset 1): float zero points are not supported yet
+  %0 = qopt.onnx_node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s, %z) {K = 64 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
+      : (tensor<2x64xf32>, tensor<8x2x16xui8>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x8xf32> loc("mm")
+  return %0 : tensor<2x8xf32>
+}
