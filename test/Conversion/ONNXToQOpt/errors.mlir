@@ -326,3 +326,142 @@ func.func @mnb_zp_float(%a: tensor<2x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor
       : (tensor<2x64xf32>, tensor<8x2x16xui8>, tensor<16xf32>, tensor<16xf32>) -> tensor<2x8xf32> loc("mm")
   return %0 : tensor<2x8xf32>
 }
+
+// -----
+
+func.func @reshape_copy(%x: tensor<6xf32>) -> tensor<?x?xf32> {
+  %s = arith.constant dense<[2, 0]> : tensor<2xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Reshape, opset 14): shape entry 1 is 0 (copy) but the input has rank 1
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<6xf32>, tensor<2xi64>) -> tensor<?x?xf32> loc("r")
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+func.func @reshape_neg(%x: tensor<6xf32>) -> tensor<?x?xf32> {
+  %s = arith.constant dense<[2, -5]> : tensor<2xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Reshape, opset 14): shape entry 1 is -5
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<6xf32>, tensor<2xi64>) -> tensor<?x?xf32> loc("r")
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+func.func @reshape_shape(%x: tensor<6xf32>, %s: tensor<?xi64>) -> tensor<*xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Reshape, opset 14): the shape input must be 1-D with a static length
+  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<6xf32>, tensor<?xi64>) -> tensor<*xf32> loc("r")
+  return %0 : tensor<*xf32>
+}
+
+// -----
+
+func.func @flatten_axis(%x: tensor<2x3xf32>) -> tensor<6x1xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'f' (Flatten, opset 13): axis 3 is out of range for rank 2
+  %0 = qopt.onnx_node "Flatten" opset 13 (%x) {axis = 3 : i64} : (tensor<2x3xf32>) -> tensor<6x1xf32> loc("f")
+  return %0 : tensor<6x1xf32>
+}
+
+// -----
+
+func.func @squeeze_size(%x: tensor<2x3xf32>) -> tensor<3xf32> {
+  %a = arith.constant dense<[0]> : tensor<1xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sq' (Squeeze, opset 13): cannot squeeze axis 0 of size 2
+  %0 = qopt.onnx_node "Squeeze" opset 13 (%x, %a) {} : (tensor<2x3xf32>, tensor<1xi64>) -> tensor<3xf32> loc("sq")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @squeeze_dynamic(%x: tensor<?x1xf32>) -> tensor<*xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sq' (Squeeze, opset 13): squeezing all size-1 axes needs static sizes; give axes
+  %0 = qopt.onnx_node "Squeeze" opset 13 (%x) {} : (tensor<?x1xf32>) -> tensor<*xf32> loc("sq")
+  return %0 : tensor<*xf32>
+}
+
+// -----
+
+func.func @unsqueeze_axes(%x: tensor<2xf32>) -> tensor<*xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'u' (Unsqueeze, opset 13): needs axes
+  %0 = qopt.onnx_node "Unsqueeze" opset 13 (%x) {} : (tensor<2xf32>) -> tensor<*xf32> loc("u")
+  return %0 : tensor<*xf32>
+}
+
+// -----
+
+func.func @gather_float_idx(%x: tensor<4xf32>, %i: tensor<2xf32>) -> tensor<2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'g' (Gather, opset 13): needs ranked data and integer indices
+  %0 = qopt.onnx_node "Gather" opset 13 (%x, %i) {} : (tensor<4xf32>, tensor<2xf32>) -> tensor<2xf32> loc("g")
+  return %0 : tensor<2xf32>
+}
+
+// -----
+
+func.func @constant_string() -> tensor<f32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'k' (Constant, opset 13): only tensor, float(s) and int(s) values are supported
+  %0 = qopt.onnx_node "Constant" opset 13 () {value_string = "x"} : () -> tensor<f32> loc("k")
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @split_runtime(%x: tensor<6xf32>, %s: tensor<2xi64>) -> (tensor<3xf32>, tensor<3xf32>) {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sp' (Split, opset 13): split must be a constant
+  %0:2 = qopt.onnx_node "Split" opset 13 (%x, %s) {} : (tensor<6xf32>, tensor<2xi64>) -> (tensor<3xf32>, tensor<3xf32>) loc("sp")
+  return %0#0, %0#1 : tensor<3xf32>, tensor<3xf32>
+}
+
+// -----
+
+func.func @where_types(%c: tensor<3xi1>, %x: tensor<3xf32>, %y: tensor<3xf16>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'w' (Where, opset 16): X and Y have different element types
+  %0 = qopt.onnx_node "Where" opset 16 (%c, %x, %y) {} : (tensor<3xi1>, tensor<3xf32>, tensor<3xf16>) -> tensor<3xf32> loc("w")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @mod_float(%x: tensor<3xf32>) -> tensor<3xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'm' (Mod, opset 13): float inputs need fmod = 1
+  %0 = qopt.onnx_node "Mod" opset 13 (%x, %x) {} : (tensor<3xf32>, tensor<3xf32>) -> tensor<3xf32> loc("m")
+  return %0 : tensor<3xf32>
+}
+
+// -----
+
+func.func @pow_int(%x: tensor<3xi32>) -> tensor<3xi32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'p' (Pow, opset 15): integer base 'i32' is not supported yet
+  %0 = qopt.onnx_node "Pow" opset 15 (%x, %x) {} : (tensor<3xi32>, tensor<3xi32>) -> tensor<3xi32> loc("p")
+  return %0 : tensor<3xi32>
+}
+
+// -----
+
+func.func @sqrt_int(%x: tensor<3xi32>) -> tensor<3xi32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 's' (Sqrt, opset 13): needs a float input, got 'i32'
+  %0 = qopt.onnx_node "Sqrt" opset 13 (%x) {} : (tensor<3xi32>) -> tensor<3xi32> loc("s")
+  return %0 : tensor<3xi32>
+}
+
+// -----
+
+func.func @slice_axes(%x: tensor<4xf32>, %s: tensor<1xi64>, %e: tensor<1xi64>, %a: tensor<1xi64>) -> tensor<?xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sl' (Slice, opset 13): axes must be a constant
+  %0 = qopt.onnx_node "Slice" opset 13 (%x, %s, %e, %a) {} : (tensor<4xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<?xf32> loc("sl")
+  return %0 : tensor<?xf32>
+}
+
+// -----
+
+func.func @matmul_types(%a: tensor<2x3xf32>, %b: tensor<3x2xf16>) -> tensor<2x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (MatMul, opset 13): needs inputs of one signless element type
+  %0 = qopt.onnx_node "MatMul" opset 13 (%a, %b) {} : (tensor<2x3xf32>, tensor<3x2xf16>) -> tensor<2x2xf32> loc("mm")
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @gemm_rank(%a: tensor<2x3x4xf32>, %b: tensor<4x2xf32>) -> tensor<2x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'gm' (Gemm, opset 13): needs 2-D A and B
+  %0 = qopt.onnx_node "Gemm" opset 13 (%a, %b) {} : (tensor<2x3x4xf32>, tensor<4x2xf32>) -> tensor<2x2xf32> loc("gm")
+  return %0 : tensor<2x2xf32>
+}
