@@ -166,3 +166,41 @@ t = helper.make_tensor("c", TensorProto.COMPLEX64, [1], [1 + 2j])
 graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "cplx", [x], [y], [t])
 save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8),
      "complex.onnx")
+
+# More malformed models, one defect each.
+bad = linear_model(weight, bias)
+bad.graph.initializer.append(bad.graph.initializer[1])
+save(bad, "duplicate_init.onnx")
+
+bad = linear_model(weight, bias)
+t = bad.graph.initializer[1]
+t.ClearField("raw_data")
+t.float_data.extend([1.0, 2.0])
+save(bad, "wrong_count.onnx")
+
+bad = linear_model(weight, bias)
+bad.graph.initializer[1].name = ""
+save(bad, "unnamed_init.onnx")
+
+bad = linear_model(weight, bias)
+bad.graph.node[0].attribute.extend([helper.make_attribute("alpha", 1.0),
+                                    helper.make_attribute("alpha", 2.0)])
+save(bad, "attr_twice.onnx")
+
+bad = linear_model(weight, bias)
+bad.graph.sparse_initializer.add().values.CopyFrom(helper.make_tensor("sv", TensorProto.FLOAT, [1], [1.0]))
+save(bad, "sparse.onnx")
+
+bad = linear_model(weight, bias)
+bad.ClearField("graph")
+save(bad, "no_graph.onnx")
+
+
+m = with_external("weights.bin")
+m.graph.initializer[0].external_data[0].key = "where"
+save(m, "ext/no_location.onnx")
+m = with_external("weights.bin")
+e = m.graph.initializer[0].external_data.add()
+e.key, e.value = "offset", "ten"
+save(m, "ext/offset_text.onnx")
+save(with_external("weights.bin", offset=1 << 40), "ext/offset_past_end.onnx")
