@@ -26,7 +26,7 @@ struct Window {
 /// Reads kernel/strides/dilations/pads/auto_pad for `spatial` dims of input
 /// sizes `in` (static where auto_pad needs them).
 FailureOr<Window> readWindow(ONNXNodeOp op, ArrayRef<int64_t> kernel,
-                             ArrayRef<int64_t> in, bool ceilMode) {
+                             ArrayRef<int64_t> in) {
   int64_t k = kernel.size();
   Window w;
   w.kernel.assign(kernel.begin(), kernel.end());
@@ -61,7 +61,6 @@ FailureOr<Window> readWindow(ONNXNodeOp op, ArrayRef<int64_t> kernel,
   } else if (autoPad != "NOTSET") {
     return nodeError(op) << "unknown auto_pad '" << autoPad << "'";
   }
-  (void)ceilMode;
   return w;
 }
 
@@ -134,8 +133,7 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
                          << xType.getDimSize(1) << ", W expects " << cg
                          << " x group " << group;
   FailureOr<Window> win =
-      readWindow(op, wType.getShape().drop_front(2), xType.getShape().drop_front(2),
-                 false);
+      readWindow(op, wType.getShape().drop_front(2), xType.getShape().drop_front(2));
   if (failed(win))
     return failure();
   Type element = xType.getElementType();
@@ -221,7 +219,7 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
   if (ceilMode)
     return nodeError(op) << "ceil_mode = 1 is not supported yet";
   FailureOr<Window> win =
-      readWindow(op, *kernel, xType.getShape().drop_front(2), ceilMode);
+      readWindow(op, *kernel, xType.getShape().drop_front(2));
   if (failed(win))
     return failure();
   if (!isMax && getIntsAttr(op, "dilations") &&

@@ -47,7 +47,6 @@ LogicalResult convertConstant(ONNXNodeOp op, OpBuilder &b,
                               SmallVectorImpl<Value> &results) {
   DictionaryAttr attrs = op.getOnnxAttrs();
   Location loc = op.getLoc();
-  auto resultType = rankedType(op.getResult(0));
   if (auto value = attrs.getAs<DenseElementsAttr>("value")) {
     results.push_back(arith::ConstantOp::create(b, loc, value));
     return success();
@@ -76,7 +75,6 @@ LogicalResult convertConstant(ONNXNodeOp op, OpBuilder &b,
         b, loc, DenseElementsAttr::get(type, is.asArrayRef())));
     return success();
   }
-  (void)resultType;
   return nodeError(op) << "only tensor, float(s) and int(s) values are "
                           "supported";
 }
@@ -814,7 +812,7 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
       normalizeAxis(op, getIntAttr(op, "axis", 0), dataType.getRank());
   if (failed(axis))
     return failure();
-  int64_t r = dataType.getRank(), q = indexType.getRank();
+  int64_t q = indexType.getRank();
   SmallVector<OpFoldResult> dataSizes = getSizes(b, loc, data);
   SmallVector<OpFoldResult> indexSizes = getSizes(b, loc, indices);
   // out[i_0..i_{axis-1}, j_0..j_{q-1}, k...] = data[i..., idx[j...], k...]
@@ -854,7 +852,6 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
             linalg::YieldOp::create(nb, l, v);
           })
           .getResult(0);
-  (void)r;
   results.push_back(result);
   return success();
 }

@@ -497,8 +497,6 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
     if (Value magnitude = op.getMagnitude()) {
       // DoRA: W' = W + scale * B (M diag(g) A); y = m / ||W'||_row * (...).
       Value a = op.getLoraA();
-      int64_t r = op.getRank();
-      (void)r;
       if (Value gate = op.getGate()) {
         AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
         AffineMap row = AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
