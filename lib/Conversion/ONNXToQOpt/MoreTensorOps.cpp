@@ -537,6 +537,89 @@ FailureOr<Value> toNormalizedShape(ONNXNodeOp op, OpBuilder &b, Value v,
       .getResult(0);
 }
 
+/// LayerNormalization's optional outputs: the f32 mean and inverse standard
+/// deviation over the dims from `axis`, kept as size 1.
+std::pair<Value, Value> layerNormStats(OpBuilder &b, Location loc, Value x,
+                                       int64_t axis, double epsilon) {
+  auto type = rankedType(x);
+  int64_t rank = type.getRank();
+  Type f32 = b.getF32Type();
+  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> lead(sizes.begin(), sizes.begin() + axis);
+  SmallVector<AffineExpr> leadExprs;
+  SmallVector<utils::IteratorType> iterators;
+  for (int64_t d = 0; d < rank; ++d) {
+    iterators.push_back(d < axis ? utils::IteratorType::parallel
+                                 : utils::IteratorType::reduction);
+    if (d < axis)
+      leadExprs.push_back(b.getAffineDimExpr(d));
+  }
+  AffineMap leadMap = AffineMap::get(rank, 0, leadExprs, b.getContext());
+  Value count = idx(b, loc, 1);
+  for (int64_t d = axis; d < rank; ++d)
+    count = arith::MulIOp::create(b, loc, count,
+                                  getValueOrCreateConstantIndexOp(b, loc, sizes[d]));
+  Value countF = arith::SIToFPOp::create(
+      b, loc, f32, arith::IndexCastOp::create(b, loc, b.getI64Type(), count));
+  // sum over the normalised dims of f(x, previous), divided by the count.
+  auto meanOf = [&](Value previous,
+                    function_ref<Value(OpBuilder &, Location, Value, Value)> f) {
+    Value init = linalg::FillOp::create(
+                     b, loc, scalarConstant(b, loc, f32, 0),
+                     tensor::EmptyOp::create(b, loc, lead, f32).getResult())
+                     .getResult(0);
+    SmallVector<Value> inputs = {x};
+    SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank)};
+    if (previous) {
+      inputs.push_back(previous);
+      maps.push_back(leadMap);
+    }
+    maps.push_back(leadMap);
+    Value sum = linalg::GenericOp::create(
+                    b, loc, init.getType(), inputs, init, maps, iterators,
+                    [&](OpBuilder &nb, Location l, ValueRange a) {
+                      Value v = f(nb, l, castScalar(nb, l, a[0], f32),
+                                  previous ? a[1] : Value());
+                      linalg::YieldOp::create(
+                          nb, l, arith::AddFOp::create(nb, l, a.back(), v).getResult());
+                    })
+                    .getResult(0);
+    SmallVector<AffineMap> idMaps(2, b.getMultiDimIdentityMap(axis));
+    SmallVector<utils::IteratorType> par(axis, utils::IteratorType::parallel);
+    return linalg::GenericOp::create(
+               b, loc, sum.getType(), sum,
+               tensor::EmptyOp::create(b, loc, lead, f32).getResult(), idMaps, par,
+               [&](OpBuilder &nb, Location l, ValueRange a) {
+                 linalg::YieldOp::create(
+                     nb, l, arith::DivFOp::create(nb, l, a[0], countF).getResult());
+               })
+        .getResult(0);
+  };
+  Value mean = meanOf(Value(), [](OpBuilder &, Location, Value v, Value) { return v; });
+  Value var = meanOf(mean, [](OpBuilder &nb, Location l, Value v, Value m) {
+    Value d = arith::SubFOp::create(nb, l, v, m);
+    return Value(arith::MulFOp::create(nb, l, d, d));
+  });
+  SmallVector<AffineMap> idMaps(2, b.getMultiDimIdentityMap(axis));
+  SmallVector<utils::IteratorType> par(axis, utils::IteratorType::parallel);
+  Value invStd = linalg::GenericOp::create(
+                     b, loc, var.getType(), var,
+                     tensor::EmptyOp::create(b, loc, lead, f32).getResult(), idMaps,
+                     par,
+                     [&](OpBuilder &nb, Location l, ValueRange a) {
+                       Value s = math::SqrtOp::create(
+                           nb, l, arith::AddFOp::create(
+                                      nb, l, a[0], scalarConstant(nb, l, f32, epsilon)));
+                       linalg::YieldOp::create(
+                           nb, l, arith::DivFOp::create(nb, l, scalarConstant(nb, l, f32, 1), s)
+                                      .getResult());
+                     })
+                     .getResult(0);
+  SmallVector<OpFoldResult> kept(lead);
+  kept.append(rank - axis, b.getIndexAttr(1));
+  return {reshapeTo(b, loc, mean, kept), reshapeTo(b, loc, invStd, kept)};
+}
+
 LogicalResult normalization(ONNXNodeOp op, OpBuilder &b,
                             SmallVectorImpl<Value> &results, bool rms,
                             double defaultEpsilon) {
@@ -545,9 +628,11 @@ LogicalResult normalization(ONNXNodeOp op, OpBuilder &b,
   auto type = rankedType(x);
   if (!type || !isa<FloatType>(type.getElementType()) || !scale)
     return nodeError(op) << "needs a ranked float input and a scale";
+  bool wantStats = false;
   for (unsigned i = 1; i < op.getNumResults(); ++i)
-    if (!op.getResult(i).use_empty())
-      return nodeError(op) << "the Mean/InvStdDev outputs are not supported";
+    wantStats |= !op.getResult(i).use_empty();
+  if (wantStats && rms)
+    return nodeError(op) << "the InvStdDev output is not supported";
   if (getIntAttr(op, "stash_type", 1) != 1)
     return nodeError(op) << "only stash_type = 1 (statistics in float) is "
                             "supported";
@@ -576,8 +661,15 @@ LogicalResult normalization(ONNXNodeOp op, OpBuilder &b,
                 : Value(LayerNormOp::create(b, loc, x.getType(), x, *gamma,
                                             beta, eps, axisAttr));
   results.push_back(y);
-  for (unsigned i = 1; i < op.getNumResults(); ++i)
-    results.push_back(Value());
+  if (wantStats) {
+    // Mean and 1/sqrt(var + eps) in f32, with the normalised dims kept as 1.
+    auto [mean, invStd] = layerNormStats(b, loc, x, *axis, epsilon);
+    results.push_back(mean);
+    results.push_back(invStd);
+  } else {
+    for (unsigned i = 1; i < op.getNumResults(); ++i)
+      results.push_back(Value());
+  }
   return success();
 }
 

@@ -272,9 +272,9 @@ func.func @trilu_rank(%x: tensor<3xf32>) -> tensor<3xf32> {
 
 // -----
 
-func.func @layernorm_stats(%x: tensor<2x4xf32>, %g: tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>) {
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'ln' (LayerNormalization, opset 17): the Mean/InvStdDev outputs are not supported
-  %0:3 = qopt.onnx_node "LayerNormalization" opset 17 (%x, %g) {} : (tensor<2x4xf32>, tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>, tensor<2x1xf32>) loc("ln")
+func.func @rmsnorm_stats(%x: tensor<2x4xf32>, %g: tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>) {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'ln' (RMSNormalization, opset 23): the InvStdDev output is not supported
+  %0:2 = qopt.onnx_node "RMSNormalization" opset 23 (%x, %g) {} : (tensor<2x4xf32>, tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>) loc("ln")
   return %0#0, %0#1 : tensor<2x4xf32>, tensor<2x1xf32>
 }
 
