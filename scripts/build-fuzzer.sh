@@ -27,6 +27,6 @@ if [ ! -f "$obj" ] || [ "$here/lib/Import/ONNX/ONNXProtoUtils.cpp" -nt "$obj" ];
 fi
 objs+=("$obj")
 "$cxx" -fsanitize=fuzzer,address "${objs[@]}" -o "$build/bin/import-onnx-fuzzer" \
-  "$build/lib/libMLIRQOpt.a" -L/usr/lib/llvm-22/lib -Wl,-rpath,/usr/lib/llvm-22/lib \
+  "$build/lib/libMLIRQOpt.a" "$build/lib/Support/libQOptSupport.a" -L/usr/lib/llvm-22/lib -Wl,-rpath,/usr/lib/llvm-22/lib \
   -lMLIR -lLLVM -lonnx -lonnx_proto -lprotobuf
 echo "built $build/bin/import-onnx-fuzzer"

@@ -89,7 +89,7 @@ Value padSpatial(OpBuilder &b, Location loc, Value x, const Window &w,
 /// (padded - dilation * (kernel - 1) - 1) / stride + 1.
 SmallVector<OpFoldResult> outputSizes(OpBuilder &b, Location loc, Value padded,
                                       const Window &w, bool ceilMode) {
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, padded), out;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, padded), out;
   for (size_t i = 0; i < w.kernel.size(); ++i) {
     int64_t extent = w.dilations[i] * (w.kernel[i] - 1) + 1;
     OpFoldResult s = sizes[i + 2];
@@ -138,7 +138,7 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
     return failure();
   Type element = xType.getElementType();
   Value padded = padSpatial(b, loc, x, *win, b.getZeroAttr(element));
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes = {sizes[0], b.getIndexAttr(m)};
   llvm::append_range(outSizes, outputSizes(b, loc, padded, *win, false));
   // Loops: n, m, o_1..o_k (parallel); c, k_1..k_k (reduction).
@@ -160,8 +160,7 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
                                  AffineMap::get(loops, 0, outExprs, ctx)};
   SmallVector<utils::IteratorType> iterators(2 + k, utils::IteratorType::parallel);
   iterators.append(1 + k, utils::IteratorType::reduction);
-  auto f = cast<FloatType>(element);
-  Type acc = f.getWidth() < 32 ? b.getF32Type() : element;
+  Type acc = accumulatorType(b, element);
   Value init = tensor::EmptyOp::create(b, loc, outSizes, acc);
   if (bias) {
     int64_t rank = 2 + k;
@@ -189,16 +188,7 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
                       nb, l, arith::AddFOp::create(nb, l, a[2], p).getResult());
                 })
                 .getResult(0);
-  if (acc != element) {
-    FailureOr<Value> narrowed = buildElementwise(
-        op, b, y, element, [&](OpBuilder &nb, Location l, ValueRange a) {
-          return castScalar(nb, l, a[0], element);
-        });
-    if (failed(narrowed))
-      return failure();
-    y = *narrowed;
-  }
-  results.push_back(y);
+  results.push_back(fromAccumulator(b, loc, y, element));
   return success();
 }
 
@@ -230,7 +220,7 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
   Attribute padValue =
       isMax ? b.getFloatAttr(element, -INFINITY) : b.getZeroAttr(element);
   Value padded = padSpatial(b, loc, x, *win, padValue);
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes = {sizes[0], sizes[1]};
   llvm::append_range(outSizes, outputSizes(b, loc, padded, *win, ceilMode));
   // Loops: n, c, o_1..o_k, k_1..k_k; the window's extent comes from an
@@ -272,7 +262,7 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
     // elements it covers: per output index and dim, the overlap of
     // [o*s - pb, o*s - pb + k) with [0, size).
     int64_t rank = 2 + k;
-    SmallVector<OpFoldResult> inSizes = getSizes(b, loc, x);
+    SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
     y = linalg::GenericOp::create(
             b, loc, y.getType(), ValueRange{y},
             tensor::EmptyOp::create(b, loc, outSizes, element).getResult(),
@@ -333,13 +323,13 @@ LogicalResult convertGlobalAveragePool(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "needs a float input of rank 3 or more";
   // mean over the spatial dims, kept as size 1.
   int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes = {sizes[0], sizes[1]};
   outSizes.append(rank - 2, b.getIndexAttr(1));
   SmallVector<AffineExpr> outExprs = {b.getAffineDimExpr(0), b.getAffineDimExpr(1)};
   outExprs.append(rank - 2, b.getAffineConstantExpr(0));
   Type element = type.getElementType();
-  Type acc = cast<FloatType>(element).getWidth() < 32 ? b.getF32Type() : element;
+  Type acc = accumulatorType(b, element);
   Value init = linalg::FillOp::create(
                    b, loc, scalarConstant(b, loc, acc, 0),
                    tensor::EmptyOp::create(b, loc, outSizes, acc).getResult())
@@ -395,7 +385,7 @@ LogicalResult convertBatchNorm(ONNXNodeOp op, OpBuilder &b,
                                  channel, channel, channel,
                                  b.getMultiDimIdentityMap(rank)};
   Location loc = op.getLoc();
-  Value init = tensor::EmptyOp::create(b, loc, getSizes(b, loc, x),
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
                                        type.getElementType());
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   // y = (x - mean) / sqrt(var + eps) * scale + B

@@ -11,15 +11,11 @@ using namespace mlir::qopt::onnx;
 
 namespace {
 
-RankedTensorType ranked(Value v) {
-  return v ? dyn_cast<RankedTensorType>(v.getType()) : RankedTensorType();
-}
-
 LogicalResult convertGatherElements(ONNXNodeOp op, OpBuilder &b,
                                     SmallVectorImpl<Value> &results) {
   Location loc = op.getLoc();
   Value data = op.getInputs()[0], indices = op.getInputs()[1];
-  auto dType = ranked(data), iType = ranked(indices);
+  auto dType = rankedType(data), iType = rankedType(indices);
   if (!dType || !iType || dType.getRank() != iType.getRank() ||
       !iType.getElementType().isSignlessInteger())
     return nodeError(op) << "needs data and integer indices of the same rank";
@@ -28,8 +24,8 @@ LogicalResult convertGatherElements(ONNXNodeOp op, OpBuilder &b,
   if (failed(axis))
     return failure();
   Value axisSize = getValueOrCreateConstantIndexOp(
-      b, loc, getSizes(b, loc, data)[*axis]);
-  Value init = tensor::EmptyOp::create(b, loc, getSizes(b, loc, indices),
+      b, loc, tensor::getMixedSizes(b, loc, data)[*axis]);
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, indices),
                                        dType.getElementType());
   SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
@@ -57,13 +53,13 @@ LogicalResult convertTile(ONNXNodeOp op, OpBuilder &b,
                           SmallVectorImpl<Value> &results) {
   Location loc = op.getLoc();
   Value x = op.getInputs()[0];
-  auto type = ranked(x);
+  auto type = rankedType(x);
   std::optional<SmallVector<int64_t>> repeats = getConstantInts(op.getInputs()[1]);
   if (!type || !repeats || (int64_t)repeats->size() != type.getRank())
     return nodeError(op) << "needs a ranked input and constant repeats, one "
                             "per dimension";
   int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x), out;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x), out;
   for (int64_t d = 0; d < rank; ++d) {
     if ((*repeats)[d] < 0)
       return nodeError(op) << "repeats must be non-negative";
@@ -98,7 +94,7 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
                             SmallVectorImpl<Value> &results) {
   Location loc = op.getLoc();
   Value x = op.getInputs()[0];
-  auto type = ranked(x);
+  auto type = rankedType(x);
   std::optional<SmallVector<int64_t>> axisC = getConstantInts(op.getInputs()[1]);
   if (!type || !axisC || axisC->size() != 1)
     return nodeError(op) << "needs a ranked input and a constant axis";
@@ -110,7 +106,7 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
   bool reverse = getIntAttr(op, "reverse", 0) != 0;
   // y[..., i, ...] = sum over j of x[..., j, ...] with j < i (or <=; or >
   // for reverse): a reduction over a second copy of the axis, masked.
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   int64_t loops = rank + 1;
   SmallVector<AffineExpr> xExprs, outExprs;
   for (int64_t d = 0; d < rank; ++d) {
@@ -181,12 +177,12 @@ LogicalResult convertEinsum(ONNXNodeOp op, OpBuilder &b,
   SmallVector<OpFoldResult> letterSize(loops);
   Type element;
   for (auto [t, v] : llvm::zip(terms, op.getInputs())) {
-    auto type = ranked(v);
+    auto type = rankedType(v);
     if (!type || (int64_t)t.size() != type.getRank())
       return nodeError(op) << "operand '" << t << "' does not match its rank";
     element = type.getElementType();
     SmallVector<AffineExpr> exprs;
-    SmallVector<OpFoldResult> sizes = getSizes(b, loc, v);
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, v);
     for (auto [i, c] : llvm::enumerate(t)) {
       if (t.count(c) != 1)
         return nodeError(op) << "repeated letters (diagonals) are not supported";
@@ -234,7 +230,7 @@ LogicalResult convertSkipLayerNorm(ONNXNodeOp op, OpBuilder &b,
   Location loc = op.getLoc();
   Value x = op.getInputs()[0], skip = getInput(op, 1);
   Value gamma = getInput(op, 2), beta = getInput(op, 3), bias = getInput(op, 4);
-  auto type = ranked(x);
+  auto type = rankedType(x);
   if (!type || !skip || !gamma || !isa<FloatType>(type.getElementType()))
     return nodeError(op) << "needs float input, skip and gamma";
   for (unsigned i = 1; i < op.getNumResults(); ++i)
@@ -256,7 +252,7 @@ LogicalResult convertSkipLayerNorm(ONNXNodeOp op, OpBuilder &b,
     return failure();
   auto sumType = cast<RankedTensorType>(sum->getType());
   double eps = getFloatAttr(op, "epsilon", 1e-12);
-  if (ranked(gamma).getRank() != 1 || (beta && ranked(beta).getRank() != 1))
+  if (rankedType(gamma).getRank() != 1 || (beta && rankedType(beta).getRank() != 1))
     return nodeError(op) << "gamma and beta must be 1-D";
   Value y = LayerNormOp::create(b, loc, sumType, *sum, gamma, beta,
                                 b.getF64FloatAttr(eps), b.getI64IntegerAttr(-1));

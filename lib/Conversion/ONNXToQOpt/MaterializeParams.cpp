@@ -18,11 +18,7 @@ struct QOptMaterializeParamsPass
   void runOnOperation() override {
     SymbolTableCollection symbols;
     getOperation().walk([&](LoadParamOp load) {
-      auto param = symbols.lookupNearestSymbolFrom<ParamOp>(
-          load, load.getNameAttr());
-      if (!param || !param.getInitialValue())
-        return;
-      auto data = dyn_cast<ElementsAttr>(*param.getInitialValue());
+      ElementsAttr data = load.getInlineData(&symbols);
       if (!data)
         return;
       OpBuilder b(load);

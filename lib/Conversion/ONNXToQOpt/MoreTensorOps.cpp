@@ -16,10 +16,6 @@ using namespace mlir::qopt::onnx;
 
 namespace {
 
-RankedTensorType rankedType(Value v) {
-  return dyn_cast<RankedTensorType>(v.getType());
-}
-
 Value idx(OpBuilder &b, Location loc, int64_t v) {
   return arith::ConstantIndexOp::create(b, loc, v);
 }
@@ -90,7 +86,7 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
   if (stepsIn && !cSteps)
     return nodeError(op) << "steps must be a constant";
 
-  SmallVector<OpFoldResult> inSizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<Value> offsets(rank, idx(b, loc, 0)), strides(rank, idx(b, loc, 1));
   SmallVector<OpFoldResult> outSizes(inSizes);
   for (int64_t i = 0; i < n; ++i) {
@@ -176,7 +172,7 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
   auto constant = getConstantInts(shape);
   int64_t n = shapeType.getDimSize(0);
   int64_t rank = std::max<int64_t>(n, type.getRank());
-  SmallVector<OpFoldResult> inSizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes;
   SmallVector<int64_t> staticOut;
   for (int64_t d = 0; d < rank; ++d) {
@@ -292,7 +288,7 @@ LogicalResult convertSize(ONNXNodeOp op, OpBuilder &b,
   if (!rankedType(x))
     return nodeError(op) << "needs a ranked input";
   Value n = idx(b, loc, 1);
-  for (OpFoldResult s : getSizes(b, loc, x))
+  for (OpFoldResult s : tensor::getMixedSizes(b, loc, x))
     n = b.createOrFold<arith::MulIOp>(loc, n,
                               getValueOrCreateConstantIndexOp(b, loc, s));
   Value v = arith::IndexCastOp::create(b, loc, b.getI64Type(), n);
@@ -317,7 +313,7 @@ LogicalResult convertSplit(ONNXNodeOp op, OpBuilder &b,
   if (failed(axis))
     return failure();
   int64_t parts = op.getNumResults();
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   Value dim = getValueOrCreateConstantIndexOp(b, loc, sizes[*axis]);
   SmallVector<Value> lengths;
   if (Value split = getInput(op, 1)) {
@@ -413,7 +409,7 @@ LogicalResult argExtreme(ONNXNodeOp op, OpBuilder &b,
   bool keepDims = getIntAttr(op, "keepdims", 1) != 0;
   bool last = getIntAttr(op, "select_last_index", 0) != 0;
   Type element = type.getElementType();
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x), outSizes;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x), outSizes;
   SmallVector<AffineExpr> outExprs;
   SmallVector<utils::IteratorType> iterators;
   for (int64_t d = 0; d < rank; ++d) {
@@ -516,7 +512,7 @@ FailureOr<Value> toNormalizedShape(ONNXNodeOp op, OpBuilder &b, Value v,
     return nodeError(op) << "scale/bias of rank " << type.getRank()
                          << " does not broadcast to the normalised shape";
   Location loc = op.getLoc();
-  SmallVector<OpFoldResult> allSizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> allSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> sizes(allSizes.begin() + axis, allSizes.end());
   int64_t rank = normalized.size();
   SmallVector<AffineExpr> exprs;
@@ -544,7 +540,7 @@ std::pair<Value, Value> layerNormStats(OpBuilder &b, Location loc, Value x,
   auto type = rankedType(x);
   int64_t rank = type.getRank();
   Type f32 = b.getF32Type();
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> lead(sizes.begin(), sizes.begin() + axis);
   SmallVector<AffineExpr> leadExprs;
   SmallVector<utils::IteratorType> iterators;

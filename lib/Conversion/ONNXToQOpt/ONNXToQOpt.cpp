@@ -85,11 +85,7 @@ mlir::qopt::onnx::getConstantInts(Value value) {
     auto load = value.getDefiningOp<LoadParamOp>();
     if (!load)
       return std::nullopt;
-    auto param = SymbolTable::lookupNearestSymbolFrom<ParamOp>(
-        load, load.getNameAttr());
-    if (!param || !param.getInitialValue())
-      return std::nullopt;
-    attr = *param.getInitialValue();
+    attr = load.getInlineData();
   }
   auto elements = dyn_cast<DenseIntElementsAttr>(attr);
   if (!elements)
@@ -139,19 +135,6 @@ Value mlir::qopt::onnx::castScalar(OpBuilder &b, Location loc, Value value,
   return arith::TruncIOp::create(b, loc, to, value);
 }
 
-SmallVector<OpFoldResult> mlir::qopt::onnx::getSizes(OpBuilder &b,
-                                                     Location loc,
-                                                     Value value) {
-  auto type = cast<RankedTensorType>(value.getType());
-  SmallVector<OpFoldResult> sizes;
-  for (int64_t i = 0; i < type.getRank(); ++i) {
-    if (type.isDynamicDim(i))
-      sizes.push_back(tensor::DimOp::create(b, loc, value, i).getResult());
-    else
-      sizes.push_back(b.getIndexAttr(type.getDimSize(i)));
-  }
-  return sizes;
-}
 
 FailureOr<int64_t> mlir::qopt::onnx::normalizeAxis(ONNXNodeOp op, int64_t axis,
                                                    int64_t rank,

@@ -63,9 +63,6 @@ Value scalarConstant(OpBuilder &b, Location loc, Type type, double value);
 /// to nearest, floats to integers truncate, to bool compares with zero).
 Value castScalar(OpBuilder &b, Location loc, Value value, Type to);
 
-/// The sizes of `value` as OpFoldResults (static where known).
-SmallVector<OpFoldResult> getSizes(OpBuilder &b, Location loc, Value value);
-
 /// Elementwise op over `inputs` with ONNX (numpy) broadcasting: a
 /// linalg.generic whose body is `body(block arguments)`.
 FailureOr<Value>
@@ -86,6 +83,18 @@ LogicalResult raiseRMSNorm(ONNXNodeOp finalMul, RewriterBase &rewriter,
                            SmallVectorImpl<Operation *> &erased);
 /// The final Mul of an RMSNorm chain that starts at `square`, if any.
 ONNXNodeOp findRMSNormRoot(ONNXNodeOp square);
+
+/// The value's ranked tensor type, or null.
+inline RankedTensorType rankedType(Value v) {
+  return v ? dyn_cast<RankedTensorType>(v.getType()) : RankedTensorType();
+}
+
+/// f32 for floats narrower than 32 bits (what sums and products accumulate
+/// in, as onnxruntime does on the CPU), else `element` itself.
+Type accumulatorType(OpBuilder &b, Type element);
+
+/// Casts a tensor accumulated in accumulatorType() back to `element`.
+Value fromAccumulator(OpBuilder &b, Location loc, Value acc, Type element);
 
 /// Normalises an axis against `rank` (negative counts from the end).
 FailureOr<int64_t> normalizeAxis(ONNXNodeOp op, int64_t axis, int64_t rank,

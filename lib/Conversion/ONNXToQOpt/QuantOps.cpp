@@ -28,10 +28,7 @@ Value bytesAs(OpBuilder &b, Location loc, Value v, ArrayRef<int64_t> shape) {
     Attribute data;
     if (!matchPattern(v, m_Constant(&data)))
       if (auto load = v.getDefiningOp<LoadParamOp>())
-        if (auto param = SymbolTable::lookupNearestSymbolFrom<ParamOp>(
-                load, load.getNameAttr()))
-          if (param.getInitialValue())
-            data = *param.getInitialValue();
+        data = load.getInlineData();
     if (auto dense = dyn_cast_or_null<DenseElementsAttr>(data))
       bytes = arith::ConstantOp::create(b, loc, dense.bitcast(b.getIntegerType(8)));
     else

@@ -36,10 +36,7 @@ std::optional<double> scalarValue(Value v) {
   if (auto node = producer(v, "Constant", false)) {
     attr = node.getOnnxAttrs().get("value");
   } else if (auto load = v ? v.getDefiningOp<LoadParamOp>() : LoadParamOp()) {
-    auto param = SymbolTable::lookupNearestSymbolFrom<ParamOp>(
-        load, load.getNameAttr());
-    if (param && param.getInitialValue())
-      attr = *param.getInitialValue();
+    attr = load.getInlineData();
   } else if (v) {
     matchPattern(v, m_Constant(&attr));
   }

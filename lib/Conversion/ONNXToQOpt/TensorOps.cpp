@@ -9,11 +9,29 @@ using namespace mlir;
 using namespace mlir::qopt;
 using namespace mlir::qopt::onnx;
 
-namespace {
-
-RankedTensorType rankedType(Value v) {
-  return dyn_cast<RankedTensorType>(v.getType());
+Type mlir::qopt::onnx::accumulatorType(OpBuilder &b, Type element) {
+  auto f = dyn_cast<FloatType>(element);
+  return f && f.getWidth() < 32 ? b.getF32Type() : element;
 }
+
+Value mlir::qopt::onnx::fromAccumulator(OpBuilder &b, Location loc, Value acc,
+                                        Type element) {
+  auto type = cast<RankedTensorType>(acc.getType());
+  if (type.getElementType() == element)
+    return acc;
+  int64_t rank = type.getRank();
+  SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, acc), element);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), acc, init, maps, par,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               linalg::YieldOp::create(nb, l, castScalar(nb, l, a[0], element));
+             })
+      .getResult(0);
+}
+
+namespace {
 
 Value indexValue(OpBuilder &b, Location loc, OpFoldResult ofr) {
   return getValueOrCreateConstantIndexOp(b, loc, ofr);
@@ -97,29 +115,6 @@ void contractionBody(OpBuilder &b, Location loc, ValueRange args) {
   linalg::YieldOp::create(b, loc, r);
 }
 
-/// f32 for floats narrower than 32 bits, else the type itself.
-Type accumulatorType(OpBuilder &b, Type element) {
-  auto f = dyn_cast<FloatType>(element);
-  return f && f.getWidth() < 32 ? b.getF32Type() : element;
-}
-
-/// Casts an accumulated tensor back to `element`.
-Value fromAccumulator(OpBuilder &b, Location loc, Value acc, Type element) {
-  auto type = cast<RankedTensorType>(acc.getType());
-  if (type.getElementType() == element)
-    return acc;
-  int64_t rank = type.getRank();
-  SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
-  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  Value init = tensor::EmptyOp::create(b, loc, getSizes(b, loc, acc), element);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), acc, init, maps, par,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               linalg::YieldOp::create(nb, l, castScalar(nb, l, a[0], element));
-             })
-      .getResult(0);
-}
-
 Value zeroFilled(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
                  Type elementType) {
   Value empty = tensor::EmptyOp::create(b, loc, sizes, elementType);
@@ -142,11 +137,11 @@ LogicalResult convertMatMul(ONNXNodeOp op, OpBuilder &b,
   bool lhsVector = lhsType.getRank() == 1, rhsVector = rhsType.getRank() == 1;
   if (lhsVector) {
     SmallVector<OpFoldResult> sizes = {b.getIndexAttr(1)};
-    llvm::append_range(sizes, getSizes(b, loc, lhs));
+    llvm::append_range(sizes, tensor::getMixedSizes(b, loc, lhs));
     lhs = reshapeTo(b, loc, lhs, sizes);
   }
   if (rhsVector) {
-    SmallVector<OpFoldResult> sizes = getSizes(b, loc, rhs);
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, rhs);
     sizes.push_back(b.getIndexAttr(1));
     rhs = reshapeTo(b, loc, rhs, sizes);
   }
@@ -154,8 +149,8 @@ LogicalResult convertMatMul(ONNXNodeOp op, OpBuilder &b,
   rhsType = rankedType(rhs);
   int64_t lhsBatch = lhsType.getRank() - 2, rhsBatch = rhsType.getRank() - 2;
   int64_t batch = std::max(lhsBatch, rhsBatch);
-  SmallVector<OpFoldResult> lhsSizes = getSizes(b, loc, lhs);
-  SmallVector<OpFoldResult> rhsSizes = getSizes(b, loc, rhs);
+  SmallVector<OpFoldResult> lhsSizes = tensor::getMixedSizes(b, loc, lhs);
+  SmallVector<OpFoldResult> rhsSizes = tensor::getMixedSizes(b, loc, rhs);
   if (!ShapedType::isDynamic(lhsType.getDimSize(lhsBatch + 1)) &&
       !ShapedType::isDynamic(rhsType.getDimSize(rhsBatch)) &&
       lhsType.getDimSize(lhsBatch + 1) != rhsType.getDimSize(rhsBatch))
@@ -230,7 +225,7 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "needs float A and B of one element type";
   bool transA = getIntAttr(op, "transA", 0), transB = getIntAttr(op, "transB", 0);
   double alpha = getFloatAttr(op, "alpha", 1.0), beta = getFloatAttr(op, "beta", 1.0);
-  SmallVector<OpFoldResult> aSizes = getSizes(b, loc, a), wSizes = getSizes(b, loc, w);
+  SmallVector<OpFoldResult> aSizes = tensor::getMixedSizes(b, loc, a), wSizes = tensor::getMixedSizes(b, loc, w);
   OpFoldResult mSize = aSizes[transA ? 1 : 0], nSize = wSizes[transB ? 0 : 1];
   AffineExpr m = b.getAffineDimExpr(0), n = b.getAffineDimExpr(1),
              k = b.getAffineDimExpr(2);
@@ -301,7 +296,7 @@ LogicalResult convertTranspose(ONNXNodeOp op, OpBuilder &b,
       llvm::any_of(llvm::enumerate(sorted),
                    [](auto p) { return p.value() != (int64_t)p.index(); }))
     return nodeError(op) << "perm is not a permutation of 0.." << rank - 1;
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x), outSizes;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x), outSizes;
   for (int64_t p : perm)
     outSizes.push_back(sizes[p]);
   Value init = tensor::EmptyOp::create(b, loc, outSizes, type.getElementType());
@@ -326,7 +321,7 @@ Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
   bool sums = kind != ReduceKind::Max && kind != ReduceKind::Min;
   Type element = sums ? accumulatorType(b, inElement) : inElement;
   int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x), outSizes, reduced;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x), outSizes, reduced;
   SmallVector<AffineExpr> outExprs;
   SmallVector<utils::IteratorType> iterators;
   for (int64_t d = 0; d < rank; ++d) {
@@ -479,7 +474,7 @@ Value combineWithReduced(OpBuilder &b, Location loc, Value x, Value r,
   SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
                                  AffineMap::get(rank, 0, rExprs, b.getContext()),
                                  b.getMultiDimIdentityMap(rank)};
-  Value init = tensor::EmptyOp::create(b, loc, getSizes(b, loc, x),
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
                                        type.getElementType());
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   return linalg::GenericOp::create(
@@ -578,7 +573,7 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
       shapeEntries(b, loc, op.getInputs()[1]);
   if (failed(entries))
     return nodeError(op) << "the shape input must be 1-D with a static length";
-  SmallVector<OpFoldResult> inSizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> sizes;
   int64_t inferred = -1;
   for (auto [i, entry] : llvm::enumerate(*entries)) {
@@ -674,7 +669,7 @@ LogicalResult convertFlatten(ONNXNodeOp op, OpBuilder &b,
                          << rank;
   if (axis < 0)
     axis += rank;
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outer(sizes.begin(), sizes.begin() + axis);
   SmallVector<OpFoldResult> inner(sizes.begin() + axis, sizes.end());
   results.push_back(reshapeTo(
@@ -698,7 +693,7 @@ LogicalResult squeezeOrUnsqueeze(ONNXNodeOp op, OpBuilder &b,
   } else {
     axes = getIntsAttr(op, "axes");
   }
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   int64_t rank = type.getRank();
   if (unsqueeze) {
     if (!axes)
@@ -773,7 +768,7 @@ LogicalResult convertShape(ONNXNodeOp op, OpBuilder &b,
   int64_t start = clampIndex(getIntAttr(op, "start", 0));
   int64_t end = clampIndex(getIntAttr(op, "end", rank));
   SmallVector<Value> dims;
-  SmallVector<OpFoldResult> sizes = getSizes(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   for (int64_t d = start; d < end; ++d)
     dims.push_back(arith::IndexCastOp::create(b, loc, b.getI64Type(),
                                               indexValue(b, loc, sizes[d])));
@@ -813,8 +808,8 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
   if (failed(axis))
     return failure();
   int64_t q = indexType.getRank();
-  SmallVector<OpFoldResult> dataSizes = getSizes(b, loc, data);
-  SmallVector<OpFoldResult> indexSizes = getSizes(b, loc, indices);
+  SmallVector<OpFoldResult> dataSizes = tensor::getMixedSizes(b, loc, data);
+  SmallVector<OpFoldResult> indexSizes = tensor::getMixedSizes(b, loc, indices);
   // out[i_0..i_{axis-1}, j_0..j_{q-1}, k...] = data[i..., idx[j...], k...]
   SmallVector<OpFoldResult> outSizes(dataSizes.begin(),
                                      dataSizes.begin() + *axis);

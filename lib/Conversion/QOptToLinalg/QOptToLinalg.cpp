@@ -1,6 +1,7 @@
 //===- QOptToLinalg.cpp - QOpt ops to linalg reference semantics ----------===//
 
 #include "qopt/Conversion/Passes.h"
+#include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/IR/PatternMatch.h"
@@ -19,15 +20,6 @@ using namespace mlir::qopt;
 
 namespace {
 
-SmallVector<OpFoldResult> sizesOf(OpBuilder &b, Location loc, Value v) {
-  auto type = cast<RankedTensorType>(v.getType());
-  SmallVector<OpFoldResult> sizes;
-  for (int64_t i = 0; i < type.getRank(); ++i)
-    sizes.push_back(type.isDynamicDim(i)
-                        ? OpFoldResult(tensor::DimOp::create(b, loc, v, i).getResult())
-                        : OpFoldResult(b.getIndexAttr(type.getDimSize(i))));
-  return sizes;
-}
 
 Value f32Const(OpBuilder &b, Location loc, double v) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
@@ -56,7 +48,7 @@ Value rowMean(OpBuilder &b, Location loc, Value x, int64_t axis,
               function_ref<Value(OpBuilder &, Location, Value, ValueRange)> f) {
   auto type = cast<RankedTensorType>(x.getType());
   int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> sizes = sizesOf(b, loc, x);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes(sizes.begin(), sizes.begin() + axis);
   SmallVector<AffineExpr> outExprs;
   SmallVector<utils::IteratorType> iterators;
@@ -131,7 +123,7 @@ Value finish(OpBuilder &b, Location loc, Value x, int64_t axis,
     maps.push_back(paramMap);
   }
   maps.push_back(b.getMultiDimIdentityMap(rank));
-  Value init = tensor::EmptyOp::create(b, loc, sizesOf(b, loc, x),
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
                                        type.getElementType());
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   unsigned numStats = stats.size();
@@ -170,8 +162,8 @@ Value contractLast(OpBuilder &b, Location loc, Value x, Value w, Value init) {
                                  AffineMap::get(loops, 0, {n, k}, ctx),
                                  AffineMap::get(loops, 0, outExprs, ctx)};
   if (!init) {
-    SmallVector<OpFoldResult> sizes = sizesOf(b, loc, x);
-    sizes.back() = sizesOf(b, loc, w)[0];
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
+    sizes.back() = tensor::getMixedSizes(b, loc, w)[0];
     Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(element));
     init = linalg::FillOp::create(
                b, loc, zero, tensor::EmptyOp::create(b, loc, sizes, element).getResult())
@@ -199,7 +191,7 @@ Value mapElementwise(OpBuilder &b, Location loc, Value like, ValueRange inputs,
   int64_t rank = type.getRank();
   SmallVector<AffineMap> maps(inputMaps);
   maps.push_back(b.getMultiDimIdentityMap(rank));
-  Value init = tensor::EmptyOp::create(b, loc, sizesOf(b, loc, like),
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, like),
                                        type.getElementType());
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   return linalg::GenericOp::create(
@@ -339,14 +331,7 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
                Value value;
                Type f32 = nb.getF32Type();
                if (nf4) {
-                 static const double codes[16] = {
-                     -1.0, -0.6961928009986877, -0.5250730514526367,
-                     -0.39491748809814453, -0.28444138169288635,
-                     -0.18477343022823334, -0.09105003625154495, 0.0,
-                     0.07958029955625534, 0.16093020141124725,
-                     0.24611230194568634, 0.33791524171829224,
-                     0.44070982933044434, 0.5626170039176941,
-                     0.7229568362236023, 1.0};
+                 const auto &codes = ::qopt::nf4CodeTable();
                  value = f32Const(nb, l, codes[0]);
                  for (int i = 1; i < 16; ++i) {
                    Value is = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
@@ -410,8 +395,8 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     // broadcast over the leading dims (or zeros).
     Value init;
     if (Value bias = op.getBias()) {
-      SmallVector<OpFoldResult> sizes = sizesOf(rewriter, loc, x);
-      sizes.back() = sizesOf(rewriter, loc, op.getWeight())[0];
+      SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, x);
+      sizes.back() = tensor::getMixedSizes(rewriter, loc, op.getWeight())[0];
       Value empty = tensor::EmptyOp::create(rewriter, loc, sizes,
                                             xType.getElementType());
       AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
@@ -440,7 +425,7 @@ struct LowerSmooth : OpRewritePattern<SmoothOp> {
         AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(axis)},
                        rewriter.getContext()),
         rewriter.getMultiDimIdentityMap(rank)};
-    Value init = tensor::EmptyOp::create(rewriter, loc, sizesOf(rewriter, loc, x),
+    Value init = tensor::EmptyOp::create(rewriter, loc, tensor::getMixedSizes(rewriter, loc, x),
                                          op.getInput().getType().getElementType());
     SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
     Value y = linalg::GenericOp::create(
@@ -459,7 +444,7 @@ struct LowerSmooth : OpRewritePattern<SmoothOp> {
 
 /// A transposed copy of a 2-D tensor.
 Value transpose2D(OpBuilder &b, Location loc, Value m) {
-  SmallVector<OpFoldResult> sizes = sizesOf(b, loc, m);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, m);
   Value init = tensor::EmptyOp::create(
       b, loc, SmallVector<OpFoldResult>{sizes[1], sizes[0]},
       cast<RankedTensorType>(m.getType()).getElementType());
@@ -523,7 +508,7 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
                 b, l, v[0], arith::MulFOp::create(b, l, v[1], scale)));
           });
       // Row norms of W'.
-      SmallVector<OpFoldResult> n = {sizesOf(rewriter, loc, w)[0]};
+      SmallVector<OpFoldResult> n = {tensor::getMixedSizes(rewriter, loc, w)[0]};
       Value zero = arith::ConstantOp::create(rewriter, loc,
                                              rewriter.getZeroAttr(element));
       Value norms = linalg::FillOp::create(
@@ -641,15 +626,10 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v, QuantFormatAttrInterface f
   }
   if (isa<NF4FormatAttr>(format)) {
     // Nearest of the 16 codes: compare with the 15 midpoints (ties low).
-    static const double codes[16] = {
-        -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-        -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-        0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
-        0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-        0.7229568362236023, 1.0};
+    const auto &codes = ::qopt::nf4CodeTable();
     Value result = c(codes[0]);
     for (int i = 1; i < 16; ++i) {
-      float lo = (float)codes[i - 1], hi = (float)codes[i];
+      float lo = codes[i - 1], hi = codes[i];
       Value above = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, v,
                                           c(((double)lo + (double)hi) / 2));
       result = arith::SelectOp::create(b, loc, above, c((double)hi), result);
@@ -788,7 +768,7 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
 };
 
 struct ConvertQOptToLinalgPass
-    : qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
+    : mlir::qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,

@@ -68,6 +68,8 @@ private:
   LogicalResult checkVersions();
   FailureOr<Type> convertElementType(int32_t dataType, StringRef what);
   FailureOr<Type> convertType(const onnx::TypeProto &type, StringRef what);
+  FailureOr<RankedTensorType> tensorTypeOf(const onnx::TensorProto &tensor,
+                                           StringRef what);
   LogicalResult collectValueTypes();
   LogicalResult importInitializer(const onnx::TensorProto &tensor);
   FailureOr<Attribute> importTensorData(const onnx::TensorProto &tensor,
@@ -500,25 +502,23 @@ ONNXImporter::importTensorData(const onnx::TensorProto &tensor,
 
 /// The static tensor type of an initializer or tensor attribute, with its
 /// size checked: a corrupted file must not make us allocate exabytes.
-static FailureOr<RankedTensorType>
-tensorTypeOf(const onnx::TensorProto &tensor, Type element,
-             function_ref<InFlightDiagnostic()> emitError, StringRef what) {
+FailureOr<RankedTensorType>
+ONNXImporter::tensorTypeOf(const onnx::TensorProto &tensor, StringRef what) {
+  FailureOr<Type> element = convertElementType(tensor.data_type(), what);
+  if (failed(element))
+    return failure();
   SmallVector<int64_t> shape;
   uint64_t numel = 1;
   constexpr uint64_t kMaxElements = uint64_t(1) << 48;
   for (int64_t d : tensor.dims()) {
-    if (d < 0) {
-      emitError() << what << " has negative dimension " << d;
-      return failure();
-    }
-    if (d != 0 && numel > kMaxElements / static_cast<uint64_t>(d)) {
-      emitError() << what << " has more than 2^48 elements";
-      return failure();
-    }
+    if (d < 0)
+      return error() << what << " has negative dimension " << d;
+    if (d != 0 && numel > kMaxElements / static_cast<uint64_t>(d))
+      return error() << what << " has more than 2^48 elements";
     numel *= static_cast<uint64_t>(d);
     shape.push_back(d);
   }
-  return RankedTensorType::get(shape, element);
+  return RankedTensorType::get(shape, *element);
 }
 
 LogicalResult ONNXImporter::importInitializer(const onnx::TensorProto &tensor) {
@@ -527,11 +527,7 @@ LogicalResult ONNXImporter::importInitializer(const onnx::TensorProto &tensor) {
     return error() << "an initializer has no name";
   if (params.count(tensor.name()))
     return error() << what << " is defined twice";
-  FailureOr<Type> element = convertElementType(tensor.data_type(), what);
-  if (failed(element))
-    return failure();
-  FailureOr<RankedTensorType> type =
-      tensorTypeOf(tensor, *element, [&] { return error(); }, what);
+  FailureOr<RankedTensorType> type = tensorTypeOf(tensor, what);
   if (failed(type))
     return failure();
   FailureOr<Attribute> data =
@@ -608,11 +604,7 @@ ONNXImporter::convertAttribute(const onnx::AttributeProto &attr,
   }
   case onnx::AttributeProto::TENSOR: {
     const onnx::TensorProto &tensor = attr.t();
-    FailureOr<Type> element = convertElementType(tensor.data_type(), what);
-    if (failed(element))
-      return failure();
-    FailureOr<RankedTensorType> type =
-        tensorTypeOf(tensor, *element, [&] { return error(); }, what);
+    FailureOr<RankedTensorType> type = tensorTypeOf(tensor, what);
     if (failed(type))
       return failure();
     // Constant tensors inside nodes have no stable file offset: inline.

@@ -1,6 +1,7 @@
 //===- QOptDialect.cpp - QOpt dialect, attributes and types ---------------===//
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Support/QuantFormats.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
@@ -60,12 +61,11 @@ IntFormatAttr::verify(function_ref<InFlightDiagnostic()> emitError,
 }
 
 int64_t IntFormatAttr::getQMin() const {
-  return getIsSigned() ? -(int64_t(1) << (getBits() - 1)) : 0;
+  return ::qopt::intFormatMin(getBits(), getIsSigned());
 }
 
 int64_t IntFormatAttr::getQMax() const {
-  return getIsSigned() ? (int64_t(1) << (getBits() - 1)) - 1
-                     : (int64_t(1) << getBits()) - 1;
+  return ::qopt::intFormatMax(getBits(), getIsSigned());
 }
 
 unsigned IntFormatAttr::getStorageBits() const { return getBits(); }
@@ -356,7 +356,7 @@ RankedTensorType QTensorType::getDataType() const {
   SmallVector<int64_t> shape(getShape());
   int64_t &last = shape.back();
   if (!ShapedType::isDynamic(last))
-    last = (last * static_cast<int64_t>(getFormat().getStorageBits()) + 7) / 8;
+    last = ::qopt::packedRowBytes(last, getFormat().getStorageBits());
   return RankedTensorType::get(shape, IntegerType::get(getContext(), 8));
 }
 

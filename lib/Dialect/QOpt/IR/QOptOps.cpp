@@ -103,6 +103,16 @@ LogicalResult ParamOp::verify() {
   return success();
 }
 
+ElementsAttr LoadParamOp::getInlineData(SymbolTableCollection *symbols) {
+  ParamOp param =
+      symbols ? symbols->lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr())
+              : SymbolTable::lookupNearestSymbolFrom<ParamOp>(*this,
+                                                              getNameAttr());
+  if (!param || !param.getInitialValue())
+    return {};
+  return dyn_cast<ElementsAttr>(*param.getInitialValue());
+}
+
 LogicalResult
 LoadParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   auto param =

@@ -40,8 +40,7 @@ bool isKnownZero(Value value, bool includeTrainable) {
       load, load.getNameAttr());
   if (!param || (param.getTrainable() && !includeTrainable))
     return false;
-  std::optional<Attribute> init = param.getInitialValue();
-  return init && isZeroElements(*init);
+  return isZeroElements(load.getInlineData());
 }
 
 struct FoldZeroLoRA : OpRewritePattern<LoRAOp> {

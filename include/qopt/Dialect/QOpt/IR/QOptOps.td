@@ -89,6 +89,12 @@ def QOpt_LoadParamOp : QOpt_Op<"load_param", [Pure,
   let arguments = (ins FlatSymbolRefAttr:$name);
   let results = (outs AnyStaticShapeTensor:$result);
   let assemblyFormat = "$name attr-dict `:` type($result)";
+  let extraClassDeclaration = [{
+    /// The parameter's inline data, or null when it lives in a file or is
+    /// given at run time. Pass `symbols` to cache lookups over many reads.
+    ::mlir::ElementsAttr getInlineData(
+        ::mlir::SymbolTableCollection *symbols = nullptr);
+  }];
 }
 
 //===----------------------------------------------------------------------===//
