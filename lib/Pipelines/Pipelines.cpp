@@ -5,6 +5,7 @@
 #include "qopt/Conversion/Passes.h"
 
 #include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
@@ -14,27 +15,54 @@
 
 using namespace mlir;
 
-void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
-                                      const CPUPipelineOptions &options) {
+void mlir::qopt::buildQOptCPUGraphPipeline(OpPassManager &pm,
+                                           const CPUPipelineOptions &options) {
   pm.addPass(createQOptRaiseONNXPass());
   ConvertONNXToQOptPassOptions onnx;
   onnx.allowUnsupported = options.allowUnsupported;
   pm.addPass(createConvertONNXToQOptPass(onnx));
   pm.addPass(createQOptMaterializeParamsPass());
+  pm.addPass(createQOptParamsToArgumentsPass());
+}
+
+void mlir::qopt::buildQOptCPUCodegenPipeline(
+    OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createConvertQOptToLinalgPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertElementwiseToLinalgPass());
+  // One loop nest per chain of elementwise ops instead of a buffer each.
+  pm.addPass(createLinalgElementwiseOpFusionPass());
+  pm.addPass(createCanonicalizerPass());
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
+  // Plain row-major results, so the runtime can hand them out as arrays.
+  bufferize.functionBoundaryTypeConversion =
+      bufferization::LayoutMapOption::IdentityLayoutMap;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
+  // Frees every intermediate buffer; returned buffers belong to the caller
+  // (copied when they would alias an argument or a constant).
+  bufferization::buildBufferDeallocationPipeline(pm);
+  pm.addPass(createConvertBufferizationToMemRefPass()); // clones
+  if (options.blas)
+    pm.addPass(createQOptLinalgToBLASPass());
   pm.addPass(createConvertLinalgToLoopsPass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
   pm.addPass(createConvertMathToLibmPass());
-  pm.addPass(createFinalizeMemRefToLLVMConversionPass());
+  // aligned_alloc: a buffer's aligned pointer is the one free() takes, so
+  // the runtime can hand results to the caller without a copy.
+  FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
+  memrefToLLVM.useAlignedAlloc = true;
+  pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
+                                      const CPUPipelineOptions &options) {
+  buildQOptCPUGraphPipeline(pm, options);
+  buildQOptCPUCodegenPipeline(pm, options);
 }
 
 void mlir::qopt::registerQOptPipelines() {

@@ -2,8 +2,11 @@
 
 The path is the one qopt compiles models on: qopt-translate --import-onnx,
 then qopt-opt --convert-onnx-to-qopt and the CPU lowering. Until the
-compiled-model runtime exists, execution goes through mlir-runner: a harness
-function holds the inputs as constants, calls @main and prints each result.
+Two ways to execute: `compile_model` + `run_compiled` go through qoptc and
+qopt-run (the compiled-model path users take); `run_qopt` goes through
+mlir-runner, with a harness function that holds the inputs as constants,
+calls @main and prints each result (no link step; used for the thousands of
+small node tests).
 """
 import os
 import re
@@ -17,8 +20,9 @@ import onnxruntime as ort
 LLVM_BIN = "/usr/lib/llvm-22/bin"
 LLVM_LIB = "/usr/lib/llvm-22/lib"
 # The named CPU pipeline (lib/Pipelines), after the conversion that
-# run_qopt does first to read the signature.
-LOWER = ["--qopt-lower-to-cpu"]
+# run_qopt does first to read the signature; matrix products go to the CPU
+# kernel library as in compiled models.
+LOWER = ["--qopt-lower-to-cpu=blas=true"]
 
 
 class QOptError(Exception):
@@ -35,6 +39,48 @@ def _tools():
     if not root:
         raise RuntimeError("set QOPT_BIN to the folder with qopt-opt")
     return os.path.join(root, "qopt-translate"), os.path.join(root, "qopt-opt")
+
+
+def _kernels_library():
+    root = os.environ["QOPT_BIN"]
+    return os.path.join(root, "..", "lib", "libqopt_kernels_cpu.so")
+
+
+def compile_model(model, workdir, dims=()):
+    """qoptc: `model` (ModelProto or path) to workdir/model.so (+ weights and
+    manifest). Returns the library's path."""
+    root = os.environ.get("QOPT_BIN")
+    if isinstance(model, str):
+        path = model
+    else:
+        path = os.path.join(workdir, "model.onnx")
+        onnx.save(model, path)
+    out = os.path.join(workdir, "model.so")
+    cmd = [os.path.join(root, "qoptc"), path, "-o", out]
+    for d in dims:
+        cmd += ["--dim", d]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise QOptError("qoptc", r.stderr)
+    return out
+
+
+def run_compiled(library, inputs, workdir):
+    """Runs a compiled model with qopt-run on `inputs` (arrays, input order)."""
+    root = os.environ.get("QOPT_BIN")
+    files = []
+    for i, a in enumerate(inputs):
+        f = os.path.join(workdir, f"input{i}.npy")
+        np.save(f, a)
+        files.append(f)
+    out = os.path.join(workdir, "out")
+    r = subprocess.run([os.path.join(root, "qopt-run"), library, "--output-dir", out] + files,
+                       capture_output=True, text=True, timeout=600)
+    if r.returncode:
+        raise QOptError("qopt-run", r.stderr)
+    # One line per output: "name: dtype [shape] -> path".
+    return [np.load(line.rsplit(" -> ", 1)[1]) for line in r.stdout.splitlines()
+            if " -> " in line]
 
 
 def _mlir_type(dtype):
@@ -165,7 +211,8 @@ def run_module(text, inputs):
     r = subprocess.run(
         [os.path.join(LLVM_BIN, "mlir-runner"), "-e", "qopt_check_entry",
          "-entry-point-result=void",
-         f"-shared-libs={LLVM_LIB}/libmlir_runner_utils.so,{LLVM_LIB}/libmlir_c_runner_utils.so"],
+         f"-shared-libs={LLVM_LIB}/libmlir_runner_utils.so,{LLVM_LIB}/libmlir_c_runner_utils.so,"
+         f"{_kernels_library()}"],
         input=r.stdout, capture_output=True, text=True, timeout=300)
     if r.returncode:
         raise QOptError("run", r.stderr)
@@ -197,10 +244,21 @@ def run_onnxruntime(model, inputs):
     return sess.run(None, dict(zip(names, inputs)))
 
 
-def compare(model, inputs, rtol=1e-4, atol=1e-5):
-    """Runs both; returns (ok, message)."""
+def compare(model, inputs, rtol=1e-4, atol=1e-5, library=None):
+    """Runs both (qopt through mlir-runner, or the compiled `library` through
+    qopt-run); returns (ok, message)."""
     expected = run_onnxruntime(model, inputs)
-    got = run_qopt(model, inputs)
+    if library:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = run_compiled(library, inputs, tmp)
+    else:
+        got = run_qopt(model, inputs)
+    return compare_outputs(expected, got, rtol, atol)
+
+
+def compare_outputs(expected, got, rtol=1e-4, atol=1e-5):
+    if len(expected) != len(got):
+        return False, f"{len(got)} outputs, expected {len(expected)}"
     for i, (e, g) in enumerate(zip(expected, got)):
         e = np.asarray(e)
         if e.shape != g.shape:

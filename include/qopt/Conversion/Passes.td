@@ -103,4 +103,42 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
   ];
 }
 
+def QOptParamsToArgumentsPass : Pass<"qopt-params-to-arguments",
+                                     "::mlir::ModuleOp"> {
+  let summary = "Makes parameters the runtime provides into entry arguments";
+  let description = [{
+    Compiled models take the parameters that are not inline (weights kept
+    in files, parameters without data) as arguments of the entry function
+    (the public `func.func` that reads them), after the model's own inputs and in
+    declaration order, so that the runtime can hand over memory-mapped
+    weights without a copy. Each new argument carries the parameter's name
+    (`qopt.param`), its data reference when it has one (`qopt.external`) and
+    `bufferization.writable = false`: the weights are read-only, and
+    bufferization copies before any write. The parameters' declarations are
+    removed. Reads of such parameters from more than one function, or from a
+    private one, are an error.
+  }];
+}
+
+def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
+  let summary = "Calls the CPU kernel library for f32 matrix products";
+  let description = [{
+    Runs on bufferized IR: every f32 contraction `C += A·B` — a
+    `linalg.generic` whose body is a multiply-add (as the ONNX conversion and
+    the QOpt lowering emit matrix products), `linalg.matmul` or
+    `linalg.batch_matmul` — with one reduction dimension, operands indexed by
+    loop dimensions or broadcast (constant 0), and at most two loops outside
+    the matrix product, becomes a call to `qopt_kernel_sgemm` of the CPU
+    kernel library (`lib/Runtime/Kernels/CPU`). The call passes each
+    operand's aligned pointer, offset and strides, so transposed, broadcast
+    and strided operands need no copies; the kernel folds outer loops into
+    the rows where the layout allows and calls a tuned, multi-threaded BLAS
+    (OpenBLAS), packing only what BLAS cannot address. Other contractions
+    are left to the loop lowering.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // QOPT_CONVERSION_PASSES_TD

@@ -15,12 +15,28 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::desc("Leave ONNX nodes that cannot be converted (the "
                      "pipeline then fails when lowering them)"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> blas{
+      *this, "blas",
+      llvm::cl::desc("Call the CPU kernel library (qopt_kernel_sgemm, "
+                     "OpenBLAS) for f32 matrix products instead of emitting "
+                     "loops; the program must then be linked with "
+                     "libqopt_kernels_cpu"),
+      llvm::cl::init(false)};
 };
 
-/// From imported ONNX (or QOpt graph IR) down to the LLVM dialect:
-/// raising of decomposed layers, ONNX conversion, QOpt reference lowering, inline parameters as
-/// constants, bufferization, loops, LLVM. Matrix products are still naive
-/// loops (see docs/Status.md).
+/// Graph part of the CPU pipeline: raising of decomposed layers, ONNX
+/// conversion, inline parameters as constants, the remaining parameters as
+/// arguments of the entry function (what the runtime passes in).
+void buildQOptCPUGraphPipeline(OpPassManager &pm,
+                               const CPUPipelineOptions &options);
+
+/// Code-generation part: QOpt reference lowering, elementwise fusion,
+/// bufferization with buffer deallocation (results are owned by the
+/// caller), optional kernel-library calls for matrix products, loops, LLVM.
+void buildQOptCPUCodegenPipeline(OpPassManager &pm,
+                                 const CPUPipelineOptions &options);
+
+/// Both parts: from imported ONNX (or QOpt graph IR) to the LLVM dialect.
 void buildQOptCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
 /// Registers `qopt-lower-to-cpu` for qopt-opt.

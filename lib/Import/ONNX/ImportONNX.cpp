@@ -784,12 +784,33 @@ OwningOpRef<ModuleOp> ONNXImporter::run() {
   func = func::FuncOp::create(builder, fileLoc, funcName,
                               builder.getFunctionType(argTypes, resultTypes));
   Block *entry = func.addEntryBlock();
+  // The names of dynamic dimensions ("batch", "seq"), so that the runtime
+  // can check that inputs agree on them; "" where a dimension has none.
+  auto dimNames = [&](const onnx::ValueInfoProto &info) -> ArrayAttr {
+    const auto &type = info.type();
+    if (!type.has_tensor_type() || !type.tensor_type().has_shape())
+      return {};
+    SmallVector<Attribute> names;
+    bool any = false;
+    for (const auto &dim : type.tensor_type().shape().dim()) {
+      bool dynamic = dim.has_dim_param() && !dim.has_dim_value() &&
+                     !options.dimSizes.contains(dim.dim_param());
+      names.push_back(b.getStringAttr(dynamic ? dim.dim_param() : ""));
+      any |= dynamic;
+    }
+    return any ? b.getArrayAttr(names) : ArrayAttr();
+  };
   for (auto [i, input] : llvm::enumerate(inputs)) {
     func.setArgAttr(i, "qopt.onnx.name", b.getStringAttr(input->name()));
+    if (ArrayAttr dims = dimNames(*input))
+      func.setArgAttr(i, "qopt.onnx.dims", dims);
     values[input->name()] = entry->getArgument(i);
   }
-  for (auto [i, output] : llvm::enumerate(graph.output()))
+  for (auto [i, output] : llvm::enumerate(graph.output())) {
     func.setResultAttr(i, "qopt.onnx.name", b.getStringAttr(output.name()));
+    if (ArrayAttr dims = dimNames(output))
+      func.setResultAttr(i, "qopt.onnx.dims", dims);
+  }
 
   for (const auto &init : graph.initializer())
     if (failed(importInitializer(init)))

@@ -1,0 +1,100 @@
+/*===- Runtime.h - qopt runtime C API ----------------------------*- C -*-===*\
+|*                                                                            *|
+|* Loads a model compiled by qoptc (model.so + its weights file) and runs it. *|
+|* The runtime never links MLIR or LLVM. Functions returning int return 0 on  *|
+|* success; on failure, qopt_last_error() says why (per thread).              *|
+|*                                                                            *|
+\*===----------------------------------------------------------------------===*/
+
+#ifndef QOPT_RUNTIME_RUNTIME_H
+#define QOPT_RUNTIME_RUNTIME_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define QOPT_MAX_RANK 16
+
+typedef enum qopt_dtype {
+  QOPT_DTYPE_INVALID = 0,
+  QOPT_DTYPE_F32,
+  QOPT_DTYPE_F64,
+  QOPT_DTYPE_F16,
+  QOPT_DTYPE_BF16,
+  QOPT_DTYPE_I8,
+  QOPT_DTYPE_I16,
+  QOPT_DTYPE_I32,
+  QOPT_DTYPE_I64,
+  QOPT_DTYPE_U8,
+  QOPT_DTYPE_U16,
+  QOPT_DTYPE_U32,
+  QOPT_DTYPE_U64,
+  QOPT_DTYPE_BOOL, /* one byte per element, 0 or 1 */
+} qopt_dtype;
+
+/* ONNX-style name ("float32", "int64", "bool", ...), or "invalid". */
+const char *qopt_dtype_name(qopt_dtype dtype);
+/* Bytes per element; 0 for QOPT_DTYPE_INVALID. */
+size_t qopt_dtype_size(qopt_dtype dtype);
+/* The dtype named `name` (as qopt_dtype_name spells it), or INVALID. */
+qopt_dtype qopt_dtype_from_name(const char *name);
+
+/* A dense row-major tensor. */
+typedef struct qopt_tensor {
+  qopt_dtype dtype;
+  int32_t rank;
+  int64_t shape[QOPT_MAX_RANK];
+  void *data;
+} qopt_tensor;
+
+/* What a model expects or produces. shape[i] is -1 for a dimension known
+   only at run time; dim_names[i] then names it when the model does
+   ("batch", "seq"), else it is NULL. Strings live as long as the model. */
+typedef struct qopt_tensor_info {
+  const char *name;
+  qopt_dtype dtype;
+  int32_t rank;
+  int64_t shape[QOPT_MAX_RANK];
+  const char *dim_names[QOPT_MAX_RANK];
+} qopt_tensor_info;
+
+typedef struct qopt_model qopt_model;
+
+const char *qopt_last_error(void);
+
+/* Loads `path` (a model.so from qoptc) and memory-maps the weights file its
+   manifest names, next to it. */
+int qopt_model_load(const char *path, qopt_model **model);
+void qopt_model_destroy(qopt_model *model);
+
+size_t qopt_model_num_inputs(const qopt_model *model);
+size_t qopt_model_num_outputs(const qopt_model *model);
+size_t qopt_model_num_parameters(const qopt_model *model);
+int qopt_model_input_info(const qopt_model *model, size_t index,
+                          qopt_tensor_info *info);
+int qopt_model_output_info(const qopt_model *model, size_t index,
+                           qopt_tensor_info *info);
+/* The model's manifest (JSON), as qoptc wrote it. */
+const char *qopt_model_manifest(const qopt_model *model);
+
+/* Runs the model. `inputs` are checked against the model (count, dtype,
+   rank, static sizes, and equal sizes for equally named dimensions). On
+   success every outputs[i] is filled with a buffer the caller owns: release
+   it with qopt_tensor_free. Safe to call from several threads at once. */
+int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
+                   size_t num_inputs, qopt_tensor *outputs,
+                   size_t num_outputs);
+void qopt_tensor_free(qopt_tensor *tensor);
+
+/* Threads the model's kernels use (<= 0: all cores). Process-wide for the
+   kernel library of this model. */
+int qopt_model_set_num_threads(qopt_model *model, int num_threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* QOPT_RUNTIME_RUNTIME_H */

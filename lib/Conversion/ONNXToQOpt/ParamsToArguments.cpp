@@ -1,0 +1,80 @@
+//===- ParamsToArguments.cpp - Runtime-provided parameters as arguments ---===//
+
+#include "qopt/Conversion/Passes.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTPARAMSTOARGUMENTSPASS
+#include "qopt/Conversion/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+namespace {
+struct QOptParamsToArgumentsPass
+    : qopt::impl::QOptParamsToArgumentsPassBase<QOptParamsToArgumentsPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SymbolTableCollection symbols;
+    func::FuncOp entry;
+    llvm::MapVector<ParamOp, SmallVector<LoadParamOp>> reads;
+    WalkResult walk = module.walk([&](LoadParamOp load) {
+      if (load.getInlineData(&symbols))
+        return WalkResult::advance();
+      auto param = symbols.lookupNearestSymbolFrom<ParamOp>(
+          load, load.getNameAttr());
+      if (!param) // the verifier reports it
+        return WalkResult::interrupt();
+      auto func = load->getParentOfType<func::FuncOp>();
+      if (!func || !func.isPublic() || (entry && func != entry)) {
+        load.emitError("parameter @")
+            << param.getSymName()
+            << " is read outside the entry function"
+            << (entry ? " @" + entry.getSymName().str() : std::string())
+            << ": runtime-provided parameters must all be read by one "
+               "public function";
+        return WalkResult::interrupt();
+      }
+      entry = func;
+      reads[param].push_back(load);
+      return WalkResult::advance();
+    });
+    if (walk.wasInterrupted())
+      return signalPassFailure();
+    if (!entry)
+      return; // every parameter is inline: nothing to pass
+
+    // Declaration order, so the argument order does not depend on uses.
+    SmallVector<ParamOp> params;
+    for (auto param : module.getOps<ParamOp>())
+      if (reads.count(param))
+        params.push_back(param);
+
+    Builder b(&getContext());
+    Block &body = entry.getBody().front();
+    for (ParamOp param : params) {
+      unsigned index = entry.getNumArguments();
+      SmallVector<NamedAttribute> attrs = {
+          b.getNamedAttr("qopt.param", b.getStringAttr(param.getSymName())),
+          b.getNamedAttr("bufferization.writable", b.getBoolAttr(false))};
+      if (auto external = dyn_cast_if_present<ExternalDataAttr>(
+              param.getInitialValueAttr()))
+        attrs.push_back(b.getNamedAttr("qopt.external", external));
+      if (failed(entry.insertArgument(index, param.getTensorType(),
+                                      b.getDictionaryAttr(attrs),
+                                      param.getLoc())))
+        return signalPassFailure();
+      for (LoadParamOp load : reads[param]) {
+        load.replaceAllUsesWith(body.getArgument(index));
+        load.erase();
+      }
+    }
+    // Parameters nobody reads any more (these, and unused ones) go too.
+    for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
+      if (SymbolTable::symbolKnownUseEmpty(param, module))
+        param.erase();
+  }
+};
+} // namespace

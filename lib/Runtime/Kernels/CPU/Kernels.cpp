@@ -1,0 +1,207 @@
+//===- Kernels.cpp - CPU kernel library that compiled models call ---------===//
+//
+// Linked into every model qoptc compiles for the CPU (and loaded by
+// mlir-runner in tests). It must not depend on MLIR or LLVM: the runtime
+// machine may have neither.
+//
+//===----------------------------------------------------------------------===//
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+extern "C" {
+// OpenBLAS's CBLAS entry points (declared here so that no BLAS header is
+// needed at build time).
+enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
+void cblas_sgemm(int order, int transA, int transB, int m, int n, int k,
+                 float alpha, const float *a, int lda, const float *b, int ldb,
+                 float beta, float *c, int ldc);
+void openblas_set_num_threads(int);
+int openblas_get_num_threads(void);
+}
+
+namespace {
+/// A strided matrix view: element (r, c) lies at data[r*rs + c*cs].
+struct View {
+  float *data;
+  int64_t rows, cols, rs, cs;
+  View transposed() const { return {data, cols, rows, cs, rs}; }
+};
+
+/// How BLAS can read `v` as row-major: trans=false with ld = row stride, or
+/// as the transpose of a row-major matrix. False when neither works.
+bool blasLayout(const View &v, bool &trans, int64_t &ld) {
+  // A dimension of size 1 leaves its stride free; pick one BLAS accepts.
+  int64_t rs = v.rows == 1 ? std::max<int64_t>(v.cols, 1) : v.rs;
+  int64_t cs = v.cols == 1 ? std::max<int64_t>(v.rows, 1) : v.cs;
+  if (cs == 1 && rs >= std::max<int64_t>(v.cols, 1)) {
+    trans = false;
+    ld = rs;
+    return true;
+  }
+  if (rs == 1 && cs >= std::max<int64_t>(v.rows, 1)) {
+    trans = true;
+    ld = cs;
+    return true;
+  }
+  return false;
+}
+
+/// Copies `v` into `storage` as a dense row-major matrix.
+View pack(const View &v, std::vector<float> &storage) {
+  storage.resize(static_cast<size_t>(v.rows * v.cols));
+  for (int64_t r = 0; r < v.rows; ++r)
+    for (int64_t c = 0; c < v.cols; ++c)
+      storage[r * v.cols + c] = v.data[r * v.rs + c * v.cs];
+  return {storage.data(), v.rows, v.cols, v.cols, 1};
+}
+
+bool fitsInt(int64_t v) { return v >= 0 && v <= INT32_MAX; }
+
+/// C += A·B for one matrix of the batch.
+void gemm(View a, View b, View c) {
+  int64_t m = c.rows, n = c.cols, k = a.cols;
+  if (m == 0 || n == 0 || k == 0)
+    return;
+  if (!fitsInt(m) || !fitsInt(n) || !fitsInt(k)) {
+    // Beyond BLAS's int sizes: plain loops (correct, slow, never hit by
+    // real models).
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t p = 0; p < k; ++p)
+        for (int64_t j = 0; j < n; ++j)
+          c.data[i * c.rs + j * c.cs] +=
+              a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
+    return;
+  }
+  // A column-major C is the row-major C^T = B^T·A^T.
+  bool cTrans;
+  int64_t ldc;
+  std::vector<float> cStorage;
+  View cOut = c;
+  if (!blasLayout(c, cTrans, ldc)) {
+    cOut = pack(c, cStorage);
+    cTrans = false;
+    ldc = cOut.cols;
+  }
+  if (cTrans) {
+    View t = a.transposed();
+    a = b.transposed();
+    b = t;
+    cOut = cOut.transposed();
+  }
+  bool aTrans, bTrans;
+  int64_t lda, ldb;
+  std::vector<float> aStorage, bStorage;
+  if (!blasLayout(a, aTrans, lda) || !fitsInt(lda)) {
+    a = pack(a, aStorage);
+    aTrans = false;
+    lda = a.cols;
+  }
+  if (!blasLayout(b, bTrans, ldb) || !fitsInt(ldb)) {
+    b = pack(b, bStorage);
+    bTrans = false;
+    ldb = b.cols;
+  }
+  cblas_sgemm(kRowMajor, aTrans ? kTrans : kNoTrans, bTrans ? kTrans : kNoTrans,
+              static_cast<int>(cOut.rows), static_cast<int>(cOut.cols),
+              static_cast<int>(k), 1.0f, a.data, static_cast<int>(lda), b.data,
+              static_cast<int>(ldb), 1.0f, cOut.data, static_cast<int>(ldc));
+  if (!cStorage.empty()) // unpack
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t col = 0; col < c.cols; ++col)
+        c.data[r * c.rs + col * c.cs] = cStorage[r * c.cols + col];
+}
+} // namespace
+
+extern "C" {
+
+/// C += A·B over two outer loops, every operand given as its aligned
+/// pointer (an integer, as qopt-linalg-to-blas passes it), element offset
+/// and strides along (outer0, outer1, rows, columns). Outer loops that
+/// continue the rows of A and C (and do not move B) are folded into M, so
+/// a [batch, seq, k] activation times a weight is one call.
+void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n,
+                       int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+                       int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
+                       int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk,
+                       int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
+                       int64_t sc1, int64_t scm, int64_t scn) {
+  float *a = reinterpret_cast<float *>(pa) + oa;
+  float *b = reinterpret_cast<float *>(pb) + ob;
+  float *c = reinterpret_cast<float *>(pc) + oc;
+  auto foldable = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
+    return size == 1 || (sb == 0 && sa == m * sam && sc == m * scm);
+  };
+  if (foldable(o1, sa1, sb1, sc1)) {
+    m *= o1;
+    o1 = 1;
+    if (foldable(o0, sa0, sb0, sc0)) {
+      m *= o0;
+      o0 = 1;
+    }
+  }
+  for (int64_t i = 0; i < o0; ++i)
+    for (int64_t j = 0; j < o1; ++j)
+      gemm({a + i * sa0 + j * sa1, m, k, sam, sak},
+           {b + i * sb0 + j * sb1, k, n, sbk, sbn},
+           {c + i * sc0 + j * sc1, m, n, scm, scn});
+}
+
+/// Threads the kernels may use (OpenBLAS's pool); n <= 0 keeps the default
+/// (all cores, or OPENBLAS_NUM_THREADS).
+void qopt_kernel_set_num_threads(int n) {
+  if (n > 0)
+    openblas_set_num_threads(n);
+}
+
+int qopt_kernel_get_num_threads(void) { return openblas_get_num_threads(); }
+
+/// memref.copy between layouts LLVM cannot memcpy (the MLIR C runner
+/// utilities' entry point, provided here so models need no MLIR library).
+struct UnrankedDescriptor {
+  int64_t rank;
+  void *descriptor;
+};
+void memrefCopy(int64_t elementSize, UnrankedDescriptor *src,
+                UnrankedDescriptor *dst) {
+  // Descriptor: allocated, aligned, offset, sizes[rank], strides[rank].
+  auto fields = [](UnrankedDescriptor *d, char *&base, const int64_t *&sizes,
+                   const int64_t *&strides) {
+    char **ptrs = static_cast<char **>(d->descriptor);
+    const int64_t *ints = reinterpret_cast<const int64_t *>(ptrs + 2);
+    base = ptrs[1];
+    sizes = ints + 1;
+    strides = ints + 1 + d->rank;
+    return ints[0];
+  };
+  char *srcBase, *dstBase;
+  const int64_t *sizes, *srcStrides, *dstSizes, *dstStrides;
+  int64_t srcOffset = fields(src, srcBase, sizes, srcStrides);
+  int64_t dstOffset = fields(dst, dstBase, dstSizes, dstStrides);
+  int64_t rank = src->rank;
+  for (int64_t d = 0; d < rank; ++d)
+    if (sizes[d] == 0)
+      return;
+  std::vector<int64_t> index(static_cast<size_t>(rank), 0);
+  char *s = srcBase + srcOffset * elementSize;
+  char *t = dstBase + dstOffset * elementSize;
+  while (true) {
+    std::memcpy(t, s, static_cast<size_t>(elementSize));
+    int64_t d = rank - 1;
+    for (; d >= 0; --d) {
+      s += srcStrides[d] * elementSize;
+      t += dstStrides[d] * elementSize;
+      if (++index[d] < sizes[d])
+        break;
+      s -= srcStrides[d] * elementSize * sizes[d];
+      t -= dstStrides[d] * elementSize * sizes[d];
+      index[d] = 0;
+    }
+    if (d < 0)
+      return;
+  }
+}
+}

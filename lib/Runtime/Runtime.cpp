@@ -1,0 +1,520 @@
+//===- Runtime.cpp - Load and run models compiled by qoptc ----------------===//
+//
+// A model is model.so (entry `qopt_run_packed`, manifest `qopt_manifest`)
+// plus the safetensors weights file its manifest names. The weights are
+// memory-mapped read-only and handed to the entry as memref descriptors;
+// inputs likewise, without copies. Outputs come back as buffers the model
+// allocated, which the caller then owns.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Runtime/Runtime.h"
+
+#include "Json.h"
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <map>
+#include <memory>
+#include <string>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vector>
+
+using qopt::runtime::json::Value;
+
+namespace {
+thread_local std::string lastError;
+
+int fail(std::string message) {
+  lastError = std::move(message);
+  return 1;
+}
+
+struct DTypeEntry {
+  qopt_dtype dtype;
+  const char *name;
+  size_t size;
+};
+constexpr DTypeEntry kDTypes[] = {
+    {QOPT_DTYPE_F32, "float32", 4},  {QOPT_DTYPE_F64, "float64", 8},
+    {QOPT_DTYPE_F16, "float16", 2},  {QOPT_DTYPE_BF16, "bfloat16", 2},
+    {QOPT_DTYPE_I8, "int8", 1},      {QOPT_DTYPE_I16, "int16", 2},
+    {QOPT_DTYPE_I32, "int32", 4},    {QOPT_DTYPE_I64, "int64", 8},
+    {QOPT_DTYPE_U8, "uint8", 1},     {QOPT_DTYPE_U16, "uint16", 2},
+    {QOPT_DTYPE_U32, "uint32", 4},   {QOPT_DTYPE_U64, "uint64", 8},
+    {QOPT_DTYPE_BOOL, "bool", 1},
+};
+
+struct TensorSpec {
+  std::string name;
+  qopt_dtype dtype = QOPT_DTYPE_INVALID;
+  std::vector<int64_t> shape;          // -1: dynamic
+  std::vector<std::string> dimNames;   // "" where unnamed
+};
+
+struct ParamSpec {
+  TensorSpec tensor;
+  uint64_t offset = 0, length = 0;
+};
+
+std::string shapeString(const int64_t *shape, size_t rank,
+                        const std::vector<std::string> *names = nullptr) {
+  std::string s = "[";
+  for (size_t i = 0; i < rank; ++i) {
+    if (i)
+      s += ", ";
+    if (shape[i] >= 0)
+      s += std::to_string(shape[i]);
+    else if (names && i < names->size() && !(*names)[i].empty())
+      s += (*names)[i];
+    else
+      s += "?";
+  }
+  return s + "]";
+}
+
+/// Reads one tensor description of the manifest.
+bool readSpec(const Value &v, TensorSpec &spec, std::string &error) {
+  const Value *name = v.get("name"), *dtype = v.get("dtype"),
+              *shape = v.get("shape"), *dims = v.get("dims");
+  if (v.kind != Value::Object || !name || name->kind != Value::String ||
+      !dtype || dtype->kind != Value::String || !shape ||
+      shape->kind != Value::Array) {
+    error = "a tensor entry lacks its name, dtype or shape";
+    return false;
+  }
+  spec.name = name->string;
+  spec.dtype = qopt_dtype_from_name(dtype->string.c_str());
+  if (spec.dtype == QOPT_DTYPE_INVALID) {
+    error = "'" + spec.name + "' has unknown dtype '" + dtype->string + "'";
+    return false;
+  }
+  if (shape->array.size() > QOPT_MAX_RANK) {
+    error = "'" + spec.name + "' has too many dimensions";
+    return false;
+  }
+  for (const Value &d : shape->array) {
+    if (d.kind != Value::Number || !d.isInteger || d.integer < -1) {
+      error = "'" + spec.name + "' has a malformed shape";
+      return false;
+    }
+    spec.shape.push_back(d.integer);
+  }
+  spec.dimNames.assign(spec.shape.size(), "");
+  if (dims && dims->kind == Value::Array)
+    for (size_t i = 0; i < dims->array.size() && i < spec.shape.size(); ++i)
+      if (dims->array[i].kind == Value::String)
+        spec.dimNames[i] = dims->array[i].string;
+  return true;
+}
+
+/// A memref descriptor: allocated, aligned, offset, sizes[r], strides[r].
+std::vector<int64_t> descriptor(void *data, const int64_t *shape,
+                                size_t rank) {
+  std::vector<int64_t> d(3 + 2 * rank);
+  d[0] = d[1] = static_cast<int64_t>(reinterpret_cast<intptr_t>(data));
+  d[2] = 0;
+  int64_t stride = 1;
+  for (size_t i = rank; i-- > 0;) {
+    d[3 + i] = shape[i];
+    d[3 + rank + i] = stride;
+    stride *= shape[i];
+  }
+  return d;
+}
+
+/// numel of `shape`, or -1 when its byte size would overflow.
+int64_t checkedBytes(const int64_t *shape, size_t rank, size_t elementSize) {
+  __int128 bytes = elementSize;
+  for (size_t i = 0; i < rank; ++i) {
+    bytes *= shape[i];
+    if (bytes > (static_cast<__int128>(1) << 62))
+      return -1;
+  }
+  return static_cast<int64_t>(bytes);
+}
+} // namespace
+
+struct qopt_model {
+  void *library = nullptr;
+  void (*entry)(void **) = nullptr;
+  void (*setThreads)(int) = nullptr;
+  std::string manifestText;
+  std::vector<TensorSpec> inputs, outputs;
+  std::vector<ParamSpec> params;
+  void *weights = nullptr;
+  size_t weightsSize = 0;
+  std::vector<std::vector<int64_t>> paramDescriptors;
+
+  ~qopt_model() {
+    if (weights)
+      munmap(weights, weightsSize);
+    if (library)
+      dlclose(library);
+  }
+};
+
+extern "C" {
+
+const char *qopt_last_error(void) { return lastError.c_str(); }
+
+const char *qopt_dtype_name(qopt_dtype dtype) {
+  for (const DTypeEntry &e : kDTypes)
+    if (e.dtype == dtype)
+      return e.name;
+  return "invalid";
+}
+
+size_t qopt_dtype_size(qopt_dtype dtype) {
+  for (const DTypeEntry &e : kDTypes)
+    if (e.dtype == dtype)
+      return e.size;
+  return 0;
+}
+
+qopt_dtype qopt_dtype_from_name(const char *name) {
+  for (const DTypeEntry &e : kDTypes)
+    if (name && std::strcmp(e.name, name) == 0)
+      return e.dtype;
+  return QOPT_DTYPE_INVALID;
+}
+
+static int loadManifest(qopt_model &m, const std::string &path) {
+  Value root;
+  std::string error;
+  if (!qopt::runtime::json::parse(m.manifestText.data(),
+                                  m.manifestText.size(), root, error))
+    return fail(path + ": the embedded manifest is not valid JSON: " + error);
+  const Value *format = root.get("format"), *abi = root.get("abi_version");
+  if (!format || format->kind != Value::String ||
+      format->string != "qopt-model")
+    return fail(path + ": not a qopt model (manifest format)");
+  if (!abi || !abi->isInteger || abi->integer != 1)
+    return fail(path + ": manifest ABI version is not 1; recompile the "
+                       "model with this qopt");
+  const Value *target = root.get("target");
+  if (!target || target->kind != Value::String || target->string != "cpu")
+    return fail(path + ": this runtime runs CPU models only");
+  auto readList = [&](const char *key,
+                      std::vector<TensorSpec> &out) -> bool {
+    const Value *list = root.get(key);
+    if (!list || list->kind != Value::Array) {
+      error = std::string("no '") + key + "' list";
+      return false;
+    }
+    for (const Value &v : list->array) {
+      out.emplace_back();
+      if (!readSpec(v, out.back(), error))
+        return false;
+    }
+    return true;
+  };
+  std::vector<TensorSpec> params;
+  if (!readList("inputs", m.inputs) || !readList("outputs", m.outputs) ||
+      !readList("parameters", params))
+    return fail(path + ": malformed manifest: " + error);
+  const Value *list = root.get("parameters");
+  for (size_t i = 0; i < params.size(); ++i) {
+    const Value *offset = list->array[i].get("offset"),
+                *length = list->array[i].get("length");
+    if (!offset || !offset->isInteger || offset->integer < 0 || !length ||
+        !length->isInteger || length->integer < 0)
+      return fail(path + ": malformed manifest: parameter '" +
+                  params[i].name + "' lacks its offset or length");
+    for (int64_t d : params[i].shape)
+      if (d < 0)
+        return fail(path + ": malformed manifest: parameter '" +
+                    params[i].name + "' has a dynamic shape");
+    ParamSpec p;
+    p.tensor = params[i];
+    p.offset = static_cast<uint64_t>(offset->integer);
+    p.length = static_cast<uint64_t>(length->integer);
+    int64_t bytes = checkedBytes(p.tensor.shape.data(), p.tensor.shape.size(),
+                                 qopt_dtype_size(p.tensor.dtype));
+    if (bytes < 0 || static_cast<uint64_t>(bytes) != p.length)
+      return fail(path + ": malformed manifest: parameter '" +
+                  p.tensor.name + "' has " + std::to_string(p.length) +
+                  " bytes for shape " +
+                  shapeString(p.tensor.shape.data(), p.tensor.shape.size()));
+    m.params.push_back(std::move(p));
+  }
+
+  // The weights file, next to the library.
+  const Value *weights = root.get("weights");
+  const Value *file = weights ? weights->get("file") : nullptr;
+  const Value *id = weights ? weights->get("id") : nullptr;
+  const Value *size = weights ? weights->get("size") : nullptr;
+  if (!file || file->kind != Value::String || !id ||
+      id->kind != Value::String || !size || !size->isInteger)
+    return fail(path + ": malformed manifest: no weights entry");
+  if (file->string.empty() || file->string.find('/') != std::string::npos ||
+      file->string == "." || file->string == "..")
+    return fail(path + ": malformed manifest: weights file '" +
+                file->string + "' is not a plain file name");
+  std::string folder = path.substr(0, path.find_last_of('/') + 1);
+  std::string weightsPath = folder + file->string;
+  int fd = open(weightsPath.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return fail("cannot open the weights file '" + weightsPath +
+                "': " + std::strerror(errno));
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    close(fd);
+    return fail("'" + weightsPath + "' is not a regular file");
+  }
+  if (static_cast<int64_t>(st.st_size) != size->integer) {
+    close(fd);
+    return fail("'" + weightsPath + "' holds " +
+                std::to_string(st.st_size) + " bytes but the model expects " +
+                std::to_string(size->integer) +
+                ": it belongs to another compilation");
+  }
+  m.weightsSize = static_cast<size_t>(st.st_size);
+  if (m.weightsSize) {
+    m.weights = mmap(nullptr, m.weightsSize, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (m.weights == MAP_FAILED) {
+      m.weights = nullptr;
+      close(fd);
+      return fail("cannot map '" + weightsPath + "': " +
+                  std::strerror(errno));
+    }
+  }
+  close(fd);
+  // The safetensors header must carry this compilation's id.
+  const char *bytes = static_cast<const char *>(m.weights);
+  uint64_t headerSize = 0;
+  if (m.weightsSize >= 8)
+    std::memcpy(&headerSize, bytes, 8);
+  Value header;
+  if (m.weightsSize < 8 || headerSize > m.weightsSize - 8 ||
+      !qopt::runtime::json::parse(bytes + 8, headerSize, header, error))
+    return fail("'" + weightsPath + "' is not a safetensors file");
+  const Value *meta = header.get("__metadata__");
+  const Value *fileId = meta ? meta->get("qopt_id") : nullptr;
+  if (!fileId || fileId->kind != Value::String || fileId->string != id->string)
+    return fail("'" + weightsPath +
+                "' was not written for this model.so (compilation ids "
+                "differ); keep the files qoptc wrote together");
+  for (ParamSpec &p : m.params) {
+    if (p.offset > m.weightsSize || p.length > m.weightsSize - p.offset)
+      return fail("parameter '" + p.tensor.name + "' lies outside '" +
+                  weightsPath + "'");
+    size_t align = qopt_dtype_size(p.tensor.dtype);
+    if (p.offset % align)
+      return fail("parameter '" + p.tensor.name + "' is misaligned in '" +
+                  weightsPath + "'");
+    m.paramDescriptors.push_back(descriptor(
+        const_cast<char *>(bytes) + p.offset, p.tensor.shape.data(),
+        p.tensor.shape.size()));
+  }
+  return 0;
+}
+
+int qopt_model_load(const char *path, qopt_model **model) {
+  if (!path || !model)
+    return fail("qopt_model_load: null argument");
+  *model = nullptr;
+  std::string file = path;
+  if (file.find('/') == std::string::npos)
+    file = "./" + file; // dlopen would search the library path otherwise
+  auto m = std::make_unique<qopt_model>();
+  m->library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!m->library)
+    return fail(std::string("cannot load '") + path + "': " + dlerror());
+  const char *manifest =
+      static_cast<const char *>(dlsym(m->library, "qopt_manifest"));
+  m->entry =
+      reinterpret_cast<void (*)(void **)>(dlsym(m->library, "qopt_run_packed"));
+  m->setThreads = reinterpret_cast<void (*)(int)>(
+      dlsym(m->library, "qopt_kernel_set_num_threads"));
+  if (!manifest || !m->entry)
+    return fail(std::string("'") + path +
+                "' is not a model compiled by qoptc (no qopt_manifest or "
+                "qopt_run_packed)");
+  m->manifestText = manifest;
+  if (int rc = loadManifest(*m, file))
+    return rc;
+  *model = m.release();
+  return 0;
+}
+
+void qopt_model_destroy(qopt_model *model) { delete model; }
+
+size_t qopt_model_num_inputs(const qopt_model *m) { return m->inputs.size(); }
+size_t qopt_model_num_outputs(const qopt_model *m) {
+  return m->outputs.size();
+}
+size_t qopt_model_num_parameters(const qopt_model *m) {
+  return m->params.size();
+}
+const char *qopt_model_manifest(const qopt_model *m) {
+  return m->manifestText.c_str();
+}
+
+static int fillInfo(const TensorSpec &spec, qopt_tensor_info *info) {
+  info->name = spec.name.c_str();
+  info->dtype = spec.dtype;
+  info->rank = static_cast<int32_t>(spec.shape.size());
+  for (size_t i = 0; i < spec.shape.size(); ++i) {
+    info->shape[i] = spec.shape[i];
+    info->dim_names[i] =
+        spec.dimNames[i].empty() ? nullptr : spec.dimNames[i].c_str();
+  }
+  return 0;
+}
+
+int qopt_model_input_info(const qopt_model *m, size_t i,
+                          qopt_tensor_info *info) {
+  if (i >= m->inputs.size())
+    return fail("input index " + std::to_string(i) + " out of range");
+  return fillInfo(m->inputs[i], info);
+}
+
+int qopt_model_output_info(const qopt_model *m, size_t i,
+                           qopt_tensor_info *info) {
+  if (i >= m->outputs.size())
+    return fail("output index " + std::to_string(i) + " out of range");
+  return fillInfo(m->outputs[i], info);
+}
+
+int qopt_model_set_num_threads(qopt_model *m, int n) {
+  if (m->setThreads)
+    m->setThreads(n);
+  return 0;
+}
+
+int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
+                   size_t numInputs, qopt_tensor *outputs,
+                   size_t numOutputs) {
+  if (numInputs != m->inputs.size())
+    return fail("the model takes " + std::to_string(m->inputs.size()) +
+                " inputs, got " + std::to_string(numInputs));
+  if (numOutputs != m->outputs.size())
+    return fail("the model has " + std::to_string(m->outputs.size()) +
+                " outputs, room for " + std::to_string(numOutputs) +
+                " given");
+  // Check every input against the manifest; named dimensions must agree.
+  std::map<std::string, std::pair<int64_t, std::string>> dimValues;
+  std::vector<std::vector<int64_t>> descriptors;
+  for (size_t i = 0; i < numInputs; ++i) {
+    const TensorSpec &spec = m->inputs[i];
+    const qopt_tensor &t = inputs[i];
+    std::string what = "input '" + spec.name + "'";
+    if (t.dtype != spec.dtype)
+      return fail(what + ": expected " + qopt_dtype_name(spec.dtype) +
+                  ", got " + qopt_dtype_name(t.dtype));
+    if (t.rank < 0 || static_cast<size_t>(t.rank) != spec.shape.size())
+      return fail(what + ": expected shape " +
+                  shapeString(spec.shape.data(), spec.shape.size(),
+                              &spec.dimNames) +
+                  ", got " +
+                  shapeString(t.shape, t.rank < 0 ? 0 : t.rank));
+    for (size_t d = 0; d < spec.shape.size(); ++d) {
+      if (t.shape[d] < 0)
+        return fail(what + ": negative size in shape " +
+                    shapeString(t.shape, t.rank));
+      if (spec.shape[d] >= 0 && t.shape[d] != spec.shape[d])
+        return fail(what + ": expected shape " +
+                    shapeString(spec.shape.data(), spec.shape.size(),
+                                &spec.dimNames) +
+                    ", got " + shapeString(t.shape, t.rank) +
+                    " (dimension " + std::to_string(d) + ")");
+      const std::string &dimName = spec.dimNames[d];
+      if (spec.shape[d] < 0 && !dimName.empty()) {
+        auto [it, inserted] =
+            dimValues.insert({dimName, {t.shape[d], spec.name}});
+        if (!inserted && it->second.first != t.shape[d])
+          return fail("dimension '" + dimName + "' is " +
+                      std::to_string(it->second.first) + " in input '" +
+                      it->second.second + "' but " +
+                      std::to_string(t.shape[d]) + " in " + what);
+      }
+    }
+    int64_t bytes =
+        checkedBytes(t.shape, t.rank, qopt_dtype_size(spec.dtype));
+    if (bytes < 0)
+      return fail(what + ": shape " + shapeString(t.shape, t.rank) +
+                  " is too large");
+    if (bytes > 0 && !t.data)
+      return fail(what + ": no data");
+    descriptors.push_back(descriptor(t.data, t.shape, t.rank));
+  }
+
+  // Results first: one descriptor per output, back to back.
+  std::vector<size_t> resultOffsets;
+  size_t resultWords = 0;
+  for (const TensorSpec &spec : m->outputs) {
+    resultOffsets.push_back(resultWords);
+    resultWords += 3 + 2 * spec.shape.size();
+  }
+  std::vector<int64_t> results(resultWords + 1, 0);
+  std::vector<void *> args;
+  if (!m->outputs.empty())
+    args.push_back(results.data());
+  for (auto &d : descriptors)
+    args.push_back(d.data());
+  for (auto &d : m->paramDescriptors)
+    args.push_back(d.data());
+  m->entry(args.data());
+
+  // Every output buffer is the model's own allocation (the compiler copies
+  // when a result would alias an input or constant); hand it over, copying
+  // only when it is not a plain dense array.
+  for (size_t i = 0; i < numOutputs; ++i) {
+    const TensorSpec &spec = m->outputs[i];
+    const int64_t *d = results.data() + resultOffsets[i];
+    size_t rank = spec.shape.size();
+    qopt_tensor &out = outputs[i];
+    out.dtype = spec.dtype;
+    out.rank = static_cast<int32_t>(rank);
+    size_t elementSize = qopt_dtype_size(spec.dtype);
+    bool dense = d[2] == 0;
+    int64_t stride = 1;
+    for (size_t k = rank; k-- > 0;) {
+      out.shape[k] = d[3 + k];
+      if (d[3 + k] != 1 && d[3 + rank + k] != stride)
+        dense = false;
+      stride *= d[3 + k];
+    }
+    char *allocated = reinterpret_cast<char *>(d[0]);
+    char *aligned = reinterpret_cast<char *>(d[1]) + d[2] * elementSize;
+    if (dense && aligned == allocated) {
+      out.data = allocated;
+      continue;
+    }
+    // Copy into a fresh buffer the caller can free().
+    size_t bytes = static_cast<size_t>(stride) * elementSize;
+    char *copy = static_cast<char *>(std::malloc(bytes ? bytes : 1));
+    std::vector<int64_t> index(rank, 0);
+    for (int64_t e = 0; e < stride; ++e) {
+      int64_t off = 0;
+      for (size_t k = 0; k < rank; ++k)
+        off += index[k] * d[3 + rank + k];
+      std::memcpy(copy + e * elementSize, aligned + off * elementSize,
+                  elementSize);
+      for (size_t k = rank; k-- > 0;) {
+        if (++index[k] < d[3 + k])
+          break;
+        index[k] = 0;
+      }
+    }
+    std::free(allocated);
+    out.data = copy;
+  }
+  return 0;
+}
+
+void qopt_tensor_free(qopt_tensor *t) {
+  if (t) {
+    std::free(t->data);
+    t->data = nullptr;
+  }
+}
+
+} // extern "C"

@@ -1,0 +1,609 @@
+//===- CPUTarget.cpp - Compile a model to a CPU shared library ------------===//
+
+#include "qopt/Target/CPUTarget.h"
+
+#include "qopt/Config.h"
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Pipelines/Pipelines.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Export.h"
+
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/IR/IRBuilder.h"
+#include "llvm/IR/LegacyPassManager.h"
+#include "llvm/IR/Module.h"
+#include "llvm/IR/Verifier.h"
+#include "llvm/MC/TargetRegistry.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Program.h"
+#include "llvm/Support/TargetSelect.h"
+#include "llvm/Support/Timer.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+#include "llvm/Target/TargetMachine.h"
+#include "llvm/TargetParser/Host.h"
+#include "llvm/TargetParser/SubtargetFeature.h"
+#include "llvm/MC/MCSubtargetInfo.h"
+#include "llvm/Support/Process.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <random>
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+namespace {
+
+/// Element types the runtime passes, with their manifest and safetensors
+/// names.
+struct DTypeNames {
+  const char *manifest;
+  const char *safetensors;
+  unsigned bytes;
+};
+
+std::optional<DTypeNames> dtypeOf(Type type) {
+  if (type.isF32())
+    return DTypeNames{"float32", "F32", 4};
+  if (type.isF64())
+    return DTypeNames{"float64", "F64", 8};
+  if (type.isF16())
+    return DTypeNames{"float16", "F16", 2};
+  if (type.isBF16())
+    return DTypeNames{"bfloat16", "BF16", 2};
+  auto integer = dyn_cast<IntegerType>(type);
+  if (!integer)
+    return std::nullopt;
+  bool isUnsigned = integer.isUnsigned();
+  switch (integer.getWidth()) {
+  case 1:
+    return DTypeNames{"bool", "BOOL", 1};
+  case 8:
+    return isUnsigned ? DTypeNames{"uint8", "U8", 1}
+                      : DTypeNames{"int8", "I8", 1};
+  case 16:
+    return isUnsigned ? DTypeNames{"uint16", "U16", 2}
+                      : DTypeNames{"int16", "I16", 2};
+  case 32:
+    return isUnsigned ? DTypeNames{"uint32", "U32", 4}
+                      : DTypeNames{"int32", "I32", 4};
+  case 64:
+    return isUnsigned ? DTypeNames{"uint64", "U64", 8}
+                      : DTypeNames{"int64", "I64", 8};
+  default:
+    return std::nullopt;
+  }
+}
+
+struct Parameter {
+  std::string name;
+  RankedTensorType type;
+  DTypeNames dtype;
+  ExternalDataAttr data;
+  uint64_t fileOffset = 0; // in the weights file
+};
+
+/// One step's wall time, printed with --time.
+class StepTimer {
+public:
+  explicit StepTimer(bool enabled) : enabled(enabled) {}
+  void step(StringRef name) {
+    auto now = std::chrono::steady_clock::now();
+    if (enabled)
+      llvm::errs() << llvm::format("qoptc: %-28s %8.3f s\n",
+                                   name.str().c_str(),
+                                   std::chrono::duration<double>(now - last)
+                                       .count());
+    last = now;
+  }
+
+private:
+  bool enabled;
+  std::chrono::steady_clock::time_point last =
+      std::chrono::steady_clock::now();
+};
+
+/// A file written under a temporary name and renamed into place at the
+/// end, so that a failed compilation leaves nothing behind.
+struct PendingFile {
+  std::string temp, final;
+};
+
+class CPUCompiler {
+public:
+  CPUCompiler(ModuleOp module, const CPUTargetOptions &options)
+      : module(module), options(options), timer(options.timing) {}
+  ~CPUCompiler() {
+    for (PendingFile &file : pending)
+      llvm::sys::fs::remove(file.temp);
+  }
+  LogicalResult run();
+
+private:
+  InFlightDiagnostic error() { return mlir::emitError(module.getLoc()); }
+  LogicalResult runPipeline(
+      llvm::function_ref<void(OpPassManager &, const CPUPipelineOptions &)>
+          build,
+      StringRef what);
+  LogicalResult collectSignature();
+  LogicalResult writeWeights(StringRef path);
+  llvm::json::Value manifest();
+  std::unique_ptr<llvm::TargetMachine> createTargetMachine();
+  LogicalResult emitObject(StringRef path, const std::string &manifestText);
+  LogicalResult link(StringRef object, StringRef output);
+  FailureOr<std::string> reserve(StringRef finalPath);
+
+  ModuleOp module;
+  const CPUTargetOptions &options;
+  StepTimer timer;
+  func::FuncOp entry;
+  unsigned numInputs = 0;
+  SmallVector<Parameter> params;
+  std::string weightsId;
+  uint64_t weightsSize = 0;
+  std::string cpuName;
+  SmallVector<PendingFile> pending;
+};
+} // namespace
+
+static constexpr StringLiteral kEntryName = "qopt_entry";
+
+LogicalResult CPUCompiler::runPipeline(
+    llvm::function_ref<void(OpPassManager &, const CPUPipelineOptions &)>
+        build,
+    StringRef what) {
+  PassManager pm(module.getContext());
+  CPUPipelineOptions pipelineOptions;
+  pipelineOptions.blas = options.blas;
+  pipelineOptions.allowUnsupported = options.allowUnsupported;
+  build(pm, pipelineOptions);
+  if (failed(pm.run(module)))
+    return failure();
+  timer.step(what);
+  return success();
+}
+
+LogicalResult CPUCompiler::collectSignature() {
+  for (auto func : module.getOps<func::FuncOp>())
+    if (func.isPublic() && !func.isExternal())
+      entry = func;
+  if (!entry)
+    return error() << "the model has no entry function";
+  FunctionType type = entry.getFunctionType();
+  auto checkType = [&](Type t, const Twine &what) -> LogicalResult {
+    auto tensor = dyn_cast<RankedTensorType>(t);
+    if (!tensor || !dtypeOf(tensor.getElementType()))
+      return error() << what << " has type " << t
+                     << ", which compiled models cannot pass (ranked tensors "
+                        "of float, integer or bool elements only)";
+    if (tensor.getRank() > 16)
+      return error() << what << " has rank " << tensor.getRank()
+                     << "; compiled models support at most 16";
+    return success();
+  };
+  for (unsigned i = 0; i < type.getNumInputs(); ++i) {
+    auto name = entry.getArgAttrOfType<StringAttr>(i, "qopt.param");
+    if (!name) {
+      if (!params.empty())
+        return error() << "entry argument #" << i
+                       << " follows the parameters";
+      if (failed(checkType(type.getInput(i), "input #" + Twine(i))))
+        return failure();
+      ++numInputs;
+      continue;
+    }
+    if (failed(checkType(type.getInput(i), "parameter '" + name.str() + "'")))
+      return failure();
+    auto data = entry.getArgAttrOfType<ExternalDataAttr>(i, "qopt.external");
+    if (!data)
+      return error() << "parameter '" << name.getValue()
+                     << "' has no data: compiled models need a value for "
+                        "every parameter";
+    auto tensorType = cast<RankedTensorType>(type.getInput(i));
+    params.push_back({name.str(), tensorType,
+                      *dtypeOf(tensorType.getElementType()), data});
+    if (tensorType.getElementType().isInteger(1))
+      continue;
+    if (tensorType.getElementTypeBitWidth() % 8)
+      return error() << "parameter '" << name.getValue() << "' of type "
+                     << tensorType << " is stored by reference in sub-byte "
+                     << "form, which compiled models cannot map yet";
+  }
+  for (unsigned i = 0; i < type.getNumResults(); ++i)
+    if (failed(checkType(type.getResult(i), "output #" + Twine(i))))
+      return failure();
+  return success();
+}
+
+/// The weights in safetensors format: header, then every tensor at an
+/// offset aligned to its element size (widest elements first, so no
+/// padding between tensors is needed), data starting 64-byte aligned.
+LogicalResult CPUCompiler::writeWeights(StringRef path) {
+  std::random_device random;
+  weightsId = llvm::formatv("{0:x8}{1:x8}", random(), random()).str();
+  SmallVector<Parameter *> order;
+  for (Parameter &p : params)
+    order.push_back(&p);
+  std::stable_sort(order.begin(), order.end(),
+                   [](Parameter *a, Parameter *b) {
+                     return a->dtype.bytes > b->dtype.bytes;
+                   });
+  llvm::json::Object header;
+  header["__metadata__"] =
+      llvm::json::Object{{"format", "qopt"}, {"qopt_id", weightsId}};
+  uint64_t offset = 0;
+  for (Parameter *p : order) {
+    llvm::json::Array shape;
+    for (int64_t d : p->type.getShape())
+      shape.push_back(d);
+    header[p->name] = llvm::json::Object{
+        {"dtype", p->dtype.safetensors},
+        {"shape", std::move(shape)},
+        {"data_offsets", llvm::json::Array{offset, offset + p->data.getLength()}}};
+    p->fileOffset = offset;
+    offset += p->data.getLength();
+  }
+  std::string headerText;
+  llvm::raw_string_ostream(headerText) << llvm::json::Value(std::move(header));
+  // Pad with spaces (allowed by the format) to a 64-byte boundary.
+  while ((8 + headerText.size()) % 64)
+    headerText.push_back(' ');
+  uint64_t dataStart = 8 + headerText.size();
+
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec);
+  if (ec)
+    return error() << "cannot write '" << path << "': " << ec.message();
+  uint64_t headerSize = headerText.size();
+  char sizeBytes[8];
+  for (int i = 0; i < 8; ++i)
+    sizeBytes[i] = static_cast<char>((headerSize >> (8 * i)) & 0xff);
+  os.write(sizeBytes, 8);
+  os << headerText;
+  for (Parameter *p : order) {
+    SmallString<256> file(options.modelDir);
+    llvm::sys::path::append(file, p->data.getLocation());
+    auto buffer = llvm::MemoryBuffer::getFileSlice(
+        file, p->data.getLength(), p->data.getOffset(),
+        /*IsVolatile=*/false);
+    if (!buffer)
+      return error() << "parameter '" << p->name << "': cannot read "
+                     << p->data.getLength() << " bytes at offset "
+                     << p->data.getOffset() << " of '" << file
+                     << "': " << buffer.getError().message();
+    if ((*buffer)->getBufferSize() != p->data.getLength())
+      return error() << "parameter '" << p->name << "': '" << file
+                     << "' is shorter than the model says";
+    os << (*buffer)->getBuffer();
+    p->fileOffset += dataStart;
+  }
+  os.close();
+  if (os.has_error())
+    return error() << "cannot write '" << path
+                   << "': " << os.error().message();
+  weightsSize = dataStart + offset;
+  timer.step("write weights");
+  return success();
+}
+
+static llvm::json::Value tensorInfo(StringRef name, RankedTensorType type,
+                                    DictionaryAttr attrs) {
+  llvm::json::Array shape, dims;
+  ArrayAttr names = attrs ? attrs.getAs<ArrayAttr>("qopt.onnx.dims") : nullptr;
+  bool named = false;
+  for (auto [i, d] : llvm::enumerate(type.getShape())) {
+    shape.push_back(ShapedType::isDynamic(d) ? int64_t(-1) : d);
+    StringRef dimName;
+    if (names && i < names.size())
+      if (auto s = dyn_cast<StringAttr>(names[i]))
+        dimName = s.getValue();
+    named |= !dimName.empty() && ShapedType::isDynamic(d);
+    dims.push_back(ShapedType::isDynamic(d) ? dimName.str() : "");
+  }
+  llvm::json::Object info{{"name", name.str()},
+                          {"dtype", dtypeOf(type.getElementType())->manifest},
+                          {"shape", std::move(shape)}};
+  if (named)
+    info["dims"] = std::move(dims);
+  return info;
+}
+
+llvm::json::Value CPUCompiler::manifest() {
+  FunctionType type = entry.getFunctionType();
+  auto nameOf = [](DictionaryAttr attrs, unsigned i, StringRef kind) {
+    if (attrs)
+      if (auto name = attrs.getAs<StringAttr>("qopt.onnx.name"))
+        return name.str();
+    return (kind + Twine(i)).str();
+  };
+  llvm::json::Array inputs, outputs, parameters;
+  for (unsigned i = 0; i < numInputs; ++i)
+    inputs.push_back(tensorInfo(nameOf(entry.getArgAttrDict(i), i, "input"),
+                                cast<RankedTensorType>(type.getInput(i)),
+                                entry.getArgAttrDict(i)));
+  for (unsigned i = 0; i < type.getNumResults(); ++i)
+    outputs.push_back(
+        tensorInfo(nameOf(entry.getResultAttrDict(i), i, "output"),
+                   cast<RankedTensorType>(type.getResult(i)),
+                   entry.getResultAttrDict(i)));
+  for (const Parameter &p : params) {
+    llvm::json::Object info =
+        *tensorInfo(p.name, p.type, nullptr).getAsObject();
+    info["offset"] = p.fileOffset;
+    info["length"] = p.data.getLength();
+    parameters.push_back(std::move(info));
+  }
+  std::string weightsFile =
+      llvm::sys::path::filename(options.outputPath).str();
+  weightsFile = llvm::sys::path::stem(weightsFile).str() + ".safetensors";
+  return llvm::json::Object{
+      {"format", "qopt-model"},
+      {"abi_version", 1},
+      {"qopt_version", QOPT_VERSION},
+      {"target", "cpu"},
+      {"cpu", cpuName},
+      {"entry", "qopt_run_packed"},
+      {"weights",
+       llvm::json::Object{
+           {"file", weightsFile}, {"id", weightsId}, {"size", weightsSize}}},
+      {"inputs", std::move(inputs)},
+      {"outputs", std::move(outputs)},
+      {"parameters", std::move(parameters)}};
+}
+
+std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {
+  llvm::InitializeNativeTarget();
+  llvm::InitializeNativeTargetAsmPrinter();
+  llvm::Triple triple(llvm::sys::getProcessTriple());
+  std::string message;
+  const llvm::Target *target =
+      llvm::TargetRegistry::lookupTarget(triple, message);
+  if (!target) {
+    error() << "no LLVM target for " << triple.str() << ": " << message;
+    return nullptr;
+  }
+  std::string features;
+  if (options.cpu == "host") {
+    cpuName = llvm::sys::getHostCPUName().str();
+    llvm::SubtargetFeatures list;
+    for (auto &feature : llvm::sys::getHostCPUFeatures())
+      list.AddFeature(feature.getKey(), feature.getValue());
+    features = list.getString();
+  } else {
+    cpuName = options.cpu;
+    if (!target->createMCSubtargetInfo(triple, cpuName, "")
+             ->isCPUStringValid(cpuName)) {
+      error() << "--cpu: '" << cpuName << "' is not a CPU LLVM knows for "
+              << triple.str();
+      return nullptr;
+    }
+  }
+  llvm::CodeGenOptLevel level = options.optLevel >= 3 ? llvm::CodeGenOptLevel::Aggressive
+                                : options.optLevel == 2 ? llvm::CodeGenOptLevel::Default
+                                : options.optLevel == 1 ? llvm::CodeGenOptLevel::Less
+                                                        : llvm::CodeGenOptLevel::None;
+  return std::unique_ptr<llvm::TargetMachine>(target->createTargetMachine(
+      triple, cpuName, features, llvm::TargetOptions(), llvm::Reloc::PIC_,
+      std::nullopt, level));
+}
+
+/// `void qopt_run_packed(void **args)`: the entry with every argument behind
+/// one pointer array (results first), so the runtime can call models of any
+/// signature without generating code.
+static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
+  llvm::LLVMContext &ctx = llvmModule.getContext();
+  auto *ptrType = llvm::PointerType::get(ctx, 0);
+  auto *fnType =
+      llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrType}, false);
+  auto *packed = llvm::Function::Create(fnType, llvm::GlobalValue::ExternalLinkage,
+                                        "qopt_run_packed", llvmModule);
+  llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", packed));
+  SmallVector<llvm::Value *> args;
+  for (unsigned i = 0; i < ciface->arg_size(); ++i) {
+    llvm::Value *slot = b.CreateConstGEP1_64(ptrType, packed->getArg(0), i);
+    args.push_back(b.CreateLoad(ptrType, slot));
+  }
+  b.CreateCall(ciface, args);
+  b.CreateRetVoid();
+}
+
+LogicalResult CPUCompiler::emitObject(StringRef path,
+                                      const std::string &manifestText) {
+  std::unique_ptr<llvm::TargetMachine> machine = createTargetMachine();
+  if (!machine)
+    return failure();
+  llvm::LLVMContext llvmContext;
+  std::unique_ptr<llvm::Module> llvmModule =
+      translateModuleToLLVMIR(module, llvmContext, "qopt_model");
+  if (!llvmModule)
+    return error() << "translation to LLVM IR failed";
+  llvmModule->setTargetTriple(machine->getTargetTriple());
+  llvmModule->setDataLayout(machine->createDataLayout());
+  llvm::Function *ciface =
+      llvmModule->getFunction(("_mlir_ciface_" + kEntryName).str());
+  if (!ciface)
+    return error() << "the lowered module lacks its C interface entry";
+  addPackedEntry(*llvmModule, ciface);
+  // The manifest travels inside the library, so model.so alone says what it
+  // needs.
+  auto *text = llvm::ConstantDataArray::getString(llvmContext, manifestText);
+  new llvm::GlobalVariable(*llvmModule, text->getType(), /*isConstant=*/true,
+                           llvm::GlobalValue::ExternalLinkage, text,
+                           "qopt_manifest");
+  if (llvm::verifyModule(*llvmModule, &llvm::errs()))
+    return error() << "internal error: invalid LLVM IR";
+  timer.step("translate to LLVM IR");
+  if (llvm::Error err = makeOptimizingTransformer(options.optLevel, 0,
+                                                  machine.get())(
+          llvmModule.get()))
+    return error() << "LLVM optimization failed: "
+                   << llvm::toString(std::move(err));
+  timer.step("optimize LLVM IR");
+  if (!options.dumpLLVMIR.empty()) {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(options.dumpLLVMIR, ec);
+    if (!ec)
+      llvmModule->print(os, nullptr);
+  }
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec, llvm::sys::fs::OF_None);
+  if (ec)
+    return error() << "cannot write '" << path << "': " << ec.message();
+  llvm::legacy::PassManager codegen;
+  if (machine->addPassesToEmitFile(codegen, os, nullptr,
+                                   llvm::CodeGenFileType::ObjectFile))
+    return error() << "LLVM cannot emit object files for " << cpuName;
+  codegen.run(*llvmModule);
+  os.close();
+  if (os.has_error())
+    return error() << "cannot write '" << path
+                   << "': " << os.error().message();
+  timer.step("emit object code");
+  return success();
+}
+
+LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
+  auto linker = llvm::sys::findProgramByName(options.linker);
+  if (!linker)
+    return error() << "cannot find the linker driver '" << options.linker
+                   << "' (install g++, or pass --linker)";
+  if (!llvm::sys::fs::exists(options.kernelsLibrary))
+    return error() << "cannot find the CPU kernel library '"
+                   << options.kernelsLibrary << "' (pass --kernels-lib)";
+  SmallVector<StringRef> args = {*linker,
+                                 "-shared",
+                                 "-o",
+                                 output,
+                                 object,
+                                 options.kernelsLibrary,
+                                 "-lopenblas",
+                                 "-lm",
+                                 "-Wl,-z,noexecstack",
+                                 "-Wl,--no-undefined"};
+  std::string message;
+  SmallString<128> log;
+  int fd;
+  if (llvm::sys::fs::createTemporaryFile("qoptc-link", "log", fd, log))
+    return error() << "cannot create a temporary file";
+  ::close(fd);
+  auto removeLog = llvm::make_scope_exit([&] { llvm::sys::fs::remove(log); });
+  std::optional<StringRef> redirects[] = {std::nullopt, StringRef(log),
+                                          StringRef(log)};
+  int rc = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, redirects,
+                                     0, 0, &message);
+  if (rc != 0) {
+    auto text = llvm::MemoryBuffer::getFile(log);
+    return error() << "linking '" << output << "' failed"
+                   << (message.empty() ? "" : ": ") << message << "\n"
+                   << (text ? (*text)->getBuffer() : "");
+  }
+  timer.step("link");
+  return success();
+}
+
+FailureOr<std::string> CPUCompiler::reserve(StringRef finalPath) {
+  SmallString<256> temp;
+  int fd;
+  if (std::error_code ec = llvm::sys::fs::createUniqueFile(
+          finalPath + ".tmp-%%%%%%", fd, temp))
+    return (error() << "cannot write beside '" << finalPath
+                    << "': " << ec.message(),
+            failure());
+  ::close(fd);
+  pending.push_back({temp.str().str(), finalPath.str()});
+  return temp.str().str();
+}
+
+LogicalResult CPUCompiler::run() {
+  if (failed(runPipeline(buildQOptCPUGraphPipeline, "graph passes")) ||
+      failed(collectSignature()))
+    return failure();
+  if (!options.dumpGraphIR.empty()) {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(options.dumpGraphIR, ec);
+    if (!ec)
+      module.print(os);
+  }
+
+  StringRef output = options.outputPath;
+  SmallString<256> stem(output);
+  llvm::sys::path::replace_extension(stem, "");
+  std::string weightsPath = (stem + ".safetensors").str();
+  std::string manifestPath = (stem + ".json").str();
+  if (weightsPath == output || manifestPath == output)
+    return error() << "-o '" << output
+                   << "' would be overwritten by its weights or manifest";
+  FailureOr<std::string> weightsTemp = reserve(weightsPath);
+  FailureOr<std::string> manifestTemp = reserve(manifestPath);
+  FailureOr<std::string> objectTemp = reserve(output.str() + ".o");
+  FailureOr<std::string> libraryTemp = reserve(output);
+  if (failed(weightsTemp) || failed(manifestTemp) || failed(objectTemp) ||
+      failed(libraryTemp))
+    return failure();
+  pending[2].final.clear(); // the object file is never kept
+  if (failed(writeWeights(*weightsTemp)))
+    return failure();
+
+  entry.setSymName(kEntryName);
+  entry->setAttr("llvm.emit_c_interface", UnitAttr::get(module.getContext()));
+  // The manifest is complete once the CPU name is known (emitObject).
+  if (!createTargetMachine())
+    return failure();
+  std::string manifestText;
+  llvm::raw_string_ostream(manifestText)
+      << llvm::formatv("{0:2}", manifest()) << "\n";
+  // The manifest has what the signature's attributes said; LLVM IR would
+  // not know them.
+  for (unsigned i = 0; i < entry.getNumArguments(); ++i) {
+    BoolAttr writable =
+        entry.getArgAttrOfType<BoolAttr>(i, "bufferization.writable");
+    entry.setArgAttrs(i, ArrayRef<NamedAttribute>{});
+    if (writable)
+      entry.setArgAttr(i, "bufferization.writable", writable);
+  }
+  for (unsigned i = 0; i < entry.getNumResults(); ++i)
+    entry.setResultAttrs(i, ArrayRef<NamedAttribute>{});
+  if (failed(runPipeline(buildQOptCPUCodegenPipeline, "lower to LLVM dialect")))
+    return failure();
+  if (failed(emitObject(*objectTemp, manifestText)) ||
+      failed(link(*objectTemp, *libraryTemp)))
+    return failure();
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(*manifestTemp, ec);
+    if (ec)
+      return error() << "cannot write '" << manifestPath
+                     << "': " << ec.message();
+    os << manifestText;
+  }
+  for (PendingFile &file : pending) {
+    if (file.final.empty())
+      continue;
+    if (std::error_code ec = llvm::sys::fs::rename(file.temp, file.final))
+      return error() << "cannot write '" << file.final
+                     << "': " << ec.message();
+    file.temp = file.final = "";
+  }
+  return success();
+}
+
+LogicalResult mlir::qopt::compileForCPU(ModuleOp module,
+                                        const CPUTargetOptions &options) {
+  DialectRegistry registry;
+  registerBuiltinDialectTranslation(registry);
+  registerLLVMDialectTranslation(registry);
+  module.getContext()->appendDialectRegistry(registry);
+  CPUCompiler compiler(module, options);
+  return compiler.run();
+}

@@ -1,0 +1,279 @@
+//===- qopt-run.cpp - Run a compiled model on .npy files ------------------===//
+//
+//   qopt-run model.so --input input_ids=x.npy [--input …] --output-dir out/
+//
+// Loads the model with the runtime's C API (no MLIR, no LLVM), checks and
+// passes the inputs, writes each output as out/<name>.npy and prints a line
+// per output. Exit status 1 with a message on any error.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Npy.h"
+
+#include "qopt/Runtime/Runtime.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+namespace {
+int fail(const std::string &message) {
+  std::fprintf(stderr, "qopt-run: error: %s\n", message.c_str());
+  return 1;
+}
+
+struct DTypeDescr {
+  qopt_dtype dtype;
+  const char *descr;
+};
+constexpr DTypeDescr kDescrs[] = {
+    {QOPT_DTYPE_F32, "<f4"}, {QOPT_DTYPE_F64, "<f8"}, {QOPT_DTYPE_F16, "<f2"},
+    {QOPT_DTYPE_I8, "|i1"},  {QOPT_DTYPE_I16, "<i2"}, {QOPT_DTYPE_I32, "<i4"},
+    {QOPT_DTYPE_I64, "<i8"}, {QOPT_DTYPE_U8, "|u1"},  {QOPT_DTYPE_U16, "<u2"},
+    {QOPT_DTYPE_U32, "<u4"}, {QOPT_DTYPE_U64, "<u8"}, {QOPT_DTYPE_BOOL, "|b1"},
+};
+
+qopt_dtype dtypeOf(std::string descr) {
+  if (!descr.empty() && (descr[0] == '=' || descr[0] == '<' || descr[0] == '|'))
+    descr = descr.substr(1);
+  for (const DTypeDescr &d : kDescrs)
+    if (descr == d.descr + 1)
+      return d.dtype;
+  return QOPT_DTYPE_INVALID;
+}
+
+const char *descrOf(qopt_dtype dtype) {
+  for (const DTypeDescr &d : kDescrs)
+    if (d.dtype == dtype)
+      return d.descr;
+  return nullptr;
+}
+
+std::string shapeString(const int64_t *shape, int rank) {
+  std::string s = "[";
+  for (int i = 0; i < rank; ++i)
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+/// A file name for output `name` (ONNX names may hold '/', ':' …).
+std::string fileNameFor(const std::string &name) {
+  std::string s;
+  for (char c : name)
+    s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
+          c == '_' || c == '.')
+             ? c
+             : '_';
+  if (s.empty() || s[0] == '.')
+    s = "_" + s;
+  return s;
+}
+
+void usage() {
+  std::printf(
+      "usage: qopt-run MODEL.so [options]\n"
+      "  --input NAME=FILE.npy  an input by name (repeat); or FILE.npy for the\n"
+      "                         inputs in order\n"
+      "  --output-dir DIR       write each output as DIR/<name>.npy\n"
+      "  --threads N            threads for the kernels (default: all cores)\n"
+      "  --repeat N             run N times and print the mean latency\n"
+      "  --info                 print the model's inputs and outputs and exit\n"
+      "  --help                 this text\n");
+}
+} // namespace
+
+int main(int argc, char **argv) {
+  std::string modelPath, outputDir;
+  std::vector<std::pair<std::string, std::string>> namedInputs;
+  std::vector<std::string> positional;
+  int threads = 0, repeat = 1;
+  bool info = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    auto value = [&](const char *flag) -> const char * {
+      size_t n = std::strlen(flag);
+      if (arg.compare(0, n, flag) == 0 && arg.size() > n && arg[n] == '=')
+        return argv[i] + n + 1;
+      if (arg == flag && i + 1 < argc)
+        return argv[++i];
+      return nullptr;
+    };
+    auto number = [&](const char *text, int &out) {
+      char *end;
+      long v = std::strtol(text, &end, 10);
+      if (*text == 0 || *end != 0 || v < 0 || v > 1000000)
+        return false;
+      out = static_cast<int>(v);
+      return true;
+    };
+    if (arg == "--help" || arg == "-h") {
+      usage();
+      return 0;
+    }
+    if (arg == "--info") {
+      info = true;
+    } else if (const char *v = value("--input")) {
+      std::string spec = v;
+      size_t eq = spec.find('=');
+      if (eq == std::string::npos)
+        positional.push_back(spec);
+      else
+        namedInputs.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+    } else if (const char *v = value("--output-dir")) {
+      outputDir = v;
+    } else if (const char *v = value("--threads")) {
+      if (!number(v, threads))
+        return fail("--threads expects a non-negative integer, got '" +
+                    std::string(v) + "'");
+    } else if (const char *v = value("--repeat")) {
+      if (!number(v, repeat) || repeat < 1)
+        return fail("--repeat expects a positive integer, got '" +
+                    std::string(v) + "'");
+    } else if (!arg.empty() && arg[0] == '-') {
+      return fail("unknown option '" + arg + "' (see --help)");
+    } else if (modelPath.empty()) {
+      modelPath = arg;
+    } else {
+      positional.push_back(arg);
+    }
+  }
+  if (modelPath.empty()) {
+    usage();
+    return 1;
+  }
+
+  qopt_model *model;
+  if (qopt_model_load(modelPath.c_str(), &model))
+    return fail(qopt_last_error());
+  struct Guard {
+    qopt_model *m;
+    ~Guard() { qopt_model_destroy(m); }
+  } guard{model};
+  size_t numInputs = qopt_model_num_inputs(model);
+  size_t numOutputs = qopt_model_num_outputs(model);
+  std::vector<qopt_tensor_info> inputInfo(numInputs), outputInfo(numOutputs);
+  for (size_t i = 0; i < numInputs; ++i)
+    qopt_model_input_info(model, i, &inputInfo[i]);
+  for (size_t i = 0; i < numOutputs; ++i)
+    qopt_model_output_info(model, i, &outputInfo[i]);
+  auto describe = [](const qopt_tensor_info &t) {
+    std::string s = std::string(t.name) + ": " + qopt_dtype_name(t.dtype) +
+                    " [";
+    for (int d = 0; d < t.rank; ++d) {
+      s += d ? ", " : "";
+      s += t.shape[d] >= 0 ? std::to_string(t.shape[d])
+                           : (t.dim_names[d] ? t.dim_names[d] : "?");
+    }
+    return s + "]";
+  };
+  if (info) {
+    for (auto &t : inputInfo)
+      std::printf("input %s\n", describe(t).c_str());
+    for (auto &t : outputInfo)
+      std::printf("output %s\n", describe(t).c_str());
+    std::printf("parameters %zu\n", qopt_model_num_parameters(model));
+    return 0;
+  }
+
+  // Inputs: by name, or in order.
+  std::vector<std::string> files(numInputs);
+  if (!positional.empty() && !namedInputs.empty())
+    return fail("give inputs either all by name or all in order");
+  if (!positional.empty()) {
+    if (positional.size() != numInputs)
+      return fail("the model takes " + std::to_string(numInputs) +
+                  " inputs, " + std::to_string(positional.size()) + " given");
+    files = positional;
+  }
+  for (auto &[name, file] : namedInputs) {
+    size_t i = 0;
+    while (i < numInputs && name != inputInfo[i].name)
+      ++i;
+    if (i == numInputs) {
+      std::string known;
+      for (auto &t : inputInfo)
+        known += (known.empty() ? "" : ", ") + std::string(t.name);
+      return fail("the model has no input '" + name + "' (inputs: " + known +
+                  ")");
+    }
+    if (!files[i].empty())
+      return fail("input '" + name + "' given twice");
+    files[i] = file;
+  }
+  std::vector<qopt::npy::Array> arrays(numInputs);
+  std::vector<qopt_tensor> inputs(numInputs);
+  for (size_t i = 0; i < numInputs; ++i) {
+    if (files[i].empty())
+      return fail("missing input " + describe(inputInfo[i]) +
+                  " (--input " + inputInfo[i].name + "=FILE.npy)");
+    std::string error;
+    if (!qopt::npy::read(files[i], arrays[i], error))
+      return fail(files[i] + ": " + error);
+    qopt_tensor &t = inputs[i];
+    t.dtype = dtypeOf(arrays[i].descr);
+    if (t.dtype == QOPT_DTYPE_INVALID)
+      return fail(files[i] + ": dtype '" + arrays[i].descr +
+                  "' is not supported");
+    if (arrays[i].shape.size() > QOPT_MAX_RANK)
+      return fail(files[i] + ": too many dimensions");
+    t.rank = static_cast<int32_t>(arrays[i].shape.size());
+    for (int d = 0; d < t.rank; ++d)
+      t.shape[d] = arrays[i].shape[d];
+    t.data = arrays[i].data.data();
+  }
+
+  qopt_model_set_num_threads(model, threads);
+  std::vector<qopt_tensor> outputs(numOutputs);
+  double total = 0;
+  for (int r = 0; r < repeat; ++r) {
+    if (r)
+      for (auto &t : outputs)
+        qopt_tensor_free(&t);
+    auto start = std::chrono::steady_clock::now();
+    if (qopt_model_run(model, inputs.data(), numInputs, outputs.data(),
+                       numOutputs))
+      return fail(qopt_last_error());
+    total += std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                           start)
+                 .count();
+  }
+  if (!outputDir.empty())
+    mkdir(outputDir.c_str(), 0777); // exists already is fine
+  int rc = 0;
+  for (size_t i = 0; i < numOutputs; ++i) {
+    qopt_tensor &t = outputs[i];
+    std::printf("%s: %s %s", outputInfo[i].name, qopt_dtype_name(t.dtype),
+                shapeString(t.shape, t.rank).c_str());
+    if (!outputDir.empty()) {
+      const char *descr = descrOf(t.dtype);
+      qopt::npy::Array array;
+      array.descr = descr ? descr : "";
+      array.shape.assign(t.shape, t.shape + t.rank);
+      size_t bytes = qopt_dtype_size(t.dtype);
+      for (int d = 0; d < t.rank; ++d)
+        bytes *= static_cast<size_t>(t.shape[d]);
+      array.data.assign(static_cast<char *>(t.data),
+                        static_cast<char *>(t.data) + bytes);
+      std::string path = outputDir + "/" + fileNameFor(outputInfo[i].name) +
+                         ".npy";
+      std::string error;
+      if (!descr)
+        rc = fail(std::string("output '") + outputInfo[i].name + "': " +
+                  qopt_dtype_name(t.dtype) + " cannot be written as .npy");
+      else if (!qopt::npy::write(path, array, error))
+        rc = fail(path + ": " + error);
+      else
+        std::printf(" -> %s", path.c_str());
+    }
+    std::printf("\n");
+    qopt_tensor_free(&t);
+  }
+  if (repeat > 1)
+    std::printf("mean latency over %d runs: %.3f ms\n", repeat,
+                1e3 * total / repeat);
+  return rc;
+}

@@ -1,0 +1,175 @@
+//===- qoptc.cpp - Compile an ONNX model to a native library ----*- C++ -*-===//
+//
+//   qoptc model.onnx --target cpu -o model.so [--dim seq=128]
+//
+// writes model.so, model.safetensors (weights) and model.json (manifest),
+// which qopt-run and the runtime's C API / Python binding load. A `.mlir`
+// input is taken as already imported graph IR.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Config.h"
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Import/ONNX/ImportONNX.h"
+#include "qopt/InitAllDialects.h"
+#include "qopt/Target/CPUTarget.h"
+
+#include "mlir/IR/MLIRContext.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Support/FileUtilities.h"
+
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/InitLLVM.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/SourceMgr.h"
+#include "llvm/Support/ToolOutputFile.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
+
+using namespace mlir;
+namespace cl = llvm::cl;
+
+static cl::OptionCategory category("qoptc options");
+static cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+                                      cl::desc("<model.onnx | model.mlir>"),
+                                      cl::cat(category));
+static cl::opt<std::string> outputPath("o", cl::Required,
+                                       cl::desc("Output shared library"),
+                                       cl::value_desc("model.so"),
+                                       cl::cat(category));
+static cl::opt<std::string>
+    target("target", cl::desc("Target to compile for (cpu; cuda comes later)"),
+           cl::init("cpu"), cl::cat(category));
+static cl::list<std::string>
+    dims("dim",
+         cl::desc("Pin a symbolic ONNX dimension, e.g. --dim seq=128 "
+                  "(repeat or separate with commas)"),
+         cl::value_desc("name=size"), cl::CommaSeparated, cl::cat(category));
+static cl::opt<std::string>
+    cpu("cpu",
+        cl::desc("LLVM CPU to generate code for; 'host' (the default) is the "
+                 "machine qoptc runs on, 'x86-64-v3' a portable AVX2 build"),
+        cl::init("host"), cl::cat(category));
+static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level"),
+                                  cl::init(3), cl::Prefix, cl::cat(category));
+static cl::opt<bool>
+    noBlas("no-blas",
+           cl::desc("Generate loops for matrix products instead of calling "
+                    "the kernel library (slow; for checking)"),
+           cl::cat(category));
+static cl::opt<bool> allowUnsupported(
+    "allow-unsupported",
+    cl::desc("Import nodes of unsupported domains as opaque ops (they then "
+             "fail to compile, with the node named)"),
+    cl::cat(category));
+static cl::opt<std::string>
+    linker("linker", cl::desc("Compiler driver that links the library"),
+           cl::init("c++"), cl::cat(category));
+static cl::opt<std::string>
+    kernelsLib("kernels-lib",
+               cl::desc("The CPU kernel library (default: "
+                        "../lib/libqopt_kernels_cpu.a beside qoptc)"),
+               cl::cat(category));
+static cl::opt<bool> timing("time", cl::desc("Print each step's wall time"),
+                            cl::cat(category));
+static cl::opt<std::string>
+    dumpGraph("dump-graph-ir",
+              cl::desc("Write the IR after the graph passes to this file"),
+              cl::cat(category));
+static cl::opt<std::string>
+    dumpLLVM("dump-llvm-ir",
+             cl::desc("Write the optimized LLVM IR to this file"),
+             cl::cat(category));
+
+static int fail(const Twine &message) {
+  llvm::errs() << "qoptc: error: " << message << "\n";
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::HideUnrelatedOptions(category);
+  cl::SetVersionPrinter([](llvm::raw_ostream &os) {
+    os << "qoptc " << QOPT_VERSION << " (" << QOPT_GIT_REVISION << ")\n";
+  });
+  cl::ParseCommandLineOptions(argc, argv,
+                              "qopt model compiler: ONNX to a native "
+                              "library, its weights and manifest\n");
+  auto start = std::chrono::steady_clock::now();
+  if (target != "cpu")
+    return fail("--target " + target +
+                " is not available yet (only 'cpu' is)");
+
+  qopt::CPUTargetOptions options;
+  options.outputPath = outputPath;
+  options.cpu = cpu;
+  options.optLevel = optLevel;
+  options.blas = !noBlas;
+  options.allowUnsupported = allowUnsupported;
+  options.linker = linker;
+  options.timing = timing;
+  options.dumpGraphIR = dumpGraph;
+  options.dumpLLVMIR = dumpLLVM;
+  options.kernelsLibrary = kernelsLib;
+  if (options.kernelsLibrary.empty()) {
+    std::string self = llvm::sys::fs::getMainExecutable(
+        argv[0], reinterpret_cast<void *>(&fail));
+    SmallString<256> lib(llvm::sys::path::parent_path(
+        llvm::sys::path::parent_path(self)));
+    llvm::sys::path::append(lib, "lib", "libqopt_kernels_cpu.a");
+    options.kernelsLibrary = lib.str().str();
+  }
+  SmallString<256> folder(inputPath.getValue());
+  llvm::sys::path::remove_filename(folder);
+  options.modelDir = folder.empty() ? "." : folder.str().str();
+
+  qopt::ONNXImportOptions importOptions;
+  importOptions.allowUnsupported = allowUnsupported;
+  for (const std::string &spec : dims) {
+    auto [name, size] = StringRef(spec).split('=');
+    int64_t value;
+    if (name.empty() || size.getAsInteger(10, value) || value < 0)
+      return fail("--dim expects NAME=SIZE with a non-negative size, got '" +
+                  spec + "'");
+    importOptions.dimSizes[name] = value;
+  }
+
+  DialectRegistry registry;
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  qopt::registerAllDialects(registry);
+  MLIRContext context(registry);
+  context.disableMultithreading(); // two-core build machines; no gain
+  std::string message;
+  auto file = openInputFile(inputPath, &message);
+  if (!file)
+    return fail(message);
+  llvm::SourceMgr sourceMgr;
+  sourceMgr.AddNewSourceBuffer(std::move(file), llvm::SMLoc());
+  SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
+
+  OwningOpRef<ModuleOp> module;
+  if (StringRef(inputPath).ends_with(".mlir"))
+    module = parseSourceFile<ModuleOp>(sourceMgr, &context);
+  else
+    module = qopt::importONNXModel(sourceMgr, &context, importOptions);
+  if (!module)
+    return 1;
+  if (timing)
+    llvm::errs() << llvm::format(
+        "qoptc: %-28s %8.3f s\n", "import",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  if (failed(qopt::compileForCPU(*module, options)))
+    return 1;
+  if (timing)
+    llvm::errs() << llvm::format(
+        "qoptc: %-28s %8.3f s\n", "total",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  return 0;
+}
