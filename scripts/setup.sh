@@ -18,6 +18,8 @@ pkgs=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   # unit tests, and the importer's libFuzzer target (clang with libFuzzer)
   libgtest-dev clang-22 libclang-rt-22-dev
+  # compiled models: the linker driver (g++) and OpenBLAS for matrix products
+  libopenblas-dev
   # Python for tests and reference numerics
   python3 python3-venv python3-pip
 )

@@ -144,6 +144,7 @@ int main(int argc, char **argv) {
   qopt::registerAllDialects(registry);
   MLIRContext context(registry);
   context.disableMultithreading(); // two-core build machines; no gain
+  context.printOpOnDiagnostic(false); // messages name the node already
   std::string message;
   auto file = openInputFile(inputPath, &message);
   if (!file)

@@ -1,0 +1,81 @@
+"""Small models and .npy inputs for the qoptc / qopt-run tests.
+
+  make_models.py OUTDIR
+
+linear.onnx: y[batch, seq, 32] = x[batch, seq, 16] @ W + b (W by reference,
+  so it goes to the weights file); two_inputs.onnx: c = a + b with a shared
+  'batch' dimension; unsupported.onnx: a node of an unknown domain. Plus the
+  inputs the tests feed them and the onnxruntime reference for linear.
+"""
+import os
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+out = sys.argv[1]
+rng = np.random.default_rng(0)
+
+
+def save(name, model):
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(out, name))
+
+
+w = rng.standard_normal((16, 32)).astype(np.float32)
+b = rng.standard_normal(32).astype(np.float32)
+linear = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("MatMul", ["x", "proj.weight"], ["xw"], name="/proj/MatMul"),
+         helper.make_node("Add", ["xw", "proj.bias"], ["y"], name="/proj/Add")],
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 32])],
+        [numpy_helper.from_array(w, "proj.weight"), numpy_helper.from_array(b, "proj.bias")]),
+    opset_imports=[helper.make_opsetid("", 17)])
+save("linear.onnx", linear)
+
+two = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"], name="add")], "two",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 4]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["batch", 4])]),
+    opset_imports=[helper.make_opsetid("", 17)])
+save("two_inputs.onnx", two)
+
+unsupported = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("FancyOp", ["a"], ["c"], name="fancy", domain="com.example")],
+        "unsupported",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, [4])]),
+    opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+onnx.save(unsupported, os.path.join(out, "unsupported.onnx"))
+
+x = rng.standard_normal((2, 3, 16)).astype(np.float32)
+np.save(os.path.join(out, "x.npy"), x)
+np.save(os.path.join(out, "x_big.npy"), rng.standard_normal((5, 70, 16)).astype(np.float32))
+np.save(os.path.join(out, "x_rank2.npy"), x[0])
+np.save(os.path.join(out, "x_k8.npy"), x[..., :8].copy())
+np.save(os.path.join(out, "x_f64.npy"), x.astype(np.float64))
+np.save(os.path.join(out, "a2.npy"), np.ones((2, 4), np.float32))
+np.save(os.path.join(out, "b3.npy"), np.ones((3, 4), np.float32))
+with open(os.path.join(out, "x.npy"), "rb") as f:
+    data = f.read()
+with open(os.path.join(out, "truncated.npy"), "wb") as f:
+    f.write(data[:100])
+sess = ort.InferenceSession(linear.SerializeToString(), providers=["CPUExecutionProvider"])
+np.save(os.path.join(out, "y_ref.npy"), sess.run(None, {"x": x})[0])
+np.save(os.path.join(out, "y_big_ref.npy"),
+        sess.run(None, {"x": np.load(os.path.join(out, "x_big.npy"))})[0])
+
+det = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("Det", ["m"], ["d"], name="det0")], "det",
+        [helper.make_tensor_value_info("m", TensorProto.FLOAT, [3, 3])],
+        [helper.make_tensor_value_info("d", TensorProto.FLOAT, [])]),
+    opset_imports=[helper.make_opsetid("", 17)])
+save("det.onnx", det)
