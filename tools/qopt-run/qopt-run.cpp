@@ -80,7 +80,8 @@ void usage() {
       "                         inputs in order\n"
       "  --output-dir DIR       write each output as DIR/<name>.npy\n"
       "  --threads N            threads for the kernels (default: all cores)\n"
-      "  --repeat N             run N times and print the mean latency\n"
+      "  --repeat N             run N times and print the mean latency of all\n"
+      "                         but the first\n"
       "  --info                 print the model's inputs and outputs and exit\n"
       "  --help                 this text\n");
 }
@@ -228,7 +229,7 @@ int main(int argc, char **argv) {
 
   qopt_model_set_num_threads(model, threads);
   std::vector<qopt_tensor> outputs(numOutputs);
-  double total = 0;
+  double total = 0; // over the runs after the first (warm-up) one
   for (int r = 0; r < repeat; ++r) {
     if (r)
       for (auto &t : outputs)
@@ -237,9 +238,10 @@ int main(int argc, char **argv) {
     if (qopt_model_run(model, inputs.data(), numInputs, outputs.data(),
                        numOutputs))
       return fail(qopt_last_error());
-    total += std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                           start)
-                 .count();
+    if (r)
+      total += std::chrono::duration<double>(
+                   std::chrono::steady_clock::now() - start)
+                   .count();
   }
   if (!outputDir.empty())
     mkdir(outputDir.c_str(), 0777); // exists already is fine
@@ -273,7 +275,7 @@ int main(int argc, char **argv) {
     qopt_tensor_free(&t);
   }
   if (repeat > 1)
-    std::printf("mean latency over %d runs: %.3f ms\n", repeat,
-                1e3 * total / repeat);
+    std::printf("mean latency over %d runs (after the first): %.3f ms\n",
+                repeat - 1, 1e3 * total / (repeat - 1));
   return rc;
 }

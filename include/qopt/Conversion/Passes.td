@@ -141,4 +141,22 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def QOptFuseElementwisePass : Pass<"qopt-fuse-elementwise", "::mlir::ModuleOp"> {
+  let summary = "Fuses elementwise producers without recomputation";
+  let description = [{
+    Upstream elementwise fusion on tensors, restricted to fusions that never
+    compute a value twice: a `linalg.generic` with only parallel loops is
+    merged into its single consumer when the consumer reads it through a
+    permutation of all its loops (elementwise chains, and reductions over
+    them). Pure data movement (`linalg.transpose`, `linalg.broadcast`, or a
+    generic that yields its input) folds into any single consumer, where it
+    becomes an indexing map: a transposed weight or attention head is then
+    read in place by the matrix product instead of being copied. Matrix
+    products otherwise keep their operands materialized, so they stay plain
+    multiply-add contractions for `qopt-linalg-to-blas`.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
 #endif // QOPT_CONVERSION_PASSES_TD
