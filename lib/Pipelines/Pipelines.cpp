@@ -31,6 +31,7 @@ void mlir::qopt::buildQOptCPUCodegenPipeline(
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertElementwiseToLinalgPass());
   // One loop nest per chain of elementwise ops instead of a buffer each.
+  pm.addPass(createQOptCPUMathPass());
   pm.addPass(createQOptFuseElementwisePass());
   pm.addPass(createCanonicalizerPass());
   bufferization::OneShotBufferizePassOptions bufferize;

@@ -159,4 +159,19 @@ def QOptFuseElementwisePass : Pass<"qopt-fuse-elementwise", "::mlir::ModuleOp"> 
                            "::mlir::tensor::TensorDialect"];
 }
 
+def QOptCPUMathPass : Pass<"qopt-cpu-math", "::mlir::ModuleOp"> {
+  let summary = "Vectorizable forms of the math functions models use most";
+  let description = [{
+    Rewrites `math.powf` with small constant exponents (x^2, x^3, x^0.5,
+    x^-1 …) into multiplications, square roots and divisions, and
+    `math.tanh` and `math.erf` (GELU) into MLIR's polynomial approximations,
+    which LLVM vectorizes instead of calling libm once per element. The
+    approximations are accurate to a few ulp in f32 (the ONNX node tests
+    and whole-model comparisons with onnxruntime run through them).
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::vector::VectorDialect"];
+}
+
 #endif // QOPT_CONVERSION_PASSES_TD
