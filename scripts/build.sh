@@ -12,6 +12,7 @@ if [ ! -f "$build/build.ninja" ]; then
     -DMLIR_DIR=/usr/lib/llvm-22/lib/cmake/mlir \
     -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit \
     -DPython3_EXECUTABLE="${QOPT_VENV:-$here/.venv}/bin/python" \
+    -DQOPT_ENABLE_PYTHON=ON \
     "${launcher[@]}" "$@"
 fi
 ninja -C "$build" -j "$jobs" ${QOPT_BUILD_TARGETS:-}

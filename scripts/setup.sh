@@ -22,6 +22,8 @@ pkgs=(
   libopenblas-dev
   # Python for tests and reference numerics
   python3 python3-venv python3-pip
+  # the Python binding (nanobind extension)
+  python3-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do
@@ -38,7 +40,7 @@ venv=${QOPT_VENV:-$here/.venv}
 if [ ! -x "$venv/bin/python" ]; then
   /usr/bin/python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c "import numpy, onnx, onnxruntime, ml_dtypes, pytest" 2>/dev/null; then
+if ! "$venv/bin/python" -c "import numpy, onnx, onnxruntime, ml_dtypes, pytest, nanobind" 2>/dev/null; then
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -r "$here/python/requirements-test.txt"
 fi

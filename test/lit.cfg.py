@@ -33,3 +33,6 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 # The importer fuzzer is built by scripts/build-fuzzer.sh (clang-22).
 if os.path.exists(os.path.join(config.qopt_tools_dir, "import-onnx-fuzzer")):
     config.available_features.add("fuzzer")
+# The Python package is built with -DQOPT_ENABLE_PYTHON=ON (scripts/build.sh).
+if os.path.isdir(os.path.join(config.qopt_obj_root, "python", "qopt")):
+    config.available_features.add("python-binding")

@@ -1,0 +1,76 @@
+"""qopt: run models compiled by qoptc from Python.
+
+    import numpy as np, qopt
+    model = qopt.load("gpt2.so")          # + gpt2.safetensors beside it
+    logits, = model.run(input_ids=np.array([[1, 2, 3]]))
+
+This is the minimal binding of the runtime's C API (numpy arrays in and
+out); compiling from Python comes later.
+"""
+import numpy as np
+
+from ._runtime import Model as _Model
+
+__all__ = ["load", "Model", "TensorInfo"]
+
+
+class TensorInfo:
+    """An input or output: name, numpy dtype, shape (None where dynamic) and
+    the names of dynamic dimensions (e.g. 'batch', 'seq')."""
+
+    def __init__(self, name, dtype, shape, dim_names):
+        self.name = name
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(shape)
+        self.dim_names = tuple(dim_names)
+
+    def __repr__(self):
+        dims = ", ".join(str(s) if s is not None else (n or "?")
+                         for s, n in zip(self.shape, self.dim_names))
+        return f"TensorInfo({self.name!r}, {self.dtype}, [{dims}])"
+
+
+class Model:
+    """A compiled model loaded by the runtime."""
+
+    def __init__(self, path):
+        self._model = _Model(str(path))
+        self.inputs = [TensorInfo(*i) for i in self._model.inputs()]
+        self.outputs = [TensorInfo(*o) for o in self._model.outputs()]
+
+    @property
+    def manifest(self):
+        """The manifest qoptc wrote (JSON text)."""
+        return self._model.manifest()
+
+    def set_num_threads(self, n):
+        """Threads for the kernels (0: all cores)."""
+        self._model.set_num_threads(int(n))
+
+    def run(self, *args, **kwargs):
+        """Runs the model on arrays given in input order or by name; returns
+        the outputs as a list of numpy arrays. Inputs are checked (dtype,
+        rank, sizes) and a ValueError says what is wrong. Arrays are passed
+        without a copy when already C-contiguous and of the model's dtype;
+        other dtypes are refused, not converted."""
+        if args and kwargs:
+            raise TypeError("give inputs either in order or by name")
+        if kwargs:
+            names = [i.name for i in self.inputs]
+            unknown = sorted(set(kwargs) - set(names))
+            if unknown:
+                raise TypeError(f"the model has no input {unknown[0]!r} "
+                                f"(inputs: {', '.join(names)})")
+            missing = [n for n in names if n not in kwargs]
+            if missing:
+                raise TypeError(f"missing input {missing[0]!r}")
+            args = [kwargs[n] for n in names]
+        arrays = [np.ascontiguousarray(a) for a in args]
+        return self._model.run(arrays)
+
+    __call__ = run
+
+
+def load(path):
+    """Loads a model compiled by qoptc (model.so; its weights file beside)."""
+    return Model(path)

@@ -1,0 +1,164 @@
+//===- RuntimeModule.cpp - Python binding of the runtime C API ------------===//
+//
+// qopt._runtime: the C API (include/qopt/Runtime/Runtime.h) for numpy
+// arrays. Inputs are read in place (the Python layer makes them contiguous
+// and of the model's dtype); outputs are the model's own buffers, handed to
+// numpy with a capsule that frees them.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Runtime/Runtime.h"
+
+#include <nanobind/nanobind.h>
+#include <nanobind/ndarray.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/tuple.h>
+#include <nanobind/stl/vector.h>
+
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace nb = nanobind;
+
+namespace {
+using Array = nb::ndarray<nb::numpy, nb::c_contig, nb::device::cpu>;
+
+/// (dtype code, bits) for numpy, per runtime dtype.
+nb::dlpack::dtype dlpackOf(qopt_dtype dtype) {
+  switch (dtype) {
+  case QOPT_DTYPE_F32:
+    return nb::dtype<float>();
+  case QOPT_DTYPE_F64:
+    return nb::dtype<double>();
+  case QOPT_DTYPE_F16:
+    return {static_cast<uint8_t>(nb::dlpack::dtype_code::Float), 16, 1};
+  case QOPT_DTYPE_BF16:
+    return {static_cast<uint8_t>(nb::dlpack::dtype_code::Bfloat), 16, 1};
+  case QOPT_DTYPE_I8:
+    return nb::dtype<int8_t>();
+  case QOPT_DTYPE_I16:
+    return nb::dtype<int16_t>();
+  case QOPT_DTYPE_I32:
+    return nb::dtype<int32_t>();
+  case QOPT_DTYPE_I64:
+    return nb::dtype<int64_t>();
+  case QOPT_DTYPE_U8:
+    return nb::dtype<uint8_t>();
+  case QOPT_DTYPE_U16:
+    return nb::dtype<uint16_t>();
+  case QOPT_DTYPE_U32:
+    return nb::dtype<uint32_t>();
+  case QOPT_DTYPE_U64:
+    return nb::dtype<uint64_t>();
+  case QOPT_DTYPE_BOOL:
+    return nb::dtype<bool>();
+  default:
+    return {};
+  }
+}
+
+qopt_dtype fromDlpack(nb::dlpack::dtype t) {
+  for (int d = QOPT_DTYPE_F32; d <= QOPT_DTYPE_BOOL; ++d)
+    if (dlpackOf(static_cast<qopt_dtype>(d)) == t)
+      return static_cast<qopt_dtype>(d);
+  return QOPT_DTYPE_INVALID;
+}
+
+/// (name, dtype name, shape with None for dynamic, dimension names).
+using Info = std::tuple<std::string, std::string, nb::list, nb::list>;
+
+Info toInfo(const qopt_tensor_info &t) {
+  nb::list shape, names;
+  for (int d = 0; d < t.rank; ++d) {
+    shape.append(t.shape[d] >= 0 ? nb::object(nb::int_(t.shape[d]))
+                                 : nb::none());
+    names.append(t.dim_names[d] ? nb::object(nb::str(t.dim_names[d]))
+                                : nb::none());
+  }
+  return {t.name, qopt_dtype_name(t.dtype), shape, names};
+}
+
+class Model {
+public:
+  explicit Model(const std::string &path) {
+    if (qopt_model_load(path.c_str(), &model))
+      throw std::runtime_error(qopt_last_error());
+  }
+  ~Model() { qopt_model_destroy(model); }
+  Model(const Model &) = delete;
+  Model &operator=(const Model &) = delete;
+
+  std::vector<Info> inputs() const {
+    std::vector<Info> out;
+    for (size_t i = 0; i < qopt_model_num_inputs(model); ++i) {
+      qopt_tensor_info t;
+      qopt_model_input_info(model, i, &t);
+      out.push_back(toInfo(t));
+    }
+    return out;
+  }
+  std::vector<Info> outputs() const {
+    std::vector<Info> out;
+    for (size_t i = 0; i < qopt_model_num_outputs(model); ++i) {
+      qopt_tensor_info t;
+      qopt_model_output_info(model, i, &t);
+      out.push_back(toInfo(t));
+    }
+    return out;
+  }
+  std::string manifest() const { return qopt_model_manifest(model); }
+  void setNumThreads(int n) { qopt_model_set_num_threads(model, n); }
+
+  nb::list run(std::vector<Array> arrays) {
+    std::vector<qopt_tensor> inputs(arrays.size());
+    for (size_t i = 0; i < arrays.size(); ++i) {
+      const Array &a = arrays[i];
+      if (a.ndim() > QOPT_MAX_RANK)
+        throw nb::value_error("input has too many dimensions");
+      inputs[i].dtype = fromDlpack(a.dtype());
+      if (inputs[i].dtype == QOPT_DTYPE_INVALID)
+        throw nb::type_error(("input #" + std::to_string(i) +
+                              " has a dtype the runtime does not support")
+                                 .c_str());
+      inputs[i].rank = static_cast<int32_t>(a.ndim());
+      for (size_t d = 0; d < a.ndim(); ++d)
+        inputs[i].shape[d] = static_cast<int64_t>(a.shape(d));
+      inputs[i].data = const_cast<void *>(a.data());
+    }
+    std::vector<qopt_tensor> outputs(qopt_model_num_outputs(model));
+    int rc;
+    {
+      nb::gil_scoped_release release; // runs may take seconds
+      rc = qopt_model_run(model, inputs.data(), inputs.size(),
+                          outputs.data(), outputs.size());
+    }
+    if (rc)
+      throw nb::value_error(qopt_last_error());
+    nb::list result;
+    for (qopt_tensor &t : outputs) {
+      void *data = t.data;
+      nb::capsule owner(data, [](void *p) noexcept { std::free(p); });
+      std::vector<size_t> shape(t.shape, t.shape + t.rank);
+      result.append(Array(data, shape.size(), shape.data(), owner, nullptr,
+                          dlpackOf(t.dtype))
+                        .cast());
+    }
+    return result;
+  }
+
+private:
+  qopt_model *model = nullptr;
+};
+} // namespace
+
+NB_MODULE(_runtime, m) {
+  m.doc() = "qopt runtime: load and run models compiled by qoptc";
+  nb::class_<Model>(m, "Model")
+      .def(nb::init<const std::string &>(), nb::arg("path"))
+      .def("inputs", &Model::inputs)
+      .def("outputs", &Model::outputs)
+      .def("manifest", &Model::manifest)
+      .def("set_num_threads", &Model::setNumThreads, nb::arg("n"))
+      .def("run", &Model::run, nb::arg("inputs"));
+}
