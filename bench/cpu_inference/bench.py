@@ -54,6 +54,7 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--bin", default=os.environ.get("QOPT_BIN", os.path.join(here, "..", "..", "build", "bin")))
+    ap.add_argument("--max-pos", type=int, default=1024)
     ap.add_argument("--json")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -62,7 +63,7 @@ def main():
     tmp = tempfile.TemporaryDirectory()
     path = os.path.join(tmp.name, "gpt2.onnx")
     model = models.gpt2(layers=args.layers, d=args.d, heads=args.heads, vocab=args.vocab,
-                        max_pos=max(1024, args.seq))
+                        max_pos=max(args.max_pos, args.seq))
     onnx.save(model, path)
     del model
     params = sum(int(np.prod(t.dims)) for t in onnx.load(path, load_external_data=False).graph.initializer)
