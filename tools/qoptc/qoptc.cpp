@@ -130,12 +130,9 @@ int main(int argc, char **argv) {
   qopt::ONNXImportOptions importOptions;
   importOptions.allowUnsupported = allowUnsupported;
   for (const std::string &spec : dims) {
-    auto [name, size] = StringRef(spec).split('=');
-    int64_t value;
-    if (name.empty() || size.getAsInteger(10, value) || value < 0)
-      return fail("--dim expects NAME=SIZE with a non-negative size, got '" +
-                  spec + "'");
-    importOptions.dimSizes[name] = value;
+    std::string message;
+    if (!qopt::parseDimSpec(spec, importOptions, message))
+      return fail(message);
   }
 
   DialectRegistry registry;

@@ -83,7 +83,7 @@ const char *qopt_model_manifest(const qopt_model *model);
 /* Runs the model. `inputs` are checked against the model (count, dtype,
    rank, static sizes, and equal sizes for equally named dimensions). On
    success every outputs[i] is filled with a buffer the caller owns: release
-   it with qopt_tensor_free. Safe to call from several threads at once. */
+   it with qopt_tensor_free. */
 int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
                    size_t num_inputs, qopt_tensor *outputs,
                    size_t num_outputs);

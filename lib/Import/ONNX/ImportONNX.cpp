@@ -843,6 +843,20 @@ OwningOpRef<ModuleOp> ONNXImporter::run() {
   return owned;
 }
 
+bool mlir::qopt::parseDimSpec(StringRef spec, ONNXImportOptions &options,
+                              std::string &error) {
+  auto [name, size] = spec.split('=');
+  int64_t value;
+  if (name.empty() || size.getAsInteger(10, value) || value < 0) {
+    error = ("--dim expects NAME=SIZE with a non-negative size, got '" +
+             spec + "'")
+                .str();
+    return false;
+  }
+  options.dimSizes[name] = value;
+  return true;
+}
+
 OwningOpRef<ModuleOp>
 mlir::qopt::importONNXModel(llvm::SourceMgr &sourceMgr, MLIRContext *context,
                             const ONNXImportOptions &options) {
@@ -888,15 +902,11 @@ void mlir::qopt::registerImportONNXTranslation() {
         options.allowUnsupported = clOptions->allowUnsupported;
         options.inlineLimitBytes = clOptions->inlineLimit;
         for (const std::string &spec : clOptions->dims) {
-          auto [name, size] = StringRef(spec).split('=');
-          int64_t value;
-          if (name.empty() || size.getAsInteger(10, value) || value < 0) {
-            mlir::emitError(UnknownLoc::get(context))
-                << "--dim expects NAME=SIZE with a non-negative size, got '"
-                << spec << "'";
+          std::string message;
+          if (!parseDimSpec(spec, options, message)) {
+            mlir::emitError(UnknownLoc::get(context)) << message;
             return nullptr;
           }
-          options.dimSizes[name] = value;
         }
         return OwningOpRef<Operation *>(
             importONNXModel(sourceMgr, context, options).release());

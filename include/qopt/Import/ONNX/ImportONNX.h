@@ -33,6 +33,11 @@ struct ONNXImportOptions {
   bool allowUnsupported = false;
 };
 
+/// Parses one `--dim` value, NAME=SIZE, into `options.dimSizes`; on failure
+/// returns false with the message for the user in `error`.
+bool parseDimSpec(llvm::StringRef spec, ONNXImportOptions &options,
+                  std::string &error);
+
 /// Imports the model held by the main buffer of `sourceMgr`, whose
 /// identifier is the model's path (external data is resolved next to it).
 /// Emits diagnostics and returns null on failure.
