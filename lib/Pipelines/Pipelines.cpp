@@ -31,8 +31,10 @@ void mlir::qopt::buildQOptCPUCodegenPipeline(
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertElementwiseToLinalgPass());
   // One loop nest per chain of elementwise ops instead of a buffer each.
-  pm.addPass(createQOptCPUMathPass());
   pm.addPass(createQOptFuseElementwisePass());
+  // After fusion, which folds constant operands (pow's exponent) into the
+  // loop bodies where the rewrites can see them.
+  pm.addPass(createQOptCPUMathPass());
   pm.addPass(createCanonicalizerPass());
   bufferization::OneShotBufferizePassOptions bufferize;
   bufferize.bufferizeFunctionBoundaries = true;
@@ -50,6 +52,9 @@ void mlir::qopt::buildQOptCPUCodegenPipeline(
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
+  // LLVM intrinsics where they exist (fma, exp, sqrt … vectorize); libm
+  // calls only for the rest.
+  pm.addPass(createConvertMathToLLVMPass());
   pm.addPass(createConvertMathToLibmPass());
   // aligned_alloc: a buffer's aligned pointer is the one free() takes, so
   // the runtime can hand results to the caller without a copy.

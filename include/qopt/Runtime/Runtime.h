@@ -66,7 +66,9 @@ typedef struct qopt_model qopt_model;
 const char *qopt_last_error(void);
 
 /* Loads `path` (a model.so from qoptc) and memory-maps the weights file its
-   manifest names, next to it. */
+   manifest names, next to it. The first load also sets glibc's
+   M_MMAP_THRESHOLD and M_TRIM_THRESHOLD (mallopt) to 1 GiB so that the
+   buffers of repeated runs are reused rather than mapped and zeroed anew. */
 int qopt_model_load(const char *path, qopt_model **model);
 void qopt_model_destroy(qopt_model *model);
 

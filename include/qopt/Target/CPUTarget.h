@@ -23,7 +23,7 @@ struct CPUTargetOptions {
   std::string modelDir;
   /// LLVM CPU name, or "host" for the machine qoptc runs on.
   std::string cpu = "host";
-  unsigned optLevel = 3;
+  unsigned optLevel = 2;
   /// Matrix products through the kernel library (OpenBLAS) rather than
   /// generated loops.
   bool blas = true;
