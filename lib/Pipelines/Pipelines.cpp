@@ -48,7 +48,16 @@ void mlir::qopt::buildQOptCPUCodegenPipeline(
   pm.addPass(createConvertBufferizationToMemRefPass()); // clones
   if (options.blas)
     pm.addPass(createQOptLinalgToBLASPass());
-  pm.addPass(createConvertLinalgToLoopsPass());
+  if (options.parallel) {
+    pm.addPass(createConvertLinalgToParallelLoopsPass());
+    pm.addPass(createQOptSerializeNestedParallelPass());
+    pm.addPass(createConvertSCFToOpenMPPass());
+    // Inlines the memref.alloca_scope the conversion wraps around loop
+    // bodies that allocate nothing (SCF-to-CF would split it into blocks).
+    pm.addPass(createCanonicalizerPass());
+  } else {
+    pm.addPass(createConvertLinalgToLoopsPass());
+  }
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());
@@ -61,6 +70,8 @@ void mlir::qopt::buildQOptCPUCodegenPipeline(
   FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
   memrefToLLVM.useAlignedAlloc = true;
   pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
+  if (options.parallel)
+    pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }

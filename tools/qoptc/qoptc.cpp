@@ -61,6 +61,12 @@ static cl::opt<bool>
            cl::desc("Generate loops for matrix products instead of calling "
                     "the kernel library (slow; for checking)"),
            cl::cat(category));
+static cl::opt<bool> parallel(
+    "parallel",
+    cl::desc("Run the outermost loop of every generated loop nest on all "
+             "cores with OpenMP (links libomp; experimental: slower than the "
+             "default single-threaded loops so far)"),
+    cl::cat(category));
 static cl::opt<bool> allowUnsupported(
     "allow-unsupported",
     cl::desc("Import nodes of unsupported domains as opaque ops (they then "
@@ -109,6 +115,7 @@ int main(int argc, char **argv) {
   options.cpu = cpu;
   options.optLevel = optLevel;
   options.blas = !noBlas;
+  options.parallel = parallel;
   options.allowUnsupported = allowUnsupported;
   options.linker = linker;
   options.timing = timing;

@@ -174,4 +174,17 @@ def QOptCPUMathPass : Pass<"qopt-cpu-math", "::mlir::ModuleOp"> {
                            "::mlir::vector::VectorDialect"];
 }
 
+def QOptSerializeNestedParallelPass
+    : Pass<"qopt-serialize-nested-parallel", "::mlir::ModuleOp"> {
+  let summary = "Keeps only the outermost scf.parallel of each loop nest";
+  let description = [{
+    Rewrites every `scf.parallel` nested inside another one into sequential
+    `scf.for` loops, so that a loop nest from `convert-linalg-to-parallel-loops`
+    becomes one parallel region (OpenMP, via `convert-scf-to-openmp`) whose
+    threads each run plain, vectorizable inner loops, instead of opening a
+    nested region per outer iteration.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
 #endif // QOPT_CONVERSION_PASSES_TD

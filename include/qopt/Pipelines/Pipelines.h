@@ -22,6 +22,12 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
                      "loops; the program must then be linked with "
                      "libqopt_kernels_cpu"),
       llvm::cl::init(false)};
+  PassOptions::Option<bool> parallel{
+      *this, "parallel",
+      llvm::cl::desc("Run the outermost parallel loop of every loop nest on "
+                     "all cores (OpenMP; the program must then be linked "
+                     "with libomp)"),
+      llvm::cl::init(false)};
 };
 
 /// Graph part of the CPU pipeline: raising of decomposed layers, ONNX

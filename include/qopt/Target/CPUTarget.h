@@ -27,6 +27,10 @@ struct CPUTargetOptions {
   /// Matrix products through the kernel library (OpenBLAS) rather than
   /// generated loops.
   bool blas = true;
+  /// The outermost parallel loop of every loop nest on all cores (OpenMP).
+  /// Off by default: measured slower than single-threaded loops so far
+  /// (docs/Benchmarks.md).
+  bool parallel = false;
   bool allowUnsupported = false;
   /// Compiler driver that links the shared library.
   std::string linker = "c++";

@@ -190,7 +190,10 @@ struct QOptLinalgToBLASPass
     SmallVector<linalg::LinalgOp> named;
     module.walk([&](linalg::LinalgOp op) {
       if (isa<linalg::MatmulOp, linalg::BatchMatmulOp>(op) &&
-          op.hasPureBufferSemantics())
+          op.hasPureBufferSemantics() &&
+          llvm::all_of(op->getOperandTypes(), [](Type t) {
+            return cast<MemRefType>(t).getElementType().isF32();
+          }))
         named.push_back(op);
     });
     IRRewriter rewriter(&getContext());

@@ -12,6 +12,7 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/ADT/ScopeExit.h"
@@ -166,6 +167,7 @@ LogicalResult CPUCompiler::runPipeline(
   PassManager pm(module.getContext());
   CPUPipelineOptions pipelineOptions;
   pipelineOptions.blas = options.blas;
+  pipelineOptions.parallel = options.parallel;
   pipelineOptions.allowUnsupported = options.allowUnsupported;
   build(pm, pipelineOptions);
   if (failed(pm.run(module)))
@@ -488,9 +490,12 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
                                  object,
                                  options.kernelsLibrary,
                                  "-lopenblas",
+                                 options.parallel ? "-L" QOPT_LLVM_LIBRARY_DIR : "",
+                                 options.parallel ? "-lomp" : "",
                                  "-lm",
                                  "-Wl,-z,noexecstack",
                                  "-Wl,--no-undefined"};
+  llvm::erase(args, StringRef());
   std::string message;
   SmallString<128> log;
   int fd;
@@ -603,6 +608,7 @@ LogicalResult mlir::qopt::compileForCPU(ModuleOp module,
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  registerOpenMPDialectTranslation(registry);
   module.getContext()->appendDialectRegistry(registry);
   CPUCompiler compiler(module, options);
   return compiler.run();

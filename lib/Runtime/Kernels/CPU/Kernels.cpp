@@ -21,7 +21,21 @@ void cblas_sgemm(int order, int transA, int transB, int m, int n, int k,
                  float beta, float *c, int ldc);
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
+// libomp, present when the model was compiled with parallel loops (weak:
+// the library also serves models and tests without OpenMP).
+void omp_set_num_threads(int) __attribute__((weak));
+int kmp_set_defaults(const char *) __attribute__((weak));
 }
+
+namespace {
+/// OpenMP workers go to sleep right after each parallel region instead of
+/// spinning for 200 ms: between regions the cores belong to OpenBLAS's
+/// threads, which run the matrix products.
+__attribute__((constructor)) void initOpenMP() {
+  if (kmp_set_defaults)
+    kmp_set_defaults("KMP_BLOCKTIME=0");
+}
+} // namespace
 
 namespace {
 /// A strided matrix view: element (r, c) lies at data[r*rs + c*cs].
@@ -150,11 +164,15 @@ void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n,
            {c + i * sc0 + j * sc1, m, n, scm, scn});
 }
 
-/// Threads the kernels may use (OpenBLAS's pool); n <= 0 keeps the default
-/// (all cores, or OPENBLAS_NUM_THREADS).
+/// Threads the model may use (OpenBLAS's pool for products, OpenMP's for
+/// the generated loops); n <= 0 keeps the defaults (all cores, or
+/// OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
 void qopt_kernel_set_num_threads(int n) {
-  if (n > 0)
-    openblas_set_num_threads(n);
+  if (n <= 0)
+    return;
+  openblas_set_num_threads(n);
+  if (omp_set_num_threads)
+    omp_set_num_threads(n);
 }
 
 int qopt_kernel_get_num_threads(void) { return openblas_get_num_threads(); }
