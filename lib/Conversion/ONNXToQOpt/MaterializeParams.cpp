@@ -12,6 +12,11 @@ namespace mlir::qopt {
 using namespace mlir;
 using namespace mlir::qopt;
 
+static bool isSignlessOrFloat(Type t) {
+  auto integer = dyn_cast<IntegerType>(t);
+  return !integer || integer.isSignless();
+}
+
 namespace {
 struct QOptMaterializeParamsPass
     : qopt::impl::QOptMaterializeParamsPassBase<QOptMaterializeParamsPass> {
@@ -19,7 +24,9 @@ struct QOptMaterializeParamsPass
     SymbolTableCollection symbols;
     getOperation().walk([&](LoadParamOp load) {
       ElementsAttr data = load.getInlineData(&symbols);
-      if (!data)
+      // arith.constant takes signless integers only: unsigned parameters
+      // stay parameters (the runtime passes them; qopt-params-to-arguments).
+      if (!data || !isSignlessOrFloat(data.getElementType()))
         return;
       OpBuilder b(load);
       Value constant = arith::ConstantOp::create(b, load.getLoc(), data);
@@ -31,6 +38,7 @@ struct QOptMaterializeParamsPass
     for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
       if (param.getInitialValue() &&
           isa<ElementsAttr>(*param.getInitialValue()) &&
+          isSignlessOrFloat(param.getTensorType().getElementType()) &&
           SymbolTable::symbolKnownUseEmpty(param, module))
         param.erase();
   }

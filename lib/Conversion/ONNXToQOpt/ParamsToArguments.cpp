@@ -17,12 +17,22 @@ struct QOptParamsToArgumentsPass
     : qopt::impl::QOptParamsToArgumentsPassBase<QOptParamsToArgumentsPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    // Reads nothing uses (left by conversions that took the data) go first.
+    module.walk([](LoadParamOp load) {
+      if (load->use_empty())
+        load.erase();
+    });
     SymbolTableCollection symbols;
     func::FuncOp entry;
     llvm::MapVector<ParamOp, SmallVector<LoadParamOp>> reads;
     WalkResult walk = module.walk([&](LoadParamOp load) {
-      if (load.getInlineData(&symbols))
-        return WalkResult::advance();
+      // Inline data stays in the code, except for unsigned integers, which
+      // no constant op can hold: the runtime passes those too.
+      if (ElementsAttr data = load.getInlineData(&symbols)) {
+        auto integer = dyn_cast<IntegerType>(data.getElementType());
+        if (!integer || integer.isSignless())
+          return WalkResult::advance();
+      }
       auto param = symbols.lookupNearestSymbolFrom<ParamOp>(
           load, load.getNameAttr());
       if (!param) // the verifier reports it
@@ -43,8 +53,13 @@ struct QOptParamsToArgumentsPass
     });
     if (walk.wasInterrupted())
       return signalPassFailure();
-    if (!entry)
-      return; // every parameter is inline: nothing to pass
+    auto eraseUnused = [&] {
+      for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
+        if (SymbolTable::symbolKnownUseEmpty(param, module))
+          param.erase();
+    };
+    if (!entry) // every parameter is inline: nothing to pass
+      return eraseUnused();
 
     // Declaration order, so the argument order does not depend on uses.
     SmallVector<ParamOp> params;
@@ -62,6 +77,9 @@ struct QOptParamsToArgumentsPass
       if (auto external = dyn_cast_if_present<ExternalDataAttr>(
               param.getInitialValueAttr()))
         attrs.push_back(b.getNamedAttr("qopt.external", external));
+      else if (auto inlineData = dyn_cast_if_present<ElementsAttr>(
+                   param.getInitialValueAttr()))
+        attrs.push_back(b.getNamedAttr("qopt.inline", inlineData));
       if (failed(entry.insertArgument(index, param.getTensorType(),
                                       b.getDictionaryAttr(attrs),
                                       param.getLoc())))
@@ -72,9 +90,7 @@ struct QOptParamsToArgumentsPass
       }
     }
     // Parameters nobody reads any more (these, and unused ones) go too.
-    for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
-      if (SymbolTable::symbolKnownUseEmpty(param, module))
-        param.erase();
+    eraseUnused();
   }
 };
 } // namespace

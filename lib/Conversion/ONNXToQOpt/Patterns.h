@@ -70,6 +70,11 @@ buildElementwise(ONNXNodeOp op, OpBuilder &b, ValueRange inputs,
                  Type resultElementType,
                  function_ref<Value(OpBuilder &, Location, ValueRange)> body);
 
+/// numpy matmul of `lhs` and `rhs` (1-D operands, batch broadcasting),
+/// accumulated as accumulatorType(); errors name `op`.
+LogicalResult buildMatMul(ONNXNodeOp op, OpBuilder &b, Value lhs, Value rhs,
+                          SmallVectorImpl<Value> &results);
+
 /// Reshapes `value` to `sizes` (one per result dimension) with the element
 /// type kept; `resultType` gives the static sizes known.
 Value reshapeTo(OpBuilder &b, Location loc, Value value,

@@ -122,10 +122,12 @@ Value zeroFilled(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
   return linalg::FillOp::create(b, loc, zero, empty).getResult(0);
 }
 
-LogicalResult convertMatMul(ONNXNodeOp op, OpBuilder &b,
-                            SmallVectorImpl<Value> &results) {
+} // namespace
+
+LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
+                                            Value lhs, Value rhs,
+                                            SmallVectorImpl<Value> &results) {
   Location loc = op.getLoc();
-  Value lhs = op.getInputs()[0], rhs = op.getInputs()[1];
   auto lhsType = rankedType(lhs), rhsType = rankedType(rhs);
   if (!lhsType || !rhsType)
     return nodeError(op) << "needs ranked inputs";
@@ -211,6 +213,12 @@ LogicalResult convertMatMul(ONNXNodeOp op, OpBuilder &b,
   }
   results.push_back(result);
   return success();
+}
+
+namespace {
+LogicalResult convertMatMul(ONNXNodeOp op, OpBuilder &b,
+                            SmallVectorImpl<Value> &results) {
+  return buildMatMul(op, b, op.getInputs()[0], op.getInputs()[1], results);
 }
 
 LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,

@@ -91,8 +91,13 @@ struct Parameter {
   std::string name;
   RankedTensorType type;
   DTypeNames dtype;
-  ExternalDataAttr data;
+  ExternalDataAttr data;     // bytes in a file, or
+  DenseElementsAttr inlineData; // values in the IR (small unsigned tensors)
   uint64_t fileOffset = 0; // in the weights file
+  uint64_t length() const {
+    return data ? data.getLength()
+                : inlineData.getNumElements() * dtype.bytes;
+  }
 };
 
 /// One step's wall time, printed with --time.
@@ -208,13 +213,15 @@ LogicalResult CPUCompiler::collectSignature() {
     if (failed(checkType(type.getInput(i), "parameter '" + name.str() + "'")))
       return failure();
     auto data = entry.getArgAttrOfType<ExternalDataAttr>(i, "qopt.external");
-    if (!data)
+    auto inlineData = entry.getArgAttrOfType<DenseElementsAttr>(i, "qopt.inline");
+    if (!data && !inlineData)
       return error() << "parameter '" << name.getValue()
                      << "' has no data: compiled models need a value for "
                         "every parameter";
     auto tensorType = cast<RankedTensorType>(type.getInput(i));
     params.push_back({name.str(), tensorType,
-                      *dtypeOf(tensorType.getElementType()), data});
+                      *dtypeOf(tensorType.getElementType()), data,
+                      inlineData});
     if (tensorType.getElementType().isInteger(1))
       continue;
     if (tensorType.getElementTypeBitWidth() % 8)
@@ -252,9 +259,9 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
     header[p->name] = llvm::json::Object{
         {"dtype", p->dtype.safetensors},
         {"shape", std::move(shape)},
-        {"data_offsets", llvm::json::Array{offset, offset + p->data.getLength()}}};
+        {"data_offsets", llvm::json::Array{offset, offset + p->length()}}};
     p->fileOffset = offset;
-    offset += p->data.getLength();
+    offset += p->length();
   }
   std::string headerText;
   llvm::raw_string_ostream(headerText) << llvm::json::Value(std::move(header));
@@ -274,6 +281,17 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
   os.write(sizeBytes, 8);
   os << headerText;
   for (Parameter *p : order) {
+    if (p->inlineData) {
+      // Byte-sized elements: the raw data is the array (a splat holds one).
+      ArrayRef<char> raw = p->inlineData.getRawData();
+      for (int64_t e = 0, n = p->inlineData.isSplat()
+                                  ? p->inlineData.getNumElements()
+                                  : 1;
+           e < n; ++e)
+        os.write(raw.data(), raw.size());
+      p->fileOffset += dataStart;
+      continue;
+    }
     SmallString<256> file(options.modelDir);
     llvm::sys::path::append(file, p->data.getLocation());
     auto buffer = llvm::MemoryBuffer::getFileSlice(
@@ -343,7 +361,7 @@ llvm::json::Value CPUCompiler::manifest() {
     llvm::json::Object info =
         *tensorInfo(p.name, p.type, nullptr).getAsObject();
     info["offset"] = p.fileOffset;
-    info["length"] = p.data.getLength();
+    info["length"] = p.length();
     parameters.push_back(std::move(info));
   }
   std::string weightsFile =
