@@ -229,35 +229,15 @@ LogicalResult convertGelu(ONNXNodeOp op, OpBuilder &b,
   if (approximate != "none" && approximate != "tanh")
     return nodeError(op) << "approximate must be 'none' or 'tanh', got '"
                          << approximate << "'";
-  bool useTanh = approximate == "tanh";
-  return elementwise(op, b, results, [&](OpBuilder &nb, Location loc,
-                                         ValueRange a) -> Value {
-    Type t = a[0].getType();
-    Value x = a[0];
-    Value inner;
-    if (useTanh) {
-      // tanh(sqrt(2/pi) * (x + 0.044715 x^3))
-      Value x3 = arith::MulFOp::create(nb, loc, x,
-                                       arith::MulFOp::create(nb, loc, x, x));
-      Value s = arith::AddFOp::create(
-          nb, loc, x,
-          arith::MulFOp::create(nb, loc, x3, scalarConstant(nb, loc, t, 0.044715)));
-      inner = math::TanhOp::create(
-          nb, loc,
-          arith::MulFOp::create(nb, loc, s,
-                                scalarConstant(nb, loc, t, std::sqrt(2.0 / M_PI))));
-    } else {
-      // erf(x / sqrt(2))
-      inner = math::ErfOp::create(
-          nb, loc,
-          arith::MulFOp::create(nb, loc, x,
-                                scalarConstant(nb, loc, t, M_SQRT1_2)));
-    }
-    Value half = arith::MulFOp::create(nb, loc, x, scalarConstant(nb, loc, t, 0.5));
-    return arith::MulFOp::create(
-        nb, loc, half,
-        arith::AddFOp::create(nb, loc, inner, scalarConstant(nb, loc, t, 1)));
-  });
+  Value x = op.getInputs()[0];
+  auto type = rankedType(x);
+  if (!type || !isa<FloatType>(type.getElementType()))
+    return nodeError(op) << "needs a ranked float input";
+  // The QOpt op, so that later passes see the activation (its lowering
+  // defines the arithmetic).
+  results.push_back(GeluOp::create(b, op.getLoc(), x.getType(), x,
+                                   b.getStringAttr(approximate)));
+  return success();
 }
 
 //===----------------------------------------------------------------------===//

@@ -346,7 +346,34 @@ struct ConvertONNXToQOptPass
       return raiseLinear(op, rewriter, gone);
     if (type == "Pow" || type == "Mul")
       if (ONNXNodeOp root = findRMSNormRoot(op))
-        return raiseRMSNorm(root, rewriter, gone);
+        if (succeeded(raiseRMSNorm(root, rewriter, gone)))
+          return success();
+    // GELU, SiLU and LayerNorm chains: look for their final node among the
+    // nodes this one feeds (a few levels, a bounded number of nodes).
+    if (type == "Div" || type == "Pow" || type == "Mul" || type == "Sigmoid" ||
+        type == "ReduceMean" || type == "Erf")
+      return raiseForward(op, rewriter, gone);
+    return failure();
+  }
+
+  LogicalResult raiseForward(ONNXNodeOp start, IRRewriter &rewriter,
+                             SmallVectorImpl<Operation *> &gone) {
+    SmallVector<ONNXNodeOp> queue = {start};
+    llvm::SmallPtrSet<Operation *, 32> seen = {start};
+    for (size_t i = 0; i < queue.size() && i < 32; ++i) {
+      ONNXNodeOp node = queue[i];
+      StringRef type = node.getOpType();
+      if (node.getDomain().empty() && (type == "Add" || type == "Mul")) {
+        if (succeeded(raiseLayerNorm(node, rewriter, gone)) ||
+            succeeded(raiseGelu(node, rewriter, gone)) ||
+            succeeded(raiseSiLU(node, rewriter, gone)))
+          return success();
+      }
+      for (Operation *user : node->getUsers())
+        if (auto next = dyn_cast<ONNXNodeOp>(user))
+          if (seen.insert(next).second)
+            queue.push_back(next);
+    }
     return failure();
   }
 

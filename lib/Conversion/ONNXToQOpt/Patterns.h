@@ -86,6 +86,12 @@ LogicalResult raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
                           SmallVectorImpl<Operation *> &erased);
 LogicalResult raiseRMSNorm(ONNXNodeOp finalMul, RewriterBase &rewriter,
                            SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseLayerNorm(ONNXNodeOp root, RewriterBase &rewriter,
+                             SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseGelu(ONNXNodeOp root, RewriterBase &rewriter,
+                        SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseSiLU(ONNXNodeOp mul, RewriterBase &rewriter,
+                        SmallVectorImpl<Operation *> &erased);
 /// The final Mul of an RMSNorm chain that starts at `square`, if any.
 ONNXNodeOp findRMSNormRoot(ONNXNodeOp square);
 

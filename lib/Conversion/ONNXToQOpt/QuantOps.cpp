@@ -280,7 +280,6 @@ quantElementwise(ONNXNodeOp op, OpBuilder &b, Value x, Value scale, Value zp,
 
 LogicalResult convertDequantizeLinear(ONNXNodeOp op, OpBuilder &b,
                                       SmallVectorImpl<Value> &results) {
-  Location loc = op.getLoc();
   Value x = op.getInputs()[0], scale = op.getInputs()[1], zp = getInput(op, 2);
   auto xType = rankedType(x), sType = rankedType(scale);
   if (!xType || !sType)
@@ -315,7 +314,6 @@ LogicalResult convertDequantizeLinear(ONNXNodeOp op, OpBuilder &b,
 
 LogicalResult convertQuantizeLinear(ONNXNodeOp op, OpBuilder &b,
                                     SmallVectorImpl<Value> &results) {
-  Location loc = op.getLoc();
   Value x = op.getInputs()[0], scale = op.getInputs()[1], zp = getInput(op, 2);
   auto xType = rankedType(x), sType = rankedType(scale);
   if (!xType || !sType || !isa<FloatType>(xType.getElementType()) ||

@@ -8,6 +8,9 @@
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
+#include <array>
+#include <cmath>
+
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTRAISEONNXPASS
 #include "qopt/Conversion/Passes.h.inc"
@@ -73,6 +76,120 @@ void replaceRoot(RewriterBase &rewriter, ONNXNodeOp root, Value value) {
 bool isRankedFloat(Value v) {
   auto t = dyn_cast<RankedTensorType>(v.getType());
   return t && isa<FloatType>(t.getElementType());
+}
+
+
+/// Erases the matched nodes of `chain` as they lose their last user.
+void eraseDeadChain(RewriterBase &rewriter, SmallVectorImpl<Operation *> &chain,
+                    SmallVectorImpl<Operation *> &erased) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (Operation *&dead : chain)
+      if (dead && dead->use_empty()) {
+        erased.push_back(dead);
+        rewriter.eraseOp(dead);
+        dead = nullptr;
+        changed = true;
+      }
+  }
+}
+
+bool near(std::optional<double> v, double expected) {
+  return v && std::abs(*v - expected) <= 1e-4 * std::abs(expected);
+}
+
+/// The other operand of a commutative two-input node when one operand is
+/// the scalar constant `c` (within 1e-4 relative).
+Value otherThanScalar(ONNXNodeOp node, double c) {
+  for (int side = 0; side < 2; ++side)
+    if (near(scalarValue(node.getInputs()[side]), c))
+      return node.getInputs()[1 - side];
+  return {};
+}
+
+/// The ways to read a single-use Mul tree `root` as a product of three
+/// values (a·b)·c, with the inner Mul.
+SmallVector<std::pair<std::array<Value, 3>, ONNXNodeOp>>
+productsOfThree(ONNXNodeOp root) {
+  SmallVector<std::pair<std::array<Value, 3>, ONNXNodeOp>> ways;
+  if (root.getOpType() != "Mul" || !root.getDomain().empty() ||
+      root.getInputs().size() != 2)
+    return ways;
+  for (int side = 0; side < 2; ++side)
+    if (auto inner = producer(root.getInputs()[side], "Mul"))
+      ways.push_back({{inner.getInputs()[0], inner.getInputs()[1],
+                       root.getInputs()[1 - side]},
+                      inner});
+  return ways;
+}
+
+/// erf(x / √2) or erf(x · (1/√2)) -> x; tanh(√(2/π) · (x + 0.044715 x³))
+/// -> x. Appends the matched nodes to `chain`.
+Value geluArgument(ONNXNodeOp f, bool tanhForm,
+                   SmallVectorImpl<Operation *> &chain) {
+  Value arg = f.getInputs()[0];
+  if (!tanhForm) {
+    if (auto div = producer(arg, "Div")) {
+      if (near(scalarValue(div.getInputs()[1]), std::sqrt(2.0))) {
+        chain.push_back(div);
+        return div.getInputs()[0];
+      }
+    } else if (auto mul = producer(arg, "Mul")) {
+      if (Value x = otherThanScalar(mul, 1.0 / std::sqrt(2.0))) {
+        chain.push_back(mul);
+        return x;
+      }
+    }
+    return {};
+  }
+  auto scale = producer(arg, "Mul");
+  if (!scale)
+    return {};
+  auto sum = producer(otherThanScalar(scale, std::sqrt(2.0 / M_PI)), "Add");
+  if (!sum)
+    return {};
+  for (int side = 0; side < 2; ++side) {
+    Value x = sum.getInputs()[side];
+    auto cubic = producer(sum.getInputs()[1 - side], "Mul");
+    if (!cubic)
+      continue;
+    auto pow = producer(otherThanScalar(cubic, 0.044715), "Pow");
+    if (pow && pow.getInputs()[0] == x &&
+        near(scalarValue(pow.getInputs()[1]), 3.0)) {
+      chain.append({scale, sum, cubic, pow});
+      return x;
+    }
+  }
+  return {};
+}
+
+
+
+/// ReduceMean of `x` over the last axis with keepdims (what both norms
+/// use); `rank` is x's (x itself may not have a ranked type yet).
+bool isLastAxisMean(ONNXNodeOp reduce, Value x, int64_t rank) {
+  if (!reduce || getIntAttr(reduce, "keepdims", 1) != 1 ||
+      reduce.getInputs()[0] != x)
+    return false;
+  std::optional<SmallVector<int64_t>> axes =
+      reduce.getInputs().size() > 1 ? getConstantInts(reduce.getInputs()[1])
+                                    : getIntsAttr(reduce, "axes");
+  return axes && axes->size() == 1 &&
+         ((*axes)[0] == -1 || (*axes)[0] == rank - 1);
+}
+
+/// x - ReduceMean(x) over the last axis: returns x (and the two nodes).
+Value centered(Value d, SmallVectorImpl<Operation *> &chain) {
+  auto sub = producer(d, "Sub", /*requireSingleUse=*/false);
+  if (!sub)
+    return {};
+  Value x = sub.getInputs()[0];
+  auto mean = producer(sub.getInputs()[1], "ReduceMean");
+  if (!isRankedFloat(x) ||
+      !isLastAxisMean(mean, x, cast<RankedTensorType>(x.getType()).getRank()))
+    return {};
+  chain.append({sub, mean});
+  return x;
 }
 
 } // namespace
@@ -204,6 +321,10 @@ LogicalResult mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op,
       }
       if (!x || !isRankedFloat(x))
         continue;
+      // x - mean(x) normalised this way is a LayerNorm (raiseLayerNorm).
+      SmallVector<Operation *> ignored;
+      if (centered(x, ignored))
+        continue;
       auto sqrtNode = producer(sqrtValue, "Sqrt");
       if (!sqrtNode)
         continue;
@@ -252,21 +373,147 @@ LogicalResult mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op,
       replaceRoot(rewriter, op, y);
       erased.push_back(op);
       rewriter.eraseOp(op);
-      // Erase the matched nodes as they lose their last user.
-      for (bool changed = true; changed;) {
-        changed = false;
-        for (Operation *&dead : chain)
-          if (dead && dead->use_empty()) {
-            erased.push_back(dead);
-            rewriter.eraseOp(dead);
-            dead = nullptr;
-            changed = true;
-          }
-      }
+      eraseDeadChain(rewriter, chain, erased);
       return success();
     }
     return failure();
   }
+}
+
+
+/// 0.5 · x · (1 + erf(x/√2)) or its tanh form, in any association of the
+/// products -> qopt.gelu.
+LogicalResult mlir::qopt::onnx::raiseGelu(ONNXNodeOp op, RewriterBase &rewriter,
+                                          SmallVectorImpl<Operation *> &erased) {
+  for (auto &[leaves, inner] : productsOfThree(op)) {
+    for (int h = 0; h < 3; ++h) {
+      if (!near(scalarValue(leaves[h]), 0.5))
+        continue;
+      for (int a = 0; a < 3; ++a) {
+        if (a == h)
+          continue;
+        Value x = leaves[3 - h - a];
+        auto add = producer(leaves[a], "Add");
+        if (!add || !isRankedFloat(x))
+          continue;
+        Value fValue = otherThanScalar(add, 1.0);
+        for (bool tanhForm : {false, true}) {
+          auto f = producer(fValue, tanhForm ? "Tanh" : "Erf");
+          if (!f)
+            continue;
+          SmallVector<Operation *> chain = {inner, add, f};
+          if (geluArgument(f, tanhForm, chain) != x)
+            continue;
+          OpBuilder::InsertionGuard guard(rewriter);
+          rewriter.setInsertionPoint(op);
+          Value y = GeluOp::create(rewriter, op.getLoc(), x.getType(), x,
+                                   rewriter.getStringAttr(tanhForm ? "tanh" : "none"));
+          replaceRoot(rewriter, op, y);
+          erased.push_back(op);
+          rewriter.eraseOp(op);
+          eraseDeadChain(rewriter, chain, erased);
+          return success();
+        }
+      }
+    }
+  }
+  return failure();
+}
+
+/// Mul(x, Sigmoid(x)) -> qopt.silu.
+LogicalResult mlir::qopt::onnx::raiseSiLU(ONNXNodeOp op, RewriterBase &rewriter,
+                                          SmallVectorImpl<Operation *> &erased) {
+  if (op.getOpType() != "Mul" || !op.getDomain().empty() ||
+      op.getInputs().size() != 2)
+    return failure();
+  for (int side = 0; side < 2; ++side) {
+    Value x = op.getInputs()[1 - side];
+    auto sigmoid = producer(op.getInputs()[side], "Sigmoid");
+    if (!sigmoid || sigmoid.getInputs()[0] != x || !isRankedFloat(x))
+      continue;
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPoint(op);
+    Value y = SiLUOp::create(rewriter, op.getLoc(), x.getType(), x);
+    replaceRoot(rewriter, op, y);
+    erased.push_back(op);
+    rewriter.eraseOp(op);
+    SmallVector<Operation *> chain = {sigmoid};
+    eraseDeadChain(rewriter, chain, erased);
+    return success();
+  }
+  return failure();
+}
+
+
+/// ((x - mean(x)) / sqrt(mean((x - mean(x))²) + eps)) · gamma [+ beta], as
+/// pre-opset-17 exports write LayerNorm -> qopt.layer_norm.
+LogicalResult mlir::qopt::onnx::raiseLayerNorm(
+    ONNXNodeOp op, RewriterBase &rewriter,
+    SmallVectorImpl<Operation *> &erased) {
+  if (!op.getDomain().empty() || op.getInputs().size() != 2)
+    return failure();
+  ONNXNodeOp scaled = op;
+  LoadParamOp beta;
+  if (op.getOpType() == "Add") {
+    for (int side = 0; side < 2 && !beta; ++side)
+      if ((beta = paramOfRank(op.getInputs()[side], 1)))
+        scaled = producer(op.getInputs()[1 - side], "Mul");
+    if (!beta || !scaled)
+      return failure();
+  } else if (op.getOpType() != "Mul") {
+    return failure();
+  }
+  for (int side = 0; side < 2; ++side) {
+    LoadParamOp gamma = paramOfRank(scaled.getInputs()[side], 1);
+    auto div = producer(scaled.getInputs()[1 - side], "Div");
+    if (!gamma || !div)
+      continue;
+    SmallVector<Operation *> chain = {div};
+    if (scaled != op)
+      chain.push_back(scaled);
+    Value d = div.getInputs()[0];
+    Value x = centered(d, chain);
+    auto sqrtNode = producer(div.getInputs()[1], "Sqrt");
+    auto add = sqrtNode ? producer(sqrtNode.getInputs()[0], "Add") : ONNXNodeOp();
+    if (!x || !add)
+      continue;
+    std::optional<double> eps;
+    Value var;
+    for (int s = 0; s < 2 && !eps; ++s) {
+      eps = scalarValue(add.getInputs()[s]);
+      var = add.getInputs()[1 - s];
+    }
+    auto varMean = producer(var, "ReduceMean");
+    if (!eps || !varMean)
+      continue;
+    auto pow = producer(varMean.getInputs()[0], "Pow");
+    if (!pow || pow.getInputs()[0] != d ||
+        !near(scalarValue(pow.getInputs()[1]), 2.0) ||
+        !isLastAxisMean(varMean, pow.getResult(0),
+                        cast<RankedTensorType>(x.getType()).getRank()) ||
+        !d.hasNUses(2))
+      continue;
+    auto xType = cast<RankedTensorType>(x.getType());
+    int64_t rank = xType.getRank();
+    if (gamma.getType().getElementType() != xType.getElementType() ||
+        (beta && beta.getType().getElementType() != xType.getElementType()) ||
+        (!xType.isDynamicDim(rank - 1) &&
+         xType.getDimSize(rank - 1) != gamma.getType().getDimSize(0)))
+      continue;
+    chain.append({sqrtNode, add, varMean, pow});
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPoint(op);
+    Value y = LayerNormOp::create(rewriter, op.getLoc(), xType, x, gamma,
+                                  beta ? Value(beta) : Value(),
+                                  rewriter.getF64FloatAttr(*eps),
+                                  rewriter.getI64IntegerAttr(-1));
+    replaceRoot(rewriter, op, y);
+    erased.push_back(op);
+    rewriter.eraseOp(op);
+    eraseDeadChain(rewriter, chain, erased);
+    return success();
+  }
+  return failure();
 }
 
 ONNXNodeOp mlir::qopt::onnx::findRMSNormRoot(ONNXNodeOp square) {
@@ -316,11 +563,26 @@ struct RaiseRMSNorm : OpRewritePattern<ONNXNodeOp> {
   }
 };
 
+template <LogicalResult (*Raise)(ONNXNodeOp, RewriterBase &,
+                                  SmallVectorImpl<Operation *> &)>
+struct RaisePattern : OpRewritePattern<ONNXNodeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ONNXNodeOp op,
+                                PatternRewriter &rewriter) const override {
+    SmallVector<Operation *> erased;
+    return Raise(op, rewriter, erased);
+  }
+};
+
 struct QOptRaiseONNXPass
     : qopt::impl::QOptRaiseONNXPassBase<QOptRaiseONNXPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<RaiseLinear, RaiseRMSNorm>(&getContext());
+    patterns.add<RaiseLinear, RaiseRMSNorm, RaisePattern<raiseGelu>,
+                 RaisePattern<raiseSiLU>>(&getContext());
+    // Before RMSNorm, which would otherwise take the final Mul of a
+    // LayerNorm without beta.
+    patterns.add<RaisePattern<raiseLayerNorm>>(&getContext(), /*benefit=*/2);
     GreedyRewriteConfig config;
     config.enableFolding(false);
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns), config)))

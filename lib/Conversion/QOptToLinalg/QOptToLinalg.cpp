@@ -767,13 +767,70 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
   }
 };
 
+/// GELU (erf or tanh form) and SiLU, elementwise, in f32.
+struct LowerGelu : OpRewritePattern<GeluOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(GeluOp op,
+                                PatternRewriter &rewriter) const override {
+    bool useTanh = op.getApproximate() == "tanh";
+    Type element = op.getType().getElementType();
+    Value x = op.getInput();
+    Value y = mapElementwise(
+        rewriter, op.getLoc(), x, x,
+        {rewriter.getMultiDimIdentityMap(op.getType().getRank())},
+        [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+          Value v = toF32(b, l, a[0]);
+          auto c = [&](double d) { return f32Const(b, l, d); };
+          Value inner;
+          if (useTanh) {
+            Value v3 = arith::MulFOp::create(b, l, v, arith::MulFOp::create(b, l, v, v));
+            Value s = arith::AddFOp::create(b, l, v,
+                                            arith::MulFOp::create(b, l, v3, c(0.044715)));
+            inner = math::TanhOp::create(
+                b, l, arith::MulFOp::create(b, l, s, c(std::sqrt(2.0 / M_PI))));
+          } else {
+            inner = math::ErfOp::create(
+                b, l, arith::MulFOp::create(b, l, v, c(1.0 / std::sqrt(2.0))));
+          }
+          Value r = arith::MulFOp::create(
+              b, l, arith::MulFOp::create(b, l, v, c(0.5)),
+              arith::AddFOp::create(b, l, inner, c(1.0)));
+          return fromF32(b, l, r, element);
+        });
+    rewriter.replaceOp(op, y);
+    return success();
+  }
+};
+
+struct LowerSiLU : OpRewritePattern<SiLUOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(SiLUOp op,
+                                PatternRewriter &rewriter) const override {
+    Type element = op.getType().getElementType();
+    Value x = op.getInput();
+    Value y = mapElementwise(
+        rewriter, op.getLoc(), x, x,
+        {rewriter.getMultiDimIdentityMap(op.getType().getRank())},
+        [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+          Value v = toF32(b, l, a[0]);
+          Value e = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, v));
+          Value r = arith::DivFOp::create(
+              b, l, v, arith::AddFOp::create(b, l, e, f32Const(b, l, 1.0)));
+          return fromF32(b, l, r, element);
+        });
+    rewriter.replaceOp(op, y);
+    return success();
+  }
+};
+
 struct ConvertQOptToLinalgPass
     : mlir::qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
                  LowerLoRA, LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
-                 LowerHadamard, LowerDequantize>(&getContext());
+                 LowerHadamard, LowerDequantize, LowerGelu, LowerSiLU>(
+        &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

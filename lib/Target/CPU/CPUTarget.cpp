@@ -520,7 +520,7 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
   if (llvm::sys::fs::createTemporaryFile("qoptc-link", "log", fd, log))
     return error() << "cannot create a temporary file";
   ::close(fd);
-  auto removeLog = llvm::make_scope_exit([&] { llvm::sys::fs::remove(log); });
+  llvm::scope_exit removeLog([&] { llvm::sys::fs::remove(log); });
   std::optional<StringRef> redirects[] = {std::nullopt, StringRef(log),
                                           StringRef(log)};
   int rc = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, redirects,

@@ -116,3 +116,109 @@ func.func @rms_norm_shared(%x: tensor<2x8xf32>) -> (tensor<2x8xf32>, tensor<2x1x
   %5 = qopt.onnx_node "Mul" opset 17 (%4, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
   return %5, %3 : tensor<2x8xf32>, tensor<2x1xf32>
 }
+
+// -----
+
+// GELU, erf form (torch.onnx of nn.GELU): x * 0.5 * (1 + erf(x / sqrt(2))).
+// CHECK-LABEL: func.func @gelu_erf
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
+// CHECK: %[[Y:.*]] = qopt.gelu %[[X]] : tensor<2x8xf32>
+// CHECK-NOT: qopt.onnx_node
+// CHECK: return %[[Y]]
+func.func @gelu_erf(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %sqrt2 = arith.constant dense<1.41421354> : tensor<f32>
+  %one = arith.constant dense<1.0> : tensor<f32>
+  %half = arith.constant dense<0.5> : tensor<f32>
+  %0 = qopt.onnx_node "Div" opset 17 (%x, %sqrt2) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = qopt.onnx_node "Erf" opset 17 (%0) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %2 = qopt.onnx_node "Add" opset 17 (%1, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %3 = qopt.onnx_node "Mul" opset 17 (%x, %2) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %4 = qopt.onnx_node "Mul" opset 17 (%3, %half) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  return %4 : tensor<2x8xf32>
+}
+
+// -----
+
+// GELU, tanh form (GPT-2's gelu_new), with the 0.5 on x first.
+// CHECK-LABEL: func.func @gelu_tanh
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
+// CHECK: %[[Y:.*]] = qopt.gelu %[[X]] approximate = "tanh" : tensor<2x8xf32>
+// CHECK-NOT: qopt.onnx_node
+// CHECK: return %[[Y]]
+func.func @gelu_tanh(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %three = arith.constant dense<3.0> : tensor<f32>
+  %c = arith.constant dense<0.044715> : tensor<f32>
+  %k = arith.constant dense<0.797884583> : tensor<f32>
+  %one = arith.constant dense<1.0> : tensor<f32>
+  %half = arith.constant dense<0.5> : tensor<f32>
+  %0 = qopt.onnx_node "Pow" opset 17 (%x, %three) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = qopt.onnx_node "Mul" opset 17 (%0, %c) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %2 = qopt.onnx_node "Add" opset 17 (%x, %1) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %3 = qopt.onnx_node "Mul" opset 17 (%2, %k) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %4 = qopt.onnx_node "Tanh" opset 17 (%3) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %5 = qopt.onnx_node "Mul" opset 17 (%x, %half) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %6 = qopt.onnx_node "Add" opset 17 (%4, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %7 = qopt.onnx_node "Mul" opset 17 (%5, %6) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  return %7 : tensor<2x8xf32>
+}
+
+// -----
+
+// A near miss: 0.6 instead of 0.5 is not a GELU.
+// CHECK-LABEL: func.func @not_gelu
+// CHECK-NOT: qopt.gelu
+func.func @not_gelu(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %sqrt2 = arith.constant dense<1.41421354> : tensor<f32>
+  %one = arith.constant dense<1.0> : tensor<f32>
+  %c = arith.constant dense<0.6> : tensor<f32>
+  %0 = qopt.onnx_node "Div" opset 17 (%x, %sqrt2) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = qopt.onnx_node "Erf" opset 17 (%0) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %2 = qopt.onnx_node "Add" opset 17 (%1, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %3 = qopt.onnx_node "Mul" opset 17 (%x, %2) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %4 = qopt.onnx_node "Mul" opset 17 (%3, %c) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  return %4 : tensor<2x8xf32>
+}
+
+// -----
+
+// SiLU (LLaMA's gate activation): Mul(x, Sigmoid(x)), either order.
+// CHECK-LABEL: func.func @silu
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
+// CHECK: %[[Y:.*]] = qopt.silu %[[X]] : tensor<2x8xf32>
+// CHECK-NOT: qopt.onnx_node
+// CHECK: return %[[Y]]
+func.func @silu(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %0 = qopt.onnx_node "Sigmoid" opset 13 (%x) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %1 = qopt.onnx_node "Mul" opset 14 (%0, %x) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  return %1 : tensor<2x8xf32>
+}
+
+// -----
+
+qopt.param @ln.weight : tensor<8xf32>
+qopt.param @ln.bias : tensor<8xf32>
+// LayerNorm as exports before opset 17 write it; not an RMSNorm of x - mean.
+// CHECK-LABEL: func.func @layer_norm_decomposed
+// CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
+// CHECK-DAG: %[[G:.*]] = qopt.load_param @ln.weight
+// CHECK-DAG: %[[B:.*]] = qopt.load_param @ln.bias
+// CHECK: %[[Y:.*]] = qopt.layer_norm %[[X]], %[[G]], %[[B]] epsilon = 9.9999997473787516E-6 : (tensor<2x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: qopt.rms_norm
+// CHECK: return %[[Y]]
+func.func @layer_norm_decomposed(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
+  %g = qopt.load_param @ln.weight : tensor<8xf32>
+  %b = qopt.load_param @ln.bias : tensor<8xf32>
+  %two = arith.constant dense<2.0> : tensor<f32>
+  %eps = arith.constant dense<1.0e-5> : tensor<f32>
+  %mean = qopt.onnx_node "ReduceMean" opset 13 (%x) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
+  %d = qopt.onnx_node "Sub" opset 14 (%x, %mean) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %sq = qopt.onnx_node "Pow" opset 15 (%d, %two) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %var = qopt.onnx_node "ReduceMean" opset 13 (%sq) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
+  %ve = qopt.onnx_node "Add" opset 14 (%var, %eps) {} : (tensor<2x1xf32>, tensor<f32>) -> tensor<2x1xf32>
+  %s = qopt.onnx_node "Sqrt" opset 13 (%ve) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %n = qopt.onnx_node "Div" opset 14 (%d, %s) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %m = qopt.onnx_node "Mul" opset 14 (%n, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %y = qopt.onnx_node "Add" opset 14 (%m, %b) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  return %y : tensor<2x8xf32>
+}

@@ -162,5 +162,22 @@ check("linear with a uint4 weight", f"""
   %y = qopt.linear %a0, %q : (tensor<3x8xf32>, {qt}) -> tensor<3x6xf32>
   return %y : tensor<3x6xf32>""", [xl, packed, sg, zps], xl @ wdeq.T, rtol=1e-5)
 
+
+# --- activations ----------------------------------------------------------
+from math import erf as _erf  # noqa: E402
+xa = f32(4, 16, scale=3.0)
+erf_v = np.vectorize(_erf)
+check("gelu (erf)", f"""
+  %y = qopt.gelu %a0 : {t(xa)}
+  return %y : {t(xa)}""", [xa], (0.5 * xa * (1 + erf_v(xa / np.sqrt(2.0)))).astype(np.float32), rtol=1e-5, atol=1e-6)
+check("gelu (tanh)", f"""
+  %y = qopt.gelu %a0 approximate = "tanh" : {t(xa)}
+  return %y : {t(xa)}""", [xa],
+      (0.5 * xa * (1 + np.tanh(np.sqrt(2 / np.pi) * (xa + 0.044715 * xa ** 3)))).astype(np.float32),
+      rtol=1e-5, atol=1e-6)
+check("silu", f"""
+  %y = qopt.silu %a0 : {t(xa)}
+  return %y : {t(xa)}""", [xa], (xa / (1 + np.exp(-xa.astype(np.float64)))).astype(np.float32), rtol=1e-5, atol=1e-6)
+
 print(f"qopt numerics: {sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

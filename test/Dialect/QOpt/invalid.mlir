@@ -483,3 +483,11 @@ func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
   %0 = qopt.onnx_node "Relu" opset 0 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
   return %0 : tensor<2xf32>
 }
+
+// -----
+
+func.func @gelu_approximate(%x: tensor<4xf32>) -> tensor<4xf32> {
+  // expected-error @+1 {{approximate must be "none" or "tanh", got "fast"}}
+  %0 = qopt.gelu %x approximate = "fast" : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}

@@ -197,3 +197,14 @@ func.func @onnx_staging(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>) -> (tensor<?x8
   %1 = qopt.onnx_node "Clip" domain "com.example" opset 2 (%x, %none) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
   return %0, %1 : tensor<?x8xf32>, tensor<?x4xf32>
 }
+
+// CHECK-LABEL: func.func @activations
+func.func @activations(%x: tensor<?x8xf32>, %h: tensor<2x4xbf16>) -> (tensor<?x8xf32>, tensor<?x8xf32>, tensor<2x4xbf16>) {
+  // CHECK: qopt.gelu %{{.*}} : tensor<?x8xf32>
+  %0 = qopt.gelu %x : tensor<?x8xf32>
+  // CHECK: qopt.gelu %{{.*}} approximate = "tanh" : tensor<?x8xf32>
+  %1 = qopt.gelu %x approximate = "tanh" : tensor<?x8xf32>
+  // CHECK: qopt.silu %{{.*}} : tensor<2x4xbf16>
+  %2 = qopt.silu %h : tensor<2x4xbf16>
+  return %0, %1, %2 : tensor<?x8xf32>, tensor<?x8xf32>, tensor<2x4xbf16>
+}

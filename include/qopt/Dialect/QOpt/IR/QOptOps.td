@@ -533,6 +533,50 @@ def QOpt_LayerNormOp : QOpt_Op<"layer_norm", [Pure,
   let hasVerifier = 1;
 }
 
+def QOpt_GeluOp : QOpt_Op<"gelu", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "Gaussian error linear unit (GPT-2, BERT, ViT)";
+  let description = [{
+    Elementwise `x · Φ(x)`:
+
+    ```
+    approximate = "none":  y = 0.5 · x · (1 + erf(x / √2))
+    approximate = "tanh":  y = 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))
+    ```
+
+    as `torch.nn.GELU(approximate=…)` and ONNX `Gelu`. Computed in f32 for
+    narrower float types. Exporters that decompose it (Erf or Tanh chains)
+    are raised to this op by `qopt-raise-onnx`.
+
+    ```mlir
+    %y = qopt.gelu %x approximate = "tanh" : tensor<?x?x3072xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input,
+                       DefaultValuedStrAttr<StrAttr, "none">:$approximate);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input (`approximate` `=` $approximate^)? attr-dict `:` type($input)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_SiLUOp : QOpt_Op<"silu", [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "sigmoid linear unit / swish (LLaMA, Mistral, Qwen MLPs)";
+  let description = [{
+    Elementwise `y = x · sigmoid(x) = x / (1 + exp(-x))`, as
+    `torch.nn.SiLU`. Computed in f32 for narrower float types. The
+    `Mul(x, Sigmoid(x))` that exporters write is raised to this op by
+    `qopt-raise-onnx`.
+
+    ```mlir
+    %y = qopt.silu %gate : tensor<?x?x11008xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($input)";
+}
+
 //===----------------------------------------------------------------------===//
 // ONNX import staging
 //===----------------------------------------------------------------------===//
