@@ -409,6 +409,9 @@ LogicalResult convertBatchNorm(ONNXNodeOp op, OpBuilder &b,
   return success();
 }
 
+/// Pad in every mode (constant, edge, reflect, wrap), with constant or
+/// run-time pads (negative ones crop), as a gather: output index o reads
+/// input index o - pad_begin, mapped into range as the mode says.
 LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
                          SmallVectorImpl<Value> &results) {
   Location loc = op.getLoc();
@@ -417,11 +420,14 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
   if (!type)
     return nodeError(op) << "needs a ranked input";
   StringRef mode = getStringAttr(op, "mode", "constant");
-  if (mode != "constant")
-    return nodeError(op) << "mode '" << mode << "' is not supported yet";
-  std::optional<SmallVector<int64_t>> pads = getConstantInts(getInput(op, 1));
-  if (!pads)
-    return nodeError(op) << "pads must be a constant";
+  if (mode != "constant" && mode != "edge" && mode != "reflect" &&
+      mode != "wrap")
+    return nodeError(op) << "mode '" << mode << "' is unknown";
+  Value padsIn = getInput(op, 1);
+  auto padsType = rankedType(padsIn);
+  if (!padsType || padsType.getRank() != 1 ||
+      !padsType.getElementType().isInteger(64))
+    return nodeError(op) << "pads must be a 1-D int64 tensor";
   int64_t rank = type.getRank();
   SmallVector<int64_t> axes;
   if (Value axesIn = getInput(op, 3)) {
@@ -439,19 +445,50 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
       axes.push_back(d);
   }
   int64_t n = axes.size();
-  if ((int64_t)pads->size() != 2 * n)
-    return nodeError(op) << "pads has " << pads->size() << " entries for "
-                         << n << " axes";
-  if (llvm::any_of(*pads, [](int64_t p) { return p < 0; }))
-    return nodeError(op) << "negative pads (cropping) are not supported yet";
-  SmallVector<OpFoldResult> low(rank, b.getIndexAttr(0)), high(rank, b.getIndexAttr(0));
-  SmallVector<int64_t> shape(type.getShape());
-  for (int64_t i = 0; i < n; ++i) {
-    low[axes[i]] = b.getIndexAttr((*pads)[i]);
-    high[axes[i]] = b.getIndexAttr((*pads)[n + i]);
-    if (!ShapedType::isDynamic(shape[axes[i]]))
-      shape[axes[i]] += (*pads)[i] + (*pads)[n + i];
+  if (!padsType.isDynamicDim(0) && padsType.getDimSize(0) != 2 * n)
+    return nodeError(op) << "pads has " << padsType.getDimSize(0)
+                         << " entries for " << n << " axes";
+  std::optional<SmallVector<int64_t>> constPads = getConstantInts(padsIn);
+  // Begin / end pads per dimension, as index values (constants folded).
+  SmallVector<OpFoldResult> begin(rank, b.getIndexAttr(0)),
+      endPad(rank, b.getIndexAttr(0));
+  for (int64_t i = 0; i < n; ++i)
+    for (int side = 0; side < 2; ++side) {
+      OpFoldResult &slot = side ? endPad[axes[i]] : begin[axes[i]];
+      if (constPads) {
+        slot = b.getIndexAttr((*constPads)[side * n + i]);
+        continue;
+      }
+      Value e = tensor::ExtractOp::create(
+          b, loc, padsIn,
+          ValueRange{arith::ConstantIndexOp::create(b, loc, side * n + i)});
+      slot = arith::IndexCastOp::create(b, loc, b.getIndexType(), e).getResult();
+    }
+  SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x), outSizes;
+  SmallVector<int64_t> shape;
+  for (int64_t d = 0; d < rank; ++d) {
+    std::optional<int64_t> in = getConstantIntValue(inSizes[d]),
+                           lo = getConstantIntValue(begin[d]),
+                           hi = getConstantIntValue(endPad[d]);
+    if (in && lo && hi) {
+      if (*in + *lo + *hi < 0)
+        return nodeError(op) << "pads crop dimension " << d << " below zero";
+      outSizes.push_back(b.getIndexAttr(*in + *lo + *hi));
+      shape.push_back(*in + *lo + *hi);
+      continue;
+    }
+    Value sum = arith::AddIOp::create(
+        b, loc, getValueOrCreateConstantIndexOp(b, loc, inSizes[d]),
+        arith::AddIOp::create(b, loc, getValueOrCreateConstantIndexOp(b, loc, begin[d]),
+                              getValueOrCreateConstantIndexOp(b, loc, endPad[d])));
+    outSizes.push_back(sum);
+    shape.push_back(ShapedType::kDynamic);
   }
+  // Every mode reads some input element per output element.
+  for (int64_t d = 0; d < rank; ++d)
+    if (std::optional<int64_t> in = getConstantIntValue(inSizes[d]))
+      if (*in == 0 && shape[d] != 0)
+        return nodeError(op) << "cannot pad empty dimension " << d;
   Value value;
   if (Value v = getInput(op, 2)) {
     SmallVector<Value> zeros(cast<RankedTensorType>(v.getType()).getRank(),
@@ -460,9 +497,67 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
   } else {
     value = scalarConstant(b, loc, type.getElementType(), 0);
   }
-  results.push_back(tensor::PadOp::create(
-      b, loc, RankedTensorType::get(shape, type.getElementType()), x, low, high,
-      value, false));
+  SmallVector<Value> beginV, lenV;
+  for (int64_t d = 0; d < rank; ++d) {
+    beginV.push_back(getValueOrCreateConstantIndexOp(b, loc, begin[d]));
+    lenV.push_back(getValueOrCreateConstantIndexOp(b, loc, inSizes[d]));
+  }
+  Value init = tensor::EmptyOp::create(b, loc, outSizes, type.getElementType());
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  Value y =
+      linalg::GenericOp::create(
+          b, loc, init.getType(), ValueRange{}, init,
+          {b.getMultiDimIdentityMap(rank)}, par,
+          [&](OpBuilder &nb, Location l, ValueRange) {
+            Value zero = arith::ConstantIndexOp::create(nb, l, 0);
+            Value one = arith::ConstantIndexOp::create(nb, l, 1);
+            Value inside = arith::ConstantIntOp::create(nb, l, 1, 1);
+            SmallVector<Value> coords;
+            for (int64_t d = 0; d < rank; ++d) {
+              Value i = arith::SubIOp::create(
+                  nb, l, linalg::IndexOp::create(nb, l, d), beginV[d]);
+              Value len = lenV[d], last = arith::SubIOp::create(nb, l, len, one);
+              if (mode == "constant") {
+                Value ge = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sge, i, zero);
+                Value lt = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, i, len);
+                inside = arith::AndIOp::create(
+                    nb, l, inside, arith::AndIOp::create(nb, l, ge, lt));
+                // Any in-range index for the (discarded) read outside.
+                i = arith::MaxSIOp::create(nb, l, zero,
+                                           arith::MinSIOp::create(nb, l, i, last));
+              } else if (mode == "edge") {
+                i = arith::MaxSIOp::create(nb, l, zero,
+                                           arith::MinSIOp::create(nb, l, i, last));
+              } else if (mode == "wrap") {
+                Value r = arith::RemSIOp::create(nb, l, i, len);
+                Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, r, zero);
+                i = arith::SelectOp::create(nb, l, neg,
+                                            arith::AddIOp::create(nb, l, r, len), r);
+              } else { // reflect, period 2(len - 1), no edge repeat
+                Value period = arith::MulIOp::create(
+                    nb, l, last, arith::ConstantIndexOp::create(nb, l, 2));
+                Value safe = arith::MaxSIOp::create(nb, l, period, one);
+                Value r = arith::RemSIOp::create(nb, l, i, safe);
+                Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, r, zero);
+                r = arith::SelectOp::create(nb, l, neg,
+                                            arith::AddIOp::create(nb, l, r, safe), r);
+                Value over = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sgt, r, last);
+                i = arith::SelectOp::create(nb, l, over,
+                                            arith::SubIOp::create(nb, l, period, r), r);
+                // A dimension of size 1 reflects onto itself.
+                i = arith::MinSIOp::create(nb, l, i, last);
+              }
+              coords.push_back(i);
+            }
+            Value v = tensor::ExtractOp::create(nb, l, x, coords);
+            if (mode == "constant")
+              v = arith::SelectOp::create(nb, l, inside, v, value);
+            linalg::YieldOp::create(nb, l, v);
+          })
+          .getResult(0);
+  if (y.getType() != RankedTensorType::get(shape, type.getElementType()))
+    y = tensor::CastOp::create(b, loc, RankedTensorType::get(shape, type.getElementType()), y);
+  results.push_back(y);
   return success();
 }
 

@@ -218,18 +218,35 @@ func.func @bn_training(%x: tensor<1x3x4xf32>, %s: tensor<3xf32>) -> tensor<1x3x4
 
 func.func @pad_mode(%x: tensor<2x3xf32>) -> tensor<4x5xf32> {
   %p = arith.constant dense<[1, 1, 1, 1]> : tensor<4xi64>
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): mode 'reflect' is not supported yet
-  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {mode = "reflect"} : (tensor<2x3xf32>, tensor<4xi64>) -> tensor<4x5xf32> loc("pad")
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): mode 'mirror' is unknown
+  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {mode = "mirror"} : (tensor<2x3xf32>, tensor<4xi64>) -> tensor<4x5xf32> loc("pad")
   return %0 : tensor<4x5xf32>
 }
 
 // -----
 
-func.func @pad_negative(%x: tensor<2x3xf32>) -> tensor<2x1xf32> {
-  %p = arith.constant dense<[0, -1, 0, -1]> : tensor<4xi64>
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): negative pads (cropping) are not supported yet
-  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {} : (tensor<2x3xf32>, tensor<4xi64>) -> tensor<2x1xf32> loc("pad")
-  return %0 : tensor<2x1xf32>
+func.func @pad_crop_below_zero(%x: tensor<2x3xf32>) -> tensor<0x1xf32> {
+  %p = arith.constant dense<[-2, -1, -1, -1]> : tensor<4xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): pads crop dimension 0 below zero
+  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {} : (tensor<2x3xf32>, tensor<4xi64>) -> tensor<0x1xf32> loc("pad")
+  return %0 : tensor<0x1xf32>
+}
+
+// -----
+
+func.func @pad_empty(%x: tensor<0x3xf32>) -> tensor<2x3xf32> {
+  %p = arith.constant dense<[1, 0, 1, 0]> : tensor<4xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): cannot pad empty dimension 0
+  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {mode = "edge"} : (tensor<0x3xf32>, tensor<4xi64>) -> tensor<2x3xf32> loc("pad")
+  return %0 : tensor<2x3xf32>
+}
+
+// -----
+
+func.func @pad_pads_type(%x: tensor<2x3xf32>, %p: tensor<4xi32>) -> tensor<4x5xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'pad' (Pad, opset 13): pads must be a 1-D int64 tensor
+  %0 = qopt.onnx_node "Pad" opset 13 (%x, %p) {} : (tensor<2x3xf32>, tensor<4xi32>) -> tensor<4x5xf32> loc("pad")
+  return %0 : tensor<4x5xf32>
 }
 
 // -----
