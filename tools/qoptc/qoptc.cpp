@@ -64,8 +64,7 @@ static cl::opt<bool>
 static cl::opt<bool> parallel(
     "parallel",
     cl::desc("Run the outermost loop of every generated loop nest on all "
-             "cores with OpenMP (links libomp; experimental: slower than the "
-             "default single-threaded loops so far)"),
+             "cores with OpenMP (links libomp; pays off on large batches)"),
     cl::cat(category));
 static cl::opt<bool> allowUnsupported(
     "allow-unsupported",

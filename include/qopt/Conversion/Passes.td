@@ -182,10 +182,13 @@ def QOptSerializeNestedParallelPass
   let summary = "Keeps only the outermost scf.parallel of each loop nest";
   let description = [{
     Rewrites every `scf.parallel` nested inside another one into sequential
-    `scf.for` loops, so that a loop nest from `convert-linalg-to-parallel-loops`
-    becomes one parallel region (OpenMP, via `convert-scf-to-openmp`) whose
-    threads each run plain, vectorizable inner loops, instead of opening a
-    nested region per outer iteration.
+    `scf.for` loops, and keeps only the first dimension of a
+    multi-dimensional one parallel (the others become `scf.for` inside), so
+    that a loop nest from `convert-linalg-to-parallel-loops` becomes one
+    parallel region over its outermost dimension (OpenMP, via
+    `convert-scf-to-openmp`) whose threads each run plain, vectorizable
+    inner loops — instead of a nested region per outer iteration, or one
+    collapsed index whose coordinates are recomputed by division.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
 }

@@ -28,7 +28,7 @@ struct CPUTargetOptions {
   /// generated loops.
   bool blas = true;
   /// The outermost parallel loop of every loop nest on all cores (OpenMP).
-  /// Off by default: measured slower than single-threaded loops so far
+  /// Off by default: on 2 cores it only pays off on large batches
   /// (docs/Benchmarks.md).
   bool parallel = false;
   bool allowUnsupported = false;
