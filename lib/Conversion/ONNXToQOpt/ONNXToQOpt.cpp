@@ -251,7 +251,7 @@ public:
     for (ArrayRef<HandlerEntry> group :
          {getElementwiseHandlers(), getTensorHandlers(),
           getMoreTensorHandlers(), getQuantHandlers(),
-          getConvHandlers(), getIndexHandlers()})
+          getConvHandlers(), getIndexHandlers(), getAttentionHandlers()})
       for (const HandlerEntry &entry : group)
         table[key(entry.domain, entry.opType)].push_back(&entry);
     for (auto &it : table)

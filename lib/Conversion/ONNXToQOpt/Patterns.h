@@ -40,6 +40,7 @@ ArrayRef<HandlerEntry> getMoreTensorHandlers();
 ArrayRef<HandlerEntry> getQuantHandlers();
 ArrayRef<HandlerEntry> getConvHandlers();
 ArrayRef<HandlerEntry> getIndexHandlers();
+ArrayRef<HandlerEntry> getAttentionHandlers();
 
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);
