@@ -206,15 +206,31 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
   if (!kernel || (int64_t)kernel->size() != k)
     return nodeError(op) << "needs kernel_shape with " << k << " entries";
   bool ceilMode = getIntAttr(op, "ceil_mode", 0) != 0;
-  if (ceilMode)
-    return nodeError(op) << "ceil_mode = 1 is not supported yet";
   FailureOr<Window> win =
       readWindow(op, *kernel, xType.getShape().drop_front(2));
   if (failed(win))
     return failure();
-  if (!isMax && getIntsAttr(op, "dilations") &&
-      llvm::any_of(win->dilations, [](int64_t d) { return d != 1; }))
-    return nodeError(op) << "dilated average pooling is not supported yet";
+  // ceil_mode: partial windows at the end count, except one that would
+  // start in the end padding (ONNX / PyTorch). They read extra padding,
+  // which the pooling then ignores (-inf, or left out of the divisor).
+  SmallVector<int64_t> origPadsEnd(win->padsEnd), ceilOut;
+  if (ceilMode) {
+    for (int64_t i = 0; i < k; ++i) {
+      int64_t in = xType.getDimSize(2 + i);
+      if (ShapedType::isDynamic(in))
+        return nodeError(op) << "ceil_mode = 1 needs static spatial sizes";
+      int64_t padded = in + win->padsBegin[i] + win->padsEnd[i];
+      int64_t extent = win->dilations[i] * (win->kernel[i] - 1) + 1;
+      int64_t span = padded - extent, s = win->strides[i];
+      if (span < 0)
+        return nodeError(op) << "the window is larger than the padded input";
+      int64_t o = (span + s - 1) / s + 1;
+      if ((o - 1) * s >= in + win->padsBegin[i])
+        --o;
+      ceilOut.push_back(o);
+      win->padsEnd[i] += std::max<int64_t>(0, (o - 1) * s + extent - padded);
+    }
+  }
   Type element = xType.getElementType();
   bool includePad = getIntAttr(op, "count_include_pad", 0) != 0;
   Attribute padValue =
@@ -222,7 +238,12 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
   Value padded = padSpatial(b, loc, x, *win, padValue);
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes = {sizes[0], sizes[1]};
-  llvm::append_range(outSizes, outputSizes(b, loc, padded, *win, ceilMode));
+  if (ceilMode) {
+    for (int64_t o : ceilOut)
+      outSizes.push_back(b.getIndexAttr(o));
+  } else {
+    llvm::append_range(outSizes, outputSizes(b, loc, padded, *win, false));
+  }
   // Loops: n, c, o_1..o_k, k_1..k_k; the window's extent comes from an
   // (unread) tensor of the kernel's shape.
   int64_t loops = 2 + 2 * k;
@@ -271,24 +292,34 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
             [&](OpBuilder &nb, Location l, ValueRange a) {
               Value count = arith::ConstantIndexOp::create(nb, l, 1);
               for (int64_t i = 0; i < k; ++i) {
-                Value len;
-                if (includePad) {
-                  len = arith::ConstantIndexOp::create(nb, l, win->kernel[i]);
-                } else {
-                  Value o = linalg::IndexOp::create(nb, l, 2 + i);
-                  Value start = arith::SubIOp::create(
-                      nb, l,
-                      arith::MulIOp::create(
-                          nb, l, o, arith::ConstantIndexOp::create(nb, l, win->strides[i])),
-                      arith::ConstantIndexOp::create(nb, l, win->padsBegin[i]));
-                  Value end = arith::AddIOp::create(
-                      nb, l, start, arith::ConstantIndexOp::create(nb, l, win->kernel[i]));
-                  Value lo = arith::MaxSIOp::create(
-                      nb, l, start, arith::ConstantIndexOp::create(nb, l, 0));
-                  Value hi = arith::MinSIOp::create(
-                      nb, l, end, getValueOrCreateConstantIndexOp(nb, l, inSizes[2 + i]));
-                  len = arith::SubIOp::create(nb, l, hi, lo);
-                }
+                // Taps start + j·dilation (j < k) inside the input, or with
+                // count_include_pad inside the input and its declared pads
+                // (not the extra end padding of ceil_mode):
+                // j in [ceil((lo - start) / d), ceil((hi - start) / d)).
+                auto c = [&](int64_t v) -> Value {
+                  return arith::ConstantIndexOp::create(nb, l, v);
+                };
+                Value o = linalg::IndexOp::create(nb, l, 2 + i);
+                Value start = arith::SubIOp::create(
+                    nb, l, arith::MulIOp::create(nb, l, o, c(win->strides[i])),
+                    c(win->padsBegin[i]));
+                Value size = getValueOrCreateConstantIndexOp(nb, l, inSizes[2 + i]);
+                Value lo = includePad ? c(-win->padsBegin[i]) : c(0);
+                Value hi = includePad
+                               ? Value(arith::AddIOp::create(nb, l, size,
+                                                             c(origPadsEnd[i])))
+                               : size;
+                Value d = c(win->dilations[i]);
+                Value jMin = arith::MaxSIOp::create(
+                    nb, l, c(0),
+                    arith::CeilDivSIOp::create(
+                        nb, l, arith::SubIOp::create(nb, l, lo, start), d));
+                Value jMax = arith::MinSIOp::create(
+                    nb, l, c(win->kernel[i]),
+                    arith::CeilDivSIOp::create(
+                        nb, l, arith::SubIOp::create(nb, l, hi, start), d));
+                Value len = arith::MaxSIOp::create(
+                    nb, l, c(0), arith::SubIOp::create(nb, l, jMax, jMin));
                 count = arith::MulIOp::create(nb, l, count, len);
               }
               Value cf = arith::SIToFPOp::create(

@@ -192,10 +192,18 @@ func.func @conv_strides(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> ten
 
 // -----
 
-func.func @pool_ceil(%x: tensor<1x3x8x8xf32>) -> tensor<1x3x4x4xf32> {
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'p' (MaxPool, opset 12): ceil_mode = 1 is not supported yet
-  %0 = qopt.onnx_node "MaxPool" opset 12 (%x) {kernel_shape = array<i64: 2, 2>, strides = array<i64: 2, 2>, ceil_mode = 1 : i64} : (tensor<1x3x8x8xf32>) -> tensor<1x3x4x4xf32> loc("p")
-  return %0 : tensor<1x3x4x4xf32>
+func.func @pool_ceil(%x: tensor<1x3x?x8xf32>) -> tensor<1x3x?x4xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'p' (MaxPool, opset 12): ceil_mode = 1 needs static spatial sizes
+  %0 = qopt.onnx_node "MaxPool" opset 12 (%x) {kernel_shape = array<i64: 2, 2>, strides = array<i64: 2, 2>, ceil_mode = 1 : i64} : (tensor<1x3x?x8xf32>) -> tensor<1x3x?x4xf32> loc("p")
+  return %0 : tensor<1x3x?x4xf32>
+}
+
+// -----
+
+func.func @pool_window_too_large(%x: tensor<1x3x2x2xf32>) -> tensor<1x3x1x1xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'p' (MaxPool, opset 12): the window is larger than the padded input
+  %0 = qopt.onnx_node "MaxPool" opset 12 (%x) {kernel_shape = array<i64: 3, 3>, ceil_mode = 1 : i64} : (tensor<1x3x2x2xf32>) -> tensor<1x3x1x1xf32> loc("p")
+  return %0 : tensor<1x3x1x1xf32>
 }
 
 // -----
