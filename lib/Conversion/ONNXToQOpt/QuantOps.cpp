@@ -295,6 +295,33 @@ LogicalResult convertDequantizeLinear(ONNXNodeOp op, OpBuilder &b,
                             "supported)";
   if (zp && rankedType(zp) && rankedType(zp).getElementType() != xElement)
     return nodeError(op) << "zero point type differs from the input's";
+  // An int8 weight parameter quantized per output channel (what
+  // onnxruntime's quantizer writes): a !qopt.qtensor, so that later passes
+  // and kernels see the format, dequantized by its reference lowering.
+  int64_t axisAttr = getIntAttr(op, "axis", 1);
+  if (x.getDefiningOp<LoadParamOp>() && xElement.isSignlessInteger(8) &&
+      xType.getRank() == 2 && xType.hasStaticShape() &&
+      getIntAttr(op, "block_size", 0) == 0 && sType.getRank() == 1 &&
+      (axisAttr == 0 || axisAttr == 1 || axisAttr == -1 || axisAttr == -2) &&
+      outElement.isF32()) {
+    int64_t axis = axisAttr < 0 ? axisAttr + 2 : axisAttr;
+    if (sType.hasStaticShape() &&
+        sType.getDimSize(0) == xType.getDimSize(axis) &&
+        sType.getDimSize(0) > 1) {
+      MLIRContext *ctx = b.getContext();
+      auto format = IntFormatAttr::get(ctx, 8, /*isSigned=*/true,
+                                       /*zeroPoint=*/zp != Value());
+      auto qType = QTensorType::get(ctx, xType.getShape(), format,
+                                    PerChannelAttr::get(ctx, axis),
+                                    sType.getElementType(), false);
+      Value q = AssembleOp::create(b, op.getLoc(), qType, x, scale,
+                                   zp ? zp : Value(), Value());
+      results.push_back(DequantizeOp::create(
+          b, op.getLoc(), RankedTensorType::get(xType.getShape(), outElement),
+          q));
+      return success();
+    }
+  }
   FailureOr<Value> y = quantElementwise(
       op, b, x, scale, zp, outElement, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
         Value v = widen(nb, l, a[0], xElement);

@@ -136,3 +136,28 @@ func.func @einsum_bmm(%a: tensor<2x3x4xf32>, %b: tensor<2x4x5xf32>) -> tensor<2x
   %0 = qopt.onnx_node "Einsum" opset 12 (%a, %b) {equation = "bij, bjk -> bik"} : (tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>
   return %0 : tensor<2x3x5xf32>
 }
+
+// -----
+
+// DequantizeLinear of an int8 weight parameter per output channel (as
+// onnxruntime's quantizer writes it) becomes a QOpt quantized tensor; an
+// activation is dequantized arithmetically.
+qopt.param @w : tensor<16x8xi8>
+qopt.param @ws : tensor<8xf32>
+qopt.param @wz : tensor<8xi8>
+// CHECK-LABEL: func.func @dequantize_weight
+// CHECK-DAG: %[[W:.*]] = qopt.load_param @w
+// CHECK-DAG: %[[S:.*]] = qopt.load_param @ws
+// CHECK-DAG: %[[Z:.*]] = qopt.load_param @wz
+// CHECK: %[[Q:.*]] = qopt.assemble %[[W]], %[[S]] zero_points %[[Z]] : (tensor<16x8xi8>, tensor<8xf32>, tensor<8xi8>) -> !qopt.qtensor<16x8, #qopt.int<8, zero_point>, #qopt.per_channel<1>, scales = f32>
+// CHECK: qopt.dequantize %[[Q]] : !qopt.qtensor<16x8, #qopt.int<8, zero_point>, #qopt.per_channel<1>, scales = f32> -> tensor<16x8xf32>
+// CHECK: linalg.generic
+// CHECK-NOT: qopt.assemble
+func.func @dequantize_weight(%x: tensor<4x8xi8>, %xs: tensor<f32>) -> (tensor<16x8xf32>, tensor<4x8xf32>) {
+  %w = qopt.load_param @w : tensor<16x8xi8>
+  %ws = qopt.load_param @ws : tensor<8xf32>
+  %wz = qopt.load_param @wz : tensor<8xi8>
+  %0 = qopt.onnx_node "DequantizeLinear" opset 21 (%w, %ws, %wz) {axis = 1 : i64} : (tensor<16x8xi8>, tensor<8xf32>, tensor<8xi8>) -> tensor<16x8xf32>
+  %1 = qopt.onnx_node "DequantizeLinear" opset 21 (%x, %xs) {} : (tensor<4x8xi8>, tensor<f32>) -> tensor<4x8xf32>
+  return %0, %1 : tensor<16x8xf32>, tensor<4x8xf32>
+}
