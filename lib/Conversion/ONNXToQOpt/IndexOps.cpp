@@ -4,7 +4,6 @@
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
-#include "mlir/IR/Matchers.h"
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -263,26 +262,6 @@ LogicalResult convertSkipLayerNorm(ONNXNodeOp op, OpBuilder &b,
   return success();
 }
 
-
-/// The float values of `value` when it is a constant (or inline parameter).
-std::optional<SmallVector<double>> getConstantFloats(Value value) {
-  if (!value)
-    return std::nullopt;
-  Attribute attr;
-  if (!matchPattern(value, m_Constant(&attr))) {
-    auto load = value.getDefiningOp<LoadParamOp>();
-    if (!load)
-      return std::nullopt;
-    attr = load.getInlineData();
-  }
-  auto elements = dyn_cast_or_null<DenseFPElementsAttr>(attr);
-  if (!elements)
-    return std::nullopt;
-  SmallVector<double> result;
-  for (const APFloat &v : elements.getValues<APFloat>())
-    result.push_back(v.convertToDouble());
-  return result;
-}
 
 /// Resize (opset 11+): nearest or (multi)linear, the usual coordinate
 /// transformations, constant scales or sizes (optionally for `axes`).

@@ -76,23 +76,35 @@ mlir::qopt::onnx::getIntsAttr(ONNXNodeOp op, StringRef name) {
   return std::nullopt;
 }
 
+/// The elements of a constant (arith.constant or inline parameter), or null.
+static Attribute constantData(Value value) {
+  Attribute attr;
+  if (!value || matchPattern(value, m_Constant(&attr)))
+    return attr;
+  if (auto load = value.getDefiningOp<LoadParamOp>())
+    return load.getInlineData();
+  return {};
+}
+
 std::optional<SmallVector<int64_t>>
 mlir::qopt::onnx::getConstantInts(Value value) {
-  if (!value)
-    return std::nullopt;
-  Attribute attr;
-  if (!matchPattern(value, m_Constant(&attr))) {
-    auto load = value.getDefiningOp<LoadParamOp>();
-    if (!load)
-      return std::nullopt;
-    attr = load.getInlineData();
-  }
-  auto elements = dyn_cast<DenseIntElementsAttr>(attr);
+  auto elements = dyn_cast_or_null<DenseIntElementsAttr>(constantData(value));
   if (!elements)
     return std::nullopt;
   SmallVector<int64_t> result;
   for (const APInt &v : elements.getValues<APInt>())
     result.push_back(v.getSExtValue());
+  return result;
+}
+
+std::optional<SmallVector<double>>
+mlir::qopt::onnx::getConstantFloats(Value value) {
+  auto elements = dyn_cast_or_null<DenseFPElementsAttr>(constantData(value));
+  if (!elements)
+    return std::nullopt;
+  SmallVector<double> result;
+  for (const APFloat &v : elements.getValues<APFloat>())
+    result.push_back(v.convertToDouble());
   return result;
 }
 

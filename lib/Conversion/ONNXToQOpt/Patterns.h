@@ -56,6 +56,8 @@ std::optional<SmallVector<int64_t>> getIntsAttr(ONNXNodeOp op, StringRef name);
 /// The integer values of `value` when it is a constant (arith.constant or
 /// an inline parameter).
 std::optional<SmallVector<int64_t>> getConstantInts(Value value);
+/// The float values of `value` when it is a constant (likewise).
+std::optional<SmallVector<double>> getConstantFloats(Value value);
 
 /// A scalar constant of `type` (float or integer) with `value`.
 Value scalarConstant(OpBuilder &b, Location loc, Type type, double value);

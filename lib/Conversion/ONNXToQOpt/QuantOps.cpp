@@ -184,13 +184,6 @@ Value widen(OpBuilder &b, Location loc, Value v, Type original) {
   return arith::ExtSIOp::create(b, loc, i64, v);
 }
 
-Value toF32(OpBuilder &b, Location loc, Value v) {
-  Type f32 = b.getF32Type();
-  if (v.getType() == f32)
-    return v;
-  return arith::ExtFOp::create(b, loc, f32, v);
-}
-
 /// Integer element types QuantizeLinear / DequantizeLinear handle here.
 bool isQuantInteger(Type t) {
   auto it = dyn_cast<IntegerType>(t);
@@ -328,7 +321,7 @@ LogicalResult convertDequantizeLinear(ONNXNodeOp op, OpBuilder &b,
         if (a.size() > 2) // zero point present
           v = arith::SubIOp::create(nb, l, v, widen(nb, l, a[2], xElement));
         Value f = arith::SIToFPOp::create(nb, l, nb.getF32Type(), v);
-        Value r = arith::MulFOp::create(nb, l, f, toF32(nb, l, a[1]));
+        Value r = arith::MulFOp::create(nb, l, f, castScalar(nb, l, a[1], nb.getF32Type()));
         if (outElement != nb.getF32Type())
           r = arith::TruncFOp::create(nb, l, outElement, r);
         return r;
@@ -379,8 +372,8 @@ LogicalResult convertQuantizeLinear(ONNXNodeOp op, OpBuilder &b,
       op, b, x, scale, zp, outElement,
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
         Type f32 = nb.getF32Type();
-        Value q = arith::DivFOp::create(nb, l, toF32(nb, l, a[0]),
-                                        toF32(nb, l, a[1]));
+        Value q = arith::DivFOp::create(nb, l, castScalar(nb, l, a[0], nb.getF32Type()),
+                                        castScalar(nb, l, a[1], nb.getF32Type()));
         q = math::RoundEvenOp::create(nb, l, q);
         if (a.size() > 2)
           q = arith::AddFOp::create(

@@ -4,7 +4,6 @@
 #include "qopt/Conversion/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
-#include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
@@ -35,18 +34,17 @@ ONNXNodeOp producer(Value v, StringRef opType, bool requireSingleUse = true) {
 
 /// The value of a scalar (rank 0 or one element) float constant.
 std::optional<double> scalarValue(Value v) {
-  Attribute attr;
   if (auto node = producer(v, "Constant", false)) {
-    attr = node.getOnnxAttrs().get("value");
-  } else if (auto load = v ? v.getDefiningOp<LoadParamOp>() : LoadParamOp()) {
-    attr = load.getInlineData();
-  } else if (v) {
-    matchPattern(v, m_Constant(&attr));
+    auto elements =
+        dyn_cast_or_null<DenseFPElementsAttr>(node.getOnnxAttrs().get("value"));
+    if (!elements || elements.getNumElements() != 1)
+      return std::nullopt;
+    return (*elements.getValues<APFloat>().begin()).convertToDouble();
   }
-  auto elements = dyn_cast_or_null<DenseFPElementsAttr>(attr);
-  if (!elements || elements.getNumElements() != 1)
+  std::optional<SmallVector<double>> values = getConstantFloats(v);
+  if (!values || values->size() != 1)
     return std::nullopt;
-  return (*elements.getValues<APFloat>().begin()).convertToDouble();
+  return values->front();
 }
 
 /// A 1-D or 2-D parameter read.
@@ -92,6 +90,17 @@ void eraseDeadChain(RewriterBase &rewriter, SmallVectorImpl<Operation *> &chain,
         changed = true;
       }
   }
+}
+
+/// Replaces `root` by `value` (replaceRoot), then erases it and the matched
+/// nodes of `chain` that lost their last user.
+void replaceChain(RewriterBase &rewriter, ONNXNodeOp root, Value value,
+                  SmallVectorImpl<Operation *> &chain,
+                  SmallVectorImpl<Operation *> &erased) {
+  replaceRoot(rewriter, root, value);
+  erased.push_back(root);
+  rewriter.eraseOp(root);
+  eraseDeadChain(rewriter, chain, erased);
 }
 
 bool near(std::optional<double> v, double expected) {
@@ -370,10 +379,7 @@ LogicalResult mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op,
       Value y = RMSNormOp::create(rewriter, op.getLoc(), xType, x, gamma,
                                   rewriter.getF64FloatAttr(*eps),
                                   rewriter.getI64IntegerAttr(-1));
-      replaceRoot(rewriter, op, y);
-      erased.push_back(op);
-      rewriter.eraseOp(op);
-      eraseDeadChain(rewriter, chain, erased);
+      replaceChain(rewriter, op, y, chain, erased);
       return success();
     }
     return failure();
@@ -408,10 +414,7 @@ LogicalResult mlir::qopt::onnx::raiseGelu(ONNXNodeOp op, RewriterBase &rewriter,
           rewriter.setInsertionPoint(op);
           Value y = GeluOp::create(rewriter, op.getLoc(), x.getType(), x,
                                    rewriter.getStringAttr(tanhForm ? "tanh" : "none"));
-          replaceRoot(rewriter, op, y);
-          erased.push_back(op);
-          rewriter.eraseOp(op);
-          eraseDeadChain(rewriter, chain, erased);
+          replaceChain(rewriter, op, y, chain, erased);
           return success();
         }
       }
@@ -434,11 +437,8 @@ LogicalResult mlir::qopt::onnx::raiseSiLU(ONNXNodeOp op, RewriterBase &rewriter,
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPoint(op);
     Value y = SiLUOp::create(rewriter, op.getLoc(), x.getType(), x);
-    replaceRoot(rewriter, op, y);
-    erased.push_back(op);
-    rewriter.eraseOp(op);
     SmallVector<Operation *> chain = {sigmoid};
-    eraseDeadChain(rewriter, chain, erased);
+    replaceChain(rewriter, op, y, chain, erased);
     return success();
   }
   return failure();
@@ -507,10 +507,7 @@ LogicalResult mlir::qopt::onnx::raiseLayerNorm(
                                   beta ? Value(beta) : Value(),
                                   rewriter.getF64FloatAttr(*eps),
                                   rewriter.getI64IntegerAttr(-1));
-    replaceRoot(rewriter, op, y);
-    erased.push_back(op);
-    rewriter.eraseOp(op);
-    eraseDeadChain(rewriter, chain, erased);
+    replaceChain(rewriter, op, y, chain, erased);
     return success();
   }
   return failure();

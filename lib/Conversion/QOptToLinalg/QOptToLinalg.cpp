@@ -767,37 +767,41 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
   }
 };
 
-/// GELU (erf or tanh form) and SiLU, elementwise, in f32.
+/// `fn(x)` elementwise over the op's input, computed in f32 whatever the
+/// element type (the activations below).
+Value unaryInF32(PatternRewriter &rewriter, Operation *op, Value x,
+                 function_ref<Value(OpBuilder &, Location, Value)> fn) {
+  auto type = cast<RankedTensorType>(x.getType());
+  return mapElementwise(
+      rewriter, op->getLoc(), x, x,
+      {rewriter.getMultiDimIdentityMap(type.getRank())},
+      [&](OpBuilder &b, Location l, ValueRange a) -> Value {
+        return fromF32(b, l, fn(b, l, toF32(b, l, a[0])), type.getElementType());
+      });
+}
+
 struct LowerGelu : OpRewritePattern<GeluOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(GeluOp op,
                                 PatternRewriter &rewriter) const override {
     bool useTanh = op.getApproximate() == "tanh";
-    Type element = op.getType().getElementType();
-    Value x = op.getInput();
-    Value y = mapElementwise(
-        rewriter, op.getLoc(), x, x,
-        {rewriter.getMultiDimIdentityMap(op.getType().getRank())},
-        [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-          Value v = toF32(b, l, a[0]);
-          auto c = [&](double d) { return f32Const(b, l, d); };
-          Value inner;
-          if (useTanh) {
-            Value v3 = arith::MulFOp::create(b, l, v, arith::MulFOp::create(b, l, v, v));
-            Value s = arith::AddFOp::create(b, l, v,
-                                            arith::MulFOp::create(b, l, v3, c(0.044715)));
-            inner = math::TanhOp::create(
-                b, l, arith::MulFOp::create(b, l, s, c(std::sqrt(2.0 / M_PI))));
-          } else {
-            inner = math::ErfOp::create(
-                b, l, arith::MulFOp::create(b, l, v, c(1.0 / std::sqrt(2.0))));
-          }
-          Value r = arith::MulFOp::create(
-              b, l, arith::MulFOp::create(b, l, v, c(0.5)),
-              arith::AddFOp::create(b, l, inner, c(1.0)));
-          return fromF32(b, l, r, element);
-        });
-    rewriter.replaceOp(op, y);
+    rewriter.replaceOp(op, unaryInF32(rewriter, op, op.getInput(),
+                                      [&](OpBuilder &b, Location l, Value v) -> Value {
+      auto c = [&](double d) { return f32Const(b, l, d); };
+      Value inner;
+      if (useTanh) {
+        Value v3 = arith::MulFOp::create(b, l, v, arith::MulFOp::create(b, l, v, v));
+        Value s = arith::AddFOp::create(b, l, v,
+                                        arith::MulFOp::create(b, l, v3, c(0.044715)));
+        inner = math::TanhOp::create(
+            b, l, arith::MulFOp::create(b, l, s, c(std::sqrt(2.0 / M_PI))));
+      } else {
+        inner = math::ErfOp::create(
+            b, l, arith::MulFOp::create(b, l, v, c(1.0 / std::sqrt(2.0))));
+      }
+      return arith::MulFOp::create(b, l, arith::MulFOp::create(b, l, v, c(0.5)),
+                                   arith::AddFOp::create(b, l, inner, c(1.0)));
+    }));
     return success();
   }
 };
@@ -806,19 +810,12 @@ struct LowerSiLU : OpRewritePattern<SiLUOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SiLUOp op,
                                 PatternRewriter &rewriter) const override {
-    Type element = op.getType().getElementType();
-    Value x = op.getInput();
-    Value y = mapElementwise(
-        rewriter, op.getLoc(), x, x,
-        {rewriter.getMultiDimIdentityMap(op.getType().getRank())},
-        [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-          Value v = toF32(b, l, a[0]);
-          Value e = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, v));
-          Value r = arith::DivFOp::create(
-              b, l, v, arith::AddFOp::create(b, l, e, f32Const(b, l, 1.0)));
-          return fromF32(b, l, r, element);
-        });
-    rewriter.replaceOp(op, y);
+    rewriter.replaceOp(op, unaryInF32(rewriter, op, op.getInput(),
+                                      [](OpBuilder &b, Location l, Value v) -> Value {
+      Value e = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, v));
+      return arith::DivFOp::create(
+          b, l, v, arith::AddFOp::create(b, l, e, f32Const(b, l, 1.0)));
+    }));
     return success();
   }
 };

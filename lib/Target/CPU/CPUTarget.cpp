@@ -146,7 +146,8 @@ private:
   LogicalResult writeWeights(StringRef path);
   llvm::json::Value manifest();
   std::unique_ptr<llvm::TargetMachine> createTargetMachine();
-  LogicalResult emitObject(StringRef path, const std::string &manifestText);
+  LogicalResult emitObject(llvm::TargetMachine &machine, StringRef path,
+                           const std::string &manifestText);
   LogicalResult link(StringRef object, StringRef output);
   FailureOr<std::string> reserve(StringRef finalPath);
 
@@ -438,18 +439,16 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
   b.CreateRetVoid();
 }
 
-LogicalResult CPUCompiler::emitObject(StringRef path,
+LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
+                                      StringRef path,
                                       const std::string &manifestText) {
-  std::unique_ptr<llvm::TargetMachine> machine = createTargetMachine();
-  if (!machine)
-    return failure();
   llvm::LLVMContext llvmContext;
   std::unique_ptr<llvm::Module> llvmModule =
       translateModuleToLLVMIR(module, llvmContext, "qopt_model");
   if (!llvmModule)
     return error() << "translation to LLVM IR failed";
-  llvmModule->setTargetTriple(machine->getTargetTriple());
-  llvmModule->setDataLayout(machine->createDataLayout());
+  llvmModule->setTargetTriple(machine.getTargetTriple());
+  llvmModule->setDataLayout(machine.createDataLayout());
   llvm::Function *ciface =
       llvmModule->getFunction(("_mlir_ciface_" + kEntryName).str());
   if (!ciface)
@@ -465,7 +464,7 @@ LogicalResult CPUCompiler::emitObject(StringRef path,
     return error() << "internal error: invalid LLVM IR";
   timer.step("translate to LLVM IR");
   if (llvm::Error err = makeOptimizingTransformer(options.optLevel, 0,
-                                                  machine.get())(
+                                                  &machine)(
           llvmModule.get()))
     return error() << "LLVM optimization failed: "
                    << llvm::toString(std::move(err));
@@ -481,7 +480,7 @@ LogicalResult CPUCompiler::emitObject(StringRef path,
   if (ec)
     return error() << "cannot write '" << path << "': " << ec.message();
   llvm::legacy::PassManager codegen;
-  if (machine->addPassesToEmitFile(codegen, os, nullptr,
+  if (machine.addPassesToEmitFile(codegen, os, nullptr,
                                    llvm::CodeGenFileType::ObjectFile))
     return error() << "LLVM cannot emit object files for " << cpuName;
   codegen.run(*llvmModule);
@@ -580,8 +579,9 @@ LogicalResult CPUCompiler::run() {
 
   entry.setSymName(kEntryName);
   entry->setAttr("llvm.emit_c_interface", UnitAttr::get(module.getContext()));
-  // The manifest is complete once the CPU name is known (emitObject).
-  if (!createTargetMachine())
+  // The manifest names the CPU the code is generated for.
+  std::unique_ptr<llvm::TargetMachine> machine = createTargetMachine();
+  if (!machine)
     return failure();
   std::string manifestText;
   llvm::raw_string_ostream(manifestText)
@@ -599,7 +599,7 @@ LogicalResult CPUCompiler::run() {
     entry.setResultAttrs(i, ArrayRef<NamedAttribute>{});
   if (failed(runPipeline(buildQOptCPUCodegenPipeline, "lower to LLVM dialect")))
     return failure();
-  if (failed(emitObject(*objectTemp, manifestText)) ||
+  if (failed(emitObject(*machine, *objectTemp, manifestText)) ||
       failed(link(*objectTemp, *libraryTemp)))
     return failure();
   {
