@@ -28,6 +28,9 @@ void mlir::qopt::buildQOptCPUGraphPipeline(OpPassManager &pm,
 void mlir::qopt::buildQOptCPUCodegenPipeline(
     OpPassManager &pm, const CPUPipelineOptions &options) {
   pm.addPass(createConvertQOptToLinalgPass());
+  // CSE first: equal sizes become one value, so the run-time broadcasts
+  // and checks the conversion could not decide fold away.
+  pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertElementwiseToLinalgPass());
   // One loop nest per chain of elementwise ops instead of a buffer each.
@@ -58,6 +61,8 @@ void mlir::qopt::buildQOptCPUCodegenPipeline(
   } else {
     pm.addPass(createConvertLinalgToLoopsPass());
   }
+  // Failed run-time checks return an error status instead of aborting.
+  pm.addPass(createQOptLowerRuntimeChecksPass());
   pm.addPass(createSCFToControlFlowPass());
   pm.addPass(memref::createExpandStridedMetadataPass());
   pm.addPass(createLowerAffinePass());

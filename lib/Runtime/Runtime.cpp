@@ -1,6 +1,6 @@
 //===- Runtime.cpp - Load and run models compiled by qoptc ----------------===//
 //
-// A model is model.so (entry `qopt_run_packed`, manifest `qopt_manifest`)
+// A model is model.so (entry `qopt_run_checked`, manifest `qopt_manifest`)
 // plus the safetensors weights file its manifest names. The weights are
 // memory-mapped read-only and handed to the entry as memref descriptors;
 // inputs likewise, without copies. Outputs come back as buffers the model
@@ -11,7 +11,9 @@
 #include "qopt/Runtime/Runtime.h"
 
 #include "Json.h"
+#include "ModelFile.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -144,7 +146,7 @@ int64_t checkedBytes(const int64_t *shape, size_t rank, size_t elementSize) {
 
 struct qopt_model {
   void *library = nullptr;
-  void (*entry)(void **) = nullptr;
+  int (*entry)(void **, const char **) = nullptr;
   void (*setThreads)(int) = nullptr;
   std::string manifestText;
   std::vector<TensorSpec> inputs, outputs;
@@ -196,8 +198,8 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   if (!format || format->kind != Value::String ||
       format->string != "qopt-model")
     return fail(path + ": not a qopt model (manifest format)");
-  if (!abi || !abi->isInteger || abi->integer != 1)
-    return fail(path + ": manifest ABI version is not 1; recompile the "
+  if (!abi || !abi->isInteger || abi->integer != 2)
+    return fail(path + ": manifest ABI version is not 2; recompile the "
                        "model with this qopt");
   const Value *target = root.get("target");
   if (!target || target->kind != Value::String || target->string != "cpu")
@@ -336,22 +338,26 @@ int qopt_model_load(const char *path, qopt_model **model) {
   if (file.find('/') == std::string::npos)
     file = "./" + file; // dlopen would search the library path otherwise
   auto m = std::make_unique<qopt_model>();
+  // The file, its manifest and the weights are checked before the dynamic
+  // loader maps anything.
+  std::string error;
+  if (!qopt::runtime::readModelFile(file, m->manifestText, error))
+    return fail(error);
+  if (int rc = loadManifest(*m, file))
+    return rc;
   m->library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!m->library)
     return fail(std::string("cannot load '") + path + "': " + dlerror());
   const char *manifest =
       static_cast<const char *>(dlsym(m->library, "qopt_manifest"));
-  m->entry =
-      reinterpret_cast<void (*)(void **)>(dlsym(m->library, "qopt_run_packed"));
+  m->entry = reinterpret_cast<int (*)(void **, const char **)>(
+      dlsym(m->library, "qopt_run_checked"));
   m->setThreads = reinterpret_cast<void (*)(int)>(
       dlsym(m->library, "qopt_kernel_set_num_threads"));
-  if (!manifest || !m->entry)
+  if (!manifest || !m->entry || m->manifestText != manifest)
     return fail(std::string("'") + path +
-                "' is not a model compiled by qoptc (no qopt_manifest or "
-                "qopt_run_packed)");
-  m->manifestText = manifest;
-  if (int rc = loadManifest(*m, file))
-    return rc;
+                "' is not a model compiled by qoptc (no qopt_run_checked, "
+                "or a manifest that differs from the file's)");
   *model = m.release();
   return 0;
 }
@@ -473,11 +479,20 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
     args.push_back(d.data());
   for (auto &d : m->paramDescriptors)
     args.push_back(d.data());
-  m->entry(args.data());
+  const char *checkMessage = nullptr;
+  if (m->entry(args.data(), &checkMessage))
+    return fail(std::string("the model stopped: ") +
+                (checkMessage ? checkMessage : "a run-time check failed"));
 
   // Every output buffer is the model's own allocation (the compiler copies
   // when a result would alias an input or constant); hand it over, copying
-  // only when it is not a plain dense array.
+  // only when it is not a plain dense array, or when an earlier output
+  // already took the same allocation (a graph output that is another one,
+  // or a view of it). Allocations no output owns are freed at the end.
+  std::vector<char *> owned, unowned;
+  auto isOwned = [&](char *p) {
+    return std::find(owned.begin(), owned.end(), p) != owned.end();
+  };
   for (size_t i = 0; i < numOutputs; ++i) {
     const TensorSpec &spec = m->outputs[i];
     const int64_t *d = results.data() + resultOffsets[i];
@@ -496,8 +511,9 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
     }
     char *allocated = reinterpret_cast<char *>(d[0]);
     char *aligned = reinterpret_cast<char *>(d[1]) + d[2] * elementSize;
-    if (dense && aligned == allocated) {
+    if (dense && aligned == allocated && !isOwned(allocated)) {
       out.data = allocated;
+      owned.push_back(allocated);
       continue;
     }
     // Copy into a fresh buffer the caller can free().
@@ -516,9 +532,14 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
         index[k] = 0;
       }
     }
-    std::free(allocated);
+    unowned.push_back(allocated);
     out.data = copy;
   }
+  std::sort(unowned.begin(), unowned.end());
+  unowned.erase(std::unique(unowned.begin(), unowned.end()), unowned.end());
+  for (char *p : unowned)
+    if (!isOwned(p))
+      std::free(p);
   return 0;
 }
 

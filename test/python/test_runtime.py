@@ -73,5 +73,5 @@ def test_errors(compiled):
         two.run(np.zeros((2, 4), np.float32), np.zeros((3, 4), np.float32))
     with pytest.raises(ValueError, match=r"takes 2 inputs, got 1"):
         two.run(np.zeros((2, 4), np.float32))
-    with pytest.raises(RuntimeError, match=r"cannot load"):
+    with pytest.raises(RuntimeError, match=r"cannot open"):
         qopt.load(compiled / "missing.so")

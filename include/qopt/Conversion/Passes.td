@@ -14,8 +14,14 @@ def ConvertONNXToQOptPass : Pass<"convert-onnx-to-qopt", "::mlir::ModuleOp"> {
     the node's opset. Handlers are kept in a table keyed by (domain, op type,
     since-version), as the ONNX changelog versions operators.
 
-    Broadcasting follows numpy/ONNX rules; a dynamic dimension is assumed to
-    match the other operands' size (a runtime size of 1 is not broadcast).
+    Broadcasting follows numpy/ONNX rules. Where the types cannot decide
+    whether a dimension broadcasts (a dynamic size that may be 1 at run
+    time), the run decides: the operand is expanded when its size is 1 and
+    the result's is not, and sizes that are neither equal nor 1 stop the run
+    with an error naming the node (`cf.assert`, see
+    `qopt-lower-runtime-checks`). Indexed reads and writes check their
+    indices the same way; negative indices count from the end where ONNX
+    says so.
     Values that shape computations need as constants (Reshape's shape,
     reduction axes, …) are read from constants and inline parameters;
     otherwise they are computed at run time where the operator allows.
@@ -38,6 +44,7 @@ def ConvertONNXToQOptPass : Pass<"convert-onnx-to-qopt", "::mlir::ModuleOp"> {
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::tensor::TensorDialect",
+    "::mlir::cf::ControlFlowDialect", "::mlir::scf::SCFDialect",
     "::mlir::qopt::QOptDialect"
   ];
 }
@@ -191,6 +198,28 @@ def QOptSerializeNestedParallelPass
     collapsed index whose coordinates are recomputed by division.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
+def QOptLowerRuntimeChecksPass
+    : Pass<"qopt-lower-runtime-checks", "::mlir::ModuleOp"> {
+  let summary = "Turns cf.assert into an error status of the compiled model";
+  let description = [{
+    The ONNX conversion guards what only the run can decide — indices within
+    their axis (`Gather`, `GatherElements`, `GatherND`, `ScatterND`,
+    `ScatterElements`), sizes that broadcast, element counts that reshape —
+    with `cf.assert`, whose message names the node. Upstream lowers a failed
+    assertion to `abort()`. This pass instead makes each one call
+    `qopt_kernel_check_failed(message)` of the CPU kernel library when its
+    condition is false; the kernel returns from the model's entry to
+    `qopt_kernel_run_guarded`, so the runtime reports the message as the
+    run's error (`qopt-run` and Python print it) and the model never reads
+    or writes outside a buffer. Each message becomes a private constant
+    string; identical messages share one.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::LLVM::LLVMDialect"];
 }
 
 #endif // QOPT_CONVERSION_PASSES_TD

@@ -8,6 +8,7 @@
 #include "Patterns.h"
 
 #include <cmath>
+#include <limits>
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -173,6 +174,43 @@ LogicalResult convertDropout(ONNXNodeOp op, OpBuilder &b,
     }
   }
   return success();
+}
+
+/// IsNaN: x != x. IsInf: |x| == inf, restricted by detect_negative /
+/// detect_positive.
+LogicalResult convertIsNaN(ONNXNodeOp op, OpBuilder &b,
+                           SmallVectorImpl<Value> &results) {
+  if (!isa<FloatType>(elementTypeOf(op.getInputs()[0])))
+    return nodeError(op) << "needs a float input";
+  return elementwise(
+      op, b, results,
+      [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        return arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::UNO, a[0],
+                                     a[0]);
+      },
+      b.getI1Type());
+}
+
+LogicalResult convertIsInf(ONNXNodeOp op, OpBuilder &b,
+                           SmallVectorImpl<Value> &results) {
+  if (!isa<FloatType>(elementTypeOf(op.getInputs()[0])))
+    return nodeError(op) << "needs a float input";
+  bool negative = getIntAttr(op, "detect_negative", 1) != 0;
+  bool positive = getIntAttr(op, "detect_positive", 1) != 0;
+  return elementwise(
+      op, b, results,
+      [&](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        Type t = a[0].getType();
+        double inf = std::numeric_limits<double>::infinity();
+        Value isPos = arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OEQ,
+                                            a[0], scalarConstant(nb, loc, t, inf));
+        Value isNeg = arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OEQ,
+                                            a[0], scalarConstant(nb, loc, t, -inf));
+        Value no = scalarConstant(nb, loc, nb.getI1Type(), 0);
+        return arith::OrIOp::create(nb, loc, positive ? isPos : no,
+                                    negative ? isNeg : no);
+      },
+      b.getI1Type());
 }
 
 LogicalResult convertLeakyRelu(ONNXNodeOp op, OpBuilder &b,
@@ -481,6 +519,8 @@ const HandlerEntry kHandlers[] = {
     {"", "Abs", 6, convertAbs},
     {"", "Reciprocal", 6, convertReciprocal},
     {"", "Not", 1, convertNot},
+    {"", "IsNaN", 9, convertIsNaN},
+    {"", "IsInf", 10, convertIsInf},
     {"", "Identity", 1, convertIdentity},
     {"", "Dropout", 12, convertDropout},
     {"", "LeakyRelu", 6, convertLeakyRelu},

@@ -175,6 +175,9 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
   SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes;
   SmallVector<int64_t> staticOut;
+  // x's dynamic dimensions whose run-time size may be 1 where the result's
+  // is not: checked, then expanded at run time.
+  SmallVector<std::pair<int64_t, int64_t>> runtimeExpand; // (x dim, out dim)
   for (int64_t d = 0; d < rank; ++d) {
     int64_t si = d - (rank - n), xi = d - (rank - type.getRank());
     std::optional<int64_t> s =
@@ -187,6 +190,8 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
         return nodeError(op) << "cannot expand dimension of size " << xs
                              << " to " << *s;
       outSizes.push_back(b.getIndexAttr(*s));
+      if (ShapedType::isDynamic(xs))
+        runtimeExpand.push_back({xi, d});
     } else if (s) { // 1: keep x's size
       outSizes.push_back(xi >= 0 ? inSizes[xi] : b.getIndexAttr(1));
     } else {
@@ -202,10 +207,28 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
                                getValueOrCreateConstantIndexOp(b, loc, inSizes[xi]),
                                v)
                                .getResult());
+        if (ShapedType::isDynamic(xs) &&
+            sizeSource(v) != sizeSource(x, xi))
+          runtimeExpand.push_back({xi, d});
       }
     }
     std::optional<int64_t> c = getConstantIntValue(outSizes.back());
     staticOut.push_back(c ? *c : ShapedType::kDynamic);
+  }
+  // A size that is neither the result's nor 1 does not expand.
+  for (auto [xi, d] : runtimeExpand) {
+    Value size = getValueOrCreateConstantIndexOp(b, loc, inSizes[xi]);
+    Value target = getValueOrCreateConstantIndexOp(b, loc, outSizes[d]);
+    emitCheck(op, b,
+              arith::OrIOp::create(
+                  b, loc,
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size,
+                                        target),
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size,
+                                        idx(b, loc, 1))),
+              "cannot expand dimension " + Twine(xi) +
+                  " of the input: its size is neither 1 nor the shape's");
+    x = expandAtRunTime(b, loc, x, xi, target);
   }
   SmallVector<AffineExpr> exprs;
   for (int64_t i = 0; i < type.getRank(); ++i) {
@@ -239,8 +262,14 @@ LogicalResult convertRange(ONNXNodeOp op, OpBuilder &b,
   Type element = rankedType(startT).getElementType();
   if (!element.isSignlessIntOrFloat())
     return nodeError(op) << "element type " << element << " is not supported";
-  Value start = readScalar(b, loc, startT), limit = readScalar(b, loc, limitT),
-        delta = readScalar(b, loc, deltaT);
+  // Constants as constants, so that the count folds (and its source shows).
+  auto scalar = [&](Value t) -> Value {
+    if (isa<IntegerType>(element))
+      if (auto c = getConstantInts(t); c && c->size() == 1)
+        return scalarConstant(b, loc, element, static_cast<double>((*c)[0]));
+    return readScalar(b, loc, t);
+  };
+  Value start = scalar(startT), limit = scalar(limitT), delta = scalar(deltaT);
   // n = max(ceil((limit - start) / delta), 0)
   Value count;
   if (auto f = dyn_cast<FloatType>(element)) {
@@ -254,6 +283,13 @@ LogicalResult convertRange(ONNXNodeOp op, OpBuilder &b,
         b, loc, b.createOrFold<arith::SubIOp>(loc, limit, start), delta);
   }
   Value n = b.createOrFold<arith::MaxSIOp>(loc, toIndex(b, loc, count), idx(b, loc, 0));
+  // 0 … size-1 (a position table's range): the size itself, so that later
+  // broadcasts see it equals the tensor dimension it came from.
+  if (isa<IntegerType>(element)) {
+    std::pair<Value, int64_t> source = sizeSource(n);
+    if (source.first && source.second >= 0)
+      n = tensor::DimOp::create(b, loc, source.first, source.second);
+  }
   Value init = tensor::EmptyOp::create(b, loc, ArrayRef<OpFoldResult>{foldIndex(n)},
                                        element);
   SmallVector<utils::IteratorType> par = {utils::IteratorType::parallel};

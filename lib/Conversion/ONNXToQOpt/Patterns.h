@@ -11,6 +11,7 @@
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -42,8 +43,21 @@ ArrayRef<HandlerEntry> getConvHandlers();
 ArrayRef<HandlerEntry> getIndexHandlers();
 ArrayRef<HandlerEntry> getAttentionHandlers();
 
+/// "node 'NAME' (OP, opset N)": how errors name a node.
+std::string nodeDescription(ONNXNodeOp op);
+
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);
+
+/// A run-time check: the compiled model stops with "node …: `what`" when
+/// `cond` (i1) is false (cf.assert; see qopt-lower-runtime-checks).
+void emitCheck(ONNXNodeOp op, OpBuilder &b, Value cond, const Twine &what);
+
+/// Checks that every element of the integer tensor `indices` lies in
+/// [-size, size) (`size` an index): now, when both are constants (an error
+/// at the node), else at run time. `what` names them in the message.
+LogicalResult checkIndices(ONNXNodeOp op, OpBuilder &b, Value indices,
+                           Value size, const Twine &what);
 
 /// Input `i`, or null when the node omits it (or has fewer inputs).
 Value getInput(ONNXNodeOp op, unsigned i);
@@ -66,8 +80,31 @@ Value scalarConstant(OpBuilder &b, Location loc, Type type, double value);
 /// to nearest, floats to integers truncate, to bool compares with zero).
 Value castScalar(OpBuilder &b, Location loc, Value value, Type to);
 
+/// Checks inner[d] <= outer[d] for every d but `skip` (an indexed op's
+/// indices against its data): now where both are static, else at run time.
+LogicalResult checkSizesWithin(ONNXNodeOp op, OpBuilder &b,
+                               ArrayRef<OpFoldResult> inner,
+                               ArrayRef<OpFoldResult> outer,
+                               std::optional<int64_t> skip = std::nullopt);
+
+/// Where a size comes from, followed through the ops conversion creates
+/// (destination-style results, tensor.empty, casts, reshapes to computed
+/// shapes, Shape's from_elements, index casts, arithmetic identities): two
+/// sizes with the same source are equal. A source is (shaped value, dim),
+/// (scalar, -1), or (null, constant).
+std::pair<Value, int64_t> sizeSource(Value size);
+std::pair<Value, int64_t> sizeSource(Value shaped, int64_t dim);
+
+/// `x` expanded along dimension `i` to `target` when its size there (which
+/// the caller has checked to be `target` or 1) differs: an scf.if that
+/// folds away once the sizes are known equal.
+Value expandAtRunTime(OpBuilder &b, Location loc, Value x, int64_t i,
+                      Value target);
+
 /// Elementwise op over `inputs` with ONNX (numpy) broadcasting: a
-/// linalg.generic whose body is `body(block arguments)`.
+/// linalg.generic whose body is `body(block arguments)`. Dimensions the
+/// types cannot decide broadcast as the run-time sizes say (sizes that are
+/// neither equal nor 1 stop the run with an error naming the node).
 FailureOr<Value>
 buildElementwise(ONNXNodeOp op, OpBuilder &b, ValueRange inputs,
                  Type resultElementType,

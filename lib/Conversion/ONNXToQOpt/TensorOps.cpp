@@ -583,11 +583,22 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "the shape input must be 1-D with a static length";
   SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> sizes;
+  llvm::SmallDenseSet<size_t> knownSize; // entries that are plain sizes
   int64_t inferred = -1;
   for (auto [i, entry] : llvm::enumerate(*entries)) {
     std::optional<int64_t> c = getConstantIntValue(entry);
     if (!c) { // computed at run time: 0 copies, -1 is resolved below
       Value v = cast<Value>(entry);
+      // An entry measured from a tensor dimension is a size: neither -1 nor
+      // (unless it equals the input's size, which 0 would copy) special.
+      std::pair<Value, int64_t> source = sizeSource(v);
+      if (source.first && source.second >= 0 &&
+          (allowZero || static_cast<int64_t>(i) >= type.getRank() ||
+           sizeSource(x, i) == source)) {
+        sizes.push_back(v);
+        knownSize.insert(i);
+        continue;
+      }
       if (!allowZero && static_cast<int64_t>(i) < type.getRank()) {
         Value zero = arith::ConstantIndexOp::create(b, loc, 0);
         Value isZero = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, zero);
@@ -653,12 +664,33 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
     }
   }
   for (auto [i, s] : llvm::enumerate(sizes))
-    if (!getConstantIntValue(s)) {
+    if (!getConstantIntValue(s) && !knownSize.contains(i)) {
       Value v = cast<Value>(s);
       Value minusOne = arith::ConstantIndexOp::create(b, loc, -1);
       Value isNeg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, minusOne);
       sizes[i] = arith::SelectOp::create(b, loc, isNeg, resolve(i), v).getResult();
     }
+  // The element count must be kept (a run-time shape can say otherwise).
+  OpFoldResult outNumel = product(b, loc, sizes);
+  std::optional<int64_t> inCount = getConstantIntValue(numel),
+                         outCount = getConstantIntValue(outNumel);
+  if (inCount && outCount) {
+    if (*inCount != *outCount)
+      return nodeError(op) << "cannot reshape " << *inCount
+                           << " elements into " << *outCount;
+  } else {
+    Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                     indexValue(b, loc, outNumel), numel);
+    Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+    for (OpFoldResult size : sizes)
+      if (!getConstantIntValue(size))
+        ok = arith::AndIOp::create(
+            b, loc, ok,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
+                                  cast<Value>(size), zero));
+    emitCheck(op, b, ok,
+              "the shape does not keep the input's element count");
+  }
   results.push_back(reshapeTo(b, loc, x, sizes));
   return success();
 }
@@ -816,6 +848,30 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
   if (failed(axis))
     return failure();
   int64_t q = indexType.getRank();
+  // Shape arithmetic (Shape → Gather(i) → …): constant indices into a small
+  // 1-D tensor give its elements as scalars, which later shape computations
+  // and broadcasts can follow back to the tensor dimensions they measure.
+  if (dataType.getRank() == 1 && dataType.hasStaticShape() &&
+      dataType.getDimSize(0) <= 16 && indexType.hasStaticShape() &&
+      indexType.getNumElements() <= 16) {
+    if (std::optional<SmallVector<int64_t>> c = getConstantInts(indices)) {
+      int64_t n = dataType.getDimSize(0);
+      SmallVector<Value> elements;
+      for (int64_t v : *c) {
+        if (v < -n || v >= n)
+          return nodeError(op) << "an index into axis 0 is " << v
+                               << ", out of range (valid: " << -n << " to "
+                               << n - 1 << ")";
+        Value at = arith::ConstantIndexOp::create(b, loc, v < 0 ? v + n : v);
+        elements.push_back(tensor::ExtractOp::create(b, loc, data, at));
+      }
+      results.push_back(tensor::FromElementsOp::create(
+          b, loc,
+          RankedTensorType::get(indexType.getShape(), dataType.getElementType()),
+          elements));
+      return success();
+    }
+  }
   SmallVector<OpFoldResult> dataSizes = tensor::getMixedSizes(b, loc, data);
   SmallVector<OpFoldResult> indexSizes = tensor::getMixedSizes(b, loc, indices);
   // out[i_0..i_{axis-1}, j_0..j_{q-1}, k...] = data[i..., idx[j...], k...]
@@ -832,6 +888,9 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
       b.getMultiDimIdentityMap(outRank)};
   Value init = tensor::EmptyOp::create(b, loc, outSizes, dataType.getElementType());
   Value axisSize = indexValue(b, loc, dataSizes[*axis]);
+  if (failed(checkIndices(op, b, indices, axisSize,
+                          "an index into axis " + Twine(*axis))))
+    return failure();
   SmallVector<utils::IteratorType> par(outRank, utils::IteratorType::parallel);
   Value result =
       linalg::GenericOp::create(

@@ -11,6 +11,7 @@
 
 #include "ONNXProtoUtils.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Support/ONNXSchemas.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -82,6 +83,8 @@ private:
   FailureOr<Attribute> convertAttribute(const onnx::AttributeProto &attr,
                                         StringRef nodeDesc);
   LogicalResult importNode(const onnx::NodeProto &node, int64_t index);
+  LogicalResult checkSchema(const onnx::NodeProto &node, StringRef nodeDesc,
+                            int64_t opset);
   FailureOr<Value> lookup(StringRef name, StringRef nodeDesc);
 
   MLIRContext *context;
@@ -156,6 +159,13 @@ LogicalResult ONNXImporter::checkVersions() {
     return error() << "the model imports no opset of the default ONNX domain";
   if (it->second < 1)
     return error() << "invalid default-domain opset " << it->second;
+  if (it->second > ::qopt::onnx_schema::maxOpset())
+    return error() << "default-domain opset " << it->second
+                   << " is newer than any this importer knows (the newest is "
+                   << ::qopt::onnx_schema::maxOpset() << ", from "
+                   << ::qopt::onnx_schema::source() << ")";
+  if (model.graph().output_size() == 0)
+    return error() << "the graph has no outputs";
   return success();
 }
 
@@ -622,6 +632,66 @@ ONNXImporter::convertAttribute(const onnx::AttributeProto &attr,
   }
 }
 
+/// The node against its operator's schema at the model's opset: the
+/// operator exists there, input and output counts, attribute names and
+/// types, required attributes.
+LogicalResult ONNXImporter::checkSchema(const onnx::NodeProto &node,
+                                        StringRef nodeDesc, int64_t opset) {
+  namespace schema = ::qopt::onnx_schema;
+  auto nodeError = [&]() -> InFlightDiagnostic {
+    InFlightDiagnostic diag = error();
+    diag << nodeDesc << ", opset " << opset << ": ";
+    return diag;
+  };
+  const schema::Schema *op = schema::lookup(node.op_type(), opset);
+  if (!op && schema::isRuntimeExtension(node.op_type(), opset))
+    return success();
+  if (!op) {
+    if (const schema::Schema *later =
+            schema::lookup(node.op_type(), schema::maxOpset()))
+      return nodeError() << "operator '" << node.op_type()
+                         << "' does not exist before opset "
+                         << later->sinceVersion;
+    return nodeError() << "'" << node.op_type()
+                       << "' is not an operator of the default ONNX domain";
+  }
+  if (op->deprecated)
+    return nodeError() << "operator '" << node.op_type()
+                       << "' was removed in opset " << op->sinceVersion;
+  std::string counts =
+      schema::checkCounts(*op, node.input_size(), node.output_size());
+  if (!counts.empty())
+    return nodeError() << node.op_type() << " " << counts;
+  for (const auto &attr : node.attribute()) {
+    const schema::Attribute *expected = op->attribute(attr.name());
+    if (!expected) {
+      std::string known;
+      for (unsigned i = 0; i < op->numAttributes; ++i)
+        known += (i ? ", " : "") + std::string(op->attributes()[i].name);
+      return nodeError() << node.op_type() << " has no attribute '"
+                         << attr.name() << "' ("
+                         << (known.empty() ? "it takes none"
+                                           : "it takes: " + known)
+                         << ")";
+    }
+    if (attr.type() != static_cast<int>(expected->type))
+      return nodeError() << "attribute '" << attr.name() << "' must be "
+                         << schema::attrTypeName(expected->type) << ", not "
+                         << schema::attrTypeName(
+                                static_cast<schema::AttrType>(attr.type()));
+  }
+  for (unsigned i = 0; i < op->numAttributes; ++i) {
+    const schema::Attribute &a = op->attributes()[i];
+    if (a.required &&
+        llvm::none_of(node.attribute(), [&](const onnx::AttributeProto &p) {
+          return p.name() == a.name;
+        }))
+      return nodeError() << "required attribute '" << a.name
+                         << "' is missing";
+  }
+  return success();
+}
+
 LogicalResult ONNXImporter::importNode(const onnx::NodeProto &node,
                                        int64_t index) {
   std::string domain = node.domain() == "ai.onnx" ? "" : node.domain();
@@ -642,6 +712,14 @@ LogicalResult ONNXImporter::importNode(const onnx::NodeProto &node,
     return error() << nodeDesc << ", opset " << opset->second
                    << ": domain '" << domain << "' is not supported; "
                    << "--allow-unsupported imports it as an opaque node";
+
+  llvm::StringSet<> seen;
+  for (const auto &attr : node.attribute())
+    if (!seen.insert(attr.name()).second)
+      return error() << nodeDesc << " has attribute '" << attr.name()
+                     << "' twice";
+  if (domain.empty() && failed(checkSchema(node, nodeDesc, opset->second)))
+    return failure();
 
   SmallVector<Value> inputs;
   for (const std::string &input : node.input()) {
@@ -669,11 +747,7 @@ LogicalResult ONNXImporter::importNode(const onnx::NodeProto &node,
   }
 
   SmallVector<NamedAttribute> attributes;
-  llvm::StringSet<> seen;
   for (const auto &attr : node.attribute()) {
-    if (!seen.insert(attr.name()).second)
-      return error() << nodeDesc << " has attribute '" << attr.name()
-                     << "' twice";
     FailureOr<Attribute> value = convertAttribute(attr, nodeDesc);
     if (failed(value))
       return failure();

@@ -5,6 +5,7 @@
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Pipelines/Pipelines.h"
+#include "qopt/Support/LibraryTrailer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
@@ -149,6 +150,7 @@ private:
   LogicalResult emitObject(llvm::TargetMachine &machine, StringRef path,
                            const std::string &manifestText);
   LogicalResult link(StringRef object, StringRef output);
+  LogicalResult appendTrailer(StringRef library);
   FailureOr<std::string> reserve(StringRef finalPath);
 
   ModuleOp module;
@@ -370,11 +372,11 @@ llvm::json::Value CPUCompiler::manifest() {
   weightsFile = llvm::sys::path::stem(weightsFile).str() + ".safetensors";
   return llvm::json::Object{
       {"format", "qopt-model"},
-      {"abi_version", 1},
+      {"abi_version", 2},
       {"qopt_version", QOPT_VERSION},
       {"target", "cpu"},
       {"cpu", cpuName},
-      {"entry", "qopt_run_packed"},
+      {"entry", "qopt_run_checked"},
       {"weights",
        llvm::json::Object{
            {"file", weightsFile}, {"id", weightsId}, {"size", weightsSize}}},
@@ -437,6 +439,21 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
   }
   b.CreateCall(ciface, args);
   b.CreateRetVoid();
+
+  // `int qopt_run_checked(void **args, const char **message)`: the entry the
+  // runtime calls; a failed run-time check (an index out of range, shapes
+  // that do not broadcast) returns 1 with its message instead of running on.
+  auto *intType = llvm::Type::getInt32Ty(ctx);
+  auto *guardType = llvm::FunctionType::get(
+      intType, {ptrType, ptrType, ptrType}, false);
+  llvm::FunctionCallee guard =
+      llvmModule.getOrInsertFunction("qopt_kernel_run_guarded", guardType);
+  auto *checked = llvm::Function::Create(
+      llvm::FunctionType::get(intType, {ptrType, ptrType}, false),
+      llvm::GlobalValue::ExternalLinkage, "qopt_run_checked", llvmModule);
+  llvm::IRBuilder<> cb(llvm::BasicBlock::Create(ctx, "entry", checked));
+  cb.CreateRet(cb.CreateCall(
+      guard, {packed, checked->getArg(0), checked->getArg(1)}));
 }
 
 LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
@@ -534,6 +551,28 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
   return success();
 }
 
+/// The checksum trailer the runtime checks before loading the library.
+LogicalResult CPUCompiler::appendTrailer(StringRef library) {
+  auto buffer = llvm::MemoryBuffer::getFile(library, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer)
+    return error() << "cannot read back '" << library
+                   << "': " << buffer.getError().message();
+  unsigned char trailer[::qopt::trailer::kSize];
+  ::qopt::trailer::make(
+      reinterpret_cast<const unsigned char *>((*buffer)->getBufferStart()),
+      (*buffer)->getBufferSize(), trailer);
+  buffer->reset();
+  std::error_code ec;
+  llvm::raw_fd_ostream os(library, ec, llvm::sys::fs::OF_Append);
+  if (!ec)
+    os.write(reinterpret_cast<const char *>(trailer), sizeof(trailer));
+  os.close();
+  if (ec || os.has_error())
+    return error() << "cannot write '" << library << "'";
+  return success();
+}
+
 FailureOr<std::string> CPUCompiler::reserve(StringRef finalPath) {
   SmallString<256> temp;
   int fd;
@@ -600,7 +639,8 @@ LogicalResult CPUCompiler::run() {
   if (failed(runPipeline(buildQOptCPUCodegenPipeline, "lower to LLVM dialect")))
     return failure();
   if (failed(emitObject(*machine, *objectTemp, manifestText)) ||
-      failed(link(*objectTemp, *libraryTemp)))
+      failed(link(*objectTemp, *libraryTemp)) ||
+      failed(appendTrailer(*libraryTemp)))
     return failure();
   {
     std::error_code ec;

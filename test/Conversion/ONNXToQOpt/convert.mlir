@@ -49,12 +49,19 @@ func.func @reshape_static(%x: tensor<2x3x4xf32>) -> tensor<2x12xf32> {
 
 // A shape computed at run time (Shape -> Gather -> Concat, as exporters emit
 // it) stays correct with dynamic sizes: entries are read and 0 / -1 resolved
-// at run time.
+// at run time, and the element count is checked. Gather of a constant index
+// from a shape yields the size itself (a scalar), so the first entry is
+// known to be the input's first dimension.
 // CHECK-LABEL: func.func @reshape_dynamic
-// CHECK: tensor.from_elements {{.*}} : tensor<2xi64>
+// CHECK: %[[D0:.*]] = tensor.dim %arg0, %c0
+// CHECK: %[[I0:.*]] = arith.index_cast %[[D0]] : index to i64
+// CHECK: tensor.from_elements %[[I0]] : tensor<1xi64>
 // CHECK: tensor.concat dim(0)
-// CHECK: tensor.extract
+// CHECK: %[[E0:.*]] = tensor.extract
+// CHECK: %[[S0:.*]] = arith.index_cast %[[E0]]
 // CHECK: arith.select
+// CHECK: cf.assert %{{.*}}, "node '?' (Reshape, opset 14): the shape does not keep the input's element count"
+// CHECK: tensor.from_elements %[[S0]], %{{.*}} : tensor<2xindex>
 // CHECK: tensor.reshape
 func.func @reshape_dynamic(%x: tensor<?x?x4xf32>) -> tensor<?x?xf32> {
   %shape = qopt.onnx_node "Shape" opset 15 (%x) {end = 2 : i64} : (tensor<?x?x4xf32>) -> tensor<2xi64>

@@ -4,7 +4,7 @@
 // sets it).
 
 func.func @unknown_op(%x: tensor<2xf32>) -> tensor<2xf32> {
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'the_node' (Frobnicate, opset 17): operator 'Frobnicate' of domain 'ai.onnx' is not supported
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'the_node' (Frobnicate, opset 17): 'Frobnicate' is not an operator of the default ONNX domain at this opset
   %0 = qopt.onnx_node "Frobnicate" opset 17 (%x) {} : (tensor<2xf32>) -> tensor<2xf32> loc("the_node")
   return %0 : tensor<2xf32>
 }
@@ -298,7 +298,9 @@ func.func @trilu_rank(%x: tensor<3xf32>) -> tensor<3xf32> {
 // -----
 
 func.func @rmsnorm_stats(%x: tensor<2x4xf32>, %g: tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>) {
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'ln' (RMSNormalization, opset 23): the InvStdDev output is not supported
+  // RMSNormalization has one output (the schema says so; a second is an
+  // error before any handler runs).
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'ln' (RMSNormalization, opset 23): RMSNormalization produces 1 outputs, has 2
   %0:2 = qopt.onnx_node "RMSNormalization" opset 23 (%x, %g) {} : (tensor<2x4xf32>, tensor<4xf32>) -> (tensor<2x4xf32>, tensor<2x1xf32>) loc("ln")
   return %0#0, %0#1 : tensor<2x4xf32>, tensor<2x1xf32>
 }
@@ -406,7 +408,7 @@ func.func @squeeze_dynamic(%x: tensor<?x1xf32>) -> tensor<*xf32> {
 // -----
 
 func.func @unsqueeze_axes(%x: tensor<2xf32>) -> tensor<*xf32> {
-  // CHECK: error: {{(loc\(".*"\): )?}}node 'u' (Unsqueeze, opset 13): needs axes
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'u' (Unsqueeze, opset 13): Unsqueeze takes 2 inputs, has 1
   %0 = qopt.onnx_node "Unsqueeze" opset 13 (%x) {} : (tensor<2xf32>) -> tensor<*xf32> loc("u")
   return %0 : tensor<*xf32>
 }
@@ -488,5 +490,31 @@ func.func @matmul_types(%a: tensor<2x3xf32>, %b: tensor<3x2xf16>) -> tensor<2x2x
 func.func @gemm_rank(%a: tensor<2x3x4xf32>, %b: tensor<4x2xf32>) -> tensor<2x2xf32> {
   // CHECK: error: {{(loc\(".*"\): )?}}node 'gm' (Gemm, opset 13): needs 2-D A and B
   %0 = qopt.onnx_node "Gemm" opset 13 (%a, %b) {} : (tensor<2x3x4xf32>, tensor<4x2xf32>) -> tensor<2x2xf32> loc("gm")
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+// Hand-written IR is checked against the operator schemas too: counts
+// before any raising pattern or handler reads an input, attribute kinds.
+func.func @matmul_one_input(%x: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (MatMul, opset 17): MatMul takes 2 inputs, has 1
+  %0 = qopt.onnx_node "MatMul" opset 17 (%x) {} : (tensor<2x2xf32>) -> tensor<2x2xf32> loc("mm")
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @float_trans(%a: tensor<2x2xf32>, %b: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'g' (Gemm, opset 17): attribute 'transA' must be INT, got 1.000000e+00 : f32
+  %0 = qopt.onnx_node "Gemm" opset 17 (%a, %b) {transA = 1.0 : f32} : (tensor<2x2xf32>, tensor<2x2xf32>) -> tensor<2x2xf32> loc("g")
+  return %0 : tensor<2x2xf32>
+}
+
+// -----
+
+func.func @unknown_attribute(%a: tensor<2x2xf32>) -> tensor<2x2xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'r' (Relu, opset 17): Relu has no attribute 'alpha'
+  %0 = qopt.onnx_node "Relu" opset 17 (%a) {alpha = 1.0 : f32} : (tensor<2x2xf32>) -> tensor<2x2xf32> loc("r")
   return %0 : tensor<2x2xf32>
 }

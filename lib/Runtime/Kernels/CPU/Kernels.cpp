@@ -7,7 +7,9 @@
 //===----------------------------------------------------------------------===//
 
 #include <algorithm>
+#include <csetjmp>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -221,5 +223,42 @@ void memrefCopy(int64_t elementSize, UnrankedDescriptor *src,
     if (d < 0)
       return;
   }
+}
+
+/// Run-time checks (qopt-lower-runtime-checks): a failed check records its
+/// message and returns to qopt_kernel_run_guarded, which reports it instead
+/// of letting the model read or write outside a buffer. The buffers the
+/// run had allocated so far are not freed (the model's code never resumes).
+namespace {
+thread_local jmp_buf *checkTarget = nullptr;
+thread_local char checkMessage[1024];
+} // namespace
+
+void qopt_kernel_check_failed(const char *message) {
+  std::snprintf(checkMessage, sizeof(checkMessage), "%s", message);
+  if (checkTarget)
+    std::longjmp(*checkTarget, 1);
+  // Called outside a guarded run (mlir-runner in tests): stop as cf.assert
+  // would, but with an exit status rather than a signal.
+  std::fprintf(stderr, "qopt: run-time check failed: %s\n", message);
+  std::fflush(stderr);
+  std::_Exit(1);
+}
+
+/// Runs `entry(args)`; returns 0, or 1 with `*message` set to the failed
+/// check's message (valid until the thread's next failed check).
+int qopt_kernel_run_guarded(void (*entry)(void **), void **args,
+                            const char **message) {
+  jmp_buf target;
+  jmp_buf *saved = checkTarget;
+  checkTarget = &target;
+  if (setjmp(target)) {
+    checkTarget = saved;
+    *message = checkMessage;
+    return 1;
+  }
+  entry(args);
+  checkTarget = saved;
+  return 0;
 }
 }

@@ -204,3 +204,35 @@ e = m.graph.initializer[0].external_data.add()
 e.key, e.value = "offset", "ten"
 save(m, "ext/offset_text.onnx")
 save(with_external("weights.bin", offset=1 << 40), "ext/offset_past_end.onnx")
+
+
+# Nodes that break their operator's schema, one defect each (the importer
+# checks every default-domain node against the schema of the model's opset).
+def one_node(node, inputs, opset=17, outputs=("y",)):
+    ins = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 2]) for n in inputs]
+    outs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 2]) for n in outputs]
+    return helper.make_model(helper.make_graph([node], "g", ins, outs),
+                             opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+save(one_node(helper.make_node("Gemm", ["a", "b"], ["y"], name="gemm", transA=1.0), ["a", "b"]),
+     "float_transa.onnx")
+save(one_node(helper.make_node("Softmax", ["a"], ["y"], name="softmax", axis="1"), ["a"]),
+     "string_axis.onnx")
+save(one_node(helper.make_node("MatMul", ["a"], ["y"], name="mm"), ["a"]), "matmul_one_input.onnx")
+save(one_node(helper.make_node("Relu", ["a"], ["y", "z"], name="relu"), ["a"], outputs=("y", "z")),
+     "two_outputs.onnx")
+save(one_node(helper.make_node("Frobnicate", ["a"], ["y"], name="frob"), ["a"]), "unknown_op.onnx")
+save(one_node(helper.make_node("Concat", ["a", "a"], ["y"], name="concat"), ["a"]),
+     "missing_required.onnx")
+save(one_node(helper.make_node("Relu", ["a"], ["y"], name="relu", alpha=0.1), ["a"]),
+     "unknown_attr.onnx")
+save(one_node(helper.make_node("Gelu", ["a"], ["y"], name="gelu"), ["a"], opset=17),
+     "too_early.onnx")
+save(one_node(helper.make_node("Upsample", ["a", "a"], ["y"], name="up"), ["a"], opset=11),
+     "removed_op.onnx")
+save(one_node(helper.make_node("Relu", ["a"], ["y"], name="relu"), ["a"], opset=99),
+     "future_opset.onnx")
+m = one_node(helper.make_node("Relu", ["a"], ["y"], name="relu"), ["a"])
+m.graph.ClearField("output")
+save(m, "no_outputs.onnx")

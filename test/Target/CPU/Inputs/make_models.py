@@ -79,3 +79,42 @@ det = helper.make_model(
         [helper.make_tensor_value_info("d", TensorProto.FLOAT, [])]),
     opset_imports=[helper.make_opsetid("", 17)])
 save("det.onnx", det)
+
+# Run-time checks. embedding.onnx: a token table looked up by ids[batch,
+# seq] (Gather, as every language model starts), returned twice (the second
+# output an Identity of the first: two outputs, one buffer).
+table = rng.standard_normal((10, 4)).astype(np.float32)
+embedding = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("Gather", ["embed.weight", "ids"], ["h"], name="/embed/Gather"),
+         helper.make_node("Identity", ["h"], ["h_copy"], name="copy")],
+        "embedding",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["batch", "seq"])],
+        [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["batch", "seq", 4]),
+         helper.make_tensor_value_info("h_copy", TensorProto.FLOAT, ["batch", "seq", 4])],
+        [numpy_helper.from_array(table, "embed.weight")]),
+    opset_imports=[helper.make_opsetid("", 17)])
+save("embedding.onnx", embedding)
+ids = np.array([[0, 3, 9], [-1, -10, 2]], np.int64)
+np.save(os.path.join(out, "ids.npy"), ids)
+np.save(os.path.join(out, "h_ref.npy"), table[ids])
+np.save(os.path.join(out, "ids_past.npy"), np.array([[0, 10, 1]], np.int64))
+np.save(os.path.join(out, "ids_before.npy"), np.array([[-11]], np.int64))
+
+# broadcast.onnx: c = a + b over dimensions the types leave open, so that
+# the run decides which operand broadcasts.
+bcast = helper.make_model(
+    helper.make_graph(
+        [helper.make_node("Add", ["a", "b"], ["c"], name="add")], "broadcast",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["m", "n"]),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, ["p", "q"])],
+        [helper.make_tensor_value_info("c", TensorProto.FLOAT, ["r", "s"])]),
+    opset_imports=[helper.make_opsetid("", 17)])
+save("broadcast.onnx", bcast)
+for name, shape in [("a34", (3, 4)), ("b14", (1, 4)), ("b31", (3, 1)),
+                    ("b11", (1, 1)), ("b24", (2, 4)), ("a14", (1, 4))]:
+    np.save(os.path.join(out, name + ".npy"),
+            rng.standard_normal(shape).astype(np.float32))
+for a, b in [("a34", "b14"), ("a34", "b31"), ("a34", "b11"), ("a14", "a34")]:
+    np.save(os.path.join(out, f"c_{a}_{b}.npy"),
+            np.load(os.path.join(out, a + ".npy")) + np.load(os.path.join(out, b + ".npy")))
