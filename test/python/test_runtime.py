@@ -19,7 +19,7 @@ def compiled(tmp_path_factory):
     d = tmp_path_factory.mktemp("models")
     subprocess.run([sys.executable, MAKE, str(d)], check=True)
     qoptc = os.path.join(os.environ["QOPT_BIN"], "qoptc")
-    for name in ("linear", "two_inputs"):
+    for name in ("linear", "two_inputs", "embedding"):
         subprocess.run([qoptc, str(d / f"{name}.onnx"), "-o", str(d / f"{name}.so")], check=True)
     return d
 
@@ -75,3 +75,19 @@ def test_errors(compiled):
         two.run(np.zeros((2, 4), np.float32))
     with pytest.raises(RuntimeError, match=r"cannot open"):
         qopt.load(compiled / "missing.so")
+
+
+def test_run_time_checks(compiled):
+    """A failed run-time check (bad input values) is a ValueError naming the
+    node; the model stays usable afterwards."""
+    m = qopt.load(compiled / "embedding.so")
+    ids = np.load(compiled / "ids.npy")
+    h, h_copy = m.run(ids=ids)
+    np.testing.assert_allclose(h, np.load(compiled / "h_ref.npy"), rtol=1e-6)
+    np.testing.assert_array_equal(h, h_copy)
+    with pytest.raises(ValueError, match=r"the model stopped: node '/embed/Gather' "
+                                           r"\(Gather, opset 17\): an index into axis 0 is "
+                                           r"out of range \(valid: -10 to 9\)"):
+        m.run(ids=np.array([[10]], np.int64))
+    h, _ = m.run(ids=np.array([[-1]], np.int64))  # the last row
+    np.testing.assert_allclose(h[0, 0], np.load(compiled / "h_ref.npy")[1, 0], rtol=1e-6)

@@ -66,7 +66,9 @@ typedef struct qopt_model qopt_model;
 const char *qopt_last_error(void);
 
 /* Loads `path` (a model.so from qoptc) and memory-maps the weights file its
-   manifest names, next to it. The first load also sets glibc's
+   manifest names, next to it. The file is checked before it is loaded (its
+   checksum trailer, ELF headers and segments, manifest): a truncated or
+   corrupted library is an error, not a signal. The first load also sets glibc's
    M_MMAP_THRESHOLD and M_TRIM_THRESHOLD (mallopt) to 1 GiB so that the
    buffers of repeated runs are reused rather than mapped and zeroed anew. */
 int qopt_model_load(const char *path, qopt_model **model);
@@ -85,7 +87,10 @@ const char *qopt_model_manifest(const qopt_model *model);
 /* Runs the model. `inputs` are checked against the model (count, dtype,
    rank, static sizes, and equal sizes for equally named dimensions). On
    success every outputs[i] is filled with a buffer the caller owns: release
-   it with qopt_tensor_free. */
+   it with qopt_tensor_free. What only the run can decide (indices in range,
+   sizes that broadcast) is checked by the model's code: a failed check
+   returns non-zero with "the model stopped: node '...' (OP, opset N): ..."
+   before anything is read or written out of bounds. */
 int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
                    size_t num_inputs, qopt_tensor *outputs,
                    size_t num_outputs);

@@ -375,6 +375,25 @@ LogicalResult convertSplit(ONNXNodeOp op, OpBuilder &b,
       used = b.createOrFold<arith::AddIOp>(loc, used, len);
     }
   }
+  // Given lengths must cover the axis exactly.
+  if (getInput(op, 1) || getIntsAttr(op, "split")) {
+    Value total = idx(b, loc, 0);
+    for (Value len : lengths)
+      total = b.createOrFold<arith::AddIOp>(loc, total, len);
+    std::optional<int64_t> t = getConstantIntValue(total),
+                           n = getConstantIntValue(dim);
+    if (t && n && *t != *n)
+      return nodeError(op) << "split lengths sum to " << *t << ", the axis has "
+                           << *n;
+    if (!t || !n)
+      emitCheck(op, b,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, total,
+                                      dim),
+                "split lengths do not sum to the size of the axis");
+    for (Value len : lengths)
+      if (std::optional<int64_t> c = getConstantIntValue(len); c && *c < 0)
+        return nodeError(op) << "split length " << *c << " is negative";
+  }
   Value offset = idx(b, loc, 0);
   for (Value len : lengths) {
     SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));

@@ -159,6 +159,50 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "inner dimensions differ: "
                          << lhsType.getDimSize(lhsBatch + 1) << " vs "
                          << rhsType.getDimSize(rhsBatch);
+  // The inner dimensions must agree at run time too.
+  if ((lhsType.isDynamicDim(lhsBatch + 1) || rhsType.isDynamicDim(rhsBatch)) &&
+      sizeSource(lhs, lhsBatch + 1) != sizeSource(rhs, rhsBatch))
+    emitCheck(op, b,
+              arith::CmpIOp::create(
+                  b, loc, arith::CmpIPredicate::eq,
+                  getValueOrCreateConstantIndexOp(b, loc, lhsSizes[lhsBatch + 1]),
+                  getValueOrCreateConstantIndexOp(b, loc, rhsSizes[rhsBatch])),
+              "inner dimensions differ");
+  // Batch dimensions the types cannot decide broadcast as the run says
+  // (as for elementwise operands): checked, then expanded where 1.
+  for (int64_t d = 0; d < batch; ++d) {
+    int64_t li = d - (batch - lhsBatch), ri = d - (batch - rhsBatch);
+    if (li < 0 || ri < 0)
+      continue;
+    int64_t ls = lhsType.getDimSize(li), rs = rhsType.getDimSize(ri);
+    if (ls == 1 || rs == 1 ||
+        (!ShapedType::isDynamic(ls) && !ShapedType::isDynamic(rs)) ||
+        sizeSource(lhs, li) == sizeSource(rhs, ri))
+      continue;
+    Value l = getValueOrCreateConstantIndexOp(b, loc, lhsSizes[li]);
+    Value r = getValueOrCreateConstantIndexOp(b, loc, rhsSizes[ri]);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    Value out =
+        !ShapedType::isDynamic(ls) ? l
+        : !ShapedType::isDynamic(rs)
+            ? r
+            : Value(arith::SelectOp::create(
+                  b, loc,
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, l, one),
+                  r, l));
+    auto fits = [&](Value v) {
+      return arith::OrIOp::create(
+          b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, out),
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, one));
+    };
+    emitCheck(op, b, arith::AndIOp::create(b, loc, fits(l), fits(r)),
+              "batch dimension " + Twine(d) + " cannot be broadcast");
+    if (ShapedType::isDynamic(ls))
+      lhs = expandAtRunTime(b, loc, lhs, li, out);
+    if (ShapedType::isDynamic(rs))
+      rhs = expandAtRunTime(b, loc, rhs, ri, out);
+    lhsSizes[li] = rhsSizes[ri] = out;
+  }
   // Loops: batch..., m, n, k.
   int64_t numLoops = batch + 3;
   SmallVector<OpFoldResult> outSizes;
@@ -832,7 +876,38 @@ LogicalResult convertConcat(ONNXNodeOp op, OpBuilder &b,
     results.push_back(inputs.front());
     return success();
   }
-  results.push_back(tensor::ConcatOp::create(b, op.getLoc(), *axis, inputs));
+  // The other dimensions must agree: checked now where static, else at run
+  // time (tensor.concat assumes it).
+  Location loc = op.getLoc();
+  for (auto [k, input] : llvm::enumerate(inputs)) {
+    auto t = rankedType(input);
+    if (!t || t.getRank() != type.getRank() ||
+        t.getElementType() != type.getElementType())
+      return nodeError(op) << "input #" << k << " has type " << input.getType()
+                           << ", which does not concatenate with "
+                           << inputs.front().getType();
+    for (int64_t d = 0; d < type.getRank(); ++d) {
+      if (d == *axis || k == 0)
+        continue;
+      int64_t a = type.getDimSize(d), c = t.getDimSize(d);
+      if (!ShapedType::isDynamic(a) && !ShapedType::isDynamic(c)) {
+        if (a != c)
+          return nodeError(op) << "input #" << k << " has size " << c
+                               << " in dimension " << d << ", input #0 " << a;
+        continue;
+      }
+      if (sizeSource(input, d) == sizeSource(inputs.front(), d))
+        continue;
+      emitCheck(op, b,
+                arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::eq,
+                    tensor::DimOp::create(b, loc, input, d),
+                    tensor::DimOp::create(b, loc, inputs.front(), d)),
+                "input #" + Twine(k) + " differs from input #0 in dimension " +
+                    Twine(d));
+    }
+  }
+  results.push_back(tensor::ConcatOp::create(b, loc, *axis, inputs));
   return success();
 }
 

@@ -118,3 +118,79 @@ for name, shape in [("a34", (3, 4)), ("b14", (1, 4)), ("b31", (3, 1)),
 for a, b in [("a34", "b14"), ("a34", "b31"), ("a34", "b11"), ("a14", "a34")]:
     np.save(os.path.join(out, f"c_{a}_{b}.npy"),
             np.load(os.path.join(out, a + ".npy")) + np.load(os.path.join(out, b + ".npy")))
+
+
+# More run-time checks, one small model each, with inputs that pass and
+# inputs that must stop the run.
+def model_of(nodes, inputs, outputs, opset=17):
+    return helper.make_model(
+        helper.make_graph(nodes, "m", inputs, outputs),
+        opset_imports=[helper.make_opsetid("", opset)])
+
+
+def vi(name, dims, dtype=TensorProto.FLOAT):
+    return helper.make_tensor_value_info(name, dtype, dims)
+
+
+def arr(name, shape, dtype=np.float32):
+    a = rng.standard_normal(shape).astype(dtype) if dtype == np.float32 else \
+        rng.integers(-3, 3, shape).astype(dtype)
+    np.save(os.path.join(out, name + ".npy"), a)
+    return a
+
+
+# MatMul with batch dimensions the run decides, and inner dimensions only
+# the run knows.
+save("matmul_bcast.onnx", model_of(
+    [helper.make_node("MatMul", ["a", "b"], ["c"], name="mm")],
+    [vi("a", ["p", "m", "k"]), vi("b", ["q", "k2", "n"])], [vi("c", ["r", "m", "n"])]))
+mm_a = {n: arr(f"mm_a{n}", (n, 2, 3)) for n in (1, 4)}
+mm_b = {n: arr(f"mm_b{n}", (n, 3, 5)) for n in (1, 4)}
+for p, q in [(1, 4), (4, 1), (4, 4)]:
+    np.save(os.path.join(out, f"mm_c{p}{q}.npy"), np.matmul(mm_a[p], mm_b[q]))
+arr("mm_a2", (2, 2, 3))
+arr("mm_bk4", (4, 4, 5))
+
+# Concat along 0 of inputs whose other dimension only the run knows.
+save("concat.onnx", model_of(
+    [helper.make_node("Concat", ["a", "b"], ["c"], name="cat", axis=0)],
+    [vi("a", ["r", "c"]), vi("b", ["s", "t"])], [vi("c", ["u", "v"])]))
+arr("cat_a", (2, 3))
+arr("cat_b3", (1, 3))
+arr("cat_b4", (1, 4))
+
+# Split with given lengths of an axis only the run knows.
+split = model_of(
+    [helper.make_node("Split", ["x", "lengths"], ["y", "z"], name="split", axis=0)],
+    [vi("x", ["n"])], [vi("y", ["a"]), vi("z", ["b"])], opset=18)
+split.graph.initializer.append(numpy_helper.from_array(np.array([2, 3], np.int64), "lengths"))
+save("split.onnx", split)
+np.save(os.path.join(out, "split_x5.npy"), np.arange(5, dtype=np.float32))
+np.save(os.path.join(out, "split_x6.npy"), np.arange(6, dtype=np.float32))
+np.save(os.path.join(out, "split_len.npy"), np.array([2, 3], np.int64))
+
+# Reshape to a shape given at run time.
+save("reshape.onnx", model_of(
+    [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape")],
+    [vi("x", ["n"]), vi("shape", [2], TensorProto.INT64)], [vi("y", ["a", "b"])]))
+np.save(os.path.join(out, "reshape_shape_ok.npy"), np.array([2, -1], np.int64))
+np.save(os.path.join(out, "reshape_shape_bad.npy"), np.array([4, -1], np.int64))
+
+# GatherND / ScatterND with index tuples from the input.
+save("gathernd.onnx", model_of(
+    [helper.make_node("GatherND", ["data", "idx"], ["y"], name="gnd")],
+    [vi("data", [3, 4]), vi("idx", ["n", 2], TensorProto.INT64)], [vi("y", ["n"])]))
+save("scatternd.onnx", model_of(
+    [helper.make_node("ScatterND", ["data", "idx", "upd"], ["y"], name="snd")],
+    [vi("data", [3, 4]), vi("idx", ["n", 2], TensorProto.INT64), vi("upd", ["n"])],
+    [vi("y", [3, 4])]))
+data34 = arr("nd_data", (3, 4))
+idx_ok = np.array([[0, 1], [2, -1], [-3, 3]], np.int64)
+np.save(os.path.join(out, "nd_idx_ok.npy"), idx_ok)
+np.save(os.path.join(out, "nd_idx_bad.npy"), np.array([[0, 1], [0, 4]], np.int64))
+upd = arr("nd_upd", (3,))
+np.save(os.path.join(out, "nd_upd2.npy"), upd[:2].copy())
+np.save(os.path.join(out, "gnd_ref.npy"), data34[idx_ok[:, 0], idx_ok[:, 1]])
+sref = data34.copy()
+sref[idx_ok[:, 0], idx_ok[:, 1]] = upd
+np.save(os.path.join(out, "snd_ref.npy"), sref)
