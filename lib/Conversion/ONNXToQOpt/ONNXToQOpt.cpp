@@ -282,6 +282,7 @@ using DimSource = std::pair<Value, int64_t>;
 
 DimSource scalarSource(Value v, unsigned depth = 0);
 Value shapeElement(Value t, int64_t i, unsigned depth);
+OpFoldResult shapeElementImpl(Value t, int64_t i, unsigned depth);
 
 DimSource dimSource(Value v, int64_t dim, unsigned depth = 0) {
   if (depth > 64)
@@ -290,8 +291,37 @@ DimSource dimSource(Value v, int64_t dim, unsigned depth = 0) {
   if (type && type.hasRank() && !type.isDynamicDim(dim))
     return {Value(), type.getDimSize(dim)};
   Operation *def = v.getDefiningOp();
-  if (!def)
+  if (!def) {
+    // Inputs whose dimensions share an ONNX name ("batch", "seq") are
+    // equal: the runtime checks that before it runs the model.
+    auto arg = dyn_cast<BlockArgument>(v);
+    auto func = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
+                    : func::FuncOp();
+    if (!func || arg.getOwner() != &func.getBody().front())
+      return {v, dim};
+    auto nameAt = [&](unsigned i, int64_t d) -> StringRef {
+      auto names = func.getArgAttrOfType<ArrayAttr>(i, "qopt.onnx.dims");
+      if (!names || d >= static_cast<int64_t>(names.size()))
+        return {};
+      auto name = dyn_cast<StringAttr>(names[d]);
+      return name ? name.getValue() : StringRef();
+    };
+    StringRef name = nameAt(arg.getArgNumber(), dim);
+    if (name.empty())
+      return {v, dim};
+    for (unsigned i = 0; i < func.getNumArguments(); ++i) {
+      auto type = dyn_cast<RankedTensorType>(func.getArgument(i).getType());
+      for (int64_t d = 0; type && d < type.getRank(); ++d)
+        if (type.isDynamicDim(d) && nameAt(i, d) == name)
+          return {func.getArgument(i), d};
+    }
     return {v, dim};
+  }
+  // Along other dimensions than its axis, a concatenation has its inputs'
+  // (equal, as checked) sizes.
+  if (auto concat = dyn_cast<tensor::ConcatOp>(def))
+    if (static_cast<int64_t>(concat.getDim()) != dim)
+      return dimSource(concat.getInputs().front(), dim, depth + 1);
   if (auto dps = dyn_cast<DestinationStyleOpInterface>(def))
     if (auto result = dyn_cast<OpResult>(v); result && dps.hasPureTensorSemantics())
       return dimSource(dps.getDpsInits()[result.getResultNumber()], dim,
@@ -381,31 +411,42 @@ DimSource scalarSource(Value v, unsigned depth) {
 }
 
 Value shapeElement(Value t, int64_t i, unsigned depth) {
+  OpFoldResult element = shapeElementImpl(t, i, depth);
+  return dyn_cast_if_present<Value>(element);
+}
+
+OpFoldResult shapeElementImpl(Value t, int64_t i, unsigned depth) {
   auto type = dyn_cast<RankedTensorType>(t.getType());
   if (depth > 64 || !type || !type.hasStaticShape() || type.getRank() > 1 ||
       i < 0 || i >= type.getNumElements())
     return {};
+  if (std::optional<SmallVector<int64_t>> c = getConstantInts(t))
+    return IntegerAttr::get(IndexType::get(t.getContext()), (*c)[i]);
   Operation *def = t.getDefiningOp();
   if (auto elements = dyn_cast_or_null<tensor::FromElementsOp>(def))
     return elements.getElements()[i];
   if (auto cast = dyn_cast_or_null<tensor::CastOp>(def))
-    return shapeElement(cast.getSource(), i, depth + 1);
+    return shapeElementImpl(cast.getSource(), i, depth + 1);
   // Reshapes of rank <= 1 keep the element order.
   if (auto reshape = dyn_cast_or_null<tensor::ReshapeOp>(def))
-    return shapeElement(reshape.getSource(), i, depth + 1);
+    return shapeElementImpl(reshape.getSource(), i, depth + 1);
   if (auto concat = dyn_cast_or_null<tensor::ConcatOp>(def)) {
     for (Value input : concat.getInputs()) {
       auto inType = dyn_cast<RankedTensorType>(input.getType());
       if (!inType || !inType.hasStaticShape())
         return {};
       if (i < inType.getNumElements())
-        return shapeElement(input, i, depth + 1);
+        return shapeElementImpl(input, i, depth + 1);
       i -= inType.getNumElements();
     }
   }
   return {};
 }
 } // namespace
+
+OpFoldResult mlir::qopt::onnx::shapeElementOf(Value t, int64_t i) {
+  return shapeElementImpl(t, i, 0);
+}
 
 std::pair<Value, int64_t> mlir::qopt::onnx::sizeSource(Value size) {
   return scalarSource(size);
@@ -739,14 +780,24 @@ struct ConvertONNXToQOptPass
         failedAny = true;
         continue;
       }
+      // A raise that starts at this node may replace a chain further on
+      // (a GELU or norm this node feeds): the node itself is converted
+      // unless the raise consumed it.
       SmallVector<Operation *> gone;
       if (succeeded(tryRaise(op, rewriter, gone))) {
         erased.insert(gone.begin(), gone.end());
-        continue;
+        if (erased.contains(op))
+          continue;
       }
       if (failed(convert(table, op)))
         failedAny = true;
     }
+    // Every node is converted now, or refused above.
+    if (!failedAny && !allowUnsupported)
+      getOperation().walk([&](ONNXNodeOp op) {
+        nodeError(op) << "was left unconverted (internal error)";
+        failedAny = true;
+      });
     // Drop the placeholders of omitted inputs once nothing reads them.
     getOperation().walk([](ONNXNoneOp op) {
       if (op->use_empty())

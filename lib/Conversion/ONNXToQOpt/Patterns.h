@@ -95,6 +95,12 @@ LogicalResult checkSizesWithin(ONNXNodeOp op, OpBuilder &b,
 std::pair<Value, int64_t> sizeSource(Value size);
 std::pair<Value, int64_t> sizeSource(Value shaped, int64_t dim);
 
+/// Element `i` of a small static 1-D (or 0-D) integer tensor built by shape
+/// arithmetic (Shape, Gather, Unsqueeze, Concat, constants): an index
+/// attribute when constant, else the scalar it was built from (its element
+/// type), or null when unknown.
+OpFoldResult shapeElementOf(Value t, int64_t i);
+
 /// `x` expanded along dimension `i` to `target` when its size there (which
 /// the caller has checked to be `target` or 1) differs: an scf.if that
 /// folds away once the sizes are known equal.

@@ -605,10 +605,21 @@ FailureOr<SmallVector<OpFoldResult>> shapeEntries(OpBuilder &b, Location loc,
   if (!type || type.getRank() != 1 || type.isDynamicDim(0))
     return failure();
   for (int64_t i = 0; i < type.getDimSize(0); ++i) {
-    Value idx = arith::ConstantIndexOp::create(b, loc, i);
-    Value v = tensor::ExtractOp::create(b, loc, shape, idx);
-    entries.push_back(
-        arith::IndexCastOp::create(b, loc, b.getIndexType(), v).getResult());
+    // Entries that shape arithmetic made from constants and sizes are used
+    // as such (so that -1, 0 and sizes are known now); others are read.
+    OpFoldResult known = shapeElementOf(shape, i);
+    if (auto attr = dyn_cast_if_present<Attribute>(known)) {
+      entries.push_back(attr);
+      continue;
+    }
+    Value v = dyn_cast_if_present<Value>(known);
+    if (!v) {
+      Value idx = arith::ConstantIndexOp::create(b, loc, i);
+      v = tensor::ExtractOp::create(b, loc, shape, idx);
+    }
+    if (!v.getType().isIndex())
+      v = arith::IndexCastOp::create(b, loc, b.getIndexType(), v);
+    entries.push_back(v);
   }
   return entries;
 }
@@ -687,6 +698,43 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
     return arith::DivUIOp::create(b, loc, numel,
                                   indexValue(b, loc, product(b, loc, others)));
   };
+  // The -1 entry symbolically: the input's sizes, less the factors the
+  // other entries take (matched by their source); what is left is a
+  // constant or one of the input's sizes ([b, s, h, d] -> [b, s, -1] is
+  // h*d; -> [b*s?, -1, d] is not followed).
+  auto cancelFactors = [&](int64_t pos) -> OpFoldResult {
+    SmallVector<std::pair<std::pair<Value, int64_t>, OpFoldResult>> factors;
+    int64_t constIn = 1, constOut = 1;
+    for (auto [k, size] : llvm::enumerate(inSizes)) {
+      if (std::optional<int64_t> c = getConstantIntValue(size))
+        constIn *= *c;
+      else
+        factors.push_back({sizeSource(x, k), size});
+    }
+    for (auto [j, size] : llvm::enumerate(sizes)) {
+      if (static_cast<int64_t>(j) == pos)
+        continue;
+      if (std::optional<int64_t> c = getConstantIntValue(size)) {
+        constOut *= *c;
+        continue;
+      }
+      if (!knownSize.contains(j))
+        return {};
+      auto source = sizeSource(cast<Value>(size));
+      auto it = llvm::find_if(factors, [&](auto &f) { return f.first == source; });
+      if (it == factors.end())
+        return {};
+      factors.erase(it);
+    }
+    if (constOut <= 0 || constIn % constOut)
+      return {};
+    int64_t rest = constIn / constOut;
+    if (factors.empty())
+      return b.getIndexAttr(rest);
+    if (factors.size() == 1 && rest == 1)
+      return factors.front().second;
+    return {};
+  };
   if (inferred >= 0) {
     // Static -1 with all else static folds to a constant.
     SmallVector<OpFoldResult> others;
@@ -703,8 +751,12 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
         return nodeError(op) << "cannot reshape " << *total
                              << " elements with the given shape";
       sizes[inferred] = b.getIndexAttr(*total / rest);
+    } else if (OpFoldResult cancelled = cancelFactors(inferred)) {
+      sizes[inferred] = cancelled;
+      knownSize.insert(inferred);
     } else {
       sizes[inferred] = resolve(inferred);
+      knownSize.insert(inferred); // a quotient of sizes, never -1
     }
   }
   for (auto [i, s] : llvm::enumerate(sizes))

@@ -48,20 +48,15 @@ func.func @reshape_static(%x: tensor<2x3x4xf32>) -> tensor<2x12xf32> {
 // -----
 
 // A shape computed at run time (Shape -> Gather -> Concat, as exporters emit
-// it) stays correct with dynamic sizes: entries are read and 0 / -1 resolved
-// at run time, and the element count is checked. Gather of a constant index
-// from a shape yields the size itself (a scalar), so the first entry is
-// known to be the input's first dimension.
+// it) stays correct with dynamic sizes. Shape arithmetic is followed to its
+// sources: the first entry is the input's first dimension itself, the -1
+// is known to be the constant -1 and resolved from the element count, which
+// is checked at run time.
 // CHECK-LABEL: func.func @reshape_dynamic
 // CHECK: %[[D0:.*]] = tensor.dim %arg0, %c0
-// CHECK: %[[I0:.*]] = arith.index_cast %[[D0]] : index to i64
-// CHECK: tensor.from_elements %[[I0]] : tensor<1xi64>
-// CHECK: tensor.concat dim(0)
-// CHECK: %[[E0:.*]] = tensor.extract
-// CHECK: %[[S0:.*]] = arith.index_cast %[[E0]]
-// CHECK: arith.select
+// CHECK: arith.divui
 // CHECK: cf.assert %{{.*}}, "node '?' (Reshape, opset 14): the shape does not keep the input's element count"
-// CHECK: tensor.from_elements %[[S0]], %{{.*}} : tensor<2xindex>
+// CHECK: tensor.from_elements %[[D0]], %{{.*}} : tensor<2xindex>
 // CHECK: tensor.reshape
 func.func @reshape_dynamic(%x: tensor<?x?x4xf32>) -> tensor<?x?xf32> {
   %shape = qopt.onnx_node "Shape" opset 15 (%x) {end = 2 : i64} : (tensor<?x?x4xf32>) -> tensor<2xi64>
@@ -167,4 +162,20 @@ func.func @dequantize_weight(%x: tensor<4x8xi8>, %xs: tensor<f32>) -> (tensor<16
   %0 = qopt.onnx_node "DequantizeLinear" opset 21 (%w, %ws, %wz) {axis = 1 : i64} : (tensor<16x8xi8>, tensor<8xf32>, tensor<8xi8>) -> tensor<16x8xf32>
   %1 = qopt.onnx_node "DequantizeLinear" opset 21 (%x, %xs) {} : (tensor<4x8xi8>, tensor<f32>) -> tensor<4x8xf32>
   return %0, %1 : tensor<16x8xf32>, tensor<4x8xf32>
+}
+
+// -----
+
+// A node whose raise attempt replaces a chain it feeds (here the SiLU of
+// its result) is still converted itself.
+// CHECK-LABEL: func.func @raise_downstream
+// CHECK-NOT: qopt.onnx_node
+// CHECK: %[[M:.*]] = linalg.generic
+// CHECK: arith.mulf
+// CHECK: qopt.silu %[[M]]
+func.func @raise_downstream(%a: tensor<2x4xf32>, %b: tensor<2x4xf32>) -> tensor<2x4xf32> {
+  %m = qopt.onnx_node "Mul" opset 14 (%a, %b) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  %s = qopt.onnx_node "Sigmoid" opset 13 (%m) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %y = qopt.onnx_node "Mul" opset 14 (%m, %s) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  return %y : tensor<2x4xf32>
 }
