@@ -659,39 +659,27 @@ LogicalResult convertGatherND(ONNXNodeOp op, OpBuilder &b,
 /// The scalar combination ScatterND / ScatterElements apply.
 using Combine = Value (*)(OpBuilder &, Location, Value, Value);
 
-FailureOr<Combine> scatterReduction(ONNXNodeOp op, Type element) {
+template <typename FloatOp, typename IntOp>
+Value combine(OpBuilder &b, Location loc, Value old, Value update) {
+  if (isa<FloatType>(old.getType()))
+    return FloatOp::create(b, loc, old, update);
+  return IntOp::create(b, loc, old, update);
+}
+
+Value replace(OpBuilder &, Location, Value, Value update) { return update; }
+
+FailureOr<Combine> scatterReduction(ONNXNodeOp op) {
   StringRef reduction = getStringAttr(op, "reduction", "none");
-  bool isFloat = isa<FloatType>(element);
   if (reduction == "none")
-    return Combine([](OpBuilder &, Location, Value, Value u) { return u; });
+    return Combine(replace);
   if (reduction == "add")
-    return isFloat ? Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-      return Value(arith::AddFOp::create(nb, l, a, u));
-    })
-                   : Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-                       return Value(arith::AddIOp::create(nb, l, a, u));
-                     });
+    return Combine(combine<arith::AddFOp, arith::AddIOp>);
   if (reduction == "mul")
-    return isFloat ? Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-      return Value(arith::MulFOp::create(nb, l, a, u));
-    })
-                   : Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-                       return Value(arith::MulIOp::create(nb, l, a, u));
-                     });
+    return Combine(combine<arith::MulFOp, arith::MulIOp>);
   if (reduction == "max")
-    return isFloat ? Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-      return Value(arith::MaximumFOp::create(nb, l, a, u));
-    })
-                   : Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-                       return Value(arith::MaxSIOp::create(nb, l, a, u));
-                     });
+    return Combine(combine<arith::MaximumFOp, arith::MaxSIOp>);
   if (reduction == "min")
-    return isFloat ? Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-      return Value(arith::MinimumFOp::create(nb, l, a, u));
-    })
-                   : Combine([](OpBuilder &nb, Location l, Value a, Value u) {
-                       return Value(arith::MinSIOp::create(nb, l, a, u));
-                     });
+    return Combine(combine<arith::MinimumFOp, arith::MinSIOp>);
   return (nodeError(op) << "reduction '" << reduction << "' is not one of "
                         << "none, add, mul, max, min",
           failure());
@@ -742,7 +730,7 @@ LogicalResult convertScatterND(ONNXNodeOp op, OpBuilder &b,
   if (uType.getRank() != q - 1 + r - k)
     return nodeError(op) << "updates have rank " << uType.getRank()
                          << ", expected " << q - 1 + r - k;
-  auto combine = scatterReduction(op, dType.getElementType());
+  auto combine = scatterReduction(op);
   if (failed(combine))
     return failure();
   SmallVector<OpFoldResult> dataSizes = tensor::getMixedSizes(b, loc, data);
@@ -795,7 +783,7 @@ LogicalResult convertScatterElements(ONNXNodeOp op, OpBuilder &b,
   FailureOr<int64_t> axis = normalizeAxis(op, getIntAttr(op, "axis", 0), rank);
   if (failed(axis))
     return failure();
-  auto combine = scatterReduction(op, dType.getElementType());
+  auto combine = scatterReduction(op);
   if (failed(combine))
     return failure();
   SmallVector<OpFoldResult> dataSizes = tensor::getMixedSizes(b, loc, data);

@@ -219,13 +219,7 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
   for (auto [xi, d] : runtimeExpand) {
     Value size = getValueOrCreateConstantIndexOp(b, loc, inSizes[xi]);
     Value target = getValueOrCreateConstantIndexOp(b, loc, outSizes[d]);
-    emitCheck(op, b,
-              arith::OrIOp::create(
-                  b, loc,
-                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size,
-                                        target),
-                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size,
-                                        idx(b, loc, 1))),
+    emitCheck(op, b, isSizeOrOne(b, loc, size, target),
               "cannot expand dimension " + Twine(xi) +
                   " of the input: its size is neither 1 nor the shape's");
     x = expandAtRunTime(b, loc, x, xi, target);

@@ -457,6 +457,15 @@ std::pair<Value, int64_t> mlir::qopt::onnx::sizeSource(Value shaped,
   return dimSource(shaped, dim);
 }
 
+Value mlir::qopt::onnx::isSizeOrOne(OpBuilder &b, Location loc, Value size,
+                                   Value target) {
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  return arith::OrIOp::create(
+      b, loc,
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, target),
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, one));
+}
+
 Value mlir::qopt::onnx::expandAtRunTime(OpBuilder &b, Location loc, Value x,
                                        int64_t i, Value target) {
   auto type = cast<RankedTensorType>(x.getType());
@@ -565,19 +574,11 @@ FailureOr<Value> mlir::qopt::onnx::buildElementwise(
     if (size != 1) {
       // A static size: each dynamic operand size must be it or 1.
       Value expected = arith::ConstantIndexOp::create(b, loc, size);
-      Value one = arith::ConstantIndexOp::create(b, loc, 1);
       for (auto entry : dynamic) {
         if (dimSource(operands[entry.first], entry.second) ==
             DimSource{Value(), size})
           continue;
-        Value s = dimOf(entry);
-        emitCheck(op, b,
-                  arith::OrIOp::create(
-                      b, loc,
-                      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                            s, expected),
-                      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                            s, one)),
+        emitCheck(op, b, isSizeOrOne(b, loc, dimOf(entry), expected),
                   message());
         runtimeBroadcast[entry.first].push_back(entry.second);
       }
@@ -605,15 +606,7 @@ FailureOr<Value> mlir::qopt::onnx::buildElementwise(
       SmallVector<std::pair<unsigned, int64_t>> checked = {dynamic[0]};
       llvm::append_range(checked, undecided);
       for (auto entry : checked) {
-        Value s = dimOf(entry);
-        emitCheck(op, b,
-                  arith::OrIOp::create(
-                      b, loc,
-                      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                            s, result),
-                      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                            s, one)),
-                  message());
+        emitCheck(op, b, isSizeOrOne(b, loc, dimOf(entry), result), message());
         runtimeBroadcast[entry.first].push_back(entry.second);
       }
       // Operands with the first one's size broadcast with it.

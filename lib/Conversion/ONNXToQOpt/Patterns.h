@@ -101,6 +101,9 @@ std::pair<Value, int64_t> sizeSource(Value shaped, int64_t dim);
 /// type), or null when unknown.
 OpFoldResult shapeElementOf(Value t, int64_t i);
 
+/// size == target || size == 1 (indices), what a broadcast allows.
+Value isSizeOrOne(OpBuilder &b, Location loc, Value size, Value target);
+
 /// `x` expanded along dimension `i` to `target` when its size there (which
 /// the caller has checked to be `target` or 1) differs: an scf.if that
 /// folds away once the sizes are known equal.

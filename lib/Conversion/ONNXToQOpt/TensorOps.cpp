@@ -190,12 +190,9 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
                   b, loc,
                   arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, l, one),
                   r, l));
-    auto fits = [&](Value v) {
-      return arith::OrIOp::create(
-          b, loc, arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, out),
-          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, one));
-    };
-    emitCheck(op, b, arith::AndIOp::create(b, loc, fits(l), fits(r)),
+    emitCheck(op, b,
+              arith::AndIOp::create(b, loc, isSizeOrOne(b, loc, l, out),
+                                    isSizeOrOne(b, loc, r, out)),
               "batch dimension " + Twine(d) + " cannot be broadcast");
     if (ShapedType::isDynamic(ls))
       lhs = expandAtRunTime(b, loc, lhs, li, out);
