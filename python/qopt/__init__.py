@@ -65,7 +65,9 @@ class Model:
             if missing:
                 raise TypeError(f"missing input {missing[0]!r}")
             args = [kwargs[n] for n in names]
-        arrays = [np.ascontiguousarray(a) for a in args]
+        # C order without a copy where it already is; 0-d arrays stay 0-d
+        # (np.ascontiguousarray would make them 1-d).
+        arrays = [np.asarray(a, order="C") for a in args]
         return self._model.run(arrays)
 
     __call__ = run
