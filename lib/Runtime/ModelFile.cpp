@@ -45,7 +45,7 @@ bool readFile(const std::string &path, std::vector<unsigned char> &bytes,
     error = "'" + path + "' is not a regular file";
     return false;
   }
-  if (st.st_size > (int64_t(1) << 34)) {
+  if (st.st_size > (int64_t(1) << 30)) { // code only: weights are apart
     close(fd);
     error = "'" + path + "' is too large to be a compiled model";
     return false;
@@ -144,6 +144,8 @@ bool qopt::runtime::readModelFile(const std::string &path,
         sh.sh_link >= sections.size())
       continue;
     const Elf64_Shdr &strtab = sections[sh.sh_link];
+    if (strtab.sh_type == SHT_NOBITS)
+      continue;
     for (uint64_t off = 0; off + sizeof(Elf64_Sym) <= sh.sh_size;
          off += sizeof(Elf64_Sym)) {
       Elf64_Sym sym;

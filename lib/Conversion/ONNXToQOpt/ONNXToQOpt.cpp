@@ -184,9 +184,8 @@ LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
   // Constant indices (shape arithmetic) are checked now when the size is
   // known too.
   std::optional<int64_t> staticSize = getConstantIntValue(size);
-  if (std::optional<SmallVector<int64_t>> values = getConstantInts(indices)) {
-    if (!staticSize)
-      return success(); // checked below at run time
+  std::optional<SmallVector<int64_t>> values = getConstantInts(indices);
+  if (values && staticSize) {
     for (int64_t v : *values)
       if (v < -*staticSize || v >= *staticSize)
         return nodeError(op) << what << " is " << v << ", out of range (valid: "
