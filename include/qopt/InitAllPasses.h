@@ -6,13 +6,16 @@
 #include "qopt/Conversion/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Pipelines/Pipelines.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
 
 namespace mlir::qopt {
 
-/// Registers every qopt pass with the global pass registry (for qopt-opt).
+/// Registers every qopt pass and pipeline with the global registry (for
+/// qopt-opt).
 inline void registerAllPasses() {
   registerQOptPasses();
-  registerQOptConversionPasses();
+  registerConversionPasses();
+  registerQOptCPUPasses();
   registerQOptPipelines();
 }
 

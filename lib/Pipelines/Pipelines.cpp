@@ -1,90 +1,64 @@
-//===- Pipelines.cpp - qopt's named pass pipelines ------------------------===//
+//===- Pipelines.cpp - Whole-model pipelines ------------------------------===//
 
 #include "qopt/Pipelines/Pipelines.h"
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Conversion/ONNXToQOpt/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Target/CPU/Pipeline.h"
 
-#include "mlir/Conversion/Passes.h"
-#include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
-#include "mlir/Dialect/Bufferization/Transforms/Passes.h"
-#include "mlir/Dialect/Linalg/Passes.h"
-#include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
-#include "mlir/Transforms/Passes.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <chrono>
 
 using namespace mlir;
 
-void mlir::qopt::buildQOptCPUGraphPipeline(OpPassManager &pm,
-                                           const CPUPipelineOptions &options) {
+void mlir::qopt::buildONNXFrontEndPipeline(OpPassManager &pm,
+                                           bool allowUnsupported) {
   pm.addPass(createQOptRaiseONNXPass());
   ConvertONNXToQOptPassOptions onnx;
-  onnx.allowUnsupported = options.allowUnsupported;
+  onnx.allowUnsupported = allowUnsupported;
   pm.addPass(createConvertONNXToQOptPass(onnx));
+}
+
+void mlir::qopt::buildGraphPipeline(OpPassManager &pm) {
   pm.addPass(createQOptMaterializeParamsPass());
   pm.addPass(createQOptParamsToArgumentsPass());
 }
 
-void mlir::qopt::buildQOptCPUCodegenPipeline(
-    OpPassManager &pm, const CPUPipelineOptions &options) {
-  pm.addPass(createConvertQOptToLinalgPass());
-  // CSE first: equal sizes become one value, so the run-time broadcasts
-  // and checks the conversion could not decide fold away.
-  pm.addPass(createCSEPass());
-  pm.addPass(createCanonicalizerPass());
-  pm.addPass(createConvertElementwiseToLinalgPass());
-  // One loop nest per chain of elementwise ops instead of a buffer each.
-  pm.addPass(createQOptFuseElementwisePass());
-  // After fusion, which folds constant operands (pow's exponent) into the
-  // loop bodies where the rewrites can see them.
-  pm.addPass(createQOptCPUMathPass());
-  pm.addPass(createCanonicalizerPass());
-  bufferization::OneShotBufferizePassOptions bufferize;
-  bufferize.bufferizeFunctionBoundaries = true;
-  // Plain row-major results, so the runtime can hand them out as arrays.
-  bufferize.functionBoundaryTypeConversion =
-      bufferization::LayoutMapOption::IdentityLayoutMap;
-  pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
-  // Frees every intermediate buffer; returned buffers belong to the caller
-  // (copied when they would alias an argument or a constant).
-  bufferization::buildBufferDeallocationPipeline(pm);
-  pm.addPass(createConvertBufferizationToMemRefPass()); // clones
-  if (options.blas)
-    pm.addPass(createQOptLinalgToBLASPass());
-  if (options.parallel) {
-    pm.addPass(createConvertLinalgToParallelLoopsPass());
-    pm.addPass(createQOptSerializeNestedParallelPass());
-    pm.addPass(createConvertSCFToOpenMPPass());
-    // Inlines the memref.alloca_scope the conversion wraps around loop
-    // bodies that allocate nothing (SCF-to-CF would split it into blocks).
-    pm.addPass(createCanonicalizerPass());
-  } else {
-    pm.addPass(createConvertLinalgToLoopsPass());
-  }
-  // Failed run-time checks return an error status instead of aborting.
-  pm.addPass(createQOptLowerRuntimeChecksPass());
-  pm.addPass(createSCFToControlFlowPass());
-  pm.addPass(memref::createExpandStridedMetadataPass());
-  pm.addPass(createLowerAffinePass());
-  // LLVM intrinsics where they exist (fma, exp, sqrt … vectorize); libm
-  // calls only for the rest.
-  pm.addPass(createConvertMathToLLVMPass());
-  pm.addPass(createConvertMathToLibmPass());
-  // aligned_alloc: a buffer's aligned pointer is the one free() takes, so
-  // the runtime can hand results to the caller without a copy.
-  FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
-  memrefToLLVM.useAlignedAlloc = true;
-  pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
-  if (options.parallel)
-    pm.addPass(createConvertOpenMPToLLVMPass());
-  pm.addPass(createConvertToLLVMPass());
-  pm.addPass(createReconcileUnrealizedCastsPass());
-}
-
 void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
                                       const CPUPipelineOptions &options) {
-  buildQOptCPUGraphPipeline(pm, options);
-  buildQOptCPUCodegenPipeline(pm, options);
+  buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  buildGraphPipeline(pm);
+  CPUCodegenOptions codegen;
+  codegen.blas = options.blas;
+  codegen.parallel = options.parallel;
+  buildCPUCodegenPipeline(pm, codegen);
+}
+
+LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
+                                             const ModelCompileOptions &options,
+                                             const CPUTargetOptions &target) {
+  auto start = std::chrono::steady_clock::now();
+  PassManager pm(module.getContext());
+  buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  buildGraphPipeline(pm);
+  if (failed(pm.run(module)))
+    return failure();
+  if (options.timing)
+    llvm::errs() << llvm::format(
+        "qoptc: %-28s %8.3f s\n", "graph passes",
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count());
+  if (!options.dumpGraphIR.empty()) {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(options.dumpGraphIR, ec);
+    if (!ec)
+      module.print(os);
+  }
+  return compileForCPU(module, target);
 }
 
 void mlir::qopt::registerQOptPipelines() {
@@ -92,4 +66,5 @@ void mlir::qopt::registerQOptPipelines() {
       "qopt-lower-to-cpu",
       "Lower imported ONNX / QOpt graph IR to the LLVM dialect for the CPU",
       buildQOptCPUPipeline);
+  registerCPUCodegenPipeline();
 }

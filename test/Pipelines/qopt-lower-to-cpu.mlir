@@ -8,7 +8,7 @@
 // CHECK: llvm.fadd
 // BADOPT: allow-unsupported
 func.func @main(%x: tensor<?x4xf32>, %b: tensor<4xf32>) -> tensor<?x4xf32> {
-  %0 = qopt.onnx_node "Add" opset 17 (%x, %b) {} : (tensor<?x4xf32>, tensor<4xf32>) -> tensor<?x4xf32>
-  %1 = qopt.onnx_node "Relu" opset 17 (%0) {} : (tensor<?x4xf32>) -> tensor<?x4xf32>
+  %0 = onnx.node "Add" opset 17 (%x, %b) {} : (tensor<?x4xf32>, tensor<4xf32>) -> tensor<?x4xf32>
+  %1 = onnx.node "Relu" opset 17 (%0) {} : (tensor<?x4xf32>) -> tensor<?x4xf32>
   return %1 : tensor<?x4xf32>
 }

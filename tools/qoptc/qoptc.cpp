@@ -12,7 +12,7 @@
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Import/ONNX/ImportONNX.h"
 #include "qopt/InitAllDialects.h"
-#include "qopt/Target/CPUTarget.h"
+#include "qopt/Pipelines/Pipelines.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
@@ -115,10 +115,8 @@ int main(int argc, char **argv) {
   options.optLevel = optLevel;
   options.blas = !noBlas;
   options.parallel = parallel;
-  options.allowUnsupported = allowUnsupported;
   options.linker = linker;
   options.timing = timing;
-  options.dumpGraphIR = dumpGraph;
   options.dumpLLVMIR = dumpLLVM;
   options.kernelsLibrary = kernelsLib;
   if (options.kernelsLibrary.empty()) {
@@ -168,7 +166,11 @@ int main(int argc, char **argv) {
         "qoptc: %-28s %8.3f s\n", "import",
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count());
-  if (failed(qopt::compileForCPU(*module, options)))
+  qopt::ModelCompileOptions modelOptions;
+  modelOptions.allowUnsupported = allowUnsupported;
+  modelOptions.dumpGraphIR = dumpGraph;
+  modelOptions.timing = timing;
+  if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))
     return 1;
   if (timing)
     llvm::errs() << llvm::format(

@@ -1,13 +1,33 @@
-//===- Pipelines.h - qopt's named pass pipelines ----------------*- C++ -*-===//
+//===- Pipelines.h - Whole-model pipelines ----------------------*- C++ -*-===//
+//
+// The stages a model goes through, assembled: front end (ONNX staging ops
+// to QOpt and upstream ops) -> graph (QOpt transforms) -> target code
+// generation. Tools call these; targets never include them.
+//
+//===----------------------------------------------------------------------===//
 
 #ifndef QOPT_PIPELINES_PIPELINES_H
 #define QOPT_PIPELINES_PIPELINES_H
 
+#include "qopt/Target/CPU/CPUTarget.h"
+
+#include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassOptions.h"
+
+#include <string>
 
 namespace mlir {
 class OpPassManager;
 namespace qopt {
+
+/// Front end: raising of decomposed layers, then conversion of every
+/// `onnx.node` (left in place with `allowUnsupported`).
+void buildONNXFrontEndPipeline(OpPassManager &pm, bool allowUnsupported);
+
+/// Graph stage before a target: inline parameters as constants, the
+/// remaining ones as arguments of the entry function (what the runtime
+/// passes in).
+void buildGraphPipeline(OpPassManager &pm);
 
 struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
   PassOptions::Option<bool> allowUnsupported{
@@ -30,22 +50,28 @@ struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
       llvm::cl::init(false)};
 };
 
-/// Graph part of the CPU pipeline: raising of decomposed layers, ONNX
-/// conversion, inline parameters as constants, the remaining parameters as
-/// arguments of the entry function (what the runtime passes in).
-void buildQOptCPUGraphPipeline(OpPassManager &pm,
-                               const CPUPipelineOptions &options);
-
-/// Code-generation part: QOpt reference lowering, elementwise fusion,
-/// bufferization with buffer deallocation (results are owned by the
-/// caller), optional kernel-library calls for matrix products, loops, LLVM.
-void buildQOptCPUCodegenPipeline(OpPassManager &pm,
-                                 const CPUPipelineOptions &options);
-
-/// Both parts: from imported ONNX (or QOpt graph IR) to the LLVM dialect.
+/// Front end, graph stage and CPU code generation: from imported ONNX (or
+/// QOpt graph IR) to the LLVM dialect (`qopt-lower-to-cpu`).
 void buildQOptCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
-/// Registers `qopt-lower-to-cpu` for qopt-opt.
+struct ModelCompileOptions {
+  bool allowUnsupported = false;
+  /// Where to print the IR after the graph stage ("" = never).
+  std::string dumpGraphIR;
+  /// Print how long each step took to stderr.
+  bool timing = false;
+};
+
+/// What qoptc does for `--target cpu`: runs the front end and the graph
+/// stage on `module` (as qopt-translate --import-onnx produces it), then
+/// hands it to the CPU target, which writes the library, weights and
+/// manifest. On failure no output file is left behind.
+LogicalResult compileModelForCPU(ModuleOp module,
+                                 const ModelCompileOptions &options,
+                                 const CPUTargetOptions &target);
+
+/// Registers `qopt-lower-to-cpu` and the target's `qopt-cpu-codegen` for
+/// qopt-opt.
 void registerQOptPipelines();
 
 } // namespace qopt

@@ -1,13 +1,13 @@
 //===- ONNXToQOpt.cpp - Convert imported ONNX nodes -----------------------===//
 //
 // The driver walks the imported function in order (ONNX graphs are
-// topologically sorted) and hands each qopt.onnx_node to the handler that
+// topologically sorted) and hands each onnx.node to the handler that
 // the table names for its (domain, op type, opset).
 //
 //===----------------------------------------------------------------------===//
 
 #include "Patterns.h"
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Conversion/ONNXToQOpt/Passes.h"
 #include "qopt/Support/ONNXSchemas.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -22,7 +22,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_CONVERTONNXTOQOPTPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Conversion/ONNXToQOpt/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

@@ -8,6 +8,7 @@
 #ifndef QOPT_LIB_CONVERSION_ONNXTOQOPT_PATTERNS_H
 #define QOPT_LIB_CONVERSION_ONNXTOQOPT_PATTERNS_H
 
+#include "qopt/Dialect/ONNX/IR/ONNX.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"

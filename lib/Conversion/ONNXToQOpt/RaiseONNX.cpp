@@ -1,7 +1,7 @@
 //===- RaiseONNX.cpp - Recognise decomposed layers in ONNX graphs ---------===//
 
 #include "Patterns.h"
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Conversion/ONNXToQOpt/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
@@ -12,7 +12,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTRAISEONNXPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Conversion/ONNXToQOpt/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

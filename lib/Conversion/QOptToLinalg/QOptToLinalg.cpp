@@ -1,6 +1,6 @@
 //===- QOptToLinalg.cpp - QOpt ops to linalg reference semantics ----------===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Conversion/QOptToLinalg/Passes.h"
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -12,7 +12,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_CONVERTQOPTTOLINALGPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Conversion/QOptToLinalg/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

@@ -1,7 +1,7 @@
 //===- ImportONNX.cpp - ONNX ModelProto to MLIR ---------------------------===//
 //
 // A thin importer: it maps the model's structure (types, initializers, graph
-// inputs and outputs, nodes) onto qopt.param / func.func / qopt.onnx_node and
+// inputs and outputs, nodes) onto qopt.param / func.func / onnx.node and
 // checks everything a malformed file can get wrong. What each operator means
 // is left to the conversion patterns.
 //
@@ -10,6 +10,7 @@
 #include "qopt/Import/ONNX/ImportONNX.h"
 
 #include "ONNXProtoUtils.h"
+#include "qopt/Dialect/ONNX/IR/ONNX.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Support/ONNXSchemas.h"
 
@@ -934,7 +935,7 @@ bool mlir::qopt::parseDimSpec(StringRef spec, ONNXImportOptions &options,
 OwningOpRef<ModuleOp>
 mlir::qopt::importONNXModel(llvm::SourceMgr &sourceMgr, MLIRContext *context,
                             const ONNXImportOptions &options) {
-  context->loadDialect<QOptDialect, func::FuncDialect>();
+  context->loadDialect<ONNXDialect, QOptDialect, func::FuncDialect>();
   const llvm::MemoryBuffer *buffer =
       sourceMgr.getMemoryBuffer(sourceMgr.getMainFileID());
   ONNXImporter importer(context, options, buffer->getBufferIdentifier(),
@@ -956,7 +957,7 @@ struct ImportONNXCLOptions {
   llvm::cl::opt<bool> allowUnsupported{
       "allow-unsupported",
       llvm::cl::desc("Import nodes of unsupported domains and subgraph "
-                     "attributes as opaque qopt.onnx_node ops")};
+                     "attributes as opaque onnx.node ops")};
   llvm::cl::opt<int64_t> inlineLimit{
       "inline-limit",
       llvm::cl::desc("Store initializers up to this many bytes inline; "
@@ -986,6 +987,6 @@ void mlir::qopt::registerImportONNXTranslation() {
             importONNXModel(sourceMgr, context, options).release());
       },
       [](DialectRegistry &registry) {
-        registry.insert<QOptDialect, func::FuncDialect>();
+        registry.insert<ONNXDialect, QOptDialect, func::FuncDialect>();
       });
 }

@@ -1,10 +1,10 @@
 //===- CPUTarget.cpp - Compile a model to a CPU shared library ------------===//
 
-#include "qopt/Target/CPUTarget.h"
+#include "qopt/Target/CPU/CPUTarget.h"
 
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
-#include "qopt/Pipelines/Pipelines.h"
+#include "qopt/Target/CPU/Pipeline.h"
 #include "qopt/Support/LibraryTrailer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -139,10 +139,7 @@ public:
 
 private:
   InFlightDiagnostic error() { return mlir::emitError(module.getLoc()); }
-  LogicalResult runPipeline(
-      llvm::function_ref<void(OpPassManager &, const CPUPipelineOptions &)>
-          build,
-      StringRef what);
+  LogicalResult runCodegenPipeline();
   LogicalResult collectSignature();
   LogicalResult writeWeights(StringRef path);
   llvm::json::Value manifest();
@@ -168,19 +165,15 @@ private:
 
 static constexpr StringLiteral kEntryName = "qopt_entry";
 
-LogicalResult CPUCompiler::runPipeline(
-    llvm::function_ref<void(OpPassManager &, const CPUPipelineOptions &)>
-        build,
-    StringRef what) {
+LogicalResult CPUCompiler::runCodegenPipeline() {
   PassManager pm(module.getContext());
-  CPUPipelineOptions pipelineOptions;
-  pipelineOptions.blas = options.blas;
-  pipelineOptions.parallel = options.parallel;
-  pipelineOptions.allowUnsupported = options.allowUnsupported;
-  build(pm, pipelineOptions);
+  CPUCodegenOptions codegen;
+  codegen.blas = options.blas;
+  codegen.parallel = options.parallel;
+  buildCPUCodegenPipeline(pm, codegen);
   if (failed(pm.run(module)))
     return failure();
-  timer.step(what);
+  timer.step("lower to LLVM dialect");
   return success();
 }
 
@@ -587,15 +580,8 @@ FailureOr<std::string> CPUCompiler::reserve(StringRef finalPath) {
 }
 
 LogicalResult CPUCompiler::run() {
-  if (failed(runPipeline(buildQOptCPUGraphPipeline, "graph passes")) ||
-      failed(collectSignature()))
+  if (failed(collectSignature()))
     return failure();
-  if (!options.dumpGraphIR.empty()) {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(options.dumpGraphIR, ec);
-    if (!ec)
-      module.print(os);
-  }
 
   StringRef output = options.outputPath;
   SmallString<256> stem(output);
@@ -636,7 +622,7 @@ LogicalResult CPUCompiler::run() {
   }
   for (unsigned i = 0; i < entry.getNumResults(); ++i)
     entry.setResultAttrs(i, ArrayRef<NamedAttribute>{});
-  if (failed(runPipeline(buildQOptCPUCodegenPipeline, "lower to LLVM dialect")))
+  if (failed(runCodegenPipeline()))
     return failure();
   if (failed(emitObject(*machine, *objectTemp, manifestText)) ||
       failed(link(*objectTemp, *libraryTemp)) ||

@@ -3,9 +3,9 @@
 
 // CHECK-LABEL: func.func @mixed
 // CHECK: %[[R:.*]] = linalg.generic
-// CHECK: qopt.onnx_node "Frobnicate" opset 17 (%[[R]])
+// CHECK: onnx.node "Frobnicate" opset 17 (%[[R]])
 func.func @mixed(%x: tensor<2xf32>) -> tensor<2xf32> {
-  %0 = qopt.onnx_node "Relu" opset 17 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
-  %1 = qopt.onnx_node "Frobnicate" opset 17 (%0) {} : (tensor<2xf32>) -> tensor<2xf32>
+  %0 = onnx.node "Relu" opset 17 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
+  %1 = onnx.node "Frobnicate" opset 17 (%0) {} : (tensor<2xf32>) -> tensor<2xf32>
   return %1 : tensor<2xf32>
 }

@@ -13,7 +13,7 @@
 // CHECK: linalg.generic {indexing_maps = [#[[ID]], #[[ROW]], #[[ID]]], iterator_types = ["parallel", "parallel"]} ins(%[[X]], %[[B]] : tensor<?x4xf32>, tensor<4xf32>) outs(%[[E]] : tensor<?x4xf32>)
 // CHECK: arith.addf
 func.func @add_broadcast(%x: tensor<?x4xf32>, %b: tensor<4xf32>) -> tensor<?x4xf32> {
-  %0 = qopt.onnx_node "Add" opset 14 (%x, %b) {} : (tensor<?x4xf32>, tensor<4xf32>) -> tensor<?x4xf32>
+  %0 = onnx.node "Add" opset 14 (%x, %b) {} : (tensor<?x4xf32>, tensor<4xf32>) -> tensor<?x4xf32>
   return %0 : tensor<?x4xf32>
 }
 
@@ -29,7 +29,7 @@ func.func @add_broadcast(%x: tensor<?x4xf32>, %b: tensor<4xf32>) -> tensor<?x4xf
 // CHECK: arith.mulf
 // CHECK: arith.addf
 func.func @matmul(%a: tensor<?x?x8xf32>, %w: tensor<8x16xf32>) -> tensor<?x?x16xf32> {
-  %0 = qopt.onnx_node "MatMul" opset 13 (%a, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<?x?x16xf32>
+  %0 = onnx.node "MatMul" opset 13 (%a, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<?x?x16xf32>
   return %0 : tensor<?x?x16xf32>
 }
 
@@ -41,7 +41,7 @@ func.func @matmul(%a: tensor<?x?x8xf32>, %w: tensor<8x16xf32>) -> tensor<?x?x16x
 // CHECK: return %[[R]]
 func.func @reshape_static(%x: tensor<2x3x4xf32>) -> tensor<2x12xf32> {
   %s = arith.constant dense<[0, -1]> : tensor<2xi64>
-  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<2x3x4xf32>, tensor<2xi64>) -> tensor<2x12xf32>
+  %0 = onnx.node "Reshape" opset 14 (%x, %s) {} : (tensor<2x3x4xf32>, tensor<2xi64>) -> tensor<2x12xf32>
   return %0 : tensor<2x12xf32>
 }
 
@@ -59,12 +59,12 @@ func.func @reshape_static(%x: tensor<2x3x4xf32>) -> tensor<2x12xf32> {
 // CHECK: tensor.from_elements %[[D0]], %{{.*}} : tensor<2xindex>
 // CHECK: tensor.reshape
 func.func @reshape_dynamic(%x: tensor<?x?x4xf32>) -> tensor<?x?xf32> {
-  %shape = qopt.onnx_node "Shape" opset 15 (%x) {end = 2 : i64} : (tensor<?x?x4xf32>) -> tensor<2xi64>
+  %shape = onnx.node "Shape" opset 15 (%x) {end = 2 : i64} : (tensor<?x?x4xf32>) -> tensor<2xi64>
   %minus = arith.constant dense<[-1]> : tensor<1xi64>
   %first = arith.constant dense<[0]> : tensor<1xi64>
-  %b = qopt.onnx_node "Gather" opset 13 (%shape, %first) {axis = 0 : i64} : (tensor<2xi64>, tensor<1xi64>) -> tensor<1xi64>
-  %s = qopt.onnx_node "Concat" opset 13 (%b, %minus) {axis = 0 : i64} : (tensor<1xi64>, tensor<1xi64>) -> tensor<2xi64>
-  %0 = qopt.onnx_node "Reshape" opset 14 (%x, %s) {} : (tensor<?x?x4xf32>, tensor<2xi64>) -> tensor<?x?xf32>
+  %b = onnx.node "Gather" opset 13 (%shape, %first) {axis = 0 : i64} : (tensor<2xi64>, tensor<1xi64>) -> tensor<1xi64>
+  %s = onnx.node "Concat" opset 13 (%b, %minus) {axis = 0 : i64} : (tensor<1xi64>, tensor<1xi64>) -> tensor<2xi64>
+  %0 = onnx.node "Reshape" opset 14 (%x, %s) {} : (tensor<?x?x4xf32>, tensor<2xi64>) -> tensor<?x?xf32>
   return %0 : tensor<?x?xf32>
 }
 
@@ -77,7 +77,7 @@ func.func @reshape_dynamic(%x: tensor<?x?x4xf32>) -> tensor<?x?xf32> {
 // CHECK: %[[C:.*]] = tensor.cast %[[G]] : tensor<2x3xf32> to tensor<?x3xf32>
 // CHECK: return %[[C]]
 func.func @declared_less_static(%x: tensor<2x3xf32>) -> tensor<?x3xf32> {
-  %0 = qopt.onnx_node "Relu" opset 14 (%x) {} : (tensor<2x3xf32>) -> tensor<?x3xf32>
+  %0 = onnx.node "Relu" opset 14 (%x) {} : (tensor<2x3xf32>) -> tensor<?x3xf32>
   return %0 : tensor<?x3xf32>
 }
 
@@ -85,13 +85,13 @@ func.func @declared_less_static(%x: tensor<2x3xf32>) -> tensor<?x3xf32> {
 
 // Omitted optional inputs: Clip with only a maximum.
 // CHECK-LABEL: func.func @clip_max_only
-// CHECK-NOT: qopt.onnx_none
+// CHECK-NOT: onnx.none
 // CHECK: linalg.generic
 // CHECK: arith.minimumf
 // CHECK-NOT: arith.maximumf
 func.func @clip_max_only(%x: tensor<3xf32>, %hi: tensor<f32>) -> tensor<3xf32> {
-  %none = qopt.onnx_none
-  %0 = qopt.onnx_node "Clip" opset 13 (%x, %none, %hi) {} : (tensor<3xf32>, none, tensor<f32>) -> tensor<3xf32>
+  %none = onnx.none
+  %0 = onnx.node "Clip" opset 13 (%x, %none, %hi) {} : (tensor<3xf32>, none, tensor<f32>) -> tensor<3xf32>
   return %0 : tensor<3xf32>
 }
 
@@ -107,8 +107,8 @@ qopt.param @proj.weight : tensor<4x6xf32>
 // CHECK: qopt.linear %[[R]], %[[T]] : (tensor<2x4xf32>, tensor<6x4xf32>) -> tensor<2x6xf32>
 func.func @raise_after_refinement(%x: tensor<2x4xf32>) -> tensor<*xf32> {
   %w = qopt.load_param @proj.weight : tensor<4x6xf32>
-  %0 = qopt.onnx_node "Relu" opset 14 (%x) {} : (tensor<2x4xf32>) -> tensor<*xf32>
-  %1 = qopt.onnx_node "MatMul" opset 13 (%0, %w) {} : (tensor<*xf32>, tensor<4x6xf32>) -> tensor<*xf32>
+  %0 = onnx.node "Relu" opset 14 (%x) {} : (tensor<2x4xf32>) -> tensor<*xf32>
+  %1 = onnx.node "MatMul" opset 13 (%0, %w) {} : (tensor<*xf32>, tensor<4x6xf32>) -> tensor<*xf32>
   return %1 : tensor<*xf32>
 }
 
@@ -121,7 +121,7 @@ func.func @raise_after_refinement(%x: tensor<2x4xf32>) -> tensor<*xf32> {
 // CHECK: %[[Q:.*]] = qopt.assemble %{{.*}}, %{{.*}} zero_points %{{.*}} : (tensor<8x32xi8>, tensor<8x2xf32>, tensor<8x2xi8>) -> !qopt.qtensor<8x64, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
 // CHECK: qopt.linear %{{.*}}, %[[Q]] : (tensor<?x64xf32>, !qopt.qtensor<8x64, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 32>, scales = f32>) -> tensor<?x8xf32>
 func.func @matmul_nbits(%a: tensor<?x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>, %z: tensor<8xui8>) -> tensor<?x8xf32> {
-  %0 = qopt.onnx_node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s, %z) {K = 64 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
+  %0 = onnx.node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s, %z) {K = 64 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
       : (tensor<?x64xf32>, tensor<8x2x16xui8>, tensor<16xf32>, tensor<8xui8>) -> tensor<?x8xf32>
   return %0 : tensor<?x8xf32>
 }
@@ -135,7 +135,7 @@ func.func @matmul_nbits(%a: tensor<?x64xf32>, %b: tensor<8x2x16xui8>, %s: tensor
 // CHECK-LABEL: func.func @einsum_bmm
 // CHECK: linalg.generic {indexing_maps = [#[[A]], #[[B]], #[[C]]], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
 func.func @einsum_bmm(%a: tensor<2x3x4xf32>, %b: tensor<2x4x5xf32>) -> tensor<2x3x5xf32> {
-  %0 = qopt.onnx_node "Einsum" opset 12 (%a, %b) {equation = "bij, bjk -> bik"} : (tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>
+  %0 = onnx.node "Einsum" opset 12 (%a, %b) {equation = "bij, bjk -> bik"} : (tensor<2x3x4xf32>, tensor<2x4x5xf32>) -> tensor<2x3x5xf32>
   return %0 : tensor<2x3x5xf32>
 }
 
@@ -159,8 +159,8 @@ func.func @dequantize_weight(%x: tensor<4x8xi8>, %xs: tensor<f32>) -> (tensor<16
   %w = qopt.load_param @w : tensor<16x8xi8>
   %ws = qopt.load_param @ws : tensor<8xf32>
   %wz = qopt.load_param @wz : tensor<8xi8>
-  %0 = qopt.onnx_node "DequantizeLinear" opset 21 (%w, %ws, %wz) {axis = 1 : i64} : (tensor<16x8xi8>, tensor<8xf32>, tensor<8xi8>) -> tensor<16x8xf32>
-  %1 = qopt.onnx_node "DequantizeLinear" opset 21 (%x, %xs) {} : (tensor<4x8xi8>, tensor<f32>) -> tensor<4x8xf32>
+  %0 = onnx.node "DequantizeLinear" opset 21 (%w, %ws, %wz) {axis = 1 : i64} : (tensor<16x8xi8>, tensor<8xf32>, tensor<8xi8>) -> tensor<16x8xf32>
+  %1 = onnx.node "DequantizeLinear" opset 21 (%x, %xs) {} : (tensor<4x8xi8>, tensor<f32>) -> tensor<4x8xf32>
   return %0, %1 : tensor<16x8xf32>, tensor<4x8xf32>
 }
 
@@ -169,13 +169,13 @@ func.func @dequantize_weight(%x: tensor<4x8xi8>, %xs: tensor<f32>) -> (tensor<16
 // A node whose raise attempt replaces a chain it feeds (here the SiLU of
 // its result) is still converted itself.
 // CHECK-LABEL: func.func @raise_downstream
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK: %[[M:.*]] = linalg.generic
 // CHECK: arith.mulf
 // CHECK: qopt.silu %[[M]]
 func.func @raise_downstream(%a: tensor<2x4xf32>, %b: tensor<2x4xf32>) -> tensor<2x4xf32> {
-  %m = qopt.onnx_node "Mul" opset 14 (%a, %b) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
-  %s = qopt.onnx_node "Sigmoid" opset 13 (%m) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
-  %y = qopt.onnx_node "Mul" opset 14 (%m, %s) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  %m = onnx.node "Mul" opset 14 (%a, %b) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
+  %s = onnx.node "Sigmoid" opset 13 (%m) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %y = onnx.node "Mul" opset 14 (%m, %s) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
   return %y : tensor<2x4xf32>
 }

@@ -11,14 +11,14 @@ qopt.param @model.layers.0.mlp.up_proj.bias : tensor<16xf32>
 // CHECK-DAG: %[[B:.*]] = qopt.load_param @model.layers.0.mlp.up_proj.bias
 // CHECK: %[[WT:.*]] = linalg.transpose ins(%[[W]] : tensor<8x16xf32>) outs(%{{.*}} : tensor<16x8xf32>) permutation = [1, 0]
 // CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[WT]], %[[B]] : (tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<?x?x16xf32>
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK: %[[C:.*]] = tensor.cast %[[Y]] : tensor<?x?x16xf32> to tensor<*xf32>
 // CHECK: return %[[C]]
 func.func @linear_matmul_add(%x: tensor<?x?x8xf32>) -> tensor<*xf32> {
   %w = qopt.load_param @model.layers.0.mlp.up_proj.weight : tensor<8x16xf32>
   %b = qopt.load_param @model.layers.0.mlp.up_proj.bias : tensor<16xf32>
-  %0 = qopt.onnx_node "MatMul" opset 17 (%x, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<*xf32>
-  %1 = qopt.onnx_node "Add" opset 17 (%0, %b) {} : (tensor<*xf32>, tensor<16xf32>) -> tensor<*xf32>
+  %0 = onnx.node "MatMul" opset 17 (%x, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<*xf32>
+  %1 = onnx.node "Add" opset 17 (%0, %b) {} : (tensor<*xf32>, tensor<16xf32>) -> tensor<*xf32>
   return %1 : tensor<*xf32>
 }
 
@@ -33,7 +33,7 @@ qopt.param @fc.bias : tensor<16xf32>
 func.func @linear_gemm(%x: tensor<4x8xf32>) -> tensor<4x16xf32> {
   %w = qopt.load_param @fc.weight : tensor<16x8xf32>
   %b = qopt.load_param @fc.bias : tensor<16xf32>
-  %0 = qopt.onnx_node "Gemm" opset 13 (%x, %w, %b) {transB = 1 : i64} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
+  %0 = onnx.node "Gemm" opset 13 (%x, %w, %b) {transB = 1 : i64} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
   return %0 : tensor<4x16xf32>
 }
 
@@ -43,13 +43,13 @@ func.func @linear_gemm(%x: tensor<4x8xf32>) -> tensor<4x16xf32> {
 // is a Gemm with alpha != 1.
 qopt.param @w : tensor<16x8xf32>
 // CHECK-LABEL: func.func @not_linear
-// CHECK: qopt.onnx_node "MatMul"
-// CHECK: qopt.onnx_node "Gemm"
+// CHECK: onnx.node "MatMul"
+// CHECK: onnx.node "Gemm"
 // CHECK-NOT: qopt.linear
 func.func @not_linear(%q: tensor<2x4x8xf32>, %k: tensor<2x8x4xf32>, %x: tensor<4x8xf32>) -> (tensor<2x4x4xf32>, tensor<4x16xf32>) {
-  %0 = qopt.onnx_node "MatMul" opset 17 (%q, %k) {} : (tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<2x4x4xf32>
+  %0 = onnx.node "MatMul" opset 17 (%q, %k) {} : (tensor<2x4x8xf32>, tensor<2x8x4xf32>) -> tensor<2x4x4xf32>
   %w = qopt.load_param @w : tensor<16x8xf32>
-  %1 = qopt.onnx_node "Gemm" opset 13 (%x, %w) {transB = 1 : i64, alpha = 2.0 : f32} : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  %1 = onnx.node "Gemm" opset 13 (%x, %w) {transB = 1 : i64, alpha = 2.0 : f32} : (tensor<4x8xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
   return %0, %1 : tensor<2x4x4xf32>, tensor<4x16xf32>
 }
 
@@ -61,18 +61,18 @@ qopt.param @model.norm.weight : tensor<8xf32>
 // CHECK-SAME: (%[[X:.*]]: tensor<?x?x8xf32>)
 // CHECK: %[[G:.*]] = qopt.load_param @model.norm.weight
 // CHECK: %[[Y:.*]] = qopt.rms_norm %[[X]], %[[G]] epsilon = 9.9999999747524271E-7 : (tensor<?x?x8xf32>, tensor<8xf32>) -> tensor<?x?x8xf32>
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK: return %[[Y]]
 func.func @rms_norm_div(%x: tensor<?x?x8xf32>) -> tensor<?x?x8xf32> {
-  %two = qopt.onnx_node "Constant" opset 17 () {value = dense<2.0> : tensor<f32>} : () -> tensor<f32>
-  %eps = qopt.onnx_node "Constant" opset 17 () {value = dense<1.0e-6> : tensor<f32>} : () -> tensor<f32>
+  %two = onnx.node "Constant" opset 17 () {value = dense<2.0> : tensor<f32>} : () -> tensor<f32>
+  %eps = onnx.node "Constant" opset 17 () {value = dense<1.0e-6> : tensor<f32>} : () -> tensor<f32>
   %g = qopt.load_param @model.norm.weight : tensor<8xf32>
-  %0 = qopt.onnx_node "Pow" opset 17 (%x, %two) {} : (tensor<?x?x8xf32>, tensor<f32>) -> tensor<?x?x8xf32>
-  %1 = qopt.onnx_node "ReduceMean" opset 17 (%0) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<?x?x8xf32>) -> tensor<?x?x1xf32>
-  %2 = qopt.onnx_node "Add" opset 17 (%1, %eps) {} : (tensor<?x?x1xf32>, tensor<f32>) -> tensor<?x?x1xf32>
-  %3 = qopt.onnx_node "Sqrt" opset 17 (%2) {} : (tensor<?x?x1xf32>) -> tensor<?x?x1xf32>
-  %4 = qopt.onnx_node "Div" opset 17 (%x, %3) {} : (tensor<?x?x8xf32>, tensor<?x?x1xf32>) -> tensor<?x?x8xf32>
-  %5 = qopt.onnx_node "Mul" opset 17 (%4, %g) {} : (tensor<?x?x8xf32>, tensor<8xf32>) -> tensor<?x?x8xf32>
+  %0 = onnx.node "Pow" opset 17 (%x, %two) {} : (tensor<?x?x8xf32>, tensor<f32>) -> tensor<?x?x8xf32>
+  %1 = onnx.node "ReduceMean" opset 17 (%0) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<?x?x8xf32>) -> tensor<?x?x1xf32>
+  %2 = onnx.node "Add" opset 17 (%1, %eps) {} : (tensor<?x?x1xf32>, tensor<f32>) -> tensor<?x?x1xf32>
+  %3 = onnx.node "Sqrt" opset 17 (%2) {} : (tensor<?x?x1xf32>) -> tensor<?x?x1xf32>
+  %4 = onnx.node "Div" opset 17 (%x, %3) {} : (tensor<?x?x8xf32>, tensor<?x?x1xf32>) -> tensor<?x?x8xf32>
+  %5 = onnx.node "Mul" opset 17 (%4, %g) {} : (tensor<?x?x8xf32>, tensor<8xf32>) -> tensor<?x?x8xf32>
   return %5 : tensor<?x?x8xf32>
 }
 
@@ -83,18 +83,18 @@ qopt.param @norm.weight : tensor<8xf32>
 // square as Mul(x, x); opset 18 ReduceMean with axes as an input.
 // CHECK-LABEL: func.func @rms_norm_reciprocal
 // CHECK: qopt.rms_norm
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 func.func @rms_norm_reciprocal(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %eps = arith.constant dense<1.0e-5> : tensor<1xf32>
   %axes = arith.constant dense<[1]> : tensor<1xi64>
   %g = qopt.load_param @norm.weight : tensor<8xf32>
-  %0 = qopt.onnx_node "Mul" opset 18 (%x, %x) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
-  %1 = qopt.onnx_node "ReduceMean" opset 18 (%0, %axes) {} : (tensor<2x8xf32>, tensor<1xi64>) -> tensor<2x1xf32>
-  %2 = qopt.onnx_node "Add" opset 18 (%eps, %1) {} : (tensor<1xf32>, tensor<2x1xf32>) -> tensor<2x1xf32>
-  %3 = qopt.onnx_node "Sqrt" opset 18 (%2) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
-  %4 = qopt.onnx_node "Reciprocal" opset 18 (%3) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
-  %5 = qopt.onnx_node "Mul" opset 18 (%x, %4) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
-  %6 = qopt.onnx_node "Mul" opset 18 (%g, %5) {} : (tensor<8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %0 = onnx.node "Mul" opset 18 (%x, %x) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %1 = onnx.node "ReduceMean" opset 18 (%0, %axes) {} : (tensor<2x8xf32>, tensor<1xi64>) -> tensor<2x1xf32>
+  %2 = onnx.node "Add" opset 18 (%eps, %1) {} : (tensor<1xf32>, tensor<2x1xf32>) -> tensor<2x1xf32>
+  %3 = onnx.node "Sqrt" opset 18 (%2) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %4 = onnx.node "Reciprocal" opset 18 (%3) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %5 = onnx.node "Mul" opset 18 (%x, %4) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %6 = onnx.node "Mul" opset 18 (%g, %5) {} : (tensor<8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
   return %6 : tensor<2x8xf32>
 }
 
@@ -108,12 +108,12 @@ func.func @rms_norm_shared(%x: tensor<2x8xf32>) -> (tensor<2x8xf32>, tensor<2x1x
   %two = arith.constant dense<2.0> : tensor<f32>
   %eps = arith.constant dense<1.0e-5> : tensor<f32>
   %g = qopt.load_param @norm.weight : tensor<8xf32>
-  %0 = qopt.onnx_node "Pow" opset 17 (%x, %two) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %1 = qopt.onnx_node "ReduceMean" opset 17 (%0) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
-  %2 = qopt.onnx_node "Add" opset 17 (%1, %eps) {} : (tensor<2x1xf32>, tensor<f32>) -> tensor<2x1xf32>
-  %3 = qopt.onnx_node "Sqrt" opset 17 (%2) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
-  %4 = qopt.onnx_node "Div" opset 17 (%x, %3) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
-  %5 = qopt.onnx_node "Mul" opset 17 (%4, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %0 = onnx.node "Pow" opset 17 (%x, %two) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = onnx.node "ReduceMean" opset 17 (%0) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
+  %2 = onnx.node "Add" opset 17 (%1, %eps) {} : (tensor<2x1xf32>, tensor<f32>) -> tensor<2x1xf32>
+  %3 = onnx.node "Sqrt" opset 17 (%2) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %4 = onnx.node "Div" opset 17 (%x, %3) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %5 = onnx.node "Mul" opset 17 (%4, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
   return %5, %3 : tensor<2x8xf32>, tensor<2x1xf32>
 }
 
@@ -123,17 +123,17 @@ func.func @rms_norm_shared(%x: tensor<2x8xf32>) -> (tensor<2x8xf32>, tensor<2x1x
 // CHECK-LABEL: func.func @gelu_erf
 // CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
 // CHECK: %[[Y:.*]] = qopt.gelu %[[X]] : tensor<2x8xf32>
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK: return %[[Y]]
 func.func @gelu_erf(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %sqrt2 = arith.constant dense<1.41421354> : tensor<f32>
   %one = arith.constant dense<1.0> : tensor<f32>
   %half = arith.constant dense<0.5> : tensor<f32>
-  %0 = qopt.onnx_node "Div" opset 17 (%x, %sqrt2) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %1 = qopt.onnx_node "Erf" opset 17 (%0) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
-  %2 = qopt.onnx_node "Add" opset 17 (%1, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %3 = qopt.onnx_node "Mul" opset 17 (%x, %2) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
-  %4 = qopt.onnx_node "Mul" opset 17 (%3, %half) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %0 = onnx.node "Div" opset 17 (%x, %sqrt2) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = onnx.node "Erf" opset 17 (%0) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %2 = onnx.node "Add" opset 17 (%1, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %3 = onnx.node "Mul" opset 17 (%x, %2) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %4 = onnx.node "Mul" opset 17 (%3, %half) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
   return %4 : tensor<2x8xf32>
 }
 
@@ -143,7 +143,7 @@ func.func @gelu_erf(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
 // CHECK-LABEL: func.func @gelu_tanh
 // CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
 // CHECK: %[[Y:.*]] = qopt.gelu %[[X]] approximate = "tanh" : tensor<2x8xf32>
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK: return %[[Y]]
 func.func @gelu_tanh(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %three = arith.constant dense<3.0> : tensor<f32>
@@ -151,14 +151,14 @@ func.func @gelu_tanh(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %k = arith.constant dense<0.797884583> : tensor<f32>
   %one = arith.constant dense<1.0> : tensor<f32>
   %half = arith.constant dense<0.5> : tensor<f32>
-  %0 = qopt.onnx_node "Pow" opset 17 (%x, %three) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %1 = qopt.onnx_node "Mul" opset 17 (%0, %c) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %2 = qopt.onnx_node "Add" opset 17 (%x, %1) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
-  %3 = qopt.onnx_node "Mul" opset 17 (%2, %k) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %4 = qopt.onnx_node "Tanh" opset 17 (%3) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
-  %5 = qopt.onnx_node "Mul" opset 17 (%x, %half) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %6 = qopt.onnx_node "Add" opset 17 (%4, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %7 = qopt.onnx_node "Mul" opset 17 (%5, %6) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %0 = onnx.node "Pow" opset 17 (%x, %three) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = onnx.node "Mul" opset 17 (%0, %c) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %2 = onnx.node "Add" opset 17 (%x, %1) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %3 = onnx.node "Mul" opset 17 (%2, %k) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %4 = onnx.node "Tanh" opset 17 (%3) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %5 = onnx.node "Mul" opset 17 (%x, %half) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %6 = onnx.node "Add" opset 17 (%4, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %7 = onnx.node "Mul" opset 17 (%5, %6) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
   return %7 : tensor<2x8xf32>
 }
 
@@ -171,11 +171,11 @@ func.func @not_gelu(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %sqrt2 = arith.constant dense<1.41421354> : tensor<f32>
   %one = arith.constant dense<1.0> : tensor<f32>
   %c = arith.constant dense<0.6> : tensor<f32>
-  %0 = qopt.onnx_node "Div" opset 17 (%x, %sqrt2) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %1 = qopt.onnx_node "Erf" opset 17 (%0) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
-  %2 = qopt.onnx_node "Add" opset 17 (%1, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %3 = qopt.onnx_node "Mul" opset 17 (%x, %2) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
-  %4 = qopt.onnx_node "Mul" opset 17 (%3, %c) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %0 = onnx.node "Div" opset 17 (%x, %sqrt2) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %1 = onnx.node "Erf" opset 17 (%0) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %2 = onnx.node "Add" opset 17 (%1, %one) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %3 = onnx.node "Mul" opset 17 (%x, %2) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %4 = onnx.node "Mul" opset 17 (%3, %c) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
   return %4 : tensor<2x8xf32>
 }
 
@@ -185,11 +185,11 @@ func.func @not_gelu(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
 // CHECK-LABEL: func.func @silu
 // CHECK-SAME: (%[[X:.*]]: tensor<2x8xf32>)
 // CHECK: %[[Y:.*]] = qopt.silu %[[X]] : tensor<2x8xf32>
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK: return %[[Y]]
 func.func @silu(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
-  %0 = qopt.onnx_node "Sigmoid" opset 13 (%x) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
-  %1 = qopt.onnx_node "Mul" opset 14 (%0, %x) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
+  %0 = onnx.node "Sigmoid" opset 13 (%x) {} : (tensor<2x8xf32>) -> tensor<2x8xf32>
+  %1 = onnx.node "Mul" opset 14 (%0, %x) {} : (tensor<2x8xf32>, tensor<2x8xf32>) -> tensor<2x8xf32>
   return %1 : tensor<2x8xf32>
 }
 
@@ -203,7 +203,7 @@ qopt.param @ln.bias : tensor<8xf32>
 // CHECK-DAG: %[[G:.*]] = qopt.load_param @ln.weight
 // CHECK-DAG: %[[B:.*]] = qopt.load_param @ln.bias
 // CHECK: %[[Y:.*]] = qopt.layer_norm %[[X]], %[[G]], %[[B]] epsilon = 9.9999997473787516E-6 : (tensor<2x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
-// CHECK-NOT: qopt.onnx_node
+// CHECK-NOT: onnx.node
 // CHECK-NOT: qopt.rms_norm
 // CHECK: return %[[Y]]
 func.func @layer_norm_decomposed(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
@@ -211,14 +211,14 @@ func.func @layer_norm_decomposed(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %b = qopt.load_param @ln.bias : tensor<8xf32>
   %two = arith.constant dense<2.0> : tensor<f32>
   %eps = arith.constant dense<1.0e-5> : tensor<f32>
-  %mean = qopt.onnx_node "ReduceMean" opset 13 (%x) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
-  %d = qopt.onnx_node "Sub" opset 14 (%x, %mean) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
-  %sq = qopt.onnx_node "Pow" opset 15 (%d, %two) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
-  %var = qopt.onnx_node "ReduceMean" opset 13 (%sq) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
-  %ve = qopt.onnx_node "Add" opset 14 (%var, %eps) {} : (tensor<2x1xf32>, tensor<f32>) -> tensor<2x1xf32>
-  %s = qopt.onnx_node "Sqrt" opset 13 (%ve) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
-  %n = qopt.onnx_node "Div" opset 14 (%d, %s) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
-  %m = qopt.onnx_node "Mul" opset 14 (%n, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
-  %y = qopt.onnx_node "Add" opset 14 (%m, %b) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %mean = onnx.node "ReduceMean" opset 13 (%x) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
+  %d = onnx.node "Sub" opset 14 (%x, %mean) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %sq = onnx.node "Pow" opset 15 (%d, %two) {} : (tensor<2x8xf32>, tensor<f32>) -> tensor<2x8xf32>
+  %var = onnx.node "ReduceMean" opset 13 (%sq) {axes = array<i64: -1>, keepdims = 1 : i64} : (tensor<2x8xf32>) -> tensor<2x1xf32>
+  %ve = onnx.node "Add" opset 14 (%var, %eps) {} : (tensor<2x1xf32>, tensor<f32>) -> tensor<2x1xf32>
+  %s = onnx.node "Sqrt" opset 13 (%ve) {} : (tensor<2x1xf32>) -> tensor<2x1xf32>
+  %n = onnx.node "Div" opset 14 (%d, %s) {} : (tensor<2x8xf32>, tensor<2x1xf32>) -> tensor<2x8xf32>
+  %m = onnx.node "Mul" opset 14 (%n, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %y = onnx.node "Add" opset 14 (%m, %b) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
   return %y : tensor<2x8xf32>
 }

@@ -471,16 +471,16 @@ func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>) {
 // -----
 
 func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
-  // expected-error@+1 {{'qopt.onnx_node' op needs an ONNX operator type}}
-  %0 = qopt.onnx_node "" opset 13 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
+  // expected-error@+1 {{'onnx.node' op needs an ONNX operator type}}
+  %0 = onnx.node "" opset 13 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
   return %0 : tensor<2xf32>
 }
 
 // -----
 
 func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
-  // expected-error@+1 {{'qopt.onnx_node' op opset must be positive, got 0}}
-  %0 = qopt.onnx_node "Relu" opset 0 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
+  // expected-error@+1 {{'onnx.node' op opset must be positive, got 0}}
+  %0 = onnx.node "Relu" opset 0 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
   return %0 : tensor<2xf32>
 }
 

@@ -189,12 +189,12 @@ func.func @norms(%x: tensor<?x?x64xf32>, %g: tensor<64xf32>, %b: tensor<64xf32>,
 
 // CHECK-LABEL: func.func @onnx_staging
 func.func @onnx_staging(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>) -> (tensor<?x8xf32>, tensor<?x4xf32>) {
-  // CHECK: %[[NONE:.*]] = qopt.onnx_none
-  %none = qopt.onnx_none
-  // CHECK: qopt.onnx_node "Gemm" opset 13 (%{{.*}}, %{{.*}}) {alpha = 5.000000e-01 : f32, transB = 1 : i64} : (tensor<?x4xf32>, tensor<8x4xf32>) -> tensor<?x8xf32>
-  %0 = qopt.onnx_node "Gemm" opset 13 (%x, %w) {alpha = 0.5 : f32, transB = 1 : i64} : (tensor<?x4xf32>, tensor<8x4xf32>) -> tensor<?x8xf32>
-  // CHECK: qopt.onnx_node "Clip" domain "com.example" opset 2 (%{{.*}}, %[[NONE]]) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
-  %1 = qopt.onnx_node "Clip" domain "com.example" opset 2 (%x, %none) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
+  // CHECK: %[[NONE:.*]] = onnx.none
+  %none = onnx.none
+  // CHECK: onnx.node "Gemm" opset 13 (%{{.*}}, %{{.*}}) {alpha = 5.000000e-01 : f32, transB = 1 : i64} : (tensor<?x4xf32>, tensor<8x4xf32>) -> tensor<?x8xf32>
+  %0 = onnx.node "Gemm" opset 13 (%x, %w) {alpha = 0.5 : f32, transB = 1 : i64} : (tensor<?x4xf32>, tensor<8x4xf32>) -> tensor<?x8xf32>
+  // CHECK: onnx.node "Clip" domain "com.example" opset 2 (%{{.*}}, %[[NONE]]) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
+  %1 = onnx.node "Clip" domain "com.example" opset 2 (%x, %none) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
   return %0, %1 : tensor<?x8xf32>, tensor<?x4xf32>
 }
 

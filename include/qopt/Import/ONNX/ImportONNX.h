@@ -3,7 +3,7 @@
 // Reads an ONNX model (binary ModelProto or ONNX text format) into a module:
 // initializers become qopt.param (small ones inline, the rest by reference to
 // the bytes of the model file or its external data files), the graph becomes
-// func.func @main, and every node a qopt.onnx_node located at its name.
+// func.func @main, and every node a onnx.node located at its name.
 //
 //===----------------------------------------------------------------------===//
 

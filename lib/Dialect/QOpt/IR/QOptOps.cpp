@@ -580,18 +580,6 @@ LogicalResult LayerNormOp::verify() {
                     {{getGamma(), "gamma"}, {getBeta(), "beta"}});
 }
 
-//===----------------------------------------------------------------------===//
-// ONNXNodeOp
-//===----------------------------------------------------------------------===//
-
-LogicalResult ONNXNodeOp::verify() {
-  if (getOpType().empty())
-    return emitOpError() << "needs an ONNX operator type";
-  if (getOpset() < 1)
-    return emitOpError() << "opset must be positive, got " << getOpset();
-  return success();
-}
-
 #define GET_OP_CLASSES
 #include "qopt/Dialect/QOpt/IR/QOptOps.cpp.inc"
 

@@ -5,6 +5,8 @@
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Pass/Pass.h"
 
 namespace mlir {

@@ -1,6 +1,6 @@
 //===- RuntimeChecks.cpp - cf.assert as an error status -------------------===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
 
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
@@ -10,7 +10,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTLOWERRUNTIMECHECKSPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Target/CPU/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

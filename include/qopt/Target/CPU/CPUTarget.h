@@ -1,14 +1,15 @@
 //===- CPUTarget.h - Compile a model to a CPU shared library ----*- C++ -*-===//
 //
-// From imported graph IR to what the runtime loads: `model.so` (native code,
+// From graph IR (after the front end and the graph stage: parameters are
+// entry arguments) to what the runtime loads: `model.so` (native code,
 // entry `qopt_run_packed`, embedded manifest), `model.safetensors` (the
 // weights, memory-mapped at load, never in the .so or in IR text) and
 // `model.json` (the manifest: inputs, outputs, parameters).
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef QOPT_TARGET_CPUTARGET_H
-#define QOPT_TARGET_CPUTARGET_H
+#ifndef QOPT_TARGET_CPU_CPUTARGET_H
+#define QOPT_TARGET_CPU_CPUTARGET_H
 
 #include "mlir/IR/BuiltinOps.h"
 
@@ -31,22 +32,22 @@ struct CPUTargetOptions {
   /// Off by default: on 2 cores it only pays off on large batches
   /// (docs/Benchmarks.md).
   bool parallel = false;
-  bool allowUnsupported = false;
   /// Compiler driver that links the shared library.
   std::string linker = "c++";
   /// libqopt_kernels_cpu.a.
   std::string kernelsLibrary;
-  /// Where to print the IR after the graph and codegen stages ("" = never).
-  std::string dumpGraphIR, dumpLLVMIR;
+  /// Where to print the optimized LLVM IR ("" = never).
+  std::string dumpLLVMIR;
   /// Print how long each step took to stderr.
   bool timing = false;
 };
 
-/// Compiles `module` (as qopt-translate --import-onnx produces it) and writes
-/// the three files. Diagnostics go to the module's context; on failure no
-/// output file is left behind.
+/// Runs the target's code-generation pipeline on `module` (graph IR; see
+/// qopt/Pipelines for the whole model) and writes the three files.
+/// Diagnostics go to the module's context; on failure no output file is
+/// left behind.
 LogicalResult compileForCPU(ModuleOp module, const CPUTargetOptions &options);
 
 } // namespace mlir::qopt
 
-#endif // QOPT_TARGET_CPUTARGET_H
+#endif // QOPT_TARGET_CPU_CPUTARGET_H

@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -16,7 +16,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTLINALGTOBLASPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Target/CPU/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

@@ -1,12 +1,13 @@
 //===- ParamsToArguments.cpp - Runtime-provided parameters as arguments ---===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
 
+#include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTPARAMSTOARGUMENTSPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

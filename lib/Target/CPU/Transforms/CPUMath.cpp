@@ -1,6 +1,6 @@
 //===- CPUMath.cpp - Vectorizable math for the CPU path -------------------===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
 
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -8,7 +8,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTCPUMATHPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Target/CPU/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

@@ -1,13 +1,13 @@
 //===- SerializeNestedParallel.cpp - One parallel region per loop nest ----===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/IRMapping.h"
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTSERIALIZENESTEDPARALLELPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Target/CPU/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

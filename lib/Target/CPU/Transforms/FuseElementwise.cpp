@@ -1,6 +1,6 @@
 //===- FuseElementwise.cpp - Elementwise fusion without recomputation -----===//
 
-#include "qopt/Conversion/Passes.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -8,7 +8,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTFUSEELEMENTWISEPASS
-#include "qopt/Conversion/Passes.h.inc"
+#include "qopt/Target/CPU/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
 using namespace mlir;

@@ -1,0 +1,46 @@
+//===- Pipeline.h - The CPU target's code-generation pipeline ---*- C++ -*-===//
+//
+// From graph IR (QOpt + upstream ops on tensors, parameters as entry
+// arguments) to the LLVM dialect. Only the target's own stage: the front
+// end and the graph passes are assembled one level up (qopt/Pipelines).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_TARGET_CPU_PIPELINE_H
+#define QOPT_TARGET_CPU_PIPELINE_H
+
+#include "mlir/Pass/PassOptions.h"
+
+namespace mlir {
+class OpPassManager;
+namespace qopt {
+
+struct CPUCodegenOptions : public PassPipelineOptions<CPUCodegenOptions> {
+  PassOptions::Option<bool> blas{
+      *this, "blas",
+      llvm::cl::desc("Call the CPU kernel library (qopt_kernel_sgemm, "
+                     "OpenBLAS) for f32 matrix products instead of emitting "
+                     "loops; the program must then be linked with "
+                     "libqopt_kernels_cpu"),
+      llvm::cl::init(false)};
+  PassOptions::Option<bool> parallel{
+      *this, "parallel",
+      llvm::cl::desc("Run the outermost parallel loop of every loop nest on "
+                     "all cores (OpenMP; the program must then be linked "
+                     "with libomp)"),
+      llvm::cl::init(false)};
+};
+
+/// QOpt reference lowering, elementwise fusion, bufferization with buffer
+/// deallocation (results are owned by the caller), optional kernel-library
+/// calls for matrix products, loops, run-time checks, LLVM.
+void buildCPUCodegenPipeline(OpPassManager &pm,
+                             const CPUCodegenOptions &options);
+
+/// Registers `qopt-cpu-codegen` for qopt-opt.
+void registerCPUCodegenPipeline();
+
+} // namespace qopt
+} // namespace mlir
+
+#endif // QOPT_TARGET_CPU_PIPELINE_H
