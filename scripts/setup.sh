@@ -18,6 +18,8 @@ pkgs=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   # unit tests, and the importer's libFuzzer target (clang with libFuzzer)
   libgtest-dev clang-22 libclang-rt-22-dev
+  # the formatting check (test/lint/format.test): LLVM style, .clang-format
+  clang-format-22
   # compiled models: the linker driver (g++) and OpenBLAS for matrix products
   libopenblas-dev
   # libomp for `qoptc --parallel` (OpenMP loops)

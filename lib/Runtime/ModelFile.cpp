@@ -10,6 +10,7 @@
 
 #include "ModelFile.h"
 
+#include "qopt/Support/CompiledModel.h"
 #include "qopt/Support/LibraryTrailer.h"
 
 #include <cerrno>
@@ -21,6 +22,7 @@
 #include <vector>
 
 using namespace qopt::runtime;
+namespace cm = qopt::compiled_model;
 
 namespace {
 
@@ -150,7 +152,7 @@ bool qopt::runtime::readModelFile(const std::string &path,
          off += sizeof(Elf64_Sym)) {
       Elf64_Sym sym;
       std::memcpy(&sym, base + sh.sh_offset + off, sizeof(sym));
-      static const char kName[] = "qopt_manifest";
+      const char(&kName)[sizeof(cm::kManifestSymbol)] = cm::kManifestSymbol;
       if (sym.st_name >= strtab.sh_size ||
           strtab.sh_size - sym.st_name < sizeof(kName) ||
           std::memcmp(base + strtab.sh_offset + sym.st_name, kName,

@@ -12,6 +12,7 @@
 
 #include "Json.h"
 #include "ModelFile.h"
+#include "qopt/Support/CompiledModel.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -39,20 +40,13 @@ int fail(std::string message) {
   return 1;
 }
 
-struct DTypeEntry {
-  qopt_dtype dtype;
-  const char *name;
-  size_t size;
-};
-constexpr DTypeEntry kDTypes[] = {
-    {QOPT_DTYPE_F32, "float32", 4},  {QOPT_DTYPE_F64, "float64", 8},
-    {QOPT_DTYPE_F16, "float16", 2},  {QOPT_DTYPE_BF16, "bfloat16", 2},
-    {QOPT_DTYPE_I8, "int8", 1},      {QOPT_DTYPE_I16, "int16", 2},
-    {QOPT_DTYPE_I32, "int32", 4},    {QOPT_DTYPE_I64, "int64", 8},
-    {QOPT_DTYPE_U8, "uint8", 1},     {QOPT_DTYPE_U16, "uint16", 2},
-    {QOPT_DTYPE_U32, "uint32", 4},   {QOPT_DTYPE_U64, "uint64", 8},
-    {QOPT_DTYPE_BOOL, "bool", 1},
-};
+namespace cm = qopt::compiled_model;
+namespace key = qopt::compiled_model::manifest;
+
+// The format header numbers dtypes as the C API does.
+static_assert(QOPT_DTYPE_F32 == 1 && QOPT_DTYPE_BOOL == 13 &&
+                  sizeof(cm::kDTypes) / sizeof(cm::kDTypes[0]) == 13,
+              "qopt_dtype and qopt/Support/CompiledModel.h disagree");
 
 struct TensorSpec {
   std::string name;
@@ -84,8 +78,8 @@ std::string shapeString(const int64_t *shape, size_t rank,
 
 /// Reads one tensor description of the manifest.
 bool readSpec(const Value &v, TensorSpec &spec, std::string &error) {
-  const Value *name = v.get("name"), *dtype = v.get("dtype"),
-              *shape = v.get("shape"), *dims = v.get("dims");
+  const Value *name = v.get(key::kName), *dtype = v.get(key::kDType),
+              *shape = v.get(key::kShape), *dims = v.get(key::kDims);
   if (v.kind != Value::Object || !name || name->kind != Value::String ||
       !dtype || dtype->kind != Value::String || !shape ||
       shape->kind != Value::Array) {
@@ -168,24 +162,18 @@ extern "C" {
 const char *qopt_last_error(void) { return lastError.c_str(); }
 
 const char *qopt_dtype_name(qopt_dtype dtype) {
-  for (const DTypeEntry &e : kDTypes)
-    if (e.dtype == dtype)
-      return e.name;
-  return "invalid";
+  const cm::DType *d = cm::findDType(static_cast<int>(dtype));
+  return d ? d->name : "invalid";
 }
 
 size_t qopt_dtype_size(qopt_dtype dtype) {
-  for (const DTypeEntry &e : kDTypes)
-    if (e.dtype == dtype)
-      return e.size;
-  return 0;
+  const cm::DType *d = cm::findDType(static_cast<int>(dtype));
+  return d ? d->bytes : 0;
 }
 
 qopt_dtype qopt_dtype_from_name(const char *name) {
-  for (const DTypeEntry &e : kDTypes)
-    if (name && std::strcmp(e.name, name) == 0)
-      return e.dtype;
-  return QOPT_DTYPE_INVALID;
+  const cm::DType *d = name ? cm::findDType(name) : nullptr;
+  return d ? static_cast<qopt_dtype>(d->code) : QOPT_DTYPE_INVALID;
 }
 
 static int loadManifest(qopt_model &m, const std::string &path) {
@@ -194,15 +182,17 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   if (!qopt::runtime::json::parse(m.manifestText.data(),
                                   m.manifestText.size(), root, error))
     return fail(path + ": the embedded manifest is not valid JSON: " + error);
-  const Value *format = root.get("format"), *abi = root.get("abi_version");
+  const Value *format = root.get(key::kFormat),
+              *abi = root.get(key::kABIVersion);
   if (!format || format->kind != Value::String ||
-      format->string != "qopt-model")
+      format->string != key::kFormatValue)
     return fail(path + ": not a qopt model (manifest format)");
-  if (!abi || !abi->isInteger || abi->integer != 2)
-    return fail(path + ": manifest ABI version is not 2; recompile the "
-                       "model with this qopt");
-  const Value *target = root.get("target");
-  if (!target || target->kind != Value::String || target->string != "cpu")
+  if (!abi || !abi->isInteger || abi->integer != cm::kABIVersion)
+    return fail(path + ": manifest ABI version is not " +
+                std::to_string(cm::kABIVersion) +
+                "; recompile the model with this qopt");
+  const Value *target = root.get(key::kTarget);
+  if (!target || target->kind != Value::String || target->string != key::kCPU)
     return fail(path + ": this runtime runs CPU models only");
   auto readList = [&](const char *key,
                       std::vector<TensorSpec> &out) -> bool {
@@ -219,13 +209,14 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     return true;
   };
   std::vector<TensorSpec> params;
-  if (!readList("inputs", m.inputs) || !readList("outputs", m.outputs) ||
-      !readList("parameters", params))
+  if (!readList(key::kInputs, m.inputs) ||
+      !readList(key::kOutputs, m.outputs) ||
+      !readList(key::kParameters, params))
     return fail(path + ": malformed manifest: " + error);
-  const Value *list = root.get("parameters");
+  const Value *list = root.get(key::kParameters);
   for (size_t i = 0; i < params.size(); ++i) {
-    const Value *offset = list->array[i].get("offset"),
-                *length = list->array[i].get("length");
+    const Value *offset = list->array[i].get(key::kOffset),
+                *length = list->array[i].get(key::kLength);
     if (!offset || !offset->isInteger || offset->integer < 0 || !length ||
         !length->isInteger || length->integer < 0)
       return fail(path + ": malformed manifest: parameter '" +
@@ -249,10 +240,10 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   }
 
   // The weights file, next to the library.
-  const Value *weights = root.get("weights");
-  const Value *file = weights ? weights->get("file") : nullptr;
-  const Value *id = weights ? weights->get("id") : nullptr;
-  const Value *size = weights ? weights->get("size") : nullptr;
+  const Value *weights = root.get(key::kWeights);
+  const Value *file = weights ? weights->get(key::kFile) : nullptr;
+  const Value *id = weights ? weights->get(key::kId) : nullptr;
+  const Value *size = weights ? weights->get(key::kSize) : nullptr;
   if (!file || file->kind != Value::String || !id ||
       id->kind != Value::String || !size || !size->isInteger)
     return fail(path + ": malformed manifest: no weights entry");
@@ -299,7 +290,7 @@ static int loadManifest(qopt_model &m, const std::string &path) {
       !qopt::runtime::json::parse(bytes + 8, headerSize, header, error))
     return fail("'" + weightsPath + "' is not a safetensors file");
   const Value *meta = header.get("__metadata__");
-  const Value *fileId = meta ? meta->get("qopt_id") : nullptr;
+  const Value *fileId = meta ? meta->get(cm::kWeightsIdKey) : nullptr;
   if (!fileId || fileId->kind != Value::String || fileId->string != id->string)
     return fail("'" + weightsPath +
                 "' was not written for this model.so (compilation ids "
@@ -349,11 +340,11 @@ int qopt_model_load(const char *path, qopt_model **model) {
   if (!m->library)
     return fail(std::string("cannot load '") + path + "': " + dlerror());
   const char *manifest =
-      static_cast<const char *>(dlsym(m->library, "qopt_manifest"));
+      static_cast<const char *>(dlsym(m->library, cm::kManifestSymbol));
   m->entry = reinterpret_cast<int (*)(void **, const char **)>(
-      dlsym(m->library, "qopt_run_checked"));
+      dlsym(m->library, cm::kEntrySymbol));
   m->setThreads = reinterpret_cast<void (*)(int)>(
-      dlsym(m->library, "qopt_kernel_set_num_threads"));
+      dlsym(m->library, cm::kSetThreadsSymbol));
   if (!manifest || !m->entry || m->manifestText != manifest)
     return fail(std::string("'") + path +
                 "' is not a model compiled by qoptc (no qopt_run_checked, "

@@ -299,7 +299,8 @@ DimSource dimSource(Value v, int64_t dim, unsigned depth = 0) {
     if (!func || arg.getOwner() != &func.getBody().front())
       return {v, dim};
     auto nameAt = [&](unsigned i, int64_t d) -> StringRef {
-      auto names = func.getArgAttrOfType<ArrayAttr>(i, "qopt.onnx.dims");
+      auto names = func.getArgAttrOfType<ArrayAttr>(
+          i, QOptDialect::DimNamesAttrHelper::getNameStr());
       if (!names || d >= static_cast<int64_t>(names.size()))
         return {};
       auto name = dyn_cast<StringAttr>(names[d]);

@@ -813,13 +813,15 @@ OwningOpRef<ModuleOp> ONNXImporter::run() {
     opsetAttrs.emplace_back(
         b.getStringAttr(entry.getKey().empty() ? "ai.onnx" : entry.getKey()),
         b.getI64IntegerAttr(entry.getValue()));
-  module->setAttr("qopt.onnx.ir_version",
-                  b.getI64IntegerAttr(model.ir_version()));
-  module->setAttr("qopt.onnx.opset_import", b.getDictionaryAttr(opsetAttrs));
+  MLIRContext *ctx = b.getContext();
+  ONNXDialect::IrVersionAttrHelper(ctx).setAttr(
+      module, b.getI64IntegerAttr(model.ir_version()));
+  ONNXDialect::OpsetImportAttrHelper(ctx).setAttr(
+      module, b.getDictionaryAttr(opsetAttrs));
   if (!model.producer_name().empty())
-    module->setAttr("qopt.onnx.producer",
-                    b.getStringAttr(model.producer_name() + " " +
-                                    model.producer_version()));
+    ONNXDialect::ProducerAttrHelper(ctx).setAttr(
+        module, b.getStringAttr(model.producer_name() + " " +
+                                model.producer_version()));
 
   // Signature: graph inputs that are not initializers (IR < 4 lists
   // initializers among the inputs too).
@@ -876,15 +878,16 @@ OwningOpRef<ModuleOp> ONNXImporter::run() {
     return any ? b.getArrayAttr(names) : ArrayAttr();
   };
   for (auto [i, input] : llvm::enumerate(inputs)) {
-    func.setArgAttr(i, "qopt.onnx.name", b.getStringAttr(input->name()));
+    func.setArgAttr(i, QOptDialect::NameAttrHelper::getNameStr(), b.getStringAttr(input->name()));
     if (ArrayAttr dims = dimNames(*input))
-      func.setArgAttr(i, "qopt.onnx.dims", dims);
+      func.setArgAttr(i, QOptDialect::DimNamesAttrHelper::getNameStr(), dims);
     values[input->name()] = entry->getArgument(i);
   }
   for (auto [i, output] : llvm::enumerate(graph.output())) {
-    func.setResultAttr(i, "qopt.onnx.name", b.getStringAttr(output.name()));
+    func.setResultAttr(i, QOptDialect::NameAttrHelper::getNameStr(), b.getStringAttr(output.name()));
     if (ArrayAttr dims = dimNames(output))
-      func.setResultAttr(i, "qopt.onnx.dims", dims);
+      func.setResultAttr(i, QOptDialect::DimNamesAttrHelper::getNameStr(),
+                         dims);
   }
 
   for (const auto &init : graph.initializer())

@@ -5,6 +5,7 @@
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Support/CompiledModel.h"
 #include "qopt/Support/LibraryTrailer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -47,45 +48,26 @@ using namespace mlir::qopt;
 
 namespace {
 
-/// Element types the runtime passes, with their manifest and safetensors
-/// names.
-struct DTypeNames {
-  const char *manifest;
-  const char *safetensors;
-  unsigned bytes;
-};
+namespace cm = ::qopt::compiled_model;
+namespace key = ::qopt::compiled_model::manifest;
+using DTypeNames = cm::DType;
 
+/// The element type's entry in the compiled-model dtype table, if the
+/// runtime can pass it.
 std::optional<DTypeNames> dtypeOf(Type type) {
-  if (type.isF32())
-    return DTypeNames{"float32", "F32", 4};
-  if (type.isF64())
-    return DTypeNames{"float64", "F64", 8};
-  if (type.isF16())
-    return DTypeNames{"float16", "F16", 2};
-  if (type.isBF16())
-    return DTypeNames{"bfloat16", "BF16", 2};
-  auto integer = dyn_cast<IntegerType>(type);
-  if (!integer)
+  const cm::DType *d = nullptr;
+  if (isa<FloatType>(type))
+    d = cm::findDType(type.isBF16() ? cm::ElementKind::BFloat
+                                    : cm::ElementKind::Float,
+                      type.getIntOrFloatBitWidth());
+  else if (auto integer = dyn_cast<IntegerType>(type))
+    d = cm::findDType(integer.getWidth() == 1 ? cm::ElementKind::Bool
+                      : integer.isUnsigned()  ? cm::ElementKind::Unsigned
+                                              : cm::ElementKind::Signed,
+                      integer.getWidth());
+  if (!d)
     return std::nullopt;
-  bool isUnsigned = integer.isUnsigned();
-  switch (integer.getWidth()) {
-  case 1:
-    return DTypeNames{"bool", "BOOL", 1};
-  case 8:
-    return isUnsigned ? DTypeNames{"uint8", "U8", 1}
-                      : DTypeNames{"int8", "I8", 1};
-  case 16:
-    return isUnsigned ? DTypeNames{"uint16", "U16", 2}
-                      : DTypeNames{"int16", "I16", 2};
-  case 32:
-    return isUnsigned ? DTypeNames{"uint32", "U32", 4}
-                      : DTypeNames{"int32", "I32", 4};
-  case 64:
-    return isUnsigned ? DTypeNames{"uint64", "U64", 8}
-                      : DTypeNames{"int64", "I64", 8};
-  default:
-    return std::nullopt;
-  }
+  return *d;
 }
 
 struct Parameter {
@@ -196,7 +178,8 @@ LogicalResult CPUCompiler::collectSignature() {
     return success();
   };
   for (unsigned i = 0; i < type.getNumInputs(); ++i) {
-    auto name = entry.getArgAttrOfType<StringAttr>(i, "qopt.param");
+    auto name = entry.getArgAttrOfType<StringAttr>(
+        i, QOptDialect::ParamAttrHelper::getNameStr());
     if (!name) {
       if (!params.empty())
         return error() << "entry argument #" << i
@@ -208,8 +191,10 @@ LogicalResult CPUCompiler::collectSignature() {
     }
     if (failed(checkType(type.getInput(i), "parameter '" + name.str() + "'")))
       return failure();
-    auto data = entry.getArgAttrOfType<ExternalDataAttr>(i, "qopt.external");
-    auto inlineData = entry.getArgAttrOfType<DenseElementsAttr>(i, "qopt.inline");
+    auto data = entry.getArgAttrOfType<ExternalDataAttr>(
+        i, QOptDialect::ExternalAttrHelper::getNameStr());
+    auto inlineData = entry.getArgAttrOfType<DenseElementsAttr>(
+        i, QOptDialect::InlineAttrHelper::getNameStr());
     if (!data && !inlineData)
       return error() << "parameter '" << name.getValue()
                      << "' has no data: compiled models need a value for "
@@ -246,7 +231,8 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
                    });
   llvm::json::Object header;
   header["__metadata__"] =
-      llvm::json::Object{{"format", "qopt"}, {"qopt_id", weightsId}};
+      llvm::json::Object{{key::kFormat, cm::kWeightsFormatValue},
+                         {cm::kWeightsIdKey, weightsId}};
   uint64_t offset = 0;
   for (Parameter *p : order) {
     llvm::json::Array shape;
@@ -316,7 +302,8 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
 static llvm::json::Value tensorInfo(StringRef name, RankedTensorType type,
                                     DictionaryAttr attrs) {
   llvm::json::Array shape, dims;
-  ArrayAttr names = attrs ? attrs.getAs<ArrayAttr>("qopt.onnx.dims") : nullptr;
+  ArrayAttr names = attrs ? attrs.getAs<ArrayAttr>(
+                               QOptDialect::DimNamesAttrHelper::getNameStr()) : nullptr;
   bool named = false;
   for (auto [i, d] : llvm::enumerate(type.getShape())) {
     shape.push_back(ShapedType::isDynamic(d) ? int64_t(-1) : d);
@@ -327,11 +314,11 @@ static llvm::json::Value tensorInfo(StringRef name, RankedTensorType type,
     named |= !dimName.empty() && ShapedType::isDynamic(d);
     dims.push_back(ShapedType::isDynamic(d) ? dimName.str() : "");
   }
-  llvm::json::Object info{{"name", name.str()},
-                          {"dtype", dtypeOf(type.getElementType())->manifest},
-                          {"shape", std::move(shape)}};
+  llvm::json::Object info{{key::kName, name.str()},
+                          {key::kDType, dtypeOf(type.getElementType())->name},
+                          {key::kShape, std::move(shape)}};
   if (named)
-    info["dims"] = std::move(dims);
+    info[key::kDims] = std::move(dims);
   return info;
 }
 
@@ -339,7 +326,8 @@ llvm::json::Value CPUCompiler::manifest() {
   FunctionType type = entry.getFunctionType();
   auto nameOf = [](DictionaryAttr attrs, unsigned i, StringRef kind) {
     if (attrs)
-      if (auto name = attrs.getAs<StringAttr>("qopt.onnx.name"))
+      if (auto name = attrs.getAs<StringAttr>(
+              QOptDialect::NameAttrHelper::getNameStr()))
         return name.str();
     return (kind + Twine(i)).str();
   };
@@ -356,26 +344,26 @@ llvm::json::Value CPUCompiler::manifest() {
   for (const Parameter &p : params) {
     llvm::json::Object info =
         *tensorInfo(p.name, p.type, nullptr).getAsObject();
-    info["offset"] = p.fileOffset;
-    info["length"] = p.length();
+    info[key::kOffset] = p.fileOffset;
+    info[key::kLength] = p.length();
     parameters.push_back(std::move(info));
   }
   std::string weightsFile =
       llvm::sys::path::filename(options.outputPath).str();
   weightsFile = llvm::sys::path::stem(weightsFile).str() + ".safetensors";
   return llvm::json::Object{
-      {"format", "qopt-model"},
-      {"abi_version", 2},
-      {"qopt_version", QOPT_VERSION},
-      {"target", "cpu"},
-      {"cpu", cpuName},
-      {"entry", "qopt_run_checked"},
-      {"weights",
-       llvm::json::Object{
-           {"file", weightsFile}, {"id", weightsId}, {"size", weightsSize}}},
-      {"inputs", std::move(inputs)},
-      {"outputs", std::move(outputs)},
-      {"parameters", std::move(parameters)}};
+      {key::kFormat, key::kFormatValue},
+      {key::kABIVersion, cm::kABIVersion},
+      {key::kQOptVersion, QOPT_VERSION},
+      {key::kTarget, key::kCPU},
+      {key::kCPU, cpuName},
+      {key::kEntry, cm::kEntrySymbol},
+      {key::kWeights, llvm::json::Object{{key::kFile, weightsFile},
+                                         {key::kId, weightsId},
+                                         {key::kSize, weightsSize}}},
+      {key::kInputs, std::move(inputs)},
+      {key::kOutputs, std::move(outputs)},
+      {key::kParameters, std::move(parameters)}};
 }
 
 std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {
@@ -423,7 +411,7 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
   auto *fnType =
       llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrType}, false);
   auto *packed = llvm::Function::Create(fnType, llvm::GlobalValue::ExternalLinkage,
-                                        "qopt_run_packed", llvmModule);
+                                        cm::kPackedEntrySymbol, llvmModule);
   llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", packed));
   SmallVector<llvm::Value *> args;
   for (unsigned i = 0; i < ciface->arg_size(); ++i) {
@@ -440,10 +428,10 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
   auto *guardType = llvm::FunctionType::get(
       intType, {ptrType, ptrType, ptrType}, false);
   llvm::FunctionCallee guard =
-      llvmModule.getOrInsertFunction("qopt_kernel_run_guarded", guardType);
+      llvmModule.getOrInsertFunction(cm::kRunGuardedSymbol, guardType);
   auto *checked = llvm::Function::Create(
       llvm::FunctionType::get(intType, {ptrType, ptrType}, false),
-      llvm::GlobalValue::ExternalLinkage, "qopt_run_checked", llvmModule);
+      llvm::GlobalValue::ExternalLinkage, cm::kEntrySymbol, llvmModule);
   llvm::IRBuilder<> cb(llvm::BasicBlock::Create(ctx, "entry", checked));
   cb.CreateRet(cb.CreateCall(
       guard, {packed, checked->getArg(0), checked->getArg(1)}));
@@ -469,7 +457,7 @@ LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
   auto *text = llvm::ConstantDataArray::getString(llvmContext, manifestText);
   new llvm::GlobalVariable(*llvmModule, text->getType(), /*isConstant=*/true,
                            llvm::GlobalValue::ExternalLinkage, text,
-                           "qopt_manifest");
+                           cm::kManifestSymbol);
   if (llvm::verifyModule(*llvmModule, &llvm::errs()))
     return error() << "internal error: invalid LLVM IR";
   timer.step("translate to LLVM IR");

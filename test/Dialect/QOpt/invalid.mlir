@@ -470,24 +470,51 @@ func.func @f(%x: tensor<4x8xf32>, %g: tensor<8xf32>) {
 
 // -----
 
-func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
-  // expected-error@+1 {{'onnx.node' op needs an ONNX operator type}}
-  %0 = onnx.node "" opset 13 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
-  return %0 : tensor<2xf32>
-}
-
-// -----
-
-func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {
-  // expected-error@+1 {{'onnx.node' op opset must be positive, got 0}}
-  %0 = onnx.node "Relu" opset 0 (%x) {} : (tensor<2xf32>) -> tensor<2xf32>
-  return %0 : tensor<2xf32>
-}
-
-// -----
-
 func.func @gelu_approximate(%x: tensor<4xf32>) -> tensor<4xf32> {
   // expected-error @+1 {{approximate must be "none" or "tanh", got "fast"}}
   %0 = qopt.gelu %x approximate = "fast" : tensor<4xf32>
   return %0 : tensor<4xf32>
+}
+
+// -----
+
+// expected-error@+1 {{'qopt.param' must be a string, got 1 : i64}}
+func.func @f(%w: tensor<4xf32> {qopt.param = 1 : i64}) {
+  return
+}
+
+// -----
+
+// expected-error@+1 {{'qopt.external' must be #qopt.external data, got "w.bin"}}
+func.func @f(%w: tensor<4xf32> {qopt.external = "w.bin"}) {
+  return
+}
+
+// -----
+
+// expected-error@+1 {{'qopt.inline' must be dense elements, got 3 : i64}}
+func.func @f(%w: tensor<4xf32> {qopt.inline = 3 : i64}) {
+  return
+}
+
+// -----
+
+// expected-error@+1 {{'qopt.dim_names' must be an array of strings, got [1]}}
+func.func @f(%w: tensor<?xf32> {qopt.dim_names = [1]}) {
+  return
+}
+
+// -----
+
+// expected-error@+1 {{'qopt.param' is not a result attribute of the qopt dialect}}
+func.func @f() -> (tensor<4xf32> {qopt.param = "w"}) {
+  %0 = tensor.empty() : tensor<4xf32>
+  return %0 : tensor<4xf32>
+}
+
+// -----
+
+// expected-error@+1 {{'qopt.weight' is not an argument attribute of the qopt dialect}}
+func.func @f(%w: tensor<4xf32> {qopt.weight = "w"}) {
+  return
 }

@@ -187,17 +187,6 @@ func.func @norms(%x: tensor<?x?x64xf32>, %g: tensor<64xf32>, %b: tensor<64xf32>,
   return
 }
 
-// CHECK-LABEL: func.func @onnx_staging
-func.func @onnx_staging(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>) -> (tensor<?x8xf32>, tensor<?x4xf32>) {
-  // CHECK: %[[NONE:.*]] = onnx.none
-  %none = onnx.none
-  // CHECK: onnx.node "Gemm" opset 13 (%{{.*}}, %{{.*}}) {alpha = 5.000000e-01 : f32, transB = 1 : i64} : (tensor<?x4xf32>, tensor<8x4xf32>) -> tensor<?x8xf32>
-  %0 = onnx.node "Gemm" opset 13 (%x, %w) {alpha = 0.5 : f32, transB = 1 : i64} : (tensor<?x4xf32>, tensor<8x4xf32>) -> tensor<?x8xf32>
-  // CHECK: onnx.node "Clip" domain "com.example" opset 2 (%{{.*}}, %[[NONE]]) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
-  %1 = onnx.node "Clip" domain "com.example" opset 2 (%x, %none) {} metadata {pkg.torch.onnx.name_scopes = "['', 'act']"} : (tensor<?x4xf32>, none) -> tensor<?x4xf32>
-  return %0, %1 : tensor<?x8xf32>, tensor<?x4xf32>
-}
-
 // CHECK-LABEL: func.func @activations
 func.func @activations(%x: tensor<?x8xf32>, %h: tensor<2x4xbf16>) -> (tensor<?x8xf32>, tensor<?x8xf32>, tensor<2x4xbf16>) {
   // CHECK: qopt.gelu %{{.*}} : tensor<?x8xf32>
@@ -207,4 +196,18 @@ func.func @activations(%x: tensor<?x8xf32>, %h: tensor<2x4xbf16>) -> (tensor<?x8
   // CHECK: qopt.silu %{{.*}} : tensor<2x4xbf16>
   %2 = qopt.silu %h : tensor<2x4xbf16>
   return %0, %1, %2 : tensor<?x8xf32>, tensor<?x8xf32>, tensor<2x4xbf16>
+}
+
+// Attributes the dialect declares for entry arguments and results
+// (discardableAttrs): parameters passed by the runtime, model names.
+// CHECK-LABEL: func.func @boundary
+// CHECK-SAME: {qopt.external = #qopt.external<"w.bin", offset = 0, length = 16>, qopt.param = "w"}
+// CHECK-SAME: {qopt.inline = dense<[1, 2]> : tensor<2xui8>, qopt.param = "z"}
+// CHECK-SAME: {qopt.dim_names = ["batch", ""], qopt.name = "logits"}
+func.func @boundary(%w: tensor<4xf32> {qopt.param = "w", qopt.external = #qopt.external<"w.bin", offset = 0, length = 16>},
+                    %z: tensor<2xui8> {qopt.param = "z", qopt.inline = dense<[1, 2]> : tensor<2xui8>})
+    -> (tensor<?x4xf32> {qopt.name = "logits", qopt.dim_names = ["batch", ""]}) {
+  %0 = tensor.empty() : tensor<1x4xf32>
+  %c = tensor.cast %0 : tensor<1x4xf32> to tensor<?x4xf32>
+  return %c : tensor<?x4xf32>
 }

@@ -378,3 +378,52 @@ RankedTensorType QTensorType::getOffsetType() const {
     return {};
   return RankedTensorType::get({}, Float32Type::get(getContext()));
 }
+
+//===----------------------------------------------------------------------===//
+// Discardable attributes on function arguments and results
+//===----------------------------------------------------------------------===//
+
+/// The attributes the dialect declares (discardableAttrs in ODS), with the
+/// types their helpers promise: the target trusts them.
+static LogicalResult verifyBoundaryAttribute(Operation *op, NamedAttribute attr,
+                                             bool isArgument) {
+  StringRef name = attr.getName().getValue();
+  Attribute value = attr.getValue();
+  auto wrongType = [&](StringRef expected) {
+    return op->emitError() << "'" << name << "' must be " << expected
+                           << ", got " << value;
+  };
+  if (name == QOptDialect::NameAttrHelper::getNameStr())
+    return isa<StringAttr>(value) ? success() : wrongType("a string");
+  if (name == QOptDialect::DimNamesAttrHelper::getNameStr()) {
+    auto array = dyn_cast<ArrayAttr>(value);
+    if (!array || !llvm::all_of(array, llvm::IsaPred<StringAttr>))
+      return wrongType("an array of strings");
+    return success();
+  }
+  if (isArgument) {
+    if (name == QOptDialect::ParamAttrHelper::getNameStr())
+      return isa<StringAttr>(value) ? success() : wrongType("a string");
+    if (name == QOptDialect::ExternalAttrHelper::getNameStr())
+      return isa<ExternalDataAttr>(value) ? success()
+                                          : wrongType("#qopt.external data");
+    if (name == QOptDialect::InlineAttrHelper::getNameStr())
+      return isa<DenseElementsAttr>(value) ? success()
+                                           : wrongType("dense elements");
+  }
+  return op->emitError() << "'" << name << "' is not "
+                         << (isArgument ? "an argument" : "a result")
+                         << " attribute of the qopt dialect";
+}
+
+LogicalResult QOptDialect::verifyRegionArgAttribute(Operation *op, unsigned,
+                                                    unsigned,
+                                                    NamedAttribute attr) {
+  return verifyBoundaryAttribute(op, attr, /*isArgument=*/true);
+}
+
+LogicalResult QOptDialect::verifyRegionResultAttribute(Operation *op, unsigned,
+                                                       unsigned,
+                                                       NamedAttribute attr) {
+  return verifyBoundaryAttribute(op, attr, /*isArgument=*/false);
+}

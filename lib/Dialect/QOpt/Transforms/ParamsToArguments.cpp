@@ -73,14 +73,16 @@ struct QOptParamsToArgumentsPass
     for (ParamOp param : params) {
       unsigned index = entry.getNumArguments();
       SmallVector<NamedAttribute> attrs = {
-          b.getNamedAttr("qopt.param", b.getStringAttr(param.getSymName())),
+          b.getNamedAttr(QOptDialect::ParamAttrHelper::getNameStr(), b.getStringAttr(param.getSymName())),
           b.getNamedAttr("bufferization.writable", b.getBoolAttr(false))};
       if (auto external = dyn_cast_if_present<ExternalDataAttr>(
               param.getInitialValueAttr()))
-        attrs.push_back(b.getNamedAttr("qopt.external", external));
+        attrs.push_back(b.getNamedAttr(
+            QOptDialect::ExternalAttrHelper::getNameStr(), external));
       else if (auto inlineData = dyn_cast_if_present<ElementsAttr>(
                    param.getInitialValueAttr()))
-        attrs.push_back(b.getNamedAttr("qopt.inline", inlineData));
+        attrs.push_back(b.getNamedAttr(
+            QOptDialect::InlineAttrHelper::getNameStr(), inlineData));
       if (failed(entry.insertArgument(index, param.getTensorType(),
                                       b.getDictionaryAttr(attrs),
                                       param.getLoc())))

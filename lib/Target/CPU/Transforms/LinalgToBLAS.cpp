@@ -10,6 +10,8 @@
 
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
+#include "qopt/Support/CompiledModel.h"
+
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
@@ -22,7 +24,7 @@ namespace mlir::qopt {
 using namespace mlir;
 using namespace mlir::qopt;
 
-static constexpr StringLiteral kSgemm = "qopt_kernel_sgemm";
+static constexpr StringLiteral kSgemm = ::qopt::compiled_model::kSgemmSymbol;
 static constexpr unsigned kMaxOuter = 2;
 
 /// A contraction C += A·B as the kernel sees it: loop dimensions of the
@@ -183,7 +185,7 @@ static void rewrite(linalg::GenericOp op, const GemmDims &dims,
 
 namespace {
 struct QOptLinalgToBLASPass
-    : qopt::impl::QOptLinalgToBLASPassBase<QOptLinalgToBLASPass> {
+    : mlir::qopt::impl::QOptLinalgToBLASPassBase<QOptLinalgToBLASPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     // Named products become generics first, so one matcher sees them all.

@@ -2,6 +2,8 @@
 
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
+#include "qopt/Support/CompiledModel.h"
+
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -16,10 +18,10 @@ namespace mlir::qopt {
 using namespace mlir;
 
 namespace {
-constexpr StringLiteral kCheckFailed = "qopt_kernel_check_failed";
+constexpr StringLiteral kCheckFailed = ::qopt::compiled_model::kCheckFailedSymbol;
 
 struct QOptLowerRuntimeChecksPass
-    : qopt::impl::QOptLowerRuntimeChecksPassBase<QOptLowerRuntimeChecksPass> {
+    : mlir::qopt::impl::QOptLowerRuntimeChecksPassBase<QOptLowerRuntimeChecksPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SmallVector<cf::AssertOp> asserts;

@@ -18,6 +18,14 @@ def ONNX_Dialect : Dialect {
     past the front end sees this dialect. Keeping the file format out of
     the QOpt dialect lets QOpt describe models, not ONNX.
   }];
+  // What the importer records of the model file on the module.
+  let discardableAttrs = (ins
+    "::mlir::IntegerAttr":$ir_version,
+    // Opset per domain; the default domain is spelled "ai.onnx".
+    "::mlir::DictionaryAttr":$opset_import,
+    // "producer_name producer_version".
+    "::mlir::StringAttr":$producer
+  );
 }
 
 class ONNX_Op<string mnemonic, list<Trait> traits = []>

@@ -17,14 +17,15 @@
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
-#include "qopt/Dialect/QOpt/IR/QOptOpsDialect.h.inc"
-
 #include "qopt/Dialect/QOpt/IR/QOptEnums.h.inc"
 
 #include "qopt/Dialect/QOpt/IR/QOptAttrInterfaces.h.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "qopt/Dialect/QOpt/IR/QOptAttrs.h.inc"
+
+// After the attributes: its discardable-attribute helpers return them.
+#include "qopt/Dialect/QOpt/IR/QOptOpsDialect.h.inc"
 
 #define GET_TYPEDEF_CLASSES
 #include "qopt/Dialect/QOpt/IR/QOptOpsTypes.h.inc"

@@ -31,6 +31,23 @@ def QOpt_Dialect : Dialect {
     upstream `quant` dialect (`!quant.uniform`, `quant.qcast`,
     `quant.dcast`); `docs/Rationale.md` says where each is used and why.
   }];
+  // Attributes other ops and function arguments carry, declared once: the
+  // passes that set them and the target that reads them use the generated
+  // helpers (`QOptDialect::ParamAttrHelper::getNameStr()` …), never a
+  // string of their own.
+  let discardableAttrs = (ins
+    // On an entry argument: the parameter it passes (qopt-params-to-arguments).
+    "::mlir::StringAttr":$param,
+    // … and where its data is: a file range, or inline values.
+    "::mlir::qopt::ExternalDataAttr":$external,
+    "::mlir::DenseElementsAttr":$inline,
+    // On an entry argument or result: the model's name for it, and the
+    // names of its dynamic dimensions ("" where unnamed).
+    "::mlir::StringAttr":$name,
+    "::mlir::ArrayAttr":$dim_names
+  );
+  let hasRegionArgAttrVerify = 1;
+  let hasRegionResultAttrVerify = 1;
   let useDefaultAttributePrinterParser = 1;
   let useDefaultTypePrinterParser = 1;
   let hasConstantMaterializer = 0;

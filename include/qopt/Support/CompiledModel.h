@@ -1,0 +1,120 @@
+//===- CompiledModel.h - The compiled-model format --------------*- C++ -*-===//
+//
+// The contract between the CPU target (which writes model.so, its manifest
+// and model.safetensors) and the runtime (which loads them): symbol names,
+// manifest keys and values, the ABI version and the element-type table.
+// Plain C++, no MLIR or LLVM: both sides include this one header, so a
+// name cannot drift between them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_SUPPORT_COMPILEDMODEL_H
+#define QOPT_SUPPORT_COMPILEDMODEL_H
+
+#include <cstddef>
+#include <cstring>
+
+namespace qopt::compiled_model {
+
+/// Bumped whenever the entry's calling convention or the manifest changes
+/// incompatibly; the runtime refuses other versions.
+inline constexpr int kABIVersion = 2;
+
+/// Symbols of model.so.
+/// The manifest (JSON, NUL-terminated) in a loaded segment.
+inline constexpr char kManifestSymbol[] = "qopt_manifest";
+/// `int qopt_run_checked(void **args, const char **error)`: runs the model;
+/// a failed run-time check returns non-zero with its message.
+inline constexpr char kEntrySymbol[] = "qopt_run_checked";
+/// The unchecked packed entry the checked one wraps.
+inline constexpr char kPackedEntrySymbol[] = "qopt_run_packed";
+/// From the kernel library linked into every model.
+inline constexpr char kSetThreadsSymbol[] = "qopt_kernel_set_num_threads";
+inline constexpr char kRunGuardedSymbol[] = "qopt_kernel_run_guarded";
+inline constexpr char kCheckFailedSymbol[] = "qopt_kernel_check_failed";
+/// Kernels generated code calls (lib/Runtime/Kernels/CPU/Kernels.cpp).
+inline constexpr char kSgemmSymbol[] = "qopt_kernel_sgemm";
+
+/// Manifest keys and fixed values.
+namespace manifest {
+inline constexpr char kFormat[] = "format";
+inline constexpr char kFormatValue[] = "qopt-model";
+inline constexpr char kABIVersion[] = "abi_version";
+inline constexpr char kQOptVersion[] = "qopt_version";
+inline constexpr char kTarget[] = "target";
+inline constexpr char kCPU[] = "cpu";
+inline constexpr char kEntry[] = "entry";
+inline constexpr char kWeights[] = "weights";
+inline constexpr char kFile[] = "file";
+inline constexpr char kId[] = "id";
+inline constexpr char kSize[] = "size";
+inline constexpr char kInputs[] = "inputs";
+inline constexpr char kOutputs[] = "outputs";
+inline constexpr char kParameters[] = "parameters";
+inline constexpr char kName[] = "name";
+inline constexpr char kDType[] = "dtype";
+inline constexpr char kShape[] = "shape";
+inline constexpr char kDims[] = "dims";
+inline constexpr char kOffset[] = "offset";
+inline constexpr char kLength[] = "length";
+} // namespace manifest
+
+/// The weights file's safetensors `__metadata__` entry that ties it to its
+/// library.
+inline constexpr char kWeightsIdKey[] = "qopt_id";
+inline constexpr char kWeightsFormatValue[] = "qopt";
+
+/// Element types a compiled model passes. `code` is the runtime C API's
+/// `qopt_dtype` value (include/qopt/Runtime/Runtime.h), `name` the ONNX-style
+/// manifest name, `safetensors` the safetensors dtype.
+enum class ElementKind { Float, BFloat, Signed, Unsigned, Bool };
+
+struct DType {
+  int code;
+  const char *name;
+  const char *safetensors;
+  unsigned bytes;
+  ElementKind kind;
+  unsigned bits;
+};
+
+inline constexpr DType kDTypes[] = {
+    {1, "float32", "F32", 4, ElementKind::Float, 32},
+    {2, "float64", "F64", 8, ElementKind::Float, 64},
+    {3, "float16", "F16", 2, ElementKind::Float, 16},
+    {4, "bfloat16", "BF16", 2, ElementKind::BFloat, 16},
+    {5, "int8", "I8", 1, ElementKind::Signed, 8},
+    {6, "int16", "I16", 2, ElementKind::Signed, 16},
+    {7, "int32", "I32", 4, ElementKind::Signed, 32},
+    {8, "int64", "I64", 8, ElementKind::Signed, 64},
+    {9, "uint8", "U8", 1, ElementKind::Unsigned, 8},
+    {10, "uint16", "U16", 2, ElementKind::Unsigned, 16},
+    {11, "uint32", "U32", 4, ElementKind::Unsigned, 32},
+    {12, "uint64", "U64", 8, ElementKind::Unsigned, 64},
+    {13, "bool", "BOOL", 1, ElementKind::Bool, 1},
+};
+
+inline const DType *findDType(ElementKind kind, unsigned bits) {
+  for (const DType &d : kDTypes)
+    if (d.kind == kind && d.bits == bits)
+      return &d;
+  return nullptr;
+}
+
+inline const DType *findDType(const char *name) {
+  for (const DType &d : kDTypes)
+    if (std::strcmp(d.name, name) == 0)
+      return &d;
+  return nullptr;
+}
+
+inline const DType *findDType(int code) {
+  for (const DType &d : kDTypes)
+    if (d.code == code)
+      return &d;
+  return nullptr;
+}
+
+} // namespace qopt::compiled_model
+
+#endif // QOPT_SUPPORT_COMPILEDMODEL_H
