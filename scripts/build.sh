@@ -13,6 +13,10 @@ if [ ! -f "$build/build.ninja" ]; then
     -DLLVM_EXTERNAL_LIT=/usr/lib/llvm-22/bin/lit \
     -DPython3_EXECUTABLE="${QOPT_VENV:-$here/.venv}/bin/python" \
     -DQOPT_ENABLE_PYTHON=ON \
+    -DQOPT_ENABLE_FUZZER=ON \
     "${launcher[@]}" "$@"
+elif ! grep -q '^QOPT_ENABLE_FUZZER:BOOL=ON' "$build/CMakeCache.txt"; then
+  # A build folder configured before the fuzzer was a CMake target.
+  cmake "$build" -DQOPT_ENABLE_FUZZER=ON
 fi
 ninja -C "$build" -j "$jobs" ${QOPT_BUILD_TARGETS:-}

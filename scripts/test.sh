@@ -6,7 +6,6 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 "$here/scripts/setup.sh"
 "$here/scripts/build.sh"
-"$here/scripts/build-fuzzer.sh"
 build=${QOPT_BUILD_DIR:-$here/build}
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

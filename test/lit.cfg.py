@@ -30,7 +30,7 @@ llvm_config.add_tool_substitutions(tools, tool_dirs)
 llvm_config.with_environment("PATH", config.qopt_tools_dir, append_path=True)
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 
-# The importer fuzzer is built by scripts/build-fuzzer.sh (clang-22).
+# The importer fuzzer is built with -DQOPT_ENABLE_FUZZER=ON (scripts/build.sh).
 if os.path.exists(os.path.join(config.qopt_tools_dir, "import-onnx-fuzzer")):
     config.available_features.add("fuzzer")
 # The Python package is built with -DQOPT_ENABLE_PYTHON=ON (scripts/build.sh).

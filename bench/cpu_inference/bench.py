@@ -3,7 +3,7 @@
   bench.py [--layers 12 --d 768 --heads 12 --vocab 50257] [--seq 128]
            [--batches 1,8] [--threads 1,2] [--repeat 5] [--json out.json]
 
-Builds a GPT-2-shaped model (the exporter-style graph of test/onnx/models.py:
+Builds a GPT-2-shaped model (the exporter-style graph of test/e2e/models.py:
 Shape/Gather chains, causal mask from Trilu, tanh GELU, tied LM head), saves
 it, compiles it once with qoptc (wall time and peak memory of the whole
 import + lowering + codegen + link are measured), then times qopt-run and
@@ -27,7 +27,7 @@ import onnx
 import onnxruntime as ort
 
 here = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(here, "..", "..", "test", "onnx"))
+sys.path.insert(0, os.path.join(here, "..", "..", "test", "e2e"))
 sys.path.insert(0, os.path.join(here, "..", "..", "test", "lib"))
 import models  # noqa: E402  (the GPT-2-shaped builder)
 

@@ -1,7 +1,7 @@
 //===- Patterns.h - ONNX node conversion handlers ---------------*- C++ -*-===//
 //
 // Internal to the ONNX-to-QOpt conversion: the handler table and the helpers
-// handlers share (broadcasting, constants, attribute access).
+// handlers share (broadcasting, constants, attribute access; Utils.cpp).
 //
 //===----------------------------------------------------------------------===//
 
@@ -36,13 +36,19 @@ struct HandlerEntry {
   Handler handler;
 };
 
+/// The handler tables, one per operator family, each defined in the file
+/// of that name (getShapeHandlers() in Shape.cpp, ...).
 ArrayRef<HandlerEntry> getElementwiseHandlers();
-ArrayRef<HandlerEntry> getTensorHandlers();
-ArrayRef<HandlerEntry> getMoreTensorHandlers();
-ArrayRef<HandlerEntry> getQuantHandlers();
-ArrayRef<HandlerEntry> getConvHandlers();
-ArrayRef<HandlerEntry> getIndexHandlers();
+ArrayRef<HandlerEntry> getLinearAlgebraHandlers();
+ArrayRef<HandlerEntry> getReductionHandlers();
+ArrayRef<HandlerEntry> getNormalizationHandlers();
+ArrayRef<HandlerEntry> getConvolutionHandlers();
+ArrayRef<HandlerEntry> getPoolingHandlers();
+ArrayRef<HandlerEntry> getResizeHandlers();
 ArrayRef<HandlerEntry> getAttentionHandlers();
+ArrayRef<HandlerEntry> getQuantizationHandlers();
+ArrayRef<HandlerEntry> getShapeHandlers();
+ArrayRef<HandlerEntry> getIndexHandlers();
 
 /// "node 'NAME' (OP, opset N)": how errors name a node.
 std::string nodeDescription(ONNXNodeOp op);
@@ -62,6 +68,12 @@ LogicalResult checkIndices(ONNXNodeOp op, OpBuilder &b, Value indices,
 
 /// Input `i`, or null when the node omits it (or has fewer inputs).
 Value getInput(ONNXNodeOp op, unsigned i);
+
+/// Input `i` with its ranked type (a handler's usual first check); fails
+/// with `message` at the node when the input is omitted or unranked.
+FailureOr<TypedValue<RankedTensorType>>
+rankedInput(ONNXNodeOp op, unsigned i = 0,
+            StringRef message = "needs a ranked input");
 
 int64_t getIntAttr(ONNXNodeOp op, StringRef name, int64_t defaultValue);
 double getFloatAttr(ONNXNodeOp op, StringRef name, double defaultValue);
@@ -156,6 +168,15 @@ Type accumulatorType(OpBuilder &b, Type element);
 
 /// Casts a tensor accumulated in accumulatorType() back to `element`.
 Value fromAccumulator(OpBuilder &b, Location loc, Value acc, Type element);
+
+/// An index constant (arith.constant of index type).
+Value idx(OpBuilder &b, Location loc, int64_t v);
+
+/// `ofr` as an index value (an index constant when it is an attribute).
+Value indexValue(OpBuilder &b, Location loc, OpFoldResult ofr);
+
+/// Product of sizes as an index value (constant when all are static).
+OpFoldResult product(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes);
 
 /// Normalises an axis against `rank` (negative counts from the end).
 FailureOr<int64_t> normalizeAxis(ONNXNodeOp op, int64_t axis, int64_t rank,

@@ -235,7 +235,9 @@ LogicalResult mlir::qopt::onnx::raiseLinear(ONNXNodeOp op,
       rewriter.eraseOp(op);
       return success();
     }
-    if (op.getOpType() != "MatMul")
+    // Raising runs before conversion checks the node against its schema:
+    // a malformed node is left for that check to report.
+    if (op.getOpType() != "MatMul" || op.getInputs().size() != 2)
       return failure();
     Value x = op.getInputs()[0];
     LoadParamOp w = paramOfRank(op.getInputs()[1], 2);

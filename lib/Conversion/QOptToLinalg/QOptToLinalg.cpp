@@ -1,6 +1,8 @@
 //===- QOptToLinalg.cpp - QOpt ops to linalg reference semantics ----------===//
 
 #include "qopt/Conversion/QOptToLinalg/Passes.h"
+
+#include "qopt/Conversion/Utils/LinalgBuilders.h"
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -25,182 +27,6 @@ Value f32Const(OpBuilder &b, Location loc, double v) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
 }
 
-Value toF32(OpBuilder &b, Location loc, Value v) {
-  auto t = cast<FloatType>(v.getType());
-  if (t.isF32())
-    return v;
-  return t.getWidth() < 32 ? Value(arith::ExtFOp::create(b, loc, b.getF32Type(), v))
-                           : Value(arith::TruncFOp::create(b, loc, b.getF32Type(), v));
-}
-
-Value fromF32(OpBuilder &b, Location loc, Value v, Type t) {
-  if (t.isF32())
-    return v;
-  return cast<FloatType>(t).getWidth() < 32
-             ? Value(arith::TruncFOp::create(b, loc, t, v))
-             : Value(arith::ExtFOp::create(b, loc, t, v));
-}
-
-/// f32 statistics over the dims from `axis` on: sum(f(x)) / count, with `f`
-/// given the f32 element (and the leading-dims stats computed before).
-Value rowMean(OpBuilder &b, Location loc, Value x, int64_t axis,
-              ValueRange previous,
-              function_ref<Value(OpBuilder &, Location, Value, ValueRange)> f) {
-  auto type = cast<RankedTensorType>(x.getType());
-  int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
-  SmallVector<OpFoldResult> outSizes(sizes.begin(), sizes.begin() + axis);
-  SmallVector<AffineExpr> outExprs;
-  SmallVector<utils::IteratorType> iterators;
-  for (int64_t d = 0; d < rank; ++d) {
-    iterators.push_back(d < axis ? utils::IteratorType::parallel
-                                 : utils::IteratorType::reduction);
-    if (d < axis)
-      outExprs.push_back(b.getAffineDimExpr(d));
-  }
-  AffineMap outMap = AffineMap::get(rank, 0, outExprs, b.getContext());
-  Value init = linalg::FillOp::create(
-                   b, loc, f32Const(b, loc, 0),
-                   tensor::EmptyOp::create(b, loc, outSizes, b.getF32Type()).getResult())
-                   .getResult(0);
-  SmallVector<Value> inputs = {x};
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank)};
-  for (Value p : previous) {
-    inputs.push_back(p);
-    maps.push_back(outMap);
-  }
-  maps.push_back(outMap);
-  Value sum = linalg::GenericOp::create(
-                  b, loc, init.getType(), inputs, init, maps, iterators,
-                  [&](OpBuilder &nb, Location l, ValueRange a) {
-                    Value v = f(nb, l, toF32(nb, l, a[0]),
-                                a.drop_front().drop_back());
-                    linalg::YieldOp::create(
-                        nb, l, arith::AddFOp::create(nb, l, a.back(), v).getResult());
-                  })
-                  .getResult(0);
-  // Divide by the number of normalised elements.
-  Value count = arith::ConstantIndexOp::create(b, loc, 1);
-  for (int64_t d = axis; d < rank; ++d)
-    count = arith::MulIOp::create(b, loc, count,
-                                  getValueOrCreateConstantIndexOp(b, loc, sizes[d]));
-  Value countF = arith::UIToFPOp::create(
-      b, loc, b.getF32Type(),
-      arith::IndexCastOp::create(b, loc, b.getI64Type(), count));
-  SmallVector<AffineMap> idMaps(2, b.getMultiDimIdentityMap(axis));
-  SmallVector<utils::IteratorType> par(axis, utils::IteratorType::parallel);
-  Value out = tensor::EmptyOp::create(b, loc, outSizes, b.getF32Type());
-  return linalg::GenericOp::create(
-             b, loc, out.getType(), sum, out, idMaps, par,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               linalg::YieldOp::create(
-                   nb, l, arith::DivFOp::create(nb, l, a[0], countF).getResult());
-             })
-      .getResult(0);
-}
-
-/// y = T(normalize(x_f32, stats)) * gamma (+ beta), elementwise.
-Value finish(OpBuilder &b, Location loc, Value x, int64_t axis,
-             ValueRange stats, Value gamma, Value beta,
-             function_ref<Value(OpBuilder &, Location, Value, ValueRange)> norm) {
-  auto type = cast<RankedTensorType>(x.getType());
-  int64_t rank = type.getRank();
-  SmallVector<AffineExpr> statExprs, paramExprs;
-  for (int64_t d = 0; d < rank; ++d)
-    (d < axis ? statExprs : paramExprs).push_back(b.getAffineDimExpr(d));
-  AffineMap statMap = AffineMap::get(rank, 0, statExprs, b.getContext());
-  AffineMap paramMap = AffineMap::get(rank, 0, paramExprs, b.getContext());
-  SmallVector<Value> inputs = {x};
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank)};
-  for (Value s : stats) {
-    inputs.push_back(s);
-    maps.push_back(statMap);
-  }
-  inputs.push_back(gamma);
-  maps.push_back(paramMap);
-  if (beta) {
-    inputs.push_back(beta);
-    maps.push_back(paramMap);
-  }
-  maps.push_back(b.getMultiDimIdentityMap(rank));
-  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
-                                       type.getElementType());
-  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  unsigned numStats = stats.size();
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), inputs, init, maps, par,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               Value n = norm(nb, l, toF32(nb, l, a[0]),
-                              a.slice(1, numStats));
-               Value y = fromF32(nb, l, n, type.getElementType());
-               y = arith::MulFOp::create(nb, l, y, a[1 + numStats]);
-               if (beta)
-                 y = arith::AddFOp::create(nb, l, y, a[2 + numStats]);
-               linalg::YieldOp::create(nb, l, y);
-             })
-      .getResult(0);
-}
-
-
-/// y[..., n] = sum_k x[..., k] * w[n, k] (+ init): the product of a linear
-/// layer, accumulated into `init` (zeros when null).
-Value contractLast(OpBuilder &b, Location loc, Value x, Value w, Value init) {
-  auto xType = cast<RankedTensorType>(x.getType());
-  int64_t rank = xType.getRank();
-  Type element = xType.getElementType();
-  int64_t loops = rank + 1;
-  SmallVector<AffineExpr> xExprs, outExprs;
-  for (int64_t d = 0; d < rank - 1; ++d) {
-    xExprs.push_back(b.getAffineDimExpr(d));
-    outExprs.push_back(b.getAffineDimExpr(d));
-  }
-  AffineExpr n = b.getAffineDimExpr(rank - 1), k = b.getAffineDimExpr(rank);
-  xExprs.push_back(k);
-  outExprs.push_back(n);
-  MLIRContext *ctx = b.getContext();
-  SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, xExprs, ctx),
-                                 AffineMap::get(loops, 0, {n, k}, ctx),
-                                 AffineMap::get(loops, 0, outExprs, ctx)};
-  if (!init) {
-    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
-    sizes.back() = tensor::getMixedSizes(b, loc, w)[0];
-    Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(element));
-    init = linalg::FillOp::create(
-               b, loc, zero, tensor::EmptyOp::create(b, loc, sizes, element).getResult())
-               .getResult(0);
-  }
-  SmallVector<utils::IteratorType> iterators(loops - 1,
-                                             utils::IteratorType::parallel);
-  iterators.push_back(utils::IteratorType::reduction);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{x, w}, init, maps, iterators,
-             [](OpBuilder &nb, Location l, ValueRange a) {
-               Value p = arith::MulFOp::create(nb, l, a[0], a[1]);
-               linalg::YieldOp::create(
-                   nb, l, arith::AddFOp::create(nb, l, a[2], p).getResult());
-             })
-      .getResult(0);
-}
-
-/// Elementwise over same-shaped `inputs` (plus `bcast` inputs read through
-/// the given maps), body `fn`.
-Value mapElementwise(OpBuilder &b, Location loc, Value like, ValueRange inputs,
-                     ArrayRef<AffineMap> inputMaps,
-                     function_ref<Value(OpBuilder &, Location, ValueRange)> fn) {
-  auto type = cast<RankedTensorType>(like.getType());
-  int64_t rank = type.getRank();
-  SmallVector<AffineMap> maps(inputMaps);
-  maps.push_back(b.getMultiDimIdentityMap(rank));
-  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, like),
-                                       type.getElementType());
-  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), inputs, init, maps, par,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               linalg::YieldOp::create(nb, l, fn(nb, l, a.drop_back()));
-             })
-      .getResult(0);
-}
 
 int64_t normalizedAxis(int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
@@ -216,11 +42,11 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
     // y = x / sqrt(mean(x^2) + eps) * gamma
-    Value ms = rowMean(rewriter, loc, x, axis, {},
+    Value ms = createRowMean(rewriter, loc, x, axis, {},
                        [](OpBuilder &b, Location l, Value v, ValueRange) {
                          return Value(arith::MulFOp::create(b, l, v, v));
                        });
-    Value y = finish(rewriter, loc, x, axis, ms, op.getGamma(), Value(),
+    Value y = createNormalizedRows(rewriter, loc, x, axis, ms, op.getGamma(), Value(),
                      [&](OpBuilder &b, Location l, Value v, ValueRange s) {
                        Value d = math::SqrtOp::create(
                            b, l, arith::AddFOp::create(b, l, s[0], f32Const(b, l, eps)));
@@ -241,16 +67,16 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
     // Two passes (mean, then the mean of squared deviations) for accuracy.
-    Value mean = rowMean(rewriter, loc, x, axis, {},
+    Value mean = createRowMean(rewriter, loc, x, axis, {},
                          [](OpBuilder &, Location, Value v, ValueRange) {
                            return v;
                          });
-    Value var = rowMean(rewriter, loc, x, axis, mean,
+    Value var = createRowMean(rewriter, loc, x, axis, mean,
                         [](OpBuilder &b, Location l, Value v, ValueRange s) {
                           Value d = arith::SubFOp::create(b, l, v, s[0]);
                           return Value(arith::MulFOp::create(b, l, d, d));
                         });
-    Value y = finish(rewriter, loc, x, axis, {mean, var}, op.getGamma(),
+    Value y = createNormalizedRows(rewriter, loc, x, axis, {mean, var}, op.getGamma(),
                      op.getBeta(),
                      [&](OpBuilder &b, Location l, Value v, ValueRange s) {
                        Value d = math::SqrtOp::create(
@@ -349,9 +175,9 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
                  value = arith::SIToFPOp::create(
                      nb, l, f32, arith::SubIOp::create(nb, l, code, zp));
                }
-               Value scale = toF32(nb, l, a[1]);
+               Value scale = castToF32(nb, l, a[1]);
                Value w = arith::MulFOp::create(nb, l, value, scale);
-               linalg::YieldOp::create(nb, l, fromF32(nb, l, w, element));
+               linalg::YieldOp::create(nb, l, castFromF32(nb, l, w, element));
              })
       .getResult(0);
 }
@@ -401,10 +227,10 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
                                             xType.getElementType());
       AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
                                       rewriter.getContext());
-      init = mapElementwise(rewriter, loc, empty, bias, last,
+      init = createElementwise(rewriter, loc, empty, bias, last,
                             [](OpBuilder &, Location, ValueRange a) { return a[0]; });
     }
-    Value y = contractLast(rewriter, loc, x, op.getWeight(), init);
+    Value y = createContractLast(rewriter, loc, x, op.getWeight(), init);
     if (y.getType() != op.getType())
       y = tensor::CastOp::create(rewriter, loc, op.getType(), y);
     rewriter.replaceOp(op, y);
@@ -465,19 +291,19 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
     Value scale = arith::ConstantOp::create(
         rewriter, loc, rewriter.getFloatAttr(element, op.getScale()));
     // z = x A^T (inference: dropout is the identity), then gate, middle.
-    Value z = contractLast(rewriter, loc, x, op.getLoraA(), Value());
+    Value z = createContractLast(rewriter, loc, x, op.getLoraA(), Value());
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
     AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
                                     rewriter.getContext());
     if (Value gate = op.getGate())
-      z = mapElementwise(rewriter, loc, z, {z, gate}, {id, last},
+      z = createElementwise(rewriter, loc, z, {z, gate}, {id, last},
                          [](OpBuilder &b, Location l, ValueRange a) {
                            return Value(arith::MulFOp::create(b, l, a[0], a[1]));
                          });
     if (Value middle = op.getMiddle())
-      z = contractLast(rewriter, loc, z, middle, Value());
-    Value branch = contractLast(rewriter, loc, z, op.getLoraB(), Value());
-    Value base = contractLast(rewriter, loc, x, op.getWeight(), Value());
+      z = createContractLast(rewriter, loc, z, middle, Value());
+    Value branch = createContractLast(rewriter, loc, z, op.getLoraB(), Value());
+    Value base = createContractLast(rewriter, loc, x, op.getWeight(), Value());
     Value y;
     if (Value magnitude = op.getMagnitude()) {
       // DoRA: W' = W + scale * B (M diag(g) A); y = m / ||W'||_row * (...).
@@ -486,22 +312,22 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
         AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
         AffineMap row = AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
                                        rewriter.getContext());
-        a = mapElementwise(rewriter, loc, a, {a, gate}, {id2, row},
+        a = createElementwise(rewriter, loc, a, {a, gate}, {id2, row},
                            [](OpBuilder &b, Location l, ValueRange v) {
                              return Value(arith::MulFOp::create(b, l, v[0], v[1]));
                            });
       }
-      // (M g A) as r x K, then B (r x K) -> N x K via contractLast(B, (MgA)^T).
+      // (M g A) as r x K, then B (r x K) -> N x K via createContractLast(B, (MgA)^T).
       Value mga = a;
       if (Value middle = op.getMiddle())
-        mga = contractLast(rewriter, loc, transpose2D(rewriter, loc, a), middle,
+        mga = createContractLast(rewriter, loc, transpose2D(rewriter, loc, a), middle,
                            Value()); // K x r = (M gA)^T
       else
         mga = transpose2D(rewriter, loc, a); // K x r
-      Value ba = contractLast(rewriter, loc, op.getLoraB(), mga, Value()); // N x K
+      Value ba = createContractLast(rewriter, loc, op.getLoraB(), mga, Value()); // N x K
       Value w = op.getWeight();
       AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
-      Value merged = mapElementwise(
+      Value merged = createElementwise(
           rewriter, loc, w, {w, ba}, {id2, id2},
           [&](OpBuilder &b, Location l, ValueRange v) {
             return Value(arith::AddFOp::create(
@@ -534,7 +360,7 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
         inputs.push_back(bias);
         maps.push_back(last);
       }
-      y = mapElementwise(rewriter, loc, base, inputs, maps,
+      y = createElementwise(rewriter, loc, base, inputs, maps,
                          [&](OpBuilder &b, Location l, ValueRange v) {
                            Value sum = arith::AddFOp::create(
                                b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
@@ -552,7 +378,7 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
         inputs.push_back(bias);
         maps.push_back(last);
       }
-      y = mapElementwise(rewriter, loc, base, inputs, maps,
+      y = createElementwise(rewriter, loc, base, inputs, maps,
                          [&](OpBuilder &b, Location l, ValueRange v) {
                            Value out = arith::AddFOp::create(
                                b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
@@ -687,15 +513,15 @@ struct LowerFakeQuant : OpRewritePattern<QuantOp> {
       maps.push_back(*smap);
     }
     QuantFormatAttrInterface format = op.getFormat();
-    Value y = mapElementwise(
+    Value y = createElementwise(
         rewriter, loc, op.getInput(), inputs, maps,
         [&](OpBuilder &b, Location l, ValueRange a) {
           // Computed in f32, as the reference formats are defined there.
-          Value x = toF32(b, l, a[0]), s = toF32(b, l, a[1]);
-          Value zp = a.size() > 2 ? toF32(b, l, a[2]) : Value();
+          Value x = castToF32(b, l, a[0]), s = castToF32(b, l, a[1]);
+          Value zp = a.size() > 2 ? castToF32(b, l, a[2]) : Value();
           Value v = arith::DivFOp::create(b, l, x, s);
           Value q = snapToGrid(b, l, v, format, zp);
-          return fromF32(b, l, arith::MulFOp::create(b, l, q, s), a[0].getType());
+          return castFromF32(b, l, arith::MulFOp::create(b, l, q, s), a[0].getType());
         });
     rewriter.replaceOp(op, y);
     return success();
@@ -720,7 +546,7 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     if (Value signs = op.getSigns()) {
       AffineMap within = AffineMap::get(
           rank, 0, {rewriter.getAffineDimExpr(axis) % n}, rewriter.getContext());
-      x = mapElementwise(rewriter, loc, x, {x, signs}, {id, within},
+      x = createElementwise(rewriter, loc, x, {x, signs}, {id, within},
                          [](OpBuilder &b, Location l, ValueRange a) {
                            return Value(arith::MulFOp::create(b, l, a[0], a[1]));
                          });
@@ -729,7 +555,7 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     // the partner element i ^ h within the block.
     for (int64_t h = 1; h < n; h *= 2) {
       Value in = x;
-      x = mapElementwise(
+      x = createElementwise(
           rewriter, loc, in, {}, {},
           [&](OpBuilder &b, Location l, ValueRange) {
             SmallVector<Value> idx;
@@ -758,7 +584,7 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     }
     Value norm = arith::ConstantOp::create(
         rewriter, loc, rewriter.getFloatAttr(element, 1.0 / std::sqrt((double)n)));
-    x = mapElementwise(rewriter, loc, x, {x}, {id},
+    x = createElementwise(rewriter, loc, x, {x}, {id},
                        [&](OpBuilder &b, Location l, ValueRange a) {
                          return Value(arith::MulFOp::create(b, l, a[0], norm));
                        });
@@ -772,11 +598,11 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
 Value unaryInF32(PatternRewriter &rewriter, Operation *op, Value x,
                  function_ref<Value(OpBuilder &, Location, Value)> fn) {
   auto type = cast<RankedTensorType>(x.getType());
-  return mapElementwise(
+  return createElementwise(
       rewriter, op->getLoc(), x, x,
       {rewriter.getMultiDimIdentityMap(type.getRank())},
       [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        return fromF32(b, l, fn(b, l, toF32(b, l, a[0])), type.getElementType());
+        return castFromF32(b, l, fn(b, l, castToF32(b, l, a[0])), type.getElementType());
       });
 }
 

@@ -1,6 +1,6 @@
 // RUN: qopt-opt %s -split-input-file --qopt-raise-onnx | FileCheck %s
 // Decomposed layers, as torch.onnx exports them, become QOpt graph ops.
-// Numerics: test/onnx/models.test runs models built from these subgraphs.
+// Numerics: test/e2e/models.test runs models built from these subgraphs.
 
 qopt.param @model.layers.0.mlp.up_proj.weight : tensor<8x16xf32>
 qopt.param @model.layers.0.mlp.up_proj.bias : tensor<16xf32>
@@ -221,4 +221,19 @@ func.func @layer_norm_decomposed(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %m = onnx.node "Mul" opset 14 (%n, %g) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
   %y = onnx.node "Add" opset 14 (%m, %b) {} : (tensor<2x8xf32>, tensor<8xf32>) -> tensor<2x8xf32>
   return %y : tensor<2x8xf32>
+}
+
+// -----
+
+// Malformed nodes (a MatMul or Gemm with one input) are left alone: the
+// conversion's schema check reports them (raising crashed here before).
+qopt.param @w : tensor<4x4xf32>
+// CHECK-LABEL: func.func @malformed
+// CHECK: onnx.node "MatMul" opset 13 (%{{[^,]*}}) {}
+// CHECK: onnx.node "Gemm" opset 13 (%{{[^,]*}}) {}
+// CHECK-NOT: qopt.linear
+func.func @malformed(%x: tensor<2x4xf32>) -> (tensor<2x4xf32>, tensor<2x4xf32>) {
+  %0 = onnx.node "MatMul" opset 13 (%x) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  %1 = onnx.node "Gemm" opset 13 (%x) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
+  return %0, %1 : tensor<2x4xf32>, tensor<2x4xf32>
 }

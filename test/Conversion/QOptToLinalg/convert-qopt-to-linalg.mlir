@@ -1,6 +1,6 @@
 // RUN: qopt-opt %s -split-input-file --convert-qopt-to-linalg | FileCheck %s
 // Numerics of these lowerings are checked against the ONNX reference
-// outputs (LayerNormalization, RMSNormalization) by test/onnx/node-tests.test.
+// outputs (LayerNormalization, RMSNormalization) by test/e2e/node-tests.test.
 
 // RMSNorm of bf16 data: statistics in f32, normalised value cast back, then
 // scaled by gamma.

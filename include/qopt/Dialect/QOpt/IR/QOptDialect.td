@@ -27,9 +27,9 @@ def QOpt_Dialect : Dialect {
       `qopt.hadamard`) and the **graph ops** the rewrite passes match on
       (`qopt.linear`, `qopt.rms_norm`, `qopt.layer_norm`).
 
-    Uniform quantization with scales known at compile time keeps using the
-    upstream `quant` dialect (`!quant.uniform`, `quant.qcast`,
-    `quant.dcast`); `docs/Rationale.md` says where each is used and why.
+    ONNX's `QuantizeLinear` / `DequantizeLinear` lower to `arith` directly
+    and quantized weights to `!qopt.qtensor`; the upstream `quant` dialect is
+    not used (`docs/Rationale.md` says why).
   }];
   // Attributes other ops and function arguments carry, declared once: the
   // passes that set them and the target that reads them use the generated

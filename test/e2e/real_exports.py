@@ -1,4 +1,4 @@
-"""Real Hugging Face exports (test/onnx/real, made by make_real_exports.py
+"""Real Hugging Face exports (test/e2e/real, made by make_real_exports.py
 with torch + transformers, committed) compiled by qoptc — one library per
 model, with dynamic batch and sequence — and run through the runtime's
 Python binding at every shape the fixture has. Each output is compared with

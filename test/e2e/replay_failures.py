@@ -1,5 +1,5 @@
 """Replays the minimized failures the differential test found
-(test/onnx/difftest-failures: NAME.onnx + NAME.npz with case<k>.<input> and
+(test/e2e/difftest-failures: NAME.onnx + NAME.npz with case<k>.<input> and
 onnxruntime's case<k>.<output>): each is compiled by qoptc and run through
 the Python binding, and must match (rtol 1e-4, atol 1e-5).
 

@@ -1,6 +1,6 @@
 // RUN: qopt-opt %s -split-input-file --convert-onnx-to-qopt --canonicalize | FileCheck %s
 // The structure of converted nodes; numerics are checked against the ONNX
-// reference outputs by test/onnx/node-tests.test.
+// reference outputs by test/e2e/node-tests.test.
 
 // Broadcasting: size-1 and missing dimensions read index 0; dynamic sizes
 // come from the operand that has them.

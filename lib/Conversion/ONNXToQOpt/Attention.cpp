@@ -1,14 +1,13 @@
-//===- AttentionOps.cpp - ONNX Attention (opset 23) -----------------------===//
+//===- Attention.cpp - ONNX Attention (opset 23) --------------------------===//
 //
-// Scaled dot-product attention as contractions and a masked softmax on
-// tensors: softmax(softcap(Q·Kᵀ · scale) + mask) · V, grouped-query heads
-// read through the head index (h / group), 3-D inputs split into heads.
-// Without a grouped head the two products are plain (batched) contractions,
-// which qopt-linalg-to-blas sends to BLAS.
+// Attention: softmax(softcap(Q·Kᵀ · scale) + mask) · V on tensors; grouped-
+// query heads read through h / group, 3-D inputs split into heads. Without a
+// grouped head both products are plain contractions (qopt-linalg-to-blas).
 //
 //===----------------------------------------------------------------------===//
 
 #include "Patterns.h"
+#include "qopt/Conversion/Utils/LinalgBuilders.h"
 
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 
@@ -54,51 +53,19 @@ Value headProduct(OpBuilder &b, Location loc, Value lhs, Value rhs,
                                    : ArrayRef<AffineExpr>{bd, kvHead, k, n},
                      ctx),
       AffineMap::get(5, 0, {bd, h, i, n}, ctx)};
-  Type f32 = b.getF32Type();
-  Value empty = tensor::EmptyOp::create(b, loc, {ls[0], ls[1], ls[2], nSize}, f32);
-  Value zero = arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0));
-  Value init = linalg::FillOp::create(b, loc, zero, empty).getResult(0);
+  Value init = createFilledTensor(b, loc, {ls[0], ls[1], ls[2], nSize},
+                                  b.getF32Type(), 0);
   SmallVector<utils::IteratorType> it(4, utils::IteratorType::parallel);
   it.push_back(utils::IteratorType::reduction);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{lhs, rhs}, init, maps, it,
-             [](OpBuilder &nb, Location l, ValueRange a) {
-               Value p = arith::MulFOp::create(nb, l, a[0], a[1]);
-               linalg::YieldOp::create(
-                   nb, l, arith::AddFOp::create(nb, l, a[2], p).getResult());
-             })
-      .getResult(0);
+  return createMulAddContraction(b, loc, lhs, rhs, init, maps, it);
 }
 
 /// A reduction over the last of 4 dimensions, keeping it (size 1).
 Value rowReduce(OpBuilder &b, Location loc, Value x, ValueRange extra,
                 double initValue,
                 function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
-  MLIRContext *ctx = b.getContext();
-  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
-  sizes[3] = b.getIndexAttr(1);
-  Type f32 = b.getF32Type();
-  Value empty = tensor::EmptyOp::create(b, loc, sizes, f32);
-  Value fillValue =
-      arith::ConstantOp::create(b, loc, b.getF32FloatAttr(initValue));
-  Value init = linalg::FillOp::create(b, loc, fillValue, empty).getResult(0);
-  AffineExpr d0 = b.getAffineDimExpr(0), d1 = b.getAffineDimExpr(1),
-             d2 = b.getAffineDimExpr(2), d3 = b.getAffineDimExpr(3);
-  AffineMap full = AffineMap::get(4, 0, {d0, d1, d2, d3}, ctx);
-  AffineMap row = AffineMap::get(4, 0, {d0, d1, d2, b.getAffineConstantExpr(0)}, ctx);
-  SmallVector<Value> inputs = {x};
-  inputs.append(extra.begin(), extra.end());
-  SmallVector<AffineMap> maps = {full};
-  maps.append(extra.size(), row);
-  maps.push_back(row);
-  SmallVector<utils::IteratorType> it(3, utils::IteratorType::parallel);
-  it.push_back(utils::IteratorType::reduction);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), inputs, init, maps, it,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               linalg::YieldOp::create(nb, l, body(nb, l, a));
-             })
-      .getResult(0);
+  return createTrailingReduction(b, loc, x, /*axis=*/3, /*keepDims=*/true,
+                                 extra, initValue, body);
 }
 
 LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,

@@ -1,10 +1,8 @@
-//===- QuantOps.cpp - ONNX quantized operators into QOpt qtensors ---------===//
+//===- Quantization.cpp - ONNX quantized operators ------------------------===//
 //
-// com.microsoft MatMulNBits: block-quantized weights become a
-// !qopt.qtensor assembled from the model's own buffers, consumed by
-// qopt.linear, so quantization passes and kernels see the format.
 // QuantizeLinear / DequantizeLinear (per tensor, per axis, blocked) and
-// MatMulInteger compute on integers directly.
+// MatMulInteger on integers; com.microsoft MatMulNBits, whose block-quantized
+// weights become a !qopt.qtensor that qopt.linear consumes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -451,6 +449,6 @@ const HandlerEntry kHandlers[] = {
 
 } // namespace
 
-ArrayRef<HandlerEntry> mlir::qopt::onnx::getQuantHandlers() {
+ArrayRef<HandlerEntry> mlir::qopt::onnx::getQuantizationHandlers() {
   return kHandlers;
 }

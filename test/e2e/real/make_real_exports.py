@@ -7,13 +7,13 @@ onnxruntime, onnxscript and numpy -- none of which CI installs):
 
   python3 -m venv /work/fixtures-venv
   /work/fixtures-venv/bin/pip install torch transformers onnx onnxruntime onnxscript numpy
-  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/onnx/real/make_real_exports.py
+  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/e2e/real/make_real_exports.py
 
   # only some architectures / exporters:
-  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/onnx/real/make_real_exports.py \
+  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/e2e/real/make_real_exports.py \
       --only llama,bert --exporters dynamo
 
-For every (architecture, exporter) pair this writes test/onnx/real/<arch>-<exporter>/:
+For every (architecture, exporter) pair this writes test/e2e/real/<arch>-<exporter>/:
   model.onnx     single self-contained file (no external data); node doc strings
                  and metadata_props other than the module path (name_scopes,
                  class_hierarchy, namespace) are removed
@@ -22,7 +22,7 @@ For every (architecture, exporter) pair this writes test/onnx/real/<arch>-<expor
                  positions whose attention_mask is 1; only those are meaningful)
   meta.json      versions, opset, I/O names and shapes, op histogram, per-case
                  shapes and onnxruntime-vs-torch max relative errors
-and test/onnx/real/index.json summarising all pairs (failures included).
+and test/e2e/real/index.json summarising all pairs (failures included).
 Output is deterministic apart from exporter-internal naming.
 """
 import argparse

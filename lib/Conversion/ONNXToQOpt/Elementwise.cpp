@@ -1,7 +1,8 @@
-//===- ElementwiseOps.cpp - ONNX elementwise operators --------------------===//
+//===- Elementwise.cpp - ONNX elementwise operators -----------------------===//
 //
-// Unary, binary (broadcasting), comparison, logical, Where, Clip and Cast:
-// each becomes one linalg.generic whose body is the scalar formula.
+// Unary and n-ary (broadcasting) arithmetic, comparisons, logical ops, Where,
+// Clip, Cast/CastLike, Identity, Dropout, IsNaN/IsInf and the activations
+// (Relu, Sigmoid, Gelu, LeakyRelu, ...): mostly one linalg.generic each.
 //
 //===----------------------------------------------------------------------===//
 
