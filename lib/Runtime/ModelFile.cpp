@@ -60,8 +60,8 @@ bool readFile(const std::string &path, std::vector<unsigned char> &bytes,
       continue;
     if (n <= 0) {
       close(fd);
-      error = "cannot read '" + path + "': " +
-              (n < 0 ? std::strerror(errno) : "unexpected end of file");
+      error = "cannot read '" + path +
+              "': " + (n < 0 ? std::strerror(errno) : "unexpected end of file");
       return false;
     }
     done += static_cast<size_t>(n);
@@ -107,8 +107,9 @@ bool qopt::runtime::readModelFile(const std::string &path,
   }
   Elf64_Ehdr eh;
   std::memcpy(&eh, base, sizeof(eh));
-  if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_ident[EI_DATA] != ELFDATA2LSB ||
-      eh.e_type != ET_DYN || eh.e_machine != kMachine) {
+  if (eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      eh.e_ident[EI_DATA] != ELFDATA2LSB || eh.e_type != ET_DYN ||
+      eh.e_machine != kMachine) {
     error = what + "is not a shared library for this machine";
     return false;
   }
@@ -152,7 +153,7 @@ bool qopt::runtime::readModelFile(const std::string &path,
          off += sizeof(Elf64_Sym)) {
       Elf64_Sym sym;
       std::memcpy(&sym, base + sh.sh_offset + off, sizeof(sym));
-      const char(&kName)[sizeof(cm::kManifestSymbol)] = cm::kManifestSymbol;
+      const char (&kName)[sizeof(cm::kManifestSymbol)] = cm::kManifestSymbol;
       if (sym.st_name >= strtab.sh_size ||
           strtab.sh_size - sym.st_name < sizeof(kName) ||
           std::memcmp(base + strtab.sh_offset + sym.st_name, kName,

@@ -1,4 +1,5 @@
-//===- ModelFile.h - Validate a compiled model before loading it -*- C++ -*-===//
+//===- ModelFile.h - Validate a compiled model before loading it -*- C++
+//-*-===//
 
 #ifndef QOPT_LIB_RUNTIME_MODELFILE_H
 #define QOPT_LIB_RUNTIME_MODELFILE_H

@@ -51,8 +51,8 @@ static_assert(QOPT_DTYPE_F32 == 1 && QOPT_DTYPE_BOOL == 13 &&
 struct TensorSpec {
   std::string name;
   qopt_dtype dtype = QOPT_DTYPE_INVALID;
-  std::vector<int64_t> shape;          // -1: dynamic
-  std::vector<std::string> dimNames;   // "" where unnamed
+  std::vector<int64_t> shape;        // -1: dynamic
+  std::vector<std::string> dimNames; // "" where unnamed
 };
 
 struct ParamSpec {
@@ -112,8 +112,7 @@ bool readSpec(const Value &v, TensorSpec &spec, std::string &error) {
 }
 
 /// A memref descriptor: allocated, aligned, offset, sizes[r], strides[r].
-std::vector<int64_t> descriptor(void *data, const int64_t *shape,
-                                size_t rank) {
+std::vector<int64_t> descriptor(void *data, const int64_t *shape, size_t rank) {
   std::vector<int64_t> d(3 + 2 * rank);
   d[0] = d[1] = static_cast<int64_t>(reinterpret_cast<intptr_t>(data));
   d[2] = 0;
@@ -179,8 +178,8 @@ qopt_dtype qopt_dtype_from_name(const char *name) {
 static int loadManifest(qopt_model &m, const std::string &path) {
   Value root;
   std::string error;
-  if (!qopt::runtime::json::parse(m.manifestText.data(),
-                                  m.manifestText.size(), root, error))
+  if (!qopt::runtime::json::parse(m.manifestText.data(), m.manifestText.size(),
+                                  root, error))
     return fail(path + ": the embedded manifest is not valid JSON: " + error);
   const Value *format = root.get(key::kFormat),
               *abi = root.get(key::kABIVersion);
@@ -194,8 +193,7 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   const Value *target = root.get(key::kTarget);
   if (!target || target->kind != Value::String || target->string != key::kCPU)
     return fail(path + ": this runtime runs CPU models only");
-  auto readList = [&](const char *key,
-                      std::vector<TensorSpec> &out) -> bool {
+  auto readList = [&](const char *key, std::vector<TensorSpec> &out) -> bool {
     const Value *list = root.get(key);
     if (!list || list->kind != Value::Array) {
       error = std::string("no '") + key + "' list";
@@ -219,8 +217,8 @@ static int loadManifest(qopt_model &m, const std::string &path) {
                 *length = list->array[i].get(key::kLength);
     if (!offset || !offset->isInteger || offset->integer < 0 || !length ||
         !length->isInteger || length->integer < 0)
-      return fail(path + ": malformed manifest: parameter '" +
-                  params[i].name + "' lacks its offset or length");
+      return fail(path + ": malformed manifest: parameter '" + params[i].name +
+                  "' lacks its offset or length");
     for (int64_t d : params[i].shape)
       if (d < 0)
         return fail(path + ": malformed manifest: parameter '" +
@@ -232,9 +230,8 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     int64_t bytes = checkedBytes(p.tensor.shape.data(), p.tensor.shape.size(),
                                  qopt_dtype_size(p.tensor.dtype));
     if (bytes < 0 || static_cast<uint64_t>(bytes) != p.length)
-      return fail(path + ": malformed manifest: parameter '" +
-                  p.tensor.name + "' has " + std::to_string(p.length) +
-                  " bytes for shape " +
+      return fail(path + ": malformed manifest: parameter '" + p.tensor.name +
+                  "' has " + std::to_string(p.length) + " bytes for shape " +
                   shapeString(p.tensor.shape.data(), p.tensor.shape.size()));
     m.params.push_back(std::move(p));
   }
@@ -249,8 +246,8 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     return fail(path + ": malformed manifest: no weights entry");
   if (file->string.empty() || file->string.find('/') != std::string::npos ||
       file->string == "." || file->string == "..")
-    return fail(path + ": malformed manifest: weights file '" +
-                file->string + "' is not a plain file name");
+    return fail(path + ": malformed manifest: weights file '" + file->string +
+                "' is not a plain file name");
   std::string folder = path.substr(0, path.find_last_of('/') + 1);
   std::string weightsPath = folder + file->string;
   int fd = open(weightsPath.c_str(), O_RDONLY | O_CLOEXEC);
@@ -264,8 +261,8 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   }
   if (static_cast<int64_t>(st.st_size) != size->integer) {
     close(fd);
-    return fail("'" + weightsPath + "' holds " +
-                std::to_string(st.st_size) + " bytes but the model expects " +
+    return fail("'" + weightsPath + "' holds " + std::to_string(st.st_size) +
+                " bytes but the model expects " +
                 std::to_string(size->integer) +
                 ": it belongs to another compilation");
   }
@@ -275,8 +272,7 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     if (m.weights == MAP_FAILED) {
       m.weights = nullptr;
       close(fd);
-      return fail("cannot map '" + weightsPath + "': " +
-                  std::strerror(errno));
+      return fail("cannot map '" + weightsPath + "': " + std::strerror(errno));
     }
   }
   close(fd);
@@ -303,9 +299,9 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     if (p.offset % align)
       return fail("parameter '" + p.tensor.name + "' is misaligned in '" +
                   weightsPath + "'");
-    m.paramDescriptors.push_back(descriptor(
-        const_cast<char *>(bytes) + p.offset, p.tensor.shape.data(),
-        p.tensor.shape.size()));
+    m.paramDescriptors.push_back(
+        descriptor(const_cast<char *>(bytes) + p.offset, p.tensor.shape.data(),
+                   p.tensor.shape.size()));
   }
   return 0;
 }
@@ -343,8 +339,8 @@ int qopt_model_load(const char *path, qopt_model **model) {
       static_cast<const char *>(dlsym(m->library, cm::kManifestSymbol));
   m->entry = reinterpret_cast<int (*)(void **, const char **)>(
       dlsym(m->library, cm::kEntrySymbol));
-  m->setThreads = reinterpret_cast<void (*)(int)>(
-      dlsym(m->library, cm::kSetThreadsSymbol));
+  m->setThreads =
+      reinterpret_cast<void (*)(int)>(dlsym(m->library, cm::kSetThreadsSymbol));
   if (!manifest || !m->entry || m->manifestText != manifest)
     return fail(std::string("'") + path +
                 "' is not a model compiled by qoptc (no qopt_run_checked, "
@@ -356,9 +352,7 @@ int qopt_model_load(const char *path, qopt_model **model) {
 void qopt_model_destroy(qopt_model *model) { delete model; }
 
 size_t qopt_model_num_inputs(const qopt_model *m) { return m->inputs.size(); }
-size_t qopt_model_num_outputs(const qopt_model *m) {
-  return m->outputs.size();
-}
+size_t qopt_model_num_outputs(const qopt_model *m) { return m->outputs.size(); }
 size_t qopt_model_num_parameters(const qopt_model *m) {
   return m->params.size();
 }
@@ -398,16 +392,14 @@ int qopt_model_set_num_threads(qopt_model *m, int n) {
   return 0;
 }
 
-int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
-                   size_t numInputs, qopt_tensor *outputs,
-                   size_t numOutputs) {
+int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
+                   qopt_tensor *outputs, size_t numOutputs) {
   if (numInputs != m->inputs.size())
     return fail("the model takes " + std::to_string(m->inputs.size()) +
                 " inputs, got " + std::to_string(numInputs));
   if (numOutputs != m->outputs.size())
     return fail("the model has " + std::to_string(m->outputs.size()) +
-                " outputs, room for " + std::to_string(numOutputs) +
-                " given");
+                " outputs, room for " + std::to_string(numOutputs) + " given");
   // Check every input against the manifest; named dimensions must agree.
   std::map<std::string, std::pair<int64_t, std::string>> dimValues;
   std::vector<std::vector<int64_t>> descriptors;
@@ -419,21 +411,20 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
       return fail(what + ": expected " + qopt_dtype_name(spec.dtype) +
                   ", got " + qopt_dtype_name(t.dtype));
     if (t.rank < 0 || static_cast<size_t>(t.rank) != spec.shape.size())
-      return fail(what + ": expected shape " +
-                  shapeString(spec.shape.data(), spec.shape.size(),
-                              &spec.dimNames) +
-                  ", got " +
-                  shapeString(t.shape, t.rank < 0 ? 0 : t.rank));
+      return fail(
+          what + ": expected shape " +
+          shapeString(spec.shape.data(), spec.shape.size(), &spec.dimNames) +
+          ", got " + shapeString(t.shape, t.rank < 0 ? 0 : t.rank));
     for (size_t d = 0; d < spec.shape.size(); ++d) {
       if (t.shape[d] < 0)
         return fail(what + ": negative size in shape " +
                     shapeString(t.shape, t.rank));
       if (spec.shape[d] >= 0 && t.shape[d] != spec.shape[d])
-        return fail(what + ": expected shape " +
-                    shapeString(spec.shape.data(), spec.shape.size(),
-                                &spec.dimNames) +
-                    ", got " + shapeString(t.shape, t.rank) +
-                    " (dimension " + std::to_string(d) + ")");
+        return fail(
+            what + ": expected shape " +
+            shapeString(spec.shape.data(), spec.shape.size(), &spec.dimNames) +
+            ", got " + shapeString(t.shape, t.rank) + " (dimension " +
+            std::to_string(d) + ")");
       const std::string &dimName = spec.dimNames[d];
       if (spec.shape[d] < 0 && !dimName.empty()) {
         auto [it, inserted] =
@@ -445,8 +436,7 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs,
                       std::to_string(t.shape[d]) + " in " + what);
       }
     }
-    int64_t bytes =
-        checkedBytes(t.shape, t.rank, qopt_dtype_size(spec.dtype));
+    int64_t bytes = checkedBytes(t.shape, t.rank, qopt_dtype_size(spec.dtype));
     if (bytes < 0)
       return fail(what + ": shape " + shapeString(t.shape, t.rank) +
                   " is too large");

@@ -23,21 +23,36 @@ constexpr Schema kSchemas[] = {
 
 const char *qopt::onnx_schema::attrTypeName(AttrType type) {
   switch (type) {
-  case AttrType::Float: return "FLOAT";
-  case AttrType::Int: return "INT";
-  case AttrType::String: return "STRING";
-  case AttrType::Tensor: return "TENSOR";
-  case AttrType::Graph: return "GRAPH";
-  case AttrType::Floats: return "FLOATS";
-  case AttrType::Ints: return "INTS";
-  case AttrType::Strings: return "STRINGS";
-  case AttrType::Tensors: return "TENSORS";
-  case AttrType::Graphs: return "GRAPHS";
-  case AttrType::SparseTensor: return "SPARSE_TENSOR";
-  case AttrType::SparseTensors: return "SPARSE_TENSORS";
-  case AttrType::TypeProto: return "TYPE_PROTO";
-  case AttrType::TypeProtos: return "TYPE_PROTOS";
-  case AttrType::Undefined: break;
+  case AttrType::Float:
+    return "FLOAT";
+  case AttrType::Int:
+    return "INT";
+  case AttrType::String:
+    return "STRING";
+  case AttrType::Tensor:
+    return "TENSOR";
+  case AttrType::Graph:
+    return "GRAPH";
+  case AttrType::Floats:
+    return "FLOATS";
+  case AttrType::Ints:
+    return "INTS";
+  case AttrType::Strings:
+    return "STRINGS";
+  case AttrType::Tensors:
+    return "TENSORS";
+  case AttrType::Graphs:
+    return "GRAPHS";
+  case AttrType::SparseTensor:
+    return "SPARSE_TENSOR";
+  case AttrType::SparseTensors:
+    return "SPARSE_TENSORS";
+  case AttrType::TypeProto:
+    return "TYPE_PROTO";
+  case AttrType::TypeProtos:
+    return "TYPE_PROTOS";
+  case AttrType::Undefined:
+    break;
   }
   return "UNDEFINED";
 }
@@ -65,8 +80,7 @@ const Schema *qopt::onnx_schema::lookup(std::string_view op, int64_t opset) {
   return best;
 }
 
-bool qopt::onnx_schema::isRuntimeExtension(std::string_view op,
-                                           int64_t opset) {
+bool qopt::onnx_schema::isRuntimeExtension(std::string_view op, int64_t opset) {
   return op == "SimplifiedLayerNormalization" ||
          (op == "LayerNormalization" && opset < 17);
 }
@@ -75,8 +89,8 @@ int64_t qopt::onnx_schema::maxOpset() { return QOPT_ONNX_MAX_OPSET; }
 
 const char *qopt::onnx_schema::source() { return QOPT_ONNX_SCHEMAS_SOURCE; }
 
-std::string qopt::onnx_schema::checkCounts(const Schema &schema,
-                                           int numInputs, int numOutputs) {
+std::string qopt::onnx_schema::checkCounts(const Schema &schema, int numInputs,
+                                           int numOutputs) {
   auto range = [](int lo, int hi) {
     if (lo == hi)
       return std::to_string(lo);

@@ -130,8 +130,8 @@ public:
     int rc;
     {
       nb::gil_scoped_release release; // runs may take seconds
-      rc = qopt_model_run(model, inputs.data(), inputs.size(),
-                          outputs.data(), outputs.size());
+      rc = qopt_model_run(model, inputs.data(), inputs.size(), outputs.data(),
+                          outputs.size());
     }
     if (rc)
       throw nb::value_error(qopt_last_error());

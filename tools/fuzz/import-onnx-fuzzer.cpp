@@ -20,9 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   mlir::MLIRContext context;
   context.disableMultithreading();
   // Diagnostics are expected; keep them quiet.
-  mlir::ScopedDiagnosticHandler silence(&context, [](mlir::Diagnostic &) {
-    return mlir::success();
-  });
+  mlir::ScopedDiagnosticHandler silence(
+      &context, [](mlir::Diagnostic &) { return mlir::success(); });
   llvm::SourceMgr sourceMgr;
   // A name without a folder: external data is refused before any file is
   // touched (the fuzzer must not read the file system).

@@ -31,6 +31,6 @@ int main(int argc, char **argv) {
        << ")\n  built with MLIR " << LLVM_VERSION_STRING << "\n";
   });
 
-  return mlir::asMainReturnCode(mlir::MlirOptMain(
-      argc, argv, "qopt optimizer driver\n", registry));
+  return mlir::asMainReturnCode(
+      mlir::MlirOptMain(argc, argv, "qopt optimizer driver\n", registry));
 }

@@ -64,8 +64,8 @@ std::string shapeString(const int64_t *shape, int rank) {
 std::string fileNameFor(const std::string &name) {
   std::string s;
   for (char c : name)
-    s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' ||
-          c == '_' || c == '.')
+    s += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ||
+          c == '.')
              ? c
              : '_';
   if (s.empty() || s[0] == '.')
@@ -76,7 +76,8 @@ std::string fileNameFor(const std::string &name) {
 void usage() {
   std::printf(
       "usage: qopt-run MODEL.so [options]\n"
-      "  --input NAME=FILE.npy  an input by name (repeat); or FILE.npy for the\n"
+      "  --input NAME=FILE.npy  an input by name (repeat); or FILE.npy for "
+      "the\n"
       "                         inputs in order\n"
       "  --output-dir DIR       write each output as DIR/<name>.npy\n"
       "  --threads N            threads for the kernels (default: all cores)\n"
@@ -162,8 +163,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < numOutputs; ++i)
     qopt_model_output_info(model, i, &outputInfo[i]);
   auto describe = [](const qopt_tensor_info &t) {
-    std::string s = std::string(t.name) + ": " + qopt_dtype_name(t.dtype) +
-                    " [";
+    std::string s =
+        std::string(t.name) + ": " + qopt_dtype_name(t.dtype) + " [";
     for (int d = 0; d < t.rank; ++d) {
       s += d ? ", " : "";
       s += t.shape[d] >= 0 ? std::to_string(t.shape[d])
@@ -186,8 +187,8 @@ int main(int argc, char **argv) {
     return fail("give inputs either all by name or all in order");
   if (!positional.empty()) {
     if (positional.size() != numInputs)
-      return fail("the model takes " + std::to_string(numInputs) +
-                  " inputs, " + std::to_string(positional.size()) + " given");
+      return fail("the model takes " + std::to_string(numInputs) + " inputs, " +
+                  std::to_string(positional.size()) + " given");
     files = positional;
   }
   for (auto &[name, file] : namedInputs) {
@@ -209,8 +210,8 @@ int main(int argc, char **argv) {
   std::vector<qopt_tensor> inputs(numInputs);
   for (size_t i = 0; i < numInputs; ++i) {
     if (files[i].empty())
-      return fail("missing input " + describe(inputInfo[i]) +
-                  " (--input " + inputInfo[i].name + "=FILE.npy)");
+      return fail("missing input " + describe(inputInfo[i]) + " (--input " +
+                  inputInfo[i].name + "=FILE.npy)");
     std::string error;
     if (!qopt::npy::read(files[i], arrays[i], error))
       return fail(files[i] + ": " + error);
@@ -239,8 +240,8 @@ int main(int argc, char **argv) {
                        numOutputs))
       return fail(qopt_last_error());
     if (r)
-      total += std::chrono::duration<double>(
-                   std::chrono::steady_clock::now() - start)
+      total += std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                             start)
                    .count();
   }
   if (!outputDir.empty())
@@ -260,8 +261,8 @@ int main(int argc, char **argv) {
         bytes *= static_cast<size_t>(t.shape[d]);
       array.data.assign(static_cast<char *>(t.data),
                         static_cast<char *>(t.data) + bytes);
-      std::string path = outputDir + "/" + fileNameFor(outputInfo[i].name) +
-                         ".npy";
+      std::string path =
+          outputDir + "/" + fileNameFor(outputInfo[i].name) + ".npy";
       std::string error;
       if (!descr)
         rc = fail(std::string("output '") + outputInfo[i].name + "': " +

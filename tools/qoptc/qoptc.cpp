@@ -54,8 +54,11 @@ static cl::opt<std::string>
         cl::desc("LLVM CPU to generate code for; 'host' (the default) is the "
                  "machine qoptc runs on, 'x86-64-v3' a portable AVX2 build"),
         cl::init("host"), cl::cat(category));
-static cl::opt<unsigned> optLevel("O", cl::desc("LLVM optimization level (2: -O3 gave the same speed at three times the compile time)"),
-                                  cl::init(2), cl::Prefix, cl::cat(category));
+static cl::opt<unsigned>
+    optLevel("O",
+             cl::desc("LLVM optimization level (2: -O3 gave the same speed at "
+                      "three times the compile time)"),
+             cl::init(2), cl::Prefix, cl::cat(category));
 static cl::opt<bool>
     noBlas("no-blas",
            cl::desc("Generate loops for matrix products instead of calling "
@@ -106,8 +109,7 @@ int main(int argc, char **argv) {
                               "library, its weights and manifest\n");
   auto start = std::chrono::steady_clock::now();
   if (target != "cpu")
-    return fail("--target " + target +
-                " is not available yet (only 'cpu' is)");
+    return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
   qopt::CPUTargetOptions options;
   options.outputPath = outputPath;
@@ -122,8 +124,8 @@ int main(int argc, char **argv) {
   if (options.kernelsLibrary.empty()) {
     std::string self = llvm::sys::fs::getMainExecutable(
         argv[0], reinterpret_cast<void *>(&fail));
-    SmallString<256> lib(llvm::sys::path::parent_path(
-        llvm::sys::path::parent_path(self)));
+    SmallString<256> lib(
+        llvm::sys::path::parent_path(llvm::sys::path::parent_path(self)));
     llvm::sys::path::append(lib, "lib", "libqopt_kernels_cpu.a");
     options.kernelsLibrary = lib.str().str();
   }
@@ -144,7 +146,7 @@ int main(int argc, char **argv) {
   registerAllExtensions(registry);
   qopt::registerAllDialects(registry);
   MLIRContext context(registry);
-  context.disableMultithreading(); // two-core build machines; no gain
+  context.disableMultithreading();    // two-core build machines; no gain
   context.printOpOnDiagnostic(false); // messages name the node already
   std::string message;
   auto file = openInputFile(inputPath, &message);

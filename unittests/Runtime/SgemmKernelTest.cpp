@@ -41,8 +41,8 @@ Operand make(int64_t size, int64_t offset, int64_t s0, int64_t s1, int64_t sr,
 
 /// Runs the kernel and compares every element of C with a double-precision
 /// reference computed from the same views.
-void check(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
-           Operand a, Operand b, Operand c) {
+void check(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, Operand a,
+           Operand b, Operand c) {
   Operand expected = c;
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j)
@@ -53,8 +53,8 @@ void check(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
             sum += double(a.at(i, j, r, p)) * b.at(i, j, p, col);
           expected.at(i, j, r, col) = float(sum);
         }
-  qopt_kernel_sgemm(o0, o1, m, n, k, a.ptr(), a.offset, a.s0, a.s1, a.sr,
-                    a.sc, b.ptr(), b.offset, b.s0, b.s1, b.sr, b.sc, c.ptr(),
+  qopt_kernel_sgemm(o0, o1, m, n, k, a.ptr(), a.offset, a.s0, a.s1, a.sr, a.sc,
+                    b.ptr(), b.offset, b.s0, b.s1, b.sr, b.sc, c.ptr(),
                     c.offset, c.s0, c.s1, c.sr, c.sc);
   for (size_t e = 0; e < c.data.size(); ++e)
     ASSERT_NEAR(c.data[e], expected.data[e], 1e-4f) << "element " << e;
@@ -62,8 +62,8 @@ void check(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
 
 TEST(SgemmKernel, RowMajor) {
   std::mt19937 rng(1);
-  check(1, 1, 7, 5, 9, make(63, 0, 0, 0, 9, 1, rng), make(45, 0, 0, 0, 5, 1, rng),
-        make(35, 0, 0, 0, 5, 1, rng));
+  check(1, 1, 7, 5, 9, make(63, 0, 0, 0, 9, 1, rng),
+        make(45, 0, 0, 0, 5, 1, rng), make(35, 0, 0, 0, 5, 1, rng));
 }
 
 TEST(SgemmKernel, TransposedOperandsAndOffsets) {
@@ -75,8 +75,8 @@ TEST(SgemmKernel, TransposedOperandsAndOffsets) {
 
 TEST(SgemmKernel, ColumnMajorResult) {
   std::mt19937 rng(3);
-  check(1, 1, 6, 4, 5, make(30, 0, 0, 0, 5, 1, rng), make(20, 0, 0, 0, 4, 1, rng),
-        make(24, 0, 0, 0, 1, 6, rng));
+  check(1, 1, 6, 4, 5, make(30, 0, 0, 0, 5, 1, rng),
+        make(20, 0, 0, 0, 4, 1, rng), make(24, 0, 0, 0, 1, 6, rng));
 }
 
 TEST(SgemmKernel, StridesThatNeedPacking) {
@@ -90,7 +90,8 @@ TEST(SgemmKernel, OuterLoopsFoldedIntoRows) {
   std::mt19937 rng(5);
   // x[2, 3, 8] @ W[8, 6] (B does not move with the outer loops).
   check(2, 3, 4, 6, 8, make(2 * 3 * 4 * 8, 0, 96, 32, 8, 1, rng),
-        make(48, 0, 0, 0, 6, 1, rng), make(2 * 3 * 4 * 6, 0, 72, 24, 6, 1, rng));
+        make(48, 0, 0, 0, 6, 1, rng),
+        make(2 * 3 * 4 * 6, 0, 72, 24, 6, 1, rng));
 }
 
 TEST(SgemmKernel, BatchedAndBroadcast) {
@@ -103,8 +104,8 @@ TEST(SgemmKernel, BatchedAndBroadcast) {
 
 TEST(SgemmKernel, EmptySizes) {
   std::mt19937 rng(7);
-  check(1, 1, 0, 4, 3, make(1, 0, 0, 0, 3, 1, rng), make(12, 0, 0, 0, 4, 1, rng),
-        make(1, 0, 0, 0, 4, 1, rng));
+  check(1, 1, 0, 4, 3, make(1, 0, 0, 0, 3, 1, rng),
+        make(12, 0, 0, 0, 4, 1, rng), make(1, 0, 0, 0, 4, 1, rng));
   // K = 0 leaves C as it was.
   check(1, 1, 2, 3, 0, make(1, 0, 0, 0, 1, 1, rng), make(3, 0, 0, 0, 3, 1, rng),
         make(6, 0, 0, 0, 3, 1, rng));

@@ -130,7 +130,8 @@ TEST_P(SmallFloatTest, EncodeMatchesAPFloatInRange) {
   // Every exact code and every midpoint between neighbours (ties).
   unsigned n = 1u << smallFloatBits(kind);
   for (unsigned code = 0; code + 1 < n; ++code) {
-    float a = smallFloatDecode(kind, code), b = smallFloatDecode(kind, code + 1);
+    float a = smallFloatDecode(kind, code),
+          b = smallFloatDecode(kind, code + 1);
     if (std::isfinite(a) && std::isfinite(b)) {
       values.push_back(a);
       values.push_back((a + b) / 2);
@@ -147,10 +148,10 @@ TEST_P(SmallFloatTest, EncodeSaturates) {
   float max = smallFloatMax(kind);
   EXPECT_EQ(smallFloatDecode(kind, smallFloatEncode(kind, max * 4)), max);
   EXPECT_EQ(smallFloatDecode(kind, smallFloatEncode(kind, -max * 4)), -max);
-  EXPECT_EQ(smallFloatDecode(
-                kind, smallFloatEncode(
-                          kind, std::numeric_limits<float>::infinity())),
-            max);
+  EXPECT_EQ(
+      smallFloatDecode(
+          kind, smallFloatEncode(kind, std::numeric_limits<float>::infinity())),
+      max);
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, SmallFloatTest,

@@ -92,8 +92,7 @@ const char *qopt_model_manifest(const qopt_model *model);
    returns non-zero with "the model stopped: node '...' (OP, opset N): ..."
    before anything is read or written out of bounds. */
 int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
-                   size_t num_inputs, qopt_tensor *outputs,
-                   size_t num_outputs);
+                   size_t num_inputs, qopt_tensor *outputs, size_t num_outputs);
 void qopt_tensor_free(qopt_tensor *tensor);
 
 /* Threads the model's kernels use (<= 0: all cores). Process-wide for the

@@ -1,4 +1,5 @@
-//===- ONNXSchemas.h - ONNX operator schemas, for checking nodes -*- C++ -*-===//
+//===- ONNXSchemas.h - ONNX operator schemas, for checking nodes -*- C++
+//-*-===//
 //
 // Every version of every default-domain ONNX operator (generated from the
 // `onnx` package by scripts/gen-onnx-schemas.py): how many inputs and

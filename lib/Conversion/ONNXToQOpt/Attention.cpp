@@ -30,7 +30,8 @@ Value splitHeads(OpBuilder &b, Location loc, Value x, int64_t heads) {
                        b.getIndexAttr(hidden / heads)});
   SmallVector<OpFoldResult> tSizes = tensor::getMixedSizes(b, loc, r);
   Value init = tensor::EmptyOp::create(
-      b, loc, {tSizes[0], tSizes[2], tSizes[1], tSizes[3]}, type.getElementType());
+      b, loc, {tSizes[0], tSizes[2], tSizes[1], tSizes[3]},
+      type.getElementType());
   return linalg::TransposeOp::create(b, loc, r, init,
                                      ArrayRef<int64_t>{0, 2, 1, 3})
       .getResult()[0];
@@ -98,7 +99,8 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
   if (rank == 3) {
     int64_t qHeads = getIntAttr(op, "q_num_heads", 0),
             kvHeads = getIntAttr(op, "kv_num_heads", 0);
-    if (qHeads <= 0 || kvHeads <= 0 || ShapedType::isDynamic(qType.getDimSize(2)) ||
+    if (qHeads <= 0 || kvHeads <= 0 ||
+        ShapedType::isDynamic(qType.getDimSize(2)) ||
         ShapedType::isDynamic(kType.getDimSize(2)) ||
         ShapedType::isDynamic(vType.getDimSize(2)) ||
         qType.getDimSize(2) % qHeads || kType.getDimSize(2) % kvHeads ||
@@ -128,7 +130,8 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
 
   // scores = Q·Kᵀ (f32), then scale, softcap, mask, causal.
   OpFoldResult kvLen = tensor::getMixedSizes(b, loc, k)[2];
-  Value scores = headProduct(b, loc, q, k, group, /*rhsTransposed=*/true, kvLen);
+  Value scores =
+      headProduct(b, loc, q, k, group, /*rhsTransposed=*/true, kvLen);
   SmallVector<Value> inputs = {scores};
   Type maskElement;
   if (mask) {
@@ -136,7 +139,8 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
     if (!mType || mType.getRank() > 4 ||
         !(mType.getElementType().isInteger(1) ||
           mType.getElementType() == qType.getElementType()))
-      return nodeError(op) << "attn_mask must be bool or of Q's type, rank <= 4";
+      return nodeError(op)
+             << "attn_mask must be bool or of Q's type, rank <= 4";
     maskElement = mType.getElementType();
     inputs.push_back(mask);
   }
@@ -151,7 +155,8 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
         if (softcap > 0)
           s = arith::MulFOp::create(
               nb, l,
-              math::TanhOp::create(nb, l, arith::DivFOp::create(nb, l, s, c(softcap))),
+              math::TanhOp::create(nb, l,
+                                   arith::DivFOp::create(nb, l, s, c(softcap))),
               c(softcap));
         if (a.size() > 1) {
           if (maskElement.isInteger(1))
@@ -162,7 +167,8 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
         if (causal) {
           Value i = linalg::IndexOp::create(nb, l, 2);
           Value j = linalg::IndexOp::create(nb, l, 3);
-          Value allowed = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ule, j, i);
+          Value allowed =
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ule, j, i);
           s = arith::SelectOp::create(nb, l, allowed, s, c(negInf));
         }
         return s;
@@ -182,20 +188,24 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
 
   // Softmax over keys; fully masked rows give 0 (as the ONNX reference).
   Value x = *masked;
-  Value rowMax = rowReduce(b, loc, x, {}, negInf,
-                           [](OpBuilder &nb, Location l, ValueRange a) -> Value {
-                             return arith::MaximumFOp::create(nb, l, a[0], a[1]);
-                           });
+  Value rowMax =
+      rowReduce(b, loc, x, {}, negInf,
+                [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+                  return arith::MaximumFOp::create(nb, l, a[0], a[1]);
+                });
   auto safeMax = [](OpBuilder &nb, Location l, Value m) -> Value {
     Value isInf = arith::CmpFOp::create(
         nb, l, arith::CmpFPredicate::OEQ, m,
-        arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(
-                                             -std::numeric_limits<float>::infinity())));
+        arith::ConstantOp::create(
+            nb, l,
+            nb.getF32FloatAttr(-std::numeric_limits<float>::infinity())));
     return arith::SelectOp::create(
-        nb, l, isInf, arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0)), m);
+        nb, l, isInf, arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0)),
+        m);
   };
   Value rowSum = rowReduce(
-      b, loc, x, {rowMax}, 0.0, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+      b, loc, x, {rowMax}, 0.0,
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
         Value e = math::ExpOp::create(
             nb, l, arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
         return arith::AddFOp::create(nb, l, a[2], e);
@@ -204,9 +214,10 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
   AffineExpr d0 = b.getAffineDimExpr(0), d1 = b.getAffineDimExpr(1),
              d2 = b.getAffineDimExpr(2), d3 = b.getAffineDimExpr(3);
   AffineMap full = AffineMap::get(4, 0, {d0, d1, d2, d3}, ctx);
-  AffineMap row = AffineMap::get(4, 0, {d0, d1, d2, b.getAffineConstantExpr(0)}, ctx);
-  Value pEmpty = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
-                                         b.getF32Type());
+  AffineMap row =
+      AffineMap::get(4, 0, {d0, d1, d2, b.getAffineConstantExpr(0)}, ctx);
+  Value pEmpty = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, x), b.getF32Type());
   SmallVector<utils::IteratorType> par(4, utils::IteratorType::parallel);
   Value probs =
       linalg::GenericOp::create(
@@ -214,15 +225,17 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
           {full, row, row, full}, par,
           [&](OpBuilder &nb, Location l, ValueRange a) {
             Value e = math::ExpOp::create(
-                nb, l, arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
-            Value zero = arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0));
-            Value isZero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
-                                                 a[2], zero);
+                nb, l,
+                arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
+            Value zero =
+                arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0));
+            Value isZero = arith::CmpFOp::create(
+                nb, l, arith::CmpFPredicate::OEQ, a[2], zero);
             Value sum = arith::SelectOp::create(
                 nb, l, isZero,
                 arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(1)), a[2]);
-            linalg::YieldOp::create(nb, l,
-                                    arith::DivFOp::create(nb, l, e, sum).getResult());
+            linalg::YieldOp::create(
+                nb, l, arith::DivFOp::create(nb, l, e, sum).getResult());
           })
           .getResult(0);
 
@@ -233,10 +246,12 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
     SmallVector<OpFoldResult> ys = tensor::getMixedSizes(b, loc, y);
     Value init = tensor::EmptyOp::create(b, loc, {ys[0], ys[2], ys[1], ys[3]},
                                          b.getF32Type());
-    y = linalg::TransposeOp::create(b, loc, y, init, ArrayRef<int64_t>{0, 2, 1, 3})
+    y = linalg::TransposeOp::create(b, loc, y, init,
+                                    ArrayRef<int64_t>{0, 2, 1, 3})
             .getResult()[0];
     SmallVector<OpFoldResult> ts = tensor::getMixedSizes(b, loc, y);
-    std::optional<int64_t> h = getConstantIntValue(ts[2]), e = getConstantIntValue(ts[3]);
+    std::optional<int64_t> h = getConstantIntValue(ts[2]),
+                           e = getConstantIntValue(ts[3]);
     y = reshapeTo(b, loc, y, {ts[0], ts[1], b.getIndexAttr(*h * *e)});
   }
   Type declared = op.getResult(0).getType();

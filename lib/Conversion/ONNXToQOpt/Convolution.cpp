@@ -26,7 +26,8 @@ FailureOr<Window> mlir::qopt::onnx::readWindow(ONNXNodeOp op,
   Window w;
   w.kernel.assign(kernel.begin(), kernel.end());
   w.strides = getIntsAttr(op, "strides").value_or(SmallVector<int64_t>(k, 1));
-  w.dilations = getIntsAttr(op, "dilations").value_or(SmallVector<int64_t>(k, 1));
+  w.dilations =
+      getIntsAttr(op, "dilations").value_or(SmallVector<int64_t>(k, 1));
   SmallVector<int64_t> pads =
       getIntsAttr(op, "pads").value_or(SmallVector<int64_t>(2 * k, 0));
   if ((int64_t)w.strides.size() != k || (int64_t)w.dilations.size() != k ||
@@ -43,8 +44,8 @@ FailureOr<Window> mlir::qopt::onnx::readWindow(ONNXNodeOp op,
   } else if (autoPad == "SAME_UPPER" || autoPad == "SAME_LOWER") {
     for (int64_t i = 0; i < k; ++i) {
       if (ShapedType::isDynamic(in[i]))
-        return nodeError(op) << "auto_pad " << autoPad
-                             << " needs static spatial sizes";
+        return nodeError(op)
+               << "auto_pad " << autoPad << " needs static spatial sizes";
       int64_t out = (in[i] + w.strides[i] - 1) / w.strides[i];
       int64_t extent = (w.kernel[i] - 1) * w.dilations[i] + 1;
       int64_t total =
@@ -65,14 +66,15 @@ Value mlir::qopt::onnx::padSpatial(OpBuilder &b, Location loc, Value x,
       llvm::all_of(w.padsEnd, [](int64_t p) { return p == 0; }))
     return x;
   auto type = cast<RankedTensorType>(x.getType());
-  SmallVector<OpFoldResult> low(2, b.getIndexAttr(0)), high(2, b.getIndexAttr(0));
+  SmallVector<OpFoldResult> low(2, b.getIndexAttr(0)),
+      high(2, b.getIndexAttr(0));
   SmallVector<int64_t> shape(type.getShape().take_front(2));
   for (size_t i = 0; i < w.padsBegin.size(); ++i) {
     low.push_back(b.getIndexAttr(w.padsBegin[i]));
     high.push_back(b.getIndexAttr(w.padsEnd[i]));
     int64_t d = type.getDimSize(i + 2);
-    shape.push_back(ShapedType::isDynamic(d) ? d
-                                             : d + w.padsBegin[i] + w.padsEnd[i]);
+    shape.push_back(
+        ShapedType::isDynamic(d) ? d : d + w.padsBegin[i] + w.padsEnd[i]);
   }
   auto padType = RankedTensorType::get(shape, type.getElementType());
   Value pad = arith::ConstantOp::create(b, loc, cast<TypedAttr>(value));
@@ -89,18 +91,19 @@ mlir::qopt::onnx::outputSizes(OpBuilder &b, Location loc, Value padded,
     if (std::optional<int64_t> c = getConstantIntValue(s)) {
       int64_t span = *c - extent;
       int64_t o = (ceilMode ? (span + w.strides[i] - 1) / w.strides[i]
-                            : span / w.strides[i]) + 1;
+                            : span / w.strides[i]) +
+                  1;
       out.push_back(b.getIndexAttr(o));
       continue;
     }
     Value v = getValueOrCreateConstantIndexOp(b, loc, s);
-    Value span = arith::SubIOp::create(b, loc, v,
-                                       arith::ConstantIndexOp::create(b, loc, extent));
+    Value span = arith::SubIOp::create(
+        b, loc, v, arith::ConstantIndexOp::create(b, loc, extent));
     Value stride = arith::ConstantIndexOp::create(b, loc, w.strides[i]);
     Value q = ceilMode ? Value(arith::CeilDivSIOp::create(b, loc, span, stride))
                        : Value(arith::DivSIOp::create(b, loc, span, stride));
-    out.push_back(arith::AddIOp::create(b, loc, q,
-                                        arith::ConstantIndexOp::create(b, loc, 1))
+    out.push_back(arith::AddIOp::create(
+                      b, loc, q, arith::ConstantIndexOp::create(b, loc, 1))
                       .getResult());
   }
   return out;
@@ -131,8 +134,8 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "channels do not match: X has "
                          << xType.getDimSize(1) << ", W expects " << cg
                          << " x group " << group;
-  FailureOr<Window> win =
-      readWindow(op, wType.getShape().drop_front(2), xType.getShape().drop_front(2));
+  FailureOr<Window> win = readWindow(op, wType.getShape().drop_front(2),
+                                     xType.getShape().drop_front(2));
   if (failed(win))
     return failure();
   Type element = xType.getElementType();
@@ -148,7 +151,8 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
   SmallVector<AffineExpr> xExprs = {n, mm.floorDiv(mPerGroup) * cg + c};
   SmallVector<AffineExpr> wExprs = {mm, c}, outExprs = {n, mm};
   for (int64_t i = 0; i < k; ++i) {
-    AffineExpr o = b.getAffineDimExpr(2 + i), kk = b.getAffineDimExpr(3 + k + i);
+    AffineExpr o = b.getAffineDimExpr(2 + i),
+               kk = b.getAffineDimExpr(3 + k + i);
     xExprs.push_back(o * win->strides[i] + kk * win->dilations[i]);
     wExprs.push_back(kk);
     outExprs.push_back(o);
@@ -157,7 +161,8 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
   SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, xExprs, ctx),
                                  AffineMap::get(loops, 0, wExprs, ctx),
                                  AffineMap::get(loops, 0, outExprs, ctx)};
-  SmallVector<utils::IteratorType> iterators(2 + k, utils::IteratorType::parallel);
+  SmallVector<utils::IteratorType> iterators(2 + k,
+                                             utils::IteratorType::parallel);
   iterators.append(1 + k, utils::IteratorType::reduction);
   Type acc = accumulatorType(b, element);
   Value init = tensor::EmptyOp::create(b, loc, outSizes, acc);
@@ -177,16 +182,16 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
     init = linalg::FillOp::create(b, loc, scalarConstant(b, loc, acc, 0), init)
                .getResult(0);
   }
-  Value y = linalg::GenericOp::create(
-                b, loc, init.getType(), ValueRange{padded, w}, init, maps,
-                iterators,
-                [&](OpBuilder &nb, Location l, ValueRange a) {
-                  Value p = arith::MulFOp::create(nb, l, castScalar(nb, l, a[0], acc),
-                                                  castScalar(nb, l, a[1], acc));
-                  linalg::YieldOp::create(
-                      nb, l, arith::AddFOp::create(nb, l, a[2], p).getResult());
-                })
-                .getResult(0);
+  Value y =
+      linalg::GenericOp::create(
+          b, loc, init.getType(), ValueRange{padded, w}, init, maps, iterators,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            Value p = arith::MulFOp::create(nb, l, castScalar(nb, l, a[0], acc),
+                                            castScalar(nb, l, a[1], acc));
+            linalg::YieldOp::create(
+                nb, l, arith::AddFOp::create(nb, l, a[2], p).getResult());
+          })
+          .getResult(0);
   results.push_back(fromAccumulator(b, loc, y, element));
   return success();
 }

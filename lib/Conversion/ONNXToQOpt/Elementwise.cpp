@@ -82,66 +82,65 @@ LogicalResult floatUnary(ONNXNodeOp op, OpBuilder &b,
 
 LogicalResult convertRelu(ONNXNodeOp op, OpBuilder &b,
                           SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    Value zero = scalarConstant(nb, loc, a[0].getType(), 0);
-    if (isFloat(a[0]))
-      return arith::MaximumFOp::create(nb, loc, a[0], zero);
-    return arith::MaxSIOp::create(nb, loc, a[0], zero);
-  });
+  return elementwise(op, b, results,
+                     [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+                       Value zero = scalarConstant(nb, loc, a[0].getType(), 0);
+                       if (isFloat(a[0]))
+                         return arith::MaximumFOp::create(nb, loc, a[0], zero);
+                       return arith::MaxSIOp::create(nb, loc, a[0], zero);
+                     });
 }
 
 LogicalResult convertNeg(ONNXNodeOp op, OpBuilder &b,
                          SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    if (isFloat(a[0]))
-      return arith::NegFOp::create(nb, loc, a[0]);
-    return arith::SubIOp::create(nb, loc,
-                                 scalarConstant(nb, loc, a[0].getType(), 0),
-                                 a[0]);
-  });
+  return elementwise(
+      op, b, results, [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        if (isFloat(a[0]))
+          return arith::NegFOp::create(nb, loc, a[0]);
+        return arith::SubIOp::create(
+            nb, loc, scalarConstant(nb, loc, a[0].getType(), 0), a[0]);
+      });
 }
 
 LogicalResult convertAbs(ONNXNodeOp op, OpBuilder &b,
                          SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    if (isFloat(a[0]))
-      return math::AbsFOp::create(nb, loc, a[0]);
-    return math::AbsIOp::create(nb, loc, a[0]);
-  });
+  return elementwise(op, b, results,
+                     [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+                       if (isFloat(a[0]))
+                         return math::AbsFOp::create(nb, loc, a[0]);
+                       return math::AbsIOp::create(nb, loc, a[0]);
+                     });
 }
 
 LogicalResult convertSigmoid(ONNXNodeOp op, OpBuilder &b,
                              SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    // 1 / (1 + exp(-x))
-    Value one = scalarConstant(nb, loc, a[0].getType(), 1);
-    Value e = math::ExpOp::create(nb, loc, arith::NegFOp::create(nb, loc, a[0]));
-    return arith::DivFOp::create(nb, loc, one,
-                                 arith::AddFOp::create(nb, loc, one, e));
-  });
+  return elementwise(
+      op, b, results, [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        // 1 / (1 + exp(-x))
+        Value one = scalarConstant(nb, loc, a[0].getType(), 1);
+        Value e =
+            math::ExpOp::create(nb, loc, arith::NegFOp::create(nb, loc, a[0]));
+        return arith::DivFOp::create(nb, loc, one,
+                                     arith::AddFOp::create(nb, loc, one, e));
+      });
 }
 
 LogicalResult convertReciprocal(ONNXNodeOp op, OpBuilder &b,
                                 SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    return arith::DivFOp::create(nb, loc,
-                                 scalarConstant(nb, loc, a[0].getType(), 1),
-                                 a[0]);
-  });
+  return elementwise(
+      op, b, results, [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        return arith::DivFOp::create(
+            nb, loc, scalarConstant(nb, loc, a[0].getType(), 1), a[0]);
+      });
 }
 
 LogicalResult convertNot(ONNXNodeOp op, OpBuilder &b,
                          SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    return arith::XOrIOp::create(nb, loc, a[0],
-                                 scalarConstant(nb, loc, a[0].getType(), 1));
-  });
+  return elementwise(
+      op, b, results, [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        return arith::XOrIOp::create(
+            nb, loc, a[0], scalarConstant(nb, loc, a[0].getType(), 1));
+      });
 }
 
 LogicalResult convertIdentity(ONNXNodeOp op, OpBuilder &b,
@@ -203,10 +202,12 @@ LogicalResult convertIsInf(ONNXNodeOp op, OpBuilder &b,
       [&](OpBuilder &nb, Location loc, ValueRange a) -> Value {
         Type t = a[0].getType();
         double inf = std::numeric_limits<double>::infinity();
-        Value isPos = arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OEQ,
-                                            a[0], scalarConstant(nb, loc, t, inf));
-        Value isNeg = arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OEQ,
-                                            a[0], scalarConstant(nb, loc, t, -inf));
+        Value isPos =
+            arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OEQ, a[0],
+                                  scalarConstant(nb, loc, t, inf));
+        Value isNeg =
+            arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OEQ, a[0],
+                                  scalarConstant(nb, loc, t, -inf));
         Value no = scalarConstant(nb, loc, nb.getI1Type(), 0);
         return arith::OrIOp::create(nb, loc, positive ? isPos : no,
                                     negative ? isNeg : no);
@@ -217,49 +218,52 @@ LogicalResult convertIsInf(ONNXNodeOp op, OpBuilder &b,
 LogicalResult convertLeakyRelu(ONNXNodeOp op, OpBuilder &b,
                                SmallVectorImpl<Value> &results) {
   double alpha = getFloatAttr(op, "alpha", 0.01);
-  return elementwise(op, b, results, [&](OpBuilder &nb, Location loc,
-                                         ValueRange a) -> Value {
-    Type t = a[0].getType();
-    Value zero = scalarConstant(nb, loc, t, 0);
-    Value neg = arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OLT,
-                                      a[0], zero);
-    Value scaled = arith::MulFOp::create(nb, loc, a[0],
-                                         scalarConstant(nb, loc, t, alpha));
-    return arith::SelectOp::create(nb, loc, neg, scaled, a[0]);
-  });
+  return elementwise(
+      op, b, results, [&](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        Type t = a[0].getType();
+        Value zero = scalarConstant(nb, loc, t, 0);
+        Value neg = arith::CmpFOp::create(nb, loc, arith::CmpFPredicate::OLT,
+                                          a[0], zero);
+        Value scaled = arith::MulFOp::create(nb, loc, a[0],
+                                             scalarConstant(nb, loc, t, alpha));
+        return arith::SelectOp::create(nb, loc, neg, scaled, a[0]);
+      });
 }
 
 LogicalResult convertHardSigmoid(ONNXNodeOp op, OpBuilder &b,
                                  SmallVectorImpl<Value> &results) {
   double alpha = getFloatAttr(op, "alpha", 0.2);
   double beta = getFloatAttr(op, "beta", 0.5);
-  return elementwise(op, b, results, [&](OpBuilder &nb, Location loc,
-                                         ValueRange a) -> Value {
-    // max(0, min(1, alpha * x + beta))
-    Type t = a[0].getType();
-    Value v = arith::AddFOp::create(
-        nb, loc,
-        arith::MulFOp::create(nb, loc, a[0], scalarConstant(nb, loc, t, alpha)),
-        scalarConstant(nb, loc, t, beta));
-    v = arith::MinimumFOp::create(nb, loc, v, scalarConstant(nb, loc, t, 1));
-    return arith::MaximumFOp::create(nb, loc, v, scalarConstant(nb, loc, t, 0));
-  });
+  return elementwise(
+      op, b, results, [&](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        // max(0, min(1, alpha * x + beta))
+        Type t = a[0].getType();
+        Value v = arith::AddFOp::create(
+            nb, loc,
+            arith::MulFOp::create(nb, loc, a[0],
+                                  scalarConstant(nb, loc, t, alpha)),
+            scalarConstant(nb, loc, t, beta));
+        v = arith::MinimumFOp::create(nb, loc, v,
+                                      scalarConstant(nb, loc, t, 1));
+        return arith::MaximumFOp::create(nb, loc, v,
+                                         scalarConstant(nb, loc, t, 0));
+      });
 }
 
 LogicalResult convertSoftplus(ONNXNodeOp op, OpBuilder &b,
                               SmallVectorImpl<Value> &results) {
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), without overflow.
-    Type t = a[0].getType();
-    Value absX = math::AbsFOp::create(nb, loc, a[0]);
-    Value tail = math::Log1pOp::create(
-        nb, loc,
-        math::ExpOp::create(nb, loc, arith::NegFOp::create(nb, loc, absX)));
-    Value pos = arith::MaximumFOp::create(nb, loc, a[0],
-                                          scalarConstant(nb, loc, t, 0));
-    return arith::AddFOp::create(nb, loc, pos, tail);
-  });
+  return elementwise(
+      op, b, results, [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        // log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), without overflow.
+        Type t = a[0].getType();
+        Value absX = math::AbsFOp::create(nb, loc, a[0]);
+        Value tail = math::Log1pOp::create(
+            nb, loc,
+            math::ExpOp::create(nb, loc, arith::NegFOp::create(nb, loc, absX)));
+        Value pos = arith::MaximumFOp::create(nb, loc, a[0],
+                                              scalarConstant(nb, loc, t, 0));
+        return arith::AddFOp::create(nb, loc, pos, tail);
+      });
 }
 
 LogicalResult convertGelu(ONNXNodeOp op, OpBuilder &b,
@@ -302,12 +306,12 @@ LogicalResult arithBinary(ONNXNodeOp op, OpBuilder &b,
                           SmallVectorImpl<Value> &results) {
   if (failed(sameElementTypes(op)))
     return failure();
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    if (isFloat(a[0]))
-      return FOp::create(nb, loc, a[0], a[1]);
-    return IOp::create(nb, loc, a[0], a[1]);
-  });
+  return elementwise(op, b, results,
+                     [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+                       if (isFloat(a[0]))
+                         return FOp::create(nb, loc, a[0], a[1]);
+                       return IOp::create(nb, loc, a[0], a[1]);
+                     });
 }
 
 /// Max, Min, Sum, Mean: folds over any number of inputs.
@@ -316,18 +320,19 @@ LogicalResult variadic(ONNXNodeOp op, OpBuilder &b,
                        SmallVectorImpl<Value> &results, bool mean = false) {
   if (failed(sameElementTypes(op)))
     return failure();
-  return elementwise(op, b, results, [&](OpBuilder &nb, Location loc,
-                                         ValueRange a) -> Value {
-    Value acc = a[0];
-    for (Value v : a.drop_front())
-      acc = isFloat(acc) ? Value(FOp::create(nb, loc, acc, v))
-                         : Value(IOp::create(nb, loc, acc, v));
-    if (mean)
-      acc = arith::DivFOp::create(
-          nb, loc, acc,
-          scalarConstant(nb, loc, acc.getType(), static_cast<double>(a.size())));
-    return acc;
-  });
+  return elementwise(
+      op, b, results, [&](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        Value acc = a[0];
+        for (Value v : a.drop_front())
+          acc = isFloat(acc) ? Value(FOp::create(nb, loc, acc, v))
+                             : Value(IOp::create(nb, loc, acc, v));
+        if (mean)
+          acc = arith::DivFOp::create(
+              nb, loc, acc,
+              scalarConstant(nb, loc, acc.getType(),
+                             static_cast<double>(a.size())));
+        return acc;
+      });
 }
 
 LogicalResult convertMax(ONNXNodeOp op, OpBuilder &b,
@@ -352,11 +357,11 @@ LogicalResult convertPow(ONNXNodeOp op, OpBuilder &b,
   Type base = elementTypeOf(op.getInputs()[0]);
   if (!isa<FloatType>(base))
     return nodeError(op) << "integer base " << base << " is not supported yet";
-  return elementwise(op, b, results, [](OpBuilder &nb, Location loc,
-                                        ValueRange a) -> Value {
-    Value exponent = castScalar(nb, loc, a[1], a[0].getType());
-    return math::PowFOp::create(nb, loc, a[0], exponent);
-  });
+  return elementwise(
+      op, b, results, [](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        Value exponent = castScalar(nb, loc, a[1], a[0].getType());
+        return math::PowFOp::create(nb, loc, a[0], exponent);
+      });
 }
 
 LogicalResult convertMod(ONNXNodeOp op, OpBuilder &b,
@@ -366,23 +371,26 @@ LogicalResult convertMod(ONNXNodeOp op, OpBuilder &b,
     return failure();
   if (isa<FloatType>(elementTypeOf(op.getInputs()[0])) && !fmod)
     return nodeError(op) << "float inputs need fmod = 1";
-  return elementwise(op, b, results, [&](OpBuilder &nb, Location loc,
-                                         ValueRange a) -> Value {
-    if (isFloat(a[0]))
-      return arith::RemFOp::create(nb, loc, a[0], a[1]);
-    if (fmod) // sign of the dividend, as C's %
-      return arith::RemSIOp::create(nb, loc, a[0], a[1]);
-    // Python's %: the sign of the divisor.
-    Value r = arith::RemSIOp::create(nb, loc, a[0], a[1]);
-    Value zero = scalarConstant(nb, loc, a[0].getType(), 0);
-    Value rNeg = arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::slt, r, zero);
-    Value bNeg = arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::slt, a[1], zero);
-    Value nonZero = arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::ne, r, zero);
-    Value differ = arith::XOrIOp::create(nb, loc, rNeg, bNeg);
-    Value fix = arith::AndIOp::create(nb, loc, differ, nonZero);
-    return arith::SelectOp::create(nb, loc, fix,
-                                   arith::AddIOp::create(nb, loc, r, a[1]), r);
-  });
+  return elementwise(
+      op, b, results, [&](OpBuilder &nb, Location loc, ValueRange a) -> Value {
+        if (isFloat(a[0]))
+          return arith::RemFOp::create(nb, loc, a[0], a[1]);
+        if (fmod) // sign of the dividend, as C's %
+          return arith::RemSIOp::create(nb, loc, a[0], a[1]);
+        // Python's %: the sign of the divisor.
+        Value r = arith::RemSIOp::create(nb, loc, a[0], a[1]);
+        Value zero = scalarConstant(nb, loc, a[0].getType(), 0);
+        Value rNeg =
+            arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::slt, r, zero);
+        Value bNeg = arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::slt,
+                                           a[1], zero);
+        Value nonZero =
+            arith::CmpIOp::create(nb, loc, arith::CmpIPredicate::ne, r, zero);
+        Value differ = arith::XOrIOp::create(nb, loc, rNeg, bNeg);
+        Value fix = arith::AndIOp::create(nb, loc, differ, nonZero);
+        return arith::SelectOp::create(
+            nb, loc, fix, arith::AddIOp::create(nb, loc, r, a[1]), r);
+      });
 }
 
 template <arith::CmpFPredicate FPred, arith::CmpIPredicate IPred>
@@ -458,16 +466,26 @@ LogicalResult convertClip(ONNXNodeOp op, OpBuilder &b,
 /// The builtin type of ONNX TensorProto.DataType `to` for Cast.
 Type castTarget(OpBuilder &b, int64_t to) {
   switch (to) {
-  case 1: return b.getF32Type();
-  case 3: return b.getIntegerType(8);
-  case 5: return b.getIntegerType(16);
-  case 6: return b.getI32Type();
-  case 7: return b.getI64Type();
-  case 9: return b.getI1Type();
-  case 10: return b.getF16Type();
-  case 11: return b.getF64Type();
-  case 16: return b.getBF16Type();
-  default: return {};
+  case 1:
+    return b.getF32Type();
+  case 3:
+    return b.getIntegerType(8);
+  case 5:
+    return b.getIntegerType(16);
+  case 6:
+    return b.getI32Type();
+  case 7:
+    return b.getI64Type();
+  case 9:
+    return b.getI1Type();
+  case 10:
+    return b.getF16Type();
+  case 11:
+    return b.getF64Type();
+  case 16:
+    return b.getBF16Type();
+  default:
+    return {};
   }
 }
 
@@ -542,11 +560,16 @@ const HandlerEntry kHandlers[] = {
     {"", "Min", 8, convertMin},
     {"", "Sum", 8, convertSum},
     {"", "Mean", 8, convertMean},
-    {"", "Equal", 7, compare<arith::CmpFPredicate::OEQ, arith::CmpIPredicate::eq>},
-    {"", "Less", 7, compare<arith::CmpFPredicate::OLT, arith::CmpIPredicate::slt>},
-    {"", "LessOrEqual", 12, compare<arith::CmpFPredicate::OLE, arith::CmpIPredicate::sle>},
-    {"", "Greater", 7, compare<arith::CmpFPredicate::OGT, arith::CmpIPredicate::sgt>},
-    {"", "GreaterOrEqual", 12, compare<arith::CmpFPredicate::OGE, arith::CmpIPredicate::sge>},
+    {"", "Equal", 7,
+     compare<arith::CmpFPredicate::OEQ, arith::CmpIPredicate::eq>},
+    {"", "Less", 7,
+     compare<arith::CmpFPredicate::OLT, arith::CmpIPredicate::slt>},
+    {"", "LessOrEqual", 12,
+     compare<arith::CmpFPredicate::OLE, arith::CmpIPredicate::sle>},
+    {"", "Greater", 7,
+     compare<arith::CmpFPredicate::OGT, arith::CmpIPredicate::sgt>},
+    {"", "GreaterOrEqual", 12,
+     compare<arith::CmpFPredicate::OGE, arith::CmpIPredicate::sge>},
     {"", "And", 7, logical<arith::AndIOp>},
     {"", "Or", 7, logical<arith::OrIOp>},
     {"", "Xor", 7, logical<arith::XOrIOp>},

@@ -26,7 +26,8 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
   Location loc = op.getLoc();
   Value data = op.getInputs()[0], indices = op.getInputs()[1];
   auto dataType = rankedType(data), indexType = rankedType(indices);
-  if (!dataType || !indexType || !indexType.getElementType().isSignlessInteger())
+  if (!dataType || !indexType ||
+      !indexType.getElementType().isSignlessInteger())
     return nodeError(op) << "needs ranked data and integer indices";
   FailureOr<int64_t> axis =
       normalizeAxis(op, getIntAttr(op, "axis", 0), dataType.getRank());
@@ -44,15 +45,16 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
       SmallVector<Value> elements;
       for (int64_t v : *c) {
         if (v < -n || v >= n)
-          return nodeError(op) << "an index into axis 0 is " << v
-                               << ", out of range (valid: " << -n << " to "
-                               << n - 1 << ")";
+          return nodeError(op)
+                 << "an index into axis 0 is " << v
+                 << ", out of range (valid: " << -n << " to " << n - 1 << ")";
         Value at = arith::ConstantIndexOp::create(b, loc, v < 0 ? v + n : v);
         elements.push_back(tensor::ExtractOp::create(b, loc, data, at));
       }
       results.push_back(tensor::FromElementsOp::create(
           b, loc,
-          RankedTensorType::get(indexType.getShape(), dataType.getElementType()),
+          RankedTensorType::get(indexType.getShape(),
+                                dataType.getElementType()),
           elements));
       return success();
     }
@@ -71,7 +73,8 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
   SmallVector<AffineMap> maps = {
       AffineMap::get(outRank, 0, indexExprs, b.getContext()),
       b.getMultiDimIdentityMap(outRank)};
-  Value init = tensor::EmptyOp::create(b, loc, outSizes, dataType.getElementType());
+  Value init =
+      tensor::EmptyOp::create(b, loc, outSizes, dataType.getElementType());
   Value axisSize = indexValue(b, loc, dataSizes[*axis]);
   if (failed(checkIndices(op, b, indices, axisSize,
                           "an index into axis " + Twine(*axis))))
@@ -81,8 +84,8 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
       linalg::GenericOp::create(
           b, loc, init.getType(), indices, init, maps, par,
           [&](OpBuilder &nb, Location l, ValueRange args) {
-            Value idx = arith::IndexCastOp::create(nb, l, nb.getIndexType(),
-                                                   args[0]);
+            Value idx =
+                arith::IndexCastOp::create(nb, l, nb.getIndexType(), args[0]);
             // Negative indices count from the end.
             Value zero = arith::ConstantIndexOp::create(nb, l, 0);
             Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt,
@@ -124,25 +127,28 @@ LogicalResult convertGatherElements(ONNXNodeOp op, OpBuilder &b,
   // Along the other axes the indices' positions address the data directly.
   if (failed(checkSizesWithin(op, b, indexSizes, dataSizes, *axis)))
     return failure();
-  Value init = tensor::EmptyOp::create(b, loc, indexSizes,
-                                       dType.getElementType());
+  Value init =
+      tensor::EmptyOp::create(b, loc, indexSizes, dType.getElementType());
   SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   results.push_back(
       linalg::GenericOp::create(
           b, loc, init.getType(), indices, init, maps, par,
           [&](OpBuilder &nb, Location l, ValueRange a) {
-            Value idx = arith::IndexCastOp::create(nb, l, nb.getIndexType(), a[0]);
+            Value idx =
+                arith::IndexCastOp::create(nb, l, nb.getIndexType(), a[0]);
             Value zero = arith::ConstantIndexOp::create(nb, l, 0);
-            Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, idx, zero);
-            idx = arith::SelectOp::create(nb, l, neg,
-                                          arith::AddIOp::create(nb, l, idx, axisSize), idx);
+            Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt,
+                                              idx, zero);
+            idx = arith::SelectOp::create(
+                nb, l, neg, arith::AddIOp::create(nb, l, idx, axisSize), idx);
             SmallVector<Value> coords;
             for (int64_t d = 0; d < rank; ++d)
-              coords.push_back(d == *axis ? idx
-                                          : Value(linalg::IndexOp::create(nb, l, d)));
+              coords.push_back(
+                  d == *axis ? idx : Value(linalg::IndexOp::create(nb, l, d)));
             linalg::YieldOp::create(
-                nb, l, tensor::ExtractOp::create(nb, l, data, coords).getResult());
+                nb, l,
+                tensor::ExtractOp::create(nb, l, data, coords).getResult());
           })
           .getResult(0));
   return success();
@@ -196,7 +202,8 @@ LogicalResult checkEqualSizes(ONNXNodeOp op, OpBuilder &b,
   Location loc = op.getLoc();
   for (auto [d, pair] : llvm::enumerate(llvm::zip(a, c))) {
     auto [x, y] = pair;
-    std::optional<int64_t> sx = getConstantIntValue(x), sy = getConstantIntValue(y);
+    std::optional<int64_t> sx = getConstantIntValue(x),
+                           sy = getConstantIntValue(y);
     if (sx && sy) {
       if (*sx != *sy)
         return nodeError(op) << what << ": dimension " << d << " is " << *sx
@@ -243,7 +250,8 @@ LogicalResult convertGatherND(ONNXNodeOp op, OpBuilder &b,
   SmallVector<OpFoldResult> outSizes(indexSizes.begin(), indexSizes.end() - 1);
   outSizes.append(dataSizes.begin() + batch + k, dataSizes.end());
   int64_t outRank = outSizes.size();
-  Value init = tensor::EmptyOp::create(b, loc, outSizes, dType.getElementType());
+  Value init =
+      tensor::EmptyOp::create(b, loc, outSizes, dType.getElementType());
   SmallVector<utils::IteratorType> par(outRank, utils::IteratorType::parallel);
   results.push_back(
       linalg::GenericOp::create(
@@ -261,15 +269,15 @@ LogicalResult convertGatherND(ONNXNodeOp op, OpBuilder &b,
               Value v = arith::IndexCastOp::create(
                   nb, l, nb.getIndexType(),
                   tensor::ExtractOp::create(nb, l, indices, at));
-              coords.push_back(wrapNegative(
-                  nb, l, v,
-                  getValueOrCreateConstantIndexOp(nb, l,
-                                                  dataSizes[batch + c])));
+              coords.push_back(wrapNegative(nb, l, v,
+                                            getValueOrCreateConstantIndexOp(
+                                                nb, l, dataSizes[batch + c])));
             }
             for (int64_t d = q - 1; d < outRank; ++d)
               coords.push_back(linalg::IndexOp::create(nb, l, d));
             linalg::YieldOp::create(
-                nb, l, tensor::ExtractOp::create(nb, l, data, coords).getResult());
+                nb, l,
+                tensor::ExtractOp::create(nb, l, data, coords).getResult());
           })
           .getResult(0));
   return success();
@@ -308,22 +316,21 @@ FailureOr<Combine> scatterReduction(ONNXNodeOp op) {
 /// tensor.insert: `body(ivs, current)` returns the updated tensor. Writes
 /// happen in index order, so duplicate indices resolve as ONNX's reference
 /// does (the last wins, or every update is reduced).
-Value scatterLoops(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes,
-                   Value init,
-                   function_ref<Value(OpBuilder &, Location, ValueRange, Value)>
-                       body) {
+Value scatterLoops(
+    OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes, Value init,
+    function_ref<Value(OpBuilder &, Location, ValueRange, Value)> body) {
   SmallVector<Value> lbs, ubs, steps;
   for (OpFoldResult s : sizes) {
     lbs.push_back(arith::ConstantIndexOp::create(b, loc, 0));
     ubs.push_back(getValueOrCreateConstantIndexOp(b, loc, s));
     steps.push_back(arith::ConstantIndexOp::create(b, loc, 1));
   }
-  scf::LoopNest nest = scf::buildLoopNest(
-      b, loc, lbs, ubs, steps, ValueRange{init},
-      [&](OpBuilder &nb, Location l, ValueRange ivs,
-          ValueRange args) -> scf::ValueVector {
-        return {body(nb, l, ivs, args[0])};
-      });
+  scf::LoopNest nest =
+      scf::buildLoopNest(b, loc, lbs, ubs, steps, ValueRange{init},
+                         [&](OpBuilder &nb, Location l, ValueRange ivs,
+                             ValueRange args) -> scf::ValueVector {
+                           return {body(nb, l, ivs, args[0])};
+                         });
   return nest.results.front();
 }
 
@@ -354,7 +361,8 @@ LogicalResult convertScatterND(ONNXNodeOp op, OpBuilder &b,
     return failure();
   SmallVector<OpFoldResult> dataSizes = tensor::getMixedSizes(b, loc, data);
   SmallVector<OpFoldResult> indexSizes = tensor::getMixedSizes(b, loc, indices);
-  SmallVector<OpFoldResult> updateSizes = tensor::getMixedSizes(b, loc, updates);
+  SmallVector<OpFoldResult> updateSizes =
+      tensor::getMixedSizes(b, loc, updates);
   SmallVector<OpFoldResult> expected(indexSizes.begin(), indexSizes.end() - 1);
   expected.append(dataSizes.begin() + k, dataSizes.end());
   if (failed(checkEqualSizes(op, b, updateSizes, expected,
@@ -394,7 +402,8 @@ LogicalResult convertScatterElements(ONNXNodeOp op, OpBuilder &b,
        uType = rankedType(updates);
   if (!dType || !iType || !uType ||
       !iType.getElementType().isSignlessInteger() ||
-      iType.getRank() != dType.getRank() || uType.getRank() != dType.getRank() ||
+      iType.getRank() != dType.getRank() ||
+      uType.getRank() != dType.getRank() ||
       uType.getElementType() != dType.getElementType())
     return nodeError(op) << "needs data, integer indices and updates of one "
                             "rank (updates of the data's element type)";
@@ -407,7 +416,8 @@ LogicalResult convertScatterElements(ONNXNodeOp op, OpBuilder &b,
     return failure();
   SmallVector<OpFoldResult> dataSizes = tensor::getMixedSizes(b, loc, data);
   SmallVector<OpFoldResult> indexSizes = tensor::getMixedSizes(b, loc, indices);
-  SmallVector<OpFoldResult> updateSizes = tensor::getMixedSizes(b, loc, updates);
+  SmallVector<OpFoldResult> updateSizes =
+      tensor::getMixedSizes(b, loc, updates);
   Value axisSize = getValueOrCreateConstantIndexOp(b, loc, dataSizes[*axis]);
   if (failed(checkEqualSizes(op, b, updateSizes, indexSizes,
                              "the shapes of indices and updates")) ||

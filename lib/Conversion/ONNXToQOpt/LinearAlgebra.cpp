@@ -58,12 +58,13 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
   // The inner dimensions must agree at run time too.
   if ((lhsType.isDynamicDim(lhsBatch + 1) || rhsType.isDynamicDim(rhsBatch)) &&
       sizeSource(lhs, lhsBatch + 1) != sizeSource(rhs, rhsBatch))
-    emitCheck(op, b,
-              arith::CmpIOp::create(
-                  b, loc, arith::CmpIPredicate::eq,
-                  getValueOrCreateConstantIndexOp(b, loc, lhsSizes[lhsBatch + 1]),
-                  getValueOrCreateConstantIndexOp(b, loc, rhsSizes[rhsBatch])),
-              "inner dimensions differ");
+    emitCheck(
+        op, b,
+        arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq,
+            getValueOrCreateConstantIndexOp(b, loc, lhsSizes[lhsBatch + 1]),
+            getValueOrCreateConstantIndexOp(b, loc, rhsSizes[rhsBatch])),
+        "inner dimensions differ");
   // Batch dimensions the types cannot decide broadcast as the run says
   // (as for elementwise operands): checked, then expanded where 1.
   for (int64_t d = 0; d < batch; ++d) {
@@ -78,14 +79,14 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
     Value l = getValueOrCreateConstantIndexOp(b, loc, lhsSizes[li]);
     Value r = getValueOrCreateConstantIndexOp(b, loc, rhsSizes[ri]);
     Value one = arith::ConstantIndexOp::create(b, loc, 1);
-    Value out =
-        !ShapedType::isDynamic(ls) ? l
-        : !ShapedType::isDynamic(rs)
-            ? r
-            : Value(arith::SelectOp::create(
-                  b, loc,
-                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, l, one),
-                  r, l));
+    Value out = !ShapedType::isDynamic(ls) ? l
+                : !ShapedType::isDynamic(rs)
+                    ? r
+                    : Value(arith::SelectOp::create(
+                          b, loc,
+                          arith::CmpIOp::create(
+                              b, loc, arith::CmpIPredicate::eq, l, one),
+                          r, l));
     emitCheck(op, b,
               arith::AndIOp::create(b, loc, isSizeOrOne(b, loc, l, out),
                                     isSizeOrOne(b, loc, r, out)),
@@ -134,11 +135,12 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
   SmallVector<utils::IteratorType> iterators(numLoops - 1,
                                              utils::IteratorType::parallel);
   iterators.push_back(utils::IteratorType::reduction);
-  Value init = createFilledTensor(b, loc, outSizes, accumulatorType(b, element), 0);
-  Value result = linalg::GenericOp::create(b, loc, init.getType(),
-                                           ValueRange{lhs, rhs}, init, maps,
-                                           iterators, buildMulAddBody)
-                     .getResult(0);
+  Value init =
+      createFilledTensor(b, loc, outSizes, accumulatorType(b, element), 0);
+  Value result =
+      linalg::GenericOp::create(b, loc, init.getType(), ValueRange{lhs, rhs},
+                                init, maps, iterators, buildMulAddBody)
+          .getResult(0);
   result = fromAccumulator(b, loc, result, element);
   if (lhsVector || rhsVector) {
     SmallVector<OpFoldResult> sizes(outSizes.begin(), outSizes.end() - 2);
@@ -169,28 +171,35 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
   Type element = aType.getElementType();
   if (!isa<FloatType>(element) || wType.getElementType() != element)
     return nodeError(op) << "needs float A and B of one element type";
-  bool transA = getIntAttr(op, "transA", 0), transB = getIntAttr(op, "transB", 0);
-  double alpha = getFloatAttr(op, "alpha", 1.0), beta = getFloatAttr(op, "beta", 1.0);
-  SmallVector<OpFoldResult> aSizes = tensor::getMixedSizes(b, loc, a), wSizes = tensor::getMixedSizes(b, loc, w);
+  bool transA = getIntAttr(op, "transA", 0),
+       transB = getIntAttr(op, "transB", 0);
+  double alpha = getFloatAttr(op, "alpha", 1.0),
+         beta = getFloatAttr(op, "beta", 1.0);
+  SmallVector<OpFoldResult> aSizes = tensor::getMixedSizes(b, loc, a),
+                            wSizes = tensor::getMixedSizes(b, loc, w);
   OpFoldResult mSize = aSizes[transA ? 1 : 0], nSize = wSizes[transB ? 0 : 1];
   AffineExpr m = b.getAffineDimExpr(0), n = b.getAffineDimExpr(1),
              k = b.getAffineDimExpr(2);
   MLIRContext *ctx = b.getContext();
   SmallVector<AffineMap> maps = {
-      AffineMap::get(3, 0, transA ? ArrayRef<AffineExpr>{k, m}
-                                  : ArrayRef<AffineExpr>{m, k}, ctx),
-      AffineMap::get(3, 0, transB ? ArrayRef<AffineExpr>{n, k}
-                                  : ArrayRef<AffineExpr>{k, n}, ctx),
+      AffineMap::get(3, 0,
+                     transA ? ArrayRef<AffineExpr>{k, m}
+                            : ArrayRef<AffineExpr>{m, k},
+                     ctx),
+      AffineMap::get(3, 0,
+                     transB ? ArrayRef<AffineExpr>{n, k}
+                            : ArrayRef<AffineExpr>{k, n},
+                     ctx),
       AffineMap::get(3, 0, {m, n}, ctx)};
-  SmallVector<utils::IteratorType> iterators = {
-      utils::IteratorType::parallel, utils::IteratorType::parallel,
-      utils::IteratorType::reduction};
+  SmallVector<utils::IteratorType> iterators = {utils::IteratorType::parallel,
+                                                utils::IteratorType::parallel,
+                                                utils::IteratorType::reduction};
   Value init = createFilledTensor(b, loc, {mSize, nSize},
                                   accumulatorType(b, element), 0);
-  Value product = linalg::GenericOp::create(b, loc, init.getType(),
-                                            ValueRange{a, w}, init, maps,
-                                            iterators, buildMulAddBody)
-                      .getResult(0);
+  Value product =
+      linalg::GenericOp::create(b, loc, init.getType(), ValueRange{a, w}, init,
+                                maps, iterators, buildMulAddBody)
+          .getResult(0);
   product = fromAccumulator(b, loc, product, element);
   if (alpha == 1.0 && (!c || beta == 0.0)) {
     results.push_back(product);
@@ -204,11 +213,13 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
       [&](OpBuilder &nb, Location l, ValueRange args) -> Value {
         Value v = args[0];
         if (alpha != 1.0)
-          v = arith::MulFOp::create(nb, l, v, scalarConstant(nb, l, element, alpha));
+          v = arith::MulFOp::create(nb, l, v,
+                                    scalarConstant(nb, l, element, alpha));
         if (args.size() > 1) {
           Value cv = args[1];
           if (beta != 1.0)
-            cv = arith::MulFOp::create(nb, l, cv, scalarConstant(nb, l, element, beta));
+            cv = arith::MulFOp::create(nb, l, cv,
+                                       scalarConstant(nb, l, element, beta));
           v = arith::AddFOp::create(nb, l, v, cv);
         }
         return v;
@@ -264,7 +275,8 @@ LogicalResult convertEinsum(ONNXNodeOp op, OpBuilder &b,
     SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, v);
     for (auto [i, c] : llvm::enumerate(t)) {
       if (t.count(c) != 1)
-        return nodeError(op) << "repeated letters (diagonals) are not supported";
+        return nodeError(op)
+               << "repeated letters (diagonals) are not supported";
       exprs.push_back(dimOf(c));
       letterSize[order.find(c)] = sizes[i];
     }
@@ -282,10 +294,11 @@ LogicalResult convertEinsum(ONNXNodeOp op, OpBuilder &b,
   SmallVector<utils::IteratorType> iterators(output.size(),
                                              utils::IteratorType::parallel);
   iterators.append(loops - output.size(), utils::IteratorType::reduction);
-  Value init = linalg::FillOp::create(
-                   b, loc, scalarConstant(b, loc, element, 0),
-                   tensor::EmptyOp::create(b, loc, outSizes, element).getResult())
-                   .getResult(0);
+  Value init =
+      linalg::FillOp::create(
+          b, loc, scalarConstant(b, loc, element, 0),
+          tensor::EmptyOp::create(b, loc, outSizes, element).getResult())
+          .getResult(0);
   bool isFloat = isa<FloatType>(element);
   results.push_back(
       linalg::GenericOp::create(
@@ -295,8 +308,9 @@ LogicalResult convertEinsum(ONNXNodeOp op, OpBuilder &b,
             for (Value v : a.drop_front().drop_back())
               p = isFloat ? Value(arith::MulFOp::create(nb, l, p, v))
                           : Value(arith::MulIOp::create(nb, l, p, v));
-            Value r = isFloat ? Value(arith::AddFOp::create(nb, l, a.back(), p))
-                              : Value(arith::AddIOp::create(nb, l, a.back(), p));
+            Value r = isFloat
+                          ? Value(arith::AddFOp::create(nb, l, a.back(), p))
+                          : Value(arith::AddIOp::create(nb, l, a.back(), p));
             linalg::YieldOp::create(nb, l, r);
           })
           .getResult(0));

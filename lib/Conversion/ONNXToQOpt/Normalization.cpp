@@ -67,27 +67,29 @@ std::pair<Value, Value> layerNormStats(OpBuilder &b, Location loc, Value x,
   Value mean = createRowMean(
       b, loc, x, axis, {},
       [](OpBuilder &, Location, Value v, ValueRange) { return v; });
-  Value var = createRowMean(
-      b, loc, x, axis, mean,
-      [](OpBuilder &nb, Location l, Value v, ValueRange m) {
-        Value d = arith::SubFOp::create(nb, l, v, m[0]);
-        return Value(arith::MulFOp::create(nb, l, d, d));
-      });
+  Value var =
+      createRowMean(b, loc, x, axis, mean,
+                    [](OpBuilder &nb, Location l, Value v, ValueRange m) {
+                      Value d = arith::SubFOp::create(nb, l, v, m[0]);
+                      return Value(arith::MulFOp::create(nb, l, d, d));
+                    });
   SmallVector<AffineMap> idMaps(2, b.getMultiDimIdentityMap(axis));
   SmallVector<utils::IteratorType> par(axis, utils::IteratorType::parallel);
-  Value invStd = linalg::GenericOp::create(
-                     b, loc, var.getType(), var,
-                     tensor::EmptyOp::create(b, loc, lead, f32).getResult(), idMaps,
-                     par,
-                     [&](OpBuilder &nb, Location l, ValueRange a) {
-                       Value s = math::SqrtOp::create(
-                           nb, l, arith::AddFOp::create(
-                                      nb, l, a[0], scalarConstant(nb, l, f32, epsilon)));
-                       linalg::YieldOp::create(
-                           nb, l, arith::DivFOp::create(nb, l, scalarConstant(nb, l, f32, 1), s)
-                                      .getResult());
-                     })
-                     .getResult(0);
+  Value invStd =
+      linalg::GenericOp::create(
+          b, loc, var.getType(), var,
+          tensor::EmptyOp::create(b, loc, lead, f32).getResult(), idMaps, par,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            Value s = math::SqrtOp::create(
+                nb, l,
+                arith::AddFOp::create(nb, l, a[0],
+                                      scalarConstant(nb, l, f32, epsilon)));
+            linalg::YieldOp::create(
+                nb, l,
+                arith::DivFOp::create(nb, l, scalarConstant(nb, l, f32, 1), s)
+                    .getResult());
+          })
+          .getResult(0);
   SmallVector<OpFoldResult> kept(lead);
   kept.append(rank - axis, b.getIndexAttr(1));
   return {reshapeTo(b, loc, mean, kept), reshapeTo(b, loc, invStd, kept)};
@@ -175,22 +177,24 @@ LogicalResult convertSkipLayerNorm(ONNXNodeOp op, OpBuilder &b,
   SmallVector<Value> terms = {x, skip};
   if (bias)
     terms.push_back(bias);
-  FailureOr<Value> sum = buildElementwise(
-      op, b, terms, type.getElementType(),
-      [](OpBuilder &nb, Location l, ValueRange a) {
-        Value s = a[0];
-        for (Value v : a.drop_front())
-          s = arith::AddFOp::create(nb, l, s, v);
-        return s;
-      });
+  FailureOr<Value> sum =
+      buildElementwise(op, b, terms, type.getElementType(),
+                       [](OpBuilder &nb, Location l, ValueRange a) {
+                         Value s = a[0];
+                         for (Value v : a.drop_front())
+                           s = arith::AddFOp::create(nb, l, s, v);
+                         return s;
+                       });
   if (failed(sum))
     return failure();
   auto sumType = cast<RankedTensorType>(sum->getType());
   double eps = getFloatAttr(op, "epsilon", 1e-12);
-  if (rankedType(gamma).getRank() != 1 || (beta && rankedType(beta).getRank() != 1))
+  if (rankedType(gamma).getRank() != 1 ||
+      (beta && rankedType(beta).getRank() != 1))
     return nodeError(op) << "gamma and beta must be 1-D";
-  Value y = LayerNormOp::create(b, loc, sumType, *sum, gamma, beta,
-                                b.getF64FloatAttr(eps), b.getI64IntegerAttr(-1));
+  Value y =
+      LayerNormOp::create(b, loc, sumType, *sum, gamma, beta,
+                          b.getF64FloatAttr(eps), b.getI64IntegerAttr(-1));
   results.push_back(y);
   for (unsigned i = 1; i < op.getNumResults(); ++i)
     results.push_back(i == 3 ? *sum : Value());
@@ -216,11 +220,11 @@ LogicalResult convertBatchNorm(ONNXNodeOp op, OpBuilder &b,
                             "scale, B, mean, var";
   double eps = getFloatAttr(op, "epsilon", 1e-5);
   int64_t rank = type.getRank();
-  AffineMap channel = AffineMap::get(rank, 0, {b.getAffineDimExpr(1)},
-                                     b.getContext());
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank), channel,
-                                 channel, channel, channel,
-                                 b.getMultiDimIdentityMap(rank)};
+  AffineMap channel =
+      AffineMap::get(rank, 0, {b.getAffineDimExpr(1)}, b.getContext());
+  SmallVector<AffineMap> maps = {
+      b.getMultiDimIdentityMap(rank), channel, channel, channel, channel,
+      b.getMultiDimIdentityMap(rank)};
   Location loc = op.getLoc();
   Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
                                        type.getElementType());
@@ -232,7 +236,8 @@ LogicalResult convertBatchNorm(ONNXNodeOp op, OpBuilder &b,
                   Type t = a[0].getType();
                   Value d = math::SqrtOp::create(
                       nb, l,
-                      arith::AddFOp::create(nb, l, a[4], scalarConstant(nb, l, t, eps)));
+                      arith::AddFOp::create(nb, l, a[4],
+                                            scalarConstant(nb, l, t, eps)));
                   Value n = arith::DivFOp::create(
                       nb, l, arith::SubFOp::create(nb, l, a[0], a[3]), d);
                   Value r = arith::AddFOp::create(

@@ -148,7 +148,8 @@ struct ConvertONNXToQOptPass
     namespace schema = ::qopt::onnx_schema;
     if (!op.getDomain().empty())
       return success();
-    const schema::Schema *s = schema::lookup(op.getOpType().str(), op.getOpset());
+    const schema::Schema *s =
+        schema::lookup(op.getOpType().str(), op.getOpset());
     if (!s && schema::isRuntimeExtension(op.getOpType().str(), op.getOpset()))
       return success();
     if (!s || s->deprecated)
@@ -158,8 +159,8 @@ struct ConvertONNXToQOptPass
                                  << "'" << op.getOpType()
                                  << "' is not an operator of the default "
                                     "ONNX domain at this opset");
-    std::string counts = schema::checkCounts(*s, op.getInputs().size(),
-                                             op.getNumResults());
+    std::string counts =
+        schema::checkCounts(*s, op.getInputs().size(), op.getNumResults());
     if (!counts.empty())
       return nodeError(op) << op.getOpType() << " " << counts;
     for (NamedAttribute attr : op.getOnnxAttrs()) {
@@ -170,22 +171,34 @@ struct ConvertONNXToQOptPass
       Attribute v = attr.getValue();
       bool ok = true;
       switch (expected->type) {
-      case schema::AttrType::Int: ok = isa<IntegerAttr>(v); break;
-      case schema::AttrType::Float: ok = isa<FloatAttr>(v); break;
-      case schema::AttrType::String: ok = isa<StringAttr>(v); break;
-      case schema::AttrType::Ints: ok = isa<DenseI64ArrayAttr>(v); break;
+      case schema::AttrType::Int:
+        ok = isa<IntegerAttr>(v);
+        break;
+      case schema::AttrType::Float:
+        ok = isa<FloatAttr>(v);
+        break;
+      case schema::AttrType::String:
+        ok = isa<StringAttr>(v);
+        break;
+      case schema::AttrType::Ints:
+        ok = isa<DenseI64ArrayAttr>(v);
+        break;
       case schema::AttrType::Floats:
         ok = isa<DenseF32ArrayAttr, DenseF64ArrayAttr>(v);
         break;
-      case schema::AttrType::Strings: ok = isa<ArrayAttr>(v); break;
-      case schema::AttrType::Tensor: ok = isa<ElementsAttr>(v); break;
-      default: break;
+      case schema::AttrType::Strings:
+        ok = isa<ArrayAttr>(v);
+        break;
+      case schema::AttrType::Tensor:
+        ok = isa<ElementsAttr>(v);
+        break;
+      default:
+        break;
       }
       if (!ok)
-        return nodeError(op) << "attribute '" << attr.getName().getValue()
-                             << "' must be "
-                             << schema::attrTypeName(expected->type)
-                             << ", got " << v;
+        return nodeError(op)
+               << "attribute '" << attr.getName().getValue() << "' must be "
+               << schema::attrTypeName(expected->type) << ", got " << v;
     }
     return success();
   }
@@ -240,8 +253,7 @@ struct ConvertONNXToQOptPass
         return nodeError(op) << "opset " << op.getOpset()
                              << " is older than the oldest supported "
                              << "version of this operator (" << oldest << ")";
-      return nodeError(op) << "operator '" << op.getOpType()
-                           << "' of domain '"
+      return nodeError(op) << "operator '" << op.getOpType() << "' of domain '"
                            << (op.getDomain().empty() ? "ai.onnx"
                                                       : op.getDomain())
                            << "' is not supported";
@@ -266,11 +278,12 @@ struct ConvertONNXToQOptPass
       // the other does not (shape inference often gives up on dynamic
       // reshapes): later nodes get the join of both, other users the
       // declared type.
-      FailureOr<Type> joined = joinTypes(newValue.getType(), oldValue.getType());
+      FailureOr<Type> joined =
+          joinTypes(newValue.getType(), oldValue.getType());
       if (failed(joined))
-        return nodeError(op) << "computes " << newValue.getType()
-                             << " but the model declares "
-                             << oldValue.getType();
+        return nodeError(op)
+               << "computes " << newValue.getType()
+               << " but the model declares " << oldValue.getType();
       Value refined = newValue;
       if (*joined != newValue.getType())
         refined = tensor::CastOp::create(b, op.getLoc(), *joined, newValue);

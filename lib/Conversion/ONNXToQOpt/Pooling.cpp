@@ -74,11 +74,13 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
   // Loops: n, c, o_1..o_k, k_1..k_k; the window's extent comes from an
   // (unread) tensor of the kernel's shape.
   int64_t loops = 2 + 2 * k;
-  SmallVector<AffineExpr> xExprs = {b.getAffineDimExpr(0), b.getAffineDimExpr(1)};
-  SmallVector<AffineExpr> kExprs, outExprs = {b.getAffineDimExpr(0),
-                                              b.getAffineDimExpr(1)};
+  SmallVector<AffineExpr> xExprs = {b.getAffineDimExpr(0),
+                                    b.getAffineDimExpr(1)};
+  SmallVector<AffineExpr> kExprs,
+      outExprs = {b.getAffineDimExpr(0), b.getAffineDimExpr(1)};
   for (int64_t i = 0; i < k; ++i) {
-    AffineExpr o = b.getAffineDimExpr(2 + i), kk = b.getAffineDimExpr(2 + k + i);
+    AffineExpr o = b.getAffineDimExpr(2 + i),
+               kk = b.getAffineDimExpr(2 + k + i);
     xExprs.push_back(o * win->strides[i] + kk * win->dilations[i]);
     kExprs.push_back(kk);
     outExprs.push_back(o);
@@ -88,20 +90,24 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
   SmallVector<AffineMap> maps = {AffineMap::get(loops, 0, xExprs, ctx),
                                  AffineMap::get(loops, 0, kExprs, ctx),
                                  AffineMap::get(loops, 0, outExprs, ctx)};
-  SmallVector<utils::IteratorType> iterators(2 + k, utils::IteratorType::parallel);
+  SmallVector<utils::IteratorType> iterators(2 + k,
+                                             utils::IteratorType::parallel);
   iterators.append(k, utils::IteratorType::reduction);
-  Value init = linalg::FillOp::create(
-                   b, loc,
-                   arith::ConstantOp::create(b, loc, cast<TypedAttr>(padValue))
-                       .getResult(),
-                   tensor::EmptyOp::create(b, loc, outSizes, element).getResult())
-                   .getResult(0);
+  Value init =
+      linalg::FillOp::create(
+          b, loc,
+          arith::ConstantOp::create(b, loc, cast<TypedAttr>(padValue))
+              .getResult(),
+          tensor::EmptyOp::create(b, loc, outSizes, element).getResult())
+          .getResult(0);
   Value y = linalg::GenericOp::create(
                 b, loc, init.getType(), ValueRange{padded, window}, init, maps,
                 iterators,
                 [&](OpBuilder &nb, Location l, ValueRange a) {
-                  Value r = isMax ? Value(arith::MaximumFOp::create(nb, l, a[2], a[0]))
-                                  : Value(arith::AddFOp::create(nb, l, a[2], a[0]));
+                  Value r =
+                      isMax
+                          ? Value(arith::MaximumFOp::create(nb, l, a[2], a[0]))
+                          : Value(arith::AddFOp::create(nb, l, a[2], a[0]));
                   linalg::YieldOp::create(nb, l, r);
                 })
                 .getResult(0);
@@ -115,7 +121,8 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
             b, loc, y.getType(), ValueRange{y},
             tensor::EmptyOp::create(b, loc, outSizes, element).getResult(),
             SmallVector<AffineMap>(2, b.getMultiDimIdentityMap(rank)),
-            SmallVector<utils::IteratorType>(rank, utils::IteratorType::parallel),
+            SmallVector<utils::IteratorType>(rank,
+                                             utils::IteratorType::parallel),
             [&](OpBuilder &nb, Location l, ValueRange a) {
               Value count = arith::ConstantIndexOp::create(nb, l, 1);
               for (int64_t i = 0; i < k; ++i) {
@@ -130,12 +137,12 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
                 Value start = arith::SubIOp::create(
                     nb, l, arith::MulIOp::create(nb, l, o, c(win->strides[i])),
                     c(win->padsBegin[i]));
-                Value size = getValueOrCreateConstantIndexOp(nb, l, inSizes[2 + i]);
+                Value size =
+                    getValueOrCreateConstantIndexOp(nb, l, inSizes[2 + i]);
                 Value lo = includePad ? c(-win->padsBegin[i]) : c(0);
-                Value hi = includePad
-                               ? Value(arith::AddIOp::create(nb, l, size,
-                                                             c(origPadsEnd[i])))
-                               : size;
+                Value hi = includePad ? Value(arith::AddIOp::create(
+                                            nb, l, size, c(origPadsEnd[i])))
+                                      : size;
                 Value d = c(win->dilations[i]);
                 Value jMin = arith::MaxSIOp::create(
                     nb, l, c(0),
@@ -184,7 +191,8 @@ LogicalResult convertGlobalAveragePool(ONNXNodeOp op, OpBuilder &b,
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes = {sizes[0], sizes[1]};
   outSizes.append(rank - 2, b.getIndexAttr(1));
-  SmallVector<AffineExpr> outExprs = {b.getAffineDimExpr(0), b.getAffineDimExpr(1)};
+  SmallVector<AffineExpr> outExprs = {b.getAffineDimExpr(0),
+                                      b.getAffineDimExpr(1)};
   outExprs.append(rank - 2, b.getAffineConstantExpr(0));
   Type element = type.getElementType();
   Type acc = accumulatorType(b, element);
@@ -194,27 +202,29 @@ LogicalResult convertGlobalAveragePool(ONNXNodeOp op, OpBuilder &b,
                    .getResult(0);
   SmallVector<utils::IteratorType> iterators(2, utils::IteratorType::parallel);
   iterators.append(rank - 2, utils::IteratorType::reduction);
-  Value sum = linalg::GenericOp::create(
-                  b, loc, init.getType(), x, init,
-                  {b.getMultiDimIdentityMap(rank),
-                   AffineMap::get(rank, 0, outExprs, b.getContext())},
-                  iterators,
-                  [&](OpBuilder &nb, Location l, ValueRange a) {
-                    linalg::YieldOp::create(
-                        nb, l, arith::AddFOp::create(nb, l, a[1],
-                                                     castScalar(nb, l, a[0], acc))
-                                   .getResult());
-                  })
-                  .getResult(0);
+  Value sum =
+      linalg::GenericOp::create(
+          b, loc, init.getType(), x, init,
+          {b.getMultiDimIdentityMap(rank),
+           AffineMap::get(rank, 0, outExprs, b.getContext())},
+          iterators,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            linalg::YieldOp::create(
+                nb, l,
+                arith::AddFOp::create(nb, l, a[1], castScalar(nb, l, a[0], acc))
+                    .getResult());
+          })
+          .getResult(0);
   Value count = arith::ConstantIndexOp::create(b, loc, 1);
   for (int64_t d = 2; d < rank; ++d)
-    count = arith::MulIOp::create(b, loc, count,
-                                  getValueOrCreateConstantIndexOp(b, loc, sizes[d]));
+    count = arith::MulIOp::create(
+        b, loc, count, getValueOrCreateConstantIndexOp(b, loc, sizes[d]));
   Value cf = arith::SIToFPOp::create(
       b, loc, acc, arith::IndexCastOp::create(b, loc, b.getI64Type(), count));
   FailureOr<Value> mean = buildElementwise(
       op, b, sum, element, [&](OpBuilder &nb, Location l, ValueRange a) {
-        return castScalar(nb, l, arith::DivFOp::create(nb, l, a[0], cf), element);
+        return castScalar(nb, l, arith::DivFOp::create(nb, l, a[0], cf),
+                          element);
       });
   if (failed(mean))
     return failure();

@@ -32,7 +32,8 @@ Value bytesAs(OpBuilder &b, Location loc, Value v, ArrayRef<int64_t> shape) {
       if (auto load = v.getDefiningOp<LoadParamOp>())
         data = load.getInlineData();
     if (auto dense = dyn_cast_or_null<DenseElementsAttr>(data))
-      bytes = arith::ConstantOp::create(b, loc, dense.bitcast(b.getIntegerType(8)));
+      bytes =
+          arith::ConstantOp::create(b, loc, dense.bitcast(b.getIntegerType(8)));
     else
       bytes = tensor::BitcastOp::create(b, loc, i8Type, v);
   }
@@ -64,7 +65,8 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "needs a ranked float input A";
   Type element = aType.getElementType();
   int64_t blocks = k / block;
-  auto checkBytes = [&](Value v, int64_t count, StringRef what) -> LogicalResult {
+  auto checkBytes = [&](Value v, int64_t count,
+                        StringRef what) -> LogicalResult {
     auto t = dyn_cast<RankedTensorType>(v ? v.getType() : Type());
     if (!t || !t.hasStaticShape() || t.getNumElements() != count ||
         !t.getElementType().isInteger(8))
@@ -78,12 +80,12 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
   Value data = bytesAs(b, loc, bIn, {n, k * bits / 8});
   Value scalesIn = op.getInputs()[2];
   auto sType = dyn_cast<RankedTensorType>(scalesIn.getType());
-  if (!sType || !sType.hasStaticShape() || sType.getNumElements() != n * blocks ||
-      sType.getElementType() != element)
+  if (!sType || !sType.hasStaticShape() ||
+      sType.getNumElements() != n * blocks || sType.getElementType() != element)
     return nodeError(op) << "scales must hold N * K / block_size = "
                          << n * blocks << " values of A's element type";
-  Value scales = reshapeTo(b, loc, scalesIn,
-                           {b.getIndexAttr(n), b.getIndexAttr(blocks)});
+  Value scales =
+      reshapeTo(b, loc, scalesIn, {b.getIndexAttr(n), b.getIndexAttr(blocks)});
   // Zero points: packed like B (bits per value, rows padded to bytes), or
   // 2^(bits-1) when absent; one per byte in QOpt's layout.
   Value zp;
@@ -100,9 +102,10 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
     Value init = tensor::EmptyOp::create(b, loc, zpType.getShape(),
                                          zpType.getElementType());
     SmallVector<AffineMap> maps = {
-        AffineMap::get(2, 0, {b.getAffineDimExpr(0),
-                              b.getAffineDimExpr(1).floorDiv(perByte)},
-                       b.getContext()),
+        AffineMap::get(
+            2, 0,
+            {b.getAffineDimExpr(0), b.getAffineDimExpr(1).floorDiv(perByte)},
+            b.getContext()),
         b.getMultiDimIdentityMap(2)};
     SmallVector<utils::IteratorType> par(2, utils::IteratorType::parallel);
     zp = linalg::GenericOp::create(
@@ -112,20 +115,22 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
                Value within = arith::RemUIOp::create(
                    nb, l, j, arith::ConstantIndexOp::create(nb, l, perByte));
                Value shift = arith::MulIOp::create(
-                   nb, l, arith::IndexCastOp::create(nb, l, nb.getI8Type(), within),
+                   nb, l,
+                   arith::IndexCastOp::create(nb, l, nb.getI8Type(), within),
                    arith::ConstantOp::create(nb, l, nb.getI8IntegerAttr(bits)));
                Value v = arith::AndIOp::create(
                    nb, l, arith::ShRUIOp::create(nb, l, args[0], shift),
-                   arith::ConstantOp::create(nb, l,
-                                             nb.getI8IntegerAttr((1 << bits) - 1)));
+                   arith::ConstantOp::create(
+                       nb, l, nb.getI8IntegerAttr((1 << bits) - 1)));
                linalg::YieldOp::create(nb, l, v);
              })
              .getResult(0);
   } else {
     zp = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(
-                    zpType, b.getIntegerAttr(b.getIntegerType(8),
-                                             int64_t(1) << (bits - 1))));
+        b, loc,
+        DenseElementsAttr::get(
+            zpType,
+            b.getIntegerAttr(b.getIntegerType(8), int64_t(1) << (bits - 1))));
   }
   auto format = IntFormatAttr::get(b.getContext(), bits, /*isSigned=*/false,
                                    /*zeroPoint=*/true);
@@ -146,7 +151,6 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
   return success();
 }
 
-
 //===----------------------------------------------------------------------===//
 // QuantizeLinear / DequantizeLinear / MatMulInteger
 //===----------------------------------------------------------------------===//
@@ -158,8 +162,8 @@ Value signlessScalar(OpBuilder &b, Location loc, Value v) {
   auto it = dyn_cast<IntegerType>(v.getType());
   if (!it || it.isSignless())
     return v;
-  return UnrealizedConversionCastOp::create(
-             b, loc, b.getIntegerType(it.getWidth()), v)
+  return UnrealizedConversionCastOp::create(b, loc,
+                                            b.getIntegerType(it.getWidth()), v)
       .getResult(0);
 }
 
@@ -185,10 +189,10 @@ Value widen(OpBuilder &b, Location loc, Value v, Type original) {
 /// Integer element types QuantizeLinear / DequantizeLinear handle here.
 bool isQuantInteger(Type t) {
   auto it = dyn_cast<IntegerType>(t);
-  return it && !it.isSignless() ? (it.getWidth() == 8 || it.getWidth() == 16)
-                                : it && (it.getWidth() == 8 ||
-                                         it.getWidth() == 16 ||
-                                         it.getWidth() == 32);
+  return it && !it.isSignless()
+             ? (it.getWidth() == 8 || it.getWidth() == 16)
+             : it && (it.getWidth() == 8 || it.getWidth() == 16 ||
+                      it.getWidth() == 32);
 }
 
 /// Builds `body(x, scale[, zero point])` (input values only) elementwise
@@ -232,8 +236,8 @@ quantElementwise(ONNXNodeOp op, OpBuilder &b, Value x, Value scale, Value zp,
          !ShapedType::isDynamic(xType.getDimSize(axis)) &&
          sType.getDimSize(0) != xType.getDimSize(axis)))
       return nodeError(op) << "per-axis scale must be 1-D with "
-                           << xType.getDimSize(axis) << " values (axis "
-                           << axis << ")";
+                           << xType.getDimSize(axis) << " values (axis " << axis
+                           << ")";
     SmallVector<OpFoldResult> sizes(rank, b.getIndexAttr(1));
     sizes[axis] = tensor::getMixedSizes(b, loc, scale)[0];
     for (Value &p : params)
@@ -314,12 +318,14 @@ LogicalResult convertDequantizeLinear(ONNXNodeOp op, OpBuilder &b,
     }
   }
   FailureOr<Value> y = quantElementwise(
-      op, b, x, scale, zp, outElement, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+      op, b, x, scale, zp, outElement,
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
         Value v = widen(nb, l, a[0], xElement);
         if (a.size() > 2) // zero point present
           v = arith::SubIOp::create(nb, l, v, widen(nb, l, a[2], xElement));
         Value f = arith::SIToFPOp::create(nb, l, nb.getF32Type(), v);
-        Value r = arith::MulFOp::create(nb, l, f, castScalar(nb, l, a[1], nb.getF32Type()));
+        Value r = arith::MulFOp::create(
+            nb, l, f, castScalar(nb, l, a[1], nb.getF32Type()));
         if (outElement != nb.getF32Type())
           r = arith::TruncFOp::create(nb, l, outElement, r);
         return r;
@@ -342,10 +348,18 @@ LogicalResult convertQuantizeLinear(ONNXNodeOp op, OpBuilder &b,
   Type outElement = b.getIntegerType(8, false);
   if (int64_t code = getIntAttr(op, "output_dtype", 0)) {
     switch (code) {
-    case 2: outElement = b.getIntegerType(8, false); break;
-    case 3: outElement = b.getIntegerType(8); break;
-    case 4: outElement = b.getIntegerType(16, false); break;
-    case 5: outElement = b.getIntegerType(16); break;
+    case 2:
+      outElement = b.getIntegerType(8, false);
+      break;
+    case 3:
+      outElement = b.getIntegerType(8);
+      break;
+    case 4:
+      outElement = b.getIntegerType(16, false);
+      break;
+    case 5:
+      outElement = b.getIntegerType(16);
+      break;
     default:
       return nodeError(op) << "output_dtype " << code
                            << " is not supported (8- and 16-bit integers are)";
@@ -364,19 +378,22 @@ LogicalResult convertQuantizeLinear(ONNXNodeOp op, OpBuilder &b,
   bool isUnsigned = outInt.isUnsigned();
   unsigned bits = outInt.getWidth();
   double lo = isUnsigned ? 0 : -std::ldexp(1.0, bits - 1);
-  double hi = isUnsigned ? std::ldexp(1.0, bits) - 1 : std::ldexp(1.0, bits - 1) - 1;
+  double hi =
+      isUnsigned ? std::ldexp(1.0, bits) - 1 : std::ldexp(1.0, bits - 1) - 1;
   Type storage = b.getIntegerType(bits);
   FailureOr<Value> y = quantElementwise(
       op, b, x, scale, zp, outElement,
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
         Type f32 = nb.getF32Type();
-        Value q = arith::DivFOp::create(nb, l, castScalar(nb, l, a[0], nb.getF32Type()),
-                                        castScalar(nb, l, a[1], nb.getF32Type()));
+        Value q = arith::DivFOp::create(
+            nb, l, castScalar(nb, l, a[0], nb.getF32Type()),
+            castScalar(nb, l, a[1], nb.getF32Type()));
         q = math::RoundEvenOp::create(nb, l, q);
         if (a.size() > 2)
           q = arith::AddFOp::create(
               nb, l, q,
-              arith::SIToFPOp::create(nb, l, f32, widen(nb, l, a[2], outElement)));
+              arith::SIToFPOp::create(nb, l, f32,
+                                      widen(nb, l, a[2], outElement)));
         q = arith::MaximumFOp::create(nb, l, q, scalarConstant(nb, l, f32, lo));
         q = arith::MinimumFOp::create(nb, l, q, scalarConstant(nb, l, f32, hi));
         Value i = arith::FPToSIOp::create(nb, l, nb.getI32Type(), q);
@@ -398,41 +415,44 @@ LogicalResult convertMatMulInteger(ONNXNodeOp op, OpBuilder &b,
     Value v = op.getInputs()[i], zp = getInput(op, i + 2);
     auto type = rankedType(v);
     if (!type || !type.getElementType().isInteger(8))
-      return nodeError(op) << (i ? "B" : "A") << " must be a ranked (u)int8 tensor";
+      return nodeError(op) << (i ? "B" : "A")
+                           << " must be a ranked (u)int8 tensor";
     Type element = type.getElementType();
     SmallVector<Value> inputs = {v};
     if (zp) {
       auto zType = rankedType(zp);
       if (!zType || zType.getElementType() != element || zType.getRank() > 1)
-        return nodeError(op) << (i ? "b" : "a")
-                             << "_zero_point must be a scalar or 1-D tensor of "
-                             << element;
+        return nodeError(op)
+               << (i ? "b" : "a")
+               << "_zero_point must be a scalar or 1-D tensor of " << element;
       Value z = zp;
-      if (zType.getRank() == 1 && !(zType.hasStaticShape() && zType.getNumElements() == 1)) {
+      if (zType.getRank() == 1 &&
+          !(zType.hasStaticShape() && zType.getNumElements() == 1)) {
         // Per row of A ([M] -> [M, 1]) or per column of B ([N]).
         if (i == 0)
-          z = reshapeTo(b, loc, z, {tensor::getMixedSizes(b, loc, z)[0],
-                                    b.getIndexAttr(1)});
+          z = reshapeTo(
+              b, loc, z,
+              {tensor::getMixedSizes(b, loc, z)[0], b.getIndexAttr(1)});
       } else {
         z = reshapeTo(b, loc, z, {});
       }
       inputs.push_back(z);
     }
-    FailureOr<Value> shifted = buildElementwise(
-        op, b, inputs, b.getI32Type(),
-        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-          Type i32 = nb.getI32Type();
-          auto ext = [&](Value s) -> Value {
-            s = signlessScalar(nb, l, s);
-            if (element.isUnsignedInteger())
-              return arith::ExtUIOp::create(nb, l, i32, s);
-            return arith::ExtSIOp::create(nb, l, i32, s);
-          };
-          Value r = ext(a[0]);
-          if (a.size() > 1)
-            r = arith::SubIOp::create(nb, l, r, ext(a[1]));
-          return r;
-        });
+    FailureOr<Value> shifted =
+        buildElementwise(op, b, inputs, b.getI32Type(),
+                         [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+                           Type i32 = nb.getI32Type();
+                           auto ext = [&](Value s) -> Value {
+                             s = signlessScalar(nb, l, s);
+                             if (element.isUnsignedInteger())
+                               return arith::ExtUIOp::create(nb, l, i32, s);
+                             return arith::ExtSIOp::create(nb, l, i32, s);
+                           };
+                           Value r = ext(a[0]);
+                           if (a.size() > 1)
+                             r = arith::SubIOp::create(nb, l, r, ext(a[1]));
+                           return r;
+                         });
     if (failed(shifted))
       return failure();
     operands.push_back(*shifted);

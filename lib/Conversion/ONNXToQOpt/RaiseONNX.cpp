@@ -66,7 +66,8 @@ void replaceRoot(RewriterBase &rewriter, ONNXNodeOp root, Value value) {
       continue;
     }
     if (!cast)
-      cast = tensor::CastOp::create(rewriter, root.getLoc(), old.getType(), value);
+      cast =
+          tensor::CastOp::create(rewriter, root.getLoc(), old.getType(), value);
     rewriter.modifyOpInPlace(use.getOwner(), [&] { use.set(cast); });
   }
 }
@@ -75,7 +76,6 @@ bool isRankedFloat(Value v) {
   auto t = dyn_cast<RankedTensorType>(v.getType());
   return t && isa<FloatType>(t.getElementType());
 }
-
 
 /// Erases the matched nodes of `chain` as they lose their last user.
 void eraseDeadChain(RewriterBase &rewriter, SmallVectorImpl<Operation *> &chain,
@@ -172,8 +172,6 @@ Value geluArgument(ONNXNodeOp f, bool tanhForm,
   return {};
 }
 
-
-
 /// ReduceMean of `x` over the last axis with keepdims (what both norms
 /// use); `rank` is x's (x itself may not have a ranked type yet).
 bool isLastAxisMean(ONNXNodeOp reduce, Value x, int64_t rank) {
@@ -204,9 +202,9 @@ Value centered(Value d, SmallVectorImpl<Operation *> &chain) {
 } // namespace
 
 /// MatMul(x, W [+ Add(b)]) and Gemm(x, W, b, transB=1) -> qopt.linear.
-LogicalResult mlir::qopt::onnx::raiseLinear(ONNXNodeOp op,
-                                            RewriterBase &rewriter,
-                                            SmallVectorImpl<Operation *> &erased) {
+LogicalResult
+mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
+                              SmallVectorImpl<Operation *> &erased) {
   {
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPoint(op);
@@ -214,7 +212,8 @@ LogicalResult mlir::qopt::onnx::raiseLinear(ONNXNodeOp op,
       return failure();
     Location loc = op.getLoc();
     if (op.getOpType() == "Gemm") {
-      if (getIntAttr(op, "transB", 0) != 1 || getIntAttr(op, "transA", 0) != 0 ||
+      if (getIntAttr(op, "transB", 0) != 1 ||
+          getIntAttr(op, "transA", 0) != 0 ||
           getFloatAttr(op, "alpha", 1.0) != 1.0 ||
           getFloatAttr(op, "beta", 1.0) != 1.0 || op.getInputs().size() < 2)
         return failure();
@@ -252,7 +251,8 @@ LogicalResult mlir::qopt::onnx::raiseLinear(ONNXNodeOp op,
       return failure();
     // The weight is stored K x N: qopt.linear wants N x K.
     Value init = tensor::EmptyOp::create(
-        rewriter, loc, ArrayRef<int64_t>{wType.getDimSize(1), wType.getDimSize(0)},
+        rewriter, loc,
+        ArrayRef<int64_t>{wType.getDimSize(1), wType.getDimSize(0)},
         wType.getElementType());
     Value wt = linalg::TransposeOp::create(rewriter, loc, w, init,
                                            ArrayRef<int64_t>{1, 0})
@@ -265,8 +265,8 @@ LogicalResult mlir::qopt::onnx::raiseLinear(ONNXNodeOp op,
       auto add = dyn_cast<ONNXNodeOp>(*out.getUsers().begin());
       if (add && add.getOpType() == "Add" && add.getDomain().empty() &&
           add.getInputs().size() == 2) {
-        Value other = add.getInputs()[0] == out ? add.getInputs()[1]
-                                                : add.getInputs()[0];
+        Value other =
+            add.getInputs()[0] == out ? add.getInputs()[1] : add.getInputs()[0];
         LoadParamOp b = paramOfRank(other, 1);
         if (b && b.getType().getDimSize(0) == wType.getDimSize(1) &&
             b.getType().getElementType() == wType.getElementType()) {
@@ -293,9 +293,9 @@ LogicalResult mlir::qopt::onnx::raiseLinear(ONNXNodeOp op,
 
 /// x / sqrt(mean(x^2, -1) + eps) * gamma -> qopt.rms_norm, rooted at the
 /// final Mul.
-LogicalResult mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op,
-                                             RewriterBase &rewriter,
-                                             SmallVectorImpl<Operation *> &erased) {
+LogicalResult
+mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op, RewriterBase &rewriter,
+                               SmallVectorImpl<Operation *> &erased) {
   {
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPoint(op);
@@ -388,11 +388,11 @@ LogicalResult mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op,
   }
 }
 
-
 /// 0.5 · x · (1 + erf(x/√2)) or its tanh form, in any association of the
 /// products -> qopt.gelu.
-LogicalResult mlir::qopt::onnx::raiseGelu(ONNXNodeOp op, RewriterBase &rewriter,
-                                          SmallVectorImpl<Operation *> &erased) {
+LogicalResult
+mlir::qopt::onnx::raiseGelu(ONNXNodeOp op, RewriterBase &rewriter,
+                            SmallVectorImpl<Operation *> &erased) {
   for (auto &[leaves, inner] : productsOfThree(op)) {
     for (int h = 0; h < 3; ++h) {
       if (!near(scalarValue(leaves[h]), 0.5))
@@ -414,8 +414,9 @@ LogicalResult mlir::qopt::onnx::raiseGelu(ONNXNodeOp op, RewriterBase &rewriter,
             continue;
           OpBuilder::InsertionGuard guard(rewriter);
           rewriter.setInsertionPoint(op);
-          Value y = GeluOp::create(rewriter, op.getLoc(), x.getType(), x,
-                                   rewriter.getStringAttr(tanhForm ? "tanh" : "none"));
+          Value y = GeluOp::create(
+              rewriter, op.getLoc(), x.getType(), x,
+              rewriter.getStringAttr(tanhForm ? "tanh" : "none"));
           replaceChain(rewriter, op, y, chain, erased);
           return success();
         }
@@ -426,8 +427,9 @@ LogicalResult mlir::qopt::onnx::raiseGelu(ONNXNodeOp op, RewriterBase &rewriter,
 }
 
 /// Mul(x, Sigmoid(x)) -> qopt.silu.
-LogicalResult mlir::qopt::onnx::raiseSiLU(ONNXNodeOp op, RewriterBase &rewriter,
-                                          SmallVectorImpl<Operation *> &erased) {
+LogicalResult
+mlir::qopt::onnx::raiseSiLU(ONNXNodeOp op, RewriterBase &rewriter,
+                            SmallVectorImpl<Operation *> &erased) {
   if (op.getOpType() != "Mul" || !op.getDomain().empty() ||
       op.getInputs().size() != 2)
     return failure();
@@ -446,12 +448,11 @@ LogicalResult mlir::qopt::onnx::raiseSiLU(ONNXNodeOp op, RewriterBase &rewriter,
   return failure();
 }
 
-
 /// ((x - mean(x)) / sqrt(mean((x - mean(x))²) + eps)) · gamma [+ beta], as
 /// pre-opset-17 exports write LayerNorm -> qopt.layer_norm.
-LogicalResult mlir::qopt::onnx::raiseLayerNorm(
-    ONNXNodeOp op, RewriterBase &rewriter,
-    SmallVectorImpl<Operation *> &erased) {
+LogicalResult
+mlir::qopt::onnx::raiseLayerNorm(ONNXNodeOp op, RewriterBase &rewriter,
+                                 SmallVectorImpl<Operation *> &erased) {
   if (!op.getDomain().empty() || op.getInputs().size() != 2)
     return failure();
   ONNXNodeOp scaled = op;
@@ -476,7 +477,8 @@ LogicalResult mlir::qopt::onnx::raiseLayerNorm(
     Value d = div.getInputs()[0];
     Value x = centered(d, chain);
     auto sqrtNode = producer(div.getInputs()[1], "Sqrt");
-    auto add = sqrtNode ? producer(sqrtNode.getInputs()[0], "Add") : ONNXNodeOp();
+    auto add =
+        sqrtNode ? producer(sqrtNode.getInputs()[0], "Add") : ONNXNodeOp();
     if (!x || !add)
       continue;
     std::optional<double> eps;
@@ -505,10 +507,9 @@ LogicalResult mlir::qopt::onnx::raiseLayerNorm(
     chain.append({sqrtNode, add, varMean, pow});
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPoint(op);
-    Value y = LayerNormOp::create(rewriter, op.getLoc(), xType, x, gamma,
-                                  beta ? Value(beta) : Value(),
-                                  rewriter.getF64FloatAttr(*eps),
-                                  rewriter.getI64IntegerAttr(-1));
+    Value y = LayerNormOp::create(
+        rewriter, op.getLoc(), xType, x, gamma, beta ? Value(beta) : Value(),
+        rewriter.getF64FloatAttr(*eps), rewriter.getI64IntegerAttr(-1));
     replaceChain(rewriter, op, y, chain, erased);
     return success();
   }
@@ -563,7 +564,7 @@ struct RaiseRMSNorm : OpRewritePattern<ONNXNodeOp> {
 };
 
 template <LogicalResult (*Raise)(ONNXNodeOp, RewriterBase &,
-                                  SmallVectorImpl<Operation *> &)>
+                                 SmallVectorImpl<Operation *> &)>
 struct RaisePattern : OpRewritePattern<ONNXNodeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(ONNXNodeOp op,
@@ -584,7 +585,8 @@ struct QOptRaiseONNXPass
     patterns.add<RaisePattern<raiseLayerNorm>>(&getContext(), /*benefit=*/2);
     GreedyRewriteConfig config;
     config.enableFolding(false);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns), config)))
+    if (failed(
+            applyPatternsGreedily(getOperation(), std::move(patterns), config)))
       signalPassFailure();
   }
 };

@@ -36,7 +36,8 @@ Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
   bool sums = kind != ReduceKind::Max && kind != ReduceKind::Min;
   Type element = sums ? accumulatorType(b, inElement) : inElement;
   int64_t rank = type.getRank();
-  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x), outSizes, reduced;
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x), outSizes,
+                            reduced;
   SmallVector<AffineExpr> outExprs;
   SmallVector<utils::IteratorType> iterators;
   for (int64_t d = 0; d < rank; ++d) {
@@ -52,9 +53,11 @@ Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
   bool isFloat = isa<FloatType>(element);
   double initValue = 0;
   if (kind == ReduceKind::Max)
-    initValue = isFloat ? -INFINITY : (double)std::numeric_limits<int64_t>::min();
+    initValue =
+        isFloat ? -INFINITY : (double)std::numeric_limits<int64_t>::min();
   if (kind == ReduceKind::Min)
-    initValue = isFloat ? INFINITY : (double)std::numeric_limits<int64_t>::max();
+    initValue =
+        isFloat ? INFINITY : (double)std::numeric_limits<int64_t>::max();
   if (kind == ReduceKind::Prod)
     initValue = 1;
   Value init = tensor::EmptyOp::create(b, loc, outSizes, element);
@@ -129,8 +132,9 @@ Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> axes,
     SmallVector<OpFoldResult> kept;
     unsigned next = 0;
     for (int64_t d = 0; d < rank; ++d)
-      kept.push_back(llvm::is_contained(axes, d) ? OpFoldResult(b.getIndexAttr(1))
-                                                 : outSizes[next++]);
+      kept.push_back(llvm::is_contained(axes, d)
+                         ? OpFoldResult(b.getIndexAttr(1))
+                         : outSizes[next++]);
     result = reshapeTo(b, loc, result, kept);
   }
   return result;
@@ -216,36 +220,43 @@ LogicalResult argExtreme(ONNXNodeOp op, OpBuilder &b,
     startAttr = b.getIntegerAttr(element, isMax ? APInt::getSignedMinValue(w)
                                                 : APInt::getSignedMaxValue(w));
   }
-  Value valInit = linalg::FillOp::create(
-                      b, loc, arith::ConstantOp::create(b, loc, startAttr).getResult(),
-                      tensor::EmptyOp::create(b, loc, outSizes, element).getResult())
-                      .getResult(0);
-  Value idxInit = linalg::FillOp::create(
-                      b, loc, arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(-1)).getResult(),
-                      tensor::EmptyOp::create(b, loc, outSizes, b.getI64Type()).getResult())
-                      .getResult(0);
+  Value valInit =
+      linalg::FillOp::create(
+          b, loc, arith::ConstantOp::create(b, loc, startAttr).getResult(),
+          tensor::EmptyOp::create(b, loc, outSizes, element).getResult())
+          .getResult(0);
+  Value idxInit =
+      linalg::FillOp::create(
+          b, loc,
+          arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(-1))
+              .getResult(),
+          tensor::EmptyOp::create(b, loc, outSizes, b.getI64Type()).getResult())
+          .getResult(0);
   AffineMap outMap = AffineMap::get(rank, 0, outExprs, b.getContext());
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank), outMap, outMap};
+  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank), outMap,
+                                 outMap};
   auto generic = linalg::GenericOp::create(
       b, loc, TypeRange{valInit.getType(), idxInit.getType()}, x,
       ValueRange{valInit, idxInit}, maps, iterators,
       [&](OpBuilder &nb, Location l, ValueRange a) {
         Value v = a[0], best = a[1], bestIdx = a[2];
-        Value i = arith::IndexCastOp::create(nb, l, nb.getI64Type(),
-                                             linalg::IndexOp::create(nb, l, *axis));
+        Value i = arith::IndexCastOp::create(
+            nb, l, nb.getI64Type(), linalg::IndexOp::create(nb, l, *axis));
         Value better, equal;
         if (isFloat) {
           better = arith::CmpFOp::create(nb, l,
                                          isMax ? arith::CmpFPredicate::OGT
                                                : arith::CmpFPredicate::OLT,
                                          v, best);
-          equal = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, v, best);
+          equal =
+              arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, v, best);
         } else {
           better = arith::CmpIOp::create(nb, l,
                                          isMax ? arith::CmpIPredicate::sgt
                                                : arith::CmpIPredicate::slt,
                                          v, best);
-          equal = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, v, best);
+          equal =
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, v, best);
         }
         // Ties keep the first index, or take the last with select_last_index;
         // the first element always wins over the initial -1.
@@ -291,7 +302,8 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
   Location loc = op.getLoc();
   Value x = op.getInputs()[0];
   auto type = rankedType(x);
-  std::optional<SmallVector<int64_t>> axisC = getConstantInts(op.getInputs()[1]);
+  std::optional<SmallVector<int64_t>> axisC =
+      getConstantInts(op.getInputs()[1]);
   if (!type || !axisC || axisC->size() != 1)
     return nodeError(op) << "needs a ranked input and a constant axis";
   int64_t rank = type.getRank();
@@ -307,27 +319,32 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
   SmallVector<AffineExpr> xExprs, outExprs;
   for (int64_t d = 0; d < rank; ++d) {
     outExprs.push_back(b.getAffineDimExpr(d));
-    xExprs.push_back(d == *axis ? b.getAffineDimExpr(rank) : b.getAffineDimExpr(d));
+    xExprs.push_back(d == *axis ? b.getAffineDimExpr(rank)
+                                : b.getAffineDimExpr(d));
   }
   Type element = type.getElementType();
   Value init = linalg::FillOp::create(
                    b, loc, scalarConstant(b, loc, element, 0),
                    tensor::EmptyOp::create(b, loc, sizes, element).getResult())
                    .getResult(0);
-  SmallVector<utils::IteratorType> iterators(rank, utils::IteratorType::parallel);
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::parallel);
   iterators.push_back(utils::IteratorType::reduction);
   MLIRContext *ctx = b.getContext();
   results.push_back(
       linalg::GenericOp::create(
           b, loc, init.getType(), x, init,
-          {AffineMap::get(loops, 0, xExprs, ctx), AffineMap::get(loops, 0, outExprs, ctx)},
+          {AffineMap::get(loops, 0, xExprs, ctx),
+           AffineMap::get(loops, 0, outExprs, ctx)},
           iterators,
           [&](OpBuilder &nb, Location l, ValueRange a) {
             Value i = linalg::IndexOp::create(nb, l, *axis);
             Value j = linalg::IndexOp::create(nb, l, rank);
             arith::CmpIPredicate pred =
-                reverse ? (exclusive ? arith::CmpIPredicate::ugt : arith::CmpIPredicate::uge)
-                        : (exclusive ? arith::CmpIPredicate::ult : arith::CmpIPredicate::ule);
+                reverse ? (exclusive ? arith::CmpIPredicate::ugt
+                                     : arith::CmpIPredicate::uge)
+                        : (exclusive ? arith::CmpIPredicate::ult
+                                     : arith::CmpIPredicate::ule);
             Value take = arith::CmpIOp::create(nb, l, pred, j, i);
             Value zero = scalarConstant(nb, l, element, 0);
             Value v = arith::SelectOp::create(nb, l, take, a[0], zero);
@@ -345,18 +362,19 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
 //===----------------------------------------------------------------------===//
 
 /// y = op(x, r) where r was reduced over `axis` (without keepdims).
-Value combineWithReduced(OpBuilder &b, Location loc, Value x, Value r,
-                         int64_t axis,
-                         function_ref<Value(OpBuilder &, Location, Value, Value)> fn) {
+Value combineWithReduced(
+    OpBuilder &b, Location loc, Value x, Value r, int64_t axis,
+    function_ref<Value(OpBuilder &, Location, Value, Value)> fn) {
   auto type = rankedType(x);
   int64_t rank = type.getRank();
   SmallVector<AffineExpr> rExprs;
   for (int64_t d = 0; d < rank; ++d)
     if (d != axis)
       rExprs.push_back(b.getAffineDimExpr(d));
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
-                                 AffineMap::get(rank, 0, rExprs, b.getContext()),
-                                 b.getMultiDimIdentityMap(rank)};
+  SmallVector<AffineMap> maps = {
+      b.getMultiDimIdentityMap(rank),
+      AffineMap::get(rank, 0, rExprs, b.getContext()),
+      b.getMultiDimIdentityMap(rank)};
   Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
                                        type.getElementType());
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
@@ -386,11 +404,11 @@ LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
         return Value(arith::SubFOp::create(nb, l, v, m));
       });
   SmallVector<Value> exps;
-  FailureOr<Value> e = buildElementwise(
-      op, b, shifted, type.getElementType(),
-      [](OpBuilder &nb, Location l, ValueRange a) -> Value {
-        return math::ExpOp::create(nb, l, a[0]);
-      });
+  FailureOr<Value> e =
+      buildElementwise(op, b, shifted, type.getElementType(),
+                       [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+                         return math::ExpOp::create(nb, l, a[0]);
+                       });
   if (failed(e))
     return failure();
   Value sum = reduce(b, loc, *e, *axis, false, ReduceKind::Sum);
@@ -403,7 +421,8 @@ LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
                                })
           : combineWithReduced(b, loc, *e, sum, *axis,
                                [](OpBuilder &nb, Location l, Value v, Value s) {
-                                 return Value(arith::DivFOp::create(nb, l, v, s));
+                                 return Value(
+                                     arith::DivFOp::create(nb, l, v, s));
                                });
   results.push_back(result);
   return success();

@@ -31,7 +31,8 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
   StringRef mode = getStringAttr(op, "mode", "nearest");
   StringRef coord =
       getStringAttr(op, "coordinate_transformation_mode", "half_pixel");
-  StringRef nearestMode = getStringAttr(op, "nearest_mode", "round_prefer_floor");
+  StringRef nearestMode =
+      getStringAttr(op, "nearest_mode", "round_prefer_floor");
   if (mode != "nearest" && mode != "linear")
     return nodeError(op) << "mode '" << mode
                          << "' is not supported (nearest and linear are)";
@@ -40,8 +41,9 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
       coord != "asymmetric")
     return nodeError(op) << "coordinate_transformation_mode '" << coord
                          << "' is not supported";
-  if (nearestMode != "round_prefer_floor" && nearestMode != "round_prefer_ceil" &&
-      nearestMode != "floor" && nearestMode != "ceil")
+  if (nearestMode != "round_prefer_floor" &&
+      nearestMode != "round_prefer_ceil" && nearestMode != "floor" &&
+      nearestMode != "ceil")
     return nodeError(op) << "nearest_mode '" << nearestMode << "' is unknown";
   if (getIntAttr(op, "antialias", 0))
     return nodeError(op) << "antialias is not supported";
@@ -118,10 +120,11 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
       }
       Value out = arith::FPToSIOp::create(
           b, loc, b.getI64Type(),
-          math::FloorOp::create(b, loc,
-                                arith::MulFOp::create(b, loc, toF64(b, loc, in), sc)));
+          math::FloorOp::create(
+              b, loc, arith::MulFOp::create(b, loc, toF64(b, loc, in), sc)));
       outSizes[d] = getAsOpFoldResult(
-          arith::IndexCastOp::create(b, loc, b.getIndexType(), out).getResult());
+          arith::IndexCastOp::create(b, loc, b.getIndexType(), out)
+              .getResult());
       scaleOf[d] = sc;
     } else {
       Value out;
@@ -135,11 +138,12 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
         outSizes[d] = b.getIndexAttr(size);
         out = arith::ConstantIndexOp::create(b, loc, size);
       } else {
-        out = arith::IndexCastOp::create(b, loc, b.getIndexType(), extracted(i));
+        out =
+            arith::IndexCastOp::create(b, loc, b.getIndexType(), extracted(i));
         outSizes[d] = out;
       }
-      scaleOf[d] = arith::DivFOp::create(b, loc, toF64(b, loc, out),
-                                         toF64(b, loc, in));
+      scaleOf[d] =
+          arith::DivFOp::create(b, loc, toF64(b, loc, out), toF64(b, loc, in));
     }
     resized[d] = true;
     inLen[d] = in;
@@ -165,8 +169,8 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
                   nb, l, zeroI, arith::MinSIOp::create(nb, l, i, last));
             };
             auto floorIndex = [&](Value v) -> Value {
-              Value i = arith::FPToSIOp::create(nb, l, nb.getI64Type(),
-                                                math::FloorOp::create(nb, l, v));
+              Value i = arith::FPToSIOp::create(
+                  nb, l, nb.getI64Type(), math::FloorOp::create(nb, l, v));
               return arith::IndexCastOp::create(nb, l, nb.getIndexType(), i);
             };
             // Per dimension: the source coordinate (f64) of the output index.
@@ -177,11 +181,13 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
                 continue;
               Value xo = toF64(nb, l, index[d]);
               Value s = scaleOf[d];
-              Value inF = toF64(nb, l, inLen[d]), outF = toF64(nb, l, outLen[d]);
+              Value inF = toF64(nb, l, inLen[d]),
+                    outF = toF64(nb, l, outLen[d]);
               Value half = f(0.5);
               Value hp = arith::SubFOp::create(
                   nb, l,
-                  arith::DivFOp::create(nb, l, arith::AddFOp::create(nb, l, xo, half), s),
+                  arith::DivFOp::create(
+                      nb, l, arith::AddFOp::create(nb, l, xo, half), s),
                   half);
               Value src;
               if (coord == "half_pixel") {
@@ -191,15 +197,16 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
                     nb, l, outF, arith::MulFOp::create(nb, l, s, inF));
                 Value center = arith::MulFOp::create(nb, l, inF, half);
                 Value offset = arith::MulFOp::create(
-                    nb, l, center, arith::SubFOp::create(nb, l, f(1.0), adjust));
+                    nb, l, center,
+                    arith::SubFOp::create(nb, l, f(1.0), adjust));
                 src = arith::AddFOp::create(nb, l, offset, hp);
               } else if (coord == "pytorch_half_pixel") {
-                Value big = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT,
-                                                  outF, f(1.0));
+                Value big = arith::CmpFOp::create(
+                    nb, l, arith::CmpFPredicate::OGT, outF, f(1.0));
                 src = arith::SelectOp::create(nb, l, big, hp, f(0.0));
               } else if (coord == "align_corners") {
-                Value one = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
-                                                  outF, f(1.0));
+                Value one = arith::CmpFOp::create(
+                    nb, l, arith::CmpFPredicate::OEQ, outF, f(1.0));
                 // The unrounded output length (input * scale), as ONNX
                 // defines it.
                 Value exact = arith::MulFOp::create(nb, l, inF, s);
@@ -207,7 +214,8 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
                     nb, l, arith::SubFOp::create(nb, l, inF, f(1.0)),
                     arith::SubFOp::create(nb, l, exact, f(1.0)));
                 src = arith::SelectOp::create(
-                    nb, l, one, f(0.0), arith::MulFOp::create(nb, l, xo, ratio));
+                    nb, l, one, f(0.0),
+                    arith::MulFOp::create(nb, l, xo, ratio));
               } else { // asymmetric
                 src = arith::DivFOp::create(nb, l, xo, s);
               }
@@ -224,16 +232,19 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
                 else if (nearestMode == "ceil")
                   r = math::CeilOp::create(nb, l, v);
                 else if (nearestMode == "round_prefer_ceil")
-                  r = math::FloorOp::create(nb, l, arith::AddFOp::create(nb, l, v, f(0.5)));
+                  r = math::FloorOp::create(
+                      nb, l, arith::AddFOp::create(nb, l, v, f(0.5)));
                 else // round_prefer_floor
-                  r = math::CeilOp::create(nb, l, arith::SubFOp::create(nb, l, v, f(0.5)));
+                  r = math::CeilOp::create(
+                      nb, l, arith::SubFOp::create(nb, l, v, f(0.5)));
                 Value i = arith::IndexCastOp::create(
                     nb, l, nb.getIndexType(),
                     arith::FPToSIOp::create(nb, l, nb.getI64Type(), r));
                 coords[d] = clampIndex(i, inLen[d]);
               }
               linalg::YieldOp::create(
-                  nb, l, tensor::ExtractOp::create(nb, l, x, coords).getResult());
+                  nb, l,
+                  tensor::ExtractOp::create(nb, l, x, coords).getResult());
               return;
             }
             // Linear: weights (1 - t, t) between floor and floor + 1 per
@@ -248,10 +259,12 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
               t[d] = arith::SubFOp::create(nb, l, source[d], fl);
               Value i0 = floorIndex(source[d]);
               lo[d] = clampIndex(i0, inLen[d]);
-              hi[d] = clampIndex(arith::AddIOp::create(nb, l, i0, oneI), inLen[d]);
+              hi[d] =
+                  clampIndex(arith::AddIOp::create(nb, l, i0, oneI), inLen[d]);
             }
             Value sum = f(0.0);
-            for (int64_t corner = 0; corner < (int64_t(1) << dims.size()); ++corner) {
+            for (int64_t corner = 0; corner < (int64_t(1) << dims.size());
+                 ++corner) {
               SmallVector<Value> coords(index);
               Value w = f(1.0);
               for (auto [j, d] : llvm::enumerate(dims)) {
@@ -259,14 +272,18 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
                 coords[d] = upper ? hi[d] : lo[d];
                 w = arith::MulFOp::create(
                     nb, l, w,
-                    upper ? t[d] : arith::SubFOp::create(nb, l, f(1.0), t[d]).getResult());
+                    upper ? t[d]
+                          : arith::SubFOp::create(nb, l, f(1.0), t[d])
+                                .getResult());
               }
               Value v = tensor::ExtractOp::create(nb, l, x, coords);
               v = arith::ExtFOp::create(nb, l, f64, v);
-              sum = arith::AddFOp::create(nb, l, sum, arith::MulFOp::create(nb, l, w, v));
+              sum = arith::AddFOp::create(nb, l, sum,
+                                          arith::MulFOp::create(nb, l, w, v));
             }
-            linalg::YieldOp::create(nb, l, arith::TruncFOp::create(nb, l, element, sum)
-                                              .getResult());
+            linalg::YieldOp::create(
+                nb, l,
+                arith::TruncFOp::create(nb, l, element, sum).getResult());
           })
           .getResult(0);
   if (result.getType() != op.getResult(0).getType() &&

@@ -38,8 +38,8 @@ Value entryAt(OpBuilder &b, Location loc, Value t,
 }
 
 Value clampIdx(OpBuilder &b, Location loc, Value v, Value lo, Value hi) {
-  return b.createOrFold<arith::MinSIOp>(loc, b.createOrFold<arith::MaxSIOp>(loc, v, lo),
-                                hi);
+  return b.createOrFold<arith::MinSIOp>(
+      loc, b.createOrFold<arith::MaxSIOp>(loc, v, lo), hi);
 }
 
 OpFoldResult foldIndex(Value v) {
@@ -159,16 +159,16 @@ LogicalResult convertRange(ONNXNodeOp op, OpBuilder &b,
   // n = max(ceil((limit - start) / delta), 0)
   Value count;
   if (auto f = dyn_cast<FloatType>(element)) {
-    Value q = arith::DivFOp::create(b, loc,
-                                    arith::SubFOp::create(b, loc, limit, start),
-                                    delta);
+    Value q = arith::DivFOp::create(
+        b, loc, arith::SubFOp::create(b, loc, limit, start), delta);
     Value c = math::CeilOp::create(b, loc, q);
     count = arith::FPToSIOp::create(b, loc, b.getI64Type(), c);
   } else {
     count = arith::CeilDivSIOp::create(
         b, loc, b.createOrFold<arith::SubIOp>(loc, limit, start), delta);
   }
-  Value n = b.createOrFold<arith::MaxSIOp>(loc, toIndex(b, loc, count), idx(b, loc, 0));
+  Value n = b.createOrFold<arith::MaxSIOp>(loc, toIndex(b, loc, count),
+                                           idx(b, loc, 0));
   // 0 … size-1 (a position table's range): the size itself, so that later
   // broadcasts see it equals the tensor dimension it came from.
   if (isa<IntegerType>(element)) {
@@ -176,8 +176,8 @@ LogicalResult convertRange(ONNXNodeOp op, OpBuilder &b,
     if (source.first && source.second >= 0)
       n = tensor::DimOp::create(b, loc, source.first, source.second);
   }
-  Value init = tensor::EmptyOp::create(b, loc, ArrayRef<OpFoldResult>{foldIndex(n)},
-                                       element);
+  Value init = tensor::EmptyOp::create(
+      b, loc, ArrayRef<OpFoldResult>{foldIndex(n)}, element);
   SmallVector<utils::IteratorType> par = {utils::IteratorType::parallel};
   results.push_back(
       linalg::GenericOp::create(
@@ -191,7 +191,8 @@ LogicalResult convertRange(ONNXNodeOp op, OpBuilder &b,
               v = arith::AddFOp::create(
                   nb, l, start,
                   arith::MulFOp::create(
-                      nb, l, arith::SIToFPOp::create(nb, l, element, iv), delta));
+                      nb, l, arith::SIToFPOp::create(nb, l, element, iv),
+                      delta));
             else
               v = arith::AddIOp::create(
                   nb, l, start,
@@ -224,8 +225,8 @@ LogicalResult convertShape(ONNXNodeOp op, OpBuilder &b,
   for (int64_t d = start; d < end; ++d)
     dims.push_back(arith::IndexCastOp::create(b, loc, b.getI64Type(),
                                               indexValue(b, loc, sizes[d])));
-  auto resultType = RankedTensorType::get(
-      {static_cast<int64_t>(dims.size())}, b.getI64Type());
+  auto resultType = RankedTensorType::get({static_cast<int64_t>(dims.size())},
+                                          b.getI64Type());
   results.push_back(tensor::FromElementsOp::create(b, loc, resultType, dims));
   return success();
 }
@@ -239,8 +240,8 @@ LogicalResult convertSize(ONNXNodeOp op, OpBuilder &b,
   Value x = *input;
   Value n = idx(b, loc, 1);
   for (OpFoldResult s : tensor::getMixedSizes(b, loc, x))
-    n = b.createOrFold<arith::MulIOp>(loc, n,
-                              getValueOrCreateConstantIndexOp(b, loc, s));
+    n = b.createOrFold<arith::MulIOp>(
+        loc, n, getValueOrCreateConstantIndexOp(b, loc, s));
   Value v = arith::IndexCastOp::create(b, loc, b.getI64Type(), n);
   results.push_back(tensor::FromElementsOp::create(
       b, loc, RankedTensorType::get({}, b.getI64Type()), v));
@@ -284,7 +285,8 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
       }
       if (!allowZero && static_cast<int64_t>(i) < type.getRank()) {
         Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-        Value isZero = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, zero);
+        Value isZero =
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, zero);
         v = arith::SelectOp::create(b, loc, isZero,
                                     indexValue(b, loc, inSizes[i]), v);
       }
@@ -293,9 +295,9 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
     }
     if (*c == 0 && !allowZero) {
       if (static_cast<int64_t>(i) >= type.getRank())
-        return nodeError(op) << "shape entry " << i
-                             << " is 0 (copy) but the input has rank "
-                             << type.getRank();
+        return nodeError(op)
+               << "shape entry " << i << " is 0 (copy) but the input has rank "
+               << type.getRank();
       sizes.push_back(inSizes[i]);
     } else if (*c == -1) {
       if (inferred >= 0)
@@ -318,10 +320,12 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
         continue;
       Value v = indexValue(b, loc, s);
       Value minusOne = arith::ConstantIndexOp::create(b, loc, -1);
-      Value isNeg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, minusOne);
-      others.push_back(arith::SelectOp::create(
-                           b, loc, isNeg, arith::ConstantIndexOp::create(b, loc, 1), v)
-                           .getResult());
+      Value isNeg =
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, minusOne);
+      others.push_back(
+          arith::SelectOp::create(b, loc, isNeg,
+                                  arith::ConstantIndexOp::create(b, loc, 1), v)
+              .getResult());
     }
     return arith::DivUIOp::create(b, loc, numel,
                                   indexValue(b, loc, product(b, loc, others)));
@@ -349,7 +353,8 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
       if (!knownSize.contains(j))
         return {};
       auto source = sizeSource(cast<Value>(size));
-      auto it = llvm::find_if(factors, [&](auto &f) { return f.first == source; });
+      auto it =
+          llvm::find_if(factors, [&](auto &f) { return f.first == source; });
       if (it == factors.end())
         return {};
       factors.erase(it);
@@ -372,7 +377,8 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
         others.push_back(s);
         allStatic &= getConstantIntValue(s).has_value();
       }
-    std::optional<int64_t> total = getConstantIntValue(product(b, loc, inSizes));
+    std::optional<int64_t> total =
+        getConstantIntValue(product(b, loc, inSizes));
     if (allStatic && total) {
       int64_t rest = *getConstantIntValue(product(b, loc, others));
       if (rest == 0 || *total % rest != 0)
@@ -391,8 +397,10 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
     if (!getConstantIntValue(s) && !knownSize.contains(i)) {
       Value v = cast<Value>(s);
       Value minusOne = arith::ConstantIndexOp::create(b, loc, -1);
-      Value isNeg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, minusOne);
-      sizes[i] = arith::SelectOp::create(b, loc, isNeg, resolve(i), v).getResult();
+      Value isNeg =
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, v, minusOne);
+      sizes[i] =
+          arith::SelectOp::create(b, loc, isNeg, resolve(i), v).getResult();
     }
   // The element count must be kept (a run-time shape can say otherwise).
   OpFoldResult outNumel = product(b, loc, sizes);
@@ -400,8 +408,8 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
                          outCount = getConstantIntValue(outNumel);
   if (inCount && outCount) {
     if (*inCount != *outCount)
-      return nodeError(op) << "cannot reshape " << *inCount
-                           << " elements into " << *outCount;
+      return nodeError(op) << "cannot reshape " << *inCount << " elements into "
+                           << *outCount;
   } else {
     Value ok = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
                                      indexValue(b, loc, outNumel), numel);
@@ -412,8 +420,7 @@ LogicalResult convertReshape(ONNXNodeOp op, OpBuilder &b,
             b, loc, ok,
             arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge,
                                   cast<Value>(size), zero));
-    emitCheck(op, b, ok,
-              "the shape does not keep the input's element count");
+    emitCheck(op, b, ok, "the shape does not keep the input's element count");
   }
   results.push_back(reshapeTo(b, loc, x, sizes));
   return success();
@@ -437,8 +444,8 @@ LogicalResult convertFlatten(ONNXNodeOp op, OpBuilder &b,
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outer(sizes.begin(), sizes.begin() + axis);
   SmallVector<OpFoldResult> inner(sizes.begin() + axis, sizes.end());
-  results.push_back(reshapeTo(
-      b, loc, x, {product(b, loc, outer), product(b, loc, inner)}));
+  results.push_back(
+      reshapeTo(b, loc, x, {product(b, loc, outer), product(b, loc, inner)}));
   return success();
 }
 
@@ -572,15 +579,16 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
   SmallVector<std::pair<int64_t, int64_t>> runtimeExpand; // (x dim, out dim)
   for (int64_t d = 0; d < rank; ++d) {
     int64_t si = d - (rank - n), xi = d - (rank - type.getRank());
-    std::optional<int64_t> s =
-        si >= 0 && constant ? std::optional<int64_t>((*constant)[si]) : std::nullopt;
+    std::optional<int64_t> s = si >= 0 && constant
+                                   ? std::optional<int64_t>((*constant)[si])
+                                   : std::nullopt;
     int64_t xs = xi >= 0 ? type.getDimSize(xi) : 1;
     if (si < 0) {
       outSizes.push_back(inSizes[xi]);
     } else if (s && *s != 1) {
       if (xs != 1 && !ShapedType::isDynamic(xs) && xs != *s)
-        return nodeError(op) << "cannot expand dimension of size " << xs
-                             << " to " << *s;
+        return nodeError(op)
+               << "cannot expand dimension of size " << xs << " to " << *s;
       outSizes.push_back(b.getIndexAttr(*s));
       if (ShapedType::isDynamic(xs))
         runtimeExpand.push_back({xi, d});
@@ -592,15 +600,14 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
       if (xi < 0 || xs == 1) {
         outSizes.push_back(v);
       } else {
-        Value one = b.createOrFold<arith::CmpIOp>(loc, arith::CmpIPredicate::eq, v,
-                                          idx(b, loc, 1));
-        outSizes.push_back(arith::SelectOp::create(
-                               b, loc, one,
-                               getValueOrCreateConstantIndexOp(b, loc, inSizes[xi]),
-                               v)
-                               .getResult());
-        if (ShapedType::isDynamic(xs) &&
-            sizeSource(v) != sizeSource(x, xi))
+        Value one = b.createOrFold<arith::CmpIOp>(loc, arith::CmpIPredicate::eq,
+                                                  v, idx(b, loc, 1));
+        outSizes.push_back(
+            arith::SelectOp::create(
+                b, loc, one,
+                getValueOrCreateConstantIndexOp(b, loc, inSizes[xi]), v)
+                .getResult());
+        if (ShapedType::isDynamic(xs) && sizeSource(v) != sizeSource(x, xi))
           runtimeExpand.push_back({xi, d});
       }
     }
@@ -627,12 +634,12 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
   SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, exprs, b.getContext()),
                                  b.getMultiDimIdentityMap(rank)};
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  results.push_back(linalg::GenericOp::create(
-                        b, loc, init.getType(), x, init, maps, par,
-                        [](OpBuilder &nb, Location l, ValueRange a) {
-                          linalg::YieldOp::create(nb, l, a[0]);
-                        })
-                        .getResult(0));
+  results.push_back(
+      linalg::GenericOp::create(b, loc, init.getType(), x, init, maps, par,
+                                [](OpBuilder &nb, Location l, ValueRange a) {
+                                  linalg::YieldOp::create(nb, l, a[0]);
+                                })
+          .getResult(0));
   return success();
 }
 
@@ -641,7 +648,8 @@ LogicalResult convertTile(ONNXNodeOp op, OpBuilder &b,
   Location loc = op.getLoc();
   Value x = op.getInputs()[0];
   auto type = rankedType(x);
-  std::optional<SmallVector<int64_t>> repeats = getConstantInts(op.getInputs()[1]);
+  std::optional<SmallVector<int64_t>> repeats =
+      getConstantInts(op.getInputs()[1]);
   if (!type || !repeats || (int64_t)repeats->size() != type.getRank())
     return nodeError(op) << "needs a ranked input and constant repeats, one "
                             "per dimension";
@@ -762,7 +770,8 @@ LogicalResult convertSplit(ONNXNodeOp op, OpBuilder &b,
       lengths.push_back(idx(b, loc, v));
   } else {
     // Equal parts (the last smaller when it does not divide, opset 18).
-    Value each = b.createOrFold<arith::CeilDivSIOp>(loc, dim, idx(b, loc, parts));
+    Value each =
+        b.createOrFold<arith::CeilDivSIOp>(loc, dim, idx(b, loc, parts));
     Value used = idx(b, loc, 0);
     for (int64_t i = 0; i < parts; ++i) {
       Value left = b.createOrFold<arith::SubIOp>(loc, dim, used);
@@ -782,10 +791,10 @@ LogicalResult convertSplit(ONNXNodeOp op, OpBuilder &b,
       return nodeError(op) << "split lengths sum to " << *t << ", the axis has "
                            << *n;
     if (!t || !n)
-      emitCheck(op, b,
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, total,
-                                      dim),
-                "split lengths do not sum to the size of the axis");
+      emitCheck(
+          op, b,
+          arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, total, dim),
+          "split lengths do not sum to the size of the axis");
     for (Value len : lengths)
       if (std::optional<int64_t> c = getConstantIntValue(len); c && *c < 0)
         return nodeError(op) << "split length " << *c << " is negative";
@@ -797,8 +806,8 @@ LogicalResult convertSplit(ONNXNodeOp op, OpBuilder &b,
     SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
     offsets[*axis] = foldIndex(offset);
     partSizes[*axis] = foldIndex(len);
-    results.push_back(tensor::ExtractSliceOp::create(b, loc, x, offsets,
-                                                     partSizes, strides));
+    results.push_back(
+        tensor::ExtractSliceOp::create(b, loc, x, offsets, partSizes, strides));
     offset = b.createOrFold<arith::AddIOp>(loc, offset, len);
   }
   return success();
@@ -837,7 +846,8 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "steps must be a constant";
 
   SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
-  SmallVector<Value> offsets(rank, idx(b, loc, 0)), strides(rank, idx(b, loc, 1));
+  SmallVector<Value> offsets(rank, idx(b, loc, 0)),
+      strides(rank, idx(b, loc, 1));
   SmallVector<OpFoldResult> outSizes(inSizes);
   for (int64_t i = 0; i < n; ++i) {
     FailureOr<int64_t> axis = normalizeAxis(op, axes[i], rank);
@@ -849,8 +859,8 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
     // Entries may be INT64_MAX/MIN: clamp before they meet arithmetic.
     auto bounded = [&](Value t, const std::optional<SmallVector<int64_t>> &c) {
       if (c) {
-        int64_t v = std::clamp<int64_t>((*c)[i], -(int64_t(1) << 62),
-                                        int64_t(1) << 62);
+        int64_t v =
+            std::clamp<int64_t>((*c)[i], -(int64_t(1) << 62), int64_t(1) << 62);
         return idx(b, loc, v);
       }
       return entryAt(b, loc, t, c, i);
@@ -859,7 +869,8 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
     Value start = bounded(starts, cStarts), end = bounded(ends, cEnds);
     Value zero = idx(b, loc, 0);
     auto wrap = [&](Value v) {
-      Value neg = b.createOrFold<arith::CmpIOp>(loc, arith::CmpIPredicate::slt, v, zero);
+      Value neg = b.createOrFold<arith::CmpIOp>(loc, arith::CmpIPredicate::slt,
+                                                v, zero);
       return b.createOrFold<arith::SelectOp>(
           loc, neg, b.createOrFold<arith::AddIOp>(loc, v, dim), v);
     };
@@ -895,11 +906,11 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
             for (int64_t d = 0; d < rank; ++d) {
               Value i = linalg::IndexOp::create(nb, l, d);
               coords.push_back(arith::AddIOp::create(
-                  nb, l, offsets[d], arith::MulIOp::create(nb, l, i, strides[d])));
+                  nb, l, offsets[d],
+                  arith::MulIOp::create(nb, l, i, strides[d])));
             }
-            linalg::YieldOp::create(nb, l,
-                                    tensor::ExtractOp::create(nb, l, x, coords)
-                                        .getResult());
+            linalg::YieldOp::create(
+                nb, l, tensor::ExtractOp::create(nb, l, x, coords).getResult());
           })
           .getResult(0);
   results.push_back(result);
@@ -929,12 +940,14 @@ LogicalResult convertTrilu(ONNXNodeOp op, OpBuilder &b,
         Value j = linalg::IndexOp::create(nb, l, rank - 1);
         Value diff = arith::SubIOp::create(nb, l, j, i);
         // upper keeps j - i >= k, lower keeps j - i <= k.
-        Value keep = arith::CmpIOp::create(
-            nb, l, upper ? arith::CmpIPredicate::sge : arith::CmpIPredicate::sle,
-            diff, k);
-        Value zero = element.isInteger(1)
-                         ? arith::ConstantOp::create(nb, l, nb.getBoolAttr(false))
-                         : scalarConstant(nb, l, element, 0);
+        Value keep = arith::CmpIOp::create(nb, l,
+                                           upper ? arith::CmpIPredicate::sge
+                                                 : arith::CmpIPredicate::sle,
+                                           diff, k);
+        Value zero =
+            element.isInteger(1)
+                ? arith::ConstantOp::create(nb, l, nb.getBoolAttr(false))
+                : scalarConstant(nb, l, element, 0);
         return arith::SelectOp::create(nb, l, keep, a[0], zero);
       });
   if (failed(result))
@@ -1001,9 +1014,11 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
       Value e = tensor::ExtractOp::create(
           b, loc, padsIn,
           ValueRange{arith::ConstantIndexOp::create(b, loc, side * n + i)});
-      slot = arith::IndexCastOp::create(b, loc, b.getIndexType(), e).getResult();
+      slot =
+          arith::IndexCastOp::create(b, loc, b.getIndexType(), e).getResult();
     }
-  SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x), outSizes;
+  SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x),
+                            outSizes;
   SmallVector<int64_t> shape;
   for (int64_t d = 0; d < rank; ++d) {
     std::optional<int64_t> in = getConstantIntValue(inSizes[d]),
@@ -1018,8 +1033,9 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
     }
     Value sum = arith::AddIOp::create(
         b, loc, getValueOrCreateConstantIndexOp(b, loc, inSizes[d]),
-        arith::AddIOp::create(b, loc, getValueOrCreateConstantIndexOp(b, loc, begin[d]),
-                              getValueOrCreateConstantIndexOp(b, loc, endPad[d])));
+        arith::AddIOp::create(
+            b, loc, getValueOrCreateConstantIndexOp(b, loc, begin[d]),
+            getValueOrCreateConstantIndexOp(b, loc, endPad[d])));
     outSizes.push_back(sum);
     shape.push_back(ShapedType::kDynamic);
   }
@@ -1055,34 +1071,40 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
             for (int64_t d = 0; d < rank; ++d) {
               Value i = arith::SubIOp::create(
                   nb, l, linalg::IndexOp::create(nb, l, d), beginV[d]);
-              Value len = lenV[d], last = arith::SubIOp::create(nb, l, len, one);
+              Value len = lenV[d],
+                    last = arith::SubIOp::create(nb, l, len, one);
               if (mode == "constant") {
-                Value ge = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sge, i, zero);
-                Value lt = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, i, len);
+                Value ge = arith::CmpIOp::create(
+                    nb, l, arith::CmpIPredicate::sge, i, zero);
+                Value lt = arith::CmpIOp::create(
+                    nb, l, arith::CmpIPredicate::slt, i, len);
                 inside = arith::AndIOp::create(
                     nb, l, inside, arith::AndIOp::create(nb, l, ge, lt));
                 // Any in-range index for the (discarded) read outside.
-                i = arith::MaxSIOp::create(nb, l, zero,
-                                           arith::MinSIOp::create(nb, l, i, last));
+                i = arith::MaxSIOp::create(
+                    nb, l, zero, arith::MinSIOp::create(nb, l, i, last));
               } else if (mode == "edge") {
-                i = arith::MaxSIOp::create(nb, l, zero,
-                                           arith::MinSIOp::create(nb, l, i, last));
+                i = arith::MaxSIOp::create(
+                    nb, l, zero, arith::MinSIOp::create(nb, l, i, last));
               } else if (mode == "wrap") {
                 Value r = arith::RemSIOp::create(nb, l, i, len);
-                Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, r, zero);
-                i = arith::SelectOp::create(nb, l, neg,
-                                            arith::AddIOp::create(nb, l, r, len), r);
+                Value neg = arith::CmpIOp::create(
+                    nb, l, arith::CmpIPredicate::slt, r, zero);
+                i = arith::SelectOp::create(
+                    nb, l, neg, arith::AddIOp::create(nb, l, r, len), r);
               } else { // reflect, period 2(len - 1), no edge repeat
                 Value period = arith::MulIOp::create(
                     nb, l, last, arith::ConstantIndexOp::create(nb, l, 2));
                 Value safe = arith::MaxSIOp::create(nb, l, period, one);
                 Value r = arith::RemSIOp::create(nb, l, i, safe);
-                Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt, r, zero);
-                r = arith::SelectOp::create(nb, l, neg,
-                                            arith::AddIOp::create(nb, l, r, safe), r);
-                Value over = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sgt, r, last);
-                i = arith::SelectOp::create(nb, l, over,
-                                            arith::SubIOp::create(nb, l, period, r), r);
+                Value neg = arith::CmpIOp::create(
+                    nb, l, arith::CmpIPredicate::slt, r, zero);
+                r = arith::SelectOp::create(
+                    nb, l, neg, arith::AddIOp::create(nb, l, r, safe), r);
+                Value over = arith::CmpIOp::create(
+                    nb, l, arith::CmpIPredicate::sgt, r, last);
+                i = arith::SelectOp::create(
+                    nb, l, over, arith::SubIOp::create(nb, l, period, r), r);
                 // A dimension of size 1 reflects onto itself.
                 i = arith::MinSIOp::create(nb, l, i, last);
               }
@@ -1095,7 +1117,8 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
           })
           .getResult(0);
   if (y.getType() != RankedTensorType::get(shape, type.getElementType()))
-    y = tensor::CastOp::create(b, loc, RankedTensorType::get(shape, type.getElementType()), y);
+    y = tensor::CastOp::create(
+        b, loc, RankedTensorType::get(shape, type.getElementType()), y);
   results.push_back(y);
   return success();
 }

@@ -130,8 +130,9 @@ Value mlir::qopt::onnx::castScalar(OpBuilder &b, Location loc, Value value,
   if (fromFloat)
     return arith::FPToSIOp::create(b, loc, to, value);
   if (toFloat) // bool converts as 0/1
-    return from.isInteger(1) ? Value(arith::UIToFPOp::create(b, loc, to, value))
-                             : Value(arith::SIToFPOp::create(b, loc, to, value));
+    return from.isInteger(1)
+               ? Value(arith::UIToFPOp::create(b, loc, to, value))
+               : Value(arith::SIToFPOp::create(b, loc, to, value));
   unsigned fromBits = from.getIntOrFloatBitWidth();
   unsigned toBits = to.getIntOrFloatBitWidth();
   if (fromBits < toBits)
@@ -140,13 +141,12 @@ Value mlir::qopt::onnx::castScalar(OpBuilder &b, Location loc, Value value,
   return arith::TruncIOp::create(b, loc, to, value);
 }
 
-
 FailureOr<int64_t> mlir::qopt::onnx::normalizeAxis(ONNXNodeOp op, int64_t axis,
                                                    int64_t rank,
                                                    StringRef what) {
   if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
-    return nodeError(op) << what << " " << axis
-                         << " is out of range for rank " << rank;
+    return nodeError(op) << what << " " << axis << " is out of range for rank "
+                         << rank;
   return axis < 0 ? axis + rank : axis;
 }
 
@@ -183,9 +183,9 @@ LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
   if (values && staticSize) {
     for (int64_t v : *values)
       if (v < -*staticSize || v >= *staticSize)
-        return nodeError(op) << what << " is " << v << ", out of range (valid: "
-                             << -*staticSize << " to " << *staticSize - 1
-                             << ")";
+        return nodeError(op) << what << " is " << v
+                             << ", out of range (valid: " << -*staticSize
+                             << " to " << *staticSize - 1 << ")";
     return success();
   }
   auto type = cast<RankedTensorType>(indices.getType());
@@ -203,10 +203,9 @@ LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
   int64_t minValue = width >= 64 ? std::numeric_limits<int64_t>::min()
                                  : -(int64_t(1) << (width - 1));
   int64_t rank = type.getRank();
-  SmallVector<AffineMap> maps = {
-      b.getMultiDimIdentityMap(rank),
-      AffineMap::get(rank, 0, {}, b.getContext()),
-      AffineMap::get(rank, 0, {}, b.getContext())};
+  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
+                                 AffineMap::get(rank, 0, {}, b.getContext()),
+                                 AffineMap::get(rank, 0, {}, b.getContext())};
   SmallVector<utils::IteratorType> iterators(rank,
                                              utils::IteratorType::reduction);
   auto reduce = linalg::GenericOp::create(
@@ -237,9 +236,10 @@ LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
   return success();
 }
 
-LogicalResult mlir::qopt::onnx::checkSizesWithin(
-    ONNXNodeOp op, OpBuilder &b, ArrayRef<OpFoldResult> inner,
-    ArrayRef<OpFoldResult> outer, std::optional<int64_t> skip) {
+LogicalResult mlir::qopt::onnx::checkSizesWithin(ONNXNodeOp op, OpBuilder &b,
+                                                 ArrayRef<OpFoldResult> inner,
+                                                 ArrayRef<OpFoldResult> outer,
+                                                 std::optional<int64_t> skip) {
   Location loc = op.getLoc();
   for (auto [d, pair] : llvm::enumerate(llvm::zip(inner, outer))) {
     if (skip && static_cast<int64_t>(d) == *skip)
@@ -249,15 +249,16 @@ LogicalResult mlir::qopt::onnx::checkSizesWithin(
                            c = getConstantIntValue(out);
     if (a && c) {
       if (*a > *c)
-        return nodeError(op) << "dimension " << d << " of the indices ("
-                             << *a << ") exceeds the data's (" << *c << ")";
+        return nodeError(op) << "dimension " << d << " of the indices (" << *a
+                             << ") exceeds the data's (" << *c << ")";
       continue;
     }
-    emitCheck(op, b,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
-                                    getValueOrCreateConstantIndexOp(b, loc, in),
-                                    getValueOrCreateConstantIndexOp(b, loc, out)),
-              "dimension " + Twine(d) + " of the indices exceeds the data's");
+    emitCheck(
+        op, b,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sle,
+                              getValueOrCreateConstantIndexOp(b, loc, in),
+                              getValueOrCreateConstantIndexOp(b, loc, out)),
+        "dimension " + Twine(d) + " of the indices exceeds the data's");
   }
   return success();
 }
@@ -318,7 +319,8 @@ DimSource dimSource(Value v, int64_t dim, unsigned depth = 0) {
     if (static_cast<int64_t>(concat.getDim()) != dim)
       return dimSource(concat.getInputs().front(), dim, depth + 1);
   if (auto dps = dyn_cast<DestinationStyleOpInterface>(def))
-    if (auto result = dyn_cast<OpResult>(v); result && dps.hasPureTensorSemantics())
+    if (auto result = dyn_cast<OpResult>(v);
+        result && dps.hasPureTensorSemantics())
       return dimSource(dps.getDpsInits()[result.getResultNumber()], dim,
                        depth + 1);
   if (auto empty = dyn_cast<tensor::EmptyOp>(def))
@@ -342,8 +344,7 @@ DimSource dimSource(Value v, int64_t dim, unsigned depth = 0) {
     if (ifOp->hasAttr(kRuntimeBroadcast))
       return dimSource(ifOp.thenYield().getOperand(0), dim, depth + 1);
   if (auto reshape = dyn_cast<tensor::ReshapeOp>(def))
-    if (auto shape =
-            reshape.getShape().getDefiningOp<tensor::FromElementsOp>())
+    if (auto shape = reshape.getShape().getDefiningOp<tensor::FromElementsOp>())
       return scalarSource(shape.getElements()[dim], depth + 1);
   return {v, dim};
 }
@@ -367,8 +368,7 @@ DimSource scalarSource(Value v, unsigned depth) {
   Operation *def = v.getDefiningOp();
   if (isa_and_present<arith::SubIOp, arith::DivSIOp, arith::DivUIOp,
                       arith::CeilDivSIOp, arith::CeilDivUIOp>(def) &&
-      isConstant(def->getOperand(1),
-                 isa<arith::SubIOp>(def) ? 0 : 1))
+      isConstant(def->getOperand(1), isa<arith::SubIOp>(def) ? 0 : 1))
     return scalarSource(def->getOperand(0), depth + 1);
   if (isa_and_present<arith::AddIOp, arith::MulIOp>(def))
     for (int k = 0; k < 2; ++k)
@@ -448,12 +448,12 @@ std::pair<Value, int64_t> mlir::qopt::onnx::sizeSource(Value size) {
 }
 
 std::pair<Value, int64_t> mlir::qopt::onnx::sizeSource(Value shaped,
-                                                      int64_t dim) {
+                                                       int64_t dim) {
   return dimSource(shaped, dim);
 }
 
 Value mlir::qopt::onnx::isSizeOrOne(OpBuilder &b, Location loc, Value size,
-                                   Value target) {
+                                    Value target) {
   Value one = arith::ConstantIndexOp::create(b, loc, 1);
   return arith::OrIOp::create(
       b, loc,
@@ -462,7 +462,7 @@ Value mlir::qopt::onnx::isSizeOrOne(OpBuilder &b, Location loc, Value size,
 }
 
 Value mlir::qopt::onnx::expandAtRunTime(OpBuilder &b, Location loc, Value x,
-                                       int64_t i, Value target) {
+                                        int64_t i, Value target) {
   auto type = cast<RankedTensorType>(x.getType());
   // Callers have checked that the size is the target's or 1, so the operand
   // expands exactly when the two differ. Written this way the condition
@@ -495,13 +495,12 @@ Value mlir::qopt::onnx::expandAtRunTime(OpBuilder &b, Location loc, Value x,
             tb.getMultiDimIdentityMap(type.getRank())};
         SmallVector<utils::IteratorType> par(type.getRank(),
                                              utils::IteratorType::parallel);
-        Value expanded =
-            linalg::GenericOp::create(
-                tb, l, init.getType(), single, init, maps, par,
-                [](OpBuilder &gb, Location gl, ValueRange a) {
-                  linalg::YieldOp::create(gb, gl, a[0]);
-                })
-                .getResult(0);
+        Value expanded = linalg::GenericOp::create(
+                             tb, l, init.getType(), single, init, maps, par,
+                             [](OpBuilder &gb, Location gl, ValueRange a) {
+                               linalg::YieldOp::create(gb, gl, a[0]);
+                             })
+                             .getResult(0);
         if (expanded.getType() != type)
           expanded = tensor::CastOp::create(tb, l, type, expanded);
         scf::YieldOp::create(tb, l, expanded);
@@ -519,8 +518,7 @@ FailureOr<Value> mlir::qopt::onnx::buildElementwise(
   for (Value v : inputs) {
     auto type = dyn_cast<RankedTensorType>(v.getType());
     if (!type)
-      return nodeError(op) << "needs ranked tensor inputs, got "
-                           << v.getType();
+      return nodeError(op) << "needs ranked tensor inputs, got " << v.getType();
     rank = std::max(rank, type.getRank());
   }
   SmallVector<Value> operands(inputs.begin(), inputs.end());
@@ -553,8 +551,7 @@ FailureOr<Value> mlir::qopt::onnx::buildElementwise(
       size = s;
     }
     auto dimOf = [&](std::pair<unsigned, int64_t> entry) -> Value {
-      return tensor::DimOp::create(b, loc, operands[entry.first],
-                                   entry.second);
+      return tensor::DimOp::create(b, loc, operands[entry.first], entry.second);
     };
     auto message = [&]() {
       return ("operands cannot be broadcast together: dimension " + Twine(d) +
@@ -594,8 +591,8 @@ FailureOr<Value> mlir::qopt::onnx::buildElementwise(
       Value one = arith::ConstantIndexOp::create(b, loc, 1);
       for (auto entry : undecided) {
         Value s = dimOf(entry);
-        Value isOne =
-            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, result, one);
+        Value isOne = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                            result, one);
         result = arith::SelectOp::create(b, loc, isOne, s, result);
       }
       SmallVector<std::pair<unsigned, int64_t>> checked = {dynamic[0]};
@@ -619,10 +616,10 @@ FailureOr<Value> mlir::qopt::onnx::buildElementwise(
   for (auto [n, dims] : llvm::enumerate(runtimeBroadcast))
     for (int64_t i : dims) {
       auto type = cast<RankedTensorType>(operands[n].getType());
-      operands[n] = expandAtRunTime(
-          b, loc, operands[n], i,
-          getValueOrCreateConstantIndexOp(
-              b, loc, sizes[i + (rank - type.getRank())]));
+      operands[n] =
+          expandAtRunTime(b, loc, operands[n], i,
+                          getValueOrCreateConstantIndexOp(
+                              b, loc, sizes[i + (rank - type.getRank())]));
     }
 
   SmallVector<AffineMap> maps;
@@ -663,8 +660,7 @@ Value mlir::qopt::onnx::reshapeTo(OpBuilder &b, Location loc, Value value,
   auto resultType = RankedTensorType::get(staticSizes, type.getElementType());
   // A no-op only when every size provably stays: equal types alone say
   // nothing about dynamic sizes (`?x?` can become a different `?x?`).
-  if (resultType == type &&
-      llvm::all_of(llvm::enumerate(sizes), [&](auto it) {
+  if (resultType == type && llvm::all_of(llvm::enumerate(sizes), [&](auto it) {
         auto [i, s] = it;
         if (!type.isDynamicDim(i))
           return true;
@@ -677,8 +673,8 @@ Value mlir::qopt::onnx::reshapeTo(OpBuilder &b, Location loc, Value value,
                *index == static_cast<int64_t>(i);
       }))
     return value;
-  auto shapeType = RankedTensorType::get(
-      {static_cast<int64_t>(dims.size())}, b.getIndexType());
+  auto shapeType = RankedTensorType::get({static_cast<int64_t>(dims.size())},
+                                         b.getIndexType());
   Value shape = tensor::FromElementsOp::create(b, loc, shapeType, dims);
   return tensor::ReshapeOp::create(b, loc, resultType, value, shape);
 }
@@ -696,7 +692,8 @@ Value mlir::qopt::onnx::fromAccumulator(OpBuilder &b, Location loc, Value acc,
   int64_t rank = type.getRank();
   SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, acc), element);
+  Value init = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, acc), element);
   return linalg::GenericOp::create(
              b, loc, init.getType(), acc, init, maps, par,
              [&](OpBuilder &nb, Location l, ValueRange a) {

@@ -9,8 +9,8 @@
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/Support/MathExtras.h"
 
-#include <cmath>
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include <cmath>
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_CONVERTQOPTTOLINALGPASS
@@ -22,11 +22,9 @@ using namespace mlir::qopt;
 
 namespace {
 
-
 Value f32Const(OpBuilder &b, Location loc, double v) {
   return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
 }
-
 
 int64_t normalizedAxis(int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
@@ -43,15 +41,16 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
     double eps = op.getEpsilon().convertToDouble();
     // y = x / sqrt(mean(x^2) + eps) * gamma
     Value ms = createRowMean(rewriter, loc, x, axis, {},
-                       [](OpBuilder &b, Location l, Value v, ValueRange) {
-                         return Value(arith::MulFOp::create(b, l, v, v));
-                       });
-    Value y = createNormalizedRows(rewriter, loc, x, axis, ms, op.getGamma(), Value(),
-                     [&](OpBuilder &b, Location l, Value v, ValueRange s) {
-                       Value d = math::SqrtOp::create(
-                           b, l, arith::AddFOp::create(b, l, s[0], f32Const(b, l, eps)));
-                       return Value(arith::DivFOp::create(b, l, v, d));
-                     });
+                             [](OpBuilder &b, Location l, Value v, ValueRange) {
+                               return Value(arith::MulFOp::create(b, l, v, v));
+                             });
+    Value y = createNormalizedRows(
+        rewriter, loc, x, axis, ms, op.getGamma(), Value(),
+        [&](OpBuilder &b, Location l, Value v, ValueRange s) {
+          Value d = math::SqrtOp::create(
+              b, l, arith::AddFOp::create(b, l, s[0], f32Const(b, l, eps)));
+          return Value(arith::DivFOp::create(b, l, v, d));
+        });
     rewriter.replaceOp(op, y);
     return success();
   }
@@ -67,23 +66,23 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
     // Two passes (mean, then the mean of squared deviations) for accuracy.
-    Value mean = createRowMean(rewriter, loc, x, axis, {},
-                         [](OpBuilder &, Location, Value v, ValueRange) {
-                           return v;
-                         });
-    Value var = createRowMean(rewriter, loc, x, axis, mean,
-                        [](OpBuilder &b, Location l, Value v, ValueRange s) {
-                          Value d = arith::SubFOp::create(b, l, v, s[0]);
-                          return Value(arith::MulFOp::create(b, l, d, d));
-                        });
-    Value y = createNormalizedRows(rewriter, loc, x, axis, {mean, var}, op.getGamma(),
-                     op.getBeta(),
-                     [&](OpBuilder &b, Location l, Value v, ValueRange s) {
-                       Value d = math::SqrtOp::create(
-                           b, l, arith::AddFOp::create(b, l, s[1], f32Const(b, l, eps)));
-                       return Value(arith::DivFOp::create(
-                           b, l, arith::SubFOp::create(b, l, v, s[0]), d));
-                     });
+    Value mean = createRowMean(
+        rewriter, loc, x, axis, {},
+        [](OpBuilder &, Location, Value v, ValueRange) { return v; });
+    Value var =
+        createRowMean(rewriter, loc, x, axis, mean,
+                      [](OpBuilder &b, Location l, Value v, ValueRange s) {
+                        Value d = arith::SubFOp::create(b, l, v, s[0]);
+                        return Value(arith::MulFOp::create(b, l, d, d));
+                      });
+    Value y = createNormalizedRows(
+        rewriter, loc, x, axis, {mean, var}, op.getGamma(), op.getBeta(),
+        [&](OpBuilder &b, Location l, Value v, ValueRange s) {
+          Value d = math::SqrtOp::create(
+              b, l, arith::AddFOp::create(b, l, s[1], f32Const(b, l, eps)));
+          return Value(arith::DivFOp::create(
+              b, l, arith::SubFOp::create(b, l, v, s[0]), d));
+        });
     rewriter.replaceOp(op, y);
     return success();
   }
@@ -119,8 +118,8 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
     dataExprs.push_back(d + 1 == rank ? b.getAffineDimExpr(d).floorDiv(perByte)
                                       : b.getAffineDimExpr(d));
   SmallVector<Value> inputs = {parts.getData(), parts.getScales()};
-  SmallVector<AffineMap> maps = {AffineMap::get(rank, 0, dataExprs, b.getContext()),
-                                 *smap};
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(rank, 0, dataExprs, b.getContext()), *smap};
   if (Value zp = parts.getZeroPoints()) {
     inputs.push_back(zp);
     maps.push_back(*smap);
@@ -137,7 +136,8 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
              [&](OpBuilder &nb, Location l, ValueRange a) {
                Type i32 = nb.getI32Type();
                auto c = [&](int64_t v) {
-                 return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+                 return arith::ConstantOp::create(nb, l,
+                                                  nb.getI32IntegerAttr(v))
                      .getResult();
                };
                // The element's bits within its byte (little-endian).
@@ -145,7 +145,8 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
                Value within = arith::RemUIOp::create(
                    nb, l, k, arith::ConstantIndexOp::create(nb, l, perByte));
                Value shift = arith::MulIOp::create(
-                   nb, l, arith::IndexCastOp::create(nb, l, i32, within), c(bits));
+                   nb, l, arith::IndexCastOp::create(nb, l, i32, within),
+                   c(bits));
                Value byte = arith::ExtUIOp::create(nb, l, i32, a[0]);
                Value code = arith::AndIOp::create(
                    nb, l, arith::ShRUIOp::create(nb, l, byte, shift),
@@ -160,10 +161,10 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
                  const auto &codes = ::qopt::nf4CodeTable();
                  value = f32Const(nb, l, codes[0]);
                  for (int i = 1; i < 16; ++i) {
-                   Value is = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
-                                                    code, c(i));
-                   value = arith::SelectOp::create(nb, l, is, f32Const(nb, l, codes[i]),
-                                                   value);
+                   Value is = arith::CmpIOp::create(
+                       nb, l, arith::CmpIPredicate::eq, code, c(i));
+                   value = arith::SelectOp::create(
+                       nb, l, is, f32Const(nb, l, codes[i]), value);
                  }
                } else {
                  Value zp = c(0);
@@ -192,7 +193,8 @@ struct LowerDequantize : OpRewritePattern<DequantizeOp> {
       return rewriter.notifyMatchFailure(op, "format not lowered yet");
     Value result = *w;
     if (result.getType() != op.getType())
-      result = tensor::CastOp::create(rewriter, op.getLoc(), op.getType(), result);
+      result =
+          tensor::CastOp::create(rewriter, op.getLoc(), op.getType(), result);
     rewriter.replaceOp(op, result);
     return success();
   }
@@ -206,9 +208,8 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     if (isa<QTensorType>(op.getWeight().getType())) {
       // Dequantize the weight, then the float product (a fused dequant-GEMM
       // kernel replaces this on the fast paths).
-      FailureOr<Value> w =
-          dequantize(rewriter, loc, op.getWeight(),
-                     op.getInput().getType().getElementType());
+      FailureOr<Value> w = dequantize(rewriter, loc, op.getWeight(),
+                                      op.getInput().getType().getElementType());
       if (failed(w))
         return rewriter.notifyMatchFailure(op, "weight format not lowered yet");
       rewriter.modifyOpInPlace(op, [&] { op.getWeightMutable().assign(*w); });
@@ -223,12 +224,14 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     if (Value bias = op.getBias()) {
       SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, x);
       sizes.back() = tensor::getMixedSizes(rewriter, loc, op.getWeight())[0];
-      Value empty = tensor::EmptyOp::create(rewriter, loc, sizes,
-                                            xType.getElementType());
-      AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
-                                      rewriter.getContext());
-      init = createElementwise(rewriter, loc, empty, bias, last,
-                            [](OpBuilder &, Location, ValueRange a) { return a[0]; });
+      Value empty =
+          tensor::EmptyOp::create(rewriter, loc, sizes, xType.getElementType());
+      AffineMap last =
+          AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
+                         rewriter.getContext());
+      init = createElementwise(
+          rewriter, loc, empty, bias, last,
+          [](OpBuilder &, Location, ValueRange a) { return a[0]; });
     }
     Value y = createContractLast(rewriter, loc, x, op.getWeight(), init);
     if (y.getType() != op.getType())
@@ -251,22 +254,23 @@ struct LowerSmooth : OpRewritePattern<SmoothOp> {
         AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(axis)},
                        rewriter.getContext()),
         rewriter.getMultiDimIdentityMap(rank)};
-    Value init = tensor::EmptyOp::create(rewriter, loc, tensor::getMixedSizes(rewriter, loc, x),
-                                         op.getInput().getType().getElementType());
+    Value init = tensor::EmptyOp::create(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, x),
+        op.getInput().getType().getElementType());
     SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-    Value y = linalg::GenericOp::create(
-                  rewriter, loc, init.getType(), ValueRange{x, op.getScale()},
-                  init, maps, par,
-                  [](OpBuilder &b, Location l, ValueRange a) {
-                    linalg::YieldOp::create(
-                        b, l, arith::DivFOp::create(b, l, a[0], a[1]).getResult());
-                  })
-                  .getResult(0);
+    Value y =
+        linalg::GenericOp::create(
+            rewriter, loc, init.getType(), ValueRange{x, op.getScale()}, init,
+            maps, par,
+            [](OpBuilder &b, Location l, ValueRange a) {
+              linalg::YieldOp::create(
+                  b, l, arith::DivFOp::create(b, l, a[0], a[1]).getResult());
+            })
+            .getResult(0);
     rewriter.replaceOp(op, y);
     return success();
   }
 };
-
 
 /// A transposed copy of a 2-D tensor.
 Value transpose2D(OpBuilder &b, Location loc, Value m) {
@@ -283,7 +287,8 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
   LogicalResult matchAndRewrite(LoRAOp op,
                                 PatternRewriter &rewriter) const override {
     if (!isa<RankedTensorType>(op.getWeight().getType()))
-      return rewriter.notifyMatchFailure(op, "quantized weights not lowered yet");
+      return rewriter.notifyMatchFailure(op,
+                                         "quantized weights not lowered yet");
     Location loc = op.getLoc();
     Value x = op.getInput();
     Type element = op.getInput().getType().getElementType();
@@ -293,13 +298,14 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
     // z = x A^T (inference: dropout is the identity), then gate, middle.
     Value z = createContractLast(rewriter, loc, x, op.getLoraA(), Value());
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
-    AffineMap last = AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(rank - 1)},
-                                    rewriter.getContext());
+    AffineMap last = AffineMap::get(
+        rank, 0, {rewriter.getAffineDimExpr(rank - 1)}, rewriter.getContext());
     if (Value gate = op.getGate())
       z = createElementwise(rewriter, loc, z, {z, gate}, {id, last},
-                         [](OpBuilder &b, Location l, ValueRange a) {
-                           return Value(arith::MulFOp::create(b, l, a[0], a[1]));
-                         });
+                            [](OpBuilder &b, Location l, ValueRange a) {
+                              return Value(
+                                  arith::MulFOp::create(b, l, a[0], a[1]));
+                            });
     if (Value middle = op.getMiddle())
       z = createContractLast(rewriter, loc, z, middle, Value());
     Value branch = createContractLast(rewriter, loc, z, op.getLoraB(), Value());
@@ -313,18 +319,22 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
         AffineMap row = AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
                                        rewriter.getContext());
         a = createElementwise(rewriter, loc, a, {a, gate}, {id2, row},
-                           [](OpBuilder &b, Location l, ValueRange v) {
-                             return Value(arith::MulFOp::create(b, l, v[0], v[1]));
-                           });
+                              [](OpBuilder &b, Location l, ValueRange v) {
+                                return Value(
+                                    arith::MulFOp::create(b, l, v[0], v[1]));
+                              });
       }
-      // (M g A) as r x K, then B (r x K) -> N x K via createContractLast(B, (MgA)^T).
+      // (M g A) as r x K, then B (r x K) -> N x K via createContractLast(B,
+      // (MgA)^T).
       Value mga = a;
       if (Value middle = op.getMiddle())
-        mga = createContractLast(rewriter, loc, transpose2D(rewriter, loc, a), middle,
-                           Value()); // K x r = (M gA)^T
+        mga = createContractLast(rewriter, loc, transpose2D(rewriter, loc, a),
+                                 middle,
+                                 Value()); // K x r = (M gA)^T
       else
         mga = transpose2D(rewriter, loc, a); // K x r
-      Value ba = createContractLast(rewriter, loc, op.getLoraB(), mga, Value()); // N x K
+      Value ba = createContractLast(rewriter, loc, op.getLoraB(), mga,
+                                    Value()); // N x K
       Value w = op.getWeight();
       AffineMap id2 = rewriter.getMultiDimIdentityMap(2);
       Value merged = createElementwise(
@@ -334,25 +344,28 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
                 b, l, v[0], arith::MulFOp::create(b, l, v[1], scale)));
           });
       // Row norms of W'.
-      SmallVector<OpFoldResult> n = {tensor::getMixedSizes(rewriter, loc, w)[0]};
+      SmallVector<OpFoldResult> n = {
+          tensor::getMixedSizes(rewriter, loc, w)[0]};
       Value zero = arith::ConstantOp::create(rewriter, loc,
                                              rewriter.getZeroAttr(element));
-      Value norms = linalg::FillOp::create(
-                        rewriter, loc, zero,
-                        tensor::EmptyOp::create(rewriter, loc, n, element).getResult())
-                        .getResult(0);
-      SmallVector<AffineMap> nmaps = {id2,
-                                      AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
-                                                     rewriter.getContext())};
-      norms = linalg::GenericOp::create(
-                  rewriter, loc, norms.getType(), merged, norms, nmaps,
-                  {utils::IteratorType::parallel, utils::IteratorType::reduction},
-                  [](OpBuilder &b, Location l, ValueRange v) {
-                    Value sq = arith::MulFOp::create(b, l, v[0], v[0]);
-                    linalg::YieldOp::create(
-                        b, l, arith::AddFOp::create(b, l, v[1], sq).getResult());
-                  })
-                  .getResult(0);
+      Value norms =
+          linalg::FillOp::create(
+              rewriter, loc, zero,
+              tensor::EmptyOp::create(rewriter, loc, n, element).getResult())
+              .getResult(0);
+      SmallVector<AffineMap> nmaps = {
+          id2, AffineMap::get(2, 0, {rewriter.getAffineDimExpr(0)},
+                              rewriter.getContext())};
+      norms =
+          linalg::GenericOp::create(
+              rewriter, loc, norms.getType(), merged, norms, nmaps,
+              {utils::IteratorType::parallel, utils::IteratorType::reduction},
+              [](OpBuilder &b, Location l, ValueRange v) {
+                Value sq = arith::MulFOp::create(b, l, v[0], v[0]);
+                linalg::YieldOp::create(
+                    b, l, arith::AddFOp::create(b, l, v[1], sq).getResult());
+              })
+              .getResult(0);
       Value bias = op.getBias();
       SmallVector<Value> inputs = {base, branch, magnitude, norms};
       SmallVector<AffineMap> maps = {id, id, last, last};
@@ -360,17 +373,18 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
         inputs.push_back(bias);
         maps.push_back(last);
       }
-      y = createElementwise(rewriter, loc, base, inputs, maps,
-                         [&](OpBuilder &b, Location l, ValueRange v) {
-                           Value sum = arith::AddFOp::create(
-                               b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
-                           Value factor = arith::DivFOp::create(
-                               b, l, v[2], math::SqrtOp::create(b, l, v[3]));
-                           Value out = arith::MulFOp::create(b, l, sum, factor);
-                           if (v.size() > 4)
-                             out = arith::AddFOp::create(b, l, out, v[4]);
-                           return out;
-                         });
+      y = createElementwise(
+          rewriter, loc, base, inputs, maps,
+          [&](OpBuilder &b, Location l, ValueRange v) {
+            Value sum = arith::AddFOp::create(
+                b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
+            Value factor = arith::DivFOp::create(
+                b, l, v[2], math::SqrtOp::create(b, l, v[3]));
+            Value out = arith::MulFOp::create(b, l, sum, factor);
+            if (v.size() > 4)
+              out = arith::AddFOp::create(b, l, out, v[4]);
+            return out;
+          });
     } else {
       SmallVector<Value> inputs = {base, branch};
       SmallVector<AffineMap> maps = {id, id};
@@ -379,13 +393,14 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
         maps.push_back(last);
       }
       y = createElementwise(rewriter, loc, base, inputs, maps,
-                         [&](OpBuilder &b, Location l, ValueRange v) {
-                           Value out = arith::AddFOp::create(
-                               b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
-                           if (v.size() > 2)
-                             out = arith::AddFOp::create(b, l, out, v[2]);
-                           return out;
-                         });
+                            [&](OpBuilder &b, Location l, ValueRange v) {
+                              Value out = arith::AddFOp::create(
+                                  b, l, v[0],
+                                  arith::MulFOp::create(b, l, v[1], scale));
+                              if (v.size() > 2)
+                                out = arith::AddFOp::create(b, l, out, v[2]);
+                              return out;
+                            });
     }
     if (y.getType() != op.getType())
       y = tensor::CastOp::create(rewriter, loc, op.getType(), y);
@@ -434,8 +449,8 @@ FailureOr<AffineMap> scaleMap(OpBuilder &b, GranularityAttrInterface g,
 
 /// q = encode(v) in code space, then decode: the value on `format`'s grid
 /// nearest to v (v already divided by the scale and shifted by zp).
-Value snapToGrid(OpBuilder &b, Location loc, Value v, QuantFormatAttrInterface format,
-                 Value zp) {
+Value snapToGrid(OpBuilder &b, Location loc, Value v,
+                 QuantFormatAttrInterface format, Value zp) {
   Type t = v.getType();
   auto c = [&](double x) {
     return arith::ConstantOp::create(b, loc, b.getFloatAttr(t, x)).getResult();
@@ -469,25 +484,26 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v, QuantFormatAttrInterface f
   // exponent from the f32 bits (not below the smallest normal one, so
   // subnormals get the fixed quantum), and round to a multiple of
   // 2^(exponent - mantissa bits).
-  const llvm::fltSemantics &sem = cast<FloatType>(fmt.getType()).getFloatSemantics();
+  const llvm::fltSemantics &sem =
+      cast<FloatType>(fmt.getType()).getFloatSemantics();
   int mantissaBits = llvm::APFloat::semanticsPrecision(sem) - 1;
   int minExponent = llvm::APFloat::semanticsMinExponent(sem);
   Value clamped = arith::MinimumFOp::create(
       b, loc, arith::MaximumFOp::create(b, loc, v, c(-max)), c(max));
   Type i32 = b.getI32Type();
   auto i32c = [&](int64_t x) {
-    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(x)).getResult();
+    return arith::ConstantOp::create(b, loc, b.getI32IntegerAttr(x))
+        .getResult();
   };
   Value bits = arith::BitcastOp::create(b, loc, i32, clamped);
   Value exponent = arith::SubIOp::create(
       b, loc,
-      arith::AndIOp::create(b, loc, arith::ShRUIOp::create(b, loc, bits, i32c(23)),
-                            i32c(0xff)),
+      arith::AndIOp::create(
+          b, loc, arith::ShRUIOp::create(b, loc, bits, i32c(23)), i32c(0xff)),
       i32c(127));
   exponent = arith::MaxSIOp::create(b, loc, exponent, i32c(minExponent));
   Value quantumBits = arith::ShLIOp::create(
-      b, loc,
-      arith::AddIOp::create(b, loc, exponent, i32c(127 - mantissaBits)),
+      b, loc, arith::AddIOp::create(b, loc, exponent, i32c(127 - mantissaBits)),
       i32c(23));
   Value quantum = arith::BitcastOp::create(b, loc, b.getF32Type(), quantumBits);
   Value steps = math::RoundEvenOp::create(
@@ -495,8 +511,7 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v, QuantFormatAttrInterface f
   return arith::MulFOp::create(b, loc, steps, quantum);
 }
 
-template <typename QuantOp>
-struct LowerFakeQuant : OpRewritePattern<QuantOp> {
+template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
   using OpRewritePattern<QuantOp>::OpRewritePattern;
   LogicalResult matchAndRewrite(QuantOp op,
                                 PatternRewriter &rewriter) const override {
@@ -507,7 +522,8 @@ struct LowerFakeQuant : OpRewritePattern<QuantOp> {
       return rewriter.notifyMatchFailure(op, "per_block needs static shapes");
     int64_t rank = type.getRank();
     SmallVector<Value> inputs = {op.getInput(), op.getScale()};
-    SmallVector<AffineMap> maps = {rewriter.getMultiDimIdentityMap(rank), *smap};
+    SmallVector<AffineMap> maps = {rewriter.getMultiDimIdentityMap(rank),
+                                   *smap};
     if (Value zp = op.getZeroPoint()) {
       inputs.push_back(zp);
       maps.push_back(*smap);
@@ -521,7 +537,8 @@ struct LowerFakeQuant : OpRewritePattern<QuantOp> {
           Value zp = a.size() > 2 ? castToF32(b, l, a[2]) : Value();
           Value v = arith::DivFOp::create(b, l, x, s);
           Value q = snapToGrid(b, l, v, format, zp);
-          return castFromF32(b, l, arith::MulFOp::create(b, l, q, s), a[0].getType());
+          return castFromF32(b, l, arith::MulFOp::create(b, l, q, s),
+                             a[0].getType());
         });
     rewriter.replaceOp(op, y);
     return success();
@@ -544,20 +561,21 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
     Type element = type.getElementType();
     if (Value signs = op.getSigns()) {
-      AffineMap within = AffineMap::get(
-          rank, 0, {rewriter.getAffineDimExpr(axis) % n}, rewriter.getContext());
+      AffineMap within =
+          AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(axis) % n},
+                         rewriter.getContext());
       x = createElementwise(rewriter, loc, x, {x, signs}, {id, within},
-                         [](OpBuilder &b, Location l, ValueRange a) {
-                           return Value(arith::MulFOp::create(b, l, a[0], a[1]));
-                         });
+                            [](OpBuilder &b, Location l, ValueRange a) {
+                              return Value(
+                                  arith::MulFOp::create(b, l, a[0], a[1]));
+                            });
     }
     // Fast Walsh-Hadamard transform: log2(n) butterfly stages, each reading
     // the partner element i ^ h within the block.
     for (int64_t h = 1; h < n; h *= 2) {
       Value in = x;
       x = createElementwise(
-          rewriter, loc, in, {}, {},
-          [&](OpBuilder &b, Location l, ValueRange) {
+          rewriter, loc, in, {}, {}, [&](OpBuilder &b, Location l, ValueRange) {
             SmallVector<Value> idx;
             for (int64_t d = 0; d < rank; ++d)
               idx.push_back(linalg::IndexOp::create(b, l, d));
@@ -566,9 +584,9 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
             Value bit = arith::RemUIOp::create(
                 b, l, arith::DivUIOp::create(b, l, i, hv),
                 arith::ConstantIndexOp::create(b, l, 2));
-            Value high = arith::CmpIOp::create(
-                b, l, arith::CmpIPredicate::ne, bit,
-                arith::ConstantIndexOp::create(b, l, 0));
+            Value high =
+                arith::CmpIOp::create(b, l, arith::CmpIPredicate::ne, bit,
+                                      arith::ConstantIndexOp::create(b, l, 0));
             Value partner = arith::SelectOp::create(
                 b, l, high, arith::SubIOp::create(b, l, i, hv),
                 arith::AddIOp::create(b, l, i, hv));
@@ -583,11 +601,13 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
           });
     }
     Value norm = arith::ConstantOp::create(
-        rewriter, loc, rewriter.getFloatAttr(element, 1.0 / std::sqrt((double)n)));
+        rewriter, loc,
+        rewriter.getFloatAttr(element, 1.0 / std::sqrt((double)n)));
     x = createElementwise(rewriter, loc, x, {x}, {id},
-                       [&](OpBuilder &b, Location l, ValueRange a) {
-                         return Value(arith::MulFOp::create(b, l, a[0], norm));
-                       });
+                          [&](OpBuilder &b, Location l, ValueRange a) {
+                            return Value(
+                                arith::MulFOp::create(b, l, a[0], norm));
+                          });
     rewriter.replaceOp(op, x);
     return success();
   }
@@ -602,7 +622,8 @@ Value unaryInF32(PatternRewriter &rewriter, Operation *op, Value x,
       rewriter, op->getLoc(), x, x,
       {rewriter.getMultiDimIdentityMap(type.getRank())},
       [&](OpBuilder &b, Location l, ValueRange a) -> Value {
-        return castFromF32(b, l, fn(b, l, castToF32(b, l, a[0])), type.getElementType());
+        return castFromF32(b, l, fn(b, l, castToF32(b, l, a[0])),
+                           type.getElementType());
       });
 }
 
@@ -611,23 +632,30 @@ struct LowerGelu : OpRewritePattern<GeluOp> {
   LogicalResult matchAndRewrite(GeluOp op,
                                 PatternRewriter &rewriter) const override {
     bool useTanh = op.getApproximate() == "tanh";
-    rewriter.replaceOp(op, unaryInF32(rewriter, op, op.getInput(),
-                                      [&](OpBuilder &b, Location l, Value v) -> Value {
-      auto c = [&](double d) { return f32Const(b, l, d); };
-      Value inner;
-      if (useTanh) {
-        Value v3 = arith::MulFOp::create(b, l, v, arith::MulFOp::create(b, l, v, v));
-        Value s = arith::AddFOp::create(b, l, v,
-                                        arith::MulFOp::create(b, l, v3, c(0.044715)));
-        inner = math::TanhOp::create(
-            b, l, arith::MulFOp::create(b, l, s, c(std::sqrt(2.0 / M_PI))));
-      } else {
-        inner = math::ErfOp::create(
-            b, l, arith::MulFOp::create(b, l, v, c(1.0 / std::sqrt(2.0))));
-      }
-      return arith::MulFOp::create(b, l, arith::MulFOp::create(b, l, v, c(0.5)),
-                                   arith::AddFOp::create(b, l, inner, c(1.0)));
-    }));
+    rewriter.replaceOp(
+        op,
+        unaryInF32(
+            rewriter, op, op.getInput(),
+            [&](OpBuilder &b, Location l, Value v) -> Value {
+              auto c = [&](double d) { return f32Const(b, l, d); };
+              Value inner;
+              if (useTanh) {
+                Value v3 = arith::MulFOp::create(
+                    b, l, v, arith::MulFOp::create(b, l, v, v));
+                Value s = arith::AddFOp::create(
+                    b, l, v, arith::MulFOp::create(b, l, v3, c(0.044715)));
+                inner = math::TanhOp::create(
+                    b, l,
+                    arith::MulFOp::create(b, l, s, c(std::sqrt(2.0 / M_PI))));
+              } else {
+                inner = math::ErfOp::create(
+                    b, l,
+                    arith::MulFOp::create(b, l, v, c(1.0 / std::sqrt(2.0))));
+              }
+              return arith::MulFOp::create(
+                  b, l, arith::MulFOp::create(b, l, v, c(0.5)),
+                  arith::AddFOp::create(b, l, inner, c(1.0)));
+            }));
     return success();
   }
 };
@@ -636,12 +664,16 @@ struct LowerSiLU : OpRewritePattern<SiLUOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(SiLUOp op,
                                 PatternRewriter &rewriter) const override {
-    rewriter.replaceOp(op, unaryInF32(rewriter, op, op.getInput(),
-                                      [](OpBuilder &b, Location l, Value v) -> Value {
-      Value e = math::ExpOp::create(b, l, arith::NegFOp::create(b, l, v));
-      return arith::DivFOp::create(
-          b, l, v, arith::AddFOp::create(b, l, e, f32Const(b, l, 1.0)));
-    }));
+    rewriter.replaceOp(
+        op,
+        unaryInF32(rewriter, op, op.getInput(),
+                   [](OpBuilder &b, Location l, Value v) -> Value {
+                     Value e = math::ExpOp::create(
+                         b, l, arith::NegFOp::create(b, l, v));
+                     return arith::DivFOp::create(
+                         b, l, v,
+                         arith::AddFOp::create(b, l, e, f32Const(b, l, 1.0)));
+                   }));
     return success();
   }
 };

@@ -10,13 +10,13 @@
 using namespace mlir;
 
 Value mlir::qopt::createFilledTensor(OpBuilder &b, Location loc,
-                                     ArrayRef<OpFoldResult> sizes,
-                                     Type element, double value) {
+                                     ArrayRef<OpFoldResult> sizes, Type element,
+                                     double value) {
   Value empty = tensor::EmptyOp::create(b, loc, sizes, element);
-  TypedAttr attr = isa<FloatType>(element)
-                       ? TypedAttr(b.getFloatAttr(element, value))
-                       : TypedAttr(b.getIntegerAttr(
-                             element, static_cast<int64_t>(value)));
+  TypedAttr attr =
+      isa<FloatType>(element)
+          ? TypedAttr(b.getFloatAttr(element, value))
+          : TypedAttr(b.getIntegerAttr(element, static_cast<int64_t>(value)));
   Value fill = arith::ConstantOp::create(b, loc, attr);
   return linalg::FillOp::create(b, loc, fill, empty).getResult(0);
 }
@@ -60,9 +60,8 @@ void mlir::qopt::buildMulAddBody(OpBuilder &b, Location loc, ValueRange args) {
 Value mlir::qopt::createMulAddContraction(
     OpBuilder &b, Location loc, Value lhs, Value rhs, Value init,
     ArrayRef<AffineMap> maps, ArrayRef<utils::IteratorType> iterators) {
-  return linalg::GenericOp::create(b, loc, init.getType(),
-                                   ValueRange{lhs, rhs}, init, maps, iterators,
-                                   buildMulAddBody)
+  return linalg::GenericOp::create(b, loc, init.getType(), ValueRange{lhs, rhs},
+                                   init, maps, iterators, buildMulAddBody)
       .getResult(0);
 }
 
@@ -115,8 +114,7 @@ Value mlir::qopt::createTrailingReduction(
     }
   }
   AffineMap outMap = AffineMap::get(rank, 0, outExprs, b.getContext());
-  Value init =
-      createFilledTensor(b, loc, outSizes, b.getF32Type(), initValue);
+  Value init = createFilledTensor(b, loc, outSizes, b.getF32Type(), initValue);
   SmallVector<Value> inputs = {x};
   inputs.append(extra.begin(), extra.end());
   SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank)};

@@ -41,12 +41,30 @@ namespace {
 // TensorProto.DataType values (onnx.proto); libonnx 1.12's enum stops
 // before the float8 and int4 types, so the numbers are spelled out.
 enum ONNXDataType : int32_t {
-  kFloat = 1, kUInt8 = 2, kInt8 = 3, kUInt16 = 4, kInt16 = 5, kInt32 = 6,
-  kInt64 = 7, kString = 8, kBool = 9, kFloat16 = 10, kDouble = 11,
-  kUInt32 = 12, kUInt64 = 13, kComplex64 = 14, kComplex128 = 15,
-  kBFloat16 = 16, kFloat8E4M3FN = 17, kFloat8E4M3FNUZ = 18,
-  kFloat8E5M2 = 19, kFloat8E5M2FNUZ = 20, kUInt4 = 21, kInt4 = 22,
-  kFloat4E2M1 = 23, kFloat8E8M0 = 24,
+  kFloat = 1,
+  kUInt8 = 2,
+  kInt8 = 3,
+  kUInt16 = 4,
+  kInt16 = 5,
+  kInt32 = 6,
+  kInt64 = 7,
+  kString = 8,
+  kBool = 9,
+  kFloat16 = 10,
+  kDouble = 11,
+  kUInt32 = 12,
+  kUInt64 = 13,
+  kComplex64 = 14,
+  kComplex128 = 15,
+  kBFloat16 = 16,
+  kFloat8E4M3FN = 17,
+  kFloat8E4M3FNUZ = 18,
+  kFloat8E5M2 = 19,
+  kFloat8E5M2FNUZ = 20,
+  kUInt4 = 21,
+  kInt4 = 22,
+  kFloat4E2M1 = 23,
+  kFloat8E8M0 = 24,
 };
 
 /// The oldest and newest IR versions this importer reads.
@@ -75,8 +93,8 @@ private:
   LogicalResult collectValueTypes();
   LogicalResult importInitializer(const onnx::TensorProto &tensor);
   FailureOr<Attribute> importTensorData(const onnx::TensorProto &tensor,
-                                        RankedTensorType type,
-                                        StringRef what, bool allowReference);
+                                        RankedTensorType type, StringRef what,
+                                        bool allowReference);
   FailureOr<Attribute> importExternalData(const onnx::TensorProto &tensor,
                                           RankedTensorType type,
                                           uint64_t expectedBytes,
@@ -129,12 +147,12 @@ LogicalResult ONNXImporter::parse() {
   if (bytes.empty())
     return error() << "empty file: not an ONNX model";
   if (!::qopt::onnx_import::parseModelBinary(bytes.data(), bytes.size(), model,
-                                           message))
+                                             message))
     return error() << message;
   std::vector<::qopt::onnx_import::RawDataRange> ranges;
   if (!::qopt::onnx_import::findInitializerRawData(
-          reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(),
-          ranges, message))
+          reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), ranges,
+          message))
     return error() << message;
   for (auto &range : ranges)
     rawDataRanges[range.name] = {range.offset, range.length};
@@ -181,29 +199,52 @@ FailureOr<Type> ONNXImporter::convertElementType(int32_t dataType,
     return IntegerType::get(context, width, IntegerType::Unsigned);
   };
   switch (dataType) {
-  case kFloat: return Type(b.getF32Type());
-  case kUInt8: return Type(unsignedInt(8));
-  case kInt8: return Type(b.getIntegerType(8));
-  case kUInt16: return Type(unsignedInt(16));
-  case kInt16: return Type(b.getIntegerType(16));
-  case kInt32: return Type(b.getIntegerType(32));
-  case kInt64: return Type(b.getIntegerType(64));
-  case kBool: return Type(b.getI1Type());
-  case kFloat16: return Type(b.getF16Type());
-  case kDouble: return Type(b.getF64Type());
-  case kUInt32: return Type(unsignedInt(32));
-  case kUInt64: return Type(unsignedInt(64));
-  case kComplex64: return Type(ComplexType::get(b.getF32Type()));
-  case kComplex128: return Type(ComplexType::get(b.getF64Type()));
-  case kBFloat16: return Type(b.getBF16Type());
-  case kFloat8E4M3FN: return Type(b.getType<Float8E4M3FNType>());
-  case kFloat8E4M3FNUZ: return Type(b.getType<Float8E4M3FNUZType>());
-  case kFloat8E5M2: return Type(b.getType<Float8E5M2Type>());
-  case kFloat8E5M2FNUZ: return Type(b.getType<Float8E5M2FNUZType>());
-  case kUInt4: return Type(unsignedInt(4));
-  case kInt4: return Type(b.getIntegerType(4));
-  case kFloat4E2M1: return Type(b.getType<Float4E2M1FNType>());
-  case kFloat8E8M0: return Type(b.getType<Float8E8M0FNUType>());
+  case kFloat:
+    return Type(b.getF32Type());
+  case kUInt8:
+    return Type(unsignedInt(8));
+  case kInt8:
+    return Type(b.getIntegerType(8));
+  case kUInt16:
+    return Type(unsignedInt(16));
+  case kInt16:
+    return Type(b.getIntegerType(16));
+  case kInt32:
+    return Type(b.getIntegerType(32));
+  case kInt64:
+    return Type(b.getIntegerType(64));
+  case kBool:
+    return Type(b.getI1Type());
+  case kFloat16:
+    return Type(b.getF16Type());
+  case kDouble:
+    return Type(b.getF64Type());
+  case kUInt32:
+    return Type(unsignedInt(32));
+  case kUInt64:
+    return Type(unsignedInt(64));
+  case kComplex64:
+    return Type(ComplexType::get(b.getF32Type()));
+  case kComplex128:
+    return Type(ComplexType::get(b.getF64Type()));
+  case kBFloat16:
+    return Type(b.getBF16Type());
+  case kFloat8E4M3FN:
+    return Type(b.getType<Float8E4M3FNType>());
+  case kFloat8E4M3FNUZ:
+    return Type(b.getType<Float8E4M3FNUZType>());
+  case kFloat8E5M2:
+    return Type(b.getType<Float8E5M2Type>());
+  case kFloat8E5M2FNUZ:
+    return Type(b.getType<Float8E5M2FNUZType>());
+  case kUInt4:
+    return Type(unsignedInt(4));
+  case kInt4:
+    return Type(b.getIntegerType(4));
+  case kFloat4E2M1:
+    return Type(b.getType<Float4E2M1FNType>());
+  case kFloat8E8M0:
+    return Type(b.getType<Float8E8M0FNUType>());
   case kString:
     return error() << what << " has element type STRING, which is not "
                    << "supported";
@@ -227,8 +268,7 @@ FailureOr<Type> ONNXImporter::convertType(const onnx::TypeProto &type,
   for (const auto &dim : tensor.shape().dim()) {
     if (dim.has_dim_value()) {
       if (dim.dim_value() < 0)
-        return error() << what << " has negative dimension "
-                       << dim.dim_value();
+        return error() << what << " has negative dimension " << dim.dim_value();
       shape.push_back(dim.dim_value());
       continue;
     }
@@ -325,8 +365,8 @@ static FailureOr<Attribute> denseFromRaw(RankedTensorType type,
 
 FailureOr<Attribute>
 ONNXImporter::importExternalData(const onnx::TensorProto &tensor,
-                                 RankedTensorType type,
-                                 uint64_t expectedBytes, StringRef what) {
+                                 RankedTensorType type, uint64_t expectedBytes,
+                                 StringRef what) {
   std::string location;
   uint64_t offset = 0;
   std::optional<uint64_t> length;
@@ -368,8 +408,8 @@ ONNXImporter::importExternalData(const onnx::TensorProto &tensor,
   SmallString<256> realFolder, realFile, path(folder);
   llvm::sys::path::append(path, location);
   if (llvm::sys::fs::real_path(folder, realFolder))
-    return error() << what << ": cannot resolve the model's folder '"
-                   << folder << "'";
+    return error() << what << ": cannot resolve the model's folder '" << folder
+                   << "'";
   if (std::error_code ec = llvm::sys::fs::real_path(path, realFile))
     return error() << what << ": external data file '" << location
                    << "' cannot be opened: " << ec.message();
@@ -389,8 +429,8 @@ ONNXImporter::importExternalData(const onnx::TensorProto &tensor,
   uint64_t available = offset <= fileSize ? fileSize - offset : 0;
   if (offset > fileSize)
     return error() << what << ": external data offset " << offset
-                   << " is past the end of '" << location << "' ("
-                   << fileSize << " bytes)";
+                   << " is past the end of '" << location << "' (" << fileSize
+                   << " bytes)";
   if (length && *length != expectedBytes)
     return error() << what << ": external data length " << *length
                    << " does not match " << type << " (" << expectedBytes
@@ -399,8 +439,8 @@ ONNXImporter::importExternalData(const onnx::TensorProto &tensor,
     return error() << what << ": '" << location << "' holds " << available
                    << " bytes from offset " << offset << " but " << type
                    << " needs " << expectedBytes;
-  return Attribute(ExternalDataAttr::get(context, location, offset,
-                                         expectedBytes));
+  return Attribute(
+      ExternalDataAttr::get(context, location, offset, expectedBytes));
 }
 
 /// Typed-field data (float_data, int32_data, …) as a DenseElementsAttr.
@@ -419,15 +459,13 @@ static FailureOr<Attribute> denseFromTypedFields(const onnx::TensorProto &t,
     if (!check(t.double_data_size()))
       return failure();
     return Attribute(DenseElementsAttr::get(
-        type,
-        ArrayRef<double>(t.double_data().data(), t.double_data_size())));
+        type, ArrayRef<double>(t.double_data().data(), t.double_data_size())));
   }
   if (element.isInteger(64) && !element.isUnsignedInteger()) {
     if (!check(t.int64_data_size()))
       return failure();
     return Attribute(DenseElementsAttr::get(
-        type,
-        ArrayRef<int64_t>(t.int64_data().data(), t.int64_data_size())));
+        type, ArrayRef<int64_t>(t.int64_data().data(), t.int64_data_size())));
   }
   if (element.isUnsignedInteger(32) || element.isUnsignedInteger(64)) {
     if (!check(t.uint64_data_size()))
@@ -447,11 +485,12 @@ static FailureOr<Attribute> denseFromTypedFields(const onnx::TensorProto &t,
       return failure();
     SmallVector<APInt> values;
     for (int64_t i = 0; i < numel; ++i) {
-      uint32_t v = bits == 4 ? static_cast<uint32_t>(
-                                   t.int32_data(i / 2) >> (4 * (i % 2)))
-                             : static_cast<uint32_t>(t.int32_data(i));
-      values.emplace_back(bits, v & (bits == 32 ? 0xffffffffu
-                                                : ((1u << bits) - 1)));
+      uint32_t v =
+          bits == 4
+              ? static_cast<uint32_t>(t.int32_data(i / 2) >> (4 * (i % 2)))
+              : static_cast<uint32_t>(t.int32_data(i));
+      values.emplace_back(bits,
+                          v & (bits == 32 ? 0xffffffffu : ((1u << bits) - 1)));
     }
     if (auto f = dyn_cast<FloatType>(element)) {
       SmallVector<APFloat> floats;
@@ -492,9 +531,9 @@ ONNXImporter::importTensorData(const onnx::TensorProto &tensor,
         static_cast<int64_t>(expected) > options.inlineLimitBytes &&
         range != rawDataRanges.end() && range->second.second == expected) {
       // Reference the bytes where they lie in the model file.
-      return Attribute(ExternalDataAttr::get(
-          context, llvm::sys::path::filename(modelPath),
-          range->second.first, expected));
+      return Attribute(
+          ExternalDataAttr::get(context, llvm::sys::path::filename(modelPath),
+                                range->second.first, expected));
     }
     FailureOr<Attribute> dense =
         denseFromRaw(type, ArrayRef<char>(raw.data(), raw.size()));
@@ -547,9 +586,9 @@ LogicalResult ONNXImporter::importInitializer(const onnx::TensorProto &tensor) {
     return failure();
   OpBuilder::InsertionGuard guard(builder);
   builder.setInsertionPoint(func);
-  auto param = ParamOp::create(builder, fileLoc,
-                               builder.getStringAttr(tensor.name()),
-                               TypeAttr::get(*type), UnitAttr(), *data);
+  auto param =
+      ParamOp::create(builder, fileLoc, builder.getStringAttr(tensor.name()),
+                      TypeAttr::get(*type), UnitAttr(), *data);
   params[tensor.name()] = param;
   return success();
 }
@@ -574,10 +613,9 @@ FailureOr<Value> ONNXImporter::lookup(StringRef name, StringRef nodeDesc) {
   if (param != params.end()) {
     OpBuilder::InsertionGuard guard(builder);
     builder.setInsertionPointToStart(&func.getBody().front());
-    Value loaded = LoadParamOp::create(builder, fileLoc,
-                                       param->second.getTensorType(),
-                                       FlatSymbolRefAttr::get(
-                                           param->second.getSymNameAttr()));
+    Value loaded = LoadParamOp::create(
+        builder, fileLoc, param->second.getTensorType(),
+        FlatSymbolRefAttr::get(param->second.getSymNameAttr()));
     values[name] = loaded;
     return loaded;
   }
@@ -687,8 +725,7 @@ LogicalResult ONNXImporter::checkSchema(const onnx::NodeProto &node,
         llvm::none_of(node.attribute(), [&](const onnx::AttributeProto &p) {
           return p.name() == a.name;
         }))
-      return nodeError() << "required attribute '" << a.name
-                         << "' is missing";
+      return nodeError() << "required attribute '" << a.name << "' is missing";
   }
   return success();
 }
@@ -700,8 +737,8 @@ LogicalResult ONNXImporter::importNode(const onnx::NodeProto &node,
                          ? node.op_type() + "_" + std::to_string(index)
                          : node.name();
   std::string nodeDesc = "node '" + name + "' (" +
-                         (domain.empty() ? "" : domain + ".") +
-                         node.op_type() + ")";
+                         (domain.empty() ? "" : domain + ".") + node.op_type() +
+                         ")";
   if (node.op_type().empty())
     return error() << "node '" << name << "' has no op_type";
   auto opset = opsets.find(domain);
@@ -710,8 +747,8 @@ LogicalResult ONNXImporter::importNode(const onnx::NodeProto &node,
                    << "', which the model does not import (opset_import)";
   static const llvm::StringSet<> kKnownDomains = {"", "com.microsoft"};
   if (!kKnownDomains.contains(domain) && !options.allowUnsupported)
-    return error() << nodeDesc << ", opset " << opset->second
-                   << ": domain '" << domain << "' is not supported; "
+    return error() << nodeDesc << ", opset " << opset->second << ": domain '"
+                   << domain << "' is not supported; "
                    << "--allow-unsupported imports it as an opaque node";
 
   llvm::StringSet<> seen;
@@ -780,8 +817,7 @@ LogicalResult ONNXImporter::importNode(const onnx::NodeProto &node,
 //===----------------------------------------------------------------------===//
 
 OwningOpRef<ModuleOp> ONNXImporter::run() {
-  if (failed(parse()) || failed(checkVersions()) ||
-      failed(collectValueTypes()))
+  if (failed(parse()) || failed(checkVersions()) || failed(collectValueTypes()))
     return {};
   // Fill in missing intermediate types with ONNX shape inference (which
   // replaces the model: take references into it only after this).
@@ -878,13 +914,15 @@ OwningOpRef<ModuleOp> ONNXImporter::run() {
     return any ? b.getArrayAttr(names) : ArrayAttr();
   };
   for (auto [i, input] : llvm::enumerate(inputs)) {
-    func.setArgAttr(i, QOptDialect::NameAttrHelper::getNameStr(), b.getStringAttr(input->name()));
+    func.setArgAttr(i, QOptDialect::NameAttrHelper::getNameStr(),
+                    b.getStringAttr(input->name()));
     if (ArrayAttr dims = dimNames(*input))
       func.setArgAttr(i, QOptDialect::DimNamesAttrHelper::getNameStr(), dims);
     values[input->name()] = entry->getArgument(i);
   }
   for (auto [i, output] : llvm::enumerate(graph.output())) {
-    func.setResultAttr(i, QOptDialect::NameAttrHelper::getNameStr(), b.getStringAttr(output.name()));
+    func.setResultAttr(i, QOptDialect::NameAttrHelper::getNameStr(),
+                       b.getStringAttr(output.name()));
     if (ArrayAttr dims = dimNames(output))
       func.setResultAttr(i, QOptDialect::DimNamesAttrHelper::getNameStr(),
                          dims);
@@ -926,9 +964,9 @@ bool mlir::qopt::parseDimSpec(StringRef spec, ONNXImportOptions &options,
   auto [name, size] = spec.split('=');
   int64_t value;
   if (name.empty() || size.getAsInteger(10, value) || value < 0) {
-    error = ("--dim expects NAME=SIZE with a non-negative size, got '" +
-             spec + "'")
-                .str();
+    error =
+        ("--dim expects NAME=SIZE with a non-negative size, got '" + spec + "'")
+            .str();
     return false;
   }
   options.dimSizes[name] = value;

@@ -4,9 +4,9 @@
 
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
-#include "qopt/Target/CPU/Pipeline.h"
 #include "qopt/Support/CompiledModel.h"
 #include "qopt/Support/LibraryTrailer.h"
+#include "qopt/Target/CPU/Pipeline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
@@ -22,11 +22,13 @@
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
 #include "llvm/IR/Verifier.h"
+#include "llvm/MC/MCSubtargetInfo.h"
 #include "llvm/MC/TargetRegistry.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
 #include "llvm/Support/Program.h"
 #include "llvm/Support/TargetSelect.h"
 #include "llvm/Support/Timer.h"
@@ -35,8 +37,6 @@
 #include "llvm/Target/TargetMachine.h"
 #include "llvm/TargetParser/Host.h"
 #include "llvm/TargetParser/SubtargetFeature.h"
-#include "llvm/MC/MCSubtargetInfo.h"
-#include "llvm/Support/Process.h"
 
 #include <unistd.h>
 
@@ -74,12 +74,11 @@ struct Parameter {
   std::string name;
   RankedTensorType type;
   DTypeNames dtype;
-  ExternalDataAttr data;     // bytes in a file, or
+  ExternalDataAttr data;        // bytes in a file, or
   DenseElementsAttr inlineData; // values in the IR (small unsigned tensors)
-  uint64_t fileOffset = 0; // in the weights file
+  uint64_t fileOffset = 0;      // in the weights file
   uint64_t length() const {
-    return data ? data.getLength()
-                : inlineData.getNumElements() * dtype.bytes;
+    return data ? data.getLength() : inlineData.getNumElements() * dtype.bytes;
   }
 };
 
@@ -90,17 +89,15 @@ public:
   void step(StringRef name) {
     auto now = std::chrono::steady_clock::now();
     if (enabled)
-      llvm::errs() << llvm::format("qoptc: %-28s %8.3f s\n",
-                                   name.str().c_str(),
-                                   std::chrono::duration<double>(now - last)
-                                       .count());
+      llvm::errs() << llvm::format(
+          "qoptc: %-28s %8.3f s\n", name.str().c_str(),
+          std::chrono::duration<double>(now - last).count());
     last = now;
   }
 
 private:
   bool enabled;
-  std::chrono::steady_clock::time_point last =
-      std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
 };
 
 /// A file written under a temporary name and renamed into place at the
@@ -182,8 +179,7 @@ LogicalResult CPUCompiler::collectSignature() {
         i, QOptDialect::ParamAttrHelper::getNameStr());
     if (!name) {
       if (!params.empty())
-        return error() << "entry argument #" << i
-                       << " follows the parameters";
+        return error() << "entry argument #" << i << " follows the parameters";
       if (failed(checkType(type.getInput(i), "input #" + Twine(i))))
         return failure();
       ++numInputs;
@@ -201,8 +197,7 @@ LogicalResult CPUCompiler::collectSignature() {
                         "every parameter";
     auto tensorType = cast<RankedTensorType>(type.getInput(i));
     params.push_back({name.str(), tensorType,
-                      *dtypeOf(tensorType.getElementType()), data,
-                      inlineData});
+                      *dtypeOf(tensorType.getElementType()), data, inlineData});
     if (tensorType.getElementType().isInteger(1))
       continue;
     if (tensorType.getElementTypeBitWidth() % 8)
@@ -225,14 +220,12 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
   SmallVector<Parameter *> order;
   for (Parameter &p : params)
     order.push_back(&p);
-  std::stable_sort(order.begin(), order.end(),
-                   [](Parameter *a, Parameter *b) {
-                     return a->dtype.bytes > b->dtype.bytes;
-                   });
+  std::stable_sort(order.begin(), order.end(), [](Parameter *a, Parameter *b) {
+    return a->dtype.bytes > b->dtype.bytes;
+  });
   llvm::json::Object header;
-  header["__metadata__"] =
-      llvm::json::Object{{key::kFormat, cm::kWeightsFormatValue},
-                         {cm::kWeightsIdKey, weightsId}};
+  header["__metadata__"] = llvm::json::Object{
+      {key::kFormat, cm::kWeightsFormatValue}, {cm::kWeightsIdKey, weightsId}};
   uint64_t offset = 0;
   for (Parameter *p : order) {
     llvm::json::Array shape;
@@ -276,9 +269,9 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
     }
     SmallString<256> file(options.modelDir);
     llvm::sys::path::append(file, p->data.getLocation());
-    auto buffer = llvm::MemoryBuffer::getFileSlice(
-        file, p->data.getLength(), p->data.getOffset(),
-        /*IsVolatile=*/false);
+    auto buffer = llvm::MemoryBuffer::getFileSlice(file, p->data.getLength(),
+                                                   p->data.getOffset(),
+                                                   /*IsVolatile=*/false);
     if (!buffer)
       return error() << "parameter '" << p->name << "': cannot read "
                      << p->data.getLength() << " bytes at offset "
@@ -292,8 +285,7 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
   }
   os.close();
   if (os.has_error())
-    return error() << "cannot write '" << path
-                   << "': " << os.error().message();
+    return error() << "cannot write '" << path << "': " << os.error().message();
   weightsSize = dataStart + offset;
   timer.step("write weights");
   return success();
@@ -303,7 +295,8 @@ static llvm::json::Value tensorInfo(StringRef name, RankedTensorType type,
                                     DictionaryAttr attrs) {
   llvm::json::Array shape, dims;
   ArrayAttr names = attrs ? attrs.getAs<ArrayAttr>(
-                               QOptDialect::DimNamesAttrHelper::getNameStr()) : nullptr;
+                                QOptDialect::DimNamesAttrHelper::getNameStr())
+                          : nullptr;
   bool named = false;
   for (auto [i, d] : llvm::enumerate(type.getShape())) {
     shape.push_back(ShapedType::isDynamic(d) ? int64_t(-1) : d);
@@ -337,10 +330,9 @@ llvm::json::Value CPUCompiler::manifest() {
                                 cast<RankedTensorType>(type.getInput(i)),
                                 entry.getArgAttrDict(i)));
   for (unsigned i = 0; i < type.getNumResults(); ++i)
-    outputs.push_back(
-        tensorInfo(nameOf(entry.getResultAttrDict(i), i, "output"),
-                   cast<RankedTensorType>(type.getResult(i)),
-                   entry.getResultAttrDict(i)));
+    outputs.push_back(tensorInfo(
+        nameOf(entry.getResultAttrDict(i), i, "output"),
+        cast<RankedTensorType>(type.getResult(i)), entry.getResultAttrDict(i)));
   for (const Parameter &p : params) {
     llvm::json::Object info =
         *tensorInfo(p.name, p.type, nullptr).getAsObject();
@@ -348,8 +340,7 @@ llvm::json::Value CPUCompiler::manifest() {
     info[key::kLength] = p.length();
     parameters.push_back(std::move(info));
   }
-  std::string weightsFile =
-      llvm::sys::path::filename(options.outputPath).str();
+  std::string weightsFile = llvm::sys::path::filename(options.outputPath).str();
   weightsFile = llvm::sys::path::stem(weightsFile).str() + ".safetensors";
   return llvm::json::Object{
       {key::kFormat, key::kFormatValue},
@@ -393,10 +384,11 @@ std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {
       return nullptr;
     }
   }
-  llvm::CodeGenOptLevel level = options.optLevel >= 3 ? llvm::CodeGenOptLevel::Aggressive
-                                : options.optLevel == 2 ? llvm::CodeGenOptLevel::Default
-                                : options.optLevel == 1 ? llvm::CodeGenOptLevel::Less
-                                                        : llvm::CodeGenOptLevel::None;
+  llvm::CodeGenOptLevel level =
+      options.optLevel >= 3   ? llvm::CodeGenOptLevel::Aggressive
+      : options.optLevel == 2 ? llvm::CodeGenOptLevel::Default
+      : options.optLevel == 1 ? llvm::CodeGenOptLevel::Less
+                              : llvm::CodeGenOptLevel::None;
   return std::unique_ptr<llvm::TargetMachine>(target->createTargetMachine(
       triple, cpuName, features, llvm::TargetOptions(), llvm::Reloc::PIC_,
       std::nullopt, level));
@@ -410,8 +402,9 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
   auto *ptrType = llvm::PointerType::get(ctx, 0);
   auto *fnType =
       llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrType}, false);
-  auto *packed = llvm::Function::Create(fnType, llvm::GlobalValue::ExternalLinkage,
-                                        cm::kPackedEntrySymbol, llvmModule);
+  auto *packed =
+      llvm::Function::Create(fnType, llvm::GlobalValue::ExternalLinkage,
+                             cm::kPackedEntrySymbol, llvmModule);
   llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", packed));
   SmallVector<llvm::Value *> args;
   for (unsigned i = 0; i < ciface->arg_size(); ++i) {
@@ -425,16 +418,16 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
   // runtime calls; a failed run-time check (an index out of range, shapes
   // that do not broadcast) returns 1 with its message instead of running on.
   auto *intType = llvm::Type::getInt32Ty(ctx);
-  auto *guardType = llvm::FunctionType::get(
-      intType, {ptrType, ptrType, ptrType}, false);
+  auto *guardType =
+      llvm::FunctionType::get(intType, {ptrType, ptrType, ptrType}, false);
   llvm::FunctionCallee guard =
       llvmModule.getOrInsertFunction(cm::kRunGuardedSymbol, guardType);
   auto *checked = llvm::Function::Create(
       llvm::FunctionType::get(intType, {ptrType, ptrType}, false),
       llvm::GlobalValue::ExternalLinkage, cm::kEntrySymbol, llvmModule);
   llvm::IRBuilder<> cb(llvm::BasicBlock::Create(ctx, "entry", checked));
-  cb.CreateRet(cb.CreateCall(
-      guard, {packed, checked->getArg(0), checked->getArg(1)}));
+  cb.CreateRet(
+      cb.CreateCall(guard, {packed, checked->getArg(0), checked->getArg(1)}));
 }
 
 LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
@@ -462,8 +455,7 @@ LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
     return error() << "internal error: invalid LLVM IR";
   timer.step("translate to LLVM IR");
   if (llvm::Error err = makeOptimizingTransformer(options.optLevel, 0,
-                                                  &machine)(
-          llvmModule.get()))
+                                                  &machine)(llvmModule.get()))
     return error() << "LLVM optimization failed: "
                    << llvm::toString(std::move(err));
   timer.step("optimize LLVM IR");
@@ -479,13 +471,12 @@ LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
     return error() << "cannot write '" << path << "': " << ec.message();
   llvm::legacy::PassManager codegen;
   if (machine.addPassesToEmitFile(codegen, os, nullptr,
-                                   llvm::CodeGenFileType::ObjectFile))
+                                  llvm::CodeGenFileType::ObjectFile))
     return error() << "LLVM cannot emit object files for " << cpuName;
   codegen.run(*llvmModule);
   os.close();
   if (os.has_error())
-    return error() << "cannot write '" << path
-                   << "': " << os.error().message();
+    return error() << "cannot write '" << path << "': " << os.error().message();
   timer.step("emit object code");
   return success();
 }
@@ -505,7 +496,8 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
                                  object,
                                  options.kernelsLibrary,
                                  "-lopenblas",
-                                 options.parallel ? "-L" QOPT_LLVM_LIBRARY_DIR : "",
+                                 options.parallel ? "-L" QOPT_LLVM_LIBRARY_DIR
+                                                  : "",
                                  options.parallel ? "-lomp" : "",
                                  "-lm",
                                  "-Wl,-z,noexecstack",
@@ -520,8 +512,8 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
   llvm::scope_exit removeLog([&] { llvm::sys::fs::remove(log); });
   std::optional<StringRef> redirects[] = {std::nullopt, StringRef(log),
                                           StringRef(log)};
-  int rc = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, redirects,
-                                     0, 0, &message);
+  int rc = llvm::sys::ExecuteAndWait(*linker, args, std::nullopt, redirects, 0,
+                                     0, &message);
   if (rc != 0) {
     auto text = llvm::MemoryBuffer::getFile(log);
     return error() << "linking '" << output << "' failed"
@@ -557,8 +549,8 @@ LogicalResult CPUCompiler::appendTrailer(StringRef library) {
 FailureOr<std::string> CPUCompiler::reserve(StringRef finalPath) {
   SmallString<256> temp;
   int fd;
-  if (std::error_code ec = llvm::sys::fs::createUniqueFile(
-          finalPath + ".tmp-%%%%%%", fd, temp))
+  if (std::error_code ec =
+          llvm::sys::fs::createUniqueFile(finalPath + ".tmp-%%%%%%", fd, temp))
     return (error() << "cannot write beside '" << finalPath
                     << "': " << ec.message(),
             failure());
@@ -628,8 +620,7 @@ LogicalResult CPUCompiler::run() {
     if (file.final.empty())
       continue;
     if (std::error_code ec = llvm::sys::fs::rename(file.temp, file.final))
-      return error() << "cannot write '" << file.final
-                     << "': " << ec.message();
+      return error() << "cannot write '" << file.final << "': " << ec.message();
     file.temp = file.final = "";
   }
   return success();

@@ -101,8 +101,8 @@ Attribute IntFormatAttr::parse(AsmParser &parser, Type) {
   }
   if (parser.parseGreater())
     return {};
-  return getChecked([&] { return parser.emitError(loc); },
-                    parser.getContext(), bits, isSigned, zeroPoint);
+  return getChecked([&] { return parser.emitError(loc); }, parser.getContext(),
+                    bits, isSigned, zeroPoint);
 }
 
 void IntFormatAttr::print(AsmPrinter &printer) const {
@@ -156,11 +156,11 @@ PerTensorAttr::getScaleShape(ArrayRef<int64_t> shape,
   return SmallVector<int64_t>{};
 }
 
-LogicalResult PerChannelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                                     int64_t axis) {
+LogicalResult
+PerChannelAttr::verify(function_ref<InFlightDiagnostic()> emitError,
+                       int64_t axis) {
   if (axis < 0)
-    return emitError() << "per_channel axis must be non-negative, got "
-                       << axis;
+    return emitError() << "per_channel axis must be non-negative, got " << axis;
   return success();
 }
 
@@ -193,9 +193,9 @@ LogicalResult PerGroupAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   return success();
 }
 
-FailureOr<SmallVector<int64_t>>
-PerGroupAttr::getScaleShape(ArrayRef<int64_t> shape,
-                            function_ref<InFlightDiagnostic()> emitError) const {
+FailureOr<SmallVector<int64_t>> PerGroupAttr::getScaleShape(
+    ArrayRef<int64_t> shape,
+    function_ref<InFlightDiagnostic()> emitError) const {
   if (failed(checkAxis("per_group", getAxis(), shape, emitError)))
     return failure();
   SmallVector<int64_t> result(shape);
@@ -222,9 +222,9 @@ PerBlockAttr::getScaleShape(ArrayRef<int64_t> shape,
   return SmallVector<int64_t>{ceilDivDim(numel, getSize())};
 }
 
-FailureOr<SmallVector<int64_t>>
-PerTokenAttr::getScaleShape(ArrayRef<int64_t> shape,
-                            function_ref<InFlightDiagnostic()> emitError) const {
+FailureOr<SmallVector<int64_t>> PerTokenAttr::getScaleShape(
+    ArrayRef<int64_t> shape,
+    function_ref<InFlightDiagnostic()> emitError) const {
   if (shape.empty()) {
     if (emitError)
       emitError() << "per_token needs a tensor of rank 1 or more";
@@ -239,8 +239,7 @@ PerTokenAttr::getScaleShape(ArrayRef<int64_t> shape,
 
 LogicalResult
 ExternalDataAttr::verify(function_ref<InFlightDiagnostic()> emitError,
-                         StringRef location, uint64_t offset,
-                         uint64_t length) {
+                         StringRef location, uint64_t offset, uint64_t length) {
   if (location.empty())
     return emitError() << "external data needs a file name";
   if (llvm::sys::path::is_absolute(location, llvm::sys::path::Style::posix) ||
@@ -332,9 +331,8 @@ Type QTensorType::parse(AsmParser &parser) {
                           << granularity;
     return {};
   }
-  return getChecked([&] { return parser.emitError(loc); },
-                    parser.getContext(), shape, formatIface, granularityIface,
-                    scaleType, offset);
+  return getChecked([&] { return parser.emitError(loc); }, parser.getContext(),
+                    shape, formatIface, granularityIface, scaleType, offset);
 }
 
 void QTensorType::print(AsmPrinter &printer) const {

@@ -40,8 +40,7 @@ static bool dimsCompatible(int64_t a, int64_t b) {
 }
 
 static bool shapesCompatible(ArrayRef<int64_t> a, ArrayRef<int64_t> b) {
-  return a.size() == b.size() &&
-         llvm::all_of(llvm::zip(a, b), [](auto p) {
+  return a.size() == b.size() && llvm::all_of(llvm::zip(a, b), [](auto p) {
            return dimsCompatible(std::get<0>(p), std::get<1>(p));
          });
 }
@@ -83,15 +82,15 @@ LogicalResult ParamOp::verify() {
                          << type.getElementType();
   FailureOr<uint64_t> bytes = byteSize(type);
   if (failed(bytes))
-    return emitOpError() << "parameter @" << getSymName() << " of type "
-                         << type << " is too large to address";
+    return emitOpError() << "parameter @" << getSymName() << " of type " << type
+                         << " is too large to address";
   std::optional<Attribute> init = getInitialValue();
   if (!init)
     return success();
   if (auto elements = dyn_cast<ElementsAttr>(*init)) {
     if (elements.getType() != type)
-      return emitOpError() << "inline data of @" << getSymName()
-                           << " has type " << elements.getType()
+      return emitOpError() << "inline data of @" << getSymName() << " has type "
+                           << elements.getType()
                            << " but the parameter is declared " << type;
     return success();
   }
@@ -105,9 +104,9 @@ LogicalResult ParamOp::verify() {
 
 ElementsAttr LoadParamOp::getInlineData(SymbolTableCollection *symbols) {
   ParamOp param =
-      symbols ? symbols->lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr())
-              : SymbolTable::lookupNearestSymbolFrom<ParamOp>(*this,
-                                                              getNameAttr());
+      symbols
+          ? symbols->lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr())
+          : SymbolTable::lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
   if (!param || !param.getInitialValue())
     return {};
   return dyn_cast<ElementsAttr>(*param.getInitialValue());
@@ -118,12 +117,11 @@ LoadParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   auto param =
       symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
   if (!param)
-    return emitOpError() << "'" << getName()
-                         << "' does not name a qopt.param";
+    return emitOpError() << "'" << getName() << "' does not name a qopt.param";
   if (param.getType() != getType())
     return emitOpError() << "result type " << getType()
-                         << " does not match the type of @" << getName()
-                         << ", " << param.getType();
+                         << " does not match the type of @" << getName() << ", "
+                         << param.getType();
   return success();
 }
 
@@ -133,17 +131,17 @@ LoadParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
 
 /// Checks the storage parts against what `type` lists; `what` is "operand"
 /// or "result".
-static LogicalResult verifyStorage(Operation *op, QTensorType type,
-                                   Type data, Type scales, Value zeroPoints,
-                                   Value offset, StringRef what) {
+static LogicalResult verifyStorage(Operation *op, QTensorType type, Type data,
+                                   Type scales, Value zeroPoints, Value offset,
+                                   StringRef what) {
   if (data != type.getDataType())
-    return op->emitOpError() << "packed data " << what << " has type " << data
-                             << " but " << type << " stores its codes in "
-                             << type.getDataType();
+    return op->emitOpError()
+           << "packed data " << what << " has type " << data << " but " << type
+           << " stores its codes in " << type.getDataType();
   if (scales != type.getScalesType())
-    return op->emitOpError() << "scales " << what << " has type " << scales
-                             << " but " << type << " needs "
-                             << type.getScalesType();
+    return op->emitOpError()
+           << "scales " << what << " has type " << scales << " but " << type
+           << " needs " << type.getScalesType();
   if (RankedTensorType zpType = type.getZeroPointsType()) {
     if (!zeroPoints)
       return op->emitOpError() << "format " << type.getFormat()
@@ -151,13 +149,13 @@ static LogicalResult verifyStorage(Operation *op, QTensorType type,
                                   "zero_points "
                                << what << " of type " << zpType;
     if (zeroPoints.getType() != zpType)
-      return op->emitOpError() << "zero points " << what << " has type "
-                               << zeroPoints.getType() << " but " << type
-                               << " needs " << zpType;
+      return op->emitOpError()
+             << "zero points " << what << " has type " << zeroPoints.getType()
+             << " but " << type << " needs " << zpType;
   } else if (zeroPoints) {
-    return op->emitOpError() << "format " << type.getFormat()
-                             << " has no zero points; remove the zero_points "
-                             << what;
+    return op->emitOpError()
+           << "format " << type.getFormat()
+           << " has no zero points; remove the zero_points " << what;
   }
   if (type.getOffset() != static_cast<bool>(offset))
     return op->emitOpError()
@@ -241,9 +239,8 @@ static ArrayRef<int64_t> weightShape(Value weight) {
 
 /// Common checks of x·Wᵀ + b: x is [..., K], W is N×K, b is [N], the result
 /// is [..., N] with x's element type. Returns N.
-static FailureOr<int64_t> verifyLinear(Operation *op, Value input,
-                                       Value weight, Value bias,
-                                       Type resultType) {
+static FailureOr<int64_t> verifyLinear(Operation *op, Value input, Value weight,
+                                       Value bias, Type resultType) {
   auto xType = cast<RankedTensorType>(input.getType());
   if (xType.getRank() < 1)
     return op->emitOpError() << "input must have rank 1 or more";
@@ -263,18 +260,16 @@ static FailureOr<int64_t> verifyLinear(Operation *op, Value input,
       return op->emitOpError() << "bias must have shape " << shapeStr({w[0]})
                                << ", got " << shapeStr(bType.getShape());
     if (bType.getElementType() != xType.getElementType())
-      return op->emitOpError() << "bias element type "
-                               << bType.getElementType()
-                               << " differs from the input's "
-                               << xType.getElementType();
+      return op->emitOpError()
+             << "bias element type " << bType.getElementType()
+             << " differs from the input's " << xType.getElementType();
   }
   if (auto wType = dyn_cast<RankedTensorType>(weight.getType()))
     if (wType.getElementType() != xType.getElementType())
-      return op->emitOpError() << "weight element type "
-                               << wType.getElementType()
-                               << " differs from the input's "
-                               << xType.getElementType()
-                               << "; insert a cast or quantize the weight";
+      return op->emitOpError()
+             << "weight element type " << wType.getElementType()
+             << " differs from the input's " << xType.getElementType()
+             << "; insert a cast or quantize the weight";
   auto yType = cast<RankedTensorType>(resultType);
   SmallVector<int64_t> expected(xType.getShape().drop_back());
   expected.push_back(w[0]);
@@ -296,8 +291,7 @@ int64_t LoRAOp::getRank() { return getLoraA().getType().getDimSize(0); }
 double LoRAOp::getScale() {
   double r = static_cast<double>(getRank());
   double alpha = getAlpha().convertToDouble();
-  return getScaling() == LoRAScaling::RsLoRA ? alpha / std::sqrt(r)
-                                             : alpha / r;
+  return getScaling() == LoRAScaling::RsLoRA ? alpha / std::sqrt(r) : alpha / r;
 }
 
 LogicalResult LoRAOp::verify() {
@@ -312,12 +306,10 @@ LogicalResult LoRAOp::verify() {
                         ArrayRef<int64_t> expected) -> LogicalResult {
     auto type = cast<RankedTensorType>(v.getType());
     if (!shapesCompatible(type.getShape(), expected))
-      return emitOpError() << name << " must have shape "
-                           << shapeStr(expected) << ", got "
-                           << shapeStr(type.getShape());
+      return emitOpError() << name << " must have shape " << shapeStr(expected)
+                           << ", got " << shapeStr(type.getShape());
     if (type.getElementType() != elementType)
-      return emitOpError() << name << " element type "
-                           << type.getElementType()
+      return emitOpError() << name << " element type " << type.getElementType()
                            << " differs from the input's " << elementType;
     return success();
   };
@@ -422,8 +414,8 @@ LogicalResult LSQOp::verify() {
 
 LogicalResult SmoothOp::verify() {
   auto xType = getInput().getType();
-  FailureOr<int64_t> axis = normalizeAxis(*this, static_cast<int64_t>(getAxis()),
-                                            xType.getRank());
+  FailureOr<int64_t> axis =
+      normalizeAxis(*this, static_cast<int64_t>(getAxis()), xType.getRank());
   if (failed(axis))
     return failure();
   auto sType = getScale().getType();
@@ -492,8 +484,8 @@ bool HadamardOp::isSupportedSize(int64_t n) {
 
 LogicalResult HadamardOp::verify() {
   auto xType = getInput().getType();
-  FailureOr<int64_t> axis = normalizeAxis(*this, static_cast<int64_t>(getAxis()),
-                                            xType.getRank());
+  FailureOr<int64_t> axis =
+      normalizeAxis(*this, static_cast<int64_t>(getAxis()), xType.getRank());
   if (failed(axis))
     return failure();
   int64_t dim = xType.getDimSize(*axis);
@@ -501,9 +493,8 @@ LogicalResult HadamardOp::verify() {
   if (block && *block < 1)
     return emitOpError() << "block must be positive, got " << *block;
   if (block && !ShapedType::isDynamic(dim) && dim % *block != 0)
-    return emitOpError() << "block " << *block
-                         << " does not divide dimension " << dim
-                         << " of axis " << *axis;
+    return emitOpError() << "block " << *block << " does not divide dimension "
+                         << dim << " of axis " << *axis;
   int64_t n = block ? *block : dim;
   if (ShapedType::isDynamic(n)) {
     if (getSigns())
@@ -548,13 +539,12 @@ static LogicalResult verifyNorm(Operation *op, Value input, int64_t axisAttr,
     if (!shapesCompatible(type.getShape(), normalized))
       return op->emitOpError()
              << name << " must have the normalised shape "
-             << shapeStr(normalized) << " (input dimensions from axis "
-             << *axis << "), got " << shapeStr(type.getShape());
+             << shapeStr(normalized) << " (input dimensions from axis " << *axis
+             << "), got " << shapeStr(type.getShape());
     if (type.getElementType() != xType.getElementType())
-      return op->emitOpError() << name << " element type "
-                               << type.getElementType()
-                               << " differs from the input's "
-                               << xType.getElementType();
+      return op->emitOpError()
+             << name << " element type " << type.getElementType()
+             << " differs from the input's " << xType.getElementType();
   }
   return success();
 }
@@ -562,15 +552,16 @@ static LogicalResult verifyNorm(Operation *op, Value input, int64_t axisAttr,
 static LogicalResult verifyEpsilon(Operation *op, APFloat epsilon) {
   double eps = epsilon.convertToDouble();
   if (!(eps >= 0.0) || !std::isfinite(eps))
-    return op->emitOpError() << "epsilon must be non-negative and finite, got "
-                             << eps;
+    return op->emitOpError()
+           << "epsilon must be non-negative and finite, got " << eps;
   return success();
 }
 
 LogicalResult RMSNormOp::verify() {
   if (failed(verifyEpsilon(*this, getEpsilon())))
     return failure();
-  return verifyNorm(*this, getInput(), static_cast<int64_t>(getAxis()), {{getGamma(), "gamma"}});
+  return verifyNorm(*this, getInput(), static_cast<int64_t>(getAxis()),
+                    {{getGamma(), "gamma"}});
 }
 
 LogicalResult LayerNormOp::verify() {

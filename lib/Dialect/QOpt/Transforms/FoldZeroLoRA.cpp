@@ -36,8 +36,8 @@ bool isKnownZero(Value value, bool includeTrainable) {
   auto load = value.getDefiningOp<LoadParamOp>();
   if (!load)
     return false;
-  auto param = SymbolTable::lookupNearestSymbolFrom<ParamOp>(
-      load, load.getNameAttr());
+  auto param =
+      SymbolTable::lookupNearestSymbolFrom<ParamOp>(load, load.getNameAttr());
   if (!param || (param.getTrainable() && !includeTrainable))
     return false;
   return isZeroElements(load.getInlineData());

@@ -34,15 +34,14 @@ struct QOptParamsToArgumentsPass
         if (!integer || integer.isSignless())
           return WalkResult::advance();
       }
-      auto param = symbols.lookupNearestSymbolFrom<ParamOp>(
-          load, load.getNameAttr());
+      auto param =
+          symbols.lookupNearestSymbolFrom<ParamOp>(load, load.getNameAttr());
       if (!param) // the verifier reports it
         return WalkResult::interrupt();
       auto func = load->getParentOfType<func::FuncOp>();
       if (!func || !func.isPublic() || (entry && func != entry)) {
         load.emitError("parameter @")
-            << param.getSymName()
-            << " is read outside the entry function"
+            << param.getSymName() << " is read outside the entry function"
             << (entry ? " @" + entry.getSymName().str() : std::string())
             << ": runtime-provided parameters must all be read by one "
                "public function";
@@ -73,7 +72,8 @@ struct QOptParamsToArgumentsPass
     for (ParamOp param : params) {
       unsigned index = entry.getNumArguments();
       SmallVector<NamedAttribute> attrs = {
-          b.getNamedAttr(QOptDialect::ParamAttrHelper::getNameStr(), b.getStringAttr(param.getSymName())),
+          b.getNamedAttr(QOptDialect::ParamAttrHelper::getNameStr(),
+                         b.getStringAttr(param.getSymName())),
           b.getNamedAttr("bufferization.writable", b.getBoolAttr(false))};
       if (auto external = dyn_cast_if_present<ExternalDataAttr>(
               param.getInitialValueAttr()))

@@ -139,12 +139,12 @@ extern "C" {
 /// and strides along (outer0, outer1, rows, columns). Outer loops that
 /// continue the rows of A and C (and do not move B) are folded into M, so
 /// a [batch, seq, k] activation times a weight is one call.
-void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n,
-                       int64_t k, int64_t pa, int64_t oa, int64_t sa0,
-                       int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-                       int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk,
-                       int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
-                       int64_t sc1, int64_t scm, int64_t scn) {
+void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
+                       int64_t pa, int64_t oa, int64_t sa0, int64_t sa1,
+                       int64_t sam, int64_t sak, int64_t pb, int64_t ob,
+                       int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn,
+                       int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
+                       int64_t scm, int64_t scn) {
   float *a = reinterpret_cast<float *>(pa) + oa;
   float *b = reinterpret_cast<float *>(pb) + ob;
   float *c = reinterpret_cast<float *>(pc) + oc;

@@ -89,8 +89,7 @@ static std::optional<GemmDims> matchGemm(linalg::GenericOp op) {
     return std::nullopt;
   SmallVector<unsigned> ms, ns, ks, outer;
   for (auto [d, iterator] : llvm::enumerate(op.getIteratorTypesArray())) {
-    bool inA = uses(maps[0], d), inB = uses(maps[1], d),
-         inC = uses(maps[2], d);
+    bool inA = uses(maps[0], d), inB = uses(maps[1], d), inC = uses(maps[2], d);
     if (iterator == utils::IteratorType::reduction) {
       if (inC || !inA || !inB)
         return std::nullopt;
@@ -105,8 +104,7 @@ static std::optional<GemmDims> matchGemm(linalg::GenericOp op) {
       outer.push_back(d);
     }
   }
-  if (ks.size() != 1 || ms.size() > 1 + kMaxOuter ||
-      ns.size() > 1 + kMaxOuter)
+  if (ks.size() != 1 || ms.size() > 1 + kMaxOuter || ns.size() > 1 + kMaxOuter)
     return std::nullopt;
   GemmDims dims;
   dims.k = ks[0];

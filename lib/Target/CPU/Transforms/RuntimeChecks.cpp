@@ -18,10 +18,12 @@ namespace mlir::qopt {
 using namespace mlir;
 
 namespace {
-constexpr StringLiteral kCheckFailed = ::qopt::compiled_model::kCheckFailedSymbol;
+constexpr StringLiteral kCheckFailed =
+    ::qopt::compiled_model::kCheckFailedSymbol;
 
 struct QOptLowerRuntimeChecksPass
-    : mlir::qopt::impl::QOptLowerRuntimeChecksPassBase<QOptLowerRuntimeChecksPass> {
+    : mlir::qopt::impl::QOptLowerRuntimeChecksPassBase<
+          QOptLowerRuntimeChecksPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     SmallVector<cf::AssertOp> asserts;
