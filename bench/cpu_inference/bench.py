@@ -56,6 +56,9 @@ def main():
     ap.add_argument("--bin", default=os.environ.get("QOPT_BIN", os.path.join(here, "..", "..", "build", "bin")))
     ap.add_argument("--max-pos", type=int, default=1024)
     ap.add_argument("--json")
+    ap.add_argument("--max-error", type=float,
+                    help="fail (exit 1) when any run's max error, relative to the "
+                         "largest onnxruntime output, exceeds this")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
@@ -133,6 +136,12 @@ def main():
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
     tmp.cleanup()
+    if args.max_error is not None:
+        worst = max(x["max_error_rel_to_max"] for x in results)
+        if not worst <= args.max_error:  # NaN fails too
+            print(f"max error {worst:.1e} exceeds {args.max_error:.0e}")
+            sys.exit(1)
+        print(f"max error {worst:.1e} within {args.max_error:.0e}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 using qopt::runtime::json::Value;
@@ -175,6 +176,71 @@ qopt_dtype qopt_dtype_from_name(const char *name) {
   return d ? static_cast<qopt_dtype>(d->code) : QOPT_DTYPE_INVALID;
 }
 
+/// Whether this machine has the instruction-set extension `feature` (one
+/// of kCPUFeatures). QOPT_RUNTIME_CPU_FEATURES, a comma-separated list,
+/// stands in for the detected set: it emulates an older CPU (tests use it).
+static bool machineHas(const std::string &feature) {
+  if (const char *list = std::getenv("QOPT_RUNTIME_CPU_FEATURES")) {
+    std::string all = std::string(",") + list + ",";
+    return all.find("," + feature + ",") != std::string::npos;
+  }
+#if defined(__x86_64__)
+  __builtin_cpu_init();
+  const std::pair<const char *, bool> detected[] = {
+      {"sse4.2", __builtin_cpu_supports("sse4.2")},
+      {"avx", __builtin_cpu_supports("avx")},
+      {"avx2", __builtin_cpu_supports("avx2")},
+      {"fma", __builtin_cpu_supports("fma")},
+      {"f16c", __builtin_cpu_supports("f16c")},
+      {"bmi", __builtin_cpu_supports("bmi")},
+      {"bmi2", __builtin_cpu_supports("bmi2")},
+      {"avx512f", __builtin_cpu_supports("avx512f")},
+      {"avx512bw", __builtin_cpu_supports("avx512bw")},
+      {"avx512dq", __builtin_cpu_supports("avx512dq")},
+      {"avx512vl", __builtin_cpu_supports("avx512vl")},
+      {"avx512cd", __builtin_cpu_supports("avx512cd")},
+      {"avx512vnni", __builtin_cpu_supports("avx512vnni")},
+      {"avx512bf16", __builtin_cpu_supports("avx512bf16")},
+      {"avx512fp16", __builtin_cpu_supports("avx512fp16")},
+  };
+  static_assert(sizeof(detected) / sizeof(detected[0]) ==
+                    sizeof(cm::kCPUFeatures) / sizeof(cm::kCPUFeatures[0]),
+                "every feature the compiler may list is checked");
+  for (const auto &[name, has] : detected)
+    if (feature == name)
+      return has;
+#endif
+  return false; // unknown here: treat as missing
+}
+
+/// Refuses a model whose code uses instructions this CPU lacks (it would
+/// die of SIGILL in the middle of a run).
+static int checkCPUFeatures(const Value &root, const std::string &path) {
+  const Value *features = root.get(key::kCPUFeatures);
+  if (!features) // models from before the list was recorded
+    return 0;
+  if (features->kind != Value::Array)
+    return fail(path + ": malformed manifest ('" + key::kCPUFeatures +
+                "' is not a list)");
+  std::string missing;
+  for (const Value &f : features->array) {
+    if (f.kind != Value::String)
+      return fail(path + ": malformed manifest ('" + key::kCPUFeatures +
+                  "' holds a non-string)");
+    if (!machineHas(f.string))
+      missing += (missing.empty() ? "" : ", ") + f.string;
+  }
+  if (missing.empty())
+    return 0;
+  const Value *cpu = root.get(key::kCPU);
+  std::string cpuName =
+      cpu && cpu->kind == Value::String ? cpu->string : "unknown";
+  return fail(path + ": compiled for CPU '" + cpuName + "' and uses " +
+              missing +
+              ", which this machine lacks; recompile it here (qoptc --cpu "
+              "host) or for a CPU this machine has (e.g. --cpu x86-64-v2)");
+}
+
 static int loadManifest(qopt_model &m, const std::string &path) {
   Value root;
   std::string error;
@@ -193,6 +259,8 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   const Value *target = root.get(key::kTarget);
   if (!target || target->kind != Value::String || target->string != key::kCPU)
     return fail(path + ": this runtime runs CPU models only");
+  if (int rc = checkCPUFeatures(root, path))
+    return rc;
   auto readList = [&](const char *key, std::vector<TensorSpec> &out) -> bool {
     const Value *list = root.get(key);
     if (!list || list->kind != Value::Array) {

@@ -57,7 +57,19 @@ inline constexpr char kShape[] = "shape";
 inline constexpr char kDims[] = "dims";
 inline constexpr char kOffset[] = "offset";
 inline constexpr char kLength[] = "length";
+/// The instruction-set extensions the code uses (names in kCPUFeatures).
+inline constexpr char kCPUFeatures[] = "cpu_features";
 } // namespace manifest
+
+/// The x86-64 instruction-set extensions that generated code may use and
+/// the runtime checks before loading a model: spelled as LLVM names them
+/// (`+avx2`) and as GCC's and clang's `__builtin_cpu_supports` does. A model
+/// compiled for a CPU with AVX-512 then fails to load on one without, with a
+/// message, instead of dying of SIGILL.
+inline constexpr const char *kCPUFeatures[] = {
+    "sse4.2",   "avx",      "avx2",       "fma",        "f16c",
+    "bmi",      "bmi2",     "avx512f",    "avx512bw",   "avx512dq",
+    "avx512vl", "avx512cd", "avx512vnni", "avx512bf16", "avx512fp16"};
 
 /// The weights file's safetensors `__metadata__` entry that ties it to its
 /// library.

@@ -138,6 +138,8 @@ private:
   std::string weightsId;
   uint64_t weightsSize = 0;
   std::string cpuName;
+  /// The kCPUFeatures the generated code may use (the manifest lists them).
+  SmallVector<std::string> cpuFeatures;
   SmallVector<PendingFile> pending;
 };
 } // namespace
@@ -348,6 +350,7 @@ llvm::json::Value CPUCompiler::manifest() {
       {key::kQOptVersion, QOPT_VERSION},
       {key::kTarget, key::kCPU},
       {key::kCPU, cpuName},
+      {key::kCPUFeatures, llvm::json::Array(cpuFeatures)},
       {key::kEntry, cm::kEntrySymbol},
       {key::kWeights, llvm::json::Object{{key::kFile, weightsFile},
                                          {key::kId, weightsId},
@@ -389,9 +392,16 @@ std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {
       : options.optLevel == 2 ? llvm::CodeGenOptLevel::Default
       : options.optLevel == 1 ? llvm::CodeGenOptLevel::Less
                               : llvm::CodeGenOptLevel::None;
-  return std::unique_ptr<llvm::TargetMachine>(target->createTargetMachine(
+  std::unique_ptr<llvm::TargetMachine> machine(target->createTargetMachine(
       triple, cpuName, features, llvm::TargetOptions(), llvm::Reloc::PIC_,
       std::nullopt, level));
+  if (machine && triple.isX86()) {
+    const llvm::MCSubtargetInfo *info = machine->getMCSubtargetInfo();
+    for (const char *feature : cm::kCPUFeatures)
+      if (info->checkFeatures((Twine("+") + feature).str()))
+        cpuFeatures.push_back(feature);
+  }
+  return machine;
 }
 
 /// `void qopt_run_packed(void **args)`: the entry with every argument behind
