@@ -10,6 +10,7 @@
 #define QOPT_PIPELINES_PIPELINES_H
 
 #include "qopt/Target/CPU/CPUTarget.h"
+#include "qopt/Target/CPU/Pipeline.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassOptions.h"
@@ -29,24 +30,11 @@ void buildONNXFrontEndPipeline(OpPassManager &pm, bool allowUnsupported);
 /// passes in).
 void buildGraphPipeline(OpPassManager &pm);
 
-struct CPUPipelineOptions : public PassPipelineOptions<CPUPipelineOptions> {
+struct CPUPipelineOptions : public CPUCodegenOptionsBase<CPUPipelineOptions> {
   PassOptions::Option<bool> allowUnsupported{
       *this, "allow-unsupported",
       llvm::cl::desc("Leave ONNX nodes that cannot be converted (the "
                      "pipeline then fails when lowering them)"),
-      llvm::cl::init(false)};
-  PassOptions::Option<bool> blas{
-      *this, "blas",
-      llvm::cl::desc("Call the CPU kernel library (qopt_kernel_sgemm, "
-                     "OpenBLAS) for f32 matrix products instead of emitting "
-                     "loops; the program must then be linked with "
-                     "libqopt_kernels_cpu"),
-      llvm::cl::init(false)};
-  PassOptions::Option<bool> parallel{
-      *this, "parallel",
-      llvm::cl::desc("Run the outermost parallel loop of every loop nest on "
-                     "all cores (OpenMP; the program must then be linked "
-                     "with libomp)"),
       llvm::cl::init(false)};
 };
 

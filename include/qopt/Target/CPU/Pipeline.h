@@ -15,21 +15,26 @@ namespace mlir {
 class OpPassManager;
 namespace qopt {
 
-struct CPUCodegenOptions : public PassPipelineOptions<CPUCodegenOptions> {
-  PassOptions::Option<bool> blas{
+/// The options of CPU code generation, declared once for every pipeline
+/// that ends in it (`Derived` is the pipeline's own options struct).
+template <typename Derived>
+struct CPUCodegenOptionsBase : public PassPipelineOptions<Derived> {
+  mlir::detail::PassOptions::Option<bool> blas{
       *this, "blas",
       llvm::cl::desc("Call the CPU kernel library (qopt_kernel_sgemm, "
                      "OpenBLAS) for f32 matrix products instead of emitting "
                      "loops; the program must then be linked with "
                      "libqopt_kernels_cpu"),
       llvm::cl::init(false)};
-  PassOptions::Option<bool> parallel{
+  mlir::detail::PassOptions::Option<bool> parallel{
       *this, "parallel",
       llvm::cl::desc("Run the outermost parallel loop of every loop nest on "
                      "all cores (OpenMP; the program must then be linked "
                      "with libomp)"),
       llvm::cl::init(false)};
 };
+
+struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 
 /// QOpt reference lowering, elementwise fusion, bufferization with buffer
 /// deallocation (results are owned by the caller), optional kernel-library
