@@ -53,6 +53,13 @@ ArrayRef<HandlerEntry> getIndexHandlers();
 /// "node 'NAME' (OP, opset N)": how errors name a node.
 std::string nodeDescription(ONNXNodeOp op);
 
+/// The module path (`model.layers.0.mlp.up_proj`) of the layer `op` belongs
+/// to, or null: from the exporter's name scopes (torch's dynamo exporter
+/// writes `pkg.torch.onnx.name_scopes` metadata), else the name of the
+/// parameter `weight` reads when it is `<path>.weight`, else the node's
+/// name when it is a path (TorchScript's `/model/layers.0/mlp/up_proj/MatMul`).
+StringAttr moduleName(ONNXNodeOp op, Value weight = {});
+
 /// "node 'NAME' (OP, opset N): " prefixed error at the node.
 InFlightDiagnostic nodeError(ONNXNodeOp op);
 

@@ -147,7 +147,8 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
     if (!biasType || biasType.getRank() != 1)
       return nodeError(op) << "bias must be 1-D";
   }
-  results.push_back(LinearOp::create(b, loc, yType, a, q, bias));
+  results.push_back(LinearOp::create(b, loc, yType, a, q, bias,
+                                     moduleName(op, getInput(op, 1))));
   return success();
 }
 

@@ -201,7 +201,17 @@ Value centered(Value d, SmallVectorImpl<Operation *> &chain) {
 
 } // namespace
 
-/// MatMul(x, W [+ Add(b)]) and Gemm(x, W, b, transB=1) -> qopt.linear.
+/// The K x N weight `w` as N x K.
+static Value transposed(OpBuilder &b, Location loc, Value w) {
+  auto type = cast<RankedTensorType>(w.getType());
+  Value init = tensor::EmptyOp::create(
+      b, loc, ArrayRef<int64_t>{type.getDimSize(1), type.getDimSize(0)},
+      type.getElementType());
+  return linalg::TransposeOp::create(b, loc, w, init, ArrayRef<int64_t>{1, 0})
+      .getResult()[0];
+}
+
+/// MatMul(x, W [+ Add(b)]) and Gemm(x, W, b) -> qopt.linear.
 LogicalResult
 mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
                               SmallVectorImpl<Operation *> &erased) {
@@ -211,9 +221,11 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
     if (!op.getDomain().empty() || op.getNumResults() != 1)
       return failure();
     Location loc = op.getLoc();
+    // Gemm(x, W, b) with transB = 1 (torch.nn.Linear) or transB = 0
+    // (GPT-2's Conv1D stores W as K x N).
     if (op.getOpType() == "Gemm") {
-      if (getIntAttr(op, "transB", 0) != 1 ||
-          getIntAttr(op, "transA", 0) != 0 ||
+      int64_t transB = getIntAttr(op, "transB", 0);
+      if ((transB != 0 && transB != 1) || getIntAttr(op, "transA", 0) != 0 ||
           getFloatAttr(op, "alpha", 1.0) != 1.0 ||
           getFloatAttr(op, "beta", 1.0) != 1.0 || op.getInputs().size() < 2)
         return failure();
@@ -223,12 +235,25 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
       if (!w || !isRankedFloat(x) || (b && !paramOfRank(b, 1)))
         return failure();
       auto xType = cast<RankedTensorType>(x.getType());
-      if (xType.getElementType() != w.getType().getElementType())
+      RankedTensorType wType = w.getType();
+      int64_t n = wType.getDimSize(transB ? 0 : 1);
+      int64_t k = wType.getDimSize(transB ? 1 : 0);
+      // What the verifier of qopt.linear would refuse is left to the
+      // conversion's Gemm, which reports it.
+      if (xType.getElementType() != wType.getElementType() ||
+          xType.getRank() != 2 ||
+          (!xType.isDynamicDim(1) && xType.getDimSize(1) != k) ||
+          (b && (cast<RankedTensorType>(b.getType()).getDimSize(0) != n ||
+                 getElementTypeOrSelf(b.getType()) != wType.getElementType())))
         return failure();
+      Value weight = w;
+      if (!transB)
+        weight = transposed(rewriter, loc, w);
       SmallVector<int64_t> shape(xType.getShape().drop_back());
-      shape.push_back(w.getType().getDimSize(0));
+      shape.push_back(n);
       auto type = RankedTensorType::get(shape, xType.getElementType());
-      Value y = LinearOp::create(rewriter, loc, type, x, w, b);
+      Value y = LinearOp::create(rewriter, loc, type, x, weight, b,
+                                 moduleName(op, w));
       replaceRoot(rewriter, op, y);
       erased.push_back(op);
       rewriter.eraseOp(op);
@@ -250,13 +275,7 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
          xType.getDimSize(xType.getRank() - 1) != wType.getDimSize(0)))
       return failure();
     // The weight is stored K x N: qopt.linear wants N x K.
-    Value init = tensor::EmptyOp::create(
-        rewriter, loc,
-        ArrayRef<int64_t>{wType.getDimSize(1), wType.getDimSize(0)},
-        wType.getElementType());
-    Value wt = linalg::TransposeOp::create(rewriter, loc, w, init,
-                                           ArrayRef<int64_t>{1, 0})
-                   .getResult()[0];
+    Value wt = transposed(rewriter, loc, w);
     // A following Add of a bias parameter joins the layer.
     ONNXNodeOp root = op;
     Value bias;
@@ -279,7 +298,8 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
     shape.push_back(wType.getDimSize(1));
     auto type = RankedTensorType::get(shape, xType.getElementType());
     rewriter.setInsertionPoint(root);
-    Value y = LinearOp::create(rewriter, root.getLoc(), type, x, wt, bias);
+    Value y = LinearOp::create(rewriter, root.getLoc(), type, x, wt, bias,
+                               moduleName(op, w));
     replaceRoot(rewriter, root, y);
     erased.push_back(root);
     rewriter.eraseOp(root);

@@ -163,6 +163,53 @@ std::string mlir::qopt::onnx::nodeDescription(ONNXNodeOp op) {
   return text;
 }
 
+StringAttr mlir::qopt::onnx::moduleName(ONNXNodeOp op, Value weight) {
+  MLIRContext *context = op.getContext();
+  // "['', 'm', 'm.model', 'm.model.layers.0', …, 'm.model.layers.0.mlp',
+  //   'm.model.layers.0.mlp.up_proj', 'linear']": the longest chain of
+  // nested paths; the last entry names the op, not a module.
+  if (DictionaryAttr metadata = op.getMetadataAttr())
+    if (auto scopes =
+            metadata.getAs<StringAttr>("pkg.torch.onnx.name_scopes")) {
+      StringRef rest = scopes.getValue(), path;
+      while (true) {
+        size_t open = rest.find('\'');
+        if (open == StringRef::npos)
+          break;
+        size_t close = rest.find('\'', open + 1);
+        if (close == StringRef::npos)
+          break;
+        StringRef entry = rest.slice(open + 1, close);
+        rest = rest.drop_front(close + 1);
+        if (!entry.empty() && (path.empty() || entry.starts_with(path)) &&
+            (path.empty() || entry.drop_front(path.size()).starts_with(".")))
+          path = entry;
+        else if (!entry.empty() && !path.empty())
+          break; // the op's own name ends the chain
+      }
+      if (!path.empty())
+        return StringAttr::get(context, path);
+    }
+  if (auto load = weight ? weight.getDefiningOp<LoadParamOp>() : nullptr) {
+    StringRef name = load.getName();
+    if (name.consume_back(".weight") && !name.empty())
+      return StringAttr::get(context, name);
+  }
+  // "/model/layers.0/mlp/up_proj/MatMul" -> model.layers.0.mlp.up_proj
+  if (auto loc = dyn_cast<NameLoc>(op.getLoc())) {
+    StringRef name = loc.getName().getValue();
+    if (name.consume_front("/")) {
+      SmallVector<StringRef> parts;
+      name.split(parts, '/');
+      if (parts.size() >= 2 &&
+          llvm::none_of(parts, [](StringRef part) { return part.empty(); }))
+        return StringAttr::get(
+            context, llvm::join(ArrayRef<StringRef>(parts).drop_back(), "."));
+    }
+  }
+  return {};
+}
+
 void mlir::qopt::onnx::emitCheck(ONNXNodeOp op, OpBuilder &b, Value cond,
                                  const Twine &what) {
   // Nothing to check at run time when folding already decides.

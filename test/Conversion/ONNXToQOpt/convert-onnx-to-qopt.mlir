@@ -104,7 +104,7 @@ qopt.param @proj.weight : tensor<4x6xf32>
 // CHECK-LABEL: func.func @raise_after_refinement
 // CHECK: %[[R:.*]] = linalg.generic
 // CHECK: %[[T:.*]] = linalg.transpose
-// CHECK: qopt.linear %[[R]], %[[T]] : (tensor<2x4xf32>, tensor<6x4xf32>) -> tensor<2x6xf32>
+// CHECK: qopt.linear %[[R]], %[[T]] module "proj" : (tensor<2x4xf32>, tensor<6x4xf32>) -> tensor<2x6xf32>
 func.func @raise_after_refinement(%x: tensor<2x4xf32>) -> tensor<*xf32> {
   %w = qopt.load_param @proj.weight : tensor<4x6xf32>
   %0 = onnx.node "Relu" opset 14 (%x) {} : (tensor<2x4xf32>) -> tensor<*xf32>

@@ -10,7 +10,7 @@ qopt.param @model.layers.0.mlp.up_proj.bias : tensor<16xf32>
 // CHECK-DAG: %[[W:.*]] = qopt.load_param @model.layers.0.mlp.up_proj.weight
 // CHECK-DAG: %[[B:.*]] = qopt.load_param @model.layers.0.mlp.up_proj.bias
 // CHECK: %[[WT:.*]] = linalg.transpose ins(%[[W]] : tensor<8x16xf32>) outs(%{{.*}} : tensor<16x8xf32>) permutation = [1, 0]
-// CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[WT]], %[[B]] : (tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<?x?x16xf32>
+// CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[WT]], %[[B]] module "model.layers.0.mlp.up_proj" : (tensor<?x?x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<?x?x16xf32>
 // CHECK-NOT: onnx.node
 // CHECK: %[[C:.*]] = tensor.cast %[[Y]] : tensor<?x?x16xf32> to tensor<*xf32>
 // CHECK: return %[[C]]
@@ -28,13 +28,68 @@ qopt.param @fc.weight : tensor<16x8xf32>
 qopt.param @fc.bias : tensor<16xf32>
 // Gemm with transB = 1 (nn.Linear on 2-D input): the weight is already N x K.
 // CHECK-LABEL: func.func @linear_gemm
-// CHECK: qopt.linear %{{.*}}, %{{.*}}, %{{.*}} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
+// CHECK: qopt.linear %{{.*}}, %{{.*}}, %{{.*}} module "fc" : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
 // CHECK-NOT: linalg.transpose
 func.func @linear_gemm(%x: tensor<4x8xf32>) -> tensor<4x16xf32> {
   %w = qopt.load_param @fc.weight : tensor<16x8xf32>
   %b = qopt.load_param @fc.bias : tensor<16xf32>
   %0 = onnx.node "Gemm" opset 13 (%x, %w, %b) {transB = 1 : i64} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<16xf32>) -> tensor<4x16xf32>
   return %0 : tensor<4x16xf32>
+}
+
+// -----
+
+// GPT-2's Conv1D: Gemm with transB = 0 stores the weight K x N.
+qopt.param @h.0.attn.c_attn.weight : tensor<8x24xf32>
+qopt.param @h.0.attn.c_attn.bias : tensor<24xf32>
+// CHECK-LABEL: func.func @linear_gemm_conv1d
+// CHECK: %[[WT:.*]] = linalg.transpose ins(%{{.*}} : tensor<8x24xf32>) outs(%{{.*}} : tensor<24x8xf32>) permutation = [1, 0]
+// CHECK: qopt.linear %{{.*}}, %[[WT]], %{{.*}} module "h.0.attn.c_attn" : (tensor<?x8xf32>, tensor<24x8xf32>, tensor<24xf32>) -> tensor<?x24xf32>
+func.func @linear_gemm_conv1d(%x: tensor<?x8xf32>) -> tensor<?x24xf32> {
+  %w = qopt.load_param @h.0.attn.c_attn.weight : tensor<8x24xf32>
+  %b = qopt.load_param @h.0.attn.c_attn.bias : tensor<24xf32>
+  %0 = onnx.node "Gemm" opset 13 (%x, %w, %b) {} : (tensor<?x8xf32>, tensor<8x24xf32>, tensor<24xf32>) -> tensor<?x24xf32>
+  return %0 : tensor<?x24xf32>
+}
+
+// -----
+
+// A bias that only broadcasts ([1]) or a K that does not match is left to
+// the conversion's Gemm (which reports the mismatch).
+qopt.param @fc.weight : tensor<16x8xf32>
+qopt.param @fc.bias : tensor<1xf32>
+// CHECK-LABEL: func.func @gemm_not_linear
+// CHECK-COUNT-2: onnx.node "Gemm"
+// CHECK-NOT: qopt.linear
+func.func @gemm_not_linear(%x: tensor<4x8xf32>, %y: tensor<4x6xf32>) -> (tensor<4x16xf32>, tensor<4x16xf32>) {
+  %w = qopt.load_param @fc.weight : tensor<16x8xf32>
+  %b = qopt.load_param @fc.bias : tensor<1xf32>
+  %0 = onnx.node "Gemm" opset 13 (%x, %w, %b) {transB = 1 : i64} : (tensor<4x8xf32>, tensor<16x8xf32>, tensor<1xf32>) -> tensor<4x16xf32>
+  %1 = onnx.node "Gemm" opset 13 (%y, %w) {transB = 1 : i64} : (tensor<4x6xf32>, tensor<16x8xf32>) -> tensor<4x16xf32>
+  return %0, %1 : tensor<4x16xf32>, tensor<4x16xf32>
+}
+
+// -----
+
+// The module path, where the weight's name does not give it: from torch's
+// dynamo exporter's name scopes (the last entry names the op), else from a
+// TorchScript node name (the last component names the op).
+qopt.param @val_43 : tensor<8x16xf32>
+qopt.param @"onnx::MatMul_702" : tensor<8x16xf32>
+qopt.param @model.w : tensor<8x16xf32>
+// CHECK-LABEL: func.func @module_paths
+// CHECK: qopt.linear {{.*}} module "m.model.layers.0.self_attn.q_proj" :
+// CHECK: qopt.linear {{.*}} module "model.layers.0.mlp.up_proj" :
+// CHECK: qopt.linear %{{[^ ]*}}, %{{[^ ]*}} : (tensor<2x8xf32>, tensor<16x8xf32>) -> tensor<2x16xf32>
+func.func @module_paths(%x: tensor<2x8xf32>) -> (tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>) {
+  %w0 = qopt.load_param @val_43 : tensor<8x16xf32>
+  %0 = onnx.node "MatMul" opset 20 (%x, %w0) {} metadata {namespace = ": __main__.CausalLM/m", "pkg.torch.onnx.name_scopes" = "['', 'm', 'm.model', 'm.model.layers.0', 'm.model.layers.0.self_attn', 'm.model.layers.0.self_attn.q_proj', 'linear']"} : (tensor<2x8xf32>, tensor<8x16xf32>) -> tensor<2x16xf32>
+  %w1 = qopt.load_param @"onnx::MatMul_702" : tensor<8x16xf32>
+  %1 = onnx.node "MatMul" opset 17 (%x, %w1) {} : (tensor<2x8xf32>, tensor<8x16xf32>) -> tensor<2x16xf32> loc("/model/layers.0/mlp/up_proj/MatMul")
+  // Neither a path-like name nor a `.weight` parameter: no module.
+  %w2 = qopt.load_param @model.w : tensor<8x16xf32>
+  %2 = onnx.node "MatMul" opset 17 (%x, %w2) {} : (tensor<2x8xf32>, tensor<8x16xf32>) -> tensor<2x16xf32> loc("MatMul_3")
+  return %0, %1, %2 : tensor<2x16xf32>, tensor<2x16xf32>, tensor<2x16xf32>
 }
 
 // -----

@@ -103,6 +103,8 @@ func.func @linear(%x: tensor<?x?x32xf32>, %w: tensor<64x32xf32>, %b: tensor<64xf
     -> (tensor<?x?x64xf32>, tensor<?x?x64xf32>) {
   // CHECK: qopt.linear %{{.*}}, %{{.*}}, %{{.*}} : (tensor<?x?x32xf32>, tensor<64x32xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
   %y = qopt.linear %x, %w, %b : (tensor<?x?x32xf32>, tensor<64x32xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>
+  // CHECK: qopt.linear %{{.*}}, %{{.*}} module "model.layers.0.mlp.up_proj" : (tensor<?x?x32xf32>, tensor<64x32xf32>) -> tensor<?x?x64xf32>
+  %ym = qopt.linear %x, %w module "model.layers.0.mlp.up_proj" : (tensor<?x?x32xf32>, tensor<64x32xf32>) -> tensor<?x?x64xf32>
   // CHECK: qopt.linear %{{.*}}, %{{.*}} : (tensor<?x?x32xf32>, !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<?x?x64xf32>
   %z = qopt.linear %x, %qw : (tensor<?x?x32xf32>, !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<?x?x64xf32>
   return %y, %z : tensor<?x?x64xf32>, tensor<?x?x64xf32>
@@ -115,6 +117,8 @@ func.func @lora(%x: tensor<?x32xf32>, %w: tensor<64x32xf32>, %a: tensor<4x32xf32
                 %qw: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>) {
   // CHECK: qopt.lora %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} alpha = 8.000000e+00 : (tensor<?x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> tensor<?x64xf32>
   %0 = qopt.lora %x, %w, %a, %bb alpha = 8.0 : (tensor<?x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> tensor<?x64xf32>
+  // CHECK: qopt.lora {{.*}} alpha = 8.000000e+00 module "q_proj" : (tensor<?x32xf32>
+  %lm = qopt.lora %x, %w, %a, %bb alpha = 8.0 module "q_proj" : (tensor<?x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>) -> tensor<?x64xf32>
   // CHECK: qopt.lora {{.*}} bias(%{{.*}}) alpha = 1.600000e+01 scaling = rslora dropout = 1.000000e-01 :
   %1 = qopt.lora %x, %w, %a, %bb bias(%bias) alpha = 16.0 scaling = rslora dropout = 0.1
       : (tensor<?x32xf32>, tensor<64x32xf32>, tensor<4x32xf32>, tensor<64x4xf32>, tensor<64xf32>) -> tensor<?x64xf32>

@@ -57,7 +57,8 @@ struct FoldZeroLoRA : OpRewritePattern<LoRAOp> {
     if (!zero)
       return rewriter.notifyMatchFailure(op, "branch not known to be zero");
     rewriter.replaceOpWithNewOp<LinearOp>(op, op.getType(), op.getInput(),
-                                          op.getWeight(), op.getBias());
+                                          op.getWeight(), op.getBias(),
+                                          op.getModuleAttr());
     return success();
   }
 

@@ -9,12 +9,12 @@
 
 // CHECK-LABEL: func.func @constant_zero_b
 // CHECK-SAME: (%[[X:.*]]: tensor<2x4xf32>, %[[W:.*]]: tensor<8x4xf32>, %[[A:.*]]: tensor<2x4xf32>, %[[BIAS:.*]]: tensor<8xf32>)
-// CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[W]], %[[BIAS]] : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+// CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[W]], %[[BIAS]] module "layers.0.fc" : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<8xf32>) -> tensor<2x8xf32>
 // CHECK-NOT: qopt.lora
 // CHECK: return %[[Y]]
 func.func @constant_zero_b(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>, %a: tensor<2x4xf32>, %bias: tensor<8xf32>) -> tensor<2x8xf32> {
   %b = arith.constant dense<0.0> : tensor<8x2xf32>
-  %y = qopt.lora %x, %w, %a, %b bias(%bias) alpha = 4.0 : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<8x2xf32>, tensor<8xf32>) -> tensor<2x8xf32>
+  %y = qopt.lora %x, %w, %a, %b bias(%bias) alpha = 4.0 module "layers.0.fc" : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<8x2xf32>, tensor<8xf32>) -> tensor<2x8xf32>
   return %y : tensor<2x8xf32>
 }
 

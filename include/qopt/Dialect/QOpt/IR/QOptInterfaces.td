@@ -53,6 +53,9 @@ def QOpt_LinearLikeOpInterface : OpInterface<"LinearLikeOpInterface"> {
     InterfaceMethod<"The weight `W` (N×K; a tensor or a `!qopt.qtensor`).",
       "::mlir::Value", "getWeight">,
     InterfaceMethod<"The bias `b`, or null.", "::mlir::Value", "getBias">,
+    InterfaceMethod<[{The layer's module path (`model.layers.0.mlp.up_proj`),
+      or null when the model does not say.}], "::mlir::StringAttr",
+      "getModuleAttr">,
   ];
 }
 

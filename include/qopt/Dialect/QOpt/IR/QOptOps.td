@@ -228,18 +228,34 @@ def QOpt_LinearOp : QOpt_Op<"linear", [Pure,
     `MatMul`/`Gemm` with a parameter weight into it so that adapter and
     quantization passes find every linear layer.
 
+    `module` is the path of the layer in the model it came from, as PEFT
+    and `torch.nn.Module.named_modules` name it
+    (`model.layers.0.mlp.up_proj`): adapter and quantization passes select
+    layers by it, and every rewrite of the layer keeps it. The importer takes
+    it from the exporter's name scopes (torch's dynamo exporter), the
+    weight's name (`….weight`) or the node's name path (TorchScript's
+    `/model/layers.0/mlp/up_proj/MatMul`), in that order.
+
     ```mlir
-    %y = qopt.linear %x, %w, %b
+    %y = qopt.linear %x, %w, %b module "model.layers.0.mlp.up_proj"
         : (tensor<?x?x4096xf32>, tensor<11008x4096xf32>, tensor<11008xf32>)
         -> tensor<?x?x11008xf32>
     ```
   }];
   let arguments = (ins QOpt_FloatTensor:$input, QOpt_WeightType:$weight,
-                       Optional<QOpt_FloatTensor>:$bias);
+                       Optional<QOpt_FloatTensor>:$bias,
+                       OptionalAttr<StrAttr>:$module);
   let results = (outs QOpt_FloatTensor:$result);
   let assemblyFormat = [{
-    $input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)
+    $input `,` $weight (`,` $bias^)? (`module` $module^)? attr-dict `:` functional-type(operands, results)
   }];
+  let builders = [
+    OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
+                   "::mlir::Value":$weight, "::mlir::Value":$bias), [{
+      build($_builder, $_state, result, input, weight, bias,
+            ::mlir::StringAttr());
+    }]>
+  ];
   let hasVerifier = 1;
 }
 
@@ -274,6 +290,8 @@ def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
     change the output, but B starts at zero in training, so it is only folded
     away when a pass is asked to (never by canonicalization).
 
+    `module` is the adapted layer's module path, as on `qopt.linear`.
+
     ```mlir
     %y = qopt.lora %x, %w, %a, %b alpha = 32.0 scaling = rslora dropout = 5.0e-02
         : (tensor<?x4096xf32>, tensor<4096x4096xf32>, tensor<16x4096xf32>,
@@ -289,14 +307,15 @@ def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
                        F64Attr:$alpha,
                        DefaultValuedAttr<QOpt_LoRAScalingAttr,
                                          "::mlir::qopt::LoRAScaling::Standard">:$scaling,
-                       DefaultValuedAttr<F64Attr, "0.0">:$dropout);
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout,
+                       OptionalAttr<StrAttr>:$module);
   let results = (outs QOpt_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $weight `,` $lora_a `,` $lora_b
     (`bias` `(` $bias^ `)`)? (`magnitude` `(` $magnitude^ `)`)?
     (`middle` `(` $middle^ `)`)? (`gate` `(` $gate^ `)`)?
     `alpha` `=` $alpha (`scaling` `=` `` $scaling^)? (`dropout` `=` $dropout^)?
-    attr-dict `:` functional-type(operands, results)
+    (`module` $module^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
