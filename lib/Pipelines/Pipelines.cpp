@@ -55,8 +55,10 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (!options.dumpGraphIR.empty()) {
     std::error_code ec;
     llvm::raw_fd_ostream os(options.dumpGraphIR, ec);
+    // Weights computed by passes are resource blobs: never megabytes of
+    // hex in a debugging dump.
     if (!ec)
-      module.print(os);
+      module.print(os, OpPrintingFlags().elideLargeResourceString(4096));
   }
   return compileForCPU(module, target);
 }

@@ -59,6 +59,10 @@ struct TensorSpec {
 struct ParamSpec {
   TensorSpec tensor;
   uint64_t offset = 0, length = 0;
+  qopt_param_role role = QOPT_PARAM_FROZEN;
+  /// Mutable parameters: the runtime's own copy (aligned_alloc), which a
+  /// run's update replaces; null for frozen ones (in the mapped file).
+  char *owned = nullptr;
 };
 
 std::string shapeString(const int64_t *shape, size_t rank,
@@ -148,8 +152,18 @@ struct qopt_model {
   void *weights = nullptr;
   size_t weightsSize = 0;
   std::vector<std::vector<int64_t>> paramDescriptors;
+  /// Indices (into params) of the parameters the results after the outputs
+  /// update.
+  std::vector<size_t> updates;
+  /// The random key [seed, counter] and its descriptor, when the model
+  /// takes one.
+  bool usesRNG = false;
+  int64_t rngKey[2] = {0, 0};
+  std::vector<int64_t> rngDescriptor;
 
   ~qopt_model() {
+    for (ParamSpec &p : params)
+      std::free(p.owned);
     if (weights)
       munmap(weights, weightsSize);
     if (library)
@@ -295,6 +309,17 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     p.tensor = params[i];
     p.offset = static_cast<uint64_t>(offset->integer);
     p.length = static_cast<uint64_t>(length->integer);
+    const Value *role = list->array[i].get(key::kRole);
+    if (!role || role->kind != Value::String)
+      return fail(path + ": malformed manifest: parameter '" + params[i].name +
+                  "' has no role");
+    if (role->string == key::kTrainable)
+      p.role = QOPT_PARAM_TRAINABLE;
+    else if (role->string == key::kState)
+      p.role = QOPT_PARAM_STATE;
+    else if (role->string != key::kFrozen)
+      return fail(path + ": malformed manifest: parameter '" + params[i].name +
+                  "' has unknown role '" + role->string + "'");
     int64_t bytes = checkedBytes(p.tensor.shape.data(), p.tensor.shape.size(),
                                  qopt_dtype_size(p.tensor.dtype));
     if (bytes < 0 || static_cast<uint64_t>(bytes) != p.length)
@@ -303,6 +328,23 @@ static int loadManifest(qopt_model &m, const std::string &path) {
                   shapeString(p.tensor.shape.data(), p.tensor.shape.size()));
     m.params.push_back(std::move(p));
   }
+  const Value *updates = root.get(key::kUpdates);
+  const Value *rng = root.get(key::kRNGKey);
+  if (!updates || updates->kind != Value::Array || !rng ||
+      rng->kind != Value::Bool)
+    return fail(path + ": malformed manifest: no 'updates' list or "
+                       "'rng_key' flag");
+  for (const Value &name : updates->array) {
+    auto it =
+        std::find_if(m.params.begin(), m.params.end(), [&](const ParamSpec &p) {
+          return name.kind == Value::String && p.tensor.name == name.string;
+        });
+    if (it == m.params.end() || it->role == QOPT_PARAM_FROZEN)
+      return fail(path + ": malformed manifest: an update names no mutable "
+                         "parameter");
+    m.updates.push_back(static_cast<size_t>(it - m.params.begin()));
+  }
+  m.usesRNG = rng->boolean;
 
   // The weights file, next to the library.
   const Value *weights = root.get(key::kWeights);
@@ -367,9 +409,22 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     if (p.offset % align)
       return fail("parameter '" + p.tensor.name + "' is misaligned in '" +
                   weightsPath + "'");
+    char *data = const_cast<char *>(bytes) + p.offset;
+    if (p.role != QOPT_PARAM_FROZEN) {
+      // Mutable: a private copy the model's updates replace.
+      p.owned = static_cast<char *>(
+          std::aligned_alloc(64, (p.length + 63) / 64 * 64 + 64));
+      if (!p.owned)
+        return fail("out of memory for parameter '" + p.tensor.name + "'");
+      std::memcpy(p.owned, data, p.length);
+      data = p.owned;
+    }
     m.paramDescriptors.push_back(
-        descriptor(const_cast<char *>(bytes) + p.offset, p.tensor.shape.data(),
-                   p.tensor.shape.size()));
+        descriptor(data, p.tensor.shape.data(), p.tensor.shape.size()));
+  }
+  if (m.usesRNG) {
+    int64_t two = 2;
+    m.rngDescriptor = descriptor(m.rngKey, &two, 1);
   }
   return 0;
 }
@@ -454,6 +509,76 @@ int qopt_model_output_info(const qopt_model *m, size_t i,
   return fillInfo(m->outputs[i], info);
 }
 
+int qopt_model_parameter_info(const qopt_model *m, size_t i,
+                              qopt_tensor_info *info, qopt_param_role *role) {
+  if (i >= m->params.size())
+    return fail("parameter index " + std::to_string(i) + " out of range");
+  if (role)
+    *role = m->params[i].role;
+  return fillInfo(m->params[i].tensor, info);
+}
+
+static ParamSpec *findParam(const qopt_model *m, const char *name) {
+  for (const ParamSpec &p : m->params)
+    if (name && p.tensor.name == name)
+      return const_cast<ParamSpec *>(&p);
+  fail(std::string("the model has no parameter '") + (name ? name : "") + "'");
+  return nullptr;
+}
+
+int qopt_model_get_parameter(const qopt_model *m, const char *name,
+                             qopt_tensor *view) {
+  ParamSpec *p = findParam(m, name);
+  if (!p)
+    return 1;
+  size_t index = static_cast<size_t>(p - m->params.data());
+  view->dtype = p->tensor.dtype;
+  view->rank = static_cast<int32_t>(p->tensor.shape.size());
+  for (size_t k = 0; k < p->tensor.shape.size(); ++k)
+    view->shape[k] = p->tensor.shape[k];
+  view->data = reinterpret_cast<void *>(
+      static_cast<intptr_t>(m->paramDescriptors[index][1]));
+  return 0;
+}
+
+int qopt_model_set_parameter(qopt_model *m, const char *name,
+                             const qopt_tensor *value) {
+  ParamSpec *p = findParam(m, name);
+  if (!p)
+    return 1;
+  std::string what = "parameter '" + p->tensor.name + "'";
+  if (p->role == QOPT_PARAM_FROZEN)
+    return fail(what + " is frozen (read-only); only trainable and state "
+                       "parameters can be set");
+  const std::vector<int64_t> &shape = p->tensor.shape;
+  if (value->dtype != p->tensor.dtype)
+    return fail(what + ": expected " + qopt_dtype_name(p->tensor.dtype) +
+                ", got " + qopt_dtype_name(value->dtype));
+  if (value->rank < 0 || static_cast<size_t>(value->rank) != shape.size() ||
+      !std::equal(shape.begin(), shape.end(), value->shape))
+    return fail(what + ": expected shape " +
+                shapeString(shape.data(), shape.size()) + ", got " +
+                shapeString(value->shape, value->rank < 0 ? 0 : value->rank));
+  if (p->length && !value->data)
+    return fail(what + ": no data");
+  std::memcpy(p->owned, value->data, p->length);
+  return 0;
+}
+
+int qopt_model_uses_rng(const qopt_model *m) { return m->usesRNG ? 1 : 0; }
+
+void qopt_model_get_rng(const qopt_model *m, int64_t *seed, int64_t *counter) {
+  if (seed)
+    *seed = m->rngKey[0];
+  if (counter)
+    *counter = m->rngKey[1];
+}
+
+void qopt_model_set_rng(qopt_model *m, int64_t seed, int64_t counter) {
+  m->rngKey[0] = seed;
+  m->rngKey[1] = counter;
+}
+
 int qopt_model_set_num_threads(qopt_model *m, int n) {
   if (m->setThreads)
     m->setThreads(n);
@@ -513,25 +638,35 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
     descriptors.push_back(descriptor(t.data, t.shape, t.rank));
   }
 
-  // Results first: one descriptor per output, back to back.
+  // Results first: one descriptor per output, then one per parameter
+  // update, back to back.
   std::vector<size_t> resultOffsets;
   size_t resultWords = 0;
   for (const TensorSpec &spec : m->outputs) {
     resultOffsets.push_back(resultWords);
     resultWords += 3 + 2 * spec.shape.size();
   }
+  for (size_t index : m->updates) {
+    resultOffsets.push_back(resultWords);
+    resultWords += 3 + 2 * m->params[index].tensor.shape.size();
+  }
   std::vector<int64_t> results(resultWords + 1, 0);
   std::vector<void *> args;
-  if (!m->outputs.empty())
+  if (!resultOffsets.empty())
     args.push_back(results.data());
   for (auto &d : descriptors)
     args.push_back(d.data());
   for (auto &d : m->paramDescriptors)
     args.push_back(d.data());
+  if (m->usesRNG)
+    args.push_back(m->rngDescriptor.data());
   const char *checkMessage = nullptr;
   if (m->entry(args.data(), &checkMessage))
     return fail(std::string("the model stopped: ") +
                 (checkMessage ? checkMessage : "a run-time check failed"));
+  // The next run draws new random numbers; setting the key back replays.
+  if (m->usesRNG)
+    ++m->rngKey[1];
 
   // Every output buffer is the model's own allocation (the compiler copies
   // when a result would alias an input or constant); hand it over, copying
@@ -583,6 +718,53 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
     }
     unowned.push_back(allocated);
     out.data = copy;
+  }
+  // New values of mutable parameters: the runtime takes the buffer in place
+  // of the old one (copying only when an output took it, or when it is not
+  // a plain array).
+  for (size_t u = 0; u < m->updates.size(); ++u) {
+    ParamSpec &p = m->params[m->updates[u]];
+    const int64_t *d = results.data() + resultOffsets[numOutputs + u];
+    size_t rank = p.tensor.shape.size();
+    bool dense = d[2] == 0;
+    int64_t stride = 1;
+    for (size_t k = rank; k-- > 0;) {
+      if (d[3 + k] != p.tensor.shape[k])
+        dense = false; // cannot happen: the shape is static
+      if (d[3 + k] != 1 && d[3 + rank + k] != stride)
+        dense = false;
+      stride *= d[3 + k];
+    }
+    char *allocated = reinterpret_cast<char *>(d[0]);
+    char *taken = allocated;
+    if (!dense || isOwned(allocated) ||
+        reinterpret_cast<char *>(d[1]) != allocated) {
+      // A strided or shared result: gather it into a fresh copy.
+      size_t elementSize = qopt_dtype_size(p.tensor.dtype);
+      taken = static_cast<char *>(
+          std::aligned_alloc(64, (p.length + 63) / 64 * 64 + 64));
+      const char *base = reinterpret_cast<char *>(d[1]) + d[2] * elementSize;
+      std::vector<int64_t> index(rank, 0);
+      for (int64_t e = 0; e < stride; ++e) {
+        int64_t off = 0;
+        for (size_t k = 0; k < rank; ++k)
+          off += index[k] * d[3 + rank + k];
+        std::memcpy(taken + e * elementSize, base + off * elementSize,
+                    elementSize);
+        for (size_t k = rank; k-- > 0;) {
+          if (++index[k] < d[3 + k])
+            break;
+          index[k] = 0;
+        }
+      }
+      unowned.push_back(allocated);
+    } else {
+      owned.push_back(allocated);
+    }
+    std::free(p.owned);
+    p.owned = taken;
+    std::vector<int64_t> &desc = m->paramDescriptors[m->updates[u]];
+    desc[0] = desc[1] = static_cast<int64_t>(reinterpret_cast<intptr_t>(taken));
   }
   std::sort(unowned.begin(), unowned.end());
   unowned.erase(std::unique(unowned.begin(), unowned.end()), unowned.end());

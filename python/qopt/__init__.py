@@ -37,6 +37,40 @@ class Model:
         self._model = _Model(str(path))
         self.inputs = [TensorInfo(*i) for i in self._model.inputs()]
         self.outputs = [TensorInfo(*o) for o in self._model.outputs()]
+        #: Parameters in manifest order; ``role`` is "frozen" (read-only
+        #: weights), "trainable" or "state" (mutable: kept by the runtime,
+        #: updated by the model's runs, settable).
+        self.parameters = []
+        for name, dtype, shape, dims, role in self._model.parameters():
+            info = TensorInfo(name, dtype, shape, dims)
+            info.role = role
+            self.parameters.append(info)
+
+    def get_parameter(self, name):
+        """A copy of the parameter's current value (numpy array)."""
+        return self._model.get_parameter(str(name))
+
+    def set_parameter(self, name, value):
+        """Sets a trainable or state parameter (exact dtype and shape), e.g.
+        to resume from a checkpoint; frozen parameters raise ValueError."""
+        self._model.set_parameter(str(name), np.asarray(value, order="C"))
+
+    @property
+    def uses_rng(self):
+        """Whether the model takes a random key (dropout, stochastic ops)."""
+        return self._model.uses_rng()
+
+    @property
+    def rng(self):
+        """The random key ``(seed, counter)`` of the next run; each
+        successful run advances the counter. Setting it back replays a run
+        bit for bit."""
+        return self._model.get_rng()
+
+    @rng.setter
+    def rng(self, key):
+        seed, counter = key
+        self._model.set_rng(int(seed), int(counter))
 
     @property
     def manifest(self):

@@ -11,11 +11,13 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
 #include <nanobind/stl/vector.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -108,6 +110,66 @@ public:
     return out;
   }
   std::string manifest() const { return qopt_model_manifest(model); }
+
+  /// (name, dtype, shape, dim names, role) per parameter.
+  std::vector<
+      std::tuple<std::string, std::string, nb::list, nb::list, std::string>>
+  parameters() const {
+    std::vector<
+        std::tuple<std::string, std::string, nb::list, nb::list, std::string>>
+        out;
+    for (size_t i = 0; i < qopt_model_num_parameters(model); ++i) {
+      qopt_tensor_info t;
+      qopt_param_role role;
+      qopt_model_parameter_info(model, i, &t, &role);
+      auto [name, dtype, shape, dims] = toInfo(t);
+      out.emplace_back(name, dtype, shape, dims,
+                       role == QOPT_PARAM_TRAINABLE ? "trainable"
+                       : role == QOPT_PARAM_STATE   ? "state"
+                                                    : "frozen");
+    }
+    return out;
+  }
+
+  /// A copy of the parameter's current value.
+  nb::object getParameter(const std::string &name) const {
+    qopt_tensor view;
+    if (qopt_model_get_parameter(model, name.c_str(), &view))
+      throw nb::key_error(qopt_last_error());
+    size_t bytes = qopt_dtype_size(view.dtype);
+    std::vector<size_t> shape(view.shape, view.shape + view.rank);
+    for (size_t d : shape)
+      bytes *= d;
+    void *copy = std::malloc(bytes ? bytes : 1);
+    std::memcpy(copy, view.data, bytes);
+    nb::capsule owner(copy, [](void *p) noexcept { std::free(p); });
+    return Array(copy, shape.size(), shape.data(), owner, nullptr,
+                 dlpackOf(view.dtype))
+        .cast();
+  }
+
+  void setParameter(const std::string &name, Array a) {
+    if (a.ndim() > QOPT_MAX_RANK)
+      throw nb::value_error("value has too many dimensions");
+    qopt_tensor value;
+    value.dtype = fromDlpack(a.dtype());
+    value.rank = static_cast<int32_t>(a.ndim());
+    for (size_t d = 0; d < a.ndim(); ++d)
+      value.shape[d] = static_cast<int64_t>(a.shape(d));
+    value.data = const_cast<void *>(a.data());
+    if (qopt_model_set_parameter(model, name.c_str(), &value))
+      throw nb::value_error(qopt_last_error());
+  }
+
+  bool usesRNG() const { return qopt_model_uses_rng(model); }
+  std::pair<int64_t, int64_t> getRNG() const {
+    int64_t seed, counter;
+    qopt_model_get_rng(model, &seed, &counter);
+    return {seed, counter};
+  }
+  void setRNG(int64_t seed, int64_t counter) {
+    qopt_model_set_rng(model, seed, counter);
+  }
   void setNumThreads(int n) { qopt_model_set_num_threads(model, n); }
 
   nb::list run(std::vector<Array> arrays) {
@@ -159,6 +221,13 @@ NB_MODULE(_runtime, m) {
       .def("inputs", &Model::inputs)
       .def("outputs", &Model::outputs)
       .def("manifest", &Model::manifest)
+      .def("parameters", &Model::parameters)
+      .def("get_parameter", &Model::getParameter, nb::arg("name"))
+      .def("set_parameter", &Model::setParameter, nb::arg("name"),
+           nb::arg("value"))
+      .def("uses_rng", &Model::usesRNG)
+      .def("get_rng", &Model::getRNG)
+      .def("set_rng", &Model::setRNG, nb::arg("seed"), nb::arg("counter"))
       .def("set_num_threads", &Model::setNumThreads, nb::arg("n"))
       .def("run", &Model::run, nb::arg("inputs"));
 }

@@ -63,6 +63,17 @@ typedef struct qopt_tensor_info {
 
 typedef struct qopt_model qopt_model;
 
+/* A parameter's role. Frozen ones are read from the memory-mapped weights
+   file and never change; trainable ones (what training differentiates) and
+   state (optimizer moments, step counters) are mutable: the runtime keeps
+   its own copy, which a model's updates replace after each successful run
+   and which qopt_model_set_parameter writes. */
+typedef enum qopt_param_role {
+  QOPT_PARAM_FROZEN = 0,
+  QOPT_PARAM_TRAINABLE = 1,
+  QOPT_PARAM_STATE = 2,
+} qopt_param_role;
+
 const char *qopt_last_error(void);
 
 /* Loads `path` (a model.so from qoptc) and memory-maps the weights file its
@@ -94,6 +105,28 @@ const char *qopt_model_manifest(const qopt_model *model);
 int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
                    size_t num_inputs, qopt_tensor *outputs, size_t num_outputs);
 void qopt_tensor_free(qopt_tensor *tensor);
+
+/* Parameters, in manifest order (index < qopt_model_num_parameters). */
+int qopt_model_parameter_info(const qopt_model *model, size_t index,
+                              qopt_tensor_info *info, qopt_param_role *role);
+/* A view of the parameter's current value: `data` points into the
+   runtime's memory (do not free or write it; read-only for frozen
+   parameters) and stays valid until the next run, set or destroy. */
+int qopt_model_get_parameter(const qopt_model *model, const char *name,
+                             qopt_tensor *view);
+/* Copies `value` (exact dtype and shape) into a trainable or state
+   parameter (e.g. to resume from a checkpoint); frozen ones are an error. */
+int qopt_model_set_parameter(qopt_model *model, const char *name,
+                             const qopt_tensor *value);
+
+/* The random key [seed, counter] the next run passes to a model that uses
+   one (dropout, stochastic rounding): counter-based, so setting the same
+   key again replays a run bit for bit. Each successful run advances the
+   counter by one. Starts at seed 0, counter 0. */
+int qopt_model_uses_rng(const qopt_model *model);
+void qopt_model_get_rng(const qopt_model *model, int64_t *seed,
+                        int64_t *counter);
+void qopt_model_set_rng(qopt_model *model, int64_t seed, int64_t counter);
 
 /* Threads the model's kernels use (<= 0: all cores). Process-wide for the
    kernel library of this model. */

@@ -18,13 +18,19 @@ namespace qopt::compiled_model {
 
 /// Bumped whenever the entry's calling convention or the manifest changes
 /// incompatibly; the runtime refuses other versions.
-inline constexpr int kABIVersion = 2;
+/// 3: mutable parameters (roles, updates as extra results) and the
+/// random-key argument.
+inline constexpr int kABIVersion = 3;
 
 /// Symbols of model.so.
 /// The manifest (JSON, NUL-terminated) in a loaded segment.
 inline constexpr char kManifestSymbol[] = "qopt_manifest";
 /// `int qopt_run_checked(void **args, const char **error)`: runs the model;
-/// a failed run-time check returns non-zero with its message.
+/// a failed run-time check returns non-zero with its message. `args` holds
+/// the results (the outputs, then the new values of the parameters listed
+/// under kUpdates) and then the arguments (the inputs, the parameters in
+/// manifest order, then the random key `[seed, counter]` (int64) when
+/// kRNGKey is true), each a memref descriptor.
 inline constexpr char kEntrySymbol[] = "qopt_run_checked";
 /// The unchecked packed entry the checked one wraps.
 inline constexpr char kPackedEntrySymbol[] = "qopt_run_packed";
@@ -57,6 +63,17 @@ inline constexpr char kShape[] = "shape";
 inline constexpr char kDims[] = "dims";
 inline constexpr char kOffset[] = "offset";
 inline constexpr char kLength[] = "length";
+/// A parameter's role: kFrozen ones are read-only (memory-mapped), kTrainable
+/// and kState ones mutable (the runtime keeps a writable copy).
+inline constexpr char kRole[] = "role";
+inline constexpr char kFrozen[] = "frozen";
+inline constexpr char kTrainable[] = "trainable";
+inline constexpr char kState[] = "state";
+/// Names of the parameters whose new values the results after the outputs
+/// hold, in order; the runtime takes them after a successful run.
+inline constexpr char kUpdates[] = "updates";
+/// Whether the entry takes the random key as its last argument.
+inline constexpr char kRNGKey[] = "rng_key";
 /// The instruction-set extensions the code uses (names in kCPUFeatures).
 inline constexpr char kCPUFeatures[] = "cpu_features";
 } // namespace manifest

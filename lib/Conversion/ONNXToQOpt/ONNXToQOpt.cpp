@@ -99,6 +99,7 @@ struct ConvertONNXToQOptPass
 
   void runOnOperation() override {
     static const HandlerTable table;
+    ParamLookupScope symbols;
     SmallVector<ONNXNodeOp> nodes;
     getOperation().walk([&](ONNXNodeOp op) { nodes.push_back(op); });
     bool failedAny = false;

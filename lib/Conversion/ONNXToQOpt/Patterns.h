@@ -87,6 +87,27 @@ double getFloatAttr(ONNXNodeOp op, StringRef name, double defaultValue);
 StringRef getStringAttr(ONNXNodeOp op, StringRef name, StringRef defaultValue);
 std::optional<SmallVector<int64_t>> getIntsAttr(ONNXNodeOp op, StringRef name);
 
+/// Parameter look-ups while a pass runs share one symbol table instead of
+/// scanning the module each time: a pass that reads parameters holds one
+/// scope for its run (per thread; scopes nest).
+class ParamLookupScope {
+public:
+  ParamLookupScope();
+  ~ParamLookupScope();
+  ParamLookupScope(const ParamLookupScope &) = delete;
+  ParamLookupScope &operator=(const ParamLookupScope &) = delete;
+  /// The innermost scope's table, or null outside any scope.
+  static SymbolTableCollection *current();
+
+private:
+  SymbolTableCollection symbols;
+  ParamLookupScope *previous;
+};
+
+/// The inline data of the parameter `load` reads, or null (looked up in the
+/// current ParamLookupScope's table).
+ElementsAttr getInlineParamData(LoadParamOp load);
+
 /// The integer values of `value` when it is a constant (arith.constant or
 /// an inline parameter).
 std::optional<SmallVector<int64_t>> getConstantInts(Value value);

@@ -30,7 +30,7 @@ Value bytesAs(OpBuilder &b, Location loc, Value v, ArrayRef<int64_t> shape) {
     Attribute data;
     if (!matchPattern(v, m_Constant(&data)))
       if (auto load = v.getDefiningOp<LoadParamOp>())
-        data = load.getInlineData();
+        data = getInlineParamData(load);
     if (auto dense = dyn_cast_or_null<DenseElementsAttr>(data))
       bytes =
           arith::ConstantOp::create(b, loc, dense.bitcast(b.getIntegerType(8)));

@@ -69,13 +69,29 @@ mlir::qopt::onnx::getIntsAttr(ONNXNodeOp op, StringRef name) {
   return std::nullopt;
 }
 
+static thread_local ParamLookupScope *innermostScope = nullptr;
+
+ParamLookupScope::ParamLookupScope() : previous(innermostScope) {
+  innermostScope = this;
+}
+
+ParamLookupScope::~ParamLookupScope() { innermostScope = previous; }
+
+SymbolTableCollection *ParamLookupScope::current() {
+  return innermostScope ? &innermostScope->symbols : nullptr;
+}
+
+ElementsAttr mlir::qopt::onnx::getInlineParamData(LoadParamOp load) {
+  return load.getInlineData(ParamLookupScope::current());
+}
+
 /// The elements of a constant (arith.constant or inline parameter), or null.
 static Attribute constantData(Value value) {
   Attribute attr;
   if (!value || matchPattern(value, m_Constant(&attr)))
     return attr;
   if (auto load = value.getDefiningOp<LoadParamOp>())
-    return load.getInlineData();
+    return getInlineParamData(load);
   return {};
 }
 

@@ -588,7 +588,7 @@ LogicalResult ONNXImporter::importInitializer(const onnx::TensorProto &tensor) {
   builder.setInsertionPoint(func);
   auto param =
       ParamOp::create(builder, fileLoc, builder.getStringAttr(tensor.name()),
-                      TypeAttr::get(*type), UnitAttr(), *data);
+                      TypeAttr::get(*type), UnitAttr(), UnitAttr(), *data);
   params[tensor.name()] = param;
   return success();
 }

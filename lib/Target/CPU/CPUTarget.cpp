@@ -4,6 +4,7 @@
 
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/CompiledModel.h"
 #include "qopt/Support/LibraryTrailer.h"
 #include "qopt/Target/CPU/Pipeline.h"
@@ -74,9 +75,11 @@ struct Parameter {
   std::string name;
   RankedTensorType type;
   DTypeNames dtype;
-  ExternalDataAttr data;        // bytes in a file, or
-  DenseElementsAttr inlineData; // values in the IR (small unsigned tensors)
-  uint64_t fileOffset = 0;      // in the weights file
+  ExternalDataAttr data;   // bytes in a file, or
+  ElementsAttr inlineData; // values in the IR (small unsigned tensors) or a
+                           // resource blob (weights computed by passes)
+  uint64_t fileOffset = 0; // in the weights file
+  const char *role = cm::manifest::kFrozen; // or kTrainable / kState
   uint64_t length() const {
     return data ? data.getLength() : inlineData.getNumElements() * dtype.bytes;
   }
@@ -134,6 +137,10 @@ private:
   StepTimer timer;
   func::FuncOp entry;
   unsigned numInputs = 0;
+  unsigned numOutputs = 0;
+  /// The parameters the results after the outputs update, in order.
+  SmallVector<std::string> updates;
+  bool hasRNGKey = false;
   SmallVector<Parameter> params;
   std::string weightsId;
   uint64_t weightsSize = 0;
@@ -176,9 +183,21 @@ LogicalResult CPUCompiler::collectSignature() {
                      << "; compiled models support at most 16";
     return success();
   };
+  // Arguments: inputs, parameters, then the random key if the model uses
+  // one. Results: outputs, then new values of mutable parameters.
   for (unsigned i = 0; i < type.getNumInputs(); ++i) {
     auto name = entry.getArgAttrOfType<StringAttr>(
         i, QOptDialect::ParamAttrHelper::getNameStr());
+    if (entry.getArgAttr(i, QOptDialect::RngKeyAttrHelper::getNameStr())) {
+      if (i + 1 != type.getNumInputs() ||
+          type.getInput(i) !=
+              RankedTensorType::get({2},
+                                    IntegerType::get(module.getContext(), 64)))
+        return error() << "the random key must be the last entry argument, "
+                          "a tensor<2xi64>";
+      hasRNGKey = true;
+      continue;
+    }
     if (!name) {
       if (!params.empty())
         return error() << "entry argument #" << i << " follows the parameters";
@@ -191,7 +210,7 @@ LogicalResult CPUCompiler::collectSignature() {
       return failure();
     auto data = entry.getArgAttrOfType<ExternalDataAttr>(
         i, QOptDialect::ExternalAttrHelper::getNameStr());
-    auto inlineData = entry.getArgAttrOfType<DenseElementsAttr>(
+    auto inlineData = entry.getArgAttrOfType<ElementsAttr>(
         i, QOptDialect::InlineAttrHelper::getNameStr());
     if (!data && !inlineData)
       return error() << "parameter '" << name.getValue()
@@ -200,6 +219,10 @@ LogicalResult CPUCompiler::collectSignature() {
     auto tensorType = cast<RankedTensorType>(type.getInput(i));
     params.push_back({name.str(), tensorType,
                       *dtypeOf(tensorType.getElementType()), data, inlineData});
+    if (entry.getArgAttr(i, QOptDialect::TrainableAttrHelper::getNameStr()))
+      params.back().role = cm::manifest::kTrainable;
+    else if (entry.getArgAttr(i, QOptDialect::StateAttrHelper::getNameStr()))
+      params.back().role = cm::manifest::kState;
     if (tensorType.getElementType().isInteger(1))
       continue;
     if (tensorType.getElementTypeBitWidth() % 8)
@@ -207,9 +230,27 @@ LogicalResult CPUCompiler::collectSignature() {
                      << tensorType << " is stored by reference in sub-byte "
                      << "form, which compiled models cannot map yet";
   }
-  for (unsigned i = 0; i < type.getNumResults(); ++i)
+  for (unsigned i = 0; i < type.getNumResults(); ++i) {
+    if (auto param = entry.getResultAttrOfType<StringAttr>(
+            i, QOptDialect::ParamAttrHelper::getNameStr())) {
+      auto it = llvm::find_if(params, [&](const Parameter &p) {
+        return p.name == param.getValue();
+      });
+      if (it == params.end() || it->role == cm::manifest::kFrozen ||
+          it->type != type.getResult(i))
+        return error() << "result #" << i << " updates parameter '"
+                       << param.getValue()
+                       << "', which is not a mutable parameter of that type "
+                          "passed to the entry";
+      updates.push_back(param.str());
+      continue;
+    }
+    if (!updates.empty())
+      return error() << "output #" << i << " follows the parameter updates";
     if (failed(checkType(type.getResult(i), "output #" + Twine(i))))
       return failure();
+    ++numOutputs;
+  }
   return success();
 }
 
@@ -258,12 +299,29 @@ LogicalResult CPUCompiler::writeWeights(StringRef path) {
   os.write(sizeBytes, 8);
   os << headerText;
   for (Parameter *p : order) {
-    if (p->inlineData) {
+    if (auto resource =
+            dyn_cast_if_present<DenseResourceElementsAttr>(p->inlineData)) {
+      std::optional<ArrayRef<char>> raw = getRawBytes(resource);
+      if (!raw || raw->size() != p->length())
+        return error() << "parameter '" << p->name
+                       << "' has no data (its resource blob was elided)";
+      os.write(raw->data(), raw->size());
+      p->fileOffset += dataStart;
+      continue;
+    }
+    if (auto elements = dyn_cast_if_present<DenseElementsAttr>(p->inlineData);
+        elements && elements.getElementType().isInteger(1)) {
+      // Booleans are bit-packed in the attribute, a byte each in the file.
+      for (bool v : elements.getValues<bool>())
+        os << char(v ? 1 : 0);
+      p->fileOffset += dataStart;
+      continue;
+    }
+    if (auto elements = dyn_cast_if_present<DenseElementsAttr>(p->inlineData)) {
       // Byte-sized elements: the raw data is the array (a splat holds one).
-      ArrayRef<char> raw = p->inlineData.getRawData();
-      for (int64_t e = 0, n = p->inlineData.isSplat()
-                                  ? p->inlineData.getNumElements()
-                                  : 1;
+      ArrayRef<char> raw = elements.getRawData();
+      for (int64_t e = 0,
+                   n = elements.isSplat() ? elements.getNumElements() : 1;
            e < n; ++e)
         os.write(raw.data(), raw.size());
       p->fileOffset += dataStart;
@@ -331,7 +389,7 @@ llvm::json::Value CPUCompiler::manifest() {
     inputs.push_back(tensorInfo(nameOf(entry.getArgAttrDict(i), i, "input"),
                                 cast<RankedTensorType>(type.getInput(i)),
                                 entry.getArgAttrDict(i)));
-  for (unsigned i = 0; i < type.getNumResults(); ++i)
+  for (unsigned i = 0; i < numOutputs; ++i)
     outputs.push_back(tensorInfo(
         nameOf(entry.getResultAttrDict(i), i, "output"),
         cast<RankedTensorType>(type.getResult(i)), entry.getResultAttrDict(i)));
@@ -340,6 +398,7 @@ llvm::json::Value CPUCompiler::manifest() {
         *tensorInfo(p.name, p.type, nullptr).getAsObject();
     info[key::kOffset] = p.fileOffset;
     info[key::kLength] = p.length();
+    info[key::kRole] = p.role;
     parameters.push_back(std::move(info));
   }
   std::string weightsFile = llvm::sys::path::filename(options.outputPath).str();
@@ -357,7 +416,9 @@ llvm::json::Value CPUCompiler::manifest() {
                                          {key::kSize, weightsSize}}},
       {key::kInputs, std::move(inputs)},
       {key::kOutputs, std::move(outputs)},
-      {key::kParameters, std::move(parameters)}};
+      {key::kParameters, std::move(parameters)},
+      {key::kUpdates, llvm::json::Array(updates)},
+      {key::kRNGKey, hasRNGKey}};
 }
 
 std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {

@@ -21,6 +21,26 @@ qopt.param @w : tensor<4xf32> = #qopt.external<"w.bin", offset = 0, length = 15>
 
 // -----
 
+// A resource blob (a weight a pass computed) of the wrong size.
+// expected-error@+1 {{resource data of @w holds 12 bytes but 'tensor<4xf32>' needs 16}}
+qopt.param @w : tensor<4xf32> = dense_resource<w_blob> : tensor<4xf32>
+
+{-#
+  dialect_resources: {
+    builtin: {
+      w_blob: "0x040000000000803F0000004000004040"
+    }
+  }
+#-}
+
+// -----
+
+// Booleans are stored one byte each (as ONNX and numpy store them).
+// expected-error@+1 {{external data of @mask holds 125 bytes but 'tensor<1000xi1>' needs 1000}}
+qopt.param @mask : tensor<1000xi1> = #qopt.external<"m.onnx", offset = 0, length = 125>
+
+// -----
+
 // expected-error@+1 {{'qopt.param' op attribute 'type' failed to satisfy constraint: type attribute of statically shaped tensor}}
 qopt.param @w : tensor<?xf32>
 
@@ -38,6 +58,45 @@ func.func @f() -> tensor<4xf32> {
   // expected-error@+1 {{'nope' does not name a qopt.param}}
   %0 = qopt.load_param @nope : tensor<4xf32>
   return %0 : tensor<4xf32>
+}
+
+// -----
+
+// expected-error@+1 {{parameter @p cannot be both trainable and state}}
+qopt.param trainable state @p : tensor<4xf32>
+
+// -----
+
+qopt.param @w : tensor<4xf32>
+func.func @f(%v: tensor<4xf32>) {
+  // expected-error@+1 {{parameter @w is frozen: only trainable and state parameters can be written}}
+  qopt.store_param @w, %v : tensor<4xf32>
+  return
+}
+
+// -----
+
+qopt.param state @s : tensor<4xf32>
+func.func @f(%v: tensor<3xf32>) {
+  // expected-error@+1 {{value type 'tensor<3xf32>' does not match the type of @s, 'tensor<4xf32>'}}
+  qopt.store_param @s, %v : tensor<3xf32>
+  return
+}
+
+// -----
+
+func.func @f(%v: tensor<4xf32>) {
+  // expected-error@+1 {{'nope' does not name a qopt.param}}
+  qopt.store_param @nope, %v : tensor<4xf32>
+  return
+}
+
+// -----
+
+func.func @f() -> tensor<3xi64> {
+  // expected-error@+1 {{the key is [seed, counter]: its type must be tensor<2xi64>, got 'tensor<3xi64>'}}
+  %k = qopt.random_key : tensor<3xi64>
+  return %k : tensor<3xi64>
 }
 
 // -----
@@ -492,7 +551,7 @@ func.func @f(%w: tensor<4xf32> {qopt.external = "w.bin"}) {
 
 // -----
 
-// expected-error@+1 {{'qopt.inline' must be dense elements, got 3 : i64}}
+// expected-error@+1 {{'qopt.inline' must be dense or dense_resource elements, got 3 : i64}}
 func.func @f(%w: tensor<4xf32> {qopt.inline = 3 : i64}) {
   return
 }
@@ -506,8 +565,8 @@ func.func @f(%w: tensor<?xf32> {qopt.dim_names = [1]}) {
 
 // -----
 
-// expected-error@+1 {{'qopt.param' is not a result attribute of the qopt dialect}}
-func.func @f() -> (tensor<4xf32> {qopt.param = "w"}) {
+// expected-error@+1 {{'qopt.trainable' is not a result attribute of the qopt dialect}}
+func.func @f() -> (tensor<4xf32> {qopt.trainable}) {
   %0 = tensor.empty() : tensor<4xf32>
   return %0 : tensor<4xf32>
 }

@@ -16,13 +16,23 @@ qopt.param @codes : tensor<64x16xi8> = #qopt.external<"weights/q.bin", offset = 
 // CHECK: qopt.param @odd : tensor<3xbf16> = #qopt.external<"w.bin", offset = 6, length = 6>
 qopt.param @odd : tensor<3xbf16> = #qopt.external<"w.bin", offset = 6, length = 6>
 
+// CHECK: qopt.param state @adam.step : tensor<f32> = dense<0.000000e+00> : tensor<f32>
+qopt.param state @adam.step : tensor<f32> = dense<0.0> : tensor<f32>
+
 // CHECK-LABEL: func.func @params
-func.func @params() -> (tensor<64x32xf32>, tensor<4x32xf32>) {
+func.func @params() -> (tensor<64x32xf32>, tensor<4x32xf32>, tensor<2xi64>) {
   // CHECK: qopt.load_param @model.layers.0.mlp.up_proj.weight : tensor<64x32xf32>
   %w = qopt.load_param @model.layers.0.mlp.up_proj.weight : tensor<64x32xf32>
   // CHECK: qopt.load_param @lora_A : tensor<4x32xf32>
   %a = qopt.load_param @lora_A : tensor<4x32xf32>
-  return %w, %a : tensor<64x32xf32>, tensor<4x32xf32>
+  // CHECK: qopt.store_param @lora_A, %{{.*}} : tensor<4x32xf32>
+  qopt.store_param @lora_A, %a : tensor<4x32xf32>
+  %s = qopt.load_param @adam.step : tensor<f32>
+  // CHECK: qopt.store_param @adam.step, %{{.*}} : tensor<f32>
+  qopt.store_param @adam.step, %s : tensor<f32>
+  // CHECK: qopt.random_key : tensor<2xi64>
+  %k = qopt.random_key : tensor<2xi64>
+  return %w, %a, %k : tensor<64x32xf32>, tensor<4x32xf32>, tensor<2xi64>
 }
 
 // CHECK-LABEL: func.func @formats

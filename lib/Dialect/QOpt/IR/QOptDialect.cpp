@@ -399,15 +399,22 @@ static LogicalResult verifyBoundaryAttribute(Operation *op, NamedAttribute attr,
       return wrongType("an array of strings");
     return success();
   }
+  // On an argument: the parameter passed; on a result: the parameter whose
+  // new value it is (qopt.store_param).
+  if (name == QOptDialect::ParamAttrHelper::getNameStr())
+    return isa<StringAttr>(value) ? success() : wrongType("a string");
   if (isArgument) {
-    if (name == QOptDialect::ParamAttrHelper::getNameStr())
-      return isa<StringAttr>(value) ? success() : wrongType("a string");
+    if (name == QOptDialect::TrainableAttrHelper::getNameStr() ||
+        name == QOptDialect::StateAttrHelper::getNameStr() ||
+        name == QOptDialect::RngKeyAttrHelper::getNameStr())
+      return isa<UnitAttr>(value) ? success() : wrongType("a unit attribute");
     if (name == QOptDialect::ExternalAttrHelper::getNameStr())
       return isa<ExternalDataAttr>(value) ? success()
                                           : wrongType("#qopt.external data");
     if (name == QOptDialect::InlineAttrHelper::getNameStr())
-      return isa<DenseElementsAttr>(value) ? success()
-                                           : wrongType("dense elements");
+      return isa<DenseElementsAttr, DenseResourceElementsAttr>(value)
+                 ? success()
+                 : wrongType("dense or dense_resource elements");
   }
   return op->emitError() << "'" << name << "' is not "
                          << (isArgument ? "an argument" : "a result")

@@ -4,6 +4,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/IR/OpImplementation.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/Support/MathExtras.h"
@@ -60,9 +61,10 @@ static FailureOr<int64_t> normalizeAxis(Operation *op, int64_t axis,
 // ParamOp / LoadParamOp
 //===----------------------------------------------------------------------===//
 
-/// Bytes of `numel` elements of `type`, or failure on overflow.
-static FailureOr<uint64_t> byteSize(RankedTensorType type) {
-  unsigned bits = type.getElementTypeBitWidth();
+FailureOr<uint64_t> mlir::qopt::getStoredByteSize(RankedTensorType type) {
+  // Booleans take a byte each, as ONNX, numpy and safetensors store them.
+  unsigned bits =
+      type.getElementType().isInteger(1) ? 8 : type.getElementTypeBitWidth();
   uint64_t numel = 1;
   for (int64_t d : type.getShape()) {
     if (d != 0 && numel > UINT64_MAX / static_cast<uint64_t>(d))
@@ -76,11 +78,14 @@ static FailureOr<uint64_t> byteSize(RankedTensorType type) {
 
 LogicalResult ParamOp::verify() {
   RankedTensorType type = getTensorType();
+  if (getTrainable() && getState())
+    return emitOpError() << "parameter @" << getSymName()
+                         << " cannot be both trainable and state";
   if (!type.getElementType().isIntOrFloat())
     return emitOpError() << "parameter @" << getSymName()
                          << " must have an integer or float element type, got "
                          << type.getElementType();
-  FailureOr<uint64_t> bytes = byteSize(type);
+  FailureOr<uint64_t> bytes = getStoredByteSize(type);
   if (failed(bytes))
     return emitOpError() << "parameter @" << getSymName() << " of type " << type
                          << " is too large to address";
@@ -92,6 +97,13 @@ LogicalResult ParamOp::verify() {
       return emitOpError() << "inline data of @" << getSymName() << " has type "
                            << elements.getType()
                            << " but the parameter is declared " << type;
+    // A resource blob (weights computed by a pass) holds the stored bytes.
+    if (auto resource = dyn_cast<DenseResourceElementsAttr>(elements))
+      if (AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+          blob && blob->getData().size() != *bytes)
+        return emitOpError() << "resource data of @" << getSymName()
+                             << " holds " << blob->getData().size()
+                             << " bytes but " << type << " needs " << *bytes;
     return success();
   }
   auto external = cast<ExternalDataAttr>(*init);
@@ -110,6 +122,32 @@ ElementsAttr LoadParamOp::getInlineData(SymbolTableCollection *symbols) {
   if (!param || !param.getInitialValue())
     return {};
   return dyn_cast<ElementsAttr>(*param.getInitialValue());
+}
+
+LogicalResult RandomKeyOp::verify() {
+  auto type = cast<RankedTensorType>(getKey().getType());
+  if (type.getShape() != ArrayRef<int64_t>{2})
+    return emitOpError() << "the key is [seed, counter]: its type must be "
+                            "tensor<2xi64>, got "
+                         << type;
+  return success();
+}
+
+LogicalResult
+StoreParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+  auto param =
+      symbolTable.lookupNearestSymbolFrom<ParamOp>(*this, getNameAttr());
+  if (!param)
+    return emitOpError() << "'" << getName() << "' does not name a qopt.param";
+  if (!param.isMutable())
+    return emitOpError() << "parameter @" << getName()
+                         << " is frozen: only trainable and state parameters "
+                            "can be written";
+  if (param.getType() != getValue().getType())
+    return emitOpError() << "value type " << getValue().getType()
+                         << " does not match the type of @" << getName() << ", "
+                         << param.getType();
+  return success();
 }
 
 LogicalResult

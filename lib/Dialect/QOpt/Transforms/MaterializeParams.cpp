@@ -24,7 +24,15 @@ struct QOptMaterializeParamsPass
   void runOnOperation() override {
     SymbolTableCollection symbols;
     getOperation().walk([&](LoadParamOp load) {
-      ElementsAttr data = load.getInlineData(&symbols);
+      // Mutable parameters change between runs, and resource blobs
+      // (weights passes computed) go into the weights file rather than the
+      // code: both stay parameters.
+      auto param =
+          symbols.lookupNearestSymbolFrom<ParamOp>(load, load.getNameAttr());
+      if (!param || param.isMutable())
+        return;
+      auto data =
+          dyn_cast_if_present<DenseElementsAttr>(param.getInitialValueAttr());
       // arith.constant takes signless integers only: unsigned parameters
       // stay parameters (the runtime passes them; qopt-params-to-arguments).
       if (!data || !isSignlessOrFloat(data.getElementType()))
@@ -37,8 +45,8 @@ struct QOptMaterializeParamsPass
     // Inline parameters nothing reads any more are gone with their reads.
     ModuleOp module = getOperation();
     for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
-      if (param.getInitialValue() &&
-          isa<ElementsAttr>(*param.getInitialValue()) &&
+      if (!param.isMutable() && param.getInitialValue() &&
+          isa<DenseElementsAttr>(*param.getInitialValue()) &&
           isSignlessOrFloat(param.getTensorType().getElementType()) &&
           SymbolTable::symbolKnownUseEmpty(param, module))
         param.erase();

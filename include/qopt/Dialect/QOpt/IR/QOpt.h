@@ -32,7 +32,23 @@
 
 #include "qopt/Dialect/QOpt/IR/QOptOpInterfaces.h.inc"
 
+namespace mlir::qopt {
+/// What qopt.load_param reads and qopt.store_param writes: the model's
+/// parameters (one resource; ops name the parameter by symbol).
+struct ParameterResource
+    : public SideEffects::Resource::Base<ParameterResource> {
+  StringRef getName() final { return "qopt.parameters"; }
+};
+} // namespace mlir::qopt
+
 #define GET_OP_CLASSES
 #include "qopt/Dialect/QOpt/IR/QOptOps.h.inc"
+
+namespace mlir::qopt {
+/// The bytes a parameter of `type` occupies in a file: its elements packed
+/// row-major (sub-byte integers several to a byte), booleans one byte each
+/// as ONNX, numpy and safetensors store them; failure when that overflows.
+FailureOr<uint64_t> getStoredByteSize(RankedTensorType type);
+} // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H

@@ -40,7 +40,12 @@ def QOpt_Dialect : Dialect {
     "::mlir::StringAttr":$param,
     // … and where its data is: a file range, or inline values.
     "::mlir::qopt::ExternalDataAttr":$external,
-    "::mlir::DenseElementsAttr":$inline,
+    "::mlir::ElementsAttr":$inline,
+    // … whether it is mutable, and which role it has.
+    "::mlir::UnitAttr":$trainable,
+    "::mlir::UnitAttr":$state,
+    // On an entry argument: the run's random key [seed, counter].
+    "::mlir::UnitAttr":$rng_key,
     // On an entry argument or result: the model's name for it, and the
     // names of its dynamic dimensions ("" where unnamed).
     "::mlir::StringAttr":$name,

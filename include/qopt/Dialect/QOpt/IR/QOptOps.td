@@ -36,18 +36,29 @@ def QOpt_WeightType : AnyTypeOf<[QOpt_FloatTensor, QOpt_QTensorType],
 // Parameters
 //===----------------------------------------------------------------------===//
 
+/// What reads and writes of parameters act on (qopt.load_param,
+/// qopt.store_param).
+def QOpt_ParameterResource : Resource<"::mlir::qopt::ParameterResource">;
+
 def QOpt_ParamOp : QOpt_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">]> {
   let summary = "named parameter (weight) declaration";
   let description = [{
     Declares a parameter of the model: a statically shaped tensor with a
     symbol name (the name the model gives it, e.g.
-    `model.layers.0.self_attn.q_proj.weight`), an optional `trainable` flag
-    (what training differentiates with respect to: LoRA factors, learned
-    step sizes …) and optional data: inline elements for small parameters,
-    or `#qopt.external<…>` for a byte range of a file beside the model so
-    that large weights never pass through IR text. Without data the
-    parameter is an input the runtime must be given (or a freshly
-    initialised one).
+    `model.layers.0.self_attn.q_proj.weight`), its role, and optional data:
+    inline elements for small parameters, a `dense_resource` blob for
+    weights a pass computed, or `#qopt.external<…>` for a byte range of a
+    file beside the model so that large weights never pass through IR text.
+    Without data the parameter is an input the runtime must be given (or a
+    freshly initialised one).
+
+    Roles: a plain parameter is *frozen* — constant for the model's life,
+    memory-mapped read-only by the runtime. `trainable` ones are what
+    training differentiates with respect to (LoRA factors, learned step
+    sizes …); `state` ones are updated but not differentiated (optimizer
+    moments, step counters, running statistics). Both are *mutable*: the
+    runtime keeps a private, writable copy, `qopt.store_param` writes them,
+    and the compiled model's manifest lists them with their role.
 
     Quantized weights are stored as several parameters (packed codes,
     scales, zero points) and put together with `qopt.assemble`.
@@ -61,26 +72,40 @@ def QOpt_ParamOp : QOpt_Op<"param", [Symbol, HasParent<"::mlir::ModuleOp">]> {
   let arguments = (ins SymbolNameAttr:$sym_name,
                        TypeAttrOf<AnyStaticShapeTensor>:$type,
                        UnitAttr:$trainable,
+                       UnitAttr:$state,
                        OptionalAttr<AnyAttrOf<[ElementsAttr,
                                                QOpt_ExternalDataAttr]>>:$initial_value);
   let assemblyFormat = [{
-    (`trainable` $trainable^)? $sym_name `:` $type (`=` $initial_value^)? attr-dict
+    (`trainable` $trainable^)? (`state` $state^)? $sym_name `:` $type (`=` $initial_value^)? attr-dict
   }];
+  let builders = [
+    OpBuilder<(ins "::llvm::StringRef":$sym_name, "::mlir::Type":$type,
+                   "bool":$trainable, "::mlir::Attribute":$initial_value), [{
+      build($_builder, $_state, $_builder.getStringAttr(sym_name),
+            ::mlir::TypeAttr::get(type),
+            trainable ? $_builder.getUnitAttr() : ::mlir::UnitAttr(),
+            /*state=*/::mlir::UnitAttr(), initial_value);
+    }]>
+  ];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     ::mlir::RankedTensorType getTensorType() {
       return ::llvm::cast<::mlir::RankedTensorType>(getType());
     }
+    /// Trainable or state: the runtime keeps a writable copy.
+    bool isMutable() { return getTrainable() || getState(); }
   }];
 }
 
-def QOpt_LoadParamOp : QOpt_Op<"load_param", [Pure,
+def QOpt_LoadParamOp : QOpt_Op<"load_param", [
+    MemoryEffects<[MemRead<QOpt_ParameterResource>]>,
     DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
   let summary = "reads a parameter's current value";
   let description = [{
     The value of the parameter `@name` as a tensor of the declared type.
-    Within one function call parameters are constant (training updates them
-    between steps), so this op is pure.
+    It reads the parameters (a `qopt.store_param` in between gives a later
+    read the new value), so reads are merged and removed like loads, never
+    moved across a store.
 
     ```mlir
     %w = qopt.load_param @model.layers.0.mlp.up_proj.weight : tensor<11008x4096xf32>
@@ -95,6 +120,44 @@ def QOpt_LoadParamOp : QOpt_Op<"load_param", [Pure,
     ::mlir::ElementsAttr getInlineData(
         ::mlir::SymbolTableCollection *symbols = nullptr);
   }];
+}
+
+def QOpt_StoreParamOp : QOpt_Op<"store_param", [
+    MemoryEffects<[MemWrite<QOpt_ParameterResource>]>,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "writes a mutable parameter";
+  let description = [{
+    Replaces the value of the `trainable` or `state` parameter `@name` by
+    `value` (an optimizer step, a step counter, running statistics): later
+    reads, in this call and in the next ones, see it. Frozen parameters
+    cannot be written. Compiled, the write goes into the runtime's copy of
+    the parameter, which `qopt_model_get_parameter` reads back.
+
+    ```mlir
+    qopt.store_param @adam.step, %next : tensor<f32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$name, AnyStaticShapeTensor:$value);
+  let assemblyFormat = "$name `,` $value attr-dict `:` type($value)";
+}
+
+def QOpt_RandomKeyOp : QOpt_Op<"random_key", [Pure]> {
+  let summary = "the random key of the current run";
+  let description = [{
+    `[seed, counter]`: the key of a counter-based generator (Philox) that
+    dropout and other stochastic ops derive their random numbers from, each
+    from its own stream. The runtime passes it to every run and advances the
+    counter after each successful one, so a step can be replayed bit for
+    bit — for the backward pass, or to resume from a checkpoint — by setting
+    the same key again (`qopt_model_set_rng`). Constant within one run.
+
+    ```mlir
+    %key = qopt.random_key : tensor<2xi64>
+    ```
+  }];
+  let results = (outs 1DTensorOf<[I64]>:$key);
+  let assemblyFormat = "attr-dict `:` type($key)";
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//

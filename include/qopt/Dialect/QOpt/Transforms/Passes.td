@@ -35,17 +35,59 @@ def QOptFoldZeroLoRAPass : Pass<"qopt-fold-zero-lora", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qopt::QOptDialect"];
 }
 
+def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
+  let summary = "Merges LoRA branches into their base weights (PEFT's merge_and_unload)";
+  let description = [{
+    Every `qopt.lora` becomes a `qopt.linear` whose weight is a new
+    parameter holding
+
+    ```
+    W' = W + scale · B · M · diag(g) · A
+    ```
+
+    (`M` the LoRA-XS/SB middle and `g` the SoRA gate, where present;
+    `scale` = alpha / r, or alpha / √r with rsLoRA), and for DoRA
+    `W'' = (m / ‖W'‖_row) ⊙ W'` row by row — the result PEFT's
+    `merge_and_unload()` computes. Dropout does not enter (inference). The
+    new weight keeps `W`'s element type, is computed at compile time from
+    the parameters' data (inline, resource or `#qopt.external` in
+    `model-dir`) and is stored as a `dense_resource` blob; it is named
+    `<module>.weight` (the layer's module path) and is not trainable. The
+    base weight may be read through the transpose that raising puts on
+    MatMul weights. Parameters nothing reads afterwards are removed.
+
+    A branch whose factors are not parameters with data (e.g. run-time
+    adapter slots) or whose base weight is quantized is an error naming the
+    layer.
+
+    ```mlir
+    // Before
+    %y = qopt.lora %x, %w, %a, %b alpha = 16.0 module "q_proj" : ...
+    // After: @q_proj.weight = dense_resource<…> holds W + 16/r · B·A
+    %w2 = qopt.load_param @q_proj.weight : tensor<64x64xf32>
+    %y = qopt.linear %x, %w2 module "q_proj" : ...
+    ```
+  }];
+  let options = [
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from (the "
+           "model's folder; default: the working directory)">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+}
 
 def QOptMaterializeParamsPass : Pass<"qopt-materialize-params",
                                      "::mlir::ModuleOp"> {
   let summary = "Replaces reads of inline parameters by constants";
   let description = [{
-    Every `qopt.load_param` of a parameter whose data is inline becomes an
-    `arith.constant` of that data (signless integers and floats; unsigned
-    ones stay parameters, which `qopt-params-to-arguments` passes in), so upstream folding and execution without
-    a runtime (mlir-runner) see the values; inline parameters left without
-    readers are removed. Parameters stored in files are left to the
-    runtime.
+    Every `qopt.load_param` of a frozen parameter whose data is inline
+    `dense<…>` becomes an `arith.constant` of that data (signless integers
+    and floats; unsigned ones stay parameters, which
+    `qopt-params-to-arguments` passes in), so upstream folding and
+    execution without a runtime (mlir-runner) see the values; inline
+    parameters left without readers are removed. Parameters stored in
+    files or resource blobs, and mutable (`trainable` / `state`) ones, are
+    left to the runtime.
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect"];
 }
@@ -66,6 +108,19 @@ def QOptParamsToArgumentsPass : Pass<"qopt-params-to-arguments",
     bufferization copies before any write. The parameters' declarations are
     removed. Reads of such parameters from more than one function, or from a
     private one, are an error.
+
+    Mutable (`trainable` / `state`) parameters are always passed, whatever
+    their data, marked `qopt.trainable` or `qopt.state`. A
+    `qopt.store_param` becomes a result of the entry, after the model's
+    outputs, marked with the parameter's name (`qopt.param`): the runtime
+    takes that buffer as the parameter's new value after a successful run
+    (no copy). A read after a store in the same call reads the stored value.
+    Stores must be in the entry's body (not in nested regions); a
+    parameter stored twice keeps the last value.
+
+    `qopt.random_key` becomes one more argument, marked `qopt.rng_key`,
+    after the parameters: the runtime passes `[seed, counter]` and advances
+    the counter after every successful run.
   }];
 }
 

@@ -1,0 +1,72 @@
+//===- Weights.h - Reading and creating weights at compile time -*- C++ -*-===//
+//
+// Passes that rewrite weights (LoRA merging and initialisation, smoothing
+// and rotation folding, quantization, relayout) read a parameter's bytes,
+// compute on them with the plain C++ helpers (qopt/Support/DenseMath.h,
+// QuantFormats.h) and put the result in a new parameter. New parameters
+// hold `dense_resource` data: a blob outside the IR's attribute storage,
+// backed by an unlinked temporary file (so the operating system can page
+// it out: a pass holds no more than the tensors it is rewriting), written
+// by the target into the model's weights file. IR text never spells their
+// elements: printing writes a resource blob, which `qoptc --dump-graph-ir`
+// and qopt-opt's `--mlir-elide-resource-strings-if-larger` elide.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_DIALECT_QOPT_TRANSFORMS_WEIGHTS_H
+#define QOPT_DIALECT_QOPT_TRANSFORMS_WEIGHTS_H
+
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Support/DenseMath.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/SymbolTable.h"
+
+#include <optional>
+#include <string>
+
+namespace mlir::qopt {
+
+/// The dense-math kind of a float element type (f16, bf16, f32, f64).
+std::optional<::qopt::dense::FloatKind> getFloatKind(Type type);
+
+/// The raw little-endian bytes of inline parameter data: a non-splat
+/// `DenseElementsAttr` of byte-sized elements or a `dense_resource` blob;
+/// nullopt otherwise (splats, bit-packed booleans, elided blobs).
+std::optional<ArrayRef<char>> getRawBytes(ElementsAttr data);
+
+/// Reads parameters' values at compile time, from inline elements,
+/// `dense_resource` blobs, or `#qopt.external` byte ranges of files in
+/// `modelDir` (the folder relative locations start from).
+class WeightReader {
+public:
+  explicit WeightReader(StringRef modelDir) : modelDir(modelDir.str()) {}
+
+  /// The elements of the float parameter `param` as an f32 matrix: its
+  /// leading dimensions are the rows, the last one the columns (a 1-D
+  /// parameter is one row). On failure (no data, not a float, a file that
+  /// cannot be read) an error naming the parameter is emitted at `user`.
+  FailureOr<::qopt::dense::Matrix> readMatrix(ParamOp param, Operation *user);
+
+private:
+  std::string modelDir;
+};
+
+/// Creates `qopt.param @name : type = dense_resource<…>` after the last
+/// parameter of the module `symbols` belongs to, with bytes written by
+/// `fill` (`byteSize(type)` of them, zero-initialised) straight into the
+/// file-backed blob. A taken name gets a `_N` suffix. Returns null after
+/// emitting an error at `loc` when no temporary file can be made.
+ParamOp createParam(SymbolTable &symbols, Location loc, StringRef name,
+                    RankedTensorType type, bool trainable,
+                    function_ref<void(MutableArrayRef<char>)> fill);
+
+/// createParam for a float parameter whose elements are `values` (as many
+/// as `type` has), converted to the element type rounding to nearest even.
+ParamOp createFloatParam(SymbolTable &symbols, Location loc, StringRef name,
+                         RankedTensorType type, ArrayRef<float> values,
+                         bool trainable = false);
+
+} // namespace mlir::qopt
+
+#endif // QOPT_DIALECT_QOPT_TRANSFORMS_WEIGHTS_H

@@ -1,0 +1,175 @@
+//===- Weights.cpp - Reading and creating weights at compile time ---------===//
+
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/Process.h"
+
+using namespace mlir;
+using namespace mlir::qopt;
+namespace dense = ::qopt::dense;
+
+std::optional<dense::FloatKind> mlir::qopt::getFloatKind(Type type) {
+  if (type.isF16())
+    return dense::FloatKind::F16;
+  if (type.isBF16())
+    return dense::FloatKind::BF16;
+  if (type.isF32())
+    return dense::FloatKind::F32;
+  if (type.isF64())
+    return dense::FloatKind::F64;
+  return std::nullopt;
+}
+
+std::optional<ArrayRef<char>> mlir::qopt::getRawBytes(ElementsAttr data) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(data)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob)
+      return std::nullopt; // elided when printed
+    return blob->getData();
+  }
+  auto elements = dyn_cast<DenseElementsAttr>(data);
+  if (!elements || elements.isSplat() ||
+      elements.getElementType().isInteger(1) ||
+      elements.getElementType().getIntOrFloatBitWidth() % 8)
+    return std::nullopt;
+  return elements.getRawData();
+}
+
+FailureOr<dense::Matrix> WeightReader::readMatrix(ParamOp param,
+                                                  Operation *user) {
+  RankedTensorType type = param.getTensorType();
+  auto fail = [&]() {
+    return user->emitError() << "parameter @" << param.getSymName() << " ";
+  };
+  std::optional<dense::FloatKind> kind = getFloatKind(type.getElementType());
+  if (!kind)
+    return fail() << "has element type " << type.getElementType()
+                  << ", not a float type this pass computes with",
+           failure();
+  int64_t cols = type.getRank() ? type.getShape().back() : 1;
+  int64_t rows = cols ? type.getNumElements() / cols : 0;
+  dense::Matrix matrix(rows, cols);
+  size_t count = matrix.data.size();
+  std::optional<Attribute> init = param.getInitialValue();
+  if (!init)
+    return fail() << "has no data (it is given at run time)", failure();
+  if (auto elements = dyn_cast<DenseElementsAttr>(*init);
+      elements && elements.isSplat()) {
+    std::fill(matrix.data.begin(), matrix.data.end(),
+              float(elements.getSplatValue<APFloat>().convertToDouble()));
+    return matrix;
+  }
+  if (auto data = dyn_cast<ElementsAttr>(*init)) {
+    std::optional<ArrayRef<char>> raw = getRawBytes(data);
+    if (!raw || raw->size() != count * dense::floatKindBytes(*kind))
+      return fail() << "has data this pass cannot read (an elided resource?)",
+             failure();
+    dense::decodeFloats(*kind, raw->data(), count, matrix.data.data());
+    return matrix;
+  }
+  auto external = cast<ExternalDataAttr>(*init);
+  SmallString<256> path(modelDir);
+  llvm::sys::path::append(path, external.getLocation());
+  auto buffer = llvm::MemoryBuffer::getFileSlice(
+      path, external.getLength(), external.getOffset(), /*IsVolatile=*/false);
+  if (!buffer)
+    return fail() << "cannot be read: '" << path
+                  << "': " << buffer.getError().message(),
+           failure();
+  if ((*buffer)->getBufferSize() != count * dense::floatKindBytes(*kind))
+    return fail() << "cannot be read: '" << path
+                  << "' is shorter than the parameter",
+           failure();
+  dense::decodeFloats(*kind, (*buffer)->getBufferStart(), count,
+                      matrix.data.data());
+  return matrix;
+}
+
+/// `size` zeroed bytes in an unlinked temporary file, mapped read-write:
+/// dirty pages go to the file instead of staying in memory.
+static FailureOr<AsmResourceBlob> allocateFileBlob(size_t size, Location loc) {
+  if (size == 0)
+    return HeapAsmResourceBlob::allocate(0, alignof(std::max_align_t));
+  int fd;
+  SmallString<128> path;
+  if (std::error_code ec =
+          llvm::sys::fs::createTemporaryFile("qopt-weight", "bin", fd, path))
+    return emitError(loc) << "cannot create a temporary file for a new "
+                             "weight: "
+                          << ec.message(),
+           failure();
+  llvm::sys::fs::remove(path); // the mapping keeps the file alive
+  auto closeFile = llvm::make_scope_exit(
+      [&] { llvm::sys::Process::SafelyCloseFileDescriptor(fd); });
+  if (std::error_code ec = llvm::sys::fs::resize_file(fd, size))
+    return emitError(loc) << "cannot make a " << size
+                          << "-byte temporary file for a new weight: "
+                          << ec.message(),
+           failure();
+  std::error_code ec;
+  auto region = std::make_unique<llvm::sys::fs::mapped_file_region>(
+      llvm::sys::fs::convertFDToNativeFile(fd),
+      llvm::sys::fs::mapped_file_region::readwrite, size, 0, ec);
+  if (ec)
+    return emitError(loc) << "cannot map a temporary file for a new weight: "
+                          << ec.message(),
+           failure();
+  char *data = region->data();
+  return AsmResourceBlob(
+      ArrayRef<char>(data, size), /*dataAlignment=*/64,
+      [region = std::move(region)](void *, size_t, size_t) mutable {
+        region.reset();
+      },
+      /*dataIsMutable=*/true);
+}
+
+ParamOp mlir::qopt::createParam(SymbolTable &symbols, Location loc,
+                                StringRef name, RankedTensorType type,
+                                bool trainable,
+                                function_ref<void(MutableArrayRef<char>)> fill) {
+  FailureOr<uint64_t> bytes = getStoredByteSize(type);
+  if (failed(bytes)) {
+    emitError(loc) << "a new parameter of type " << type
+                   << " is too large to address";
+    return {};
+  }
+  FailureOr<AsmResourceBlob> blob = allocateFileBlob(*bytes, loc);
+  if (failed(blob))
+    return {};
+  fill(blob->getMutableData());
+  auto data = DenseResourceElementsAttr::get(type, name, std::move(*blob));
+
+  auto module = cast<ModuleOp>(symbols.getOp());
+  OpBuilder b(module.getContext());
+  ParamOp last;
+  for (ParamOp param : module.getOps<ParamOp>())
+    last = param;
+  if (last)
+    b.setInsertionPointAfter(last);
+  else
+    b.setInsertionPointToStart(module.getBody());
+  auto param = ParamOp::create(b, loc, name, type, trainable, data);
+  symbols.insert(param); // renames on a clash
+  return param;
+}
+
+ParamOp mlir::qopt::createFloatParam(SymbolTable &symbols, Location loc,
+                                     StringRef name, RankedTensorType type,
+                                     ArrayRef<float> values, bool trainable) {
+  std::optional<dense::FloatKind> kind = getFloatKind(type.getElementType());
+  assert(kind && "createFloatParam needs a float element type");
+  assert(int64_t(values.size()) == type.getNumElements() &&
+         "createFloatParam: wrong number of values");
+  return createParam(symbols, loc, name, type, trainable,
+                     [&](MutableArrayRef<char> bytes) {
+                       dense::encodeFloats(*kind, values.data(), values.size(),
+                                           bytes.data());
+                     });
+}

@@ -1,0 +1,201 @@
+//===- DenseMath.cpp - Small dense math on weights at compile time --------===//
+
+#include "qopt/Support/DenseMath.h"
+
+#include <cassert>
+#include <cmath>
+#include <cstring>
+
+using namespace qopt::dense;
+
+void qopt::dense::gemm(bool transA, bool transB, float alpha, const Matrix &a,
+                       const Matrix &b, float beta, Matrix &c) {
+  int64_t m = transA ? a.cols : a.rows, k = transA ? a.rows : a.cols;
+  int64_t n = transB ? b.rows : b.cols;
+  assert((transB ? b.cols : b.rows) == k && c.rows == m && c.cols == n &&
+         "gemm: shapes do not agree");
+  // Row i of C accumulates rows of op(B) scaled by op(A)[i, p]: the inner
+  // loop runs along contiguous rows of B (or, for Bᵀ, dot products of
+  // contiguous rows).
+  std::vector<double> acc(n);
+  for (int64_t i = 0; i < m; ++i) {
+    std::fill(acc.begin(), acc.end(), 0.0);
+    for (int64_t p = 0; p < k; ++p) {
+      double av = transA ? a.at(p, i) : a.at(i, p);
+      if (av == 0.0)
+        continue;
+      if (!transB) {
+        const float *row = &b.data[size_t(p) * b.cols];
+        for (int64_t j = 0; j < n; ++j)
+          acc[j] += av * row[j];
+      } else {
+        for (int64_t j = 0; j < n; ++j)
+          acc[j] += av * b.at(j, p);
+      }
+    }
+    for (int64_t j = 0; j < n; ++j) {
+      double prior = beta == 0.0f ? 0.0 : double(beta) * c.at(i, j);
+      c.at(i, j) = float(double(alpha) * acc[j] + prior);
+    }
+  }
+}
+
+Matrix qopt::dense::matmul(const Matrix &a, const Matrix &b) {
+  Matrix c(a.rows, b.cols);
+  gemm(false, false, 1.0f, a, b, 0.0f, c);
+  return c;
+}
+
+Matrix qopt::dense::transpose(const Matrix &a) {
+  Matrix t(a.cols, a.rows);
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t j = 0; j < a.cols; ++j)
+      t.at(j, i) = a.at(i, j);
+  return t;
+}
+
+std::vector<float> qopt::dense::rowNorms(const Matrix &a) {
+  std::vector<float> norms(a.rows);
+  for (int64_t i = 0; i < a.rows; ++i) {
+    double sum = 0.0;
+    for (int64_t j = 0; j < a.cols; ++j)
+      sum += double(a.at(i, j)) * a.at(i, j);
+    norms[i] = float(std::sqrt(sum));
+  }
+  return norms;
+}
+
+size_t qopt::dense::floatKindBytes(FloatKind kind) {
+  switch (kind) {
+  case FloatKind::F16:
+  case FloatKind::BF16:
+    return 2;
+  case FloatKind::F32:
+    return 4;
+  case FloatKind::F64:
+    return 8;
+  }
+  return 0;
+}
+
+static uint32_t bitsOf(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return u;
+}
+
+static float floatOf(uint32_t u) {
+  float v;
+  std::memcpy(&v, &u, 4);
+  return v;
+}
+
+float qopt::dense::halfToFloat(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000) << 16;
+  uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff;
+  if (exp == 0x1f) // infinity / NaN
+    return floatOf(sign | 0x7f800000 | (mant << 13));
+  if (exp == 0) { // zero / subnormal: mant · 2^-24, exact in f32
+    float v = std::ldexp(float(mant), -24);
+    return sign ? -v : v;
+  }
+  return floatOf(sign | ((exp + 112) << 23) | (mant << 13));
+}
+
+uint16_t qopt::dense::floatToHalf(float value) {
+  uint32_t u = bitsOf(value);
+  uint16_t sign = (u >> 16) & 0x8000;
+  uint32_t absBits = u & 0x7fffffff;
+  if (absBits > 0x7f800000) // NaN: keep it quiet
+    return sign | 0x7e00 | ((absBits >> 13) & 0x3ff);
+  if (absBits >= 0x477ff000) // rounds to >= 65520: infinity
+    return sign | 0x7c00;
+  if (absBits < 0x38800000) { // below the smallest normal half (2^-14)
+    // The subnormal half nearest to |value|: |value| / 2^-24 rounded to
+    // nearest even (exact in double).
+    double scaled = std::ldexp(double(floatOf(absBits)), 24);
+    double rounded = std::nearbyint(scaled); // default mode: ties to even
+    return sign | uint16_t(rounded);
+  }
+  // Normal: drop 13 mantissa bits with round-to-nearest-even; a carry into
+  // the exponent is the correct result.
+  uint32_t rebased = absBits - (112u << 23);
+  uint32_t lsb = (rebased >> 13) & 1;
+  rebased += 0xfff + lsb;
+  return sign | uint16_t(rebased >> 13);
+}
+
+float qopt::dense::bfloat16ToFloat(uint16_t bits) {
+  return floatOf(uint32_t(bits) << 16);
+}
+
+uint16_t qopt::dense::floatToBFloat16(float value) {
+  uint32_t u = bitsOf(value);
+  if ((u & 0x7fffffff) > 0x7f800000) // NaN: quiet, keep the sign
+    return uint16_t((u >> 16) | 0x40);
+  uint32_t lsb = (u >> 16) & 1;
+  u += 0x7fff + lsb;
+  return uint16_t(u >> 16);
+}
+
+void qopt::dense::decodeFloats(FloatKind kind, const void *bytes, size_t count,
+                               float *out) {
+  const auto *p = static_cast<const unsigned char *>(bytes);
+  for (size_t i = 0; i < count; ++i) {
+    switch (kind) {
+    case FloatKind::F16:
+    case FloatKind::BF16: {
+      uint16_t h = uint16_t(p[2 * i] | (p[2 * i + 1] << 8));
+      out[i] = kind == FloatKind::F16 ? halfToFloat(h) : bfloat16ToFloat(h);
+      break;
+    }
+    case FloatKind::F32: {
+      uint32_t u = 0;
+      for (int b = 0; b < 4; ++b)
+        u |= uint32_t(p[4 * i + b]) << (8 * b);
+      out[i] = floatOf(u);
+      break;
+    }
+    case FloatKind::F64: {
+      uint64_t u = 0;
+      for (int b = 0; b < 8; ++b)
+        u |= uint64_t(p[8 * i + b]) << (8 * b);
+      double d;
+      std::memcpy(&d, &u, 8);
+      out[i] = float(d);
+      break;
+    }
+    }
+  }
+}
+
+void qopt::dense::encodeFloats(FloatKind kind, const float *values,
+                               size_t count, void *bytes) {
+  auto *p = static_cast<unsigned char *>(bytes);
+  for (size_t i = 0; i < count; ++i) {
+    switch (kind) {
+    case FloatKind::F16:
+    case FloatKind::BF16: {
+      uint16_t h = kind == FloatKind::F16 ? floatToHalf(values[i])
+                                          : floatToBFloat16(values[i]);
+      p[2 * i] = h & 0xff;
+      p[2 * i + 1] = h >> 8;
+      break;
+    }
+    case FloatKind::F32: {
+      uint32_t u = bitsOf(values[i]);
+      for (int b = 0; b < 4; ++b)
+        p[4 * i + b] = (u >> (8 * b)) & 0xff;
+      break;
+    }
+    case FloatKind::F64: {
+      double d = values[i];
+      uint64_t u;
+      std::memcpy(&u, &d, 8);
+      for (int b = 0; b < 8; ++b)
+        p[8 * i + b] = (u >> (8 * b)) & 0xff;
+      break;
+    }
+    }
+  }
+}
