@@ -9,6 +9,7 @@
 #include "Patterns.h"
 #include "qopt/Conversion/Utils/LinalgBuilders.h"
 
+#include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 
 #include <cmath>
@@ -127,6 +128,32 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
   double softcap = getFloatAttr(op, "softcap", 0.0);
   bool causal = getIntAttr(op, "is_causal", 0) != 0;
   int64_t group = qHeads / kvHeads;
+  // The products assume these sizes agree: refused when the types say they
+  // differ, checked at run time where they leave it open.
+  auto sameSize = [&](Value x, int64_t i, Value y, int64_t j,
+                      StringRef what) -> LogicalResult {
+    int64_t xs = rankedType(x).getDimSize(i), ys = rankedType(y).getDimSize(j);
+    if (!ShapedType::isDynamic(xs) && !ShapedType::isDynamic(ys)) {
+      if (xs != ys)
+        return nodeError(op) << what << ": " << xs << " vs " << ys;
+      return success();
+    }
+    if (sizeSource(x, i) != sizeSource(y, j))
+      emitCheck(op, b,
+                arith::CmpIOp::create(
+                    b, loc, arith::CmpIPredicate::eq,
+                    getValueOrCreateConstantIndexOp(
+                        b, loc, tensor::getMixedSize(b, loc, x, i)),
+                    getValueOrCreateConstantIndexOp(
+                        b, loc, tensor::getMixedSize(b, loc, y, j))),
+                what);
+    return success();
+  };
+  if (failed(sameSize(q, 0, k, 0, "Q and K have different batch sizes")) ||
+      failed(sameSize(k, 0, v, 0, "K and V have different batch sizes")) ||
+      failed(sameSize(q, 3, k, 3, "Q and K have different head sizes")) ||
+      failed(sameSize(k, 2, v, 2, "K and V have different sequence lengths")))
+    return failure();
 
   // scores = Q·Kᵀ (f32), then scale, softcap, mask, causal.
   OpFoldResult kvLen = tensor::getMixedSizes(b, loc, k)[2];
@@ -185,6 +212,12 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
     if (!mt.isDynamicDim(d) && !st.isDynamicDim(d) &&
         mt.getDimSize(d) != st.getDimSize(d))
       return nodeError(op) << "attn_mask does not broadcast to the scores";
+  // … and where the types leave it open, the run checks it.
+  for (int64_t d = 0; d < 4; ++d)
+    if (mt.isDynamicDim(d) || st.isDynamicDim(d))
+      if (failed(sameSize(*masked, d, scores, d,
+                          "attn_mask does not broadcast to the scores")))
+        return failure();
 
   // Softmax over keys; fully masked rows give 0 (as the ONNX reference).
   Value x = *masked;

@@ -178,6 +178,20 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
   SmallVector<OpFoldResult> aSizes = tensor::getMixedSizes(b, loc, a),
                             wSizes = tensor::getMixedSizes(b, loc, w);
   OpFoldResult mSize = aSizes[transA ? 1 : 0], nSize = wSizes[transB ? 0 : 1];
+  // K of A and of B: the loop runs over one of them.
+  int64_t aK = aType.getDimSize(transA ? 0 : 1),
+          bK = wType.getDimSize(transB ? 1 : 0);
+  if (!ShapedType::isDynamic(aK) && !ShapedType::isDynamic(bK) && aK != bK)
+    return nodeError(op) << "inner dimensions differ: " << aK << " vs " << bK;
+  if ((ShapedType::isDynamic(aK) || ShapedType::isDynamic(bK)) &&
+      sizeSource(a, transA ? 0 : 1) != sizeSource(w, transB ? 1 : 0))
+    emitCheck(
+        op, b,
+        arith::CmpIOp::create(
+            b, loc, arith::CmpIPredicate::eq,
+            getValueOrCreateConstantIndexOp(b, loc, aSizes[transA ? 0 : 1]),
+            getValueOrCreateConstantIndexOp(b, loc, wSizes[transB ? 1 : 0])),
+        "inner dimensions differ");
   AffineExpr m = b.getAffineDimExpr(0), n = b.getAffineDimExpr(1),
              k = b.getAffineDimExpr(2);
   MLIRContext *ctx = b.getContext();

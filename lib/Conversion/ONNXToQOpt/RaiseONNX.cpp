@@ -393,9 +393,12 @@ mlir::qopt::onnx::raiseRMSNorm(ONNXNodeOp op, RewriterBase &rewriter,
       }
       auto gammaType = gamma.getType();
       auto xType = cast<RankedTensorType>(x.getType());
+      // A scale of one element broadcasts in the Mul but not in
+      // qopt.rms_norm: left as it is unless the sizes are known equal.
       if (!isSquare || gammaType.getElementType() != xType.getElementType() ||
           (!xType.isDynamicDim(rank - 1) &&
-           xType.getDimSize(rank - 1) != gammaType.getDimSize(0)))
+           xType.getDimSize(rank - 1) != gammaType.getDimSize(0)) ||
+          (xType.isDynamicDim(rank - 1) && gammaType.getDimSize(0) == 1))
         continue;
       chain.append({reduce, add, sqrtNode});
       Value y = RMSNormOp::create(rewriter, op.getLoc(), xType, x, gamma,
@@ -519,10 +522,12 @@ mlir::qopt::onnx::raiseLayerNorm(ONNXNodeOp op, RewriterBase &rewriter,
       continue;
     auto xType = cast<RankedTensorType>(x.getType());
     int64_t rank = xType.getRank();
+    int64_t n = gamma.getType().getDimSize(0);
     if (gamma.getType().getElementType() != xType.getElementType() ||
-        (beta && beta.getType().getElementType() != xType.getElementType()) ||
-        (!xType.isDynamicDim(rank - 1) &&
-         xType.getDimSize(rank - 1) != gamma.getType().getDimSize(0)))
+        (beta && (beta.getType().getElementType() != xType.getElementType() ||
+                  beta.getType().getDimSize(0) != n)) ||
+        (!xType.isDynamicDim(rank - 1) && xType.getDimSize(rank - 1) != n) ||
+        (xType.isDynamicDim(rank - 1) && n == 1))
       continue;
     chain.append({sqrtNode, add, varMean, pow});
     OpBuilder::InsertionGuard guard(rewriter);
@@ -597,6 +602,7 @@ struct RaisePattern : OpRewritePattern<ONNXNodeOp> {
 struct QOptRaiseONNXPass
     : qopt::impl::QOptRaiseONNXPassBase<QOptRaiseONNXPass> {
   void runOnOperation() override {
+    ParamLookupScope symbols;
     RewritePatternSet patterns(&getContext());
     patterns.add<RaiseLinear, RaiseRMSNorm, RaisePattern<raiseGelu>,
                  RaisePattern<raiseSiLU>>(&getContext());

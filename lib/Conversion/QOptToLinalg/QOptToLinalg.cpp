@@ -6,6 +6,7 @@
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/Support/MathExtras.h"
 
@@ -30,6 +31,51 @@ int64_t normalizedAxis(int64_t axis, int64_t rank) {
   return axis < 0 ? axis + rank : axis;
 }
 
+/// "node '/model/layers.0/mlp/up_proj/MatMul' (qopt.linear)" for an op
+/// raised from an ONNX node (its location is the node's name), else the
+/// op's name: what run-time check messages start with.
+std::string describe(Operation *op) {
+  std::string name = op->getName().getStringRef().str();
+  if (auto loc = dyn_cast<NameLoc>(op->getLoc()))
+    return "node '" + loc.getName().str() + "' (" + name + ")";
+  return name;
+}
+
+/// Stops the run with a message naming `op` unless dimension `xDim` of `x`
+/// equals dimension `yDim` of `y`, where the types leave that open (a
+/// static mismatch is the verifier's).
+void checkSameSize(OpBuilder &b, Operation *op, Value x, int64_t xDim, Value y,
+                   int64_t yDim, StringRef what) {
+  auto xType = cast<ShapedType>(x.getType());
+  auto yType = cast<ShapedType>(y.getType());
+  if (!xType.isDynamicDim(xDim) && !yType.isDynamicDim(yDim))
+    return;
+  Location loc = op->getLoc();
+  auto size = [&](Value v, int64_t d) {
+    return getValueOrCreateConstantIndexOp(b, loc,
+                                           tensor::getMixedSize(b, loc, v, d));
+  };
+  Value same = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                     size(x, xDim), size(y, yDim));
+  std::string message = describe(op) + ": " + what.str();
+  if (!yType.isDynamicDim(yDim))
+    message += " (" + std::to_string(yType.getDimSize(yDim)) + ")";
+  cf::AssertOp::create(b, loc, same, message);
+}
+
+/// The dimensions from `axis` on of `x` must be those of a norm's `scale`.
+void checkNormalizedSizes(OpBuilder &b, Operation *op, Value x, int64_t axis,
+                          Value scale, StringRef what) {
+  if (!scale)
+    return;
+  int64_t rank = cast<ShapedType>(x.getType()).getRank();
+  for (int64_t d = axis; d < rank; ++d)
+    checkSameSize(b, op, x, d, scale, d - axis,
+                  ("the input's dimension " + std::to_string(d) +
+                   " differs from the size of the " + what.str())
+                      .c_str());
+}
+
 struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RMSNormOp op,
@@ -39,6 +85,7 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
     int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()),
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
+    checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
     // y = x / sqrt(mean(x^2) + eps) * gamma
     Value ms = createRowMean(rewriter, loc, x, axis, {},
                              [](OpBuilder &b, Location l, Value v, ValueRange) {
@@ -65,6 +112,8 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
     int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()),
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
+    checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
+    checkNormalizedSizes(rewriter, op, x, axis, op.getBeta(), "bias");
     // Two passes (mean, then the mean of squared deviations) for accuracy.
     Value mean = createRowMean(
         rewriter, loc, x, axis, {},
@@ -218,6 +267,11 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
     Value x = op.getInput();
     auto xType = op.getInput().getType();
     int64_t rank = xType.getRank();
+    checkSameSize(rewriter, op, x, rank - 1, op.getWeight(), 1,
+                  "the input's last dimension differs from the weight's K");
+    if (Value bias = op.getBias())
+      checkSameSize(rewriter, op, bias, 0, op.getWeight(), 0,
+                    "the bias's length differs from the weight's N");
     // y[..., n] = sum_k x[..., k] * W[n, k], accumulated onto the bias
     // broadcast over the leading dims (or zeros).
     Value init;
@@ -249,6 +303,9 @@ struct LowerSmooth : OpRewritePattern<SmoothOp> {
     Value x = op.getInput();
     int64_t rank = op.getInput().getType().getRank();
     int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()), rank);
+    checkSameSize(rewriter, op, x, axis, op.getScale(), 0,
+                  "the input's smoothed dimension differs from the number "
+                  "of scales");
     SmallVector<AffineMap> maps = {
         rewriter.getMultiDimIdentityMap(rank),
         AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(axis)},
@@ -293,6 +350,10 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
     Value x = op.getInput();
     Type element = op.getInput().getType().getElementType();
     int64_t rank = op.getInput().getType().getRank();
+    checkSameSize(rewriter, op, x, rank - 1, op.getWeight(), 1,
+                  "the input's last dimension differs from the weight's K");
+    checkSameSize(rewriter, op, x, rank - 1, op.getLoraA(), 1,
+                  "the input's last dimension differs from lora_a's K");
     Value scale = arith::ConstantOp::create(
         rewriter, loc, rewriter.getFloatAttr(element, op.getScale()));
     // z = x A^T (inference: dropout is the identity), then gate, middle.

@@ -22,9 +22,16 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     dequantized, then multiplied). Other QOpt ops (`quantize`, double
     quantization, float formats in storage, Hadamard orders m·2^k) are left
     in place and fail later in the pipeline.
+
+    Sizes the types leave open are checked at run time: where an input's
+    dimension is dynamic but must equal a weight's (a linear layer's or
+    adapter's K, a norm's scale and bias, SmoothQuant's scales), a
+    `cf.assert` naming the node stops the run instead of reading out of
+    bounds.
   }];
   let dependentDialects = [
-    "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::arith::ArithDialect", "::mlir::cf::ControlFlowDialect",
+    "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::tensor::TensorDialect"
   ];
 }

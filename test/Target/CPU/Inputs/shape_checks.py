@@ -1,0 +1,105 @@
+"""Sizes a model needs equal but its types leave open are checked at run
+time: inputs of inconsistent lengths stop the run with an error naming the
+node, and consistent ones still match onnxruntime.
+
+Each case is a small graph with a dynamic dimension that must agree with
+another operand (a linear layer's K, a norm's scale, Gemm's inner size,
+attention's batch / head size / key-value lengths). Prints one line per
+run: "ok", "error: <message>", or FAIL."""
+import os
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+sys.path.insert(0, os.path.join(os.environ["QOPT_OBJ_ROOT"], "python"))
+import qopt  # noqa: E402
+
+BIN = os.path.join(os.environ["QOPT_OBJ_ROOT"], "bin")
+rng = np.random.default_rng(5)
+failures = 0
+
+
+def f32(*shape):
+    return rng.standard_normal(shape).astype(np.float32)
+
+
+def model(nodes, inputs, outputs, inits=(), opset=17):
+    g = helper.make_graph(nodes, "g", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 8 if opset < 21 else 10
+    return m
+
+
+def vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def case(name, m, good, bad):
+    """Compiles `m`; `good` inputs must match onnxruntime, each of `bad`
+    must stop with an error."""
+    global failures
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.onnx")
+        onnx.save(m, path)
+        import subprocess
+        r = subprocess.run([os.path.join(BIN, "qoptc"), path, "-o", os.path.join(tmp, "m.so")],
+                           capture_output=True, text=True)
+        if r.returncode:
+            print(f"{name}: FAIL compile: {r.stderr.strip()}")
+            failures += 1
+            return
+        compiled = qopt.load(os.path.join(tmp, "m.so"))
+        ref = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        names = [i.name for i in m.graph.input]
+        got = compiled.run(*good)
+        want = ref.run(None, dict(zip(names, good)))
+        ok = all(np.allclose(g, w, rtol=1e-4, atol=1e-5) for g, w in zip(got, want))
+        print(f"{name} consistent: {'ok' if ok else 'FAIL mismatch'}")
+        failures += not ok
+        for inputs in bad:
+            try:
+                compiled.run(*inputs)
+                print(f"{name} inconsistent: FAIL no error")
+                failures += 1
+            except ValueError as e:
+                print(f"{name} inconsistent: error: {e}")
+
+
+W = f32(8, 16)
+case("linear K",
+     model([helper.make_node("MatMul", ["x", "w"], ["y"], name="/layers.0/fc/MatMul")],
+           [vi("x", ["batch", "k"])], [vi("y", ["batch", 16])], [numpy_helper.from_array(W, "w")]),
+     [f32(3, 8)], [[f32(3, 7)], [f32(3, 9)]])
+
+g = np.abs(f32(16)) + 0.5
+case("rms norm scale",
+     model([helper.make_node("RMSNormalization", ["x", "g"], ["y"], name="norm", axis=-1)],
+           [vi("x", ["batch", "hidden"])], [vi("y", ["batch", "hidden"])],
+           [numpy_helper.from_array(g, "g")], opset=23),
+     [f32(2, 16)], [[f32(2, 15)]])
+
+case("layer norm scale",
+     model([helper.make_node("LayerNormalization", ["x", "g", "b"], ["y"], name="ln", axis=-1)],
+           [vi("x", ["batch", "hidden"])], [vi("y", ["batch", "hidden"])],
+           [numpy_helper.from_array(g, "g"), numpy_helper.from_array(f32(16), "b")]),
+     [f32(2, 16)], [[f32(2, 17)]])
+
+case("gemm inner",
+     model([helper.make_node("Gemm", ["a", "b"], ["y"], name="gemm", alpha=2.0)],
+           [vi("a", ["m", "k"]), vi("b", ["k2", 5])], [vi("y", ["m", 5])]),
+     [f32(3, 4), f32(4, 5)], [[f32(3, 4), f32(6, 5)]])
+
+case("attention",
+     model([helper.make_node("Attention", ["q", "k", "v"], ["y"], name="attn")],
+           [vi("q", ["b", 2, "s", 8]), vi("k", ["bk", 2, "kv", "dk"]), vi("v", ["bv", 2, "kv2", 8])],
+           [vi("y", ["b", 2, "s", 8])], opset=23),
+     [f32(1, 2, 3, 8), f32(1, 2, 5, 8), f32(1, 2, 5, 8)],
+     [[f32(1, 2, 3, 8), f32(1, 2, 5, 8), f32(1, 2, 6, 8)],
+      [f32(1, 2, 3, 8), f32(1, 2, 5, 4), f32(1, 2, 5, 8)],
+      [f32(1, 2, 3, 8), f32(2, 2, 5, 8), f32(2, 2, 5, 8)]])
+print(f"shape checks: {failures} failures")
+sys.exit(1 if failures else 0)
