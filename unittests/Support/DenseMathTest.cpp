@@ -60,9 +60,9 @@ TEST(DenseMath, BFloat16DecodeEveryPattern) {
 
 TEST(DenseMath, EncodeRoundsToNearestEven) {
   std::mt19937 rng(7);
-  std::vector<float> values = {0.0f,     -0.0f,     1.0f,     65504.0f,
-                               65519.0f, 65520.0f,  1e-8f,    -3e-5f,
-                               6.1e-5f,  5.96e-8f,  2.98e-8f, 3.4e38f,
+  std::vector<float> values = {0.0f,     -0.0f,     1.0f,         65504.0f,
+                               65519.0f, 65520.0f,  1e-8f,        -3e-5f,
+                               6.1e-5f,  5.96e-8f,  2.98e-8f,     3.4e38f,
                                INFINITY, -INFINITY, 1.0009765625f};
   // Halfway cases of half: 1 + 2^-11 (ties to 1), 1 + 3·2^-11 (ties up).
   values.push_back(1.0f + std::ldexp(1.0f, -11));

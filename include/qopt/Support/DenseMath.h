@@ -1,4 +1,5 @@
-//===- DenseMath.h - Small dense math on weights at compile time -*- C++ -*-===//
+//===- DenseMath.h - Small dense math on weights at compile time -*- C++
+//-*-===//
 //
 // What passes that create or rewrite weights compute with (LoRA merging,
 // adapter initialisation, smoothing and rotation folding): row-major f32
@@ -62,8 +63,7 @@ float bfloat16ToFloat(uint16_t bits);
 uint16_t floatToBFloat16(float value);
 
 /// Little-endian elements of `kind` (`count` of them at `bytes`) as f32.
-void decodeFloats(FloatKind kind, const void *bytes, size_t count,
-                  float *out);
+void decodeFloats(FloatKind kind, const void *bytes, size_t count, float *out);
 /// `count` f32 values as little-endian elements of `kind` at `bytes`.
 void encodeFloats(FloatKind kind, const float *values, size_t count,
                   void *bytes);

@@ -220,6 +220,23 @@ LogicalResult convertBatchNorm(ONNXNodeOp op, OpBuilder &b,
                             "scale, B, mean, var";
   double eps = getFloatAttr(op, "epsilon", 1e-5);
   int64_t rank = type.getRank();
+  // scale, B, mean and var hold one value per channel (dimension 1).
+  Location checkLoc = op.getLoc();
+  for (unsigned i = 1; i < 5; ++i) {
+    auto t = rankedType(op.getInputs()[i]);
+    if (!t || t.getRank() != 1 ||
+        (!t.isDynamicDim(0) && !type.isDynamicDim(1) &&
+         t.getDimSize(0) != type.getDimSize(1)))
+      return nodeError(op) << "input " << i
+                           << " must hold one value per channel of X";
+    if (t.isDynamicDim(0) || type.isDynamicDim(1))
+      emitCheck(op, b,
+                arith::CmpIOp::create(
+                    b, checkLoc, arith::CmpIPredicate::eq,
+                    tensor::DimOp::create(b, checkLoc, op.getInputs()[i], 0),
+                    tensor::DimOp::create(b, checkLoc, x, 1)),
+                "input " + Twine(i) + " does not hold one value per channel");
+  }
   AffineMap channel =
       AffineMap::get(rank, 0, {b.getAffineDimExpr(1)}, b.getContext());
   SmallVector<AffineMap> maps = {

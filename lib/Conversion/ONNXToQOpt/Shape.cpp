@@ -497,6 +497,13 @@ LogicalResult squeezeOrUnsqueeze(ONNXNodeOp op, OpBuilder &b,
       if (type.getDimSize(*axis) != 1 && !type.isDynamicDim(*axis))
         return nodeError(op) << "cannot squeeze axis " << *axis << " of size "
                              << type.getDimSize(*axis);
+      if (type.isDynamicDim(*axis))
+        emitCheck(op, b,
+                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                        tensor::DimOp::create(b, loc, x, *axis),
+                                        idx(b, loc, 1)),
+                  "cannot squeeze axis " + Twine(*axis) +
+                      ": its size is not 1");
       normalized.push_back(*axis);
     }
   } else {
@@ -844,6 +851,24 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "starts and axes differ in length";
   if (stepsIn && !cSteps)
     return nodeError(op) << "steps must be a constant";
+  if (cSteps && static_cast<int64_t>(cSteps->size()) != n)
+    return nodeError(op) << "starts and steps differ in length";
+  if (cStarts && static_cast<int64_t>(cStarts->size()) != n)
+    return nodeError(op) << "starts has " << cStarts->size()
+                         << " entries for a length of " << n;
+  // ends: a constant of the same length, or a 1-D tensor checked to have it.
+  auto endsType = rankedType(ends);
+  if (!endsType || endsType.getRank() != 1)
+    return nodeError(op) << "ends must be 1-D";
+  if (cEnds ? static_cast<int64_t>(cEnds->size()) != n
+            : (!endsType.isDynamicDim(0) && endsType.getDimSize(0) != n))
+    return nodeError(op) << "starts and ends differ in length";
+  if (!cEnds && endsType.isDynamicDim(0))
+    emitCheck(op, b,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                    tensor::DimOp::create(b, loc, ends, 0),
+                                    idx(b, loc, n)),
+              "starts and ends differ in length");
 
   SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<Value> offsets(rank, idx(b, loc, 0)),

@@ -271,6 +271,30 @@ func.func @slice_step0(%x: tensor<4xf32>) -> tensor<?xf32> {
 
 // -----
 
+// ends and steps of another length than starts (once read past the
+// compiler's own arrays).
+func.func @slice_short_ends(%x: tensor<4x4xf32>) -> tensor<?x?xf32> {
+  %s = arith.constant dense<[0, 1]> : tensor<2xi64>
+  %e = arith.constant dense<[4]> : tensor<1xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sl2' (Slice, opset 13): starts and ends differ in length
+  %0 = onnx.node "Slice" opset 13 (%x, %s, %e) {} : (tensor<4x4xf32>, tensor<2xi64>, tensor<1xi64>) -> tensor<?x?xf32> loc("sl2")
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
+func.func @slice_short_steps(%x: tensor<4x4xf32>) -> tensor<?x?xf32> {
+  %s = arith.constant dense<[0, 1]> : tensor<2xi64>
+  %e = arith.constant dense<[4, 4]> : tensor<2xi64>
+  %a = arith.constant dense<[0, 1]> : tensor<2xi64>
+  %z = arith.constant dense<[1]> : tensor<1xi64>
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'sl3' (Slice, opset 13): starts and steps differ in length
+  %0 = onnx.node "Slice" opset 13 (%x, %s, %e, %a, %z) {} : (tensor<4x4xf32>, tensor<2xi64>, tensor<2xi64>, tensor<2xi64>, tensor<1xi64>) -> tensor<?x?xf32> loc("sl3")
+  return %0 : tensor<?x?xf32>
+}
+
+// -----
+
 func.func @expand_bad(%x: tensor<3xf32>) -> tensor<4xf32> {
   %s = arith.constant dense<[4]> : tensor<1xi64>
   // CHECK: error: {{(loc\(".*"\): )?}}node 'ex' (Expand, opset 13): cannot expand dimension of size 3 to 4

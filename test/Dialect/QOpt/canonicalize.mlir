@@ -181,3 +181,18 @@ func.func @fake_quant_idempotent(%x: tensor<4x8xf32>, %s: tensor<4xf32>, %t: ten
   %3 = qopt.fake_quant %0 scale %s format(#qopt.int<8>) granularity(#qopt.per_channel<0>) : (tensor<4x8xf32>, tensor<4xf32>) -> tensor<4x8xf32>
   return %1, %2, %3 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
 }
+
+// -----
+
+// A linear layer of a dequantized weight takes the quantized weight (and
+// dequantizes it itself), keeping its module.
+// CHECK-LABEL: func.func @linear_of_dequantize
+// CHECK-SAME: (%[[X:.*]]: tensor<?x32xf32>, %[[Q:.*]]: !qopt.qtensor
+// CHECK: %[[Y:.*]] = qopt.linear %[[X]], %[[Q]] module "fc" : (tensor<?x32xf32>, !qopt.qtensor<64x32, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>) -> tensor<?x64xf32>
+// CHECK-NOT: qopt.dequantize
+// CHECK: return %[[Y]]
+func.func @linear_of_dequantize(%x: tensor<?x32xf32>, %q: !qopt.qtensor<64x32, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>) -> tensor<?x64xf32> {
+  %w = qopt.dequantize %q : !qopt.qtensor<64x32, #qopt.int<8>, #qopt.per_channel<0>, scales = f32> -> tensor<64x32xf32>
+  %y = qopt.linear %x, %w module "fc" : (tensor<?x32xf32>, tensor<64x32xf32>) -> tensor<?x64xf32>
+  return %y : tensor<?x64xf32>
+}

@@ -422,6 +422,17 @@ LogicalResult FakeQuantOp::verify() {
                          getFormat(), getGranularity());
 }
 
+OpFoldResult LinearOp::fold(FoldAdaptor) {
+  // linear(x, dequantize(q)) -> linear(x, q), in place: the op dequantizes
+  // its weight to the input's element type itself.
+  auto dequantize = getWeight().getDefiningOp<DequantizeOp>();
+  if (!dequantize || dequantize.getType().getElementType() !=
+                         getInput().getType().getElementType())
+    return {};
+  getWeightMutable().assign(dequantize.getInput());
+  return getResult();
+}
+
 OpFoldResult FakeQuantOp::fold(FoldAdaptor) {
   // fq(fq(x, s, zp), s, zp) -> fq(x, s, zp): values already on the grid.
   auto inner = getInput().getDefiningOp<FakeQuantOp>();

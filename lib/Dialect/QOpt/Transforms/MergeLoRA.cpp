@@ -67,11 +67,10 @@ FailureOr<dense::Matrix> Merger::evaluate(Value value, StringRef what,
   }
   if (auto transpose = dyn_cast_if_present<linalg::TransposeOp>(def)) {
     if (transpose.getPermutation() != ArrayRef<int64_t>{1, 0})
-      return op.emitError() << "cannot merge the adapter of " << layer(op)
-                            << ": its " << what
-                            << " is a transpose that is not 2-D";
-    FailureOr<dense::Matrix> input =
-        evaluate(transpose.getInput(), what, op);
+      return op.emitError()
+             << "cannot merge the adapter of " << layer(op) << ": its " << what
+             << " is a transpose that is not 2-D";
+    FailureOr<dense::Matrix> input = evaluate(transpose.getInput(), what, op);
     if (failed(input))
       return failure();
     return dense::transpose(*input);

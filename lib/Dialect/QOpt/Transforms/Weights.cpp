@@ -130,10 +130,10 @@ static FailureOr<AsmResourceBlob> allocateFileBlob(size_t size, Location loc) {
       /*dataIsMutable=*/true);
 }
 
-ParamOp mlir::qopt::createParam(SymbolTable &symbols, Location loc,
-                                StringRef name, RankedTensorType type,
-                                bool trainable,
-                                function_ref<void(MutableArrayRef<char>)> fill) {
+ParamOp
+mlir::qopt::createParam(SymbolTable &symbols, Location loc, StringRef name,
+                        RankedTensorType type, bool trainable,
+                        function_ref<void(MutableArrayRef<char>)> fill) {
   FailureOr<uint64_t> bytes = getStoredByteSize(type);
   if (failed(bytes)) {
     emitError(loc) << "a new parameter of type " << type
@@ -167,9 +167,8 @@ ParamOp mlir::qopt::createFloatParam(SymbolTable &symbols, Location loc,
   assert(kind && "createFloatParam needs a float element type");
   assert(int64_t(values.size()) == type.getNumElements() &&
          "createFloatParam: wrong number of values");
-  return createParam(symbols, loc, name, type, trainable,
-                     [&](MutableArrayRef<char> bytes) {
-                       dense::encodeFloats(*kind, values.data(), values.size(),
-                                           bytes.data());
-                     });
+  return createParam(
+      symbols, loc, name, type, trainable, [&](MutableArrayRef<char> bytes) {
+        dense::encodeFloats(*kind, values.data(), values.size(), bytes.data());
+      });
 }

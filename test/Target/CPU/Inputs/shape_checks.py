@@ -101,5 +101,22 @@ case("attention",
      [[f32(1, 2, 3, 8), f32(1, 2, 5, 8), f32(1, 2, 6, 8)],
       [f32(1, 2, 3, 8), f32(1, 2, 5, 4), f32(1, 2, 5, 8)],
       [f32(1, 2, 3, 8), f32(2, 2, 5, 8), f32(2, 2, 5, 8)]])
+case("squeeze",
+     model([helper.make_node("Squeeze", ["x", "axes"], ["y"], name="sq")],
+           [vi("x", ["a", "one", 3])], [vi("y", ["a", 3])],
+           [numpy_helper.from_array(np.array([1], np.int64), "axes")]),
+     [f32(2, 1, 3)], [[f32(2, 2, 3)]])
+
+case("conv channels",
+     model([helper.make_node("Conv", ["x", "w"], ["y"], name="conv")],
+           [vi("x", ["n", "c", 5, 5])], [vi("y", ["n", 4, 3, 3])],
+           [numpy_helper.from_array(f32(4, 3, 3, 3), "w")]),
+     [f32(1, 3, 5, 5)], [[f32(1, 2, 5, 5)]])
+
+stats = [numpy_helper.from_array(np.abs(f32(3)) + 0.5, n) for n in ("s", "b", "m", "v")]
+case("batch norm channels",
+     model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")],
+           [vi("x", ["n", "c", 4])], [vi("y", ["n", "c", 4])], stats),
+     [f32(2, 3, 4)], [[f32(2, 4, 4)]])
 print(f"shape checks: {failures} failures")
 sys.exit(1 if failures else 0)

@@ -299,6 +299,11 @@ def QOpt_LinearOp : QOpt_Op<"linear", [Pure,
     weight's name (`….weight`) or the node's name path (TorchScript's
     `/model/layers.0/mlp/up_proj/MatMul`), in that order.
 
+    A float weight that is a `qopt.dequantize` of a `!qopt.qtensor` folds
+    into the op (`linear(x, dequantize(q))` → `linear(x, q)`): the layer
+    dequantizes on the fly, and code generation sees the quantized weight
+    (fused dequantize-GEMM kernels, memory-bound decode).
+
     ```mlir
     %y = qopt.linear %x, %w, %b module "model.layers.0.mlp.up_proj"
         : (tensor<?x?x4096xf32>, tensor<11008x4096xf32>, tensor<11008xf32>)
@@ -312,6 +317,7 @@ def QOpt_LinearOp : QOpt_Op<"linear", [Pure,
   let assemblyFormat = [{
     $input `,` $weight (`,` $bias^)? (`module` $module^)? attr-dict `:` functional-type(operands, results)
   }];
+  let hasFolder = 1;
   let builders = [
     OpBuilder<(ins "::mlir::Type":$result, "::mlir::Value":$input,
                    "::mlir::Value":$weight, "::mlir::Value":$bias), [{
