@@ -292,7 +292,24 @@ LogicalResult convertEinsum(ONNXNodeOp op, OpBuilder &b,
         return nodeError(op)
                << "repeated letters (diagonals) are not supported";
       exprs.push_back(dimOf(c));
-      letterSize[order.find(c)] = sizes[i];
+      // A letter shared between operands names one size: refused when the
+      // types differ, checked when they leave it open.
+      OpFoldResult &known = letterSize[order.find(c)];
+      if (known) {
+        std::optional<int64_t> x = getConstantIntValue(known),
+                               y = getConstantIntValue(sizes[i]);
+        if (x && y && *x != *y)
+          return nodeError(op)
+                 << "label '" << c << "' has sizes " << *x << " and " << *y;
+        if (!x || !y)
+          emitCheck(op, b,
+                    arith::CmpIOp::create(
+                        b, loc, arith::CmpIPredicate::eq,
+                        getValueOrCreateConstantIndexOp(b, loc, known),
+                        getValueOrCreateConstantIndexOp(b, loc, sizes[i])),
+                    "label '" + Twine(c) + "' has different sizes");
+      }
+      known = sizes[i];
     }
     maps.push_back(AffineMap::get(loops, 0, exprs, b.getContext()));
   }

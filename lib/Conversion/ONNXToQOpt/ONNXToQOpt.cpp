@@ -266,7 +266,9 @@ struct ConvertONNXToQOptPass
     if (failed(entry->handler(op, b, results)))
       return failure();
     assert(results.size() == op.getNumResults() && "handler result count");
-    for (auto [oldValue, newValue] : llvm::zip(op.getResults(), results)) {
+    for (auto [index, pair] :
+         llvm::enumerate(llvm::zip(op.getResults(), results))) {
+      auto [oldValue, newValue] = pair;
       if (oldValue.use_empty())
         continue;
       if (!newValue)
@@ -286,8 +288,27 @@ struct ConvertONNXToQOptPass
                << "computes " << newValue.getType()
                << " but the model declares " << oldValue.getType();
       Value refined = newValue;
-      if (*joined != newValue.getType())
+      if (*joined != newValue.getType()) {
+        // Sizes only the declaration knows are trusted by what follows:
+        // checked, since value_info can be stale (inputs made dynamic after
+        // export).
+        auto computed = dyn_cast<RankedTensorType>(newValue.getType());
+        auto target = dyn_cast<RankedTensorType>(*joined);
+        if (computed && target)
+          for (int64_t d = 0; d < computed.getRank(); ++d)
+            if (computed.isDynamicDim(d) && !target.isDynamicDim(d))
+              emitCheck(op, b,
+                        arith::CmpIOp::create(
+                            b, op.getLoc(), arith::CmpIPredicate::eq,
+                            tensor::DimOp::create(b, op.getLoc(), newValue, d),
+                            arith::ConstantIndexOp::create(
+                                b, op.getLoc(), target.getDimSize(d))),
+                        "output " + Twine(index) +
+                            " has another size in dimension " + Twine(d) +
+                            " than the model declares (" +
+                            Twine(target.getDimSize(d)) + ")");
         refined = tensor::CastOp::create(b, op.getLoc(), *joined, newValue);
+      }
       Value declared;
       for (OpOperand &use : llvm::make_early_inc_range(oldValue.getUses())) {
         if (isa<ONNXNodeOp>(use.getOwner())) {

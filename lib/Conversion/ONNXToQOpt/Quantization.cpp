@@ -63,6 +63,9 @@ LogicalResult convertMatMulNBits(ONNXNodeOp op, OpBuilder &b,
   auto aType = dyn_cast<RankedTensorType>(a.getType());
   if (!aType || !isa<FloatType>(aType.getElementType()))
     return nodeError(op) << "needs a ranked float input A";
+  if (aType.getRank() < 1 || (!aType.isDynamicDim(aType.getRank() - 1) &&
+                              aType.getDimSize(aType.getRank() - 1) != k))
+    return nodeError(op) << "A's last dimension must be K (" << k << ")";
   Type element = aType.getElementType();
   int64_t blocks = k / block;
   auto checkBytes = [&](Value v, int64_t count,

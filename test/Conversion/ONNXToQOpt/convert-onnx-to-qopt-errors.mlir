@@ -142,6 +142,15 @@ func.func @nbits_3(%a: tensor<2x64xf32>, %b: tensor<8x2x12xui8>, %s: tensor<16xf
 
 // -----
 
+func.func @nbits_k(%a: tensor<2x32xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>) -> tensor<2x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'mmk' (com.microsoft.MatMulNBits, opset 1): A's last dimension must be K (64)
+  %0 = onnx.node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s) {K = 64 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}
+      : (tensor<2x32xf32>, tensor<8x2x16xui8>, tensor<16xf32>) -> tensor<2x8xf32> loc("mmk")
+  return %0 : tensor<2x8xf32>
+}
+
+// -----
+
 func.func @nbits_padded(%a: tensor<2x48xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>) -> tensor<2x8xf32> {
   // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (com.microsoft.MatMulNBits, opset 1): K = 48 must be a multiple of block_size 32 (padded blocks are not supported yet)
   %0 = onnx.node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s) {K = 48 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}

@@ -118,5 +118,17 @@ case("batch norm channels",
      model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"], name="bn")],
            [vi("x", ["n", "c", 4])], [vi("y", ["n", "c", 4])], stats),
      [f32(2, 3, 4)], [[f32(2, 4, 4)]])
+case("einsum label",
+     model([helper.make_node("Einsum", ["a", "b"], ["y"], name="es", equation="ij,jk->ik")],
+           [vi("a", ["m", "k1"]), vi("b", ["k2", 4])], [vi("y", ["m", 4])], opset=12),
+     [f32(2, 3), f32(3, 4)], [[f32(2, 3), f32(5, 4)]])
+
+# Stale value_info: the model declares the Relu's output [4] while its input
+# became dynamic; the run checks the declared size before trusting it.
+stale = model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+               helper.make_node("Neg", ["r"], ["y"], name="neg")],
+              [vi("x", ["n"])], [vi("y", ["n"])])
+stale.graph.value_info.append(vi("r", [4]))
+case("declared size", stale, [f32(4)], [[f32(5)]])
 print(f"shape checks: {failures} failures")
 sys.exit(1 if failures else 0)
