@@ -81,15 +81,19 @@ Value mlir::qopt::onnx::padSpatial(OpBuilder &b, Location loc, Value x,
   return tensor::PadOp::create(b, loc, padType, x, low, high, pad, false);
 }
 
-SmallVector<OpFoldResult>
-mlir::qopt::onnx::outputSizes(OpBuilder &b, Location loc, Value padded,
-                              const Window &w, bool ceilMode) {
+FailureOr<SmallVector<OpFoldResult>>
+mlir::qopt::onnx::outputSizes(ONNXNodeOp op, OpBuilder &b, Location loc,
+                              Value padded, const Window &w, bool ceilMode) {
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, padded), out;
   for (size_t i = 0; i < w.kernel.size(); ++i) {
     int64_t extent = w.dilations[i] * (w.kernel[i] - 1) + 1;
     OpFoldResult s = sizes[i + 2];
     if (std::optional<int64_t> c = getConstantIntValue(s)) {
       int64_t span = *c - extent;
+      if (span < 0)
+        return nodeError(op) << "the window (extent " << extent
+                             << ") is larger than the padded input (" << *c
+                             << ") in spatial dimension " << i;
       int64_t o = (ceilMode ? (span + w.strides[i] - 1) / w.strides[i]
                             : span / w.strides[i]) +
                   1;
@@ -99,6 +103,12 @@ mlir::qopt::onnx::outputSizes(OpBuilder &b, Location loc, Value padded,
     Value v = getValueOrCreateConstantIndexOp(b, loc, s);
     Value span = arith::SubIOp::create(
         b, loc, v, arith::ConstantIndexOp::create(b, loc, extent));
+    emitCheck(op, b,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, span,
+                                    arith::ConstantIndexOp::create(b, loc, 0)),
+              "the window (extent " + Twine(extent) +
+                  ") is larger than the padded input in spatial dimension " +
+                  Twine(i));
     Value stride = arith::ConstantIndexOp::create(b, loc, w.strides[i]);
     Value q = ceilMode ? Value(arith::CeilDivSIOp::create(b, loc, span, stride))
                        : Value(arith::DivSIOp::create(b, loc, span, stride));
@@ -148,7 +158,11 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
   Value padded = padSpatial(b, loc, x, *win, b.getZeroAttr(element));
   SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<OpFoldResult> outSizes = {sizes[0], b.getIndexAttr(m)};
-  llvm::append_range(outSizes, outputSizes(b, loc, padded, *win, false));
+  FailureOr<SmallVector<OpFoldResult>> spatial =
+      outputSizes(op, b, loc, padded, *win, false);
+  if (failed(spatial))
+    return failure();
+  llvm::append_range(outSizes, *spatial);
   // Loops: n, m, o_1..o_k (parallel); c, k_1..k_k (reduction).
   int64_t loops = 2 + k + 1 + k;
   AffineExpr n = b.getAffineDimExpr(0), mm = b.getAffineDimExpr(1),

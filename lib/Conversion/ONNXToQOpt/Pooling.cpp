@@ -69,7 +69,11 @@ LogicalResult pool(ONNXNodeOp op, OpBuilder &b, SmallVectorImpl<Value> &results,
     for (int64_t o : ceilOut)
       outSizes.push_back(b.getIndexAttr(o));
   } else {
-    llvm::append_range(outSizes, outputSizes(b, loc, padded, *win, false));
+    FailureOr<SmallVector<OpFoldResult>> spatial =
+        outputSizes(op, b, loc, padded, *win, false);
+    if (failed(spatial))
+      return failure();
+    llvm::append_range(outSizes, *spatial);
   }
   // Loops: n, c, o_1..o_k, k_1..k_k; the window's extent comes from an
   // (unread) tensor of the kernel's shape.

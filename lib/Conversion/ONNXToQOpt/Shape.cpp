@@ -616,6 +616,11 @@ LogicalResult convertExpand(ONNXNodeOp op, OpBuilder &b,
                 .getResult());
         if (ShapedType::isDynamic(xs) && sizeSource(v) != sizeSource(x, xi))
           runtimeExpand.push_back({xi, d});
+        // A static size other than 1 only expands to itself.
+        if (!ShapedType::isDynamic(xs))
+          emitCheck(op, b, isSizeOrOne(b, loc, v, idx(b, loc, xs)),
+                    "the shape's entry " + Twine(si) +
+                        " is neither 1 nor the input's size " + Twine(xs));
       }
     }
     std::optional<int64_t> c = getConstantIntValue(outSizes.back());

@@ -29,9 +29,13 @@ Value padSpatial(OpBuilder &b, Location loc, Value x, const Window &w,
                  Attribute value);
 
 /// Output spatial sizes: floor or ceil of
-/// (padded - dilation * (kernel - 1) - 1) / stride + 1.
-SmallVector<OpFoldResult> outputSizes(OpBuilder &b, Location loc, Value padded,
-                                      const Window &w, bool ceilMode);
+/// (padded - dilation * (kernel - 1) - 1) / stride + 1. A window larger
+/// than the padded input is an error naming `op` (checked at run time for
+/// dynamic sizes).
+FailureOr<SmallVector<OpFoldResult>> outputSizes(ONNXNodeOp op, OpBuilder &b,
+                                                 Location loc, Value padded,
+                                                 const Window &w,
+                                                 bool ceilMode);
 
 } // namespace mlir::qopt::onnx
 

@@ -151,6 +151,14 @@ func.func @nbits_k(%a: tensor<2x32xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf
 
 // -----
 
+func.func @conv_window_too_large(%x: tensor<1x1x2x2xf32>, %w: tensor<1x1x3x3xf32>) -> tensor<*xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'cw' (Conv, opset 11): the window (extent 3) is larger than the padded input (2) in spatial dimension 0
+  %0 = onnx.node "Conv" opset 11 (%x, %w) {} : (tensor<1x1x2x2xf32>, tensor<1x1x3x3xf32>) -> tensor<*xf32> loc("cw")
+  return %0 : tensor<*xf32>
+}
+
+// -----
+
 func.func @nbits_padded(%a: tensor<2x48xf32>, %b: tensor<8x2x16xui8>, %s: tensor<16xf32>) -> tensor<2x8xf32> {
   // CHECK: error: {{(loc\(".*"\): )?}}node 'mm' (com.microsoft.MatMulNBits, opset 1): K = 48 must be a multiple of block_size 32 (padded blocks are not supported yet)
   %0 = onnx.node "MatMulNBits" domain "com.microsoft" opset 1 (%a, %b, %s) {K = 48 : i64, N = 8 : i64, bits = 4 : i64, block_size = 32 : i64}

@@ -123,6 +123,16 @@ case("einsum label",
            [vi("a", ["m", "k1"]), vi("b", ["k2", 4])], [vi("y", ["m", 4])], opset=12),
      [f32(2, 3), f32(3, 4)], [[f32(2, 3), f32(5, 4)]])
 
+case("pool window",
+     model([helper.make_node("MaxPool", ["x"], ["y"], name="pool", kernel_shape=[3, 3])],
+           [vi("x", [1, 1, "h", 5])], [vi("y", [1, 1, "oh", 3])]),
+     [f32(1, 1, 5, 5)], [[f32(1, 1, 2, 5)]])
+
+expand = model([helper.make_node("Expand", ["x", "s"], ["y"], name="expand")],
+               [vi("x", [3]), helper.make_tensor_value_info("s", TensorProto.INT64, [1])],
+               [vi("y", ["n"])])
+case("expand", expand, [f32(3), np.array([3], np.int64)], [[f32(3), np.array([4], np.int64)]])
+
 # Stale value_info: the model declares the Relu's output [4] while its input
 # became dynamic; the run checks the declared size before trusting it.
 stale = model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
