@@ -38,6 +38,10 @@ inline constexpr char kPackedEntrySymbol[] = "qopt_run_packed";
 inline constexpr char kSetThreadsSymbol[] = "qopt_kernel_set_num_threads";
 inline constexpr char kRunGuardedSymbol[] = "qopt_kernel_run_guarded";
 inline constexpr char kCheckFailedSymbol[] = "qopt_kernel_check_failed";
+/// What generated code allocates and frees buffers with (aligned_alloc /
+/// free, tracked so that a failed check frees the run's buffers).
+inline constexpr char kAlignedAllocSymbol[] = "qopt_kernel_aligned_alloc";
+inline constexpr char kFreeSymbol[] = "qopt_kernel_free";
 /// Kernels generated code calls (lib/Runtime/Kernels/CPU/Kernels.cpp).
 inline constexpr char kSgemmSymbol[] = "qopt_kernel_sgemm";
 

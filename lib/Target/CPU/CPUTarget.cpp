@@ -501,6 +501,31 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
       cb.CreateCall(guard, {packed, checked->getArg(0), checked->getArg(1)}));
 }
 
+/// Buffers go through the kernel library's allocator, which frees a run's
+/// buffers when a run-time check stops it (the code never resumes to free
+/// them). The functions keep the allocation-function attributes LLVM knows
+/// aligned_alloc / free by, so its optimizations still see them as such.
+static void routeAllocations(llvm::Module &llvmModule) {
+  llvm::LLVMContext &ctx = llvmModule.getContext();
+  if (llvm::Function *alloc = llvmModule.getFunction("aligned_alloc")) {
+    alloc->setName(cm::kAlignedAllocSymbol);
+    alloc->addFnAttr(llvm::Attribute::get(
+        ctx, llvm::Attribute::AllocKind,
+        uint64_t(llvm::AllocFnKind::Alloc | llvm::AllocFnKind::Uninitialized |
+                 llvm::AllocFnKind::Aligned)));
+    alloc->addFnAttr("alloc-family", "qopt");
+    alloc->addParamAttr(0, llvm::Attribute::AllocAlign);
+    alloc->addFnAttr(llvm::Attribute::getWithAllocSizeArgs(ctx, 1, {}));
+  }
+  if (llvm::Function *release = llvmModule.getFunction("free")) {
+    release->setName(cm::kFreeSymbol);
+    release->addFnAttr(llvm::Attribute::get(ctx, llvm::Attribute::AllocKind,
+                                            uint64_t(llvm::AllocFnKind::Free)));
+    release->addFnAttr("alloc-family", "qopt");
+    release->addParamAttr(0, llvm::Attribute::AllocatedPointer);
+  }
+}
+
 LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
                                       StringRef path,
                                       const std::string &manifestText) {
@@ -516,6 +541,7 @@ LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
   if (!ciface)
     return error() << "the lowered module lacks its C interface entry";
   addPackedEntry(*llvmModule, ciface);
+  routeAllocations(*llvmModule);
   // The manifest travels inside the library, so model.so alone says what it
   // needs.
   auto *text = llvm::ConstantDataArray::getString(llvmContext, manifestText);

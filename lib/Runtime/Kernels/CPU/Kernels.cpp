@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <unordered_set>
 #include <vector>
 
 extern "C" {
@@ -227,12 +228,28 @@ void memrefCopy(int64_t elementSize, UnrankedDescriptor *src,
 
 /// Run-time checks (qopt-lower-runtime-checks): a failed check records its
 /// message and returns to qopt_kernel_run_guarded, which reports it instead
-/// of letting the model read or write outside a buffer. The buffers the
-/// run had allocated so far are not freed (the model's code never resumes).
+/// of letting the model read or write outside a buffer. The model's code
+/// never resumes, so the buffers it had allocated are freed by the guard:
+/// compiled models allocate through qopt_kernel_aligned_alloc /
+/// qopt_kernel_free, which keep the guarded run's live buffers.
 namespace {
 thread_local jmp_buf *checkTarget = nullptr;
 thread_local char checkMessage[1024];
+thread_local std::unordered_set<void *> *liveBuffers = nullptr;
 } // namespace
+
+void *qopt_kernel_aligned_alloc(size_t alignment, size_t size) {
+  void *p = std::aligned_alloc(alignment, size);
+  if (p && liveBuffers)
+    liveBuffers->insert(p);
+  return p;
+}
+
+void qopt_kernel_free(void *p) {
+  if (p && liveBuffers)
+    liveBuffers->erase(p);
+  std::free(p);
+}
 
 void qopt_kernel_check_failed(const char *message) {
   std::snprintf(checkMessage, sizeof(checkMessage), "%s", message);
@@ -251,14 +268,21 @@ int qopt_kernel_run_guarded(void (*entry)(void **), void **args,
                             const char **message) {
   jmp_buf target;
   jmp_buf *saved = checkTarget;
+  std::unordered_set<void *> live, *savedLive = liveBuffers;
   checkTarget = &target;
+  liveBuffers = &live;
   if (setjmp(target)) {
     checkTarget = saved;
+    liveBuffers = savedLive;
+    for (void *p : live)
+      std::free(p);
     *message = checkMessage;
     return 1;
   }
   entry(args);
+  // The buffers still live are the results: the caller owns them now.
   checkTarget = saved;
+  liveBuffers = savedLive;
   return 0;
 }
 }
