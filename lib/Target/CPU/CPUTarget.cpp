@@ -507,22 +507,33 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
 /// aligned_alloc / free by, so its optimizations still see them as such.
 static void routeAllocations(llvm::Module &llvmModule) {
   llvm::LLVMContext &ctx = llvmModule.getContext();
+  using llvm::Attribute;
+  using llvm::MemoryEffects;
   if (llvm::Function *alloc = llvmModule.getFunction("aligned_alloc")) {
     alloc->setName(cm::kAlignedAllocSymbol);
-    alloc->addFnAttr(llvm::Attribute::get(
-        ctx, llvm::Attribute::AllocKind,
-        uint64_t(llvm::AllocFnKind::Alloc | llvm::AllocFnKind::Uninitialized |
-                 llvm::AllocFnKind::Aligned)));
+    alloc->addFnAttr(Attribute::get(ctx, Attribute::AllocKind,
+                                    uint64_t(llvm::AllocFnKind::Alloc |
+                                             llvm::AllocFnKind::Uninitialized |
+                                             llvm::AllocFnKind::Aligned)));
     alloc->addFnAttr("alloc-family", "qopt");
-    alloc->addParamAttr(0, llvm::Attribute::AllocAlign);
-    alloc->addFnAttr(llvm::Attribute::getWithAllocSizeArgs(ctx, 1, {}));
+    alloc->addFnAttr(Attribute::getWithAllocSizeArgs(ctx, 1, {}));
+    alloc->addFnAttr(Attribute::NoUnwind);
+    alloc->addFnAttr(Attribute::WillReturn);
+    alloc->setMemoryEffects(MemoryEffects::inaccessibleMemOnly());
+    alloc->addParamAttr(0, Attribute::AllocAlign);
+    alloc->addRetAttr(Attribute::NoAlias);
   }
   if (llvm::Function *release = llvmModule.getFunction("free")) {
     release->setName(cm::kFreeSymbol);
-    release->addFnAttr(llvm::Attribute::get(ctx, llvm::Attribute::AllocKind,
-                                            uint64_t(llvm::AllocFnKind::Free)));
+    release->addFnAttr(Attribute::get(ctx, Attribute::AllocKind,
+                                      uint64_t(llvm::AllocFnKind::Free)));
     release->addFnAttr("alloc-family", "qopt");
-    release->addParamAttr(0, llvm::Attribute::AllocatedPointer);
+    release->addFnAttr(Attribute::NoUnwind);
+    release->addFnAttr(Attribute::WillReturn);
+    release->setMemoryEffects(MemoryEffects::inaccessibleOrArgMemOnly());
+    release->addParamAttr(0, Attribute::AllocatedPointer);
+    release->addParamAttr(
+        0, Attribute::getWithCaptureInfo(ctx, llvm::CaptureInfo::none()));
   }
 }
 
