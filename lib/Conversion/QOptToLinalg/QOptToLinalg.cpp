@@ -76,6 +76,92 @@ void checkNormalizedSizes(OpBuilder &b, Operation *op, Value x, int64_t axis,
                       .c_str());
 }
 
+/// Philox4x32-10 (Random123's constants and round), first word of each
+/// block, one block per element: counter (index, stream, run counter lo,
+/// hi), key (seed lo, hi).
+struct LowerRandomUniform : OpRewritePattern<RandomUniformOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RandomUniformOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    auto type = cast<RankedTensorType>(op.getResult().getType());
+    int64_t rank = type.getRank();
+    Type i32 = rewriter.getI32Type(), i64 = rewriter.getI64Type();
+    auto word = [&](OpBuilder &b, Location l, Value v, bool high) -> Value {
+      if (high)
+        v = arith::ShRUIOp::create(
+            b, l, v, arith::ConstantOp::create(b, l, b.getI64IntegerAttr(32)));
+      return arith::TruncIOp::create(b, l, i32, v);
+    };
+    auto keyAt = [&](int64_t i) -> Value {
+      return tensor::ExtractOp::create(
+          rewriter, loc, op.getKey(),
+          ValueRange{arith::ConstantIndexOp::create(rewriter, loc, i)});
+    };
+    Value seed = keyAt(0), counter = keyAt(1);
+    Value k0 = word(rewriter, loc, seed, false),
+          k1 = word(rewriter, loc, seed, true);
+    Value c2 = word(rewriter, loc, counter, false),
+          c3 = word(rewriter, loc, counter, true);
+    Value c1 = arith::ConstantOp::create(
+        rewriter, loc,
+        rewriter.getI32IntegerAttr(static_cast<int32_t>(op.getStream())));
+    Value init =
+        tensor::EmptyOp::create(rewriter, loc, type.getShape(),
+                                type.getElementType(), op.getDynamicSizes());
+    SmallVector<Value> sizes;
+    for (int64_t d = 0; d < rank; ++d)
+      sizes.push_back(getValueOrCreateConstantIndexOp(
+          rewriter, loc, tensor::getMixedSize(rewriter, loc, init, d)));
+    SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+    Value result =
+        linalg::GenericOp::create(
+            rewriter, loc, type, ValueRange{}, init,
+            rewriter.getMultiDimIdentityMap(rank), par,
+            [&](OpBuilder &b, Location l, ValueRange) {
+              // Row-major linear index of the element.
+              Value index = arith::ConstantIndexOp::create(b, l, 0);
+              for (int64_t d = 0; d < rank; ++d)
+                index = arith::AddIOp::create(
+                    b, l, arith::MulIOp::create(b, l, index, sizes[d]),
+                    linalg::IndexOp::create(b, l, d));
+              Value x0 = word(
+                  b, l, arith::IndexCastUIOp::create(b, l, i64, index), false);
+              Value x1 = c1, x2 = c2, x3 = c3, key0 = k0, key1 = k1;
+              auto c = [&](uint32_t v) -> Value {
+                return arith::ConstantOp::create(
+                    b, l, b.getI32IntegerAttr(static_cast<int32_t>(v)));
+              };
+              Value m0 = c(0xD2511F53u), m1 = c(0xCD9E8D57u);
+              Value w0 = c(0x9E3779B9u), w1 = c(0xBB67AE85u);
+              for (int round = 0; round < 10; ++round) {
+                if (round) {
+                  key0 = arith::AddIOp::create(b, l, key0, w0);
+                  key1 = arith::AddIOp::create(b, l, key1, w1);
+                }
+                auto p0 = arith::MulUIExtendedOp::create(b, l, m0, x0);
+                auto p1 = arith::MulUIExtendedOp::create(b, l, m1, x2);
+                Value y0 = arith::XOrIOp::create(
+                    b, l, arith::XOrIOp::create(b, l, p1.getHigh(), x1), key0);
+                Value y2 = arith::XOrIOp::create(
+                    b, l, arith::XOrIOp::create(b, l, p0.getHigh(), x3), key1);
+                x0 = y0, x1 = p1.getLow(), x2 = y2, x3 = p0.getLow();
+              }
+              // 24 random bits as a float in [0, 1).
+              Value bits = arith::ShRUIOp::create(b, l, x0, c(8));
+              Value f = arith::UIToFPOp::create(b, l, b.getF32Type(), bits);
+              Value scaled = arith::MulFOp::create(
+                  b, l, f,
+                  arith::ConstantOp::create(
+                      b, l, b.getF32FloatAttr(1.0f / 16777216)));
+              linalg::YieldOp::create(b, l, scaled);
+            })
+            .getResult(0);
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
 struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RMSNormOp op,
@@ -743,10 +829,11 @@ struct ConvertQOptToLinalgPass
     : mlir::qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
-                 LowerLoRA, LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
-                 LowerHadamard, LowerDequantize, LowerGelu, LowerSiLU>(
-        &getContext());
+    patterns
+        .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth, LowerLoRA,
+             LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
+             LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform>(
+            &getContext());
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       signalPassFailure();
   }

@@ -93,6 +93,22 @@ func.func @f(%v: tensor<4xf32>) {
 
 // -----
 
+func.func @f(%k: tensor<2xi64>) -> tensor<?x4xf32> {
+  // expected-error@+1 {{needs 1 dynamic sizes for its result type, got 0}}
+  %u = qopt.random_uniform %k stream 1 : tensor<2xi64> -> tensor<?x4xf32>
+  return %u : tensor<?x4xf32>
+}
+
+// -----
+
+func.func @f(%k: tensor<2xi64>) -> tensor<4xf32> {
+  // expected-error@+1 {{stream must fit 32 unsigned bits}}
+  %u = qopt.random_uniform %k stream -1 : tensor<2xi64> -> tensor<4xf32>
+  return %u : tensor<4xf32>
+}
+
+// -----
+
 func.func @f() -> tensor<3xi64> {
   // expected-error@+1 {{the key is [seed, counter]: its type must be tensor<2xi64>, got 'tensor<3xi64>'}}
   %k = qopt.random_key : tensor<3xi64>

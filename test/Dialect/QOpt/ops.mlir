@@ -32,6 +32,11 @@ func.func @params() -> (tensor<64x32xf32>, tensor<4x32xf32>, tensor<2xi64>) {
   qopt.store_param @adam.step, %s : tensor<f32>
   // CHECK: qopt.random_key : tensor<2xi64>
   %k = qopt.random_key : tensor<2xi64>
+  // CHECK: qopt.random_uniform %{{.*}} stream 3 : tensor<2xi64> -> tensor<4x8xf32>
+  %u = qopt.random_uniform %k stream 3 : tensor<2xi64> -> tensor<4x8xf32>
+  %n = arith.constant 5 : index
+  // CHECK: qopt.random_uniform %{{.*}}[%{{.*}}] stream 4 : tensor<2xi64> -> tensor<?x8xf32>
+  %v = qopt.random_uniform %k[%n] stream 4 : tensor<2xi64> -> tensor<?x8xf32>
   return %w, %a, %k : tensor<64x32xf32>, tensor<4x32xf32>, tensor<2xi64>
 }
 

@@ -133,6 +133,22 @@ LogicalResult RandomKeyOp::verify() {
   return success();
 }
 
+LogicalResult RandomUniformOp::verify() {
+  auto key = cast<RankedTensorType>(getKey().getType());
+  if (key.getShape() != ArrayRef<int64_t>{2})
+    return emitOpError() << "the key is [seed, counter]: its type must be "
+                            "tensor<2xi64>, got "
+                         << key;
+  int64_t dynamic = getResult().getType().getNumDynamicDims();
+  if (static_cast<int64_t>(getDynamicSizes().size()) != dynamic)
+    return emitOpError() << "needs " << dynamic
+                         << " dynamic sizes for its result type, got "
+                         << getDynamicSizes().size();
+  if (getStream() < 0 || getStream() > UINT32_MAX)
+    return emitOpError() << "stream must fit 32 unsigned bits";
+  return success();
+}
+
 LogicalResult
 StoreParamOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   auto param =

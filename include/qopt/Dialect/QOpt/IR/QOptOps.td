@@ -160,6 +160,35 @@ def QOpt_RandomKeyOp : QOpt_Op<"random_key", [Pure]> {
   let hasVerifier = 1;
 }
 
+def QOpt_RandomUniformOp : QOpt_Op<"random_uniform", [Pure]> {
+  let summary = "uniform random numbers in [0, 1) from the run's key";
+  let description = [{
+    A tensor of independent uniform samples in `[0, 1)`, a pure function of
+    the key `[seed, counter]` (`qopt.random_key`), the op's `stream` (a
+    number distinct per stochastic op of the model) and the element's
+    row-major index: element `i` is the first 32-bit word `x` of
+    Philox4x32-10 (Salmon et al., SC'11; the Random123 definition) with key
+    `(seed mod 2^32, seed div 2^32)` and counter `(i mod 2^32, stream,
+    counter mod 2^32, counter div 2^32)`, as `(x >> 8) · 2^-24`. Dropout
+    masks and stochastic rounding draw from it; the same key replays the
+    same numbers, which the backward pass and resuming training rely on.
+    Element indices are taken modulo 2^32 (tensors of more elements repeat
+    their pattern). Dynamic sizes are operands, as for `tensor.empty`.
+
+    ```mlir
+    %u = qopt.random_uniform %key[%n] stream 3 : tensor<2xi64> -> tensor<?x4096xf32>
+    ```
+  }];
+  let arguments = (ins 1DTensorOf<[I64]>:$key, Variadic<Index>:$dynamic_sizes,
+                       I64Attr:$stream);
+  let results = (outs RankedTensorOf<[F32]>:$result);
+  let assemblyFormat = [{
+    $key (`[` $dynamic_sizes^ `]`)? `stream` $stream attr-dict `:`
+    type($key) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Quantized tensors
 //===----------------------------------------------------------------------===//
