@@ -253,6 +253,35 @@ quantElementwise(ONNXNodeOp op, OpBuilder &b, Value x, Value scale, Value zp,
   // Blocked: scale has x's rank, ceil(size / block) along the axis.
   if (sType.getRank() != rank)
     return nodeError(op) << "blocked scale must have the input's rank";
+  // Scale (and zero point) sizes: the input's, ceil(size / block) along the
+  // axis; refused when the types say otherwise, checked when they do not.
+  for (Value p : params) {
+    auto pType = cast<RankedTensorType>(p.getType());
+    if (pType.getRank() != rank)
+      return nodeError(op) << "blocked scale and zero point must have the "
+                              "input's rank";
+    for (int64_t d = 0; d < rank; ++d) {
+      int64_t xs = xType.getDimSize(d), ps = pType.getDimSize(d);
+      if (!ShapedType::isDynamic(xs) && !ShapedType::isDynamic(ps)) {
+        int64_t expected = d == axis ? (xs + block - 1) / block : xs;
+        if (ps != expected)
+          return nodeError(op)
+                 << "blocked scale or zero point has " << ps
+                 << " entries in dimension " << d << ", expected " << expected;
+        continue;
+      }
+      Value xSize = tensor::DimOp::create(b, loc, x, d);
+      if (d == axis)
+        xSize = arith::CeilDivSIOp::create(b, loc, xSize, idx(b, loc, block));
+      emitCheck(op, b,
+                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                      tensor::DimOp::create(b, loc, p, d),
+                                      xSize),
+                "blocked scale or zero point does not match the input in "
+                "dimension " +
+                    Twine(d));
+    }
+  }
   MLIRContext *ctx = b.getContext();
   SmallVector<AffineExpr> exprs;
   for (int64_t d = 0; d < rank; ++d)

@@ -55,3 +55,13 @@ func.func @mmi_zero_point(%a: tensor<2x3xi8>, %b: tensor<3x4xi8>, %za: tensor<2x
   %0 = onnx.node "MatMulInteger" opset 10 (%a, %b, %za) {} : (tensor<2x3xi8>, tensor<3x4xi8>, tensor<2x2xi8>) -> tensor<2x4xi32> loc("mm")
   return %0 : tensor<2x4xi32>
 }
+
+// -----
+
+// A blocked scale must hold ceil(size / block_size) entries along the axis
+// and the input's size elsewhere (it was read past its end before).
+func.func @blocked_scale_short(%x: tensor<4x8xi8>, %s: tensor<4x1xf32>) -> tensor<4x8xf32> {
+  // CHECK: error: {{(loc\(".*"\): )?}}node 'dqb' (DequantizeLinear, opset 21): blocked scale or zero point has 1 entries in dimension 1, expected 2
+  %0 = onnx.node "DequantizeLinear" opset 21 (%x, %s) {axis = 1 : i64, block_size = 4 : i64} : (tensor<4x8xi8>, tensor<4x1xf32>) -> tensor<4x8xf32> loc("dqb")
+  return %0 : tensor<4x8xf32>
+}

@@ -133,6 +133,14 @@ expand = model([helper.make_node("Expand", ["x", "s"], ["y"], name="expand")],
                [vi("y", ["n"])])
 case("expand", expand, [f32(3), np.array([3], np.int64)], [[f32(3), np.array([4], np.int64)]])
 
+blocked = model([helper.make_node("DequantizeLinear", ["x", "s"], ["y"], name="dqb", axis=1,
+                                  block_size=4)],
+                [helper.make_tensor_value_info("x", TensorProto.INT8, ["r", 8]),
+                 vi("s", ["r2", 2])], [vi("y", ["r", 8])], opset=21)
+case("blocked scale", blocked,
+     [rng.integers(-128, 127, (3, 8)).astype(np.int8), np.abs(f32(3, 2))],
+     [[rng.integers(-128, 127, (3, 8)).astype(np.int8), np.abs(f32(2, 2))]])
+
 # Stale value_info: the model declares the Relu's output [4] while its input
 # became dynamic; the run checks the declared size before trusting it.
 stale = model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
