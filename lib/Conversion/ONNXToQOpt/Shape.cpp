@@ -1030,6 +1030,12 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
   if (!padsType.isDynamicDim(0) && padsType.getDimSize(0) != 2 * n)
     return nodeError(op) << "pads has " << padsType.getDimSize(0)
                          << " entries for " << n << " axes";
+  if (padsType.isDynamicDim(0))
+    emitCheck(op, b,
+              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                    tensor::DimOp::create(b, loc, padsIn, 0),
+                                    idx(b, loc, 2 * n)),
+              "pads must have " + Twine(2 * n) + " entries");
   std::optional<SmallVector<int64_t>> constPads = getConstantInts(padsIn);
   // Begin / end pads per dimension, as index values (constants folded).
   SmallVector<OpFoldResult> begin(rank, b.getIndexAttr(0)),

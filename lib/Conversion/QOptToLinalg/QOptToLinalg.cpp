@@ -705,6 +705,21 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
       return rewriter.notifyMatchFailure(
           op, "only static power-of-two sizes are lowered yet");
     Value x = op.getInput();
+    // Blocks over a dynamic axis: the size must be a multiple of the block,
+    // or the last butterflies would read past the end.
+    if (type.isDynamicDim(axis)) {
+      Value size = tensor::DimOp::create(rewriter, loc, x, axis);
+      Value rest = arith::RemUIOp::create(
+          rewriter, loc, size,
+          arith::ConstantIndexOp::create(rewriter, loc, n));
+      Value whole = arith::CmpIOp::create(
+          rewriter, loc, arith::CmpIPredicate::eq, rest,
+          arith::ConstantIndexOp::create(rewriter, loc, 0));
+      cf::AssertOp::create(
+          rewriter, loc, whole,
+          describe(op) + ": the size of axis " + std::to_string(axis) +
+              " is not a multiple of the block (" + std::to_string(n) + ")");
+    }
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
     Type element = type.getElementType();
     if (Value signs = op.getSigns()) {

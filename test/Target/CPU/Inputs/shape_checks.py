@@ -141,6 +141,51 @@ case("blocked scale", blocked,
      [rng.integers(-128, 127, (3, 8)).astype(np.int8), np.abs(f32(3, 2))],
      [[rng.integers(-128, 127, (3, 8)).astype(np.int8), np.abs(f32(2, 2))]])
 
+pad = model([helper.make_node("Pad", ["x", "p"], ["y"], name="pad")],
+            [vi("x", [2, 3]), helper.make_tensor_value_info("p", TensorProto.INT64, ["np"])],
+            [vi("y", ["a", "b"])])
+case("pad lengths", pad, [f32(2, 3), np.array([1, 0, 0, 1], np.int64)],
+     [[f32(2, 3), np.array([1, 0, 0], np.int64)]])
+
+resize = model([helper.make_node("Resize", ["x", "", "sc"], ["y"], name="resize")],
+               [vi("x", [1, 1, 2, 2]), vi("sc", ["ns"])], [vi("y", [1, 1, "h", "w"])], opset=13)
+case("resize scales", resize, [f32(1, 1, 2, 2), np.array([1, 1, 2, 2], np.float32)],
+     [[f32(1, 1, 2, 2), np.array([1, 1, 2], np.float32)]])
+
+
+def hadamard_case():
+    """qopt.hadamard (hand-written IR: not an ONNX op) in blocks of 4 over
+    a dynamic axis whose size must be a multiple of the block."""
+    global failures
+    text = """
+func.func @main(%x: tensor<2x?xf32>) -> tensor<2x?xf32> {
+  %y = qopt.hadamard %x axis = 1 block = 4 : (tensor<2x?xf32>) -> tensor<2x?xf32>
+  return %y : tensor<2x?xf32>
+}
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "h.mlir")
+        open(src, "w").write(text)
+        import subprocess
+        subprocess.run([os.path.join(BIN, "qoptc"), src, "-o", os.path.join(tmp, "h.so")],
+                       check=True, cwd=tmp)
+        m = qopt.load(os.path.join(tmp, "h.so"))
+        x = f32(2, 8)
+        h4 = np.array([[1, 1, 1, 1], [1, -1, 1, -1], [1, 1, -1, -1], [1, -1, -1, 1]], np.float32)
+        ref = np.concatenate([x[:, :4] @ h4.T, x[:, 4:] @ h4.T], axis=1) / 2
+        ok = np.allclose(m.run(x)[0], ref, atol=1e-5)
+        print(f"hadamard blocks consistent: {'ok' if ok else 'FAIL mismatch'}")
+        failures += not ok
+        try:
+            m.run(f32(2, 6))
+            print("hadamard blocks inconsistent: FAIL no error")
+            failures += 1
+        except ValueError as e:
+            print(f"hadamard blocks inconsistent: error: {e}")
+
+
+hadamard_case()
+
 # Stale value_info: the model declares the Relu's output [4] while its input
 # became dynamic; the run checks the declared size before trusting it.
 stale = model([helper.make_node("Relu", ["x"], ["r"], name="relu"),
