@@ -264,11 +264,24 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
     if (op.getOpType() != "MatMul" || op.getInputs().size() != 2)
       return failure();
     Value x = op.getInputs()[0];
-    LoadParamOp w = paramOfRank(op.getInputs()[1], 2);
+    // A weight parameter, or a dequantized one (QDQ exports:
+    // MatMul(x, DequantizeLinear(W_int8)) imports W as qopt.dequantize of a
+    // !qopt.qtensor).
+    LoadParamOp param = paramOfRank(op.getInputs()[1], 2);
+    Value w = param ? param.getResult() : Value();
+    Value named = w; // what the module name may come from
+    if (auto dequantize = op.getInputs()[1].getDefiningOp<DequantizeOp>()) {
+      auto type = cast<RankedTensorType>(dequantize.getType());
+      if (type.getRank() == 2 && type.hasStaticShape()) {
+        w = dequantize;
+        if (auto assemble = dequantize.getInput().getDefiningOp<AssembleOp>())
+          named = assemble.getData();
+      }
+    }
     if (!w || !isRankedFloat(x))
       return failure();
     auto xType = cast<RankedTensorType>(x.getType());
-    auto wType = w.getType();
+    auto wType = cast<RankedTensorType>(w.getType());
     if (xType.getElementType() != wType.getElementType() ||
         xType.getRank() < 1 ||
         (!xType.isDynamicDim(xType.getRank() - 1) &&
@@ -299,7 +312,7 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
     auto type = RankedTensorType::get(shape, xType.getElementType());
     rewriter.setInsertionPoint(root);
     Value y = LinearOp::create(rewriter, root.getLoc(), type, x, wt, bias,
-                               moduleName(op, w));
+                               moduleName(op, named));
     replaceRoot(rewriter, root, y);
     erased.push_back(root);
     rewriter.eraseOp(root);

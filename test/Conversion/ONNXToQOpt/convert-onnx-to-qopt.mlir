@@ -166,6 +166,25 @@ func.func @dequantize_weight(%x: tensor<4x8xi8>, %xs: tensor<f32>) -> (tensor<16
 
 // -----
 
+// QDQ linear layer: MatMul(x, DequantizeLinear(W_int8)) is a qopt.linear of
+// the dequantized weight (module path from the weight's node-name path).
+// CHECK-LABEL: func.func @qdq_linear
+// CHECK: %[[Q:.*]] = qopt.assemble
+// CHECK: %[[D:.*]] = qopt.dequantize %[[Q]] : !qopt.qtensor<16x8, #qopt.int<8>, #qopt.per_channel<1>, scales = f32> -> tensor<16x8xf32>
+// CHECK: %[[T:.*]] = linalg.transpose ins(%[[D]] : tensor<16x8xf32>)
+// CHECK: qopt.linear %{{.*}}, %[[T]] module "layers.0.fc" : (tensor<?x16xf32>, tensor<8x16xf32>) -> tensor<?x8xf32>
+func.func @qdq_linear(%x: tensor<?x16xf32>) -> tensor<?x8xf32> {
+  %w = qopt.load_param @w : tensor<16x8xi8>
+  %ws = qopt.load_param @ws : tensor<8xf32>
+  %0 = onnx.node "DequantizeLinear" opset 21 (%w, %ws) {axis = 1 : i64} : (tensor<16x8xi8>, tensor<8xf32>) -> tensor<16x8xf32>
+  %1 = onnx.node "MatMul" opset 21 (%x, %0) {} : (tensor<?x16xf32>, tensor<16x8xf32>) -> tensor<?x8xf32> loc("/layers.0/fc/MatMul")
+  return %1 : tensor<?x8xf32>
+}
+qopt.param @w : tensor<16x8xi8>
+qopt.param @ws : tensor<8xf32>
+
+// -----
+
 // A node whose raise attempt replaces a chain it feeds (here the SiLU of
 // its result) is still converted itself.
 // CHECK-LABEL: func.func @raise_downstream
