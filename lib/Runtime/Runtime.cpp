@@ -24,6 +24,7 @@
 #include <malloc.h>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -160,6 +161,11 @@ struct qopt_model {
   bool usesRNG = false;
   int64_t rngKey[2] = {0, 0};
   std::vector<int64_t> rngDescriptor;
+  /// Runs of a model with state (updates, a random key) change the model:
+  /// they, and reads and writes of its state, take turns. Runs of other
+  /// models only read it and may overlap.
+  std::mutex stateMutex;
+  bool hasState() const { return !updates.empty() || usesRNG; }
 
   ~qopt_model() {
     for (ParamSpec &p : params)
@@ -528,6 +534,8 @@ static ParamSpec *findParam(const qopt_model *m, const char *name) {
 
 int qopt_model_get_parameter(const qopt_model *m, const char *name,
                              qopt_tensor *view) {
+  auto *model = const_cast<qopt_model *>(m);
+  std::lock_guard<std::mutex> lock(model->stateMutex);
   ParamSpec *p = findParam(m, name);
   if (!p)
     return 1;
@@ -543,6 +551,7 @@ int qopt_model_get_parameter(const qopt_model *m, const char *name,
 
 int qopt_model_set_parameter(qopt_model *m, const char *name,
                              const qopt_tensor *value) {
+  std::lock_guard<std::mutex> lock(m->stateMutex);
   ParamSpec *p = findParam(m, name);
   if (!p)
     return 1;
@@ -558,16 +567,19 @@ int qopt_model_set_parameter(qopt_model *m, const char *name,
       !std::equal(shape.begin(), shape.end(), value->shape))
     return fail(what + ": expected shape " +
                 shapeString(shape.data(), shape.size()) + ", got " +
-                shapeString(value->shape, value->rank < 0 ? 0 : value->rank));
+                shapeString(value->shape, std::clamp<int32_t>(value->rank, 0,
+                                                              QOPT_MAX_RANK)));
   if (p->length && !value->data)
     return fail(what + ": no data");
-  std::memcpy(p->owned, value->data, p->length);
+  if (value->data != p->owned) // a view from qopt_model_get_parameter
+    std::memcpy(p->owned, value->data, p->length);
   return 0;
 }
 
 int qopt_model_uses_rng(const qopt_model *m) { return m->usesRNG ? 1 : 0; }
 
 void qopt_model_get_rng(const qopt_model *m, int64_t *seed, int64_t *counter) {
+  std::lock_guard<std::mutex> lock(const_cast<qopt_model *>(m)->stateMutex);
   if (seed)
     *seed = m->rngKey[0];
   if (counter)
@@ -575,6 +587,7 @@ void qopt_model_get_rng(const qopt_model *m, int64_t *seed, int64_t *counter) {
 }
 
 void qopt_model_set_rng(qopt_model *m, int64_t seed, int64_t counter) {
+  std::lock_guard<std::mutex> lock(m->stateMutex);
   m->rngKey[0] = seed;
   m->rngKey[1] = counter;
 }
@@ -587,6 +600,9 @@ int qopt_model_set_num_threads(qopt_model *m, int n) {
 
 int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
                    qopt_tensor *outputs, size_t numOutputs) {
+  std::unique_lock<std::mutex> lock(m->stateMutex, std::defer_lock);
+  if (m->hasState())
+    lock.lock();
   if (numInputs != m->inputs.size())
     return fail("the model takes " + std::to_string(m->inputs.size()) +
                 " inputs, got " + std::to_string(numInputs));
@@ -739,10 +755,15 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
     char *taken = allocated;
     if (!dense || isOwned(allocated) ||
         reinterpret_cast<char *>(d[1]) != allocated) {
-      // A strided or shared result: gather it into a fresh copy.
+      // A strided or shared result: gather it into a fresh copy (into the
+      // old buffer when no memory is left for one).
       size_t elementSize = qopt_dtype_size(p.tensor.dtype);
       taken = static_cast<char *>(
           std::aligned_alloc(64, (p.length + 63) / 64 * 64 + 64));
+      if (!taken) {
+        taken = p.owned;
+        p.owned = nullptr;
+      }
       const char *base = reinterpret_cast<char *>(d[1]) + d[2] * elementSize;
       std::vector<int64_t> index(rank, 0);
       for (int64_t e = 0; e < stride; ++e) {

@@ -114,6 +114,41 @@ with tempfile.TemporaryDirectory() as tmp:
             results.append(check(False, f"set_parameter({name!r}) refused"))
         except (ValueError, KeyError) as e:
             results.append(check(message in str(e), f"set_parameter({name!r}): {e}"))
+    # Runs from several threads take turns on a model with state: every
+    # update lands once (the binding releases the GIL while running). The
+    # state is large, so that unserialised runs would overlap.
+    import threading
+    big = os.path.join(tmp, "big.mlir")
+    open(big, "w").write("""
+qopt.param state @acc : tensor<4194304xf32> = dense<0.0> : tensor<4194304xf32>
+func.func @main(%x: tensor<f32>) -> tensor<f32> {
+  %a = qopt.load_param @acc : tensor<4194304xf32>
+  %e = tensor.empty() : tensor<4194304xf32>
+  %b = linalg.generic {indexing_maps = [affine_map<(i) -> ()>, affine_map<(i) -> (i)>,
+                                        affine_map<(i) -> (i)>],
+                       iterator_types = ["parallel"]} ins(%x, %a : tensor<f32>, tensor<4194304xf32>)
+                       outs(%e : tensor<4194304xf32>) {
+  ^bb0(%s: f32, %v: f32, %o: f32):
+    %r = arith.addf %v, %s : f32
+    linalg.yield %r : f32
+  } -> tensor<4194304xf32>
+  qopt.store_param @acc, %b : tensor<4194304xf32>
+  return %x : tensor<f32>
+}
+""")
+    subprocess.run([os.path.join(BIN, "qoptc"), big, "-o", os.path.join(tmp, "big.so")],
+                   check=True, cwd=tmp)
+    acc = qopt.load(os.path.join(tmp, "big.so"))
+    one = np.array(1, np.float32)
+    threads = [threading.Thread(target=lambda: [acc.run(one) for _ in range(25)])
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = acc.get_parameter("acc")
+    results.append(check(np.all(total == 100),
+                         "100 runs from 4 threads: every update lands once"))
     # A failed run leaves parameters and key as they were.
     before = (m.get_parameter("bias"), m.rng)
     try:

@@ -101,7 +101,10 @@ const char *qopt_model_manifest(const qopt_model *model);
    it with qopt_tensor_free. What only the run can decide (indices in range,
    sizes that broadcast) is checked by the model's code: a failed check
    returns non-zero with "the model stopped: node '...' (OP, opset N): ..."
-   before anything is read or written out of bounds. */
+   before anything is read or written out of bounds. Runs of one model may
+   overlap (threads), except for a model with state (parameter updates or a
+   random key): its runs, and the parameter and key functions below, take
+   turns. */
 int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
                    size_t num_inputs, qopt_tensor *outputs, size_t num_outputs);
 void qopt_tensor_free(qopt_tensor *tensor);

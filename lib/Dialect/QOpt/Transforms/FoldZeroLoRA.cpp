@@ -38,7 +38,8 @@ bool isKnownZero(Value value, bool includeTrainable) {
     return false;
   auto param =
       SymbolTable::lookupNearestSymbolFrom<ParamOp>(load, load.getNameAttr());
-  if (!param || (param.getTrainable() && !includeTrainable))
+  // A state parameter changes at run time whatever the option says.
+  if (!param || param.getState() || (param.getTrainable() && !includeTrainable))
     return false;
   return isZeroElements(load.getInlineData());
 }

@@ -77,11 +77,15 @@ LogicalResult QOptParamsToArgumentsPass::forwardStores() {
     return success();
   llvm::StringMap<Value> stored;
   for (Operation &op : entry.getBody().front()) {
-    if (auto store = dyn_cast<StoreParamOp>(op))
+    if (auto store = dyn_cast<StoreParamOp>(op)) {
       stored[store.getName()] = store.getValue();
-    else if (auto load = dyn_cast<LoadParamOp>(op))
+      continue;
+    }
+    // Reads in this op, nested regions included.
+    op.walk([&](LoadParamOp load) {
       if (Value value = stored.lookup(load.getName()))
         load.replaceAllUsesWith(value);
+    });
   }
   return success();
 }

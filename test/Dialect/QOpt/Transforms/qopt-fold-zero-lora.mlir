@@ -61,23 +61,29 @@ func.func @dora_kept(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>, %a: tensor<2x4xf3
 // Parameters: a frozen zero B folds; a trainable one only when asked.
 qopt.param @frozen_b : tensor<8x2xf32> = dense<0.0> : tensor<8x2xf32>
 qopt.param trainable @lora_b : tensor<8x2xf32> = dense<0.0> : tensor<8x2xf32>
+qopt.param state @state_b : tensor<8x2xf32> = dense<0.0> : tensor<8x2xf32>
 qopt.param @external_b : tensor<8x2xf32> = #qopt.external<"b.bin", offset = 0, length = 64>
 // CHECK-LABEL: func.func @params
 // CHECK: %[[F:.*]] = qopt.linear
 // CHECK: %[[T:.*]] = qopt.lora
 // CHECK: %[[E:.*]] = qopt.lora
-// CHECK: return %[[F]], %[[T]], %[[E]]
+// CHECK: %[[S:.*]] = qopt.lora
+// CHECK: return %[[F]], %[[T]], %[[E]], %[[S]]
+// A state parameter changes at run time: never folded.
 // TRAIN-LABEL: func.func @params
 // TRAIN: %[[F:.*]] = qopt.linear
 // TRAIN: %[[T:.*]] = qopt.linear
 // TRAIN: %[[E:.*]] = qopt.lora
-// TRAIN: return %[[F]], %[[T]], %[[E]]
-func.func @params(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>, %a: tensor<2x4xf32>) -> (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) {
+// TRAIN: %[[S:.*]] = qopt.lora
+// TRAIN: return %[[F]], %[[T]], %[[E]], %[[S]]
+func.func @params(%x: tensor<2x4xf32>, %w: tensor<8x4xf32>, %a: tensor<2x4xf32>) -> (tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>) {
   %b0 = qopt.load_param @frozen_b : tensor<8x2xf32>
   %b1 = qopt.load_param @lora_b : tensor<8x2xf32>
   %b2 = qopt.load_param @external_b : tensor<8x2xf32>
   %y0 = qopt.lora %x, %w, %a, %b0 alpha = 4.0 : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<8x2xf32>) -> tensor<2x8xf32>
   %y1 = qopt.lora %x, %w, %a, %b1 alpha = 4.0 : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<8x2xf32>) -> tensor<2x8xf32>
   %y2 = qopt.lora %x, %w, %a, %b2 alpha = 4.0 : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<8x2xf32>) -> tensor<2x8xf32>
-  return %y0, %y1, %y2 : tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>
+  %b3 = qopt.load_param @state_b : tensor<8x2xf32>
+  %y3 = qopt.lora %x, %w, %a, %b3 alpha = 4.0 : (tensor<2x4xf32>, tensor<8x4xf32>, tensor<2x4xf32>, tensor<8x2xf32>) -> tensor<2x8xf32>
+  return %y0, %y1, %y2, %y3 : tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>, tensor<2x8xf32>
 }

@@ -86,3 +86,25 @@ func.func private @helper() -> tensor<2xi64> {
   %k = qopt.random_key : tensor<2xi64>
   return %k : tensor<2xi64>
 }
+
+// -----
+
+// A read nested in a region after a store reads the stored value too.
+// CHECK-LABEL: func.func @nested_read
+// CHECK-SAME: (%[[C:.*]]: i1, %[[V:.*]]: tensor<f32>, %[[S:.*]]: tensor<f32> {{{.*}}qopt.state}
+// CHECK: scf.if %[[C]]
+// CHECK-NEXT: scf.yield %[[V]]
+// CHECK: else
+// CHECK-NEXT: scf.yield %[[V]]
+qopt.param state @steps : tensor<f32> = dense<0.0> : tensor<f32>
+func.func @nested_read(%c: i1, %v: tensor<f32>) -> tensor<f32> {
+  %s = qopt.load_param @steps : tensor<f32>
+  qopt.store_param @steps, %v : tensor<f32>
+  %r = scf.if %c -> tensor<f32> {
+    %n = qopt.load_param @steps : tensor<f32>
+    scf.yield %n : tensor<f32>
+  } else {
+    scf.yield %v : tensor<f32>
+  }
+  return %r : tensor<f32>
+}

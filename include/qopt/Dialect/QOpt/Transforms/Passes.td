@@ -51,7 +51,8 @@ def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
     `merge_and_unload()` computes. Dropout does not enter (inference). The
     new weight keeps `W`'s element type, is computed at compile time from
     the parameters' data (inline, resource or `#qopt.external` in
-    `model-dir`) and is stored as a `dense_resource` blob; it is named
+    `model-dir`; for trainable factors, the values the IR holds: their
+    initial or loaded ones) and is stored as a `dense_resource` blob; it is named
     `<module>.weight` (the layer's module path) and is not trainable. The
     base weight may be read through the transpose that raising puts on
     MatMul weights. Parameters nothing reads afterwards are removed.
