@@ -131,6 +131,42 @@ std::vector<int64_t> descriptor(void *data, const int64_t *shape, size_t rank) {
   return d;
 }
 
+/// Whether the memref described by `d` is its allocation itself: no offset,
+/// row-major contiguous, the aligned pointer the allocated one (so the
+/// buffer can be handed out and later freed).
+bool isPlainArray(const int64_t *d, size_t rank) {
+  if (d[2] != 0 || d[0] != d[1])
+    return false;
+  int64_t stride = 1;
+  for (size_t k = rank; k-- > 0;) {
+    if (d[3 + k] != 1 && d[3 + rank + k] != stride)
+      return false;
+    stride *= d[3 + k];
+  }
+  return true;
+}
+
+/// Copies the elements of the memref described by `d` (allocated, aligned,
+/// offset, sizes[rank], strides[rank]) row-major and contiguous into `out`.
+void gatherDense(const int64_t *d, size_t rank, size_t elementSize, char *out) {
+  const char *base = reinterpret_cast<const char *>(d[1]) + d[2] * elementSize;
+  int64_t count = 1;
+  for (size_t k = 0; k < rank; ++k)
+    count *= d[3 + k];
+  std::vector<int64_t> index(rank, 0);
+  for (int64_t e = 0; e < count; ++e) {
+    int64_t off = 0;
+    for (size_t k = 0; k < rank; ++k)
+      off += index[k] * d[3 + rank + k];
+    std::memcpy(out + e * elementSize, base + off * elementSize, elementSize);
+    for (size_t k = rank; k-- > 0;) {
+      if (++index[k] < d[3 + k])
+        break;
+      index[k] = 0;
+    }
+  }
+}
+
 /// numel of `shape`, or -1 when its byte size would overflow.
 int64_t checkedBytes(const int64_t *shape, size_t rank, size_t elementSize) {
   __int128 bytes = elementSize;
@@ -701,37 +737,19 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
     out.dtype = spec.dtype;
     out.rank = static_cast<int32_t>(rank);
     size_t elementSize = qopt_dtype_size(spec.dtype);
-    bool dense = d[2] == 0;
-    int64_t stride = 1;
-    for (size_t k = rank; k-- > 0;) {
-      out.shape[k] = d[3 + k];
-      if (d[3 + k] != 1 && d[3 + rank + k] != stride)
-        dense = false;
-      stride *= d[3 + k];
-    }
+    int64_t count = 1;
+    for (size_t k = 0; k < rank; ++k)
+      count *= out.shape[k] = d[3 + k];
     char *allocated = reinterpret_cast<char *>(d[0]);
-    char *aligned = reinterpret_cast<char *>(d[1]) + d[2] * elementSize;
-    if (dense && aligned == allocated && !isOwned(allocated)) {
+    if (isPlainArray(d, rank) && !isOwned(allocated)) {
       out.data = allocated;
       owned.push_back(allocated);
       continue;
     }
     // Copy into a fresh buffer the caller can free().
-    size_t bytes = static_cast<size_t>(stride) * elementSize;
+    size_t bytes = static_cast<size_t>(count) * elementSize;
     char *copy = static_cast<char *>(std::malloc(bytes ? bytes : 1));
-    std::vector<int64_t> index(rank, 0);
-    for (int64_t e = 0; e < stride; ++e) {
-      int64_t off = 0;
-      for (size_t k = 0; k < rank; ++k)
-        off += index[k] * d[3 + rank + k];
-      std::memcpy(copy + e * elementSize, aligned + off * elementSize,
-                  elementSize);
-      for (size_t k = rank; k-- > 0;) {
-        if (++index[k] < d[3 + k])
-          break;
-        index[k] = 0;
-      }
-    }
+    gatherDense(d, rank, elementSize, copy);
     unowned.push_back(allocated);
     out.data = copy;
   }
@@ -741,20 +759,10 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
   for (size_t u = 0; u < m->updates.size(); ++u) {
     ParamSpec &p = m->params[m->updates[u]];
     const int64_t *d = results.data() + resultOffsets[numOutputs + u];
-    size_t rank = p.tensor.shape.size();
-    bool dense = d[2] == 0;
-    int64_t stride = 1;
-    for (size_t k = rank; k-- > 0;) {
-      if (d[3 + k] != p.tensor.shape[k])
-        dense = false; // cannot happen: the shape is static
-      if (d[3 + k] != 1 && d[3 + rank + k] != stride)
-        dense = false;
-      stride *= d[3 + k];
-    }
+    size_t rank = p.tensor.shape.size(); // static: the result's sizes
     char *allocated = reinterpret_cast<char *>(d[0]);
     char *taken = allocated;
-    if (!dense || isOwned(allocated) ||
-        reinterpret_cast<char *>(d[1]) != allocated) {
+    if (!isPlainArray(d, rank) || isOwned(allocated)) {
       // A strided or shared result: gather it into a fresh copy (into the
       // old buffer when no memory is left for one).
       size_t elementSize = qopt_dtype_size(p.tensor.dtype);
@@ -764,20 +772,7 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
         taken = p.owned;
         p.owned = nullptr;
       }
-      const char *base = reinterpret_cast<char *>(d[1]) + d[2] * elementSize;
-      std::vector<int64_t> index(rank, 0);
-      for (int64_t e = 0; e < stride; ++e) {
-        int64_t off = 0;
-        for (size_t k = 0; k < rank; ++k)
-          off += index[k] * d[3 + rank + k];
-        std::memcpy(taken + e * elementSize, base + off * elementSize,
-                    elementSize);
-        for (size_t k = rank; k-- > 0;) {
-          if (++index[k] < d[3 + k])
-            break;
-          index[k] = 0;
-        }
-      }
+      gatherDense(d, rank, elementSize, taken);
       unowned.push_back(allocated);
     } else {
       owned.push_back(allocated);

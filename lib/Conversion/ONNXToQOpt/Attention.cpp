@@ -139,14 +139,8 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
       return success();
     }
     if (sizeSource(x, i) != sizeSource(y, j))
-      emitCheck(op, b,
-                arith::CmpIOp::create(
-                    b, loc, arith::CmpIPredicate::eq,
-                    getValueOrCreateConstantIndexOp(
-                        b, loc, tensor::getMixedSize(b, loc, x, i)),
-                    getValueOrCreateConstantIndexOp(
-                        b, loc, tensor::getMixedSize(b, loc, y, j))),
-                what);
+      emitEqualSizes(op, b, tensor::getMixedSize(b, loc, x, i),
+                     tensor::getMixedSize(b, loc, y, j), what);
     return success();
   };
   if (failed(sameSize(q, 0, k, 0, "Q and K have different batch sizes")) ||

@@ -145,11 +145,9 @@ LogicalResult convertConv(ONNXNodeOp op, OpBuilder &b,
                          << xType.getDimSize(1) << ", W expects " << cg
                          << " x group " << group;
   if (xType.isDynamicDim(1))
-    emitCheck(op, b,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                    tensor::DimOp::create(b, loc, x, 1),
-                                    idx(b, loc, cg * group)),
-              "X's channels differ from W's (" + Twine(cg * group) + ")");
+    emitEqualSizes(op, b, tensor::getMixedSize(b, loc, x, 1),
+                   b.getIndexAttr(cg * group),
+                   "X's channels differ from W's (" + Twine(cg * group) + ")");
   FailureOr<Window> win = readWindow(op, wType.getShape().drop_front(2),
                                      xType.getShape().drop_front(2));
   if (failed(win))

@@ -58,13 +58,8 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
   // The inner dimensions must agree at run time too.
   if ((lhsType.isDynamicDim(lhsBatch + 1) || rhsType.isDynamicDim(rhsBatch)) &&
       sizeSource(lhs, lhsBatch + 1) != sizeSource(rhs, rhsBatch))
-    emitCheck(
-        op, b,
-        arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::eq,
-            getValueOrCreateConstantIndexOp(b, loc, lhsSizes[lhsBatch + 1]),
-            getValueOrCreateConstantIndexOp(b, loc, rhsSizes[rhsBatch])),
-        "inner dimensions differ");
+    emitEqualSizes(op, b, lhsSizes[lhsBatch + 1], rhsSizes[rhsBatch],
+                   "inner dimensions differ");
   // Batch dimensions the types cannot decide broadcast as the run says
   // (as for elementwise operands): checked, then expanded where 1.
   for (int64_t d = 0; d < batch; ++d) {
@@ -185,13 +180,8 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "inner dimensions differ: " << aK << " vs " << bK;
   if ((ShapedType::isDynamic(aK) || ShapedType::isDynamic(bK)) &&
       sizeSource(a, transA ? 0 : 1) != sizeSource(w, transB ? 1 : 0))
-    emitCheck(
-        op, b,
-        arith::CmpIOp::create(
-            b, loc, arith::CmpIPredicate::eq,
-            getValueOrCreateConstantIndexOp(b, loc, aSizes[transA ? 0 : 1]),
-            getValueOrCreateConstantIndexOp(b, loc, wSizes[transB ? 1 : 0])),
-        "inner dimensions differ");
+    emitEqualSizes(op, b, aSizes[transA ? 0 : 1], wSizes[transB ? 1 : 0],
+                   "inner dimensions differ");
   AffineExpr m = b.getAffineDimExpr(0), n = b.getAffineDimExpr(1),
              k = b.getAffineDimExpr(2);
   MLIRContext *ctx = b.getContext();
@@ -302,12 +292,8 @@ LogicalResult convertEinsum(ONNXNodeOp op, OpBuilder &b,
           return nodeError(op)
                  << "label '" << c << "' has sizes " << *x << " and " << *y;
         if (!x || !y)
-          emitCheck(op, b,
-                    arith::CmpIOp::create(
-                        b, loc, arith::CmpIPredicate::eq,
-                        getValueOrCreateConstantIndexOp(b, loc, known),
-                        getValueOrCreateConstantIndexOp(b, loc, sizes[i])),
-                    "label '" + Twine(c) + "' has different sizes");
+          emitEqualSizes(op, b, known, sizes[i],
+                         "label '" + Twine(c) + "' has different sizes");
       }
       known = sizes[i];
     }

@@ -230,12 +230,10 @@ LogicalResult convertBatchNorm(ONNXNodeOp op, OpBuilder &b,
       return nodeError(op) << "input " << i
                            << " must hold one value per channel of X";
     if (t.isDynamicDim(0) || type.isDynamicDim(1))
-      emitCheck(op, b,
-                arith::CmpIOp::create(
-                    b, checkLoc, arith::CmpIPredicate::eq,
-                    tensor::DimOp::create(b, checkLoc, op.getInputs()[i], 0),
-                    tensor::DimOp::create(b, checkLoc, x, 1)),
-                "input " + Twine(i) + " does not hold one value per channel");
+      emitEqualSizes(
+          op, b, tensor::getMixedSize(b, checkLoc, op.getInputs()[i], 0),
+          tensor::getMixedSize(b, checkLoc, x, 1),
+          "input " + Twine(i) + " does not hold one value per channel");
   }
   AffineMap channel =
       AffineMap::get(rank, 0, {b.getAffineDimExpr(1)}, b.getContext());

@@ -297,16 +297,12 @@ struct ConvertONNXToQOptPass
         if (computed && target)
           for (int64_t d = 0; d < computed.getRank(); ++d)
             if (computed.isDynamicDim(d) && !target.isDynamicDim(d))
-              emitCheck(op, b,
-                        arith::CmpIOp::create(
-                            b, op.getLoc(), arith::CmpIPredicate::eq,
-                            tensor::DimOp::create(b, op.getLoc(), newValue, d),
-                            arith::ConstantIndexOp::create(
-                                b, op.getLoc(), target.getDimSize(d))),
-                        "output " + Twine(index) +
-                            " has another size in dimension " + Twine(d) +
-                            " than the model declares (" +
-                            Twine(target.getDimSize(d)) + ")");
+              emitEqualSizes(
+                  op, b, tensor::getMixedSize(b, op.getLoc(), newValue, d),
+                  b.getIndexAttr(target.getDimSize(d)),
+                  "output " + Twine(index) + " has another size in dimension " +
+                      Twine(d) + " than the model declares (" +
+                      Twine(target.getDimSize(d)) + ")");
         refined = tensor::CastOp::create(b, op.getLoc(), *joined, newValue);
       }
       Value declared;

@@ -53,6 +53,11 @@ ArrayRef<HandlerEntry> getIndexHandlers();
 /// "node 'NAME' (OP, opset N)": how errors name a node.
 std::string nodeDescription(ONNXNodeOp op);
 
+/// Stops the run with `what` (naming `op`) unless the sizes `lhs` and `rhs`
+/// (index values or constants) are equal: for sizes the types leave open.
+void emitEqualSizes(ONNXNodeOp op, OpBuilder &b, OpFoldResult lhs,
+                    OpFoldResult rhs, const Twine &what);
+
 /// The module path (`model.layers.0.mlp.up_proj`) of the layer `op` belongs
 /// to, or null: from the exporter's name scopes (torch's dynamo exporter
 /// writes `pkg.torch.onnx.name_scopes` metadata), else the name of the

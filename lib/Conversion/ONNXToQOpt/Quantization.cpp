@@ -273,13 +273,10 @@ quantElementwise(ONNXNodeOp op, OpBuilder &b, Value x, Value scale, Value zp,
       Value xSize = tensor::DimOp::create(b, loc, x, d);
       if (d == axis)
         xSize = arith::CeilDivSIOp::create(b, loc, xSize, idx(b, loc, block));
-      emitCheck(op, b,
-                arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                      tensor::DimOp::create(b, loc, p, d),
-                                      xSize),
-                "blocked scale or zero point does not match the input in "
-                "dimension " +
-                    Twine(d));
+      emitEqualSizes(op, b, tensor::getMixedSize(b, loc, p, d), xSize,
+                     "blocked scale or zero point does not match the input "
+                     "in dimension " +
+                         Twine(d));
     }
   }
   MLIRContext *ctx = b.getContext();

@@ -87,13 +87,10 @@ LogicalResult convertResize(ONNXNodeOp op, OpBuilder &b,
   if (scalesIn && !isa<FloatType>(givenType.getElementType()))
     return nodeError(op) << "scales must be floats";
   if (givenType.isDynamicDim(0))
-    emitCheck(op, b,
-              arith::CmpIOp::create(
-                  b, op.getLoc(), arith::CmpIPredicate::eq,
-                  tensor::DimOp::create(b, op.getLoc(), given, 0),
-                  arith::ConstantIndexOp::create(b, op.getLoc(), axes.size())),
-              "needs one scale or size per resized axis (" +
-                  Twine(axes.size()) + ")");
+    emitEqualSizes(op, b, tensor::getMixedSize(b, op.getLoc(), given, 0),
+                   b.getIndexAttr(axes.size()),
+                   "needs one scale or size per resized axis (" +
+                       Twine(axes.size()) + ")");
   std::optional<SmallVector<double>> scales = getConstantFloats(scalesIn);
   std::optional<SmallVector<int64_t>> sizes = getConstantInts(sizesIn);
 

@@ -498,12 +498,9 @@ LogicalResult squeezeOrUnsqueeze(ONNXNodeOp op, OpBuilder &b,
         return nodeError(op) << "cannot squeeze axis " << *axis << " of size "
                              << type.getDimSize(*axis);
       if (type.isDynamicDim(*axis))
-        emitCheck(op, b,
-                  arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                        tensor::DimOp::create(b, loc, x, *axis),
-                                        idx(b, loc, 1)),
-                  "cannot squeeze axis " + Twine(*axis) +
-                      ": its size is not 1");
+        emitEqualSizes(
+            op, b, tensor::getMixedSize(b, loc, x, *axis), b.getIndexAttr(1),
+            "cannot squeeze axis " + Twine(*axis) + ": its size is not 1");
       normalized.push_back(*axis);
     }
   } else {
@@ -869,11 +866,8 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
             : (!endsType.isDynamicDim(0) && endsType.getDimSize(0) != n))
     return nodeError(op) << "starts and ends differ in length";
   if (!cEnds && endsType.isDynamicDim(0))
-    emitCheck(op, b,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                    tensor::DimOp::create(b, loc, ends, 0),
-                                    idx(b, loc, n)),
-              "starts and ends differ in length");
+    emitEqualSizes(op, b, tensor::getMixedSize(b, loc, ends, 0),
+                   b.getIndexAttr(n), "starts and ends differ in length");
 
   SmallVector<OpFoldResult> inSizes = tensor::getMixedSizes(b, loc, x);
   SmallVector<Value> offsets(rank, idx(b, loc, 0)),
@@ -1031,11 +1025,9 @@ LogicalResult convertPad(ONNXNodeOp op, OpBuilder &b,
     return nodeError(op) << "pads has " << padsType.getDimSize(0)
                          << " entries for " << n << " axes";
   if (padsType.isDynamicDim(0))
-    emitCheck(op, b,
-              arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
-                                    tensor::DimOp::create(b, loc, padsIn, 0),
-                                    idx(b, loc, 2 * n)),
-              "pads must have " + Twine(2 * n) + " entries");
+    emitEqualSizes(op, b, tensor::getMixedSize(b, loc, padsIn, 0),
+                   b.getIndexAttr(2 * n),
+                   "pads must have " + Twine(2 * n) + " entries");
   std::optional<SmallVector<int64_t>> constPads = getConstantInts(padsIn);
   // Begin / end pads per dimension, as index values (constants folded).
   SmallVector<OpFoldResult> begin(rank, b.getIndexAttr(0)),

@@ -226,6 +226,17 @@ StringAttr mlir::qopt::onnx::moduleName(ONNXNodeOp op, Value weight) {
   return {};
 }
 
+void mlir::qopt::onnx::emitEqualSizes(ONNXNodeOp op, OpBuilder &b,
+                                      OpFoldResult lhs, OpFoldResult rhs,
+                                      const Twine &what) {
+  Location loc = op.getLoc();
+  emitCheck(op, b,
+            arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq,
+                                  getValueOrCreateConstantIndexOp(b, loc, lhs),
+                                  getValueOrCreateConstantIndexOp(b, loc, rhs)),
+            what);
+}
+
 void mlir::qopt::onnx::emitCheck(ONNXNodeOp op, OpBuilder &b, Value cond,
                                  const Twine &what) {
   // Nothing to check at run time when folding already decides.

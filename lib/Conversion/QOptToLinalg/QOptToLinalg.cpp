@@ -45,7 +45,7 @@ std::string describe(Operation *op) {
 /// equals dimension `yDim` of `y`, where the types leave that open (a
 /// static mismatch is the verifier's).
 void checkSameSize(OpBuilder &b, Operation *op, Value x, int64_t xDim, Value y,
-                   int64_t yDim, StringRef what) {
+                   int64_t yDim, const Twine &what) {
   auto xType = cast<ShapedType>(x.getType());
   auto yType = cast<ShapedType>(y.getType());
   if (!xType.isDynamicDim(xDim) && !yType.isDynamicDim(yDim))
@@ -71,9 +71,8 @@ void checkNormalizedSizes(OpBuilder &b, Operation *op, Value x, int64_t axis,
   int64_t rank = cast<ShapedType>(x.getType()).getRank();
   for (int64_t d = axis; d < rank; ++d)
     checkSameSize(b, op, x, d, scale, d - axis,
-                  ("the input's dimension " + std::to_string(d) +
-                   " differs from the size of the " + what.str())
-                      .c_str());
+                  "the input's dimension " + Twine(d) +
+                      " differs from the size of the " + what);
 }
 
 /// Philox4x32-10 (Random123's constants and round), first word of each

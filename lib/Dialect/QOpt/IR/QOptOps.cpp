@@ -124,21 +124,21 @@ ElementsAttr LoadParamOp::getInlineData(SymbolTableCollection *symbols) {
   return dyn_cast<ElementsAttr>(*param.getInitialValue());
 }
 
-LogicalResult RandomKeyOp::verify() {
-  auto type = cast<RankedTensorType>(getKey().getType());
+/// The random key is [seed, counter] (ODS checks the 1-D i64 part).
+static LogicalResult verifyKeyType(Operation *op, Value key) {
+  auto type = cast<RankedTensorType>(key.getType());
   if (type.getShape() != ArrayRef<int64_t>{2})
-    return emitOpError() << "the key is [seed, counter]: its type must be "
-                            "tensor<2xi64>, got "
-                         << type;
+    return op->emitOpError() << "the key is [seed, counter]: its type must "
+                                "be tensor<2xi64>, got "
+                             << type;
   return success();
 }
 
+LogicalResult RandomKeyOp::verify() { return verifyKeyType(*this, getKey()); }
+
 LogicalResult RandomUniformOp::verify() {
-  auto key = cast<RankedTensorType>(getKey().getType());
-  if (key.getShape() != ArrayRef<int64_t>{2})
-    return emitOpError() << "the key is [seed, counter]: its type must be "
-                            "tensor<2xi64>, got "
-                         << key;
+  if (failed(verifyKeyType(*this, getKey())))
+    return failure();
   int64_t dynamic = getResult().getType().getNumDynamicDims();
   if (static_cast<int64_t>(getDynamicSizes().size()) != dynamic)
     return emitOpError() << "needs " << dynamic

@@ -77,24 +77,14 @@ FailureOr<dense::Matrix> Merger::evaluate(Value value, StringRef what,
   }
   auto constant = dyn_cast_if_present<arith::ConstantOp>(def);
   auto elements =
-      constant ? dyn_cast<DenseElementsAttr>(constant.getValue()) : nullptr;
-  std::optional<dense::FloatKind> kind =
-      elements ? getFloatKind(elements.getElementType()) : std::nullopt;
-  if (!kind)
+      constant ? dyn_cast<ElementsAttr>(constant.getValue()) : nullptr;
+  std::optional<dense::Matrix> matrix =
+      elements ? getFloatMatrix(elements) : std::nullopt;
+  if (!matrix)
     return op.emitError() << "cannot merge the adapter of " << layer(op)
                           << ": its " << what
                           << " is not a parameter with data or a constant";
-  auto type = cast<ShapedType>(elements.getType());
-  int64_t cols = type.getRank() ? type.getShape().back() : 1;
-  dense::Matrix matrix(cols ? type.getNumElements() / cols : 0, cols);
-  if (elements.isSplat()) {
-    std::fill(matrix.data.begin(), matrix.data.end(),
-              float(elements.getSplatValue<APFloat>().convertToDouble()));
-    return matrix;
-  }
-  dense::decodeFloats(*kind, elements.getRawData().data(), matrix.data.size(),
-                      matrix.data.data());
-  return matrix;
+  return *matrix;
 }
 
 LogicalResult Merger::merge(LoRAOp op) {

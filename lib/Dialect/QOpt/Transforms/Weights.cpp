@@ -42,6 +42,34 @@ std::optional<ArrayRef<char>> mlir::qopt::getRawBytes(ElementsAttr data) {
   return elements.getRawData();
 }
 
+/// A zero matrix shaped like `type`: its leading dimensions are the rows,
+/// the last one the columns.
+static dense::Matrix matrixShapedLike(ShapedType type) {
+  int64_t cols = type.getRank() ? type.getShape().back() : 1;
+  int64_t rows = cols ? type.getNumElements() / cols : 0;
+  return dense::Matrix(rows, cols);
+}
+
+std::optional<dense::Matrix> mlir::qopt::getFloatMatrix(ElementsAttr data) {
+  auto type = cast<ShapedType>(data.getType());
+  std::optional<dense::FloatKind> kind = getFloatKind(type.getElementType());
+  if (!kind)
+    return std::nullopt;
+  dense::Matrix matrix = matrixShapedLike(type);
+  if (auto elements = dyn_cast<DenseElementsAttr>(data);
+      elements && elements.isSplat()) {
+    std::fill(matrix.data.begin(), matrix.data.end(),
+              float(elements.getSplatValue<APFloat>().convertToDouble()));
+    return matrix;
+  }
+  std::optional<ArrayRef<char>> raw = getRawBytes(data);
+  size_t count = matrix.data.size();
+  if (!raw || raw->size() != count * dense::floatKindBytes(*kind))
+    return std::nullopt;
+  dense::decodeFloats(*kind, raw->data(), count, matrix.data.data());
+  return matrix;
+}
+
 FailureOr<dense::Matrix> WeightReader::readMatrix(ParamOp param,
                                                   Operation *user) {
   RankedTensorType type = param.getTensorType();
@@ -53,27 +81,17 @@ FailureOr<dense::Matrix> WeightReader::readMatrix(ParamOp param,
     return fail() << "has element type " << type.getElementType()
                   << ", not a float type this pass computes with",
            failure();
-  int64_t cols = type.getRank() ? type.getShape().back() : 1;
-  int64_t rows = cols ? type.getNumElements() / cols : 0;
-  dense::Matrix matrix(rows, cols);
-  size_t count = matrix.data.size();
   std::optional<Attribute> init = param.getInitialValue();
   if (!init)
     return fail() << "has no data (it is given at run time)", failure();
-  if (auto elements = dyn_cast<DenseElementsAttr>(*init);
-      elements && elements.isSplat()) {
-    std::fill(matrix.data.begin(), matrix.data.end(),
-              float(elements.getSplatValue<APFloat>().convertToDouble()));
-    return matrix;
-  }
   if (auto data = dyn_cast<ElementsAttr>(*init)) {
-    std::optional<ArrayRef<char>> raw = getRawBytes(data);
-    if (!raw || raw->size() != count * dense::floatKindBytes(*kind))
-      return fail() << "has data this pass cannot read (an elided resource?)",
-             failure();
-    dense::decodeFloats(*kind, raw->data(), count, matrix.data.data());
-    return matrix;
+    if (std::optional<dense::Matrix> matrix = getFloatMatrix(data))
+      return *matrix;
+    return fail() << "has data this pass cannot read (an elided resource?)",
+           failure();
   }
+  dense::Matrix matrix = matrixShapedLike(type);
+  size_t count = matrix.data.size();
   auto external = cast<ExternalDataAttr>(*init);
   SmallString<256> path(modelDir);
   llvm::sys::path::append(path, external.getLocation());

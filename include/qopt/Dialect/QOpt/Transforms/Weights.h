@@ -35,6 +35,11 @@ std::optional<::qopt::dense::FloatKind> getFloatKind(Type type);
 /// nullopt otherwise (splats, bit-packed booleans, elided blobs).
 std::optional<ArrayRef<char>> getRawBytes(ElementsAttr data);
 
+/// Float elements (inline, splat or a resource blob) as an f32 matrix: the
+/// leading dimensions are the rows, the last one the columns; nullopt for
+/// other element types or data that cannot be read (elided blobs).
+std::optional<::qopt::dense::Matrix> getFloatMatrix(ElementsAttr data);
+
 /// Reads parameters' values at compile time, from inline elements,
 /// `dense_resource` blobs, or `#qopt.external` byte ranges of files in
 /// `modelDir` (the folder relative locations start from).
