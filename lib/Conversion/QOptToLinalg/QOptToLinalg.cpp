@@ -2,12 +2,14 @@
 
 #include "qopt/Conversion/QOptToLinalg/Passes.h"
 
+#include "qopt/Conversion/QOptToLinalg/QTensorConversion.h"
 #include "qopt/Conversion/Utils/LinalgBuilders.h"
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/IR/PatternMatch.h"
+#include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/MathExtras.h"
 
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
@@ -225,18 +227,80 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
 FailureOr<AffineMap> scaleMap(OpBuilder &b, GranularityAttrInterface g,
                               RankedTensorType type);
 
-/// The float tensor (element type `element`) a quantized tensor stands for:
-/// codes unpacked from their bytes, `(code - zp) * scale`. Handles integer
-/// and NF4 formats of 2, 4 or 8 bits with plain float scales; fails for the
-/// rest (double quantization, 3/5/6/7-bit rows, float formats).
-FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
-  auto type = cast<QTensorType>(q.getType());
+/// Stops the run unless the scales (or zero points) `s` have the sizes
+/// granularity `g` gives a quantized tensor of `sizes`, where the types
+/// leave that open (a dynamic quantized tensor read past short scales).
+void checkScaleSizes(OpBuilder &b, Operation *op, GranularityAttrInterface g,
+                     ArrayRef<OpFoldResult> sizes, Value s) {
+  auto sType = cast<RankedTensorType>(s.getType());
+  Location loc = op->getLoc();
+  auto check = [&](int64_t sDim, int64_t dim, int64_t group) {
+    OpFoldResult expected = sizes[dim];
+    if (!sType.isDynamicDim(sDim) && isa<Attribute>(expected))
+      return; // both static: the verifier's
+    Value want = getValueOrCreateConstantIndexOp(b, loc, expected);
+    if (group > 1)
+      want = arith::CeilDivUIOp::create(
+          b, loc, want, arith::ConstantIndexOp::create(b, loc, group));
+    Value have = tensor::DimOp::create(b, loc, s, sDim);
+    Value same =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, have, want);
+    cf::AssertOp::create(b, loc, same,
+                         describe(op) +
+                             ": the quantized tensor's scales do not fit its "
+                             "shape (scales dimension " +
+                             std::to_string(sDim) + ", tensor dimension " +
+                             std::to_string(dim) + ")");
+  };
+  int64_t rank = sizes.size();
+  if (auto c = dyn_cast<PerChannelAttr>(g)) {
+    check(0, c.getAxis(), 1);
+  } else if (auto grp = dyn_cast<PerGroupAttr>(g)) {
+    for (int64_t d = 0; d < rank; ++d)
+      check(d, d, d == grp.getAxis() ? grp.getSize() : 1);
+  } else if (isa<PerTokenAttr>(g)) {
+    for (int64_t d = 0; d + 1 < rank; ++d)
+      check(d, d, 1);
+  }
+}
+
+/// Why `dequantize` cannot expand a quantized tensor of `type`, or an empty
+/// string when it can.
+std::string whyNotDequantized(QTensorType type) {
   QuantFormatAttrInterface format = type.getFormat();
   unsigned bits = format.getStorageBits();
-  if (isa<QTensorType>(type.getScaleType()) || type.getOffset() ||
-      isa<FloatFormatAttr>(format) || 8 % bits != 0 ||
+  if (isa<QTensorType>(type.getScaleType()))
+    return "double-quantized scales are not lowered yet";
+  if (type.getOffset())
+    return "an offset is not lowered yet";
+  if (isa<FloatFormatAttr>(format))
+    return "float formats in storage are not lowered yet";
+  if (8 % bits != 0)
+    return std::to_string(bits) +
+           "-bit codes (rows packed across bytes) are not lowered yet";
+  if (isa<PerBlockAttr>(type.getGranularity()) &&
       !llvm::none_of(type.getShape(), ShapedType::isDynamic))
+    return "per_block scales need a static shape";
+  // The packed bytes of a dynamic innermost dimension do not say how many
+  // codes the last byte holds.
+  if (bits < 8 && ShapedType::isDynamic(type.getShape().back()))
+    return "a dynamic innermost dimension packed " + std::to_string(8 / bits) +
+           " codes per byte has no known size";
+  return "";
+}
+
+/// The float tensor (element type `element`) a quantized tensor stands for:
+/// codes unpacked from their bytes, `(code - zp) * scale`. Handles integer
+/// and NF4 formats of 2, 4 or 8 bits with plain float scales, of static or
+/// dynamic shape; fails where `whyNotDequantized` says.
+FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
+                            Type element) {
+  Location loc = op->getLoc();
+  auto type = cast<QTensorType>(q.getType());
+  if (!whyNotDequantized(type).empty())
     return failure();
+  QuantFormatAttrInterface format = type.getFormat();
+  unsigned bits = format.getStorageBits();
   auto logical = RankedTensorType::get(type.getShape(), element);
   FailureOr<AffineMap> smap = scaleMap(b, type.getGranularity(), logical);
   if (failed(smap))
@@ -247,6 +311,14 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
       Type(), q);
   int64_t rank = type.getRank();
   int64_t perByte = 8 / bits;
+  // Dynamic sizes are the data's (the innermost one only unpacked, bits 8).
+  SmallVector<OpFoldResult> sizes =
+      tensor::getMixedSizes(b, loc, parts.getData());
+  if (rank > 0 && !ShapedType::isDynamic(type.getShape().back()))
+    sizes.back() = b.getIndexAttr(type.getShape().back());
+  checkScaleSizes(b, op, type.getGranularity(), sizes, parts.getScales());
+  if (Value zp = parts.getZeroPoints())
+    checkScaleSizes(b, op, type.getGranularity(), sizes, zp);
   SmallVector<AffineExpr> dataExprs;
   for (int64_t d = 0; d < rank; ++d)
     dataExprs.push_back(d + 1 == rank ? b.getAffineDimExpr(d).floorDiv(perByte)
@@ -259,7 +331,7 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
     maps.push_back(*smap);
   }
   maps.push_back(b.getMultiDimIdentityMap(rank));
-  Value init = tensor::EmptyOp::create(b, loc, type.getShape(), element);
+  Value init = tensor::EmptyOp::create(b, loc, sizes, element);
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   bool isSigned = false;
   if (auto intFormat = dyn_cast<IntFormatAttr>(format))
@@ -317,12 +389,25 @@ FailureOr<Value> dequantize(OpBuilder &b, Location loc, Value q, Type element) {
       .getResult(0);
 }
 
+/// Replaces the quantized weight of a linear layer or adapter by its
+/// dequantized float tensor; the float pattern then lowers the op (a fused
+/// dequant-GEMM kernel replaces this on the fast paths).
+template <typename OpTy>
+LogicalResult dequantizeWeight(PatternRewriter &rewriter, OpTy op) {
+  FailureOr<Value> w = dequantize(rewriter, op, op.getWeight(),
+                                  op.getInput().getType().getElementType());
+  if (failed(w))
+    return rewriter.notifyMatchFailure(op, "weight format not lowered yet");
+  rewriter.modifyOpInPlace(op, [&] { op.getWeightMutable().assign(*w); });
+  return success();
+}
+
 struct LowerDequantize : OpRewritePattern<DequantizeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(DequantizeOp op,
                                 PatternRewriter &rewriter) const override {
-    FailureOr<Value> w = dequantize(rewriter, op.getLoc(), op.getInput(),
-                                    op.getType().getElementType());
+    FailureOr<Value> w =
+        dequantize(rewriter, op, op.getInput(), op.getType().getElementType());
     if (failed(w))
       return rewriter.notifyMatchFailure(op, "format not lowered yet");
     Value result = *w;
@@ -339,16 +424,8 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
   LogicalResult matchAndRewrite(LinearOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
-    if (isa<QTensorType>(op.getWeight().getType())) {
-      // Dequantize the weight, then the float product (a fused dequant-GEMM
-      // kernel replaces this on the fast paths).
-      FailureOr<Value> w = dequantize(rewriter, loc, op.getWeight(),
-                                      op.getInput().getType().getElementType());
-      if (failed(w))
-        return rewriter.notifyMatchFailure(op, "weight format not lowered yet");
-      rewriter.modifyOpInPlace(op, [&] { op.getWeightMutable().assign(*w); });
-      return success();
-    }
+    if (isa<QTensorType>(op.getWeight().getType()))
+      return dequantizeWeight(rewriter, op);
     Value x = op.getInput();
     auto xType = op.getInput().getType();
     int64_t rank = xType.getRank();
@@ -428,10 +505,9 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(LoRAOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!isa<RankedTensorType>(op.getWeight().getType()))
-      return rewriter.notifyMatchFailure(op,
-                                         "quantized weights not lowered yet");
     Location loc = op.getLoc();
+    if (isa<QTensorType>(op.getWeight().getType()))
+      return dequantizeWeight(rewriter, op); // QLoRA's frozen base
     Value x = op.getInput();
     Type element = op.getInput().getType().getElementType();
     int64_t rank = op.getInput().getType().getRank();
@@ -839,16 +915,79 @@ struct LowerSiLU : OpRewritePattern<SiLUOp> {
   }
 };
 
+/// Why the lowering left `op` in place: the message of the pass's error.
+std::string whyNotLowered(Operation *op) {
+  auto weightReason = [](Value w) -> std::string {
+    if (auto q = dyn_cast<QTensorType>(w.getType()))
+      return "its quantized weight: " + whyNotDequantized(q);
+    return "";
+  };
+  return TypeSwitch<Operation *, std::string>(op)
+      .Case([](DequantizeOp d) {
+        return whyNotDequantized(d.getInput().getType());
+      })
+      .Case([&](LinearOp l) { return weightReason(l.getWeight()); })
+      .Case([&](LoRAOp l) { return weightReason(l.getWeight()); })
+      .Case([](QuantizeOp) {
+        return std::string("quantizing at run time is not lowered yet");
+      })
+      .Case([](HadamardOp) {
+        return std::string("Hadamard transforms are lowered for static "
+                           "power-of-two sizes only");
+      })
+      .Case<FakeQuantOp, LSQOp>([](Operation *) {
+        return std::string("per_block granularity needs static shapes");
+      })
+      .Default([](Operation *) { return std::string(); });
+}
+
+/// The QOpt ops that stay: parameters and the random key, which
+/// qopt-params-to-arguments turns into entry arguments.
+bool staysAfterLowering(Operation *op) {
+  return isa<ParamOp, LoadParamOp, StoreParamOp, RandomKeyOp>(op);
+}
+
 struct ConvertQOptToLinalgPass
     : mlir::qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
   void runOnOperation() override {
-    RewritePatternSet patterns(&getContext());
+    MLIRContext *ctx = &getContext();
+    ModuleOp module = getOperation();
+    // 1. Every QOpt computation becomes linalg; quantized operands are read
+    // through qopt.disassemble.
+    RewritePatternSet patterns(ctx);
     patterns
         .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth, LowerLoRA,
              LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
-             LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform>(
-            &getContext());
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+             LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform>(ctx);
+    if (failed(applyPatternsGreedily(module, std::move(patterns))))
+      return signalPassFailure();
+    // 2. What could not be lowered is an error here, naming the op and why,
+    // not a failure later in bufferization.
+    bool unlowered = false;
+    module.walk([&](Operation *op) {
+      if (!isa<QOptDialect>(op->getDialect()) || staysAfterLowering(op) ||
+          isa<AssembleOp, DisassembleOp>(op))
+        return;
+      std::string why = whyNotLowered(op);
+      InFlightDiagnostic diag = op->emitError()
+                                << "'" << op->getName()
+                                << "' could not be lowered to linalg";
+      if (!why.empty())
+        diag << ": " << why;
+      unlowered = true;
+    });
+    if (unlowered)
+      return signalPassFailure();
+    // 3. Quantized tensors become their storage wherever they flow
+    // (functions, calls, branches, scf), a dialect conversion in which QOpt
+    // is illegal.
+    QTensorTypeConverter converter;
+    ConversionTarget target(*ctx);
+    RewritePatternSet decompose(ctx);
+    populateQTensorDecompositionPatterns(converter, decompose, target);
+    target.addIllegalDialect<QOptDialect>();
+    target.addLegalOp<ParamOp, LoadParamOp, StoreParamOp, RandomKeyOp>();
+    if (failed(applyPartialConversion(module, target, std::move(decompose))))
       signalPassFailure();
   }
 };

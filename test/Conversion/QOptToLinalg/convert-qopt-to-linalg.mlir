@@ -51,9 +51,9 @@ func.func @linear(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>, %b: tensor<8xf32>) -
 // -----
 
 // A quantized weight is dequantized from its storage (codes unpacked with a
-// shift), then multiplied.
+// shift), then multiplied; the argument is the storage.
 // CHECK-LABEL: func.func @linear_quantized
-// CHECK: %[[D:.*]], %[[S:.*]] = qopt.disassemble %{{.*}} : !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32> -> tensor<8x32xi8>, tensor<8xf32>
+// CHECK-SAME: (%{{.*}}: tensor<2x64xf32>, %[[D:.*]]: tensor<8x32xi8>, %[[S:.*]]: tensor<8xf32>)
 // CHECK: linalg.generic {{.*}} ins(%[[D]], %[[S]] : tensor<8x32xi8>, tensor<8xf32>)
 // CHECK: arith.shrui
 // CHECK: arith.select
@@ -75,26 +75,6 @@ func.func @smooth(%x: tensor<2x4xf32>, %s: tensor<4xf32>) -> tensor<2x4xf32> {
 
 // -----
 
-// Double-quantized scales are not lowered yet: the op stays.
-// CHECK-LABEL: func.func @dequantize_double
-// CHECK: qopt.dequantize
-func.func @dequantize_double(%q: !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>) -> tensor<4x64xf32> {
-  %0 = qopt.dequantize %q : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>> -> tensor<4x64xf32>
-  return %0 : tensor<4x64xf32>
-}
-
-// -----
-
-// Hadamard orders m * 2^k need the tabulated matrices: not lowered yet.
-// CHECK-LABEL: func.func @hadamard_12
-// CHECK: qopt.hadamard
-func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
-  %0 = qopt.hadamard %x : (tensor<2x12xf32>) -> tensor<2x12xf32>
-  return %0 : tensor<2x12xf32>
-}
-
-// -----
-
 // A power of two: log2(n) butterfly stages, then the 1/sqrt(n) scaling.
 // CHECK-LABEL: func.func @hadamard_8
 // CHECK-COUNT-3: tensor.extract
@@ -102,4 +82,106 @@ func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
 func.func @hadamard_8(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %0 = qopt.hadamard %x : (tensor<2x8xf32>) -> tensor<2x8xf32>
   return %0 : tensor<2x8xf32>
+}
+
+// -----
+
+// Quantized tensors cross function boundaries as their storage: the
+// arguments, results and call operands of a !qopt.qtensor become its codes,
+// scales and zero points; nothing of QOpt is left.
+!z = !qopt.qtensor<8x8, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 4>, scales = f16>
+// CHECK-LABEL: func.func private @layer
+// CHECK-SAME: (%{{.*}}: tensor<3x8xf32>, %[[D:.*]]: tensor<8x4xi8>, %[[S:.*]]: tensor<8x2xf16>, %[[Z:.*]]: tensor<8x2xi8>) -> (tensor<3x8xf32>, tensor<8x4xi8>, tensor<8x2xf16>, tensor<8x2xi8>)
+// CHECK: linalg.generic {{.*}} ins(%[[D]], %[[S]], %[[Z]] : tensor<8x4xi8>, tensor<8x2xf16>, tensor<8x2xi8>)
+// CHECK: return %{{.*}}, %[[D]], %[[S]], %[[Z]]
+// CHECK-LABEL: func.func @caller
+// CHECK-SAME: (%[[X:.*]]: tensor<3x8xf32>, %[[D:.*]]: tensor<8x4xi8>, %[[S:.*]]: tensor<8x2xf16>, %[[Z:.*]]: tensor<8x2xi8>)
+// CHECK: %[[R:.*]]:4 = call @layer(%[[X]], %[[D]], %[[S]], %[[Z]])
+// CHECK: return %[[R]]#0, %[[R]]#1, %[[R]]#2, %[[R]]#3
+// CHECK-NOT: qopt.
+func.func private @layer(%x: tensor<3x8xf32>, %w: !z) -> (tensor<3x8xf32>, !z) {
+  %y = qopt.linear %x, %w : (tensor<3x8xf32>, !z) -> tensor<3x8xf32>
+  return %y, %w : tensor<3x8xf32>, !z
+}
+func.func @caller(%x: tensor<3x8xf32>, %d: tensor<8x4xi8>, %s: tensor<8x2xf16>, %zp: tensor<8x2xi8>) -> (tensor<3x8xf32>, !z) {
+  %q = qopt.assemble %d, %s zero_points %zp : (tensor<8x4xi8>, tensor<8x2xf16>, tensor<8x2xi8>) -> !z
+  %y, %w = func.call @layer(%x, %q) : (tensor<3x8xf32>, !z) -> (tensor<3x8xf32>, !z)
+  return %y, %w : tensor<3x8xf32>, !z
+}
+
+// -----
+
+// Loop-carried and conditional quantized tensors: scf.for, scf.if and
+// scf.while carry the storage.
+!q = !qopt.qtensor<8x8, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>
+// CHECK-LABEL: func.func @loops
+// CHECK-SAME: %[[D:[^:]*]]: tensor<8x4xi8>, %[[S:[^:]*]]: tensor<8xf32>
+// CHECK: %[[F:.*]]:3 = scf.for {{.*}} iter_args(%{{.*}} = %{{.*}}, %[[LD:.*]] = %[[D]], %[[LS:.*]] = %[[S]]) -> (tensor<3x8xf32>, tensor<8x4xi8>, tensor<8xf32>)
+// CHECK:   linalg.generic {{.*}} ins(%[[LD]], %[[LS]] : tensor<8x4xi8>, tensor<8xf32>)
+// CHECK:   scf.yield %{{.*}}, %[[LD]], %[[LS]] : tensor<3x8xf32>, tensor<8x4xi8>, tensor<8xf32>
+// CHECK: %[[I:.*]]:2 = scf.if %{{.*}} -> (tensor<8x4xi8>, tensor<8xf32>)
+// CHECK:   scf.yield %[[F]]#1, %[[F]]#2
+// CHECK: } else {
+// CHECK:   scf.yield %[[D]], %[[S]]
+// CHECK: scf.while (%{{.*}} = %[[I]]#0, %{{.*}} = %[[I]]#1, %{{.*}} = %{{.*}}) : (tensor<8x4xi8>, tensor<8xf32>, i32) -> (tensor<8x4xi8>, tensor<8xf32>, i32)
+// CHECK: scf.condition(%{{.*}}) %{{.*}}, %{{.*}}, %{{.*}} : tensor<8x4xi8>, tensor<8xf32>, i32
+// CHECK-NOT: qopt.
+func.func @loops(%x: tensor<3x8xf32>, %w: !q, %n: index, %c: i1, %k: i32) -> (tensor<3x8xf32>, !q) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %r:2 = scf.for %i = %c0 to %n step %c1 iter_args(%acc = %x, %v = %w) -> (tensor<3x8xf32>, !q) {
+    %y = qopt.linear %acc, %v : (tensor<3x8xf32>, !q) -> tensor<3x8xf32>
+    scf.yield %y, %v : tensor<3x8xf32>, !q
+  }
+  %p = scf.if %c -> !q {
+    scf.yield %r#1 : !q
+  } else {
+    scf.yield %w : !q
+  }
+  %s:2 = scf.while (%v = %p, %j = %k) : (!q, i32) -> (!q, i32) {
+    %zero = arith.constant 0 : i32
+    %go = arith.cmpi sgt, %j, %zero : i32
+    scf.condition(%go) %v, %j : !q, i32
+  } do {
+  ^bb0(%v: !q, %j: i32):
+    %one = arith.constant 1 : i32
+    %next = arith.subi %j, %one : i32
+    scf.yield %v, %next : !q, i32
+  }
+  return %r#0, %s#0 : tensor<3x8xf32>, !q
+}
+
+// -----
+
+// Branches forward the storage to their successors' arguments; a nested
+// (double-quantized) scale takes its own storage values in turn.
+!n = !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>
+// CHECK-LABEL: func.func @branches
+// CHECK-SAME: (%{{.*}}: i1, %[[A0:.*]]: tensor<4x32xi8>, %[[A1:.*]]: tensor<4xi8>, %[[A2:.*]]: tensor<1xf32>, %[[A3:.*]]: tensor<f32>, %[[B0:.*]]: tensor<4x32xi8>, %[[B1:.*]]: tensor<4xi8>, %[[B2:.*]]: tensor<1xf32>, %[[B3:.*]]: tensor<f32>)
+// CHECK: cf.cond_br %{{.*}}, ^bb1(%[[A0]], %[[A1]], %[[A2]], %[[A3]] : {{.*}}), ^bb1(%[[B0]], %[[B1]], %[[B2]], %[[B3]] : {{.*}})
+// CHECK: ^bb1(%[[D:.*]]: tensor<4x32xi8>, %[[SD:.*]]: tensor<4xi8>, %[[SS:.*]]: tensor<1xf32>, %[[O:.*]]: tensor<f32>):
+// CHECK: return %[[D]], %[[SD]], %[[SS]], %[[O]]
+func.func @branches(%c: i1, %a: !n, %b: !n) -> (tensor<4x32xi8>, tensor<4xi8>, tensor<1xf32>, tensor<f32>) {
+  cf.cond_br %c, ^bb1(%a : !n), ^bb1(%b : !n)
+^bb1(%q: !n):
+  %d, %s = qopt.disassemble %q : !n -> tensor<4x32xi8>, !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>
+  %sd, %ss, %so = qopt.disassemble %s : !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset> -> tensor<4xi8>, tensor<1xf32> offset tensor<f32>
+  return %d, %sd, %ss, %so : tensor<4x32xi8>, tensor<4xi8>, tensor<1xf32>, tensor<f32>
+}
+
+// -----
+
+// Dynamic rows: sizes come from the codes, and the scales are checked
+// against them at run time.
+!dq = !qopt.qtensor<?x64, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+// CHECK-LABEL: func.func @dynamic
+// CHECK-SAME: (%{{.*}}: tensor<2x64xf32>, %[[D:.*]]: tensor<?x64xi8>, %[[S:.*]]: tensor<?xf32>)
+// CHECK-DAG: %[[ROWS:.*]] = tensor.dim %[[D]], %c0
+// CHECK-DAG: %[[N:.*]] = tensor.dim %[[S]], %c0
+// CHECK: %[[EQ:.*]] = arith.cmpi eq, %[[N]], %[[ROWS]]
+// CHECK: cf.assert %[[EQ]], "node 'fc' (qopt.linear): the quantized tensor's scales do not fit its shape (scales dimension 0, tensor dimension 0)"
+// CHECK: tensor.empty(%[[ROWS]]) : tensor<?x64xf32>
+func.func @dynamic(%x: tensor<2x64xf32>, %w: !dq) -> tensor<2x?xf32> {
+  %0 = qopt.linear %x, %w : (tensor<2x64xf32>, !dq) -> tensor<2x?xf32> loc("fc")
+  return %0 : tensor<2x?xf32>
 }

@@ -13,21 +13,31 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     executes and the other backends are checked against. Lowered so far:
     `qopt.rms_norm`, `qopt.layer_norm` (statistics in f32 whatever the
     element type), `qopt.linear` and `qopt.lora` (with DoRA, gate and middle
-    parts; inference: dropout is the identity) with float weights,
-    `qopt.smooth`, `qopt.fake_quant` / `qopt.lsq` forward (every format and
-    granularity; `per_block` needs static shapes) and `qopt.hadamard` for
-    power-of-two sizes (a fast Walsh–Hadamard transform), and
-    `qopt.dequantize` and quantized `qopt.linear` weights for integer and
-    NF4 formats of 2, 4 or 8 bits with plain float scales (the weight is
-    dequantized, then multiplied). Other QOpt ops (`quantize`, double
-    quantization, float formats in storage, Hadamard orders m·2^k) are left
-    in place and fail later in the pipeline.
+    parts; inference: dropout is the identity) with float or quantized
+    weights, `qopt.smooth`, `qopt.fake_quant` / `qopt.lsq` forward (every
+    format and granularity; `per_block` needs static shapes),
+    `qopt.hadamard` for power-of-two sizes (a fast Walsh–Hadamard
+    transform), `qopt.random_uniform`, and `qopt.dequantize` (and quantized
+    weights, dequantized then multiplied) for integer and NF4 formats of 2,
+    4 or 8 bits with plain float scales, of static or dynamic shape.
+
+    Quantized tensors then become their storage wherever they flow: a 1:N
+    type conversion replaces each `!qopt.qtensor` value by its codes, scales
+    (a nested quantized scale by its own storage), zero points and offset in
+    function signatures, calls, returns, branches and `scf.for` / `scf.if` /
+    `scf.while`, so a quantized tensor may be a function argument or result,
+    a loop-carried value or a conditional's result; `qopt.assemble` and
+    `qopt.disassemble` vanish. This step is a dialect conversion in which
+    QOpt is illegal (parameters and the random key excepted, which
+    `qopt-params-to-arguments` handles): a QOpt op the pass cannot lower
+    (`qopt.quantize`, double-quantized scales, float formats in storage,
+    Hadamard orders m·2^k, …) is an error naming the op and why.
 
     Sizes the types leave open are checked at run time: where an input's
     dimension is dynamic but must equal a weight's (a linear layer's or
-    adapter's K, a norm's scale and bias, SmoothQuant's scales), a
-    `cf.assert` naming the node stops the run instead of reading out of
-    bounds.
+    adapter's K, a norm's scale and bias, SmoothQuant's scales, the scales
+    of a quantized tensor of dynamic shape), a `cf.assert` naming the node
+    stops the run instead of reading out of bounds.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::cf::ControlFlowDialect",

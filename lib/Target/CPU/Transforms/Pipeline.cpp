@@ -35,6 +35,9 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   // Plain row-major results, so the runtime can hand them out as arrays.
   bufferize.functionBoundaryTypeConversion =
       bufferization::LayoutMapOption::IdentityLayoutMap;
+  // Loops carry new values (a layer's output, a quantized weight chosen per
+  // step) in fresh buffers.
+  bufferize.allowReturnAllocsFromLoops = true;
   pm.addPass(bufferization::createOneShotBufferizePass(bufferize));
   // Frees every intermediate buffer; returned buffers belong to the caller
   // (copied when they would alias an argument or a constant).

@@ -1,0 +1,70 @@
+// RUN: qopt-opt %s -split-input-file -verify-diagnostics --convert-qopt-to-linalg
+
+// What the lowering cannot handle is an error at this pass, naming the op
+// and why, not a failure later in bufferization.
+
+func.func @dequantize_double(%q: !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>) -> tensor<4x64xf32> {
+  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: double-quantized scales are not lowered yet}}
+  %0 = qopt.dequantize %q : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>> -> tensor<4x64xf32>
+  return %0 : tensor<4x64xf32>
+}
+
+// -----
+
+func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
+  // expected-error @+1 {{'qopt.hadamard' could not be lowered to linalg: Hadamard transforms are lowered for static power-of-two sizes only}}
+  %0 = qopt.hadamard %x : (tensor<2x12xf32>) -> tensor<2x12xf32>
+  return %0 : tensor<2x12xf32>
+}
+
+// -----
+
+func.func @quantize(%x: tensor<4x64xf32>) -> !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32> {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: quantizing at run time is not lowered yet}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+  return %0 : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+}
+
+// -----
+
+!f8 = !qopt.qtensor<8x64, #qopt.float<f8E4M3FN>, #qopt.per_channel<0>, scales = f32>
+func.func @linear_fp8(%x: tensor<2x64xf32>, %w: !f8) -> tensor<2x8xf32> {
+  // expected-error @+1 {{'qopt.linear' could not be lowered to linalg: its quantized weight: float formats in storage are not lowered yet}}
+  %0 = qopt.linear %x, %w : (tensor<2x64xf32>, !f8) -> tensor<2x8xf32>
+  return %0 : tensor<2x8xf32>
+}
+
+// -----
+
+!q3 = !qopt.qtensor<8x64, #qopt.int<3>, #qopt.per_channel<0>, scales = f32>
+func.func @lora_int3(%x: tensor<2x64xf32>, %w: !q3, %a: tensor<4x64xf32>, %b: tensor<8x4xf32>) -> tensor<2x8xf32> {
+  // expected-error @+1 {{'qopt.lora' could not be lowered to linalg: its quantized weight: 3-bit codes (rows packed across bytes) are not lowered yet}}
+  %0 = qopt.lora %x, %w, %a, %b alpha = 8.0 : (tensor<2x64xf32>, !q3, tensor<4x64xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
+  return %0 : tensor<2x8xf32>
+}
+
+// -----
+
+!pk = !qopt.qtensor<8x?, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>
+func.func @dynamic_packed(%w: !pk) -> tensor<8x?xf32> {
+  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: a dynamic innermost dimension packed 2 codes per byte has no known size}}
+  %0 = qopt.dequantize %w : !pk -> tensor<8x?xf32>
+  return %0 : tensor<8x?xf32>
+}
+
+// -----
+
+!blk = !qopt.qtensor<?x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+func.func @dynamic_block(%w: !blk) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: per_block scales need a static shape}}
+  %0 = qopt.dequantize %w : !blk -> tensor<?x64xf32>
+  return %0 : tensor<?x64xf32>
+}
+
+// -----
+
+func.func @fake_quant_block(%x: tensor<?x64xf32>, %s: tensor<?xf32>) -> tensor<?x64xf32> {
+  // expected-error @+1 {{'qopt.fake_quant' could not be lowered to linalg: per_block granularity needs static shapes}}
+  %0 = qopt.fake_quant %x scale %s format(#qopt.int<8>) granularity(#qopt.per_block<64>) : (tensor<?x64xf32>, tensor<?xf32>) -> tensor<?x64xf32>
+  return %0 : tensor<?x64xf32>
+}
