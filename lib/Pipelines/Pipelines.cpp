@@ -31,6 +31,7 @@ void mlir::qopt::buildGraphPipeline(OpPassManager &pm) {
 void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
                                       const CPUPipelineOptions &options) {
   buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  pm.addPass(createQOptRelayoutQuantizedWeightsPass());
   buildGraphPipeline(pm);
   CPUCodegenOptions codegen;
   codegen.blas = options.blas;
@@ -44,6 +45,11 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   auto start = std::chrono::steady_clock::now();
   PassManager pm(module.getContext());
   buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  // QDQ weights become the layers' quantized N×K weights; their data is
+  // read from the model's folder.
+  QOptRelayoutQuantizedWeightsPassOptions relayout;
+  relayout.modelDir = target.modelDir;
+  pm.addPass(createQOptRelayoutQuantizedWeightsPass(relayout));
   buildGraphPipeline(pm);
   if (failed(pm.run(module)))
     return failure();

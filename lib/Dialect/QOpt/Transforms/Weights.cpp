@@ -92,22 +92,78 @@ FailureOr<dense::Matrix> WeightReader::readMatrix(ParamOp param,
   }
   dense::Matrix matrix = matrixShapedLike(type);
   size_t count = matrix.data.size();
-  auto external = cast<ExternalDataAttr>(*init);
-  SmallString<256> path(modelDir);
-  llvm::sys::path::append(path, external.getLocation());
-  auto buffer = llvm::MemoryBuffer::getFileSlice(
-      path, external.getLength(), external.getOffset(), /*IsVolatile=*/false);
-  if (!buffer)
-    return fail() << "cannot be read: '" << path
-                  << "': " << buffer.getError().message(),
-           failure();
-  if ((*buffer)->getBufferSize() != count * dense::floatKindBytes(*kind))
-    return fail() << "cannot be read: '" << path
-                  << "' is shorter than the parameter",
-           failure();
+  auto buffer = readExternal(param, cast<ExternalDataAttr>(*init),
+                             count * dense::floatKindBytes(*kind), user);
+  if (failed(buffer))
+    return failure();
   dense::decodeFloats(*kind, (*buffer)->getBufferStart(), count,
                       matrix.data.data());
   return matrix;
+}
+
+FailureOr<std::unique_ptr<llvm::MemoryBuffer>>
+WeightReader::readExternal(ParamOp param, ExternalDataAttr external,
+                           size_t size, Operation *user) {
+  SmallString<256> path(modelDir);
+  llvm::sys::path::append(path, external.getLocation());
+  // A slice past the end of the file would read as zeros.
+  uint64_t fileSize = 0;
+  if (!llvm::sys::fs::file_size(path, fileSize) &&
+      fileSize < external.getOffset() + size)
+    return user->emitError()
+               << "parameter @" << param.getSymName() << " cannot be read: '"
+               << path << "' is shorter than the parameter",
+           failure();
+  auto buffer = llvm::MemoryBuffer::getFileSlice(
+      path, external.getLength(), external.getOffset(), /*IsVolatile=*/false);
+  if (!buffer)
+    return user->emitError()
+               << "parameter @" << param.getSymName() << " cannot be read: '"
+               << path << "': " << buffer.getError().message(),
+           failure();
+  if ((*buffer)->getBufferSize() != size)
+    return user->emitError()
+               << "parameter @" << param.getSymName() << " cannot be read: '"
+               << path << "' is shorter than the parameter",
+           failure();
+  return std::move(*buffer);
+}
+
+FailureOr<std::vector<char>> WeightReader::readBytes(ParamOp param,
+                                                     Operation *user) {
+  RankedTensorType type = param.getTensorType();
+  auto fail = [&]() {
+    return user->emitError() << "parameter @" << param.getSymName() << " ";
+  };
+  Type element = type.getElementType();
+  if (!element.isIntOrFloat() || element.getIntOrFloatBitWidth() % 8)
+    return fail() << "has element type " << element
+                  << ", not whole bytes per element",
+           failure();
+  size_t size = type.getNumElements() * (element.getIntOrFloatBitWidth() / 8);
+  std::optional<Attribute> init = param.getInitialValue();
+  if (!init)
+    return fail() << "has no data (it is given at run time)", failure();
+  if (auto data = dyn_cast<ElementsAttr>(*init)) {
+    if (auto elements = dyn_cast<DenseElementsAttr>(data);
+        elements && elements.isSplat()) {
+      ArrayRef<char> one = elements.getRawData();
+      std::vector<char> bytes(size);
+      for (size_t i = 0; i < size; i += one.size())
+        std::copy(one.begin(), one.end(), bytes.begin() + i);
+      return bytes;
+    }
+    std::optional<ArrayRef<char>> raw = getRawBytes(data);
+    if (!raw || raw->size() != size)
+      return fail() << "has data this pass cannot read (an elided resource?)",
+             failure();
+    return std::vector<char>(raw->begin(), raw->end());
+  }
+  auto buffer = readExternal(param, cast<ExternalDataAttr>(*init), size, user);
+  if (failed(buffer))
+    return failure();
+  return std::vector<char>((*buffer)->getBufferStart(),
+                           (*buffer)->getBufferEnd());
 }
 
 /// `size` zeroed bytes in an unlinked temporary file, mapped read-write:

@@ -77,6 +77,54 @@ def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qopt::QOptDialect"];
 }
 
+def QOptRelayoutQuantizedWeightsPass
+    : Pass<"qopt-relayout-quantized-weights", "::mlir::ModuleOp"> {
+  let summary = "Stores QDQ-quantized MatMul weights as the layer's N×K "
+                "quantized weight";
+  let description = [{
+    A QDQ export quantizes a `MatMul` weight as stored, K×N with one scale
+    per output column (`DequantizeLinear(W_int8, scales, axis = 1)`), so
+    raising gives `qopt.linear(x, transpose(dequantize(q)))`: a linear
+    layer with a float weight dequantized and transposed on every run. This
+    pass writes the codes transposed, N×K, into a new parameter (a
+    `dense_resource` blob computed at compile time from the parameter's
+    data: inline, resource or `#qopt.external` in `model-dir`) and gives
+    the layer the quantized weight itself,
+    `qopt.linear(x, assemble(codesᵀ, scales) : !qopt.qtensor<N×K, …,
+    #qopt.per_channel<0>>)` — what a quantized layer looks like to the
+    passes and kernels that follow. The scales and zero points are shared
+    unchanged. The new parameter is named `<module>.weight` after the
+    layer's module path (else `<codes>.nk`); the K×N codes are removed when
+    nothing else reads them.
+
+    Rewritten: `qopt.linear` and `qopt.lora` whose weight is a 2-D transpose
+    of `qopt.dequantize` of a `qopt.assemble` of a parameter's 8-bit codes,
+    per tensor or per channel along N. Codes given at run time (a
+    parameter without data) keep the transpose. Data that cannot be read is
+    an error naming the parameter.
+
+    ```mlir
+    // Before
+    %q = qopt.assemble %w, %s : (tensor<16x8xi8>, tensor<8xf32>)
+        -> !qopt.qtensor<16x8, #qopt.int<8>, #qopt.per_channel<1>, scales = f32>
+    %d = qopt.dequantize %q : ... -> tensor<16x8xf32>
+    %t = linalg.transpose ins(%d : tensor<16x8xf32>) outs(...) permutation = [1, 0]
+    %y = qopt.linear %x, %t module "fc" : ...
+    // After: @fc.weight = dense_resource<…> holds the codes transposed
+    %c = qopt.load_param @fc.weight : tensor<8x16xi8>
+    %q2 = qopt.assemble %c, %s : (tensor<8x16xi8>, tensor<8xf32>)
+        -> !qopt.qtensor<8x16, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+    %y = qopt.linear %x, %q2 module "fc" : ...
+    ```
+  }];
+  let options = [
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from (the "
+           "model's folder; default: the working directory)">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+}
+
 def QOptMaterializeParamsPass : Pass<"qopt-materialize-params",
                                      "::mlir::ModuleOp"> {
   let summary = "Replaces reads of inline parameters by constants";

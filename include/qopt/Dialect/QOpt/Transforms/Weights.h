@@ -21,9 +21,11 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/SymbolTable.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace mlir::qopt {
 
@@ -53,7 +55,16 @@ public:
   /// cannot be read) an error naming the parameter is emitted at `user`.
   FailureOr<::qopt::dense::Matrix> readMatrix(ParamOp param, Operation *user);
 
+  /// The raw little-endian bytes of `param`, whose elements are whole bytes
+  /// (integers or floats of 8, 16, … bits). Errors as for readMatrix.
+  FailureOr<std::vector<char>> readBytes(ParamOp param, Operation *user);
+
 private:
+  /// The `#qopt.external` byte range of `param`, `size` bytes long.
+  FailureOr<std::unique_ptr<llvm::MemoryBuffer>>
+  readExternal(ParamOp param, ExternalDataAttr external, size_t size,
+               Operation *user);
+
   std::string modelDir;
 };
 
