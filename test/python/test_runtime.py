@@ -86,7 +86,7 @@ def test_run_time_checks(compiled):
     np.testing.assert_allclose(h, np.load(compiled / "h_ref.npy"), rtol=1e-6)
     np.testing.assert_array_equal(h, h_copy)
     with pytest.raises(ValueError, match=r"the model stopped: node '/embed/Gather' "
-                                           r"\(Gather, opset 17\): an index into axis 0 is "
+                                           r"\(qopt.embedding\): an id is "
                                            r"out of range \(valid: -10 to 9\)"):
         m.run(ids=np.array([[10]], np.int64))
     h, _ = m.run(ids=np.array([[-1]], np.int64))  # the last row

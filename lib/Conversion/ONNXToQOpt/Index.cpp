@@ -7,6 +7,8 @@
 
 #include "Patterns.h"
 
+#include "qopt/Conversion/Utils/LinalgBuilders.h"
+
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
@@ -80,28 +82,20 @@ LogicalResult convertGather(ONNXNodeOp op, OpBuilder &b,
                           "an index into axis " + Twine(*axis))))
     return failure();
   SmallVector<utils::IteratorType> par(outRank, utils::IteratorType::parallel);
-  Value result =
-      linalg::GenericOp::create(
-          b, loc, init.getType(), indices, init, maps, par,
-          [&](OpBuilder &nb, Location l, ValueRange args) {
-            Value idx =
-                arith::IndexCastOp::create(nb, l, nb.getIndexType(), args[0]);
-            // Negative indices count from the end.
-            Value zero = arith::ConstantIndexOp::create(nb, l, 0);
-            Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt,
-                                              idx, zero);
-            idx = arith::SelectOp::create(
-                nb, l, neg, arith::AddIOp::create(nb, l, idx, axisSize), idx);
-            SmallVector<Value> coords;
-            for (int64_t d = 0; d < *axis; ++d)
-              coords.push_back(linalg::IndexOp::create(nb, l, d));
-            coords.push_back(idx);
-            for (int64_t d = *axis + q; d < outRank; ++d)
-              coords.push_back(linalg::IndexOp::create(nb, l, d));
-            Value v = tensor::ExtractOp::create(nb, l, data, coords);
-            linalg::YieldOp::create(nb, l, v);
-          })
-          .getResult(0);
+  Value result = linalg::GenericOp::create(
+                     b, loc, init.getType(), indices, init, maps, par,
+                     [&](OpBuilder &nb, Location l, ValueRange args) {
+                       Value idx = createWrappedIndex(nb, l, args[0], axisSize);
+                       SmallVector<Value> coords;
+                       for (int64_t d = 0; d < *axis; ++d)
+                         coords.push_back(linalg::IndexOp::create(nb, l, d));
+                       coords.push_back(idx);
+                       for (int64_t d = *axis + q; d < outRank; ++d)
+                         coords.push_back(linalg::IndexOp::create(nb, l, d));
+                       Value v = tensor::ExtractOp::create(nb, l, data, coords);
+                       linalg::YieldOp::create(nb, l, v);
+                     })
+                     .getResult(0);
   results.push_back(result);
   return success();
 }

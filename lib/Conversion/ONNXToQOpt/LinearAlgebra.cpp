@@ -20,6 +20,29 @@ using namespace mlir::qopt::onnx;
 // MatMul / Gemm
 //===----------------------------------------------------------------------===//
 
+/// `v` without the dimensions `exprs` index with the constant 0 (size-1
+/// dimensions that numpy broadcasting expands), and `exprs` without them.
+static Value dropBroadcastUnitDims(OpBuilder &b, Location loc, Value v,
+                                   SmallVectorImpl<AffineExpr> &exprs) {
+  auto type = cast<RankedTensorType>(v.getType());
+  SmallVector<int64_t> shape;
+  SmallVector<AffineExpr> kept;
+  for (auto [d, e] : llvm::enumerate(exprs))
+    if (!isa<AffineConstantExpr>(e)) {
+      shape.push_back(type.getDimSize(d));
+      kept.push_back(e);
+    }
+  if (kept.size() == exprs.size())
+    return v;
+  SmallVector<OpFoldResult> offsets(type.getRank(), b.getIndexAttr(0));
+  SmallVector<OpFoldResult> strides(type.getRank(), b.getIndexAttr(1));
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, v);
+  exprs.assign(kept.begin(), kept.end());
+  return tensor::ExtractSliceOp::create(
+      b, loc, RankedTensorType::get(shape, type.getElementType()), v, offsets,
+      sizes, strides);
+}
+
 LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
                                             Value lhs, Value rhs,
                                             SmallVectorImpl<Value> &results) {
@@ -123,6 +146,10 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
   outExprs.append({m, n});
   outSizes.push_back(lhsSizes[lhsBatch]);
   outSizes.push_back(rhsSizes[rhsBatch + 1]);
+  // A named product broadcasts by leaving a loop out of an operand's map:
+  // size-1 batch dimensions the other operand broadcasts are sliced away.
+  lhs = dropBroadcastUnitDims(b, loc, lhs, lhsExprs);
+  rhs = dropBroadcastUnitDims(b, loc, rhs, rhsExprs);
   MLIRContext *ctx = b.getContext();
   SmallVector<AffineMap> maps = {AffineMap::get(numLoops, 0, lhsExprs, ctx),
                                  AffineMap::get(numLoops, 0, rhsExprs, ctx),
@@ -133,9 +160,7 @@ LogicalResult mlir::qopt::onnx::buildMatMul(ONNXNodeOp op, OpBuilder &b,
   Value init =
       createFilledTensor(b, loc, outSizes, accumulatorType(b, element), 0);
   Value result =
-      linalg::GenericOp::create(b, loc, init.getType(), ValueRange{lhs, rhs},
-                                init, maps, iterators, buildMulAddBody)
-          .getResult(0);
+      createMulAddContraction(b, loc, lhs, rhs, init, maps, iterators);
   result = fromAccumulator(b, loc, result, element);
   if (lhsVector || rhsVector) {
     SmallVector<OpFoldResult> sizes(outSizes.begin(), outSizes.end() - 2);
@@ -200,10 +225,7 @@ LogicalResult convertGemm(ONNXNodeOp op, OpBuilder &b,
                                                 utils::IteratorType::reduction};
   Value init = createFilledTensor(b, loc, {mSize, nSize},
                                   accumulatorType(b, element), 0);
-  Value product =
-      linalg::GenericOp::create(b, loc, init.getType(), ValueRange{a, w}, init,
-                                maps, iterators, buildMulAddBody)
-          .getResult(0);
+  Value product = createMulAddContraction(b, loc, a, w, init, maps, iterators);
   product = fromAccumulator(b, loc, product, element);
   if (alpha == 1.0 && (!c || beta == 0.0)) {
     results.push_back(product);

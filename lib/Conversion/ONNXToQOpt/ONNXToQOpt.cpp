@@ -211,6 +211,8 @@ struct ConvertONNXToQOptPass
     StringRef type = op.getOpType();
     if (type == "MatMul" || type == "Gemm")
       return raiseLinear(op, rewriter, gone);
+    if (type == "Gather")
+      return raiseEmbedding(op, rewriter, gone);
     if (type == "Pow" || type == "Mul")
       if (ONNXNodeOp root = findRMSNormRoot(op))
         if (succeeded(raiseRMSNorm(root, rewriter, gone)))

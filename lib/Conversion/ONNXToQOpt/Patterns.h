@@ -187,6 +187,8 @@ LogicalResult raiseGelu(ONNXNodeOp root, RewriterBase &rewriter,
                         SmallVectorImpl<Operation *> &erased);
 LogicalResult raiseSiLU(ONNXNodeOp mul, RewriterBase &rewriter,
                         SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseEmbedding(ONNXNodeOp gather, RewriterBase &rewriter,
+                             SmallVectorImpl<Operation *> &erased);
 /// The final Mul of an RMSNorm chain that starts at `square`, if any.
 ONNXNodeOp findRMSNormRoot(ONNXNodeOp square);
 

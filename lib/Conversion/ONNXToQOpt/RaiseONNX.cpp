@@ -324,6 +324,32 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
   }
 }
 
+/// Gather(W, ids, axis = 0) of a 2-D float parameter -> qopt.embedding.
+LogicalResult
+mlir::qopt::onnx::raiseEmbedding(ONNXNodeOp op, RewriterBase &rewriter,
+                                 SmallVectorImpl<Operation *> &erased) {
+  // Raising runs before conversion checks the node against its schema.
+  if (op.getOpType() != "Gather" || !op.getDomain().empty() ||
+      op.getInputs().size() != 2 || op->getNumResults() != 1)
+    return failure();
+  LoadParamOp table = paramOfRank(op.getInputs()[0], 2);
+  auto ids = rankedType(op.getInputs()[1]);
+  int64_t axis = getIntAttr(op, "axis", 0);
+  if (!table || !isRankedFloat(table) || !ids ||
+      !ids.getElementType().isSignlessInteger() || (axis != 0 && axis != -2))
+    return failure();
+  SmallVector<int64_t> shape(ids.getShape());
+  shape.push_back(table.getType().getDimSize(1));
+  auto type = RankedTensorType::get(shape, table.getType().getElementType());
+  rewriter.setInsertionPoint(op);
+  Value y = EmbeddingOp::create(rewriter, op.getLoc(), type, op.getInputs()[1],
+                                table, moduleName(op, table));
+  replaceRoot(rewriter, op, y);
+  erased.push_back(op);
+  rewriter.eraseOp(op);
+  return success();
+}
+
 /// x / sqrt(mean(x^2, -1) + eps) * gamma -> qopt.rms_norm, rooted at the
 /// final Mul.
 LogicalResult
@@ -618,7 +644,8 @@ struct QOptRaiseONNXPass
     ParamLookupScope symbols;
     RewritePatternSet patterns(&getContext());
     patterns.add<RaiseLinear, RaiseRMSNorm, RaisePattern<raiseGelu>,
-                 RaisePattern<raiseSiLU>>(&getContext());
+                 RaisePattern<raiseSiLU>, RaisePattern<raiseEmbedding>>(
+        &getContext());
     // Before RMSNorm, which would otherwise take the final Mul of a
     // LayerNorm without beta.
     patterns.add<RaisePattern<raiseLayerNorm>>(&getContext(), /*benefit=*/2);

@@ -8,6 +8,8 @@
 
 #include "Patterns.h"
 
+#include "qopt/Conversion/Utils/LinalgBuilders.h"
+
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 
@@ -361,31 +363,9 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
 // Softmax / LogSoftmax
 //===----------------------------------------------------------------------===//
 
-/// y = op(x, r) where r was reduced over `axis` (without keepdims).
-Value combineWithReduced(
-    OpBuilder &b, Location loc, Value x, Value r, int64_t axis,
-    function_ref<Value(OpBuilder &, Location, Value, Value)> fn) {
-  auto type = rankedType(x);
-  int64_t rank = type.getRank();
-  SmallVector<AffineExpr> rExprs;
-  for (int64_t d = 0; d < rank; ++d)
-    if (d != axis)
-      rExprs.push_back(b.getAffineDimExpr(d));
-  SmallVector<AffineMap> maps = {
-      b.getMultiDimIdentityMap(rank),
-      AffineMap::get(rank, 0, rExprs, b.getContext()),
-      b.getMultiDimIdentityMap(rank)};
-  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
-                                       type.getElementType());
-  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{x, r}, init, maps, par,
-             [&](OpBuilder &nb, Location l, ValueRange args) {
-               linalg::YieldOp::create(nb, l, fn(nb, l, args[0], args[1]));
-             })
-      .getResult(0);
-}
-
+/// Softmax becomes `linalg.softmax`, so that later passes (autodiff, fused
+/// attention, kernel selection) see it; it is lowered late, per target.
+/// LogSoftmax has no upstream op: its stable form directly.
 LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
                       SmallVectorImpl<Value> &results, bool logSoftmax) {
   Location loc = op.getLoc();
@@ -397,34 +377,15 @@ LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
       normalizeAxis(op, getIntAttr(op, "axis", -1), type.getRank());
   if (failed(axis))
     return failure();
-  // exp(x - max) / sum(exp(x - max)), stable for large inputs.
-  Value max = reduce(b, loc, x, *axis, false, ReduceKind::Max);
-  Value shifted = combineWithReduced(
-      b, loc, x, max, *axis, [](OpBuilder &nb, Location l, Value v, Value m) {
-        return Value(arith::SubFOp::create(nb, l, v, m));
-      });
-  SmallVector<Value> exps;
-  FailureOr<Value> e =
-      buildElementwise(op, b, shifted, type.getElementType(),
-                       [](OpBuilder &nb, Location l, ValueRange a) -> Value {
-                         return math::ExpOp::create(nb, l, a[0]);
-                       });
-  if (failed(e))
-    return failure();
-  Value sum = reduce(b, loc, *e, *axis, false, ReduceKind::Sum);
-  Value result =
-      logSoftmax
-          ? combineWithReduced(b, loc, shifted, sum, *axis,
-                               [](OpBuilder &nb, Location l, Value v, Value s) {
-                                 return Value(arith::SubFOp::create(
-                                     nb, l, v, math::LogOp::create(nb, l, s)));
-                               })
-          : combineWithReduced(b, loc, *e, sum, *axis,
-                               [](OpBuilder &nb, Location l, Value v, Value s) {
-                                 return Value(
-                                     arith::DivFOp::create(nb, l, v, s));
-                               });
-  results.push_back(result);
+  if (logSoftmax) {
+    results.push_back(createSoftmax(b, loc, x, *axis, /*log=*/true));
+    return success();
+  }
+  Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
+                                       type.getElementType());
+  results.push_back(
+      linalg::SoftmaxOp::create(b, loc, TypeRange{type}, x, init, *axis)
+          .getResult()[0]);
   return success();
 }
 

@@ -8,6 +8,8 @@
 
 #include "Patterns.h"
 
+#include "qopt/Conversion/Utils/LinalgBuilders.h"
+
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -262,45 +264,7 @@ LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
                              << " to " << *staticSize - 1 << ")";
     return success();
   }
-  auto type = cast<RankedTensorType>(indices.getType());
-  auto element = cast<IntegerType>(type.getElementType());
-  // min and max over all indices, then one comparison each against size.
-  auto scalarType = RankedTensorType::get({}, element);
-  auto fill = [&](int64_t v) {
-    Value c = arith::ConstantOp::create(b, loc, b.getIntegerAttr(element, v));
-    Value init = tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{}, element);
-    return linalg::FillOp::create(b, loc, c, init).getResult(0);
-  };
-  unsigned width = element.getWidth();
-  int64_t maxValue = width >= 64 ? std::numeric_limits<int64_t>::max()
-                                 : (int64_t(1) << (width - 1)) - 1;
-  int64_t minValue = width >= 64 ? std::numeric_limits<int64_t>::min()
-                                 : -(int64_t(1) << (width - 1));
-  int64_t rank = type.getRank();
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
-                                 AffineMap::get(rank, 0, {}, b.getContext()),
-                                 AffineMap::get(rank, 0, {}, b.getContext())};
-  SmallVector<utils::IteratorType> iterators(rank,
-                                             utils::IteratorType::reduction);
-  auto reduce = linalg::GenericOp::create(
-      b, loc, TypeRange{scalarType, scalarType}, indices,
-      ValueRange{fill(maxValue), fill(minValue)}, maps, iterators,
-      [&](OpBuilder &nb, Location l, ValueRange a) {
-        linalg::YieldOp::create(
-            nb, l,
-            ValueRange{arith::MinSIOp::create(nb, l, a[0], a[1]),
-                       arith::MaxSIOp::create(nb, l, a[0], a[2])});
-      });
-  Value lo = tensor::ExtractOp::create(b, loc, reduce.getResult(0));
-  Value hi = tensor::ExtractOp::create(b, loc, reduce.getResult(1));
-  lo = arith::IndexCastOp::create(b, loc, b.getIndexType(), lo);
-  hi = arith::IndexCastOp::create(b, loc, b.getIndexType(), hi);
-  Value negSize = arith::SubIOp::create(
-      b, loc, arith::ConstantIndexOp::create(b, loc, 0), size);
-  Value ok = arith::AndIOp::create(
-      b, loc,
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, lo, negSize),
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, hi, size));
+  Value ok = createIndicesInRange(b, loc, indices, size);
   std::string range;
   if (staticSize)
     range = (" (valid: " + Twine(-*staticSize) + " to " +

@@ -14,6 +14,7 @@
 
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include <cmath>
+#include <limits>
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_CONVERTQOPTTOLINALGPASS
@@ -402,6 +403,17 @@ LogicalResult dequantizeWeight(PatternRewriter &rewriter, OpTy op) {
   return success();
 }
 
+/// Replaces `op` by `y`, cast to the op's declared type where that is more
+/// static than `y`'s.
+LogicalResult replaceWithCast(PatternRewriter &rewriter, Operation *op,
+                              Value y) {
+  Type type = op->getResult(0).getType();
+  if (y.getType() != type)
+    y = tensor::CastOp::create(rewriter, op->getLoc(), type, y);
+  rewriter.replaceOp(op, y);
+  return success();
+}
+
 struct LowerDequantize : OpRewritePattern<DequantizeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(DequantizeOp op,
@@ -410,12 +422,7 @@ struct LowerDequantize : OpRewritePattern<DequantizeOp> {
         dequantize(rewriter, op, op.getInput(), op.getType().getElementType());
     if (failed(w))
       return rewriter.notifyMatchFailure(op, "format not lowered yet");
-    Value result = *w;
-    if (result.getType() != op.getType())
-      result =
-          tensor::CastOp::create(rewriter, op.getLoc(), op.getType(), result);
-    rewriter.replaceOp(op, result);
-    return success();
+    return replaceWithCast(rewriter, op, *w);
   }
 };
 
@@ -450,10 +457,7 @@ struct LowerLinear : OpRewritePattern<LinearOp> {
           [](OpBuilder &, Location, ValueRange a) { return a[0]; });
     }
     Value y = createContractLast(rewriter, loc, x, op.getWeight(), init);
-    if (y.getType() != op.getType())
-      y = tensor::CastOp::create(rewriter, loc, op.getType(), y);
-    rewriter.replaceOp(op, y);
-    return success();
+    return replaceWithCast(rewriter, op, y);
   }
 };
 
@@ -624,10 +628,7 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
                               return out;
                             });
     }
-    if (y.getType() != op.getType())
-      y = tensor::CastOp::create(rewriter, loc, op.getType(), y);
-    rewriter.replaceOp(op, y);
-    return success();
+    return replaceWithCast(rewriter, op, y);
   }
 };
 
@@ -915,6 +916,234 @@ struct LowerSiLU : OpRewritePattern<SiLUOp> {
   }
 };
 
+/// out[b, h, i, n] = Σ_k lhs[b, h, i, k] · rhs[b, h / group, (k, n) or
+/// (n, k)], accumulated in f32 from zero: a named product (grouped heads
+/// read through h / group are a linalg.generic).
+Value headProduct(OpBuilder &b, Location loc, Value lhs, Value rhs,
+                  int64_t group, bool rhsTransposed, OpFoldResult nSize) {
+  MLIRContext *ctx = b.getContext();
+  SmallVector<OpFoldResult> ls = tensor::getMixedSizes(b, loc, lhs);
+  AffineExpr bd = b.getAffineDimExpr(0), h = b.getAffineDimExpr(1),
+             i = b.getAffineDimExpr(2), n = b.getAffineDimExpr(3),
+             k = b.getAffineDimExpr(4);
+  AffineExpr kvHead = group == 1 ? h : h.floorDiv(group);
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(5, 0, {bd, h, i, k}, ctx),
+      AffineMap::get(5, 0,
+                     rhsTransposed ? ArrayRef<AffineExpr>{bd, kvHead, n, k}
+                                   : ArrayRef<AffineExpr>{bd, kvHead, k, n},
+                     ctx),
+      AffineMap::get(5, 0, {bd, h, i, n}, ctx)};
+  Value init = createFilledTensor(b, loc, {ls[0], ls[1], ls[2], nSize},
+                                  b.getF32Type(), 0);
+  SmallVector<utils::IteratorType> it(4, utils::IteratorType::parallel);
+  it.push_back(utils::IteratorType::reduction);
+  return createMulAddContraction(b, loc, lhs, rhs, init, maps, it);
+}
+
+struct LowerAttention : OpRewritePattern<AttentionOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(AttentionOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
+    Value mask = op.getMask();
+    auto qType = op.getQuery().getType();
+    int64_t group = qType.getDimSize(1) / op.getKey().getType().getDimSize(1);
+    // The products assume these sizes agree where the types leave it open.
+    checkSameSize(rewriter, op, q, 0, k, 0,
+                  "Q and K have different batch sizes");
+    checkSameSize(rewriter, op, k, 0, v, 0,
+                  "K and V have different batch sizes");
+    checkSameSize(rewriter, op, q, 3, k, 3,
+                  "Q and K have different head sizes");
+    checkSameSize(rewriter, op, k, 2, v, 2,
+                  "K and V have different sequence lengths");
+    // Scores [B, Hq, S, L]: each of their dimensions and where it comes from.
+    std::pair<Value, int64_t> scoreDims[4] = {{q, 0}, {q, 1}, {q, 2}, {k, 2}};
+    MLIRContext *ctx = rewriter.getContext();
+    AffineMap full = rewriter.getMultiDimIdentityMap(4);
+    SmallVector<AffineMap> maps = {full};
+    SmallVector<Value> inputs;
+    OpFoldResult kvLen = tensor::getMixedSizes(rewriter, loc, k)[2];
+    Value scores =
+        headProduct(rewriter, loc, q, k, group, /*rhsTransposed=*/true, kvLen);
+    inputs.push_back(scores);
+    bool boolMask = false;
+    if (mask) {
+      // Aligned right; a static 1 broadcasts, any other size must match.
+      auto mType = cast<RankedTensorType>(mask.getType());
+      int64_t offset = 4 - mType.getRank();
+      SmallVector<AffineExpr> exprs;
+      for (int64_t d = 0; d < mType.getRank(); ++d) {
+        auto [source, dim] = scoreDims[offset + d];
+        bool broadcasts =
+            mType.getDimSize(d) == 1 &&
+            cast<RankedTensorType>(source.getType()).getDimSize(dim) != 1;
+        exprs.push_back(broadcasts ? rewriter.getAffineConstantExpr(0)
+                                   : rewriter.getAffineDimExpr(offset + d));
+        if (!broadcasts)
+          checkSameSize(rewriter, op, mask, d, source, dim,
+                        "attn_mask does not broadcast to the scores");
+      }
+      maps.push_back(AffineMap::get(4, 0, exprs, ctx));
+      inputs.push_back(mask);
+      boolMask = mType.getElementType().isInteger(1);
+    }
+    double scale = op.getScaleValue();
+    std::optional<double> softcap;
+    if (std::optional<APFloat> cap = op.getSoftcap())
+      softcap = cap->convertToDouble();
+    bool causal = op.getCausal();
+    double negInf = -std::numeric_limits<double>::infinity();
+    // scale, softcap, mask, causal: the masked scores in f32.
+    Value like = tensor::EmptyOp::create(
+        rewriter, loc, tensor::getMixedSizes(rewriter, loc, scores),
+        rewriter.getF32Type());
+    Value x = createElementwise(
+        rewriter, loc, like, inputs, maps,
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          auto c = [&](double d) { return f32Const(nb, l, d); };
+          Value s = arith::MulFOp::create(nb, l, a[0], c(scale));
+          if (softcap)
+            s = arith::MulFOp::create(
+                nb, l,
+                math::TanhOp::create(
+                    nb, l, arith::DivFOp::create(nb, l, s, c(*softcap))),
+                c(*softcap));
+          if (a.size() > 1)
+            s = boolMask
+                    ? Value(arith::SelectOp::create(nb, l, a[1], s, c(negInf)))
+                    : Value(arith::AddFOp::create(nb, l, s,
+                                                  castToF32(nb, l, a[1])));
+          if (causal) {
+            Value i = linalg::IndexOp::create(nb, l, 2);
+            Value j = linalg::IndexOp::create(nb, l, 3);
+            Value allowed =
+                arith::CmpIOp::create(nb, l, arith::CmpIPredicate::ule, j, i);
+            s = arith::SelectOp::create(nb, l, allowed, s, c(negInf));
+          }
+          return s;
+        });
+    // Softmax over keys; a row with every score -inf gives 0.
+    auto rowReduce =
+        [&](ValueRange extra, double initValue,
+            function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+          return createTrailingReduction(rewriter, loc, x, /*axis=*/3,
+                                         /*keepDims=*/true, extra, initValue,
+                                         body);
+        };
+    Value rowMax = rowReduce(
+        {}, negInf, [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          return arith::MaximumFOp::create(nb, l, a[0], a[1]);
+        });
+    auto safeMax = [&](OpBuilder &nb, Location l, Value m) -> Value {
+      Value isInf = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, m,
+                                          f32Const(nb, l, negInf));
+      return arith::SelectOp::create(nb, l, isInf, f32Const(nb, l, 0), m);
+    };
+    Value rowSum = rowReduce(
+        {rowMax}, 0.0, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value e = math::ExpOp::create(
+              nb, l, arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
+          return arith::AddFOp::create(nb, l, a[2], e);
+        });
+    AffineExpr d0, d1, d2;
+    bindDims(ctx, d0, d1, d2);
+    AffineMap row = AffineMap::get(
+        4, 0, {d0, d1, d2, rewriter.getAffineConstantExpr(0)}, ctx);
+    Value probs = createElementwise(
+        rewriter, loc, x, {x, rowMax, rowSum}, {full, row, row},
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value e = math::ExpOp::create(
+              nb, l, arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
+          Value isZero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
+                                               a[2], f32Const(nb, l, 0));
+          Value sum =
+              arith::SelectOp::create(nb, l, isZero, f32Const(nb, l, 1), a[2]);
+          return arith::DivFOp::create(nb, l, e, sum);
+        });
+    OpFoldResult vDim = tensor::getMixedSizes(rewriter, loc, v)[3];
+    Value y = headProduct(rewriter, loc, probs, v, group,
+                          /*rhsTransposed=*/false, vDim);
+    Type element = op.getType().getElementType();
+    if (!element.isF32())
+      y = createElementwise(
+          rewriter, loc,
+          tensor::EmptyOp::create(
+              rewriter, loc, tensor::getMixedSizes(rewriter, loc, y), element),
+          {y}, {full}, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+            return castFromF32(nb, l, a[0], element);
+          });
+    return replaceWithCast(rewriter, op, y);
+  }
+};
+
+/// y[i…, d] = W[ids[i…], d], ids checked against the table's rows first.
+struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(EmbeddingOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Type element = op.getType().getElementType();
+    if (isa<QTensorType>(op.getWeight().getType())) {
+      FailureOr<Value> w = dequantize(rewriter, op, op.getWeight(), element);
+      if (failed(w))
+        return rewriter.notifyMatchFailure(op, "table format not lowered yet");
+      rewriter.modifyOpInPlace(op, [&] { op.getWeightMutable().assign(*w); });
+      return success();
+    }
+    Value table = op.getWeight(), ids = op.getIds();
+    auto tableType = cast<RankedTensorType>(table.getType());
+    Value rows = tensor::DimOp::create(rewriter, loc, table, 0);
+    std::string valid;
+    if (!tableType.isDynamicDim(0))
+      valid = " (valid: " + std::to_string(-tableType.getDimSize(0)) + " to " +
+              std::to_string(tableType.getDimSize(0) - 1) + ")";
+    cf::AssertOp::create(rewriter, loc,
+                         createIndicesInRange(rewriter, loc, ids, rows),
+                         describe(op) + ": an id is out of range" + valid);
+    int64_t q = op.getIds().getType().getRank();
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, ids);
+    sizes.push_back(tensor::getMixedSizes(rewriter, loc, table)[1]);
+    Value init = tensor::EmptyOp::create(rewriter, loc, sizes, element);
+    SmallVector<AffineExpr> idExprs;
+    for (int64_t d = 0; d < q; ++d)
+      idExprs.push_back(rewriter.getAffineDimExpr(d));
+    SmallVector<AffineMap> maps = {
+        AffineMap::get(q + 1, 0, idExprs, rewriter.getContext()),
+        rewriter.getMultiDimIdentityMap(q + 1)};
+    SmallVector<utils::IteratorType> par(q + 1, utils::IteratorType::parallel);
+    Value y =
+        linalg::GenericOp::create(
+            rewriter, loc, init.getType(), ids, init, maps, par,
+            [&](OpBuilder &b, Location l, ValueRange a) {
+              Value id = createWrappedIndex(b, l, a[0], rows);
+              Value column = linalg::IndexOp::create(b, l, q);
+              linalg::YieldOp::create(
+                  b, l,
+                  tensor::ExtractOp::create(b, l, table, ValueRange{id, column})
+                      .getResult());
+            })
+            .getResult(0);
+    return replaceWithCast(rewriter, op, y);
+  }
+};
+
+/// `linalg.softmax` (what the ONNX conversion makes of Softmax) becomes its
+/// stable loops here, late: sums accumulated in f32.
+struct LowerSoftmax : OpRewritePattern<linalg::SoftmaxOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(linalg::SoftmaxOp op,
+                                PatternRewriter &rewriter) const override {
+    if (!op.hasPureTensorSemantics())
+      return rewriter.notifyMatchFailure(op, "needs tensors");
+    rewriter.replaceOp(op, createSoftmax(rewriter, op.getLoc(), op.getInput(),
+                                         op.getDimension(), /*log=*/false));
+    return success();
+  }
+};
+
 /// Why the lowering left `op` in place: the message of the pass's error.
 std::string whyNotLowered(Operation *op) {
   auto weightReason = [](Value w) -> std::string {
@@ -928,6 +1157,7 @@ std::string whyNotLowered(Operation *op) {
       })
       .Case([&](LinearOp l) { return weightReason(l.getWeight()); })
       .Case([&](LoRAOp l) { return weightReason(l.getWeight()); })
+      .Case([&](EmbeddingOp e) { return weightReason(e.getWeight()); })
       .Case([](QuantizeOp) {
         return std::string("quantizing at run time is not lowered yet");
       })
@@ -958,7 +1188,8 @@ struct ConvertQOptToLinalgPass
     patterns
         .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth, LowerLoRA,
              LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
-             LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform>(ctx);
+             LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform,
+             LowerSoftmax, LowerEmbedding, LowerAttention>(ctx);
     if (failed(applyPatternsGreedily(module, std::move(patterns))))
       return signalPassFailure();
     // 2. What could not be lowered is an error here, naming the op and why,

@@ -5,7 +5,11 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include <cmath>
+#include <limits>
 
 using namespace mlir;
 
@@ -60,6 +64,40 @@ void mlir::qopt::buildMulAddBody(OpBuilder &b, Location loc, ValueRange args) {
 Value mlir::qopt::createMulAddContraction(
     OpBuilder &b, Location loc, Value lhs, Value rhs, Value init,
     ArrayRef<AffineMap> maps, ArrayRef<utils::IteratorType> iterators) {
+  auto element = [](Value v) { return getElementTypeOrSelf(v.getType()); };
+  bool floats = isa<FloatType>(element(lhs)) && isa<FloatType>(element(rhs)) &&
+                isa<FloatType>(element(init));
+  // Reductions exactly over the dimensions no output map names, as
+  // linalg.contract infers them.
+  bool inferable = true;
+  for (auto [d, iterator] : llvm::enumerate(iterators))
+    inferable &= (iterator == utils::IteratorType::parallel) ==
+                 maps[2].isFunctionOfDim(d);
+  if (floats && inferable && llvm::all_of(maps, [](AffineMap m) {
+        return m.isProjectedPermutation();
+      })) {
+    MLIRContext *ctx = b.getContext();
+    AffineExpr d0, d1, d2, d3;
+    bindDims(ctx, d0, d1, d2, d3);
+    auto mapsAre = [&](unsigned loops, ArrayRef<SmallVector<AffineExpr>> e) {
+      return maps.size() == 3 && maps[0].getNumDims() == loops &&
+             llvm::all_of(llvm::seq<size_t>(0, 3), [&](size_t i) {
+               return maps[i] == AffineMap::get(loops, 0, e[i], ctx);
+             });
+    };
+    if (mapsAre(3, {{d0, d2}, {d2, d1}, {d0, d1}}))
+      return linalg::MatmulOp::create(b, loc, init.getType(),
+                                      ValueRange{lhs, rhs}, init)
+          .getResult(0);
+    if (mapsAre(4, {{d0, d1, d3}, {d0, d3, d2}, {d0, d1, d2}}))
+      return linalg::BatchMatmulOp::create(b, loc, init.getType(),
+                                           ValueRange{lhs, rhs}, init)
+          .getResult(0);
+    return linalg::ContractOp::create(b, loc, init.getType(),
+                                      ValueRange{lhs, rhs}, init,
+                                      b.getAffineMapArrayAttr(maps))
+        .getResult(0);
+  }
   return linalg::GenericOp::create(b, loc, init.getType(), ValueRange{lhs, rhs},
                                    init, maps, iterators, buildMulAddBody)
       .getResult(0);
@@ -213,4 +251,138 @@ Value mlir::qopt::createElementwise(
                linalg::YieldOp::create(nb, l, fn(nb, l, a.drop_back()));
              })
       .getResult(0);
+}
+
+Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
+                                int64_t axis, bool log) {
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  Type f32 = b.getF32Type();
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
+  SmallVector<OpFoldResult> rowSizes;
+  SmallVector<AffineExpr> rowExprs;
+  SmallVector<utils::IteratorType> iterators;
+  for (int64_t d = 0; d < rank; ++d) {
+    iterators.push_back(d == axis ? utils::IteratorType::reduction
+                                  : utils::IteratorType::parallel);
+    if (d != axis) {
+      rowSizes.push_back(sizes[d]);
+      rowExprs.push_back(b.getAffineDimExpr(d));
+    }
+  }
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  AffineMap row = AffineMap::get(rank, 0, rowExprs, b.getContext());
+  // An f32 reduction along the axis, one value per row.
+  auto reduceRows =
+      [&](Value in, double initValue,
+          function_ref<Value(OpBuilder &, Location, Value, Value)> fn) {
+        Value init = createFilledTensor(b, loc, rowSizes, f32, initValue);
+        return linalg::GenericOp::create(
+                   b, loc, init.getType(), in, init,
+                   ArrayRef<AffineMap>{id, row}, iterators,
+                   [&](OpBuilder &nb, Location l, ValueRange a) {
+                     linalg::YieldOp::create(
+                         nb, l, fn(nb, l, castToF32(nb, l, a[0]), a[1]));
+                   })
+            .getResult(0);
+      };
+  Value max = reduceRows(
+      x, -INFINITY, [](OpBuilder &nb, Location l, Value v, Value acc) -> Value {
+        return arith::MaximumFOp::create(nb, l, v, acc);
+      });
+  // Each step rounds to the element type as the ONNX reference does
+  // (x - max, its exponential, the sum, the quotient); only the sum
+  // accumulates in f32.
+  Type element = type.getElementType();
+  auto round = [&](OpBuilder &nb, Location l, Value v) {
+    return castToF32(nb, l, castFromF32(nb, l, v, element));
+  };
+  Value shifted = createElementwise(
+      b, loc, x, {x, max}, {id, row},
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return castFromF32(
+            nb, l, arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]),
+            element);
+      });
+  Value e = createElementwise(
+      b, loc, x, {shifted}, {id},
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return castFromF32(
+            nb, l, math::ExpOp::create(nb, l, castToF32(nb, l, a[0])), element);
+      });
+  Value sum = reduceRows(
+      e, 0.0, [](OpBuilder &nb, Location l, Value v, Value acc) -> Value {
+        return arith::AddFOp::create(nb, l, acc, v);
+      });
+  if (log)
+    return createElementwise(
+        b, loc, x, {shifted, sum}, {id, row},
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value logSum =
+              round(nb, l, math::LogOp::create(nb, l, round(nb, l, a[1])));
+          return castFromF32(
+              nb, l,
+              arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]), logSum),
+              element);
+        });
+  return createElementwise(
+      b, loc, x, {e, sum}, {id, row},
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return castFromF32(nb, l,
+                           arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]),
+                                                 round(nb, l, a[1])),
+                           element);
+      });
+}
+
+Value mlir::qopt::createIndicesInRange(OpBuilder &b, Location loc,
+                                       Value indices, Value size) {
+  auto type = cast<RankedTensorType>(indices.getType());
+  auto element = cast<IntegerType>(type.getElementType());
+  auto scalarType = RankedTensorType::get({}, element);
+  auto fill = [&](int64_t v) {
+    Value c = arith::ConstantOp::create(b, loc, b.getIntegerAttr(element, v));
+    Value init = tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{}, element);
+    return linalg::FillOp::create(b, loc, c, init).getResult(0);
+  };
+  unsigned width = element.getWidth();
+  int64_t maxValue = width >= 64 ? std::numeric_limits<int64_t>::max()
+                                 : (int64_t(1) << (width - 1)) - 1;
+  int64_t minValue = width >= 64 ? std::numeric_limits<int64_t>::min()
+                                 : -(int64_t(1) << (width - 1));
+  int64_t rank = type.getRank();
+  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
+                                 AffineMap::get(rank, 0, {}, b.getContext()),
+                                 AffineMap::get(rank, 0, {}, b.getContext())};
+  SmallVector<utils::IteratorType> iterators(rank,
+                                             utils::IteratorType::reduction);
+  auto reduce = linalg::GenericOp::create(
+      b, loc, TypeRange{scalarType, scalarType}, indices,
+      ValueRange{fill(maxValue), fill(minValue)}, maps, iterators,
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        linalg::YieldOp::create(
+            nb, l,
+            ValueRange{arith::MinSIOp::create(nb, l, a[0], a[1]),
+                       arith::MaxSIOp::create(nb, l, a[0], a[2])});
+      });
+  Value lo = tensor::ExtractOp::create(b, loc, reduce.getResult(0));
+  Value hi = tensor::ExtractOp::create(b, loc, reduce.getResult(1));
+  lo = arith::IndexCastOp::create(b, loc, b.getIndexType(), lo);
+  hi = arith::IndexCastOp::create(b, loc, b.getIndexType(), hi);
+  Value negSize = arith::SubIOp::create(
+      b, loc, arith::ConstantIndexOp::create(b, loc, 0), size);
+  return arith::AndIOp::create(
+      b, loc,
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, lo, negSize),
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, hi, size));
+}
+
+Value mlir::qopt::createWrappedIndex(OpBuilder &b, Location loc, Value index,
+                                     Value size) {
+  Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
+  Value negative =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i,
+                            arith::ConstantIndexOp::create(b, loc, 0));
+  return arith::SelectOp::create(b, loc, negative,
+                                 arith::AddIOp::create(b, loc, i, size), i);
 }

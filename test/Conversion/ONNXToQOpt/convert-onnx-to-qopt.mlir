@@ -19,18 +19,58 @@ func.func @add_broadcast(%x: tensor<?x4xf32>, %b: tensor<4xf32>) -> tensor<?x4xf
 
 // -----
 
-// Batched MatMul: one contraction, the reduction loop last.
+// Products stay named (the mid-level op set): a batched activation times a
+// 2-D weight is one linalg.contract whose weight map leaves the batch loop
+// out, the reduction loop last.
 // CHECK-DAG: #[[A:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d3)>
 // CHECK-DAG: #[[B:.*]] = affine_map<(d0, d1, d2, d3) -> (d3, d2)>
 // CHECK-DAG: #[[C:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d1, d2)>
 // CHECK-LABEL: func.func @matmul
-// CHECK: linalg.fill
-// CHECK: linalg.generic {indexing_maps = [#[[A]], #[[B]], #[[C]]], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
-// CHECK: arith.mulf
-// CHECK: arith.addf
+// CHECK: %[[Z:.*]] = linalg.fill
+// CHECK: linalg.contract indexing_maps = [#[[A]], #[[B]], #[[C]]] ins(%arg0, %arg1 : tensor<?x?x8xf32>, tensor<8x16xf32>) outs(%[[Z]] : tensor<?x?x16xf32>)
 func.func @matmul(%a: tensor<?x?x8xf32>, %w: tensor<8x16xf32>) -> tensor<?x?x16xf32> {
   %0 = onnx.node "MatMul" opset 13 (%a, %w) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<?x?x16xf32>
   return %0 : tensor<?x?x16xf32>
+}
+
+// -----
+
+// The plain forms are linalg.matmul and linalg.batch_matmul; a size-1 batch
+// dimension the other operand broadcasts is sliced away, so the product is
+// a linalg.contract leaving that loop out of the operand's map. Integer
+// products stay linalg.generic.
+// CHECK-DAG: #[[L:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d1, d2, d4)>
+// CHECK-DAG: #[[R:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d4, d3)>
+// CHECK-DAG: #[[O:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1, d2, d3)>
+// CHECK-LABEL: func.func @products
+// CHECK: linalg.matmul ins(%arg0, %arg1 : tensor<2x3xf32>, tensor<3x4xf32>)
+// CHECK: linalg.batch_matmul ins(%arg2, %arg3 : tensor<5x2x3xf32>, tensor<5x3x4xf32>)
+// CHECK: %[[E:.*]] = tensor.extract_slice %arg4[0, 0, 0, 0] [1, 7, 2, 3] [1, 1, 1, 1] : tensor<1x7x2x3xf32> to tensor<7x2x3xf32>
+// CHECK: %[[F:.*]] = tensor.extract_slice %arg5[0, 0, 0, 0] [6, 1, 3, 4] [1, 1, 1, 1] : tensor<6x1x3x4xf32> to tensor<6x3x4xf32>
+// CHECK: linalg.contract indexing_maps = [#[[L]], #[[R]], #[[O]]] ins(%[[E]], %[[F]] : tensor<7x2x3xf32>, tensor<6x3x4xf32>)
+// CHECK: linalg.matmul ins(%arg0, %arg1 : tensor<2x3xf32>, tensor<3x4xf32>)
+// CHECK: linalg.generic {{.*}} ins(%arg6, %arg7 : tensor<2x3xi32>, tensor<3x4xi32>)
+func.func @products(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>, %c: tensor<5x2x3xf32>, %d: tensor<5x3x4xf32>, %e: tensor<1x7x2x3xf32>, %f: tensor<6x1x3x4xf32>, %i: tensor<2x3xi32>, %j: tensor<3x4xi32>) -> (tensor<2x4xf32>, tensor<5x2x4xf32>, tensor<6x7x2x4xf32>, tensor<2x4xf32>, tensor<2x4xi32>) {
+  %0 = onnx.node "MatMul" opset 13 (%a, %b) {} : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+  %1 = onnx.node "MatMul" opset 13 (%c, %d) {} : (tensor<5x2x3xf32>, tensor<5x3x4xf32>) -> tensor<5x2x4xf32>
+  %2 = onnx.node "MatMul" opset 13 (%e, %f) {} : (tensor<1x7x2x3xf32>, tensor<6x1x3x4xf32>) -> tensor<6x7x2x4xf32>
+  %3 = onnx.node "Gemm" opset 13 (%a, %b) {} : (tensor<2x3xf32>, tensor<3x4xf32>) -> tensor<2x4xf32>
+  %4 = onnx.node "MatMul" opset 13 (%i, %j) {} : (tensor<2x3xi32>, tensor<3x4xi32>) -> tensor<2x4xi32>
+  return %0, %1, %2, %3, %4 : tensor<2x4xf32>, tensor<5x2x4xf32>, tensor<6x7x2x4xf32>, tensor<2x4xf32>, tensor<2x4xi32>
+}
+
+// -----
+
+// Softmax stays named (linalg.softmax, lowered late); LogSoftmax, which has
+// no upstream op, is its stable loops at once.
+// CHECK-LABEL: func.func @softmax
+// CHECK: linalg.softmax dimension(0) ins(%arg0 : tensor<3x5xf32>)
+// CHECK-NOT: linalg.softmax
+// CHECK: math.log
+func.func @softmax(%x: tensor<3x5xf32>) -> (tensor<3x5xf32>, tensor<3x5xf32>) {
+  %0 = onnx.node "Softmax" opset 13 (%x) {axis = 0 : si64} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  %1 = onnx.node "LogSoftmax" opset 13 (%x) {} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %0, %1 : tensor<3x5xf32>, tensor<3x5xf32>
 }
 
 // -----
@@ -197,4 +237,49 @@ func.func @raise_downstream(%a: tensor<2x4xf32>, %b: tensor<2x4xf32>) -> tensor<
   %s = onnx.node "Sigmoid" opset 13 (%m) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
   %y = onnx.node "Mul" opset 14 (%m, %s) {} : (tensor<2x4xf32>, tensor<2x4xf32>) -> tensor<2x4xf32>
   return %y : tensor<2x4xf32>
+}
+
+// -----
+
+// Gather of a 2-D float parameter along axis 0 is an embedding lookup,
+// named after the table; a Gather of anything else stays a gather.
+// CHECK-LABEL: func.func @embedding
+// CHECK: %[[W:.*]] = qopt.load_param @model.embed_tokens.weight : tensor<10x4xf32>
+// CHECK: qopt.embedding %arg0, %[[W]] module "model.embed_tokens" : (tensor<?x?xi64>, tensor<10x4xf32>) -> tensor<?x?x4xf32>
+// CHECK-NOT: qopt.embedding
+func.func @embedding(%ids: tensor<?x?xi64>, %x: tensor<10x4xf32>) -> (tensor<?x?x4xf32>, tensor<?x?x4xf32>) {
+  %w = qopt.load_param @model.embed_tokens.weight : tensor<10x4xf32>
+  %0 = onnx.node "Gather" opset 13 (%w, %ids) {} : (tensor<10x4xf32>, tensor<?x?xi64>) -> tensor<?x?x4xf32>
+  %1 = onnx.node "Gather" opset 13 (%x, %ids) {} : (tensor<10x4xf32>, tensor<?x?xi64>) -> tensor<?x?x4xf32>
+  return %0, %1 : tensor<?x?x4xf32>, tensor<?x?x4xf32>
+}
+qopt.param @model.embed_tokens.weight : tensor<10x4xf32>
+
+// -----
+
+// Attention (opset 23) is qopt.attention, lowered late; 3-D inputs are split
+// into heads around it; a mask dimension only the run can tell broadcasts
+// is expanded as the run says.
+// CHECK-LABEL: func.func @attention
+// CHECK: qopt.attention %arg0, %arg1, %arg2 mask(%{{.*}}) causal scale = 2.500000e-01 : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x1x?x?xi1>) -> tensor<1x4x?x8xf32>
+// CHECK-LABEL: func.func @attention_3d
+// CHECK: linalg.transpose
+// CHECK: qopt.attention %{{.*}}, %{{.*}}, %{{.*}} : (tensor<2x2x?x4xf32>, tensor<2x2x?x4xf32>, tensor<2x2x?x4xf32>) -> tensor<2x2x?x4xf32>
+// CHECK: linalg.transpose
+// CHECK: tensor.reshape
+// CHECK-LABEL: func.func @attention_mask_run_time
+// CHECK: cf.assert %{{.*}}, "node 'a' (Attention, opset 23): attn_mask does not broadcast to the scores"
+// CHECK: scf.if
+// CHECK: qopt.attention {{.*}} mask(
+func.func @attention(%q: tensor<1x4x?x8xf32>, %k: tensor<1x2x?x8xf32>, %v: tensor<1x2x?x8xf32>, %m: tensor<1x1x?x?xi1>) -> tensor<1x4x?x8xf32> {
+  %0 = onnx.node "Attention" opset 23 (%q, %k, %v, %m) {is_causal = 1 : si64, scale = 0.25 : f32} : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x1x?x?xi1>) -> tensor<1x4x?x8xf32>
+  return %0 : tensor<1x4x?x8xf32>
+}
+func.func @attention_3d(%x: tensor<2x?x8xf32>) -> tensor<2x?x8xf32> {
+  %0 = onnx.node "Attention" opset 23 (%x, %x, %x) {q_num_heads = 2 : si64, kv_num_heads = 2 : si64} : (tensor<2x?x8xf32>, tensor<2x?x8xf32>, tensor<2x?x8xf32>) -> tensor<2x?x8xf32>
+  return %0 : tensor<2x?x8xf32>
+}
+func.func @attention_mask_run_time(%q: tensor<1x2x3x4xf32>, %m: tensor<?x3x3xf32>) -> tensor<1x2x3x4xf32> {
+  %0 = onnx.node "Attention" opset 23 (%q, %q, %q, %m) {} : (tensor<1x2x3x4xf32>, tensor<1x2x3x4xf32>, tensor<1x2x3x4xf32>, tensor<?x3x3xf32>) -> tensor<1x2x3x4xf32> loc("a")
+  return %0 : tensor<1x2x3x4xf32>
 }

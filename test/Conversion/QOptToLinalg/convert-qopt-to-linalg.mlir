@@ -35,14 +35,14 @@ func.func @layer_norm(%x: tensor<2x3x4xf32>, %g: tensor<3x4xf32>, %b: tensor<3x4
 
 // -----
 
-// Linear with bias: the bias initialises the accumulator; W is read as
-// (n, k).
+// Linear with bias: the bias initialises the accumulator; the product is a
+// named op reading W as (n, k).
 // CHECK-DAG: #[[X:.*]] = affine_map<(d0, d1, d2) -> (d0, d2)>
 // CHECK-DAG: #[[W:.*]] = affine_map<(d0, d1, d2) -> (d1, d2)>
 // CHECK-DAG: #[[Y:.*]] = affine_map<(d0, d1, d2) -> (d0, d1)>
 // CHECK-LABEL: func.func @linear
-// CHECK: linalg.generic
-// CHECK: linalg.generic {indexing_maps = [#[[X]], #[[W]], #[[Y]]], iterator_types = ["parallel", "parallel", "reduction"]}
+// CHECK: %[[B:.*]] = linalg.generic
+// CHECK: linalg.contract indexing_maps = [#[[X]], #[[W]], #[[Y]]] ins(%{{.*}}, %{{.*}} : tensor<?x4xf32>, tensor<8x4xf32>) outs(%[[B]] : tensor<?x8xf32>)
 func.func @linear(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>, %b: tensor<8xf32>) -> tensor<?x8xf32> {
   %0 = qopt.linear %x, %w, %b : (tensor<?x4xf32>, tensor<8x4xf32>, tensor<8xf32>) -> tensor<?x8xf32>
   return %0 : tensor<?x8xf32>
@@ -184,4 +184,74 @@ func.func @branches(%c: i1, %a: !n, %b: !n) -> (tensor<4x32xi8>, tensor<4xi8>, t
 func.func @dynamic(%x: tensor<2x64xf32>, %w: !dq) -> tensor<2x?xf32> {
   %0 = qopt.linear %x, %w : (tensor<2x64xf32>, !dq) -> tensor<2x?xf32> loc("fc")
   return %0 : tensor<2x?xf32>
+}
+
+// -----
+
+// linalg.softmax (ONNX Softmax) is lowered here, late: the row maximum,
+// the exponentials of the shifted row and their sum (accumulated in f32),
+// then the quotient in the element type.
+// CHECK-LABEL: func.func @softmax
+// CHECK-NOT: linalg.softmax
+// CHECK: arith.maximumf
+// CHECK: arith.extf
+// CHECK: math.exp
+// CHECK: arith.addf
+// CHECK: arith.divf
+// CHECK: arith.truncf
+func.func @softmax(%x: tensor<2x?xbf16>) -> tensor<2x?xbf16> {
+  %c1 = arith.constant 1 : index
+  %n = tensor.dim %x, %c1 : tensor<2x?xbf16>
+  %e = tensor.empty(%n) : tensor<2x?xbf16>
+  %0 = linalg.softmax dimension(1) ins(%x : tensor<2x?xbf16>) outs(%e : tensor<2x?xbf16>) -> tensor<2x?xbf16>
+  return %0 : tensor<2x?xbf16>
+}
+
+// -----
+
+// An embedding lookup checks its ids against the table's rows (negative ids
+// count from the end), then gathers rows.
+// CHECK-LABEL: func.func @embedding
+// CHECK: arith.minsi
+// CHECK: arith.maxsi
+// CHECK: cf.assert %{{.*}}, "node 'wte' (qopt.embedding): an id is out of range (valid: -10 to 9)"
+// CHECK: linalg.generic
+// CHECK: arith.select
+// CHECK: tensor.extract %arg1[%{{.*}}, %{{.*}}] : tensor<10x4xf32>
+func.func @embedding(%ids: tensor<2x?xi64>, %w: tensor<10x4xf32>) -> tensor<2x?x4xf32> {
+  %0 = qopt.embedding %ids, %w module "wte" : (tensor<2x?xi64>, tensor<10x4xf32>) -> tensor<2x?x4xf32> loc("wte")
+  return %0 : tensor<2x?x4xf32>
+}
+
+// -----
+
+// Attention: sizes the types leave open checked, Q·Kᵀ as a named product
+// (one key/value head per query head), the mask read through its broadcast
+// map, softmax over keys, then P·V.
+// CHECK-DAG: #[[MASK:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, 0, d2, d3)>
+// CHECK-LABEL: func.func @attention
+// CHECK: cf.assert %{{.*}}, "node 'attn' (qopt.attention): K and V have different sequence lengths"
+// CHECK: %[[S:.*]] = linalg.contract
+// CHECK: cf.assert %{{.*}}, "node 'attn' (qopt.attention): attn_mask does not broadcast to the scores"
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[MASK]], #{{.*}}]{{.*}} ins(%[[S]], %arg3 : tensor<1x2x3x?xf32>, tensor<1x1x3x?xi1>)
+// CHECK: arith.select
+// CHECK: arith.cmpi ule
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: linalg.contract
+func.func @attention(%q: tensor<1x2x3x4xf32>, %k: tensor<1x2x?x4xf32>, %v: tensor<1x2x?x4xf32>, %m: tensor<1x1x3x?xi1>) -> tensor<1x2x3x4xf32> {
+  %0 = qopt.attention %q, %k, %v mask(%m) causal : (tensor<1x2x3x4xf32>, tensor<1x2x?x4xf32>, tensor<1x2x?x4xf32>, tensor<1x1x3x?xi1>) -> tensor<1x2x3x4xf32> loc("attn")
+  return %0 : tensor<1x2x3x4xf32>
+}
+
+// -----
+
+// Grouped-query heads: query head h reads key/value head h / 2, a product
+// the named ops cannot express (a linalg.generic).
+// CHECK-DAG: #[[KV:.*]] = affine_map<(d0, d1, d2, d3, d4) -> (d0, d1 floordiv 2, d3, d4)>
+// CHECK-LABEL: func.func @attention_gqa
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[KV]], #{{.*}}]
+func.func @attention_gqa(%q: tensor<1x4x3x8xf32>, %k: tensor<1x2x5x8xf32>, %v: tensor<1x2x5x8xf32>) -> tensor<1x4x3x8xf32> {
+  %0 = qopt.attention %q, %k, %v : (tensor<1x4x3x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32>) -> tensor<1x4x3x8xf32>
+  return %0 : tensor<1x4x3x8xf32>
 }

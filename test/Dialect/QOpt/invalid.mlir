@@ -593,3 +593,67 @@ func.func @f() -> (tensor<4xf32> {qopt.trainable}) {
 func.func @f(%w: tensor<4xf32> {qopt.weight = "w"}) {
   return
 }
+
+// -----
+
+func.func @embedding_table_rank(%ids: tensor<4xi64>, %w: tensor<100xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.embedding' op table must be 2-D (num_embeddings x embedding_dim), got shape 100}}
+  %0 = qopt.embedding %ids, %w : (tensor<4xi64>, tensor<100xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @embedding_result_shape(%ids: tensor<4xi64>, %w: tensor<100x8xf32>) -> tensor<4x9xf32> {
+  // expected-error@+1 {{'qopt.embedding' op result must have shape 4x8 (the ids' shape, then the embedding size), got 4x9}}
+  %0 = qopt.embedding %ids, %w : (tensor<4xi64>, tensor<100x8xf32>) -> tensor<4x9xf32>
+  return %0 : tensor<4x9xf32>
+}
+
+// -----
+
+func.func @embedding_element_type(%ids: tensor<4xi64>, %w: tensor<100x8xf32>) -> tensor<4x8xf16> {
+  // expected-error@+1 {{'qopt.embedding' op result element type 'f16' differs from the table's 'f32'}}
+  %0 = qopt.embedding %ids, %w : (tensor<4xi64>, tensor<100x8xf32>) -> tensor<4x8xf16>
+  return %0 : tensor<4x8xf16>
+}
+
+// -----
+
+func.func @attention_heads(%q: tensor<1x3x5x8xf32>, %k: tensor<1x2x5x8xf32>, %v: tensor<1x2x5x8xf32>) -> tensor<1x3x5x8xf32> {
+  // expected-error@+1 {{'qopt.attention' op needs static head counts, the query's a multiple of the key's (got 3 and 2)}}
+  %0 = qopt.attention %q, %k, %v : (tensor<1x3x5x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32>) -> tensor<1x3x5x8xf32>
+  return %0 : tensor<1x3x5x8xf32>
+}
+
+// -----
+
+func.func @attention_head_size(%q: tensor<1x2x5x8xf32>, %k: tensor<1x2x5x4xf32>, %v: tensor<1x2x5x8xf32>) -> tensor<1x2x5x8xf32> {
+  // expected-error@+1 {{'qopt.attention' op query and key head sizes differ: 8 vs 4}}
+  %0 = qopt.attention %q, %k, %v : (tensor<1x2x5x8xf32>, tensor<1x2x5x4xf32>, tensor<1x2x5x8xf32>) -> tensor<1x2x5x8xf32>
+  return %0 : tensor<1x2x5x8xf32>
+}
+
+// -----
+
+func.func @attention_result(%q: tensor<1x2x5x8xf32>, %k: tensor<1x2x6x8xf32>, %v: tensor<1x2x6x16xf32>) -> tensor<1x2x5x8xf32> {
+  // expected-error@+1 {{'qopt.attention' op result must have shape 1x2x5x16, got 1x2x5x8}}
+  %0 = qopt.attention %q, %k, %v : (tensor<1x2x5x8xf32>, tensor<1x2x6x8xf32>, tensor<1x2x6x16xf32>) -> tensor<1x2x5x8xf32>
+  return %0 : tensor<1x2x5x8xf32>
+}
+
+// -----
+
+func.func @attention_mask(%q: tensor<1x2x5x8xf32>, %k: tensor<1x2x6x8xf32>, %v: tensor<1x2x6x8xf32>, %m: tensor<5x5xi1>) -> tensor<1x2x5x8xf32> {
+  // expected-error@+1 {{'qopt.attention' op mask of shape 5x5 does not broadcast to the scores' 1x2x5x6}}
+  %0 = qopt.attention %q, %k, %v mask(%m) : (tensor<1x2x5x8xf32>, tensor<1x2x6x8xf32>, tensor<1x2x6x8xf32>, tensor<5x5xi1>) -> tensor<1x2x5x8xf32>
+  return %0 : tensor<1x2x5x8xf32>
+}
+
+// -----
+
+func.func @attention_scale(%q: tensor<1x2x5x?xf32>, %k: tensor<1x2x6x?xf32>, %v: tensor<1x2x6x8xf32>) -> tensor<1x2x5x8xf32> {
+  // expected-error@+1 {{'qopt.attention' op needs a scale when the head size is dynamic}}
+  %0 = qopt.attention %q, %k, %v : (tensor<1x2x5x?xf32>, tensor<1x2x6x?xf32>, tensor<1x2x6x8xf32>) -> tensor<1x2x5x8xf32>
+  return %0 : tensor<1x2x5x8xf32>
+}

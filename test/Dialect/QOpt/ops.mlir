@@ -230,3 +230,22 @@ func.func @boundary(%w: tensor<4xf32> {qopt.param = "w", qopt.external = #qopt.e
   %c = tensor.cast %0 : tensor<1x4xf32> to tensor<?x4xf32>
   return %c : tensor<?x4xf32>
 }
+
+// CHECK-LABEL: func.func @embedding
+func.func @embedding(%ids: tensor<?x?xi64>, %w: tensor<100x8xf32>, %q: !qopt.qtensor<100x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>) -> (tensor<?x?x8xf32>, tensor<3x8xbf16>) {
+  // CHECK: qopt.embedding %{{.*}}, %{{.*}} module "model.embed_tokens" : (tensor<?x?xi64>, tensor<100x8xf32>) -> tensor<?x?x8xf32>
+  %0 = qopt.embedding %ids, %w module "model.embed_tokens" : (tensor<?x?xi64>, tensor<100x8xf32>) -> tensor<?x?x8xf32>
+  %i = arith.constant dense<[1, 2, 3]> : tensor<3xi32>
+  // CHECK: qopt.embedding %{{.*}}, %{{.*}} : (tensor<3xi32>, !qopt.qtensor<100x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>) -> tensor<3x8xbf16>
+  %1 = qopt.embedding %i, %q : (tensor<3xi32>, !qopt.qtensor<100x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>) -> tensor<3x8xbf16>
+  return %0, %1 : tensor<?x?x8xf32>, tensor<3x8xbf16>
+}
+
+// CHECK-LABEL: func.func @attention
+func.func @attention(%q: tensor<1x4x?x8xf32>, %k: tensor<1x2x?x8xf32>, %v: tensor<1x2x?x16xf32>, %m: tensor<1x1x?x?xi1>) -> (tensor<1x4x?x16xf32>, tensor<1x4x?x16xf32>) {
+  // CHECK: qopt.attention %{{.*}}, %{{.*}}, %{{.*}} mask(%{{.*}}) causal scale = 5.000000e-01 softcap = 3.000000e+01 : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x16xf32>, tensor<1x1x?x?xi1>) -> tensor<1x4x?x16xf32>
+  %0 = qopt.attention %q, %k, %v mask(%m) causal scale = 0.5 softcap = 30.0 : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x16xf32>, tensor<1x1x?x?xi1>) -> tensor<1x4x?x16xf32>
+  // CHECK: qopt.attention %{{.*}}, %{{.*}}, %{{.*}} : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x16xf32>) -> tensor<1x4x?x16xf32>
+  %1 = qopt.attention %q, %k, %v : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x16xf32>) -> tensor<1x4x?x16xf32>
+  return %0, %1 : tensor<1x4x?x16xf32>, tensor<1x4x?x16xf32>
+}

@@ -17,6 +17,8 @@ def QOptRaiseONNXPass : Pass<"qopt-raise-onnx", "::mlir::ModuleOp"> {
       `Add` of a 1-D bias parameter when it follows, and `Gemm(x, W, b)` with
       `transB = 1`, `alpha = beta = 1` → `qopt.linear` (with a
       `linalg.transpose` of `W` in the first case);
+    * **embeddings**: `Gather(W, ids, axis = 0)` of a 2-D float parameter
+      → `qopt.embedding` (module path from the table's name);
     * **RMSNorm**: `Pow(x, 2)` (or `Mul(x, x)`) → `ReduceMean` over the last
       axis with `keepdims` → `Add(ε)` → `Sqrt` → `Div(x, ·)` (or `Mul` by
       `Reciprocal`/`Div(1, ·)`) → `Mul(γ)` → `qopt.rms_norm`.
@@ -50,9 +52,16 @@ def ConvertONNXToQOptPass : Pass<"convert-onnx-to-qopt", "::mlir::ModuleOp"> {
     reduction axes, …) are read from constants and inline parameters;
     otherwise they are computed at run time where the operator allows.
 
+    Operations that later passes must recognise keep a name (the mid-level
+    op set, lowered to loops late, per target, by `convert-qopt-to-linalg`):
+    products (`MatMul`, `Gemm`) become `linalg.matmul`, `linalg.batch_matmul`
+    or, transposed, batched or broadcast, `linalg.contract` (integer
+    products stay `linalg.generic`); `Softmax` becomes `linalg.softmax`.
+
     As the walk reaches them, decomposed layers are raised to QOpt ops
     first (the patterns of `qopt-raise-onnx`: linear layers to
-    `qopt.linear`, RMSNorm chains to `qopt.rms_norm`), so that they are
+    `qopt.linear`, embeddings to `qopt.embedding`, RMSNorm chains to
+    `qopt.rms_norm`, …), so that they are
     found even where the model's declared types are unranked: by then their
     inputs carry the types conversion refined.
 

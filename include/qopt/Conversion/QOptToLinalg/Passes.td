@@ -17,9 +17,14 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     weights, `qopt.smooth`, `qopt.fake_quant` / `qopt.lsq` forward (every
     format and granularity; `per_block` needs static shapes),
     `qopt.hadamard` for power-of-two sizes (a fast Walsh–Hadamard
-    transform), `qopt.random_uniform`, and `qopt.dequantize` (and quantized
+    transform), `qopt.random_uniform`, `qopt.embedding` (ids checked
+    against the table's rows at run time), and `qopt.dequantize` (and quantized
     weights, dequantized then multiplied) for integer and NF4 formats of 2,
-    4 or 8 bits with plain float scales, of static or dynamic shape.
+    4 or 8 bits with plain float scales, of static or dynamic shape. The
+    mid-level upstream ops the ONNX conversion produces are lowered here too,
+    late: `linalg.softmax` to its stable form (sums accumulated in f32);
+    the products (`linalg.matmul`, `linalg.batch_matmul`, `linalg.contract`)
+    stay named for the targets' kernel selection.
 
     Quantized tensors then become their storage wherever they flow: a 1:N
     type conversion replaces each `!qopt.qtensor` value by its codes, scales

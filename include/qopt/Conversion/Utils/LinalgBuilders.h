@@ -32,8 +32,13 @@ Value castFromF32(OpBuilder &b, Location loc, Value v, Type t);
 /// the accumulator's type first (floats or integers).
 void buildMulAddBody(OpBuilder &b, Location loc, ValueRange args);
 
-/// A contraction `init += lhs * rhs` over `maps` (lhs, rhs, init) and
-/// `iterators`, with buildMulAddBody.
+/// A product `init += lhs * rhs` over `maps` (lhs, rhs, init) and
+/// `iterators`, as a named op so that it stays recognisable until code
+/// generation: `linalg.matmul` or `linalg.batch_matmul` in their plain
+/// forms, `linalg.contract` for other float products whose maps are
+/// projected permutations (transposed, batched, broadcast operands); a
+/// `linalg.generic` with buildMulAddBody otherwise (integers, constant
+/// indices).
 Value createMulAddContraction(OpBuilder &b, Location loc, Value lhs, Value rhs,
                               Value init, ArrayRef<AffineMap> maps,
                               ArrayRef<utils::IteratorType> iterators);
@@ -73,6 +78,22 @@ Value createElementwise(
     OpBuilder &b, Location loc, Value like, ValueRange inputs,
     ArrayRef<AffineMap> inputMaps,
     function_ref<Value(OpBuilder &, Location, ValueRange)> fn);
+
+/// Whether every integer of `indices` lies in [-size, size) (negative
+/// indices count from the end): one min/max pass, then two comparisons.
+Value createIndicesInRange(OpBuilder &b, Location loc, Value indices,
+                           Value size);
+
+/// The integer `index` as an index into a dimension of `size`, a negative
+/// one counting from the end.
+Value createWrappedIndex(OpBuilder &b, Location loc, Value index, Value size);
+
+/// softmax(x) (or log-softmax) along `axis`, stable: exp(x - max) / sum,
+/// each step rounded to the element type as the ONNX reference computes
+/// it, the sum accumulated in f32. The late lowering of `linalg.softmax`
+/// and ONNX's LogSoftmax.
+Value createSoftmax(OpBuilder &b, Location loc, Value x, int64_t axis,
+                    bool log);
 
 } // namespace mlir::qopt
 

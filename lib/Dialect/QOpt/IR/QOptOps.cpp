@@ -340,6 +340,95 @@ LogicalResult LinearOp::verify() {
   return verifyLinear(*this, getInput(), getWeight(), getBias(), getType());
 }
 
+double AttentionOp::getScaleValue() {
+  if (std::optional<APFloat> scale = getScale())
+    return scale->convertToDouble();
+  return 1.0 /
+         std::sqrt(static_cast<double>(getQuery().getType().getDimSize(3)));
+}
+
+LogicalResult AttentionOp::verify() {
+  auto q = getQuery().getType(), k = getKey().getType(),
+       v = getValue().getType();
+  auto y = getType();
+  if (q.getRank() != 4 || k.getRank() != 4 || v.getRank() != 4 ||
+      y.getRank() != 4)
+    return emitOpError() << "query, key, value and result must be 4-D "
+                            "[batch, heads, sequence, head size]";
+  Type element = q.getElementType();
+  if (k.getElementType() != element || v.getElementType() != element ||
+      y.getElementType() != element)
+    return emitOpError() << "query, key, value and result must have one "
+                            "element type";
+  auto same = [&](int64_t a, int64_t b, StringRef what) -> LogicalResult {
+    if (!dimsCompatible(a, b))
+      return emitOpError() << what << " differ: " << a << " vs " << b;
+    return success();
+  };
+  int64_t hq = q.getDimSize(1), hkv = k.getDimSize(1);
+  if (failed(same(q.getDimSize(0), k.getDimSize(0), "batch sizes")) ||
+      failed(same(k.getDimSize(0), v.getDimSize(0), "batch sizes")) ||
+      failed(same(hkv, v.getDimSize(1), "key and value head counts")) ||
+      failed(
+          same(q.getDimSize(3), k.getDimSize(3), "query and key head sizes")) ||
+      failed(same(k.getDimSize(2), v.getDimSize(2),
+                  "key and value sequence lengths")))
+    return failure();
+  if (ShapedType::isDynamic(hq) || ShapedType::isDynamic(hkv) || hkv < 1 ||
+      hq % hkv)
+    return emitOpError() << "needs static head counts, the query's a "
+                            "multiple of the key's (got "
+                         << shapeStr({hq}) << " and " << shapeStr({hkv}) << ")";
+  SmallVector<int64_t> expected = {q.getDimSize(0), hq, q.getDimSize(2),
+                                   v.getDimSize(3)};
+  if (!shapesCompatible(y.getShape(), expected))
+    return emitOpError() << "result must have shape " << shapeStr(expected)
+                         << ", got " << shapeStr(y.getShape());
+  if (!getScale() && q.isDynamicDim(3))
+    return emitOpError() << "needs a scale when the head size is dynamic";
+  if (getSoftcap() && getSoftcap()->convertToDouble() <= 0)
+    return emitOpError() << "softcap must be positive";
+  if (Value mask = getMask()) {
+    auto m = cast<RankedTensorType>(mask.getType());
+    if (m.getRank() > 4 ||
+        !(m.getElementType().isInteger(1) || m.getElementType() == element))
+      return emitOpError() << "mask must be bool or of the query's element "
+                              "type, of rank 4 or less";
+    SmallVector<int64_t> scores = {q.getDimSize(0), hq, q.getDimSize(2),
+                                   k.getDimSize(2)};
+    for (int64_t d = 0; d < m.getRank(); ++d) {
+      int64_t ms = m.getDimSize(d), ss = scores[4 - m.getRank() + d];
+      if (ms != 1 && !dimsCompatible(ms, ss))
+        return emitOpError()
+               << "mask of shape " << shapeStr(m.getShape())
+               << " does not broadcast to the scores' " << shapeStr(scores);
+    }
+  }
+  return success();
+}
+
+LogicalResult EmbeddingOp::verify() {
+  ArrayRef<int64_t> w = weightShape(getWeight());
+  if (w.size() != 2)
+    return emitOpError() << "table must be 2-D (num_embeddings x "
+                            "embedding_dim), got shape "
+                         << shapeStr(w);
+  SmallVector<int64_t> expected(getIds().getType().getShape());
+  expected.push_back(w[1]);
+  auto resultType = getType();
+  if (!shapesCompatible(resultType.getShape(), expected))
+    return emitOpError() << "result must have shape " << shapeStr(expected)
+                         << " (the ids' shape, then the embedding size), got "
+                         << shapeStr(resultType.getShape());
+  if (auto table = dyn_cast<RankedTensorType>(getWeight().getType());
+      table && table.getElementType() != resultType.getElementType())
+    return emitOpError() << "result element type "
+                         << resultType.getElementType()
+                         << " differs from the table's "
+                         << table.getElementType();
+  return success();
+}
+
 int64_t LoRAOp::getRank() { return getLoraA().getType().getDimSize(0); }
 
 double LoRAOp::getScale() {

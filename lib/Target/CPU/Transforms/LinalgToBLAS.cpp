@@ -1,10 +1,10 @@
 //===- LinalgToBLAS.cpp - f32 matrix products as kernel-library calls -----===//
 //
-// On bufferized IR, f32 contractions C += A·B (linalg.matmul, batch_matmul
-// and linalg.generic with a multiply-add body, as the ONNX conversion emits
-// them) become calls to qopt_kernel_sgemm (lib/Runtime/Kernels/CPU), which
-// takes every operand as (aligned pointer, offset, one stride per loop) so
-// that transposed and broadcast operands and strided views need no copies.
+// On bufferized IR, f32 contractions C += A·B (linalg.matmul, batch_matmul,
+// contract, and linalg.generic with a multiply-add body) become calls to
+// qopt_kernel_sgemm (lib/Runtime/Kernels/CPU), which takes every operand as
+// (aligned pointer, offset, one stride per loop) so that transposed and
+// broadcast operands and strided views need no copies.
 //
 //===----------------------------------------------------------------------===//
 
@@ -189,7 +189,8 @@ struct QOptLinalgToBLASPass
     // Named products become generics first, so one matcher sees them all.
     SmallVector<linalg::LinalgOp> named;
     module.walk([&](linalg::LinalgOp op) {
-      if (isa<linalg::MatmulOp, linalg::BatchMatmulOp>(op) &&
+      if (isa<linalg::MatmulOp, linalg::BatchMatmulOp, linalg::ContractOp>(
+              op) &&
           op.hasPureBufferSemantics() &&
           llvm::all_of(op->getOperandTypes(), [](Type t) {
             return cast<MemRefType>(t).getElementType().isF32();

@@ -357,6 +357,85 @@ def QOpt_LinearOp : QOpt_Op<"linear", [Pure,
   let hasVerifier = 1;
 }
 
+def QOpt_AttentionOp : QOpt_Op<"attention", [Pure]> {
+  let summary = "scaled dot-product attention with mask, causal masking and "
+                "grouped-query heads";
+  let description = [{
+    For `query` `[B, Hq, S, D]`, `key` `[B, Hkv, L, D]` and `value`
+    `[B, Hkv, L, Dv]` (`Hq` a multiple of `Hkv`: query head `h` reads
+    key/value head `h / (Hq / Hkv)`, grouped-query attention):
+
+    ```
+    s[b,h,i,j] = scale · Σ_d query[b,h,i,d] · key[b,h/g,j,d]
+    s = softcap · tanh(s / softcap)                  (when softcap is set)
+    s = mask ? s : -inf   (bool mask)   or   s + mask   (float mask)
+    s[b,h,i,j] = -inf where j > i                    (causal)
+    p = softmax_j(s)      (a row whose scores are all -inf gives 0)
+    y[b,h,i,e] = Σ_j p[b,h,i,j] · value[b,h/g,j,e]
+    ```
+
+    `scale` defaults to `1/√D`. The mask has rank 4 or less and broadcasts
+    to `[B, Hq, S, L]` numpy-style (aligned right; a size-1 dimension
+    broadcasts). Scores, softmax and products are computed in f32. This is
+    ONNX `Attention` (opset 23) on 4-D inputs and torch's
+    `scaled_dot_product_attention`, except that torch gives NaN for a fully
+    masked row. Sizes the types leave open are checked at run time.
+
+    ```mlir
+    %y = qopt.attention %q, %k, %v mask(%m) causal
+        : (tensor<1x32x?x128xf32>, tensor<1x8x?x128xf32>,
+           tensor<1x8x?x128xf32>, tensor<1x1x?x?xi1>) -> tensor<1x32x?x128xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$query, QOpt_FloatTensor:$key,
+                       QOpt_FloatTensor:$value,
+                       Optional<AnyRankedTensor>:$mask,
+                       UnitAttr:$causal,
+                       OptionalAttr<F64Attr>:$scale,
+                       OptionalAttr<F64Attr>:$softcap);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`mask` `(` $mask^ `)`)? (`causal` $causal^)?
+    (`scale` `=` $scale^)? (`softcap` `=` $softcap^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// `scale`, or `1/√D` (D static).
+    double getScaleValue();
+  }];
+}
+
+def QOpt_EmbeddingOp : QOpt_Op<"embedding", [Pure]> {
+  let summary = "embedding lookup `y[…, :] = W[ids[…], :]`";
+  let description = [{
+    The rows of the table `W` (`V×D`, a float tensor or a
+    `!qopt.qtensor`) that the integer `ids` select: `y[i…, d] =
+    W[ids[i…], d]`, shape `ids.shape + [D]`. This is `torch.nn.Embedding`;
+    the importer raises `Gather(W, ids, axis = 0)` of a 2-D parameter into
+    it, so that adapter passes (PEFT's LoRA on embeddings) and training
+    (the gradient is a scatter-add into the used rows) find it.
+
+    `ids` lie in `[-V, V)`, a negative id counting from the end (ONNX
+    Gather's rule; torch refuses them); any other id stops the run with an
+    error naming the node. `module` is the layer's module path, as for
+    `qopt.linear`.
+
+    ```mlir
+    %h = qopt.embedding %input_ids, %wte module "transformer.wte"
+        : (tensor<?x?xi64>, tensor<50257x768xf32>) -> tensor<?x?x768xf32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[AnySignlessInteger]>:$ids,
+                       QOpt_WeightType:$weight,
+                       OptionalAttr<StrAttr>:$module);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $ids `,` $weight (`module` $module^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
     QOpt_LinearLikeOpInterface]> {
   let summary = "linear layer with a low-rank adapter (LoRA and variants)";
