@@ -53,5 +53,9 @@ for entry in index["models"]:
     if len(named) != len(names):
         print(f"FAIL {folder}: {len(names) - len(named)} linear layers without a module path")
         failures += 1
+    # The other named layers the conversion raises, and their paths.
+    embeddings = re.findall(r"qopt\.embedding [^:]*?(?: module \"([^\"]*)\")? :", converted)
+    print(f"  {folder}: {converted.count('qopt.attention ')} attention, "
+          f"{len(embeddings)} embedding ({', '.join(sorted(embeddings))})")
 print(f"module names: {failures} failures")
 sys.exit(1 if failures else 0)

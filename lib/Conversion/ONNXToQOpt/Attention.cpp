@@ -16,6 +16,40 @@ using namespace mlir;
 using namespace mlir::qopt;
 using namespace mlir::qopt::onnx;
 
+FailureOr<Value> mlir::qopt::onnx::prepareAttentionMask(ONNXNodeOp op,
+                                                        OpBuilder &b,
+                                                        Value mask, Value q,
+                                                        Value k) {
+  Location loc = op.getLoc();
+  auto mType = rankedType(mask);
+  Type element = rankedType(q).getElementType();
+  if (!mType || mType.getRank() > 4 ||
+      !(mType.getElementType().isInteger(1) ||
+        mType.getElementType() == element))
+    return nodeError(op) << "attn_mask must be bool or of Q's type, rank <= 4";
+  // The scores [B, Hq, S, L] and where each size comes from. Broadcast
+  // numpy-style (aligned right): static sizes now; a dynamic size that may
+  // be 1 is expanded as the run says.
+  std::pair<Value, int64_t> scoreDims[4] = {{q, 0}, {q, 1}, {q, 2}, {k, 2}};
+  int64_t offset = 4 - mType.getRank();
+  for (int64_t d = 0; d < mType.getRank(); ++d) {
+    auto [source, dim] = scoreDims[offset + d];
+    int64_t ms = mType.getDimSize(d), ss = rankedType(source).getDimSize(dim);
+    if (!ShapedType::isDynamic(ms) && !ShapedType::isDynamic(ss) && ms != 1 &&
+        ms != ss)
+      return nodeError(op) << "attn_mask does not broadcast to the scores";
+    if (!ShapedType::isDynamic(ms) ||
+        sizeSource(mask, d) == sizeSource(source, dim))
+      continue;
+    Value target = tensor::DimOp::create(b, loc, source, dim);
+    Value size = tensor::DimOp::create(b, loc, mask, d);
+    emitCheck(op, b, isSizeOrOne(b, loc, size, target),
+              "attn_mask does not broadcast to the scores");
+    mask = expandAtRunTime(b, loc, mask, d, target);
+  }
+  return mask;
+}
+
 namespace {
 
 /// [B, S, H·D] -> [B, H, S, D].
@@ -103,33 +137,11 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
       failed(sameSize(q, 3, k, 3, "Q and K have different head sizes")) ||
       failed(sameSize(k, 2, v, 2, "K and V have different sequence lengths")))
     return failure();
-  // The scores [B, Hq, S, L] and where each size comes from.
-  std::pair<Value, int64_t> scoreDims[4] = {{q, 0}, {q, 1}, {q, 2}, {k, 2}};
   if (mask) {
-    auto mType = rankedType(mask);
-    if (!mType || mType.getRank() > 4 ||
-        !(mType.getElementType().isInteger(1) ||
-          mType.getElementType() == qType.getElementType()))
-      return nodeError(op)
-             << "attn_mask must be bool or of Q's type, rank <= 4";
-    // Broadcast to the scores, numpy-style (aligned right): static sizes
-    // now; a dynamic size that may be 1 is expanded as the run says.
-    int64_t offset = 4 - mType.getRank();
-    for (int64_t d = 0; d < mType.getRank(); ++d) {
-      auto [source, dim] = scoreDims[offset + d];
-      int64_t ms = mType.getDimSize(d), ss = rankedType(source).getDimSize(dim);
-      if (!ShapedType::isDynamic(ms) && !ShapedType::isDynamic(ss) && ms != 1 &&
-          ms != ss)
-        return nodeError(op) << "attn_mask does not broadcast to the scores";
-      if (!ShapedType::isDynamic(ms) ||
-          sizeSource(mask, d) == sizeSource(source, dim))
-        continue;
-      Value target = tensor::DimOp::create(b, loc, source, dim);
-      Value size = tensor::DimOp::create(b, loc, mask, d);
-      emitCheck(op, b, isSizeOrOne(b, loc, size, target),
-                "attn_mask does not broadcast to the scores");
-      mask = expandAtRunTime(b, loc, mask, d, target);
-    }
+    FailureOr<Value> m = prepareAttentionMask(op, b, mask, q, k);
+    if (failed(m))
+      return failure();
+    mask = *m;
   }
   SmallVector<int64_t> shape = {qType.getDimSize(0), qType.getDimSize(1),
                                 qType.getDimSize(2), vType.getDimSize(3)};

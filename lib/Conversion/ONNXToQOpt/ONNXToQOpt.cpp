@@ -213,6 +213,8 @@ struct ConvertONNXToQOptPass
       return raiseLinear(op, rewriter, gone);
     if (type == "Gather")
       return raiseEmbedding(op, rewriter, gone);
+    if (type == "Mul" && succeeded(raiseAttention(op, rewriter, gone)))
+      return success();
     if (type == "Pow" || type == "Mul")
       if (ONNXNodeOp root = findRMSNormRoot(op))
         if (succeeded(raiseRMSNorm(root, rewriter, gone)))

@@ -189,6 +189,14 @@ LogicalResult raiseSiLU(ONNXNodeOp mul, RewriterBase &rewriter,
                         SmallVectorImpl<Operation *> &erased);
 LogicalResult raiseEmbedding(ONNXNodeOp gather, RewriterBase &rewriter,
                              SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
+                             SmallVectorImpl<Operation *> &erased);
+
+/// The attention mask of node `op` for qopt.attention with 4-D query `q`
+/// and key `k`: type checked, static broadcasting checked, dimensions only
+/// the run can decide expanded at run time. Fails with a node error.
+FailureOr<Value> prepareAttentionMask(ONNXNodeOp op, OpBuilder &b, Value mask,
+                                      Value q, Value k);
 /// The final Mul of an RMSNorm chain that starts at `square`, if any.
 ONNXNodeOp findRMSNormRoot(ONNXNodeOp square);
 

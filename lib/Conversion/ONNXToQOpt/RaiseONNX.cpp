@@ -1,7 +1,9 @@
 //===- RaiseONNX.cpp - Recognise decomposed layers in ONNX graphs ---------===//
 
 #include "Patterns.h"
+
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
+#include "llvm/ADT/StringSet.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
@@ -350,6 +352,212 @@ mlir::qopt::onnx::raiseEmbedding(ONNXNodeOp op, RewriterBase &rewriter,
   return success();
 }
 
+/// The rank of `v` when its type has one, or when it is an elementwise
+/// node (the broadcast of its operands) over values of known rank: for
+/// values conversion has not reached yet, whose declared types TorchScript
+/// exports leave unranked.
+static std::optional<int64_t> knownRank(Value v, int depth = 6) {
+  if (auto type = rankedType(v))
+    return type.getRank();
+  auto node = v.getDefiningOp<ONNXNodeOp>();
+  if (!node || depth == 0 || !node.getDomain().empty() ||
+      node->getNumResults() != 1)
+    return std::nullopt;
+  static const llvm::StringSet<> elementwise = {"Add",
+                                                "Sub",
+                                                "Mul",
+                                                "Div",
+                                                "Where",
+                                                "And",
+                                                "Or",
+                                                "Xor",
+                                                "Equal",
+                                                "Less",
+                                                "Greater",
+                                                "LessOrEqual",
+                                                "GreaterOrEqual",
+                                                "Max",
+                                                "Min",
+                                                "Pow",
+                                                "Cast",
+                                                "Not",
+                                                "Neg",
+                                                "Abs",
+                                                "Sqrt",
+                                                "Exp",
+                                                "Relu",
+                                                "Sigmoid",
+                                                "Tanh",
+                                                "Identity"};
+  if (!elementwise.contains(node.getOpType()))
+    return std::nullopt;
+  int64_t rank = 0;
+  for (Value input : node.getInputs()) {
+    std::optional<int64_t> r = knownRank(input, depth - 1);
+    if (!r)
+      return std::nullopt;
+    rank = std::max(rank, *r);
+  }
+  return rank;
+}
+
+/// torch's decomposed scaled_dot_product_attention, as both exporters write
+/// it:
+///   MatMul(Mul(Q, a), Mul(Kᵀ, b)) [→ Add(·, mask)] → Softmax(axis -1)
+///   → Where(IsNaN(P), 0, P) → MatMul(·, V)
+/// → qopt.attention(Q, K, V, mask, scale = a·b). Started from either Mul
+/// or the first MatMul. Without the NaN guard a fully masked row would be
+/// NaN, not qopt.attention's 0: not raised.
+LogicalResult
+mlir::qopt::onnx::raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
+                                 SmallVectorImpl<Operation *> &erased) {
+  auto single = [](Value v) -> ONNXNodeOp {
+    if (!v.hasOneUse())
+      return {};
+    auto user = dyn_cast<ONNXNodeOp>(*v.getUsers().begin());
+    return user && user.getDomain().empty() ? user : ONNXNodeOp();
+  };
+  if (start->getNumResults() != 1)
+    return failure();
+  ONNXNodeOp scores = start;
+  if (start.getOpType() == "Mul")
+    scores = single(start.getResult(0));
+  if (!scores || scores.getOpType() != "MatMul" ||
+      scores.getInputs().size() != 2)
+    return failure();
+  // Q·a and Kᵀ·b with scalar constants.
+  SmallVector<Operation *> chain;
+  Value scaled[2];
+  double scale = 1.0;
+  for (int i = 0; i < 2; ++i) {
+    auto mul = producer(scores.getInputs()[i], "Mul");
+    if (!mul || mul.getInputs().size() != 2)
+      return failure();
+    std::optional<double> c = scalarValue(mul.getInputs()[1]);
+    int side = 0;
+    if (!c) {
+      c = scalarValue(mul.getInputs()[0]);
+      side = 1;
+    }
+    if (!c)
+      return failure();
+    scale *= *c;
+    scaled[i] = mul.getInputs()[side];
+    chain.push_back(mul);
+  }
+  Value q = scaled[0], kt = scaled[1];
+  auto qType = rankedType(q), ktType = rankedType(kt);
+  if (!qType || !ktType || qType.getRank() != 4 || ktType.getRank() != 4 ||
+      !qType.getElementType().isF32() ||
+      ktType.getElementType() != qType.getElementType())
+    return failure();
+  ONNXNodeOp next = single(scores.getResult(0));
+  Value mask;
+  if (next && next.getOpType() == "Add" && next.getInputs().size() == 2) {
+    mask = next.getInputs()[0] == scores.getResult(0) ? next.getInputs()[1]
+                                                      : next.getInputs()[0];
+    chain.push_back(next);
+    next = single(next.getResult(0));
+  }
+  ONNXNodeOp softmax = next;
+  if (!softmax || softmax.getOpType() != "Softmax" ||
+      static_cast<int64_t>(softmax.getOpset()) < 13 ||
+      (getIntAttr(softmax, "axis", -1) != -1 &&
+       getIntAttr(softmax, "axis", -1) != 3))
+    return failure();
+  // Where(IsNaN(P), 0, P): the softmax's two users.
+  Value p = softmax.getResult(0);
+  ONNXNodeOp isNaN, where;
+  for (Operation *user : p.getUsers()) {
+    auto node = dyn_cast<ONNXNodeOp>(user);
+    if (node && node.getOpType() == "IsNaN")
+      isNaN = node;
+    else if (node && node.getOpType() == "Where")
+      where = node;
+    else
+      return failure();
+  }
+  if (!isNaN || !where || where.getInputs().size() != 3 ||
+      where.getInputs()[0] != isNaN.getResult(0) || where.getInputs()[2] != p ||
+      !isNaN.getResult(0).hasOneUse() ||
+      !near(scalarValue(where.getInputs()[1]), 0.0))
+    return failure();
+  ONNXNodeOp output = single(where.getResult(0));
+  if (!output || output.getOpType() != "MatMul" ||
+      output.getInputs().size() != 2 ||
+      output.getInputs()[0] != where.getResult(0))
+    return failure();
+  Value v = output.getInputs()[1];
+  auto vType = rankedType(v);
+  if (!vType || vType.getRank() != 4 ||
+      vType.getElementType() != qType.getElementType())
+    return failure();
+  // Head counts lost to run-time reshapes are dynamic: qopt.attention then
+  // takes them equal (torch repeats grouped key/value heads before the
+  // product) and checks that at run time.
+  int64_t hq = qType.getDimSize(1), hkv = ktType.getDimSize(1),
+          hv = vType.getDimSize(1);
+  if (!ShapedType::isDynamic(hkv) && !ShapedType::isDynamic(hv) && hkv != hv)
+    return failure();
+  if (ShapedType::isDynamic(hkv))
+    hkv = hv;
+  if (!ShapedType::isDynamic(hq) && !ShapedType::isDynamic(hkv) &&
+      (hkv < 1 || hq % hkv))
+    return failure();
+  std::optional<int64_t> maskRank;
+  if (mask) {
+    maskRank = knownRank(mask);
+    if (!maskRank || *maskRank > 4 ||
+        getElementTypeOrSelf(mask.getType()) != qType.getElementType())
+      return failure();
+  }
+  Location loc = output.getLoc();
+  rewriter.setInsertionPoint(output);
+  // K: the input of Kᵀ's transpose where there is one, else transposed.
+  Value k;
+  if (auto t = kt.getDefiningOp<linalg::TransposeOp>();
+      t && t.getPermutation() == ArrayRef<int64_t>{0, 1, 3, 2})
+    k = t.getInput();
+  else if (auto node = producer(kt, "Transpose", /*requireSingleUse=*/false);
+           node &&
+           getIntsAttr(node, "perm") == std::optional<SmallVector<int64_t>>(
+                                            SmallVector<int64_t>{0, 1, 3, 2}) &&
+           rankedType(node.getInputs()[0])) {
+    k = node.getInputs()[0];
+    chain.push_back(node); // erased when the product was its only reader
+  }
+  if (!k) {
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, kt);
+    Value init = tensor::EmptyOp::create(
+        rewriter, loc, {sizes[0], sizes[1], sizes[3], sizes[2]},
+        ktType.getElementType());
+    k = linalg::TransposeOp::create(rewriter, loc, kt, init,
+                                    ArrayRef<int64_t>{0, 1, 3, 2})
+            .getResult()[0];
+  }
+  if (mask) {
+    if (!rankedType(mask))
+      mask = tensor::CastOp::create(
+          rewriter, loc,
+          RankedTensorType::get(
+              SmallVector<int64_t>(*maskRank, ShapedType::kDynamic),
+              qType.getElementType()),
+          mask);
+    FailureOr<Value> m = prepareAttentionMask(output, rewriter, mask, q, k);
+    if (failed(m))
+      return failure();
+    mask = *m;
+  }
+  SmallVector<int64_t> shape = {qType.getDimSize(0), hq, qType.getDimSize(2),
+                                vType.getDimSize(3)};
+  Value y = AttentionOp::create(
+      rewriter, loc, RankedTensorType::get(shape, qType.getElementType()), q, k,
+      v, mask, UnitAttr(), rewriter.getF64FloatAttr(scale), FloatAttr());
+  chain.append({scores, softmax, isNaN, where});
+  replaceChain(rewriter, output, y, chain, erased);
+  return success();
+}
+
 /// x / sqrt(mean(x^2, -1) + eps) * gamma -> qopt.rms_norm, rooted at the
 /// final Mul.
 LogicalResult
@@ -644,8 +852,8 @@ struct QOptRaiseONNXPass
     ParamLookupScope symbols;
     RewritePatternSet patterns(&getContext());
     patterns.add<RaiseLinear, RaiseRMSNorm, RaisePattern<raiseGelu>,
-                 RaisePattern<raiseSiLU>, RaisePattern<raiseEmbedding>>(
-        &getContext());
+                 RaisePattern<raiseSiLU>, RaisePattern<raiseEmbedding>,
+                 RaisePattern<raiseAttention>>(&getContext());
     // Before RMSNorm, which would otherwise take the final Mul of a
     // LayerNorm without beta.
     patterns.add<RaisePattern<raiseLayerNorm>>(&getContext(), /*benefit=*/2);

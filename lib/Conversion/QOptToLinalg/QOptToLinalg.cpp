@@ -948,8 +948,16 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     Location loc = op.getLoc();
     Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
     Value mask = op.getMask();
-    auto qType = op.getQuery().getType();
-    int64_t group = qType.getDimSize(1) / op.getKey().getType().getDimSize(1);
+    int64_t hq = op.getQuery().getType().getDimSize(1),
+            hkv = op.getKey().getType().getDimSize(1);
+    // Dynamic head counts must be equal (no grouping).
+    int64_t group =
+        ShapedType::isDynamic(hq) || ShapedType::isDynamic(hkv) ? 1 : hq / hkv;
+    if (group == 1)
+      checkSameSize(rewriter, op, q, 1, k, 1,
+                    "Q and K have different numbers of heads");
+    checkSameSize(rewriter, op, k, 1, v, 1,
+                  "K and V have different numbers of heads");
     // The products assume these sizes agree where the types leave it open.
     checkSameSize(rewriter, op, q, 0, k, 0,
                   "Q and K have different batch sizes");

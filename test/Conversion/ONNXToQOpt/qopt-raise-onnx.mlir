@@ -292,3 +292,44 @@ func.func @malformed(%x: tensor<2x4xf32>) -> (tensor<2x4xf32>, tensor<2x4xf32>) 
   %1 = onnx.node "Gemm" opset 13 (%x) {} : (tensor<2x4xf32>) -> tensor<2x4xf32>
   return %0, %1 : tensor<2x4xf32>, tensor<2x4xf32>
 }
+
+// -----
+
+// torch's decomposed scaled_dot_product_attention (both exporters):
+// Q·√s times Kᵀ·√s, an additive mask, Softmax, the NaN guard, times V →
+// qopt.attention with scale s, reading K through Kᵀ's transpose.
+// CHECK-LABEL: func.func @sdpa
+// CHECK-NOT: "Transpose"
+// CHECK: qopt.attention %arg0, %arg1, %arg2 mask(%{{.*}}) scale = 0.12499999{{[0-9]*}} : (tensor<1x4x?x8xf32>, tensor<1x4x?x8xf32>, tensor<1x4x?x8xf32>, tensor<1x1x?x?xf32>) -> tensor<1x4x?x8xf32>
+// CHECK-NOT: "Softmax"
+func.func @sdpa(%q: tensor<1x4x?x8xf32>, %k: tensor<1x4x?x8xf32>, %v: tensor<1x4x?x8xf32>, %m: tensor<1x1x?x?xf32>) -> tensor<1x4x?x8xf32> {
+  %s = onnx.node "Constant" opset 17 () {value = dense<0.353553385> : tensor<f32>} : () -> tensor<f32>
+  %kt = onnx.node "Transpose" opset 17 (%k) {perm = array<i64: 0, 1, 3, 2>} : (tensor<1x4x?x8xf32>) -> tensor<1x4x8x?xf32>
+  %qs = onnx.node "Mul" opset 17 (%q, %s) {} : (tensor<1x4x?x8xf32>, tensor<f32>) -> tensor<1x4x?x8xf32>
+  %ks = onnx.node "Mul" opset 17 (%kt, %s) {} : (tensor<1x4x8x?xf32>, tensor<f32>) -> tensor<1x4x8x?xf32>
+  %a = onnx.node "MatMul" opset 17 (%qs, %ks) {} : (tensor<1x4x?x8xf32>, tensor<1x4x8x?xf32>) -> tensor<1x4x?x?xf32>
+  %b = onnx.node "Add" opset 17 (%a, %m) {} : (tensor<1x4x?x?xf32>, tensor<1x1x?x?xf32>) -> tensor<1x4x?x?xf32>
+  %p = onnx.node "Softmax" opset 17 (%b) {axis = -1 : i64} : (tensor<1x4x?x?xf32>) -> tensor<1x4x?x?xf32>
+  %n = onnx.node "IsNaN" opset 17 (%p) {} : (tensor<1x4x?x?xf32>) -> tensor<1x4x?x?xi1>
+  %z = onnx.node "Constant" opset 17 () {value = dense<0.0> : tensor<1xf32>} : () -> tensor<1xf32>
+  %w = onnx.node "Where" opset 17 (%n, %z, %p) {} : (tensor<1x4x?x?xi1>, tensor<1xf32>, tensor<1x4x?x?xf32>) -> tensor<1x4x?x?xf32>
+  %y = onnx.node "MatMul" opset 17 (%w, %v) {} : (tensor<1x4x?x?xf32>, tensor<1x4x?x8xf32>) -> tensor<1x4x?x8xf32>
+  return %y : tensor<1x4x?x8xf32>
+}
+
+// -----
+
+// Without the NaN guard a fully masked row would be NaN, not
+// qopt.attention's 0: left as it is.
+// CHECK-LABEL: func.func @sdpa_unguarded
+// CHECK-NOT: qopt.attention
+// CHECK: "Softmax"
+func.func @sdpa_unguarded(%q: tensor<1x4x3x8xf32>, %kt: tensor<1x4x8x3xf32>, %v: tensor<1x4x3x8xf32>) -> tensor<1x4x3x8xf32> {
+  %s = onnx.node "Constant" opset 17 () {value = dense<0.353553385> : tensor<f32>} : () -> tensor<f32>
+  %qs = onnx.node "Mul" opset 17 (%q, %s) {} : (tensor<1x4x3x8xf32>, tensor<f32>) -> tensor<1x4x3x8xf32>
+  %ks = onnx.node "Mul" opset 17 (%kt, %s) {} : (tensor<1x4x8x3xf32>, tensor<f32>) -> tensor<1x4x8x3xf32>
+  %a = onnx.node "MatMul" opset 17 (%qs, %ks) {} : (tensor<1x4x3x8xf32>, tensor<1x4x8x3xf32>) -> tensor<1x4x3x3xf32>
+  %p = onnx.node "Softmax" opset 17 (%a) {axis = -1 : i64} : (tensor<1x4x3x3xf32>) -> tensor<1x4x3x3xf32>
+  %y = onnx.node "MatMul" opset 17 (%p, %v) {} : (tensor<1x4x3x3xf32>, tensor<1x4x3x8xf32>) -> tensor<1x4x3x8xf32>
+  return %y : tensor<1x4x3x8xf32>
+}

@@ -621,7 +621,7 @@ func.func @embedding_element_type(%ids: tensor<4xi64>, %w: tensor<100x8xf32>) ->
 // -----
 
 func.func @attention_heads(%q: tensor<1x3x5x8xf32>, %k: tensor<1x2x5x8xf32>, %v: tensor<1x2x5x8xf32>) -> tensor<1x3x5x8xf32> {
-  // expected-error@+1 {{'qopt.attention' op needs static head counts, the query's a multiple of the key's (got 3 and 2)}}
+  // expected-error@+1 {{'qopt.attention' op needs the query's head count a multiple of the key's (got 3 and 2)}}
   %0 = qopt.attention %q, %k, %v : (tensor<1x3x5x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32>) -> tensor<1x3x5x8xf32>
   return %0 : tensor<1x3x5x8xf32>
 }

@@ -19,6 +19,11 @@ def QOptRaiseONNXPass : Pass<"qopt-raise-onnx", "::mlir::ModuleOp"> {
       `linalg.transpose` of `W` in the first case);
     * **embeddings**: `Gather(W, ids, axis = 0)` of a 2-D float parameter
       → `qopt.embedding` (module path from the table's name);
+    * **attention**: torch's decomposed `scaled_dot_product_attention`,
+      `MatMul(Mul(Q, a), Mul(Kᵀ, b))` [→ `Add(mask)`] → `Softmax` →
+      `Where(IsNaN(P), 0, P)` → `MatMul(·, V)` → `qopt.attention` with
+      scale `a·b` (without the NaN guard a fully masked row would differ, so
+      it is not raised);
     * **RMSNorm**: `Pow(x, 2)` (or `Mul(x, x)`) → `ReduceMean` over the last
       axis with `keepdims` → `Add(ε)` → `Sqrt` → `Div(x, ·)` (or `Mul` by
       `Reciprocal`/`Div(1, ·)`) → `Mul(γ)` → `qopt.rms_norm`.
@@ -60,8 +65,8 @@ def ConvertONNXToQOptPass : Pass<"convert-onnx-to-qopt", "::mlir::ModuleOp"> {
 
     As the walk reaches them, decomposed layers are raised to QOpt ops
     first (the patterns of `qopt-raise-onnx`: linear layers to
-    `qopt.linear`, embeddings to `qopt.embedding`, RMSNorm chains to
-    `qopt.rms_norm`, …), so that they are
+    `qopt.linear`, embeddings to `qopt.embedding`, attention to
+    `qopt.attention`, RMSNorm chains to `qopt.rms_norm`, …), so that they are
     found even where the model's declared types are unranked: by then their
     inputs carry the types conversion refined.
 

@@ -374,11 +374,11 @@ LogicalResult AttentionOp::verify() {
       failed(same(k.getDimSize(2), v.getDimSize(2),
                   "key and value sequence lengths")))
     return failure();
-  if (ShapedType::isDynamic(hq) || ShapedType::isDynamic(hkv) || hkv < 1 ||
-      hq % hkv)
-    return emitOpError() << "needs static head counts, the query's a "
-                            "multiple of the key's (got "
-                         << shapeStr({hq}) << " and " << shapeStr({hkv}) << ")";
+  if (!ShapedType::isDynamic(hq) && !ShapedType::isDynamic(hkv) &&
+      (hkv < 1 || hq % hkv))
+    return emitOpError() << "needs the query's head count a multiple of the "
+                            "key's (got "
+                         << hq << " and " << hkv << ")";
   SmallVector<int64_t> expected = {q.getDimSize(0), hq, q.getDimSize(2),
                                    v.getDimSize(3)};
   if (!shapesCompatible(y.getShape(), expected))

@@ -363,7 +363,8 @@ def QOpt_AttentionOp : QOpt_Op<"attention", [Pure]> {
   let description = [{
     For `query` `[B, Hq, S, D]`, `key` `[B, Hkv, L, D]` and `value`
     `[B, Hkv, L, Dv]` (`Hq` a multiple of `Hkv`: query head `h` reads
-    key/value head `h / (Hq / Hkv)`, grouped-query attention):
+    key/value head `h / (Hq / Hkv)`, grouped-query attention; when either
+    head count is dynamic they must be equal, checked at run time):
 
     ```
     s[b,h,i,j] = scale · Σ_d query[b,h,i,d] · key[b,h/g,j,d]
