@@ -504,12 +504,36 @@ mlir::qopt::onnx::raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
   if (!ShapedType::isDynamic(hq) && !ShapedType::isDynamic(hkv) &&
       (hkv < 1 || hq % hkv))
     return failure();
+  // Where MatMul would broadcast a batch or a single head, qopt.attention
+  // would not: left as it is.
+  auto differ = [](int64_t a, int64_t b) {
+    return !ShapedType::isDynamic(a) && !ShapedType::isDynamic(b) && a != b;
+  };
+  auto mayBroadcast = [](int64_t a, int64_t b) {
+    return (a == 1 && ShapedType::isDynamic(b)) ||
+           (b == 1 && ShapedType::isDynamic(a));
+  };
+  int64_t bq = qType.getDimSize(0), bk = ktType.getDimSize(0),
+          bv = vType.getDimSize(0);
+  if (differ(bq, bk) || differ(bk, bv) || differ(bq, bv) ||
+      mayBroadcast(bq, bk) || mayBroadcast(bk, bv) || mayBroadcast(hq, hkv))
+    return failure();
   std::optional<int64_t> maskRank;
   if (mask) {
     maskRank = knownRank(mask);
     if (!maskRank || *maskRank > 4 ||
         getElementTypeOrSelf(mask.getType()) != qType.getElementType())
       return failure();
+    // A static size that does not broadcast to the scores' [B, Hq, S, L]
+    // (checked before any IR is made: the conversion then reports it).
+    if (auto mType = rankedType(mask)) {
+      int64_t scores[4] = {bq, hq, qType.getDimSize(2), ktType.getDimSize(3)};
+      for (int64_t d = 0; d < mType.getRank(); ++d) {
+        int64_t ms = mType.getDimSize(d), ss = scores[4 - mType.getRank() + d];
+        if (ms != 1 && differ(ms, ss))
+          return failure();
+      }
+    }
   }
   Location loc = output.getLoc();
   rewriter.setInsertionPoint(output);

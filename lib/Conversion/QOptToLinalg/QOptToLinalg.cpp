@@ -1198,14 +1198,17 @@ struct ConvertQOptToLinalgPass
              LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
              LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform,
              LowerSoftmax, LowerEmbedding, LowerAttention>(ctx);
-    if (failed(applyPatternsGreedily(module, std::move(patterns))))
+    if (failed(applyPatternsGreedily(module, std::move(patterns)))) {
+      module.emitError() << "convert-qopt-to-linalg: the lowering patterns "
+                            "did not converge";
       return signalPassFailure();
+    }
     // 2. What could not be lowered is an error here, naming the op and why,
     // not a failure later in bufferization.
     bool unlowered = false;
     module.walk([&](Operation *op) {
-      if (!isa<QOptDialect>(op->getDialect()) || staysAfterLowering(op) ||
-          isa<AssembleOp, DisassembleOp>(op))
+      if (!isa_and_nonnull<QOptDialect>(op->getDialect()) ||
+          staysAfterLowering(op) || isa<AssembleOp, DisassembleOp>(op))
         return;
       std::string why = whyNotLowered(op);
       InFlightDiagnostic diag = op->emitError()

@@ -69,10 +69,17 @@ Value mlir::qopt::createMulAddContraction(
                 isa<FloatType>(element(init));
   // Reductions exactly over the dimensions no output map names, as
   // linalg.contract infers them.
-  bool inferable = true;
-  for (auto [d, iterator] : llvm::enumerate(iterators))
-    inferable &= (iterator == utils::IteratorType::parallel) ==
-                 maps[2].isFunctionOfDim(d);
+  // linalg.contract also wants a dimension both inputs share and the output
+  // lacks, and none that only one input has and the output lacks.
+  bool inferable = true, shared = false;
+  for (auto [d, iterator] : llvm::enumerate(iterators)) {
+    bool inLhs = maps[0].isFunctionOfDim(d), inRhs = maps[1].isFunctionOfDim(d);
+    bool inOut = maps[2].isFunctionOfDim(d);
+    inferable &= (iterator == utils::IteratorType::parallel) == inOut;
+    inferable &= inOut || (inLhs && inRhs);
+    shared |= inLhs && inRhs && !inOut;
+  }
+  inferable &= shared;
   if (floats && inferable && llvm::all_of(maps, [](AffineMap m) {
         return m.isProjectedPermutation();
       })) {

@@ -333,3 +333,33 @@ func.func @sdpa_unguarded(%q: tensor<1x4x3x8xf32>, %kt: tensor<1x4x8x3xf32>, %v:
   %y = onnx.node "MatMul" opset 17 (%p, %v) {} : (tensor<1x4x3x3xf32>, tensor<1x4x3x8xf32>) -> tensor<1x4x3x8xf32>
   return %y : tensor<1x4x3x8xf32>
 }
+
+// -----
+
+// Where MatMul broadcasts a batch of one (or the mask has a static size the
+// scores do not), qopt.attention would not: left as it is, no error.
+// CHECK-LABEL: func.func @sdpa_broadcast
+// CHECK-NOT: qopt.attention
+// CHECK: "Softmax"
+// CHECK-NOT: qopt.attention
+// CHECK: "Softmax"
+func.func @sdpa_broadcast(%q: tensor<2x4x3x8xf32>, %kt: tensor<1x4x8x3xf32>, %v: tensor<2x4x3x8xf32>, %q1: tensor<1x4x3x8xf32>, %kt1: tensor<1x4x8x3xf32>, %v1: tensor<1x4x3x8xf32>, %m: tensor<2x1x3x3xf32>) -> (tensor<2x4x3x8xf32>, tensor<2x4x3x8xf32>) {
+  %s = onnx.node "Constant" opset 17 () {value = dense<0.353553385> : tensor<f32>} : () -> tensor<f32>
+  %z = onnx.node "Constant" opset 17 () {value = dense<0.0> : tensor<1xf32>} : () -> tensor<1xf32>
+  %qs = onnx.node "Mul" opset 17 (%q, %s) {} : (tensor<2x4x3x8xf32>, tensor<f32>) -> tensor<2x4x3x8xf32>
+  %ks = onnx.node "Mul" opset 17 (%kt, %s) {} : (tensor<1x4x8x3xf32>, tensor<f32>) -> tensor<1x4x8x3xf32>
+  %a = onnx.node "MatMul" opset 17 (%qs, %ks) {} : (tensor<2x4x3x8xf32>, tensor<1x4x8x3xf32>) -> tensor<2x4x3x3xf32>
+  %p = onnx.node "Softmax" opset 17 (%a) {axis = -1 : i64} : (tensor<2x4x3x3xf32>) -> tensor<2x4x3x3xf32>
+  %n = onnx.node "IsNaN" opset 17 (%p) {} : (tensor<2x4x3x3xf32>) -> tensor<2x4x3x3xi1>
+  %w = onnx.node "Where" opset 17 (%n, %z, %p) {} : (tensor<2x4x3x3xi1>, tensor<1xf32>, tensor<2x4x3x3xf32>) -> tensor<2x4x3x3xf32>
+  %y = onnx.node "MatMul" opset 17 (%w, %v) {} : (tensor<2x4x3x3xf32>, tensor<2x4x3x8xf32>) -> tensor<2x4x3x8xf32>
+  %qs1 = onnx.node "Mul" opset 17 (%q1, %s) {} : (tensor<1x4x3x8xf32>, tensor<f32>) -> tensor<1x4x3x8xf32>
+  %ks1 = onnx.node "Mul" opset 17 (%kt1, %s) {} : (tensor<1x4x8x3xf32>, tensor<f32>) -> tensor<1x4x8x3xf32>
+  %a1 = onnx.node "MatMul" opset 17 (%qs1, %ks1) {} : (tensor<1x4x3x8xf32>, tensor<1x4x8x3xf32>) -> tensor<1x4x3x3xf32>
+  %b1 = onnx.node "Add" opset 17 (%a1, %m) {} : (tensor<1x4x3x3xf32>, tensor<2x1x3x3xf32>) -> tensor<2x4x3x3xf32>
+  %p1 = onnx.node "Softmax" opset 17 (%b1) {axis = -1 : i64} : (tensor<2x4x3x3xf32>) -> tensor<2x4x3x3xf32>
+  %n1 = onnx.node "IsNaN" opset 17 (%p1) {} : (tensor<2x4x3x3xf32>) -> tensor<2x4x3x3xi1>
+  %w1 = onnx.node "Where" opset 17 (%n1, %z, %p1) {} : (tensor<2x4x3x3xi1>, tensor<1xf32>, tensor<2x4x3x3xf32>) -> tensor<2x4x3x3xf32>
+  %y1 = onnx.node "MatMul" opset 17 (%w1, %v1) {} : (tensor<2x4x3x3xf32>, tensor<1x4x3x8xf32>) -> tensor<2x4x3x8xf32>
+  return %y, %y1 : tensor<2x4x3x8xf32>, tensor<2x4x3x8xf32>
+}

@@ -76,8 +76,10 @@ struct QOptRelayoutQuantizedWeightsPass
       if (!q) {
         auto load = assemble.getData().getDefiningOp<LoadParamOp>();
         auto param = symbols.lookup<ParamOp>(load.getName());
-        if (!param || !param.getInitialValue())
-          continue; // codes given at run time: transposed per run
+        // Codes given at run time, or ones training writes: transposed per
+        // run (a frozen copy would go stale).
+        if (!param || !param.getInitialValue() || param.isMutable())
+          continue;
         FailureOr<std::vector<char>> bytes = reader.readBytes(param, layer);
         if (failed(bytes))
           return signalPassFailure();

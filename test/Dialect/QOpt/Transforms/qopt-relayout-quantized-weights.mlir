@@ -94,3 +94,23 @@ func.func @external(%x: tensor<1x3xf32>) -> tensor<1x2xf32> {
 }
 qopt.param @wx : tensor<3x2xi8> = #qopt.external<"w.bin", offset = 0, length = 6>
 qopt.param @ws : tensor<2xf32> = dense<1.0> : tensor<2xf32>
+
+// -----
+
+// Codes training writes (a trainable or state parameter) would go stale in a
+// frozen copy: the layer keeps the transpose.
+// CHECK-LABEL: func.func @mutable_codes
+// CHECK: linalg.transpose
+// CHECK-NOT: .nk
+func.func @mutable_codes(%x: tensor<1x3xf32>) -> tensor<1x2xf32> {
+  %w = qopt.load_param @wm : tensor<3x2xi8>
+  %ws = qopt.load_param @ws : tensor<2xf32>
+  %q = qopt.assemble %w, %ws : (tensor<3x2xi8>, tensor<2xf32>) -> !qopt.qtensor<3x2, #qopt.int<8>, #qopt.per_channel<1>, scales = f32>
+  %d = qopt.dequantize %q : !qopt.qtensor<3x2, #qopt.int<8>, #qopt.per_channel<1>, scales = f32> -> tensor<3x2xf32>
+  %e = tensor.empty() : tensor<2x3xf32>
+  %t = linalg.transpose ins(%d : tensor<3x2xf32>) outs(%e : tensor<2x3xf32>) permutation = [1, 0]
+  %y = qopt.linear %x, %t : (tensor<1x3xf32>, tensor<2x3xf32>) -> tensor<1x2xf32>
+  return %y : tensor<1x2xf32>
+}
+qopt.param state @wm : tensor<3x2xi8> = dense<1> : tensor<3x2xi8>
+qopt.param @ws : tensor<2xf32> = dense<1.0> : tensor<2xf32>
