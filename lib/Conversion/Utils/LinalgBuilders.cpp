@@ -63,7 +63,23 @@ void mlir::qopt::buildMulAddBody(OpBuilder &b, Location loc, ValueRange args) {
 
 Value mlir::qopt::createMulAddContraction(
     OpBuilder &b, Location loc, Value lhs, Value rhs, Value init,
-    ArrayRef<AffineMap> maps, ArrayRef<utils::IteratorType> iterators) {
+    ArrayRef<AffineMap> mapsIn, ArrayRef<utils::IteratorType> iterators) {
+  // A transposed operand is read through a permuted map instead: no copy
+  // of it (the tied LM head's transposed embedding table is 150 MB).
+  SmallVector<AffineMap> maps(mapsIn);
+  auto lookThrough = [&](Value &v, AffineMap &map) {
+    auto transpose = v.getDefiningOp<linalg::TransposeOp>();
+    if (!transpose)
+      return;
+    ArrayRef<int64_t> perm = transpose.getPermutation();
+    SmallVector<AffineExpr> results(perm.size());
+    for (auto [j, p] : llvm::enumerate(perm))
+      results[p] = map.getResult(j);
+    map = AffineMap::get(map.getNumDims(), 0, results, b.getContext());
+    v = transpose.getInput();
+  };
+  lookThrough(lhs, maps[0]);
+  lookThrough(rhs, maps[1]);
   auto element = [](Value v) { return getElementTypeOrSelf(v.getType()); };
   bool floats = isa<FloatType>(element(lhs)) && isa<FloatType>(element(rhs)) &&
                 isa<FloatType>(element(init));

@@ -283,3 +283,17 @@ func.func @attention_mask_run_time(%q: tensor<1x2x3x4xf32>, %m: tensor<?x3x3xf32
   %0 = onnx.node "Attention" opset 23 (%q, %q, %q, %m) {} : (tensor<1x2x3x4xf32>, tensor<1x2x3x4xf32>, tensor<1x2x3x4xf32>, tensor<?x3x3xf32>) -> tensor<1x2x3x4xf32> loc("a")
   return %0 : tensor<1x2x3x4xf32>
 }
+
+// -----
+
+// A transposed operand (a tied LM head: MatMul(h, Transpose(wte))) is read
+// through a permuted map, never copied.
+// CHECK-DAG: #[[WT:.*]] = affine_map<(d0, d1, d2) -> (d1, d2)>
+// CHECK-LABEL: func.func @matmul_transposed
+// CHECK-NOT: linalg.transpose
+// CHECK: linalg.contract indexing_maps = [#{{.*}}, #[[WT]], #{{.*}}] ins(%arg0, %arg1 : tensor<4x8xf32>, tensor<16x8xf32>)
+func.func @matmul_transposed(%h: tensor<4x8xf32>, %wte: tensor<16x8xf32>) -> tensor<4x16xf32> {
+  %t = onnx.node "Transpose" opset 13 (%wte) {perm = array<i64: 1, 0>} : (tensor<16x8xf32>) -> tensor<8x16xf32>
+  %0 = onnx.node "MatMul" opset 13 (%h, %t) {} : (tensor<4x8xf32>, tensor<8x16xf32>) -> tensor<4x16xf32>
+  return %0 : tensor<4x16xf32>
+}
