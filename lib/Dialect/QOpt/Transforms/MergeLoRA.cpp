@@ -157,17 +157,7 @@ LogicalResult Merger::merge(LoRAOp op) {
 }
 
 void Merger::cleanUp() {
-  while (!maybeDead.empty()) {
-    Operation *op = maybeDead.pop_back_val();
-    if (!isOpTriviallyDead(op))
-      continue;
-    for (Value operand : op->getOperands())
-      if (Operation *def = operand.getDefiningOp())
-        maybeDead.push_back(def);
-    op->erase();
-    // An op may be queued more than once: drop the other entries.
-    llvm::erase(maybeDead, op);
-  }
+  eraseDeadOps(maybeDead);
   for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
     if (SymbolTable::symbolKnownUseEmpty(param, module)) {
       symbols.erase(param);

@@ -116,21 +116,10 @@ struct QOptRelayoutQuantizedWeightsPass
       weight.set(q);
     }
     // The K×N chain and codes, where nothing else reads them.
-    while (!maybeDead.empty()) {
-      Operation *op = maybeDead.pop_back_val();
-      if (!isOpTriviallyDead(op))
-        continue;
-      for (Value operand : op->getOperands())
-        if (Operation *def = operand.getDefiningOp())
-          maybeDead.push_back(def);
-      auto load = dyn_cast<LoadParamOp>(op);
-      StringAttr name = load ? load.getNameAttr().getAttr() : StringAttr();
-      op->erase();
-      llvm::erase(maybeDead, op);
-      if (auto param = name ? symbols.lookup<ParamOp>(name) : ParamOp())
+    for (StringAttr name : eraseDeadOps(maybeDead))
+      if (auto param = symbols.lookup<ParamOp>(name))
         if (SymbolTable::symbolKnownUseEmpty(param, module))
           symbols.erase(param);
-    }
   }
 };
 

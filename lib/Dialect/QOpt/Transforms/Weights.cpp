@@ -5,6 +5,7 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/MemoryBuffer.h"
@@ -245,4 +246,22 @@ ParamOp mlir::qopt::createFloatParam(SymbolTable &symbols, Location loc,
       symbols, loc, name, type, trainable, [&](MutableArrayRef<char> bytes) {
         dense::encodeFloats(*kind, values.data(), values.size(), bytes.data());
       });
+}
+
+SmallVector<StringAttr>
+mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead) {
+  SmallVector<StringAttr> unread;
+  while (!maybeDead.empty()) {
+    Operation *op = maybeDead.pop_back_val();
+    if (!isOpTriviallyDead(op))
+      continue;
+    for (Value operand : op->getOperands())
+      if (Operation *def = operand.getDefiningOp())
+        maybeDead.push_back(def);
+    if (auto load = dyn_cast<LoadParamOp>(op))
+      unread.push_back(load.getNameAttr().getAttr());
+    op->erase();
+    llvm::erase(maybeDead, op);
+  }
+  return unread;
 }

@@ -83,6 +83,11 @@ ParamOp createFloatParam(SymbolTable &symbols, Location loc, StringRef name,
                          RankedTensorType type, ArrayRef<float> values,
                          bool trainable = false);
 
+/// Erases the ops of `maybeDead` nothing reads, then the producers that
+/// leaves unread, recursively (an op may be listed more than once), and
+/// returns the parameters whose reads it erased.
+SmallVector<StringAttr> eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead);
+
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_TRANSFORMS_WEIGHTS_H
