@@ -55,7 +55,10 @@ for entry in index["models"]:
         failures += 1
     # The other named layers the conversion raises, and their paths.
     embeddings = re.findall(r"qopt\.embedding [^:]*?(?: module \"([^\"]*)\")? :", converted)
+    residual = re.findall(r"qopt\.residual_add [^:]*?(?: module \"([^\"]*)\")? :", converted)
     print(f"  {folder}: {converted.count('qopt.attention ')} attention, "
-          f"{len(embeddings)} embedding ({', '.join(sorted(embeddings))})")
+          f"{len(embeddings)} embedding ({', '.join(sorted(embeddings))}), "
+          f"{converted.count('qopt.rotary ')} rotary, {len(residual)} residual "
+          f"({', '.join(sorted(set(m.rsplit('.', 1)[-1] for m in residual)))})")
 print(f"module names: {failures} failures")
 sys.exit(1 if failures else 0)

@@ -2,7 +2,9 @@
 //
 // NF4 against bitsandbytes' table, small floats against LLVM's APFloat (an
 // independent implementation of the same formats), bit packing against
-// hand-computed bytes and round trips.
+// hand-computed bytes and round trips; and all of them against the values
+// the formats' sources themselves give (bitsandbytes, ml_dtypes), which
+// make_format_tables.py wrote into FormatTables.inc.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,6 +15,7 @@
 #include "gtest/gtest.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <vector>
@@ -250,6 +253,88 @@ TEST(Packing, RoundTripAllWidths) {
       }
     }
   }
+}
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Against the formats' sources (FormatTables.inc)
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+#include "FormatTables.inc"
+
+float fromBits(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof(f));
+  return f;
+}
+
+/// Equal bit for bit, or both NaN (NaN payloads differ between sources).
+::testing::AssertionResult sameFloat(float got, float want) {
+  if ((std::isnan(got) && std::isnan(want)) ||
+      std::memcmp(&got, &want, sizeof(float)) == 0)
+    return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << got << " vs " << want;
+}
+
+TEST(Sources, NF4TableIsBitsandbytes) {
+  const auto &table = nf4CodeTable();
+  for (int i = 0; i < 16; ++i)
+    EXPECT_TRUE(sameFloat(table[i], fromBits(kBnbNF4Table[i]))) << "code " << i;
+}
+
+TEST(Sources, NF4EncodingIsBitsandbytes) {
+  // bitsandbytes' quantize_4bit: per block of 64, code of x / absmax.
+  constexpr int kBlock = 64;
+  for (int i = 0; i < 1024; ++i) {
+    float absmax = fromBits(kBnbNF4Absmax[i / kBlock]);
+    float x = fromBits(kBnbNF4Samples[i]);
+    EXPECT_EQ(nf4Encode(x / absmax), kBnbNF4Codes[i])
+        << "element " << i << " (" << x << " / " << absmax << ")";
+  }
+}
+
+struct SourceTable {
+  SmallFloatKind kind;
+  const uint32_t *decoded;
+  const uint32_t *samples, *rounded;
+  size_t numSamples;
+};
+
+void checkAgainstMlDtypes(const SourceTable &t) {
+  unsigned codes = 1u << smallFloatBits(t.kind);
+  for (unsigned c = 0; c < codes; ++c)
+    EXPECT_TRUE(sameFloat(smallFloatDecode(t.kind, static_cast<uint8_t>(c)),
+                          fromBits(t.decoded[c])))
+        << "code " << c;
+  for (size_t i = 0; i < t.numSamples; ++i) {
+    float x = fromBits(t.samples[i]);
+    float got = smallFloatDecode(t.kind, smallFloatEncode(t.kind, x));
+    EXPECT_TRUE(sameFloat(got, fromBits(t.rounded[i]))) << "rounding " << x;
+  }
+}
+
+TEST(Sources, F8E4M3FNIsMlDtypes) {
+  checkAgainstMlDtypes({SmallFloatKind::F8E4M3FN, kF8E4M3FNDecoded,
+                        kF8E4M3FNSamples, kF8E4M3FNRounded,
+                        std::size(kF8E4M3FNSamples)});
+}
+TEST(Sources, F8E5M2IsMlDtypes) {
+  checkAgainstMlDtypes({SmallFloatKind::F8E5M2, kF8E5M2Decoded, kF8E5M2Samples,
+                        kF8E5M2Rounded, std::size(kF8E5M2Samples)});
+}
+TEST(Sources, F4E2M1FNIsMlDtypes) {
+  checkAgainstMlDtypes({SmallFloatKind::F4E2M1FN, kF4E2M1FNDecoded,
+                        kF4E2M1FNSamples, kF4E2M1FNRounded,
+                        std::size(kF4E2M1FNSamples)});
+}
+TEST(Sources, F8E8M0FNUDecodesAsMlDtypes) {
+  // Encoding floors the exponent (OCP MX), where ml_dtypes rounds: only
+  // the code values are compared.
+  checkAgainstMlDtypes(
+      {SmallFloatKind::F8E8M0FNU, kF8E8M0FNUDecoded, nullptr, nullptr, 0});
 }
 
 } // namespace

@@ -1,8 +1,10 @@
-//===- Attention.cpp - ONNX Attention (opset 23) --------------------------===//
+//===- Attention.cpp - ONNX Attention, RotaryEmbedding (opset 23) ---------===//
 //
 // Attention (opset 23) becomes qopt.attention, the mid-level op that
 // convert-qopt-to-linalg lowers late: 3-D inputs are split into heads, the
 // mask broadcast where only the run can tell, static sizes checked here.
+// RotaryEmbedding becomes qopt.rotary, its half-width caches (gathered by
+// position ids) expanded to the feature width.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +13,7 @@
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
+#include "mlir/IR/TypeUtilities.h"
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -172,8 +175,147 @@ LogicalResult convertAttention(ONNXNodeOp op, OpBuilder &b,
   return success();
 }
 
+/// RotaryEmbedding: caches [max_pos, R/2] gathered by position_ids [B, S]
+/// (or given per position, [B, S, R/2]) expanded to the full width R
+/// (halves repeated, or each value twice when interleaved), broadcast over
+/// the heads: [B, 1, S, R] for 4-D inputs [B, H, S, D], [B, S, 1, R] for
+/// 3-D ones viewed as [B, S, H, D].
+LogicalResult convertRotaryEmbedding(ONNXNodeOp op, OpBuilder &b,
+                                     SmallVectorImpl<Value> &results) {
+  Location loc = op.getLoc();
+  Value x = op.getInputs()[0], cosCache = op.getInputs()[1],
+        sinCache = op.getInputs()[2], positions = getInput(op, 3);
+  auto xType = rankedType(x), cType = rankedType(cosCache),
+       sType = rankedType(sinCache);
+  if (!xType || !isa<FloatType>(xType.getElementType()) ||
+      (xType.getRank() != 3 && xType.getRank() != 4))
+    return nodeError(op) << "needs a ranked float input of rank 3 or 4";
+  Type element = xType.getElementType();
+  int64_t cacheRank = positions ? 2 : 3;
+  if (!cType || !sType || cType.getElementType() != element ||
+      sType.getElementType() != element || cType.getRank() != cacheRank ||
+      sType.getRank() != cacheRank)
+    return nodeError(op) << "cos_cache and sin_cache must have the input's "
+                            "type and rank "
+                         << cacheRank
+                         << (positions ? " [max_position, rotary_dim / 2]"
+                                       : " [batch, sequence, rotary_dim / 2]");
+  if (failed(verifyCompatibleShape(cType.getShape(), sType.getShape())))
+    return nodeError(op) << "cos_cache and sin_cache have different shapes";
+  bool threeD = xType.getRank() == 3;
+  Value x4 = x;
+  if (threeD) {
+    int64_t heads = getIntAttr(op, "num_heads", 0);
+    int64_t hidden = xType.getDimSize(2);
+    if (heads <= 0 || ShapedType::isDynamic(hidden) || hidden % heads)
+      return nodeError(op) << "3-D inputs need num_heads dividing a static "
+                              "hidden size";
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
+    x4 = reshapeTo(b, loc, x,
+                   {sizes[0], sizes[1], b.getIndexAttr(heads),
+                    b.getIndexAttr(hidden / heads)});
+  }
+  auto x4Type = rankedType(x4);
+  int64_t headSize = x4Type.getDimSize(3);
+  int64_t r = getIntAttr(op, "rotary_embedding_dim", 0);
+  if (r == 0)
+    r = headSize;
+  if (ShapedType::isDynamic(r) || r <= 0 || r % 2 ||
+      (!ShapedType::isDynamic(headSize) && r > headSize))
+    return nodeError(op) << "needs an even rotary_embedding_dim of at most "
+                            "the head size (or a static even head size)";
+  int64_t half = cType.getDimSize(cacheRank - 1);
+  if (!ShapedType::isDynamic(half) && half != r / 2)
+    return nodeError(op) << "the caches' last dimension (" << half
+                         << ") is not rotary_embedding_dim / 2 (" << r / 2
+                         << ")";
+  // Sizes the types leave open, checked at run time.
+  SmallVector<OpFoldResult> xs = tensor::getMixedSizes(b, loc, x4);
+  int64_t seqDim = threeD ? 1 : 2;
+  OpFoldResult batch = xs[0], seq = xs[seqDim];
+  SmallVector<OpFoldResult> cs = tensor::getMixedSizes(b, loc, cosCache);
+  SmallVector<OpFoldResult> ss = tensor::getMixedSizes(b, loc, sinCache);
+  for (int64_t d = 0; d < cacheRank; ++d)
+    emitEqualSizes(op, b, cs[d], ss[d],
+                   "cos_cache and sin_cache have different shapes");
+  emitEqualSizes(op, b, cs[cacheRank - 1], b.getIndexAttr(r / 2),
+                 "the caches' last dimension is not rotary_embedding_dim / 2");
+  Value maxPos;
+  if (positions) {
+    auto pType = rankedType(positions);
+    if (!pType || !isa<IntegerType>(pType.getElementType()) ||
+        pType.getRank() != 2)
+      return nodeError(op) << "position_ids must be 2-D integers [batch, "
+                              "sequence]";
+    SmallVector<OpFoldResult> ps = tensor::getMixedSizes(b, loc, positions);
+    emitEqualSizes(op, b, ps[0], batch,
+                   "position_ids' batch size differs from the input's");
+    emitEqualSizes(op, b, ps[1], seq,
+                   "position_ids' sequence length differs from the input's");
+    maxPos = tensor::DimOp::create(b, loc, cosCache, 0);
+    if (failed(checkIndices(op, b, positions, maxPos, "position_ids")))
+      return failure();
+  } else {
+    emitEqualSizes(op, b, cs[0], batch,
+                   "the caches' batch size differs from the input's");
+    emitEqualSizes(op, b, cs[1], seq,
+                   "the caches' sequence length differs from the input's");
+  }
+  bool interleaved = getIntAttr(op, "interleaved", 0) != 0;
+  // full[b, (1,) s, (1,) d] = cache[pos[b, s] or (b, s), d mod R/2 or d / 2].
+  auto expand = [&](Value cache) {
+    SmallVector<OpFoldResult> sizes =
+        threeD ? SmallVector<OpFoldResult>{batch, seq, b.getIndexAttr(1),
+                                           b.getIndexAttr(r)}
+               : SmallVector<OpFoldResult>{batch, b.getIndexAttr(1), seq,
+                                           b.getIndexAttr(r)};
+    Value init = tensor::EmptyOp::create(b, loc, sizes, element);
+    SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(4)};
+    SmallVector<utils::IteratorType> par(4, utils::IteratorType::parallel);
+    return linalg::GenericOp::create(
+               b, loc, init.getType(), ValueRange{}, init, maps, par,
+               [&](OpBuilder &nb, Location l, ValueRange) {
+                 Value bi = linalg::IndexOp::create(nb, l, 0);
+                 Value si = linalg::IndexOp::create(nb, l, seqDim);
+                 Value d = linalg::IndexOp::create(nb, l, 3);
+                 Value j =
+                     interleaved
+                         ? arith::DivUIOp::create(nb, l, d, idx(nb, l, 2))
+                               .getResult()
+                         : arith::RemUIOp::create(nb, l, d, idx(nb, l, r / 2))
+                               .getResult();
+                 Value v;
+                 if (positions) {
+                   Value p = tensor::ExtractOp::create(nb, l, positions,
+                                                       ValueRange{bi, si});
+                   p = createWrappedIndex(nb, l, p, maxPos);
+                   v = tensor::ExtractOp::create(nb, l, cache,
+                                                 ValueRange{p, j});
+                 } else {
+                   v = tensor::ExtractOp::create(nb, l, cache,
+                                                 ValueRange{bi, si, j});
+                 }
+                 linalg::YieldOp::create(nb, l, v);
+               })
+        .getResult(0);
+  };
+  // Named first: argument evaluation order is unspecified.
+  Value cosFull = expand(cosCache);
+  Value sinFull = expand(sinCache);
+  Value y = RotaryOp::create(b, loc, x4Type, x4, cosFull, sinFull,
+                             interleaved ? b.getUnitAttr() : UnitAttr());
+  if (threeD)
+    y = reshapeTo(b, loc, y, tensor::getMixedSizes(b, loc, x));
+  Type declared = op.getResult(0).getType();
+  if (y.getType() != declared && isa<RankedTensorType>(declared))
+    y = tensor::CastOp::create(b, loc, declared, y);
+  results.push_back(y);
+  return success();
+}
+
 const HandlerEntry kHandlers[] = {
     {"", "Attention", 23, convertAttention},
+    {"", "RotaryEmbedding", 23, convertRotaryEmbedding},
 };
 
 } // namespace

@@ -213,6 +213,8 @@ struct ConvertONNXToQOptPass
       return raiseLinear(op, rewriter, gone);
     if (type == "Gather")
       return raiseEmbedding(op, rewriter, gone);
+    if (type == "Add")
+      return raiseResidualAdd(op, rewriter, gone);
     if (type == "Mul" && succeeded(raiseAttention(op, rewriter, gone)))
       return success();
     if (type == "Pow" || type == "Mul")
@@ -222,7 +224,7 @@ struct ConvertONNXToQOptPass
     // GELU, SiLU and LayerNorm chains: look for their final node among the
     // nodes this one feeds (a few levels, a bounded number of nodes).
     if (type == "Div" || type == "Pow" || type == "Mul" || type == "Sigmoid" ||
-        type == "ReduceMean" || type == "Erf")
+        type == "ReduceMean" || type == "Erf" || type == "Slice")
       return raiseForward(op, rewriter, gone);
     return failure();
   }
@@ -236,6 +238,7 @@ struct ConvertONNXToQOptPass
       StringRef type = node.getOpType();
       if (node.getDomain().empty() && (type == "Add" || type == "Mul")) {
         if (succeeded(raiseLayerNorm(node, rewriter, gone)) ||
+            succeeded(raiseRotary(node, rewriter, gone)) ||
             succeeded(raiseGelu(node, rewriter, gone)) ||
             succeeded(raiseSiLU(node, rewriter, gone)))
           return success();

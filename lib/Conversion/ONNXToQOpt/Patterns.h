@@ -191,6 +191,10 @@ LogicalResult raiseEmbedding(ONNXNodeOp gather, RewriterBase &rewriter,
                              SmallVectorImpl<Operation *> &erased);
 LogicalResult raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
                              SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseRotary(ONNXNodeOp add, RewriterBase &rewriter,
+                          SmallVectorImpl<Operation *> &erased);
+LogicalResult raiseResidualAdd(ONNXNodeOp add, RewriterBase &rewriter,
+                               SmallVectorImpl<Operation *> &erased);
 
 /// The attention mask of node `op` for qopt.attention with 4-D query `q`
 /// and key `k`: type checked, static broadcasting checked, dimensions only

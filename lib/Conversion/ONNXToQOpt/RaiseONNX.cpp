@@ -7,6 +7,7 @@
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
+#include "mlir/IR/TypeUtilities.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <array>
@@ -582,6 +583,221 @@ mlir::qopt::onnx::raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
   return success();
 }
 
+/// The integers of a constant (an ONNX Constant node, or what conversion
+/// made of one).
+static std::optional<SmallVector<int64_t>> constantInts(Value v) {
+  if (auto node = producer(v, "Constant", false)) {
+    auto elements = dyn_cast_or_null<DenseIntElementsAttr>(
+        node.getOnnxAttrs().get("value"));
+    if (!elements)
+      return std::nullopt;
+    SmallVector<int64_t> values;
+    for (const APInt &i : elements.getValues<APInt>())
+      values.push_back(i.getSExtValue());
+    return values;
+  }
+  return getConstantInts(v);
+}
+
+/// Which half of the last axis of `x` (size `dim`) the Slice `slice` takes:
+/// 0 for [0, dim/2), 1 for [dim/2, dim), else none. Bounds computed at run
+/// time (TorchScript's x.shape[-1] // 2) are read off the result's size.
+static std::optional<int> sliceHalf(ONNXNodeOp slice, Value x, int64_t dim) {
+  if (!slice || slice.getInputs().size() < 4 || slice.getInputs()[0] != x ||
+      slice->getNumResults() != 1)
+    return std::nullopt;
+  int64_t rank = rankedType(x).getRank();
+  std::optional<SmallVector<int64_t>> axes = constantInts(slice.getInputs()[3]);
+  if (!axes || axes->size() != 1 ||
+      ((*axes)[0] != -1 && (*axes)[0] != rank - 1))
+    return std::nullopt;
+  if (Value steps = getInput(slice, 4)) {
+    std::optional<SmallVector<int64_t>> st = constantInts(steps);
+    if (!st || st->size() != 1 || (*st)[0] != 1)
+      return std::nullopt;
+  }
+  std::optional<SmallVector<int64_t>> starts =
+      constantInts(slice.getInputs()[1]);
+  std::optional<SmallVector<int64_t>> ends = constantInts(slice.getInputs()[2]);
+  // One element: a constant, or shape arithmetic that folds to one.
+  auto one = [](const std::optional<SmallVector<int64_t>> &v,
+                Value t) -> std::optional<int64_t> {
+    if (v)
+      return v->size() == 1 ? std::optional<int64_t>(v->front()) : std::nullopt;
+    auto type = rankedType(t);
+    if (!type || type.getNumElements() != 1)
+      return std::nullopt;
+    OpFoldResult e = shapeElementOf(t, 0);
+    return e ? getConstantIntValue(e) : std::nullopt;
+  };
+  std::optional<int64_t> start = one(starts, slice.getInputs()[1]),
+                         end = one(ends, slice.getInputs()[2]);
+  int64_t half = dim / 2;
+  auto outType = rankedType(slice.getResult(0));
+  bool halfWide = outType && outType.getDimSize(outType.getRank() - 1) == half;
+  if (start == 0 && (end == half || (!end && halfWide)))
+    return 0;
+  bool startsHalf = start == half || start == -half;
+  bool toEnd = end && *end >= dim;
+  if ((startsHalf && (toEnd || halfWide)) || (!start && toEnd && halfWide))
+    return 1;
+  return std::nullopt;
+}
+
+/// Hugging Face's apply_rotary_pos_emb, x·cos + rotate_half(x)·sin with
+/// rotate_half(x) = Concat(-x[..., D/2:], x[..., :D/2]), rooted at the Add
+/// -> qopt.rotary. cos / sin dimensions that may be 1 where x's is not are
+/// broadcast as the run says.
+LogicalResult
+mlir::qopt::onnx::raiseRotary(ONNXNodeOp add, RewriterBase &rewriter,
+                              SmallVectorImpl<Operation *> &erased) {
+  if (add.getOpType() != "Add" || !add.getDomain().empty() ||
+      add.getInputs().size() != 2 || add->getNumResults() != 1)
+    return failure();
+  for (int side = 0; side < 2; ++side) {
+    auto direct = producer(add.getInputs()[side], "Mul");
+    auto rotatedMul = producer(add.getInputs()[1 - side], "Mul");
+    if (!direct || !rotatedMul || direct.getInputs().size() != 2 ||
+        rotatedMul.getInputs().size() != 2)
+      continue;
+    for (int r = 0; r < 2; ++r) {
+      auto concat = producer(rotatedMul.getInputs()[r], "Concat");
+      Value sin = rotatedMul.getInputs()[1 - r];
+      if (!concat || concat.getInputs().size() != 2)
+        continue;
+      auto neg = producer(concat.getInputs()[0], "Neg");
+      if (!neg)
+        continue;
+      auto second = producer(neg.getInputs()[0], "Slice");
+      auto first = producer(concat.getInputs()[1], "Slice");
+      if (!second || !first)
+        continue;
+      Value x = first.getInputs()[0];
+      auto xType = rankedType(x);
+      if (!xType || !isa<FloatType>(xType.getElementType()) ||
+          xType.getRank() < 2)
+        continue;
+      int64_t rank = xType.getRank(), dim = xType.getDimSize(rank - 1);
+      int64_t axis = getIntAttr(concat, "axis", 0);
+      if (ShapedType::isDynamic(dim) || dim % 2 ||
+          (axis != -1 && axis != rank - 1) || sliceHalf(first, x, dim) != 0 ||
+          sliceHalf(second, x, dim) != 1)
+        continue;
+      Value cos;
+      if (direct.getInputs()[0] == x)
+        cos = direct.getInputs()[1];
+      else if (direct.getInputs()[1] == x)
+        cos = direct.getInputs()[0];
+      else
+        continue;
+      auto cType = rankedType(cos), sType = rankedType(sin);
+      if (!cType || !sType ||
+          failed(verifyCompatibleShape(cType.getShape(), sType.getShape())) ||
+          cType.getElementType() != xType.getElementType() ||
+          sType.getElementType() != xType.getElementType() ||
+          cType.getRank() != rank || cType.getDimSize(rank - 1) != dim ||
+          sType.getDimSize(rank - 1) != dim)
+        continue;
+      // A static size other than 1 or x's would broadcast x: not a rotary.
+      bool fits = true;
+      for (int64_t d = 0; d + 1 < rank; ++d)
+        for (auto t : {cType, sType}) {
+          int64_t cs = t.getDimSize(d), xs = xType.getDimSize(d);
+          if (!ShapedType::isDynamic(cs) && cs != 1 &&
+              !ShapedType::isDynamic(xs) && cs != xs)
+            fits = false;
+        }
+      if (!fits)
+        continue;
+      Location loc = add.getLoc();
+      rewriter.setInsertionPoint(add);
+      auto broadcastable = [&](Value t) {
+        if (t.getType() != cType)
+          t = tensor::CastOp::create(rewriter, loc, cType, t);
+        for (int64_t d = 0; d + 1 < rank; ++d) {
+          if (!cType.isDynamicDim(d) || sizeSource(t, d) == sizeSource(x, d))
+            continue;
+          Value target = tensor::DimOp::create(rewriter, loc, x, d);
+          Value size = tensor::DimOp::create(rewriter, loc, t, d);
+          emitCheck(add, rewriter, isSizeOrOne(rewriter, loc, size, target),
+                    "cos / sin do not broadcast to the rotated input");
+          t = expandAtRunTime(rewriter, loc, t, d, target);
+        }
+        return t;
+      };
+      Value c = broadcastable(cos), s = broadcastable(sin);
+      if (c.getType() != s.getType())
+        s = tensor::CastOp::create(rewriter, loc, c.getType(), s);
+      Value y = RotaryOp::create(rewriter, loc, xType, x, c, s, UnitAttr());
+      SmallVector<Operation *> chain = {direct, rotatedMul, concat,
+                                        neg,    second,     first};
+      replaceChain(rewriter, add, y, chain, erased);
+      return success();
+    }
+  }
+  return failure();
+}
+
+/// Add(stream, linear(...)) where the stream is a norm's input or output or
+/// another residual add -> qopt.residual_add: a transformer's residual
+/// connection, with the module path of the layer that wrote the update.
+LogicalResult
+mlir::qopt::onnx::raiseResidualAdd(ONNXNodeOp add, RewriterBase &rewriter,
+                                   SmallVectorImpl<Operation *> &erased) {
+  if (add.getOpType() != "Add" || !add.getDomain().empty() ||
+      add.getInputs().size() != 2 || add->getNumResults() != 1)
+    return failure();
+  // The layer, through casts and reshapes (GPT-2's Conv1D works on
+  // [B·S, K] rows).
+  auto layerOf = [](Value v) -> Operation * {
+    while (Operation *def = v.getDefiningOp()) {
+      if (!isa<tensor::CastOp, tensor::ReshapeOp, tensor::ExpandShapeOp,
+               tensor::CollapseShapeOp>(def) ||
+          !def->getResult(0).hasOneUse())
+        break;
+      v = def->getOperand(0);
+    }
+    Operation *def = v.getDefiningOp();
+    return isa_and_nonnull<LinearOp, LoRAOp>(def) ? def : nullptr;
+  };
+  auto isNorm = [](Operation *op) {
+    if (isa<RMSNormOp, LayerNormOp>(op))
+      return true;
+    auto node = dyn_cast<ONNXNodeOp>(op);
+    return node && (node.getOpType() == "LayerNormalization" ||
+                    node.getOpType() == "RMSNormalization" ||
+                    node.getOpType() == "SimplifiedLayerNormalization" ||
+                    node.getOpType() == "SkipLayerNormalization");
+  };
+  auto isStream = [&](Value v) {
+    Operation *def = v.getDefiningOp();
+    if (def && (isa<ResidualAddOp, EmbeddingOp>(def) || isNorm(def)))
+      return true;
+    return llvm::any_of(v.getUsers(), isNorm);
+  };
+  for (int side = 0; side < 2; ++side) {
+    Value stream = add.getInputs()[side], update = add.getInputs()[1 - side];
+    Operation *layer = layerOf(update);
+    auto sType = rankedType(stream), uType = rankedType(update);
+    if (!layer || !sType || !uType || !isa<FloatType>(sType.getElementType()) ||
+        !update.hasOneUse() || !isStream(stream) ||
+        sType.getElementType() != uType.getElementType() ||
+        failed(verifyCompatibleShape(sType.getShape(), uType.getShape())))
+      continue;
+    rewriter.setInsertionPoint(add);
+    if (uType != sType)
+      update = tensor::CastOp::create(rewriter, add.getLoc(), sType, update);
+    auto module = layer->getAttrOfType<StringAttr>("module");
+    Value y = ResidualAddOp::create(rewriter, add.getLoc(), sType, stream,
+                                    update, module);
+    replaceRoot(rewriter, add, y);
+    erased.push_back(add);
+    rewriter.eraseOp(add);
+    return success();
+  }
+  return failure();
+}
+
 /// x / sqrt(mean(x^2, -1) + eps) * gamma -> qopt.rms_norm, rooted at the
 /// final Mul.
 LogicalResult
@@ -877,7 +1093,8 @@ struct QOptRaiseONNXPass
     RewritePatternSet patterns(&getContext());
     patterns.add<RaiseLinear, RaiseRMSNorm, RaisePattern<raiseGelu>,
                  RaisePattern<raiseSiLU>, RaisePattern<raiseEmbedding>,
-                 RaisePattern<raiseAttention>>(&getContext());
+                 RaisePattern<raiseAttention>, RaisePattern<raiseRotary>,
+                 RaisePattern<raiseResidualAdd>>(&getContext());
     // Before RMSNorm, which would otherwise take the final Mul of a
     // LayerNorm without beta.
     patterns.add<RaisePattern<raiseLayerNorm>>(&getContext(), /*benefit=*/2);

@@ -1,8 +1,9 @@
 //===- Reduction.cpp - ONNX reductions, ArgMax/ArgMin, CumSum, Softmax ----===//
 //
 // ReduceSum, ReduceMean, ReduceMax, ReduceMin, ReduceProd, ReduceSumSquare,
-// ReduceL2, ArgMax / ArgMin, CumSum and Softmax / LogSoftmax (stable: the
-// maximum subtracted first), as reducing linalg.generics.
+// ReduceL2, ArgMax / ArgMin and CumSum as reducing linalg.generics;
+// Softmax / LogSoftmax and the losses SoftmaxCrossEntropyLoss /
+// NegativeLogLikelihoodLoss as mid-level ops lowered late.
 //
 //===----------------------------------------------------------------------===//
 
@@ -363,9 +364,9 @@ LogicalResult convertCumSum(ONNXNodeOp op, OpBuilder &b,
 // Softmax / LogSoftmax
 //===----------------------------------------------------------------------===//
 
-/// Softmax becomes `linalg.softmax`, so that later passes (autodiff, fused
-/// attention, kernel selection) see it; it is lowered late, per target.
-/// LogSoftmax has no upstream op: its stable form directly.
+/// Softmax becomes `linalg.softmax` and LogSoftmax `qopt.log_softmax`, so
+/// that later passes (autodiff, fused attention, kernel selection) see
+/// them; both are lowered late, per target.
 LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
                       SmallVectorImpl<Value> &results, bool logSoftmax) {
   Location loc = op.getLoc();
@@ -378,7 +379,8 @@ LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
   if (failed(axis))
     return failure();
   if (logSoftmax) {
-    results.push_back(createSoftmax(b, loc, x, *axis, /*log=*/true));
+    results.push_back(
+        LogSoftmaxOp::create(b, loc, type, x, b.getI64IntegerAttr(*axis)));
     return success();
   }
   Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
@@ -398,6 +400,82 @@ LogicalResult convertLogSoftmax(ONNXNodeOp op, OpBuilder &b,
   return softmax(op, b, results, true);
 }
 
+//===----------------------------------------------------------------------===//
+// SoftmaxCrossEntropyLoss / NegativeLogLikelihoodLoss
+//===----------------------------------------------------------------------===//
+
+/// Both become `qopt.cross_entropy` (NegativeLogLikelihoodLoss with
+/// `log_probs`); SoftmaxCrossEntropyLoss's optional log_prob output is a
+/// `qopt.log_softmax` of its own.
+LogicalResult lossOp(ONNXNodeOp op, OpBuilder &b,
+                     SmallVectorImpl<Value> &results, bool logProbs) {
+  Location loc = op.getLoc();
+  auto x = rankedType(op.getInputs()[0]);
+  auto labels = rankedType(op.getInputs()[1]);
+  if (!x || !isa<FloatType>(x.getElementType()) || x.getRank() < 2)
+    return nodeError(op) << "needs a ranked float input of rank 2 or more "
+                            "[N, C, d1…dk]";
+  if (!labels || !isa<IntegerType>(labels.getElementType()) ||
+      labels.getRank() != x.getRank() - 1)
+    return nodeError(op) << "needs integer labels of rank " << x.getRank() - 1
+                         << " [N, d1…dk]";
+  for (int64_t d = 0; d < labels.getRank(); ++d) {
+    int64_t ls = labels.getDimSize(d), xs = x.getDimSize(d == 0 ? 0 : d + 1);
+    if (!ShapedType::isDynamic(ls) && !ShapedType::isDynamic(xs) && ls != xs)
+      return nodeError(op) << "the labels' dimension " << d << " (" << ls
+                           << ") differs from the input's dimension "
+                           << (d == 0 ? 0 : d + 1) << " (" << xs << ")";
+  }
+  Value weight = getInput(op, 2);
+  if (weight) {
+    auto w = rankedType(weight);
+    if (!w || w.getRank() != 1 || w.getElementType() != x.getElementType())
+      return nodeError(op) << "weight must be 1-D of the input's type";
+    if (!w.isDynamicDim(0) && !x.isDynamicDim(1) &&
+        w.getDimSize(0) != x.getDimSize(1))
+      return nodeError(op) << "weight has " << w.getDimSize(0)
+                           << " elements for " << x.getDimSize(1) << " classes";
+  }
+  StringRef reduction = getStringAttr(op, "reduction", "mean");
+  if (reduction != "none" && reduction != "sum" && reduction != "mean")
+    return nodeError(op) << "unknown reduction '" << reduction << "'";
+  IntegerAttr ignore;
+  if (auto attr = op.getOnnxAttrs().getAs<IntegerAttr>("ignore_index"))
+    ignore = b.getI64IntegerAttr(attr.getInt());
+  auto resultType = RankedTensorType::get(
+      reduction == "none" ? labels.getShape() : ArrayRef<int64_t>(),
+      x.getElementType());
+  Value loss = CrossEntropyOp::create(
+      b, loc, resultType, op.getInputs()[0], op.getInputs()[1], weight, ignore,
+      b.getStringAttr(reduction), logProbs ? b.getUnitAttr() : UnitAttr());
+  Type declared = op.getResult(0).getType();
+  if (loss.getType() != declared && isa<RankedTensorType>(declared))
+    loss = tensor::CastOp::create(b, loc, declared, loss);
+  results.push_back(loss);
+  if (op.getNumResults() > 1) {
+    Value lp;
+    if (!op.getResult(1).use_empty()) {
+      lp = LogSoftmaxOp::create(b, loc, x, op.getInputs()[0],
+                                b.getI64IntegerAttr(1));
+      declared = op.getResult(1).getType();
+      if (lp.getType() != declared && isa<RankedTensorType>(declared))
+        lp = tensor::CastOp::create(b, loc, declared, lp);
+    }
+    results.push_back(lp);
+  }
+  return success();
+}
+
+LogicalResult convertSoftmaxCrossEntropyLoss(ONNXNodeOp op, OpBuilder &b,
+                                             SmallVectorImpl<Value> &results) {
+  return lossOp(op, b, results, /*logProbs=*/false);
+}
+LogicalResult
+convertNegativeLogLikelihoodLoss(ONNXNodeOp op, OpBuilder &b,
+                                 SmallVectorImpl<Value> &results) {
+  return lossOp(op, b, results, /*logProbs=*/true);
+}
+
 const HandlerEntry kHandlers[] = {
     {"", "ReduceSum", 13, convertReduce<ReduceKind::Sum>},
     {"", "ReduceMean", 13, convertReduce<ReduceKind::Mean>},
@@ -411,6 +489,8 @@ const HandlerEntry kHandlers[] = {
     {"", "CumSum", 14, convertCumSum},
     {"", "Softmax", 13, convertSoftmax},
     {"", "LogSoftmax", 13, convertLogSoftmax},
+    {"", "SoftmaxCrossEntropyLoss", 12, convertSoftmaxCrossEntropyLoss},
+    {"", "NegativeLogLikelihoodLoss", 12, convertNegativeLogLikelihoodLoss},
 };
 
 } // namespace

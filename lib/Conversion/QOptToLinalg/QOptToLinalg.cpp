@@ -1152,6 +1152,261 @@ struct LowerSoftmax : OpRewritePattern<linalg::SoftmaxOp> {
   }
 };
 
+struct LowerLogSoftmax : OpRewritePattern<LogSoftmaxOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LogSoftmaxOp op,
+                                PatternRewriter &rewriter) const override {
+    int64_t axis = normalizedAxis(op.getAxis(), op.getType().getRank());
+    rewriter.replaceOp(op, createSoftmax(rewriter, op.getLoc(), op.getInput(),
+                                         axis, /*log=*/true));
+    return success();
+  }
+};
+
+/// The f32 sum of every element of `t`, a scalar.
+Value sumAllF32(OpBuilder &b, Location loc, Value t) {
+  int64_t rank = cast<RankedTensorType>(t.getType()).getRank();
+  Value init = createFilledTensor(b, loc, {}, b.getF32Type(), 0);
+  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
+                                 AffineMap::get(rank, 0, {}, b.getContext())};
+  SmallVector<utils::IteratorType> red(rank, utils::IteratorType::reduction);
+  Value sum =
+      linalg::GenericOp::create(
+          b, loc, init.getType(), t, init, maps, red,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            linalg::YieldOp::create(
+                nb, l,
+                arith::AddFOp::create(nb, l, castToF32(nb, l, a[0]), a[1])
+                    .getResult());
+          })
+          .getResult(0);
+  return tensor::ExtractOp::create(b, loc, sum);
+}
+
+/// log-softmax over the classes (unless given log-probabilities), then per
+/// position the weighted negative log-probability of its label, then the
+/// reduction; labels checked first.
+struct LowerCrossEntropy : OpRewritePattern<CrossEntropyOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(CrossEntropyOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value x = op.getInput(), labels = op.getLabels(), weight = op.getWeight();
+    auto xType = op.getInput().getType();
+    Type element = xType.getElementType();
+    auto labelType = op.getLabels().getType();
+    auto labelElement = cast<IntegerType>(labelType.getElementType());
+    int64_t q = labelType.getRank();
+    std::optional<int64_t> ignore = op.getIgnoreIndex();
+    checkSameSize(rewriter, op, x, 0, labels, 0,
+                  "the labels' batch size differs from the input's");
+    for (int64_t d = 1; d < q; ++d)
+      checkSameSize(rewriter, op, x, d + 1, labels, d,
+                    "the labels' dimension " + Twine(d) +
+                        " differs from the input's dimension " + Twine(d + 1));
+    if (weight)
+      checkSameSize(rewriter, op, weight, 0, x, 1,
+                    "the weight's length differs from the number of classes");
+    Value lp =
+        op.getLogProbs() ? x : createSoftmax(rewriter, loc, x, 1, /*log=*/true);
+    Value classes = tensor::DimOp::create(rewriter, loc, x, 1);
+    auto isIgnored = [&](OpBuilder &b, Location l, Value t) -> Value {
+      if (!ignore)
+        return arith::ConstantIntOp::create(b, l, 0, 1);
+      Value c = arith::ConstantOp::create(
+          b, l, b.getIntegerAttr(labelElement, *ignore));
+      return arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, t, c);
+    };
+    // Every label is a class or ignored.
+    {
+      Value init =
+          createFilledTensor(rewriter, loc, {}, rewriter.getI1Type(), 1);
+      SmallVector<AffineMap> maps = {
+          rewriter.getMultiDimIdentityMap(q),
+          AffineMap::get(q, 0, {}, rewriter.getContext())};
+      SmallVector<utils::IteratorType> red(q, utils::IteratorType::reduction);
+      Value ok =
+          linalg::GenericOp::create(
+              rewriter, loc, init.getType(), labels, init, maps, red,
+              [&](OpBuilder &b, Location l, ValueRange a) {
+                Value t =
+                    arith::IndexCastOp::create(b, l, b.getIndexType(), a[0]);
+                Value zero = arith::ConstantIndexOp::create(b, l, 0);
+                Value inRange = arith::AndIOp::create(
+                    b, l,
+                    arith::CmpIOp::create(b, l, arith::CmpIPredicate::sge, t,
+                                          zero),
+                    arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, t,
+                                          classes));
+                Value valid =
+                    arith::OrIOp::create(b, l, inRange, isIgnored(b, l, a[0]));
+                linalg::YieldOp::create(
+                    b, l, arith::AndIOp::create(b, l, valid, a[1]).getResult());
+              })
+              .getResult(0);
+      std::string range;
+      if (!xType.isDynamicDim(1))
+        range = " [0, " + std::to_string(xType.getDimSize(1)) + ")";
+      cf::AssertOp::create(
+          rewriter, loc, tensor::ExtractOp::create(rewriter, loc, ok),
+          describe(op) + ": a label is out of the class range" + range +
+              " and not the ignored index");
+    }
+    // loss[i] = -w[i] · lp[n, label[i], d…] and w[i], per position.
+    SmallVector<OpFoldResult> sizes =
+        tensor::getMixedSizes(rewriter, loc, labels);
+    Value lossInit = tensor::EmptyOp::create(rewriter, loc, sizes, element);
+    Value weightInit =
+        tensor::EmptyOp::create(rewriter, loc, sizes, rewriter.getF32Type());
+    SmallVector<AffineMap> maps(3, rewriter.getMultiDimIdentityMap(q));
+    SmallVector<utils::IteratorType> par(q, utils::IteratorType::parallel);
+    auto perPosition = linalg::GenericOp::create(
+        rewriter, loc, TypeRange{lossInit.getType(), weightInit.getType()},
+        labels, ValueRange{lossInit, weightInit}, maps, par,
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          Value ignored = isIgnored(b, l, a[0]);
+          Value zero = arith::ConstantIndexOp::create(b, l, 0);
+          Value t = arith::SelectOp::create(
+              b, l, ignored, zero,
+              arith::IndexCastOp::create(b, l, b.getIndexType(), a[0]));
+          SmallVector<Value> at = {linalg::IndexOp::create(b, l, 0), t};
+          for (int64_t d = 1; d < q; ++d)
+            at.push_back(linalg::IndexOp::create(b, l, d));
+          Value logProb = tensor::ExtractOp::create(b, l, lp, at);
+          Value w =
+              weight ? tensor::ExtractOp::create(b, l, weight, t).getResult()
+                     : arith::ConstantOp::create(b, l,
+                                                 b.getFloatAttr(element, 1.0))
+                           .getResult();
+          w = arith::SelectOp::create(
+              b, l, ignored,
+              arith::ConstantOp::create(b, l, b.getFloatAttr(element, 0.0)), w);
+          Value loss = arith::NegFOp::create(
+              b, l, arith::MulFOp::create(b, l, logProb, w));
+          linalg::YieldOp::create(b, l, ValueRange{loss, castToF32(b, l, w)});
+        });
+    Value loss = perPosition.getResult(0);
+    StringRef reduction = op.getReduction();
+    if (reduction == "none") {
+      rewriter.replaceOp(op, loss);
+      return success();
+    }
+    Value total = sumAllF32(rewriter, loc, loss);
+    if (reduction == "mean")
+      total = arith::DivFOp::create(
+          rewriter, loc, total,
+          sumAllF32(rewriter, loc, perPosition.getResult(1)));
+    total = castFromF32(rewriter, loc, total, element);
+    rewriter.replaceOpWithNewOp<tensor::FromElementsOp>(op, op.getType(),
+                                                        total);
+    return success();
+  }
+};
+
+/// y = x · cos + rotate(x) · sin on the first R features, x beyond: one
+/// elementwise pass reading the partner feature, cos and sin by index
+/// (their broadcast dimensions at 0).
+struct LowerRotary : OpRewritePattern<RotaryOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RotaryOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value x = op.getInput(), cos = op.getCos(), sin = op.getSin();
+    auto xType = op.getInput().getType();
+    auto cType = op.getCos().getType();
+    int64_t rank = xType.getRank();
+    int64_t r = cType.getDimSize(rank - 1);
+    SmallVector<bool> broadcasts;
+    for (int64_t d = 0; d + 1 < rank; ++d) {
+      broadcasts.push_back(cType.getDimSize(d) == 1 &&
+                           xType.getDimSize(d) != 1);
+      if (!broadcasts.back())
+        checkSameSize(rewriter, op, cos, d, x, d,
+                      "cos and sin dimension " + Twine(d) +
+                          " is neither 1 nor the input's");
+    }
+    if (xType.isDynamicDim(rank - 1)) {
+      Value features = tensor::DimOp::create(rewriter, loc, x, rank - 1);
+      cf::AssertOp::create(
+          rewriter, loc,
+          arith::CmpIOp::create(
+              rewriter, loc, arith::CmpIPredicate::sge, features,
+              arith::ConstantIndexOp::create(rewriter, loc, r)),
+          describe(op) +
+              ": the input has fewer features than the rotary "
+              "width (" +
+              std::to_string(r) + ")");
+    }
+    bool interleaved = op.getInterleaved();
+    Value y = createElementwise(
+        rewriter, loc, x, x, rewriter.getMultiDimIdentityMap(rank),
+        [&](OpBuilder &b, Location l, ValueRange a) {
+          auto c = [&](int64_t v) {
+            return arith::ConstantIndexOp::create(b, l, v).getResult();
+          };
+          SmallVector<Value> at;
+          for (int64_t d = 0; d < rank; ++d)
+            at.push_back(linalg::IndexOp::create(b, l, d));
+          Value d = at.back();
+          Value rotated =
+              arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, d, c(r));
+          // The partner feature, and whether rotate() negates it.
+          Value partner, negate;
+          if (interleaved) {
+            Value odd = arith::RemUIOp::create(b, l, d, c(2));
+            negate = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, odd,
+                                           c(0));
+            partner = arith::SelectOp::create(
+                b, l, negate, arith::AddIOp::create(b, l, d, c(1)),
+                arith::SubIOp::create(b, l, d, c(1)));
+          } else {
+            negate = arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, d,
+                                           c(r / 2));
+            partner = arith::SelectOp::create(
+                b, l, negate, arith::AddIOp::create(b, l, d, c(r / 2)),
+                arith::SubIOp::create(b, l, d, c(r / 2)));
+          }
+          // Beyond R: any in-range index, the result is x there.
+          Value inside = arith::SelectOp::create(b, l, rotated, d, c(0));
+          partner = arith::SelectOp::create(b, l, rotated, partner, c(0));
+          SmallVector<Value> xAt(at);
+          xAt.back() = partner;
+          SmallVector<Value> cAt;
+          for (int64_t i = 0; i + 1 < rank; ++i)
+            cAt.push_back(broadcasts[i] ? c(0) : at[i]);
+          cAt.push_back(inside);
+          Value other = tensor::ExtractOp::create(b, l, x, xAt);
+          other = arith::SelectOp::create(
+              b, l, negate, arith::NegFOp::create(b, l, other), other);
+          Value cv = tensor::ExtractOp::create(b, l, cos, cAt);
+          Value sv = tensor::ExtractOp::create(b, l, sin, cAt);
+          Value out =
+              arith::AddFOp::create(b, l, arith::MulFOp::create(b, l, a[0], cv),
+                                    arith::MulFOp::create(b, l, other, sv));
+          return arith::SelectOp::create(b, l, rotated, out, a[0]).getResult();
+        });
+    rewriter.replaceOp(op, y);
+    return success();
+  }
+};
+
+struct LowerResidualAdd : OpRewritePattern<ResidualAddOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(ResidualAddOp op,
+                                PatternRewriter &rewriter) const override {
+    int64_t rank = op.getType().getRank();
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    rewriter.replaceOp(
+        op, createElementwise(
+                rewriter, op.getLoc(), op.getStream(),
+                ValueRange{op.getStream(), op.getUpdate()}, {id, id},
+                [](OpBuilder &b, Location l, ValueRange a) {
+                  return arith::AddFOp::create(b, l, a[0], a[1]).getResult();
+                }));
+    return success();
+  }
+};
+
 /// Why the lowering left `op` in place: the message of the pass's error.
 std::string whyNotLowered(Operation *op) {
   auto weightReason = [](Value w) -> std::string {
@@ -1197,7 +1452,8 @@ struct ConvertQOptToLinalgPass
         .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth, LowerLoRA,
              LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
              LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform,
-             LowerSoftmax, LowerEmbedding, LowerAttention>(ctx);
+             LowerSoftmax, LowerEmbedding, LowerAttention, LowerLogSoftmax,
+             LowerCrossEntropy, LowerRotary, LowerResidualAdd>(ctx);
     if (failed(applyPatternsGreedily(module, std::move(patterns)))) {
       module.emitError() << "convert-qopt-to-linalg: the lowering patterns "
                             "did not converge";

@@ -66,7 +66,7 @@ func.func @products(%a: tensor<2x3xf32>, %b: tensor<3x4xf32>, %c: tensor<5x2x3xf
 // CHECK-LABEL: func.func @softmax
 // CHECK: linalg.softmax dimension(0) ins(%arg0 : tensor<3x5xf32>)
 // CHECK-NOT: linalg.softmax
-// CHECK: math.log
+// CHECK: qopt.log_softmax %arg0 axis = 1 : tensor<3x5xf32>
 func.func @softmax(%x: tensor<3x5xf32>) -> (tensor<3x5xf32>, tensor<3x5xf32>) {
   %0 = onnx.node "Softmax" opset 13 (%x) {axis = 0 : si64} : (tensor<3x5xf32>) -> tensor<3x5xf32>
   %1 = onnx.node "LogSoftmax" opset 13 (%x) {} : (tensor<3x5xf32>) -> tensor<3x5xf32>
@@ -296,4 +296,33 @@ func.func @matmul_transposed(%h: tensor<4x8xf32>, %wte: tensor<16x8xf32>) -> ten
   %t = onnx.node "Transpose" opset 13 (%wte) {perm = array<i64: 1, 0>} : (tensor<16x8xf32>) -> tensor<8x16xf32>
   %0 = onnx.node "MatMul" opset 13 (%h, %t) {} : (tensor<4x8xf32>, tensor<8x16xf32>) -> tensor<4x16xf32>
   return %0 : tensor<4x16xf32>
+}
+
+// -----
+
+// The losses become qopt.cross_entropy (NegativeLogLikelihoodLoss reads
+// log-probabilities); SoftmaxCrossEntropyLoss's log_prob output a
+// qopt.log_softmax over the classes.
+// CHECK-LABEL: func.func @losses
+// CHECK: %[[L:.*]] = qopt.cross_entropy %arg0, %arg1 weight(%arg2) ignore_index = -1 : (tensor<?x5xf32>, tensor<?xi64>, tensor<5xf32>) -> tensor<f32>
+// CHECK: %[[P:.*]] = qopt.log_softmax %arg0 axis = 1 : tensor<?x5xf32>
+// CHECK: %[[N:.*]] = qopt.cross_entropy %arg3, %arg4 reduction = "none" log_probs : (tensor<2x5x3xf32>, tensor<2x3xi32>) -> tensor<2x3xf32>
+// CHECK: return %[[L]], %[[P]], %[[N]]
+func.func @losses(%x: tensor<?x5xf32>, %y: tensor<?xi64>, %w: tensor<5xf32>, %lp: tensor<2x5x3xf32>, %y3: tensor<2x3xi32>) -> (tensor<f32>, tensor<?x5xf32>, tensor<2x3xf32>) {
+  %0:2 = onnx.node "SoftmaxCrossEntropyLoss" opset 13 (%x, %y, %w) {ignore_index = -1 : si64} : (tensor<?x5xf32>, tensor<?xi64>, tensor<5xf32>) -> (tensor<f32>, tensor<?x5xf32>)
+  %1 = onnx.node "NegativeLogLikelihoodLoss" opset 13 (%lp, %y3) {reduction = "none"} : (tensor<2x5x3xf32>, tensor<2x3xi32>) -> tensor<2x3xf32>
+  return %0#0, %0#1, %1 : tensor<f32>, tensor<?x5xf32>, tensor<2x3xf32>
+}
+
+// -----
+
+// RotaryEmbedding: the half-width caches gathered by position_ids and
+// expanded to [B, 1, S, R] (4-D input), then qopt.rotary.
+// CHECK-LABEL: func.func @rotary_embedding
+// CHECK: %[[C:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<2x1x3x8xf32>)
+// CHECK: %[[S:.*]] = linalg.generic {{.*}} outs(%{{.*}} : tensor<2x1x3x8xf32>)
+// CHECK: qopt.rotary %arg0, %[[C]], %[[S]] interleaved : tensor<2x4x3x8xf32>, tensor<2x1x3x8xf32>, tensor<2x1x3x8xf32>
+func.func @rotary_embedding(%x: tensor<2x4x3x8xf32>, %cos: tensor<16x4xf32>, %sin: tensor<16x4xf32>, %pos: tensor<2x3xi64>) -> tensor<2x4x3x8xf32> {
+  %0 = onnx.node "RotaryEmbedding" opset 23 (%x, %cos, %sin, %pos) {interleaved = 1 : si64} : (tensor<2x4x3x8xf32>, tensor<16x4xf32>, tensor<16x4xf32>, tensor<2x3xi64>) -> tensor<2x4x3x8xf32>
+  return %0 : tensor<2x4x3x8xf32>
 }

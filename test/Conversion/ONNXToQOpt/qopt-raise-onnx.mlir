@@ -363,3 +363,72 @@ func.func @sdpa_broadcast(%q: tensor<2x4x3x8xf32>, %kt: tensor<1x4x8x3xf32>, %v:
   %y1 = onnx.node "MatMul" opset 17 (%w1, %v1) {} : (tensor<2x4x3x3xf32>, tensor<1x4x3x8xf32>) -> tensor<2x4x3x8xf32>
   return %y, %y1 : tensor<2x4x3x8xf32>, tensor<2x4x3x8xf32>
 }
+
+// -----
+
+// Hugging Face's apply_rotary_pos_emb (dynamo's form: constant slice
+// bounds): x·cos + Concat(-x[..., 4:], x[..., :4])·sin → qopt.rotary. cos
+// and sin have a dynamic batch that may be 1 (position ids of one row):
+// checked and broadcast at run time.
+// CHECK-LABEL: func.func @rotary
+// CHECK-NOT: "Neg"
+// CHECK: cf.assert {{.*}}"node '{{.*}}' (Add, opset 18): cos / sin do not broadcast to the rotated input"
+// CHECK: %[[Y:.*]] = qopt.rotary %arg0, %{{.*}}, %{{.*}} : tensor<?x4x?x8xf32>, tensor<?x1x?x8xf32>, tensor<?x1x?x8xf32>
+// CHECK-NOT: "Concat"
+// CHECK: return %[[Y]]
+func.func @rotary(%x: tensor<?x4x?x8xf32>, %cos: tensor<?x1x?x8xf32>, %sin: tensor<?x1x?x8xf32>) -> tensor<?x4x?x8xf32> {
+  %h = arith.constant dense<4> : tensor<1xi64>
+  %z = arith.constant dense<0> : tensor<1xi64>
+  %e = arith.constant dense<9223372036854775807> : tensor<1xi64>
+  %ax = arith.constant dense<-1> : tensor<1xi64>
+  %one = arith.constant dense<1> : tensor<1xi64>
+  %xc = onnx.node "Mul" opset 18 (%x, %cos) {} : (tensor<?x4x?x8xf32>, tensor<?x1x?x8xf32>) -> tensor<?x4x?x8xf32>
+  %x1 = onnx.node "Slice" opset 18 (%x, %z, %h, %ax, %one) {} : (tensor<?x4x?x8xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<?x4x?x4xf32>
+  %x2 = onnx.node "Slice" opset 18 (%x, %h, %e, %ax, %one) {} : (tensor<?x4x?x8xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<?x4x?x4xf32>
+  %n = onnx.node "Neg" opset 18 (%x2) {} : (tensor<?x4x?x4xf32>) -> tensor<?x4x?x4xf32>
+  %r = onnx.node "Concat" opset 18 (%n, %x1) {axis = -1 : si64} : (tensor<?x4x?x4xf32>, tensor<?x4x?x4xf32>) -> tensor<?x4x?x8xf32>
+  %rs = onnx.node "Mul" opset 18 (%r, %sin) {} : (tensor<?x4x?x8xf32>, tensor<?x1x?x8xf32>) -> tensor<?x4x?x8xf32>
+  %y = onnx.node "Add" opset 18 (%xc, %rs) {} : (tensor<?x4x?x8xf32>, tensor<?x4x?x8xf32>) -> tensor<?x4x?x8xf32>
+  return %y : tensor<?x4x?x8xf32>
+}
+
+// -----
+
+// Halves swapped the other way round (x[..., :4] negated) is not a
+// rotation by these angles: left as it is.
+// CHECK-LABEL: func.func @rotary_wrong_half
+// CHECK-NOT: qopt.rotary
+// CHECK: "Neg"
+func.func @rotary_wrong_half(%x: tensor<2x4x3x8xf32>, %cos: tensor<1x1x3x8xf32>, %sin: tensor<1x1x3x8xf32>) -> tensor<2x4x3x8xf32> {
+  %h = arith.constant dense<4> : tensor<1xi64>
+  %z = arith.constant dense<0> : tensor<1xi64>
+  %e = arith.constant dense<8> : tensor<1xi64>
+  %ax = arith.constant dense<3> : tensor<1xi64>
+  %xc = onnx.node "Mul" opset 18 (%x, %cos) {} : (tensor<2x4x3x8xf32>, tensor<1x1x3x8xf32>) -> tensor<2x4x3x8xf32>
+  %x1 = onnx.node "Slice" opset 18 (%x, %z, %h, %ax) {} : (tensor<2x4x3x8xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<2x4x3x4xf32>
+  %x2 = onnx.node "Slice" opset 18 (%x, %h, %e, %ax) {} : (tensor<2x4x3x8xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<2x4x3x4xf32>
+  %n = onnx.node "Neg" opset 18 (%x1) {} : (tensor<2x4x3x4xf32>) -> tensor<2x4x3x4xf32>
+  %r = onnx.node "Concat" opset 18 (%n, %x2) {axis = -1 : si64} : (tensor<2x4x3x4xf32>, tensor<2x4x3x4xf32>) -> tensor<2x4x3x8xf32>
+  %rs = onnx.node "Mul" opset 18 (%r, %sin) {} : (tensor<2x4x3x8xf32>, tensor<1x1x3x8xf32>) -> tensor<2x4x3x8xf32>
+  %y = onnx.node "Add" opset 18 (%xc, %rs) {} : (tensor<2x4x3x8xf32>, tensor<2x4x3x8xf32>) -> tensor<2x4x3x8xf32>
+  return %y : tensor<2x4x3x8xf32>
+}
+
+// -----
+
+// Residual connections: a linear layer's output added to a value a norm
+// reads (pre-norm), then to that residual add; the module path is the
+// output projection's. An Add of two other values stays an Add.
+// CHECK-LABEL: func.func @residual
+// CHECK: %[[H1:.*]] = qopt.residual_add %arg0, %{{.*}} module "model.layers.0.self_attn.o_proj" : tensor<?x?x8xf32>
+// CHECK: qopt.residual_add %[[H1]], %{{.*}} module "model.layers.0.mlp.down_proj" : tensor<?x?x8xf32>
+// CHECK: onnx.node "Add"
+func.func @residual(%h: tensor<?x?x8xf32>, %g: tensor<8xf32>, %w: tensor<8x8xf32>, %other: tensor<?x?x8xf32>) -> (tensor<?x?x8xf32>, tensor<?x?x8xf32>) {
+  %n0 = qopt.rms_norm %h, %g epsilon = 1.0e-6 : (tensor<?x?x8xf32>, tensor<8xf32>) -> tensor<?x?x8xf32>
+  %o = qopt.linear %n0, %w module "model.layers.0.self_attn.o_proj" : (tensor<?x?x8xf32>, tensor<8x8xf32>) -> tensor<?x?x8xf32>
+  %h1 = onnx.node "Add" opset 18 (%h, %o) {} : (tensor<?x?x8xf32>, tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %d = qopt.linear %h1, %w module "model.layers.0.mlp.down_proj" : (tensor<?x?x8xf32>, tensor<8x8xf32>) -> tensor<?x?x8xf32>
+  %h2 = onnx.node "Add" opset 18 (%h1, %d) {} : (tensor<?x?x8xf32>, tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  %a = onnx.node "Add" opset 18 (%other, %other) {} : (tensor<?x?x8xf32>, tensor<?x?x8xf32>) -> tensor<?x?x8xf32>
+  return %h2, %a : tensor<?x?x8xf32>, tensor<?x?x8xf32>
+}

@@ -16,7 +16,8 @@ results = []
 
 
 def t(a):
-    elem = {np.dtype(np.int8): "i8"}.get(np.asarray(a).dtype, "f32")
+    elem = {np.dtype(np.int8): "i8", np.dtype(np.int64): "i64",
+            np.dtype(np.int32): "i32"}.get(np.asarray(a).dtype, "f32")
     return "tensor<" + "x".join(str(d) for d in a.shape) + ("x" if a.ndim else "") + elem + ">"
 
 
@@ -178,6 +179,89 @@ check("gelu (tanh)", f"""
 check("silu", f"""
   %y = qopt.silu %a0 : {t(xa)}
   return %y : {t(xa)}""", [xa], (xa / (1 + np.exp(-xa.astype(np.float64)))).astype(np.float32), rtol=1e-5, atol=1e-6)
+
+
+# --- log-softmax, cross-entropy ----------------------------------------------
+def log_softmax64(v, axis):
+    v = v.astype(np.float64)
+    m = v.max(axis=axis, keepdims=True)
+    return v - m - np.log(np.exp(v - m).sum(axis=axis, keepdims=True))
+
+
+xs = f32(3, 5, 4, scale=4.0)
+check("log_softmax axis 1", f"""
+  %y = qopt.log_softmax %a0 axis = 1 : {t(xs)}
+  return %y : {t(xs)}""", [xs], log_softmax64(xs, 1).astype(np.float32), rtol=1e-5, atol=1e-5)
+
+
+def cross_entropy64(logits, labels, weight=None, ignore=None, reduction="mean", log_probs=False):
+    lp = logits.astype(np.float64) if log_probs else log_softmax64(logits, 1)
+    lp = np.moveaxis(lp, 1, -1)  # [N, d..., C]
+    ignored = labels == ignore if ignore is not None else np.zeros(labels.shape, bool)
+    safe = np.where(ignored, 0, labels)
+    w = np.ones(labels.shape) if weight is None else weight.astype(np.float64)[safe]
+    w = np.where(ignored, 0.0, w)
+    loss = -np.take_along_axis(lp, safe[..., None], axis=-1)[..., 0] * w
+    if reduction == "none":
+        return loss.astype(np.float32)
+    if reduction == "sum":
+        return np.array(loss.sum(), np.float32)
+    return np.array(loss.sum() / w.sum(), np.float32)
+
+
+logits, labels = f32(6, 7, scale=3.0), rng.integers(0, 7, size=6).astype(np.int64)
+labels[2] = -100
+cw = (np.abs(f32(7)) + 0.2).astype(np.float32)
+for reduction, shape in (("mean", "tensor<f32>"), ("sum", "tensor<f32>"), ("none", "tensor<6xf32>")):
+    check(f"cross_entropy ignore_index {reduction}", f"""
+  %y = qopt.cross_entropy %a0, %a1 ignore_index = -100 reduction = "{reduction}"
+      : ({t(logits)}, {t(labels)}) -> {shape}
+  return %y : {shape}""", [logits, labels], cross_entropy64(logits, labels, None, -100, reduction),
+          rtol=1e-5, atol=1e-5)
+check("cross_entropy weighted mean", f"""
+  %y = qopt.cross_entropy %a0, %a1 weight(%a2) ignore_index = -100
+      : ({t(logits)}, {t(labels)}, {t(cw)}) -> tensor<f32>
+  return %y : tensor<f32>""", [logits, labels, cw], cross_entropy64(logits, labels, cw, -100), rtol=1e-5)
+lg3, lb3 = f32(2, 4, 3, 5), rng.integers(0, 4, size=(2, 3, 5)).astype(np.int32)
+lp3 = log_softmax64(lg3, 1).astype(np.float32)
+check("cross_entropy log_probs (nll) [N,C,d1,d2]", f"""
+  %y = qopt.cross_entropy %a0, %a1 reduction = "none" log_probs
+      : ({t(lp3)}, {t(lb3)}) -> tensor<2x3x5xf32>
+  return %y : tensor<2x3x5xf32>""", [lp3, lb3],
+      cross_entropy64(lp3, lb3, reduction="none", log_probs=True), rtol=1e-5, atol=1e-6)
+
+
+# --- rotary -------------------------------------------------------------------
+def rotary64(x, cos, sin, interleaved=False):
+    x, cos, sin = (v.astype(np.float64) for v in (x, cos, sin))
+    r = cos.shape[-1]
+    xr, rest = x[..., :r], x[..., r:]
+    if interleaved:
+        rot = np.stack([-xr[..., 1::2], xr[..., 0::2]], axis=-1).reshape(xr.shape)
+    else:
+        rot = np.concatenate([-xr[..., r // 2:], xr[..., :r // 2]], axis=-1)
+    return np.concatenate([xr * cos + rot * sin, rest], axis=-1).astype(np.float32)
+
+
+xq = f32(2, 3, 5, 8)
+ang = rng.uniform(0, 6, size=(2, 1, 5, 8))
+cq, sq = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+check("rotary halves (Llama), heads broadcast", f"""
+  %y = qopt.rotary %a0, %a1, %a2 : {t(xq)}, {t(cq)}, {t(sq)}
+  return %y : {t(xq)}""", [xq, cq, sq], rotary64(xq, cq, sq), rtol=1e-5, atol=1e-6)
+check("rotary interleaved (GPT-J)", f"""
+  %y = qopt.rotary %a0, %a1, %a2 interleaved : {t(xq)}, {t(cq)}, {t(sq)}
+  return %y : {t(xq)}""", [xq, cq, sq], rotary64(xq, cq, sq, True), rtol=1e-5, atol=1e-6)
+cp, sp = cq[:, :, :, :4].copy(), sq[:, :, :, :4].copy()
+check("rotary partial (4 of 8 features)", f"""
+  %y = qopt.rotary %a0, %a1, %a2 : {t(xq)}, {t(cp)}, {t(sp)}
+  return %y : {t(xq)}""", [xq, cp, sp], rotary64(xq, cp, sp), rtol=1e-5, atol=1e-6)
+
+# --- residual add -------------------------------------------------------------
+ha, hb = f32(2, 5, 8), f32(2, 5, 8)
+check("residual_add", f"""
+  %y = qopt.residual_add %a0, %a1 : {t(ha)}
+  return %y : {t(ha)}""", [ha, hb], ha + hb)
 
 print(f"qopt numerics: {sum(results)} passed, {len(results) - sum(results)} failed")
 sys.exit(0 if all(results) else 1)

@@ -657,3 +657,115 @@ func.func @attention_scale(%q: tensor<1x2x5x?xf32>, %k: tensor<1x2x6x?xf32>, %v:
   %0 = qopt.attention %q, %k, %v : (tensor<1x2x5x?xf32>, tensor<1x2x6x?xf32>, tensor<1x2x6x8xf32>) -> tensor<1x2x5x8xf32>
   return %0 : tensor<1x2x5x8xf32>
 }
+
+// -----
+
+func.func @log_softmax_axis(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.log_softmax' op axis 2 is out of range for an input of rank 2 (expected -2 to 1)}}
+  %0 = qopt.log_softmax %x axis = 2 : tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @cross_entropy_rank(%x: tensor<8xf32>, %y: tensor<i64>) -> tensor<f32> {
+  // expected-error@+1 {{'qopt.cross_entropy' op input must have rank 2 or more [N, C, d1…dk], got shape 8}}
+  %0 = qopt.cross_entropy %x, %y : (tensor<8xf32>, tensor<i64>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @cross_entropy_labels(%x: tensor<4x8x3xf32>, %y: tensor<4x8xi64>) -> tensor<f32> {
+  // expected-error@+1 {{'qopt.cross_entropy' op labels must have shape 4x3 (the input's without its class axis 1), got 4x8}}
+  %0 = qopt.cross_entropy %x, %y : (tensor<4x8x3xf32>, tensor<4x8xi64>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @cross_entropy_weight(%x: tensor<4x8xf32>, %y: tensor<4xi64>, %w: tensor<7xf32>) -> tensor<f32> {
+  // expected-error@+1 {{'qopt.cross_entropy' op weight must have shape 8 (one per class), got 7}}
+  %0 = qopt.cross_entropy %x, %y weight(%w) : (tensor<4x8xf32>, tensor<4xi64>, tensor<7xf32>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @cross_entropy_reduction(%x: tensor<4x8xf32>, %y: tensor<4xi64>) -> tensor<f32> {
+  // expected-error@+1 {{'qopt.cross_entropy' op reduction must be "none", "sum" or "mean", got "max"}}
+  %0 = qopt.cross_entropy %x, %y reduction = "max" : (tensor<4x8xf32>, tensor<4xi64>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @cross_entropy_result(%x: tensor<4x8xf32>, %y: tensor<4xi64>) -> tensor<f32> {
+  // expected-error@+1 {{'qopt.cross_entropy' op result must have shape 4 for reduction "none", got }}
+  %0 = qopt.cross_entropy %x, %y reduction = "none" : (tensor<4x8xf32>, tensor<4xi64>) -> tensor<f32>
+  return %0 : tensor<f32>
+}
+
+// -----
+
+func.func @cross_entropy_element(%x: tensor<4x8xf32>, %y: tensor<4xi64>) -> tensor<f16> {
+  // expected-error@+1 {{'qopt.cross_entropy' op result must have the input's element type}}
+  %0 = qopt.cross_entropy %x, %y : (tensor<4x8xf32>, tensor<4xi64>) -> tensor<f16>
+  return %0 : tensor<f16>
+}
+
+// -----
+
+func.func @rotary_cos_sin(%x: tensor<2x4x8xf32>, %c: tensor<2x1x8xf32>, %s: tensor<2x4x8xf32>) -> tensor<2x4x8xf32> {
+  // expected-error@+1 {{'qopt.rotary' op cos and sin must have one type, got 'tensor<2x1x8xf32>' and 'tensor<2x4x8xf32>'}}
+  %0 = qopt.rotary %x, %c, %s : tensor<2x4x8xf32>, tensor<2x1x8xf32>, tensor<2x4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+func.func @rotary_rank(%x: tensor<2x4x8xf32>, %c: tensor<4x8xf32>) -> tensor<2x4x8xf32> {
+  // expected-error@+1 {{'qopt.rotary' op cos and sin must have the input's rank 3, got 2}}
+  %0 = qopt.rotary %x, %c, %c : tensor<2x4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+func.func @rotary_broadcast(%x: tensor<2x4x8xf32>, %c: tensor<2x3x8xf32>) -> tensor<2x4x8xf32> {
+  // expected-error@+1 {{'qopt.rotary' op cos and sin dimension 1 (3) must be 1 or the input's (4)}}
+  %0 = qopt.rotary %x, %c, %c : tensor<2x4x8xf32>, tensor<2x3x8xf32>, tensor<2x3x8xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+func.func @rotary_odd(%x: tensor<2x4x8xf32>, %c: tensor<2x1x5xf32>) -> tensor<2x4x8xf32> {
+  // expected-error@+1 {{'qopt.rotary' op rotary width 5 must be even and positive}}
+  %0 = qopt.rotary %x, %c, %c : tensor<2x4x8xf32>, tensor<2x1x5xf32>, tensor<2x1x5xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+func.func @rotary_wide(%x: tensor<2x4x8xf32>, %c: tensor<2x1x10xf32>) -> tensor<2x4x8xf32> {
+  // expected-error@+1 {{'qopt.rotary' op rotary width 10 exceeds the input's feature size 8}}
+  %0 = qopt.rotary %x, %c, %c : tensor<2x4x8xf32>, tensor<2x1x10xf32>, tensor<2x1x10xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+func.func @rotary_dynamic_width(%x: tensor<2x4x8xf32>, %c: tensor<2x1x?xf32>) -> tensor<2x4x8xf32> {
+  // expected-error@+1 {{'qopt.rotary' op needs a static rotary width (the last dimension of cos and sin)}}
+  %0 = qopt.rotary %x, %c, %c : tensor<2x4x8xf32>, tensor<2x1x?xf32>, tensor<2x1x?xf32>
+  return %0 : tensor<2x4x8xf32>
+}
+
+// -----
+
+func.func @residual_add_types(%h: tensor<2x8xf32>, %o: tensor<2x4xf32>) -> tensor<2x8xf32> {
+  // expected-error@+1 {{'qopt.residual_add' op failed to verify that all of {stream, update, result} have same type}}
+  %0 = "qopt.residual_add"(%h, %o) : (tensor<2x8xf32>, tensor<2x4xf32>) -> tensor<2x8xf32>
+  return %0 : tensor<2x8xf32>
+}

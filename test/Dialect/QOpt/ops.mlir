@@ -249,3 +249,25 @@ func.func @attention(%q: tensor<1x4x?x8xf32>, %k: tensor<1x2x?x8xf32>, %v: tenso
   %1 = qopt.attention %q, %k, %v : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x16xf32>) -> tensor<1x4x?x16xf32>
   return %0, %1 : tensor<1x4x?x16xf32>, tensor<1x4x?x16xf32>
 }
+
+// CHECK-LABEL: func.func @losses
+func.func @losses(%x: tensor<?x10xf32>, %y: tensor<?xi64>, %w: tensor<10xf32>, %x3: tensor<2x10x5xf32>, %y3: tensor<2x5xi32>) -> (tensor<?x10xf32>, tensor<f32>, tensor<2x5xf32>) {
+  // CHECK: qopt.log_softmax %{{.*}} axis = 1 : tensor<?x10xf32>
+  %0 = qopt.log_softmax %x axis = 1 : tensor<?x10xf32>
+  // CHECK: qopt.cross_entropy %{{.*}}, %{{.*}} weight(%{{.*}}) ignore_index = -100 reduction = "sum" : (tensor<?x10xf32>, tensor<?xi64>, tensor<10xf32>) -> tensor<f32>
+  %1 = qopt.cross_entropy %x, %y weight(%w) ignore_index = -100 reduction = "sum" : (tensor<?x10xf32>, tensor<?xi64>, tensor<10xf32>) -> tensor<f32>
+  // CHECK: qopt.cross_entropy %{{.*}}, %{{.*}} reduction = "none" log_probs : (tensor<2x10x5xf32>, tensor<2x5xi32>) -> tensor<2x5xf32>
+  %2 = qopt.cross_entropy %x3, %y3 reduction = "none" log_probs : (tensor<2x10x5xf32>, tensor<2x5xi32>) -> tensor<2x5xf32>
+  return %0, %1, %2 : tensor<?x10xf32>, tensor<f32>, tensor<2x5xf32>
+}
+
+// CHECK-LABEL: func.func @rotary_residual
+func.func @rotary_residual(%q: tensor<?x4x?x8xf32>, %c: tensor<?x1x?x8xf32>, %s: tensor<?x1x?x8xf32>, %c4: tensor<1x1x?x4xf32>, %h: tensor<?x?x32xf32>, %o: tensor<?x?x32xf32>) -> (tensor<?x4x?x8xf32>, tensor<?x4x?x8xf32>, tensor<?x?x32xf32>) {
+  // CHECK: qopt.rotary %{{.*}}, %{{.*}}, %{{.*}} : tensor<?x4x?x8xf32>, tensor<?x1x?x8xf32>, tensor<?x1x?x8xf32>
+  %0 = qopt.rotary %q, %c, %s : tensor<?x4x?x8xf32>, tensor<?x1x?x8xf32>, tensor<?x1x?x8xf32>
+  // CHECK: qopt.rotary %{{.*}}, %{{.*}}, %{{.*}} interleaved : tensor<?x4x?x8xf32>, tensor<1x1x?x4xf32>, tensor<1x1x?x4xf32>
+  %1 = qopt.rotary %q, %c4, %c4 interleaved : tensor<?x4x?x8xf32>, tensor<1x1x?x4xf32>, tensor<1x1x?x4xf32>
+  // CHECK: qopt.residual_add %{{.*}}, %{{.*}} module "model.layers.0.self_attn.o_proj" : tensor<?x?x32xf32>
+  %2 = qopt.residual_add %h, %o module "model.layers.0.self_attn.o_proj" : tensor<?x?x32xf32>
+  return %0, %1, %2 : tensor<?x4x?x8xf32>, tensor<?x4x?x8xf32>, tensor<?x?x32xf32>
+}

@@ -26,7 +26,15 @@ def QOptRaiseONNXPass : Pass<"qopt-raise-onnx", "::mlir::ModuleOp"> {
       it is not raised);
     * **RMSNorm**: `Pow(x, 2)` (or `Mul(x, x)`) → `ReduceMean` over the last
       axis with `keepdims` → `Add(ε)` → `Sqrt` → `Div(x, ·)` (or `Mul` by
-      `Reciprocal`/`Div(1, ·)`) → `Mul(γ)` → `qopt.rms_norm`.
+      `Reciprocal`/`Div(1, ·)`) → `Mul(γ)` → `qopt.rms_norm`;
+    * **rotary embeddings**: Hugging Face's `apply_rotary_pos_emb`,
+      `Add(Mul(x, cos), Mul(Concat(Neg(x[..., D/2:]), x[..., :D/2]), sin))`
+      with the slices' bounds constant (or read off their result types) →
+      `qopt.rotary` (`cos`/`sin` dimensions that may be 1 where `x`'s is
+      not are broadcast as the run says);
+    * **residual connections**: `Add(stream, linear(...))` where the stream
+      is an embedding, a norm's input or output or another residual add →
+      `qopt.residual_add` with the linear layer's module path.
 
     Nodes are only replaced when every intermediate value has no other use,
     so the rewrite never duplicates work or changes other outputs.

@@ -738,3 +738,89 @@ LogicalResult GeluOp::verify() {
            << getApproximate() << "\"";
   return success();
 }
+
+//===----------------------------------------------------------------------===//
+// LogSoftmaxOp / CrossEntropyOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LogSoftmaxOp::verify() {
+  return normalizeAxis(*this, getAxis(), getInput().getType().getRank());
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  auto x = getInput().getType();
+  auto labels = getLabels().getType();
+  if (x.getRank() < 2)
+    return emitOpError() << "input must have rank 2 or more [N, C, d1…dk], "
+                            "got shape "
+                         << shapeStr(x.getShape());
+  SmallVector<int64_t> labelShape = {x.getDimSize(0)};
+  llvm::append_range(labelShape, x.getShape().drop_front(2));
+  if (labels.getRank() != x.getRank() - 1 ||
+      !shapesCompatible(labels.getShape(), labelShape))
+    return emitOpError() << "labels must have shape " << shapeStr(labelShape)
+                         << " (the input's without its class axis 1), got "
+                         << shapeStr(labels.getShape());
+  if (Value w = getWeight()) {
+    auto wType = cast<RankedTensorType>(w.getType());
+    if (wType.getRank() != 1 ||
+        !dimsCompatible(wType.getDimSize(0), x.getDimSize(1)))
+      return emitOpError() << "weight must have shape "
+                           << shapeStr({x.getDimSize(1)})
+                           << " (one per class), got "
+                           << shapeStr(wType.getShape());
+    if (wType.getElementType() != x.getElementType())
+      return emitOpError() << "weight must have the input's element type";
+  }
+  StringRef reduction = getReduction();
+  if (reduction != "none" && reduction != "sum" && reduction != "mean")
+    return emitOpError() << "reduction must be \"none\", \"sum\" or \"mean\", "
+                            "got \""
+                         << reduction << "\"";
+  auto y = getType();
+  if (y.getElementType() != x.getElementType())
+    return emitOpError() << "result must have the input's element type";
+  ArrayRef<int64_t> expected =
+      reduction == "none" ? ArrayRef<int64_t>(labelShape) : ArrayRef<int64_t>();
+  if (y.getRank() != static_cast<int64_t>(expected.size()) ||
+      !shapesCompatible(y.getShape(), expected))
+    return emitOpError() << "result must have shape " << shapeStr(expected)
+                         << " for reduction \"" << reduction << "\", got "
+                         << shapeStr(y.getShape());
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RotaryOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RotaryOp::verify() {
+  auto x = getInput().getType();
+  auto c = getCos().getType(), s = getSin().getType();
+  if (c != s)
+    return emitOpError() << "cos and sin must have one type, got " << c
+                         << " and " << s;
+  if (c.getElementType() != x.getElementType())
+    return emitOpError() << "cos and sin must have the input's element type";
+  if (c.getRank() != x.getRank())
+    return emitOpError() << "cos and sin must have the input's rank "
+                         << x.getRank() << ", got " << c.getRank();
+  int64_t rank = x.getRank();
+  for (int64_t d = 0; d + 1 < rank; ++d)
+    if (c.getDimSize(d) != 1 &&
+        !dimsCompatible(c.getDimSize(d), x.getDimSize(d)))
+      return emitOpError() << "cos and sin dimension " << d << " ("
+                           << c.getDimSize(d) << ") must be 1 or the input's ("
+                           << x.getDimSize(d) << ")";
+  int64_t r = c.getDimSize(rank - 1), dim = x.getDimSize(rank - 1);
+  if (ShapedType::isDynamic(r))
+    return emitOpError() << "needs a static rotary width (the last dimension "
+                            "of cos and sin)";
+  if (r < 2 || r % 2)
+    return emitOpError() << "rotary width " << r
+                         << " must be even and positive";
+  if (!ShapedType::isDynamic(dim) && r > dim)
+    return emitOpError() << "rotary width " << r
+                         << " exceeds the input's feature size " << dim;
+  return success();
+}

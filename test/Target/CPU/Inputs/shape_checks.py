@@ -186,6 +186,29 @@ func.func @main(%x: tensor<2x?xf32>) -> tensor<2x?xf32> {
 
 hadamard_case()
 
+# Losses: labels must be classes or the ignored index, and fit the input.
+labels_vi = helper.make_tensor_value_info("t", TensorProto.INT64, ["n2"])
+case("cross entropy labels",
+     model([helper.make_node("SoftmaxCrossEntropyLoss", ["x", "t"], ["y"], name="sce",
+                             ignore_index=-1)],
+           [vi("x", ["n", 5]), labels_vi], [vi("y", [])], opset=13),
+     [f32(4, 5), np.array([0, 4, -1, 2], np.int64)],
+     [[f32(4, 5), np.array([0, 5, 1, 2], np.int64)],
+      [f32(4, 5), np.array([0, -2, 1, 2], np.int64)],
+      [f32(4, 5), np.array([0, 1, 2], np.int64)]])
+
+# RotaryEmbedding: position ids must index the caches and fit the input.
+ang = rng.uniform(0, 6, size=(16, 4)).astype(np.float32)
+pos_vi = helper.make_tensor_value_info("pos", TensorProto.INT64, ["pb", "ps"])
+case("rotary embedding",
+     model([helper.make_node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"], name="rope")],
+           [vi("x", ["b", 2, "s", 8]), pos_vi], [vi("y", ["b", 2, "s", 8])],
+           [numpy_helper.from_array(np.cos(ang), "cos"), numpy_helper.from_array(np.sin(ang), "sin")],
+           opset=23),
+     [f32(2, 2, 3, 8), np.array([[0, 1, 2], [5, 6, 7]], np.int64)],
+     [[f32(2, 2, 3, 8), np.array([[0, 1, 2], [5, 6, 16]], np.int64)],
+      [f32(2, 2, 3, 8), np.array([[0, 1, 2, 3], [5, 6, 7, 8]], np.int64)]])
+
 # Stale value_info: the model declares the Relu's output [4] while its input
 # became dynamic; the run checks the declared size before trusting it.
 stale = model([helper.make_node("Relu", ["x"], ["r"], name="relu"),

@@ -774,4 +774,133 @@ def QOpt_SiLUOp : QOpt_Op<"silu", [Pure, AllTypesMatch<["input", "result"]>]> {
   let assemblyFormat = "$input attr-dict `:` type($input)";
 }
 
+def QOpt_LogSoftmaxOp : QOpt_Op<"log_softmax", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "log-softmax along one axis";
+  let description = [{
+    `y = x - max - log(Σ exp(x - max))` along `axis`, the stable form of
+    `log(softmax(x))`, as `torch.nn.functional.log_softmax` and ONNX
+    `LogSoftmax`. Each step is rounded to the element type as the ONNX
+    reference computes it; the sum is accumulated in f32. Upstream has
+    `linalg.softmax` (which the converter uses for Softmax) but no
+    log-softmax; training needs this one as an op of its own, since its
+    gradient `dy - softmax(x) · Σ dy` is not the composition's.
+
+    ```mlir
+    %lp = qopt.log_softmax %logits axis = 1 : tensor<?x50257xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, I64Attr:$axis);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = "$input `axis` `=` $axis attr-dict `:` type($input)";
+  let hasVerifier = 1;
+}
+
+def QOpt_CrossEntropyOp : QOpt_Op<"cross_entropy", [Pure]> {
+  let summary = "cross-entropy (or negative log-likelihood) loss against "
+                "class indices";
+  let description = [{
+    For `input` `[N, C, d1…dk]` (classes along axis 1) and integer
+    `labels` `[N, d1…dk]`:
+
+    ```
+    lp = log_softmax(input, axis = 1)      (input itself with log_probs)
+    w  = labels[i] == ignore_index ? 0 : (weight ? weight[labels[i]] : 1)
+    loss[i] = -w · lp[n, labels[i], d…]     (i = (n, d…))
+    reduction = "none": loss          [N, d1…dk]
+                "sum":  Σ loss        (rank 0)
+                "mean": Σ loss / Σ w  (rank 0; NaN when every label is ignored)
+    ```
+
+    This is `torch.nn.functional.cross_entropy` with class indices (and,
+    with `log_probs`, `nll_loss`), ONNX `SoftmaxCrossEntropyLoss` and
+    `NegativeLogLikelihoodLoss`. Label smoothing and probability targets
+    are not supported. A label outside `[0, C)` that is not `ignore_index`
+    stops the run with an error naming the op. Log-probabilities and
+    per-element losses are computed in the element type, the sums in f32.
+
+    ```mlir
+    %loss = qopt.cross_entropy %logits, %labels ignore_index = -100
+        : (tensor<?x32000xf32>, tensor<?xi64>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input,
+                       RankedTensorOf<[AnySignlessInteger]>:$labels,
+                       Optional<QOpt_FloatTensor>:$weight,
+                       OptionalAttr<I64Attr>:$ignore_index,
+                       DefaultValuedStrAttr<StrAttr, "mean">:$reduction,
+                       UnitAttr:$log_probs);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $labels (`weight` `(` $weight^ `)`)?
+    (`ignore_index` `=` $ignore_index^)? (`reduction` `=` $reduction^)?
+    (`log_probs` $log_probs^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_RotaryOp : QOpt_Op<"rotary", [Pure,
+    AllTypesMatch<["input", "result"]>]> {
+  let summary = "rotary position embedding (RoPE)";
+  let description = [{
+    Rotates pairs of features of `input` `[…, D]` by the angles whose
+    cosines and sines `cos` and `sin` hold (`[…, R]`, `R` even and at most
+    `D`): on the first `R` features
+
+    ```
+    y = x · cos + rotate(x) · sin
+    rotate(x)[d] = -x[d + R/2] (d < R/2),  x[d - R/2] (d ≥ R/2)   (halves: Llama, NeoX)
+    rotate(x)[2i] = -x[2i + 1],  rotate(x)[2i + 1] = x[2i]        (interleaved: GPT-J)
+    ```
+
+    and `y = x` on the features from `R` on (partial rotary). `cos` and
+    `sin` have the input's rank; each of their other dimensions is the
+    input's or 1 (broadcast). This is Hugging Face's `apply_rotary_pos_emb`
+    (`q * cos + rotate_half(q) * sin`, with `cos`/`sin` of the full width)
+    and ONNX `RotaryEmbedding` (opset 23, whose half-width caches the
+    converter expands); `qopt-raise-onnx` raises the decomposed form.
+    Rotations (QuaRot) and attention fusion find the positions here.
+
+    ```mlir
+    %q2 = qopt.rotary %q, %cos, %sin
+        : tensor<?x32x?x128xf32>, tensor<?x1x?x128xf32>, tensor<?x1x?x128xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$cos,
+                       QOpt_FloatTensor:$sin, UnitAttr:$interleaved);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $cos `,` $sin (`interleaved` $interleaved^)? attr-dict `:`
+    type($input) `,` type($cos) `,` type($sin)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_ResidualAddOp : QOpt_Op<"residual_add", [Pure,
+    AllTypesMatch<["stream", "update", "result"]>]> {
+  let summary = "a sublayer's output added to the residual stream";
+  let description = [{
+    `y = stream + update`, elementwise, where `stream` is the transformer's
+    residual stream and `update` the output of a sublayer (attention,
+    MLP). An add like any other, marked so that passes find the residual
+    stream: rotations (QuaRot, HALO) rotate it and fold the rotation into
+    the layers that read and write it, smoothing and outlier methods
+    follow it. `module` is the path of the layer that produced `update`
+    (its output projection). `qopt-raise-onnx` raises an `Add` of a linear
+    layer's output to a value a norm reads or produced, or to another
+    residual add.
+
+    ```mlir
+    %h1 = qopt.residual_add %h0, %o module "model.layers.0.self_attn.o_proj"
+        : tensor<?x?x4096xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$stream, QOpt_FloatTensor:$update,
+                       OptionalAttr<StrAttr>:$module);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $stream `,` $update (`module` $module^)? attr-dict `:` type($result)
+  }];
+}
+
 #endif // QOPT_DIALECT_QOPT_IR_QOPTOPS_TD
