@@ -10,6 +10,7 @@
 
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Import/ONNX/ImportONNX.h"
 #include "qopt/InitAllDialects.h"
 #include "qopt/Pipelines/Pipelines.h"
@@ -18,6 +19,7 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
 
 #include "llvm/Support/CommandLine.h"
@@ -37,8 +39,9 @@ static cl::OptionCategory category("qoptc options");
 static cl::opt<std::string> inputPath(cl::Positional, cl::Required,
                                       cl::desc("<model.onnx | model.mlir>"),
                                       cl::cat(category));
-static cl::opt<std::string> outputPath("o", cl::Required,
-                                       cl::desc("Output shared library"),
+static cl::opt<std::string> outputPath("o",
+                                       cl::desc("Output shared library "
+                                                "(required unless listing)"),
                                        cl::value_desc("model.so"),
                                        cl::cat(category));
 static cl::opt<std::string>
@@ -93,6 +96,13 @@ static cl::opt<std::string>
              cl::desc("Write the optimized LLVM IR to this file"),
              cl::cat(category));
 
+static cl::opt<bool> listModules(
+    "list-modules",
+    cl::desc("Print every linear layer with its module path, shape and "
+             "weight format (what an adapter's target_modules name), then "
+             "stop"),
+    cl::cat(category));
+
 static int fail(const Twine &message) {
   llvm::errs() << "qoptc: error: " << message << "\n";
   return 1;
@@ -108,6 +118,8 @@ int main(int argc, char **argv) {
                               "qopt model compiler: ONNX to a native "
                               "library, its weights and manifest\n");
   auto start = std::chrono::steady_clock::now();
+  if (outputPath.empty() && !listModules)
+    return fail("no output file: give -o model.so (or --list-modules)");
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
@@ -168,6 +180,12 @@ int main(int argc, char **argv) {
         "qoptc: %-28s %8.3f s\n", "import",
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
             .count());
+  if (listModules) {
+    PassManager pm(&context);
+    qopt::buildONNXFrontEndPipeline(pm, allowUnsupported);
+    pm.addPass(qopt::createQOptListModulesPass());
+    return failed(pm.run(*module)) ? 1 : 0;
+  }
   qopt::ModelCompileOptions modelOptions;
   modelOptions.allowUnsupported = allowUnsupported;
   modelOptions.dumpGraphIR = dumpGraph;

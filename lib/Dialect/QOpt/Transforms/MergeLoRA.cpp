@@ -51,40 +51,17 @@ private:
   SmallVector<std::pair<ParamOp, std::string>> renames;
 };
 
-/// The value of `value` when it is known at compile time: a parameter read,
-/// a float constant, or a 2-D transpose of either (raising transposes
-/// MatMul's K x N weights).
+/// The value of `value` at compile time (WeightReader::evaluate), with an
+/// error naming the layer and the operand otherwise.
 FailureOr<dense::Matrix> Merger::evaluate(Value value, StringRef what,
                                           LoRAOp op) {
-  Operation *def = value.getDefiningOp();
-  if (def)
-    maybeDead.push_back(def);
-  if (auto load = dyn_cast_if_present<LoadParamOp>(def)) {
-    auto param = symbols.lookup<ParamOp>(load.getName());
-    if (!param)
-      return op.emitError() << "no qopt.param @" << load.getName();
-    return reader.readMatrix(param, op);
-  }
-  if (auto transpose = dyn_cast_if_present<linalg::TransposeOp>(def)) {
-    if (transpose.getPermutation() != ArrayRef<int64_t>{1, 0})
-      return op.emitError()
-             << "cannot merge the adapter of " << layer(op) << ": its " << what
-             << " is a transpose that is not 2-D";
-    FailureOr<dense::Matrix> input = evaluate(transpose.getInput(), what, op);
-    if (failed(input))
-      return failure();
-    return dense::transpose(*input);
-  }
-  auto constant = dyn_cast_if_present<arith::ConstantOp>(def);
-  auto elements =
-      constant ? dyn_cast<ElementsAttr>(constant.getValue()) : nullptr;
-  std::optional<dense::Matrix> matrix =
-      elements ? getFloatMatrix(elements) : std::nullopt;
-  if (!matrix)
+  std::string why;
+  FailureOr<dense::Matrix> m =
+      reader.evaluate(value, symbols, op, why, &maybeDead);
+  if (failed(m) && !why.empty())
     return op.emitError() << "cannot merge the adapter of " << layer(op)
-                          << ": its " << what
-                          << " is not a parameter with data or a constant";
-  return *matrix;
+                          << ": its " << what << " " << why;
+  return m;
 }
 
 LogicalResult Merger::merge(LoRAOp op) {

@@ -2,6 +2,8 @@
 
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
@@ -181,7 +183,7 @@ static FailureOr<AsmResourceBlob> allocateFileBlob(size_t size, Location loc) {
                           << ec.message(),
            failure();
   llvm::sys::fs::remove(path); // the mapping keeps the file alive
-  auto closeFile = llvm::make_scope_exit(
+  llvm::scope_exit closeFile(
       [&] { llvm::sys::Process::SafelyCloseFileDescriptor(fd); });
   if (std::error_code ec = llvm::sys::fs::resize_file(fd, size))
     return emitError(loc) << "cannot make a " << size
@@ -264,4 +266,40 @@ mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead) {
     llvm::erase(maybeDead, op);
   }
   return unread;
+}
+
+FailureOr<dense::Matrix>
+WeightReader::evaluate(Value value, SymbolTable &symbols, Operation *user,
+                       std::string &why,
+                       SmallVectorImpl<Operation *> *visited) {
+  Operation *def = value.getDefiningOp();
+  if (def && visited)
+    visited->push_back(def);
+  if (auto load = dyn_cast_if_present<LoadParamOp>(def)) {
+    auto param = symbols.lookup<ParamOp>(load.getName());
+    if (!param)
+      return user->emitError() << "no qopt.param @" << load.getName();
+    return readMatrix(param, user);
+  }
+  if (auto transpose = dyn_cast_if_present<linalg::TransposeOp>(def)) {
+    if (transpose.getPermutation() != ArrayRef<int64_t>{1, 0}) {
+      why = "is a transpose that is not 2-D";
+      return failure();
+    }
+    FailureOr<dense::Matrix> input =
+        evaluate(transpose.getInput(), symbols, user, why, visited);
+    if (failed(input))
+      return failure();
+    return dense::transpose(*input);
+  }
+  auto constant = dyn_cast_if_present<arith::ConstantOp>(def);
+  auto elements =
+      constant ? dyn_cast<ElementsAttr>(constant.getValue()) : nullptr;
+  std::optional<dense::Matrix> matrix =
+      elements ? getFloatMatrix(elements) : std::nullopt;
+  if (!matrix) {
+    why = "is not a parameter with data or a constant";
+    return failure();
+  }
+  return *matrix;
 }

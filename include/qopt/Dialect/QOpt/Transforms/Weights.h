@@ -59,6 +59,17 @@ public:
   /// (integers or floats of 8, 16, … bits). Errors as for readMatrix.
   FailureOr<std::vector<char>> readBytes(ParamOp param, Operation *user);
 
+  /// The float value of `value` at compile time: a parameter read, a float
+  /// constant, or a 2-D transpose of either (raising transposes MatMul's
+  /// K x N weights), as a matrix. Otherwise fails with `why` set to the
+  /// reason ("is not a parameter with data or a constant", "is a transpose
+  /// that is not 2-D"), or with an error emitted at `user` (a parameter
+  /// whose data cannot be read). The ops read on the way are appended to
+  /// `visited` when given.
+  FailureOr<::qopt::dense::Matrix>
+  evaluate(Value value, SymbolTable &symbols, Operation *user, std::string &why,
+           SmallVectorImpl<Operation *> *visited = nullptr);
+
 private:
   /// The `#qopt.external` byte range of `param`, `size` bytes long.
   FailureOr<std::unique_ptr<llvm::MemoryBuffer>>

@@ -1,0 +1,108 @@
+//===- LoraTargets.h - PEFT's LoraConfig: which layers get adapters -*- C++
+//-*-===//
+//
+// The layers an adapter targets, chosen exactly as PEFT's LoraConfig does
+// (peft/tuners/tuners_utils.py check_target_module_exists, get_pattern_key):
+// `target_modules` as a list (a module matches when its name equals an
+// entry or ends with "." + entry) or as one full-match regular expression,
+// "all-linear", `exclude_modules`, `layers_to_transform` /
+// `layers_pattern`, and `rank_pattern` / `alpha_pattern`. Used by
+// `--qopt-list-modules`, `--qopt-insert-lora` and the adapter loaders.
+//
+// PEFT's patterns are Python regular expressions; they are translated to
+// POSIX extended ones (\d, \w, \s and their negations, inside and outside
+// brackets); constructs without an equivalent (lazy quantifiers, (?...)
+// groups, back-references) are errors naming the pattern.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_DIALECT_QOPT_TRANSFORMS_LORATARGETS_H
+#define QOPT_DIALECT_QOPT_TRANSFORMS_LORATARGETS_H
+
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+
+#include "llvm/Support/Error.h"
+#include "llvm/Support/Regex.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::qopt {
+
+/// The part of a PEFT LoraConfig that says which layers get an adapter and
+/// of which size.
+struct LoraSelection {
+  /// target_modules as a list of names / suffixes ...
+  std::vector<std::string> targetModules;
+  /// ... or as one full-match regular expression, or "all-linear".
+  std::optional<std::string> targetRegex;
+  bool allLinear = false;
+  std::vector<std::string> excludeModules;
+  std::optional<std::string> excludeRegex;
+  /// layers_to_transform (empty: all layers) and layers_pattern.
+  std::vector<int64_t> layersToTransform;
+  std::vector<std::string> layersPattern;
+  int64_t r = 8;
+  double loraAlpha = 8;
+  /// rank_pattern / alpha_pattern, in the config's order.
+  std::vector<std::pair<std::string, int64_t>> rankPattern;
+  std::vector<std::pair<std::string, double>> alphaPattern;
+};
+
+/// The selection that pass options spell (`target-modules`,
+/// `exclude-modules`, `layers-to-transform`, `layers-pattern`): a single
+/// entry with regular-expression characters is a full-match regular
+/// expression (PEFT's string form), `all-linear` the shorthand.
+LoraSelection selectionFromOptions(llvm::ArrayRef<std::string> targets,
+                                   llvm::ArrayRef<std::string> excludes,
+                                   llvm::ArrayRef<int64_t> layers,
+                                   llvm::ArrayRef<std::string> patterns);
+
+/// Translates a Python `re` pattern into a POSIX extended one (what
+/// llvm::Regex takes), or fails with a message.
+llvm::Expected<std::string> translatePythonRegex(llvm::StringRef pattern);
+
+/// A layer that an adapter may target: a linear-like op with its module
+/// path (empty when the model does not give one).
+struct LinearLayer {
+  Operation *op;
+  std::string name;
+  /// The model's output head (PEFT's `get_output_embeddings()`, which
+  /// "all-linear" leaves out): a linear layer whose output the function
+  /// returns and whose out-features equal an embedding table's rows.
+  bool outputHead;
+};
+
+/// Every linear-like op of `module` in order, with its module path.
+std::vector<LinearLayer> collectLinearLayers(ModuleOp module);
+
+/// A LoraSelection with its patterns compiled.
+class LoraTargets {
+public:
+  /// Fails with a message naming the bad pattern. `layers` are the
+  /// candidates (for "all-linear": the leaf names of every layer but the
+  /// output head become the targets, as PEFT does).
+  static llvm::Expected<LoraTargets> create(const LoraSelection &selection,
+                                            llvm::ArrayRef<LinearLayer> layers);
+
+  /// Whether the layer named `name` gets an adapter.
+  bool matches(llvm::StringRef name) const;
+  /// Its rank and alpha (rank_pattern / alpha_pattern, else r / lora_alpha).
+  int64_t rankFor(llvm::StringRef name) const;
+  double alphaFor(llvm::StringRef name) const;
+
+private:
+  LoraTargets() = default;
+  bool layerIndexMatches(llvm::StringRef name) const;
+
+  LoraSelection selection;
+  std::optional<llvm::Regex> target, exclude;
+  std::vector<llvm::Regex> layerPatterns;
+  std::vector<std::pair<llvm::Regex, int64_t>> ranks;
+  std::vector<std::pair<llvm::Regex, double>> alphas;
+};
+
+} // namespace mlir::qopt
+
+#endif // QOPT_DIALECT_QOPT_TRANSFORMS_LORATARGETS_H

@@ -1,0 +1,258 @@
+//===- InsertLoRA.cpp - Add LoRA adapters to the selected layers ----------===//
+//
+// PEFT's get_peft_model on a compiled graph: the layers a LoraConfig
+// selects (LoraTargets) become qopt.lora ops with new trainable factor
+// parameters, initialised at compile time.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
+
+#include "mlir/IR/Builders.h"
+#include "llvm/ADT/StringExtras.h"
+
+#include <cmath>
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTINSERTLORAPASS
+#include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+namespace dense = ::qopt::dense;
+
+namespace {
+
+/// SplitMix64: a small generator whose numbers are the same everywhere
+/// (std's distributions are not).
+class Random {
+public:
+  explicit Random(uint64_t seed) : state(seed) {}
+  uint64_t next() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  /// Uniform in [0, 1).
+  double uniform() { return (next() >> 11) * 0x1.0p-53; }
+  /// Uniform in [-bound, bound).
+  float symmetric(double bound) { return (2 * uniform() - 1) * bound; }
+  /// Standard normal (Box-Muller).
+  float normal() {
+    double u = 1.0 - uniform(), v = uniform();
+    return std::sqrt(-2.0 * std::log(u)) * std::cos(2 * M_PI * v);
+  }
+
+private:
+  uint64_t state;
+};
+
+/// The initialisations of PEFT's init_lora_weights that exist, and those
+/// that are not implemented yet.
+enum class Init { Default, Gaussian, NoInit };
+
+struct QOptInsertLoRAPass
+    : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
+  using Base::Base;
+
+  InFlightDiagnostic error() {
+    return mlir::emitError(getOperation().getLoc()) << "qopt-insert-lora: ";
+  }
+
+  FailureOr<Init> parseInit() {
+    std::string v = llvm::StringRef(initLoraWeights).lower();
+    if (v == "true")
+      return Init::Default;
+    if (v == "gaussian")
+      return Init::Gaussian;
+    if (v == "false")
+      return Init::NoInit;
+    for (StringRef later : {"pissa", "olora", "loftq", "eva", "corda",
+                            "orthogonal", "lora_ga", "lora-xs", "lora-sb"})
+      if (llvm::StringRef(v).starts_with(later)) {
+        error() << "init-lora-weights '" << initLoraWeights
+                << "' is not implemented yet";
+        return failure();
+      }
+    error() << "unknown init-lora-weights '" << initLoraWeights
+            << "' (expected true, false or gaussian)";
+    return failure();
+  }
+
+  /// `key=value` entries of rank-pattern / alpha-pattern.
+  template <typename T>
+  LogicalResult parsePattern(ArrayRef<std::string> entries, StringRef option,
+                             std::vector<std::pair<std::string, T>> &out) {
+    for (const std::string &entry : entries) {
+      auto [key, value] = llvm::StringRef(entry).rsplit('=');
+      T parsed{};
+      bool bad;
+      if constexpr (std::is_integral_v<T>)
+        bad = value.trim().getAsInteger(10, parsed);
+      else
+        bad = value.trim().getAsDouble(parsed);
+      if (key.empty() || value.empty() || bad) {
+        error() << option << " entry '" << entry
+                << "' is not key=value with a number";
+        return failure();
+      }
+      out.push_back({key.str(), parsed});
+    }
+    return success();
+  }
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    if (r <= 0)
+      return error() << "r must be positive, got " << int64_t(r),
+             signalPassFailure();
+    if (!(loraDropout >= 0 && loraDropout < 1))
+      return error() << "lora-dropout must be in [0, 1), got "
+                     << double(loraDropout),
+             signalPassFailure();
+    if (targetModules.empty())
+      return error() << "target-modules is required (module names or "
+                        "suffixes, one regular expression, or all-linear)",
+             signalPassFailure();
+    FailureOr<Init> init = parseInit();
+    if (failed(init))
+      return signalPassFailure();
+    LoraSelection selection = selectionFromOptions(
+        targetModules, excludeModules, layersToTransform, layersPattern);
+    selection.r = r;
+    selection.loraAlpha = loraAlpha;
+    if (failed(parsePattern<int64_t>(rankPattern, "rank-pattern",
+                                     selection.rankPattern)) ||
+        failed(parsePattern<double>(alphaPattern, "alpha-pattern",
+                                    selection.alphaPattern)))
+      return signalPassFailure();
+    std::vector<LinearLayer> layers = collectLinearLayers(module);
+    llvm::Expected<LoraTargets> targets =
+        LoraTargets::create(selection, layers);
+    if (!targets)
+      return error() << llvm::toString(targets.takeError()),
+             signalPassFailure();
+    SmallVector<const LinearLayer *> chosen;
+    for (const LinearLayer &layer : layers)
+      if (targets->matches(layer.name))
+        chosen.push_back(&layer);
+    if (chosen.empty()) {
+      InFlightDiagnostic diag = error()
+                                << "target-modules matched no linear layer";
+      SmallVector<StringRef> names;
+      for (const LinearLayer &layer : layers)
+        if (!layer.name.empty())
+          names.push_back(layer.name);
+      if (names.empty())
+        diag << " (no linear layer has a module path)";
+      else
+        diag << "; the layers are: " << llvm::join(names, ", ");
+      return signalPassFailure();
+    }
+    SymbolTable symbols(module);
+    WeightReader reader(modelDir);
+    for (auto [index, layer] : llvm::enumerate(chosen))
+      if (failed(insert(*layer, index, *targets, *init, symbols, reader)))
+        return signalPassFailure();
+  }
+
+  LogicalResult insert(const LinearLayer &layer, size_t index,
+                       const LoraTargets &targets, Init init,
+                       SymbolTable &symbols, WeightReader &reader) {
+    auto linear = dyn_cast<LinearOp>(layer.op);
+    if (!linear)
+      return layer.op->emitError() << "qopt-insert-lora: module '" << layer.name
+                                   << "' already has an adapter";
+    Type wType = linear.getWeight().getType();
+    ArrayRef<int64_t> shape = isa<QTensorType>(wType)
+                                  ? cast<QTensorType>(wType).getShape()
+                                  : cast<RankedTensorType>(wType).getShape();
+    int64_t n = shape[0], k = shape[1];
+    int64_t rank = targets.rankFor(layer.name);
+    if (ShapedType::isDynamic(n) || ShapedType::isDynamic(k))
+      return linear.emitError() << "qopt-insert-lora: module '" << layer.name
+                                << "' has a weight of dynamic shape";
+    if (rank > std::min(n, k))
+      return linear.emitError()
+             << "qopt-insert-lora: rank " << rank << " of module '"
+             << layer.name << "' exceeds min(out, in) = " << std::min(n, k);
+    Type element = linear.getInput().getType().getElementType();
+    Location loc = linear.getLoc();
+    Random random(seed ^ (0xd1b54a32d192ed03ull * (index + 1)));
+    std::vector<float> a(rank * k), b(n * rank, 0.0f);
+    double aBound = 1.0 / std::sqrt(static_cast<double>(k));
+    for (float &v : a)
+      v = init == Init::Gaussian ? random.normal() / rank
+                                 : random.symmetric(aBound);
+    if (init == Init::NoInit)
+      for (float &v : b)
+        v = random.symmetric(1.0 / std::sqrt(static_cast<double>(rank)));
+    auto aType = RankedTensorType::get({rank, k}, element);
+    auto bType = RankedTensorType::get({n, rank}, element);
+    ParamOp aParam =
+        createFloatParam(symbols, loc, layer.name + ".lora_A.weight", aType, a,
+                         /*trainable=*/true);
+    ParamOp bParam =
+        createFloatParam(symbols, loc, layer.name + ".lora_B.weight", bType, b,
+                         /*trainable=*/true);
+    if (!aParam || !bParam)
+      return failure();
+    ParamOp mParam;
+    if (useDora) {
+      if (isa<QTensorType>(wType))
+        return linear.emitError()
+               << "qopt-insert-lora: use-dora on the quantized module '"
+               << layer.name << "' is not supported yet";
+      std::string why;
+      FailureOr<dense::Matrix> w =
+          reader.evaluate(linear.getWeight(), symbols, linear, why);
+      if (failed(w)) {
+        if (!why.empty())
+          linear.emitError() << "qopt-insert-lora: use-dora needs the weight "
+                                "of module '"
+                             << layer.name << "' at compile time; it " << why;
+        return failure();
+      }
+      // PEFT: ‖W + scale·B·A‖ per output row, B = 0 or not.
+      dense::Matrix bm(n, rank), am(rank, k);
+      bm.data = b;
+      am.data = a;
+      double scale = useRslora ? targets.alphaFor(layer.name) /
+                                     std::sqrt(static_cast<double>(rank))
+                               : targets.alphaFor(layer.name) / rank;
+      dense::gemm(false, false, scale, bm, am, 1.0f, *w);
+      std::vector<float> norms = dense::rowNorms(*w);
+      mParam =
+          createFloatParam(symbols, loc, layer.name + ".lora_magnitude_vector",
+                           RankedTensorType::get({n}, element), norms,
+                           /*trainable=*/true);
+      if (!mParam)
+        return failure();
+    }
+    OpBuilder builder(linear);
+    auto load = [&](ParamOp p, Type type) -> Value {
+      if (!p)
+        return {};
+      return LoadParamOp::create(builder, loc, type, p.getSymName());
+    };
+    Value aValue = load(aParam, aType), bValue = load(bParam, bType),
+          mValue = load(mParam, RankedTensorType::get({n}, element));
+    auto lora = LoRAOp::create(
+        builder, loc, linear.getType(), linear.getInput(), linear.getWeight(),
+        aValue, bValue, linear.getBias(), mValue, /*middle=*/Value(),
+        /*gate=*/Value(), builder.getF64FloatAttr(targets.alphaFor(layer.name)),
+        LoRAScalingAttr::get(builder.getContext(), useRslora
+                                                       ? LoRAScaling::RsLoRA
+                                                       : LoRAScaling::Standard),
+        builder.getF64FloatAttr(loraDropout), linear.getModuleAttr());
+    linear.replaceAllUsesWith(lora.getResult());
+    linear.erase();
+    return success();
+  }
+};
+
+} // namespace

@@ -1,0 +1,66 @@
+//===- ListModules.cpp - Print the linear layers and their module paths ---===//
+
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+
+#include "llvm/Support/raw_ostream.h"
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTLISTMODULESPASS
+#include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+namespace {
+
+struct QOptListModulesPass
+    : qopt::impl::QOptListModulesPassBase<QOptListModulesPass> {
+  using Base::Base;
+  void runOnOperation() override {
+    std::vector<LinearLayer> layers = collectLinearLayers(getOperation());
+    std::optional<LoraTargets> targets;
+    if (!targetModules.empty()) {
+      llvm::Expected<LoraTargets> t = LoraTargets::create(
+          selectionFromOptions(targetModules, excludeModules, layersToTransform,
+                               layersPattern),
+          layers);
+      if (!t) {
+        mlir::emitError(getOperation().getLoc())
+            << "qopt-list-modules: " << llvm::toString(t.takeError());
+        return signalPassFailure();
+      }
+      targets = std::move(*t);
+    }
+    llvm::raw_ostream &os = llvm::outs();
+    os << "# module\top\tshape (out x in)\tweight\tnote\n";
+    for (const LinearLayer &layer : layers) {
+      auto op = cast<LinearLikeOpInterface>(layer.op);
+      os << (layer.name.empty() ? "<unnamed>" : layer.name) << '\t';
+      if (auto lora = dyn_cast<LoRAOp>(layer.op))
+        os << "lora r=" << lora.getRank();
+      else
+        os << "linear";
+      Type w = op.getWeight().getType();
+      if (auto q = dyn_cast<QTensorType>(w)) {
+        os << '\t' << q.getShape()[0] << 'x' << q.getShape()[1]
+           << "\tquantized " << q.getFormat() << ' ' << q.getGranularity();
+      } else {
+        auto t = cast<RankedTensorType>(w);
+        os << '\t' << t.getDimSize(0) << 'x' << t.getDimSize(1) << '\t'
+           << t.getElementType();
+      }
+      SmallVector<StringRef> notes;
+      if (layer.outputHead)
+        notes.push_back("output head");
+      if (targets && targets->matches(layer.name))
+        notes.push_back("targeted");
+      os << '\t' << llvm::join(notes, ", ") << '\n';
+    }
+    os.flush();
+    markAllAnalysesPreserved();
+  }
+};
+
+} // namespace

@@ -1,0 +1,301 @@
+//===- LoraTargets.cpp - PEFT's LoraConfig: which layers get adapters -----===//
+
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+llvm::Expected<std::string>
+mlir::qopt::translatePythonRegex(llvm::StringRef pattern) {
+  auto fail = [&](const llvm::Twine &why) {
+    return llvm::createStringError("regular expression '" + pattern +
+                                   "': " + why);
+  };
+  std::string out;
+  bool inBracket = false;
+  size_t bracketStart = 0;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    char next = i + 1 < pattern.size() ? pattern[i + 1] : '\0';
+    if (c == '\\') {
+      if (i + 1 >= pattern.size())
+        return fail("ends with a backslash");
+      ++i;
+      const char *klass = nullptr;
+      bool negated = false;
+      switch (next) {
+      case 'd':
+        klass = "0-9";
+        break;
+      case 'D':
+        klass = "0-9", negated = true;
+        break;
+      case 'w':
+        klass = "A-Za-z0-9_";
+        break;
+      case 'W':
+        klass = "A-Za-z0-9_", negated = true;
+        break;
+      case 's':
+        klass = "[:space:]";
+        break;
+      case 'S':
+        klass = "[:space:]", negated = true;
+        break;
+      default:
+        break;
+      }
+      if (klass) {
+        if (inBracket && negated)
+          return fail(llvm::Twine("\\") + llvm::Twine(next) +
+                      " inside brackets is not supported");
+        out += inBracket ? std::string(klass)
+                         : std::string(negated ? "[^" : "[") + klass + "]";
+        continue;
+      }
+      if (llvm::isDigit(next))
+        return fail("back-references are not supported");
+      if (llvm::isAlpha(next))
+        return fail(llvm::Twine("\\") + llvm::Twine(next) +
+                    " is not supported");
+      if (inBracket) {
+        // POSIX brackets take characters literally, but these are special.
+        if (next == ']' || next == '^' || next == '-' || next == '\\')
+          return fail(llvm::Twine("an escaped '") + llvm::Twine(next) +
+                      "' inside brackets is not supported");
+        out += next;
+      } else {
+        out += '\\';
+        out += next;
+      }
+      continue;
+    }
+    if (inBracket) {
+      // A ']' right after '[' or '[^' is a literal.
+      if (c == ']' && i > bracketStart)
+        inBracket = false;
+      out += c;
+      continue;
+    }
+    if (c == '[') {
+      inBracket = true;
+      out += c;
+      if (next == '^') {
+        out += next;
+        ++i;
+      }
+      bracketStart = i + 1;
+      continue;
+    }
+    if (c == '(' && next == '?')
+      return fail("(?...) groups are not supported");
+    if ((c == '*' || c == '+' || c == '?' || c == '}') && next == '?')
+      return fail("lazy quantifiers are not supported");
+    out += c;
+  }
+  if (inBracket)
+    return fail("unterminated '['");
+  return out;
+}
+
+static bool looksLikeRegex(llvm::StringRef s) {
+  return s.find_first_of("*+?()[]{}|^$\\") != llvm::StringRef::npos;
+}
+
+LoraSelection mlir::qopt::selectionFromOptions(
+    llvm::ArrayRef<std::string> targets, llvm::ArrayRef<std::string> excludes,
+    llvm::ArrayRef<int64_t> layers, llvm::ArrayRef<std::string> patterns) {
+  LoraSelection s;
+  if (targets.size() == 1 &&
+      llvm::StringRef(targets[0]).equals_insensitive("all-linear"))
+    s.allLinear = true;
+  else if (targets.size() == 1 && looksLikeRegex(targets[0]))
+    s.targetRegex = targets[0];
+  else
+    s.targetModules.assign(targets.begin(), targets.end());
+  if (excludes.size() == 1 && looksLikeRegex(excludes[0]))
+    s.excludeRegex = excludes[0];
+  else
+    s.excludeModules.assign(excludes.begin(), excludes.end());
+  s.layersToTransform.assign(layers.begin(), layers.end());
+  s.layersPattern.assign(patterns.begin(), patterns.end());
+  return s;
+}
+
+/// The ERE `^(prefix)(pattern)$` compiled, or an error naming `pattern`.
+static llvm::Expected<llvm::Regex> compile(llvm::StringRef pattern,
+                                           llvm::StringRef prefix = "") {
+  llvm::Expected<std::string> ere = translatePythonRegex(pattern);
+  if (!ere)
+    return ere.takeError();
+  llvm::Regex regex("^" + prefix.str() + "(" + *ere + ")$");
+  std::string error;
+  if (!regex.isValid(error))
+    return llvm::createStringError("regular expression '" + pattern +
+                                   "': " + error);
+  return std::move(regex);
+}
+
+/// `v` through casts and reshapes that only it reads.
+static Value throughReshapes(Value v) {
+  while (v.hasOneUse()) {
+    Operation *user = *v.getUsers().begin();
+    if (!isa<tensor::CastOp, tensor::ReshapeOp, tensor::ExpandShapeOp,
+             tensor::CollapseShapeOp>(user))
+      break;
+    v = user->getResult(0);
+  }
+  return v;
+}
+
+std::vector<LinearLayer> mlir::qopt::collectLinearLayers(ModuleOp module) {
+  llvm::DenseSet<int64_t> vocabularies;
+  module.walk([&](EmbeddingOp op) {
+    ArrayRef<int64_t> shape =
+        isa<QTensorType>(op.getWeight().getType())
+            ? cast<QTensorType>(op.getWeight().getType()).getShape()
+            : cast<RankedTensorType>(op.getWeight().getType()).getShape();
+    vocabularies.insert(shape[0]);
+  });
+  std::vector<LinearLayer> layers;
+  module.walk([&](LinearLikeOpInterface op) {
+    StringAttr name = op.getModuleAttr();
+    Value w = op.getWeight();
+    int64_t out = isa<QTensorType>(w.getType())
+                      ? cast<QTensorType>(w.getType()).getShape()[0]
+                      : cast<RankedTensorType>(w.getType()).getDimSize(0);
+    Value y = throughReshapes(op->getResult(0));
+    bool returned = llvm::any_of(y.getUsers(), [](Operation *user) {
+      return isa<func::ReturnOp>(user);
+    });
+    layers.push_back({op, name ? name.str() : std::string(),
+                      returned && vocabularies.contains(out)});
+  });
+  return layers;
+}
+
+llvm::Expected<LoraTargets>
+LoraTargets::create(const LoraSelection &selection,
+                    llvm::ArrayRef<LinearLayer> layers) {
+  LoraTargets t;
+  t.selection = selection;
+  if (selection.allLinear) {
+    // PEFT replaces "all-linear" by the leaf names of every linear layer
+    // but the output head.
+    llvm::StringSet<> leaves;
+    for (const LinearLayer &layer : layers)
+      if (!layer.outputHead && !layer.name.empty())
+        leaves.insert(llvm::StringRef(layer.name).rsplit('.').second.empty()
+                          ? llvm::StringRef(layer.name)
+                          : llvm::StringRef(layer.name).rsplit('.').second);
+    t.selection.targetModules.clear();
+    for (const auto &leaf : leaves)
+      t.selection.targetModules.push_back(leaf.getKey().str());
+    llvm::sort(t.selection.targetModules);
+  }
+  if (selection.targetRegex && !selection.allLinear) {
+    auto r = compile(*selection.targetRegex);
+    if (!r)
+      return r.takeError();
+    t.target = std::move(*r);
+  }
+  if (selection.excludeRegex) {
+    auto r = compile(*selection.excludeRegex);
+    if (!r)
+      return r.takeError();
+    t.exclude = std::move(*r);
+  }
+  for (const std::string &p : selection.layersPattern) {
+    auto r = compile(p, "(.*\\.)?");
+    if (!r)
+      return r.takeError();
+    t.layerPatterns.push_back(std::move(*r));
+  }
+  for (const auto &[key, rank] : selection.rankPattern) {
+    if (rank <= 0)
+      return llvm::createStringError("rank_pattern '" + key +
+                                     "': the rank must be positive, got " +
+                                     std::to_string(rank));
+    auto r = compile(key, "(.*\\.)?");
+    if (!r)
+      return r.takeError();
+    t.ranks.push_back({std::move(*r), rank});
+  }
+  for (const auto &[key, alpha] : selection.alphaPattern) {
+    auto r = compile(key, "(.*\\.)?");
+    if (!r)
+      return r.takeError();
+    t.alphas.push_back({std::move(*r), alpha});
+  }
+  return std::move(t);
+}
+
+/// Whether `name` equals an entry of `list` or ends with "." + entry.
+static bool inList(llvm::StringRef name, llvm::ArrayRef<std::string> list) {
+  return llvm::any_of(list, [&](const std::string &entry) {
+    return name == entry ||
+           (name.size() > entry.size() && name.ends_with(entry) &&
+            name[name.size() - entry.size() - 1] == '.');
+  });
+}
+
+bool LoraTargets::layerIndexMatches(llvm::StringRef name) const {
+  SmallVector<llvm::StringRef> segments;
+  name.split(segments, '.');
+  // The first numbered segment that has a segment before it (the
+  // `layers` of `model.layers.3.`) and one after it; with layers_pattern,
+  // the first whose prefix ends with a pattern.
+  std::optional<int64_t> index;
+  for (size_t i = 1; i + 1 < segments.size() && !index; ++i) {
+    int64_t value;
+    if (segments[i].empty() || segments[i].getAsInteger(10, value) ||
+        !llvm::all_of(segments[i], llvm::isDigit))
+      continue;
+    if (layerPatterns.empty()) {
+      if (i >= 2)
+        index = value;
+      continue;
+    }
+    std::string prefix =
+        llvm::join(llvm::ArrayRef(segments).take_front(i), ".");
+    for (const llvm::Regex &pattern : layerPatterns)
+      if (pattern.match(prefix)) {
+        index = value;
+        break;
+      }
+  }
+  return index && llvm::is_contained(selection.layersToTransform, *index);
+}
+
+bool LoraTargets::matches(llvm::StringRef name) const {
+  if (name.empty())
+    return false;
+  if (exclude ? exclude->match(name) : inList(name, selection.excludeModules))
+    return false;
+  if (target)
+    return target->match(name);
+  if (llvm::is_contained(selection.targetModules, name))
+    return true;
+  if (!inList(name, selection.targetModules))
+    return false;
+  return selection.layersToTransform.empty() || layerIndexMatches(name);
+}
+
+int64_t LoraTargets::rankFor(llvm::StringRef name) const {
+  for (const auto &[regex, rank] : ranks)
+    if (regex.match(name))
+      return rank;
+  return selection.r;
+}
+
+double LoraTargets::alphaFor(llvm::StringRef name) const {
+  for (const auto &[regex, alpha] : alphas)
+    if (regex.match(name))
+      return alpha;
+  return selection.loraAlpha;
+}
