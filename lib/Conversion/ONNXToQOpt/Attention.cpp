@@ -23,7 +23,6 @@ FailureOr<Value> mlir::qopt::onnx::prepareAttentionMask(ONNXNodeOp op,
                                                         OpBuilder &b,
                                                         Value mask, Value q,
                                                         Value k) {
-  Location loc = op.getLoc();
   auto mType = rankedType(mask);
   Type element = rankedType(q).getElementType();
   if (!mType || mType.getRank() > 4 ||
@@ -41,14 +40,9 @@ FailureOr<Value> mlir::qopt::onnx::prepareAttentionMask(ONNXNodeOp op,
     if (!ShapedType::isDynamic(ms) && !ShapedType::isDynamic(ss) && ms != 1 &&
         ms != ss)
       return nodeError(op) << "attn_mask does not broadcast to the scores";
-    if (!ShapedType::isDynamic(ms) ||
-        sizeSource(mask, d) == sizeSource(source, dim))
-      continue;
-    Value target = tensor::DimOp::create(b, loc, source, dim);
-    Value size = tensor::DimOp::create(b, loc, mask, d);
-    emitCheck(op, b, isSizeOrOne(b, loc, size, target),
-              "attn_mask does not broadcast to the scores");
-    mask = expandAtRunTime(b, loc, mask, d, target);
+    if (ShapedType::isDynamic(ms))
+      mask = broadcastAtRunTime(op, b, mask, d, source, dim,
+                                "attn_mask does not broadcast to the scores");
   }
   return mask;
 }

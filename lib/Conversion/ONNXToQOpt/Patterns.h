@@ -156,6 +156,13 @@ Value isSizeOrOne(OpBuilder &b, Location loc, Value size, Value target);
 Value expandAtRunTime(OpBuilder &b, Location loc, Value x, int64_t i,
                       Value target);
 
+/// `x` broadcast in its dimension `d` to dimension `dim` of `like` where
+/// only the run can tell: unless both sizes come from the same place, a
+/// check (naming `op`, with `what`) that the size is `like`'s or 1, then
+/// expandAtRunTime.
+Value broadcastAtRunTime(ONNXNodeOp op, OpBuilder &b, Value x, int64_t d,
+                         Value like, int64_t dim, const Twine &what);
+
 /// Elementwise op over `inputs` with ONNX (numpy) broadcasting: a
 /// linalg.generic whose body is `body(block arguments)`. Dimensions the
 /// types cannot decide broadcast as the run-time sizes say (sizes that are

@@ -714,15 +714,11 @@ mlir::qopt::onnx::raiseRotary(ONNXNodeOp add, RewriterBase &rewriter,
       auto broadcastable = [&](Value t) {
         if (t.getType() != cType)
           t = tensor::CastOp::create(rewriter, loc, cType, t);
-        for (int64_t d = 0; d + 1 < rank; ++d) {
-          if (!cType.isDynamicDim(d) || sizeSource(t, d) == sizeSource(x, d))
-            continue;
-          Value target = tensor::DimOp::create(rewriter, loc, x, d);
-          Value size = tensor::DimOp::create(rewriter, loc, t, d);
-          emitCheck(add, rewriter, isSizeOrOne(rewriter, loc, size, target),
-                    "cos / sin do not broadcast to the rotated input");
-          t = expandAtRunTime(rewriter, loc, t, d, target);
-        }
+        for (int64_t d = 0; d + 1 < rank; ++d)
+          if (cType.isDynamicDim(d))
+            t = broadcastAtRunTime(
+                add, rewriter, t, d, x, d,
+                "cos / sin do not broadcast to the rotated input");
         return t;
       };
       Value c = broadcastable(cos), s = broadcastable(sin);

@@ -499,6 +499,18 @@ Value mlir::qopt::onnx::isSizeOrOne(OpBuilder &b, Location loc, Value size,
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, size, one));
 }
 
+Value mlir::qopt::onnx::broadcastAtRunTime(ONNXNodeOp op, OpBuilder &b, Value x,
+                                           int64_t d, Value like, int64_t dim,
+                                           const Twine &what) {
+  if (sizeSource(x, d) == sizeSource(like, dim))
+    return x;
+  Location loc = op.getLoc();
+  Value target = tensor::DimOp::create(b, loc, like, dim);
+  Value size = tensor::DimOp::create(b, loc, x, d);
+  emitCheck(op, b, isSizeOrOne(b, loc, size, target), what);
+  return expandAtRunTime(b, loc, x, d, target);
+}
+
 Value mlir::qopt::onnx::expandAtRunTime(OpBuilder &b, Location loc, Value x,
                                         int64_t i, Value target) {
   auto type = cast<RankedTensorType>(x.getType());
