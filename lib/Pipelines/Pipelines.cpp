@@ -3,12 +3,14 @@
 #include "qopt/Pipelines/Pipelines.h"
 
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Target/CPU/Pipeline.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
@@ -45,6 +47,37 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   auto start = std::chrono::steady_clock::now();
   PassManager pm(module.getContext());
   buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  // Adapters: fresh ones as a PEFT config describes them, or a trained
+  // PEFT adapter; merged into the base weights when asked.
+  if (!options.loraConfigPath.empty()) {
+    auto file = llvm::MemoryBuffer::getFile(options.loraConfigPath);
+    if (!file)
+      return emitError(module.getLoc())
+             << "cannot read " << options.loraConfigPath << ": "
+             << file.getError().message();
+    llvm::Expected<PeftLoraConfig> config =
+        parsePeftLoraConfig((*file)->getBuffer());
+    if (!config)
+      return emitError(module.getLoc()) << options.loraConfigPath << ": "
+                                        << llvm::toString(config.takeError());
+    pm.addPass(createQOptInsertLoRAPass(*config, target.modelDir));
+  }
+  if (!options.adapterDir.empty()) {
+    QOptLoadAdapterPassOptions load;
+    load.adapter = options.adapterDir;
+    pm.addPass(createQOptLoadAdapterPass(load));
+  }
+  if (!options.saveAdapterDir.empty()) {
+    QOptSaveAdapterPassOptions save;
+    save.adapter = options.saveAdapterDir;
+    save.modelDir = target.modelDir;
+    pm.addPass(createQOptSaveAdapterPass(save));
+  }
+  if (options.mergeAdapter) {
+    QOptMergeLoRAPassOptions merge;
+    merge.modelDir = target.modelDir;
+    pm.addPass(createQOptMergeLoRAPass(merge));
+  }
   // QDQ weights become the layers' quantized N×K weights; their data is
   // read from the model's folder.
   QOptRelayoutQuantizedWeightsPassOptions relayout;

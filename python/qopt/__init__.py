@@ -4,14 +4,22 @@
     model = qopt.load("gpt2.so")          # + gpt2.safetensors beside it
     logits, = model.run(input_ids=np.array([[1, 2, 3]]))
 
-This is the minimal binding of the runtime's C API (numpy arrays in and
-out); compiling from Python comes later.
+This is the binding of the runtime's C API (numpy arrays in and out).
+`qopt.compile` compiles through the `qoptc` tool (a subprocess), with the
+same options:
+
+    model = qopt.compile("model.onnx", adapter="my-peft-adapter/")
 """
+import os
+import shutil
+import subprocess
+import tempfile
+
 import numpy as np
 
 from ._runtime import Model as _Model
 
-__all__ = ["load", "Model", "TensorInfo"]
+__all__ = ["compile", "CompileError", "load", "Model", "TensorInfo"]
 
 
 class TensorInfo:
@@ -110,3 +118,62 @@ class Model:
 def load(path):
     """Loads a model compiled by qoptc (model.so; its weights file beside)."""
     return Model(path)
+
+
+class CompileError(RuntimeError):
+    """qoptc refused the model; the message is qoptc's."""
+
+
+def _qoptc(path):
+    """qoptc: `path`, $QOPT_QOPTC, the build tree's bin/ beside python/, or
+    the PATH."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (path, os.environ.get("QOPT_QOPTC"),
+                      os.path.join(here, "..", "..", "bin", "qoptc")):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("qoptc")
+    if not found:
+        raise CompileError("qoptc not found: set QOPT_QOPTC or put it on the PATH")
+    return found
+
+
+def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
+            save_adapter=None, dims=None, cpu=None, parallel=False, extra_args=(),
+            qoptc=None):
+    """Compiles an ONNX model with qoptc and loads it.
+
+    model         path of the .onnx file (external data beside it)
+    output        the library to write (default: a new temporary folder)
+    adapter       a PEFT adapter folder to load (qoptc --adapter)
+    lora_config   a PEFT adapter_config.json: fresh adapters (--lora-config)
+    merge         merge the adapter into the weights (--merge)
+    save_adapter  write the adapters in PEFT's format here (--save-adapter)
+    dims          {"seq": 128, ...}: pin symbolic dimensions (--dim)
+    cpu, parallel, extra_args   as qoptc's --cpu, --parallel, other flags
+
+    Raises CompileError with qoptc's message when it fails."""
+    model = os.fspath(model)
+    if output is None:
+        stem = os.path.splitext(os.path.basename(model))[0]
+        output = os.path.join(tempfile.mkdtemp(prefix="qopt-"), stem + ".so")
+    cmd = [_qoptc(qoptc), model, "-o", os.fspath(output)]
+    if adapter is not None:
+        cmd += ["--adapter", os.fspath(adapter)]
+    if lora_config is not None:
+        cmd += ["--lora-config", os.fspath(lora_config)]
+    if merge:
+        cmd.append("--merge")
+    if save_adapter is not None:
+        cmd += ["--save-adapter", os.fspath(save_adapter)]
+    for name, size in (dims or {}).items():
+        cmd += ["--dim", f"{name}={int(size)}"]
+    if cpu is not None:
+        cmd += ["--cpu", str(cpu)]
+    if parallel:
+        cmd.append("--parallel")
+    cmd += [str(a) for a in extra_args]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode:
+        raise CompileError(r.stderr.strip() or f"qoptc failed ({r.returncode})")
+    return Model(output)

@@ -103,6 +103,30 @@ static cl::opt<bool> listModules(
              "stop"),
     cl::cat(category));
 
+static cl::opt<std::string> adapter(
+    "adapter",
+    cl::desc("Load a PEFT LoRA adapter (the folder save_pretrained writes: "
+             "adapter_config.json, adapter_model.safetensors); it runs "
+             "unmerged unless --merge"),
+    cl::value_desc("DIR"), cl::cat(category));
+static cl::opt<std::string> loraConfig(
+    "lora-config",
+    cl::desc("Insert fresh LoRA adapters as a PEFT adapter_config.json "
+             "describes them (target_modules, r, lora_alpha, "
+             "init_lora_weights, ...)"),
+    cl::value_desc("adapter_config.json"), cl::cat(category));
+static cl::opt<std::string> saveAdapter(
+    "save-adapter",
+    cl::desc("Write the adapters (fresh from --lora-config, or loaded) in "
+             "PEFT's format, for PeftModel.from_pretrained: "
+             "adapter_config.json + adapter_model.safetensors"),
+    cl::value_desc("DIR"), cl::cat(category));
+static cl::opt<bool>
+    merge("merge",
+          cl::desc("Merge the adapter into the base weights (PEFT's "
+                   "merge_and_unload)"),
+          cl::cat(category));
+
 static int fail(const Twine &message) {
   llvm::errs() << "qoptc: error: " << message << "\n";
   return 1;
@@ -120,6 +144,13 @@ int main(int argc, char **argv) {
   auto start = std::chrono::steady_clock::now();
   if (outputPath.empty() && !listModules)
     return fail("no output file: give -o model.so (or --list-modules)");
+  if (!adapter.empty() && !loraConfig.empty())
+    return fail("--adapter and --lora-config exclude each other: load an "
+                "adapter, or insert fresh ones");
+  if (merge && adapter.empty() && loraConfig.empty())
+    return fail("--merge needs --adapter or --lora-config");
+  if (!saveAdapter.empty() && adapter.empty() && loraConfig.empty())
+    return fail("--save-adapter needs --adapter or --lora-config");
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
@@ -188,6 +219,10 @@ int main(int argc, char **argv) {
   }
   qopt::ModelCompileOptions modelOptions;
   modelOptions.allowUnsupported = allowUnsupported;
+  modelOptions.adapterDir = adapter;
+  modelOptions.loraConfigPath = loraConfig;
+  modelOptions.mergeAdapter = merge;
+  modelOptions.saveAdapterDir = saveAdapter;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

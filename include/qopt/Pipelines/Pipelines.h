@@ -44,6 +44,16 @@ void buildQOptCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 
 struct ModelCompileOptions {
   bool allowUnsupported = false;
+  /// A PEFT adapter folder to load onto the model (qopt-load-adapter).
+  std::string adapterDir;
+  /// A PEFT adapter_config.json whose fresh adapters to insert
+  /// (qopt-insert-lora).
+  std::string loraConfigPath;
+  /// Write the adapters in PEFT's format to this folder (qopt-save-adapter),
+  /// before any merge.
+  std::string saveAdapterDir;
+  /// Merge the adapters into the base weights (qopt-merge-lora).
+  bool mergeAdapter = false;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
   /// Print how long each step took to stderr.

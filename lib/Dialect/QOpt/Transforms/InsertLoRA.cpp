@@ -58,6 +58,8 @@ enum class Init { Default, Gaussian, NoInit };
 struct QOptInsertLoRAPass
     : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
   using Base::Base;
+  /// A selection given as a parsed adapter_config.json rather than options.
+  std::optional<LoraSelection> preset;
 
   InFlightDiagnostic error() {
     return mlir::emitError(getOperation().getLoc()) << "qopt-insert-lora: ";
@@ -114,22 +116,27 @@ struct QOptInsertLoRAPass
       return error() << "lora-dropout must be in [0, 1), got "
                      << double(loraDropout),
              signalPassFailure();
-    if (targetModules.empty())
+    if (targetModules.empty() && !preset)
       return error() << "target-modules is required (module names or "
                         "suffixes, one regular expression, or all-linear)",
              signalPassFailure();
     FailureOr<Init> init = parseInit();
     if (failed(init))
       return signalPassFailure();
-    LoraSelection selection = selectionFromOptions(
-        targetModules, excludeModules, layersToTransform, layersPattern);
-    selection.r = r;
-    selection.loraAlpha = loraAlpha;
-    if (failed(parsePattern<int64_t>(rankPattern, "rank-pattern",
-                                     selection.rankPattern)) ||
-        failed(parsePattern<double>(alphaPattern, "alpha-pattern",
-                                    selection.alphaPattern)))
-      return signalPassFailure();
+    LoraSelection selection;
+    if (preset) {
+      selection = *preset;
+    } else {
+      selection = selectionFromOptions(targetModules, excludeModules,
+                                       layersToTransform, layersPattern);
+      selection.r = r;
+      selection.loraAlpha = loraAlpha;
+      if (failed(parsePattern<int64_t>(rankPattern, "rank-pattern",
+                                       selection.rankPattern)) ||
+          failed(parsePattern<double>(alphaPattern, "alpha-pattern",
+                                      selection.alphaPattern)))
+        return signalPassFailure();
+    }
     std::vector<LinearLayer> layers = collectLinearLayers(module);
     llvm::Expected<LoraTargets> targets =
         LoraTargets::create(selection, layers);
@@ -241,18 +248,27 @@ struct QOptInsertLoRAPass
     };
     Value aValue = load(aParam, aType), bValue = load(bParam, bType),
           mValue = load(mParam, RankedTensorType::get({n}, element));
-    auto lora = LoRAOp::create(
-        builder, loc, linear.getType(), linear.getInput(), linear.getWeight(),
-        aValue, bValue, linear.getBias(), mValue, /*middle=*/Value(),
-        /*gate=*/Value(), builder.getF64FloatAttr(targets.alphaFor(layer.name)),
-        LoRAScalingAttr::get(builder.getContext(), useRslora
-                                                       ? LoRAScaling::RsLoRA
-                                                       : LoRAScaling::Standard),
-        builder.getF64FloatAttr(loraDropout), linear.getModuleAttr());
-    linear.replaceAllUsesWith(lora.getResult());
-    linear.erase();
+    attachLoRA(linear, aValue, bValue, mValue, targets.alphaFor(layer.name),
+               useRslora, loraDropout);
     return success();
   }
 };
 
 } // namespace
+
+std::unique_ptr<Pass>
+mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
+                                     StringRef modelDir, uint64_t seed) {
+  QOptInsertLoRAPassOptions options;
+  options.r = config.selection.r;
+  options.loraAlpha = config.selection.loraAlpha;
+  options.loraDropout = config.loraDropout;
+  options.useRslora = config.useRslora;
+  options.useDora = config.useDora;
+  options.initLoraWeights = config.initLoraWeights;
+  options.seed = seed;
+  options.modelDir = modelDir.str();
+  auto pass = std::make_unique<QOptInsertLoRAPass>(options);
+  pass->preset = config.selection;
+  return pass;
+}

@@ -6,6 +6,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/JSON.h"
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -298,4 +299,195 @@ double LoraTargets::alphaFor(llvm::StringRef name) const {
     if (regex.match(name))
       return alpha;
   return selection.loraAlpha;
+}
+
+LoRAOp mlir::qopt::attachLoRA(LinearOp linear, Value a, Value b,
+                              Value magnitude, double alpha, bool rslora,
+                              double dropout) {
+  OpBuilder builder(linear);
+  auto lora = LoRAOp::create(
+      builder, linear.getLoc(), linear.getType(), linear.getInput(),
+      linear.getWeight(), a, b, linear.getBias(), magnitude,
+      /*middle=*/Value(), /*gate=*/Value(), builder.getF64FloatAttr(alpha),
+      LoRAScalingAttr::get(builder.getContext(), rslora
+                                                     ? LoRAScaling::RsLoRA
+                                                     : LoRAScaling::Standard),
+      builder.getF64FloatAttr(dropout), linear.getModuleAttr());
+  linear.replaceAllUsesWith(lora.getResult());
+  linear.erase();
+  return lora;
+}
+
+//===----------------------------------------------------------------------===//
+// adapter_config.json
+//===----------------------------------------------------------------------===//
+
+namespace {
+namespace json = llvm::json;
+
+/// Whether `v` is the "nothing" value of a key: null, false, "", [], {}.
+bool isUnset(const json::Value &v) {
+  if (v.getAsNull())
+    return true;
+  if (auto b = v.getAsBoolean())
+    return !*b;
+  if (auto s = v.getAsString())
+    return s->empty();
+  if (auto *a = v.getAsArray())
+    return a->empty();
+  if (auto *o = v.getAsObject())
+    return o->empty();
+  return false;
+}
+
+llvm::Error keyError(llvm::StringRef key, const llvm::Twine &why) {
+  return llvm::createStringError("adapter_config.json: '" + key + "' " + why);
+}
+
+/// A string, or a list of strings, into `list` (or `regex` for a string
+/// when given).
+llvm::Error stringOrList(llvm::StringRef key, const json::Value &v,
+                         std::vector<std::string> &list,
+                         std::optional<std::string> *regex) {
+  if (auto s = v.getAsString()) {
+    if (regex)
+      *regex = s->str();
+    else
+      list.push_back(s->str());
+    return llvm::Error::success();
+  }
+  if (auto *a = v.getAsArray()) {
+    for (const json::Value &e : *a) {
+      auto s = e.getAsString();
+      if (!s)
+        return keyError(key, "must hold strings");
+      list.push_back(s->str());
+    }
+    return llvm::Error::success();
+  }
+  return keyError(key, "must be a string or a list of strings");
+}
+} // namespace
+
+llvm::Expected<PeftLoraConfig>
+mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
+  llvm::Expected<json::Value> parsed = json::parse(text);
+  if (!parsed)
+    return llvm::createStringError("adapter_config.json is not JSON: " +
+                                   llvm::toString(parsed.takeError()));
+  json::Object *o = parsed->getAsObject();
+  if (!o)
+    return llvm::createStringError("adapter_config.json is not a JSON object");
+  PeftLoraConfig c;
+  LoraSelection &sel = c.selection;
+  // Keys that only describe the adapter, or whose value does not change
+  // what the layers compute.
+  static const char *const kInformational[] = {"base_model_name_or_path",
+                                               "revision",
+                                               "task_type",
+                                               "inference_mode",
+                                               "peft_version",
+                                               "auto_mapping",
+                                               "megatron_core",
+                                               "qalora_group_size",
+                                               "fan_in_fan_out",
+                                               "loftq_config",
+                                               "init_lora_weights"};
+  for (const auto &[k, v] : *o) {
+    llvm::StringRef key = k;
+    auto number = [&](double &out) -> llvm::Error {
+      if (auto d = v.getAsNumber()) {
+        out = *d;
+        return llvm::Error::success();
+      }
+      return keyError(key, "must be a number");
+    };
+    auto flag = [&](bool &out) -> llvm::Error {
+      if (auto b = v.getAsBoolean()) {
+        out = *b;
+        return llvm::Error::success();
+      }
+      return keyError(key, "must be true or false");
+    };
+    llvm::Error err = llvm::Error::success();
+    (void)static_cast<bool>(err); // checked: the branches may assign it
+    if (key == "peft_type") {
+      if (v.getAsString() != std::optional<llvm::StringRef>("LORA"))
+        return keyError(key, "is not LORA: only LoRA adapters are supported");
+    } else if (key == "r") {
+      auto r = v.getAsInteger();
+      if (!r || *r <= 0)
+        return keyError(key, "must be a positive integer");
+      sel.r = *r;
+    } else if (key == "lora_alpha") {
+      err = number(sel.loraAlpha);
+    } else if (key == "lora_dropout") {
+      err = number(c.loraDropout);
+    } else if (key == "use_rslora") {
+      err = flag(c.useRslora);
+    } else if (key == "use_dora") {
+      err = flag(c.useDora);
+    } else if (key == "target_modules") {
+      if (v.getAsNull())
+        return keyError(key, "is null: qopt does not guess PEFT's per-model "
+                             "default targets; name them");
+      auto s = v.getAsString();
+      if (s && s->equals_insensitive("all-linear"))
+        sel.allLinear = true;
+      else
+        err = stringOrList(key, v, sel.targetModules, &sel.targetRegex);
+    } else if (key == "exclude_modules") {
+      if (!v.getAsNull())
+        err = stringOrList(key, v, sel.excludeModules, &sel.excludeRegex);
+    } else if (key == "layers_to_transform") {
+      if (auto i = v.getAsInteger())
+        sel.layersToTransform.push_back(*i);
+      else if (auto *a = v.getAsArray()) {
+        for (const json::Value &e : *a) {
+          auto i = e.getAsInteger();
+          if (!i)
+            return keyError(key, "must hold integers");
+          sel.layersToTransform.push_back(*i);
+        }
+      } else if (!v.getAsNull())
+        return keyError(key, "must be an integer or a list of integers");
+    } else if (key == "layers_pattern") {
+      if (!v.getAsNull())
+        err = stringOrList(key, v, sel.layersPattern, nullptr);
+    } else if (key == "rank_pattern" || key == "alpha_pattern") {
+      auto *patterns = v.getAsObject();
+      if (!patterns && !v.getAsNull())
+        return keyError(key, "must be an object");
+      if (patterns)
+        for (const auto &[pk, pv] : *patterns) {
+          auto d = pv.getAsNumber();
+          if (!d)
+            return keyError(key, "entry '" + llvm::StringRef(pk) +
+                                     "' must be a number");
+          if (key == "rank_pattern")
+            sel.rankPattern.push_back({pk.str(), static_cast<int64_t>(*d)});
+          else
+            sel.alphaPattern.push_back({pk.str(), *d});
+        }
+    } else if (key == "bias") {
+      if (v.getAsString() != std::optional<llvm::StringRef>("none"))
+        return keyError(key, "is not \"none\": training or loading biases is "
+                             "not supported");
+    } else if (llvm::is_contained(kInformational, key)) {
+      if (key == "init_lora_weights") {
+        if (auto b = v.getAsBoolean())
+          c.initLoraWeights = *b ? "true" : "false";
+        else if (auto s = v.getAsString())
+          c.initLoraWeights = s->str();
+      }
+    } else if (!isUnset(v)) {
+      // modules_to_save, lora_bias, target_parameters, layer_replication,
+      // use_qalora, trainable_token_indices, *_config, … and keys of later
+      // PEFT versions: they change the model, and are not implemented.
+      return keyError(key, "is set, and qopt does not support it");
+    }
+    if (err)
+      return std::move(err);
+  }
+  return c;
 }

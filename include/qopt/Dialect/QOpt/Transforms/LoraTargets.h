@@ -21,6 +21,8 @@
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 
+#include "mlir/Pass/Pass.h"
+
 #include "llvm/Support/Error.h"
 #include "llvm/Support/Regex.h"
 
@@ -49,6 +51,35 @@ struct LoraSelection {
   std::vector<std::pair<std::string, int64_t>> rankPattern;
   std::vector<std::pair<std::string, double>> alphaPattern;
 };
+
+/// A PEFT `adapter_config.json` (LoraConfig.save_pretrained): the
+/// selection and the adapter's variant.
+struct PeftLoraConfig {
+  LoraSelection selection;
+  double loraDropout = 0;
+  bool useRslora = false, useDora = false;
+  /// init_lora_weights as PEFT spells it: "true", "false", "gaussian",
+  /// "pissa", "pissa_niter_4", "olora", "loftq", "eva", ...
+  std::string initLoraWeights = "true";
+};
+
+/// Parses `adapter_config.json`. A key qopt cannot honour at the value it
+/// has (another peft_type, bias, lora_bias, modules_to_save,
+/// target_parameters, layer_replication, QA-LoRA, trainable tokens, an
+/// unknown key with a value) is an error naming it, never ignored.
+llvm::Expected<PeftLoraConfig> parsePeftLoraConfig(llvm::StringRef json);
+
+/// qopt-insert-lora with the selection and variant of a parsed
+/// adapter_config.json (`qoptc --lora-config`), instead of pass options.
+std::unique_ptr<Pass> createQOptInsertLoRAPass(const PeftLoraConfig &config,
+                                               llvm::StringRef modelDir,
+                                               uint64_t seed = 0);
+
+/// Replaces the linear layer `linear` by a `qopt.lora` with factors `a`
+/// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, keeping its bias
+/// and module path.
+LoRAOp attachLoRA(LinearOp linear, Value a, Value b, Value magnitude,
+                  double alpha, bool rslora, double dropout);
 
 /// The selection that pass options spell (`target-modules`,
 /// `exclude-modules`, `layers-to-transform`, `layers-pattern`): a single

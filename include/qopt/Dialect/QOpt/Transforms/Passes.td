@@ -157,6 +157,65 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qopt::QOptDialect"];
 }
 
+def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
+  let summary = "Loads a PEFT LoRA adapter (save_pretrained's folder) onto "
+                "the model's linear layers";
+  let description = [{
+    Reads `adapter_config.json` and `adapter_model.safetensors` from the
+    folder `adapter` (what PEFT's `save_pretrained` writes) and turns each
+    adapted layer into a `qopt.lora` whose factors are new parameters
+    holding the file's tensors (converted to the layer's element type):
+    `base_model.model.<module>.lora_A.weight` → `@<module>.lora_A.weight`,
+    likewise `lora_B` and DoRA's `lora_magnitude_vector`. The module paths
+    are those `qopt-list-modules` prints. `lora_alpha` / `alpha_pattern`,
+    `use_rslora`, `use_dora` and `lora_dropout` are taken from the config,
+    the rank from the tensors (it must be the config's `r` /
+    `rank_pattern`).
+
+    Everything the config says must hold for the model: the layers its
+    selection takes are exactly those the file has weights for; shapes fit
+    the layers. A key qopt cannot honour (another `peft_type`, `bias`,
+    `lora_bias`, `modules_to_save`, `target_parameters`, …) is an error
+    naming it, as are tensors for a module that is not a linear layer of the
+    model, and embedding adapters. The loaded parameters are frozen unless
+    `trainable` is set (to continue training the adapter).
+  }];
+  let options = [
+    Option<"adapter", "adapter", "std::string", "\"\"",
+           "The adapter's folder (adapter_config.json, "
+           "adapter_model.safetensors)">,
+    Option<"trainable", "trainable", "bool", "false",
+           "Mark the loaded factors trainable">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+}
+
+def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
+  let summary = "Writes the model's LoRA adapters in PEFT's format";
+  let description = [{
+    Writes the folder `adapter` as PEFT's `save_pretrained` does, so that
+    `PeftModel.from_pretrained(model, adapter)` (and `qoptc --adapter`)
+    load it: `adapter_model.safetensors` with
+    `base_model.model.<module>.lora_A.weight`, `lora_B.weight` and DoRA's
+    `lora_magnitude_vector` (f32) for every `qopt.lora`, and
+    `adapter_config.json` describing them: the modules by their full paths,
+    the most common rank and alpha as `r` / `lora_alpha` and the others as
+    `rank_pattern` / `alpha_pattern` entries, `use_rslora`, `use_dora`,
+    `lora_dropout`. The values are the factors' data in the IR (their
+    initial or loaded values; a trained model's come from the runtime).
+    Adapters PEFT cannot represent in one config (a mix of scalings, DoRA
+    and plain LoRA, or dropouts; SoRA gates, LoRA-XS middles, layers
+    without a module path) and factors without data are errors. The IR is
+    left unchanged.
+  }];
+  let options = [
+    Option<"adapter", "adapter", "std::string", "\"\"",
+           "The folder to write (created if missing)">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from">
+  ];
+}
+
 def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
   let summary = "Merges LoRA branches into their base weights (PEFT's merge_and_unload)";
   let description = [{

@@ -1,0 +1,49 @@
+"""qopt.compile (a wrapper over qoptc): a real export with a PEFT adapter,
+unmerged and merged, against PEFT's own outputs; fresh adapters from a
+config; qoptc's errors as CompileError."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import qopt
+
+E2E = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e")
+MODEL = os.path.join(E2E, "real", "llama-dynamo", "model.onnx")
+ADAPTER = os.path.join(E2E, "peft", "llama-lora")
+
+
+def peft_case(k):
+    ref = np.load(os.path.join(ADAPTER, "reference.npz"))
+    return ({n: ref[f"case{k}.{n}"] for n in ("input_ids", "attention_mask")},
+            ref[f"case{k}.logits"])
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_adapter_matches_peft(tmp_path, merge):
+    m = qopt.compile(MODEL, tmp_path / "m.so", adapter=ADAPTER, merge=merge)
+    feeds, want = peft_case(1)
+    (got,) = m.run(**feeds)
+    assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+def test_fresh_adapters_and_save(tmp_path):
+    config = os.path.join(E2E, "peft", "fresh-lora-config.json")
+    m = qopt.compile(MODEL, lora_config=config, save_adapter=tmp_path / "saved",
+                     dims={"batch": 1})
+    trainable = [p.name for p in m.parameters if p.role == "trainable"]
+    assert len(trainable) == 8 and trainable[0].endswith("q_proj.lora_A.weight")
+    saved = json.load(open(tmp_path / "saved" / "adapter_config.json"))
+    assert saved["peft_type"] == "LORA" and saved["r"] == 4
+
+
+def test_errors(tmp_path):
+    with pytest.raises(qopt.CompileError, match="adapter_config.json: 'peft_type' is not LORA"):
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        (bad / "adapter_config.json").write_text('{"peft_type": "IA3"}')
+        qopt.compile(MODEL, tmp_path / "x.so", adapter=bad)
+    assert not (tmp_path / "x.so").exists()
+    with pytest.raises(qopt.CompileError, match="--merge needs --adapter"):
+        qopt.compile(MODEL, tmp_path / "x.so", merge=True)
