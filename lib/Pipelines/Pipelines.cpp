@@ -49,18 +49,21 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   buildONNXFrontEndPipeline(pm, options.allowUnsupported);
   // Adapters: fresh ones as a PEFT config describes them, or a trained
   // PEFT adapter; merged into the base weights when asked.
-  if (!options.loraConfigPath.empty()) {
-    auto file = llvm::MemoryBuffer::getFile(options.loraConfigPath);
+  for (auto [path, slots] :
+       {std::pair<StringRef, bool>{options.loraConfigPath, false},
+        {options.loraSlotsPath, true}}) {
+    if (path.empty())
+      continue;
+    auto file = llvm::MemoryBuffer::getFile(path);
     if (!file)
       return emitError(module.getLoc())
-             << "cannot read " << options.loraConfigPath << ": "
-             << file.getError().message();
+             << "cannot read " << path << ": " << file.getError().message();
     llvm::Expected<PeftLoraConfig> config =
         parsePeftLoraConfig((*file)->getBuffer());
     if (!config)
-      return emitError(module.getLoc()) << options.loraConfigPath << ": "
-                                        << llvm::toString(config.takeError());
-    pm.addPass(createQOptInsertLoRAPass(*config, target.modelDir));
+      return emitError(module.getLoc())
+             << path << ": " << llvm::toString(config.takeError());
+    pm.addPass(createQOptInsertLoRAPass(*config, target.modelDir, 0, slots));
   }
   if (!options.adapterDir.empty()) {
     QOptLoadAdapterPassOptions load;

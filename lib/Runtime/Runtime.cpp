@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -201,7 +202,16 @@ struct qopt_model {
   /// they, and reads and writes of its state, take turns. Runs of other
   /// models only read it and may overlap.
   std::mutex stateMutex;
-  bool hasState() const { return !updates.empty() || usesRNG; }
+  /// Run-time adapter slots: module, rank, indices of lora_a and lora_b.
+  struct LoraSlot {
+    std::string module;
+    int64_t rank = 0;
+    size_t a = 0, b = 0;
+  };
+  std::vector<LoraSlot> loraSlots;
+  bool hasState() const {
+    return !updates.empty() || usesRNG || !loraSlots.empty();
+  }
 
   ~qopt_model() {
     for (ParamSpec &p : params)
@@ -387,6 +397,40 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     m.updates.push_back(static_cast<size_t>(it - m.params.begin()));
   }
   m.usesRNG = rng->boolean;
+  if (const Value *slots = root.get(key::kLoraSlots)) {
+    auto paramIndex = [&](const Value *name) -> long {
+      for (size_t i = 0;
+           name && name->kind == Value::String && i < m.params.size(); ++i)
+        if (m.params[i].tensor.name == name->string)
+          return static_cast<long>(i);
+      return -1;
+    };
+    for (const Value &v :
+         slots->kind == Value::Array ? slots->array : std::vector<Value>{}) {
+      const Value *module = v.get(key::kModule), *rank = v.get(key::kRank);
+      long a = paramIndex(v.get(key::kLoraA)),
+           b = paramIndex(v.get(key::kLoraB));
+      bool ok = module && module->kind == Value::String && rank &&
+                rank->isInteger && rank->integer > 0 && a >= 0 && b >= 0;
+      if (ok) {
+        const ParamSpec &pa = m.params[a], &pb = m.params[b];
+        ok = pa.role != QOPT_PARAM_FROZEN && pb.role != QOPT_PARAM_FROZEN &&
+             pa.tensor.dtype == QOPT_DTYPE_F32 &&
+             pb.tensor.dtype == QOPT_DTYPE_F32 && pa.tensor.shape.size() == 2 &&
+             pb.tensor.shape.size() == 2 &&
+             pa.tensor.shape[0] == rank->integer &&
+             pb.tensor.shape[1] == rank->integer;
+      }
+      if (!ok)
+        return fail(path + ": malformed manifest: a LoRA slot is not a "
+                           "module with f32 mutable lora_a / lora_b "
+                           "parameters of its rank");
+      m.loraSlots.push_back({module->string, rank->integer,
+                             static_cast<size_t>(a), static_cast<size_t>(b)});
+    }
+    if (slots->kind != Value::Array)
+      return fail(path + ": malformed manifest: 'lora_slots' is not a list");
+  }
 
   // The weights file, next to the library.
   const Value *weights = root.get(key::kWeights);
@@ -626,6 +670,293 @@ void qopt_model_set_rng(qopt_model *m, int64_t seed, int64_t counter) {
   std::lock_guard<std::mutex> lock(m->stateMutex);
   m->rngKey[0] = seed;
   m->rngKey[1] = counter;
+}
+
+//===----------------------------------------------------------------------===//
+// Run-time adapter slots
+//===----------------------------------------------------------------------===//
+
+size_t qopt_model_num_lora_slots(const qopt_model *m) {
+  return m->loraSlots.size();
+}
+
+int qopt_model_lora_slot(const qopt_model *m, size_t i, const char **module,
+                         int64_t *rank) {
+  if (i >= m->loraSlots.size())
+    return fail("LoRA slot index " + std::to_string(i) + " out of range");
+  if (module)
+    *module = m->loraSlots[i].module.c_str();
+  if (rank)
+    *rank = m->loraSlots[i].rank;
+  return 0;
+}
+
+static bool readWholeFile(const std::string &path, std::string &out) {
+  FILE *f = std::fopen(path.c_str(), "rb");
+  if (!f)
+    return fail("cannot read " + path + ": " + std::strerror(errno)), false;
+  char buffer[1 << 16];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
+    out.append(buffer, n);
+  bool ok = !std::ferror(f);
+  std::fclose(f);
+  if (!ok)
+    fail("cannot read " + path);
+  return ok;
+}
+
+/// One element of a safetensors float tensor as f32.
+static float floatAt(const std::string &dtype, const char *data, size_t i) {
+  if (dtype == "F32") {
+    float v;
+    std::memcpy(&v, data + 4 * i, 4);
+    return v;
+  }
+  uint16_t h;
+  std::memcpy(&h, data + 2 * i, 2);
+  uint32_t bits;
+  if (dtype == "BF16") {
+    bits = static_cast<uint32_t>(h) << 16;
+  } else { // F16
+    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f,
+             mant = h & 0x3ffu;
+    if (exp == 0x1f) {
+      bits = sign | 0x7f800000u | (mant << 13);
+    } else if (exp == 0) {
+      float v = std::ldexp(static_cast<float>(mant), -24);
+      return sign ? -v : v;
+    } else {
+      bits = sign | ((exp + 112) << 23) | (mant << 13);
+    }
+  }
+  float v;
+  std::memcpy(&v, &bits, 4);
+  return v;
+}
+
+int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
+  if (m->loraSlots.empty())
+    return fail("the model has no LoRA slots (compile it with qoptc "
+                "--lora-slots)");
+  std::string dir = dirArg ? dirArg : "";
+  std::string configPath = dir + "/adapter_config.json",
+              weightsPath = dir + "/adapter_model.safetensors";
+  std::string configText, weights, error;
+  if (!readWholeFile(configPath, configText))
+    return 1;
+  Value config;
+  if (!qopt::runtime::json::parse(configText.data(), configText.size(), config,
+                                  error) ||
+      config.kind != Value::Object)
+    return fail(configPath + ": not a JSON object" +
+                (error.empty() ? "" : ": " + error));
+  // LoraConfig keys: what the slots use, what does not change inference,
+  // and anything else, which must be unset.
+  double alpha = 8;
+  bool rslora = false;
+  static const char *const kIgnored[] = {"r",
+                                         "target_modules",
+                                         "exclude_modules",
+                                         "layers_to_transform",
+                                         "layers_pattern",
+                                         "rank_pattern",
+                                         "lora_dropout",
+                                         "fan_in_fan_out",
+                                         "init_lora_weights",
+                                         "base_model_name_or_path",
+                                         "revision",
+                                         "task_type",
+                                         "inference_mode",
+                                         "peft_version",
+                                         "auto_mapping",
+                                         "megatron_core",
+                                         "qalora_group_size",
+                                         "loftq_config"};
+  for (const auto &[k, v] : config.object) {
+    auto unset = [&v = v] {
+      return v.kind == Value::Null || (v.kind == Value::Bool && !v.boolean) ||
+             (v.kind == Value::String && v.string.empty()) ||
+             (v.kind == Value::Array && v.array.empty()) ||
+             (v.kind == Value::Object && v.object.empty());
+    };
+    std::string what = configPath + ": '" + k + "'";
+    if (k == "peft_type") {
+      if (v.kind != Value::String || v.string != "LORA")
+        return fail(what + " is not LORA: only LoRA adapters fit the slots");
+    } else if (k == "lora_alpha") {
+      if (v.kind != Value::Number)
+        return fail(what + " is not a number");
+      alpha = v.number;
+    } else if (k == "use_rslora") {
+      rslora = v.kind == Value::Bool && v.boolean;
+    } else if (k == "bias") {
+      if (v.kind != Value::String || v.string != "none")
+        return fail(what + " is not \"none\": slots hold no biases");
+    } else if (k == "use_dora") {
+      if (!unset())
+        return fail(what + ": DoRA adapters do not fit LoRA slots; compile "
+                           "them in with qoptc --adapter");
+    } else if (k == "alpha_pattern") {
+      if (!unset())
+        return fail(what + ": per-module alphas are not supported by the "
+                           "slots; compile the adapter in with qoptc "
+                           "--adapter");
+    } else if (std::find(std::begin(kIgnored), std::end(kIgnored), k) ==
+                   std::end(kIgnored) &&
+               !unset()) {
+      return fail(what + " is set, and the adapter slots do not support it");
+    }
+  }
+  if (!readWholeFile(weightsPath, weights))
+    return 1;
+  uint64_t headerSize = 0;
+  if (weights.size() < 8 || (std::memcpy(&headerSize, weights.data(), 8),
+                             headerSize) > weights.size() - 8)
+    return fail(weightsPath + ": not a safetensors file");
+  Value header;
+  if (!qopt::runtime::json::parse(weights.data() + 8, headerSize, header,
+                                  error) ||
+      header.kind != Value::Object)
+    return fail(weightsPath + ": the header is not a JSON object" +
+                (error.empty() ? "" : ": " + error));
+  const char *data = weights.data() + 8 + headerSize;
+  size_t dataSize = weights.size() - 8 - headerSize;
+  // The new slot contents, all checked before any is written.
+  struct Fill {
+    std::vector<float> a, b;
+    bool used = false;
+  };
+  std::vector<Fill> fills(m->loraSlots.size());
+  for (size_t i = 0; i < m->loraSlots.size(); ++i) {
+    const auto &slot = m->loraSlots[i];
+    fills[i].a.assign(m->params[slot.a].length / 4, 0.0f);
+    fills[i].b.assign(m->params[slot.b].length / 4, 0.0f);
+  }
+  struct Factor {
+    std::string dtype;
+    std::vector<int64_t> shape;
+    const char *data = nullptr;
+  };
+  std::map<std::string, Factor> as, bs;
+  for (const auto &[name, v] : header.object) {
+    if (name == "__metadata__")
+      continue;
+    std::string what = weightsPath + ": tensor '" + name + "'";
+    const Value *dtype = v.get("dtype"), *shape = v.get("shape"),
+                *offsets = v.get("data_offsets");
+    if (!dtype || dtype->kind != Value::String || !shape ||
+        shape->kind != Value::Array || shape->array.size() != 2 || !offsets ||
+        offsets->kind != Value::Array || offsets->array.size() != 2)
+      return fail(what + ": not a 2-D tensor entry (LoRA slots take "
+                         "lora_A / lora_B weights)");
+    std::string prefix = "base_model.model.", module = name;
+    Factor f;
+    f.dtype = dtype->string;
+    size_t elem = f.dtype == "F32"                          ? 4
+                  : (f.dtype == "F16" || f.dtype == "BF16") ? 2
+                                                            : 0;
+    if (!elem)
+      return fail(what + ": dtype " + f.dtype + " is not F32, F16 or BF16");
+    int64_t count = 1;
+    for (const Value &d : shape->array) {
+      if (!d.isInteger || d.integer < 1 || d.integer > (int64_t(1) << 32))
+        return fail(what + ": bad shape");
+      f.shape.push_back(d.integer);
+      count *= d.integer;
+    }
+    const Value &begin = offsets->array[0], &end = offsets->array[1];
+    if (!begin.isInteger || !end.isInteger || begin.integer < 0 ||
+        end.integer < begin.integer ||
+        static_cast<uint64_t>(end.integer) > dataSize ||
+        end.integer - begin.integer != count * static_cast<int64_t>(elem))
+      return fail(what + ": data_offsets do not fit the file or its shape");
+    f.data = data + begin.integer;
+    bool isA = false, isB = false;
+    auto strip = [&](const std::string &suffix) {
+      if (module.size() > suffix.size() &&
+          module.compare(module.size() - suffix.size(), suffix.size(),
+                         suffix) == 0) {
+        module.resize(module.size() - suffix.size());
+        return true;
+      }
+      return false;
+    };
+    if (module.compare(0, prefix.size(), prefix) == 0)
+      module = module.substr(prefix.size());
+    else
+      return fail(what + " is not a PEFT adapter weight");
+    isA = strip(".lora_A.weight");
+    isB = !isA && strip(".lora_B.weight");
+    if (!isA && !isB)
+      return fail(what + " is neither lora_A nor lora_B (DoRA magnitudes "
+                         "and other adapters do not fit the slots)");
+    (isA ? as : bs)[module] = f;
+  }
+  for (const auto &[module, a] : as) {
+    auto slot = std::find_if(
+        m->loraSlots.begin(), m->loraSlots.end(),
+        [&](const qopt_model::LoraSlot &s) { return s.module == module; });
+    if (slot == m->loraSlots.end()) {
+      std::string names;
+      for (const auto &s : m->loraSlots)
+        names += (names.empty() ? "" : ", ") + s.module;
+      return fail("the adapter adapts module '" + module +
+                  "', which has no LoRA slot (slots: " + names + ")");
+    }
+    auto b = bs.find(module);
+    if (b == bs.end())
+      return fail("module '" + module +
+                  "': lora_A.weight without "
+                  "lora_B.weight");
+    const std::vector<int64_t> &sa = m->params[slot->a].tensor.shape,
+                               &sb = m->params[slot->b].tensor.shape;
+    int64_t r = a.shape[0], in = sa[1], out = sb[0];
+    if (r > slot->rank)
+      return fail("module '" + module + "': the adapter's rank " +
+                  std::to_string(r) + " exceeds its slot's rank " +
+                  std::to_string(slot->rank));
+    if (a.shape[1] != in || b->second.shape != std::vector<int64_t>{out, r})
+      return fail("module '" + module + "': factors of shape " +
+                  shapeString(a.shape.data(), 2) + " and " +
+                  shapeString(b->second.shape.data(), 2) +
+                  " do not fit the layer (" + std::to_string(out) + " x " +
+                  std::to_string(in) + ")");
+    double scale = rslora ? alpha / std::sqrt(static_cast<double>(r))
+                          : alpha / static_cast<double>(r);
+    Fill &fill = fills[slot - m->loraSlots.begin()];
+    fill.used = true;
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t j = 0; j < in; ++j)
+        fill.a[i * in + j] = floatAt(a.dtype, a.data, i * in + j);
+    for (int64_t i = 0; i < out; ++i)
+      for (int64_t j = 0; j < r; ++j)
+        fill.b[i * slot->rank + j] = static_cast<float>(
+            scale * floatAt(b->second.dtype, b->second.data, i * r + j));
+  }
+  for (const auto &[module, b] : bs)
+    if (!as.count(module))
+      return fail("module '" + module +
+                  "': lora_B.weight without "
+                  "lora_A.weight");
+  std::lock_guard<std::mutex> lock(m->stateMutex);
+  for (size_t i = 0; i < m->loraSlots.size(); ++i) {
+    const auto &slot = m->loraSlots[i];
+    std::memcpy(m->params[slot.a].owned, fills[i].a.data(),
+                m->params[slot.a].length);
+    std::memcpy(m->params[slot.b].owned, fills[i].b.data(),
+                m->params[slot.b].length);
+  }
+  return 0;
+}
+
+int qopt_model_unload_adapter(qopt_model *m) {
+  std::lock_guard<std::mutex> lock(m->stateMutex);
+  for (const auto &slot : m->loraSlots) {
+    std::memset(m->params[slot.a].owned, 0, m->params[slot.a].length);
+    std::memset(m->params[slot.b].owned, 0, m->params[slot.b].length);
+  }
+  return 0;
 }
 
 int qopt_model_set_num_threads(qopt_model *m, int n) {

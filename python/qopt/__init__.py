@@ -64,6 +64,23 @@ class Model:
         self._model.set_parameter(str(name), np.asarray(value, order="C"))
 
     @property
+    def lora_slots(self):
+        """The run-time adapter slots (qoptc --lora-slots): a list of
+        (module, rank)."""
+        return list(self._model.lora_slots())
+
+    def load_adapter(self, path):
+        """Loads the PEFT LoRA adapter in folder `path` (adapter_config.json,
+        adapter_model.safetensors) into the slots, without recompiling; an
+        adapter that does not fit raises ValueError naming the module and
+        leaves the previous one loaded."""
+        self._model.load_adapter(os.fspath(path))
+
+    def unload_adapter(self):
+        """Zeros the slots: the base model again."""
+        self._model.unload_adapter()
+
+    @property
     def uses_rng(self):
         """Whether the model takes a random key (dropout, stochastic ops)."""
         return self._model.uses_rng()

@@ -161,6 +161,22 @@ public:
       throw nb::value_error(qopt_last_error());
   }
 
+  void loadAdapter(const std::string &dir) {
+    if (qopt_model_load_adapter(model, dir.c_str()))
+      throw nb::value_error(qopt_last_error());
+  }
+  void unloadAdapter() { qopt_model_unload_adapter(model); }
+  std::vector<std::pair<std::string, int64_t>> loraSlots() const {
+    std::vector<std::pair<std::string, int64_t>> slots;
+    for (size_t i = 0; i < qopt_model_num_lora_slots(model); ++i) {
+      const char *module;
+      int64_t rank;
+      qopt_model_lora_slot(model, i, &module, &rank);
+      slots.push_back({module, rank});
+    }
+    return slots;
+  }
+
   bool usesRNG() const { return qopt_model_uses_rng(model); }
   std::pair<int64_t, int64_t> getRNG() const {
     int64_t seed, counter;
@@ -225,6 +241,9 @@ NB_MODULE(_runtime, m) {
       .def("get_parameter", &Model::getParameter, nb::arg("name"))
       .def("set_parameter", &Model::setParameter, nb::arg("name"),
            nb::arg("value"))
+      .def("load_adapter", &Model::loadAdapter, nb::arg("dir"))
+      .def("unload_adapter", &Model::unloadAdapter)
+      .def("lora_slots", &Model::loraSlots)
       .def("uses_rng", &Model::usesRNG)
       .def("get_rng", &Model::getRNG)
       .def("set_rng", &Model::setRNG, nb::arg("seed"), nb::arg("counter"))

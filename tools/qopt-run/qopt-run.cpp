@@ -81,6 +81,8 @@ void usage() {
       "                         inputs in order\n"
       "  --output-dir DIR       write each output as DIR/<name>.npy\n"
       "  --threads N            threads for the kernels (default: all cores)\n"
+      "  --adapter DIR          load a PEFT LoRA adapter into the model's\n"
+      "                         run-time slots (qoptc --lora-slots) first\n"
       "  --repeat N             run N times and print the mean latency of all\n"
       "                         but the first\n"
       "  --info                 print the model's inputs and outputs and exit\n"
@@ -89,7 +91,7 @@ void usage() {
 } // namespace
 
 int main(int argc, char **argv) {
-  std::string modelPath, outputDir;
+  std::string modelPath, outputDir, adapterDir;
   std::vector<std::pair<std::string, std::string>> namedInputs;
   std::vector<std::string> positional;
   int threads = 0, repeat = 1;
@@ -125,6 +127,8 @@ int main(int argc, char **argv) {
         positional.push_back(spec);
       else
         namedInputs.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+    } else if (const char *v = value("--adapter")) {
+      adapterDir = v;
     } else if (const char *v = value("--output-dir")) {
       outputDir = v;
     } else if (const char *v = value("--threads")) {
@@ -178,8 +182,17 @@ int main(int argc, char **argv) {
     for (auto &t : outputInfo)
       std::printf("output %s\n", describe(t).c_str());
     std::printf("parameters %zu\n", qopt_model_num_parameters(model));
+    for (size_t i = 0; i < qopt_model_num_lora_slots(model); ++i) {
+      const char *module;
+      int64_t rank;
+      qopt_model_lora_slot(model, i, &module, &rank);
+      std::printf("lora slot %s: rank %lld\n", module,
+                  static_cast<long long>(rank));
+    }
     return 0;
   }
+  if (!adapterDir.empty() && qopt_model_load_adapter(model, adapterDir.c_str()))
+    return fail(qopt_last_error());
 
   // Inputs: by name, or in order.
   std::vector<std::string> files(numInputs);

@@ -115,6 +115,13 @@ static cl::opt<std::string> loraConfig(
              "describes them (target_modules, r, lora_alpha, "
              "init_lora_weights, ...)"),
     cl::value_desc("adapter_config.json"), cl::cat(category));
+static cl::opt<std::string> loraSlots(
+    "lora-slots",
+    cl::desc("Compile run-time adapter slots for the layers a PEFT "
+             "adapter_config.json targets, up to its ranks: the runtime "
+             "(qopt-run --adapter, Model.load_adapter) loads any PEFT LoRA "
+             "adapter that fits, without recompiling"),
+    cl::value_desc("adapter_config.json"), cl::cat(category));
 static cl::opt<std::string> saveAdapter(
     "save-adapter",
     cl::desc("Write the adapters (fresh from --lora-config, or loaded) in "
@@ -147,6 +154,9 @@ int main(int argc, char **argv) {
   if (!adapter.empty() && !loraConfig.empty())
     return fail("--adapter and --lora-config exclude each other: load an "
                 "adapter, or insert fresh ones");
+  if (!loraSlots.empty() && (!adapter.empty() || !loraConfig.empty() || merge))
+    return fail("--lora-slots excludes --adapter, --lora-config and --merge: "
+                "the slots are filled at run time");
   if (merge && adapter.empty() && loraConfig.empty())
     return fail("--merge needs --adapter or --lora-config");
   if (!saveAdapter.empty() && adapter.empty() && loraConfig.empty())
@@ -221,6 +231,7 @@ int main(int argc, char **argv) {
   modelOptions.allowUnsupported = allowUnsupported;
   modelOptions.adapterDir = adapter;
   modelOptions.loraConfigPath = loraConfig;
+  modelOptions.loraSlotsPath = loraSlots;
   modelOptions.mergeAdapter = merge;
   modelOptions.saveAdapterDir = saveAdapter;
   modelOptions.dumpGraphIR = dumpGraph;

@@ -49,6 +49,9 @@ struct ModelCompileOptions {
   /// A PEFT adapter_config.json whose fresh adapters to insert
   /// (qopt-insert-lora).
   std::string loraConfigPath;
+  /// A PEFT adapter_config.json whose layers get run-time adapter slots
+  /// (qopt-insert-lora slots=true).
+  std::string loraSlotsPath;
   /// Write the adapters in PEFT's format to this folder (qopt-save-adapter),
   /// before any merge.
   std::string saveAdapterDir;

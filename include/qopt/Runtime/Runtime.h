@@ -131,6 +131,23 @@ void qopt_model_get_rng(const qopt_model *model, int64_t *seed,
                         int64_t *counter);
 void qopt_model_set_rng(qopt_model *model, int64_t seed, int64_t counter);
 
+/* Run-time adapter slots (a model compiled with qoptc --lora-slots): the
+   modules that have one, with its rank. */
+size_t qopt_model_num_lora_slots(const qopt_model *model);
+int qopt_model_lora_slot(const qopt_model *model, size_t index,
+                         const char **module, int64_t *rank);
+/* Loads the PEFT LoRA adapter in folder `dir` (what save_pretrained writes:
+   adapter_config.json, adapter_model.safetensors) into the slots: every
+   module it adapts must have a slot of at least its rank (a smaller rank is
+   padded with zeros; the scale lora_alpha / r, or / sqrt(r) with rsLoRA, is
+   folded into B); slots it does not use hold zeros. An adapter that does
+   not fit (a module without a slot, a rank above the slot's, DoRA, per-module
+   alphas, an unknown config key with a value) is an error naming it, and
+   leaves the previous adapter in place. Takes turns with runs. */
+int qopt_model_load_adapter(qopt_model *model, const char *dir);
+/* Zeros every slot: the base model's outputs again. */
+int qopt_model_unload_adapter(qopt_model *model);
+
 /* Threads the model's kernels use (<= 0: all cores). Process-wide for the
    kernel library of this model. */
 int qopt_model_set_num_threads(qopt_model *model, int num_threads);

@@ -78,6 +78,14 @@ inline constexpr char kState[] = "state";
 inline constexpr char kUpdates[] = "updates";
 /// Whether the entry takes the random key as its last argument.
 inline constexpr char kRNGKey[] = "rng_key";
+/// Run-time adapter slots (qoptc --lora-slots), when the model has them: a
+/// list of {module, rank, lora_a, lora_b}, the last two naming the
+/// trainable f32 parameters (rank×in, out×rank) a loaded adapter fills.
+inline constexpr char kLoraSlots[] = "lora_slots";
+inline constexpr char kModule[] = "module";
+inline constexpr char kRank[] = "rank";
+inline constexpr char kLoraA[] = "lora_a";
+inline constexpr char kLoraB[] = "lora_b";
 /// The instruction-set extensions the code uses (names in kCPUFeatures).
 inline constexpr char kCPUFeatures[] = "cpu_features";
 } // namespace manifest

@@ -401,6 +401,16 @@ llvm::json::Value CPUCompiler::manifest() {
     info[key::kRole] = p.role;
     parameters.push_back(std::move(info));
   }
+  // Run-time adapter slots, as qopt-insert-lora listed them.
+  llvm::json::Array loraSlots;
+  if (auto slots =
+          QOptDialect::LoraSlotsAttrHelper(module.getContext()).getAttr(module))
+    for (auto slot : slots.getAsRange<DictionaryAttr>())
+      loraSlots.push_back(llvm::json::Object{
+          {key::kModule, slot.getAs<StringAttr>("module").str()},
+          {key::kRank, slot.getAs<IntegerAttr>("rank").getInt()},
+          {key::kLoraA, slot.getAs<StringAttr>("lora_a").str()},
+          {key::kLoraB, slot.getAs<StringAttr>("lora_b").str()}});
   std::string weightsFile = llvm::sys::path::filename(options.outputPath).str();
   weightsFile = llvm::sys::path::stem(weightsFile).str() + ".safetensors";
   return llvm::json::Object{
@@ -418,7 +428,8 @@ llvm::json::Value CPUCompiler::manifest() {
       {key::kOutputs, std::move(outputs)},
       {key::kParameters, std::move(parameters)},
       {key::kUpdates, llvm::json::Array(updates)},
-      {key::kRNGKey, hasRNGKey}};
+      {key::kRNGKey, hasRNGKey},
+      {key::kLoraSlots, std::move(loraSlots)}};
 }
 
 std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {

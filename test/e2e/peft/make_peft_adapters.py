@@ -40,6 +40,11 @@ CASES = {
                                         use_dora=True, use_rslora=True, lora_dropout=0.1)),
     "llama-rank-pattern": ("llama", dict(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj", "up_proj"],
                                          rank_pattern={"o_proj": 2}, alpha_pattern={"up_proj": 2})),
+    # Adapters for one compiled model's run-time slots (q_proj, v_proj,
+    # down_proj up to rank 4): a smaller rank, rsLoRA, a subset of layers.
+    "llama-slot-small": ("llama", dict(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])),
+    "llama-slot-rslora": ("llama", dict(r=3, lora_alpha=6, target_modules=["down_proj", "v_proj"],
+                                        use_rslora=True)),
     "gpt2-lora": ("gpt2", dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],
                                fan_in_fan_out=True)),
     "bert-lora": ("bert", dict(r=2, lora_alpha=4, target_modules=["query", "value"])),

@@ -123,6 +123,9 @@ struct QOptInsertLoRAPass
     FailureOr<Init> init = parseInit();
     if (failed(init))
       return signalPassFailure();
+    if (slots && useDora)
+      return error() << "use-dora: DoRA layers cannot be run-time slots",
+             signalPassFailure();
     LoraSelection selection;
     if (preset) {
       selection = *preset;
@@ -162,14 +165,20 @@ struct QOptInsertLoRAPass
     }
     SymbolTable symbols(module);
     WeightReader reader(modelDir);
+    SmallVector<Attribute> slotList;
     for (auto [index, layer] : llvm::enumerate(chosen))
-      if (failed(insert(*layer, index, *targets, *init, symbols, reader)))
+      if (failed(insert(*layer, index, *targets, *init, symbols, reader,
+                        slotList)))
         return signalPassFailure();
+    if (slots)
+      QOptDialect::LoraSlotsAttrHelper(&getContext())
+          .setAttr(module, ArrayAttr::get(&getContext(), slotList));
   }
 
   LogicalResult insert(const LinearLayer &layer, size_t index,
                        const LoraTargets &targets, Init init,
-                       SymbolTable &symbols, WeightReader &reader) {
+                       SymbolTable &symbols, WeightReader &reader,
+                       SmallVectorImpl<Attribute> &slotList) {
     auto linear = dyn_cast<LinearOp>(layer.op);
     if (!linear)
       return layer.op->emitError() << "qopt-insert-lora: module '" << layer.name
@@ -193,9 +202,10 @@ struct QOptInsertLoRAPass
     std::vector<float> a(rank * k), b(n * rank, 0.0f);
     double aBound = 1.0 / std::sqrt(static_cast<double>(k));
     for (float &v : a)
-      v = init == Init::Gaussian ? random.normal() / rank
-                                 : random.symmetric(aBound);
-    if (init == Init::NoInit)
+      v = slots                    ? 0.0f
+          : init == Init::Gaussian ? random.normal() / rank
+                                   : random.symmetric(aBound);
+    if (init == Init::NoInit && !slots)
       for (float &v : b)
         v = random.symmetric(1.0 / std::sqrt(static_cast<double>(rank)));
     auto aType = RankedTensorType::get({rank, k}, element);
@@ -248,6 +258,17 @@ struct QOptInsertLoRAPass
     };
     Value aValue = load(aParam, aType), bValue = load(bParam, bType),
           mValue = load(mParam, RankedTensorType::get({n}, element));
+    if (slots) {
+      // Scale 1: a loaded adapter's alpha / r goes into its B.
+      Builder b(linear.getContext());
+      slotList.push_back(b.getDictionaryAttr(
+          {b.getNamedAttr("module", b.getStringAttr(layer.name)),
+           b.getNamedAttr("rank", b.getI64IntegerAttr(rank)),
+           b.getNamedAttr("lora_a", aParam.getSymNameAttr()),
+           b.getNamedAttr("lora_b", bParam.getSymNameAttr())}));
+      attachLoRA(linear, aValue, bValue, Value(), rank, false, 0.0);
+      return success();
+    }
     attachLoRA(linear, aValue, bValue, mValue, targets.alphaFor(layer.name),
                useRslora, loraDropout);
     return success();
@@ -258,7 +279,8 @@ struct QOptInsertLoRAPass
 
 std::unique_ptr<Pass>
 mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
-                                     StringRef modelDir, uint64_t seed) {
+                                     StringRef modelDir, uint64_t seed,
+                                     bool slots) {
   QOptInsertLoRAPassOptions options;
   options.r = config.selection.r;
   options.loraAlpha = config.selection.loraAlpha;
@@ -267,6 +289,7 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.useDora = config.useDora;
   options.initLoraWeights = config.initLoraWeights;
   options.seed = seed;
+  options.slots = slots;
   options.modelDir = modelDir.str();
   auto pass = std::make_unique<QOptInsertLoRAPass>(options);
   pass->preset = config.selection;

@@ -12,6 +12,7 @@
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=(?:q|k)_proj r=2" 2>&1 | FileCheck %s --check-prefix=REGEX
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=.*_proj r=2 exclude-modules=[q" 2>&1 | FileCheck %s --check-prefix=BRACKET
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 use-dora=true" 2>&1 | FileCheck %s --check-prefix=DORA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 use-dora=true slots=true" 2>&1 | FileCheck %s --check-prefix=SLOTDORA
 
 // NOMATCH: error: qopt-insert-lora: target-modules matched no linear layer; the layers are: model.layers.0.self_attn.q_proj, model.layers.0.fc
 // RANK0: error: qopt-insert-lora: r must be positive, got 0
@@ -23,6 +24,7 @@
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported
 // BRACKET: error: qopt-insert-lora: regular expression '[q': unterminated '['
+// SLOTDORA: error: qopt-insert-lora: use-dora: DoRA layers cannot be run-time slots
 // DORA: error: qopt-insert-lora: use-dora needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
 
 func.func @layers(%x: tensor<?x8xf32>, %w: tensor<4x8xf32>, %w2: tensor<2x8xf32>, %a: tensor<1x8xf32>, %b: tensor<2x1xf32>) -> (tensor<?x4xf32>, tensor<?x2xf32>) {

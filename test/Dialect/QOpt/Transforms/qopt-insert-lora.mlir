@@ -4,6 +4,7 @@
 // RUN: qopt-opt %s -split-input-file --qopt-insert-lora="target-modules=.*\.0\..*_proj exclude-modules=k_proj use-dora=true r=2" | FileCheck %s --check-prefix=DORA
 // Printed resources parse back:
 // RUN: qopt-opt %s -split-input-file --qopt-insert-lora="target-modules=q_proj r=4" | qopt-opt -split-input-file | FileCheck %s --check-prefix=ROUND
+// RUN: qopt-opt %s -split-input-file --qopt-insert-lora="target-modules=q_proj r=2 lora-alpha=16 slots=true" | FileCheck %s --check-prefix=SLOTS
 // Which layers PEFT itself selects: test/e2e/peft-selection.test.
 
 // New trainable factors per selected layer, A r x in, B out x r (zero).
@@ -49,6 +50,12 @@
 // DORA: [[M]]: "0x{{[0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F]}}F3043540F3043540F3043540F3043540"
 
 // ROUND: qopt.lora {{.*}} module "model.layers.0.self_attn.q_proj"
+
+// Run-time slots: zero factors, scale 1 (alpha = r), listed on the module.
+// SLOTS: module attributes {qopt.lora_slots = [{lora_a = "model.layers.0.self_attn.q_proj.lora_A.weight", lora_b = "model.layers.0.self_attn.q_proj.lora_B.weight", module = "model.layers.0.self_attn.q_proj", rank = 2 : i64}, {lora_a = "model.layers.1.self_attn.q_proj.lora_A.weight", {{.*}}rank = 2 : i64}]}
+// SLOTS: qopt.param trainable @model.layers.0.self_attn.q_proj.lora_A.weight : tensor<2x8xf32> = dense_resource<[[SA:[^>]*]]>
+// SLOTS: qopt.lora {{.*}} alpha = 2.000000e+00 module "model.layers.0.self_attn.q_proj"
+// SLOTS: [[SA]]: "0x{{[0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F][0-9A-F]}}00000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
 
 qopt.param @emb : tensor<16x8xf32> = dense<0.5> : tensor<16x8xf32>
 qopt.param @q0 : tensor<4x8xf32> = dense<1.0> : tensor<4x8xf32>

@@ -49,7 +49,11 @@ def QOpt_Dialect : Dialect {
     // On an entry argument or result: the model's name for it, and the
     // names of its dynamic dimensions ("" where unnamed).
     "::mlir::StringAttr":$name,
-    "::mlir::ArrayAttr":$dim_names
+    "::mlir::ArrayAttr":$dim_names,
+    // On the module: the run-time adapter slots (qopt-insert-lora
+    // slots=true), {module, rank, lora_a, lora_b} each, which the target
+    // lists in the manifest.
+    "::mlir::ArrayAttr":$lora_slots
   );
   let hasRegionArgAttrVerify = 1;
   let hasRegionResultAttrVerify = 1;

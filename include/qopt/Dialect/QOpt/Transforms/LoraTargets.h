@@ -70,10 +70,12 @@ struct PeftLoraConfig {
 llvm::Expected<PeftLoraConfig> parsePeftLoraConfig(llvm::StringRef json);
 
 /// qopt-insert-lora with the selection and variant of a parsed
-/// adapter_config.json (`qoptc --lora-config`), instead of pass options.
+/// adapter_config.json (`qoptc --lora-config`, or `--lora-slots` with
+/// `slots`), instead of pass options.
 std::unique_ptr<Pass> createQOptInsertLoRAPass(const PeftLoraConfig &config,
                                                llvm::StringRef modelDir,
-                                               uint64_t seed = 0);
+                                               uint64_t seed = 0,
+                                               bool slots = false);
 
 /// Replaces the linear layer `linear` by a `qopt.lora` with factors `a`
 /// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, keeping its bias

@@ -107,6 +107,13 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     LoRA-XS/SB and the other initialisations of the adapter issue are not
     implemented yet: asking for one is an error naming it.
 
+    With `slots` the factors are *run-time adapter slots* instead: zeros
+    (the base model's outputs) with scale 1, which the runtime's
+    `qopt_model_load_adapter` / `Model.load_adapter` / `qopt-run --adapter`
+    fill with any PEFT adapter that fits (ranks up to the slot's, padded
+    with zeros; its scale folded into B); the module attribute
+    `qopt.lora_slots` lists them for the manifest. DoRA slots are refused.
+
     A selection that matches no layer is an error listing the layers' module
     paths; so are a rank above `min(out, in)`, a layer that already has an
     adapter, and bad option values.
@@ -150,6 +157,10 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
                "matches">,
     Option<"seed", "seed", "uint64_t", "0",
            "Seed of the random initialisation">,
+    Option<"slots", "slots", "bool", "false",
+           "Run-time adapter slots: zero factors of each layer's rank with "
+           "scale 1 (alpha = r), listed in the module's qopt.lora_slots for "
+           "the runtime's load_adapter to fill">,
     Option<"modelDir", "model-dir", "std::string", "\"\"",
            "Folder that relative #qopt.external locations start from (DoRA "
            "reads the base weights)">
