@@ -739,7 +739,9 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
   if (m->loraSlots.empty())
     return fail("the model has no LoRA slots (compile it with qoptc "
                 "--lora-slots)");
-  std::string dir = dirArg ? dirArg : "";
+  if (!dirArg || !*dirArg)
+    return fail("qopt_model_load_adapter: no adapter folder given");
+  std::string dir = dirArg;
   std::string configPath = dir + "/adapter_config.json",
               weightsPath = dir + "/adapter_model.safetensors";
   std::string configText, weights, error;
@@ -763,7 +765,6 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
                                          "rank_pattern",
                                          "lora_dropout",
                                          "fan_in_fan_out",
-                                         "init_lora_weights",
                                          "base_model_name_or_path",
                                          "revision",
                                          "task_type",
@@ -797,6 +798,11 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
       if (!unset())
         return fail(what + ": DoRA adapters do not fit LoRA slots; compile "
                            "them in with qoptc --adapter");
+    } else if (k == "init_lora_weights") {
+      if (v.kind == Value::String && v.string != "gaussian")
+        return fail(what + " is '" + v.string +
+                    "': such an adapter applies to the residual base weights "
+                    "of its initialisation, not to this model's");
     } else if (k == "alpha_pattern") {
       if (!unset())
         return fail(what + ": per-module alphas are not supported by the "
@@ -860,7 +866,10 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
       return fail(what + ": dtype " + f.dtype + " is not F32, F16 or BF16");
     int64_t count = 1;
     for (const Value &d : shape->array) {
-      if (!d.isInteger || d.integer < 1 || d.integer > (int64_t(1) << 32))
+      if (!d.isInteger || d.integer < 1 ||
+          static_cast<uint64_t>(d.integer) > dataSize ||
+          static_cast<uint64_t>(count) * static_cast<uint64_t>(d.integer) >
+              dataSize)
         return fail(what + ": bad shape");
       f.shape.push_back(d.integer);
       count *= d.integer;

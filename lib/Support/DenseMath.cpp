@@ -2,6 +2,7 @@
 
 #include "qopt/Support/DenseMath.h"
 
+#include <algorithm>
 #include <cassert>
 #include <cmath>
 #include <cstring>
@@ -63,6 +64,150 @@ std::vector<float> qopt::dense::rowNorms(const Matrix &a) {
     norms[i] = float(std::sqrt(sum));
   }
   return norms;
+}
+
+void qopt::dense::topSingular(const Matrix &a, int64_t r, Matrix &u,
+                              std::vector<float> &s, Matrix &vt) {
+  // G = a·aᵀ (m ≤ n) or aᵀ·a: its eigenvectors are a's left (right)
+  // singular vectors, its eigenvalues the squared singular values.
+  bool left = a.rows <= a.cols;
+  int64_t p = left ? a.rows : a.cols, q = left ? a.cols : a.rows;
+  auto at = [&](int64_t i, int64_t k) {
+    return left ? double(a.at(i, k)) : double(a.at(k, i));
+  };
+  std::vector<double> g(size_t(p) * p), v(size_t(p) * p, 0.0);
+  for (int64_t i = 0; i < p; ++i)
+    for (int64_t j = i; j < p; ++j) {
+      double sum = 0;
+      for (int64_t k = 0; k < q; ++k)
+        sum += at(i, k) * at(j, k);
+      g[i * p + j] = g[j * p + i] = sum;
+    }
+  for (int64_t i = 0; i < p; ++i)
+    v[i * p + i] = 1.0;
+  for (int sweep = 0; sweep < 60; ++sweep) {
+    double off = 0, scale = 0;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = 0; j < p; ++j)
+        (i == j ? scale : off) += g[i * p + j] * g[i * p + j];
+    if (off <= 1e-30 * scale || off == 0)
+      break;
+    for (int64_t i = 0; i < p; ++i)
+      for (int64_t j = i + 1; j < p; ++j) {
+        double gij = g[i * p + j];
+        if (gij == 0)
+          continue;
+        double theta = (g[j * p + j] - g[i * p + i]) / (2 * gij);
+        double t = (theta >= 0 ? 1 : -1) /
+                   (std::abs(theta) + std::sqrt(theta * theta + 1));
+        double c = 1 / std::sqrt(t * t + 1), sn = t * c;
+        for (int64_t k = 0; k < p; ++k) { // columns i, j
+          double gki = g[k * p + i], gkj = g[k * p + j];
+          g[k * p + i] = c * gki - sn * gkj;
+          g[k * p + j] = sn * gki + c * gkj;
+        }
+        for (int64_t k = 0; k < p; ++k) { // rows i, j
+          double gik = g[i * p + k], gjk = g[j * p + k];
+          g[i * p + k] = c * gik - sn * gjk;
+          g[j * p + k] = sn * gik + c * gjk;
+        }
+        for (int64_t k = 0; k < p; ++k) {
+          double vki = v[k * p + i], vkj = v[k * p + j];
+          v[k * p + i] = c * vki - sn * vkj;
+          v[k * p + j] = sn * vki + c * vkj;
+        }
+      }
+  }
+  std::vector<int64_t> order(p);
+  for (int64_t i = 0; i < p; ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) {
+    return g[x * p + x] > g[y * p + y];
+  });
+  // The other side's vectors: a·v / σ (or aᵀ·u / σ).
+  u = Matrix(a.rows, r);
+  vt = Matrix(r, a.cols);
+  s.assign(r, 0.0f);
+  for (int64_t k = 0; k < r; ++k) {
+    int64_t e = order[k];
+    double sigma = std::sqrt(std::max(g[e * p + e], 0.0));
+    s[k] = float(sigma);
+    for (int64_t i = 0; i < q; ++i) {
+      double sum = 0;
+      for (int64_t j = 0; j < p; ++j)
+        sum += at(j, i) * v[j * p + e];
+      double other = sigma > 0 ? sum / sigma : 0;
+      if (left)
+        vt.at(k, i) = float(other);
+      else
+        u.at(i, k) = float(other);
+    }
+    for (int64_t j = 0; j < p; ++j) {
+      if (left)
+        u.at(j, k) = float(v[j * p + e]);
+      else
+        vt.at(k, j) = float(v[j * p + e]);
+    }
+  }
+}
+
+void qopt::dense::thinQR(const Matrix &a, int64_t r, Matrix &q, Matrix &rRows) {
+  // Householder on the first r columns (all R's first r rows need).
+  int64_t m = a.rows;
+  std::vector<double> w(size_t(m) * r);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < r; ++j)
+      w[i * r + j] = a.at(i, j);
+  std::vector<std::vector<double>> reflectors;
+  for (int64_t k = 0; k < r && k < m; ++k) {
+    double norm = 0;
+    for (int64_t i = k; i < m; ++i)
+      norm += w[i * r + k] * w[i * r + k];
+    norm = std::sqrt(norm);
+    std::vector<double> h(m, 0.0);
+    double alpha = w[k * r + k] > 0 ? -norm : norm;
+    for (int64_t i = k; i < m; ++i)
+      h[i] = w[i * r + k];
+    h[k] -= alpha;
+    double hn = 0;
+    for (int64_t i = k; i < m; ++i)
+      hn += h[i] * h[i];
+    if (hn > 0)
+      for (int64_t j = k; j < r; ++j) {
+        double dot = 0;
+        for (int64_t i = k; i < m; ++i)
+          dot += h[i] * w[i * r + j];
+        for (int64_t i = k; i < m; ++i)
+          w[i * r + j] -= 2 * dot / hn * h[i];
+      }
+    for (double &x : h)
+      x = hn > 0 ? x / std::sqrt(hn) : 0;
+    reflectors.push_back(std::move(h));
+  }
+  // Q's first r columns: the reflectors applied to the identity's.
+  q = Matrix(m, r);
+  for (int64_t j = 0; j < r; ++j) {
+    std::vector<double> col(m, 0.0);
+    col[j] = 1.0;
+    for (int64_t k = int64_t(reflectors.size()) - 1; k >= 0; --k) {
+      double dot = 0;
+      for (int64_t i = 0; i < m; ++i)
+        dot += reflectors[k][i] * col[i];
+      for (int64_t i = 0; i < m; ++i)
+        col[i] -= 2 * dot * reflectors[k][i];
+    }
+    for (int64_t i = 0; i < m; ++i)
+      q.at(i, j) = float(col[i]);
+  }
+  // R's first r rows = Qᵣᵀ · a.
+  rRows = Matrix(r, a.cols);
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < a.cols; ++j) {
+      double sum = 0;
+      for (int64_t k = 0; k < m; ++k)
+        sum += double(q.at(k, i)) * a.at(k, j);
+      rRows.at(i, j) = float(sum);
+    }
 }
 
 size_t qopt::dense::floatKindBytes(FloatKind kind) {

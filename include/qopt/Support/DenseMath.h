@@ -45,6 +45,20 @@ Matrix transpose(const Matrix &a);
 /// The Euclidean norm of every row of `a` (computed in double).
 std::vector<float> rowNorms(const Matrix &a);
 
+/// The `r` largest singular values of `a` (m×n, r ≤ min(m, n)) with their
+/// vectors: `u` m×r and `vt` r×n (rows), so that the rank-r truncation of
+/// `a` is u · diag(s) · vt. Computed in double from the cyclic Jacobi
+/// eigen-decomposition of the smaller Gram matrix: accurate for the
+/// leading singular values (what PiSSA keeps), O(min(m,n)² · max(m,n)).
+void topSingular(const Matrix &a, int64_t r, Matrix &u, std::vector<float> &s,
+                 Matrix &vt);
+
+/// The first `r` columns of the Q of `a`'s QR decomposition (m×r,
+/// orthonormal; Householder signs: R's diagonal is negative where torch's
+/// is) and the first `r` rows of R = Qᵣᵀ · a (r×n), in double. Their
+/// product is the projection of `a` onto its first r columns' span.
+void thinQR(const Matrix &a, int64_t r, Matrix &q, Matrix &rRows);
+
 //===----------------------------------------------------------------------===//
 // Element types of weights
 //===----------------------------------------------------------------------===//

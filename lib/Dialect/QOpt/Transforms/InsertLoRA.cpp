@@ -53,7 +53,7 @@ private:
 
 /// The initialisations of PEFT's init_lora_weights that exist, and those
 /// that are not implemented yet.
-enum class Init { Default, Gaussian, NoInit };
+enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA };
 
 struct QOptInsertLoRAPass
     : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
@@ -73,15 +73,21 @@ struct QOptInsertLoRAPass
       return Init::Gaussian;
     if (v == "false")
       return Init::NoInit;
-    for (StringRef later : {"pissa", "olora", "loftq", "eva", "corda",
-                            "orthogonal", "lora_ga", "lora-xs", "lora-sb"})
+    // pissa_niter_N (PEFT's randomized SVD) gets the exact one.
+    if (v == "pissa" || llvm::StringRef(v).starts_with("pissa_niter_"))
+      return Init::PiSSA;
+    if (v == "olora")
+      return Init::OLoRA;
+    for (StringRef later : {"loftq", "eva", "corda", "orthogonal", "lora_ga",
+                            "lora-xs", "lora-sb"})
       if (llvm::StringRef(v).starts_with(later)) {
         error() << "init-lora-weights '" << initLoraWeights
                 << "' is not implemented yet";
         return failure();
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
-            << "' (expected true, false or gaussian)";
+            << "' (expected true, false, gaussian, pissa, pissa_niter_N or "
+               "olora)";
     return failure();
   }
 
@@ -196,7 +202,17 @@ struct QOptInsertLoRAPass
       return linear.emitError()
              << "qopt-insert-lora: rank " << rank << " of module '"
              << layer.name << "' exceeds min(out, in) = " << std::min(n, k);
+    if (std::optional<std::string> why = targets.ambiguity(layer.name))
+      return linear.emitError() << "qopt-insert-lora: " << *why;
     Type element = linear.getInput().getType().getElementType();
+    if (!getFloatKind(element))
+      return linear.emitError()
+             << "qopt-insert-lora: module '" << layer.name << "' computes in "
+             << element << ", which adapters cannot take";
+    if (slots && !element.isF32())
+      return linear.emitError()
+             << "qopt-insert-lora: run-time slots need an f32 layer; module '"
+             << layer.name << "' computes in " << element;
     Location loc = linear.getLoc();
     Random random(seed ^ (0xd1b54a32d192ed03ull * (index + 1)));
     std::vector<float> a(rank * k), b(n * rank, 0.0f);
@@ -208,6 +224,68 @@ struct QOptInsertLoRAPass
     if (init == Init::NoInit && !slots)
       for (float &v : b)
         v = random.symmetric(1.0 / std::sqrt(static_cast<double>(rank)));
+    double scale = useRslora ? targets.alphaFor(layer.name) /
+                                   std::sqrt(static_cast<double>(rank))
+                             : targets.alphaFor(layer.name) / rank;
+    bool principal = !slots && (init == Init::PiSSA || init == Init::OLoRA);
+    // The base weight, where the init or DoRA needs it.
+    std::optional<dense::Matrix> w;
+    SmallVector<Operation *> oldWeight;
+    if (principal || useDora) {
+      StringRef what = principal ? "init-lora-weights" : "use-dora";
+      if (isa<QTensorType>(wType))
+        return linear.emitError()
+               << "qopt-insert-lora: " << what << " on the quantized module '"
+               << layer.name << "' is not supported yet";
+      std::string why;
+      FailureOr<dense::Matrix> read =
+          reader.evaluate(linear.getWeight(), symbols, linear, why, &oldWeight);
+      if (failed(read)) {
+        if (!why.empty())
+          linear.emitError()
+              << "qopt-insert-lora: " << what << " needs the weight of module '"
+              << layer.name << "' at compile time; it " << why;
+        return failure();
+      }
+      w = std::move(*read);
+    }
+    dense::Matrix bm(n, rank), am(rank, k);
+    bm.data = b;
+    am.data = a;
+    if (principal) {
+      // PEFT: the principal part becomes the adapter, W keeps the rest:
+      // PiSSA  A = √(S/scale)·Vᵀ, B = U·√(S/scale) (top-r SVD);
+      // OLoRA  A = Rᵣ, B = Qᵣ (QR); then W ← W - scale·B·A.
+      if (init == Init::PiSSA) {
+        dense::Matrix u, vt;
+        std::vector<float> sv;
+        dense::topSingular(*w, rank, u, sv, vt);
+        for (int64_t i = 0; i < rank; ++i) {
+          double root = std::sqrt(sv[i] / scale);
+          for (int64_t j = 0; j < k; ++j)
+            am.at(i, j) = float(root * vt.at(i, j));
+          for (int64_t j = 0; j < n; ++j)
+            bm.at(j, i) = float(root * u.at(j, i));
+        }
+      } else {
+        dense::thinQR(*w, rank, bm, am);
+      }
+      a = am.data;
+      b = bm.data;
+      dense::gemm(false, false, float(-scale), bm, am, 1.0f, *w);
+      // The residual replaces the base weight, as a new parameter.
+      auto wTypeRanked = cast<RankedTensorType>(wType);
+      ParamOp residual = createFloatParam(symbols, loc, layer.name + ".weight",
+                                          wTypeRanked, w->data);
+      if (!residual)
+        return failure();
+      OpBuilder builder(linear);
+      Value newWeight =
+          LoadParamOp::create(builder, loc, wTypeRanked, residual.getSymName());
+      linear.getWeightMutable().assign(newWeight);
+      // The base weight, restored, for DoRA's norms below.
+      dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
+    }
     auto aType = RankedTensorType::get({rank, k}, element);
     auto bType = RankedTensorType::get({n, rank}, element);
     ParamOp aParam =
@@ -220,28 +298,10 @@ struct QOptInsertLoRAPass
       return failure();
     ParamOp mParam;
     if (useDora) {
-      if (isa<QTensorType>(wType))
-        return linear.emitError()
-               << "qopt-insert-lora: use-dora on the quantized module '"
-               << layer.name << "' is not supported yet";
-      std::string why;
-      FailureOr<dense::Matrix> w =
-          reader.evaluate(linear.getWeight(), symbols, linear, why);
-      if (failed(w)) {
-        if (!why.empty())
-          linear.emitError() << "qopt-insert-lora: use-dora needs the weight "
-                                "of module '"
-                             << layer.name << "' at compile time; it " << why;
-        return failure();
-      }
-      // PEFT: ‖W + scale·B·A‖ per output row, B = 0 or not.
-      dense::Matrix bm(n, rank), am(rank, k);
-      bm.data = b;
-      am.data = a;
-      double scale = useRslora ? targets.alphaFor(layer.name) /
-                                     std::sqrt(static_cast<double>(rank))
-                               : targets.alphaFor(layer.name) / rank;
-      dense::gemm(false, false, scale, bm, am, 1.0f, *w);
+      // PEFT: ‖W + scale·B·A‖ per output row (with W the residual after a
+      // principal init, so the original weight's norms).
+      if (!principal)
+        dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
       std::vector<float> norms = dense::rowNorms(*w);
       mParam =
           createFloatParam(symbols, loc, layer.name + ".lora_magnitude_vector",
@@ -269,8 +329,21 @@ struct QOptInsertLoRAPass
       attachLoRA(linear, aValue, bValue, Value(), rank, false, 0.0);
       return success();
     }
-    attachLoRA(linear, aValue, bValue, mValue, targets.alphaFor(layer.name),
-               useRslora, loraDropout);
+    auto module = linear->getParentOfType<ModuleOp>();
+    LoRAOp lora =
+        attachLoRA(linear, aValue, bValue, mValue, targets.alphaFor(layer.name),
+                   useRslora, loraDropout);
+    // The base weight is now W's residual: an adapter saved from here only
+    // applies to it (qopt-save-adapter refuses it).
+    if (principal)
+      lora->setAttr("qopt.residual_init",
+                    StringAttr::get(lora.getContext(), initLoraWeights));
+    // The replaced base weight's reads (and transpose), and its parameter,
+    // when nothing else reads them.
+    for (StringAttr name : eraseDeadOps(oldWeight))
+      if (auto p = symbols.lookup<ParamOp>(name);
+          p && SymbolTable::symbolKnownUseEmpty(p, module))
+        symbols.erase(p);
     return success();
   }
 };

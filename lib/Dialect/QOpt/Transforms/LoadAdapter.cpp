@@ -142,6 +142,16 @@ struct QOptLoadAdapterPass
         parsePeftLoraConfig((*configFile)->getBuffer());
     if (!config)
       return error() << llvm::toString(config.takeError()), signalPassFailure();
+    // A PiSSA / OLoRA adapter applies to the residual base weights its init
+    // left, not to the model's: PEFT converts it first.
+    StringRef init = config->initLoraWeights;
+    if (init != "true" && init != "false" && init != "gaussian")
+      return error() << "adapter_config.json: init_lora_weights is '" << init
+                     << "': such an adapter applies to the residual base "
+                        "weights of its initialisation; save it with PEFT's "
+                        "path_initial_model_for_weight_conversion to get one "
+                        "for the original weights",
+             signalPassFailure();
     auto weightsFile = llvm::MemoryBuffer::getFile(
         weightsPath, /*IsText=*/false, /*RequiresNullTerminator=*/false);
     if (!weightsFile)
@@ -191,8 +201,11 @@ struct QOptLoadAdapterPass
     std::vector<LinearLayer> layers = collectLinearLayers(module);
     llvm::StringMap<const LinearLayer *> byName;
     for (const LinearLayer &layer : layers)
-      if (!layer.name.empty())
-        byName[layer.name] = &layer;
+      if (!layer.name.empty() && !byName.try_emplace(layer.name, &layer).second)
+        return error() << "two linear layers share the module path '"
+                       << layer.name
+                       << "': the adapter's weights are ambiguous",
+               signalPassFailure();
     llvm::Expected<LoraTargets> targets =
         LoraTargets::create(config->selection, layers);
     if (!targets)
@@ -259,6 +272,8 @@ struct QOptLoadAdapterPass
     if (parts.magnitude && parts.magnitude->shape != std::vector<int64_t>{n})
       return fail() << "lora_magnitude_vector has shape "
                     << shapeStr(parts.magnitude->shape) << ", expected " << n;
+    if (std::optional<std::string> why = targets.ambiguity(layer.name))
+      return fail() << *why;
     if (r != targets.rankFor(layer.name))
       return fail() << "its factors have rank " << r
                     << ", but adapter_config.json gives "
@@ -332,26 +347,40 @@ template <typename T> T mostCommon(ArrayRef<T> values) {
   return best;
 }
 
-/// Writes `bytes` to `path` through a temporary file renamed into place,
-/// so that a failure leaves no partial file.
-LogicalResult writeFile(Location loc, StringRef path, StringRef bytes) {
-  std::string tmp = (path + ".tmp").str();
-  std::error_code ec;
-  {
-    llvm::raw_fd_ostream os(tmp, ec);
-    if (!ec) {
-      os << bytes;
-      os.close();
-      ec = os.error();
+/// Writes each (path, bytes) to a temporary file beside it, then renames
+/// them all into place: a failure leaves no partial or mismatched files.
+LogicalResult writeFiles(Location loc,
+                         ArrayRef<std::pair<std::string, std::string>> files) {
+  SmallVector<std::string> temps;
+  auto cleanUp = [&] {
+    for (const std::string &t : temps)
+      llvm::sys::fs::remove(t);
+  };
+  for (const auto &[path, bytes] : files) {
+    SmallString<256> tmp;
+    int fd;
+    if (std::error_code ec =
+            llvm::sys::fs::createUniqueFile(path + ".tmp-%%%%%%", fd, tmp)) {
+      cleanUp();
+      return emitError(loc) << "qopt-save-adapter: cannot write " << path
+                            << ": " << ec.message();
+    }
+    temps.push_back(tmp.str().str());
+    llvm::raw_fd_ostream os(fd, /*shouldClose=*/true);
+    os << bytes;
+    os.close();
+    if (os.has_error()) {
+      os.clear_error();
+      cleanUp();
+      return emitError(loc) << "qopt-save-adapter: cannot write " << path;
     }
   }
-  if (!ec)
-    ec = llvm::sys::fs::rename(tmp, path);
-  if (ec) {
-    llvm::sys::fs::remove(tmp);
-    return emitError(loc) << "qopt-save-adapter: cannot write " << path << ": "
-                          << ec.message();
-  }
+  for (auto [i, file] : llvm::enumerate(files))
+    if (std::error_code ec = llvm::sys::fs::rename(temps[i], file.first)) {
+      cleanUp();
+      return emitError(loc) << "qopt-save-adapter: cannot write " << file.first
+                            << ": " << ec.message();
+    }
   return success();
 }
 
@@ -388,6 +417,13 @@ struct QOptSaveAdapterPass
                            "named in PEFT's format",
                signalPassFailure();
       std::string name = op.getModule()->str();
+      if (auto init = op->getAttrOfType<StringAttr>("qopt.residual_init"))
+        return fail(op) << "module '" << name << "' was initialised with "
+                        << init.getValue()
+                        << ": its base weight is the residual, which PEFT's "
+                           "files do not hold (PEFT's converted form of such "
+                           "adapters is not written yet)",
+               signalPassFailure();
       if (op.getGate() || op.getMiddle())
         return fail(op) << "module '" << name
                         << "': SoRA gates and LoRA-XS middles have no "
@@ -499,8 +535,8 @@ struct QOptSaveAdapterPass
     SmallString<256> weightsPath(adapter.getValue()), configPath(weightsPath);
     llvm::sys::path::append(weightsPath, "adapter_model.safetensors");
     llvm::sys::path::append(configPath, "adapter_config.json");
-    if (failed(writeFile(loc, weightsPath, file)) ||
-        failed(writeFile(loc, configPath, configText + "\n")))
+    if (failed(writeFiles(loc, {{weightsPath.str().str(), file},
+                                {configPath.str().str(), configText + "\n"}})))
       return signalPassFailure();
     markAllAnalysesPreserved();
   }

@@ -98,6 +98,8 @@ mlir::qopt::translatePythonRegex(llvm::StringRef pattern) {
     if ((c == '*' || c == '+' || c == '?' || c == '}') && next == '?')
       return fail("lazy quantifiers are not supported");
     out += c;
+    if (c == '{' && next == ',') // Python's {,n} is {0,n}
+      out += '0';
   }
   if (inBracket)
     return fail("unterminated '['");
@@ -287,6 +289,26 @@ bool LoraTargets::matches(llvm::StringRef name) const {
   return selection.layersToTransform.empty() || layerIndexMatches(name);
 }
 
+std::optional<std::string> LoraTargets::ambiguity(llvm::StringRef name) const {
+  // JSON objects reach qopt unordered, while PEFT takes the first matching
+  // key in the file's order: two matching keys must agree.
+  auto check = [&](const auto &patterns, llvm::StringRef option,
+                   const auto &keys) -> std::optional<std::string> {
+    for (size_t i = 0; i < patterns.size(); ++i)
+      for (size_t j = i + 1; j < patterns.size(); ++j)
+        if (patterns[i].first.match(name) && patterns[j].first.match(name) &&
+            patterns[i].second != patterns[j].second)
+          return (option + " keys '" + keys[i].first + "' and '" +
+                  keys[j].first + "' both match module '" + name +
+                  "' with different values")
+              .str();
+    return std::nullopt;
+  };
+  if (auto r = check(ranks, "rank_pattern", selection.rankPattern))
+    return r;
+  return check(alphas, "alpha_pattern", selection.alphaPattern);
+}
+
 int64_t LoraTargets::rankFor(llvm::StringRef name) const {
   for (const auto &[regex, rank] : ranks)
     if (regex.match(name))
@@ -460,14 +482,19 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
         return keyError(key, "must be an object");
       if (patterns)
         for (const auto &[pk, pv] : *patterns) {
-          auto d = pv.getAsNumber();
-          if (!d)
-            return keyError(key, "entry '" + llvm::StringRef(pk) +
-                                     "' must be a number");
-          if (key == "rank_pattern")
-            sel.rankPattern.push_back({pk.str(), static_cast<int64_t>(*d)});
-          else
+          if (key == "rank_pattern") {
+            auto i = pv.getAsInteger();
+            if (!i)
+              return keyError(key, "entry '" + llvm::StringRef(pk) +
+                                       "' must be an integer");
+            sel.rankPattern.push_back({pk.str(), *i});
+          } else {
+            auto d = pv.getAsNumber();
+            if (!d)
+              return keyError(key, "entry '" + llvm::StringRef(pk) +
+                                       "' must be a number");
             sel.alphaPattern.push_back({pk.str(), *d});
+          }
         }
     } else if (key == "bias") {
       if (v.getAsString() != std::optional<llvm::StringRef>("none"))

@@ -75,6 +75,9 @@ run("modules to save", config={**CONFIG, "modules_to_save": ["classifier"]}, ten
 run("unknown key", config={**CONFIG, "use_future_thing": True}, tensors=good())
 run("null targets", config={**CONFIG, "target_modules": None}, tensors=good())
 run("bad regex", config={**CONFIG, "target_modules": ".*(?=q)"}, tensors=good())
+run("pissa adapter", config={**CONFIG, "init_lora_weights": "pissa"}, tensors=good())
+run("ambiguous rank pattern", config={**CONFIG, "rank_pattern": {"q_proj": 2, "layers.0.q_proj": 3}},
+    tensors=good())
 run("no weights file", tensors=None)
 run("truncated", raw=safetensors(good())[:-10])
 run("header too long", raw=struct.pack("<Q", 1 << 40) + b"{}")

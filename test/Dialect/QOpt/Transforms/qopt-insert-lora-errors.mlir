@@ -5,26 +5,30 @@
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=0" 2>&1 | FileCheck %s --check-prefix=RANK0
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj lora-dropout=1.5" 2>&1 | FileCheck %s --check-prefix=DROPOUT
 // RUN: not qopt-opt %s --qopt-insert-lora="r=2" 2>&1 | FileCheck %s --check-prefix=NOTARGET
-// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=pissa_niter_4" 2>&1 | FileCheck %s --check-prefix=LATER
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq" 2>&1 | FileCheck %s --check-prefix=LATER
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=kaiming" 2>&1 | FileCheck %s --check-prefix=INIT
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 rank-pattern=q_proj" 2>&1 | FileCheck %s --check-prefix=PATTERN
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 rank-pattern=q_proj=-1" 2>&1 | FileCheck %s --check-prefix=NEGRANK
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=(?:q|k)_proj r=2" 2>&1 | FileCheck %s --check-prefix=REGEX
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=.*_proj r=2 exclude-modules=[q" 2>&1 | FileCheck %s --check-prefix=BRACKET
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 use-dora=true" 2>&1 | FileCheck %s --check-prefix=DORA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=pissa" 2>&1 | FileCheck %s --check-prefix=PISSA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 rank-pattern=q_proj=2,self_attn.q_proj=1" 2>&1 | FileCheck %s --check-prefix=AMBIGUOUS
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 use-dora=true slots=true" 2>&1 | FileCheck %s --check-prefix=SLOTDORA
 
 // NOMATCH: error: qopt-insert-lora: target-modules matched no linear layer; the layers are: model.layers.0.self_attn.q_proj, model.layers.0.fc
 // RANK0: error: qopt-insert-lora: r must be positive, got 0
 // DROPOUT: error: qopt-insert-lora: lora-dropout must be in [0, 1), got 1.5
 // NOTARGET: error: qopt-insert-lora: target-modules is required (module names or suffixes, one regular expression, or all-linear)
-// LATER: error: qopt-insert-lora: init-lora-weights 'pissa_niter_4' is not implemented yet
-// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false or gaussian)
+// LATER: error: qopt-insert-lora: init-lora-weights 'loftq' is not implemented yet
+// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N or olora)
 // PATTERN: error: qopt-insert-lora: rank-pattern entry 'q_proj' is not key=value with a number
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported
 // BRACKET: error: qopt-insert-lora: regular expression '[q': unterminated '['
 // SLOTDORA: error: qopt-insert-lora: use-dora: DoRA layers cannot be run-time slots
+// PISSA: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
+// AMBIGUOUS: error: qopt-insert-lora: rank_pattern keys 'q_proj' and 'self_attn.q_proj' both match module 'model.layers.0.self_attn.q_proj' with different values
 // DORA: error: qopt-insert-lora: use-dora needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
 
 func.func @layers(%x: tensor<?x8xf32>, %w: tensor<4x8xf32>, %w2: tensor<2x8xf32>, %a: tensor<1x8xf32>, %b: tensor<2x1xf32>) -> (tensor<?x4xf32>, tensor<?x2xf32>) {

@@ -53,6 +53,18 @@ func.func @mixed(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>, %a: tensor<1x3xf32>, 
 
 // -----
 
+qopt.param @pa : tensor<1x3xf32> = dense<1.0> : tensor<1x3xf32>
+qopt.param @pb : tensor<2x1xf32> = dense<1.0> : tensor<2x1xf32>
+func.func @pissa(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>) -> tensor<?x2xf32> {
+  %a = qopt.load_param @pa : tensor<1x3xf32>
+  %b = qopt.load_param @pb : tensor<2x1xf32>
+  // expected-error @+1 {{qopt-save-adapter: module 'fc' was initialised with pissa: its base weight is the residual, which PEFT's files do not hold (PEFT's converted form of such adapters is not written yet)}}
+  %0 = qopt.lora %x, %w, %a, %b alpha = 1.0 module "fc" {qopt.residual_init = "pissa"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>) -> tensor<?x2xf32>
+  return %0 : tensor<?x2xf32>
+}
+
+// -----
+
 func.func @runtime_factors(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>, %a: tensor<1x3xf32>, %b: tensor<2x1xf32>) -> tensor<?x2xf32> {
   // expected-error @+1 {{qopt-save-adapter: module 'fc': its lora_A.weight is not a parameter with data or a constant}}
   %0 = qopt.lora %x, %w, %a, %b alpha = 1.0 module "fc" : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>) -> tensor<?x2xf32>

@@ -121,6 +121,10 @@ public:
 
   /// Whether the layer named `name` gets an adapter.
   bool matches(llvm::StringRef name) const;
+  /// A message when two rank_pattern (or alpha_pattern) keys with different
+  /// values match `name`: PEFT takes the first in the file's order, which a
+  /// parsed JSON object does not keep.
+  std::optional<std::string> ambiguity(llvm::StringRef name) const;
   /// Its rank and alpha (rank_pattern / alpha_pattern, else r / lora_alpha).
   int64_t rankFor(llvm::StringRef name) const;
   double alphaFor(llvm::StringRef name) const;

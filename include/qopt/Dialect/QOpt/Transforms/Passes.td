@@ -102,10 +102,16 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     changes). The random factors come from a generator seeded with `seed`
     (SplitMix64 per layer, in layer order): deterministic across machines,
     but not torch's numbers. With `B = 0` the model's output is unchanged.
-    DoRA's magnitude starts at the row norms of `W` (read at compile time,
-    from `model-dir` for external weights). PiSSA, OLoRA, LoftQ, EVA,
-    LoRA-XS/SB and the other initialisations of the adapter issue are not
-    implemented yet: asking for one is an error naming it.
+    `pissa` (PiSSA: the top-r singular triplets of `W`, `A = √(S/scale)·Vᵀ`,
+    `B = U·√(S/scale)`) and `olora` (OLoRA: `A = Rᵣ`, `B = Qᵣ` of W's QR)
+    move W's principal part into the adapter: the base weight becomes a
+    new parameter `<module>.weight` holding `W - scale·B·A`, so the output
+    is unchanged too; `pissa_niter_N` (PEFT's randomized SVD) gets the
+    exact SVD. These read `W` at compile time (from `model-dir` for
+    external weights), as does DoRA's magnitude (the row norms of
+    `W + scale·B·A`). LoftQ, EVA, CorDA, LoRA-GA, LoRA-XS/SB and the other
+    initialisations of the adapter issue are not implemented yet: asking
+    for one is an error naming it.
 
     With `slots` the factors are *run-time adapter slots* instead: zeros
     (the base model's outputs) with scale 1, which the runtime's
@@ -149,7 +155,8 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     Option<"useDora", "use-dora", "bool", "false",
            "DoRA: a trainable magnitude per output row">,
     Option<"initLoraWeights", "init-lora-weights", "std::string", "\"true\"",
-           "true (Kaiming-uniform A, zero B), gaussian, or false">,
+           "true (Kaiming-uniform A, zero B), gaussian, false, pissa, "
+           "pissa_niter_N, olora">,
     ListOption<"rankPattern", "rank-pattern", "std::string",
                "regex=r entries: another rank for the layers a key matches">,
     ListOption<"alphaPattern", "alpha-pattern", "std::string",
