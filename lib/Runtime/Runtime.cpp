@@ -13,6 +13,7 @@
 #include "Json.h"
 #include "ModelFile.h"
 #include "qopt/Support/CompiledModel.h"
+#include "qopt/Support/PeftConfig.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -757,23 +758,14 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
   // and anything else, which must be unset.
   double alpha = 8;
   bool rslora = false;
+  // Keys about the selection (the slots are fixed) or training.
   static const char *const kIgnored[] = {"r",
                                          "target_modules",
                                          "exclude_modules",
                                          "layers_to_transform",
                                          "layers_pattern",
                                          "rank_pattern",
-                                         "lora_dropout",
-                                         "fan_in_fan_out",
-                                         "base_model_name_or_path",
-                                         "revision",
-                                         "task_type",
-                                         "inference_mode",
-                                         "peft_version",
-                                         "auto_mapping",
-                                         "megatron_core",
-                                         "qalora_group_size",
-                                         "loftq_config"};
+                                         "lora_dropout"};
   for (const auto &[k, v] : config.object) {
     auto unset = [&v = v] {
       return v.kind == Value::Null || (v.kind == Value::Bool && !v.boolean) ||
@@ -810,7 +802,7 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
                            "--adapter");
     } else if (std::find(std::begin(kIgnored), std::end(kIgnored), k) ==
                    std::end(kIgnored) &&
-               !unset()) {
+               !qopt::peft::isInformationalKey(k.c_str()) && !unset()) {
       return fail(what + " is set, and the adapter slots do not support it");
     }
   }

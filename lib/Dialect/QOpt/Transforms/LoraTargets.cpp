@@ -4,7 +4,9 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "qopt/Support/PeftConfig.h"
 #include "llvm/ADT/StringExtras.h"
+
 #include "llvm/ADT/StringSet.h"
 #include "llvm/Support/JSON.h"
 
@@ -402,19 +404,6 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
     return llvm::createStringError("adapter_config.json is not a JSON object");
   PeftLoraConfig c;
   LoraSelection &sel = c.selection;
-  // Keys that only describe the adapter, or whose value does not change
-  // what the layers compute.
-  static const char *const kInformational[] = {"base_model_name_or_path",
-                                               "revision",
-                                               "task_type",
-                                               "inference_mode",
-                                               "peft_version",
-                                               "auto_mapping",
-                                               "megatron_core",
-                                               "qalora_group_size",
-                                               "fan_in_fan_out",
-                                               "loftq_config",
-                                               "init_lora_weights"};
   for (const auto &[k, v] : *o) {
     llvm::StringRef key = k;
     auto number = [&](double &out) -> llvm::Error {
@@ -500,13 +489,13 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
       if (v.getAsString() != std::optional<llvm::StringRef>("none"))
         return keyError(key, "is not \"none\": training or loading biases is "
                              "not supported");
-    } else if (llvm::is_contained(kInformational, key)) {
-      if (key == "init_lora_weights") {
-        if (auto b = v.getAsBoolean())
-          c.initLoraWeights = *b ? "true" : "false";
-        else if (auto s = v.getAsString())
-          c.initLoraWeights = s->str();
-      }
+    } else if (key == "init_lora_weights") {
+      if (auto b = v.getAsBoolean())
+        c.initLoraWeights = *b ? "true" : "false";
+      else if (auto s = v.getAsString())
+        c.initLoraWeights = s->str();
+    } else if (::qopt::peft::isInformationalKey(key.str().c_str())) {
+      // Describes the adapter only.
     } else if (!isUnset(v)) {
       // modules_to_save, lora_bias, target_parameters, layer_replication,
       // use_qalora, trainable_token_indices, *_config, … and keys of later

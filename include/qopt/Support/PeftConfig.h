@@ -1,0 +1,39 @@
+//===- PeftConfig.h - Facts about PEFT's adapter_config.json ----*- C++ -*-===//
+//
+// What both readers of PEFT adapter configs (the compiler's
+// qopt-load-adapter and the runtime's adapter slots) agree on. Plain C++:
+// the runtime links no LLVM.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_SUPPORT_PEFTCONFIG_H
+#define QOPT_SUPPORT_PEFTCONFIG_H
+
+#include <cstring>
+
+namespace qopt::peft {
+
+/// LoraConfig keys that only describe the adapter, or whose value does not
+/// change what the adapted layers compute (any other key must be unset, or
+/// be one a reader handles).
+inline constexpr const char *kInformationalKeys[] = {"base_model_name_or_path",
+                                                     "revision",
+                                                     "task_type",
+                                                     "inference_mode",
+                                                     "peft_version",
+                                                     "auto_mapping",
+                                                     "megatron_core",
+                                                     "qalora_group_size",
+                                                     "fan_in_fan_out",
+                                                     "loftq_config"};
+
+inline bool isInformationalKey(const char *key) {
+  for (const char *k : kInformationalKeys)
+    if (std::strcmp(k, key) == 0)
+      return true;
+  return false;
+}
+
+} // namespace qopt::peft
+
+#endif // QOPT_SUPPORT_PEFTCONFIG_H
