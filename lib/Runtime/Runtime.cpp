@@ -13,6 +13,7 @@
 #include "Json.h"
 #include "ModelFile.h"
 #include "qopt/Support/CompiledModel.h"
+#include "qopt/Support/DenseMath.h"
 #include "qopt/Support/PeftConfig.h"
 
 #include <algorithm>
@@ -399,38 +400,35 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   }
   m.usesRNG = rng->boolean;
   if (const Value *slots = root.get(key::kLoraSlots)) {
-    auto paramIndex = [&](const Value *name) -> long {
-      for (size_t i = 0;
-           name && name->kind == Value::String && i < m.params.size(); ++i)
-        if (m.params[i].tensor.name == name->string)
-          return static_cast<long>(i);
-      return -1;
+    if (slots->kind != Value::Array)
+      return fail(path + ": malformed manifest: 'lora_slots' is not a list");
+    // The parameter `name` names, if it is a mutable 2-D f32 one.
+    auto slotParam = [&](const Value *name) -> const ParamSpec * {
+      auto it = std::find_if(m.params.begin(), m.params.end(),
+                             [&](const ParamSpec &p) {
+                               return name && name->kind == Value::String &&
+                                      p.tensor.name == name->string;
+                             });
+      if (it == m.params.end() || it->role == QOPT_PARAM_FROZEN ||
+          it->tensor.dtype != QOPT_DTYPE_F32 || it->tensor.shape.size() != 2)
+        return nullptr;
+      return &*it;
     };
-    for (const Value &v :
-         slots->kind == Value::Array ? slots->array : std::vector<Value>{}) {
+    for (const Value &v : slots->array) {
       const Value *module = v.get(key::kModule), *rank = v.get(key::kRank);
-      long a = paramIndex(v.get(key::kLoraA)),
-           b = paramIndex(v.get(key::kLoraB));
-      bool ok = module && module->kind == Value::String && rank &&
-                rank->isInteger && rank->integer > 0 && a >= 0 && b >= 0;
-      if (ok) {
-        const ParamSpec &pa = m.params[a], &pb = m.params[b];
-        ok = pa.role != QOPT_PARAM_FROZEN && pb.role != QOPT_PARAM_FROZEN &&
-             pa.tensor.dtype == QOPT_DTYPE_F32 &&
-             pb.tensor.dtype == QOPT_DTYPE_F32 && pa.tensor.shape.size() == 2 &&
-             pb.tensor.shape.size() == 2 &&
-             pa.tensor.shape[0] == rank->integer &&
-             pb.tensor.shape[1] == rank->integer;
-      }
-      if (!ok)
+      const ParamSpec *a = slotParam(v.get(key::kLoraA)),
+                      *b = slotParam(v.get(key::kLoraB));
+      if (!module || module->kind != Value::String || !rank ||
+          !rank->isInteger || rank->integer <= 0 || !a || !b ||
+          a->tensor.shape[0] != rank->integer ||
+          b->tensor.shape[1] != rank->integer)
         return fail(path + ": malformed manifest: a LoRA slot is not a "
                            "module with f32 mutable lora_a / lora_b "
                            "parameters of its rank");
       m.loraSlots.push_back({module->string, rank->integer,
-                             static_cast<size_t>(a), static_cast<size_t>(b)});
+                             static_cast<size_t>(a - m.params.data()),
+                             static_cast<size_t>(b - m.params.data())});
     }
-    if (slots->kind != Value::Array)
-      return fail(path + ": malformed manifest: 'lora_slots' is not a list");
   }
 
   // The weights file, next to the library.
@@ -707,35 +705,6 @@ static bool readWholeFile(const std::string &path, std::string &out) {
   return ok;
 }
 
-/// One element of a safetensors float tensor as f32.
-static float floatAt(const std::string &dtype, const char *data, size_t i) {
-  if (dtype == "F32") {
-    float v;
-    std::memcpy(&v, data + 4 * i, 4);
-    return v;
-  }
-  uint16_t h;
-  std::memcpy(&h, data + 2 * i, 2);
-  uint32_t bits;
-  if (dtype == "BF16") {
-    bits = static_cast<uint32_t>(h) << 16;
-  } else { // F16
-    uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f,
-             mant = h & 0x3ffu;
-    if (exp == 0x1f) {
-      bits = sign | 0x7f800000u | (mant << 13);
-    } else if (exp == 0) {
-      float v = std::ldexp(static_cast<float>(mant), -24);
-      return sign ? -v : v;
-    } else {
-      bits = sign | ((exp + 112) << 23) | (mant << 13);
-    }
-  }
-  float v;
-  std::memcpy(&v, &bits, 4);
-  return v;
-}
-
 int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
   if (m->loraSlots.empty())
     return fail("the model has no LoRA slots (compile it with qoptc "
@@ -823,7 +792,6 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
   // The new slot contents, all checked before any is written.
   struct Fill {
     std::vector<float> a, b;
-    bool used = false;
   };
   std::vector<Fill> fills(m->loraSlots.size());
   for (size_t i = 0; i < m->loraSlots.size(); ++i) {
@@ -832,9 +800,8 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
     fills[i].b.assign(m->params[slot.b].length / 4, 0.0f);
   }
   struct Factor {
-    std::string dtype;
     std::vector<int64_t> shape;
-    const char *data = nullptr;
+    std::vector<float> values; // decoded to f32
   };
   std::map<std::string, Factor> as, bs;
   for (const auto &[name, v] : header.object) {
@@ -850,12 +817,18 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
                          "lora_A / lora_B weights)");
     std::string prefix = "base_model.model.", module = name;
     Factor f;
-    f.dtype = dtype->string;
-    size_t elem = f.dtype == "F32"                          ? 4
-                  : (f.dtype == "F16" || f.dtype == "BF16") ? 2
-                                                            : 0;
-    if (!elem)
-      return fail(what + ": dtype " + f.dtype + " is not F32, F16 or BF16");
+    namespace dense = qopt::dense;
+    dense::FloatKind kind;
+    if (dtype->string == "F32")
+      kind = dense::FloatKind::F32;
+    else if (dtype->string == "F16")
+      kind = dense::FloatKind::F16;
+    else if (dtype->string == "BF16")
+      kind = dense::FloatKind::BF16;
+    else
+      return fail(what + ": dtype " + dtype->string +
+                  " is not F32, F16 or BF16");
+    size_t elem = dense::floatKindBytes(kind);
     int64_t count = 1;
     for (const Value &d : shape->array) {
       if (!d.isInteger || d.integer < 1 ||
@@ -872,7 +845,8 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
         static_cast<uint64_t>(end.integer) > dataSize ||
         end.integer - begin.integer != count * static_cast<int64_t>(elem))
       return fail(what + ": data_offsets do not fit the file or its shape");
-    f.data = data + begin.integer;
+    f.values.resize(count);
+    dense::decodeFloats(kind, data + begin.integer, count, f.values.data());
     bool isA = false, isB = false;
     auto strip = [&](const std::string &suffix) {
       if (module.size() > suffix.size() &&
@@ -926,14 +900,13 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
     double scale = rslora ? alpha / std::sqrt(static_cast<double>(r))
                           : alpha / static_cast<double>(r);
     Fill &fill = fills[slot - m->loraSlots.begin()];
-    fill.used = true;
     for (int64_t i = 0; i < r; ++i)
       for (int64_t j = 0; j < in; ++j)
-        fill.a[i * in + j] = floatAt(a.dtype, a.data, i * in + j);
+        fill.a[i * in + j] = a.values[i * in + j];
     for (int64_t i = 0; i < out; ++i)
       for (int64_t j = 0; j < r; ++j)
-        fill.b[i * slot->rank + j] = static_cast<float>(
-            scale * floatAt(b->second.dtype, b->second.data, i * r + j));
+        fill.b[i * slot->rank + j] =
+            static_cast<float>(scale * b->second.values[i * r + j]);
   }
   for (const auto &[module, b] : bs)
     if (!as.count(module))

@@ -300,9 +300,6 @@ LogicalResult convertRotaryEmbedding(ONNXNodeOp op, OpBuilder &b,
                              interleaved ? b.getUnitAttr() : UnitAttr());
   if (threeD)
     y = reshapeTo(b, loc, y, tensor::getMixedSizes(b, loc, x));
-  Type declared = op.getResult(0).getType();
-  if (y.getType() != declared && isa<RankedTensorType>(declared))
-    y = tensor::CastOp::create(b, loc, declared, y);
   results.push_back(y);
   return success();
 }

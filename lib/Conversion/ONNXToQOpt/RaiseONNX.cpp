@@ -619,19 +619,11 @@ static std::optional<int> sliceHalf(ONNXNodeOp slice, Value x, int64_t dim) {
   std::optional<SmallVector<int64_t>> starts =
       constantInts(slice.getInputs()[1]);
   std::optional<SmallVector<int64_t>> ends = constantInts(slice.getInputs()[2]);
-  // One element: a constant, or shape arithmetic that folds to one.
-  auto one = [](const std::optional<SmallVector<int64_t>> &v,
-                Value t) -> std::optional<int64_t> {
-    if (v)
-      return v->size() == 1 ? std::optional<int64_t>(v->front()) : std::nullopt;
-    auto type = rankedType(t);
-    if (!type || type.getNumElements() != 1)
-      return std::nullopt;
-    OpFoldResult e = shapeElementOf(t, 0);
-    return e ? getConstantIntValue(e) : std::nullopt;
+  auto one = [](const std::optional<SmallVector<int64_t>> &v) {
+    return v && v->size() == 1 ? std::optional<int64_t>(v->front())
+                               : std::nullopt;
   };
-  std::optional<int64_t> start = one(starts, slice.getInputs()[1]),
-                         end = one(ends, slice.getInputs()[2]);
+  std::optional<int64_t> start = one(starts), end = one(ends);
   int64_t half = dim / 2;
   auto outType = rankedType(slice.getResult(0));
   bool halfWide = outType && outType.getDimSize(outType.getRank() - 1) == half;

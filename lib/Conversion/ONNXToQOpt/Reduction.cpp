@@ -448,21 +448,15 @@ LogicalResult lossOp(ONNXNodeOp op, OpBuilder &b,
   Value loss = CrossEntropyOp::create(
       b, loc, resultType, op.getInputs()[0], op.getInputs()[1], weight, ignore,
       b.getStringAttr(reduction), logProbs ? b.getUnitAttr() : UnitAttr());
-  Type declared = op.getResult(0).getType();
-  if (loss.getType() != declared && isa<RankedTensorType>(declared))
-    loss = tensor::CastOp::create(b, loc, declared, loss);
+  // The converter joins computed and declared types (and checks what only
+  // the declaration knows).
   results.push_back(loss);
-  if (op.getNumResults() > 1) {
-    Value lp;
-    if (!op.getResult(1).use_empty()) {
-      lp = LogSoftmaxOp::create(b, loc, x, op.getInputs()[0],
-                                b.getI64IntegerAttr(1));
-      declared = op.getResult(1).getType();
-      if (lp.getType() != declared && isa<RankedTensorType>(declared))
-        lp = tensor::CastOp::create(b, loc, declared, lp);
-    }
-    results.push_back(lp);
-  }
+  if (op.getNumResults() > 1)
+    results.push_back(op.getResult(1).use_empty()
+                          ? Value()
+                          : LogSoftmaxOp::create(b, loc, x, op.getInputs()[0],
+                                                 b.getI64IntegerAttr(1))
+                                .getResult());
   return success();
 }
 

@@ -1165,21 +1165,11 @@ struct LowerLogSoftmax : OpRewritePattern<LogSoftmaxOp> {
 
 /// The f32 sum of every element of `t`, a scalar.
 Value sumAllF32(OpBuilder &b, Location loc, Value t) {
-  int64_t rank = cast<RankedTensorType>(t.getType()).getRank();
-  Value init = createFilledTensor(b, loc, {}, b.getF32Type(), 0);
-  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
-                                 AffineMap::get(rank, 0, {}, b.getContext())};
-  SmallVector<utils::IteratorType> red(rank, utils::IteratorType::reduction);
-  Value sum =
-      linalg::GenericOp::create(
-          b, loc, init.getType(), t, init, maps, red,
-          [&](OpBuilder &nb, Location l, ValueRange a) {
-            linalg::YieldOp::create(
-                nb, l,
-                arith::AddFOp::create(nb, l, castToF32(nb, l, a[0]), a[1])
-                    .getResult());
-          })
-          .getResult(0);
+  Value sum = createTrailingReduction(
+      b, loc, t, /*axis=*/0, /*keepDims=*/false, {}, 0.0,
+      [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return arith::AddFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
+      });
   return tensor::ExtractOp::create(b, loc, sum);
 }
 

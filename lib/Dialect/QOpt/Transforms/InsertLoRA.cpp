@@ -215,14 +215,14 @@ struct QOptInsertLoRAPass
              << layer.name << "' computes in " << element;
     Location loc = linear.getLoc();
     Random random(seed ^ (0xd1b54a32d192ed03ull * (index + 1)));
-    std::vector<float> a(rank * k), b(n * rank, 0.0f);
+    dense::Matrix am(rank, k), bm(n, rank);
     double aBound = 1.0 / std::sqrt(static_cast<double>(k));
-    for (float &v : a)
+    for (float &v : am.data)
       v = slots                    ? 0.0f
           : init == Init::Gaussian ? random.normal() / rank
                                    : random.symmetric(aBound);
     if (init == Init::NoInit && !slots)
-      for (float &v : b)
+      for (float &v : bm.data)
         v = random.symmetric(1.0 / std::sqrt(static_cast<double>(rank)));
     double scale = useRslora ? targets.alphaFor(layer.name) /
                                    std::sqrt(static_cast<double>(rank))
@@ -249,9 +249,6 @@ struct QOptInsertLoRAPass
       }
       w = std::move(*read);
     }
-    dense::Matrix bm(n, rank), am(rank, k);
-    bm.data = b;
-    am.data = a;
     if (principal) {
       // PEFT: the principal part becomes the adapter, W keeps the rest:
       // PiSSA  A = √(S/scale)·Vᵀ, B = U·√(S/scale) (top-r SVD);
@@ -270,8 +267,6 @@ struct QOptInsertLoRAPass
       } else {
         dense::thinQR(*w, rank, bm, am);
       }
-      a = am.data;
-      b = bm.data;
       dense::gemm(false, false, float(-scale), bm, am, 1.0f, *w);
       // The residual replaces the base weight, as a new parameter.
       auto wTypeRanked = cast<RankedTensorType>(wType);
@@ -283,25 +278,22 @@ struct QOptInsertLoRAPass
       Value newWeight =
           LoadParamOp::create(builder, loc, wTypeRanked, residual.getSymName());
       linear.getWeightMutable().assign(newWeight);
-      // The base weight, restored, for DoRA's norms below.
-      dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
     }
     auto aType = RankedTensorType::get({rank, k}, element);
     auto bType = RankedTensorType::get({n, rank}, element);
-    ParamOp aParam =
-        createFloatParam(symbols, loc, layer.name + ".lora_A.weight", aType, a,
-                         /*trainable=*/true);
-    ParamOp bParam =
-        createFloatParam(symbols, loc, layer.name + ".lora_B.weight", bType, b,
-                         /*trainable=*/true);
+    ParamOp aParam = createFloatParam(
+        symbols, loc, layer.name + ".lora_A.weight", aType, am.data,
+        /*trainable=*/true);
+    ParamOp bParam = createFloatParam(
+        symbols, loc, layer.name + ".lora_B.weight", bType, bm.data,
+        /*trainable=*/true);
     if (!aParam || !bParam)
       return failure();
     ParamOp mParam;
     if (useDora) {
-      // PEFT: ‖W + scale·B·A‖ per output row (with W the residual after a
-      // principal init, so the original weight's norms).
-      if (!principal)
-        dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
+      // PEFT: ‖W + scale·B·A‖ per output row, W the layer's base weight
+      // now (the residual after a principal init).
+      dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
       std::vector<float> norms = dense::rowNorms(*w);
       mParam =
           createFloatParam(symbols, loc, layer.name + ".lora_magnitude_vector",

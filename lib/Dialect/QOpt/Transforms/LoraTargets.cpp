@@ -194,10 +194,10 @@ LoraTargets::create(const LoraSelection &selection,
     // but the output head.
     llvm::StringSet<> leaves;
     for (const LinearLayer &layer : layers)
-      if (!layer.outputHead && !layer.name.empty())
-        leaves.insert(llvm::StringRef(layer.name).rsplit('.').second.empty()
-                          ? llvm::StringRef(layer.name)
-                          : llvm::StringRef(layer.name).rsplit('.').second);
+      if (!layer.outputHead && !layer.name.empty()) {
+        llvm::StringRef leaf = llvm::StringRef(layer.name).rsplit('.').second;
+        leaves.insert(leaf.empty() ? llvm::StringRef(layer.name) : leaf);
+      }
     t.selection.targetModules.clear();
     for (const auto &leaf : leaves)
       t.selection.targetModules.push_back(leaf.getKey().str());
