@@ -510,6 +510,12 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
   LogicalResult matchAndRewrite(LoRAOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
+    if (op.getMerged()) { // W already holds the branch
+      rewriter.replaceOpWithNewOp<LinearOp>(op, op.getType(), op.getInput(),
+                                            op.getWeight(), op.getBias(),
+                                            op.getModuleAttr());
+      return success();
+    }
     if (isa<QTensorType>(op.getWeight().getType()))
       return dequantizeWeight(rewriter, op); // QLoRA's frozen base
     Value x = op.getInput();

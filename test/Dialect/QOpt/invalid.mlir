@@ -310,6 +310,22 @@ func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b:
 
 // -----
 
+func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>, %m: tensor<16xf32>) {
+  // expected-error@+1 {{a DoRA branch cannot be marked merged (the row norms unmerging needs are not kept)}}
+  %y = qopt.lora %x, %w, %a, %b magnitude(%m) alpha = 1.0 merged : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>, tensor<16xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
+func.func @f(%x: tensor<2x64xf32>, %q: !qopt.qtensor<16x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>, %a: tensor<2x64xf32>, %b: tensor<16x2xf32>) {
+  // expected-error@+1 {{a branch on a quantized base weight cannot be marked merged}}
+  %y = qopt.lora %x, %q, %a, %b alpha = 1.0 merged : (tensor<2x64xf32>, !qopt.qtensor<16x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>, tensor<2x64xf32>, tensor<16x2xf32>) -> tensor<2x16xf32>
+  return
+}
+
+// -----
+
 func.func @f(%x: tensor<2x4xf32>, %w: tensor<16x4xf32>, %a: tensor<2x4xf32>, %b: tensor<16x2xf32>, %m: tensor<2x3xf32>) {
   // expected-error@+1 {{middle must have shape 2x2, got 2x3}}
   %y = qopt.lora %x, %w, %a, %b middle(%m) alpha = 1.0 : (tensor<2x4xf32>, tensor<16x4xf32>, tensor<2x4xf32>, tensor<16x2xf32>, tensor<2x3xf32>) -> tensor<2x16xf32>

@@ -144,7 +144,7 @@ LogicalResult RandomUniformOp::verify() {
     return emitOpError() << "needs " << dynamic
                          << " dynamic sizes for its result type, got "
                          << getDynamicSizes().size();
-  if (getStream() < 0 || getStream() > UINT32_MAX)
+  if (getStream() > UINT32_MAX) // also a negative one, read unsigned
     return emitOpError() << "stream must fit 32 unsigned bits";
   return success();
 }
@@ -481,6 +481,12 @@ LogicalResult LoRAOp::verify() {
   double p = getDropout().convertToDouble();
   if (!(p >= 0.0 && p < 1.0))
     return emitOpError() << "dropout must be in [0, 1), got " << p;
+  if (getMerged() && getMagnitude())
+    return emitOpError() << "a DoRA branch cannot be marked merged (the row "
+                            "norms unmerging needs are not kept)";
+  if (getMerged() && isa<QTensorType>(getWeight().getType()))
+    return emitOpError() << "a branch on a quantized base weight cannot be "
+                            "marked merged";
   return success();
 }
 

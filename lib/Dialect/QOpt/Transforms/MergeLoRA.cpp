@@ -1,7 +1,8 @@
 //===- MergeLoRA.cpp - Merge LoRA branches into base weights --------------===//
 //
-// PEFT's merge_and_unload at compile time: the branch's product is added to
-// the base weight (DoRA: then rescaled row by row) in a new parameter.
+// PEFT's merge_and_unload / merge_adapter / unmerge_adapter at compile time:
+// the branch's product is added to (or taken out of) the base weight, DoRA's
+// then rescaled row by row, in a new parameter.
 //
 //===----------------------------------------------------------------------===//
 
@@ -18,6 +19,7 @@
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTMERGELORAPASS
+#define GEN_PASS_DEF_QOPTUNMERGELORAPASS
 #include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
@@ -32,7 +34,11 @@ public:
   Merger(ModuleOp module, StringRef modelDir)
       : module(module), symbols(module), reader(modelDir) {}
 
-  LogicalResult merge(LoRAOp op);
+  /// Merges the branch into the weight; with `keepAdapter` the branch stays,
+  /// marked merged (PEFT's merge_adapter), else it goes (merge_and_unload).
+  LogicalResult merge(LoRAOp op, bool keepAdapter);
+  /// Takes a merged branch back out of its weight (PEFT's unmerge_adapter).
+  LogicalResult unmerge(LoRAOp op);
   /// Removes what the merges left unread and gives the new weights their
   /// preferred names where those became free.
   void cleanUp();
@@ -43,6 +49,11 @@ private:
                               : std::string("this layer");
   }
   FailureOr<dense::Matrix> evaluate(Value value, StringRef what, LoRAOp op);
+  LogicalResult addBranch(LoRAOp op, dense::Matrix &w, float sign);
+  /// A new parameter `<module>.weight` holding `w`, loaded before `op`.
+  Value newWeight(LoRAOp op, const dense::Matrix &w);
+  /// Replaces `op` by a linear layer on `weight`.
+  void unload(LoRAOp op, Value weight);
 
   ModuleOp module;
   SymbolTable symbols;
@@ -59,20 +70,14 @@ FailureOr<dense::Matrix> Merger::evaluate(Value value, StringRef what,
   FailureOr<dense::Matrix> m =
       reader.evaluate(value, symbols, op, why, &maybeDead);
   if (failed(m) && !why.empty())
-    return op.emitError() << "cannot merge the adapter of " << layer(op)
-                          << ": its " << what << " " << why;
+    return op.emitError() << "cannot " << (op.getMerged() ? "unmerge" : "merge")
+                          << " the adapter of " << layer(op) << ": its " << what
+                          << " " << why;
   return m;
 }
 
-LogicalResult Merger::merge(LoRAOp op) {
-  auto weightType = dyn_cast<RankedTensorType>(op.getWeight().getType());
-  if (!weightType)
-    return op.emitError() << "cannot merge the adapter of " << layer(op)
-                          << " into its quantized base weight (dequantize "
-                             "it first)";
-  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "base weight", op);
-  if (failed(w))
-    return failure();
+/// Adds sign · scale · B · M · diag(g) · A to `w`.
+LogicalResult Merger::addBranch(LoRAOp op, dense::Matrix &w, float sign) {
   FailureOr<dense::Matrix> a = evaluate(op.getLoraA(), "lora_a", op);
   FailureOr<dense::Matrix> b = evaluate(op.getLoraB(), "lora_b", op);
   if (failed(a) || failed(b))
@@ -95,11 +100,44 @@ LogicalResult Merger::merge(LoRAOp op) {
       return failure();
     right = dense::matmul(*m, right);
   }
-  double alpha = op.getAlpha().convertToDouble();
-  double scale = op.getScaling() == LoRAScaling::RsLoRA
-                     ? alpha / std::sqrt(double(rank))
-                     : alpha / double(rank);
-  dense::gemm(false, false, float(scale), *b, right, 1.0f, *w);
+  dense::gemm(false, false, sign * float(op.getScale()), *b, right, 1.0f, w);
+  return success();
+}
+
+Value Merger::newWeight(LoRAOp op, const dense::Matrix &w) {
+  auto weightType = cast<RankedTensorType>(op.getWeight().getType());
+  std::string preferred = op.getModuleAttr()
+                              ? op.getModule()->str() + ".weight"
+                              : std::string("merged_lora.weight");
+  // The preferred name is often the old weight's, which is only free once
+  // that is gone: until then the new one has a suffix (cleanUp renames).
+  ParamOp param =
+      createFloatParam(symbols, op.getLoc(), preferred, weightType, w.data);
+  if (!param)
+    return Value();
+  renames.emplace_back(param, preferred);
+  OpBuilder builder(op);
+  return LoadParamOp::create(builder, op.getLoc(), weightType,
+                             param.getSymName());
+}
+
+LogicalResult Merger::merge(LoRAOp op, bool keepAdapter) {
+  if (op.getMerged()) {
+    if (!keepAdapter)
+      unload(op, op.getWeight());
+    return success();
+  }
+  if (!isa<RankedTensorType>(op.getWeight().getType()))
+    return op.emitError() << "cannot merge the adapter of " << layer(op)
+                          << " into its quantized base weight (dequantize "
+                             "it first)";
+  if (keepAdapter && op.getMagnitude())
+    return op.emitError() << "cannot merge the DoRA adapter of " << layer(op)
+                          << " and keep it (unmerging would need the row "
+                             "norms; use keep-adapter=false)";
+  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "base weight", op);
+  if (failed(w) || failed(addBranch(op, *w, 1.0f)))
+    return failure();
   if (Value magnitude = op.getMagnitude()) {
     FailureOr<dense::Matrix> m = evaluate(magnitude, "magnitude", op);
     if (failed(m))
@@ -111,26 +149,42 @@ LogicalResult Merger::merge(LoRAOp op) {
         w->at(i, j) *= factor;
     }
   }
-
-  std::string preferred = op.getModuleAttr()
-                              ? op.getModule()->str() + ".weight"
-                              : std::string("merged_lora.weight");
-  // The preferred name is often the base weight's, which is only free once
-  // that is gone: until then the new one has a suffix (cleanUp renames).
-  ParamOp param =
-      createFloatParam(symbols, op.getLoc(), preferred, weightType, w->data);
-  if (!param)
+  Value merged = newWeight(op, *w);
+  if (!merged)
     return failure();
-  renames.emplace_back(param, preferred);
+  if (!keepAdapter) {
+    unload(op, merged);
+    return success();
+  }
+  op.getWeightMutable().assign(merged);
+  op.setMerged(true);
+  return success();
+}
+
+LogicalResult Merger::unmerge(LoRAOp op) {
+  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "merged weight", op);
+  if (failed(w) || failed(addBranch(op, *w, -1.0f)))
+    return failure();
+  Value base = newWeight(op, *w);
+  if (!base)
+    return failure();
+  op.getWeightMutable().assign(base);
+  op.setMerged(false);
+  return success();
+}
+
+void Merger::unload(LoRAOp op, Value weight) {
   OpBuilder builder(op);
-  Value merged =
-      LoadParamOp::create(builder, op.getLoc(), weightType, param.getSymName());
   auto linear =
       LinearOp::create(builder, op.getLoc(), op.getType(), op.getInput(),
-                       merged, op.getBias(), op.getModuleAttr());
+                       weight, op.getBias(), op.getModuleAttr());
+  // The factors go with the branch: cleanUp removes what nothing reads.
+  for (Value factor : {op.getLoraA(), op.getLoraB(), op.getMagnitude(),
+                       op.getMiddle(), op.getGate()})
+    if (Operation *def = factor ? factor.getDefiningOp() : nullptr)
+      maybeDead.push_back(def);
   op.replaceAllUsesWith(linear.getResult());
   op.erase();
-  return success();
 }
 
 void Merger::cleanUp() {
@@ -144,22 +198,50 @@ void Merger::cleanUp() {
       (void)symbols.rename(param, name);
 }
 
+/// Runs `step` on every qopt.lora `select` accepts, then cleans up.
+template <typename Select, typename Step>
+LogicalResult forEachLoRA(ModuleOp module, StringRef modelDir, Select select,
+                          Step step) {
+  SmallVector<LoRAOp> ops;
+  module.walk([&](LoRAOp op) {
+    if (select(op))
+      ops.push_back(op);
+  });
+  if (ops.empty())
+    return success();
+  Merger merger(module, modelDir);
+  bool failedAny = false;
+  for (LoRAOp op : ops)
+    failedAny |= failed(step(merger, op));
+  if (failedAny)
+    return failure();
+  merger.cleanUp();
+  return success();
+}
+
 struct QOptMergeLoRAPass
     : mlir::qopt::impl::QOptMergeLoRAPassBase<QOptMergeLoRAPass> {
   using Base::Base;
 
   void runOnOperation() override {
-    SmallVector<LoRAOp> ops;
-    getOperation().walk([&](LoRAOp op) { ops.push_back(op); });
-    if (ops.empty())
-      return;
-    Merger merger(getOperation(), modelDir);
-    bool failedAny = false;
-    for (LoRAOp op : ops)
-      failedAny |= failed(merger.merge(op));
-    if (failedAny)
-      return signalPassFailure();
-    merger.cleanUp();
+    if (failed(forEachLoRA(
+            getOperation(), modelDir, [](LoRAOp) { return true; },
+            [&](Merger &merger, LoRAOp op) {
+              return merger.merge(op, keepAdapter);
+            })))
+      signalPassFailure();
+  }
+};
+
+struct QOptUnmergeLoRAPass
+    : mlir::qopt::impl::QOptUnmergeLoRAPassBase<QOptUnmergeLoRAPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    if (failed(forEachLoRA(
+            getOperation(), modelDir, [](LoRAOp op) { return op.getMerged(); },
+            [](Merger &merger, LoRAOp op) { return merger.unmerge(op); })))
+      signalPassFailure();
   }
 };
 

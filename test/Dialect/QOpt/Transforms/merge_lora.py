@@ -153,8 +153,68 @@ func.func @main(%x: {ttype(x.shape, elem)}) -> {out} {{
                 e2 = np.max(np.abs(outs[1] - ref)) / np.max(np.abs(ref))
                 if e1 > 1e-5 or e2 > 1e-5:
                     problems.append(f"outputs differ: merged vs lora {e1:.3g}, vs numpy {e2:.3g}")
+        if not dora and not problems:
+            problems += keep_and_unmerge(tmp, src, w, merged, x, bias and bvec, elem)
         print(f"{name}: " + ("ok" if not problems else "FAIL " + "; ".join(problems)))
         failures += bool(problems)
+
+
+def weight_blob(ir, shape, dt):
+    key = re.search(r"qopt\.param @layers\.0\.fc\.weight : \S+ = dense_resource<([^>]+)>", ir)
+    blob = key and re.search(re.escape(key.group(1)) + r': "0x([0-9A-F]+)"', ir)
+    if not blob:
+        return None
+    raw = bytes.fromhex(blob.group(1))[4:]  # 4 bytes of alignment
+    return np.frombuffer(raw, dtype=dt).astype(np.float64).reshape(shape)
+
+
+def keep_and_unmerge(tmp, src, w, merged, x, bias, elem):
+    """merge-lora keep-adapter=true keeps the branch marked merged over W';
+    unmerge-lora restores W (to the rounding of W') and the active branch."""
+    problems = []
+    dt = DTYPES[elem]
+    tol = {"f32": 1e-6, "f16": 2 ** -10, "bf16": 2 ** -7}[elem]
+    opt = os.path.join(BIN, "qopt-opt")
+    kept = subprocess.run([opt, src, f"--qopt-merge-lora=model-dir={tmp} keep-adapter=true"],
+                          capture_output=True, text=True)
+    if kept.returncode:
+        return [f"keep-adapter: {kept.stderr.strip()}"]
+    if not re.search(r'qopt\.lora .* module "layers\.0\.fc" merged', kept.stdout):
+        problems.append("keep-adapter: no lora op marked merged")
+    got = weight_blob(kept.stdout, w.shape, dt)
+    if got is None or np.max(np.abs(got - merged)) / np.max(np.abs(merged)) > tol:
+        problems.append("keep-adapter: the weight is not W + scale·B·A")
+    kept_path = os.path.join(tmp, "kept.mlir")
+    open(kept_path, "w").write(kept.stdout)
+    back = subprocess.run([opt, kept_path, "--qopt-unmerge-lora"], capture_output=True,
+                          text=True)
+    if back.returncode:
+        return problems + [f"unmerge: {back.stderr.strip()}"]
+    if " merged" in back.stdout or "qopt.lora" not in back.stdout:
+        problems.append("unmerge: the branch is not active again")
+    got = weight_blob(back.stdout, w.shape, dt)
+    err = (np.inf if got is None else
+           np.max(np.abs(got - w.astype(np.float64))) / np.max(np.abs(merged)))
+    if err > 2 * tol:
+        problems.append(f"unmerge: W restored to {err:.3g} (relative)")
+    if elem == "f32" and not problems:
+        back_path = os.path.join(tmp, "unmerged.mlir")
+        open(back_path, "w").write(back.stdout)
+        outs = []
+        for path in (src, kept_path, back_path):
+            lib = path[:-5] + ".so"
+            c = subprocess.run([os.path.join(BIN, "qoptc"), path, "-o", lib],
+                               capture_output=True, text=True, cwd=tmp)
+            if c.returncode:
+                return problems + [f"qoptc {os.path.basename(path)}: {c.stderr.strip()}"]
+            outs.append(qopt.load(lib).run(x)[0])
+        ref = x.astype(np.float64) @ merged.T + (bias if bias is not False else 0)
+        e_kept = np.max(np.abs(outs[1] - ref)) / np.max(np.abs(ref))
+        e_back = np.max(np.abs(outs[2] - outs[0])) / np.max(np.abs(outs[0]))
+        if e_kept > 1e-5 or e_back > 1e-5:
+            problems.append(f"outputs: kept-merged vs numpy {e_kept:.3g}, "
+                            f"unmerged vs original {e_back:.3g}")
+    return problems
 
 
 case("standard")

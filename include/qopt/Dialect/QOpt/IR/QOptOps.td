@@ -470,6 +470,12 @@ def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
 
     `module` is the adapted layer's module path, as on `qopt.linear`.
 
+    `merged` says that `W` already holds the branch (PEFT's
+    `merge_adapter()`): the op then computes `x · Wᵀ + b` alone, and keeps
+    the factors so that `qopt-unmerge-lora` can take the branch back out of
+    `W`. A merged DoRA layer is not representable (PEFT caches row norms
+    for it) and is rejected by the verifier.
+
     ```mlir
     %y = qopt.lora %x, %w, %a, %b alpha = 32.0 scaling = rslora dropout = 5.0e-02
         : (tensor<?x4096xf32>, tensor<4096x4096xf32>, tensor<16x4096xf32>,
@@ -486,14 +492,16 @@ def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
                        DefaultValuedAttr<QOpt_LoRAScalingAttr,
                                          "::mlir::qopt::LoRAScaling::Standard">:$scaling,
                        DefaultValuedAttr<F64Attr, "0.0">:$dropout,
-                       OptionalAttr<StrAttr>:$module);
+                       OptionalAttr<StrAttr>:$module,
+                       UnitAttr:$merged);
   let results = (outs QOpt_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $weight `,` $lora_a `,` $lora_b
     (`bias` `(` $bias^ `)`)? (`magnitude` `(` $magnitude^ `)`)?
     (`middle` `(` $middle^ `)`)? (`gate` `(` $gate^ `)`)?
     `alpha` `=` $alpha (`scaling` `=` `` $scaling^)? (`dropout` `=` $dropout^)?
-    (`module` $module^)? attr-dict `:` functional-type(operands, results)
+    (`module` $module^)? (`merged` $merged^)? attr-dict `:`
+    functional-type(operands, results)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{

@@ -256,6 +256,12 @@ def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
     base weight may be read through the transpose that raising puts on
     MatMul weights. Parameters nothing reads afterwards are removed.
 
+    With `keep-adapter` the branch stays on the layer, marked `merged`
+    (PEFT's `merge_adapter()`): the layer computes `x · W'ᵀ + b` alone and
+    `qopt-unmerge-lora` can restore `W`. DoRA cannot be kept this way (an
+    error naming the layer: unmerging would need the row norms). Without
+    it, a branch already marked `merged` is simply dropped.
+
     A branch whose factors are not parameters with data (e.g. run-time
     adapter slots) or whose base weight is quantized is an error naming the
     layer.
@@ -266,6 +272,41 @@ def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
     // After: @q_proj.weight = dense_resource<…> holds W + 16/r · B·A
     %w2 = qopt.load_param @q_proj.weight : tensor<64x64xf32>
     %y = qopt.linear %x, %w2 module "q_proj" : ...
+    ```
+  }];
+  let options = [
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from (the "
+           "model's folder; default: the working directory)">,
+    Option<"keepAdapter", "keep-adapter", "bool", "false",
+           "Keep each branch, marked merged, so that qopt-unmerge-lora can "
+           "take it out again (PEFT's merge_adapter)">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+}
+
+def QOptUnmergeLoRAPass : Pass<"qopt-unmerge-lora", "::mlir::ModuleOp"> {
+  let summary = "Takes merged LoRA branches back out of their weights (PEFT's unmerge_adapter)";
+  let description = [{
+    Every `qopt.lora` marked `merged` (by `qopt-merge-lora keep-adapter=true`)
+    gets a new, non-trainable weight parameter `<module>.weight` holding
+
+    ```
+    W = W' - scale · B · M · diag(g) · A
+    ```
+
+    computed at compile time in single precision from the data of `W'` and
+    the factors (inline, resource or `#qopt.external` in `model-dir`), and
+    loses the mark: the branch is active again. Unmarked branches are left
+    alone; merging and unmerging round-trips `W` to float rounding.
+    Parameters nothing reads afterwards are removed. Factors or weights
+    without data at compile time are an error naming the layer.
+
+    ```mlir
+    // Before: @q_proj.weight holds W + 16/r · B·A
+    %y = qopt.lora %x, %w, %a, %b alpha = 16.0 module "q_proj" merged : ...
+    // After: @q_proj.weight holds W
+    %y = qopt.lora %x, %w2, %a, %b alpha = 16.0 module "q_proj" : ...
     ```
   }];
   let options = [
