@@ -68,6 +68,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (!options.adapterDir.empty()) {
     QOptLoadAdapterPassOptions load;
     load.adapter = options.adapterDir;
+    load.modelDir = target.modelDir;
     pm.addPass(createQOptLoadAdapterPass(load));
   }
   if (!options.saveAdapterDir.empty()) {

@@ -45,6 +45,18 @@ CASES = {
     "llama-slot-small": ("llama", dict(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])),
     "llama-slot-rslora": ("llama", dict(r=3, lora_alpha=6, target_modules=["down_proj", "v_proj"],
                                         use_rslora=True)),
+    # PiSSA / OLoRA adapters "after training" (factors moved off their
+    # initial values): saved plainly (init_lora_weights names the init;
+    # PEFT recomputes the residual from the original weights on loading),
+    # and PiSSA with a randomized SVD in PEFT's converted form
+    # (save_pretrained(path_initial_model_for_weight_conversion=...): a
+    # rank-2r LoRA for the original weights).
+    "llama-pissa": ("llama", dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "up_proj"],
+                                  init_lora_weights="pissa")),
+    "llama-olora-rslora": ("llama", dict(r=2, lora_alpha=4, target_modules=["k_proj", "o_proj"],
+                                         init_lora_weights="olora", use_rslora=True)),
+    "llama-pissa-converted": ("llama", dict(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
+                                            init_lora_weights="pissa_niter_4")),
     "gpt2-lora": ("gpt2", dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],
                                fan_in_fan_out=True)),
     "bert-lora": ("bert", dict(r=2, lora_alpha=4, target_modules=["query", "value"])),
@@ -72,18 +84,33 @@ for name, (arch, kwargs) in CASES.items():
         base = model(*[feeds[n] for n in names])[0].numpy()
     err = np.max(np.abs(base - ref[f"case0.{out}"]))
     assert err < 1e-5, f"{name}: the rebuilt base model differs from the export ({err})"
-    pm = peft.get_peft_model(model, peft.LoraConfig(init_lora_weights=False, **kwargs))
+    principal = "init_lora_weights" in kwargs  # PiSSA / OLoRA
+    config = dict(kwargs) if principal else dict(init_lora_weights=False, **kwargs)
+    pm = peft.get_peft_model(model, peft.LoraConfig(**config))
+    folder = os.path.join(HERE, name)
+    shutil.rmtree(folder, ignore_errors=True)
+    converted = name.endswith("-converted")
+    initial = os.path.join(folder + "-tmp", "initial")
+    if converted:
+        # PEFT's recipe: save the initial adapter with init_lora_weights=True.
+        pm.peft_config["default"].init_lora_weights = True
+        pm.save_pretrained(initial)
+        pm.peft_config["default"].init_lora_weights = kwargs["init_lora_weights"]
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for pname, p in pm.named_parameters():
-            if "lora_A" in pname or "lora_B" in pname:
+            if principal and ("lora_A" in pname or "lora_B" in pname):
+                p.add_(torch.randn(p.shape, generator=gen) * 0.05 * p.abs().mean())
+            elif "lora_A" in pname or "lora_B" in pname:
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
             elif "lora_magnitude_vector" in pname:
                 p.mul_(1 + 0.2 * torch.rand(p.shape, generator=gen))
     pm.eval()
-    folder = os.path.join(HERE, name)
-    shutil.rmtree(folder, ignore_errors=True)
-    pm.save_pretrained(folder)
+    if converted:
+        pm.save_pretrained(folder, path_initial_model_for_weight_conversion=initial)
+        shutil.rmtree(folder + "-tmp")
+    else:
+        pm.save_pretrained(folder)
     for extra in os.listdir(folder):
         if extra not in ("adapter_config.json", "adapter_model.safetensors"):
             os.remove(os.path.join(folder, extra))

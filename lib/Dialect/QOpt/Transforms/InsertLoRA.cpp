@@ -250,34 +250,9 @@ struct QOptInsertLoRAPass
       w = std::move(*read);
     }
     if (principal) {
-      // PEFT: the principal part becomes the adapter, W keeps the rest:
-      // PiSSA  A = √(S/scale)·Vᵀ, B = U·√(S/scale) (top-r SVD);
-      // OLoRA  A = Rᵣ, B = Qᵣ (QR); then W ← W - scale·B·A.
-      if (init == Init::PiSSA) {
-        dense::Matrix u, vt;
-        std::vector<float> sv;
-        dense::topSingular(*w, rank, u, sv, vt);
-        for (int64_t i = 0; i < rank; ++i) {
-          double root = std::sqrt(sv[i] / scale);
-          for (int64_t j = 0; j < k; ++j)
-            am.at(i, j) = float(root * vt.at(i, j));
-          for (int64_t j = 0; j < n; ++j)
-            bm.at(j, i) = float(root * u.at(j, i));
-        }
-      } else {
-        dense::thinQR(*w, rank, bm, am);
-      }
-      dense::gemm(false, false, float(-scale), bm, am, 1.0f, *w);
-      // The residual replaces the base weight, as a new parameter.
-      auto wTypeRanked = cast<RankedTensorType>(wType);
-      ParamOp residual = createFloatParam(symbols, loc, layer.name + ".weight",
-                                          wTypeRanked, w->data);
-      if (!residual)
+      principalFactors(init == Init::PiSSA, rank, scale, *w, am, bm);
+      if (!replaceWeight(linear, layer.name, *w, symbols))
         return failure();
-      OpBuilder builder(linear);
-      Value newWeight =
-          LoadParamOp::create(builder, loc, wTypeRanked, residual.getSymName());
-      linear.getWeightMutable().assign(newWeight);
     }
     auto aType = RankedTensorType::get({rank, k}, element);
     auto bType = RankedTensorType::get({n, rank}, element);
@@ -325,8 +300,8 @@ struct QOptInsertLoRAPass
     LoRAOp lora =
         attachLoRA(linear, aValue, bValue, mValue, targets.alphaFor(layer.name),
                    useRslora, loraDropout);
-    // The base weight is now W's residual: an adapter saved from here only
-    // applies to it (qopt-save-adapter refuses it).
+    // The base weight is now W's residual: qopt-save-adapter names the init
+    // (PEFT recomputes the residual) and writes PEFT's converted form.
     if (principal)
       lora->setAttr("qopt.residual_init",
                     StringAttr::get(lora.getContext(), initLoraWeights));
@@ -341,6 +316,43 @@ struct QOptInsertLoRAPass
 };
 
 } // namespace
+
+void mlir::qopt::principalFactors(bool pissa, int64_t rank, double scale,
+                                  dense::Matrix &w, dense::Matrix &a,
+                                  dense::Matrix &b) {
+  int64_t n = w.rows, k = w.cols;
+  a = dense::Matrix(rank, k);
+  b = dense::Matrix(n, rank);
+  if (pissa) {
+    dense::Matrix u, vt;
+    std::vector<float> sv;
+    dense::topSingular(w, rank, u, sv, vt);
+    for (int64_t i = 0; i < rank; ++i) {
+      double root = std::sqrt(sv[i] / scale);
+      for (int64_t j = 0; j < k; ++j)
+        a.at(i, j) = float(root * vt.at(i, j));
+      for (int64_t j = 0; j < n; ++j)
+        b.at(j, i) = float(root * u.at(j, i));
+    }
+  } else {
+    dense::thinQR(w, rank, b, a);
+  }
+  dense::gemm(false, false, float(-scale), b, a, 1.0f, w);
+}
+
+ParamOp mlir::qopt::replaceWeight(LinearOp linear, StringRef module,
+                                  const dense::Matrix &w,
+                                  SymbolTable &symbols) {
+  auto type = cast<RankedTensorType>(linear.getWeight().getType());
+  ParamOp param = createFloatParam(symbols, linear.getLoc(),
+                                   module.str() + ".weight", type, w.data);
+  if (!param)
+    return {};
+  OpBuilder builder(linear);
+  linear.getWeightMutable().assign(
+      LoadParamOp::create(builder, linear.getLoc(), type, param.getSymName()));
+  return param;
+}
 
 std::unique_ptr<Pass>
 mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,

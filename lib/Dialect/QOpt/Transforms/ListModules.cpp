@@ -16,7 +16,7 @@ using namespace mlir::qopt;
 namespace {
 
 struct QOptListModulesPass
-    : qopt::impl::QOptListModulesPassBase<QOptListModulesPass> {
+    : mlir::qopt::impl::QOptListModulesPassBase<QOptListModulesPass> {
   using Base::Base;
   void runOnOperation() override {
     std::vector<LinearLayer> layers = collectLinearLayers(getOperation());

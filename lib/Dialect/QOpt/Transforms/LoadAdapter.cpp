@@ -19,6 +19,7 @@
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -143,12 +144,18 @@ struct QOptLoadAdapterPass
     if (!config)
       return error() << llvm::toString(config.takeError()), signalPassFailure();
     // A PiSSA / OLoRA adapter applies to the residual base weights its init
-    // left, not to the model's: PEFT converts it first.
+    // left: PEFT recomputes that residual on loading, and so does qopt where
+    // the init is deterministic (exact SVD, QR).
     StringRef init = config->initLoraWeights;
-    if (init != "true" && init != "false" && init != "gaussian")
+    principal = init == "pissa" || init == "olora";
+    if (init != "true" && init != "false" && init != "gaussian" && !principal)
       return error() << "adapter_config.json: init_lora_weights is '" << init
                      << "': such an adapter applies to the residual base "
-                        "weights of its initialisation; save it with PEFT's "
+                        "weights of "
+                     << (init.starts_with("pissa_niter_")
+                             ? "a randomized SVD, which cannot be reproduced"
+                             : "an initialisation qopt does not have")
+                     << "; save it with PEFT's "
                         "path_initial_model_for_weight_conversion to get one "
                         "for the original weights",
              signalPassFailure();
@@ -226,15 +233,53 @@ struct QOptLoadAdapterPass
                signalPassFailure();
 
     SymbolTable symbols(module);
+    WeightReader reader(modelDir);
     for (const std::string &name : order)
-      if (failed(
-              load(*byName[name], adapters[name], *config, *targets, symbols)))
+      if (failed(load(*byName[name], adapters[name], *config, *targets, symbols,
+                      reader)))
         return signalPassFailure();
+  }
+
+  /// PEFT's PiSSA / OLoRA residual: the layer's weight less its principal
+  /// part, as a new parameter.
+  LogicalResult makeResidual(LinearOp linear, StringRef name, StringRef init,
+                             int64_t rank, double scale, SymbolTable &symbols,
+                             WeightReader &reader) {
+    if (isa<QTensorType>(linear.getWeight().getType()))
+      return linear.emitError() << "qopt-load-adapter: module '" << name
+                                << "' is quantized; a PiSSA / OLoRA adapter "
+                                   "needs its float weight";
+    auto type = cast<RankedTensorType>(linear.getWeight().getType());
+    if (rank > std::min(type.getDimSize(0), type.getDimSize(1)))
+      return linear.emitError()
+             << "qopt-load-adapter: module '" << name << "': rank " << rank
+             << " exceeds min(out, in)";
+    SmallVector<Operation *> oldWeight;
+    std::string why;
+    FailureOr<dense::Matrix> w =
+        reader.evaluate(linear.getWeight(), symbols, linear, why, &oldWeight);
+    if (failed(w)) {
+      if (!why.empty())
+        linear.emitError() << "qopt-load-adapter: the " << init
+                           << " adapter needs the weight of module '" << name
+                           << "' at compile time; it " << why;
+      return failure();
+    }
+    dense::Matrix a, b;
+    principalFactors(init == "pissa", rank, scale, *w, a, b);
+    if (!replaceWeight(linear, name, *w, symbols))
+      return failure();
+    auto module = linear->getParentOfType<ModuleOp>();
+    for (StringAttr old : eraseDeadOps(oldWeight))
+      if (auto p = symbols.lookup<ParamOp>(old);
+          p && SymbolTable::symbolKnownUseEmpty(p, module))
+        symbols.erase(p);
+    return success();
   }
 
   LogicalResult load(const LinearLayer &layer, const ModuleAdapter &parts,
                      const PeftLoraConfig &config, const LoraTargets &targets,
-                     SymbolTable &symbols) {
+                     SymbolTable &symbols, WeightReader &reader) {
     auto fail = [&]() {
       return layer.op->emitError()
              << "qopt-load-adapter: module '" << layer.name << "': ";
@@ -305,10 +350,23 @@ struct QOptLoadAdapterPass
                   : Value();
     if (!a || !b || (parts.magnitude && !m))
       return failure();
-    attachLoRA(linear, a, b, m, targets.alphaFor(layer.name), config.useRslora,
-               config.loraDropout);
+    double alpha = targets.alphaFor(layer.name);
+    if (principal &&
+        failed(makeResidual(linear, layer.name, config.initLoraWeights, r,
+                            config.useRslora ? alpha / std::sqrt(double(r))
+                                             : alpha / double(r),
+                            symbols, reader)))
+      return failure();
+    LoRAOp lora = attachLoRA(linear, a, b, m, alpha, config.useRslora,
+                             config.loraDropout);
+    if (principal)
+      lora->setAttr("qopt.residual_init",
+                    StringAttr::get(lora.getContext(), config.initLoraWeights));
     return success();
   }
+
+  /// Whether the adapter's init leaves a residual base weight.
+  bool principal = false;
 };
 
 } // namespace
@@ -384,6 +442,95 @@ LogicalResult writeFiles(Location loc,
   return success();
 }
 
+/// The init PEFT's config must name for `op`: its principal initialisation
+/// (PiSSA / OLoRA), or empty.
+StringRef residualInit(LoRAOp op) {
+  auto init = op->getAttrOfType<StringAttr>("qopt.residual_init");
+  return init ? init.getValue() : StringRef();
+}
+
+/// Appends `dir`'s adapter_model.safetensors (the f32 `tensors`) and
+/// adapter_config.json (LoraConfig's fields for the modules `names` with
+/// ranks, alphas and the variant of `first`) to `files`, creating `dir`.
+LogicalResult
+addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
+         ArrayRef<std::string> names, ArrayRef<int64_t> ranks,
+         ArrayRef<double> alphas, LoRAOp first, llvm::json::Value init,
+         SmallVectorImpl<std::pair<std::string, std::string>> &files) {
+  int64_t r = mostCommon<int64_t>(ranks);
+  double alpha = mostCommon<double>(alphas);
+
+  // adapter_model.safetensors: a JSON header, then the f32 data.
+  llvm::json::Object header;
+  std::string data;
+  for (auto &[key, m] : tensors) {
+    bool vector = StringRef(key).ends_with("lora_magnitude_vector");
+    llvm::json::Array shape;
+    if (vector)
+      shape.push_back(m.cols);
+    else
+      shape = llvm::json::Array{m.rows, m.cols};
+    size_t begin = data.size();
+    data.append(reinterpret_cast<const char *>(m.data.data()),
+                m.data.size() * sizeof(float));
+    header[key] = llvm::json::Object{
+        {"dtype", "F32"},
+        {"shape", std::move(shape)},
+        {"data_offsets",
+         llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
+  }
+  header["__metadata__"] = llvm::json::Object{{"format", "pt"}};
+  std::string headerText =
+      llvm::formatv("{0}", llvm::json::Value(std::move(header)));
+  headerText.append((8 - headerText.size() % 8) % 8, ' ');
+  std::string file(8, '\0');
+  uint64_t headerSize = headerText.size();
+  std::memcpy(file.data(), &headerSize, 8);
+  file += headerText;
+  file += data;
+
+  // adapter_config.json: LoraConfig's fields.
+  llvm::json::Object rankPattern, alphaPattern;
+  llvm::json::Array targets;
+  for (auto [i, name] : llvm::enumerate(names)) {
+    targets.push_back(name);
+    if (ranks[i] != r)
+      rankPattern[escapeRegex(name)] = ranks[i];
+    if (alphas[i] != alpha)
+      alphaPattern[escapeRegex(name)] = alphas[i];
+  }
+  llvm::json::Object config{
+      {"peft_type", "LORA"},
+      {"r", r},
+      {"lora_alpha", alpha},
+      {"target_modules", std::move(targets)},
+      {"rank_pattern", std::move(rankPattern)},
+      {"alpha_pattern", std::move(alphaPattern)},
+      {"use_rslora", first.getScaling() == LoRAScaling::RsLoRA},
+      {"use_dora", bool(first.getMagnitude())},
+      {"lora_dropout", first.getDropout().convertToDouble()},
+      {"bias", "none"},
+      {"fan_in_fan_out", false},
+      {"init_lora_weights", std::move(init)},
+      {"inference_mode", true},
+      {"modules_to_save", nullptr},
+      {"task_type", nullptr},
+      {"base_model_name_or_path", nullptr},
+      {"revision", nullptr}};
+  std::string configText =
+      llvm::formatv("{0:2}", llvm::json::Value(std::move(config)));
+
+  if (std::error_code ec = llvm::sys::fs::create_directories(dir))
+    return emitError(first.getLoc()) << "qopt-save-adapter: cannot create "
+                                     << dir << ": " << ec.message();
+  SmallString<256> weightsPath(dir), configPath(dir);
+  llvm::sys::path::append(weightsPath, "adapter_model.safetensors");
+  llvm::sys::path::append(configPath, "adapter_config.json");
+  files.emplace_back(weightsPath.str().str(), std::move(file));
+  files.emplace_back(configPath.str().str(), configText + "\n");
+  return success();
+}
+
 struct QOptSaveAdapterPass
     : mlir::qopt::impl::QOptSaveAdapterPassBase<QOptSaveAdapterPass> {
   using Base::Base;
@@ -417,12 +564,22 @@ struct QOptSaveAdapterPass
                            "named in PEFT's format",
                signalPassFailure();
       std::string name = op.getModule()->str();
-      if (auto init = op->getAttrOfType<StringAttr>("qopt.residual_init"))
-        return fail(op) << "module '" << name << "' was initialised with "
+      auto init = op->getAttrOfType<StringAttr>("qopt.residual_init");
+      StringRef firstInit = residualInit(loras.front());
+      if ((init ? init.getValue() : StringRef()) != firstInit)
+        return fail(op) << "module '" << name
+                        << "' was initialised differently from module '"
+                        << (loras.front().getModuleAttr()
+                                ? loras.front().getModule()->str()
+                                : std::string("?"))
+                        << "', which one PEFT config cannot express",
+               signalPassFailure();
+      if (init && op.getMagnitude())
+        return fail(op) << "module '" << name << "': a DoRA adapter with a "
                         << init.getValue()
-                        << ": its base weight is the residual, which PEFT's "
-                           "files do not hold (PEFT's converted form of such "
-                           "adapters is not written yet)",
+                        << " initialisation has no converted form for the "
+                           "original weights (PEFT's conversion drops the "
+                           "magnitudes)",
                signalPassFailure();
       if (op.getGate() || op.getMiddle())
         return fail(op) << "module '" << name
@@ -464,79 +621,48 @@ struct QOptSaveAdapterPass
       ranks.push_back(op.getRank());
       alphas.push_back(op.getAlpha().convertToDouble());
     }
-    int64_t r = mostCommon<int64_t>(ranks);
-    double alpha = mostCommon<double>(alphas);
-
-    // adapter_model.safetensors: a JSON header, then the f32 data.
-    llvm::json::Object header;
-    std::string data;
-    for (auto &[key, m] : tensors) {
-      bool vector = StringRef(key).ends_with("lora_magnitude_vector");
-      llvm::json::Array shape;
-      if (vector)
-        shape.push_back(m.cols);
-      else
-        shape = llvm::json::Array{m.rows, m.cols};
-      size_t begin = data.size();
-      data.append(reinterpret_cast<const char *>(m.data.data()),
-                  m.data.size() * sizeof(float));
-      header[key] = llvm::json::Object{
-          {"dtype", "F32"},
-          {"shape", std::move(shape)},
-          {"data_offsets",
-           llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
+    StringRef init = residualInit(loras.front());
+    SmallVector<std::pair<std::string, std::string>> files;
+    if (failed(addFiles(adapter, tensors, names, ranks, alphas, loras.front(),
+                        init.empty() ? llvm::json::Value(true)
+                                     : llvm::json::Value(init),
+                        files)))
+      return signalPassFailure();
+    if (!init.empty()) {
+      // PEFT's converted form (save_pretrained with
+      // path_initial_model_for_weight_conversion): ΔW = B·A - B₀·A₀ as a
+      // rank-2r LoRA for the original weights, A' = [A; A₀], B' = [B, -B₀],
+      // and the scale kept: alpha·2 (rsLoRA: alpha·√2). The initial factors
+      // are the IR's: qopt does not train yet, so ΔW is zero here.
+      std::map<std::string, dense::Matrix> converted;
+      for (auto &[key, m] : tensors) {
+        bool isA = StringRef(key).ends_with(".lora_A.weight");
+        dense::Matrix c(isA ? 2 * m.rows : m.rows, isA ? m.cols : 2 * m.cols);
+        for (int64_t i = 0; i < m.rows; ++i)
+          for (int64_t j = 0; j < m.cols; ++j) {
+            float initial = m.at(i, j); // A₀ / B₀
+            c.at(i, j) = m.at(i, j);
+            if (isA)
+              c.at(m.rows + i, j) = initial;
+            else
+              c.at(i, m.cols + j) = -initial;
+          }
+        converted[key] = std::move(c);
+      }
+      bool rslora = loras.front().getScaling() == LoRAScaling::RsLoRA;
+      SmallVector<int64_t> ranks2;
+      SmallVector<double> alphas2;
+      for (auto [rank, alpha] : llvm::zip(ranks, alphas)) {
+        ranks2.push_back(2 * rank);
+        alphas2.push_back(rslora ? alpha * std::sqrt(2.0) : 2 * alpha);
+      }
+      SmallString<256> sub(adapter.getValue());
+      llvm::sys::path::append(sub, "converted");
+      if (failed(addFiles(sub, converted, names, ranks2, alphas2, loras.front(),
+                          llvm::json::Value(true), files)))
+        return signalPassFailure();
     }
-    header["__metadata__"] = llvm::json::Object{{"format", "pt"}};
-    std::string headerText =
-        llvm::formatv("{0}", llvm::json::Value(std::move(header)));
-    headerText.append((8 - headerText.size() % 8) % 8, ' ');
-    std::string file(8, '\0');
-    uint64_t headerSize = headerText.size();
-    std::memcpy(file.data(), &headerSize, 8);
-    file += headerText;
-    file += data;
-
-    // adapter_config.json: LoraConfig's fields.
-    llvm::json::Object rankPattern, alphaPattern;
-    llvm::json::Array targets;
-    for (auto [i, name] : llvm::enumerate(names)) {
-      targets.push_back(name);
-      if (ranks[i] != r)
-        rankPattern[escapeRegex(name)] = ranks[i];
-      if (alphas[i] != alpha)
-        alphaPattern[escapeRegex(name)] = alphas[i];
-    }
-    LoRAOp first = loras.front();
-    llvm::json::Object config{
-        {"peft_type", "LORA"},
-        {"r", r},
-        {"lora_alpha", alpha},
-        {"target_modules", std::move(targets)},
-        {"rank_pattern", std::move(rankPattern)},
-        {"alpha_pattern", std::move(alphaPattern)},
-        {"use_rslora", first.getScaling() == LoRAScaling::RsLoRA},
-        {"use_dora", bool(first.getMagnitude())},
-        {"lora_dropout", first.getDropout().convertToDouble()},
-        {"bias", "none"},
-        {"fan_in_fan_out", false},
-        {"init_lora_weights", true},
-        {"inference_mode", true},
-        {"modules_to_save", nullptr},
-        {"task_type", nullptr},
-        {"base_model_name_or_path", nullptr},
-        {"revision", nullptr}};
-    std::string configText =
-        llvm::formatv("{0:2}", llvm::json::Value(std::move(config)));
-
-    if (std::error_code ec = llvm::sys::fs::create_directories(adapter))
-      return fail(nullptr) << "cannot create " << adapter << ": "
-                           << ec.message(),
-             signalPassFailure();
-    SmallString<256> weightsPath(adapter.getValue()), configPath(weightsPath);
-    llvm::sys::path::append(weightsPath, "adapter_model.safetensors");
-    llvm::sys::path::append(configPath, "adapter_config.json");
-    if (failed(writeFiles(loc, {{weightsPath.str().str(), file},
-                                {configPath.str().str(), configText + "\n"}})))
+    if (failed(writeFiles(loc, files)))
       return signalPassFailure();
     markAllAnalysesPreserved();
   }

@@ -75,7 +75,11 @@ run("modules to save", config={**CONFIG, "modules_to_save": ["classifier"]}, ten
 run("unknown key", config={**CONFIG, "use_future_thing": True}, tensors=good())
 run("null targets", config={**CONFIG, "target_modules": None}, tensors=good())
 run("bad regex", config={**CONFIG, "target_modules": ".*(?=q)"}, tensors=good())
-run("pissa adapter", config={**CONFIG, "init_lora_weights": "pissa"}, tensors=good())
+run("pissa adapter, weight given at run time", config={**CONFIG, "init_lora_weights": "pissa"},
+    tensors=good())
+run("pissa_niter adapter", config={**CONFIG, "init_lora_weights": "pissa_niter_4"},
+    tensors=good())
+run("corda adapter", config={**CONFIG, "init_lora_weights": "corda"}, tensors=good())
 run("ambiguous rank pattern", config={**CONFIG, "rank_pattern": {"q_proj": 2, "layers.0.q_proj": 3}},
     tensors=good())
 run("no weights file", tensors=None)

@@ -55,11 +55,26 @@ func.func @mixed(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>, %a: tensor<1x3xf32>, 
 
 qopt.param @pa : tensor<1x3xf32> = dense<1.0> : tensor<1x3xf32>
 qopt.param @pb : tensor<2x1xf32> = dense<1.0> : tensor<2x1xf32>
-func.func @pissa(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>) -> tensor<?x2xf32> {
+func.func @mixed_inits(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>) -> (tensor<?x2xf32>, tensor<?x2xf32>) {
   %a = qopt.load_param @pa : tensor<1x3xf32>
   %b = qopt.load_param @pb : tensor<2x1xf32>
-  // expected-error @+1 {{qopt-save-adapter: module 'fc' was initialised with pissa: its base weight is the residual, which PEFT's files do not hold (PEFT's converted form of such adapters is not written yet)}}
   %0 = qopt.lora %x, %w, %a, %b alpha = 1.0 module "fc" {qopt.residual_init = "pissa"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>) -> tensor<?x2xf32>
+  // expected-error @+1 {{qopt-save-adapter: module 'fc2' was initialised differently from module 'fc', which one PEFT config cannot express}}
+  %1 = qopt.lora %x, %w, %a, %b alpha = 1.0 module "fc2" : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>) -> tensor<?x2xf32>
+  return %0, %1 : tensor<?x2xf32>, tensor<?x2xf32>
+}
+
+// -----
+
+qopt.param @qa : tensor<1x3xf32> = dense<1.0> : tensor<1x3xf32>
+qopt.param @qb : tensor<2x1xf32> = dense<1.0> : tensor<2x1xf32>
+qopt.param @qm : tensor<2xf32> = dense<1.0> : tensor<2xf32>
+func.func @pissa_dora(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>) -> tensor<?x2xf32> {
+  %a = qopt.load_param @qa : tensor<1x3xf32>
+  %b = qopt.load_param @qb : tensor<2x1xf32>
+  %m = qopt.load_param @qm : tensor<2xf32>
+  // expected-error @+1 {{qopt-save-adapter: module 'fc': a DoRA adapter with a olora initialisation has no converted form for the original weights (PEFT's conversion drops the magnitudes)}}
+  %0 = qopt.lora %x, %w, %a, %b magnitude(%m) alpha = 1.0 module "fc" {qopt.residual_init = "olora"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>, tensor<2xf32>) -> tensor<?x2xf32>
   return %0 : tensor<?x2xf32>
 }
 

@@ -20,6 +20,7 @@
 #define QOPT_DIALECT_QOPT_TRANSFORMS_LORATARGETS_H
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Support/DenseMath.h"
 
 #include "mlir/Pass/Pass.h"
 
@@ -82,6 +83,20 @@ std::unique_ptr<Pass> createQOptInsertLoRAPass(const PeftLoraConfig &config,
 /// and module path.
 LoRAOp attachLoRA(LinearOp linear, Value a, Value b, Value magnitude,
                   double alpha, bool rslora, double dropout);
+
+/// PEFT's principal initialisations of a layer with weight `w` (out×in):
+/// PiSSA (`pissa`: exact top-`rank` SVD, A = √(S/scale)·Vᵀ,
+/// B = U·√(S/scale)) or OLoRA (`pissa` false: QR, A = Rᵣ, B = Qᵣ). `w`
+/// becomes the residual w - scale·B·A.
+void principalFactors(bool pissa, int64_t rank, double scale,
+                      ::qopt::dense::Matrix &w, ::qopt::dense::Matrix &a,
+                      ::qopt::dense::Matrix &b);
+
+/// Gives `linear` a new, frozen weight parameter `<module>.weight` holding
+/// `w`, for the residual a principal initialisation leaves. Null after an
+/// error.
+ParamOp replaceWeight(LinearOp linear, llvm::StringRef module,
+                      const ::qopt::dense::Matrix &w, SymbolTable &symbols);
 
 /// The selection that pass options spell (`target-modules`,
 /// `exclude-modules`, `layers-to-transform`, `layers-pattern`): a single

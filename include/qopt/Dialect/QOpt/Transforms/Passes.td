@@ -197,11 +197,22 @@ def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
     naming it, as are tensors for a module that is not a linear layer of the
     model, and embedding adapters. The loaded parameters are frozen unless
     `trainable` is set (to continue training the adapter).
+
+    An adapter whose `init_lora_weights` is `pissa` or `olora` applies to
+    the residual its initialisation left in the base weights: as PEFT's
+    `from_pretrained` does, the pass recomputes that residual (exact SVD or
+    QR of `W`, read at compile time from `model-dir` where external) and
+    gives each adapted layer a new base parameter `<module>.weight`.
+    `pissa_niter_N` (a randomized SVD that cannot be reproduced) and other
+    data-dependent inits are errors that point to PEFT's converted form.
   }];
   let options = [
     Option<"adapter", "adapter", "std::string", "\"\"",
            "The adapter's folder (adapter_config.json, "
            "adapter_model.safetensors)">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from (for "
+           "PiSSA / OLoRA adapters, which need the base weights)">,
     Option<"trainable", "trainable", "bool", "false",
            "Mark the loaded factors trainable">
   ];
@@ -225,6 +236,15 @@ def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
     and plain LoRA, or dropouts; SoRA gates, LoRA-XS middles, layers
     without a module path) and factors without data are errors. The IR is
     left unchanged.
+
+    Adapters whose layers carry `qopt.residual_init` (PiSSA / OLoRA, whose
+    base weight is the residual) are written with that `init_lora_weights`
+    (PEFT recomputes the residual on loading), and also, in
+    `adapter/converted/`, in PEFT's converted form for the original weights
+    (`save_pretrained(path_initial_model_for_weight_conversion=…)`): rank
+    2r, alpha doubled (rsLoRA: ×√2), `A' = [A; A₀]`, `B' = [B, -B₀]`, with
+    the IR's factors as the initial ones. A mix of inits, or DoRA with
+    such an init (PEFT's conversion drops the magnitudes), is an error.
   }];
   let options = [
     Option<"adapter", "adapter", "std::string", "\"\"",
