@@ -44,6 +44,39 @@ uint8_t nf4Encode(float v) {
   return (v - table[lo] <= table[hi] - v) ? lo : hi;
 }
 
+void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                          uint8_t *codes, float *absmax) {
+  const auto &table = nf4CodeTable();
+  std::array<float, 15> bounds;
+  for (int i = 0; i < 15; ++i)
+    bounds[i] = (table[i] + table[i + 1]) / 2.0f;
+  const float tiny = 1e-38f; // bitsandbytes' clamp(min=1e-38)
+  for (int64_t begin = 0, block = 0; begin < n; begin += blocksize, ++block) {
+    int64_t end = std::min(n, begin + blocksize);
+    float m = 0.0f;
+    for (int64_t i = begin; i < end; ++i)
+      m = std::max(m, std::fabs(x[i]));
+    absmax[block] = m;
+    float d = std::max(m, tiny);
+    bool full = end - begin == blocksize;
+    float reciprocal = 1.0f / d;
+    for (int64_t i = begin; i < end; ++i) {
+      float v = full ? x[i] * reciprocal : x[i] / d;
+      v = std::clamp(v, -1.0f, 1.0f);
+      // torch.bucketize(right=False): the first bound >= v.
+      codes[i] = static_cast<uint8_t>(
+          std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+    }
+  }
+}
+
+void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
+                            int64_t n, int64_t blocksize, float *out) {
+  const auto &table = nf4CodeTable();
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = table[codes[i] & 15] * absmax[i / blocksize];
+}
+
 namespace {
 struct FloatLayout {
   unsigned exponentBits, mantissaBits;

@@ -1,10 +1,11 @@
-"""qopt-insert-lora's weight-dependent initialisations (PiSSA, OLoRA; with
-rsLoRA and DoRA) against PEFT's own (peft/inits, made by
+"""qopt-insert-lora's weight-dependent initialisations (PiSSA, OLoRA,
+LoftQ; with rsLoRA and DoRA) against PEFT's own (peft/inits, made by
 peft/make_peft_inits.py) on both Llama exports: the adapter's product
 scale*B*A (sign-free: SVD and QR vectors are defined up to sign), the base
-weight left behind and DoRA's magnitudes, read from the printed IR; and
-the compiled model (qoptc --lora-config) still computes the base model's
-outputs. Prints one line per case; exits 1 on a mismatch."""
+weight left behind (LoftQ: its NF4 quantization) and DoRA's magnitudes,
+read from the printed IR; and the compiled model (qoptc --lora-config)
+computes the base model's outputs (PiSSA, OLoRA) or PEFT's (LoftQ, which
+changes them). Prints one line per case; exits 1 on a mismatch."""
 import json
 import os
 import re
@@ -44,7 +45,9 @@ with tempfile.TemporaryDirectory() as tmp:
         options = (f"target-modules={','.join(cfg['target_modules'])} r={r} lora-alpha={alpha} "
                    f"init-lora-weights={cfg['init_lora_weights']} "
                    f"use-rslora={'true' if cfg.get('use_rslora') else 'false'} "
-                   f"use-dora={'true' if cfg.get('use_dora') else 'false'}")
+                   f"use-dora={'true' if cfg.get('use_dora') else 'false'}"
+                   + (f" loftq-iter={cfg['loftq_config']['loftq_iter']}"
+                      if "loftq_config" in cfg else ""))
         config_path = os.path.join(tmp, f"{name}.json")
         json.dump({"peft_type": "LORA", **cfg}, open(config_path, "w"))
         for exporter in ("dynamo", "torchscript"):
@@ -79,7 +82,8 @@ with tempfile.TemporaryDirectory() as tmp:
             for what, err in worst.items():
                 if err > 1e-4:
                     problems.append(f"{what} off by {err:.2g}")
-            # Compiled: the adapter starts at the base model's outputs.
+            # Compiled: the adapter starts at the base model's outputs, or
+            # at PEFT's where the init changes them.
             lib = os.path.join(tmp, f"{name}-{exporter}.so")
             c = subprocess.run([os.path.join(BIN, "qoptc"), os.path.join(folder, "model.onnx"),
                                 "--lora-config", config_path, "-o", lib],
@@ -90,7 +94,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 base = np.load(os.path.join(folder, "reference.npz"))
                 got = qopt.load(lib).run(input_ids=base["case1.input_ids"],
                                          attention_mask=base["case1.attention_mask"])[0]
-                err = rel(got, base["case1.logits"])
+                err = rel(got, ref["logits"] if "logits" in ref.files else base["case1.logits"])
                 if err > 1e-4:
                     problems.append(f"outputs changed by {err:.2g}")
             print(f"{'ok' if not problems else 'FAIL'} {label}: " +

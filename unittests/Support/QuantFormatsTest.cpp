@@ -296,6 +296,35 @@ TEST(Sources, NF4EncodingIsBitsandbytes) {
   }
 }
 
+TEST(Sources, NF4BlockwiseIsBitsandbytes) {
+  // Whole blocks of random data, then midpoints and their neighbours, a
+  // block of zeros and a short last block: codes and absmax bit for bit.
+  auto check = [](const uint32_t *samples, const uint32_t *absmaxBits,
+                  const uint8_t *want, int64_t n) {
+    std::vector<float> x(n);
+    for (int64_t i = 0; i < n; ++i)
+      x[i] = fromBits(samples[i]);
+    int64_t blocks = (n + 63) / 64;
+    std::vector<uint8_t> codes(n);
+    std::vector<float> absmax(blocks);
+    nf4QuantizeBlockwise(x.data(), n, 64, codes.data(), absmax.data());
+    for (int64_t b = 0; b < blocks; ++b)
+      EXPECT_TRUE(sameFloat(absmax[b], fromBits(absmaxBits[b])))
+          << "block " << b;
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_EQ(codes[i], want[i]) << "element " << i << " (" << x[i] << ")";
+    std::vector<float> back(n);
+    nf4DequantizeBlockwise(codes.data(), absmax.data(), n, 64, back.data());
+    for (int64_t i = 0; i < n; ++i)
+      EXPECT_TRUE(sameFloat(back[i], nf4CodeTable()[want[i]] *
+                                         fromBits(absmaxBits[i / 64])))
+          << "element " << i;
+  };
+  check(kBnbNF4Samples, kBnbNF4Absmax, kBnbNF4Codes, 1024);
+  check(kBnbNF4EdgeSamples, kBnbNF4EdgeAbsmax, kBnbNF4EdgeCodes,
+        std::size(kBnbNF4EdgeCodes));
+}
+
 struct SourceTable {
   SmallFloatKind kind;
   const uint32_t *decoded;

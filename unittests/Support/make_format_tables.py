@@ -62,6 +62,20 @@ absmax = state.absmax.float().numpy()
 parts.append(array("kBnbNF4Samples", "uint32_t", hex32(blocks.reshape(-1))))
 parts.append(array("kBnbNF4Absmax", "uint32_t", hex32(absmax)))
 parts.append(array("kBnbNF4Codes", "uint8_t", [str(int(c)) for c in codes], 16))
+# Edge cases of the blockwise quantizer: values on and one ulp around the
+# midpoints between codes (times a block absmax of 1 and of 3), zeros, a
+# block of zeros, and a short last block (200 = 3 * 64 + 8 elements).
+mid = ((nf4[:-1] + nf4[1:]) / 2).astype(np.float32)
+edge = np.concatenate([mid, np.nextafter(mid, 2), np.nextafter(mid, -2), [1.0, -1.0, 0.0]])
+edge = np.concatenate([edge, np.zeros(64 - edge.size)]).astype(np.float32)
+edges = np.concatenate([edge, 3.0 * edge, np.zeros(64),
+                        np.random.default_rng(5).standard_normal(8) * 0.5]).astype(np.float32)
+packed, state = F.quantize_4bit(torch.from_numpy(edges), blocksize=64, quant_type="nf4")
+packed = packed.reshape(-1).numpy().astype(np.uint8)
+codes = np.stack([packed >> 4, packed & 0xF], axis=1).reshape(-1)[:edges.size]
+parts.append(array("kBnbNF4EdgeSamples", "uint32_t", hex32(edges)))
+parts.append(array("kBnbNF4EdgeAbsmax", "uint32_t", hex32(state.absmax.float().numpy())))
+parts.append(array("kBnbNF4EdgeCodes", "uint8_t", [str(int(c)) for c in codes], 16))
 
 # Small floats: every code decoded, sample casts within range.
 formats = [("F8E4M3FN", ml_dtypes.float8_e4m3fn, 8), ("F8E5M2", ml_dtypes.float8_e5m2, 8),

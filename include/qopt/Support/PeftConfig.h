@@ -16,16 +16,10 @@ namespace qopt::peft {
 /// LoraConfig keys that only describe the adapter, or whose value does not
 /// change what the adapted layers compute (any other key must be unset, or
 /// be one a reader handles).
-inline constexpr const char *kInformationalKeys[] = {"base_model_name_or_path",
-                                                     "revision",
-                                                     "task_type",
-                                                     "inference_mode",
-                                                     "peft_version",
-                                                     "auto_mapping",
-                                                     "megatron_core",
-                                                     "qalora_group_size",
-                                                     "fan_in_fan_out",
-                                                     "loftq_config"};
+inline constexpr const char *kInformationalKeys[] = {
+    "base_model_name_or_path", "revision",          "task_type",
+    "inference_mode",          "peft_version",      "auto_mapping",
+    "megatron_core",           "qalora_group_size", "fan_in_fan_out"};
 
 inline bool isInformationalKey(const char *key) {
   for (const char *k : kInformationalKeys)

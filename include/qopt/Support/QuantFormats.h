@@ -26,6 +26,20 @@ const std::array<float, 16> &nf4CodeTable();
 /// ties go to the lower index. Values outside [-1, 1] saturate.
 uint8_t nf4Encode(float v);
 
+/// bitsandbytes' quantize_4bit(quant_type="nf4", compress_statistics=False)
+/// of the `n` values `x` (row-major), exactly: per block of `blocksize`
+/// elements `absmax` (the last block may be short), the block scaled by
+/// the f32 reciprocal of its absmax (a short last block divided by it),
+/// clamped to [-1, 1] and given the index of the first f32 midpoint between
+/// neighbouring codes that is not below it. `codes` gets one code per
+/// element (unpacked), `absmax` ceil(n / blocksize) values.
+void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                          uint8_t *codes, float *absmax);
+
+/// The inverse: code value · absmax of its block, in f32.
+void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
+                            int64_t n, int64_t blocksize, float *out);
+
 //===----------------------------------------------------------------------===//
 // Small floats
 //===----------------------------------------------------------------------===//

@@ -33,6 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REAL = os.path.join(HERE, "..", "real")
 sys.path.insert(0, REAL)
 import make_real_exports as mre  # noqa: E402
+import peft_cpu  # noqa: E402
+
+peft_cpu.patch_loftq()
 
 CASES = {
     "llama-lora": ("llama", dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])),
@@ -55,6 +58,11 @@ CASES = {
                                   init_lora_weights="pissa")),
     "llama-olora-rslora": ("llama", dict(r=2, lora_alpha=4, target_modules=["k_proj", "o_proj"],
                                          init_lora_weights="olora", use_rslora=True)),
+    # LoftQ (2 iterations): the base weights become their NF4 quantization,
+    # which qopt recomputes on loading as PEFT does.
+    "llama-loftq": ("llama", dict(r=4, lora_alpha=4, target_modules=["q_proj", "o_proj", "gate_proj"],
+                                  init_lora_weights="loftq",
+                                  loftq_config={"loftq_bits": 4, "loftq_iter": 2})),
     "llama-pissa-converted": ("llama", dict(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
                                             init_lora_weights="pissa_niter_4")),
     "gpt2-lora": ("gpt2", dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],

@@ -9,6 +9,7 @@
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
+#include "qopt/Support/QuantFormats.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringExtras.h"
@@ -53,7 +54,7 @@ private:
 
 /// The initialisations of PEFT's init_lora_weights that exist, and those
 /// that are not implemented yet.
-enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA };
+enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ };
 
 struct QOptInsertLoRAPass
     : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
@@ -78,16 +79,28 @@ struct QOptInsertLoRAPass
       return Init::PiSSA;
     if (v == "olora")
       return Init::OLoRA;
-    for (StringRef later : {"loftq", "eva", "corda", "orthogonal", "lora_ga",
-                            "lora-xs", "lora-sb"})
+    if (v == "loftq") {
+      if (loftqBits != 4) {
+        error() << "loftq-bits " << int64_t(loftqBits)
+                << " is not supported (4: NF4, as bitsandbytes quantizes)";
+        return failure();
+      }
+      if (loftqIter < 1) {
+        error() << "loftq-iter must be at least 1, got " << int64_t(loftqIter);
+        return failure();
+      }
+      return Init::LoftQ;
+    }
+    for (StringRef later :
+         {"eva", "corda", "orthogonal", "lora_ga", "lora-xs", "lora-sb"})
       if (llvm::StringRef(v).starts_with(later)) {
         error() << "init-lora-weights '" << initLoraWeights
                 << "' is not implemented yet";
         return failure();
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
-            << "' (expected true, false, gaussian, pissa, pissa_niter_N or "
-               "olora)";
+            << "' (expected true, false, gaussian, pissa, pissa_niter_N, "
+               "olora or loftq)";
     return failure();
   }
 
@@ -227,12 +240,16 @@ struct QOptInsertLoRAPass
     double scale = useRslora ? targets.alphaFor(layer.name) /
                                    std::sqrt(static_cast<double>(rank))
                              : targets.alphaFor(layer.name) / rank;
+    // Inits that rewrite the base weight: its principal part moves into
+    // the adapter (PiSSA, OLoRA), or it is quantized (LoftQ).
     bool principal = !slots && (init == Init::PiSSA || init == Init::OLoRA);
+    bool loftq = !slots && init == Init::LoftQ;
+    bool rewritesBase = principal || loftq;
     // The base weight, where the init or DoRA needs it.
     std::optional<dense::Matrix> w;
     SmallVector<Operation *> oldWeight;
-    if (principal || useDora) {
-      StringRef what = principal ? "init-lora-weights" : "use-dora";
+    if (rewritesBase || useDora) {
+      StringRef what = rewritesBase ? "init-lora-weights" : "use-dora";
       if (isa<QTensorType>(wType))
         return linear.emitError()
                << "qopt-insert-lora: " << what << " on the quantized module '"
@@ -249,11 +266,12 @@ struct QOptInsertLoRAPass
       }
       w = std::move(*read);
     }
-    if (principal) {
+    if (principal)
       principalFactors(init == Init::PiSSA, rank, scale, *w, am, bm);
-      if (!replaceWeight(linear, layer.name, *w, symbols))
-        return failure();
-    }
+    if (loftq)
+      loftqFactors(*w, rank, loftqIter, am, bm);
+    if (rewritesBase && !replaceWeight(linear, layer.name, *w, symbols))
+      return failure();
     auto aType = RankedTensorType::get({rank, k}, element);
     auto bType = RankedTensorType::get({n, rank}, element);
     ParamOp aParam = createFloatParam(
@@ -302,9 +320,8 @@ struct QOptInsertLoRAPass
                    useRslora, loraDropout);
     // The base weight is now W's residual: qopt-save-adapter names the init
     // (PEFT recomputes the residual) and writes PEFT's converted form.
-    if (principal)
-      lora->setAttr("qopt.residual_init",
-                    StringAttr::get(lora.getContext(), initLoraWeights));
+    if (rewritesBase)
+      markResidualInit(lora, initLoraWeights, loftqIter);
     // The replaced base weight's reads (and transpose), and its parameter,
     // when nothing else reads them.
     for (StringAttr name : eraseDeadOps(oldWeight))
@@ -340,6 +357,40 @@ void mlir::qopt::principalFactors(bool pissa, int64_t rank, double scale,
   dense::gemm(false, false, float(-scale), b, a, 1.0f, w);
 }
 
+void mlir::qopt::loftqFactors(dense::Matrix &w, int64_t rank, int64_t iters,
+                              dense::Matrix &a, dense::Matrix &b) {
+  // PEFT's loftq_init: res = W; repeat { Q = NF4(res); res = W - Q;
+  // B, A = top-r SVD of res (U·√S, √S·Vᵀ); res = W - B·A }.
+  const int64_t block = 64; // bitsandbytes' Params4bit default
+  int64_t count = w.rows * w.cols;
+  std::vector<uint8_t> codes(count);
+  std::vector<float> absmax((count + block - 1) / block), q(count);
+  dense::Matrix res = w;
+  for (int64_t it = 0; it < iters; ++it) {
+    ::qopt::nf4QuantizeBlockwise(res.data.data(), count, block, codes.data(),
+                                 absmax.data());
+    ::qopt::nf4DequantizeBlockwise(codes.data(), absmax.data(), count, block,
+                                   q.data());
+    for (int64_t i = 0; i < count; ++i)
+      res.data[i] = w.data[i] - q[i];
+    principalFactors(/*pissa=*/true, rank, /*scale=*/1.0, res, a, b);
+    if (it + 1 < iters) {
+      res = w;
+      dense::gemm(false, false, -1.0f, b, a, 1.0f, res);
+    }
+  }
+  w.data = std::move(q);
+}
+
+void mlir::qopt::markResidualInit(LoRAOp lora, StringRef init,
+                                  int64_t loftqIter) {
+  MLIRContext *context = lora.getContext();
+  lora->setAttr("qopt.residual_init", StringAttr::get(context, init));
+  if (init == "loftq")
+    lora->setAttr("qopt.loftq_iter",
+                  IntegerAttr::get(IntegerType::get(context, 64), loftqIter));
+}
+
 ParamOp mlir::qopt::replaceWeight(LinearOp linear, StringRef module,
                                   const dense::Matrix &w,
                                   SymbolTable &symbols) {
@@ -365,6 +416,8 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.useRslora = config.useRslora;
   options.useDora = config.useDora;
   options.initLoraWeights = config.initLoraWeights;
+  options.loftqBits = config.loftqBits;
+  options.loftqIter = config.loftqIter;
   options.seed = seed;
   options.slots = slots;
   options.modelDir = modelDir.str();

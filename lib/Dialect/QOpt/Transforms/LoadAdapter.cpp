@@ -143,12 +143,23 @@ struct QOptLoadAdapterPass
         parsePeftLoraConfig((*configFile)->getBuffer());
     if (!config)
       return error() << llvm::toString(config.takeError()), signalPassFailure();
-    // A PiSSA / OLoRA adapter applies to the residual base weights its init
-    // left: PEFT recomputes that residual on loading, and so does qopt where
-    // the init is deterministic (exact SVD, QR).
+    // A PiSSA / OLoRA / LoftQ adapter applies to the base weights its init
+    // left (a residual, a quantization): PEFT recomputes them on loading,
+    // and so does qopt where the init is deterministic (exact SVD, QR, NF4).
     StringRef init = config->initLoraWeights;
-    principal = init == "pissa" || init == "olora";
-    if (init != "true" && init != "false" && init != "gaussian" && !principal)
+    rewritesBase = init == "pissa" || init == "olora" || init == "loftq";
+    if (init == "loftq" && config->loftqBits != 4)
+      return error() << "adapter_config.json: loftq_config's loftq_bits "
+                     << config->loftqBits
+                     << " is not supported (4: NF4, as bitsandbytes "
+                        "quantizes)",
+             signalPassFailure();
+    if (init == "loftq" && config->loftqIter < 1)
+      return error() << "adapter_config.json: loftq_config's loftq_iter must "
+                        "be at least 1",
+             signalPassFailure();
+    if (init != "true" && init != "false" && init != "gaussian" &&
+        !rewritesBase)
       return error() << "adapter_config.json: init_lora_weights is '" << init
                      << "': such an adapter applies to the residual base "
                         "weights of "
@@ -240,15 +251,17 @@ struct QOptLoadAdapterPass
         return signalPassFailure();
   }
 
-  /// PEFT's PiSSA / OLoRA residual: the layer's weight less its principal
-  /// part, as a new parameter.
-  LogicalResult makeResidual(LinearOp linear, StringRef name, StringRef init,
-                             int64_t rank, double scale, SymbolTable &symbols,
-                             WeightReader &reader) {
+  /// The base weight PEFT's PiSSA / OLoRA / LoftQ init leaves (the weight
+  /// less its principal part; its NF4 quantization), as a new parameter.
+  LogicalResult rewriteBase(LinearOp linear, StringRef name,
+                            const PeftLoraConfig &config, int64_t rank,
+                            double scale, SymbolTable &symbols,
+                            WeightReader &reader) {
+    StringRef init = config.initLoraWeights;
     if (isa<QTensorType>(linear.getWeight().getType()))
-      return linear.emitError() << "qopt-load-adapter: module '" << name
-                                << "' is quantized; a PiSSA / OLoRA adapter "
-                                   "needs its float weight";
+      return linear.emitError()
+             << "qopt-load-adapter: module '" << name << "' is quantized; a "
+             << init << " adapter needs its float weight";
     auto type = cast<RankedTensorType>(linear.getWeight().getType());
     if (rank > std::min(type.getDimSize(0), type.getDimSize(1)))
       return linear.emitError()
@@ -266,7 +279,10 @@ struct QOptLoadAdapterPass
       return failure();
     }
     dense::Matrix a, b;
-    principalFactors(init == "pissa", rank, scale, *w, a, b);
+    if (init == "loftq")
+      loftqFactors(*w, rank, config.loftqIter, a, b);
+    else
+      principalFactors(init == "pissa", rank, scale, *w, a, b);
     if (!replaceWeight(linear, name, *w, symbols))
       return failure();
     auto module = linear->getParentOfType<ModuleOp>();
@@ -351,22 +367,21 @@ struct QOptLoadAdapterPass
     if (!a || !b || (parts.magnitude && !m))
       return failure();
     double alpha = targets.alphaFor(layer.name);
-    if (principal &&
-        failed(makeResidual(linear, layer.name, config.initLoraWeights, r,
-                            config.useRslora ? alpha / std::sqrt(double(r))
-                                             : alpha / double(r),
-                            symbols, reader)))
+    if (rewritesBase &&
+        failed(rewriteBase(linear, layer.name, config, r,
+                           config.useRslora ? alpha / std::sqrt(double(r))
+                                            : alpha / double(r),
+                           symbols, reader)))
       return failure();
     LoRAOp lora = attachLoRA(linear, a, b, m, alpha, config.useRslora,
                              config.loraDropout);
-    if (principal)
-      lora->setAttr("qopt.residual_init",
-                    StringAttr::get(lora.getContext(), config.initLoraWeights));
+    if (rewritesBase)
+      markResidualInit(lora, config.initLoraWeights, config.loftqIter);
     return success();
   }
 
-  /// Whether the adapter's init leaves a residual base weight.
-  bool principal = false;
+  /// Whether the adapter's init rewrote the base weights.
+  bool rewritesBase = false;
 };
 
 } // namespace
@@ -457,6 +472,12 @@ addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
          ArrayRef<std::string> names, ArrayRef<int64_t> ranks,
          ArrayRef<double> alphas, LoRAOp first, llvm::json::Value init,
          SmallVectorImpl<std::pair<std::string, std::string>> &files) {
+  // LoftQ's config travels with its init.
+  llvm::json::Object loftq;
+  if (auto iter = first->getAttrOfType<IntegerAttr>("qopt.loftq_iter");
+      iter && init.getAsString() == std::optional<StringRef>("loftq"))
+    loftq =
+        llvm::json::Object{{"loftq_bits", 4}, {"loftq_iter", iter.getInt()}};
   int64_t r = mostCommon<int64_t>(ranks);
   double alpha = mostCommon<double>(alphas);
 
@@ -512,6 +533,7 @@ addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
       {"bias", "none"},
       {"fan_in_fan_out", false},
       {"init_lora_weights", std::move(init)},
+      {"loftq_config", std::move(loftq)},
       {"inference_mode", true},
       {"modules_to_save", nullptr},
       {"task_type", nullptr},
@@ -566,7 +588,9 @@ struct QOptSaveAdapterPass
       std::string name = op.getModule()->str();
       auto init = op->getAttrOfType<StringAttr>("qopt.residual_init");
       StringRef firstInit = residualInit(loras.front());
-      if ((init ? init.getValue() : StringRef()) != firstInit)
+      if ((init ? init.getValue() : StringRef()) != firstInit ||
+          op->getAttr("qopt.loftq_iter") !=
+              loras.front()->getAttr("qopt.loftq_iter"))
         return fail(op) << "module '" << name
                         << "' was initialised differently from module '"
                         << (loras.front().getModuleAttr()
@@ -574,7 +598,7 @@ struct QOptSaveAdapterPass
                                 : std::string("?"))
                         << "', which one PEFT config cannot express",
                signalPassFailure();
-      if (init && op.getMagnitude())
+      if (init && init.getValue() != "loftq" && op.getMagnitude())
         return fail(op) << "module '" << name << "': a DoRA adapter with a "
                         << init.getValue()
                         << " initialisation has no converted form for the "
@@ -628,7 +652,7 @@ struct QOptSaveAdapterPass
                                      : llvm::json::Value(init),
                         files)))
       return signalPassFailure();
-    if (!init.empty()) {
+    if (!init.empty() && init != "loftq") {
       // PEFT's converted form (save_pretrained with
       // path_initial_model_for_weight_conversion): ΔW = B·A - B₀·A₀ as a
       // rank-2r LoRA for the original weights, A' = [A; A₀], B' = [B, -B₀],

@@ -494,6 +494,25 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
         c.initLoraWeights = *b ? "true" : "false";
       else if (auto s = v.getAsString())
         c.initLoraWeights = s->str();
+    } else if (key == "loftq_config") {
+      // {} unless init_lora_weights is "loftq"; then LoftQConfig's fields.
+      if (v.getAsNull())
+        continue;
+      const json::Object *loftq = v.getAsObject();
+      if (!loftq)
+        return keyError(key, "must be an object (LoftQConfig)");
+      for (const auto &[field, value] : *loftq) {
+        std::optional<int64_t> n = value.getAsInteger();
+        if (field == "loftq_bits" && n)
+          c.loftqBits = *n;
+        else if (field == "loftq_iter" && n)
+          c.loftqIter = *n;
+        else
+          return keyError(key, ("has '" + llvm::StringRef(field) +
+                                "', which is not loftq_bits or loftq_iter "
+                                "with an integer")
+                                   .str());
+      }
     } else if (::qopt::peft::isInformationalKey(key.str().c_str())) {
       // Describes the adapter only.
     } else if (!isUnset(v)) {

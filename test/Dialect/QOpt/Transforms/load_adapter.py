@@ -80,6 +80,12 @@ run("pissa adapter, weight given at run time", config={**CONFIG, "init_lora_weig
 run("pissa_niter adapter", config={**CONFIG, "init_lora_weights": "pissa_niter_4"},
     tensors=good())
 run("corda adapter", config={**CONFIG, "init_lora_weights": "corda"}, tensors=good())
+run("loftq adapter of 8 bits", config={**CONFIG, "init_lora_weights": "loftq",
+                                       "loftq_config": {"loftq_bits": 8, "loftq_iter": 1}},
+    tensors=good())
+run("bad loftq config", config={**CONFIG, "init_lora_weights": "loftq",
+                                "loftq_config": {"loftq_bits": 4, "loftq_steps": 1}},
+    tensors=good())
 run("ambiguous rank pattern", config={**CONFIG, "rank_pattern": {"q_proj": 2, "layers.0.q_proj": 3}},
     tensors=good())
 run("no weights file", tensors=None)

@@ -62,6 +62,8 @@ struct PeftLoraConfig {
   /// init_lora_weights as PEFT spells it: "true", "false", "gaussian",
   /// "pissa", "pissa_niter_4", "olora", "loftq", "eva", ...
   std::string initLoraWeights = "true";
+  /// loftq_config's loftq_bits and loftq_iter.
+  int64_t loftqBits = 4, loftqIter = 1;
 };
 
 /// Parses `adapter_config.json`. A key qopt cannot honour at the value it
@@ -91,6 +93,19 @@ LoRAOp attachLoRA(LinearOp linear, Value a, Value b, Value magnitude,
 void principalFactors(bool pissa, int64_t rank, double scale,
                       ::qopt::dense::Matrix &w, ::qopt::dense::Matrix &a,
                       ::qopt::dense::Matrix &b);
+
+/// PEFT's LoftQ (`loftq_init`, 4 bits) of a layer with weight `w`:
+/// `iters` rounds of NF4-quantizing (bitsandbytes' blockwise, 64) the part
+/// the adapter does not hold and taking the top-`rank` SVD of what the
+/// quantization lost (B = U·√S, A = √S·Vᵀ; no scale). `w` becomes the
+/// dequantized quantization of the last round.
+void loftqFactors(::qopt::dense::Matrix &w, int64_t rank, int64_t iters,
+                  ::qopt::dense::Matrix &a, ::qopt::dense::Matrix &b);
+
+/// Marks `lora` as initialised by `init` (PiSSA, OLoRA, LoftQ), which
+/// rewrote its base weight: `qopt.residual_init` (and `qopt.loftq_iter`),
+/// which qopt-save-adapter writes into the config.
+void markResidualInit(LoRAOp lora, llvm::StringRef init, int64_t loftqIter);
 
 /// Gives `linear` a new, frozen weight parameter `<module>.weight` holding
 /// `w`, for the residual a principal initialisation leaves. Null after an

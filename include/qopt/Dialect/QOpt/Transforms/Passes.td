@@ -109,7 +109,13 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     is unchanged too; `pissa_niter_N` (PEFT's randomized SVD) gets the
     exact SVD. These read `W` at compile time (from `model-dir` for
     external weights), as does DoRA's magnitude (the row norms of
-    `W + scale·B·A`). LoftQ, EVA, CorDA, LoRA-GA, LoRA-XS/SB and the other
+    `W + scale·B·A`). `loftq` (LoftQ, as PEFT's `loftq_init`) alternates
+    `loftq-iter` times between quantizing `W - B·A` to NF4 exactly as
+    bitsandbytes does (`loftq-bits` = 4; blocks of 64, f32 absmax) and the
+    top-r SVD of `W - Q` (`B = U·√S`, `A = √S·Vᵀ`, with no `scale`, as in
+    PEFT); the base weight becomes a new parameter holding the dequantized
+    `Q` (in float: quantizing it later gives the same codes), so the output
+    changes unless scale is 1. EVA, CorDA, LoRA-GA, LoRA-XS/SB and the other
     initialisations of the adapter issue are not implemented yet: asking
     for one is an error naming it.
 
@@ -156,7 +162,11 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
            "DoRA: a trainable magnitude per output row">,
     Option<"initLoraWeights", "init-lora-weights", "std::string", "\"true\"",
            "true (Kaiming-uniform A, zero B), gaussian, false, pissa, "
-           "pissa_niter_N, olora">,
+           "pissa_niter_N, olora, loftq">,
+    Option<"loftqBits", "loftq-bits", "int64_t", "4",
+           "LoftQ: bits of the base weight's quantization (4: NF4)">,
+    Option<"loftqIter", "loftq-iter", "int64_t", "1",
+           "LoftQ: alternating quantization / SVD steps (at least 1)">,
     ListOption<"rankPattern", "rank-pattern", "std::string",
                "regex=r entries: another rank for the layers a key matches">,
     ListOption<"alphaPattern", "alpha-pattern", "std::string",
