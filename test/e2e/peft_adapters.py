@@ -1,7 +1,8 @@
 """PEFT adapters (test/e2e/peft, saved by PEFT itself by
 make_peft_adapters.py) compiled onto the real exports by
 `qoptc --adapter DIR` -- unmerged, and with `--merge` -- for both torch
-exporters, and run at every shape of the fixture: each output must match
+exporters (and, for two Llama adapters, the export whose layers are known
+only by their weights' initializer names), and run at every shape of the fixture: each output must match
 PEFT's own with the adapter active (relative error max|d| / max|ref| <=
 1e-4, at the positions the attention mask keeps). Prints one line per
 model and a summary; exits 1 on a mismatch."""
@@ -39,7 +40,10 @@ with tempfile.TemporaryDirectory() as tmp:
         ref = np.load(os.path.join(folder, "reference.npz"))
         out = case["output"]
         ids = sorted({k.split(".")[0] for k in ref.files if k.startswith("case")})
-        for exporter in ("torchscript", "dynamo"):
+        # llama-params: the same Llama known only by initializer names
+        # (make_param_named_export.py), for two adapters.
+        extra = ["params"] if name in ("llama-lora", "llama-dora-rslora") else []
+        for exporter in ["torchscript", "dynamo"] + extra:
             model = os.path.join(HERE, "real", f"{case['export']}-{exporter}", "model.onnx")
             for merge in (False, True):
                 label = f"{name} on {case['export']}-{exporter}{' merged' if merge else ''}"

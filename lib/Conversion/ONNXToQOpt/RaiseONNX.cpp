@@ -281,17 +281,36 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
           named = assemble.getData();
       }
     }
+    // Exports without constant folding keep torch's N x K parameter behind
+    // an ONNX Transpose: MatMul(x, Transpose(W)).
+    ONNXNodeOp transpose;
+    if (!w) {
+      transpose = op.getInputs()[1].getDefiningOp<ONNXNodeOp>();
+      std::optional<SmallVector<int64_t>> perm =
+          transpose ? getIntsAttr(transpose, "perm") : std::nullopt;
+      LoadParamOp nk = transpose && transpose.getOpType() == "Transpose" &&
+                               transpose.getDomain().empty() &&
+                               transpose.getInputs().size() == 1 &&
+                               (!perm || *perm == SmallVector<int64_t>{1, 0})
+                           ? paramOfRank(transpose.getInputs()[0], 2)
+                           : LoadParamOp();
+      if (!nk)
+        transpose = {};
+      w = named = nk ? nk.getResult() : Value();
+    }
     if (!w || !isRankedFloat(x))
       return failure();
     auto xType = cast<RankedTensorType>(x.getType());
     auto wType = cast<RankedTensorType>(w.getType());
+    int64_t k = wType.getDimSize(transpose ? 1 : 0);
+    int64_t n = wType.getDimSize(transpose ? 0 : 1);
     if (xType.getElementType() != wType.getElementType() ||
         xType.getRank() < 1 ||
         (!xType.isDynamicDim(xType.getRank() - 1) &&
-         xType.getDimSize(xType.getRank() - 1) != wType.getDimSize(0)))
+         xType.getDimSize(xType.getRank() - 1) != k))
       return failure();
     // The weight is stored K x N: qopt.linear wants N x K.
-    Value wt = transposed(rewriter, loc, w);
+    Value wt = transpose ? w : transposed(rewriter, loc, w);
     // A following Add of a bias parameter joins the layer.
     ONNXNodeOp root = op;
     Value bias;
@@ -303,7 +322,7 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
         Value other =
             add.getInputs()[0] == out ? add.getInputs()[1] : add.getInputs()[0];
         LoadParamOp b = paramOfRank(other, 1);
-        if (b && b.getType().getDimSize(0) == wType.getDimSize(1) &&
+        if (b && b.getType().getDimSize(0) == n &&
             b.getType().getElementType() == wType.getElementType()) {
           bias = b;
           root = add;
@@ -311,7 +330,7 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
       }
     }
     SmallVector<int64_t> shape(xType.getShape().drop_back());
-    shape.push_back(wType.getDimSize(1));
+    shape.push_back(n);
     auto type = RankedTensorType::get(shape, xType.getElementType());
     rewriter.setInsertionPoint(root);
     Value y = LinearOp::create(rewriter, root.getLoc(), type, x, wt, bias,
@@ -322,6 +341,10 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
     if (root != op) {
       erased.push_back(op);
       rewriter.eraseOp(op);
+    }
+    if (transpose && transpose->use_empty()) {
+      erased.push_back(transpose);
+      rewriter.eraseOp(transpose);
     }
     return success();
   }

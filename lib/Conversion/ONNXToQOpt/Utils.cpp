@@ -87,14 +87,37 @@ ElementsAttr mlir::qopt::onnx::getInlineParamData(LoadParamOp load) {
   return load.getInlineData(ParamLookupScope::current());
 }
 
-/// The elements of a constant (arith.constant or inline parameter), or null.
-static Attribute constantData(Value value) {
+/// The elements of a constant (arith.constant or inline parameter), or of
+/// an op that folds to one from such operands (exports without constant
+/// folding compute Slice axes, Reshape shapes, … as Unsqueeze / Concat /
+/// Cast chains of constants), or null. `depth` bounds the chains followed.
+static Attribute constantData(Value value, int depth = 8) {
   Attribute attr;
   if (!value || matchPattern(value, m_Constant(&attr)))
     return attr;
   if (auto load = value.getDefiningOp<LoadParamOp>())
     return getInlineParamData(load);
-  return {};
+  Operation *op = value.getDefiningOp();
+  if (!op || depth == 0 || op->getNumRegions() != 0 || !isPure(op))
+    return {};
+  SmallVector<Attribute> operands;
+  for (Value operand : op->getOperands()) {
+    Attribute c = constantData(operand, depth - 1);
+    // Scalars and small tensors: shapes and indices, not weights.
+    auto elements = dyn_cast_or_null<ElementsAttr>(c);
+    if (!(elements ? elements.getNumElements() <= 64
+                   : isa_and_nonnull<IntegerAttr, FloatAttr>(c)))
+      return {};
+    operands.push_back(c);
+  }
+  SmallVector<OpFoldResult> results;
+  if (failed(op->fold(operands, results)) ||
+      results.size() != op->getNumResults())
+    return {};
+  auto folded = dyn_cast_if_present<Attribute>(
+      results[cast<OpResult>(value).getResultNumber()]);
+  // A fold may return a fold-to-operand Value or a non-elements attribute.
+  return isa_and_nonnull<ElementsAttr>(folded) ? folded : Attribute();
 }
 
 std::optional<SmallVector<int64_t>>

@@ -64,15 +64,24 @@ bool parseModelBinary(const void *data, size_t size, onnx::ModelProto &model,
 }
 
 bool inferShapes(onnx::ModelProto &model, std::string &error) {
-  onnx::ModelProto copy = model;
-  try {
-    onnx::shape_inference::InferShapes(copy);
-    model = std::move(copy);
-    return true;
-  } catch (const std::exception &e) {
-    error = e.what();
-  } catch (...) {
-    error = "unknown error in ONNX shape inference";
+  // With data propagation first: exports without constant folding compute
+  // Reshape targets from Shape / Gather / Concat chains, whose ranks only
+  // it recovers (and raising needs ranked activations). Without it if that
+  // fails.
+  for (bool propagate : {true, false}) {
+    onnx::ModelProto copy = model;
+    try {
+      onnx::ShapeInferenceOptions options(/*check_type_val=*/false,
+                                          /*strict_mode_val=*/0, propagate);
+      onnx::shape_inference::InferShapes(
+          copy, onnx::OpSchemaRegistry::Instance(), options);
+      model = std::move(copy);
+      return true;
+    } catch (const std::exception &e) {
+      error = e.what();
+    } catch (...) {
+      error = "unknown error in ONNX shape inference";
+    }
   }
   return false;
 }

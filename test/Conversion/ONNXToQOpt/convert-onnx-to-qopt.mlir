@@ -326,3 +326,22 @@ func.func @rotary_embedding(%x: tensor<2x4x3x8xf32>, %cos: tensor<16x4xf32>, %si
   %0 = onnx.node "RotaryEmbedding" opset 23 (%x, %cos, %sin, %pos) {interleaved = 1 : si64} : (tensor<2x4x3x8xf32>, tensor<16x4xf32>, tensor<16x4xf32>, tensor<2x3xi64>) -> tensor<2x4x3x8xf32>
   return %0 : tensor<2x4x3x8xf32>
 }
+
+// -----
+
+// Exports without constant folding compute Slice axes (and the like) from
+// constants through Unsqueeze: that folds at conversion, so the slice is
+// static. (Cast and Concat of constants do not fold yet: as starts they
+// give a slice with run-time bounds.)
+// CHECK-LABEL: func.func @computed_constants
+// CHECK: linalg.generic {{.*}} outs(%{{.*}} : tensor<4x2xf32>)
+// CHECK: tensor.extract %arg0
+func.func @computed_constants(%x: tensor<4x6xf32>) -> tensor<?x?xf32> {
+  %c1 = onnx.node "Constant" opset 13 () {value = dense<1> : tensor<i64>} : () -> tensor<i64>
+  %a0 = onnx.node "Constant" opset 13 () {value = dense<0> : tensor<1xi64>} : () -> tensor<1xi64>
+  %axes = onnx.node "Unsqueeze" opset 13 (%c1, %a0) {} : (tensor<i64>, tensor<1xi64>) -> tensor<1xi64>
+  %s = onnx.node "Constant" opset 13 () {value = dense<1> : tensor<1xi64>} : () -> tensor<1xi64>
+  %e = onnx.node "Constant" opset 13 () {value = dense<3> : tensor<1xi64>} : () -> tensor<1xi64>
+  %0 = onnx.node "Slice" opset 13 (%x, %s, %e, %axes) {} : (tensor<4x6xf32>, tensor<1xi64>, tensor<1xi64>, tensor<1xi64>) -> tensor<?x?xf32>
+  return %0 : tensor<?x?xf32>
+}

@@ -54,6 +54,35 @@ func.func @linear_gemm_conv1d(%x: tensor<?x8xf32>) -> tensor<?x24xf32> {
 
 // -----
 
+// Exports without constant folding: MatMul(x, Transpose(W)) with torch's
+// N x K parameter; the weight is used as it is and the Transpose goes,
+// unless something else reads it. A Transpose of another permutation is
+// not a weight layout.
+qopt.param @m.model.layers.0.self_attn.q_proj.weight : tensor<16x8xf32>
+qopt.param @m.model.layers.0.self_attn.k_proj.weight : tensor<16x8xf32>
+// CHECK-LABEL: func.func @linear_transposed_param
+// CHECK: %[[W:.*]] = qopt.load_param @m.model.layers.0.self_attn.q_proj.weight
+// CHECK-NOT: "Transpose"
+// CHECK: qopt.linear %{{.*}}, %[[W]] module "m.model.layers.0.self_attn.q_proj" : (tensor<?x?x8xf32>, tensor<16x8xf32>) -> tensor<?x?x16xf32>
+// CHECK: %[[K:.*]] = qopt.load_param @m.model.layers.0.self_attn.k_proj.weight
+// CHECK: %[[KT:.*]] = onnx.node "Transpose" opset 13 (%[[K]])
+// CHECK: qopt.linear %{{.*}}, %[[K]] module "m.model.layers.0.self_attn.k_proj"
+// CHECK: onnx.node "MatMul"
+// CHECK: return %{{.*}}, %{{.*}}, %[[KT]]
+func.func @linear_transposed_param(%x: tensor<?x?x8xf32>, %y: tensor<?x?x16xf32>) -> (tensor<?x?x16xf32>, tensor<?x?x16xf32>, tensor<8x16xf32>, tensor<?x?x8xf32>) {
+  %w = qopt.load_param @m.model.layers.0.self_attn.q_proj.weight : tensor<16x8xf32>
+  %wt = onnx.node "Transpose" opset 13 (%w) {perm = array<i64: 1, 0>} : (tensor<16x8xf32>) -> tensor<8x16xf32>
+  %0 = onnx.node "MatMul" opset 13 (%x, %wt) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<?x?x16xf32>
+  %k = qopt.load_param @m.model.layers.0.self_attn.k_proj.weight : tensor<16x8xf32>
+  %kt = onnx.node "Transpose" opset 13 (%k) {} : (tensor<16x8xf32>) -> tensor<8x16xf32>
+  %1 = onnx.node "MatMul" opset 13 (%x, %kt) {} : (tensor<?x?x8xf32>, tensor<8x16xf32>) -> tensor<?x?x16xf32>
+  %id = onnx.node "Transpose" opset 13 (%k) {perm = array<i64: 0, 1>} : (tensor<16x8xf32>) -> tensor<16x8xf32>
+  %2 = onnx.node "MatMul" opset 13 (%y, %id) {} : (tensor<?x?x16xf32>, tensor<16x8xf32>) -> tensor<?x?x8xf32>
+  return %0, %1, %kt, %2 : tensor<?x?x16xf32>, tensor<?x?x16xf32>, tensor<8x16xf32>, tensor<?x?x8xf32>
+}
+
+// -----
+
 // A bias that only broadcasts ([1]) or a K that does not match is left to
 // the conversion's Gemm (which reports the mismatch).
 qopt.param @fc.weight : tensor<16x8xf32>
