@@ -28,6 +28,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -727,6 +728,9 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
   // and anything else, which must be unset.
   double alpha = 8;
   bool rslora = false;
+  // alpha_pattern: PEFT's get_pattern_key takes the first key (in document
+  // order) for which re.match(rf"(.*\.)?({key})$", module) matches.
+  std::vector<std::pair<std::regex, double>> alphaPattern;
   // Keys about the selection (the slots are fixed) or training.
   static const char *const kIgnored[] = {"r",
                                          "target_modules",
@@ -765,10 +769,25 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
                     "': such an adapter applies to the residual base weights "
                     "of its initialisation, not to this model's");
     } else if (k == "alpha_pattern") {
-      if (!unset())
-        return fail(what + ": per-module alphas are not supported by the "
-                           "slots; compile the adapter in with qoptc "
-                           "--adapter");
+      if (unset())
+        continue;
+      if (v.kind != Value::Object)
+        return fail(what + " is not an object of regular expressions and "
+                           "alphas");
+      for (const auto &[key, value] : v.object) {
+        if (value.kind != Value::Number || !(value.number > 0))
+          return fail(what + ": the alpha of '" + key +
+                      "' is not a positive number");
+        try {
+          alphaPattern.emplace_back(
+              std::regex("(.*\\.)?(" + key + ")", std::regex::ECMAScript),
+              value.number);
+        } catch (const std::regex_error &e) {
+          return fail(what + ": '" + key +
+                      "' is not a regular expression the slots can read (" +
+                      e.what() + ")");
+        }
+      }
     } else if (std::find(std::begin(kIgnored), std::end(kIgnored), k) ==
                    std::end(kIgnored) &&
                !qopt::peft::isInformationalKey(k.c_str()) && !unset()) {
@@ -897,8 +916,14 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
                   shapeString(b->second.shape.data(), 2) +
                   " do not fit the layer (" + std::to_string(out) + " x " +
                   std::to_string(in) + ")");
-    double scale = rslora ? alpha / std::sqrt(static_cast<double>(r))
-                          : alpha / static_cast<double>(r);
+    double moduleAlpha = alpha;
+    for (const auto &[regex, value] : alphaPattern)
+      if (std::regex_match(module, regex)) {
+        moduleAlpha = value;
+        break;
+      }
+    double scale = rslora ? moduleAlpha / std::sqrt(static_cast<double>(r))
+                          : moduleAlpha / static_cast<double>(r);
     Fill &fill = fills[slot - m->loraSlots.begin()];
     for (int64_t i = 0; i < r; ++i)
       for (int64_t j = 0; j < in; ++j)

@@ -1,6 +1,7 @@
 """Run-time adapter slots: one library compiled with `qoptc --lora-slots`
-(q_proj, v_proj, down_proj of the Llama exports, rank 4) loads three PEFT
-adapters in turn -- rank 4; rank 2 on a subset (padded); rank 3 rsLoRA --
+(q_proj, v_proj, down_proj of the Llama exports, rank 4) loads four PEFT
+adapters in turn -- rank 4; rank 2 on a subset (padded); rank 3 rsLoRA;
+rank 2 with an alpha_pattern (a suffix and a regular expression) --
 and each gives PEFT's own outputs and those of the same adapter compiled in
 with `qoptc --adapter`; unloading gives the base model's outputs again;
 adapters that do not fit are refused with the module named and leave the
@@ -73,6 +74,11 @@ with tempfile.TemporaryDirectory() as tmp:
     p = "base_model.model.m.model.layers.0.self_attn.q_proj."
     write_adapter(rank5, {p + "lora_A.weight": np.ones((5, 32)), p + "lora_B.weight": np.ones((32, 5))},
                   {"peft_type": "LORA", "r": 5, "lora_alpha": 5, "target_modules": ["q_proj"]})
+    # An alpha_pattern key in Python's own syntax (named group).
+    badregex = os.path.join(tmp, "badregex")
+    write_adapter(badregex, {p + "lora_A.weight": np.ones((2, 32)), p + "lora_B.weight": np.ones((32, 2))},
+                  {"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj"],
+                   "alpha_pattern": {"(?P<p>q)_proj": 4}})
     for exporter in ("dynamo", "torchscript"):
         model_path = os.path.join(HERE, "real", f"llama-{exporter}", "model.onnx")
         lib = os.path.join(tmp, f"slots-{exporter}.so")
@@ -84,7 +90,7 @@ with tempfile.TemporaryDirectory() as tmp:
                         for n, r in m.lora_slots[:3]) + ", ...")
         base = np.load(os.path.join(HERE, "real", f"llama-{exporter}", "reference.npz"))
         check(f"{exporter}: no adapter = the base model", *matches(outputs(m, base), base))
-        for name in ("llama-lora", "llama-slot-small", "llama-slot-rslora"):
+        for name in ("llama-lora", "llama-slot-small", "llama-slot-rslora", "llama-slot-alphas"):
             ref = np.load(os.path.join(PEFT, name, "reference.npz"))
             m.load_adapter(os.path.join(PEFT, name))
             got = outputs(m, ref)
@@ -97,8 +103,9 @@ with tempfile.TemporaryDirectory() as tmp:
             check(f"{exporter}: {name} loaded = compiled in", worst <= 1e-5,
                   f"max relative difference {worst:.1e}")
         before = outputs(m, base)
-        for name, message in (("llama-rank-pattern", "per-module alphas are not supported"),
+        for name, message in (("llama-rank-pattern", "has no LoRA slot"),
                               (rank5, "the adapter's rank 5 exceeds its slot's rank 4"),
+                              (badregex, "is not a regular expression the slots can read"),
                               ("llama-dora-rslora", "DoRA adapters do not fit"),
                               ("bert-lora", "has no LoRA slot")):
             try:

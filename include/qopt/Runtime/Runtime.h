@@ -140,10 +140,12 @@ int qopt_model_lora_slot(const qopt_model *model, size_t index,
    adapter_config.json, adapter_model.safetensors) into the slots: every
    module it adapts must have a slot of at least its rank (a smaller rank is
    padded with zeros; the scale lora_alpha / r, or / sqrt(r) with rsLoRA, is
-   folded into B); slots it does not use hold zeros. An adapter that does
-   not fit (a module without a slot, a rank above the slot's, DoRA, per-module
-   alphas, an unknown config key with a value) is an error naming it, and
-   leaves the previous adapter in place. Takes turns with runs. */
+   folded into B, with a module's alpha from alpha_pattern where a key
+   matches it as PEFT matches them); slots it does not use hold zeros. An
+   adapter that does not fit (a module without a slot, a rank above the
+   slot's, DoRA, an alpha_pattern key that is not a regular expression, an
+   unknown config key with a value) is an error naming it, and leaves the
+   previous adapter in place. Takes turns with runs. */
 int qopt_model_load_adapter(qopt_model *model, const char *dir);
 /* Zeros every slot: the base model's outputs again. */
 int qopt_model_unload_adapter(qopt_model *model);

@@ -48,6 +48,9 @@ CASES = {
     "llama-slot-small": ("llama", dict(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"])),
     "llama-slot-rslora": ("llama", dict(r=3, lora_alpha=6, target_modules=["down_proj", "v_proj"],
                                         use_rslora=True)),
+    "llama-slot-alphas": ("llama", dict(r=2, lora_alpha=4, target_modules=["q_proj", "down_proj"],
+                                        alpha_pattern={"down_proj": 16,
+                                                       r"layers\.1\.self_attn\.q_proj": 1})),
     # PiSSA / OLoRA adapters "after training" (factors moved off their
     # initial values): saved plainly (init_lora_weights names the init;
     # PEFT recomputes the residual from the original weights on loading),
