@@ -54,7 +54,7 @@ private:
 
 /// The initialisations of PEFT's init_lora_weights that exist, and those
 /// that are not implemented yet.
-enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ };
+enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ, LoRAXS };
 
 struct QOptInsertLoRAPass
     : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
@@ -91,8 +91,9 @@ struct QOptInsertLoRAPass
       }
       return Init::LoftQ;
     }
-    for (StringRef later :
-         {"eva", "corda", "orthogonal", "lora_ga", "lora-xs", "lora-sb"})
+    if (v == "lora-xs")
+      return Init::LoRAXS;
+    for (StringRef later : {"eva", "corda", "orthogonal", "lora_ga", "lora-sb"})
       if (llvm::StringRef(v).starts_with(later)) {
         error() << "init-lora-weights '" << initLoraWeights
                 << "' is not implemented yet";
@@ -100,7 +101,7 @@ struct QOptInsertLoRAPass
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
             << "' (expected true, false, gaussian, pissa, pissa_niter_N, "
-               "olora or loftq)";
+               "olora, loftq or lora-xs)";
     return failure();
   }
 
@@ -144,6 +145,10 @@ struct QOptInsertLoRAPass
       return signalPassFailure();
     if (slots && useDora)
       return error() << "use-dora: DoRA layers cannot be run-time slots",
+             signalPassFailure();
+    if (slots && (useSora || *init == Init::LoRAXS))
+      return error() << (useSora ? "use-sora" : "init-lora-weights=lora-xs")
+                     << ": run-time slots hold plain LoRA factors only",
              signalPassFailure();
     LoraSelection selection;
     if (preset) {
@@ -245,11 +250,12 @@ struct QOptInsertLoRAPass
     bool principal = !slots && (init == Init::PiSSA || init == Init::OLoRA);
     bool loftq = !slots && init == Init::LoftQ;
     bool rewritesBase = principal || loftq;
+    bool xs = !slots && init == Init::LoRAXS;
     // The base weight, where the init or DoRA needs it.
     std::optional<dense::Matrix> w;
     SmallVector<Operation *> oldWeight;
-    if (rewritesBase || useDora) {
-      StringRef what = rewritesBase ? "init-lora-weights" : "use-dora";
+    if (rewritesBase || xs || useDora) {
+      StringRef what = rewritesBase || xs ? "init-lora-weights" : "use-dora";
       if (isa<QTensorType>(wType))
         return linear.emitError()
                << "qopt-insert-lora: " << what << " on the quantized module '"
@@ -270,23 +276,50 @@ struct QOptInsertLoRAPass
       principalFactors(init == Init::PiSSA, rank, scale, *w, am, bm);
     if (loftq)
       loftqFactors(*w, rank, loftqIter, am, bm);
+    if (xs) {
+      // LoRA-XS: frozen B = Uᵣ·Sᵣ and A = Vᵣᵀ of W's top-r SVD; only the
+      // r×r middle R trains, from zero (the output starts unchanged).
+      dense::Matrix u, vt;
+      std::vector<float> sv;
+      dense::topSingular(*w, rank, u, sv, vt);
+      for (int64_t i = 0; i < rank; ++i) {
+        for (int64_t j = 0; j < k; ++j)
+          am.at(i, j) = vt.at(i, j);
+        for (int64_t j = 0; j < n; ++j)
+          bm.at(j, i) = u.at(j, i) * sv[i];
+      }
+    }
     if (rewritesBase && !replaceWeight(linear, layer.name, *w, symbols))
       return failure();
     auto aType = RankedTensorType::get({rank, k}, element);
     auto bType = RankedTensorType::get({n, rank}, element);
     ParamOp aParam = createFloatParam(
         symbols, loc, layer.name + ".lora_A.weight", aType, am.data,
-        /*trainable=*/true);
+        /*trainable=*/!xs);
     ParamOp bParam = createFloatParam(
         symbols, loc, layer.name + ".lora_B.weight", bType, bm.data,
-        /*trainable=*/true);
+        /*trainable=*/!xs);
     if (!aParam || !bParam)
+      return failure();
+    ParamOp middleParam, gateParam;
+    auto squareType = RankedTensorType::get({rank, rank}, element);
+    auto gateType = RankedTensorType::get({rank}, element);
+    if (xs && !(middleParam = createFloatParam(
+                    symbols, loc, layer.name + ".lora_middle", squareType,
+                    std::vector<float>(rank * rank, 0.0f), /*trainable=*/true)))
+      return failure();
+    // SoRA: a gate per rank component, from one (sparsified in training).
+    if (useSora && !(gateParam = createFloatParam(
+                         symbols, loc, layer.name + ".lora_gate", gateType,
+                         std::vector<float>(rank, 1.0f), /*trainable=*/true)))
       return failure();
     ParamOp mParam;
     if (useDora) {
       // PEFT: ‖W + scale·B·A‖ per output row, W the layer's base weight
-      // now (the residual after a principal init).
-      dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
+      // now (the residual after a principal init); LoRA-XS's middle is zero
+      // and a SoRA gate one.
+      if (!xs)
+        dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
       std::vector<float> norms = dense::rowNorms(*w);
       mParam =
           createFloatParam(symbols, loc, layer.name + ".lora_magnitude_vector",
@@ -315,9 +348,9 @@ struct QOptInsertLoRAPass
       return success();
     }
     auto module = linear->getParentOfType<ModuleOp>();
-    LoRAOp lora =
-        attachLoRA(linear, aValue, bValue, mValue, targets.alphaFor(layer.name),
-                   useRslora, loraDropout);
+    LoRAOp lora = attachLoRA(
+        linear, aValue, bValue, mValue, targets.alphaFor(layer.name), useRslora,
+        loraDropout, load(middleParam, squareType), load(gateParam, gateType));
     // The base weight is now W's residual: qopt-save-adapter names the init
     // (PEFT recomputes the residual) and writes PEFT's converted form.
     if (rewritesBase)

@@ -327,12 +327,12 @@ double LoraTargets::alphaFor(llvm::StringRef name) const {
 
 LoRAOp mlir::qopt::attachLoRA(LinearOp linear, Value a, Value b,
                               Value magnitude, double alpha, bool rslora,
-                              double dropout) {
+                              double dropout, Value middle, Value gate) {
   OpBuilder builder(linear);
   auto lora = LoRAOp::create(
       builder, linear.getLoc(), linear.getType(), linear.getInput(),
-      linear.getWeight(), a, b, linear.getBias(), magnitude,
-      /*middle=*/Value(), /*gate=*/Value(), builder.getF64FloatAttr(alpha),
+      linear.getWeight(), a, b, linear.getBias(), magnitude, middle, gate,
+      builder.getF64FloatAttr(alpha),
       LoRAScalingAttr::get(builder.getContext(), rslora
                                                      ? LoRAScaling::RsLoRA
                                                      : LoRAScaling::Standard),

@@ -6,6 +6,9 @@ blobs and checked against PEFT's definitions in numpy, and compiled.
   gives the base model's outputs;
 - false: B ~ U(-1/sqrt(r), 1/sqrt(r)) too -- the compiled output is
   x W^T + b + scale (x A^T) B^T with the blobs' A and B (numpy, float64);
+- lora-xs: frozen B = U_r S_r and A = V_r^T (numpy's SVD), a trainable
+  zero r x r middle, the output unchanged; use-sora: a trainable gate of
+  ones on the branch;
 - use-dora: the magnitude is ||W + scale B A|| per output row (PEFT's
   weight norm), for a K x N base weight behind raising's transpose and one
   stored in a file; with rsLoRA;
@@ -179,7 +182,43 @@ def dora(scale):
     return check
 
 
+def lora_xs(ir, w, bias, x, a, b, base, adapted):
+    """B = U_r S_r, A = V_r^T (frozen), a trainable zero middle."""
+    out = []
+    u, s, vt = np.linalg.svd(w)
+    top = (u[:, :R] * s[:R]) @ vt[:R]
+    if rel(b @ a, top) > 1e-5:
+        out.append(f"B A is not the top-{R} SVD part of W ({rel(b @ a, top):.3g})")
+    if rel(a @ a.T, np.eye(R)) > 1e-5:
+        out.append("A's rows are not orthonormal")
+    mid = blob(ir, "model.layers.0.mlp.fc.lora_middle", (R, R))
+    if mid is None or np.any(mid != 0):
+        out.append("no zero middle")
+    for name, trainable in (("lora_A.weight", False), ("lora_B.weight", False),
+                            ("lora_middle", True)):
+        decl = re.search(r"qopt\.param (trainable )?@model\.layers\.0\.mlp\.fc\." +
+                         re.escape(name) + " ", ir)
+        if not decl or bool(decl.group(1)) != trainable:
+            out.append(f"{name} is not {'trainable' if trainable else 'frozen'}")
+    if rel(adapted, base) > 1e-6:
+        out.append(f"the output changed by {rel(adapted, base):.3g}")
+    return out
+
+
+def sora(ir, w, bias, x, a, b, base, adapted):
+    out = unchanged(ir, w, bias, x, a, b, base, adapted)
+    g = blob(ir, "model.layers.0.mlp.fc.lora_gate", (R,))
+    if g is None or np.any(g != 1) or "qopt.param trainable @model.layers.0.mlp.fc.lora_gate" not in ir:
+        out.append("no trainable gate of ones")
+    if not re.search(r"qopt\.lora .* gate\(", ir):
+        out.append("the gate is not on the lora op")
+    return out
+
+
 a1 = case("true (Kaiming-uniform A, zero B)", "seed=1", check=default_init)
+case("lora-xs, transposed base", "init-lora-weights=lora-xs", transposed=True, check=lora_xs)
+case("lora-xs + dora", "init-lora-weights=lora-xs use-dora=true", check=lora_xs)
+case("sora gate", "use-sora=true", check=sora)
 case("gaussian", "init-lora-weights=gaussian", check=gaussian_init)
 case("false (B random too)", "init-lora-weights=false lora-alpha=16", check=lora_output(16 / R))
 case("dora, transposed base, rslora", "init-lora-weights=false use-dora=true use-rslora=true lora-alpha=4",

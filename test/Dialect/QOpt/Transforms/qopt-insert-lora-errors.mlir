@@ -18,6 +18,8 @@
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=pissa" 2>&1 | FileCheck %s --check-prefix=PISSA
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 rank-pattern=q_proj=2,self_attn.q_proj=1" 2>&1 | FileCheck %s --check-prefix=AMBIGUOUS
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 use-dora=true slots=true" 2>&1 | FileCheck %s --check-prefix=SLOTDORA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 use-sora=true slots=true" 2>&1 | FileCheck %s --check-prefix=SLOTSORA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora-xs" 2>&1 | FileCheck %s --check-prefix=XS
 
 // NOMATCH: error: qopt-insert-lora: target-modules matched no linear layer; the layers are: model.layers.0.self_attn.q_proj, model.layers.0.fc
 // RANK0: error: qopt-insert-lora: r must be positive, got 0
@@ -27,12 +29,14 @@
 // LOFTQBITS: error: qopt-insert-lora: loftq-bits 8 is not supported (4: NF4, as bitsandbytes quantizes)
 // LOFTQITER: error: qopt-insert-lora: loftq-iter must be at least 1, got 0
 // LOFTQ: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
-// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora or loftq)
+// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq or lora-xs)
 // PATTERN: error: qopt-insert-lora: rank-pattern entry 'q_proj' is not key=value with a number
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported
 // BRACKET: error: qopt-insert-lora: regular expression '[q': unterminated '['
 // SLOTDORA: error: qopt-insert-lora: use-dora: DoRA layers cannot be run-time slots
+// SLOTSORA: error: qopt-insert-lora: use-sora: run-time slots hold plain LoRA factors only
+// XS: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
 // PISSA: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
 // AMBIGUOUS: error: qopt-insert-lora: rank_pattern keys 'q_proj' and 'self_attn.q_proj' both match module 'model.layers.0.self_attn.q_proj' with different values
 // DORA: error: qopt-insert-lora: use-dora needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant

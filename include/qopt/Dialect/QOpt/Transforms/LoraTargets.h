@@ -81,10 +81,11 @@ std::unique_ptr<Pass> createQOptInsertLoRAPass(const PeftLoraConfig &config,
                                                bool slots = false);
 
 /// Replaces the linear layer `linear` by a `qopt.lora` with factors `a`
-/// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, keeping its bias
-/// and module path.
+/// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, a LoRA-XS
+/// `middle` (r×r) and a SoRA `gate` (r), keeping its bias and module path.
 LoRAOp attachLoRA(LinearOp linear, Value a, Value b, Value magnitude,
-                  double alpha, bool rslora, double dropout);
+                  double alpha, bool rslora, double dropout,
+                  Value middle = Value(), Value gate = Value());
 
 /// PEFT's principal initialisations of a layer with weight `w` (out×in):
 /// PiSSA (`pissa`: exact top-`rank` SVD, A = √(S/scale)·Vᵀ,

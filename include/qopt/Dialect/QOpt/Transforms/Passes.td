@@ -115,9 +115,15 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     top-r SVD of `W - Q` (`B = U·√S`, `A = √S·Vᵀ`, with no `scale`, as in
     PEFT); the base weight becomes a new parameter holding the dequantized
     `Q` (in float: quantizing it later gives the same codes), so the output
-    changes unless scale is 1. EVA, CorDA, LoRA-GA, LoRA-XS/SB and the other
-    initialisations of the adapter issue are not implemented yet: asking
-    for one is an error naming it.
+    changes unless scale is 1. `lora-xs` (LoRA-XS) gives frozen
+    `B = Uᵣ·Sᵣ`, `A = Vᵣᵀ` from W's top-r SVD and a trainable r×r middle
+    `<module>.lora_middle` from zero (so the output is unchanged; only the
+    middle trains). `use-sora` adds SoRA's trainable gate
+    `<module>.lora_gate`, one per rank component, from one (its sparsifying
+    update belongs to training). EVA, CorDA, LoRA-GA, LoRA-SB, RandLoRA and
+    the other initialisations of the adapter issue are not implemented yet:
+    asking for one is an error naming it. PEFT has no LoRA-XS or SoRA:
+    qopt-save-adapter refuses middles and gates.
 
     With `slots` the factors are *run-time adapter slots* instead: zeros
     (the base model's outputs) with scale 1, which the runtime's
@@ -162,7 +168,9 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
            "DoRA: a trainable magnitude per output row">,
     Option<"initLoraWeights", "init-lora-weights", "std::string", "\"true\"",
            "true (Kaiming-uniform A, zero B), gaussian, false, pissa, "
-           "pissa_niter_N, olora, loftq">,
+           "pissa_niter_N, olora, loftq, lora-xs">,
+    Option<"useSora", "use-sora", "bool", "false",
+           "SoRA: a trainable gate per rank component, from one">,
     Option<"loftqBits", "loftq-bits", "int64_t", "4",
            "LoftQ: bits of the base weight's quantization (4: NF4)">,
     Option<"loftqIter", "loftq-iter", "int64_t", "1",
