@@ -286,12 +286,16 @@ mlir::qopt::onnx::raiseLinear(ONNXNodeOp op, RewriterBase &rewriter,
     ONNXNodeOp transpose;
     if (!w) {
       transpose = op.getInputs()[1].getDefiningOp<ONNXNodeOp>();
+      // perm absent (reverse) or [1, 0]; a malformed one is left for the
+      // conversion's schema check to report.
       std::optional<SmallVector<int64_t>> perm =
           transpose ? getIntsAttr(transpose, "perm") : std::nullopt;
-      LoadParamOp nk = transpose && transpose.getOpType() == "Transpose" &&
+      bool reverses =
+          transpose && (perm ? *perm == SmallVector<int64_t>{1, 0}
+                             : !transpose.getOnnxAttrs().get("perm"));
+      LoadParamOp nk = reverses && transpose.getOpType() == "Transpose" &&
                                transpose.getDomain().empty() &&
-                               transpose.getInputs().size() == 1 &&
-                               (!perm || *perm == SmallVector<int64_t>{1, 0})
+                               transpose.getInputs().size() == 1
                            ? paramOfRank(transpose.getInputs()[0], 2)
                            : LoadParamOp();
       if (!nk)

@@ -97,8 +97,13 @@ static Attribute constantData(Value value, int depth = 8) {
     return attr;
   if (auto load = value.getDefiningOp<LoadParamOp>())
     return getInlineParamData(load);
+  // Only ops whose folds neither edit the op (as commutative ones do) nor
+  // touch large data: reshapes, element builders and integer casts.
   Operation *op = value.getDefiningOp();
-  if (!op || depth == 0 || op->getNumRegions() != 0 || !isPure(op))
+  if (!op || depth == 0 ||
+      !isa<tensor::ReshapeOp, tensor::ExpandShapeOp, tensor::CollapseShapeOp,
+           tensor::FromElementsOp, tensor::CastOp, arith::IndexCastOp,
+           arith::ExtSIOp, arith::ExtUIOp, arith::TruncIOp>(op))
     return {};
   SmallVector<Attribute> operands;
   for (Value operand : op->getOperands()) {

@@ -353,8 +353,17 @@ struct QOptInsertLoRAPass
         loraDropout, load(middleParam, squareType), load(gateParam, gateType));
     // The base weight is now W's residual: qopt-save-adapter names the init
     // (PEFT recomputes the residual) and writes PEFT's converted form.
-    if (rewritesBase)
-      markResidualInit(lora, initLoraWeights, loftqIter);
+    if (rewritesBase) {
+      // The canonical name: pissa_niter_N got the exact SVD.
+      markResidualInit(lora,
+                       init == Init::PiSSA   ? "pissa"
+                       : init == Init::OLoRA ? "olora"
+                                             : "loftq",
+                       loftqIter);
+      // The factors in the IR are the initial ones, which PEFT's converted
+      // form needs (a loaded adapter's are not).
+      lora->setAttr("qopt.initial_factors", UnitAttr::get(lora.getContext()));
+    }
     // The replaced base weight's reads (and transpose), and its parameter,
     // when nothing else reads them.
     for (StringAttr name : eraseDeadOps(oldWeight))

@@ -652,12 +652,21 @@ struct QOptSaveAdapterPass
                                      : llvm::json::Value(init),
                         files)))
       return signalPassFailure();
-    if (!init.empty() && init != "loftq") {
+    bool initialFactors = llvm::all_of(
+        loras, [](LoRAOp op) { return op->hasAttr("qopt.initial_factors"); });
+    if (!init.empty() && init != "loftq" && !initialFactors)
+      mlir::emitWarning(loc)
+          << "qopt-save-adapter: PEFT's converted form of the " << init
+          << " adapter is not written: its initial factors are not known "
+             "(it was loaded, not initialised here)";
+    bool converted = !init.empty() && init != "loftq" && initialFactors;
+    if (converted) {
       // PEFT's converted form (save_pretrained with
       // path_initial_model_for_weight_conversion): ΔW = B·A - B₀·A₀ as a
       // rank-2r LoRA for the original weights, A' = [A; A₀], B' = [B, -B₀],
       // and the scale kept: alpha·2 (rsLoRA: alpha·√2). The initial factors
-      // are the IR's: qopt does not train yet, so ΔW is zero here.
+      // are the IR's (qopt-insert-lora marks them): qopt does not train
+      // yet, so ΔW is zero here.
       std::map<std::string, dense::Matrix> converted;
       for (auto &[key, m] : tensors) {
         bool isA = StringRef(key).ends_with(".lora_A.weight");
@@ -688,6 +697,18 @@ struct QOptSaveAdapterPass
     }
     if (failed(writeFiles(loc, files)))
       return signalPassFailure();
+    if (!converted) {
+      // No stale converted form of an earlier save beside this adapter.
+      SmallString<256> sub(adapter.getValue());
+      llvm::sys::path::append(sub, "converted");
+      for (StringRef file :
+           {"adapter_config.json", "adapter_model.safetensors"}) {
+        SmallString<256> path(sub);
+        llvm::sys::path::append(path, file);
+        (void)llvm::sys::fs::remove(path);
+      }
+      (void)llvm::sys::fs::remove(sub); // only when empty
+    }
     markAllAnalysesPreserved();
   }
 };

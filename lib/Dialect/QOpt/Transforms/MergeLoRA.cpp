@@ -188,11 +188,12 @@ void Merger::unload(LoRAOp op, Value weight) {
 }
 
 void Merger::cleanUp() {
-  eraseDeadOps(maybeDead);
-  for (auto param : llvm::make_early_inc_range(module.getOps<ParamOp>()))
-    if (SymbolTable::symbolKnownUseEmpty(param, module)) {
+  // Only the parameters whose last reads the merges removed: others that
+  // nothing reads are not this pass's business.
+  for (StringAttr name : eraseDeadOps(maybeDead))
+    if (auto param = symbols.lookup<ParamOp>(name);
+        param && SymbolTable::symbolKnownUseEmpty(param, module))
       symbols.erase(param);
-    }
   for (auto &[param, name] : renames)
     if (!symbols.lookup(name))
       (void)symbols.rename(param, name);

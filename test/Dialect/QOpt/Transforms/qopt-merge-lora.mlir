@@ -7,6 +7,8 @@
 
 // W + alpha / r · B·A = [[1,2],[3,4],[5,6]] + 2·[[.5,-.5],[1,-1],[2,-2]]
 //                     = [[2,1],[5,2],[9,2]], under the base weight's name.
+// A parameter nothing read before the pass is not the pass's to remove.
+// CHECK: qopt.param @unread : tensor<2xf32>
 // CHECK: qopt.param @layers.0.fc.weight : tensor<3x2xf32> = dense_resource<[[BLOB:.*]]> : tensor<3x2xf32>
 // CHECK-NOT: qopt.param
 // CHECK-LABEL: func.func @merge
@@ -17,6 +19,7 @@
 // CHECK: [[BLOB]]: "0x40000000000000400000803F0000A040000000400000104100000040"
 // ELIDED: dense_resource<layers.0.fc.weight>
 // ELIDED-NOT: 0x40000000
+qopt.param @unread : tensor<2xf32> = dense<1.0> : tensor<2xf32>
 qopt.param @layers.0.fc.weight : tensor<3x2xf32> = dense<[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]> : tensor<3x2xf32>
 qopt.param trainable @lora_A : tensor<1x2xf32> = dense<[[1.0, -1.0]]> : tensor<1x2xf32>
 qopt.param trainable @lora_B : tensor<3x1xf32> = dense<[[0.5], [1.0], [2.0]]> : tensor<3x1xf32>

@@ -24,7 +24,7 @@ func.func @model(%x: tensor<?x3xf32>, %w: tensor<2x3xf32>) -> (tensor<?x2xf32>, 
   %b = qopt.load_param @b : tensor<2x2xf32>
   %a1 = qopt.load_param @a1 : tensor<1x3xf32>
   %b1 = qopt.load_param @b1 : tensor<2x1xf32>
-  %0 = qopt.lora %x, %w, %a, %b alpha = 4.0 scaling = rslora module "fc" {qopt.residual_init = "pissa"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x2xf32>) -> tensor<?x2xf32>
-  %1 = qopt.lora %x, %w, %a1, %b1 alpha = 4.0 scaling = rslora module "fc2" {qopt.residual_init = "pissa"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>) -> tensor<?x2xf32>
+  %0 = qopt.lora %x, %w, %a, %b alpha = 4.0 scaling = rslora module "fc" {qopt.initial_factors, qopt.residual_init = "pissa"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x2xf32>) -> tensor<?x2xf32>
+  %1 = qopt.lora %x, %w, %a1, %b1 alpha = 4.0 scaling = rslora module "fc2" {qopt.initial_factors, qopt.residual_init = "pissa"} : (tensor<?x3xf32>, tensor<2x3xf32>, tensor<1x3xf32>, tensor<2x1xf32>) -> tensor<?x2xf32>
   return %0, %1 : tensor<?x2xf32>, tensor<?x2xf32>
 }

@@ -261,8 +261,12 @@ def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
     `adapter/converted/`, in PEFT's converted form for the original weights
     (`save_pretrained(path_initial_model_for_weight_conversion=…)`): rank
     2r, alpha doubled (rsLoRA: ×√2), `A' = [A; A₀]`, `B' = [B, -B₀]`, with
-    the IR's factors as the initial ones. A mix of inits, or DoRA with
-    such an init (PEFT's conversion drops the magnitudes), is an error.
+    the IR's factors as the initial ones — only where `qopt-insert-lora`
+    marked them so (`qopt.initial_factors`); for a loaded adapter a warning
+    says the converted form is not written. A mix of inits, or DoRA with
+    such an init (PEFT's conversion drops the magnitudes), is an error. A
+    `converted/` folder an earlier save left is removed when none is
+    written.
   }];
   let options = [
     Option<"adapter", "adapter", "std::string", "\"\"",
