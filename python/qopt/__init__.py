@@ -156,8 +156,8 @@ def _qoptc(path):
 
 
 def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
-            save_adapter=None, dims=None, cpu=None, parallel=False, extra_args=(),
-            qoptc=None):
+            save_adapter=None, lora_slots=None, dims=None, cpu=None, parallel=False,
+            extra_args=(), qoptc=None):
     """Compiles an ONNX model with qoptc and loads it.
 
     model         path of the .onnx file (external data beside it)
@@ -166,6 +166,9 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
     lora_config   a PEFT adapter_config.json: fresh adapters (--lora-config)
     merge         merge the adapter into the weights (--merge)
     save_adapter  write the adapters in PEFT's format here (--save-adapter)
+    lora_slots    a PEFT adapter_config.json: run-time adapter slots for the
+                  modules it targets, up to its ranks (--lora-slots); fill
+                  them with Model.load_adapter
     dims          {"seq": 128, ...}: pin symbolic dimensions (--dim)
     cpu, parallel, extra_args   as qoptc's --cpu, --parallel, other flags
 
@@ -183,6 +186,8 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
         cmd.append("--merge")
     if save_adapter is not None:
         cmd += ["--save-adapter", os.fspath(save_adapter)]
+    if lora_slots is not None:
+        cmd += ["--lora-slots", os.fspath(lora_slots)]
     for name, size in (dims or {}).items():
         cmd += ["--dim", f"{name}={int(size)}"]
     if cpu is not None:

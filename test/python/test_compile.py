@@ -1,6 +1,7 @@
 """qopt.compile (a wrapper over qoptc): a real export with a PEFT adapter,
 unmerged and merged, against PEFT's own outputs; fresh adapters from a
-config; qoptc's errors as CompileError."""
+config; run-time slots filled with the same adapter; qoptc's errors as
+CompileError."""
 import json
 import os
 
@@ -36,6 +37,16 @@ def test_fresh_adapters_and_save(tmp_path):
     assert len(trainable) == 8 and trainable[0].endswith("q_proj.lora_A.weight")
     saved = json.load(open(tmp_path / "saved" / "adapter_config.json"))
     assert saved["peft_type"] == "LORA" and saved["r"] == 4
+
+
+def test_lora_slots(tmp_path):
+    slots = os.path.join(E2E, "peft", "slots-config.json")
+    m = qopt.compile(MODEL, tmp_path / "slots.so", lora_slots=slots)
+    assert [r for _, r in m.lora_slots] == [4] * 6
+    feeds, want = peft_case(1)
+    m.load_adapter(ADAPTER)
+    (got,) = m.run(**feeds)
+    assert np.max(np.abs(got - want)) <= 1e-4 * np.max(np.abs(want))
 
 
 def test_errors(tmp_path):
