@@ -52,6 +52,26 @@ private:
   uint64_t state;
 };
 
+/// W's top-`rank` SVD U·S·Vᵀ as B·A: column i of B is Uᵢ·β, row i of A is
+/// α·Vᵢᵀ, with (β, α) = split(Sᵢ).
+void svdFactors(const dense::Matrix &w, int64_t rank,
+                function_ref<std::pair<double, double>(double)> split,
+                dense::Matrix &a, dense::Matrix &b) {
+  int64_t n = w.rows, k = w.cols;
+  a = dense::Matrix(rank, k);
+  b = dense::Matrix(n, rank);
+  dense::Matrix u, vt;
+  std::vector<float> sv;
+  dense::topSingular(w, rank, u, sv, vt);
+  for (int64_t i = 0; i < rank; ++i) {
+    auto [beta, alpha] = split(sv[i]);
+    for (int64_t j = 0; j < k; ++j)
+      a.at(i, j) = float(alpha * vt.at(i, j));
+    for (int64_t j = 0; j < n; ++j)
+      b.at(j, i) = float(beta * u.at(j, i));
+  }
+}
+
 /// The initialisations of PEFT's init_lora_weights that exist, and those
 /// that are not implemented yet.
 enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ, LoRAXS };
@@ -276,19 +296,10 @@ struct QOptInsertLoRAPass
       principalFactors(init == Init::PiSSA, rank, scale, *w, am, bm);
     if (loftq)
       loftqFactors(*w, rank, loftqIter, am, bm);
-    if (xs) {
-      // LoRA-XS: frozen B = Uᵣ·Sᵣ and A = Vᵣᵀ of W's top-r SVD; only the
-      // r×r middle R trains, from zero (the output starts unchanged).
-      dense::Matrix u, vt;
-      std::vector<float> sv;
-      dense::topSingular(*w, rank, u, sv, vt);
-      for (int64_t i = 0; i < rank; ++i) {
-        for (int64_t j = 0; j < k; ++j)
-          am.at(i, j) = vt.at(i, j);
-        for (int64_t j = 0; j < n; ++j)
-          bm.at(j, i) = u.at(j, i) * sv[i];
-      }
-    }
+    // LoRA-XS: frozen B = Uᵣ·Sᵣ and A = Vᵣᵀ of W's top-r SVD; only the
+    // r×r middle R trains, from zero (the output starts unchanged).
+    if (xs)
+      svdFactors(*w, rank, [](double s) { return std::pair(s, 1.0); }, am, bm);
     if (rewritesBase && !replaceWeight(linear, layer.name, *w, symbols))
       return failure();
     auto aType = RankedTensorType::get({rank, k}, element);
@@ -347,7 +358,6 @@ struct QOptInsertLoRAPass
       attachLoRA(linear, aValue, bValue, Value(), rank, false, 0.0);
       return success();
     }
-    auto module = linear->getParentOfType<ModuleOp>();
     LoRAOp lora = attachLoRA(
         linear, aValue, bValue, mValue, targets.alphaFor(layer.name), useRslora,
         loraDropout, load(middleParam, squareType), load(gateParam, gateType));
@@ -366,10 +376,7 @@ struct QOptInsertLoRAPass
     }
     // The replaced base weight's reads (and transpose), and its parameter,
     // when nothing else reads them.
-    for (StringAttr name : eraseDeadOps(oldWeight))
-      if (auto p = symbols.lookup<ParamOp>(name);
-          p && SymbolTable::symbolKnownUseEmpty(p, module))
-        symbols.erase(p);
+    eraseDeadOps(oldWeight, symbols);
     return success();
   }
 };
@@ -379,21 +386,17 @@ struct QOptInsertLoRAPass
 void mlir::qopt::principalFactors(bool pissa, int64_t rank, double scale,
                                   dense::Matrix &w, dense::Matrix &a,
                                   dense::Matrix &b) {
-  int64_t n = w.rows, k = w.cols;
-  a = dense::Matrix(rank, k);
-  b = dense::Matrix(n, rank);
   if (pissa) {
-    dense::Matrix u, vt;
-    std::vector<float> sv;
-    dense::topSingular(w, rank, u, sv, vt);
-    for (int64_t i = 0; i < rank; ++i) {
-      double root = std::sqrt(sv[i] / scale);
-      for (int64_t j = 0; j < k; ++j)
-        a.at(i, j) = float(root * vt.at(i, j));
-      for (int64_t j = 0; j < n; ++j)
-        b.at(j, i) = float(root * u.at(j, i));
-    }
+    svdFactors(
+        w, rank,
+        [&](double s) {
+          double root = std::sqrt(s / scale);
+          return std::pair(root, root);
+        },
+        a, b);
   } else {
+    a = dense::Matrix(rank, w.cols);
+    b = dense::Matrix(w.rows, rank);
     dense::thinQR(w, rank, b, a);
   }
   dense::gemm(false, false, float(-scale), b, a, 1.0f, w);
@@ -415,7 +418,9 @@ void mlir::qopt::loftqFactors(dense::Matrix &w, int64_t rank, int64_t iters,
                                    q.data());
     for (int64_t i = 0; i < count; ++i)
       res.data[i] = w.data[i] - q[i];
-    principalFactors(/*pissa=*/true, rank, /*scale=*/1.0, res, a, b);
+    svdFactors(
+        res, rank,
+        [](double s) { return std::pair(std::sqrt(s), std::sqrt(s)); }, a, b);
     if (it + 1 < iters) {
       res = w;
       dense::gemm(false, false, -1.0f, b, a, 1.0f, res);

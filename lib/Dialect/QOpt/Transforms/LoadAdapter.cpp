@@ -285,11 +285,7 @@ struct QOptLoadAdapterPass
       principalFactors(init == "pissa", rank, scale, *w, a, b);
     if (!replaceWeight(linear, name, *w, symbols))
       return failure();
-    auto module = linear->getParentOfType<ModuleOp>();
-    for (StringAttr old : eraseDeadOps(oldWeight))
-      if (auto p = symbols.lookup<ParamOp>(old);
-          p && SymbolTable::symbolKnownUseEmpty(p, module))
-        symbols.erase(p);
+    eraseDeadOps(oldWeight, symbols);
     return success();
   }
 
@@ -457,8 +453,8 @@ LogicalResult writeFiles(Location loc,
   return success();
 }
 
-/// The init PEFT's config must name for `op`: its principal initialisation
-/// (PiSSA / OLoRA), or empty.
+/// The init PEFT's config must name for `op`, whose base weight it
+/// rewrote (PiSSA, OLoRA, LoftQ), or empty.
 StringRef residualInit(LoRAOp op) {
   auto init = op->getAttrOfType<StringAttr>("qopt.residual_init");
   return init ? init.getValue() : StringRef();
@@ -586,9 +582,8 @@ struct QOptSaveAdapterPass
                            "named in PEFT's format",
                signalPassFailure();
       std::string name = op.getModule()->str();
-      auto init = op->getAttrOfType<StringAttr>("qopt.residual_init");
-      StringRef firstInit = residualInit(loras.front());
-      if ((init ? init.getValue() : StringRef()) != firstInit ||
+      StringRef init = residualInit(op);
+      if (init != residualInit(loras.front()) ||
           op->getAttr("qopt.loftq_iter") !=
               loras.front()->getAttr("qopt.loftq_iter"))
         return fail(op) << "module '" << name
@@ -598,9 +593,9 @@ struct QOptSaveAdapterPass
                                 : std::string("?"))
                         << "', which one PEFT config cannot express",
                signalPassFailure();
-      if (init && init.getValue() != "loftq" && op.getMagnitude())
+      if (!init.empty() && init != "loftq" && op.getMagnitude())
         return fail(op) << "module '" << name << "': a DoRA adapter with a "
-                        << init.getValue()
+                        << init
                         << " initialisation has no converted form for the "
                            "original weights (PEFT's conversion drops the "
                            "magnitudes)",
@@ -652,14 +647,20 @@ struct QOptSaveAdapterPass
                                      : llvm::json::Value(init),
                         files)))
       return signalPassFailure();
-    bool initialFactors = llvm::all_of(
-        loras, [](LoRAOp op) { return op->hasAttr("qopt.initial_factors"); });
-    if (!init.empty() && init != "loftq" && !initialFactors)
+    // PiSSA / OLoRA have a converted form (LoftQ's base is quantized); it
+    // needs the initial factors.
+    bool converted = !init.empty() && init != "loftq";
+    if (converted && !llvm::all_of(loras, [](LoRAOp op) {
+          return op->hasAttr("qopt.initial_factors");
+        })) {
       mlir::emitWarning(loc)
           << "qopt-save-adapter: PEFT's converted form of the " << init
           << " adapter is not written: its initial factors are not known "
              "(it was loaded, not initialised here)";
-    bool converted = !init.empty() && init != "loftq" && initialFactors;
+      converted = false;
+    }
+    SmallString<256> convertedDir(adapter.getValue());
+    llvm::sys::path::append(convertedDir, "converted");
     if (converted) {
       // PEFT's converted form (save_pretrained with
       // path_initial_model_for_weight_conversion): ΔW = B·A - B₀·A₀ as a
@@ -667,20 +668,20 @@ struct QOptSaveAdapterPass
       // and the scale kept: alpha·2 (rsLoRA: alpha·√2). The initial factors
       // are the IR's (qopt-insert-lora marks them): qopt does not train
       // yet, so ΔW is zero here.
-      std::map<std::string, dense::Matrix> converted;
+      std::map<std::string, dense::Matrix> convertedTensors;
       for (auto &[key, m] : tensors) {
         bool isA = StringRef(key).ends_with(".lora_A.weight");
         dense::Matrix c(isA ? 2 * m.rows : m.rows, isA ? m.cols : 2 * m.cols);
         for (int64_t i = 0; i < m.rows; ++i)
           for (int64_t j = 0; j < m.cols; ++j) {
-            float initial = m.at(i, j); // A₀ / B₀
             c.at(i, j) = m.at(i, j);
+            // A₀ / B₀: the same values (the initial ones).
             if (isA)
-              c.at(m.rows + i, j) = initial;
+              c.at(m.rows + i, j) = m.at(i, j);
             else
-              c.at(i, m.cols + j) = -initial;
+              c.at(i, m.cols + j) = -m.at(i, j);
           }
-        converted[key] = std::move(c);
+        convertedTensors[key] = std::move(c);
       }
       bool rslora = loras.front().getScaling() == LoRAScaling::RsLoRA;
       SmallVector<int64_t> ranks2;
@@ -689,25 +690,22 @@ struct QOptSaveAdapterPass
         ranks2.push_back(2 * rank);
         alphas2.push_back(rslora ? alpha * std::sqrt(2.0) : 2 * alpha);
       }
-      SmallString<256> sub(adapter.getValue());
-      llvm::sys::path::append(sub, "converted");
-      if (failed(addFiles(sub, converted, names, ranks2, alphas2, loras.front(),
-                          llvm::json::Value(true), files)))
+      if (failed(addFiles(convertedDir, convertedTensors, names, ranks2,
+                          alphas2, loras.front(), llvm::json::Value(true),
+                          files)))
         return signalPassFailure();
     }
     if (failed(writeFiles(loc, files)))
       return signalPassFailure();
     if (!converted) {
       // No stale converted form of an earlier save beside this adapter.
-      SmallString<256> sub(adapter.getValue());
-      llvm::sys::path::append(sub, "converted");
       for (StringRef file :
            {"adapter_config.json", "adapter_model.safetensors"}) {
-        SmallString<256> path(sub);
+        SmallString<256> path(convertedDir);
         llvm::sys::path::append(path, file);
         (void)llvm::sys::fs::remove(path);
       }
-      (void)llvm::sys::fs::remove(sub); // only when empty
+      (void)llvm::sys::fs::remove(convertedDir); // only when empty
     }
     markAllAnalysesPreserved();
   }

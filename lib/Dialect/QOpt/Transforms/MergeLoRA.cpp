@@ -32,7 +32,7 @@ namespace {
 class Merger {
 public:
   Merger(ModuleOp module, StringRef modelDir)
-      : module(module), symbols(module), reader(modelDir) {}
+      : symbols(module), reader(modelDir) {}
 
   /// Merges the branch into the weight; with `keepAdapter` the branch stays,
   /// marked merged (PEFT's merge_adapter), else it goes (merge_and_unload).
@@ -55,7 +55,6 @@ private:
   /// Replaces `op` by a linear layer on `weight`.
   void unload(LoRAOp op, Value weight);
 
-  ModuleOp module;
   SymbolTable symbols;
   WeightReader reader;
   SmallVector<Operation *> maybeDead;
@@ -188,12 +187,7 @@ void Merger::unload(LoRAOp op, Value weight) {
 }
 
 void Merger::cleanUp() {
-  // Only the parameters whose last reads the merges removed: others that
-  // nothing reads are not this pass's business.
-  for (StringAttr name : eraseDeadOps(maybeDead))
-    if (auto param = symbols.lookup<ParamOp>(name);
-        param && SymbolTable::symbolKnownUseEmpty(param, module))
-      symbols.erase(param);
+  eraseDeadOps(maybeDead, symbols);
   for (auto &[param, name] : renames)
     if (!symbols.lookup(name))
       (void)symbols.rename(param, name);

@@ -116,10 +116,7 @@ struct QOptRelayoutQuantizedWeightsPass
       weight.set(q);
     }
     // The K×N chain and codes, where nothing else reads them.
-    for (StringAttr name : eraseDeadOps(maybeDead))
-      if (auto param = symbols.lookup<ParamOp>(name))
-        if (SymbolTable::symbolKnownUseEmpty(param, module))
-          symbols.erase(param);
+    eraseDeadOps(maybeDead, symbols);
   }
 };
 

@@ -250,8 +250,8 @@ ParamOp mlir::qopt::createFloatParam(SymbolTable &symbols, Location loc,
       });
 }
 
-SmallVector<StringAttr>
-mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead) {
+void mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead,
+                              SymbolTable &symbols) {
   SmallVector<StringAttr> unread;
   while (!maybeDead.empty()) {
     Operation *op = maybeDead.pop_back_val();
@@ -265,7 +265,10 @@ mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead) {
     op->erase();
     llvm::erase(maybeDead, op);
   }
-  return unread;
+  for (StringAttr name : unread)
+    if (auto param = symbols.lookup<ParamOp>(name);
+        param && SymbolTable::symbolKnownUseEmpty(param, symbols.getOp()))
+      symbols.erase(param);
 }
 
 FailureOr<dense::Matrix>

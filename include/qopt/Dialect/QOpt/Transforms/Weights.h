@@ -95,9 +95,11 @@ ParamOp createFloatParam(SymbolTable &symbols, Location loc, StringRef name,
                          bool trainable = false);
 
 /// Erases the ops of `maybeDead` nothing reads, then the producers that
-/// leaves unread, recursively (an op may be listed more than once), and
-/// returns the parameters whose reads it erased.
-SmallVector<StringAttr> eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead);
+/// leaves unread, recursively (an op may be listed more than once), then
+/// the parameters of `symbols` whose last reads it erased (others nothing
+/// reads are left alone).
+void eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead,
+                  SymbolTable &symbols);
 
 } // namespace mlir::qopt
 
