@@ -79,6 +79,11 @@ with tempfile.TemporaryDirectory() as tmp:
     write_adapter(badregex, {p + "lora_A.weight": np.ones((2, 32)), p + "lora_B.weight": np.ones((32, 2))},
                   {"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj"],
                    "alpha_pattern": {"(?P<p>q)_proj": 4}})
+    # An alpha_pattern value that is not a positive number.
+    badalpha = os.path.join(tmp, "badalpha")
+    write_adapter(badalpha, {p + "lora_A.weight": np.ones((2, 32)), p + "lora_B.weight": np.ones((32, 2))},
+                  {"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj"],
+                   "alpha_pattern": {"q_proj": "16"}})
     for exporter in ("dynamo", "torchscript"):
         model_path = os.path.join(HERE, "real", f"llama-{exporter}", "model.onnx")
         lib = os.path.join(tmp, f"slots-{exporter}.so")
@@ -106,6 +111,7 @@ with tempfile.TemporaryDirectory() as tmp:
         for name, message in (("llama-rank-pattern", "has no LoRA slot"),
                               (rank5, "the adapter's rank 5 exceeds its slot's rank 4"),
                               (badregex, "is not a regular expression the slots can read"),
+                              (badalpha, "the alpha of 'q_proj' is not a positive number"),
                               ("llama-dora-rslora", "DoRA adapters do not fit"),
                               ("bert-lora", "has no LoRA slot")):
             try:
