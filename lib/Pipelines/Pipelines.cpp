@@ -2,6 +2,8 @@
 
 #include "qopt/Pipelines/Pipelines.h"
 
+#include "Calibration.h"
+
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
@@ -9,8 +11,11 @@
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "llvm/ADT/ScopeExit.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/MemoryBuffer.h"
+#include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <chrono>
@@ -45,8 +50,19 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                                              const ModelCompileOptions &options,
                                              const CPUTargetOptions &target) {
   auto start = std::chrono::steady_clock::now();
+  PassManager front(module.getContext());
+  buildONNXFrontEndPipeline(front, options.allowUnsupported);
+  if (failed(front.run(module)))
+    return failure();
   PassManager pm(module.getContext());
-  buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  // EVA's components come from a probe of the model run on calibration
+  // data, in a folder removed afterwards.
+  SmallString<256> workDir;
+  auto removeWorkDir = llvm::make_scope_exit([&] {
+    if (!workDir.empty())
+      llvm::sys::fs::remove_directories(workDir);
+  });
+  bool calibrated = false;
   // Adapters: fresh ones as a PEFT config describes them, or a trained
   // PEFT adapter; merged into the base weights when asked.
   for (auto [path, slots] :
@@ -63,8 +79,39 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     if (!config)
       return emitError(module.getLoc())
              << path << ": " << llvm::toString(config.takeError());
-    pm.addPass(createQOptInsertLoRAPass(*config, target.modelDir, 0, slots));
+    std::string evaState;
+    if (!slots && StringRef(config->initLoraWeights).lower() == "eva") {
+      if (options.calibrationDataPath.empty())
+        return emitError(module.getLoc())
+               << path
+               << ": init_lora_weights \"eva\" needs calibration data: "
+                  "--calibration-data calib.npz";
+      if (std::error_code ec =
+              llvm::sys::fs::createUniqueDirectory("qopt-calibration", workDir))
+        return emitError(module.getLoc())
+               << "cannot create a temporary folder: " << ec.message();
+      SmallString<256> statePath(workDir);
+      llvm::sys::path::append(statePath, "eva.safetensors");
+      if (failed(computeEvaState(module, *config, options.calibrationDataPath,
+                                 options.calibrationBatchSize, target, workDir,
+                                 statePath)))
+        return failure();
+      evaState = statePath.str().str();
+      calibrated = true;
+      if (options.timing)
+        llvm::errs() << llvm::format(
+            "qoptc: %-28s %8.3f s\n", "calibration (EVA)",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                          start)
+                .count());
+    }
+    pm.addPass(
+        createQOptInsertLoRAPass(*config, target.modelDir, 0, slots, evaState));
   }
+  if (!options.calibrationDataPath.empty() && !calibrated)
+    return emitError(module.getLoc())
+           << "--calibration-data is only read for an adapter config with "
+              "init_lora_weights \"eva\" (--lora-config)";
   if (!options.adapterDir.empty()) {
     QOptLoadAdapterPassOptions load;
     load.adapter = options.adapterDir;

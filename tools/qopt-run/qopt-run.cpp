@@ -8,7 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Npy.h"
+#include "qopt/Support/Npy.h"
 
 #include "qopt/Runtime/Runtime.h"
 

@@ -128,6 +128,18 @@ static cl::opt<std::string> saveAdapter(
              "PEFT's format, for PeftModel.from_pretrained: "
              "adapter_config.json + adapter_model.safetensors"),
     cl::value_desc("DIR"), cl::cat(category));
+static cl::opt<std::string> calibrationData(
+    "calibration-data",
+    cl::desc("Calibration samples for data-driven adapter inits (EVA, with "
+             "--lora-config whose init_lora_weights is \"eva\"): an .npz "
+             "of arrays named after the model's inputs, first dimension = "
+             "samples; an optional 'labels' array masks tokens (-100)"),
+    cl::value_desc("calib.npz"), cl::cat(category));
+static cl::opt<int64_t> calibrationBatchSize(
+    "calibration-batch-size",
+    cl::desc("Samples per calibration batch (PEFT's data loader batch "
+             "size; default 1)"),
+    cl::init(1), cl::cat(category));
 static cl::opt<bool>
     merge("merge",
           cl::desc("Merge the adapter into the base weights (PEFT's "
@@ -161,6 +173,9 @@ int main(int argc, char **argv) {
     return fail("--merge needs --adapter or --lora-config");
   if (!saveAdapter.empty() && adapter.empty() && loraConfig.empty())
     return fail("--save-adapter needs --adapter or --lora-config");
+  if (!calibrationData.empty() && loraConfig.empty())
+    return fail("--calibration-data needs --lora-config (an adapter config "
+                "with init_lora_weights \"eva\")");
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
@@ -234,6 +249,8 @@ int main(int argc, char **argv) {
   modelOptions.loraSlotsPath = loraSlots;
   modelOptions.mergeAdapter = merge;
   modelOptions.saveAdapterDir = saveAdapter;
+  modelOptions.calibrationDataPath = calibrationData;
+  modelOptions.calibrationBatchSize = calibrationBatchSize;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

@@ -57,6 +57,12 @@ struct ModelCompileOptions {
   std::string saveAdapterDir;
   /// Merge the adapters into the base weights (qopt-merge-lora).
   bool mergeAdapter = false;
+  /// Calibration data (.npz: arrays named after the model's inputs, first
+  /// dimension = samples; `labels` optional) for data-driven adapter
+  /// initialisations (EVA).
+  std::string calibrationDataPath;
+  /// Samples per calibration batch (PEFT's data loader batch size).
+  int64_t calibrationBatchSize = 1;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
   /// Print how long each step took to stderr.

@@ -13,6 +13,8 @@
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <cmath>
 
@@ -74,7 +76,7 @@ void svdFactors(const dense::Matrix &w, int64_t rank,
 
 /// The initialisations of PEFT's init_lora_weights that exist, and those
 /// that are not implemented yet.
-enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ, LoRAXS };
+enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ, LoRAXS, EVA };
 
 struct QOptInsertLoRAPass
     : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
@@ -113,7 +115,16 @@ struct QOptInsertLoRAPass
     }
     if (v == "lora-xs")
       return Init::LoRAXS;
-    for (StringRef later : {"eva", "corda", "orthogonal", "lora_ga", "lora-sb"})
+    if (v == "eva") {
+      if (evaState.empty()) {
+        error() << "init-lora-weights=eva needs each layer's input "
+                   "components: give eva-state=FILE (qoptc "
+                   "--calibration-data computes them)";
+        return failure();
+      }
+      return Init::EVA;
+    }
+    for (StringRef later : {"corda", "orthogonal", "lora_ga", "lora-sb"})
       if (llvm::StringRef(v).starts_with(later)) {
         error() << "init-lora-weights '" << initLoraWeights
                 << "' is not implemented yet";
@@ -121,7 +132,7 @@ struct QOptInsertLoRAPass
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
             << "' (expected true, false, gaussian, pissa, pissa_niter_N, "
-               "olora, loftq or lora-xs)";
+               "olora, loftq, lora-xs or eva)";
     return failure();
   }
 
@@ -207,6 +218,8 @@ struct QOptInsertLoRAPass
         diag << "; the layers are: " << llvm::join(names, ", ");
       return signalPassFailure();
     }
+    if (*init == Init::EVA && !slots && failed(readEvaState(chosen)))
+      return signalPassFailure();
     SymbolTable symbols(module);
     WeightReader reader(modelDir);
     SmallVector<Attribute> slotList;
@@ -217,6 +230,40 @@ struct QOptInsertLoRAPass
     if (slots)
       QOptDialect::LoraSlotsAttrHelper(&getContext())
           .setAttr(module, ArrayAttr::get(&getContext(), slotList));
+  }
+
+  /// EVA's components by module, from `eva-state`.
+  std::shared_ptr<llvm::MemoryBuffer> evaBuffer; // shared: passes are copied
+  llvm::StringMap<SafetensorsTensor> evaTensors;
+
+  LogicalResult readEvaState(ArrayRef<const LinearLayer *> chosen) {
+    auto file = llvm::MemoryBuffer::getFile(evaState);
+    if (!file)
+      return error() << "eva-state: cannot read " << evaState << ": "
+                     << file.getError().message();
+    evaBuffer = std::move(*file);
+    llvm::Expected<llvm::StringMap<SafetensorsTensor>> tensors =
+        readFloatSafetensors(*evaBuffer, evaState);
+    if (!tensors)
+      return error() << "eva-state: " << llvm::toString(tensors.takeError());
+    llvm::StringSet<> names;
+    for (const LinearLayer *layer : chosen)
+      names.insert(layer->name);
+    for (auto &entry : *tensors) {
+      StringRef key = entry.getKey();
+      // PEFT's get_eva_state_dict names a PeftModel's modules.
+      key.consume_front("base_model.model.");
+      if (!names.contains(key))
+        return error() << "eva-state: " << evaState << " has tensor '"
+                       << entry.getKey() << "', which names no targeted module",
+               failure();
+      if (entry.getValue().shape.size() != 2)
+        return error() << "eva-state: tensor '" << entry.getKey()
+                       << "' is not a matrix (rank x in-features)",
+               failure();
+      evaTensors[key] = entry.getValue();
+    }
+    return success();
   }
 
   LogicalResult insert(const LinearLayer &layer, size_t index,
@@ -233,6 +280,31 @@ struct QOptInsertLoRAPass
                                   : cast<RankedTensorType>(wType).getShape();
     int64_t n = shape[0], k = shape[1];
     int64_t rank = targets.rankFor(layer.name);
+    double alpha = targets.alphaFor(layer.name);
+    // EVA: the rank the redistribution gave (none: no adapter), alpha
+    // scaled with it; a layer without components gets the default init.
+    const SafetensorsTensor *eva = nullptr;
+    if (init == Init::EVA && !slots) {
+      auto it = evaTensors.find(layer.name);
+      if (it == evaTensors.end()) {
+        linear.emitWarning()
+            << "qopt-insert-lora: eva-state has no components for module '"
+            << layer.name << "': it gets init-lora-weights=true";
+        init = Init::Default;
+      } else {
+        eva = &it->second;
+        if (eva->shape[1] != k)
+          return linear.emitError()
+                 << "qopt-insert-lora: eva-state's components of module '"
+                 << layer.name << "' have " << eva->shape[1]
+                 << " columns, but the layer has " << k << " in-features";
+        if (eva->shape[0] == 0)
+          return success();
+        if (eva->shape[0] != rank && evaAdjustScalingFactors)
+          alpha *= double(eva->shape[0]) / double(rank);
+        rank = eva->shape[0];
+      }
+    }
     if (ShapedType::isDynamic(n) || ShapedType::isDynamic(k))
       return linear.emitError() << "qopt-insert-lora: module '" << layer.name
                                 << "' has a weight of dynamic shape";
@@ -262,9 +334,11 @@ struct QOptInsertLoRAPass
     if (init == Init::NoInit && !slots)
       for (float &v : bm.data)
         v = random.symmetric(1.0 / std::sqrt(static_cast<double>(rank)));
-    double scale = useRslora ? targets.alphaFor(layer.name) /
-                                   std::sqrt(static_cast<double>(rank))
-                             : targets.alphaFor(layer.name) / rank;
+    if (eva)
+      ::qopt::dense::decodeFloats(eva->kind, eva->data, eva->count,
+                                  am.data.data());
+    double scale =
+        useRslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / rank;
     // Inits that rewrite the base weight: its principal part moves into
     // the adapter (PiSSA, OLoRA), or it is quantized (LoftQ).
     bool principal = !slots && (init == Init::PiSSA || init == Init::OLoRA);
@@ -358,9 +432,9 @@ struct QOptInsertLoRAPass
       attachLoRA(linear, aValue, bValue, Value(), rank, false, 0.0);
       return success();
     }
-    LoRAOp lora = attachLoRA(
-        linear, aValue, bValue, mValue, targets.alphaFor(layer.name), useRslora,
-        loraDropout, load(middleParam, squareType), load(gateParam, gateType));
+    LoRAOp lora = attachLoRA(linear, aValue, bValue, mValue, alpha, useRslora,
+                             loraDropout, load(middleParam, squareType),
+                             load(gateParam, gateType));
     // The base weight is now W's residual: qopt-save-adapter names the init
     // (PEFT recomputes the residual) and writes PEFT's converted form.
     if (rewritesBase) {
@@ -455,7 +529,7 @@ ParamOp mlir::qopt::replaceWeight(LinearOp linear, StringRef module,
 std::unique_ptr<Pass>
 mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
                                      StringRef modelDir, uint64_t seed,
-                                     bool slots) {
+                                     bool slots, StringRef evaState) {
   QOptInsertLoRAPassOptions options;
   options.r = config.selection.r;
   options.loraAlpha = config.selection.loraAlpha;
@@ -465,6 +539,8 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.initLoraWeights = config.initLoraWeights;
   options.loftqBits = config.loftqBits;
   options.loftqIter = config.loftqIter;
+  options.evaState = evaState.str();
+  options.evaAdjustScalingFactors = config.eva.adjustScalingFactors;
   options.seed = seed;
   options.slots = slots;
   options.modelDir = modelDir.str();

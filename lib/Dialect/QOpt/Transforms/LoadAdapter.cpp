@@ -32,20 +32,9 @@ using namespace mlir;
 using namespace mlir::qopt;
 namespace dense = ::qopt::dense;
 
-namespace {
-
-/// One tensor of a safetensors file.
-struct Tensor {
-  dense::FloatKind kind;
-  std::vector<int64_t> shape;
-  const char *data;
-  size_t count;
-};
-
-/// The float tensors of a safetensors file `buffer`, by name; an error
-/// names the file and the tensor that is malformed.
-llvm::Expected<llvm::StringMap<Tensor>>
-readSafetensors(const llvm::MemoryBuffer &buffer, StringRef path) {
+llvm::Expected<llvm::StringMap<SafetensorsTensor>>
+mlir::qopt::readFloatSafetensors(const llvm::MemoryBuffer &buffer,
+                                 StringRef path) {
   auto fail = [&](const Twine &why) {
     return llvm::createStringError(path + ": " + why);
   };
@@ -65,7 +54,7 @@ readSafetensors(const llvm::MemoryBuffer &buffer, StringRef path) {
   if (!entries)
     return fail("the header is not a JSON object");
   StringRef data = bytes.substr(8 + headerSize);
-  llvm::StringMap<Tensor> tensors;
+  llvm::StringMap<SafetensorsTensor> tensors;
   for (const auto &[name, value] : *entries) {
     if (name == "__metadata__")
       continue;
@@ -80,7 +69,7 @@ readSafetensors(const llvm::MemoryBuffer &buffer, StringRef path) {
     const llvm::json::Array *offsets = o->getArray("data_offsets");
     if (!dtype || !shape || !offsets || offsets->size() != 2)
       return bad("needs dtype, shape and data_offsets");
-    Tensor t;
+    SafetensorsTensor t;
     if (*dtype == "F32")
       t.kind = dense::FloatKind::F32;
     else if (*dtype == "F16")
@@ -112,6 +101,10 @@ readSafetensors(const llvm::MemoryBuffer &buffer, StringRef path) {
   }
   return tensors;
 }
+
+namespace {
+
+using Tensor = SafetensorsTensor;
 
 /// The parts of one module's adapter in the file.
 struct ModuleAdapter {
@@ -158,8 +151,10 @@ struct QOptLoadAdapterPass
       return error() << "adapter_config.json: loftq_config's loftq_iter must "
                         "be at least 1",
              signalPassFailure();
+    // EVA's factors apply to the unchanged base weights: only A's init
+    // depended on data.
     if (init != "true" && init != "false" && init != "gaussian" &&
-        !rewritesBase)
+        init != "eva" && !rewritesBase)
       return error() << "adapter_config.json: init_lora_weights is '" << init
                      << "': such an adapter applies to the residual base "
                         "weights of "
@@ -177,7 +172,7 @@ struct QOptLoadAdapterPass
                      << weightsFile.getError().message(),
              signalPassFailure();
     llvm::Expected<llvm::StringMap<Tensor>> tensors =
-        readSafetensors(**weightsFile, weightsPath);
+        readFloatSafetensors(**weightsFile, weightsPath);
     if (!tensors)
       return error() << llvm::toString(tensors.takeError()),
              signalPassFailure();

@@ -513,6 +513,40 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
                                 "with an integer")
                                    .str());
       }
+    } else if (key == "eva_config") {
+      // null unless init_lora_weights is "eva"; then EvaConfig's fields.
+      if (v.getAsNull())
+        continue;
+      const json::Object *eva = v.getAsObject();
+      if (!eva)
+        return keyError(key, "must be an object (EvaConfig)");
+      PeftLoraConfig::Eva &e = c.eva;
+      for (const auto &[field, value] : *eva) {
+        llvm::StringRef f = field;
+        std::optional<double> d = value.getAsNumber();
+        std::optional<bool> b = value.getAsBoolean();
+        std::optional<int64_t> i = value.getAsInteger();
+        if (f == "rho" && d && *d >= 1)
+          e.rho = *d;
+        else if (f == "tau" && d && *d >= 0 && *d <= 1)
+          e.tau = *d;
+        else if (f == "use_label_mask" && b)
+          e.useLabelMask = *b;
+        else if (f == "label_mask_value" && i)
+          e.labelMaskValue = *i;
+        else if (f == "whiten" && b)
+          e.whiten = *b;
+        else if (f == "adjust_scaling_factors" && b)
+          e.adjustScalingFactors = *b;
+        else
+          return keyError(key,
+                          ("has '" + f +
+                           "' with a value EvaConfig does not take (rho >= 1, "
+                           "0 <= tau <= 1, use_label_mask, whiten and "
+                           "adjust_scaling_factors true or false, "
+                           "label_mask_value an integer)")
+                              .str());
+      }
     } else if (::qopt::peft::isInformationalKey(key.str().c_str())) {
       // Describes the adapter only.
     } else if (!isUnset(v)) {

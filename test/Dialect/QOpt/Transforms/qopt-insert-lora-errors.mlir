@@ -5,7 +5,8 @@
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=0" 2>&1 | FileCheck %s --check-prefix=RANK0
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj lora-dropout=1.5" 2>&1 | FileCheck %s --check-prefix=DROPOUT
 // RUN: not qopt-opt %s --qopt-insert-lora="r=2" 2>&1 | FileCheck %s --check-prefix=NOTARGET
-// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=eva" 2>&1 | FileCheck %s --check-prefix=LATER
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=corda" 2>&1 | FileCheck %s --check-prefix=LATER
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=eva" 2>&1 | FileCheck %s --check-prefix=EVA
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq loftq-bits=8" 2>&1 | FileCheck %s --check-prefix=LOFTQBITS
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq loftq-iter=0" 2>&1 | FileCheck %s --check-prefix=LOFTQITER
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq" 2>&1 | FileCheck %s --check-prefix=LOFTQ
@@ -25,11 +26,12 @@
 // RANK0: error: qopt-insert-lora: r must be positive, got 0
 // DROPOUT: error: qopt-insert-lora: lora-dropout must be in [0, 1), got 1.5
 // NOTARGET: error: qopt-insert-lora: target-modules is required (module names or suffixes, one regular expression, or all-linear)
-// LATER: error: qopt-insert-lora: init-lora-weights 'eva' is not implemented yet
+// LATER: error: qopt-insert-lora: init-lora-weights 'corda' is not implemented yet
+// EVA: error: qopt-insert-lora: init-lora-weights=eva needs each layer's input components: give eva-state=FILE (qoptc --calibration-data computes them)
 // LOFTQBITS: error: qopt-insert-lora: loftq-bits 8 is not supported (4: NF4, as bitsandbytes quantizes)
 // LOFTQITER: error: qopt-insert-lora: loftq-iter must be at least 1, got 0
 // LOFTQ: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
-// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq or lora-xs)
+// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs or eva)
 // PATTERN: error: qopt-insert-lora: rank-pattern entry 'q_proj' is not key=value with a number
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported

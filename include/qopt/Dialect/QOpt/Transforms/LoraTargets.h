@@ -64,6 +64,13 @@ struct PeftLoraConfig {
   std::string initLoraWeights = "true";
   /// loftq_config's loftq_bits and loftq_iter.
   int64_t loftqBits = 4, loftqIter = 1;
+  /// eva_config (PEFT's EvaConfig).
+  struct Eva {
+    double rho = 2.0, tau = 0.99;
+    bool useLabelMask = true;
+    int64_t labelMaskValue = -100;
+    bool whiten = false, adjustScalingFactors = true;
+  } eva;
 };
 
 /// Parses `adapter_config.json`. A key qopt cannot honour at the value it
@@ -78,7 +85,21 @@ llvm::Expected<PeftLoraConfig> parsePeftLoraConfig(llvm::StringRef json);
 std::unique_ptr<Pass> createQOptInsertLoRAPass(const PeftLoraConfig &config,
                                                llvm::StringRef modelDir,
                                                uint64_t seed = 0,
-                                               bool slots = false);
+                                               bool slots = false,
+                                               llvm::StringRef evaState = "");
+
+/// One float tensor of a safetensors file (pointing into its buffer).
+struct SafetensorsTensor {
+  ::qopt::dense::FloatKind kind;
+  std::vector<int64_t> shape;
+  const char *data;
+  size_t count;
+};
+
+/// The float tensors of the safetensors file `buffer` (read from `path`,
+/// which errors name with the malformed tensor).
+llvm::Expected<llvm::StringMap<SafetensorsTensor>>
+readFloatSafetensors(const llvm::MemoryBuffer &buffer, llvm::StringRef path);
 
 /// Replaces the linear layer `linear` by a `qopt.lora` with factors `a`
 /// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, a LoRA-XS

@@ -35,6 +35,42 @@ def QOptFoldZeroLoRAPass : Pass<"qopt-fold-zero-lora", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qopt::QOptDialect"];
 }
 
+def QOptExposeLayerInputsPass
+    : Pass<"qopt-expose-layer-inputs", "::mlir::ModuleOp"> {
+  let summary = "Makes the inputs of the named linear layers the model's "
+                "outputs (a calibration probe)";
+  let description = [{
+    Replaces the results of the model's entry function by the activation
+    inputs of the linear layers named in `modules` (module paths, as
+    `qopt-list-modules` prints them), in that order, each result named
+    after its module. What only fed the old results becomes dead. `qoptc
+    --calibration-data` compiles such a probe of the model to collect the
+    layer inputs that EVA's principal components come from. A name that is
+    no linear layer's, or names none, is an error.
+
+    ```mlir
+    // qopt-expose-layer-inputs{modules=model.layers.0.self_attn.q_proj}
+    func.func @main(%x: tensor<1x4x64xf32>) -> tensor<1x4x128xf32> {
+      ...
+      %q = qopt.linear %h, %w module "model.layers.0.self_attn.q_proj" : ...
+      ...
+      return %logits : tensor<1x4x128xf32>
+    }
+    // becomes
+    func.func @main(%x: tensor<1x4x64xf32>)
+        -> (tensor<1x4x64xf32> {qopt.name = "model.layers.0.self_attn.q_proj"}) {
+      ...
+      return %h : tensor<1x4x64xf32>
+    }
+    ```
+  }];
+  let options = [
+    ListOption<"modules", "modules", "std::string",
+               "Module paths of the linear layers whose inputs to return">,
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+}
+
 def QOptListModulesPass : Pass<"qopt-list-modules", "::mlir::ModuleOp"> {
   let summary = "Prints every linear layer with its module path (to write "
                 "an adapter's target list)";
@@ -120,9 +156,19 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     `<module>.lora_middle` from zero (so the output is unchanged; only the
     middle trains). `use-sora` adds SoRA's trainable gate
     `<module>.lora_gate`, one per rank component, from one (its sparsifying
-    update belongs to training). EVA, CorDA, LoRA-GA, LoRA-SB, RandLoRA and
-    the other initialisations of the adapter issue are not implemented yet:
-    asking for one is an error naming it. PEFT has no LoRA-XS or SoRA:
+    update belongs to training). `eva` (EVA, as PEFT's
+    `initialize_lora_eva_weights`) takes A from the principal components of
+    each layer's inputs over calibration data and B = 0 (the output is
+    unchanged): `eva-state` names a safetensors file holding, per module
+    (its path, optionally prefixed `base_model.model.` as PEFT's
+    `get_eva_state_dict` names it), the rank × in-features components after
+    EVA's rank redistribution; `qoptc --calibration-data` computes it. A
+    layer's rank is its tensor's rows (0: the layer gets no adapter) and,
+    with `eva-adjust-scaling-factors`, its alpha is scaled by new rank / r
+    so that alpha / r stays; a targeted layer missing from the file gets
+    the default init (with a warning), as in PEFT. CorDA, LoRA-GA, LoRA-SB,
+    RandLoRA and the other initialisations of the adapter issue are not
+    implemented yet: asking for one is an error naming it. PEFT has no LoRA-XS or SoRA:
     qopt-save-adapter refuses middles and gates.
 
     With `slots` the factors are *run-time adapter slots* instead: zeros
@@ -168,7 +214,14 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
            "DoRA: a trainable magnitude per output row">,
     Option<"initLoraWeights", "init-lora-weights", "std::string", "\"true\"",
            "true (Kaiming-uniform A, zero B), gaussian, false, pissa, "
-           "pissa_niter_N, olora, loftq, lora-xs">,
+           "pissa_niter_N, olora, loftq, lora-xs, eva">,
+    Option<"evaState", "eva-state", "std::string", "\"\"",
+           "EVA: safetensors file of each module's components (rank x "
+           "in-features), from qoptc --calibration-data or PEFT's "
+           "get_eva_state_dict">,
+    Option<"evaAdjustScalingFactors", "eva-adjust-scaling-factors", "bool",
+           "true",
+           "EVA: scale a layer's alpha by its new rank / r">,
     Option<"useSora", "use-sora", "bool", "false",
            "SoRA: a trainable gate per rank component, from one">,
     Option<"loftqBits", "loftq-bits", "int64_t", "4",

@@ -1,4 +1,4 @@
-//===- Npy.h - Read and write NumPy .npy files ------------------*- C++ -*-===//
+//===- Npy.h - Read and write NumPy .npy and .npz files ---------*- C++ -*-===//
 //
 // Plain C-order, little-endian arrays of bool, integer and float dtypes.
 // Reading accepts format versions 1.0, 2.0 and 3.0 and refuses everything it
@@ -9,12 +9,13 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef QOPT_TOOLS_QOPT_RUN_NPY_H
-#define QOPT_TOOLS_QOPT_RUN_NPY_H
+#ifndef QOPT_SUPPORT_NPY_H
+#define QOPT_SUPPORT_NPY_H
 
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qopt::npy {
@@ -25,10 +26,20 @@ struct Array {
   std::vector<char> data;     // C-order bytes, size == numel * itemsize
 };
 
+/// Parses the .npy bytes `bytes[0, size)` into `out`; false with `error`
+/// set otherwise.
+bool parse(const char *bytes, size_t size, Array &out, std::string &error);
 /// Reads `path` into `out`. On failure returns false and sets `error` to a
 /// message without the file name, e.g. "truncated header".
 bool read(const std::string &path, Array &out, std::string &error);
 
+/// Reads the arrays of the .npz archive `path` (what numpy.savez writes;
+/// savez_compressed's deflated members are refused), in archive order,
+/// named without ".npy". Every member's CRC is checked. On failure returns
+/// false and sets `error`, naming the array where one is at fault.
+bool readNpz(const std::string &path,
+             std::vector<std::pair<std::string, Array>> &out,
+             std::string &error);
 /// Writes `array` as format 1.0 (2.0 if the header exceeds 65535 bytes) with
 /// the same header layout as numpy.save. The descr is written with its
 /// canonical byte-order character ('|' for 1-byte types, '<' otherwise).
@@ -43,4 +54,4 @@ std::string formatShape(const std::vector<int64_t> &shape);
 
 } // namespace qopt::npy
 
-#endif // QOPT_TOOLS_QOPT_RUN_NPY_H
+#endif // QOPT_SUPPORT_NPY_H

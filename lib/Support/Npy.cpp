@@ -1,4 +1,4 @@
-//===- Npy.cpp - Read and write NumPy .npy files --------------------------===//
+//===- Npy.cpp - Read and write NumPy .npy and .npz files -----------------===//
 //
 // Layout (numpy.lib.format): the magic "\x93NUMPY", major and minor version
 // bytes, the header length (2 bytes little-endian in 1.0, 4 bytes in 2.0 and
@@ -7,9 +7,12 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "Npy.h"
+#include "qopt/Support/Npy.h"
 
+#include <array>
 #include <cerrno>
+#include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -256,36 +259,15 @@ std::string npy::formatShape(const std::vector<int64_t> &shape) {
   return s + (shape.size() == 1 ? ",)" : ")");
 }
 
-bool npy::read(const std::string &path, Array &out, std::string &error) {
+bool npy::parse(const char *bytes, size_t size, Array &out,
+                std::string &error) {
   out = Array();
-  errno = 0;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    error = "cannot open file";
-    if (errno)
-      error += std::string(": ") + std::strerror(errno);
-    return false;
-  }
-  in.seekg(0, std::ios::end);
-  std::streamoff fileSize = in.tellg();
-  in.seekg(0, std::ios::beg);
-  if (!in || fileSize < 0) {
-    error = "cannot determine the file size";
-    return false;
-  }
-
-  unsigned char prefix[12];
-  size_t have = static_cast<size_t>(fileSize < 12 ? fileSize : 12);
-  in.read(reinterpret_cast<char *>(prefix), have);
-  if (static_cast<size_t>(in.gcount()) != have) {
-    error = "cannot read file";
-    return false;
-  }
-  if (have < kMagicSize || std::memcmp(prefix, kMagic, kMagicSize) != 0) {
+  const auto *prefix = reinterpret_cast<const unsigned char *>(bytes);
+  if (size < kMagicSize || std::memcmp(prefix, kMagic, kMagicSize) != 0) {
     error = "not a .npy file (bad magic)";
     return false;
   }
-  if (have < 8) {
+  if (size < 8) {
     error = "truncated header";
     return false;
   }
@@ -297,12 +279,12 @@ bool npy::read(const std::string &path, Array &out, std::string &error) {
   }
   size_t lengthSize = major == 1 ? 2 : 4;
   size_t prefixSize = 8 + lengthSize;
-  if (have < prefixSize) {
+  if (size < prefixSize) {
     error = "truncated header";
     return false;
   }
   uint64_t headerSize = readLE(prefix + 8, lengthSize);
-  if (headerSize > static_cast<uint64_t>(fileSize) - prefixSize) {
+  if (headerSize > size - prefixSize) {
     error = "truncated header";
     return false;
   }
@@ -310,14 +292,7 @@ bool npy::read(const std::string &path, Array &out, std::string &error) {
     error = "header of " + std::to_string(headerSize) + " bytes is too large";
     return false;
   }
-
-  std::string header(headerSize, '\0');
-  in.seekg(static_cast<std::streamoff>(prefixSize), std::ios::beg);
-  in.read(&header[0], static_cast<std::streamsize>(headerSize));
-  if (static_cast<uint64_t>(in.gcount()) != headerSize) {
-    error = "truncated header";
-    return false;
-  }
+  std::string header(bytes + prefixSize, headerSize);
   bool fortranOrder = false;
   if (!HeaderParser(header).parse(out.descr, fortranOrder, out.shape, error) ||
       !checkDescr(out.descr, error))
@@ -333,25 +308,189 @@ bool npy::read(const std::string &path, Array &out, std::string &error) {
     error = "fortran_order arrays are not supported";
     return false;
   }
-
-  // Compare with the file size before allocating, so a corrupted shape
+  // Compared with what is there before allocating, so a corrupted shape
   // cannot trigger a huge allocation.
-  int64_t available = static_cast<int64_t>(fileSize) -
-                      static_cast<int64_t>(prefixSize) -
-                      static_cast<int64_t>(headerSize);
+  int64_t available = static_cast<int64_t>(size - prefixSize - headerSize);
   if (available != needed) {
     error = "file holds " + std::to_string(available) +
             " bytes of data but shape " + formatShape(out.shape) + " of '" +
             out.descr + "' needs " + std::to_string(needed);
     return false;
   }
-  out.data.resize(static_cast<size_t>(needed));
-  if (needed > 0) {
-    in.read(out.data.data(), static_cast<std::streamsize>(needed));
-    if (in.gcount() != needed) {
-      error = "cannot read the data";
+  const char *data = bytes + prefixSize + headerSize;
+  out.data.assign(data, data + needed);
+  return true;
+}
+
+namespace {
+
+/// The whole of `path`, or false with `error` set.
+bool readFile(const std::string &path, std::vector<char> &bytes,
+              std::string &error) {
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    error = "cannot open file";
+    if (errno)
+      error += std::string(": ") + std::strerror(errno);
+    return false;
+  }
+  in.seekg(0, std::ios::end);
+  std::streamoff fileSize = in.tellg();
+  in.seekg(0, std::ios::beg);
+  if (!in || fileSize < 0) {
+    error = "cannot determine the file size";
+    return false;
+  }
+  bytes.resize(static_cast<size_t>(fileSize));
+  in.read(bytes.data(), fileSize);
+  if (in.gcount() != fileSize) {
+    error = "cannot read file";
+    return false;
+  }
+  return true;
+}
+
+/// CRC-32 (ISO-HDLC, what zip records) of `size` bytes.
+uint32_t crc32(const unsigned char *bytes, size_t size) {
+  static const auto table = [] {
+    std::array<uint32_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+      uint32_t c = i;
+      for (int k = 0; k < 8; ++k)
+        c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
+      t[i] = c;
+    }
+    return t;
+  }();
+  uint32_t c = 0xffffffffu;
+  for (size_t i = 0; i < size; ++i)
+    c = table[(c ^ bytes[i]) & 0xff] ^ (c >> 8);
+  return c ^ 0xffffffffu;
+}
+
+} // namespace
+
+bool npy::read(const std::string &path, Array &out, std::string &error) {
+  std::vector<char> bytes;
+  return readFile(path, bytes, error) &&
+         parse(bytes.data(), bytes.size(), out, error);
+}
+
+bool npy::readNpz(const std::string &path,
+                  std::vector<std::pair<std::string, Array>> &out,
+                  std::string &error) {
+  // A zip archive as numpy.savez writes it (zipfile, one stored member
+  // "<name>.npy" per array): the end-of-central-directory record locates
+  // the directory, whose entries give each member's sizes, CRC and local
+  // header. Zip64 fields are read where the 32-bit ones overflow.
+  out.clear();
+  std::vector<char> file;
+  if (!readFile(path, file, error))
+    return false;
+  const auto *z = reinterpret_cast<const unsigned char *>(file.data());
+  size_t size = file.size();
+  auto le = [&](size_t at, size_t n) { return readLE(z + at, n); };
+  if (size >= 4 && std::memcmp(z, "\x93NUM", 4) == 0) {
+    error = "a .npy file, not an .npz archive";
+    return false;
+  }
+  // The record is 22 bytes plus a comment of at most 65535.
+  size_t eocd = SIZE_MAX;
+  for (size_t back = 22; back <= size && back <= 22 + 65535; ++back)
+    if (le(size - back, 4) == 0x06054b50) {
+      eocd = size - back;
+      break;
+    }
+  if (eocd == SIZE_MAX) {
+    error = "not an .npz archive (no zip directory; truncated?)";
+    return false;
+  }
+  uint64_t entries = le(eocd + 10, 2), dirSize = le(eocd + 12, 4),
+           dirOffset = le(eocd + 16, 4);
+  if ((entries == 0xffff || dirOffset == 0xffffffff) && eocd >= 20 &&
+      le(eocd - 20, 4) == 0x07064b50) {
+    uint64_t record = le(eocd - 20 + 8, 8);
+    if (record > size - 56 || le(record, 4) != 0x06064b50) {
+      error = "corrupted zip64 directory record";
       return false;
     }
+    entries = le(record + 32, 8);
+    dirSize = le(record + 40, 8);
+    dirOffset = le(record + 48, 8);
+  }
+  if (dirOffset > size || dirSize > size - dirOffset) {
+    error = "corrupted zip directory (truncated?)";
+    return false;
+  }
+  size_t at = dirOffset;
+  for (uint64_t i = 0; i < entries; ++i) {
+    if (at + 46 > dirOffset + dirSize || le(at, 4) != 0x02014b50) {
+      error = "corrupted zip directory entry " + std::to_string(i);
+      return false;
+    }
+    uint64_t method = le(at + 10, 2), crc = le(at + 16, 4),
+             compressed = le(at + 20, 4), uncompressed = le(at + 24, 4),
+             nameLength = le(at + 28, 2), extraLength = le(at + 30, 2),
+             commentLength = le(at + 32, 2), local = le(at + 42, 4);
+    size_t next = at + 46 + nameLength + extraLength + commentLength;
+    if (next > dirOffset + dirSize) {
+      error = "corrupted zip directory entry " + std::to_string(i);
+      return false;
+    }
+    std::string name(file.data() + at + 46, nameLength);
+    // Zip64 extended information: the overflowing fields, in this order.
+    for (size_t e = at + 46 + nameLength;
+         e + 4 <= at + 46 + nameLength + extraLength;) {
+      uint64_t id = le(e, 2), length = le(e + 2, 2);
+      size_t field = e + 4, fieldEnd = field + length;
+      if (fieldEnd > at + 46 + nameLength + extraLength)
+        break;
+      if (id == 1)
+        for (uint64_t *v : {&uncompressed, &compressed, &local})
+          if (*v == 0xffffffff && field + 8 <= fieldEnd) {
+            *v = le(field, 8);
+            field += 8;
+          }
+      e = fieldEnd;
+    }
+    at = next;
+    if (name.size() < 5 || name.compare(name.size() - 4, 4, ".npy") != 0) {
+      error = "member '" + name + "' is not a .npy array";
+      return false;
+    }
+    name.resize(name.size() - 4);
+    if (method != 0) {
+      error = "array '" + name +
+              "' is compressed (numpy.savez_compressed); only numpy.savez "
+              "archives are read";
+      return false;
+    }
+    if (local > size || size - local < 30 || le(local, 4) != 0x04034b50) {
+      error = "array '" + name + "': corrupted zip member (truncated?)";
+      return false;
+    }
+    uint64_t data = local + 30 + le(local + 26, 2) + le(local + 28, 2);
+    if (compressed != uncompressed || data > size ||
+        uncompressed > size - data) {
+      error = "array '" + name + "': truncated zip member";
+      return false;
+    }
+    if (crc32(z + data, uncompressed) != crc) {
+      error = "array '" + name + "': CRC mismatch (corrupted archive)";
+      return false;
+    }
+    Array array;
+    if (!parse(file.data() + data, uncompressed, array, error)) {
+      error = "array '" + name + "': " + error;
+      return false;
+    }
+    for (const auto &[seen, unused] : out)
+      if (seen == name) {
+        error = "array '" + name + "' appears twice";
+        return false;
+      }
+    out.emplace_back(std::move(name), std::move(array));
   }
   return true;
 }

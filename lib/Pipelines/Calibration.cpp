@@ -1,0 +1,341 @@
+//===- Calibration.cpp - Run a probe of the model on calibration data -----===//
+
+#include "Calibration.h"
+
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Pipelines/Pipelines.h"
+#include "qopt/Runtime/Runtime.h"
+#include "qopt/Support/Eva.h"
+#include "qopt/Support/Npy.h"
+
+#include "mlir/Pass/PassManager.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/Path.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <cstring>
+#include <memory>
+
+using namespace mlir;
+using namespace mlir::qopt;
+namespace dense = ::qopt::dense;
+namespace eva = ::qopt::eva;
+namespace npy = ::qopt::npy;
+
+namespace {
+
+/// The runtime dtype of a .npy dtype string, or INVALID.
+qopt_dtype dtypeOf(const std::string &descr) {
+  std::string code = descr;
+  if (!code.empty() && (code[0] == '<' || code[0] == '|' || code[0] == '='))
+    code = code.substr(1);
+  static const std::pair<const char *, qopt_dtype> table[] = {
+      {"b1", QOPT_DTYPE_BOOL}, {"i1", QOPT_DTYPE_I8},  {"i2", QOPT_DTYPE_I16},
+      {"i4", QOPT_DTYPE_I32},  {"i8", QOPT_DTYPE_I64}, {"u1", QOPT_DTYPE_U8},
+      {"u2", QOPT_DTYPE_U16},  {"u4", QOPT_DTYPE_U32}, {"u8", QOPT_DTYPE_U64},
+      {"f2", QOPT_DTYPE_F16},  {"f4", QOPT_DTYPE_F32}, {"f8", QOPT_DTYPE_F64}};
+  for (auto [c, dtype] : table)
+    if (code == c)
+      return dtype;
+  return QOPT_DTYPE_INVALID;
+}
+
+/// Element `i` of an integer or bool array, or nullopt for other dtypes.
+std::optional<int64_t> intAt(const npy::Array &a, size_t i) {
+  const char *p = a.data.data();
+  switch (dtypeOf(a.descr)) {
+  case QOPT_DTYPE_BOOL:
+  case QOPT_DTYPE_U8:
+    return int64_t(reinterpret_cast<const uint8_t *>(p)[i]);
+  case QOPT_DTYPE_I8:
+    return int64_t(reinterpret_cast<const int8_t *>(p)[i]);
+  case QOPT_DTYPE_I32: {
+    int32_t v;
+    std::memcpy(&v, p + 4 * i, 4);
+    return v;
+  }
+  case QOPT_DTYPE_I64: {
+    int64_t v;
+    std::memcpy(&v, p + 8 * i, 8);
+    return v;
+  }
+  default:
+    return std::nullopt;
+  }
+}
+
+struct ModelDeleter {
+  void operator()(qopt_model *m) const { qopt_model_destroy(m); }
+};
+
+/// Writes `tensors` (name, f32 matrix) as a safetensors file.
+LogicalResult
+writeSafetensors(Location loc, StringRef path,
+                 ArrayRef<std::pair<std::string, dense::Matrix>> tensors) {
+  llvm::json::Object header;
+  std::string data;
+  for (const auto &[name, m] : tensors) {
+    size_t begin = data.size();
+    data.append(reinterpret_cast<const char *>(m.data.data()),
+                m.data.size() * sizeof(float));
+    header[name] = llvm::json::Object{
+        {"dtype", "F32"},
+        {"shape", llvm::json::Array{m.rows, m.cols}},
+        {"data_offsets",
+         llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
+  }
+  std::string text = llvm::formatv("{0}", llvm::json::Value(std::move(header)));
+  text.append((8 - text.size() % 8) % 8, ' ');
+  uint64_t size = text.size();
+  std::error_code ec;
+  llvm::raw_fd_ostream os(path, ec);
+  if (ec)
+    return emitError(loc) << "cannot write " << path << ": " << ec.message();
+  os.write(reinterpret_cast<const char *>(&size), 8);
+  os << text << data;
+  return success();
+}
+
+} // namespace
+
+LogicalResult mlir::qopt::computeEvaState(ModuleOp module,
+                                          const PeftLoraConfig &config,
+                                          StringRef dataPath, int64_t batchSize,
+                                          const CPUTargetOptions &target,
+                                          StringRef workDir,
+                                          StringRef statePath) {
+  Location loc = module.getLoc();
+  auto fail = [&](const Twine &message) -> LogicalResult {
+    return emitError(loc) << "--calibration-data " << dataPath << ": "
+                          << message;
+  };
+  if (batchSize < 1)
+    return emitError(loc) << "--calibration-batch-size must be at least 1, "
+                             "got "
+                          << batchSize;
+
+  // The layers EVA initialises: those the adapter config targets.
+  std::vector<LinearLayer> layers = collectLinearLayers(module);
+  llvm::Expected<LoraTargets> targets =
+      LoraTargets::create(config.selection, layers);
+  if (!targets)
+    return emitError(loc) << "qopt-insert-lora: "
+                          << llvm::toString(targets.takeError());
+  std::vector<std::string> names;
+  std::vector<eva::Layer> evaLayers;
+  for (const LinearLayer &layer : layers)
+    if (!layer.name.empty() && targets->matches(layer.name) &&
+        llvm::find(names, layer.name) == names.end()) {
+      names.push_back(layer.name);
+      evaLayers.push_back({layer.name, targets->rankFor(layer.name)});
+    }
+  if (names.empty())
+    return fail("the adapter config's target_modules match no linear layer "
+                "(qoptc --list-modules prints them)");
+
+  std::vector<std::pair<std::string, npy::Array>> arrays;
+  std::string why;
+  if (!npy::readNpz(dataPath.str(), arrays, why))
+    return fail(why);
+
+  // The probe: the model up to the targeted layers, returning their inputs.
+  OwningOpRef<ModuleOp> probe = module.clone();
+  PassManager pm(module.getContext());
+  QOptExposeLayerInputsPassOptions expose;
+  expose.modules.assign(names.begin(), names.end());
+  pm.addPass(createQOptExposeLayerInputsPass(expose));
+  QOptRelayoutQuantizedWeightsPassOptions relayout;
+  relayout.modelDir = target.modelDir;
+  pm.addPass(createQOptRelayoutQuantizedWeightsPass(relayout));
+  buildGraphPipeline(pm);
+  if (failed(pm.run(*probe)))
+    return failure();
+  CPUTargetOptions probeTarget = target;
+  llvm::SmallString<256> probePath(workDir);
+  llvm::sys::path::append(probePath, "probe.so");
+  probeTarget.outputPath = probePath.str().str();
+  probeTarget.timing = false;
+  probeTarget.dumpLLVMIR.clear();
+  if (failed(compileForCPU(*probe, probeTarget)))
+    return failure();
+  qopt_model *raw = nullptr;
+  if (qopt_model_load(probeTarget.outputPath.c_str(), &raw) != 0)
+    return emitError(loc) << "cannot load the calibration probe: "
+                          << qopt_last_error();
+  std::unique_ptr<qopt_model, ModelDeleter> model(raw);
+
+  // Arrays for the model's inputs, an attention mask and labels.
+  size_t numInputs = qopt_model_num_inputs(model.get());
+  std::vector<const npy::Array *> feeds(numInputs);
+  std::vector<qopt_tensor_info> infos(numInputs);
+  std::vector<std::string> inputNames;
+  for (size_t i = 0; i < numInputs; ++i) {
+    qopt_model_input_info(model.get(), i, &infos[i]);
+    inputNames.push_back(infos[i].name);
+  }
+  const npy::Array *labels = nullptr, *mask = nullptr;
+  int64_t samples = -1;
+  for (const auto &[name, array] : arrays) {
+    auto input = llvm::find(inputNames, name);
+    if (input == inputNames.end() && name != "labels")
+      return fail("array '" + name +
+                  "' is not an input of the model (its "
+                  "inputs: " +
+                  llvm::join(inputNames, ", ") + "; 'labels' masks tokens)");
+    if (array.shape.empty())
+      return fail("array '" + name +
+                  "' is a scalar; the first dimension "
+                  "counts samples");
+    if (samples >= 0 && array.shape[0] != samples)
+      return fail("array '" + name + "' has " + std::to_string(array.shape[0]) +
+                  " samples, the others " + std::to_string(samples));
+    samples = array.shape[0];
+    if (name == "labels")
+      labels = &array;
+    if (name == "attention_mask")
+      mask = &array;
+    if (input == inputNames.end())
+      continue;
+    size_t i = input - inputNames.begin();
+    if (dtypeOf(array.descr) != infos[i].dtype ||
+        int64_t(array.shape.size()) != infos[i].rank)
+      return fail("array '" + name + "' is " + npy::formatShape(array.shape) +
+                  " of '" + array.descr + "'; the model input is rank " +
+                  std::to_string(infos[i].rank) + " of " +
+                  qopt_dtype_name(infos[i].dtype));
+    feeds[i] = &array;
+  }
+  for (size_t i = 0; i < numInputs; ++i)
+    if (!feeds[i])
+      return fail("no array '" + inputNames[i] + "' for the model's input");
+  if (samples <= 0)
+    return fail("holds no samples");
+  const npy::Array *labelMask = config.eva.useLabelMask ? labels : nullptr;
+  int64_t tokens = -1;
+  for (const npy::Array *m : {mask, labelMask}) {
+    if (!m)
+      continue;
+    qopt_dtype dtype = dtypeOf(m->descr);
+    bool integer = dtype == QOPT_DTYPE_BOOL || dtype == QOPT_DTYPE_U8 ||
+                   dtype == QOPT_DTYPE_I8 || dtype == QOPT_DTYPE_I32 ||
+                   dtype == QOPT_DTYPE_I64;
+    if (m->shape.size() != 2 || !integer ||
+        (tokens >= 0 && m->shape[1] != tokens))
+      return fail(std::string("array '") +
+                  (m == mask ? "attention_mask" : "labels") +
+                  "' must be samples × tokens of integers, as the other");
+    tokens = m->shape[1];
+  }
+  size_t numBatches = size_t((samples + batchSize - 1) / batchSize);
+  size_t numOutputs = qopt_model_num_outputs(model.get());
+
+  auto run = [&](size_t index, std::vector<dense::Matrix> &inputs,
+                 std::string &error) {
+    int64_t lo = int64_t(index) * batchSize,
+            hi = std::min(samples, lo + batchSize), count = hi - lo;
+    std::vector<qopt_tensor> in(numInputs);
+    for (size_t i = 0; i < numInputs; ++i) {
+      const npy::Array &a = *feeds[i];
+      qopt_tensor &t = in[i];
+      t.dtype = infos[i].dtype;
+      t.rank = infos[i].rank;
+      size_t rowBytes = a.data.size() / size_t(samples);
+      for (int32_t d = 0; d < t.rank; ++d)
+        t.shape[d] = d == 0 ? count : a.shape[d];
+      t.data = const_cast<char *>(a.data.data()) + size_t(lo) * rowBytes;
+    }
+    std::vector<qopt_tensor> out(numOutputs);
+    if (qopt_model_run(model.get(), in.data(), numInputs, out.data(),
+                       numOutputs) != 0) {
+      error = "calibration samples " + std::to_string(lo) + ".." +
+              std::to_string(hi - 1) + ": " + qopt_last_error();
+      return false;
+    }
+    // Tokens padding or labels leave out (PEFT's language-modelling
+    // default), row-major over samples × tokens.
+    std::vector<char> keep;
+    if (tokens >= 0) {
+      keep.assign(size_t(count * tokens), 1);
+      for (int64_t s = 0; s < count; ++s)
+        for (int64_t k = 0; k < tokens; ++k) {
+          size_t at = size_t((lo + s) * tokens + k);
+          char &kp = keep[size_t(s * tokens + k)];
+          if (mask)
+            kp = kp && *intAt(*mask, at) != 0;
+          if (labelMask)
+            kp = kp && *intAt(*labelMask, at) != config.eva.labelMaskValue;
+        }
+    }
+    bool ok = true;
+    inputs.assign(numOutputs, dense::Matrix());
+    for (size_t l = 0; l < numOutputs && ok; ++l) {
+      qopt_tensor &t = out[l];
+      int64_t numel = 1;
+      for (int32_t d = 0; d < t.rank; ++d)
+        numel *= t.shape[d];
+      int64_t cols = t.rank ? t.shape[t.rank - 1] : 1;
+      int64_t rows = cols ? numel / cols : 0;
+      std::optional<dense::FloatKind> kind;
+      switch (t.dtype) {
+      case QOPT_DTYPE_F32:
+        kind = dense::FloatKind::F32;
+        break;
+      case QOPT_DTYPE_F16:
+        kind = dense::FloatKind::F16;
+        break;
+      case QOPT_DTYPE_BF16:
+        kind = dense::FloatKind::BF16;
+        break;
+      case QOPT_DTYPE_F64:
+        kind = dense::FloatKind::F64;
+        break;
+      default:
+        break;
+      }
+      if (!kind) {
+        error = "module '" + names[l] + "' takes " + qopt_dtype_name(t.dtype) +
+                " inputs, not floats";
+        ok = false;
+        break;
+      }
+      if (tokens >= 0 && rows != count * tokens) {
+        error = "module '" + names[l] + "' sees " + std::to_string(rows) +
+                " rows for " + std::to_string(count) +
+                " samples, not one per token of the attention mask / labels";
+        ok = false;
+        break;
+      }
+      dense::Matrix all(rows, cols);
+      dense::decodeFloats(*kind, t.data, size_t(numel), all.data.data());
+      if (tokens < 0) {
+        inputs[l] = std::move(all);
+        continue;
+      }
+      int64_t kept = 0;
+      for (char k : keep)
+        kept += k;
+      dense::Matrix m(kept, cols);
+      for (int64_t r = 0, o = 0; r < rows; ++r)
+        if (keep[r])
+          std::memcpy(&m.at(o++, 0), &all.at(r, 0), size_t(cols) * 4);
+      inputs[l] = std::move(m);
+    }
+    for (qopt_tensor &t : out)
+      qopt_tensor_free(&t);
+    return ok;
+  };
+
+  eva::Options options;
+  options.rho = config.eva.rho;
+  options.tau = config.eva.tau;
+  options.whiten = config.eva.whiten;
+  eva::Result result;
+  if (!eva::compute(evaLayers, numBatches, options, run, result, why))
+    return fail("EVA: " + why);
+  std::vector<std::pair<std::string, dense::Matrix>> state;
+  for (auto [name, components] : llvm::zip(names, result.components))
+    state.emplace_back(name, std::move(components));
+  return writeSafetensors(loc, statePath, state);
+}

@@ -1,0 +1,34 @@
+//===- Calibration.h - Run a probe of the model on calibration data -*- C++
+//-*-===//
+//
+// Data-driven adapter initialisations need what each layer sees: the
+// compiler compiles a probe of the model that returns those inputs, runs it
+// through the runtime over the calibration batches, and reduces them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_LIB_PIPELINES_CALIBRATION_H
+#define QOPT_LIB_PIPELINES_CALIBRATION_H
+
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
+#include "qopt/Target/CPU/CPUTarget.h"
+
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::qopt {
+
+/// EVA (PEFT's get_eva_state_dict) for the layers `config` targets in
+/// `module` (graph IR after the front end; left unchanged): compiles a
+/// probe in `workDir`, runs it over the batches of `batchSize` samples of
+/// the .npz `dataPath`, and writes each layer's components (rank ×
+/// in-features, after rank redistribution) to the safetensors file
+/// `statePath`, for qopt-insert-lora's `eva-state`. Errors name the file,
+/// array or layer at fault.
+LogicalResult computeEvaState(ModuleOp module, const PeftLoraConfig &config,
+                              StringRef dataPath, int64_t batchSize,
+                              const CPUTargetOptions &target, StringRef workDir,
+                              StringRef statePath);
+
+} // namespace mlir::qopt
+
+#endif // QOPT_LIB_PIPELINES_CALIBRATION_H
