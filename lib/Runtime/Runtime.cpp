@@ -764,10 +764,14 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
         return fail(what + ": DoRA adapters do not fit LoRA slots; compile "
                            "them in with qoptc --adapter");
     } else if (k == "init_lora_weights") {
-      if (v.kind == Value::String && v.string != "gaussian")
+      // EVA's factors apply to the unchanged base weights.
+      if (v.kind == Value::String && v.string != "gaussian" &&
+          v.string != "eva")
         return fail(what + " is '" + v.string +
                     "': such an adapter applies to the residual base weights "
                     "of its initialisation, not to this model's");
+    } else if (k == "eva_config") {
+      // How EVA found A from calibration data: nothing the slots compute.
     } else if (k == "alpha_pattern") {
       if (unset())
         continue;

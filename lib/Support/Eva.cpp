@@ -343,9 +343,11 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
            c < std::min<int64_t>(maxComponents[l], int64_t(ratio.size())); ++c)
         shares.push_back({ratio[c], l});
     }
-    std::stable_sort(
-        shares.begin(), shares.end(),
-        [](const auto &a, const auto &b) { return a.first > b.first; });
+    // torch's argsort(descending=True) on the CPU is std::sort with this
+    // comparator: the same order among equal shares (layers sharing an
+    // input) as PEFT's.
+    std::sort(shares.begin(), shares.end(),
+              [](const auto &a, const auto &b) { return a.first > b.first; });
     std::fill(rankDist.begin(), rankDist.end(), 0);
     for (size_t i = 0; i < shares.size() && int64_t(i) < budget; ++i)
       ++rankDist[shares[i].second];

@@ -156,7 +156,8 @@ def _qoptc(path):
 
 
 def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
-            save_adapter=None, lora_slots=None, dims=None, cpu=None, parallel=False,
+            save_adapter=None, lora_slots=None, calibration_data=None,
+            calibration_batch_size=None, dims=None, cpu=None, parallel=False,
             extra_args=(), qoptc=None):
     """Compiles an ONNX model with qoptc and loads it.
 
@@ -169,6 +170,11 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
     lora_slots    a PEFT adapter_config.json: run-time adapter slots for the
                   modules it targets, up to its ranks (--lora-slots); fill
                   them with Model.load_adapter
+    calibration_data  an .npz (numpy.savez) of arrays named after the model's
+                  inputs, first dimension = samples, optional "labels":
+                  for init_lora_weights "eva" (--calibration-data)
+    calibration_batch_size  samples per calibration batch
+                  (--calibration-batch-size)
     dims          {"seq": 128, ...}: pin symbolic dimensions (--dim)
     cpu, parallel, extra_args   as qoptc's --cpu, --parallel, other flags
 
@@ -188,6 +194,10 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
         cmd += ["--save-adapter", os.fspath(save_adapter)]
     if lora_slots is not None:
         cmd += ["--lora-slots", os.fspath(lora_slots)]
+    if calibration_data is not None:
+        cmd += ["--calibration-data", os.fspath(calibration_data)]
+    if calibration_batch_size is not None:
+        cmd += ["--calibration-batch-size", str(int(calibration_batch_size))]
     for name, size in (dims or {}).items():
         cmd += ["--dim", f"{name}={int(size)}"]
     if cpu is not None:

@@ -8,6 +8,7 @@ adapters that do not fit are refused with the module named and leave the
 loaded one in place; qopt-run --adapter does the same from the command
 line. Prints one line per check; exits 1 on a failure."""
 import json
+import re
 import os
 import struct
 import subprocess
@@ -84,6 +85,24 @@ with tempfile.TemporaryDirectory() as tmp:
     write_adapter(badalpha, {p + "lora_A.weight": np.ones((2, 32)), p + "lora_B.weight": np.ones((32, 2))},
                   {"peft_type": "LORA", "r": 2, "lora_alpha": 2, "target_modules": ["q_proj"],
                    "alpha_pattern": {"q_proj": "16"}})
+    # PEFT's EVA adapter (init_lora_weights "eva", eva_config, per-module
+    # rank_pattern / alpha_pattern) on the slotted modules, B made nonzero.
+    evaslots = os.path.join(tmp, "evaslots")
+    eva_dir = os.path.join(PEFT, "eva", "eva-default")
+    eva_config = json.load(open(os.path.join(eva_dir, "adapter_config.json")))
+    raw = open(os.path.join(eva_dir, "adapter_model.safetensors"), "rb").read()
+    hlen = struct.unpack("<Q", raw[:8])[0]
+    rng = np.random.default_rng(7)
+    eva_tensors = {}
+    for key, e in json.loads(raw[8:8 + hlen]).items():
+        if key == "__metadata__" or not re.search(r"(q_proj|v_proj|down_proj)\.", key):
+            continue
+        b, end = e["data_offsets"]
+        a = np.frombuffer(raw[8 + hlen + b:8 + hlen + end], np.float32).reshape(e["shape"])
+        eva_tensors[key] = rng.normal(0, 0.1, a.shape) if "lora_B" in key else a
+    eva_config["target_modules"] = [t for t in eva_config["target_modules"]
+                                    if re.search(r"(q_proj|v_proj|down_proj)$", t)]
+    write_adapter(evaslots, eva_tensors, eva_config)
     for exporter in ("dynamo", "torchscript"):
         model_path = os.path.join(HERE, "real", f"llama-{exporter}", "model.onnx")
         lib = os.path.join(tmp, f"slots-{exporter}.so")
@@ -95,14 +114,22 @@ with tempfile.TemporaryDirectory() as tmp:
                         for n, r in m.lora_slots[:3]) + ", ...")
         base = np.load(os.path.join(HERE, "real", f"llama-{exporter}", "reference.npz"))
         check(f"{exporter}: no adapter = the base model", *matches(outputs(m, base), base))
-        for name in ("llama-lora", "llama-slot-small", "llama-slot-rslora", "llama-slot-alphas"):
-            ref = np.load(os.path.join(PEFT, name, "reference.npz"))
+        for name in ("llama-lora", "llama-slot-small", "llama-slot-rslora", "llama-slot-alphas",
+                     evaslots):
+            ref = np.load(os.path.join(PEFT, name, "reference.npz")) if name != evaslots else base
             m.load_adapter(os.path.join(PEFT, name))
             got = outputs(m, ref)
-            check(f"{exporter}: {name} loaded = PEFT", *matches(got, ref))
+            if name == evaslots:
+                name = "evaslots"
+                changed = max(rel(got[c], outputs(qopt.load(lib), ref)[c]) for c in got)
+                check(f"{exporter}: PEFT's EVA adapter loaded (B nonzero)", changed > 1e-3,
+                      f"outputs moved by {changed:.1e}")
+            else:
+                check(f"{exporter}: {name} loaded = PEFT", *matches(got, ref))
             compiled = os.path.join(tmp, f"{name}-{exporter}.so")
             subprocess.run([os.path.join(BIN, "qoptc"), model_path, "--adapter",
-                            os.path.join(PEFT, name), "-o", compiled], check=True)
+                            evaslots if name == "evaslots" else os.path.join(PEFT, name),
+                            "-o", compiled], check=True)
             fixed = outputs(qopt.load(compiled), ref)
             worst = max(rel(got[c], fixed[c]) for c in got)
             check(f"{exporter}: {name} loaded = compiled in", worst <= 1e-5,
