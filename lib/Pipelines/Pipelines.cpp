@@ -2,8 +2,6 @@
 
 #include "qopt/Pipelines/Pipelines.h"
 
-#include "Calibration.h"
-
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
@@ -92,9 +90,13 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                << "cannot create a temporary folder: " << ec.message();
       SmallString<256> statePath(workDir);
       llvm::sys::path::append(statePath, "eva.safetensors");
-      if (failed(computeEvaState(module, *config, options.calibrationDataPath,
-                                 options.calibrationBatchSize, target, workDir,
-                                 statePath)))
+      if (!options.evaCalibrator)
+        return emitError(module.getLoc())
+               << path << ": init_lora_weights \"eva\" needs calibration, "
+               << "which this tool cannot run (qoptc --calibration-data)";
+      if (failed(options.evaCalibrator(
+              module, *config, options.calibrationDataPath,
+              options.calibrationBatchSize, target, workDir, statePath)))
         return failure();
       evaState = statePath.str().str();
       calibrated = true;

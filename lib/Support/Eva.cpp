@@ -94,6 +94,131 @@ void eva::singularValues(const std::vector<double> &x, int64_t m, int64_t n,
   }
 }
 
+namespace {
+
+/// Orthonormalises the `p` columns of the row-major n×p `q` (modified
+/// Gram-Schmidt, twice for accuracy); a column that vanishes is replaced
+/// by a unit vector orthogonal to the others.
+void orthonormalize(std::vector<double> &q, int64_t n, int64_t p) {
+  for (int64_t j = 0; j < p; ++j) {
+    for (int pass = 0; pass < 2; ++pass)
+      for (int64_t i = 0; i < j; ++i) {
+        double dot = 0;
+        for (int64_t l = 0; l < n; ++l)
+          dot += q[l * p + i] * q[l * p + j];
+        for (int64_t l = 0; l < n; ++l)
+          q[l * p + j] -= dot * q[l * p + i];
+      }
+    double norm = 0;
+    for (int64_t l = 0; l < n; ++l)
+      norm += q[l * p + j] * q[l * p + j];
+    norm = std::sqrt(norm);
+    if (norm < 1e-300) {
+      for (int64_t l = 0; l < n; ++l)
+        q[l * p + j] = l == j % n ? 1.0 : 0.0;
+      --j; // orthogonalise the replacement again (it cannot vanish twice)
+      continue;
+    }
+    for (int64_t l = 0; l < n; ++l)
+      q[l * p + j] /= norm;
+  }
+}
+
+} // namespace
+
+void eva::leadingSingular(const std::vector<double> &x, int64_t m, int64_t n,
+                          int64_t k, const std::vector<double> &start,
+                          std::vector<double> &s, std::vector<double> &vt) {
+  int64_t small = std::min(m, n);
+  int64_t p = std::min(small, k + std::max<int64_t>(k, 8));
+  if (p >= small / 2) {
+    // No saving over the full decomposition.
+    singularValues(x, m, n, s, vt);
+    s.resize(std::min(k, small));
+    vt.resize(size_t(s.size()) * n);
+    return;
+  }
+  // Subspace iteration on xᵀx with Rayleigh-Ritz, from `start` (the
+  // previous fit's components) padded with fixed pseudo-random vectors,
+  // until the leading k singular values and vectors stop changing.
+  std::vector<double> q(size_t(n) * p);
+  uint64_t state = 0x2545f4914f6cdd1dull;
+  for (double &v : q) {
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    v = double(state >> 11) * 0x1.0p-53 - 0.5;
+  }
+  int64_t warm = std::min<int64_t>(int64_t(start.size()) / n, p);
+  for (int64_t c = 0; c < warm; ++c)
+    for (int64_t l = 0; l < n; ++l)
+      q[l * p + c] = start[size_t(c) * n + l];
+  orthonormalize(q, n, p);
+  std::vector<double> y(size_t(m) * p), previous;
+  std::vector<double> ws, wt;
+  for (int iter = 0; iter < 500; ++iter) {
+    // y = x·q; the Ritz pairs from y's SVD: y = U·S·Wᵀ, q ← q·W.
+    std::fill(y.begin(), y.end(), 0.0);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t l = 0; l < n; ++l) {
+        double xv = x[size_t(i) * n + l];
+        if (xv == 0)
+          continue;
+        const double *ql = &q[size_t(l) * p];
+        double *yi = &y[size_t(i) * p];
+        for (int64_t j = 0; j < p; ++j)
+          yi[j] += xv * ql[j];
+      }
+    singularValues(y, m, p, ws, wt); // wt: p×p, rows = Ritz directions
+    std::vector<double> rotated(size_t(n) * p, 0.0);
+    for (int64_t l = 0; l < n; ++l)
+      for (int64_t c = 0; c < p; ++c) {
+        double sum = 0;
+        for (int64_t j = 0; j < p; ++j)
+          sum += q[size_t(l) * p + j] * wt[size_t(c) * p + j];
+        rotated[size_t(l) * p + c] = sum;
+      }
+    q = std::move(rotated);
+    bool converged = !previous.empty();
+    for (int64_t c = 0; c < k && converged; ++c) {
+      double dot = 0;
+      for (int64_t l = 0; l < n; ++l)
+        dot += q[size_t(l) * p + c] * previous[size_t(l) * p + c];
+      converged = 1 - std::abs(dot) <= 1e-13;
+    }
+    if (converged || iter == 499)
+      break;
+    previous = q;
+    // q ← orth(xᵀ·x·q).
+    std::vector<double> z(size_t(n) * p, 0.0), yi(p);
+    for (int64_t i = 0; i < m; ++i) {
+      const double *xi = &x[size_t(i) * n];
+      // Row i of x·q for the rotated q: y's row times W.
+      for (int64_t c = 0; c < p; ++c) {
+        double sum = 0;
+        for (int64_t j = 0; j < p; ++j)
+          sum += y[size_t(i) * p + j] * wt[size_t(c) * p + j];
+        yi[c] = sum;
+      }
+      for (int64_t l = 0; l < n; ++l) {
+        double xv = xi[l];
+        if (xv == 0)
+          continue;
+        double *zl = &z[size_t(l) * p];
+        for (int64_t c = 0; c < p; ++c)
+          zl[c] += xv * yi[c];
+      }
+    }
+    q = std::move(z);
+    orthonormalize(q, n, p);
+  }
+  s.assign(ws.begin(), ws.begin() + k);
+  vt.assign(size_t(k) * n, 0.0);
+  for (int64_t c = 0; c < k; ++c)
+    for (int64_t l = 0; l < n; ++l)
+      vt[size_t(c) * n + l] = q[size_t(l) * p + c];
+}
+
 void IncrementalPCA::partialFit(const dense::Matrix &x) {
   int64_t rows = x.rows;
   bool first = !fitted();
@@ -157,7 +282,7 @@ void IncrementalPCA::partialFit(const dense::Matrix &x) {
       stacked[size_t(k + rows) * cols + j] = factor * (mean[j] - batchMean[j]);
   }
   std::vector<double> s, vt;
-  singularValues(stacked, m, cols, s, vt);
+  leadingSingular(stacked, m, cols, numComponents, comps, s, vt);
   // svd_flip(u_based_decision=False): the largest |v| of each row positive
   // (the first such entry, as argmax takes it).
   int64_t k = int64_t(s.size());

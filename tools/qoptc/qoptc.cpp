@@ -8,6 +8,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Calibration.h"
+
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
@@ -251,6 +253,7 @@ int main(int argc, char **argv) {
   modelOptions.saveAdapterDir = saveAdapter;
   modelOptions.calibrationDataPath = calibrationData;
   modelOptions.calibrationBatchSize = calibrationBatchSize;
+  modelOptions.evaCalibrator = qopt::computeEvaState;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

@@ -57,6 +57,32 @@ TEST(Eva, SingularValuesOfTallAndWide) {
   }
 }
 
+// The leading singular triplets by subspace iteration equal the full
+// decomposition's, cold and warm started, on a spectrum that decays as
+// activations' do.
+TEST(Eva, LeadingSingularIsTheFullDecompositionsTop) {
+  const int64_t m = 300, n = 160, k = 12;
+  std::vector<double> scale(n);
+  for (int64_t j = 0; j < n; ++j)
+    scale[j] = std::pow(0.96, double(j));
+  dense::Matrix x = randomMatrix(m, n, 5, scale);
+  std::vector<double> xd(x.data.begin(), x.data.end()), s, vt, fs, fvt;
+  eva::singularValues(xd, m, n, fs, fvt);
+  for (const std::vector<double> &start :
+       {std::vector<double>(),
+        std::vector<double>(fvt.begin() + 3 * n, fvt.begin() + 9 * n)}) {
+    eva::leadingSingular(xd, m, n, k, start, s, vt);
+    ASSERT_EQ(int64_t(s.size()), k);
+    for (int64_t c = 0; c < k; ++c) {
+      EXPECT_NEAR(s[c], fs[c], 1e-10 * fs[0]) << c;
+      double dot = 0;
+      for (int64_t j = 0; j < n; ++j)
+        dot += vt[c * n + j] * fvt[c * n + j];
+      EXPECT_NEAR(std::abs(dot), 1.0, 1e-9) << c;
+    }
+  }
+}
+
 // Keeping every component, the incremental fit over two batches is the PCA
 // of all rows at once (scikit-learn's update is exact then).
 TEST(Eva, IncrementalPCAKeepingAllComponentsIsExact) {

@@ -15,11 +15,13 @@
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassOptions.h"
 
+#include <functional>
 #include <string>
 
 namespace mlir {
 class OpPassManager;
 namespace qopt {
+struct PeftLoraConfig;
 
 /// Front end: raising of decomposed layers, then conversion of every
 /// `onnx.node` (left in place with `allowUnsupported`).
@@ -63,6 +65,16 @@ struct ModelCompileOptions {
   std::string calibrationDataPath;
   /// Samples per calibration batch (PEFT's data loader batch size).
   int64_t calibrationBatchSize = 1;
+  /// Computes EVA's components (qopt-insert-lora's eva-state file
+  /// `statePath`) for the layers `config` targets in `module` (after the
+  /// front end) from the calibration data, with `workDir` for a probe. The
+  /// tool supplies it: it runs the model through the runtime, which the
+  /// pipelines do not link.
+  std::function<LogicalResult(ModuleOp module, const PeftLoraConfig &config,
+                              StringRef dataPath, int64_t batchSize,
+                              const CPUTargetOptions &target, StringRef workDir,
+                              StringRef statePath)>
+      evaCalibrator;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
   /// Print how long each step took to stderr.

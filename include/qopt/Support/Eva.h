@@ -32,6 +32,15 @@ namespace qopt::eva {
 void singularValues(const std::vector<double> &x, int64_t m, int64_t n,
                     std::vector<double> &s, std::vector<double> &vt);
 
+/// The `k` leading singular values and right vectors of `x`, as
+/// singularValues gives them: by subspace iteration with Rayleigh-Ritz
+/// (from the rows of `start`, k×n or empty, e.g. the previous fit's) until
+/// the leading vectors stop moving (1 - |cos| ≤ 1e-13) where that saves work
+/// (k + max(k, 8) < min(m, n) / 2), else by singularValues.
+void leadingSingular(const std::vector<double> &x, int64_t m, int64_t n,
+                     int64_t k, const std::vector<double> &start,
+                     std::vector<double> &s, std::vector<double> &vt);
+
 /// scikit-learn's IncrementalPCA as PEFT adapts it (peft.utils.
 /// incremental_pca), with the exact SVD and its sign convention (svd_flip
 /// on Vᵀ: each component's largest-magnitude entry is positive).

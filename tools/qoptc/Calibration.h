@@ -1,21 +1,23 @@
 //===- Calibration.h - Run a probe of the model on calibration data -*- C++
 //-*-===//
 //
-// Data-driven adapter initialisations need what each layer sees: the
-// compiler compiles a probe of the model that returns those inputs, runs it
-// through the runtime over the calibration batches, and reduces them.
+// Data-driven adapter initialisations need what each layer sees: qoptc
+// compiles a probe of the model that returns those inputs, runs it through
+// the runtime over the calibration batches, and reduces them. It lives in
+// the tool because the pipelines do not link the runtime.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef QOPT_LIB_PIPELINES_CALIBRATION_H
-#define QOPT_LIB_PIPELINES_CALIBRATION_H
+#ifndef QOPT_TOOLS_QOPTC_CALIBRATION_H
+#define QOPT_TOOLS_QOPTC_CALIBRATION_H
 
-#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Target/CPU/CPUTarget.h"
 
 #include "mlir/IR/BuiltinOps.h"
 
 namespace mlir::qopt {
+
+struct PeftLoraConfig;
 
 /// EVA (PEFT's get_eva_state_dict) for the layers `config` targets in
 /// `module` (graph IR after the front end; left unchanged): compiles a
@@ -31,4 +33,4 @@ LogicalResult computeEvaState(ModuleOp module, const PeftLoraConfig &config,
 
 } // namespace mlir::qopt
 
-#endif // QOPT_LIB_PIPELINES_CALIBRATION_H
+#endif // QOPT_TOOLS_QOPTC_CALIBRATION_H

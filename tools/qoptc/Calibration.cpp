@@ -2,6 +2,7 @@
 
 #include "Calibration.h"
 
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Pipelines/Pipelines.h"
 #include "qopt/Runtime/Runtime.h"
