@@ -96,7 +96,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                << "which this tool cannot run (qoptc --calibration-data)";
       if (failed(options.evaCalibrator(
               module, *config, options.calibrationDataPath,
-              options.calibrationBatchSize, target, workDir, statePath)))
+              options.calibrationBatchSize, options.calibrationMaxPasses,
+              target, workDir, statePath)))
         return failure();
       evaState = statePath.str().str();
       calibrated = true;

@@ -96,31 +96,44 @@ void eva::singularValues(const std::vector<double> &x, int64_t m, int64_t n,
 
 namespace {
 
-/// Orthonormalises the `p` columns of the row-major n×p `q` (modified
-/// Gram-Schmidt, twice for accuracy); a column that vanishes is replaced
-/// by a unit vector orthogonal to the others.
-void orthonormalize(std::vector<double> &q, int64_t n, int64_t p) {
+/// xorshift64: fixed pseudo-random numbers in [0, 1).
+double nextUniform(uint64_t &state) {
+  state ^= state << 13;
+  state ^= state >> 7;
+  state ^= state << 17;
+  return double(state >> 11) * 0x1.0p-53;
+}
+
+/// Orthonormalises the `p` columns of the row-major n×p `q` (p ≤ n;
+/// modified Gram-Schmidt, twice for accuracy); a column that (nearly)
+/// vanishes is replaced by a fresh pseudo-random one, drawn from `state`.
+void orthonormalize(std::vector<double> &q, int64_t n, int64_t p,
+                    uint64_t &state) {
   for (int64_t j = 0; j < p; ++j) {
-    for (int pass = 0; pass < 2; ++pass)
-      for (int64_t i = 0; i < j; ++i) {
-        double dot = 0;
-        for (int64_t l = 0; l < n; ++l)
-          dot += q[l * p + i] * q[l * p + j];
-        for (int64_t l = 0; l < n; ++l)
-          q[l * p + j] -= dot * q[l * p + i];
-      }
-    double norm = 0;
-    for (int64_t l = 0; l < n; ++l)
-      norm += q[l * p + j] * q[l * p + j];
-    norm = std::sqrt(norm);
-    if (norm < 1e-300) {
+    for (int attempt = 0;; ++attempt) {
+      double before = 0;
       for (int64_t l = 0; l < n; ++l)
-        q[l * p + j] = l == j % n ? 1.0 : 0.0;
-      --j; // orthogonalise the replacement again (it cannot vanish twice)
-      continue;
+        before += q[l * p + j] * q[l * p + j];
+      for (int pass = 0; pass < 2; ++pass)
+        for (int64_t i = 0; i < j; ++i) {
+          double dot = 0;
+          for (int64_t l = 0; l < n; ++l)
+            dot += q[l * p + i] * q[l * p + j];
+          for (int64_t l = 0; l < n; ++l)
+            q[l * p + j] -= dot * q[l * p + i];
+        }
+      double norm = 0;
+      for (int64_t l = 0; l < n; ++l)
+        norm += q[l * p + j] * q[l * p + j];
+      if ((norm > 1e-20 * before && norm > 0) || attempt == 64) {
+        norm = std::sqrt(norm);
+        for (int64_t l = 0; l < n; ++l)
+          q[l * p + j] = norm > 0 ? q[l * p + j] / norm : 0.0;
+        break;
+      }
+      for (int64_t l = 0; l < n; ++l)
+        q[l * p + j] = nextUniform(state) - 0.5;
     }
-    for (int64_t l = 0; l < n; ++l)
-      q[l * p + j] /= norm;
   }
 }
 
@@ -128,11 +141,12 @@ void orthonormalize(std::vector<double> &q, int64_t n, int64_t p) {
 
 void eva::leadingSingular(const std::vector<double> &x, int64_t m, int64_t n,
                           int64_t k, const std::vector<double> &start,
-                          std::vector<double> &s, std::vector<double> &vt) {
+                          std::vector<double> &s, std::vector<double> &vt,
+                          int64_t exactUpTo) {
   int64_t small = std::min(m, n);
   int64_t p = std::min(small, k + std::max<int64_t>(k, 8));
-  if (p >= small / 2) {
-    // No saving over the full decomposition.
+  if (small <= exactUpTo || p >= small / 2) {
+    // Affordable (or no saving): the full decomposition.
     singularValues(x, m, n, s, vt);
     s.resize(std::min(k, small));
     vt.resize(size_t(s.size()) * n);
@@ -143,17 +157,13 @@ void eva::leadingSingular(const std::vector<double> &x, int64_t m, int64_t n,
   // until the leading k singular values and vectors stop changing.
   std::vector<double> q(size_t(n) * p);
   uint64_t state = 0x2545f4914f6cdd1dull;
-  for (double &v : q) {
-    state ^= state << 13;
-    state ^= state >> 7;
-    state ^= state << 17;
-    v = double(state >> 11) * 0x1.0p-53 - 0.5;
-  }
+  for (double &v : q)
+    v = nextUniform(state) - 0.5;
   int64_t warm = std::min<int64_t>(int64_t(start.size()) / n, p);
   for (int64_t c = 0; c < warm; ++c)
     for (int64_t l = 0; l < n; ++l)
       q[l * p + c] = start[size_t(c) * n + l];
-  orthonormalize(q, n, p);
+  orthonormalize(q, n, p, state);
   std::vector<double> y(size_t(m) * p), previous;
   std::vector<double> ws, wt;
   for (int iter = 0; iter < 500; ++iter) {
@@ -210,7 +220,7 @@ void eva::leadingSingular(const std::vector<double> &x, int64_t m, int64_t n,
       }
     }
     q = std::move(z);
-    orthonormalize(q, n, p);
+    orthonormalize(q, n, p, state);
   }
   s.assign(ws.begin(), ws.begin() + k);
   vt.assign(size_t(k) * n, 0.0);
@@ -338,7 +348,9 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
   std::vector<int64_t> maxComponents(n);
   int64_t budget = 0;
   for (size_t l = 0; l < n; ++l) {
-    maxComponents[l] = roundHalfEven(double(layers[l].rank) * options.rho);
+    // Compared as a double first: an absurd rho must not overflow.
+    double wanted = double(layers[l].rank) * options.rho;
+    maxComponents[l] = roundHalfEven(std::min(wanted, 1e15));
     budget += layers[l].rank;
   }
   // The first batch: layers whose inputs are equal (q/k/v, gate/up) share
@@ -347,6 +359,16 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
   if (!run(0, firstInputs, error))
     return false;
   result.runs = 1;
+  for (size_t l = 0; l < n; ++l)
+    if (firstInputs[l].rows == 0) {
+      // PEFT hashes the first batch's inputs to find layers that share
+      // one: empty inputs would all look shared.
+      error = "the first calibration batch keeps no token for module '" +
+              layers[l].name +
+              "' (attention mask / labels): put a sample with trained "
+              "tokens first";
+      return false;
+    }
   std::vector<size_t> &shared = result.sharedWith;
   shared.resize(n);
   for (size_t l = 0; l < n; ++l) {
@@ -419,7 +441,8 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
       std::snprintf(tau, sizeof(tau), "%g", options.tau);
       error = "the components of " + names + " did not converge (tau " + tau +
               ") in " + std::to_string(options.maxEpochs) +
-              " passes over the calibration data";
+              " passes over the calibration data (raise "
+              "--calibration-max-passes, or lower eva_config's tau)";
       return false;
     }
     std::vector<dense::Matrix> inputs;
@@ -437,6 +460,13 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
       bool had = pca.fitted();
       std::vector<double> previous = pca.components();
       pca.partialFit(inputs[l]);
+      for (double r : pca.explainedVarianceRatio())
+        if (!std::isfinite(r)) {
+          error = "the inputs of module '" + layers[l].name +
+                  "' do not vary over the calibration tokens (zero "
+                  "variance): EVA has no direction to take";
+          return false;
+        }
       if (!had)
         continue;
       int64_t cols = pca.features();
@@ -456,6 +486,16 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
         converged[l][c] = sim >= options.tau;
       }
     }
+    if (step + 1 == numBatches)
+      for (size_t l : hooks)
+        if (!pcas[l].fitted()) {
+          // PEFT skips such batches, and would cycle forever.
+          error = "no calibration batch keeps " +
+                  std::to_string(maxComponents[l]) +
+                  " tokens (round(r · rho) components) for module '" +
+                  layers[l].name + "': use larger batches";
+          return false;
+        }
     if (!std::all_of(hooks.begin(), hooks.end(),
                      [&](size_t l) { return pcas[l].fitted(); }))
       continue;
@@ -494,7 +534,14 @@ bool eva::compute(const std::vector<Layer> &layers, size_t numBatches,
     }
     dense::Matrix a(rank, cols);
     for (int64_t c = 0; c < rank; ++c) {
-      double divisor = options.whiten ? std::sqrt(pca.singular()[c]) : 1.0;
+      // PEFT whitens the shared components in place, once per layer of the
+      // group whose rank covers the row, and every layer keeps a view of
+      // them: row c ends divided by √s_c that many times, in all of them.
+      double divisor = 1.0;
+      if (options.whiten)
+        for (size_t o = 0; o < n; ++o)
+          if (shared[o] == shared[l] && rankDist[o] > c)
+            divisor *= std::sqrt(pca.singular()[c]);
       for (int64_t j = 0; j < cols; ++j)
         a.at(c, j) = float(pca.components()[size_t(c) * cols + j] / divisor);
     }

@@ -411,7 +411,7 @@ bool npy::readNpz(const std::string &path,
   if ((entries == 0xffff || dirOffset == 0xffffffff) && eocd >= 20 &&
       le(eocd - 20, 4) == 0x07064b50) {
     uint64_t record = le(eocd - 20 + 8, 8);
-    if (record > size - 56 || le(record, 4) != 0x06064b50) {
+    if (size < 56 || record > size - 56 || le(record, 4) != 0x06064b50) {
       error = "corrupted zip64 directory record";
       return false;
     }

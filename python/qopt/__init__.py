@@ -157,7 +157,7 @@ def _qoptc(path):
 
 def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
             save_adapter=None, lora_slots=None, calibration_data=None,
-            calibration_batch_size=None, dims=None, cpu=None, parallel=False,
+            calibration_batch_size=None, calibration_max_passes=None, dims=None, cpu=None, parallel=False,
             extra_args=(), qoptc=None):
     """Compiles an ONNX model with qoptc and loads it.
 
@@ -175,6 +175,8 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
                   for init_lora_weights "eva" (--calibration-data)
     calibration_batch_size  samples per calibration batch
                   (--calibration-batch-size)
+    calibration_max_passes  passes over the batches before EVA gives up
+                  (--calibration-max-passes)
     dims          {"seq": 128, ...}: pin symbolic dimensions (--dim)
     cpu, parallel, extra_args   as qoptc's --cpu, --parallel, other flags
 
@@ -198,6 +200,8 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
         cmd += ["--calibration-data", os.fspath(calibration_data)]
     if calibration_batch_size is not None:
         cmd += ["--calibration-batch-size", str(int(calibration_batch_size))]
+    if calibration_max_passes is not None:
+        cmd += ["--calibration-max-passes", str(int(calibration_max_passes))]
     for name, size in (dims or {}).items():
         cmd += ["--dim", f"{name}={int(size)}"]
     if cpu is not None:

@@ -73,3 +73,15 @@ run("labels not tokens", arrays={**GOOD, "labels": np.zeros((4, 6), np.float32)}
 run("ids out of range", arrays={**GOOD, "input_ids": IDS + 1000})
 run("too many components", config={**CONFIG, "r": 20, "eva_config": {"rho": 2.0}})
 run("no convergence", config={**CONFIG, "eva_config": {"tau": 1.0}})
+run("no convergence, 3 passes", config={**CONFIG, "eva_config": {"tau": 1.0}},
+    args=["--lora-config", "CFG", "--calibration-data", "DATA", "--calibration-max-passes", "3"])
+run("bad max passes", args=["--lora-config", "CFG", "--calibration-data", "DATA",
+                            "--calibration-max-passes", "0"])
+# A zip64 end locator pointing past a 42-byte file.
+run("tiny zip64", raw=b"PK\x06\x07" + b"\0" * 4 + (10 ** 6).to_bytes(8, "little") + b"\0" * 4
+    + b"PK\x05\x06" + b"\0" * 6 + b"\xff\xff" + b"\0" * 10)
+unmasked = np.ones_like(IDS)
+unmasked[0] = 0
+run("first batch all padding", arrays={**GOOD, "attention_mask": unmasked})
+run("batches too small", config={**CONFIG, "r": 4, "eva_config": {"rho": 2.0}},
+    arrays={"input_ids": IDS[:, :5], "attention_mask": np.ones_like(IDS[:, :5])})

@@ -126,5 +126,26 @@ with tempfile.TemporaryDirectory() as tmp:
             err = rel(got, ref["logits"])
             print(f"{'ok' if err <= 1e-5 else 'FAIL'} {label}: outputs {err:.1e}")
             failures += err > 1e-5
+    # Slots compiled from PEFT's saved EVA config (per-module ranks) take
+    # its adapter at run time.
+    folder = os.path.join(HERE, "real", "llama-dynamo")
+    base = np.load(os.path.join(folder, "reference.npz"))
+    lib = os.path.join(tmp, "eva-slots.so")
+    adapter = os.path.join(EVA, "eva-default")
+    c = subprocess.run([os.path.join(BIN, "qoptc"), os.path.join(folder, "model.onnx"), "--lora-slots",
+                        os.path.join(adapter, "adapter_config.json"), "-o", lib],
+                       capture_output=True, text=True)
+    if c.returncode:
+        print(f"FAIL slots from PEFT's EVA config: {c.stderr.strip()[:300]}")
+        failures += 1
+    else:
+        m = qopt.load(lib)
+        m.load_adapter(adapter)
+        got = m.run(input_ids=base["case1.input_ids"], attention_mask=base["case1.attention_mask"])[0]
+        err = rel(got, base["case1.logits"])
+        ranks = sorted({r for _, r in m.lora_slots})
+        print(f"{'ok' if err <= 1e-5 else 'FAIL'} slots from PEFT's EVA config (ranks {ranks}), "
+              f"its adapter loaded: outputs {err:.1e}")
+        failures += err > 1e-5
 print(f"peft eva: {failures} failures")
 sys.exit(1 if failures else 0)

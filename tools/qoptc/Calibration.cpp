@@ -16,6 +16,8 @@
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 
@@ -96,22 +98,30 @@ writeSafetensors(Location loc, StringRef path,
     return emitError(loc) << "cannot write " << path << ": " << ec.message();
   os.write(reinterpret_cast<const char *>(&size), 8);
   os << text << data;
+  os.close();
+  if (os.has_error()) {
+    os.clear_error();
+    return emitError(loc) << "cannot write " << path;
+  }
   return success();
 }
 
 } // namespace
 
-LogicalResult mlir::qopt::computeEvaState(ModuleOp module,
-                                          const PeftLoraConfig &config,
-                                          StringRef dataPath, int64_t batchSize,
-                                          const CPUTargetOptions &target,
-                                          StringRef workDir,
-                                          StringRef statePath) {
+LogicalResult
+mlir::qopt::computeEvaState(ModuleOp module, const PeftLoraConfig &config,
+                            StringRef dataPath, int64_t batchSize,
+                            int64_t maxPasses, const CPUTargetOptions &target,
+                            StringRef workDir, StringRef statePath) {
   Location loc = module.getLoc();
   auto fail = [&](const Twine &message) -> LogicalResult {
     return emitError(loc) << "--calibration-data " << dataPath << ": "
                           << message;
   };
+  if (maxPasses < 1)
+    return emitError(loc) << "--calibration-max-passes must be at least 1, "
+                             "got "
+                          << maxPasses;
   if (batchSize < 1)
     return emitError(loc) << "--calibration-batch-size must be at least 1, "
                              "got "
@@ -226,11 +236,15 @@ LogicalResult mlir::qopt::computeEvaState(ModuleOp module,
         (tokens >= 0 && m->shape[1] != tokens))
       return fail(std::string("array '") +
                   (m == mask ? "attention_mask" : "labels") +
-                  "' must be samples × tokens of integers, as the other");
+                  "' must be an integer array of samples × tokens (as "
+                  "long as the other mask)");
     tokens = m->shape[1];
   }
   size_t numBatches = size_t((samples + batchSize - 1) / batchSize);
   size_t numOutputs = qopt_model_num_outputs(model.get());
+  if (numOutputs != names.size())
+    return emitError(loc) << "the calibration probe returns " << numOutputs
+                          << " tensors for " << names.size() << " layers";
 
   auto run = [&](size_t index, std::vector<dense::Matrix> &inputs,
                  std::string &error) {
@@ -310,6 +324,14 @@ LogicalResult mlir::qopt::computeEvaState(ModuleOp module,
       }
       dense::Matrix all(rows, cols);
       dense::decodeFloats(*kind, t.data, size_t(numel), all.data.data());
+      if (!std::all_of(all.data.begin(), all.data.end(),
+                       [](float v) { return std::isfinite(v); })) {
+        error = "module '" + names[l] + "' sees non-finite inputs on " +
+                "calibration samples " + std::to_string(lo) + ".." +
+                std::to_string(hi - 1);
+        ok = false;
+        break;
+      }
       if (tokens < 0) {
         inputs[l] = std::move(all);
         continue;
@@ -332,6 +354,7 @@ LogicalResult mlir::qopt::computeEvaState(ModuleOp module,
   options.rho = config.eva.rho;
   options.tau = config.eva.tau;
   options.whiten = config.eva.whiten;
+  options.maxEpochs = maxPasses;
   eva::Result result;
   if (!eva::compute(evaLayers, numBatches, options, run, result, why))
     return fail("EVA: " + why);

@@ -22,14 +22,14 @@ struct PeftLoraConfig;
 /// EVA (PEFT's get_eva_state_dict) for the layers `config` targets in
 /// `module` (graph IR after the front end; left unchanged): compiles a
 /// probe in `workDir`, runs it over the batches of `batchSize` samples of
-/// the .npz `dataPath`, and writes each layer's components (rank ×
-/// in-features, after rank redistribution) to the safetensors file
-/// `statePath`, for qopt-insert-lora's `eva-state`. Errors name the file,
-/// array or layer at fault.
+/// the .npz `dataPath` (at most `maxPasses` times), and writes each layer's
+/// components (rank × in-features, after rank redistribution) to the
+/// safetensors file `statePath`, for qopt-insert-lora's `eva-state`. Errors
+/// name the file, array or layer at fault.
 LogicalResult computeEvaState(ModuleOp module, const PeftLoraConfig &config,
                               StringRef dataPath, int64_t batchSize,
-                              const CPUTargetOptions &target, StringRef workDir,
-                              StringRef statePath);
+                              int64_t maxPasses, const CPUTargetOptions &target,
+                              StringRef workDir, StringRef statePath);
 
 } // namespace mlir::qopt
 

@@ -142,6 +142,12 @@ static cl::opt<int64_t> calibrationBatchSize(
     cl::desc("Samples per calibration batch (PEFT's data loader batch "
              "size; default 1)"),
     cl::init(1), cl::cat(category));
+static cl::opt<int64_t> calibrationMaxPasses(
+    "calibration-max-passes",
+    cl::desc("Passes over the calibration batches before EVA gives up on "
+             "layers whose components have not converged (PEFT cycles "
+             "until they do; default 100)"),
+    cl::init(100), cl::cat(category));
 static cl::opt<bool>
     merge("merge",
           cl::desc("Merge the adapter into the base weights (PEFT's "
@@ -253,6 +259,7 @@ int main(int argc, char **argv) {
   modelOptions.saveAdapterDir = saveAdapter;
   modelOptions.calibrationDataPath = calibrationData;
   modelOptions.calibrationBatchSize = calibrationBatchSize;
+  modelOptions.calibrationMaxPasses = calibrationMaxPasses;
   modelOptions.evaCalibrator = qopt::computeEvaState;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;

@@ -71,7 +71,7 @@ TEST(Eva, LeadingSingularIsTheFullDecompositionsTop) {
   for (const std::vector<double> &start :
        {std::vector<double>(),
         std::vector<double>(fvt.begin() + 3 * n, fvt.begin() + 9 * n)}) {
-    eva::leadingSingular(xd, m, n, k, start, s, vt);
+    eva::leadingSingular(xd, m, n, k, start, s, vt, /*exactUpTo=*/0);
     ASSERT_EQ(int64_t(s.size()), k);
     for (int64_t c = 0; c < k; ++c) {
       EXPECT_NEAR(s[c], fs[c], 1e-10 * fs[0]) << c;
@@ -142,6 +142,90 @@ TEST(Eva, RanksFollowExplainedVariance) {
   }
   // q's first component is the dominant direction.
   EXPECT_GT(std::abs(result.components[0].at(0, 0)), 0.99f);
+}
+
+// Data of rank one (only feature 1 varies): the subspace iteration's
+// vanishing directions are replaced, not retried forever.
+TEST(Eva, LeadingSingularOfRankOneData) {
+  const int64_t m = 100, n = 64;
+  std::vector<double> x(size_t(m) * n, 0.0), s, vt;
+  for (int64_t i = 0; i < m; ++i)
+    x[i * n + 1] = double(i % 7) - 3.0;
+  eva::leadingSingular(x, m, n, 2, {}, s, vt, /*exactUpTo=*/0);
+  ASSERT_EQ(s.size(), 2u);
+  EXPECT_NEAR(std::abs(vt[1]), 1.0, 1e-12);
+  EXPECT_NEAR(s[1], 0.0, 1e-9 * s[0]);
+}
+
+// PEFT whitens a shared PCA's components in place once per layer of the
+// group whose rank covers the row: with q and k sharing, row c of both is
+// divided by s_c^(m_c / 2), m_c the number of them whose rank exceeds c.
+TEST(Eva, WhiteningOfSharedLayersFollowsPEFT) {
+  std::vector<eva::Layer> layers = {{"q", 2}, {"k", 2}};
+  auto run = [](size_t index, std::vector<dense::Matrix> &inputs,
+                std::string &) {
+    dense::Matrix shared = randomMatrix(40, 6, 10 + index, {5, 2, 1, 1, 1, 1});
+    inputs = {shared, shared};
+    return true;
+  };
+  eva::Options plain, white;
+  plain.tau = white.tau = 0.0;
+  white.whiten = true;
+  eva::Result a, b;
+  std::string error;
+  ASSERT_TRUE(eva::compute(layers, 2, plain, run, a, error)) << error;
+  ASSERT_TRUE(eva::compute(layers, 2, white, run, b, error)) << error;
+  ASSERT_EQ(a.ranks, b.ranks);
+  // Singular values from the norms: with tau 0 both stop at the same fit.
+  for (size_t l = 0; l < 2; ++l)
+    for (int64_t c = 0; c < b.ranks[l]; ++c) {
+      int64_t m = (a.ranks[0] > c) + (a.ranks[1] > c);
+      double ratio = a.components[l].at(c, 0) / b.components[l].at(c, 0);
+      for (int64_t j = 1; j < 6; ++j)
+        EXPECT_NEAR(a.components[l].at(c, j) / b.components[l].at(c, j), ratio,
+                    1e-4 * std::abs(ratio));
+      // The same divisor in both layers, a power m of √s_c.
+      EXPECT_NEAR(b.components[0].rows > c ? b.components[0].at(c, 0) : 0,
+                  b.components[1].rows > c ? b.components[1].at(c, 0) : 0,
+                  m == 2 ? 1e-6 : 1e9);
+    }
+}
+
+TEST(Eva, RefusesWhatPEFTWouldLoopOrDivideOn) {
+  std::vector<eva::Layer> layers = {{"q", 2}};
+  eva::Result result;
+  std::string error;
+  // Constant inputs: no variance to explain.
+  EXPECT_FALSE(eva::compute(
+      layers, 2, eva::Options(),
+      [](size_t, std::vector<dense::Matrix> &in, std::string &) {
+        in = {dense::Matrix(10, 4, 1.0f)};
+        return true;
+      },
+      result, error));
+  EXPECT_NE(error.find("do not vary"), std::string::npos) << error;
+  // Every batch has fewer rows than the 4 components.
+  EXPECT_FALSE(eva::compute(
+      layers, 3, eva::Options(),
+      [](size_t, std::vector<dense::Matrix> &in, std::string &) {
+        in = {randomMatrix(3, 8, 1)};
+        return true;
+      },
+      result, error));
+  EXPECT_NE(error.find("no calibration batch keeps 4 tokens"),
+            std::string::npos)
+      << error;
+  // A first batch without rows.
+  EXPECT_FALSE(eva::compute(
+      layers, 2, eva::Options(),
+      [](size_t i, std::vector<dense::Matrix> &in, std::string &) {
+        in = {i == 0 ? dense::Matrix(0, 8) : randomMatrix(20, 8, 1)};
+        return true;
+      },
+      result, error));
+  EXPECT_NE(error.find("first calibration batch keeps no token"),
+            std::string::npos)
+      << error;
 }
 
 TEST(Eva, RunErrorsPropagate) {

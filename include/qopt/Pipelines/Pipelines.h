@@ -65,6 +65,8 @@ struct ModelCompileOptions {
   std::string calibrationDataPath;
   /// Samples per calibration batch (PEFT's data loader batch size).
   int64_t calibrationBatchSize = 1;
+  /// Passes over the calibration batches before EVA gives up.
+  int64_t calibrationMaxPasses = 100;
   /// Computes EVA's components (qopt-insert-lora's eva-state file
   /// `statePath`) for the layers `config` targets in `module` (after the
   /// front end) from the calibration data, with `workDir` for a probe. The
@@ -72,8 +74,8 @@ struct ModelCompileOptions {
   /// pipelines do not link.
   std::function<LogicalResult(ModuleOp module, const PeftLoraConfig &config,
                               StringRef dataPath, int64_t batchSize,
-                              const CPUTargetOptions &target, StringRef workDir,
-                              StringRef statePath)>
+                              int64_t maxPasses, const CPUTargetOptions &target,
+                              StringRef workDir, StringRef statePath)>
       evaCalibrator;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;

@@ -33,13 +33,15 @@ void singularValues(const std::vector<double> &x, int64_t m, int64_t n,
                     std::vector<double> &s, std::vector<double> &vt);
 
 /// The `k` leading singular values and right vectors of `x`, as
-/// singularValues gives them: by subspace iteration with Rayleigh-Ritz
+/// singularValues gives them. Above `exactUpTo` (min(m, n)), where
+/// k + max(k, 8) < min(m, n) / 2, by subspace iteration with Rayleigh-Ritz
 /// (from the rows of `start`, k×n or empty, e.g. the previous fit's) until
-/// the leading vectors stop moving (1 - |cos| ≤ 1e-13) where that saves work
-/// (k + max(k, 8) < min(m, n) / 2), else by singularValues.
+/// the leading vectors stop moving (1 - |cos| ≤ 1e-13; at most 500
+/// iterations, which a flat spectrum can need); else by singularValues.
 void leadingSingular(const std::vector<double> &x, int64_t m, int64_t n,
                      int64_t k, const std::vector<double> &start,
-                     std::vector<double> &s, std::vector<double> &vt);
+                     std::vector<double> &s, std::vector<double> &vt,
+                     int64_t exactUpTo = 512);
 
 /// scikit-learn's IncrementalPCA as PEFT adapts it (peft.utils.
 /// incremental_pca), with the exact SVD and its sign convention (svd_flip

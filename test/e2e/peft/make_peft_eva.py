@@ -90,6 +90,12 @@ CASES = {
                            eva_config=dict(rho=1.5, tau=0.95, use_label_mask=False, whiten=True,
                                            adjust_scaling_factors=False),
                            use_rslora=True)),
+    # Whitening where layers share an input: PEFT divides the shared
+    # components in place once per layer of the group.
+    "eva-whiten-shared": (2, dict(r=2, lora_alpha=4,
+                                  target_modules=["q_proj", "k_proj", "v_proj", "gate_proj", "up_proj"],
+                                  init_lora_weights="eva",
+                                  eva_config=dict(tau=0.95, whiten=True))),
 }
 
 

@@ -116,7 +116,8 @@ struct QOptInsertLoRAPass
     if (v == "lora-xs")
       return Init::LoRAXS;
     if (v == "eva") {
-      if (evaState.empty()) {
+      // Run-time slots hold zeros whatever the init.
+      if (evaState.empty() && !slots) {
         error() << "init-lora-weights=eva needs each layer's input "
                    "components: give eva-state=FILE (qoptc "
                    "--calibration-data computes them)";
