@@ -10,7 +10,10 @@ A random-initialised Llama of the given width is exported with torch's
 dynamo exporter; both tools then compute EVA (r, rho = 2, tau, q/k/v/
 o/gate/up/down) over the same .npz batches. PEFT runs twice: as it ships
 (torch.svd_lowrank) and with the exact SVD qopt takes; the ranks qopt
-assigns are compared with the exact run's. Prints times and ratios."""
+assigns are compared with the exact run's. Prints times, forward passes
+and ratios. Random weights and tokens give nearly flat spectra, on which
+both tools can cycle for hundreds of passes (docs/Benchmarks.md): point it
+at structured data before reading anything into a ratio."""
 import argparse
 import json
 import os
@@ -90,22 +93,28 @@ with tempfile.TemporaryDirectory() as tmp:
                     k["lowrank"] = False
                     super().__init__(*a, **k)
             peft.tuners.lora.eva.IncrementalPCA = Exact
+        forwards = [0]
+
+        def forward(mm, x):
+            forwards[0] += 1
+            return mm(**x)
         try:
             t = time.perf_counter()
-            peft.initialize_lora_eva_weights(pm, dataloader=batches, forward_fn=lambda mm, x: mm(**x),
+            peft.initialize_lora_eva_weights(pm, dataloader=batches, forward_fn=forward,
                                              show_progress_bar=False)
-            return time.perf_counter() - t, {n: mod.r["default"] for n, mod in
-                                             pm.base_model.model.named_modules()
-                                             if isinstance(mod, peft.tuners.lora.LoraLayer)}
+            return time.perf_counter() - t, forwards[0], {
+                n: mod.r["default"] for n, mod in pm.base_model.model.named_modules()
+                if isinstance(mod, peft.tuners.lora.LoraLayer)}
         finally:
             peft.tuners.lora.eva.IncrementalPCA = orig
 
-    t_lowrank, _ = peft_eva(False)
-    t_exact, exact_ranks = peft_eva(True)
+    t_lowrank, f_lowrank, _ = peft_eva(False)
+    t_exact, f_exact, exact_ranks = peft_eva(True)
     cfg_path = os.path.join(tmp, "cfg.json")
     json.dump({"peft_type": "LORA", **CONFIG}, open(cfg_path, "w"))
     r = subprocess.run([os.path.join(args.qopt_bin, "qoptc"), onnx_path, "--lora-config", cfg_path,
                         "--calibration-data", calib, "--calibration-batch-size", str(args.batch),
+                        "--calibration-max-passes", "100000",
                         "--save-adapter", os.path.join(tmp, "out"), "--time",
                         "-o", os.path.join(tmp, "m.so")], capture_output=True, text=True)
     if r.returncode:
@@ -125,8 +134,8 @@ with tempfile.TemporaryDirectory() as tmp:
     print(f"model: hidden {args.hidden}, {args.layers} layers; calibration {args.samples} x "
           f"{args.seq} tokens in batches of {args.batch}; r {args.r}; tau {args.tau}; "
           f"{torch.get_num_threads()} threads")
-    print(f"PEFT (svd_lowrank)     {t_lowrank:8.2f} s")
-    print(f"PEFT (exact SVD)       {t_exact:8.2f} s")
+    print(f"PEFT (svd_lowrank)     {t_lowrank:8.2f} s, {f_lowrank} forward passes")
+    print(f"PEFT (exact SVD)       {t_exact:8.2f} s, {f_exact} forward passes")
     print(f"qoptc (probe compile + runs + PCA) {t_qopt:8.2f} s  "
           f"ratio to PEFT lowrank {t_qopt / t_lowrank:.2f}, to exact {t_qopt / t_exact:.2f}")
     print(f"ranks equal to PEFT's exact run: {same}/{len(exact_ranks)}")
