@@ -41,16 +41,10 @@ ap.add_argument("--r", type=int, default=8)
 ap.add_argument("--tau", type=float, default=0.9)
 args = ap.parse_args()
 torch.set_num_threads(os.cpu_count())
-
-
-class CausalLM(torch.nn.Module):
-    def __init__(self, m):
-        super().__init__()
-        self.m = m
-
-    def forward(self, input_ids, attention_mask):
-        return (self.m(input_ids=input_ids, attention_mask=attention_mask,
-                       use_cache=False, return_dict=False)[0],)
+# The fixtures' wrapper: plain tensors in, (logits,) out.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "test", "e2e", "real"))
+from make_real_exports import CausalLM  # noqa: E402
 
 
 def build():

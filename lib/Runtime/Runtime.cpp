@@ -764,9 +764,8 @@ int qopt_model_load_adapter(qopt_model *m, const char *dirArg) {
         return fail(what + ": DoRA adapters do not fit LoRA slots; compile "
                            "them in with qoptc --adapter");
     } else if (k == "init_lora_weights") {
-      // EVA's factors apply to the unchanged base weights.
-      if (v.kind == Value::String && v.string != "gaussian" &&
-          v.string != "eva")
+      if (v.kind == Value::String &&
+          !qopt::peft::initKeepsBaseWeights(v.string.c_str()))
         return fail(what + " is '" + v.string +
                     "': such an adapter applies to the residual base weights "
                     "of its initialisation, not to this model's");

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "qopt/Runtime/NpyDType.h"
 #include "qopt/Support/Npy.h"
 
 #include "qopt/Runtime/Runtime.h"
@@ -26,32 +27,8 @@ int fail(const std::string &message) {
   return 1;
 }
 
-struct DTypeDescr {
-  qopt_dtype dtype;
-  const char *descr;
-};
-constexpr DTypeDescr kDescrs[] = {
-    {QOPT_DTYPE_F32, "<f4"}, {QOPT_DTYPE_F64, "<f8"}, {QOPT_DTYPE_F16, "<f2"},
-    {QOPT_DTYPE_I8, "|i1"},  {QOPT_DTYPE_I16, "<i2"}, {QOPT_DTYPE_I32, "<i4"},
-    {QOPT_DTYPE_I64, "<i8"}, {QOPT_DTYPE_U8, "|u1"},  {QOPT_DTYPE_U16, "<u2"},
-    {QOPT_DTYPE_U32, "<u4"}, {QOPT_DTYPE_U64, "<u8"}, {QOPT_DTYPE_BOOL, "|b1"},
-};
-
-qopt_dtype dtypeOf(std::string descr) {
-  if (!descr.empty() && (descr[0] == '=' || descr[0] == '<' || descr[0] == '|'))
-    descr = descr.substr(1);
-  for (const DTypeDescr &d : kDescrs)
-    if (descr == d.descr + 1)
-      return d.dtype;
-  return QOPT_DTYPE_INVALID;
-}
-
-const char *descrOf(qopt_dtype dtype) {
-  for (const DTypeDescr &d : kDescrs)
-    if (d.dtype == dtype)
-      return d.descr;
-  return nullptr;
-}
+using qopt::npy::descrOf;
+using qopt::npy::dtypeOf;
 
 std::string shapeString(const int64_t *shape, int rank) {
   std::string s = "[";

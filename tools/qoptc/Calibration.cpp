@@ -5,14 +5,12 @@
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Pipelines/Pipelines.h"
-#include "qopt/Runtime/Runtime.h"
+#include "qopt/Runtime/NpyDType.h"
 #include "qopt/Support/Eva.h"
 #include "qopt/Support/Npy.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/StringExtras.h"
-#include "llvm/Support/FormatVariadic.h"
-#include "llvm/Support/JSON.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
 
@@ -29,21 +27,7 @@ namespace npy = ::qopt::npy;
 
 namespace {
 
-/// The runtime dtype of a .npy dtype string, or INVALID.
-qopt_dtype dtypeOf(const std::string &descr) {
-  std::string code = descr;
-  if (!code.empty() && (code[0] == '<' || code[0] == '|' || code[0] == '='))
-    code = code.substr(1);
-  static const std::pair<const char *, qopt_dtype> table[] = {
-      {"b1", QOPT_DTYPE_BOOL}, {"i1", QOPT_DTYPE_I8},  {"i2", QOPT_DTYPE_I16},
-      {"i4", QOPT_DTYPE_I32},  {"i8", QOPT_DTYPE_I64}, {"u1", QOPT_DTYPE_U8},
-      {"u2", QOPT_DTYPE_U16},  {"u4", QOPT_DTYPE_U32}, {"u8", QOPT_DTYPE_U64},
-      {"f2", QOPT_DTYPE_F16},  {"f4", QOPT_DTYPE_F32}, {"f8", QOPT_DTYPE_F64}};
-  for (auto [c, dtype] : table)
-    if (code == c)
-      return dtype;
-  return QOPT_DTYPE_INVALID;
-}
+using ::qopt::npy::dtypeOf;
 
 /// Element `i` of an integer or bool array, or nullopt for other dtypes.
 std::optional<int64_t> intAt(const npy::Array &a, size_t i) {
@@ -72,39 +56,6 @@ std::optional<int64_t> intAt(const npy::Array &a, size_t i) {
 struct ModelDeleter {
   void operator()(qopt_model *m) const { qopt_model_destroy(m); }
 };
-
-/// Writes `tensors` (name, f32 matrix) as a safetensors file.
-LogicalResult
-writeSafetensors(Location loc, StringRef path,
-                 ArrayRef<std::pair<std::string, dense::Matrix>> tensors) {
-  llvm::json::Object header;
-  std::string data;
-  for (const auto &[name, m] : tensors) {
-    size_t begin = data.size();
-    data.append(reinterpret_cast<const char *>(m.data.data()),
-                m.data.size() * sizeof(float));
-    header[name] = llvm::json::Object{
-        {"dtype", "F32"},
-        {"shape", llvm::json::Array{m.rows, m.cols}},
-        {"data_offsets",
-         llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
-  }
-  std::string text = llvm::formatv("{0}", llvm::json::Value(std::move(header)));
-  text.append((8 - text.size() % 8) % 8, ' ');
-  uint64_t size = text.size();
-  std::error_code ec;
-  llvm::raw_fd_ostream os(path, ec);
-  if (ec)
-    return emitError(loc) << "cannot write " << path << ": " << ec.message();
-  os.write(reinterpret_cast<const char *>(&size), 8);
-  os << text << data;
-  os.close();
-  if (os.has_error()) {
-    os.clear_error();
-    return emitError(loc) << "cannot write " << path;
-  }
-  return success();
-}
 
 } // namespace
 
@@ -358,8 +309,21 @@ mlir::qopt::computeEvaState(ModuleOp module, const PeftLoraConfig &config,
   eva::Result result;
   if (!eva::compute(evaLayers, numBatches, options, run, result, why))
     return fail("EVA: " + why);
-  std::vector<std::pair<std::string, dense::Matrix>> state;
-  for (auto [name, components] : llvm::zip(names, result.components))
-    state.emplace_back(name, std::move(components));
-  return writeSafetensors(loc, statePath, state);
+  std::vector<SafetensorsF32> state;
+  for (auto [name, a] : llvm::zip(names, result.components))
+    state.push_back({name, {a.rows, a.cols}, &a.data});
+  std::error_code ec;
+  llvm::raw_fd_ostream os(statePath, ec);
+  if (!ec) {
+    os << encodeF32Safetensors(state);
+    os.close();
+    if (os.has_error()) {
+      ec = os.error();
+      os.clear_error();
+    }
+  }
+  if (ec)
+    return emitError(loc) << "cannot write " << statePath << ": "
+                          << ec.message();
+  return success();
 }

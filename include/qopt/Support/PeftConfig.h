@@ -28,6 +28,16 @@ inline bool isInformationalKey(const char *key) {
   return false;
 }
 
+/// init_lora_weights values (as strings; PEFT writes true / false as JSON
+/// booleans) whose saved factors apply to the unchanged base weights: only
+/// the starting factors depended on them. Others (PiSSA, OLoRA, LoftQ, ...)
+/// left a rewritten base weight behind.
+inline bool initKeepsBaseWeights(const char *init) {
+  for (const char *i : {"true", "false", "gaussian", "eva"})
+    if (std::strcmp(i, init) == 0)
+      return true;
+  return false;
+}
 } // namespace qopt::peft
 
 #endif // QOPT_SUPPORT_PEFTCONFIG_H

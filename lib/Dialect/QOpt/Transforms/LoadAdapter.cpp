@@ -9,6 +9,7 @@
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
+#include "qopt/Support/PeftConfig.h"
 
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringExtras.h"
@@ -102,6 +103,30 @@ mlir::qopt::readFloatSafetensors(const llvm::MemoryBuffer &buffer,
   return tensors;
 }
 
+std::string mlir::qopt::encodeF32Safetensors(ArrayRef<SafetensorsF32> tensors) {
+  // A little-endian u64 header length, the JSON header (padded to 8 bytes),
+  // then the data.
+  llvm::json::Object header;
+  std::string data;
+  for (const SafetensorsF32 &t : tensors) {
+    size_t begin = data.size();
+    data.append(reinterpret_cast<const char *>(t.values->data()),
+                t.values->size() * sizeof(float));
+    header[t.name] = llvm::json::Object{
+        {"dtype", "F32"},
+        {"shape", llvm::json::Array(t.shape)},
+        {"data_offsets",
+         llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
+  }
+  header["__metadata__"] = llvm::json::Object{{"format", "pt"}};
+  std::string text = llvm::formatv("{0}", llvm::json::Value(std::move(header)));
+  text.append((8 - text.size() % 8) % 8, ' ');
+  std::string file(8, '\0');
+  uint64_t size = text.size();
+  std::memcpy(file.data(), &size, 8); // little-endian hosts only
+  return file + text + data;
+}
+
 namespace {
 
 using Tensor = SafetensorsTensor;
@@ -151,10 +176,8 @@ struct QOptLoadAdapterPass
       return error() << "adapter_config.json: loftq_config's loftq_iter must "
                         "be at least 1",
              signalPassFailure();
-    // EVA's factors apply to the unchanged base weights: only A's init
-    // depended on data.
-    if (init != "true" && init != "false" && init != "gaussian" &&
-        init != "eva" && !rewritesBase)
+    if (!::qopt::peft::initKeepsBaseWeights(init.str().c_str()) &&
+        !rewritesBase)
       return error() << "adapter_config.json: init_lora_weights is '" << init
                      << "': such an adapter applies to the residual base "
                         "weights of "
@@ -472,34 +495,15 @@ addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
   int64_t r = mostCommon<int64_t>(ranks);
   double alpha = mostCommon<double>(alphas);
 
-  // adapter_model.safetensors: a JSON header, then the f32 data.
-  llvm::json::Object header;
-  std::string data;
+  // adapter_model.safetensors; magnitudes are vectors.
+  std::vector<SafetensorsF32> entries;
   for (auto &[key, m] : tensors) {
-    bool vector = StringRef(key).ends_with("lora_magnitude_vector");
-    llvm::json::Array shape;
-    if (vector)
-      shape.push_back(m.cols);
-    else
-      shape = llvm::json::Array{m.rows, m.cols};
-    size_t begin = data.size();
-    data.append(reinterpret_cast<const char *>(m.data.data()),
-                m.data.size() * sizeof(float));
-    header[key] = llvm::json::Object{
-        {"dtype", "F32"},
-        {"shape", std::move(shape)},
-        {"data_offsets",
-         llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
+    std::vector<int64_t> shape = {m.rows, m.cols};
+    if (StringRef(key).ends_with("lora_magnitude_vector"))
+      shape = {m.cols};
+    entries.push_back({key, std::move(shape), &m.data});
   }
-  header["__metadata__"] = llvm::json::Object{{"format", "pt"}};
-  std::string headerText =
-      llvm::formatv("{0}", llvm::json::Value(std::move(header)));
-  headerText.append((8 - headerText.size() % 8) % 8, ' ');
-  std::string file(8, '\0');
-  uint64_t headerSize = headerText.size();
-  std::memcpy(file.data(), &headerSize, 8);
-  file += headerText;
-  file += data;
+  std::string file = encodeF32Safetensors(entries);
 
   // adapter_config.json: LoraConfig's fields.
   llvm::json::Object rankPattern, alphaPattern;

@@ -96,6 +96,17 @@ struct SafetensorsTensor {
   size_t count;
 };
 
+/// One f32 tensor to write into a safetensors file.
+struct SafetensorsF32 {
+  std::string name;
+  std::vector<int64_t> shape;
+  const std::vector<float> *values;
+};
+
+/// The bytes of a safetensors file holding `tensors` (and PEFT's
+/// `{"format": "pt"}` metadata).
+std::string encodeF32Safetensors(llvm::ArrayRef<SafetensorsF32> tensors);
+
 /// The float tensors of the safetensors file `buffer` (read from `path`,
 /// which errors name with the malformed tensor).
 llvm::Expected<llvm::StringMap<SafetensorsTensor>>
