@@ -36,3 +36,11 @@ if os.path.exists(os.path.join(config.qopt_tools_dir, "import-onnx-fuzzer")):
 # The Python package is built with -DQOPT_ENABLE_PYTHON=ON (scripts/build.sh).
 if os.path.isdir(os.path.join(config.qopt_obj_root, "python", "qopt")):
     config.available_features.add("python-binding")
+# The CUDA toolkit's ptxas (scripts/setup.sh does not install it; CI machines may lack
+# it): tests that assemble generated PTX need it, the PTX generation itself does not.
+ptxas = os.environ.get("QOPT_PTXAS", "/usr/local/cuda/bin/ptxas")
+if os.access(ptxas, os.X_OK):
+    config.available_features.add("ptxas")
+    config.substitutions.append(("%ptxas", ptxas))
+    # gpu-module-to-binary finds libdevice (and ptxas) through CUDA_ROOT.
+    config.environment["CUDA_ROOT"] = os.path.dirname(os.path.dirname(ptxas))
