@@ -33,7 +33,7 @@ inline bool isInformationalKey(const char *key) {
 /// the starting factors depended on them. Others (PiSSA, OLoRA, LoftQ, ...)
 /// left a rewritten base weight behind.
 inline bool initKeepsBaseWeights(const char *init) {
-  for (const char *i : {"true", "false", "gaussian", "eva"})
+  for (const char *i : {"true", "false", "gaussian", "eva", "randlora"})
     if (std::strcmp(i, init) == 0)
       return true;
   return false;

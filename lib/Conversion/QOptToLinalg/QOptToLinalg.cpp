@@ -1144,6 +1144,139 @@ struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
   }
 };
 
+/// PEFT's LoRA embedding: the base lookup (a qopt.embedding, lowered by its
+/// own pattern, range check included) plus scale · A[:, ids]ᵀ · Bᵀ, the
+/// columns of A gathered directly (no transposed copy of the r×V factor).
+struct LowerLoRAEmbedding : OpRewritePattern<LoRAEmbeddingOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(LoRAEmbeddingOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value ids = op.getIds();
+    if (op.getMerged()) { // the table already holds the branch
+      rewriter.replaceOp(op, EmbeddingOp::create(rewriter, loc, op.getType(),
+                                                 ids, op.getWeight(),
+                                                 op.getModuleAttr()));
+      return success();
+    }
+    // The base lookup checks the ids against the table's rows, so A must
+    // have as many columns, and B as many rows as the table has columns
+    // (dynamic sizes are only known at run time).
+    if (isa<RankedTensorType>(op.getWeight().getType())) {
+      checkSameSize(rewriter, op, op.getWeight(), 0, op.getLoraA(), 1,
+                    "the table's rows differ from lora_a's columns");
+      checkSameSize(rewriter, op, op.getWeight(), 1, op.getLoraB(), 0,
+                    "the table's columns differ from lora_b's rows");
+    }
+    Value base = EmbeddingOp::create(rewriter, loc, op.getType(), ids,
+                                     op.getWeight(), op.getModuleAttr());
+    Value a = op.getLoraA();
+    Type element = op.getType().getElementType();
+    Value vocabulary = tensor::DimOp::create(rewriter, loc, a, 1);
+    int64_t q = op.getIds().getType().getRank();
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, ids);
+    sizes.push_back(rewriter.getIndexAttr(op.getRank()));
+    Value init = tensor::EmptyOp::create(rewriter, loc, sizes, element);
+    SmallVector<AffineExpr> idExprs;
+    for (int64_t d = 0; d < q; ++d)
+      idExprs.push_back(rewriter.getAffineDimExpr(d));
+    SmallVector<AffineMap> maps = {
+        AffineMap::get(q + 1, 0, idExprs, rewriter.getContext()),
+        rewriter.getMultiDimIdentityMap(q + 1)};
+    SmallVector<utils::IteratorType> par(q + 1, utils::IteratorType::parallel);
+    Value z = linalg::GenericOp::create(
+                  rewriter, loc, init.getType(), ids, init, maps, par,
+                  [&](OpBuilder &b, Location l, ValueRange v) {
+                    Value id = createWrappedIndex(b, l, v[0], vocabulary);
+                    Value row = linalg::IndexOp::create(b, l, q);
+                    linalg::YieldOp::create(
+                        b, l,
+                        tensor::ExtractOp::create(b, l, a, ValueRange{row, id})
+                            .getResult());
+                  })
+                  .getResult(0);
+    Value branch = createContractLast(rewriter, loc, z, op.getLoraB(), Value());
+    Value scale = arith::ConstantOp::create(
+        rewriter, loc, rewriter.getFloatAttr(element, op.getScale()));
+    AffineMap id = rewriter.getMultiDimIdentityMap(q + 1);
+    Value y = createElementwise(
+        rewriter, loc, branch, {base, branch}, {id, id},
+        [&](OpBuilder &b, Location l, ValueRange v) {
+          return Value(arith::AddFOp::create(
+              b, l, v[0], arith::MulFOp::create(b, l, v[1], scale)));
+        });
+    return replaceWithCast(rewriter, op, y);
+  }
+};
+
+/// The leading `sizes` of the static tensor `t` (zero offsets, unit strides).
+Value sliceLeading(OpBuilder &b, Location loc, Value t,
+                   ArrayRef<int64_t> sizes) {
+  auto type = cast<RankedTensorType>(t.getType());
+  if (type.getShape() == sizes)
+    return t;
+  SmallVector<OpFoldResult> offsets(sizes.size(), b.getIndexAttr(0)),
+      strides(sizes.size(), b.getIndexAttr(1)), extents;
+  for (int64_t s : sizes)
+    extents.push_back(b.getIndexAttr(s));
+  return tensor::ExtractSliceOp::create(b, loc, t, offsets, extents, strides);
+}
+
+/// y[i·nb + b, j] = λ[i, b] · A[i, 0, j] · γ[b, j]: one elementwise pass
+/// over r × nb × m, then a reshape.
+struct LowerRandLoRAScale : OpRewritePattern<RandLoRAScaleOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RandLoRAScaleOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    int64_t r = op.getLambda().getType().getDimSize(0),
+            nb = op.getLambda().getType().getDimSize(1),
+            m = op.getGamma().getType().getDimSize(1);
+    Type element = op.getType().getElementType();
+    Value basis = sliceLeading(rewriter, loc, op.getBasis(), {r, 1, m});
+    Value init = tensor::EmptyOp::create(rewriter, loc,
+                                         ArrayRef<int64_t>{r, nb, m}, element);
+    MLIRContext *ctx = rewriter.getContext();
+    AffineExpr i = rewriter.getAffineDimExpr(0),
+               b = rewriter.getAffineDimExpr(1),
+               j = rewriter.getAffineDimExpr(2);
+    SmallVector<AffineMap> maps = {
+        AffineMap::get(3, 0, {i, b}, ctx),
+        AffineMap::get(3, 0, {i, rewriter.getAffineConstantExpr(0), j}, ctx),
+        AffineMap::get(3, 0, {b, j}, ctx), rewriter.getMultiDimIdentityMap(3)};
+    Value y =
+        linalg::GenericOp::create(
+            rewriter, loc, init.getType(),
+            ValueRange{op.getLambda(), basis, op.getGamma()}, init, maps,
+            SmallVector<utils::IteratorType>(3, utils::IteratorType::parallel),
+            [](OpBuilder &nested, Location l, ValueRange v) {
+              Value p = arith::MulFOp::create(nested, l, v[0], v[1]);
+              linalg::YieldOp::create(
+                  nested, l,
+                  arith::MulFOp::create(nested, l, p, v[2]).getResult());
+            })
+            .getResult(0);
+    rewriter.replaceOpWithNewOp<tensor::CollapseShapeOp>(
+        op, op.getType(), y, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+    return success();
+  }
+};
+
+/// y[p, b·r + i] = B[p, b, i]: a slice of the shared basis, reshaped.
+struct LowerRandLoRAFlatten : OpRewritePattern<RandLoRAFlattenOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(RandLoRAFlattenOp op,
+                                PatternRewriter &rewriter) const override {
+    int64_t r = op.getBasis().getType().getDimSize(2);
+    int64_t n = op.getType().getDimSize(0), nb = op.getType().getDimSize(1) / r;
+    Value slice =
+        sliceLeading(rewriter, op.getLoc(), op.getBasis(), {n, nb, r});
+    rewriter.replaceOpWithNewOp<tensor::CollapseShapeOp>(
+        op, op.getType(), slice, ArrayRef<ReassociationIndices>{{0}, {1, 2}});
+    return success();
+  }
+};
+
 /// `linalg.softmax` (what the ONNX conversion makes of Softmax) becomes its
 /// stable loops here, late: sums accumulated in f32.
 struct LowerSoftmax : OpRewritePattern<linalg::SoftmaxOp> {
@@ -1417,6 +1550,7 @@ std::string whyNotLowered(Operation *op) {
       .Case([&](LinearOp l) { return weightReason(l.getWeight()); })
       .Case([&](LoRAOp l) { return weightReason(l.getWeight()); })
       .Case([&](EmbeddingOp e) { return weightReason(e.getWeight()); })
+      .Case([&](LoRAEmbeddingOp e) { return weightReason(e.getWeight()); })
       .Case([](QuantizeOp) {
         return std::string("quantizing at run time is not lowered yet");
       })
@@ -1448,8 +1582,10 @@ struct ConvertQOptToLinalgPass
         .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth, LowerLoRA,
              LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
              LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform,
-             LowerSoftmax, LowerEmbedding, LowerAttention, LowerLogSoftmax,
-             LowerCrossEntropy, LowerRotary, LowerResidualAdd>(ctx);
+             LowerSoftmax, LowerEmbedding, LowerLoRAEmbedding,
+             LowerRandLoRAScale, LowerRandLoRAFlatten, LowerAttention,
+             LowerLogSoftmax, LowerCrossEntropy, LowerRotary, LowerResidualAdd>(
+            ctx);
     if (failed(applyPatternsGreedily(module, std::move(patterns)))) {
       module.emitError() << "convert-qopt-to-linalg: the lowering patterns "
                             "did not converge";

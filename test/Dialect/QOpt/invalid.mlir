@@ -636,6 +636,166 @@ func.func @embedding_element_type(%ids: tensor<4xi64>, %w: tensor<100x8xf32>) ->
 
 // -----
 
+func.func @lora_embedding_table_rank(%ids: tensor<4xi64>, %w: tensor<100xf32>, %a: tensor<2x100xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op table must be 2-D (num_embeddings x embedding_dim), got shape 100}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100xf32>, tensor<2x100xf32>, tensor<8x2xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_result_shape(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<2x100xf32>, %b: tensor<8x2xf32>) -> tensor<4x9xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op result must have shape 4x8 (the ids' shape, then the embedding size), got 4x9}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<2x100xf32>, tensor<8x2xf32>) -> tensor<4x9xf32>
+  return %0 : tensor<4x9xf32>
+}
+
+// -----
+
+func.func @lora_embedding_element_type(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<2x100xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf16> {
+  // expected-error@+1 {{'qopt.lora_embedding' op result element type 'f16' differs from the table's 'f32'}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<2x100xf32>, tensor<8x2xf32>) -> tensor<4x8xf16>
+  return %0 : tensor<4x8xf16>
+}
+
+// -----
+
+func.func @lora_embedding_a_rank(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<200xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op lora_a must be 2-D (rank x num_embeddings), got 200}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<200xf32>, tensor<8x2xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_dynamic_rank(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<?x100xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op lora_a must have a static, positive rank (first dimension)}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<?x100xf32>, tensor<8x2xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_a_shape(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<2x99xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op lora_a must have shape 2x100, got 2x99}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<2x99xf32>, tensor<8x2xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_b_shape(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<2x100xf32>, %b: tensor<2x8xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op lora_b must have shape 8x2, got 2x8}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<2x100xf32>, tensor<2x8xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_b_type(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<2x100xf32>, %b: tensor<8x2xf16>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op lora_b element type 'f16' differs from the result's 'f32'}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 1.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<2x100xf32>, tensor<8x2xf16>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_alpha(%ids: tensor<4xi64>, %w: tensor<100x8xf32>, %a: tensor<2x100xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op alpha must be positive and finite, got 0}}
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 0.0 : (tensor<4xi64>, tensor<100x8xf32>, tensor<2x100xf32>, tensor<8x2xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @lora_embedding_merged_quantized(%ids: tensor<4xi64>, %q: !qopt.qtensor<100x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>, %a: tensor<2x100xf32>, %b: tensor<8x2xf32>) -> tensor<4x8xf32> {
+  // expected-error@+1 {{'qopt.lora_embedding' op a branch on a quantized table cannot be marked merged}}
+  %0 = qopt.lora_embedding %ids, %q, %a, %b alpha = 1.0 merged : (tensor<4xi64>, !qopt.qtensor<100x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>, tensor<2x100xf32>, tensor<8x2xf32>) -> tensor<4x8xf32>
+  return %0 : tensor<4x8xf32>
+}
+
+// -----
+
+func.func @randlora_scale_basis_rank(%a: tensor<8x32xf32>, %l: tensor<8x4xf32>, %g: tensor<4x16xf32>) -> tensor<32x16xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op basis must be a static 3-D tensor, got 'tensor<8x32xf32>'}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x32xf32>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<32x16xf32>
+  return %0 : tensor<32x16xf32>
+}
+
+// -----
+
+func.func @randlora_scale_basis_middle(%a: tensor<8x2x32xf32>, %l: tensor<8x4xf32>, %g: tensor<4x16xf32>) -> tensor<32x16xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op basis must be r x 1 x M, got 8x2x32}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x2x32xf32>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<32x16xf32>
+  return %0 : tensor<32x16xf32>
+}
+
+// -----
+
+func.func @randlora_scale_lambda_rows(%a: tensor<8x1x32xf32>, %l: tensor<7x4xf32>, %g: tensor<4x16xf32>) -> tensor<28x16xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op lambda must have 8 rows (the basis' rank), got 7x4}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x1x32xf32>, tensor<7x4xf32>, tensor<4x16xf32>) -> tensor<28x16xf32>
+  return %0 : tensor<28x16xf32>
+}
+
+// -----
+
+func.func @randlora_scale_gamma_rows(%a: tensor<8x1x32xf32>, %l: tensor<8x4xf32>, %g: tensor<3x16xf32>) -> tensor<32x16xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op gamma must have 4 rows (lambda's bases), got 3x16}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x1x32xf32>, tensor<8x4xf32>, tensor<3x16xf32>) -> tensor<32x16xf32>
+  return %0 : tensor<32x16xf32>
+}
+
+// -----
+
+func.func @randlora_scale_basis_narrow(%a: tensor<8x1x8xf32>, %l: tensor<8x4xf32>, %g: tensor<4x16xf32>) -> tensor<32x16xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op the basis has 8 columns, fewer than gamma's 16}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x1x8xf32>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<32x16xf32>
+  return %0 : tensor<32x16xf32>
+}
+
+// -----
+
+func.func @randlora_scale_result(%a: tensor<8x1x32xf32>, %l: tensor<8x4xf32>, %g: tensor<4x16xf32>) -> tensor<16x32xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op result must have shape 32x16, got 16x32}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x1x32xf32>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<16x32xf32>
+  return %0 : tensor<16x32xf32>
+}
+
+// -----
+
+func.func @randlora_scale_type(%a: tensor<8x1x32xf16>, %l: tensor<8x4xf32>, %g: tensor<4x16xf32>) -> tensor<32x16xf32> {
+  // expected-error@+1 {{'qopt.randlora_scale' op basis element type 'f16' differs from the result's 'f32'}}
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x1x32xf16>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<32x16xf32>
+  return %0 : tensor<32x16xf32>
+}
+
+// -----
+
+func.func @randlora_flatten_empty(%b: tensor<4x2x0xf32>) -> tensor<4x0xf32> {
+  // expected-error@+1 {{'qopt.randlora_flatten' op basis must have a positive rank (last dimension), got 4x2x0}}
+  %0 = qopt.randlora_flatten %b : (tensor<4x2x0xf32>) -> tensor<4x0xf32>
+  return %0 : tensor<4x0xf32>
+}
+
+// -----
+
+func.func @randlora_flatten_cols(%b: tensor<64x4x8xf32>) -> tensor<64x36xf32> {
+  // expected-error@+1 {{'qopt.randlora_flatten' op result columns 36 must be nb x 8 with 0 < nb <= 4}}
+  %0 = qopt.randlora_flatten %b : (tensor<64x4x8xf32>) -> tensor<64x36xf32>
+  return %0 : tensor<64x36xf32>
+}
+
+// -----
+
+func.func @randlora_flatten_rows(%b: tensor<64x4x8xf32>) -> tensor<65x32xf32> {
+  // expected-error@+1 {{'qopt.randlora_flatten' op result rows 65 must be in [1, 64]}}
+  %0 = qopt.randlora_flatten %b : (tensor<64x4x8xf32>) -> tensor<65x32xf32>
+  return %0 : tensor<65x32xf32>
+}
+
+// -----
+
 func.func @attention_heads(%q: tensor<1x3x5x8xf32>, %k: tensor<1x2x5x8xf32>, %v: tensor<1x2x5x8xf32>) -> tensor<1x3x5x8xf32> {
   // expected-error@+1 {{'qopt.attention' op needs the query's head count a multiple of the key's (got 3 and 2)}}
   %0 = qopt.attention %q, %k, %v : (tensor<1x3x5x8xf32>, tensor<1x2x5x8xf32>, tensor<1x2x5x8xf32>) -> tensor<1x3x5x8xf32>

@@ -241,6 +241,24 @@ func.func @embedding(%ids: tensor<?x?xi64>, %w: tensor<100x8xf32>, %q: !qopt.qte
   return %0, %1 : tensor<?x?x8xf32>, tensor<3x8xbf16>
 }
 
+// CHECK-LABEL: func.func @lora_embedding
+func.func @lora_embedding(%ids: tensor<?x?xi64>, %w: tensor<100x8xf32>, %a: tensor<4x100xf32>, %b: tensor<8x4xf32>) -> (tensor<?x?x8xf32>, tensor<?x?x8xf32>) {
+  // CHECK: qopt.lora_embedding %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} alpha = 8.000000e+00 module "model.embed_tokens" : (tensor<?x?xi64>, tensor<100x8xf32>, tensor<4x100xf32>, tensor<8x4xf32>) -> tensor<?x?x8xf32>
+  %0 = qopt.lora_embedding %ids, %w, %a, %b alpha = 8.0 module "model.embed_tokens" : (tensor<?x?xi64>, tensor<100x8xf32>, tensor<4x100xf32>, tensor<8x4xf32>) -> tensor<?x?x8xf32>
+  // CHECK: qopt.lora_embedding %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} alpha = 1.600000e+01 scaling = rslora merged : (tensor<?x?xi64>, tensor<100x8xf32>, tensor<4x100xf32>, tensor<8x4xf32>) -> tensor<?x?x8xf32>
+  %1 = qopt.lora_embedding %ids, %w, %a, %b alpha = 16.0 scaling = rslora merged : (tensor<?x?xi64>, tensor<100x8xf32>, tensor<4x100xf32>, tensor<8x4xf32>) -> tensor<?x?x8xf32>
+  return %0, %1 : tensor<?x?x8xf32>, tensor<?x?x8xf32>
+}
+
+// CHECK-LABEL: func.func @randlora
+func.func @randlora(%a: tensor<8x1x32xf32>, %l: tensor<8x4xf32>, %g: tensor<4x16xf32>, %b: tensor<64x4x8xf32>) -> (tensor<32x16xf32>, tensor<64x32xf32>) {
+  // CHECK: qopt.randlora_scale %{{.*}}, %{{.*}}, %{{.*}} : (tensor<8x1x32xf32>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<32x16xf32>
+  %0 = qopt.randlora_scale %a, %l, %g : (tensor<8x1x32xf32>, tensor<8x4xf32>, tensor<4x16xf32>) -> tensor<32x16xf32>
+  // CHECK: qopt.randlora_flatten %{{.*}} : (tensor<64x4x8xf32>) -> tensor<64x32xf32>
+  %1 = qopt.randlora_flatten %b : (tensor<64x4x8xf32>) -> tensor<64x32xf32>
+  return %0, %1 : tensor<32x16xf32>, tensor<64x32xf32>
+}
+
 // CHECK-LABEL: func.func @attention
 func.func @attention(%q: tensor<1x4x?x8xf32>, %k: tensor<1x2x?x8xf32>, %v: tensor<1x2x?x16xf32>, %m: tensor<1x1x?x?xi1>) -> (tensor<1x4x?x16xf32>, tensor<1x4x?x16xf32>) {
   // CHECK: qopt.attention %{{.*}}, %{{.*}}, %{{.*}} mask(%{{.*}}) causal scale = 5.000000e-01 softcap = 3.000000e+01 : (tensor<1x4x?x8xf32>, tensor<1x2x?x8xf32>, tensor<1x2x?x16xf32>, tensor<1x1x?x?xi1>) -> tensor<1x4x?x16xf32>

@@ -68,6 +68,20 @@ CASES = {
                                   loftq_config={"loftq_bits": 4, "loftq_iter": 2})),
     "llama-pissa-converted": ("llama", dict(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
                                             init_lora_weights="pissa_niter_4")),
+    # LoRA on embeddings (PEFT's lora.Embedding: lora_embedding_A / _B) beside
+    # linear layers; Gemma scales the lookup by sqrt(hidden) and ties its
+    # head to the table; GPT-2 adapts the token and the position tables.
+    "llama-embed": ("llama", dict(r=4, lora_alpha=8, target_modules=["embed_tokens", "q_proj", "v_proj"],
+                                  rank_pattern={"embed_tokens": 2})),
+    "gemma-embed-rslora": ("gemma", dict(r=4, lora_alpha=4, target_modules=["embed_tokens", "o_proj"],
+                                         use_rslora=True)),
+    "gpt2-embed": ("gpt2", dict(r=2, lora_alpha=4, target_modules=["wte", "wpe", "c_attn"],
+                                fan_in_fan_out=True)),
+    # RandLoRA (peft_type RANDLORA): shared random bases saved with every
+    # layer, trained lambda / gamma; layers wider than tall and taller than
+    # wide (the scaled basis goes on the smaller side).
+    "llama-randlora": ("llama", dict(randlora=True, r=8, randlora_alpha=64,
+                                     target_modules=["q_proj", "k_proj", "up_proj", "down_proj"])),
     "gpt2-lora": ("gpt2", dict(r=4, lora_alpha=8, target_modules=["c_attn", "c_fc"],
                                fan_in_fan_out=True)),
     "bert-lora": ("bert", dict(r=2, lora_alpha=4, target_modules=["query", "value"])),
@@ -83,9 +97,21 @@ def inputs_of(arch):
     return ref, names, out, cases
 
 
+# Named cases only (python make_peft_adapters.py llama-embed ...): the others'
+# folders and index entries stay as they are.
+only = sys.argv[1:]
+unknown = [c for c in only if c not in CASES]
+assert not unknown, f"unknown cases {unknown}"
 index = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                       "peft": peft.__version__}, "cases": {}}
+if only:
+    with open(os.path.join(HERE, "index.json")) as f:
+        old = json.load(f)
+    assert old["versions"] == index["versions"], "other versions made the other cases"
+    index["cases"] = {c: old["cases"][c] for c in CASES if c in old["cases"]}
 for name, (arch, kwargs) in CASES.items():
+    if only and name not in only:
+        continue
     ref, names, out, cases = inputs_of(arch)
     torch.manual_seed(0)
     _, model, _ = mre.build(arch)
@@ -96,8 +122,12 @@ for name, (arch, kwargs) in CASES.items():
     err = np.max(np.abs(base - ref[f"case0.{out}"]))
     assert err < 1e-5, f"{name}: the rebuilt base model differs from the export ({err})"
     principal = "init_lora_weights" in kwargs  # PiSSA / OLoRA
-    config = dict(kwargs) if principal else dict(init_lora_weights=False, **kwargs)
-    pm = peft.get_peft_model(model, peft.LoraConfig(**config))
+    if kwargs.get("randlora"):
+        config = {k: v for k, v in kwargs.items() if k != "randlora"}
+        pm = peft.get_peft_model(model, peft.RandLoraConfig(**config))
+    else:
+        config = dict(kwargs) if principal else dict(init_lora_weights=False, **kwargs)
+        pm = peft.get_peft_model(model, peft.LoraConfig(**config))
     folder = os.path.join(HERE, name)
     shutil.rmtree(folder, ignore_errors=True)
     converted = name.endswith("-converted")
@@ -112,7 +142,8 @@ for name, (arch, kwargs) in CASES.items():
         for pname, p in pm.named_parameters():
             if principal and ("lora_A" in pname or "lora_B" in pname):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.05 * p.abs().mean())
-            elif "lora_A" in pname or "lora_B" in pname:
+            elif ("lora_A" in pname or "lora_B" in pname or "lora_embedding_" in pname
+                  or "randlora_lambda" in pname or "randlora_gamma" in pname):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
             elif "lora_magnitude_vector" in pname:
                 p.mul_(1 + 0.2 * torch.rand(p.shape, generator=gen))
@@ -139,6 +170,7 @@ for name, (arch, kwargs) in CASES.items():
     index["cases"][name] = {"export": arch, "output": out, "inputs": names,
                             "config": kwargs, "relative_change_by_adapter": float(change)}
     print(f"{name}: adapter changes the output by {change:.3g} (relative)")
+index["cases"] = {c: index["cases"][c] for c in CASES if c in index["cases"]}
 with open(os.path.join(HERE, "index.json"), "w") as f:
     json.dump(index, f, indent=1)
     f.write("\n")

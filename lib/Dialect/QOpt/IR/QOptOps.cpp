@@ -491,6 +491,141 @@ LogicalResult LoRAOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// LoRAEmbeddingOp
+//===----------------------------------------------------------------------===//
+
+int64_t LoRAEmbeddingOp::getRank() {
+  return getLoraA().getType().getDimSize(0);
+}
+
+double LoRAEmbeddingOp::getScale() {
+  double r = static_cast<double>(getRank());
+  double alpha = getAlpha().convertToDouble();
+  return getScaling() == LoRAScaling::RsLoRA ? alpha / std::sqrt(r) : alpha / r;
+}
+
+LogicalResult LoRAEmbeddingOp::verify() {
+  ArrayRef<int64_t> w = weightShape(getWeight());
+  if (w.size() != 2)
+    return emitOpError() << "table must be 2-D (num_embeddings x "
+                            "embedding_dim), got shape "
+                         << shapeStr(w);
+  SmallVector<int64_t> expected(getIds().getType().getShape());
+  expected.push_back(w[1]);
+  auto resultType = getType();
+  if (!shapesCompatible(resultType.getShape(), expected))
+    return emitOpError() << "result must have shape " << shapeStr(expected)
+                         << " (the ids' shape, then the embedding size), got "
+                         << shapeStr(resultType.getShape());
+  Type element = resultType.getElementType();
+  if (auto table = dyn_cast<RankedTensorType>(getWeight().getType());
+      table && table.getElementType() != element)
+    return emitOpError() << "result element type " << element
+                         << " differs from the table's "
+                         << table.getElementType();
+  auto aType = getLoraA().getType();
+  if (aType.getRank() != 2)
+    return emitOpError() << "lora_a must be 2-D (rank x num_embeddings), got "
+                         << shapeStr(aType.getShape());
+  int64_t r = aType.getDimSize(0);
+  if (ShapedType::isDynamic(r) || r < 1)
+    return emitOpError() << "lora_a must have a static, positive rank "
+                            "(first dimension)";
+  for (auto [v, name, shape] :
+       {std::tuple<Value, StringRef, SmallVector<int64_t>>{
+            getLoraA(), "lora_a", {r, w[0]}},
+        {getLoraB(), "lora_b", {w[1], r}}}) {
+    auto type = cast<RankedTensorType>(v.getType());
+    if (!shapesCompatible(type.getShape(), shape))
+      return emitOpError() << name << " must have shape " << shapeStr(shape)
+                           << ", got " << shapeStr(type.getShape());
+    if (type.getElementType() != element)
+      return emitOpError() << name << " element type " << type.getElementType()
+                           << " differs from the result's " << element;
+  }
+  double alpha = getAlpha().convertToDouble();
+  if (!(alpha > 0.0) || !std::isfinite(alpha))
+    return emitOpError() << "alpha must be positive and finite, got " << alpha;
+  if (getMerged() && isa<QTensorType>(getWeight().getType()))
+    return emitOpError() << "a branch on a quantized table cannot be marked "
+                            "merged";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RandLoRAScaleOp / RandLoRAFlattenOp
+//===----------------------------------------------------------------------===//
+
+/// Every dimension of `type` static, and the element type `element`.
+static LogicalResult checkStaticFloat(Operation *op, StringRef name,
+                                      RankedTensorType type, int64_t rank,
+                                      Type element) {
+  if (type.getRank() != rank || !type.hasStaticShape())
+    return op->emitOpError()
+           << name << " must be a static " << rank << "-D tensor, got " << type;
+  if (type.getElementType() != element)
+    return op->emitOpError()
+           << name << " element type " << type.getElementType()
+           << " differs from the result's " << element;
+  return success();
+}
+
+LogicalResult RandLoRAScaleOp::verify() {
+  Type element = getType().getElementType();
+  auto basis = getBasis().getType(), lambda = getLambda().getType(),
+       gamma = getGamma().getType();
+  if (failed(checkStaticFloat(*this, "basis", basis, 3, element)) ||
+      failed(checkStaticFloat(*this, "lambda", lambda, 2, element)) ||
+      failed(checkStaticFloat(*this, "gamma", gamma, 2, element)) ||
+      failed(checkStaticFloat(*this, "result", getType(), 2, element)))
+    return failure();
+  int64_t r = basis.getDimSize(0), nb = lambda.getDimSize(1),
+          m = gamma.getDimSize(1);
+  if (r <= 0 || nb <= 0 || m <= 0)
+    return emitOpError() << "basis, lambda and gamma must not be empty";
+  if (basis.getDimSize(1) != 1)
+    return emitOpError() << "basis must be r x 1 x M, got "
+                         << shapeStr(basis.getShape());
+  if (lambda.getDimSize(0) != r)
+    return emitOpError() << "lambda must have " << r
+                         << " rows (the basis' rank), got "
+                         << shapeStr(lambda.getShape());
+  if (gamma.getDimSize(0) != nb)
+    return emitOpError() << "gamma must have " << nb
+                         << " rows (lambda's bases), got "
+                         << shapeStr(gamma.getShape());
+  if (basis.getDimSize(2) < m)
+    return emitOpError() << "the basis has " << basis.getDimSize(2)
+                         << " columns, fewer than gamma's " << m;
+  SmallVector<int64_t> expected = {r * nb, m};
+  if (getType().getShape() != ArrayRef<int64_t>(expected))
+    return emitOpError() << "result must have shape " << shapeStr(expected)
+                         << ", got " << shapeStr(getType().getShape());
+  return success();
+}
+
+LogicalResult RandLoRAFlattenOp::verify() {
+  Type element = getType().getElementType();
+  auto basis = getBasis().getType();
+  if (failed(checkStaticFloat(*this, "basis", basis, 3, element)) ||
+      failed(checkStaticFloat(*this, "result", getType(), 2, element)))
+    return failure();
+  int64_t r = basis.getDimSize(2), n = getType().getDimSize(0),
+          cols = getType().getDimSize(1);
+  if (r <= 0)
+    return emitOpError() << "basis must have a positive rank (last "
+                            "dimension), got "
+                         << shapeStr(basis.getShape());
+  if (cols % r != 0 || cols / r > basis.getDimSize(1) || cols == 0)
+    return emitOpError() << "result columns " << cols << " must be nb x " << r
+                         << " with 0 < nb <= " << basis.getDimSize(1);
+  if (n > basis.getDimSize(0) || n == 0)
+    return emitOpError() << "result rows " << n << " must be in [1, "
+                         << basis.getDimSize(0) << "]";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // FakeQuantOp / LSQOp
 //===----------------------------------------------------------------------===//
 

@@ -11,6 +11,8 @@
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/QuantFormats.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
@@ -76,13 +78,25 @@ void svdFactors(const dense::Matrix &w, int64_t rank,
 
 /// The initialisations of PEFT's init_lora_weights that exist, and those
 /// that are not implemented yet.
-enum class Init { Default, Gaussian, NoInit, PiSSA, OLoRA, LoftQ, LoRAXS, EVA };
+enum class Init {
+  Default,
+  Gaussian,
+  NoInit,
+  PiSSA,
+  OLoRA,
+  LoftQ,
+  LoRAXS,
+  EVA,
+  RandLoRA
+};
 
 struct QOptInsertLoRAPass
     : mlir::qopt::impl::QOptInsertLoRAPassBase<QOptInsertLoRAPass> {
   using Base::Base;
   /// A selection given as a parsed adapter_config.json rather than options.
   std::optional<LoraSelection> preset;
+  /// RandLoraConfig's sparse / very_sparse and init_weights (from a config).
+  bool randloraSparse = false, randloraInitWeights = true;
 
   InFlightDiagnostic error() {
     return mlir::emitError(getOperation().getLoc()) << "qopt-insert-lora: ";
@@ -115,6 +129,8 @@ struct QOptInsertLoRAPass
     }
     if (v == "lora-xs")
       return Init::LoRAXS;
+    if (v == "randlora")
+      return Init::RandLoRA;
     if (v == "eva") {
       // Run-time slots hold zeros whatever the init.
       if (evaState.empty() && !slots) {
@@ -133,7 +149,7 @@ struct QOptInsertLoRAPass
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
             << "' (expected true, false, gaussian, pissa, pissa_niter_N, "
-               "olora, loftq, lora-xs or eva)";
+               "olora, loftq, lora-xs, eva or randlora)";
     return failure();
   }
 
@@ -202,15 +218,22 @@ struct QOptInsertLoRAPass
     if (!targets)
       return error() << llvm::toString(targets.takeError()),
              signalPassFailure();
-    SmallVector<const LinearLayer *> chosen;
+    SmallVector<const LinearLayer *> chosen, chosenEmbeddings;
     for (const LinearLayer &layer : layers)
       if (targets->matches(layer.name))
         chosen.push_back(&layer);
-    if (chosen.empty()) {
+    std::vector<LinearLayer> embeddings = collectEmbeddingLayers(module);
+    for (const LinearLayer &layer : embeddings)
+      if (targets->matchesEmbedding(layer.name))
+        chosenEmbeddings.push_back(&layer);
+    if (chosen.empty() && chosenEmbeddings.empty()) {
       InFlightDiagnostic diag = error()
                                 << "target-modules matched no linear layer";
       SmallVector<StringRef> names;
       for (const LinearLayer &layer : layers)
+        if (!layer.name.empty())
+          names.push_back(layer.name);
+      for (const LinearLayer &layer : embeddings)
         if (!layer.name.empty())
           names.push_back(layer.name);
       if (names.empty())
@@ -222,11 +245,25 @@ struct QOptInsertLoRAPass
     if (*init == Init::EVA && !slots && failed(readEvaState(chosen)))
       return signalPassFailure();
     SymbolTable symbols(module);
+    if (*init == Init::RandLoRA) {
+      if (failed(insertRandLoRA(chosen, chosenEmbeddings, selection, symbols)))
+        return signalPassFailure();
+      return;
+    }
     WeightReader reader(modelDir);
     SmallVector<Attribute> slotList;
+    // What an embedding target cannot take is refused before any layer
+    // changes.
+    for (const LinearLayer *layer : chosenEmbeddings)
+      if (failed(checkEmbedding(*layer, *init)))
+        return signalPassFailure();
     for (auto [index, layer] : llvm::enumerate(chosen))
       if (failed(insert(*layer, index, *targets, *init, symbols, reader,
                         slotList)))
+        return signalPassFailure();
+    for (auto [index, layer] : llvm::enumerate(chosenEmbeddings))
+      if (failed(insertEmbedding(*layer, chosen.size() + index, *targets, *init,
+                                 symbols)))
         return signalPassFailure();
     if (slots)
       QOptDialect::LoraSlotsAttrHelper(&getContext())
@@ -263,6 +300,207 @@ struct QOptInsertLoRAPass
                        << "' is not a matrix (rank x in-features)",
                failure();
       evaTensors[key] = entry.getValue();
+    }
+    return success();
+  }
+
+  /// PEFT's lora.Embedding: lora_embedding_A (r×V) and lora_embedding_B
+  /// (D×r). PEFT gives embeddings A = 0 and B ~ N(0, 1) for every init but
+  /// `false` (both ~ N(0, 1)), and no dropout; inits that rewrite base
+  /// weights or add factors are refused here rather than half applied.
+  LogicalResult checkEmbedding(const LinearLayer &layer, Init init) {
+    auto fail = [&]() {
+      return layer.op->emitError()
+             << "qopt-insert-lora: embedding '" << layer.name << "': ";
+    };
+    if (!isa<EmbeddingOp>(layer.op))
+      return fail() << "already has an adapter";
+    if (slots)
+      return fail() << "run-time slots hold linear layers' factors only";
+    if (useDora)
+      return fail() << "use-dora on an embedding is not supported";
+    if (useSora)
+      return fail() << "use-sora on an embedding is not supported";
+    if (init == Init::PiSSA || init == Init::OLoRA || init == Init::LoftQ ||
+        init == Init::LoRAXS)
+      return fail() << "init-lora-weights=" << initLoraWeights
+                    << " is not supported with an embedding target (PEFT "
+                       "gives embeddings the default init, which one saved "
+                       "config cannot express beside it)";
+    return success();
+  }
+
+  LogicalResult insertEmbedding(const LinearLayer &layer, size_t index,
+                                const LoraTargets &targets, Init init,
+                                SymbolTable &symbols) {
+    auto fail = [&]() {
+      return layer.op->emitError()
+             << "qopt-insert-lora: embedding '" << layer.name << "': ";
+    };
+    auto embedding = cast<EmbeddingOp>(layer.op);
+    Type wType = embedding.getWeight().getType();
+    ArrayRef<int64_t> shape = isa<QTensorType>(wType)
+                                  ? cast<QTensorType>(wType).getShape()
+                                  : cast<RankedTensorType>(wType).getShape();
+    int64_t v = shape[0], d = shape[1];
+    if (ShapedType::isDynamic(v) || ShapedType::isDynamic(d))
+      return fail() << "has a table of dynamic shape";
+    if (std::optional<std::string> why = targets.ambiguity(layer.name))
+      return fail() << *why;
+    int64_t rank = targets.rankFor(layer.name);
+    double alpha = targets.alphaFor(layer.name);
+    Type element = embedding.getType().getElementType();
+    if (!getFloatKind(element))
+      return fail() << "computes in " << element
+                    << ", which adapters cannot take";
+    Random random(seed ^ (0xd1b54a32d192ed03ull * (index + 1)));
+    std::vector<float> a(rank * v, 0.0f), b(d * rank);
+    if (init == Init::NoInit)
+      for (float &x : a)
+        x = random.normal();
+    for (float &x : b)
+      x = random.normal();
+    Location loc = embedding.getLoc();
+    auto aType = RankedTensorType::get({rank, v}, element);
+    auto bType = RankedTensorType::get({d, rank}, element);
+    ParamOp aParam =
+        createFloatParam(symbols, loc, layer.name + ".lora_embedding_A", aType,
+                         a, /*trainable=*/true);
+    ParamOp bParam =
+        createFloatParam(symbols, loc, layer.name + ".lora_embedding_B", bType,
+                         b, /*trainable=*/true);
+    if (!aParam || !bParam)
+      return failure();
+    OpBuilder builder(embedding);
+    Value aValue =
+        LoadParamOp::create(builder, loc, aType, aParam.getSymName());
+    Value bValue =
+        LoadParamOp::create(builder, loc, bType, bParam.getSymName());
+    attachEmbeddingLoRA(embedding, aValue, bValue, alpha, useRslora);
+    return success();
+  }
+
+  /// PEFT's RandLoRA tuner: one pair of frozen random bases sized for the
+  /// largest targeted layer, shared by every layer, and per layer trainable
+  /// λ (r×nb, zero: the output starts unchanged) and γ (nb×m, 1/max(nb,
+  /// m), PEFT's reset_randlora_parameters), nb = ceil(min(out, in) / r).
+  LogicalResult insertRandLoRA(ArrayRef<const LinearLayer *> chosen,
+                               ArrayRef<const LinearLayer *> embeddings,
+                               const LoraSelection &selection,
+                               SymbolTable &symbols) {
+    auto fail = [&](Operation *op) {
+      return op->emitError() << "qopt-insert-lora: randlora: ";
+    };
+    Operation *first =
+        !chosen.empty() ? chosen.front()->op : embeddings.front()->op;
+    if (!embeddings.empty())
+      return fail(embeddings.front()->op)
+             << "embedding '" << embeddings.front()->name
+             << "' cannot take a RandLoRA adapter (PEFT adapts linear "
+                "layers only)";
+    if (slots || useDora || useSora || useRslora)
+      return fail(first) << (slots     ? "run-time slots"
+                             : useDora ? "use-dora"
+                             : useSora ? "use-sora"
+                                       : "use-rslora")
+                         << " does not apply to RandLoRA";
+    if (!selection.rankPattern.empty() || !selection.alphaPattern.empty())
+      return fail(first) << "RandLoRA has no rank or alpha patterns";
+    if (randloraSparse)
+      return fail(first) << "sparse bases are not supported yet (sparse / "
+                            "very_sparse)";
+    if (!randloraInitWeights)
+      return fail(first) << "init_weights=false is not supported yet";
+    // One adapter shares one pair of bases, sized for all its layers.
+    LoRAOp earlier;
+    getOperation().walk([&](LoRAOp op) {
+      if (op->hasAttr("qopt.randlora_alpha"))
+        earlier = op;
+    });
+    if (earlier)
+      return fail(first) << "the model already has a RandLoRA adapter (on '"
+                         << (earlier.getModuleAttr()
+                                 ? earlier.getModule()->str()
+                                 : std::string("?"))
+                         << "'): target all its layers in one pass";
+    int64_t r = selection.r;
+    double alpha = selection.loraAlpha;
+    // PEFT's _find_dim: the largest out and in over the targeted layers.
+    int64_t outMax = 0, inMax = 0;
+    SmallVector<LinearOp> linears;
+    for (const LinearLayer *layer : chosen) {
+      auto linear = dyn_cast<LinearOp>(layer->op);
+      if (!linear)
+        return fail(layer->op)
+               << "module '" << layer->name << "' already has an adapter";
+      Type wType = linear.getWeight().getType();
+      ArrayRef<int64_t> w = isa<QTensorType>(wType)
+                                ? cast<QTensorType>(wType).getShape()
+                                : cast<RankedTensorType>(wType).getShape();
+      if (ShapedType::isDynamic(w[0]) || ShapedType::isDynamic(w[1]))
+        return fail(linear) << "module '" << layer->name
+                            << "' has a weight of dynamic shape";
+      if (!linear.getInput().getType().getElementType().isF32())
+        return fail(linear)
+               << "module '" << layer->name << "' does not compute in f32";
+      outMax = std::max(outMax, w[0]);
+      inMax = std::max(inMax, w[1]);
+      linears.push_back(linear);
+    }
+    int64_t minDim = std::min(outMax, inMax), maxDim = std::max(outMax, inMax);
+    int64_t bases = randloraBases(outMax, inMax, r);
+    // Random bases scaled to unit standard deviation, as PEFT does (its
+    // values come from torch's generator; qopt's from SplitMix64).
+    Random random(seed ^ 0x52414e444c4f5241ull);
+    auto basis = [&](int64_t count) {
+      std::vector<float> v(count);
+      double sum = 0, sq = 0;
+      for (float &x : v) {
+        x = random.symmetric(1.0);
+        sum += x;
+      }
+      double mean = sum / count;
+      for (float x : v)
+        sq += (x - mean) * (x - mean);
+      double sd = std::sqrt(sq / std::max<int64_t>(count - 1, 1));
+      for (float &x : v)
+        x = float(x / sd);
+      return v;
+    };
+    Location loc = first->getLoc();
+    Type f32 = Float32Type::get(&getContext());
+    auto aType = RankedTensorType::get({r, 1, minDim}, f32);
+    auto bType = RankedTensorType::get({maxDim, bases, r}, f32);
+    ParamOp aParam =
+        createFloatParam(symbols, loc, "randlora_A", aType, basis(r * minDim));
+    ParamOp bParam = createFloatParam(symbols, loc, "randlora_B", bType,
+                                      basis(maxDim * bases * r));
+    if (!aParam || !bParam)
+      return failure();
+    for (auto [layer, linear] : llvm::zip(chosen, linears)) {
+      ArrayRef<int64_t> w =
+          isa<QTensorType>(linear.getWeight().getType())
+              ? cast<QTensorType>(linear.getWeight().getType()).getShape()
+              : cast<RankedTensorType>(linear.getWeight().getType()).getShape();
+      int64_t m = std::min(w[0], w[1]), nb = randloraBases(w[0], w[1], r);
+      auto lambdaType = RankedTensorType::get({r, nb}, f32);
+      auto gammaType = RankedTensorType::get({nb, m}, f32);
+      ParamOp lambda = createFloatParam(
+          symbols, linear.getLoc(), layer->name + ".randlora_lambda",
+          lambdaType, std::vector<float>(r * nb, 0.0f), /*trainable=*/true);
+      ParamOp gamma = createFloatParam(
+          symbols, linear.getLoc(), layer->name + ".randlora_gamma", gammaType,
+          std::vector<float>(nb * m, float(1.0 / std::max(nb, m))),
+          /*trainable=*/true);
+      if (!lambda || !gamma)
+        return failure();
+      OpBuilder builder(linear);
+      auto load = [&](ParamOp p) -> Value {
+        return LoadParamOp::create(builder, linear.getLoc(), p.getTensorType(),
+                                   p.getSymName());
+      };
+      attachRandLoRA(linear, load(aParam), load(bParam), load(lambda),
+                     load(gamma), alpha, loraDropout);
     }
     return success();
   }
@@ -542,10 +780,14 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.loftqIter = config.loftqIter;
   options.evaState = evaState.str();
   options.evaAdjustScalingFactors = config.eva.adjustScalingFactors;
+  if (config.randlora)
+    options.initLoraWeights = "randlora";
   options.seed = seed;
   options.slots = slots;
   options.modelDir = modelDir.str();
   auto pass = std::make_unique<QOptInsertLoRAPass>(options);
   pass->preset = config.selection;
+  pass->randloraSparse = config.randloraSparse;
+  pass->randloraInitWeights = config.randloraInitWeights;
   return pass;
 }

@@ -35,6 +35,27 @@ struct QOptListModulesPass
     }
     llvm::raw_ostream &os = llvm::outs();
     os << "# module\top\tshape (out x in)\tweight\tnote\n";
+    // Embeddings (PEFT's lora.Embedding targets): the table is V x D.
+    for (const LinearLayer &layer : collectEmbeddingLayers(getOperation())) {
+      os << (layer.name.empty() ? "<unnamed>" : layer.name) << '\t';
+      if (auto lora = dyn_cast<LoRAEmbeddingOp>(layer.op))
+        os << "lora_embedding r=" << lora.getRank();
+      else
+        os << "embedding";
+      Type w = layer.op->getOperand(1).getType();
+      if (auto q = dyn_cast<QTensorType>(w)) {
+        os << '\t' << q.getShape()[0] << 'x' << q.getShape()[1]
+           << "\tquantized " << q.getFormat() << ' ' << q.getGranularity();
+      } else {
+        auto t = cast<RankedTensorType>(w);
+        os << '\t' << t.getDimSize(0) << 'x' << t.getDimSize(1) << '\t'
+           << t.getElementType();
+      }
+      SmallVector<StringRef> notes = {"table: num_embeddings x dim"};
+      if (targets && targets->matchesEmbedding(layer.name))
+        notes.push_back("targeted");
+      os << '\t' << llvm::join(notes, ", ") << '\n';
+    }
     for (const LinearLayer &layer : layers) {
       auto op = cast<LinearLikeOpInterface>(layer.op);
       os << (layer.name.empty() ? "<unnamed>" : layer.name) << '\t';

@@ -11,6 +11,8 @@
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/PeftConfig.h"
 
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringMap.h"
@@ -134,6 +136,12 @@ using Tensor = SafetensorsTensor;
 /// The parts of one module's adapter in the file.
 struct ModuleAdapter {
   const Tensor *a = nullptr, *b = nullptr, *magnitude = nullptr;
+  /// PEFT's lora.Embedding: lora_embedding_A (r×V), lora_embedding_B (D×r).
+  const Tensor *embeddingA = nullptr, *embeddingB = nullptr;
+  /// PEFT's RandLoRA: the shared bases (saved with every layer) and the
+  /// layer's scalings.
+  const Tensor *randloraA = nullptr, *randloraB = nullptr, *lambda = nullptr,
+               *gamma = nullptr;
 };
 
 struct QOptLoadAdapterPass
@@ -200,12 +208,18 @@ struct QOptLoadAdapterPass
       return error() << llvm::toString(tensors.takeError()),
              signalPassFailure();
 
+    sharedA = sharedB = nullptr;
     // base_model.model.<module>.lora_A.weight etc., by module.
     llvm::StringMap<ModuleAdapter> adapters;
     SmallVector<std::string> order;
     for (const auto &entry : *tensors) {
       StringRef key = entry.getKey();
       StringRef path = key;
+      // RandLoRA's shared bases, also saved at the tuner's level.
+      if (key == "base_model.randlora_A" || key == "base_model.randlora_B") {
+        (key.ends_with("A") ? sharedA : sharedB) = &entry.getValue();
+        continue;
+      }
       if (!path.consume_front("base_model.model."))
         return error() << "tensor '" << key
                        << "' is not a PEFT adapter weight "
@@ -217,16 +231,27 @@ struct QOptLoadAdapterPass
       for (auto [suffix, which] :
            {std::pair<StringRef, int>{".lora_A.weight", 0},
             {".lora_B.weight", 1},
-            {".lora_magnitude_vector", 2}})
+            {".lora_magnitude_vector", 2},
+            {".lora_embedding_A", 3},
+            {".lora_embedding_B", 4},
+            {".randlora_A", 5},
+            {".randlora_B", 6},
+            {".randlora_lambda", 7},
+            {".randlora_gamma", 8}})
         if (path.ends_with(suffix)) {
           moduleName = path.drop_back(suffix.size());
           m = &adapters[moduleName];
-          slot = which == 0 ? &m->a : which == 1 ? &m->b : &m->magnitude;
+          const Tensor **slots[] = {
+              &m->a,          &m->b,          &m->magnitude,
+              &m->embeddingA, &m->embeddingB, &m->randloraA,
+              &m->randloraB,  &m->lambda,     &m->gamma};
+          slot = slots[which];
         }
       if (!slot)
         return error() << "tensor '" << key
                        << "' is not supported (LoRA on linear layers: "
-                          "lora_A, lora_B, lora_magnitude_vector)",
+                          "lora_A, lora_B, lora_magnitude_vector; on "
+                          "embeddings: lora_embedding_A, lora_embedding_B)",
                signalPassFailure();
       *slot = &entry.getValue();
     }
@@ -242,6 +267,15 @@ struct QOptLoadAdapterPass
                        << layer.name
                        << "': the adapter's weights are ambiguous",
                signalPassFailure();
+    std::vector<LinearLayer> embeddings = collectEmbeddingLayers(module);
+    llvm::StringMap<const LinearLayer *> embeddingByName;
+    for (const LinearLayer &layer : embeddings)
+      if (!layer.name.empty() &&
+          (byName.count(layer.name) ||
+           !embeddingByName.try_emplace(layer.name, &layer).second))
+        return error() << "two layers share the module path '" << layer.name
+                       << "': the adapter's weights are ambiguous",
+               signalPassFailure();
     llvm::Expected<LoraTargets> targets =
         LoraTargets::create(config->selection, layers);
     if (!targets)
@@ -249,10 +283,10 @@ struct QOptLoadAdapterPass
              signalPassFailure();
     // The config's selection and the file's modules must agree.
     for (const std::string &name : order)
-      if (!byName.count(name))
+      if (!byName.count(name) && !embeddingByName.count(name))
         return error() << "the adapter has weights for module '" << name
-                       << "', which is not a linear layer of the model "
-                          "(qoptc --list-modules shows them)",
+                       << "', which is not a linear layer or an embedding of "
+                          "the model (qoptc --list-modules shows them)",
                signalPassFailure();
     for (const LinearLayer &layer : layers)
       if (targets->matches(layer.name) && !adapters.count(layer.name))
@@ -260,13 +294,259 @@ struct QOptLoadAdapterPass
                        << "' but adapter_model.safetensors has no weights "
                           "for it",
                signalPassFailure();
+    for (const LinearLayer &layer : embeddings)
+      if (targets->matchesEmbedding(layer.name) && !adapters.count(layer.name))
+        return error() << "adapter_config.json targets embedding '"
+                       << layer.name
+                       << "' but adapter_model.safetensors has no weights "
+                          "for it",
+               signalPassFailure();
 
+    if (!config->randlora) {
+      StringRef randloraModule;
+      for (const std::string &name : order) {
+        const ModuleAdapter &m = adapters[name];
+        if (m.randloraA || m.randloraB || m.lambda || m.gamma)
+          randloraModule = name;
+      }
+      if (sharedA || sharedB || !randloraModule.empty())
+        return error() << "the file has RandLoRA tensors"
+                       << (randloraModule.empty()
+                               ? std::string()
+                               : " (module '" + randloraModule.str() + "')")
+                       << ", but peft_type is LORA",
+               signalPassFailure();
+    }
     SymbolTable symbols(module);
     WeightReader reader(modelDir);
-    for (const std::string &name : order)
+    if (config->randlora) {
+      if (failed(loadRandLoRA(order, adapters, byName, embeddingByName, *config,
+                              *targets, symbols)))
+        return signalPassFailure();
+      return;
+    }
+    for (const std::string &name : order) {
+      if (embeddingByName.count(name)) {
+        if (failed(loadEmbedding(*embeddingByName[name], adapters[name],
+                                 *config, *targets, symbols)))
+          return signalPassFailure();
+        continue;
+      }
       if (failed(load(*byName[name], adapters[name], *config, *targets, symbols,
                       reader)))
         return signalPassFailure();
+    }
+  }
+
+  /// PEFT's RandLoRA adapter: one pair of shared bases (the file repeats
+  /// them for every layer; they must agree) and each layer's λ and γ.
+  LogicalResult
+  loadRandLoRA(ArrayRef<std::string> order,
+               llvm::StringMap<ModuleAdapter> &adapters,
+               llvm::StringMap<const LinearLayer *> &byName,
+               llvm::StringMap<const LinearLayer *> &embeddingByName,
+               const PeftLoraConfig &config, const LoraTargets &targets,
+               SymbolTable &symbols) {
+    auto shapeStr = [](ArrayRef<int64_t> s) {
+      return llvm::join(
+          llvm::map_range(s, [](int64_t x) { return std::to_string(x); }), "x");
+    };
+    int64_t r = config.selection.r;
+    ParamOp aParam, bParam;
+    if (bool(sharedA) != bool(sharedB))
+      return error() << "the file has only one of base_model.randlora_A and "
+                        "base_model.randlora_B";
+    const Tensor *firstA = sharedA, *firstB = sharedB;
+    std::string firstName = "base_model";
+    auto same = [](const Tensor *x, const Tensor *y) {
+      return x->kind == y->kind && x->shape == y->shape &&
+             std::memcmp(x->data, y->data,
+                         x->count * dense::floatKindBytes(x->kind)) == 0;
+    };
+    for (const std::string &name : order) {
+      ModuleAdapter &parts = adapters[name];
+      if (embeddingByName.count(name))
+        return embeddingByName[name]->op->emitError()
+               << "qopt-load-adapter: embedding '" << name
+               << "': RandLoRA adapts linear layers only";
+      const LinearLayer &layer = *byName[name];
+      auto fail = [&]() {
+        return layer.op->emitError()
+               << "qopt-load-adapter: module '" << name << "': ";
+      };
+      auto linear = dyn_cast<LinearOp>(layer.op);
+      if (!linear)
+        return fail() << "already has an adapter";
+      if (!targets.matches(name))
+        return fail() << "has adapter weights, but adapter_config.json does "
+                         "not target it";
+      if (parts.a || parts.b || parts.magnitude || parts.embeddingA ||
+          parts.embeddingB)
+        return fail() << "has LoRA weights, but peft_type is RANDLORA";
+      if (!parts.lambda || !parts.gamma)
+        return fail() << "needs randlora_lambda and randlora_gamma";
+      // A layer without its own copy reads the tuner-level bases.
+      if (!parts.randloraA && !parts.randloraB && sharedA) {
+        parts.randloraA = sharedA;
+        parts.randloraB = sharedB;
+      }
+      if (!parts.randloraA || !parts.randloraB)
+        return fail() << "has no randlora_A / randlora_B bases"
+                      << (config.randloraSaveProjection
+                              ? ""
+                              : " (save_projection is false: PEFT "
+                                "regenerates them with torch's generator "
+                                "from projection_prng_key, which qopt does "
+                                "not reproduce; save with "
+                                "save_projection=True)");
+      if (!linear.getInput().getType().getElementType().isF32())
+        return fail() << "RandLoRA adapters need an f32 layer";
+      Type wType = linear.getWeight().getType();
+      ArrayRef<int64_t> w = isa<QTensorType>(wType)
+                                ? cast<QTensorType>(wType).getShape()
+                                : cast<RankedTensorType>(wType).getShape();
+      int64_t m = std::min(w[0], w[1]), big = std::max(w[0], w[1]);
+      int64_t nb = randloraBases(w[0], w[1], r);
+      const std::vector<int64_t> &sa = parts.randloraA->shape,
+                                 &sb = parts.randloraB->shape;
+      if (sa.size() != 3 || sa[0] != r || sa[1] != 1 || sa[2] < m)
+        return fail() << "randlora_A has shape " << shapeStr(sa)
+                      << ", expected " << r << "x1xM with M >= " << m;
+      if (sb.size() != 3 || sb[2] != r || sb[0] < big || sb[1] < nb)
+        return fail() << "randlora_B has shape " << shapeStr(sb)
+                      << ", expected Nx" << "NBx" << r << " with N >= " << big
+                      << " and NB >= " << nb;
+      if (parts.lambda->shape != std::vector<int64_t>{r, nb})
+        return fail() << "randlora_lambda has shape "
+                      << shapeStr(parts.lambda->shape) << ", expected " << r
+                      << "x" << nb;
+      if (parts.gamma->shape != std::vector<int64_t>{nb, m})
+        return fail() << "randlora_gamma has shape "
+                      << shapeStr(parts.gamma->shape) << ", expected " << nb
+                      << "x" << m;
+      auto param = [&](const Tensor &t, StringRef pname,
+                       bool isTrainable) -> ParamOp {
+        auto type =
+            RankedTensorType::get(t.shape, Float32Type::get(&getContext()));
+        return createParam(symbols, linear.getLoc(), pname, type, isTrainable,
+                           [&](MutableArrayRef<char> bytes) {
+                             dense::decodeFloats(
+                                 t.kind, t.data, t.count,
+                                 reinterpret_cast<float *>(bytes.data()));
+                           });
+      };
+      if (!firstA) {
+        firstA = parts.randloraA;
+        firstB = parts.randloraB;
+        firstName = "module '" + name + "'";
+      } else if (!same(parts.randloraA, firstA) ||
+                 !same(parts.randloraB, firstB)) {
+        return fail() << "its randlora_A / randlora_B differ from those of "
+                      << firstName << ": RandLoRA shares one pair of bases";
+      }
+      if (!aParam) {
+        aParam = param(*firstA, "randlora_A", false);
+        bParam = param(*firstB, "randlora_B", false);
+        if (!aParam || !bParam)
+          return failure();
+      }
+      ParamOp lambda =
+          param(*parts.lambda, name + ".randlora_lambda", trainable);
+      ParamOp gamma = param(*parts.gamma, name + ".randlora_gamma", trainable);
+      if (!lambda || !gamma)
+        return failure();
+      OpBuilder builder(linear);
+      auto load = [&](ParamOp p) -> Value {
+        return LoadParamOp::create(builder, linear.getLoc(), p.getTensorType(),
+                                   p.getSymName());
+      };
+      attachRandLoRA(linear, load(aParam), load(bParam), load(lambda),
+                     load(gamma), config.selection.loraAlpha,
+                     config.loraDropout);
+    }
+    return success();
+  }
+
+  /// PEFT's lora.Embedding: the factors apply to the original table (PEFT
+  /// gives embeddings the default init whatever init_lora_weights says).
+  LogicalResult loadEmbedding(const LinearLayer &layer,
+                              const ModuleAdapter &parts,
+                              const PeftLoraConfig &config,
+                              const LoraTargets &targets,
+                              SymbolTable &symbols) {
+    auto fail = [&]() {
+      return layer.op->emitError()
+             << "qopt-load-adapter: embedding '" << layer.name << "': ";
+    };
+    auto embedding = dyn_cast<EmbeddingOp>(layer.op);
+    if (!embedding)
+      return fail() << "already has an adapter";
+    if (!targets.matchesEmbedding(layer.name))
+      return fail() << "has adapter weights, but adapter_config.json does "
+                       "not target it";
+    if (parts.a || parts.b || parts.magnitude)
+      return fail() << "has lora_A / lora_B / lora_magnitude_vector "
+                       "weights, which belong to linear layers"
+                    << (config.useDora ? " (DoRA on embeddings is not "
+                                         "supported)"
+                                       : "");
+    if (config.useDora)
+      return fail() << "use_dora is set: PEFT applies DoRA to embeddings too, "
+                       "which qopt does not support";
+    if (!parts.embeddingA || !parts.embeddingB)
+      return fail() << "needs both lora_embedding_A and lora_embedding_B";
+    Type wType = embedding.getWeight().getType();
+    ArrayRef<int64_t> w = isa<QTensorType>(wType)
+                              ? cast<QTensorType>(wType).getShape()
+                              : cast<RankedTensorType>(wType).getShape();
+    int64_t v = w[0], d = w[1];
+    int64_t r =
+        parts.embeddingA->shape.size() == 2 ? parts.embeddingA->shape[0] : -1;
+    auto shapeStr = [](ArrayRef<int64_t> s) {
+      return llvm::join(
+          llvm::map_range(s, [](int64_t x) { return std::to_string(x); }), "x");
+    };
+    if (r <= 0 || parts.embeddingA->shape != std::vector<int64_t>{r, v})
+      return fail() << "lora_embedding_A has shape "
+                    << shapeStr(parts.embeddingA->shape) << ", expected r x "
+                    << v;
+    if (parts.embeddingB->shape != std::vector<int64_t>{d, r})
+      return fail() << "lora_embedding_B has shape "
+                    << shapeStr(parts.embeddingB->shape) << ", expected " << d
+                    << "x" << r;
+    if (std::optional<std::string> why = targets.ambiguity(layer.name))
+      return fail() << *why;
+    if (r != targets.rankFor(layer.name))
+      return fail() << "its factors have rank " << r
+                    << ", but adapter_config.json gives "
+                    << targets.rankFor(layer.name);
+    Type element = embedding.getType().getElementType();
+    std::optional<dense::FloatKind> kind = getFloatKind(element);
+    if (!kind)
+      return fail() << "has element type " << element
+                    << ", which adapters cannot take";
+    OpBuilder builder(embedding);
+    auto param = [&](const Tensor &t, StringRef suffix) -> Value {
+      auto type = RankedTensorType::get(t.shape, element);
+      ParamOp p = createParam(
+          symbols, embedding.getLoc(), layer.name + suffix.str(), type,
+          trainable, [&](MutableArrayRef<char> bytes) {
+            std::vector<float> values(t.count);
+            dense::decodeFloats(t.kind, t.data, t.count, values.data());
+            dense::encodeFloats(*kind, values.data(), t.count, bytes.data());
+          });
+      if (!p)
+        return {};
+      return LoadParamOp::create(builder, embedding.getLoc(), type,
+                                 p.getSymName());
+    };
+    Value a = param(*parts.embeddingA, ".lora_embedding_A");
+    Value b = param(*parts.embeddingB, ".lora_embedding_B");
+    if (!a || !b)
+      return failure();
+    attachEmbeddingLoRA(embedding, a, b, targets.alphaFor(layer.name),
+                        config.useRslora);
+    return success();
   }
 
   /// The base weight PEFT's PiSSA / OLoRA / LoftQ init leaves (the weight
@@ -320,6 +600,9 @@ struct QOptLoadAdapterPass
     if (!targets.matches(layer.name))
       return fail() << "has adapter weights, but adapter_config.json does "
                        "not target it";
+    if (parts.embeddingA || parts.embeddingB)
+      return fail() << "has lora_embedding_A / lora_embedding_B weights, "
+                       "which belong to embeddings";
     if (!parts.a || !parts.b)
       return fail() << "needs both lora_A.weight and lora_B.weight";
     if (bool(parts.magnitude) != config.useDora)
@@ -396,6 +679,8 @@ struct QOptLoadAdapterPass
 
   /// Whether the adapter's init rewrote the base weights.
   bool rewritesBase = false;
+  /// RandLoRA's bases as PEFT also saves them once, at the tuner's level.
+  const Tensor *sharedA = nullptr, *sharedB = nullptr;
 };
 
 } // namespace
@@ -478,20 +763,29 @@ StringRef residualInit(LoRAOp op) {
   return init ? init.getValue() : StringRef();
 }
 
+/// What one PEFT config says about every adapted layer.
+struct AdapterVariant {
+  Location loc;
+  bool rslora = false, dora = false;
+  double dropout = 0;
+  IntegerAttr loftqIter;
+};
+
 /// Appends `dir`'s adapter_model.safetensors (the f32 `tensors`) and
 /// adapter_config.json (LoraConfig's fields for the modules `names` with
-/// ranks, alphas and the variant of `first`) to `files`, creating `dir`.
+/// ranks, alphas and `variant`) to `files`, creating `dir`.
 LogicalResult
 addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
          ArrayRef<std::string> names, ArrayRef<int64_t> ranks,
-         ArrayRef<double> alphas, LoRAOp first, llvm::json::Value init,
+         ArrayRef<double> alphas, const AdapterVariant &variant,
+         llvm::json::Value init,
          SmallVectorImpl<std::pair<std::string, std::string>> &files) {
   // LoftQ's config travels with its init.
   llvm::json::Object loftq;
-  if (auto iter = first->getAttrOfType<IntegerAttr>("qopt.loftq_iter");
-      iter && init.getAsString() == std::optional<StringRef>("loftq"))
-    loftq =
-        llvm::json::Object{{"loftq_bits", 4}, {"loftq_iter", iter.getInt()}};
+  if (variant.loftqIter &&
+      init.getAsString() == std::optional<StringRef>("loftq"))
+    loftq = llvm::json::Object{{"loftq_bits", 4},
+                               {"loftq_iter", variant.loftqIter.getInt()}};
   int64_t r = mostCommon<int64_t>(ranks);
   double alpha = mostCommon<double>(alphas);
 
@@ -515,31 +809,30 @@ addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
     if (alphas[i] != alpha)
       alphaPattern[escapeRegex(name)] = alphas[i];
   }
-  llvm::json::Object config{
-      {"peft_type", "LORA"},
-      {"r", r},
-      {"lora_alpha", alpha},
-      {"target_modules", std::move(targets)},
-      {"rank_pattern", std::move(rankPattern)},
-      {"alpha_pattern", std::move(alphaPattern)},
-      {"use_rslora", first.getScaling() == LoRAScaling::RsLoRA},
-      {"use_dora", bool(first.getMagnitude())},
-      {"lora_dropout", first.getDropout().convertToDouble()},
-      {"bias", "none"},
-      {"fan_in_fan_out", false},
-      {"init_lora_weights", std::move(init)},
-      {"loftq_config", std::move(loftq)},
-      {"inference_mode", true},
-      {"modules_to_save", nullptr},
-      {"task_type", nullptr},
-      {"base_model_name_or_path", nullptr},
-      {"revision", nullptr}};
+  llvm::json::Object config{{"peft_type", "LORA"},
+                            {"r", r},
+                            {"lora_alpha", alpha},
+                            {"target_modules", std::move(targets)},
+                            {"rank_pattern", std::move(rankPattern)},
+                            {"alpha_pattern", std::move(alphaPattern)},
+                            {"use_rslora", variant.rslora},
+                            {"use_dora", variant.dora},
+                            {"lora_dropout", variant.dropout},
+                            {"bias", "none"},
+                            {"fan_in_fan_out", false},
+                            {"init_lora_weights", std::move(init)},
+                            {"loftq_config", std::move(loftq)},
+                            {"inference_mode", true},
+                            {"modules_to_save", nullptr},
+                            {"task_type", nullptr},
+                            {"base_model_name_or_path", nullptr},
+                            {"revision", nullptr}};
   std::string configText =
       llvm::formatv("{0:2}", llvm::json::Value(std::move(config)));
 
   if (std::error_code ec = llvm::sys::fs::create_directories(dir))
-    return emitError(first.getLoc()) << "qopt-save-adapter: cannot create "
-                                     << dir << ": " << ec.message();
+    return emitError(variant.loc) << "qopt-save-adapter: cannot create " << dir
+                                  << ": " << ec.message();
   SmallString<256> weightsPath(dir), configPath(dir);
   llvm::sys::path::append(weightsPath, "adapter_model.safetensors");
   llvm::sys::path::append(configPath, "adapter_config.json");
@@ -551,6 +844,151 @@ addFiles(StringRef dir, const std::map<std::string, dense::Matrix> &tensors,
 struct QOptSaveAdapterPass
     : mlir::qopt::impl::QOptSaveAdapterPassBase<QOptSaveAdapterPass> {
   using Base::Base;
+
+  /// PEFT's RandLoRA format: per module randlora_lambda, randlora_gamma and
+  /// (save_projection) the shared bases randlora_A / randlora_B.
+  LogicalResult saveRandLoRA(ArrayRef<LoRAOp> loras,
+                             ArrayRef<LoRAEmbeddingOp> embeddings) {
+    ModuleOp module = getOperation();
+    auto fail = [&](Operation *at) {
+      return at->emitError() << "qopt-save-adapter: ";
+    };
+    if (!embeddings.empty())
+      return fail(embeddings.front())
+             << "a RandLoRA adapter and adapted embeddings cannot share one "
+                "PEFT config";
+    SymbolTable symbols(module);
+    WeightReader reader(modelDir);
+    auto alphaOf = [](LoRAOp op) {
+      return op->getAttrOfType<FloatAttr>("qopt.randlora_alpha");
+    };
+    std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+    std::map<std::string, dense::Matrix> tensors;
+    llvm::json::Array targets;
+    int64_t r = -1;
+    double alpha = 0, dropout = 0;
+    StringRef basisA, basisB;
+    for (LoRAOp op : loras) {
+      if (!alphaOf(op))
+        return fail(op) << "module '"
+                        << (op.getModuleAttr() ? op.getModule()->str() : "?")
+                        << "' has a LoRA adapter beside RandLoRA ones, which "
+                           "one PEFT config cannot express";
+      if (!op.getModuleAttr())
+        return fail(op) << "a RandLoRA layer without a module path cannot "
+                           "be named in PEFT's format";
+      std::string name = op.getModule()->str();
+      // The scaled side is a qopt.randlora_scale, possibly transposed.
+      RandLoRAScaleOp scale;
+      RandLoRAFlattenOp flatten;
+      for (Value v : {op.getLoraA(), op.getLoraB()}) {
+        Operation *def = v.getDefiningOp();
+        if (auto t = dyn_cast_if_present<linalg::TransposeOp>(def))
+          def = t.getInput().getDefiningOp();
+        if (auto s = dyn_cast_if_present<RandLoRAScaleOp>(def))
+          scale = s;
+        if (auto f = dyn_cast_if_present<RandLoRAFlattenOp>(def))
+          flatten = f;
+      }
+      if (!scale || !flatten)
+        return fail(op) << "module '" << name
+                        << "': its factors are not RandLoRA's";
+      // One adapter, one pair of bases: every layer must read the same.
+      auto basisName = [](Value v) {
+        auto load = v.getDefiningOp<LoadParamOp>();
+        return load ? load.getName() : StringRef();
+      };
+      StringRef a = basisName(scale.getBasis()),
+                b = basisName(flatten.getBasis());
+      if (a.empty() || b.empty())
+        return fail(op) << "module '" << name
+                        << "': its RandLoRA bases are not parameters";
+      if (basisA.empty()) {
+        basisA = a;
+        basisB = b;
+      } else if (a != basisA || b != basisB) {
+        return fail(op) << "module '" << name
+                        << "' reads other RandLoRA bases (@" << a << ", @" << b
+                        << ") than the other layers (@" << basisA << ", @"
+                        << basisB << "): one PEFT adapter shares one pair";
+      }
+      int64_t rank = scale.getLambda().getType().getDimSize(0);
+      if (r >= 0 && (rank != r || alphaOf(op).getValueAsDouble() != alpha ||
+                     op.getDropout().convertToDouble() != dropout))
+        return fail(op) << "module '" << name
+                        << "' differs from the other RandLoRA layers in r, "
+                           "alpha or dropout, which RandLoraConfig cannot "
+                           "express";
+      r = rank;
+      alpha = alphaOf(op).getValueAsDouble();
+      dropout = op.getDropout().convertToDouble();
+      std::string prefix = "base_model.model." + name;
+      for (auto [value, suffix] :
+           {std::pair<Value, StringRef>{scale.getBasis(), ".randlora_A"},
+            {flatten.getBasis(), ".randlora_B"},
+            {scale.getLambda(), ".randlora_lambda"},
+            {scale.getGamma(), ".randlora_gamma"}}) {
+        std::string why;
+        FailureOr<dense::Matrix> m = reader.evaluate(value, symbols, op, why);
+        if (failed(m)) {
+          if (!why.empty())
+            fail(op) << "module '" << name << "': its " << suffix.drop_front()
+                     << " " << why;
+          return failure();
+        }
+        auto type = cast<RankedTensorType>(value.getType());
+        shapes.push_back(
+            {prefix + suffix.str(), std::vector<int64_t>(type.getShape())});
+        tensors[prefix + suffix.str()] = std::move(*m);
+      }
+      targets.push_back(name);
+    }
+    // PEFT also saves the shared bases once at the tuner's level.
+    for (StringRef basis : {"randlora_A", "randlora_B"}) {
+      std::string from = "base_model.model." +
+                         LoRAOp(loras.front()).getModule()->str() + "." +
+                         basis.str();
+      auto it = llvm::find_if(shapes, [&](auto &e) { return e.first == from; });
+      shapes.push_back({"base_model." + basis.str(), it->second});
+      tensors["base_model." + basis.str()] = tensors[from];
+    }
+    llvm::sort(shapes);
+    std::vector<SafetensorsF32> entries;
+    for (auto &[key, shape] : shapes)
+      entries.push_back({key, shape, &tensors[key].data});
+    llvm::json::Object config{{"peft_type", "RANDLORA"},
+                              {"r", r},
+                              {"randlora_alpha", alpha},
+                              {"randlora_dropout", dropout},
+                              {"target_modules", std::move(targets)},
+                              {"projection_prng_key", 0},
+                              {"save_projection", true},
+                              {"sparse", false},
+                              {"very_sparse", false},
+                              {"init_weights", true},
+                              {"bias", "none"},
+                              {"fan_in_fan_out", false},
+                              {"inference_mode", true},
+                              {"layers_to_transform", nullptr},
+                              {"layers_pattern", nullptr},
+                              {"modules_to_save", nullptr},
+                              {"task_type", nullptr},
+                              {"base_model_name_or_path", nullptr},
+                              {"revision", nullptr}};
+    if (std::error_code ec = llvm::sys::fs::create_directories(adapter))
+      return fail(loras.front())
+             << "cannot create " << adapter << ": " << ec.message();
+    SmallString<256> weightsPath(adapter.getValue()),
+        configPath(adapter.getValue());
+    llvm::sys::path::append(weightsPath, "adapter_model.safetensors");
+    llvm::sys::path::append(configPath, "adapter_config.json");
+    SmallVector<std::pair<std::string, std::string>> files = {
+        {weightsPath.str().str(), encodeF32Safetensors(entries)},
+        {configPath.str().str(),
+         llvm::formatv("{0:2}", llvm::json::Value(std::move(config))).str() +
+             "\n"}};
+    return writeFiles(module.getLoc(), files);
+  }
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -564,9 +1002,29 @@ struct QOptSaveAdapterPass
              signalPassFailure();
     SmallVector<LoRAOp> loras;
     module.walk([&](LoRAOp op) { loras.push_back(op); });
-    if (loras.empty())
+    SmallVector<LoRAEmbeddingOp> embeddings;
+    module.walk([&](LoRAEmbeddingOp op) { embeddings.push_back(op); });
+    if (loras.empty() && embeddings.empty())
       return fail(nullptr) << "the model has no LoRA adapter to save",
              signalPassFailure();
+    if (llvm::any_of(loras, [](LoRAOp op) {
+          return op->hasAttr("qopt.randlora_alpha");
+        })) {
+      if (failed(saveRandLoRA(loras, embeddings)))
+        return signalPassFailure();
+      markAllAnalysesPreserved();
+      return;
+    }
+    AdapterVariant variant{loc};
+    if (!loras.empty()) {
+      LoRAOp first = loras.front();
+      variant = {first.getLoc(), first.getScaling() == LoRAScaling::RsLoRA,
+                 bool(first.getMagnitude()),
+                 first.getDropout().convertToDouble(),
+                 first->getAttrOfType<IntegerAttr>("qopt.loftq_iter")};
+    } else {
+      variant.rslora = embeddings.front().getScaling() == LoRAScaling::RsLoRA;
+    }
     SymbolTable symbols(module);
     WeightReader reader(modelDir);
     // The tensors, in key order, and what the config must say.
@@ -616,6 +1074,42 @@ struct QOptSaveAdapterPass
                            "config cannot express",
                signalPassFailure();
     }
+    for (LoRAEmbeddingOp op : embeddings) {
+      if (!op.getModuleAttr())
+        return fail(op) << "a LoRA embedding without a module path cannot "
+                           "be named in PEFT's format",
+               signalPassFailure();
+      if (variant.dora)
+        return fail(op) << "embedding '" << op.getModule()->str()
+                        << "' has a plain LoRA adapter beside DoRA layers: "
+                           "PEFT's use_dora would apply DoRA to it too",
+               signalPassFailure();
+      if ((op.getScaling() == LoRAScaling::RsLoRA) != variant.rslora)
+        return fail(op) << "embedding '" << op.getModule()->str()
+                        << "' differs from the other adapted layers in "
+                           "scaling, which one PEFT config cannot express",
+               signalPassFailure();
+    }
+    for (LoRAEmbeddingOp op : embeddings) {
+      std::string name = op.getModule()->str();
+      std::string prefix = "base_model.model." + name;
+      for (auto [value, suffix] :
+           {std::pair<Value, StringRef>{op.getLoraA(), ".lora_embedding_A"},
+            {op.getLoraB(), ".lora_embedding_B"}}) {
+        std::string why;
+        FailureOr<dense::Matrix> m = reader.evaluate(value, symbols, op, why);
+        if (failed(m)) {
+          if (!why.empty())
+            fail(op) << "embedding '" << name << "': its "
+                     << suffix.drop_front() << " " << why;
+          return signalPassFailure();
+        }
+        tensors[prefix + suffix.str()] = std::move(*m);
+      }
+      names.push_back(name);
+      ranks.push_back(op.getRank());
+      alphas.push_back(op.getAlpha().convertToDouble());
+    }
     for (LoRAOp op : loras) {
       std::string name = op.getModule()->str();
       std::string prefix = "base_model.model." + name;
@@ -639,9 +1133,9 @@ struct QOptSaveAdapterPass
       ranks.push_back(op.getRank());
       alphas.push_back(op.getAlpha().convertToDouble());
     }
-    StringRef init = residualInit(loras.front());
+    StringRef init = loras.empty() ? StringRef() : residualInit(loras.front());
     SmallVector<std::pair<std::string, std::string>> files;
-    if (failed(addFiles(adapter, tensors, names, ranks, alphas, loras.front(),
+    if (failed(addFiles(adapter, tensors, names, ranks, alphas, variant,
                         init.empty() ? llvm::json::Value(true)
                                      : llvm::json::Value(init),
                         files)))
@@ -649,6 +1143,12 @@ struct QOptSaveAdapterPass
     // PiSSA / OLoRA have a converted form (LoftQ's base is quantized); it
     // needs the initial factors.
     bool converted = !init.empty() && init != "loftq";
+    if (converted && !embeddings.empty()) {
+      mlir::emitWarning(loc)
+          << "qopt-save-adapter: PEFT's converted form of the " << init
+          << " adapter is not written: it also adapts embeddings";
+      converted = false;
+    }
     if (converted && !llvm::all_of(loras, [](LoRAOp op) {
           return op->hasAttr("qopt.initial_factors");
         })) {
@@ -690,8 +1190,7 @@ struct QOptSaveAdapterPass
         alphas2.push_back(rslora ? alpha * std::sqrt(2.0) : 2 * alpha);
       }
       if (failed(addFiles(convertedDir, convertedTensors, names, ranks2,
-                          alphas2, loras.front(), llvm::json::Value(true),
-                          files)))
+                          alphas2, variant, llvm::json::Value(true), files)))
         return signalPassFailure();
     }
     if (failed(writeFiles(loc, files)))

@@ -3,6 +3,7 @@
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "qopt/Support/PeftConfig.h"
 #include "llvm/ADT/StringExtras.h"
@@ -160,11 +161,13 @@ static Value throughReshapes(Value v) {
 
 std::vector<LinearLayer> mlir::qopt::collectLinearLayers(ModuleOp module) {
   llvm::DenseSet<int64_t> vocabularies;
-  module.walk([&](EmbeddingOp op) {
-    ArrayRef<int64_t> shape =
-        isa<QTensorType>(op.getWeight().getType())
-            ? cast<QTensorType>(op.getWeight().getType()).getShape()
-            : cast<RankedTensorType>(op.getWeight().getType()).getShape();
+  module.walk([&](Operation *op) {
+    if (!isa<EmbeddingOp, LoRAEmbeddingOp>(op))
+      return;
+    Type type = op->getOperand(1).getType();
+    ArrayRef<int64_t> shape = isa<QTensorType>(type)
+                                  ? cast<QTensorType>(type).getShape()
+                                  : cast<RankedTensorType>(type).getShape();
     vocabularies.insert(shape[0]);
   });
   std::vector<LinearLayer> layers;
@@ -180,6 +183,21 @@ std::vector<LinearLayer> mlir::qopt::collectLinearLayers(ModuleOp module) {
     });
     layers.push_back({op, name ? name.str() : std::string(),
                       returned && vocabularies.contains(out)});
+  });
+  return layers;
+}
+
+std::vector<LinearLayer> mlir::qopt::collectEmbeddingLayers(ModuleOp module) {
+  std::vector<LinearLayer> layers;
+  module.walk([&](Operation *op) {
+    StringAttr name;
+    if (auto e = dyn_cast<EmbeddingOp>(op))
+      name = e.getModuleAttr();
+    else if (auto l = dyn_cast<LoRAEmbeddingOp>(op))
+      name = l.getModuleAttr();
+    else
+      return;
+    layers.push_back({op, name ? name.str() : std::string(), false});
   });
   return layers;
 }
@@ -342,6 +360,61 @@ LoRAOp mlir::qopt::attachLoRA(LinearOp linear, Value a, Value b,
   return lora;
 }
 
+LoRAOp mlir::qopt::attachRandLoRA(LinearOp linear, Value basisA, Value basisB,
+                                  Value lambda, Value gamma,
+                                  double randloraAlpha, double dropout) {
+  OpBuilder builder(linear);
+  Location loc = linear.getLoc();
+  auto wType = linear.getWeight().getType();
+  ArrayRef<int64_t> w = isa<QTensorType>(wType)
+                            ? cast<QTensorType>(wType).getShape()
+                            : cast<RankedTensorType>(wType).getShape();
+  int64_t n = w[0], k = w[1];
+  auto lambdaType = cast<RankedTensorType>(lambda.getType());
+  int64_t r = lambdaType.getDimSize(0), nb = lambdaType.getDimSize(1);
+  Type element = lambdaType.getElementType();
+  int64_t m = std::min(n, k), rank = r * nb;
+  Value scaled = RandLoRAScaleOp::create(
+      builder, loc, RankedTensorType::get({rank, m}, element), basisA, lambda,
+      gamma);
+  Value flat = RandLoRAFlattenOp::create(
+      builder, loc, RankedTensorType::get({std::max(n, k), rank}, element),
+      basisB);
+  auto transposed = [&](Value v) -> Value {
+    auto type = cast<RankedTensorType>(v.getType());
+    Value init = tensor::EmptyOp::create(
+        builder, loc, {type.getDimSize(1), type.getDimSize(0)}, element);
+    return linalg::TransposeOp::create(builder, loc, v, init,
+                                       ArrayRef<int64_t>{1, 0})
+        .getResult()[0];
+  };
+  // PEFT scales the basis on the smaller dimension: the input's when
+  // in <= out (A = scaled, B = flat), else the output's.
+  Value a = k <= n ? scaled : transposed(flat);
+  Value b = k <= n ? flat : transposed(scaled);
+  // alpha / rank = randlora_alpha / r.
+  LoRAOp lora =
+      attachLoRA(linear, a, b, Value(), randloraAlpha * nb, false, dropout);
+  lora->setAttr("qopt.randlora_alpha", builder.getF64FloatAttr(randloraAlpha));
+  return lora;
+}
+
+LoRAEmbeddingOp mlir::qopt::attachEmbeddingLoRA(EmbeddingOp embedding, Value a,
+                                                Value b, double alpha,
+                                                bool rslora) {
+  OpBuilder builder(embedding);
+  auto lora = LoRAEmbeddingOp::create(
+      builder, embedding.getLoc(), embedding.getType(), embedding.getIds(),
+      embedding.getWeight(), a, b, builder.getF64FloatAttr(alpha),
+      LoRAScalingAttr::get(builder.getContext(), rslora
+                                                     ? LoRAScaling::RsLoRA
+                                                     : LoRAScaling::Standard),
+      embedding.getModuleAttr());
+  embedding.replaceAllUsesWith(lora.getResult());
+  embedding.erase();
+  return lora;
+}
+
 //===----------------------------------------------------------------------===//
 // adapter_config.json
 //===----------------------------------------------------------------------===//
@@ -404,6 +477,9 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
     return llvm::createStringError("adapter_config.json is not a JSON object");
   PeftLoraConfig c;
   LoraSelection &sel = c.selection;
+  // RandLoraConfig's own keys, checked against peft_type at the end (a
+  // parsed JSON object has no order).
+  std::vector<std::string> randloraKeys, loraKeys;
   for (const auto &[k, v] : *o) {
     llvm::StringRef key = k;
     auto number = [&](double &out) -> llvm::Error {
@@ -423,8 +499,31 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
     llvm::Error err = llvm::Error::success();
     (void)static_cast<bool>(err); // checked: the branches may assign it
     if (key == "peft_type") {
-      if (v.getAsString() != std::optional<llvm::StringRef>("LORA"))
-        return keyError(key, "is not LORA: only LoRA adapters are supported");
+      std::optional<llvm::StringRef> type = v.getAsString();
+      if (type == std::optional<llvm::StringRef>("RANDLORA"))
+        c.randlora = true;
+      else if (type != std::optional<llvm::StringRef>("LORA"))
+        return keyError(key, "is not LORA or RANDLORA: only LoRA and "
+                             "RandLoRA adapters are supported");
+    } else if (key == "randlora_alpha" || key == "randlora_dropout" ||
+               key == "projection_prng_key" || key == "save_projection" ||
+               key == "sparse" || key == "very_sparse" ||
+               key == "init_weights") {
+      randloraKeys.push_back(key.str());
+      if (key == "randlora_alpha")
+        err = number(sel.loraAlpha);
+      else if (key == "randlora_dropout")
+        err = number(c.loraDropout);
+      else if (key == "save_projection")
+        err = flag(c.randloraSaveProjection);
+      else if (key == "init_weights")
+        err = flag(c.randloraInitWeights);
+      else if (key == "sparse" || key == "very_sparse") {
+        bool sparse = false;
+        err = flag(sparse);
+        c.randloraSparse |= sparse;
+      } else if (!v.getAsInteger())
+        return keyError(key, "must be an integer");
     } else if (key == "r") {
       auto r = v.getAsInteger();
       if (!r || *r <= 0)
@@ -557,6 +656,26 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
     }
     if (err)
       return std::move(err);
+    for (llvm::StringRef loraOnly :
+         {"lora_alpha", "lora_dropout", "use_rslora", "use_dora",
+          "init_lora_weights", "rank_pattern", "alpha_pattern"})
+      if (key == loraOnly && !isUnset(v) &&
+          !(key == "init_lora_weights" && v.getAsBoolean() == true))
+        loraKeys.push_back(key.str());
+  }
+  if (c.randlora) {
+    // RandLoraConfig's defaults where the file leaves a field out.
+    if (!o->get("r"))
+      sel.r = 32;
+    if (!o->get("randlora_alpha"))
+      sel.loraAlpha = 640;
+    if (!loraKeys.empty())
+      return keyError(loraKeys.front(),
+                      "is a LoraConfig field, but peft_type is RANDLORA");
+    c.initLoraWeights = "randlora";
+  } else if (!randloraKeys.empty()) {
+    return keyError(randloraKeys.front(),
+                    "is a RandLoraConfig field, but peft_type is LORA");
   }
   return c;
 }

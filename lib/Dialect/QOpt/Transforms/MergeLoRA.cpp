@@ -39,21 +39,27 @@ public:
   LogicalResult merge(LoRAOp op, bool keepAdapter);
   /// Takes a merged branch back out of its weight (PEFT's unmerge_adapter).
   LogicalResult unmerge(LoRAOp op);
+  /// The same for PEFT's lora.Embedding: the table gains scale · Aᵀ · Bᵀ.
+  LogicalResult merge(LoRAEmbeddingOp op, bool keepAdapter);
+  LogicalResult unmerge(LoRAEmbeddingOp op);
   /// Removes what the merges left unread and gives the new weights their
   /// preferred names where those became free.
   void cleanUp();
 
 private:
-  std::string layer(LoRAOp op) {
-    return op.getModuleAttr() ? "module '" + op.getModule()->str() + "'"
-                              : std::string("this layer");
+  std::string layer(Operation *op) {
+    auto module = op->getAttrOfType<StringAttr>("module");
+    return module ? "module '" + module.str() + "'" : std::string("this layer");
   }
-  FailureOr<dense::Matrix> evaluate(Value value, StringRef what, LoRAOp op);
+  FailureOr<dense::Matrix> evaluate(Value value, StringRef what, Operation *op);
   LogicalResult addBranch(LoRAOp op, dense::Matrix &w, float sign);
-  /// A new parameter `<module>.weight` holding `w`, loaded before `op`.
-  Value newWeight(LoRAOp op, const dense::Matrix &w);
-  /// Replaces `op` by a linear layer on `weight`.
+  LogicalResult addBranch(LoRAEmbeddingOp op, dense::Matrix &w, float sign);
+  /// A new parameter `<module>.weight` holding `w`, loaded before `op`,
+  /// whose operand `weight` it replaces.
+  Value newWeight(Operation *op, Value weight, const dense::Matrix &w);
+  /// Replaces `op` by a linear layer (a lookup) on `weight`.
   void unload(LoRAOp op, Value weight);
+  void unload(LoRAEmbeddingOp op, Value weight);
 
   SymbolTable symbols;
   WeightReader reader;
@@ -64,14 +70,15 @@ private:
 /// The value of `value` at compile time (WeightReader::evaluate), with an
 /// error naming the layer and the operand otherwise.
 FailureOr<dense::Matrix> Merger::evaluate(Value value, StringRef what,
-                                          LoRAOp op) {
+                                          Operation *op) {
   std::string why;
   FailureOr<dense::Matrix> m =
       reader.evaluate(value, symbols, op, why, &maybeDead);
   if (failed(m) && !why.empty())
-    return op.emitError() << "cannot " << (op.getMerged() ? "unmerge" : "merge")
-                          << " the adapter of " << layer(op) << ": its " << what
-                          << " " << why;
+    return op->emitError() << "cannot "
+                           << (op->hasAttr("merged") ? "unmerge" : "merge")
+                           << " the adapter of " << layer(op) << ": its "
+                           << what << " " << why;
   return m;
 }
 
@@ -103,20 +110,20 @@ LogicalResult Merger::addBranch(LoRAOp op, dense::Matrix &w, float sign) {
   return success();
 }
 
-Value Merger::newWeight(LoRAOp op, const dense::Matrix &w) {
-  auto weightType = cast<RankedTensorType>(op.getWeight().getType());
-  std::string preferred = op.getModuleAttr()
-                              ? op.getModule()->str() + ".weight"
-                              : std::string("merged_lora.weight");
+Value Merger::newWeight(Operation *op, Value weight, const dense::Matrix &w) {
+  auto weightType = cast<RankedTensorType>(weight.getType());
+  auto module = op->getAttrOfType<StringAttr>("module");
+  std::string preferred =
+      module ? module.str() + ".weight" : std::string("merged_lora.weight");
   // The preferred name is often the old weight's, which is only free once
   // that is gone: until then the new one has a suffix (cleanUp renames).
   ParamOp param =
-      createFloatParam(symbols, op.getLoc(), preferred, weightType, w.data);
+      createFloatParam(symbols, op->getLoc(), preferred, weightType, w.data);
   if (!param)
     return Value();
   renames.emplace_back(param, preferred);
   OpBuilder builder(op);
-  return LoadParamOp::create(builder, op.getLoc(), weightType,
+  return LoadParamOp::create(builder, op->getLoc(), weightType,
                              param.getSymName());
 }
 
@@ -148,7 +155,7 @@ LogicalResult Merger::merge(LoRAOp op, bool keepAdapter) {
         w->at(i, j) *= factor;
     }
   }
-  Value merged = newWeight(op, *w);
+  Value merged = newWeight(op, op.getWeight(), *w);
   if (!merged)
     return failure();
   if (!keepAdapter) {
@@ -164,7 +171,7 @@ LogicalResult Merger::unmerge(LoRAOp op) {
   FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "merged weight", op);
   if (failed(w) || failed(addBranch(op, *w, -1.0f)))
     return failure();
-  Value base = newWeight(op, *w);
+  Value base = newWeight(op, op.getWeight(), *w);
   if (!base)
     return failure();
   op.getWeightMutable().assign(base);
@@ -186,6 +193,65 @@ void Merger::unload(LoRAOp op, Value weight) {
   op.erase();
 }
 
+/// Adds sign · scale · Aᵀ · Bᵀ (V×D) to the table `w`.
+LogicalResult Merger::addBranch(LoRAEmbeddingOp op, dense::Matrix &w,
+                                float sign) {
+  FailureOr<dense::Matrix> a = evaluate(op.getLoraA(), "lora_a", op);
+  FailureOr<dense::Matrix> b = evaluate(op.getLoraB(), "lora_b", op);
+  if (failed(a) || failed(b))
+    return failure();
+  dense::gemm(true, true, sign * float(op.getScale()), *a, *b, 1.0f, w);
+  return success();
+}
+
+LogicalResult Merger::merge(LoRAEmbeddingOp op, bool keepAdapter) {
+  if (op.getMerged()) {
+    if (!keepAdapter)
+      unload(op, op.getWeight());
+    return success();
+  }
+  if (!isa<RankedTensorType>(op.getWeight().getType()))
+    return op.emitError() << "cannot merge the adapter of " << layer(op)
+                          << " into its quantized table (dequantize it "
+                             "first)";
+  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "table", op);
+  if (failed(w) || failed(addBranch(op, *w, 1.0f)))
+    return failure();
+  Value merged = newWeight(op, op.getWeight(), *w);
+  if (!merged)
+    return failure();
+  if (!keepAdapter) {
+    unload(op, merged);
+    return success();
+  }
+  op.getWeightMutable().assign(merged);
+  op.setMerged(true);
+  return success();
+}
+
+LogicalResult Merger::unmerge(LoRAEmbeddingOp op) {
+  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "merged table", op);
+  if (failed(w) || failed(addBranch(op, *w, -1.0f)))
+    return failure();
+  Value base = newWeight(op, op.getWeight(), *w);
+  if (!base)
+    return failure();
+  op.getWeightMutable().assign(base);
+  op.setMerged(false);
+  return success();
+}
+
+void Merger::unload(LoRAEmbeddingOp op, Value weight) {
+  OpBuilder builder(op);
+  auto lookup = EmbeddingOp::create(builder, op.getLoc(), op.getType(),
+                                    op.getIds(), weight, op.getModuleAttr());
+  for (Value factor : {op.getLoraA(), op.getLoraB()})
+    if (Operation *def = factor.getDefiningOp())
+      maybeDead.push_back(def);
+  op.replaceAllUsesWith(lookup.getResult());
+  op.erase();
+}
+
 void Merger::cleanUp() {
   eraseDeadOps(maybeDead, symbols);
   for (auto &[param, name] : renames)
@@ -193,21 +259,26 @@ void Merger::cleanUp() {
       (void)symbols.rename(param, name);
 }
 
-/// Runs `step` on every qopt.lora `select` accepts, then cleans up.
+/// Runs `step` on every qopt.lora and qopt.lora_embedding that `select`
+/// accepts (given whether the op is merged), then cleans up.
 template <typename Select, typename Step>
 LogicalResult forEachLoRA(ModuleOp module, StringRef modelDir, Select select,
                           Step step) {
-  SmallVector<LoRAOp> ops;
-  module.walk([&](LoRAOp op) {
-    if (select(op))
+  SmallVector<Operation *> ops;
+  module.walk([&](Operation *op) {
+    if (isa<LoRAOp, LoRAEmbeddingOp>(op) && select(op->hasAttr("merged")))
       ops.push_back(op);
   });
   if (ops.empty())
     return success();
   Merger merger(module, modelDir);
   bool failedAny = false;
-  for (LoRAOp op : ops)
-    failedAny |= failed(step(merger, op));
+  for (Operation *op : ops) {
+    if (auto lora = dyn_cast<LoRAOp>(op))
+      failedAny |= failed(step(merger, lora));
+    else
+      failedAny |= failed(step(merger, cast<LoRAEmbeddingOp>(op)));
+  }
   if (failedAny)
     return failure();
   merger.cleanUp();
@@ -220,8 +291,8 @@ struct QOptMergeLoRAPass
 
   void runOnOperation() override {
     if (failed(forEachLoRA(
-            getOperation(), modelDir, [](LoRAOp) { return true; },
-            [&](Merger &merger, LoRAOp op) {
+            getOperation(), modelDir, [](bool) { return true; },
+            [&](Merger &merger, auto op) {
               return merger.merge(op, keepAdapter);
             })))
       signalPassFailure();
@@ -234,8 +305,8 @@ struct QOptUnmergeLoRAPass
 
   void runOnOperation() override {
     if (failed(forEachLoRA(
-            getOperation(), modelDir, [](LoRAOp op) { return op.getMerged(); },
-            [](Merger &merger, LoRAOp op) { return merger.unmerge(op); })))
+            getOperation(), modelDir, [](bool merged) { return merged; },
+            [](Merger &merger, auto op) { return merger.unmerge(op); })))
       signalPassFailure();
   }
 };

@@ -295,6 +295,45 @@ WeightReader::evaluate(Value value, SymbolTable &symbols, Operation *user,
       return failure();
     return dense::transpose(*input);
   }
+  // RandLoRA's factors (qopt-insert-lora, qopt-load-adapter): computed from
+  // the shared bases and the layer's scalings.
+  if (auto scale = dyn_cast_if_present<RandLoRAScaleOp>(def)) {
+    FailureOr<dense::Matrix> basis =
+        evaluate(scale.getBasis(), symbols, user, why, visited);
+    if (failed(basis))
+      return failure();
+    FailureOr<dense::Matrix> lambda =
+        evaluate(scale.getLambda(), symbols, user, why, visited);
+    if (failed(lambda))
+      return failure();
+    FailureOr<dense::Matrix> gamma =
+        evaluate(scale.getGamma(), symbols, user, why, visited);
+    if (failed(gamma))
+      return failure();
+    int64_t r = lambda->rows, nb = lambda->cols, m = gamma->cols;
+    dense::Matrix y(r * nb, m);
+    for (int64_t i = 0; i < r; ++i)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t j = 0; j < m; ++j)
+          y.at(i * nb + b, j) =
+              lambda->at(i, b) * basis->at(i, j) * gamma->at(b, j);
+    return y;
+  }
+  if (auto flatten = dyn_cast_if_present<RandLoRAFlattenOp>(def)) {
+    FailureOr<dense::Matrix> basis =
+        evaluate(flatten.getBasis(), symbols, user, why, visited);
+    if (failed(basis))
+      return failure();
+    ArrayRef<int64_t> in = flatten.getBasis().getType().getShape();
+    int64_t n = flatten.getType().getDimSize(0), r = in[2],
+            nb = flatten.getType().getDimSize(1) / r;
+    dense::Matrix y(n, nb * r);
+    for (int64_t p = 0; p < n; ++p)
+      for (int64_t b = 0; b < nb; ++b)
+        for (int64_t i = 0; i < r; ++i)
+          y.at(p, b * r + i) = basis->at(p * in[1] + b, i);
+    return y;
+  }
   auto constant = dyn_cast_if_present<arith::ConstantOp>(def);
   auto elements =
       constant ? dyn_cast<ElementsAttr>(constant.getValue()) : nullptr;

@@ -19,6 +19,14 @@ func.func @m(%x: tensor<?x8xf32>, %w: tensor<4x8xf32>, %wk: tensor<6x8xf32>) -> 
   return %q, %k : tensor<?x4xf32>, tensor<?x6xf32>
 }
 """
+# PEFT's lora.Embedding: a table of 10 ids x 4 beside q_proj.
+MODULE_EMB = """
+func.func @m(%ids: tensor<?xi64>, %e: tensor<10x4xf32>, %w: tensor<4x4xf32>) -> tensor<?x4xf32> {
+  %h = qopt.embedding %ids, %e module "model.embed_tokens" : (tensor<?xi64>, tensor<10x4xf32>) -> tensor<?x4xf32>
+  %q = qopt.linear %h, %w module "model.layers.0.q_proj" : (tensor<?x4xf32>, tensor<4x4xf32>) -> tensor<?x4xf32>
+  return %q : tensor<?x4xf32>
+}
+"""
 CONFIG = {"peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"],
           "bias": "none", "modules_to_save": None, "use_dora": False, "use_rslora": False,
           "lora_dropout": 0.0, "task_type": None, "inference_mode": True,
@@ -42,7 +50,7 @@ def good():
             P + "q_proj.lora_B.weight": np.ones((4, 2))}
 
 
-def run(name, config=CONFIG, tensors=None, raw=None, extra="", show_ir=False):
+def run(name, config=CONFIG, tensors=None, raw=None, extra="", show_ir=False, module=MODULE):
     with tempfile.TemporaryDirectory() as d:
         if config is not None:
             text = config if isinstance(config, str) else json.dumps(config)
@@ -52,11 +60,12 @@ def run(name, config=CONFIG, tensors=None, raw=None, extra="", show_ir=False):
             open(os.path.join(d, "adapter_model.safetensors"), "wb").write(data)
         r = subprocess.run([os.path.join(BIN, "qopt-opt"), "-",
                             f"--qopt-load-adapter=adapter={d} {extra}"],
-                           input=MODULE, capture_output=True, text=True)
+                           input=module, capture_output=True, text=True)
         if show_ir:
             print(f"{name}: rc {r.returncode}")
             for line in r.stdout.splitlines():
-                if "qopt.param" in line or "qopt.lora" in line or '.weight: "' in line:
+                if ("qopt.param" in line or "qopt.lora" in line or '.weight: "' in line
+                        or '_A: "' in line or '_B: "' in line):
                     print("  " + line.strip().replace(d, "DIR"))
             return
         lines = [l for l in r.stderr.splitlines() if "error:" in l]
@@ -105,3 +114,79 @@ run("B shape", tensors={**good(), P + "q_proj.lora_B.weight": np.ones((5, 2))})
 run("missing B", tensors={P + "q_proj.lora_A.weight": np.ones((2, 8))})
 run("dora without magnitude", config={**CONFIG, "use_dora": True}, tensors=good())
 run("magnitude without dora", tensors={**good(), P + "q_proj.lora_magnitude_vector": np.ones(4)})
+
+# Embeddings: lora_embedding_A (r x V) and lora_embedding_B (D x r).
+E = "base_model.model.model.embed_tokens."
+ECONFIG = {**CONFIG, "target_modules": ["embed_tokens", "q_proj"], "rank_pattern": {"embed_tokens": 1},
+           "use_rslora": True}
+
+
+def egood():
+    return {E + "lora_embedding_A": np.arange(10).reshape(1, 10) / 8,
+            E + "lora_embedding_B": np.full((4, 1), 0.5),
+            P + "q_proj.lora_A.weight": np.ones((2, 4)), P + "q_proj.lora_B.weight": np.ones((4, 2))}
+
+
+run("embedding good", config=ECONFIG, tensors=egood(), module=MODULE_EMB, show_ir=True)
+run("embedding A shape", config=ECONFIG, module=MODULE_EMB,
+    tensors={**egood(), E + "lora_embedding_A": np.ones((1, 9))})
+run("embedding B shape", config=ECONFIG, module=MODULE_EMB,
+    tensors={**egood(), E + "lora_embedding_B": np.ones((1, 4))})
+run("embedding rank", config={**ECONFIG, "rank_pattern": {}}, tensors=egood(), module=MODULE_EMB)
+run("embedding missing B", config=ECONFIG, module=MODULE_EMB,
+    tensors={k: v for k, v in egood().items() if not k.endswith("lora_embedding_B")})
+run("embedding targeted without weights", config=ECONFIG, module=MODULE_EMB,
+    tensors={k: v for k, v in egood().items() if "embed_tokens" not in k})
+run("embedding weights not targeted", config={**ECONFIG, "target_modules": ["q_proj"]},
+    tensors=egood(), module=MODULE_EMB)
+run("embedding weights on a linear layer", config=ECONFIG, module=MODULE_EMB,
+    tensors={**egood(), P + "q_proj.lora_embedding_A": np.ones((2, 4))})
+run("linear weights on an embedding", config=ECONFIG, module=MODULE_EMB,
+    tensors={**egood(), E + "lora_A.weight": np.ones((1, 10))})
+run("embedding with dora", config={**ECONFIG, "use_dora": True}, module=MODULE_EMB,
+    tensors={**egood(), E + "lora_magnitude_vector": np.ones(4),
+             P + "q_proj.lora_magnitude_vector": np.ones(4)})
+
+# RandLoRA (peft_type RANDLORA): shared bases saved with every layer, per-layer
+# lambda / gamma. Largest layer 6 x 8: randlora_A 2x1x6, randlora_B 8x3x2.
+RCONFIG = {"peft_type": "RANDLORA", "r": 2, "randlora_alpha": 4, "randlora_dropout": 0.0,
+           "target_modules": ["q_proj", "k_proj"], "bias": "none", "modules_to_save": None,
+           "projection_prng_key": 0, "save_projection": True, "sparse": False,
+           "very_sparse": False, "init_weights": True, "fan_in_fan_out": False,
+           "task_type": None, "inference_mode": True}
+BA = np.arange(12).reshape(2, 1, 6) / 8
+BB = np.arange(48).reshape(8, 3, 2) / 16
+
+
+def rgood():
+    t = {}
+    for mod, nb, m in (("q_proj", 2, 4), ("k_proj", 3, 6)):
+        t[P + mod + ".randlora_A"] = BA
+        t[P + mod + ".randlora_B"] = BB
+        t[P + mod + ".randlora_lambda"] = np.full((2, nb), 0.5)
+        t[P + mod + ".randlora_gamma"] = np.full((nb, m), 0.25)
+    return t
+
+
+run("randlora good", config=RCONFIG, tensors=rgood(), show_ir=True)
+run("randlora without bases", config={**RCONFIG, "save_projection": False},
+    tensors={k: v for k, v in rgood().items() if "lambda" in k or "gamma" in k})
+run("randlora bases differ", config=RCONFIG, tensors={**rgood(), P + "k_proj.randlora_A": BA + 1})
+run("randlora A shape", config=RCONFIG,
+    tensors={**rgood(), P + "q_proj.randlora_A": np.ones((2, 1, 3)),
+             P + "k_proj.randlora_A": np.ones((2, 1, 3))})
+run("randlora B shape", config=RCONFIG,
+    tensors={**rgood(), P + "q_proj.randlora_B": np.ones((8, 1, 2)),
+             P + "k_proj.randlora_B": np.ones((8, 1, 2))})
+run("randlora lambda shape", config=RCONFIG, tensors={**rgood(), P + "q_proj.randlora_lambda": np.ones((2, 3))})
+run("randlora gamma shape", config=RCONFIG, tensors={**rgood(), P + "q_proj.randlora_gamma": np.ones((2, 5))})
+run("randlora missing gamma", config=RCONFIG,
+    tensors={k: v for k, v in rgood().items() if not k.endswith("q_proj.randlora_gamma")})
+run("randlora with lora weights", config=RCONFIG, tensors={**rgood(), **good()})
+run("randlora config with a lora key", config={**RCONFIG, "use_dora": True}, tensors=rgood())
+run("lora config with a randlora key", config={**CONFIG, "randlora_alpha": 4}, tensors=good())
+run("lora config with randlora tensors", config=CONFIG,
+    tensors={**good(), "base_model.randlora_A": BA, "base_model.randlora_B": BB})
+run("randlora weights not targeted", config={**RCONFIG, "target_modules": ["q_proj"]}, tensors=rgood())
+run("embedding with use_dora and no magnitude", config={**ECONFIG, "use_dora": True}, module=MODULE_EMB,
+    tensors=egood())

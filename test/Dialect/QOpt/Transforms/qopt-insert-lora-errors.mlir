@@ -31,7 +31,7 @@
 // LOFTQBITS: error: qopt-insert-lora: loftq-bits 8 is not supported (4: NF4, as bitsandbytes quantizes)
 // LOFTQITER: error: qopt-insert-lora: loftq-iter must be at least 1, got 0
 // LOFTQ: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
-// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs or eva)
+// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs, eva or randlora)
 // PATTERN: error: qopt-insert-lora: rank-pattern entry 'q_proj' is not key=value with a number
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported

@@ -6,6 +6,7 @@
 // On an ONNX export, through qoptc: test/e2e/list-modules.test.
 
 // CHECK: # module	op	shape (out x in)	weight	note
+// CHECK-NEXT: <unnamed>	embedding	32x8	bf16	table: num_embeddings x dim{{$}}
 // CHECK-NEXT: model.layers.0.self_attn.q_proj	linear	4x8	f32	{{$}}
 // CHECK-NEXT: model.layers.0.mlp.up_proj	linear	16x8	quantized #qopt.int<4> #qopt.per_group<axis = 1, size = 4>	{{$}}
 // CHECK-NEXT: model.layers.1.self_attn.q_proj	lora r=2	4x8	f32	{{$}}

@@ -512,6 +512,119 @@ def QOpt_LoRAOp : QOpt_Op<"lora", [Pure, AttrSizedOperandSegments,
   }];
 }
 
+def QOpt_LoRAEmbeddingOp : QOpt_Op<"lora_embedding", [Pure]> {
+  let summary = "embedding lookup with a low-rank adapter (PEFT's LoRA Embedding)";
+  let description = [{
+    An embedding lookup (`qopt.embedding`) plus a trainable low-rank branch,
+    as PEFT's `lora.Embedding` computes it:
+
+    ```
+    z[i…, :] = A[:, ids[i…]]             A: r×V  (lora_a, PEFT's lora_embedding_A)
+    y[i…, :] = W[ids[i…], :] + scale · z[i…, :] · Bᵀ
+                                         B: D×r  (lora_b, PEFT's lora_embedding_B)
+    ```
+
+    with `scale = alpha / r` (`standard`) or `alpha / √r` (`rslora`). PEFT
+    applies no dropout to embeddings, and neither does this op. A scale the
+    model applies after the lookup (Gemma's √D) multiplies the branch too,
+    as PEFT's `embed_scale` does.
+
+    `ids` follow `qopt.embedding`'s rule: they lie in `[-V, V)`, a negative
+    id counting from the end; any other id stops the run with an error.
+    `module` is the layer's module path.
+
+    `merged` says that `W` already holds the branch, `W + scale · Aᵀ · Bᵀ`
+    (PEFT's `merge_adapter()`): the op then is the plain lookup and keeps the
+    factors for `qopt-unmerge-lora`.
+
+    ```mlir
+    %h = qopt.lora_embedding %ids, %wte, %a, %b alpha = 16.0
+        module "model.embed_tokens"
+        : (tensor<?x?xi64>, tensor<32000x4096xf32>, tensor<8x32000xf32>,
+           tensor<4096x8xf32>) -> tensor<?x?x4096xf32>
+    ```
+  }];
+  let arguments = (ins RankedTensorOf<[AnySignlessInteger]>:$ids,
+                       QOpt_WeightType:$weight,
+                       QOpt_FloatTensor:$lora_a, QOpt_FloatTensor:$lora_b,
+                       F64Attr:$alpha,
+                       DefaultValuedAttr<QOpt_LoRAScalingAttr,
+                                         "::mlir::qopt::LoRAScaling::Standard">:$scaling,
+                       OptionalAttr<StrAttr>:$module,
+                       UnitAttr:$merged);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $ids `,` $weight `,` $lora_a `,` $lora_b
+    `alpha` `=` $alpha (`scaling` `=` `` $scaling^)?
+    (`module` $module^)? (`merged` $merged^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The adapter rank r (rows of A).
+    int64_t getRank();
+    /// alpha / r or alpha / sqrt(r), as `scaling` says.
+    double getScale();
+  }];
+}
+
+def QOpt_RandLoRAScaleOp : QOpt_Op<"randlora_scale", [Pure]> {
+  let summary = "RandLoRA's trainable factor: a shared random basis scaled by λ and γ";
+  let description = [{
+    RandLoRA (PEFT's `randlora` tuner) adapts a layer with shared, frozen
+    random bases and trains only two scalings per layer. This op is the
+    scaled side, PEFT's `UniqueBaseGrad` flattened over its first two
+    dimensions:
+
+    ```
+    y[i·nb + b, j] = λ[i, b] · A[i, 0, j] · γ[b, j]      i < r, b < nb, j < m
+    ```
+
+    `basis` (`r×1×M`, the shared `randlora_A`, `M ≥ m`: a layer reads its
+    first `m` columns), `lambda` (`r×nb`) and `gamma` (`nb×m`); the result is
+    `(r·nb)×m`. With `qopt.randlora_flatten` (the other basis) it gives a
+    `qopt.lora` its two factors: the gradient reaches λ and γ through this op.
+
+    ```mlir
+    %f = qopt.randlora_scale %basis, %lambda, %gamma
+        : (tensor<8x1x32xf32>, tensor<8x4xf32>, tensor<4x32xf32>) -> tensor<32x32xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$basis, QOpt_FloatTensor:$lambda,
+                       QOpt_FloatTensor:$gamma);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $basis `,` $lambda `,` $gamma attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def QOpt_RandLoRAFlattenOp : QOpt_Op<"randlora_flatten", [Pure]> {
+  let summary = "RandLoRA's frozen factor: a slice of the shared basis, flattened";
+  let description = [{
+    The other side of a RandLoRA adapter: the first `n` rows and `nb`
+    bases of the shared `randlora_B` (`N×NB×r`), flattened over the last two
+    dimensions as PEFT does:
+
+    ```
+    y[p, b·r + i] = B[p, b, i]      p < n, b < nb, i < r
+    ```
+
+    The result (`n×(nb·r)`) says `n` and `nb`. The basis is a view: nothing
+    is copied per layer in the graph's semantics.
+
+    ```mlir
+    %f = qopt.randlora_flatten %basis : (tensor<64x4x8xf32>) -> tensor<64x32xf32>
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$basis);
+  let results = (outs QOpt_FloatTensor:$result);
+  let assemblyFormat = [{
+    $basis attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Quantizers
 //===----------------------------------------------------------------------===//

@@ -64,6 +64,14 @@ struct PeftLoraConfig {
   std::string initLoraWeights = "true";
   /// loftq_config's loftq_bits and loftq_iter.
   int64_t loftqBits = 4, loftqIter = 1;
+  /// PEFT's RandLoRA tuner (peft_type RANDLORA: r, randlora_alpha and
+  /// randlora_dropout land in the fields above; init_lora_weights becomes
+  /// "randlora").
+  bool randlora = false;
+  /// RandLoraConfig's save_projection, sparse / very_sparse and
+  /// init_weights.
+  bool randloraSaveProjection = true, randloraSparse = false,
+       randloraInitWeights = true;
   /// eva_config (PEFT's EvaConfig).
   struct Eva {
     double rho = 2.0, tau = 0.99;
@@ -119,6 +127,26 @@ LoRAOp attachLoRA(LinearOp linear, Value a, Value b, Value magnitude,
                   double alpha, bool rslora, double dropout,
                   Value middle = Value(), Value gate = Value());
 
+/// RandLoRA (PEFT's `randlora` tuner) on `linear`: a `qopt.lora` whose
+/// factors are computed from the shared frozen bases `basisA` (r×1×Mmin)
+/// and `basisB` (Mmax×NB×r) and the layer's trainable `lambda` (r×nb) and
+/// `gamma` (nb×m, m = min(out, in)) — the scaled side on the smaller
+/// dimension, as PEFT orients them — with PEFT's scale `randloraAlpha / r`.
+/// The op carries `qopt.randlora_alpha` for qopt-save-adapter.
+LoRAOp attachRandLoRA(LinearOp linear, Value basisA, Value basisB, Value lambda,
+                      Value gamma, double randloraAlpha, double dropout);
+
+/// The number of RandLoRA bases a layer of `out` x `in` features gets at
+/// rank `r`: ceil(min(out, in) / r) (PEFT's full-rank count).
+inline int64_t randloraBases(int64_t out, int64_t in, int64_t r) {
+  return (std::min(out, in) + r - 1) / r;
+}
+
+/// Replaces the lookup `embedding` by a `qopt.lora_embedding` with factors
+/// `a` (r×V) and `b` (D×r), keeping its module path.
+LoRAEmbeddingOp attachEmbeddingLoRA(EmbeddingOp embedding, Value a, Value b,
+                                    double alpha, bool rslora);
+
 /// PEFT's principal initialisations of a layer with weight `w` (out×in):
 /// PiSSA (`pissa`: exact top-`rank` SVD, A = √(S/scale)·Vᵀ,
 /// B = U·√(S/scale)) or OLoRA (`pissa` false: QR, A = Rᵣ, B = Qᵣ). `w`
@@ -173,6 +201,11 @@ struct LinearLayer {
 /// Every linear-like op of `module` in order, with its module path.
 std::vector<LinearLayer> collectLinearLayers(ModuleOp module);
 
+/// Every embedding lookup of `module` (qopt.embedding, or
+/// qopt.lora_embedding once adapted) in order, with its module path: PEFT's
+/// lora.Embedding targets. "all-linear" never selects them.
+std::vector<LinearLayer> collectEmbeddingLayers(ModuleOp module);
+
 /// A LoraSelection with its patterns compiled.
 class LoraTargets {
 public:
@@ -184,6 +217,11 @@ public:
 
   /// Whether the layer named `name` gets an adapter.
   bool matches(llvm::StringRef name) const;
+  /// Whether the embedding named `name` gets one ("all-linear" selects
+  /// linear layers only).
+  bool matchesEmbedding(llvm::StringRef name) const {
+    return !selection.allLinear && matches(name);
+  }
   /// A message when two rank_pattern (or alpha_pattern) keys with different
   /// values match `name`: PEFT takes the first in the file's order, which a
   /// parsed JSON object does not keep.

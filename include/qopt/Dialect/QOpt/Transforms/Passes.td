@@ -85,6 +85,10 @@ def QOptListModulesPass : Pass<"qopt-list-modules", "::mlir::ModuleOp"> {
     lm_head	linear	128x32	f32	output head
     ```
 
+    Embedding tables (`qopt.embedding`, `qopt.lora_embedding`) come first,
+    as `embedding` (or `lora_embedding r=N`) with their `num_embeddings x
+    dim` shape: PEFT adapts them too when named in `target-modules`.
+
     The module path is the one PEFT uses for the layer (from the exporter's
     name scopes, `<path>.weight` initializer names or TorchScript node
     names); `<unnamed>` where the model does not give one (such a layer
@@ -117,8 +121,15 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     `qopt.lora` with new trainable parameters `<module>.lora_A.weight`
     (`r×in`) and `<module>.lora_B.weight` (`out×r`) — and with `use-dora`
     `<module>.lora_magnitude_vector` (`out`) — computed at compile time
-    and stored as `dense_resource` blobs. Options are named after PEFT's
-    `LoraConfig` and select as it does:
+    and stored as `dense_resource` blobs. A `qopt.embedding` whose module
+    path a target names becomes a `qopt.lora_embedding` (PEFT's
+    `lora.Embedding`) with `<module>.lora_embedding_A` (`r×V`, zero) and
+    `<module>.lora_embedding_B` (`D×r`, N(0, 1); with `init-lora-weights=false`
+    both N(0, 1)), as PEFT initialises embeddings whatever the init names; no
+    dropout (PEFT applies none to embeddings). `all-linear` never selects an
+    embedding; DoRA, SoRA, run-time slots and the inits that rewrite the
+    base weight (PiSSA, OLoRA, LoftQ, LoRA-XS) are refused on one. Options
+    are named after PEFT's `LoraConfig` and select as it does:
 
     * `target-modules`: names or suffixes (`q_proj,v_proj` matches
       `model.layers.0.self_attn.q_proj`); a single entry with regular
@@ -166,9 +177,21 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     layer's rank is its tensor's rows (0: the layer gets no adapter) and,
     with `eva-adjust-scaling-factors`, its alpha is scaled by new rank / r
     so that alpha / r stays; a targeted layer missing from the file gets
-    the default init (with a warning), as in PEFT. CorDA, LoRA-GA, LoRA-SB,
-    RandLoRA and the other initialisations of the adapter issue are not
-    implemented yet: asking for one is an error naming it. PEFT has no LoRA-XS or SoRA:
+    the default init (with a warning), as in PEFT. `randlora` (PEFT's
+    RandLoRA tuner, `peft_type: RANDLORA` in a config) gives the targeted
+    layers one shared pair of frozen random bases `@randlora_A`
+    (`r×1×min`) and `@randlora_B` (`max×NB×r`), sized for the largest
+    targeted layer (`NB = ⌈min / r⌉`), and per layer trainable
+    `<module>.randlora_lambda` (`r×nb`, zero) and `<module>.randlora_gamma`
+    (`nb×m`, `1/max(nb, m)` as PEFT resets it): the `qopt.lora`'s factors are a
+    `qopt.randlora_scale` and a `qopt.randlora_flatten` (transposed when
+    in > out, as PEFT puts the scaled basis on the smaller side), its
+    alpha `lora-alpha · nb` (PEFT's scale `randlora_alpha / r`); the bases
+    come from SplitMix64, scaled to unit standard deviation (PEFT draws
+    them from torch's generator). Sparse bases, `init_weights=false`,
+    DoRA, rsLoRA, patterns, embeddings and slots are refused with it.
+    CorDA, LoRA-GA and LoRA-SB are not implemented yet: asking for one is
+    an error naming it. PEFT has no LoRA-XS or SoRA:
     qopt-save-adapter refuses middles and gates.
 
     With `slots` the factors are *run-time adapter slots* instead: zeros
@@ -243,7 +266,9 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
            "Folder that relative #qopt.external locations start from (DoRA "
            "reads the base weights)">
   ];
-  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
@@ -255,7 +280,13 @@ def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
     adapted layer into a `qopt.lora` whose factors are new parameters
     holding the file's tensors (converted to the layer's element type):
     `base_model.model.<module>.lora_A.weight` → `@<module>.lora_A.weight`,
-    likewise `lora_B` and DoRA's `lora_magnitude_vector`. The module paths
+    likewise `lora_B` and DoRA's `lora_magnitude_vector`; an embedding's
+    `lora_embedding_A` / `lora_embedding_B` make a `qopt.lora_embedding`
+    (its factors apply to the original table whatever the init). A RandLoRA
+    adapter (`peft_type: RANDLORA`, saved with `save_projection`) gives
+    `randlora_A` / `randlora_B` (one shared pair: every layer's copy must be
+    the same) and each layer's `randlora_lambda` / `randlora_gamma`, built
+    as `qopt-insert-lora`'s `randlora` builds them. The module paths
     are those `qopt-list-modules` prints. `lora_alpha` / `alpha_pattern`,
     `use_rslora`, `use_dora` and `lora_dropout` are taken from the config,
     the rank from the tensors (it must be the config's `r` /
@@ -287,7 +318,9 @@ def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
     Option<"trainable", "trainable", "bool", "false",
            "Mark the loaded factors trainable">
   ];
-  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
@@ -297,7 +330,10 @@ def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
     `PeftModel.from_pretrained(model, adapter)` (and `qoptc --adapter`)
     load it: `adapter_model.safetensors` with
     `base_model.model.<module>.lora_A.weight`, `lora_B.weight` and DoRA's
-    `lora_magnitude_vector` (f32) for every `qopt.lora`, and
+    `lora_magnitude_vector` (f32) for every `qopt.lora`,
+    `lora_embedding_A` / `lora_embedding_B` for every `qopt.lora_embedding`
+    (a RandLoRA model: PEFT's RANDLORA format, the shared bases repeated
+    per layer as PEFT's `save_projection` writes them), and
     `adapter_config.json` describing them: the modules by their full paths,
     the most common rank and alpha as `r` / `lora_alpha` and the others as
     `rank_pattern` / `alpha_pattern` entries, `use_rslora`, `use_dora`,
@@ -332,7 +368,10 @@ def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
 def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
   let summary = "Merges LoRA branches into their base weights (PEFT's merge_and_unload)";
   let description = [{
-    Every `qopt.lora` becomes a `qopt.linear` whose weight is a new
+    Every `qopt.lora_embedding` becomes a `qopt.embedding` on a new table
+    `T + scale · Aᵀ · Bᵀ`. (A head tied to the table keeps reading the old
+    parameter, unlike PEFT's in-place merge of tied weights.) Every
+    `qopt.lora` becomes a `qopt.linear` whose weight is a new
     parameter holding
 
     ```
