@@ -1093,6 +1093,36 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
   }
 };
 
+/// y[i…, k] = T[ids[i…], k] (or, with `columns`, T[k, ids[i…]]) for k below
+/// `width`, a negative id counting back from `count` (ids already checked).
+Value createGather(OpBuilder &b, Location loc, Value ids, Value table,
+                   Value count, OpFoldResult width, Type element,
+                   bool columns) {
+  int64_t q = cast<RankedTensorType>(ids.getType()).getRank();
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, ids);
+  sizes.push_back(width);
+  Value init = tensor::EmptyOp::create(b, loc, sizes, element);
+  SmallVector<AffineExpr> idExprs;
+  for (int64_t d = 0; d < q; ++d)
+    idExprs.push_back(b.getAffineDimExpr(d));
+  SmallVector<AffineMap> maps = {
+      AffineMap::get(q + 1, 0, idExprs, b.getContext()),
+      b.getMultiDimIdentityMap(q + 1)};
+  SmallVector<utils::IteratorType> par(q + 1, utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ids, init, maps, par,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               Value id = createWrappedIndex(nb, l, a[0], count);
+               Value k = linalg::IndexOp::create(nb, l, q);
+               SmallVector<Value> at = columns ? SmallVector<Value>{k, id}
+                                               : SmallVector<Value>{id, k};
+               linalg::YieldOp::create(
+                   nb, l,
+                   tensor::ExtractOp::create(nb, l, table, at).getResult());
+             })
+      .getResult(0);
+}
+
 /// y[i…, d] = W[ids[i…], d], ids checked against the table's rows first.
 struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -1117,29 +1147,9 @@ struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
     cf::AssertOp::create(rewriter, loc,
                          createIndicesInRange(rewriter, loc, ids, rows),
                          describe(op) + ": an id is out of range" + valid);
-    int64_t q = op.getIds().getType().getRank();
-    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, ids);
-    sizes.push_back(tensor::getMixedSizes(rewriter, loc, table)[1]);
-    Value init = tensor::EmptyOp::create(rewriter, loc, sizes, element);
-    SmallVector<AffineExpr> idExprs;
-    for (int64_t d = 0; d < q; ++d)
-      idExprs.push_back(rewriter.getAffineDimExpr(d));
-    SmallVector<AffineMap> maps = {
-        AffineMap::get(q + 1, 0, idExprs, rewriter.getContext()),
-        rewriter.getMultiDimIdentityMap(q + 1)};
-    SmallVector<utils::IteratorType> par(q + 1, utils::IteratorType::parallel);
-    Value y =
-        linalg::GenericOp::create(
-            rewriter, loc, init.getType(), ids, init, maps, par,
-            [&](OpBuilder &b, Location l, ValueRange a) {
-              Value id = createWrappedIndex(b, l, a[0], rows);
-              Value column = linalg::IndexOp::create(b, l, q);
-              linalg::YieldOp::create(
-                  b, l,
-                  tensor::ExtractOp::create(b, l, table, ValueRange{id, column})
-                      .getResult());
-            })
-            .getResult(0);
+    Value y = createGather(rewriter, loc, ids, table, rows,
+                           tensor::getMixedSizes(rewriter, loc, table)[1],
+                           element, /*columns=*/false);
     return replaceWithCast(rewriter, op, y);
   }
 };
@@ -1172,29 +1182,11 @@ struct LowerLoRAEmbedding : OpRewritePattern<LoRAEmbeddingOp> {
                                      op.getWeight(), op.getModuleAttr());
     Value a = op.getLoraA();
     Type element = op.getType().getElementType();
-    Value vocabulary = tensor::DimOp::create(rewriter, loc, a, 1);
     int64_t q = op.getIds().getType().getRank();
-    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, ids);
-    sizes.push_back(rewriter.getIndexAttr(op.getRank()));
-    Value init = tensor::EmptyOp::create(rewriter, loc, sizes, element);
-    SmallVector<AffineExpr> idExprs;
-    for (int64_t d = 0; d < q; ++d)
-      idExprs.push_back(rewriter.getAffineDimExpr(d));
-    SmallVector<AffineMap> maps = {
-        AffineMap::get(q + 1, 0, idExprs, rewriter.getContext()),
-        rewriter.getMultiDimIdentityMap(q + 1)};
-    SmallVector<utils::IteratorType> par(q + 1, utils::IteratorType::parallel);
-    Value z = linalg::GenericOp::create(
-                  rewriter, loc, init.getType(), ids, init, maps, par,
-                  [&](OpBuilder &b, Location l, ValueRange v) {
-                    Value id = createWrappedIndex(b, l, v[0], vocabulary);
-                    Value row = linalg::IndexOp::create(b, l, q);
-                    linalg::YieldOp::create(
-                        b, l,
-                        tensor::ExtractOp::create(b, l, a, ValueRange{row, id})
-                            .getResult());
-                  })
-                  .getResult(0);
+    Value z = createGather(rewriter, loc, ids, a,
+                           tensor::DimOp::create(rewriter, loc, a, 1),
+                           rewriter.getIndexAttr(op.getRank()), element,
+                           /*columns=*/true);
     Value branch = createContractLast(rewriter, loc, z, op.getLoraB(), Value());
     Value scale = arith::ConstantOp::create(
         rewriter, loc, rewriter.getFloatAttr(element, op.getScale()));

@@ -407,26 +407,33 @@ LogicalResult AttentionOp::verify() {
   return success();
 }
 
-LogicalResult EmbeddingOp::verify() {
-  ArrayRef<int64_t> w = weightShape(getWeight());
+/// The checks qopt.embedding and qopt.lora_embedding share: a 2-D table and
+/// a result of the ids' shape plus the table's width, in its element type.
+static LogicalResult verifyLookup(Operation *op, Value ids, Value table,
+                                  RankedTensorType resultType) {
+  ArrayRef<int64_t> w = weightShape(table);
   if (w.size() != 2)
-    return emitOpError() << "table must be 2-D (num_embeddings x "
-                            "embedding_dim), got shape "
-                         << shapeStr(w);
-  SmallVector<int64_t> expected(getIds().getType().getShape());
+    return op->emitOpError() << "table must be 2-D (num_embeddings x "
+                                "embedding_dim), got shape "
+                             << shapeStr(w);
+  SmallVector<int64_t> expected(
+      cast<RankedTensorType>(ids.getType()).getShape());
   expected.push_back(w[1]);
-  auto resultType = getType();
   if (!shapesCompatible(resultType.getShape(), expected))
-    return emitOpError() << "result must have shape " << shapeStr(expected)
-                         << " (the ids' shape, then the embedding size), got "
-                         << shapeStr(resultType.getShape());
-  if (auto table = dyn_cast<RankedTensorType>(getWeight().getType());
-      table && table.getElementType() != resultType.getElementType())
-    return emitOpError() << "result element type "
-                         << resultType.getElementType()
-                         << " differs from the table's "
-                         << table.getElementType();
+    return op->emitOpError()
+           << "result must have shape " << shapeStr(expected)
+           << " (the ids' shape, then the embedding size), got "
+           << shapeStr(resultType.getShape());
+  if (auto t = dyn_cast<RankedTensorType>(table.getType());
+      t && t.getElementType() != resultType.getElementType())
+    return op->emitOpError()
+           << "result element type " << resultType.getElementType()
+           << " differs from the table's " << t.getElementType();
   return success();
+}
+
+LogicalResult EmbeddingOp::verify() {
+  return verifyLookup(*this, getIds(), getWeight(), getType());
 }
 
 int64_t LoRAOp::getRank() { return getLoraA().getType().getDimSize(0); }
@@ -505,24 +512,10 @@ double LoRAEmbeddingOp::getScale() {
 }
 
 LogicalResult LoRAEmbeddingOp::verify() {
+  if (failed(verifyLookup(*this, getIds(), getWeight(), getType())))
+    return failure();
   ArrayRef<int64_t> w = weightShape(getWeight());
-  if (w.size() != 2)
-    return emitOpError() << "table must be 2-D (num_embeddings x "
-                            "embedding_dim), got shape "
-                         << shapeStr(w);
-  SmallVector<int64_t> expected(getIds().getType().getShape());
-  expected.push_back(w[1]);
-  auto resultType = getType();
-  if (!shapesCompatible(resultType.getShape(), expected))
-    return emitOpError() << "result must have shape " << shapeStr(expected)
-                         << " (the ids' shape, then the embedding size), got "
-                         << shapeStr(resultType.getShape());
-  Type element = resultType.getElementType();
-  if (auto table = dyn_cast<RankedTensorType>(getWeight().getType());
-      table && table.getElementType() != element)
-    return emitOpError() << "result element type " << element
-                         << " differs from the table's "
-                         << table.getElementType();
+  Type element = getType().getElementType();
   auto aType = getLoraA().getType();
   if (aType.getRank() != 2)
     return emitOpError() << "lora_a must be 2-D (rank x num_embeddings), got "

@@ -494,13 +494,7 @@ struct QOptInsertLoRAPass
           /*trainable=*/true);
       if (!lambda || !gamma)
         return failure();
-      OpBuilder builder(linear);
-      auto load = [&](ParamOp p) -> Value {
-        return LoadParamOp::create(builder, linear.getLoc(), p.getTensorType(),
-                                   p.getSymName());
-      };
-      attachRandLoRA(linear, load(aParam), load(bParam), load(lambda),
-                     load(gamma), alpha, loraDropout);
+      attachRandLoRA(linear, aParam, bParam, lambda, gamma, alpha, loraDropout);
     }
     return success();
   }

@@ -15,6 +15,18 @@ using namespace mlir::qopt;
 
 namespace {
 
+/// The weight's shape (rows x columns) and element type or format.
+void printWeight(llvm::raw_ostream &os, Type w) {
+  if (auto q = dyn_cast<QTensorType>(w)) {
+    os << '\t' << q.getShape()[0] << 'x' << q.getShape()[1] << "\tquantized "
+       << q.getFormat() << ' ' << q.getGranularity();
+    return;
+  }
+  auto t = cast<RankedTensorType>(w);
+  os << '\t' << t.getDimSize(0) << 'x' << t.getDimSize(1) << '\t'
+     << t.getElementType();
+}
+
 struct QOptListModulesPass
     : mlir::qopt::impl::QOptListModulesPassBase<QOptListModulesPass> {
   using Base::Base;
@@ -43,14 +55,7 @@ struct QOptListModulesPass
       else
         os << "embedding";
       Type w = layer.op->getOperand(1).getType();
-      if (auto q = dyn_cast<QTensorType>(w)) {
-        os << '\t' << q.getShape()[0] << 'x' << q.getShape()[1]
-           << "\tquantized " << q.getFormat() << ' ' << q.getGranularity();
-      } else {
-        auto t = cast<RankedTensorType>(w);
-        os << '\t' << t.getDimSize(0) << 'x' << t.getDimSize(1) << '\t'
-           << t.getElementType();
-      }
+      printWeight(os, w);
       SmallVector<StringRef> notes = {"table: num_embeddings x dim"};
       if (targets && targets->matchesEmbedding(layer.name))
         notes.push_back("targeted");
@@ -64,14 +69,7 @@ struct QOptListModulesPass
       else
         os << "linear";
       Type w = op.getWeight().getType();
-      if (auto q = dyn_cast<QTensorType>(w)) {
-        os << '\t' << q.getShape()[0] << 'x' << q.getShape()[1]
-           << "\tquantized " << q.getFormat() << ' ' << q.getGranularity();
-      } else {
-        auto t = cast<RankedTensorType>(w);
-        os << '\t' << t.getDimSize(0) << 'x' << t.getDimSize(1) << '\t'
-           << t.getElementType();
-      }
+      printWeight(os, w);
       SmallVector<StringRef> notes;
       if (layer.outputHead)
         notes.push_back("output head");

@@ -133,6 +133,25 @@ namespace {
 
 using Tensor = SafetensorsTensor;
 
+/// "2x3x4".
+std::string shapeStr(ArrayRef<int64_t> shape) {
+  return llvm::join(
+      llvm::map_range(shape, [](int64_t d) { return std::to_string(d); }), "x");
+}
+
+/// A new parameter `name` holding the file's tensor `t` in `element`.
+ParamOp paramFromTensor(SymbolTable &symbols, Location loc, StringRef name,
+                        const Tensor &t, Type element, bool trainable) {
+  std::optional<dense::FloatKind> kind = getFloatKind(element);
+  auto type = RankedTensorType::get(t.shape, element);
+  return createParam(
+      symbols, loc, name, type, trainable, [&](MutableArrayRef<char> bytes) {
+        std::vector<float> values(t.count);
+        dense::decodeFloats(t.kind, t.data, t.count, values.data());
+        dense::encodeFloats(*kind, values.data(), t.count, bytes.data());
+      });
+}
+
 /// The parts of one module's adapter in the file.
 struct ModuleAdapter {
   const Tensor *a = nullptr, *b = nullptr, *magnitude = nullptr;
@@ -347,10 +366,6 @@ struct QOptLoadAdapterPass
                llvm::StringMap<const LinearLayer *> &embeddingByName,
                const PeftLoraConfig &config, const LoraTargets &targets,
                SymbolTable &symbols) {
-    auto shapeStr = [](ArrayRef<int64_t> s) {
-      return llvm::join(
-          llvm::map_range(s, [](int64_t x) { return std::to_string(x); }), "x");
-    };
     int64_t r = config.selection.r;
     ParamOp aParam, bParam;
     if (bool(sharedA) != bool(sharedB))
@@ -424,16 +439,10 @@ struct QOptLoadAdapterPass
         return fail() << "randlora_gamma has shape "
                       << shapeStr(parts.gamma->shape) << ", expected " << nb
                       << "x" << m;
-      auto param = [&](const Tensor &t, StringRef pname,
-                       bool isTrainable) -> ParamOp {
-        auto type =
-            RankedTensorType::get(t.shape, Float32Type::get(&getContext()));
-        return createParam(symbols, linear.getLoc(), pname, type, isTrainable,
-                           [&](MutableArrayRef<char> bytes) {
-                             dense::decodeFloats(
-                                 t.kind, t.data, t.count,
-                                 reinterpret_cast<float *>(bytes.data()));
-                           });
+      Type f32 = Float32Type::get(&getContext());
+      auto param = [&](const Tensor &t, StringRef pname, bool isTrainable) {
+        return paramFromTensor(symbols, linear.getLoc(), pname, t, f32,
+                               isTrainable);
       };
       if (!firstA) {
         firstA = parts.randloraA;
@@ -455,14 +464,8 @@ struct QOptLoadAdapterPass
       ParamOp gamma = param(*parts.gamma, name + ".randlora_gamma", trainable);
       if (!lambda || !gamma)
         return failure();
-      OpBuilder builder(linear);
-      auto load = [&](ParamOp p) -> Value {
-        return LoadParamOp::create(builder, linear.getLoc(), p.getTensorType(),
-                                   p.getSymName());
-      };
-      attachRandLoRA(linear, load(aParam), load(bParam), load(lambda),
-                     load(gamma), config.selection.loraAlpha,
-                     config.loraDropout);
+      attachRandLoRA(linear, aParam, bParam, lambda, gamma,
+                     config.selection.loraAlpha, config.loraDropout);
     }
     return success();
   }
@@ -502,10 +505,6 @@ struct QOptLoadAdapterPass
     int64_t v = w[0], d = w[1];
     int64_t r =
         parts.embeddingA->shape.size() == 2 ? parts.embeddingA->shape[0] : -1;
-    auto shapeStr = [](ArrayRef<int64_t> s) {
-      return llvm::join(
-          llvm::map_range(s, [](int64_t x) { return std::to_string(x); }), "x");
-    };
     if (r <= 0 || parts.embeddingA->shape != std::vector<int64_t>{r, v})
       return fail() << "lora_embedding_A has shape "
                     << shapeStr(parts.embeddingA->shape) << ", expected r x "
@@ -527,17 +526,12 @@ struct QOptLoadAdapterPass
                     << ", which adapters cannot take";
     OpBuilder builder(embedding);
     auto param = [&](const Tensor &t, StringRef suffix) -> Value {
-      auto type = RankedTensorType::get(t.shape, element);
-      ParamOp p = createParam(
-          symbols, embedding.getLoc(), layer.name + suffix.str(), type,
-          trainable, [&](MutableArrayRef<char> bytes) {
-            std::vector<float> values(t.count);
-            dense::decodeFloats(t.kind, t.data, t.count, values.data());
-            dense::encodeFloats(*kind, values.data(), t.count, bytes.data());
-          });
+      ParamOp p =
+          paramFromTensor(symbols, embedding.getLoc(),
+                          layer.name + suffix.str(), t, element, trainable);
       if (!p)
         return {};
-      return LoadParamOp::create(builder, embedding.getLoc(), type,
+      return LoadParamOp::create(builder, embedding.getLoc(), p.getTensorType(),
                                  p.getSymName());
     };
     Value a = param(*parts.embeddingA, ".lora_embedding_A");
@@ -617,10 +611,6 @@ struct QOptLoadAdapterPass
                               : cast<RankedTensorType>(wType).getShape();
     int64_t n = w[0], k = w[1];
     int64_t r = parts.a->shape.size() == 2 ? parts.a->shape[0] : -1;
-    auto shapeStr = [](ArrayRef<int64_t> s) {
-      return llvm::join(
-          llvm::map_range(s, [](int64_t d) { return std::to_string(d); }), "x");
-    };
     if (r <= 0 || parts.a->shape != std::vector<int64_t>{r, k})
       return fail() << "lora_A.weight has shape " << shapeStr(parts.a->shape)
                     << ", expected r x " << k;
@@ -643,17 +633,12 @@ struct QOptLoadAdapterPass
                     << ", which adapters cannot take";
     OpBuilder builder(linear);
     auto param = [&](const Tensor &t, StringRef suffix) -> Value {
-      auto type = RankedTensorType::get(t.shape, element);
-      ParamOp p = createParam(
-          symbols, linear.getLoc(), layer.name + suffix.str(), type, trainable,
-          [&](MutableArrayRef<char> bytes) {
-            std::vector<float> values(t.count);
-            dense::decodeFloats(t.kind, t.data, t.count, values.data());
-            dense::encodeFloats(*kind, values.data(), t.count, bytes.data());
-          });
+      ParamOp p =
+          paramFromTensor(symbols, linear.getLoc(), layer.name + suffix.str(),
+                          t, element, trainable);
       if (!p)
         return {};
-      return LoadParamOp::create(builder, linear.getLoc(), type,
+      return LoadParamOp::create(builder, linear.getLoc(), p.getTensorType(),
                                  p.getSymName());
     };
     Value a = param(*parts.a, ".lora_A.weight");

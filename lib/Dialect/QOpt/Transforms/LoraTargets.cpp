@@ -360,11 +360,17 @@ LoRAOp mlir::qopt::attachLoRA(LinearOp linear, Value a, Value b,
   return lora;
 }
 
-LoRAOp mlir::qopt::attachRandLoRA(LinearOp linear, Value basisA, Value basisB,
-                                  Value lambda, Value gamma,
-                                  double randloraAlpha, double dropout) {
+LoRAOp mlir::qopt::attachRandLoRA(LinearOp linear, ParamOp basisAParam,
+                                  ParamOp basisBParam, ParamOp lambdaParam,
+                                  ParamOp gammaParam, double randloraAlpha,
+                                  double dropout) {
   OpBuilder builder(linear);
   Location loc = linear.getLoc();
+  auto load = [&](ParamOp p) -> Value {
+    return LoadParamOp::create(builder, loc, p.getTensorType(), p.getSymName());
+  };
+  Value basisA = load(basisAParam), basisB = load(basisBParam),
+        lambda = load(lambdaParam), gamma = load(gammaParam);
   auto wType = linear.getWeight().getType();
   ArrayRef<int64_t> w = isa<QTensorType>(wType)
                             ? cast<QTensorType>(wType).getShape()

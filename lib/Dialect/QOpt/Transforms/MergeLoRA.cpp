@@ -16,6 +16,7 @@
 #include "mlir/Transforms/RegionUtils.h"
 
 #include <cmath>
+#include <type_traits>
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTMERGELORAPASS
@@ -36,17 +37,23 @@ public:
 
   /// Merges the branch into the weight; with `keepAdapter` the branch stays,
   /// marked merged (PEFT's merge_adapter), else it goes (merge_and_unload).
-  LogicalResult merge(LoRAOp op, bool keepAdapter);
+  /// (A lora.Embedding's table gains scale · Aᵀ · Bᵀ.)
+  LogicalResult merge(LoRAOp op, bool keepAdapter) {
+    return mergeImpl(op, keepAdapter);
+  }
+  LogicalResult merge(LoRAEmbeddingOp op, bool keepAdapter) {
+    return mergeImpl(op, keepAdapter);
+  }
   /// Takes a merged branch back out of its weight (PEFT's unmerge_adapter).
-  LogicalResult unmerge(LoRAOp op);
-  /// The same for PEFT's lora.Embedding: the table gains scale · Aᵀ · Bᵀ.
-  LogicalResult merge(LoRAEmbeddingOp op, bool keepAdapter);
-  LogicalResult unmerge(LoRAEmbeddingOp op);
+  LogicalResult unmerge(LoRAOp op) { return unmergeImpl(op); }
+  LogicalResult unmerge(LoRAEmbeddingOp op) { return unmergeImpl(op); }
   /// Removes what the merges left unread and gives the new weights their
   /// preferred names where those became free.
   void cleanUp();
 
 private:
+  template <typename OpT> LogicalResult mergeImpl(OpT op, bool keepAdapter);
+  template <typename OpT> LogicalResult unmergeImpl(OpT op);
   std::string layer(Operation *op) {
     auto module = op->getAttrOfType<StringAttr>("module");
     return module ? "module '" + module.str() + "'" : std::string("this layer");
@@ -127,7 +134,12 @@ Value Merger::newWeight(Operation *op, Value weight, const dense::Matrix &w) {
                              param.getSymName());
 }
 
-LogicalResult Merger::merge(LoRAOp op, bool keepAdapter) {
+/// The merge both kinds of branch share; DoRA's rescaling is the linear
+/// layer's alone.
+template <typename OpT>
+LogicalResult Merger::mergeImpl(OpT op, bool keepAdapter) {
+  constexpr bool linear = std::is_same_v<OpT, LoRAOp>;
+  StringRef what = linear ? "base weight" : "table";
   if (op.getMerged()) {
     if (!keepAdapter)
       unload(op, op.getWeight());
@@ -135,16 +147,19 @@ LogicalResult Merger::merge(LoRAOp op, bool keepAdapter) {
   }
   if (!isa<RankedTensorType>(op.getWeight().getType()))
     return op.emitError() << "cannot merge the adapter of " << layer(op)
-                          << " into its quantized base weight (dequantize "
-                             "it first)";
-  if (keepAdapter && op.getMagnitude())
+                          << " into its quantized " << what
+                          << " (dequantize it first)";
+  Value magnitude;
+  if constexpr (linear)
+    magnitude = op.getMagnitude();
+  if (keepAdapter && magnitude)
     return op.emitError() << "cannot merge the DoRA adapter of " << layer(op)
                           << " and keep it (unmerging would need the row "
                              "norms; use keep-adapter=false)";
-  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "base weight", op);
+  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), what, op);
   if (failed(w) || failed(addBranch(op, *w, 1.0f)))
     return failure();
-  if (Value magnitude = op.getMagnitude()) {
+  if (magnitude) {
     FailureOr<dense::Matrix> m = evaluate(magnitude, "magnitude", op);
     if (failed(m))
       return failure();
@@ -167,8 +182,10 @@ LogicalResult Merger::merge(LoRAOp op, bool keepAdapter) {
   return success();
 }
 
-LogicalResult Merger::unmerge(LoRAOp op) {
-  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "merged weight", op);
+template <typename OpT> LogicalResult Merger::unmergeImpl(OpT op) {
+  constexpr bool linear = std::is_same_v<OpT, LoRAOp>;
+  FailureOr<dense::Matrix> w =
+      evaluate(op.getWeight(), linear ? "merged weight" : "merged table", op);
   if (failed(w) || failed(addBranch(op, *w, -1.0f)))
     return failure();
   Value base = newWeight(op, op.getWeight(), *w);
@@ -201,43 +218,6 @@ LogicalResult Merger::addBranch(LoRAEmbeddingOp op, dense::Matrix &w,
   if (failed(a) || failed(b))
     return failure();
   dense::gemm(true, true, sign * float(op.getScale()), *a, *b, 1.0f, w);
-  return success();
-}
-
-LogicalResult Merger::merge(LoRAEmbeddingOp op, bool keepAdapter) {
-  if (op.getMerged()) {
-    if (!keepAdapter)
-      unload(op, op.getWeight());
-    return success();
-  }
-  if (!isa<RankedTensorType>(op.getWeight().getType()))
-    return op.emitError() << "cannot merge the adapter of " << layer(op)
-                          << " into its quantized table (dequantize it "
-                             "first)";
-  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "table", op);
-  if (failed(w) || failed(addBranch(op, *w, 1.0f)))
-    return failure();
-  Value merged = newWeight(op, op.getWeight(), *w);
-  if (!merged)
-    return failure();
-  if (!keepAdapter) {
-    unload(op, merged);
-    return success();
-  }
-  op.getWeightMutable().assign(merged);
-  op.setMerged(true);
-  return success();
-}
-
-LogicalResult Merger::unmerge(LoRAEmbeddingOp op) {
-  FailureOr<dense::Matrix> w = evaluate(op.getWeight(), "merged table", op);
-  if (failed(w) || failed(addBranch(op, *w, -1.0f)))
-    return failure();
-  Value base = newWeight(op, op.getWeight(), *w);
-  if (!base)
-    return failure();
-  op.getWeightMutable().assign(base);
-  op.setMerged(false);
   return success();
 }
 

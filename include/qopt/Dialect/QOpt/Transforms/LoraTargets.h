@@ -128,13 +128,15 @@ LoRAOp attachLoRA(LinearOp linear, Value a, Value b, Value magnitude,
                   Value middle = Value(), Value gate = Value());
 
 /// RandLoRA (PEFT's `randlora` tuner) on `linear`: a `qopt.lora` whose
-/// factors are computed from the shared frozen bases `basisA` (r×1×Mmin)
+/// factors are computed (from reads of the parameters, made before `linear`)
+/// from the shared frozen bases `basisA` (r×1×Mmin)
 /// and `basisB` (Mmax×NB×r) and the layer's trainable `lambda` (r×nb) and
 /// `gamma` (nb×m, m = min(out, in)) — the scaled side on the smaller
 /// dimension, as PEFT orients them — with PEFT's scale `randloraAlpha / r`.
 /// The op carries `qopt.randlora_alpha` for qopt-save-adapter.
-LoRAOp attachRandLoRA(LinearOp linear, Value basisA, Value basisB, Value lambda,
-                      Value gamma, double randloraAlpha, double dropout);
+LoRAOp attachRandLoRA(LinearOp linear, ParamOp basisA, ParamOp basisB,
+                      ParamOp lambda, ParamOp gamma, double randloraAlpha,
+                      double dropout);
 
 /// The number of RandLoRA bases a layer of `out` x `in` features gets at
 /// rank `r`: ceil(min(out, in) / r) (PEFT's full-rank count).
