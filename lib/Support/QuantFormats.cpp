@@ -44,12 +44,21 @@ uint8_t nf4Encode(float v) {
   return (v - table[lo] <= table[hi] - v) ? lo : hi;
 }
 
-void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
-                          uint8_t *codes, float *absmax) {
-  const auto &table = nf4CodeTable();
+namespace {
+/// bitsandbytes' default quantize_4bit kernel for a 16-entry code `table`:
+/// the scaled value's bucket among the midpoints of the codes in ascending
+/// order (torch.argsort; ties keep index order), mapped back to the index.
+void quantize4BitBlockwise(const std::array<float, 16> &table, const float *x,
+                           int64_t n, int64_t blocksize, uint8_t *codes,
+                           float *absmax) {
+  std::array<uint8_t, 16> order;
+  for (int i = 0; i < 16; ++i)
+    order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint8_t a, uint8_t b) { return table[a] < table[b]; });
   std::array<float, 15> bounds;
   for (int i = 0; i < 15; ++i)
-    bounds[i] = (table[i] + table[i + 1]) / 2.0f;
+    bounds[i] = (table[order[i]] + table[order[i + 1]]) / 2.0f;
   const float tiny = 1e-38f; // bitsandbytes' clamp(min=1e-38)
   for (int64_t begin = 0, block = 0; begin < n; begin += blocksize, ++block) {
     int64_t end = std::min(n, begin + blocksize);
@@ -64,10 +73,16 @@ void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
       float v = full ? x[i] * reciprocal : x[i] / d;
       v = std::clamp(v, -1.0f, 1.0f);
       // torch.bucketize(right=False): the first bound >= v.
-      codes[i] = static_cast<uint8_t>(
-          std::lower_bound(bounds.begin(), bounds.end(), v) - bounds.begin());
+      codes[i] = order[std::lower_bound(bounds.begin(), bounds.end(), v) -
+                       bounds.begin()];
     }
   }
+}
+} // namespace
+
+void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                          uint8_t *codes, float *absmax) {
+  quantize4BitBlockwise(nf4CodeTable(), x, n, blocksize, codes, absmax);
 }
 
 void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
@@ -75,6 +90,191 @@ void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
   const auto &table = nf4CodeTable();
   for (int64_t i = 0; i < n; ++i)
     out[i] = table[codes[i] & 15] * absmax[i / blocksize];
+}
+
+const std::array<float, 16> &fp4CodeTable() {
+  // Index 8 is the sign bit over zero; bitsandbytes' table holds +0 there
+  // (its native CPU dequantization gives -0 for it, its fallback +0).
+  static const std::array<float, 16> table = {0.0f,
+                                              0x1.555556p-8f,
+                                              0x1.555556p-1f,
+                                              1.0f,
+                                              0x1.555556p-2f,
+                                              0.5f,
+                                              0x1.555556p-3f,
+                                              0.25f,
+                                              0.0f,
+                                              -0x1.555556p-8f,
+                                              -0x1.555556p-1f,
+                                              -1.0f,
+                                              -0x1.555556p-2f,
+                                              -0.5f,
+                                              -0x1.555556p-3f,
+                                              -0.25f};
+  return table;
+}
+
+void fp4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                          uint8_t *codes, float *absmax) {
+  quantize4BitBlockwise(fp4CodeTable(), x, n, blocksize, codes, absmax);
+}
+
+void fp4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
+                            int64_t n, int64_t blocksize, float *out) {
+  const auto &table = fp4CodeTable();
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = table[codes[i] & 15] * absmax[i / blocksize];
+}
+
+const std::array<float, 256> &dynamicCodeTable() {
+  // bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7,
+  // total_bits=8), as its float32 values.
+  static const std::array<float, 256> table = {
+      -0x1.fc66660000000p-1f,  -0x1.f533340000000p-1f,
+      -0x1.ee00000000000p-1f,  -0x1.e6cccc0000000p-1f,
+      -0x1.df999a0000000p-1f,  -0x1.d866660000000p-1f,
+      -0x1.d133340000000p-1f,  -0x1.ca00000000000p-1f,
+      -0x1.c2cccc0000000p-1f,  -0x1.bb999a0000000p-1f,
+      -0x1.b466660000000p-1f,  -0x1.ad33340000000p-1f,
+      -0x1.a600000000000p-1f,  -0x1.9ecccc0000000p-1f,
+      -0x1.97999a0000000p-1f,  -0x1.9066660000000p-1f,
+      -0x1.8933340000000p-1f,  -0x1.8200000000000p-1f,
+      -0x1.7acccc0000000p-1f,  -0x1.73999a0000000p-1f,
+      -0x1.6c66680000000p-1f,  -0x1.6533340000000p-1f,
+      -0x1.5e00000000000p-1f,  -0x1.56cccc0000000p-1f,
+      -0x1.4f999a0000000p-1f,  -0x1.4866680000000p-1f,
+      -0x1.4133340000000p-1f,  -0x1.3a00000000000p-1f,
+      -0x1.32cccc0000000p-1f,  -0x1.2b999a0000000p-1f,
+      -0x1.2466680000000p-1f,  -0x1.1d33340000000p-1f,
+      -0x1.1600000000000p-1f,  -0x1.0ecccc0000000p-1f,
+      -0x1.0799980000000p-1f,  -0x1.0066660000000p-1f,
+      -0x1.f266640000000p-2f,  -0x1.e400000000000p-2f,
+      -0x1.d599980000000p-2f,  -0x1.c733340000000p-2f,
+      -0x1.b8cccc0000000p-2f,  -0x1.aa66660000000p-2f,
+      -0x1.9c00000000000p-2f,  -0x1.8d99980000000p-2f,
+      -0x1.7f33340000000p-2f,  -0x1.70cccc0000000p-2f,
+      -0x1.6266660000000p-2f,  -0x1.5400000000000p-2f,
+      -0x1.4599980000000p-2f,  -0x1.3733340000000p-2f,
+      -0x1.28cccc0000000p-2f,  -0x1.1a66680000000p-2f,
+      -0x1.0c00000000000p-2f,  -0x1.fb33320000000p-3f,
+      -0x1.de66660000000p-3f,  -0x1.c1999a0000000p-3f,
+      -0x1.a4cccc0000000p-3f,  -0x1.8800000000000p-3f,
+      -0x1.6b33340000000p-3f,  -0x1.4e66660000000p-3f,
+      -0x1.31999a0000000p-3f,  -0x1.14cccc0000000p-3f,
+      -0x1.f000000000000p-4f,  -0x1.b666680000000p-4f,
+      -0x1.93d70a0000000p-4f,  -0x1.8851ee0000000p-4f,
+      -0x1.7cccce0000000p-4f,  -0x1.7147ae0000000p-4f,
+      -0x1.65c2900000000p-4f,  -0x1.5a3d700000000p-4f,
+      -0x1.4eb8540000000p-4f,  -0x1.4333340000000p-4f,
+      -0x1.37ae140000000p-4f,  -0x1.2c28f60000000p-4f,
+      -0x1.20a3d60000000p-4f,  -0x1.151eba0000000p-4f,
+      -0x1.09999a0000000p-4f,  -0x1.fc28f60000000p-5f,
+      -0x1.e51eba0000000p-5f,  -0x1.ce147a0000000p-5f,
+      -0x1.b70a3e0000000p-5f,  -0x1.a000000000000p-5f,
+      -0x1.88f5c20000000p-5f,  -0x1.71eb860000000p-5f,
+      -0x1.5ae1460000000p-5f,  -0x1.43d70a0000000p-5f,
+      -0x1.2cccce0000000p-5f,  -0x1.15c2900000000p-5f,
+      -0x1.fd70a40000000p-6f,  -0x1.cf5c2a0000000p-6f,
+      -0x1.a147ae0000000p-6f,  -0x1.7333340000000p-6f,
+      -0x1.451eba0000000p-6f,  -0x1.170a3e0000000p-6f,
+      -0x1.d1eb860000000p-7f,  -0x1.75c2900000000p-7f,
+      -0x1.3e76c80000000p-7f,  -0x1.2c08300000000p-7f,
+      -0x1.19999a0000000p-7f,  -0x1.072b020000000p-7f,
+      -0x1.e978d40000000p-8f,  -0x1.c49ba60000000p-8f,
+      -0x1.9fbe760000000p-8f,  -0x1.7ae1480000000p-8f,
+      -0x1.56041a0000000p-8f,  -0x1.3126e80000000p-8f,
+      -0x1.0c49ba0000000p-8f,  -0x1.ced9140000000p-9f,
+      -0x1.851eb80000000p-9f,  -0x1.3b645a0000000p-9f,
+      -0x1.e353f80000000p-10f, -0x1.4fdf3a0000000p-10f,
+      -0x1.eecbfe0000000p-11f, -0x1.b3d07c0000000p-11f,
+      -0x1.78d5000000000p-11f, -0x1.3dd9820000000p-11f,
+      -0x1.02de020000000p-11f, -0x1.8fc5060000000p-12f,
+      -0x1.19ce0a0000000p-12f, -0x1.47ae160000000p-13f,
+      -0x1.743e960000000p-14f, -0x1.15df660000000p-14f,
+      -0x1.6f00680000000p-15f, -0x1.64840c0000000p-16f,
+      -0x1.040bfe0000000p-17f, -0x1.b435280000000p-19f,
+      -0x1.27476e0000000p-21f, 0x0.0p+0f,
+      0x1.27476e0000000p-21f,  0x1.b435280000000p-19f,
+      0x1.040bfe0000000p-17f,  0x1.64840c0000000p-16f,
+      0x1.6f00680000000p-15f,  0x1.15df660000000p-14f,
+      0x1.743e960000000p-14f,  0x1.47ae160000000p-13f,
+      0x1.19ce0a0000000p-12f,  0x1.8fc5060000000p-12f,
+      0x1.02de020000000p-11f,  0x1.3dd9820000000p-11f,
+      0x1.78d5000000000p-11f,  0x1.b3d07c0000000p-11f,
+      0x1.eecbfe0000000p-11f,  0x1.4fdf3a0000000p-10f,
+      0x1.e353f80000000p-10f,  0x1.3b645a0000000p-9f,
+      0x1.851eb80000000p-9f,   0x1.ced9140000000p-9f,
+      0x1.0c49ba0000000p-8f,   0x1.3126e80000000p-8f,
+      0x1.56041a0000000p-8f,   0x1.7ae1480000000p-8f,
+      0x1.9fbe760000000p-8f,   0x1.c49ba60000000p-8f,
+      0x1.e978d40000000p-8f,   0x1.072b020000000p-7f,
+      0x1.19999a0000000p-7f,   0x1.2c08300000000p-7f,
+      0x1.3e76c80000000p-7f,   0x1.75c2900000000p-7f,
+      0x1.d1eb860000000p-7f,   0x1.170a3e0000000p-6f,
+      0x1.451eba0000000p-6f,   0x1.7333340000000p-6f,
+      0x1.a147ae0000000p-6f,   0x1.cf5c2a0000000p-6f,
+      0x1.fd70a40000000p-6f,   0x1.15c2900000000p-5f,
+      0x1.2cccce0000000p-5f,   0x1.43d70a0000000p-5f,
+      0x1.5ae1460000000p-5f,   0x1.71eb860000000p-5f,
+      0x1.88f5c20000000p-5f,   0x1.a000000000000p-5f,
+      0x1.b70a3e0000000p-5f,   0x1.ce147a0000000p-5f,
+      0x1.e51eba0000000p-5f,   0x1.fc28f60000000p-5f,
+      0x1.09999a0000000p-4f,   0x1.151eba0000000p-4f,
+      0x1.20a3d60000000p-4f,   0x1.2c28f60000000p-4f,
+      0x1.37ae140000000p-4f,   0x1.4333340000000p-4f,
+      0x1.4eb8540000000p-4f,   0x1.5a3d700000000p-4f,
+      0x1.65c2900000000p-4f,   0x1.7147ae0000000p-4f,
+      0x1.7cccce0000000p-4f,   0x1.8851ee0000000p-4f,
+      0x1.93d70a0000000p-4f,   0x1.b666680000000p-4f,
+      0x1.f000000000000p-4f,   0x1.14cccc0000000p-3f,
+      0x1.31999a0000000p-3f,   0x1.4e66660000000p-3f,
+      0x1.6b33340000000p-3f,   0x1.8800000000000p-3f,
+      0x1.a4cccc0000000p-3f,   0x1.c1999a0000000p-3f,
+      0x1.de66660000000p-3f,   0x1.fb33320000000p-3f,
+      0x1.0c00000000000p-2f,   0x1.1a66680000000p-2f,
+      0x1.28cccc0000000p-2f,   0x1.3733340000000p-2f,
+      0x1.4599980000000p-2f,   0x1.5400000000000p-2f,
+      0x1.6266660000000p-2f,   0x1.70cccc0000000p-2f,
+      0x1.7f33340000000p-2f,   0x1.8d99980000000p-2f,
+      0x1.9c00000000000p-2f,   0x1.aa66660000000p-2f,
+      0x1.b8cccc0000000p-2f,   0x1.c733340000000p-2f,
+      0x1.d599980000000p-2f,   0x1.e400000000000p-2f,
+      0x1.f266640000000p-2f,   0x1.0066660000000p-1f,
+      0x1.0799980000000p-1f,   0x1.0ecccc0000000p-1f,
+      0x1.1600000000000p-1f,   0x1.1d33340000000p-1f,
+      0x1.2466680000000p-1f,   0x1.2b999a0000000p-1f,
+      0x1.32cccc0000000p-1f,   0x1.3a00000000000p-1f,
+      0x1.4133340000000p-1f,   0x1.4866680000000p-1f,
+      0x1.4f999a0000000p-1f,   0x1.56cccc0000000p-1f,
+      0x1.5e00000000000p-1f,   0x1.6533340000000p-1f,
+      0x1.6c66680000000p-1f,   0x1.73999a0000000p-1f,
+      0x1.7acccc0000000p-1f,   0x1.8200000000000p-1f,
+      0x1.8933340000000p-1f,   0x1.9066660000000p-1f,
+      0x1.97999a0000000p-1f,   0x1.9ecccc0000000p-1f,
+      0x1.a600000000000p-1f,   0x1.ad33340000000p-1f,
+      0x1.b466660000000p-1f,   0x1.bb999a0000000p-1f,
+      0x1.c2cccc0000000p-1f,   0x1.ca00000000000p-1f,
+      0x1.d133340000000p-1f,   0x1.d866660000000p-1f,
+      0x1.df999a0000000p-1f,   0x1.e6cccc0000000p-1f,
+      0x1.ee00000000000p-1f,   0x1.f533340000000p-1f,
+      0x1.fc66660000000p-1f,   0x1.0000000000000p+0f,
+  };
+  return table;
+}
+
+void dynamicDequantizeBlockwise(const uint8_t *codes, const float *absmax,
+                                int64_t n, int64_t blocksize, float *out) {
+  const auto &table = dynamicCodeTable();
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = table[codes[i]] * absmax[i / blocksize];
+}
+
+void doubleDequantizeAbsmax(const uint8_t *codes, const float *nestedAbsmax,
+                            float offset, int64_t blocks, int64_t blocksize,
+                            float *absmax) {
+  dynamicDequantizeBlockwise(codes, nestedAbsmax, blocks, blocksize, absmax);
+  for (int64_t i = 0; i < blocks; ++i)
+    absmax[i] += offset;
 }
 
 namespace {

@@ -18,6 +18,7 @@ import tempfile
 import numpy as np
 
 from ._runtime import Model as _Model
+from . import _runtime
 
 __all__ = ["compile", "CompileError", "load", "Model", "TensorInfo"]
 
@@ -213,3 +214,83 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
     if r.returncode:
         raise CompileError(r.stderr.strip() or f"qoptc failed ({r.returncode})")
     return Model(output)
+
+
+# bitsandbytes' blockwise formats, with bitsandbytes' default block sizes.
+_BLOCKWISE = {"nf4": 64, "fp4": 64, "int8-dynamic": 4096}
+# Formats quantize() writes exactly as bitsandbytes does (its 8-bit CPU kernel
+# picks other codes than the nearest for some values, by a search qopt does
+# not reproduce yet; dequantize() reads that format and double-quantized
+# states exactly).
+_QUANTIZE = ("nf4", "fp4")
+
+
+def quantize(array, format, *, block_size=None, double_quant=False):
+    """Quantizes `array` in `format` ("nf4" or "fp4") exactly as bitsandbytes'
+    quantize_4bit does on the CPU, returning a dict of numpy arrays in its
+    layout (its QuantState names): `weight` (packed uint8, flat, two codes a
+    byte, the first in the high nibble; an odd count padded with the code of
+    zero), `absmax` (float32 per block of `block_size`, default 64),
+    `quant_map` (the 16 code values), `quant_type`, `blocksize`, `shape` (the
+    input's). Any float dtype is read as float32 (bitsandbytes quantizes bf16
+    / f16 from their float32 values). dequantize() takes the dict back.
+
+    Not yet: `double_quant=True` and "int8-dynamic", whose 8-bit codes
+    bitsandbytes' CPU kernel picks by a search qopt does not reproduce; both
+    raise ValueError. dequantize() reads states bitsandbytes wrote in them."""
+    if format not in _BLOCKWISE:
+        raise ValueError(f"unknown format {format!r} (expected one of "
+                         f"{', '.join(sorted(_BLOCKWISE))})")
+    if format not in _QUANTIZE or double_quant:
+        raise ValueError(f"quantize({format!r}"
+                         f"{', double_quant=True' if double_quant else ''}) is not "
+                         "supported yet: bitsandbytes' 8-bit codes are not reproduced "
+                         "(dequantize reads them)")
+    a = np.asarray(array)
+    if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
+        raise ValueError(f"quantize takes floats, got {a.dtype}")
+    if a.size == 0:
+        raise ValueError("quantize needs at least one element")
+    block = int(block_size if block_size is not None else _BLOCKWISE[format])
+    if block <= 0:
+        raise ValueError(f"block_size must be positive, got {block}")
+    flat = np.ascontiguousarray(a.astype(np.float32).reshape(-1))
+    codes, absmax = _runtime._quantize_blockwise(flat, format, block)
+    if codes.size % 2:
+        pad, _ = _runtime._quantize_blockwise(np.zeros(1, np.float32), format, 1)
+        codes = np.concatenate([codes, pad])
+    return {"quant_type": format, "blocksize": block, "shape": tuple(a.shape),
+            "weight": ((codes[0::2] << 4) | codes[1::2]).astype(np.uint8),
+            "absmax": absmax, "quant_map": _runtime._code_table(format)}
+
+
+def dequantize(state):
+    """The float32 array (of the original shape) that a bitsandbytes-layout
+    state holds: a quantize() dict, or bitsandbytes' own NF4 / FP4 state with
+    double quantization (`absmax` uint8 codes with `nested_absmax`,
+    `nested_offset`, `nested_blocksize` (default 256)) or its 8-bit
+    "int8-dynamic" state (`weight` one code per element). The values equal
+    bitsandbytes' dequantize_4bit / dequantize_blockwise bit for bit."""
+    try:
+        format, block = state["quant_type"], int(state["blocksize"])
+        shape, weight, absmax = tuple(state["shape"]), state["weight"], state["absmax"]
+    except KeyError as e:
+        raise ValueError(f"not a qopt.quantize result: no {e.args[0]!r}") from None
+    if format not in _BLOCKWISE:
+        raise ValueError(f"unknown quant_type {format!r}")
+    n = int(np.prod(shape, dtype=np.int64))
+    weight = np.ascontiguousarray(np.asarray(weight, np.uint8).reshape(-1))
+    if format == "int8-dynamic":
+        codes = weight
+    else:
+        codes = np.stack([weight >> 4, weight & 15], axis=1).reshape(-1)
+    if codes.size < n or codes.size > n + 1:
+        raise ValueError(f"weight holds {codes.size} codes, shape {shape} needs {n}")
+    codes = np.ascontiguousarray(codes[:n])
+    if "nested_absmax" in state:
+        absmax = _runtime._double_dequantize(
+            np.ascontiguousarray(np.asarray(absmax, np.uint8).reshape(-1)),
+            np.ascontiguousarray(np.asarray(state["nested_absmax"], np.float32).reshape(-1)),
+            float(state["nested_offset"]), int(state.get("nested_blocksize", 256)))
+    absmax = np.ascontiguousarray(np.asarray(absmax, np.float32).reshape(-1))
+    return _runtime._dequantize_blockwise(codes, absmax, format, block).reshape(shape)

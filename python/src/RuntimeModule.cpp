@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "qopt/Runtime/Runtime.h"
+#include "qopt/Support/QuantFormats.h"
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
@@ -228,9 +229,101 @@ public:
 private:
   qopt_model *model = nullptr;
 };
+/// A new 1-D numpy array of `n` elements of T, filled by `fill`.
+template <typename T, typename Fill> nb::object newArray(size_t n, Fill fill) {
+  void *data = std::malloc(n ? n * sizeof(T) : 1);
+  fill(static_cast<T *>(data));
+  nb::capsule owner(data, [](void *p) noexcept { std::free(p); });
+  size_t shape[1] = {n};
+  return Array(data, 1, shape, owner, nullptr, nb::dtype<T>()).cast();
+}
+
+using F32 =
+    nb::ndarray<const float, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+using U8 =
+    nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
+
+/// bitsandbytes' 4-bit formats for qopt.quantize: (codes, one per element,
+/// unpacked; absmax per block) of "nf4" or "fp4".
+std::pair<nb::object, nb::object>
+quantizeBlockwise(F32 x, const std::string &format, int64_t blocksize) {
+  if (blocksize <= 0)
+    throw nb::value_error("block_size must be positive");
+  auto n = static_cast<int64_t>(x.shape(0));
+  int64_t blocks = (n + blocksize - 1) / blocksize;
+  std::vector<uint8_t> codes(n);
+  std::vector<float> absmax(blocks);
+  if (format == "nf4")
+    qopt::nf4QuantizeBlockwise(x.data(), n, blocksize, codes.data(),
+                               absmax.data());
+  else if (format == "fp4")
+    qopt::fp4QuantizeBlockwise(x.data(), n, blocksize, codes.data(),
+                               absmax.data());
+  else
+    throw nb::value_error(
+        ("unknown blockwise format '" + format + "'").c_str());
+  auto c = newArray<uint8_t>(
+      n, [&](uint8_t *d) { std::copy(codes.begin(), codes.end(), d); });
+  auto a = newArray<float>(
+      blocks, [&](float *d) { std::copy(absmax.begin(), absmax.end(), d); });
+  return {c, a};
+}
+
+nb::object dequantizeBlockwise(U8 codes, F32 absmax, const std::string &format,
+                               int64_t blocksize) {
+  auto n = static_cast<int64_t>(codes.shape(0));
+  if (blocksize <= 0 ||
+      static_cast<int64_t>(absmax.shape(0)) != (n + blocksize - 1) / blocksize)
+    throw nb::value_error("absmax must hold one value per block of block_size");
+  return newArray<float>(n, [&](float *out) {
+    if (format == "nf4")
+      qopt::nf4DequantizeBlockwise(codes.data(), absmax.data(), n, blocksize,
+                                   out);
+    else if (format == "fp4")
+      qopt::fp4DequantizeBlockwise(codes.data(), absmax.data(), n, blocksize,
+                                   out);
+    else
+      qopt::dynamicDequantizeBlockwise(codes.data(), absmax.data(), n,
+                                       blocksize, out);
+  });
+}
+
+nb::object doubleDequantize(U8 codes, F32 nested, float offset,
+                            int64_t blocksize) {
+  auto n = static_cast<int64_t>(codes.shape(0));
+  if (blocksize <= 0 ||
+      static_cast<int64_t>(nested.shape(0)) != (n + blocksize - 1) / blocksize)
+    throw nb::value_error("nested_absmax must hold one value per nested block");
+  return newArray<float>(n, [&](float *out) {
+    qopt::doubleDequantizeAbsmax(codes.data(), nested.data(), offset, n,
+                                 blocksize, out);
+  });
+}
+
+/// A code table as float32.
+template <size_t N> nb::object table(const std::array<float, N> &t) {
+  return newArray<float>(N,
+                         [&](float *d) { std::copy(t.begin(), t.end(), d); });
+}
 } // namespace
 
 NB_MODULE(_runtime, m) {
+  m.def("_quantize_blockwise", &quantizeBlockwise, nb::arg("x"),
+        nb::arg("format"), nb::arg("blocksize"));
+  m.def("_dequantize_blockwise", &dequantizeBlockwise, nb::arg("codes"),
+        nb::arg("absmax"), nb::arg("format"), nb::arg("blocksize"));
+  m.def("_double_dequantize", &doubleDequantize, nb::arg("codes"),
+        nb::arg("nested_absmax"), nb::arg("offset"), nb::arg("blocksize"));
+  m.def("_code_table", [](const std::string &format) {
+    if (format == "nf4")
+      return table(qopt::nf4CodeTable());
+    if (format == "fp4")
+      return table(qopt::fp4CodeTable());
+    if (format == "int8-dynamic")
+      return table(qopt::dynamicCodeTable());
+    throw nb::value_error(
+        ("unknown blockwise format '" + format + "'").c_str());
+  });
   m.doc() = "qopt runtime: load and run models compiled by qoptc";
   nb::class_<Model>(m, "Model")
       .def(nb::init<const std::string &>(), nb::arg("path"))

@@ -325,6 +325,76 @@ TEST(Sources, NF4BlockwiseIsBitsandbytes) {
         std::size(kBnbNF4EdgeCodes));
 }
 
+TEST(Sources, FP4IsBitsandbytes) {
+  const auto &table = fp4CodeTable();
+  for (int i = 0; i < 16; ++i)
+    EXPECT_TRUE(sameFloat(table[i], fromBits(kBnbFP4Table[i]))) << "code " << i;
+  // Random blocks, midpoints of the sorted codes and their neighbours,
+  // zeros, a block of zeros and a short last block: codes and absmax.
+  int64_t n = std::size(kBnbFP4Codes), blocks = (n + 63) / 64;
+  std::vector<float> x(n), absmax(blocks), back(n);
+  for (int64_t i = 0; i < n; ++i)
+    x[i] = fromBits(kBnbFP4Samples[i]);
+  std::vector<uint8_t> codes(n);
+  fp4QuantizeBlockwise(x.data(), n, 64, codes.data(), absmax.data());
+  for (int64_t b = 0; b < blocks; ++b)
+    EXPECT_TRUE(sameFloat(absmax[b], fromBits(kBnbFP4Absmax[b])))
+        << "block " << b;
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_EQ(codes[i], kBnbFP4Codes[i])
+        << "element " << i << " (" << x[i] << ")";
+  fp4DequantizeBlockwise(codes.data(), absmax.data(), n, 64, back.data());
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_TRUE(sameFloat(back[i], table[kBnbFP4Codes[i]] * absmax[i / 64]))
+        << "element " << i;
+}
+
+TEST(Sources, DynamicDequantizationIsBitsandbytes) {
+  const auto &table = dynamicCodeTable();
+  for (int i = 0; i < 256; ++i)
+    EXPECT_TRUE(sameFloat(table[i], fromBits(kBnbDynamicTable[i])))
+        << "code " << i;
+  // bitsandbytes' codes of sample blocks, decoded.
+  int64_t n = std::size(kBnbDynamicCodes), blocks = (n + 255) / 256;
+  std::vector<float> absmax(blocks), back(n);
+  for (int64_t b = 0; b < blocks; ++b)
+    absmax[b] = fromBits(kBnbDynamicAbsmax[b]);
+  dynamicDequantizeBlockwise(kBnbDynamicCodes, absmax.data(), n, 256,
+                             back.data());
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_TRUE(
+        sameFloat(back[i], table[kBnbDynamicCodes[i]] * absmax[i / 256]))
+        << "element " << i;
+}
+
+TEST(Sources, DoubleDequantizationIsBitsandbytes) {
+  // QLoRA's double quantization of 300 absmaxes (nested blocks of 256), as
+  // bitsandbytes wrote it, decoded back near the absmaxes it quantized.
+  int64_t blocks = std::size(kBnbDoubleAbsmax);
+  std::vector<float> nested(std::size(kBnbDoubleNested)), back(blocks);
+  for (size_t b = 0; b < nested.size(); ++b)
+    nested[b] = fromBits(kBnbDoubleNested[b]);
+  for (int i = 0; i < 256; ++i)
+    EXPECT_TRUE(
+        sameFloat(dynamicCodeTable()[i], fromBits(kBnbDoubleNestedCode[i])))
+        << "code " << i;
+  float offset = fromBits(kBnbDoubleOffset[0]);
+  doubleDequantizeAbsmax(kBnbDoubleCodes, nested.data(), offset, blocks, 256,
+                         back.data());
+  for (int64_t i = 0; i < blocks; ++i) {
+    float absmax = fromBits(kBnbDoubleAbsmax[i]);
+    EXPECT_TRUE(sameFloat(
+        back[i],
+        dynamicCodeTable()[kBnbDoubleCodes[i]] * nested[i / 256] + offset))
+        << "absmax " << i;
+    // Within a step and a half of the widest code spacing (0.014) of the
+    // nested block's scale: bitsandbytes' search does not always pick the
+    // nearest code.
+    EXPECT_LE(std::fabs(back[i] - absmax), 0.025f * nested[i / 256])
+        << "absmax " << i;
+  }
+}
+
 struct SourceTable {
   SmallFloatKind kind;
   const uint32_t *decoded;

@@ -5,6 +5,11 @@ against (instead of literals copied from the implementation).
 - NF4: bitsandbytes' code table (functional.get_4bit_type("nf4")) and the
   codes bitsandbytes' quantize_4bit gives sample blocks (blocksize 64),
   unpacked from its bytes (first element in the high nibble).
+- FP4 (bitsandbytes' own, not E2M1): its code table and the codes of sample
+  blocks; the 8-bit dynamic code (create_dynamic_map) and quantize_blockwise's
+  codes of sample blocks (blocksize 256); QLoRA's double quantization of 300
+  absmaxes (quantize_4bit(compress_statistics=True)): nested codes, nested
+  absmax, offset.
 - FP8 E4M3FN, FP8 E5M2, FP4 E2M1FN, E8M0FNU: every code decoded by
   ml_dtypes; and ml_dtypes' round-to-nearest-even casts of sample floats
   inside each format's finite range (ml_dtypes gives NaN past it where qopt
@@ -99,6 +104,49 @@ for name, dtype, width in formats:
     cast = samples.astype(dtype).astype(np.float32)
     parts.append(array(f"k{name}Samples", "uint32_t", hex32(samples)))
     parts.append(array(f"k{name}Rounded", "uint32_t", hex32(cast)))
+
+# FP4, the 8-bit dynamic blockwise format and double quantization (its own
+# generator, so the draws above stay as they were).
+rng2 = np.random.default_rng(2027)
+fp4 = F.get_4bit_type("fp4", device="cpu").float().numpy()
+parts.append(array("kBnbFP4Table", "uint32_t", hex32(fp4)))
+srt = np.sort(fp4)
+mid4 = ((srt[:-1] + srt[1:]) / 2).astype(np.float32)
+edge4 = np.concatenate([mid4, np.nextafter(mid4, 2), np.nextafter(mid4, -2), [1.0, -1.0, 0.0]])
+edge4 = np.concatenate([edge4, np.zeros(64 - edge4.size)]).astype(np.float32)
+fp4x = np.concatenate([blocks.reshape(-1), edge4, 3.0 * edge4, np.zeros(64),
+                       rng2.standard_normal(9) * 0.5]).astype(np.float32)
+packed, state = F.quantize_4bit(torch.from_numpy(fp4x), blocksize=64, quant_type="fp4")
+packed = packed.reshape(-1).numpy().astype(np.uint8)
+codes = np.stack([packed >> 4, packed & 0xF], axis=1).reshape(-1)[:fp4x.size]
+parts.append(array("kBnbFP4Samples", "uint32_t", hex32(fp4x)))
+parts.append(array("kBnbFP4Absmax", "uint32_t", hex32(state.absmax.float().numpy())))
+parts.append(array("kBnbFP4Codes", "uint8_t", [str(int(c)) for c in codes], 16))
+
+dyn = F.create_dynamic_map().float().numpy()
+parts.append(array("kBnbDynamicTable", "uint32_t", hex32(dyn)))
+middyn = ((dyn[:-1] + dyn[1:]) / 2).astype(np.float32)
+edged = np.concatenate([middyn, np.nextafter(middyn, 2), np.nextafter(middyn, -2),
+                        [1.0, -1.0, 0.0, -0.995, -0.9965]]).astype(np.float32)
+edged = np.concatenate([edged, np.zeros((-edged.size) % 256)]).astype(np.float32)
+dynx = np.concatenate([(rng2.standard_normal(1024) * 2).astype(np.float32), edged,
+                       np.zeros(256), rng2.standard_normal(37) * 0.1]).astype(np.float32)
+q8, st8 = F.quantize_blockwise(torch.from_numpy(dynx), blocksize=256)
+parts.append(array("kBnbDynamicSamples", "uint32_t", hex32(dynx)))
+parts.append(array("kBnbDynamicAbsmax", "uint32_t", hex32(st8.absmax.float().numpy())))
+parts.append(array("kBnbDynamicCodes", "uint8_t", [str(int(c)) for c in q8.numpy()], 16))
+
+# Double quantization: 300 blocks of 64, so two nested blocks of 256 (the
+# second short); absmaxes with a wide spread.
+dq = (rng2.standard_normal((300, 64)) * rng2.uniform(0.001, 8.0, (300, 1))).astype(np.float32)
+_, qs = F.quantize_4bit(torch.from_numpy(dq.reshape(-1)), blocksize=64, quant_type="nf4",
+                        compress_statistics=True)
+_, plain = F.quantize_4bit(torch.from_numpy(dq.reshape(-1)), blocksize=64, quant_type="nf4")
+parts.append(array("kBnbDoubleAbsmax", "uint32_t", hex32(plain.absmax.float().numpy())))
+parts.append(array("kBnbDoubleCodes", "uint8_t", [str(int(c)) for c in qs.absmax.numpy()], 16))
+parts.append(array("kBnbDoubleNested", "uint32_t", hex32(qs.state2.absmax.float().numpy())))
+parts.append(array("kBnbDoubleOffset", "uint32_t", hex32(np.atleast_1d(qs.offset.float().numpy()))))
+parts.append(array("kBnbDoubleNestedCode", "uint32_t", hex32(qs.state2.code.float().numpy())))
 
 with open(OUT, "w") as f:
     f.write("\n".join(parts))

@@ -41,6 +41,47 @@ void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
                             int64_t n, int64_t blocksize, float *out);
 
 //===----------------------------------------------------------------------===//
+// bitsandbytes' FP4 and 8-bit dynamic blockwise formats
+//===----------------------------------------------------------------------===//
+
+/// bitsandbytes' FP4 code values (get_4bit_type("fp4")), in its index order:
+/// 0, 0.0052083, 0.6666667, 1, 0.3333333, 0.5, 0.1666667, 0.25, then the
+/// same negated (index 8 is +0 again, as in bitsandbytes' table; its native
+/// CPU dequantization gives -0 there). Values in (0, 0.0026·absmax] encode
+/// as 8.
+const std::array<float, 16> &fp4CodeTable();
+
+/// bitsandbytes' quantize_4bit(quant_type="fp4") exactly, as
+/// nf4QuantizeBlockwise does NF4: each scaled value is bucketed on the
+/// midpoints of the codes in ascending order (zero goes to index 0, before
+/// index 8) and gets that code's index. `codes` unpacked, one per element.
+void fp4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                          uint8_t *codes, float *absmax);
+
+/// The inverse: code value · absmax of its block, in f32.
+void fp4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
+                            int64_t n, int64_t blocksize, float *out);
+
+/// bitsandbytes' signed 8-bit dynamic code (create_dynamic_map()): 256
+/// values, ascending, from -0.99296875 to 1.
+const std::array<float, 256> &dynamicCodeTable();
+
+// Quantizing into the dynamic format is not here: bitsandbytes' CPU kernel
+// (0.50.2) picks other codes than the nearest for about 8% of values, by a
+// search qopt does not reproduce yet. Dequantizing is exact.
+
+/// The inverse: code value · absmax of its block, in f32.
+void dynamicDequantizeBlockwise(const uint8_t *codes, const float *absmax,
+                                int64_t n, int64_t blocksize, float *out);
+
+/// QLoRA's double quantization undone: the 4-bit blocks' absmaxes are the
+/// dynamic codes · nested absmax (blocks of `blocksize`, bitsandbytes: 256),
+/// plus the offset (their mean), in f32 as bitsandbytes computes them.
+void doubleDequantizeAbsmax(const uint8_t *codes, const float *nestedAbsmax,
+                            float offset, int64_t blocks, int64_t blocksize,
+                            float *absmax);
+
+//===----------------------------------------------------------------------===//
 // Small floats
 //===----------------------------------------------------------------------===//
 
