@@ -78,6 +78,16 @@ void quantize4BitBlockwise(const std::array<float, 16> &table, const float *x,
     }
   }
 }
+
+/// code value · absmax of its block, in f32 (a 4-bit table reads the code's
+/// low nibble).
+template <size_t N>
+void decodeBlockwise(const std::array<float, N> &table, const uint8_t *codes,
+                     const float *absmax, int64_t n, int64_t blocksize,
+                     float *out) {
+  for (int64_t i = 0; i < n; ++i)
+    out[i] = table[codes[i] & (N - 1)] * absmax[i / blocksize];
+}
 } // namespace
 
 void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
@@ -87,9 +97,7 @@ void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
 
 void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
                             int64_t n, int64_t blocksize, float *out) {
-  const auto &table = nf4CodeTable();
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = table[codes[i] & 15] * absmax[i / blocksize];
+  decodeBlockwise(nf4CodeTable(), codes, absmax, n, blocksize, out);
 }
 
 const std::array<float, 16> &fp4CodeTable() {
@@ -121,9 +129,7 @@ void fp4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
 
 void fp4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
                             int64_t n, int64_t blocksize, float *out) {
-  const auto &table = fp4CodeTable();
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = table[codes[i] & 15] * absmax[i / blocksize];
+  decodeBlockwise(fp4CodeTable(), codes, absmax, n, blocksize, out);
 }
 
 const std::array<float, 256> &dynamicCodeTable() {
@@ -264,9 +270,7 @@ const std::array<float, 256> &dynamicCodeTable() {
 
 void dynamicDequantizeBlockwise(const uint8_t *codes, const float *absmax,
                                 int64_t n, int64_t blocksize, float *out) {
-  const auto &table = dynamicCodeTable();
-  for (int64_t i = 0; i < n; ++i)
-    out[i] = table[codes[i]] * absmax[i / blocksize];
+  decodeBlockwise(dynamicCodeTable(), codes, absmax, n, blocksize, out);
 }
 
 void doubleDequantizeAbsmax(const uint8_t *codes, const float *nestedAbsmax,

@@ -288,9 +288,15 @@ def dequantize(state):
         raise ValueError(f"weight holds {codes.size} codes, shape {shape} needs {n}")
     codes = np.ascontiguousarray(codes[:n])
     if "nested_absmax" in state:
-        absmax = _runtime._double_dequantize(
+        # QLoRA's double quantization: dynamic codes · nested absmax + offset,
+        # in float32 as bitsandbytes adds them.
+        nested_block = int(state.get("nested_blocksize", 256))
+        if np.size(state["nested_absmax"]) != -(-np.size(absmax) // max(nested_block, 1)):
+            raise ValueError("nested_absmax must hold one value per nested block")
+        absmax = _runtime._dequantize_blockwise(
             np.ascontiguousarray(np.asarray(absmax, np.uint8).reshape(-1)),
             np.ascontiguousarray(np.asarray(state["nested_absmax"], np.float32).reshape(-1)),
-            float(state["nested_offset"]), int(state.get("nested_blocksize", 256)))
+            "int8-dynamic", nested_block)
+        absmax += np.float32(state["nested_offset"])
     absmax = np.ascontiguousarray(np.asarray(absmax, np.float32).reshape(-1))
     return _runtime._dequantize_blockwise(codes, absmax, format, block).reshape(shape)

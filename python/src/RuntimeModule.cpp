@@ -229,13 +229,13 @@ public:
 private:
   qopt_model *model = nullptr;
 };
-/// A new 1-D numpy array of `n` elements of T, filled by `fill`.
-template <typename T, typename Fill> nb::object newArray(size_t n, Fill fill) {
+/// A new 1-D numpy array of `n` elements of T, and its data to fill.
+template <typename T> std::pair<nb::object, T *> newArray(size_t n) {
   void *data = std::malloc(n ? n * sizeof(T) : 1);
-  fill(static_cast<T *>(data));
   nb::capsule owner(data, [](void *p) noexcept { std::free(p); });
   size_t shape[1] = {n};
-  return Array(data, 1, shape, owner, nullptr, nb::dtype<T>()).cast();
+  return {Array(data, 1, shape, owner, nullptr, nb::dtype<T>()).cast(),
+          static_cast<T *>(data)};
 }
 
 using F32 =
@@ -243,67 +243,64 @@ using F32 =
 using U8 =
     nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
-/// bitsandbytes' 4-bit formats for qopt.quantize: (codes, one per element,
-/// unpacked; absmax per block) of "nf4" or "fp4".
+/// bitsandbytes' blockwise formats (qopt.quantize / qopt.dequantize): the
+/// Support codecs of each; `quantize` is null where qopt does not write the
+/// format yet.
+struct BlockwiseFormat {
+  const char *name;
+  void (*quantize)(const float *, int64_t, int64_t, uint8_t *, float *);
+  void (*dequantize)(const uint8_t *, const float *, int64_t, int64_t, float *);
+  const float *table;
+  size_t tableSize;
+};
+
+const BlockwiseFormat &blockwiseFormat(const std::string &name) {
+  static const BlockwiseFormat formats[] = {
+      {"nf4", qopt::nf4QuantizeBlockwise, qopt::nf4DequantizeBlockwise,
+       qopt::nf4CodeTable().data(), 16},
+      {"fp4", qopt::fp4QuantizeBlockwise, qopt::fp4DequantizeBlockwise,
+       qopt::fp4CodeTable().data(), 16},
+      {"int8-dynamic", nullptr, qopt::dynamicDequantizeBlockwise,
+       qopt::dynamicCodeTable().data(), 256}};
+  for (const BlockwiseFormat &f : formats)
+    if (name == f.name)
+      return f;
+  throw nb::value_error(("unknown blockwise format '" + name + "'").c_str());
+}
+
+/// (codes, one per element, unpacked; absmax per block) of `x`.
 std::pair<nb::object, nb::object>
 quantizeBlockwise(F32 x, const std::string &format, int64_t blocksize) {
+  const BlockwiseFormat &f = blockwiseFormat(format);
+  if (!f.quantize)
+    throw nb::value_error(
+        ("quantizing to '" + format + "' is not supported yet").c_str());
   if (blocksize <= 0)
     throw nb::value_error("block_size must be positive");
   auto n = static_cast<int64_t>(x.shape(0));
-  int64_t blocks = (n + blocksize - 1) / blocksize;
-  std::vector<uint8_t> codes(n);
-  std::vector<float> absmax(blocks);
-  if (format == "nf4")
-    qopt::nf4QuantizeBlockwise(x.data(), n, blocksize, codes.data(),
-                               absmax.data());
-  else if (format == "fp4")
-    qopt::fp4QuantizeBlockwise(x.data(), n, blocksize, codes.data(),
-                               absmax.data());
-  else
-    throw nb::value_error(
-        ("unknown blockwise format '" + format + "'").c_str());
-  auto c = newArray<uint8_t>(
-      n, [&](uint8_t *d) { std::copy(codes.begin(), codes.end(), d); });
-  auto a = newArray<float>(
-      blocks, [&](float *d) { std::copy(absmax.begin(), absmax.end(), d); });
-  return {c, a};
+  auto [codes, c] = newArray<uint8_t>(n);
+  auto [absmax, a] = newArray<float>((n + blocksize - 1) / blocksize);
+  f.quantize(x.data(), n, blocksize, c, a);
+  return {codes, absmax};
 }
 
 nb::object dequantizeBlockwise(U8 codes, F32 absmax, const std::string &format,
                                int64_t blocksize) {
+  const BlockwiseFormat &f = blockwiseFormat(format);
   auto n = static_cast<int64_t>(codes.shape(0));
   if (blocksize <= 0 ||
       static_cast<int64_t>(absmax.shape(0)) != (n + blocksize - 1) / blocksize)
     throw nb::value_error("absmax must hold one value per block of block_size");
-  return newArray<float>(n, [&](float *out) {
-    if (format == "nf4")
-      qopt::nf4DequantizeBlockwise(codes.data(), absmax.data(), n, blocksize,
-                                   out);
-    else if (format == "fp4")
-      qopt::fp4DequantizeBlockwise(codes.data(), absmax.data(), n, blocksize,
-                                   out);
-    else
-      qopt::dynamicDequantizeBlockwise(codes.data(), absmax.data(), n,
-                                       blocksize, out);
-  });
+  auto [out, o] = newArray<float>(n);
+  f.dequantize(codes.data(), absmax.data(), n, blocksize, o);
+  return out;
 }
 
-nb::object doubleDequantize(U8 codes, F32 nested, float offset,
-                            int64_t blocksize) {
-  auto n = static_cast<int64_t>(codes.shape(0));
-  if (blocksize <= 0 ||
-      static_cast<int64_t>(nested.shape(0)) != (n + blocksize - 1) / blocksize)
-    throw nb::value_error("nested_absmax must hold one value per nested block");
-  return newArray<float>(n, [&](float *out) {
-    qopt::doubleDequantizeAbsmax(codes.data(), nested.data(), offset, n,
-                                 blocksize, out);
-  });
-}
-
-/// A code table as float32.
-template <size_t N> nb::object table(const std::array<float, N> &t) {
-  return newArray<float>(N,
-                         [&](float *d) { std::copy(t.begin(), t.end(), d); });
+nb::object codeTable(const std::string &format) {
+  const BlockwiseFormat &f = blockwiseFormat(format);
+  auto [table, t] = newArray<float>(f.tableSize);
+  std::copy(f.table, f.table + f.tableSize, t);
+  return table;
 }
 } // namespace
 
@@ -312,18 +309,7 @@ NB_MODULE(_runtime, m) {
         nb::arg("format"), nb::arg("blocksize"));
   m.def("_dequantize_blockwise", &dequantizeBlockwise, nb::arg("codes"),
         nb::arg("absmax"), nb::arg("format"), nb::arg("blocksize"));
-  m.def("_double_dequantize", &doubleDequantize, nb::arg("codes"),
-        nb::arg("nested_absmax"), nb::arg("offset"), nb::arg("blocksize"));
-  m.def("_code_table", [](const std::string &format) {
-    if (format == "nf4")
-      return table(qopt::nf4CodeTable());
-    if (format == "fp4")
-      return table(qopt::fp4CodeTable());
-    if (format == "int8-dynamic")
-      return table(qopt::dynamicCodeTable());
-    throw nb::value_error(
-        ("unknown blockwise format '" + format + "'").c_str());
-  });
+  m.def("_code_table", &codeTable, nb::arg("format"));
   m.doc() = "qopt runtime: load and run models compiled by qoptc";
   nb::class_<Model>(m, "Model")
       .def(nb::init<const std::string &>(), nb::arg("path"))

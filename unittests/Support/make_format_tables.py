@@ -55,14 +55,27 @@ parts = [
     "// Floats are given as their IEEE-754 binary32 bit patterns.\n\n"
 ]
 
+def unpack(packed, n):
+    """bitsandbytes' packed 4-bit codes, the first element in the high nibble."""
+    packed = packed.reshape(-1).numpy().astype(np.uint8)
+    return np.stack([packed >> 4, packed & 0xF], axis=1).reshape(-1)[:n]
+
+
+def midpoint_edges(sorted_codes):
+    """The midpoints between neighbouring codes, one ulp either side, +-1 and
+    0, padded with zeros to a block of 64."""
+    mid = ((sorted_codes[:-1] + sorted_codes[1:]) / 2).astype(np.float32)
+    edge = np.concatenate([mid, np.nextafter(mid, 2), np.nextafter(mid, -2), [1.0, -1.0, 0.0]])
+    return np.concatenate([edge, np.zeros(64 - edge.size)]).astype(np.float32)
+
+
 # NF4 table and bitsandbytes' own encoding of sample blocks.
 nf4 = F.get_4bit_type("nf4", device="cpu").float().numpy()
 parts.append(array("kBnbNF4Table", "uint32_t", hex32(nf4)))
 blocks = (rng.standard_normal((16, 64)) * rng.uniform(0.01, 4.0, (16, 1))).astype(np.float32)
 packed, state = F.quantize_4bit(torch.from_numpy(blocks.reshape(-1)), blocksize=64,
                                 quant_type="nf4")
-packed = packed.reshape(-1).numpy().astype(np.uint8)
-codes = np.stack([packed >> 4, packed & 0xF], axis=1).reshape(-1)
+codes = unpack(packed, blocks.size)
 absmax = state.absmax.float().numpy()
 parts.append(array("kBnbNF4Samples", "uint32_t", hex32(blocks.reshape(-1))))
 parts.append(array("kBnbNF4Absmax", "uint32_t", hex32(absmax)))
@@ -70,14 +83,11 @@ parts.append(array("kBnbNF4Codes", "uint8_t", [str(int(c)) for c in codes], 16))
 # Edge cases of the blockwise quantizer: values on and one ulp around the
 # midpoints between codes (times a block absmax of 1 and of 3), zeros, a
 # block of zeros, and a short last block (200 = 3 * 64 + 8 elements).
-mid = ((nf4[:-1] + nf4[1:]) / 2).astype(np.float32)
-edge = np.concatenate([mid, np.nextafter(mid, 2), np.nextafter(mid, -2), [1.0, -1.0, 0.0]])
-edge = np.concatenate([edge, np.zeros(64 - edge.size)]).astype(np.float32)
+edge = midpoint_edges(nf4)
 edges = np.concatenate([edge, 3.0 * edge, np.zeros(64),
                         np.random.default_rng(5).standard_normal(8) * 0.5]).astype(np.float32)
 packed, state = F.quantize_4bit(torch.from_numpy(edges), blocksize=64, quant_type="nf4")
-packed = packed.reshape(-1).numpy().astype(np.uint8)
-codes = np.stack([packed >> 4, packed & 0xF], axis=1).reshape(-1)[:edges.size]
+codes = unpack(packed, edges.size)
 parts.append(array("kBnbNF4EdgeSamples", "uint32_t", hex32(edges)))
 parts.append(array("kBnbNF4EdgeAbsmax", "uint32_t", hex32(state.absmax.float().numpy())))
 parts.append(array("kBnbNF4EdgeCodes", "uint8_t", [str(int(c)) for c in codes], 16))
@@ -110,15 +120,11 @@ for name, dtype, width in formats:
 rng2 = np.random.default_rng(2027)
 fp4 = F.get_4bit_type("fp4", device="cpu").float().numpy()
 parts.append(array("kBnbFP4Table", "uint32_t", hex32(fp4)))
-srt = np.sort(fp4)
-mid4 = ((srt[:-1] + srt[1:]) / 2).astype(np.float32)
-edge4 = np.concatenate([mid4, np.nextafter(mid4, 2), np.nextafter(mid4, -2), [1.0, -1.0, 0.0]])
-edge4 = np.concatenate([edge4, np.zeros(64 - edge4.size)]).astype(np.float32)
+edge4 = midpoint_edges(np.sort(fp4))
 fp4x = np.concatenate([blocks.reshape(-1), edge4, 3.0 * edge4, np.zeros(64),
                        rng2.standard_normal(9) * 0.5]).astype(np.float32)
 packed, state = F.quantize_4bit(torch.from_numpy(fp4x), blocksize=64, quant_type="fp4")
-packed = packed.reshape(-1).numpy().astype(np.uint8)
-codes = np.stack([packed >> 4, packed & 0xF], axis=1).reshape(-1)[:fp4x.size]
+codes = unpack(packed, fp4x.size)
 parts.append(array("kBnbFP4Samples", "uint32_t", hex32(fp4x)))
 parts.append(array("kBnbFP4Absmax", "uint32_t", hex32(state.absmax.float().numpy())))
 parts.append(array("kBnbFP4Codes", "uint8_t", [str(int(c)) for c in codes], 16))

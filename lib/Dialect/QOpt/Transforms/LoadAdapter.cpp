@@ -152,6 +152,21 @@ ParamOp paramFromTensor(SymbolTable &symbols, Location loc, StringRef name,
       });
 }
 
+/// paramFromTensor's parameter `<module><suffix>`, read before `user`; null
+/// after an error.
+Value readTensorParam(SymbolTable &symbols, Operation *user, StringRef module,
+                      StringRef suffix, const Tensor &t, Type element,
+                      bool trainable) {
+  ParamOp p =
+      paramFromTensor(symbols, user->getLoc(), module.str() + suffix.str(), t,
+                      element, trainable);
+  if (!p)
+    return {};
+  OpBuilder builder(user);
+  return LoadParamOp::create(builder, user->getLoc(), p.getTensorType(),
+                             p.getSymName());
+}
+
 /// The parts of one module's adapter in the file.
 struct ModuleAdapter {
   const Tensor *a = nullptr, *b = nullptr, *magnitude = nullptr;
@@ -524,15 +539,9 @@ struct QOptLoadAdapterPass
     if (!kind)
       return fail() << "has element type " << element
                     << ", which adapters cannot take";
-    OpBuilder builder(embedding);
-    auto param = [&](const Tensor &t, StringRef suffix) -> Value {
-      ParamOp p =
-          paramFromTensor(symbols, embedding.getLoc(),
-                          layer.name + suffix.str(), t, element, trainable);
-      if (!p)
-        return {};
-      return LoadParamOp::create(builder, embedding.getLoc(), p.getTensorType(),
-                                 p.getSymName());
+    auto param = [&](const Tensor &t, StringRef suffix) {
+      return readTensorParam(symbols, embedding, layer.name, suffix, t, element,
+                             trainable);
     };
     Value a = param(*parts.embeddingA, ".lora_embedding_A");
     Value b = param(*parts.embeddingB, ".lora_embedding_B");
@@ -631,15 +640,9 @@ struct QOptLoadAdapterPass
     if (!kind)
       return fail() << "has element type " << element
                     << ", which adapters cannot take";
-    OpBuilder builder(linear);
-    auto param = [&](const Tensor &t, StringRef suffix) -> Value {
-      ParamOp p =
-          paramFromTensor(symbols, linear.getLoc(), layer.name + suffix.str(),
-                          t, element, trainable);
-      if (!p)
-        return {};
-      return LoadParamOp::create(builder, linear.getLoc(), p.getTensorType(),
-                                 p.getSymName());
+    auto param = [&](const Tensor &t, StringRef suffix) {
+      return readTensorParam(symbols, linear, layer.name, suffix, t, element,
+                             trainable);
     };
     Value a = param(*parts.a, ".lora_A.weight");
     Value b = param(*parts.b, ".lora_B.weight");
