@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 namespace qopt {
 
@@ -45,38 +46,93 @@ uint8_t nf4Encode(float v) {
 }
 
 namespace {
-/// bitsandbytes' default quantize_4bit kernel for a 16-entry code `table`:
-/// the scaled value's bucket among the midpoints of the codes in ascending
-/// order (torch.argsort; ties keep index order), mapped back to the index.
-void quantize4BitBlockwise(const std::array<float, 16> &table, const float *x,
-                           int64_t n, int64_t blocksize, uint8_t *codes,
-                           float *absmax) {
-  std::array<uint8_t, 16> order;
-  for (int i = 0; i < 16; ++i)
-    order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint8_t a, uint8_t b) { return table[a] < table[b]; });
-  std::array<float, 15> bounds;
-  for (int i = 0; i < 15; ++i)
-    bounds[i] = (table[order[i]] + table[order[i + 1]]) / 2.0f;
-  const float tiny = 1e-38f; // bitsandbytes' clamp(min=1e-38)
+/// A subnormal as the signed zero that CUDA's flush-to-zero arithmetic
+/// (bitsandbytes' kernels are built with it) reads and writes instead.
+float flushSubnormal(float v) {
+  return std::fpclassify(v) == FP_SUBNORMAL ? std::copysign(0.0f, v) : v;
+}
+
+/// bitsandbytes' CUDA blockwise quantizer (kQuantizeBlockwise), which wrote
+/// the checkpoints users bring: per block the f32 absmax of the elements,
+/// every element multiplied by its f32 reciprocal (no guard: an all-zero
+/// block scales 0 by inf, a NaN, which `encode` sends where bitsandbytes
+/// does) and encoded, subnormals flushed to zero throughout.
+template <typename Encode>
+void quantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                       uint8_t *codes, float *absmax, Encode encode) {
   for (int64_t begin = 0, block = 0; begin < n; begin += blocksize, ++block) {
     int64_t end = std::min(n, begin + blocksize);
     float m = 0.0f;
     for (int64_t i = begin; i < end; ++i)
-      m = std::max(m, std::fabs(x[i]));
+      m = std::fmax(m, std::fabs(flushSubnormal(x[i])));
     absmax[block] = m;
-    float d = std::max(m, tiny);
-    bool full = end - begin == blocksize;
-    float reciprocal = 1.0f / d;
-    for (int64_t i = begin; i < end; ++i) {
-      float v = full ? x[i] * reciprocal : x[i] / d;
-      v = std::clamp(v, -1.0f, 1.0f);
-      // torch.bucketize(right=False): the first bound >= v.
-      codes[i] = order[std::lower_bound(bounds.begin(), bounds.end(), v) -
-                       bounds.begin()];
+    float reciprocal = flushSubnormal(1.0f / m);
+    for (int64_t i = begin; i < end; ++i)
+      codes[i] = encode(flushSubnormal(flushSubnormal(x[i]) * reciprocal));
+  }
+}
+
+/// How many of the ascending `thresholds` `v` exceeds (0 for NaN).
+template <size_t N>
+uint8_t countAbove(const std::array<float, N> &thresholds, float v) {
+  uint8_t k = 0;
+  for (float t : thresholds)
+    k += v > t;
+  return k;
+}
+
+/// bitsandbytes' NF4 decision tree (dQuantizeNF4): its thresholds, the
+/// midpoints of neighbouring codes as f32 literals.
+uint8_t nf4EncodeScaled(float v) {
+  static const std::array<float, 15> thresholds = {
+      -0.8480964004993439f,   -0.6106329262256622f,  -0.4599952697753906f,
+      -0.33967943489551544f,  -0.23460740596055984f, -0.13791173323988914f,
+      -0.045525018125772476f, 0.03979014977812767f,  0.1202552504837513f,
+      0.2035212516784668f,    0.2920137718319893f,   0.3893125355243683f,
+      0.5016634166240692f,    0.6427869200706482f,   0.8614784181118011f};
+  return countAbove(thresholds, v);
+}
+
+/// bitsandbytes' FP4 decision tree (dQuantizeFP4): the sign bit from v < 0,
+/// the magnitude's code from thresholds on |v| (rounded literals, so not
+/// all exact midpoints: 0.583333 is below 7/12).
+uint8_t fp4EncodeScaled(float v) {
+  static const std::array<float, 7> thresholds = {
+      0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f,
+      0.4166667f,  0.583333f,  0.8333333f};
+  // Codes of 0, 1/192, 1/6, 1/4, 1/3, 1/2, 2/3, 1 (fp4CodeTable's order).
+  static const uint8_t magnitude[8] = {0, 1, 6, 7, 4, 5, 2, 3};
+  uint8_t sign = v < 0.0f ? 8 : 0;
+  return sign | magnitude[countAbove(thresholds, std::fabs(v))];
+}
+
+/// bitsandbytes' CUDA 8-bit search (dQuantize, not stochastic): seven
+/// bisection steps from index 127 (they reach indices 0..254), then the
+/// landing code or the neighbour bracketing `v` on that side, whichever is
+/// nearer by the f32 midpoint (the landing code on ties).
+uint8_t dynamicEncodeScaled(float v) {
+  const auto &code = dynamicCodeTable();
+  int at = 127, below = 0, above = 255;
+  float low = -1.0f, high = 1.0f;
+  for (int step = 64; step > 0; step /= 2) {
+    if (v > code[at]) {
+      below = at;
+      low = code[at];
+      at += step;
+    } else {
+      above = at;
+      high = code[at];
+      at -= step;
     }
   }
+  if (above == 255)
+    high = code[255];
+  if (below == 0)
+    low = code[0];
+  float landed = code[at];
+  if (v > landed)
+    return v > (high + landed) * 0.5f ? above : at;
+  return v < (low + landed) * 0.5f ? below : at;
 }
 
 /// code value · absmax of its block, in f32 (a 4-bit table reads the code's
@@ -92,7 +148,7 @@ void decodeBlockwise(const std::array<float, N> &table, const uint8_t *codes,
 
 void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax) {
-  quantize4BitBlockwise(nf4CodeTable(), x, n, blocksize, codes, absmax);
+  quantizeBlockwise(x, n, blocksize, codes, absmax, nf4EncodeScaled);
 }
 
 void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
@@ -124,7 +180,7 @@ const std::array<float, 16> &fp4CodeTable() {
 
 void fp4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax) {
-  quantize4BitBlockwise(fp4CodeTable(), x, n, blocksize, codes, absmax);
+  quantizeBlockwise(x, n, blocksize, codes, absmax, fp4EncodeScaled);
 }
 
 void fp4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
@@ -268,9 +324,31 @@ const std::array<float, 256> &dynamicCodeTable() {
   return table;
 }
 
+void dynamicQuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                              uint8_t *codes, float *absmax) {
+  quantizeBlockwise(x, n, blocksize, codes, absmax, dynamicEncodeScaled);
+}
+
 void dynamicDequantizeBlockwise(const uint8_t *codes, const float *absmax,
                                 int64_t n, int64_t blocksize, float *out) {
   decodeBlockwise(dynamicCodeTable(), codes, absmax, n, blocksize, out);
+}
+
+float doubleQuantizeAbsmax(const float *absmax, int64_t blocks,
+                           int64_t blocksize, uint8_t *codes,
+                           float *nestedAbsmax) {
+  // torch's mean: the sum times the f32 reciprocal of the count (the sum in
+  // f64 here; CUDA's reduction order differs by at most an ulp).
+  double sum = 0.0;
+  for (int64_t i = 0; i < blocks; ++i)
+    sum += absmax[i];
+  float offset = static_cast<float>(sum) * (1.0f / static_cast<float>(blocks));
+  std::vector<float> centred(absmax, absmax + blocks);
+  for (float &v : centred)
+    v -= offset;
+  dynamicQuantizeBlockwise(centred.data(), blocks, blocksize, codes,
+                           nestedAbsmax);
+  return offset;
 }
 
 void doubleDequantizeAbsmax(const uint8_t *codes, const float *nestedAbsmax,

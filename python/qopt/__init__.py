@@ -218,34 +218,31 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
 
 # bitsandbytes' blockwise formats, with bitsandbytes' default block sizes.
 _BLOCKWISE = {"nf4": 64, "fp4": 64, "int8-dynamic": 4096}
-# Formats quantize() writes exactly as bitsandbytes does (its 8-bit CPU kernel
-# picks other codes than the nearest for some values, by a search qopt does
-# not reproduce yet; dequantize() reads that format and double-quantized
-# states exactly).
-_QUANTIZE = ("nf4", "fp4")
+# QLoRA's double quantization: the absmaxes in the 8-bit format, blocks of 256.
+_NESTED_BLOCK = 256
 
 
 def quantize(array, format, *, block_size=None, double_quant=False):
-    """Quantizes `array` in `format` ("nf4" or "fp4") exactly as bitsandbytes'
-    quantize_4bit does on the CPU, returning a dict of numpy arrays in its
-    layout (its QuantState names): `weight` (packed uint8, flat, two codes a
-    byte, the first in the high nibble; an odd count padded with the code of
-    zero), `absmax` (float32 per block of `block_size`, default 64),
-    `quant_map` (the 16 code values), `quant_type`, `blocksize`, `shape` (the
-    input's). Any float dtype is read as float32 (bitsandbytes quantizes bf16
-    / f16 from their float32 values). dequantize() takes the dict back.
+    """Quantizes `array` in `format` exactly as bitsandbytes' CUDA kernels do
+    (they wrote the QLoRA checkpoints users bring): "nf4" and "fp4" as its
+    quantize_4bit, "int8-dynamic" as its quantize_blockwise. Returns a dict
+    of numpy arrays in bitsandbytes' layout (its QuantState names): `weight`
+    (uint8, flat: for 4 bits two codes a byte, the first in the high nibble,
+    an odd count padded with the code of zero; for 8 bits one a byte),
+    `absmax` (float32 per block of `block_size`; default 64, for
+    int8-dynamic 4096), `quant_map` (the code values), `quant_type`,
+    `blocksize`, `shape` (the input's). Any float dtype is read as float32
+    (bitsandbytes quantizes bf16 / f16 from their float32 values).
 
-    Not yet: `double_quant=True` and "int8-dynamic", whose 8-bit codes
-    bitsandbytes' CPU kernel picks by a search qopt does not reproduce; both
-    raise ValueError. dequantize() reads states bitsandbytes wrote in them."""
+    `double_quant=True` (QLoRA's double quantization, bitsandbytes'
+    compress_statistics / nested): `absmax` becomes uint8 codes of the
+    absmaxes minus their mean, in the 8-bit dynamic format in blocks of 256,
+    with `nested_absmax`, `nested_quant_map`, `nested_offset` (the mean,
+    float32; bitsandbytes' CUDA mean may differ in the last bit) and
+    `nested_blocksize`. dequantize() takes the dict back."""
     if format not in _BLOCKWISE:
         raise ValueError(f"unknown format {format!r} (expected one of "
                          f"{', '.join(sorted(_BLOCKWISE))})")
-    if format not in _QUANTIZE or double_quant:
-        raise ValueError(f"quantize({format!r}"
-                         f"{', double_quant=True' if double_quant else ''}) is not "
-                         "supported yet: bitsandbytes' 8-bit codes are not reproduced "
-                         "(dequantize reads them)")
     a = np.asarray(array)
     if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
         raise ValueError(f"quantize takes floats, got {a.dtype}")
@@ -255,13 +252,25 @@ def quantize(array, format, *, block_size=None, double_quant=False):
     if block <= 0:
         raise ValueError(f"block_size must be positive, got {block}")
     flat = np.ascontiguousarray(a.astype(np.float32).reshape(-1))
+    blocks = -(-flat.size // block)
+    if format != "int8-dynamic" and flat.size % 2:
+        # The pad nibble is a zero quantized in the last block, as
+        # bitsandbytes' kernel pads its loads.
+        flat = np.append(flat, np.float32(0))
     codes, absmax = _runtime._quantize_blockwise(flat, format, block)
-    if codes.size % 2:
-        pad, _ = _runtime._quantize_blockwise(np.zeros(1, np.float32), format, 1)
-        codes = np.concatenate([codes, pad])
-    return {"quant_type": format, "blocksize": block, "shape": tuple(a.shape),
-            "weight": ((codes[0::2] << 4) | codes[1::2]).astype(np.uint8),
-            "absmax": absmax, "quant_map": _runtime._code_table(format)}
+    absmax = absmax[:blocks]
+    if format == "int8-dynamic":
+        weight = codes
+    else:
+        weight = ((codes[0::2] << 4) | codes[1::2]).astype(np.uint8)
+    state = {"quant_type": format, "blocksize": block, "shape": tuple(a.shape),
+             "weight": weight, "absmax": absmax, "quant_map": _runtime._code_table(format)}
+    if double_quant:
+        nested_codes, nested_absmax, offset = _runtime._double_quantize(absmax, _NESTED_BLOCK)
+        state.update(absmax=nested_codes, nested_absmax=nested_absmax,
+                     nested_quant_map=_runtime._code_table("int8-dynamic"),
+                     nested_offset=np.float32(offset), nested_blocksize=_NESTED_BLOCK)
+    return state
 
 
 def dequantize(state):

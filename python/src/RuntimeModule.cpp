@@ -244,8 +244,7 @@ using U8 =
     nb::ndarray<const uint8_t, nb::ndim<1>, nb::c_contig, nb::device::cpu>;
 
 /// bitsandbytes' blockwise formats (qopt.quantize / qopt.dequantize): the
-/// Support codecs of each; `quantize` is null where qopt does not write the
-/// format yet.
+/// Support codecs of each.
 struct BlockwiseFormat {
   const char *name;
   void (*quantize)(const float *, int64_t, int64_t, uint8_t *, float *);
@@ -260,8 +259,8 @@ const BlockwiseFormat &blockwiseFormat(const std::string &name) {
        qopt::nf4CodeTable().data(), 16},
       {"fp4", qopt::fp4QuantizeBlockwise, qopt::fp4DequantizeBlockwise,
        qopt::fp4CodeTable().data(), 16},
-      {"int8-dynamic", nullptr, qopt::dynamicDequantizeBlockwise,
-       qopt::dynamicCodeTable().data(), 256}};
+      {"int8-dynamic", qopt::dynamicQuantizeBlockwise,
+       qopt::dynamicDequantizeBlockwise, qopt::dynamicCodeTable().data(), 256}};
   for (const BlockwiseFormat &f : formats)
     if (name == f.name)
       return f;
@@ -272,9 +271,6 @@ const BlockwiseFormat &blockwiseFormat(const std::string &name) {
 std::pair<nb::object, nb::object>
 quantizeBlockwise(F32 x, const std::string &format, int64_t blocksize) {
   const BlockwiseFormat &f = blockwiseFormat(format);
-  if (!f.quantize)
-    throw nb::value_error(
-        ("quantizing to '" + format + "' is not supported yet").c_str());
   if (blocksize <= 0)
     throw nb::value_error("block_size must be positive");
   auto n = static_cast<int64_t>(x.shape(0));
@@ -296,6 +292,17 @@ nb::object dequantizeBlockwise(U8 codes, F32 absmax, const std::string &format,
   return out;
 }
 
+/// QLoRA's double quantization of `absmax`: (codes, nested absmax, offset).
+nb::tuple doubleQuantize(F32 absmax, int64_t blocksize) {
+  if (blocksize <= 0)
+    throw nb::value_error("the nested block size must be positive");
+  auto n = static_cast<int64_t>(absmax.shape(0));
+  auto [codes, c] = newArray<uint8_t>(n);
+  auto [nested, a] = newArray<float>((n + blocksize - 1) / blocksize);
+  float offset = qopt::doubleQuantizeAbsmax(absmax.data(), n, blocksize, c, a);
+  return nb::make_tuple(codes, nested, offset);
+}
+
 nb::object codeTable(const std::string &format) {
   const BlockwiseFormat &f = blockwiseFormat(format);
   auto [table, t] = newArray<float>(f.tableSize);
@@ -309,6 +316,8 @@ NB_MODULE(_runtime, m) {
         nb::arg("format"), nb::arg("blocksize"));
   m.def("_dequantize_blockwise", &dequantizeBlockwise, nb::arg("codes"),
         nb::arg("absmax"), nb::arg("format"), nb::arg("blocksize"));
+  m.def("_double_quantize", &doubleQuantize, nb::arg("absmax"),
+        nb::arg("blocksize"));
   m.def("_code_table", &codeTable, nb::arg("format"));
   m.doc() = "qopt runtime: load and run models compiled by qoptc";
   nb::class_<Model>(m, "Model")

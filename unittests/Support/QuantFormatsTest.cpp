@@ -286,7 +286,8 @@ TEST(Sources, NF4TableIsBitsandbytes) {
 }
 
 TEST(Sources, NF4EncodingIsBitsandbytes) {
-  // bitsandbytes' quantize_4bit: per block of 64, code of x / absmax.
+  // bitsandbytes' quantize_4bit: per block of 64, the code nearest to
+  // x / absmax (random data: no value sits on a midpoint).
   constexpr int kBlock = 64;
   for (int i = 0; i < 1024; ++i) {
     float absmax = fromBits(kBnbNF4Absmax[i / kBlock]);
@@ -298,7 +299,8 @@ TEST(Sources, NF4EncodingIsBitsandbytes) {
 
 TEST(Sources, NF4BlockwiseIsBitsandbytes) {
   // Whole blocks of random data, then midpoints and their neighbours, a
-  // block of zeros and a short last block: codes and absmax bit for bit.
+  // block of zeros (bitsandbytes scales it by 1/0: code 0) and a short
+  // last block: codes and absmax bit for bit.
   auto check = [](const uint32_t *samples, const uint32_t *absmaxBits,
                   const uint8_t *want, int64_t n) {
     std::vector<float> x(n);
@@ -349,16 +351,26 @@ TEST(Sources, FP4IsBitsandbytes) {
         << "element " << i;
 }
 
-TEST(Sources, DynamicDequantizationIsBitsandbytes) {
+TEST(Sources, DynamicFormatIsBitsandbytes) {
   const auto &table = dynamicCodeTable();
   for (int i = 0; i < 256; ++i)
     EXPECT_TRUE(sameFloat(table[i], fromBits(kBnbDynamicTable[i])))
         << "code " << i;
-  // bitsandbytes' codes of sample blocks, decoded.
+  // Random blocks, the midpoints between codes and one ulp either side,
+  // +-1, a block of zeros and a short last block: bitsandbytes' codes and
+  // absmax bit for bit, then decoded.
   int64_t n = std::size(kBnbDynamicCodes), blocks = (n + 255) / 256;
-  std::vector<float> absmax(blocks), back(n);
+  std::vector<float> x(n), absmax(blocks), back(n);
+  for (int64_t i = 0; i < n; ++i)
+    x[i] = fromBits(kBnbDynamicSamples[i]);
+  std::vector<uint8_t> codes(n);
+  dynamicQuantizeBlockwise(x.data(), n, 256, codes.data(), absmax.data());
   for (int64_t b = 0; b < blocks; ++b)
-    absmax[b] = fromBits(kBnbDynamicAbsmax[b]);
+    EXPECT_TRUE(sameFloat(absmax[b], fromBits(kBnbDynamicAbsmax[b])))
+        << "block " << b;
+  for (int64_t i = 0; i < n; ++i)
+    EXPECT_EQ(codes[i], kBnbDynamicCodes[i])
+        << "element " << i << " (" << x[i] << ")";
   dynamicDequantizeBlockwise(kBnbDynamicCodes, absmax.data(), n, 256,
                              back.data());
   for (int64_t i = 0; i < n; ++i)
@@ -367,30 +379,50 @@ TEST(Sources, DynamicDequantizationIsBitsandbytes) {
         << "element " << i;
 }
 
-TEST(Sources, DoubleDequantizationIsBitsandbytes) {
-  // QLoRA's double quantization of 300 absmaxes (nested blocks of 256), as
-  // bitsandbytes wrote it, decoded back near the absmaxes it quantized.
+/// Distance in ulps between two finite floats of the same sign.
+int64_t ulps(float a, float b) {
+  int32_t ia, ib;
+  std::memcpy(&ia, &a, 4);
+  std::memcpy(&ib, &b, 4);
+  return std::llabs(static_cast<int64_t>(ia) - ib);
+}
+
+TEST(Sources, DoubleQuantizationIsBitsandbytes) {
+  // QLoRA's double quantization of 300 absmaxes (nested blocks of 256, the
+  // second short), as bitsandbytes' CUDA kernels wrote it: the same nested
+  // codes; the offset (torch's CUDA mean) and so the nested absmax within
+  // an ulp; decoded back near the absmaxes.
   int64_t blocks = std::size(kBnbDoubleAbsmax);
-  std::vector<float> nested(std::size(kBnbDoubleNested)), back(blocks);
+  std::vector<float> absmax(blocks), nested(std::size(kBnbDoubleNested)),
+      back(blocks);
+  for (int64_t b = 0; b < blocks; ++b)
+    absmax[b] = fromBits(kBnbDoubleAbsmax[b]);
   for (size_t b = 0; b < nested.size(); ++b)
     nested[b] = fromBits(kBnbDoubleNested[b]);
   for (int i = 0; i < 256; ++i)
     EXPECT_TRUE(
         sameFloat(dynamicCodeTable()[i], fromBits(kBnbDoubleNestedCode[i])))
         << "code " << i;
-  float offset = fromBits(kBnbDoubleOffset[0]);
-  doubleDequantizeAbsmax(kBnbDoubleCodes, nested.data(), offset, blocks, 256,
+  float bnbOffset = fromBits(kBnbDoubleOffset[0]);
+  std::vector<uint8_t> codes(blocks);
+  std::vector<float> ours(nested.size());
+  float offset = doubleQuantizeAbsmax(absmax.data(), blocks, 256, codes.data(),
+                                      ours.data());
+  EXPECT_LE(ulps(offset, bnbOffset), 1) << offset << " vs " << bnbOffset;
+  for (size_t b = 0; b < nested.size(); ++b)
+    EXPECT_LE(ulps(ours[b], nested[b]), 1) << "nested block " << b;
+  for (int64_t i = 0; i < blocks; ++i)
+    EXPECT_EQ(codes[i], kBnbDoubleCodes[i]) << "absmax " << i;
+
+  doubleDequantizeAbsmax(kBnbDoubleCodes, nested.data(), bnbOffset, blocks, 256,
                          back.data());
   for (int64_t i = 0; i < blocks; ++i) {
-    float absmax = fromBits(kBnbDoubleAbsmax[i]);
     EXPECT_TRUE(sameFloat(
         back[i],
-        dynamicCodeTable()[kBnbDoubleCodes[i]] * nested[i / 256] + offset))
+        dynamicCodeTable()[kBnbDoubleCodes[i]] * nested[i / 256] + bnbOffset))
         << "absmax " << i;
-    // Within a step and a half of the widest code spacing (0.014) of the
-    // nested block's scale: bitsandbytes' search does not always pick the
-    // nearest code.
-    EXPECT_LE(std::fabs(back[i] - absmax), 0.025f * nested[i / 256])
+    // Within half the widest code spacing (0.014) of the nested scale.
+    EXPECT_LE(std::fabs(back[i] - absmax[i]), 0.008f * nested[i / 256])
         << "absmax " << i;
   }
 }

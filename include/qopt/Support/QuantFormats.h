@@ -27,11 +27,11 @@ const std::array<float, 16> &nf4CodeTable();
 uint8_t nf4Encode(float v);
 
 /// bitsandbytes' quantize_4bit(quant_type="nf4", compress_statistics=False)
-/// of the `n` values `x` (row-major), exactly: per block of `blocksize`
-/// elements `absmax` (the last block may be short), the block scaled by
-/// the f32 reciprocal of its absmax (a short last block divided by it),
-/// clamped to [-1, 1] and given the index of the first f32 midpoint between
-/// neighbouring codes that is not below it. `codes` gets one code per
+/// of the `n` values `x` (row-major), exactly as its CUDA kernel writes
+/// them (the checkpoints users bring): per block of `blocksize` elements
+/// (the last may be short) `absmax`, each element multiplied by the f32
+/// reciprocal of its block's absmax and given the number of bitsandbytes'
+/// 15 f32 decision thresholds it exceeds. `codes` gets one code per
 /// element (unpacked), `absmax` ceil(n / blocksize) values.
 void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax);
@@ -46,15 +46,16 @@ void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
 
 /// bitsandbytes' FP4 code values (get_4bit_type("fp4")), in its index order:
 /// 0, 0.0052083, 0.6666667, 1, 0.3333333, 0.5, 0.1666667, 0.25, then the
-/// same negated (index 8 is +0 again, as in bitsandbytes' table; its native
-/// CPU dequantization gives -0 there). Values in (0, 0.0026·absmax] encode
-/// as 8.
+/// same negated (index 8, the sign bit over zero, is +0 in bitsandbytes'
+/// table).
 const std::array<float, 16> &fp4CodeTable();
 
-/// bitsandbytes' quantize_4bit(quant_type="fp4") exactly, as
-/// nf4QuantizeBlockwise does NF4: each scaled value is bucketed on the
-/// midpoints of the codes in ascending order (zero goes to index 0, before
-/// index 8) and gets that code's index. `codes` unpacked, one per element.
+/// bitsandbytes' quantize_4bit(quant_type="fp4") as its CUDA kernel writes
+/// it, scaled as nf4QuantizeBlockwise does: the sign bit from v < 0 (so
+/// small negative values give code 8), the magnitude's code from its seven
+/// f32 thresholds on |v|. bitsandbytes' CPU kernel differs: it sends small
+/// positive values to 8 and decides the tie at 7/12 the other way; both
+/// decode to the same values but at that tie.
 void fp4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax);
 
@@ -66,13 +67,28 @@ void fp4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
 /// values, ascending, from -0.99296875 to 1.
 const std::array<float, 256> &dynamicCodeTable();
 
-// Quantizing into the dynamic format is not here: bitsandbytes' CPU kernel
-// (0.50.2) picks other codes than the nearest for about 8% of values, by a
-// search qopt does not reproduce yet. Dequantizing is exact.
+/// bitsandbytes' quantize_blockwise (the 8-bit dynamic format) as its CUDA
+/// kernel writes it: scaled as nf4QuantizeBlockwise does, then its search
+/// of the code (seven bisection steps from index 127, then the nearer of
+/// the two bracketing codes by their f32 midpoint, ties to the code the
+/// search landed on). Its CPU kernel (0.50.2) picks other codes for about
+/// 8% of values.
+void dynamicQuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
+                              uint8_t *codes, float *absmax);
 
 /// The inverse: code value · absmax of its block, in f32.
 void dynamicDequantizeBlockwise(const uint8_t *codes, const float *absmax,
                                 int64_t n, int64_t blocksize, float *out);
+
+/// QLoRA's double quantization of the 4-bit blocks' `absmax` (`blocks`
+/// values): their mean (the returned offset) subtracted, the rest in the
+/// dynamic format in blocks of `blocksize` (bitsandbytes: 256): `codes`
+/// one per block, `nestedAbsmax` ceil(blocks / blocksize) values. The
+/// offset is torch's mean up to rounding (bitsandbytes' CUDA reduction
+/// sums in another order: within an ulp).
+float doubleQuantizeAbsmax(const float *absmax, int64_t blocks,
+                           int64_t blocksize, uint8_t *codes,
+                           float *nestedAbsmax);
 
 /// QLoRA's double quantization undone: the 4-bit blocks' absmaxes are the
 /// dynamic codes · nested absmax (blocks of `blocksize`, bitsandbytes: 256),
