@@ -44,12 +44,70 @@ void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
   buildCPUCodegenPipeline(pm, codegen);
 }
 
+/// `--quantize SPEC` as qopt-quantize-weights options, or a message.
+static std::optional<std::string>
+parseQuantizeSpec(StringRef spec,
+                  mlir::qopt::QOptQuantizeWeightsPassOptions &options) {
+  auto [format, rest] = spec.split(':');
+  static const char *formats[] = {"nf4", "fp4", "int2", "int4", "int8"};
+  if (!llvm::is_contained(formats, format))
+    return "format '" + format.str() +
+           "' is not supported (nf4, fp4, int2, int4, int8; fp8, mxfp4 and "
+           "nvfp4 are not written yet)";
+  options.format = format.str();
+  SmallVector<StringRef> items;
+  if (!rest.empty())
+    rest.split(items, ',');
+  for (StringRef item : items) {
+    auto [key, value] = item.split('=');
+    int64_t number = 0;
+    bool hasValue = item.contains('=');
+    if (hasValue && key != "clip" && value.getAsInteger(10, number))
+      return "'" + item.str() + "': " + key.str() + " takes an integer";
+    if (key == "block" && hasValue)
+      options.block = number;
+    else if (key == "group" && hasValue)
+      options.group = number;
+    else if (key == "clip" && hasValue)
+      options.clip = value.str();
+    else if (key == "double-quant" && !hasValue)
+      options.doubleQuant = true;
+    else if (key == "asym" && !hasValue)
+      options.asym = true;
+    else if ((key == "sym" || key == "per-channel") && !hasValue) {
+      if (key == "per-channel")
+        options.group = 0;
+      else
+        options.asym = false;
+    } else
+      return "unknown option '" + item.str() +
+             "' (block=N, double-quant, group=N, per-channel, sym, asym, "
+             "clip=minmax|mse)";
+  }
+  return std::nullopt;
+}
+
 LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                                              const ModelCompileOptions &options,
                                              const CPUTargetOptions &target) {
   auto start = std::chrono::steady_clock::now();
   PassManager front(module.getContext());
   buildONNXFrontEndPipeline(front, options.allowUnsupported);
+  // A checkpoint's weights first: calibration and adapters see them.
+  if (!options.weightsPath.empty()) {
+    QOptLoadWeightsPassOptions load;
+    load.weights = options.weightsPath;
+    front.addPass(createQOptLoadWeightsPass(load));
+  }
+  if (!options.quantizeSpec.empty()) {
+    QOptQuantizeWeightsPassOptions quantize;
+    if (std::optional<std::string> why =
+            parseQuantizeSpec(options.quantizeSpec, quantize))
+      return emitError(module.getLoc())
+             << "--quantize '" << options.quantizeSpec << "': " << *why;
+    quantize.modelDir = target.modelDir;
+    front.addPass(createQOptQuantizeWeightsPass(quantize));
+  }
   if (failed(front.run(module)))
     return failure();
   PassManager pm(module.getContext());

@@ -511,6 +511,75 @@ int64_t intFormatMax(unsigned bits, bool isSigned) {
   return isSigned ? (int64_t(1) << (bits - 1)) - 1 : (int64_t(1) << bits) - 1;
 }
 
+namespace {
+/// One group's codes for a given range; returns the squared error.
+double quantizeGroup(const float *w, int64_t n, unsigned bits, bool asym,
+                     float lo, float hi, uint8_t *codes, float &scale,
+                     uint8_t &zp) {
+  int64_t qmin = asym ? 0 : -(int64_t(1) << (bits - 1));
+  int64_t qmax =
+      asym ? (int64_t(1) << bits) - 1 : (int64_t(1) << (bits - 1)) - 1;
+  int64_t zero = 0;
+  if (asym) {
+    lo = std::min(lo, 0.0f);
+    hi = std::max(hi, 0.0f);
+    scale = (hi - lo) / static_cast<float>(qmax);
+    if (scale == 0.0f)
+      scale = 1.0f;
+    zero = std::clamp<int64_t>(roundHalfToEven(-lo / scale), 0, qmax);
+  } else {
+    scale = std::max(std::fabs(lo), std::fabs(hi)) / static_cast<float>(qmax);
+    if (scale == 0.0f)
+      scale = 1.0f;
+  }
+  zp = static_cast<uint8_t>(zero);
+  double err = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t q =
+        std::clamp<int64_t>(roundHalfToEven(w[i] / scale) + zero, qmin, qmax);
+    codes[i] = static_cast<uint8_t>(q & ((1 << bits) - 1));
+    double d = static_cast<double>((q - zero) * scale) - w[i];
+    err += d * d;
+  }
+  return err;
+}
+} // namespace
+
+void intQuantizeGroups(const float *w, int64_t rows, int64_t cols,
+                       int64_t group, unsigned bits, bool asymmetric,
+                       ClipSearch clip, uint8_t *codes, float *scales,
+                       uint8_t *zeroPoints) {
+  int64_t groups = (cols + group - 1) / group;
+  std::vector<uint8_t> trial(group);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t g = 0; g < groups; ++g) {
+      int64_t begin = g * group, n = std::min(group, cols - begin);
+      const float *x = w + r * cols + begin;
+      float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);
+      float scale;
+      uint8_t zp;
+      double best = quantizeGroup(x, n, bits, asymmetric, lo, hi,
+                                  codes + r * cols + begin, scale, zp);
+      if (clip == ClipSearch::MSE)
+        for (int step = 1; step <= 50; ++step) {
+          float ratio = 1.0f - 0.01f * step, s;
+          uint8_t z;
+          double err = quantizeGroup(x, n, bits, asymmetric, lo * ratio,
+                                     hi * ratio, trial.data(), s, z);
+          if (err < best) {
+            best = err;
+            scale = s;
+            zp = z;
+            std::copy(trial.begin(), trial.begin() + n,
+                      codes + r * cols + begin);
+          }
+        }
+      scales[r * groups + g] = scale;
+      if (zeroPoints)
+        zeroPoints[r * groups + g] = zp;
+    }
+}
+
 int64_t packedRowBytes(int64_t n, unsigned bits) {
   return (n * static_cast<int64_t>(bits) + 7) / 8;
 }

@@ -220,9 +220,67 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
 _BLOCKWISE = {"nf4": 64, "fp4": 64, "int8-dynamic": 4096}
 # QLoRA's double quantization: the absmaxes in the 8-bit format, blocks of 256.
 _NESTED_BLOCK = 256
+# Integer formats: bits.
+_INT = {"int2": 2, "int4": 4, "int8": 8}
 
 
-def quantize(array, format, *, block_size=None, double_quant=False):
+def _quantize_int(a, format, group_size, asym, clip):
+    if clip not in ("minmax", "mse"):
+        raise ValueError(f"clip must be 'minmax' or 'mse', got {clip!r}")
+    if a.ndim == 0:
+        raise ValueError("quantize needs at least one dimension")
+    cols = a.shape[-1]
+    rows = a.size // cols
+    if group_size is not None and (not isinstance(group_size, (int, np.integer))
+                                   or isinstance(group_size, bool)):
+        raise ValueError(f"group_size must be an integer, got {group_size!r}")
+    group = cols if group_size is None else int(group_size)
+    if group <= 0:
+        raise ValueError(f"group_size must be positive, got {group}")
+    flat = np.ascontiguousarray(a.astype(np.float32).reshape(-1))
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("quantize: the array holds NaN or infinite values")
+    packed, scales, zero_points = _runtime._quantize_int(
+        flat, rows, cols, min(group, cols), _INT[format], bool(asym), clip == "mse")
+    groups = -(-cols // min(group, cols))
+    state = {"quant_type": format, "shape": tuple(a.shape), "group_size": min(group, cols),
+             "asym": bool(asym), "weight": packed.reshape(rows, -1),
+             "scales": scales.reshape(rows, groups)}
+    if asym:
+        state["zero_points"] = zero_points.reshape(rows, groups)
+    return state
+
+
+def _dequantize_int(state):
+    bits = _INT[state["quant_type"]]
+    shape = tuple(state["shape"])
+    group = int(state["group_size"])
+    if not shape or group <= 0:
+        raise ValueError("an integer state needs a shape of rank >= 1 and a positive group_size")
+    cols = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    weight = np.asarray(state["weight"], np.uint8).reshape(rows, -1)
+    per_byte = 8 // bits
+    if weight.shape[1] != -(-cols // per_byte):
+        raise ValueError(f"weight rows hold {weight.shape[1]} bytes, {cols} codes of "
+                         f"{bits} bits need {-(-cols // per_byte)}")
+    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
+    codes = ((weight[:, :, None] >> shifts) & ((1 << bits) - 1)).reshape(rows, -1)[:, :cols]
+    codes = codes.astype(np.int32)
+    groups = -(-cols // group)
+    scales = np.asarray(state["scales"], np.float32).reshape(rows, groups)
+    if state.get("asym"):
+        zp = np.asarray(state["zero_points"], np.uint8).reshape(rows, groups).astype(np.int32)
+    else:  # signed codes: sign-extend
+        codes = np.where(codes >= 1 << (bits - 1), codes - (1 << bits), codes)
+        zp = np.zeros((rows, groups), np.int32)
+    index = np.arange(cols) // group
+    values = (codes - zp[:, index]).astype(np.float32) * scales[:, index]
+    return values.astype(np.float32).reshape(shape)
+
+
+def quantize(array, format, *, block_size=None, double_quant=False, group_size=None,
+             asym=False, clip="minmax"):
     """Quantizes `array` in `format` exactly as bitsandbytes' CUDA kernels do
     (they wrote the QLoRA checkpoints users bring): "nf4" and "fp4" as its
     quantize_4bit, "int8-dynamic" as its quantize_blockwise. Returns a dict
@@ -239,10 +297,32 @@ def quantize(array, format, *, block_size=None, double_quant=False):
     absmaxes minus their mean, in the 8-bit dynamic format in blocks of 256,
     with `nested_absmax`, `nested_quant_map`, `nested_offset` (the mean,
     float32; bitsandbytes' CUDA mean may differ in the last bit) and
-    `nested_blocksize`. dequantize() takes the dict back."""
+    `nested_blocksize`.
+
+    "int2" / "int4" / "int8" quantize along the last axis (the leading ones
+    are rows, e.g. a linear weight's output channels), as `qoptc --quantize`
+    does: one scale per `group_size` elements of a row (default the whole
+    row), symmetric signed codes or `asym=True` unsigned codes with a zero
+    point, `clip="mse"` to search each group's clipping ratio. The dict, in
+    qopt's layout: `weight` (uint8 [rows, bytes]: each row's codes packed
+    little-endian, element 0 in the lowest bits), `scales` (float32 [rows,
+    groups]), `zero_points` (uint8, asym only), `quant_type`, `group_size`,
+    `asym`, `shape`. dequantize() takes the dict back."""
+    if format in _INT:
+        a = np.asarray(array)
+        if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
+            raise ValueError(f"quantize takes floats, got {a.dtype}")
+        if a.size == 0:
+            raise ValueError("quantize needs at least one element")
+        if block_size is not None or double_quant:
+            raise ValueError(f"{format} takes group_size, not block_size / double_quant")
+        return _quantize_int(a, format, group_size, asym, clip)
+    if format in _BLOCKWISE and (group_size is not None or asym or clip != "minmax"):
+        raise ValueError(f"{format} takes block_size and double_quant, not group_size / "
+                         "asym / clip")
     if format not in _BLOCKWISE:
         raise ValueError(f"unknown format {format!r} (expected one of "
-                         f"{', '.join(sorted(_BLOCKWISE))})")
+                         f"{', '.join(sorted(_BLOCKWISE) + sorted(_INT))})")
     a = np.asarray(array)
     if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
         raise ValueError(f"quantize takes floats, got {a.dtype}")
@@ -279,7 +359,13 @@ def dequantize(state):
     double quantization (`absmax` uint8 codes with `nested_absmax`,
     `nested_offset`, `nested_blocksize` (default 256)) or its 8-bit
     "int8-dynamic" state (`weight` one code per element). The values equal
-    bitsandbytes' dequantize_4bit / dequantize_blockwise bit for bit."""
+    bitsandbytes' dequantize_4bit / dequantize_blockwise bit for bit; an
+    integer state (int2 / int4 / int8) gives (code - zero point) · scale."""
+    if isinstance(state, dict) and state.get("quant_type") in _INT:
+        try:
+            return _dequantize_int(state)
+        except KeyError as e:
+            raise ValueError(f"not a qopt.quantize result: no {e.args[0]!r}") from None
     try:
         format, block = state["quant_type"], int(state["blocksize"])
         shape, weight, absmax = tuple(state["shape"]), state["weight"], state["absmax"]

@@ -303,6 +303,37 @@ nb::tuple doubleQuantize(F32 absmax, int64_t blocksize) {
   return nb::make_tuple(codes, nested, offset);
 }
 
+/// Integer quantization of a rows × cols matrix per group of columns:
+/// (codes packed per row little-endian, scales, zero points or None).
+nb::tuple quantizeInt(F32 x, int64_t rows, int64_t cols, int64_t group,
+                      unsigned bits, bool asym, bool mse) {
+  if (rows <= 0 || cols <= 0 || int64_t(x.shape(0)) != rows * cols)
+    throw nb::value_error("the array does not have rows x cols elements");
+  if (group <= 0)
+    throw nb::value_error("group_size must be positive");
+  if (bits != 2 && bits != 4 && bits != 8)
+    throw nb::value_error("integer formats have 2, 4 or 8 bits");
+  int64_t groups = (cols + group - 1) / group;
+  std::vector<uint8_t> codes(rows * cols);
+  auto [scales, s] = newArray<float>(rows * groups);
+  nb::object zeroPoints = nb::none();
+  uint8_t *z = nullptr;
+  if (asym) {
+    auto [zp, zd] = newArray<uint8_t>(rows * groups);
+    zeroPoints = zp;
+    z = zd;
+  }
+  qopt::intQuantizeGroups(x.data(), rows, cols, group, bits, asym,
+                          mse ? qopt::ClipSearch::MSE
+                              : qopt::ClipSearch::MinMax,
+                          codes.data(), s, z);
+  int64_t rowBytes = qopt::packedRowBytes(cols, bits);
+  auto [packed, p] = newArray<uint8_t>(rows * rowBytes);
+  for (int64_t r = 0; r < rows; ++r)
+    qopt::packBits(codes.data() + r * cols, cols, bits, p + r * rowBytes);
+  return nb::make_tuple(packed, scales, zeroPoints);
+}
+
 nb::object codeTable(const std::string &format) {
   const BlockwiseFormat &f = blockwiseFormat(format);
   auto [table, t] = newArray<float>(f.tableSize);
@@ -318,6 +349,9 @@ NB_MODULE(_runtime, m) {
         nb::arg("absmax"), nb::arg("format"), nb::arg("blocksize"));
   m.def("_double_quantize", &doubleQuantize, nb::arg("absmax"),
         nb::arg("blocksize"));
+  m.def("_quantize_int", &quantizeInt, nb::arg("x"), nb::arg("rows"),
+        nb::arg("cols"), nb::arg("group"), nb::arg("bits"), nb::arg("asym"),
+        nb::arg("mse"));
   m.def("_code_table", &codeTable, nb::arg("format"));
   m.doc() = "qopt runtime: load and run models compiled by qoptc";
   nb::class_<Model>(m, "Model")

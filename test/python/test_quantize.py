@@ -143,10 +143,88 @@ def test_odd_count_pads_with_the_code_of_zero():
                                   np.array([1.0, -1.0, 0.44070982933044434], np.float32))
 
 
+def int_reference(w, bits, group, asym, mse):
+    """Integer quantization from its definition: per group of a row the range
+    (scaled by the clipping ratio with the least squared error when `mse`),
+    symmetric scale absmax / (2^(b-1) - 1) or asymmetric (max - min) /
+    (2^b - 1) with a zero point; round half to even. Returns (codes as
+    integers, scales, zero points) and the dequantized values."""
+    rows, cols = w.shape
+    groups = -(-cols // group)
+    codes = np.zeros((rows, cols), np.int64)
+    scales = np.zeros((rows, groups), np.float32)
+    zps = np.zeros((rows, groups), np.int64)
+    back = np.zeros_like(w)
+    for r in range(rows):
+        for g in range(groups):
+            x = w[r, g * group:(g + 1) * group]
+            best = None
+            for step in range(51 if mse else 1):
+                ratio = np.float32(1) - np.float32(0.01) * step
+                lo, hi = np.float32(x.min() * ratio), np.float32(x.max() * ratio)
+                if asym:
+                    qmin, qmax = 0, 2 ** bits - 1
+                    lo, hi = min(lo, np.float32(0)), max(hi, np.float32(0))
+                    s = np.float32((hi - lo) / np.float32(qmax)) or np.float32(1)
+                    zp = int(np.clip(np.rint(-lo / s), 0, qmax))
+                else:
+                    qmin, qmax = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+                    s = np.float32(max(abs(lo), abs(hi)) / np.float32(qmax)) or np.float32(1)
+                    zp = 0
+                q = np.clip(np.rint(x / s) + zp, qmin, qmax).astype(np.int64)
+                deq = ((q - zp) * s).astype(np.float32)
+                err = np.sum((deq.astype(np.float64) - x) ** 2)
+                if best is None or err < best[0]:
+                    best = (err, q, s, zp, deq)
+            _, q, s, zp, deq = best
+            codes[r, g * group:(g + 1) * group] = q
+            scales[r, g], zps[r, g] = s, zp
+            back[r, g * group:(g + 1) * group] = deq
+    return codes, scales, zps, back
+
+
+@pytest.mark.parametrize("fmt, group, asym, clip", [
+    ("int8", None, False, "minmax"), ("int4", 16, True, "minmax"), ("int4", 32, False, "mse"),
+    ("int2", 8, True, "mse"), ("int4", 12, True, "minmax"),  # a short last group
+])
+def test_int_formats_equal_their_definition(fmt, group, asym, clip):
+    w = np.random.default_rng(3).standard_normal((6, 40)).astype(np.float32)
+    w[2, 5] = 9.0  # an outlier
+    w[4] = 0.0  # a row of zeros: scale 1
+    bits = int(fmt[3:])
+    state = qopt.quantize(w, fmt, group_size=group, asym=asym, clip=clip)
+    g = group or 40
+    codes, scales, zps, back = int_reference(w, bits, g, asym, clip == "mse")
+    np.testing.assert_array_equal(state["scales"], scales)
+    if asym:
+        np.testing.assert_array_equal(state["zero_points"], zps.astype(np.uint8))
+    else:
+        assert "zero_points" not in state
+    # Packed per row, element 0 in the lowest bits.
+    unsigned = codes & ((1 << bits) - 1)
+    per = 8 // bits
+    padded = np.pad(unsigned, ((0, 0), (0, -40 % per)))
+    want = sum(padded[:, k::per] << (k * bits) for k in range(per)).astype(np.uint8)
+    np.testing.assert_array_equal(state["weight"], want)
+    np.testing.assert_array_equal(qopt.dequantize(state), back)
+    assert state["shape"] == (6, 40) and state["quant_type"] == fmt
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: qopt.quantize(np.ones(4, np.float32), "nf3"), "unknown format 'nf3'"),
     (lambda: qopt.quantize(np.ones(4, np.int32), "nf4"), "quantize takes floats"),
     (lambda: qopt.quantize(np.ones(4, np.float32), "nf4", block_size=0), "block_size must be positive"),
+    (lambda: qopt.quantize(np.ones(4, np.float32), "int4", group_size=0), "group_size must be positive"),
+    (lambda: qopt.quantize(np.ones(4, np.float32), "int4", clip="best"), "clip must be"),
+    (lambda: qopt.quantize(np.ones(4, np.float32), "int4", block_size=64), "takes group_size"),
+    (lambda: qopt.quantize(np.ones(4, np.float32), "nf4", asym=True), "takes block_size"),
+    (lambda: qopt.quantize(np.ones(4, np.float32), "fp8", asym=True), "unknown format 'fp8'"),
+    (lambda: qopt.quantize(np.ones(4, np.float32), "int4", group_size=2.5), "must be an integer"),
+    (lambda: qopt.quantize(np.array([np.nan, 1.0], np.float32), "int4"), "NaN or infinite"),
+    (lambda: qopt.dequantize({**qopt.quantize(np.ones((2, 8), np.float32), "int4"), "group_size": 0}),
+     "positive group_size"),
+    (lambda: qopt.dequantize({**qopt.quantize(np.ones((2, 8), np.float32), "int4"),
+                              "weight": np.zeros((2, 3), np.uint8)}), "weight rows hold 3 bytes"),
     (lambda: qopt.quantize(np.zeros(0, np.float32), "fp4"), "at least one element"),
     (lambda: qopt.dequantize({"weight": np.zeros(2, np.uint8)}), "not a qopt.quantize result"),
     (lambda: qopt.dequantize({**qopt.quantize(np.ones(8, np.float32), "nf4"), "shape": (20,)}),

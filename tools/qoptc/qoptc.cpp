@@ -105,6 +105,25 @@ static cl::opt<bool> listModules(
              "stop"),
     cl::cat(category));
 
+static cl::opt<std::string> weightsFile(
+    "weights",
+    cl::desc("Replace the model's weights by a safetensors checkpoint's "
+             "(transformers' save_pretrained), matched by module path and "
+             "parameter name; bitsandbytes 4-bit layers (QLoRA checkpoints: "
+             "NF4 / FP4, double quantization) stay quantized, their codes "
+             "used as they are"),
+    cl::value_desc("model.safetensors"), cl::cat(category));
+
+static cl::opt<std::string> quantize(
+    "quantize",
+    cl::desc("Quantize the linear layers' weights (all but the output head) "
+             "at compile time: nf4 / fp4 (bitsandbytes' blockwise formats; "
+             "block=N, double-quant) or int2 / int4 / int8 (per-channel or "
+             "group=N; sym or asym; clip=minmax|mse), e.g. "
+             "nf4:block=64,double-quant, int4:group=128,asym, "
+             "int8:per-channel"),
+    cl::value_desc("SPEC"), cl::cat(category));
+
 static cl::opt<std::string> adapter(
     "adapter",
     cl::desc("Load a PEFT LoRA adapter (the folder save_pretrained writes: "
@@ -252,6 +271,8 @@ int main(int argc, char **argv) {
   }
   qopt::ModelCompileOptions modelOptions;
   modelOptions.allowUnsupported = allowUnsupported;
+  modelOptions.weightsPath = weightsFile;
+  modelOptions.quantizeSpec = quantize;
   modelOptions.adapterDir = adapter;
   modelOptions.loraConfigPath = loraConfig;
   modelOptions.loraSlotsPath = loraSlots;

@@ -47,6 +47,14 @@ void buildQOptCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
 struct ModelCompileOptions {
   bool allowUnsupported = false;
   /// A PEFT adapter folder to load onto the model (qopt-load-adapter).
+  /// A safetensors checkpoint whose weights replace the model's
+  /// (qopt-load-weights; bitsandbytes 4-bit layers stay quantized).
+  std::string weightsPath;
+  /// `qoptc --quantize` (nf4:block=64,double-quant, int4:group=128,asym,
+  /// int8:per-channel, …): the selected layers' weights quantized at
+  /// compile time (qopt-quantize-weights), after weightsPath and before
+  /// adapters.
+  std::string quantizeSpec;
   std::string adapterDir;
   /// A PEFT adapter_config.json whose fresh adapters to insert
   /// (qopt-insert-lora).

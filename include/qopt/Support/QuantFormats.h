@@ -126,6 +126,30 @@ int64_t roundHalfToEven(double v);
 int64_t intFormatMin(unsigned bits, bool isSigned);
 int64_t intFormatMax(unsigned bits, bool isSigned);
 
+/// How intQuantizeGroups picks each group's range.
+enum class ClipSearch {
+  /// The group's own range (min–max).
+  MinMax,
+  /// The range shrunk by the ratio in {1, 0.99, …, 0.50} that minimises
+  /// the group's squared quantization error (ties to the larger ratio).
+  MSE,
+};
+
+/// Quantizes the rows × cols matrix `w` to `bits`-bit integers (2 ≤ bits ≤
+/// 8) with one scale per group of `group` consecutive columns of a row
+/// (group == cols: per row). Symmetric: codes in [-2^(bits-1), 2^(bits-1)-1]
+/// (stored as their low `bits` bits), scale = absmax / (2^(bits-1) - 1).
+/// Asymmetric: codes in [0, 2^bits - 1] with a zero point, scale =
+/// (max - min) / (2^bits - 1) over the range widened to include 0,
+/// zero point = round(-min / scale). Codes are round-half-even of
+/// value / scale (+ zero point), clamped. A group of zeros gets scale 1.
+/// `codes` gets rows·cols codes, `scales` (and `zeroPoints` when
+/// asymmetric) rows·ceil(cols / group) values.
+void intQuantizeGroups(const float *w, int64_t rows, int64_t cols,
+                       int64_t group, unsigned bits, bool asymmetric,
+                       ClipSearch clip, uint8_t *codes, float *scales,
+                       uint8_t *zeroPoints);
+
 //===----------------------------------------------------------------------===//
 // Bit packing
 //===----------------------------------------------------------------------===//

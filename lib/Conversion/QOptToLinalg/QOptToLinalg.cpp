@@ -270,10 +270,11 @@ void checkScaleSizes(OpBuilder &b, Operation *op, GranularityAttrInterface g,
 std::string whyNotDequantized(QTensorType type) {
   QuantFormatAttrInterface format = type.getFormat();
   unsigned bits = format.getStorageBits();
-  if (isa<QTensorType>(type.getScaleType()))
-    return "double-quantized scales are not lowered yet";
-  if (type.getOffset())
-    return "an offset is not lowered yet";
+  if (auto nested = dyn_cast<QTensorType>(type.getScaleType())) {
+    std::string why = whyNotDequantized(nested);
+    if (!why.empty())
+      return "its double-quantized scales: " + why;
+  }
   if (isa<FloatFormatAttr>(format))
     return "float formats in storage are not lowered yet";
   if (8 % bits != 0)
@@ -290,10 +291,24 @@ std::string whyNotDequantized(QTensorType type) {
   return "";
 }
 
+/// The code values of a codebook format (NF4, bitsandbytes' FP4 and 8-bit
+/// dynamic), indexed by code; empty for the others.
+ArrayRef<float> codebookOf(QuantFormatAttrInterface format) {
+  if (isa<NF4FormatAttr>(format))
+    return ::qopt::nf4CodeTable();
+  if (isa<BnbFP4FormatAttr>(format))
+    return ::qopt::fp4CodeTable();
+  if (isa<Dynamic8FormatAttr>(format))
+    return ::qopt::dynamicCodeTable();
+  return {};
+}
+
 /// The float tensor (element type `element`) a quantized tensor stands for:
-/// codes unpacked from their bytes, `(code - zp) * scale`. Handles integer
-/// and NF4 formats of 2, 4 or 8 bits with plain float scales, of static or
-/// dynamic shape; fails where `whyNotDequantized` says.
+/// codes unpacked from their bytes, `(code - zp) * scale (+ offset)`, a
+/// codebook format's code looked up in its table. Handles integer and
+/// codebook formats of 2, 4 or 8 bits with float scales or double-quantized
+/// ones (dequantized first, to f32), of static or dynamic shape; fails where
+/// `whyNotDequantized` says.
 FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
                             Type element) {
   Location loc = op->getLoc();
@@ -306,10 +321,18 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
   FailureOr<AffineMap> smap = scaleMap(b, type.getGranularity(), logical);
   if (failed(smap))
     return failure();
+  RankedTensorType offsetType = type.getOffsetType();
   auto parts = DisassembleOp::create(
       b, loc, type.getDataType(), type.getScalesType(),
       type.getZeroPointsType() ? Type(type.getZeroPointsType()) : Type(),
-      Type(), q);
+      offsetType ? Type(offsetType) : Type(), q);
+  Value scales = parts.getScales();
+  if (isa<QTensorType>(scales.getType())) { // double quantization
+    FailureOr<Value> s = dequantize(b, op, scales, b.getF32Type());
+    if (failed(s))
+      return failure();
+    scales = *s;
+  }
   int64_t rank = type.getRank();
   int64_t perByte = 8 / bits;
   // Dynamic sizes are the data's (the innermost one only unpacked, bits 8).
@@ -317,19 +340,24 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
       tensor::getMixedSizes(b, loc, parts.getData());
   if (rank > 0 && !ShapedType::isDynamic(type.getShape().back()))
     sizes.back() = b.getIndexAttr(type.getShape().back());
-  checkScaleSizes(b, op, type.getGranularity(), sizes, parts.getScales());
+  checkScaleSizes(b, op, type.getGranularity(), sizes, scales);
   if (Value zp = parts.getZeroPoints())
     checkScaleSizes(b, op, type.getGranularity(), sizes, zp);
   SmallVector<AffineExpr> dataExprs;
   for (int64_t d = 0; d < rank; ++d)
     dataExprs.push_back(d + 1 == rank ? b.getAffineDimExpr(d).floorDiv(perByte)
                                       : b.getAffineDimExpr(d));
-  SmallVector<Value> inputs = {parts.getData(), parts.getScales()};
+  SmallVector<Value> inputs = {parts.getData(), scales};
   SmallVector<AffineMap> maps = {
       AffineMap::get(rank, 0, dataExprs, b.getContext()), *smap};
-  if (Value zp = parts.getZeroPoints()) {
-    inputs.push_back(zp);
+  Value zpIn = parts.getZeroPoints(), offsetIn = parts.getOffset();
+  if (zpIn) {
+    inputs.push_back(zpIn);
     maps.push_back(*smap);
+  }
+  if (offsetIn) { // one f32 for the whole tensor
+    inputs.push_back(offsetIn);
+    maps.push_back(AffineMap::get(rank, 0, {}, b.getContext()));
   }
   maps.push_back(b.getMultiDimIdentityMap(rank));
   Value init = tensor::EmptyOp::create(b, loc, sizes, element);
@@ -337,7 +365,15 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
   bool isSigned = false;
   if (auto intFormat = dyn_cast<IntFormatAttr>(format))
     isSigned = intFormat.getIsSigned();
-  bool nf4 = isa<NF4FormatAttr>(format);
+  // A codebook's values as a constant table, indexed by the code.
+  ArrayRef<float> codebook = codebookOf(format);
+  Value table;
+  if (!codebook.empty())
+    table = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(
+            RankedTensorType::get({int64_t(codebook.size())}, b.getF32Type()),
+            codebook));
   return linalg::GenericOp::create(
              b, loc, init.getType(), inputs, init, maps, par,
              [&](OpBuilder &nb, Location l, ValueRange a) {
@@ -347,35 +383,32 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
                                                   nb.getI32IntegerAttr(v))
                      .getResult();
                };
-               // The element's bits within its byte (little-endian).
-               Value k = linalg::IndexOp::create(nb, l, rank - 1);
-               Value within = arith::RemUIOp::create(
-                   nb, l, k, arith::ConstantIndexOp::create(nb, l, perByte));
-               Value shift = arith::MulIOp::create(
-                   nb, l, arith::IndexCastOp::create(nb, l, i32, within),
-                   c(bits));
-               Value byte = arith::ExtUIOp::create(nb, l, i32, a[0]);
-               Value code = arith::AndIOp::create(
-                   nb, l, arith::ShRUIOp::create(nb, l, byte, shift),
-                   c((1 << bits) - 1));
+               Value code = arith::ExtUIOp::create(nb, l, i32, a[0]);
+               if (bits < 8) {
+                 // The element's bits within its byte (little-endian).
+                 Value k = linalg::IndexOp::create(nb, l, rank - 1);
+                 Value within = arith::RemUIOp::create(
+                     nb, l, k, arith::ConstantIndexOp::create(nb, l, perByte));
+                 Value shift = arith::MulIOp::create(
+                     nb, l, arith::IndexCastOp::create(nb, l, i32, within),
+                     c(bits));
+                 code = arith::AndIOp::create(
+                     nb, l, arith::ShRUIOp::create(nb, l, code, shift),
+                     c((1 << bits) - 1));
+               }
                if (isSigned) // sign-extend the low `bits` bits
                  code = arith::ShRSIOp::create(
                      nb, l, arith::ShLIOp::create(nb, l, code, c(32 - bits)),
                      c(32 - bits));
                Value value;
                Type f32 = nb.getF32Type();
-               if (nf4) {
-                 const auto &codes = ::qopt::nf4CodeTable();
-                 value = f32Const(nb, l, codes[0]);
-                 for (int i = 1; i < 16; ++i) {
-                   Value is = arith::CmpIOp::create(
-                       nb, l, arith::CmpIPredicate::eq, code, c(i));
-                   value = arith::SelectOp::create(
-                       nb, l, is, f32Const(nb, l, codes[i]), value);
-                 }
+               if (table) {
+                 Value index = arith::IndexCastUIOp::create(
+                     nb, l, nb.getIndexType(), code);
+                 value = tensor::ExtractOp::create(nb, l, table, index);
                } else {
                  Value zp = c(0);
-                 if (a.size() > 3) { // zero points present
+                 if (zpIn) {
                    zp = arith::ExtSIOp::create(nb, l, i32, a[2]);
                    if (!isSigned) // stored as the code's unsigned byte
                      zp = arith::ExtUIOp::create(nb, l, i32, a[2]);
@@ -385,6 +418,8 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
                }
                Value scale = castToF32(nb, l, a[1]);
                Value w = arith::MulFOp::create(nb, l, value, scale);
+               if (offsetIn)
+                 w = arith::AddFOp::create(nb, l, w, a[inputs.size() - 1]);
                linalg::YieldOp::create(nb, l, castFromF32(nb, l, w, element));
              })
       .getResult(0);
@@ -694,12 +729,15 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
       q = arith::SubFOp::create(b, loc, q, zp);
     return q;
   }
-  if (isa<NF4FormatAttr>(format)) {
-    // Nearest of the 16 codes: compare with the 15 midpoints (ties low).
-    const auto &codes = ::qopt::nf4CodeTable();
-    Value result = c(codes[0]);
-    for (int i = 1; i < 16; ++i) {
-      float lo = codes[i - 1], hi = codes[i];
+  if (ArrayRef<float> codebook = codebookOf(format); !codebook.empty()) {
+    // The nearest code: compare with the midpoints of the sorted values
+    // (ties low).
+    SmallVector<float> sorted(codebook);
+    llvm::sort(sorted);
+    sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+    Value result = c(sorted[0]);
+    for (size_t i = 1; i < sorted.size(); ++i) {
+      float lo = sorted[i - 1], hi = sorted[i];
       Value above = arith::CmpFOp::create(b, loc, arith::CmpFPredicate::OGT, v,
                                           c(((double)lo + (double)hi) / 2));
       result = arith::SelectOp::create(b, loc, above, c((double)hi), result);

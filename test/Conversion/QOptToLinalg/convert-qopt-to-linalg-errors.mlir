@@ -3,9 +3,9 @@
 // What the lowering cannot handle is an error at this pass, naming the op
 // and why, not a failure later in bufferization.
 
-func.func @dequantize_double(%q: !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>) -> tensor<4x64xf32> {
-  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: double-quantized scales are not lowered yet}}
-  %0 = qopt.dequantize %q : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>> -> tensor<4x64xf32>
+func.func @dequantize_double(%q: !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>) -> tensor<4x64xf32> {
+  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: its double-quantized scales: float formats in storage are not lowered yet}}
+  %0 = qopt.dequantize %q : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>> -> tensor<4x64xf32>
   return %0 : tensor<4x64xf32>
 }
 

@@ -51,12 +51,14 @@ func.func @linear(%x: tensor<?x4xf32>, %w: tensor<8x4xf32>, %b: tensor<8xf32>) -
 // -----
 
 // A quantized weight is dequantized from its storage (codes unpacked with a
-// shift), then multiplied; the argument is the storage.
+// shift, an NF4 code looked up in its table), then multiplied; the argument
+// is the storage.
 // CHECK-LABEL: func.func @linear_quantized
 // CHECK-SAME: (%{{.*}}: tensor<2x64xf32>, %[[D:.*]]: tensor<8x32xi8>, %[[S:.*]]: tensor<8xf32>)
+// CHECK: %[[T:.*]] = arith.constant dense<[-1.000000e+00, {{.*}}, 1.000000e+00]> : tensor<16xf32>
 // CHECK: linalg.generic {{.*}} ins(%[[D]], %[[S]] : tensor<8x32xi8>, tensor<8xf32>)
 // CHECK: arith.shrui
-// CHECK: arith.select
+// CHECK: tensor.extract %[[T]]
 // CHECK-NOT: qopt.linear
 func.func @linear_quantized(%x: tensor<2x64xf32>, %w: !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<2x8xf32> {
   %0 = qopt.linear %x, %w : (tensor<2x64xf32>, !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<2x8xf32>

@@ -150,6 +150,43 @@ check("dequantize nf4 per_block", f"""
   %q = qopt.assemble %a0, %a1 : (tensor<4x8xi8>, tensor<2xf32>) -> {qt}
   %y = qopt.dequantize %q : {qt} -> tensor<4x16xf32>
   return %y : tensor<4x16xf32>""", [packed, am], (NF4[idx].reshape(2, 32) * am[:, None]).reshape(4, 16))
+# bitsandbytes' codebooks from their published definitions: FP4 (its index
+# order, bit 3 the sign) and the 8-bit dynamic map (create_dynamic_map:
+# signed, 7 exponent steps of 2^i + 1 linear fractions, plus 0 and 1).
+BNB_FP4 = (np.array([0, 0.0625, 8, 12, 4, 6, 2, 3]) / 12).astype(np.float32)
+BNB_FP4 = np.concatenate([BNB_FP4, -BNB_FP4])
+dyn = [0.0, 1.0]
+for i in range(7):
+    bounds = np.linspace(0.1, 1, 2 ** i + 1)
+    means = (bounds[:-1] + bounds[1:]) / 2.0
+    dyn += list(10.0 ** (i - 6) * means) + list(-(10.0 ** (i - 6)) * means)
+DYNAMIC = np.sort(np.array(dyn, np.float32))
+assert DYNAMIC.size == 256
+idx = rng.integers(0, 16, size=(4, 16))
+packed = (idx[:, 0::2] | (idx[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+qt = "!qopt.qtensor<4x16, #qopt.bnb_fp4, #qopt.per_block<32>, scales = f32>"
+check("dequantize bnb_fp4 per_block", f"""
+  %q = qopt.assemble %a0, %a1 : (tensor<4x8xi8>, tensor<2xf32>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x16xf32>
+  return %y : tensor<4x16xf32>""", [packed, am], (BNB_FP4[idx].reshape(2, 32) * am[:, None]).reshape(4, 16))
+# QLoRA's double quantization: NF4 in blocks of 8 over a 6x12 tensor (9
+# scales), the scales as dynamic codes (all 256 reachable: 0 and 255 among
+# them) in nested blocks of 4 (the last short) plus an offset.
+idx = rng.integers(0, 16, size=(6, 12))
+packed = (idx[:, 0::2] | (idx[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+scodes = np.array([0, 255, 127, 128, 3, 200, 64, 17, 250], np.uint8)
+nested = np.array([0.5, 2.0, 0.25], np.float32)
+offset = np.float32(1.5)
+absmax = DYNAMIC[scodes] * np.repeat(nested, 4)[:9] + offset
+inner = "!qopt.qtensor<9, #qopt.dynamic8, #qopt.per_block<4>, scales = f32, offset>"
+qt = f"!qopt.qtensor<6x12, #qopt.nf4, #qopt.per_block<8>, scales = {inner}>"
+check("dequantize nf4 with double-quantized scales", f"""
+  %off = arith.constant dense<1.5> : tensor<f32>
+  %s = qopt.assemble %a1, %a2 offset %off : (tensor<9xi8>, tensor<3xf32>, tensor<f32>) -> {inner}
+  %q = qopt.assemble %a0, %s : (tensor<6x6xi8>, {inner}) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<6x12xf32>
+  return %y : tensor<6x12xf32>""", [packed, scodes.view(np.int8), nested],
+      (NF4[idx].reshape(9, 8) * absmax[:, None]).reshape(6, 12))
 # A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
 codes = rng.integers(0, 16, size=(6, 8))
 zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)

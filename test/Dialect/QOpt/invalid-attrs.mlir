@@ -56,7 +56,7 @@ func.func private @f(!qopt.qtensor<, #qopt.int<8>, #qopt.per_tensor, scales = f3
 
 // -----
 
-// expected-error@+1 {{expected a quantization format (#qopt.int, #qopt.nf4, #qopt.float), got #qopt.per_tensor}}
+// expected-error@+1 {{expected a quantization format (#qopt.int, #qopt.nf4, #qopt.bnb_fp4, #qopt.dynamic8, #qopt.float), got #qopt.per_tensor}}
 func.func private @f(!qopt.qtensor<4, #qopt.per_tensor, #qopt.per_tensor, scales = f32>)
 
 // -----

@@ -61,9 +61,15 @@ func.func @formats(
   // NVFP4: FP8 block scales, themselves scaled per tensor.
   // CHECK-SAME: !qopt.qtensor<64x32, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = !qopt.qtensor<64x2, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>
   %i: !qopt.qtensor<64x32, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = !qopt.qtensor<64x2, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>,
-  // QLoRA double quantization.
+  // QLoRA double quantization, as bitsandbytes stores it (8-bit dynamic
+  // codes), and with int8 scales.
+  // CHECK-SAME: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<32, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset>>
+  %j: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<32, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset>>,
   // CHECK-SAME: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<32, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>
-  %j: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<32, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>,
+  %j2: !qopt.qtensor<64x32, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<32, #qopt.int<8>, #qopt.per_block<256>, scales = f32, offset>>,
+  // bitsandbytes' FP4.
+  // CHECK-SAME: !qopt.qtensor<64x32, #qopt.bnb_fp4, #qopt.per_block<64>, scales = f32>
+  %j3: !qopt.qtensor<64x32, #qopt.bnb_fp4, #qopt.per_block<64>, scales = f32>,
   // CHECK-SAME: !qopt.qtensor<2x8x16, #qopt.int<8>, #qopt.per_token, scales = f32>
   %k: !qopt.qtensor<2x8x16, #qopt.int<8>, #qopt.per_token, scales = f32>) {
   return

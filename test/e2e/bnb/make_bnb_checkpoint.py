@@ -4,13 +4,18 @@
 Two steps, because transformers quantizes on the GPU:
   prepare DIR   (here, fixtures venv) saves the float base model of
                 test/e2e/real/llama-dynamo (rebuilt from its seed and checked
-                against the export) with save_pretrained;
+                against the export) with save_pretrained: committed as
+                test/e2e/bnb/llama-base (config.json, model.safetensors),
+                also the float checkpoint of test/e2e/quantize-weights.test;
   quantize DIR OUT  (on a GPU, scripts/gpu-fixtures.sh) loads DIR with
                 BitsAndBytesConfig(load_in_4bit) for each case, saves it
                 (OUT/<case>/model.safetensors: weight, weight.absmax,
                 weight.quant_map, weight.nested_*, weight.quant_state.*) and
                 runs it on the export's test inputs (OUT/<case>/reference.npz:
-                case{k}.logits, fp32 compute).
+                case{k}.logits, fp32 compute); then, for each PEFT adapter of
+                ADAPTERS (test/e2e/peft, made for this base model), the
+                QLoRA forward: PeftModel.from_pretrained on the 4-bit model
+                (OUT/<case>/peft-<adapter>.npz).
 """
 import json
 import os
@@ -22,6 +27,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 REAL = os.path.join(HERE, "..", "real", "llama-dynamo")
 DEVICE = os.environ.get("QOPT_BNB_DEVICE", "cuda")  # "cpu": a dry run of the script
+ADAPTERS = ["llama-lora", "llama-dora-rslora"]
 CASES = {  # name -> (quant type, double quantization)
     "llama-nf4-double": ("nf4", True),
     "llama-fp4": ("fp4", False),
@@ -44,8 +50,21 @@ def prepare(folder):
     print("saved", folder)
 
 
+class Wrapper(torch.nn.Module):
+    """make_real_exports.CausalLM's module path (the adapters' keys start
+    base_model.model.m.)."""
+
+    def __init__(self, m):
+        super().__init__()
+        self.m = m
+
+    def forward(self, input_ids, attention_mask):
+        return self.m(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
 def quantize(folder, out):
     import bitsandbytes
+    import peft
     import transformers
     torch.backends.cuda.matmul.allow_tf32 = False
     ref = np.load(os.path.join(REAL, "reference.npz"))
@@ -67,9 +86,21 @@ def quantize(folder, out):
                 logits = model(input_ids=ids, attention_mask=mask, use_cache=False).logits
                 result[f"{c}.logits"] = logits.float().cpu().numpy()
         np.savez_compressed(os.path.join(dest, "reference.npz"), **result)
+        for adapter in ADAPTERS:
+            base = transformers.AutoModelForCausalLM.from_pretrained(
+                folder, quantization_config=cfg, dtype=torch.float32, device_map=DEVICE)
+            pm = peft.PeftModel.from_pretrained(
+                Wrapper(base), os.path.join(HERE, "..", "peft", adapter)).eval()
+            result = {}
+            with torch.no_grad():
+                for c in cases:
+                    ids = torch.from_numpy(ref[f"{c}.input_ids"]).to(DEVICE)
+                    mask = torch.from_numpy(ref[f"{c}.attention_mask"]).to(DEVICE)
+                    result[f"{c}.logits"] = pm(ids, mask).float().cpu().numpy()
+            np.savez_compressed(os.path.join(dest, f"peft-{adapter}.npz"), **result)
         with open(os.path.join(dest, "versions.json"), "w") as f:
             json.dump({"torch": torch.__version__, "transformers": transformers.__version__,
-                       "bitsandbytes": bitsandbytes.__version__,
+                       "bitsandbytes": bitsandbytes.__version__, "peft": peft.__version__,
                        "device": torch.cuda.get_device_name() if DEVICE == "cuda" else DEVICE}, f, indent=1)
         print("wrote", dest)
 

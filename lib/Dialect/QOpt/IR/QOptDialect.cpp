@@ -115,11 +115,15 @@ void IntFormatAttr::print(AsmPrinter &printer) const {
 }
 
 //===----------------------------------------------------------------------===//
-// NF4FormatAttr / FloatFormatAttr
+// Codebook formats (NF4, bitsandbytes' FP4 and 8-bit dynamic) / FloatFormatAttr
 //===----------------------------------------------------------------------===//
 
 unsigned NF4FormatAttr::getStorageBits() const { return 4; }
 double NF4FormatAttr::getMaxRepresentable() const { return 1.0; }
+unsigned BnbFP4FormatAttr::getStorageBits() const { return 4; }
+double BnbFP4FormatAttr::getMaxRepresentable() const { return 1.0; }
+unsigned Dynamic8FormatAttr::getStorageBits() const { return 8; }
+double Dynamic8FormatAttr::getMaxRepresentable() const { return 1.0; }
 
 LogicalResult
 FloatFormatAttr::verify(function_ref<InFlightDiagnostic()> emitError,
@@ -147,7 +151,7 @@ double FloatFormatAttr::getMaxRepresentable() const {
 
 static int64_t ceilDivDim(int64_t dim, int64_t size) {
   return ShapedType::isDynamic(dim) ? ShapedType::kDynamic
-                                    : (dim + size - 1) / size;
+                                    : dim / size + (dim % size != 0);
 }
 
 FailureOr<SmallVector<int64_t>>
@@ -319,7 +323,8 @@ Type QTensorType::parse(AsmParser &parser) {
   auto formatIface = dyn_cast<QuantFormatAttrInterface>(format);
   if (!formatIface) {
     parser.emitError(loc) << "expected a quantization format (#qopt.int, "
-                             "#qopt.nf4, #qopt.float), got "
+                             "#qopt.nf4, #qopt.bnb_fp4, #qopt.dynamic8, "
+                             "#qopt.float), got "
                           << format;
     return {};
   }

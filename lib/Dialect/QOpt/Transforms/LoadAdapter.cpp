@@ -38,69 +38,18 @@ namespace dense = ::qopt::dense;
 llvm::Expected<llvm::StringMap<SafetensorsTensor>>
 mlir::qopt::readFloatSafetensors(const llvm::MemoryBuffer &buffer,
                                  StringRef path) {
-  auto fail = [&](const Twine &why) {
-    return llvm::createStringError(path + ": " + why);
-  };
-  StringRef bytes = buffer.getBuffer();
-  if (bytes.size() < 8)
-    return fail("too short for a safetensors file");
-  uint64_t headerSize;
-  std::memcpy(&headerSize, bytes.data(), 8); // little-endian hosts only
-  if (headerSize > bytes.size() - 8)
-    return fail("the header length exceeds the file");
-  llvm::Expected<llvm::json::Value> header =
-      llvm::json::parse(bytes.substr(8, headerSize));
-  if (!header)
-    return fail("the header is not JSON: " +
-                llvm::toString(header.takeError()));
-  auto *entries = header->getAsObject();
+  auto entries = readSafetensors(buffer.getBuffer(), path);
   if (!entries)
-    return fail("the header is not a JSON object");
-  StringRef data = bytes.substr(8 + headerSize);
+    return entries.takeError();
   llvm::StringMap<SafetensorsTensor> tensors;
-  for (const auto &[name, value] : *entries) {
-    if (name == "__metadata__")
-      continue;
-    auto bad = [&](const Twine &why) {
-      return fail("tensor '" + llvm::StringRef(name) + "': " + why);
-    };
-    auto *o = value.getAsObject();
-    if (!o)
-      return bad("not an object");
-    std::optional<StringRef> dtype = o->getString("dtype");
-    const llvm::json::Array *shape = o->getArray("shape");
-    const llvm::json::Array *offsets = o->getArray("data_offsets");
-    if (!dtype || !shape || !offsets || offsets->size() != 2)
-      return bad("needs dtype, shape and data_offsets");
-    SafetensorsTensor t;
-    if (*dtype == "F32")
-      t.kind = dense::FloatKind::F32;
-    else if (*dtype == "F16")
-      t.kind = dense::FloatKind::F16;
-    else if (*dtype == "BF16")
-      t.kind = dense::FloatKind::BF16;
-    else if (*dtype == "F64")
-      t.kind = dense::FloatKind::F64;
-    else
-      return bad("dtype " + *dtype + " is not a float type");
-    uint64_t count = 1;
-    for (const llvm::json::Value &d : *shape) {
-      std::optional<int64_t> size = d.getAsInteger();
-      if (!size || *size < 0 || (*size && count > (uint64_t(1) << 40) / *size))
-        return bad("bad shape");
-      t.shape.push_back(*size);
-      count *= *size;
-    }
-    std::optional<int64_t> begin = (*offsets)[0].getAsInteger(),
-                           end = (*offsets)[1].getAsInteger();
-    if (!begin || !end || *begin < 0 || *end < *begin ||
-        uint64_t(*end) > data.size())
-      return bad("data_offsets lie outside the file");
-    if (uint64_t(*end - *begin) != count * dense::floatKindBytes(t.kind))
-      return bad("data_offsets do not match its shape and dtype");
-    t.data = data.data() + *begin;
-    t.count = count;
-    tensors[name] = t;
+  for (const auto &[name, e] : *entries) {
+    std::optional<dense::FloatKind> kind = safetensorsFloatKind(e.dtype);
+    if (!kind)
+      return llvm::createStringError(path + ": tensor '" + name + "': dtype " +
+                                     e.dtype + " is not a float type");
+    tensors[name] = SafetensorsTensor{
+        *kind, std::vector<int64_t>(e.shape.begin(), e.shape.end()),
+        e.bytes.data(), size_t(e.count)};
   }
   return tensors;
 }

@@ -1,6 +1,7 @@
 //===- Weights.cpp - Reading and creating weights at compile time ---------===//
 
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
+#include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -9,7 +10,9 @@
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/Process.h"
@@ -248,6 +251,177 @@ ParamOp mlir::qopt::createFloatParam(SymbolTable &symbols, Location loc,
       symbols, loc, name, type, trainable, [&](MutableArrayRef<char> bytes) {
         dense::encodeFloats(*kind, values.data(), values.size(), bytes.data());
       });
+}
+
+static int64_t dtypeBytes(StringRef dtype) {
+  return llvm::StringSwitch<int64_t>(dtype)
+      .Cases({"F64", "I64", "U64"}, 8)
+      .Cases({"F32", "I32", "U32"}, 4)
+      .Cases({"F16", "BF16", "I16", "U16"}, 2)
+      .Cases({"U8", "I8", "BOOL", "F8_E4M3", "F8_E5M2"}, 1)
+      .Default(0);
+}
+
+std::optional<dense::FloatKind>
+mlir::qopt::safetensorsFloatKind(StringRef dtype) {
+  return llvm::StringSwitch<std::optional<dense::FloatKind>>(dtype)
+      .Case("F32", dense::FloatKind::F32)
+      .Case("F16", dense::FloatKind::F16)
+      .Case("BF16", dense::FloatKind::BF16)
+      .Case("F64", dense::FloatKind::F64)
+      .Default(std::nullopt);
+}
+
+llvm::Expected<std::map<std::string, SafetensorsEntry>>
+mlir::qopt::readSafetensors(StringRef bytes, StringRef path) {
+  auto fail = [&](const Twine &why) {
+    return llvm::createStringError(path + ": " + why);
+  };
+  if (bytes.size() < 8)
+    return fail("too short for a safetensors file");
+  uint64_t headerSize;
+  std::memcpy(&headerSize, bytes.data(), 8); // little-endian hosts only
+  if (headerSize > bytes.size() - 8)
+    return fail("the header length exceeds the file");
+  llvm::Expected<llvm::json::Value> header =
+      llvm::json::parse(bytes.substr(8, headerSize));
+  if (!header)
+    return fail("the header is not JSON: " +
+                llvm::toString(header.takeError()));
+  auto *entries = header->getAsObject();
+  if (!entries)
+    return fail("the header is not a JSON object");
+  StringRef data = bytes.substr(8 + headerSize);
+  std::map<std::string, SafetensorsEntry> tensors;
+  for (const auto &[name, value] : *entries) {
+    if (name == "__metadata__")
+      continue;
+    auto bad = [&](const Twine &why) {
+      return fail("tensor '" + StringRef(name) + "': " + why);
+    };
+    auto *o = value.getAsObject();
+    std::optional<StringRef> dtype = o ? o->getString("dtype") : std::nullopt;
+    const llvm::json::Array *shape = o ? o->getArray("shape") : nullptr;
+    const llvm::json::Array *offsets =
+        o ? o->getArray("data_offsets") : nullptr;
+    if (!dtype || !shape || !offsets || offsets->size() != 2)
+      return bad("needs dtype, shape and data_offsets");
+    SafetensorsEntry t;
+    t.dtype = dtype->str();
+    int64_t width = dtypeBytes(*dtype);
+    if (!width)
+      return bad("unknown dtype " + *dtype);
+    for (const llvm::json::Value &d : *shape) {
+      std::optional<int64_t> size = d.getAsInteger();
+      if (!size || *size < 0 || (*size && t.count > (int64_t(1) << 40) / *size))
+        return bad("bad shape");
+      t.shape.push_back(*size);
+      t.count *= *size;
+    }
+    std::optional<int64_t> begin = (*offsets)[0].getAsInteger(),
+                           end = (*offsets)[1].getAsInteger();
+    if (!begin || !end || *begin < 0 || *end < *begin ||
+        uint64_t(*end) > data.size())
+      return bad("data_offsets lie outside the file");
+    if (*end - *begin != t.count * width)
+      return bad("data_offsets do not match its shape and dtype");
+    t.bytes = data.substr(*begin, *end - *begin);
+    tensors[name.str()] = std::move(t);
+  }
+  return tensors;
+}
+
+Value mlir::qopt::createQuantizedWeight(SymbolTable &symbols, Operation *user,
+                                        StringRef prefix,
+                                        const QuantizedWeight &w) {
+  MLIRContext *ctx = user->getContext();
+  Location loc = user->getLoc();
+  OpBuilder b(user);
+  Type f32 = Float32Type::get(ctx), i8 = IntegerType::get(ctx, 8);
+  auto load = [&](ParamOp p) -> Value {
+    if (!p)
+      return {};
+    return LoadParamOp::create(b, loc, p.getTensorType(), p.getSymName());
+  };
+  auto bytes = [&](StringRef name, ArrayRef<int64_t> shape,
+                   ArrayRef<uint8_t> values) {
+    return load(
+        createParam(symbols, loc, name, RankedTensorType::get(shape, i8), false,
+                    [&](MutableArrayRef<char> out) {
+                      std::memcpy(out.data(), values.data(), values.size());
+                    }));
+  };
+  // Scales, plain or double-quantized.
+  Type scaleType = f32;
+  Value scales;
+  std::string scaleName = prefix.str() + w.scaleSuffix;
+  if (w.doubleQuantized) {
+    int64_t blocks = w.scaleCodes.size();
+    Value codes = bytes(scaleName, {blocks}, w.scaleCodes);
+    Value nested = load(createFloatParam(
+        symbols, loc, prefix.str() + ".nested_absmax",
+        RankedTensorType::get({int64_t(w.nestedAbsmax.size())}, f32),
+        w.nestedAbsmax));
+    if (!codes || !nested)
+      return {};
+    auto nestedType = QTensorType::get(
+        ctx, {blocks}, Dynamic8FormatAttr::get(ctx),
+        PerBlockAttr::get(ctx, w.nestedBlock), f32, /*offset=*/true);
+    Value offset = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(RankedTensorType::get({}, f32), w.offset));
+    scales =
+        AssembleOp::create(b, loc, nestedType, codes, nested, Value(), offset);
+    scaleType = nestedType;
+  } else {
+    scales = load(createFloatParam(symbols, loc, scaleName,
+                                   RankedTensorType::get(w.scaleShape, f32),
+                                   w.scales));
+  }
+  Value zeroPoints;
+  if (w.format.hasZeroPoint())
+    zeroPoints =
+        bytes(prefix.str() + ".zero_points", w.scaleShape, w.zeroPoints);
+  // The codes, packed per row.
+  unsigned bits = w.format.getStorageBits();
+  int64_t rowBytes = ::qopt::packedRowBytes(w.k, bits);
+  Value data = load(createParam(
+      symbols, loc, prefix, RankedTensorType::get({w.n, rowBytes}, i8), false,
+      [&](MutableArrayRef<char> out) {
+        for (int64_t r = 0; r < w.n; ++r)
+          ::qopt::packBits(w.codes.data() + r * w.k, w.k, bits,
+                           reinterpret_cast<uint8_t *>(out.data()) +
+                               r * rowBytes);
+      }));
+  if (!scales || !data || (w.format.hasZeroPoint() && !zeroPoints))
+    return {};
+  auto type = QTensorType::get(ctx, {w.n, w.k}, w.format, w.granularity,
+                               scaleType, /*offset=*/false);
+  return AssembleOp::create(b, loc, type, data, scales, zeroPoints, Value());
+}
+
+llvm::StringSet<> mlir::qopt::paramNames(ModuleOp module) {
+  llvm::StringSet<> names;
+  for (ParamOp p : module.getOps<ParamOp>())
+    names.insert(p.getSymName());
+  return names;
+}
+
+void mlir::qopt::restoreParamNames(ModuleOp module,
+                                   const llvm::StringSet<> &before,
+                                   SymbolTable &symbols) {
+  SmallVector<std::pair<ParamOp, StringRef>> wanted;
+  for (ParamOp p : module.getOps<ParamOp>()) {
+    StringRef name = p.getSymName();
+    auto [base, number] = name.rsplit('_');
+    if (before.contains(name) || number.empty() ||
+        !llvm::all_of(number, llvm::isDigit))
+      continue;
+    wanted.push_back({p, base});
+  }
+  for (auto [p, base] : wanted)
+    if (!symbols.lookup(base))
+      (void)symbols.rename(p, StringAttr::get(module.getContext(), base));
 }
 
 void mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead,

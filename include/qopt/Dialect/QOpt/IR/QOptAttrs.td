@@ -100,6 +100,49 @@ def QOpt_NF4FormatAttr : QOpt_Attr<"NF4Format", "nf4",
   }];
 }
 
+def QOpt_BnbFP4FormatAttr : QOpt_Attr<"BnbFP4Format", "bnb_fp4",
+    [DeclareAttrInterfaceMethods<QOpt_QuantFormatAttrInterface>]> {
+  let summary = "bitsandbytes' 4-bit float codebook (quant_type=\"fp4\")";
+  let description = [{
+    The 16 code values of bitsandbytes' FP4, in its index order:
+
+    ```
+    0, 0.0052083, 0.6666667, 1, 0.3333333, 0.5, 0.1666667, 0.25,
+    -0 (index 8), -0.0052083, -0.6666667, -1, -0.3333333, -0.5, -0.1666667, -0.25
+    ```
+
+    Not OCP's E2M1 (`#qopt.float<f4E2M1FN>`): the magnitudes are E2M1's
+    divided by 6 except the subnormal (1/192 instead of 1/12), and bit 3 is
+    the sign. A value is `x = code[q] · s` with `s` the absolute maximum of
+    its block; quantizing picks the nearest code. What QLoRA checkpoints
+    saved with `bnb_4bit_quant_type="fp4"` hold.
+
+    ```mlir
+    !qopt.qtensor<4096x4096, #qopt.bnb_fp4, #qopt.per_block<64>, scales = f32>
+    ```
+  }];
+}
+
+def QOpt_Dynamic8FormatAttr : QOpt_Attr<"Dynamic8Format", "dynamic8",
+    [DeclareAttrInterfaceMethods<QOpt_QuantFormatAttrInterface>]> {
+  let summary = "bitsandbytes' signed 8-bit dynamic codebook";
+  let description = [{
+    The 256 ascending values of bitsandbytes' `create_dynamic_map()`, from
+    -0.99296875 to 1: a sign, a run of zero bits that sets the exponent
+    (down to 1e-7) and linear fraction bits after it. A value is
+    `x = code[q] · s` with `s` the absolute maximum of its block
+    (bitsandbytes' `quantize_blockwise`). QLoRA's double quantization
+    stores the 4-bit blocks' scales in it, in blocks of 256, after
+    subtracting their mean (the quantized tensor's `offset`).
+
+    ```mlir
+    !qopt.qtensor<4096x4096, #qopt.nf4, #qopt.per_block<64>,
+        scales = !qopt.qtensor<262144, #qopt.dynamic8, #qopt.per_block<256>,
+                               scales = f32, offset>>
+    ```
+  }];
+}
+
 def QOpt_FloatFormatAttr : QOpt_Attr<"FloatFormat", "float",
     [DeclareAttrInterfaceMethods<QOpt_QuantFormatAttrInterface>]> {
   let summary = "low-precision floating-point format (FP8 E4M3/E5M2, FP4 E2M1)";

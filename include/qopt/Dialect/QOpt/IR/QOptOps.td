@@ -16,7 +16,7 @@ class QOpt_Op<string mnemonic, list<Trait> traits = []>
 def QOpt_FloatTensor : RankedTensorOf<[AnyFloat]>;
 def QOpt_QuantFormatAttr : Attr<
     CPred<"::llvm::isa<::mlir::qopt::QuantFormatAttrInterface>($_self)">,
-    "quantization format (#qopt.int, #qopt.nf4, #qopt.float)"> {
+    "quantization format (#qopt.int, #qopt.nf4, #qopt.bnb_fp4, #qopt.dynamic8, #qopt.float)"> {
   let storageType = "::mlir::qopt::QuantFormatAttrInterface";
   let returnType = "::mlir::qopt::QuantFormatAttrInterface";
   let convertFromStorage = "$_self";

@@ -271,6 +271,103 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def QOptLoadWeightsPass : Pass<"qopt-load-weights", "::mlir::ModuleOp"> {
+  let summary = "Replaces the model's weights by those of a safetensors "
+                "checkpoint, bitsandbytes 4-bit layers included";
+  let description = [{
+    Reads the safetensors file `weights` (what transformers'
+    `save_pretrained` writes) and gives its tensors to the model:
+
+    * bitsandbytes' 4-bit layers (a QLoRA checkpoint: `<module>.weight`,
+      `.weight.absmax`, `.weight.quant_map`, with double quantization
+      `.weight.nested_absmax` and `.weight.nested_quant_map`, and the JSON
+      `.weight.quant_state.bitsandbytes__nf4` / `__fp4`) become the
+      quantized weight of the linear layer with that module path (as
+      `qopt-list-modules` prints it): `qopt.assemble` of the codes, repacked
+      from bitsandbytes' flat high-nibble-first order into qopt's rows (no
+      re-quantization), with the absmax per `#qopt.per_block<blocksize>`
+      as scales, or, double-quantized, a nested
+      `!qopt.qtensor<…, #qopt.dynamic8, #qopt.per_block<256>, scales = f32,
+      offset>` of them. NF4 is `#qopt.nf4`, FP4 `#qopt.bnb_fp4`.
+    * A float `<module>.weight` / `.bias` of a linear layer replaces that
+      operand; another float tensor replaces the parameter of its name.
+      All keep the model's element type.
+
+    Errors name the tensor: a quantized layer whose module is not a linear
+    layer of the model or whose shape differs, a malformed quant_state,
+    missing parts, sizes that do not fit, a code map other than
+    bitsandbytes' own, 8-bit (LLM.int8) layers, float tensors whose shape
+    differs from the parameter's. Tensors that match nothing are listed in
+    a warning.
+  }];
+  let options = [
+    Option<"weights", "weights", "std::string", "\"\"",
+           "The safetensors checkpoint">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def QOptQuantizeWeightsPass
+    : Pass<"qopt-quantize-weights", "::mlir::ModuleOp"> {
+  let summary = "Quantizes the selected linear layers' weights at compile "
+                "time";
+  let description = [{
+    Reads the float weight of each selected `qopt.linear` at compile time
+    (inline, a resource blob or `#qopt.external` data in `model-dir`, also
+    behind a 2-D transpose) and gives the layer a quantized N×K weight held
+    in new parameters: `qopt.assemble` of the packed codes (`<module>.weight`)
+    and their scales. The float weight is dropped when nothing else reads
+    it, so the library stores the packed bytes only.
+
+    * `nf4` / `fp4`: bitsandbytes' blockwise formats (`#qopt.nf4`,
+      `#qopt.bnb_fp4`), one absmax per `block` elements of the flattened
+      weight (`#qopt.per_block`), codes exactly as bitsandbytes' CUDA kernels
+      write them; `double-quant` stores the absmax as QLoRA does (8-bit
+      dynamic codes per 256, minus their mean: a nested
+      `!qopt.qtensor<…, #qopt.dynamic8, …, offset>`).
+    * `int2` / `int4` / `int8`: per output channel (`#qopt.per_channel<0>`)
+      or per `group` input features (`#qopt.per_group<axis = 1>`);
+      symmetric signed codes, or `asym`: unsigned codes with a zero point per
+      scale (GPTQ / AWQ's layout). `clip=mse` shrinks each group's range to
+      the ratio (1 down to 0.5) with the least squared error.
+
+    The selection is PEFT's (`target-modules`, `exclude-modules`, module
+    paths as `qopt-list-modules` prints them); by default every linear
+    layer but the output head (embeddings are never quantized). Layers
+    whose weight is already quantized are left alone, and so, by default,
+    are those whose weight is given at run time or trainable (an error for a
+    layer `target-modules` names); a selection that quantizes nothing is an
+    error (a warning when every selected layer was quantized already), as
+    are weights with NaN or infinite values and every bad option.
+  }];
+  let options = [
+    Option<"format", "format", "std::string", "\"nf4\"",
+           "nf4, fp4, int2, int4 or int8">,
+    Option<"block", "block", "int64_t", "0",
+           "nf4 / fp4: elements per absmax (0: bitsandbytes' 64)">,
+    Option<"doubleQuant", "double-quant", "bool", "false",
+           "nf4 / fp4: QLoRA's double quantization of the absmax">,
+    Option<"group", "group", "int64_t", "0",
+           "intK: input features per scale (0: one scale per output "
+           "channel)">,
+    Option<"asym", "asym", "bool", "false",
+           "intK: unsigned codes with a zero point">,
+    Option<"clip", "clip", "std::string", "\"minmax\"",
+           "intK: minmax, or mse (the clipping ratio with the least "
+           "squared error)">,
+    ListOption<"targetModules", "target-modules", "std::string",
+               "Layers to quantize, as PEFT's target_modules (default: "
+               "all-linear, the output head excluded)">,
+    ListOption<"excludeModules", "exclude-modules", "std::string",
+               "Layers to leave in float">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
   let summary = "Loads a PEFT LoRA adapter (save_pretrained's folder) onto "
                 "the model's linear layers";

@@ -21,8 +21,10 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/SymbolTable.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/MemoryBuffer.h"
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -93,6 +95,64 @@ ParamOp createParam(SymbolTable &symbols, Location loc, StringRef name,
 ParamOp createFloatParam(SymbolTable &symbols, Location loc, StringRef name,
                          RankedTensorType type, ArrayRef<float> values,
                          bool trainable = false);
+
+/// One tensor of a safetensors file, any dtype: its bytes in the file.
+struct SafetensorsEntry {
+  std::string dtype;
+  SmallVector<int64_t> shape;
+  int64_t count = 1;
+  StringRef bytes;
+};
+
+/// Every tensor of the safetensors file in `bytes` (named `path` in
+/// messages), checked against its header: known dtype, sane shape, data
+/// inside the file and of the size shape and dtype give. Little-endian hosts.
+llvm::Expected<std::map<std::string, SafetensorsEntry>>
+readSafetensors(StringRef bytes, StringRef path);
+
+/// The dense-math kind of a safetensors float dtype (F16, BF16, F32, F64).
+std::optional<::qopt::dense::FloatKind> safetensorsFloatKind(StringRef dtype);
+
+/// A quantized N×K weight as passes build it: codes, scales, and what the
+/// format adds, for createQuantizedWeight to store.
+struct QuantizedWeight {
+  QuantFormatAttrInterface format;
+  GranularityAttrInterface granularity;
+  int64_t n = 0, k = 0;
+  /// n·k codes, row-major, each in its low `format` bits.
+  std::vector<uint8_t> codes;
+  /// The granularity's scales (f32) and their shape.
+  std::vector<float> scales;
+  SmallVector<int64_t> scaleShape;
+  /// One per scale when the format has zero points.
+  std::vector<uint8_t> zeroPoints;
+  /// QLoRA's double quantization (1-D scales): `scales` stored instead as
+  /// 8-bit dynamic codes per block of `nestedBlock`, their absmax, and the
+  /// offset (the mean the codes were centred on).
+  bool doubleQuantized = false;
+  std::vector<uint8_t> scaleCodes;
+  std::vector<float> nestedAbsmax;
+  float offset = 0.0f;
+  int64_t nestedBlock = 256;
+  /// The scales' parameter suffix (bitsandbytes says "absmax").
+  std::string scaleSuffix = ".scales";
+};
+
+/// Stores `w` as frozen parameters `<prefix>` (the codes packed per row,
+/// little-endian), `<prefix><scaleSuffix>` (and `.zero_points`,
+/// `.nested_absmax`), read before `user`, and returns their
+/// `qopt.assemble`: the `!qopt.qtensor` value. Null after an error.
+Value createQuantizedWeight(SymbolTable &symbols, Operation *user,
+                            StringRef prefix, const QuantizedWeight &w);
+
+/// The names of `module`'s parameters, to give restoreParamNames.
+llvm::StringSet<> paramNames(ModuleOp module);
+
+/// Gives each parameter created since `before` (paramNames then) whose name
+/// took SymbolTable's clash suffix ("_N") the name it asked for, where that
+/// is free now (the parameter it replaced was erased).
+void restoreParamNames(ModuleOp module, const llvm::StringSet<> &before,
+                       SymbolTable &symbols);
 
 /// Erases the ops of `maybeDead` nothing reads, then the producers that
 /// leaves unread, recursively (an op may be listed more than once), then

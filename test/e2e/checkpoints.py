@@ -1,0 +1,51 @@
+"""Shared by the e2e scripts that compare compiled models with checkpoints:
+safetensors read / written with numpy alone (CI has no safetensors
+package), and the relative error they report."""
+import json
+import struct
+
+import numpy as np
+
+DTYPES = {"F32": np.float32, "F16": np.float16, "U8": np.uint8, "I8": np.int8, "I64": np.int64}
+
+
+def read_safetensors(path):
+    """{name: numpy array} of a safetensors file."""
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+        data = f.read()
+    out = {}
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = t["data_offsets"]
+        out[name] = np.frombuffer(data[begin:end], DTYPES[t["dtype"]]).reshape(t["shape"])
+    return out
+
+
+def write_f32_safetensors(path, tensors):
+    """Writes {name: array} as F32 tensors."""
+    header, blobs, offset = {}, [], 0
+    for name, a in tensors.items():
+        a = np.ascontiguousarray(a, np.float32)
+        header[name] = {"dtype": "F32", "shape": list(a.shape),
+                        "data_offsets": [offset, offset + a.nbytes]}
+        blobs.append(a.tobytes())
+        offset += a.nbytes
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def rel_error(got, ref, valid=None):
+    """max|got - ref| / max|ref|, over the positions `valid` ([batch, seq])
+    keeps when given; inf for another shape."""
+    got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+    if got.shape != ref.shape:
+        return float("inf")
+    if valid is not None:
+        mask = np.broadcast_to(valid[..., None], ref.shape)
+        got, ref = got[mask], ref[mask]
+    return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30))
