@@ -26,50 +26,11 @@ BIN = os.environ["QOPT_BIN"]
 sys.path.insert(0, os.path.join(BIN, "..", "python"))
 import qopt  # noqa: E402
 from checkpoints import read_safetensors, rel_error, write_f32_safetensors  # noqa: E402
+from quant_reference import reference  # noqa: E402
 
 BASE = os.path.join(HERE, "bnb", "llama-base", "model.safetensors")
 SPECS = ["nf4:block=64,double-quant", "fp4:block=128", "int8:per-channel",
          "int4:group=16,asym", "int4:group=32,clip=mse", "int2:group=16,asym,clip=mse"]
-
-
-def int_group(x, bits, asym, ratio):
-    """One group quantized and dequantized (float32, as the definition)."""
-    lo, hi = np.float32(x.min() * ratio), np.float32(x.max() * ratio)
-    if asym:
-        qmax = 2 ** bits - 1
-        lo, hi = min(lo, np.float32(0)), max(hi, np.float32(0))
-        s = np.float32((hi - lo) / np.float32(qmax)) or np.float32(1)
-        zp = np.clip(np.rint(-lo / s), 0, qmax)
-        q = np.clip(np.rint(x / s) + zp, 0, qmax)
-        return ((q - zp) * s).astype(np.float32)
-    qmax = 2 ** (bits - 1) - 1
-    s = np.float32(max(abs(lo), abs(hi)) / np.float32(qmax)) or np.float32(1)
-    q = np.clip(np.rint(x / s), -qmax - 1, qmax)
-    return (q * s).astype(np.float32)
-
-
-def reference(w, spec):
-    fmt, _, rest = spec.partition(":")
-    opts = dict(o.partition("=")[::2] for o in rest.split(",") if o)
-    if fmt in ("nf4", "fp4"):
-        return qopt.dequantize(qopt.quantize(w, fmt, block_size=int(opts.get("block", 64)),
-                                             double_quant="double-quant" in opts))
-    bits, asym = int(fmt[3:]), "asym" in opts
-    group = int(opts.get("group", w.shape[1]))
-    out = np.empty_like(w)
-    for r in range(w.shape[0]):
-        for g in range(0, w.shape[1], group):
-            x = w[r, g:g + group]
-            best, best_err = int_group(x, bits, asym, np.float32(1)), None
-            if opts.get("clip") == "mse":
-                best_err = np.sum((best.astype(np.float64) - x) ** 2)
-                for step in range(1, 51):
-                    cand = int_group(x, bits, asym, np.float32(1) - np.float32(0.01) * step)
-                    err = np.sum((cand.astype(np.float64) - x) ** 2)
-                    if err < best_err:
-                        best, best_err = cand, err
-            out[r, g:g + group] = best
-    return out
 
 
 def qoptc(*args):
