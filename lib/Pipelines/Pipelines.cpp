@@ -49,11 +49,12 @@ static std::optional<std::string>
 parseQuantizeSpec(StringRef spec,
                   mlir::qopt::QOptQuantizeWeightsPassOptions &options) {
   auto [format, rest] = spec.split(':');
-  static const char *formats[] = {"nf4", "fp4", "int2", "int4", "int8"};
+  static const char *formats[] = {"nf4",  "fp4",      "int2",    "int4",
+                                  "int8", "fp8-e4m3", "fp8-e5m2"};
   if (!llvm::is_contained(formats, format))
     return "format '" + format.str() +
-           "' is not supported (nf4, fp4, int2, int4, int8; fp8, mxfp4 and "
-           "nvfp4 are not written yet)";
+           "' is not supported (nf4, fp4, int2, int4, int8, fp8-e4m3, "
+           "fp8-e5m2; mxfp4 and nvfp4 are not written yet)";
   options.format = format.str();
   SmallVector<StringRef> items;
   if (!rest.empty())
@@ -75,9 +76,10 @@ parseQuantizeSpec(StringRef spec,
     else if (key == "asym" && !hasValue)
       options.asym = true;
     else if ((key == "sym" || key == "per-channel") && !hasValue) {
-      if (key == "per-channel")
+      if (key == "per-channel") {
         options.group = 0;
-      else
+        options.perChannel = true;
+      } else
         options.asym = false;
     } else
       return "unknown option '" + item.str() +

@@ -1,7 +1,8 @@
 """The weight quantizers of `qoptc --quantize`, written in numpy from each
 format's definition (for nf4 / fp4: qopt.quantize, byte-equal to
-bitsandbytes in test/python): test/e2e/quantize_weights.py compares the
+bitsandbytes in test/python; for fp8: ml_dtypes' rounding): test/e2e/quantize_weights.py compares the
 compiler with them, bench/quant_error_table.py measures their error."""
+import ml_dtypes
 import numpy as np
 
 import qopt
@@ -26,6 +27,16 @@ def int_group(x, bits, asym, ratio):
 def reference(w, spec):
     fmt, _, rest = spec.partition(":")
     opts = dict(o.partition("=")[::2] for o in rest.split(",") if o)
+    if fmt in ("fp8-e4m3", "fp8-e5m2"):
+        # One scale per tensor (or row): absmax / the largest value; codes
+        # rounded to nearest even by ml_dtypes.
+        dtype, largest = ((ml_dtypes.float8_e4m3fn, 448.0) if fmt == "fp8-e4m3"
+                          else (ml_dtypes.float8_e5m2, 57344.0))
+        rows = w if "per-channel" in opts else w.reshape(1, -1)
+        amax = np.abs(rows).max(axis=1, keepdims=True).astype(np.float32)
+        s = np.where(amax > 0, amax / np.float32(largest), np.float32(1)).astype(np.float32)
+        q = (rows / s).astype(dtype).astype(np.float32)
+        return (q * s).astype(np.float32).reshape(w.shape)
     if fmt in ("nf4", "fp4"):
         return qopt.dequantize(qopt.quantize(w, fmt, block_size=int(opts.get("block", 64)),
                                              double_quant="double-quant" in opts))

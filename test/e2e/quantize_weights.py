@@ -30,7 +30,8 @@ from quant_reference import reference  # noqa: E402
 
 BASE = os.path.join(HERE, "bnb", "llama-base", "model.safetensors")
 SPECS = ["nf4:block=64,double-quant", "fp4:block=128", "int8:per-channel",
-         "int4:group=16,asym", "int4:group=32,clip=mse", "int2:group=16,asym,clip=mse"]
+         "int4:group=16,asym", "int4:group=32,clip=mse", "int2:group=16,asym,clip=mse",
+         "fp8-e4m3", "fp8-e5m2:per-channel"]
 
 
 def qoptc(*args):

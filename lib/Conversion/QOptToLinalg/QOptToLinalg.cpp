@@ -275,8 +275,13 @@ std::string whyNotDequantized(QTensorType type) {
     if (!why.empty())
       return "its double-quantized scales: " + why;
   }
-  if (isa<FloatFormatAttr>(format))
-    return "float formats in storage are not lowered yet";
+  if (auto scale = dyn_cast<FloatType>(type.getScaleType());
+      scale && scale.getWidth() < 16) {
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << scale;
+    return "scales of type " + name + " are not lowered yet";
+  }
   if (8 % bits != 0)
     return std::to_string(bits) +
            "-bit codes (rows packed across bytes) are not lowered yet";
@@ -294,6 +299,25 @@ std::string whyNotDequantized(QTensorType type) {
 /// The code values of a codebook format (NF4, bitsandbytes' FP4 and 8-bit
 /// dynamic), indexed by code; empty for the others.
 ArrayRef<float> codebookOf(QuantFormatAttrInterface format) {
+  // A small float's every code decoded (NaN codes included).
+  auto decoded = [](::qopt::SmallFloatKind kind) -> ArrayRef<float> {
+    static std::array<std::vector<float>, 4> tables;
+    std::vector<float> &t = tables[static_cast<int>(kind)];
+    if (t.empty())
+      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
+        t.push_back(::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
+    return t;
+  };
+  if (auto f = dyn_cast<FloatFormatAttr>(format)) {
+    Type t = f.getType();
+    if (isa<Float8E4M3FNType>(t))
+      return decoded(::qopt::SmallFloatKind::F8E4M3FN);
+    if (isa<Float8E5M2Type>(t))
+      return decoded(::qopt::SmallFloatKind::F8E5M2);
+    if (isa<Float4E2M1FNType>(t))
+      return decoded(::qopt::SmallFloatKind::F4E2M1FN);
+    return {};
+  }
   if (isa<NF4FormatAttr>(format))
     return ::qopt::nf4CodeTable();
   if (isa<BnbFP4FormatAttr>(format))

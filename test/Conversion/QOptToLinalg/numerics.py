@@ -187,6 +187,37 @@ check("dequantize nf4 with double-quantized scales", f"""
   %y = qopt.dequantize %q : {qt} -> tensor<6x12xf32>
   return %y : tensor<6x12xf32>""", [packed, scodes.view(np.int8), nested],
       (NF4[idx].reshape(9, 8) * absmax[:, None]).reshape(6, 12))
+# Float formats in storage, decoded by ml_dtypes: FP8 E4M3 / E5M2 per
+# channel (every code once, NaN codes left out), and NVFP4's layout: E2M1
+# codes in groups of 16 along K, their scales FP8 E4M3 codes scaled by one
+# f32 for the tensor.
+for name, dtype, mlir in (("f8E4M3FN", ml_dtypes.float8_e4m3fn, "f8E4M3FN"),
+                          ("f8E5M2", ml_dtypes.float8_e5m2, "f8E5M2")):
+    codes = np.arange(256, dtype=np.uint8).reshape(4, 64)
+    values = codes.view(dtype).astype(np.float32)
+    codes[~np.isfinite(values)] = 0
+    values = codes.view(dtype).astype(np.float32)
+    sc = (np.abs(f32(4)) + 0.1).astype(np.float32)
+    qt = f"!qopt.qtensor<4x64, #qopt.float<{mlir}>, #qopt.per_channel<0>, scales = f32>"
+    check(f"dequantize {name} per_channel", f"""
+  %q = qopt.assemble %a0, %a1 : (tensor<4x64xi8>, tensor<4xf32>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x64xf32>
+  return %y : tensor<4x64xf32>""", [codes.view(np.int8), sc], values * sc[:, None])
+e2m1 = rng.integers(0, 16, size=(4, 32))
+packed = (e2m1[:, 0::2] | (e2m1[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+E2M1 = np.array([0, 0.5, 1, 1.5, 2, 3, 4, 6, -0.0, -0.5, -1, -1.5, -2, -3, -4, -6], np.float32)
+s8 = rng.integers(0x30, 0x50, size=(4, 2)).astype(np.uint8)  # positive E4M3 scales
+g = np.float32(0.0123)
+scale = s8.view(ml_dtypes.float8_e4m3fn).astype(np.float32) * g
+inner = "!qopt.qtensor<4x2, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>"
+qt = f"!qopt.qtensor<4x32, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = {inner}>"
+check("dequantize NVFP4 layout", f"""
+  %g = arith.constant dense<0.0123> : tensor<f32>
+  %s = qopt.assemble %a1, %g : (tensor<4x2xi8>, tensor<f32>) -> {inner}
+  %q = qopt.assemble %a0, %s : (tensor<4x16xi8>, {inner}) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x32xf32>
+  return %y : tensor<4x32xf32>""", [packed, s8.view(np.int8)],
+      E2M1[e2m1] * np.repeat(scale, 16, axis=1))
 # A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
 codes = rng.integers(0, 16, size=(6, 8))
 zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)

@@ -40,15 +40,29 @@ struct QOptQuantizeWeightsPass
     MLIRContext *ctx = &getContext();
     StringRef fmt(format);
     bool blockwise = fmt == "nf4" || fmt == "fp4";
+    // FP8: one scale for the tensor (or per output channel), absmax / the
+    // format's largest value, codes rounded to nearest even.
+    std::optional<::qopt::SmallFloatKind> fp8;
+    if (fmt == "fp8-e4m3")
+      fp8 = ::qopt::SmallFloatKind::F8E4M3FN;
+    else if (fmt == "fp8-e5m2")
+      fp8 = ::qopt::SmallFloatKind::F8E5M2;
     unsigned bits = 0;
     if (fmt.consume_front("int") &&
         (fmt.getAsInteger(10, bits) || bits < 2 || bits > 8 || 8 % bits != 0))
       return fail("format 'int" + fmt +
                   "' is not supported (int2, int4 or int8; 3-bit rows "
                   "packed across bytes are not lowered yet)");
-    if (!blockwise && !bits)
+    if (!blockwise && !bits && !fp8)
       return fail("unknown format '" + format +
-                  "' (nf4, fp4, int2, int4, int8)");
+                  "' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2)");
+    if (fp8 &&
+        (group != 0 || asym || clip != "minmax" || block != 0 || doubleQuant))
+      return fail(format + " takes one scale per tensor, or per-channel");
+    if (perChannel && blockwise)
+      return fail("'per-channel' is for integer and fp8 formats");
+    if (perChannel && group != 0)
+      return fail("'per-channel' and 'group' exclude each other");
     if (blockwise && (group != 0 || asym))
       return fail("'group' and 'asym' are for integer formats; " + format +
                   " has one absmax per 'block'");
@@ -127,7 +141,34 @@ struct QOptQuantizeWeightsPass
       QuantizedWeight q;
       q.n = w->rows;
       q.k = w->cols;
-      if (blockwise) {
+      if (fp8) {
+        Type type = *fp8 == ::qopt::SmallFloatKind::F8E4M3FN
+                        ? Type(Float8E4M3FNType::get(ctx))
+                        : Type(Float8E5M2Type::get(ctx));
+        q.format = FloatFormatAttr::get(ctx, type);
+        int64_t rows = perChannel ? q.n : 1, cols = q.n * q.k / rows;
+        if (perChannel) {
+          q.granularity = PerChannelAttr::get(ctx, 0);
+          q.scaleShape = {q.n};
+        } else {
+          q.granularity = PerTensorAttr::get(ctx);
+          q.scaleShape = {};
+        }
+        q.codes.resize(q.n * q.k);
+        q.scales.resize(rows);
+        float max = ::qopt::smallFloatMax(*fp8);
+        for (int64_t r = 0; r < rows; ++r) {
+          const float *x = w->data.data() + r * cols;
+          float absmax = 0.0f;
+          for (int64_t i = 0; i < cols; ++i)
+            absmax = std::max(absmax, std::fabs(x[i]));
+          float scale = absmax > 0.0f ? absmax / max : 1.0f;
+          q.scales[r] = scale;
+          for (int64_t i = 0; i < cols; ++i)
+            q.codes[r * cols + i] =
+                ::qopt::smallFloatEncode(*fp8, x[i] / scale);
+        }
+      } else if (blockwise) {
         int64_t n = q.n * q.k, blocks = n / blockSize + (n % blockSize != 0);
         q.format = fmt == "nf4"
                        ? QuantFormatAttrInterface(NF4FormatAttr::get(ctx))

@@ -1,6 +1,8 @@
 // RUN: qopt-opt %s --qopt-quantize-weights="format=int4 group=4 asym=true" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=INT4
 // RUN: qopt-opt %s --qopt-quantize-weights="format=nf4 block=16 double-quant=true" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=NF4
 // RUN: qopt-opt %s --qopt-quantize-weights="format=int8 target-modules=k_proj" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=INT8
+// RUN: qopt-opt %s --qopt-quantize-weights="format=fp8-e4m3" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=FP8
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 group=8 per-channel=true" 2>&1 | FileCheck %s --check-prefix=ERR-PERCHANNEL
 // Errors: every bad option, and a selection that quantizes nothing.
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int3" 2>&1 | FileCheck %s --check-prefix=ERR-INT3
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=fp8" 2>&1 | FileCheck %s --check-prefix=ERR-FMT
@@ -14,7 +16,7 @@
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 target-modules=v_proj" 2>&1 | FileCheck %s --check-prefix=ERR-RUNTIME
 
 // ERR-INT3: error: qopt-quantize-weights: format 'int3' is not supported (int2, int4 or int8; 3-bit rows packed across bytes are not lowered yet)
-// ERR-FMT: error: qopt-quantize-weights: unknown format 'fp8' (nf4, fp4, int2, int4, int8)
+// ERR-FMT: error: qopt-quantize-weights: unknown format 'fp8' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2)
 // ERR-GROUP: error: qopt-quantize-weights: 'group' and 'asym' are for integer formats; nf4 has one absmax per 'block'
 // ERR-DQ: error: qopt-quantize-weights: 'double-quant' is for nf4 and fp4 (QLoRA's double quantization of the block absmax)
 // ERR-BLOCK: error: qopt-quantize-weights: 'block' and 'group' must not be negative
@@ -23,6 +25,7 @@
 // ERR-CLIPNF4: error: qopt-quantize-weights: clip=mse is for integer formats (nf4 scales by the block absmax, as bitsandbytes does)
 // ERR-NONE: error: qopt-quantize-weights: no linear layer with a weight known at compile time matches the selection
 // ERR-RUNTIME: error: qopt-quantize-weights: the weight of 'model.v_proj' is not a parameter with data or a constant: only weights known at compile time are quantized
+// ERR-PERCHANNEL: error: qopt-quantize-weights: 'per-channel' and 'group' exclude each other
 // (Trainable and non-finite weights: qopt-quantize-weights-errors.mlir.)
 
 // int4 in groups of 4 with zero points: q_proj read through the transpose
@@ -54,6 +57,11 @@
 // INT8: qopt.param @model.k_proj.weight : tensor<2x8xi8>
 // INT8: qopt.linear %arg0, %{{.*}} module "model.q_proj" : (tensor<3x8xf32>, tensor<4x8xf32>)
 // INT8: qopt.assemble %{{.*}}, %{{.*}} : (tensor<2x8xi8>, tensor<2xf32>) -> !qopt.qtensor<2x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+
+// FP8 E4M3 with one f32 scale for the tensor.
+// FP8-DAG: qopt.param @model.q_proj.weight.scales : tensor<f32>
+// FP8-DAG: qopt.param @model.q_proj.weight : tensor<4x8xi8>
+// FP8: qopt.assemble %{{.*}}, %{{.*}} : (tensor<4x8xi8>, tensor<f32>) -> !qopt.qtensor<4x8, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>
 
 // The weights: q_proj 4x8 and k_proj 2x8 as parameters (q_proj's stored
 // K x N behind a transpose, as raising leaves MatMul weights), v_proj given

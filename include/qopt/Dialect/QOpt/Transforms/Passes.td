@@ -331,6 +331,10 @@ def QOptQuantizeWeightsPass
       symmetric signed codes, or `asym`: unsigned codes with a zero point per
       scale (GPTQ / AWQ's layout). `clip=mse` shrinks each group's range to
       the ratio (1 down to 0.5) with the least squared error.
+    * `fp8-e4m3` / `fp8-e5m2`: `#qopt.float<f8E4M3FN | f8E5M2>` codes, one
+      f32 scale per tensor (`#qopt.per_tensor`) or `per-channel`: absmax
+      over the format's largest value (448, 57344), codes rounded to
+      nearest even.
 
     The selection is PEFT's (`target-modules`, `exclude-modules`, module
     paths as `qopt-list-modules` prints them); by default every linear
@@ -343,7 +347,10 @@ def QOptQuantizeWeightsPass
   }];
   let options = [
     Option<"format", "format", "std::string", "\"nf4\"",
-           "nf4, fp4, int2, int4 or int8">,
+           "nf4, fp4, int2, int4, int8, fp8-e4m3 or fp8-e5m2">,
+    Option<"perChannel", "per-channel", "bool", "false",
+           "fp8: one scale per output channel (default: per tensor); "
+           "intK: the default when 'group' is 0">,
     Option<"block", "block", "int64_t", "0",
            "nf4 / fp4: elements per absmax (0: bitsandbytes' 64)">,
     Option<"doubleQuant", "double-quant", "bool", "false",
