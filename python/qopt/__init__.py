@@ -237,13 +237,14 @@ def _quantize_int(a, format, group_size, asym, clip):
     group = cols if group_size is None else int(group_size)
     if group <= 0:
         raise ValueError(f"group_size must be positive, got {group}")
+    group = min(group, cols)
     flat = np.ascontiguousarray(a.astype(np.float32).reshape(-1))
     if not np.all(np.isfinite(flat)):
         raise ValueError("quantize: the array holds NaN or infinite values")
     packed, scales, zero_points = _runtime._quantize_int(
-        flat, rows, cols, min(group, cols), _INT[format], bool(asym), clip == "mse")
-    groups = -(-cols // min(group, cols))
-    state = {"quant_type": format, "shape": tuple(a.shape), "group_size": min(group, cols),
+        flat, rows, cols, group, _INT[format], bool(asym), clip == "mse")
+    groups = -(-cols // group)
+    state = {"quant_type": format, "shape": tuple(a.shape), "group_size": group,
              "asym": bool(asym), "weight": packed.reshape(rows, -1),
              "scales": scales.reshape(rows, groups)}
     if asym:
@@ -308,19 +309,7 @@ def quantize(array, format, *, block_size=None, double_quant=False, group_size=N
     little-endian, element 0 in the lowest bits), `scales` (float32 [rows,
     groups]), `zero_points` (uint8, asym only), `quant_type`, `group_size`,
     `asym`, `shape`. dequantize() takes the dict back."""
-    if format in _INT:
-        a = np.asarray(array)
-        if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
-            raise ValueError(f"quantize takes floats, got {a.dtype}")
-        if a.size == 0:
-            raise ValueError("quantize needs at least one element")
-        if block_size is not None or double_quant:
-            raise ValueError(f"{format} takes group_size, not block_size / double_quant")
-        return _quantize_int(a, format, group_size, asym, clip)
-    if format in _BLOCKWISE and (group_size is not None or asym or clip != "minmax"):
-        raise ValueError(f"{format} takes block_size and double_quant, not group_size / "
-                         "asym / clip")
-    if format not in _BLOCKWISE:
+    if format not in _BLOCKWISE and format not in _INT:
         raise ValueError(f"unknown format {format!r} (expected one of "
                          f"{', '.join(sorted(_BLOCKWISE) + sorted(_INT))})")
     a = np.asarray(array)
@@ -328,6 +317,13 @@ def quantize(array, format, *, block_size=None, double_quant=False, group_size=N
         raise ValueError(f"quantize takes floats, got {a.dtype}")
     if a.size == 0:
         raise ValueError("quantize needs at least one element")
+    if format in _INT:
+        if block_size is not None or double_quant:
+            raise ValueError(f"{format} takes group_size, not block_size / double_quant")
+        return _quantize_int(a, format, group_size, asym, clip)
+    if group_size is not None or asym or clip != "minmax":
+        raise ValueError(f"{format} takes block_size and double_quant, not group_size / "
+                         "asym / clip")
     block = int(block_size if block_size is not None else _BLOCKWISE[format])
     if block <= 0:
         raise ValueError(f"block_size must be positive, got {block}")

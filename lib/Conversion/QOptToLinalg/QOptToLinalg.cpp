@@ -299,14 +299,20 @@ std::string whyNotDequantized(QTensorType type) {
 /// The code values of a codebook format (NF4, bitsandbytes' FP4 and 8-bit
 /// dynamic), indexed by code; empty for the others.
 ArrayRef<float> codebookOf(QuantFormatAttrInterface format) {
-  // A small float's every code decoded (NaN codes included).
+  // A small float's every code decoded (NaN codes included), built once
+  // (thread-safely: passes may run on several functions at a time).
   auto decoded = [](::qopt::SmallFloatKind kind) -> ArrayRef<float> {
-    static std::array<std::vector<float>, 4> tables;
-    std::vector<float> &t = tables[static_cast<int>(kind)];
-    if (t.empty())
-      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
-        t.push_back(::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
-    return t;
+    static const std::array<std::vector<float>, 4> tables = [] {
+      std::array<std::vector<float>, 4> t;
+      for (int k = 0; k < 4; ++k) {
+        auto kind = static_cast<::qopt::SmallFloatKind>(k);
+        for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
+          t[k].push_back(
+              ::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
+      }
+      return t;
+    }();
+    return tables[static_cast<int>(kind)];
   };
   if (auto f = dyn_cast<FloatFormatAttr>(format)) {
     Type t = f.getType();

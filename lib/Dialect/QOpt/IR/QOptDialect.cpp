@@ -7,6 +7,7 @@
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/STLExtras.h"
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/Path.h"
 
 using namespace mlir;
@@ -151,7 +152,7 @@ double FloatFormatAttr::getMaxRepresentable() const {
 
 static int64_t ceilDivDim(int64_t dim, int64_t size) {
   return ShapedType::isDynamic(dim) ? ShapedType::kDynamic
-                                    : dim / size + (dim % size != 0);
+                                    : int64_t(llvm::divideCeil(dim, size));
 }
 
 FailureOr<SmallVector<int64_t>>

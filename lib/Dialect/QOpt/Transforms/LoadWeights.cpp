@@ -18,6 +18,7 @@
 #include "mlir/IR/Dominance.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/Support/JSON.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 
 #include <cstring>
@@ -80,6 +81,8 @@ struct QOptLoadWeightsPass
 
   ModuleOp module;
   std::string path;
+  /// The module's dominance, for layers that share one quantized weight.
+  DominanceInfo *dominance = nullptr;
 
   InFlightDiagnostic error() {
     return emitError(module.getLoc()) << path << ": ";
@@ -128,6 +131,8 @@ struct QOptLoadWeightsPass
       if (!l.name.empty())
         layers[l.name].push_back(l.op);
     SymbolTable symbols(module);
+    DominanceInfo dom(module);
+    dominance = &dom;
     llvm::StringMap<ParamOp> params;
     for (auto p : module.getOps<ParamOp>())
       params[p.getSymName()] = p;
@@ -339,7 +344,7 @@ struct QOptLoadWeightsPass
                     *quantMap = part(".quant_map");
     if (!weight || !absmax || !quantMap)
       return bad("needs weight, weight.absmax and weight.quant_map");
-    int64_t blocks = count / *block + (count % *block != 0);
+    int64_t blocks = llvm::divideCeil(count, *block);
     if (weight->dtype != "U8" || weight->count != (count + 1) / 2)
       return bad("the packed weight must be " + Twine((count + 1) / 2) +
                  " bytes (U8) for " + shapeStr(shape) + ", got " +
@@ -397,8 +402,7 @@ struct QOptLoadWeightsPass
               std::vector<float>(dynamic.begin(), dynamic.end()))
         return bad("nested_quant_map is not bitsandbytes' 8-bit dynamic "
                    "code");
-      int64_t nestedBlocks =
-          blocks / *nestedBlock + (blocks % *nestedBlock != 0);
+      int64_t nestedBlocks = llvm::divideCeil(blocks, *nestedBlock);
       if (absmax->dtype != "U8" || absmax->count != blocks)
         return bad("absmax must be " + Twine(blocks) +
                    " U8 codes with double quantization");
@@ -427,7 +431,7 @@ struct QOptLoadWeightsPass
         return bad("the layer's weight is " +
                    (old ? shapeStr(old.getShape()) : std::string("quantized")) +
                    ", the checkpoint's " + shapeStr(shape));
-      if (!DominanceInfo(module).properlyDominates(q, layer))
+      if (!dominance->properlyDominates(q, layer))
         return bad("the layers with this module path are in different "
                    "regions: one quantized weight cannot reach them all");
       replace(*operand, q);

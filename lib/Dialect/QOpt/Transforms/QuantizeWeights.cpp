@@ -13,6 +13,7 @@
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <cmath>
 
@@ -169,7 +170,7 @@ struct QOptQuantizeWeightsPass
                 ::qopt::smallFloatEncode(*fp8, x[i] / scale);
         }
       } else if (blockwise) {
-        int64_t n = q.n * q.k, blocks = n / blockSize + (n % blockSize != 0);
+        int64_t n = q.n * q.k, blocks = llvm::divideCeil(n, blockSize);
         q.format = fmt == "nf4"
                        ? QuantFormatAttrInterface(NF4FormatAttr::get(ctx))
                        : QuantFormatAttrInterface(BnbFP4FormatAttr::get(ctx));
@@ -185,7 +186,7 @@ struct QOptQuantizeWeightsPass
           q.doubleQuantized = true;
           q.nestedBlock = 256;
           q.scaleCodes.resize(blocks);
-          q.nestedAbsmax.resize((blocks + 255) / 256);
+          q.nestedAbsmax.resize(llvm::divideCeil(blocks, 256));
           q.offset = ::qopt::doubleQuantizeAbsmax(q.scales.data(), blocks, 256,
                                                   q.scaleCodes.data(),
                                                   q.nestedAbsmax.data());
