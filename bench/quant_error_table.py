@@ -28,7 +28,7 @@ from quant_reference import reference  # noqa: E402  (the numpy definitions)
 SPECS = ["nf4:block=64,double-quant", "nf4:block=64", "fp4:block=64", "int8:per-channel",
          "int4:group=16", "int4:group=16,asym", "int4:group=16,asym,clip=mse",
          "int4:per-channel", "int2:group=16,asym,clip=mse", "fp8-e4m3", "fp8-e4m3:per-channel",
-         "fp8-e5m2"]
+         "fp8-e5m2", "mxfp4", "nvfp4"]
 REAL = os.path.join(ROOT, "test", "e2e", "real", "llama-dynamo")
 inputs = np.load(os.path.join(REAL, "reference.npz"))
 cases = sorted({k.split(".")[0] for k in inputs.files})

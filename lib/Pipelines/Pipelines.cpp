@@ -49,12 +49,13 @@ static std::optional<std::string>
 parseQuantizeSpec(StringRef spec,
                   mlir::qopt::QOptQuantizeWeightsPassOptions &options) {
   auto [format, rest] = spec.split(':');
-  static const char *formats[] = {"nf4",  "fp4",      "int2",    "int4",
-                                  "int8", "fp8-e4m3", "fp8-e5m2"};
+  static const char *formats[] = {"nf4",      "fp4",   "int2",
+                                  "int4",     "int8",  "fp8-e4m3",
+                                  "fp8-e5m2", "mxfp4", "nvfp4"};
   if (!llvm::is_contained(formats, format))
     return "format '" + format.str() +
            "' is not supported (nf4, fp4, int2, int4, int8, fp8-e4m3, "
-           "fp8-e5m2; mxfp4 and nvfp4 are not written yet)";
+           "fp8-e5m2, mxfp4, nvfp4)";
   options.format = format.str();
   SmallVector<StringRef> items;
   if (!rest.empty())

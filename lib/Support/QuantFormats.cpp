@@ -499,6 +499,77 @@ uint8_t smallFloatEncode(SmallFloatKind kind, float v) {
   return sign | code;
 }
 
+void floatQuantizeRows(SmallFloatKind kind, const float *x, int64_t rows,
+                       int64_t cols, uint8_t *codes, float *scales) {
+  float max = smallFloatMax(kind);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float *row = x + r * cols;
+    float absmax = 0.0f;
+    for (int64_t i = 0; i < cols; ++i)
+      absmax = std::max(absmax, std::fabs(row[i]));
+    float scale = absmax > 0.0f ? absmax / max : 1.0f;
+    scales[r] = scale;
+    for (int64_t i = 0; i < cols; ++i)
+      codes[r * cols + i] = smallFloatEncode(kind, row[i] / scale);
+  }
+}
+
+namespace {
+/// The largest magnitude of `x[0, n)`.
+float absmaxOf(const float *x, int64_t n) {
+  float m = 0.0f;
+  for (int64_t i = 0; i < n; ++i)
+    m = std::max(m, std::fabs(x[i]));
+  return m;
+}
+} // namespace
+
+void mxfp4Quantize(const float *x, int64_t rows, int64_t cols, uint8_t *codes,
+                   uint8_t *scales) {
+  int64_t blocks = (cols + kMXFP4Block - 1) / kMXFP4Block;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < blocks; ++b) {
+      int64_t begin = b * kMXFP4Block;
+      int64_t n = std::min(kMXFP4Block, cols - begin);
+      const float *v = x + r * cols + begin;
+      float absmax = absmaxOf(v, n);
+      // floor(log2(absmax)) - 2, clamped to E8M0's exponents [-127, 127].
+      int e =
+          absmax > 0.0f ? std::clamp(std::ilogb(absmax) - 2, -127, 127) : -127;
+      scales[r * blocks + b] = static_cast<uint8_t>(e + 127);
+      for (int64_t i = 0; i < n; ++i) // x / 2^e is exact
+        codes[r * cols + begin + i] =
+            smallFloatEncode(SmallFloatKind::F4E2M1FN, std::ldexp(v[i], -e));
+    }
+}
+
+float nvfp4Quantize(const float *x, int64_t rows, int64_t cols, uint8_t *codes,
+                    uint8_t *scales) {
+  const float e4m3Max = smallFloatMax(SmallFloatKind::F8E4M3FN);
+  const float e2m1Max = smallFloatMax(SmallFloatKind::F4E2M1FN);
+  const float e4m3Tiny = 0.015625f; // 2^-6, E4M3's smallest normal
+  float global = absmaxOf(x, rows * cols) / (e4m3Max * e2m1Max);
+  if (global == 0.0f)
+    global = 1.0f;
+  int64_t blocks = (cols + kNVFP4Block - 1) / kNVFP4Block;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t b = 0; b < blocks; ++b) {
+      int64_t begin = b * kNVFP4Block;
+      int64_t n = std::min(kNVFP4Block, cols - begin);
+      const float *v = x + r * cols + begin;
+      float blockScale =
+          std::clamp(absmaxOf(v, n) / e2m1Max / global, e4m3Tiny, e4m3Max);
+      uint8_t s = smallFloatEncode(SmallFloatKind::F8E4M3FN, blockScale);
+      scales[r * blocks + b] = s;
+      float total = global * smallFloatDecode(SmallFloatKind::F8E4M3FN, s);
+      for (int64_t i = 0; i < n; ++i)
+        codes[r * cols + begin + i] =
+            smallFloatEncode(SmallFloatKind::F4E2M1FN,
+                             std::clamp(v[i] / total, -e2m1Max, e2m1Max));
+    }
+  return global;
+}
+
 int64_t roundHalfToEven(double v) {
   return static_cast<int64_t>(std::nearbyint(v)); // default mode: to even
 }

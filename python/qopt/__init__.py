@@ -280,8 +280,77 @@ def _dequantize_int(state):
     return values.astype(np.float32).reshape(shape)
 
 
+# Float formats: qopt.quantize's name -> (Support's small float, block).
+_FLOAT = {"fp8-e4m3": ("f8e4m3", None), "fp8-e5m2": ("f8e5m2", None),
+          "mxfp4": ("f8e8m0", 32), "nvfp4": ("f8e4m3", 16)}
+
+
+def _rows_cols(a):
+    if a.ndim == 0:
+        raise ValueError("quantize needs at least one dimension")
+    flat = np.ascontiguousarray(a.astype(np.float32).reshape(-1))
+    if not np.all(np.isfinite(flat)):
+        raise ValueError("quantize: the array holds NaN or infinite values")
+    return flat, a.size // a.shape[-1], a.shape[-1]
+
+
+def _quantize_float(a, format, block_size, per_channel):
+    flat, rows, cols = _rows_cols(a)
+    kind, block = _FLOAT[format]
+    state = {"quant_type": format, "shape": tuple(a.shape)}
+    if block is None:  # fp8: per tensor or per row
+        if block_size is not None:
+            raise ValueError(f"{format} takes per_channel, not block_size")
+        r, c = (rows, cols) if per_channel else (1, rows * cols)
+        codes, scales = _runtime._quantize_float(flat, r, c, kind)
+        state.update(per_channel=bool(per_channel), weight=codes.reshape(a.shape),
+                     scales=scales if per_channel else scales.reshape(()))
+        return state
+    if per_channel:
+        raise ValueError(f"{format} has one scale per {block} elements, not per_channel")
+    if block_size is not None and block_size != block:
+        raise ValueError(f"{format} has blocks of {block}, not {block_size}")
+    packed, scales, global_scale = _runtime._quantize_fp4(flat, rows, cols, format == "nvfp4")
+    state.update(block_size=block, weight=packed.reshape(rows, -1),
+                 scales=scales.reshape(rows, -1))
+    if global_scale is not None:
+        state["global_scale"] = np.float32(global_scale)
+    return state
+
+
+def _dequantize_float(state):
+    format, shape = state["quant_type"], tuple(state["shape"])
+    kind, block = _FLOAT[format]
+    if block is None:
+        table = _runtime._small_float_table(kind)
+        codes = np.asarray(state["weight"], np.uint8)
+        if codes.size != int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"weight holds {codes.size} codes, shape {shape} needs "
+                             f"{int(np.prod(shape, dtype=np.int64))}")
+        rows = int(np.prod(shape[:-1], dtype=np.int64)) if state.get("per_channel") else 1
+        values = table[codes.reshape(rows, -1)]
+        scales = np.asarray(state["scales"], np.float32).reshape(rows, 1)
+        return (values * scales).astype(np.float32).reshape(shape)
+    if not shape:
+        raise ValueError(f"a {format} state needs a shape of rank >= 1")
+    cols = shape[-1]
+    rows = int(np.prod(shape[:-1], dtype=np.int64))
+    weight = np.asarray(state["weight"], np.uint8).reshape(rows, -1)
+    if weight.shape[1] != -(-cols // 2):
+        raise ValueError(f"weight rows hold {weight.shape[1]} bytes, {cols} codes of 4 bits "
+                         f"need {-(-cols // 2)}")
+    codes = np.stack([weight & 15, weight >> 4], axis=2).reshape(rows, -1)[:, :cols]
+    groups = -(-cols // block)
+    scales = _runtime._small_float_table(kind)[
+        np.asarray(state["scales"], np.uint8).reshape(rows, groups)]
+    if format == "nvfp4":
+        scales = (np.float32(state["global_scale"]) * scales).astype(np.float32)
+    values = _runtime._small_float_table("f4e2m1")[codes]
+    return (values * scales[:, np.arange(cols) // block]).astype(np.float32).reshape(shape)
+
+
 def quantize(array, format, *, block_size=None, double_quant=False, group_size=None,
-             asym=False, clip="minmax"):
+             asym=False, clip="minmax", per_channel=False):
     """Quantizes `array` in `format` exactly as bitsandbytes' CUDA kernels do
     (they wrote the QLoRA checkpoints users bring): "nf4" and "fp4" as its
     quantize_4bit, "int8-dynamic" as its quantize_blockwise. Returns a dict
@@ -308,15 +377,31 @@ def quantize(array, format, *, block_size=None, double_quant=False, group_size=N
     qopt's layout: `weight` (uint8 [rows, bytes]: each row's codes packed
     little-endian, element 0 in the lowest bits), `scales` (float32 [rows,
     groups]), `zero_points` (uint8, asym only), `quant_type`, `group_size`,
-    `asym`, `shape`. dequantize() takes the dict back."""
-    if format not in _BLOCKWISE and format not in _INT:
-        raise ValueError(f"unknown format {format!r} (expected one of "
-                         f"{', '.join(sorted(_BLOCKWISE) + sorted(_INT))})")
+    `asym`, `shape`. dequantize() takes the dict back.
+
+    "fp8-e4m3" / "fp8-e5m2": one float32 scale for the array (absmax / 448
+    or 57344), or `per_channel=True` one per row; `weight` holds one code a
+    byte (uint8, the input's shape), `scales` float32 (shape () or [rows]).
+    "mxfp4" (OCP MX: E2M1 codes, a power-of-two E8M0 scale per 32 elements
+    of a row) and "nvfp4" (E2M1 codes, an E4M3 scale per 16 over one float32
+    `global_scale`, as torchao's two-level NVFP4) quantize along the last
+    axis: `weight` (uint8 [rows, bytes], element 0 in the low nibble),
+    `scales` (the scales' uint8 codes, [rows, blocks]), `block_size`."""
+    known = sorted(_BLOCKWISE) + sorted(_INT) + sorted(_FLOAT)
+    if format not in known:
+        raise ValueError(f"unknown format {format!r} (expected one of {', '.join(known)})")
     a = np.asarray(array)
     if a.dtype.kind != "f" and a.dtype.name != "bfloat16":
         raise ValueError(f"quantize takes floats, got {a.dtype}")
     if a.size == 0:
         raise ValueError("quantize needs at least one element")
+    if format in _FLOAT:
+        if double_quant or group_size is not None or asym or clip != "minmax":
+            raise ValueError(f"{format} takes no double_quant / group_size / asym / clip")
+        return _quantize_float(a, format, block_size, per_channel)
+    if per_channel:
+        raise ValueError(f"per_channel is for the fp8 formats ({format}: "
+                         f"{'group_size' if format in _INT else 'block_size'})")
     if format in _INT:
         if block_size is not None or double_quant:
             raise ValueError(f"{format} takes group_size, not block_size / double_quant")
@@ -356,7 +441,14 @@ def dequantize(state):
     `nested_offset`, `nested_blocksize` (default 256)) or its 8-bit
     "int8-dynamic" state (`weight` one code per element). The values equal
     bitsandbytes' dequantize_4bit / dequantize_blockwise bit for bit; an
-    integer state (int2 / int4 / int8) gives (code - zero point) · scale."""
+    integer state (int2 / int4 / int8) gives (code - zero point) · scale, a
+    float one (fp8-*, mxfp4, nvfp4) code value · scale (nvfp4: · global
+    scale)."""
+    if isinstance(state, dict) and state.get("quant_type") in _FLOAT:
+        try:
+            return _dequantize_float(state)
+        except KeyError as e:
+            raise ValueError(f"not a qopt.quantize result: no {e.args[0]!r}") from None
     if isinstance(state, dict) and state.get("quant_type") in _INT:
         try:
             return _dequantize_int(state)

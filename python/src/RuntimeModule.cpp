@@ -334,6 +334,61 @@ nb::tuple quantizeInt(F32 x, int64_t rows, int64_t cols, int64_t group,
   return nb::make_tuple(packed, scales, zeroPoints);
 }
 
+qopt::SmallFloatKind smallFloatKind(const std::string &name) {
+  if (name == "f8e4m3")
+    return qopt::SmallFloatKind::F8E4M3FN;
+  if (name == "f8e5m2")
+    return qopt::SmallFloatKind::F8E5M2;
+  if (name == "f4e2m1")
+    return qopt::SmallFloatKind::F4E2M1FN;
+  if (name == "f8e8m0")
+    return qopt::SmallFloatKind::F8E8M0FNU;
+  throw nb::value_error(("unknown small float '" + name + "'").c_str());
+}
+
+/// FP8 with one scale per row of a rows × cols matrix: (codes, scales).
+nb::tuple quantizeFloat(F32 x, int64_t rows, int64_t cols,
+                        const std::string &kind) {
+  if (rows <= 0 || cols <= 0 || int64_t(x.shape(0)) != rows * cols)
+    throw nb::value_error("the array does not have rows x cols elements");
+  auto [codes, c] = newArray<uint8_t>(rows * cols);
+  auto [scales, s] = newArray<float>(rows);
+  qopt::floatQuantizeRows(smallFloatKind(kind), x.data(), rows, cols, c, s);
+  return nb::make_tuple(codes, scales);
+}
+
+/// MXFP4 / NVFP4 of a rows × cols matrix: (E2M1 codes packed per row, low
+/// nibble first; scale codes; NVFP4's global scale or None).
+nb::tuple quantizeFP4(F32 x, int64_t rows, int64_t cols, bool nvfp4) {
+  if (rows <= 0 || cols <= 0 || int64_t(x.shape(0)) != rows * cols)
+    throw nb::value_error("the array does not have rows x cols elements");
+  int64_t block = nvfp4 ? qopt::kNVFP4Block : qopt::kMXFP4Block;
+  int64_t groups = (cols + block - 1) / block;
+  std::vector<uint8_t> codes(rows * cols);
+  auto [scales, s] = newArray<uint8_t>(rows * groups);
+  nb::object global = nb::none();
+  if (nvfp4)
+    global =
+        nb::float_(qopt::nvfp4Quantize(x.data(), rows, cols, codes.data(), s));
+  else
+    qopt::mxfp4Quantize(x.data(), rows, cols, codes.data(), s);
+  int64_t rowBytes = qopt::packedRowBytes(cols, 4);
+  auto [packed, p] = newArray<uint8_t>(rows * rowBytes);
+  for (int64_t r = 0; r < rows; ++r)
+    qopt::packBits(codes.data() + r * cols, cols, 4, p + r * rowBytes);
+  return nb::make_tuple(packed, scales, global);
+}
+
+/// Every code of a small float decoded (NaN codes as NaN).
+nb::object smallFloatTable(const std::string &kind) {
+  qopt::SmallFloatKind k = smallFloatKind(kind);
+  size_t n = size_t(1) << qopt::smallFloatBits(k);
+  auto [table, t] = newArray<float>(n);
+  for (size_t c = 0; c < n; ++c)
+    t[c] = qopt::smallFloatDecode(k, static_cast<uint8_t>(c));
+  return table;
+}
+
 nb::object codeTable(const std::string &format) {
   const BlockwiseFormat &f = blockwiseFormat(format);
   auto [table, t] = newArray<float>(f.tableSize);
@@ -353,6 +408,11 @@ NB_MODULE(_runtime, m) {
         nb::arg("cols"), nb::arg("group"), nb::arg("bits"), nb::arg("asym"),
         nb::arg("mse"));
   m.def("_code_table", &codeTable, nb::arg("format"));
+  m.def("_quantize_float", &quantizeFloat, nb::arg("x"), nb::arg("rows"),
+        nb::arg("cols"), nb::arg("kind"));
+  m.def("_quantize_fp4", &quantizeFP4, nb::arg("x"), nb::arg("rows"),
+        nb::arg("cols"), nb::arg("nvfp4"));
+  m.def("_small_float_table", &smallFloatTable, nb::arg("kind"));
   m.doc() = "qopt runtime: load and run models compiled by qoptc";
   nb::class_<Model>(m, "Model")
       .def(nb::init<const std::string &>(), nb::arg("path"))

@@ -1,6 +1,6 @@
 """The weight quantizers of `qoptc --quantize`, written in numpy from each
 format's definition (for nf4 / fp4: qopt.quantize, byte-equal to
-bitsandbytes in test/python; for fp8: ml_dtypes' rounding): test/e2e/quantize_weights.py compares the
+bitsandbytes in test/python; for fp8 / mxfp4 / nvfp4: ml_dtypes' rounding): test/e2e/quantize_weights.py compares the
 compiler with them, bench/quant_error_table.py measures their error."""
 import ml_dtypes
 import numpy as np
@@ -37,6 +37,33 @@ def reference(w, spec):
         s = np.where(amax > 0, amax / np.float32(largest), np.float32(1)).astype(np.float32)
         q = (rows / s).astype(dtype).astype(np.float32)
         return (q * s).astype(np.float32).reshape(w.shape)
+    if fmt == "mxfp4":
+        # OCP MX v1.0: per 32 along a row, X = 2^(floor(log2 amax) - 2)
+        # (E2M1's emax), clamped to E8M0's range; x / X to E2M1, saturating.
+        out = np.empty_like(w)
+        for g in range(0, w.shape[1], 32):
+            x = w[:, g:g + 32]
+            amax = np.abs(x).max(axis=1, keepdims=True)
+            e = np.where(amax > 0, np.floor(np.log2(np.where(amax > 0, amax, 1))) - 2, -127)
+            X = np.exp2(np.clip(e, -127, 127)).astype(ml_dtypes.float8_e8m0fnu).astype(np.float32)
+            q = np.clip(x / X, -6, 6).astype(ml_dtypes.float4_e2m1fn).astype(np.float32)
+            out[:, g:g + 32] = q * X
+        return out
+    if fmt == "nvfp4":
+        # torchao's two-level NVFP4: g = amax / (448 * 6); per 16 along a row
+        # the E4M3 of (block amax / 6) / g clamped to [2^-6, 448]; x / (g * s)
+        # clamped to +-6, to E2M1.
+        g = np.float32(np.abs(w).max() / np.float32(448 * 6)) or np.float32(1)
+        out = np.empty_like(w)
+        for b in range(0, w.shape[1], 16):
+            x = w[:, b:b + 16]
+            bs = np.clip(np.abs(x).max(axis=1, keepdims=True) / np.float32(6) / g,
+                         np.float32(2.0 ** -6), np.float32(448))
+            s = bs.astype(ml_dtypes.float8_e4m3fn).astype(np.float32)
+            total = (g * s).astype(np.float32)
+            q = np.clip(x / total, -6, 6).astype(ml_dtypes.float4_e2m1fn).astype(np.float32)
+            out[:, b:b + 16] = (q * total).astype(np.float32)
+        return out
     if fmt in ("nf4", "fp4"):
         return qopt.dequantize(qopt.quantize(w, fmt, block_size=int(opts.get("block", 64)),
                                              double_quant="double-quant" in opts))

@@ -210,6 +210,113 @@ def test_int_formats_equal_their_definition(fmt, group, asym, clip):
     assert state["shape"] == (6, 40) and state["quant_type"] == fmt
 
 
+def float_test_matrix():
+    """5 x 70 (short last blocks of 32 and 16), an outlier, a zero row, tiny
+    values (E2M1 sign of zero), exact ties of E2M1's grid."""
+    w = np.random.default_rng(5).standard_normal((5, 70)).astype(np.float32)
+    w[1, 3] = 40.0
+    w[2] = 0.0
+    w[3, :8] = [1e-30, -1e-30, 0.25, -0.25, 0.75, 2.5, -5.0, 3.5]
+    return w
+
+
+@pytest.mark.parametrize("fmt, per_channel", [
+    ("fp8-e4m3", False), ("fp8-e4m3", True), ("fp8-e5m2", False), ("fp8-e5m2", True)])
+def test_fp8_equals_ml_dtypes(fmt, per_channel):
+    w = float_test_matrix()
+    dtype, largest = ((ml_dtypes.float8_e4m3fn, 448.0) if fmt == "fp8-e4m3"
+                      else (ml_dtypes.float8_e5m2, 57344.0))
+    rows = w if per_channel else w.reshape(1, -1)
+    amax = np.abs(rows).max(axis=1, keepdims=True)
+    s = np.where(amax > 0, amax / np.float32(largest), np.float32(1)).astype(np.float32)
+    codes = (rows / s).astype(dtype)
+    state = qopt.quantize(w, fmt, per_channel=per_channel)
+    np.testing.assert_array_equal(state["weight"], codes.view(np.uint8).reshape(w.shape))
+    np.testing.assert_array_equal(state["scales"], s.reshape(-1) if per_channel else s.reshape(()))
+    np.testing.assert_array_equal(qopt.dequantize(state),
+                                  (codes.astype(np.float32) * s).reshape(w.shape))
+
+
+def test_mxfp4_equals_the_ocp_definition():
+    w = float_test_matrix()
+    state = qopt.quantize(w, "mxfp4")
+    blocks = -(-70 // 32)
+    want_codes = np.zeros((5, 70), np.uint8)
+    want_scales = np.zeros((5, blocks), np.uint8)
+    back = np.zeros_like(w)
+    for b in range(blocks):
+        x = w[:, 32 * b:32 * (b + 1)]
+        amax = np.abs(x).max(axis=1)
+        # floor(log2 amax) - emax(E2M1) = 2, clamped to E8M0; zero: 2^-127.
+        e = np.where(amax > 0, np.floor(np.log2(np.where(amax > 0, amax, 1))) - 2, -127)
+        e = np.clip(e, -127, 127).astype(np.int64)
+        X = np.exp2(e.astype(np.float64)).astype(np.float32)[:, None]
+        q = np.clip(x / X, -6, 6).astype(ml_dtypes.float4_e2m1fn)
+        want_scales[:, b] = e + 127
+        want_codes[:, 32 * b:32 * (b + 1)] = q.view(np.uint8) & 15
+        back[:, 32 * b:32 * (b + 1)] = q.astype(np.float32) * X
+    np.testing.assert_array_equal(state["scales"], want_scales)
+    np.testing.assert_array_equal(state["weight"], want_codes[:, 0::2] | (want_codes[:, 1::2] << 4))
+    np.testing.assert_array_equal(qopt.dequantize(state), back)
+    assert state["block_size"] == 32 and state["shape"] == (5, 70)
+
+
+def test_nvfp4_equals_torchao_two_level():
+    w = float_test_matrix()
+    state = qopt.quantize(w, "nvfp4")
+    g = np.float32(np.abs(w).max() / np.float32(448 * 6))
+    assert state["global_scale"] == g
+    blocks = -(-70 // 16)
+    back = np.zeros_like(w)
+    for b in range(blocks):
+        x = w[:, 16 * b:16 * (b + 1)]
+        bs = np.clip(np.abs(x).max(axis=1) / np.float32(6) / g, np.float32(2.0 ** -6),
+                     np.float32(448)).astype(ml_dtypes.float8_e4m3fn)
+        np.testing.assert_array_equal(state["scales"][:, b], bs.view(np.uint8))
+        total = (g * bs.astype(np.float32))[:, None]
+        q = np.clip(x / total, -6, 6).astype(ml_dtypes.float4_e2m1fn)
+        codes = q.view(np.uint8) & 15
+        packed = state["weight"][:, 8 * b:8 * b + (codes.shape[1] + 1) // 2]
+        np.testing.assert_array_equal(packed & 15, codes[:, 0::2])
+        np.testing.assert_array_equal(packed >> 4, codes[:, 1::2])
+        back[:, 16 * b:16 * (b + 1)] = q.astype(np.float32) * total
+    np.testing.assert_array_equal(qopt.dequantize(state), back)
+
+
+def test_float_formats_of_zeros_and_bf16():
+    z = np.zeros((2, 20), np.float32)
+    for fmt in ("fp8-e4m3", "mxfp4", "nvfp4"):
+        np.testing.assert_array_equal(qopt.dequantize(qopt.quantize(z, fmt)), z)
+    w = float_test_matrix()
+    for fmt in ("fp8-e5m2", "mxfp4", "nvfp4"):
+        a, b = qopt.quantize(w.astype(ml_dtypes.bfloat16), fmt), \
+            qopt.quantize(w.astype(ml_dtypes.bfloat16).astype(np.float32), fmt)
+        np.testing.assert_array_equal(a["weight"], b["weight"])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: qopt.quantize(np.ones((2, 32), np.float32), "mxfp4", block_size=16),
+     "mxfp4 has blocks of 32"),
+    (lambda: qopt.quantize(np.ones((2, 32), np.float32), "nvfp4", per_channel=True),
+     "not per_channel"),
+    (lambda: qopt.quantize(np.ones((2, 32), np.float32), "fp8-e4m3", block_size=16),
+     "takes per_channel"),
+    (lambda: qopt.quantize(np.ones((2, 32), np.float32), "fp8-e4m3", double_quant=True),
+     "takes no double_quant"),
+    (lambda: qopt.quantize(np.ones((2, 32), np.float32), "nf4", per_channel=True),
+     "per_channel is for the fp8 formats"),
+    (lambda: qopt.quantize(np.array([np.inf, 1.0], np.float32), "nvfp4"), "NaN or infinite"),
+    (lambda: qopt.dequantize({**qopt.quantize(np.ones((2, 32), np.float32), "mxfp4"),
+                              "weight": np.zeros((2, 3), np.uint8)}), "weight rows hold 3 bytes"),
+    (lambda: qopt.dequantize({k: v for k, v in qopt.quantize(
+        np.ones((2, 32), np.float32), "nvfp4").items() if k != "global_scale"}),
+     "no 'global_scale'"),
+])
+def test_float_format_refusals(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: qopt.quantize(np.ones(4, np.float32), "nf3"), "unknown format 'nf3'"),
     (lambda: qopt.quantize(np.ones(4, np.int32), "nf4"), "quantize takes floats"),

@@ -115,6 +115,36 @@ float smallFloatDecode(SmallFloatKind kind, uint8_t code);
 /// rounded down, as the OCP MX specification computes shared scales.
 uint8_t smallFloatEncode(SmallFloatKind kind, float v);
 
+/// Quantizes the rows × cols matrix `x` to the small float `kind` with one
+/// f32 scale per row (rows == 1: per tensor): scale = absmax / the format's
+/// largest value (1 for a row of zeros), codes = smallFloatEncode(x /
+/// scale). This is `qoptc --quantize fp8-e4m3 / fp8-e5m2`.
+void floatQuantizeRows(SmallFloatKind kind, const float *x, int64_t rows,
+                       int64_t cols, uint8_t *codes, float *scales);
+
+/// The elements one MXFP4 / NVFP4 scale covers along a row.
+constexpr int64_t kMXFP4Block = 32, kNVFP4Block = 16;
+
+/// OCP MXFP4 (Microscaling Formats v1.0): per block of 32 consecutive
+/// elements of a row (the last may be short) the shared scale 2^e with
+/// e = floor(log2(absmax)) - 2 (E2M1's largest exponent), clamped to
+/// [-127, 127] and stored as its E8M0 code (a zero block gets code 0); the
+/// elements x / 2^e rounded to E2M1 (to nearest, ties to even, saturating
+/// at ±6). `codes` gets rows·cols E2M1 codes, `scales` rows·ceil(cols / 32)
+/// E8M0 codes.
+void mxfp4Quantize(const float *x, int64_t rows, int64_t cols, uint8_t *codes,
+                   uint8_t *scales);
+
+/// NVFP4, two-level as torchao's nvfp4_quantize with a per-tensor scale:
+/// the global scale g = absmax(x) / (448 · 6) (1 for a tensor of zeros,
+/// which torchao divides by); per block of 16 elements of a row (the last
+/// may be short) the E4M3 code s of (block absmax / 6) / g, clamped to
+/// [2^-6, 448]; the elements x / (g · s) clamped to ±6 and rounded to E2M1
+/// (ties to even). `codes` gets rows·cols E2M1 codes, `scales`
+/// rows·ceil(cols / 16) E4M3 codes; returns g.
+float nvfp4Quantize(const float *x, int64_t rows, int64_t cols, uint8_t *codes,
+                    uint8_t *scales);
+
 //===----------------------------------------------------------------------===//
 // Integers
 //===----------------------------------------------------------------------===//

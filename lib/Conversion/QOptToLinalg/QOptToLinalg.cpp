@@ -265,6 +265,34 @@ void checkScaleSizes(OpBuilder &b, Operation *op, GranularityAttrInterface g,
   }
 }
 
+/// The Support kind of an 8-bit float type (scales decoded by table).
+std::optional<::qopt::SmallFloatKind> smallFloatKindOf(Type t) {
+  if (isa<Float8E4M3FNType>(t))
+    return ::qopt::SmallFloatKind::F8E4M3FN;
+  if (isa<Float8E5M2Type>(t))
+    return ::qopt::SmallFloatKind::F8E5M2;
+  if (isa<Float8E8M0FNUType>(t))
+    return ::qopt::SmallFloatKind::F8E8M0FNU;
+  if (isa<Float4E2M1FNType>(t))
+    return ::qopt::SmallFloatKind::F4E2M1FN;
+  return std::nullopt;
+}
+
+/// Every code of a small float decoded (NaN codes included), built once
+/// (thread-safely: passes may run on several functions at a time).
+ArrayRef<float> decodedTable(::qopt::SmallFloatKind kind) {
+  static const std::array<std::vector<float>, 4> tables = [] {
+    std::array<std::vector<float>, 4> t;
+    for (int k = 0; k < 4; ++k) {
+      auto kind = static_cast<::qopt::SmallFloatKind>(k);
+      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
+        t[k].push_back(::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
+    }
+    return t;
+  }();
+  return tables[static_cast<int>(kind)];
+}
+
 /// Why `dequantize` cannot expand a quantized tensor of `type`, or an empty
 /// string when it can.
 std::string whyNotDequantized(QTensorType type) {
@@ -274,13 +302,6 @@ std::string whyNotDequantized(QTensorType type) {
     std::string why = whyNotDequantized(nested);
     if (!why.empty())
       return "its double-quantized scales: " + why;
-  }
-  if (auto scale = dyn_cast<FloatType>(type.getScaleType());
-      scale && scale.getWidth() < 16) {
-    std::string name;
-    llvm::raw_string_ostream os(name);
-    os << scale;
-    return "scales of type " + name + " are not lowered yet";
   }
   if (8 % bits != 0)
     return std::to_string(bits) +
@@ -299,30 +320,11 @@ std::string whyNotDequantized(QTensorType type) {
 /// The code values of a codebook format (NF4, bitsandbytes' FP4 and 8-bit
 /// dynamic), indexed by code; empty for the others.
 ArrayRef<float> codebookOf(QuantFormatAttrInterface format) {
-  // A small float's every code decoded (NaN codes included), built once
-  // (thread-safely: passes may run on several functions at a time).
-  auto decoded = [](::qopt::SmallFloatKind kind) -> ArrayRef<float> {
-    static const std::array<std::vector<float>, 4> tables = [] {
-      std::array<std::vector<float>, 4> t;
-      for (int k = 0; k < 4; ++k) {
-        auto kind = static_cast<::qopt::SmallFloatKind>(k);
-        for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
-          t[k].push_back(
-              ::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
-      }
-      return t;
-    }();
-    return tables[static_cast<int>(kind)];
-  };
   if (auto f = dyn_cast<FloatFormatAttr>(format)) {
-    Type t = f.getType();
-    if (isa<Float8E4M3FNType>(t))
-      return decoded(::qopt::SmallFloatKind::F8E4M3FN);
-    if (isa<Float8E5M2Type>(t))
-      return decoded(::qopt::SmallFloatKind::F8E5M2);
-    if (isa<Float4E2M1FNType>(t))
-      return decoded(::qopt::SmallFloatKind::F4E2M1FN);
-    return {};
+    std::optional<::qopt::SmallFloatKind> kind = smallFloatKindOf(f.getType());
+    if (!kind || *kind == ::qopt::SmallFloatKind::F8E8M0FNU)
+      return {};
+    return decodedTable(*kind);
   }
   if (isa<NF4FormatAttr>(format))
     return ::qopt::nf4CodeTable();
@@ -362,6 +364,21 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
     if (failed(s))
       return failure();
     scales = *s;
+  }
+  // 8-bit float scales (MXFP4's E8M0) are decoded by table from their
+  // bytes: the bitcast folds with the one that made them from bytes.
+  Value scaleTable;
+  if (auto scaleFloat = dyn_cast<FloatType>(type.getScaleType());
+      scaleFloat && scaleFloat.getWidth() < 16) {
+    auto scalesType = cast<RankedTensorType>(scales.getType());
+    scales = arith::BitcastOp::create(
+        b, loc, scalesType.clone(b.getIntegerType(8)), scales);
+    ArrayRef<float> values = decodedTable(*smallFloatKindOf(scaleFloat));
+    scaleTable = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(
+            RankedTensorType::get({int64_t(values.size())}, b.getF32Type()),
+            values));
   }
   int64_t rank = type.getRank();
   int64_t perByte = 8 / bits;
@@ -446,7 +463,15 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
                  value = arith::SIToFPOp::create(
                      nb, l, f32, arith::SubIOp::create(nb, l, code, zp));
                }
-               Value scale = castToF32(nb, l, a[1]);
+               Value scale =
+                   scaleTable
+                       ? tensor::ExtractOp::create(
+                             nb, l, scaleTable,
+                             ValueRange{arith::IndexCastUIOp::create(
+                                 nb, l, nb.getIndexType(),
+                                 arith::ExtUIOp::create(nb, l, i32, a[1]))})
+                             .getResult()
+                       : castToF32(nb, l, a[1]);
                Value w = arith::MulFOp::create(nb, l, value, scale);
                if (offsetIn)
                  w = arith::AddFOp::create(nb, l, w, a[inputs.size() - 1]);

@@ -3,15 +3,6 @@
 // What the lowering cannot handle is an error at this pass, naming the op
 // and why, not a failure later in bufferization.
 
-!mx = !qopt.qtensor<4x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 32>, scales = f8E8M0FNU>
-func.func @dequantize_mxfp4(%q: !mx) -> tensor<4x64xf32> {
-  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: scales of type f8E8M0FNU are not lowered yet}}
-  %0 = qopt.dequantize %q : !mx -> tensor<4x64xf32>
-  return %0 : tensor<4x64xf32>
-}
-
-// -----
-
 func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
   // expected-error @+1 {{'qopt.hadamard' could not be lowered to linalg: Hadamard transforms are lowered for static power-of-two sizes only}}
   %0 = qopt.hadamard %x : (tensor<2x12xf32>) -> tensor<2x12xf32>
@@ -24,14 +15,6 @@ func.func @quantize(%x: tensor<4x64xf32>) -> !qopt.qtensor<4x64, #qopt.nf4, #qop
   // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: quantizing at run time is not lowered yet}}
   %0 = qopt.quantize %x : tensor<4x64xf32> -> !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
   return %0 : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
-}
-
-// -----
-
-func.func @linear_nvfp4_f8_scales(%x: tensor<2x64xf32>, %w: !qopt.qtensor<8x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = f8E4M3FN>) -> tensor<2x8xf32> {
-  // expected-error @+1 {{'qopt.linear' could not be lowered to linalg: its quantized weight: scales of type f8E4M3FN are not lowered yet}}
-  %0 = qopt.linear %x, %w : (tensor<2x64xf32>, !qopt.qtensor<8x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = f8E4M3FN>) -> tensor<2x8xf32>
-  return %0 : tensor<2x8xf32>
 }
 
 // -----

@@ -218,6 +218,34 @@ check("dequantize NVFP4 layout", f"""
   %y = qopt.dequantize %q : {qt} -> tensor<4x32xf32>
   return %y : tensor<4x32xf32>""", [packed, s8.view(np.int8)],
       E2M1[e2m1] * np.repeat(scale, 16, axis=1))
+# MXFP4: E2M1 codes in groups of 32 (the last short), E8M0 scales read
+# from bytes (code 0 is 2^-127; ml_dtypes decodes them).
+e2m1 = rng.integers(0, 16, size=(4, 40))
+packed = (e2m1[:, 0::2] | (e2m1[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+e8 = rng.integers(100, 150, size=(4, 2)).astype(np.uint8)
+e8[0, 0] = 0
+scale = e8.view(ml_dtypes.float8_e8m0fnu).astype(np.float32)
+qt = "!qopt.qtensor<4x40, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 32>, scales = f8E8M0FNU>"
+check("dequantize MXFP4 (E8M0 scales)", f"""
+  %s = arith.bitcast %a1 : tensor<4x2xi8> to tensor<4x2xf8E8M0FNU>
+  %q = qopt.assemble %a0, %s : (tensor<4x20xi8>, tensor<4x2xf8E8M0FNU>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x40xf32>
+  return %y : tensor<4x40xf32>""", [packed, e8.view(np.int8)],
+      E2M1[e2m1] * np.repeat(scale, 32, axis=1)[:, :40], rtol=1e-5, atol=0)
+# NVFP4 with one level of scales (no global scale): E4M3 scales in bytes,
+# the weight of a linear layer.
+s8 = rng.integers(0x28, 0x48, size=(6, 2)).astype(np.uint8)
+scale = s8.view(ml_dtypes.float8_e4m3fn).astype(np.float32)
+e2m1 = rng.integers(0, 16, size=(6, 32))
+packed = (e2m1[:, 0::2] | (e2m1[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+xl = f32(3, 32)
+qt = "!qopt.qtensor<6x32, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = f8E4M3FN>"
+check("linear with E4M3-scaled E2M1 weight", f"""
+  %s = arith.bitcast %a2 : tensor<6x2xi8> to tensor<6x2xf8E4M3FN>
+  %q = qopt.assemble %a1, %s : (tensor<6x16xi8>, tensor<6x2xf8E4M3FN>) -> {qt}
+  %y = qopt.linear %a0, %q : (tensor<3x32xf32>, {qt}) -> tensor<3x6xf32>
+  return %y : tensor<3x6xf32>""", [xl, packed, s8.view(np.int8)],
+      xl @ (E2M1[e2m1] * np.repeat(scale, 16, axis=1)).T, rtol=1e-5)
 # A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
 codes = rng.integers(0, 16, size=(6, 8))
 zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)

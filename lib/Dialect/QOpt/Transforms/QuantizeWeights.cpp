@@ -48,18 +48,26 @@ struct QOptQuantizeWeightsPass
       fp8 = ::qopt::SmallFloatKind::F8E4M3FN;
     else if (fmt == "fp8-e5m2")
       fp8 = ::qopt::SmallFloatKind::F8E5M2;
+    // MXFP4 / NVFP4: E2M1 codes in blocks of 32 / 16 along K.
+    bool mx = fmt == "mxfp4", nv = fmt == "nvfp4";
     unsigned bits = 0;
     if (fmt.consume_front("int") &&
         (fmt.getAsInteger(10, bits) || bits < 2 || bits > 8 || 8 % bits != 0))
       return fail("format 'int" + fmt +
                   "' is not supported (int2, int4 or int8; 3-bit rows "
                   "packed across bytes are not lowered yet)");
-    if (!blockwise && !bits && !fp8)
+    if (!blockwise && !bits && !fp8 && !mx && !nv)
       return fail("unknown format '" + format +
-                  "' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2)");
+                  "' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4, "
+                  "nvfp4)");
     if (fp8 &&
         (group != 0 || asym || clip != "minmax" || block != 0 || doubleQuant))
       return fail(format + " takes one scale per tensor, or per-channel");
+    if ((mx || nv) && (group != 0 || asym || clip != "minmax" || block != 0 ||
+                       doubleQuant || perChannel))
+      return fail(format + " takes no options: its blocks of " +
+                  Twine(mx ? ::qopt::kMXFP4Block : ::qopt::kNVFP4Block) +
+                  " and their scales are fixed by the format");
     if (perChannel && blockwise)
       return fail("'per-channel' is for integer and fp8 formats");
     if (perChannel && group != 0)
@@ -157,17 +165,24 @@ struct QOptQuantizeWeightsPass
         }
         q.codes.resize(q.n * q.k);
         q.scales.resize(rows);
-        float max = ::qopt::smallFloatMax(*fp8);
-        for (int64_t r = 0; r < rows; ++r) {
-          const float *x = w->data.data() + r * cols;
-          float absmax = 0.0f;
-          for (int64_t i = 0; i < cols; ++i)
-            absmax = std::max(absmax, std::fabs(x[i]));
-          float scale = absmax > 0.0f ? absmax / max : 1.0f;
-          q.scales[r] = scale;
-          for (int64_t i = 0; i < cols; ++i)
-            q.codes[r * cols + i] =
-                ::qopt::smallFloatEncode(*fp8, x[i] / scale);
+        ::qopt::floatQuantizeRows(*fp8, w->data.data(), rows, cols,
+                                  q.codes.data(), q.scales.data());
+      } else if (mx || nv) {
+        int64_t size = mx ? ::qopt::kMXFP4Block : ::qopt::kNVFP4Block;
+        int64_t groups = llvm::divideCeil(q.k, size);
+        q.format = FloatFormatAttr::get(ctx, Float4E2M1FNType::get(ctx));
+        q.granularity = PerGroupAttr::get(ctx, 1, size);
+        q.scaleShape = {q.n, groups};
+        q.codes.resize(q.n * q.k);
+        q.scaleCodes.resize(q.n * groups);
+        if (mx) {
+          q.e8m0Scales = true;
+          ::qopt::mxfp4Quantize(w->data.data(), q.n, q.k, q.codes.data(),
+                                q.scaleCodes.data());
+        } else {
+          q.e4m3Scales = true;
+          q.globalScale = ::qopt::nvfp4Quantize(
+              w->data.data(), q.n, q.k, q.codes.data(), q.scaleCodes.data());
         }
       } else if (blockwise) {
         int64_t n = q.n * q.k, blocks = llvm::divideCeil(n, blockSize);

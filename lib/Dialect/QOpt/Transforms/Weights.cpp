@@ -373,6 +373,28 @@ Value mlir::qopt::createQuantizedWeight(SymbolTable &symbols, Operation *user,
     scales =
         AssembleOp::create(b, loc, nestedType, codes, nested, Value(), offset);
     scaleType = nestedType;
+  } else if (w.e4m3Scales) {
+    Value codes = bytes(scaleName, w.scaleShape, w.scaleCodes);
+    Value global = load(createFloatParam(
+        symbols, loc, prefix.str() + ".global_scale",
+        RankedTensorType::get({}, f32), ArrayRef<float>(w.globalScale)));
+    if (!codes || !global)
+      return {};
+    auto nestedType =
+        QTensorType::get(ctx, w.scaleShape,
+                         FloatFormatAttr::get(ctx, Float8E4M3FNType::get(ctx)),
+                         PerTensorAttr::get(ctx), f32, /*offset=*/false);
+    scales =
+        AssembleOp::create(b, loc, nestedType, codes, global, Value(), Value());
+    scaleType = nestedType;
+  } else if (w.e8m0Scales) {
+    // Bytes on disk (the runtime maps integer parameters), read as E8M0.
+    Value codes = bytes(scaleName, w.scaleShape, w.scaleCodes);
+    if (!codes)
+      return {};
+    scaleType = Float8E8M0FNUType::get(ctx);
+    scales = arith::BitcastOp::create(
+        b, loc, RankedTensorType::get(w.scaleShape, scaleType), codes);
   } else {
     scales = load(createFloatParam(symbols, loc, scaleName,
                                    RankedTensorType::get(w.scaleShape, f32),

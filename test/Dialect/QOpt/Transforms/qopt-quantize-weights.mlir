@@ -2,6 +2,10 @@
 // RUN: qopt-opt %s --qopt-quantize-weights="format=nf4 block=16 double-quant=true" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=NF4
 // RUN: qopt-opt %s --qopt-quantize-weights="format=int8 target-modules=k_proj" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=INT8
 // RUN: qopt-opt %s --qopt-quantize-weights="format=fp8-e4m3" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=FP8
+// RUN: qopt-opt %s --qopt-quantize-weights="format=mxfp4" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=MXFP4
+// RUN: qopt-opt %s --qopt-quantize-weights="format=nvfp4" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=NVFP4
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=mxfp4 block=16" 2>&1 | FileCheck %s --check-prefix=ERR-MX
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=nvfp4 per-channel=true" 2>&1 | FileCheck %s --check-prefix=ERR-NV
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 group=8 per-channel=true" 2>&1 | FileCheck %s --check-prefix=ERR-PERCHANNEL
 // Errors: every bad option, and a selection that quantizes nothing.
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int3" 2>&1 | FileCheck %s --check-prefix=ERR-INT3
@@ -16,7 +20,7 @@
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 target-modules=v_proj" 2>&1 | FileCheck %s --check-prefix=ERR-RUNTIME
 
 // ERR-INT3: error: qopt-quantize-weights: format 'int3' is not supported (int2, int4 or int8; 3-bit rows packed across bytes are not lowered yet)
-// ERR-FMT: error: qopt-quantize-weights: unknown format 'fp8' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2)
+// ERR-FMT: error: qopt-quantize-weights: unknown format 'fp8' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4)
 // ERR-GROUP: error: qopt-quantize-weights: 'group' and 'asym' are for integer formats; nf4 has one absmax per 'block'
 // ERR-DQ: error: qopt-quantize-weights: 'double-quant' is for nf4 and fp4 (QLoRA's double quantization of the block absmax)
 // ERR-BLOCK: error: qopt-quantize-weights: 'block' and 'group' must not be negative
@@ -25,6 +29,8 @@
 // ERR-CLIPNF4: error: qopt-quantize-weights: clip=mse is for integer formats (nf4 scales by the block absmax, as bitsandbytes does)
 // ERR-NONE: error: qopt-quantize-weights: no linear layer with a weight known at compile time matches the selection
 // ERR-RUNTIME: error: qopt-quantize-weights: the weight of 'model.v_proj' is not a parameter with data or a constant: only weights known at compile time are quantized
+// ERR-MX: error: qopt-quantize-weights: mxfp4 takes no options: its blocks of 32 and their scales are fixed by the format
+// ERR-NV: error: qopt-quantize-weights: nvfp4 takes no options: its blocks of 16 and their scales are fixed by the format
 // ERR-PERCHANNEL: error: qopt-quantize-weights: 'per-channel' and 'group' exclude each other
 // (Trainable and non-finite weights: qopt-quantize-weights-errors.mlir.)
 
@@ -62,6 +68,19 @@
 // FP8-DAG: qopt.param @model.q_proj.weight.scales : tensor<f32>
 // FP8-DAG: qopt.param @model.q_proj.weight : tensor<4x8xi8>
 // FP8: qopt.assemble %{{.*}}, %{{.*}} : (tensor<4x8xi8>, tensor<f32>) -> !qopt.qtensor<4x8, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>
+
+// OCP microscaling FP4: E2M1 codes, one E8M0 scale per 32 (bytes, read as
+// f8E8M0FNU).
+// MXFP4-DAG: qopt.param @model.q_proj.weight.scales : tensor<4x1xi8>
+// MXFP4-DAG: qopt.param @model.q_proj.weight : tensor<4x4xi8>
+// MXFP4: %[[S:.*]] = arith.bitcast %{{.*}} : tensor<4x1xi8> to tensor<4x1xf8E8M0FNU>
+// MXFP4: qopt.assemble %{{.*}}, %[[S]] : (tensor<4x4xi8>, tensor<4x1xf8E8M0FNU>) -> !qopt.qtensor<4x8, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 32>, scales = f8E8M0FNU>
+
+// The NVFP4 layout: E2M1 codes, E4M3 scales per 16 over one f32 global scale.
+// NVFP4-DAG: qopt.param @model.q_proj.weight.scales : tensor<4x1xi8>
+// NVFP4-DAG: qopt.param @model.q_proj.weight.global_scale : tensor<f32>
+// NVFP4: %[[S:.*]] = qopt.assemble %{{.*}}, %{{.*}} : (tensor<4x1xi8>, tensor<f32>) -> !qopt.qtensor<4x1, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>
+// NVFP4: qopt.assemble %{{.*}}, %[[S]] : (tensor<4x4xi8>, !qopt.qtensor<4x1, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>) -> !qopt.qtensor<4x8, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = !qopt.qtensor<4x1, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>
 
 // The weights: q_proj 4x8 and k_proj 2x8 as parameters (q_proj's stored
 // K x N behind a transpose, as raising leaves MatMul weights), v_proj given

@@ -335,6 +335,14 @@ def QOptQuantizeWeightsPass
       f32 scale per tensor (`#qopt.per_tensor`) or `per-channel`: absmax
       over the format's largest value (448, 57344), codes rounded to
       nearest even.
+    * `mxfp4`: OCP MXFP4, E2M1 codes (`#qopt.float<f4E2M1FN>`) with one
+      power-of-two scale per 32 input features (`#qopt.per_group<axis = 1,
+      size = 32>`, scales `f8E8M0FNU`): 2^(floor(log2 absmax) - 2), the
+      codes rounded to nearest even, saturating at ±6.
+    * `nvfp4`: E2M1 codes per 16 input features, their scales E4M3 codes of
+      (absmax / 6) over one f32 global scale (absmax of the tensor /
+      (448 · 6)): a nested `!qopt.qtensor<…, #qopt.float<f8E4M3FN>,
+      #qopt.per_tensor>`, as torchao's two-level NVFP4.
 
     The selection is PEFT's (`target-modules`, `exclude-modules`, module
     paths as `qopt-list-modules` prints them); by default every linear
@@ -347,7 +355,7 @@ def QOptQuantizeWeightsPass
   }];
   let options = [
     Option<"format", "format", "std::string", "\"nf4\"",
-           "nf4, fp4, int2, int4, int8, fp8-e4m3 or fp8-e5m2">,
+           "nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4 or nvfp4">,
     Option<"perChannel", "per-channel", "bool", "false",
            "fp8: one scale per output channel (default: per tensor); "
            "intK: the default when 'group' is 0">,

@@ -134,6 +134,13 @@ struct QuantizedWeight {
   std::vector<float> nestedAbsmax;
   float offset = 0.0f;
   int64_t nestedBlock = 256;
+  /// MXFP4: `scaleCodes` hold the scales' E8M0 codes (one per scale),
+  /// stored as a parameter of bytes read as f8E8M0FNU.
+  bool e8m0Scales = false;
+  /// NVFP4: `scaleCodes` hold E4M3 codes of the scales over `globalScale`,
+  /// a nested per-tensor quantized tensor.
+  bool e4m3Scales = false;
+  float globalScale = 1.0f;
   /// The scales' parameter suffix (bitsandbytes says "absmax").
   std::string scaleSuffix = ".scales";
 };
