@@ -191,6 +191,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (options.mergeAdapter) {
     QOptMergeLoRAPassOptions merge;
     merge.modelDir = target.modelDir;
+    merge.requantize = options.requantizeMerged;
     pm.addPass(createQOptMergeLoRAPass(merge));
   }
   // QDQ weights become the layers' quantized N×K weights; their data is

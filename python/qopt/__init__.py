@@ -157,6 +157,7 @@ def _qoptc(path):
 
 
 def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
+            weights=None, quantize=None, requantize=False,
             save_adapter=None, lora_slots=None, calibration_data=None,
             calibration_batch_size=None, calibration_max_passes=None, dims=None, cpu=None, parallel=False,
             extra_args=(), qoptc=None):
@@ -167,6 +168,12 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
     adapter       a PEFT adapter folder to load (qoptc --adapter)
     lora_config   a PEFT adapter_config.json: fresh adapters (--lora-config)
     merge         merge the adapter into the weights (--merge)
+    weights       a safetensors checkpoint replacing the model's weights,
+                  bitsandbytes 4-bit layers included (--weights)
+    quantize      quantize the linear weights, e.g. "nf4:block=64,double-quant"
+                  (--quantize SPEC)
+    requantize    with merge: merge into quantized weights by quantizing the
+                  sum again (--requantize; lossy, the report goes to stderr)
     save_adapter  write the adapters in PEFT's format here (--save-adapter)
     lora_slots    a PEFT adapter_config.json: run-time adapter slots for the
                   modules it targets, up to its ranks (--lora-slots); fill
@@ -191,8 +198,14 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
         cmd += ["--adapter", os.fspath(adapter)]
     if lora_config is not None:
         cmd += ["--lora-config", os.fspath(lora_config)]
+    if weights is not None:
+        cmd += ["--weights", os.fspath(weights)]
+    if quantize is not None:
+        cmd += ["--quantize", quantize]
     if merge:
         cmd.append("--merge")
+    if requantize:
+        cmd.append("--requantize")
     if save_adapter is not None:
         cmd += ["--save-adapter", os.fspath(save_adapter)]
     if lora_slots is not None:

@@ -31,32 +31,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ["QOPT_BIN"]
 sys.path.insert(0, os.path.join(BIN, "..", "python"))
 import qopt  # noqa: E402
-from checkpoints import read_safetensors, rel_error, write_f32_safetensors  # noqa: E402
+from checkpoints import (dequantized_checkpoint, read_safetensors, rel_error,  # noqa: E402
+                         write_f32_safetensors)
 
 ADAPTERS = ["llama-lora", "llama-dora-rslora"]
-
-
-def dequantized_checkpoint(tensors):
-    """The checkpoint with every bitsandbytes 4-bit weight dequantized."""
-    out = {}
-    for name, a in tensors.items():
-        if ".quant_state." not in name:
-            continue
-        prefix = name.split(".quant_state.")[0]
-        state = json.loads(bytes(a).decode())
-        q = {"quant_type": state["quant_type"], "blocksize": state["blocksize"],
-             "shape": tuple(state["shape"]), "weight": tensors[prefix],
-             "absmax": tensors[prefix + ".absmax"]}
-        if prefix + ".nested_absmax" in tensors:
-            q.update(nested_absmax=tensors[prefix + ".nested_absmax"],
-                     nested_offset=state["nested_offset"],
-                     nested_blocksize=state["nested_blocksize"])
-        out[prefix] = qopt.dequantize(q)
-    for name, a in tensors.items():
-        base = name.split(".weight.")[0] + ".weight" if ".weight." in name else name
-        if base not in out and a.dtype == np.float32:
-            out[name] = a
-    return out
 
 
 def compile_with(model, weights, lib):

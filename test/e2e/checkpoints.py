@@ -49,3 +49,28 @@ def rel_error(got, ref, valid=None):
         mask = np.broadcast_to(valid[..., None], ref.shape)
         got, ref = got[mask], ref[mask]
     return float(np.max(np.abs(got - ref)) / max(np.max(np.abs(ref)), 1e-30))
+
+
+def dequantized_checkpoint(tensors):
+    """The checkpoint with every bitsandbytes 4-bit weight dequantized (by
+    qopt.dequantize), its float tensors as they are."""
+    import qopt
+    out = {}
+    for name, a in tensors.items():
+        if ".quant_state." not in name:
+            continue
+        prefix = name.split(".quant_state.")[0]
+        state = json.loads(bytes(a).decode())
+        q = {"quant_type": state["quant_type"], "blocksize": state["blocksize"],
+             "shape": tuple(state["shape"]), "weight": tensors[prefix],
+             "absmax": tensors[prefix + ".absmax"]}
+        if prefix + ".nested_absmax" in tensors:
+            q.update(nested_absmax=tensors[prefix + ".nested_absmax"],
+                     nested_offset=state["nested_offset"],
+                     nested_blocksize=state["nested_blocksize"])
+        out[prefix] = qopt.dequantize(q)
+    for name, a in tensors.items():
+        base = name.split(".weight.")[0] + ".weight" if ".weight." in name else name
+        if base not in out and a.dtype == np.float32:
+            out[name] = a
+    return out

@@ -58,3 +58,19 @@ def test_errors(tmp_path):
     assert not (tmp_path / "x.so").exists()
     with pytest.raises(qopt.CompileError, match="--merge needs --adapter"):
         qopt.compile(MODEL, tmp_path / "x.so", merge=True)
+
+
+def test_quantize_and_merge_requantized(tmp_path):
+    # An adapter merged into int8 weights: refused unless re-quantizing is
+    # asked for; then close to the unmerged quantized model (int8 keeps most
+    # of the update).
+    with pytest.raises(qopt.CompileError, match="without quantizing the sum again"):
+        qopt.compile(MODEL, tmp_path / "x.so", adapter=ADAPTER, quantize="int8:per-channel",
+                     merge=True)
+    assert not (tmp_path / "x.so").exists()
+    merged = qopt.compile(MODEL, tmp_path / "m.so", adapter=ADAPTER, quantize="int8:per-channel",
+                          merge=True, requantize=True)
+    unmerged = qopt.compile(MODEL, tmp_path / "u.so", adapter=ADAPTER, quantize="int8:per-channel")
+    feeds, want = peft_case(1)
+    (a,), (b,) = merged.run(**feeds), unmerged.run(**feeds)
+    assert 0 < np.max(np.abs(a - b)) <= 0.02 * np.max(np.abs(b))  # measured 0.6%

@@ -172,6 +172,12 @@ static cl::opt<bool>
           cl::desc("Merge the adapter into the base weights (PEFT's "
                    "merge_and_unload)"),
           cl::cat(category));
+static cl::opt<bool> requantize(
+    "requantize",
+    cl::desc("With --merge: merge into quantized base weights by quantizing "
+             "the sum again in their layout (lossy; prints the error per "
+             "layer)"),
+    cl::cat(category));
 
 static int fail(const Twine &message) {
   llvm::errs() << "qoptc: error: " << message << "\n";
@@ -198,6 +204,9 @@ int main(int argc, char **argv) {
                 "the slots are filled at run time");
   if (merge && adapter.empty() && loraConfig.empty())
     return fail("--merge needs --adapter or --lora-config");
+  if (requantize && !merge)
+    return fail("--requantize needs --merge (it re-quantizes merged "
+                "weights)");
   if (!saveAdapter.empty() && adapter.empty() && loraConfig.empty())
     return fail("--save-adapter needs --adapter or --lora-config");
   if (!calibrationData.empty() && loraConfig.empty())
@@ -277,6 +286,7 @@ int main(int argc, char **argv) {
   modelOptions.loraConfigPath = loraConfig;
   modelOptions.loraSlotsPath = loraSlots;
   modelOptions.mergeAdapter = merge;
+  modelOptions.requantizeMerged = requantize;
   modelOptions.saveAdapterDir = saveAdapter;
   modelOptions.calibrationDataPath = calibrationData;
   modelOptions.calibrationBatchSize = calibrationBatchSize;

@@ -67,6 +67,8 @@ struct ModelCompileOptions {
   std::string saveAdapterDir;
   /// Merge the adapters into the base weights (qopt-merge-lora).
   bool mergeAdapter = false;
+  /// Merge into quantized base weights by quantizing the sum again.
+  bool requantizeMerged = false;
   /// Calibration data (.npz: arrays named after the model's inputs, first
   /// dimension = samples; `labels` optional) for data-driven adapter
   /// initialisations (EVA).

@@ -14,6 +14,8 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Transforms/RegionUtils.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
 #include <type_traits>
@@ -30,10 +32,19 @@ namespace dense = ::qopt::dense;
 
 namespace {
 
+/// One re-quantized merge, for the report.
+struct RequantizedLayer {
+  std::string module, format;
+  /// ‖ΔW‖ / ‖W‖, ‖Q(W + ΔW) − (W + ΔW)‖ / ‖W + ΔW‖, and the share of ΔW
+  /// the re-quantized weight keeps: 1 − ‖(Q(W + ΔW) − W) − ΔW‖ / ‖ΔW‖.
+  double update, error, kept;
+};
+
 class Merger {
 public:
-  Merger(ModuleOp module, StringRef modelDir)
-      : symbols(module), reader(modelDir) {}
+  Merger(ModuleOp module, StringRef modelDir, bool requantize = false)
+      : symbols(module), reader(modelDir), requantize(requantize),
+        before(paramNames(module)) {}
 
   /// Merges the branch into the weight; with `keepAdapter` the branch stays,
   /// marked merged (PEFT's merge_adapter), else it goes (merge_and_unload).
@@ -50,9 +61,16 @@ public:
   /// Removes what the merges left unread and gives the new weights their
   /// preferred names where those became free.
   void cleanUp();
+  /// The re-quantized merges, in the order they happened.
+  ArrayRef<RequantizedLayer> requantized() const { return report; }
 
 private:
   template <typename OpT> LogicalResult mergeImpl(OpT op, bool keepAdapter);
+  /// Merges into a quantized base weight: dequantized, the branch added,
+  /// quantized again in the same layout.
+  LogicalResult mergeQuantized(LoRAOp op, bool keepAdapter);
+  /// DoRA: rescales each row of `w` to the magnitude vector's entry.
+  LogicalResult applyMagnitude(LoRAOp op, dense::Matrix &w);
   template <typename OpT> LogicalResult unmergeImpl(OpT op);
   std::string layer(Operation *op) {
     auto module = op->getAttrOfType<StringAttr>("module");
@@ -70,8 +88,11 @@ private:
 
   SymbolTable symbols;
   WeightReader reader;
+  bool requantize;
+  llvm::StringSet<> before;
   SmallVector<Operation *> maybeDead;
   SmallVector<std::pair<ParamOp, std::string>> renames;
+  std::vector<RequantizedLayer> report;
 };
 
 /// The value of `value` at compile time (WeightReader::evaluate), with an
@@ -145,10 +166,13 @@ LogicalResult Merger::mergeImpl(OpT op, bool keepAdapter) {
       unload(op, op.getWeight());
     return success();
   }
-  if (!isa<RankedTensorType>(op.getWeight().getType()))
+  if (!isa<RankedTensorType>(op.getWeight().getType())) {
+    if constexpr (linear)
+      return mergeQuantized(op, keepAdapter);
     return op.emitError() << "cannot merge the adapter of " << layer(op)
                           << " into its quantized " << what
                           << " (dequantize it first)";
+  }
   Value magnitude;
   if constexpr (linear)
     magnitude = op.getMagnitude();
@@ -159,17 +183,9 @@ LogicalResult Merger::mergeImpl(OpT op, bool keepAdapter) {
   FailureOr<dense::Matrix> w = evaluate(op.getWeight(), what, op);
   if (failed(w) || failed(addBranch(op, *w, 1.0f)))
     return failure();
-  if (magnitude) {
-    FailureOr<dense::Matrix> m = evaluate(magnitude, "magnitude", op);
-    if (failed(m))
+  if constexpr (linear)
+    if (magnitude && failed(applyMagnitude(op, *w)))
       return failure();
-    std::vector<float> norms = dense::rowNorms(*w);
-    for (int64_t i = 0; i < w->rows; ++i) {
-      float factor = m->data[i] / norms[i];
-      for (int64_t j = 0; j < w->cols; ++j)
-        w->at(i, j) *= factor;
-    }
-  }
   Value merged = newWeight(op, op.getWeight(), *w);
   if (!merged)
     return failure();
@@ -179,6 +195,81 @@ LogicalResult Merger::mergeImpl(OpT op, bool keepAdapter) {
   }
   op.getWeightMutable().assign(merged);
   op.setMerged(true);
+  return success();
+}
+
+LogicalResult Merger::applyMagnitude(LoRAOp op, dense::Matrix &w) {
+  FailureOr<dense::Matrix> m = evaluate(op.getMagnitude(), "magnitude", op);
+  if (failed(m))
+    return failure();
+  std::vector<float> norms = dense::rowNorms(w);
+  for (int64_t i = 0; i < w.rows; ++i) {
+    float factor = m->data[i] / norms[i];
+    for (int64_t j = 0; j < w.cols; ++j)
+      w.at(i, j) *= factor;
+  }
+  return success();
+}
+
+LogicalResult Merger::mergeQuantized(LoRAOp op, bool keepAdapter) {
+  auto type = cast<QTensorType>(op.getWeight().getType());
+  if (!requantize)
+    return op.emitError()
+           << "cannot merge the adapter of " << layer(op)
+           << " into its quantized base weight without quantizing the sum "
+              "again, which loses precision: ask for it with "
+              "requantize=true (qoptc --merge --requantize), which reports "
+              "the error per layer, or dequantize the weight first";
+  if (keepAdapter)
+    return op.emitError() << "cannot keep the adapter of " << layer(op)
+                          << " merged into a re-quantized weight "
+                             "(unmerging would not restore the base weight)";
+  std::string why;
+  FailureOr<QuantizeSpec> spec = specOfType(type, why);
+  if (failed(spec))
+    return op.emitError() << "cannot re-quantize the merged weight of "
+                          << layer(op) << ": " << why;
+  FailureOr<dense::Matrix> base =
+      dequantizeKnown(reader, op.getWeight(), symbols, op, why, &maybeDead);
+  if (failed(base)) {
+    if (why.empty())
+      return failure();
+    return op.emitError() << "cannot merge the adapter of " << layer(op)
+                          << ": its quantized base weight " << why;
+  }
+  dense::Matrix w = *base;
+  if (failed(addBranch(op, w, 1.0f)) ||
+      (op.getMagnitude() && failed(applyMagnitude(op, w))))
+    return failure();
+  auto module = op->getAttrOfType<StringAttr>("module");
+  Value packed = createQuantizedWeight(
+      symbols, op,
+      module ? module.str() + ".weight" : std::string("merged_lora.weight"),
+      quantizeMatrix(op.getContext(), *spec, w));
+  if (!packed)
+    return failure();
+  // The report: the re-quantized weight read back as the lowering will.
+  FailureOr<dense::Matrix> back =
+      dequantizeKnown(reader, packed, symbols, op, why);
+  if (failed(back))
+    return op.emitError() << "cannot read back the re-quantized weight of "
+                          << layer(op) << ": " << why;
+  double baseNorm = 0, update = 0, mergedNorm = 0, error = 0, lost = 0;
+  for (size_t i = 0; i < w.data.size(); ++i) {
+    double b = base->data[i], m = w.data[i], q = back->data[i];
+    baseNorm += b * b;
+    update += (m - b) * (m - b);
+    mergedNorm += m * m;
+    error += (q - m) * (q - m);
+    lost += ((q - b) - (m - b)) * ((q - b) - (m - b));
+  }
+  auto ratio = [](double num, double den) {
+    return den > 0 ? std::sqrt(num / den) : 0.0;
+  };
+  report.push_back({module ? module.str() : std::string("?"), spec->format,
+                    ratio(update, baseNorm), ratio(error, mergedNorm),
+                    update > 0 ? 1.0 - ratio(lost, update) : 1.0});
+  unload(op, packed);
   return success();
 }
 
@@ -237,13 +328,15 @@ void Merger::cleanUp() {
   for (auto &[param, name] : renames)
     if (!symbols.lookup(name))
       (void)symbols.rename(param, name);
+  restoreParamNames(cast<ModuleOp>(symbols.getOp()), before, symbols);
 }
 
 /// Runs `step` on every qopt.lora and qopt.lora_embedding that `select`
 /// accepts (given whether the op is merged), then cleans up.
 template <typename Select, typename Step>
 LogicalResult forEachLoRA(ModuleOp module, StringRef modelDir, Select select,
-                          Step step) {
+                          Step step, bool requantize = false,
+                          llvm::raw_ostream *reportTo = nullptr) {
   SmallVector<Operation *> ops;
   module.walk([&](Operation *op) {
     if (isa<LoRAOp, LoRAEmbeddingOp>(op) && select(op->hasAttr("merged")))
@@ -251,7 +344,7 @@ LogicalResult forEachLoRA(ModuleOp module, StringRef modelDir, Select select,
   });
   if (ops.empty())
     return success();
-  Merger merger(module, modelDir);
+  Merger merger(module, modelDir, requantize);
   bool failedAny = false;
   for (Operation *op : ops) {
     if (auto lora = dyn_cast<LoRAOp>(op))
@@ -262,6 +355,19 @@ LogicalResult forEachLoRA(ModuleOp module, StringRef modelDir, Select select,
   if (failedAny)
     return failure();
   merger.cleanUp();
+  if (reportTo && !merger.requantized().empty()) {
+    llvm::raw_ostream &os = *reportTo;
+    os << "qopt-merge-lora: adapters merged into quantized weights, "
+          "quantized again (relative Frobenius norms):\n"
+       << llvm::left_justify("module", 40) << llvm::left_justify("format", 10)
+       << llvm::left_justify("update", 12) << llvm::left_justify("error", 12)
+       << "update kept\n";
+    for (const RequantizedLayer &l : merger.requantized())
+      os << llvm::left_justify(l.module, 40) << llvm::left_justify(l.format, 10)
+         << llvm::left_justify(llvm::formatv("{0:e2}", l.update).str(), 12)
+         << llvm::left_justify(llvm::formatv("{0:e2}", l.error).str(), 12)
+         << llvm::formatv("{0:f1}%", 100.0 * l.kept) << "\n";
+  }
   return success();
 }
 
@@ -274,7 +380,8 @@ struct QOptMergeLoRAPass
             getOperation(), modelDir, [](bool) { return true; },
             [&](Merger &merger, auto op) {
               return merger.merge(op, keepAdapter);
-            })))
+            },
+            requantize, &llvm::errs())))
       signalPassFailure();
   }
 };

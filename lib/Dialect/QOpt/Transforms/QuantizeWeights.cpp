@@ -11,6 +11,7 @@
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/QuantFormats.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/MathExtras.h"
@@ -26,6 +27,387 @@ using namespace mlir;
 using namespace mlir::qopt;
 namespace dense = ::qopt::dense;
 
+std::optional<std::string>
+mlir::qopt::checkQuantizeSpec(const QuantizeSpec &spec) {
+  StringRef fmt(spec.format);
+  const std::string &format = spec.format;
+  bool blockwise = fmt == "nf4" || fmt == "fp4";
+  bool fp8 = fmt == "fp8-e4m3" || fmt == "fp8-e5m2";
+  bool mx = fmt == "mxfp4", nv = fmt == "nvfp4";
+  unsigned bits = 0;
+  if (fmt.consume_front("int") &&
+      (fmt.getAsInteger(10, bits) || bits < 2 || bits > 8 || 8 % bits != 0))
+    return "format 'int" + fmt.str() +
+           "' is not supported (int2, int4 or int8; 3-bit rows packed "
+           "across bytes are not lowered yet)";
+  if (!blockwise && !bits && !fp8 && !mx && !nv)
+    return "unknown format '" + format +
+           "' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4)";
+  if (fp8 && (spec.group != 0 || spec.asym || spec.mse || spec.block != 0 ||
+              spec.doubleQuant))
+    return format + " takes one scale per tensor, or per-channel";
+  if ((mx || nv) && (spec.group != 0 || spec.asym || spec.mse ||
+                     spec.block != 0 || spec.doubleQuant || spec.perChannel))
+    return format + " takes no options: its blocks of " +
+           std::to_string(mx ? ::qopt::kMXFP4Block : ::qopt::kNVFP4Block) +
+           " and their scales are fixed by the format";
+  if (spec.perChannel && blockwise)
+    return std::string("'per-channel' is for integer and fp8 formats");
+  if (spec.perChannel && spec.group != 0)
+    return std::string("'per-channel' and 'group' exclude each other");
+  if (blockwise && (spec.group != 0 || spec.asym))
+    return "'group' and 'asym' are for integer formats; " + format +
+           " has one absmax per 'block'";
+  if (!blockwise && spec.doubleQuant)
+    return std::string("'double-quant' is for nf4 and fp4 (QLoRA's double "
+                       "quantization of the block absmax)");
+  if (!blockwise && spec.block != 0)
+    return std::string(
+        "'block' is for nf4 and fp4; integer formats take 'group'");
+  if (spec.block < 0 || spec.group < 0)
+    return std::string("'block' and 'group' must not be negative");
+  if (blockwise && spec.mse)
+    return "clip=mse is for integer formats (" + format +
+           " scales by the block absmax, as bitsandbytes does)";
+  return std::nullopt;
+}
+
+QuantizedWeight mlir::qopt::quantizeMatrix(MLIRContext *ctx,
+                                           const QuantizeSpec &spec,
+                                           const dense::Matrix &w) {
+  StringRef fmt(spec.format);
+  QuantizedWeight q;
+  q.n = w.rows;
+  q.k = w.cols;
+  if (fmt == "fp8-e4m3" || fmt == "fp8-e5m2") {
+    // One scale for the tensor (or per output channel), absmax / the
+    // format's largest value, codes rounded to nearest even.
+    bool e4m3 = fmt == "fp8-e4m3";
+    auto kind = e4m3 ? ::qopt::SmallFloatKind::F8E4M3FN
+                     : ::qopt::SmallFloatKind::F8E5M2;
+    q.format = FloatFormatAttr::get(ctx, e4m3 ? Type(Float8E4M3FNType::get(ctx))
+                                              : Type(Float8E5M2Type::get(ctx)));
+    int64_t rows = spec.perChannel ? q.n : 1, cols = q.n * q.k / rows;
+    if (spec.perChannel) {
+      q.granularity = PerChannelAttr::get(ctx, 0);
+      q.scaleShape = {q.n};
+    } else {
+      q.granularity = PerTensorAttr::get(ctx);
+      q.scaleShape = {};
+    }
+    q.codes.resize(q.n * q.k);
+    q.scales.resize(rows);
+    ::qopt::floatQuantizeRows(kind, w.data.data(), rows, cols, q.codes.data(),
+                              q.scales.data());
+  } else if (fmt == "mxfp4" || fmt == "nvfp4") {
+    // E2M1 codes in blocks of 32 / 16 along K.
+    bool mx = fmt == "mxfp4";
+    int64_t size = mx ? ::qopt::kMXFP4Block : ::qopt::kNVFP4Block;
+    int64_t groups = llvm::divideCeil(q.k, size);
+    q.format = FloatFormatAttr::get(ctx, Float4E2M1FNType::get(ctx));
+    q.granularity = PerGroupAttr::get(ctx, 1, size);
+    q.scaleShape = {q.n, groups};
+    q.codes.resize(q.n * q.k);
+    q.scaleCodes.resize(q.n * groups);
+    if (mx) {
+      q.e8m0Scales = true;
+      ::qopt::mxfp4Quantize(w.data.data(), q.n, q.k, q.codes.data(),
+                            q.scaleCodes.data());
+    } else {
+      q.e4m3Scales = true;
+      q.globalScale = ::qopt::nvfp4Quantize(
+          w.data.data(), q.n, q.k, q.codes.data(), q.scaleCodes.data());
+    }
+  } else if (fmt == "nf4" || fmt == "fp4") {
+    int64_t blockSize = spec.block ? spec.block : 64; // bitsandbytes' default
+    int64_t n = q.n * q.k, blocks = llvm::divideCeil(n, blockSize);
+    q.format = fmt == "nf4"
+                   ? QuantFormatAttrInterface(NF4FormatAttr::get(ctx))
+                   : QuantFormatAttrInterface(BnbFP4FormatAttr::get(ctx));
+    q.granularity = PerBlockAttr::get(ctx, blockSize);
+    q.scaleShape = {blocks};
+    q.scaleSuffix = ".absmax";
+    q.codes.resize(n);
+    q.scales.resize(blocks);
+    (fmt == "nf4" ? ::qopt::nf4QuantizeBlockwise
+                  : ::qopt::fp4QuantizeBlockwise)(
+        w.data.data(), n, blockSize, q.codes.data(), q.scales.data());
+    if (spec.doubleQuant) {
+      q.doubleQuantized = true;
+      q.nestedBlock = 256;
+      q.scaleCodes.resize(blocks);
+      q.nestedAbsmax.resize(llvm::divideCeil(blocks, 256));
+      q.offset = ::qopt::doubleQuantizeAbsmax(q.scales.data(), blocks, 256,
+                                              q.scaleCodes.data(),
+                                              q.nestedAbsmax.data());
+    }
+  } else {
+    unsigned bits = 0;
+    (void)fmt.drop_front(3).getAsInteger(10, bits);
+    int64_t size = spec.group ? std::min<int64_t>(spec.group, q.k) : q.k;
+    int64_t groups = llvm::divideCeil(q.k, size);
+    q.format = IntFormatAttr::get(ctx, bits, /*isSigned=*/!spec.asym,
+                                  /*zeroPoint=*/spec.asym);
+    if (spec.group)
+      q.granularity = PerGroupAttr::get(ctx, 1, size);
+    else
+      q.granularity = PerChannelAttr::get(ctx, 0);
+    q.scaleShape = spec.group ? SmallVector<int64_t>{q.n, groups}
+                              : SmallVector<int64_t>{q.n};
+    q.codes.resize(q.n * q.k);
+    q.scales.resize(q.n * groups);
+    if (spec.asym)
+      q.zeroPoints.resize(q.n * groups);
+    ::qopt::intQuantizeGroups(w.data.data(), q.n, q.k, size, bits, spec.asym,
+                              spec.mse ? ::qopt::ClipSearch::MSE
+                                       : ::qopt::ClipSearch::MinMax,
+                              q.codes.data(), q.scales.data(),
+                              spec.asym ? q.zeroPoints.data() : nullptr);
+  }
+  return q;
+}
+
+FailureOr<QuantizeSpec> mlir::qopt::specOfType(QTensorType type,
+                                               std::string &why) {
+  QuantFormatAttrInterface format = type.getFormat();
+  GranularityAttrInterface g = type.getGranularity();
+  Type scales = type.getScaleType();
+  auto nested = dyn_cast<QTensorType>(scales);
+  QuantizeSpec spec;
+  auto layout = [&] {
+    std::string text;
+    llvm::raw_string_ostream os(text);
+    os << type;
+    return text;
+  };
+  if (type.getRank() != 2) {
+    why = "a quantized weight of rank " + std::to_string(type.getRank());
+    return failure();
+  }
+  if (isa<NF4FormatAttr, BnbFP4FormatAttr>(format)) {
+    auto block = dyn_cast<PerBlockAttr>(g);
+    bool dq = nested && isa<Dynamic8FormatAttr>(nested.getFormat()) &&
+              nested.getOffset() &&
+              isa<PerBlockAttr>(nested.getGranularity()) &&
+              cast<PerBlockAttr>(nested.getGranularity()).getSize() == 256 &&
+              nested.getScaleType().isF32();
+    if (block && (scales.isF32() || dq)) {
+      spec.format = isa<NF4FormatAttr>(format) ? "nf4" : "fp4";
+      spec.block = block.getSize();
+      spec.doubleQuant = dq;
+      return spec;
+    }
+  } else if (auto i = dyn_cast<IntFormatAttr>(format)) {
+    unsigned bits = i.getBits();
+    bool asym = !i.getIsSigned() && i.getZeroPoint();
+    bool sym = i.getIsSigned() && !i.getZeroPoint();
+    auto channel = dyn_cast<PerChannelAttr>(g);
+    auto group = dyn_cast<PerGroupAttr>(g);
+    if ((asym || sym) && 8 % bits == 0 && bits >= 2 && scales.isF32() &&
+        ((channel && channel.getAxis() == 0) ||
+         (group && group.getAxis() == 1))) {
+      spec.format = "int" + std::to_string(bits);
+      spec.asym = asym;
+      spec.group = group ? group.getSize() : 0;
+      return spec;
+    }
+  } else if (auto f = dyn_cast<FloatFormatAttr>(format)) {
+    Type t = f.getType();
+    auto channel = dyn_cast<PerChannelAttr>(g);
+    auto group = dyn_cast<PerGroupAttr>(g);
+    if (isa<Float8E4M3FNType, Float8E5M2Type>(t) && scales.isF32() &&
+        (isa<PerTensorAttr>(g) || (channel && channel.getAxis() == 0))) {
+      spec.format = isa<Float8E4M3FNType>(t) ? "fp8-e4m3" : "fp8-e5m2";
+      spec.perChannel = bool(channel);
+      return spec;
+    }
+    if (isa<Float4E2M1FNType>(t) && group && group.getAxis() == 1) {
+      if (group.getSize() == ::qopt::kMXFP4Block &&
+          isa<Float8E8M0FNUType>(scales)) {
+        spec.format = "mxfp4";
+        return spec;
+      }
+      if (group.getSize() == ::qopt::kNVFP4Block && nested &&
+          isa<PerTensorAttr>(nested.getGranularity()) &&
+          nested.getScaleType().isF32() && !nested.getOffset()) {
+        auto inner = dyn_cast<FloatFormatAttr>(nested.getFormat());
+        if (inner && isa<Float8E4M3FNType>(inner.getType())) {
+          spec.format = "nvfp4";
+          return spec;
+        }
+      }
+    }
+  }
+  why = "the layout " + layout() + " has no quantizer";
+  return failure();
+}
+
+namespace {
+/// The code values of a codebook format, indexed by code; empty for
+/// integer formats.
+std::vector<float> codeValues(QuantFormatAttrInterface format) {
+  auto table = [](auto &&array) {
+    return std::vector<float>(array.begin(), array.end());
+  };
+  if (isa<NF4FormatAttr>(format))
+    return table(::qopt::nf4CodeTable());
+  if (isa<BnbFP4FormatAttr>(format))
+    return table(::qopt::fp4CodeTable());
+  if (isa<Dynamic8FormatAttr>(format))
+    return table(::qopt::dynamicCodeTable());
+  if (auto f = dyn_cast<FloatFormatAttr>(format)) {
+    std::optional<::qopt::SmallFloatKind> kind;
+    if (isa<Float8E4M3FNType>(f.getType()))
+      kind = ::qopt::SmallFloatKind::F8E4M3FN;
+    else if (isa<Float8E5M2Type>(f.getType()))
+      kind = ::qopt::SmallFloatKind::F8E5M2;
+    else if (isa<Float4E2M1FNType>(f.getType()))
+      kind = ::qopt::SmallFloatKind::F4E2M1FN;
+    std::vector<float> values;
+    if (kind)
+      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(*kind)); ++c)
+        values.push_back(::qopt::smallFloatDecode(*kind, uint8_t(c)));
+    return values;
+  }
+  return {};
+}
+} // namespace
+
+FailureOr<dense::Matrix>
+mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
+                            Operation *user, std::string &why,
+                            SmallVectorImpl<Operation *> *visited) {
+  auto type = cast<QTensorType>(q.getType());
+  auto assemble = q.getDefiningOp<AssembleOp>();
+  if (!assemble) {
+    why = "is not assembled from parameters";
+    return failure();
+  }
+  if (visited)
+    visited->push_back(assemble);
+  int64_t rank = type.getRank();
+  if (rank < 1 || rank > 2 ||
+      llvm::any_of(type.getShape(), ShapedType::isDynamic)) {
+    why = "is not a quantized matrix or vector of static shape";
+    return failure();
+  }
+  auto bytesOf = [&](Value v) -> FailureOr<std::vector<char>> {
+    auto load = v.getDefiningOp<LoadParamOp>();
+    ParamOp param = load ? symbols.lookup<ParamOp>(load.getName()) : ParamOp();
+    if (!param) {
+      why = "is not assembled from parameters";
+      return failure();
+    }
+    if (visited)
+      visited->push_back(load);
+    return reader.readBytes(param, user);
+  };
+  // The scales, flat in the row-major order of their shape.
+  std::vector<float> scales;
+  Value s = assemble.getScales();
+  if (isa<QTensorType>(s.getType())) {
+    FailureOr<dense::Matrix> m =
+        dequantizeKnown(reader, s, symbols, user, why, visited);
+    if (failed(m))
+      return failure();
+    scales = std::move(m->data);
+  } else if (auto cast = s.getDefiningOp<arith::BitcastOp>()) {
+    FailureOr<std::vector<char>> b = bytesOf(cast.getIn());
+    if (failed(b))
+      return failure();
+    if (visited)
+      visited->push_back(cast);
+    auto kind = isa<Float8E8M0FNUType>(type.getScaleType())
+                    ? ::qopt::SmallFloatKind::F8E8M0FNU
+                    : ::qopt::SmallFloatKind::F8E4M3FN;
+    for (char c : *b)
+      scales.push_back(::qopt::smallFloatDecode(kind, uint8_t(c)));
+  } else {
+    FailureOr<dense::Matrix> m =
+        reader.evaluate(s, symbols, user, why, visited);
+    if (failed(m))
+      return failure();
+    scales = std::move(m->data);
+  }
+  float offset = 0.0f;
+  if (Value o = assemble.getOffset()) {
+    FailureOr<dense::Matrix> m =
+        reader.evaluate(o, symbols, user, why, visited);
+    if (failed(m))
+      return failure();
+    offset = m->data.at(0);
+  }
+  std::vector<char> zeroPoints;
+  if (Value z = assemble.getZeroPoints()) {
+    FailureOr<std::vector<char>> b = bytesOf(z);
+    if (failed(b))
+      return failure();
+    zeroPoints = std::move(*b);
+  }
+  FailureOr<std::vector<char>> data = bytesOf(assemble.getData());
+  if (failed(data))
+    return failure();
+
+  QuantFormatAttrInterface format = type.getFormat();
+  unsigned bits = format.getStorageBits();
+  int64_t rows = rank == 2 ? type.getShape()[0] : 1;
+  int64_t cols = type.getShape().back();
+  int64_t rowBytes = ::qopt::packedRowBytes(cols, bits);
+  GranularityAttrInterface g = type.getGranularity();
+  int64_t scaleCount = 1;
+  for (int64_t d : type.getScaleShape())
+    scaleCount *= d;
+  if (int64_t(data->size()) != rows * rowBytes ||
+      int64_t(scales.size()) != scaleCount ||
+      (!zeroPoints.empty() && int64_t(zeroPoints.size()) != scaleCount)) {
+    why = "has parts whose sizes do not fit its type";
+    return failure();
+  }
+  std::vector<float> table = codeValues(format);
+  auto intFormat = dyn_cast<IntFormatAttr>(format);
+  bool isSigned = intFormat && intFormat.getIsSigned();
+  auto scaleIndex = [&](int64_t r, int64_t c) -> int64_t {
+    if (auto ch = dyn_cast<PerChannelAttr>(g))
+      return rank == 2 && ch.getAxis() == 0 ? r : c;
+    if (auto grp = dyn_cast<PerGroupAttr>(g)) {
+      if (rank == 1)
+        return c / grp.getSize();
+      if (grp.getAxis() == 1)
+        return r * llvm::divideCeil(cols, grp.getSize()) + c / grp.getSize();
+      return (r / grp.getSize()) * cols + c;
+    }
+    if (auto block = dyn_cast<PerBlockAttr>(g))
+      return (r * cols + c) / block.getSize();
+    if (isa<PerTokenAttr>(g))
+      return r;
+    return 0; // per tensor
+  };
+  dense::Matrix out(rows, cols);
+  std::vector<uint8_t> codes(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    ::qopt::unpackBits(reinterpret_cast<const uint8_t *>(data->data()) +
+                           r * rowBytes,
+                       cols, bits, codes.data());
+    for (int64_t c = 0; c < cols; ++c) {
+      int64_t si = scaleIndex(r, c);
+      float value;
+      if (!table.empty()) {
+        value = table[codes[c]];
+      } else {
+        int32_t code =
+            isSigned ? ::qopt::signExtend(codes[c], bits) : int32_t(codes[c]);
+        int32_t zp = 0;
+        if (!zeroPoints.empty())
+          zp = isSigned ? int32_t(int8_t(zeroPoints[si]))
+                        : int32_t(uint8_t(zeroPoints[si]));
+        value = float(code - zp);
+      }
+      out.at(r, c) = value * scales[si] + offset;
+    }
+  }
+  return out;
+}
+
 namespace {
 
 struct QOptQuantizeWeightsPass
@@ -38,56 +420,18 @@ struct QOptQuantizeWeightsPass
       emitError(module.getLoc()) << "qopt-quantize-weights: " << message;
       signalPassFailure();
     };
-    MLIRContext *ctx = &getContext();
-    StringRef fmt(format);
-    bool blockwise = fmt == "nf4" || fmt == "fp4";
-    // FP8: one scale for the tensor (or per output channel), absmax / the
-    // format's largest value, codes rounded to nearest even.
-    std::optional<::qopt::SmallFloatKind> fp8;
-    if (fmt == "fp8-e4m3")
-      fp8 = ::qopt::SmallFloatKind::F8E4M3FN;
-    else if (fmt == "fp8-e5m2")
-      fp8 = ::qopt::SmallFloatKind::F8E5M2;
-    // MXFP4 / NVFP4: E2M1 codes in blocks of 32 / 16 along K.
-    bool mx = fmt == "mxfp4", nv = fmt == "nvfp4";
-    unsigned bits = 0;
-    if (fmt.consume_front("int") &&
-        (fmt.getAsInteger(10, bits) || bits < 2 || bits > 8 || 8 % bits != 0))
-      return fail("format 'int" + fmt +
-                  "' is not supported (int2, int4 or int8; 3-bit rows "
-                  "packed across bytes are not lowered yet)");
-    if (!blockwise && !bits && !fp8 && !mx && !nv)
-      return fail("unknown format '" + format +
-                  "' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4, "
-                  "nvfp4)");
-    if (fp8 &&
-        (group != 0 || asym || clip != "minmax" || block != 0 || doubleQuant))
-      return fail(format + " takes one scale per tensor, or per-channel");
-    if ((mx || nv) && (group != 0 || asym || clip != "minmax" || block != 0 ||
-                       doubleQuant || perChannel))
-      return fail(format + " takes no options: its blocks of " +
-                  Twine(mx ? ::qopt::kMXFP4Block : ::qopt::kNVFP4Block) +
-                  " and their scales are fixed by the format");
-    if (perChannel && blockwise)
-      return fail("'per-channel' is for integer and fp8 formats");
-    if (perChannel && group != 0)
-      return fail("'per-channel' and 'group' exclude each other");
-    if (blockwise && (group != 0 || asym))
-      return fail("'group' and 'asym' are for integer formats; " + format +
-                  " has one absmax per 'block'");
-    if (!blockwise && doubleQuant)
-      return fail("'double-quant' is for nf4 and fp4 (QLoRA's double "
-                  "quantization of the block absmax)");
-    if (!blockwise && block != 0)
-      return fail("'block' is for nf4 and fp4; integer formats take 'group'");
-    if (block < 0 || group < 0)
-      return fail("'block' and 'group' must not be negative");
-    int64_t blockSize = block ? int64_t(block) : 64; // bitsandbytes' default
     if (clip != "minmax" && clip != "mse")
       return fail("clip '" + clip + "' is not minmax or mse");
-    if (blockwise && clip != "minmax")
-      return fail("clip=mse is for integer formats (" + format +
-                  " scales by the block absmax, as bitsandbytes does)");
+    QuantizeSpec spec;
+    spec.format = format;
+    spec.block = block;
+    spec.doubleQuant = doubleQuant;
+    spec.group = group;
+    spec.asym = asym;
+    spec.mse = clip == "mse";
+    spec.perChannel = perChannel;
+    if (std::optional<std::string> why = checkQuantizeSpec(spec))
+      return fail(*why);
 
     std::vector<std::string> targets(targetModules.begin(),
                                      targetModules.end());
@@ -147,86 +491,7 @@ struct QOptQuantizeWeightsPass
       if (!llvm::all_of(w->data, [](float v) { return std::isfinite(v); }))
         return fail("the weight of '" + layer.name +
                     "' holds NaN or infinite values");
-      QuantizedWeight q;
-      q.n = w->rows;
-      q.k = w->cols;
-      if (fp8) {
-        Type type = *fp8 == ::qopt::SmallFloatKind::F8E4M3FN
-                        ? Type(Float8E4M3FNType::get(ctx))
-                        : Type(Float8E5M2Type::get(ctx));
-        q.format = FloatFormatAttr::get(ctx, type);
-        int64_t rows = perChannel ? q.n : 1, cols = q.n * q.k / rows;
-        if (perChannel) {
-          q.granularity = PerChannelAttr::get(ctx, 0);
-          q.scaleShape = {q.n};
-        } else {
-          q.granularity = PerTensorAttr::get(ctx);
-          q.scaleShape = {};
-        }
-        q.codes.resize(q.n * q.k);
-        q.scales.resize(rows);
-        ::qopt::floatQuantizeRows(*fp8, w->data.data(), rows, cols,
-                                  q.codes.data(), q.scales.data());
-      } else if (mx || nv) {
-        int64_t size = mx ? ::qopt::kMXFP4Block : ::qopt::kNVFP4Block;
-        int64_t groups = llvm::divideCeil(q.k, size);
-        q.format = FloatFormatAttr::get(ctx, Float4E2M1FNType::get(ctx));
-        q.granularity = PerGroupAttr::get(ctx, 1, size);
-        q.scaleShape = {q.n, groups};
-        q.codes.resize(q.n * q.k);
-        q.scaleCodes.resize(q.n * groups);
-        if (mx) {
-          q.e8m0Scales = true;
-          ::qopt::mxfp4Quantize(w->data.data(), q.n, q.k, q.codes.data(),
-                                q.scaleCodes.data());
-        } else {
-          q.e4m3Scales = true;
-          q.globalScale = ::qopt::nvfp4Quantize(
-              w->data.data(), q.n, q.k, q.codes.data(), q.scaleCodes.data());
-        }
-      } else if (blockwise) {
-        int64_t n = q.n * q.k, blocks = llvm::divideCeil(n, blockSize);
-        q.format = fmt == "nf4"
-                       ? QuantFormatAttrInterface(NF4FormatAttr::get(ctx))
-                       : QuantFormatAttrInterface(BnbFP4FormatAttr::get(ctx));
-        q.granularity = PerBlockAttr::get(ctx, blockSize);
-        q.scaleShape = {blocks};
-        q.scaleSuffix = ".absmax";
-        q.codes.resize(n);
-        q.scales.resize(blocks);
-        (fmt == "nf4" ? ::qopt::nf4QuantizeBlockwise
-                      : ::qopt::fp4QuantizeBlockwise)(
-            w->data.data(), n, blockSize, q.codes.data(), q.scales.data());
-        if (doubleQuant) {
-          q.doubleQuantized = true;
-          q.nestedBlock = 256;
-          q.scaleCodes.resize(blocks);
-          q.nestedAbsmax.resize(llvm::divideCeil(blocks, 256));
-          q.offset = ::qopt::doubleQuantizeAbsmax(q.scales.data(), blocks, 256,
-                                                  q.scaleCodes.data(),
-                                                  q.nestedAbsmax.data());
-        }
-      } else {
-        int64_t size = group ? std::min<int64_t>(group, q.k) : q.k;
-        int64_t groups = (q.k + size - 1) / size;
-        q.format = IntFormatAttr::get(ctx, bits, /*isSigned=*/!asym,
-                                      /*zeroPoint=*/asym);
-        if (group)
-          q.granularity = PerGroupAttr::get(ctx, 1, size);
-        else
-          q.granularity = PerChannelAttr::get(ctx, 0);
-        q.scaleShape = group ? SmallVector<int64_t>{q.n, groups}
-                             : SmallVector<int64_t>{q.n};
-        q.codes.resize(q.n * q.k);
-        q.scales.resize(q.n * groups);
-        if (asym)
-          q.zeroPoints.resize(q.n * groups);
-        ::qopt::intQuantizeGroups(w->data.data(), q.n, q.k, size, bits, asym,
-                                  clip == "mse" ? ::qopt::ClipSearch::MSE
-                                                : ::qopt::ClipSearch::MinMax,
-                                  q.codes.data(), q.scales.data(),
-                                  asym ? q.zeroPoints.data() : nullptr);
-      }
+      QuantizedWeight q = quantizeMatrix(&getContext(), spec, *w);
       Value packed =
           createQuantizedWeight(symbols, linear, layer.name + ".weight", q);
       if (!packed)

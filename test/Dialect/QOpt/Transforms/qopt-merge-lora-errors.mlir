@@ -38,11 +38,11 @@ func.func @missing_file(%x: tensor<?x2xf32>) -> tensor<?x3xf32> {
 
 // -----
 
-// QLoRA: the base weight is quantized.
+// QLoRA: the base weight is quantized, and re-quantizing was not asked for.
 func.func @quantized(%x: tensor<?x64xf32>, %q: !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>) -> tensor<?x8xf32> {
   %a = arith.constant dense<1.0> : tensor<1x64xf32>
   %b = arith.constant dense<0.5> : tensor<8x1xf32>
-  // expected-error @+1 {{cannot merge the adapter of module 'mlp.up_proj' into its quantized base weight (dequantize it first)}}
+  // expected-error @+1 {{cannot merge the adapter of module 'mlp.up_proj' into its quantized base weight without quantizing the sum again, which loses precision: ask for it with requantize=true (qoptc --merge --requantize), which reports the error per layer, or dequantize the weight first}}
   %y = qopt.lora %x, %q, %a, %b alpha = 1.0 module "mlp.up_proj" : (tensor<?x64xf32>, !qopt.qtensor<8x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>, tensor<1x64xf32>, tensor<8x1xf32>) -> tensor<?x8xf32>
   return %y : tensor<?x8xf32>
 }

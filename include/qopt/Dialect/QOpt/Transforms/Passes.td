@@ -508,9 +508,20 @@ def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
     error naming the layer: unmerging would need the row norms). Without
     it, a branch already marked `merged` is simply dropped.
 
+    A quantized base weight (`!qopt.qtensor`, e.g. from `qoptc --quantize`
+    or a QLoRA checkpoint) cannot hold `W'` exactly: merging into it is an
+    error naming the layer unless `requantize` asks for it. Then `W` is
+    dequantized at compile time, the branch (and DoRA's rescaling) applied,
+    and the sum quantized again in the weight's own layout (format,
+    granularity, double quantization; integer ranges min–max), stored as
+    new parameters. A table on stderr reports per layer the update's size
+    ‖ΔW‖ / ‖W‖, the re-quantization error ‖Q(W') − W'‖ / ‖W'‖ and the share
+    of the update the quantized weight keeps, 1 − ‖Q(W') − W − ΔW‖ / ‖ΔW‖:
+    an adapter smaller than the quantization step is mostly lost. Layouts
+    without a quantizer and `keep-adapter` are errors.
+
     A branch whose factors are not parameters with data (e.g. run-time
-    adapter slots) or whose base weight is quantized is an error naming the
-    layer.
+    adapter slots) is an error naming the layer.
 
     ```mlir
     // Before
@@ -526,7 +537,10 @@ def QOptMergeLoRAPass : Pass<"qopt-merge-lora", "::mlir::ModuleOp"> {
            "model's folder; default: the working directory)">,
     Option<"keepAdapter", "keep-adapter", "bool", "false",
            "Keep each branch, marked merged, so that qopt-unmerge-lora can "
-           "take it out again (PEFT's merge_adapter)">
+           "take it out again (PEFT's merge_adapter)">,
+    Option<"requantize", "requantize", "bool", "false",
+           "Merge into quantized base weights by quantizing the sum again "
+           "(lossy; reports the error per layer)">
   ];
   let dependentDialects = ["::mlir::qopt::QOptDialect"];
 }

@@ -145,6 +145,40 @@ struct QuantizedWeight {
   std::string scaleSuffix = ".scales";
 };
 
+/// How to quantize an N×K weight: qopt-quantize-weights' options.
+struct QuantizeSpec {
+  /// nf4, fp4, int2/4/8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4.
+  std::string format;
+  int64_t block = 0; // nf4 / fp4: elements per absmax (0: 64)
+  bool doubleQuant = false;
+  int64_t group = 0; // intK: input features per scale (0: per channel)
+  bool asym = false;
+  bool mse = false;        // intK: MSE-optimal clipping
+  bool perChannel = false; // fp8: per output channel (else per tensor)
+};
+
+/// Checks `spec`'s format and the options it combines; the message says
+/// what is wrong.
+std::optional<std::string> checkQuantizeSpec(const QuantizeSpec &spec);
+
+/// `w` quantized as `spec` says (checkQuantizeSpec must accept it).
+QuantizedWeight quantizeMatrix(MLIRContext *ctx, const QuantizeSpec &spec,
+                               const ::qopt::dense::Matrix &w);
+
+/// The spec that quantizes a weight again into the layout of `type` (what
+/// qopt-quantize-weights or qopt-load-weights made; integer ranges
+/// min–max), or a message naming what has no quantizer.
+FailureOr<QuantizeSpec> specOfType(QTensorType type, std::string &why);
+
+/// The float value of the quantized weight `q` at compile time: a
+/// `qopt.assemble` of parameters (scales possibly nested, read through a
+/// bitcast, or with a constant offset), rank 1 or 2, expanded as the CPU
+/// lowering would. Fails as WeightReader::evaluate does.
+FailureOr<::qopt::dense::Matrix>
+dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
+                Operation *user, std::string &why,
+                SmallVectorImpl<Operation *> *visited = nullptr);
+
 /// Stores `w` as frozen parameters `<prefix>` (the codes packed per row,
 /// little-endian), `<prefix><scaleSuffix>` (and `.zero_points`,
 /// `.nested_absmax`), read before `user`, and returns their
