@@ -49,12 +49,12 @@ static std::optional<std::string>
 parseQuantizeSpec(StringRef spec,
                   mlir::qopt::QOptQuantizeWeightsPassOptions &options) {
   auto [format, rest] = spec.split(':');
-  static const char *formats[] = {"nf4",      "fp4",   "int2",
-                                  "int4",     "int8",  "fp8-e4m3",
-                                  "fp8-e5m2", "mxfp4", "nvfp4"};
+  static const char *formats[] = {
+      "nf4",  "fp4",  "int2",     "int3",     "int4",  "int5", "int6",
+      "int7", "int8", "fp8-e4m3", "fp8-e5m2", "mxfp4", "nvfp4"};
   if (!llvm::is_contained(formats, format))
     return "format '" + format.str() +
-           "' is not supported (nf4, fp4, int2, int4, int8, fp8-e4m3, "
+           "' is not supported (nf4, fp4, int2 to int8, fp8-e4m3, "
            "fp8-e5m2, mxfp4, nvfp4)";
   options.format = format.str();
   SmallVector<StringRef> items;
@@ -109,6 +109,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       return emitError(module.getLoc())
              << "--quantize '" << options.quantizeSpec << "': " << *why;
     quantize.modelDir = target.modelDir;
+    quantize.budgetBits = options.budgetBits;
     front.addPass(createQOptQuantizeWeightsPass(quantize));
   }
   if (failed(front.run(module)))

@@ -234,7 +234,7 @@ _BLOCKWISE = {"nf4": 64, "fp4": 64, "int8-dynamic": 4096}
 # QLoRA's double quantization: the absmaxes in the 8-bit format, blocks of 256.
 _NESTED_BLOCK = 256
 # Integer formats: bits.
-_INT = {"int2": 2, "int4": 4, "int8": 8}
+_INT = {f"int{b}": b for b in range(2, 9)}
 
 
 def _quantize_int(a, format, group_size, asym, clip):
@@ -274,13 +274,14 @@ def _dequantize_int(state):
     cols = shape[-1]
     rows = int(np.prod(shape[:-1], dtype=np.int64))
     weight = np.asarray(state["weight"], np.uint8).reshape(rows, -1)
-    per_byte = 8 // bits
-    if weight.shape[1] != -(-cols // per_byte):
+    row_bytes = -(-cols * bits // 8)
+    if weight.shape[1] != row_bytes:
         raise ValueError(f"weight rows hold {weight.shape[1]} bytes, {cols} codes of "
-                         f"{bits} bits need {-(-cols // per_byte)}")
-    shifts = (np.arange(per_byte) * bits).astype(np.uint8)
-    codes = ((weight[:, :, None] >> shifts) & ((1 << bits) - 1)).reshape(rows, -1)[:, :cols]
-    codes = codes.astype(np.int32)
+                         f"{bits} bits need {row_bytes}")
+    # Each row is a little-endian bit string; element i is bits [i·b, i·b + b).
+    bitstring = np.unpackbits(weight, axis=1, bitorder="little")[:, :cols * bits]
+    codes = (bitstring.reshape(rows, cols, bits).astype(np.int32)
+             << np.arange(bits, dtype=np.int32)).sum(axis=2, dtype=np.int32)
     groups = -(-cols // group)
     scales = np.asarray(state["scales"], np.float32).reshape(rows, groups)
     if state.get("asym"):
@@ -382,7 +383,7 @@ def quantize(array, format, *, block_size=None, double_quant=False, group_size=N
     float32; bitsandbytes' CUDA mean may differ in the last bit) and
     `nested_blocksize`.
 
-    "int2" / "int4" / "int8" quantize along the last axis (the leading ones
+    "int2" … "int8" quantize along the last axis (the leading ones
     are rows, e.g. a linear weight's output channels), as `qoptc --quantize`
     does: one scale per `group_size` elements of a row (default the whole
     row), symmetric signed codes or `asym=True` unsigned codes with a zero

@@ -311,8 +311,8 @@ nb::tuple quantizeInt(F32 x, int64_t rows, int64_t cols, int64_t group,
     throw nb::value_error("the array does not have rows x cols elements");
   if (group <= 0)
     throw nb::value_error("group_size must be positive");
-  if (bits != 2 && bits != 4 && bits != 8)
-    throw nb::value_error("integer formats have 2, 4 or 8 bits");
+  if (bits < 2 || bits > 8)
+    throw nb::value_error("integer formats have 2 to 8 bits");
   int64_t groups = (cols + group - 1) / group;
   std::vector<uint8_t> codes(rows * cols);
   auto [scales, s] = newArray<float>(rows * groups);

@@ -31,7 +31,7 @@ from quant_reference import reference  # noqa: E402
 BASE = os.path.join(HERE, "bnb", "llama-base", "model.safetensors")
 SPECS = ["nf4:block=64,double-quant", "fp4:block=128", "int8:per-channel",
          "int4:group=16,asym", "int4:group=32,clip=mse", "int2:group=16,asym,clip=mse",
-         "fp8-e4m3", "fp8-e5m2:per-channel", "mxfp4", "nvfp4"]
+         "int3:group=16,asym", "fp8-e4m3", "fp8-e5m2:per-channel", "mxfp4", "nvfp4"]
 
 
 def qoptc(*args):

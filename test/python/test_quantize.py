@@ -186,6 +186,7 @@ def int_reference(w, bits, group, asym, mse):
 @pytest.mark.parametrize("fmt, group, asym, clip", [
     ("int8", None, False, "minmax"), ("int4", 16, True, "minmax"), ("int4", 32, False, "mse"),
     ("int2", 8, True, "mse"), ("int4", 12, True, "minmax"),  # a short last group
+    ("int3", 16, True, "minmax"), ("int3", None, False, "mse"),  # codes straddle bytes
 ])
 def test_int_formats_equal_their_definition(fmt, group, asym, clip):
     w = np.random.default_rng(3).standard_normal((6, 40)).astype(np.float32)
@@ -200,11 +201,13 @@ def test_int_formats_equal_their_definition(fmt, group, asym, clip):
         np.testing.assert_array_equal(state["zero_points"], zps.astype(np.uint8))
     else:
         assert "zero_points" not in state
-    # Packed per row, element 0 in the lowest bits.
+    # Packed per row as a little-endian bit string: element i in bits
+    # [i*bits, (i+1)*bits) (3-bit codes straddle bytes), the last byte padded.
     unsigned = codes & ((1 << bits) - 1)
-    per = 8 // bits
-    padded = np.pad(unsigned, ((0, 0), (0, -40 % per)))
-    want = sum(padded[:, k::per] << (k * bits) for k in range(per)).astype(np.uint8)
+    want = np.zeros((6, -(-40 * bits // 8)), np.uint8)
+    for r in range(6):
+        value = sum(int(c) << (i * bits) for i, c in enumerate(unsigned[r]))
+        want[r] = np.frombuffer(value.to_bytes(want.shape[1], "little"), np.uint8)
     np.testing.assert_array_equal(state["weight"], want)
     np.testing.assert_array_equal(qopt.dequantize(state), back)
     assert state["shape"] == (6, 40) and state["quant_type"] == fmt

@@ -172,6 +172,12 @@ static cl::opt<bool>
           cl::desc("Merge the adapter into the base weights (PEFT's "
                    "merge_and_unload)"),
           cl::cat(category));
+static cl::opt<double> budgetBits(
+    "budget-bits",
+    cl::desc("With --quantize intK[:…]: choose each layer's width (2 to 8 "
+             "bits) for the least error within this many stored bits per "
+             "weight, scales included; prints the choice"),
+    cl::init(0.0), cl::cat(category));
 static cl::opt<bool> requantize(
     "requantize",
     cl::desc("With --merge: merge into quantized base weights by quantizing "
@@ -204,6 +210,9 @@ int main(int argc, char **argv) {
                 "the slots are filled at run time");
   if (merge && adapter.empty() && loraConfig.empty())
     return fail("--merge needs --adapter or --lora-config");
+  if (budgetBits != 0.0 && quantize.empty())
+    return fail("--budget-bits needs --quantize with an integer format "
+                "(e.g. --quantize int4:group=128,asym --budget-bits 4.25)");
   if (requantize && !merge)
     return fail("--requantize needs --merge (it re-quantizes merged "
                 "weights)");
@@ -282,6 +291,7 @@ int main(int argc, char **argv) {
   modelOptions.allowUnsupported = allowUnsupported;
   modelOptions.weightsPath = weightsFile;
   modelOptions.quantizeSpec = quantize;
+  modelOptions.budgetBits = budgetBits;
   modelOptions.adapterDir = adapter;
   modelOptions.loraConfigPath = loraConfig;
   modelOptions.loraSlotsPath = loraSlots;

@@ -55,6 +55,9 @@ struct ModelCompileOptions {
   /// compile time (qopt-quantize-weights), after weightsPath and before
   /// adapters.
   std::string quantizeSpec;
+  /// With an integer quantizeSpec: per-layer widths within this many bits
+  /// per weight (0: off).
+  double budgetBits = 0.0;
   std::string adapterDir;
   /// A PEFT adapter_config.json whose fresh adapters to insert
   /// (qopt-insert-lora).

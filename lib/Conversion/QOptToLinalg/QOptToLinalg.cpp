@@ -303,17 +303,14 @@ std::string whyNotDequantized(QTensorType type) {
     if (!why.empty())
       return "its double-quantized scales: " + why;
   }
-  if (8 % bits != 0)
-    return std::to_string(bits) +
-           "-bit codes (rows packed across bytes) are not lowered yet";
   if (isa<PerBlockAttr>(type.getGranularity()) &&
       !llvm::none_of(type.getShape(), ShapedType::isDynamic))
     return "per_block scales need a static shape";
   // The packed bytes of a dynamic innermost dimension do not say how many
   // codes the last byte holds.
   if (bits < 8 && ShapedType::isDynamic(type.getShape().back()))
-    return "a dynamic innermost dimension packed " + std::to_string(8 / bits) +
-           " codes per byte has no known size";
+    return "a dynamic innermost dimension of packed " + std::to_string(bits) +
+           "-bit codes has no known size";
   return "";
 }
 
@@ -381,7 +378,10 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
             values));
   }
   int64_t rank = type.getRank();
-  int64_t perByte = 8 / bits;
+  // 3-, 5-, 6- or 7-bit codes straddle bytes: each is read from the bytes
+  // holding its first and last bit.
+  bool straddles = 8 % bits != 0;
+  int64_t perByte = straddles ? 1 : 8 / bits;
   // Dynamic sizes are the data's (the innermost one only unpacked, bits 8).
   SmallVector<OpFoldResult> sizes =
       tensor::getMixedSizes(b, loc, parts.getData());
@@ -390,21 +390,33 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
   checkScaleSizes(b, op, type.getGranularity(), sizes, scales);
   if (Value zp = parts.getZeroPoints())
     checkScaleSizes(b, op, type.getGranularity(), sizes, zp);
-  SmallVector<AffineExpr> dataExprs;
-  for (int64_t d = 0; d < rank; ++d)
-    dataExprs.push_back(d + 1 == rank ? b.getAffineDimExpr(d).floorDiv(perByte)
-                                      : b.getAffineDimExpr(d));
+  // The byte of the element's bit `bit` (0: its first) in the last dimension.
+  auto dataMap = [&](int64_t bit) {
+    SmallVector<AffineExpr> exprs;
+    for (int64_t d = 0; d < rank; ++d) {
+      AffineExpr e = b.getAffineDimExpr(d);
+      exprs.push_back(d + 1 < rank ? e
+                      : straddles  ? (e * bits + bit).floorDiv(8)
+                                   : e.floorDiv(perByte));
+    }
+    return AffineMap::get(rank, 0, exprs, b.getContext());
+  };
   SmallVector<Value> inputs = {parts.getData(), scales};
-  SmallVector<AffineMap> maps = {
-      AffineMap::get(rank, 0, dataExprs, b.getContext()), *smap};
+  SmallVector<AffineMap> maps = {dataMap(0), *smap};
   Value zpIn = parts.getZeroPoints(), offsetIn = parts.getOffset();
   if (zpIn) {
     inputs.push_back(zpIn);
     maps.push_back(*smap);
   }
+  size_t offsetIndex = inputs.size();
   if (offsetIn) { // one f32 for the whole tensor
     inputs.push_back(offsetIn);
     maps.push_back(AffineMap::get(rank, 0, {}, b.getContext()));
+  }
+  size_t highIndex = inputs.size();
+  if (straddles) {
+    inputs.push_back(parts.getData());
+    maps.push_back(dataMap(bits - 1));
   }
   maps.push_back(b.getMultiDimIdentityMap(rank));
   Value init = tensor::EmptyOp::create(b, loc, sizes, element);
@@ -431,7 +443,22 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
                      .getResult();
                };
                Value code = arith::ExtUIOp::create(nb, l, i32, a[0]);
-               if (bits < 8) {
+               if (straddles) {
+                 // The two bytes as a little-endian word, shifted by the
+                 // element's first bit within the first.
+                 Value high = arith::ShLIOp::create(
+                     nb, l, arith::ExtUIOp::create(nb, l, i32, a[highIndex]),
+                     c(8));
+                 Value k = arith::IndexCastOp::create(
+                     nb, l, i32, linalg::IndexOp::create(nb, l, rank - 1));
+                 Value shift = arith::RemUIOp::create(
+                     nb, l, arith::MulIOp::create(nb, l, k, c(bits)), c(8));
+                 code = arith::AndIOp::create(
+                     nb, l,
+                     arith::ShRUIOp::create(
+                         nb, l, arith::OrIOp::create(nb, l, code, high), shift),
+                     c((1 << bits) - 1));
+               } else if (bits < 8) {
                  // The element's bits within its byte (little-endian).
                  Value k = linalg::IndexOp::create(nb, l, rank - 1);
                  Value within = arith::RemUIOp::create(
@@ -474,7 +501,7 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
                        : castToF32(nb, l, a[1]);
                Value w = arith::MulFOp::create(nb, l, value, scale);
                if (offsetIn)
-                 w = arith::AddFOp::create(nb, l, w, a[inputs.size() - 1]);
+                 w = arith::AddFOp::create(nb, l, w, a[offsetIndex]);
                linalg::YieldOp::create(nb, l, castFromF32(nb, l, w, element));
              })
       .getResult(0);

@@ -19,18 +19,9 @@ func.func @quantize(%x: tensor<4x64xf32>) -> !qopt.qtensor<4x64, #qopt.nf4, #qop
 
 // -----
 
-!q3 = !qopt.qtensor<8x64, #qopt.int<3>, #qopt.per_channel<0>, scales = f32>
-func.func @lora_int3(%x: tensor<2x64xf32>, %w: !q3, %a: tensor<4x64xf32>, %b: tensor<8x4xf32>) -> tensor<2x8xf32> {
-  // expected-error @+1 {{'qopt.lora' could not be lowered to linalg: its quantized weight: 3-bit codes (rows packed across bytes) are not lowered yet}}
-  %0 = qopt.lora %x, %w, %a, %b alpha = 8.0 : (tensor<2x64xf32>, !q3, tensor<4x64xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
-  return %0 : tensor<2x8xf32>
-}
-
-// -----
-
 !pk = !qopt.qtensor<8x?, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>
 func.func @dynamic_packed(%w: !pk) -> tensor<8x?xf32> {
-  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: a dynamic innermost dimension packed 2 codes per byte has no known size}}
+  // expected-error @+1 {{'qopt.dequantize' could not be lowered to linalg: a dynamic innermost dimension of packed 4-bit codes has no known size}}
   %0 = qopt.dequantize %w : !pk -> tensor<8x?xf32>
   return %0 : tensor<8x?xf32>
 }

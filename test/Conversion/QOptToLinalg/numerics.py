@@ -246,6 +246,33 @@ check("linear with E4M3-scaled E2M1 weight", f"""
   %y = qopt.linear %a0, %q : (tensor<3x32xf32>, {qt}) -> tensor<3x6xf32>
   return %y : tensor<3x6xf32>""", [xl, packed, s8.view(np.int8)],
       xl @ (E2M1[e2m1] * np.repeat(scale, 16, axis=1)).T, rtol=1e-5)
+# Codes that straddle bytes: int3 per channel and uint5 with zero points
+# per group, rows of 11 packed as little-endian bit strings.
+def pack_bits(codes, bits):
+    rows, cols = codes.shape
+    out = np.zeros((rows, -(-cols * bits // 8)), np.uint8)
+    for r in range(rows):
+        v = sum(int(c) << (i * bits) for i, c in enumerate(codes[r]))
+        out[r] = np.frombuffer(v.to_bytes(out.shape[1], "little"), np.uint8)
+    return out.view(np.int8)
+
+
+c3 = rng.integers(-4, 4, size=(4, 11))
+s3 = (np.abs(f32(4)) + 0.1).astype(np.float32)
+qt = "!qopt.qtensor<4x11, #qopt.int<3>, #qopt.per_channel<0>, scales = f32>"
+check("dequantize int3 per_channel (codes straddle bytes)", f"""
+  %q = qopt.assemble %a0, %a1 : (tensor<4x5xi8>, tensor<4xf32>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x11xf32>
+  return %y : tensor<4x11xf32>""", [pack_bits(c3 & 7, 3), s3], c3 * s3[:, None])
+c5 = rng.integers(0, 32, size=(4, 11))
+z5 = rng.integers(0, 32, size=(4, 3)).astype(np.int8)
+s5 = (np.abs(f32(4, 3)) + 0.1).astype(np.float32)
+qt = "!qopt.qtensor<4x11, #qopt.int<5, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 4>, scales = f32>"
+check("dequantize uint5 zero_point per_group", f"""
+  %q = qopt.assemble %a0, %a1 zero_points %a2 : (tensor<4x7xi8>, tensor<4x3xf32>, tensor<4x3xi8>) -> {qt}
+  %y = qopt.dequantize %q : {qt} -> tensor<4x11xf32>
+  return %y : tensor<4x11xf32>""", [pack_bits(c5, 5), s5, z5],
+      (c5 - np.repeat(z5, 4, axis=1)[:, :11]) * np.repeat(s5, 4, axis=1)[:, :11])
 # A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
 codes = rng.integers(0, 16, size=(6, 8))
 zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)

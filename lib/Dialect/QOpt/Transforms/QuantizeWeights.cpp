@@ -14,6 +14,8 @@
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MathExtras.h"
 
 #include <cmath>
@@ -36,13 +38,12 @@ mlir::qopt::checkQuantizeSpec(const QuantizeSpec &spec) {
   bool mx = fmt == "mxfp4", nv = fmt == "nvfp4";
   unsigned bits = 0;
   if (fmt.consume_front("int") &&
-      (fmt.getAsInteger(10, bits) || bits < 2 || bits > 8 || 8 % bits != 0))
+      (fmt.getAsInteger(10, bits) || bits < 2 || bits > 8))
     return "format 'int" + fmt.str() +
-           "' is not supported (int2, int4 or int8; 3-bit rows packed "
-           "across bytes are not lowered yet)";
+           "' is not supported (int2 to int8: 2 to 8 bits)";
   if (!blockwise && !bits && !fp8 && !mx && !nv)
     return "unknown format '" + format +
-           "' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4)";
+           "' (nf4, fp4, int2 to int8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4)";
   if (fp8 && (spec.group != 0 || spec.asym || spec.mse || spec.block != 0 ||
               spec.doubleQuant))
     return format + " takes one scale per tensor, or per-channel";
@@ -203,7 +204,7 @@ FailureOr<QuantizeSpec> mlir::qopt::specOfType(QTensorType type,
     bool sym = i.getIsSigned() && !i.getZeroPoint();
     auto channel = dyn_cast<PerChannelAttr>(g);
     auto group = dyn_cast<PerGroupAttr>(g);
-    if ((asym || sym) && 8 % bits == 0 && bits >= 2 && scales.isF32() &&
+    if ((asym || sym) && bits >= 2 && scales.isF32() &&
         ((channel && channel.getAxis() == 0) ||
          (group && group.getAxis() == 1))) {
       spec.format = "int" + std::to_string(bits);
@@ -410,9 +411,162 @@ mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
 
 namespace {
 
+/// One layer's options under a bit budget.
+struct WidthChoice {
+  unsigned bits;
+  double cost;  // bits stored for the layer (codes, scales, zero points)
+  double error; // squared error of its quantized weight
+};
+
+/// The stored bits and squared error of `w` quantized as `spec`.
+WidthChoice measure(MLIRContext *ctx, const QuantizeSpec &spec,
+                    const dense::Matrix &w, unsigned bits) {
+  QuantizeSpec s = spec;
+  s.format = "int" + std::to_string(bits);
+  QuantizedWeight q = quantizeMatrix(ctx, s, w);
+  int64_t size = spec.group ? std::min<int64_t>(spec.group, w.cols) : w.cols;
+  int64_t groups = llvm::divideCeil(w.cols, size);
+  double error = 0;
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t c = 0; c < w.cols; ++c) {
+      int64_t g = r * groups + c / size;
+      int32_t code =
+          spec.asym
+              ? int32_t(q.codes[r * w.cols + c]) - int32_t(q.zeroPoints[g])
+              : ::qopt::signExtend(q.codes[r * w.cols + c], bits);
+      double d = double(float(code) * q.scales[g]) - w.at(r, c);
+      error += d * d;
+    }
+  double cost =
+      double(w.rows) * (double(::qopt::packedRowBytes(w.cols, bits)) * 8 +
+                        double(groups) * (32 + (spec.asym ? 8 : 0)));
+  return {bits, cost, error};
+}
+
 struct QOptQuantizeWeightsPass
     : mlir::qopt::impl::QOptQuantizeWeightsPassBase<QOptQuantizeWeightsPass> {
   using Base::Base;
+
+  /// `--budget-bits`: measures every selected layer at each integer width,
+  /// then picks widths greedily (the upgrade with the most error saved per
+  /// stored bit first, over each layer's lower convex hull) until the
+  /// budget is spent; prints the choice as a table on stderr.
+  template <typename ForEach>
+  LogicalResult chooseWidths(const QuantizeSpec &spec, ForEach forEachWeight,
+                             llvm::StringMap<unsigned> &widths) {
+    ModuleOp module = getOperation();
+    StringRef fmt(spec.format);
+    if (!fmt.starts_with("int")) {
+      emitError(module.getLoc())
+          << "qopt-quantize-weights: 'budget-bits' chooses integer widths: "
+             "give an integer format (int4:group=128,asym …), not "
+          << spec.format;
+      return failure();
+    }
+    struct Layer {
+      std::string name;
+      int64_t rows, cols;
+      std::vector<WidthChoice> hull; // cost ascending, error descending
+      double norm2;                  // ‖W‖²
+      size_t at = 0;
+    };
+    std::vector<Layer> layers;
+    double weights = 0;
+    if (failed(forEachWeight([&](StringRef name, LinearOp,
+                                 const dense::Matrix &w) {
+          std::vector<WidthChoice> all;
+          for (unsigned bits : {2u, 3u, 4u, 5u, 6u, 8u})
+            all.push_back(measure(&getContext(), spec, w, bits));
+          // The lower convex hull of (cost, error): a width off it is
+          // never the best use of its bits.
+          std::vector<WidthChoice> hull;
+          for (const WidthChoice &c : all) {
+            if (!hull.empty() && c.error >= hull.back().error)
+              continue;
+            while (hull.size() >= 2) {
+              const WidthChoice &a = hull[hull.size() - 2], &b = hull.back();
+              // Drop b when a→c saves at least as much per bit as a→b.
+              if ((a.error - b.error) * (c.cost - a.cost) <=
+                  (a.error - c.error) * (b.cost - a.cost))
+                hull.pop_back();
+              else
+                break;
+            }
+            hull.push_back(c);
+          }
+          double norm2 = 0;
+          for (float v : w.data)
+            norm2 += double(v) * v;
+          layers.push_back({name.str(), w.rows, w.cols, hull, norm2});
+          weights += double(w.rows) * double(w.cols);
+          return success();
+        })))
+      return failure();
+    if (layers.empty())
+      return success(); // the caller reports that nothing was selected
+    double budget = budgetBits * weights, spent = 0;
+    for (const Layer &l : layers)
+      spent += l.hull.front().cost;
+    if (spent > budget) {
+      emitError(module.getLoc())
+          << "qopt-quantize-weights: a budget of "
+          << llvm::formatv("{0:f2}", double(budgetBits))
+          << " bits per weight is below the narrowest choice ("
+          << llvm::formatv("{0:f3}", spent / weights)
+          << " bits per weight with 2-bit codes and their scales)";
+      return failure();
+    }
+    while (true) {
+      Layer *best = nullptr;
+      double bestGain = 0;
+      for (Layer &l : layers) {
+        if (l.at + 1 >= l.hull.size())
+          continue;
+        const WidthChoice &now = l.hull[l.at], &next = l.hull[l.at + 1];
+        if (spent - now.cost + next.cost > budget)
+          continue;
+        double gain = (now.error - next.error) / (next.cost - now.cost);
+        if (!best || gain > bestGain) {
+          best = &l;
+          bestGain = gain;
+        }
+      }
+      if (!best)
+        break;
+      spent += best->hull[best->at + 1].cost - best->hull[best->at].cost;
+      ++best->at;
+    }
+    llvm::raw_ostream &os = llvm::errs();
+    os << "qopt-quantize-weights: integer widths for a budget of "
+       << llvm::formatv("{0:f2}", double(budgetBits)) << " bits per weight ("
+       << spec.format.substr(0, 3) << "K"
+       << (spec.group ? ":group=" + std::to_string(spec.group) : "")
+       << (spec.asym ? ",asym" : "") << "):\n"
+       << llvm::left_justify("module", 40) << llvm::left_justify("shape", 12)
+       << llvm::left_justify("bits", 6) << llvm::left_justify("bits/weight", 13)
+       << "relative error\n";
+    double total = 0;
+    for (const Layer &l : layers) {
+      const WidthChoice &c = l.hull[l.at];
+      widths[l.name] = c.bits;
+      total += c.cost;
+      os << llvm::left_justify(l.name, 40)
+         << llvm::left_justify(
+                (std::to_string(l.rows) + "x" + std::to_string(l.cols)), 12)
+         << llvm::left_justify(std::to_string(c.bits), 6)
+         << llvm::left_justify(
+                llvm::formatv("{0:f3}", c.cost / (double(l.rows) * l.cols))
+                    .str(),
+                13)
+         << llvm::formatv("{0:e2}",
+                          l.norm2 > 0 ? std::sqrt(c.error / l.norm2) : 0.0)
+         << "\n";
+    }
+    os << "total: " << llvm::formatv("{0:f3}", total / weights)
+       << " bits per weight (budget "
+       << llvm::formatv("{0:f2}", double(budgetBits)) << ")\n";
+    return success();
+  }
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
@@ -432,6 +586,9 @@ struct QOptQuantizeWeightsPass
     spec.perChannel = perChannel;
     if (std::optional<std::string> why = checkQuantizeSpec(spec))
       return fail(*why);
+    if (budgetBits < 0 || !std::isfinite(budgetBits))
+      return fail("'budget-bits' must be a positive number of bits per "
+                  "weight");
 
     std::vector<std::string> targets(targetModules.begin(),
                                      targetModules.end());
@@ -451,56 +608,86 @@ struct QOptQuantizeWeightsPass
     WeightReader reader(modelDir);
     SmallVector<Operation *> maybeDead;
     llvm::StringSet<> before = paramNames(module);
-    int64_t count = 0, alreadyQuantized = 0;
-    for (const LinearLayer &layer : layers) {
-      if (layer.name.empty() || !selected->matches(layer.name))
-        continue;
-      auto linear = dyn_cast<LinearOp>(layer.op);
-      if (!linear)
-        continue; // adapters own their base weight: quantize before them
-      Value weight = linear.getWeight();
-      if (isa<QTensorType>(weight.getType())) {
-        ++alreadyQuantized; // a QDQ export, a checkpoint
-        continue;
-      }
-      // Weights given at run time, and ones training updates (a frozen
-      // quantized copy would go stale).
-      if (auto load = weight.getDefiningOp<LoadParamOp>()) {
-        auto param = symbols.lookup<ParamOp>(load.getName());
-        if (param && (!param.getInitialValue() || param.isMutable())) {
-          if (targetModules.empty())
-            continue;
-          return fail(
-              "the weight of '" + layer.name + "' is " +
-              (param.isMutable() ? "trainable or state" : "given at run time") +
-              ": only frozen weights known at compile time are "
-              "quantized");
+    int64_t alreadyQuantized = 0;
+    // Calls `step` on each selected layer whose float weight is known at
+    // compile time, with that weight; fails with an error emitted.
+    auto forEachWeight = [&](auto step) -> LogicalResult {
+      alreadyQuantized = 0;
+      for (const LinearLayer &layer : layers) {
+        if (layer.name.empty() || !selected->matches(layer.name))
+          continue;
+        auto linear = dyn_cast<LinearOp>(layer.op);
+        if (!linear)
+          continue; // adapters own their base weight: quantize before them
+        Value weight = linear.getWeight();
+        if (isa<QTensorType>(weight.getType())) {
+          ++alreadyQuantized; // a QDQ export, a checkpoint
+          continue;
         }
+        // Weights given at run time, and ones training updates (a frozen
+        // quantized copy would go stale).
+        if (auto load = weight.getDefiningOp<LoadParamOp>()) {
+          auto param = symbols.lookup<ParamOp>(load.getName());
+          if (param && (!param.getInitialValue() || param.isMutable())) {
+            if (targetModules.empty())
+              continue;
+            fail("the weight of '" + layer.name + "' is " +
+                 (param.isMutable() ? "trainable or state"
+                                    : "given at run time") +
+                 ": only frozen weights known at compile time are "
+                 "quantized");
+            return failure();
+          }
+        }
+        std::string why;
+        FailureOr<dense::Matrix> w =
+            reader.evaluate(weight, symbols, linear, why);
+        if (failed(w)) {
+          if (why.empty())
+            return failure();
+          if (targetModules.empty())
+            continue; // the default selection skips weights given at run time
+          fail("the weight of '" + layer.name + "' " + why +
+               ": only weights known at compile time are quantized");
+          return failure();
+        }
+        if (!llvm::all_of(w->data, [](float v) { return std::isfinite(v); })) {
+          fail("the weight of '" + layer.name +
+               "' holds NaN or infinite values");
+          return failure();
+        }
+        if (failed(step(layer.name, linear, *w)))
+          return failure();
       }
-      std::string why;
-      FailureOr<dense::Matrix> w =
-          reader.evaluate(weight, symbols, linear, why);
-      if (failed(w)) {
-        if (why.empty())
-          return signalPassFailure();
-        if (targetModules.empty())
-          continue; // the default selection skips weights given at run time
-        return fail("the weight of '" + layer.name + "' " + why +
-                    ": only weights known at compile time are quantized");
-      }
-      if (!llvm::all_of(w->data, [](float v) { return std::isfinite(v); }))
-        return fail("the weight of '" + layer.name +
-                    "' holds NaN or infinite values");
-      QuantizedWeight q = quantizeMatrix(&getContext(), spec, *w);
-      Value packed =
-          createQuantizedWeight(symbols, linear, layer.name + ".weight", q);
-      if (!packed)
+      return success();
+    };
+
+    // With a budget, each layer's integer width: measured first, chosen
+    // for the least total squared error within the budget.
+    llvm::StringMap<unsigned> widths;
+    if (budgetBits != 0.0) {
+      if (failed(chooseWidths(spec, forEachWeight, widths)))
         return signalPassFailure();
-      if (Operation *old = weight.getDefiningOp())
-        maybeDead.push_back(old);
-      linear.getWeightMutable().assign(packed);
-      ++count;
     }
+    int64_t count = 0;
+    if (failed(forEachWeight(
+            [&](StringRef name, LinearOp linear, const dense::Matrix &w) {
+              QuantizeSpec layerSpec = spec;
+              if (auto it = widths.find(name); it != widths.end())
+                layerSpec.format = "int" + std::to_string(it->second);
+              Value weight = linear.getWeight();
+              Value packed = createQuantizedWeight(
+                  symbols, linear, (name + ".weight").str(),
+                  quantizeMatrix(&getContext(), layerSpec, w));
+              if (!packed)
+                return failure();
+              if (Operation *old = weight.getDefiningOp())
+                maybeDead.push_back(old);
+              linear.getWeightMutable().assign(packed);
+              ++count;
+              return success();
+            })))
+      return signalPassFailure();
     if (count == 0 && alreadyQuantized == 0)
       return fail("no linear layer with a weight known at compile time "
                   "matches the selection");

@@ -13,11 +13,11 @@ func.func @argument(%x: tensor<?x64xf32>, %q: !qopt.qtensor<8x64, #qopt.nf4, #qo
 
 // -----
 
-!q3 = !qopt.qtensor<4x8, #qopt.int<3>, #qopt.per_channel<0>, scales = f32>
-func.func @int3(%x: tensor<?x8xf32>, %q: !q3) -> tensor<?x4xf32> {
+!q3 = !qopt.qtensor<4x8, #qopt.int<4>, #qopt.per_block<16>, scales = f32>
+func.func @int4_per_block(%x: tensor<?x8xf32>, %q: !q3) -> tensor<?x4xf32> {
   %a = arith.constant dense<1.0> : tensor<1x8xf32>
   %b = arith.constant dense<0.5> : tensor<4x1xf32>
-  // expected-error @+1 {{cannot re-quantize the merged weight of module 'fc': the layout !qopt.qtensor<4x8, #qopt.int<3>, #qopt.per_channel<0>, scales = f32> has no quantizer}}
+  // expected-error @+1 {{cannot re-quantize the merged weight of module 'fc': the layout !qopt.qtensor<4x8, #qopt.int<4>, #qopt.per_block<16>, scales = f32> has no quantizer}}
   %y = qopt.lora %x, %q, %a, %b alpha = 1.0 module "fc" : (tensor<?x8xf32>, !q3, tensor<1x8xf32>, tensor<4x1xf32>) -> tensor<?x4xf32>
   return %y : tensor<?x4xf32>
 }

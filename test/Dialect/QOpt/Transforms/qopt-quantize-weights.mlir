@@ -2,13 +2,18 @@
 // RUN: qopt-opt %s --qopt-quantize-weights="format=nf4 block=16 double-quant=true" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=NF4
 // RUN: qopt-opt %s --qopt-quantize-weights="format=int8 target-modules=k_proj" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=INT8
 // RUN: qopt-opt %s --qopt-quantize-weights="format=fp8-e4m3" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=FP8
+// RUN: qopt-opt %s --qopt-quantize-weights="format=int3 group=4" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=INT3
 // RUN: qopt-opt %s --qopt-quantize-weights="format=mxfp4" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=MXFP4
 // RUN: qopt-opt %s --qopt-quantize-weights="format=nvfp4" --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=NVFP4
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=mxfp4 block=16" 2>&1 | FileCheck %s --check-prefix=ERR-MX
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=nvfp4 per-channel=true" 2>&1 | FileCheck %s --check-prefix=ERR-NV
+// RUN: qopt-opt %s --qopt-quantize-weights="format=int4 budget-bits=7" --mlir-elide-resource-strings-if-larger=1 2>&1 | FileCheck %s --check-prefix=BUDGET
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=nf4 budget-bits=4.5" 2>&1 | FileCheck %s --check-prefix=ERR-BUDGET-FMT
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 budget-bits=-1" 2>&1 | FileCheck %s --check-prefix=ERR-BUDGET-NEG
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 budget-bits=3" 2>&1 | FileCheck %s --check-prefix=ERR-BUDGET-LOW
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 group=8 per-channel=true" 2>&1 | FileCheck %s --check-prefix=ERR-PERCHANNEL
 // Errors: every bad option, and a selection that quantizes nothing.
-// RUN: not qopt-opt %s --qopt-quantize-weights="format=int3" 2>&1 | FileCheck %s --check-prefix=ERR-INT3
+// RUN: not qopt-opt %s --qopt-quantize-weights="format=int9" 2>&1 | FileCheck %s --check-prefix=ERR-INT9
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=fp8" 2>&1 | FileCheck %s --check-prefix=ERR-FMT
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=nf4 group=8" 2>&1 | FileCheck %s --check-prefix=ERR-GROUP
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 double-quant=true" 2>&1 | FileCheck %s --check-prefix=ERR-DQ
@@ -19,8 +24,8 @@
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 target-modules=o_proj" 2>&1 | FileCheck %s --check-prefix=ERR-NONE
 // RUN: not qopt-opt %s --qopt-quantize-weights="format=int4 target-modules=v_proj" 2>&1 | FileCheck %s --check-prefix=ERR-RUNTIME
 
-// ERR-INT3: error: qopt-quantize-weights: format 'int3' is not supported (int2, int4 or int8; 3-bit rows packed across bytes are not lowered yet)
-// ERR-FMT: error: qopt-quantize-weights: unknown format 'fp8' (nf4, fp4, int2, int4, int8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4)
+// ERR-INT9: error: qopt-quantize-weights: format 'int9' is not supported (int2 to int8: 2 to 8 bits)
+// ERR-FMT: error: qopt-quantize-weights: unknown format 'fp8' (nf4, fp4, int2 to int8, fp8-e4m3, fp8-e5m2, mxfp4, nvfp4)
 // ERR-GROUP: error: qopt-quantize-weights: 'group' and 'asym' are for integer formats; nf4 has one absmax per 'block'
 // ERR-DQ: error: qopt-quantize-weights: 'double-quant' is for nf4 and fp4 (QLoRA's double quantization of the block absmax)
 // ERR-BLOCK: error: qopt-quantize-weights: 'block' and 'group' must not be negative
@@ -31,6 +36,9 @@
 // ERR-RUNTIME: error: qopt-quantize-weights: the weight of 'model.v_proj' is not a parameter with data or a constant: only weights known at compile time are quantized
 // ERR-MX: error: qopt-quantize-weights: mxfp4 takes no options: its blocks of 32 and their scales are fixed by the format
 // ERR-NV: error: qopt-quantize-weights: nvfp4 takes no options: its blocks of 16 and their scales are fixed by the format
+// ERR-BUDGET-FMT: error: qopt-quantize-weights: 'budget-bits' chooses integer widths: give an integer format (int4:group=128,asym …), not nf4
+// ERR-BUDGET-NEG: error: qopt-quantize-weights: 'budget-bits' must be a positive number of bits per weight
+// ERR-BUDGET-LOW: error: qopt-quantize-weights: a budget of 3.00 bits per weight is below the narrowest choice (6.000 bits per weight with 2-bit codes and their scales)
 // ERR-PERCHANNEL: error: qopt-quantize-weights: 'per-channel' and 'group' exclude each other
 // (Trainable and non-finite weights: qopt-quantize-weights-errors.mlir.)
 
@@ -68,6 +76,21 @@
 // FP8-DAG: qopt.param @model.q_proj.weight.scales : tensor<f32>
 // FP8-DAG: qopt.param @model.q_proj.weight : tensor<4x8xi8>
 // FP8: qopt.assemble %{{.*}}, %{{.*}} : (tensor<4x8xi8>, tensor<f32>) -> !qopt.qtensor<4x8, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>
+
+// A budget of 7 bits per weight over q_proj (4x8) and k_proj (2x8), one
+// f32 scale a row (4 bits per weight over 8 columns): 2-bit codes cost 6
+// bits per weight, 3-bit 7, 4-bit 8: both layers get 3 bits.
+// BUDGET: qopt-quantize-weights: integer widths for a budget of 7.00 bits per weight (intK):
+// BUDGET-NEXT: module shape bits bits/weight relative error
+// BUDGET-NEXT: model.q_proj 4x8 3 7.000 {{[0-9.]+}}e-01
+// BUDGET-NEXT: model.k_proj 2x8 3 7.000 {{[0-9.]+}}e-01
+// BUDGET-NEXT: total: 7.000 bits per weight (budget 7.00)
+// BUDGET: qopt.assemble %{{.*}}, %{{.*}} : (tensor<4x3xi8>, tensor<4xf32>) -> !qopt.qtensor<4x8, #qopt.int<3>, #qopt.per_channel<0>, scales = f32>
+
+// int3 in groups of 4: 8 codes of 3 bits take 3 bytes a row.
+// INT3-DAG: qopt.param @model.q_proj.weight.scales : tensor<4x2xf32>
+// INT3-DAG: qopt.param @model.q_proj.weight : tensor<4x3xi8>
+// INT3: qopt.assemble %{{.*}}, %{{.*}} : (tensor<4x3xi8>, tensor<4x2xf32>) -> !qopt.qtensor<4x8, #qopt.int<3>, #qopt.per_group<axis = 1, size = 4>, scales = f32>
 
 // OCP microscaling FP4: E2M1 codes, one E8M0 scale per 32 (bytes, read as
 // f8E8M0FNU).

@@ -344,6 +344,17 @@ def QOptQuantizeWeightsPass
       (448 · 6)): a nested `!qopt.qtensor<…, #qopt.float<f8E4M3FN>,
       #qopt.per_tensor>`, as torchao's two-level NVFP4.
 
+    **Mixed precision under a memory budget** (`budget-bits`, with an
+    integer format): every selected layer is quantized at each width (2, 3,
+    4, 5, 6, 8 bits, with the format's group / asym / clip) and its squared
+    error ‖Q(W) − W‖² measured against the bits it would store (codes,
+    scales and zero points). Starting from 2 bits everywhere, the width
+    upgrade that saves the most error per stored bit is taken while the
+    total stays within the budget (a greedy multiple-choice knapsack over
+    each layer's lower convex hull). The choice is printed on stderr as a
+    table (module, shape, bits, bits per weight, relative error, and the
+    total). A budget below the 2-bit choice is an error.
+
     The selection is PEFT's (`target-modules`, `exclude-modules`, module
     paths as `qopt-list-modules` prints them); by default every linear
     layer but the output head (embeddings are never quantized). Layers
@@ -371,6 +382,11 @@ def QOptQuantizeWeightsPass
     Option<"clip", "clip", "std::string", "\"minmax\"",
            "intK: minmax, or mse (the clipping ratio with the least "
            "squared error)">,
+    Option<"budgetBits", "budget-bits", "double", "0.0",
+           "intK: choose each layer's width (2, 3, 4, 5, 6 or 8 bits, the "
+           "format's other options kept) for the least squared error "
+           "within this many stored bits per weight, scales included "
+           "(0: every layer at the format's width)">,
     ListOption<"targetModules", "target-modules", "std::string",
                "Layers to quantize, as PEFT's target_modules (default: "
                "all-linear, the output head excluded)">,
