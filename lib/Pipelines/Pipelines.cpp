@@ -5,6 +5,7 @@
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Target/CPU/Pipeline.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -195,6 +196,18 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     merge.requantize = options.requantizeMerged;
     pm.addPass(createQOptMergeLoRAPass(merge));
   }
+  if (!options.graphPasses.empty()) {
+    // The passes named there read external weights from the model's folder.
+    if (!target.modelDir.empty())
+      module->setAttr(kModelDirAttr,
+                      StringAttr::get(module.getContext(), target.modelDir));
+    std::string message;
+    llvm::raw_string_ostream os(message);
+    if (failed(parsePassPipeline(options.graphPasses, pm, os)))
+      return emitError(module.getLoc())
+             << "--graph-passes '" << options.graphPasses
+             << "': " << StringRef(message).trim();
+  }
   // QDQ weights become the layers' quantized N×K weights; their data is
   // read from the model's folder.
   QOptRelayoutQuantizedWeightsPassOptions relayout;
@@ -203,6 +216,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   buildGraphPipeline(pm);
   if (failed(pm.run(module)))
     return failure();
+  module->removeAttr(kModelDirAttr);
   if (options.timing)
     llvm::errs() << llvm::format(
         "qoptc: %-28s %8.3f s\n", "graph passes",

@@ -15,6 +15,7 @@
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Import/ONNX/ImportONNX.h"
 #include "qopt/InitAllDialects.h"
+#include "qopt/InitAllPasses.h"
 #include "qopt/Pipelines/Pipelines.h"
 
 #include "mlir/IR/MLIRContext.h"
@@ -23,6 +24,7 @@
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Support/FileUtilities.h"
+#include "mlir/Transforms/Passes.h"
 
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
@@ -172,6 +174,12 @@ static cl::opt<bool>
           cl::desc("Merge the adapter into the base weights (PEFT's "
                    "merge_and_unload)"),
           cl::cat(category));
+static cl::opt<std::string> graphPasses(
+    "graph-passes",
+    cl::desc("Graph-level passes to run on the model after adapters and "
+             "weight quantization, before code generation: a textual MLIR "
+             "pipeline, e.g. 'qopt-insert-fake-quant{weights=int4:group=32}'"),
+    cl::value_desc("pipeline"), cl::cat(category));
 static cl::opt<double> budgetBits(
     "budget-bits",
     cl::desc("With --quantize intK[:…]: choose each layer's width (2 to 8 "
@@ -200,6 +208,10 @@ int main(int argc, char **argv) {
                               "qopt model compiler: ONNX to a native "
                               "library, its weights and manifest\n");
   auto start = std::chrono::steady_clock::now();
+  if (!graphPasses.empty()) { // the passes --graph-passes may name
+    mlir::qopt::registerAllPasses();
+    mlir::registerTransformsPasses();
+  }
   if (outputPath.empty() && !listModules)
     return fail("no output file: give -o model.so (or --list-modules)");
   if (!adapter.empty() && !loraConfig.empty())
@@ -292,6 +304,7 @@ int main(int argc, char **argv) {
   modelOptions.weightsPath = weightsFile;
   modelOptions.quantizeSpec = quantize;
   modelOptions.budgetBits = budgetBits;
+  modelOptions.graphPasses = graphPasses;
   modelOptions.adapterDir = adapter;
   modelOptions.loraConfigPath = loraConfig;
   modelOptions.loraSlotsPath = loraSlots;

@@ -72,6 +72,9 @@ struct ModelCompileOptions {
   bool mergeAdapter = false;
   /// Merge into quantized base weights by quantizing the sum again.
   bool requantizeMerged = false;
+  /// A textual pass pipeline run on the module after adapters and merges,
+  /// before the graph pipeline (`qoptc --graph-passes`).
+  std::string graphPasses;
   /// Calibration data (.npz: arrays named after the model's inputs, first
   /// dimension = samples; `labels` optional) for data-driven adapter
   /// initialisations (EVA).

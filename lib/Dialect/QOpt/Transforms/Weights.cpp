@@ -110,7 +110,12 @@ FailureOr<dense::Matrix> WeightReader::readMatrix(ParamOp param,
 FailureOr<std::unique_ptr<llvm::MemoryBuffer>>
 WeightReader::readExternal(ParamOp param, ExternalDataAttr external,
                            size_t size, Operation *user) {
+  // Without a folder, the one the compiler recorded on the module.
   SmallString<256> path(modelDir);
+  if (path.empty())
+    if (auto module = param->getParentOfType<ModuleOp>())
+      if (auto dir = module->getAttrOfType<StringAttr>(kModelDirAttr))
+        path = dir.getValue();
   llvm::sys::path::append(path, external.getLocation());
   // A slice past the end of the file would read as zeros.
   uint64_t fileSize = 0;

@@ -399,6 +399,86 @@ def QOptQuantizeWeightsPass
                            "::mlir::arith::ArithDialect"];
 }
 
+def QOptInsertFakeQuantPass
+    : Pass<"qopt-insert-fake-quant", "::mlir::ModuleOp"> {
+  let summary = "Simulates quantized weights and layer inputs in float for "
+                "quantization-aware training (QAT's prepare)";
+  let description = [{
+    Each selected `qopt.linear` (PEFT's module targeting; default every
+    linear layer but the output head) gets `qopt.fake_quant` on its weight
+    (`weights`) and/or its input (`activations`). The scales are computed
+    from the tensor itself at every forward pass, by reductions in the IR,
+    exactly as `qopt-quantize-weights` computes them at compile time:
+    absmax over the format's largest value (1 for all zeros), or with
+    `asym` over the range widened to 0, with zero point round(−min / s).
+    Training therefore sees the deployed rounding, and `qopt.fake_quant`'s
+    straight-through estimator (clipped) gives its gradient; the scales get
+    none.
+
+    * `weights`: `intK[:group=N | per-channel][,sym | asym]` (default per
+      output channel; `group` must divide the input features) or
+      `fp8-e4m3 | fp8-e5m2[:per-channel]` (default per tensor). The weight
+      fake-quant carries the spec in `qopt.qat_spec`, for
+      `qopt-convert-qat`.
+    * `activations`: `intK | fp8-…` with `per-token` (one scale per row of
+      the input, over its last dimension) or `per-tensor` scales, dynamic.
+
+    Quantized weights, a weight with a dynamic shape, a group that does not
+    divide the input features, bad specs and a selection with no layer are
+    errors.
+
+    ```mlir
+    // After --qopt-insert-fake-quant="weights=int4:group=32,asym"
+    %e = tensor.expand_shape %w [[0], [1, 2]] : tensor<64x128xf32> into tensor<64x4x32xf32>
+    // … min / max over the last dimension, scale and zero point …
+    %q = qopt.fake_quant %w scale %s zero_point %zp
+        format(#qopt.int<4, unsigned, zero_point>)
+        granularity(#qopt.per_group<axis = 1, size = 32>) {qopt.qat_spec = "int4:group=32,asym"}
+        : (tensor<64x128xf32>, tensor<64x4xf32>, tensor<64x4xf32>) -> tensor<64x128xf32>
+    %y = qopt.linear %x, %q module "q_proj" : …
+    ```
+  }];
+  let options = [
+    Option<"weights", "weights", "std::string", "\"\"",
+           "Weight fake-quant spec (int4:group=32,asym, int8, fp8-e4m3, …)">,
+    Option<"activations", "activations", "std::string", "\"\"",
+           "Input fake-quant spec with dynamic scales (int8:per-token, "
+           "fp8-e4m3:per-tensor, …)">,
+    ListOption<"targetModules", "target-modules", "std::string",
+               "Layers to fake-quantize, as PEFT's target_modules "
+               "(default: all-linear, the output head excluded)">,
+    ListOption<"excludeModules", "exclude-modules", "std::string",
+               "Layers to leave in float">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
+def QOptConvertQATPass : Pass<"qopt-convert-qat", "::mlir::ModuleOp"> {
+  let summary = "Packs fake-quantized weights into their deployed format "
+                "(QAT's convert)";
+  let description = [{
+    Every weight fake-quant `qopt-insert-fake-quant` made (marked
+    `qopt.qat_spec`) whose weight is known at compile time (a parameter's
+    data: the trained values) is replaced by the packed quantized weight of
+    the same spec, as `qopt-quantize-weights` stores it. Its dequantized
+    values are bit for bit what the fake-quant forward computes, so the
+    converted model gives the QAT model's outputs. Activation fake-quants
+    stay (the model keeps simulating them). A marked fake-quant that is not
+    one linear layer's weight, or a weight not known at compile time, is an
+    error naming the layer.
+  }];
+  let options = [
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def QOptLoadAdapterPass : Pass<"qopt-load-adapter", "::mlir::ModuleOp"> {
   let summary = "Loads a PEFT LoRA adapter (save_pretrained's folder) onto "
                 "the model's linear layers";

@@ -44,9 +44,14 @@ std::optional<ArrayRef<char>> getRawBytes(ElementsAttr data);
 /// other element types or data that cannot be read (elided blobs).
 std::optional<::qopt::dense::Matrix> getFloatMatrix(ElementsAttr data);
 
+/// The module attribute holding the model's folder, which `qoptc` sets for
+/// the passes of `--graph-passes`: WeightReaders without a folder use it.
+constexpr StringLiteral kModelDirAttr = "qopt.model_dir";
+
 /// Reads parameters' values at compile time, from inline elements,
 /// `dense_resource` blobs, or `#qopt.external` byte ranges of files in
-/// `modelDir` (the folder relative locations start from).
+/// `modelDir` (the folder relative locations start from; when empty, the
+/// module's `qopt.model_dir`, else the working directory).
 class WeightReader {
 public:
   explicit WeightReader(StringRef modelDir) : modelDir(modelDir.str()) {}

@@ -1,0 +1,390 @@
+//===- InsertFakeQuant.cpp - Quantization-aware training: prepare, convert
+//-===//
+//
+// torchao's prepare/convert contract for QAT: `qopt-insert-fake-quant`
+// simulates a quantized deployment in float (weights and layer inputs pass
+// through `qopt.fake_quant` with scales computed from the tensor itself at
+// every forward pass), and `qopt-convert-qat` replaces each weight's
+// fake-quant by the packed weight of the same spec, whose dequantized values
+// are bit for bit the fake-quant forward's.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
+#include "qopt/Support/QuantFormats.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTINSERTFAKEQUANTPASS
+#define GEN_PASS_DEF_QOPTCONVERTQATPASS
+#include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+namespace dense = ::qopt::dense;
+
+namespace {
+
+/// The discardable attribute naming the spec of a weight fake-quant, which
+/// qopt-convert-qat packs.
+constexpr StringLiteral kQATSpec = "qopt.qat_spec";
+
+/// A fake-quant spec: `intK[:group=N|per-channel][,asym|sym]` or
+/// `fp8-e4m3|fp8-e5m2[:per-channel]` for weights, `…:per-token |
+/// per-tensor` for activations.
+struct FakeQuantSpec {
+  QuantizeSpec quant;
+  bool perToken = false;
+  bool perTensor = false;
+};
+
+/// Parses `text`; `activations` allows per-token / per-tensor and refuses
+/// groups. Returns a message on error.
+std::optional<std::string> parseSpec(StringRef text, bool activations,
+                                     FakeQuantSpec &spec) {
+  auto [format, rest] = text.split(':');
+  spec.quant.format = format.str();
+  bool isInt = format.starts_with("int");
+  if (!isInt && format != "fp8-e4m3" && format != "fp8-e5m2")
+    return "format '" + format.str() +
+           "' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2)";
+  SmallVector<StringRef> items;
+  if (!rest.empty())
+    rest.split(items, ',');
+  for (StringRef item : items) {
+    auto [key, value] = item.split('=');
+    int64_t number = 0;
+    if (key == "group" && !activations && item.contains('=') &&
+        !value.getAsInteger(10, number) && number > 0 && isInt)
+      spec.quant.group = number;
+    else if (key == "asym" && !item.contains('=') && isInt)
+      spec.quant.asym = true;
+    else if (key == "sym" && !item.contains('='))
+      spec.quant.asym = false;
+    else if (key == "per-channel" && !activations && !item.contains('='))
+      spec.quant.perChannel = true;
+    else if (key == "per-token" && activations && !item.contains('='))
+      spec.perToken = true;
+    else if (key == "per-tensor" && !item.contains('='))
+      spec.perTensor = true;
+    else
+      return "unknown option '" + item.str() + "' for " + format.str() +
+             (activations ? " activations (per-token, per-tensor, sym, asym)"
+                          : " weights (group=N, per-channel, per-tensor, "
+                            "sym, asym)");
+  }
+  if (std::optional<std::string> why = checkQuantizeSpec(spec.quant))
+    return why;
+  if (activations && spec.perToken == spec.perTensor)
+    return std::string("activations take per-token or per-tensor scales");
+  if (!activations && spec.perTensor && isInt)
+    return std::string("integer weights take per-channel or group=N scales");
+  // Integer weights default to one scale per output channel.
+  if (!activations && isInt && !spec.quant.group && !spec.perTensor)
+    spec.quant.perChannel = true;
+  return std::nullopt;
+}
+
+QuantFormatAttrInterface formatOf(MLIRContext *ctx, const QuantizeSpec &q) {
+  StringRef f(q.format);
+  if (f == "fp8-e4m3")
+    return FloatFormatAttr::get(ctx, Float8E4M3FNType::get(ctx));
+  if (f == "fp8-e5m2")
+    return FloatFormatAttr::get(ctx, Float8E5M2Type::get(ctx));
+  unsigned bits = 0;
+  (void)f.drop_front(3).getAsInteger(10, bits);
+  return IntFormatAttr::get(ctx, bits, /*isSigned=*/!q.asym,
+                            /*zeroPoint=*/q.asym);
+}
+
+enum class Reduction { AbsMax, Min, Max };
+
+/// `x` reduced over `dims` (sorted) with `kind`; f32 result.
+Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> dims,
+             Reduction kind) {
+  auto type = cast<RankedTensorType>(x.getType());
+  SmallVector<OpFoldResult> sizes;
+  for (auto [d, size] : llvm::enumerate(tensor::getMixedSizes(b, loc, x)))
+    if (!llvm::is_contained(dims, int64_t(d)))
+      sizes.push_back(size);
+  Type f32 = b.getF32Type();
+  double identity = kind == Reduction::AbsMax ? 0.0
+                    : kind == Reduction::Min
+                        ? std::numeric_limits<double>::infinity()
+                        : -std::numeric_limits<double>::infinity();
+  Value init = tensor::EmptyOp::create(b, loc, sizes, f32);
+  Value fill = linalg::FillOp::create(b, loc,
+                                      arith::ConstantOp::create(
+                                          b, loc, b.getF32FloatAttr(identity))
+                                          .getResult(),
+                                      init)
+                   .getResult(0);
+  (void)type;
+  return linalg::ReduceOp::create(
+             b, loc, ValueRange{x}, ValueRange{fill}, dims,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               Value v = a[0];
+               if (!v.getType().isF32())
+                 v = arith::ExtFOp::create(nb, l, nb.getF32Type(), v);
+               Value r;
+               if (kind == Reduction::AbsMax)
+                 r = arith::MaximumFOp::create(nb, l, a[1],
+                                               math::AbsFOp::create(nb, l, v));
+               else if (kind == Reduction::Min)
+                 r = arith::MinimumFOp::create(nb, l, a[1], v);
+               else
+                 r = arith::MaximumFOp::create(nb, l, a[1], v);
+               linalg::YieldOp::create(nb, l, r);
+             })
+      .getResult(0);
+}
+
+/// An elementwise f32 map over same-shaped tensors.
+Value map(OpBuilder &b, Location loc, ValueRange inputs,
+          function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
+  auto type = cast<RankedTensorType>(inputs[0].getType());
+  int64_t rank = type.getRank();
+  Value init = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, inputs[0]), b.getF32Type());
+  SmallVector<AffineMap> maps(inputs.size() + 1,
+                              b.getMultiDimIdentityMap(rank));
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), inputs, init, maps, par,
+             [&](OpBuilder &nb, Location l, ValueRange a) {
+               linalg::YieldOp::create(nb, l, body(nb, l, a.drop_back()));
+             })
+      .getResult(0);
+}
+
+/// Scales (and zero points) of `x` grouped so that reducing `dims` of
+/// `grouped` gives one per scale, as intQuantizeGroups / floatQuantizeRows
+/// compute them: symmetric absmax / largest (1 for zeros), asymmetric over
+/// the range widened to 0, zero point round(-min / s) clamped.
+std::pair<Value, Value> scalesOf(OpBuilder &b, Location loc, Value grouped,
+                                 ArrayRef<int64_t> dims,
+                                 QuantFormatAttrInterface format) {
+  auto c = [&](OpBuilder &nb, Location l, double v) {
+    return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v)).getResult();
+  };
+  auto orOne = [&](OpBuilder &nb, Location l, Value s) {
+    Value zero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, s,
+                                       c(nb, l, 0.0));
+    return arith::SelectOp::create(nb, l, zero, c(nb, l, 1.0), s).getResult();
+  };
+  auto intFormat = dyn_cast<IntFormatAttr>(format);
+  if (!intFormat || !intFormat.getZeroPoint()) {
+    double largest = intFormat
+                         ? double(intFormat.getQMax())
+                         : cast<FloatFormatAttr>(format).getMaxRepresentable();
+    Value absmax = reduce(b, loc, grouped, dims, Reduction::AbsMax);
+    return {map(b, loc, absmax,
+                [&](OpBuilder &nb, Location l, ValueRange a) {
+                  return orOne(
+                      nb, l,
+                      arith::DivFOp::create(nb, l, a[0], c(nb, l, largest)));
+                }),
+            Value()};
+  }
+  double qmax = double(intFormat.getQMax());
+  Value lo = reduce(b, loc, grouped, dims, Reduction::Min);
+  Value hi = reduce(b, loc, grouped, dims, Reduction::Max);
+  Value scale =
+      map(b, loc, {lo, hi}, [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value l0 = arith::MinimumFOp::create(nb, l, a[0], c(nb, l, 0.0));
+        Value h0 = arith::MaximumFOp::create(nb, l, a[1], c(nb, l, 0.0));
+        return orOne(nb, l,
+                     arith::DivFOp::create(nb, l,
+                                           arith::SubFOp::create(nb, l, h0, l0),
+                                           c(nb, l, qmax)));
+      });
+  Value zp =
+      map(b, loc, {lo, scale}, [&](OpBuilder &nb, Location l, ValueRange a) {
+        Value l0 = arith::MinimumFOp::create(nb, l, a[0], c(nb, l, 0.0));
+        Value z = math::RoundEvenOp::create(
+            nb, l,
+            arith::DivFOp::create(nb, l, arith::NegFOp::create(nb, l, l0),
+                                  a[1]));
+        z = arith::MaximumFOp::create(nb, l, z, c(nb, l, 0.0));
+        return arith::MinimumFOp::create(nb, l, z, c(nb, l, qmax)).getResult();
+      });
+  return {scale, zp};
+}
+
+struct QOptInsertFakeQuantPass
+    : mlir::qopt::impl::QOptInsertFakeQuantPassBase<QOptInsertFakeQuantPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = &getContext();
+    auto fail = [&](const Twine &message) {
+      emitError(module.getLoc()) << "qopt-insert-fake-quant: " << message;
+      signalPassFailure();
+    };
+    FakeQuantSpec w, a;
+    if (weights.empty() && activations.empty())
+      return fail("nothing to insert: give 'weights' and/or 'activations'");
+    if (!weights.empty())
+      if (std::optional<std::string> why = parseSpec(weights, false, w))
+        return fail("weights '" + weights + "': " + *why);
+    if (!activations.empty())
+      if (std::optional<std::string> why = parseSpec(activations, true, a))
+        return fail("activations '" + activations + "': " + *why);
+
+    std::vector<std::string> targets(targetModules.begin(),
+                                     targetModules.end());
+    if (targets.empty())
+      targets = {"all-linear"};
+    std::vector<LinearLayer> layers = collectLinearLayers(module);
+    llvm::Expected<LoraTargets> selected = LoraTargets::create(
+        selectionFromOptions(targets,
+                             std::vector<std::string>(excludeModules.begin(),
+                                                      excludeModules.end()),
+                             {}, {}),
+        layers);
+    if (!selected)
+      return fail(llvm::toString(selected.takeError()));
+    int64_t count = 0;
+    for (const LinearLayer &layer : layers) {
+      auto linear = dyn_cast<LinearOp>(layer.op);
+      if (!linear || layer.name.empty() || !selected->matches(layer.name))
+        continue;
+      OpBuilder b(linear);
+      Location loc = linear.getLoc();
+      if (!weights.empty()) {
+        auto type = dyn_cast<RankedTensorType>(linear.getWeight().getType());
+        if (!type)
+          return fail("the weight of '" + layer.name +
+                      "' is quantized already");
+        if (!type.hasStaticShape())
+          return fail("the weight of '" + layer.name + "' has a dynamic shape");
+        int64_t n = type.getDimSize(0), k = type.getDimSize(1);
+        QuantFormatAttrInterface format = formatOf(ctx, w.quant);
+        Value x = linear.getWeight(), grouped = x;
+        GranularityAttrInterface granularity;
+        SmallVector<int64_t> dims;
+        if (w.quant.group) {
+          int64_t g = w.quant.group;
+          if (k % g)
+            return fail("the weight of '" + layer.name + "' has " + Twine(k) +
+                        " input features, not a multiple of the "
+                        "group size " +
+                        Twine(g));
+          grouped = tensor::ExpandShapeOp::create(
+              b, loc,
+              RankedTensorType::get({n, k / g, g}, type.getElementType()), x,
+              SmallVector<ReassociationIndices>{{0}, {1, 2}});
+          dims = {2};
+          granularity = PerGroupAttr::get(ctx, 1, g);
+        } else if (w.quant.perChannel) {
+          dims = {1};
+          granularity = PerChannelAttr::get(ctx, 0);
+        } else {
+          dims = {0, 1};
+          granularity = PerTensorAttr::get(ctx);
+        }
+        auto [scale, zp] = scalesOf(b, loc, grouped, dims, format);
+        auto fq = FakeQuantOp::create(b, loc, type, x, scale, zp, format,
+                                      granularity);
+        std::string spec = weights;
+        fq->setAttr(kQATSpec, b.getStringAttr(spec));
+        linear.getWeightMutable().assign(fq.getResult());
+      }
+      if (!activations.empty()) {
+        Value x = linear.getInput();
+        auto type = cast<RankedTensorType>(x.getType());
+        int64_t rank = type.getRank();
+        QuantFormatAttrInterface format = formatOf(ctx, a.quant);
+        SmallVector<int64_t> dims;
+        GranularityAttrInterface granularity;
+        if (a.perToken) {
+          dims = {rank - 1};
+          granularity = PerTokenAttr::get(ctx);
+        } else {
+          for (int64_t d = 0; d < rank; ++d)
+            dims.push_back(d);
+          granularity = PerTensorAttr::get(ctx);
+        }
+        auto [scale, zp] = scalesOf(b, loc, x, dims, format);
+        auto fq = FakeQuantOp::create(b, loc, type, x, scale, zp, format,
+                                      granularity);
+        linear.getInputMutable().assign(fq.getResult());
+      }
+      ++count;
+    }
+    if (count == 0)
+      return fail("no linear layer matches the selection");
+  }
+};
+
+struct QOptConvertQATPass
+    : mlir::qopt::impl::QOptConvertQATPassBase<QOptConvertQATPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    SymbolTable symbols(module);
+    WeightReader reader(modelDir);
+    SmallVector<Operation *> maybeDead;
+    llvm::StringSet<> before = paramNames(module);
+    SmallVector<FakeQuantOp> marked;
+    module.walk([&](FakeQuantOp op) {
+      if (op->hasAttr(kQATSpec))
+        marked.push_back(op);
+    });
+    for (FakeQuantOp fq : marked) {
+      auto spec = fq->getAttrOfType<StringAttr>(kQATSpec);
+      FakeQuantSpec parsed;
+      if (parseSpec(spec.getValue(), false, parsed)) {
+        fq.emitError() << "qopt-convert-qat: '" << kQATSpec << "' is not a "
+                       << "weight fake-quant spec: " << spec;
+        return signalPassFailure();
+      }
+      SmallVector<LinearOp> users;
+      for (Operation *user : fq->getUsers())
+        if (auto linear = dyn_cast<LinearOp>(user);
+            linear && linear.getWeight() == fq.getResult())
+          users.push_back(linear);
+      if (users.empty() || !fq->hasOneUse()) {
+        fq.emitError() << "qopt-convert-qat: a weight fake-quant that is not "
+                          "one linear layer's weight";
+        return signalPassFailure();
+      }
+      LinearOp linear = users.front();
+      std::string why;
+      FailureOr<dense::Matrix> w =
+          reader.evaluate(fq.getInput(), symbols, linear, why, &maybeDead);
+      if (failed(w)) {
+        if (!why.empty())
+          linear.emitError() << "qopt-convert-qat: the weight of "
+                             << linear.getModuleAttr() << " " << why
+                             << ": only weights known at compile time are "
+                                "packed";
+        return signalPassFailure();
+      }
+      StringAttr module = linear.getModuleAttr();
+      Value packed = createQuantizedWeight(
+          symbols, linear,
+          module ? module.str() + ".weight" : std::string("qat.weight"),
+          quantizeMatrix(&getContext(), parsed.quant, *w));
+      if (!packed)
+        return signalPassFailure();
+      linear.getWeightMutable().assign(packed);
+      maybeDead.push_back(fq);
+    }
+    eraseDeadOps(maybeDead, symbols);
+    restoreParamNames(module, before, symbols);
+  }
+};
+
+} // namespace
