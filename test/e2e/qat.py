@@ -8,6 +8,11 @@
   deployed rounding exactly;
 - convert: the converted model (packed weights) gives the fake-quantized
   model's logits bit for bit, and its weights file holds packed codes;
+- LSQ (`qopt-insert-lsq`): one trainable step per output channel,
+  initialised 2·mean|w|/sqrt(Qp); the forward equals numpy's rounding on
+  those steps, the converted model is identical;
+- PEQA: the `--quantize` layout with trainable scales, identical logits,
+  and the scales change the output;
 - activations: one linear layer with int8 per-token input fake-quant and
   int4 grouped asymmetric weight fake-quant, lowered and run, against numpy.
 
@@ -73,6 +78,64 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"{'ok' if ok else 'FAIL'} {weights}: fake-quant vs reference {vs_ref:.1e}, "
               f"converted {'identical' if same else 'DIFFERENT'}, weights {size[0]} bytes "
               f"(fake-quant model {size[1]})")
+        failures += not ok
+
+    # LSQ: trainable steps initialised 2·mean|w|/sqrt(Qp) per output channel
+    # (int4: Qp = 7); the forward rounds on them; convert packs on them.
+    prepare = "qopt-insert-lsq{weights=int4}"
+    libs = {k: os.path.join(tmp, f"lsq-{k}.so") for k in ("lsq", "conv", "ref")}
+    want_steps, floats = {}, {}
+    for n in linear:
+        w = base[n]
+        step = (2 * np.abs(w).mean(axis=1, dtype=np.float64) / np.sqrt(7)).astype(np.float32)
+        want_steps[n[:-len(".weight")] + ".weight_step"] = step
+        floats[n] = (np.clip(np.rint(w / step[:, None]), -8, 7) * step[:, None]).astype(np.float32)
+    write_f32_safetensors(os.path.join(tmp, "lsq-reference.safetensors"), floats)
+    results = [qoptc("--graph-passes", prepare, "-o", libs["lsq"]),
+               qoptc("--graph-passes", prepare + ",qopt-convert-qat", "-o", libs["conv"]),
+               qoptc("--weights", os.path.join(tmp, "lsq-reference.safetensors"), "-o", libs["ref"])]
+    if any(rc for rc, _ in results):
+        print(f"FAIL lsq: {[e for rc, e in results if rc][0][-400:]}")
+        failures += 1
+    else:
+        model = qopt.load(libs["lsq"])
+        steps = {p.name[len("m."):]: p for p in model.parameters if p.name.endswith(".weight_step")}
+        roles = {p.role for p in steps.values()}
+        worst_step = max(np.max(np.abs(model.get_parameter("m." + k) - v) / np.abs(v))
+                         if k in steps else np.inf for k, v in want_steps.items())
+        lsq, conv, ref = logits(libs["lsq"]), logits(libs["conv"]), logits(libs["ref"])
+        vs_ref = max(rel_error(a, b) for a, b in zip(lsq, ref))
+        same = all(np.array_equal(a, b) for a, b in zip(lsq, conv))
+        ok = (len(steps) == len(linear) and roles == {"trainable"} and worst_step <= 1e-6
+              and vs_ref <= 2e-6 and same)
+        print(f"{'ok' if ok else 'FAIL'} lsq int4: {len(steps)} trainable steps ({roles}), init "
+              f"within {worst_step:.1e} of 2·mean|w|/sqrt(7), forward vs reference {vs_ref:.1e}, "
+              f"converted {'identical' if same else 'DIFFERENT'}")
+        failures += not ok
+
+    # PEQA: the --quantize layout with trainable scales: the same logits, and
+    # the scales are parameters the runtime can change.
+    lib, qlib = os.path.join(tmp, "peqa.so"), os.path.join(tmp, "quantized.so")
+    results = [qoptc("--graph-passes", "qopt-insert-lsq{weights=int4:group=16,asym peqa=true}",
+                     "-o", lib), qoptc("--quantize", "int4:group=16,asym", "-o", qlib)]
+    if any(rc for rc, _ in results):
+        print(f"FAIL peqa: {[e for rc, e in results if rc][0][-400:]}")
+        failures += 1
+    else:
+        model = qopt.load(lib)
+        scales = [p for p in model.parameters if p.name.endswith(".weight.scales")]
+        same = all(np.array_equal(a, b) for a, b in zip(logits(lib), logits(qlib)))
+        # (q_proj could be a no-op on a one-token case: softmax of one score.)
+        name = next((p.name for p in scales if "down_proj" in p.name), "")
+        before = model.run(**feeds[cases[0]])[0].copy()
+        if name:
+            model.set_parameter(name, model.get_parameter(name) * np.float32(1.5))
+        moved = rel_error(model.run(**feeds[cases[0]])[0], before)
+        ok = (len(scales) == len(linear) and {p.role for p in scales} == {"trainable"}
+              and same and moved > 1e-3)
+        print(f"{'ok' if ok else 'FAIL'} peqa int4 groups: {len(scales)} trainable scales, "
+              f"{'identical to' if same else 'DIFFERENT from'} --quantize, scaling one moves "
+              f"the logits {moved:.1e}")
         failures += not ok
 
     # Activations: int8 per token (symmetric) on x, int4 groups of 8 asym on W.

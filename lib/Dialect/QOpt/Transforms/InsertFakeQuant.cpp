@@ -25,6 +25,7 @@
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTINSERTFAKEQUANTPASS
 #define GEN_PASS_DEF_QOPTCONVERTQATPASS
+#define GEN_PASS_DEF_QOPTINSERTLSQPASS
 #include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
@@ -327,6 +328,158 @@ struct QOptInsertFakeQuantPass
   }
 };
 
+/// Replaces `q`'s codes by those of `w` on the given steps (and float
+/// offsets): clamp(round(w / s) + zp), as qopt.lsq's forward rounds.
+void requantizeWithSteps(QuantizedWeight &q, const dense::Matrix &w,
+                         ArrayRef<float> steps, ArrayRef<float> offsets,
+                         const QuantizeSpec &spec) {
+  unsigned bits = 0;
+  (void)StringRef(spec.format).drop_front(3).getAsInteger(10, bits);
+  int64_t qmin = ::qopt::intFormatMin(bits, !spec.asym);
+  int64_t qmax = ::qopt::intFormatMax(bits, !spec.asym);
+  int64_t size = spec.group ? std::min<int64_t>(spec.group, w.cols) : w.cols;
+  int64_t groups = llvm::divideCeil(w.cols, size);
+  for (int64_t r = 0; r < w.rows; ++r)
+    for (int64_t c = 0; c < w.cols; ++c) {
+      int64_t g = r * groups + c / size;
+      float zp = offsets.empty() ? 0.0f : offsets[g];
+      float v = std::nearbyint(w.at(r, c) / steps[g]) + zp;
+      int64_t code = std::clamp<int64_t>(int64_t(v), qmin, qmax);
+      q.codes[r * w.cols + c] = uint8_t(code & ((1 << bits) - 1));
+    }
+  q.scales.assign(steps.begin(), steps.end());
+  for (size_t i = 0; i < offsets.size(); ++i)
+    q.zeroPoints[i] = uint8_t(int64_t(offsets[i]));
+}
+
+struct QOptInsertLSQPass
+    : mlir::qopt::impl::QOptInsertLSQPassBase<QOptInsertLSQPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    MLIRContext *ctx = &getContext();
+    auto fail = [&](const Twine &message) {
+      emitError(module.getLoc()) << "qopt-insert-lsq: " << message;
+      signalPassFailure();
+    };
+    FakeQuantSpec w;
+    if (std::optional<std::string> why = parseSpec(weights, false, w))
+      return fail("weights '" + weights + "': " + *why);
+    if (!StringRef(w.quant.format).starts_with("int"))
+      return fail("weights '" + weights +
+                  "': learned steps are for integer formats");
+    std::vector<std::string> targets(targetModules.begin(),
+                                     targetModules.end());
+    if (targets.empty())
+      targets = {"all-linear"};
+    std::vector<LinearLayer> layers = collectLinearLayers(module);
+    llvm::Expected<LoraTargets> selected = LoraTargets::create(
+        selectionFromOptions(targets,
+                             std::vector<std::string>(excludeModules.begin(),
+                                                      excludeModules.end()),
+                             {}, {}),
+        layers);
+    if (!selected)
+      return fail(llvm::toString(selected.takeError()));
+    SymbolTable symbols(module);
+    WeightReader reader(modelDir);
+    SmallVector<Operation *> maybeDead;
+    llvm::StringSet<> before = paramNames(module);
+    unsigned bits = 0;
+    (void)StringRef(w.quant.format).drop_front(3).getAsInteger(10, bits);
+    double qp = double(::qopt::intFormatMax(bits, !w.quant.asym));
+    int64_t count = 0;
+    for (const LinearLayer &layer : layers) {
+      auto linear = dyn_cast<LinearOp>(layer.op);
+      if (!linear || layer.name.empty() || !selected->matches(layer.name))
+        continue;
+      Value weight = linear.getWeight();
+      if (isa<QTensorType>(weight.getType()))
+        return fail("the weight of '" + layer.name + "' is quantized already");
+      std::string why;
+      FailureOr<dense::Matrix> m =
+          reader.evaluate(weight, symbols, linear, why);
+      if (failed(m)) {
+        if (why.empty())
+          return signalPassFailure();
+        if (targetModules.empty())
+          continue; // the default selection skips weights given at run time
+        return fail("the weight of '" + layer.name + "' " + why +
+                    ": the steps are initialised from its values");
+      }
+      int64_t size = w.quant.group ? w.quant.group : m->cols;
+      if (m->cols % size)
+        return fail("the weight of '" + layer.name + "' has " + Twine(m->cols) +
+                    " input features, not a multiple of the group size " +
+                    Twine(size));
+      QuantizedWeight q = quantizeMatrix(ctx, w.quant, *m);
+      OpBuilder b(linear);
+      Location loc = linear.getLoc();
+      if (peqa) {
+        // PEQA: the weight frozen as codes, only the scales trained.
+        q.trainableScales = true;
+        Value packed =
+            createQuantizedWeight(symbols, linear, layer.name + ".weight", q);
+        if (!packed)
+          return signalPassFailure();
+        if (Operation *old = weight.getDefiningOp())
+          maybeDead.push_back(old);
+        linear.getWeightMutable().assign(packed);
+        ++count;
+        continue;
+      }
+      // LSQ: s = 2·mean|w| / √Qp per scale; LSQ+ (asym) starts from the
+      // min–max scale and zero point --quantize computes.
+      int64_t groups = m->cols / size;
+      std::vector<float> steps = q.scales, offsets;
+      if (!w.quant.asym)
+        for (int64_t r = 0; r < m->rows; ++r)
+          for (int64_t g = 0; g < groups; ++g) {
+            double sum = 0;
+            for (int64_t c = g * size; c < (g + 1) * size; ++c)
+              sum += std::fabs(m->at(r, c));
+            double s = 2.0 * (sum / double(size)) / std::sqrt(qp);
+            steps[r * groups + g] = s > 0 ? float(s) : 1.0f;
+          }
+      else
+        for (uint8_t z : q.zeroPoints)
+          offsets.push_back(float(z));
+      auto scaleType = RankedTensorType::get(q.scaleShape, b.getF32Type());
+      auto load = [&](ParamOp p) -> Value {
+        return p ? LoadParamOp::create(b, loc, scaleType, p.getSymName())
+                       .getResult()
+                 : Value();
+      };
+      Value step = load(createFloatParam(
+          symbols, loc, layer.name + ".weight_step", scaleType, steps, true));
+      Value offset;
+      if (w.quant.asym)
+        offset =
+            load(createFloatParam(symbols, loc, layer.name + ".weight_offset",
+                                  scaleType, offsets, true));
+      if (!step || (w.quant.asym && !offset))
+        return signalPassFailure();
+      GranularityAttrInterface granularity =
+          w.quant.group ? GranularityAttrInterface(
+                              PerGroupAttr::get(ctx, 1, w.quant.group))
+                        : GranularityAttrInterface(PerChannelAttr::get(ctx, 0));
+      auto lsq =
+          LSQOp::create(b, loc, weight.getType(), weight, step, offset,
+                        formatOf(ctx, w.quant), granularity,
+                        b.getF64FloatAttr(1.0 / std::sqrt(double(size) * qp)));
+      lsq->setAttr(kQATSpec, b.getStringAttr(weights));
+      linear.getWeightMutable().assign(lsq.getResult());
+      ++count;
+    }
+    if (count == 0)
+      return fail("no linear layer with a weight known at compile time "
+                  "matches the selection");
+    eraseDeadOps(maybeDead, symbols);
+    restoreParamNames(module, before, symbols);
+  }
+};
+
 struct QOptConvertQATPass
     : mlir::qopt::impl::QOptConvertQATPassBase<QOptConvertQATPass> {
   using Base::Base;
@@ -337,46 +490,83 @@ struct QOptConvertQATPass
     WeightReader reader(modelDir);
     SmallVector<Operation *> maybeDead;
     llvm::StringSet<> before = paramNames(module);
-    SmallVector<FakeQuantOp> marked;
-    module.walk([&](FakeQuantOp op) {
-      if (op->hasAttr(kQATSpec))
+    SmallVector<Operation *> marked;
+    module.walk([&](Operation *op) {
+      if (isa<FakeQuantOp, LSQOp>(op) && op->hasAttr(kQATSpec))
         marked.push_back(op);
     });
-    for (FakeQuantOp fq : marked) {
+    for (Operation *fq : marked) {
       auto spec = fq->getAttrOfType<StringAttr>(kQATSpec);
       FakeQuantSpec parsed;
       if (parseSpec(spec.getValue(), false, parsed)) {
-        fq.emitError() << "qopt-convert-qat: '" << kQATSpec << "' is not a "
-                       << "weight fake-quant spec: " << spec;
+        fq->emitError() << "qopt-convert-qat: '" << kQATSpec << "' is not a "
+                        << "weight fake-quant spec: " << spec;
         return signalPassFailure();
       }
       SmallVector<LinearOp> users;
       for (Operation *user : fq->getUsers())
         if (auto linear = dyn_cast<LinearOp>(user);
-            linear && linear.getWeight() == fq.getResult())
+            linear && linear.getWeight() == fq->getResult(0))
           users.push_back(linear);
       if (users.empty() || !fq->hasOneUse()) {
-        fq.emitError() << "qopt-convert-qat: a weight fake-quant that is not "
-                          "one linear layer's weight";
+        fq->emitError() << "qopt-convert-qat: a weight fake-quant that is "
+                           "not one linear layer's weight";
         return signalPassFailure();
       }
       LinearOp linear = users.front();
+      auto notKnown = [&](StringRef what, StringRef why) {
+        if (!why.empty())
+          linear.emitError() << "qopt-convert-qat: the " << what << " of "
+                             << linear.getModuleAttr() << " " << why
+                             << ": only values known at compile time are "
+                                "packed";
+        signalPassFailure();
+      };
       std::string why;
       FailureOr<dense::Matrix> w =
-          reader.evaluate(fq.getInput(), symbols, linear, why, &maybeDead);
-      if (failed(w)) {
-        if (!why.empty())
-          linear.emitError() << "qopt-convert-qat: the weight of "
-                             << linear.getModuleAttr() << " " << why
-                             << ": only weights known at compile time are "
-                                "packed";
-        return signalPassFailure();
+          reader.evaluate(fq->getOperand(0), symbols, linear, why, &maybeDead);
+      if (failed(w))
+        return notKnown("weight", why);
+      QuantizedWeight q = quantizeMatrix(&getContext(), parsed.quant, *w);
+      if (auto lsq = dyn_cast<LSQOp>(fq)) {
+        // The learned steps (and offsets): the codes the forward rounds to.
+        FailureOr<dense::Matrix> s =
+            reader.evaluate(lsq.getScale(), symbols, linear, why, &maybeDead);
+        if (failed(s))
+          return notKnown("step size", why);
+        std::vector<float> zp;
+        if (Value z = lsq.getZeroPoint()) {
+          FailureOr<dense::Matrix> m =
+              reader.evaluate(z, symbols, linear, why, &maybeDead);
+          if (failed(m))
+            return notKnown("offset", why);
+          zp = std::move(m->data);
+        }
+        if (s->data.size() != q.scales.size() ||
+            (!zp.empty() && zp.size() != q.scales.size())) {
+          lsq.emitError() << "qopt-convert-qat: the step sizes do not fit "
+                          << spec;
+          return signalPassFailure();
+        }
+        // LSQ+ trains its offsets in float; packed zero points are codes.
+        int64_t qmax = q.format.hasZeroPoint()
+                           ? (int64_t(1) << q.format.getStorageBits()) - 1
+                           : 0;
+        if (llvm::any_of(zp, [&](float z) {
+              return z != std::nearbyint(z) || z < 0 || z > float(qmax);
+            })) {
+          lsq.emitError() << "qopt-convert-qat: the learned offsets of "
+                          << linear.getModuleAttr()
+                          << " are not integer codes in [0, " << qmax
+                          << "]: they cannot be packed as zero points";
+          return signalPassFailure();
+        }
+        requantizeWithSteps(q, *w, s->data, zp, parsed.quant);
       }
       StringAttr module = linear.getModuleAttr();
       Value packed = createQuantizedWeight(
           symbols, linear,
-          module ? module.str() + ".weight" : std::string("qat.weight"),
-          quantizeMatrix(&getContext(), parsed.quant, *w));
+          module ? module.str() + ".weight" : std::string("qat.weight"), q);
       if (!packed)
         return signalPassFailure();
       linear.getWeightMutable().assign(packed);

@@ -403,7 +403,7 @@ Value mlir::qopt::createQuantizedWeight(SymbolTable &symbols, Operation *user,
   } else {
     scales = load(createFloatParam(symbols, loc, scaleName,
                                    RankedTensorType::get(w.scaleShape, f32),
-                                   w.scales));
+                                   w.scales, w.trainableScales));
   }
   Value zeroPoints;
   if (w.format.hasZeroPoint())

@@ -457,14 +457,58 @@ def QOptInsertFakeQuantPass
                            "::mlir::tensor::TensorDialect"];
 }
 
+def QOptInsertLSQPass : Pass<"qopt-insert-lsq", "::mlir::ModuleOp"> {
+  let summary = "Learned step-size quantizers on the selected weights (LSQ, "
+                "LSQ+), or PEQA's trainable scales";
+  let description = [{
+    Each selected `qopt.linear`'s weight (known at compile time) passes
+    through `qopt.lsq` with a new trainable step-size parameter
+    `<module>.weight_step`, one per output channel or per `group` input
+    features, initialised as LSQ does: s = 2·mean|w| / √Qp over the
+    elements it covers (Qp the format's largest code); its gradient scale
+    is 1 / √(N·Qp), N those elements. With `asym` (LSQ+) the step and a
+    trainable offset `<module>.weight_offset` start from the min–max scale
+    and zero point `qopt-quantize-weights` computes. The op carries the
+    spec in `qopt.qat_spec`: `qopt-convert-qat` packs the weight on the
+    learned steps (codes clamp(round(w / s) + zp)), bit for bit the LSQ
+    forward.
+
+    With `peqa` (PEQA) the weight is instead quantized at compile time as
+    `qopt-quantize-weights` would (codes and zero points frozen) and only
+    its f32 scales, `<module>.weight.scales`, are a trainable parameter:
+    the deployed layout, fine-tuned by its scales alone.
+
+    `weights`: `intK[:group=N | per-channel][,sym | asym]`. Quantized
+    weights, weights not known at compile time, groups that do not divide
+    the input features, other formats and an empty selection are errors.
+  }];
+  let options = [
+    Option<"weights", "weights", "std::string", "\"int4\"",
+           "Integer weight spec (int4, int4:group=128, int3:group=64,asym …)">,
+    Option<"peqa", "peqa", "bool", "false",
+           "PEQA: freeze the quantized weight's codes, train its scales">,
+    ListOption<"targetModules", "target-modules", "std::string",
+               "Layers to quantize, as PEFT's target_modules (default: "
+               "all-linear, the output head excluded)">,
+    ListOption<"excludeModules", "exclude-modules", "std::string",
+               "Layers to leave in float">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def QOptConvertQATPass : Pass<"qopt-convert-qat", "::mlir::ModuleOp"> {
   let summary = "Packs fake-quantized weights into their deployed format "
                 "(QAT's convert)";
   let description = [{
-    Every weight fake-quant `qopt-insert-fake-quant` made (marked
-    `qopt.qat_spec`) whose weight is known at compile time (a parameter's
-    data: the trained values) is replaced by the packed quantized weight of
-    the same spec, as `qopt-quantize-weights` stores it. Its dequantized
+    Every weight fake-quant `qopt-insert-fake-quant` made, and every
+    `qopt.lsq` of `qopt-insert-lsq` (marked `qopt.qat_spec`), whose weight
+    (and learned steps) are known at compile time (parameters' data: the
+    trained values) is replaced by the packed quantized weight of the same
+    spec: as `qopt-quantize-weights` stores it, or on the learned steps and
+    offsets. Its dequantized
     values are bit for bit what the fake-quant forward computes, so the
     converted model gives the QAT model's outputs. Activation fake-quants
     stay (the model keeps simulating them). A marked fake-quant that is not

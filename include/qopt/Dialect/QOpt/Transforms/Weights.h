@@ -146,6 +146,8 @@ struct QuantizedWeight {
   /// a nested per-tensor quantized tensor.
   bool e4m3Scales = false;
   float globalScale = 1.0f;
+  /// PEQA: the (f32) scales are a trainable parameter.
+  bool trainableScales = false;
   /// The scales' parameter suffix (bitsandbytes says "absmax").
   std::string scaleSuffix = ".scales";
 };
