@@ -4,6 +4,7 @@
 
 #include "qopt/Conversion/QOptToLinalg/QTensorConversion.h"
 #include "qopt/Conversion/Utils/LinalgBuilders.h"
+#include "qopt/Dialect/QOpt/Transforms/QuantScales.h"
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -227,6 +228,8 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
 
 FailureOr<AffineMap> scaleMap(OpBuilder &b, GranularityAttrInterface g,
                               RankedTensorType type);
+Value snapToGrid(OpBuilder &b, Location loc, Value v,
+                 QuantFormatAttrInterface format, Value zp);
 
 /// Stops the run unless the scales (or zero points) `s` have the sizes
 /// granularity `g` gives a quantized tensor of `sizes`, where the types
@@ -530,6 +533,333 @@ LogicalResult replaceWithCast(PatternRewriter &rewriter, Operation *op,
   rewriter.replaceOp(op, y);
   return success();
 }
+
+/// Why `qopt.quantize` of a tensor of `input` type into `type` cannot be
+/// lowered, or an empty string when it can.
+std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
+  QuantFormatAttrInterface format = type.getFormat();
+  if (!type.getScaleType().isF32()) {
+    std::string name;
+    llvm::raw_string_ostream os(name);
+    os << type.getScaleType();
+    return "scales of type " + name +
+           " are computed at compile time only (qopt-quantize-weights); "
+           "at run time they are f32";
+  }
+  if (auto i = dyn_cast<IntFormatAttr>(format)) {
+    if (i.getZeroPoint() && i.getIsSigned())
+      return "signed codes with zero points are not quantized at run time "
+             "(use unsigned ones)";
+  } else if (auto f = dyn_cast<FloatFormatAttr>(format)) {
+    if (!isa<Float8E4M3FNType, Float8E5M2Type, Float4E2M1FNType>(f.getType()))
+      return "float codes other than f8E4M3FN, f8E5M2 and f4E2M1FN are not "
+             "quantized at run time";
+  } else if (!isa<NF4FormatAttr>(format)) {
+    return "bitsandbytes' FP4 and 8-bit dynamic codes are quantized at "
+           "compile time only (qopt-quantize-weights)";
+  }
+  GranularityAttrInterface g = type.getGranularity();
+  if (auto grp = dyn_cast<PerGroupAttr>(g)) {
+    int64_t n = input.getDimSize(grp.getAxis());
+    if (ShapedType::isDynamic(n) || n % grp.getSize())
+      return "per_group scales at run time need a static dimension that is "
+             "a multiple of the group size";
+  }
+  if (auto blk = dyn_cast<PerBlockAttr>(g))
+    if (!input.hasStaticShape() || input.getNumElements() % blk.getSize())
+      return "per_block scales at run time need a static shape whose size "
+             "is a multiple of the block";
+  if (format.getStorageBits() < 8 && input.getRank() > 0 &&
+      ShapedType::isDynamic(input.getShape().back()))
+    return "a dynamic innermost dimension of packed " +
+           std::to_string(format.getStorageBits()) +
+           "-bit codes has no known size";
+  return "";
+}
+
+/// `qopt.quantize` at run time: scales (and zero points) reduced from the
+/// input per the granularity with the compile-time quantizers' formulas,
+/// codes rounded as `qopt.fake_quant` rounds (integers and floats to
+/// nearest even, NF4 to the nearest code, ties low), packed per row, and
+/// the parts assembled.
+struct LowerQuantize : OpRewritePattern<QuantizeOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(QuantizeOp op,
+                                PatternRewriter &b) const override {
+    Location loc = op.getLoc();
+    Value x = op.getInput();
+    auto input = cast<RankedTensorType>(x.getType());
+    QTensorType type = op.getType();
+    if (!whyNotQuantized(input, type).empty())
+      return b.notifyMatchFailure(op, "not quantized at run time");
+    QuantFormatAttrInterface format = type.getFormat();
+    GranularityAttrInterface g = type.getGranularity();
+    int64_t rank = input.getRank();
+    auto intFormat = dyn_cast<IntFormatAttr>(format);
+    auto floatFormat = dyn_cast<FloatFormatAttr>(format);
+    unsigned bits = format.getStorageBits();
+
+    // The scales: a reduction over the elements each one covers.
+    Value grouped = x;
+    SmallVector<int64_t> dims;
+    if (isa<PerTensorAttr>(g)) {
+      for (int64_t d = 0; d < rank; ++d)
+        dims.push_back(d);
+    } else if (auto c = dyn_cast<PerChannelAttr>(g)) {
+      for (int64_t d = 0; d < rank; ++d)
+        if (d != c.getAxis())
+          dims.push_back(d);
+    } else if (isa<PerTokenAttr>(g)) {
+      dims.push_back(rank - 1);
+    } else if (auto grp = dyn_cast<PerGroupAttr>(g)) {
+      int64_t a = grp.getAxis(), size = grp.getSize();
+      SmallVector<int64_t> shape;
+      SmallVector<ReassociationIndices> groups;
+      SmallVector<OpFoldResult> outSizes;
+      for (auto [d, sz] : llvm::enumerate(tensor::getMixedSizes(b, loc, x))) {
+        int64_t dim = input.getDimSize(d);
+        if (int64_t(d) == a) {
+          groups.push_back({int64_t(shape.size()), int64_t(shape.size()) + 1});
+          shape.append({dim / size, size});
+          outSizes.append({b.getIndexAttr(dim / size), b.getIndexAttr(size)});
+        } else {
+          groups.push_back({int64_t(shape.size())});
+          shape.push_back(dim);
+          outSizes.push_back(sz);
+        }
+      }
+      grouped = tensor::ExpandShapeOp::create(
+          b, loc, RankedTensorType::get(shape, input.getElementType()), x,
+          groups, outSizes);
+      dims.push_back(a + 1);
+    } else if (auto blk = dyn_cast<PerBlockAttr>(g)) {
+      int64_t n = input.getNumElements(), size = blk.getSize();
+      ReassociationIndices all;
+      for (int64_t d = 0; d < rank; ++d)
+        all.push_back(d);
+      Value flat = tensor::CollapseShapeOp::create(
+          b, loc, RankedTensorType::get({n}, input.getElementType()), x,
+          SmallVector<ReassociationIndices>{all});
+      grouped = tensor::ExpandShapeOp::create(
+          b, loc,
+          RankedTensorType::get({n / size, size}, input.getElementType()), flat,
+          SmallVector<ReassociationIndices>{{0, 1}});
+      dims.push_back(1);
+    } else {
+      return b.notifyMatchFailure(op, "unknown granularity");
+    }
+    bool hasZP = intFormat && intFormat.getZeroPoint();
+    double largest = intFormat     ? double(intFormat.getQMax())
+                     : floatFormat ? floatFormat.getMaxRepresentable()
+                                   : 1.0; // NF4: absmax
+    auto [scales, zp] =
+        createQuantScales(b, loc, grouped, dims, largest, hasZP);
+
+    // The codes, one byte each.
+    FailureOr<AffineMap> smap = scaleMap(b, g, input);
+    if (failed(smap))
+      return b.notifyMatchFailure(op, "no scale map");
+    SmallVector<Value> inputs = {x, scales};
+    SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank), *smap};
+    if (zp) {
+      inputs.push_back(zp);
+      maps.push_back(*smap);
+    }
+    maps.push_back(b.getMultiDimIdentityMap(rank));
+    Type i8 = b.getI8Type(), i32 = b.getI32Type();
+    Value init =
+        tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x), i8);
+    SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+    SmallVector<float> midpoints;
+    if (isa<NF4FormatAttr>(format)) {
+      ArrayRef<float> table = ::qopt::nf4CodeTable();
+      for (size_t i = 1; i < table.size(); ++i)
+        midpoints.push_back((table[i - 1] + table[i]) / 2);
+    }
+    Value codes =
+        linalg::GenericOp::create(
+            b, loc, init.getType(), inputs, init, maps, par,
+            [&](OpBuilder &nb, Location l, ValueRange a) {
+              auto cf = [&](double v) {
+                return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
+                    .getResult();
+              };
+              auto ci = [&](int64_t v) {
+                return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+                    .getResult();
+              };
+              Value v =
+                  arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
+              Value code;
+              if (intFormat) {
+                Value q = math::RoundEvenOp::create(nb, l, v);
+                if (zp)
+                  q = arith::AddFOp::create(nb, l, q, a[2]);
+                q = arith::MaximumFOp::create(nb, l, q,
+                                              cf(double(intFormat.getQMin())));
+                q = arith::MinimumFOp::create(nb, l, q,
+                                              cf(double(intFormat.getQMax())));
+                code = arith::FPToSIOp::create(nb, l, i32, q);
+              } else if (!midpoints.empty()) {
+                // NF4: the number of midpoints below v (ties low).
+                code = ci(0);
+                for (float m : midpoints) {
+                  Value above = arith::CmpFOp::create(
+                      nb, l, arith::CmpFPredicate::OGT, v, cf(m));
+                  code = arith::AddIOp::create(
+                      nb, l, code, arith::ExtUIOp::create(nb, l, i32, above));
+                }
+              } else {
+                // A small float: the value on its grid, then its bits from
+                // the f32 ones.
+                const llvm::fltSemantics &sem =
+                    cast<FloatType>(floatFormat.getType()).getFloatSemantics();
+                int m = llvm::APFloat::semanticsPrecision(sem) - 1;
+                int minExp = llvm::APFloat::semanticsMinExponent(sem);
+                int bias = 1 - minExp;
+                Value q = snapToGrid(nb, l, v, format, Value());
+                Value f = arith::BitcastOp::create(nb, l, i32, q);
+                // The sign of v itself, as smallFloatEncode takes it (the
+                // rounding may drop a tiny negative value's).
+                Value sign = arith::ShRUIOp::create(
+                    nb, l, arith::BitcastOp::create(nb, l, i32, v), ci(31));
+                Value mag = arith::AndIOp::create(nb, l, f, ci(0x7fffffff));
+                Value e = arith::SubIOp::create(
+                    nb, l, arith::ShRUIOp::create(nb, l, mag, ci(23)), ci(127));
+                Value normal = arith::OrIOp::create(
+                    nb, l,
+                    arith::ShLIOp::create(
+                        nb, l, arith::AddIOp::create(nb, l, e, ci(bias)),
+                        ci(m)),
+                    arith::ShRUIOp::create(
+                        nb, l, arith::AndIOp::create(nb, l, mag, ci(0x7fffff)),
+                        ci(23 - m)));
+                // Subnormal: |q| in units of the smallest subnormal.
+                Value sub = arith::FPToSIOp::create(
+                    nb, l, i32,
+                    arith::MulFOp::create(nb, l, math::AbsFOp::create(nb, l, q),
+                                          cf(std::ldexp(1.0, bias - 1 + m))));
+                Value isNormal = arith::CmpIOp::create(
+                    nb, l, arith::CmpIPredicate::sge, e, ci(minExp));
+                code = arith::SelectOp::create(nb, l, isNormal, normal, sub);
+                code = arith::OrIOp::create(
+                    nb, l, code,
+                    arith::ShLIOp::create(nb, l, sign, ci(int64_t(bits) - 1)));
+              }
+              code = arith::AndIOp::create(nb, l, code, ci((1 << bits) - 1));
+              linalg::YieldOp::create(
+                  nb, l, arith::TruncIOp::create(nb, l, i8, code).getResult());
+            })
+            .getResult(0);
+
+    // Packed per row, little-endian: each byte gathers the codes whose bits
+    // it holds.
+    Value data = codes;
+    if (bits < 8) {
+      RankedTensorType dataType = type.getDataType();
+      SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, x);
+      int64_t n = input.getShape().back();
+      sizes.back() = b.getIndexAttr(dataType.getShape().back());
+      Value out = tensor::EmptyOp::create(b, loc, sizes, i8);
+      int64_t span = (8 + bits - 1) / bits + 1; // codes one byte can touch
+      data =
+          linalg::GenericOp::create(
+              b, loc, out.getType(), ValueRange{}, out,
+              SmallVector<AffineMap>{b.getMultiDimIdentityMap(rank)}, par,
+              [&](OpBuilder &nb, Location l, ValueRange) {
+                auto ci = [&](int64_t v) {
+                  return arith::ConstantOp::create(nb, l,
+                                                   nb.getI32IntegerAttr(v))
+                      .getResult();
+                };
+                auto cx = [&](int64_t v) {
+                  return arith::ConstantIndexOp::create(nb, l, v).getResult();
+                };
+                SmallVector<Value> index;
+                for (int64_t d = 0; d < rank; ++d)
+                  index.push_back(linalg::IndexOp::create(nb, l, d));
+                Value byte = index.back();
+                // The first code with bits in this byte.
+                Value first = arith::DivUIOp::create(
+                    nb, l, arith::MulIOp::create(nb, l, byte, cx(8)), cx(bits));
+                Value word = ci(0);
+                for (int64_t j = 0; j < span; ++j) {
+                  Value i = arith::AddIOp::create(nb, l, first, cx(j));
+                  Value inside = arith::CmpIOp::create(
+                      nb, l, arith::CmpIPredicate::ult, i, cx(n));
+                  // Clamped for the read; masked out when outside.
+                  Value safe = arith::MinUIOp::create(nb, l, i, cx(n - 1));
+                  index.back() = safe;
+                  Value c = arith::ExtUIOp::create(
+                      nb, l, nb.getI32Type(),
+                      tensor::ExtractOp::create(nb, l, codes, index));
+                  c = arith::SelectOp::create(nb, l, inside, c, ci(0));
+                  // Its first bit relative to the byte's: shift left or
+                  // right.
+                  Value rel = arith::SubIOp::create(
+                      nb, l,
+                      arith::IndexCastOp::create(
+                          nb, l, nb.getI32Type(),
+                          arith::MulIOp::create(nb, l, i, cx(bits))),
+                      arith::IndexCastOp::create(
+                          nb, l, nb.getI32Type(),
+                          arith::MulIOp::create(nb, l, byte, cx(8))));
+                  Value left = arith::ShLIOp::create(
+                      nb, l, c, arith::MaxSIOp::create(nb, l, rel, ci(0)));
+                  Value right = arith::ShRUIOp::create(
+                      nb, l, c,
+                      arith::MaxSIOp::create(
+                          nb, l, arith::SubIOp::create(nb, l, ci(0), rel),
+                          ci(0)));
+                  Value negative = arith::CmpIOp::create(
+                      nb, l, arith::CmpIPredicate::slt, rel, ci(0));
+                  Value part =
+                      arith::SelectOp::create(nb, l, negative, right, left);
+                  // Shifts of 32 or more are poison: only bits < 8 matter.
+                  Value far = arith::CmpIOp::create(
+                      nb, l, arith::CmpIPredicate::sge, rel, ci(8));
+                  part = arith::SelectOp::create(nb, l, far, ci(0), part);
+                  word = arith::OrIOp::create(nb, l, word, part);
+                }
+                linalg::YieldOp::create(
+                    nb, l,
+                    arith::TruncIOp::create(nb, l, nb.getI8Type(), word)
+                        .getResult());
+              })
+              .getResult(0);
+    }
+    Value zpBytes;
+    if (zp) { // the zero points as the bytes of their codes
+      auto zpType = type.getZeroPointsType();
+      zpBytes = tensor::EmptyOp::create(b, loc,
+                                        tensor::getMixedSizes(b, loc, zp), i8);
+      int64_t zr = zpType.getRank();
+      SmallVector<utils::IteratorType> zpar(zr, utils::IteratorType::parallel);
+      zpBytes =
+          linalg::GenericOp::create(
+              b, loc, zpBytes.getType(), ValueRange{zp}, zpBytes,
+              SmallVector<AffineMap>(2, b.getMultiDimIdentityMap(zr)), zpar,
+              [&](OpBuilder &nb, Location l, ValueRange a) {
+                Value i = arith::FPToSIOp::create(nb, l, nb.getI32Type(), a[0]);
+                linalg::YieldOp::create(
+                    nb, l,
+                    arith::TruncIOp::create(nb, l, nb.getI8Type(), i)
+                        .getResult());
+              })
+              .getResult(0);
+    }
+    // Types as the qtensor derives them (static sizes where it has them).
+    auto withType = [&](Value v, Type t) -> Value {
+      return v.getType() == t ? v : tensor::CastOp::create(b, loc, t, v);
+    };
+    data = withType(data, type.getDataType());
+    scales = withType(scales, type.getScalesType());
+    if (zpBytes)
+      zpBytes = withType(zpBytes, type.getZeroPointsType());
+    b.replaceOpWithNewOp<AssembleOp>(op, type, data, scales, zpBytes, Value());
+    return success();
+  }
+};
 
 struct LowerDequantize : OpRewritePattern<DequantizeOp> {
   using OpRewritePattern::OpRewritePattern;
@@ -1663,8 +1993,9 @@ std::string whyNotLowered(Operation *op) {
       .Case([&](LoRAOp l) { return weightReason(l.getWeight()); })
       .Case([&](EmbeddingOp e) { return weightReason(e.getWeight()); })
       .Case([&](LoRAEmbeddingOp e) { return weightReason(e.getWeight()); })
-      .Case([](QuantizeOp) {
-        return std::string("quantizing at run time is not lowered yet");
+      .Case([](QuantizeOp q) {
+        return whyNotQuantized(cast<RankedTensorType>(q.getInput().getType()),
+                               q.getType());
       })
       .Case([](HadamardOp) {
         return std::string("Hadamard transforms are lowered for static "
@@ -1690,14 +2021,13 @@ struct ConvertQOptToLinalgPass
     // 1. Every QOpt computation becomes linalg; quantized operands are read
     // through qopt.disassemble.
     RewritePatternSet patterns(ctx);
-    patterns
-        .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth, LowerLoRA,
-             LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
-             LowerDequantize, LowerGelu, LowerSiLU, LowerRandomUniform,
-             LowerSoftmax, LowerEmbedding, LowerLoRAEmbedding,
-             LowerRandLoRAScale, LowerRandLoRAFlatten, LowerAttention,
-             LowerLogSoftmax, LowerCrossEntropy, LowerRotary, LowerResidualAdd>(
-            ctx);
+    patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
+                 LowerLoRA, LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
+                 LowerHadamard, LowerQuantize, LowerDequantize, LowerGelu,
+                 LowerSiLU, LowerRandomUniform, LowerSoftmax, LowerEmbedding,
+                 LowerLoRAEmbedding, LowerRandLoRAScale, LowerRandLoRAFlatten,
+                 LowerAttention, LowerLogSoftmax, LowerCrossEntropy,
+                 LowerRotary, LowerResidualAdd>(ctx);
     if (failed(applyPatternsGreedily(module, std::move(patterns)))) {
       module.emitError() << "convert-qopt-to-linalg: the lowering patterns "
                             "did not converge";

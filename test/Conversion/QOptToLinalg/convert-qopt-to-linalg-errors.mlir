@@ -11,10 +11,35 @@ func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
 
 // -----
 
-func.func @quantize(%x: tensor<4x64xf32>) -> !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32> {
-  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: quantizing at run time is not lowered yet}}
-  %0 = qopt.quantize %x : tensor<4x64xf32> -> !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
-  return %0 : !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+func.func @quantize_dynamic8(%x: tensor<4x64xf32>) -> !qopt.qtensor<4x64, #qopt.dynamic8, #qopt.per_block<64>, scales = f32> {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: bitsandbytes' FP4 and 8-bit dynamic codes are quantized at compile time only (qopt-quantize-weights)}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !qopt.qtensor<4x64, #qopt.dynamic8, #qopt.per_block<64>, scales = f32>
+  return %0 : !qopt.qtensor<4x64, #qopt.dynamic8, #qopt.per_block<64>, scales = f32>
+}
+
+// -----
+
+!dq = !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset>>
+func.func @quantize_nested(%x: tensor<4x64xf32>) -> !dq {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: scales of type !qopt.qtensor<4, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset> are computed at compile time only (qopt-quantize-weights); at run time they are f32}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !dq
+  return %0 : !dq
+}
+
+// -----
+
+func.func @quantize_short_group(%x: tensor<4x60xf32>) -> !qopt.qtensor<4x60, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32> {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: per_group scales at run time need a static dimension that is a multiple of the group size}}
+  %0 = qopt.quantize %x : tensor<4x60xf32> -> !qopt.qtensor<4x60, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+  return %0 : !qopt.qtensor<4x60, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+}
+
+// -----
+
+func.func @quantize_dynamic_packed(%x: tensor<4x?xf32>) -> !qopt.qtensor<4x?, #qopt.int<4>, #qopt.per_channel<0>, scales = f32> {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: a dynamic innermost dimension of packed 4-bit codes has no known size}}
+  %0 = qopt.quantize %x : tensor<4x?xf32> -> !qopt.qtensor<4x?, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>
+  return %0 : !qopt.qtensor<4x?, #qopt.int<4>, #qopt.per_channel<0>, scales = f32>
 }
 
 // -----

@@ -273,6 +273,75 @@ check("dequantize uint5 zero_point per_group", f"""
   %y = qopt.dequantize %q : {qt} -> tensor<4x11xf32>
   return %y : tensor<4x11xf32>""", [pack_bits(c5, 5), s5, z5],
       (c5 - np.repeat(z5, 4, axis=1)[:, :11]) * np.repeat(s5, 4, axis=1)[:, :11])
+# qopt.quantize at run time: the bytes, scales and zero points against the
+# compile-time quantizers (qopt.quantize in Python, the same Support code
+# qoptc --quantize uses) and, for the float formats and per-token scales,
+# against ml_dtypes / numpy.
+sys.path.insert(0, os.path.join(os.environ["QOPT_BIN"], "..", "python"))
+import qopt  # noqa: E402
+
+
+def check_quantize(name, qt, x, want, zero_points=False):
+    """Quantizes x to `qt`, returns the parts; compares them with `want`
+    (data bytes, scales[, zero points])."""
+    parts = "tensor<" + "x".join(str(d) for d in want[0].shape) + "xi8>"
+    sh = "x".join(str(d) for d in want[1].shape)
+    stype = f"tensor<{sh}{'x' if sh else ''}f32>"
+    ztype = f"tensor<{sh}{'x' if sh else ''}i8>"
+    zps = f", {ztype}" if zero_points else ""
+    rets = "%d, %s" + (", %z" if zero_points else "")
+    text = f"""func.func @main(%a0: {t(x)}) -> ({parts}, {stype}{zps}) {{
+  %q = qopt.quantize %a0 : {t(x)} -> {qt}
+  %d, %s{", %z" if zero_points else ""} = qopt.disassemble %q : {qt} -> {parts}, {stype}{" zero_points " + ztype if zero_points else ""}
+  return {rets} : {parts}, {stype}{zps}
+}}"""
+    got = qopt_check.run_module(text, [x])
+    # Bytes exactly; scales as printed (6 significant digits).
+    ok = len(got) == len(want) and all(
+        np.allclose(np.asarray(g).reshape(w.shape), w, rtol=1e-5, atol=0)
+        if w.dtype == np.float32 else
+        np.array_equal(np.asarray(g).astype(w.dtype).reshape(w.shape), w)
+        for g, w in zip(got, want))
+    print(f"{name}: {'ok' if ok else 'MISMATCH'}")
+    results.append(ok)
+
+
+xq = f32(4, 32, scale=2.0)
+xq[1, 3] = 25.0
+xq[2] = 0.0
+xq[3, :6] = [5e-5, -1.2e-4, 1e-5, -1e-9, 0.0, -0.0]  # FP8 subnormals, signed zeros
+ref = qopt.quantize(xq, "int4", group_size=16, asym=True)
+check_quantize("quantize uint4 zero_point per_group (= qopt.quantize)",
+               "!qopt.qtensor<4x32, #qopt.int<4, unsigned, zero_point>, #qopt.per_group<axis = 1, size = 16>, scales = f32>",
+               xq, [ref["weight"].view(np.int8), ref["scales"], ref["zero_points"].view(np.int8)],
+               zero_points=True)
+ref = qopt.quantize(xq, "int3")
+check_quantize("quantize int3 per_channel, codes straddle bytes (= qopt.quantize)",
+               "!qopt.qtensor<4x32, #qopt.int<3>, #qopt.per_channel<0>, scales = f32>",
+               xq, [ref["weight"].view(np.int8), ref["scales"].reshape(4)])
+ref = qopt.quantize(xq, "fp8-e4m3", per_channel=True)
+check_quantize("quantize f8E4M3FN per_channel (= qopt.quantize, ml_dtypes)",
+               "!qopt.qtensor<4x32, #qopt.float<f8E4M3FN>, #qopt.per_channel<0>, scales = f32>",
+               xq, [ref["weight"].view(np.int8), ref["scales"]])
+xt = f32(2, 3, 20, scale=3.0)
+st = np.abs(xt).max(axis=2) / np.float32(127)
+codes = np.clip(np.rint(xt / st[..., None]), -128, 127).astype(np.int8)
+check_quantize("quantize int8 per_token (numpy)",
+               "!qopt.qtensor<2x3x20, #qopt.int<8>, #qopt.per_token, scales = f32>",
+               xt, [codes, st.astype(np.float32)])
+se = (np.abs(xq).reshape(4, 2, 16).max(axis=2) / np.float32(6)).astype(np.float32)
+se[se == 0] = 1
+e2 = (np.clip(xq / np.repeat(se, 16, axis=1), -6, 6)).astype(ml_dtypes.float4_e2m1fn).view(np.uint8) & 15
+check_quantize("quantize f4E2M1FN per_group, f32 scales (ml_dtypes)",
+               "!qopt.qtensor<4x32, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = f32>",
+               xq, [(e2[:, 0::2] | (e2[:, 1::2] << 4)).view(np.int8), se])
+sb = np.abs(xq).reshape(2, 64).max(axis=1).astype(np.float32)
+sb[sb == 0] = 1
+mids = ((NF4[1:].astype(np.float32) + NF4[:-1].astype(np.float32)) / np.float32(2)).astype(np.float32)
+nf = ((xq.reshape(2, 64) / sb[:, None])[..., None] > mids[None, None, :]).sum(axis=2).astype(np.uint8).reshape(4, 32)
+check_quantize("quantize nf4 per_block (nearest code, ties low)",
+               "!qopt.qtensor<4x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>",
+               xq, [(nf[:, 0::2] | (nf[:, 1::2] << 4)).view(np.int8), sb])
 # A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
 codes = rng.integers(0, 16, size=(6, 8))
 zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)

@@ -12,6 +12,7 @@
 
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/QuantScales.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/QuantFormats.h"
 
@@ -107,118 +108,17 @@ QuantFormatAttrInterface formatOf(MLIRContext *ctx, const QuantizeSpec &q) {
                             /*zeroPoint=*/q.asym);
 }
 
-enum class Reduction { AbsMax, Min, Max };
-
-/// `x` reduced over `dims` (sorted) with `kind`; f32 result.
-Value reduce(OpBuilder &b, Location loc, Value x, ArrayRef<int64_t> dims,
-             Reduction kind) {
-  auto type = cast<RankedTensorType>(x.getType());
-  SmallVector<OpFoldResult> sizes;
-  for (auto [d, size] : llvm::enumerate(tensor::getMixedSizes(b, loc, x)))
-    if (!llvm::is_contained(dims, int64_t(d)))
-      sizes.push_back(size);
-  Type f32 = b.getF32Type();
-  double identity = kind == Reduction::AbsMax ? 0.0
-                    : kind == Reduction::Min
-                        ? std::numeric_limits<double>::infinity()
-                        : -std::numeric_limits<double>::infinity();
-  Value init = tensor::EmptyOp::create(b, loc, sizes, f32);
-  Value fill = linalg::FillOp::create(b, loc,
-                                      arith::ConstantOp::create(
-                                          b, loc, b.getF32FloatAttr(identity))
-                                          .getResult(),
-                                      init)
-                   .getResult(0);
-  (void)type;
-  return linalg::ReduceOp::create(
-             b, loc, ValueRange{x}, ValueRange{fill}, dims,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               Value v = a[0];
-               if (!v.getType().isF32())
-                 v = arith::ExtFOp::create(nb, l, nb.getF32Type(), v);
-               Value r;
-               if (kind == Reduction::AbsMax)
-                 r = arith::MaximumFOp::create(nb, l, a[1],
-                                               math::AbsFOp::create(nb, l, v));
-               else if (kind == Reduction::Min)
-                 r = arith::MinimumFOp::create(nb, l, a[1], v);
-               else
-                 r = arith::MaximumFOp::create(nb, l, a[1], v);
-               linalg::YieldOp::create(nb, l, r);
-             })
-      .getResult(0);
-}
-
-/// An elementwise f32 map over same-shaped tensors.
-Value map(OpBuilder &b, Location loc, ValueRange inputs,
-          function_ref<Value(OpBuilder &, Location, ValueRange)> body) {
-  auto type = cast<RankedTensorType>(inputs[0].getType());
-  int64_t rank = type.getRank();
-  Value init = tensor::EmptyOp::create(
-      b, loc, tensor::getMixedSizes(b, loc, inputs[0]), b.getF32Type());
-  SmallVector<AffineMap> maps(inputs.size() + 1,
-                              b.getMultiDimIdentityMap(rank));
-  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), inputs, init, maps, par,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               linalg::YieldOp::create(nb, l, body(nb, l, a.drop_back()));
-             })
-      .getResult(0);
-}
-
-/// Scales (and zero points) of `x` grouped so that reducing `dims` of
-/// `grouped` gives one per scale, as intQuantizeGroups / floatQuantizeRows
-/// compute them: symmetric absmax / largest (1 for zeros), asymmetric over
-/// the range widened to 0, zero point round(-min / s) clamped.
+/// Scales (and zero points) of `grouped` reduced over `dims`, as the
+/// compile-time quantizers compute them for `format`.
 std::pair<Value, Value> scalesOf(OpBuilder &b, Location loc, Value grouped,
                                  ArrayRef<int64_t> dims,
                                  QuantFormatAttrInterface format) {
-  auto c = [&](OpBuilder &nb, Location l, double v) {
-    return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v)).getResult();
-  };
-  auto orOne = [&](OpBuilder &nb, Location l, Value s) {
-    Value zero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, s,
-                                       c(nb, l, 0.0));
-    return arith::SelectOp::create(nb, l, zero, c(nb, l, 1.0), s).getResult();
-  };
   auto intFormat = dyn_cast<IntFormatAttr>(format);
-  if (!intFormat || !intFormat.getZeroPoint()) {
-    double largest = intFormat
-                         ? double(intFormat.getQMax())
-                         : cast<FloatFormatAttr>(format).getMaxRepresentable();
-    Value absmax = reduce(b, loc, grouped, dims, Reduction::AbsMax);
-    return {map(b, loc, absmax,
-                [&](OpBuilder &nb, Location l, ValueRange a) {
-                  return orOne(
-                      nb, l,
-                      arith::DivFOp::create(nb, l, a[0], c(nb, l, largest)));
-                }),
-            Value()};
-  }
-  double qmax = double(intFormat.getQMax());
-  Value lo = reduce(b, loc, grouped, dims, Reduction::Min);
-  Value hi = reduce(b, loc, grouped, dims, Reduction::Max);
-  Value scale =
-      map(b, loc, {lo, hi}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value l0 = arith::MinimumFOp::create(nb, l, a[0], c(nb, l, 0.0));
-        Value h0 = arith::MaximumFOp::create(nb, l, a[1], c(nb, l, 0.0));
-        return orOne(nb, l,
-                     arith::DivFOp::create(nb, l,
-                                           arith::SubFOp::create(nb, l, h0, l0),
-                                           c(nb, l, qmax)));
-      });
-  Value zp =
-      map(b, loc, {lo, scale}, [&](OpBuilder &nb, Location l, ValueRange a) {
-        Value l0 = arith::MinimumFOp::create(nb, l, a[0], c(nb, l, 0.0));
-        Value z = math::RoundEvenOp::create(
-            nb, l,
-            arith::DivFOp::create(nb, l, arith::NegFOp::create(nb, l, l0),
-                                  a[1]));
-        z = arith::MaximumFOp::create(nb, l, z, c(nb, l, 0.0));
-        return arith::MinimumFOp::create(nb, l, z, c(nb, l, qmax)).getResult();
-      });
-  return {scale, zp};
+  double largest = intFormat
+                       ? double(intFormat.getQMax())
+                       : cast<FloatFormatAttr>(format).getMaxRepresentable();
+  return createQuantScales(b, loc, grouped, dims, largest,
+                           intFormat && intFormat.getZeroPoint());
 }
 
 struct QOptInsertFakeQuantPass

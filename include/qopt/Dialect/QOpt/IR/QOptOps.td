@@ -257,9 +257,11 @@ def QOpt_QuantizeOp : QOpt_Op<"quantize", [Pure]> {
     * symmetric formats: `s_g = absmax_g / M` with `M` the format's largest
       magnitude (`2^(k-1)-1` for signed `#qopt.int<k>`, 1 for NF4, 448 for
       FP8 E4M3 …); `q = encode(x / s_g)`;
-    * formats with zero points: `s_g = (max_g - min_g) / (qmax - qmin)`,
-      `zp_g = clamp(round(qmin - min_g / s_g), qmin, qmax)`,
-      `q = clamp(round(x / s_g) + zp_g, qmin, qmax)`;
+    * formats with zero points (unsigned codes, qmin = 0): over the range
+      widened to include 0, `lo_g = min(min_g, 0)`, `hi_g = max(max_g, 0)`,
+      `s_g = (hi_g - lo_g) / qmax`, `zp_g = clamp(round(-lo_g / s_g), 0,
+      qmax)`, `q = clamp(round(x / s_g) + zp_g, 0, qmax)` (what PyTorch's
+      min–max observers and `qopt-quantize-weights` compute);
 
     where `encode` rounds to the nearest code (ties to even for integers and
     floats, to the lower code for NF4). A group whose values are all zero
@@ -267,6 +269,15 @@ def QOpt_QuantizeOp : QOpt_Op<"quantize", [Pure]> {
     to the nested type (after subtracting their mean when it has an
     `offset`). The element type of `input` may be any float type; its shape
     must match the result's (dynamic dimensions match anything).
+
+    On the CPU path it lowers for integer formats (signed, or unsigned with
+    zero points), FP8 E4M3 / E5M2 and FP4 E2M1 codes (their bits computed
+    from the value on the grid, the sign from `x / s`) and NF4, with f32
+    scales per tensor, channel, token, group or block (groups and blocks
+    must divide the tensor), the codes packed per row as `qopt.assemble`
+    takes them. bitsandbytes' FP4 and 8-bit dynamic codes and
+    double-quantized scales are computed at compile time only
+    (`qopt-quantize-weights`): their lowering is an error naming them.
 
     `dequantize(quantize(x))` is not `x`, and `quantize(dequantize(q))` is
     not `q` either (a group whose largest code is not the format's maximum
