@@ -142,16 +142,10 @@ struct QOptInsertFakeQuantPass
       if (std::optional<std::string> why = parseSpec(activations, true, a))
         return fail("activations '" + activations + "': " + *why);
 
-    std::vector<std::string> targets(targetModules.begin(),
-                                     targetModules.end());
-    if (targets.empty())
-      targets = {"all-linear"};
     std::vector<LinearLayer> layers = collectLinearLayers(module);
-    llvm::Expected<LoraTargets> selected = LoraTargets::create(
-        selectionFromOptions(targets,
-                             std::vector<std::string>(excludeModules.begin(),
-                                                      excludeModules.end()),
-                             {}, {}),
+    llvm::Expected<LoraTargets> selected = selectWeightLayers(
+        std::vector<std::string>(targetModules.begin(), targetModules.end()),
+        std::vector<std::string>(excludeModules.begin(), excludeModules.end()),
         layers);
     if (!selected)
       return fail(llvm::toString(selected.takeError()));
@@ -269,16 +263,10 @@ struct QOptInsertLSQPass
     if (!StringRef(w.quant.format).starts_with("int"))
       return fail("weights '" + weights +
                   "': learned steps are for integer formats");
-    std::vector<std::string> targets(targetModules.begin(),
-                                     targetModules.end());
-    if (targets.empty())
-      targets = {"all-linear"};
     std::vector<LinearLayer> layers = collectLinearLayers(module);
-    llvm::Expected<LoraTargets> selected = LoraTargets::create(
-        selectionFromOptions(targets,
-                             std::vector<std::string>(excludeModules.begin(),
-                                                      excludeModules.end()),
-                             {}, {}),
+    llvm::Expected<LoraTargets> selected = selectWeightLayers(
+        std::vector<std::string>(targetModules.begin(), targetModules.end()),
+        std::vector<std::string>(excludeModules.begin(), excludeModules.end()),
         layers);
     if (!selected)
       return fail(llvm::toString(selected.takeError()));

@@ -685,3 +685,14 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
   }
   return c;
 }
+
+llvm::Expected<LoraTargets>
+mlir::qopt::selectWeightLayers(llvm::ArrayRef<std::string> targets,
+                               llvm::ArrayRef<std::string> excludes,
+                               const std::vector<LinearLayer> &layers) {
+  static const std::string allLinear[] = {"all-linear"};
+  return LoraTargets::create(
+      selectionFromOptions(targets.empty() ? allLinear : targets, excludes, {},
+                           {}),
+      layers);
+}

@@ -590,16 +590,10 @@ struct QOptQuantizeWeightsPass
       return fail("'budget-bits' must be a positive number of bits per "
                   "weight");
 
-    std::vector<std::string> targets(targetModules.begin(),
-                                     targetModules.end());
-    if (targets.empty())
-      targets = {"all-linear"};
     std::vector<LinearLayer> layers = collectLinearLayers(module);
-    llvm::Expected<LoraTargets> selected = LoraTargets::create(
-        selectionFromOptions(targets,
-                             std::vector<std::string>(excludeModules.begin(),
-                                                      excludeModules.end()),
-                             {}, {}),
+    llvm::Expected<LoraTargets> selected = selectWeightLayers(
+        std::vector<std::string>(targetModules.begin(), targetModules.end()),
+        std::vector<std::string>(excludeModules.begin(), excludeModules.end()),
         layers);
     if (!selected)
       return fail(llvm::toString(selected.takeError()));

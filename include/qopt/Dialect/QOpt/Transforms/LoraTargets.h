@@ -243,6 +243,14 @@ private:
   std::vector<std::pair<llvm::Regex, double>> alphas;
 };
 
+/// The weight passes' selection (qopt-quantize-weights, fake-quant and LSQ
+/// insertion): PEFT's `targets` (empty: "all-linear", every linear layer
+/// but the output head) and `excludes` over `layers`.
+llvm::Expected<LoraTargets>
+selectWeightLayers(llvm::ArrayRef<std::string> targets,
+                   llvm::ArrayRef<std::string> excludes,
+                   const std::vector<LinearLayer> &layers);
+
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_TRANSFORMS_LORATARGETS_H
