@@ -80,14 +80,20 @@ with tempfile.TemporaryDirectory() as tmp:
                                                            want[f"{c}.logits"], valid))
             sizes = [os.path.getsize(os.path.splitext(libs[k])[0] + ".safetensors")
                      for k in ("quantized", "float")]
-            ok = (vs_bnb <= 1e-4 and vs_float <= 2e-6 and float_vs_bnb > 1e-2
-                  and sizes[0] < 0.5 * sizes[1])
+            # LLM.int8: bitsandbytes also rounds the activations to int8 per
+            # row (qopt computes with the dequantized weight in f32), so its
+            # logits are only near; the dequantized model is the exact check.
+            near = 3e-2 if case == "llama-int8" else 1e-4
+            ok = (vs_bnb <= near and vs_float <= 2e-6 and float_vs_bnb > 1e-3
+                  and sizes[0] < (0.6 if case == "llama-int8" else 0.5) * sizes[1])
             print(f"{'ok' if ok else 'FAIL'} {label}: {len(cases)} shapes, max relative error "
                   f"{vs_bnb:.1e} vs bitsandbytes (the float model: {float_vs_bnb:.1e}), "
                   f"{vs_float:.1e} vs dequantized fp32; "
                   f"weights {sizes[0]} bytes, float {sizes[1]}")
             failures += not ok
             for adapter in ADAPTERS:
+                if not os.path.exists(os.path.join(folder, f"peft-{adapter}.npz")):
+                    continue  # no QLoRA forward recorded for this checkpoint
                 peft_ref = np.load(os.path.join(folder, f"peft-{adapter}.npz"))
                 lib = os.path.join(tmp, f"{case}-{exporter}-{adapter}.so")
                 r = subprocess.run([os.path.join(BIN, "qoptc"), model, "--weights", checkpoint,

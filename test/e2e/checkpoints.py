@@ -53,7 +53,8 @@ def rel_error(got, ref, valid=None):
 
 def dequantized_checkpoint(tensors):
     """The checkpoint with every bitsandbytes 4-bit weight dequantized (by
-    qopt.dequantize), its float tensors as they are."""
+    qopt.dequantize) and every LLM.int8 one (weight · SCB / 127), its float
+    tensors as they are."""
     import qopt
     out = {}
     for name, a in tensors.items():
@@ -69,8 +70,13 @@ def dequantized_checkpoint(tensors):
                      nested_offset=state["nested_offset"],
                      nested_blocksize=state["nested_blocksize"])
         out[prefix] = qopt.dequantize(q)
+    for name, a in tensors.items():  # LLM.int8: weight · SCB · (1/127), as bitsandbytes
+        if name.endswith(".SCB"):
+            prefix = name[:-len(".SCB")] + ".weight"
+            out[prefix] = (tensors[prefix].astype(np.float32) * a.astype(np.float32)[:, None]
+                           * np.float32(7.874015718698502e-3)).astype(np.float32)
     for name, a in tensors.items():
         base = name.split(".weight.")[0] + ".weight" if ".weight." in name else name
-        if base not in out and a.dtype == np.float32:
+        if base not in out and a.dtype == np.float32 and not name.endswith(".SCB"):
             out[name] = a
     return out

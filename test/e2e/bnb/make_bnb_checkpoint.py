@@ -16,6 +16,12 @@ Two steps, because transformers quantizes on the GPU:
                 ADAPTERS (test/e2e/peft, made for this base model), the
                 QLoRA forward: PeftModel.from_pretrained on the 4-bit model
                 (OUT/<case>/peft-<adapter>.npz).
+  int8 DIR OUT  (CPU is enough) loads DIR with
+                BitsAndBytesConfig(load_in_8bit) (LLM.int8: Linear8bitLt),
+                saves it (OUT/llama-int8/model.safetensors: weight (I8), SCB,
+                weight_format) and its logits on the export's test inputs
+                (reference.npz; bitsandbytes also quantizes the activations
+                to int8 per row, so they are not the dequantized model's).
 """
 import json
 import os
@@ -105,8 +111,35 @@ def quantize(folder, out):
         print("wrote", dest)
 
 
+def int8(folder, out):
+    import bitsandbytes
+    import transformers
+    ref = np.load(os.path.join(REAL, "reference.npz"))
+    cases = sorted({k.split(".")[0] for k in ref.files})
+    cfg = transformers.BitsAndBytesConfig(load_in_8bit=True)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        folder, quantization_config=cfg, dtype=torch.float32, device_map="cpu")
+    model.eval()
+    dest = os.path.join(out, "llama-int8")
+    model.save_pretrained(dest, safe_serialization=True)
+    result = {}
+    with torch.no_grad():
+        for c in cases:
+            logits = model(input_ids=torch.from_numpy(ref[f"{c}.input_ids"]),
+                           attention_mask=torch.from_numpy(ref[f"{c}.attention_mask"]),
+                           use_cache=False).logits
+            result[f"{c}.logits"] = logits.float().numpy()
+    np.savez_compressed(os.path.join(dest, "reference.npz"), **result)
+    with open(os.path.join(dest, "versions.json"), "w") as f:
+        json.dump({"torch": torch.__version__, "transformers": transformers.__version__,
+                   "bitsandbytes": bitsandbytes.__version__, "device": "cpu"}, f, indent=1)
+    print("wrote", dest)
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "prepare":
         prepare(sys.argv[2])
+    elif sys.argv[1] == "int8":
+        int8(sys.argv[2], sys.argv[3])
     else:
         quantize(sys.argv[2], sys.argv[3])

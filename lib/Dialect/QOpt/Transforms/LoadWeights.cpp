@@ -149,11 +149,15 @@ struct QOptLoadWeightsPass
     static constexpr StringLiteral kState =
         ".weight.quant_state.bitsandbytes__";
     for (const auto &[name, t] : tensors) {
-      if (StringRef(name).ends_with(".SCB") ||
-          StringRef(name).ends_with(".weight_format"))
-        return error() << "'" << name
-                       << "': bitsandbytes' 8-bit (LLM.int8) layers are not "
-                          "supported, only its 4-bit ones";
+      if (StringRef(name).ends_with(".SCB")) {
+        if (failed(loadBnbInt8(name.substr(0, name.size() - 4), t, tensors,
+                               layers, symbols, used, replace)))
+          return failure();
+        used.insert(name);
+        continue;
+      }
+      if (StringRef(name).ends_with(".weight_format"))
+        continue; // read with its layer's SCB
       size_t at = name.find(".quant_state.");
       if (at == std::string::npos)
         continue;
@@ -294,6 +298,66 @@ struct QOptLoadWeightsPass
 
   /// One bitsandbytes Linear4bit weight of `moduleName`, quant type `kind`
   /// ("nf4" / "fp4"), described by its quant_state entry `state`.
+  /// bitsandbytes' LLM.int8 layer `moduleName` (Linear8bitLt saved by
+  /// transformers): `weight` int8 N×K, `SCB` the absmax of each row,
+  /// `weight_format` 0 (row-major). W = weight · SCB / 127, as bitsandbytes
+  /// dequantizes it: an int8 per-channel weight with scale SCB / 127.
+  LogicalResult loadBnbInt8(const std::string &moduleName, const RawTensor &scb,
+                            const std::map<std::string, RawTensor> &tensors,
+                            llvm::StringMap<SmallVector<Operation *>> &layers,
+                            SymbolTable &symbols, std::set<std::string> &used,
+                            function_ref<void(OpOperand &, Value)> replace) {
+    std::string prefix = moduleName + ".weight";
+    auto bad = [&](const Twine &why) {
+      return error() << "'" << prefix << "' (bitsandbytes LLM.int8): " << why;
+    };
+    auto weightIt = tensors.find(prefix);
+    if (weightIt == tensors.end())
+      return bad("needs the int8 weight beside its SCB");
+    const RawTensor &weight = weightIt->second;
+    used.insert(prefix);
+    if (auto format = tensors.find(moduleName + ".weight_format");
+        format != tensors.end()) {
+      used.insert(format->first);
+      const RawTensor &f = format->second;
+      if ((f.dtype != "U8" && f.dtype != "I8") || f.count != 1 ||
+          f.bytes[0] != 0)
+        return bad("weight_format is not 0 (row-major): bitsandbytes' tiled "
+                   "GPU layouts (col32, col_turing, col_ampere) are not read");
+    }
+    if (weight.dtype != "I8" || weight.shape.size() != 2)
+      return bad("the weight must be a 2-D I8 tensor, got " + weight.dtype +
+                 " " + shapeStr(weight.shape));
+    int64_t n = weight.shape[0], k = weight.shape[1];
+    if (!safetensorsFloatKind(scb.dtype) || scb.count != n)
+      return bad("SCB must hold " + Twine(n) + " floats, one per row");
+    bool ambiguous;
+    std::optional<std::string> layerName =
+        resolveName(layers, moduleName, ambiguous);
+    if (ambiguous)
+      return bad("several linear layers' paths end in '" + moduleName + "'");
+    if (!layerName)
+      return bad("'" + moduleName +
+                 "' is not a linear layer of the model (qoptc "
+                 "--list-modules lists them)");
+    MLIRContext *ctx = &getContext();
+    QuantizedWeight w;
+    w.format = IntFormatAttr::get(ctx, 8, /*isSigned=*/true,
+                                  /*zeroPoint=*/false);
+    w.granularity = PerChannelAttr::get(ctx, 0);
+    w.n = n;
+    w.k = k;
+    w.scaleShape = {n};
+    const auto *codes = reinterpret_cast<const uint8_t *>(weight.bytes.data());
+    w.codes.assign(codes, codes + n * k);
+    // bitsandbytes multiplies by this f32 constant (1/127) to dequantize.
+    const float inv127 = 7.874015718698502e-3f;
+    for (float absmax : floatsOf(scb))
+      w.scales.push_back(absmax * inv127);
+    return attach(prefix, w, layers.find(*layerName)->second, symbols, replace,
+                  bad);
+  }
+
   LogicalResult loadBnb4Bit(const std::string &moduleName, StringRef kind,
                             const RawTensor &state,
                             const std::map<std::string, RawTensor> &tensors,
@@ -421,10 +485,21 @@ struct QOptLoadWeightsPass
         return bad("absmax must be " + Twine(blocks) + " floats");
       w.scales = floatsOf(*absmax);
     }
-    Value q = createQuantizedWeight(symbols, it->second.front(), prefix, w);
+    return attach(prefix, w, it->second, symbols, replace, bad);
+  }
+
+  /// Gives the linear layers `ops` (one module path) the quantized weight
+  /// `w`, stored under `prefix`.
+  LogicalResult attach(const std::string &prefix, const QuantizedWeight &w,
+                       ArrayRef<Operation *> ops, SymbolTable &symbols,
+                       function_ref<void(OpOperand &, Value)> replace,
+                       function_ref<InFlightDiagnostic(const Twine &)> bad) {
+    int64_t n = w.n, k = w.k;
+    SmallVector<int64_t> shape = {n, k};
+    Value q = createQuantizedWeight(symbols, ops.front(), prefix, w);
     if (!q)
       return failure();
-    for (Operation *layer : it->second) {
+    for (Operation *layer : ops) {
       OpOperand *operand = operandOf(layer, "weight");
       auto old = dyn_cast<RankedTensorType>(operand->get().getType());
       if (!old || old.getShape() != ArrayRef<int64_t>{n, k})

@@ -94,6 +94,11 @@ k = np.arange(16 * 32, dtype=np.float32).reshape(16, 32) / 512
 run("float weight and unused tensors",
     {"model.layers.0.self_attn.k_proj.weight": ("F32", k),
      "model.norm.weight": ("F32", np.ones(32, np.float32))}, show_ir=True)
+SCB = "model.layers.0.self_attn.q_proj.SCB"
+int8 = {Q: ("I8", np.arange(32 * 32).reshape(32, 32).astype(np.int8)),
+        SCB: ("F32", np.linspace(0.5, 2.0, 32).astype(np.float32)),
+        "model.layers.0.self_attn.q_proj.weight_format": ("U8", np.zeros((), np.uint8))}
+run("LLM.int8", int8, show_ir=True)
 
 run("no file", path="/nonexistent/w.safetensors")
 run("truncated", raw=encode(good)[:-10])
@@ -112,8 +117,11 @@ run("shape mismatch", with_state(good, {**state, "shape": [16, 64]}))
 run("3-d shape", with_state(good, {**state, "shape": [2, 16, 32]}))
 run("unknown module", {n.replace("q_proj", "x_proj"): t for n, t in good.items()})
 run("orphan absmax", {f"{Q}.absmax": good[f"{Q}.absmax"]})
-run("LLM.int8", {Q: ("I8", np.zeros((32, 32), np.int8)),
-                 "model.layers.0.self_attn.q_proj.SCB": ("F32", np.ones(32, np.float32))})
+run("LLM.int8 tiled layout", {**int8, "model.layers.0.self_attn.q_proj.weight_format":
+                               ("U8", np.ones((), np.uint8))})
+run("LLM.int8 SCB count", {**int8, SCB: ("F32", np.ones(31, np.float32))})
+run("LLM.int8 without weight", {SCB: int8[SCB]})
+run("LLM.int8 float weight", {**int8, Q: ("F32", np.zeros((32, 32), np.float32))})
 run("other quant_state", {f"{Q}.quant_state.bitsandbytes__int2": ("U8", np.zeros(2, np.uint8))})
 run("int32 weight (GPTQ's packing)", {"model.layers.0.self_attn.k_proj.weight": ("I32", np.zeros((4, 32), np.int32))})
 run("float weight of another shape", {"model.layers.0.self_attn.k_proj.weight": ("F32", k.T.copy())})

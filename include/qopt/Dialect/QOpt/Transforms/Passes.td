@@ -289,6 +289,11 @@ def QOptLoadWeightsPass : Pass<"qopt-load-weights", "::mlir::ModuleOp"> {
       as scales, or, double-quantized, a nested
       `!qopt.qtensor<…, #qopt.dynamic8, #qopt.per_block<256>, scales = f32,
       offset>` of them. NF4 is `#qopt.nf4`, FP4 `#qopt.bnb_fp4`.
+    * bitsandbytes' LLM.int8 layers (`Linear8bitLt`: `<module>.weight` I8
+      N×K, `<module>.SCB` the row absmaxes, `<module>.weight_format` 0)
+      become `#qopt.int<8>` `#qopt.per_channel<0>` weights with scales
+      SCB / 127: bitsandbytes' dequantization (it also rounds activations
+      to int8 when it runs; the compiled model computes with the weight).
     * A float `<module>.weight` / `.bias` of a linear layer replaces that
       operand; another float tensor replaces the parameter of its name.
       All keep the model's element type.
@@ -296,7 +301,8 @@ def QOptLoadWeightsPass : Pass<"qopt-load-weights", "::mlir::ModuleOp"> {
     Errors name the tensor: a quantized layer whose module is not a linear
     layer of the model or whose shape differs, a malformed quant_state,
     missing parts, sizes that do not fit, a code map other than
-    bitsandbytes' own, 8-bit (LLM.int8) layers, float tensors whose shape
+    bitsandbytes' own, LLM.int8 layers in a tiled GPU layout
+    (`weight_format` ≠ 0), float tensors whose shape
     differs from the parameter's. Tensors that match nothing are listed in
     a warning.
   }];
