@@ -268,34 +268,6 @@ void checkScaleSizes(OpBuilder &b, Operation *op, GranularityAttrInterface g,
   }
 }
 
-/// The Support kind of an 8-bit float type (scales decoded by table).
-std::optional<::qopt::SmallFloatKind> smallFloatKindOf(Type t) {
-  if (isa<Float8E4M3FNType>(t))
-    return ::qopt::SmallFloatKind::F8E4M3FN;
-  if (isa<Float8E5M2Type>(t))
-    return ::qopt::SmallFloatKind::F8E5M2;
-  if (isa<Float8E8M0FNUType>(t))
-    return ::qopt::SmallFloatKind::F8E8M0FNU;
-  if (isa<Float4E2M1FNType>(t))
-    return ::qopt::SmallFloatKind::F4E2M1FN;
-  return std::nullopt;
-}
-
-/// Every code of a small float decoded (NaN codes included), built once
-/// (thread-safely: passes may run on several functions at a time).
-ArrayRef<float> decodedTable(::qopt::SmallFloatKind kind) {
-  static const std::array<std::vector<float>, 4> tables = [] {
-    std::array<std::vector<float>, 4> t;
-    for (int k = 0; k < 4; ++k) {
-      auto kind = static_cast<::qopt::SmallFloatKind>(k);
-      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
-        t[k].push_back(::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
-    }
-    return t;
-  }();
-  return tables[static_cast<int>(kind)];
-}
-
 /// Why `dequantize` cannot expand a quantized tensor of `type`, or an empty
 /// string when it can.
 std::string whyNotDequantized(QTensorType type) {
@@ -315,24 +287,6 @@ std::string whyNotDequantized(QTensorType type) {
     return "a dynamic innermost dimension of packed " + std::to_string(bits) +
            "-bit codes has no known size";
   return "";
-}
-
-/// The code values of a codebook format (NF4, bitsandbytes' FP4 and 8-bit
-/// dynamic), indexed by code; empty for the others.
-ArrayRef<float> codebookOf(QuantFormatAttrInterface format) {
-  if (auto f = dyn_cast<FloatFormatAttr>(format)) {
-    std::optional<::qopt::SmallFloatKind> kind = smallFloatKindOf(f.getType());
-    if (!kind || *kind == ::qopt::SmallFloatKind::F8E8M0FNU)
-      return {};
-    return decodedTable(*kind);
-  }
-  if (isa<NF4FormatAttr>(format))
-    return ::qopt::nf4CodeTable();
-  if (isa<BnbFP4FormatAttr>(format))
-    return ::qopt::fp4CodeTable();
-  if (isa<Dynamic8FormatAttr>(format))
-    return ::qopt::dynamicCodeTable();
-  return {};
 }
 
 /// The float tensor (element type `element`) a quantized tensor stands for:

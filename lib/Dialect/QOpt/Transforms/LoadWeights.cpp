@@ -298,6 +298,24 @@ struct QOptLoadWeightsPass
 
   /// One bitsandbytes Linear4bit weight of `moduleName`, quant type `kind`
   /// ("nf4" / "fp4"), described by its quant_state entry `state`.
+  /// The linear layers with module path `moduleName` (a wrapper's prefix
+  /// allowed); an error through `bad` when none or several paths match.
+  FailureOr<ArrayRef<Operation *>>
+  findLayer(StringRef moduleName,
+            llvm::StringMap<SmallVector<Operation *>> &layers,
+            function_ref<InFlightDiagnostic(const Twine &)> bad) {
+    bool ambiguous;
+    std::optional<std::string> layerName =
+        resolveName(layers, moduleName, ambiguous);
+    if (ambiguous)
+      return bad("several linear layers' paths end in '" + moduleName + "'");
+    if (!layerName)
+      return bad("'" + moduleName +
+                 "' is not a linear layer of the model (qoptc "
+                 "--list-modules lists them)");
+    return ArrayRef<Operation *>(layers.find(*layerName)->second);
+  }
+
   /// bitsandbytes' LLM.int8 layer `moduleName` (Linear8bitLt saved by
   /// transformers): `weight` int8 N×K, `SCB` the absmax of each row,
   /// `weight_format` 0 (row-major). W = weight · SCB / 127, as bitsandbytes
@@ -331,15 +349,9 @@ struct QOptLoadWeightsPass
     int64_t n = weight.shape[0], k = weight.shape[1];
     if (!safetensorsFloatKind(scb.dtype) || scb.count != n)
       return bad("SCB must hold " + Twine(n) + " floats, one per row");
-    bool ambiguous;
-    std::optional<std::string> layerName =
-        resolveName(layers, moduleName, ambiguous);
-    if (ambiguous)
-      return bad("several linear layers' paths end in '" + moduleName + "'");
-    if (!layerName)
-      return bad("'" + moduleName +
-                 "' is not a linear layer of the model (qoptc "
-                 "--list-modules lists them)");
+    FailureOr<ArrayRef<Operation *>> ops = findLayer(moduleName, layers, bad);
+    if (failed(ops))
+      return failure();
     MLIRContext *ctx = &getContext();
     QuantizedWeight w;
     w.format = IntFormatAttr::get(ctx, 8, /*isSigned=*/true,
@@ -354,8 +366,7 @@ struct QOptLoadWeightsPass
     const float inv127 = 7.874015718698502e-3f;
     for (float absmax : floatsOf(scb))
       w.scales.push_back(absmax * inv127);
-    return attach(prefix, w, layers.find(*layerName)->second, symbols, replace,
-                  bad);
+    return attach(prefix, w, *ops, symbols, replace, bad);
   }
 
   LogicalResult loadBnb4Bit(const std::string &moduleName, StringRef kind,
@@ -420,16 +431,9 @@ struct QOptLoadWeightsPass
     if (!safetensorsFloatKind(quantMap->dtype) || quantMap->count != 16 ||
         floatsOf(*quantMap) != std::vector<float>(table.begin(), table.end()))
       return bad("quant_map is not bitsandbytes' " + kind + " code");
-    bool ambiguous;
-    std::optional<std::string> layerName =
-        resolveName(layers, moduleName, ambiguous);
-    if (ambiguous)
-      return bad("several linear layers' paths end in '" + moduleName + "'");
-    if (!layerName)
-      return bad("'" + moduleName +
-                 "' is not a linear layer of the model (qoptc "
-                 "--list-modules lists them)");
-    auto it = layers.find(*layerName);
+    FailureOr<ArrayRef<Operation *>> ops = findLayer(moduleName, layers, bad);
+    if (failed(ops))
+      return failure();
     int64_t n = shape[0], k = shape[1];
     MLIRContext *ctx = &getContext();
     QuantizedWeight w;
@@ -485,7 +489,7 @@ struct QOptLoadWeightsPass
         return bad("absmax must be " + Twine(blocks) + " floats");
       w.scales = floatsOf(*absmax);
     }
-    return attach(prefix, w, it->second, symbols, replace, bad);
+    return attach(prefix, w, *ops, symbols, replace, bad);
   }
 
   /// Gives the linear layers `ops` (one module path) the quantized weight

@@ -7,7 +7,9 @@
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
+#include <array>
 #include <limits>
+#include <vector>
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -108,4 +110,45 @@ std::pair<Value, Value> mlir::qopt::createQuantScales(OpBuilder &b,
             .getResult();
       });
   return {scale, zp};
+}
+
+std::optional<::qopt::SmallFloatKind> mlir::qopt::smallFloatKindOf(Type t) {
+  if (isa<Float8E4M3FNType>(t))
+    return ::qopt::SmallFloatKind::F8E4M3FN;
+  if (isa<Float8E5M2Type>(t))
+    return ::qopt::SmallFloatKind::F8E5M2;
+  if (isa<Float8E8M0FNUType>(t))
+    return ::qopt::SmallFloatKind::F8E8M0FNU;
+  if (isa<Float4E2M1FNType>(t))
+    return ::qopt::SmallFloatKind::F4E2M1FN;
+  return std::nullopt;
+}
+
+ArrayRef<float> mlir::qopt::decodedTable(::qopt::SmallFloatKind kind) {
+  static const std::array<std::vector<float>, 4> tables = [] {
+    std::array<std::vector<float>, 4> t;
+    for (int k = 0; k < 4; ++k) {
+      auto kind = static_cast<::qopt::SmallFloatKind>(k);
+      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(kind)); ++c)
+        t[k].push_back(::qopt::smallFloatDecode(kind, static_cast<uint8_t>(c)));
+    }
+    return t;
+  }();
+  return tables[static_cast<int>(kind)];
+}
+
+ArrayRef<float> mlir::qopt::codebookOf(QuantFormatAttrInterface format) {
+  if (auto f = dyn_cast<FloatFormatAttr>(format)) {
+    std::optional<::qopt::SmallFloatKind> kind = smallFloatKindOf(f.getType());
+    if (!kind || *kind == ::qopt::SmallFloatKind::F8E8M0FNU)
+      return {};
+    return decodedTable(*kind);
+  }
+  if (isa<NF4FormatAttr>(format))
+    return ::qopt::nf4CodeTable();
+  if (isa<BnbFP4FormatAttr>(format))
+    return ::qopt::fp4CodeTable();
+  if (isa<Dynamic8FormatAttr>(format))
+    return ::qopt::dynamicCodeTable();
+  return {};
 }

@@ -8,6 +8,7 @@
 
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/QuantScales.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/QuantFormats.h"
 
@@ -243,37 +244,6 @@ FailureOr<QuantizeSpec> mlir::qopt::specOfType(QTensorType type,
   return failure();
 }
 
-namespace {
-/// The code values of a codebook format, indexed by code; empty for
-/// integer formats.
-std::vector<float> codeValues(QuantFormatAttrInterface format) {
-  auto table = [](auto &&array) {
-    return std::vector<float>(array.begin(), array.end());
-  };
-  if (isa<NF4FormatAttr>(format))
-    return table(::qopt::nf4CodeTable());
-  if (isa<BnbFP4FormatAttr>(format))
-    return table(::qopt::fp4CodeTable());
-  if (isa<Dynamic8FormatAttr>(format))
-    return table(::qopt::dynamicCodeTable());
-  if (auto f = dyn_cast<FloatFormatAttr>(format)) {
-    std::optional<::qopt::SmallFloatKind> kind;
-    if (isa<Float8E4M3FNType>(f.getType()))
-      kind = ::qopt::SmallFloatKind::F8E4M3FN;
-    else if (isa<Float8E5M2Type>(f.getType()))
-      kind = ::qopt::SmallFloatKind::F8E5M2;
-    else if (isa<Float4E2M1FNType>(f.getType()))
-      kind = ::qopt::SmallFloatKind::F4E2M1FN;
-    std::vector<float> values;
-    if (kind)
-      for (unsigned c = 0; c < (1u << ::qopt::smallFloatBits(*kind)); ++c)
-        values.push_back(::qopt::smallFloatDecode(*kind, uint8_t(c)));
-    return values;
-  }
-  return {};
-}
-} // namespace
-
 FailureOr<dense::Matrix>
 mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
                             Operation *user, std::string &why,
@@ -318,11 +288,15 @@ mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
       return failure();
     if (visited)
       visited->push_back(cast);
-    auto kind = isa<Float8E8M0FNUType>(type.getScaleType())
-                    ? ::qopt::SmallFloatKind::F8E8M0FNU
-                    : ::qopt::SmallFloatKind::F8E4M3FN;
+    std::optional<::qopt::SmallFloatKind> kind =
+        smallFloatKindOf(type.getScaleType());
+    if (!kind) {
+      why = "has narrow-float scales of a type qopt does not decode";
+      return failure();
+    }
+    ArrayRef<float> decoded = decodedTable(*kind);
     for (char c : *b)
-      scales.push_back(::qopt::smallFloatDecode(kind, uint8_t(c)));
+      scales.push_back(decoded[uint8_t(c)]);
   } else {
     FailureOr<dense::Matrix> m =
         reader.evaluate(s, symbols, user, why, visited);
@@ -364,7 +338,7 @@ mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
     why = "has parts whose sizes do not fit its type";
     return failure();
   }
-  std::vector<float> table = codeValues(format);
+  ArrayRef<float> table = codebookOf(format);
   auto intFormat = dyn_cast<IntFormatAttr>(format);
   bool isSigned = intFormat && intFormat.getIsSigned();
   auto scaleIndex = [&](int64_t r, int64_t c) -> int64_t {
