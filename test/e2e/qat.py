@@ -11,12 +11,17 @@
 - LSQ (`qopt-insert-lsq`): one trainable step per output channel,
   initialised 2·mean|w|/sqrt(Qp); the forward equals numpy's rounding on
   those steps, the converted model is identical;
+- L4Q (`qopt-insert-lsq l4q=true`) on a PEFT adapter: the forward rounds
+  W + (alpha/r)·B·A on steps 2·mean|W'|/sqrt(Qp), A, B and the steps are
+  trainable and B moves the output; convert packs one matrix per layer
+  with identical logits and no adapter left;
 - PEQA: the `--quantize` layout with trainable scales, identical logits,
   and the scales change the output;
 - activations: one linear layer with int8 per-token input fake-quant and
   int4 grouped asymmetric weight fake-quant, lowered and run, against numpy.
 
 Prints one line per case and a summary."""
+import json
 import os
 import subprocess
 import sys
@@ -136,6 +141,51 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"{'ok' if ok else 'FAIL'} peqa int4 groups: {len(scales)} trainable scales, "
               f"{'identical to' if same else 'DIFFERENT from'} --quantize, scaling one moves "
               f"the logits {moved:.1e}")
+        failures += not ok
+
+    # L4Q: the PEFT adapter's layers become lsq(W + (alpha/r)·B·A), steps
+    # 2·mean|W'|/sqrt(7) per output channel; convert packs one matrix.
+    adapter = os.path.join(HERE, "peft", "llama-lora")
+    config = json.load(open(os.path.join(adapter, "adapter_config.json")))
+    factors = read_safetensors(os.path.join(adapter, "adapter_model.safetensors"))
+    prepare = "qopt-insert-lsq{weights=int4 l4q=true}"
+    libs = {k: os.path.join(tmp, f"l4q-{k}.so") for k in ("l4q", "conv", "ref")}
+    floats, adapted = dict(base), []
+    for key, a in factors.items():
+        if key.endswith(".lora_A.weight"):
+            n = key[len("base_model.model.m."):-len(".lora_A.weight")] + ".weight"
+            b = factors[key.replace("lora_A", "lora_B")]
+            w = (base[n] + np.float32(config["lora_alpha"] / config["r"]) * (b @ a)).astype(np.float32)
+            step = (2 * np.abs(w).mean(axis=1, dtype=np.float64) / np.sqrt(7)).astype(np.float32)
+            floats[n] = (np.clip(np.rint(w / step[:, None]), -8, 7) * step[:, None]).astype(np.float32)
+            adapted.append(n)
+    write_f32_safetensors(os.path.join(tmp, "l4q-reference.safetensors"), floats)
+    results = [qoptc("--adapter", adapter, "--graph-passes", prepare, "-o", libs["l4q"]),
+               qoptc("--adapter", adapter, "--graph-passes", prepare + ",qopt-convert-qat",
+                     "-o", libs["conv"]),
+               qoptc("--weights", os.path.join(tmp, "l4q-reference.safetensors"), "-o", libs["ref"])]
+    if any(rc for rc, _ in results):
+        print(f"FAIL l4q: {[e for rc, e in results if rc][0][-400:]}")
+        failures += 1
+    else:
+        model = qopt.load(libs["l4q"])
+        trainable = sorted(p.name for p in model.parameters if p.role == "trainable")
+        l4q, conv, ref = logits(libs["l4q"]), logits(libs["conv"]), logits(libs["ref"])
+        vs_ref = max(rel_error(a, b) for a, b in zip(l4q, ref))
+        same = all(np.array_equal(a, b) for a, b in zip(l4q, conv))
+        packed = read_safetensors(os.path.splitext(libs["conv"])[0] + ".safetensors")
+        leftovers = [k for k in packed if "lora_" in k or "weight_step" in k]
+        # The adapter is inside the quantizer: changing B moves the output.
+        name = next(p for p in trainable if p.endswith("down_proj.lora_B.weight"))
+        before = model.run(**feeds[cases[0]])[0].copy()
+        model.set_parameter(name, model.get_parameter(name) * np.float32(3))
+        moved = rel_error(model.run(**feeds[cases[0]])[0], before)
+        ok = (len(trainable) == 3 * len(adapted) and vs_ref <= 2e-6 and same and not leftovers
+              and moved > 1e-4)
+        print(f"{'ok' if ok else 'FAIL'} l4q int4: {len(adapted)} layers, {len(trainable)} "
+              f"trainable tensors (A, B, steps), forward vs reference {vs_ref:.1e}, converted "
+              f"{'identical' if same else 'DIFFERENT'}, leftovers {leftovers}, B x3 moves the "
+              f"logits {moved:.1e}")
         failures += not ok
 
     # Activations: int8 per token (symmetric) on x, int4 groups of 8 asym on W.

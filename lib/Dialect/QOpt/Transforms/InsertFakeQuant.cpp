@@ -246,6 +246,36 @@ void requantizeWithSteps(QuantizedWeight &q, const dense::Matrix &w,
     q.zeroPoints[i] = uint8_t(int64_t(offsets[i]));
 }
 
+/// L4Q's merged weight W + scale·(B·A) of `lora`, built before it from
+/// named linalg ops (which WeightReader::evaluate reads back at compile
+/// time); the ops created are appended to `created`.
+Value createMergedWeight(LoRAOp lora, SmallVectorImpl<Operation *> &created) {
+  OpBuilder b(lora);
+  Location loc = lora.getLoc();
+  auto type = cast<RankedTensorType>(lora.getWeight().getType());
+  Type element = type.getElementType();
+  auto track = [&](Operation *op) {
+    created.push_back(op);
+    return op->getResult(0);
+  };
+  Value empty =
+      track(tensor::EmptyOp::create(b, loc, type.getShape(), element));
+  Value zero =
+      track(arith::ConstantOp::create(b, loc, b.getFloatAttr(element, 0.0)));
+  Value init = track(linalg::FillOp::create(b, loc, zero, empty));
+  Value ba = track(linalg::MatmulOp::create(
+      b, loc, TypeRange{type}, ValueRange{lora.getLoraB(), lora.getLoraA()},
+      ValueRange{init}));
+  Value scale = track(arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(type, b.getFloatAttr(element, lora.getScale()))));
+  Value scaled = track(linalg::MulOp::create(
+      b, loc, TypeRange{type}, ValueRange{ba, scale}, ValueRange{empty}));
+  return track(linalg::AddOp::create(b, loc, TypeRange{type},
+                                     ValueRange{lora.getWeight(), scaled},
+                                     ValueRange{empty}));
+}
+
 struct QOptInsertLSQPass
     : mlir::qopt::impl::QOptInsertLSQPassBase<QOptInsertLSQPass> {
   using Base::Base;
@@ -263,6 +293,9 @@ struct QOptInsertLSQPass
     if (!StringRef(w.quant.format).starts_with("int"))
       return fail("weights '" + weights +
                   "': learned steps are for integer formats");
+    if (peqa && l4q)
+      return fail("'peqa' and 'l4q' exclude each other (PEQA trains the "
+                  "scales of frozen codes, L4Q the weight and its adapter)");
     std::vector<LinearLayer> layers = collectLinearLayers(module);
     llvm::Expected<LoraTargets> selected = selectWeightLayers(
         std::vector<std::string>(targetModules.begin(), targetModules.end()),
@@ -279,16 +312,44 @@ struct QOptInsertLSQPass
     double qp = double(::qopt::intFormatMax(bits, !w.quant.asym));
     int64_t count = 0;
     for (const LinearLayer &layer : layers) {
-      auto linear = dyn_cast<LinearOp>(layer.op);
-      if (!linear || layer.name.empty() || !selected->matches(layer.name))
+      if (layer.name.empty() || !selected->matches(layer.name))
         continue;
-      Value weight = linear.getWeight();
+      auto linear = dyn_cast<LinearOp>(layer.op);
+      auto lora = dyn_cast<LoRAOp>(layer.op);
+      if (l4q && !lora) {
+        if (targetModules.empty())
+          continue; // L4Q adapts the layers that have a branch
+        return fail("l4q: '" + layer.name +
+                    "' has no LoRA branch (give --adapter or --lora-config)");
+      }
+      if (!l4q && !linear)
+        continue;
+      Value weight = l4q ? lora.getWeight() : linear.getWeight();
       if (isa<QTensorType>(weight.getType()))
         return fail("the weight of '" + layer.name + "' is quantized already");
+      SmallVector<Operation *> merge;
+      if (l4q) {
+        if (lora.getMagnitude() || lora.getMiddle() || lora.getGate() ||
+            lora.getMerged())
+          return fail("l4q: the branch of '" + layer.name + "' is " +
+                      (lora.getMagnitude() ? "DoRA"
+                       : lora.getMerged() ? "merged"
+                                          : "not plain LoRA (middle or gate)") +
+                      "; L4Q quantizes W + scale·B·A");
+        weight = createMergedWeight(lora, merge);
+        // L4Q trains the factors through the quantizer, whatever the
+        // adapter was loaded as.
+        for (Value factor : {lora.getLoraA(), lora.getLoraB()})
+          if (auto load = factor.getDefiningOp<LoadParamOp>())
+            if (auto param = symbols.lookup<ParamOp>(load.getName()))
+              param.setTrainable(true);
+      }
+      Operation *user = l4q ? lora.getOperation() : linear.getOperation();
       std::string why;
-      FailureOr<dense::Matrix> m =
-          reader.evaluate(weight, symbols, linear, why);
+      FailureOr<dense::Matrix> m = reader.evaluate(weight, symbols, user, why);
       if (failed(m)) {
+        for (Operation *op : llvm::reverse(merge))
+          op->erase();
         if (why.empty())
           return signalPassFailure();
         if (targetModules.empty())
@@ -302,8 +363,8 @@ struct QOptInsertLSQPass
                     " input features, not a multiple of the group size " +
                     Twine(size));
       QuantizedWeight q = quantizeMatrix(ctx, w.quant, *m);
-      OpBuilder b(linear);
-      Location loc = linear.getLoc();
+      OpBuilder b(user);
+      Location loc = user->getLoc();
       if (peqa) {
         // PEQA: the weight frozen as codes, only the scales trained.
         q.trainableScales = true;
@@ -357,12 +418,23 @@ struct QOptInsertLSQPass
                         formatOf(ctx, w.quant), granularity,
                         b.getF64FloatAttr(1.0 / std::sqrt(double(size) * qp)));
       lsq->setAttr(kQATSpec, b.getStringAttr(weights));
-      linear.getWeightMutable().assign(lsq.getResult());
+      if (l4q) {
+        auto merged = LinearOp::create(b, loc, lora.getType(), lora.getInput(),
+                                       lsq.getResult(), lora.getBias(),
+                                       lora.getModuleAttr());
+        lora.replaceAllUsesWith(merged.getResult());
+        lora.erase();
+      } else {
+        linear.getWeightMutable().assign(lsq.getResult());
+      }
       ++count;
     }
     if (count == 0)
-      return fail("no linear layer with a weight known at compile time "
-                  "matches the selection");
+      return fail(l4q ? "l4q: no layer with a LoRA branch and a weight known "
+                        "at compile time matches the selection (load or "
+                        "insert an adapter first)"
+                      : "no linear layer with a weight known at compile time "
+                        "matches the selection");
     eraseDeadOps(maybeDead, symbols);
     restoreParamNames(module, before, symbols);
   }

@@ -535,6 +535,61 @@ WeightReader::evaluate(Value value, SymbolTable &symbols, Operation *user,
           y.at(p, b * r + i) = basis->at(p * in[1] + b, i);
     return y;
   }
+  // W + scale·(B·A), the merged weight L4Q quantizes (qopt-insert-lsq):
+  // 2-D matmuls, element-wise adds and products, and fills.
+  if (auto fill = dyn_cast_if_present<linalg::FillOp>(def)) {
+    auto type = dyn_cast<RankedTensorType>(fill.getResult(0).getType());
+    auto value = fill.getInputs()[0].getDefiningOp<arith::ConstantOp>();
+    auto number = value ? dyn_cast<FloatAttr>(value.getValue()) : nullptr;
+    if (!type || type.getRank() != 2 || !type.hasStaticShape() || !number) {
+      why = "is a fill this pass cannot evaluate";
+      return failure();
+    }
+    dense::Matrix m = matrixShapedLike(type);
+    std::fill(m.data.begin(), m.data.end(), float(number.getValueAsDouble()));
+    return m;
+  }
+  if (auto matmul = dyn_cast_if_present<linalg::MatmulOp>(def)) {
+    if (!matmul.hasPureTensorSemantics() ||
+        matmul.getIndexingMapsArray() !=
+            linalg::MatmulOp::getDefaultIndexingMaps(def->getContext())) {
+      why = "is a matmul this pass cannot evaluate";
+      return failure();
+    }
+    FailureOr<dense::Matrix> a =
+        evaluate(matmul.getInputs()[0], symbols, user, why, visited);
+    if (failed(a))
+      return failure();
+    FailureOr<dense::Matrix> b =
+        evaluate(matmul.getInputs()[1], symbols, user, why, visited);
+    if (failed(b))
+      return failure();
+    FailureOr<dense::Matrix> c =
+        evaluate(matmul.getOutputs()[0], symbols, user, why, visited);
+    if (failed(c))
+      return failure();
+    dense::gemm(false, false, 1.0f, *a, *b, 1.0f, *c);
+    return c;
+  }
+  if (isa_and_present<linalg::AddOp, linalg::MulOp>(def)) {
+    auto linalgOp = cast<linalg::LinalgOp>(def);
+    FailureOr<dense::Matrix> x =
+        evaluate(linalgOp.getDpsInputs()[0], symbols, user, why, visited);
+    if (failed(x))
+      return failure();
+    FailureOr<dense::Matrix> y =
+        evaluate(linalgOp.getDpsInputs()[1], symbols, user, why, visited);
+    if (failed(y))
+      return failure();
+    if (x->rows != y->rows || x->cols != y->cols) {
+      why = "is an element-wise op on different shapes";
+      return failure();
+    }
+    bool add = isa<linalg::AddOp>(def);
+    for (size_t i = 0; i < x->data.size(); ++i)
+      x->data[i] = add ? x->data[i] + y->data[i] : x->data[i] * y->data[i];
+    return x;
+  }
   auto constant = dyn_cast_if_present<arith::ConstantOp>(def);
   auto elements =
       constant ? dyn_cast<ElementsAttr>(constant.getValue()) : nullptr;

@@ -465,7 +465,7 @@ def QOptInsertFakeQuantPass
 
 def QOptInsertLSQPass : Pass<"qopt-insert-lsq", "::mlir::ModuleOp"> {
   let summary = "Learned step-size quantizers on the selected weights (LSQ, "
-                "LSQ+), or PEQA's trainable scales";
+                "LSQ+, L4Q), or PEQA's trainable scales";
   let description = [{
     Each selected `qopt.linear`'s weight (known at compile time) passes
     through `qopt.lsq` with a new trainable step-size parameter
@@ -484,6 +484,19 @@ def QOptInsertLSQPass : Pass<"qopt-insert-lsq", "::mlir::ModuleOp"> {
     its f32 scales, `<module>.weight.scales`, are a trainable parameter:
     the deployed layout, fine-tuned by its scales alone.
 
+    With `l4q` (L4Q, Jeon et al. 2024) the selected layers must carry a
+    LoRA branch (`--adapter`, `--lora-config`, `qopt-insert-lora`): the
+    layer becomes a `qopt.linear` on `qopt.lsq(W + scale·B·A)`, the merged
+    weight built in the IR (`linalg.matmul`, `linalg.mul`, `linalg.add`),
+    so the adapter's A and B (made trainable, however the adapter was
+    loaded) and the steps train jointly through the quantizer while W stays
+    frozen, and `qopt-convert-qat` packs the trained
+    `W + scale·B·A` into one quantized matrix (the factors are gone). The
+    steps start from the merged weight as above. The branch's dropout does
+    not apply (the branch is inside the quantizer); DoRA, LoRA-XS middles,
+    SoRA gates and merged branches are errors, and layers without a branch
+    are skipped unless named in `target-modules`.
+
     `weights`: `intK[:group=N | per-channel][,sym | asym]`. Quantized
     weights, weights not known at compile time, groups that do not divide
     the input features, other formats and an empty selection are errors.
@@ -493,6 +506,8 @@ def QOptInsertLSQPass : Pass<"qopt-insert-lsq", "::mlir::ModuleOp"> {
            "Integer weight spec (int4, int4:group=128, int3:group=64,asym …)">,
     Option<"peqa", "peqa", "bool", "false",
            "PEQA: freeze the quantized weight's codes, train its scales">,
+    Option<"l4q", "l4q", "bool", "false",
+           "L4Q: quantize W + scale·B·A of each LoRA layer jointly">,
     ListOption<"targetModules", "target-modules", "std::string",
                "Layers to quantize, as PEFT's target_modules (default: "
                "all-linear, the output head excluded)">,
@@ -502,7 +517,9 @@ def QOptInsertLSQPass : Pass<"qopt-insert-lsq", "::mlir::ModuleOp"> {
            "Folder that relative #qopt.external locations start from">
   ];
   let dependentDialects = ["::mlir::qopt::QOptDialect",
-                           "::mlir::arith::ArithDialect"];
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def QOptConvertQATPass : Pass<"qopt-convert-qat", "::mlir::ModuleOp"> {
