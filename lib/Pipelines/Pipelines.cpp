@@ -45,52 +45,6 @@ void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
   buildCPUCodegenPipeline(pm, codegen);
 }
 
-/// `--quantize SPEC` as qopt-quantize-weights options, or a message.
-static std::optional<std::string>
-parseQuantizeSpec(StringRef spec,
-                  mlir::qopt::QOptQuantizeWeightsPassOptions &options) {
-  auto [format, rest] = spec.split(':');
-  static const char *formats[] = {
-      "nf4",  "fp4",  "int2",     "int3",     "int4",  "int5", "int6",
-      "int7", "int8", "fp8-e4m3", "fp8-e5m2", "mxfp4", "nvfp4"};
-  if (!llvm::is_contained(formats, format))
-    return "format '" + format.str() +
-           "' is not supported (nf4, fp4, int2 to int8, fp8-e4m3, "
-           "fp8-e5m2, mxfp4, nvfp4)";
-  options.format = format.str();
-  SmallVector<StringRef> items;
-  if (!rest.empty())
-    rest.split(items, ',');
-  for (StringRef item : items) {
-    auto [key, value] = item.split('=');
-    int64_t number = 0;
-    bool hasValue = item.contains('=');
-    if (hasValue && key != "clip" && value.getAsInteger(10, number))
-      return "'" + item.str() + "': " + key.str() + " takes an integer";
-    if (key == "block" && hasValue)
-      options.block = number;
-    else if (key == "group" && hasValue)
-      options.group = number;
-    else if (key == "clip" && hasValue)
-      options.clip = value.str();
-    else if (key == "double-quant" && !hasValue)
-      options.doubleQuant = true;
-    else if (key == "asym" && !hasValue)
-      options.asym = true;
-    else if ((key == "sym" || key == "per-channel") && !hasValue) {
-      if (key == "per-channel") {
-        options.group = 0;
-        options.perChannel = true;
-      } else
-        options.asym = false;
-    } else
-      return "unknown option '" + item.str() +
-             "' (block=N, double-quant, group=N, per-channel, sym, asym, "
-             "clip=minmax|mse)";
-  }
-  return std::nullopt;
-}
-
 LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                                              const ModelCompileOptions &options,
                                              const CPUTargetOptions &target) {
@@ -104,11 +58,19 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     front.addPass(createQOptLoadWeightsPass(load));
   }
   if (!options.quantizeSpec.empty()) {
-    QOptQuantizeWeightsPassOptions quantize;
+    QuantizeSpec spec;
     if (std::optional<std::string> why =
-            parseQuantizeSpec(options.quantizeSpec, quantize))
+            parseQuantizeSpec(options.quantizeSpec, spec))
       return emitError(module.getLoc())
              << "--quantize '" << options.quantizeSpec << "': " << *why;
+    QOptQuantizeWeightsPassOptions quantize;
+    quantize.format = spec.format;
+    quantize.block = spec.block;
+    quantize.doubleQuant = spec.doubleQuant;
+    quantize.group = spec.group;
+    quantize.asym = spec.asym;
+    quantize.clip = spec.mse ? "mse" : "minmax";
+    quantize.perChannel = spec.perChannel;
     quantize.modelDir = target.modelDir;
     quantize.budgetBits = options.budgetBits;
     front.addPass(createQOptQuantizeWeightsPass(quantize));
@@ -119,7 +81,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   // EVA's components come from a probe of the model run on calibration
   // data, in a folder removed afterwards.
   SmallString<256> workDir;
-  auto removeWorkDir = llvm::make_scope_exit([&] {
+  llvm::scope_exit removeWorkDir([&] {
     if (!workDir.empty())
       llvm::sys::fs::remove_directories(workDir);
   });

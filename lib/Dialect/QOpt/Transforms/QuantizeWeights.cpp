@@ -74,6 +74,43 @@ mlir::qopt::checkQuantizeSpec(const QuantizeSpec &spec) {
   return std::nullopt;
 }
 
+std::optional<std::string> mlir::qopt::parseQuantizeSpec(StringRef text,
+                                                         QuantizeSpec &spec) {
+  auto [format, rest] = text.split(':');
+  spec = QuantizeSpec();
+  spec.format = format.str();
+  SmallVector<StringRef> items;
+  if (!rest.empty())
+    rest.split(items, ',');
+  for (StringRef item : items) {
+    auto [key, value] = item.split('=');
+    int64_t number = 0;
+    bool hasValue = item.contains('=');
+    if (hasValue && key != "clip" && value.getAsInteger(10, number))
+      return "'" + item.str() + "': " + key.str() + " takes an integer";
+    if (key == "block" && hasValue)
+      spec.block = number;
+    else if (key == "group" && hasValue)
+      spec.group = number;
+    else if (key == "clip" && (value == "minmax" || value == "mse"))
+      spec.mse = value == "mse";
+    else if (key == "double-quant" && !hasValue)
+      spec.doubleQuant = true;
+    else if (key == "asym" && !hasValue)
+      spec.asym = true;
+    else if (key == "sym" && !hasValue)
+      spec.asym = false;
+    else if (key == "per-channel" && !hasValue) {
+      spec.group = 0;
+      spec.perChannel = true;
+    } else
+      return "unknown option '" + item.str() +
+             "' (block=N, double-quant, group=N, per-channel, sym, asym, "
+             "clip=minmax|mse)";
+  }
+  return checkQuantizeSpec(spec);
+}
+
 QuantizedWeight mlir::qopt::quantizeMatrix(MLIRContext *ctx,
                                            const QuantizeSpec &spec,
                                            const dense::Matrix &w) {
@@ -244,6 +281,153 @@ FailureOr<QuantizeSpec> mlir::qopt::specOfType(QTensorType type,
   return failure();
 }
 
+/// The index, in the row-major scales, of the scale of element (r, c) of
+/// a rank-`rank` quantized tensor with `cols` columns and granularity `g`.
+static int64_t scaleIndexAt(GranularityAttrInterface g, int64_t rank,
+                            int64_t cols, int64_t r, int64_t c) {
+  if (auto ch = dyn_cast<PerChannelAttr>(g))
+    return rank == 2 && ch.getAxis() == 0 ? r : c;
+  if (auto grp = dyn_cast<PerGroupAttr>(g)) {
+    if (rank == 1)
+      return c / grp.getSize();
+    if (grp.getAxis() == 1)
+      return r * llvm::divideCeil(cols, grp.getSize()) + c / grp.getSize();
+    return (r / grp.getSize()) * cols + c;
+  }
+  if (auto block = dyn_cast<PerBlockAttr>(g))
+    return (r * cols + c) / block.getSize();
+  if (isa<PerTokenAttr>(g))
+    return r;
+  return 0; // per tensor
+}
+
+dense::Matrix mlir::qopt::dequantizeMatrix(const QuantizedWeight &w) {
+  MLIRContext *ctx = w.format.getContext();
+  // The scales as the lowering decodes them.
+  std::vector<float> scales = w.scales;
+  if (w.doubleQuantized) {
+    ArrayRef<float> table = codebookOf(Dynamic8FormatAttr::get(ctx));
+    scales.resize(w.scaleCodes.size());
+    for (size_t i = 0; i < scales.size(); ++i)
+      scales[i] =
+          table[w.scaleCodes[i]] * w.nestedAbsmax[i / w.nestedBlock] + w.offset;
+  } else if (w.e4m3Scales || w.e8m0Scales) {
+    ArrayRef<float> table =
+        decodedTable(w.e4m3Scales ? ::qopt::SmallFloatKind::F8E4M3FN
+                                  : ::qopt::SmallFloatKind::F8E8M0FNU);
+    scales.resize(w.scaleCodes.size());
+    for (size_t i = 0; i < scales.size(); ++i)
+      scales[i] = w.e4m3Scales ? table[w.scaleCodes[i]] * w.globalScale
+                               : table[w.scaleCodes[i]];
+  }
+  ArrayRef<float> table = codebookOf(w.format);
+  auto intFormat = dyn_cast<IntFormatAttr>(w.format);
+  bool isSigned = intFormat && intFormat.getIsSigned();
+  unsigned bits = w.format.getStorageBits();
+  dense::Matrix out(w.n, w.k);
+  for (int64_t r = 0; r < w.n; ++r)
+    for (int64_t c = 0; c < w.k; ++c) {
+      int64_t si = scaleIndexAt(w.granularity, 2, w.k, r, c);
+      uint8_t code = w.codes[r * w.k + c];
+      float value;
+      if (!table.empty())
+        value = table[code];
+      else if (isSigned)
+        value = float(::qopt::signExtend(code, bits));
+      else
+        value = float(int32_t(code) -
+                      (w.zeroPoints.empty() ? 0 : int32_t(w.zeroPoints[si])));
+      out.at(r, c) = value * scales[si];
+    }
+  return out;
+}
+
+double mlir::qopt::storedBits(const QuantizedWeight &w) {
+  double bits = double(w.n) *
+                double(::qopt::packedRowBytes(w.k, w.format.getStorageBits())) *
+                8;
+  int64_t scales = 1;
+  for (int64_t d : w.scaleShape)
+    scales *= d;
+  if (w.doubleQuantized)
+    bits += double(scales) * 8 + double(w.nestedAbsmax.size()) * 32 + 32;
+  else if (w.e4m3Scales)
+    bits += double(scales) * 8 + 32;
+  else if (w.e8m0Scales)
+    bits += double(scales) * 8;
+  else
+    bits += double(scales) * 32;
+  return bits + double(w.zeroPoints.size()) * 8;
+}
+
+std::optional<std::vector<size_t>>
+mlir::qopt::chooseUnderBudget(ArrayRef<std::vector<BudgetChoice>> layers,
+                              double budget) {
+  // Each layer's lower convex hull of (cost, error), as indices by cost: a
+  // choice off it is never the best use of its bits.
+  std::vector<std::vector<size_t>> hulls;
+  double spent = 0;
+  for (const std::vector<BudgetChoice> &choices : layers) {
+    std::vector<size_t> order(choices.size());
+    for (size_t i = 0; i < order.size(); ++i)
+      order[i] = i;
+    llvm::stable_sort(order, [&](size_t a, size_t b) {
+      return choices[a].cost < choices[b].cost ||
+             (choices[a].cost == choices[b].cost &&
+              choices[a].error < choices[b].error);
+    });
+    std::vector<size_t> hull;
+    for (size_t i : order) {
+      const BudgetChoice &c = choices[i];
+      if (!hull.empty() && c.error >= choices[hull.back()].error)
+        continue;
+      while (hull.size() >= 2) {
+        const BudgetChoice &a = choices[hull[hull.size() - 2]],
+                           &b = choices[hull.back()];
+        // Drop b when a→c saves at least as much per bit as a→b.
+        if ((a.error - b.error) * (c.cost - a.cost) <=
+            (a.error - c.error) * (b.cost - a.cost))
+          hull.pop_back();
+        else
+          break;
+      }
+      hull.push_back(i);
+    }
+    spent += choices[hull.front()].cost;
+    hulls.push_back(std::move(hull));
+  }
+  if (spent > budget)
+    return std::nullopt;
+  std::vector<size_t> at(layers.size(), 0);
+  while (true) {
+    std::optional<size_t> best;
+    double bestGain = 0;
+    for (size_t l = 0; l < layers.size(); ++l) {
+      if (at[l] + 1 >= hulls[l].size())
+        continue;
+      const BudgetChoice &now = layers[l][hulls[l][at[l]]],
+                         &next = layers[l][hulls[l][at[l] + 1]];
+      if (spent - now.cost + next.cost > budget)
+        continue;
+      double gain = (now.error - next.error) / (next.cost - now.cost);
+      if (!best || gain > bestGain) {
+        best = l;
+        bestGain = gain;
+      }
+    }
+    if (!best)
+      break;
+    size_t l = *best;
+    spent +=
+        layers[l][hulls[l][at[l] + 1]].cost - layers[l][hulls[l][at[l]]].cost;
+    ++at[l];
+  }
+  std::vector<size_t> chosen(layers.size());
+  for (size_t l = 0; l < layers.size(); ++l)
+    chosen[l] = hulls[l][at[l]];
+  return chosen;
+}
+
 FailureOr<dense::Matrix>
 mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
                             Operation *user, std::string &why,
@@ -341,21 +525,8 @@ mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
   ArrayRef<float> table = codebookOf(format);
   auto intFormat = dyn_cast<IntFormatAttr>(format);
   bool isSigned = intFormat && intFormat.getIsSigned();
-  auto scaleIndex = [&](int64_t r, int64_t c) -> int64_t {
-    if (auto ch = dyn_cast<PerChannelAttr>(g))
-      return rank == 2 && ch.getAxis() == 0 ? r : c;
-    if (auto grp = dyn_cast<PerGroupAttr>(g)) {
-      if (rank == 1)
-        return c / grp.getSize();
-      if (grp.getAxis() == 1)
-        return r * llvm::divideCeil(cols, grp.getSize()) + c / grp.getSize();
-      return (r / grp.getSize()) * cols + c;
-    }
-    if (auto block = dyn_cast<PerBlockAttr>(g))
-      return (r * cols + c) / block.getSize();
-    if (isa<PerTokenAttr>(g))
-      return r;
-    return 0; // per tensor
+  auto scaleIndex = [&](int64_t r, int64_t c) {
+    return scaleIndexAt(g, rank, cols, r, c);
   };
   dense::Matrix out(rows, cols);
   std::vector<uint8_t> codes(cols);
@@ -385,36 +556,23 @@ mlir::qopt::dequantizeKnown(WeightReader &reader, Value q, SymbolTable &symbols,
 
 namespace {
 
-/// One layer's options under a bit budget.
-struct WidthChoice {
-  unsigned bits;
-  double cost;  // bits stored for the layer (codes, scales, zero points)
-  double error; // squared error of its quantized weight
-};
+/// The widths `--budget-bits` chooses from.
+constexpr unsigned kBudgetWidths[] = {2, 3, 4, 5, 6, 8};
 
-/// The stored bits and squared error of `w` quantized as `spec`.
-WidthChoice measure(MLIRContext *ctx, const QuantizeSpec &spec,
-                    const dense::Matrix &w, unsigned bits) {
+/// The stored bits and squared error of `w` quantized as `spec` with
+/// `bits`-bit codes.
+BudgetChoice measure(MLIRContext *ctx, const QuantizeSpec &spec,
+                     const dense::Matrix &w, unsigned bits) {
   QuantizeSpec s = spec;
   s.format = "int" + std::to_string(bits);
   QuantizedWeight q = quantizeMatrix(ctx, s, w);
-  int64_t size = spec.group ? std::min<int64_t>(spec.group, w.cols) : w.cols;
-  int64_t groups = llvm::divideCeil(w.cols, size);
+  dense::Matrix d = dequantizeMatrix(q);
   double error = 0;
-  for (int64_t r = 0; r < w.rows; ++r)
-    for (int64_t c = 0; c < w.cols; ++c) {
-      int64_t g = r * groups + c / size;
-      int32_t code =
-          spec.asym
-              ? int32_t(q.codes[r * w.cols + c]) - int32_t(q.zeroPoints[g])
-              : ::qopt::signExtend(q.codes[r * w.cols + c], bits);
-      double d = double(float(code) * q.scales[g]) - w.at(r, c);
-      error += d * d;
-    }
-  double cost =
-      double(w.rows) * (double(::qopt::packedRowBytes(w.cols, bits)) * 8 +
-                        double(groups) * (32 + (spec.asym ? 8 : 0)));
-  return {bits, cost, error};
+  for (size_t i = 0; i < d.data.size(); ++i) {
+    double e = double(d.data[i]) - w.data[i];
+    error += e * e;
+  }
+  return {storedBits(q), error};
 }
 
 struct QOptQuantizeWeightsPass
@@ -440,76 +598,46 @@ struct QOptQuantizeWeightsPass
     struct Layer {
       std::string name;
       int64_t rows, cols;
-      std::vector<WidthChoice> hull; // cost ascending, error descending
-      double norm2;                  // ‖W‖²
+      std::vector<BudgetChoice> choices; // one per kBudgetWidths
+      double norm2;                      // ‖W‖²
       size_t at = 0;
     };
     std::vector<Layer> layers;
     double weights = 0;
-    if (failed(forEachWeight([&](StringRef name, LinearOp,
-                                 const dense::Matrix &w) {
-          std::vector<WidthChoice> all;
-          for (unsigned bits : {2u, 3u, 4u, 5u, 6u, 8u})
-            all.push_back(measure(&getContext(), spec, w, bits));
-          // The lower convex hull of (cost, error): a width off it is
-          // never the best use of its bits.
-          std::vector<WidthChoice> hull;
-          for (const WidthChoice &c : all) {
-            if (!hull.empty() && c.error >= hull.back().error)
-              continue;
-            while (hull.size() >= 2) {
-              const WidthChoice &a = hull[hull.size() - 2], &b = hull.back();
-              // Drop b when a→c saves at least as much per bit as a→b.
-              if ((a.error - b.error) * (c.cost - a.cost) <=
-                  (a.error - c.error) * (b.cost - a.cost))
-                hull.pop_back();
-              else
-                break;
-            }
-            hull.push_back(c);
-          }
-          double norm2 = 0;
-          for (float v : w.data)
-            norm2 += double(v) * v;
-          layers.push_back({name.str(), w.rows, w.cols, hull, norm2});
-          weights += double(w.rows) * double(w.cols);
-          return success();
-        })))
+    if (failed(forEachWeight(
+            [&](StringRef name, LinearOp, const dense::Matrix &w) {
+              std::vector<BudgetChoice> all;
+              for (unsigned bits : kBudgetWidths)
+                all.push_back(measure(&getContext(), spec, w, bits));
+              double norm2 = 0;
+              for (float v : w.data)
+                norm2 += double(v) * v;
+              layers.push_back({name.str(), w.rows, w.cols, all, norm2});
+              weights += double(w.rows) * double(w.cols);
+              return success();
+            })))
       return failure();
     if (layers.empty())
       return success(); // the caller reports that nothing was selected
-    double budget = budgetBits * weights, spent = 0;
+    std::vector<std::vector<BudgetChoice>> choices;
     for (const Layer &l : layers)
-      spent += l.hull.front().cost;
-    if (spent > budget) {
+      choices.push_back(l.choices);
+    std::optional<std::vector<size_t>> chosen =
+        chooseUnderBudget(choices, budgetBits * weights);
+    if (!chosen) {
+      double least = 0;
+      for (const Layer &l : layers)
+        least += l.choices.front().cost;
       emitError(module.getLoc())
           << "qopt-quantize-weights: a budget of "
           << llvm::formatv("{0:f2}", double(budgetBits))
           << " bits per weight is below the narrowest choice ("
-          << llvm::formatv("{0:f3}", spent / weights)
+          << llvm::formatv("{0:f3}", least / weights)
           << " bits per weight with 2-bit codes and their scales)";
       return failure();
     }
-    while (true) {
-      Layer *best = nullptr;
-      double bestGain = 0;
-      for (Layer &l : layers) {
-        if (l.at + 1 >= l.hull.size())
-          continue;
-        const WidthChoice &now = l.hull[l.at], &next = l.hull[l.at + 1];
-        if (spent - now.cost + next.cost > budget)
-          continue;
-        double gain = (now.error - next.error) / (next.cost - now.cost);
-        if (!best || gain > bestGain) {
-          best = &l;
-          bestGain = gain;
-        }
-      }
-      if (!best)
-        break;
-      spent += best->hull[best->at + 1].cost - best->hull[best->at].cost;
-      ++best->at;
-    }
+    for (size_t i = 0; i < layers.size(); ++i)
+      layers[i].at = (*chosen)[i];
     llvm::raw_ostream &os = llvm::errs();
     os << "qopt-quantize-weights: integer widths for a budget of "
        << llvm::formatv("{0:f2}", double(budgetBits)) << " bits per weight ("
@@ -521,13 +649,13 @@ struct QOptQuantizeWeightsPass
        << "relative error\n";
     double total = 0;
     for (const Layer &l : layers) {
-      const WidthChoice &c = l.hull[l.at];
-      widths[l.name] = c.bits;
+      const BudgetChoice &c = l.choices[l.at];
+      widths[l.name] = kBudgetWidths[l.at];
       total += c.cost;
       os << llvm::left_justify(l.name, 40)
          << llvm::left_justify(
                 (std::to_string(l.rows) + "x" + std::to_string(l.cols)), 12)
-         << llvm::left_justify(std::to_string(c.bits), 6)
+         << llvm::left_justify(std::to_string(kBudgetWidths[l.at]), 6)
          << llvm::left_justify(
                 llvm::formatv("{0:f3}", c.cost / (double(l.rows) * l.cols))
                     .str(),

@@ -168,9 +168,38 @@ struct QuantizeSpec {
 /// what is wrong.
 std::optional<std::string> checkQuantizeSpec(const QuantizeSpec &spec);
 
+/// Parses `qoptc --quantize`'s SPEC (`nf4:block=64,double-quant`,
+/// `int4:group=128,asym,clip=mse`, `fp8-e4m3:per-channel`, `mxfp4`, …) and
+/// checks it; the message says what is wrong.
+std::optional<std::string> parseQuantizeSpec(llvm::StringRef text,
+                                             QuantizeSpec &spec);
+
 /// `w` quantized as `spec` says (checkQuantizeSpec must accept it).
 QuantizedWeight quantizeMatrix(MLIRContext *ctx, const QuantizeSpec &spec,
                                const ::qopt::dense::Matrix &w);
+
+/// The float values `w` stands for, as the CPU lowering dequantizes them.
+::qopt::dense::Matrix dequantizeMatrix(const QuantizedWeight &w);
+
+/// The stored bits of `w`: codes packed per row, scales (f32, or their
+/// 8-bit codes with the nested absmax and offset), zero points.
+double storedBits(const QuantizedWeight &w);
+
+/// One way to store a layer under a memory budget.
+struct BudgetChoice {
+  double cost;  // stored bits
+  double error; // the error it leaves (smaller is better)
+};
+
+/// Picks one choice per layer for the least total error with a total cost
+/// within `budget` (bits): from each layer's cheapest choice, the upgrade
+/// that saves the most error per bit is taken while it fits (a greedy
+/// multiple-choice knapsack over each layer's lower convex hull of (cost,
+/// error)). Returns the index of each layer's choice, or nullopt when even
+/// the cheapest choices exceed the budget.
+std::optional<std::vector<size_t>>
+chooseUnderBudget(llvm::ArrayRef<std::vector<BudgetChoice>> layers,
+                  double budget);
 
 /// The spec that quantizes a weight again into the layout of `type` (what
 /// qopt-quantize-weights or qopt-load-weights made; integer ranges
