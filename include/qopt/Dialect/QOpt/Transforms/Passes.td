@@ -405,6 +405,77 @@ def QOptQuantizeWeightsPass
                            "::mlir::arith::ArithDialect"];
 }
 
+def QOptLQLoRAPass : Pass<"qopt-lq-lora", "::mlir::ModuleOp"> {
+  let summary = "Decomposes weights as quantized + low-rank, W ≈ Q + B·A "
+                "(LQ-LoRA), for fine-tuning the low-rank part";
+  let description = [{
+    Each selected `qopt.linear` whose float weight is known at compile time
+    becomes a `qopt.lora` on a quantized base (LQ-LoRA, Guo et al. 2023):
+    starting from B·A = 0, it alternates
+
+    ```
+    Q      = quantize(W − B·A)         (the `weights` spec, as --quantize)
+    B, A   = top-r SVD of W − deq(Q)   (B = U·√S, A = √S·Vᵀ)
+    ```
+
+    for at most `iterations` rounds, keeping the round with the least
+    error ‖W − deq(Q) − B·A‖ and stopping once a round does not lower it.
+    The layer then holds Q packed (`<module>.weight`, as
+    `qopt-quantize-weights` stores it) and trainable factors
+    `<module>.lora_A.weight` (r×K) and `<module>.lora_B.weight` (N×r), with
+    alpha = r (scale 1): its output starts as x · (deq(Q) + B·A)ᵀ.
+
+    **Fisher weighting** (`fisher`): a safetensors file with one tensor
+    `<module>.weight` per selected layer (N×K, e.g. the mean squared
+    gradients over calibration data; a wrapper's path prefix may differ)
+    makes the error weighted, Σ F̂ᵢⱼ · Eᵢⱼ², with F̂ the rank-1 fit
+    F̂ᵢⱼ = rᵢ·cⱼ / ΣF of row sums r and column sums c (LQ-LoRA's
+    approximation); the SVD becomes the weighted one, B·A =
+    D_r⁻¹ · svd_r(D_r (W − deq(Q)) D_c) · D_c⁻¹, D_r = diag(√r),
+    D_c = diag(√(c / ΣF)). Missing, extra or misshapen tensors are errors
+    naming them.
+
+    **Budget** (`budget-bits`, with an integer spec): each layer's width
+    (2, 3, 4, 5, 6, 8 bits, the spec's group / asym kept) and rank (one of
+    `ranks`, default `rank`; 0 means no adapter) are chosen for the least
+    total (weighted) error within this many stored bits per weight: the
+    packed codes with their scales and zero points, plus the f32 factors
+    (32·r·(N + K) bits). Every combination is decomposed, then a greedy
+    multiple-choice knapsack over each layer's lower convex hull picks.
+
+    A table on stderr gives per layer the width, rank, rounds run, and the
+    relative error of Q alone and of Q + B·A. The selection is PEFT's
+    (`target-modules`, `exclude-modules`; default every linear layer but
+    the output head); weights given at run time or trainable are skipped by
+    default (an error for a layer named). The SVD is exact (Jacobi on the
+    smaller Gram matrix, O(min(N, K)² · max(N, K)) per round).
+  }];
+  let options = [
+    Option<"weights", "weights", "std::string", "\"nf4:block=64\"",
+           "How Q is quantized, as qoptc --quantize's SPEC (nf4:block=64, "
+           "int4:group=64,asym, …)">,
+    Option<"rank", "rank", "int64_t", "16", "Rank r of B·A">,
+    Option<"iterations", "iterations", "int64_t", "10",
+           "Most rounds of quantization and SVD">,
+    Option<"fisher", "fisher", "std::string", "\"\"",
+           "safetensors of Fisher diagonals, one <module>.weight per layer">,
+    Option<"budgetBits", "budget-bits", "double", "0.0",
+           "Choose each layer's width and rank within this many stored bits "
+           "per weight, factors included (integer specs)">,
+    ListOption<"ranks", "ranks", "int64_t",
+               "Ranks budget-bits chooses from (default: rank)">,
+    ListOption<"targetModules", "target-modules", "std::string",
+               "Layers to decompose, as PEFT's target_modules (default: "
+               "all-linear, the output head excluded)">,
+    ListOption<"excludeModules", "exclude-modules", "std::string",
+               "Layers to leave in float">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder that relative #qopt.external locations start from">
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def QOptInsertFakeQuantPass
     : Pass<"qopt-insert-fake-quant", "::mlir::ModuleOp"> {
   let summary = "Simulates quantized weights and layer inputs in float for "
