@@ -151,6 +151,49 @@ void qopt::dense::topSingular(const Matrix &a, int64_t r, Matrix &u,
   }
 }
 
+void qopt::dense::topSingularRandomized(const Matrix &a, int64_t r, Matrix &u,
+                                        std::vector<float> &s, Matrix &vt,
+                                        int64_t oversample,
+                                        int64_t powerIterations,
+                                        uint64_t seed) {
+  int64_t m = a.rows, n = a.cols;
+  int64_t l = std::min(r + oversample, std::min(m, n));
+  // Ω: n×l standard normal (splitmix64, Box–Muller), reproducible.
+  uint64_t state = seed + 0x9e3779b97f4a7c15ull;
+  auto next = [&]() {
+    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return double((z ^ (z >> 31)) >> 11) * 0x1.0p-53;
+  };
+  Matrix omega(n, l);
+  for (float &x : omega.data) {
+    double u1 = std::max(next(), 1e-300), u2 = next();
+    x = float(std::sqrt(-2.0 * std::log(u1)) *
+              std::cos(6.283185307179586 * u2));
+  }
+  Matrix q, unused;
+  auto orth = [&](const Matrix &y, Matrix &basis) {
+    thinQR(y, y.cols, basis, unused);
+  };
+  Matrix y(m, l);
+  gemm(false, false, 1.0f, a, omega, 0.0f, y);
+  orth(y, q);
+  for (int64_t it = 0; it < powerIterations; ++it) {
+    Matrix z(n, l), qz;
+    gemm(true, false, 1.0f, a, q, 0.0f, z); // aᵀ·Q
+    orth(z, qz);
+    gemm(false, false, 1.0f, a, qz, 0.0f, y); // a·orth(aᵀ·Q)
+    orth(y, q);
+  }
+  // B = Qᵀ·a (l×n): its SVD is a's restricted to span(Q).
+  Matrix b(l, n), ub;
+  gemm(true, false, 1.0f, q, a, 0.0f, b);
+  topSingular(b, r, ub, s, vt);
+  u = Matrix(m, r);
+  gemm(false, false, 1.0f, q, ub, 0.0f, u);
+}
+
 void qopt::dense::thinQR(const Matrix &a, int64_t r, Matrix &q, Matrix &rRows) {
   // Householder on the first r columns (all R's first r rows need).
   int64_t m = a.rows;

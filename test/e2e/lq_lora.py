@@ -7,6 +7,8 @@ float64):
   lost; the compiled model's logits equal (<= 1e-5) those of a float
   checkpoint holding deq(Q) + B·A from the reference, for NF4 (blocks of
   64) and int4 groups asym, and the factors are trainable parameters;
+- the randomized SVD: one round's error per layer within 1% of the exact
+  reference's;
 - ten rounds: every layer's error (from the table qoptc prints) is below
   its one-round error and within 2% of the reference's;
 - Fisher weighting (a synthetic Fisher file with strong row / column
@@ -142,6 +144,20 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"{'ok' if ok else 'FAIL'} one round {spec}: logits vs reference {vs:.1e}, "
               f"{len(rows)} layers, {len(trainable)} trainable factors")
         failures += not ok
+
+    # The randomized SVD (subspace iteration), one round: the error of each
+    # layer within 1% of the exact reference's.
+    spec = "nf4:block=64"
+    rc, err = qoptc("--graph-passes", f"qopt-lq-lora{{weights={spec} rank=4 iterations=1 "
+                    "svd=randomized}", "-o", os.path.join(tmp, "randomized.so"))
+    rows, _ = table(err)
+    worst = max((abs(rows[n][5] - relative(decompose(base[n], spec, 4, 1)[2], base[n]))
+                 / relative(decompose(base[n], spec, 4, 1)[2], base[n]) if n in rows else np.inf)
+                for n in linear)
+    ok = not rc and worst <= 0.01
+    print(f"{'ok' if ok else 'FAIL'} randomized svd, one round {spec}: worst difference from "
+          f"the exact reference's error {worst:.2%}")
+    failures += not ok
 
     # Ten rounds: the error falls below the one-round error, as the reference's.
     spec = "nf4:block=64"

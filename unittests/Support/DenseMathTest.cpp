@@ -153,4 +153,74 @@ TEST(DenseMath, MatmulTransposeRowNorms) {
   EXPECT_FLOAT_EQ(norms[1], std::sqrt(77.0f));
 }
 
+/// ‖a − u·diag(s)·vt‖_F.
+double truncationError(const Matrix &a, const Matrix &u,
+                       const std::vector<float> &s, const Matrix &vt) {
+  double sum = 0;
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t j = 0; j < a.cols; ++j) {
+      double v = a.at(i, j);
+      for (size_t k = 0; k < s.size(); ++k)
+        v -= double(u.at(i, k)) * s[k] * vt.at(k, j);
+      sum += v * v;
+    }
+  return std::sqrt(sum);
+}
+
+/// An m×n matrix with singular values `sigma` (random singular vectors)
+/// plus Gaussian noise of standard deviation `noise`.
+Matrix spectrumMatrix(int64_t m, int64_t n, const std::vector<double> &sigma,
+                      double noise, std::mt19937 &rng) {
+  int64_t r = sigma.size();
+  Matrix qu, qv, unused;
+  thinQR(randomMatrix(m, r, rng), r, qu, unused);
+  thinQR(randomMatrix(n, r, rng), r, qv, unused);
+  Matrix a = randomMatrix(m, n, rng);
+  for (float &v : a.data)
+    v = float(v * noise);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t k = 0; k < r; ++k)
+        a.at(i, j) += float(qu.at(i, k) * sigma[k] * qv.at(j, k));
+  return a;
+}
+
+TEST(DenseMath, TopSingularRecoversAKnownSpectrum) {
+  std::mt19937 rng(7);
+  Matrix a = spectrumMatrix(40, 25, {10, 5, 2, 1, 0.5}, 0.0, rng);
+  Matrix u, vt;
+  std::vector<float> s;
+  topSingular(a, 3, u, s, vt);
+  EXPECT_NEAR(s[0], 10, 1e-4);
+  EXPECT_NEAR(s[1], 5, 1e-4);
+  EXPECT_NEAR(s[2], 2, 1e-4);
+  // What the rank-3 truncation leaves: the last two singular values.
+  EXPECT_NEAR(truncationError(a, u, s, vt), std::sqrt(1 + 0.25), 1e-4);
+}
+
+TEST(DenseMath, RandomizedSVDMatchesTheExactOne) {
+  std::mt19937 rng(11);
+  // A decaying spectrum under noise, and a flat one (pure noise, as a
+  // quantization residual is): the randomized truncation keeps nearly
+  // the exact one's error.
+  for (double noise : {0.01, 1.0}) {
+    std::vector<double> sigma;
+    for (int k = 0; k < 12; ++k)
+      sigma.push_back(noise < 1 ? 20.0 * std::pow(0.7, k) : 0.0);
+    Matrix a = spectrumMatrix(300, 200, sigma, noise, rng);
+    Matrix u, vt, ur, vtr;
+    std::vector<float> s, sr;
+    topSingular(a, 8, u, s, vt);
+    topSingularRandomized(a, 8, ur, sr, vtr);
+    double exact = truncationError(a, u, s, vt);
+    double randomized = truncationError(a, ur, sr, vtr);
+    EXPECT_LE(randomized, exact * (noise < 1 ? 1.001 : 1.02)) << noise;
+    EXPECT_GE(randomized, exact * (1 - 1e-5)) << noise;
+    if (noise < 1) {
+      for (int k = 0; k < 8; ++k)
+        EXPECT_NEAR(sr[k], s[k], 1e-3 * s[k]) << k;
+    }
+  }
+}
+
 } // namespace

@@ -53,6 +53,17 @@ std::vector<float> rowNorms(const Matrix &a);
 void topSingular(const Matrix &a, int64_t r, Matrix &u, std::vector<float> &s,
                  Matrix &vt);
 
+/// The same by randomized subspace iteration (Halko, Martinsson and Tropp,
+/// 2011): an orthonormal basis Q of a·Ω for a Gaussian Ω of r + `oversample`
+/// columns (seeded by `seed`), refined by `powerIterations` rounds of
+/// Q = orth(a · orth(aᵀ·Q)), then the exact SVD of the small Qᵀ·a.
+/// O(m·n·(r + oversample)·powerIterations): for large weights where the
+/// exact decomposition is too slow; close to it when the spectrum decays.
+void topSingularRandomized(const Matrix &a, int64_t r, Matrix &u,
+                           std::vector<float> &s, Matrix &vt,
+                           int64_t oversample = 16, int64_t powerIterations = 4,
+                           uint64_t seed = 0);
+
 /// The first `r` columns of the Q of `a`'s QR decomposition (m×r,
 /// orthonormal; Householder signs: R's diagonal is negative where torch's
 /// is) and the first `r` rows of R = Qᵣᵀ · a (r×n), in double. Their

@@ -58,7 +58,7 @@ double weightedNorm2(const dense::Matrix &e, const FisherWeights &f) {
 /// The top-`rank` (weighted) SVD of `res` as B (N×r) · A (r×K):
 /// B = D_r⁻¹·U·√S, A = √S·Vᵀ·D_c⁻¹ of svd(D_r · res · D_c).
 void lowRankFactors(const dense::Matrix &res, int64_t rank,
-                    const FisherWeights &f, dense::Matrix &a,
+                    const FisherWeights &f, bool randomized, dense::Matrix &a,
                     dense::Matrix &b) {
   dense::Matrix scaled = res;
   if (!f.empty())
@@ -67,7 +67,10 @@ void lowRankFactors(const dense::Matrix &res, int64_t rank,
         scaled.at(i, j) = float(res.at(i, j) * f.row[i] * f.col[j]);
   dense::Matrix u, vt;
   std::vector<float> s;
-  dense::topSingular(scaled, rank, u, s, vt);
+  if (randomized)
+    dense::topSingularRandomized(scaled, rank, u, s, vt);
+  else
+    dense::topSingular(scaled, rank, u, s, vt);
   a = dense::Matrix(rank, res.cols);
   b = dense::Matrix(res.rows, rank);
   for (int64_t k = 0; k < rank; ++k) {
@@ -92,7 +95,8 @@ struct Decomposition {
 /// a round does not lower the error; the best round.
 Decomposition decompose(MLIRContext *ctx, const QuantizeSpec &spec,
                         const dense::Matrix &w, int64_t rank,
-                        int64_t iterations, const FisherWeights &f) {
+                        int64_t iterations, const FisherWeights &f,
+                        bool randomized) {
   Decomposition best;
   best.error = std::numeric_limits<double>::infinity();
   best.rank = rank;
@@ -110,7 +114,7 @@ Decomposition decompose(MLIRContext *ctx, const QuantizeSpec &spec,
     dense::Matrix a, b;
     lowRank = dense::Matrix(w.rows, w.cols);
     if (rank > 0) {
-      lowRankFactors(res, rank, f, a, b);
+      lowRankFactors(res, rank, f, randomized, a, b);
       dense::gemm(false, false, 1.0f, b, a, 0.0f, lowRank);
     }
     dense::Matrix left = res;
@@ -155,6 +159,8 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
       return fail("weights '" + weights + "': " + *why);
     if (iterations < 1)
       return fail("iterations must be at least 1, got " + Twine(iterations));
+    if (svd != "exact" && svd != "randomized" && svd != "auto")
+      return fail("svd '" + svd + "' is not exact, randomized or auto");
     bool budget = budgetBits != 0.0;
     if (budget && (!(budgetBits > 0) || !std::isfinite(budgetBits)))
       return fail("budget-bits must be a positive number of bits per weight");
@@ -198,11 +204,11 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
         if (param && (!param.getInitialValue() || param.isMutable())) {
           if (targetModules.empty())
             continue;
-          return fail("the weight of '" + layer.name + "' is " +
-                      (param.isMutable() ? "trainable or state"
-                                         : "given at run time") +
-                      ": only frozen weights known at compile time are "
-                      "decomposed");
+          return fail(
+              "the weight of '" + layer.name + "' is " +
+              (param.isMutable() ? "trainable or state" : "given at run time") +
+              ": only frozen weights known at compile time are "
+              "decomposed");
         }
       }
       std::string why;
@@ -237,7 +243,8 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
         return signalPassFailure();
     } else {
       for (Layer &l : layers)
-        l.chosen = decompose(ctx, spec, l.w, rank, iterations, l.fisher);
+        l.chosen = decompose(ctx, spec, l.w, rank, iterations, l.fisher,
+                             randomizedFor(l.w));
     }
     report(layers);
 
@@ -245,8 +252,8 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
     llvm::StringSet<> before = paramNames(module);
     for (Layer &l : layers) {
       Value old = l.linear.getWeight();
-      Value packed =
-          createQuantizedWeight(symbols, l.linear, l.name + ".weight", l.chosen.q);
+      Value packed = createQuantizedWeight(symbols, l.linear,
+                                           l.name + ".weight", l.chosen.q);
       if (!packed)
         return signalPassFailure();
       if (Operation *def = old.getDefiningOp())
@@ -276,12 +283,18 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
     restoreParamNames(module, before, symbols);
   }
 
+  /// Whether `w`'s SVD is the randomized one.
+  bool randomizedFor(const dense::Matrix &w) {
+    return svd == "randomized" ||
+           (svd == "auto" && std::min(w.rows, w.cols) > 512);
+  }
+
   /// Each layer's rank-1 Fisher fit from the `fisher` file.
   LogicalResult readFisher(std::vector<Layer> &layers) {
     ModuleOp module = getOperation();
     auto error = [&]() {
-      return emitError(module.getLoc()) << "qopt-lq-lora: fisher '" << fisher
-                                        << "': ";
+      return emitError(module.getLoc())
+             << "qopt-lq-lora: fisher '" << fisher << "': ";
     };
     auto buffer = llvm::MemoryBuffer::getFile(fisher, /*IsText=*/false,
                                               /*RequiresNullTerminator=*/false);
@@ -361,9 +374,10 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
         QuantizeSpec s = spec;
         s.format = "int" + std::to_string(bits);
         for (int64_t r : rankChoices) {
-          d.push_back(decompose(&getContext(), s, l.w, r, iterations, l.fisher));
-          c.push_back({storedBits(d.back().q) + 32.0 * double(r) *
-                                                    double(l.w.rows + l.w.cols),
+          d.push_back(decompose(&getContext(), s, l.w, r, iterations, l.fisher,
+                                randomizedFor(l.w)));
+          c.push_back({storedBits(d.back().q) +
+                           32.0 * double(r) * double(l.w.rows + l.w.cols),
                        d.back().error});
         }
       }
@@ -415,8 +429,8 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
         return llvm::formatv("{0:e2}", norm > 0 ? std::sqrt(e / norm) : 0.0)
             .str();
       };
-      double bits = storedBits(d.q) +
-                    32.0 * double(d.rank) * double(l.w.rows + l.w.cols);
+      double bits =
+          storedBits(d.q) + 32.0 * double(d.rank) * double(l.w.rows + l.w.cols);
       double weightsCount = double(l.w.rows) * double(l.w.cols);
       stored += bits;
       count += weightsCount;
@@ -429,8 +443,8 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
          << llvm::left_justify(std::to_string(d.rounds), 8)
          << llvm::left_justify(
                 llvm::formatv("{0:f3}", bits / weightsCount).str(), 13)
-         << llvm::left_justify(relative(d.quantError), 10)
-         << relative(d.error) << "\n";
+         << llvm::left_justify(relative(d.quantError), 10) << relative(d.error)
+         << "\n";
     }
     os << "total: " << llvm::formatv("{0:f3}", stored / count)
        << " bits per weight";

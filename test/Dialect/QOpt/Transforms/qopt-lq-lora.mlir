@@ -3,6 +3,8 @@
 // RUN: qopt-opt %s --qopt-lq-lora="weights=int4:group=4 budget-bits=40 ranks=0,1" --mlir-elide-resource-strings-if-larger=1 2>&1 | FileCheck %s --check-prefix=BUDGET
 // RUN: not qopt-opt %s --qopt-lq-lora="weights=int9" 2>&1 | FileCheck %s --check-prefix=ERR-SPEC
 // RUN: not qopt-opt %s --qopt-lq-lora="iterations=0" 2>&1 | FileCheck %s --check-prefix=ERR-ITER
+// RUN: not qopt-opt %s --qopt-lq-lora="svd=lanczos" 2>&1 | FileCheck %s --check-prefix=ERR-SVD
+// RUN: qopt-opt %s --qopt-lq-lora="weights=int4:group=4,asym rank=2 iterations=3 svd=randomized" --mlir-elide-resource-strings-if-larger=1 2>/dev/null | FileCheck %s
 // RUN: not qopt-opt %s --qopt-lq-lora="ranks=2,4" 2>&1 | FileCheck %s --check-prefix=ERR-RANKS
 // RUN: not qopt-opt %s --qopt-lq-lora="rank=0" 2>&1 | FileCheck %s --check-prefix=ERR-RANK0
 // RUN: not qopt-opt %s --qopt-lq-lora="rank=5" 2>&1 | FileCheck %s --check-prefix=ERR-RANKBIG
@@ -13,6 +15,7 @@
 
 // ERR-SPEC: error: qopt-lq-lora: weights 'int9': format 'int9' is not supported (int2 to int8: 2 to 8 bits)
 // ERR-ITER: error: qopt-lq-lora: iterations must be at least 1, got 0
+// ERR-SVD: error: qopt-lq-lora: svd 'lanczos' is not exact, randomized or auto
 // ERR-RANKS: error: qopt-lq-lora: 'ranks' lists the ranks budget-bits chooses from; without a budget give 'rank'
 // ERR-RANK0: error: qopt-lq-lora: rank 0 is not at least 1
 // ERR-RANKBIG: error: qopt-lq-lora: rank 5 exceeds the smaller side of 'model.q_proj' (4x8)

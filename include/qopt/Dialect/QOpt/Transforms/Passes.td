@@ -447,8 +447,13 @@ def QOptLQLoRAPass : Pass<"qopt-lq-lora", "::mlir::ModuleOp"> {
     relative error of Q alone and of Q + B·A. The selection is PEFT's
     (`target-modules`, `exclude-modules`; default every linear layer but
     the output head); weights given at run time or trainable are skipped by
-    default (an error for a layer named). The SVD is exact (Jacobi on the
-    smaller Gram matrix, O(min(N, K)² · max(N, K)) per round).
+    default (an error for a layer named).
+
+    `svd`: `exact` (Jacobi on the smaller Gram matrix, O(min(N, K)² ·
+    max(N, K)) per round), `randomized` (subspace iteration with r + 16
+    Gaussian columns and 4 power iterations, O(N·K·(r + 16)) per round,
+    reproducible), or `auto` (the default: randomized when min(N, K) >
+    512).
   }];
   let options = [
     Option<"weights", "weights", "std::string", "\"nf4:block=64\"",
@@ -464,6 +469,8 @@ def QOptLQLoRAPass : Pass<"qopt-lq-lora", "::mlir::ModuleOp"> {
            "per weight, factors included (integer specs)">,
     ListOption<"ranks", "ranks", "int64_t",
                "Ranks budget-bits chooses from (default: rank)">,
+    Option<"svd", "svd", "std::string", "\"auto\"",
+           "exact, randomized, or auto (randomized when min(N, K) > 512)">,
     ListOption<"targetModules", "target-modules", "std::string",
                "Layers to decompose, as PEFT's target_modules (default: "
                "all-linear, the output head excluded)">,
