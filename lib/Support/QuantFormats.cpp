@@ -81,29 +81,13 @@ uint8_t countAbove(const std::array<float, N> &thresholds, float v) {
   return k;
 }
 
-/// bitsandbytes' NF4 decision tree (dQuantizeNF4): its thresholds, the
-/// midpoints of neighbouring codes as f32 literals.
-uint8_t nf4EncodeScaled(float v) {
-  static const std::array<float, 15> thresholds = {
-      -0.8480964004993439f,   -0.6106329262256622f,  -0.4599952697753906f,
-      -0.33967943489551544f,  -0.23460740596055984f, -0.13791173323988914f,
-      -0.045525018125772476f, 0.03979014977812767f,  0.1202552504837513f,
-      0.2035212516784668f,    0.2920137718319893f,   0.3893125355243683f,
-      0.5016634166240692f,    0.6427869200706482f,   0.8614784181118011f};
-  return countAbove(thresholds, v);
-}
+/// bitsandbytes' NF4 decision tree (dQuantizeNF4).
+uint8_t nf4EncodeScaled(float v) { return countAbove(nf4Thresholds(), v); }
 
-/// bitsandbytes' FP4 decision tree (dQuantizeFP4): the sign bit from v < 0,
-/// the magnitude's code from thresholds on |v| (rounded literals, so not
-/// all exact midpoints: 0.583333 is below 7/12).
+/// bitsandbytes' FP4 decision tree (dQuantizeFP4).
 uint8_t fp4EncodeScaled(float v) {
-  static const std::array<float, 7> thresholds = {
-      0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f,
-      0.4166667f,  0.583333f,  0.8333333f};
-  // Codes of 0, 1/192, 1/6, 1/4, 1/3, 1/2, 2/3, 1 (fp4CodeTable's order).
-  static const uint8_t magnitude[8] = {0, 1, 6, 7, 4, 5, 2, 3};
   uint8_t sign = v < 0.0f ? 8 : 0;
-  return sign | magnitude[countAbove(thresholds, std::fabs(v))];
+  return sign | fp4MagnitudeCodes()[countAbove(fp4Thresholds(), std::fabs(v))];
 }
 
 /// bitsandbytes' CUDA 8-bit search (dQuantize, not stochastic): seven
@@ -145,6 +129,30 @@ void decodeBlockwise(const std::array<float, N> &table, const uint8_t *codes,
     out[i] = table[codes[i] & (N - 1)] * absmax[i / blocksize];
 }
 } // namespace
+
+const std::array<float, 15> &nf4Thresholds() {
+  static const std::array<float, 15> thresholds = {
+      -0.8480964004993439f,   -0.6106329262256622f,  -0.4599952697753906f,
+      -0.33967943489551544f,  -0.23460740596055984f, -0.13791173323988914f,
+      -0.045525018125772476f, 0.03979014977812767f,  0.1202552504837513f,
+      0.2035212516784668f,    0.2920137718319893f,   0.3893125355243683f,
+      0.5016634166240692f,    0.6427869200706482f,   0.8614784181118011f};
+  return thresholds;
+}
+
+const std::array<float, 7> &fp4Thresholds() {
+  // Rounded literals, so not all exact midpoints: 0.583333 is below 7/12.
+  static const std::array<float, 7> thresholds = {
+      0.00260417f, 0.0859375f, 0.20833333f, 0.29166667f,
+      0.4166667f,  0.583333f,  0.8333333f};
+  return thresholds;
+}
+
+const std::array<uint8_t, 8> &fp4MagnitudeCodes() {
+  // Codes of 0, 1/192, 1/6, 1/4, 1/3, 1/2, 2/3, 1 (fp4CodeTable's order).
+  static const std::array<uint8_t, 8> codes = {0, 1, 6, 7, 4, 5, 2, 3};
+  return codes;
+}
 
 void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax) {

@@ -36,6 +36,11 @@ uint8_t nf4Encode(float v);
 void nf4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax);
 
+/// bitsandbytes' NF4 decision thresholds (dQuantizeNF4's f32 literals,
+/// the midpoints of neighbouring codes), ascending: the code of v is how
+/// many of them v exceeds.
+const std::array<float, 15> &nf4Thresholds();
+
 /// The inverse: code value · absmax of its block, in f32.
 void nf4DequantizeBlockwise(const uint8_t *codes, const float *absmax,
                             int64_t n, int64_t blocksize, float *out);
@@ -58,6 +63,12 @@ const std::array<float, 16> &fp4CodeTable();
 /// decode to the same values but at that tie.
 void fp4QuantizeBlockwise(const float *x, int64_t n, int64_t blocksize,
                           uint8_t *codes, float *absmax);
+
+/// bitsandbytes' FP4 decision thresholds on |v| (dQuantizeFP4's f32
+/// literals), ascending, and the magnitude code (0…7) of each count of
+/// thresholds exceeded; the sign bit (8) is v < 0.
+const std::array<float, 7> &fp4Thresholds();
+const std::array<uint8_t, 8> &fp4MagnitudeCodes();
 
 /// The inverse: code value · absmax of its block, in f32.
 void fp4DequantizeBlockwise(const uint8_t *codes, const float *absmax,

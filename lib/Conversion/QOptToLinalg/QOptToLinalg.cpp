@@ -492,13 +492,30 @@ LogicalResult replaceWithCast(PatternRewriter &rewriter, Operation *op,
 /// lowered, or an empty string when it can.
 std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
   QuantFormatAttrInterface format = type.getFormat();
-  if (!type.getScaleType().isF32()) {
+  auto nested = dyn_cast<QTensorType>(type.getScaleType());
+  if (!type.getScaleType().isF32() &&
+      !(nested && nested.getScaleType().isF32() &&
+        !nested.getFormat().hasZeroPoint())) {
     std::string name;
     llvm::raw_string_ostream os(name);
     os << type.getScaleType();
     return "scales of type " + name +
            " are computed at compile time only (qopt-quantize-weights); "
-           "at run time they are f32";
+           "at run time they are f32, or quantized once more with f32 "
+           "scales and no zero points (double quantization)";
+  }
+  if (nested &&
+      !isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format))
+    return "double-quantized scales at run time are QLoRA's, under "
+           "bitsandbytes' codes (NF4, FP4, 8-bit dynamic), which use the "
+           "unquantized scales; layouts whose codes use the quantized "
+           "scales (NVFP4) are quantized at compile time (qoptc --quantize)";
+  if (nested) {
+    auto scalesType = RankedTensorType::get(
+        type.getScaleShape(), Float32Type::get(type.getContext()));
+    std::string why = whyNotQuantized(scalesType, nested);
+    if (!why.empty())
+      return "the double-quantized scales: " + why;
   }
   if (auto i = dyn_cast<IntFormatAttr>(format)) {
     if (i.getZeroPoint() && i.getIsSigned())
@@ -508,9 +525,9 @@ std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
     if (!isa<Float8E4M3FNType, Float8E5M2Type, Float4E2M1FNType>(f.getType()))
       return "float codes other than f8E4M3FN, f8E5M2 and f4E2M1FN are not "
              "quantized at run time";
-  } else if (!isa<NF4FormatAttr>(format)) {
-    return "bitsandbytes' FP4 and 8-bit dynamic codes are quantized at "
-           "compile time only (qopt-quantize-weights)";
+  } else if (!isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(
+                 format)) {
+    return "this format is not quantized at run time";
   }
   GranularityAttrInterface g = type.getGranularity();
   if (auto grp = dyn_cast<PerGroupAttr>(g)) {
@@ -603,11 +620,34 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
       return b.notifyMatchFailure(op, "unknown granularity");
     }
     bool hasZP = intFormat && intFormat.getZeroPoint();
-    double largest = intFormat     ? double(intFormat.getQMax())
-                     : floatFormat ? floatFormat.getMaxRepresentable()
-                                   : 1.0; // NF4: absmax
-    auto [scales, zp] =
-        createQuantScales(b, loc, grouped, dims, largest, hasZP);
+    // bitsandbytes' codebooks (NF4, FP4, 8-bit dynamic) as its CUDA kernels
+    // compute them: the absmax unguarded (0 for a zero group), every value
+    // times its f32 reciprocal, subnormals flushed to zero throughout.
+    bool bnb = isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format);
+    auto flush = [](OpBuilder &nb, Location l, Value v) -> Value {
+      Value small = arith::CmpFOp::create(
+          nb, l, arith::CmpFPredicate::OLT, math::AbsFOp::create(nb, l, v),
+          arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0x1p-126f)));
+      Value zero = math::CopySignOp::create(
+          nb, l, arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f)), v);
+      return arith::SelectOp::create(nb, l, small, zero, v);
+    };
+    Value scales, zp;
+    if (bnb) {
+      Value absmax =
+          createReduction(b, loc, grouped, dims, ReductionKind::AbsMax);
+      auto sType = cast<RankedTensorType>(absmax.getType());
+      AffineMap id = b.getMultiDimIdentityMap(sType.getRank());
+      scales = createElementwise(b, loc, absmax, {absmax}, {id},
+                                 [&](OpBuilder &nb, Location l, ValueRange a) {
+                                   return flush(nb, l, a[0]);
+                                 });
+    } else {
+      double largest = intFormat ? double(intFormat.getQMax())
+                                 : floatFormat.getMaxRepresentable();
+      std::tie(scales, zp) =
+          createQuantScales(b, loc, grouped, dims, largest, hasZP);
+    }
 
     // The codes, one byte each.
     FailureOr<AffineMap> smap = scaleMap(b, g, input);
@@ -624,11 +664,13 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
     Value init =
         tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x), i8);
     SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-    SmallVector<float> midpoints;
-    if (isa<NF4FormatAttr>(format)) {
-      ArrayRef<float> table = ::qopt::nf4CodeTable();
-      for (size_t i = 1; i < table.size(); ++i)
-        midpoints.push_back((table[i - 1] + table[i]) / 2);
+    Value dynamicTable;
+    if (isa<Dynamic8FormatAttr>(format)) {
+      const auto &table = ::qopt::dynamicCodeTable();
+      dynamicTable = arith::ConstantOp::create(
+          b, loc,
+          DenseElementsAttr::get(RankedTensorType::get({256}, b.getF32Type()),
+                                 ArrayRef<float>(table.data(), table.size())));
     }
     Value codes =
         linalg::GenericOp::create(
@@ -642,10 +684,108 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                 return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
                     .getResult();
               };
-              Value v =
-                  arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
+              // How many of the ascending `thresholds` t exceeds (0 for NaN).
+              auto countAbove = [&](Value t, ArrayRef<float> thresholds) {
+                Value k = ci(0);
+                for (float th : thresholds) {
+                  Value above = arith::CmpFOp::create(
+                      nb, l, arith::CmpFPredicate::OGT, t, cf(th));
+                  k = arith::AddIOp::create(
+                      nb, l, k, arith::ExtUIOp::create(nb, l, i32, above));
+                }
+                return k;
+              };
+              Value v;
+              if (bnb) {
+                Value reciprocal =
+                    flush(nb, l, arith::DivFOp::create(nb, l, cf(1.0), a[1]));
+                v = flush(nb, l,
+                          arith::MulFOp::create(
+                              nb, l, flush(nb, l, castToF32(nb, l, a[0])),
+                              reciprocal));
+              } else {
+                v = arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
+              }
               Value code;
-              if (intFormat) {
+              if (isa<NF4FormatAttr>(format)) {
+                const auto &t = ::qopt::nf4Thresholds();
+                code = countAbove(v, ArrayRef<float>(t.data(), t.size()));
+              } else if (isa<BnbFP4FormatAttr>(format)) {
+                // The sign bit from v < 0, the magnitude's code from the
+                // thresholds on |v|.
+                const auto &t = ::qopt::fp4Thresholds();
+                const auto &magnitude = ::qopt::fp4MagnitudeCodes();
+                Value k = countAbove(math::AbsFOp::create(nb, l, v),
+                                     ArrayRef<float>(t.data(), t.size()));
+                Value mag = ci(magnitude[0]);
+                for (size_t i = 1; i < magnitude.size(); ++i)
+                  mag = arith::SelectOp::create(
+                      nb, l,
+                      arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, k,
+                                            ci(int64_t(i))),
+                      ci(magnitude[i]), mag);
+                Value negative = arith::CmpFOp::create(
+                    nb, l, arith::CmpFPredicate::OLT, v, cf(0.0));
+                code = arith::OrIOp::create(
+                    nb, l, mag,
+                    arith::SelectOp::create(nb, l, negative, ci(8), ci(0)));
+              } else if (dynamicTable) {
+                // bitsandbytes' search: seven bisection steps from 127,
+                // then the landing code or its neighbour on v's side,
+                // whichever is nearer by the f32 midpoint.
+                const auto &table = ::qopt::dynamicCodeTable();
+                auto entry = [&](Value index) -> Value {
+                  return tensor::ExtractOp::create(
+                      nb, l, dynamicTable,
+                      ValueRange{arith::IndexCastOp::create(
+                          nb, l, nb.getIndexType(), index)});
+                };
+                Value at = ci(127), below = ci(0), above = ci(255);
+                Value low = cf(-1.0), high = cf(1.0);
+                for (int64_t step = 64; step > 0; step /= 2) {
+                  Value value = entry(at);
+                  Value gt = arith::CmpFOp::create(
+                      nb, l, arith::CmpFPredicate::OGT, v, value);
+                  below = arith::SelectOp::create(nb, l, gt, at, below);
+                  low = arith::SelectOp::create(nb, l, gt, value, low);
+                  above = arith::SelectOp::create(nb, l, gt, above, at);
+                  high = arith::SelectOp::create(nb, l, gt, high, value);
+                  at = arith::SelectOp::create(
+                      nb, l, gt, arith::AddIOp::create(nb, l, at, ci(step)),
+                      arith::SubIOp::create(nb, l, at, ci(step)));
+                }
+                high = arith::SelectOp::create(
+                    nb, l,
+                    arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
+                                          above, ci(255)),
+                    cf(table[255]), high);
+                low = arith::SelectOp::create(
+                    nb, l,
+                    arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
+                                          below, ci(0)),
+                    cf(table[0]), low);
+                Value landed = entry(at);
+                auto half = [&](Value other) {
+                  return arith::MulFOp::create(
+                      nb, l, arith::AddFOp::create(nb, l, other, landed),
+                      cf(0.5));
+                };
+                Value up = arith::SelectOp::create(
+                    nb, l,
+                    arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v,
+                                          half(high)),
+                    above, at);
+                Value down = arith::SelectOp::create(
+                    nb, l,
+                    arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OLT, v,
+                                          half(low)),
+                    below, at);
+                code = arith::SelectOp::create(
+                    nb, l,
+                    arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v,
+                                          landed),
+                    up, down);
+              } else if (intFormat) {
                 Value q = math::RoundEvenOp::create(nb, l, v);
                 if (zp)
                   q = arith::AddFOp::create(nb, l, q, a[2]);
@@ -654,15 +794,6 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                 q = arith::MinimumFOp::create(nb, l, q,
                                               cf(double(intFormat.getQMax())));
                 code = arith::FPToSIOp::create(nb, l, i32, q);
-              } else if (!midpoints.empty()) {
-                // NF4: the number of midpoints below v (ties low).
-                code = ci(0);
-                for (float m : midpoints) {
-                  Value above = arith::CmpFOp::create(
-                      nb, l, arith::CmpFPredicate::OGT, v, cf(m));
-                  code = arith::AddIOp::create(
-                      nb, l, code, arith::ExtUIOp::create(nb, l, i32, above));
-                }
               } else {
                 // A small float: the value on its grid, then its bits from
                 // the f32 ones.
@@ -807,7 +938,74 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
       return v.getType() == t ? v : tensor::CastOp::create(b, loc, t, v);
     };
     data = withType(data, type.getDataType());
-    scales = withType(scales, type.getScalesType());
+    if (auto nested = dyn_cast<QTensorType>(type.getScaleType())) {
+      // Double quantization: the scales minus their mean (with an offset,
+      // as QLoRA does: the f32 sum, accumulated here in f64, times the f32
+      // reciprocal of the count) quantized to the nested type by a
+      // qopt.quantize of their own, then assembled with the mean.
+      Type f32 = b.getF32Type(), f64 = b.getF64Type();
+      auto sType = RankedTensorType::get(type.getScaleShape(), f32);
+      scales = withType(scales, sType);
+      Value offset;
+      Value centred = scales;
+      if (nested.getOffset()) {
+        int64_t sr = sType.getRank();
+        Value zero = arith::ConstantOp::create(b, loc, b.getF64FloatAttr(0.0));
+        Value acc = linalg::FillOp::create(b, loc, zero,
+                                           tensor::EmptyOp::create(
+                                               b, loc, ArrayRef<int64_t>{}, f64)
+                                               .getResult())
+                        .getResult(0);
+        SmallVector<AffineMap> smaps = {
+            b.getMultiDimIdentityMap(sr),
+            AffineMap::get(sr, 0, {}, b.getContext())};
+        Value sum =
+            linalg::GenericOp::create(
+                b, loc, acc.getType(), scales, acc, smaps,
+                SmallVector<utils::IteratorType>(
+                    sr, utils::IteratorType::reduction),
+                [&](OpBuilder &nb, Location l, ValueRange a) {
+                  Value e = arith::ExtFOp::create(nb, l, nb.getF64Type(), a[0]);
+                  linalg::YieldOp::create(
+                      nb, l, arith::AddFOp::create(nb, l, e, a[1]).getResult());
+                })
+                .getResult(0);
+        int64_t count = sType.getNumElements();
+        offset = tensor::EmptyOp::create(b, loc, ArrayRef<int64_t>{}, f32);
+        offset = linalg::GenericOp::create(
+                     b, loc, offset.getType(), sum, offset,
+                     SmallVector<AffineMap>(
+                         2, AffineMap::get(0, 0, {}, b.getContext())),
+                     SmallVector<utils::IteratorType>{},
+                     [&](OpBuilder &nb, Location l, ValueRange a) {
+                       Value t = arith::TruncFOp::create(nb, l, f32, a[0]);
+                       Value m = arith::MulFOp::create(
+                           nb, l, t,
+                           arith::ConstantOp::create(
+                               nb, l, nb.getF32FloatAttr(1.0f / float(count))));
+                       linalg::YieldOp::create(nb, l, m);
+                     })
+                     .getResult(0);
+        centred = createElementwise(
+            b, loc, scales, {scales, offset},
+            {b.getMultiDimIdentityMap(sr),
+             AffineMap::get(sr, 0, {}, b.getContext())},
+            [](OpBuilder &nb, Location l, ValueRange a) {
+              return Value(arith::SubFOp::create(nb, l, a[0], a[1]));
+            });
+      }
+      auto inner = QTensorType::get(b.getContext(), nested.getShape(),
+                                    nested.getFormat(), nested.getGranularity(),
+                                    f32, /*offset=*/false);
+      Value q = QuantizeOp::create(b, loc, inner, centred);
+      auto parts =
+          DisassembleOp::create(b, loc, inner.getDataType(),
+                                inner.getScalesType(), Type(), Type(), q);
+      scales = AssembleOp::create(b, loc, nested, parts.getData(),
+                                  parts.getScales(), Value(), offset);
+    } else {
+      scales = withType(scales, type.getScalesType());
+    }
     if (zpBytes)
       zpBytes = withType(zpBytes, type.getZeroPointsType());
     b.replaceOpWithNewOp<AssembleOp>(op, type, data, scales, zpBytes, Value());

@@ -11,19 +11,29 @@ func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
 
 // -----
 
-func.func @quantize_dynamic8(%x: tensor<4x64xf32>) -> !qopt.qtensor<4x64, #qopt.dynamic8, #qopt.per_block<64>, scales = f32> {
-  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: bitsandbytes' FP4 and 8-bit dynamic codes are quantized at compile time only (qopt-quantize-weights)}}
-  %0 = qopt.quantize %x : tensor<4x64xf32> -> !qopt.qtensor<4x64, #qopt.dynamic8, #qopt.per_block<64>, scales = f32>
-  return %0 : !qopt.qtensor<4x64, #qopt.dynamic8, #qopt.per_block<64>, scales = f32>
+!dq = !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset>>
+func.func @quantize_nested_short(%x: tensor<4x64xf32>) -> !dq {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: the double-quantized scales: per_block scales at run time need a static shape whose size is a multiple of the block}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !dq
+  return %0 : !dq
 }
 
 // -----
 
-!dq = !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset>>
-func.func @quantize_nested(%x: tensor<4x64xf32>) -> !dq {
-  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: scales of type !qopt.qtensor<4, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset> are computed at compile time only (qopt-quantize-weights); at run time they are f32}}
-  %0 = qopt.quantize %x : tensor<4x64xf32> -> !dq
-  return %0 : !dq
+!dz = !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8, unsigned, zero_point>, #qopt.per_tensor, scales = f32>>
+func.func @quantize_nested_zero_points(%x: tensor<4x64xf32>) -> !dz {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: scales of type !qopt.qtensor<4, #qopt.int<8, unsigned, zero_point>, #qopt.per_tensor, scales = f32> are computed at compile time only (qopt-quantize-weights); at run time they are f32, or quantized once more with f32 scales and no zero points (double quantization)}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !dz
+  return %0 : !dz
+}
+
+// -----
+
+!nv = !qopt.qtensor<4x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = !qopt.qtensor<4x4, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>
+func.func @quantize_nvfp4(%x: tensor<4x64xf32>) -> !nv {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: double-quantized scales at run time are QLoRA's, under bitsandbytes' codes (NF4, FP4, 8-bit dynamic), which use the unquantized scales; layouts whose codes use the quantized scales (NVFP4) are quantized at compile time (qoptc --quantize)}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !nv
+  return %0 : !nv
 }
 
 // -----

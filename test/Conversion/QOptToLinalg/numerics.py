@@ -335,13 +335,55 @@ e2 = (np.clip(xq / np.repeat(se, 16, axis=1), -6, 6)).astype(ml_dtypes.float4_e2
 check_quantize("quantize f4E2M1FN per_group, f32 scales (ml_dtypes)",
                "!qopt.qtensor<4x32, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = f32>",
                xq, [(e2[:, 0::2] | (e2[:, 1::2] << 4)).view(np.int8), se])
-sb = np.abs(xq).reshape(2, 64).max(axis=1).astype(np.float32)
-sb[sb == 0] = 1
-mids = ((NF4[1:].astype(np.float32) + NF4[:-1].astype(np.float32)) / np.float32(2)).astype(np.float32)
-nf = ((xq.reshape(2, 64) / sb[:, None])[..., None] > mids[None, None, :]).sum(axis=2).astype(np.uint8).reshape(4, 32)
-check_quantize("quantize nf4 per_block (nearest code, ties low)",
-               "!qopt.qtensor<4x32, #qopt.nf4, #qopt.per_block<64>, scales = f32>",
-               xq, [(nf[:, 0::2] | (nf[:, 1::2] << 4)).view(np.int8), sb])
+
+
+def little_endian_nibbles(packed, rows):
+    """bitsandbytes' flat bytes (first element in the high nibble) as the
+    qtensor's rows (first element in the low nibble)."""
+    codes = np.stack([packed >> 4, packed & 15], axis=1).reshape(rows, -1)
+    return (codes[:, 0::2] | (codes[:, 1::2] << 4)).astype(np.uint8).view(np.int8)
+
+
+# bitsandbytes' codebooks at run time, byte for byte as its CUDA kernels
+# (and the Support code qoptc --quantize uses): a zero block (absmax 0),
+# outliers, small values.
+xb = xq.copy()
+xb[2:] = 0.0
+xb[0, 5] = -40.0
+for fmt, attr in (("nf4", "#qopt.nf4"), ("fp4", "#qopt.bnb_fp4")):
+    for name, x in (("", xq), (", a zero block", xb)):
+        ref = qopt.quantize(x, fmt, block_size=64)
+        check_quantize(f"quantize {fmt} per_block (= bitsandbytes' kernel){name}",
+                       f"!qopt.qtensor<4x32, {attr}, #qopt.per_block<64>, scales = f32>",
+                       x, [little_endian_nibbles(ref["weight"], 4), ref["absmax"]])
+for name, x in (("", xq), (", a zero block", xb)):
+    ref = qopt.quantize(x, "int8-dynamic", block_size=64)
+    check_quantize(f"quantize dynamic8 per_block (= bitsandbytes' kernel){name}",
+                   "!qopt.qtensor<4x32, #qopt.dynamic8, #qopt.per_block<64>, scales = f32>",
+                   x, [ref["weight"].reshape(4, 32).view(np.int8), ref["absmax"]])
+
+# QLoRA's double quantization at run time: 256 blocks of 64, their absmax
+# minus the mean in 8-bit dynamic codes per 256, the mean as the offset.
+xd = f32(64, 256, scale=0.05)
+xd[3, 7] = 2.5
+ref = qopt.quantize(xd, "nf4", block_size=64, double_quant=True)
+nested = "!qopt.qtensor<256, #qopt.dynamic8, #qopt.per_block<256>, scales = f32, offset>"
+qt = f"!qopt.qtensor<64x256, #qopt.nf4, #qopt.per_block<64>, scales = {nested}>"
+text = f"""func.func @main(%a0: tensor<64x256xf32>) -> (tensor<64x128xi8>, tensor<256xi8>, tensor<1xf32>, tensor<f32>) {{
+  %q = qopt.quantize %a0 : tensor<64x256xf32> -> {qt}
+  %d, %s = qopt.disassemble %q : {qt} -> tensor<64x128xi8>, {nested}
+  %c, %n, %o = qopt.disassemble %s : {nested} -> tensor<256xi8>, tensor<1xf32> offset tensor<f32>
+  return %d, %c, %n, %o : tensor<64x128xi8>, tensor<256xi8>, tensor<1xf32>, tensor<f32>
+}}"""
+got = qopt_check.run_module(text, [xd])
+want = [little_endian_nibbles(ref["weight"], 64), ref["absmax"].view(np.int8),
+        ref["nested_absmax"], ref["nested_offset"]]
+ok = len(got) == 4 and all(
+    np.allclose(np.asarray(g, np.float32).reshape(w.shape), w, rtol=1e-5, atol=0)
+    if w.dtype == np.float32 else np.array_equal(np.asarray(g).astype(w.dtype).reshape(w.shape), w)
+    for g, w in zip(got, want))
+print(f"quantize nf4 with double-quantized scales (= QLoRA's): {'ok' if ok else 'MISMATCH'}")
+results.append(ok)
 # A linear layer with a uint4 zero-point weight: dequantize, then x W^T.
 codes = rng.integers(0, 16, size=(6, 8))
 zps = rng.integers(0, 16, size=(6, 2)).astype(np.int8)

@@ -264,20 +264,30 @@ def QOpt_QuantizeOp : QOpt_Op<"quantize", [Pure]> {
       min–max observers and `qopt-quantize-weights` compute);
 
     where `encode` rounds to the nearest code (ties to even for integers and
-    floats, to the lower code for NF4). A group whose values are all zero
-    gets `s_g = 1`. With double quantization the scales are quantized in turn
-    to the nested type (after subtracting their mean when it has an
-    `offset`). The element type of `input` may be any float type; its shape
-    must match the result's (dynamic dimensions match anything).
+    floats). A group whose values are all zero gets `s_g = 1`.
+
+    bitsandbytes' codebooks (`#qopt.nf4`, `#qopt.bnb_fp4`, `#qopt.dynamic8`)
+    are encoded exactly as bitsandbytes' CUDA kernels write them: `s_g` is
+    the absmax (0 for a zero group), `v = x · (1 / s_g)` in f32 with
+    subnormals flushed to zero, then NF4's and FP4's decision trees over
+    their f32 thresholds (FP4's sign from `v < 0`) or the 8-bit dynamic
+    code's bisection search; a zero group's NaN gives code 0, as there.
+
+    With double quantization (scales of a nested `!qopt.qtensor` type) the
+    scales are quantized in turn to the nested type, after subtracting their
+    mean when it has an `offset` (QLoRA: the sum, accumulated in f64,
+    times the f32 reciprocal of the count). The element type of `input` may
+    be any float type; its shape must match the result's (dynamic
+    dimensions match anything).
 
     On the CPU path it lowers for integer formats (signed, or unsigned with
     zero points), FP8 E4M3 / E5M2 and FP4 E2M1 codes (their bits computed
-    from the value on the grid, the sign from `x / s`) and NF4, with f32
-    scales per tensor, channel, token, group or block (groups and blocks
-    must divide the tensor), the codes packed per row as `qopt.assemble`
-    takes them. bitsandbytes' FP4 and 8-bit dynamic codes and
-    double-quantized scales are computed at compile time only
-    (`qopt-quantize-weights`): their lowering is an error naming them.
+    from the value on the grid, the sign from `x / s`), NF4, bitsandbytes'
+    FP4 and 8-bit dynamic codes, with f32 scales per tensor, channel, token,
+    group or block (groups and blocks must divide the tensor) or nested
+    scales quantized with f32 scales and no zero points; the codes are
+    packed per row as `qopt.assemble` takes them. Other scale types are an
+    error naming them.
 
     `dequantize(quantize(x))` is not `x`, and `quantize(dequantize(q))` is
     not `q` either (a group whose largest code is not the format's maximum
