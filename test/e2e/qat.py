@@ -2,7 +2,9 @@
 `qopt-insert-fake-quant` and `qopt-convert-qat`, run by
 `qoptc --graph-passes` on the test Llama (dynamo export).
 
-- prepare: the fake-quantized model's logits equal (<= 2e-6) those of the
+- prepare (int4 groups asym, int8, FP8 E4M3 per channel, and
+  bitsandbytes' NF4 / FP4 in blocks, rounded as its kernels): the
+  fake-quantized model's logits equal (<= 2e-6) those of the
   model whose weights were quantized and dequantized by the numpy reference
   of the spec (test/e2e/quant_reference.py): the forward pass simulates the
   deployed rounding exactly;
@@ -61,7 +63,9 @@ def logits(lib):
 with tempfile.TemporaryDirectory() as tmp:
     for i, (weights, spec) in enumerate((("int4:group=16,asym", "int4:group=16,asym"),
                                          ("int8", "int8:per-channel"),
-                                         ("fp8-e4m3:per-channel", "fp8-e4m3:per-channel"))):
+                                         ("fp8-e4m3:per-channel", "fp8-e4m3:per-channel"),
+                                         ("nf4:block=16", "nf4:block=16"),
+                                         ("fp4", "fp4:block=64"))):
         prepare = f"qopt-insert-fake-quant{{weights={weights}}}"
         libs = {k: os.path.join(tmp, f"{k}{i}.so") for k in ("fq", "conv", "ref")}
         floats = os.path.join(tmp, f"reference-{i}.safetensors")

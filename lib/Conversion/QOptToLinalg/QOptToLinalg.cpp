@@ -548,11 +548,147 @@ std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
   return "";
 }
 
+/// A subnormal f32 `v` as the signed zero that CUDA's flush-to-zero
+/// arithmetic (bitsandbytes' kernels) reads and writes instead.
+Value flushSubnormal(OpBuilder &b, Location l, Value v) {
+  Value small = arith::CmpFOp::create(
+      b, l, arith::CmpFPredicate::OLT, math::AbsFOp::create(b, l, v),
+      arith::ConstantOp::create(b, l, b.getF32FloatAttr(0x1p-126f)));
+  Value zero = math::CopySignOp::create(
+      b, l, arith::ConstantOp::create(b, l, b.getF32FloatAttr(0.0f)), v);
+  return arith::SelectOp::create(b, l, small, zero, v);
+}
+
+/// Whether `format` is one of bitsandbytes' codebooks, encoded as its CUDA
+/// kernels do.
+bool isBnbCodebook(QuantFormatAttrInterface format) {
+  return isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format);
+}
+
+/// The 8-bit dynamic code table as a constant, for bnbEncode (null for the
+/// other formats).
+Value createBnbSearchTable(OpBuilder &b, Location loc,
+                           QuantFormatAttrInterface format) {
+  if (!isa<Dynamic8FormatAttr>(format))
+    return Value();
+  const auto &table = ::qopt::dynamicCodeTable();
+  return arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(RankedTensorType::get({256}, b.getF32Type()),
+                             ArrayRef<float>(table.data(), table.size())));
+}
+
+/// bitsandbytes' code (i32) of x (f32) in a group of absmax `s`, as its
+/// CUDA kernels compute it: v = x · (1 / s) with subnormals flushed, then
+/// NF4's or FP4's decision tree over their f32 thresholds, or the 8-bit
+/// dynamic code's search (`table` from createBnbSearchTable). A zero
+/// group's NaN gives code 0, as there.
+Value bnbEncode(OpBuilder &nb, Location l, QuantFormatAttrInterface format,
+                Value x, Value s, Value searchTable) {
+  Type i32 = nb.getI32Type();
+  auto cf = [&](double v) {
+    return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v)).getResult();
+  };
+  auto ci = [&](int64_t v) {
+    return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+        .getResult();
+  };
+  // How many of the ascending `thresholds` t exceeds (0 for NaN).
+  auto countAbove = [&](Value t, ArrayRef<float> thresholds) {
+    Value k = ci(0);
+    for (float th : thresholds) {
+      Value above =
+          arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, t, cf(th));
+      k = arith::AddIOp::create(nb, l, k,
+                                arith::ExtUIOp::create(nb, l, i32, above));
+    }
+    return k;
+  };
+  Value reciprocal =
+      flushSubnormal(nb, l, arith::DivFOp::create(nb, l, cf(1.0), s));
+  Value v = flushSubnormal(
+      nb, l,
+      arith::MulFOp::create(nb, l, flushSubnormal(nb, l, x), reciprocal));
+  Value code;
+  if (isa<NF4FormatAttr>(format)) {
+    const auto &t = ::qopt::nf4Thresholds();
+    code = countAbove(v, ArrayRef<float>(t.data(), t.size()));
+  } else if (isa<BnbFP4FormatAttr>(format)) {
+    // The sign bit from v < 0, the magnitude's code from the
+    // thresholds on |v|.
+    const auto &t = ::qopt::fp4Thresholds();
+    const auto &magnitude = ::qopt::fp4MagnitudeCodes();
+    Value k = countAbove(math::AbsFOp::create(nb, l, v),
+                         ArrayRef<float>(t.data(), t.size()));
+    Value mag = ci(magnitude[0]);
+    for (size_t i = 1; i < magnitude.size(); ++i)
+      mag = arith::SelectOp::create(
+          nb, l,
+          arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, k,
+                                ci(int64_t(i))),
+          ci(magnitude[i]), mag);
+    Value negative =
+        arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OLT, v, cf(0.0));
+    code = arith::OrIOp::create(
+        nb, l, mag, arith::SelectOp::create(nb, l, negative, ci(8), ci(0)));
+  } else {
+    // bitsandbytes' search: seven bisection steps from 127,
+    // then the landing code or its neighbour on v's side,
+    // whichever is nearer by the f32 midpoint.
+    const auto &codes = ::qopt::dynamicCodeTable();
+    auto entry = [&](Value index) -> Value {
+      return tensor::ExtractOp::create(nb, l, searchTable,
+                                       ValueRange{arith::IndexCastOp::create(
+                                           nb, l, nb.getIndexType(), index)});
+    };
+    Value at = ci(127), below = ci(0), above = ci(255);
+    Value low = cf(-1.0), high = cf(1.0);
+    for (int64_t step = 64; step > 0; step /= 2) {
+      Value value = entry(at);
+      Value gt =
+          arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v, value);
+      below = arith::SelectOp::create(nb, l, gt, at, below);
+      low = arith::SelectOp::create(nb, l, gt, value, low);
+      above = arith::SelectOp::create(nb, l, gt, above, at);
+      high = arith::SelectOp::create(nb, l, gt, high, value);
+      at = arith::SelectOp::create(nb, l, gt,
+                                   arith::AddIOp::create(nb, l, at, ci(step)),
+                                   arith::SubIOp::create(nb, l, at, ci(step)));
+    }
+    high = arith::SelectOp::create(
+        nb, l,
+        arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, above, ci(255)),
+        cf(codes[255]), high);
+    low = arith::SelectOp::create(
+        nb, l,
+        arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, below, ci(0)),
+        cf(codes[0]), low);
+    Value landed = entry(at);
+    auto half = [&](Value other) {
+      return arith::MulFOp::create(
+          nb, l, arith::AddFOp::create(nb, l, other, landed), cf(0.5));
+    };
+    Value up = arith::SelectOp::create(
+        nb, l,
+        arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v, half(high)),
+        above, at);
+    Value down = arith::SelectOp::create(
+        nb, l,
+        arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OLT, v, half(low)),
+        below, at);
+    code = arith::SelectOp::create(
+        nb, l,
+        arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v, landed), up,
+        down);
+  }
+  return code;
+}
+
 /// `qopt.quantize` at run time: scales (and zero points) reduced from the
 /// input per the granularity with the compile-time quantizers' formulas,
 /// codes rounded as `qopt.fake_quant` rounds (integers and floats to
-/// nearest even, NF4 to the nearest code, ties low), packed per row, and
-/// the parts assembled.
+/// nearest even, bitsandbytes' codebooks as its kernels), packed per row,
+/// and the parts assembled.
 struct LowerQuantize : OpRewritePattern<QuantizeOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(QuantizeOp op,
@@ -623,7 +759,7 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
     // bitsandbytes' codebooks (NF4, FP4, 8-bit dynamic) as its CUDA kernels
     // compute them: the absmax unguarded (0 for a zero group), every value
     // times its f32 reciprocal, subnormals flushed to zero throughout.
-    bool bnb = isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format);
+    bool bnb = isBnbCodebook(format);
     auto flush = [](OpBuilder &nb, Location l, Value v) -> Value {
       Value small = arith::CmpFOp::create(
           nb, l, arith::CmpFPredicate::OLT, math::AbsFOp::create(nb, l, v),
@@ -640,7 +776,7 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
       AffineMap id = b.getMultiDimIdentityMap(sType.getRank());
       scales = createElementwise(b, loc, absmax, {absmax}, {id},
                                  [&](OpBuilder &nb, Location l, ValueRange a) {
-                                   return flush(nb, l, a[0]);
+                                   return flushSubnormal(nb, l, a[0]);
                                  });
     } else {
       double largest = intFormat ? double(intFormat.getQMax())
@@ -664,14 +800,7 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
     Value init =
         tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x), i8);
     SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-    Value dynamicTable;
-    if (isa<Dynamic8FormatAttr>(format)) {
-      const auto &table = ::qopt::dynamicCodeTable();
-      dynamicTable = arith::ConstantOp::create(
-          b, loc,
-          DenseElementsAttr::get(RankedTensorType::get({256}, b.getF32Type()),
-                                 ArrayRef<float>(table.data(), table.size())));
-    }
+    Value dynamicTable = createBnbSearchTable(b, loc, format);
     Value codes =
         linalg::GenericOp::create(
             b, loc, init.getType(), inputs, init, maps, par,
@@ -684,107 +813,13 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                 return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
                     .getResult();
               };
-              // How many of the ascending `thresholds` t exceeds (0 for NaN).
-              auto countAbove = [&](Value t, ArrayRef<float> thresholds) {
-                Value k = ci(0);
-                for (float th : thresholds) {
-                  Value above = arith::CmpFOp::create(
-                      nb, l, arith::CmpFPredicate::OGT, t, cf(th));
-                  k = arith::AddIOp::create(
-                      nb, l, k, arith::ExtUIOp::create(nb, l, i32, above));
-                }
-                return k;
-              };
-              Value v;
-              if (bnb) {
-                Value reciprocal =
-                    flush(nb, l, arith::DivFOp::create(nb, l, cf(1.0), a[1]));
-                v = flush(nb, l,
-                          arith::MulFOp::create(
-                              nb, l, flush(nb, l, castToF32(nb, l, a[0])),
-                              reciprocal));
-              } else {
-                v = arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
-              }
               Value code;
-              if (isa<NF4FormatAttr>(format)) {
-                const auto &t = ::qopt::nf4Thresholds();
-                code = countAbove(v, ArrayRef<float>(t.data(), t.size()));
-              } else if (isa<BnbFP4FormatAttr>(format)) {
-                // The sign bit from v < 0, the magnitude's code from the
-                // thresholds on |v|.
-                const auto &t = ::qopt::fp4Thresholds();
-                const auto &magnitude = ::qopt::fp4MagnitudeCodes();
-                Value k = countAbove(math::AbsFOp::create(nb, l, v),
-                                     ArrayRef<float>(t.data(), t.size()));
-                Value mag = ci(magnitude[0]);
-                for (size_t i = 1; i < magnitude.size(); ++i)
-                  mag = arith::SelectOp::create(
-                      nb, l,
-                      arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, k,
-                                            ci(int64_t(i))),
-                      ci(magnitude[i]), mag);
-                Value negative = arith::CmpFOp::create(
-                    nb, l, arith::CmpFPredicate::OLT, v, cf(0.0));
-                code = arith::OrIOp::create(
-                    nb, l, mag,
-                    arith::SelectOp::create(nb, l, negative, ci(8), ci(0)));
-              } else if (dynamicTable) {
-                // bitsandbytes' search: seven bisection steps from 127,
-                // then the landing code or its neighbour on v's side,
-                // whichever is nearer by the f32 midpoint.
-                const auto &table = ::qopt::dynamicCodeTable();
-                auto entry = [&](Value index) -> Value {
-                  return tensor::ExtractOp::create(
-                      nb, l, dynamicTable,
-                      ValueRange{arith::IndexCastOp::create(
-                          nb, l, nb.getIndexType(), index)});
-                };
-                Value at = ci(127), below = ci(0), above = ci(255);
-                Value low = cf(-1.0), high = cf(1.0);
-                for (int64_t step = 64; step > 0; step /= 2) {
-                  Value value = entry(at);
-                  Value gt = arith::CmpFOp::create(
-                      nb, l, arith::CmpFPredicate::OGT, v, value);
-                  below = arith::SelectOp::create(nb, l, gt, at, below);
-                  low = arith::SelectOp::create(nb, l, gt, value, low);
-                  above = arith::SelectOp::create(nb, l, gt, above, at);
-                  high = arith::SelectOp::create(nb, l, gt, high, value);
-                  at = arith::SelectOp::create(
-                      nb, l, gt, arith::AddIOp::create(nb, l, at, ci(step)),
-                      arith::SubIOp::create(nb, l, at, ci(step)));
-                }
-                high = arith::SelectOp::create(
-                    nb, l,
-                    arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
-                                          above, ci(255)),
-                    cf(table[255]), high);
-                low = arith::SelectOp::create(
-                    nb, l,
-                    arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq,
-                                          below, ci(0)),
-                    cf(table[0]), low);
-                Value landed = entry(at);
-                auto half = [&](Value other) {
-                  return arith::MulFOp::create(
-                      nb, l, arith::AddFOp::create(nb, l, other, landed),
-                      cf(0.5));
-                };
-                Value up = arith::SelectOp::create(
-                    nb, l,
-                    arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v,
-                                          half(high)),
-                    above, at);
-                Value down = arith::SelectOp::create(
-                    nb, l,
-                    arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OLT, v,
-                                          half(low)),
-                    below, at);
-                code = arith::SelectOp::create(
-                    nb, l,
-                    arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OGT, v,
-                                          landed),
-                    up, down);
+              Value v = bnb ? Value()
+                            : arith::DivFOp::create(
+                                  nb, l, castToF32(nb, l, a[0]), a[1]);
+              if (bnb) {
+                code = bnbEncode(nb, l, format, castToF32(nb, l, a[0]), a[1],
+                                 dynamicTable);
               } else if (intFormat) {
                 Value q = math::RoundEvenOp::create(nb, l, v);
                 if (zp)
@@ -1360,14 +1395,34 @@ template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
       maps.push_back(*smap);
     }
     QuantFormatAttrInterface format = op.getFormat();
+    // bitsandbytes' codebooks round as its kernels encode: the code, then
+    // its value times the absmax.
+    Value searchTable, values;
+    if (isBnbCodebook(format)) {
+      searchTable = createBnbSearchTable(rewriter, loc, format);
+      ArrayRef<float> codebook = codebookOf(format);
+      values = arith::ConstantOp::create(
+          rewriter, loc,
+          DenseElementsAttr::get(
+              RankedTensorType::get({int64_t(codebook.size())},
+                                    rewriter.getF32Type()),
+              codebook));
+    }
     Value y = createElementwise(
         rewriter, loc, op.getInput(), inputs, maps,
         [&](OpBuilder &b, Location l, ValueRange a) {
           // Computed in f32, as the reference formats are defined there.
           Value x = castToF32(b, l, a[0]), s = castToF32(b, l, a[1]);
           Value zp = a.size() > 2 ? castToF32(b, l, a[2]) : Value();
-          Value v = arith::DivFOp::create(b, l, x, s);
-          Value q = snapToGrid(b, l, v, format, zp);
+          Value q;
+          if (values) {
+            Value code = bnbEncode(b, l, format, x, s, searchTable);
+            q = tensor::ExtractOp::create(b, l, values,
+                                          ValueRange{arith::IndexCastOp::create(
+                                              b, l, b.getIndexType(), code)});
+          } else {
+            q = snapToGrid(b, l, arith::DivFOp::create(b, l, x, s), format, zp);
+          }
           return castFromF32(b, l, arith::MulFOp::create(b, l, q, s),
                              a[0].getType());
         });

@@ -85,13 +85,17 @@ NF4 = np.array([-1.0, -0.6961928009986877, -0.5250730514526367, -0.3949174880981
                 0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
                 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
                 0.7229568362236023, 1.0], dtype=np.float32)
+# bitsandbytes' codebooks fake-quantized as its kernels round them: equal
+# to quantizing and dequantizing with qopt.quantize (byte-equal to
+# bitsandbytes' CUDA kernels, test/python).
+sys.path.insert(0, os.path.join(os.environ["QOPT_BIN"], "..", "python"))
+import qopt  # noqa: E402
 blocks = wq.reshape(-1, 32)
 absmax = np.abs(blocks).max(axis=1).astype(np.float32)
-v = blocks / absmax[:, None]
-codes = NF4[np.abs(v[..., None] - NF4).argmin(axis=-1)]
-ref = (codes * absmax[:, None]).reshape(wq.shape)
-check("fake_quant nf4 per_block", f"""
-  %y = qopt.fake_quant %a0 scale %a1 format(#qopt.nf4) granularity(#qopt.per_block<32>)
+for fmt, attr in (("nf4", "#qopt.nf4"), ("fp4", "#qopt.bnb_fp4"), ("int8-dynamic", "#qopt.dynamic8")):
+    ref = qopt.dequantize(qopt.quantize(wq, fmt, block_size=32))
+    check(f"fake_quant {fmt} per_block (bitsandbytes' rounding)", f"""
+  %y = qopt.fake_quant %a0 scale %a1 format({attr}) granularity(#qopt.per_block<32>)
       : ({t(wq)}, {t(absmax)}) -> {t(wq)}
   return %y : {t(wq)}""", [wq, absmax], ref)
 
@@ -277,8 +281,6 @@ check("dequantize uint5 zero_point per_group", f"""
 # compile-time quantizers (qopt.quantize in Python, the same Support code
 # qoptc --quantize uses) and, for the float formats and per-token scales,
 # against ml_dtypes / numpy.
-sys.path.insert(0, os.path.join(os.environ["QOPT_BIN"], "..", "python"))
-import qopt  # noqa: E402
 
 
 def check_quantize(name, qt, x, want, zero_points=False):

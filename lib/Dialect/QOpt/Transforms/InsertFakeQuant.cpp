@@ -56,9 +56,14 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
   auto [format, rest] = text.split(':');
   spec.quant.format = format.str();
   bool isInt = format.starts_with("int");
-  if (!isInt && format != "fp8-e4m3" && format != "fp8-e5m2")
+  bool bnb = format == "nf4" || format == "fp4";
+  if (!isInt && !bnb && format != "fp8-e4m3" && format != "fp8-e5m2")
     return "format '" + format.str() +
-           "' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2)";
+           "' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2, "
+           "nf4, fp4)";
+  if (bnb && activations)
+    return "nf4 and fp4 are weight formats (bitsandbytes' blocks of the "
+           "flattened weight)";
   SmallVector<StringRef> items;
   if (!rest.empty())
     rest.split(items, ',');
@@ -68,6 +73,9 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
     if (key == "group" && !activations && item.contains('=') &&
         !value.getAsInteger(10, number) && number > 0 && isInt)
       spec.quant.group = number;
+    else if (key == "block" && bnb && item.contains('=') &&
+             !value.getAsInteger(10, number) && number > 0)
+      spec.quant.block = number;
     else if (key == "asym" && !item.contains('=') && isInt)
       spec.quant.asym = true;
     else if (key == "sym" && !item.contains('='))
@@ -81,6 +89,7 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
     else
       return "unknown option '" + item.str() + "' for " + format.str() +
              (activations ? " activations (per-token, per-tensor, sym, asym)"
+              : bnb       ? " weights (block=N)"
                           : " weights (group=N, per-channel, per-tensor, "
                             "sym, asym)");
   }
@@ -90,14 +99,21 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
     return std::string("activations take per-token or per-tensor scales");
   if (!activations && spec.perTensor && isInt)
     return std::string("integer weights take per-channel or group=N scales");
-  // Integer weights default to one scale per output channel.
+  // Integer weights default to one scale per output channel; bitsandbytes'
+  // formats to its blocks of 64.
   if (!activations && isInt && !spec.quant.group && !spec.perTensor)
     spec.quant.perChannel = true;
+  if (bnb && !spec.quant.block)
+    spec.quant.block = 64;
   return std::nullopt;
 }
 
 QuantFormatAttrInterface formatOf(MLIRContext *ctx, const QuantizeSpec &q) {
   StringRef f(q.format);
+  if (f == "nf4")
+    return NF4FormatAttr::get(ctx);
+  if (f == "fp4")
+    return BnbFP4FormatAttr::get(ctx);
   if (f == "fp8-e4m3")
     return FloatFormatAttr::get(ctx, Float8E4M3FNType::get(ctx));
   if (f == "fp8-e5m2")
@@ -168,7 +184,27 @@ struct QOptInsertFakeQuantPass
         Value x = linear.getWeight(), grouped = x;
         GranularityAttrInterface granularity;
         SmallVector<int64_t> dims;
-        if (w.quant.group) {
+        Value scale, zp;
+        if (w.quant.block) {
+          // bitsandbytes: one absmax per block of the flattened weight.
+          int64_t size = w.quant.block;
+          if ((n * k) % size)
+            return fail("the weight of '" + layer.name + "' has " +
+                        Twine(n * k) +
+                        " elements, not a multiple of the "
+                        "block size " +
+                        Twine(size));
+          Value flat = tensor::CollapseShapeOp::create(
+              b, loc, RankedTensorType::get({n * k}, type.getElementType()), x,
+              SmallVector<ReassociationIndices>{{0, 1}});
+          grouped = tensor::ExpandShapeOp::create(
+              b, loc,
+              RankedTensorType::get({n * k / size, size},
+                                    type.getElementType()),
+              flat, SmallVector<ReassociationIndices>{{0, 1}});
+          scale = createReduction(b, loc, grouped, {1}, ReductionKind::AbsMax);
+          granularity = PerBlockAttr::get(ctx, size);
+        } else if (w.quant.group) {
           int64_t g = w.quant.group;
           if (k % g)
             return fail("the weight of '" + layer.name + "' has " + Twine(k) +
@@ -188,7 +224,8 @@ struct QOptInsertFakeQuantPass
           dims = {0, 1};
           granularity = PerTensorAttr::get(ctx);
         }
-        auto [scale, zp] = scalesOf(b, loc, grouped, dims, format);
+        if (!scale)
+          std::tie(scale, zp) = scalesOf(b, loc, grouped, dims, format);
         auto fq = FakeQuantOp::create(b, loc, type, x, scale, zp, format,
                                       granularity);
         std::string spec = weights;

@@ -3,7 +3,12 @@
 // RUN: qopt-opt %s --qopt-insert-fake-quant="weights=int8" --qopt-convert-qat --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=CONVERT
 // Errors: bad specs, groups that do not divide K, nothing selected.
 // RUN: not qopt-opt %s --qopt-insert-fake-quant 2>&1 | FileCheck %s --check-prefix=ERR-NONE
-// RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=nf4" 2>&1 | FileCheck %s --check-prefix=ERR-FMT
+// RUN: qopt-opt %s --qopt-insert-fake-quant="weights=nf4:block=16 target-modules=q_proj" | FileCheck %s --check-prefix=NF4
+// RUN: qopt-opt %s --qopt-insert-fake-quant="weights=fp4:block=16 target-modules=q_proj" --qopt-convert-qat --mlir-elide-resource-strings-if-larger=1 | FileCheck %s --check-prefix=FP4
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=nf5" 2>&1 | FileCheck %s --check-prefix=ERR-FMT
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=nf4:double-quant" 2>&1 | FileCheck %s --check-prefix=ERR-DQ
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=nf4:block=24 target-modules=q_proj" 2>&1 | FileCheck %s --check-prefix=ERR-BLOCK
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=nf4:per-token" 2>&1 | FileCheck %s --check-prefix=ERR-ACTNF4
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4:group=3" 2>&1 | FileCheck %s --check-prefix=ERR-GROUP
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4:per-token" 2>&1 | FileCheck %s --check-prefix=ERR-OPT
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4:per-tensor" 2>&1 | FileCheck %s --check-prefix=ERR-INTTENSOR
@@ -11,7 +16,21 @@
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4 target-modules=o_proj" 2>&1 | FileCheck %s --check-prefix=ERR-SEL
 
 // ERR-NONE: error: qopt-insert-fake-quant: nothing to insert: give 'weights' and/or 'activations'
-// ERR-FMT: error: qopt-insert-fake-quant: weights 'nf4': format 'nf4' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2)
+// ERR-FMT: error: qopt-insert-fake-quant: weights 'nf5': format 'nf5' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2, nf4, fp4)
+// ERR-DQ: error: qopt-insert-fake-quant: weights 'nf4:double-quant': unknown option 'double-quant' for nf4 weights (block=N)
+// ERR-BLOCK: error: qopt-insert-fake-quant: the weight of 'model.q_proj' has 32 elements, not a multiple of the block size 24
+// ERR-ACTNF4: error: qopt-insert-fake-quant: activations 'nf4:per-token': nf4 and fp4 are weight formats (bitsandbytes' blocks of the flattened weight)
+
+// NF4 (bitsandbytes' rounding): the absmax of each block of 16 of the
+// flattened weight, no guard for zero blocks.
+// NF4: %[[F:.*]] = tensor.collapse_shape %[[W:.*]] {{\[\[}}0, 1]] : tensor<4x8xf32> into tensor<32xf32>
+// NF4: %[[B:.*]] = tensor.expand_shape %[[F]] {{\[\[}}0, 1]] output_shape [2, 16] : tensor<32xf32> into tensor<2x16xf32>
+// NF4: qopt.fake_quant %[[W]] scale %{{.*}} format(#qopt.nf4) granularity(#qopt.per_block<16>) {qopt.qat_spec = "nf4:block=16"} : (tensor<4x8xf32>, tensor<2xf32>) -> tensor<4x8xf32>
+
+// FP4 converted: bitsandbytes' layout, its absmax per block.
+// FP4-DAG: qopt.param @model.q_proj.weight.absmax : tensor<2xf32>
+// FP4-DAG: qopt.param @model.q_proj.weight : tensor<4x4xi8>
+// FP4: !qopt.qtensor<4x8, #qopt.bnb_fp4, #qopt.per_block<16>, scales = f32>
 // ERR-GROUP: error: qopt-insert-fake-quant: the weight of 'model.q_proj' has 8 input features, not a multiple of the group size 3
 // ERR-OPT: error: qopt-insert-fake-quant: weights 'int4:per-token': unknown option 'per-token' for int4 weights (group=N, per-channel, per-tensor, sym, asym)
 // ERR-INTTENSOR: error: qopt-insert-fake-quant: weights 'int4:per-tensor': integer weights take per-channel or group=N scales

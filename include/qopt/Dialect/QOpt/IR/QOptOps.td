@@ -673,7 +673,10 @@ def QOpt_FakeQuantOp : QOpt_QuantizerOp<"fake_quant"> {
     ```
 
     with `encode`/`decode` of `format` (round-half-to-even for integer and
-    float formats, nearest code for NF4). The gradient is the clipped
+    float formats; bitsandbytes' codebooks, NF4, FP4 and the 8-bit dynamic
+    code, as its CUDA kernels encode: `x · (1 / s)` with subnormals
+    flushed, then their f32 decision thresholds or search, `s` the block
+    absmax). The gradient is the clipped
     straight-through estimator: `∂y/∂x = 1` where `x / s + zp` lies in
     `[qmin, qmax]`, else 0; `s` and `zp` are not trained.
 

@@ -500,10 +500,13 @@ def QOptInsertFakeQuantPass
     none.
 
     * `weights`: `intK[:group=N | per-channel][,sym | asym]` (default per
-      output channel; `group` must divide the input features) or
-      `fp8-e4m3 | fp8-e5m2[:per-channel]` (default per tensor). The weight
-      fake-quant carries the spec in `qopt.qat_spec`, for
-      `qopt-convert-qat`.
+      output channel; `group` must divide the input features),
+      `fp8-e4m3 | fp8-e5m2[:per-channel]` (default per tensor), or
+      bitsandbytes' `nf4 | fp4[:block=N]` (one absmax per block of the
+      flattened weight, default 64, which must divide it; rounded as its
+      kernels round: QLoRA-aware training of the deployed NF4 / FP4; no
+      double quantization). The weight fake-quant carries the spec in
+      `qopt.qat_spec`, for `qopt-convert-qat`.
     * `activations`: `intK | fp8-…` with `per-token` (one scale per row of
       the input, over its last dimension) or `per-tensor` scales, dynamic.
 
@@ -524,7 +527,8 @@ def QOptInsertFakeQuantPass
   }];
   let options = [
     Option<"weights", "weights", "std::string", "\"\"",
-           "Weight fake-quant spec (int4:group=32,asym, int8, fp8-e4m3, …)">,
+           "Weight fake-quant spec (int4:group=32,asym, int8, fp8-e4m3, "
+           "nf4:block=64, …)">,
     Option<"activations", "activations", "std::string", "\"\"",
            "Input fake-quant spec with dynamic scales (int8:per-token, "
            "fp8-e4m3:per-tensor, …)">,
