@@ -37,8 +37,8 @@ func.func @runtime_weight(%x: tensor<3x4xf32>, %w: tensor<2x4xf32>, %s: tensor<2
 
 // A spec that is not a weight fake-quant's.
 func.func @bad_spec(%x: tensor<3x4xf32>, %w: tensor<2x4xf32>, %s: tensor<2xf32>) -> tensor<3x2xf32> {
-  // expected-error @+1 {{qopt-convert-qat: 'qopt.qat_spec' is not a weight fake-quant spec: "nf4"}}
-  %q = qopt.fake_quant %w scale %s format(#qopt.int<8>) granularity(#qopt.per_channel<0>) {qopt.qat_spec = "nf4"} : (tensor<2x4xf32>, tensor<2xf32>) -> tensor<2x4xf32>
+  // expected-error @+1 {{qopt-convert-qat: 'qopt.qat_spec' is not a weight fake-quant spec: "nf5"}}
+  %q = qopt.fake_quant %w scale %s format(#qopt.int<8>) granularity(#qopt.per_channel<0>) {qopt.qat_spec = "nf5"} : (tensor<2x4xf32>, tensor<2xf32>) -> tensor<2x4xf32>
   %y = qopt.linear %x, %q module "fc" : (tensor<3x4xf32>, tensor<2x4xf32>) -> tensor<3x2xf32>
   return %y : tensor<3x2xf32>
 }
