@@ -20,11 +20,16 @@
 - PEQA: the `--quantize` layout with trainable scales, identical logits,
   and the scales change the output;
 - activations: one linear layer with int8 per-token input fake-quant and
-  int4 grouped asymmetric weight fake-quant, lowered and run, against numpy.
+  int4 grouped asymmetric weight fake-quant, lowered and run, against numpy;
+  static int8 per-tensor scales from calibration statistics, on one layer
+  against numpy and on the model (statistics of one case from a probe:
+  identical to the dynamic per-tensor model on that case, different on
+  another); a statistics file missing a layer is an error naming it.
 
 Prints one line per case and a summary."""
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -213,6 +218,76 @@ with tempfile.TemporaryDirectory() as tmp:
     ok = got is not None and np.allclose(got, want, rtol=1e-5, atol=1e-5)
     print(f"{'ok' if ok else 'FAIL'} int8 per-token activations + int4 weights: "
           f"max error {np.max(np.abs(got - want)) if got is not None else r.stderr[-300:]}")
+    failures += not ok
+    # Static activation scales: int8 per tensor from calibration statistics
+    # (each layer's input absmax per channel, as a probe of the model
+    # returns the inputs). One layer against numpy, with a calibration
+    # range narrower than the input (so values clip)...
+    xc = (rng.standard_normal((5, 16))).astype(np.float32)
+    stats = os.path.join(tmp, "act-stats.safetensors")
+    write_f32_safetensors(stats, {"fc.input_absmax": np.abs(xc).max(axis=0)})
+    r = subprocess.run([os.path.join(BIN, "qopt-opt"),
+                        "--qopt-insert-fake-quant=activations=int8:per-tensor,static "
+                        f"activation-stats={stats}"],
+                       input=text, capture_output=True, text=True)
+    s = np.float32(np.abs(xc).max() / np.float32(127))
+    want = (np.clip(np.rint(x / s), -128, 127) * s).astype(np.float32) @ w.T
+    # The frozen scale (a resource blob: 4 bytes of alignment, then the
+    # f32), made inline so that the module runs without the runtime.
+    blob = re.search(r'fc\.input_scale: "0x([0-9A-F]+)"', r.stdout)
+    scale = np.frombuffer(bytes.fromhex(blob.group(1))[4:], np.float32) if blob else None
+    got = None
+    if scale is not None and scale.size == 1:
+        inline = re.sub(r"dense_resource<fc\.input_scale>", f"dense<{float(scale[0])!r}>",
+                        r.stdout.split("{-#")[0])
+        got = qopt_check.run_module(inline, [x, w])[0]
+    ok = (got is not None and scale[0] == s and np.allclose(got, want, rtol=1e-5, atol=1e-5))
+    print(f"{'ok' if ok else 'FAIL'} static int8 activations (one layer): max error "
+          f"{np.max(np.abs(got - want)) if got is not None else r.stderr[-300:]}")
+    failures += not ok
+
+    # ... and the whole model: statistics of case A from a probe of the float
+    # model; with the first layer's q/k/v fake-quantized (their inputs do
+    # not depend on other fake-quants), the static model equals the dynamic
+    # per-tensor one on A and differs on another.
+    modules = ["m." + n[:-len(".weight")] for n in linear]
+    probe = os.path.join(tmp, "probe.so")
+    rc, err = qoptc("--graph-passes", "qopt-expose-layer-inputs{modules=" + ",".join(modules) + "}",
+                    "-o", probe)
+    a_case, b_case = cases[0], cases[-1]
+    if not rc:
+        acts = qopt.load(probe).run(**feeds[a_case])
+        write_f32_safetensors(stats, {f"{m}.input_absmax": np.abs(v).reshape(-1, v.shape[-1]).max(axis=0)
+                                      for m, v in zip(modules, acts)})
+        libs = {k: os.path.join(tmp, f"act-{k}.so") for k in ("static", "dynamic")}
+        first = ",".join(m for m in modules if "layers.0.self_attn" in m and "o_proj" not in m)
+        rc, err = qoptc("--graph-passes", "qopt-insert-fake-quant{activations=int8:per-tensor,static "
+                        f"activation-stats={stats} target-modules={first}}}", "-o", libs["static"])
+    if not rc:
+        rc, err = qoptc("--graph-passes", "qopt-insert-fake-quant{activations=int8:per-tensor "
+                        f"target-modules={first}}}", "-o", libs["dynamic"])
+    if rc:
+        print(f"FAIL static activations (model): {err[-400:]}")
+        failures += 1
+    else:
+        st, dy = qopt.load(libs["static"]), qopt.load(libs["dynamic"])
+        scales = [p for p in st.parameters if p.name.endswith(".input_scale")]
+        same = np.array_equal(st.run(**feeds[a_case])[0], dy.run(**feeds[a_case])[0])
+        other = rel_error(st.run(**feeds[b_case])[0], dy.run(**feeds[b_case])[0])
+        ok = same and other > 1e-6 and len(scales) == 3
+        print(f"{'ok' if ok else 'FAIL'} static int8 activations (model): {len(scales)} frozen "
+              f"input scales; calibrated case {'identical to' if same else 'DIFFERENT from'} "
+              f"dynamic per-tensor, another case {other:.1e} away")
+        failures += not ok
+
+    # A statistics file without a layer's entry names it.
+    write_f32_safetensors(stats, {"m.model.layers.0.mlp.down_proj.input_absmax": np.ones(64, np.float32)})
+    rc, err = qoptc("--graph-passes", "qopt-insert-fake-quant{activations=int8:per-tensor,static "
+                    f"activation-stats={stats}}}", "-o", os.path.join(tmp, "bad.so"))
+    message = next((line for line in err.splitlines() if "error:" in line), "")
+    ok = rc != 0 and not os.path.exists(os.path.join(tmp, "bad.so"))
+    print(f"{'ok' if ok else 'FAIL'} static activation statistics missing a layer: "
+          f"{message[message.find('error:'):]}")
     failures += not ok
 print(f"qat: {failures} failures")
 sys.exit(1 if failures else 0)

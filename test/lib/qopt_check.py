@@ -199,12 +199,15 @@ def run_module(text, inputs):
     `inputs` (arrays, argument order) and returns the results as arrays."""
     _, opt = _tools()
     arg_types, result_types = _signature(text)
+    # Resource blobs (parameters a pass created) follow the module.
+    text, _, resources = text.partition("{-#")
+    resources = "{-#" + resources if resources else ""
     text = text.rstrip()
     if not text.endswith("}"):
         raise ValueError("expected a module")
     if not re.search(r"^module\b", text, re.M):
         text = "module {\n" + text + "\n}"
-    text = text[:-1] + _harness(arg_types, result_types, inputs) + "\n}\n"
+    text = text[:-1] + _harness(arg_types, result_types, inputs) + "\n}\n" + resources
     r = subprocess.run([opt] + LOWER, input=text, capture_output=True, text=True)
     if r.returncode:
         raise QOptError("lower", r.stderr)

@@ -22,6 +22,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTINSERTFAKEQUANTPASS
@@ -47,6 +48,8 @@ struct FakeQuantSpec {
   QuantizeSpec quant;
   bool perToken = false;
   bool perTensor = false;
+  /// Activations: one scale fixed at compile time from calibration.
+  bool isStatic = false;
 };
 
 /// Parses `text`; `activations` allows per-token / per-tensor and refuses
@@ -86,9 +89,12 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
       spec.perToken = true;
     else if (key == "per-tensor" && !item.contains('='))
       spec.perTensor = true;
+    else if (key == "static" && activations && !item.contains('='))
+      spec.isStatic = true;
     else
       return "unknown option '" + item.str() + "' for " + format.str() +
-             (activations ? " activations (per-token, per-tensor, sym, asym)"
+             (activations ? " activations (per-token, per-tensor, static, "
+                            "sym, asym)"
               : bnb       ? " weights (block=N)"
                           : " weights (group=N, per-channel, per-tensor, "
                             "sym, asym)");
@@ -97,6 +103,9 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
     return why;
   if (activations && spec.perToken == spec.perTensor)
     return std::string("activations take per-token or per-tensor scales");
+  if (spec.isStatic && (spec.perToken || spec.quant.asym))
+    return std::string("static activation scales are symmetric and "
+                       "per-tensor (one absmax per layer from calibration)");
   if (!activations && spec.perTensor && isInt)
     return std::string("integer weights take per-channel or group=N scales");
   // Integer weights default to one scale per output channel; bitsandbytes'
@@ -158,6 +167,30 @@ struct QOptInsertFakeQuantPass
       if (std::optional<std::string> why = parseSpec(activations, true, a))
         return fail("activations '" + activations + "': " + *why);
 
+    // Static activation scales: each layer's input absmax from a
+    // calibration file.
+    std::unique_ptr<llvm::MemoryBuffer> statsBuffer;
+    llvm::StringMap<SafetensorsTensor> stats;
+    if (a.isStatic) {
+      if (activationStats.empty())
+        return fail(
+            "static activation scales need activation-stats=FILE (a "
+            "safetensors file with each layer's <module>.input_absmax)");
+      auto buffer = llvm::MemoryBuffer::getFile(
+          activationStats, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+      if (!buffer)
+        return fail("activation-stats '" + activationStats +
+                    "': " + buffer.getError().message());
+      statsBuffer = std::move(*buffer);
+      auto read = readFloatSafetensors(*statsBuffer, activationStats);
+      if (!read)
+        return fail("activation-stats '" + activationStats +
+                    "': " + llvm::toString(read.takeError()));
+      stats = std::move(*read);
+    } else if (!activationStats.empty()) {
+      return fail("activation-stats is read for static activation scales "
+                  "(activations=int8:per-tensor,static)");
+    }
     std::vector<LinearLayer> layers = collectLinearLayers(module);
     llvm::Expected<LoraTargets> selected = selectWeightLayers(
         std::vector<std::string>(targetModules.begin(), targetModules.end()),
@@ -165,6 +198,7 @@ struct QOptInsertFakeQuantPass
         layers);
     if (!selected)
       return fail(llvm::toString(selected.takeError()));
+    SymbolTable symbols(module);
     int64_t count = 0;
     for (const LinearLayer &layer : layers) {
       auto linear = dyn_cast<LinearOp>(layer.op);
@@ -247,7 +281,16 @@ struct QOptInsertFakeQuantPass
             dims.push_back(d);
           granularity = PerTensorAttr::get(ctx);
         }
-        auto [scale, zp] = scalesOf(b, loc, x, dims, format);
+        Value scale, zp;
+        if (a.isStatic) {
+          FailureOr<Value> fixed =
+              staticScale(b, loc, layer.name, format, stats, symbols);
+          if (failed(fixed))
+            return signalPassFailure();
+          scale = *fixed;
+        } else {
+          std::tie(scale, zp) = scalesOf(b, loc, x, dims, format);
+        }
         auto fq = FakeQuantOp::create(b, loc, type, x, scale, zp, format,
                                       granularity);
         linear.getInputMutable().assign(fq.getResult());
@@ -256,6 +299,55 @@ struct QOptInsertFakeQuantPass
     }
     if (count == 0)
       return fail("no linear layer matches the selection");
+  }
+
+  /// The frozen per-tensor scale `<layer>.input_scale` = absmax / the
+  /// format's largest value (1 for an all-zero input), the absmax the
+  /// largest of the layer's `<layer>.input_absmax` in `stats` (per tensor
+  /// or per channel); read before `b`'s point.
+  FailureOr<Value> staticScale(OpBuilder &b, Location loc, StringRef layer,
+                               QuantFormatAttrInterface format,
+                               const llvm::StringMap<SafetensorsTensor> &stats,
+                               SymbolTable &symbols) {
+    auto error = [&]() {
+      return emitError(getOperation().getLoc())
+             << "qopt-insert-fake-quant: activation-stats '" << activationStats
+             << "': ";
+    };
+    std::string want = (layer + ".input_absmax").str();
+    bool ambiguous;
+    std::optional<std::string> key = matchTensorName(stats, want, ambiguous);
+    if (ambiguous)
+      return error() << "several tensors match '" << want << "'", failure();
+    if (!key)
+      return error() << "no tensor '" << want << "' for layer '" << layer
+                     << "'",
+             failure();
+    const SafetensorsTensor &t = stats.find(*key)->second;
+    std::vector<float> values(t.count);
+    dense::decodeFloats(t.kind, t.data, t.count, values.data());
+    float absmax = 0;
+    for (float v : values) {
+      if (!(v >= 0) || !std::isfinite(v))
+        return error() << "tensor '" << *key
+                       << "' holds a negative, NaN or infinite value",
+               failure();
+      absmax = std::max(absmax, v);
+    }
+    if (values.empty())
+      return error() << "tensor '" << *key << "' is empty", failure();
+    auto intFormat = dyn_cast<IntFormatAttr>(format);
+    double largest = intFormat
+                         ? double(intFormat.getQMax())
+                         : cast<FloatFormatAttr>(format).getMaxRepresentable();
+    float scale = absmax > 0 ? float(absmax / largest) : 1.0f;
+    auto type = RankedTensorType::get({}, b.getF32Type());
+    ParamOp param =
+        createFloatParam(symbols, loc, (layer + ".input_scale").str(), type,
+                         ArrayRef<float>(scale));
+    if (!param)
+      return failure();
+    return LoadParamOp::create(b, loc, type, param.getSymName()).getResult();
   }
 };
 

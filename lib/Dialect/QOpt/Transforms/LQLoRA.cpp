@@ -307,16 +307,11 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
     for (Layer &l : layers) {
       // The layer's `<module>.weight`, a wrapper's prefix on either side.
       std::string want = l.name + ".weight";
-      std::optional<std::string> key;
-      if (tensors->count(want))
-        key = want;
-      for (const auto &entry : *tensors) {
-        StringRef k = entry.getKey();
-        if (key || !(StringRef(want).ends_with(("." + k).str()) ||
-                     k.ends_with("." + want)))
-          continue;
-        key = k.str();
-      }
+      bool ambiguous;
+      std::optional<std::string> key =
+          matchTensorName(*tensors, want, ambiguous);
+      if (ambiguous)
+        return error() << "several tensors match '" << want << "'";
       if (!key)
         return error() << "no tensor '" << want << "' for layer '" << l.name
                        << "'";

@@ -696,3 +696,24 @@ mlir::qopt::selectWeightLayers(llvm::ArrayRef<std::string> targets,
                            {}),
       layers);
 }
+
+std::optional<std::string>
+mlir::qopt::matchTensorName(const llvm::StringMap<SafetensorsTensor> &tensors,
+                            StringRef name, bool &ambiguous) {
+  ambiguous = false;
+  if (tensors.count(name))
+    return name.str();
+  std::optional<std::string> found;
+  for (const auto &entry : tensors) {
+    StringRef key = entry.getKey();
+    if (!name.ends_with(("." + key).str()) &&
+        !key.ends_with(("." + name).str()))
+      continue;
+    if (found) {
+      ambiguous = true;
+      return std::nullopt;
+    }
+    found = key.str();
+  }
+  return found;
+}

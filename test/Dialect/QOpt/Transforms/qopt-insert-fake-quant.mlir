@@ -9,6 +9,11 @@
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=nf4:double-quant" 2>&1 | FileCheck %s --check-prefix=ERR-DQ
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=nf4:block=24 target-modules=q_proj" 2>&1 | FileCheck %s --check-prefix=ERR-BLOCK
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=nf4:per-token" 2>&1 | FileCheck %s --check-prefix=ERR-ACTNF4
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=int8:per-token,static" 2>&1 | FileCheck %s --check-prefix=ERR-STATIC-TOKEN
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=int8:per-tensor,static,asym" 2>&1 | FileCheck %s --check-prefix=ERR-STATIC-ASYM
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=int8:per-tensor,static" 2>&1 | FileCheck %s --check-prefix=ERR-STATIC-NOFILE
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=int8:per-tensor,static activation-stats=%t.missing" 2>&1 | FileCheck %s --check-prefix=ERR-STATIC-MISSING
+// RUN: not qopt-opt %s --qopt-insert-fake-quant="activations=int8:per-tensor activation-stats=%t.missing" 2>&1 | FileCheck %s --check-prefix=ERR-STATIC-DYNAMIC
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4:group=3" 2>&1 | FileCheck %s --check-prefix=ERR-GROUP
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4:per-token" 2>&1 | FileCheck %s --check-prefix=ERR-OPT
 // RUN: not qopt-opt %s --qopt-insert-fake-quant="weights=int4:per-tensor" 2>&1 | FileCheck %s --check-prefix=ERR-INTTENSOR
@@ -19,6 +24,11 @@
 // ERR-FMT: error: qopt-insert-fake-quant: weights 'nf5': format 'nf5' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2, nf4, fp4)
 // ERR-DQ: error: qopt-insert-fake-quant: weights 'nf4:double-quant': unknown option 'double-quant' for nf4 weights (block=N)
 // ERR-BLOCK: error: qopt-insert-fake-quant: the weight of 'model.q_proj' has 32 elements, not a multiple of the block size 24
+// ERR-STATIC-TOKEN: error: qopt-insert-fake-quant: activations 'int8:per-token,static': static activation scales are symmetric and per-tensor (one absmax per layer from calibration)
+// ERR-STATIC-ASYM: error: qopt-insert-fake-quant: activations 'int8:per-tensor,static,asym': static activation scales are symmetric and per-tensor
+// ERR-STATIC-NOFILE: error: qopt-insert-fake-quant: static activation scales need activation-stats=FILE (a safetensors file with each layer's <module>.input_absmax)
+// ERR-STATIC-MISSING: error: qopt-insert-fake-quant: activation-stats '{{.*}}.missing': {{.*}}o such file or directory
+// ERR-STATIC-DYNAMIC: error: qopt-insert-fake-quant: activation-stats is read for static activation scales (activations=int8:per-tensor,static)
 // ERR-ACTNF4: error: qopt-insert-fake-quant: activations 'nf4:per-token': nf4 and fp4 are weight formats (bitsandbytes' blocks of the flattened weight)
 
 // NF4 (bitsandbytes' rounding): the absmax of each block of 16 of the

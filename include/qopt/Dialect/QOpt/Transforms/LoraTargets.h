@@ -120,6 +120,14 @@ std::string encodeF32Safetensors(llvm::ArrayRef<SafetensorsF32> tensors);
 llvm::Expected<llvm::StringMap<SafetensorsTensor>>
 readFloatSafetensors(const llvm::MemoryBuffer &buffer, llvm::StringRef path);
 
+/// The key of `tensors` for `name` (e.g. `<module>.weight`): `name` itself,
+/// or else the only key that differs by a leading module path (an export's
+/// wrapper prefix, on either side). Nullopt when none; `ambiguous` is set
+/// when several keys match.
+std::optional<std::string>
+matchTensorName(const llvm::StringMap<SafetensorsTensor> &tensors,
+                llvm::StringRef name, bool &ambiguous);
+
 /// Replaces the linear layer `linear` by a `qopt.lora` with factors `a`
 /// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, a LoRA-XS
 /// `middle` (r×r) and a SoRA `gate` (r), keeping its bias and module path.

@@ -508,7 +508,14 @@ def QOptInsertFakeQuantPass
       double quantization). The weight fake-quant carries the spec in
       `qopt.qat_spec`, for `qopt-convert-qat`.
     * `activations`: `intK | fp8-…` with `per-token` (one scale per row of
-      the input, over its last dimension) or `per-tensor` scales, dynamic.
+      the input, over its last dimension) or `per-tensor` scales, dynamic;
+      or `per-tensor,static`: one scale fixed at compile time, a frozen
+      parameter `<module>.input_scale` = absmax / the format's largest
+      value, the absmax the largest value of the layer's
+      `<module>.input_absmax` (per tensor or per input channel) in the
+      safetensors file `activation-stats` (calibration statistics: a
+      wrapper's path prefix may differ; a missing or negative entry is an
+      error naming it).
 
     Quantized weights, a weight with a dynamic shape, a group that does not
     divide the input features, bad specs and a selection with no layer are
@@ -530,8 +537,11 @@ def QOptInsertFakeQuantPass
            "Weight fake-quant spec (int4:group=32,asym, int8, fp8-e4m3, "
            "nf4:block=64, …)">,
     Option<"activations", "activations", "std::string", "\"\"",
-           "Input fake-quant spec with dynamic scales (int8:per-token, "
-           "fp8-e4m3:per-tensor, …)">,
+           "Input fake-quant spec (int8:per-token, fp8-e4m3:per-tensor, "
+           "int8:per-tensor,static …)">,
+    Option<"activationStats", "activation-stats", "std::string", "\"\"",
+           "safetensors of each layer's <module>.input_absmax, for static "
+           "activation scales">,
     ListOption<"targetModules", "target-modules", "std::string",
                "Layers to fake-quantize, as PEFT's target_modules "
                "(default: all-linear, the output head excluded)">,
