@@ -490,10 +490,32 @@ LogicalResult replaceWithCast(PatternRewriter &rewriter, Operation *op,
 
 /// Why `qopt.quantize` of a tensor of `input` type into `type` cannot be
 /// lowered, or an empty string when it can.
+/// MXFP4's layout: E2M1 codes with E8M0 (power-of-two) scales per group.
+bool isMXLayout(QTensorType type) {
+  auto f = dyn_cast<FloatFormatAttr>(type.getFormat());
+  return f && isa<Float4E2M1FNType>(f.getType()) &&
+         isa<Float8E8M0FNUType>(type.getScaleType()) &&
+         isa<PerGroupAttr>(type.getGranularity());
+}
+
+/// NVFP4's layout: E2M1 codes whose scales are E4M3 codes over one f32
+/// global scale (a nested per-tensor qtensor without offset).
+bool isNVLayout(QTensorType type) {
+  auto f = dyn_cast<FloatFormatAttr>(type.getFormat());
+  auto nested = dyn_cast<QTensorType>(type.getScaleType());
+  if (!f || !isa<Float4E2M1FNType>(f.getType()) || !nested)
+    return false;
+  auto nf = dyn_cast<FloatFormatAttr>(nested.getFormat());
+  return nf && isa<Float8E4M3FNType>(nf.getType()) &&
+         isa<PerTensorAttr>(nested.getGranularity()) &&
+         nested.getScaleType().isF32() && !nested.getOffset();
+}
+
 std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
   QuantFormatAttrInterface format = type.getFormat();
   auto nested = dyn_cast<QTensorType>(type.getScaleType());
-  if (!type.getScaleType().isF32() &&
+  bool mx = isMXLayout(type), nv = isNVLayout(type);
+  if (!type.getScaleType().isF32() && !mx &&
       !(nested && nested.getScaleType().isF32() &&
         !nested.getFormat().hasZeroPoint())) {
     std::string name;
@@ -501,16 +523,16 @@ std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
     os << type.getScaleType();
     return "scales of type " + name +
            " are computed at compile time only (qopt-quantize-weights); "
-           "at run time they are f32, or quantized once more with f32 "
-           "scales and no zero points (double quantization)";
+           "at run time they are f32, E8M0 under E2M1 codes (MXFP4), or "
+           "quantized once more with f32 scales and no zero points (double "
+           "quantization, NVFP4)";
   }
-  if (nested &&
+  if (nested && !nv &&
       !isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format))
     return "double-quantized scales at run time are QLoRA's, under "
-           "bitsandbytes' codes (NF4, FP4, 8-bit dynamic), which use the "
-           "unquantized scales; layouts whose codes use the quantized "
-           "scales (NVFP4) are quantized at compile time (qoptc --quantize)";
-  if (nested) {
+           "bitsandbytes' codes (NF4, FP4, 8-bit dynamic), or NVFP4's (E2M1 "
+           "codes, E4M3 scales per tensor)";
+  if (nested && !nv) {
     auto scalesType = RankedTensorType::get(
         type.getScaleShape(), Float32Type::get(type.getContext()));
     std::string why = whyNotQuantized(scalesType, nested);
@@ -684,6 +706,52 @@ Value bnbEncode(OpBuilder &nb, Location l, QuantFormatAttrInterface format,
   return code;
 }
 
+/// The bits (i32) of the small float `format` nearest to the f32 `v`
+/// (ties to even, saturating): the value on the format's grid, then its
+/// exponent and mantissa from the f32 ones; the sign is v's own, as
+/// smallFloatEncode takes it (the rounding may drop a tiny negative
+/// value's).
+Value smallFloatCode(OpBuilder &nb, Location l, Value v,
+                     FloatFormatAttr floatFormat) {
+  Type i32 = nb.getI32Type();
+  auto cf = [&](double x) {
+    return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(x)).getResult();
+  };
+  auto ci = [&](int64_t x) {
+    return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(x))
+        .getResult();
+  };
+  unsigned bits = floatFormat.getStorageBits();
+  const llvm::fltSemantics &sem =
+      cast<FloatType>(floatFormat.getType()).getFloatSemantics();
+  int m = llvm::APFloat::semanticsPrecision(sem) - 1;
+  int minExp = llvm::APFloat::semanticsMinExponent(sem);
+  int bias = 1 - minExp;
+  Value q = snapToGrid(nb, l, v, floatFormat, Value());
+  Value f = arith::BitcastOp::create(nb, l, i32, q);
+  Value sign = arith::ShRUIOp::create(
+      nb, l, arith::BitcastOp::create(nb, l, i32, v), ci(31));
+  Value mag = arith::AndIOp::create(nb, l, f, ci(0x7fffffff));
+  Value e = arith::SubIOp::create(
+      nb, l, arith::ShRUIOp::create(nb, l, mag, ci(23)), ci(127));
+  Value normal = arith::OrIOp::create(
+      nb, l,
+      arith::ShLIOp::create(nb, l, arith::AddIOp::create(nb, l, e, ci(bias)),
+                            ci(m)),
+      arith::ShRUIOp::create(
+          nb, l, arith::AndIOp::create(nb, l, mag, ci(0x7fffff)), ci(23 - m)));
+  // Subnormal: |q| in units of the smallest subnormal.
+  Value sub = arith::FPToSIOp::create(
+      nb, l, i32,
+      arith::MulFOp::create(nb, l, math::AbsFOp::create(nb, l, q),
+                            cf(std::ldexp(1.0, bias - 1 + m))));
+  Value isNormal =
+      arith::CmpIOp::create(nb, l, arith::CmpIPredicate::sge, e, ci(minExp));
+  Value code = arith::SelectOp::create(nb, l, isNormal, normal, sub);
+  return arith::OrIOp::create(
+      nb, l, code, arith::ShLIOp::create(nb, l, sign, ci(int64_t(bits) - 1)));
+}
+
 /// `qopt.quantize` at run time: scales (and zero points) reduced from the
 /// input per the granularity with the compile-time quantizers' formulas,
 /// codes rounded as `qopt.fake_quant` rounds (integers and floats to
@@ -769,6 +837,9 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
       return arith::SelectOp::create(nb, l, small, zero, v);
     };
     Value scales, zp;
+    // MXFP4 / NVFP4: the rounded scales' codes (E8M0, E4M3) and NVFP4's
+    // global scale, stored; `scales` holds their f32 values for the codes.
+    Value scaleCodes, globalScale;
     if (bnb) {
       Value absmax =
           createReduction(b, loc, grouped, dims, ReductionKind::AbsMax);
@@ -778,6 +849,128 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                                  [&](OpBuilder &nb, Location l, ValueRange a) {
                                    return flushSubnormal(nb, l, a[0]);
                                  });
+    } else if (isMXLayout(type)) {
+      // OCP MXFP4: per group the power of two 2^e, e = floor(log2 absmax)
+      // - 2 clamped to E8M0's [-127, 127] (-127 for a zero group), the
+      // exponent read from the f32 bits; codes on that scale.
+      Value absmax =
+          createReduction(b, loc, grouped, dims, ReductionKind::AbsMax);
+      AffineMap id = b.getMultiDimIdentityMap(
+          cast<RankedTensorType>(absmax.getType()).getRank());
+      auto exponentOf = [](OpBuilder &nb, Location l, Value a) -> Value {
+        auto ci = [&](int64_t v) {
+          return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+              .getResult();
+        };
+        Value field = arith::AndIOp::create(
+            nb, l,
+            arith::ShRUIOp::create(
+                nb, l, arith::BitcastOp::create(nb, l, nb.getI32Type(), a),
+                ci(23)),
+            ci(0xff));
+        Value e = arith::SubIOp::create(nb, l, field, ci(129));
+        return arith::MinSIOp::create(
+            nb, l, arith::MaxSIOp::create(nb, l, e, ci(-127)), ci(127));
+      };
+      scales = createElementwise(
+          b, loc, absmax, {absmax}, {id},
+          [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+            Value e = exponentOf(nb, l, a[0]);
+            auto ci = [&](int64_t v) {
+              return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+                  .getResult();
+            };
+            Value normal = arith::ShLIOp::create(
+                nb, l, arith::AddIOp::create(nb, l, e, ci(127)), ci(23));
+            Value bits = arith::SelectOp::create(
+                nb, l,
+                arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, e,
+                                      ci(-127)),
+                ci(0x00400000), normal); // 2^-127 is an f32 subnormal
+            return arith::BitcastOp::create(nb, l, nb.getF32Type(), bits);
+          });
+      Value empty = tensor::EmptyOp::create(
+          b, loc, tensor::getMixedSizes(b, loc, absmax), b.getI8Type());
+      scaleCodes =
+          linalg::GenericOp::create(
+              b, loc, empty.getType(), absmax, empty,
+              SmallVector<AffineMap>{id, id},
+              SmallVector<utils::IteratorType>(id.getNumDims(),
+                                               utils::IteratorType::parallel),
+              [&](OpBuilder &nb, Location l, ValueRange a) {
+                Value e = exponentOf(nb, l, a[0]);
+                Value code = arith::AddIOp::create(
+                    nb, l, e,
+                    arith::ConstantOp::create(nb, l,
+                                              nb.getI32IntegerAttr(127)));
+                linalg::YieldOp::create(
+                    nb, l,
+                    arith::TruncIOp::create(nb, l, nb.getI8Type(), code)
+                        .getResult());
+              })
+              .getResult(0);
+    } else if (isNVLayout(type)) {
+      // NVFP4 (torchao's two levels): g = absmax / (448 · 6) (1 for zeros);
+      // per group the E4M3 code of clamp(absmax / 6 / g, 2^-6, 448); codes
+      // on g times that scale's value.
+      SmallVector<int64_t> all;
+      for (int64_t d = 0; d < rank; ++d)
+        all.push_back(d);
+      Value total = createReduction(b, loc, x, all, ReductionKind::AbsMax);
+      AffineMap scalar = AffineMap::get(0, 0, {}, b.getContext());
+      globalScale = createElementwise(
+          b, loc, total, {total}, {scalar},
+          [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+            auto cf = [&](float v) {
+              return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
+                  .getResult();
+            };
+            Value g = arith::DivFOp::create(nb, l, a[0], cf(448.0f * 6.0f));
+            Value zero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
+                                               g, cf(0.0f));
+            return arith::SelectOp::create(nb, l, zero, cf(1.0f), g);
+          });
+      Value absmax =
+          createReduction(b, loc, grouped, dims, ReductionKind::AbsMax);
+      int64_t sr = cast<RankedTensorType>(absmax.getType()).getRank();
+      AffineMap id = b.getMultiDimIdentityMap(sr);
+      AffineMap toScalar = AffineMap::get(sr, 0, {}, b.getContext());
+      auto e4m3 = cast<FloatFormatAttr>(
+          cast<QTensorType>(type.getScaleType()).getFormat());
+      auto blockScale = [e4m3](OpBuilder &nb, Location l, ValueRange a) {
+        auto cf = [&](float v) {
+          return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
+              .getResult();
+        };
+        Value bs = arith::DivFOp::create(
+            nb, l, arith::DivFOp::create(nb, l, a[0], cf(6.0f)), a[1]);
+        bs = arith::MinimumFOp::create(
+            nb, l, arith::MaximumFOp::create(nb, l, bs, cf(0.015625f)),
+            cf(float(e4m3.getMaxRepresentable())));
+        return bs;
+      };
+      scales = createElementwise(
+          b, loc, absmax, {absmax, globalScale}, {id, toScalar},
+          [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+            Value q = snapToGrid(nb, l, blockScale(nb, l, a), e4m3, Value());
+            return arith::MulFOp::create(nb, l, a[1], q);
+          });
+      Value empty = tensor::EmptyOp::create(
+          b, loc, tensor::getMixedSizes(b, loc, absmax), b.getI8Type());
+      scaleCodes =
+          linalg::GenericOp::create(
+              b, loc, empty.getType(), ValueRange{absmax, globalScale}, empty,
+              SmallVector<AffineMap>{id, toScalar, id},
+              SmallVector<utils::IteratorType>(sr,
+                                               utils::IteratorType::parallel),
+              [&](OpBuilder &nb, Location l, ValueRange a) {
+                Value code = smallFloatCode(nb, l, blockScale(nb, l, a), e4m3);
+                linalg::YieldOp::create(
+                    nb, l,
+                    arith::TruncIOp::create(nb, l, nb.getI8Type(), code)
+                        .getResult());
+              })
+              .getResult(0);
     } else {
       double largest = intFormat ? double(intFormat.getQMax())
                                  : floatFormat.getMaxRepresentable();
@@ -830,41 +1023,7 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                                               cf(double(intFormat.getQMax())));
                 code = arith::FPToSIOp::create(nb, l, i32, q);
               } else {
-                // A small float: the value on its grid, then its bits from
-                // the f32 ones.
-                const llvm::fltSemantics &sem =
-                    cast<FloatType>(floatFormat.getType()).getFloatSemantics();
-                int m = llvm::APFloat::semanticsPrecision(sem) - 1;
-                int minExp = llvm::APFloat::semanticsMinExponent(sem);
-                int bias = 1 - minExp;
-                Value q = snapToGrid(nb, l, v, format, Value());
-                Value f = arith::BitcastOp::create(nb, l, i32, q);
-                // The sign of v itself, as smallFloatEncode takes it (the
-                // rounding may drop a tiny negative value's).
-                Value sign = arith::ShRUIOp::create(
-                    nb, l, arith::BitcastOp::create(nb, l, i32, v), ci(31));
-                Value mag = arith::AndIOp::create(nb, l, f, ci(0x7fffffff));
-                Value e = arith::SubIOp::create(
-                    nb, l, arith::ShRUIOp::create(nb, l, mag, ci(23)), ci(127));
-                Value normal = arith::OrIOp::create(
-                    nb, l,
-                    arith::ShLIOp::create(
-                        nb, l, arith::AddIOp::create(nb, l, e, ci(bias)),
-                        ci(m)),
-                    arith::ShRUIOp::create(
-                        nb, l, arith::AndIOp::create(nb, l, mag, ci(0x7fffff)),
-                        ci(23 - m)));
-                // Subnormal: |q| in units of the smallest subnormal.
-                Value sub = arith::FPToSIOp::create(
-                    nb, l, i32,
-                    arith::MulFOp::create(nb, l, math::AbsFOp::create(nb, l, q),
-                                          cf(std::ldexp(1.0, bias - 1 + m))));
-                Value isNormal = arith::CmpIOp::create(
-                    nb, l, arith::CmpIPredicate::sge, e, ci(minExp));
-                code = arith::SelectOp::create(nb, l, isNormal, normal, sub);
-                code = arith::OrIOp::create(
-                    nb, l, code,
-                    arith::ShLIOp::create(nb, l, sign, ci(int64_t(bits) - 1)));
+                code = smallFloatCode(nb, l, v, floatFormat);
               }
               code = arith::AndIOp::create(nb, l, code, ci((1 << bits) - 1));
               linalg::YieldOp::create(
@@ -973,7 +1132,18 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
       return v.getType() == t ? v : tensor::CastOp::create(b, loc, t, v);
     };
     data = withType(data, type.getDataType());
-    if (auto nested = dyn_cast<QTensorType>(type.getScaleType())) {
+    if (isMXLayout(type)) {
+      scaleCodes =
+          withType(scaleCodes, RankedTensorType::get(type.getScaleShape(), i8));
+      scales =
+          arith::BitcastOp::create(b, loc, type.getScalesType(), scaleCodes);
+    } else if (isNVLayout(type)) {
+      auto nested = cast<QTensorType>(type.getScaleType());
+      scales = AssembleOp::create(
+          b, loc, nested, withType(scaleCodes, nested.getDataType()),
+          withType(globalScale, cast<RankedTensorType>(nested.getScalesType())),
+          Value(), Value());
+    } else if (auto nested = dyn_cast<QTensorType>(type.getScaleType())) {
       // Double quantization: the scales minus their mean (with an offset,
       // as QLoRA does: the f32 sum, accumulated here in f64, times the f32
       // reciprocal of the count) quantized to the nested type by a

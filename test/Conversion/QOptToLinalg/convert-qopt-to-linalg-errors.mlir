@@ -22,18 +22,27 @@ func.func @quantize_nested_short(%x: tensor<4x64xf32>) -> !dq {
 
 !dz = !qopt.qtensor<4x64, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<4, #qopt.int<8, unsigned, zero_point>, #qopt.per_tensor, scales = f32>>
 func.func @quantize_nested_zero_points(%x: tensor<4x64xf32>) -> !dz {
-  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: scales of type !qopt.qtensor<4, #qopt.int<8, unsigned, zero_point>, #qopt.per_tensor, scales = f32> are computed at compile time only (qopt-quantize-weights); at run time they are f32, or quantized once more with f32 scales and no zero points (double quantization)}}
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: scales of type !qopt.qtensor<4, #qopt.int<8, unsigned, zero_point>, #qopt.per_tensor, scales = f32> are computed at compile time only (qopt-quantize-weights); at run time they are f32, E8M0 under E2M1 codes (MXFP4), or quantized once more with f32 scales and no zero points (double quantization, NVFP4)}}
   %0 = qopt.quantize %x : tensor<4x64xf32> -> !dz
   return %0 : !dz
 }
 
 // -----
 
-!nv = !qopt.qtensor<4x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = !qopt.qtensor<4x4, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>
-func.func @quantize_nvfp4(%x: tensor<4x64xf32>) -> !nv {
-  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: double-quantized scales at run time are QLoRA's, under bitsandbytes' codes (NF4, FP4, 8-bit dynamic), which use the unquantized scales; layouts whose codes use the quantized scales (NVFP4) are quantized at compile time (qoptc --quantize)}}
+!nv = !qopt.qtensor<4x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 16>, scales = !qopt.qtensor<4x4, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>>
+func.func @quantize_nested_int(%x: tensor<4x64xf32>) -> !nv {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: double-quantized scales at run time are QLoRA's, under bitsandbytes' codes (NF4, FP4, 8-bit dynamic), or NVFP4's (E2M1 codes, E4M3 scales per tensor)}}
   %0 = qopt.quantize %x : tensor<4x64xf32> -> !nv
   return %0 : !nv
+}
+
+// -----
+
+!mx = !qopt.qtensor<4x64, #qopt.float<f8E4M3FN>, #qopt.per_group<axis = 1, size = 32>, scales = f8E8M0FNU>
+func.func @quantize_mxfp8(%x: tensor<4x64xf32>) -> !mx {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: scales of type f8E8M0FNU are computed at compile time only (qopt-quantize-weights); at run time they are f32, E8M0 under E2M1 codes (MXFP4), or quantized once more with f32 scales and no zero points (double quantization, NVFP4)}}
+  %0 = qopt.quantize %x : tensor<4x64xf32> -> !mx
+  return %0 : !mx
 }
 
 // -----

@@ -364,6 +364,44 @@ for name, x in (("", xq), (", a zero block", xb)):
                    "!qopt.qtensor<4x32, #qopt.dynamic8, #qopt.per_block<64>, scales = f32>",
                    x, [ref["weight"].reshape(4, 32).view(np.int8), ref["absmax"]])
 
+# MXFP4 and NVFP4 at run time: the scales rounded (E8M0 powers of two; E4M3
+# over a global scale) and the codes on the rounded scales, byte for byte as
+# qopt.quantize (Support code, checked against ml_dtypes in test/python).
+xm = f32(4, 64, scale=3.0)
+xm[1, 40:48] = 0.0
+xm[2, :32] = 0.0          # a zero MX block
+xm[3, 5] = 1e-30          # a tiny absmax block
+xm[3, 6:32] = 0.0
+xm[0, 17] = 250.0         # an outlier
+ref = qopt.quantize(xm, "mxfp4")
+mx = "!qopt.qtensor<4x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 32>, scales = f8E8M0FNU>"
+text = f"""func.func @main(%a0: tensor<4x64xf32>) -> (tensor<4x32xi8>, tensor<4x2xi8>) {{
+  %q = qopt.quantize %a0 : tensor<4x64xf32> -> {mx}
+  %d, %s = qopt.disassemble %q : {mx} -> tensor<4x32xi8>, tensor<4x2xf8E8M0FNU>
+  %c = arith.bitcast %s : tensor<4x2xf8E8M0FNU> to tensor<4x2xi8>
+  return %d, %c : tensor<4x32xi8>, tensor<4x2xi8>
+}}"""
+got = qopt_check.run_module(text, [xm])
+ok = (np.array_equal(np.asarray(got[0]).astype(np.int8), ref["weight"].view(np.int8))
+      and np.array_equal(np.asarray(got[1]).astype(np.int8), ref["scales"].view(np.int8)))
+print(f"quantize MXFP4 (E8M0 scales, = qopt.quantize): {'ok' if ok else 'MISMATCH'}")
+results.append(ok)
+ref = qopt.quantize(xm, "nvfp4")
+inner = "!qopt.qtensor<4x4, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>"
+nv = f"!qopt.qtensor<4x64, #qopt.float<f4E2M1FN>, #qopt.per_group<axis = 1, size = 16>, scales = {inner}>"
+text = f"""func.func @main(%a0: tensor<4x64xf32>) -> (tensor<4x32xi8>, tensor<4x4xi8>, tensor<f32>) {{
+  %q = qopt.quantize %a0 : tensor<4x64xf32> -> {nv}
+  %d, %s = qopt.disassemble %q : {nv} -> tensor<4x32xi8>, {inner}
+  %c, %g = qopt.disassemble %s : {inner} -> tensor<4x4xi8>, tensor<f32>
+  return %d, %c, %g : tensor<4x32xi8>, tensor<4x4xi8>, tensor<f32>
+}}"""
+got = qopt_check.run_module(text, [xm])
+ok = (np.array_equal(np.asarray(got[0]).astype(np.int8), ref["weight"].view(np.int8))
+      and np.array_equal(np.asarray(got[1]).astype(np.int8), ref["scales"].view(np.int8))
+      and np.allclose(got[2], ref["global_scale"], rtol=1e-5, atol=0))
+print(f"quantize NVFP4 (E4M3 scales over a global scale, = qopt.quantize): {'ok' if ok else 'MISMATCH'}")
+results.append(ok)
+
 # QLoRA's double quantization at run time: 256 blocks of 64, their absmax
 # minus the mean in 8-bit dynamic codes per 256, the mean as the offset.
 xd = f32(64, 256, scale=0.05)

@@ -285,9 +285,12 @@ def QOpt_QuantizeOp : QOpt_Op<"quantize", [Pure]> {
     from the value on the grid, the sign from `x / s`), NF4, bitsandbytes'
     FP4 and 8-bit dynamic codes, with f32 scales per tensor, channel, token,
     group or block (groups and blocks must divide the tensor) or nested
-    scales quantized with f32 scales and no zero points; the codes are
-    packed per row as `qopt.assemble` takes them. Other scale types are an
-    error naming them.
+    scales quantized with f32 scales and no zero points; and MXFP4 (E2M1
+    codes, E8M0 scales 2^(floor(log2 absmax) − 2) per group) and NVFP4
+    (E2M1 codes, E4M3 scales of absmax / 6 over one f32 global scale
+    absmax / (448 · 6), a nested per-tensor qtensor), whose codes use the
+    rounded scales. The codes are packed per row as `qopt.assemble` takes
+    them. Other scale types are an error naming them.
 
     `dequantize(quantize(x))` is not `x`, and `quantize(dequantize(q))` is
     not `q` either (a group whose largest code is not the format's maximum
