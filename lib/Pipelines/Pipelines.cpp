@@ -73,6 +73,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     quantize.perChannel = spec.perChannel;
     quantize.modelDir = target.modelDir;
     quantize.budgetBits = options.budgetBits;
+    quantize.fisher = options.budgetFisher;
     front.addPass(createQOptQuantizeWeightsPass(quantize));
   }
   if (failed(front.run(module)))

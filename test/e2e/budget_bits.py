@@ -11,7 +11,10 @@ For each budget, from the table qoptc prints:
 - the compiled model's logits equal (<= 2e-6) those of a float checkpoint
   whose layers were quantized at the chosen widths by the reference;
 - a larger budget never gives a layer fewer bits;
-and a budget below the 2-bit choice is an error.
+and a budget below the 2-bit choice is an error. With Fisher-weighted
+errors (`--fisher`), a layer weighted 10^4 times gets 8 bits and the
+weighted error is no larger than the best uniform width's; a misshapen
+Fisher tensor is an error naming it.
 
 Prints one line per case and a summary."""
 import os
@@ -98,6 +101,43 @@ with tempfile.TemporaryDirectory() as tmp:
               f"{total.group(1) if total else '?'} bits per weight{': ' if problems else ''}"
               f"{'; '.join(problems)}")
         failures += bool(problems)
+    # Fisher-weighted errors (--fisher): a layer whose errors weigh 10^4
+    # times more gets the widest codes; the weighted error of the choice is
+    # no larger than the best uniform width's.
+    hot = "model.layers.1.mlp.down_proj.weight"
+    fisher = {n: np.full(base[n].shape, 1e4 if n == hot else 1.0, np.float32) for n in linear}
+    fpath = os.path.join(tmp, "fisher.safetensors")
+    write_f32_safetensors(fpath, fisher)
+    budget = 4.25
+    r = subprocess.run([os.path.join(BIN, "qoptc"), MODEL, "--quantize", spec(4),
+                        "--budget-bits", str(budget), "--fisher", fpath,
+                        "-o", os.path.join(tmp, "fisher.so")], capture_output=True, text=True)
+    rows = re.findall(r"^m\.(\S+)\s+\d+x\d+\s+(\d)\s+([\d.]+)\s+\S+$", r.stderr, re.M)
+    chosen = {m + ".weight": int(b) for m, b, _ in rows}
+    problems = [] if not r.returncode and sorted(chosen) == linear else [r.stderr[-300:]]
+    if not problems:
+        werr = {k: v * (1e4 if k[0] == hot else 1.0) for k, v in err.items()}
+        mine = sum(werr[n, chosen[n]] for n in linear)
+        uniform = min(sum(werr[n, b] for n in linear) for b in WIDTHS
+                      if sum(cost(base[n], b) for n in linear) <= budget * weights)
+        spent = sum(cost(base[n], chosen[n]) for n in linear) / weights
+        if chosen[hot] != 8 or mine > uniform * (1 + 1e-9) or spent > budget:
+            problems.append(f"{hot} got {chosen[hot]} bits, weighted error {mine:.4g} vs "
+                            f"uniform {uniform:.4g}, {spent:.3f} bits per weight")
+    print(f"{'FAIL' if problems else 'ok'} fisher-weighted budget {budget}: "
+          f"{hot[:-len('.weight')]} gets {chosen.get(hot)} bits{': ' if problems else ''}"
+          f"{'; '.join(problems)}")
+    failures += bool(problems)
+    fisher[hot] = fisher[hot][:, :8]
+    write_f32_safetensors(fpath, fisher)
+    r = subprocess.run([os.path.join(BIN, "qoptc"), MODEL, "--quantize", spec(4),
+                        "--budget-bits", str(budget), "--fisher", fpath,
+                        "-o", os.path.join(tmp, "y.so")], capture_output=True, text=True)
+    message = next((line for line in r.stderr.splitlines() if "error:" in line), "")
+    ok = r.returncode != 0 and not os.path.exists(os.path.join(tmp, "y.so"))
+    print(f"{'ok' if ok else 'FAIL'} fisher misshapen: {message[message.find('error:'):]}")
+    failures += not ok
+
     r = subprocess.run([os.path.join(BIN, "qoptc"), MODEL, "--quantize", spec(4),
                         "--budget-bits", "2", "-o", os.path.join(tmp, "x.so")],
                        capture_output=True, text=True)

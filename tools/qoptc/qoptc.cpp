@@ -186,6 +186,13 @@ static cl::opt<double> budgetBits(
              "bits) for the least error within this many stored bits per "
              "weight, scales included; prints the choice"),
     cl::init(0.0), cl::cat(category));
+static cl::opt<std::string> fisher(
+    "fisher",
+    cl::desc("With --budget-bits: a safetensors file of Fisher diagonals "
+             "(<module>.weight, the weight's shape) that weight each "
+             "element's squared error, so that sensitive layers get more "
+             "bits"),
+    cl::value_desc("fisher.safetensors"), cl::cat(category));
 static cl::opt<bool> requantize(
     "requantize",
     cl::desc("With --merge: merge into quantized base weights by quantizing "
@@ -225,6 +232,9 @@ int main(int argc, char **argv) {
   if (budgetBits != 0.0 && quantize.empty())
     return fail("--budget-bits needs --quantize with an integer format "
                 "(e.g. --quantize int4:group=128,asym --budget-bits 4.25)");
+  if (!fisher.empty() && budgetBits == 0.0)
+    return fail("--fisher weights the error --budget-bits minimises: give "
+                "--budget-bits");
   if (requantize && !merge)
     return fail("--requantize needs --merge (it re-quantizes merged "
                 "weights)");
@@ -304,6 +314,7 @@ int main(int argc, char **argv) {
   modelOptions.weightsPath = weightsFile;
   modelOptions.quantizeSpec = quantize;
   modelOptions.budgetBits = budgetBits;
+  modelOptions.budgetFisher = fisher;
   modelOptions.graphPasses = graphPasses;
   modelOptions.adapterDir = adapter;
   modelOptions.loraConfigPath = loraConfig;

@@ -58,6 +58,8 @@ struct ModelCompileOptions {
   /// With an integer quantizeSpec: per-layer widths within this many bits
   /// per weight (0: off).
   double budgetBits = 0.0;
+  /// Fisher diagonals (safetensors) weighting budgetBits' error.
+  std::string budgetFisher;
   std::string adapterDir;
   /// A PEFT adapter_config.json whose fresh adapters to insert
   /// (qopt-insert-lora).

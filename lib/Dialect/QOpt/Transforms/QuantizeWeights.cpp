@@ -18,6 +18,7 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MathExtras.h"
+#include "llvm/Support/MemoryBuffer.h"
 
 #include <cmath>
 
@@ -560,9 +561,10 @@ namespace {
 constexpr unsigned kBudgetWidths[] = {2, 3, 4, 5, 6, 8};
 
 /// The stored bits and squared error of `w` quantized as `spec` with
-/// `bits`-bit codes.
+/// `bits`-bit codes, each element's weighted by `fisher` when given.
 BudgetChoice measure(MLIRContext *ctx, const QuantizeSpec &spec,
-                     const dense::Matrix &w, unsigned bits) {
+                     const dense::Matrix &w, unsigned bits,
+                     ArrayRef<float> fisher) {
   QuantizeSpec s = spec;
   s.format = "int" + std::to_string(bits);
   QuantizedWeight q = quantizeMatrix(ctx, s, w);
@@ -570,7 +572,7 @@ BudgetChoice measure(MLIRContext *ctx, const QuantizeSpec &spec,
   double error = 0;
   for (size_t i = 0; i < d.data.size(); ++i) {
     double e = double(d.data[i]) - w.data[i];
-    error += e * e;
+    error += (fisher.empty() ? 1.0 : double(fisher[i])) * e * e;
   }
   return {storedBits(q), error};
 }
@@ -604,18 +606,61 @@ struct QOptQuantizeWeightsPass
     };
     std::vector<Layer> layers;
     double weights = 0;
-    if (failed(forEachWeight(
-            [&](StringRef name, LinearOp, const dense::Matrix &w) {
-              std::vector<BudgetChoice> all;
-              for (unsigned bits : kBudgetWidths)
-                all.push_back(measure(&getContext(), spec, w, bits));
-              double norm2 = 0;
-              for (float v : w.data)
-                norm2 += double(v) * v;
-              layers.push_back({name.str(), w.rows, w.cols, all, norm2});
-              weights += double(w.rows) * double(w.cols);
-              return success();
-            })))
+    // Fisher diagonals weighting the error, by layer.
+    std::unique_ptr<llvm::MemoryBuffer> fisherBuffer;
+    llvm::StringMap<SafetensorsTensor> fisherTensors;
+    auto fisherError = [&]() {
+      return emitError(module.getLoc())
+             << "qopt-quantize-weights: fisher '" << fisher << "': ";
+    };
+    if (!fisher.empty()) {
+      auto buffer = llvm::MemoryBuffer::getFile(
+          fisher, /*IsText=*/false, /*RequiresNullTerminator=*/false);
+      if (!buffer)
+        return fisherError() << buffer.getError().message();
+      fisherBuffer = std::move(*buffer);
+      auto read = readFloatSafetensors(*fisherBuffer, fisher);
+      if (!read)
+        return fisherError() << llvm::toString(read.takeError());
+      fisherTensors = std::move(*read);
+    }
+    if (failed(forEachWeight([&](StringRef name, LinearOp,
+                                 const dense::Matrix &w) -> LogicalResult {
+          std::vector<float> f;
+          if (!fisher.empty()) {
+            std::string want = (name + ".weight").str();
+            bool ambiguous;
+            std::optional<std::string> key =
+                matchTensorName(fisherTensors, want, ambiguous);
+            if (ambiguous)
+              return fisherError() << "several tensors match '" << want << "'";
+            if (!key)
+              return fisherError()
+                     << "no tensor '" << want << "' for layer '" << name << "'";
+            const SafetensorsTensor &t = fisherTensors.find(*key)->second;
+            if (t.shape != std::vector<int64_t>{w.rows, w.cols})
+              return fisherError()
+                     << "tensor '" << *key << "' is not " << w.rows << "x"
+                     << w.cols << " like the weight of '" << name << "'";
+            f.resize(t.count);
+            dense::decodeFloats(t.kind, t.data, t.count, f.data());
+            if (llvm::any_of(
+                    f, [](float v) { return !(v >= 0) || !std::isfinite(v); }))
+              return fisherError() << "tensor '" << *key
+                                   << "' holds a negative, NaN or infinite "
+                                      "value";
+          }
+          std::vector<BudgetChoice> all;
+          for (unsigned bits : kBudgetWidths)
+            all.push_back(measure(&getContext(), spec, w, bits, f));
+          double norm2 = 0;
+          for (size_t i = 0; i < w.data.size(); ++i)
+            norm2 += (f.empty() ? 1.0 : double(f[i])) * double(w.data[i]) *
+                     w.data[i];
+          layers.push_back({name.str(), w.rows, w.cols, all, norm2});
+          weights += double(w.rows) * double(w.cols);
+          return success();
+        })))
       return failure();
     if (layers.empty())
       return success(); // the caller reports that nothing was selected
@@ -643,7 +688,8 @@ struct QOptQuantizeWeightsPass
        << llvm::formatv("{0:f2}", double(budgetBits)) << " bits per weight ("
        << spec.format.substr(0, 3) << "K"
        << (spec.group ? ":group=" + std::to_string(spec.group) : "")
-       << (spec.asym ? ",asym" : "") << "):\n"
+       << (spec.asym ? ",asym" : "")
+       << (fisher.empty() ? "" : ", Fisher-weighted errors") << "):\n"
        << llvm::left_justify("module", 40) << llvm::left_justify("shape", 12)
        << llvm::left_justify("bits", 6) << llvm::left_justify("bits/weight", 13)
        << "relative error\n";
@@ -691,6 +737,9 @@ struct QOptQuantizeWeightsPass
     if (budgetBits < 0 || !std::isfinite(budgetBits))
       return fail("'budget-bits' must be a positive number of bits per "
                   "weight");
+    if (!fisher.empty() && budgetBits == 0.0)
+      return fail("'fisher' weights the error budget-bits minimises: give "
+                  "budget-bits");
 
     std::vector<LinearLayer> layers = collectLinearLayers(module);
     llvm::Expected<LoraTargets> selected = selectWeightLayers(

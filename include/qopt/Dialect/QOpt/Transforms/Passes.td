@@ -359,7 +359,13 @@ def QOptQuantizeWeightsPass
     total stays within the budget (a greedy multiple-choice knapsack over
     each layer's lower convex hull). The choice is printed on stderr as a
     table (module, shape, bits, bits per weight, relative error, and the
-    total). A budget below the 2-bit choice is an error.
+    total). A budget below the 2-bit choice is an error. With `fisher` (a
+    safetensors file of Fisher diagonals, `<module>.weight` of the weight's
+    shape, e.g. mean squared gradients on calibration data; a wrapper's
+    path prefix may differ) the error is Σ Fᵢⱼ · (Q(W) − W)ᵢⱼ², the
+    sensitivity HAWQ-style methods use: layers whose errors move the loss
+    get the bits. A missing, misshapen or negative entry is an error naming
+    it.
 
     The selection is PEFT's (`target-modules`, `exclude-modules`, module
     paths as `qopt-list-modules` prints them); by default every linear
@@ -393,6 +399,9 @@ def QOptQuantizeWeightsPass
            "format's other options kept) for the least squared error "
            "within this many stored bits per weight, scales included "
            "(0: every layer at the format's width)">,
+    Option<"fisher", "fisher", "std::string", "\"\"",
+           "With budget-bits: safetensors of Fisher diagonals "
+           "(<module>.weight) weighting each element's squared error">,
     ListOption<"targetModules", "target-modules", "std::string",
                "Layers to quantize, as PEFT's target_modules (default: "
                "all-linear, the output head excluded)">,
