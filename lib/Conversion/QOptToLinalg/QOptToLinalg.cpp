@@ -532,6 +532,10 @@ std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
     return "double-quantized scales at run time are QLoRA's, under "
            "bitsandbytes' codes (NF4, FP4, 8-bit dynamic), or NVFP4's (E2M1 "
            "codes, E4M3 scales per tensor)";
+  if (nested && nested.getOffset() &&
+      llvm::any_of(type.getScaleShape(), ShapedType::isDynamic))
+    return "double-quantized scales with an offset (their mean) at run time "
+           "need a static number of scales";
   if (nested && !nv) {
     auto scalesType = RankedTensorType::get(
         type.getScaleShape(), Float32Type::get(type.getContext()));
@@ -869,8 +873,14 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                 ci(23)),
             ci(0xff));
         Value e = arith::SubIOp::create(nb, l, field, ci(129));
-        return arith::MinSIOp::create(
+        e = arith::MinSIOp::create(
             nb, l, arith::MaxSIOp::create(nb, l, e, ci(-127)), ci(127));
+        // An infinite absmax: ilogb's largest exponent, clamped.
+        return arith::SelectOp::create(
+            nb, l,
+            arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, field,
+                                  ci(255)),
+            ci(127), e);
       };
       scales = createElementwise(
           b, loc, absmax, {absmax}, {id},

@@ -47,6 +47,15 @@ func.func @quantize_mxfp8(%x: tensor<4x64xf32>) -> !mx {
 
 // -----
 
+!dd = !qopt.qtensor<?x64, #qopt.nf4, #qopt.per_token, scales = !qopt.qtensor<?, #qopt.dynamic8, #qopt.per_tensor, scales = f32, offset>>
+func.func @quantize_nested_dynamic(%x: tensor<?x64xf32>) -> !dd {
+  // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: double-quantized scales with an offset (their mean) at run time need a static number of scales}}
+  %0 = qopt.quantize %x : tensor<?x64xf32> -> !dd
+  return %0 : !dd
+}
+
+// -----
+
 func.func @quantize_short_group(%x: tensor<4x60xf32>) -> !qopt.qtensor<4x60, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32> {
   // expected-error @+1 {{'qopt.quantize' could not be lowered to linalg: per_group scales at run time need a static dimension that is a multiple of the group size}}
   %0 = qopt.quantize %x : tensor<4x60xf32> -> !qopt.qtensor<4x60, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>

@@ -465,13 +465,21 @@ struct QOptInsertLSQPass
                        : lora.getMerged() ? "merged"
                                           : "not plain LoRA (middle or gate)") +
                       "; L4Q quantizes W + scale·B·A");
+        // W must be a frozen, static weight (L4Q trains the factors).
+        auto wType = cast<RankedTensorType>(weight.getType());
+        bool mutableW = false;
+        if (auto load = weight.getDefiningOp<LoadParamOp>())
+          if (auto param = symbols.lookup<ParamOp>(load.getName()))
+            mutableW = param.isMutable();
+        if (!wType.hasStaticShape() || mutableW) {
+          if (targetModules.empty())
+            continue;
+          return fail("l4q: the weight of '" + layer.name + "' is " +
+                      (mutableW ? "trainable or state" : "dynamically shaped") +
+                      ": L4Q quantizes a frozen weight of static shape plus "
+                      "its adapter");
+        }
         weight = createMergedWeight(lora, merge);
-        // L4Q trains the factors through the quantizer, whatever the
-        // adapter was loaded as.
-        for (Value factor : {lora.getLoraA(), lora.getLoraB()})
-          if (auto load = factor.getDefiningOp<LoadParamOp>())
-            if (auto param = symbols.lookup<ParamOp>(load.getName()))
-              param.setTrainable(true);
       }
       Operation *user = l4q ? lora.getOperation() : linear.getOperation();
       std::string why;
@@ -486,6 +494,13 @@ struct QOptInsertLSQPass
         return fail("the weight of '" + layer.name + "' " + why +
                     ": the steps are initialised from its values");
       }
+      // L4Q trains the factors through the quantizer, whatever the adapter
+      // was loaded as.
+      if (l4q)
+        for (Value factor : {lora.getLoraA(), lora.getLoraB()})
+          if (auto load = factor.getDefiningOp<LoadParamOp>())
+            if (auto param = symbols.lookup<ParamOp>(load.getName()))
+              param.setTrainable(true);
       int64_t size = w.quant.group ? w.quant.group : m->cols;
       if (m->cols % size)
         return fail("the weight of '" + layer.name + "' has " + Twine(m->cols) +

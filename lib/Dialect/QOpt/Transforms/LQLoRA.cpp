@@ -121,8 +121,8 @@ Decomposition decompose(MLIRContext *ctx, const QuantizeSpec &spec,
     for (size_t i = 0; i < left.data.size(); ++i)
       left.data[i] -= lowRank.data[i];
     double error = weightedNorm2(left, f);
-    if (!(error < best.error))
-      break;
+    if (best.rounds > 0 && !(error < best.error))
+      break; // the first round is always kept
     best.q = std::move(q);
     best.a = std::move(a);
     best.b = std::move(b);
@@ -247,6 +247,11 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
                              randomizedFor(l.w));
     }
     report(layers);
+    for (const Layer &l : layers)
+      if (!std::isfinite(l.chosen.error))
+        return fail("the decomposition of '" + l.name +
+                    "' is not finite (values too large for the format's "
+                    "scales)");
 
     SmallVector<Operation *> maybeDead;
     llvm::StringSet<> before = paramNames(module);
@@ -263,7 +268,8 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
       if (r == 0)
         continue;
       Location loc = l.linear.getLoc();
-      Type element = Float32Type::get(ctx);
+      // The factors in the layer's compute type (the op requires it).
+      Type element = l.linear.getInput().getType().getElementType();
       auto aType = RankedTensorType::get({r, l.w.cols}, element);
       auto bType = RankedTensorType::get({l.w.rows, r}, element);
       ParamOp a = createFloatParam(symbols, loc, l.name + ".lora_A.weight",

@@ -35,9 +35,9 @@ Value mlir::qopt::createReduction(OpBuilder &b, Location loc, Value x,
                if (!v.getType().isF32())
                  v = arith::ExtFOp::create(nb, l, nb.getF32Type(), v);
                Value r;
-               if (kind == ReductionKind::AbsMax)
-                 r = arith::MaximumFOp::create(nb, l, a[1],
-                                               math::AbsFOp::create(nb, l, v));
+               if (kind == ReductionKind::AbsMax) // NaNs ignored, as fmax
+                 r = arith::MaxNumFOp::create(nb, l, a[1],
+                                              math::AbsFOp::create(nb, l, v));
                else if (kind == ReductionKind::Min)
                  r = arith::MinimumFOp::create(nb, l, a[1], v);
                else
