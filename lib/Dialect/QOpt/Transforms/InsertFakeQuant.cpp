@@ -79,6 +79,11 @@ std::optional<std::string> parseSpec(StringRef text, bool activations,
     else if (key == "block" && bnb && item.contains('=') &&
              !value.getAsInteger(10, number) && number > 0)
       spec.quant.block = number;
+    else if (key == "double-quant" && bnb)
+      return std::string(
+          "double-quant is not simulated: QLoRA's codes use the unquantized "
+          "absmax and its values the double-quantized one, which one "
+          "fake-quant cannot express (fake-quantize without it)");
     else if (key == "asym" && !item.contains('=') && isInt)
       spec.quant.asym = true;
     else if (key == "sym" && !item.contains('='))

@@ -22,7 +22,7 @@
 
 // ERR-NONE: error: qopt-insert-fake-quant: nothing to insert: give 'weights' and/or 'activations'
 // ERR-FMT: error: qopt-insert-fake-quant: weights 'nf5': format 'nf5' has no fake quantizer here (int2 to int8, fp8-e4m3, fp8-e5m2, nf4, fp4)
-// ERR-DQ: error: qopt-insert-fake-quant: weights 'nf4:double-quant': unknown option 'double-quant' for nf4 weights (block=N)
+// ERR-DQ: error: qopt-insert-fake-quant: weights 'nf4:double-quant': double-quant is not simulated: QLoRA's codes use the unquantized absmax and its values the double-quantized one, which one fake-quant cannot express (fake-quantize without it)
 // ERR-BLOCK: error: qopt-insert-fake-quant: the weight of 'model.q_proj' has 32 elements, not a multiple of the block size 24
 // ERR-STATIC-TOKEN: error: qopt-insert-fake-quant: activations 'int8:per-token,static': static activation scales are symmetric and per-tensor (one absmax per layer from calibration)
 // ERR-STATIC-ASYM: error: qopt-insert-fake-quant: activations 'int8:per-tensor,static,asym': static activation scales are symmetric and per-tensor
