@@ -22,7 +22,6 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
-#include "llvm/Support/MemoryBuffer.h"
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTINSERTFAKEQUANTPASS
@@ -174,24 +173,16 @@ struct QOptInsertFakeQuantPass
 
     // Static activation scales: each layer's input absmax from a
     // calibration file.
-    std::unique_ptr<llvm::MemoryBuffer> statsBuffer;
-    llvm::StringMap<SafetensorsTensor> stats;
+    std::optional<LayerStatsFile> stats;
     if (a.isStatic) {
       if (activationStats.empty())
         return fail(
             "static activation scales need activation-stats=FILE (a "
             "safetensors file with each layer's <module>.input_absmax)");
-      auto buffer = llvm::MemoryBuffer::getFile(
-          activationStats, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-      if (!buffer)
-        return fail("activation-stats '" + activationStats +
-                    "': " + buffer.getError().message());
-      statsBuffer = std::move(*buffer);
-      auto read = readFloatSafetensors(*statsBuffer, activationStats);
-      if (!read)
-        return fail("activation-stats '" + activationStats +
-                    "': " + llvm::toString(read.takeError()));
-      stats = std::move(*read);
+      std::string why;
+      stats = LayerStatsFile::read(activationStats, why);
+      if (!stats)
+        return fail("activation-stats '" + activationStats + "': " + why);
     } else if (!activationStats.empty()) {
       return fail("activation-stats is read for static activation scales "
                   "(activations=int8:per-tensor,static)");
@@ -289,7 +280,7 @@ struct QOptInsertFakeQuantPass
         Value scale, zp;
         if (a.isStatic) {
           FailureOr<Value> fixed =
-              staticScale(b, loc, layer.name, format, stats, symbols);
+              staticScale(b, loc, layer.name, format, *stats, symbols);
           if (failed(fixed))
             return signalPassFailure();
           scale = *fixed;
@@ -312,35 +303,21 @@ struct QOptInsertFakeQuantPass
   /// or per channel); read before `b`'s point.
   FailureOr<Value> staticScale(OpBuilder &b, Location loc, StringRef layer,
                                QuantFormatAttrInterface format,
-                               const llvm::StringMap<SafetensorsTensor> &stats,
-                               SymbolTable &symbols) {
+                               LayerStatsFile &stats, SymbolTable &symbols) {
     auto error = [&]() {
       return emitError(getOperation().getLoc())
              << "qopt-insert-fake-quant: activation-stats '" << activationStats
              << "': ";
     };
-    std::string want = (layer + ".input_absmax").str();
-    bool ambiguous;
-    std::optional<std::string> key = matchTensorName(stats, want, ambiguous);
-    if (ambiguous)
-      return error() << "several tensors match '" << want << "'", failure();
-    if (!key)
-      return error() << "no tensor '" << want << "' for layer '" << layer
-                     << "'",
+    std::string why;
+    std::optional<std::vector<float>> values =
+        stats.values((layer + ".input_absmax").str(), layer, {}, why);
+    if (!values)
+      return error() << why, failure();
+    if (values->empty())
+      return error() << "the input absmax of '" << layer << "' is empty",
              failure();
-    const SafetensorsTensor &t = stats.find(*key)->second;
-    std::vector<float> values(t.count);
-    dense::decodeFloats(t.kind, t.data, t.count, values.data());
-    float absmax = 0;
-    for (float v : values) {
-      if (!(v >= 0) || !std::isfinite(v))
-        return error() << "tensor '" << *key
-                       << "' holds a negative, NaN or infinite value",
-               failure();
-      absmax = std::max(absmax, v);
-    }
-    if (values.empty())
-      return error() << "tensor '" << *key << "' is empty", failure();
+    float absmax = *llvm::max_element(*values);
     auto intFormat = dyn_cast<IntFormatAttr>(format);
     double largest = intFormat
                          ? double(intFormat.getQMax())

@@ -16,7 +16,6 @@
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/FormatVariadic.h"
-#include "llvm/Support/MemoryBuffer.h"
 
 #include <cmath>
 #include <limits>
@@ -302,47 +301,27 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
       return emitError(module.getLoc())
              << "qopt-lq-lora: fisher '" << fisher << "': ";
     };
-    auto buffer = llvm::MemoryBuffer::getFile(fisher, /*IsText=*/false,
-                                              /*RequiresNullTerminator=*/false);
-    if (!buffer)
-      return error() << buffer.getError().message();
-    auto tensors = readFloatSafetensors(**buffer, fisher);
-    if (!tensors)
-      return error() << llvm::toString(tensors.takeError());
-    llvm::StringSet<> used;
+    std::string why;
+    std::optional<LayerStatsFile> file = LayerStatsFile::read(fisher, why);
+    if (!file)
+      return error() << why;
     for (Layer &l : layers) {
-      // The layer's `<module>.weight`, a wrapper's prefix on either side.
-      std::string want = l.name + ".weight";
-      bool ambiguous;
-      std::optional<std::string> key =
-          matchTensorName(*tensors, want, ambiguous);
-      if (ambiguous)
-        return error() << "several tensors match '" << want << "'";
-      if (!key)
-        return error() << "no tensor '" << want << "' for layer '" << l.name
-                       << "'";
-      used.insert(*key);
-      const SafetensorsTensor &t = tensors->find(*key)->second;
-      if (t.shape != std::vector<int64_t>{l.w.rows, l.w.cols})
-        return error() << "tensor '" << *key << "' is not " << l.w.rows << "x"
-                       << l.w.cols << " like the weight of '" << l.name << "'";
-      std::vector<float> values(t.count);
-      dense::decodeFloats(t.kind, t.data, t.count, values.data());
+      std::optional<std::vector<float>> values =
+          file->values(l.name + ".weight", l.name, {l.w.rows, l.w.cols}, why);
+      if (!values)
+        return error() << why;
       std::vector<double> rows(l.w.rows, 0.0), cols(l.w.cols, 0.0);
       double total = 0;
       for (int64_t i = 0; i < l.w.rows; ++i)
         for (int64_t j = 0; j < l.w.cols; ++j) {
-          float v = values[i * l.w.cols + j];
-          if (!(v >= 0) || !std::isfinite(v))
-            return error() << "tensor '" << *key
-                           << "' holds a negative, NaN or infinite value: a "
-                              "Fisher diagonal is a mean of squares";
+          float v = (*values)[i * l.w.cols + j];
           rows[i] += v;
           cols[j] += v;
           total += v;
         }
       if (!(total > 0))
-        return error() << "tensor '" << *key << "' is all zero";
+        return error() << "the Fisher diagonal of '" << l.name
+                       << "' is all zero";
       // Rows or columns with no information still get a tiny weight, so
       // the weighted SVD stays defined.
       double rowFloor = 1e-6 * *llvm::max_element(rows);
@@ -353,10 +332,9 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
         v = std::sqrt(std::max(v, colFloor) / total);
       l.fisher = {std::move(rows), std::move(cols)};
     }
-    for (const auto &entry : *tensors)
-      if (!used.contains(entry.getKey()))
-        return error() << "tensor '" << entry.getKey()
-                       << "' matches no selected layer";
+    if (std::vector<std::string> extra = file->unread(); !extra.empty())
+      return error() << "tensor '" << extra.front()
+                     << "' matches no selected layer";
     return success();
   }
 

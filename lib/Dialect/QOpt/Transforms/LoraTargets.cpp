@@ -697,23 +697,70 @@ mlir::qopt::selectWeightLayers(llvm::ArrayRef<std::string> targets,
       layers);
 }
 
-std::optional<std::string>
-mlir::qopt::matchTensorName(const llvm::StringMap<SafetensorsTensor> &tensors,
-                            StringRef name, bool &ambiguous) {
-  ambiguous = false;
-  if (tensors.count(name))
-    return name.str();
-  std::optional<std::string> found;
-  for (const auto &entry : tensors) {
-    StringRef key = entry.getKey();
-    if (!name.ends_with(("." + key).str()) &&
-        !key.ends_with(("." + name).str()))
-      continue;
-    if (found) {
-      ambiguous = true;
-      return std::nullopt;
-    }
-    found = key.str();
+std::optional<LayerStatsFile> LayerStatsFile::read(StringRef path,
+                                                   std::string &why) {
+  LayerStatsFile file;
+  auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                            /*RequiresNullTerminator=*/false);
+  if (!buffer) {
+    why = buffer.getError().message();
+    return std::nullopt;
   }
-  return found;
+  file.buffer = std::move(*buffer);
+  auto tensors = readFloatSafetensors(*file.buffer, path);
+  if (!tensors) {
+    why = llvm::toString(tensors.takeError());
+    return std::nullopt;
+  }
+  file.tensors = std::move(*tensors);
+  return file;
+}
+
+std::optional<std::vector<float>>
+LayerStatsFile::values(StringRef name, StringRef layer, ArrayRef<int64_t> shape,
+                       std::string &why) {
+  std::optional<std::string> key;
+  if (tensors.count(name))
+    key = name.str();
+  else
+    for (const auto &entry : tensors) {
+      StringRef k = entry.getKey();
+      if (!name.ends_with(("." + k).str()) && !k.ends_with(("." + name).str()))
+        continue;
+      if (key) {
+        why = "several tensors match '" + name.str() + "'";
+        return std::nullopt;
+      }
+      key = k.str();
+    }
+  if (!key) {
+    why = "no tensor '" + name.str() + "' for layer '" + layer.str() + "'";
+    return std::nullopt;
+  }
+  used.insert(*key);
+  const SafetensorsTensor &t = tensors.find(*key)->second;
+  if (!shape.empty() && ArrayRef<int64_t>(t.shape) != shape) {
+    why = "tensor '" + *key + "' is not " +
+          llvm::join(llvm::map_range(
+                         shape, [](int64_t d) { return std::to_string(d); }),
+                     "x") +
+          " like the weight of '" + layer.str() + "'";
+    return std::nullopt;
+  }
+  std::vector<float> out(t.count);
+  ::qopt::dense::decodeFloats(t.kind, t.data, t.count, out.data());
+  if (llvm::any_of(out,
+                   [](float v) { return !(v >= 0) || !std::isfinite(v); })) {
+    why = "tensor '" + *key + "' holds a negative, NaN or infinite value";
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::vector<std::string> LayerStatsFile::unread() const {
+  std::vector<std::string> names;
+  for (const auto &entry : tensors)
+    if (!used.contains(entry.getKey()))
+      names.push_back(entry.getKey().str());
+  return names;
 }

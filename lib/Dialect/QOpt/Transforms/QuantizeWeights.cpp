@@ -18,7 +18,6 @@
 #include "llvm/Support/Format.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/MathExtras.h"
-#include "llvm/Support/MemoryBuffer.h"
 
 #include <cmath>
 
@@ -607,48 +606,23 @@ struct QOptQuantizeWeightsPass
     std::vector<Layer> layers;
     double weights = 0;
     // Fisher diagonals weighting the error, by layer.
-    std::unique_ptr<llvm::MemoryBuffer> fisherBuffer;
-    llvm::StringMap<SafetensorsTensor> fisherTensors;
+    std::optional<LayerStatsFile> fisherFile;
     auto fisherError = [&]() {
       return emitError(module.getLoc())
              << "qopt-quantize-weights: fisher '" << fisher << "': ";
     };
-    if (!fisher.empty()) {
-      auto buffer = llvm::MemoryBuffer::getFile(
-          fisher, /*IsText=*/false, /*RequiresNullTerminator=*/false);
-      if (!buffer)
-        return fisherError() << buffer.getError().message();
-      fisherBuffer = std::move(*buffer);
-      auto read = readFloatSafetensors(*fisherBuffer, fisher);
-      if (!read)
-        return fisherError() << llvm::toString(read.takeError());
-      fisherTensors = std::move(*read);
-    }
+    std::string why;
+    if (!fisher.empty() && !(fisherFile = LayerStatsFile::read(fisher, why)))
+      return fisherError() << why;
     if (failed(forEachWeight([&](StringRef name, LinearOp,
                                  const dense::Matrix &w) -> LogicalResult {
           std::vector<float> f;
-          if (!fisher.empty()) {
-            std::string want = (name + ".weight").str();
-            bool ambiguous;
-            std::optional<std::string> key =
-                matchTensorName(fisherTensors, want, ambiguous);
-            if (ambiguous)
-              return fisherError() << "several tensors match '" << want << "'";
-            if (!key)
-              return fisherError()
-                     << "no tensor '" << want << "' for layer '" << name << "'";
-            const SafetensorsTensor &t = fisherTensors.find(*key)->second;
-            if (t.shape != std::vector<int64_t>{w.rows, w.cols})
-              return fisherError()
-                     << "tensor '" << *key << "' is not " << w.rows << "x"
-                     << w.cols << " like the weight of '" << name << "'";
-            f.resize(t.count);
-            dense::decodeFloats(t.kind, t.data, t.count, f.data());
-            if (llvm::any_of(
-                    f, [](float v) { return !(v >= 0) || !std::isfinite(v); }))
-              return fisherError() << "tensor '" << *key
-                                   << "' holds a negative, NaN or infinite "
-                                      "value";
+          if (fisherFile) {
+            std::optional<std::vector<float>> values = fisherFile->values(
+                (name + ".weight").str(), name, {w.rows, w.cols}, why);
+            if (!values)
+              return fisherError() << why;
+            f = std::move(*values);
           }
           std::vector<BudgetChoice> all;
           for (unsigned bits : kBudgetWidths)

@@ -24,7 +24,9 @@
 
 #include "mlir/Pass/Pass.h"
 
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/Error.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Regex.h"
 
 #include <optional>
@@ -120,13 +122,33 @@ std::string encodeF32Safetensors(llvm::ArrayRef<SafetensorsF32> tensors);
 llvm::Expected<llvm::StringMap<SafetensorsTensor>>
 readFloatSafetensors(const llvm::MemoryBuffer &buffer, llvm::StringRef path);
 
-/// The key of `tensors` for `name` (e.g. `<module>.weight`): `name` itself,
-/// or else the only key that differs by a leading module path (an export's
-/// wrapper prefix, on either side). Nullopt when none; `ambiguous` is set
-/// when several keys match.
-std::optional<std::string>
-matchTensorName(const llvm::StringMap<SafetensorsTensor> &tensors,
-                llvm::StringRef name, bool &ambiguous);
+/// A safetensors file of per-layer statistics that passes read layer by
+/// layer: Fisher diagonals (`<module>.weight`), input absmax
+/// (`<module>.input_absmax`).
+class LayerStatsFile {
+public:
+  /// Reads `path`; nullopt with the reason in `why` when it cannot.
+  static std::optional<LayerStatsFile> read(llvm::StringRef path,
+                                            std::string &why);
+
+  /// The values of the tensor for `name`: `name` itself or else the only
+  /// key that differs by a leading module path (an export's wrapper prefix,
+  /// on either side), decoded to f32, every value finite and not negative,
+  /// of shape `shape` unless it is empty. Nullopt with the reason in `why`
+  /// (naming the tensor, and `layer` when none matches).
+  std::optional<std::vector<float>> values(llvm::StringRef name,
+                                           llvm::StringRef layer,
+                                           llvm::ArrayRef<int64_t> shape,
+                                           std::string &why);
+
+  /// The names of the tensors `values` never returned.
+  std::vector<std::string> unread() const;
+
+private:
+  std::unique_ptr<llvm::MemoryBuffer> buffer;
+  llvm::StringMap<SafetensorsTensor> tensors;
+  llvm::StringSet<> used;
+};
 
 /// Replaces the linear layer `linear` by a `qopt.lora` with factors `a`
 /// (r×in), `b` (out×r) and optionally a DoRA `magnitude`, a LoRA-XS
