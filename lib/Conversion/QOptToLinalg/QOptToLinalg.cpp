@@ -490,6 +490,12 @@ LogicalResult replaceWithCast(PatternRewriter &rewriter, Operation *op,
 
 /// Why `qopt.quantize` of a tensor of `input` type into `type` cannot be
 /// lowered, or an empty string when it can.
+/// Whether `format` is one of bitsandbytes' codebooks, encoded as its CUDA
+/// kernels do.
+bool isBnbCodebook(QuantFormatAttrInterface format) {
+  return isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format);
+}
+
 /// MXFP4's layout: E2M1 codes with E8M0 (power-of-two) scales per group.
 bool isMXLayout(QTensorType type) {
   auto f = dyn_cast<FloatFormatAttr>(type.getFormat());
@@ -527,8 +533,7 @@ std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
            "quantized once more with f32 scales and no zero points (double "
            "quantization, NVFP4)";
   }
-  if (nested && !nv &&
-      !isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format))
+  if (nested && !nv && !isBnbCodebook(format))
     return "double-quantized scales at run time are QLoRA's, under "
            "bitsandbytes' codes (NF4, FP4, 8-bit dynamic), or NVFP4's (E2M1 "
            "codes, E4M3 scales per tensor)";
@@ -551,8 +556,7 @@ std::string whyNotQuantized(RankedTensorType input, QTensorType type) {
     if (!isa<Float8E4M3FNType, Float8E5M2Type, Float4E2M1FNType>(f.getType()))
       return "float codes other than f8E4M3FN, f8E5M2 and f4E2M1FN are not "
              "quantized at run time";
-  } else if (!isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(
-                 format)) {
+  } else if (!isBnbCodebook(format)) {
     return "this format is not quantized at run time";
   }
   GranularityAttrInterface g = type.getGranularity();
@@ -583,12 +587,6 @@ Value flushSubnormal(OpBuilder &b, Location l, Value v) {
   Value zero = math::CopySignOp::create(
       b, l, arith::ConstantOp::create(b, l, b.getF32FloatAttr(0.0f)), v);
   return arith::SelectOp::create(b, l, small, zero, v);
-}
-
-/// Whether `format` is one of bitsandbytes' codebooks, encoded as its CUDA
-/// kernels do.
-bool isBnbCodebook(QuantFormatAttrInterface format) {
-  return isa<NF4FormatAttr, BnbFP4FormatAttr, Dynamic8FormatAttr>(format);
 }
 
 /// The 8-bit dynamic code table as a constant, for bnbEncode (null for the
@@ -853,134 +851,116 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
                                  [&](OpBuilder &nb, Location l, ValueRange a) {
                                    return flushSubnormal(nb, l, a[0]);
                                  });
-    } else if (isMXLayout(type)) {
-      // OCP MXFP4: per group the power of two 2^e, e = floor(log2 absmax)
-      // - 2 clamped to E8M0's [-127, 127] (-127 for a zero group), the
-      // exponent read from the f32 bits; codes on that scale.
-      Value absmax =
-          createReduction(b, loc, grouped, dims, ReductionKind::AbsMax);
-      AffineMap id = b.getMultiDimIdentityMap(
-          cast<RankedTensorType>(absmax.getType()).getRank());
-      auto exponentOf = [](OpBuilder &nb, Location l, Value a) -> Value {
-        auto ci = [&](int64_t v) {
-          return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
-              .getResult();
-        };
-        Value field = arith::AndIOp::create(
-            nb, l,
-            arith::ShRUIOp::create(
-                nb, l, arith::BitcastOp::create(nb, l, nb.getI32Type(), a),
-                ci(23)),
-            ci(0xff));
-        Value e = arith::SubIOp::create(nb, l, field, ci(129));
-        e = arith::MinSIOp::create(
-            nb, l, arith::MaxSIOp::create(nb, l, e, ci(-127)), ci(127));
-        // An infinite absmax: ilogb's largest exponent, clamped.
-        return arith::SelectOp::create(
-            nb, l,
-            arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, field,
-                                  ci(255)),
-            ci(127), e);
-      };
-      scales = createElementwise(
-          b, loc, absmax, {absmax}, {id},
-          [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-            Value e = exponentOf(nb, l, a[0]);
-            auto ci = [&](int64_t v) {
-              return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
-                  .getResult();
-            };
-            Value normal = arith::ShLIOp::create(
-                nb, l, arith::AddIOp::create(nb, l, e, ci(127)), ci(23));
-            Value bits = arith::SelectOp::create(
-                nb, l,
-                arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, e,
-                                      ci(-127)),
-                ci(0x00400000), normal); // 2^-127 is an f32 subnormal
-            return arith::BitcastOp::create(nb, l, nb.getF32Type(), bits);
-          });
-      Value empty = tensor::EmptyOp::create(
-          b, loc, tensor::getMixedSizes(b, loc, absmax), b.getI8Type());
-      scaleCodes =
-          linalg::GenericOp::create(
-              b, loc, empty.getType(), absmax, empty,
-              SmallVector<AffineMap>{id, id},
-              SmallVector<utils::IteratorType>(id.getNumDims(),
-                                               utils::IteratorType::parallel),
-              [&](OpBuilder &nb, Location l, ValueRange a) {
-                Value e = exponentOf(nb, l, a[0]);
-                Value code = arith::AddIOp::create(
-                    nb, l, e,
-                    arith::ConstantOp::create(nb, l,
-                                              nb.getI32IntegerAttr(127)));
-                linalg::YieldOp::create(
-                    nb, l,
-                    arith::TruncIOp::create(nb, l, nb.getI8Type(), code)
-                        .getResult());
-              })
-              .getResult(0);
-    } else if (isNVLayout(type)) {
-      // NVFP4 (torchao's two levels): g = absmax / (448 · 6) (1 for zeros);
-      // per group the E4M3 code of clamp(absmax / 6 / g, 2^-6, 448); codes
-      // on g times that scale's value.
-      SmallVector<int64_t> all;
-      for (int64_t d = 0; d < rank; ++d)
-        all.push_back(d);
-      Value total = createReduction(b, loc, x, all, ReductionKind::AbsMax);
-      AffineMap scalar = AffineMap::get(0, 0, {}, b.getContext());
-      globalScale = createElementwise(
-          b, loc, total, {total}, {scalar},
-          [](OpBuilder &nb, Location l, ValueRange a) -> Value {
-            auto cf = [&](float v) {
-              return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
-                  .getResult();
-            };
-            Value g = arith::DivFOp::create(nb, l, a[0], cf(448.0f * 6.0f));
-            Value zero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
-                                               g, cf(0.0f));
-            return arith::SelectOp::create(nb, l, zero, cf(1.0f), g);
-          });
+    } else if (isMXLayout(type) || isNVLayout(type)) {
+      // MXFP4 / NVFP4 round the scales themselves: one pass over the
+      // groups' absmax gives each rounded scale's f32 value (for the codes)
+      // and its 8-bit code (stored).
       Value absmax =
           createReduction(b, loc, grouped, dims, ReductionKind::AbsMax);
       int64_t sr = cast<RankedTensorType>(absmax.getType()).getRank();
       AffineMap id = b.getMultiDimIdentityMap(sr);
-      AffineMap toScalar = AffineMap::get(sr, 0, {}, b.getContext());
-      auto e4m3 = cast<FloatFormatAttr>(
-          cast<QTensorType>(type.getScaleType()).getFormat());
-      auto blockScale = [e4m3](OpBuilder &nb, Location l, ValueRange a) {
-        auto cf = [&](float v) {
-          return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
-              .getResult();
-        };
-        Value bs = arith::DivFOp::create(
-            nb, l, arith::DivFOp::create(nb, l, a[0], cf(6.0f)), a[1]);
-        bs = arith::MinimumFOp::create(
-            nb, l, arith::MaximumFOp::create(nb, l, bs, cf(0.015625f)),
-            cf(float(e4m3.getMaxRepresentable())));
-        return bs;
+      auto roundScales = [&](ValueRange extra, ArrayRef<AffineMap> extraMaps,
+                             function_ref<std::pair<Value, Value>(
+                                 OpBuilder &, Location, ValueRange)>
+                                 valueAndCode) {
+        SmallVector<Value> ins = {absmax};
+        ins.append(extra.begin(), extra.end());
+        SmallVector<AffineMap> maps = {id};
+        maps.append(extraMaps.begin(), extraMaps.end());
+        maps.append({id, id});
+        SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, absmax);
+        Value f = tensor::EmptyOp::create(b, loc, sizes, b.getF32Type());
+        Value c = tensor::EmptyOp::create(b, loc, sizes, b.getI8Type());
+        auto generic = linalg::GenericOp::create(
+            b, loc, TypeRange{f.getType(), c.getType()}, ins, ValueRange{f, c},
+            maps,
+            SmallVector<utils::IteratorType>(sr, utils::IteratorType::parallel),
+            [&](OpBuilder &nb, Location l, ValueRange a) {
+              auto [value, code] = valueAndCode(nb, l, a);
+              linalg::YieldOp::create(
+                  nb, l,
+                  ValueRange{value, arith::TruncIOp::create(
+                                        nb, l, nb.getI8Type(), code)});
+            });
+        scales = generic.getResult(0);
+        scaleCodes = generic.getResult(1);
       };
-      scales = createElementwise(
-          b, loc, absmax, {absmax, globalScale}, {id, toScalar},
-          [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-            Value q = snapToGrid(nb, l, blockScale(nb, l, a), e4m3, Value());
-            return arith::MulFOp::create(nb, l, a[1], q);
-          });
-      Value empty = tensor::EmptyOp::create(
-          b, loc, tensor::getMixedSizes(b, loc, absmax), b.getI8Type());
-      scaleCodes =
-          linalg::GenericOp::create(
-              b, loc, empty.getType(), ValueRange{absmax, globalScale}, empty,
-              SmallVector<AffineMap>{id, toScalar, id},
-              SmallVector<utils::IteratorType>(sr,
-                                               utils::IteratorType::parallel),
-              [&](OpBuilder &nb, Location l, ValueRange a) {
-                Value code = smallFloatCode(nb, l, blockScale(nb, l, a), e4m3);
-                linalg::YieldOp::create(
-                    nb, l,
-                    arith::TruncIOp::create(nb, l, nb.getI8Type(), code)
-                        .getResult());
-              })
-              .getResult(0);
+      if (isMXLayout(type)) {
+        // OCP MXFP4: per group the power of two 2^e, e = floor(log2
+        // absmax) - 2 clamped to E8M0's [-127, 127] (-127 for a zero
+        // group), the exponent read from the f32 bits; code e + 127.
+        roundScales({}, {}, [](OpBuilder &nb, Location l, ValueRange a) {
+          auto ci = [&](int64_t v) {
+            return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+                .getResult();
+          };
+          Value field = arith::AndIOp::create(
+              nb, l,
+              arith::ShRUIOp::create(
+                  nb, l, arith::BitcastOp::create(nb, l, nb.getI32Type(), a[0]),
+                  ci(23)),
+              ci(0xff));
+          Value e = arith::SubIOp::create(nb, l, field, ci(129));
+          e = arith::MinSIOp::create(
+              nb, l, arith::MaxSIOp::create(nb, l, e, ci(-127)), ci(127));
+          // An infinite absmax: ilogb's largest exponent, clamped.
+          e = arith::SelectOp::create(
+              nb, l,
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, field,
+                                    ci(255)),
+              ci(127), e);
+          Value normal = arith::ShLIOp::create(
+              nb, l, arith::AddIOp::create(nb, l, e, ci(127)), ci(23));
+          Value bits = arith::SelectOp::create(
+              nb, l,
+              arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, e,
+                                    ci(-127)),
+              ci(0x00400000), normal); // 2^-127 is an f32 subnormal
+          return std::pair<Value, Value>(
+              arith::BitcastOp::create(nb, l, nb.getF32Type(), bits),
+              arith::AddIOp::create(nb, l, e, ci(127)));
+        });
+      } else {
+        // NVFP4 (torchao's two levels): g = absmax / (448 · 6) (1 for
+        // zeros); per group the E4M3 code of clamp(absmax / 6 / g, 2^-6,
+        // 448); codes on g times that scale's value.
+        SmallVector<int64_t> all;
+        for (int64_t d = 0; d < rank; ++d)
+          all.push_back(d);
+        Value total = createReduction(b, loc, x, all, ReductionKind::AbsMax);
+        AffineMap scalar = AffineMap::get(0, 0, {}, b.getContext());
+        globalScale = createElementwise(
+            b, loc, total, {total}, {scalar},
+            [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+              auto cf = [&](float v) {
+                return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
+                    .getResult();
+              };
+              Value g = arith::DivFOp::create(nb, l, a[0], cf(448.0f * 6.0f));
+              Value zero = arith::CmpFOp::create(
+                  nb, l, arith::CmpFPredicate::OEQ, g, cf(0.0f));
+              return arith::SelectOp::create(nb, l, zero, cf(1.0f), g);
+            });
+        auto e4m3 = cast<FloatFormatAttr>(
+            cast<QTensorType>(type.getScaleType()).getFormat());
+        roundScales(
+            globalScale, {AffineMap::get(sr, 0, {}, b.getContext())},
+            [e4m3](OpBuilder &nb, Location l, ValueRange a) {
+              auto cf = [&](float v) {
+                return arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(v))
+                    .getResult();
+              };
+              Value bs = arith::DivFOp::create(
+                  nb, l, arith::DivFOp::create(nb, l, a[0], cf(6.0f)), a[1]);
+              bs = arith::MinimumFOp::create(
+                  nb, l, arith::MaximumFOp::create(nb, l, bs, cf(0.015625f)),
+                  cf(float(e4m3.getMaxRepresentable())));
+              Value q = snapToGrid(nb, l, bs, e4m3, Value());
+              return std::pair<Value, Value>(
+                  arith::MulFOp::create(nb, l, a[1], q),
+                  smallFloatCode(nb, l, bs, e4m3));
+            });
+      }
     } else {
       double largest = intFormat ? double(intFormat.getQMax())
                                  : floatFormat.getMaxRepresentable();
