@@ -131,9 +131,7 @@ QuantFormatAttrInterface formatOf(MLIRContext *ctx, const QuantizeSpec &q) {
     return FloatFormatAttr::get(ctx, Float8E4M3FNType::get(ctx));
   if (f == "fp8-e5m2")
     return FloatFormatAttr::get(ctx, Float8E5M2Type::get(ctx));
-  unsigned bits = 0;
-  (void)f.drop_front(3).getAsInteger(10, bits);
-  return IntFormatAttr::get(ctx, bits, /*isSigned=*/!q.asym,
+  return IntFormatAttr::get(ctx, q.intBits(), /*isSigned=*/!q.asym,
                             /*zeroPoint=*/q.asym);
 }
 
@@ -338,8 +336,7 @@ struct QOptInsertFakeQuantPass
 void requantizeWithSteps(QuantizedWeight &q, const dense::Matrix &w,
                          ArrayRef<float> steps, ArrayRef<float> offsets,
                          const QuantizeSpec &spec) {
-  unsigned bits = 0;
-  (void)StringRef(spec.format).drop_front(3).getAsInteger(10, bits);
+  unsigned bits = spec.intBits();
   int64_t qmin = ::qopt::intFormatMin(bits, !spec.asym);
   int64_t qmax = ::qopt::intFormatMax(bits, !spec.asym);
   int64_t size = spec.group ? std::min<int64_t>(spec.group, w.cols) : w.cols;
@@ -418,8 +415,7 @@ struct QOptInsertLSQPass
     WeightReader reader(modelDir);
     SmallVector<Operation *> maybeDead;
     llvm::StringSet<> before = paramNames(module);
-    unsigned bits = 0;
-    (void)StringRef(w.quant.format).drop_front(3).getAsInteger(10, bits);
+    unsigned bits = w.quant.intBits();
     double qp = double(::qopt::intFormatMax(bits, !w.quant.asym));
     int64_t count = 0;
     for (const LinearLayer &layer : layers) {

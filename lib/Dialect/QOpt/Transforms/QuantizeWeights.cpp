@@ -181,8 +181,7 @@ QuantizedWeight mlir::qopt::quantizeMatrix(MLIRContext *ctx,
                                               q.nestedAbsmax.data());
     }
   } else {
-    unsigned bits = 0;
-    (void)fmt.drop_front(3).getAsInteger(10, bits);
+    unsigned bits = spec.intBits();
     int64_t size = spec.group ? std::min<int64_t>(spec.group, q.k) : q.k;
     int64_t groups = llvm::divideCeil(q.k, size);
     q.format = IntFormatAttr::get(ctx, bits, /*isSigned=*/!spec.asym,

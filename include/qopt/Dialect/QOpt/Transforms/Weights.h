@@ -162,6 +162,13 @@ struct QuantizeSpec {
   bool asym = false;
   bool mse = false;        // intK: MSE-optimal clipping
   bool perChannel = false; // fp8: per output channel (else per tensor)
+
+  /// K of an `intK` format, 0 for the others.
+  unsigned intBits() const {
+    unsigned bits = 0;
+    llvm::StringRef f(format);
+    return f.consume_front("int") && !f.getAsInteger(10, bits) ? bits : 0;
+  }
 };
 
 /// Checks `spec`'s format and the options it combines; the message says
