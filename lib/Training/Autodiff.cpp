@@ -1,0 +1,719 @@
+//===- Autodiff.cpp - Reverse-mode differentiation of tensor programs -----===//
+//
+// The adjoint of a linalg op is derived from the op itself: for each input,
+// a linalg.generic over the same loops recomputes the scalar body, runs
+// reverse mode through it from the adjoints of the yielded values, and sums
+// over the loops that input's indexing map drops. One rule thus covers
+// elementwise ops, broadcasts, transposes, reductions and contractions; the
+// data-movement ops of the tensor dialect have a rule each.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Training/Autodiff.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+namespace {
+
+constexpr double kLn2 = 0.69314718055994530942;
+constexpr double kPi = 3.14159265358979323846;
+
+bool isFloatValue(Value v) {
+  return isa<FloatType>(getElementTypeOrSelf(v.getType()));
+}
+
+Value floatConstant(OpBuilder &b, Location loc, Type type, double value) {
+  return arith::ConstantOp::create(b, loc, b.getFloatAttr(type, value));
+}
+
+/// A tensor of `v`'s shape and element type (sizes read at run time where
+/// dynamic) filled with zeros.
+Value zerosLike(OpBuilder &b, Location loc, Value v) {
+  auto type = cast<RankedTensorType>(v.getType());
+  Value empty = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, v), type.getElementType());
+  Value zero = floatConstant(b, loc, type.getElementType(), 0.0);
+  Value filled = linalg::FillOp::create(b, loc, zero, empty).getResult(0);
+  if (filled.getType() != type)
+    filled = tensor::CastOp::create(b, loc, type, filled);
+  return filled;
+}
+
+/// `v`'s shape as a 1-D index tensor (tensor.reshape's shape operand).
+Value shapeOf(OpBuilder &b, Location loc, Value v) {
+  auto type = cast<RankedTensorType>(v.getType());
+  SmallVector<Value> sizes;
+  for (OpFoldResult size : tensor::getMixedSizes(b, loc, v))
+    sizes.push_back(getValueOrCreateConstantIndexOp(b, loc, size));
+  if (sizes.empty())
+    return arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(RankedTensorType::get({0}, b.getIndexType()),
+                               ArrayRef<Attribute>{}));
+  (void)type;
+  return tensor::FromElementsOp::create(b, loc, sizes);
+}
+
+/// lhs + rhs of one type, elementwise.
+Value addTensors(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  auto type = cast<RankedTensorType>(lhs.getType());
+  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
+  Value init = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, lhs), type.getElementType());
+  SmallVector<utils::IteratorType> iterators(type.getRank(),
+                                             utils::IteratorType::parallel);
+  auto add = linalg::GenericOp::create(
+      b, loc, init.getType(), ValueRange{lhs, rhs}, ValueRange{init},
+      ArrayRef<AffineMap>{id, id, id}, iterators,
+      [](OpBuilder &nb, Location l, ValueRange args) {
+        Value sum = arith::AddFOp::create(nb, l, args[0], args[1]);
+        linalg::YieldOp::create(nb, l, sum);
+      });
+  Value result = add.getResult(0);
+  if (result.getType() != type)
+    result = tensor::CastOp::create(b, loc, type, result);
+  return result;
+}
+
+/// Reverse mode through the scalar ops of a loop body, cloned in `ops` (in
+/// program order). `adj` holds the seeds and receives every adjoint; new
+/// ops are built at `b`'s insertion point (after the clones).
+class ScalarReverse {
+public:
+  ScalarReverse(OpBuilder &b, Location loc, Operation *owner,
+                DenseMap<Value, Value> &adj)
+      : b(b), loc(loc), owner(owner), adj(adj) {}
+
+  void add(Value v, Value contribution) {
+    if (!isFloatValue(v))
+      return;
+    Value &slot = adj[v];
+    slot = slot ? arith::AddFOp::create(b, loc, slot, contribution).getResult()
+                : contribution;
+  }
+
+  LogicalResult run(ArrayRef<Operation *> ops) {
+    for (Operation *op : llvm::reverse(ops)) {
+      if (op->getNumResults() != 1)
+        continue;
+      Value g = adj.lookup(op->getResult(0));
+      if (!g)
+        continue;
+      if (failed(visit(op, g)))
+        return failure();
+    }
+    return success();
+  }
+
+private:
+  Value cst(Value like, double value) {
+    return floatConstant(b, loc, like.getType(), value);
+  }
+  Value mul(Value x, Value y) { return arith::MulFOp::create(b, loc, x, y); }
+  Value div(Value x, Value y) { return arith::DivFOp::create(b, loc, x, y); }
+  Value neg(Value x) { return arith::NegFOp::create(b, loc, x); }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, loc, c, x, y);
+  }
+  Value cmp(arith::CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, loc, p, x, y);
+  }
+
+  LogicalResult visit(Operation *op, Value g) {
+    Value r = op->getResult(0);
+    auto operand = [&](unsigned i) { return op->getOperand(i); };
+    if (isa<arith::AddFOp>(op)) {
+      add(operand(0), g);
+      add(operand(1), g);
+    } else if (isa<arith::SubFOp>(op)) {
+      add(operand(0), g);
+      add(operand(1), neg(g));
+    } else if (isa<arith::MulFOp>(op)) {
+      add(operand(0), mul(g, operand(1)));
+      add(operand(1), mul(g, operand(0)));
+    } else if (isa<arith::DivFOp>(op)) {
+      Value gOverB = div(g, operand(1));
+      add(operand(0), gOverB);
+      add(operand(1), neg(mul(gOverB, r)));
+    } else if (isa<arith::NegFOp>(op)) {
+      add(operand(0), neg(g));
+    } else if (isa<arith::MaximumFOp, arith::MaxNumFOp, arith::MinimumFOp,
+                   arith::MinNumFOp>(op)) {
+      // The whole adjoint goes to the operand that was chosen (the first
+      // one on ties).
+      bool isMax = isa<arith::MaximumFOp, arith::MaxNumFOp>(op);
+      Value first =
+          cmp(isMax ? arith::CmpFPredicate::OGE : arith::CmpFPredicate::OLE,
+              operand(0), operand(1));
+      Value zero = cst(g, 0.0);
+      add(operand(0), select(first, g, zero));
+      add(operand(1), select(first, zero, g));
+    } else if (auto sel = dyn_cast<arith::SelectOp>(op)) {
+      Value zero = cst(g, 0.0);
+      add(sel.getTrueValue(), select(sel.getCondition(), g, zero));
+      add(sel.getFalseValue(), select(sel.getCondition(), zero, g));
+    } else if (isa<arith::ExtFOp>(op)) {
+      add(operand(0), arith::TruncFOp::create(b, loc, operand(0).getType(), g));
+    } else if (isa<arith::TruncFOp>(op)) {
+      add(operand(0), arith::ExtFOp::create(b, loc, operand(0).getType(), g));
+    } else if (isa<math::ExpOp>(op)) {
+      add(operand(0), mul(g, r));
+    } else if (isa<math::Exp2Op>(op)) {
+      add(operand(0), mul(g, mul(r, cst(r, kLn2))));
+    } else if (isa<math::ExpM1Op>(op)) {
+      add(operand(0),
+          mul(g, arith::AddFOp::create(b, loc, r, cst(r, 1.0)).getResult()));
+    } else if (isa<math::LogOp>(op)) {
+      add(operand(0), div(g, operand(0)));
+    } else if (isa<math::Log1pOp>(op)) {
+      add(operand(0),
+          div(g, arith::AddFOp::create(b, loc, operand(0), cst(g, 1.0))));
+    } else if (isa<math::Log2Op>(op)) {
+      add(operand(0), div(g, mul(operand(0), cst(g, kLn2))));
+    } else if (isa<math::SqrtOp>(op)) {
+      add(operand(0), div(mul(g, cst(g, 0.5)), r));
+    } else if (isa<math::RsqrtOp>(op)) {
+      // d x^-1/2 = -1/2 x^-3/2 = -r / (2x)
+      add(operand(0), neg(div(mul(mul(g, cst(g, 0.5)), r), operand(0))));
+    } else if (isa<math::TanhOp>(op)) {
+      Value oneMinusR2 = arith::SubFOp::create(b, loc, cst(r, 1.0), mul(r, r));
+      add(operand(0), mul(g, oneMinusR2));
+    } else if (isa<math::ErfOp>(op)) {
+      Value x = operand(0);
+      Value e = math::ExpOp::create(b, loc, neg(mul(x, x)));
+      add(x, mul(g, mul(e, cst(g, 2.0 / std::sqrt(kPi)))));
+    } else if (isa<math::SinOp>(op)) {
+      add(operand(0), mul(g, math::CosOp::create(b, loc, operand(0))));
+    } else if (isa<math::CosOp>(op)) {
+      add(operand(0), neg(mul(g, math::SinOp::create(b, loc, operand(0)))));
+    } else if (isa<math::PowFOp>(op)) {
+      Value x = operand(0), y = operand(1);
+      Value yMinus1 = arith::SubFOp::create(b, loc, y, cst(y, 1.0));
+      add(x, mul(g, mul(y, math::PowFOp::create(b, loc, x, yMinus1))));
+      if (adjWanted(y))
+        add(y, mul(g, mul(r, math::LogOp::create(b, loc, x))));
+    } else if (auto powi = dyn_cast<math::FPowIOp>(op)) {
+      Value x = powi.getLhs(), n = powi.getRhs();
+      Value one =
+          arith::ConstantOp::create(b, loc, b.getIntegerAttr(n.getType(), 1));
+      Value nMinus1 = arith::SubIOp::create(b, loc, n, one);
+      Value nf = arith::SIToFPOp::create(b, loc, x.getType(), n);
+      add(x, mul(g, mul(nf, math::FPowIOp::create(b, loc, x, nMinus1))));
+    } else if (isa<math::AbsFOp>(op)) {
+      Value x = operand(0), zero = cst(g, 0.0);
+      Value positive = cmp(arith::CmpFPredicate::OGT, x, zero);
+      Value negative = cmp(arith::CmpFPredicate::OLT, x, zero);
+      add(x, select(positive, g, select(negative, neg(g), zero)));
+    } else if (isa<math::FmaOp>(op)) {
+      add(operand(0), mul(g, operand(1)));
+      add(operand(1), mul(g, operand(0)));
+      add(operand(2), g);
+    } else if (isa<math::RoundEvenOp, math::RoundOp, math::FloorOp,
+                   math::CeilOp, math::TruncOp, arith::ConstantOp>(op)) {
+      // Piecewise constant: derivative zero.
+    } else {
+      return owner->emitError()
+             << "no gradient rule for '" << op->getName()
+             << "' in the body of this op (it depends on a trainable "
+                "parameter and the loss depends on it)";
+    }
+    return success();
+  }
+
+  /// Operands defined outside the body (constants, captured scalars) need
+  /// no adjoint; only values of the body do.
+  bool adjWanted(Value v) { return v.getParentBlock() == b.getBlock(); }
+
+  OpBuilder &b;
+  Location loc;
+  Operation *owner;
+  DenseMap<Value, Value> &adj;
+};
+
+class Differentiator {
+public:
+  explicit Differentiator(func::FuncOp func)
+      : func(func), b(func.getContext()) {}
+
+  FailureOr<SmallVector<Value>> run(Value loss, ArrayRef<Value> wrt);
+
+private:
+  /// Adds `contribution` to the adjoint of `primal`.
+  void accumulate(Value primal, Value contribution) {
+    Location loc = primal.getLoc();
+    if (contribution.getType() != primal.getType())
+      contribution =
+          tensor::CastOp::create(b, loc, primal.getType(), contribution);
+    Value &slot = adjoints[primal];
+    slot = slot ? addTensors(b, loc, slot, contribution) : contribution;
+  }
+  bool isActive(Value v) const { return active.contains(v); }
+
+  LogicalResult visit(Operation *op, ArrayRef<Value> grads);
+  LogicalResult visitLinalg(linalg::LinalgOp op, ArrayRef<Value> grads);
+
+  /// How the adjoint of result j enters the loop body.
+  enum class SeedKind { Plain, Sum, Extremum };
+  struct Seed {
+    unsigned result;
+    Value term; // the yielded value, or the reduction's term
+    SeedKind kind;
+  };
+  FailureOr<Value> adjointOfOperand(linalg::LinalgOp op, OpOperand &operand,
+                                    ArrayRef<Value> grads,
+                                    ArrayRef<Seed> seeds);
+  FailureOr<SmallVector<Seed>> seedsOf(linalg::LinalgOp op,
+                                       ArrayRef<Value> grads);
+
+  func::FuncOp func;
+  OpBuilder b;
+  DenseSet<Value> active;
+  DenseMap<Value, Value> adjoints;
+};
+
+/// Whether `op` reads an active value: an operand, or a value captured by
+/// its regions.
+bool readsActive(Operation *op, const DenseSet<Value> &active) {
+  if (llvm::any_of(op->getOperands(),
+                   [&](Value v) { return active.contains(v); }))
+    return true;
+  bool found = false;
+  op->walk([&](Operation *nested) {
+    if (nested == op)
+      return;
+    for (Value v : nested->getOperands())
+      if (active.contains(v) &&
+          !op->isAncestor(v.getParentBlock()->getParentOp()))
+        found = true;
+  });
+  return found;
+}
+
+FailureOr<SmallVector<Value>> Differentiator::run(Value loss,
+                                                  ArrayRef<Value> wrt) {
+  Block &block = func.getBody().front();
+  auto lossType = dyn_cast<RankedTensorType>(loss.getType());
+  if (!lossType || !lossType.hasStaticShape() ||
+      lossType.getNumElements() != 1 || !isFloatValue(loss))
+    return func.emitError() << "the loss to differentiate must be a float "
+                               "tensor of one element, not "
+                            << loss.getType();
+  // Forward: what depends on a wrt value.
+  for (Value v : wrt)
+    if (isFloatValue(v))
+      active.insert(v);
+  for (Operation &op : block.without_terminator())
+    if (readsActive(&op, active))
+      for (Value r : op.getResults())
+        if (isFloatValue(r))
+          active.insert(r);
+  // Backward: what the loss depends on, among active ops.
+  DenseSet<Value> needed = {loss};
+  SmallVector<Operation *> tape;
+  for (Operation &op : llvm::reverse(block.without_terminator())) {
+    if (!llvm::any_of(op.getResults(), [&](Value r) {
+          return needed.contains(r) && isActive(r);
+        }))
+      continue;
+    tape.push_back(&op);
+    for (Value v : op.getOperands())
+      if (isActive(v))
+        needed.insert(v);
+    op.walk([&](Operation *nested) {
+      for (Value v : nested->getOperands())
+        if (isActive(v))
+          needed.insert(v);
+    });
+  }
+
+  b.setInsertionPoint(block.getTerminator());
+  Location loc = loss.getLoc();
+  if (isActive(loss)) {
+    auto one = DenseElementsAttr::get(
+        lossType, b.getFloatAttr(lossType.getElementType(), 1.0));
+    adjoints[loss] = arith::ConstantOp::create(b, loc, one);
+  }
+  for (Operation *op : tape) {
+    SmallVector<Value> grads;
+    for (Value r : op->getResults())
+      grads.push_back(adjoints.lookup(r));
+    if (llvm::all_of(grads, [](Value g) { return !g; }))
+      continue;
+    if (failed(visit(op, grads)))
+      return failure();
+  }
+  SmallVector<Value> result;
+  for (Value v : wrt) {
+    Value g = adjoints.lookup(v);
+    result.push_back(g ? g : zerosLike(b, v.getLoc(), v));
+  }
+  return result;
+}
+
+LogicalResult Differentiator::visit(Operation *op, ArrayRef<Value> grads) {
+  Location loc = op->getLoc();
+  if (auto linalgOp = dyn_cast<linalg::LinalgOp>(op)) {
+    if (!linalgOp.hasPureTensorSemantics())
+      return op->emitError("no gradient rule for a linalg op on buffers");
+    return visitLinalg(linalgOp, grads);
+  }
+  Value g = grads[0];
+  if (auto castOp = dyn_cast<tensor::CastOp>(op)) {
+    accumulate(castOp.getSource(), g);
+  } else if (auto reshape = dyn_cast<tensor::ReshapeOp>(op)) {
+    Value src = reshape.getSource();
+    accumulate(src, tensor::ReshapeOp::create(b, loc, src.getType(), g,
+                                              shapeOf(b, loc, src)));
+  } else if (auto expand = dyn_cast<tensor::ExpandShapeOp>(op)) {
+    Value src = expand.getSrc();
+    accumulate(
+        src, tensor::CollapseShapeOp::create(b, loc, src.getType(), g,
+                                             expand.getReassociationIndices()));
+  } else if (auto collapse = dyn_cast<tensor::CollapseShapeOp>(op)) {
+    Value src = collapse.getSrc();
+    accumulate(
+        src, tensor::ExpandShapeOp::create(b, loc, src.getType(), g,
+                                           collapse.getReassociationIndices(),
+                                           tensor::getMixedSizes(b, loc, src)));
+  } else if (auto extract = dyn_cast<tensor::ExtractSliceOp>(op)) {
+    Value src = extract.getSource();
+    accumulate(src,
+               tensor::InsertSliceOp::create(
+                   b, loc, g, zerosLike(b, loc, src), extract.getMixedOffsets(),
+                   extract.getMixedSizes(), extract.getMixedStrides()));
+  } else if (auto insert = dyn_cast<tensor::InsertSliceOp>(op)) {
+    Value src = insert.getSource(), dest = insert.getDest();
+    if (isActive(src))
+      accumulate(src, tensor::ExtractSliceOp::create(
+                          b, loc, cast<RankedTensorType>(src.getType()), g,
+                          insert.getMixedOffsets(), insert.getMixedSizes(),
+                          insert.getMixedStrides()));
+    if (isActive(dest))
+      accumulate(dest, tensor::InsertSliceOp::create(
+                           b, loc, zerosLike(b, loc, src), g,
+                           insert.getMixedOffsets(), insert.getMixedSizes(),
+                           insert.getMixedStrides()));
+  } else if (auto concat = dyn_cast<tensor::ConcatOp>(op)) {
+    int64_t dim = concat.getDim();
+    OpFoldResult offset = b.getIndexAttr(0);
+    for (Value input : concat.getInputs()) {
+      SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, input);
+      if (isActive(input)) {
+        SmallVector<OpFoldResult> offsets(sizes.size(), b.getIndexAttr(0));
+        offsets[dim] = offset;
+        SmallVector<OpFoldResult> strides(sizes.size(), b.getIndexAttr(1));
+        accumulate(input, tensor::ExtractSliceOp::create(
+                              b, loc, cast<RankedTensorType>(input.getType()),
+                              g, offsets, sizes, strides));
+      }
+      offset = getAsOpFoldResult(arith::AddIOp::create(
+          b, loc, getValueOrCreateConstantIndexOp(b, loc, offset),
+          getValueOrCreateConstantIndexOp(b, loc, sizes[dim])));
+    }
+  } else if (auto pad = dyn_cast<tensor::PadOp>(op)) {
+    Value src = pad.getSource();
+    Value padValue = pad.getConstantPaddingValue();
+    if (!padValue || isActive(padValue))
+      return op->emitError("no gradient rule for a 'tensor.pad' whose "
+                           "padding value depends on a trainable parameter");
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, src);
+    SmallVector<OpFoldResult> strides(sizes.size(), b.getIndexAttr(1));
+    accumulate(src, tensor::ExtractSliceOp::create(
+                        b, loc, cast<RankedTensorType>(src.getType()), g,
+                        pad.getMixedLowPad(), sizes, strides));
+  } else {
+    return op->emitError()
+           << "no gradient rule for '" << op->getName()
+           << "' (it depends on a trainable parameter and the loss depends "
+              "on it)";
+  }
+  return success();
+}
+
+/// The values a body computes from `value`: its users in the block,
+/// transitively.
+bool dependsOn(Value value, Value root) {
+  SmallVector<Value> work = {value};
+  DenseSet<Value> seen;
+  while (!work.empty()) {
+    Value v = work.pop_back_val();
+    if (v == root)
+      return true;
+    if (!seen.insert(v).second)
+      continue;
+    if (Operation *def = v.getDefiningOp())
+      llvm::append_range(work, def->getOperands());
+  }
+  return false;
+}
+
+FailureOr<SmallVector<Differentiator::Seed>>
+Differentiator::seedsOf(linalg::LinalgOp op, ArrayRef<Value> grads) {
+  SmallVector<Seed> seeds;
+  Block *body = op.getBlock();
+  auto yield = cast<linalg::YieldOp>(body->getTerminator());
+  unsigned numLoops = op.getNumLoops();
+  for (auto [j, init] : llvm::enumerate(op.getDpsInitsMutable())) {
+    if (!grads[j])
+      continue;
+    AffineMap map = op.getMatchingIndexingMap(&init);
+    bool reduced = false;
+    for (unsigned d = 0; d < numLoops; ++d)
+      if (!map.isFunctionOfDim(d))
+        reduced = true;
+    Value yielded = yield.getValues()[j];
+    if (!reduced) {
+      seeds.push_back({(unsigned)j, yielded, SeedKind::Plain});
+      continue;
+    }
+    BlockArgument out = op.getMatchingBlockArgument(&init);
+    Operation *combiner = yielded.getDefiningOp();
+    auto notUnderstood = [&] {
+      return op->emitError()
+             << "no gradient rule for this reduction: its body must "
+                "combine its result #"
+             << j
+             << " with one term by addf, maximumf, maxnumf, minimumf "
+                "or minnumf";
+    };
+    if (!combiner || combiner->getBlock() != body ||
+        combiner->getNumOperands() != 2 || !out.hasOneUse() ||
+        !isa<arith::AddFOp, arith::MaximumFOp, arith::MaxNumFOp,
+             arith::MinimumFOp, arith::MinNumFOp>(combiner))
+      return notUnderstood();
+    Value term = combiner->getOperand(0) == out ? combiner->getOperand(1)
+                                                : combiner->getOperand(0);
+    if (combiner->getOperand(0) != out && combiner->getOperand(1) != out)
+      return notUnderstood();
+    for (BlockArgument other : op.getRegionOutputArgs())
+      if (dependsOn(term, other))
+        return notUnderstood();
+    bool sum = isa<arith::AddFOp>(combiner);
+    if (isActive(init.get())) {
+      if (!sum)
+        return op->emitError()
+               << "no gradient rule for a max / min reduction whose initial "
+                  "value depends on a trainable parameter";
+      accumulate(init.get(), grads[j]);
+    }
+    seeds.push_back(
+        {(unsigned)j, term, sum ? SeedKind::Sum : SeedKind::Extremum});
+  }
+  return seeds;
+}
+
+LogicalResult Differentiator::visitLinalg(linalg::LinalgOp op,
+                                          ArrayRef<Value> grads) {
+  // Values of the trainable computation read inside the body (a gather
+  // from a trainable table) would need a scatter.
+  Block *body = op.getBlock();
+  for (Operation &nested : body->without_terminator())
+    for (Value v : nested.getOperands())
+      if (isActive(v) && v.getParentBlock() != body)
+        return op->emitError()
+               << "no gradient rule for this op: its body reads a tensor that "
+                  "depends on a trainable parameter ('"
+               << nested.getName() << "', a gather)";
+  FailureOr<SmallVector<Seed>> seeds = seedsOf(op, grads);
+  if (failed(seeds))
+    return failure();
+  if (seeds->empty())
+    return success();
+  for (OpOperand &operand : op->getOpOperands()) {
+    if (!isActive(operand.get()))
+      continue;
+    bool isInit = op.isDpsInit(&operand);
+    if (isInit) {
+      // A reduction's initial value was handled with its seed; a parallel
+      // op's output operand matters only where the body reads it.
+      AffineMap map = op.getMatchingIndexingMap(&operand);
+      if (map.getNumResults() < op.getNumLoops() ||
+          !llvm::all_of(llvm::seq(op.getNumLoops()),
+                        [&](unsigned d) { return map.isFunctionOfDim(d); }))
+        continue;
+      if (op.getMatchingBlockArgument(&operand).use_empty())
+        continue;
+    }
+    if (!isa<RankedTensorType>(operand.get().getType()))
+      return op->emitError()
+             << "no gradient rule for a scalar operand that depends on a "
+                "trainable parameter";
+    FailureOr<Value> adjoint = adjointOfOperand(op, operand, grads, *seeds);
+    if (failed(adjoint))
+      return failure();
+    accumulate(operand.get(), *adjoint);
+  }
+  return success();
+}
+
+FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
+                                                  OpOperand &target,
+                                                  ArrayRef<Value> grads,
+                                                  ArrayRef<Seed> seeds) {
+  Location loc = op.getLoc();
+  MLIRContext *ctx = op.getContext();
+  unsigned numLoops = op.getNumLoops();
+
+  // The adjoint's own map: the target's, without its constant-0 results
+  // (size-1 dimensions read at index 0), which are put back afterwards.
+  AffineMap targetMap = op.getMatchingIndexingMap(&target);
+  SmallVector<AffineExpr> kept;
+  SmallVector<bool> isKept;
+  llvm::SmallBitVector used(numLoops);
+  for (AffineExpr e : targetMap.getResults()) {
+    if (auto d = dyn_cast<AffineDimExpr>(e)) {
+      if (used.test(d.getPosition()))
+        return op->emitError("no gradient rule for an operand indexed twice "
+                             "by one loop (a diagonal)");
+      used.set(d.getPosition());
+      kept.push_back(e);
+      isKept.push_back(true);
+      continue;
+    }
+    auto c = dyn_cast<AffineConstantExpr>(e);
+    if (!c || c.getValue() != 0) {
+      std::string text;
+      llvm::raw_string_ostream os(text);
+      e.print(os);
+      return op->emitError() << "no gradient rule for an operand indexed by "
+                             << text << " (only loop indices and 0)";
+    }
+    isKept.push_back(false);
+  }
+  AffineMap outMap = AffineMap::get(numLoops, 0, kept, ctx);
+  bool accumulates = used.count() != numLoops;
+  SmallVector<utils::IteratorType> iterators;
+  for (unsigned d = 0; d < numLoops; ++d)
+    iterators.push_back(used.test(d) ? utils::IteratorType::parallel
+                                     : utils::IteratorType::reduction);
+
+  Value primal = target.get();
+  auto primalType = cast<RankedTensorType>(primal.getType());
+  Type elem = primalType.getElementType();
+  SmallVector<OpFoldResult> sizes;
+  for (auto [size, keep] :
+       llvm::zip(tensor::getMixedSizes(b, loc, primal), isKept))
+    if (keep)
+      sizes.push_back(size);
+  Value init = tensor::EmptyOp::create(b, loc, sizes, elem);
+  if (accumulates)
+    init =
+        linalg::FillOp::create(b, loc, floatConstant(b, loc, elem, 0.0), init)
+            .getResult(0);
+
+  // Operands: the seeds' adjoints (and results, for max / min), then the
+  // op's inputs and the outputs its body reads.
+  SmallVector<Value> ins;
+  SmallVector<AffineMap> maps;
+  auto initOperand = [&](unsigned j) -> OpOperand & {
+    return op.getDpsInitsMutable()[j];
+  };
+  for (const Seed &seed : seeds) {
+    AffineMap map = op.getMatchingIndexingMap(&initOperand(seed.result));
+    ins.push_back(grads[seed.result]);
+    maps.push_back(map);
+    if (seed.kind == SeedKind::Extremum) {
+      ins.push_back(op->getResult(seed.result));
+      maps.push_back(map);
+    }
+  }
+  unsigned firstPrimal = ins.size();
+  SmallVector<BlockArgument> primalArgs;
+  for (OpOperand &operand : op->getOpOperands()) {
+    BlockArgument arg = op.getMatchingBlockArgument(&operand);
+    if (op.isDpsInit(&operand) && arg.use_empty())
+      continue;
+    if (!isa<ShapedType>(operand.get().getType())) {
+      // A scalar operand (linalg.fill): read directly in the body.
+      primalArgs.push_back(arg);
+      ins.push_back(operand.get());
+      maps.push_back(AffineMap::get(numLoops, 0, ctx));
+      continue;
+    }
+    primalArgs.push_back(arg);
+    ins.push_back(operand.get());
+    maps.push_back(op.getMatchingIndexingMap(&operand));
+  }
+  maps.push_back(outMap);
+
+  Block *body = op.getBlock();
+  auto yield = cast<linalg::YieldOp>(body->getTerminator());
+  BlockArgument targetArg = op.getMatchingBlockArgument(&target);
+  LogicalResult status = success();
+  auto adjointOp = linalg::GenericOp::create(
+      b, loc, init.getType(), ins, ValueRange{init}, maps, iterators,
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        IRMapping mapping;
+        for (auto [i, arg] : llvm::enumerate(primalArgs))
+          mapping.map(arg, args[firstPrimal + i]);
+        SmallVector<Operation *> clones;
+        for (Operation &nested : body->without_terminator())
+          clones.push_back(nb.clone(nested, mapping));
+        DenseMap<Value, Value> adj;
+        ScalarReverse reverse(nb, l, op, adj);
+        unsigned next = 0;
+        for (const Seed &seed : seeds) {
+          Value g = args[next++];
+          Value term = mapping.lookupOrDefault(seed.term);
+          if (seed.kind == SeedKind::Extremum) {
+            Value result = args[next++];
+            Value chosen = arith::CmpFOp::create(
+                nb, l, arith::CmpFPredicate::OEQ, term, result);
+            g = arith::SelectOp::create(nb, l, chosen, g,
+                                        floatConstant(nb, l, elem, 0.0));
+          }
+          reverse.add(term, g);
+        }
+        (void)yield;
+        if (failed(reverse.run(clones)))
+          status = failure();
+        Value contribution = adj.lookup(mapping.lookupOrDefault(targetArg));
+        if (!contribution)
+          contribution = floatConstant(nb, l, elem, 0.0);
+        if (accumulates)
+          contribution =
+              arith::AddFOp::create(nb, l, args.back(), contribution);
+        linalg::YieldOp::create(nb, l, contribution);
+      });
+  if (failed(status))
+    return failure();
+  // Only what the adjoint needs stays in the body.
+  Block &newBody = adjointOp.getRegion().front();
+  SmallVector<Operation *> bodyOps = llvm::to_vector(llvm::map_range(
+      newBody.without_terminator(), [](Operation &o) { return &o; }));
+  for (Operation *nested : llvm::reverse(bodyOps))
+    if (isOpTriviallyDead(nested))
+      nested->erase();
+  Value result = adjointOp.getResult(0);
+  if (kept.size() != targetMap.getNumResults()) {
+    SmallVector<OpFoldResult> offsets(primalType.getRank(), b.getIndexAttr(0));
+    SmallVector<OpFoldResult> fullSizes = tensor::getMixedSizes(b, loc, primal);
+    for (auto [size, keep] : llvm::zip(fullSizes, isKept))
+      if (!keep)
+        size = b.getIndexAttr(1);
+    SmallVector<OpFoldResult> strides(primalType.getRank(), b.getIndexAttr(1));
+    result = tensor::InsertSliceOp::create(
+        b, loc, result, zerosLike(b, loc, primal), offsets, fullSizes, strides);
+  }
+  return result;
+}
+
+} // namespace
+
+FailureOr<SmallVector<Value>>
+mlir::qopt::buildGradients(func::FuncOp func, Value loss, ArrayRef<Value> wrt) {
+  if (!func.getBody().hasOneBlock())
+    return func.emitError("can only differentiate a function of one block");
+  return Differentiator(func).run(loss, wrt);
+}

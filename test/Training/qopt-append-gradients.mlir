@@ -1,0 +1,52 @@
+// RUN: qopt-opt %s --qopt-append-gradients -split-input-file | FileCheck %s
+
+// A linear layer's adjoints are multiply-add contractions again (what the
+// BLAS lowering calls); the frozen weight gets none, and the gradients are
+// named after the arguments.
+// CHECK-LABEL: func.func @linear
+// CHECK-SAME: -> (tensor<f32>, tensor<4x3xf32> {qopt.name = "grad.w"})
+func.func @linear(%x: tensor<5x4xf32>, %w: tensor<4x3xf32> {qopt.trainable, qopt.param = "w"},
+                  %frozen: tensor<3xf32>) -> tensor<f32> {
+  %z = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<5x3xf32>
+  %f = linalg.fill ins(%z : f32) outs(%e : tensor<5x3xf32>) -> tensor<5x3xf32>
+  %y = linalg.matmul ins(%x, %w : tensor<5x4xf32>, tensor<4x3xf32>) outs(%f : tensor<5x3xf32>) -> tensor<5x3xf32>
+  %e0 = tensor.empty() : tensor<f32>
+  %f0 = linalg.fill ins(%z : f32) outs(%e0 : tensor<f32>) -> tensor<f32>
+  %l = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (j)>, affine_map<(i, j) -> ()>],
+      iterator_types = ["reduction", "reduction"]} ins(%y, %frozen : tensor<5x3xf32>, tensor<3xf32>) outs(%f0 : tensor<f32>) {
+  ^bb0(%a: f32, %b: f32, %o: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %o, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %l : tensor<f32>
+}
+// dL/dy[i, j] = frozen[j]: one parallel generic over the loss's loops.
+// CHECK: %[[DY:.*]] = linalg.generic {{.*}} iterator_types = ["parallel", "parallel"]} ins(%{{.*}}, %{{.*}} : tensor<f32>, tensor<3xf32>)
+// dL/dw = xᵀ·dy: i is the reduction, the body a multiply-add.
+// CHECK: %[[DW:.*]] = linalg.generic {indexing_maps = [#{{.*}}, #{{.*}}, #{{.*}}], iterator_types = ["reduction", "parallel", "parallel"]} ins(%[[DY]], %arg0 : tensor<5x3xf32>, tensor<5x4xf32>)
+// CHECK-NEXT: ^bb0(%[[A:.*]]: f32, %[[B:.*]]: f32, %[[ACC:.*]]: f32):
+// CHECK-NEXT: %[[M:.*]] = arith.mulf %[[A]], %[[B]] : f32
+// CHECK-NEXT: %[[S:.*]] = arith.addf %[[ACC]], %[[M]] : f32
+// CHECK-NEXT: linalg.yield %[[S]]
+// CHECK: return %{{.*}}, %[[DW]] : tensor<f32>, tensor<4x3xf32>
+
+// -----
+
+// No trainable argument: the function is left alone.
+// CHECK-LABEL: func.func @frozen
+// CHECK-SAME: -> tensor<f32>
+func.func @frozen(%x: tensor<f32>) -> tensor<f32> {
+  return %x : tensor<f32>
+}
+
+// -----
+
+// The loss does not depend on the trainable argument: its gradient is zero.
+// CHECK-LABEL: func.func @unused
+// CHECK: %[[Z:.*]] = linalg.fill ins(%{{.*}} : f32) outs(%{{.*}} : tensor<3xf32>)
+// CHECK: return %{{.*}}, %[[Z]]
+func.func @unused(%x: tensor<f32>, %w: tensor<3xf32> {qopt.trainable}) -> tensor<f32> {
+  return %x : tensor<f32>
+}
