@@ -3,10 +3,15 @@
 #include "qopt/Pipelines/Pipelines.h"
 
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
+#include "qopt/Conversion/QOptToLinalg/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Training/Passes.h"
+
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -145,6 +150,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     QOptLoadAdapterPassOptions load;
     load.adapter = options.adapterDir;
     load.modelDir = target.modelDir;
+    load.trainable = options.train;
     pm.addPass(createQOptLoadAdapterPass(load));
   }
   if (!options.saveAdapterDir.empty()) {
@@ -192,6 +198,31 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     // hex in a debugging dump.
     if (!ec)
       module.print(os, OpPrintingFlags().elideLargeResourceString(4096));
+  }
+  if (options.train) {
+    // The train step is built on the lowered model (every op in linalg /
+    // tensor form, which is what the gradient rules cover).
+    PassManager train(module.getContext());
+    train.addPass(createConvertQOptToLinalgPass());
+    train.addPass(createCSEPass());
+    train.addPass(createCanonicalizerPass());
+    train.addPass(createConvertElementwiseToLinalgPass());
+    QOptBuildTrainStepPassOptions step;
+    step.loss = options.trainLoss;
+    step.optimizer = options.trainOptimizer;
+    step.entry = options.trainEntry;
+    step.schedule = options.trainSchedule;
+    step.warmupSteps = options.trainWarmupSteps;
+    step.totalSteps = options.trainTotalSteps;
+    step.maxGradNorm = options.trainMaxGradNorm;
+    train.addPass(createQOptBuildTrainStepPass(step));
+    if (failed(train.run(module)))
+      return failure();
+    if (options.timing)
+      llvm::errs() << llvm::format("qoptc: %-28s %8.3f s\n", "train step",
+                                   std::chrono::duration<double>(
+                                       std::chrono::steady_clock::now() - start)
+                                       .count());
   }
   return compileForCPU(module, target);
 }

@@ -11,10 +11,13 @@
 
 #include "qopt/Training/Autodiff.h"
 
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/IRMapping.h"
 #include "llvm/ADT/SetVector.h"
@@ -261,6 +264,11 @@ private:
   bool isActive(Value v) const { return active.contains(v); }
 
   LogicalResult visit(Operation *op, ArrayRef<Value> grads);
+  /// The active ops of `block` that `roots` depend on, last first.
+  SmallVector<Operation *> tapeOf(Block &block, ArrayRef<Value> roots);
+  /// Runs the rules of `tape`'s ops, whose results' adjoints are known.
+  LogicalResult replay(ArrayRef<Operation *> tape);
+  LogicalResult visitIf(scf::IfOp op, ArrayRef<Value> grads);
   LogicalResult visitLinalg(linalg::LinalgOp op, ArrayRef<Value> grads);
 
   /// How the adjoint of result j enters the loop body.
@@ -309,34 +317,23 @@ FailureOr<SmallVector<Value>> Differentiator::run(Value loss,
     return func.emitError() << "the loss to differentiate must be a float "
                                "tensor of one element, not "
                             << loss.getType();
-  // Forward: what depends on a wrt value.
+  // Forward: what depends on a wrt value (nested regions included: the
+  // branches of scf.if).
   for (Value v : wrt)
     if (isFloatValue(v))
       active.insert(v);
-  for (Operation &op : block.without_terminator())
-    if (readsActive(&op, active))
-      for (Value r : op.getResults())
+  func.walk<WalkOrder::PreOrder>([&](Operation *op) {
+    if (op == func.getOperation())
+      return WalkResult::advance();
+    if (op->hasAttr(kNoGradientAttr))
+      return WalkResult::skip();
+    if (readsActive(op, active))
+      for (Value r : op->getResults())
         if (isFloatValue(r))
           active.insert(r);
-  // Backward: what the loss depends on, among active ops.
-  DenseSet<Value> needed = {loss};
-  SmallVector<Operation *> tape;
-  for (Operation &op : llvm::reverse(block.without_terminator())) {
-    if (!llvm::any_of(op.getResults(), [&](Value r) {
-          return needed.contains(r) && isActive(r);
-        }))
-      continue;
-    tape.push_back(&op);
-    for (Value v : op.getOperands())
-      if (isActive(v))
-        needed.insert(v);
-    op.walk([&](Operation *nested) {
-      for (Value v : nested->getOperands())
-        if (isActive(v))
-          needed.insert(v);
-    });
-  }
-
+    return WalkResult::advance();
+  });
+  SmallVector<Operation *> tape = tapeOf(block, {loss});
   b.setInsertionPoint(block.getTerminator());
   Location loc = loss.getLoc();
   if (isActive(loss)) {
@@ -344,6 +341,36 @@ FailureOr<SmallVector<Value>> Differentiator::run(Value loss,
         lossType, b.getFloatAttr(lossType.getElementType(), 1.0));
     adjoints[loss] = arith::ConstantOp::create(b, loc, one);
   }
+  if (failed(replay(tape)))
+    return failure();
+  SmallVector<Value> result;
+  for (Value v : wrt) {
+    Value g = adjoints.lookup(v);
+    result.push_back(g ? g : zerosLike(b, v.getLoc(), v));
+  }
+  return result;
+}
+
+SmallVector<Operation *> Differentiator::tapeOf(Block &block,
+                                                ArrayRef<Value> roots) {
+  DenseSet<Value> needed(roots.begin(), roots.end());
+  SmallVector<Operation *> tape;
+  for (Operation &op : llvm::reverse(block.without_terminator())) {
+    if (!llvm::any_of(op.getResults(), [&](Value r) {
+          return needed.contains(r) && isActive(r);
+        }))
+      continue;
+    tape.push_back(&op);
+    op.walk([&](Operation *nested) {
+      for (Value v : nested->getOperands())
+        if (isActive(v))
+          needed.insert(v);
+    });
+  }
+  return tape;
+}
+
+LogicalResult Differentiator::replay(ArrayRef<Operation *> tape) {
   for (Operation *op : tape) {
     SmallVector<Value> grads;
     for (Value r : op->getResults())
@@ -353,16 +380,76 @@ FailureOr<SmallVector<Value>> Differentiator::run(Value loss,
     if (failed(visit(op, grads)))
       return failure();
   }
-  SmallVector<Value> result;
-  for (Value v : wrt) {
-    Value g = adjoints.lookup(v);
-    result.push_back(g ? g : zerosLike(b, v.getLoc(), v));
+  return success();
+}
+
+/// The adjoint of an scf.if (a run-time choice, e.g. whether a size-1
+/// dimension must be broadcast): an scf.if on the same condition whose
+/// branches differentiate the original ones and yield the contributions to
+/// every active value they read from outside.
+LogicalResult Differentiator::visitIf(scf::IfOp op, ArrayRef<Value> grads) {
+  Location loc = op.getLoc();
+  llvm::SetVector<Value> captured;
+  op->walk([&](Operation *nested) {
+    for (Value v : nested->getOperands())
+      if (isActive(v) && !op->isAncestor(v.getParentBlock()->getParentOp()))
+        captured.insert(v);
+  });
+  if (captured.empty())
+    return success();
+  if (op.getElseRegion().empty())
+    return op.emitError("no gradient rule for an scf.if without else branch "
+                        "that depends on a trainable parameter");
+  SmallVector<Type> types;
+  for (Value v : captured)
+    types.push_back(v.getType());
+  auto adjointIf = scf::IfOp::create(b, loc, types, op.getCondition(),
+                                     /*withElseRegion=*/true);
+  for (auto [from, to] : {std::pair<Region *, Region *>{
+                              &op.getThenRegion(), &adjointIf.getThenRegion()},
+                          {&op.getElseRegion(), &adjointIf.getElseRegion()}}) {
+    Block &branch = from->front();
+    Block &body = to->front();
+    Differentiator nested(func);
+    nested.active = active;
+    if (!body.empty() && isa<scf::YieldOp>(body.back()))
+      body.back().erase();
+    nested.b.setInsertionPointToEnd(&body);
+    // The branch's values are not visible here: recompute them first.
+    IRMapping mapping;
+    for (Operation &primal : branch.without_terminator()) {
+      Operation *clone = nested.b.clone(primal, mapping);
+      for (auto [r, c] : llvm::zip(primal.getResults(), clone->getResults()))
+        if (isActive(r))
+          nested.active.insert(c);
+    }
+    auto yield = cast<scf::YieldOp>(branch.getTerminator());
+    SmallVector<Value> roots;
+    for (auto [value, g] : llvm::zip(yield.getOperands(), grads)) {
+      if (!g || !isActive(value))
+        continue;
+      Value mapped = mapping.lookupOrDefault(value);
+      roots.push_back(mapped);
+      nested.accumulate(mapped, g);
+    }
+    if (failed(nested.replay(nested.tapeOf(body, roots))))
+      return failure();
+    SmallVector<Value> results;
+    for (Value v : captured) {
+      Value g = nested.adjoints.lookup(v);
+      results.push_back(g ? g : zerosLike(nested.b, loc, v));
+    }
+    scf::YieldOp::create(nested.b, loc, results);
   }
-  return result;
+  for (auto [v, result] : llvm::zip(captured, adjointIf.getResults()))
+    accumulate(v, result);
+  return success();
 }
 
 LogicalResult Differentiator::visit(Operation *op, ArrayRef<Value> grads) {
   Location loc = op->getLoc();
+  if (auto ifOp = dyn_cast<scf::IfOp>(op))
+    return visitIf(ifOp, grads);
   if (auto linalgOp = dyn_cast<linalg::LinalgOp>(op)) {
     if (!linalgOp.hasPureTensorSemantics())
       return op->emitError("no gradient rule for a linalg op on buffers");

@@ -323,6 +323,32 @@ check("tensor.pad", """
   } : tensor<4x3xf64> to tensor<5x5xf64>
 """, [a], {0}, (5, 5))
 
+# --- control flow: both branches of a run-time choice -------------------------
+for flag, taken in ((1.0, "then"), (-1.0, "else")):
+    check(f"scf.if ({taken} branch taken)", """
+  %z = arith.constant 0.0 : f64
+  %f = tensor.extract %a2[] : tensor<f64>
+  %c = arith.cmpf ogt, %f, %z : f64
+  %e = tensor.empty() : tensor<4x3xf64>
+  %out = scf.if %c -> tensor<4x3xf64> {
+    %p = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (j)>, affine_map<(i, j) -> (i, j)>],
+        iterator_types = ["parallel", "parallel"]} ins(%a0, %a1 : tensor<4x3xf64>, tensor<3xf64>) outs(%e : tensor<4x3xf64>) {
+    ^bb0(%x: f64, %y: f64, %o: f64):
+      %m = arith.mulf %x, %y : f64
+      %q = arith.mulf %m, %x : f64
+      linalg.yield %q : f64
+    } -> tensor<4x3xf64>
+    scf.yield %p : tensor<4x3xf64>
+  } else {
+    %p = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>],
+        iterator_types = ["parallel", "parallel"]} ins(%a0 : tensor<4x3xf64>) outs(%e : tensor<4x3xf64>) {
+    ^bb0(%x: f64, %o: f64):
+      %q = math.sin %x : f64
+      linalg.yield %q : f64
+    } -> tensor<4x3xf64>
+    scf.yield %p : tensor<4x3xf64>
+  }""", [a, b, np.array(flag)], {0, 1}, (4, 3))
+
 # --- QOpt ops through their lowering -----------------------------------------
 xs, wt, bias = f64(2, 3, 4), f64(5, 4), f64(5)
 check("qopt.linear (weight, bias, input)", """
@@ -332,9 +358,22 @@ la, lb = f64(2, 4), f64(5, 2)
 check("qopt.lora (A, B; frozen W)", """
   %out = qopt.lora %a0, %a1, %a2, %a3 alpha = 4.0 : (tensor<2x3x4xf64>, tensor<5x4xf64>, tensor<2x4xf64>, tensor<5x2xf64>) -> tensor<2x3x5xf64>
 """, [xs, wt, la, lb], {2, 3}, (2, 3, 5), **F32)
-check("qopt.lora DoRA (A, B, magnitude)", """
+# DoRA's weight norm is detached (PEFT, the DoRA paper): A's and B's
+# gradients are not the derivative of the output (test/e2e/train.test
+# checks them against PEFT); the magnitude's is.
+check("qopt.lora DoRA (magnitude)", """
   %out = qopt.lora %a0, %a1, %a2, %a3 magnitude(%a4) alpha = 4.0 : (tensor<2x3x4xf64>, tensor<5x4xf64>, tensor<2x4xf64>, tensor<5x2xf64>, tensor<5xf64>) -> tensor<2x3x5xf64>
-""", [xs, wt, la, lb, f64(5, lo=0.5)], {2, 3, 4}, (2, 3, 5), **F32)
+""", [xs, wt, la, lb, f64(5, lo=0.5)], {4}, (2, 3, 5), **F32)
+xr, cr, sr = f64(2, 2, 3, 8), f64(1, 1, 3, 8), f64(1, 1, 3, 8)
+check("qopt.rotary halves (input; cos, sin broadcast over heads)", """
+  %out = qopt.rotary %a0, %a1, %a2 : tensor<2x2x3x8xf64>, tensor<1x1x3x8xf64>, tensor<1x1x3x8xf64>
+""", [xr, cr, sr], {0, 1, 2}, (2, 2, 3, 8), **F32)
+check("qopt.rotary interleaved", """
+  %out = qopt.rotary %a0, %a1, %a2 interleaved : tensor<2x2x3x8xf64>, tensor<1x1x3x8xf64>, tensor<1x1x3x8xf64>
+""", [xr, cr, sr], {0}, (2, 2, 3, 8), **F32)
+check("qopt.rotary partial (4 of 8 features)", """
+  %out = qopt.rotary %a0, %a1, %a2 : tensor<2x2x3x8xf64>, tensor<1x1x3x4xf64>, tensor<1x1x3x4xf64>
+""", [xr, f64(1, 1, 3, 4), f64(1, 1, 3, 4)], {0}, (2, 2, 3, 8), **F32)
 check("qopt.rms_norm (input, scale)", """
   %out = qopt.rms_norm %a0, %a1 epsilon = 1.0e-5 : (tensor<2x3x4xf64>, tensor<4xf64>) -> tensor<2x3x4xf64>
 """, [xs, f64(4)], {0, 1}, (2, 3, 4), **F32)

@@ -18,12 +18,13 @@ func.func @gather(%t: tensor<8x4xf32> {qopt.trainable}, %ids: tensor<3xindex>) -
 
 // -----
 
-func.func @control_flow(%w: tensor<f32> {qopt.trainable}, %c: i1) -> tensor<f32> {
-  // expected-error @+1 {{no gradient rule for 'scf.if' (it depends on a trainable parameter and the loss depends on it)}}
-  %r = scf.if %c -> tensor<f32> {
-    scf.yield %w : tensor<f32>
-  } else {
-    scf.yield %w : tensor<f32>
+func.func @loop(%w: tensor<f32> {qopt.trainable}) -> tensor<f32> {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c3 = arith.constant 3 : index
+  // expected-error @+1 {{no gradient rule for 'scf.for' (it depends on a trainable parameter and the loss depends on it)}}
+  %r = scf.for %i = %c0 to %c3 step %c1 iter_args(%acc = %w) -> tensor<f32> {
+    scf.yield %acc : tensor<f32>
   }
   return %r : tensor<f32>
 }

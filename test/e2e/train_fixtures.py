@@ -3,7 +3,8 @@ make_train_fixtures.py with PyTorch autograd + PEFT + torch.optim.AdamW)
 against what issue 16's compiled train step is to compute, written here in
 numpy from the definitions:
 
-- the labels: the batch's tokens, -100 at padding and at two more places;
+- the labels: the batch's tokens, -100 at padding, at each row's first
+  token and at two more places;
 - AdamW's first step (decoupled weight decay, bias correction), from the
   adapter's saved values and the recorded gradients:
   p1 = p0·(1 − lr·wd) − lr · m̂ / (√v̂ + eps), m̂ = g, v̂ = g²
@@ -32,8 +33,11 @@ for name, case in index["cases"].items():
     saved = read_safetensors(os.path.join(TRAIN, name, "adapter_model.safetensors"))
     ids, mask, labels = ref["input_ids"], ref["attention_mask"], ref["labels"]
     masked = labels == -100
+    # -100 at padding, at each row's first token (after left padding) and
+    # at two more places.
+    firsts = masked[np.arange(len(mask)), np.argmax(mask, axis=1)]
     labels_ok = (np.array_equal(labels[~masked], ids[~masked]) and masked[mask == 0].all()
-                 and masked.sum() == (mask == 0).sum() + 2)
+                 and firsts.all() and masked.sum() == (mask == 0).sum() + len(mask) + 2)
     worst, missing = 0.0, []
     grads = [k[len("grad."):] for k in ref.files if k.startswith("grad.")]
     for n in grads:

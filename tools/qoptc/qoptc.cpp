@@ -200,6 +200,53 @@ static cl::opt<bool> requantize(
              "layer)"),
     cl::cat(category));
 
+static cl::opt<bool> train(
+    "train",
+    cl::desc("Compile a training step instead of inference: the adapter "
+             "(--adapter, made trainable, or --lora-config) and any other "
+             "trainable parameters are updated in place by each run, which "
+             "takes the model's inputs and the labels and returns the loss"),
+    cl::cat(category));
+static cl::opt<std::string> loss(
+    "loss",
+    cl::desc("With --train: causal-lm (transformers' shifted cross-entropy, "
+             "labels -100 ignored; the default), seq-cls or mse"),
+    cl::init("causal-lm"), cl::cat(category));
+static cl::opt<std::string> optimizerSpec(
+    "optimizer",
+    cl::desc("With --train: the optimizer, as "
+             "\"adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01\" "
+             "(the default) or \"sgd:lr=0.1,momentum=0.9,dampening=0,"
+             "nesterov=false,weight_decay=0\" (torch.optim's semantics)"),
+    cl::init("adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01"),
+    cl::cat(category));
+static cl::opt<std::string> trainEntry(
+    "train-entry",
+    cl::desc("With --train: what the library's entry computes: train (one "
+             "optimizer step, returns the loss; the default), eval (the "
+             "loss only) or gradients (the loss and grad.<parameter> for "
+             "every trainable parameter)"),
+    cl::init("train"), cl::cat(category));
+static cl::opt<std::string> lrSchedule(
+    "lr-schedule",
+    cl::desc("With --train: constant (the default), linear or cosine decay "
+             "to zero at --total-steps, after --warmup-steps of linear "
+             "warm-up (transformers' schedulers)"),
+    cl::init("constant"), cl::cat(category));
+static cl::opt<int64_t>
+    warmupSteps("warmup-steps",
+                cl::desc("With --train: steps of learning-rate warm-up"),
+                cl::init(0), cl::cat(category));
+static cl::opt<int64_t> totalSteps(
+    "total-steps",
+    cl::desc("With --train and a linear or cosine schedule: its last step"),
+    cl::init(0), cl::cat(category));
+static cl::opt<double> maxGradNorm(
+    "max-grad-norm",
+    cl::desc("With --train: clip the global gradient norm to this "
+             "(torch's clip_grad_norm_; 0, the default, does not clip)"),
+    cl::init(0.0), cl::cat(category));
+
 static int fail(const Twine &message) {
   llvm::errs() << "qoptc: error: " << message << "\n";
   return 1;
@@ -243,6 +290,17 @@ int main(int argc, char **argv) {
   if (!calibrationData.empty() && loraConfig.empty())
     return fail("--calibration-data needs --lora-config (an adapter config "
                 "with init_lora_weights \"eva\")");
+  if (train && (merge || !loraSlots.empty()))
+    return fail("--train excludes --merge and --lora-slots: it trains the "
+                "adapter's factors, which must stay separate parameters");
+  if (!train &&
+      (loss.getNumOccurrences() || optimizerSpec.getNumOccurrences() ||
+       trainEntry.getNumOccurrences() || lrSchedule.getNumOccurrences() ||
+       warmupSteps.getNumOccurrences() || totalSteps.getNumOccurrences() ||
+       maxGradNorm.getNumOccurrences()))
+    return fail("--loss, --optimizer, --train-entry, --lr-schedule, "
+                "--warmup-steps, --total-steps and --max-grad-norm need "
+                "--train");
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
@@ -326,6 +384,14 @@ int main(int argc, char **argv) {
   modelOptions.calibrationBatchSize = calibrationBatchSize;
   modelOptions.calibrationMaxPasses = calibrationMaxPasses;
   modelOptions.evaCalibrator = qopt::computeEvaState;
+  modelOptions.train = train;
+  modelOptions.trainLoss = loss;
+  modelOptions.trainOptimizer = optimizerSpec;
+  modelOptions.trainEntry = trainEntry;
+  modelOptions.trainSchedule = lrSchedule;
+  modelOptions.trainWarmupSteps = warmupSteps;
+  modelOptions.trainTotalSteps = totalSteps;
+  modelOptions.trainMaxGradNorm = maxGradNorm;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

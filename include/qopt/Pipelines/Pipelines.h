@@ -95,6 +95,20 @@ struct ModelCompileOptions {
                               int64_t maxPasses, const CPUTargetOptions &target,
                               StringRef workDir, StringRef statePath)>
       evaCalibrator;
+  /// Compile a training entry (`qoptc --train`): loaded adapters become
+  /// trainable, and after the QOpt lowering qopt-build-train-step adds the
+  /// loss, its gradients and the optimizer step.
+  bool train = false;
+  /// qopt-build-train-step's options: loss, optimizer, entry (train, eval,
+  /// gradients), schedule, warm-up / total steps, gradient clipping.
+  std::string trainLoss = "causal-lm";
+  std::string trainOptimizer =
+      "adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01";
+  std::string trainEntry = "train";
+  std::string trainSchedule = "constant";
+  int64_t trainWarmupSteps = 0;
+  int64_t trainTotalSteps = 0;
+  double trainMaxGradNorm = 0.0;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
   /// Print how long each step took to stderr.

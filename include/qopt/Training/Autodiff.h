@@ -21,6 +21,10 @@ namespace mlir::qopt {
 /// ops that depend on a `wrt` value and that the loss depends on are
 /// differentiated; any such op without a rule is an error naming it (its
 /// location carries the ONNX node), never a silently wrong gradient.
+///
+/// Results of ops marked `qopt.no_gradient` (kNoGradientAttr) are constants
+/// to the differentiation (torch's detach()): DoRA's weight norm, which the
+/// QOpt lowering marks.
 FailureOr<SmallVector<Value>> buildGradients(func::FuncOp func, Value loss,
                                              ArrayRef<Value> wrt);
 

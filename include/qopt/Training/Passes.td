@@ -48,6 +48,78 @@ def QOptAppendGradientsPass
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::linalg::LinalgDialect",
                            "::mlir::math::MathDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::tensor::TensorDialect"];
+}
+
+def QOptBuildTrainStepPass
+    : Pass<"qopt-build-train-step", "::mlir::ModuleOp"> {
+  let summary = "Turns the model's entry into a training entry: loss, "
+                "gradients and the optimizer's update";
+  let description = [{
+    Runs where `qopt-append-gradients` does (on tensors, after the QOpt
+    lowering), on the module's one entry function, whose first result is
+    the model's output (logits). It adds the target as a new input after
+    the model's — `labels` (int64: [batch, seq] for `loss=causal-lm`,
+    [batch] for `seq-cls`) or `targets` (the output's shape, for `mse`) —
+    and builds the loss on the output:
+
+    - `causal-lm`: transformers' causal-LM loss: logits at positions
+      0 … S-2 against labels at 1 … S-1, cross-entropy in f32 with a
+      max-shifted log-sum-exp, labels `-100` left out, the mean over the
+      positions counted (NaN when none is, as torch);
+    - `seq-cls`: the same cross-entropy on [batch, classes] logits;
+    - `mse`: the mean of the squared differences.
+
+    Then, by `entry`:
+
+    - `eval`: returns the loss only;
+    - `gradients`: returns the loss and the gradient of every trainable
+      parameter, each named `grad.<parameter>` (see
+      `qopt-append-gradients` for how they are derived);
+    - `train` (the default): returns the loss and, as updates of mutable
+      parameters, each trainable parameter after one optimizer step and the
+      optimizer's state: `optimizer.step` (int64, the steps taken), and per
+      parameter `<name>.exp_avg` / `<name>.exp_avg_sq` (AdamW) or
+      `<name>.momentum_buffer` (SGD with momentum), new state parameters
+      that start at zero. The runtime commits them after a successful run,
+      so each call is one training step.
+
+    The optimizer is torch.optim's arithmetic in f32 (`optimizer` as
+    `qoptc --optimizer` spells it, e.g.
+    `adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01` — decoupled
+    weight decay, bias correction — or
+    `sgd:lr=0.1,momentum=0.9,dampening=0,nesterov=false,weight_decay=0`),
+    with the learning rate of transformers' schedulers (`schedule`
+    constant / linear / cosine after `warmup-steps` of linear warm-up; the
+    first step uses the factor at 0, as a scheduler stepped after the
+    optimizer) and torch's `clip_grad_norm_` (`max-grad-norm`: every
+    gradient scaled by min(1, max / (‖g‖ + 1e-6)), ‖g‖ over all of them).
+  }];
+  let options = [
+    Option<"loss", "loss", "std::string", "\"causal-lm\"",
+           "The loss: causal-lm, seq-cls or mse">,
+    Option<"optimizer", "optimizer", "std::string",
+           "\"adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01\"",
+           "The optimizer and its hyperparameters (adamw:… or sgd:…)">,
+    Option<"entry", "entry", "std::string", "\"train\"",
+           "What the entry computes: train (one optimizer step), eval (the "
+           "loss) or gradients (the loss and every trainable parameter's "
+           "gradient)">,
+    Option<"schedule", "schedule", "std::string", "\"constant\"",
+           "Learning-rate schedule after warm-up: constant, linear or "
+           "cosine (to zero at total-steps)">,
+    Option<"warmupSteps", "warmup-steps", "int64_t", "0",
+           "Steps of linear warm-up from 0 to the learning rate">,
+    Option<"totalSteps", "total-steps", "int64_t", "0",
+           "The schedule's last step (linear and cosine)">,
+    Option<"maxGradNorm", "max-grad-norm", "double", "0.0",
+           "Clip the global gradient norm to this (0: no clipping)">
+  ];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::scf::SCFDialect",
                            "::mlir::tensor::TensorDialect"];
 }
 

@@ -1392,6 +1392,9 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
                     b, l, arith::AddFOp::create(b, l, v[1], sq).getResult());
               })
               .getResult(0);
+      // The norm is a constant to training, as in DoRA's paper and PEFT
+      // (weight_norm.detach()): no gradient reaches A and B through it.
+      norms.getDefiningOp()->setAttr(kNoGradientAttr, rewriter.getUnitAttr());
       Value bias = op.getBias();
       SmallVector<Value> inputs = {base, branch, magnitude, norms};
       SmallVector<AffineMap> maps = {id, id, last, last};
@@ -2241,9 +2244,11 @@ struct LowerCrossEntropy : OpRewritePattern<CrossEntropyOp> {
   }
 };
 
-/// y = x · cos + rotate(x) · sin on the first R features, x beyond: one
-/// elementwise pass reading the partner feature, cos and sin by index
-/// (their broadcast dimensions at 0).
+/// y = x · cos + rotate(x) · sin on the first R features, x beyond. The
+/// partner features come from slices put back in swapped order (a concat),
+/// not from reads at computed indices, so that the lowering is made of ops
+/// with gradient rules (training differentiates it); one elementwise pass
+/// then applies the signs, cos and sin (their broadcast dimensions at 0).
 struct LowerRotary : OpRewritePattern<RotaryOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RotaryOp op,
@@ -2276,53 +2281,101 @@ struct LowerRotary : OpRewritePattern<RotaryOp> {
               std::to_string(r) + ")");
     }
     bool interleaved = op.getInterleaved();
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(rewriter, loc, x);
+    // A slice of the last dimension: [from, from + width).
+    auto lastSlice = [&](Value v, OpFoldResult from,
+                         OpFoldResult width) -> Value {
+      int64_t n = cast<RankedTensorType>(v.getType()).getRank();
+      SmallVector<OpFoldResult> offsets(n, rewriter.getIndexAttr(0));
+      SmallVector<OpFoldResult> vSizes =
+          tensor::getMixedSizes(rewriter, loc, v);
+      offsets.back() = from;
+      vSizes.back() = width;
+      SmallVector<OpFoldResult> strides(n, rewriter.getIndexAttr(1));
+      return tensor::ExtractSliceOp::create(rewriter, loc, v, offsets, vSizes,
+                                            strides);
+    };
+    bool partial =
+        xType.isDynamicDim(rank - 1) || xType.getDimSize(rank - 1) != r;
+    Value xr = partial ? lastSlice(x, rewriter.getIndexAttr(0),
+                                   rewriter.getIndexAttr(r))
+                       : x;
+    // The partner of each feature, unsigned.
+    Value swapped;
+    if (!interleaved) {
+      Value first =
+          lastSlice(xr, rewriter.getIndexAttr(0), rewriter.getIndexAttr(r / 2));
+      Value second = lastSlice(xr, rewriter.getIndexAttr(r / 2),
+                               rewriter.getIndexAttr(r / 2));
+      swapped = tensor::ConcatOp::create(rewriter, loc, rank - 1,
+                                         ValueRange{second, first});
+    } else {
+      // [..., R] as [..., R/2, 2]: the pairs' two members swapped.
+      SmallVector<ReassociationIndices> groups;
+      for (int64_t d = 0; d + 1 < rank; ++d)
+        groups.push_back({d});
+      groups.push_back({rank - 1, rank});
+      SmallVector<OpFoldResult> pairSizes(sizes.begin(), sizes.end() - 1);
+      pairSizes.push_back(rewriter.getIndexAttr(r / 2));
+      pairSizes.push_back(rewriter.getIndexAttr(2));
+      SmallVector<int64_t> pairShape(xType.getShape().drop_back());
+      pairShape.push_back(r / 2);
+      pairShape.push_back(2);
+      auto pairType = RankedTensorType::get(pairShape, xType.getElementType());
+      Value pairs = tensor::ExpandShapeOp::create(rewriter, loc, pairType, xr,
+                                                  groups, pairSizes);
+      Value even =
+          lastSlice(pairs, rewriter.getIndexAttr(0), rewriter.getIndexAttr(1));
+      Value odd =
+          lastSlice(pairs, rewriter.getIndexAttr(1), rewriter.getIndexAttr(1));
+      Value swappedPairs =
+          tensor::ConcatOp::create(rewriter, loc, rank, ValueRange{odd, even});
+      swapped = tensor::CollapseShapeOp::create(rewriter, loc, xr.getType(),
+                                                swappedPairs, groups);
+    }
+    // cos / sin read with their broadcast dimensions at 0.
+    SmallVector<AffineExpr> cExprs;
+    for (int64_t d = 0; d < rank; ++d)
+      cExprs.push_back(d + 1 < rank && broadcasts[d]
+                           ? rewriter.getAffineConstantExpr(0)
+                           : rewriter.getAffineDimExpr(d));
+    AffineMap id = rewriter.getMultiDimIdentityMap(rank);
+    AffineMap cMap = AffineMap::get(rank, 0, cExprs, rewriter.getContext());
     Value y = createElementwise(
-        rewriter, loc, x, x, rewriter.getMultiDimIdentityMap(rank),
+        rewriter, loc, xr, {xr, swapped, cos, sin}, {id, id, cMap, cMap},
         [&](OpBuilder &b, Location l, ValueRange a) {
-          auto c = [&](int64_t v) {
-            return arith::ConstantIndexOp::create(b, l, v).getResult();
-          };
-          SmallVector<Value> at;
-          for (int64_t d = 0; d < rank; ++d)
-            at.push_back(linalg::IndexOp::create(b, l, d));
-          Value d = at.back();
-          Value rotated =
-              arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, d, c(r));
-          // The partner feature, and whether rotate() negates it.
-          Value partner, negate;
-          if (interleaved) {
-            Value odd = arith::RemUIOp::create(b, l, d, c(2));
-            negate = arith::CmpIOp::create(b, l, arith::CmpIPredicate::eq, odd,
-                                           c(0));
-            partner = arith::SelectOp::create(
-                b, l, negate, arith::AddIOp::create(b, l, d, c(1)),
-                arith::SubIOp::create(b, l, d, c(1)));
-          } else {
-            negate = arith::CmpIOp::create(b, l, arith::CmpIPredicate::slt, d,
-                                           c(r / 2));
-            partner = arith::SelectOp::create(
-                b, l, negate, arith::AddIOp::create(b, l, d, c(r / 2)),
-                arith::SubIOp::create(b, l, d, c(r / 2)));
-          }
-          // Beyond R: any in-range index, the result is x there.
-          Value inside = arith::SelectOp::create(b, l, rotated, d, c(0));
-          partner = arith::SelectOp::create(b, l, rotated, partner, c(0));
-          SmallVector<Value> xAt(at);
-          xAt.back() = partner;
-          SmallVector<Value> cAt;
-          for (int64_t i = 0; i + 1 < rank; ++i)
-            cAt.push_back(broadcasts[i] ? c(0) : at[i]);
-          cAt.push_back(inside);
-          Value other = tensor::ExtractOp::create(b, l, x, xAt);
-          other = arith::SelectOp::create(
-              b, l, negate, arith::NegFOp::create(b, l, other), other);
-          Value cv = tensor::ExtractOp::create(b, l, cos, cAt);
-          Value sv = tensor::ExtractOp::create(b, l, sin, cAt);
-          Value out =
-              arith::AddFOp::create(b, l, arith::MulFOp::create(b, l, a[0], cv),
-                                    arith::MulFOp::create(b, l, other, sv));
-          return arith::SelectOp::create(b, l, rotated, out, a[0]).getResult();
+          Value d = linalg::IndexOp::create(b, l, rank - 1);
+          // rotate() negates the partner of the first half's features
+          // (halves) or of the even ones (interleaved).
+          Value negate;
+          if (interleaved)
+            negate = arith::CmpIOp::create(
+                b, l, arith::CmpIPredicate::eq,
+                arith::RemUIOp::create(b, l, d,
+                                       arith::ConstantIndexOp::create(b, l, 2)),
+                arith::ConstantIndexOp::create(b, l, 0));
+          else
+            negate = arith::CmpIOp::create(
+                b, l, arith::CmpIPredicate::slt, d,
+                arith::ConstantIndexOp::create(b, l, r / 2));
+          Value other = arith::SelectOp::create(
+              b, l, negate, arith::NegFOp::create(b, l, a[1]), a[1]);
+          return arith::AddFOp::create(b, l,
+                                       arith::MulFOp::create(b, l, a[0], a[2]),
+                                       arith::MulFOp::create(b, l, other, a[3]))
+              .getResult();
         });
+    if (partial) {
+      OpFoldResult rest = getAsOpFoldResult(arith::SubIOp::create(
+          rewriter, loc,
+          getValueOrCreateConstantIndexOp(rewriter, loc, sizes.back()),
+          arith::ConstantIndexOp::create(rewriter, loc, r)));
+      Value tail = lastSlice(x, rewriter.getIndexAttr(r), rest);
+      y = tensor::ConcatOp::create(rewriter, loc, rank - 1,
+                                   ValueRange{y, tail});
+      if (y.getType() != xType)
+        y = tensor::CastOp::create(rewriter, loc, xType, y);
+    }
     rewriter.replaceOp(op, y);
     return success();
   }

@@ -49,6 +49,10 @@ namespace mlir::qopt {
 /// row-major (sub-byte integers several to a byte), booleans one byte each
 /// as ONNX, numpy and safetensors store them; failure when that overflows.
 FailureOr<uint64_t> getStoredByteSize(RankedTensorType type);
+
+/// On an op of the lowered model: its results are constants to training
+/// (torch's detach()); set by lowerings, read by the differentiation.
+constexpr StringLiteral kNoGradientAttr = "qopt.no_gradient";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H

@@ -1,0 +1,379 @@
+//===- TrainStep.cpp - Loss, gradients and optimizer as one entry ---------===//
+//
+// Turns a model's entry (inputs, parameters) -> (logits, ...) into a
+// training entry: labels as a new input, the loss built on the logits, its
+// gradients (Autodiff.h) and the optimizer's update of every trainable
+// parameter and of its state, returned as parameter updates the runtime
+// commits after the run (the trainable-state ABI).
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Training/Passes.h"
+
+#include "qopt/Conversion/Utils/LinalgBuilders.h"
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Training/Autodiff.h"
+#include "qopt/Training/Optimizer.h"
+
+#include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/StringExtras.h"
+
+#include <cmath>
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTBUILDTRAINSTEPPASS
+#include "qopt/Training/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+
+namespace {
+
+//===----------------------------------------------------------------------===//
+// Losses
+//===----------------------------------------------------------------------===//
+
+Value f32(OpBuilder &b, Location loc, double v) {
+  return arith::ConstantOp::create(b, loc, b.getF32FloatAttr(v));
+}
+
+/// Sum of cross-entropies of `logits` [..., V] (any float type, computed in
+/// f32) against integer `labels` [...], positions labelled `ignore` left
+/// out, divided by the number of positions counted: torch's
+/// cross_entropy(reduction="mean", ignore_index=-100). 0/0 (nothing
+/// counted) is NaN, as in torch.
+Value crossEntropy(OpBuilder &b, Location loc, Value logits, Value labels) {
+  auto type = cast<RankedTensorType>(logits.getType());
+  int64_t rank = type.getRank();
+  int64_t axis = rank - 1;
+  // Row max, for a stable log-sum-exp.
+  Value max = createTrailingReduction(
+      b, loc, logits, axis, false, {}, -INFINITY,
+      [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return arith::MaximumFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
+      });
+  Value sumExp = createTrailingReduction(
+      b, loc, logits, axis, false, {max}, 0.0,
+      [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        Value d = arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
+        return arith::AddFOp::create(nb, l, a[2],
+                                     math::ExpOp::create(nb, l, d));
+      });
+  // The logit of the label: a sum over V of the one matching position.
+  Value picked = createTrailingReduction(
+      b, loc, logits, axis, false, {labels}, 0.0,
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        Value v = linalg::IndexOp::create(nb, l, axis);
+        Value label =
+            arith::IndexCastOp::create(nb, l, nb.getIndexType(), a[1]);
+        Value hit =
+            arith::CmpIOp::create(nb, l, arith::CmpIPredicate::eq, v, label);
+        Value term = arith::SelectOp::create(nb, l, hit, castToF32(nb, l, a[0]),
+                                             f32(nb, l, 0.0));
+        return arith::AddFOp::create(nb, l, a[2], term);
+      });
+  // Per position: counted ? max + log(sumExp) - picked : 0, summed; and
+  // the count.
+  SmallVector<AffineMap> rowMaps(
+      4, b.getMultiDimIdentityMap(axis)); // labels, max, sumExp, picked
+  auto scalarMap = AffineMap::get(axis, 0, b.getContext());
+  SmallVector<utils::IteratorType> reduceAll(axis,
+                                             utils::IteratorType::reduction);
+  Value zeroSum = createFilledTensor(b, loc, {}, b.getF32Type(), 0.0);
+  SmallVector<AffineMap> maps = rowMaps;
+  maps.push_back(scalarMap);
+  Value total =
+      linalg::GenericOp::create(
+          b, loc, zeroSum.getType(), ValueRange{labels, max, sumExp, picked},
+          ValueRange{zeroSum}, maps, reduceAll,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            Value ignore = arith::ConstantOp::create(
+                nb, l, nb.getIntegerAttr(a[0].getType(), -100));
+            Value counted = arith::CmpIOp::create(
+                nb, l, arith::CmpIPredicate::ne, a[0], ignore);
+            Value lse = arith::AddFOp::create(nb, l, a[1],
+                                              math::LogOp::create(nb, l, a[2]));
+            Value nll = arith::SubFOp::create(nb, l, lse, a[3]);
+            Value term =
+                arith::SelectOp::create(nb, l, counted, nll, f32(nb, l, 0.0));
+            linalg::YieldOp::create(
+                nb, l, arith::AddFOp::create(nb, l, a[4], term).getResult());
+          })
+          .getResult(0);
+  Value count =
+      linalg::GenericOp::create(
+          b, loc, zeroSum.getType(), ValueRange{labels}, ValueRange{zeroSum},
+          ArrayRef<AffineMap>{rowMaps[0], scalarMap}, reduceAll,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            Value ignore = arith::ConstantOp::create(
+                nb, l, nb.getIntegerAttr(a[0].getType(), -100));
+            Value counted = arith::CmpIOp::create(
+                nb, l, arith::CmpIPredicate::ne, a[0], ignore);
+            Value one = arith::SelectOp::create(nb, l, counted, f32(nb, l, 1.0),
+                                                f32(nb, l, 0.0));
+            linalg::YieldOp::create(
+                nb, l, arith::AddFOp::create(nb, l, a[1], one).getResult());
+          })
+          .getResult(0);
+  return createElementwise(
+      b, loc, total, {total, count},
+      {AffineMap::get(0, 0, b.getContext()),
+       AffineMap::get(0, 0, b.getContext())},
+      [](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return arith::DivFOp::create(nb, l, a[0], a[1]);
+      });
+}
+
+/// Causal-LM loss as transformers computes it: logits [B, S, V] at
+/// positions 0 … S-2 against labels [B, S] at 1 … S-1.
+Value causalLMLoss(OpBuilder &b, Location loc, Value logits, Value labels) {
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, logits);
+  OpFoldResult shifted;
+  if (std::optional<int64_t> seq = getConstantIntValue(sizes[1])) {
+    shifted = b.getIndexAttr(*seq - 1);
+  } else {
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    shifted =
+        arith::SubIOp::create(
+            b, loc, getValueOrCreateConstantIndexOp(b, loc, sizes[1]), one)
+            .getResult();
+  }
+  auto slice = [&](Value v, ArrayRef<OpFoldResult> offsets,
+                   ArrayRef<OpFoldResult> sliceSizes) -> Value {
+    SmallVector<OpFoldResult> strides(offsets.size(), b.getIndexAttr(1));
+    return tensor::ExtractSliceOp::create(b, loc, v, offsets, sliceSizes,
+                                          strides);
+  };
+  Value z =
+      slice(logits, {b.getIndexAttr(0), b.getIndexAttr(0), b.getIndexAttr(0)},
+            {sizes[0], shifted, sizes[2]});
+  Value y = slice(labels, {b.getIndexAttr(0), b.getIndexAttr(1)},
+                  {sizes[0], shifted});
+  return crossEntropy(b, loc, z, y);
+}
+
+/// mean((output - target)^2), as torch's mse_loss.
+Value mseLoss(OpBuilder &b, Location loc, Value output, Value target) {
+  int64_t rank = cast<RankedTensorType>(output.getType()).getRank();
+  Value zero = createFilledTensor(b, loc, {}, b.getF32Type(), 0.0);
+  SmallVector<AffineMap> maps = {b.getMultiDimIdentityMap(rank),
+                                 b.getMultiDimIdentityMap(rank),
+                                 AffineMap::get(rank, 0, b.getContext())};
+  SmallVector<utils::IteratorType> reduceAll(rank,
+                                             utils::IteratorType::reduction);
+  Value total =
+      linalg::GenericOp::create(
+          b, loc, zero.getType(), ValueRange{output, target}, ValueRange{zero},
+          maps, reduceAll,
+          [](OpBuilder &nb, Location l, ValueRange a) {
+            Value d = arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]),
+                                            castToF32(nb, l, a[1]));
+            Value sq = arith::MulFOp::create(nb, l, d, d);
+            linalg::YieldOp::create(
+                nb, l, arith::AddFOp::create(nb, l, a[2], sq).getResult());
+          })
+          .getResult(0);
+  Value n = arith::ConstantIndexOp::create(b, loc, 1);
+  for (OpFoldResult size : tensor::getMixedSizes(b, loc, output))
+    n = arith::MulIOp::create(b, loc, n,
+                              getValueOrCreateConstantIndexOp(b, loc, size));
+  Value count = arith::UIToFPOp::create(
+      b, loc, b.getF32Type(),
+      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), n));
+  return createElementwise(
+      b, loc, total, {total}, {AffineMap::get(0, 0, b.getContext())},
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return arith::DivFOp::create(nb, l, a[0], count);
+      });
+}
+
+//===----------------------------------------------------------------------===//
+// The pass
+//===----------------------------------------------------------------------===//
+
+struct QOptBuildTrainStepPass
+    : qopt::impl::QOptBuildTrainStepPassBase<QOptBuildTrainStepPass> {
+  using Base::Base;
+  void runOnOperation() override;
+
+private:
+  LogicalResult build(func::FuncOp func, const OptimizerSpec &spec);
+};
+
+/// The index of the first parameter argument (inputs come before).
+unsigned firstParameter(func::FuncOp func) {
+  for (unsigned i = 0; i < func.getNumArguments(); ++i)
+    if (func.getArgAttr(i, QOptDialect::ParamAttrHelper::getNameStr()) ||
+        func.getArgAttr(i, QOptDialect::RngKeyAttrHelper::getNameStr()))
+      return i;
+  return func.getNumArguments();
+}
+
+/// Where optimizer state goes: after the parameters, before the key.
+unsigned stateIndex(func::FuncOp func) {
+  unsigned n = func.getNumArguments();
+  if (n && func.getArgAttr(n - 1, QOptDialect::RngKeyAttrHelper::getNameStr()))
+    return n - 1;
+  return n;
+}
+
+void QOptBuildTrainStepPass::runOnOperation() {
+  llvm::Expected<OptimizerSpec> spec = parseOptimizerSpec(optimizer);
+  if (!spec) {
+    getOperation().emitError()
+        << "qopt-build-train-step: " << llvm::toString(spec.takeError());
+    return signalPassFailure();
+  }
+  func::FuncOp entry;
+  for (auto func : getOperation().getOps<func::FuncOp>())
+    if (func.isPublic() && !func.isExternal()) {
+      if (entry) {
+        func.emitError("qopt-build-train-step: the module has more than one "
+                       "entry function");
+        return signalPassFailure();
+      }
+      entry = func;
+    }
+  if (!entry) {
+    getOperation().emitError("qopt-build-train-step: no entry function");
+    return signalPassFailure();
+  }
+  if (failed(build(entry, *spec)))
+    return signalPassFailure();
+  RewritePatternSet patterns(&getContext());
+  linalg::populateEraseUnusedOperandsAndResultsPatterns(patterns);
+  if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
+    return signalPassFailure();
+}
+
+LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func,
+                                            const OptimizerSpec &spec) {
+  MLIRContext *ctx = func.getContext();
+  StringRef nameAttr = QOptDialect::NameAttrHelper::getNameStr();
+  StringRef paramAttr = QOptDialect::ParamAttrHelper::getNameStr();
+  if (!func.getBody().hasOneBlock())
+    return func.emitError("qopt-build-train-step: the entry must have one "
+                          "block");
+  if (entry != "train" && entry != "eval" && entry != "gradients")
+    return func.emitError() << "qopt-build-train-step: entry '" << entry
+                            << "' is not one of train, eval, gradients";
+  if (schedule != "constant" && schedule != "linear" && schedule != "cosine")
+    return func.emitError() << "qopt-build-train-step: schedule '" << schedule
+                            << "' is not one of constant, linear, cosine";
+  if (schedule != "constant" && totalSteps <= warmupSteps)
+    return func.emitError() << "qopt-build-train-step: schedule '" << schedule
+                            << "' needs total-steps greater than "
+                               "warmup-steps";
+  if (warmupSteps < 0 || maxGradNorm < 0)
+    return func.emitError("qopt-build-train-step: warmup-steps and "
+                          "max-grad-norm must not be negative");
+  if (func.getNumResults() == 0)
+    return func.emitError("qopt-build-train-step: the model has no output");
+  auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
+  Value output = ret.getOperand(0);
+  auto outType = dyn_cast<RankedTensorType>(output.getType());
+  if (!outType || !isa<FloatType>(outType.getElementType()))
+    return func.emitError() << "qopt-build-train-step: the model's first "
+                               "output must be float logits, not "
+                            << output.getType();
+
+  // The target: labels for the cross-entropies, a tensor like the output
+  // for MSE. A new input after the model's.
+  Location loc = func.getLoc();
+  RankedTensorType targetType;
+  StringRef targetName = "labels";
+  Builder builder(ctx);
+  if (loss == "causal-lm") {
+    if (outType.getRank() != 3)
+      return func.emitError() << "qopt-build-train-step: loss causal-lm "
+                                 "needs logits [batch, seq, vocab], not "
+                              << outType;
+    targetType = RankedTensorType::get(outType.getShape().drop_back(),
+                                       builder.getI64Type());
+  } else if (loss == "seq-cls") {
+    if (outType.getRank() != 2)
+      return func.emitError() << "qopt-build-train-step: loss seq-cls needs "
+                                 "logits [batch, classes], not "
+                              << outType;
+    targetType = RankedTensorType::get(outType.getShape().drop_back(),
+                                       builder.getI64Type());
+  } else if (loss == "mse") {
+    targetType = outType;
+    targetName = "targets";
+  } else {
+    return func.emitError() << "qopt-build-train-step: unknown loss '" << loss
+                            << "' (causal-lm, seq-cls, mse)";
+  }
+  unsigned targetIndex = firstParameter(func);
+  SmallVector<NamedAttribute> targetAttrs = {
+      builder.getNamedAttr(nameAttr, builder.getStringAttr(targetName))};
+  // Dynamic dimensions keep the names the model's first input gave them.
+  if (targetIndex > 0)
+    if (auto names = func.getArgAttrOfType<ArrayAttr>(
+            0, QOptDialect::DimNamesAttrHelper::getNameStr());
+        names && names.size() >= (size_t)targetType.getRank())
+      targetAttrs.push_back(
+          builder.getNamedAttr(QOptDialect::DimNamesAttrHelper::getNameStr(),
+                               builder.getArrayAttr(names.getValue().take_front(
+                                   targetType.getRank()))));
+  if (failed(func.insertArgument(targetIndex, targetType,
+                                 builder.getDictionaryAttr(targetAttrs), loc)))
+    return failure();
+  Value target = func.getArgument(targetIndex);
+
+  OpBuilder b(ret);
+  Value lossValue = loss == "causal-lm" ? causalLMLoss(b, loc, output, target)
+                    : loss == "seq-cls" ? crossEntropy(b, loc, output, target)
+                                        : mseLoss(b, loc, output, target);
+
+  SmallVector<Value> results = {lossValue};
+  SmallVector<DictionaryAttr> resultAttrs = {builder.getDictionaryAttr(
+      {builder.getNamedAttr(nameAttr, builder.getStringAttr("loss"))})};
+  if (entry == "eval") {
+    ret->setOperands(results);
+  } else {
+    SmallVector<Value> wrt;
+    SmallVector<std::string> names;
+    for (unsigned i = 0; i < func.getNumArguments(); ++i)
+      if (func.getArgAttr(i, QOptDialect::TrainableAttrHelper::getNameStr())) {
+        wrt.push_back(func.getArgument(i));
+        names.push_back(
+            func.getArgAttrOfType<StringAttr>(i, paramAttr).getValue().str());
+      }
+    if (wrt.empty())
+      return func.emitError("qopt-build-train-step: the model has no "
+                            "trainable parameter (load an adapter with "
+                            "--train, or insert one)");
+    FailureOr<SmallVector<Value>> grads = buildGradients(func, lossValue, wrt);
+    if (failed(grads))
+      return failure();
+    if (entry == "gradients") {
+      for (auto [name, grad] : llvm::zip(names, *grads)) {
+        results.push_back(grad);
+        resultAttrs.push_back(builder.getDictionaryAttr({builder.getNamedAttr(
+            nameAttr, builder.getStringAttr("grad." + name))}));
+      }
+    } else {
+      OptimizerBuilder opt(b, loc, spec, schedule, warmupSteps, totalSteps,
+                           maxGradNorm);
+      FailureOr<SmallVector<ParameterUpdate>> updates =
+          opt.build(func, stateIndex(func), wrt, names, *grads);
+      if (failed(updates))
+        return failure();
+      for (const ParameterUpdate &update : *updates) {
+        results.push_back(update.value);
+        resultAttrs.push_back(builder.getDictionaryAttr({builder.getNamedAttr(
+            paramAttr, builder.getStringAttr(update.param))}));
+      }
+    }
+  }
+  ret->setOperands(results);
+  func.setFunctionType(FunctionType::get(ctx, func.getArgumentTypes(),
+                                         ValueRange(results).getTypes()));
+  func.setAllResultAttrs(resultAttrs);
+  return success();
+}
+
+} // namespace

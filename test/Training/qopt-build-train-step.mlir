@@ -1,0 +1,52 @@
+// RUN: qopt-opt %s --qopt-build-train-step -split-input-file | FileCheck %s
+// RUN: qopt-opt %s --qopt-build-train-step=entry=gradients -split-input-file | FileCheck %s --check-prefix=GRAD
+// RUN: qopt-opt %s --qopt-build-train-step=entry=eval -split-input-file | FileCheck %s --check-prefix=EVAL
+// RUN: qopt-opt %s '--qopt-build-train-step=optimizer=sgd:lr=0.1,momentum=0.9' -split-input-file | FileCheck %s --check-prefix=SGD
+
+// A causal LM's logits [batch, seq, vocab]: labels come in after the
+// model's inputs, AdamW's state after its parameters; the entry returns the
+// loss, then the updated trainable parameter and the state.
+// CHECK-LABEL: func.func @main
+// CHECK-SAME: %{{.*}}: tensor<2x3x4xf32> {qopt.dim_names = ["batch", "seq", ""], qopt.name = "x"}
+// CHECK-SAME: %{{.*}}: tensor<2x3xi64> {qopt.dim_names = ["batch", "seq"], qopt.name = "labels"}
+// CHECK-SAME: %{{.*}}: tensor<4x8xf32> {{{.*}}qopt.param = "w", qopt.trainable}
+// CHECK-SAME: %{{.*}}: tensor<i64> {{{.*}}qopt.inline = dense<0> : tensor<i64>, qopt.param = "optimizer.step", qopt.state}
+// CHECK-SAME: %{{.*}}: tensor<4x8xf32> {{{.*}}qopt.inline = dense<0.000000e+00> : tensor<4x8xf32>, qopt.param = "w.exp_avg", qopt.state}
+// CHECK-SAME: %{{.*}}: tensor<4x8xf32> {{{.*}}qopt.inline = dense<0.000000e+00> : tensor<4x8xf32>, qopt.param = "w.exp_avg_sq", qopt.state}
+// CHECK-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<i64> {qopt.param = "optimizer.step"}, tensor<4x8xf32> {qopt.param = "w"}, tensor<4x8xf32> {qopt.param = "w.exp_avg"}, tensor<4x8xf32> {qopt.param = "w.exp_avg_sq"})
+// The labels are shifted: positions 1 … S-1 against logits 0 … S-2.
+// CHECK: tensor.extract_slice %{{.*}}[0, 0, 0] [2, 2, 8] [1, 1, 1] : tensor<2x3x8xf32> to tensor<2x2x8xf32>
+// CHECK: tensor.extract_slice %{{.*}}[0, 1] [2, 2] [1, 1] : tensor<2x3xi64> to tensor<2x2xi64>
+// -100 is left out.
+// CHECK: arith.cmpi ne, %{{.*}}, %c-100_i64 : i64
+// One AdamW generic updates w and both moments.
+// CHECK: linalg.generic {{.*}} ins(%arg2, %{{.*}}, %arg4, %arg5 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>)
+// CHECK: } -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>)
+
+// GRAD-LABEL: func.func @main
+// GRAD-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<4x8xf32> {qopt.name = "grad.w"})
+// GRAD-NOT: optimizer.step
+
+// EVAL-LABEL: func.func @main
+// EVAL-SAME: -> (tensor<f32> {qopt.name = "loss"})
+// EVAL-NOT: linalg.generic {{.*}} -> (tensor<4x8xf32>
+
+// SGD-LABEL: func.func @main
+// SGD-SAME: qopt.param = "w.momentum_buffer", qopt.state
+// SGD-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<i64> {qopt.param = "optimizer.step"}, tensor<4x8xf32> {qopt.param = "w"}, tensor<4x8xf32> {qopt.param = "w.momentum_buffer"})
+func.func @main(%x: tensor<2x3x4xf32> {qopt.name = "x", qopt.dim_names = ["batch", "seq", ""]},
+                %w: tensor<4x8xf32> {qopt.param = "w", qopt.trainable, qopt.inline = dense<0.5> : tensor<4x8xf32>})
+    -> tensor<2x3x8xf32> {
+  %z = arith.constant 0.0 : f32
+  %e = tensor.empty() : tensor<2x3x8xf32>
+  %f = linalg.fill ins(%z : f32) outs(%e : tensor<2x3x8xf32>) -> tensor<2x3x8xf32>
+  %y = linalg.generic {indexing_maps = [affine_map<(b, s, v, k) -> (b, s, k)>, affine_map<(b, s, v, k) -> (k, v)>,
+      affine_map<(b, s, v, k) -> (b, s, v)>], iterator_types = ["parallel", "parallel", "parallel", "reduction"]}
+      ins(%x, %w : tensor<2x3x4xf32>, tensor<4x8xf32>) outs(%f : tensor<2x3x8xf32>) {
+  ^bb0(%a: f32, %b: f32, %acc: f32):
+    %m = arith.mulf %a, %b : f32
+    %s = arith.addf %acc, %m : f32
+    linalg.yield %s : f32
+  } -> tensor<2x3x8xf32>
+  return %y : tensor<2x3x8xf32>
+}
