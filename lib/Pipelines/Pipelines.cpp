@@ -18,6 +18,7 @@
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -48,6 +49,50 @@ void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
   codegen.blas = options.blas;
   codegen.parallel = options.parallel;
   buildCPUCodegenPipeline(pm, codegen);
+}
+
+/// Puts the PEFT adapter saved in `dir` (its config, and the names of its
+/// tensors) on the module as kAdapterManifestAttr, for the manifest.
+static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
+  SmallString<256> config(dir), tensors(dir);
+  llvm::sys::path::append(config, "adapter_config.json");
+  llvm::sys::path::append(tensors, "adapter_model.safetensors");
+  auto configText = llvm::MemoryBuffer::getFile(config);
+  auto tensorsFile = llvm::MemoryBuffer::getFile(tensors);
+  if (!configText || !tensorsFile)
+    return emitError(module.getLoc())
+           << "cannot read back the adapter saved in " << dir;
+  llvm::Expected<llvm::json::Value> parsed =
+      llvm::json::parse((*configText)->getBuffer());
+  StringRef raw = (*tensorsFile)->getBuffer();
+  uint64_t headerSize = 0;
+  if (raw.size() >= 8)
+    for (int i = 7; i >= 0; --i)
+      headerSize = headerSize << 8 | uint8_t(raw[i]);
+  llvm::Expected<llvm::json::Value> header =
+      raw.size() >= 8 + headerSize
+          ? llvm::json::parse(raw.substr(8, headerSize))
+          : llvm::Expected<llvm::json::Value>(
+                llvm::createStringError("truncated"));
+  if (!parsed || !header || !header->getAsObject()) {
+    if (!parsed)
+      llvm::consumeError(parsed.takeError());
+    if (!header)
+      llvm::consumeError(header.takeError());
+    return emitError(module.getLoc())
+           << "the adapter saved in " << dir << " is malformed";
+  }
+  llvm::json::Array names;
+  for (auto &entry : *header->getAsObject())
+    if (entry.first != "__metadata__")
+      names.push_back(entry.first.str());
+  llvm::json::Object adapter{{"config", std::move(*parsed)},
+                             {"tensors", std::move(names)}};
+  std::string text;
+  llvm::raw_string_ostream(text) << llvm::json::Value(std::move(adapter));
+  module->setAttr(mlir::qopt::kAdapterManifestAttr,
+                  StringAttr::get(module.getContext(), text));
+  return success();
 }
 
 LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
@@ -159,6 +204,25 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     save.modelDir = target.modelDir;
     pm.addPass(createQOptSaveAdapterPass(save));
   }
+  // A train step keeps its adapter's PEFT config and tensor names in the
+  // manifest, so that the runtime can save the trained adapter in PEFT's
+  // format (Model.save_adapter).
+  SmallString<256> adapterDir;
+  bool hasAdapter =
+      !options.adapterDir.empty() || !options.loraConfigPath.empty();
+  if (options.train && hasAdapter) {
+    if (workDir.empty())
+      if (std::error_code ec =
+              llvm::sys::fs::createUniqueDirectory("qopt-train", workDir))
+        return emitError(module.getLoc())
+               << "cannot create a temporary folder: " << ec.message();
+    adapterDir = workDir;
+    llvm::sys::path::append(adapterDir, "adapter");
+    QOptSaveAdapterPassOptions save;
+    save.adapter = adapterDir.str().str();
+    save.modelDir = target.modelDir;
+    pm.addPass(createQOptSaveAdapterPass(save));
+  }
   if (options.mergeAdapter) {
     QOptMergeLoRAPassOptions merge;
     merge.modelDir = target.modelDir;
@@ -186,6 +250,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (failed(pm.run(module)))
     return failure();
   module->removeAttr(kModelDirAttr);
+  if (!adapterDir.empty() && failed(recordAdapter(module, adapterDir)))
+    return failure();
   if (options.timing)
     llvm::errs() << llvm::format(
         "qoptc: %-28s %8.3f s\n", "graph passes",

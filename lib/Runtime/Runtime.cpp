@@ -185,17 +185,25 @@ int64_t checkedBytes(const int64_t *shape, size_t rank, size_t elementSize) {
 
 struct qopt_model {
   void *library = nullptr;
-  int (*entry)(void **, const char **) = nullptr;
   void (*setThreads)(int) = nullptr;
   std::string manifestText;
-  std::vector<TensorSpec> inputs, outputs;
+  std::vector<TensorSpec> inputs;
   std::vector<ParamSpec> params;
   void *weights = nullptr;
   size_t weightsSize = 0;
   std::vector<std::vector<int64_t>> paramDescriptors;
-  /// Indices (into params) of the parameters the results after the outputs
-  /// update.
-  std::vector<size_t> updates;
+  /// The entry points (one, "forward", unless the manifest lists several);
+  /// all take the inputs, the parameters and the key.
+  struct Entry {
+    std::string name;
+    std::string symbol;
+    int (*fn)(void **, const char **) = nullptr;
+    std::vector<TensorSpec> outputs;
+    /// Indices (into params) of the parameters the results after the
+    /// outputs update.
+    std::vector<size_t> updates;
+  };
+  std::vector<Entry> entries;
   /// The random key [seed, counter] and its descriptor, when the model
   /// takes one.
   bool usesRNG = false;
@@ -213,7 +221,9 @@ struct qopt_model {
   };
   std::vector<LoraSlot> loraSlots;
   bool hasState() const {
-    return !updates.empty() || usesRNG || !loraSlots.empty();
+    return usesRNG || !loraSlots.empty() ||
+           std::any_of(entries.begin(), entries.end(),
+                       [](const Entry &e) { return !e.updates.empty(); });
   }
 
   ~qopt_model() {
@@ -344,8 +354,11 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     return true;
   };
   std::vector<TensorSpec> params;
+  m.entries.emplace_back();
+  m.entries[0].name = "forward";
+  m.entries[0].symbol = cm::kEntrySymbol;
   if (!readList(key::kInputs, m.inputs) ||
-      !readList(key::kOutputs, m.outputs) ||
+      !readList(key::kOutputs, m.entries[0].outputs) ||
       !readList(key::kParameters, params))
     return fail(path + ": malformed manifest: " + error);
   const Value *list = root.get(key::kParameters);
@@ -389,15 +402,53 @@ static int loadManifest(qopt_model &m, const std::string &path) {
       rng->kind != Value::Bool)
     return fail(path + ": malformed manifest: no 'updates' list or "
                        "'rng_key' flag");
-  for (const Value &name : updates->array) {
-    auto it =
-        std::find_if(m.params.begin(), m.params.end(), [&](const ParamSpec &p) {
-          return name.kind == Value::String && p.tensor.name == name.string;
-        });
-    if (it == m.params.end() || it->role == QOPT_PARAM_FROZEN)
-      return fail(path + ": malformed manifest: an update names no mutable "
-                         "parameter");
-    m.updates.push_back(static_cast<size_t>(it - m.params.begin()));
+  auto readUpdates = [&](const Value &list, std::vector<size_t> &out) {
+    for (const Value &name : list.array) {
+      auto it = std::find_if(
+          m.params.begin(), m.params.end(), [&](const ParamSpec &p) {
+            return name.kind == Value::String && p.tensor.name == name.string;
+          });
+      if (it == m.params.end() || it->role == QOPT_PARAM_FROZEN)
+        return false;
+      out.push_back(static_cast<size_t>(it - m.params.begin()));
+    }
+    return true;
+  };
+  if (!readUpdates(*updates, m.entries[0].updates))
+    return fail(path + ": malformed manifest: an update names no mutable "
+                       "parameter");
+  // Further entry points: name, symbol, outputs and updates each.
+  if (const Value *list = root.get(key::kEntries)) {
+    if (list->kind != Value::Array || list->array.empty())
+      return fail(path + ": malformed manifest: 'entries' is not a list");
+    for (size_t i = 0; i < list->array.size(); ++i) {
+      const Value &v = list->array[i];
+      const Value *name = v.get(key::kName), *symbol = v.get(key::kSymbol),
+                  *outs = v.get(key::kOutputs), *ups = v.get(key::kUpdates);
+      if (!name || name->kind != Value::String || !symbol ||
+          symbol->kind != Value::String || !outs ||
+          outs->kind != Value::Array || !ups || ups->kind != Value::Array ||
+          (i == 0 && symbol->string != cm::kEntrySymbol))
+        return fail(path + ": malformed manifest: entry #" + std::to_string(i) +
+                    " lacks its name, symbol, outputs or updates");
+      if (i == 0) {
+        m.entries[0].name = name->string;
+        continue;
+      }
+      qopt_model::Entry e;
+      e.name = name->string;
+      e.symbol = symbol->string;
+      for (const Value &o : outs->array) {
+        e.outputs.emplace_back();
+        if (!readSpec(o, e.outputs.back(), error))
+          return fail(path + ": malformed manifest: entry '" + e.name +
+                      "': " + error);
+      }
+      if (!readUpdates(*ups, e.updates))
+        return fail(path + ": malformed manifest: an update of entry '" +
+                    e.name + "' names no mutable parameter");
+      m.entries.push_back(std::move(e));
+    }
   }
   m.usesRNG = rng->boolean;
   if (const Value *slots = root.get(key::kLoraSlots)) {
@@ -546,11 +597,15 @@ int qopt_model_load(const char *path, qopt_model **model) {
     return fail(std::string("cannot load '") + path + "': " + dlerror());
   const char *manifest =
       static_cast<const char *>(dlsym(m->library, cm::kManifestSymbol));
-  m->entry = reinterpret_cast<int (*)(void **, const char **)>(
-      dlsym(m->library, cm::kEntrySymbol));
+  bool found = true;
+  for (qopt_model::Entry &e : m->entries) {
+    e.fn = reinterpret_cast<int (*)(void **, const char **)>(
+        dlsym(m->library, e.symbol.c_str()));
+    found &= e.fn != nullptr;
+  }
   m->setThreads =
       reinterpret_cast<void (*)(int)>(dlsym(m->library, cm::kSetThreadsSymbol));
-  if (!manifest || !m->entry || m->manifestText != manifest)
+  if (!manifest || !found || m->manifestText != manifest)
     return fail(std::string("'") + path +
                 "' is not a model compiled by qoptc (no qopt_run_checked, "
                 "or a manifest that differs from the file's)");
@@ -561,7 +616,16 @@ int qopt_model_load(const char *path, qopt_model **model) {
 void qopt_model_destroy(qopt_model *model) { delete model; }
 
 size_t qopt_model_num_inputs(const qopt_model *m) { return m->inputs.size(); }
-size_t qopt_model_num_outputs(const qopt_model *m) { return m->outputs.size(); }
+size_t qopt_model_num_outputs(const qopt_model *m) {
+  return m->entries[0].outputs.size();
+}
+size_t qopt_model_num_entries(const qopt_model *m) { return m->entries.size(); }
+const char *qopt_model_entry_name(const qopt_model *m, size_t entry) {
+  return entry < m->entries.size() ? m->entries[entry].name.c_str() : nullptr;
+}
+size_t qopt_model_entry_num_outputs(const qopt_model *m, size_t entry) {
+  return entry < m->entries.size() ? m->entries[entry].outputs.size() : 0;
+}
 size_t qopt_model_num_parameters(const qopt_model *m) {
   return m->params.size();
 }
@@ -590,9 +654,17 @@ int qopt_model_input_info(const qopt_model *m, size_t i,
 
 int qopt_model_output_info(const qopt_model *m, size_t i,
                            qopt_tensor_info *info) {
-  if (i >= m->outputs.size())
+  return qopt_model_entry_output_info(m, 0, i, info);
+}
+
+int qopt_model_entry_output_info(const qopt_model *m, size_t entry, size_t i,
+                                 qopt_tensor_info *info) {
+  if (entry >= m->entries.size())
+    return fail("entry index " + std::to_string(entry) + " out of range");
+  const std::vector<TensorSpec> &outputs = m->entries[entry].outputs;
+  if (i >= outputs.size())
     return fail("output index " + std::to_string(i) + " out of range");
-  return fillInfo(m->outputs[i], info);
+  return fillInfo(outputs[i], info);
 }
 
 int qopt_model_parameter_info(const qopt_model *m, size_t i,
@@ -969,14 +1041,24 @@ int qopt_model_set_num_threads(qopt_model *m, int n) {
 
 int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
                    qopt_tensor *outputs, size_t numOutputs) {
+  return qopt_model_run_entry(m, 0, inputs, numInputs, outputs, numOutputs);
+}
+
+int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
+                         size_t numInputs, qopt_tensor *outputs,
+                         size_t numOutputs) {
+  if (entry >= m->entries.size())
+    return fail("entry index " + std::to_string(entry) + " out of range (" +
+                std::to_string(m->entries.size()) + " entries)");
+  const qopt_model::Entry &e = m->entries[entry];
   std::unique_lock<std::mutex> lock(m->stateMutex, std::defer_lock);
   if (m->hasState())
     lock.lock();
   if (numInputs != m->inputs.size())
     return fail("the model takes " + std::to_string(m->inputs.size()) +
                 " inputs, got " + std::to_string(numInputs));
-  if (numOutputs != m->outputs.size())
-    return fail("the model has " + std::to_string(m->outputs.size()) +
+  if (numOutputs != e.outputs.size())
+    return fail("the model has " + std::to_string(e.outputs.size()) +
                 " outputs, room for " + std::to_string(numOutputs) + " given");
   // Check every input against the manifest; named dimensions must agree.
   std::map<std::string, std::pair<int64_t, std::string>> dimValues;
@@ -1027,11 +1109,11 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
   // update, back to back.
   std::vector<size_t> resultOffsets;
   size_t resultWords = 0;
-  for (const TensorSpec &spec : m->outputs) {
+  for (const TensorSpec &spec : e.outputs) {
     resultOffsets.push_back(resultWords);
     resultWords += 3 + 2 * spec.shape.size();
   }
-  for (size_t index : m->updates) {
+  for (size_t index : e.updates) {
     resultOffsets.push_back(resultWords);
     resultWords += 3 + 2 * m->params[index].tensor.shape.size();
   }
@@ -1046,7 +1128,7 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
   if (m->usesRNG)
     args.push_back(m->rngDescriptor.data());
   const char *checkMessage = nullptr;
-  if (m->entry(args.data(), &checkMessage))
+  if (e.fn(args.data(), &checkMessage))
     return fail(std::string("the model stopped: ") +
                 (checkMessage ? checkMessage : "a run-time check failed"));
   // The next run draws new random numbers; setting the key back replays.
@@ -1063,7 +1145,7 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
     return std::find(owned.begin(), owned.end(), p) != owned.end();
   };
   for (size_t i = 0; i < numOutputs; ++i) {
-    const TensorSpec &spec = m->outputs[i];
+    const TensorSpec &spec = e.outputs[i];
     const int64_t *d = results.data() + resultOffsets[i];
     size_t rank = spec.shape.size();
     qopt_tensor &out = outputs[i];
@@ -1089,8 +1171,8 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
   // New values of mutable parameters: the runtime takes the buffer in place
   // of the old one (copying only when an output took it, or when it is not
   // a plain array).
-  for (size_t u = 0; u < m->updates.size(); ++u) {
-    ParamSpec &p = m->params[m->updates[u]];
+  for (size_t u = 0; u < e.updates.size(); ++u) {
+    ParamSpec &p = m->params[e.updates[u]];
     const int64_t *d = results.data() + resultOffsets[numOutputs + u];
     size_t rank = p.tensor.shape.size(); // static: the result's sizes
     char *allocated = reinterpret_cast<char *>(d[0]);
@@ -1112,7 +1194,7 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
     }
     std::free(p.owned);
     p.owned = taken;
-    std::vector<int64_t> &desc = m->paramDescriptors[m->updates[u]];
+    std::vector<int64_t> &desc = m->paramDescriptors[e.updates[u]];
     desc[0] = desc[1] = static_cast<int64_t>(reinterpret_cast<intptr_t>(taken));
   }
   std::sort(unowned.begin(), unowned.end());

@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 
 #include <cmath>
 
@@ -199,7 +200,8 @@ struct QOptBuildTrainStepPass
   void runOnOperation() override;
 
 private:
-  LogicalResult build(func::FuncOp func, const OptimizerSpec &spec);
+  LogicalResult build(func::FuncOp func, StringRef kind,
+                      const OptimizerSpec &spec);
 };
 
 /// The index of the first parameter argument (inputs come before).
@@ -219,6 +221,44 @@ unsigned stateIndex(func::FuncOp func) {
   return n;
 }
 
+/// What identifies an argument across entries: its parameter or input name.
+std::string argumentKey(func::FuncOp func, unsigned i) {
+  if (auto p = func.getArgAttrOfType<StringAttr>(
+          i, QOptDialect::ParamAttrHelper::getNameStr()))
+    return "param:" + p.str();
+  if (func.getArgAttr(i, QOptDialect::RngKeyAttrHelper::getNameStr()))
+    return "rng";
+  if (auto n = func.getArgAttrOfType<StringAttr>(
+          i, QOptDialect::NameAttrHelper::getNameStr()))
+    return "input:" + n.str();
+  return "input#" + std::to_string(i);
+}
+
+/// Gives every function the arguments of the one with the most (the train
+/// step's optimizer state), in its order.
+LogicalResult alignArguments(ArrayRef<func::FuncOp> funcs) {
+  func::FuncOp widest = funcs.front();
+  for (func::FuncOp f : funcs)
+    if (f.getNumArguments() > widest.getNumArguments())
+      widest = f;
+  for (func::FuncOp f : funcs) {
+    if (f == widest)
+      continue;
+    for (unsigned i = 0; i < widest.getNumArguments(); ++i) {
+      std::string key = argumentKey(widest, i);
+      if (i < f.getNumArguments() && argumentKey(f, i) == key)
+        continue;
+      if (failed(f.insertArgument(i, widest.getArgument(i).getType(),
+                                  widest.getArgAttrDict(i), f.getLoc())))
+        return failure();
+    }
+    if (f.getNumArguments() != widest.getNumArguments())
+      return f.emitError("qopt-build-train-step: internal error: the "
+                         "entries' arguments differ");
+  }
+  return success();
+}
+
 void QOptBuildTrainStepPass::runOnOperation() {
   llvm::Expected<OptimizerSpec> spec = parseOptimizerSpec(optimizer);
   if (!spec) {
@@ -226,21 +266,57 @@ void QOptBuildTrainStepPass::runOnOperation() {
         << "qopt-build-train-step: " << llvm::toString(spec.takeError());
     return signalPassFailure();
   }
-  func::FuncOp entry;
+  func::FuncOp model;
   for (auto func : getOperation().getOps<func::FuncOp>())
     if (func.isPublic() && !func.isExternal()) {
-      if (entry) {
+      if (model) {
         func.emitError("qopt-build-train-step: the module has more than one "
                        "entry function");
         return signalPassFailure();
       }
-      entry = func;
+      model = func;
     }
-  if (!entry) {
+  if (!model) {
     getOperation().emitError("qopt-build-train-step: no entry function");
     return signalPassFailure();
   }
-  if (failed(build(entry, *spec)))
+  SmallVector<StringRef> kinds;
+  StringRef(entry).split(kinds, ',', -1, /*KeepEmpty=*/false);
+  llvm::StringSet<> seen;
+  for (StringRef &kind : kinds) {
+    kind = kind.trim();
+    if (kind != "train" && kind != "eval" && kind != "gradients") {
+      model.emitError() << "qopt-build-train-step: entry '" << kind
+                        << "' is not one of train, eval, gradients";
+      return signalPassFailure();
+    }
+    if (!seen.insert(kind).second) {
+      model.emitError() << "qopt-build-train-step: entry '" << kind
+                        << "' is named twice";
+      return signalPassFailure();
+    }
+  }
+  if (kinds.empty()) {
+    model.emitError("qopt-build-train-step: no entry to build");
+    return signalPassFailure();
+  }
+  // One function per entry, each built on a copy of the model, named as
+  // the runtime and Python know them.
+  SmallVector<func::FuncOp> built;
+  for (StringRef kind : kinds) {
+    func::FuncOp f = model.clone();
+    getOperation().getBody()->push_back(f);
+    f.setSymName(kind == "train"  ? "train_step"
+                 : kind == "eval" ? "eval_step"
+                                  : "gradients");
+    if (failed(build(f, kind, *spec)))
+      return signalPassFailure();
+    built.push_back(f);
+  }
+  model.erase();
+  // Every entry takes the same arguments (the runtime passes them all):
+  // the optimizer state the train step added goes to the others too.
+  if (failed(alignArguments(built)))
     return signalPassFailure();
   RewritePatternSet patterns(&getContext());
   linalg::populateEraseUnusedOperandsAndResultsPatterns(patterns);
@@ -248,7 +324,7 @@ void QOptBuildTrainStepPass::runOnOperation() {
     return signalPassFailure();
 }
 
-LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func,
+LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
                                             const OptimizerSpec &spec) {
   MLIRContext *ctx = func.getContext();
   StringRef nameAttr = QOptDialect::NameAttrHelper::getNameStr();
@@ -256,9 +332,6 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func,
   if (!func.getBody().hasOneBlock())
     return func.emitError("qopt-build-train-step: the entry must have one "
                           "block");
-  if (entry != "train" && entry != "eval" && entry != "gradients")
-    return func.emitError() << "qopt-build-train-step: entry '" << entry
-                            << "' is not one of train, eval, gradients";
   if (schedule != "constant" && schedule != "linear" && schedule != "cosine")
     return func.emitError() << "qopt-build-train-step: schedule '" << schedule
                             << "' is not one of constant, linear, cosine";
@@ -331,7 +404,7 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func,
   SmallVector<Value> results = {lossValue};
   SmallVector<DictionaryAttr> resultAttrs = {builder.getDictionaryAttr(
       {builder.getNamedAttr(nameAttr, builder.getStringAttr("loss"))})};
-  if (entry == "eval") {
+  if (kind == "eval") {
     ret->setOperands(results);
   } else {
     SmallVector<Value> wrt;
@@ -349,7 +422,7 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func,
     FailureOr<SmallVector<Value>> grads = buildGradients(func, lossValue, wrt);
     if (failed(grads))
       return failure();
-    if (entry == "gradients") {
+    if (kind == "gradients") {
       for (auto [name, grad] : llvm::zip(names, *grads)) {
         results.push_back(grad);
         resultAttrs.push_back(builder.getDictionaryAttr({builder.getNamedAttr(

@@ -10,6 +10,7 @@ same options:
 
     model = qopt.compile("model.onnx", adapter="my-peft-adapter/")
 """
+import json
 import os
 import shutil
 import subprocess
@@ -45,7 +46,12 @@ class Model:
     def __init__(self, path):
         self._model = _Model(str(path))
         self.inputs = [TensorInfo(*i) for i in self._model.inputs()]
-        self.outputs = [TensorInfo(*o) for o in self._model.outputs()]
+        #: The entry points: ["forward"], or for a model compiled with
+        #: ``qoptc --train`` ["train_step", "eval_step", "gradients"] (those
+        #: its --train-entry chose). ``run`` runs the first.
+        self.entries = list(self._model.entries())
+        self.outputs = self.entry_outputs(self.entries[0])
+        self._adapter = json.loads(self._model.manifest()).get("adapter")
         #: Parameters in manifest order; ``role`` is "frozen" (read-only
         #: weights), "trainable" or "state" (mutable: kept by the runtime,
         #: updated by the model's runs, settable).
@@ -107,12 +113,26 @@ class Model:
         """Threads for the kernels (0: all cores)."""
         self._model.set_num_threads(int(n))
 
-    def run(self, *args, **kwargs):
+    def entry_outputs(self, entry):
+        """The outputs (TensorInfo list) of entry point `entry` (a name)."""
+        return [TensorInfo(*o) for o in self._model.outputs(self._entry_index(entry))]
+
+    def _entry_index(self, entry):
+        if entry is None:
+            return 0
+        if entry not in self.entries:
+            raise ValueError(f"the model has no entry {entry!r} (entries: "
+                             f"{', '.join(self.entries)})")
+        return self.entries.index(entry)
+
+    def run(self, *args, entry=None, **kwargs):
         """Runs the model on arrays given in input order or by name; returns
         the outputs as a list of numpy arrays. Inputs are checked (dtype,
         rank, sizes) and a ValueError says what is wrong. Arrays are passed
         without a copy when already C-contiguous and of the model's dtype;
-        other dtypes are refused, not converted."""
+        other dtypes are refused, not converted. `entry` names the entry
+        point to run (default: the first)."""
+        index = self._entry_index(entry)
         if args and kwargs:
             raise TypeError("give inputs either in order or by name")
         if kwargs:
@@ -128,9 +148,202 @@ class Model:
         # C order without a copy where it already is; 0-d arrays stay 0-d
         # (np.ascontiguousarray would make them 1-d).
         arrays = [np.asarray(a, order="C") for a in args]
-        return self._model.run(arrays)
+        return self._model.run(arrays, index)
 
     __call__ = run
+
+    # --- training (models compiled with qoptc --train) ----------------------
+
+    def _batch(self, batch):
+        # Integer inputs (ids, masks, labels) as int64 whatever the caller
+        # built them as; floats as the model declares.
+        out = {}
+        for info in self.inputs:
+            if info.name in batch:
+                a = np.asarray(batch[info.name])
+                if a.dtype != info.dtype and a.dtype.kind == info.dtype.kind:
+                    a = a.astype(info.dtype)
+                out[info.name] = a
+        unknown = sorted(set(batch) - set(out))
+        if unknown:
+            raise TypeError(f"the model has no input {unknown[0]!r} "
+                            f"(inputs: {', '.join(i.name for i in self.inputs)})")
+        return out
+
+    def loss(self, **batch):
+        """The loss on `batch` (the model's inputs and ``labels``), without
+        training: the eval_step entry. Returns a float."""
+        return float(self.run(entry="eval_step", **self._batch(batch))[0])
+
+    def gradients(self, **batch):
+        """The gradient of the loss on `batch` with respect to every
+        trainable parameter: a dict keyed by the parameter's name (PEFT's
+        tensor name without ``base_model.model.``, e.g.
+        ``model.layers.0.self_attn.q_proj.lora_A.weight``). The gradients
+        entry; parameters are not changed."""
+        outputs = self.run(entry="gradients", **self._batch(batch))
+        names = [o.name for o in self.entry_outputs("gradients")]
+        return {n[len("grad."):]: g for n, g in zip(names[1:], outputs[1:])}
+
+    def train_step(self, **batch):
+        """One optimizer step on `batch`: updates the trainable parameters
+        and the optimizer state in place and returns the loss before the
+        step (a float)."""
+        return float(self.run(entry="train_step", **self._batch(batch))[0])
+
+    def _mutable(self):
+        return [p for p in self.parameters if p.role != "frozen"]
+
+    def save_adapter(self, path):
+        """Writes the trained adapter in PEFT's format (adapter_config.json,
+        adapter_model.safetensors) to folder `path`, for
+        ``PeftModel.from_pretrained``."""
+        if not self._adapter:
+            raise ValueError("the model has no adapter to save (compile it with "
+                             "qoptc --train and --adapter or --lora-config)")
+        prefix = "base_model.model."
+        tensors = {}
+        for key in self._adapter["tensors"]:
+            name = key[len(prefix):] if key.startswith(prefix) else key
+            tensors[key] = self.get_parameter(name)
+
+        def write(tmp):
+            with open(os.path.join(tmp, "adapter_config.json"), "w") as f:
+                json.dump(self._adapter["config"], f, indent=2)
+                f.write("\n")
+            _write_safetensors(os.path.join(tmp, "adapter_model.safetensors"), tensors)
+        _replace_folder(path, write)
+
+    def save_checkpoint(self, path, extra=None):
+        """Saves what training changes — the trainable parameters, the
+        optimizer state (``optimizer.step``, moments) and the random key —
+        to folder `path` (checkpoint.safetensors, checkpoint.json with
+        `extra`, a JSON-able dict for the caller's own state). The folder
+        is replaced atomically: a save killed half-way leaves the previous
+        checkpoint readable (load_checkpoint finds it)."""
+        tensors = {p.name: self.get_parameter(p.name) for p in self._mutable()}
+        meta = {"format": "qopt-checkpoint", "version": 1,
+                "rng": list(self.rng) if self.uses_rng else None,
+                "extra": extra}
+
+        def write(tmp):
+            _write_safetensors(os.path.join(tmp, "checkpoint.safetensors"), tensors)
+            with open(os.path.join(tmp, "checkpoint.json"), "w") as f:
+                json.dump(meta, f, indent=1)
+                f.write("\n")
+        _replace_folder(path, write)
+
+    def load_checkpoint(self, path):
+        """Restores a checkpoint save_checkpoint wrote (every mutable
+        parameter must be in it, of its dtype and shape); returns its
+        `extra` dict."""
+        path = _existing_folder(path)
+        with open(os.path.join(path, "checkpoint.json")) as f:
+            meta = json.load(f)
+        if meta.get("format") != "qopt-checkpoint":
+            raise ValueError(f"{path}: not a qopt checkpoint")
+        tensors = _read_safetensors(os.path.join(path, "checkpoint.safetensors"))
+        missing = [p.name for p in self._mutable() if p.name not in tensors]
+        if missing:
+            raise ValueError(f"{path}: the checkpoint lacks parameter {missing[0]!r} "
+                             f"(is it from another model?)")
+        for p in self._mutable():
+            self.set_parameter(p.name, tensors[p.name])
+        if meta.get("rng") is not None and self.uses_rng:
+            self.rng = tuple(meta["rng"])
+        return meta.get("extra")
+
+
+# Set by qopt-train's test hook (QOPT_TRAIN_TEST_KILL_IN_SAVE): the next
+# safetensors write kills the process half-way, as a crash would.
+_test_kill_in_write = False
+
+_SAFETENSORS_DTYPES = {"F64": np.float64, "F32": np.float32, "F16": np.float16,
+                       "I64": np.int64, "I32": np.int32, "I16": np.int16,
+                       "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _safetensors_dtype(a):
+    for name, t in _SAFETENSORS_DTYPES.items():
+        if a.dtype == np.dtype(t):
+            return name
+    if a.dtype.name == "bfloat16":
+        return "BF16"
+    raise ValueError(f"cannot store dtype {a.dtype} in safetensors")
+
+
+def _write_safetensors(path, tensors):
+    header, offset, blobs = {}, 0, []
+    for name, a in tensors.items():
+        a = np.asarray(a, order="C")  # 0-d stays 0-d
+        data = a.tobytes()
+        header[name] = {"dtype": _safetensors_dtype(a), "shape": list(a.shape),
+                        "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little"))
+        f.write(text)
+        if _test_kill_in_write:  # qopt-train's crash test: die mid-save
+            f.flush()
+            os._exit(137)
+        for blob in blobs:
+            f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read_safetensors(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8:8 + size])
+    data = raw[8 + size:]
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        if info["dtype"] == "BF16":
+            import ml_dtypes
+            dtype = ml_dtypes.bfloat16
+        else:
+            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
+        out[name] = np.frombuffer(data[begin:end], dtype=dtype).reshape(info["shape"]).copy()
+    return out
+
+
+def _replace_folder(path, write):
+    """Writes a folder with `write(tmp)` beside `path`, then puts it in place
+    of `path` by renames: at every moment `path` or its `.old` copy is a
+    complete folder."""
+    path = os.path.abspath(path)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".tmp-", dir=parent)
+    try:
+        write(tmp)
+        old = path + ".old"
+        if os.path.exists(path):
+            if os.path.exists(old):
+                shutil.rmtree(old)
+            os.rename(path, old)
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _existing_folder(path):
+    """`path`, or its `.old` copy when a save was killed between renames."""
+    if os.path.isdir(path):
+        return path
+    if os.path.isdir(path + ".old"):
+        return path + ".old"
+    raise FileNotFoundError(f"no checkpoint at {path}")
 
 
 def load(path):

@@ -101,13 +101,19 @@ public:
     }
     return out;
   }
-  std::vector<Info> outputs() const {
+  std::vector<Info> outputs(size_t entry) const {
     std::vector<Info> out;
-    for (size_t i = 0; i < qopt_model_num_outputs(model); ++i) {
+    for (size_t i = 0; i < qopt_model_entry_num_outputs(model, entry); ++i) {
       qopt_tensor_info t;
-      qopt_model_output_info(model, i, &t);
+      qopt_model_entry_output_info(model, entry, i, &t);
       out.push_back(toInfo(t));
     }
+    return out;
+  }
+  std::vector<std::string> entries() const {
+    std::vector<std::string> out;
+    for (size_t i = 0; i < qopt_model_num_entries(model); ++i)
+      out.push_back(qopt_model_entry_name(model, i));
     return out;
   }
   std::string manifest() const { return qopt_model_manifest(model); }
@@ -189,7 +195,7 @@ public:
   }
   void setNumThreads(int n) { qopt_model_set_num_threads(model, n); }
 
-  nb::list run(std::vector<Array> arrays) {
+  nb::list run(std::vector<Array> arrays, size_t entry) {
     std::vector<qopt_tensor> inputs(arrays.size());
     for (size_t i = 0; i < arrays.size(); ++i) {
       const Array &a = arrays[i];
@@ -205,12 +211,13 @@ public:
         inputs[i].shape[d] = static_cast<int64_t>(a.shape(d));
       inputs[i].data = const_cast<void *>(a.data());
     }
-    std::vector<qopt_tensor> outputs(qopt_model_num_outputs(model));
+    std::vector<qopt_tensor> outputs(
+        qopt_model_entry_num_outputs(model, entry));
     int rc;
     {
       nb::gil_scoped_release release; // runs may take seconds
-      rc = qopt_model_run(model, inputs.data(), inputs.size(), outputs.data(),
-                          outputs.size());
+      rc = qopt_model_run_entry(model, entry, inputs.data(), inputs.size(),
+                                outputs.data(), outputs.size());
     }
     if (rc)
       throw nb::value_error(qopt_last_error());
@@ -417,7 +424,8 @@ NB_MODULE(_runtime, m) {
   nb::class_<Model>(m, "Model")
       .def(nb::init<const std::string &>(), nb::arg("path"))
       .def("inputs", &Model::inputs)
-      .def("outputs", &Model::outputs)
+      .def("outputs", &Model::outputs, nb::arg("entry") = 0)
+      .def("entries", &Model::entries)
       .def("manifest", &Model::manifest)
       .def("parameters", &Model::parameters)
       .def("get_parameter", &Model::getParameter, nb::arg("name"))
@@ -430,5 +438,5 @@ NB_MODULE(_runtime, m) {
       .def("get_rng", &Model::getRNG)
       .def("set_rng", &Model::setRNG, nb::arg("seed"), nb::arg("counter"))
       .def("set_num_threads", &Model::setNumThreads, nb::arg("n"))
-      .def("run", &Model::run, nb::arg("inputs"));
+      .def("run", &Model::run, nb::arg("inputs"), nb::arg("entry") = 0);
 }

@@ -12,6 +12,8 @@
 // LOSS: qopt-build-train-step: unknown loss 'focal' (causal-lm, seq-cls, mse)
 // RUN: not qopt-opt %s --qopt-build-train-step=entry=predict 2>&1 | FileCheck %s --check-prefix=ENTRY
 // ENTRY: qopt-build-train-step: entry 'predict' is not one of train, eval, gradients
+// RUN: not qopt-opt %s '--qopt-build-train-step=entry=eval,eval' 2>&1 | FileCheck %s --check-prefix=TWICE
+// TWICE: qopt-build-train-step: entry 'eval' is named twice
 // RUN: not qopt-opt %s --qopt-build-train-step=schedule=cosine 2>&1 | FileCheck %s --check-prefix=SCHEDULE
 // SCHEDULE: qopt-build-train-step: schedule 'cosine' needs total-steps greater than warmup-steps
 // RUN: not qopt-opt %s --qopt-build-train-step=loss=seq-cls 2>&1 | FileCheck %s --check-prefix=RANK

@@ -1,12 +1,13 @@
 // RUN: qopt-opt %s --qopt-build-train-step -split-input-file | FileCheck %s
 // RUN: qopt-opt %s --qopt-build-train-step=entry=gradients -split-input-file | FileCheck %s --check-prefix=GRAD
 // RUN: qopt-opt %s --qopt-build-train-step=entry=eval -split-input-file | FileCheck %s --check-prefix=EVAL
-// RUN: qopt-opt %s '--qopt-build-train-step=optimizer=sgd:lr=0.1,momentum=0.9' -split-input-file | FileCheck %s --check-prefix=SGD
+// RUN: qopt-opt %s '--qopt-build-train-step=entry=train optimizer=sgd:lr=0.1,momentum=0.9' -split-input-file | FileCheck %s --check-prefix=SGD
 
-// A causal LM's logits [batch, seq, vocab]: labels come in after the
-// model's inputs, AdamW's state after its parameters; the entry returns the
-// loss, then the updated trainable parameter and the state.
-// CHECK-LABEL: func.func @main
+// A causal LM's logits [batch, seq, vocab]: by default three entries,
+// train_step, eval_step and gradients, taking the same arguments: labels
+// after the model's inputs, AdamW's state after its parameters. The train
+// step returns the loss, then the updated trainable parameter and the state.
+// CHECK-LABEL: func.func @train_step
 // CHECK-SAME: %{{.*}}: tensor<2x3x4xf32> {qopt.dim_names = ["batch", "seq", ""], qopt.name = "x"}
 // CHECK-SAME: %{{.*}}: tensor<2x3xi64> {qopt.dim_names = ["batch", "seq"], qopt.name = "labels"}
 // CHECK-SAME: %{{.*}}: tensor<4x8xf32> {{{.*}}qopt.param = "w", qopt.trainable}
@@ -22,16 +23,23 @@
 // One AdamW generic updates w and both moments.
 // CHECK: linalg.generic {{.*}} ins(%arg2, %{{.*}}, %arg4, %arg5 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>)
 // CHECK: } -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>)
+// The others take the optimizer state too (unused) and return their own.
+// CHECK-LABEL: func.func @eval_step
+// CHECK-SAME: qopt.param = "w.exp_avg_sq", qopt.state}
+// CHECK-SAME: -> (tensor<f32> {qopt.name = "loss"})
+// CHECK-LABEL: func.func @gradients
+// CHECK-SAME: qopt.param = "w.exp_avg_sq", qopt.state}
+// CHECK-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<4x8xf32> {qopt.name = "grad.w"})
 
-// GRAD-LABEL: func.func @main
+// GRAD-LABEL: func.func @gradients
 // GRAD-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<4x8xf32> {qopt.name = "grad.w"})
 // GRAD-NOT: optimizer.step
 
-// EVAL-LABEL: func.func @main
+// EVAL-LABEL: func.func @eval_step
 // EVAL-SAME: -> (tensor<f32> {qopt.name = "loss"})
 // EVAL-NOT: linalg.generic {{.*}} -> (tensor<4x8xf32>
 
-// SGD-LABEL: func.func @main
+// SGD-LABEL: func.func @train_step
 // SGD-SAME: qopt.param = "w.momentum_buffer", qopt.state
 // SGD-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<i64> {qopt.param = "optimizer.step"}, tensor<4x8xf32> {qopt.param = "w"}, tensor<4x8xf32> {qopt.param = "w.momentum_buffer"})
 func.func @main(%x: tensor<2x3x4xf32> {qopt.name = "x", qopt.dim_names = ["batch", "seq", ""]},

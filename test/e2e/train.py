@@ -82,7 +82,7 @@ with tempfile.TemporaryDirectory() as tmp:
         report(f"{case}: every gradient", max(rel(g, ref["grad." + peft_key(n)])
                                              for n, g in grads.items()), 1e-4)
 
-        model = compile_model(tmp, case, "train", ["--optimizer", OPTIMIZER], dims)
+        model = compile_model(tmp, case, "train", ["--train-entry", "train", "--optimizer", OPTIMIZER], dims)
         trainable = [p.name for p in model.parameters if p.role == "trainable"]
         for k in range(1, index["steps"] + 1):
             loss = model.run(**feed)[0]

@@ -202,10 +202,11 @@ static cl::opt<bool> requantize(
 
 static cl::opt<bool> train(
     "train",
-    cl::desc("Compile a training step instead of inference: the adapter "
-             "(--adapter, made trainable, or --lora-config) and any other "
-             "trainable parameters are updated in place by each run, which "
-             "takes the model's inputs and the labels and returns the loss"),
+    cl::desc("Compile training instead of inference: entries train_step "
+             "(updates the adapter -- --adapter, made trainable, or "
+             "--lora-config -- and any other trainable parameters in place "
+             "and returns the loss), eval_step and gradients, each taking "
+             "the model's inputs and the labels"),
     cl::cat(category));
 static cl::opt<std::string> loss(
     "loss",
@@ -222,11 +223,12 @@ static cl::opt<std::string> optimizerSpec(
     cl::cat(category));
 static cl::opt<std::string> trainEntry(
     "train-entry",
-    cl::desc("With --train: what the library's entry computes: train (one "
-             "optimizer step, returns the loss; the default), eval (the "
-             "loss only) or gradients (the loss and grad.<parameter> for "
-             "every trainable parameter)"),
-    cl::init("train"), cl::cat(category));
+    cl::desc("With --train: the entry points to compile, comma-separated: "
+             "train (train_step: one optimizer step, returns the loss), eval "
+             "(eval_step: the loss) and gradients (the loss and "
+             "grad.<parameter> for every trainable parameter); all three "
+             "by default"),
+    cl::init("train,eval,gradients"), cl::cat(category));
 static cl::opt<std::string> lrSchedule(
     "lr-schedule",
     cl::desc("With --train: constant (the default), linear or cosine decay "

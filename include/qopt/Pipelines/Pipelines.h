@@ -104,7 +104,7 @@ struct ModelCompileOptions {
   std::string trainLoss = "causal-lm";
   std::string trainOptimizer =
       "adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01";
-  std::string trainEntry = "train";
+  std::string trainEntry = "train,eval,gradients";
   std::string trainSchedule = "constant";
   int64_t trainWarmupSteps = 0;
   int64_t trainTotalSteps = 0;

@@ -109,6 +109,21 @@ int qopt_model_run(qopt_model *model, const qopt_tensor *inputs,
                    size_t num_inputs, qopt_tensor *outputs, size_t num_outputs);
 void qopt_tensor_free(qopt_tensor *tensor);
 
+/* Entry points. A model compiled for training (qoptc --train) has several
+   (train_step, eval_step, gradients), in manifest order; others have one,
+   "forward". Every entry takes the model's inputs; each has its own
+   outputs, and qopt_model_run runs entry 0 (qopt_model_num_outputs and
+   qopt_model_output_info describe it). */
+size_t qopt_model_num_entries(const qopt_model *model);
+/* NULL when `entry` is out of range. */
+const char *qopt_model_entry_name(const qopt_model *model, size_t entry);
+size_t qopt_model_entry_num_outputs(const qopt_model *model, size_t entry);
+int qopt_model_entry_output_info(const qopt_model *model, size_t entry,
+                                 size_t index, qopt_tensor_info *info);
+int qopt_model_run_entry(qopt_model *model, size_t entry,
+                         const qopt_tensor *inputs, size_t num_inputs,
+                         qopt_tensor *outputs, size_t num_outputs);
+
 /* Parameters, in manifest order (index < qopt_model_num_parameters). */
 int qopt_model_parameter_info(const qopt_model *model, size_t index,
                               qopt_tensor_info *info, qopt_param_role *role);

@@ -34,6 +34,9 @@ inline constexpr char kManifestSymbol[] = "qopt_manifest";
 inline constexpr char kEntrySymbol[] = "qopt_run_checked";
 /// The unchecked packed entry the checked one wraps.
 inline constexpr char kPackedEntrySymbol[] = "qopt_run_packed";
+/// A model with several entries (a train step, an eval step, a gradient
+/// function: kEntries) has the first under kEntrySymbol and each one under
+/// kEntrySymbol + "_" + its name; all take the same arguments.
 /// From the kernel library linked into every model.
 inline constexpr char kSetThreadsSymbol[] = "qopt_kernel_set_num_threads";
 inline constexpr char kRunGuardedSymbol[] = "qopt_kernel_run_guarded";
@@ -76,6 +79,11 @@ inline constexpr char kState[] = "state";
 /// Names of the parameters whose new values the results after the outputs
 /// hold, in order; the runtime takes them after a successful run.
 inline constexpr char kUpdates[] = "updates";
+/// Models with several entry points: a list of {name, symbol, outputs,
+/// updates}, the first being the one the top-level keys describe. Every
+/// entry takes the same inputs, parameters and random key.
+inline constexpr char kEntries[] = "entries";
+inline constexpr char kSymbol[] = "symbol";
 /// Whether the entry takes the random key as its last argument.
 inline constexpr char kRNGKey[] = "rng_key";
 /// Run-time adapter slots (qoptc --lora-slots), when the model has them: a

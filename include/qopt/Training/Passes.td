@@ -71,19 +71,27 @@ def QOptBuildTrainStepPass
     - `seq-cls`: the same cross-entropy on [batch, classes] logits;
     - `mse`: the mean of the squared differences.
 
-    Then, by `entry`:
+    Then one function per entry `entry` lists (comma-separated, in that
+    order; the module's entry function is replaced), named as the runtime
+    and Python know them:
 
-    - `eval`: returns the loss only;
-    - `gradients`: returns the loss and the gradient of every trainable
+    - `eval` (`@eval_step`): returns the loss only;
+    - `gradients` (`@gradients`): returns the loss and the gradient of
+      every trainable
       parameter, each named `grad.<parameter>` (see
       `qopt-append-gradients` for how they are derived);
-    - `train` (the default): returns the loss and, as updates of mutable
+    - `train` (`@train_step`): returns the loss and, as updates of mutable
       parameters, each trainable parameter after one optimizer step and the
       optimizer's state: `optimizer.step` (int64, the steps taken), and per
       parameter `<name>.exp_avg` / `<name>.exp_avg_sq` (AdamW) or
       `<name>.momentum_buffer` (SGD with momentum), new state parameters
       that start at zero. The runtime commits them after a successful run,
       so each call is one training step.
+
+    All of them take the same arguments (those of the train step: the
+    model's inputs, the target, the parameters and the optimizer state), so
+    that one compiled library offers them side by side on one set of
+    parameters.
 
     The optimizer is torch.optim's arithmetic in f32 (`optimizer` as
     `qoptc --optimizer` spells it, e.g.
@@ -102,10 +110,10 @@ def QOptBuildTrainStepPass
     Option<"optimizer", "optimizer", "std::string",
            "\"adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01\"",
            "The optimizer and its hyperparameters (adamw:… or sgd:…)">,
-    Option<"entry", "entry", "std::string", "\"train\"",
-           "What the entry computes: train (one optimizer step), eval (the "
-           "loss) or gradients (the loss and every trainable parameter's "
-           "gradient)">,
+    Option<"entry", "entry", "std::string", "\"train,eval,gradients\"",
+           "The entries to build, comma-separated: train (one optimizer "
+           "step), eval (the loss) and gradients (the loss and every "
+           "trainable parameter's gradient)">,
     Option<"schedule", "schedule", "std::string", "\"constant\"",
            "Learning-rate schedule after warm-up: constant, linear or "
            "cosine (to zero at total-steps)">,

@@ -135,11 +135,19 @@ private:
   ModuleOp module;
   const CPUTargetOptions &options;
   StepTimer timer;
+  /// The entry points: the first is the default (kEntrySymbol); all take
+  /// the same arguments.
+  struct Entry {
+    func::FuncOp func;
+    std::string name;
+    unsigned numOutputs = 0;
+    /// The parameters the results after the outputs update, in order.
+    SmallVector<std::string> updates;
+  };
+  LogicalResult collectResults(Entry &e);
+  SmallVector<Entry> entries;
   func::FuncOp entry;
   unsigned numInputs = 0;
-  unsigned numOutputs = 0;
-  /// The parameters the results after the outputs update, in order.
-  SmallVector<std::string> updates;
   bool hasRNGKey = false;
   SmallVector<Parameter> params;
   std::string weightsId;
@@ -168,9 +176,27 @@ LogicalResult CPUCompiler::runCodegenPipeline() {
 LogicalResult CPUCompiler::collectSignature() {
   for (auto func : module.getOps<func::FuncOp>())
     if (func.isPublic() && !func.isExternal())
-      entry = func;
-  if (!entry)
+      entries.push_back({func, func.getSymName().str()});
+  if (entries.empty())
     return error() << "the model has no entry function";
+  entry = entries.front().func;
+  // Entries beyond the first take the first one's arguments.
+  for (Entry &e : llvm::drop_begin(entries)) {
+    if (e.func.getFunctionType().getInputs() !=
+        entry.getFunctionType().getInputs())
+      return error() << "entry @" << e.name << " takes other arguments than @"
+                     << entry.getSymName()
+                     << ": every entry must take the same inputs and "
+                        "parameters";
+    for (unsigned i = 0; i < entry.getNumArguments(); ++i)
+      if (e.func.getArgAttrDict(i) != entry.getArgAttrDict(i))
+        return error() << "entry @" << e.name << "'s argument #" << i
+                       << " is not @" << entry.getSymName() << "'s";
+    if (!llvm::all_of(e.name,
+                      [](char c) { return llvm::isAlnum(c) || c == '_'; }))
+      return error() << "entry @" << e.name
+                     << ": names of entries are letters, digits and '_'";
+  }
   FunctionType type = entry.getFunctionType();
   auto checkType = [&](Type t, const Twine &what) -> LogicalResult {
     auto tensor = dyn_cast<RankedTensorType>(t);
@@ -230,8 +256,27 @@ LogicalResult CPUCompiler::collectSignature() {
                      << tensorType << " is stored by reference in sub-byte "
                      << "form, which compiled models cannot map yet";
   }
+  for (Entry &e : entries)
+    if (failed(collectResults(e)))
+      return failure();
+  return success();
+}
+
+LogicalResult CPUCompiler::collectResults(Entry &e) {
+  FunctionType type = e.func.getFunctionType();
+  auto checkType = [&](Type t, const Twine &what) -> LogicalResult {
+    auto tensor = dyn_cast<RankedTensorType>(t);
+    if (!tensor || !dtypeOf(tensor.getElementType()))
+      return error() << what << " has type " << t
+                     << ", which compiled models cannot pass (ranked tensors "
+                        "of float, integer or bool elements only)";
+    if (tensor.getRank() > 16)
+      return error() << what << " has rank " << tensor.getRank()
+                     << "; compiled models support at most 16";
+    return success();
+  };
   for (unsigned i = 0; i < type.getNumResults(); ++i) {
-    if (auto param = entry.getResultAttrOfType<StringAttr>(
+    if (auto param = e.func.getResultAttrOfType<StringAttr>(
             i, QOptDialect::ParamAttrHelper::getNameStr())) {
       auto it = llvm::find_if(params, [&](const Parameter &p) {
         return p.name == param.getValue();
@@ -242,14 +287,14 @@ LogicalResult CPUCompiler::collectSignature() {
                        << param.getValue()
                        << "', which is not a mutable parameter of that type "
                           "passed to the entry";
-      updates.push_back(param.str());
+      e.updates.push_back(param.str());
       continue;
     }
-    if (!updates.empty())
+    if (!e.updates.empty())
       return error() << "output #" << i << " follows the parameter updates";
     if (failed(checkType(type.getResult(i), "output #" + Twine(i))))
       return failure();
-    ++numOutputs;
+    ++e.numOutputs;
   }
   return success();
 }
@@ -389,10 +434,27 @@ llvm::json::Value CPUCompiler::manifest() {
     inputs.push_back(tensorInfo(nameOf(entry.getArgAttrDict(i), i, "input"),
                                 cast<RankedTensorType>(type.getInput(i)),
                                 entry.getArgAttrDict(i)));
-  for (unsigned i = 0; i < numOutputs; ++i)
-    outputs.push_back(tensorInfo(
-        nameOf(entry.getResultAttrDict(i), i, "output"),
-        cast<RankedTensorType>(type.getResult(i)), entry.getResultAttrDict(i)));
+  auto outputsOf = [&](const Entry &e) {
+    llvm::json::Array list;
+    func::FuncOp f = e.func;
+    for (unsigned i = 0; i < e.numOutputs; ++i)
+      list.push_back(
+          tensorInfo(nameOf(f.getResultAttrDict(i), i, "output"),
+                     cast<RankedTensorType>(f.getFunctionType().getResult(i)),
+                     f.getResultAttrDict(i)));
+    return list;
+  };
+  outputs = outputsOf(entries.front());
+  // Further entry points (a train step's eval step and gradients).
+  llvm::json::Array entryList;
+  if (entries.size() > 1 || entries.front().name != "main")
+    for (auto [i, e] : llvm::enumerate(entries))
+      entryList.push_back(llvm::json::Object{
+          {key::kName, e.name},
+          {key::kSymbol, i ? std::string(cm::kEntrySymbol) + "_" + e.name
+                           : std::string(cm::kEntrySymbol)},
+          {key::kOutputs, outputsOf(e)},
+          {key::kUpdates, llvm::json::Array(e.updates)}});
   for (const Parameter &p : params) {
     llvm::json::Object info =
         *tensorInfo(p.name, p.type, nullptr).getAsObject();
@@ -413,7 +475,7 @@ llvm::json::Value CPUCompiler::manifest() {
           {key::kLoraB, slot.getAs<StringAttr>("lora_b").str()}});
   std::string weightsFile = llvm::sys::path::filename(options.outputPath).str();
   weightsFile = llvm::sys::path::stem(weightsFile).str() + ".safetensors";
-  return llvm::json::Object{
+  llvm::json::Object result{
       {key::kFormat, key::kFormatValue},
       {key::kABIVersion, cm::kABIVersion},
       {key::kQOptVersion, QOPT_VERSION},
@@ -427,9 +489,18 @@ llvm::json::Value CPUCompiler::manifest() {
       {key::kInputs, std::move(inputs)},
       {key::kOutputs, std::move(outputs)},
       {key::kParameters, std::move(parameters)},
-      {key::kUpdates, llvm::json::Array(updates)},
+      {key::kUpdates, llvm::json::Array(entries.front().updates)},
       {key::kRNGKey, hasRNGKey},
       {key::kLoraSlots, std::move(loraSlots)}};
+  if (!entryList.empty())
+    result[key::kEntries] = std::move(entryList);
+  if (auto adapter = module->getAttrOfType<StringAttr>(kAdapterManifestAttr))
+    if (llvm::Expected<llvm::json::Value> parsed =
+            llvm::json::parse(adapter.getValue()))
+      result["adapter"] = std::move(*parsed);
+    else
+      llvm::consumeError(parsed.takeError());
+  return result;
 }
 
 std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {
@@ -479,14 +550,15 @@ std::unique_ptr<llvm::TargetMachine> CPUCompiler::createTargetMachine() {
 /// `void qopt_run_packed(void **args)`: the entry with every argument behind
 /// one pointer array (results first), so the runtime can call models of any
 /// signature without generating code.
-static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
+static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface,
+                           StringRef suffix) {
   llvm::LLVMContext &ctx = llvmModule.getContext();
   auto *ptrType = llvm::PointerType::get(ctx, 0);
   auto *fnType =
       llvm::FunctionType::get(llvm::Type::getVoidTy(ctx), {ptrType}, false);
   auto *packed =
       llvm::Function::Create(fnType, llvm::GlobalValue::ExternalLinkage,
-                             cm::kPackedEntrySymbol, llvmModule);
+                             cm::kPackedEntrySymbol + suffix, llvmModule);
   llvm::IRBuilder<> b(llvm::BasicBlock::Create(ctx, "entry", packed));
   SmallVector<llvm::Value *> args;
   for (unsigned i = 0; i < ciface->arg_size(); ++i) {
@@ -506,7 +578,8 @@ static void addPackedEntry(llvm::Module &llvmModule, llvm::Function *ciface) {
       llvmModule.getOrInsertFunction(cm::kRunGuardedSymbol, guardType);
   auto *checked = llvm::Function::Create(
       llvm::FunctionType::get(intType, {ptrType, ptrType}, false),
-      llvm::GlobalValue::ExternalLinkage, cm::kEntrySymbol, llvmModule);
+      llvm::GlobalValue::ExternalLinkage, cm::kEntrySymbol + suffix,
+      llvmModule);
   llvm::IRBuilder<> cb(llvm::BasicBlock::Create(ctx, "entry", checked));
   cb.CreateRet(
       cb.CreateCall(guard, {packed, checked->getArg(0), checked->getArg(1)}));
@@ -558,11 +631,14 @@ LogicalResult CPUCompiler::emitObject(llvm::TargetMachine &machine,
     return error() << "translation to LLVM IR failed";
   llvmModule->setTargetTriple(machine.getTargetTriple());
   llvmModule->setDataLayout(machine.createDataLayout());
-  llvm::Function *ciface =
-      llvmModule->getFunction(("_mlir_ciface_" + kEntryName).str());
-  if (!ciface)
-    return error() << "the lowered module lacks its C interface entry";
-  addPackedEntry(*llvmModule, ciface);
+  for (auto [i, e] : llvm::enumerate(entries)) {
+    std::string suffix = i ? "_" + e.name : "";
+    llvm::Function *ciface =
+        llvmModule->getFunction(("_mlir_ciface_" + kEntryName + suffix).str());
+    if (!ciface)
+      return error() << "the lowered module lacks its C interface entry";
+    addPackedEntry(*llvmModule, ciface, suffix);
+  }
   routeAllocations(*llvmModule);
   // The manifest travels inside the library, so model.so alone says what it
   // needs.
@@ -701,8 +777,11 @@ LogicalResult CPUCompiler::run() {
   if (failed(writeWeights(*weightsTemp)))
     return failure();
 
-  entry.setSymName(kEntryName);
-  entry->setAttr("llvm.emit_c_interface", UnitAttr::get(module.getContext()));
+  for (auto [i, e] : llvm::enumerate(entries)) {
+    e.func.setSymName(i ? (kEntryName + "_" + e.name).str() : kEntryName.str());
+    e.func->setAttr("llvm.emit_c_interface",
+                    UnitAttr::get(module.getContext()));
+  }
   // The manifest names the CPU the code is generated for.
   std::unique_ptr<llvm::TargetMachine> machine = createTargetMachine();
   if (!machine)
@@ -712,15 +791,17 @@ LogicalResult CPUCompiler::run() {
       << llvm::formatv("{0:2}", manifest()) << "\n";
   // The manifest has what the signature's attributes said; LLVM IR would
   // not know them.
-  for (unsigned i = 0; i < entry.getNumArguments(); ++i) {
-    BoolAttr writable =
-        entry.getArgAttrOfType<BoolAttr>(i, "bufferization.writable");
-    entry.setArgAttrs(i, ArrayRef<NamedAttribute>{});
-    if (writable)
-      entry.setArgAttr(i, "bufferization.writable", writable);
+  for (Entry &e : entries) {
+    for (unsigned i = 0; i < e.func.getNumArguments(); ++i) {
+      BoolAttr writable =
+          e.func.getArgAttrOfType<BoolAttr>(i, "bufferization.writable");
+      e.func.setArgAttrs(i, ArrayRef<NamedAttribute>{});
+      if (writable)
+        e.func.setArgAttr(i, "bufferization.writable", writable);
+    }
+    for (unsigned i = 0; i < e.func.getNumResults(); ++i)
+      e.func.setResultAttrs(i, ArrayRef<NamedAttribute>{});
   }
-  for (unsigned i = 0; i < entry.getNumResults(); ++i)
-    entry.setResultAttrs(i, ArrayRef<NamedAttribute>{});
   if (failed(runCodegenPipeline()))
     return failure();
   if (failed(emitObject(*machine, *objectTemp, manifestText)) ||

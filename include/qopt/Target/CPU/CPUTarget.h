@@ -17,6 +17,11 @@
 
 namespace mlir::qopt {
 
+/// On the module: JSON {"config": PEFT adapter_config, "tensors": [names]}
+/// of the adapter a train step trains, which the manifest carries as
+/// "adapter" (Model.save_adapter writes it back in PEFT's format).
+constexpr llvm::StringLiteral kAdapterManifestAttr = "qopt.adapter";
+
 struct CPUTargetOptions {
   /// The shared library to write; the weights and manifest go beside it.
   std::string outputPath;
