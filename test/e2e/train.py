@@ -13,7 +13,9 @@ compiled twice with `qoptc --train`:
   (<= 1e-4), the step counter 1, 2, 3.
 
 llama-lora is compiled with dynamic batch and sequence (the run-time
-broadcast choices are differentiated), llama-dora with both pinned.
+broadcast choices are differentiated), llama-dora with both pinned;
+llama-qlora trains on the NF4 base of test/e2e/bnb/llama-nf4-double, kept
+quantized and dequantized on the fly.
 """
 import json
 import os
@@ -53,10 +55,17 @@ def report(what, err, tol):
     print(f"{what}: {'ok' if ok else 'MISMATCH'} (relative error {err:.2g})")
 
 
+# QLoRA: the base weights of the bitsandbytes NF4 + double quantization
+# checkpoint, kept quantized (the reference dequantizes them as
+# bitsandbytes' format defines).
+BASES = {"llama-qlora": ["--weights", os.path.join(HERE, "bnb", "llama-nf4-double",
+                                                   "model.safetensors")]}
+
+
 def compile_model(tmp, case, kind, extra, dims):
     out = os.path.join(tmp, f"{case}-{kind}.so")
     cmd = [os.path.join(BIN, "qoptc"), MODEL, "--adapter", os.path.join(HERE, "train", case),
-           "--train", "-o", out] + extra
+           "--train", "-o", out] + BASES.get(case, []) + extra
     if dims:
         cmd += ["--dim", dims]
     subprocess.run(cmd, check=True)
@@ -64,7 +73,8 @@ def compile_model(tmp, case, kind, extra, dims):
 
 
 with tempfile.TemporaryDirectory() as tmp:
-    for case, dims in (("llama-lora", None), ("llama-dora", "batch=2,seq=12")):
+    for case, dims in (("llama-lora", None), ("llama-dora", "batch=2,seq=12"),
+                       ("llama-qlora", None)):
         ref = np.load(os.path.join(HERE, "train", case, "reference.npz"))
         feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
                     labels=ref["labels"])

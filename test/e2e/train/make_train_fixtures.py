@@ -47,12 +47,16 @@ CASES = {
     "llama-dora": dict(r=4, lora_alpha=16, target_modules="all-linear", use_dora=True,
                        use_rslora=True),
 }
-# QLoRA is not here yet: bitsandbytes 0.50.2 on the CPU runs the NF4 +
-# double-quantization checkpoint it wrote on a GPU (test/e2e/bnb/
-# llama-nf4-double) 4.6e-2 away from its own GPU logits, so its CPU
-# backward is no reference. Next: the base dequantized as bitsandbytes does
-# (what qopt's bnb-weights test checks to 3.3e-7) in a float model, or the
-# fixture made on a GPU.
+# QLoRA: the base of test/e2e/bnb/llama-nf4-double (NF4 + double
+# quantization, written by transformers + bitsandbytes on a GPU) dequantized
+# by bitsandbytes' own dequantize_4bit into the float model, which is what
+# a Linear4bit computes with fp32 compute (its forward is dequantize, then
+# the float product). bitsandbytes 0.50.2's CPU forward of that checkpoint
+# is 4.6e-2 off its GPU logits, so the 4-bit modules themselves are no
+# reference on the CPU; the dequantized model is checked against the GPU
+# logits (reference.npz of the checkpoint) before it is used.
+QLORA = {"llama-qlora": dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])}
+NF4 = os.path.join(HERE, "..", "bnb", "llama-nf4-double")
 ADAMW = dict(lr=1e-2, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
 STEPS = 3
 
@@ -72,7 +76,48 @@ index = {"versions": {"torch": torch.__version__, "transformers": transformers._
                       "peft": peft.__version__},
          "adamw": {k: list(v) if isinstance(v, tuple) else v for k, v in ADAMW.items()},
          "steps": STEPS, "batch": "case4 of test/e2e/real/llama-dynamo", "cases": {}}
-for name, kwargs in CASES.items():
+
+
+def dequantize_nf4_base(wrapper):
+    """Replaces the 4-bit checkpoint's layers' weights by their values as
+    bitsandbytes' format defines them (numpy: the 8-bit codes of the block
+    absmax through the nested map, times the nested absmax, plus the offset;
+    each 4-bit code, high nibble first, through quant_map, times its
+    block's absmax), and checks the model's logits against the checkpoint's
+    GPU logits. (bitsandbytes 0.50.2's own CPU dequantize_4bit is 7e-2 off
+    its GPU logits for this checkpoint.)"""
+    from safetensors.numpy import load_file
+    tensors = load_file(os.path.join(NF4, "model.safetensors"))
+    lm = wrapper.m
+    done = 0
+    for key in tensors:
+        if not key.endswith(".weight.quant_state.bitsandbytes__nf4"):
+            continue
+        base = key[:-len(".quant_state.bitsandbytes__nf4")]
+        state = json.loads(bytes(tensors[key]).decode())
+        packed = tensors[base].reshape(-1)
+        codes = np.stack([packed >> 4, packed & 15], axis=1).reshape(-1)
+        absmax = (tensors[base + ".nested_quant_map"][tensors[base + ".absmax"]].astype(np.float64)
+                  * np.repeat(tensors[base + ".nested_absmax"],
+                              state["nested_blocksize"])[:len(tensors[base + ".absmax"])]
+                  + state["nested_offset"]).astype(np.float32)
+        w = tensors[base + ".quant_map"][codes] * np.repeat(absmax, state["blocksize"])[:len(codes)]
+        module = lm.get_submodule(base[:-len(".weight")])
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(w.reshape(state["shape"]).astype(np.float32)))
+        done += 1
+    gpu = np.load(os.path.join(NF4, "reference.npz"))
+    valid = ref["case4.logits.valid"]
+    with torch.no_grad():
+        logits = wrapper(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))[0].numpy()
+    err = np.max(np.abs((logits - gpu["case4.logits"])[valid]))
+    assert err < 1e-4, f"the dequantized NF4 model differs from bitsandbytes' GPU logits ({err})"
+    print(f"NF4 base: {done} layers dequantized by bitsandbytes, logits within {err:.1e} "
+          "of its GPU forward")
+    return {"layers": done, "logits_vs_gpu": float(err)}
+
+
+for name, kwargs in {**CASES, **QLORA}.items():
     torch.manual_seed(0)
     valid = ref["case4.logits.valid"]
     _, wrapper, _ = mre.build("llama")
@@ -81,6 +126,7 @@ for name, kwargs in CASES.items():
         logits = wrapper(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))[0].numpy()
     err = np.max(np.abs((logits - ref["case4.logits"])[valid]))
     assert err < 1e-5, f"{name}: the rebuilt base model differs from the export ({err})"
+    nf4 = dequantize_nf4_base(wrapper) if name in QLORA else None
     pm = peft.get_peft_model(wrapper, peft.LoraConfig(init_lora_weights=False, **kwargs))
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
@@ -124,6 +170,9 @@ for name, kwargs in CASES.items():
         result[f"step{k}.loss"] = loss.detach().numpy()
     np.savez_compressed(os.path.join(folder, "reference.npz"), **result)
     grads = [k for k in result if k.startswith("grad.")]
+    if nf4:
+        kwargs = dict(kwargs, base="test/e2e/bnb/llama-nf4-double (bitsandbytes NF4, "
+                                  "double quantization)", **{"nf4_" + k: v for k, v in nf4.items()})
     index["cases"][name] = {"config": kwargs, "loss0": float(result["loss0"]),
                             f"loss_after_{STEPS}_steps": float(result[f"step{STEPS}.loss"]),
                             "trainable": len(grads)}
