@@ -269,6 +269,9 @@ private:
   /// Runs the rules of `tape`'s ops, whose results' adjoints are known.
   LogicalResult replay(ArrayRef<Operation *> tape);
   LogicalResult visitIf(scf::IfOp op, ArrayRef<Value> grads);
+  /// `v`, computed again here when its op is marked kRecomputeAttr (with
+  /// its marked producers), so the forward's value need not stay alive.
+  Value rematerialize(Value v);
   LogicalResult visitLinalg(linalg::LinalgOp op, ArrayRef<Value> grads);
 
   /// How the adjoint of result j enters the loop body.
@@ -600,6 +603,19 @@ Differentiator::seedsOf(linalg::LinalgOp op, ArrayRef<Value> grads) {
   return seeds;
 }
 
+Value Differentiator::rematerialize(Value v) {
+  Operation *def = v.getDefiningOp();
+  if (!def || !def->hasAttr(kRecomputeAttr))
+    return v;
+  IRMapping mapping;
+  for (Value operand : def->getOperands())
+    mapping.map(operand, rematerialize(operand));
+  Operation *clone = b.clone(*def, mapping);
+  // Marked apart from the forward's op, which CSE would merge it with.
+  clone->setAttr(kRecomputeAttr, b.getStringAttr("backward"));
+  return clone->getResult(cast<OpResult>(v).getResultNumber());
+}
+
 LogicalResult Differentiator::visitLinalg(linalg::LinalgOp op,
                                           ArrayRef<Value> grads) {
   // Values of the trainable computation read inside the body (a gather
@@ -729,7 +745,7 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
       continue;
     }
     primalArgs.push_back(arg);
-    ins.push_back(operand.get());
+    ins.push_back(rematerialize(operand.get()));
     maps.push_back(op.getMatchingIndexingMap(&operand));
   }
   maps.push_back(outMap);

@@ -50,3 +50,38 @@ func.func @frozen(%x: tensor<f32>) -> tensor<f32> {
 func.func @unused(%x: tensor<f32>, %w: tensor<3xf32> {qopt.trainable}) -> tensor<f32> {
   return %x : tensor<f32>
 }
+
+// -----
+
+// A weight computed from parameters alone (a dequantized weight, marked
+// qopt.recompute) is computed again where the backward pass needs it, so
+// the forward's float copy need not stay alive; the copy is marked apart so
+// that CSE keeps it.
+// CHECK-LABEL: func.func @recompute
+// CHECK: %[[W:.*]] = linalg.generic {{.*}} ins(%arg1 : tensor<4x3xi8>)
+// CHECK: } -> tensor<4x3xf32>
+// CHECK: %[[Y:.*]] = linalg.matmul ins(%arg0, %[[W]]
+// CHECK: %[[W2:.*]] = linalg.generic {{.*}} ins(%arg1 : tensor<4x3xi8>) outs(%{{.*}} : tensor<4x3xf32>) attrs = {qopt.recompute = "backward"}
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %[[W2]] : tensor<5x3xf32>, tensor<4x3xf32>)
+func.func @recompute(%x: tensor<5x4xf32> {qopt.trainable}, %codes: tensor<4x3xi8>) -> tensor<f32> {
+  %z = arith.constant 0.0 : f32
+  %ew = tensor.empty() : tensor<4x3xf32>
+  %w = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}
+      ins(%codes : tensor<4x3xi8>) outs(%ew : tensor<4x3xf32>) attrs = {qopt.recompute} {
+  ^bb0(%c: i8, %o: f32):
+    %f = arith.sitofp %c : i8 to f32
+    linalg.yield %f : f32
+  } -> tensor<4x3xf32>
+  %e = tensor.empty() : tensor<5x3xf32>
+  %f = linalg.fill ins(%z : f32) outs(%e : tensor<5x3xf32>) -> tensor<5x3xf32>
+  %y = linalg.matmul ins(%x, %w : tensor<5x4xf32>, tensor<4x3xf32>) outs(%f : tensor<5x3xf32>) -> tensor<5x3xf32>
+  %e0 = tensor.empty() : tensor<f32>
+  %f0 = linalg.fill ins(%z : f32) outs(%e0 : tensor<f32>) -> tensor<f32>
+  %l = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> ()>], iterator_types = ["reduction", "reduction"]}
+      ins(%y : tensor<5x3xf32>) outs(%f0 : tensor<f32>) {
+  ^bb0(%a: f32, %o: f32):
+    %s = arith.addf %o, %a : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %l : tensor<f32>
+}

@@ -390,78 +390,76 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
         DenseElementsAttr::get(
             RankedTensorType::get({int64_t(codebook.size())}, b.getF32Type()),
             codebook));
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), inputs, init, maps, par,
-             [&](OpBuilder &nb, Location l, ValueRange a) {
-               Type i32 = nb.getI32Type();
-               auto c = [&](int64_t v) {
-                 return arith::ConstantOp::create(nb, l,
-                                                  nb.getI32IntegerAttr(v))
-                     .getResult();
-               };
-               Value code = arith::ExtUIOp::create(nb, l, i32, a[0]);
-               if (straddles) {
-                 // The two bytes as a little-endian word, shifted by the
-                 // element's first bit within the first.
-                 Value high = arith::ShLIOp::create(
-                     nb, l, arith::ExtUIOp::create(nb, l, i32, a[highIndex]),
-                     c(8));
-                 Value k = arith::IndexCastOp::create(
-                     nb, l, i32, linalg::IndexOp::create(nb, l, rank - 1));
-                 Value shift = arith::RemUIOp::create(
-                     nb, l, arith::MulIOp::create(nb, l, k, c(bits)), c(8));
-                 code = arith::AndIOp::create(
-                     nb, l,
-                     arith::ShRUIOp::create(
-                         nb, l, arith::OrIOp::create(nb, l, code, high), shift),
-                     c((1 << bits) - 1));
-               } else if (bits < 8) {
-                 // The element's bits within its byte (little-endian).
-                 Value k = linalg::IndexOp::create(nb, l, rank - 1);
-                 Value within = arith::RemUIOp::create(
-                     nb, l, k, arith::ConstantIndexOp::create(nb, l, perByte));
-                 Value shift = arith::MulIOp::create(
-                     nb, l, arith::IndexCastOp::create(nb, l, i32, within),
-                     c(bits));
-                 code = arith::AndIOp::create(
-                     nb, l, arith::ShRUIOp::create(nb, l, code, shift),
-                     c((1 << bits) - 1));
-               }
-               if (isSigned) // sign-extend the low `bits` bits
-                 code = arith::ShRSIOp::create(
-                     nb, l, arith::ShLIOp::create(nb, l, code, c(32 - bits)),
-                     c(32 - bits));
-               Value value;
-               Type f32 = nb.getF32Type();
-               if (table) {
-                 Value index = arith::IndexCastUIOp::create(
-                     nb, l, nb.getIndexType(), code);
-                 value = tensor::ExtractOp::create(nb, l, table, index);
-               } else {
-                 Value zp = c(0);
-                 if (zpIn) {
-                   zp = arith::ExtSIOp::create(nb, l, i32, a[2]);
-                   if (!isSigned) // stored as the code's unsigned byte
-                     zp = arith::ExtUIOp::create(nb, l, i32, a[2]);
-                 }
-                 value = arith::SIToFPOp::create(
-                     nb, l, f32, arith::SubIOp::create(nb, l, code, zp));
-               }
-               Value scale =
-                   scaleTable
-                       ? tensor::ExtractOp::create(
-                             nb, l, scaleTable,
-                             ValueRange{arith::IndexCastUIOp::create(
-                                 nb, l, nb.getIndexType(),
-                                 arith::ExtUIOp::create(nb, l, i32, a[1]))})
-                             .getResult()
-                       : castToF32(nb, l, a[1]);
-               Value w = arith::MulFOp::create(nb, l, value, scale);
-               if (offsetIn)
-                 w = arith::AddFOp::create(nb, l, w, a[offsetIndex]);
-               linalg::YieldOp::create(nb, l, castFromF32(nb, l, w, element));
-             })
-      .getResult(0);
+  auto generic = linalg::GenericOp::create(
+      b, loc, init.getType(), inputs, init, maps, par,
+      [&](OpBuilder &nb, Location l, ValueRange a) {
+        Type i32 = nb.getI32Type();
+        auto c = [&](int64_t v) {
+          return arith::ConstantOp::create(nb, l, nb.getI32IntegerAttr(v))
+              .getResult();
+        };
+        Value code = arith::ExtUIOp::create(nb, l, i32, a[0]);
+        if (straddles) {
+          // The two bytes as a little-endian word, shifted by the
+          // element's first bit within the first.
+          Value high = arith::ShLIOp::create(
+              nb, l, arith::ExtUIOp::create(nb, l, i32, a[highIndex]), c(8));
+          Value k = arith::IndexCastOp::create(
+              nb, l, i32, linalg::IndexOp::create(nb, l, rank - 1));
+          Value shift = arith::RemUIOp::create(
+              nb, l, arith::MulIOp::create(nb, l, k, c(bits)), c(8));
+          code = arith::AndIOp::create(
+              nb, l,
+              arith::ShRUIOp::create(
+                  nb, l, arith::OrIOp::create(nb, l, code, high), shift),
+              c((1 << bits) - 1));
+        } else if (bits < 8) {
+          // The element's bits within its byte (little-endian).
+          Value k = linalg::IndexOp::create(nb, l, rank - 1);
+          Value within = arith::RemUIOp::create(
+              nb, l, k, arith::ConstantIndexOp::create(nb, l, perByte));
+          Value shift = arith::MulIOp::create(
+              nb, l, arith::IndexCastOp::create(nb, l, i32, within), c(bits));
+          code = arith::AndIOp::create(
+              nb, l, arith::ShRUIOp::create(nb, l, code, shift),
+              c((1 << bits) - 1));
+        }
+        if (isSigned) // sign-extend the low `bits` bits
+          code = arith::ShRSIOp::create(
+              nb, l, arith::ShLIOp::create(nb, l, code, c(32 - bits)),
+              c(32 - bits));
+        Value value;
+        Type f32 = nb.getF32Type();
+        if (table) {
+          Value index =
+              arith::IndexCastUIOp::create(nb, l, nb.getIndexType(), code);
+          value = tensor::ExtractOp::create(nb, l, table, index);
+        } else {
+          Value zp = c(0);
+          if (zpIn) {
+            zp = arith::ExtSIOp::create(nb, l, i32, a[2]);
+            if (!isSigned) // stored as the code's unsigned byte
+              zp = arith::ExtUIOp::create(nb, l, i32, a[2]);
+          }
+          value = arith::SIToFPOp::create(
+              nb, l, f32, arith::SubIOp::create(nb, l, code, zp));
+        }
+        Value scale = scaleTable
+                          ? tensor::ExtractOp::create(
+                                nb, l, scaleTable,
+                                ValueRange{arith::IndexCastUIOp::create(
+                                    nb, l, nb.getIndexType(),
+                                    arith::ExtUIOp::create(nb, l, i32, a[1]))})
+                                .getResult()
+                          : castToF32(nb, l, a[1]);
+        Value w = arith::MulFOp::create(nb, l, value, scale);
+        if (offsetIn)
+          w = arith::AddFOp::create(nb, l, w, a[offsetIndex]);
+        linalg::YieldOp::create(nb, l, castFromF32(nb, l, w, element));
+      });
+  // Training recomputes it in the backward pass rather than keeping it.
+  generic->setAttr(kRecomputeAttr, b.getUnitAttr());
+  return generic.getResult(0);
 }
 
 /// Replaces the quantized weight of a linear layer or adapter by its

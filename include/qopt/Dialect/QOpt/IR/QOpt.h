@@ -53,6 +53,11 @@ FailureOr<uint64_t> getStoredByteSize(RankedTensorType type);
 /// On an op of the lowered model: its results are constants to training
 /// (torch's detach()); set by lowerings, read by the differentiation.
 constexpr StringLiteral kNoGradientAttr = "qopt.no_gradient";
+/// On an op of the lowered model computed from parameters alone (a
+/// dequantized weight): the backward pass computes it again where it needs
+/// it instead of keeping the forward's value alive (QLoRA's memory: no
+/// float copy of a frozen quantized weight lives from forward to backward).
+constexpr StringLiteral kRecomputeAttr = "qopt.recompute";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H
