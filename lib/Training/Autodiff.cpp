@@ -89,6 +89,54 @@ Value addTensors(OpBuilder &b, Location loc, Value lhs, Value rhs) {
   return result;
 }
 
+/// `v` summed over consecutive groups of `factor` along dimension `pos`
+/// (static, divisible): the adjoint of a per-group read.
+Value sumGroups(OpBuilder &b, Location loc, Value v, unsigned pos,
+                int64_t factor) {
+  auto type = cast<RankedTensorType>(v.getType());
+  int64_t rank = type.getRank();
+  SmallVector<int64_t> shape(type.getShape());
+  shape[pos] /= factor;
+  shape.insert(shape.begin() + pos + 1, factor);
+  SmallVector<OpFoldResult> expandedSizes = tensor::getMixedSizes(b, loc, v);
+  expandedSizes[pos] = b.getIndexAttr(shape[pos]);
+  expandedSizes.insert(expandedSizes.begin() + pos + 1, b.getIndexAttr(factor));
+  SmallVector<ReassociationIndices> reassociation;
+  for (int64_t d = 0, e = 0; d < rank; ++d) {
+    ReassociationIndices group = {e++};
+    if (d == (int64_t)pos)
+      group.push_back(e++);
+    reassociation.push_back(group);
+  }
+  Value expanded = tensor::ExpandShapeOp::create(
+      b, loc, RankedTensorType::get(shape, type.getElementType()), v,
+      reassociation, expandedSizes);
+  SmallVector<AffineExpr> outExprs;
+  SmallVector<utils::IteratorType> iterators;
+  for (int64_t d = 0; d <= rank; ++d) {
+    bool summed = d == (int64_t)pos + 1;
+    iterators.push_back(summed ? utils::IteratorType::reduction
+                               : utils::IteratorType::parallel);
+    if (!summed)
+      outExprs.push_back(b.getAffineDimExpr(d));
+  }
+  SmallVector<OpFoldResult> outSizes(expandedSizes);
+  outSizes.erase(outSizes.begin() + pos + 1);
+  Value init = tensor::EmptyOp::create(b, loc, outSizes, type.getElementType());
+  init = linalg::FillOp::create(
+             b, loc, floatConstant(b, loc, type.getElementType(), 0.0), init)
+             .getResult(0);
+  AffineMap maps[] = {b.getMultiDimIdentityMap(rank + 1),
+                      AffineMap::get(rank + 1, 0, outExprs, b.getContext())};
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), expanded, init, maps, iterators,
+             [](OpBuilder &nb, Location l, ValueRange a) {
+               linalg::YieldOp::create(
+                   nb, l, arith::AddFOp::create(nb, l, a[1], a[0]).getResult());
+             })
+      .getResult(0);
+}
+
 /// Reverse mode through the scalar ops of a loop body, cloned in `ops` (in
 /// program order). `adj` holds the seeds and receives every adjoint; new
 /// ops are built at `b`'s insertion point (after the clones).
@@ -136,7 +184,14 @@ private:
   LogicalResult visit(Operation *op, Value g) {
     Value r = op->getResult(0);
     auto operand = [&](unsigned i) { return op->getOperand(i); };
-    if (isa<arith::AddFOp>(op)) {
+    if (op->hasAttr(kNoGradientAttr) ||
+        llvm::none_of(op->getOperands(), isFloatValue)) {
+      // Detached, or a function of integers alone (sitofp, a bitcast of
+      // bits): nothing to pass back.
+    } else if (op->hasAttr(kStraightThroughAttr)) {
+      // A quantizer's rounding: the straight-through estimator.
+      add(operand(0), g);
+    } else if (isa<arith::AddFOp>(op)) {
       add(operand(0), g);
       add(operand(1), g);
     } else if (isa<arith::SubFOp>(op)) {
@@ -628,6 +683,14 @@ LogicalResult Differentiator::visitLinalg(linalg::LinalgOp op,
                << "no gradient rule for this op: its body reads a tensor that "
                   "depends on a trainable parameter ('"
                << nested.getName() << "', a gather)";
+  if (op->hasAttr(kStraightThroughAttr)) {
+    // A codebook quantizer (bitsandbytes' NF4 / FP4 / 8-bit dynamic): the
+    // straight-through estimator passes the output's adjoint to the input.
+    OpOperand *input = op.getDpsInputOperand(0);
+    if (grads[0] && isActive(input->get()))
+      accumulate(input->get(), grads[0]);
+    return success();
+  }
   FailureOr<SmallVector<Seed>> seeds = seedsOf(op, grads);
   if (failed(seeds))
     return failure();
@@ -671,16 +734,48 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
   // The adjoint's own map: the target's, without its constant-0 results
   // (size-1 dimensions read at index 0), which are put back afterwards.
   AffineMap targetMap = op.getMatchingIndexingMap(&target);
+  Value primal = target.get();
+  auto primalType = cast<RankedTensorType>(primal.getType());
+  Type elem = primalType.getElementType();
+  SmallVector<OpFoldResult> primalSizes = tensor::getMixedSizes(b, loc, primal);
+  SmallVector<int64_t> loopSizes = op.getStaticLoopRanges();
   SmallVector<AffineExpr> kept;
   SmallVector<bool> isKept;
+  SmallVector<OpFoldResult> sizes;
+  // Results `d floordiv C` (a scale per group of C): the adjoint is built
+  // with d's full extent there, then summed over each group.
+  SmallVector<std::pair<unsigned, int64_t>> groups;
   llvm::SmallBitVector used(numLoops);
-  for (AffineExpr e : targetMap.getResults()) {
-    if (auto d = dyn_cast<AffineDimExpr>(e)) {
+  for (auto [r, e] : llvm::enumerate(targetMap.getResults())) {
+    AffineExpr dimExpr = e;
+    int64_t factor = 1;
+    if (auto bin = dyn_cast<AffineBinaryOpExpr>(e);
+        bin && bin.getKind() == AffineExprKind::FloorDiv &&
+        isa<AffineDimExpr>(bin.getLHS()) &&
+        isa<AffineConstantExpr>(bin.getRHS()) &&
+        cast<AffineConstantExpr>(bin.getRHS()).getValue() > 0) {
+      dimExpr = bin.getLHS();
+      factor = cast<AffineConstantExpr>(bin.getRHS()).getValue();
+    }
+    if (auto d = dyn_cast<AffineDimExpr>(dimExpr)) {
       if (used.test(d.getPosition()))
         return op->emitError("no gradient rule for an operand indexed twice "
                              "by one loop (a diagonal)");
       used.set(d.getPosition());
-      kept.push_back(e);
+      if (factor != 1) {
+        int64_t extent = loopSizes[d.getPosition()];
+        if (ShapedType::isDynamic(extent) || extent % factor)
+          return op->emitError() << "no gradient rule for an operand read per "
+                                    "group of "
+                                 << factor
+                                 << " along a loop of dynamic or indivisible "
+                                    "size";
+        groups.push_back({unsigned(kept.size()), factor});
+        sizes.push_back(b.getIndexAttr(extent));
+      } else {
+        sizes.push_back(primalSizes[r]);
+      }
+      kept.push_back(dimExpr);
       isKept.push_back(true);
       continue;
     }
@@ -689,8 +784,9 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
       std::string text;
       llvm::raw_string_ostream os(text);
       e.print(os);
-      return op->emitError() << "no gradient rule for an operand indexed by "
-                             << text << " (only loop indices and 0)";
+      return op->emitError()
+             << "no gradient rule for an operand indexed by " << text
+             << " (only loop indices, d floordiv C and 0)";
     }
     isKept.push_back(false);
   }
@@ -701,14 +797,6 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
     iterators.push_back(used.test(d) ? utils::IteratorType::parallel
                                      : utils::IteratorType::reduction);
 
-  Value primal = target.get();
-  auto primalType = cast<RankedTensorType>(primal.getType());
-  Type elem = primalType.getElementType();
-  SmallVector<OpFoldResult> sizes;
-  for (auto [size, keep] :
-       llvm::zip(tensor::getMixedSizes(b, loc, primal), isKept))
-    if (keep)
-      sizes.push_back(size);
   Value init = tensor::EmptyOp::create(b, loc, sizes, elem);
   if (accumulates)
     init =
@@ -784,6 +872,14 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
         Value contribution = adj.lookup(mapping.lookupOrDefault(targetArg));
         if (!contribution)
           contribution = floatConstant(nb, l, elem, 0.0);
+        // A quantizer's gradient scale (LSQ's g) for this operand.
+        if (auto scales =
+                op->getAttrOfType<DenseF64ArrayAttr>(kGradientScaleAttr))
+          if (target.getOperandNumber() < scales.size() &&
+              scales[target.getOperandNumber()] != 1.0)
+            contribution = arith::MulFOp::create(
+                nb, l, contribution,
+                floatConstant(nb, l, elem, scales[target.getOperandNumber()]));
         if (accumulates)
           contribution =
               arith::AddFOp::create(nb, l, args.back(), contribution);
@@ -799,6 +895,8 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
     if (isOpTriviallyDead(nested))
       nested->erase();
   Value result = adjointOp.getResult(0);
+  for (auto [pos, factor] : llvm::reverse(groups))
+    result = sumGroups(b, loc, result, pos, factor);
   if (kept.size() != targetMap.getNumResults()) {
     SmallVector<OpFoldResult> offsets(primalType.getRank(), b.getIndexAttr(0));
     SmallVector<OpFoldResult> fullSizes = tensor::getMixedSizes(b, loc, primal);

@@ -156,7 +156,14 @@ class Model:
 
     def _batch(self, batch):
         # Integer inputs (ids, masks, labels) as int64 whatever the caller
-        # built them as; floats as the model declares.
+        # built them as; floats as the model declares. Without labels, a
+        # causal LM's are its input ids, -100 where the mask is 0.
+        batch = dict(batch)
+        names = {i.name for i in self.inputs}
+        if "labels" in names and "labels" not in batch and "input_ids" in batch:
+            ids = np.asarray(batch["input_ids"])
+            mask = batch.get("attention_mask")
+            batch["labels"] = ids if mask is None else np.where(np.asarray(mask) == 0, -100, ids)
         out = {}
         for info in self.inputs:
             if info.name in batch:
@@ -171,7 +178,8 @@ class Model:
         return out
 
     def loss(self, **batch):
-        """The loss on `batch` (the model's inputs and ``labels``), without
+        """The loss on `batch` (the model's inputs and ``labels``; without
+        labels, the input ids, -100 where the attention mask is 0), without
         training: the eval_step entry. Returns a float."""
         return float(self.run(entry="eval_step", **self._batch(batch))[0])
 

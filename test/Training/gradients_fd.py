@@ -27,9 +27,14 @@ def ty(shape, elem="f64"):
     return "tensor<" + "".join(f"{d}x" for d in shape) + elem + ">"
 
 
+last_weights = None
+
+
 def weighted_sum(out_name, shape):
     """MLIR that contracts %out with a fixed random tensor into %loss."""
+    global last_weights
     w = rng.standard_normal(shape)
+    last_weights = w
     n = len(shape)
     dims = ", ".join(f"d{i}" for i in range(n))
     values = np.array2string(w, separator=", ", floatmode="unique", threshold=10**9)
@@ -50,16 +55,21 @@ def weighted_sum(out_name, shape):
 """
 
 
-def check(name, body, inputs, trainable, out_shape, rtol=1e-6, atol=1e-8, step=1e-6):
+def check(name, body, inputs, trainable, out_shape, rtol=1e-6, atol=1e-8, step=1e-6,
+          expected=None):
     """`body` computes %out from %a0, %a1 … (f64 tensors `inputs`);
     arguments whose index is in `trainable` are differentiated. Bodies that
     compute in f32 (the QOpt lowerings do) get a larger step and
-    tolerances at f32's resolution."""
+    tolerances at f32's resolution. With `expected(w, inputs)` (w: the
+    loss's weights, dL/d%out) the gradients are compared with the arrays it
+    returns instead of finite differences (straight-through estimators are
+    not derivatives)."""
     args = ", ".join(
         f"%a{i}: {ty(a.shape)}" + (" {qopt.trainable}" if i in trainable else "")
         for i, a in enumerate(inputs))
     text = (f"func.func @main({args}) -> tensor<f64> {{\n{body}\n"
             f"{weighted_sum('%out', out_shape)}\n  return %loss : tensor<f64>\n}}\n")
+    weights = last_weights
     with tempfile.TemporaryDirectory() as tmp:
         src = os.path.join(tmp, "case.mlir")
         with open(src, "w") as f:
@@ -85,6 +95,14 @@ def check(name, body, inputs, trainable, out_shape, rtol=1e-6, atol=1e-8, step=1
         grads = outputs[1:]
         worst = 0.0
         ok = len(grads) == len(trainable)
+        if expected is not None:
+            for g, want in zip(grads, expected(weights, inputs)):
+                err = np.abs(g - want).max()
+                worst = max(worst, err / (atol + rtol * np.abs(want).max()))
+                ok &= g.shape == want.shape and err <= atol + rtol * np.abs(want).max()
+            print(f"{name}: {'ok' if ok else 'MISMATCH'} (worst error / tolerance {worst:.2g})")
+            results.append(bool(ok))
+            return
         for g, i in zip(grads, sorted(trainable)):
             x = inputs[i]
             ok &= g.shape == x.shape
@@ -386,6 +404,69 @@ check("qopt.silu", """
 check("qopt.gelu (erf)", """
   %out = qopt.gelu %a0 : tensor<2x3x4xf64>
 """, [xs], {0}, (2, 3, 4), **F32)
+
+# --- quantizers: straight-through estimators and LSQ, against the gradients
+# qopt.lsq's description states (v = x / s, g the gradient scale):
+#   dy/dx = 1 inside qmin <= round(v) + zp <= qmax, else 0
+#   dy/ds = g (round(v) - v) inside, g (qmin - zp) below, g (qmax - zp) above
+#   dy/dzp = 0 inside, -g s outside (y = (clamp(round(v) + zp) - zp) s)
+def lsq_expected(qmin, qmax, groups_of, g=None, zp_index=None, grads_of=(0, 1)):
+    def fn(w, inputs):
+        x, s = inputs[0], inputs[1]
+        se = groups_of(s)
+        zp = groups_of(inputs[zp_index]) if zp_index is not None else 0.0
+        v = (x.astype(np.float32) / se.astype(np.float32)).astype(np.float64)
+        r = np.round(v) + zp
+        below, above = r < qmin, r > qmax
+        inside = ~below & ~above
+        gs = 1.0 if g is None else g
+        out = {0: w * inside,
+               1: w * gs * np.where(inside, np.round(v) - v, np.where(below, qmin - zp, qmax - zp)),
+               zp_index: w * gs * np.where(inside, 0.0, -se)}
+        res = []
+        for i in grads_of:
+            full = out[i]
+            res.append(full if i == 0 else ungroup(full, inputs[i].shape))
+        return res
+    return fn
+
+
+def ungroup(full, shape):
+    """Sums a per-element array over the elements sharing one scale."""
+    rows, cols = full.shape
+    if shape == ():
+        return np.array(full.sum())
+    if len(shape) == 1:
+        return full.sum(axis=1)
+    return full.reshape(rows, shape[1], cols // shape[1]).sum(axis=2)
+
+
+xq = f64(4, 16)
+sq = np.abs(xq).max(axis=1) / 7 * 0.8  # some values clip
+check("qopt.lsq int4 per channel (x, step; default g = 1/sqrt(n qmax))", """
+  %out = qopt.lsq %a0 scale %a1 format(#qopt.int<4>) granularity(#qopt.per_channel<0>) : (tensor<4x16xf64>, tensor<4xf64>) -> tensor<4x16xf64>
+""", [xq, sq], {0, 1}, (4, 16), rtol=1e-5, atol=1e-9,
+      expected=lsq_expected(-8, 7, lambda s: s[:, None], g=1 / np.sqrt(16 * 7)))
+sg = (np.abs(xq).reshape(4, 2, 8).max(axis=2) / 8).astype(np.float64)
+zg = np.round(np.abs(f64(4, 2)) * 3) + 4
+check("qopt.lsq uint4 zero point per group of 8 (x, step, offset; g given)", """
+  %out = qopt.lsq %a0 scale %a1 zero_point %a2 format(#qopt.int<4, unsigned, zero_point>) granularity(#qopt.per_group<axis = 1, size = 8>) grad_scale = 0.25 : (tensor<4x16xf64>, tensor<4x2xf64>, tensor<4x2xf64>) -> tensor<4x16xf64>
+""", [xq, sg, zg], {0, 1, 2}, (4, 16), rtol=1e-5, atol=1e-9,
+      expected=lsq_expected(0, 15, lambda s: np.repeat(s, 8, axis=1), g=0.25, zp_index=2,
+                            grads_of=(0, 1, 2)))
+check("qopt.fake_quant int8 per tensor (x: clipping mask)", """
+  %out = qopt.fake_quant %a0 scale %a1 format(#qopt.int<8>) granularity(#qopt.per_tensor) : (tensor<4x16xf64>, tensor<f64>) -> tensor<4x16xf64>
+""", [xq, np.array(np.abs(xq).max() / 127 * 0.5)], {0}, (4, 16), rtol=1e-5, atol=1e-9,
+      expected=lsq_expected(-128, 127, lambda s: s, grads_of=(0,)))
+check("qopt.fake_quant NF4 (bitsandbytes; x: straight through)", """
+  %out = qopt.fake_quant %a0 scale %a1 format(#qopt.nf4) granularity(#qopt.per_block<64>) : (tensor<4x16xf64>, tensor<1xf64>) -> tensor<4x16xf64>
+""", [xq, np.array([np.abs(xq).max()])], {0}, (4, 16), rtol=1e-6, atol=1e-9,
+      expected=lambda w, inputs: [w])
+x8 = xq * 100
+check("qopt.fake_quant FP8 E4M3 per tensor (x: mask |x/s| <= 448)", """
+  %out = qopt.fake_quant %a0 scale %a1 format(#qopt.float<f8E4M3FN>) granularity(#qopt.per_tensor) : (tensor<4x16xf64>, tensor<f64>) -> tensor<4x16xf64>
+""", [x8, np.array(np.abs(x8).max() / 448 * 0.6)], {0}, (4, 16), rtol=1e-6, atol=1e-9,
+      expected=lambda w, inputs: [w * (np.abs(inputs[0] / inputs[1]) <= 448)])
 
 failed = results.count(False)
 print(f"gradient rules: {len(results) - failed} passed, {failed} failed")

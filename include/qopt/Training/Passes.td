@@ -30,13 +30,32 @@ def QOptAppendGradientsPass
       adjoint to every term; max / min reductions to the terms equal to the
       result. A contraction's adjoints are thus contractions again (dA =
       dC·Bᵀ as a multiply-add generic), which the BLAS lowering calls.
+    - Operands read per group (`d floordiv C`, a scale per group of
+      weights) get the sum over each group.
     - Scalar bodies: `arith` add / sub / mul / div / neg / max / min /
       select / extf / truncf, `math` exp, exp2, expm1, log, log1p, log2,
       sqrt, rsqrt, tanh, erf, sin, cos, powf, fpowi, absf, fma; rounding
-      (`roundeven`, `floor` …) has derivative zero (straight-through
-      estimators are rules of the quantizer ops, not of rounding).
+      (`roundeven`, `floor` …) has derivative zero, and ops of integers
+      alone (sitofp, bitcasts) pass nothing back.
     - Data movement: `tensor.cast`, `reshape`, `expand_shape`,
-      `collapse_shape`, `extract_slice`, `insert_slice`, `concat`, `pad`.
+      `collapse_shape`, `extract_slice`, `insert_slice`, `concat`, `pad`;
+      `scf.if` (a run-time choice such as a broadcast): an `scf.if` on the
+      same condition whose branches differentiate the original ones.
+
+    The QOpt lowering marks what the math alone would get wrong or
+    wasteful, and the rules honour it:
+
+    - `qopt.straight_through` on a quantizer's rounding (or on a whole
+      bitsandbytes codebook quantizer): the straight-through estimator —
+      the adjoint passes unchanged, so clamps around the rounding make
+      the clipping mask; with `qopt.gradient_scale` (per operand) on
+      `qopt.lsq`'s loop this gives LSQ's step and offset gradients times
+      its gradient scale (the formulas in `qopt.lsq`'s description);
+    - `qopt.no_gradient`: a constant to training (torch's `detach()`):
+      DoRA's weight norm, as PEFT and the DoRA paper;
+    - `qopt.recompute` (a dequantized weight): computed again where the
+      backward pass needs it, instead of keeping the forward's float copy
+      of a frozen quantized weight alive.
 
     Only ops that depend on a trainable argument and on which the loss
     depends are differentiated: frozen weights get no gradient and integer

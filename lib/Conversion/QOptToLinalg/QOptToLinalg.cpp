@@ -1481,6 +1481,7 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
   };
   if (auto intFormat = dyn_cast<IntFormatAttr>(format)) {
     Value q = math::RoundEvenOp::create(b, loc, v);
+    q.getDefiningOp()->setAttr(kStraightThroughAttr, b.getUnitAttr());
     if (zp)
       q = arith::AddFOp::create(b, loc, q, zp);
     q = arith::MaximumFOp::create(b, loc, q, c((double)intFormat.getQMin()));
@@ -1502,7 +1503,21 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
                                           c(((double)lo + (double)hi) / 2));
       result = arith::SelectOp::create(b, loc, above, c((double)hi), result);
     }
-    return result;
+    // As clamp(v) + (code - clamp(v)) with the difference detached, so that
+    // training sees the straight-through estimator with its clipping mask.
+    // The sum is exactly the code: both are within a factor of two of each
+    // other (or the code is 0), so the difference is exact (Sterbenz).
+    float lowest = 0, highest = 0;
+    for (float x : sorted)
+      if (std::isfinite(x)) {
+        lowest = std::min(lowest, x);
+        highest = std::max(highest, x);
+      }
+    Value clamped = arith::MinimumFOp::create(
+        b, loc, arith::MaximumFOp::create(b, loc, v, c(lowest)), c(highest));
+    Value delta = arith::SubFOp::create(b, loc, result, clamped);
+    delta.getDefiningOp()->setAttr(kNoGradientAttr, b.getUnitAttr());
+    return arith::AddFOp::create(b, loc, clamped, delta);
   }
   auto fmt = cast<FloatFormatAttr>(format);
   double max = fmt.getMaxRepresentable();
@@ -1535,6 +1550,7 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
   Value quantum = arith::BitcastOp::create(b, loc, b.getF32Type(), quantumBits);
   Value steps = math::RoundEvenOp::create(
       b, loc, arith::DivFOp::create(b, loc, clamped, quantum));
+  steps.getDefiningOp()->setAttr(kStraightThroughAttr, b.getUnitAttr());
   return arith::MulFOp::create(b, loc, steps, quantum);
 }
 
@@ -1587,6 +1603,28 @@ template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
           return castFromF32(b, l, arith::MulFOp::create(b, l, q, s),
                              a[0].getType());
         });
+    // Training: straight-through estimators (the rounding is marked in the
+    // body; a codebook's lookup as a whole), and LSQ's gradient scale.
+    Operation *generic = y.getDefiningOp();
+    if (values)
+      generic->setAttr(kStraightThroughAttr, rewriter.getUnitAttr());
+    if constexpr (std::is_same_v<QuantOp, LSQOp>) {
+      double g = 1.0;
+      if (FloatAttr given = op.getGradScaleAttr()) {
+        g = given.getValueAsDouble();
+      } else if (auto intFormat = dyn_cast<IntFormatAttr>(format);
+                 intFormat && type.hasStaticShape() &&
+                 op.getScale().getType().hasStaticShape()) {
+        // 1 / √(n · qmax), n the elements sharing one scale.
+        double n = double(type.getNumElements()) /
+                   double(op.getScale().getType().getNumElements());
+        g = 1.0 / std::sqrt(n * double(intFormat.getQMax()));
+      }
+      SmallVector<double> scales(inputs.size(), g);
+      scales[0] = 1.0;
+      generic->setAttr(kGradientScaleAttr,
+                       rewriter.getDenseF64ArrayAttr(scales));
+    }
     rewriter.replaceOp(op, y);
     return success();
   }

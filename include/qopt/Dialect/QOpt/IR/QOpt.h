@@ -58,6 +58,13 @@ constexpr StringLiteral kNoGradientAttr = "qopt.no_gradient";
 /// it instead of keeping the forward's value alive (QLoRA's memory: no
 /// float copy of a frozen quantized weight lives from forward to backward).
 constexpr StringLiteral kRecomputeAttr = "qopt.recompute";
+/// On a quantizer's rounding (a scalar op in a loop body) or on a whole
+/// codebook quantizer op: differentiated as the identity of its first
+/// operand (the straight-through estimator); clamps around it still mask.
+constexpr StringLiteral kStraightThroughAttr = "qopt.straight_through";
+/// On a lowered quantizer: a factor per operand for the gradients it
+/// passes back (LSQ's gradient scale g for the step and offset).
+constexpr StringLiteral kGradientScaleAttr = "qopt.gradient_scale";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H
