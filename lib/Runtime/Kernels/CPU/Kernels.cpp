@@ -160,6 +160,20 @@ void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
       o0 = 1;
     }
   }
+  // Outer loops that continue K in A and B and do not move C (a weight
+  // gradient summed over batch and sequence) are folded into K; others
+  // that do not move C accumulate below, one product after the other.
+  auto foldableK = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
+    return size == 1 || (sc == 0 && sa == k * sak && sb == k * sbk);
+  };
+  if (o1 > 1 && foldableK(o1, sa1, sb1, sc1)) {
+    k *= o1;
+    o1 = 1;
+    if (o0 > 1 && foldableK(o0, sa0, sb0, sc0)) {
+      k *= o0;
+      o0 = 1;
+    }
+  }
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j)
       gemm({a + i * sa0 + j * sa1, m, k, sam, sak},

@@ -104,10 +104,13 @@ static std::optional<GemmDims> matchGemm(linalg::GenericOp op) {
       outer.push_back(d);
     }
   }
-  if (ks.size() != 1 || ms.size() > 1 + kMaxOuter || ns.size() > 1 + kMaxOuter)
+  if (ks.empty() || ms.size() > 1 + kMaxOuter || ns.size() > 1 + kMaxOuter)
     return std::nullopt;
   GemmDims dims;
-  dims.k = ks[0];
+  // K: the innermost reduction; others (a weight gradient's batch and
+  // sequence) loop outside, accumulating into the same C.
+  dims.k = ks.back();
+  ks.pop_back();
   // M and N: the row and column dimensions nearest C's innermost one; the
   // others loop outside. Without any (a matrix-vector product), a dummy
   // dimension of size 1 stands in (numLoops, never a real loop).
@@ -122,7 +125,7 @@ static std::optional<GemmDims> matchGemm(linalg::GenericOp op) {
   dims.m = innermost(ms);
   dims.n = innermost(ns);
   dims.outer = llvm::to_vector_of<unsigned, kMaxOuter>(outer);
-  for (unsigned d : llvm::concat<unsigned>(ms, ns))
+  for (unsigned d : llvm::concat<unsigned>(ms, ns, ks))
     dims.outer.push_back(d);
   if (dims.outer.size() > kMaxOuter)
     return std::nullopt;

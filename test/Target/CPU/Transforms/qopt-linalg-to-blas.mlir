@@ -34,6 +34,37 @@ func.func @linear(%x: memref<?x?x16xf32>, %w: memref<32x16xf32>, %y: memref<?x?x
 
 // -----
 
+// A weight gradient, dW[k, n] = sum over batch and sequence of
+// X[b, s, k] * dY[b, s, n]: K is the sequence, the batch an outer loop
+// that C does not move along (stride 0: the kernel accumulates, or folds it
+// into K where A and B are contiguous).
+// CHECK-LABEL: func.func @weight_gradient
+// CHECK-SAME: (%[[X:.*]]: memref<?x?x16xf32>, %[[DY:.*]]: memref<?x?x32xf32>, %[[DW:.*]]: memref<16x32xf32>)
+// CHECK: %[[C0:.*]] = arith.constant 0 : index
+// CHECK: %[[C1:.*]] = arith.constant 1 : index
+// CHECK: %[[B:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x?x16xf32>
+// CHECK: %[[S:.*]] = memref.dim %[[X]], %{{.*}} : memref<?x?x16xf32>
+// CHECK: %{{.*}}, %{{.*}}, %{{.*}}:3, %[[XS:.*]]:3 = memref.extract_strided_metadata %[[X]]
+// CHECK: %{{.*}}, %{{.*}}, %{{.*}}:3, %[[YS:.*]]:3 = memref.extract_strided_metadata %[[DY]]
+// CHECK: %{{.*}}, %{{.*}}, %{{.*}}:2, %[[WS:.*]]:2 = memref.extract_strided_metadata %[[DW]]
+// CHECK: call @qopt_kernel_sgemm(%[[C1]], %[[B]], %{{.*}}, %{{.*}}, %[[S]], %{{.*}}, %{{.*}}, %[[C0]], %[[XS]]#0, %[[XS]]#2, %[[XS]]#1, %{{.*}}, %{{.*}}, %[[C0]], %[[YS]]#0, %[[YS]]#1, %[[YS]]#2, %{{.*}}, %{{.*}}, %[[C0]], %[[C0]], %[[WS]]#0, %[[WS]]#1)
+#gx = affine_map<(b, s, k, n) -> (b, s, k)>
+#gy = affine_map<(b, s, k, n) -> (b, s, n)>
+#gw = affine_map<(b, s, k, n) -> (k, n)>
+func.func @weight_gradient(%x: memref<?x?x16xf32>, %dy: memref<?x?x32xf32>, %dw: memref<16x32xf32>) {
+  linalg.generic {indexing_maps = [#gx, #gy, #gw],
+                  iterator_types = ["reduction", "reduction", "parallel", "parallel"]}
+      ins(%x, %dy : memref<?x?x16xf32>, memref<?x?x32xf32>) outs(%dw : memref<16x32xf32>) {
+  ^bb0(%a: f32, %b: f32, %c: f32):
+    %p = arith.mulf %a, %b : f32
+    %s = arith.addf %c, %p : f32
+    linalg.yield %s : f32
+  }
+  return
+}
+
+// -----
+
 // Named products are handled too.
 // CHECK-LABEL: func.func @named
 // CHECK: call @qopt_kernel_sgemm

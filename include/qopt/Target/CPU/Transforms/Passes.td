@@ -44,9 +44,11 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     Runs on bufferized IR: every f32 contraction `C += A·B` — a
     `linalg.generic` whose body is a multiply-add (as the ONNX conversion and
     the QOpt lowering emit matrix products), `linalg.matmul` or
-    `linalg.batch_matmul` — with one reduction dimension, operands indexed by
-    loop dimensions or broadcast (constant 0), and at most two loops outside
-    the matrix product, becomes a call to `qopt_kernel_sgemm` of the CPU
+    `linalg.batch_matmul` — operands indexed by loop dimensions or broadcast
+    (constant 0), and at most two loops outside the matrix product (a batch,
+    or a further reduction such as a weight gradient's sum over batch and
+    sequence, which accumulates into the same C and is folded into K where
+    the operands are contiguous), becomes a call to `qopt_kernel_sgemm` of the CPU
     kernel library (`lib/Runtime/Kernels/CPU`). The call passes each
     operand's aligned pointer, offset and strides, so transposed, broadcast
     and strided operands need no copies; the kernel folds outer loops into
