@@ -156,8 +156,14 @@ public:
 
   LogicalResult run(ArrayRef<Operation *> ops) {
     for (Operation *op : llvm::reverse(ops)) {
-      if (op->getNumResults() != 1)
+      if (op->getNumResults() != 1) {
+        if (llvm::any_of(op->getResults(),
+                         [&](Value r) { return adj.lookup(r); }))
+          return owner->emitError()
+                 << "no gradient rule for '" << op->getName()
+                 << "' (several results) in the body of this op";
         continue;
+      }
       Value g = adj.lookup(op->getResult(0));
       if (!g)
         continue;
@@ -455,6 +461,11 @@ LogicalResult Differentiator::visitIf(scf::IfOp op, ArrayRef<Value> grads) {
   });
   if (captured.empty())
     return success();
+  for (Value v : captured)
+    if (!isa<RankedTensorType>(v.getType()))
+      return op.emitError()
+             << "no gradient rule for an scf.if whose branches read a scalar "
+                "that depends on a trainable parameter";
   if (op.getElseRegion().empty())
     return op.emitError("no gradient rule for an scf.if without else branch "
                         "that depends on a trainable parameter");
@@ -477,9 +488,14 @@ LogicalResult Differentiator::visitIf(scf::IfOp op, ArrayRef<Value> grads) {
     IRMapping mapping;
     for (Operation &primal : branch.without_terminator()) {
       Operation *clone = nested.b.clone(primal, mapping);
-      for (auto [r, c] : llvm::zip(primal.getResults(), clone->getResults()))
-        if (isActive(r))
-          nested.active.insert(c);
+      // Nested regions too (an scf.if within the branch).
+      SmallVector<Operation *> primals, clones;
+      primal.walk([&](Operation *o) { primals.push_back(o); });
+      clone->walk([&](Operation *o) { clones.push_back(o); });
+      for (auto [p, c] : llvm::zip(primals, clones))
+        for (auto [r, cr] : llvm::zip(p->getResults(), c->getResults()))
+          if (isActive(r))
+            nested.active.insert(cr);
     }
     auto yield = cast<scf::YieldOp>(branch.getTerminator());
     SmallVector<Value> roots;
@@ -862,7 +878,7 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
             Value chosen = arith::CmpFOp::create(
                 nb, l, arith::CmpFPredicate::OEQ, term, result);
             g = arith::SelectOp::create(nb, l, chosen, g,
-                                        floatConstant(nb, l, elem, 0.0));
+                                        floatConstant(nb, l, g.getType(), 0.0));
           }
           reverse.add(term, g);
         }

@@ -52,15 +52,20 @@ llvm::Expected<OptimizerSpec> mlir::qopt::parseOptimizerSpec(StringRef text) {
         err = fail("'lr' must not be negative");
     } else if (key == "weight_decay") {
       err = number(spec.weightDecay);
+      if (!err && spec.weightDecay < 0)
+        err = fail("'weight_decay' must not be negative");
     } else if (key == "betas" && spec.kind == OptimizerSpec::AdamW) {
       auto [b1, b2] = value.split('/');
       if (b1.trim().getAsDouble(spec.beta1) ||
-          b2.trim().getAsDouble(spec.beta2) || spec.beta1 < 0 ||
-          spec.beta1 >= 1 || spec.beta2 < 0 || spec.beta2 >= 1)
+          b2.trim().getAsDouble(spec.beta2) ||
+          !(spec.beta1 >= 0 && spec.beta1 < 1) ||
+          !(spec.beta2 >= 0 && spec.beta2 < 1))
         err = fail("'betas' must be two numbers in [0, 1) as B1/B2, not '" +
                    value + "'");
     } else if (key == "eps" && spec.kind == OptimizerSpec::AdamW) {
       err = number(spec.eps);
+      if (!err && spec.eps < 0)
+        err = fail("'eps' must not be negative");
     } else if (key == "momentum" && spec.kind == OptimizerSpec::SGD) {
       err = number(spec.momentum);
     } else if (key == "dampening" && spec.kind == OptimizerSpec::SGD) {

@@ -382,15 +382,19 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
   unsigned targetIndex = firstParameter(func);
   SmallVector<NamedAttribute> targetAttrs = {
       builder.getNamedAttr(nameAttr, builder.getStringAttr(targetName))};
-  // Dynamic dimensions keep the names the model's first input gave them.
-  if (targetIndex > 0)
-    if (auto names = func.getArgAttrOfType<ArrayAttr>(
-            0, QOptDialect::DimNamesAttrHelper::getNameStr());
-        names && names.size() >= (size_t)targetType.getRank())
-      targetAttrs.push_back(
-          builder.getNamedAttr(QOptDialect::DimNamesAttrHelper::getNameStr(),
-                               builder.getArrayAttr(names.getValue().take_front(
-                                   targetType.getRank()))));
+  // Dynamic dimensions keep the names the output's dimensions have (the
+  // runtime checks equally named sizes against each other), else those of
+  // the model's first input.
+  ArrayAttr names = func.getResultAttrOfType<ArrayAttr>(
+      0, QOptDialect::DimNamesAttrHelper::getNameStr());
+  if (!names && targetIndex > 0)
+    names = func.getArgAttrOfType<ArrayAttr>(
+        0, QOptDialect::DimNamesAttrHelper::getNameStr());
+  if (names && names.size() >= (size_t)targetType.getRank())
+    targetAttrs.push_back(
+        builder.getNamedAttr(QOptDialect::DimNamesAttrHelper::getNameStr(),
+                             builder.getArrayAttr(names.getValue().take_front(
+                                 targetType.getRank()))));
   if (failed(func.insertArgument(targetIndex, targetType,
                                  builder.getDictionaryAttr(targetAttrs), loc)))
     return failure();

@@ -239,6 +239,8 @@ class Model:
             with open(os.path.join(tmp, "checkpoint.json"), "w") as f:
                 json.dump(meta, f, indent=1)
                 f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
         _replace_folder(path, write)
 
     def load_checkpoint(self, path):
@@ -339,10 +341,20 @@ def _replace_folder(path, write):
                 shutil.rmtree(old)
             os.rename(path, old)
         os.rename(tmp, path)
+        _fsync_dir(parent)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _fsync_dir(path):
+    """Makes renames in folder `path` durable (a power loss keeps them)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _existing_folder(path):

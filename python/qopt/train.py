@@ -124,6 +124,7 @@ def write_latest(directory, name):
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, os.path.join(directory, "latest"))
+    qopt._fsync_dir(directory)
 
 
 def read_latest(directory):
@@ -185,9 +186,11 @@ def main(argv=None):
         if latest is None:
             return fail(f"--resume: no checkpoint in {args.checkpoint_dir}")
         try:
-            extra = model.load_checkpoint(latest)
+            extra = model.load_checkpoint(latest) or {}
         except (ValueError, OSError) as e:
             return fail(f"--resume: {e}")
+        if "step" not in extra:
+            return fail(f"--resume: {latest} was not written by qopt-train")
         if extra.get("config") != config:
             return fail(f"--resume: {latest} was written with other data, batch size "
                         f"or seed ({extra.get('config')})")
@@ -195,6 +198,9 @@ def main(argv=None):
         print(f"qopt-train: resuming from {latest} (step {extra['step']})", file=sys.stderr)
     if args.checkpoint_dir:
         os.makedirs(args.checkpoint_dir, exist_ok=True)
+        if not args.resume and read_latest(args.checkpoint_dir):
+            return fail(f"{args.checkpoint_dir} holds checkpoints of another run: "
+                        "--resume it, or give another folder")
     metrics = open(args.metrics, "a") if args.metrics else sys.stdout
     kill_at = int(os.environ.get("QOPT_TRAIN_TEST_KILL_IN_SAVE", "0"))
 
@@ -219,9 +225,11 @@ def main(argv=None):
         model.save_checkpoint(os.path.join(args.checkpoint_dir, name),
                               extra={"step": step, "config": config})
         write_latest(args.checkpoint_dir, name)
+        # The newest --keep up to this step stay (never the one just
+        # written; later ones of an abandoned run are left alone).
         kept = sorted(d for d in os.listdir(args.checkpoint_dir)
-                      if d.startswith("checkpoint-") and "." not in d)
-        for old in kept[:-args.keep]:
+                      if d.startswith("checkpoint-") and "." not in d and d <= name)
+        for old in kept[:-max(args.keep, 1)]:
             shutil.rmtree(os.path.join(args.checkpoint_dir, old), ignore_errors=True)
 
     start = time.monotonic()

@@ -367,6 +367,28 @@ for flag, taken in ((1.0, "then"), (-1.0, "else")):
     scf.yield %p : tensor<4x3xf64>
   }""", [a, b, np.array(flag)], {0, 1}, (4, 3))
 
+check("nested scf.if", """
+  %z = arith.constant 0.0 : f64
+  %f = tensor.extract %a1[] : tensor<f64>
+  %c = arith.cmpf ogt, %f, %z : f64
+  %e = tensor.empty() : tensor<4x3xf64>
+  %out = scf.if %c -> tensor<4x3xf64> {
+    %inner = scf.if %c -> tensor<4x3xf64> {
+      %p = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>],
+          iterator_types = ["parallel", "parallel"]} ins(%a0 : tensor<4x3xf64>) outs(%e : tensor<4x3xf64>) {
+      ^bb0(%x: f64, %o: f64):
+        %q = arith.mulf %x, %x : f64
+        linalg.yield %q : f64
+      } -> tensor<4x3xf64>
+      scf.yield %p : tensor<4x3xf64>
+    } else {
+      scf.yield %a0 : tensor<4x3xf64>
+    }
+    scf.yield %inner : tensor<4x3xf64>
+  } else {
+    scf.yield %a0 : tensor<4x3xf64>
+  }""", [a, np.array(1.0)], {0}, (4, 3))
+
 # --- QOpt ops through their lowering -----------------------------------------
 xs, wt, bias = f64(2, 3, 4), f64(5, 4), f64(5)
 check("qopt.linear (weight, bias, input)", """

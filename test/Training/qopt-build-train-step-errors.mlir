@@ -4,6 +4,10 @@
 // LR: optimizer 'adamw:lr=fast': 'lr' must be a number, not 'fast'
 // RUN: not qopt-opt %s '--qopt-build-train-step=optimizer=adamw:betas=0.9' 2>&1 | FileCheck %s --check-prefix=BETAS
 // BETAS: 'betas' must be two numbers in [0, 1) as B1/B2, not '0.9'
+// RUN: not qopt-opt %s '--qopt-build-train-step=optimizer=adamw:betas=nan/0.9' 2>&1 | FileCheck %s --check-prefix=NAN
+// NAN: 'betas' must be two numbers in [0, 1) as B1/B2, not 'nan/0.9'
+// RUN: not qopt-opt %s '--qopt-build-train-step=optimizer=adamw:weight_decay=-1' 2>&1 | FileCheck %s --check-prefix=DECAY
+// DECAY: optimizer 'adamw:weight_decay=-1': 'weight_decay' must not be negative
 // RUN: not qopt-opt %s '--qopt-build-train-step=optimizer=adamw:momentum=0.9' 2>&1 | FileCheck %s --check-prefix=KEY
 // KEY: unknown key 'momentum' for adamw (lr, betas, eps, weight_decay)
 // RUN: not qopt-opt %s '--qopt-build-train-step=optimizer=sgd:lr=0.1,nesterov=true' 2>&1 | FileCheck %s --check-prefix=NESTEROV
