@@ -10,7 +10,10 @@ compiled twice with `qoptc --train`:
 - the train entry with AdamW (lr 1e-2, betas 0.9 / 0.999, eps 1e-8, weight
   decay 0.01), run three times: each run's loss must be PyTorch's loss
   before that step, and the trainable tensors after each step PyTorch's
-  (<= 1e-4), the step counter 1, 2, 3.
+  (<= 1e-4), the step counter 1, 2, 3;
+- for llama-lora also SGD with momentum and weight decay under the cosine
+  schedule with warm-up and global-norm clipping, three steps, against
+  torch.optim.SGD + transformers' scheduler + clip_grad_norm_ (sgd.npz).
 
 llama-lora is compiled with dynamic batch and sequence (the run-time
 broadcast choices are differentiated), llama-dora with both pinned;
@@ -104,4 +107,26 @@ with tempfile.TemporaryDirectory() as tmp:
         step = int(model.get_parameter("optimizer.step"))
         print(f"{case}: optimizer.step {step}")
         failures += step != index["steps"]
+    # SGD with momentum and weight decay, the cosine schedule with warm-up
+    # (its first step has learning rate 0) and gradient clipping, against
+    # torch.optim.SGD + transformers' scheduler + clip_grad_norm_.
+    sgd = index["sgd"]
+    o, sch = sgd["optimizer"], sgd["schedule"]
+    ref = np.load(os.path.join(HERE, "train", sgd["case"], "sgd.npz"))
+    base = np.load(os.path.join(HERE, "train", sgd["case"], "reference.npz"))
+    feed = dict(input_ids=base["input_ids"], attention_mask=base["attention_mask"],
+                labels=base["labels"])
+    model = compile_model(tmp, sgd["case"], "sgd", [
+        "--train-entry", "train",
+        "--optimizer", f"sgd:lr={o['lr']},momentum={o['momentum']},weight_decay={o['weight_decay']}",
+        "--lr-schedule", sch["kind"], "--warmup-steps", str(sch["warmup_steps"]),
+        "--total-steps", str(sch["total_steps"]), "--max-grad-norm", str(sgd["max_grad_norm"])],
+        None)
+    trainable = [p.name for p in model.parameters if p.role == "trainable"]
+    for k in range(1, sgd["steps"] + 1):
+        loss = model.run(**feed)[0]
+        report(f"SGD + cosine + clipping: step {k} loss", rel(loss, ref[f"step{k}.loss_before"]), 1e-5)
+        report(f"SGD + cosine + clipping: parameters after step {k}",
+               max(rel(model.get_parameter(n), ref[f"step{k}." + peft_key(n)])
+                   for n in trainable), 1e-4)
 print(f"train: {failures} failures")

@@ -21,7 +21,11 @@ inside and averages over the counted tokens):
   input_ids, attention_mask, labels
 
 in test/e2e/train/<case>/ (adapter_config.json, adapter_model.safetensors,
-reference.npz) and test/e2e/train/index.json (versions, hyperparameters).
+reference.npz) and test/e2e/train/index.json (versions, hyperparameters);
+and for llama-lora's adapter three steps of SGD with momentum and weight
+decay under transformers' cosine schedule with warm-up and torch's
+clip_grad_norm_ (llama-lora/sgd.npz: step{k}.loss_before, the loss each
+step starts from, and step{k}.<PEFT name>).
 
 Regenerate (needs torch, transformers, peft; CI reads the committed files):
 
@@ -178,6 +182,41 @@ for name, kwargs in {**CASES, **QLORA}.items():
                             "trainable": len(grads)}
     print(f"{name}: loss {float(result['loss0']):.6f} -> {float(result[f'step{STEPS}.loss']):.6f} "
           f"after {STEPS} steps, {len(grads)} trainable tensors")
+# SGD with momentum and weight decay, transformers' cosine schedule with
+# warm-up (its first step has learning rate 0) and torch's clip_grad_norm_,
+# on llama-lora's adapter: llama-lora/sgd.npz (step{k}.<name>, step{k}.loss
+# as above, loss0).
+SGD = dict(lr=0.05, momentum=0.9, weight_decay=0.01)
+SCHEDULE = dict(kind="cosine", warmup_steps=1, total_steps=4)
+MAX_GRAD_NORM = 0.5
+torch.manual_seed(0)
+_, wrapper, _ = mre.build("llama")
+pm = peft.PeftModel.from_pretrained(wrapper, os.path.join(HERE, "llama-lora"), is_trainable=True)
+pm.train()
+lm = pm.base_model.model.m
+ids, mask, lab = (torch.from_numpy(a) for a in (input_ids, attention_mask, labels))
+trainable = {n.replace(".default", ""): p for n, p in pm.named_parameters() if p.requires_grad}
+optimizer = torch.optim.SGD(list(trainable.values()), **SGD)
+scheduler = transformers.get_cosine_schedule_with_warmup(
+    optimizer, num_warmup_steps=SCHEDULE["warmup_steps"],
+    num_training_steps=SCHEDULE["total_steps"])
+result = {}
+for k in range(1, STEPS + 1):
+    loss = lm(input_ids=ids, attention_mask=mask, labels=lab).loss
+    loss.backward()
+    result[f"step{k}.loss_before"] = loss.detach().numpy()
+    torch.nn.utils.clip_grad_norm_(list(trainable.values()), MAX_GRAD_NORM)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    for n, p in trainable.items():
+        result[f"step{k}.{n}"] = p.detach().numpy().copy()
+np.savez_compressed(os.path.join(HERE, "llama-lora", "sgd.npz"), **result)
+index["sgd"] = {"case": "llama-lora", "optimizer": SGD, "schedule": SCHEDULE,
+                "max_grad_norm": MAX_GRAD_NORM, "steps": STEPS}
+print("llama-lora, SGD + cosine schedule + clipping: losses "
+      + " ".join(f"{float(result[f'step{k}.loss_before']):.6f}" for k in range(1, STEPS + 1)))
+
 with open(os.path.join(HERE, "index.json"), "w") as f:
     json.dump(index, f, indent=1)
     f.write("\n")
