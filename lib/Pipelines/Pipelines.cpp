@@ -281,6 +281,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     step.warmupSteps = options.trainWarmupSteps;
     step.totalSteps = options.trainTotalSteps;
     step.maxGradNorm = options.trainMaxGradNorm;
+    step.temperature = options.trainTemperature;
     train.addPass(createQOptBuildTrainStepPass(step));
     if (failed(train.run(module)))
       return failure();

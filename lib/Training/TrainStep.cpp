@@ -190,6 +190,88 @@ Value mseLoss(OpBuilder &b, Location loc, Value output, Value target) {
       });
 }
 
+/// Knowledge distillation: T² · KL(softmax(teacher / T) ‖ softmax(student /
+/// T)) summed over the last dimension and averaged over the positions (all
+/// leading dimensions) — torch's kl_div(log_softmax(s / T), softmax(t / T),
+/// reduction="batchmean") on the logits flattened to [positions, V], times
+/// T², as distillation recipes write it.
+Value klDistillLoss(OpBuilder &b, Location loc, Value student, Value teacher,
+                    double temperature) {
+  int64_t rank = cast<RankedTensorType>(student.getType()).getRank();
+  int64_t axis = rank - 1;
+  double invT = 1.0 / temperature;
+  // Row max and sum of exp of z / T, for a log-softmax.
+  auto rowStats = [&](Value z) -> std::pair<Value, Value> {
+    Value max = createTrailingReduction(
+        b, loc, z, axis, false, {}, -INFINITY,
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value v = arith::MulFOp::create(nb, l, castToF32(nb, l, a[0]),
+                                          f32(nb, l, invT));
+          return arith::MaximumFOp::create(nb, l, v, a[1]);
+        });
+    Value sum = createTrailingReduction(
+        b, loc, z, axis, false, {max}, 0.0,
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value v = arith::MulFOp::create(nb, l, castToF32(nb, l, a[0]),
+                                          f32(nb, l, invT));
+          Value e =
+              math::ExpOp::create(nb, l, arith::SubFOp::create(nb, l, v, a[1]));
+          return arith::AddFOp::create(nb, l, a[2], e);
+        });
+    return {max, sum};
+  };
+  auto [maxS, sumS] = rowStats(student);
+  auto [maxT, sumT] = rowStats(teacher);
+  AffineMap id = b.getMultiDimIdentityMap(rank);
+  SmallVector<AffineExpr> rowExprs;
+  for (int64_t d = 0; d < axis; ++d)
+    rowExprs.push_back(b.getAffineDimExpr(d));
+  AffineMap row = AffineMap::get(rank, 0, rowExprs, b.getContext());
+  Value zero = createFilledTensor(b, loc, {}, b.getF32Type(), 0.0);
+  SmallVector<utils::IteratorType> reduceAll(rank,
+                                             utils::IteratorType::reduction);
+  Value total =
+      linalg::GenericOp::create(
+          b, loc, zero.getType(),
+          ValueRange{student, teacher, maxS, sumS, maxT, sumT},
+          ValueRange{zero},
+          ArrayRef<AffineMap>{id, id, row, row, row, row,
+                              AffineMap::get(rank, 0, b.getContext())},
+          reduceAll,
+          [&](OpBuilder &nb, Location l, ValueRange a) {
+            auto logSoftmax = [&](Value x, Value max, Value sum) -> Value {
+              Value v = arith::MulFOp::create(nb, l, castToF32(nb, l, x),
+                                              f32(nb, l, invT));
+              return arith::SubFOp::create(nb, l,
+                                           arith::SubFOp::create(nb, l, v, max),
+                                           math::LogOp::create(nb, l, sum));
+            };
+            Value ls = logSoftmax(a[0], a[2], a[3]);
+            Value lt = logSoftmax(a[1], a[4], a[5]);
+            Value pt = math::ExpOp::create(nb, l, lt);
+            Value term = arith::MulFOp::create(
+                nb, l, pt, arith::SubFOp::create(nb, l, lt, ls));
+            linalg::YieldOp::create(
+                nb, l, arith::AddFOp::create(nb, l, a[6], term).getResult());
+          })
+          .getResult(0);
+  Value rows = arith::ConstantIndexOp::create(b, loc, 1);
+  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, student);
+  for (int64_t d = 0; d < axis; ++d)
+    rows = arith::MulIOp::create(
+        b, loc, rows, getValueOrCreateConstantIndexOp(b, loc, sizes[d]));
+  Value count = arith::UIToFPOp::create(
+      b, loc, b.getF32Type(),
+      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), rows));
+  Value scale = arith::DivFOp::create(
+      b, loc, f32(b, loc, temperature * temperature), count);
+  return createElementwise(
+      b, loc, total, {total}, {AffineMap::get(0, 0, b.getContext())},
+      [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        return arith::MulFOp::create(nb, l, a[0], scale);
+      });
+}
+
 //===----------------------------------------------------------------------===//
 // The pass
 //===----------------------------------------------------------------------===//
@@ -375,9 +457,16 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
   } else if (loss == "mse") {
     targetType = outType;
     targetName = "targets";
+  } else if (loss == "kl-distill") {
+    if (!(temperature > 0))
+      return func.emitError() << "qopt-build-train-step: temperature must be "
+                                 "positive, not "
+                              << temperature;
+    targetType = outType;
+    targetName = "teacher_logits";
   } else {
     return func.emitError() << "qopt-build-train-step: unknown loss '" << loss
-                            << "' (causal-lm, seq-cls, mse)";
+                            << "' (causal-lm, seq-cls, mse, kl-distill)";
   }
   unsigned targetIndex = firstParameter(func);
   SmallVector<NamedAttribute> targetAttrs = {
@@ -403,7 +492,9 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
   OpBuilder b(ret);
   Value lossValue = loss == "causal-lm" ? causalLMLoss(b, loc, output, target)
                     : loss == "seq-cls" ? crossEntropy(b, loc, output, target)
-                                        : mseLoss(b, loc, output, target);
+                    : loss == "kl-distill"
+                        ? klDistillLoss(b, loc, output, target, temperature)
+                        : mseLoss(b, loc, output, target);
 
   SmallVector<Value> results = {lossValue};
   SmallVector<DictionaryAttr> resultAttrs = {builder.getDictionaryAttr(

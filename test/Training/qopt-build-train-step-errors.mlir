@@ -13,7 +13,9 @@
 // RUN: not qopt-opt %s '--qopt-build-train-step=optimizer=sgd:lr=0.1,nesterov=true' 2>&1 | FileCheck %s --check-prefix=NESTEROV
 // NESTEROV: nesterov needs a momentum and zero dampening (as torch)
 // RUN: not qopt-opt %s --qopt-build-train-step=loss=focal 2>&1 | FileCheck %s --check-prefix=LOSS
-// LOSS: qopt-build-train-step: unknown loss 'focal' (causal-lm, seq-cls, mse)
+// LOSS: qopt-build-train-step: unknown loss 'focal' (causal-lm, seq-cls, mse, kl-distill)
+// RUN: not qopt-opt %s '--qopt-build-train-step=loss=kl-distill temperature=0' 2>&1 | FileCheck %s --check-prefix=TEMP
+// TEMP: qopt-build-train-step: temperature must be positive, not 0
 // RUN: not qopt-opt %s --qopt-build-train-step=entry=predict 2>&1 | FileCheck %s --check-prefix=ENTRY
 // ENTRY: qopt-build-train-step: entry 'predict' is not one of train, eval, gradients
 // RUN: not qopt-opt %s '--qopt-build-train-step=entry=eval,eval' 2>&1 | FileCheck %s --check-prefix=TWICE

@@ -211,7 +211,8 @@ static cl::opt<bool> train(
 static cl::opt<std::string> loss(
     "loss",
     cl::desc("With --train: causal-lm (transformers' shifted cross-entropy, "
-             "labels -100 ignored; the default), seq-cls or mse"),
+             "labels -100 ignored; the default), seq-cls, mse or kl-distill "
+             "(to teacher_logits, at --temperature)"),
     cl::init("causal-lm"), cl::cat(category));
 static cl::opt<std::string> optimizerSpec(
     "optimizer",
@@ -248,6 +249,12 @@ static cl::opt<double> maxGradNorm(
     cl::desc("With --train: clip the global gradient norm to this "
              "(torch's clip_grad_norm_; 0, the default, does not clip)"),
     cl::init(0.0), cl::cat(category));
+
+static cl::opt<double> temperature(
+    "temperature",
+    cl::desc("With --train --loss kl-distill: the distillation temperature T "
+             "(default 1)"),
+    cl::init(1.0), cl::cat(category));
 
 static int fail(const Twine &message) {
   llvm::errs() << "qoptc: error: " << message << "\n";
@@ -299,10 +306,10 @@ int main(int argc, char **argv) {
       (loss.getNumOccurrences() || optimizerSpec.getNumOccurrences() ||
        trainEntry.getNumOccurrences() || lrSchedule.getNumOccurrences() ||
        warmupSteps.getNumOccurrences() || totalSteps.getNumOccurrences() ||
-       maxGradNorm.getNumOccurrences()))
+       maxGradNorm.getNumOccurrences() || temperature.getNumOccurrences()))
     return fail("--loss, --optimizer, --train-entry, --lr-schedule, "
-                "--warmup-steps, --total-steps and --max-grad-norm need "
-                "--train");
+                "--warmup-steps, --total-steps, --max-grad-norm and "
+                "--temperature need --train");
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
@@ -394,6 +401,7 @@ int main(int argc, char **argv) {
   modelOptions.trainWarmupSteps = warmupSteps;
   modelOptions.trainTotalSteps = totalSteps;
   modelOptions.trainMaxGradNorm = maxGradNorm;
+  modelOptions.trainTemperature = temperature;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

@@ -109,6 +109,7 @@ struct ModelCompileOptions {
   int64_t trainWarmupSteps = 0;
   int64_t trainTotalSteps = 0;
   double trainMaxGradNorm = 0.0;
+  double trainTemperature = 1.0;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
   /// Print how long each step took to stderr.

@@ -88,7 +88,13 @@ def QOptBuildTrainStepPass
       max-shifted log-sum-exp, labels `-100` left out, the mean over the
       positions counted (NaN when none is, as torch);
     - `seq-cls`: the same cross-entropy on [batch, classes] logits;
-    - `mse`: the mean of the squared differences.
+    - `mse`: the mean of the squared differences;
+    - `kl-distill`: knowledge distillation to `teacher_logits` (the
+      output's shape, a new input): T² · KL(softmax(teacher / T) ‖
+      softmax(output / T)) over the last dimension, averaged over the
+      positions (torch's `kl_div(log_softmax(s / T), softmax(t / T),
+      reduction="batchmean")` on logits flattened to [positions, V], times
+      T²), with T the `temperature`.
 
     Then one function per entry `entry` lists (comma-separated, in that
     order; the module's entry function is replaced), named as the runtime
@@ -125,7 +131,9 @@ def QOptBuildTrainStepPass
   }];
   let options = [
     Option<"loss", "loss", "std::string", "\"causal-lm\"",
-           "The loss: causal-lm, seq-cls or mse">,
+           "The loss: causal-lm, seq-cls, mse or kl-distill">,
+    Option<"temperature", "temperature", "double", "1.0",
+           "kl-distill's temperature T">,
     Option<"optimizer", "optimizer", "std::string",
            "\"adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01\"",
            "The optimizer and its hyperparameters (adamw:… or sgd:…)">,
