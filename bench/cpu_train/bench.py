@@ -56,6 +56,21 @@ def peak_rss_mib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def logits_of(model):
+    """The causal LM as the export sees it: input_ids -> (logits,)."""
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids):
+            return (self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0],)
+
+    return Logits(model)
+
+
 def build(args, work):
     """The model (ONNX), the adapter (PEFT folder) and the batch (.npz)."""
     import numpy as np
@@ -69,15 +84,7 @@ def build(args, work):
         num_key_value_heads=args.kv_heads, max_position_embeddings=max(args.seq, 128))
     model = transformers.LlamaForCausalLM(cfg).eval()
 
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            return (self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0],)
-
-    wrapper = Logits(model)
+    wrapper = logits_of(model)
     ids = torch.randint(0, args.vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(1))
     onnx_path = os.path.join(work, "model.onnx")
     torch.onnx.export(wrapper, (ids,), onnx_path, dynamo=True, input_names=["input_ids"],
@@ -131,15 +138,7 @@ def run_torch(args, work, compiled):
     model = transformers.LlamaForCausalLM(cfg)
     model.load_state_dict(torch.load(os.path.join(work, "weights.pt")))
 
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            return (self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0],)
-
-    pm = peft.PeftModel.from_pretrained(Logits(model), os.path.join(work, "adapter"),
+    pm = peft.PeftModel.from_pretrained(logits_of(model), os.path.join(work, "adapter"),
                                         is_trainable=True)
     pm.train()
     lm = pm.base_model.model.m

@@ -3,15 +3,10 @@
 #include "qopt/Pipelines/Pipelines.h"
 
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
-#include "qopt/Conversion/QOptToLinalg/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Target/CPU/Pipeline.h"
-#include "qopt/Training/Passes.h"
-
-#include "mlir/Dialect/Linalg/Passes.h"
-#include "mlir/Transforms/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -269,20 +264,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     // The train step is built on the lowered model (every op in linalg /
     // tensor form, which is what the gradient rules cover).
     PassManager train(module.getContext());
-    train.addPass(createConvertQOptToLinalgPass());
-    train.addPass(createCSEPass());
-    train.addPass(createCanonicalizerPass());
-    train.addPass(createConvertElementwiseToLinalgPass());
-    QOptBuildTrainStepPassOptions step;
-    step.loss = options.trainLoss;
-    step.optimizer = options.trainOptimizer;
-    step.entry = options.trainEntry;
-    step.schedule = options.trainSchedule;
-    step.warmupSteps = options.trainWarmupSteps;
-    step.totalSteps = options.trainTotalSteps;
-    step.maxGradNorm = options.trainMaxGradNorm;
-    step.temperature = options.trainTemperature;
-    train.addPass(createQOptBuildTrainStepPass(step));
+    buildLowerToLinalgPipeline(train);
+    train.addPass(createQOptBuildTrainStepPass(options.trainStep));
     if (failed(train.run(module)))
       return failure();
     if (options.timing)

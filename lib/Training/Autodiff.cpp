@@ -55,7 +55,6 @@ Value zerosLike(OpBuilder &b, Location loc, Value v) {
 
 /// `v`'s shape as a 1-D index tensor (tensor.reshape's shape operand).
 Value shapeOf(OpBuilder &b, Location loc, Value v) {
-  auto type = cast<RankedTensorType>(v.getType());
   SmallVector<Value> sizes;
   for (OpFoldResult size : tensor::getMixedSizes(b, loc, v))
     sizes.push_back(getValueOrCreateConstantIndexOp(b, loc, size));
@@ -64,7 +63,6 @@ Value shapeOf(OpBuilder &b, Location loc, Value v) {
         b, loc,
         DenseElementsAttr::get(RankedTensorType::get({0}, b.getIndexType()),
                                ArrayRef<Attribute>{}));
-  (void)type;
   return tensor::FromElementsOp::create(b, loc, sizes);
 }
 
@@ -855,7 +853,6 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
   maps.push_back(outMap);
 
   Block *body = op.getBlock();
-  auto yield = cast<linalg::YieldOp>(body->getTerminator());
   BlockArgument targetArg = op.getMatchingBlockArgument(&target);
   LogicalResult status = success();
   auto adjointOp = linalg::GenericOp::create(
@@ -882,7 +879,6 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
           }
           reverse.add(term, g);
         }
-        (void)yield;
         if (failed(reverse.run(clones)))
           status = failure();
         Value contribution = adj.lookup(mapping.lookupOrDefault(targetArg));

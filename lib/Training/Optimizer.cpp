@@ -139,7 +139,6 @@ FailureOr<SmallVector<ParameterUpdate>>
 OptimizerBuilder::build(func::FuncOp func, unsigned stateIndex,
                         ArrayRef<Value> params, ArrayRef<std::string> names,
                         ArrayRef<Value> grads) {
-  MLIRContext *ctx = func.getContext();
   SmallVector<ParameterUpdate> updates;
   // State parameters, zero at first.
   auto addState = [&](StringRef name, RankedTensorType type) -> Value {
@@ -182,7 +181,6 @@ OptimizerBuilder::build(func::FuncOp func, unsigned stateIndex,
   if (maxGradNorm > 0) {
     Value sumSq = f64(b, loc, 0.0);
     for (Value g : grads) {
-      int64_t rank = cast<RankedTensorType>(g.getType()).getRank();
       Value sq = createTrailingReduction(
           b, loc, g, 0, false, {}, 0.0,
           [](OpBuilder &nb, Location l, ValueRange a) -> Value {
@@ -190,7 +188,6 @@ OptimizerBuilder::build(func::FuncOp func, unsigned stateIndex,
             return arith::AddFOp::create(nb, l, a[1],
                                          arith::MulFOp::create(nb, l, x, x));
           });
-      (void)rank;
       Value v = tensor::ExtractOp::create(b, loc, sq, ValueRange{});
       sumSq = arith::AddFOp::create(
           b, loc, sumSq, arith::ExtFOp::create(b, loc, b.getF64Type(), v));
@@ -334,6 +331,5 @@ OptimizerBuilder::build(func::FuncOp func, unsigned stateIndex,
     if (buf)
       updates.push_back({name + ".momentum_buffer", sgd.getResult(1)});
   }
-  (void)ctx;
   return updates;
 }

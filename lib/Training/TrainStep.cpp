@@ -155,6 +155,17 @@ Value causalLMLoss(OpBuilder &b, Location loc, Value logits, Value labels) {
   return crossEntropy(b, loc, z, y);
 }
 
+/// The product of `sizes` (elements, or positions), as f32.
+Value countF32(OpBuilder &b, Location loc, ArrayRef<OpFoldResult> sizes) {
+  Value n = arith::ConstantIndexOp::create(b, loc, 1);
+  for (OpFoldResult size : sizes)
+    n = arith::MulIOp::create(b, loc, n,
+                              getValueOrCreateConstantIndexOp(b, loc, size));
+  return arith::UIToFPOp::create(
+      b, loc, b.getF32Type(),
+      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), n));
+}
+
 /// mean((output - target)^2), as torch's mse_loss.
 Value mseLoss(OpBuilder &b, Location loc, Value output, Value target) {
   int64_t rank = cast<RankedTensorType>(output.getType()).getRank();
@@ -176,13 +187,7 @@ Value mseLoss(OpBuilder &b, Location loc, Value output, Value target) {
                 nb, l, arith::AddFOp::create(nb, l, a[2], sq).getResult());
           })
           .getResult(0);
-  Value n = arith::ConstantIndexOp::create(b, loc, 1);
-  for (OpFoldResult size : tensor::getMixedSizes(b, loc, output))
-    n = arith::MulIOp::create(b, loc, n,
-                              getValueOrCreateConstantIndexOp(b, loc, size));
-  Value count = arith::UIToFPOp::create(
-      b, loc, b.getF32Type(),
-      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), n));
+  Value count = countF32(b, loc, tensor::getMixedSizes(b, loc, output));
   return createElementwise(
       b, loc, total, {total}, {AffineMap::get(0, 0, b.getContext())},
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
@@ -255,14 +260,8 @@ Value klDistillLoss(OpBuilder &b, Location loc, Value student, Value teacher,
                 nb, l, arith::AddFOp::create(nb, l, a[6], term).getResult());
           })
           .getResult(0);
-  Value rows = arith::ConstantIndexOp::create(b, loc, 1);
-  SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, student);
-  for (int64_t d = 0; d < axis; ++d)
-    rows = arith::MulIOp::create(
-        b, loc, rows, getValueOrCreateConstantIndexOp(b, loc, sizes[d]));
-  Value count = arith::UIToFPOp::create(
-      b, loc, b.getF32Type(),
-      arith::IndexCastUIOp::create(b, loc, b.getI64Type(), rows));
+  Value count = countF32(
+      b, loc, ArrayRef(tensor::getMixedSizes(b, loc, student)).drop_back());
   Value scale = arith::DivFOp::create(
       b, loc, f32(b, loc, temperature * temperature), count);
   return createElementwise(

@@ -81,16 +81,14 @@ def make_batch(samples, model):
         target = seq_info.shape[1]
     pads = {"input_ids": 0, "attention_mask": 0, "labels": -100}
     for name in names:
+        if name == "labels" and not any("labels" in s for s in samples):
+            continue  # the Model's training calls derive them from ids and mask
         rows = []
         for s in samples:
             if name in s:
                 rows.append(np.asarray(s[name]))
             elif name == "attention_mask":
                 rows.append(np.ones(len(s["input_ids"]), dtype=np.int64))
-            elif name == "labels":
-                ids = np.asarray(s["input_ids"])
-                mask = np.asarray(s.get("attention_mask", np.ones(len(ids), np.int64)))
-                rows.append(np.where(mask == 1, ids, -100))
             else:
                 raise DataError(f"the data has no '{name}' (the model's inputs: "
                                 f"{', '.join(names)})")

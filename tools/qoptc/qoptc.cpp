@@ -394,14 +394,14 @@ int main(int argc, char **argv) {
   modelOptions.calibrationMaxPasses = calibrationMaxPasses;
   modelOptions.evaCalibrator = qopt::computeEvaState;
   modelOptions.train = train;
-  modelOptions.trainLoss = loss;
-  modelOptions.trainOptimizer = optimizerSpec;
-  modelOptions.trainEntry = trainEntry;
-  modelOptions.trainSchedule = lrSchedule;
-  modelOptions.trainWarmupSteps = warmupSteps;
-  modelOptions.trainTotalSteps = totalSteps;
-  modelOptions.trainMaxGradNorm = maxGradNorm;
-  modelOptions.trainTemperature = temperature;
+  modelOptions.trainStep.loss = loss;
+  modelOptions.trainStep.optimizer = optimizerSpec;
+  modelOptions.trainStep.entry = trainEntry;
+  modelOptions.trainStep.schedule = lrSchedule;
+  modelOptions.trainStep.warmupSteps = warmupSteps;
+  modelOptions.trainStep.totalSteps = totalSteps;
+  modelOptions.trainStep.maxGradNorm = maxGradNorm;
+  modelOptions.trainStep.temperature = temperature;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

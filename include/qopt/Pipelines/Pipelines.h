@@ -11,6 +11,7 @@
 
 #include "qopt/Target/CPU/CPUTarget.h"
 #include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Training/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Pass/PassOptions.h"
@@ -99,17 +100,10 @@ struct ModelCompileOptions {
   /// trainable, and after the QOpt lowering qopt-build-train-step adds the
   /// loss, its gradients and the optimizer step.
   bool train = false;
-  /// qopt-build-train-step's options: loss, optimizer, entry (train, eval,
-  /// gradients), schedule, warm-up / total steps, gradient clipping.
-  std::string trainLoss = "causal-lm";
-  std::string trainOptimizer =
-      "adamw:lr=1e-3,betas=0.9/0.999,eps=1e-8,weight_decay=0.01";
-  std::string trainEntry = "train,eval,gradients";
-  std::string trainSchedule = "constant";
-  int64_t trainWarmupSteps = 0;
-  int64_t trainTotalSteps = 0;
-  double trainMaxGradNorm = 0.0;
-  double trainTemperature = 1.0;
+  /// qopt-build-train-step's options: loss, optimizer, entries (train,
+  /// eval, gradients), schedule, warm-up / total steps, clipping,
+  /// temperature.
+  QOptBuildTrainStepPassOptions trainStep;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
   /// Print how long each step took to stderr.

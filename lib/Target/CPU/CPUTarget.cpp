@@ -145,6 +145,8 @@ private:
     SmallVector<std::string> updates;
   };
   LogicalResult collectResults(Entry &e);
+  /// Whether `t` can cross the entry's boundary (what the runtime passes).
+  LogicalResult checkBoundaryType(Type t, const Twine &what);
   SmallVector<Entry> entries;
   func::FuncOp entry;
   unsigned numInputs = 0;
@@ -198,17 +200,6 @@ LogicalResult CPUCompiler::collectSignature() {
                      << ": names of entries are letters, digits and '_'";
   }
   FunctionType type = entry.getFunctionType();
-  auto checkType = [&](Type t, const Twine &what) -> LogicalResult {
-    auto tensor = dyn_cast<RankedTensorType>(t);
-    if (!tensor || !dtypeOf(tensor.getElementType()))
-      return error() << what << " has type " << t
-                     << ", which compiled models cannot pass (ranked tensors "
-                        "of float, integer or bool elements only)";
-    if (tensor.getRank() > 16)
-      return error() << what << " has rank " << tensor.getRank()
-                     << "; compiled models support at most 16";
-    return success();
-  };
   // Arguments: inputs, parameters, then the random key if the model uses
   // one. Results: outputs, then new values of mutable parameters.
   for (unsigned i = 0; i < type.getNumInputs(); ++i) {
@@ -227,12 +218,13 @@ LogicalResult CPUCompiler::collectSignature() {
     if (!name) {
       if (!params.empty())
         return error() << "entry argument #" << i << " follows the parameters";
-      if (failed(checkType(type.getInput(i), "input #" + Twine(i))))
+      if (failed(checkBoundaryType(type.getInput(i), "input #" + Twine(i))))
         return failure();
       ++numInputs;
       continue;
     }
-    if (failed(checkType(type.getInput(i), "parameter '" + name.str() + "'")))
+    if (failed(checkBoundaryType(type.getInput(i),
+                                 "parameter '" + name.str() + "'")))
       return failure();
     auto data = entry.getArgAttrOfType<ExternalDataAttr>(
         i, QOptDialect::ExternalAttrHelper::getNameStr());
@@ -262,19 +254,20 @@ LogicalResult CPUCompiler::collectSignature() {
   return success();
 }
 
+LogicalResult CPUCompiler::checkBoundaryType(Type t, const Twine &what) {
+  auto tensor = dyn_cast<RankedTensorType>(t);
+  if (!tensor || !dtypeOf(tensor.getElementType()))
+    return error() << what << " has type " << t
+                   << ", which compiled models cannot pass (ranked tensors "
+                      "of float, integer or bool elements only)";
+  if (tensor.getRank() > 16)
+    return error() << what << " has rank " << tensor.getRank()
+                   << "; compiled models support at most 16";
+  return success();
+}
+
 LogicalResult CPUCompiler::collectResults(Entry &e) {
   FunctionType type = e.func.getFunctionType();
-  auto checkType = [&](Type t, const Twine &what) -> LogicalResult {
-    auto tensor = dyn_cast<RankedTensorType>(t);
-    if (!tensor || !dtypeOf(tensor.getElementType()))
-      return error() << what << " has type " << t
-                     << ", which compiled models cannot pass (ranked tensors "
-                        "of float, integer or bool elements only)";
-    if (tensor.getRank() > 16)
-      return error() << what << " has rank " << tensor.getRank()
-                     << "; compiled models support at most 16";
-    return success();
-  };
   for (unsigned i = 0; i < type.getNumResults(); ++i) {
     if (auto param = e.func.getResultAttrOfType<StringAttr>(
             i, QOptDialect::ParamAttrHelper::getNameStr())) {
@@ -292,7 +285,7 @@ LogicalResult CPUCompiler::collectResults(Entry &e) {
     }
     if (!e.updates.empty())
       return error() << "output #" << i << " follows the parameter updates";
-    if (failed(checkType(type.getResult(i), "output #" + Twine(i))))
+    if (failed(checkBoundaryType(type.getResult(i), "output #" + Twine(i))))
       return failure();
     ++e.numOutputs;
   }

@@ -36,6 +36,11 @@ struct CPUCodegenOptionsBase : public PassPipelineOptions<Derived> {
 
 struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 
+/// The QOpt reference lowering to linalg / tensor on tensors (what training
+/// differentiates), with CSE and canonicalization, and tensor arith as
+/// linalg: the first passes of the code-generation pipeline.
+void buildLowerToLinalgPipeline(OpPassManager &pm);
+
 /// QOpt reference lowering, elementwise fusion, bufferization with buffer
 /// deallocation (results are owned by the caller), optional kernel-library
 /// calls for matrix products, loops, run-time checks, LLVM.

@@ -16,14 +16,18 @@
 
 using namespace mlir;
 
-void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
-                                         const CPUCodegenOptions &options) {
+void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm) {
   pm.addPass(createConvertQOptToLinalgPass());
   // CSE first: equal sizes become one value, so the run-time broadcasts
   // and checks the conversion could not decide fold away.
   pm.addPass(createCSEPass());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createConvertElementwiseToLinalgPass());
+}
+
+void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
+                                         const CPUCodegenOptions &options) {
+  buildLowerToLinalgPipeline(pm);
   // One loop nest per chain of elementwise ops instead of a buffer each.
   pm.addPass(createQOptFuseElementwisePass());
   // After fusion, which folds constant operands (pow's exponent) into the
