@@ -59,28 +59,19 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
            << "cannot read back the adapter saved in " << dir;
   llvm::Expected<llvm::json::Value> parsed =
       llvm::json::parse((*configText)->getBuffer());
-  StringRef raw = (*tensorsFile)->getBuffer();
-  uint64_t headerSize = 0;
-  if (raw.size() >= 8)
-    for (int i = 7; i >= 0; --i)
-      headerSize = headerSize << 8 | uint8_t(raw[i]);
-  llvm::Expected<llvm::json::Value> header =
-      raw.size() >= 8 + headerSize
-          ? llvm::json::parse(raw.substr(8, headerSize))
-          : llvm::Expected<llvm::json::Value>(
-                llvm::createStringError("truncated"));
-  if (!parsed || !header || !header->getAsObject()) {
-    if (!parsed)
-      llvm::consumeError(parsed.takeError());
-    if (!header)
+  auto header =
+      mlir::qopt::readSafetensors((*tensorsFile)->getBuffer(), tensors);
+  if (!parsed || !header) {
+    std::string why = !parsed ? llvm::toString(parsed.takeError())
+                              : llvm::toString(header.takeError());
+    if (!parsed && !header)
       llvm::consumeError(header.takeError());
     return emitError(module.getLoc())
-           << "the adapter saved in " << dir << " is malformed";
+           << "the adapter saved in " << dir << " is malformed: " << why;
   }
   llvm::json::Array names;
-  for (auto &entry : *header->getAsObject())
-    if (entry.first != "__metadata__")
-      names.push_back(entry.first.str());
+  for (const auto &entry : *header)
+    names.push_back(entry.first);
   llvm::json::Object adapter{{"config", std::move(*parsed)},
                              {"tensors", std::move(names)}};
   std::string text;
