@@ -102,6 +102,25 @@ Value toF32(OpBuilder &b, Location loc, Value v) {
 }
 } // namespace
 
+Value mlir::qopt::addStateParameter(OpBuilder &b, func::FuncOp func,
+                                    unsigned index, StringRef name,
+                                    RankedTensorType type, Location loc) {
+  Attribute zero = isa<FloatType>(type.getElementType())
+                       ? Attribute(b.getFloatAttr(type.getElementType(), 0.0))
+                       : Attribute(b.getIntegerAttr(type.getElementType(), 0));
+  NamedAttribute attrs[] = {
+      b.getNamedAttr(QOptDialect::ParamAttrHelper::getNameStr(),
+                     b.getStringAttr(name)),
+      b.getNamedAttr(QOptDialect::StateAttrHelper::getNameStr(),
+                     b.getUnitAttr()),
+      b.getNamedAttr(QOptDialect::InlineAttrHelper::getNameStr(),
+                     DenseElementsAttr::get(type, zero)),
+      b.getNamedAttr("bufferization.writable", b.getBoolAttr(false))};
+  if (failed(func.insertArgument(index, type, b.getDictionaryAttr(attrs), loc)))
+    return {};
+  return func.getArgument(index);
+}
+
 /// The schedule's factor at scheduler count s = step - 1 (transformers'
 /// schedulers step after the optimizer: the first step uses lambda(0)).
 Value OptimizerBuilder::learningRate(Value step) {
@@ -140,25 +159,8 @@ OptimizerBuilder::build(func::FuncOp func, unsigned stateIndex,
                         ArrayRef<Value> params, ArrayRef<std::string> names,
                         ArrayRef<Value> grads) {
   SmallVector<ParameterUpdate> updates;
-  // State parameters, zero at first.
   auto addState = [&](StringRef name, RankedTensorType type) -> Value {
-    Attribute zero =
-        isa<FloatType>(type.getElementType())
-            ? Attribute(b.getFloatAttr(type.getElementType(), 0.0))
-            : Attribute(b.getIntegerAttr(type.getElementType(), 0));
-    NamedAttribute attrs[] = {
-        b.getNamedAttr(QOptDialect::ParamAttrHelper::getNameStr(),
-                       b.getStringAttr(name)),
-        b.getNamedAttr(QOptDialect::StateAttrHelper::getNameStr(),
-                       b.getUnitAttr()),
-        b.getNamedAttr(QOptDialect::InlineAttrHelper::getNameStr(),
-                       DenseElementsAttr::get(type, zero)),
-        b.getNamedAttr("bufferization.writable", b.getBoolAttr(false))};
-    unsigned index = stateIndex++;
-    if (failed(
-            func.insertArgument(index, type, b.getDictionaryAttr(attrs), loc)))
-      return {};
-    return func.getArgument(index);
+    return addStateParameter(b, func, stateIndex++, name, type, loc);
   };
   auto i64Scalar = RankedTensorType::get({}, b.getI64Type());
   Value stepState = addState("optimizer.step", i64Scalar);

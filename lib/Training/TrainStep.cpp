@@ -282,7 +282,7 @@ struct QOptBuildTrainStepPass
 
 private:
   LogicalResult build(func::FuncOp func, StringRef kind,
-                      const OptimizerSpec &spec);
+                      const OptimizerSpec &spec, bool accumulating);
 };
 
 /// The index of the first parameter argument (inputs come before).
@@ -340,6 +340,65 @@ LogicalResult alignArguments(ArrayRef<func::FuncOp> funcs) {
   return success();
 }
 
+//===----------------------------------------------------------------------===//
+// Gradient accumulation
+//===----------------------------------------------------------------------===//
+
+/// Adds the accumulation state to `func` — `optimizer.accumulated` (int64,
+/// micro-batches summed so far) and `<param>.grad_accum` per trainable
+/// parameter, zero at first — and returns its updates. The accumulate
+/// entry adds this batch's gradients (`applying` false); the train step
+/// (`applying` true) replaces `grads` by the mean over the accumulated
+/// micro-batches and this one, and empties the state.
+LogicalResult accumulateGradients(OpBuilder &b, Location loc, func::FuncOp func,
+                                  bool applying, ArrayRef<std::string> names,
+                                  MutableArrayRef<Value> grads,
+                                  SmallVectorImpl<ParameterUpdate> &updates) {
+  unsigned index = stateIndex(func);
+  auto i64Scalar = RankedTensorType::get({}, b.getI64Type());
+  Value countState = addStateParameter(b, func, index++,
+                                       "optimizer.accumulated", i64Scalar, loc);
+  if (!countState)
+    return failure();
+  Value count = tensor::ExtractOp::create(b, loc, countState, ValueRange{});
+  Value next = arith::AddIOp::create(
+      b, loc, count, arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(1)));
+  Value newCount =
+      applying ? arith::ConstantOp::create(b, loc, b.getI64IntegerAttr(0))
+                     .getResult()
+               : next;
+  updates.push_back({"optimizer.accumulated",
+                     tensor::FromElementsOp::create(b, loc, i64Scalar,
+                                                    ValueRange{newCount})});
+  Value micro = arith::SIToFPOp::create(b, loc, b.getF32Type(), next);
+  for (auto [name, grad] : llvm::zip(names, grads)) {
+    auto type = cast<RankedTensorType>(grad.getType());
+    Value sum =
+        addStateParameter(b, func, index++, name + ".grad_accum", type, loc);
+    if (!sum)
+      return failure();
+    int64_t rank = type.getRank();
+    SmallVector<AffineMap> maps(2, b.getMultiDimIdentityMap(rank));
+    Value total = createElementwise(
+        b, loc, grad, {sum, grad}, maps,
+        [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+          Value added = arith::AddFOp::create(nb, l, a[0], a[1]);
+          if (!applying)
+            return added;
+          return arith::DivFOp::create(
+              nb, l, added,
+              arith::TruncFOp::create(nb, l, a[0].getType(), micro));
+        });
+    if (applying) {
+      grad = total;
+      total = createFilledTensor(b, loc, tensor::getMixedSizes(b, loc, sum),
+                                 type.getElementType(), 0.0);
+    }
+    updates.push_back({name + ".grad_accum", total});
+  }
+  return success();
+}
+
 void QOptBuildTrainStepPass::runOnOperation() {
   llvm::Expected<OptimizerSpec> spec = parseOptimizerSpec(optimizer);
   if (!spec) {
@@ -366,9 +425,11 @@ void QOptBuildTrainStepPass::runOnOperation() {
   llvm::StringSet<> seen;
   for (StringRef &kind : kinds) {
     kind = kind.trim();
-    if (kind != "train" && kind != "eval" && kind != "gradients") {
+    if (kind != "train" && kind != "eval" && kind != "gradients" &&
+        kind != "accumulate") {
       model.emitError() << "qopt-build-train-step: entry '" << kind
-                        << "' is not one of train, eval, gradients";
+                        << "' is not one of train, eval, gradients, "
+                           "accumulate";
       return signalPassFailure();
     }
     if (!seen.insert(kind).second) {
@@ -381,16 +442,23 @@ void QOptBuildTrainStepPass::runOnOperation() {
     model.emitError("qopt-build-train-step: no entry to build");
     return signalPassFailure();
   }
+  bool accumulating = seen.contains("accumulate");
+  if (accumulating && !seen.contains("train")) {
+    model.emitError("qopt-build-train-step: entry 'accumulate' needs 'train' "
+                    "(the step that applies the accumulated gradients)");
+    return signalPassFailure();
+  }
   // One function per entry, each built on a copy of the model, named as
   // the runtime and Python know them.
   SmallVector<func::FuncOp> built;
   for (StringRef kind : kinds) {
     func::FuncOp f = model.clone();
     getOperation().getBody()->push_back(f);
-    f.setSymName(kind == "train"  ? "train_step"
-                 : kind == "eval" ? "eval_step"
-                                  : "gradients");
-    if (failed(build(f, kind, *spec)))
+    f.setSymName(kind == "train"        ? "train_step"
+                 : kind == "eval"       ? "eval_step"
+                 : kind == "accumulate" ? "accumulate_step"
+                                        : "gradients");
+    if (failed(build(f, kind, *spec, accumulating)))
       return signalPassFailure();
     built.push_back(f);
   }
@@ -406,7 +474,8 @@ void QOptBuildTrainStepPass::runOnOperation() {
 }
 
 LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
-                                            const OptimizerSpec &spec) {
+                                            const OptimizerSpec &spec,
+                                            bool accumulating) {
   MLIRContext *ctx = func.getContext();
   StringRef nameAttr = QOptDialect::NameAttrHelper::getNameStr();
   StringRef paramAttr = QOptDialect::ParamAttrHelper::getNameStr();
@@ -516,24 +585,34 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
     FailureOr<SmallVector<Value>> grads = buildGradients(func, lossValue, wrt);
     if (failed(grads))
       return failure();
+    SmallVector<ParameterUpdate> updates;
+    auto addUpdate = [&](const ParameterUpdate &update) {
+      results.push_back(update.value);
+      resultAttrs.push_back(builder.getDictionaryAttr({builder.getNamedAttr(
+          paramAttr, builder.getStringAttr(update.param))}));
+    };
     if (kind == "gradients") {
       for (auto [name, grad] : llvm::zip(names, *grads)) {
         results.push_back(grad);
         resultAttrs.push_back(builder.getDictionaryAttr({builder.getNamedAttr(
             nameAttr, builder.getStringAttr("grad." + name))}));
       }
-    } else {
+    } else if (accumulating &&
+               failed(accumulateGradients(b, loc, func, kind == "train", names,
+                                          *grads, updates))) {
+      return failure();
+    }
+    for (const ParameterUpdate &update : updates)
+      addUpdate(update);
+    if (kind == "train") {
       OptimizerBuilder opt(b, loc, spec, schedule, warmupSteps, totalSteps,
                            maxGradNorm);
       FailureOr<SmallVector<ParameterUpdate>> updates =
           opt.build(func, stateIndex(func), wrt, names, *grads);
       if (failed(updates))
         return failure();
-      for (const ParameterUpdate &update : *updates) {
-        results.push_back(update.value);
-        resultAttrs.push_back(builder.getDictionaryAttr({builder.getNamedAttr(
-            paramAttr, builder.getStringAttr(update.param))}));
-      }
+      for (const ParameterUpdate &update : *updates)
+        addUpdate(update);
     }
   }
   ret->setOperands(results);

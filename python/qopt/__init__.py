@@ -196,8 +196,22 @@ class Model:
     def train_step(self, **batch):
         """One optimizer step on `batch`: updates the trainable parameters
         and the optimizer state in place and returns the loss before the
-        step (a float)."""
+        step (a float). In a library with the accumulate entry, the step
+        uses the mean of the gradients accumulate() summed since the last
+        step and of this batch's."""
         return float(self.run(entry="train_step", **self._batch(batch))[0])
+
+    def accumulate(self, **batch):
+        """Gradient accumulation: adds the gradients on `batch` to a
+        running sum (state of the library; the parameters do not change)
+        and returns the loss. N - 1 calls and one train_step make one step
+        over N micro-batches. Needs ``qoptc --train --train-entry
+        train,eval,gradients,accumulate``."""
+        if "accumulate_step" not in self.entries:
+            raise ValueError("the model has no accumulate_step entry (compile it "
+                             "with qoptc --train --train-entry "
+                             "train,eval,gradients,accumulate)")
+        return float(self.run(entry="accumulate_step", **self._batch(batch))[0])
 
     def _mutable(self):
         return [p for p in self.parameters if p.role != "frozen"]

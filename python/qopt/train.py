@@ -4,7 +4,9 @@
         --checkpoint-dir ckpt --save-adapter my-adapter
 
 Each step runs the library's train_step on the next batch (the data is
-shuffled per epoch from --seed, so step k always sees the same batch), and
+shuffled per epoch from --seed, so step k always sees the same batch;
+with --gradient-accumulation-steps N, a step is N batches: N - 1
+accumulate_step calls and a train_step over their mean gradient), and
 prints a progress line (loss, tokens/s, ETA) and one JSON line of metrics.
 Every --checkpoint-every steps (and at the end) the trainable parameters,
 the optimizer state, the random key and the step go to
@@ -138,7 +140,10 @@ def main(argv=None):
     p.add_argument("model", help="a library compiled with qoptc --train")
     p.add_argument("--data", required=True, help="training data: .npz or .jsonl")
     p.add_argument("--steps", type=int, required=True, help="optimizer steps in all")
-    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True, help="samples per micro-batch")
+    p.add_argument("--gradient-accumulation-steps", type=int, default=1,
+                   help="micro-batches per optimizer step (needs the library's "
+                        "accumulate entry)")
     p.add_argument("--eval-data", help="data for the loss every --eval-every steps")
     p.add_argument("--eval-every", type=int, default=0,
                    help="steps between evaluations (default: only at the end)")
@@ -158,8 +163,9 @@ def main(argv=None):
         print(f"qopt-train: error: {message}", file=sys.stderr)
         return 1
 
-    if args.steps < 1 or args.batch_size < 1:
-        return fail("--steps and --batch-size must be positive")
+    if args.steps < 1 or args.batch_size < 1 or args.gradient_accumulation_steps < 1:
+        return fail("--steps, --batch-size and --gradient-accumulation-steps must be "
+                    "positive")
     if args.resume and not args.checkpoint_dir:
         return fail("--resume needs --checkpoint-dir")
     try:
@@ -168,6 +174,14 @@ def main(argv=None):
         return fail(str(e))
     if "train_step" not in model.entries:
         return fail(f"{args.model} has no train_step entry (compile it with qoptc --train)")
+    micro = args.gradient_accumulation_steps
+    if micro > 1 and "accumulate_step" not in model.entries:
+        return fail(f"--gradient-accumulation-steps: {args.model} has no accumulate_step "
+                    "entry (compile it with qoptc --train --train-entry "
+                    "train,eval,gradients,accumulate)")
+    if args.eval_data and "eval_step" not in model.entries:
+        return fail(f"--eval-data: {args.model} has no eval_step entry (compile it "
+                    "with qoptc --train and eval in --train-entry)")
     model.set_num_threads(args.threads)
     try:
         samples = load_samples(args.data, model)
@@ -179,6 +193,8 @@ def main(argv=None):
     first = 1
     config = {"data": os.path.abspath(args.data), "batch_size": args.batch_size,
               "seed": args.seed}
+    if micro > 1:
+        config["gradient_accumulation_steps"] = micro
     if args.resume:
         latest = read_latest(args.checkpoint_dir)
         if latest is None:
@@ -190,8 +206,8 @@ def main(argv=None):
         if "step" not in extra:
             return fail(f"--resume: {latest} was not written by qopt-train")
         if extra.get("config") != config:
-            return fail(f"--resume: {latest} was written with other data, batch size "
-                        f"or seed ({extra.get('config')})")
+            return fail(f"--resume: {latest} was written with other data, batch size, "
+                        f"accumulation or seed ({extra.get('config')})")
         first = extra["step"] + 1
         print(f"qopt-train: resuming from {latest} (step {extra['step']})", file=sys.stderr)
     if args.checkpoint_dir:
@@ -234,12 +250,19 @@ def main(argv=None):
     tokens = 0
     tty = sys.stderr.isatty()
     for step in range(first, args.steps + 1):
-        batch = make_batch([samples[i] for i in
-                            batch_indices(step, len(samples), args.batch_size, args.seed)],
-                           model)
-        loss = model.train_step(**batch)
-        mask = batch.get("attention_mask")
-        tokens += int(mask.sum()) if mask is not None else batch["input_ids"].size
+        # Micro-batches (step - 1) * N + 1 ... step * N; the loss reported
+        # is their mean.
+        losses = []
+        for k in range(micro):
+            index = (step - 1) * micro + k + 1
+            batch = make_batch([samples[i] for i in
+                                batch_indices(index, len(samples), args.batch_size,
+                                              args.seed)], model)
+            run = model.train_step if k == micro - 1 else model.accumulate
+            losses.append(run(**batch))
+            mask = batch.get("attention_mask")
+            tokens += int(mask.sum()) if mask is not None else batch["input_ids"].size
+        loss = sum(losses) / micro
         elapsed = time.monotonic() - start
         done = step - first + 1
         rate = tokens / elapsed if elapsed > 0 else 0.0

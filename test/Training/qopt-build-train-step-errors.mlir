@@ -17,7 +17,9 @@
 // RUN: not qopt-opt %s '--qopt-build-train-step=loss=kl-distill temperature=0' 2>&1 | FileCheck %s --check-prefix=TEMP
 // TEMP: qopt-build-train-step: temperature must be positive, not 0
 // RUN: not qopt-opt %s --qopt-build-train-step=entry=predict 2>&1 | FileCheck %s --check-prefix=ENTRY
-// ENTRY: qopt-build-train-step: entry 'predict' is not one of train, eval, gradients
+// ENTRY: qopt-build-train-step: entry 'predict' is not one of train, eval, gradients, accumulate
+// RUN: not qopt-opt %s '--qopt-build-train-step=entry=eval,accumulate' 2>&1 | FileCheck %s --check-prefix=ACCUM
+// ACCUM: qopt-build-train-step: entry 'accumulate' needs 'train' (the step that applies the accumulated gradients)
 // RUN: not qopt-opt %s '--qopt-build-train-step=entry=eval,eval' 2>&1 | FileCheck %s --check-prefix=TWICE
 // TWICE: qopt-build-train-step: entry 'eval' is named twice
 // RUN: not qopt-opt %s --qopt-build-train-step=schedule=cosine 2>&1 | FileCheck %s --check-prefix=SCHEDULE

@@ -2,6 +2,7 @@
 // RUN: qopt-opt %s --qopt-build-train-step=entry=gradients -split-input-file | FileCheck %s --check-prefix=GRAD
 // RUN: qopt-opt %s --qopt-build-train-step=entry=eval -split-input-file | FileCheck %s --check-prefix=EVAL
 // RUN: qopt-opt %s '--qopt-build-train-step=entry=train optimizer=sgd:lr=0.1,momentum=0.9' -split-input-file | FileCheck %s --check-prefix=SGD
+// RUN: qopt-opt %s '--qopt-build-train-step=entry=train,accumulate optimizer=sgd:lr=0.1' -split-input-file | FileCheck %s --check-prefix=ACCUM
 
 // A causal LM's logits [batch, seq, vocab]: by default three entries,
 // train_step, eval_step and gradients, taking the same arguments: labels
@@ -42,6 +43,30 @@
 // SGD-LABEL: func.func @train_step
 // SGD-SAME: qopt.param = "w.momentum_buffer", qopt.state
 // SGD-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<i64> {qopt.param = "optimizer.step"}, tensor<4x8xf32> {qopt.param = "w"}, tensor<4x8xf32> {qopt.param = "w.momentum_buffer"})
+
+// Gradient accumulation: both entries hold the running sum and its count;
+// accumulate_step adds to them, train_step divides the sum plus its own
+// gradient by count + 1 and empties them before the optimizer reads it.
+// ACCUM-LABEL: func.func @train_step
+// ACCUM-SAME: %[[COUNT:[a-z0-9_]+]]: tensor<i64> {{{.*}}qopt.param = "optimizer.accumulated", qopt.state}
+// ACCUM-SAME: %[[SUM:[a-z0-9_]+]]: tensor<4x8xf32> {{{.*}}qopt.param = "w.grad_accum", qopt.state}
+// ACCUM-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<i64> {qopt.param = "optimizer.accumulated"}, tensor<4x8xf32> {qopt.param = "w.grad_accum"}, tensor<i64> {qopt.param = "optimizer.step"}, tensor<4x8xf32> {qopt.param = "w"})
+// ACCUM: %[[N:.*]] = tensor.extract %[[COUNT]][] : tensor<i64>
+// ACCUM: %[[N1:.*]] = arith.addi %[[N]], %c1_i64
+// ACCUM: %[[NF:.*]] = arith.sitofp %[[N1]] : i64 to f32
+// ACCUM: linalg.generic {{.*}} ins(%[[SUM]], %{{.*}} : tensor<4x8xf32>, tensor<4x8xf32>)
+// ACCUM: arith.addf
+// ACCUM: arith.divf %{{.*}}, %[[NF]] : f32
+// ACCUM: linalg.fill
+// ACCUM-LABEL: func.func @accumulate_step
+// ACCUM-SAME: -> (tensor<f32> {qopt.name = "loss"}, tensor<i64> {qopt.param = "optimizer.accumulated"}, tensor<4x8xf32> {qopt.param = "w.grad_accum"})
+// ACCUM: %[[M:.*]] = tensor.extract %{{.*}}[] : tensor<i64>
+// ACCUM: %[[M1:.*]] = arith.addi %[[M]], %c1_i64
+// ACCUM: tensor.from_elements %[[M1]] : tensor<i64>
+// ACCUM: linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<4x8xf32>, tensor<4x8xf32>)
+// ACCUM-NEXT: ^bb0
+// ACCUM-NEXT: arith.addf
+// ACCUM-NEXT: linalg.yield
 func.func @main(%x: tensor<2x3x4xf32> {qopt.name = "x", qopt.dim_names = ["batch", "seq", ""]},
                 %w: tensor<4x8xf32> {qopt.param = "w", qopt.trainable, qopt.inline = dense<0.5> : tensor<4x8xf32>})
     -> tensor<2x3x8xf32> {

@@ -7,6 +7,10 @@ count up by 5 modulo 128) with the test Llama export:
   in 200 steps (seconds: ~35k tokens/s on the 2-core build machine);
 - the adapter qopt-train saves compiles for inference (--adapter) and gives
   the eval loss qopt-train reported;
+- gradient accumulation (a library with the accumulate entry, batches of
+  8, --gradient-accumulation-steps 2) follows the LoRA run's loss curve
+  over batches of 16 (the same samples; equal token counts make the mean
+  of the two means the mean);
 - a run killed while saving a checkpoint resumes (--resume) from the
   previous one with the same losses, bit for bit, as a run never killed,
   and ends with the same parameters.
@@ -86,6 +90,22 @@ with tempfile.TemporaryDirectory() as tmp:
         numpy_loss = float((lse - np.take_along_axis(z, y[..., None], -1)[..., 0]).mean())
         check(f"{name}: saved adapter gives the eval loss", abs(numpy_loss - final) <= 1e-4 * final,
               f"{numpy_loss:.6f} vs {final:.6f}")
+
+    # Gradient accumulation: two micro-batches of 8 per step.
+    lib = os.path.join(tmp, "accumulate.so")
+    compile_train(lib, ("--train-entry", "train,eval,accumulate"))
+    work = os.path.join(tmp, "accumulate")
+    os.makedirs(work)
+    r, steps = train(lib, work, 4, ("--batch-size", "8", "--gradient-accumulation-steps", "2"))
+    plain = os.path.join(tmp, "plain")
+    os.makedirs(plain)
+    r2, reference = train(os.path.join(tmp, "LoRA.so"), plain, 4)
+    got = [m["loss"] for m in steps if "loss" in m]
+    want = [m["loss"] for m in reference if "loss" in m]
+    worst = max((abs(a - b) / abs(b) for a, b in zip(got, want)), default=float("inf"))
+    check("accumulating 2 x 8 follows the batch-16 loss curve",
+          r.returncode == 0 and len(got) == 4 and worst <= 1e-5,
+          f"relative difference {worst:.2g}" + (f"; {r.stderr[-300:]}" if r.returncode else ""))
 
     # Killed while saving the checkpoint of step 6: resumes from step 4.
     lib = os.path.join(tmp, "LoRA.so")

@@ -9,6 +9,8 @@ torch.optim.AdamW, test/e2e/train/):
 - three t.train_step calls against three AdamW steps;
 - t.save_checkpoint after step 1, steps 2 and 3, t.load_checkpoint, steps 2
   and 3 again: the same losses and parameters bit for bit;
+- gradient accumulation: t.accumulate sums a micro-batch's gradients,
+  t.train_step then takes numpy's AdamW step with their mean;
 - t.save_adapter: PEFT's config and tensor names, the trained values; the
   saved adapter compiled for inference gives t.loss's loss.
 """
@@ -121,4 +123,44 @@ with tempfile.TemporaryDirectory() as tmp:
         check("unknown entry refused", False)
     except ValueError as e:
         check("unknown entry refused", "no entry 'predict'" in str(e), str(e))
+
+    # Gradient accumulation: accumulate on row 0, train_step on row 1 is one
+    # AdamW step with the mean of the two rows' gradients (numpy's AdamW).
+    lib = os.path.join(tmp, "accumulate.so")
+    subprocess.run([os.path.join(BIN, "qoptc"), MODEL, "--adapter", CASE, "--train",
+                    "--optimizer", OPTIMIZER, "--train-entry",
+                    "train,eval,gradients,accumulate", "-o", lib], check=True)
+    a = qopt.load(lib)
+    print("entries:", ", ".join(a.entries))
+    rows = [{k: v[i:i + 1] for k, v in batch.items()} for i in range(2)]
+    g = [a.gradients(**row) for row in rows]
+    start = {n: a.get_parameter(n) for n in trainable}
+    loss0 = a.accumulate(**rows[0])
+    check("accumulate returns the micro-batch's loss", loss0 == a.loss(**rows[0]))
+    check("accumulate sums the gradients and counts",
+          all(np.array_equal(a.get_parameter(n + ".grad_accum"), g[0][n]) for n in trainable)
+          and int(a.get_parameter("optimizer.accumulated")) == 1
+          and int(a.get_parameter("optimizer.step")) == 0)
+    check("accumulate leaves the parameters alone",
+          all(np.array_equal(a.get_parameter(n), start[n]) for n in trainable))
+    a.train_step(**rows[1])
+    lr, b1, b2 = adamw["lr"], adamw["betas"][0], adamw["betas"][1]
+    worst = 0.0
+    for n in trainable:
+        mean = (g[0][n].astype(np.float64) + g[1][n]) / 2
+        m, v = (1 - b1) * mean, (1 - b2) * mean * mean
+        p = start[n] * (1 - lr * adamw["weight_decay"])
+        p = p - lr / (1 - b1) * m / (np.sqrt(v) / np.sqrt(1 - b2) + adamw["eps"])
+        worst = max(worst, rel(a.get_parameter(n), p))
+    check("train_step steps with the mean of the accumulated gradients", worst <= 1e-5,
+          f"relative error {worst:.2g} vs numpy's AdamW")
+    check("train_step empties the sum",
+          int(a.get_parameter("optimizer.accumulated")) == 0
+          and int(a.get_parameter("optimizer.step")) == 1
+          and all(not a.get_parameter(n + ".grad_accum").any() for n in trainable))
+    try:
+        t.accumulate(**batch)
+        check("accumulate without the entry refused", False)
+    except ValueError as e:
+        check("accumulate without the entry refused", "no accumulate_step entry" in str(e), str(e))
 print(f"train api: {failures} failures")

@@ -228,7 +228,10 @@ static cl::opt<std::string> trainEntry(
              "train (train_step: one optimizer step, returns the loss), eval "
              "(eval_step: the loss) and gradients (the loss and "
              "grad.<parameter> for every trainable parameter); all three "
-             "by default"),
+             "by default. Add accumulate for gradient accumulation "
+             "(accumulate_step adds a micro-batch's gradients to a running "
+             "sum; train_step then steps with their mean over the "
+             "accumulated micro-batches and its own)"),
     cl::init("train,eval,gradients"), cl::cat(category));
 static cl::opt<std::string> lrSchedule(
     "lr-schedule",

@@ -32,6 +32,12 @@ struct ParameterUpdate {
   Value value;
 };
 
+/// Adds a state parameter `name` of `type` to `func` at argument `index`:
+/// zero at first, inline in the library, updated by the entries that
+/// return it (optimizer moments, accumulated gradients). Null on failure.
+Value addStateParameter(OpBuilder &b, func::FuncOp func, unsigned index,
+                        StringRef name, RankedTensorType type, Location loc);
+
 /// Builds one optimizer step (torch.optim's arithmetic, in f32 with the
 /// scalar factors in f64 as torch's Python floats) over every trainable
 /// parameter, with a learning-rate schedule (transformers' constant /

@@ -112,6 +112,15 @@ def QOptBuildTrainStepPass
       `<name>.momentum_buffer` (SGD with momentum), new state parameters
       that start at zero. The runtime commits them after a successful run,
       so each call is one training step.
+    - `accumulate` (`@accumulate_step`, gradient accumulation; needs
+      `train`): returns the loss and adds the gradients to a running sum,
+      the state parameters `<name>.grad_accum` (the gradient's type) and
+      `optimizer.accumulated` (int64, the micro-batches summed). With it,
+      the train step steps with the mean of the sum and its own batch's
+      gradients (over `optimizer.accumulated` + 1 micro-batches; clipping
+      applies to that mean) and empties the sum: N - 1 accumulate calls
+      and one train step are one step of N micro-batches, as
+      `(loss / N).backward()` per micro-batch in PyTorch.
 
     All of them take the same arguments (those of the train step: the
     model's inputs, the target, the parameters and the optimizer state), so
@@ -139,8 +148,9 @@ def QOptBuildTrainStepPass
            "The optimizer and its hyperparameters (adamw:… or sgd:…)">,
     Option<"entry", "entry", "std::string", "\"train,eval,gradients\"",
            "The entries to build, comma-separated: train (one optimizer "
-           "step), eval (the loss) and gradients (the loss and every "
-           "trainable parameter's gradient)">,
+           "step), eval (the loss), gradients (the loss and every "
+           "trainable parameter's gradient) and accumulate (gradient "
+           "accumulation)">,
     Option<"schedule", "schedule", "std::string", "\"constant\"",
            "Learning-rate schedule after warm-up: constant, linear or "
            "cosine (to zero at total-steps)">,
