@@ -8,6 +8,7 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/Bufferization/Pipelines/Passes.h"
 #include "mlir/Dialect/Bufferization/Transforms/Passes.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/Passes.h"
 #include "mlir/Dialect/MemRef/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
@@ -46,6 +47,11 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   // Frees every intermediate buffer; returned buffers belong to the caller
   // (copied when they would alias an argument or a constant).
   bufferization::buildBufferDeallocationPipeline(pm);
+  // The pipeline frees at the end of the block; each buffer is freed after
+  // its last use instead (views included), or a function's peak memory
+  // would be the sum of all its intermediates (a train step's too).
+  pm.addNestedPass<func::FuncOp>(
+      bufferization::createOptimizeAllocationLivenessPass());
   pm.addPass(createConvertBufferizationToMemRefPass()); // clones
   if (options.blas)
     pm.addPass(createQOptLinalgToBLASPass());
