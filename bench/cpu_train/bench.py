@@ -4,6 +4,7 @@ and torch.compile) on the same Llama-shaped model, adapter and batch.
   bench.py [--layers 4 --hidden 512 --heads 8 --kv-heads 4 --ffn 1408
             --vocab 8000] [--batch 4 --seq 128] [--rank 16] [--steps 10]
            [--threads 2] [--peers eager,compile] [--json out.json]
+  (peers also qopt-gc and eager-gc: both with gradient checkpointing)
 
 Needs torch, transformers, peft, onnx (e.g. /work/fixtures-venv) and qopt's
 build tree (QOPT_OBJ_ROOT, default build/). Builds a randomly initialised
@@ -105,17 +106,24 @@ def build(args, work):
     return onnx_path
 
 
-def run_qopt(args, work):
+def run_qopt(args, work, checkpointing):
     sys.path.insert(0, os.path.join(args.obj_root, "python"))
     import numpy as np
     import qopt
-    lib = os.path.join(work, "train.so")
+    lib = os.path.join(work, "train-gc.so" if checkpointing else "train.so")
     start = time.monotonic()
-    subprocess.run([os.path.join(args.obj_root, "bin", "qoptc"), os.path.join(work, "model.onnx"),
-                    "--adapter", os.path.join(work, "adapter"), "--train", "--train-entry", "train",
-                    "--optimizer", "adamw:lr=1e-4,betas=0.9/0.999,eps=1e-8,weight_decay=0.01",
-                    "-o", lib], check=True)
+    out = subprocess.run([os.path.join(args.obj_root, "bin", "qoptc"),
+                          os.path.join(work, "model.onnx"), "--adapter",
+                          os.path.join(work, "adapter"), "--train", "--train-entry", "train",
+                          "--optimizer", "adamw:lr=1e-4,betas=0.9/0.999,eps=1e-8,weight_decay=0.01",
+                          "--activation-report", "-o", lib,
+                          *(["--gradient-checkpointing"] if checkpointing else [])],
+                         check=True, capture_output=True, text=True)
     compile_s = time.monotonic() - start
+    # qoptc's estimate: "... peak X MiB (N bytes), of which the forward keeps
+    # for the backward Y MiB (M bytes)".
+    report = [line for line in out.stderr.splitlines() if "activation memory" in line]
+    numbers = [int(w.strip("(")) for w in report[0].split() if w.strip("(").isdigit()] if report else []
     t = qopt.load(lib)
     t.set_num_threads(args.threads)
     ids = np.load(os.path.join(work, "batch.npz"))["input_ids"]
@@ -125,10 +133,14 @@ def run_qopt(args, work):
         start = time.perf_counter()
         t.train_step(input_ids=ids)
         times.append(time.perf_counter() - start)
-    return {"first_loss": first, "step_s": statistics.median(times), "compile_s": compile_s}
+    result = {"first_loss": first, "step_s": statistics.median(times), "compile_s": compile_s}
+    if len(numbers) >= 2:
+        result["estimated_peak_mib"] = numbers[0] / 2**20
+        result["estimated_kept_mib"] = numbers[1] / 2**20
+    return result
 
 
-def run_torch(args, work, compiled):
+def run_torch(args, work, compiled, checkpointing=False):
     import numpy as np
     import peft
     import torch
@@ -142,6 +154,8 @@ def run_torch(args, work, compiled):
                                         is_trainable=True)
     pm.train()
     lm = pm.base_model.model.m
+    if checkpointing:  # transformers' per-layer recomputation
+        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     opt = torch.optim.AdamW([p for p in pm.parameters() if p.requires_grad], lr=1e-4,
                             betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
     ids = torch.from_numpy(np.load(os.path.join(work, "batch.npz"))["input_ids"])
@@ -179,15 +193,19 @@ def main():
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--peers", default="eager,compile")
+    ap.add_argument("--peers", default="eager,compile",
+                    help="of qopt-gc (qopt with --gradient-checkpointing), eager, eager-gc "
+                         "(with gradient_checkpointing_enable), compile")
     ap.add_argument("--obj-root", default=os.environ.get("QOPT_OBJ_ROOT", os.path.join(ROOT, "build")))
     ap.add_argument("--json")
     ap.add_argument("--work", help=argparse.SUPPRESS)
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.only:  # a contender, in its own process
-        result = (run_qopt(args, args.work) if args.only == "qopt"
-                  else run_torch(args, args.work, args.only == "compile"))
+        result = (run_qopt(args, args.work, args.only == "qopt-gc")
+                  if args.only.startswith("qopt")
+                  else run_torch(args, args.work, args.only == "compile",
+                                 args.only == "eager-gc"))
         result["peak_rss_mib"] = peak_rss_mib()
         print(json.dumps(result))
         return 0
@@ -215,6 +233,10 @@ def main():
         print(f"{who:10} {r['step_s'] * 1e3:9.1f} {r['peak_rss_mib']:9.0f} {r['first_loss']:11.5f} "
               f"{r['compile_s']:10.1f} {r['step_s'] / base['step_s']:12.2f} "
               f"{r['peak_rss_mib'] / base['peak_rss_mib']:14.2f}")
+    for who, r in results.items():
+        if "estimated_peak_mib" in r:
+            print(f"{who}: qoptc's activation estimate: peak {r['estimated_peak_mib']:.1f} MiB, "
+                  f"kept for the backward {r['estimated_kept_mib']:.1f} MiB")
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"machine": cpu_name(), "config": vars(args), "results": results}, f,

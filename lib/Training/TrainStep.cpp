@@ -12,6 +12,7 @@
 
 #include "qopt/Conversion/Utils/LinalgBuilders.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Training/ActivationMemory.h"
 #include "qopt/Training/Autodiff.h"
 #include "qopt/Training/Optimizer.h"
 
@@ -19,6 +20,7 @@
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/Support/FormatVariadic.h"
 
 #include <cmath>
 
@@ -283,6 +285,10 @@ struct QOptBuildTrainStepPass
 private:
   LogicalResult build(func::FuncOp func, StringRef kind,
                       const OptimizerSpec &spec, bool accumulating);
+  LogicalResult report(func::FuncOp func, Operation *firstBackward,
+                       unsigned recomputed);
+
+  llvm::StringMap<int64_t> sizes;
 };
 
 /// The index of the first parameter argument (inputs come before).
@@ -442,6 +448,20 @@ void QOptBuildTrainStepPass::runOnOperation() {
     model.emitError("qopt-build-train-step: no entry to build");
     return signalPassFailure();
   }
+  SmallVector<StringRef> sizeItems;
+  StringRef(activationSizes).split(sizeItems, ',', -1, /*KeepEmpty=*/false);
+  for (StringRef item : sizeItems) {
+    auto [name, value] = item.trim().split('=');
+    int64_t size;
+    if (name.trim().empty() || value.trim().getAsInteger(10, size) ||
+        size < 0) {
+      model.emitError() << "qopt-build-train-step: activation-sizes: '"
+                        << item.trim()
+                        << "' is not NAME=SIZE (a size of 0 or more)";
+      return signalPassFailure();
+    }
+    sizes[name.trim()] = size;
+  }
   bool accumulating = seen.contains("accumulate");
   if (accumulating && !seen.contains("train")) {
     model.emitError("qopt-build-train-step: entry 'accumulate' needs 'train' "
@@ -564,6 +584,8 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
                         ? klDistillLoss(b, loc, output, target, temperature)
                         : mseLoss(b, loc, output, target);
 
+  Operation *firstBackward = nullptr;
+  unsigned recomputed = 0;
   SmallVector<Value> results = {lossValue};
   SmallVector<DictionaryAttr> resultAttrs = {builder.getDictionaryAttr(
       {builder.getNamedAttr(nameAttr, builder.getStringAttr("loss"))})};
@@ -582,9 +604,18 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
       return func.emitError("qopt-build-train-step: the model has no "
                             "trainable parameter (load an adapter with "
                             "--train, or insert one)");
+    Operation *lastForward = ret->getPrevNode();
     FailureOr<SmallVector<Value>> grads = buildGradients(func, lossValue, wrt);
     if (failed(grads))
       return failure();
+    firstBackward = lastForward->getNextNode();
+    if (gradientCheckpointing) {
+      recomputed = recomputeSegments(func, firstBackward);
+      if (!recomputed)
+        func.emitWarning("qopt-build-train-step: gradient checkpointing "
+                         "found no residual stream (qopt.residual_add) to "
+                         "cut the model at: every activation is kept");
+    }
     SmallVector<ParameterUpdate> updates;
     auto addUpdate = [&](const ParameterUpdate &update) {
       results.push_back(update.value);
@@ -619,6 +650,34 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
   func.setFunctionType(FunctionType::get(ctx, func.getArgumentTypes(),
                                          ValueRange(results).getTypes()));
   func.setAllResultAttrs(resultAttrs);
+  if (activationReport)
+    return report(func, firstBackward, recomputed);
+  return success();
+}
+
+/// `bytes` in MiB, and exactly.
+static std::string formatBytes(uint64_t bytes) {
+  return llvm::formatv("{0:F1} MiB ({1} bytes)", bytes / 1048576.0, bytes)
+      .str();
+}
+
+LogicalResult QOptBuildTrainStepPass::report(func::FuncOp func,
+                                             Operation *firstBackward,
+                                             unsigned recomputed) {
+  FailureOr<ActivationMemory> memory =
+      estimateActivationMemory(func, firstBackward, sizes);
+  if (failed(memory))
+    return failure();
+  InFlightDiagnostic remark = func.emitRemark();
+  remark << "activation memory of " << func.getSymName();
+  if (!activationSizes.empty())
+    remark << " at " << activationSizes;
+  remark << ": peak " << formatBytes(memory->peakBytes);
+  if (firstBackward)
+    remark << ", of which the forward keeps for the backward "
+           << formatBytes(memory->keptBytes);
+  if (firstBackward && gradientCheckpointing)
+    remark << "; gradient checkpointing recomputes " << recomputed << " ops";
   return success();
 }
 

@@ -15,6 +15,10 @@ compiled twice with `qoptc --train`:
   schedule with warm-up and global-norm clipping, three steps, against
   torch.optim.SGD + transformers' scheduler + clip_grad_norm_ (sgd.npz).
 
+- the gradients entry again with `--gradient-checkpointing`: the same
+  gradients bit for bit, and `--activation-report` estimates less memory
+  kept from the forward for the backward.
+
 llama-lora is compiled with dynamic batch and sequence (the run-time
 broadcast choices are differentiated), llama-dora with both pinned;
 llama-qlora trains on the NF4 base of test/e2e/bnb/llama-nf4-double, kept
@@ -65,14 +69,24 @@ BASES = {"llama-qlora": ["--weights", os.path.join(HERE, "bnb", "llama-nf4-doubl
                                                    "model.safetensors")]}
 
 
-def compile_model(tmp, case, kind, extra, dims):
+def compile_model(tmp, case, kind, extra, dims, stderr=None):
     out = os.path.join(tmp, f"{case}-{kind}.so")
     cmd = [os.path.join(BIN, "qoptc"), MODEL, "--adapter", os.path.join(HERE, "train", case),
            "--train", "-o", out] + BASES.get(case, []) + extra
     if dims:
         cmd += ["--dim", dims]
-    subprocess.run(cmd, check=True)
+    r = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    sys.stderr.write(r.stderr)
+    if stderr is not None:
+        stderr.append(r.stderr)
     return qopt.load(out)
+
+
+def kept_bytes(stderr):
+    """The bytes qoptc's --activation-report says the forward keeps for
+    the backward ("... keeps for the backward X MiB (N bytes)")."""
+    line = [x for x in stderr.splitlines() if "activation memory of gradients" in x][0]
+    return int(line.split("keeps for the backward")[1].split("(")[1].split()[0])
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +95,9 @@ with tempfile.TemporaryDirectory() as tmp:
         ref = np.load(os.path.join(HERE, "train", case, "reference.npz"))
         feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
                     labels=ref["labels"])
-        model = compile_model(tmp, case, "gradients", ["--train-entry", "gradients"], dims)
+        plain_log, ckpt_log = [], []
+        model = compile_model(tmp, case, "gradients", [
+            "--train-entry", "gradients", "--activation-report=batch=2,seq=12"], dims, plain_log)
         outputs = model.run(**feed)
         names = [o.name for o in model.outputs]
         report(f"{case}: loss", rel(outputs[0], ref["loss0"]), 1e-6)
@@ -94,6 +110,17 @@ with tempfile.TemporaryDirectory() as tmp:
         failures += got != expected
         report(f"{case}: every gradient", max(rel(g, ref["grad." + peft_key(n)])
                                              for n, g in grads.items()), 1e-4)
+        # Gradient checkpointing: the same gradients, bit for bit (the same
+        # ops recomputed), with less kept from the forward.
+        again = compile_model(tmp, case, "checkpointed", [
+            "--train-entry", "gradients", "--gradient-checkpointing",
+            "--activation-report=batch=2,seq=12"], dims, ckpt_log).run(**feed)
+        same = all(np.array_equal(a, b) for a, b in zip(outputs, again))
+        before, after = kept_bytes(plain_log[0]), kept_bytes(ckpt_log[0])
+        print(f"{case}: gradient checkpointing: gradients {'bit-identical' if same else 'DIFFER'}, "
+              f"{'less' if after < before else 'NOT less'} kept for the backward "
+              f"({after} bytes instead of {before})")
+        failures += not same or not after < before
 
         model = compile_model(tmp, case, "train", ["--train-entry", "train", "--optimizer", OPTIMIZER], dims)
         trainable = [p.name for p in model.parameters if p.role == "trainable"]

@@ -253,6 +253,20 @@ static cl::opt<double> maxGradNorm(
              "(torch's clip_grad_norm_; 0, the default, does not clip)"),
     cl::init(0.0), cl::cat(category));
 
+static cl::opt<bool> gradientCheckpointing(
+    "gradient-checkpointing",
+    cl::desc("With --train: recompute each sublayer's activations (between "
+             "residual adds) in the backward pass instead of keeping them "
+             "from the forward (transformers' gradient checkpointing)"),
+    cl::cat(category));
+static cl::opt<std::string> activationReport(
+    "activation-report", cl::ValueOptional,
+    cl::desc("With --train: print each entry's peak tensor bytes and the "
+             "bytes the forward keeps for the backward, at the sizes given "
+             "to the dynamic dimensions (--activation-report=batch=4,"
+             "seq=128)"),
+    cl::value_desc("NAME=SIZE,..."), cl::cat(category));
+
 static cl::opt<double> temperature(
     "temperature",
     cl::desc("With --train --loss kl-distill: the distillation temperature T "
@@ -309,10 +323,13 @@ int main(int argc, char **argv) {
       (loss.getNumOccurrences() || optimizerSpec.getNumOccurrences() ||
        trainEntry.getNumOccurrences() || lrSchedule.getNumOccurrences() ||
        warmupSteps.getNumOccurrences() || totalSteps.getNumOccurrences() ||
-       maxGradNorm.getNumOccurrences() || temperature.getNumOccurrences()))
+       maxGradNorm.getNumOccurrences() || temperature.getNumOccurrences() ||
+       gradientCheckpointing.getNumOccurrences() ||
+       activationReport.getNumOccurrences()))
     return fail("--loss, --optimizer, --train-entry, --lr-schedule, "
-                "--warmup-steps, --total-steps, --max-grad-norm and "
-                "--temperature need --train");
+                "--warmup-steps, --total-steps, --max-grad-norm, "
+                "--temperature, --gradient-checkpointing and "
+                "--activation-report need --train");
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
@@ -405,6 +422,10 @@ int main(int argc, char **argv) {
   modelOptions.trainStep.totalSteps = totalSteps;
   modelOptions.trainStep.maxGradNorm = maxGradNorm;
   modelOptions.trainStep.temperature = temperature;
+  modelOptions.trainStep.gradientCheckpointing = gradientCheckpointing;
+  modelOptions.trainStep.activationReport =
+      activationReport.getNumOccurrences() > 0;
+  modelOptions.trainStep.activationSizes = activationReport;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
   if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))

@@ -137,6 +137,30 @@ def QOptBuildTrainStepPass
     first step uses the factor at 0, as a scheduler stepped after the
     optimizer) and torch's `clip_grad_norm_` (`max-grad-norm`: every
     gradient scaled by min(1, max / (‖g‖ + 1e-6)), ‖g‖ over all of them).
+
+    Activation memory. With `gradient-checkpointing`, the entries that
+    differentiate recompute in the backward pass what the forward computed
+    between two checkpoints — the residual stream after each sublayer,
+    where the QOpt lowering of `qopt.residual_add` marks its loop
+    `qopt.checkpoint` — instead of keeping it alive from the forward:
+    transformers' per-layer gradient checkpointing, per sublayer. Each
+    segment is computed again once, whole, just before the backward first
+    reads one of its values; the checkpoints, values other segments read
+    too (masks, position tables) and the last segment (head and loss) are
+    kept. Gradients are unchanged (the same ops on the same values); the
+    cost is about one more forward pass. Without a residual add in the
+    model there is nothing to cut: a warning says so.
+
+    With `activation-report`, each entry reports, as a remark, the bytes
+    of tensors its program holds at once at the sizes `activation-sizes`
+    gives the named dynamic dimensions (`batch=4,seq=128`; a missing one
+    is an error naming it), and how much of it the forward keeps for the
+    backward. It is an estimate on the tensor program before elementwise
+    fusion and bufferization: every `tensor.empty`, `concat`, `pad` or
+    `scf.if` result is a buffer (views and destination-passing results
+    share their source's), alive from its definition to the last use of any
+    view of it; arguments (inputs, parameters) and constants are not
+    counted.
   }];
   let options = [
     Option<"loss", "loss", "std::string", "\"causal-lm\"",
@@ -159,7 +183,17 @@ def QOptBuildTrainStepPass
     Option<"totalSteps", "total-steps", "int64_t", "0",
            "The schedule's last step (linear and cosine)">,
     Option<"maxGradNorm", "max-grad-norm", "double", "0.0",
-           "Clip the global gradient norm to this (0: no clipping)">
+           "Clip the global gradient norm to this (0: no clipping)">,
+    Option<"gradientCheckpointing", "gradient-checkpointing", "bool",
+           "false",
+           "Recompute each segment between residual adds in the backward "
+           "pass instead of keeping its activations">,
+    Option<"activationReport", "activation-report", "bool", "false",
+           "Report (as a remark per entry) the peak bytes of tensors alive "
+           "at once and the forward's bytes kept for the backward">,
+    Option<"activationSizes", "activation-sizes", "std::string", "\"\"",
+           "The sizes of the named dynamic dimensions for the report, as "
+           "NAME=SIZE,… (e.g. batch=4,seq=128)">
   ];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::linalg::LinalgDialect",

@@ -2423,13 +2423,15 @@ struct LowerResidualAdd : OpRewritePattern<ResidualAddOp> {
                                 PatternRewriter &rewriter) const override {
     int64_t rank = op.getType().getRank();
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
-    rewriter.replaceOp(
-        op, createElementwise(
-                rewriter, op.getLoc(), op.getStream(),
-                ValueRange{op.getStream(), op.getUpdate()}, {id, id},
-                [](OpBuilder &b, Location l, ValueRange a) {
-                  return arith::AddFOp::create(b, l, a[0], a[1]).getResult();
-                }));
+    Value sum = createElementwise(
+        rewriter, op.getLoc(), op.getStream(),
+        ValueRange{op.getStream(), op.getUpdate()}, {id, id},
+        [](OpBuilder &b, Location l, ValueRange a) {
+          return arith::AddFOp::create(b, l, a[0], a[1]).getResult();
+        });
+    sum.getDefiningOp()->setAttr(
+        kCheckpointAttr, rewriter.getStringAttr(op.getModule().value_or("")));
+    rewriter.replaceOp(op, sum);
     return success();
   }
 };

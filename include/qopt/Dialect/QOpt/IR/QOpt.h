@@ -65,6 +65,11 @@ constexpr StringLiteral kStraightThroughAttr = "qopt.straight_through";
 /// On a lowered quantizer: a factor per operand for the gradients it
 /// passes back (LSQ's gradient scale g for the step and offset).
 constexpr StringLiteral kGradientScaleAttr = "qopt.gradient_scale";
+/// On the op of the lowered model that adds a sublayer's output to the
+/// residual stream (`qopt.residual_add`'s loop, the module path as value):
+/// the boundaries of gradient checkpointing, whose results the backward
+/// pass keeps while it recomputes what lies between them.
+constexpr StringLiteral kCheckpointAttr = "qopt.checkpoint";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H
