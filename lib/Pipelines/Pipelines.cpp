@@ -13,6 +13,7 @@
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/Format.h"
+#include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/JSON.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
@@ -252,6 +253,18 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       module.print(os, OpPrintingFlags().elideLargeResourceString(4096));
   }
   if (options.train) {
+    // PEFT trains with lora_dropout; the train step does not drop yet.
+    double dropout = 0.0;
+    module.walk([&](LoRAOp lora) {
+      dropout = std::max(dropout, lora.getDropout().convertToDouble());
+    });
+    if (dropout > 0)
+      emitWarning(module.getLoc())
+          << "lora_dropout "
+          << llvm::formatv("{0}", llvm::format("%g", dropout)).str()
+          << " is not applied in training: the train step runs the "
+             "adapters without dropout (training-mode dropout is not built "
+             "yet)";
     // The train step is built on the lowered model (every op in linalg /
     // tensor form, which is what the gradient rules cover).
     PassManager train(module.getContext());
