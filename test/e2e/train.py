@@ -11,9 +11,12 @@ compiled twice with `qoptc --train`:
   decay 0.01), run three times: each run's loss must be PyTorch's loss
   before that step, and the trainable tensors after each step PyTorch's
   (<= 1e-4), the step counter 1, 2, 3;
-- for llama-lora also SGD with momentum and weight decay under the cosine
-  schedule with warm-up and global-norm clipping, three steps, against
-  torch.optim.SGD + transformers' scheduler + clip_grad_norm_ (sgd.npz).
+- for llama-lora also SGD, three steps each, against torch.optim.SGD +
+  transformers' schedulers (+ clip_grad_norm_): momentum and weight decay
+  under the cosine schedule with warm-up and global-norm clipping
+  (sgd.npz), Nesterov momentum under the linear schedule
+  (sgd-nesterov.npz), dampened momentum under the constant schedule with
+  two warm-up steps (sgd-dampening.npz).
 
 - the gradients entry again with `--gradient-checkpointing`: the same
   gradients bit for bit, and `--activation-report` estimates less memory
@@ -134,26 +137,31 @@ with tempfile.TemporaryDirectory() as tmp:
         step = int(model.get_parameter("optimizer.step"))
         print(f"{case}: optimizer.step {step}")
         failures += step != index["steps"]
-    # SGD with momentum and weight decay, the cosine schedule with warm-up
-    # (its first step has learning rate 0) and gradient clipping, against
-    # torch.optim.SGD + transformers' scheduler + clip_grad_norm_.
-    sgd = index["sgd"]
-    o, sch = sgd["optimizer"], sgd["schedule"]
-    ref = np.load(os.path.join(HERE, "train", sgd["case"], "sgd.npz"))
-    base = np.load(os.path.join(HERE, "train", sgd["case"], "reference.npz"))
-    feed = dict(input_ids=base["input_ids"], attention_mask=base["attention_mask"],
-                labels=base["labels"])
-    model = compile_model(tmp, sgd["case"], "sgd", [
-        "--train-entry", "train",
-        "--optimizer", f"sgd:lr={o['lr']},momentum={o['momentum']},weight_decay={o['weight_decay']}",
-        "--lr-schedule", sch["kind"], "--warmup-steps", str(sch["warmup_steps"]),
-        "--total-steps", str(sch["total_steps"]), "--max-grad-norm", str(sgd["max_grad_norm"])],
-        None)
-    trainable = [p.name for p in model.parameters if p.role == "trainable"]
-    for k in range(1, sgd["steps"] + 1):
-        loss = model.run(**feed)[0]
-        report(f"SGD + cosine + clipping: step {k} loss", rel(loss, ref[f"step{k}.loss_before"]), 1e-5)
-        report(f"SGD + cosine + clipping: parameters after step {k}",
-               max(rel(model.get_parameter(n), ref[f"step{k}." + peft_key(n)])
-                   for n in trainable), 1e-4)
+    # SGD against torch.optim.SGD + transformers' schedulers (+
+    # clip_grad_norm_): momentum and weight decay under the cosine schedule
+    # with warm-up (its first step has learning rate 0) and clipping;
+    # Nesterov momentum under the linear schedule; dampened momentum under
+    # the constant schedule with warm-up.
+    for label, sgd in [("SGD + cosine + clipping", index["sgd"])] + [
+            (name, case) for name, case in index["sgd_cases"].items()]:
+        o, sch = sgd["optimizer"], sgd["schedule"]
+        ref = np.load(os.path.join(HERE, "train", sgd["case"], sgd["file"]))
+        base = np.load(os.path.join(HERE, "train", sgd["case"], "reference.npz"))
+        feed = dict(input_ids=base["input_ids"], attention_mask=base["attention_mask"],
+                    labels=base["labels"])
+        spec = ",".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                        for k, v in o.items())
+        flags = ["--train-entry", "train", "--optimizer", f"sgd:{spec}",
+                 "--lr-schedule", sch["kind"], "--warmup-steps", str(sch["warmup_steps"]),
+                 "--total-steps", str(sch["total_steps"])]
+        if sgd["max_grad_norm"]:
+            flags += ["--max-grad-norm", str(sgd["max_grad_norm"])]
+        model = compile_model(tmp, sgd["case"], sgd["file"], flags, None)
+        trainable = [p.name for p in model.parameters if p.role == "trainable"]
+        for k in range(1, sgd["steps"] + 1):
+            loss = model.run(**feed)[0]
+            report(f"{label}: step {k} loss", rel(loss, ref[f"step{k}.loss_before"]), 1e-5)
+            report(f"{label}: parameters after step {k}",
+                   max(rel(model.get_parameter(n), ref[f"step{k}." + peft_key(n)])
+                       for n in trainable), 1e-4)
 print(f"train: {failures} failures")

@@ -22,10 +22,12 @@ inside and averages over the counted tokens):
 
 in test/e2e/train/<case>/ (adapter_config.json, adapter_model.safetensors,
 reference.npz) and test/e2e/train/index.json (versions, hyperparameters);
-and for llama-lora's adapter three steps of SGD with momentum and weight
-decay under transformers' cosine schedule with warm-up and torch's
-clip_grad_norm_ (llama-lora/sgd.npz: step{k}.loss_before, the loss each
-step starts from, and step{k}.<PEFT name>).
+and for llama-lora's adapter three steps of SGD each (llama-lora/sgd.npz:
+momentum and weight decay under transformers' cosine schedule with warm-up
+and torch's clip_grad_norm_; sgd-nesterov.npz: Nesterov momentum under the
+linear schedule; sgd-dampening.npz: dampened momentum under the constant
+schedule with warm-up; each step{k}.loss_before, the loss each step starts
+from, and step{k}.<PEFT name>).
 
 Regenerate (needs torch, transformers, peft; CI reads the committed files):
 
@@ -182,40 +184,67 @@ for name, kwargs in {**CASES, **QLORA}.items():
                             "trainable": len(grads)}
     print(f"{name}: loss {float(result['loss0']):.6f} -> {float(result[f'step{STEPS}.loss']):.6f} "
           f"after {STEPS} steps, {len(grads)} trainable tensors")
-# SGD with momentum and weight decay, transformers' cosine schedule with
-# warm-up (its first step has learning rate 0) and torch's clip_grad_norm_,
-# on llama-lora's adapter: llama-lora/sgd.npz (step{k}.<name>, step{k}.loss
-# as above, loss0).
-SGD = dict(lr=0.05, momentum=0.9, weight_decay=0.01)
-SCHEDULE = dict(kind="cosine", warmup_steps=1, total_steps=4)
-MAX_GRAD_NORM = 0.5
-torch.manual_seed(0)
-_, wrapper, _ = mre.build("llama")
-pm = peft.PeftModel.from_pretrained(wrapper, os.path.join(HERE, "llama-lora"), is_trainable=True)
-pm.train()
-lm = pm.base_model.model.m
-ids, mask, lab = (torch.from_numpy(a) for a in (input_ids, attention_mask, labels))
-trainable = {n.replace(".default", ""): p for n, p in pm.named_parameters() if p.requires_grad}
-optimizer = torch.optim.SGD(list(trainable.values()), **SGD)
-scheduler = transformers.get_cosine_schedule_with_warmup(
-    optimizer, num_warmup_steps=SCHEDULE["warmup_steps"],
-    num_training_steps=SCHEDULE["total_steps"])
-result = {}
-for k in range(1, STEPS + 1):
-    loss = lm(input_ids=ids, attention_mask=mask, labels=lab).loss
-    loss.backward()
-    result[f"step{k}.loss_before"] = loss.detach().numpy()
-    torch.nn.utils.clip_grad_norm_(list(trainable.values()), MAX_GRAD_NORM)
-    optimizer.step()
-    scheduler.step()
-    optimizer.zero_grad()
-    for n, p in trainable.items():
-        result[f"step{k}.{n}"] = p.detach().numpy().copy()
-np.savez_compressed(os.path.join(HERE, "llama-lora", "sgd.npz"), **result)
-index["sgd"] = {"case": "llama-lora", "optimizer": SGD, "schedule": SCHEDULE,
-                "max_grad_norm": MAX_GRAD_NORM, "steps": STEPS}
-print("llama-lora, SGD + cosine schedule + clipping: losses "
-      + " ".join(f"{float(result[f'step{k}.loss_before']):.6f}" for k in range(1, STEPS + 1)))
+# SGD on llama-lora's adapter, three steps each, against torch.optim.SGD,
+# transformers' schedulers and torch's clip_grad_norm_:
+# llama-lora/<file> (step{k}.loss_before, the loss each step starts from,
+# and step{k}.<name>). "sgd": momentum and weight decay, the cosine
+# schedule with warm-up (its first step has learning rate 0) and clipping;
+# "sgd-nesterov": Nesterov momentum under the linear schedule;
+# "sgd-dampening": dampened momentum under the constant schedule with two
+# warm-up steps.
+SGD_CASES = {
+    "sgd": dict(optimizer=dict(lr=0.05, momentum=0.9, weight_decay=0.01),
+                schedule=dict(kind="cosine", warmup_steps=1, total_steps=4),
+                max_grad_norm=0.5, file="sgd.npz"),
+    "sgd-nesterov": dict(optimizer=dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+                         schedule=dict(kind="linear", warmup_steps=1, total_steps=5),
+                         max_grad_norm=0.0, file="sgd-nesterov.npz"),
+    "sgd-dampening": dict(optimizer=dict(lr=0.1, momentum=0.8, dampening=0.3),
+                          schedule=dict(kind="constant", warmup_steps=2, total_steps=0),
+                          max_grad_norm=0.0, file="sgd-dampening.npz"),
+}
+SCHEDULERS = {
+    "cosine": lambda o, s: transformers.get_cosine_schedule_with_warmup(
+        o, num_warmup_steps=s["warmup_steps"], num_training_steps=s["total_steps"]),
+    "linear": lambda o, s: transformers.get_linear_schedule_with_warmup(
+        o, num_warmup_steps=s["warmup_steps"], num_training_steps=s["total_steps"]),
+    "constant": lambda o, s: transformers.get_constant_schedule_with_warmup(
+        o, num_warmup_steps=s["warmup_steps"]),
+}
+index["sgd_cases"] = {}
+for sgd_name, case in SGD_CASES.items():
+    torch.manual_seed(0)
+    _, wrapper, _ = mre.build("llama")
+    pm = peft.PeftModel.from_pretrained(wrapper, os.path.join(HERE, "llama-lora"),
+                                        is_trainable=True)
+    pm.train()
+    lm = pm.base_model.model.m
+    ids, mask, lab = (torch.from_numpy(a) for a in (input_ids, attention_mask, labels))
+    trainable = {n.replace(".default", ""): p for n, p in pm.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.SGD(list(trainable.values()), **case["optimizer"])
+    scheduler = SCHEDULERS[case["schedule"]["kind"]](optimizer, case["schedule"])
+    result = {}
+    for k in range(1, STEPS + 1):
+        loss = lm(input_ids=ids, attention_mask=mask, labels=lab).loss
+        loss.backward()
+        result[f"step{k}.loss_before"] = loss.detach().numpy()
+        if case["max_grad_norm"]:
+            torch.nn.utils.clip_grad_norm_(list(trainable.values()), case["max_grad_norm"])
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        for n, p in trainable.items():
+            result[f"step{k}.{n}"] = p.detach().numpy().copy()
+    np.savez_compressed(os.path.join(HERE, "llama-lora", case["file"]), **result)
+    entry = {"case": "llama-lora", "optimizer": case["optimizer"], "schedule": case["schedule"],
+             "max_grad_norm": case["max_grad_norm"], "steps": STEPS, "file": case["file"]}
+    # "sgd" keeps its place in the index; the others are listed by name.
+    if sgd_name == "sgd":
+        index["sgd"] = entry
+    else:
+        index["sgd_cases"][sgd_name] = entry
+    print(f"llama-lora, {sgd_name}: losses "
+          + " ".join(f"{float(result[f'step{k}.loss_before']):.6f}" for k in range(1, STEPS + 1)))
 
 with open(os.path.join(HERE, "index.json"), "w") as f:
     json.dump(index, f, indent=1)
