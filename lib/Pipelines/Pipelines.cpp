@@ -141,22 +141,23 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       return emitError(module.getLoc())
              << path << ": " << llvm::toString(config.takeError());
     std::string evaState;
-    if (!slots && StringRef(config->initLoraWeights).lower() == "eva") {
+    std::string init = StringRef(config->initLoraWeights).lower();
+    if (!slots && (init == "eva" || init == "lora_ga")) {
       if (options.calibrationDataPath.empty())
         return emitError(module.getLoc())
-               << path
-               << ": init_lora_weights \"eva\" needs calibration data: "
-                  "--calibration-data calib.npz";
+               << path << ": init_lora_weights \"" << init
+               << "\" needs calibration data: --calibration-data calib.npz";
       if (std::error_code ec =
               llvm::sys::fs::createUniqueDirectory("qopt-calibration", workDir))
         return emitError(module.getLoc())
                << "cannot create a temporary folder: " << ec.message();
       SmallString<256> statePath(workDir);
-      llvm::sys::path::append(statePath, "eva.safetensors");
+      llvm::sys::path::append(statePath, init + ".safetensors");
       if (!options.evaCalibrator)
         return emitError(module.getLoc())
-               << path << ": init_lora_weights \"eva\" needs calibration, "
-               << "which this tool cannot run (qoptc --calibration-data)";
+               << path << ": init_lora_weights \"" << init
+               << "\" needs calibration, which this tool cannot run (qoptc "
+                  "--calibration-data)";
       if (failed(options.evaCalibrator(
               module, *config, options.calibrationDataPath,
               options.calibrationBatchSize, options.calibrationMaxPasses,
@@ -166,7 +167,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       calibrated = true;
       if (options.timing)
         llvm::errs() << llvm::format(
-            "qoptc: %-28s %8.3f s\n", "calibration (EVA)",
+            "qoptc: %-28s %8.3f s\n",
+            init == "eva" ? "calibration (EVA)" : "calibration (LoRA-GA)",
             std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                           start)
                 .count());
@@ -177,7 +179,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (!options.calibrationDataPath.empty() && !calibrated)
     return emitError(module.getLoc())
            << "--calibration-data is only read for an adapter config with "
-              "init_lora_weights \"eva\" (--lora-config)";
+              "init_lora_weights \"eva\" or \"lora_ga\" (--lora-config)";
   if (!options.adapterDir.empty()) {
     QOptLoadAdapterPassOptions load;
     load.adapter = options.adapterDir;

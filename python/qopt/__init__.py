@@ -223,6 +223,12 @@ class Model:
         if not self._adapter:
             raise ValueError("the model has no adapter to save (compile it with "
                              "qoptc --train and --adapter or --lora-config)")
+        init = str(self._adapter["config"].get("init_lora_weights", True)).lower()
+        if init == "lora_ga":
+            raise ValueError("a LoRA-GA adapter was initialised by changing the base weights, "
+                             "which PEFT cannot redo from the adapter alone, and PEFT's "
+                             "converted form needs the initial factors, which the train "
+                             "library does not keep: saving it is not supported yet")
         prefix = "base_model.model."
         tensors = {}
         for key in self._adapter["tensors"]:

@@ -8,8 +8,13 @@
 #include "qopt/Runtime/NpyDType.h"
 #include "qopt/Support/Eva.h"
 #include "qopt/Support/Npy.h"
+#include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Training/Passes.h"
 
 #include "mlir/Pass/PassManager.h"
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -326,4 +331,237 @@ mlir::qopt::computeEvaState(ModuleOp module, const PeftLoraConfig &config,
     return emitError(loc) << "cannot write " << statePath << ": "
                           << ec.message();
   return success();
+}
+
+LogicalResult
+mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
+                               StringRef dataPath, int64_t batchSize,
+                               const CPUTargetOptions &target,
+                               StringRef workDir, StringRef statePath) {
+  Location loc = module.getLoc();
+  auto fail = [&](const Twine &message) -> LogicalResult {
+    return emitError(loc) << "--calibration-data " << dataPath << ": "
+                          << message;
+  };
+  if (batchSize < 1)
+    return emitError(loc) << "--calibration-batch-size must be at least 1, "
+                             "got "
+                          << batchSize;
+  std::vector<std::pair<std::string, npy::Array>> arrays;
+  std::string why;
+  if (!npy::readNpz(dataPath.str(), arrays, why))
+    return fail(why);
+
+  // The probe: every targeted weight W becomes W + D, D a trainable zero
+  // parameter of W's shape (out × in, whatever the export's layout), whose
+  // gradient is the loss's gradient with respect to W.
+  OwningOpRef<ModuleOp> probe = module.clone();
+  std::vector<LinearLayer> layers = collectLinearLayers(*probe);
+  llvm::Expected<LoraTargets> targets =
+      LoraTargets::create(config.selection, layers);
+  if (!targets)
+    return emitError(loc) << "qopt-insert-lora: "
+                          << llvm::toString(targets.takeError());
+  SymbolTable symbols(*probe);
+  std::vector<std::string> names;
+  for (const LinearLayer &layer : layers) {
+    if (layer.name.empty() || !targets->matches(layer.name) ||
+        llvm::is_contained(names, layer.name))
+      continue;
+    auto linear = dyn_cast<LinearOp>(layer.op);
+    auto type = linear
+                    ? dyn_cast<RankedTensorType>(linear.getWeight().getType())
+                    : RankedTensorType();
+    if (!type || !type.getElementType().isF32() || !type.hasStaticShape())
+      return layer.op->emitError()
+             << "LoRA-GA needs the gradient of module '" << layer.name
+             << "''s weight, which must be a float32 matrix (PEFT refuses "
+                "quantized layers too)";
+    ParamOp delta = createFloatParam(
+        symbols, linear.getLoc(), layer.name + ".loraga_delta", type,
+        std::vector<float>(type.getNumElements(), 0.0f), /*trainable=*/true);
+    if (!delta)
+      return failure();
+    OpBuilder builder(linear);
+    Value d =
+        LoadParamOp::create(builder, linear.getLoc(), type, delta.getSymName());
+    linear.getWeightMutable().assign(
+        arith::AddFOp::create(builder, linear.getLoc(), linear.getWeight(), d));
+    names.push_back(layer.name);
+  }
+  if (names.empty())
+    return fail("the adapter config's target_modules match no linear layer "
+                "(qoptc --list-modules prints them)");
+  PassManager pm(module.getContext());
+  QOptRelayoutQuantizedWeightsPassOptions relayout;
+  relayout.modelDir = target.modelDir;
+  pm.addPass(createQOptRelayoutQuantizedWeightsPass(relayout));
+  buildGraphPipeline(pm);
+  buildLowerToLinalgPipeline(pm);
+  QOptBuildTrainStepPassOptions step;
+  step.entry = "gradients";
+  step.loss = "causal-lm";
+  pm.addPass(createQOptBuildTrainStepPass(step));
+  if (failed(pm.run(*probe)))
+    return failure();
+  CPUTargetOptions probeTarget = target;
+  llvm::SmallString<256> probePath(workDir);
+  llvm::sys::path::append(probePath, "loraga-probe.so");
+  probeTarget.outputPath = probePath.str().str();
+  probeTarget.timing = false;
+  probeTarget.dumpLLVMIR.clear();
+  if (failed(compileForCPU(*probe, probeTarget)))
+    return failure();
+  qopt_model *raw = nullptr;
+  if (qopt_model_load(probeTarget.outputPath.c_str(), &raw) != 0)
+    return emitError(loc) << "cannot load the calibration probe: "
+                          << qopt_last_error();
+  std::unique_ptr<qopt_model, ModelDeleter> model(raw);
+
+  // The inputs: the model's, and labels (from the data, else the ids with
+  // -100 where the attention mask is 0, as transformers' causal-LM
+  // training sets them).
+  size_t numInputs = qopt_model_num_inputs(model.get());
+  std::vector<qopt_tensor_info> infos(numInputs);
+  std::vector<const npy::Array *> feeds(numInputs);
+  std::vector<std::string> inputNames;
+  int64_t samples = -1;
+  for (size_t i = 0; i < numInputs; ++i) {
+    qopt_model_input_info(model.get(), i, &infos[i]);
+    inputNames.push_back(infos[i].name);
+  }
+  const npy::Array *ids = nullptr, *mask = nullptr;
+  for (const auto &[name, array] : arrays) {
+    auto input = llvm::find(inputNames, name);
+    if (input == inputNames.end())
+      return fail("array '" + name +
+                  "' is not an input of the model (its "
+                  "inputs: " +
+                  llvm::join(inputNames, ", ") + ")");
+    size_t i = input - inputNames.begin();
+    if (array.shape.empty() || dtypeOf(array.descr) != infos[i].dtype ||
+        int64_t(array.shape.size()) != infos[i].rank)
+      return fail("array '" + name + "' is " + npy::formatShape(array.shape) +
+                  " of '" + array.descr + "'; the model input is rank " +
+                  std::to_string(infos[i].rank) + " of " +
+                  qopt_dtype_name(infos[i].dtype));
+    if (samples >= 0 && array.shape[0] != samples)
+      return fail("array '" + name + "' has " + std::to_string(array.shape[0]) +
+                  " samples, the others " + std::to_string(samples));
+    samples = array.shape[0];
+    feeds[i] = &array;
+    if (name == "input_ids")
+      ids = &array;
+    if (name == "attention_mask")
+      mask = &array;
+  }
+  size_t labelsIndex = llvm::find(inputNames, "labels") - inputNames.begin();
+  for (size_t i = 0; i < numInputs; ++i)
+    if (!feeds[i] && !(i == labelsIndex && ids && ids->shape.size() == 2 &&
+                       dtypeOf(ids->descr) == QOPT_DTYPE_I64))
+      return fail("no array '" + inputNames[i] + "' for the model's input");
+  if (samples <= 0)
+    return fail("holds no samples");
+
+  size_t entry = 0, numEntries = qopt_model_num_entries(model.get());
+  while (entry < numEntries &&
+         StringRef(qopt_model_entry_name(model.get(), entry)) != "gradients")
+    ++entry;
+  size_t numOutputs = qopt_model_entry_num_outputs(model.get(), entry);
+  std::vector<int64_t> slot(numOutputs, -1);
+  for (size_t o = 0; o < numOutputs; ++o) {
+    qopt_tensor_info info;
+    qopt_model_entry_output_info(model.get(), entry, o, &info);
+    StringRef out = info.name;
+    if (out.consume_front("grad.") && out.consume_back(".loraga_delta"))
+      if (auto it = llvm::find(names, out.str()); it != names.end())
+        slot[o] = it - names.begin();
+  }
+  std::vector<dense::Matrix> sums(names.size());
+  int64_t batches = 0;
+  std::vector<int64_t> labels;
+  for (int64_t lo = 0; lo < samples; lo += batchSize, ++batches) {
+    int64_t count = std::min(samples, lo + batchSize) - lo;
+    std::vector<qopt_tensor> in(numInputs);
+    for (size_t i = 0; i < numInputs; ++i) {
+      qopt_tensor &t = in[i];
+      t.dtype = infos[i].dtype;
+      t.rank = infos[i].rank;
+      const npy::Array &a = feeds[i] ? *feeds[i] : *ids;
+      size_t rowBytes = a.data.size() / size_t(samples);
+      for (int32_t d = 0; d < t.rank; ++d)
+        t.shape[d] = d == 0 ? count : a.shape[d];
+      t.data = const_cast<char *>(a.data.data()) + size_t(lo) * rowBytes;
+      if (!feeds[i]) {
+        int64_t tokens = a.shape[1];
+        labels.assign(size_t(count * tokens), 0);
+        for (int64_t j = 0; j < count * tokens; ++j) {
+          size_t at = size_t(lo * tokens + j);
+          bool masked = mask && *intAt(*mask, at) == 0;
+          labels[j] = masked ? -100 : *intAt(a, at);
+        }
+        t.data = labels.data();
+      }
+    }
+    std::vector<qopt_tensor> out(numOutputs);
+    if (qopt_model_run_entry(model.get(), entry, in.data(), numInputs,
+                             out.data(), numOutputs) != 0)
+      return fail("calibration samples " + std::to_string(lo) + ".." +
+                  std::to_string(lo + count - 1) + ": " + qopt_last_error());
+    bool finite = true;
+    for (size_t o = 0; o < numOutputs; ++o) {
+      if (slot[o] >= 0) {
+        qopt_tensor &t = out[o];
+        dense::Matrix g(t.shape[0], t.shape[1]);
+        std::memcpy(g.data.data(), t.data, g.data.size() * sizeof(float));
+        dense::Matrix &sum = sums[slot[o]];
+        if (sum.data.empty())
+          sum = std::move(g);
+        else
+          for (size_t j = 0; j < sum.data.size(); ++j)
+            sum.data[j] += g.data[j];
+        finite =
+            finite && std::all_of(sum.data.begin(), sum.data.end(),
+                                  [](float v) { return std::isfinite(v); });
+      }
+      qopt_tensor_free(&out[o]);
+    }
+    if (!finite)
+      return fail("the loss's gradient is not finite on calibration samples " +
+                  std::to_string(lo) + ".." + std::to_string(lo + count - 1) +
+                  " (no label counted?)");
+  }
+  // PEFT's estimate_gradients: the gradient summed over the train steps'
+  // backward passes, divided by their count.
+  std::vector<SafetensorsF32> state;
+  for (auto [name, sum] : llvm::zip(names, sums)) {
+    for (float &v : sum.data)
+      v = float(double(v) / double(batches));
+    state.push_back({name, {sum.rows, sum.cols}, &sum.data});
+  }
+  std::error_code ec;
+  llvm::raw_fd_ostream os(statePath, ec);
+  if (!ec) {
+    os << encodeF32Safetensors(state);
+    os.close();
+    if (os.has_error()) {
+      ec = os.error();
+      os.clear_error();
+    }
+  }
+  if (ec)
+    return emitError(loc) << "cannot write " << statePath << ": "
+                          << ec.message();
+  return success();
+}
+
+LogicalResult mlir::qopt::computeCalibrationState(
+    ModuleOp module, const PeftLoraConfig &config, StringRef dataPath,
+    int64_t batchSize, int64_t maxPasses, const CPUTargetOptions &target,
+    StringRef workDir, StringRef statePath) {
+  if (StringRef(config.initLoraWeights).lower() == "lora_ga")
+    return computeLoraGaState(module, config, dataPath, batchSize, target,
+                              workDir, statePath);
+  return computeEvaState(module, config, dataPath, batchSize, maxPasses, target,
+                         workDir, statePath);
 }

@@ -31,6 +31,27 @@ LogicalResult computeEvaState(ModuleOp module, const PeftLoraConfig &config,
                               int64_t maxPasses, const CPUTargetOptions &target,
                               StringRef workDir, StringRef statePath);
 
+/// LoRA-GA (PEFT's preprocess_loraga): the mean gradient of the causal-LM
+/// loss with respect to the weight of every layer `config` targets, over
+/// the batches of `batchSize` samples of the .npz `dataPath` (labels from
+/// its `labels` array, else the input ids, -100 where the attention mask
+/// is 0), from a probe compiled in `workDir`; written per module (out ×
+/// in) to the safetensors file `statePath`, for qopt-insert-lora's
+/// `loraga-state`.
+LogicalResult computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
+                                 StringRef dataPath, int64_t batchSize,
+                                 const CPUTargetOptions &target,
+                                 StringRef workDir, StringRef statePath);
+
+/// computeEvaState or computeLoraGaState, as `config`'s init_lora_weights
+/// asks.
+LogicalResult computeCalibrationState(ModuleOp module,
+                                      const PeftLoraConfig &config,
+                                      StringRef dataPath, int64_t batchSize,
+                                      int64_t maxPasses,
+                                      const CPUTargetOptions &target,
+                                      StringRef workDir, StringRef statePath);
+
 } // namespace mlir::qopt
 
 #endif // QOPT_TOOLS_QOPTC_CALIBRATION_H

@@ -412,7 +412,8 @@ int main(int argc, char **argv) {
   modelOptions.calibrationDataPath = calibrationData;
   modelOptions.calibrationBatchSize = calibrationBatchSize;
   modelOptions.calibrationMaxPasses = calibrationMaxPasses;
-  modelOptions.evaCalibrator = qopt::computeEvaState;
+  // Data-driven adapter inits: EVA, or LoRA-GA's gradients.
+  modelOptions.evaCalibrator = qopt::computeCalibrationState;
   modelOptions.train = train;
   modelOptions.trainStep.loss = loss;
   modelOptions.trainStep.optimizer = optimizerSpec;

@@ -87,6 +87,7 @@ enum class Init {
   LoftQ,
   LoRAXS,
   EVA,
+  LoraGA,
   RandLoRA
 };
 
@@ -141,7 +142,39 @@ struct QOptInsertLoRAPass
       }
       return Init::EVA;
     }
-    for (StringRef later : {"corda", "orthogonal", "lora_ga", "lora-sb"})
+    if (v == "lora_ga") {
+      if (loragaState.empty() && !slots) {
+        error() << "init-lora-weights=lora_ga needs each layer's gradient: "
+                   "give loraga-state=FILE (qoptc --calibration-data "
+                   "computes it)";
+        return failure();
+      }
+      if (loragaDirection == "random") {
+        error() << "loraga-direction=random is not supported: PEFT draws "
+                   "its components from torch's generator (ArB2r, A2rBr, "
+                   "ArBr)";
+        return failure();
+      }
+      if (!llvm::is_contained({"ArB2r", "A2rBr", "ArBr"},
+                              StringRef(loragaDirection))) {
+        error() << "unknown loraga-direction '" << loragaDirection
+                << "' (ArB2r, A2rBr, ArBr)";
+        return failure();
+      }
+      if (!llvm::is_contained({"stable", "weight_svd", "gd_scale", "unit"},
+                              StringRef(loragaScale))) {
+        error() << "unknown loraga-scale '" << loragaScale
+                << "' (stable, weight_svd, gd_scale, unit)";
+        return failure();
+      }
+      if (!(loragaStableGamma > 0)) {
+        error() << "loraga-stable-gamma must be positive, got "
+                << loragaStableGamma;
+        return failure();
+      }
+      return Init::LoraGA;
+    }
+    for (StringRef later : {"corda", "orthogonal", "lora-sb"})
       if (llvm::StringRef(v).starts_with(later)) {
         error() << "init-lora-weights '" << initLoraWeights
                 << "' is not implemented yet";
@@ -149,7 +182,7 @@ struct QOptInsertLoRAPass
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
             << "' (expected true, false, gaussian, pissa, pissa_niter_N, "
-               "olora, loftq, lora-xs, eva or randlora)";
+               "olora, loftq, lora-xs, eva, lora_ga or randlora)";
     return failure();
   }
 
@@ -242,7 +275,11 @@ struct QOptInsertLoRAPass
         diag << "; the layers are: " << llvm::join(names, ", ");
       return signalPassFailure();
     }
-    if (*init == Init::EVA && !slots && failed(readEvaState(chosen)))
+    if (*init == Init::EVA && !slots &&
+        failed(readState(chosen, evaState, "eva-state", "rank x in-features")))
+      return signalPassFailure();
+    if (*init == Init::LoraGA && !slots &&
+        failed(readState(chosen, loragaState, "loraga-state", "out x in")))
       return signalPassFailure();
     SymbolTable symbols(module);
     if (*init == Init::RandLoRA) {
@@ -274,16 +311,19 @@ struct QOptInsertLoRAPass
   std::shared_ptr<llvm::MemoryBuffer> evaBuffer; // shared: passes are copied
   llvm::StringMap<SafetensorsTensor> evaTensors;
 
-  LogicalResult readEvaState(ArrayRef<const LinearLayer *> chosen) {
-    auto file = llvm::MemoryBuffer::getFile(evaState);
+  /// Reads a per-module state file (`option` names it in errors): EVA's
+  /// components or LoRA-GA's gradients.
+  LogicalResult readState(ArrayRef<const LinearLayer *> chosen, StringRef path,
+                          StringRef option, StringRef shape) {
+    auto file = llvm::MemoryBuffer::getFile(path);
     if (!file)
-      return error() << "eva-state: cannot read " << evaState << ": "
+      return error() << option << ": cannot read " << path << ": "
                      << file.getError().message();
     evaBuffer = std::move(*file);
     llvm::Expected<llvm::StringMap<SafetensorsTensor>> tensors =
-        readFloatSafetensors(*evaBuffer, evaState);
+        readFloatSafetensors(*evaBuffer, path);
     if (!tensors)
-      return error() << "eva-state: " << llvm::toString(tensors.takeError());
+      return error() << option << ": " << llvm::toString(tensors.takeError());
     llvm::StringSet<> names;
     for (const LinearLayer *layer : chosen)
       names.insert(layer->name);
@@ -292,12 +332,12 @@ struct QOptInsertLoRAPass
       // PEFT's get_eva_state_dict names a PeftModel's modules.
       key.consume_front("base_model.model.");
       if (!names.contains(key))
-        return error() << "eva-state: " << evaState << " has tensor '"
+        return error() << option << ": " << path << " has tensor '"
                        << entry.getKey() << "', which names no targeted module",
                failure();
       if (entry.getValue().shape.size() != 2)
-        return error() << "eva-state: tensor '" << entry.getKey()
-                       << "' is not a matrix (rank x in-features)",
+        return error() << option << ": tensor '" << entry.getKey()
+                       << "' is not a matrix (" << shape << ")",
                failure();
       evaTensors[key] = entry.getValue();
     }
@@ -573,10 +613,32 @@ struct QOptInsertLoRAPass
     double scale =
         useRslora ? alpha / std::sqrt(static_cast<double>(rank)) : alpha / rank;
     // Inits that rewrite the base weight: its principal part moves into
-    // the adapter (PiSSA, OLoRA), or it is quantized (LoftQ).
+    // the adapter (PiSSA, OLoRA), it is quantized (LoftQ), or the
+    // adapter's initial product is taken out of it (LoRA-GA).
     bool principal = !slots && (init == Init::PiSSA || init == Init::OLoRA);
     bool loftq = !slots && init == Init::LoftQ;
-    bool rewritesBase = principal || loftq;
+    bool loraga = !slots && init == Init::LoraGA;
+    const SafetensorsTensor *gradient = nullptr;
+    if (loraga) {
+      auto it = evaTensors.find(layer.name);
+      if (it == evaTensors.end())
+        return linear.emitError()
+               << "qopt-insert-lora: loraga-state has no gradient for module '"
+               << layer.name << "'";
+      gradient = &it->second;
+      if (gradient->shape[0] != n || gradient->shape[1] != k)
+        return linear.emitError()
+               << "qopt-insert-lora: loraga-state's gradient of module '"
+               << layer.name << "' is " << gradient->shape[0] << "x"
+               << gradient->shape[1] << ", but the layer's weight is " << n
+               << "x" << k;
+      if (2 * rank > std::min(n, k))
+        return linear.emitError()
+               << "qopt-insert-lora: LoRA-GA needs 2r = " << 2 * rank
+               << " singular components of module '" << layer.name
+               << "', which has min(out, in) = " << std::min(n, k);
+    }
+    bool rewritesBase = principal || loftq || loraga;
     bool xs = !slots && init == Init::LoRAXS;
     // The base weight, where the init or DoRA needs it.
     std::optional<dense::Matrix> w;
@@ -603,6 +665,13 @@ struct QOptInsertLoRAPass
       principalFactors(init == Init::PiSSA, rank, scale, *w, am, bm);
     if (loftq)
       loftqFactors(*w, rank, loftqIter, am, bm);
+    if (loraga) {
+      dense::Matrix g(n, k);
+      ::qopt::dense::decodeFloats(gradient->kind, gradient->data,
+                                  gradient->count, g.data.data());
+      loragaFactors(g, *w, rank, scale, loragaDirection, loragaScale,
+                    loragaStableGamma, am, bm);
+    }
     // LoRA-XS: frozen B = Uᵣ·Sᵣ and A = Vᵣᵀ of W's top-r SVD; only the
     // r×r middle R trains, from zero (the output starts unchanged).
     if (xs)
@@ -673,9 +742,10 @@ struct QOptInsertLoRAPass
     if (rewritesBase) {
       // The canonical name: pissa_niter_N got the exact SVD.
       markResidualInit(lora,
-                       init == Init::PiSSA   ? "pissa"
-                       : init == Init::OLoRA ? "olora"
-                                             : "loftq",
+                       init == Init::PiSSA    ? "pissa"
+                       : init == Init::OLoRA  ? "olora"
+                       : init == Init::LoraGA ? "lora_ga"
+                                              : "loftq",
                        loftqIter);
       // The factors in the IR are the initial ones, which PEFT's converted
       // form needs (a loaded adapter's are not).
@@ -705,6 +775,52 @@ void mlir::qopt::principalFactors(bool pissa, int64_t rank, double scale,
     a = dense::Matrix(rank, w.cols);
     b = dense::Matrix(w.rows, rank);
     dense::thinQR(w, rank, b, a);
+  }
+  dense::gemm(false, false, float(-scale), b, a, 1.0f, w);
+}
+
+void mlir::qopt::loragaFactors(const dense::Matrix &g, dense::Matrix &w,
+                               int64_t rank, double scale, StringRef direction,
+                               StringRef scaleKind, double stableGamma,
+                               dense::Matrix &a, dense::Matrix &b) {
+  // PEFT's lora_ga_init: U, S, Vᵀ of G's top 2r components.
+  dense::Matrix u, vt;
+  std::vector<float> sv;
+  dense::topSingular(g, 2 * rank, u, sv, vt);
+  SmallVector<int64_t> aRows, bCols;
+  for (int64_t i = 0; i < rank; ++i) {
+    if (direction == "ArBr") {
+      aRows.push_back(2 * i + 1);
+      bCols.push_back(2 * i);
+    } else if (direction == "A2rBr") {
+      aRows.push_back(rank + i);
+      bCols.push_back(i);
+    } else { // ArB2r
+      aRows.push_back(i);
+      bCols.push_back(rank + i);
+    }
+  }
+  int64_t n = w.rows, k = w.cols;
+  a = dense::Matrix(rank, k);
+  b = dense::Matrix(n, rank);
+  double bFactor = 1.0, aFactor = 1.0;
+  if (scaleKind == "stable") {
+    bFactor = std::pow(double(n), 0.25) / std::sqrt(stableGamma);
+  } else if (scaleKind == "weight_svd") {
+    dense::Matrix wu, wvt;
+    std::vector<float> ws;
+    dense::topSingular(w, 1, wu, ws, wvt);
+    if (sv[bCols[0]] > 0)
+      bFactor = double(ws[0]) / double(sv[bCols[0]]);
+  } else if (scaleKind == "gd_scale") {
+    aFactor = bFactor = 1.0 / scale;
+  }
+  for (int64_t i = 0; i < rank; ++i) {
+    for (int64_t j = 0; j < k; ++j)
+      a.at(i, j) = float(aFactor * vt.at(aRows[i], j));
+    for (int64_t j = 0; j < n; ++j)
+      b.at(j, i) =
+          float(bFactor * double(u.at(j, bCols[i])) * double(sv[bCols[i]]));
   }
   dense::gemm(false, false, float(-scale), b, a, 1.0f, w);
 }
@@ -772,7 +888,13 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.initLoraWeights = config.initLoraWeights;
   options.loftqBits = config.loftqBits;
   options.loftqIter = config.loftqIter;
-  options.evaState = evaState.str();
+  if (StringRef(config.initLoraWeights).lower() == "lora_ga")
+    options.loragaState = evaState.str();
+  else
+    options.evaState = evaState.str();
+  options.loragaDirection = config.loraGa.direction;
+  options.loragaScale = config.loraGa.scale;
+  options.loragaStableGamma = config.loraGa.stableGamma;
   options.evaAdjustScalingFactors = config.eva.adjustScalingFactors;
   if (config.randlora)
     options.initLoraWeights = "randlora";

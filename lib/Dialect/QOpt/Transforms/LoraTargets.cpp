@@ -652,6 +652,36 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
                            "label_mask_value an integer)")
                               .str());
       }
+    } else if (key == "lora_ga_config") {
+      // null unless init_lora_weights is "lora_ga"; then LoraGAConfig's.
+      if (v.getAsNull())
+        continue;
+      const json::Object *ga = v.getAsObject();
+      if (!ga)
+        return keyError(key, "must be an object (LoraGAConfig)");
+      PeftLoraConfig::LoraGA &g = c.loraGa;
+      for (const auto &[field, value] : *ga) {
+        llvm::StringRef f = field;
+        std::optional<llvm::StringRef> str = value.getAsString();
+        std::optional<double> d = value.getAsNumber();
+        if (f == "direction" && str &&
+            llvm::is_contained({"ArBr", "A2rBr", "ArB2r", "random"}, *str))
+          g.direction = str->str();
+        else if (f == "scale" && str &&
+                 llvm::is_contained(
+                     {"stable", "weight_svd", "gd_scale", "unit"}, *str))
+          g.scale = str->str();
+        else if (f == "stable_gamma" && d && *d > 0)
+          g.stableGamma = *d;
+        else
+          return keyError(key,
+                          ("has '" + f +
+                           "' with a value LoraGAConfig does not take "
+                           "(direction ArBr, A2rBr, ArB2r or random; scale "
+                           "stable, weight_svd, gd_scale or unit; "
+                           "stable_gamma a positive number)")
+                              .str());
+      }
     } else if (::qopt::peft::isInformationalKey(key.str().c_str())) {
       // Describes the adapter only.
     } else if (!isUnset(v)) {

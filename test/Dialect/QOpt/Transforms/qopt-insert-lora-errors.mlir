@@ -7,6 +7,8 @@
 // RUN: not qopt-opt %s --qopt-insert-lora="r=2" 2>&1 | FileCheck %s --check-prefix=NOTARGET
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=corda" 2>&1 | FileCheck %s --check-prefix=LATER
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=eva" 2>&1 | FileCheck %s --check-prefix=EVA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora_ga" 2>&1 | FileCheck %s --check-prefix=LORAGA
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora_ga loraga-state=x loraga-scale=huge" 2>&1 | FileCheck %s --check-prefix=LORAGASCALE
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq loftq-bits=8" 2>&1 | FileCheck %s --check-prefix=LOFTQBITS
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq loftq-iter=0" 2>&1 | FileCheck %s --check-prefix=LOFTQITER
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq" 2>&1 | FileCheck %s --check-prefix=LOFTQ
@@ -28,10 +30,12 @@
 // NOTARGET: error: qopt-insert-lora: target-modules is required (module names or suffixes, one regular expression, or all-linear)
 // LATER: error: qopt-insert-lora: init-lora-weights 'corda' is not implemented yet
 // EVA: error: qopt-insert-lora: init-lora-weights=eva needs each layer's input components: give eva-state=FILE (qoptc --calibration-data computes them)
+// LORAGA: qopt-insert-lora: init-lora-weights=lora_ga needs each layer's gradient: give loraga-state=FILE (qoptc --calibration-data computes it)
+// LORAGASCALE: qopt-insert-lora: unknown loraga-scale 'huge' (stable, weight_svd, gd_scale, unit)
 // LOFTQBITS: error: qopt-insert-lora: loftq-bits 8 is not supported (4: NF4, as bitsandbytes quantizes)
 // LOFTQITER: error: qopt-insert-lora: loftq-iter must be at least 1, got 0
 // LOFTQ: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
-// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs, eva or randlora)
+// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs, eva, lora_ga or randlora)
 // PATTERN: error: qopt-insert-lora: rank-pattern entry 'q_proj' is not key=value with a number
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported

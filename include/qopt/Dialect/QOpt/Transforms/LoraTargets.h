@@ -81,6 +81,11 @@ struct PeftLoraConfig {
     int64_t labelMaskValue = -100;
     bool whiten = false, adjustScalingFactors = true;
   } eva;
+  /// lora_ga_config (PEFT's LoraGAConfig).
+  struct LoraGA {
+    std::string direction = "ArB2r", scale = "stable";
+    double stableGamma = 16;
+  } loraGa;
 };
 
 /// Parses `adapter_config.json`. A key qopt cannot honour at the value it
@@ -194,6 +199,16 @@ void principalFactors(bool pissa, int64_t rank, double scale,
 /// dequantized quantization of the last round.
 void loftqFactors(::qopt::dense::Matrix &w, int64_t rank, int64_t iters,
                   ::qopt::dense::Matrix &a, ::qopt::dense::Matrix &b);
+
+/// PEFT's LoRA-GA (`lora_ga_init`) of a layer with weight `w` and
+/// estimated gradient `g` (both out × in): A and B from g's top 2·rank
+/// singular components by `direction` (ArB2r, A2rBr, ArBr), B scaled by
+/// `scaleKind` (stable with `stableGamma`, weight_svd, gd_scale — with the
+/// adapter's `scale` —, unit); `w` becomes w - scale·B·A.
+void loragaFactors(const ::qopt::dense::Matrix &g, ::qopt::dense::Matrix &w,
+                   int64_t rank, double scale, llvm::StringRef direction,
+                   llvm::StringRef scaleKind, double stableGamma,
+                   ::qopt::dense::Matrix &a, ::qopt::dense::Matrix &b);
 
 /// Marks `lora` as initialised by `init` (PiSSA, OLoRA, LoftQ), which
 /// rewrote its base weight: `qopt.residual_init` (and `qopt.loftq_iter`),

@@ -177,7 +177,18 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     layer's rank is its tensor's rows (0: the layer gets no adapter) and,
     with `eva-adjust-scaling-factors`, its alpha is scaled by new rank / r
     so that alpha / r stays; a targeted layer missing from the file gets
-    the default init (with a warning), as in PEFT. `randlora` (PEFT's
+    the default init (with a warning), as in PEFT. `lora_ga` (LoRA-GA, as
+    PEFT's `preprocess_loraga` + `init_lora_weights="lora_ga"`) takes the
+    top 2r singular components U·S·Vᵀ of each layer's estimated gradient G
+    (`loraga-state`: per module the out × in mean gradient of the loss over
+    calibration batches; `qoptc --calibration-data` computes it): by
+    `loraga-direction` A gets r rows of Vᵀ and B the other r columns of
+    U·S (`ArB2r`: A = Vᵀ[:r], B = (U·S)[:, r:2r]; `A2rBr` the other way;
+    `ArBr` alternating), B is scaled by `loraga-scale` (`stable`:
+    out^¼ / √gamma; `weight_svd`: W's top singular value over B's first;
+    `gd_scale`: A and B divided by the adapter's scale; `unit`), and W
+    becomes W − scale·B·A, so the output is unchanged. PEFT's `random`
+    direction draws from torch's generator and is refused. `randlora` (PEFT's
     RandLoRA tuner, `peft_type: RANDLORA` in a config) gives the targeted
     layers one shared pair of frozen random bases `@randlora_A`
     (`r×1×min`) and `@randlora_B` (`max×NB×r`), sized for the largest
@@ -237,7 +248,7 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
            "DoRA: a trainable magnitude per output row">,
     Option<"initLoraWeights", "init-lora-weights", "std::string", "\"true\"",
            "true (Kaiming-uniform A, zero B), gaussian, false, pissa, "
-           "pissa_niter_N, olora, loftq, lora-xs, eva">,
+           "pissa_niter_N, olora, loftq, lora-xs, eva, lora_ga">,
     Option<"evaState", "eva-state", "std::string", "\"\"",
            "EVA: safetensors file of each module's components (rank x "
            "in-features), from qoptc --calibration-data or PEFT's "
@@ -245,6 +256,18 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     Option<"evaAdjustScalingFactors", "eva-adjust-scaling-factors", "bool",
            "true",
            "EVA: scale a layer's alpha by its new rank / r">,
+    Option<"loragaState", "loraga-state", "std::string", "\"\"",
+           "LoRA-GA: safetensors file of each module's estimated gradient "
+           "of the loss (out x in), from qoptc --calibration-data">,
+    Option<"loragaDirection", "loraga-direction", "std::string",
+           "\"ArB2r\"",
+           "LoRA-GA: which of the gradient's top 2r singular components go "
+           "to A and B: ArB2r, A2rBr or ArBr (LoraGAConfig.direction)">,
+    Option<"loragaScale", "loraga-scale", "std::string", "\"stable\"",
+           "LoRA-GA: stable, weight_svd, gd_scale or unit "
+           "(LoraGAConfig.scale)">,
+    Option<"loragaStableGamma", "loraga-stable-gamma", "double", "16.0",
+           "LoRA-GA: gamma of the stable scale">,
     Option<"useSora", "use-sora", "bool", "false",
            "SoRA: a trainable gate per rank component, from one">,
     Option<"loftqBits", "loftq-bits", "int64_t", "4",
