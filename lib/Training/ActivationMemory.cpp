@@ -234,6 +234,16 @@ std::optional<FailureOr<int64_t>> SizeEvaluator::elementOf(Value tensor,
   }
   if (auto castOp = dyn_cast<tensor::CastOp>(def))
     return elementOf(castOp.getSource(), i);
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def)) {
+    if (slice.getSourceType().getRank() != 1 ||
+        slice.getResultType().getRank() != 1)
+      return std::nullopt;
+    FailureOr<SmallVector<int64_t>> offset = mixed(slice.getMixedOffsets());
+    FailureOr<SmallVector<int64_t>> stride = mixed(slice.getMixedStrides());
+    if (failed(offset) || failed(stride))
+      return FailureOr<int64_t>(failure());
+    return elementOf(slice.getSource(), (*offset)[0] + i * (*stride)[0]);
+  }
   if (auto fill = dyn_cast<linalg::FillOp>(def))
     return valueOf(fill.value());
   if (auto generic = dyn_cast<linalg::GenericOp>(def)) {

@@ -22,6 +22,8 @@ compiled twice with `qoptc --train`:
   gradients bit for bit, and `--activation-report` estimates less memory
   kept from the forward for the backward.
 
+llama-lora's gradients are also checked on the TorchScript export.
+
 llama-lora is compiled with dynamic batch and sequence (the run-time
 broadcast choices are differentiated), llama-dora with both pinned;
 llama-qlora trains on the NF4 base of test/e2e/bnb/llama-nf4-double, kept
@@ -137,6 +139,19 @@ with tempfile.TemporaryDirectory() as tmp:
         step = int(model.get_parameter("optimizer.step"))
         print(f"{case}: optimizer.step {step}")
         failures += step != index["steps"]
+    # The TorchScript export: its rotary halves are Slices at run-time
+    # bounds (strided views), differentiated like the dynamo export's.
+    ref = np.load(os.path.join(HERE, "train", "llama-lora", "reference.npz"))
+    feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
+                labels=ref["labels"])
+    out = os.path.join(tmp, "torchscript.so")
+    subprocess.run([os.path.join(BIN, "qoptc"),
+                    os.path.join(HERE, "real", "llama-torchscript", "model.onnx"), "--adapter",
+                    os.path.join(HERE, "train", "llama-lora"), "--train", "--train-entry",
+                    "gradients", "-o", out], check=True)
+    grads = qopt.load(out).gradients(**feed)
+    report(f"llama-lora on the TorchScript export: {len(grads)} gradients",
+           max(rel(g, ref["grad." + peft_key(n)]) for n, g in grads.items()), 1e-4)
     # SGD against torch.optim.SGD + transformers' schedulers (+
     # clip_grad_norm_): momentum and weight decay under the cosine schedule
     # with warm-up (its first step has learning rate 0) and clipping;

@@ -918,7 +918,21 @@ LogicalResult convertSlice(ONNXNodeOp op, OpBuilder &b,
     strides[*axis] = idx(b, loc, step);
     outSizes[*axis] = foldIndex(size);
   }
-  // Fold the index arithmetic so static slices get static types.
+  // Forward steps: a strided view, whose offsets and sizes the clamping
+  // keeps in bounds (bufferized as a subview; differentiated as data
+  // movement).
+  if (!cSteps || llvm::all_of(*cSteps, [](int64_t s) { return s > 0; })) {
+    SmallVector<OpFoldResult> viewOffsets, viewStrides;
+    for (int64_t d = 0; d < rank; ++d) {
+      viewOffsets.push_back(foldIndex(offsets[d]));
+      viewStrides.push_back(foldIndex(strides[d]));
+    }
+    results.push_back(tensor::ExtractSliceOp::create(b, loc, x, viewOffsets,
+                                                     outSizes, viewStrides));
+    return success();
+  }
+  // Backward steps: a gather. Fold the index arithmetic so static slices
+  // get static types.
   Value init = tensor::EmptyOp::create(b, loc, outSizes, type.getElementType());
   SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   Value result =
