@@ -61,6 +61,49 @@ std::optional<int64_t> intAt(const npy::Array &a, size_t i) {
 struct ModelDeleter {
   void operator()(qopt_model *m) const { qopt_model_destroy(m); }
 };
+using ModelPtr = std::unique_ptr<qopt_model, ModelDeleter>;
+
+/// Compiles the probe `probe` (graph IR) to `workDir`/`fileName` with the
+/// model's target options and loads it.
+FailureOr<ModelPtr> compileProbe(ModuleOp probe, const CPUTargetOptions &target,
+                                 StringRef workDir, StringRef fileName,
+                                 Location loc) {
+  CPUTargetOptions probeTarget = target;
+  llvm::SmallString<256> probePath(workDir);
+  llvm::sys::path::append(probePath, fileName);
+  probeTarget.outputPath = probePath.str().str();
+  probeTarget.timing = false;
+  probeTarget.dumpLLVMIR.clear();
+  if (failed(compileForCPU(probe, probeTarget)))
+    return failure();
+  qopt_model *raw = nullptr;
+  if (qopt_model_load(probeTarget.outputPath.c_str(), &raw) != 0)
+    return emitError(loc) << "cannot load the calibration probe: "
+                          << qopt_last_error();
+  return ModelPtr(raw);
+}
+
+/// Writes per-module matrices to the safetensors file `statePath`.
+LogicalResult writeState(StringRef statePath, ArrayRef<std::string> names,
+                         ArrayRef<dense::Matrix> matrices, Location loc) {
+  std::vector<SafetensorsF32> state;
+  for (auto [name, m] : llvm::zip(names, matrices))
+    state.push_back({name, {m.rows, m.cols}, &m.data});
+  std::error_code ec;
+  llvm::raw_fd_ostream os(statePath, ec);
+  if (!ec) {
+    os << encodeF32Safetensors(state);
+    os.close();
+    if (os.has_error()) {
+      ec = os.error();
+      os.clear_error();
+    }
+  }
+  if (ec)
+    return emitError(loc) << "cannot write " << statePath << ": "
+                          << ec.message();
+  return success();
+}
 
 } // namespace
 
@@ -119,19 +162,11 @@ mlir::qopt::computeEvaState(ModuleOp module, const PeftLoraConfig &config,
   buildGraphPipeline(pm);
   if (failed(pm.run(*probe)))
     return failure();
-  CPUTargetOptions probeTarget = target;
-  llvm::SmallString<256> probePath(workDir);
-  llvm::sys::path::append(probePath, "probe.so");
-  probeTarget.outputPath = probePath.str().str();
-  probeTarget.timing = false;
-  probeTarget.dumpLLVMIR.clear();
-  if (failed(compileForCPU(*probe, probeTarget)))
+  FailureOr<ModelPtr> compiled =
+      compileProbe(*probe, target, workDir, "probe.so", loc);
+  if (failed(compiled))
     return failure();
-  qopt_model *raw = nullptr;
-  if (qopt_model_load(probeTarget.outputPath.c_str(), &raw) != 0)
-    return emitError(loc) << "cannot load the calibration probe: "
-                          << qopt_last_error();
-  std::unique_ptr<qopt_model, ModelDeleter> model(raw);
+  ModelPtr model = std::move(*compiled);
 
   // Arrays for the model's inputs, an attention mask and labels.
   size_t numInputs = qopt_model_num_inputs(model.get());
@@ -314,23 +349,7 @@ mlir::qopt::computeEvaState(ModuleOp module, const PeftLoraConfig &config,
   eva::Result result;
   if (!eva::compute(evaLayers, numBatches, options, run, result, why))
     return fail("EVA: " + why);
-  std::vector<SafetensorsF32> state;
-  for (auto [name, a] : llvm::zip(names, result.components))
-    state.push_back({name, {a.rows, a.cols}, &a.data});
-  std::error_code ec;
-  llvm::raw_fd_ostream os(statePath, ec);
-  if (!ec) {
-    os << encodeF32Safetensors(state);
-    os.close();
-    if (os.has_error()) {
-      ec = os.error();
-      os.clear_error();
-    }
-  }
-  if (ec)
-    return emitError(loc) << "cannot write " << statePath << ": "
-                          << ec.message();
-  return success();
+  return writeState(statePath, names, result.components, loc);
 }
 
 LogicalResult
@@ -404,19 +423,11 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
   pm.addPass(createQOptBuildTrainStepPass(step));
   if (failed(pm.run(*probe)))
     return failure();
-  CPUTargetOptions probeTarget = target;
-  llvm::SmallString<256> probePath(workDir);
-  llvm::sys::path::append(probePath, "loraga-probe.so");
-  probeTarget.outputPath = probePath.str().str();
-  probeTarget.timing = false;
-  probeTarget.dumpLLVMIR.clear();
-  if (failed(compileForCPU(*probe, probeTarget)))
+  FailureOr<ModelPtr> compiled =
+      compileProbe(*probe, target, workDir, "loraga-probe.so", loc);
+  if (failed(compiled))
     return failure();
-  qopt_model *raw = nullptr;
-  if (qopt_model_load(probeTarget.outputPath.c_str(), &raw) != 0)
-    return emitError(loc) << "cannot load the calibration probe: "
-                          << qopt_last_error();
-  std::unique_ptr<qopt_model, ModelDeleter> model(raw);
+  ModelPtr model = std::move(*compiled);
 
   // The inputs: the model's, and labels (from the data, else the ids with
   // -100 where the attention mask is 0, as transformers' causal-LM
@@ -512,17 +523,14 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
     for (size_t o = 0; o < numOutputs; ++o) {
       if (slot[o] >= 0) {
         qopt_tensor &t = out[o];
-        dense::Matrix g(t.shape[0], t.shape[1]);
-        std::memcpy(g.data.data(), t.data, g.data.size() * sizeof(float));
         dense::Matrix &sum = sums[slot[o]];
         if (sum.data.empty())
-          sum = std::move(g);
-        else
-          for (size_t j = 0; j < sum.data.size(); ++j)
-            sum.data[j] += g.data[j];
-        finite =
-            finite && std::all_of(sum.data.begin(), sum.data.end(),
-                                  [](float v) { return std::isfinite(v); });
+          sum = dense::Matrix(t.shape[0], t.shape[1]);
+        const float *g = static_cast<const float *>(t.data);
+        for (size_t j = 0; j < sum.data.size(); ++j) {
+          sum.data[j] += g[j];
+          finite = finite && std::isfinite(g[j]);
+        }
       }
       qopt_tensor_free(&out[o]);
     }
@@ -533,26 +541,10 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
   }
   // PEFT's estimate_gradients: the gradient summed over the train steps'
   // backward passes, divided by their count.
-  std::vector<SafetensorsF32> state;
-  for (auto [name, sum] : llvm::zip(names, sums)) {
+  for (dense::Matrix &sum : sums)
     for (float &v : sum.data)
       v = float(double(v) / double(batches));
-    state.push_back({name, {sum.rows, sum.cols}, &sum.data});
-  }
-  std::error_code ec;
-  llvm::raw_fd_ostream os(statePath, ec);
-  if (!ec) {
-    os << encodeF32Safetensors(state);
-    os.close();
-    if (os.has_error()) {
-      ec = os.error();
-      os.clear_error();
-    }
-  }
-  if (ec)
-    return emitError(loc) << "cannot write " << statePath << ": "
-                          << ec.message();
-  return success();
+  return writeState(statePath, names, sums, loc);
 }
 
 LogicalResult mlir::qopt::computeCalibrationState(
