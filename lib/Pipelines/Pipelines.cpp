@@ -140,7 +140,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     if (!config)
       return emitError(module.getLoc())
              << path << ": " << llvm::toString(config.takeError());
-    std::string evaState;
+    std::string calibrationState;
     std::string init = StringRef(config->initLoraWeights).lower();
     if (!slots && (init == "eva" || init == "lora_ga")) {
       if (options.calibrationDataPath.empty())
@@ -153,17 +153,17 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                << "cannot create a temporary folder: " << ec.message();
       SmallString<256> statePath(workDir);
       llvm::sys::path::append(statePath, init + ".safetensors");
-      if (!options.evaCalibrator)
+      if (!options.calibrator)
         return emitError(module.getLoc())
                << path << ": init_lora_weights \"" << init
                << "\" needs calibration, which this tool cannot run (qoptc "
                   "--calibration-data)";
-      if (failed(options.evaCalibrator(
+      if (failed(options.calibrator(
               module, *config, options.calibrationDataPath,
               options.calibrationBatchSize, options.calibrationMaxPasses,
               target, workDir, statePath)))
         return failure();
-      evaState = statePath.str().str();
+      calibrationState = statePath.str().str();
       calibrated = true;
       if (options.timing)
         llvm::errs() << llvm::format(
@@ -173,8 +173,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                                           start)
                 .count());
     }
-    pm.addPass(
-        createQOptInsertLoRAPass(*config, target.modelDir, 0, slots, evaState));
+    pm.addPass(createQOptInsertLoRAPass(*config, target.modelDir, 0, slots,
+                                        calibrationState));
   }
   if (!options.calibrationDataPath.empty() && !calibrated)
     return emitError(module.getLoc())

@@ -413,7 +413,7 @@ int main(int argc, char **argv) {
   modelOptions.calibrationBatchSize = calibrationBatchSize;
   modelOptions.calibrationMaxPasses = calibrationMaxPasses;
   // Data-driven adapter inits: EVA, or LoRA-GA's gradients.
-  modelOptions.evaCalibrator = qopt::computeCalibrationState;
+  modelOptions.calibrator = qopt::computeCalibrationState;
   modelOptions.train = train;
   modelOptions.trainStep.loss = loss;
   modelOptions.trainStep.optimizer = optimizerSpec;

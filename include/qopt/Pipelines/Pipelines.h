@@ -86,16 +86,17 @@ struct ModelCompileOptions {
   int64_t calibrationBatchSize = 1;
   /// Passes over the calibration batches before EVA gives up.
   int64_t calibrationMaxPasses = 100;
-  /// Computes EVA's components (qopt-insert-lora's eva-state file
-  /// `statePath`) for the layers `config` targets in `module` (after the
-  /// front end) from the calibration data, with `workDir` for a probe. The
-  /// tool supplies it: it runs the model through the runtime, which the
-  /// pipelines do not link.
+  /// Computes a data-driven init's per-layer state (qopt-insert-lora's
+  /// eva-state or loraga-state file `statePath`, as `config`'s
+  /// init_lora_weights asks) for the layers `config` targets in `module`
+  /// (after the front end) from the calibration data, with `workDir` for a
+  /// probe. The tool supplies it: it runs the model through the runtime,
+  /// which the pipelines do not link.
   std::function<LogicalResult(ModuleOp module, const PeftLoraConfig &config,
                               StringRef dataPath, int64_t batchSize,
                               int64_t maxPasses, const CPUTargetOptions &target,
                               StringRef workDir, StringRef statePath)>
-      evaCalibrator;
+      calibrator;
   /// Compile a training entry (`qoptc --train`): loaded adapters become
   /// trainable, and after the QOpt lowering qopt-build-train-step adds the
   /// loss, its gradients and the optimizer step.

@@ -307,9 +307,10 @@ struct QOptInsertLoRAPass
           .setAttr(module, ArrayAttr::get(&getContext(), slotList));
   }
 
-  /// EVA's components by module, from `eva-state`.
-  std::shared_ptr<llvm::MemoryBuffer> evaBuffer; // shared: passes are copied
-  llvm::StringMap<SafetensorsTensor> evaTensors;
+  /// By module: EVA's components (`eva-state`) or LoRA-GA's gradients
+  /// (`loraga-state`).
+  std::shared_ptr<llvm::MemoryBuffer> stateBuffer; // shared: passes are copied
+  llvm::StringMap<SafetensorsTensor> stateTensors;
 
   /// Reads a per-module state file (`option` names it in errors): EVA's
   /// components or LoRA-GA's gradients.
@@ -319,9 +320,9 @@ struct QOptInsertLoRAPass
     if (!file)
       return error() << option << ": cannot read " << path << ": "
                      << file.getError().message();
-    evaBuffer = std::move(*file);
+    stateBuffer = std::move(*file);
     llvm::Expected<llvm::StringMap<SafetensorsTensor>> tensors =
-        readFloatSafetensors(*evaBuffer, path);
+        readFloatSafetensors(*stateBuffer, path);
     if (!tensors)
       return error() << option << ": " << llvm::toString(tensors.takeError());
     llvm::StringSet<> names;
@@ -339,7 +340,7 @@ struct QOptInsertLoRAPass
         return error() << option << ": tensor '" << entry.getKey()
                        << "' is not a matrix (" << shape << ")",
                failure();
-      evaTensors[key] = entry.getValue();
+      stateTensors[key] = entry.getValue();
     }
     return success();
   }
@@ -558,8 +559,8 @@ struct QOptInsertLoRAPass
     // scaled with it; a layer without components gets the default init.
     const SafetensorsTensor *eva = nullptr;
     if (init == Init::EVA && !slots) {
-      auto it = evaTensors.find(layer.name);
-      if (it == evaTensors.end()) {
+      auto it = stateTensors.find(layer.name);
+      if (it == stateTensors.end()) {
         linear.emitWarning()
             << "qopt-insert-lora: eva-state has no components for module '"
             << layer.name << "': it gets init-lora-weights=true";
@@ -620,8 +621,8 @@ struct QOptInsertLoRAPass
     bool loraga = !slots && init == Init::LoraGA;
     const SafetensorsTensor *gradient = nullptr;
     if (loraga) {
-      auto it = evaTensors.find(layer.name);
-      if (it == evaTensors.end())
+      auto it = stateTensors.find(layer.name);
+      if (it == stateTensors.end())
         return linear.emitError()
                << "qopt-insert-lora: loraga-state has no gradient for module '"
                << layer.name << "'";
@@ -878,7 +879,7 @@ ParamOp mlir::qopt::replaceWeight(LinearOp linear, StringRef module,
 std::unique_ptr<Pass>
 mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
                                      StringRef modelDir, uint64_t seed,
-                                     bool slots, StringRef evaState) {
+                                     bool slots, StringRef calibrationState) {
   QOptInsertLoRAPassOptions options;
   options.r = config.selection.r;
   options.loraAlpha = config.selection.loraAlpha;
@@ -889,9 +890,9 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.loftqBits = config.loftqBits;
   options.loftqIter = config.loftqIter;
   if (StringRef(config.initLoraWeights).lower() == "lora_ga")
-    options.loragaState = evaState.str();
+    options.loragaState = calibrationState.str();
   else
-    options.evaState = evaState.str();
+    options.evaState = calibrationState.str();
   options.loragaDirection = config.loraGa.direction;
   options.loragaScale = config.loraGa.scale;
   options.loragaStableGamma = config.loraGa.stableGamma;

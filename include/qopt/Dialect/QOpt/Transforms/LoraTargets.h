@@ -96,12 +96,13 @@ llvm::Expected<PeftLoraConfig> parsePeftLoraConfig(llvm::StringRef json);
 
 /// qopt-insert-lora with the selection and variant of a parsed
 /// adapter_config.json (`qoptc --lora-config`, or `--lora-slots` with
-/// `slots`), instead of pass options.
-std::unique_ptr<Pass> createQOptInsertLoRAPass(const PeftLoraConfig &config,
-                                               llvm::StringRef modelDir,
-                                               uint64_t seed = 0,
-                                               bool slots = false,
-                                               llvm::StringRef evaState = "");
+/// `slots`), instead of pass options. `calibrationState` is the per-layer
+/// state a data-driven init reads: `eva-state` for EVA, `loraga-state` for
+/// LoRA-GA.
+std::unique_ptr<Pass>
+createQOptInsertLoRAPass(const PeftLoraConfig &config, llvm::StringRef modelDir,
+                         uint64_t seed = 0, bool slots = false,
+                         llvm::StringRef calibrationState = "");
 
 /// One float tensor of a safetensors file (pointing into its buffer).
 struct SafetensorsTensor {
