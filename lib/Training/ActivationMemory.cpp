@@ -87,24 +87,26 @@ unsigned mlir::qopt::recomputeSegments(func::FuncOp func,
            !kept.contains(v);
   };
 
-  SmallVector<Operation *> backward;
-  for (Operation *op = firstBackward; op; op = op->getNextNode())
-    backward.push_back(op);
-  // Per segment, the values the backward reads.
+  // The backward's ops with the forward values each reads, and per
+  // segment all the values the backward reads.
+  SmallVector<std::pair<Operation *, SmallVector<Value>>> backward;
   DenseMap<unsigned, SmallVector<Value>> wanted;
-  for (Operation *op : backward)
+  for (Operation *op = firstBackward; op; op = op->getNextNode()) {
+    SmallVector<Value> reads;
     for (Value v : readsOf(op, block))
-      if (recomputable(v))
+      if (recomputable(v)) {
+        reads.push_back(v);
         wanted[segment[v.getDefiningOp()]].push_back(v);
+      }
+    backward.push_back({op, std::move(reads)});
+  }
 
   OpBuilder b(func.getContext());
   DenseMap<unsigned, IRMapping> recomputed;
   unsigned cloned = 0;
-  for (Operation *op : backward) {
+  for (auto &[op, reads] : backward) {
     // Materializes each segment this op is the first to read.
-    for (Value v : readsOf(op, block)) {
-      if (!recomputable(v))
-        continue;
+    for (Value v : reads) {
       unsigned s = segment[v.getDefiningOp()];
       if (recomputed.contains(s))
         continue;

@@ -376,7 +376,11 @@ LogicalResult accumulateGradients(OpBuilder &b, Location loc, func::FuncOp func,
   updates.push_back({"optimizer.accumulated",
                      tensor::FromElementsOp::create(b, loc, i64Scalar,
                                                     ValueRange{newCount})});
-  Value micro = arith::SIToFPOp::create(b, loc, b.getF32Type(), next);
+  // The train step's divisor: the micro-batches summed and its own.
+  Value micro =
+      applying
+          ? arith::SIToFPOp::create(b, loc, b.getF32Type(), next).getResult()
+          : Value();
   for (auto [name, grad] : llvm::zip(names, grads)) {
     auto type = cast<RankedTensorType>(grad.getType());
     Value sum =
