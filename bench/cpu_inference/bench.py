@@ -14,7 +14,6 @@ too. Prints a table and writes JSON. The defaults are GPT-2 small.
 import argparse
 import json
 import os
-import platform
 import re
 import resource
 import subprocess
@@ -29,18 +28,9 @@ import onnxruntime as ort
 here = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(here, "..", "..", "test", "e2e"))
 sys.path.insert(0, os.path.join(here, "..", "..", "test", "lib"))
+sys.path.insert(0, os.path.join(here, ".."))
 import models  # noqa: E402  (the GPT-2-shaped builder)
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+from machine import cpu_name  # noqa: E402
 
 
 def main():

@@ -24,7 +24,6 @@ writes JSON.
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -34,17 +33,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+sys.path.insert(0, os.path.join(HERE, ".."))
+from machine import cpu_name  # noqa: E402
 
 
 def peak_rss_mib():
