@@ -429,11 +429,10 @@ FailureOr<int64_t> SizeEvaluator::computeValue(Value v) {
     if (failed(x) || failed(y))
       return failure();
     int64_t a = *x, c = *y;
-    auto divide = [&](int64_t q) -> FailureOr<int64_t> {
-      if (c == 0)
-        return def->emitError("activation memory: a size divides by zero");
-      return q;
-    };
+    if (c == 0 && isa<arith::DivSIOp, arith::DivUIOp, arith::CeilDivSIOp,
+                      arith::CeilDivUIOp, arith::FloorDivSIOp, arith::RemSIOp,
+                      arith::RemUIOp>(def))
+      return def->emitError("activation memory: a size divides by zero");
     if (isa<arith::AddIOp>(def))
       return a + c;
     if (isa<arith::SubIOp>(def))
@@ -441,13 +440,13 @@ FailureOr<int64_t> SizeEvaluator::computeValue(Value v) {
     if (isa<arith::MulIOp>(def))
       return a * c;
     if (isa<arith::DivSIOp, arith::DivUIOp>(def))
-      return c ? divide(a / c) : divide(0);
+      return a / c;
     if (isa<arith::CeilDivSIOp, arith::CeilDivUIOp>(def))
-      return c ? divide(llvm::divideCeilSigned(a, c)) : divide(0);
+      return llvm::divideCeilSigned(a, c);
     if (isa<arith::FloorDivSIOp>(def))
-      return c ? divide(llvm::divideFloorSigned(a, c)) : divide(0);
+      return llvm::divideFloorSigned(a, c);
     if (isa<arith::RemSIOp, arith::RemUIOp>(def))
-      return c ? divide(a % c) : divide(0);
+      return a % c;
     if (isa<arith::AndIOp>(def))
       return a & c;
     if (isa<arith::OrIOp>(def))
