@@ -13,6 +13,7 @@
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 
+#include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -281,6 +282,9 @@ private:
       add(operand(0), mul(g, operand(1)));
       add(operand(1), mul(g, operand(0)));
       add(operand(2), g);
+    } else if (isa<tensor::ExtractOp>(op)) {
+      // A gather: its adjoint stays with the op's result, where the
+      // scatter-add of a trainable table reads it.
     } else if (isa<math::RoundEvenOp, math::RoundOp, math::FloorOp,
                    math::CeilOp, math::TruncOp, arith::ConstantOp>(op)) {
       // Piecewise constant: derivative zero.
@@ -345,6 +349,11 @@ private:
                                     ArrayRef<Seed> seeds);
   FailureOr<SmallVector<Seed>> seedsOf(linalg::LinalgOp op,
                                        ArrayRef<Value> grads);
+  /// The adjoint of `table`, read by tensor.extract in `op`'s body: a loop
+  /// nest over `op`'s iteration space that adds each point's contribution
+  /// at the element the point read (a scatter-add).
+  FailureOr<Value> scatterAdjoint(linalg::LinalgOp op, Value table,
+                                  ArrayRef<Value> grads, ArrayRef<Seed> seeds);
 
   func::FuncOp func;
   OpBuilder b;
@@ -687,16 +696,23 @@ Value Differentiator::rematerialize(Value v) {
 
 LogicalResult Differentiator::visitLinalg(linalg::LinalgOp op,
                                           ArrayRef<Value> grads) {
-  // Values of the trainable computation read inside the body (a gather
-  // from a trainable table) would need a scatter.
+  // Tensors of the trainable computation read inside the body by
+  // tensor.extract (a gather from a trainable table) get their adjoint by a
+  // scatter-add; any other read of an outside value would need a rule.
   Block *body = op.getBlock();
+  llvm::SetVector<Value> gathered;
   for (Operation &nested : body->without_terminator())
-    for (Value v : nested.getOperands())
-      if (isActive(v) && v.getParentBlock() != body)
+    for (Value v : nested.getOperands()) {
+      if (!isActive(v) || v.getParentBlock() == body)
+        continue;
+      auto extract = dyn_cast<tensor::ExtractOp>(nested);
+      if (!extract || extract.getTensor() != v)
         return op->emitError()
-               << "no gradient rule for this op: its body reads a tensor that "
+               << "no gradient rule for this op: its body reads a value that "
                   "depends on a trainable parameter ('"
-               << nested.getName() << "', a gather)";
+               << nested.getName() << "' of a captured value)";
+      gathered.insert(v);
+    }
   if (op->hasAttr(kStraightThroughAttr)) {
     // A codebook quantizer (bitsandbytes' NF4 / FP4 / 8-bit dynamic): the
     // straight-through estimator passes the output's adjoint to the input.
@@ -710,6 +726,12 @@ LogicalResult Differentiator::visitLinalg(linalg::LinalgOp op,
     return failure();
   if (seeds->empty())
     return success();
+  for (Value table : gathered) {
+    FailureOr<Value> adjoint = scatterAdjoint(op, table, grads, *seeds);
+    if (failed(adjoint))
+      return failure();
+    accumulate(table, *adjoint);
+  }
   for (OpOperand &operand : op->getOpOperands()) {
     if (!isActive(operand.get()))
       continue;
@@ -920,6 +942,119 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
         b, loc, result, zerosLike(b, loc, primal), offsets, fullSizes, strides);
   }
   return result;
+}
+
+FailureOr<Value> Differentiator::scatterAdjoint(linalg::LinalgOp op,
+                                                Value table,
+                                                ArrayRef<Value> grads,
+                                                ArrayRef<Seed> seeds) {
+  Location loc = op.getLoc();
+  Block *body = op.getBlock();
+  // What the body reads, outside the loops: each seed's adjoint (and result,
+  // for max / min), then the operands whose block arguments are used.
+  SmallVector<std::pair<Value, AffineMap>> seedReads;
+  for (const Seed &seed : seeds) {
+    AffineMap map =
+        op.getMatchingIndexingMap(&op.getDpsInitsMutable()[seed.result]);
+    seedReads.push_back({grads[seed.result], map});
+    if (seed.kind == SeedKind::Extremum)
+      seedReads.push_back({op->getResult(seed.result), map});
+  }
+  SmallVector<std::tuple<BlockArgument, Value, AffineMap>> operandReads;
+  for (OpOperand &operand : op->getOpOperands()) {
+    BlockArgument arg = op.getMatchingBlockArgument(&operand);
+    if (arg.use_empty())
+      continue;
+    Value v = operand.get();
+    operandReads.push_back({arg,
+                            isa<ShapedType>(v.getType()) ? rematerialize(v) : v,
+                            op.getMatchingIndexingMap(&operand)});
+  }
+  SmallVector<Value> lbs, ubs, steps;
+  for (Range r : op.createLoopRanges(b, loc)) {
+    lbs.push_back(getValueOrCreateConstantIndexOp(b, loc, r.offset));
+    ubs.push_back(getValueOrCreateConstantIndexOp(b, loc, r.size));
+    steps.push_back(getValueOrCreateConstantIndexOp(b, loc, r.stride));
+  }
+  LogicalResult status = success();
+  scf::LoopNest nest = scf::buildLoopNest(
+      b, loc, lbs, ubs, steps, ValueRange{zerosLike(b, loc, table)},
+      [&](OpBuilder &nb, Location l, ValueRange ivs,
+          ValueRange iters) -> scf::ValueVector {
+        auto at = [&](AffineMap map) {
+          SmallVector<Value> indices;
+          for (AffineExpr e : map.getResults()) {
+            if (auto d = dyn_cast<AffineDimExpr>(e))
+              indices.push_back(ivs[d.getPosition()]);
+            else
+              indices.push_back(affine::AffineApplyOp::create(
+                  nb, l, AffineMap::get(map.getNumDims(), 0, e), ivs));
+          }
+          return indices;
+        };
+        auto read = [&](Value v, AffineMap map) -> Value {
+          if (!isa<ShapedType>(v.getType()))
+            return v;
+          return tensor::ExtractOp::create(nb, l, v, at(map));
+        };
+        IRMapping mapping;
+        for (auto [arg, v, map] : operandReads)
+          mapping.map(arg, read(v, map));
+        SmallVector<Operation *> clones;
+        SmallVector<tensor::ExtractOp> gathers;
+        for (Operation &nested : body->without_terminator()) {
+          if (auto index = dyn_cast<linalg::IndexOp>(nested)) {
+            mapping.map(index.getResult(), ivs[index.getDim()]);
+            continue;
+          }
+          Operation *clone = nb.clone(nested, mapping);
+          clones.push_back(clone);
+          if (auto extract = dyn_cast<tensor::ExtractOp>(clone);
+              extract && extract.getTensor() == table)
+            gathers.push_back(extract);
+        }
+        DenseMap<Value, Value> adj;
+        ScalarReverse reverse(nb, l, op, adj);
+        unsigned next = 0;
+        for (const Seed &seed : seeds) {
+          Value g = read(seedReads[next].first, seedReads[next].second);
+          ++next;
+          Value term = mapping.lookupOrDefault(seed.term);
+          if (seed.kind == SeedKind::Extremum) {
+            Value result = read(seedReads[next].first, seedReads[next].second);
+            ++next;
+            Value chosen = arith::CmpFOp::create(
+                nb, l, arith::CmpFPredicate::OEQ, term, result);
+            g = arith::SelectOp::create(nb, l, chosen, g,
+                                        floatConstant(nb, l, g.getType(), 0.0));
+          }
+          reverse.add(term, g);
+        }
+        if (failed(reverse.run(clones)))
+          status = failure();
+        Value acc = iters[0];
+        for (tensor::ExtractOp gather : gathers) {
+          Value contribution = adj.lookup(gather.getResult());
+          if (!contribution)
+            continue;
+          Value old =
+              tensor::ExtractOp::create(nb, l, acc, gather.getIndices());
+          Value sum = arith::AddFOp::create(nb, l, old, contribution);
+          acc = tensor::InsertOp::create(nb, l, sum, acc, gather.getIndices());
+        }
+        return {acc};
+      });
+  if (failed(status))
+    return failure();
+  // The forward's values recomputed in the loop but not needed by the
+  // adjoint are dropped.
+  Block *inner = nest.loops.back().getBody();
+  SmallVector<Operation *> innerOps = llvm::to_vector(llvm::map_range(
+      inner->without_terminator(), [](Operation &o) { return &o; }));
+  for (Operation *nested : llvm::reverse(innerOps))
+    if (isOpTriviallyDead(nested))
+      nested->erase();
+  return nest.results.front();
 }
 
 } // namespace

@@ -462,6 +462,33 @@ def ungroup(full, shape):
         return full.sum(axis=1)
     return full.reshape(rows, shape[1], cols // shape[1]).sum(axis=2)
 
+# Gathers from a trainable table: the adjoint is a scatter-add (ids
+# repeat, so rows receive several contributions; row 4 is never read).
+table, ea, eb = f64(6, 4), f64(2, 6), f64(4, 2)
+IDS = "%ids = arith.constant dense<[[1, 0, 3], [3, 5, 3]]> : tensor<2x3xi64>"
+check("qopt.embedding (table; repeated ids)", f"""
+  {IDS}
+  %out = qopt.embedding %ids, %a0 : (tensor<2x3xi64>, tensor<6x4xf64>) -> tensor<2x3x4xf64>
+""", [table], {0}, (2, 3, 4), **F32)
+check("qopt.lora_embedding (A: gathered columns, B; frozen table)", f"""
+  {IDS}
+  %out = qopt.lora_embedding %ids, %a0, %a1, %a2 alpha = 4.0 : (tensor<2x3xi64>, tensor<6x4xf64>, tensor<2x6xf64>, tensor<4x2xf64>) -> tensor<2x3x4xf64>
+""", [table, ea, eb], {1, 2}, (2, 3, 4), **F32)
+check("gather inside a reduction (y[i] = sum_j t[ids[i], j] * x[i, j])", """
+  %ids = arith.constant dense<[2, 0, 2]> : tensor<3xindex>
+  %z = arith.constant 0.0 : f64
+  %e = tensor.empty() : tensor<3xf64>
+  %f = linalg.fill ins(%z : f64) outs(%e : tensor<3xf64>) -> tensor<3xf64>
+  %out = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i)>, affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i)>],
+      iterator_types = ["parallel", "reduction"]}
+      ins(%ids, %a1 : tensor<3xindex>, tensor<3x4xf64>) outs(%f : tensor<3xf64>) {
+  ^bb0(%id: index, %x: f64, %acc: f64):
+    %j = linalg.index 1 : index
+    %t = tensor.extract %a0[%id, %j] : tensor<4x4xf64>
+    %p = arith.mulf %t, %x : f64
+    %s = arith.addf %acc, %p : f64
+    linalg.yield %s : f64
+  } -> tensor<3xf64>""", [f64(4, 4), f64(3, 4)], {0, 1}, (3,))
 
 xq = f64(4, 16)
 sq = np.abs(xq).max(axis=1) / 7 * 0.8  # some values clip

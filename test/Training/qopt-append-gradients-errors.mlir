@@ -1,19 +1,20 @@
 // RUN: qopt-opt %s --qopt-append-gradients -split-input-file -verify-diagnostics
 
-// A gather from a trainable table would need a scatter.
-func.func @gather(%t: tensor<8x4xf32> {qopt.trainable}, %ids: tensor<3xindex>) -> tensor<f32> {
-  %e = tensor.empty() : tensor<3x4xf32>
-  // expected-error @+1 {{no gradient rule for this op: its body reads a tensor that depends on a trainable parameter ('tensor.extract', a gather)}}
-  %g = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}
-      ins(%ids : tensor<3xindex>) outs(%e : tensor<3x4xf32>) {
-  ^bb0(%id: index, %o: f32):
-    %j = linalg.index 1 : index
-    %v = tensor.extract %t[%id, %j] : tensor<8x4xf32>
-    linalg.yield %v : f32
-  } -> tensor<3x4xf32>
-  %c = arith.constant 0 : index
-  %s = tensor.extract_slice %g[0, 0] [1, 1] [1, 1] : tensor<3x4xf32> to tensor<f32>
-  return %s : tensor<f32>
+// A body may read a trainable value from outside only by tensor.extract (a
+// gather, whose adjoint is a scatter-add).
+func.func @captured_scalar(%w: tensor<4xf32> {qopt.trainable}, %x: tensor<4xf32>) -> tensor<f32> {
+  %c0 = arith.constant 0 : index
+  %s = tensor.extract %w[%c0] : tensor<4xf32>
+  %e = tensor.empty() : tensor<4xf32>
+  // expected-error @+1 {{no gradient rule for this op: its body reads a value that depends on a trainable parameter ('arith.mulf' of a captured value)}}
+  %g = linalg.generic {indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i)>], iterator_types = ["parallel"]}
+      ins(%x : tensor<4xf32>) outs(%e : tensor<4xf32>) {
+  ^bb0(%v: f32, %o: f32):
+    %m = arith.mulf %v, %s : f32
+    linalg.yield %m : f32
+  } -> tensor<4xf32>
+  %s1 = tensor.extract_slice %g[0] [1] [1] : tensor<4xf32> to tensor<f32>
+  return %s1 : tensor<f32>
 }
 
 // -----

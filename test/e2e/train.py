@@ -27,7 +27,9 @@ llama-lora's gradients are also checked on the TorchScript export.
 llama-lora is compiled with dynamic batch and sequence (the run-time
 broadcast choices are differentiated), llama-dora with both pinned;
 llama-qlora trains on the NF4 base of test/e2e/bnb/llama-nf4-double, kept
-quantized and dequantized on the fly.
+quantized and dequantized on the fly; llama-embed has PEFT's embedding
+adapter on the token table (A's columns gathered by id: a scatter-add in
+the backward) beside q/v adapters.
 """
 import json
 import os
@@ -96,7 +98,7 @@ def kept_bytes(stderr):
 
 with tempfile.TemporaryDirectory() as tmp:
     for case, dims in (("llama-lora", None), ("llama-dora", "batch=2,seq=12"),
-                       ("llama-qlora", None)):
+                       ("llama-qlora", None), ("llama-embed", None)):
         ref = np.load(os.path.join(HERE, "train", case, "reference.npz"))
         feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
                     labels=ref["labels"])
@@ -139,6 +141,18 @@ with tempfile.TemporaryDirectory() as tmp:
         step = int(model.get_parameter("optimizer.step"))
         print(f"{case}: optimizer.step {step}")
         failures += step != index["steps"]
+        if case == "llama-embed":
+            # PEFT's file back: lora_embedding_A / _B named as PEFT saves them.
+            out = os.path.join(tmp, "embed-saved")
+            model.save_adapter(out)
+            saved = qopt._read_safetensors(os.path.join(out, "adapter_model.safetensors"))
+            original = qopt._read_safetensors(
+                os.path.join(HERE, "train", case, "adapter_model.safetensors"))
+            same = sorted(saved) == sorted(original)
+            print(f"{case}: saved adapter has {'' if same else 'NOT '}PEFT's tensor names")
+            failures += not same
+            report(f"{case}: saved adapter after step 3",
+                   max(rel(saved[k], ref[f"step{index['steps']}.{k}"]) for k in saved), 1e-4)
     # The TorchScript export: its rotary halves are Slices at run-time
     # bounds (strided views), differentiated like the dynamo export's.
     ref = np.load(os.path.join(HERE, "train", "llama-lora", "reference.npz"))

@@ -41,6 +41,11 @@ def QOptAppendGradientsPass
       `collapse_shape`, `extract_slice`, `insert_slice`, `concat`, `pad`;
       `scf.if` (a run-time choice such as a broadcast): an `scf.if` on the
       same condition whose branches differentiate the original ones.
+    - Gathers: a body that reads a trainable tensor by `tensor.extract`
+      (an embedding lookup, PEFT's embedding adapter's columns of A, an
+      ONNX Gather of an activation) gives that tensor's adjoint by a
+      scatter-add: a loop nest over the op's iteration space that adds
+      each point's contribution at the element it read (ids repeat).
 
     The QOpt lowering marks what the math alone would get wrong or
     wasteful, and the rules honour it:
@@ -60,7 +65,8 @@ def QOptAppendGradientsPass
     Only ops that depend on a trainable argument and on which the loss
     depends are differentiated: frozen weights get no gradient and integer
     computations (masks, indices) are left alone. An op in that set without
-    a rule — a gather from a trainable tensor, control flow, a reduction
+    a rule — control flow, a body reading a trainable value other than by
+    `tensor.extract`, a reduction
     whose body is not a sum, max or min — is an error naming the op and
     its location (the ONNX node), never a wrong gradient.
   }];

@@ -31,7 +31,10 @@ from, and step{k}.<PEFT name>).
 
 Regenerate (needs torch, transformers, peft; CI reads the committed files):
 
-  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/e2e/train/make_train_fixtures.py
+  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/e2e/train/make_train_fixtures.py [CASE…]
+
+With case names (e.g. llama-embed, or sgd for the SGD files), only those
+are made again and index.json keeps the others' entries.
 """
 import json
 import os
@@ -52,6 +55,10 @@ CASES = {
     "llama-lora": dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]),
     "llama-dora": dict(r=4, lora_alpha=16, target_modules="all-linear", use_dora=True,
                        use_rslora=True),
+    # PEFT's lora.Embedding on the token table (its A gathered by id, a
+    # scatter-add in the backward) beside linear adapters.
+    "llama-embed": dict(r=4, lora_alpha=8, target_modules=["embed_tokens", "q_proj", "v_proj"],
+                        rank_pattern={"embed_tokens": 3}),
 }
 # QLoRA: the base of test/e2e/bnb/llama-nf4-double (NF4 + double
 # quantization, written by transformers + bitsandbytes on a GPU) dequantized
@@ -82,6 +89,12 @@ index = {"versions": {"torch": torch.__version__, "transformers": transformers._
                       "peft": peft.__version__},
          "adamw": {k: list(v) if isinstance(v, tuple) else v for k, v in ADAMW.items()},
          "steps": STEPS, "batch": "case4 of test/e2e/real/llama-dynamo", "cases": {}}
+ONLY = set(sys.argv[1:])
+if ONLY:
+    with open(os.path.join(HERE, "index.json")) as f:
+        kept = json.load(f)
+    assert kept["versions"] == index["versions"], "other versions made the kept fixtures"
+    index = kept
 
 
 def dequantize_nf4_base(wrapper):
@@ -124,6 +137,8 @@ def dequantize_nf4_base(wrapper):
 
 
 for name, kwargs in {**CASES, **QLORA}.items():
+    if ONLY and name not in ONLY:
+        continue
     torch.manual_seed(0)
     valid = ref["case4.logits.valid"]
     _, wrapper, _ = mre.build("llama")
@@ -137,7 +152,8 @@ for name, kwargs in {**CASES, **QLORA}.items():
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for pname, p in pm.named_parameters():
-            if "lora_A" in pname or "lora_B" in pname:
+            if any(f"lora_{kind}" in pname for kind in
+                   ("A", "B", "embedding_A", "embedding_B")):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
             elif "lora_magnitude_vector" in pname:
                 p.mul_(1 + 0.2 * torch.rand(p.shape, generator=gen))
@@ -211,8 +227,11 @@ SCHEDULERS = {
     "constant": lambda o, s: transformers.get_constant_schedule_with_warmup(
         o, num_warmup_steps=s["warmup_steps"]),
 }
-index["sgd_cases"] = {}
+if not ONLY or "sgd" in ONLY:
+    index["sgd_cases"] = {}
 for sgd_name, case in SGD_CASES.items():
+    if ONLY and "sgd" not in ONLY:
+        break
     torch.manual_seed(0)
     _, wrapper, _ = mre.build("llama")
     pm = peft.PeftModel.from_pretrained(wrapper, os.path.join(HERE, "llama-lora"),
