@@ -255,22 +255,11 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       module.print(os, OpPrintingFlags().elideLargeResourceString(4096));
   }
   if (options.train) {
-    // PEFT trains with lora_dropout; the train step does not drop yet.
-    double dropout = 0.0;
-    module.walk([&](LoRAOp lora) {
-      dropout = std::max(dropout, lora.getDropout().convertToDouble());
-    });
-    if (dropout > 0)
-      emitWarning(module.getLoc())
-          << "lora_dropout "
-          << llvm::formatv("{0}", llvm::format("%g", dropout)).str()
-          << " is not applied in training: the train step runs the "
-             "adapters without dropout (training-mode dropout is not built "
-             "yet)";
     // The train step is built on the lowered model (every op in linalg /
-    // tensor form, which is what the gradient rules cover).
+    // tensor form, which is what the gradient rules cover), whose adapters
+    // drop their inputs as PEFT's lora_dropout does in training.
     PassManager train(module.getContext());
-    buildLowerToLinalgPipeline(train);
+    buildLowerToLinalgPipeline(train, /*trainingDropout=*/true);
     train.addPass(createQOptBuildTrainStepPass(options.trainStep));
     if (failed(train.run(module)))
       return failure();

@@ -321,6 +321,51 @@ std::string argumentKey(func::FuncOp func, unsigned i) {
   return "input#" + std::to_string(i);
 }
 
+/// Training-mode dropout (loops marked kDropoutAttr, masks from
+/// qopt.random_key): an evaluation entry runs without it, as inference
+/// does; the others read the run's key, the entry's last argument (added
+/// where the model had none), which the runtime advances after every run.
+LogicalResult resolveDropout(func::FuncOp func, StringRef kind) {
+  if (kind == "eval") {
+    SmallVector<linalg::GenericOp> drops;
+    func.walk([&](linalg::GenericOp op) {
+      if (op->hasAttr(kDropoutAttr))
+        drops.push_back(op);
+    });
+    for (linalg::GenericOp op : drops) {
+      op.getResult(0).replaceAllUsesWith(op.getDpsInputs()[0]);
+      op.erase();
+    }
+  }
+  // What only the dropped loops read (their random numbers) goes too.
+  Block &block = func.getBody().front();
+  for (Operation &op : llvm::make_early_inc_range(llvm::reverse(block)))
+    if (isOpTriviallyDead(&op))
+      op.erase();
+  SmallVector<RandomKeyOp> keys;
+  func.walk([&](RandomKeyOp op) { keys.push_back(op); });
+  if (keys.empty())
+    return success();
+  StringRef rngAttr = QOptDialect::RngKeyAttrHelper::getNameStr();
+  unsigned n = func.getNumArguments();
+  if (n == 0 || !func.getArgAttr(n - 1, rngAttr)) {
+    Builder b(func.getContext());
+    if (failed(func.insertArgument(
+            n, keys.front().getType(),
+            b.getDictionaryAttr({b.getNamedAttr(rngAttr, b.getUnitAttr()),
+                                 b.getNamedAttr("bufferization.writable",
+                                                b.getBoolAttr(false))}),
+            keys.front().getLoc())))
+      return failure();
+    n = func.getNumArguments();
+  }
+  for (RandomKeyOp key : keys) {
+    key.getResult().replaceAllUsesWith(func.getArgument(n - 1));
+    key.erase();
+  }
+  return success();
+}
+
 /// Gives every function the arguments of the one with the most (the train
 /// step's optimizer state), in its order.
 LogicalResult alignArguments(ArrayRef<func::FuncOp> funcs) {
@@ -518,6 +563,8 @@ LogicalResult QOptBuildTrainStepPass::build(func::FuncOp func, StringRef kind,
                           "max-grad-norm must not be negative");
   if (func.getNumResults() == 0)
     return func.emitError("qopt-build-train-step: the model has no output");
+  if (failed(resolveDropout(func, kind)))
+    return failure();
   auto ret = cast<func::ReturnOp>(func.getBody().front().getTerminator());
   Value output = ret.getOperand(0);
   auto outType = dyn_cast<RankedTensorType>(output.getType());

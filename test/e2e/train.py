@@ -29,7 +29,10 @@ broadcast choices are differentiated), llama-dora with both pinned;
 llama-qlora trains on the NF4 base of test/e2e/bnb/llama-nf4-double, kept
 quantized and dequantized on the fly; llama-embed has PEFT's embedding
 adapter on the token table (A's columns gathered by id: a scatter-add in
-the backward) beside q/v adapters.
+the backward) beside q/v adapters; llama-lora-dropout and
+llama-dora-dropout train with lora_dropout 0.25 (the fixture's PyTorch
+drew qopt's masks for the run's key: the runtime advances the counter
+after each step, so each step has new masks).
 """
 import json
 import os
@@ -98,13 +101,18 @@ def kept_bytes(stderr):
 
 with tempfile.TemporaryDirectory() as tmp:
     for case, dims in (("llama-lora", None), ("llama-dora", "batch=2,seq=12"),
-                       ("llama-qlora", None), ("llama-embed", None)):
+                       ("llama-qlora", None), ("llama-embed", None),
+                       ("llama-lora-dropout", None), ("llama-dora-dropout", "batch=2,seq=12")):
         ref = np.load(os.path.join(HERE, "train", case, "reference.npz"))
+        # Dropout: the run's key the fixture's masks were drawn with.
+        key = index["cases"][case]["config"].get("dropout_key")
         feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
                     labels=ref["labels"])
         plain_log, ckpt_log = [], []
         model = compile_model(tmp, case, "gradients", [
             "--train-entry", "gradients", "--activation-report=batch=2,seq=12"], dims, plain_log)
+        if key:
+            model.rng = tuple(key)
         outputs = model.run(**feed)
         names = [o.name for o in model.outputs]
         report(f"{case}: loss", rel(outputs[0], ref["loss0"]), 1e-6)
@@ -121,7 +129,10 @@ with tempfile.TemporaryDirectory() as tmp:
         # ops recomputed), with less kept from the forward.
         again = compile_model(tmp, case, "checkpointed", [
             "--train-entry", "gradients", "--gradient-checkpointing",
-            "--activation-report=batch=2,seq=12"], dims, ckpt_log).run(**feed)
+            "--activation-report=batch=2,seq=12"], dims, ckpt_log)
+        if key:
+            again.rng = tuple(key)
+        again = again.run(**feed)
         same = all(np.array_equal(a, b) for a, b in zip(outputs, again))
         before, after = kept_bytes(plain_log[0]), kept_bytes(ckpt_log[0])
         print(f"{case}: gradient checkpointing: gradients {'bit-identical' if same else 'DIFFER'}, "
@@ -130,6 +141,8 @@ with tempfile.TemporaryDirectory() as tmp:
         failures += not same or not after < before
 
         model = compile_model(tmp, case, "train", ["--train-entry", "train", "--optimizer", OPTIMIZER], dims)
+        if key:
+            model.rng = tuple(key)
         trainable = [p.name for p in model.parameters if p.role == "trainable"]
         for k in range(1, index["steps"] + 1):
             loss = model.run(**feed)[0]
@@ -153,6 +166,26 @@ with tempfile.TemporaryDirectory() as tmp:
             failures += not same
             report(f"{case}: saved adapter after step 3",
                    max(rel(saved[k], ref[f"step{index['steps']}.{k}"]) for k in saved), 1e-4)
+    # Dropout is for training only: eval_step of the dropout adapter gives,
+    # whatever the key, the loss without dropout (llama-lora's, whose
+    # tensors are the same).
+    same_tensors = all(
+        np.array_equal(a, b) for a, b in zip(
+            *(qopt._read_safetensors(os.path.join(HERE, "train", c, "adapter_model.safetensors"))
+              .values() for c in ("llama-lora-dropout", "llama-lora"))))
+    ref = np.load(os.path.join(HERE, "train", "llama-lora", "reference.npz"))
+    feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
+                labels=ref["labels"])
+    model = compile_model(tmp, "llama-lora-dropout", "eval", ["--train-entry", "train,eval"], None)
+    losses = []
+    for key in ((1, 2), (3, 4)):
+        model.rng = key
+        losses.append(float(model.loss(**feed)))
+    print(f"llama-lora-dropout: eval_step {'is' if losses[0] == losses[1] else 'is NOT'} "
+          "independent of the key")
+    failures += losses[0] != losses[1] or not same_tensors
+    report("llama-lora-dropout: eval_step loss, without dropout", rel(losses[0], ref["loss0"]),
+           1e-6)
     # The TorchScript export: its rotary halves are Slices at run-time
     # bounds (strided views), differentiated like the dynamo export's.
     ref = np.load(os.path.join(HERE, "train", "llama-lora", "reference.npz"))

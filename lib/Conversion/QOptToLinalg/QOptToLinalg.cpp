@@ -82,85 +82,91 @@ void checkNormalizedSizes(OpBuilder &b, Operation *op, Value x, int64_t axis,
 /// Philox4x32-10 (Random123's constants and round), first word of each
 /// block, one block per element: counter (index, stream, run counter lo,
 /// hi), key (seed lo, hi).
+/// Philox4x32-10 uniforms of `type` from `key`, as `qopt.random_uniform`
+/// defines them.
+Value createRandomUniform(OpBuilder &rewriter, Location loc, Value key,
+                          RankedTensorType type, ValueRange dynamicSizes,
+                          int64_t stream) {
+  int64_t rank = type.getRank();
+  Type i32 = rewriter.getI32Type(), i64 = rewriter.getI64Type();
+  auto word = [&](OpBuilder &b, Location l, Value v, bool high) -> Value {
+    if (high)
+      v = arith::ShRUIOp::create(
+          b, l, v, arith::ConstantOp::create(b, l, b.getI64IntegerAttr(32)));
+    return arith::TruncIOp::create(b, l, i32, v);
+  };
+  auto keyAt = [&](int64_t i) -> Value {
+    return tensor::ExtractOp::create(
+        rewriter, loc, key,
+        ValueRange{arith::ConstantIndexOp::create(rewriter, loc, i)});
+  };
+  Value seed = keyAt(0), counter = keyAt(1);
+  Value k0 = word(rewriter, loc, seed, false),
+        k1 = word(rewriter, loc, seed, true);
+  Value c2 = word(rewriter, loc, counter, false),
+        c3 = word(rewriter, loc, counter, true);
+  Value c1 = arith::ConstantOp::create(
+      rewriter, loc, rewriter.getI32IntegerAttr(static_cast<int32_t>(stream)));
+  Value init = tensor::EmptyOp::create(rewriter, loc, type.getShape(),
+                                       type.getElementType(), dynamicSizes);
+  SmallVector<Value> sizes;
+  for (int64_t d = 0; d < rank; ++d)
+    sizes.push_back(getValueOrCreateConstantIndexOp(
+        rewriter, loc, tensor::getMixedSize(rewriter, loc, init, d)));
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             rewriter, loc, type, ValueRange{}, init,
+             rewriter.getMultiDimIdentityMap(rank), par,
+             [&](OpBuilder &b, Location l, ValueRange) {
+               // Row-major linear index of the element.
+               Value index = arith::ConstantIndexOp::create(b, l, 0);
+               for (int64_t d = 0; d < rank; ++d)
+                 index = arith::AddIOp::create(
+                     b, l, arith::MulIOp::create(b, l, index, sizes[d]),
+                     linalg::IndexOp::create(b, l, d));
+               Value x0 = word(
+                   b, l, arith::IndexCastUIOp::create(b, l, i64, index), false);
+               Value x1 = c1, x2 = c2, x3 = c3, key0 = k0, key1 = k1;
+               auto c = [&](uint32_t v) -> Value {
+                 return arith::ConstantOp::create(
+                     b, l, b.getI32IntegerAttr(static_cast<int32_t>(v)));
+               };
+               Value m0 = c(0xD2511F53u), m1 = c(0xCD9E8D57u);
+               Value w0 = c(0x9E3779B9u), w1 = c(0xBB67AE85u);
+               for (int round = 0; round < 10; ++round) {
+                 if (round) {
+                   key0 = arith::AddIOp::create(b, l, key0, w0);
+                   key1 = arith::AddIOp::create(b, l, key1, w1);
+                 }
+                 auto p0 = arith::MulUIExtendedOp::create(b, l, m0, x0);
+                 auto p1 = arith::MulUIExtendedOp::create(b, l, m1, x2);
+                 Value y0 = arith::XOrIOp::create(
+                     b, l, arith::XOrIOp::create(b, l, p1.getHigh(), x1), key0);
+                 Value y2 = arith::XOrIOp::create(
+                     b, l, arith::XOrIOp::create(b, l, p0.getHigh(), x3), key1);
+                 x0 = y0, x1 = p1.getLow(), x2 = y2, x3 = p0.getLow();
+               }
+               // 24 random bits as a float in [0, 1).
+               Value bits = arith::ShRUIOp::create(b, l, x0, c(8));
+               Value f = arith::UIToFPOp::create(b, l, b.getF32Type(), bits);
+               Value scaled = arith::MulFOp::create(
+                   b, l, f,
+                   arith::ConstantOp::create(
+                       b, l, b.getF32FloatAttr(1.0f / 16777216)));
+               linalg::YieldOp::create(b, l, scaled);
+             })
+      .getResult(0);
+}
+
 struct LowerRandomUniform : OpRewritePattern<RandomUniformOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(RandomUniformOp op,
                                 PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    auto type = cast<RankedTensorType>(op.getResult().getType());
-    int64_t rank = type.getRank();
-    Type i32 = rewriter.getI32Type(), i64 = rewriter.getI64Type();
-    auto word = [&](OpBuilder &b, Location l, Value v, bool high) -> Value {
-      if (high)
-        v = arith::ShRUIOp::create(
-            b, l, v, arith::ConstantOp::create(b, l, b.getI64IntegerAttr(32)));
-      return arith::TruncIOp::create(b, l, i32, v);
-    };
-    auto keyAt = [&](int64_t i) -> Value {
-      return tensor::ExtractOp::create(
-          rewriter, loc, op.getKey(),
-          ValueRange{arith::ConstantIndexOp::create(rewriter, loc, i)});
-    };
-    Value seed = keyAt(0), counter = keyAt(1);
-    Value k0 = word(rewriter, loc, seed, false),
-          k1 = word(rewriter, loc, seed, true);
-    Value c2 = word(rewriter, loc, counter, false),
-          c3 = word(rewriter, loc, counter, true);
-    Value c1 = arith::ConstantOp::create(
-        rewriter, loc,
-        rewriter.getI32IntegerAttr(static_cast<int32_t>(op.getStream())));
-    Value init =
-        tensor::EmptyOp::create(rewriter, loc, type.getShape(),
-                                type.getElementType(), op.getDynamicSizes());
-    SmallVector<Value> sizes;
-    for (int64_t d = 0; d < rank; ++d)
-      sizes.push_back(getValueOrCreateConstantIndexOp(
-          rewriter, loc, tensor::getMixedSize(rewriter, loc, init, d)));
-    SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
-    Value result =
-        linalg::GenericOp::create(
-            rewriter, loc, type, ValueRange{}, init,
-            rewriter.getMultiDimIdentityMap(rank), par,
-            [&](OpBuilder &b, Location l, ValueRange) {
-              // Row-major linear index of the element.
-              Value index = arith::ConstantIndexOp::create(b, l, 0);
-              for (int64_t d = 0; d < rank; ++d)
-                index = arith::AddIOp::create(
-                    b, l, arith::MulIOp::create(b, l, index, sizes[d]),
-                    linalg::IndexOp::create(b, l, d));
-              Value x0 = word(
-                  b, l, arith::IndexCastUIOp::create(b, l, i64, index), false);
-              Value x1 = c1, x2 = c2, x3 = c3, key0 = k0, key1 = k1;
-              auto c = [&](uint32_t v) -> Value {
-                return arith::ConstantOp::create(
-                    b, l, b.getI32IntegerAttr(static_cast<int32_t>(v)));
-              };
-              Value m0 = c(0xD2511F53u), m1 = c(0xCD9E8D57u);
-              Value w0 = c(0x9E3779B9u), w1 = c(0xBB67AE85u);
-              for (int round = 0; round < 10; ++round) {
-                if (round) {
-                  key0 = arith::AddIOp::create(b, l, key0, w0);
-                  key1 = arith::AddIOp::create(b, l, key1, w1);
-                }
-                auto p0 = arith::MulUIExtendedOp::create(b, l, m0, x0);
-                auto p1 = arith::MulUIExtendedOp::create(b, l, m1, x2);
-                Value y0 = arith::XOrIOp::create(
-                    b, l, arith::XOrIOp::create(b, l, p1.getHigh(), x1), key0);
-                Value y2 = arith::XOrIOp::create(
-                    b, l, arith::XOrIOp::create(b, l, p0.getHigh(), x3), key1);
-                x0 = y0, x1 = p1.getLow(), x2 = y2, x3 = p0.getLow();
-              }
-              // 24 random bits as a float in [0, 1).
-              Value bits = arith::ShRUIOp::create(b, l, x0, c(8));
-              Value f = arith::UIToFPOp::create(b, l, b.getF32Type(), bits);
-              Value scaled = arith::MulFOp::create(
-                  b, l, f,
-                  arith::ConstantOp::create(
-                      b, l, b.getF32FloatAttr(1.0f / 16777216)));
-              linalg::YieldOp::create(b, l, scaled);
-            })
-            .getResult(0);
-    rewriter.replaceOp(op, result);
+    rewriter.replaceOp(op, createRandomUniform(
+                               rewriter, op.getLoc(), op.getKey(),
+                               cast<RankedTensorType>(op.getResult().getType()),
+                               op.getDynamicSizes(),
+                               static_cast<int64_t>(op.getStream())));
     return success();
   }
 };
@@ -1297,8 +1303,55 @@ Value transpose2D(OpBuilder &b, Location loc, Value m) {
       .getResult()[0];
 }
 
+/// Training-mode dropout of `x` (inverted: survivors scaled by 1/(1-p)):
+/// the mask is `qopt.random_uniform`'s numbers of the run's key in
+/// `stream`, an element kept where u >= p. The uniforms are recomputed by
+/// the backward pass rather than kept; the dropping loop is marked
+/// kDropoutAttr so that an evaluation entry can take it out.
+Value createDropout(PatternRewriter &rewriter, Location loc, Value x, double p,
+                    int64_t stream) {
+  auto type = cast<RankedTensorType>(x.getType());
+  Value key = RandomKeyOp::create(
+      rewriter, loc, RankedTensorType::get({2}, rewriter.getI64Type()));
+  SmallVector<Value> dynamic;
+  for (int64_t d = 0; d < type.getRank(); ++d)
+    if (type.isDynamicDim(d))
+      dynamic.push_back(tensor::DimOp::create(rewriter, loc, x, d));
+  Value u = createRandomUniform(
+      rewriter, loc, key,
+      RankedTensorType::get(type.getShape(), rewriter.getF32Type()), dynamic,
+      stream);
+  u.getDefiningOp()->setAttr(kRecomputeAttr, rewriter.getUnitAttr());
+  // As torch's native dropout: x · (1 / (1 - p)) with the factor rounded
+  // to the element type.
+  Type element = type.getElementType();
+  Value threshold = arith::ConstantOp::create(
+      rewriter, loc, rewriter.getF32FloatAttr(static_cast<float>(p)));
+  Value factor = arith::ConstantOp::create(
+      rewriter, loc, rewriter.getFloatAttr(element, 1.0 / (1.0 - p)));
+  Value zero =
+      arith::ConstantOp::create(rewriter, loc, rewriter.getZeroAttr(element));
+  AffineMap id = rewriter.getMultiDimIdentityMap(type.getRank());
+  Value dropped = createElementwise(
+      rewriter, loc, x, {x, u}, {id, id},
+      [&](OpBuilder &b, Location l, ValueRange v) {
+        Value drop = arith::CmpFOp::create(b, l, arith::CmpFPredicate::OLT,
+                                           v[1], threshold);
+        return Value(arith::SelectOp::create(
+            b, l, drop, zero, arith::MulFOp::create(b, l, v[0], factor)));
+      });
+  dropped.getDefiningOp()->setAttr(kDropoutAttr, rewriter.getUnitAttr());
+  return dropped;
+}
+
 struct LowerLoRA : OpRewritePattern<LoRAOp> {
-  using OpRewritePattern::OpRewritePattern;
+  /// `dropoutStreams`: the layers that drop their adapter's input
+  /// (training), each with its stream of random numbers.
+  LowerLoRA(MLIRContext *ctx,
+            const DenseMap<Operation *, int64_t> *dropoutStreams)
+      : OpRewritePattern(ctx), dropoutStreams(dropoutStreams) {}
+  const DenseMap<Operation *, int64_t> *dropoutStreams;
+
   LogicalResult matchAndRewrite(LoRAOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -1319,8 +1372,14 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
                   "the input's last dimension differs from lora_a's K");
     Value scale = arith::ConstantOp::create(
         rewriter, loc, rewriter.getFloatAttr(element, op.getScale()));
-    // z = x A^T (inference: dropout is the identity), then gate, middle.
-    Value z = createContractLast(rewriter, loc, x, op.getLoraA(), Value());
+    // The branch's input: dropped in training, x itself in inference.
+    Value xd = x;
+    if (auto it = dropoutStreams->find(op.getOperation());
+        it != dropoutStreams->end())
+      xd = createDropout(rewriter, loc, x, op.getDropout().convertToDouble(),
+                         it->second);
+    // z = dropout(x) A^T, then gate, middle.
+    Value z = createContractLast(rewriter, loc, xd, op.getLoraA(), Value());
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
     AffineMap last = AffineMap::get(
         rank, 0, {rewriter.getAffineDimExpr(rank - 1)}, rewriter.getContext());
@@ -1396,6 +1455,15 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
       Value bias = op.getBias();
       SmallVector<Value> inputs = {base, branch, magnitude, norms};
       SmallVector<AffineMap> maps = {id, id, last, last};
+      // With dropout, PEFT's DoRA rescales the dropped input's base
+      // product: y = x·Wᵀ + (f - 1)·(x_d·Wᵀ) + f·scale·z_d·Bᵀ (+ b), with
+      // f = m / ||W'||; without, x_d = x and this is f·(x·Wᵀ + scale·z·Bᵀ).
+      bool dropped = xd != x;
+      if (dropped) {
+        inputs.push_back(
+            createContractLast(rewriter, loc, xd, op.getWeight(), Value()));
+        maps.push_back(id);
+      }
       if (bias) {
         inputs.push_back(bias);
         maps.push_back(last);
@@ -1403,13 +1471,25 @@ struct LowerLoRA : OpRewritePattern<LoRAOp> {
       y = createElementwise(
           rewriter, loc, base, inputs, maps,
           [&](OpBuilder &b, Location l, ValueRange v) {
-            Value sum = arith::AddFOp::create(
-                b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
             Value factor = arith::DivFOp::create(
                 b, l, v[2], math::SqrtOp::create(b, l, v[3]));
-            Value out = arith::MulFOp::create(b, l, sum, factor);
-            if (v.size() > 4)
-              out = arith::AddFOp::create(b, l, out, v[4]);
+            Value out;
+            if (dropped) {
+              Value one = arith::ConstantOp::create(
+                  b, l, b.getFloatAttr(factor.getType(), 1.0));
+              Value rescale = arith::MulFOp::create(
+                  b, l, arith::SubFOp::create(b, l, factor, one), v[4]);
+              Value lora = arith::MulFOp::create(
+                  b, l, factor, arith::MulFOp::create(b, l, v[1], scale));
+              out = arith::AddFOp::create(
+                  b, l, v[0], arith::AddFOp::create(b, l, rescale, lora));
+            } else {
+              Value sum = arith::AddFOp::create(
+                  b, l, v[0], arith::MulFOp::create(b, l, v[1], scale));
+              out = arith::MulFOp::create(b, l, sum, factor);
+            }
+            if (bias)
+              out = arith::AddFOp::create(b, l, out, v.back());
             return out;
           });
     } else {
@@ -2473,14 +2553,40 @@ bool staysAfterLowering(Operation *op) {
 
 struct ConvertQOptToLinalgPass
     : mlir::qopt::impl::ConvertQOptToLinalgPassBase<ConvertQOptToLinalgPass> {
+  using ConvertQOptToLinalgPassBase::ConvertQOptToLinalgPassBase;
   void runOnOperation() override {
     MLIRContext *ctx = &getContext();
     ModuleOp module = getOperation();
     // 1. Every QOpt computation becomes linalg; quantized operands are read
     // through qopt.disassemble.
     RewritePatternSet patterns(ctx);
+    // Training: each adapter with dropout draws its mask from its own
+    // stream: the 32-bit FNV-1a hash of its module path (its position
+    // among the qopt.lora ops without one), the next free number on a
+    // collision. A layer's masks thus do not depend on the graph's order.
+    DenseMap<Operation *, int64_t> dropoutStreams;
+    if (trainingDropout) {
+      DenseSet<int64_t> used;
+      int64_t position = 0;
+      module.walk([&](LoRAOp op) {
+        if (!op.getMerged() && op.getDropout().convertToDouble() > 0) {
+          int64_t stream = position;
+          if (std::optional<StringRef> path = op.getModule()) {
+            uint32_t hash = 2166136261u;
+            for (char c : *path)
+              hash = (hash ^ static_cast<uint8_t>(c)) * 16777619u;
+            stream = hash;
+          }
+          while (!used.insert(stream).second)
+            stream = (stream + 1) & 0xFFFFFFFF;
+          dropoutStreams[op.getOperation()] = stream;
+        }
+        ++position;
+      });
+    }
+    patterns.add<LowerLoRA>(ctx, &dropoutStreams);
     patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
-                 LowerLoRA, LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
+                 LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
                  LowerHadamard, LowerQuantize, LowerDequantize, LowerGelu,
                  LowerSiLU, LowerRandomUniform, LowerSoftmax, LowerEmbedding,
                  LowerLoRAEmbedding, LowerRandLoRAScale, LowerRandLoRAFlatten,

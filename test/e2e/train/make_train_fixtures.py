@@ -59,7 +59,60 @@ CASES = {
     # scatter-add in the backward) beside linear adapters.
     "llama-embed": dict(r=4, lora_alpha=8, target_modules=["embed_tokens", "q_proj", "v_proj"],
                         rank_pattern={"embed_tokens": 3}),
+    # Training-mode dropout (see MaskDropout): LoRA, and DoRA, whose PEFT
+    # forward then rescales the dropped input's base product.
+    "llama-lora-dropout": dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                               lora_dropout=0.25),
+    "llama-dora-dropout": dict(r=4, lora_alpha=16, target_modules=["q_proj", "v_proj", "up_proj"],
+                               use_dora=True, lora_dropout=0.25),
 }
+# qopt's training-mode dropout draws layer L's mask from qopt.random_uniform
+# (Philox4x32-10 of the run's key [seed, counter], in the stream of the
+# 32-bit FNV-1a hash of L's module path; docs/Training.md) and drops where
+# u < p. PEFT's dropout modules are replaced by that mask, computed here in
+# numpy from the definition, so that PyTorch sees qopt's masks. The
+# gradients use the key (DROPOUT_SEED, DROPOUT_COUNTER); step k of the
+# train step runs with counter DROPOUT_COUNTER + k - 1 (the runtime
+# advances it after every run).
+DROPOUT_SEED, DROPOUT_COUNTER = 1234, 100
+MASK32 = 0xFFFFFFFF
+
+
+def philox_uniform(seed, counter, stream, n):
+    x = [np.arange(n, dtype=np.uint64) & MASK32, np.full(n, stream, np.uint64),
+         np.full(n, counter & MASK32, np.uint64), np.full(n, counter >> 32, np.uint64)]
+    k = [seed & MASK32, seed >> 32]
+    for r in range(10):
+        if r:
+            k = [(k[0] + 0x9E3779B9) & MASK32, (k[1] + 0xBB67AE85) & MASK32]
+        p0 = x[0] * np.uint64(0xD2511F53)
+        p1 = x[2] * np.uint64(0xCD9E8D57)
+        x = [((p1 >> np.uint64(32)) ^ x[1] ^ np.uint64(k[0])) & MASK32, p1 & MASK32,
+             ((p0 >> np.uint64(32)) ^ x[3] ^ np.uint64(k[1])) & MASK32, p0 & MASK32]
+    return (x[0] >> np.uint64(8)).astype(np.float32) * np.float32(2.0 ** -24)
+
+
+def fnv1a(text):
+    h = 2166136261
+    for c in text.encode():
+        h = ((h ^ c) * 16777619) & MASK32
+    return h
+
+
+class MaskDropout(torch.nn.Module):
+    """nn.Dropout(p) in training with qopt's mask for `path` at the current
+    counter (torch's native dropout: x · mask · (1 / (1 - p)))."""
+    counter = DROPOUT_COUNTER
+
+    def __init__(self, path, p):
+        super().__init__()
+        self.stream, self.p = fnv1a(path), p
+
+    def forward(self, x):
+        u = philox_uniform(DROPOUT_SEED, MaskDropout.counter, self.stream, x.numel())
+        keep = torch.from_numpy((u >= np.float32(self.p)).reshape(x.shape)).to(x.dtype)
+        return x * keep * (1.0 / (1.0 - self.p))
+
 # QLoRA: the base of test/e2e/bnb/llama-nf4-double (NF4 + double
 # quantization, written by transformers + bitsandbytes on a GPU) dequantized
 # by bitsandbytes' own dequantize_4bit into the float model, which is what
@@ -149,6 +202,12 @@ for name, kwargs in {**CASES, **QLORA}.items():
     assert err < 1e-5, f"{name}: the rebuilt base model differs from the export ({err})"
     nf4 = dequantize_nf4_base(wrapper) if name in QLORA else None
     pm = peft.get_peft_model(wrapper, peft.LoraConfig(init_lora_weights=False, **kwargs))
+    dropout = kwargs.get("lora_dropout", 0.0)
+    if dropout:
+        for path, module in pm.base_model.model.named_modules():
+            if isinstance(module, peft.tuners.lora.LoraLayer) and "default" in module.lora_dropout:
+                module.lora_dropout["default"] = MaskDropout(path, dropout)
+    MaskDropout.counter = DROPOUT_COUNTER
     gen = torch.Generator().manual_seed(7)
     with torch.no_grad():
         for pname, p in pm.named_parameters():
@@ -187,11 +246,14 @@ for name, kwargs in {**CASES, **QLORA}.items():
         optimizer.zero_grad()
         for n, p in trainable.items():
             result[f"step{k}.{peft_name(n)}"] = p.detach().numpy().copy()
+        MaskDropout.counter = DROPOUT_COUNTER + k  # the next run's masks
         loss = lm(input_ids=ids, attention_mask=mask, labels=lab).loss
         loss.backward()
         result[f"step{k}.loss"] = loss.detach().numpy()
     np.savez_compressed(os.path.join(folder, "reference.npz"), **result)
     grads = [k for k in result if k.startswith("grad.")]
+    if dropout:
+        kwargs = dict(kwargs, dropout_key=[DROPOUT_SEED, DROPOUT_COUNTER])
     if nf4:
         kwargs = dict(kwargs, base="test/e2e/bnb/llama-nf4-double (bitsandbytes NF4, "
                                   "double quantization)", **{"nf4_" + k: v for k, v in nf4.items()})

@@ -13,7 +13,7 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     executes and the other backends are checked against. Lowered so far:
     `qopt.rms_norm`, `qopt.layer_norm` (statistics in f32 whatever the
     element type), `qopt.linear` and `qopt.lora` (with DoRA, gate and middle
-    parts; inference: dropout is the identity) with float or quantized
+    parts; dropout is the identity unless `training-dropout` is set) with float or quantized
     weights, `qopt.smooth`, `qopt.fake_quant` / `qopt.lsq` forward (every
     format and granularity; `per_block` needs static shapes),
     `qopt.hadamard` for power-of-two sizes (a fast Walsh–Hadamard
@@ -44,6 +44,17 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     of a quantized tensor of dynamic shape), a `cf.assert` naming the node
     stops the run instead of reading out of bounds.
   }];
+  let options = [
+    Option<"trainingDropout", "training-dropout", "bool", /*default=*/"false",
+           "Apply each qopt.lora's dropout to its adapter's input (training "
+           "mode, as PEFT's lora_dropout): the mask is qopt.random_uniform's "
+           "numbers of the run's key (qopt.random_key) in the stream of the "
+           "32-bit FNV-1a hash of the layer's module path (its position "
+           "among the qopt.lora ops without one; the next free number on a "
+           "collision), an element dropped where u < p, "
+           "survivors scaled by 1/(1-p). Off, dropout is the identity "
+           "(inference)">
+  ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::cf::ControlFlowDialect",
     "::mlir::linalg::LinalgDialect",

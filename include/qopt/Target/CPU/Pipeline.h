@@ -38,8 +38,10 @@ struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 
 /// The QOpt reference lowering to linalg / tensor on tensors (what training
 /// differentiates), with CSE and canonicalization, and tensor arith as
-/// linalg: the first passes of the code-generation pipeline.
-void buildLowerToLinalgPipeline(OpPassManager &pm);
+/// linalg: the first passes of the code-generation pipeline. With
+/// `trainingDropout`, adapters apply their dropout (the train step's forward).
+void buildLowerToLinalgPipeline(OpPassManager &pm,
+                                bool trainingDropout = false);
 
 /// QOpt reference lowering, elementwise fusion, bufferization with buffer
 /// deallocation (results are owned by the caller), optional kernel-library

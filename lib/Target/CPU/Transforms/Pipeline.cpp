@@ -17,8 +17,11 @@
 
 using namespace mlir;
 
-void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm) {
-  pm.addPass(createConvertQOptToLinalgPass());
+void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
+                                            bool trainingDropout) {
+  ConvertQOptToLinalgPassOptions lower;
+  lower.trainingDropout = trainingDropout;
+  pm.addPass(createConvertQOptToLinalgPass(lower));
   // CSE first: equal sizes become one value, so the run-time broadcasts
   // and checks the conversion could not decide fold away.
   pm.addPass(createCSEPass());

@@ -70,6 +70,10 @@ constexpr StringLiteral kGradientScaleAttr = "qopt.gradient_scale";
 /// the boundaries of gradient checkpointing, whose results the backward
 /// pass keeps while it recomputes what lies between them.
 constexpr StringLiteral kCheckpointAttr = "qopt.checkpoint";
+/// On the loop of the lowered model that applies training-mode dropout
+/// (its first input is the undropped value): an entry that evaluates
+/// (`eval_step`) replaces its result by that input.
+constexpr StringLiteral kDropoutAttr = "qopt.dropout";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H
