@@ -142,7 +142,9 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
              << path << ": " << llvm::toString(config.takeError());
     std::string calibrationState;
     std::string init = StringRef(config->initLoraWeights).lower();
-    if (!slots && (init == "eva" || init == "lora_ga")) {
+    if (init == "lora_sb")
+      init = "lora-sb";
+    if (!slots && (init == "eva" || init == "lora_ga" || init == "lora-sb")) {
       if (options.calibrationDataPath.empty())
         return emitError(module.getLoc())
                << path << ": init_lora_weights \"" << init
@@ -168,7 +170,9 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       if (options.timing)
         llvm::errs() << llvm::format(
             "qoptc: %-28s %8.3f s\n",
-            init == "eva" ? "calibration (EVA)" : "calibration (LoRA-GA)",
+            init == "eva"       ? "calibration (EVA)"
+            : init == "lora_ga" ? "calibration (LoRA-GA)"
+                                : "calibration (LoRA-SB)",
             std::chrono::duration<double>(std::chrono::steady_clock::now() -
                                           start)
                 .count());
@@ -179,7 +183,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (!options.calibrationDataPath.empty() && !calibrated)
     return emitError(module.getLoc())
            << "--calibration-data is only read for an adapter config with "
-              "init_lora_weights \"eva\" or \"lora_ga\" (--lora-config)";
+              "init_lora_weights \"eva\", \"lora_ga\" or \"lora-sb\" "
+              "(--lora-config)";
   if (!options.adapterDir.empty()) {
     QOptLoadAdapterPassOptions load;
     load.adapter = options.adapterDir;
@@ -210,6 +215,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     QOptSaveAdapterPassOptions save;
     save.adapter = adapterDir.str().str();
     save.modelDir = target.modelDir;
+    save.ifExpressible = true;
     pm.addPass(createQOptSaveAdapterPass(save));
   }
   if (options.mergeAdapter) {
@@ -239,7 +245,11 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (failed(pm.run(module)))
     return failure();
   module->removeAttr(kModelDirAttr);
-  if (!adapterDir.empty() && failed(recordAdapter(module, adapterDir)))
+  // (Nothing was saved for an adapter without a PEFT form.)
+  SmallString<256> savedConfig(adapterDir);
+  llvm::sys::path::append(savedConfig, "adapter_config.json");
+  if (!adapterDir.empty() && llvm::sys::fs::exists(savedConfig) &&
+      failed(recordAdapter(module, adapterDir)))
     return failure();
   if (options.timing)
     llvm::errs() << llvm::format(

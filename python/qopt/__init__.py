@@ -221,8 +221,10 @@ class Model:
         adapter_model.safetensors) to folder `path`, for
         ``PeftModel.from_pretrained``."""
         if not self._adapter:
-            raise ValueError("the model has no adapter to save (compile it with "
-                             "qoptc --train and --adapter or --lora-config)")
+            raise ValueError("the model has no adapter in PEFT's format to save (compile "
+                             "it with qoptc --train and --adapter or --lora-config; "
+                             "LoRA-XS / LoRA-SB middles and SoRA gates have no PEFT "
+                             "form: save_checkpoint keeps them)")
         init = str(self._adapter["config"].get("init_lora_weights", True)).lower()
         if init == "lora_ga":
             raise ValueError("a LoRA-GA adapter was initialised by changing the base weights, "

@@ -393,7 +393,10 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
                     : RankedTensorType();
     if (!type || !type.getElementType().isF32() || !type.hasStaticShape())
       return layer.op->emitError()
-             << "LoRA-GA needs the gradient of module '" << layer.name
+             << (StringRef(config.initLoraWeights).lower() == "lora_ga"
+                     ? "LoRA-GA"
+                     : "LoRA-SB")
+             << " needs the gradient of module '" << layer.name
              << "''s weight, which must be a float32 matrix (PEFT refuses "
                 "quantized layers too)";
     ParamOp delta = createFloatParam(
@@ -551,7 +554,9 @@ LogicalResult mlir::qopt::computeCalibrationState(
     ModuleOp module, const PeftLoraConfig &config, StringRef dataPath,
     int64_t batchSize, int64_t maxPasses, const CPUTargetOptions &target,
     StringRef workDir, StringRef statePath) {
-  if (StringRef(config.initLoraWeights).lower() == "lora_ga")
+  // LoRA-GA and LoRA-SB both start from the estimated gradient.
+  std::string init = StringRef(config.initLoraWeights).lower();
+  if (init == "lora_ga" || init == "lora-sb" || init == "lora_sb")
     return computeLoraGaState(module, config, dataPath, batchSize, target,
                               workDir, statePath);
   return computeEvaState(module, config, dataPath, batchSize, maxPasses, target,

@@ -37,14 +37,15 @@ LogicalResult computeEvaState(ModuleOp module, const PeftLoraConfig &config,
 /// its `labels` array, else the input ids, -100 where the attention mask
 /// is 0), from a probe compiled in `workDir`; written per module (out ×
 /// in) to the safetensors file `statePath`, for qopt-insert-lora's
-/// `loraga-state`.
+/// `loraga-state` (or `lorasb-state`: LoRA-SB starts from the same
+/// estimate).
 LogicalResult computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
                                  StringRef dataPath, int64_t batchSize,
                                  const CPUTargetOptions &target,
                                  StringRef workDir, StringRef statePath);
 
-/// computeEvaState or computeLoraGaState, as `config`'s init_lora_weights
-/// asks.
+/// computeEvaState or computeLoraGaState (LoRA-GA, LoRA-SB), as
+/// `config`'s init_lora_weights asks.
 LogicalResult computeCalibrationState(ModuleOp module,
                                       const PeftLoraConfig &config,
                                       StringRef dataPath, int64_t batchSize,

@@ -88,6 +88,7 @@ enum class Init {
   LoRAXS,
   EVA,
   LoraGA,
+  LoraSB,
   RandLoRA
 };
 
@@ -174,7 +175,23 @@ struct QOptInsertLoRAPass
       }
       return Init::LoraGA;
     }
-    for (StringRef later : {"corda", "orthogonal", "lora-sb"})
+    if (v == "lora-sb" || v == "lora_sb") {
+      if (lorasbState.empty() && !slots) {
+        error() << "init-lora-weights=lora-sb needs each layer's gradient: "
+                   "give lorasb-state=FILE (qoptc --calibration-data "
+                   "computes it)";
+        return failure();
+      }
+      if (!(lorasbLr > 0)) {
+        error() << "init-lora-weights=lora-sb needs lorasb-lr, the learning "
+                   "rate of the update it approximates (a positive number; "
+                   "lora_sb_config.lr in an adapter config), got "
+                << lorasbLr;
+        return failure();
+      }
+      return Init::LoraSB;
+    }
+    for (StringRef later : {"corda", "orthogonal"})
       if (llvm::StringRef(v).starts_with(later)) {
         error() << "init-lora-weights '" << initLoraWeights
                 << "' is not implemented yet";
@@ -182,7 +199,7 @@ struct QOptInsertLoRAPass
       }
     error() << "unknown init-lora-weights '" << initLoraWeights
             << "' (expected true, false, gaussian, pissa, pissa_niter_N, "
-               "olora, loftq, lora-xs, eva, lora_ga or randlora)";
+               "olora, loftq, lora-xs, lora-sb, eva, lora_ga or randlora)";
     return failure();
   }
 
@@ -227,8 +244,9 @@ struct QOptInsertLoRAPass
     if (slots && useDora)
       return error() << "use-dora: DoRA layers cannot be run-time slots",
              signalPassFailure();
-    if (slots && (useSora || *init == Init::LoRAXS))
-      return error() << (useSora ? "use-sora" : "init-lora-weights=lora-xs")
+    if (slots && (useSora || *init == Init::LoRAXS || *init == Init::LoraSB))
+      return error() << (useSora ? "use-sora"
+                                 : "init-lora-weights=" + initLoraWeights)
                      << ": run-time slots hold plain LoRA factors only",
              signalPassFailure();
     LoraSelection selection;
@@ -280,6 +298,9 @@ struct QOptInsertLoRAPass
       return signalPassFailure();
     if (*init == Init::LoraGA && !slots &&
         failed(readState(chosen, loragaState, "loraga-state", "out x in")))
+      return signalPassFailure();
+    if (*init == Init::LoraSB && !slots &&
+        failed(readState(chosen, lorasbState, "lorasb-state", "out x in")))
       return signalPassFailure();
     SymbolTable symbols(module);
     if (*init == Init::RandLoRA) {
@@ -363,7 +384,7 @@ struct QOptInsertLoRAPass
     if (useSora)
       return fail() << "use-sora on an embedding is not supported";
     if (init == Init::PiSSA || init == Init::OLoRA || init == Init::LoftQ ||
-        init == Init::LoRAXS)
+        init == Init::LoRAXS || init == Init::LoraSB)
       return fail() << "init-lora-weights=" << initLoraWeights
                     << " is not supported with an embedding target (PEFT "
                        "gives embeddings the default init, which one saved "
@@ -619,23 +640,27 @@ struct QOptInsertLoRAPass
     bool principal = !slots && (init == Init::PiSSA || init == Init::OLoRA);
     bool loftq = !slots && init == Init::LoftQ;
     bool loraga = !slots && init == Init::LoraGA;
+    bool lorasb = !slots && init == Init::LoraSB;
     const SafetensorsTensor *gradient = nullptr;
-    if (loraga) {
+    if (loraga || lorasb) {
+      StringRef option = loraga ? "loraga-state" : "lorasb-state";
       auto it = stateTensors.find(layer.name);
       if (it == stateTensors.end())
         return linear.emitError()
-               << "qopt-insert-lora: loraga-state has no gradient for module '"
-               << layer.name << "'";
+               << "qopt-insert-lora: " << option
+               << " has no gradient for module '" << layer.name << "'";
       gradient = &it->second;
       if (gradient->shape[0] != n || gradient->shape[1] != k)
         return linear.emitError()
-               << "qopt-insert-lora: loraga-state's gradient of module '"
+               << "qopt-insert-lora: " << option << "'s gradient of module '"
                << layer.name << "' is " << gradient->shape[0] << "x"
                << gradient->shape[1] << ", but the layer's weight is " << n
                << "x" << k;
-      if (2 * rank > std::min(n, k))
+      int64_t needed = loraga ? 2 * rank : rank;
+      if (needed > std::min(n, k))
         return linear.emitError()
-               << "qopt-insert-lora: LoRA-GA needs 2r = " << 2 * rank
+               << "qopt-insert-lora: " << (loraga ? "LoRA-GA" : "LoRA-SB")
+               << " needs " << (loraga ? "2r = " : "r = ") << needed
                << " singular components of module '" << layer.name
                << "', which has min(out, in) = " << std::min(n, k);
     }
@@ -677,24 +702,40 @@ struct QOptInsertLoRAPass
     // r×r middle R trains, from zero (the output starts unchanged).
     if (xs)
       svdFactors(*w, rank, [](double s) { return std::pair(s, 1.0); }, am, bm);
+    // LoRA-SB: the same form from the first update of full fine-tuning,
+    // ΔW = −η·sign(G): frozen B = Uᵣ, A = Vᵣᵀ, trainable R = Sᵣ / scale.
+    std::vector<float> middle(rank * rank, 0.0f);
+    if (lorasb) {
+      dense::Matrix delta(n, k);
+      ::qopt::dense::decodeFloats(gradient->kind, gradient->data,
+                                  gradient->count, delta.data.data());
+      float step = float(lorasbLr);
+      for (float &v : delta.data)
+        v = v > 0 ? -step : v < 0 ? step : 0.0f;
+      std::vector<float> sv;
+      dense::topSingular(delta, rank, bm, sv, am);
+      for (int64_t i = 0; i < rank; ++i)
+        middle[i * rank + i] = float(double(sv[i]) / scale);
+    }
+    bool latent = xs || lorasb;
     if (rewritesBase && !replaceWeight(linear, layer.name, *w, symbols))
       return failure();
     auto aType = RankedTensorType::get({rank, k}, element);
     auto bType = RankedTensorType::get({n, rank}, element);
     ParamOp aParam = createFloatParam(
         symbols, loc, layer.name + ".lora_A.weight", aType, am.data,
-        /*trainable=*/!xs);
+        /*trainable=*/!latent);
     ParamOp bParam = createFloatParam(
         symbols, loc, layer.name + ".lora_B.weight", bType, bm.data,
-        /*trainable=*/!xs);
+        /*trainable=*/!latent);
     if (!aParam || !bParam)
       return failure();
     ParamOp middleParam, gateParam;
     auto squareType = RankedTensorType::get({rank, rank}, element);
     auto gateType = RankedTensorType::get({rank}, element);
-    if (xs && !(middleParam = createFloatParam(
-                    symbols, loc, layer.name + ".lora_middle", squareType,
-                    std::vector<float>(rank * rank, 0.0f), /*trainable=*/true)))
+    if (latent && !(middleParam = createFloatParam(
+                        symbols, loc, layer.name + ".lora_middle", squareType,
+                        middle, /*trainable=*/true)))
       return failure();
     // SoRA: a gate per rank component, from one (sparsified in training).
     if (useSora && !(gateParam = createFloatParam(
@@ -705,9 +746,16 @@ struct QOptInsertLoRAPass
     if (useDora) {
       // PEFT: ‖W + scale·B·A‖ per output row, W the layer's base weight
       // now (the residual after a principal init); LoRA-XS's middle is zero
-      // and a SoRA gate one.
-      if (!xs)
+      // and a SoRA gate one; LoRA-SB's middle is diagonal.
+      if (lorasb) {
+        dense::Matrix br = bm;
+        for (int64_t row = 0; row < n; ++row)
+          for (int64_t j = 0; j < rank; ++j)
+            br.data[row * rank + j] *= middle[j * rank + j];
+        dense::gemm(false, false, float(scale), br, am, 1.0f, *w);
+      } else if (!xs) {
         dense::gemm(false, false, float(scale), bm, am, 1.0f, *w);
+      }
       std::vector<float> norms = dense::rowNorms(*w);
       mParam =
           createFloatParam(symbols, loc, layer.name + ".lora_magnitude_vector",
@@ -889,10 +937,14 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.initLoraWeights = config.initLoraWeights;
   options.loftqBits = config.loftqBits;
   options.loftqIter = config.loftqIter;
-  if (StringRef(config.initLoraWeights).lower() == "lora_ga")
+  StringRef init = config.initLoraWeights;
+  if (init.lower() == "lora_ga")
     options.loragaState = calibrationState.str();
+  else if (init.lower() == "lora-sb" || init.lower() == "lora_sb")
+    options.lorasbState = calibrationState.str();
   else
     options.evaState = calibrationState.str();
+  options.lorasbLr = config.loraSb.lr;
   options.loragaDirection = config.loraGa.direction;
   options.loragaScale = config.loraGa.scale;
   options.loragaStableGamma = config.loraGa.stableGamma;

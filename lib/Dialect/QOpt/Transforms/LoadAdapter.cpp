@@ -944,6 +944,16 @@ struct QOptSaveAdapterPass
     if (loras.empty() && embeddings.empty())
       return fail(nullptr) << "the model has no LoRA adapter to save",
              signalPassFailure();
+    if (ifExpressible && llvm::any_of(loras, [](LoRAOp op) {
+          return op.getMiddle() || op.getGate();
+        })) {
+      mlir::emitWarning(loc)
+          << "qopt-save-adapter: LoRA-XS / LoRA-SB middles and SoRA gates "
+             "have no place in a PEFT LoRA adapter: no adapter is saved "
+             "(save_checkpoint keeps the trained values)";
+      markAllAnalysesPreserved();
+      return;
+    }
     if (llvm::any_of(loras, [](LoRAOp op) {
           return op->hasAttr("qopt.randlora_alpha");
         })) {

@@ -682,6 +682,23 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
                            "stable_gamma a positive number)")
                               .str());
       }
+    } else if (key == "lora_sb_config") {
+      // qopt's key (PEFT has no LoRA-SB): {"lr": η}.
+      if (v.getAsNull())
+        continue;
+      const json::Object *sb = v.getAsObject();
+      if (!sb)
+        return keyError(key, "must be an object ({\"lr\": a positive number})");
+      for (const auto &[field, value] : *sb) {
+        std::optional<double> d = value.getAsNumber();
+        if (llvm::StringRef(field) == "lr" && d && *d > 0)
+          c.loraSb.lr = *d;
+        else
+          return keyError(key, ("has '" + llvm::StringRef(field) +
+                                "' with a value it does not take (lr a "
+                                "positive number)")
+                                   .str());
+      }
     } else if (::qopt::peft::isInformationalKey(key.str().c_str())) {
       // Describes the adapter only.
     } else if (!isUnset(v)) {

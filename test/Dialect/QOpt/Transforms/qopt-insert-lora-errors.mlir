@@ -9,6 +9,9 @@
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=eva" 2>&1 | FileCheck %s --check-prefix=EVA
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora_ga" 2>&1 | FileCheck %s --check-prefix=LORAGA
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora_ga loraga-state=x loraga-scale=huge" 2>&1 | FileCheck %s --check-prefix=LORAGASCALE
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora-sb lorasb-lr=0.001" 2>&1 | FileCheck %s --check-prefix=LORASB
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora-sb lorasb-state=x" 2>&1 | FileCheck %s --check-prefix=LORASBLR
+// RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=lora-sb lorasb-state=x lorasb-lr=0.001 slots=true" 2>&1 | FileCheck %s --check-prefix=SLOTSB
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq loftq-bits=8" 2>&1 | FileCheck %s --check-prefix=LOFTQBITS
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq loftq-iter=0" 2>&1 | FileCheck %s --check-prefix=LOFTQITER
 // RUN: not qopt-opt %s --qopt-insert-lora="target-modules=q_proj r=2 init-lora-weights=loftq" 2>&1 | FileCheck %s --check-prefix=LOFTQ
@@ -32,10 +35,13 @@
 // EVA: error: qopt-insert-lora: init-lora-weights=eva needs each layer's input components: give eva-state=FILE (qoptc --calibration-data computes them)
 // LORAGA: qopt-insert-lora: init-lora-weights=lora_ga needs each layer's gradient: give loraga-state=FILE (qoptc --calibration-data computes it)
 // LORAGASCALE: qopt-insert-lora: unknown loraga-scale 'huge' (stable, weight_svd, gd_scale, unit)
+// LORASB: error: qopt-insert-lora: init-lora-weights=lora-sb needs each layer's gradient: give lorasb-state=FILE (qoptc --calibration-data computes it)
+// LORASBLR: error: qopt-insert-lora: init-lora-weights=lora-sb needs lorasb-lr, the learning rate of the update it approximates (a positive number; lora_sb_config.lr in an adapter config), got 0
+// SLOTSB: error: qopt-insert-lora: init-lora-weights=lora-sb: run-time slots hold plain LoRA factors only
 // LOFTQBITS: error: qopt-insert-lora: loftq-bits 8 is not supported (4: NF4, as bitsandbytes quantizes)
 // LOFTQITER: error: qopt-insert-lora: loftq-iter must be at least 1, got 0
 // LOFTQ: error: qopt-insert-lora: init-lora-weights needs the weight of module 'model.layers.0.self_attn.q_proj' at compile time; it is not a parameter with data or a constant
-// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs, eva, lora_ga or randlora)
+// INIT: error: qopt-insert-lora: unknown init-lora-weights 'kaiming' (expected true, false, gaussian, pissa, pissa_niter_N, olora, loftq, lora-xs, lora-sb, eva, lora_ga or randlora)
 // PATTERN: error: qopt-insert-lora: rank-pattern entry 'q_proj' is not key=value with a number
 // NEGRANK: error: qopt-insert-lora: rank_pattern 'q_proj': the rank must be positive, got -1
 // REGEX: error: qopt-insert-lora: regular expression '(?:q|k)_proj': (?...) groups are not supported

@@ -86,6 +86,11 @@ struct PeftLoraConfig {
     std::string direction = "ArB2r", scale = "stable";
     double stableGamma = 16;
   } loraGa;
+  /// lora_sb_config (qopt's, for init_lora_weights "lora-sb"): the
+  /// learning rate of the update the init approximates.
+  struct LoraSB {
+    double lr = 0;
+  } loraSb;
 };
 
 /// Parses `adapter_config.json`. A key qopt cannot honour at the value it

@@ -188,7 +188,16 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
     out^¼ / √gamma; `weight_svd`: W's top singular value over B's first;
     `gd_scale`: A and B divided by the adapter's scale; `unit`), and W
     becomes W − scale·B·A, so the output is unchanged. PEFT's `random`
-    direction draws from torch's generator and is refused. `randlora` (PEFT's
+    direction draws from torch's generator and is refused. `lora-sb`
+    (LoRA-SB, Ponkshe et al. 2024; PEFT has no peer) has LoRA-XS's form
+    and initialises it with an approximation of full fine-tuning's first
+    update: ΔW = −η·sign(G), G each layer's estimated gradient
+    (`lorasb-state`, the same file as `loraga-state`) and η `lorasb-lr`;
+    with ΔW's top-r SVD U·S·Vᵀ, the frozen B = Uᵣ and A = Vᵣᵀ, and the
+    trainable middle `<module>.lora_middle` = Sᵣ / scale, so that the
+    initial update scale·B·R·A is the best rank-r approximation of ΔW (the
+    authors' code has R = Sᵣ and runs with lora_alpha = r, scale 1); W is
+    not changed. `randlora` (PEFT's
     RandLoRA tuner, `peft_type: RANDLORA` in a config) gives the targeted
     layers one shared pair of frozen random bases `@randlora_A`
     (`r×1×min`) and `@randlora_B` (`max×NB×r`), sized for the largest
@@ -268,6 +277,12 @@ def QOptInsertLoRAPass : Pass<"qopt-insert-lora", "::mlir::ModuleOp"> {
            "(LoraGAConfig.scale)">,
     Option<"loragaStableGamma", "loraga-stable-gamma", "double", "16.0",
            "LoRA-GA: gamma of the stable scale">,
+    Option<"lorasbState", "lorasb-state", "std::string", "\"\"",
+           "LoRA-SB: safetensors file of each module's estimated gradient "
+           "of the loss (out x in), from qoptc --calibration-data">,
+    Option<"lorasbLr", "lorasb-lr", "double", "0.0",
+           "LoRA-SB: the learning rate of the full fine-tuning step the "
+           "init approximates (the authors: peak lr / warm-up steps)">,
     Option<"useSora", "use-sora", "bool", "false",
            "SoRA: a trainable gate per rank component, from one">,
     Option<"loftqBits", "loftq-bits", "int64_t", "4",
@@ -760,7 +775,11 @@ def QOptSaveAdapterPass : Pass<"qopt-save-adapter", "::mlir::ModuleOp"> {
     Option<"adapter", "adapter", "std::string", "\"\"",
            "The folder to write (created if missing)">,
     Option<"modelDir", "model-dir", "std::string", "\"\"",
-           "Folder that relative #qopt.external locations start from">
+           "Folder that relative #qopt.external locations start from">,
+    Option<"ifExpressible", "if-expressible", "bool", "false",
+           "Where the adapter has LoRA-XS / LoRA-SB middles or SoRA gates "
+           "(no PEFT form), write nothing and warn instead of failing "
+           "(qoptc --train)">
   ];
 }
 
