@@ -462,6 +462,19 @@ def ungroup(full, shape):
         return full.sum(axis=1)
     return full.reshape(rows, shape[1], cols // shape[1]).sum(axis=2)
 
+# torch's guarded softmax (Where(IsNaN(P), 0, P) after it, imported as a
+# linalg.softmax marked qopt.safe_softmax): a fully masked row (-inf
+# everywhere, row 1) gives 0 and a zero gradient, not NaN; partly masked
+# rows as usual.
+NINF = "0xFFF0000000000000"
+check("safe softmax (a fully masked row, a partly masked one)", f"""
+  %mask = arith.constant dense<[[0.0, 0.0, 0.0, 0.0], [{NINF}, {NINF}, {NINF}, {NINF}], [0.0, {NINF}, 0.0, {NINF}]]> : tensor<3x4xf64>
+  %e0 = tensor.empty() : tensor<3x4xf64>
+  %s = linalg.add ins(%a0, %mask : tensor<3x4xf64>, tensor<3x4xf64>) outs(%e0 : tensor<3x4xf64>) -> tensor<3x4xf64>
+  %e1 = tensor.empty() : tensor<3x4xf64>
+  %out = "linalg.softmax"(%s, %e1) <{{dimension = 1 : i64}}> {{qopt.safe_softmax}} : (tensor<3x4xf64>, tensor<3x4xf64>) -> tensor<3x4xf64>
+""", [f64(3, 4)], {0}, (3, 4), **F32)
+
 # Gathers from a trainable table: the adjoint is a scatter-add (ids
 # repeat, so rows receive several contributions; row 4 is never read).
 table, ea, eb = f64(6, 4), f64(2, 6), f64(4, 2)

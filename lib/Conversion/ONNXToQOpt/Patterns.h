@@ -203,6 +203,12 @@ LogicalResult raiseRotary(ONNXNodeOp add, RewriterBase &rewriter,
 LogicalResult raiseResidualAdd(ONNXNodeOp add, RewriterBase &rewriter,
                                SmallVectorImpl<Operation *> &erased);
 
+/// Whether the softmax result `p` is used only by torch's guard
+/// `Where(IsNaN(p), 0, p)` (fully masked rows, NaN, become 0): the IsNaN
+/// and Where nodes, which `isNaN` / `where` receive when given.
+bool isNaNGuarded(Value p, ONNXNodeOp *isNaN = nullptr,
+                  ONNXNodeOp *where = nullptr);
+
 /// The attention mask of node `op` for qopt.attention with 4-D query `q`
 /// and key `k`: type checked, static broadcasting checked, dimensions only
 /// the run can decide expanded at run time. Fails with a node error.

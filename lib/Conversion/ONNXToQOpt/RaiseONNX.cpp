@@ -496,19 +496,7 @@ mlir::qopt::onnx::raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
   // Where(IsNaN(P), 0, P): the softmax's two users.
   Value p = softmax.getResult(0);
   ONNXNodeOp isNaN, where;
-  for (Operation *user : p.getUsers()) {
-    auto node = dyn_cast<ONNXNodeOp>(user);
-    if (node && node.getOpType() == "IsNaN")
-      isNaN = node;
-    else if (node && node.getOpType() == "Where")
-      where = node;
-    else
-      return failure();
-  }
-  if (!isNaN || !where || where.getInputs().size() != 3 ||
-      where.getInputs()[0] != isNaN.getResult(0) || where.getInputs()[2] != p ||
-      !isNaN.getResult(0).hasOneUse() ||
-      !near(scalarValue(where.getInputs()[1]), 0.0))
+  if (!isNaNGuarded(p, &isNaN, &where))
     return failure();
   ONNXNodeOp output = single(where.getResult(0));
   if (!output || output.getOpType() != "MatMul" ||
@@ -612,6 +600,30 @@ mlir::qopt::onnx::raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
 
 /// The integers of a constant (an ONNX Constant node, or what conversion
 /// made of one).
+bool mlir::qopt::onnx::isNaNGuarded(Value p, ONNXNodeOp *isNaNOut,
+                                    ONNXNodeOp *whereOut) {
+  ONNXNodeOp isNaN, where;
+  for (Operation *user : p.getUsers()) {
+    auto node = dyn_cast<ONNXNodeOp>(user);
+    if (node && node.getOpType() == "IsNaN" && !isNaN)
+      isNaN = node;
+    else if (node && node.getOpType() == "Where" && !where)
+      where = node;
+    else
+      return false;
+  }
+  if (!isNaN || !where || where.getInputs().size() != 3 ||
+      where.getInputs()[0] != isNaN.getResult(0) || where.getInputs()[2] != p ||
+      !isNaN.getResult(0).hasOneUse() ||
+      !near(scalarValue(where.getInputs()[1]), 0.0))
+    return false;
+  if (isNaNOut)
+    *isNaNOut = isNaN;
+  if (whereOut)
+    *whereOut = where;
+  return true;
+}
+
 static std::optional<SmallVector<int64_t>> constantInts(Value v) {
   if (auto node = producer(v, "Constant", false)) {
     auto elements = dyn_cast_or_null<DenseIntElementsAttr>(

@@ -385,9 +385,14 @@ LogicalResult softmax(ONNXNodeOp op, OpBuilder &b,
   }
   Value init = tensor::EmptyOp::create(b, loc, tensor::getMixedSizes(b, loc, x),
                                        type.getElementType());
-  results.push_back(
-      linalg::SoftmaxOp::create(b, loc, TypeRange{type}, x, init, *axis)
-          .getResult()[0]);
+  auto softmaxOp =
+      linalg::SoftmaxOp::create(b, loc, TypeRange{type}, x, init, *axis);
+  // torch's guard Where(IsNaN(P), 0, P) on the result makes fully masked
+  // rows 0: the lowering then computes them as 0 directly, so that no NaN
+  // exists for the backward pass to multiply by the guard's zero adjoint.
+  if (isNaNGuarded(op.getResult(0)))
+    softmaxOp->setAttr(kSafeSoftmaxAttr, b.getUnitAttr());
+  results.push_back(softmaxOp.getResult()[0]);
   return success();
 }
 

@@ -2214,7 +2214,8 @@ struct LowerSoftmax : OpRewritePattern<linalg::SoftmaxOp> {
     if (!op.hasPureTensorSemantics())
       return rewriter.notifyMatchFailure(op, "needs tensors");
     rewriter.replaceOp(op, createSoftmax(rewriter, op.getLoc(), op.getInput(),
-                                         op.getDimension(), /*log=*/false));
+                                         op.getDimension(), /*log=*/false,
+                                         op->hasAttr(kSafeSoftmaxAttr)));
     return success();
   }
 };

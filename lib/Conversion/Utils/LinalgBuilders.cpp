@@ -277,7 +277,7 @@ Value mlir::qopt::createElementwise(
 }
 
 Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
-                                int64_t axis, bool log) {
+                                int64_t axis, bool log, bool safe) {
   auto type = cast<RankedTensorType>(x.getType());
   int64_t rank = type.getRank();
   Type f32 = b.getF32Type();
@@ -323,8 +323,18 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
   Value shifted = createElementwise(
       b, loc, x, {x, max}, {id, row},
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        Value m = a[1];
+        if (safe) {
+          // A row of -inf: x - 0 = -inf, whose exponential is 0.
+          Value empty = arith::CmpFOp::create(
+              nb, l, arith::CmpFPredicate::OEQ, m,
+              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(-INFINITY)));
+          m = arith::SelectOp::create(
+              nb, l, empty,
+              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f)), m);
+        }
         return castFromF32(
-            nb, l, arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]),
+            nb, l, arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]), m),
             element);
       });
   Value e = createElementwise(
@@ -351,10 +361,20 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
   return createElementwise(
       b, loc, x, {e, sum}, {id, row},
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-        return castFromF32(nb, l,
-                           arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]),
-                                                 round(nb, l, a[1])),
-                           element);
+        Value s = round(nb, l, a[1]);
+        if (safe) {
+          // A row of -inf sums to 0: 0 / 1.
+          Value zero =
+              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
+          Value empty =
+              arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, s, zero);
+          s = arith::SelectOp::create(
+              nb, l, empty,
+              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(1.0f)), s);
+        }
+        return castFromF32(
+            nb, l, arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), s),
+            element);
       });
 }
 

@@ -75,6 +75,29 @@ func.func @softmax(%x: tensor<3x5xf32>) -> (tensor<3x5xf32>, tensor<3x5xf32>) {
 
 // -----
 
+// torch's guard Where(IsNaN(P), 0, P) after a softmax (fully masked rows
+// become 0) marks it safe: its lowering gives those rows 0 without a NaN,
+// which training needs. Another use of P, or a guard to a value other
+// than 0, leaves it plain.
+// CHECK-LABEL: func.func @guarded_softmax
+// CHECK: linalg.softmax {qopt.safe_softmax} dimension(1)
+// CHECK: linalg.softmax dimension(1)
+// CHECK-NOT: qopt.safe_softmax
+// CHECK: return
+func.func @guarded_softmax(%x: tensor<3x5xf32>) -> (tensor<3x5xf32>, tensor<3x5xf32>, tensor<3x5xf32>) {
+  %zero = onnx.node "Constant" opset 17 () {value = dense<0.0> : tensor<f32>} : () -> tensor<f32>
+  %one = onnx.node "Constant" opset 17 () {value = dense<1.0> : tensor<f32>} : () -> tensor<f32>
+  %p = onnx.node "Softmax" opset 13 (%x) {axis = -1 : si64} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  %n = onnx.node "IsNaN" opset 17 (%p) {} : (tensor<3x5xf32>) -> tensor<3x5xi1>
+  %g = onnx.node "Where" opset 16 (%n, %zero, %p) {} : (tensor<3x5xi1>, tensor<f32>, tensor<3x5xf32>) -> tensor<3x5xf32>
+  %q = onnx.node "Softmax" opset 13 (%x) {axis = -1 : si64} : (tensor<3x5xf32>) -> tensor<3x5xf32>
+  %m = onnx.node "IsNaN" opset 17 (%q) {} : (tensor<3x5xf32>) -> tensor<3x5xi1>
+  %h = onnx.node "Where" opset 16 (%m, %one, %q) {} : (tensor<3x5xi1>, tensor<f32>, tensor<3x5xf32>) -> tensor<3x5xf32>
+  return %g, %h, %q : tensor<3x5xf32>, tensor<3x5xf32>, tensor<3x5xf32>
+}
+
+// -----
+
 // A constant shape with 0 (copy) and -1 (infer) folds to static sizes.
 // CHECK-LABEL: func.func @reshape_static
 // CHECK: %[[R:.*]] = tensor.reshape %{{.*}}(%{{.*}}) : (tensor<2x3x4xf32>, tensor<2xindex>) -> tensor<2x12xf32>

@@ -22,7 +22,9 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     weights, dequantized then multiplied) for integer and NF4 formats of 2,
     4 or 8 bits with plain float scales, of static or dynamic shape. The
     mid-level upstream ops the ONNX conversion produces are lowered here too,
-    late: `linalg.softmax` to its stable form (sums accumulated in f32);
+    late: `linalg.softmax` to its stable form (sums accumulated in f32; one
+    marked `qopt.safe_softmax`, torch's softmax guarded by
+    `Where(IsNaN(P), 0, P)`, gives a row of -inf 0 through finite steps);
     the products (`linalg.matmul`, `linalg.batch_matmul`, `linalg.contract`)
     stay named for the targets' kernel selection.
 

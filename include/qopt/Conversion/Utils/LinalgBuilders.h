@@ -91,9 +91,11 @@ Value createWrappedIndex(OpBuilder &b, Location loc, Value index, Value size);
 /// softmax(x) (or log-softmax) along `axis`, stable: exp(x - max) / sum,
 /// each step rounded to the element type as the ONNX reference computes
 /// it, the sum accumulated in f32. The late lowering of `linalg.softmax`
-/// and ONNX's LogSoftmax.
-Value createSoftmax(OpBuilder &b, Location loc, Value x, int64_t axis,
-                    bool log);
+/// and ONNX's LogSoftmax. `safe`: a row of -inf only gives 0 (not NaN),
+/// through finite steps only (max taken as 0, sum as 1), so that its
+/// gradient is 0 too.
+Value createSoftmax(OpBuilder &b, Location loc, Value x, int64_t axis, bool log,
+                    bool safe = false);
 
 } // namespace mlir::qopt
 

@@ -70,6 +70,10 @@ constexpr StringLiteral kGradientScaleAttr = "qopt.gradient_scale";
 /// the boundaries of gradient checkpointing, whose results the backward
 /// pass keeps while it recomputes what lies between them.
 constexpr StringLiteral kCheckpointAttr = "qopt.checkpoint";
+/// On a `linalg.softmax` whose fully masked rows (all -inf, NaN in plain
+/// softmax) are to be 0, as torch's `Where(IsNaN(P), 0, P)` guard after it
+/// makes them: its lowering computes them as 0 without a NaN.
+constexpr StringLiteral kSafeSoftmaxAttr = "qopt.safe_softmax";
 /// On the loop of the lowered model that applies training-mode dropout
 /// (its first input is the undropped value): an entry that evaluates
 /// (`eval_step`) replaces its result by that input.
