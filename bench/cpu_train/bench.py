@@ -4,7 +4,8 @@ and torch.compile) on the same Llama-shaped model, adapter and batch.
   bench.py [--layers 4 --hidden 512 --heads 8 --kv-heads 4 --ffn 1408
             --vocab 8000] [--batch 4 --seq 128] [--rank 16] [--steps 10]
            [--threads 2] [--peers eager,compile] [--json out.json]
-  (peers also qopt-gc and eager-gc: both with gradient checkpointing)
+  (peers also qopt-gc and eager-gc: both with gradient checkpointing;
+  qopt-par: qoptc --parallel, every loop nest on the threads)
 
 Needs torch, transformers, peft, onnx (e.g. /work/fixtures-venv) and qopt's
 build tree (QOPT_OBJ_ROOT, default build/). Builds a randomly initialised
@@ -96,18 +97,20 @@ def build(args, work):
     return onnx_path
 
 
-def run_qopt(args, work, checkpointing):
+def run_qopt(args, work, checkpointing, parallel=False):
     sys.path.insert(0, os.path.join(args.obj_root, "python"))
     import numpy as np
     import qopt
-    lib = os.path.join(work, "train-gc.so" if checkpointing else "train.so")
+    lib = os.path.join(work, ("train-gc" if checkpointing else "train")
+                       + ("-par" if parallel else "") + ".so")
     start = time.monotonic()
     out = subprocess.run([os.path.join(args.obj_root, "bin", "qoptc"),
                           os.path.join(work, "model.onnx"), "--adapter",
                           os.path.join(work, "adapter"), "--train", "--train-entry", "train",
                           "--optimizer", "adamw:lr=1e-4,betas=0.9/0.999,eps=1e-8,weight_decay=0.01",
                           "--activation-report", "-o", lib,
-                          *(["--gradient-checkpointing"] if checkpointing else [])],
+                          *(["--gradient-checkpointing"] if checkpointing else []),
+                          *(["--parallel"] if parallel else [])],
                          check=True, capture_output=True, text=True)
     compile_s = time.monotonic() - start
     # qoptc's estimate: "... peak X MiB (N bytes), of which the forward keeps
@@ -184,7 +187,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peers", default="eager,compile",
-                    help="of qopt-gc (qopt with --gradient-checkpointing), eager, eager-gc "
+                    help="of qopt-gc (qopt with --gradient-checkpointing), qopt-par (qopt "
+                         "with --parallel: every loop nest on the threads), eager, eager-gc "
                          "(with gradient_checkpointing_enable), compile")
     ap.add_argument("--obj-root", default=os.environ.get("QOPT_OBJ_ROOT", os.path.join(ROOT, "build")))
     ap.add_argument("--json")
@@ -192,7 +196,7 @@ def main():
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.only:  # a contender, in its own process
-        result = (run_qopt(args, args.work, args.only == "qopt-gc")
+        result = (run_qopt(args, args.work, args.only == "qopt-gc", args.only == "qopt-par")
                   if args.only.startswith("qopt")
                   else run_torch(args, args.work, args.only == "compile",
                                  args.only == "eager-gc"))

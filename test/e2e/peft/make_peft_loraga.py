@@ -24,7 +24,10 @@ replaces it with the exact SVD (torch.linalg.svd), which qopt computes.
 
 Regenerate (needs torch, transformers, peft; CI reads the committed files):
 
-  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/e2e/peft/make_peft_loraga.py
+  HF_HUB_OFFLINE=1 /work/fixtures-venv/bin/python test/e2e/peft/make_peft_loraga.py [CASE…]
+
+With case names, only those cases are made again (index.json keeps the
+others).
 """
 import json
 import os
@@ -52,6 +55,10 @@ CASES = {
                                    lora_ga_config=dict(direction="A2rBr", scale="gd_scale")),
     "loraga-arbr-unit": dict(r=2, lora_alpha=8, target_modules=TARGETS,
                              lora_ga_config=dict(direction="ArBr", scale="unit")),
+    # B scaled by W's top singular value over its own (PEFT estimates W's
+    # with torch.svd_lowrank too, made exact here).
+    "loraga-weight-svd": dict(r=2, lora_alpha=4, target_modules=TARGETS,
+                              lora_ga_config=dict(scale="weight_svd")),
 }
 
 
@@ -80,12 +87,24 @@ def main():
     torch.manual_seed(0)
     cfg, _, _ = mre.build("llama")
     calib = make_calib(cfg)
-    np.savez(os.path.join(OUT, "calib.npz"), **calib)
+    if not sys.argv[1:]:
+        np.savez(os.path.join(OUT, "calib.npz"), **calib)
+    else:  # the kept cases were made on the committed data
+        kept = np.load(os.path.join(OUT, "calib.npz"))
+        assert all(np.array_equal(kept[k], v) for k, v in calib.items())
     index = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                           "peft": peft.__version__},
              "svd": "exact (torch.svd_lowrank replaced by torch.linalg.svd)",
              "calib": {"samples": N, "tokens": S, "batch_size": BATCH}, "cases": {}}
+    only = set(sys.argv[1:])
+    if only:
+        with open(os.path.join(OUT, "index.json")) as f:
+            kept = json.load(f)
+        assert kept["versions"] == index["versions"], "other versions made the kept fixtures"
+        index = kept
     for name, kwargs in CASES.items():
+        if only and name not in only:
+            continue
         torch.manual_seed(0)
         _, model, _ = mre.build("llama")
         lm = model.m
