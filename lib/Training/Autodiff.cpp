@@ -349,6 +349,9 @@ private:
                                     ArrayRef<Seed> seeds);
   FailureOr<SmallVector<Seed>> seedsOf(linalg::LinalgOp op,
                                        ArrayRef<Value> grads);
+  /// `g` (the adjoint of a max / min reduction's result `seed`) divided by
+  /// the number of the reduced elements equal to the result.
+  Value splitAmongTies(linalg::LinalgOp op, const Seed &seed, Value g);
   /// The adjoint of `table`, read by tensor.extract in `op`'s body: a loop
   /// nest over `op`'s iteration space that adds each point's contribution
   /// at the element the point read (a scatter-add).
@@ -726,6 +729,13 @@ LogicalResult Differentiator::visitLinalg(linalg::LinalgOp op,
     return failure();
   if (seeds->empty())
     return success();
+  // A max / min reduction's adjoint goes to the elements equal to its
+  // result, split evenly among ties (torch's amax / max backward).
+  SmallVector<Value> split(grads);
+  for (const Seed &seed : *seeds)
+    if (seed.kind == SeedKind::Extremum)
+      split[seed.result] = splitAmongTies(op, seed, grads[seed.result]);
+  grads = split;
   for (Value table : gathered) {
     FailureOr<Value> adjoint = scatterAdjoint(op, table, grads, *seeds);
     if (failed(adjoint))
@@ -942,6 +952,79 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
         b, loc, result, zerosLike(b, loc, primal), offsets, fullSizes, strides);
   }
   return result;
+}
+
+Value Differentiator::splitAmongTies(linalg::LinalgOp op, const Seed &seed,
+                                     Value g) {
+  Location loc = op.getLoc();
+  OpOperand &init = op.getDpsInitsMutable()[seed.result];
+  AffineMap outMap = op.getMatchingIndexingMap(&init);
+  Value result = op->getResult(seed.result);
+  auto type = cast<RankedTensorType>(result.getType());
+  Type elem = type.getElementType();
+  // count[out] = #{reduced points whose term equals the result}, the body
+  // computed again; the op's own output arguments read the count's
+  // accumulator (only the dead combiner reads them).
+  SmallVector<Value> ins;
+  SmallVector<AffineMap> maps;
+  SmallVector<BlockArgument> inputArgs;
+  for (OpOperand *input : op.getDpsInputOperands()) {
+    BlockArgument arg = op.getMatchingBlockArgument(input);
+    if (arg.use_empty())
+      continue;
+    inputArgs.push_back(arg);
+    Value v = input->get();
+    ins.push_back(isa<ShapedType>(v.getType()) ? rematerialize(v) : v);
+    maps.push_back(isa<ShapedType>(v.getType())
+                       ? op.getMatchingIndexingMap(input)
+                       : AffineMap::get(op.getNumLoops(), 0, op.getContext()));
+  }
+  ins.push_back(result);
+  maps.push_back(outMap);
+  maps.push_back(outMap);
+  Value zeros = zerosLike(b, loc, result);
+  Block *body = op.getBlock();
+  auto count = linalg::GenericOp::create(
+      b, loc, type, ins, ValueRange{zeros}, maps, op.getIteratorTypesArray(),
+      [&](OpBuilder &nb, Location l, ValueRange args) {
+        IRMapping mapping;
+        for (auto [i, arg] : llvm::enumerate(inputArgs))
+          mapping.map(arg, args[i]);
+        for (BlockArgument out : op.getRegionOutputArgs())
+          mapping.map(out, args.back());
+        for (Operation &nested : body->without_terminator())
+          nb.clone(nested, mapping);
+        Value term = mapping.lookupOrDefault(seed.term);
+        Value tied = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
+                                           term, args[inputArgs.size()]);
+        Value one = arith::SelectOp::create(nb, l, tied,
+                                            floatConstant(nb, l, elem, 1.0),
+                                            floatConstant(nb, l, elem, 0.0));
+        linalg::YieldOp::create(
+            nb, l, arith::AddFOp::create(nb, l, args.back(), one).getResult());
+      });
+  Block &countBody = count.getRegion().front();
+  SmallVector<Operation *> countOps = llvm::to_vector(llvm::map_range(
+      countBody.without_terminator(), [](Operation &o) { return &o; }));
+  for (Operation *nested : llvm::reverse(countOps))
+    if (isOpTriviallyDead(nested))
+      nested->erase();
+  // g / max(count, 1): a NaN result has no element equal to it.
+  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
+  SmallVector<utils::IteratorType> parallel(type.getRank(),
+                                            utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, type, ValueRange{g, count.getResult(0)},
+             ValueRange{tensor::EmptyOp::create(
+                 b, loc, tensor::getMixedSizes(b, loc, result), elem)},
+             ArrayRef<AffineMap>{id, id, id}, parallel,
+             [&](OpBuilder &nb, Location l, ValueRange args) {
+               Value n = arith::MaximumFOp::create(
+                   nb, l, args[1], floatConstant(nb, l, elem, 1.0));
+               linalg::YieldOp::create(
+                   nb, l, arith::DivFOp::create(nb, l, args[0], n).getResult());
+             })
+      .getResult(0);
 }
 
 FailureOr<Value> Differentiator::scatterAdjoint(linalg::LinalgOp op,

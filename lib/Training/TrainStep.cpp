@@ -57,6 +57,8 @@ Value crossEntropy(OpBuilder &b, Location loc, Value logits, Value labels) {
       [](OpBuilder &nb, Location l, ValueRange a) -> Value {
         return arith::MaximumFOp::create(nb, l, castToF32(nb, l, a[0]), a[1]);
       });
+  // The log-sum-exp does not depend on its shift: no gradient.
+  max.getDefiningOp()->setAttr(kNoGradientAttr, b.getUnitAttr());
   Value sumExp = createTrailingReduction(
       b, loc, logits, axis, false, {max}, 0.0,
       [](OpBuilder &nb, Location l, ValueRange a) -> Value {
@@ -216,6 +218,8 @@ Value klDistillLoss(OpBuilder &b, Location loc, Value student, Value teacher,
                                           f32(nb, l, invT));
           return arith::MaximumFOp::create(nb, l, v, a[1]);
         });
+    // The log-softmax does not depend on its shift: no gradient.
+    max.getDefiningOp()->setAttr(kNoGradientAttr, b.getUnitAttr());
     Value sum = createTrailingReduction(
         b, loc, z, axis, false, {max}, 0.0,
         [&](OpBuilder &nb, Location l, ValueRange a) -> Value {

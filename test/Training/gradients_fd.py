@@ -530,5 +530,28 @@ check("qopt.fake_quant FP8 E4M3 per tensor (x: mask |x/s| <= 448)", """
 """, [x8, np.array(np.abs(x8).max() / 448 * 0.6)], {0}, (4, 16), rtol=1e-6, atol=1e-9,
       expected=lambda w, inputs: [w * (np.abs(inputs[0] / inputs[1]) <= 448)])
 
+# Ties (rows 0 and 2: two and three elements equal to the maximum): the
+# adjoint is split evenly among them, as torch's amax does (finite
+# differences are not derivatives at a tie).
+tied = np.array([[1.5, 0.2, 1.5, -1.0], [0.3, 0.7, -0.2, 0.1], [2.0, 2.0, 2.0, 1.0]])
+
+
+def split_ties(w, inputs):
+    x = inputs[0]
+    chosen = x == x.max(axis=1, keepdims=True)
+    return [w[:, None] * chosen / chosen.sum(axis=1, keepdims=True)]
+
+
+check("max reduction with ties (split evenly, as torch's amax)", """
+  %ninf = arith.constant 0xFFF0000000000000 : f64
+  %e = tensor.empty() : tensor<3xf64>
+  %f = linalg.fill ins(%ninf : f64) outs(%e : tensor<3xf64>) -> tensor<3xf64>
+  %out = linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i)>],
+      iterator_types = ["parallel", "reduction"]}
+      ins(%a0 : tensor<3x4xf64>) outs(%f : tensor<3xf64>) {
+  ^bb0(%x: f64, %o: f64):
+    %r = arith.maximumf %o, %x : f64
+    linalg.yield %r : f64
+  } -> tensor<3xf64>""", [tied], {0}, (3,), expected=split_ties)
 failed = results.count(False)
 print(f"gradient rules: {len(results) - failed} passed, {failed} failed")

@@ -28,7 +28,11 @@ def QOptAppendGradientsPass
       yielded value back to that input's block argument, and sums over the
       loops the input's map does not use. Sum reductions pass the result's
       adjoint to every term; max / min reductions to the terms equal to the
-      result. A contraction's adjoints are thus contractions again (dA =
+      result, split evenly among ties (torch's `amax`; a count of the ties
+      per result, computed by one more pass over the reduction). A
+      reduction marked `qopt.no_gradient` — the row maximum that
+      stabilises a softmax or log-sum-exp, whose result does not depend on
+      it — passes nothing. A contraction's adjoints are thus contractions again (dA =
       dC·Bᵀ as a multiply-add generic), which the BLAS lowering calls.
     - Operands read per group (`d floordiv C`, a scale per group of
       weights) get the sum over each group.

@@ -1987,6 +1987,8 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
         {}, negInf, [](OpBuilder &nb, Location l, ValueRange a) -> Value {
           return arith::MaximumFOp::create(nb, l, a[0], a[1]);
         });
+    // A shift the probabilities do not depend on: no gradient.
+    rowMax.getDefiningOp()->setAttr(kNoGradientAttr, rewriter.getUnitAttr());
     auto safeMax = [&](OpBuilder &nb, Location l, Value m) -> Value {
       Value isInf = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, m,
                                           f32Const(nb, l, negInf));

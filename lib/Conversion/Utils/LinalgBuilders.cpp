@@ -2,6 +2,8 @@
 
 #include "qopt/Conversion/Utils/LinalgBuilders.h"
 
+#include "qopt/Dialect/QOpt/IR/QOptMarkers.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Arith/Utils/Utils.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
@@ -313,6 +315,8 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
       x, -INFINITY, [](OpBuilder &nb, Location l, Value v, Value acc) -> Value {
         return arith::MaximumFOp::create(nb, l, v, acc);
       });
+  // A shift the result does not depend on: no gradient.
+  max.getDefiningOp()->setAttr(kNoGradientAttr, b.getUnitAttr());
   // Each step rounds to the element type as the ONNX reference does
   // (x - max, its exponential, the sum, the quotient); only the sum
   // accumulates in f32.

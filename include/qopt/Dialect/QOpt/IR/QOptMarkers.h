@@ -1,0 +1,48 @@
+//===- QOptMarkers.h - Attributes lowerings leave for training --*- C++ -*-===//
+//
+// Discardable attributes on ops of the lowered model (linalg, tensor) that
+// tell the differentiation and the train-step builder what the math alone
+// would get wrong or wasteful. A light header: lowerings outside the
+// dialect (shared linalg builders) set them too.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H
+#define QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H
+
+#include "mlir/Support/LLVM.h"
+
+namespace mlir::qopt {
+/// On an op of the lowered model: its results are constants to training
+/// (torch's detach()); set by lowerings, read by the differentiation. Also
+/// on the row maximum that stabilises a softmax or log-sum-exp: the result
+/// does not depend on it, so its gradient is exactly zero (no pass needed).
+constexpr StringLiteral kNoGradientAttr = "qopt.no_gradient";
+/// On an op of the lowered model computed from parameters alone (a
+/// dequantized weight): the backward pass computes it again where it needs
+/// it instead of keeping the forward's value alive (QLoRA's memory: no
+/// float copy of a frozen quantized weight lives from forward to backward).
+constexpr StringLiteral kRecomputeAttr = "qopt.recompute";
+/// On a quantizer's rounding (a scalar op in a loop body) or on a whole
+/// codebook quantizer op: differentiated as the identity of its first
+/// operand (the straight-through estimator); clamps around it still mask.
+constexpr StringLiteral kStraightThroughAttr = "qopt.straight_through";
+/// On a lowered quantizer: a factor per operand for the gradients it
+/// passes back (LSQ's gradient scale g for the step and offset).
+constexpr StringLiteral kGradientScaleAttr = "qopt.gradient_scale";
+/// On the op of the lowered model that adds a sublayer's output to the
+/// residual stream (`qopt.residual_add`'s loop, the module path as value):
+/// the boundaries of gradient checkpointing, whose results the backward
+/// pass keeps while it recomputes what lies between them.
+constexpr StringLiteral kCheckpointAttr = "qopt.checkpoint";
+/// On a `linalg.softmax` whose fully masked rows (all -inf, NaN in plain
+/// softmax) are to be 0, as torch's `Where(IsNaN(P), 0, P)` guard after it
+/// makes them: its lowering computes them as 0 without a NaN.
+constexpr StringLiteral kSafeSoftmaxAttr = "qopt.safe_softmax";
+/// On the loop of the lowered model that applies training-mode dropout
+/// (its first input is the undropped value): an entry that evaluates
+/// (`eval_step`) replaces its result by that input.
+constexpr StringLiteral kDropoutAttr = "qopt.dropout";
+} // namespace mlir::qopt
+
+#endif // QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H
