@@ -48,7 +48,9 @@ void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
 }
 
 /// Puts the PEFT adapter saved in `dir` (its config, and the names of its
-/// tensors) on the module as kAdapterManifestAttr, for the manifest.
+/// tensors; the config of PEFT's converted form where one was written, for
+/// inits that change the base weights) on the module as
+/// kAdapterManifestAttr, for the manifest.
 static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
   SmallString<256> config(dir), tensors(dir);
   llvm::sys::path::append(config, "adapter_config.json");
@@ -75,11 +77,57 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
     names.push_back(entry.first);
   llvm::json::Object adapter{{"config", std::move(*parsed)},
                              {"tensors", std::move(names)}};
+  SmallString<256> converted(dir);
+  llvm::sys::path::append(converted, "converted", "adapter_config.json");
+  if (auto text = llvm::MemoryBuffer::getFile(converted)) {
+    llvm::Expected<llvm::json::Value> config =
+        llvm::json::parse((*text)->getBuffer());
+    if (!config)
+      return emitError(module.getLoc())
+             << "the adapter saved in " << dir
+             << " is malformed: " << llvm::toString(config.takeError());
+    adapter["converted_config"] = std::move(*config);
+  }
   std::string text;
   llvm::raw_string_ostream(text) << llvm::json::Value(std::move(adapter));
   module->setAttr(mlir::qopt::kAdapterManifestAttr,
                   StringAttr::get(module.getContext(), text));
   return success();
+}
+
+/// For every qopt.lora whose factors are its initial ones
+/// (`qopt.initial_factors`) and read straight from the entry's parameter
+/// arguments, a copy of those arguments named `<param>.initial`, frozen.
+static void keepInitialFactors(ModuleOp module) {
+  using mlir::qopt::QOptDialect;
+  StringRef paramAttr = QOptDialect::ParamAttrHelper::getNameStr();
+  module.walk([&](mlir::qopt::LoRAOp lora) {
+    if (!lora->hasAttr("qopt.initial_factors"))
+      return;
+    for (Value factor : {lora.getLoraA(), lora.getLoraB()}) {
+      auto arg = dyn_cast<BlockArgument>(factor);
+      auto func = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
+                      : func::FuncOp();
+      if (!func)
+        continue;
+      auto name =
+          func.getArgAttrOfType<StringAttr>(arg.getArgNumber(), paramAttr);
+      if (!name)
+        continue;
+      NamedAttrList attrs(func.getArgAttrDict(arg.getArgNumber()));
+      attrs.set(paramAttr,
+                StringAttr::get(module.getContext(), name.str() + ".initial"));
+      attrs.erase(QOptDialect::TrainableAttrHelper::getNameStr());
+      // Before the random key, which stays last.
+      unsigned at = func.getNumArguments();
+      if (at &&
+          func.getArgAttr(at - 1, QOptDialect::RngKeyAttrHelper::getNameStr()))
+        --at;
+      (void)func.insertArgument(at, factor.getType(),
+                                attrs.getDictionary(module.getContext()),
+                                func.getLoc());
+    }
+  });
 }
 
 LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
@@ -265,6 +313,11 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       module.print(os, OpPrintingFlags().elideLargeResourceString(4096));
   }
   if (options.train) {
+    // PEFT's converted form of an init that changed the base weights
+    // (LoRA-GA) needs the initial factors when the trained adapter is
+    // saved: the library keeps them as frozen parameters
+    // `<name>.initial`, which no entry reads.
+    keepInitialFactors(module);
     // The train step is built on the lowered model (every op in linalg /
     // tensor form, which is what the gradient rules cover), whose adapters
     // drop their inputs as PEFT's lora_dropout does in training.

@@ -219,27 +219,43 @@ class Model:
     def save_adapter(self, path):
         """Writes the trained adapter in PEFT's format (adapter_config.json,
         adapter_model.safetensors) to folder `path`, for
-        ``PeftModel.from_pretrained``."""
+        ``PeftModel.from_pretrained``. A LoRA-GA adapter (whose init changed
+        the base weights) is written in PEFT's converted form: a rank-2r
+        adapter for the original weights."""
         if not self._adapter:
             raise ValueError("the model has no adapter in PEFT's format to save (compile "
                              "it with qoptc --train and --adapter or --lora-config; "
                              "LoRA-XS / LoRA-SB middles and SoRA gates have no PEFT "
                              "form: save_checkpoint keeps them)")
         init = str(self._adapter["config"].get("init_lora_weights", True)).lower()
-        if init == "lora_ga":
-            raise ValueError("a LoRA-GA adapter was initialised by changing the base weights, "
-                             "which PEFT cannot redo from the adapter alone, and PEFT's "
-                             "converted form needs the initial factors, which the train "
-                             "library does not keep: saving it is not supported yet")
         prefix = "base_model.model."
-        tensors = {}
-        for key in self._adapter["tensors"]:
-            name = key[len(prefix):] if key.startswith(prefix) else key
-            tensors[key] = self.get_parameter(name)
+        names = {key: key[len(prefix):] if key.startswith(prefix) else key
+                 for key in self._adapter["tensors"]}
+        config = self._adapter["config"]
+        tensors = {key: self.get_parameter(name) for key, name in names.items()}
+        if init == "lora_ga":
+            # LoRA-GA changed the base weights, which PEFT cannot redo from
+            # the adapter alone: PEFT's converted form (save_pretrained with
+            # path_initial_model_for_weight_conversion) for the original
+            # weights instead, ΔW = B·A - B0·A0 as a rank-2r adapter
+            # A' = [A; A0], B' = [B, -B0], from the initial factors the
+            # library keeps.
+            frozen = {p.name for p in self.parameters}
+            config = self._adapter.get("converted_config")
+            if config is None or any(n + ".initial" not in frozen for n in names.values()):
+                raise ValueError("this LoRA-GA library does not keep the initial factors "
+                                 "PEFT's converted form needs (compile it again with this "
+                                 "qoptc)")
+            for key, name in names.items():
+                initial = self.get_parameter(name + ".initial")
+                if key.endswith(".lora_A.weight"):
+                    tensors[key] = np.concatenate([tensors[key], initial], axis=0)
+                else:
+                    tensors[key] = np.concatenate([tensors[key], -initial], axis=1)
 
         def write(tmp):
             with open(os.path.join(tmp, "adapter_config.json"), "w") as f:
-                json.dump(self._adapter["config"], f, indent=2)
+                json.dump(config, f, indent=2)
                 f.write("\n")
             _write_safetensors(os.path.join(tmp, "adapter_model.safetensors"), tensors)
         _replace_folder(path, write)
