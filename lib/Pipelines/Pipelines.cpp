@@ -95,16 +95,23 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
   return success();
 }
 
-/// For every qopt.lora whose factors are its initial ones
+/// For every LoRA-GA qopt.lora whose factors are its initial ones
 /// (`qopt.initial_factors`) and read straight from the entry's parameter
 /// arguments, a copy of those arguments named `<param>.initial`, frozen.
+/// (PiSSA, OLoRA and LoftQ adapters save plainly: PEFT recomputes their
+/// residual from the original weights.)
 static void keepInitialFactors(ModuleOp module) {
   using mlir::qopt::QOptDialect;
   StringRef paramAttr = QOptDialect::ParamAttrHelper::getNameStr();
+  llvm::SmallPtrSet<void *, 16> kept;
   module.walk([&](mlir::qopt::LoRAOp lora) {
-    if (!lora->hasAttr("qopt.initial_factors"))
+    auto init = lora->getAttrOfType<StringAttr>("qopt.residual_init");
+    if (!lora->hasAttr("qopt.initial_factors") || !init ||
+        init.getValue() != "lora_ga")
       return;
     for (Value factor : {lora.getLoraA(), lora.getLoraB()}) {
+      if (!kept.insert(factor.getAsOpaquePointer()).second)
+        continue;
       auto arg = dyn_cast<BlockArgument>(factor);
       auto func = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
                       : func::FuncOp();

@@ -1060,73 +1060,79 @@ FailureOr<Value> Differentiator::scatterAdjoint(linalg::LinalgOp op,
     steps.push_back(getValueOrCreateConstantIndexOp(b, loc, r.stride));
   }
   LogicalResult status = success();
-  scf::LoopNest nest = scf::buildLoopNest(
-      b, loc, lbs, ubs, steps, ValueRange{zerosLike(b, loc, table)},
-      [&](OpBuilder &nb, Location l, ValueRange ivs,
-          ValueRange iters) -> scf::ValueVector {
-        auto at = [&](AffineMap map) {
-          SmallVector<Value> indices;
-          for (AffineExpr e : map.getResults()) {
-            if (auto d = dyn_cast<AffineDimExpr>(e))
-              indices.push_back(ivs[d.getPosition()]);
-            else
-              indices.push_back(affine::AffineApplyOp::create(
-                  nb, l, AffineMap::get(map.getNumDims(), 0, e), ivs));
-          }
-          return indices;
-        };
-        auto read = [&](Value v, AffineMap map) -> Value {
-          if (!isa<ShapedType>(v.getType()))
-            return v;
-          return tensor::ExtractOp::create(nb, l, v, at(map));
-        };
-        IRMapping mapping;
-        for (auto [arg, v, map] : operandReads)
-          mapping.map(arg, read(v, map));
-        SmallVector<Operation *> clones;
-        SmallVector<tensor::ExtractOp> gathers;
-        for (Operation &nested : body->without_terminator()) {
-          if (auto index = dyn_cast<linalg::IndexOp>(nested)) {
-            mapping.map(index.getResult(), ivs[index.getDim()]);
-            continue;
-          }
-          Operation *clone = nb.clone(nested, mapping);
-          clones.push_back(clone);
-          if (auto extract = dyn_cast<tensor::ExtractOp>(clone);
-              extract && extract.getTensor() == table)
-            gathers.push_back(extract);
-        }
-        DenseMap<Value, Value> adj;
-        ScalarReverse reverse(nb, l, op, adj);
-        unsigned next = 0;
-        for (const Seed &seed : seeds) {
-          Value g = read(seedReads[next].first, seedReads[next].second);
-          ++next;
-          Value term = mapping.lookupOrDefault(seed.term);
-          if (seed.kind == SeedKind::Extremum) {
-            Value result = read(seedReads[next].first, seedReads[next].second);
-            ++next;
-            Value chosen = arith::CmpFOp::create(
-                nb, l, arith::CmpFPredicate::OEQ, term, result);
-            g = arith::SelectOp::create(nb, l, chosen, g,
-                                        floatConstant(nb, l, g.getType(), 0.0));
-          }
-          reverse.add(term, g);
-        }
-        if (failed(reverse.run(clones)))
-          status = failure();
-        Value acc = iters[0];
-        for (tensor::ExtractOp gather : gathers) {
-          Value contribution = adj.lookup(gather.getResult());
-          if (!contribution)
-            continue;
-          Value old =
-              tensor::ExtractOp::create(nb, l, acc, gather.getIndices());
-          Value sum = arith::AddFOp::create(nb, l, old, contribution);
-          acc = tensor::InsertOp::create(nb, l, sum, acc, gather.getIndices());
-        }
-        return {acc};
-      });
+  auto pointAdjoint = [&](OpBuilder &nb, Location l, ValueRange ivs,
+                          ValueRange iters) -> scf::ValueVector {
+    auto at = [&](AffineMap map) {
+      SmallVector<Value> indices;
+      for (AffineExpr e : map.getResults()) {
+        if (auto d = dyn_cast<AffineDimExpr>(e))
+          indices.push_back(ivs[d.getPosition()]);
+        else
+          indices.push_back(affine::AffineApplyOp::create(
+              nb, l, AffineMap::get(map.getNumDims(), 0, e), ivs));
+      }
+      return indices;
+    };
+    auto read = [&](Value v, AffineMap map) -> Value {
+      if (!isa<ShapedType>(v.getType()))
+        return v;
+      return tensor::ExtractOp::create(nb, l, v, at(map));
+    };
+    IRMapping mapping;
+    for (auto [arg, v, map] : operandReads)
+      mapping.map(arg, read(v, map));
+    SmallVector<Operation *> clones;
+    SmallVector<tensor::ExtractOp> gathers;
+    for (Operation &nested : body->without_terminator()) {
+      if (auto index = dyn_cast<linalg::IndexOp>(nested)) {
+        mapping.map(index.getResult(), ivs[index.getDim()]);
+        continue;
+      }
+      Operation *clone = nb.clone(nested, mapping);
+      clones.push_back(clone);
+      if (auto extract = dyn_cast<tensor::ExtractOp>(clone);
+          extract && extract.getTensor() == table)
+        gathers.push_back(extract);
+    }
+    DenseMap<Value, Value> adj;
+    ScalarReverse reverse(nb, l, op, adj);
+    unsigned next = 0;
+    for (const Seed &seed : seeds) {
+      Value g = read(seedReads[next].first, seedReads[next].second);
+      ++next;
+      Value term = mapping.lookupOrDefault(seed.term);
+      if (seed.kind == SeedKind::Extremum) {
+        Value result = read(seedReads[next].first, seedReads[next].second);
+        ++next;
+        Value chosen = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
+                                             term, result);
+        g = arith::SelectOp::create(nb, l, chosen, g,
+                                    floatConstant(nb, l, g.getType(), 0.0));
+      }
+      reverse.add(term, g);
+    }
+    if (failed(reverse.run(clones)))
+      status = failure();
+    Value acc = iters[0];
+    for (tensor::ExtractOp gather : gathers) {
+      Value contribution = adj.lookup(gather.getResult());
+      if (!contribution)
+        continue;
+      Value old = tensor::ExtractOp::create(nb, l, acc, gather.getIndices());
+      Value sum = arith::AddFOp::create(nb, l, old, contribution);
+      acc = tensor::InsertOp::create(nb, l, sum, acc, gather.getIndices());
+    }
+    return {acc};
+  };
+  Value init = zerosLike(b, loc, table);
+  if (lbs.empty()) {
+    // An op without loops: its one point, here (canonicalization drops
+    // what the adjoint does not need).
+    Value result = pointAdjoint(b, loc, {}, {init}).front();
+    return failed(status) ? FailureOr<Value>(failure()) : result;
+  }
+  scf::LoopNest nest = scf::buildLoopNest(b, loc, lbs, ubs, steps,
+                                          ValueRange{init}, pointAdjoint);
   if (failed(status))
     return failure();
   // The forward's values recomputed in the loop but not needed by the

@@ -240,12 +240,13 @@ class Model:
             # weights instead, ΔW = B·A - B0·A0 as a rank-2r adapter
             # A' = [A; A0], B' = [B, -B0], from the initial factors the
             # library keeps.
-            frozen = {p.name for p in self.parameters}
+            parameters = {p.name for p in self.parameters}
             config = self._adapter.get("converted_config")
-            if config is None or any(n + ".initial" not in frozen for n in names.values()):
+            if config is None or any(n + ".initial" not in parameters for n in names.values()):
                 raise ValueError("this LoRA-GA library does not keep the initial factors "
-                                 "PEFT's converted form needs (compile it again with this "
-                                 "qoptc)")
+                                 "PEFT's converted form needs (DoRA and embedding adapters "
+                                 "have no converted form; libraries from an older qoptc "
+                                 "do not keep them)")
             for key, name in names.items():
                 initial = self.get_parameter(name + ".initial")
                 if key.endswith(".lora_A.weight"):

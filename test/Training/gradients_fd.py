@@ -553,5 +553,18 @@ check("max reduction with ties (split evenly, as torch's amax)", """
     %r = arith.maximumf %o, %x : f64
     linalg.yield %r : f64
   } -> tensor<3xf64>""", [tied], {0}, (3,), expected=split_ties)
+# A gather without loops (a scalar picked from a trainable vector): the
+# scatter-add is the one point.
+check("gather of one element (an op without loops)", """
+  %e = tensor.empty() : tensor<f64>
+  %out = linalg.generic {indexing_maps = [affine_map<() -> ()>], iterator_types = []}
+      outs(%e : tensor<f64>) {
+  ^bb0(%o: f64):
+    %c2 = arith.constant 2 : index
+    %v = tensor.extract %a0[%c2] : tensor<4xf64>
+    %s = arith.mulf %v, %v : f64
+    linalg.yield %s : f64
+  } -> tensor<f64>""", [f64(4)], {0}, ())
+
 failed = results.count(False)
 print(f"gradient rules: {len(results) - failed} passed, {failed} failed")

@@ -598,8 +598,6 @@ mlir::qopt::onnx::raiseAttention(ONNXNodeOp start, RewriterBase &rewriter,
   return success();
 }
 
-/// The integers of a constant (an ONNX Constant node, or what conversion
-/// made of one).
 bool mlir::qopt::onnx::isNaNGuarded(Value p, ONNXNodeOp *isNaNOut,
                                     ONNXNodeOp *whereOut) {
   ONNXNodeOp isNaN, where;
@@ -624,6 +622,8 @@ bool mlir::qopt::onnx::isNaNGuarded(Value p, ONNXNodeOp *isNaNOut,
   return true;
 }
 
+/// The integers of a constant (an ONNX Constant node, or what conversion
+/// made of one).
 static std::optional<SmallVector<int64_t>> constantInts(Value v) {
   if (auto node = producer(v, "Constant", false)) {
     auto elements = dyn_cast_or_null<DenseIntElementsAttr>(

@@ -2564,12 +2564,16 @@ struct ConvertQOptToLinalgPass
     // through qopt.disassemble.
     RewritePatternSet patterns(ctx);
     // Training: each adapter with dropout draws its mask from its own
-    // stream: the 32-bit FNV-1a hash of its module path (its position
-    // among the qopt.lora ops without one), the next free number on a
-    // collision. A layer's masks thus do not depend on the graph's order.
+    // stream: the 32-bit FNV-1a hash of its module path (without one, its
+    // position among the module's qopt.lora ops), the next free number on
+    // a collision, the model's own qopt.random_uniform streams excepted.
+    // A layer's masks thus do not depend on the graph's order.
     DenseMap<Operation *, int64_t> dropoutStreams;
     if (trainingDropout) {
       DenseSet<int64_t> used;
+      module.walk([&](RandomUniformOp op) {
+        used.insert(static_cast<int64_t>(op.getStream()) & 0xFFFFFFFF);
+      });
       int64_t position = 0;
       module.walk([&](LoRAOp op) {
         if (!op.getMerged() && op.getDropout().convertToDouble() > 0) {

@@ -51,9 +51,9 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "Apply each qopt.lora's dropout to its adapter's input (training "
            "mode, as PEFT's lora_dropout): the mask is qopt.random_uniform's "
            "numbers of the run's key (qopt.random_key) in the stream of the "
-           "32-bit FNV-1a hash of the layer's module path (its position "
-           "among the qopt.lora ops without one; the next free number on a "
-           "collision), an element dropped where u < p, "
+           "32-bit FNV-1a hash of the layer's module path (without one, its "
+           "position among the module's qopt.lora ops; the next free number "
+           "on a collision), an element dropped where u < p, "
            "survivors scaled by 1/(1-p). Off, dropout is the identity "
            "(inference)">
   ];
