@@ -103,14 +103,14 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
 static void keepInitialFactors(ModuleOp module) {
   using mlir::qopt::QOptDialect;
   StringRef paramAttr = QOptDialect::ParamAttrHelper::getNameStr();
-  llvm::SmallPtrSet<void *, 16> kept;
+  llvm::DenseSet<Value> kept;
   module.walk([&](mlir::qopt::LoRAOp lora) {
     auto init = lora->getAttrOfType<StringAttr>("qopt.residual_init");
     if (!lora->hasAttr("qopt.initial_factors") || !init ||
         init.getValue() != "lora_ga")
       return;
     for (Value factor : {lora.getLoraA(), lora.getLoraB()}) {
-      if (!kept.insert(factor.getAsOpaquePointer()).second)
+      if (!kept.insert(factor).second)
         continue;
       auto arg = dyn_cast<BlockArgument>(factor);
       auto func = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
@@ -197,8 +197,6 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
              << path << ": " << llvm::toString(config.takeError());
     std::string calibrationState;
     std::string init = StringRef(config->initLoraWeights).lower();
-    if (init == "lora_sb")
-      init = "lora-sb";
     if (!slots && (init == "eva" || init == "lora_ga" || init == "lora-sb")) {
       if (options.calibrationDataPath.empty())
         return emitError(module.getLoc())

@@ -364,6 +364,16 @@ private:
   DenseMap<Value, Value> adjoints;
 };
 
+/// Erases the ops of `block` whose results nothing uses (a recomputed body
+/// keeps only what its adjoint needs), last first so that chains go.
+void eraseDeadOps(Block &block) {
+  SmallVector<Operation *> ops = llvm::to_vector(llvm::map_range(
+      block.without_terminator(), [](Operation &o) { return &o; }));
+  for (Operation *op : llvm::reverse(ops))
+    if (isOpTriviallyDead(op))
+      op->erase();
+}
+
 /// Whether `op` reads an active value: an operand, or a value captured by
 /// its regions.
 bool readsActive(Operation *op, const DenseSet<Value> &active) {
@@ -932,12 +942,7 @@ FailureOr<Value> Differentiator::adjointOfOperand(linalg::LinalgOp op,
   if (failed(status))
     return failure();
   // Only what the adjoint needs stays in the body.
-  Block &newBody = adjointOp.getRegion().front();
-  SmallVector<Operation *> bodyOps = llvm::to_vector(llvm::map_range(
-      newBody.without_terminator(), [](Operation &o) { return &o; }));
-  for (Operation *nested : llvm::reverse(bodyOps))
-    if (isOpTriviallyDead(nested))
-      nested->erase();
+  eraseDeadOps(adjointOp.getRegion().front());
   Value result = adjointOp.getResult(0);
   for (auto [pos, factor] : llvm::reverse(groups))
     result = sumGroups(b, loc, result, pos, factor);
@@ -1003,12 +1008,7 @@ Value Differentiator::splitAmongTies(linalg::LinalgOp op, const Seed &seed,
         linalg::YieldOp::create(
             nb, l, arith::AddFOp::create(nb, l, args.back(), one).getResult());
       });
-  Block &countBody = count.getRegion().front();
-  SmallVector<Operation *> countOps = llvm::to_vector(llvm::map_range(
-      countBody.without_terminator(), [](Operation &o) { return &o; }));
-  for (Operation *nested : llvm::reverse(countOps))
-    if (isOpTriviallyDead(nested))
-      nested->erase();
+  eraseDeadOps(count.getRegion().front());
   // g / max(count, 1): a NaN result has no element equal to it.
   AffineMap id = b.getMultiDimIdentityMap(type.getRank());
   SmallVector<utils::IteratorType> parallel(type.getRank(),
@@ -1137,12 +1137,7 @@ FailureOr<Value> Differentiator::scatterAdjoint(linalg::LinalgOp op,
     return failure();
   // The forward's values recomputed in the loop but not needed by the
   // adjoint are dropped.
-  Block *inner = nest.loops.back().getBody();
-  SmallVector<Operation *> innerOps = llvm::to_vector(llvm::map_range(
-      inner->without_terminator(), [](Operation &o) { return &o; }));
-  for (Operation *nested : llvm::reverse(innerOps))
-    if (isOpTriviallyDead(nested))
-      nested->erase();
+  eraseDeadOps(*nest.loops.back().getBody());
   return nest.results.front();
 }
 

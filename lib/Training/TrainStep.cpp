@@ -350,16 +350,12 @@ LogicalResult resolveDropout(func::FuncOp func, StringRef kind) {
   func.walk([&](RandomKeyOp op) { keys.push_back(op); });
   if (keys.empty())
     return success();
-  StringRef rngAttr = QOptDialect::RngKeyAttrHelper::getNameStr();
   unsigned n = func.getNumArguments();
-  if (n == 0 || !func.getArgAttr(n - 1, rngAttr)) {
-    Builder b(func.getContext());
-    if (failed(func.insertArgument(
-            n, keys.front().getType(),
-            b.getDictionaryAttr({b.getNamedAttr(rngAttr, b.getUnitAttr()),
-                                 b.getNamedAttr("bufferization.writable",
-                                                b.getBoolAttr(false))}),
-            keys.front().getLoc())))
+  if (n == 0 ||
+      !func.getArgAttr(n - 1, QOptDialect::RngKeyAttrHelper::getNameStr())) {
+    if (failed(func.insertArgument(n, keys.front().getType(),
+                                   getRandomKeyArgAttrs(func.getContext()),
+                                   keys.front().getLoc())))
       return failure();
     n = func.getNumArguments();
   }

@@ -186,31 +186,26 @@ with tempfile.TemporaryDirectory() as tmp:
     failures += losses[0] != losses[1] or not same_tensors
     report("llama-lora-dropout: eval_step loss, without dropout", rel(losses[0], ref["loss0"]),
            1e-6)
-    # The TorchScript export: its rotary halves are Slices at run-time
-    # bounds (strided views), differentiated like the dynamo export's.
+    # Other exports of the same model, on the left-padded batch: the
+    # TorchScript export, whose rotary halves are Slices at run-time bounds
+    # (strided views, differentiated like the dynamo export's); the export
+    # without constant folding or shapes (llama-params), whose attention
+    # stays torch's decomposition with its softmax guarded by
+    # Where(IsNaN(P), 0, P): the padded queries' fully masked rows must give
+    # zero gradients, not NaN.
     ref = np.load(os.path.join(HERE, "train", "llama-lora", "reference.npz"))
     feed = dict(input_ids=ref["input_ids"], attention_mask=ref["attention_mask"],
                 labels=ref["labels"])
-    out = os.path.join(tmp, "torchscript.so")
-    subprocess.run([os.path.join(BIN, "qoptc"),
-                    os.path.join(HERE, "real", "llama-torchscript", "model.onnx"), "--adapter",
-                    os.path.join(HERE, "train", "llama-lora"), "--train", "--train-entry",
-                    "gradients", "-o", out], check=True)
-    grads = qopt.load(out).gradients(**feed)
-    report(f"llama-lora on the TorchScript export: {len(grads)} gradients",
-           max(rel(g, ref["grad." + peft_key(n)]) for n, g in grads.items()), 1e-4)
-    # The export without constant folding or shapes (llama-params): its
-    # attention stays torch's decomposition, whose softmax is guarded by
-    # Where(IsNaN(P), 0, P); the padded queries' fully masked rows must
-    # give zero gradients, not NaN.
-    out = os.path.join(tmp, "params.so")
-    subprocess.run([os.path.join(BIN, "qoptc"),
-                    os.path.join(HERE, "real", "llama-params", "model.onnx"), "--adapter",
-                    os.path.join(HERE, "train", "llama-lora"), "--train", "--train-entry",
-                    "gradients", "-o", out], check=True)
-    grads = qopt.load(out).gradients(**feed)
-    report(f"llama-lora on the llama-params export (left-padded batch): {len(grads)} gradients",
-           max(rel(g, ref["grad." + peft_key(n)]) for n, g in grads.items()), 1e-4)
+    for export, label in (("llama-torchscript", "the TorchScript export"),
+                          ("llama-params", "the llama-params export (left-padded batch)")):
+        out = os.path.join(tmp, f"{export}.so")
+        subprocess.run([os.path.join(BIN, "qoptc"),
+                        os.path.join(HERE, "real", export, "model.onnx"), "--adapter",
+                        os.path.join(HERE, "train", "llama-lora"), "--train", "--train-entry",
+                        "gradients", "-o", out], check=True)
+        grads = qopt.load(out).gradients(**feed)
+        report(f"llama-lora on {label}: {len(grads)} gradients",
+               max(rel(g, ref["grad." + peft_key(n)]) for n, g in grads.items()), 1e-4)
     # SGD against torch.optim.SGD + transformers' schedulers (+
     # clip_grad_norm_): momentum and weight decay under the cosine schedule
     # with warm-up (its first step has learning rate 0) and clipping;

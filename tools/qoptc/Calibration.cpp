@@ -556,7 +556,7 @@ LogicalResult mlir::qopt::computeCalibrationState(
     StringRef workDir, StringRef statePath) {
   // LoRA-GA and LoRA-SB both start from the estimated gradient.
   std::string init = StringRef(config.initLoraWeights).lower();
-  if (init == "lora_ga" || init == "lora-sb" || init == "lora_sb")
+  if (init == "lora_ga" || init == "lora-sb")
     return computeLoraGaState(module, config, dataPath, batchSize, target,
                               workDir, statePath);
   return computeEvaState(module, config, dataPath, batchSize, maxPasses, target,

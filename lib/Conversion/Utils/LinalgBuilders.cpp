@@ -324,19 +324,21 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
   auto round = [&](OpBuilder &nb, Location l, Value v) {
     return castToF32(nb, l, castFromF32(nb, l, v, element));
   };
+  // The safe form's guard: `v` (f32), or `with` where it equals `value`.
+  auto replaceIfEqual = [](OpBuilder &nb, Location l, Value v, float value,
+                           float with) -> Value {
+    Value equal = arith::CmpFOp::create(
+        nb, l, arith::CmpFPredicate::OEQ, v,
+        arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(value)));
+    return arith::SelectOp::create(
+        nb, l, equal,
+        arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(with)), v);
+  };
   Value shifted = createElementwise(
       b, loc, x, {x, max}, {id, row},
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-        Value m = a[1];
-        if (safe) {
-          // A row of -inf: x - 0 = -inf, whose exponential is 0.
-          Value empty = arith::CmpFOp::create(
-              nb, l, arith::CmpFPredicate::OEQ, m,
-              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(-INFINITY)));
-          m = arith::SelectOp::create(
-              nb, l, empty,
-              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f)), m);
-        }
+        // Safe: a row of -inf gives x - 0 = -inf, whose exponential is 0.
+        Value m = safe ? replaceIfEqual(nb, l, a[1], -INFINITY, 0.0f) : a[1];
         return castFromF32(
             nb, l, arith::SubFOp::create(nb, l, castToF32(nb, l, a[0]), m),
             element);
@@ -365,17 +367,10 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
   return createElementwise(
       b, loc, x, {e, sum}, {id, row},
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
+        // Safe: a row of -inf sums to 0, divided as 0 / 1.
         Value s = round(nb, l, a[1]);
-        if (safe) {
-          // A row of -inf sums to 0: 0 / 1.
-          Value zero =
-              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f));
-          Value empty =
-              arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ, s, zero);
-          s = arith::SelectOp::create(
-              nb, l, empty,
-              arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(1.0f)), s);
-        }
+        if (safe)
+          s = replaceIfEqual(nb, l, s, 0.0f, 1.0f);
         return castFromF32(
             nb, l, arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), s),
             element);

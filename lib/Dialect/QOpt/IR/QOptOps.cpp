@@ -61,6 +61,14 @@ static FailureOr<int64_t> normalizeAxis(Operation *op, int64_t axis,
 // ParamOp / LoadParamOp
 //===----------------------------------------------------------------------===//
 
+DictionaryAttr mlir::qopt::getRandomKeyArgAttrs(MLIRContext *ctx) {
+  Builder b(ctx);
+  return b.getDictionaryAttr(
+      {b.getNamedAttr(QOptDialect::RngKeyAttrHelper::getNameStr(),
+                      b.getUnitAttr()),
+       b.getNamedAttr("bufferization.writable", b.getBoolAttr(false))});
+}
+
 FailureOr<uint64_t> mlir::qopt::getStoredByteSize(RankedTensorType type) {
   // Booleans take a byte each, as ONNX, numpy and safetensors store them.
   unsigned bits =

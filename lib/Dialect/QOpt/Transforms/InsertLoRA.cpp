@@ -940,7 +940,7 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   StringRef init = config.initLoraWeights;
   if (init.lower() == "lora_ga")
     options.loragaState = calibrationState.str();
-  else if (init.lower() == "lora-sb" || init.lower() == "lora_sb")
+  else if (init.lower() == "lora-sb")
     options.lorasbState = calibrationState.str();
   else
     options.evaState = calibrationState.str();

@@ -598,7 +598,8 @@ mlir::qopt::parsePeftLoraConfig(llvm::StringRef text) {
       if (auto b = v.getAsBoolean())
         c.initLoraWeights = *b ? "true" : "false";
       else if (auto s = v.getAsString())
-        c.initLoraWeights = s->str();
+        // LoRA-SB's spelling is qopt's own: both are taken, one is kept.
+        c.initLoraWeights = s->lower() == "lora_sb" ? "lora-sb" : s->str();
     } else if (key == "loftq_config") {
       // {} unless init_lora_weights is "loftq"; then LoftQConfig's fields.
       if (v.getAsNull())

@@ -183,14 +183,9 @@ void QOptParamsToArgumentsPass::runOnOperation() {
   if (!keys.empty()) {
     unsigned index = entry.getNumArguments();
     auto keyType = RankedTensorType::get({2}, b.getI64Type());
-    if (failed(entry.insertArgument(
-            index, keyType,
-            b.getDictionaryAttr(
-                {b.getNamedAttr(QOptDialect::RngKeyAttrHelper::getNameStr(),
-                                b.getUnitAttr()),
-                 b.getNamedAttr("bufferization.writable",
-                                b.getBoolAttr(false))}),
-            keys.front()->getLoc())))
+    if (failed(entry.insertArgument(index, keyType,
+                                    getRandomKeyArgAttrs(&getContext()),
+                                    keys.front()->getLoc())))
       return signalPassFailure();
     for (Operation *key : keys) {
       key->getResult(0).replaceAllUsesWith(body.getArgument(index));

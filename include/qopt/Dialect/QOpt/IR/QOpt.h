@@ -51,6 +51,10 @@ namespace mlir::qopt {
 /// as ONNX, numpy and safetensors store them; failure when that overflows.
 FailureOr<uint64_t> getStoredByteSize(RankedTensorType type);
 
+/// The attributes of the entry argument that passes the run's random key
+/// (`qopt.rng_key`, read-only to bufferization).
+DictionaryAttr getRandomKeyArgAttrs(MLIRContext *ctx);
+
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPT_H
