@@ -186,6 +186,9 @@ int64_t checkedBytes(const int64_t *shape, size_t rank, size_t elementSize) {
 struct qopt_model {
   void *library = nullptr;
   void (*setThreads)(int) = nullptr;
+  const char *(*cpuName)() = nullptr;
+  const char *(*cpuPath)() = nullptr;
+  std::string cpuKernels;
   std::string manifestText;
   std::vector<TensorSpec> inputs;
   std::vector<ParamSpec> params;
@@ -605,6 +608,11 @@ int qopt_model_load(const char *path, qopt_model **model) {
   }
   m->setThreads =
       reinterpret_cast<void (*)(int)>(dlsym(m->library, cm::kSetThreadsSymbol));
+  // Absent from models linked before the quantized kernels existed.
+  m->cpuName = reinterpret_cast<const char *(*)()>(
+      dlsym(m->library, cm::kCPUNameSymbol));
+  m->cpuPath = reinterpret_cast<const char *(*)()>(
+      dlsym(m->library, cm::kCPUPathSymbol));
   if (!manifest || !found || m->manifestText != manifest)
     return fail(std::string("'") + path +
                 "' is not a model compiled by qoptc (no qopt_run_checked, "
@@ -1031,6 +1039,14 @@ int qopt_model_unload_adapter(qopt_model *m) {
     std::memset(m->params[slot.b].owned, 0, m->params[slot.b].length);
   }
   return 0;
+}
+
+const char *qopt_model_cpu_kernels(qopt_model *m) {
+  std::string name = m->cpuName ? m->cpuName() : "";
+  m->cpuKernels = "cpu: " + (name.empty() ? std::string("unknown") : name) +
+                  "\nquantized-product kernels: " +
+                  (m->cpuPath ? m->cpuPath() : "not in this model") + "\n";
+  return m->cpuKernels.c_str();
 }
 
 int qopt_model_set_num_threads(qopt_model *m, int n) {

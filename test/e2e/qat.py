@@ -9,14 +9,16 @@
   of the spec (test/e2e/quant_reference.py): the forward pass simulates the
   deployed rounding exactly;
 - convert: the converted model (packed weights) gives the fake-quantized
-  model's logits bit for bit, and its weights file holds packed codes;
+  model's logits (<= 2e-6: the packed layers run on the kernel library's
+  quantized products, which sum in another order than BLAS), and its
+  weights file holds packed codes;
 - LSQ (`qopt-insert-lsq`): one trainable step per output channel,
   initialised 2·mean|w|/sqrt(Qp); the forward equals numpy's rounding on
-  those steps, the converted model is identical;
+  those steps, the converted model gives the same logits (<= 2e-6);
 - L4Q (`qopt-insert-lsq l4q=true`) on a PEFT adapter: the forward rounds
   W + (alpha/r)·B·A on steps 2·mean|W'|/sqrt(Qp), A, B and the steps are
   trainable and B moves the output; convert packs one matrix per layer
-  with identical logits and no adapter left;
+  with the same logits (<= 2e-6) and no adapter left;
 - PEQA: the `--quantize` layout with trainable scales, identical logits,
   and the scales change the output;
 - activations: one linear layer with int8 per-token input fake-quant and
@@ -52,6 +54,12 @@ linear = [n for n in base if n.endswith("_proj.weight")]
 inputs = np.load(os.path.join(REAL, "reference.npz"))
 cases = sorted({k.split(".")[0] for k in inputs.files})
 feeds = {c: {n: inputs[f"{c}.{n}"] for n in ("input_ids", "attention_mask")} for c in cases}
+
+def converted_same(float_logits, packed_logits):
+    """The packed model computes the fake-quantized one's products from the
+    same codes; only f32 summation order differs."""
+    return max(rel_error(a, b) for a, b in zip(float_logits, packed_logits)) <= 2e-6
+
 failures = 0
 
 
@@ -84,13 +92,13 @@ with tempfile.TemporaryDirectory() as tmp:
             continue
         fq, conv, ref = logits(libs["fq"]), logits(libs["conv"]), logits(libs["ref"])
         vs_ref = max(rel_error(a, b) for a, b in zip(fq, ref))
-        same = all(np.array_equal(a, b) for a, b in zip(fq, conv))
+        same = converted_same(fq, conv)
         moved = max(rel_error(a, inputs[f"{c}.logits"], inputs.get(f"{c}.logits.valid"))
                     for a, c in zip(fq, cases))
         size = [os.path.getsize(os.path.splitext(libs[k])[0] + ".safetensors") for k in ("conv", "fq")]
         ok = vs_ref <= 2e-6 and same and moved > 1e-4 and size[0] < 0.7 * size[1]
         print(f"{'ok' if ok else 'FAIL'} {weights}: fake-quant vs reference {vs_ref:.1e}, "
-              f"converted {'identical' if same else 'DIFFERENT'}, weights {size[0]} bytes "
+              f"converted {'equal' if same else 'DIFFERENT'}, weights {size[0]} bytes "
               f"(fake-quant model {size[1]})")
         failures += not ok
 
@@ -119,12 +127,12 @@ with tempfile.TemporaryDirectory() as tmp:
                          if k in steps else np.inf for k, v in want_steps.items())
         lsq, conv, ref = logits(libs["lsq"]), logits(libs["conv"]), logits(libs["ref"])
         vs_ref = max(rel_error(a, b) for a, b in zip(lsq, ref))
-        same = all(np.array_equal(a, b) for a, b in zip(lsq, conv))
+        same = converted_same(lsq, conv)
         ok = (len(steps) == len(linear) and roles == {"trainable"} and worst_step <= 1e-6
               and vs_ref <= 2e-6 and same)
         print(f"{'ok' if ok else 'FAIL'} lsq int4: {len(steps)} trainable steps ({roles}), init "
               f"within {worst_step:.1e} of 2·mean|w|/sqrt(7), forward vs reference {vs_ref:.1e}, "
-              f"converted {'identical' if same else 'DIFFERENT'}")
+              f"converted {'equal' if same else 'DIFFERENT'}")
         failures += not ok
 
     # PEQA: the --quantize layout with trainable scales: the same logits, and
@@ -181,7 +189,7 @@ with tempfile.TemporaryDirectory() as tmp:
         trainable = sorted(p.name for p in model.parameters if p.role == "trainable")
         l4q, conv, ref = logits(libs["l4q"]), logits(libs["conv"]), logits(libs["ref"])
         vs_ref = max(rel_error(a, b) for a, b in zip(l4q, ref))
-        same = all(np.array_equal(a, b) for a, b in zip(l4q, conv))
+        same = converted_same(l4q, conv)
         packed = read_safetensors(os.path.splitext(libs["conv"])[0] + ".safetensors")
         leftovers = [k for k in packed if "lora_" in k or "weight_step" in k]
         # The adapter is inside the quantizer: changing B moves the output.
@@ -193,7 +201,7 @@ with tempfile.TemporaryDirectory() as tmp:
               and moved > 1e-4)
         print(f"{'ok' if ok else 'FAIL'} l4q int4: {len(adapted)} layers, {len(trainable)} "
               f"trainable tensors (A, B, steps), forward vs reference {vs_ref:.1e}, converted "
-              f"{'identical' if same else 'DIFFERENT'}, leftovers {leftovers}, B x3 moves the "
+              f"{'equal' if same else 'DIFFERENT'}, leftovers {leftovers}, B x3 moves the "
               f"logits {moved:.1e}")
         failures += not ok
 

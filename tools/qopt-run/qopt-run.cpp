@@ -63,6 +63,8 @@ void usage() {
       "  --repeat N             run N times and print the mean latency of all\n"
       "                         but the first\n"
       "  --info                 print the model's inputs and outputs and exit\n"
+      "  --verbose              print the CPU, the kernels chosen for it and\n"
+      "                         the threads (to stderr) before running\n"
       "  --help                 this text\n");
 }
 } // namespace
@@ -72,7 +74,7 @@ int main(int argc, char **argv) {
   std::vector<std::pair<std::string, std::string>> namedInputs;
   std::vector<std::string> positional;
   int threads = 0, repeat = 1;
-  bool info = false;
+  bool info = false, verbose = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     auto value = [&](const char *flag) -> const char * {
@@ -97,6 +99,8 @@ int main(int argc, char **argv) {
     }
     if (arg == "--info") {
       info = true;
+    } else if (arg == "--verbose") {
+      verbose = true;
     } else if (const char *v = value("--input")) {
       std::string spec = v;
       size_t eq = spec.find('=');
@@ -136,6 +140,13 @@ int main(int argc, char **argv) {
     qopt_model *m;
     ~Guard() { qopt_model_destroy(m); }
   } guard{model};
+  if (verbose) {
+    std::fprintf(stderr, "%s", qopt_model_cpu_kernels(model));
+    if (threads > 0)
+      std::fprintf(stderr, "threads: %d\n", threads);
+    else
+      std::fprintf(stderr, "threads: all cores\n");
+  }
   size_t numInputs = qopt_model_num_inputs(model);
   size_t numOutputs = qopt_model_num_outputs(model);
   std::vector<qopt_tensor_info> inputInfo(numInputs), outputInfo(numOutputs);

@@ -71,6 +71,13 @@ static cl::opt<bool>
            cl::desc("Generate loops for matrix products instead of calling "
                     "the kernel library (slow; for checking)"),
            cl::cat(category));
+static cl::opt<bool> int8Activations(
+    "int8-activations",
+    cl::desc("Quantized linear layers quantize their inputs to int8 per "
+             "block of 32 on the fly and use integer dot products (AVX-512 "
+             "VNNI; other CPUs compute in f32): faster decode at a small "
+             "error, like onnxruntime's MatMulNBits accuracy_level 4"),
+    cl::cat(category));
 static cl::opt<bool> parallel(
     "parallel",
     cl::desc("Run the outermost loop of every generated loop nest on all "
@@ -339,6 +346,7 @@ int main(int argc, char **argv) {
   options.optLevel = optLevel;
   options.blas = !noBlas;
   options.parallel = parallel;
+  options.int8Activations = int8Activations;
   options.linker = linker;
   options.timing = timing;
   options.dumpLLVMIR = dumpLLVM;

@@ -47,6 +47,10 @@ inline constexpr char kAlignedAllocSymbol[] = "qopt_kernel_aligned_alloc";
 inline constexpr char kFreeSymbol[] = "qopt_kernel_free";
 /// Kernels generated code calls (lib/Runtime/Kernels/CPU/Kernels.cpp).
 inline constexpr char kSgemmSymbol[] = "qopt_kernel_sgemm";
+inline constexpr char kQLinearSymbol[] = "qopt_kernel_qlinear";
+/// The CPU's name and the quantized products' code path (QLinear.cpp).
+inline constexpr char kCPUNameSymbol[] = "qopt_kernel_cpu_name";
+inline constexpr char kCPUPathSymbol[] = "qopt_kernel_cpu_path";
 
 /// Manifest keys and fixed values.
 namespace manifest {

@@ -465,6 +465,7 @@ FailureOr<Value> dequantize(OpBuilder &b, Operation *op, Value q,
       });
   // Training recomputes it in the backward pass rather than keeping it.
   generic->setAttr(kRecomputeAttr, b.getUnitAttr());
+  generic->setAttr(kDequantizedAttr, TypeAttr::get(type));
   return generic.getResult(0);
 }
 

@@ -168,6 +168,7 @@ LogicalResult CPUCompiler::runCodegenPipeline() {
   CPUCodegenOptions codegen;
   codegen.blas = options.blas;
   codegen.parallel = options.parallel;
+  codegen.int8Activations = options.int8Activations;
   buildCPUCodegenPipeline(pm, codegen);
   if (failed(pm.run(module)))
     return failure();

@@ -33,6 +33,9 @@ struct CPUTargetOptions {
   /// Matrix products through the kernel library (OpenBLAS) rather than
   /// generated loops.
   bool blas = true;
+  /// Quantized products quantize their activations to int8 per block of 32
+  /// (integer dot products where the CPU has AVX-512 VNNI).
+  bool int8Activations = false;
   /// The outermost parallel loop of every loop nest on all cores (OpenMP).
   /// Off by default: on 2 cores it only pays off on large batches
   /// (docs/Benchmarks.md).

@@ -26,6 +26,12 @@ struct CPUCodegenOptionsBase : public PassPipelineOptions<Derived> {
                      "loops; the program must then be linked with "
                      "libqopt_kernels_cpu"),
       llvm::cl::init(false)};
+  mlir::detail::PassOptions::Option<bool> int8Activations{
+      *this, "int8-activations",
+      llvm::cl::desc("Quantized weights' products quantize their "
+                     "activations to int8 per block of 32 and use integer "
+                     "dot products (AVX-512 VNNI; with `blas`)"),
+      llvm::cl::init(false)};
   mlir::detail::PassOptions::Option<bool> parallel{
       *this, "parallel",
       llvm::cl::desc("Run the outermost parallel loop of every loop nest on "

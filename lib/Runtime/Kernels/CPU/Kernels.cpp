@@ -28,6 +28,8 @@ int openblas_get_num_threads(void);
 // the library also serves models and tests without OpenMP).
 void omp_set_num_threads(int) __attribute__((weak));
 int kmp_set_defaults(const char *) __attribute__((weak));
+// QLinear.cpp's thread pool.
+void qopt_kernel_set_qlinear_threads(int);
 }
 
 namespace {
@@ -181,13 +183,14 @@ void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
            {c + i * sc0 + j * sc1, m, n, scm, scn});
 }
 
-/// Threads the model may use (OpenBLAS's pool for products, OpenMP's for
-/// the generated loops); n <= 0 keeps the defaults (all cores, or
-/// OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
+/// Threads the model may use (OpenBLAS's pool for products, the quantized
+/// products' pool, OpenMP's for the generated loops); n <= 0 keeps the defaults
+/// (all cores, or OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
 void qopt_kernel_set_num_threads(int n) {
   if (n <= 0)
     return;
   openblas_set_num_threads(n);
+  qopt_kernel_set_qlinear_threads(n);
   if (omp_set_num_threads)
     omp_set_num_threads(n);
 }

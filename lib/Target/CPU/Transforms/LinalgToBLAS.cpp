@@ -4,12 +4,15 @@
 // contract, and linalg.generic with a multiply-add body) become calls to
 // qopt_kernel_sgemm (lib/Runtime/Kernels/CPU), which takes every operand as
 // (aligned pointer, offset, one stride per loop) so that transposed and
-// broadcast operands and strided views need no copies.
+// broadcast operands and strided views need no copies. A product with a
+// quantized weight expanded only for it calls qopt_kernel_qlinear on the
+// codes instead.
 //
 //===----------------------------------------------------------------------===//
 
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Support/CompiledModel.h"
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
@@ -25,6 +28,8 @@ using namespace mlir;
 using namespace mlir::qopt;
 
 static constexpr StringLiteral kSgemm = ::qopt::compiled_model::kSgemmSymbol;
+static constexpr StringLiteral kQLinear =
+    ::qopt::compiled_model::kQLinearSymbol;
 static constexpr unsigned kMaxOuter = 2;
 
 /// A contraction C += A·B as the kernel sees it: loop dimensions of the
@@ -133,40 +138,152 @@ static std::optional<GemmDims> matchGemm(linalg::GenericOp op) {
   return dims;
 }
 
-static void rewrite(linalg::GenericOp op, const GemmDims &dims,
-                    func::FuncOp callee) {
-  OpBuilder b(op);
-  Location loc = op.getLoc();
-  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-  Value one = arith::ConstantIndexOp::create(b, loc, 1);
-  unsigned numLoops = op.getNumLoops();
-  SmallVector<AffineMap> maps = op.getIndexingMapsArray();
+/// A weight the quantized-product kernel reads: the loop nest that expands
+/// it (erased with the product) and the kernel's description of it.
+struct QuantizedWeight {
+  linalg::GenericOp expand;
+  int64_t format, group;
+  bool zeroPoints;
+  /// Scales per row of W: the scales buffer's row stride is its first
+  /// stride times this (per_block scales are one flat list).
+  int64_t scaleRowFactor = 1;
+};
 
-  // Size of each loop dimension, read from an operand that indexes it.
-  SmallVector<Value> loopSize(numLoops + 1);
-  loopSize[numLoops] = one; // the stand-in dimension
-  for (auto [operand, map] : llvm::zip(op->getOperands(), maps))
-    for (auto [pos, result] : llvm::enumerate(map.getResults()))
-      if (auto dim = dyn_cast<AffineDimExpr>(result))
-        if (!loopSize[dim.getPosition()])
-          loopSize[dim.getPosition()] =
-              memref::DimOp::create(b, loc, operand, pos);
+/// The kernel library's format code (QLinear.cpp), or -1.
+static int64_t kernelFormat(QuantFormatAttrInterface format) {
+  if (isa<NF4FormatAttr>(format))
+    return 4;
+  auto i = dyn_cast<IntFormatAttr>(format);
+  if (!i || (i.getBits() != 4 && i.getBits() != 8))
+    return -1;
+  return (i.getBits() == 8 ? 2 : 0) + (i.getIsSigned() ? 0 : 1);
+}
 
-  SmallVector<unsigned> outer(dims.outer.begin(), dims.outer.end());
-  while (outer.size() < kMaxOuter)
-    outer.insert(outer.begin(), numLoops); // size-1 loops
-  SmallVector<Value> args;
-  for (unsigned d : outer)
-    args.push_back(loopSize[d]);
-  args.append({loopSize[dims.m], loopSize[dims.n], loopSize[dims.k]});
-  // Per operand: aligned pointer, offset, strides along the outer loops and
-  // its two matrix dimensions: A (m, k), B (k, n), C (m, n).
-  const unsigned matrix[3][2] = {
-      {dims.m, dims.k}, {dims.k, dims.n}, {dims.m, dims.n}};
-  for (auto [i, operand] : llvm::enumerate(op->getOperands())) {
-    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, operand);
-    args.push_back(
-        memref::ExtractAlignedPointerAsIndexOp::create(b, loc, operand));
+/// Whether `user` is the loop nest that expands a quantized weight into
+/// `buffer` (written whole, never read).
+static bool expandsInto(Operation *user, Value buffer) {
+  auto g = dyn_cast<linalg::GenericOp>(user);
+  return g && g->hasAttr(kDequantizedAttr) && g.getNumDpsInits() == 1 &&
+         g.getDpsInitOperand(0)->get() == buffer &&
+         !llvm::is_contained(g.getDpsInputs(), buffer);
+}
+
+/// Whether B of the contraction `op` is a quantized weight W[n, k] that a
+/// `qopt.dequantized` loop nest expands just before, for `op` alone: the
+/// buffer's previous user is that nest, and its next one (if any) frees or
+/// overwrites it (bufferization reuses one buffer for several layers'
+/// weights).
+static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
+                                                     const GemmDims &dims) {
+  Value b = op.getDpsInputOperand(1)->get();
+  auto alloc = b.getDefiningOp<memref::AllocOp>();
+  if (!alloc || llvm::is_contained(op.getDpsInits(), b))
+    return std::nullopt;
+  Block *block = op->getBlock();
+  SmallVector<Operation *> users;
+  for (Operation *user : alloc->getUsers()) {
+    Operation *inBlock = block->findAncestorOpInBlock(*user);
+    if (!inBlock)
+      return std::nullopt;
+    if (!llvm::is_contained(users, inBlock))
+      users.push_back(inBlock);
+  }
+  llvm::sort(users,
+             [](Operation *x, Operation *y) { return x->isBeforeInBlock(y); });
+  auto at = llvm::find(users, op.getOperation());
+  if (at == users.begin() || !expandsInto(*std::prev(at), b))
+    return std::nullopt;
+  if (std::next(at) != users.end() && !isa<memref::DeallocOp>(*std::next(at)) &&
+      !expandsInto(*std::next(at), b))
+    return std::nullopt;
+  auto expand = cast<linalg::GenericOp>(*std::prev(at));
+  MLIRContext *ctx = op.getContext();
+  AffineMap bMap = op.getIndexingMapsArray()[1];
+  if (bMap.getNumResults() != 2 ||
+      bMap.getResult(0) != getAffineDimExpr(dims.n, ctx) ||
+      bMap.getResult(1) != getAffineDimExpr(dims.k, ctx))
+    return std::nullopt;
+  auto type = dyn_cast<QTensorType>(
+      cast<TypeAttr>(expand->getAttr(kDequantizedAttr)).getValue());
+  if (!type || type.getRank() != 2 || type.getOffsetType())
+    return std::nullopt;
+  QuantizedWeight w{expand, kernelFormat(type.getFormat()), 0,
+                    type.getFormat().hasZeroPoint()};
+  if (w.format < 0)
+    return std::nullopt;
+  int64_t k = type.getShape()[1];
+  Attribute granularity = type.getGranularity();
+  if (auto group = dyn_cast<PerGroupAttr>(granularity)) {
+    if (group.getAxis() != 1)
+      return std::nullopt;
+    w.group = group.getSize();
+  } else if (auto channel = dyn_cast<PerChannelAttr>(granularity)) {
+    if (channel.getAxis() != 0 || ShapedType::isDynamic(k))
+      return std::nullopt;
+    w.group = k;
+  } else if (auto block = dyn_cast<PerBlockAttr>(granularity)) {
+    // Blocks of the flattened weight that never cross a row.
+    if (ShapedType::isDynamic(k) || k % block.getSize() != 0)
+      return std::nullopt;
+    w.group = block.getSize();
+    w.scaleRowFactor = k / block.getSize();
+  } else {
+    return std::nullopt;
+  }
+  // Inputs: codes (i8), scales (f32: double quantization expanded), zero
+  // points (i8).
+  auto inputType = [&](unsigned i) {
+    return cast<MemRefType>(expand.getDpsInputOperand(i)->get().getType());
+  };
+  if (expand.getNumDpsInputs() != 2u + w.zeroPoints ||
+      !inputType(0).getElementType().isInteger(8) ||
+      !inputType(1).getElementType().isF32() ||
+      (w.zeroPoints && !inputType(2).getElementType().isInteger(8)) ||
+      inputType(0).getRank() != 2 ||
+      inputType(1).getRank() != (isa<PerGroupAttr>(granularity) ? 2 : 1))
+    return std::nullopt;
+  return w;
+}
+
+/// Builds a kernel call's arguments from a contraction: loop sizes and, per
+/// operand, its aligned pointer, offset and the strides of given loops.
+class CallArgs {
+public:
+  CallArgs(linalg::GenericOp op, const GemmDims &dims)
+      : op(op), b(op), loc(op.getLoc()), maps(op.getIndexingMapsArray()) {
+    zero = arith::ConstantIndexOp::create(b, loc, 0);
+    Value one = arith::ConstantIndexOp::create(b, loc, 1);
+    unsigned numLoops = op.getNumLoops();
+    // Size of each loop dimension, read from an operand that indexes it:
+    // A or C first (B may be an expanded weight that goes).
+    loopSize.resize(numLoops + 1);
+    loopSize[numLoops] = one; // the stand-in dimension
+    for (unsigned i : {0u, 2u, 1u})
+      for (auto [pos, result] : llvm::enumerate(maps[i].getResults()))
+        if (auto dim = dyn_cast<AffineDimExpr>(result))
+          if (!loopSize[dim.getPosition()])
+            loopSize[dim.getPosition()] =
+                memref::DimOp::create(b, loc, op->getOperand(i), pos);
+    outer.assign(dims.outer.begin(), dims.outer.end());
+    while (outer.size() < kMaxOuter)
+      outer.insert(outer.begin(), numLoops); // size-1 loops
+  }
+  void constant(int64_t v) {
+    args.push_back(arith::ConstantIndexOp::create(b, loc, v));
+  }
+  /// The sizes of the outer loops and of `dims`.
+  void sizes(ArrayRef<unsigned> dims) {
+    for (unsigned d : outer)
+      args.push_back(loopSize[d]);
+    for (unsigned d : dims)
+      args.push_back(loopSize[d]);
+  }
+  /// Operand i's pointer, offset and strides along the outer loops and
+  /// `dims`.
+  void operand(unsigned i, ArrayRef<unsigned> dims) {
+    Value v = op->getOperand(i);
+    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, v);
+    args.push_back(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v));
     args.push_back(meta.getOffset());
     auto strideOf = [&](unsigned dim) -> Value {
       for (auto [pos, result] : llvm::enumerate(maps[i].getResults()))
@@ -177,16 +294,106 @@ static void rewrite(linalg::GenericOp op, const GemmDims &dims,
     };
     for (unsigned d : outer)
       args.push_back(strideOf(d));
-    args.push_back(strideOf(matrix[i][0]));
-    args.push_back(strideOf(matrix[i][1]));
+    for (unsigned d : dims)
+      args.push_back(strideOf(d));
   }
-  func::CallOp::create(b, loc, callee, args);
+  /// A buffer outside the contraction: pointer, offset and its first
+  /// stride times `factor`.
+  void buffer(Value v, int64_t factor) {
+    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, v);
+    args.push_back(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v));
+    args.push_back(meta.getOffset());
+    Value stride = meta.getStrides()[0];
+    if (factor != 1)
+      stride = arith::MulIOp::create(
+          b, loc, stride, arith::ConstantIndexOp::create(b, loc, factor));
+    args.push_back(stride);
+  }
+  void zeros(unsigned n) { args.append(n, zero); }
+  /// The callee `name` (declared private, every argument an index), called.
+  void call(ModuleOp module, StringRef name) {
+    auto callee = module.lookupSymbol<func::FuncOp>(name);
+    if (!callee) {
+      OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+      SmallVector<Type> inputs(args.size(), mb.getIndexType());
+      callee = func::FuncOp::create(mb, module.getLoc(), name,
+                                    mb.getFunctionType(inputs, {}));
+      callee.setPrivate();
+    }
+    func::CallOp::create(b, loc, callee, args);
+  }
+
+private:
+  linalg::GenericOp op;
+  OpBuilder b;
+  Location loc;
+  SmallVector<AffineMap> maps;
+  Value zero;
+  SmallVector<Value> loopSize;
+  SmallVector<unsigned> outer;
+  SmallVector<Value> args;
+};
+
+/// C += A·B as qopt_kernel_sgemm(o0, o1, M, N, K, then pointer, offset and
+/// 4 strides of A (m, k), B (k, n) and C (m, n)).
+static void rewriteSgemm(linalg::GenericOp op, const GemmDims &dims,
+                         ModuleOp module) {
+  CallArgs args(op, dims);
+  args.sizes({dims.m, dims.n, dims.k});
+  args.operand(0, {dims.m, dims.k});
+  args.operand(1, {dims.k, dims.n});
+  args.operand(2, {dims.m, dims.n});
+  args.call(module, kSgemm);
   op->erase();
+}
+
+/// C += A·Wᵀ as qopt_kernel_qlinear(format, group, flags, o0, o1, M, N, K,
+/// A (pointer, offset, 4 strides), codes, scales, zero points (pointer,
+/// offset, row stride each), C (pointer, offset, 4 strides)); the loop
+/// nest that expanded W and its buffer go.
+static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
+                             QuantizedWeight w, bool int8Activations,
+                             ModuleOp module) {
+  CallArgs args(op, dims);
+  args.constant(w.format);
+  args.constant(w.group);
+  args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0));
+  args.sizes({dims.m, dims.n, dims.k});
+  args.operand(0, {dims.m, dims.k});
+  args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
+  args.buffer(w.expand.getDpsInputOperand(1)->get(), w.scaleRowFactor);
+  if (w.zeroPoints)
+    args.buffer(w.expand.getDpsInputOperand(2)->get(), w.scaleRowFactor);
+  else
+    args.zeros(3);
+  args.operand(2, {dims.m, dims.n});
+  args.call(module, kQLinear);
+  // The call now reads the expansion's inputs: buffers freed after their
+  // last use so far (double-quantized scales expanded just before) are
+  // freed after the call instead.
+  for (Value input : w.expand.getDpsInputs())
+    for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
+      if (isa<memref::DeallocOp>(user) && user->getBlock() == op->getBlock() &&
+          w.expand->isBeforeInBlock(user) && user->isBeforeInBlock(op))
+        user->moveAfter(op);
+  Value expanded = op.getDpsInputOperand(1)->get();
+  op->erase();
+  w.expand->erase();
+  // The buffer goes when nothing but its deallocation is left.
+  Operation *alloc = expanded.getDefiningOp();
+  if (llvm::all_of(alloc->getUsers(), [](Operation *user) {
+        return isa<memref::DeallocOp>(user);
+      })) {
+    for (Operation *user : llvm::make_early_inc_range(alloc->getUsers()))
+      user->erase();
+    alloc->erase();
+  }
 }
 
 namespace {
 struct QOptLinalgToBLASPass
     : mlir::qopt::impl::QOptLinalgToBLASPassBase<QOptLinalgToBLASPass> {
+  using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
     // Named products become generics first, so one matcher sees them all.
@@ -210,21 +417,12 @@ struct QOptLinalgToBLASPass
       if (std::optional<GemmDims> dims = matchGemm(op))
         matmuls.push_back({op, *dims});
     });
-    if (matmuls.empty())
-      return;
-    auto callee = module.lookupSymbol<func::FuncOp>(kSgemm);
-    if (!callee) {
-      OpBuilder b = OpBuilder::atBlockEnd(module.getBody());
-      Type index = b.getIndexType();
-      // Two outer sizes, M, N, K, then (pointer, offset, 4 strides) for A,
-      // B and C.
-      SmallVector<Type> inputs(5 + 3 * 6, index);
-      callee = func::FuncOp::create(b, module.getLoc(), kSgemm,
-                                    b.getFunctionType(inputs, {}));
-      callee.setPrivate();
+    for (auto &[op, dims] : matmuls) {
+      if (std::optional<QuantizedWeight> w = matchQuantized(op, dims))
+        rewriteQuantized(op, dims, *w, int8Activations, module);
+      else
+        rewriteSgemm(op, dims, module);
     }
-    for (auto &[op, dims] : matmuls)
-      rewrite(op, dims, callee);
   }
 };
 } // namespace

@@ -56,8 +56,11 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(
       bufferization::createOptimizeAllocationLivenessPass());
   pm.addPass(createConvertBufferizationToMemRefPass()); // clones
-  if (options.blas)
-    pm.addPass(createQOptLinalgToBLASPass());
+  if (options.blas) {
+    QOptLinalgToBLASPassOptions blas;
+    blas.int8Activations = options.int8Activations;
+    pm.addPass(createQOptLinalgToBLASPass(blas));
+  }
   if (options.parallel) {
     pm.addPass(createConvertLinalgToParallelLoopsPass());
     pm.addPass(createQOptSerializeNestedParallelPass());

@@ -101,3 +101,142 @@ func.func @not_products(%a: memref<4x8xi32>, %b: memref<8x5xi32>, %c: memref<4x5
   %r = linalg.matmul ins(%ta, %tb : tensor<4x8xf32>, tensor<8x5xf32>) outs(%tc : tensor<4x5xf32>) -> tensor<4x5xf32>
   return %r : tensor<4x5xf32>
 }
+
+// -----
+
+// A product with a quantized weight expanded just for it (int4 in groups of
+// 32 along K): one qopt_kernel_qlinear call on the codes and scales (format
+// 0, group 32, no flags); the expansion and its buffer go. [batch, seq, k]
+// activations: the outer loop is the batch.
+// CHECK-LABEL: func.func @quantized_int4
+// CHECK-SAME: (%[[X:.*]]: memref<?x?x64xf32>, %[[D:.*]]: memref<8x32xi8>, %[[S:.*]]: memref<8x2xf32>, %[[Y:.*]]: memref<?x?x8xf32>)
+// CHECK-NOT: memref.alloc
+// CHECK-NOT: linalg.generic
+// CHECK: %{{.*}}, %[[DO:.*]], %{{.*}}:2, %[[DS:.*]]:2 = memref.extract_strided_metadata %[[D]]
+// CHECK: %[[DP:.*]] = memref.extract_aligned_pointer_as_index %[[D]]
+// CHECK: %{{.*}}, %[[SO:.*]], %{{.*}}:2, %[[SS:.*]]:2 = memref.extract_strided_metadata %[[S]]
+// CHECK: %[[SP:.*]] = memref.extract_aligned_pointer_as_index %[[S]]
+// CHECK: call @qopt_kernel_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c0{{[_0-9]*}}, %c1{{[_0-9]*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[DP]], %[[DO]], %[[DS]]#0, %[[SP]], %[[SO]], %[[SS]]#0, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+// CHECK-NOT: memref.dealloc
+// CHECK: func.func private @qopt_kernel_qlinear(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+func.func @quantized_int4(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2xf32>, %y: memref<?x?x8xf32>) {
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%y : memref<?x?x8xf32>)
+  memref.dealloc %w : memref<8x64xf32>
+  return
+}
+
+// -----
+
+// NF4 in blocks of 64 of the flattened weight (whole rows: K = 128, two
+// scales per row, flat) with double-quantized scales expanded before it:
+// that buffer is freed after the call, which now reads it; format 4,
+// group 64, the scales' row stride 2. Another product reads the same
+// buffer after an overwrite by the next layer's expansion (bufferization
+// reuses it), with int8 activations (flags 2).
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas=int8-activations | FileCheck %s --check-prefix=INT8
+// CHECK-LABEL: func.func @quantized_nf4
+// CHECK: %[[SCALES:.*]] = memref.alloc() : memref<8xf32>
+// CHECK: linalg.generic
+// CHECK-SAME: qopt.dequantized = !qopt.qtensor<8, #qopt.int<8>
+// CHECK: %{{.*}}, %{{.*}}, %{{.*}}, %[[SS:.*]] = memref.extract_strided_metadata %[[SCALES]]
+// CHECK: %[[ROW:.*]] = arith.muli %[[SS]], %{{.*}} : index
+// CHECK: call @qopt_kernel_qlinear(%c4{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %[[ROW]],
+// CHECK-NEXT: memref.dealloc %[[SCALES]]
+// CHECK: call @qopt_kernel_qlinear
+// CHECK-NOT: linalg.generic
+// CHECK: return
+// INT8-LABEL: func.func @quantized_nf4
+// INT8: call @qopt_kernel_qlinear(%c4{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2{{[_0-9]*}},
+!nf4 = !qopt.qtensor<4x128, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<8, #qopt.int<8>, #qopt.per_tensor, scales = f32>>
+!nested = !qopt.qtensor<8, #qopt.int<8>, #qopt.per_tensor, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#xm = affine_map<(m, n, k) -> (m, k)>
+#wm = affine_map<(m, n, k) -> (n, k)>
+#ym = affine_map<(m, n, k) -> (m, n)>
+func.func @quantized_nf4(%x: memref<3x128xf32>, %d: memref<4x64xi8>, %nd: memref<8xi8>, %d2: memref<4x64xi8>, %y: memref<3x4xf32>, %y2: memref<3x4xf32>) {
+  %s = memref.alloc() : memref<8xf32>
+  linalg.generic {indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i)>], iterator_types = ["parallel"]}
+      ins(%nd : memref<8xi8>) outs(%s : memref<8xf32>) attrs = {qopt.dequantized = !nested} {
+  ^bb0(%c: i8, %o: f32):
+    %f = arith.sitofp %c : i8 to f32
+    linalg.yield %f : f32
+  }
+  %w = memref.alloc() : memref<4x128xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n * 2 + k floordiv 64)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<4x64xi8>, memref<8xf32>) outs(%w : memref<4x128xf32>) attrs = {qopt.dequantized = !nf4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  memref.dealloc %s : memref<8xf32>
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x128xf32>, memref<4x128xf32>) outs(%y : memref<3x4xf32>)
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (0)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d2, %s : memref<4x64xi8>, memref<8xf32>) outs(%w : memref<4x128xf32>) attrs = {qopt.dequantized = !nf4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x128xf32>, memref<4x128xf32>) outs(%y2 : memref<3x4xf32>)
+  memref.dealloc %w : memref<4x128xf32>
+  return
+}
+
+// -----
+
+// Left to the expansion and BLAS: the expanded weight read again later
+// (training's backward), read transposed (dX = dY·W), blocks that cross
+// rows (K = 96, blocks of 64), f16 scales.
+// CHECK-LABEL: func.func @quantized_not_kernel
+// CHECK-NOT: qopt_kernel_qlinear
+// CHECK-COUNT-4: call @qopt_kernel_sgemm
+// CHECK-NOT: qopt_kernel_qlinear
+!q8 = !qopt.qtensor<4x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+!crossing = !qopt.qtensor<4x96, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+!half = !qopt.qtensor<4x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f16>
+#ident = affine_map<(n, k) -> (n, k)>
+#xm = affine_map<(m, n, k) -> (m, k)>
+#wm = affine_map<(m, n, k) -> (n, k)>
+#ym = affine_map<(m, n, k) -> (m, n)>
+#wt = affine_map<(m, n, k) -> (k, n)>
+func.func @quantized_not_kernel(%x: memref<3x8xf32>, %d: memref<4x8xi8>, %s: memref<4xf32>, %y: memref<3x4xf32>, %dy: memref<3x4xf32>, %dx: memref<3x8xf32>,
+                                %x96: memref<3x96xf32>, %d96: memref<4x48xi8>, %s96: memref<6xf32>, %h: memref<4xf16>) {
+  %w = memref.alloc() : memref<4x8xf32>
+  linalg.generic {indexing_maps = [#ident, affine_map<(n, k) -> (n)>, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<4x8xi8>, memref<4xf32>) outs(%w : memref<4x8xf32>) attrs = {qopt.dequantized = !q8} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x8xf32>, memref<4x8xf32>) outs(%y : memref<3x4xf32>)
+  linalg.contract indexing_maps = [affine_map<(m, k, n) -> (m, n)>, affine_map<(m, k, n) -> (n, k)>, affine_map<(m, k, n) -> (m, k)>] ins(%dy, %w : memref<3x4xf32>, memref<4x8xf32>) outs(%dx : memref<3x8xf32>)
+  memref.dealloc %w : memref<4x8xf32>
+  %w96 = memref.alloc() : memref<4x96xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> ((n * 96 + k) floordiv 64)>, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d96, %s96 : memref<4x48xi8>, memref<6xf32>) outs(%w96 : memref<4x96xf32>) attrs = {qopt.dequantized = !crossing} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x96, %w96 : memref<3x96xf32>, memref<4x96xf32>) outs(%y : memref<3x4xf32>)
+  memref.dealloc %w96 : memref<4x96xf32>
+  %wh = memref.alloc() : memref<4x8xf32>
+  linalg.generic {indexing_maps = [#ident, affine_map<(n, k) -> (n)>, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %h : memref<4x8xi8>, memref<4xf16>) outs(%wh : memref<4x8xf32>) attrs = {qopt.dequantized = !half} {
+  ^bb0(%c: i8, %sc: f16, %o: f32):
+    %f = arith.extf %sc : f16 to f32
+    linalg.yield %f : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %wh : memref<3x8xf32>, memref<4x8xf32>) outs(%y : memref<3x4xf32>)
+  memref.dealloc %wh : memref<4x8xf32>
+  return
+}

@@ -43,6 +43,11 @@ constexpr StringLiteral kSafeSoftmaxAttr = "qopt.safe_softmax";
 /// (its first input is the undropped value): an entry that evaluates
 /// (`eval_step`) replaces its result by that input.
 constexpr StringLiteral kDropoutAttr = "qopt.dropout";
+/// On the loop nest that expands a quantized weight into floats (inputs:
+/// codes, scales, zero points, offset): the `!qopt.qtensor` type it
+/// expands. The CPU target replaces it and the product that reads it by a
+/// kernel that reads the codes in place.
+constexpr StringLiteral kDequantizedAttr = "qopt.dequantized";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H

@@ -55,7 +55,23 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     the rows where the layout allows and calls a tuned, multi-threaded BLAS
     (OpenBLAS), packing only what BLAS cannot address. Other contractions
     are left to the loop lowering.
+
+    A product `x·Wᵀ` whose W is a quantized weight expanded just for it (a
+    loop nest marked `qopt.dequantized`, whose buffer nothing else reads)
+    becomes one call to `qopt_kernel_qlinear` instead, which reads the codes
+    in place: 4-bit integer codes (signed, or with zero points) and NF4 in
+    groups along K or per channel, 8-bit integer codes, with f32 scales
+    (double-quantized ones expanded first); the loop nest is erased. For a
+    few rows (decode) it streams the weight once per call; for many
+    (prefill) it expands tiles of W for BLAS. Other formats keep the
+    expansion and `qopt_kernel_sgemm`.
   }];
+  let options = [
+    Option<"int8Activations", "int8-activations", "bool", "false",
+           "Quantized products quantize their activations to int8 per block "
+           "of 32 on the fly and use integer dot products (AVX-512 VNNI; "
+           "CPUs without it compute in f32)">,
+  ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::memref::MemRefDialect",
                            "::mlir::arith::ArithDialect"];

@@ -1,0 +1,998 @@
+//===- QLinear.cpp - products with packed quantized weights ---------------===//
+//
+// C[m, n] += sum_k A[m, k] * W[n, k] where W is a quantized weight stored as
+// !qopt.qtensor stores it: codes row-major N x K (4-bit codes two to a
+// byte, even k in the low nibble), f32 scales per group of `group` codes
+// along K (a group of K: per channel), optional zero points (int8 storage).
+// The weights are read in that layout, in place from the memory-mapped
+// weight file: no repacking at load or per call.
+//
+// A decode step reads every weight once, so these kernels are written to
+// stream them at memory bandwidth: the activations are prepared once per
+// call (permuted to match the nibble order, zero-padded, optionally
+// quantized to int8 per block of 32 for AVX-512 VNNI dot products), then
+// each weight row is read once for up to four activation rows. Large M
+// (prefill) dequantizes tiles of W into f32 and calls BLAS instead.
+//
+// The code path is chosen once, from the CPU's features: AVX-512 VNNI,
+// AVX-512, AVX2 + FMA, or portable C++; QOPT_CPU_KERNELS=scalar|avx2|
+// avx512|avx512-vnni caps it (tests run every path this machine has).
+//
+//===----------------------------------------------------------------------===//
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <immintrin.h>
+
+// GCC 12's AVX-512 headers build some intrinsics from _mm512_undefined_*,
+// which its uninitialized-use analysis flags at every instantiation.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+extern "C" {
+enum { kRowMajorQ = 101, kNoTransQ = 111, kTransQ = 112 };
+void cblas_sgemm(int order, int transA, int transB, int m, int n, int k,
+                 float alpha, const float *a, int lda, const float *b, int ldb,
+                 float beta, float *c, int ldc);
+int openblas_get_num_threads(void);
+}
+
+namespace {
+
+enum Format : int64_t {
+  kInt4 = 0,
+  kUInt4 = 1,
+  kInt8 = 2,
+  kUInt8 = 3,
+  kNF4 = 4
+};
+enum Flags : int64_t { kZeroPoints = 1, kInt8Activations = 2 };
+enum Path : int { kScalar = 0, kAVX2 = 1, kAVX512 = 2, kAVX512VNNI = 3 };
+const char *const kPathNames[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
+
+// bitsandbytes' NF4 code values (QLoRA appendix E); equal to
+// qopt::nf4CodeTable(), which the unit test checks (the kernel library links
+// no qopt library).
+alignas(64) const float kNF4Table[16] = {-1.0f,
+                                         -0.6961928009986877f,
+                                         -0.5250730514526367f,
+                                         -0.39491748809814453f,
+                                         -0.28444138169288635f,
+                                         -0.18477343022823334f,
+                                         -0.09105003625154495f,
+                                         0.0f,
+                                         0.07958029955625534f,
+                                         0.16093020141124725f,
+                                         0.24611230194568634f,
+                                         0.33791524171829224f,
+                                         0.44070982933044434f,
+                                         0.5626170039176941f,
+                                         0.7229568362236023f,
+                                         1.0f};
+
+/// A quantized weight as the kernels read it.
+struct Weights {
+  const uint8_t *data;
+  int64_t dataRow; // bytes between rows
+  const float *scales;
+  int64_t scaleRow; // floats between rows' scales (0: one set for all rows)
+  const int8_t *zp;
+  int64_t zpRow;
+  int64_t n, k, group, groups;
+  Format format;
+  bool fourBit() const { return format != kInt8 && format != kUInt8; }
+  bool isSigned() const { return format == kInt4 || format == kInt8; }
+  /// Zero point of row r's group g as the code's integer (0 without).
+  int32_t zeroPoint(int64_t r, int64_t g) const {
+    if (!zp)
+      return 0;
+    int8_t z = zp[r * zpRow + g];
+    return isSigned() ? int32_t(z) : int32_t(uint8_t(z));
+  }
+  /// The code of element (r, c), as a signed or unsigned integer.
+  int32_t code(int64_t r, int64_t c) const {
+    if (!fourBit()) {
+      int8_t b = int8_t(data[r * dataRow + c]);
+      return isSigned() ? int32_t(b) : int32_t(uint8_t(b));
+    }
+    uint8_t nib = (data[r * dataRow + c / 2] >> (4 * (c & 1))) & 15;
+    return format == kInt4 ? (int32_t(nib) ^ 8) - 8 : int32_t(nib);
+  }
+};
+
+//===----------------------------------------------------------------------===//
+// The thread pool: rows of W split among the model's threads.
+//===----------------------------------------------------------------------===//
+
+/// Workers wait on a generation counter (spinning briefly, then sleeping);
+/// the caller runs the first share itself and waits for the rest. One pool
+/// per process, sized by qopt_kernel_set_num_threads.
+class Pool {
+public:
+  static Pool &get() {
+    static Pool *pool = new Pool(); // never destroyed: workers may be asleep
+    return *pool;
+  }
+  void setThreads(int n) { wanted.store(std::max(1, n)); }
+  int threads() {
+    int n = wanted.load();
+    return n > 0 ? n : std::max(1, openblas_get_num_threads());
+  }
+  /// Calls fn(i) for i in [0, tasks), on up to threads() threads.
+  void run(int tasks, const std::function<void(int)> &fn) {
+    int t = std::min(tasks, threads());
+    if (t <= 1) {
+      for (int i = 0; i < tasks; ++i)
+        fn(i);
+      return;
+    }
+    std::lock_guard<std::mutex> once(runMutex); // one product at a time
+    ensureWorkers(t - 1);
+    job = &fn;
+    jobTasks = tasks;
+    next.store(0);
+    pending.store(t - 1);
+    active = t - 1;
+    {
+      std::lock_guard<std::mutex> l(m);
+      generation.fetch_add(1);
+    }
+    cv.notify_all();
+    work();
+    while (pending.load(std::memory_order_acquire) != 0)
+      _mm_pause();
+  }
+
+private:
+  void ensureWorkers(int n) {
+    while (int(workers.size()) < n) {
+      // The worker starts from the generation before the job it joins.
+      int id = int(workers.size());
+      uint64_t start = generation.load();
+      workers.emplace_back([this, id, start] { loop(id, start); });
+      workers.back().detach();
+    }
+  }
+  void work() {
+    for (int i; (i = next.fetch_add(1)) < jobTasks;)
+      (*job)(i);
+  }
+  void loop(int id, uint64_t seen) {
+    for (;;) {
+      // Spin a little (decode calls come back to back), then sleep.
+      for (int spin = 0; spin < 20000 && generation.load() == seen; ++spin)
+        _mm_pause();
+      if (generation.load() == seen) {
+        std::unique_lock<std::mutex> l(m);
+        cv.wait(l, [&] { return generation.load() != seen; });
+      }
+      seen = generation.load();
+      if (id < active) {
+        work();
+        pending.fetch_sub(1, std::memory_order_release);
+      }
+    }
+  }
+  std::atomic<int> wanted{0};
+  std::mutex runMutex, m;
+  std::condition_variable cv;
+  std::atomic<uint64_t> generation{0};
+  std::atomic<int> next{0}, pending{0};
+  int active = 0, jobTasks = 0;
+  const std::function<void(int)> *job = nullptr;
+  std::vector<std::thread> workers;
+};
+
+//===----------------------------------------------------------------------===//
+// CPU features and the chosen path.
+//===----------------------------------------------------------------------===//
+
+int bestPath() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl")) {
+    if (__builtin_cpu_supports("avx512vnni"))
+      return kAVX512VNNI;
+    return kAVX512;
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return kAVX2;
+  return kScalar;
+}
+
+int envCap() {
+  const char *env = std::getenv("QOPT_CPU_KERNELS");
+  if (!env)
+    return kAVX512VNNI;
+  for (int p = kScalar; p <= kAVX512VNNI; ++p)
+    if (std::strcmp(env, kPathNames[p]) == 0)
+      return p;
+  std::fprintf(stderr,
+               "qopt: QOPT_CPU_KERNELS='%s' is not one of scalar, avx2, "
+               "avx512, avx512-vnni; using the best path\n",
+               env);
+  return kAVX512VNNI;
+}
+
+std::atomic<int> &currentPath() {
+  static std::atomic<int> path{std::min(bestPath(), envCap())};
+  return path;
+}
+
+//===----------------------------------------------------------------------===//
+// Row corrections shared by the paths: sum_g s_g * z_g * T_g, where T_g is
+// the sum of the activations of group g (in the int8 path: of their
+// quantized values times their block scales).
+//===----------------------------------------------------------------------===//
+
+/// The zero point the kernels subtract in group g of row r, with `bias`
+/// added (the offset that makes a signed code unsigned).
+float correction(const Weights &w, int64_t r, const float *t, int32_t bias) {
+  const float *s = w.scales + r * w.scaleRow;
+  float sum = 0;
+  if (!w.zp) {
+    if (bias == 0)
+      return 0;
+    for (int64_t g = 0; g < w.groups; ++g)
+      sum += s[g] * t[g];
+    return sum * float(bias);
+  }
+  for (int64_t g = 0; g < w.groups; ++g)
+    sum += s[g] * float(w.zeroPoint(r, g) + bias) * t[g];
+  return sum;
+}
+
+//===----------------------------------------------------------------------===//
+// Portable path: any group size, any format.
+//===----------------------------------------------------------------------===//
+
+void rowsScalar(const Weights &w, const float *x, int64_t ldx, int64_t m,
+                float *y, int64_t ldy, int64_t n0, int64_t n1) {
+  for (int64_t r = n0; r < n1; ++r)
+    for (int64_t i = 0; i < m; ++i) {
+      const float *xr = x + i * ldx;
+      float sum = 0;
+      for (int64_t g = 0; g < w.groups; ++g) {
+        int64_t c0 = g * w.group, c1 = std::min(w.k, c0 + w.group);
+        float part = 0;
+        if (w.format == kNF4) {
+          for (int64_t c = c0; c < c1; ++c)
+            part += kNF4Table[w.code(r, c)] * xr[c];
+        } else {
+          int32_t z = w.zeroPoint(r, g);
+          for (int64_t c = c0; c < c1; ++c)
+            part += float(w.code(r, c) - z) * xr[c];
+        }
+        sum += part * w.scales[r * w.scaleRow + g];
+      }
+      y[i * ldy + r] += sum;
+    }
+}
+
+//===----------------------------------------------------------------------===//
+// AVX2 + FMA, f32 activations. 4-bit codes in chunks of 16 (8 bytes: the
+// low nibbles are the even codes, the high ones the odd codes), the
+// activations permuted to match; 8-bit codes in chunks of 16 in order.
+//===----------------------------------------------------------------------===//
+
+#define QOPT_AVX2 __attribute__((target("avx2,fma")))
+
+QOPT_AVX2 inline float hsum256(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+/// NF4's values of 8 codes: two 8-entry permutes, chosen by the code's
+/// bit 3 (moved to the sign bit, which blendv reads).
+QOPT_AVX2 inline __m256 lookupNF4AVX2(__m256i c) {
+  __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
+  return _mm256_blendv_ps(
+      _mm256_permutevar8x32_ps(_mm256_load_ps(kNF4Table), c),
+      _mm256_permutevar8x32_ps(_mm256_load_ps(kNF4Table + 8), c), sel);
+}
+
+/// Codes of 16 consecutive elements as two vectors of 8 floats (4-bit:
+/// even and odd elements; 8-bit: in order), from `src` (8 or 16 bytes).
+template <Format F>
+QOPT_AVX2 inline void decode16AVX2(const uint8_t *src, __m256 &a, __m256 &b) {
+  if constexpr (F == kInt8 || F == kUInt8) {
+    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
+    __m256i lo, hi;
+    if constexpr (F == kInt8) {
+      lo = _mm256_cvtepi8_epi32(bytes);
+      hi = _mm256_cvtepi8_epi32(_mm_srli_si128(bytes, 8));
+    } else {
+      lo = _mm256_cvtepu8_epi32(bytes);
+      hi = _mm256_cvtepu8_epi32(_mm_srli_si128(bytes, 8));
+    }
+    a = _mm256_cvtepi32_ps(lo);
+    b = _mm256_cvtepi32_ps(hi);
+  } else {
+    __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i *>(src));
+    if constexpr (F == kInt4) // two's complement nibble -> code + 8
+      bytes = _mm_xor_si128(bytes, _mm_set1_epi8(char(0x88)));
+    __m256i v = _mm256_cvtepu8_epi32(bytes);
+    __m256i lo = _mm256_and_si256(v, _mm256_set1_epi32(15));
+    __m256i hi = _mm256_srli_epi32(v, 4);
+    if constexpr (F == kNF4) {
+      // 16-entry table: two 8-entry permutes, chosen by the code's bit 3.
+      a = lookupNF4AVX2(lo);
+      b = lookupNF4AVX2(hi);
+    } else {
+      a = _mm256_cvtepi32_ps(lo);
+      b = _mm256_cvtepi32_ps(hi);
+    }
+  }
+}
+
+/// The offset the f32 paths add to a code to read it unsigned (int4: the
+/// nibble XOR 8 is code + 8).
+int32_t f32Bias(Format f) { return f == kInt4 ? 8 : 0; }
+
+/// Activations as the f32 paths read them: each row of x zero-padded to
+/// whole chunks of `chunk`, 4-bit formats' chunks split into even and odd
+/// elements; per row the sums of each group (for the zero points).
+void prepareF32(const Weights &w, const float *x, int64_t ldx, int64_t m,
+                int64_t chunk, std::vector<float> &px, std::vector<float> &t,
+                int64_t &pk) {
+  pk = (w.k + chunk - 1) / chunk * chunk;
+  px.assign(size_t(m * pk), 0.0f);
+  t.assign(size_t(m * w.groups), 0.0f);
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * ldx;
+    float *p = px.data() + i * pk;
+    for (int64_t c = 0; c < w.k; ++c) {
+      int64_t base = c / chunk * chunk, within = c - base;
+      int64_t at =
+          w.fourBit() ? base + (within & 1) * (chunk / 2) + within / 2 : c;
+      p[at] = xr[c];
+      t[i * w.groups + c / w.group] += xr[c];
+    }
+  }
+}
+
+/// Bytes of `chunk` codes starting at code c of row `row`, copied into
+/// `tail` (zero-filled) where the row ends inside the chunk.
+inline const uint8_t *chunkBytes(const Weights &w, const uint8_t *row,
+                                 int64_t c, int64_t chunk, uint8_t *tail) {
+  int64_t bytes = w.fourBit() ? chunk / 2 : chunk;
+  int64_t at = w.fourBit() ? c / 2 : c;
+  int64_t rowBytes = w.fourBit() ? (w.k + 1) / 2 : w.k;
+  if (at + bytes <= rowBytes)
+    return row + at;
+  std::memset(tail, 0, size_t(bytes));
+  std::memcpy(tail, row + at, size_t(rowBytes - at));
+  return tail;
+}
+
+template <Format F, int MB>
+QOPT_AVX2 void rowAVX2(const Weights &w, int64_t r, const float *px, int64_t pk,
+                       const float *t, float *y, int64_t ldy) {
+  constexpr int64_t chunk = 16;
+  alignas(64) uint8_t tail[64];
+  const uint8_t *row = w.data + r * w.dataRow;
+  const float *s = w.scales + r * w.scaleRow;
+  __m256 acc[MB];
+  for (int i = 0; i < MB; ++i)
+    acc[i] = _mm256_setzero_ps();
+  for (int64_t c = 0; c < pk; c += chunk) {
+    __m256 a, b;
+    decode16AVX2<F>(chunkBytes(w, row, c, chunk, tail), a, b);
+    __m256 scale = _mm256_broadcast_ss(s + c / w.group);
+    for (int i = 0; i < MB; ++i) {
+      const float *p = px + i * pk + c;
+      __m256 d = _mm256_mul_ps(a, _mm256_loadu_ps(p));
+      d = _mm256_fmadd_ps(b, _mm256_loadu_ps(p + 8), d);
+      acc[i] = _mm256_fmadd_ps(d, scale, acc[i]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    y[i * ldy + r] +=
+        hsum256(acc[i]) - correction(w, r, t + i * w.groups, f32Bias(F));
+}
+
+//===----------------------------------------------------------------------===//
+// AVX-512, f32 activations: as AVX2 with chunks of 32 (16 lanes each for
+// the even and the odd codes); NF4 looks its table up with one permute.
+//===----------------------------------------------------------------------===//
+
+#define QOPT_AVX512                                                            \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+template <Format F>
+QOPT_AVX512 inline void decode32AVX512(const uint8_t *src, __m512 &a,
+                                       __m512 &b) {
+  if constexpr (F == kInt8 || F == kUInt8) {
+    __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
+    __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + 16));
+    if constexpr (F == kInt8) {
+      a = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b0));
+      b = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b1));
+    } else {
+      a = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b0));
+      b = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(b1));
+    }
+  } else {
+    __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
+    if constexpr (F == kInt4)
+      bytes = _mm_xor_si128(bytes, _mm_set1_epi8(char(0x88)));
+    __m512i v = _mm512_cvtepu8_epi32(bytes);
+    __m512i lo = _mm512_and_si512(v, _mm512_set1_epi32(15));
+    __m512i hi = _mm512_srli_epi32(v, 4);
+    if constexpr (F == kNF4) {
+      __m512 table = _mm512_load_ps(kNF4Table);
+      a = _mm512_permutexvar_ps(lo, table);
+      b = _mm512_permutexvar_ps(hi, table);
+    } else {
+      a = _mm512_cvtepi32_ps(lo);
+      b = _mm512_cvtepi32_ps(hi);
+    }
+  }
+}
+
+/// correction() with AVX-512: 16 groups at a time.
+QOPT_AVX512 inline float correction512(const Weights &w, int64_t r,
+                                       const float *t, int32_t bias) {
+  if (!w.zp && bias == 0)
+    return 0;
+  const float *s = w.scales + r * w.scaleRow;
+  const int8_t *z = w.zp ? w.zp + r * w.zpRow : nullptr;
+  __m512 sum = _mm512_setzero_ps();
+  __m512i b = _mm512_set1_epi32(bias);
+  for (int64_t g = 0; g < w.groups; g += 16) {
+    __mmask16 mask = w.groups - g >= 16 ? __mmask16(0xFFFF)
+                                        : __mmask16((1u << (w.groups - g)) - 1);
+    __m512 st = _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, s + g),
+                              _mm512_maskz_loadu_ps(mask, t + g));
+    __m512i zi = b;
+    if (z) {
+      __m128i bytes = _mm_maskz_loadu_epi8(mask, z + g);
+      zi = _mm512_add_epi32(zi, w.isSigned() ? _mm512_cvtepi8_epi32(bytes)
+                                             : _mm512_cvtepu8_epi32(bytes));
+    }
+    sum = _mm512_fmadd_ps(st, _mm512_cvtepi32_ps(zi), sum);
+  }
+  return _mm512_reduce_add_ps(sum);
+}
+
+template <Format F, int MB>
+QOPT_AVX512 void rowAVX512(const Weights &w, int64_t r, const float *px,
+                           int64_t pk, const float *t, float *y, int64_t ldy) {
+  constexpr int64_t chunk = 32;
+  alignas(64) uint8_t tail[64];
+  const uint8_t *row = w.data + r * w.dataRow;
+  const float *s = w.scales + r * w.scaleRow;
+  __m512 acc[MB];
+  for (int i = 0; i < MB; ++i)
+    acc[i] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < pk; c += chunk) {
+    __m512 a, b;
+    decode32AVX512<F>(chunkBytes(w, row, c, chunk, tail), a, b);
+    __m512 scale = _mm512_set1_ps(s[c / w.group]);
+    for (int i = 0; i < MB; ++i) {
+      const float *p = px + i * pk + c;
+      __m512 d = _mm512_mul_ps(a, _mm512_loadu_ps(p));
+      d = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), d);
+      acc[i] = _mm512_fmadd_ps(d, scale, acc[i]);
+    }
+  }
+  for (int i = 0; i < MB; ++i)
+    y[i * ldy + r] += _mm512_reduce_add_ps(acc[i]) -
+                      correction512(w, r, t + i * w.groups, f32Bias(F));
+}
+
+//===----------------------------------------------------------------------===//
+// AVX-512 VNNI, int8 activations: each row of x quantized per block of 32
+// (scale absmax / 127), codes made unsigned (XOR 8 or 0x80; the zero point
+// moves with them) and dotted with VPDPBUSD. 4-bit chunks are 128 codes:
+// lane l of the low nibbles holds codes 8l, 8l+2, 8l+4, 8l+6, of the high
+// ones 8l+1 … 8l+7, so lane l stays in block l/4 and the activations are
+// permuted to match; 8-bit chunks are 64 codes in order.
+//===----------------------------------------------------------------------===//
+
+#define QOPT_VNNI                                                              \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
+
+/// Quantized activations: per row `pk` int8 (zero-padded, permuted for
+/// 4-bit), per chunk 16 lane scales (each lane's block scale), per group T_g
+/// = sum over its blocks of scale * sum of the block's codes.
+struct QuantizedX {
+  std::vector<int8_t> q;
+  std::vector<float> laneScale, t;
+  int64_t pk = 0, chunks = 0;
+};
+
+void prepareInt8(const Weights &w, const float *x, int64_t ldx, int64_t m,
+                 QuantizedX &out) {
+  const int64_t chunk = w.fourBit() ? 128 : 64;
+  out.chunks = (w.k + chunk - 1) / chunk;
+  out.pk = out.chunks * chunk;
+  out.q.assign(size_t(m * out.pk), 0);
+  out.laneScale.assign(size_t(m * out.chunks * 16), 0.0f);
+  out.t.assign(size_t(m * w.groups), 0.0f);
+  int64_t blocks = out.pk / 32;
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * ldx;
+    int8_t *q = out.q.data() + i * out.pk;
+    float *lanes = out.laneScale.data() + i * out.chunks * 16;
+    for (int64_t bl = 0; bl < blocks; ++bl) {
+      int64_t c0 = bl * 32, c1 = std::min(w.k, c0 + 32);
+      float amax = 0;
+      for (int64_t c = c0; c < c1; ++c)
+        amax = std::max(amax, std::fabs(xr[c]));
+      float scale = amax / 127.0f;
+      float inv = amax > 0 ? 127.0f / amax : 0.0f;
+      int32_t sum = 0;
+      for (int64_t c = c0; c < c1; ++c) {
+        int32_t v = int32_t(std::nearbyint(xr[c] * inv));
+        v = std::clamp(v, -127, 127);
+        sum += v;
+        int64_t at = c;
+        if (w.fourBit()) {
+          int64_t base = c / 128 * 128, within = c - base;
+          at = base + (within & 1) * 64 + within / 2;
+        }
+        q[at] = int8_t(v);
+      }
+      // Lanes of this block: 4 (4-bit chunks of 128) or 8 (8-bit, 64).
+      int64_t per = w.fourBit() ? 4 : 8;
+      int64_t perChunk = 16 / per;
+      for (int64_t l = 0; l < per; ++l)
+        lanes[(bl / perChunk) * 16 + (bl % perChunk) * per + l] = scale;
+      if (c0 < w.k)
+        out.t[i * w.groups + c0 / w.group] += scale * float(sum);
+    }
+  }
+}
+
+/// Rows of the quantized activations, from one row on.
+struct XRows {
+  const int8_t *q;
+  const float *lanes, *t;
+  int64_t pk, chunks;
+};
+
+/// Weight scales of the 16 lanes of the chunk at code c (lanes cover
+/// 16 / lanesPerBlock blocks of 32 codes).
+template <int64_t CodesPerLane>
+QOPT_VNNI inline __m512 laneScalesVNNI(const Weights &w, const float *s,
+                                       int64_t c) {
+  int64_t g0 = c / w.group;
+  int64_t span = 16 * CodesPerLane; // codes of the chunk
+  if (w.group % span == 0 || w.group >= w.k)
+    return _mm512_set1_ps(s[g0]);
+  // group is 32 or 64 (the dispatcher's condition): lane l in group
+  // g0 + l * CodesPerLane / group.
+  int64_t per = w.group / CodesPerLane; // lanes per group
+  int64_t n = std::min<int64_t>(16 / per, w.groups - g0);
+  __m128 v = _mm_maskz_loadu_ps(__mmask8((1u << n) - 1), s + g0);
+  __m512i idx =
+      per == 4
+          ? _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
+      : per == 8
+          ? _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0)
+          : _mm512_setzero_si512();
+  return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+}
+
+/// One chunk of the VNNI kernel: `bytes` (64: 128 4-bit or 64 8-bit codes)
+/// dotted with each activation row's chunk `ch`, scaled by the lanes'
+/// weight scales `ws` and block scales, added to acc.
+template <Format F, int MB>
+QOPT_VNNI inline void chunkVNNI(__m512i bytes, __m512 ws, const XRows &x,
+                                int64_t ch, __m512 *acc) {
+  constexpr bool four = F != kInt8 && F != kUInt8;
+  constexpr int64_t chunk = four ? 128 : 64;
+  if constexpr (F == kInt4 || F == kInt8)
+    bytes = _mm512_xor_si512(bytes,
+                             _mm512_set1_epi8(char(F == kInt4 ? 0x88 : 0x80)));
+  __m512i lo = bytes, hi = bytes;
+  if constexpr (four) {
+    const __m512i low = _mm512_set1_epi8(15);
+    lo = _mm512_and_si512(bytes, low);
+    hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+  }
+  for (int i = 0; i < MB; ++i) {
+    const int8_t *q = x.q + i * x.pk + ch * chunk;
+    __m512i d =
+        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(q));
+    if constexpr (four)
+      d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(q + 64));
+    __m512 xs = _mm512_loadu_ps(x.lanes + (i * x.chunks + ch) * 16);
+    acc[i] =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, xs), acc[i]);
+  }
+}
+
+/// How the lanes of a VNNI chunk find their weight scales: one scale for
+/// whole chunks (kRun), four groups of 32 per chunk (4-bit, group 32), two
+/// groups per chunk (4-bit group 64, 8-bit group 32).
+enum ScaleKind { kRun = 0, kFour = 1, kTwo = 2 };
+
+template <Format F, int MB, int Kind>
+QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
+                       int64_t ldy) {
+  constexpr bool four = F != kInt8 && F != kUInt8;
+  constexpr int64_t chunk = four ? 128 : 64;
+  const uint8_t *row = w.data + r * w.dataRow;
+  const float *s = w.scales + r * w.scaleRow;
+  __m512 acc[MB];
+  for (int i = 0; i < MB; ++i)
+    acc[i] = _mm512_setzero_ps();
+  // Whole chunks: no bounds to check.
+  int64_t full = w.k / chunk;
+  if constexpr (Kind == kRun) {
+    int64_t per = w.group >= w.k ? full : w.group / chunk; // chunks a scale
+    for (int64_t ch = 0, g = 0; ch < full; ++g) {
+      __m512 ws = _mm512_set1_ps(s[g]);
+      for (int64_t end = std::min(full, ch + per); ch < end; ++ch)
+        chunkVNNI<F, MB>(_mm512_loadu_si512(row + ch * 64), ws, x, ch, acc);
+    }
+  } else {
+    const __m512i idx =
+        Kind == kFour
+            ? _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
+            : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+    for (int64_t ch = 0; ch < full; ++ch) {
+      __m128 v = Kind == kFour
+                     ? _mm_loadu_ps(s + 4 * ch)
+                     : _mm_castpd_ps(_mm_load_sd(
+                           reinterpret_cast<const double *>(s + 2 * ch)));
+      __m512 ws = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+      chunkVNNI<F, MB>(_mm512_loadu_si512(row + ch * 64), ws, x, ch, acc);
+    }
+  }
+  // The last, partial chunk (zero activations past K).
+  if (full < x.chunks) {
+    alignas(64) uint8_t tail[64];
+    int64_t c = full * chunk;
+    __m512i bytes = _mm512_loadu_si512(chunkBytes(w, row, c, chunk, tail));
+    chunkVNNI<F, MB>(bytes, laneScalesVNNI<four ? 8 : 4>(w, s, c), x, full,
+                     acc);
+  }
+  int32_t bias = F == kInt4 ? 8 : F == kInt8 ? 128 : 0;
+  for (int i = 0; i < MB; ++i)
+    y[i * ldy + r] += _mm512_reduce_add_ps(acc[i]) -
+                      correction512(w, r, x.t + i * w.groups, bias);
+}
+
+//===----------------------------------------------------------------------===//
+// Dispatch.
+//===----------------------------------------------------------------------===//
+
+/// Whether the vector paths' chunks of `chunk` codes each lie in one group.
+bool groupsFit(const Weights &w, int64_t chunk) {
+  return w.group % chunk == 0 || w.group >= w.k;
+}
+
+/// The path used for `w` (the best one the CPU has, the cap allows and the
+/// weight's group size fits).
+int pathFor(const Weights &w, bool int8Activations) {
+  int path = currentPath().load();
+  // VNNI lanes hold 8 (4-bit) or 4 (8-bit) codes: 16 lanes span 128 or 64
+  // codes, and a chunk's lanes may span groups of 32 or 64 only.
+  int64_t span = w.fourBit() ? 128 : 64;
+  if (path == kAVX512VNNI &&
+      (!int8Activations || w.format == kNF4 ||
+       !(w.group == 32 || w.group == 64 || groupsFit(w, span))))
+    path = kAVX512;
+  if (path == kAVX512 && !groupsFit(w, 32))
+    path = kAVX2;
+  if (path == kAVX2 && !groupsFit(w, 16))
+    path = kScalar;
+  return path;
+}
+
+/// The activations as the paths read them: f32 rows (pk floats each) with
+/// their group sums, or the int8 rows.
+struct Prepared {
+  std::vector<float> px, t;
+  int64_t pk = 0;
+  QuantizedX qx;
+};
+
+template <Format F, int MB>
+void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
+            float *y, int64_t ldy) {
+  if (path == kAVX512VNNI) {
+    if constexpr (F != kNF4) {
+      const QuantizedX &q = p.qx;
+      XRows rows{q.q.data() + i * q.pk, q.laneScale.data() + i * q.chunks * 16,
+                 q.t.data() + i * w.groups, q.pk, q.chunks};
+      int64_t span = w.fourBit() ? 128 : 64;
+      if (w.group % span == 0 || w.group >= w.k)
+        rowVNNI<F, MB, kRun>(w, r, rows, y, ldy);
+      else if (w.fourBit() && w.group == 32)
+        rowVNNI<F, MB, kFour>(w, r, rows, y, ldy);
+      else
+        rowVNNI<F, MB, kTwo>(w, r, rows, y, ldy);
+    }
+    return;
+  }
+  const float *px = p.px.data() + i * p.pk, *t = p.t.data() + i * w.groups;
+  if (path == kAVX512)
+    rowAVX512<F, MB>(w, r, px, p.pk, t, y, ldy);
+  else
+    rowAVX2<F, MB>(w, r, px, p.pk, t, y, ldy);
+}
+
+/// Rows [n0, n1) of the product for every row of x, four at a time (each
+/// weight row is read from memory once and from the cache after).
+template <Format F>
+void rowsVector(int path, const Weights &w, int64_t m, const Prepared &p,
+                float *y, int64_t ldy, int64_t n0, int64_t n1) {
+  for (int64_t r = n0; r < n1; ++r)
+    for (int64_t i = 0; i < m; i += 4) {
+      float *yi = y + i * ldy;
+      switch (std::min<int64_t>(4, m - i)) {
+      case 1:
+        runRow<F, 1>(path, w, r, p, i, yi, ldy);
+        break;
+      case 2:
+        runRow<F, 2>(path, w, r, p, i, yi, ldy);
+        break;
+      case 3:
+        runRow<F, 3>(path, w, r, p, i, yi, ldy);
+        break;
+      default:
+        runRow<F, 4>(path, w, r, p, i, yi, ldy);
+      }
+    }
+}
+
+/// y[0..m) += x · Wᵀ for dense rows (x: m x k with row stride ldx; y: m x n
+/// with row stride ldy), rows of W split among the threads.
+void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
+             int64_t ldy, bool int8Activations) {
+  int path = pathFor(w, int8Activations);
+  thread_local Prepared p;
+  if (path == kAVX512VNNI)
+    prepareInt8(w, x, ldx, m, p.qx);
+  else if (path != kScalar)
+    prepareF32(w, x, ldx, m, path == kAVX512 ? 32 : 16, p.px, p.t, p.pk);
+  Pool &pool = Pool::get();
+  // Tasks of whole rows, a few per thread (rows cost the same).
+  int threads = pool.threads();
+  int64_t per = std::max<int64_t>(16, (w.n + int64_t(threads) * 4 - 1) /
+                                          (int64_t(threads) * 4));
+  int tasks = int((w.n + per - 1) / per);
+  const Prepared &prepared = p;
+  pool.run(tasks, [&](int task) {
+    int64_t n0 = task * per, n1 = std::min(w.n, n0 + per);
+    switch (path == kScalar ? -1 : int(w.format)) {
+    case -1:
+      rowsScalar(w, x, ldx, m, y, ldy, n0, n1);
+      break;
+    case kInt4:
+      rowsVector<kInt4>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
+    case kUInt4:
+      rowsVector<kUInt4>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
+    case kInt8:
+      rowsVector<kInt8>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
+    case kUInt8:
+      rowsVector<kUInt8>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
+    case kNF4:
+      rowsVector<kNF4>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
+    }
+  });
+}
+
+/// Rows [n0, n1) of W as f32, row-major, into `out` (k floats per row).
+void dequantizeRows(const Weights &w, int64_t n0, int64_t n1, float *out) {
+  // Codes of a row first (a table lookup per byte for 4-bit), then each
+  // group's (code - zero point) * scale: loops the compiler vectorizes.
+  thread_local std::vector<float> codes;
+  codes.resize(size_t(w.k + 1));
+  float table[256][2];
+  if (w.fourBit())
+    for (int b = 0; b < 256; ++b)
+      for (int h = 0; h < 2; ++h) {
+        int nib = (b >> (4 * h)) & 15;
+        table[b][h] = w.format == kNF4    ? kNF4Table[nib]
+                      : w.format == kInt4 ? float((nib ^ 8) - 8)
+                                          : float(nib);
+      }
+  for (int64_t r = n0; r < n1; ++r) {
+    const uint8_t *row = w.data + r * w.dataRow;
+    float *c = codes.data();
+    if (w.fourBit()) {
+      for (int64_t i = 0; i < (w.k + 1) / 2; ++i) {
+        c[2 * i] = table[row[i]][0];
+        c[2 * i + 1] = table[row[i]][1];
+      }
+    } else if (w.format == kInt8) {
+      for (int64_t i = 0; i < w.k; ++i)
+        c[i] = float(int8_t(row[i]));
+    } else {
+      for (int64_t i = 0; i < w.k; ++i)
+        c[i] = float(row[i]);
+    }
+    float *o = out + (r - n0) * w.k;
+    const float *s = w.scales + r * w.scaleRow;
+    for (int64_t g = 0; g < w.groups; ++g) {
+      int64_t c0 = g * w.group, c1 = std::min(w.k, c0 + w.group);
+      float scale = s[g], zero = float(w.zeroPoint(r, g));
+      for (int64_t i = c0; i < c1; ++i)
+        o[i] = (c[i] - zero) * scale;
+    }
+  }
+}
+
+/// Many rows of x (prefill): tiles of W dequantized into f32 (in parallel)
+/// feed BLAS, which reads x once per tile.
+void productBLAS(const Weights &w, const float *x, int64_t ldx, int64_t m,
+                 float *y, int64_t ldy) {
+  // Tiles of about 2 MiB of f32 weights, whole rows.
+  int64_t rows =
+      std::max<int64_t>(16, (int64_t(1) << 19) / std::max<int64_t>(1, w.k));
+  thread_local std::vector<float> tile;
+  tile.resize(size_t(std::min(rows, w.n) * w.k));
+  for (int64_t n0 = 0; n0 < w.n; n0 += rows) {
+    int64_t n1 = std::min(w.n, n0 + rows);
+    int64_t per = std::max<int64_t>(4, (n1 - n0 + 7) / 8);
+    int tasks = int((n1 - n0 + per - 1) / per);
+    float *base = tile.data();
+    Pool::get().run(tasks, [&](int task) {
+      int64_t a = n0 + task * per, b = std::min(n1, a + per);
+      dequantizeRows(w, a, b, base + (a - n0) * w.k);
+    });
+    cblas_sgemm(kRowMajorQ, kNoTransQ, kTransQ, int(m), int(n1 - n0), int(w.k),
+                1.0f, x, int(ldx), base, int(w.k), 1.0f, y + n0, int(ldy));
+  }
+}
+
+/// Rows of x from which the BLAS path is faster (measured on AVX-512
+/// machines, bench/cpu_decode).
+constexpr int64_t kBLASRows = 16;
+
+} // namespace
+
+extern "C" {
+
+/// C[o0, o1, m, n] += sum_k A[o0, o1, m, k] * W[n, k]: A and C given as
+/// (aligned pointer, element offset, strides along o0, o1, m and k / n), W
+/// as its codes (pointer, offset, row stride in bytes), f32 scales
+/// (pointer, offset, row stride; one per `group` codes along K), zero
+/// points (pointer 0 when none; offset, row stride). `format`: 0 int4,
+/// 1 uint4, 2 int8, 3 uint8, 4 NF4; `flags`: 1 zero points, 2 int8
+/// activations (AVX-512 VNNI dot products where the CPU has them).
+void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
+                         int64_t o0, int64_t o1, int64_t m, int64_t n,
+                         int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+                         int64_t sa1, int64_t sam, int64_t sak, int64_t pw,
+                         int64_t ow, int64_t sw, int64_t ps, int64_t os,
+                         int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+                         int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
+                         int64_t scm, int64_t scn) {
+  if (m <= 0 || n <= 0 || o0 <= 0 || o1 <= 0)
+    return;
+  Weights w;
+  w.format = Format(format);
+  w.data = reinterpret_cast<const uint8_t *>(pw) + ow;
+  w.dataRow = sw;
+  w.scales = reinterpret_cast<const float *>(ps) + os;
+  w.scaleRow = ss;
+  w.zp = (flags & kZeroPoints) ? reinterpret_cast<const int8_t *>(pz) + oz
+                               : nullptr;
+  w.zpRow = sz;
+  w.n = n;
+  w.k = k;
+  w.group = std::max<int64_t>(1, std::min(group, k));
+  w.groups = k > 0 ? (k + w.group - 1) / w.group : 0;
+  if (k == 0)
+    return;
+  const float *a = reinterpret_cast<const float *>(pa) + oa;
+  float *c = reinterpret_cast<float *>(pc) + oc;
+  bool int8 = flags & kInt8Activations;
+  // Outer loops that continue the rows of A and C ([batch, seq, k]) fold
+  // into M: the weight is read once for all of them.
+  auto foldable = [&](int64_t size, int64_t sa, int64_t sc) {
+    return size == 1 || (sa == m * sam && sc == m * scm);
+  };
+  if (foldable(o1, sa1, sc1)) {
+    m *= o1;
+    o1 = 1;
+    if (foldable(o0, sa0, sc0)) {
+      m *= o0;
+      o0 = 1;
+    }
+  }
+  thread_local std::vector<float> xs, ys;
+  for (int64_t i = 0; i < o0; ++i)
+    for (int64_t j = 0; j < o1; ++j) {
+      const float *ai = a + i * sa0 + j * sa1;
+      float *ci = c + i * sc0 + j * sc1;
+      // Dense row-major x and y (copies only where the views are not).
+      const float *x = ai;
+      int64_t ldx = sam;
+      if (sak != 1 || (m > 1 && sam < k)) {
+        xs.resize(size_t(m * k));
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t col = 0; col < k; ++col)
+            xs[r * k + col] = ai[r * sam + col * sak];
+        x = xs.data();
+        ldx = k;
+      }
+      float *y = ci;
+      int64_t ldy = scm;
+      bool copyY = scn != 1 || (m > 1 && scm < n);
+      if (copyY) {
+        ys.resize(size_t(m * n));
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t col = 0; col < n; ++col)
+            ys[r * n + col] = ci[r * scm + col * scn];
+        y = ys.data();
+        ldy = n;
+      }
+      if (m >= kBLASRows && n <= INT32_MAX && k <= INT32_MAX &&
+          m <= INT32_MAX && ldx <= INT32_MAX && ldy <= INT32_MAX)
+        productBLAS(w, x, ldx, m, y, ldy);
+      else
+        product(w, x, ldx, m, y, ldy, int8);
+      if (copyY)
+        for (int64_t r = 0; r < m; ++r)
+          for (int64_t col = 0; col < n; ++col)
+            ci[r * scm + col * scn] = ys[r * n + col];
+    }
+}
+
+/// The kernel path in use ("avx512-vnni", "avx512", "avx2", "scalar").
+const char *qopt_kernel_cpu_path(void) { return kPathNames[currentPath()]; }
+
+/// Caps the path at `name` (tests); returns 0 when the CPU lacks it or
+/// the name is unknown, leaving the path unchanged.
+int qopt_kernel_set_cpu_path(const char *name) {
+  for (int p = kScalar; p <= kAVX512VNNI; ++p)
+    if (std::strcmp(name, kPathNames[p]) == 0) {
+      if (p > bestPath())
+        return 0;
+      currentPath().store(p);
+      return 1;
+    }
+  return 0;
+}
+
+/// The CPU's name, from CPUID (empty where it has none).
+const char *qopt_kernel_cpu_name(void) {
+  static std::string name = [] {
+    unsigned regs[12] = {};
+    unsigned max = 0, b, c, d;
+    __asm__("cpuid" : "=a"(max), "=b"(b), "=c"(c), "=d"(d) : "a"(0x80000000u));
+    if (max < 0x80000004u)
+      return std::string();
+    for (unsigned i = 0; i < 3; ++i)
+      __asm__("cpuid"
+              : "=a"(regs[4 * i]), "=b"(regs[4 * i + 1]), "=c"(regs[4 * i + 2]),
+                "=d"(regs[4 * i + 3])
+              : "a"(0x80000002u + i));
+    std::string s(reinterpret_cast<char *>(regs), sizeof regs);
+    s.erase(s.find_last_not_of(std::string(" \0", 2)) + 1);
+    s.erase(0, s.find_first_not_of(' '));
+    return s;
+  }();
+  return name.c_str();
+}
+
+/// Threads of the quantized products' pool (the caller included).
+void qopt_kernel_set_qlinear_threads(int n) { Pool::get().setThreads(n); }
+
+} // extern "C"

@@ -1,0 +1,96 @@
+"""Quantized linear layers through the CPU kernel library's quantized
+products (qopt_kernel_qlinear) on the test Llama (test/e2e/real):
+
+- every code path this CPU has (QOPT_CPU_KERNELS=scalar, avx2, avx512,
+  avx512-vnni) gives the same logits as the best one (<= 1e-5: only f32
+  summation order differs), for int4 in groups of 32, uint4 with zero
+  points in groups of 16 and int8 per channel;
+- `--int8-activations`: on a CPU with AVX-512 VNNI the logits move (the
+  activations are quantized per block of 32) but stay within 3e-2 of the
+  f32-activation model's, relative; elsewhere, and for groups of 16 (which
+  the VNNI lanes do not fit), they are equal;
+- `qopt-run --verbose` names the CPU and the path, capped by the variable.
+
+Prints one line per case and a summary; exits 1 on a mismatch."""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ["QOPT_BIN"]
+sys.path.insert(0, os.path.join(BIN, "..", "python"))
+from checkpoints import rel_error  # noqa: E402
+
+PATHS = ["scalar", "avx2", "avx512", "avx512-vnni"]
+# With whether int8 activations apply (VNNI lanes hold groups of 32 or more;
+# groups of 16 keep f32 activations).
+SPECS = [("int4:group=32", True), ("int4:group=16,asym", False), ("int8:per-channel", True)]
+RUNNER = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import qopt
+model = qopt.load(sys.argv[2])
+inputs = np.load(sys.argv[3])
+cases = sorted({k.split(".")[0] for k in inputs.files})
+np.savez(sys.argv[4], **{c: model.run(**{n: inputs[f"{c}.{n}"] for n in ("input_ids", "attention_mask")})[0] for c in cases})
+"""
+
+
+def run(cmd, env=None):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode:
+        sys.exit(f"FAIL {' '.join(cmd)}: {r.stderr.strip()[:400]}")
+    return r
+
+
+def logits(lib, path, tmp, inputs):
+    """The model's logits for every reference case, in a process whose
+    kernels are capped at `path` (the path is chosen once, at load)."""
+    out = os.path.join(tmp, "out.npz")
+    env = dict(os.environ, QOPT_CPU_KERNELS=path)
+    run([sys.executable, "-c", RUNNER, os.path.join(BIN, "..", "python"), lib, inputs, out], env)
+    data = np.load(out)
+    return [data[k] for k in sorted(data.files)]
+
+
+def verbose_path(lib, path):
+    env = dict(os.environ, QOPT_CPU_KERNELS=path)
+    err = run([os.path.join(BIN, "qopt-run"), lib, "--info", "--verbose"], env).stderr
+    lines = dict(line.split(": ", 1) for line in err.splitlines() if ": " in line)
+    return lines.get("cpu"), lines.get("quantized-product kernels")
+
+
+failures = 0
+real = os.path.join(HERE, "real", "llama-dynamo")
+inputs = os.path.join(real, "reference.npz")
+with tempfile.TemporaryDirectory() as tmp:
+    best = None
+    for spec, quantizes in SPECS:
+        lib = os.path.join(tmp, spec.replace(":", "_").replace(",", "_").replace("=", "") + ".so")
+        run([os.path.join(BIN, "qoptc"), os.path.join(real, "model.onnx"), "--quantize", spec,
+             "-o", lib])
+        cpu, best = verbose_path(lib, "avx512-vnni")  # no cap: the best path
+        reference = logits(lib, best, tmp, inputs)
+        for path in PATHS[:PATHS.index(best) + 1]:
+            got = logits(lib, path, tmp, inputs)
+            worst = max(rel_error(g, r) for g, r in zip(got, reference))
+            _, shown = verbose_path(lib, path)
+            ok = worst <= 1e-5 and shown == path
+            print(f"{'ok' if ok else 'FAIL'} {spec} on the {path} path: max relative error "
+                  f"{worst:.1e} vs {best}; qopt-run --verbose says '{shown}'")
+            failures += not ok
+        lib8 = lib.replace(".so", "-int8act.so")
+        run([os.path.join(BIN, "qoptc"), os.path.join(real, "model.onnx"), "--quantize", spec,
+             "--int8-activations", "-o", lib8])
+        got = logits(lib8, best, tmp, inputs)
+        moved = max(rel_error(g, r) for g, r in zip(got, reference))
+        ok = (1e-6 < moved <= 3e-2) if best == "avx512-vnni" and quantizes else moved <= 1e-5
+        print(f"{'ok' if ok else 'FAIL'} {spec} --int8-activations on {best}: max relative "
+              f"error {moved:.1e} vs f32 activations")
+        failures += not ok
+    print(f"cpu: {cpu}; best path: {best}")
+print(f"quantized kernels: {failures} failures")
+sys.exit(1 if failures else 0)

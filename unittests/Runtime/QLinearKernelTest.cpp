@@ -1,0 +1,191 @@
+//===- QLinearKernelTest.cpp - qopt_kernel_qlinear against a reference ----===//
+//
+// Every format (int4 with and without zero points, uint4, int8, uint8, NF4)
+// and group size the kernel takes, on odd shapes (K not a multiple of the
+// group, N odd, M = 1, 3, 7 and 17: the row kernels and the
+// dequantize-and-BLAS path), on every code path this CPU can run, with 1
+// and 2 threads, against dequantize-then-matmul in double precision.
+// f32 activations: error within f32 rounding of the sum of |w x|;
+// int8 activations: within the rounding of each x to its block's step.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Support/QuantFormats.h"
+
+#include "gtest/gtest.h"
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+extern "C" {
+void qopt_kernel_qlinear(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, int64_t);
+const char *qopt_kernel_cpu_path(void);
+int qopt_kernel_set_cpu_path(const char *);
+void qopt_kernel_set_qlinear_threads(int);
+}
+
+namespace {
+enum Format { Int4, UInt4, Int8, UInt8, NF4 };
+
+struct Case {
+  Format format;
+  int64_t n, k, group;
+  bool zp;
+};
+
+std::string describe(const Case &c, int64_t m, const char *path, int threads,
+                     bool int8) {
+  const char *names[] = {"int4", "uint4", "int8", "uint8", "nf4"};
+  return std::string(names[c.format]) + (c.zp ? "+zp" : "") + " n" +
+         std::to_string(c.n) + " k" + std::to_string(c.k) + " g" +
+         std::to_string(c.group) + " m" + std::to_string(m) + " " + path +
+         " threads " + std::to_string(threads) + (int8 ? " int8-act" : "");
+}
+
+/// Runs one case and checks every output element.
+void check(const Case &c, int64_t m, const char *path, int threads, bool int8) {
+  SCOPED_TRACE(describe(c, m, path, threads, int8));
+  std::mt19937 rng(unsigned(c.n * 131 + c.k * 7 + c.group + m));
+  bool four = c.format == Int4 || c.format == UInt4 || c.format == NF4;
+  int64_t rowBytes = four ? (c.k + 1) / 2 : c.k;
+  int64_t groups = (c.k + c.group - 1) / c.group;
+  std::vector<uint8_t> data(size_t(c.n * rowBytes));
+  for (uint8_t &b : data)
+    b = uint8_t(rng());
+  std::uniform_real_distribution<float> scaleDist(0.01f, 0.1f);
+  std::vector<float> scales(size_t(c.n * groups));
+  for (float &s : scales)
+    s = scaleDist(rng);
+  std::vector<int8_t> zps(size_t(c.n * groups));
+  for (int8_t &z : zps)
+    z = c.format == Int4    ? int8_t(int(rng() % 16) - 8)
+        : c.format == UInt4 ? int8_t(rng() % 16)
+                            : int8_t(rng());
+  std::normal_distribution<float> xDist(0.0f, 1.0f);
+  std::vector<float> x(size_t(m * c.k));
+  for (float &v : x)
+    v = xDist(rng);
+  x[0] = 6.0f; // an outlier in the first block
+
+  // The reference: each weight in double, then the product.
+  auto weight = [&](int64_t r, int64_t col) {
+    int64_t g = col / c.group;
+    double s = scales[r * groups + g];
+    int32_t code;
+    if (four) {
+      int nib = (data[r * rowBytes + col / 2] >> (4 * (col & 1))) & 15;
+      code = c.format == Int4 ? (nib ^ 8) - 8 : nib;
+    } else {
+      uint8_t b = data[r * rowBytes + col];
+      code = c.format == Int8 ? int32_t(int8_t(b)) : int32_t(b);
+    }
+    if (c.format == NF4)
+      return qopt::nf4CodeTable()[code] * s;
+    int32_t z = 0;
+    if (c.zp)
+      z = c.format == Int4 || c.format == Int8
+              ? int32_t(zps[r * groups + g])
+              : int32_t(uint8_t(zps[r * groups + g]));
+    return (code - z) * s;
+  };
+  // Start from non-zero outputs: the kernel accumulates.
+  std::vector<float> y(size_t(m * c.n));
+  for (size_t e = 0; e < y.size(); ++e)
+    y[e] = float(e % 7) * 0.25f;
+  std::vector<float> expected(y.size()), bound(y.size());
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t r = 0; r < c.n; ++r) {
+      double sum = y[i * c.n + r], mag = 0, quant = 0;
+      for (int64_t b0 = 0; b0 < c.k; b0 += 32) {
+        double amax = 0;
+        for (int64_t col = b0; col < std::min(c.k, b0 + 32); ++col)
+          amax = std::max(amax, std::fabs(double(x[i * c.k + col])));
+        for (int64_t col = b0; col < std::min(c.k, b0 + 32); ++col) {
+          double wv = weight(r, col), xv = x[i * c.k + col];
+          sum += wv * xv;
+          mag += std::fabs(wv * xv);
+          // Each x moves by at most half its block's step (amax / 127).
+          quant += std::fabs(wv) * amax / 254.0;
+        }
+      }
+      expected[i * c.n + r] = float(sum);
+      bound[i * c.n + r] =
+          float(2e-6 * (mag + std::fabs(sum)) + 1e-6 + (int8 ? quant : 0));
+    }
+  int64_t flags = (c.zp ? 1 : 0) | (int8 ? 2 : 0);
+  auto ptr = [](const void *p) { return reinterpret_cast<int64_t>(p); };
+  qopt_kernel_set_qlinear_threads(threads);
+  qopt_kernel_qlinear(c.format, c.group, flags, 1, 1, m, c.n, c.k,
+                      ptr(x.data()), 0, 0, 0, c.k, 1, ptr(data.data()), 0,
+                      rowBytes, ptr(scales.data()), 0, groups, ptr(zps.data()),
+                      0, groups, ptr(y.data()), 0, 0, 0, c.n, 1);
+  for (size_t e = 0; e < y.size(); ++e)
+    ASSERT_NEAR(y[e], expected[e], bound[e]) << "element " << e;
+}
+
+const char *const kPaths[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
+
+TEST(QLinearKernel, EveryFormatPathAndShape) {
+  std::string best = qopt_kernel_cpu_path();
+  const Case cases[] = {
+      {Int4, 37, 200, 32, false},  {Int4, 37, 200, 64, true},
+      {Int4, 33, 256, 128, false}, {Int4, 5, 199, 199, false},
+      {UInt4, 37, 200, 32, true},  {UInt4, 9, 130, 64, true},
+      {UInt4, 9, 100, 16, true},   {Int8, 37, 200, 200, false},
+      {Int8, 37, 96, 32, true},    {UInt8, 11, 150, 150, true},
+      {NF4, 37, 256, 64, false},   {NF4, 7, 100, 32, false},
+      {Int4, 17, 96, 48, false},   {Int4, 3, 7, 4, true},
+  };
+  int ran = 0;
+  for (const char *path : kPaths) {
+    if (!qopt_kernel_set_cpu_path(path))
+      continue; // this CPU lacks it
+    ++ran;
+    for (const Case &c : cases)
+      for (int64_t m : {1, 3, 7, 17})
+        for (int threads : {1, 2})
+          for (bool int8 : {false, true})
+            check(c, m, path, threads, int8);
+  }
+  qopt_kernel_set_cpu_path(best.c_str());
+  EXPECT_GE(ran, 1);
+  std::printf("quantized-product paths tested here: %d (best: %s)\n", ran,
+              best.c_str());
+}
+
+TEST(QLinearKernel, StridedOperandsAndOuterLoops) {
+  // A column-major x (copied) and a transposed y, two outer loops.
+  std::mt19937 rng(5);
+  const int64_t m = 2, n = 5, k = 64, o1 = 3;
+  std::vector<uint8_t> data(size_t(n * k / 2));
+  for (uint8_t &b : data)
+    b = uint8_t(rng());
+  std::vector<float> scales(size_t(n * 2), 0.05f);
+  std::vector<float> x(size_t(o1 * m * k)), y(size_t(o1 * m * n), 0.0f);
+  for (float &v : x)
+    v = float(int(rng() % 17) - 8) * 0.125f;
+  // x[j][r][col] at j*m*k + col*m + r; y[j][r][col] at j*m*n + col*m + r.
+  qopt_kernel_qlinear(0, 32, 0, 1, o1, m, n, k,
+                      reinterpret_cast<int64_t>(x.data()), 0, 0, m * k, 1, m,
+                      reinterpret_cast<int64_t>(data.data()), 0, k / 2,
+                      reinterpret_cast<int64_t>(scales.data()), 0, 2, 0, 0, 0,
+                      reinterpret_cast<int64_t>(y.data()), 0, 0, m * n, 1, m);
+  for (int64_t j = 0; j < o1; ++j)
+    for (int64_t r = 0; r < m; ++r)
+      for (int64_t col = 0; col < n; ++col) {
+        double sum = 0;
+        for (int64_t p = 0; p < k; ++p) {
+          int nib = (data[col * (k / 2) + p / 2] >> (4 * (p & 1))) & 15;
+          sum += double((nib ^ 8) - 8) * 0.05 * x[j * m * k + p * m + r];
+        }
+        EXPECT_NEAR(y[j * m * n + col * m + r], sum, 1e-4);
+      }
+}
+} // namespace
