@@ -118,12 +118,29 @@ struct Weights {
 
 /// Workers wait on a generation counter (spinning briefly, then sleeping);
 /// the caller runs the first share itself and waits for the rest. One pool
-/// per process, sized by qopt_kernel_set_num_threads.
+/// per copy of the kernel library (each model links its own), sized by
+/// qopt_kernel_set_num_threads; its workers are stopped and joined when the
+/// library is unloaded (the runtime dlcloses models), before their code
+/// goes away.
 class Pool {
 public:
   static Pool &get() {
-    static Pool *pool = new Pool(); // never destroyed: workers may be asleep
+    static Pool *pool = create();
     return *pool;
+  }
+  /// Stops and joins the workers (at unload; the pool is not used again).
+  static void shutdown() {
+    Pool *pool = instance.load();
+    if (!pool)
+      return;
+    {
+      std::lock_guard<std::mutex> l(pool->m);
+      pool->stopping.store(true);
+      pool->generation.fetch_add(1);
+    }
+    pool->cv.notify_all();
+    for (std::thread &t : pool->workers)
+      t.join();
   }
   void setThreads(int n) { wanted.store(std::max(1, n)); }
   int threads() {
@@ -156,13 +173,17 @@ public:
   }
 
 private:
+  static Pool *create() {
+    Pool *pool = new Pool();
+    instance.store(pool);
+    return pool;
+  }
   void ensureWorkers(int n) {
     while (int(workers.size()) < n) {
       // The worker starts from the generation before the job it joins.
       int id = int(workers.size());
       uint64_t start = generation.load();
       workers.emplace_back([this, id, start] { loop(id, start); });
-      workers.back().detach();
     }
   }
   void work() {
@@ -179,12 +200,16 @@ private:
         cv.wait(l, [&] { return generation.load() != seen; });
       }
       seen = generation.load();
+      if (stopping.load())
+        return;
       if (id < active) {
         work();
         pending.fetch_sub(1, std::memory_order_release);
       }
     }
   }
+  static std::atomic<Pool *> instance;
+  std::atomic<bool> stopping{false};
   std::atomic<int> wanted{0};
   std::mutex runMutex, m;
   std::condition_variable cv;
@@ -194,6 +219,10 @@ private:
   const std::function<void(int)> *job = nullptr;
   std::vector<std::thread> workers;
 };
+
+std::atomic<Pool *> Pool::instance{nullptr};
+
+__attribute__((destructor)) void stopPool() { Pool::shutdown(); }
 
 //===----------------------------------------------------------------------===//
 // CPU features and the chosen path.
