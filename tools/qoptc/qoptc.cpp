@@ -323,6 +323,9 @@ int main(int argc, char **argv) {
   if (!calibrationData.empty() && loraConfig.empty())
     return fail("--calibration-data needs --lora-config (an adapter config "
                 "with init_lora_weights \"eva\")");
+  if (train && int8Activations)
+    return fail("--int8-activations is for inference: a train step's "
+                "forward and backward must see the same weights' products");
   if (train && (merge || !loraSlots.empty()))
     return fail("--train excludes --merge and --lora-slots: it trains the "
                 "adapter's factors, which must stay separate parameters");

@@ -2,9 +2,11 @@
 //
 // Every format (int4 with and without zero points, uint4, int8, uint8, NF4)
 // and group size the kernel takes, on odd shapes (K not a multiple of the
-// group, N odd, M = 1, 3, 7 and 17: the row kernels and the
-// dequantize-and-BLAS path), on every code path this CPU can run, with 1
-// and 2 threads, against dequantize-then-matmul in double precision.
+// group, N odd and even, M = 1, 3, 7, 17 and 33: the row kernels, in
+// blocks of 4 rows of x and pairs of weight rows, and the
+// dequantize-and-BLAS path from 32 rows), on every code path this CPU can
+// run, with 1 and 2 threads, against dequantize-then-matmul in double
+// precision.
 // f32 activations: error within f32 rounding of the sum of |w x|;
 // int8 activations: within the rounding of each x to its block's step.
 //
@@ -149,7 +151,7 @@ TEST(QLinearKernel, EveryFormatPathAndShape) {
       continue; // this CPU lacks it
     ++ran;
     for (const Case &c : cases)
-      for (int64_t m : {1, 3, 7, 17})
+      for (int64_t m : {1, 3, 7, 17, 33})
         for (int threads : {1, 2})
           for (bool int8 : {false, true})
             check(c, m, path, threads, int8);

@@ -102,6 +102,24 @@ TEST(SgemmKernel, BatchedAndBroadcast) {
         make(2 * 3 * 4 * 5, 0, 60, 20, 5, 1, rng));
 }
 
+TEST(SgemmKernel, OneRowOrColumnAsGemv) {
+  std::mt19937 rng(9);
+  // One row of C: B row-major, B column-major (a weight read transposed),
+  // strided x and y.
+  check(1, 1, 1, 7, 9, make(9, 0, 0, 0, 9, 1, rng),
+        make(63, 0, 0, 0, 7, 1, rng), make(7, 0, 0, 0, 7, 1, rng));
+  check(1, 1, 1, 7, 9, make(18, 0, 0, 0, 18, 2, rng),
+        make(70, 0, 0, 0, 1, 10, rng), make(21, 0, 0, 0, 21, 3, rng));
+  // One column of C: A row-major and column-major.
+  check(1, 1, 6, 1, 5, make(30, 0, 0, 0, 5, 1, rng),
+        make(5, 0, 0, 0, 1, 1, rng), make(6, 0, 0, 0, 1, 1, rng));
+  check(1, 1, 6, 1, 5, make(40, 0, 0, 0, 1, 8, rng),
+        make(10, 0, 0, 0, 2, 1, rng), make(12, 0, 0, 0, 2, 1, rng));
+  // A batch of single rows (decode at batch 3: not folded, B broadcast).
+  check(3, 1, 1, 4, 5, make(15, 0, 5, 0, 5, 1, rng),
+        make(20, 0, 0, 0, 1, 5, rng), make(12, 0, 4, 0, 4, 1, rng));
+}
+
 TEST(SgemmKernel, EmptySizes) {
   std::mt19937 rng(7);
   check(1, 1, 0, 4, 3, make(1, 0, 0, 0, 3, 1, rng),

@@ -22,6 +22,9 @@ enum { kRowMajor = 101, kNoTrans = 111, kTrans = 112 };
 void cblas_sgemm(int order, int transA, int transB, int m, int n, int k,
                  float alpha, const float *a, int lda, const float *b, int ldb,
                  float beta, float *c, int ldc);
+void cblas_sgemv(int order, int trans, int m, int n, float alpha,
+                 const float *a, int lda, const float *x, int incx, float beta,
+                 float *y, int incy);
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
 // libomp, present when the model was compiled with parallel loops (weak:
@@ -80,6 +83,35 @@ View pack(const View &v, std::vector<float> &storage) {
 
 bool fitsInt(int64_t v) { return v >= 0 && v <= INT32_MAX; }
 
+/// y += M·x for a matrix M (r x c, strides rs / cs) BLAS can read in
+/// place; false when it cannot.
+bool gemvOf(const View &mat, const float *x, int64_t incx, float *y,
+            int64_t incy) {
+  if (incx == 0 || incy == 0 || !fitsInt(incx) || !fitsInt(incy))
+    return false;
+  int64_t r = mat.rows, c = mat.cols;
+  if (mat.cs == 1 && mat.rs >= std::max<int64_t>(c, 1) && fitsInt(mat.rs))
+    cblas_sgemv(kRowMajor, kNoTrans, int(r), int(c), 1.0f, mat.data,
+                int(mat.rs), x, int(incx), 1.0f, y, int(incy));
+  else if (mat.rs == 1 && mat.cs >= std::max<int64_t>(r, 1) && fitsInt(mat.cs))
+    cblas_sgemv(kRowMajor, kTrans, int(c), int(r), 1.0f, mat.data, int(mat.cs),
+                x, int(incx), 1.0f, y, int(incy));
+  else
+    return false;
+  return true;
+}
+
+/// A product with one row or one column of C as a matrix-vector product:
+/// BLAS's GEMM packs the whole of the other operand first (a decode step's
+/// output head, read once, was copied once more); GEMV streams it.
+bool gemv(const View &a, const View &b, const View &c) {
+  if (c.rows == 1) // c[0, :] += B^T · a[0, :]
+    return gemvOf(b.transposed(), a.data, a.cs, c.data, c.cs);
+  if (c.cols == 1) // c[:, 0] += A · b[:, 0]
+    return gemvOf(a, b.data, b.rs, c.data, c.rs);
+  return false;
+}
+
 /// C += A·B for one matrix of the batch.
 void gemm(View a, View b, View c) {
   int64_t m = c.rows, n = c.cols, k = a.cols;
@@ -95,6 +127,8 @@ void gemm(View a, View b, View c) {
               a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
     return;
   }
+  if (gemv(a, b, c))
+    return;
   // A column-major C is the row-major C^T = B^T·A^T.
   bool cTrans;
   int64_t ldc;

@@ -618,32 +618,39 @@ QOPT_VNNI inline __m512 laneScalesVNNI(const Weights &w, const float *s,
   return _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
 }
 
-/// One chunk of the VNNI kernel: `bytes` (64: 128 4-bit or 64 8-bit codes)
-/// dotted with each activation row's chunk `ch`, scaled by the lanes'
-/// weight scales `ws` and block scales, added to acc.
-template <Format F, int MB>
-QOPT_VNNI inline void chunkVNNI(__m512i bytes, __m512 ws, const XRows &x,
-                                int64_t ch, __m512 *acc) {
+/// One chunk of NB weight rows (`bytes`, 64 each: 128 4-bit or 64 8-bit
+/// codes) dotted with each activation row's chunk `ch`, scaled by the
+/// lanes' weight scales `ws` and block scales, added to acc. The
+/// activations are loaded once for the NB rows.
+template <Format F, int NB, int MB>
+QOPT_VNNI inline void chunkVNNI(const __m512i *bytes, const __m512 *ws,
+                                const XRows &x, int64_t ch, __m512 (*acc)[MB]) {
   constexpr bool four = F != kInt8 && F != kUInt8;
   constexpr int64_t chunk = four ? 128 : 64;
-  if constexpr (F == kInt4 || F == kInt8)
-    bytes = _mm512_xor_si512(bytes,
-                             _mm512_set1_epi8(char(F == kInt4 ? 0x88 : 0x80)));
-  __m512i lo = bytes, hi = bytes;
-  if constexpr (four) {
-    const __m512i low = _mm512_set1_epi8(15);
-    lo = _mm512_and_si512(bytes, low);
-    hi = _mm512_and_si512(_mm512_srli_epi16(bytes, 4), low);
+  __m512i lo[NB], hi[NB];
+  for (int nb = 0; nb < NB; ++nb) {
+    __m512i v = bytes[nb];
+    if constexpr (F == kInt4 || F == kInt8)
+      v = _mm512_xor_si512(v, _mm512_set1_epi8(char(F == kInt4 ? 0x88 : 0x80)));
+    lo[nb] = hi[nb] = v;
+    if constexpr (four) {
+      const __m512i low = _mm512_set1_epi8(15);
+      lo[nb] = _mm512_and_si512(v, low);
+      hi[nb] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+    }
   }
   for (int i = 0; i < MB; ++i) {
     const int8_t *q = x.q + i * x.pk + ch * chunk;
-    __m512i d =
-        _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, _mm512_loadu_si512(q));
-    if constexpr (four)
-      d = _mm512_dpbusd_epi32(d, hi, _mm512_loadu_si512(q + 64));
+    __m512i qlo = _mm512_loadu_si512(q);
+    __m512i qhi = four ? _mm512_loadu_si512(q + 64) : qlo;
     __m512 xs = _mm512_loadu_ps(x.lanes + (i * x.chunks + ch) * 16);
-    acc[i] =
-        _mm512_fmadd_ps(_mm512_cvtepi32_ps(d), _mm512_mul_ps(ws, xs), acc[i]);
+    for (int nb = 0; nb < NB; ++nb) {
+      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[nb], qlo);
+      if constexpr (four)
+        d = _mm512_dpbusd_epi32(d, hi[nb], qhi);
+      acc[nb][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
+                                   _mm512_mul_ps(ws[nb], xs), acc[nb][i]);
+    }
   }
 }
 
@@ -652,24 +659,36 @@ QOPT_VNNI inline void chunkVNNI(__m512i bytes, __m512 ws, const XRows &x,
 /// groups per chunk (4-bit group 64, 8-bit group 32).
 enum ScaleKind { kRun = 0, kFour = 1, kTwo = 2 };
 
-template <Format F, int MB, int Kind>
+/// Rows r .. r + NB - 1 of the product for MB activation rows.
+template <Format F, int NB, int MB, int Kind>
 QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
                        int64_t ldy) {
   constexpr bool four = F != kInt8 && F != kUInt8;
   constexpr int64_t chunk = four ? 128 : 64;
-  const uint8_t *row = w.data + r * w.dataRow;
-  const float *s = w.scales + r * w.scaleRow;
-  __m512 acc[MB];
-  for (int i = 0; i < MB; ++i)
-    acc[i] = _mm512_setzero_ps();
+  const uint8_t *row[NB];
+  const float *s[NB];
+  for (int nb = 0; nb < NB; ++nb) {
+    row[nb] = w.data + (r + nb) * w.dataRow;
+    s[nb] = w.scales + (r + nb) * w.scaleRow;
+  }
+  __m512 acc[NB][MB];
+  for (int nb = 0; nb < NB; ++nb)
+    for (int i = 0; i < MB; ++i)
+      acc[nb][i] = _mm512_setzero_ps();
+  __m512i bytes[NB];
+  __m512 ws[NB];
   // Whole chunks: no bounds to check.
   int64_t full = w.k / chunk;
   if constexpr (Kind == kRun) {
     int64_t per = w.group >= w.k ? full : w.group / chunk; // chunks a scale
     for (int64_t ch = 0, g = 0; ch < full; ++g) {
-      __m512 ws = _mm512_set1_ps(s[g]);
-      for (int64_t end = std::min(full, ch + per); ch < end; ++ch)
-        chunkVNNI<F, MB>(_mm512_loadu_si512(row + ch * 64), ws, x, ch, acc);
+      for (int nb = 0; nb < NB; ++nb)
+        ws[nb] = _mm512_set1_ps(s[nb][g]);
+      for (int64_t end = std::min(full, ch + per); ch < end; ++ch) {
+        for (int nb = 0; nb < NB; ++nb)
+          bytes[nb] = _mm512_loadu_si512(row[nb] + ch * 64);
+        chunkVNNI<F, NB, MB>(bytes, ws, x, ch, acc);
+      }
     }
   } else {
     const __m512i idx =
@@ -677,26 +696,33 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
             ? _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0)
             : _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
     for (int64_t ch = 0; ch < full; ++ch) {
-      __m128 v = Kind == kFour
-                     ? _mm_loadu_ps(s + 4 * ch)
-                     : _mm_castpd_ps(_mm_load_sd(
-                           reinterpret_cast<const double *>(s + 2 * ch)));
-      __m512 ws = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
-      chunkVNNI<F, MB>(_mm512_loadu_si512(row + ch * 64), ws, x, ch, acc);
+      for (int nb = 0; nb < NB; ++nb) {
+        __m128 v = Kind == kFour
+                       ? _mm_loadu_ps(s[nb] + 4 * ch)
+                       : _mm_castpd_ps(_mm_load_sd(
+                             reinterpret_cast<const double *>(s[nb] + 2 * ch)));
+        ws[nb] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+        bytes[nb] = _mm512_loadu_si512(row[nb] + ch * 64);
+      }
+      chunkVNNI<F, NB, MB>(bytes, ws, x, ch, acc);
     }
   }
   // The last, partial chunk (zero activations past K).
   if (full < x.chunks) {
-    alignas(64) uint8_t tail[64];
+    alignas(64) uint8_t tail[NB][64];
     int64_t c = full * chunk;
-    __m512i bytes = _mm512_loadu_si512(chunkBytes(w, row, c, chunk, tail));
-    chunkVNNI<F, MB>(bytes, laneScalesVNNI<four ? 8 : 4>(w, s, c), x, full,
-                     acc);
+    for (int nb = 0; nb < NB; ++nb) {
+      bytes[nb] =
+          _mm512_loadu_si512(chunkBytes(w, row[nb], c, chunk, tail[nb]));
+      ws[nb] = laneScalesVNNI<four ? 8 : 4>(w, s[nb], c);
+    }
+    chunkVNNI<F, NB, MB>(bytes, ws, x, full, acc);
   }
   int32_t bias = F == kInt4 ? 8 : F == kInt8 ? 128 : 0;
-  for (int i = 0; i < MB; ++i)
-    y[i * ldy + r] += _mm512_reduce_add_ps(acc[i]) -
-                      correction512(w, r, x.t + i * w.groups, bias);
+  for (int nb = 0; nb < NB; ++nb)
+    for (int i = 0; i < MB; ++i)
+      y[i * ldy + r + nb] += _mm512_reduce_add_ps(acc[nb][i]) -
+                             correction512(w, r + nb, x.t + i * w.groups, bias);
 }
 
 //===----------------------------------------------------------------------===//
@@ -734,7 +760,7 @@ struct Prepared {
   QuantizedX qx;
 };
 
-template <Format F, int MB>
+template <Format F, int NB, int MB>
 void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
             float *y, int64_t ldy) {
   if (path == kAVX512VNNI) {
@@ -744,43 +770,56 @@ void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
                  q.t.data() + i * w.groups, q.pk, q.chunks};
       int64_t span = w.fourBit() ? 128 : 64;
       if (w.group % span == 0 || w.group >= w.k)
-        rowVNNI<F, MB, kRun>(w, r, rows, y, ldy);
+        rowVNNI<F, NB, MB, kRun>(w, r, rows, y, ldy);
       else if (w.fourBit() && w.group == 32)
-        rowVNNI<F, MB, kFour>(w, r, rows, y, ldy);
+        rowVNNI<F, NB, MB, kFour>(w, r, rows, y, ldy);
       else
-        rowVNNI<F, MB, kTwo>(w, r, rows, y, ldy);
+        rowVNNI<F, NB, MB, kTwo>(w, r, rows, y, ldy);
     }
     return;
   }
   const float *px = p.px.data() + i * p.pk, *t = p.t.data() + i * w.groups;
-  if (path == kAVX512)
-    rowAVX512<F, MB>(w, r, px, p.pk, t, y, ldy);
-  else
-    rowAVX2<F, MB>(w, r, px, p.pk, t, y, ldy);
+  for (int nb = 0; nb < NB; ++nb)
+    if (path == kAVX512)
+      rowAVX512<F, MB>(w, r + nb, px, p.pk, t, y, ldy);
+    else
+      rowAVX2<F, MB>(w, r + nb, px, p.pk, t, y, ldy);
 }
 
-/// Rows [n0, n1) of the product for every row of x, four at a time (each
-/// weight row is read from memory once and from the cache after).
+/// Weight rows r .. r + NB - 1 for every row of x, four at a time.
+template <Format F, int NB>
+void rowsOf(int path, const Weights &w, int64_t r, int64_t m, const Prepared &p,
+            float *y, int64_t ldy) {
+  for (int64_t i = 0; i < m; i += 4) {
+    float *yi = y + i * ldy;
+    switch (std::min<int64_t>(4, m - i)) {
+    case 1:
+      runRow<F, NB, 1>(path, w, r, p, i, yi, ldy);
+      break;
+    case 2:
+      runRow<F, NB, 2>(path, w, r, p, i, yi, ldy);
+      break;
+    case 3:
+      runRow<F, NB, 3>(path, w, r, p, i, yi, ldy);
+      break;
+    default:
+      runRow<F, NB, 4>(path, w, r, p, i, yi, ldy);
+    }
+  }
+}
+
+/// Rows [n0, n1) of the product for every row of x.
 template <Format F>
 void rowsVector(int path, const Weights &w, int64_t m, const Prepared &p,
                 float *y, int64_t ldy, int64_t n0, int64_t n1) {
-  for (int64_t r = n0; r < n1; ++r)
-    for (int64_t i = 0; i < m; i += 4) {
-      float *yi = y + i * ldy;
-      switch (std::min<int64_t>(4, m - i)) {
-      case 1:
-        runRow<F, 1>(path, w, r, p, i, yi, ldy);
-        break;
-      case 2:
-        runRow<F, 2>(path, w, r, p, i, yi, ldy);
-        break;
-      case 3:
-        runRow<F, 3>(path, w, r, p, i, yi, ldy);
-        break;
-      default:
-        runRow<F, 4>(path, w, r, p, i, yi, ldy);
-      }
-    }
+  int64_t r = n0;
+  // The VNNI kernel takes weight rows in pairs (the activations' loads
+  // shared); each row is read from memory once, from the cache after.
+  if (path == kAVX512VNNI)
+    for (; r + 1 < n1; r += 2)
+      rowsOf<F, 2>(path, w, r, m, p, y, ldy);
+  for (; r < n1; ++r)
+    rowsOf<F, 1>(path, w, r, m, p, y, ldy);
 }
 
 /// y[0..m) += x · Wᵀ for dense rows (x: m x k with row stride ldx; y: m x n
@@ -889,9 +928,14 @@ void productBLAS(const Weights &w, const float *x, int64_t ldx, int64_t m,
   }
 }
 
-/// Rows of x from which the BLAS path is faster (measured on AVX-512
-/// machines, bench/cpu_decode).
-constexpr int64_t kBLASRows = 16;
+/// Rows of x from which expanding tiles for BLAS beats the f32 row
+/// kernels (measured on a 2-core AVX-512 machine, 4096 x 4096, int4 g32).
+/// The int8 (VNNI) row kernel beat it at every M measured (up to 512).
+constexpr int64_t kBLASRows = 32;
+
+bool useBLAS(const Weights &w, int64_t m, bool int8Activations) {
+  return m >= kBLASRows && pathFor(w, int8Activations) != kAVX512VNNI;
+}
 
 } // namespace
 
@@ -972,7 +1016,7 @@ void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
         y = ys.data();
         ldy = n;
       }
-      if (m >= kBLASRows && n <= INT32_MAX && k <= INT32_MAX &&
+      if (useBLAS(w, m, int8) && n <= INT32_MAX && k <= INT32_MAX &&
           m <= INT32_MAX && ldx <= INT32_MAX && ldy <= INT32_MAX)
         productBLAS(w, x, ldx, m, y, ldy);
       else
