@@ -813,9 +813,11 @@ template <Format F>
 void rowsVector(int path, const Weights &w, int64_t m, const Prepared &p,
                 float *y, int64_t ldy, int64_t n0, int64_t n1) {
   int64_t r = n0;
-  // The VNNI kernel takes weight rows in pairs (the activations' loads
-  // shared); each row is read from memory once, from the cache after.
-  if (path == kAVX512VNNI)
+  // With several rows of x, the VNNI kernel takes weight rows in pairs
+  // (the activations' loads shared: 4096 x 4096 at M = 128, 38 ms against
+  // 48); at M = 1 pairs were slower (0.96 ms against 0.55: memory-bound,
+  // two streams).
+  if (path == kAVX512VNNI && m > 1)
     for (; r + 1 < n1; r += 2)
       rowsOf<F, 2>(path, w, r, m, p, y, ldy);
   for (; r < n1; ++r)
