@@ -9,16 +9,16 @@
   of the spec (test/e2e/quant_reference.py): the forward pass simulates the
   deployed rounding exactly;
 - convert: the converted model (packed weights) gives the fake-quantized
-  model's logits (<= 2e-6: the packed layers run on the kernel library's
+  model's logits (<= 5e-6: the packed layers run on the kernel library's
   quantized products, which sum in another order than BLAS), and its
   weights file holds packed codes;
 - LSQ (`qopt-insert-lsq`): one trainable step per output channel,
   initialised 2·mean|w|/sqrt(Qp); the forward equals numpy's rounding on
-  those steps, the converted model gives the same logits (<= 2e-6);
+  those steps, the converted model gives the same logits (<= 5e-6);
 - L4Q (`qopt-insert-lsq l4q=true`) on a PEFT adapter: the forward rounds
   W + (alpha/r)·B·A on steps 2·mean|W'|/sqrt(Qp), A, B and the steps are
   trainable and B moves the output; convert packs one matrix per layer
-  with the same logits (<= 2e-6) and no adapter left;
+  with the same logits (<= 5e-6) and no adapter left;
 - PEQA: the `--quantize` layout with trainable scales, identical logits,
   and the scales change the output;
 - activations: one linear layer with int8 per-token input fake-quant and
@@ -57,8 +57,10 @@ feeds = {c: {n: inputs[f"{c}.{n}"] for n in ("input_ids", "attention_mask")} for
 
 def converted_same(float_logits, packed_logits):
     """The packed model computes the fake-quantized one's products from the
-    same codes; only f32 summation order differs."""
-    return max(rel_error(a, b) for a, b in zip(float_logits, packed_logits)) <= 2e-6
+    same codes; only f32 summation order differs (the quantized kernels sum
+    each group's codes times x, then scale: up to 2.1e-6 measured on L4Q's
+    logits; a wrong code moves them by 1e-3 or more)."""
+    return max(rel_error(a, b) for a, b in zip(float_logits, packed_logits)) <= 5e-6
 
 failures = 0
 

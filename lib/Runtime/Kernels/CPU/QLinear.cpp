@@ -119,9 +119,11 @@ struct Weights {
 /// Workers wait on a generation counter (spinning briefly, then sleeping);
 /// the caller runs the first share itself and waits for the rest. One pool
 /// per copy of the kernel library (each model links its own), sized by
-/// qopt_kernel_set_num_threads; its workers are stopped and joined when the
+/// qopt_kernel_set_num_threads. Its workers are stopped and joined if the
 /// library is unloaded (the runtime dlcloses models), before their code
-/// goes away.
+/// goes away; glibc keeps a library whose thread_local buffers have
+/// destructors loaded while threads live, so a process keeps one pool per
+/// model file it loaded. Not fork-safe (a child's workers are gone).
 class Pool {
 public:
   static Pool &get() {
@@ -136,7 +138,7 @@ public:
     {
       std::lock_guard<std::mutex> l(pool->m);
       pool->stopping.store(true);
-      pool->generation.fetch_add(1);
+      pool->state.store(next(pool->state.load(), 0));
     }
     pool->cv.notify_all();
     for (std::thread &t : pool->workers)
@@ -145,7 +147,8 @@ public:
   void setThreads(int n) { wanted.store(std::max(1, n)); }
   int threads() {
     int n = wanted.load();
-    return n > 0 ? n : std::max(1, openblas_get_num_threads());
+    n = n > 0 ? n : std::max(1, openblas_get_num_threads());
+    return std::min(n, 0xFFFF);
   }
   /// Calls fn(i) for i in [0, tasks), on up to threads() threads.
   void run(int tasks, const std::function<void(int)> &fn) {
@@ -159,12 +162,11 @@ public:
     ensureWorkers(t - 1);
     job = &fn;
     jobTasks = tasks;
-    next.store(0);
+    nextTask.store(0);
     pending.store(t - 1);
-    active = t - 1;
     {
       std::lock_guard<std::mutex> l(m);
-      generation.fetch_add(1);
+      state.store(next(state.load(), t - 1));
     }
     cv.notify_all();
     work();
@@ -182,27 +184,29 @@ private:
     while (int(workers.size()) < n) {
       // The worker starts from the generation before the job it joins.
       int id = int(workers.size());
-      uint64_t start = generation.load();
+      uint64_t start = generationOf(state.load());
       workers.emplace_back([this, id, start] { loop(id, start); });
     }
   }
   void work() {
-    for (int i; (i = next.fetch_add(1)) < jobTasks;)
+    for (int i; (i = nextTask.fetch_add(1)) < jobTasks;)
       (*job)(i);
   }
   void loop(int id, uint64_t seen) {
     for (;;) {
       // Spin a little (decode calls come back to back), then sleep.
-      for (int spin = 0; spin < 20000 && generation.load() == seen; ++spin)
+      for (int spin = 0; spin < 20000 && generationOf(state.load()) == seen;
+           ++spin)
         _mm_pause();
-      if (generation.load() == seen) {
+      if (generationOf(state.load()) == seen) {
         std::unique_lock<std::mutex> l(m);
-        cv.wait(l, [&] { return generation.load() != seen; });
+        cv.wait(l, [&] { return generationOf(state.load()) != seen; });
       }
-      seen = generation.load();
+      uint64_t now = state.load();
+      seen = generationOf(now);
       if (stopping.load())
         return;
-      if (id < active) {
+      if (id < activeOf(now)) {
         work();
         pending.fetch_sub(1, std::memory_order_release);
       }
@@ -213,9 +217,18 @@ private:
   std::atomic<int> wanted{0};
   std::mutex runMutex, m;
   std::condition_variable cv;
-  std::atomic<uint64_t> generation{0};
-  std::atomic<int> next{0}, pending{0};
-  int active = 0, jobTasks = 0;
+  /// The job's generation (high bits) and the number of workers that join
+  /// it (low 16 bits), read as one value: a worker that read them apart
+  /// could join a job with the generation of an earlier one, then join it
+  /// again and count itself out twice.
+  std::atomic<uint64_t> state{0};
+  static uint64_t generationOf(uint64_t s) { return s >> 16; }
+  static int activeOf(uint64_t s) { return int(s & 0xFFFF); }
+  static uint64_t next(uint64_t s, int active) {
+    return ((generationOf(s) + 1) << 16) | uint64_t(active);
+  }
+  std::atomic<int> nextTask{0}, pending{0};
+  int jobTasks = 0;
   const std::function<void(int)> *job = nullptr;
   std::vector<std::thread> workers;
 };
@@ -561,10 +574,15 @@ void prepareInt8(const Weights &w, const float *x, int64_t ldx, int64_t m,
     for (int64_t bl = 0; bl < blocks; ++bl) {
       int64_t c0 = bl * 32, c1 = std::min(w.k, c0 + 32);
       float amax = 0;
-      for (int64_t c = c0; c < c1; ++c)
+      bool finite = true;
+      for (int64_t c = c0; c < c1; ++c) {
         amax = std::max(amax, std::fabs(xr[c]));
-      float scale = amax / 127.0f;
-      float inv = amax > 0 ? 127.0f / amax : 0.0f;
+        finite &= std::isfinite(xr[c]);
+      }
+      // A NaN or infinity makes the block's scale NaN: the outputs it
+      // reaches are NaN, as in f32 (its codes would be meaningless).
+      float scale = finite ? amax / 127.0f : NAN;
+      float inv = finite && amax > 0 ? 127.0f / amax : 0.0f;
       int32_t sum = 0;
       for (int64_t c = c0; c < c1; ++c) {
         int32_t v = int32_t(std::nearbyint(xr[c] * inv));

@@ -177,7 +177,8 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
                                                      const GemmDims &dims) {
   Value b = op.getDpsInputOperand(1)->get();
   auto alloc = b.getDefiningOp<memref::AllocOp>();
-  if (!alloc || llvm::is_contained(op.getDpsInits(), b))
+  if (!alloc || llvm::is_contained(op.getDpsInits(), b) ||
+      op.getDpsInputOperand(0)->get() == b)
     return std::nullopt;
   Block *block = op->getBlock();
   SmallVector<Operation *> users;
@@ -197,6 +198,25 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
       !expandsInto(*std::next(at), b))
     return std::nullopt;
   auto expand = cast<linalg::GenericOp>(*std::prev(at));
+  // The call reads the expansion's inputs where the product is: nothing
+  // between the two may touch them but their own deallocation (moved after
+  // the call). Views are not followed: inputs are parameters or buffers.
+  for (Value input : expand.getDpsInputs()) {
+    Operation *def = input.getDefiningOp();
+    auto type = dyn_cast<MemRefType>(input.getType());
+    if ((def && !isa<memref::AllocOp, memref::GetGlobalOp>(def)) || !type ||
+        !type.isLastDimUnitStride())
+      return std::nullopt;
+    for (Operation *user : input.getUsers()) {
+      Operation *inBlock = block->findAncestorOpInBlock(*user);
+      if (!inBlock)
+        return std::nullopt;
+      bool between =
+          expand->isBeforeInBlock(inBlock) && inBlock->isBeforeInBlock(op);
+      if (between && !(isa<memref::DeallocOp>(user) && inBlock == user))
+        return std::nullopt;
+    }
+  }
   MLIRContext *ctx = op.getContext();
   AffineMap bMap = op.getIndexingMapsArray()[1];
   if (bMap.getNumResults() != 2 ||

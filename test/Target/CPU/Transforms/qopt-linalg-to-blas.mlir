@@ -197,10 +197,11 @@ func.func @quantized_nf4(%x: memref<3x128xf32>, %d: memref<4x64xi8>, %nd: memref
 
 // Left to the expansion and BLAS: the expanded weight read again later
 // (training's backward), read transposed (dX = dY·W), blocks that cross
-// rows (K = 96, blocks of 64), f16 scales.
+// rows (K = 96, blocks of 64), f16 scales, scales written between the
+// expansion and the product (the call would read the new ones).
 // CHECK-LABEL: func.func @quantized_not_kernel
 // CHECK-NOT: qopt_kernel_qlinear
-// CHECK-COUNT-4: call @qopt_kernel_sgemm
+// CHECK-COUNT-5: call @qopt_kernel_sgemm
 // CHECK-NOT: qopt_kernel_qlinear
 !q8 = !qopt.qtensor<4x8, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
 !crossing = !qopt.qtensor<4x96, #qopt.nf4, #qopt.per_block<64>, scales = f32>
@@ -238,5 +239,15 @@ func.func @quantized_not_kernel(%x: memref<3x8xf32>, %d: memref<4x8xi8>, %s: mem
   }
   linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %wh : memref<3x8xf32>, memref<4x8xf32>) outs(%y : memref<3x4xf32>)
   memref.dealloc %wh : memref<4x8xf32>
+  %ws = memref.alloc() : memref<4x8xf32>
+  linalg.generic {indexing_maps = [#ident, affine_map<(n, k) -> (n)>, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<4x8xi8>, memref<4xf32>) outs(%ws : memref<4x8xf32>) attrs = {qopt.dequantized = !q8} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %zero = arith.constant 0.0 : f32
+  linalg.fill ins(%zero : f32) outs(%s : memref<4xf32>)
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %ws : memref<3x8xf32>, memref<4x8xf32>) outs(%y : memref<3x4xf32>)
+  memref.dealloc %ws : memref<4x8xf32>
   return
 }
