@@ -31,6 +31,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(HERE))
+from hf_models import logits_of  # noqa: E402
 
 
 def export(args, work):
@@ -43,18 +45,9 @@ def export(args, work):
         num_hidden_layers=args.layers, num_attention_heads=args.heads,
         num_key_value_heads=args.kv_heads, max_position_embeddings=512)
     model = transformers.LlamaForCausalLM(cfg).eval()
-
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            return (self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0],)
-
     path = os.path.join(work, "model.onnx")
     ids = torch.randint(0, args.vocab, (1, 8))
-    torch.onnx.export(Logits(model), (ids,), path, dynamo=True, input_names=["input_ids"],
+    torch.onnx.export(logits_of(model), (ids,), path, dynamo=True, input_names=["input_ids"],
                       output_names=["logits"],
                       dynamic_shapes={"input_ids": {1: Dim("seq", min=1, max=512)}},
                       verbose=False)

@@ -35,6 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(HERE, ".."))
+from hf_models import logits_of  # noqa: E402
 from machine import cpu_name  # noqa: E402
 
 
@@ -46,21 +47,6 @@ def peak_rss_mib():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def logits_of(model):
-    """The causal LM as the export sees it: input_ids -> (logits,)."""
-    import torch
-
-    class Logits(torch.nn.Module):
-        def __init__(self, m):
-            super().__init__()
-            self.m = m
-
-        def forward(self, input_ids):
-            return (self.m(input_ids=input_ids, use_cache=False, return_dict=False)[0],)
-
-    return Logits(model)
 
 
 def build(args, work):

@@ -19,7 +19,25 @@ namespace qopt {
 // NF4
 //===----------------------------------------------------------------------===//
 
-/// The 16 NormalFloat4 code values of QLoRA (bitsandbytes' table), ascending.
+/// The 16 NormalFloat4 code values of QLoRA (bitsandbytes' table: normal
+/// quantiles scaled to [-1, 1], appendix E), ascending. A constant here so
+/// that the CPU kernel library, which links no qopt library, reads it too.
+inline constexpr std::array<float, 16> kNF4Codes = {-1.0f,
+                                                    -0.6961928009986877f,
+                                                    -0.5250730514526367f,
+                                                    -0.39491748809814453f,
+                                                    -0.28444138169288635f,
+                                                    -0.18477343022823334f,
+                                                    -0.09105003625154495f,
+                                                    0.0f,
+                                                    0.07958029955625534f,
+                                                    0.16093020141124725f,
+                                                    0.24611230194568634f,
+                                                    0.33791524171829224f,
+                                                    0.44070982933044434f,
+                                                    0.5626170039176941f,
+                                                    0.7229568362236023f,
+                                                    1.0f};
 const std::array<float, 16> &nf4CodeTable();
 
 /// Index of the code nearest to `v` (already divided by the block absmax);

@@ -36,6 +36,8 @@
 
 #include <immintrin.h>
 
+#include "qopt/Support/QuantFormats.h"
+
 // GCC 12's AVX-512 headers build some intrinsics from _mm512_undefined_*,
 // which its uninitialized-use analysis flags at every instantiation.
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -62,25 +64,7 @@ enum Flags : int64_t { kZeroPoints = 1, kInt8Activations = 2 };
 enum Path : int { kScalar = 0, kAVX2 = 1, kAVX512 = 2, kAVX512VNNI = 3 };
 const char *const kPathNames[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
 
-// bitsandbytes' NF4 code values (QLoRA appendix E); equal to
-// qopt::nf4CodeTable(), which the unit test checks (the kernel library links
-// no qopt library).
-alignas(64) const float kNF4Table[16] = {-1.0f,
-                                         -0.6961928009986877f,
-                                         -0.5250730514526367f,
-                                         -0.39491748809814453f,
-                                         -0.28444138169288635f,
-                                         -0.18477343022823334f,
-                                         -0.09105003625154495f,
-                                         0.0f,
-                                         0.07958029955625534f,
-                                         0.16093020141124725f,
-                                         0.24611230194568634f,
-                                         0.33791524171829224f,
-                                         0.44070982933044434f,
-                                         0.5626170039176941f,
-                                         0.7229568362236023f,
-                                         1.0f};
+const float *const kNF4Table = qopt::kNF4Codes.data();
 
 /// A quantized weight as the kernels read it.
 struct Weights {
@@ -343,8 +327,8 @@ QOPT_AVX2 inline float hsum256(__m256 v) {
 QOPT_AVX2 inline __m256 lookupNF4AVX2(__m256i c) {
   __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
   return _mm256_blendv_ps(
-      _mm256_permutevar8x32_ps(_mm256_load_ps(kNF4Table), c),
-      _mm256_permutevar8x32_ps(_mm256_load_ps(kNF4Table + 8), c), sel);
+      _mm256_permutevar8x32_ps(_mm256_loadu_ps(kNF4Table), c),
+      _mm256_permutevar8x32_ps(_mm256_loadu_ps(kNF4Table + 8), c), sel);
 }
 
 /// Codes of 16 consecutive elements as two vectors of 8 floats (4-bit:
@@ -476,7 +460,7 @@ QOPT_AVX512 inline void decode32AVX512(const uint8_t *src, __m512 &a,
     __m512i lo = _mm512_and_si512(v, _mm512_set1_epi32(15));
     __m512i hi = _mm512_srli_epi32(v, 4);
     if constexpr (F == kNF4) {
-      __m512 table = _mm512_load_ps(kNF4Table);
+      __m512 table = _mm512_loadu_ps(kNF4Table);
       a = _mm512_permutexvar_ps(lo, table);
       b = _mm512_permutexvar_ps(hi, table);
     } else {
