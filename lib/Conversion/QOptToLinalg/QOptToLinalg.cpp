@@ -1997,7 +1997,7 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     };
     Value rowSum = rowReduce(
         {rowMax}, 0.0, [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-          Value e = math::ExpOp::create(
+          Value e = createExpFlushed(
               nb, l, arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
           return arith::AddFOp::create(nb, l, a[2], e);
         });
@@ -2008,13 +2008,14 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     Value probs = createElementwise(
         rewriter, loc, x, {x, rowMax, rowSum}, {full, row, row},
         [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
-          Value e = math::ExpOp::create(
+          Value e = createExpFlushed(
               nb, l, arith::SubFOp::create(nb, l, a[0], safeMax(nb, l, a[1])));
           Value isZero = arith::CmpFOp::create(nb, l, arith::CmpFPredicate::OEQ,
                                                a[2], f32Const(nb, l, 0));
           Value sum =
               arith::SelectOp::create(nb, l, isZero, f32Const(nb, l, 1), a[2]);
-          return arith::DivFOp::create(nb, l, e, sum);
+          return createFlushSubnormal(nb, l,
+                                      arith::DivFOp::create(nb, l, e, sum));
         });
     OpFoldResult vDim = tensor::getMixedSizes(rewriter, loc, v)[3];
     Value y = headProduct(rewriter, loc, probs, v, group,

@@ -44,6 +44,25 @@ Value mlir::qopt::castFromF32(OpBuilder &b, Location loc, Value v, Type t) {
              : Value(arith::ExtFOp::create(b, loc, t, v));
 }
 
+Value mlir::qopt::createExpFlushed(OpBuilder &b, Location loc, Value v) {
+  // exp(-87.33654) is the smallest normal float.
+  Value tiny = arith::CmpFOp::create(
+      b, loc, arith::CmpFPredicate::OLT, v,
+      arith::ConstantOp::create(b, loc, b.getF32FloatAttr(-87.33654f)));
+  return arith::SelectOp::create(
+      b, loc, tiny, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0)),
+      math::ExpOp::create(b, loc, v));
+}
+
+Value mlir::qopt::createFlushSubnormal(OpBuilder &b, Location loc, Value v) {
+  Value tiny = arith::CmpFOp::create(
+      b, loc, arith::CmpFPredicate::OLT, math::AbsFOp::create(b, loc, v),
+      arith::ConstantOp::create(
+          b, loc, b.getF32FloatAttr(std::numeric_limits<float>::min())));
+  return arith::SelectOp::create(
+      b, loc, tiny, arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0)), v);
+}
+
 void mlir::qopt::buildMulAddBody(OpBuilder &b, Location loc, ValueRange args) {
   Value acc = args[2];
   Type accType = acc.getType();
@@ -347,7 +366,7 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
       b, loc, x, {shifted}, {id},
       [&](OpBuilder &nb, Location l, ValueRange a) -> Value {
         return castFromF32(
-            nb, l, math::ExpOp::create(nb, l, castToF32(nb, l, a[0])), element);
+            nb, l, createExpFlushed(nb, l, castToF32(nb, l, a[0])), element);
       });
   Value sum = reduceRows(
       e, 0.0, [](OpBuilder &nb, Location l, Value v, Value acc) -> Value {
@@ -372,7 +391,9 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
         if (safe)
           s = replaceIfEqual(nb, l, s, 0.0f, 1.0f);
         return castFromF32(
-            nb, l, arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), s),
+            nb, l,
+            createFlushSubnormal(
+                nb, l, arith::DivFOp::create(nb, l, castToF32(nb, l, a[0]), s)),
             element);
       });
 }

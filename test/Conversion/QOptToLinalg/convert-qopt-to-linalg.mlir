@@ -192,14 +192,23 @@ func.func @dynamic(%x: tensor<2x64xf32>, %w: !dq) -> tensor<2x?xf32> {
 
 // linalg.softmax (ONNX Softmax) is lowered here, late: the row maximum,
 // the exponentials of the shifted row and their sum (accumulated in f32),
-// then the quotient in the element type.
+// then the quotient in the element type. Exponentials and quotients below
+// the smallest normal float are 0, never subnormal (slow on Intel cores).
 // CHECK-LABEL: func.func @softmax
+// CHECK-DAG: %[[TINY:.*]] = arith.constant 1.17549435E-38 : f32
+// CHECK-DAG: %[[ZERO:.*]] = arith.constant 0.000000e+00 : f32
+// CHECK-DAG: %[[LOGTINY:.*]] = arith.constant -87.3365402 : f32
 // CHECK-NOT: linalg.softmax
 // CHECK: arith.maximumf
 // CHECK: arith.extf
-// CHECK: math.exp
+// CHECK: %[[UNDER:.*]] = arith.cmpf olt, %[[D:.*]], %[[LOGTINY]] : f32
+// CHECK: %[[E:.*]] = math.exp %[[D]] : f32
+// CHECK: arith.select %[[UNDER]], %[[ZERO]], %[[E]] : f32
 // CHECK: arith.addf
-// CHECK: arith.divf
+// CHECK: %[[Q:.*]] = arith.divf
+// CHECK: %[[ABS:.*]] = math.absf %[[Q]] : f32
+// CHECK: %[[SMALL:.*]] = arith.cmpf olt, %[[ABS]], %[[TINY]] : f32
+// CHECK: arith.select %[[SMALL]], %[[ZERO]], %[[Q]] : f32
 // CHECK: arith.truncf
 func.func @softmax(%x: tensor<2x?xbf16>) -> tensor<2x?xbf16> {
   %c1 = arith.constant 1 : index
@@ -239,7 +248,11 @@ func.func @embedding(%ids: tensor<2x?xi64>, %w: tensor<10x4xf32>) -> tensor<2x?x
 // CHECK: arith.select
 // CHECK: arith.cmpi ule
 // CHECK: arith.maximumf
+// CHECK: arith.cmpf olt
 // CHECK: math.exp
+// CHECK: arith.select
+// CHECK: math.absf
+// CHECK: arith.select
 // CHECK: linalg.contract
 func.func @attention(%q: tensor<1x2x3x4xf32>, %k: tensor<1x2x?x4xf32>, %v: tensor<1x2x?x4xf32>, %m: tensor<1x1x3x?xi1>) -> tensor<1x2x3x4xf32> {
   %0 = qopt.attention %q, %k, %v mask(%m) causal : (tensor<1x2x3x4xf32>, tensor<1x2x?x4xf32>, tensor<1x2x?x4xf32>, tensor<1x1x3x?xi1>) -> tensor<1x2x3x4xf32> loc("attn")
