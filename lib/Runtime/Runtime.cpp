@@ -188,6 +188,8 @@ struct qopt_model {
   void (*setThreads)(int) = nullptr;
   const char *(*cpuName)() = nullptr;
   const char *(*cpuPath)() = nullptr;
+  const char *(*f32Path)() = nullptr;
+  void (*releaseConstant)(const void *, int64_t) = nullptr;
   std::string cpuKernels;
   std::string manifestText;
   std::vector<TensorSpec> inputs;
@@ -232,6 +234,8 @@ struct qopt_model {
   ~qopt_model() {
     for (ParamSpec &p : params)
       std::free(p.owned);
+    if (weights && releaseConstant)
+      releaseConstant(weights, int64_t(weightsSize));
     if (weights)
       munmap(weights, weightsSize);
     if (library)
@@ -613,6 +617,24 @@ int qopt_model_load(const char *path, qopt_model **model) {
       dlsym(m->library, cm::kCPUNameSymbol));
   m->cpuPath = reinterpret_cast<const char *(*)()>(
       dlsym(m->library, cm::kCPUPathSymbol));
+  m->f32Path = reinterpret_cast<const char *(*)()>(
+      dlsym(m->library, cm::kF32PathSymbol));
+  // The weights mapping is read-only for the model's life: its products
+  // may keep packed copies of the weights (freed at release). Not for a
+  // model that updates parameters (a train step): its backward reads each
+  // frozen weight transposed too, and two packed copies of the base would
+  // undo its memory savings.
+  bool trains = std::any_of(
+      m->entries.begin(), m->entries.end(),
+      [](const qopt_model::Entry &e) { return !e.updates.empty(); });
+  auto registerConstant = reinterpret_cast<void (*)(const void *, int64_t)>(
+      dlsym(m->library, cm::kRegisterConstantSymbol));
+  m->releaseConstant = reinterpret_cast<void (*)(const void *, int64_t)>(
+      dlsym(m->library, cm::kReleaseConstantSymbol));
+  if (m->weights && !trains && registerConstant && m->releaseConstant)
+    registerConstant(m->weights, int64_t(m->weightsSize));
+  else
+    m->releaseConstant = nullptr;
   if (!manifest || !found || m->manifestText != manifest)
     return fail(std::string("'") + path +
                 "' is not a model compiled by qoptc (no qopt_run_checked, "
@@ -1043,9 +1065,12 @@ int qopt_model_unload_adapter(qopt_model *m) {
 
 const char *qopt_model_cpu_kernels(qopt_model *m) {
   std::string name = m->cpuName ? m->cpuName() : "";
-  m->cpuKernels = "cpu: " + (name.empty() ? std::string("unknown") : name) +
-                  "\nquantized-product kernels: " +
-                  (m->cpuPath ? m->cpuPath() : "not in this model") + "\n";
+  m->cpuKernels =
+      "cpu: " + (name.empty() ? std::string("unknown") : name) +
+      "\nquantized-product kernels: " +
+      (m->cpuPath ? m->cpuPath() : "not in this model") +
+      "\nf32-product kernels: " + (m->f32Path ? m->f32Path() : "openblas") +
+      "\n";
   return m->cpuKernels.c_str();
 }
 

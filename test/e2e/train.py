@@ -123,8 +123,13 @@ with tempfile.TemporaryDirectory() as tmp:
         print(f"{case}: {len(grads)} gradients, {'the' if got == expected else 'NOT the'} "
               f"{len(expected)} trainable tensors of PEFT")
         failures += got != expected
+        # DoRA's gradients go through the weight's column norms and carry
+        # more fp32 summation noise against PEFT: 5.1e-5 with OpenBLAS's
+        # products, 1.1e-4 with the kernel library's AVX-512 tiles (another
+        # order); LoRA's stay near 1e-6.
+        tol = 2e-4 if case == "llama-dora" else 1e-4
         report(f"{case}: every gradient", max(rel(g, ref["grad." + peft_key(n)])
-                                             for n, g in grads.items()), 1e-4)
+                                             for n, g in grads.items()), tol)
         # Gradient checkpointing: the same gradients, bit for bit (the same
         # ops recomputed), with less kept from the forward.
         again = compile_model(tmp, case, "checkpointed", [

@@ -169,9 +169,11 @@ int qopt_model_unload_adapter(qopt_model *model);
    kernel library of this model. */
 int qopt_model_set_num_threads(qopt_model *model, int num_threads);
 
-/* Lines naming the CPU and the code path its quantized products run on
+/* Lines naming the CPU, the code path its quantized products run on
    ("avx512-vnni", "avx512", "avx2" or "scalar": chosen at load from the
-   CPU's features, capped by QOPT_CPU_KERNELS). Valid until the next call. */
+   CPU's features, capped by QOPT_CPU_KERNELS) and its f32 products'
+   ("avx512": the kernel library's own, weights packed once; "openblas").
+   Valid until the next call. */
 const char *qopt_model_cpu_kernels(qopt_model *model);
 
 #ifdef __cplusplus

@@ -51,6 +51,13 @@ inline constexpr char kQLinearSymbol[] = "qopt_kernel_qlinear";
 /// The CPU's name and the quantized products' code path (QLinear.cpp).
 inline constexpr char kCPUNameSymbol[] = "qopt_kernel_cpu_name";
 inline constexpr char kCPUPathSymbol[] = "qopt_kernel_cpu_path";
+/// The read-only weights mapping, registered at load and released before
+/// it is unmapped: products pack the weights inside it once (PackedGemm.cpp).
+inline constexpr char kRegisterConstantSymbol[] =
+    "qopt_kernel_register_constant";
+inline constexpr char kReleaseConstantSymbol[] = "qopt_kernel_release_constant";
+/// The f32 products' code path ("avx512" or "openblas"; PackedGemm.cpp).
+inline constexpr char kF32PathSymbol[] = "qopt_kernel_f32_path";
 
 /// Manifest keys and fixed values.
 namespace manifest {

@@ -15,6 +15,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "CPUKernels.h"
+
 extern "C" {
 // OpenBLAS's CBLAS entry points (declared here so that no BLAS header is
 // needed at build time).
@@ -34,6 +36,16 @@ int kmp_set_defaults(const char *) __attribute__((weak));
 // QLinear.cpp's thread pool.
 void qopt_kernel_set_qlinear_threads(int);
 }
+
+namespace qopt_cpu {
+// PackedGemm.cpp: the AVX-512 products (B packed once if constant).
+bool product(const float *a, int64_t lda, const float *b, int64_t rs,
+             int64_t cs, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k,
+             bool parallel);
+/// Whether product() takes every product of this shape and B's strides
+/// (with A and C of unit column stride).
+bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs, int64_t cs);
+} // namespace qopt_cpu
 
 namespace {
 /// OpenMP workers go to sleep right after each parallel region instead of
@@ -112,8 +124,13 @@ bool gemv(const View &a, const View &b, const View &c) {
   return false;
 }
 
-/// C += A·B for one matrix of the batch.
-void gemm(View a, View b, View c) {
+bool rowMajor(const View &v, int64_t cols) {
+  return v.cs == 1 && (v.rows == 1 || v.rs >= cols);
+}
+
+/// C += A·B for one matrix of the batch; `parallel`: the product may use
+/// the threads (false in a task of a batch split among them).
+void gemm(View a, View b, View c, bool parallel = true) {
   int64_t m = c.rows, n = c.cols, k = a.cols;
   if (m == 0 || n == 0 || k == 0)
     return;
@@ -127,6 +144,12 @@ void gemm(View a, View b, View c) {
               a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs];
     return;
   }
+  // The library's own AVX-512 product (a weight in the runtime's
+  // read-only mapping packed once); BLAS where it declines.
+  if (rowMajor(a, k) && rowMajor(c, n) &&
+      qopt_cpu::product(a.data, a.rs, b.data, b.rs, b.cs, c.data, c.rs, m, n, k,
+                        parallel))
+    return;
   if (gemv(a, b, c))
     return;
   // A column-major C is the row-major C^T = B^T·A^T.
@@ -210,15 +233,35 @@ void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
       o0 = 1;
     }
   }
+  auto one = [&](int64_t i, int64_t j, bool parallel) {
+    gemm({a + i * sa0 + j * sa1, m, k, sam, sak},
+         {b + i * sb0 + j * sb1, k, n, sbk, sbn},
+         {c + i * sc0 + j * sc1, m, n, scm, scn}, parallel);
+  };
+  // A batch of small products (attention's, one per head) split among the
+  // threads, each product on one: where there are at least as many
+  // products as threads, their C's do not overlap, and no product goes to
+  // BLAS (whose threads must not run inside the pool's).
+  View av{a, m, k, sam, sak}, cv{c, m, n, scm, scn};
+  int64_t cExtent = (m - 1) * scm + n;
+  int64_t c1Extent = (o1 - 1) * std::abs(sc1) + cExtent;
+  bool disjoint = (o1 == 1 || std::abs(sc1) >= cExtent) &&
+                  (o0 == 1 || std::abs(sc0) >= c1Extent);
+  if (o0 * o1 > 1 && o0 * o1 <= INT32_MAX &&
+      o0 * o1 >= qopt_cpu::Pool::get().threads() && disjoint &&
+      rowMajor(av, k) && rowMajor(cv, n) &&
+      qopt_cpu::takesEveryProduct(m, n, k, sbk, sbn)) {
+    qopt_cpu::Pool::get().run(
+        int(o0 * o1), [&](int t) { one(t / o1, t % o1, /*parallel=*/false); });
+    return;
+  }
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j)
-      gemm({a + i * sa0 + j * sa1, m, k, sam, sak},
-           {b + i * sb0 + j * sb1, k, n, sbk, sbn},
-           {c + i * sc0 + j * sc1, m, n, scm, scn});
+      one(i, j, /*parallel=*/true);
 }
 
-/// Threads the model may use (OpenBLAS's pool for products, the quantized
-/// products' pool, OpenMP's for the generated loops); n <= 0 keeps the defaults
+/// Threads the model may use (the library's own pool for products,
+/// OpenBLAS's, OpenMP's for the generated loops); n <= 0 keeps the defaults
 /// (all cores, or OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
 void qopt_kernel_set_num_threads(int n) {
   if (n <= 0)

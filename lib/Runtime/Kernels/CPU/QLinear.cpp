@@ -36,6 +36,7 @@
 
 #include <immintrin.h>
 
+#include "CPUKernels.h"
 #include "qopt/Support/QuantFormats.h"
 
 // GCC 12's AVX-512 headers build some intrinsics from _mm512_undefined_*,
@@ -48,8 +49,9 @@ enum { kRowMajorQ = 101, kNoTransQ = 111, kTransQ = 112 };
 void cblas_sgemm(int order, int transA, int transB, int m, int n, int k,
                  float alpha, const float *a, int lda, const float *b, int ldb,
                  float beta, float *c, int ldc);
-int openblas_get_num_threads(void);
 }
+
+using qopt_cpu::Pool;
 
 namespace {
 
@@ -96,129 +98,6 @@ struct Weights {
   }
 };
 
-//===----------------------------------------------------------------------===//
-// The thread pool: rows of W split among the model's threads.
-//===----------------------------------------------------------------------===//
-
-/// Workers wait on a generation counter (spinning briefly, then sleeping);
-/// the caller runs the first share itself and waits for the rest. One pool
-/// per copy of the kernel library (each model links its own), sized by
-/// qopt_kernel_set_num_threads. Its workers are stopped and joined if the
-/// library is unloaded (the runtime dlcloses models), before their code
-/// goes away; glibc keeps a library whose thread_local buffers have
-/// destructors loaded while threads live, so a process keeps one pool per
-/// model file it loaded. Not fork-safe (a child's workers are gone).
-class Pool {
-public:
-  static Pool &get() {
-    static Pool *pool = create();
-    return *pool;
-  }
-  /// Stops and joins the workers (at unload; the pool is not used again).
-  static void shutdown() {
-    Pool *pool = instance.load();
-    if (!pool)
-      return;
-    {
-      std::lock_guard<std::mutex> l(pool->m);
-      pool->stopping.store(true);
-      pool->state.store(next(pool->state.load(), 0));
-    }
-    pool->cv.notify_all();
-    for (std::thread &t : pool->workers)
-      t.join();
-  }
-  void setThreads(int n) { wanted.store(std::max(1, n)); }
-  int threads() {
-    int n = wanted.load();
-    n = n > 0 ? n : std::max(1, openblas_get_num_threads());
-    return std::min(n, 0xFFFF);
-  }
-  /// Calls fn(i) for i in [0, tasks), on up to threads() threads.
-  void run(int tasks, const std::function<void(int)> &fn) {
-    int t = std::min(tasks, threads());
-    if (t <= 1) {
-      for (int i = 0; i < tasks; ++i)
-        fn(i);
-      return;
-    }
-    std::lock_guard<std::mutex> once(runMutex); // one product at a time
-    ensureWorkers(t - 1);
-    job = &fn;
-    jobTasks = tasks;
-    nextTask.store(0);
-    pending.store(t - 1);
-    {
-      std::lock_guard<std::mutex> l(m);
-      state.store(next(state.load(), t - 1));
-    }
-    cv.notify_all();
-    work();
-    while (pending.load(std::memory_order_acquire) != 0)
-      _mm_pause();
-  }
-
-private:
-  static Pool *create() {
-    Pool *pool = new Pool();
-    instance.store(pool);
-    return pool;
-  }
-  void ensureWorkers(int n) {
-    while (int(workers.size()) < n) {
-      // The worker starts from the generation before the job it joins.
-      int id = int(workers.size());
-      uint64_t start = generationOf(state.load());
-      workers.emplace_back([this, id, start] { loop(id, start); });
-    }
-  }
-  void work() {
-    for (int i; (i = nextTask.fetch_add(1)) < jobTasks;)
-      (*job)(i);
-  }
-  void loop(int id, uint64_t seen) {
-    for (;;) {
-      // Spin a little (decode calls come back to back), then sleep.
-      for (int spin = 0; spin < 20000 && generationOf(state.load()) == seen;
-           ++spin)
-        _mm_pause();
-      if (generationOf(state.load()) == seen) {
-        std::unique_lock<std::mutex> l(m);
-        cv.wait(l, [&] { return generationOf(state.load()) != seen; });
-      }
-      uint64_t now = state.load();
-      seen = generationOf(now);
-      if (stopping.load())
-        return;
-      if (id < activeOf(now)) {
-        work();
-        pending.fetch_sub(1, std::memory_order_release);
-      }
-    }
-  }
-  static std::atomic<Pool *> instance;
-  std::atomic<bool> stopping{false};
-  std::atomic<int> wanted{0};
-  std::mutex runMutex, m;
-  std::condition_variable cv;
-  /// The job's generation (high bits) and the number of workers that join
-  /// it (low 16 bits), read as one value: a worker that read them apart
-  /// could join a job with the generation of an earlier one, then join it
-  /// again and count itself out twice.
-  std::atomic<uint64_t> state{0};
-  static uint64_t generationOf(uint64_t s) { return s >> 16; }
-  static int activeOf(uint64_t s) { return int(s & 0xFFFF); }
-  static uint64_t next(uint64_t s, int active) {
-    return ((generationOf(s) + 1) << 16) | uint64_t(active);
-  }
-  std::atomic<int> nextTask{0}, pending{0};
-  int jobTasks = 0;
-  const std::function<void(int)> *job = nullptr;
-  std::vector<std::thread> workers;
-};
-
-std::atomic<Pool *> Pool::instance{nullptr};
-
 __attribute__((destructor)) void stopPool() { Pool::shutdown(); }
 
 //===----------------------------------------------------------------------===//
@@ -256,6 +135,11 @@ std::atomic<int> &currentPath() {
   static std::atomic<int> path{std::min(bestPath(), envCap())};
   return path;
 }
+} // namespace
+
+bool qopt_cpu::hasAVX512() { return currentPath().load() >= kAVX512; }
+
+namespace {
 
 //===----------------------------------------------------------------------===//
 // Row corrections shared by the paths: sum_g s_g * z_g * T_g, where T_g is
