@@ -26,13 +26,10 @@
 #include "CPUKernels.h"
 
 #include <cstdlib>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <shared_mutex>
-
-#include <sys/mman.h>
-#include <unistd.h>
+#include <tuple>
 
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -71,8 +68,12 @@ Registry &registry() {
   return r;
 }
 
+int64_t packedFloats(int64_t k, int64_t n) {
+  return (n + kNR - 1) / kNR * kNR * k;
+}
+
 int64_t packedBytes(const Key &key) {
-  return (key.n + kNR - 1) / kNR * kNR * key.k * int64_t(sizeof(float));
+  return packedFloats(key.k, key.n) * int64_t(sizeof(float));
 }
 
 int64_t copiedBytes(const Key &key) {
@@ -84,10 +85,6 @@ bool inConstantRange(Registry &r, uintptr_t begin, uintptr_t end) {
     if (begin >= range.first && end <= range.second)
       return true;
   return false;
-}
-
-int64_t packedFloats(int64_t k, int64_t n) {
-  return (n + kNR - 1) / kNR * kNR * k;
 }
 
 /// B (k x n, strides rs / cs) into panels of kNR columns at `p`, the
