@@ -13,8 +13,9 @@ onnxruntime's own quantizer. Also the compile time and peak memory of
 
 Needs torch + transformers (to build and export the randomly initialised
 model, nothing downloaded), onnxruntime and numpy, and a build. qoptc's
-`--quantize` leaves the output head in f32 (its default); onnxruntime's
-quantizer quantizes it too, so the table also gives each model's weight
+`--quantize` leaves the output head in f32 by default; onnxruntime's
+quantizer quantizes it too, as does the `-head` variant
+(`--quantize-modules '.*'`), so the table also gives each model's weight
 bytes.
 """
 import argparse
@@ -113,6 +114,8 @@ def main():
             quantize_ort(model, path, level)
     variants = {"qopt-fp32": [], "qopt-w4-g32": ["--quantize", "int4:group=32"],
                 "qopt-w4-g32-int8act": ["--quantize", "int4:group=32", "--int8-activations"],
+                "qopt-w4-g32-int8act-head": ["--quantize", "int4:group=32", "--int8-activations",
+                                             "--quantize-modules", ".*"],
                 "qopt-w8": ["--quantize", "int8:per-channel"],
                 "qopt-w8-int8act": ["--quantize", "int8:per-channel", "--int8-activations"]}
     results = {"config": vars(args), "compile": {}, "rows": []}

@@ -166,6 +166,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     quantize.modelDir = target.modelDir;
     quantize.budgetBits = options.budgetBits;
     quantize.fisher = options.budgetFisher;
+    quantize.targetModules.assign(options.quantizeModules.begin(),
+                                  options.quantizeModules.end());
     front.addPass(createQOptQuantizeWeightsPass(quantize));
   }
   if (failed(front.run(module)))

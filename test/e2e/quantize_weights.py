@@ -4,7 +4,8 @@ definition:
 
 - every spec: the logits equal (<= 2e-6, fp32 rounding) those of the same
   export compiled with `--weights` of a float checkpoint whose linear
-  weights (all but lm_head) were quantized and dequantized by the numpy
+  weights (all but lm_head; with `--quantize-modules '.*'` lm_head too)
+  were quantized and dequantized by the numpy
   reference below (for nf4 / fp4 by qopt.dequantize(qopt.quantize(...)),
   itself byte-equal to bitsandbytes in test/python), and differ from the
   float model's; the weights file holds packed codes (under 60% of the
@@ -49,14 +50,18 @@ with tempfile.TemporaryDirectory() as tmp:
         inputs = np.load(os.path.join(real, "reference.npz"))
         cases = sorted({k.split(".")[0] for k in inputs.files})
         feeds = {c: {n: inputs[f"{c}.{n}"] for n in ("input_ids", "attention_mask")} for c in cases}
-        for spec in SPECS:
-            label = f"{spec} on llama-{exporter}"
-            tag = spec.replace(":", "_").replace(",", "_").replace("=", "")
+        # Every spec on the default layers; one with the output head too.
+        for spec, modules, names in ([(s, [], linear) for s in SPECS] +
+                                     [("int4:group=32", ["--quantize-modules", ".*"],
+                                       linear + ["lm_head.weight"])]):
+            label = f"{spec} {' '.join(modules)} on llama-{exporter}".replace("  ", " ")
+            tag = (spec + "".join(modules)).replace(":", "_").replace(",", "_").replace(
+                "=", "").replace("-", "_").replace(".*", "all")
             lib = os.path.join(tmp, f"{exporter}-{tag}.so")
             floats = os.path.join(tmp, f"{tag}.safetensors")
             flib = os.path.join(tmp, f"{exporter}-{tag}-float.so")
-            write_f32_safetensors(floats, {n: reference(base[n], spec) for n in linear})
-            rc, err = qoptc(model, "--quantize", spec, "-o", lib)
+            write_f32_safetensors(floats, {n: reference(base[n], spec) for n in names})
+            rc, err = qoptc(model, "--quantize", spec, *modules, "-o", lib)
             rc2, err2 = qoptc(model, "--weights", floats, "-o", flib)
             if rc or rc2:
                 print(f"FAIL {label}: {(err or err2)[:400]}")

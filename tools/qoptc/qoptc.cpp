@@ -133,6 +133,16 @@ static cl::opt<std::string> quantize(
              "int8:per-channel"),
     cl::value_desc("SPEC"), cl::cat(category));
 
+static cl::list<std::string> quantizeModules(
+    "quantize-modules",
+    cl::desc("With --quantize: the layers to quantize, as PEFT's "
+             "target_modules (module names or name suffixes, comma "
+             "separated, or one regular expression matched against the full "
+             "name; default all-linear, which leaves out the output head), "
+             "e.g. --quantize-modules '.*' for every linear layer, the head "
+             "included"),
+    cl::value_desc("NAMES"), cl::CommaSeparated, cl::cat(category));
+
 static cl::opt<std::string> adapter(
     "adapter",
     cl::desc("Load a PEFT LoRA adapter (the folder save_pretrained writes: "
@@ -309,6 +319,9 @@ int main(int argc, char **argv) {
                 "the slots are filled at run time");
   if (merge && adapter.empty() && loraConfig.empty())
     return fail("--merge needs --adapter or --lora-config");
+  if (!quantizeModules.empty() && quantize.empty())
+    return fail("--quantize-modules needs --quantize (it selects the layers "
+                "--quantize quantizes)");
   if (budgetBits != 0.0 && quantize.empty())
     return fail("--budget-bits needs --quantize with an integer format "
                 "(e.g. --quantize int4:group=128,asym --budget-bits 4.25)");
@@ -411,6 +424,8 @@ int main(int argc, char **argv) {
   modelOptions.allowUnsupported = allowUnsupported;
   modelOptions.weightsPath = weightsFile;
   modelOptions.quantizeSpec = quantize;
+  modelOptions.quantizeModules.assign(quantizeModules.begin(),
+                                      quantizeModules.end());
   modelOptions.budgetBits = budgetBits;
   modelOptions.budgetFisher = fisher;
   modelOptions.graphPasses = graphPasses;

@@ -18,6 +18,7 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace mlir {
 class OpPassManager;
@@ -56,6 +57,9 @@ struct ModelCompileOptions {
   /// compile time (qopt-quantize-weights), after weightsPath and before
   /// adapters.
   std::string quantizeSpec;
+  /// The layers quantizeSpec applies to, as PEFT's target_modules (empty:
+  /// all-linear, the output head left out).
+  std::vector<std::string> quantizeModules;
   /// With an integer quantizeSpec: per-layer widths within this many bits
   /// per weight (0: off).
   double budgetBits = 0.0;
