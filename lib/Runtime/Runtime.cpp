@@ -225,10 +225,13 @@ struct qopt_model {
     size_t a = 0, b = 0;
   };
   std::vector<LoraSlot> loraSlots;
-  bool hasState() const {
-    return usesRNG || !loraSlots.empty() ||
-           std::any_of(entries.begin(), entries.end(),
+  /// An entry updates parameters (a train step).
+  bool updatesParameters() const {
+    return std::any_of(entries.begin(), entries.end(),
                        [](const Entry &e) { return !e.updates.empty(); });
+  }
+  bool hasState() const {
+    return usesRNG || !loraSlots.empty() || updatesParameters();
   }
 
   ~qopt_model() {
@@ -624,14 +627,12 @@ int qopt_model_load(const char *path, qopt_model **model) {
   // model that updates parameters (a train step): its backward reads each
   // frozen weight transposed too, and two packed copies of the base would
   // undo its memory savings.
-  bool trains = std::any_of(
-      m->entries.begin(), m->entries.end(),
-      [](const qopt_model::Entry &e) { return !e.updates.empty(); });
   auto registerConstant = reinterpret_cast<void (*)(const void *, int64_t)>(
       dlsym(m->library, cm::kRegisterConstantSymbol));
   m->releaseConstant = reinterpret_cast<void (*)(const void *, int64_t)>(
       dlsym(m->library, cm::kReleaseConstantSymbol));
-  if (m->weights && !trains && registerConstant && m->releaseConstant)
+  if (m->weights && !m->updatesParameters() && registerConstant &&
+      m->releaseConstant)
     registerConstant(m->weights, int64_t(m->weightsSize));
   else
     m->releaseConstant = nullptr;

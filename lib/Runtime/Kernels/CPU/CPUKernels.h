@@ -28,6 +28,16 @@ namespace qopt_cpu {
 /// qopt_kernel_set_cpu_path) includes AVX-512 (F, BW, VL).
 bool hasAVX512();
 
+/// PackedGemm.cpp: C += A·B with the AVX-512 kernels (B packed once if it
+/// is a registered constant); false, nothing done, when left to BLAS. A
+/// and C have unit column stride. `parallel`: split the work among the
+/// pool's threads (false inside a pool task).
+bool product(const float *a, int64_t lda, const float *b, int64_t rs,
+             int64_t cs, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k,
+             bool parallel);
+/// Whether product() takes every product of this shape and B's strides.
+bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs, int64_t cs);
+
 /// Workers wait on a generation counter (spinning briefly, then sleeping);
 /// the caller runs the first share itself and waits for the rest. One pool
 /// per copy of the kernel library (each model links its own), sized by

@@ -33,19 +33,7 @@ int openblas_get_num_threads(void);
 // the library also serves models and tests without OpenMP).
 void omp_set_num_threads(int) __attribute__((weak));
 int kmp_set_defaults(const char *) __attribute__((weak));
-// QLinear.cpp's thread pool.
-void qopt_kernel_set_qlinear_threads(int);
 }
-
-namespace qopt_cpu {
-// PackedGemm.cpp: the AVX-512 products (B packed once if constant).
-bool product(const float *a, int64_t lda, const float *b, int64_t rs,
-             int64_t cs, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k,
-             bool parallel);
-/// Whether product() takes every product of this shape and B's strides
-/// (with A and C of unit column stride).
-bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs, int64_t cs);
-} // namespace qopt_cpu
 
 namespace {
 /// OpenMP workers go to sleep right after each parallel region instead of
@@ -267,7 +255,7 @@ void qopt_kernel_set_num_threads(int n) {
   if (n <= 0)
     return;
   openblas_set_num_threads(n);
-  qopt_kernel_set_qlinear_threads(n);
+  qopt_cpu::Pool::get().setThreads(n);
   if (omp_set_num_threads)
     omp_set_num_threads(n);
 }

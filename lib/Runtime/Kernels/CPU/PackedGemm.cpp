@@ -248,13 +248,9 @@ void productPacked(const float *a, int64_t lda, const float *p, int64_t m,
       task(t);
 }
 
-/// c[0, n) += a[0, k) · B for one row of A, B in its own layout (a
-/// decode step reads each weight once: no copy, streamed at memory
-/// bandwidth). B with unit column stride: four rows of B at a time, scaled
-/// and added to a strip of up to 2048 columns of c (which stays in L1),
-/// so that B is read in long contiguous runs; B with unit row stride
-/// (stored n x k): one dot product per column, four at a time. Columns
-/// split among the threads in contiguous ranges.
+/// c[n0, n1) += a[0, k) · B[:, n0..n1) for B with unit column stride: four
+/// rows of B at a time, scaled and added to a strip of up to 2048 columns
+/// of c (which stays in L1), so that B is read in long contiguous runs.
 __attribute__((target("avx512f"))) void rowTimesRows(const float *a,
                                                      const float *b, int64_t rs,
                                                      float *c, int64_t k,
@@ -300,11 +296,12 @@ __attribute__((target("avx512f"))) void rowTimesRows(const float *a,
   }
 }
 
-/// c[j..j+R) (stride ldcCol) += a · B[j..j+R) (each column contiguous).
+/// c[j..j+R) += a · B[:, j..j+R) for B with unit row stride (each column
+/// contiguous): one dot product per column.
 template <int R>
-__attribute__((target("avx512f"))) void
-dots(const float *a, const float *b, int64_t cs, float *c, int64_t ldcCol,
-     int64_t k, int64_t j) {
+__attribute__((target("avx512f"))) void dots(const float *a, const float *b,
+                                             int64_t cs, float *c, int64_t k,
+                                             int64_t j) {
   __m512 acc[R];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r)
@@ -323,41 +320,40 @@ dots(const float *a, const float *b, int64_t cs, float *c, int64_t ldcCol,
   for (int r = 0; r < R; ++r) {
     acc[r] = _mm512_fmadd_ps(
         x, _mm512_maskz_loadu_ps(tail, b + (j + r) * cs + kk), acc[r]);
-    c[(j + r) * ldcCol] += _mm512_reduce_add_ps(acc[r]);
+    c[j + r] += _mm512_reduce_add_ps(acc[r]);
   }
 }
 
 void rowTimesColumns(const float *a, const float *b, int64_t cs, float *c,
-                     int64_t ldcCol, int64_t k, int64_t n0, int64_t n1) {
+                     int64_t k, int64_t n0, int64_t n1) {
   int64_t j = n0;
   for (; j + 4 <= n1; j += 4)
-    dots<4>(a, b, cs, c, ldcCol, k, j);
+    dots<4>(a, b, cs, c, k, j);
   for (; j < n1; ++j)
-    dots<1>(a, b, cs, c, ldcCol, k, j);
+    dots<1>(a, b, cs, c, k, j);
 }
 
-/// One row of A times B where B has a unit stride; false otherwise.
+/// c[0, n) += a[0, k) · B for one row of A (contiguous, as is c), B read in
+/// place (a decode step reads each weight once: no copy, streamed at
+/// memory bandwidth); false unless B has a unit stride.
 bool rowProduct(const float *a, const float *b, int64_t rs, int64_t cs,
-                float *c, int64_t scn, int64_t n, int64_t k, bool parallel) {
-  bool rows = cs == 1 && scn == 1, columns = rs == 1 && !rows;
-  if (!rows && !columns)
+                float *c, int64_t n, int64_t k, bool parallel) {
+  bool rows = cs == 1;
+  if (!rows && rs != 1)
     return false;
   qopt_cpu::Pool &pool = qopt_cpu::Pool::get();
   int64_t threads = parallel ? pool.threads() : 1;
-  // One contiguous range of columns per thread (rows: long runs of each
-  // row of B), in multiples of 16; a few per thread for the dots.
-  int64_t unit = 16;
-  int64_t units = (n + unit - 1) / unit;
-  int64_t per = std::max<int64_t>(rows ? 16 : 4,
-                                  (units + (rows ? threads : 4 * threads) - 1) /
-                                      (rows ? threads : 4 * threads));
+  // Columns in multiples of 16: one contiguous range per thread for rows
+  // (long runs of each row of B), a few per thread for the dots.
+  int64_t units = (n + 15) / 16, parts = rows ? threads : 4 * threads;
+  int64_t per = std::max<int64_t>(rows ? 16 : 4, (units + parts - 1) / parts);
   int tasks = int((units + per - 1) / per);
   auto task = [&](int t) {
-    int64_t n0 = t * per * unit, n1 = std::min(n, n0 + per * unit);
+    int64_t n0 = t * per * 16, n1 = std::min(n, n0 + per * 16);
     if (rows)
       rowTimesRows(a, b, rs, c, k, n0, n1);
     else
-      rowTimesColumns(a, b, cs, c, scn, k, n0, n1);
+      rowTimesColumns(a, b, cs, c, k, n0, n1);
   };
   if (threads > 1 && tasks > 1)
     pool.run(tasks, task);
@@ -371,21 +367,22 @@ bool rowProduct(const float *a, const float *b, int64_t rs, int64_t cs,
 /// go to BLAS.
 constexpr int64_t kMaxScratchFloats = int64_t(4) << 20;
 
+/// Sizes and strides the kernels take, on a CPU that has them.
+bool takes(int64_t m, int64_t n, int64_t k, int64_t rs, int64_t cs) {
+  return m >= 1 && n >= 1 && k >= 1 && rs >= 0 && cs >= 0 &&
+         qopt_cpu::hasAVX512();
+}
+
 } // namespace
 
 namespace qopt_cpu {
 
-/// C += A·B with the AVX-512 kernels, when this CPU has them: B packed once
-/// if it is a registered constant, else packed per call into a scratch
-/// buffer; one row of A without a packed copy reads B in place. False
-/// (nothing done) when the product is left to BLAS. A and C must have unit
-/// column stride.
-/// `parallel`: split the work among the pool's threads (false inside a
-/// pool task).
+/// B packed once if it is a registered constant, else packed per call into
+/// a scratch buffer; one row of A without a packed copy reads B in place.
 bool product(const float *a, int64_t lda, const float *b, int64_t rs,
              int64_t cs, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k,
              bool parallel) {
-  if (m < 1 || n < 1 || k < 1 || rs < 0 || cs < 0 || !hasAVX512())
+  if (!takes(m, n, k, rs, cs))
     return false;
   // Pack a constant for products with several rows; a one-row product (a
   // decode step) uses a packed copy that exists but does not make one.
@@ -395,7 +392,7 @@ bool product(const float *a, int64_t lda, const float *b, int64_t rs,
     return true;
   }
   if (m == 1)
-    return lda >= 0 && rowProduct(a, b, rs, cs, c, /*scn=*/1, n, k, parallel);
+    return rowProduct(a, b, rs, cs, c, n, k, parallel);
   if (packedFloats(k, n) > kMaxScratchFloats)
     return false;
   // Allocated per call: a thread_local buffer with a destructor would keep
@@ -412,7 +409,7 @@ bool product(const float *a, int64_t lda, const float *b, int64_t rs,
 
 bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs,
                        int64_t cs) {
-  return m > 1 && n >= 1 && k >= 1 && rs >= 0 && cs >= 0 && hasAVX512() &&
+  return m > 1 && takes(m, n, k, rs, cs) &&
          packedFloats(k, n) <= kMaxScratchFloats;
 }
 
