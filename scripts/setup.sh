@@ -22,8 +22,6 @@ pkgs=(
   clang-format-22
   # compiled models: the linker driver (g++) and OpenBLAS for matrix products
   libopenblas-dev
-  # libomp for `qoptc --parallel` (OpenMP loops)
-  libomp-22-dev
   # Python for tests and reference numerics
   python3 python3-venv python3-pip
   # the Python binding (nanobind extension)

@@ -189,6 +189,7 @@ struct qopt_model {
   const char *(*cpuName)() = nullptr;
   const char *(*cpuPath)() = nullptr;
   const char *(*f32Path)() = nullptr;
+  void (*loopCounts)(int64_t *, int64_t *) = nullptr;
   void (*releaseConstant)(const void *, int64_t) = nullptr;
   std::string cpuKernels;
   std::string manifestText;
@@ -622,6 +623,8 @@ int qopt_model_load(const char *path, qopt_model **model) {
       dlsym(m->library, cm::kCPUPathSymbol));
   m->f32Path = reinterpret_cast<const char *(*)()>(
       dlsym(m->library, cm::kF32PathSymbol));
+  m->loopCounts = reinterpret_cast<void (*)(int64_t *, int64_t *)>(
+      dlsym(m->library, cm::kLoopCountsSymbol));
   // The weights mapping is read-only for the model's life: its products
   // may keep packed copies of the weights (freed at release). Not for a
   // model that updates parameters (a train step): its backward reads each
@@ -1073,6 +1076,13 @@ const char *qopt_model_cpu_kernels(qopt_model *m) {
       "\nf32-product kernels: " + (m->f32Path ? m->f32Path() : "openblas") +
       "\n";
   return m->cpuKernels.c_str();
+}
+
+int qopt_model_loop_counts(qopt_model *m, int64_t *pooled, int64_t *on_caller) {
+  *pooled = *on_caller = 0;
+  if (m->loopCounts)
+    m->loopCounts(pooled, on_caller);
+  return 0;
 }
 
 int qopt_model_set_num_threads(qopt_model *m, int n) {

@@ -431,7 +431,7 @@ def _qoptc(path):
 def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
             weights=None, quantize=None, requantize=False,
             save_adapter=None, lora_slots=None, calibration_data=None,
-            calibration_batch_size=None, calibration_max_passes=None, dims=None, cpu=None, parallel=False,
+            calibration_batch_size=None, calibration_max_passes=None, dims=None, cpu=None, parallel=True,
             extra_args=(), qoptc=None):
     """Compiles an ONNX model with qoptc and loads it.
 
@@ -492,8 +492,8 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
         cmd += ["--dim", f"{name}={int(size)}"]
     if cpu is not None:
         cmd += ["--cpu", str(cpu)]
-    if parallel:
-        cmd.append("--parallel")
+    if not parallel:
+        cmd.append("--parallel=false")
     cmd += [str(a) for a in extra_args]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:

@@ -21,8 +21,8 @@ LLVM_BIN = "/usr/lib/llvm-22/bin"
 LLVM_LIB = "/usr/lib/llvm-22/lib"
 # The named CPU pipeline (lib/Pipelines), after the conversion that
 # run_qopt does first to read the signature; matrix products go to the CPU
-# kernel library as in compiled models.
-LOWER = ["--qopt-lower-to-cpu=blas=true"]
+# kernel library and loop nests to its thread pool, as in compiled models.
+LOWER = ["--qopt-lower-to-cpu=blas=true parallel=true"]
 
 
 class QOptError(Exception):

@@ -64,7 +64,9 @@ void usage() {
       "                         but the first\n"
       "  --info                 print the model's inputs and outputs and exit\n"
       "  --verbose              print the CPU, the kernels chosen for it and\n"
-      "                         the threads (to stderr) before running\n"
+      "                         the threads (to stderr) before running, and\n"
+      "                         after it how many loop nests ran on the\n"
+      "                         thread pool and on the calling thread\n"
       "  --help                 this text\n");
 }
 } // namespace
@@ -279,5 +281,14 @@ int main(int argc, char **argv) {
   if (repeat > 1)
     std::printf("mean latency over %d runs (after the first): %.3f ms\n",
                 repeat - 1, 1e3 * total / (repeat - 1));
+  if (verbose) {
+    int64_t pooled, onCaller;
+    qopt_model_loop_counts(model, &pooled, &onCaller);
+    std::fprintf(stderr,
+                 "loop nests run: %lld on the thread pool, %lld on the "
+                 "calling thread\n",
+                 static_cast<long long>(pooled),
+                 static_cast<long long>(onCaller));
+  }
   return rc;
 }

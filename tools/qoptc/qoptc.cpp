@@ -80,9 +80,11 @@ static cl::opt<bool> int8Activations(
     cl::cat(category));
 static cl::opt<bool> parallel(
     "parallel",
-    cl::desc("Run the outermost loop of every generated loop nest on all "
-             "cores with OpenMP (links libomp; pays off on large batches)"),
-    cl::cat(category));
+    cl::desc("Run the outer loops of every generated loop nest (norms, "
+             "softmax, activations, copies) on the kernel library's thread "
+             "pool, beside the products (default; --parallel=false keeps "
+             "them on the calling thread)"),
+    cl::init(true), cl::cat(category));
 static cl::opt<bool> allowUnsupported(
     "allow-unsupported",
     cl::desc("Import nodes of unsupported domains as opaque ops (they then "

@@ -48,6 +48,11 @@ inline constexpr char kFreeSymbol[] = "qopt_kernel_free";
 /// Kernels generated code calls (lib/Runtime/Kernels/CPU/Kernels.cpp).
 inline constexpr char kSgemmSymbol[] = "qopt_kernel_sgemm";
 inline constexpr char kQLinearSymbol[] = "qopt_kernel_qlinear";
+/// Runs an outlined loop body over the kernel pool's threads
+/// (qopt-parallel-to-pool).
+inline constexpr char kParallelForSymbol[] = "qopt_kernel_parallel_for";
+/// How many of those loops ran on the pool and on the calling thread.
+inline constexpr char kLoopCountsSymbol[] = "qopt_kernel_loop_counts";
 /// The CPU's name and the quantized products' code path (QLinear.cpp).
 inline constexpr char kCPUNameSymbol[] = "qopt_kernel_cpu_name";
 inline constexpr char kCPUPathSymbol[] = "qopt_kernel_cpu_path";

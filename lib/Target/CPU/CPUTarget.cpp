@@ -15,7 +15,6 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
-#include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/ADT/ScopeExit.h"
@@ -685,9 +684,6 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
                                  object,
                                  options.kernelsLibrary,
                                  "-lopenblas",
-                                 options.parallel ? "-L" QOPT_LLVM_LIBRARY_DIR
-                                                  : "",
-                                 options.parallel ? "-lomp" : "",
                                  "-lm",
                                  "-Wl,-z,noexecstack",
                                  "-Wl,--no-undefined"};
@@ -825,7 +821,6 @@ LogicalResult mlir::qopt::compileForCPU(ModuleOp module,
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
-  registerOpenMPDialectTranslation(registry);
   module.getContext()->appendDialectRegistry(registry);
   CPUCompiler compiler(module, options);
   return compiler.run();

@@ -36,10 +36,10 @@ struct CPUTargetOptions {
   /// Quantized products quantize their activations to int8 per block of 32
   /// (integer dot products where the CPU has AVX-512 VNNI).
   bool int8Activations = false;
-  /// The outermost parallel loop of every loop nest on all cores (OpenMP).
-  /// Off by default: on 2 cores it only pays off on large batches
-  /// (docs/Benchmarks.md).
-  bool parallel = false;
+  /// The outer parallel loops of every loop nest on the kernel library's
+  /// thread pool (qopt-parallel-to-pool); loops too small to pay for it
+  /// stay on the calling thread at run time.
+  bool parallel = true;
   /// Compiler driver that links the shared library.
   std::string linker = "c++";
   /// libqopt_kernels_cpu.a.

@@ -35,8 +35,8 @@ struct CPUCodegenOptionsBase : public PassPipelineOptions<Derived> {
   mlir::detail::PassOptions::Option<bool> parallel{
       *this, "parallel",
       llvm::cl::desc("Run the outermost parallel loop of every loop nest on "
-                     "all cores (OpenMP; the program must then be linked "
-                     "with libomp)"),
+                     "the CPU kernel library's thread pool "
+                     "(qopt_kernel_parallel_for)"),
       llvm::cl::init(false)};
 };
 

@@ -67,15 +67,20 @@ public:
       t.join();
   }
   void setThreads(int n) { wanted.store(std::max(1, n)); }
+  /// Whether the calling thread runs one of the pool's tasks (where run()
+  /// runs everything on it).
+  static bool insideJob() { return inJob; }
   int threads() {
     int n = wanted.load();
     n = n > 0 ? n : std::max(1, openblas_get_num_threads());
     return std::min(n, 0xFFFF);
   }
-  /// Calls fn(i) for i in [0, tasks), on up to threads() threads.
+  /// Calls fn(i) for i in [0, tasks), on up to threads() threads; on the
+  /// calling thread alone when called from inside a job (a generated
+  /// loop's body that calls a kernel).
   void run(int tasks, const std::function<void(int)> &fn) {
     int t = std::min(tasks, threads());
-    if (t <= 1) {
+    if (t <= 1 || inJob) {
       for (int i = 0; i < tasks; ++i)
         fn(i);
       return;
@@ -111,8 +116,10 @@ private:
     }
   }
   void work() {
+    inJob = true;
     for (int i; (i = nextTask.fetch_add(1)) < jobTasks;)
       (*job)(i);
+    inJob = false;
   }
   void loop(int id, uint64_t seen) {
     for (;;) {
@@ -135,6 +142,7 @@ private:
     }
   }
   static inline std::atomic<Pool *> instance{nullptr};
+  static inline thread_local bool inJob = false;
   std::atomic<bool> stopping{false};
   std::atomic<int> wanted{0};
   std::mutex runMutex, m;

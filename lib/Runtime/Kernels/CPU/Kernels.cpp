@@ -29,23 +29,11 @@ void cblas_sgemv(int order, int trans, int m, int n, float alpha,
                  float *y, int incy);
 void openblas_set_num_threads(int);
 int openblas_get_num_threads(void);
-// libomp, present when the model was compiled with parallel loops (weak:
-// the library also serves models and tests without OpenMP).
-void omp_set_num_threads(int) __attribute__((weak));
-int kmp_set_defaults(const char *) __attribute__((weak));
 }
 
 namespace {
-/// OpenMP workers go to sleep right after each parallel region instead of
-/// spinning for 200 ms: between regions the cores belong to OpenBLAS's
-/// threads, which run the matrix products.
-__attribute__((constructor)) void initOpenMP() {
-  if (kmp_set_defaults)
-    kmp_set_defaults("KMP_BLOCKTIME=0");
-}
-} // namespace
+std::atomic<int64_t> loopsOnPool{0}, loopsOnCaller{0};
 
-namespace {
 /// A strided matrix view: element (r, c) lies at data[r*rs + c*cs].
 struct View {
   float *data;
@@ -248,22 +236,61 @@ void qopt_kernel_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
       one(i, j, /*parallel=*/true);
 }
 
-/// Threads the model may use (the library's own pool for products,
-/// OpenBLAS's, OpenMP's for the generated loops); n <= 0 keeps the defaults
-/// (all cores, or OPENBLAS_NUM_THREADS / OMP_NUM_THREADS).
+/// Threads the model may use (the library's own pool, for products and
+/// the generated loops, and OpenBLAS's); n <= 0 keeps the defaults (all
+/// cores, or OPENBLAS_NUM_THREADS).
 void qopt_kernel_set_num_threads(int n) {
   if (n <= 0)
     return;
   openblas_set_num_threads(n);
   qopt_cpu::Pool::get().setThreads(n);
-  if (omp_set_num_threads)
-    omp_set_num_threads(n);
+}
+
+/// The loop nests qopt_kernel_parallel_for ran so far, split among the
+/// pool's threads or all on the calling thread (qopt-run --verbose).
+void qopt_kernel_loop_counts(int64_t *pooled, int64_t *onCaller) {
+  *pooled = loopsOnPool.load(std::memory_order_relaxed);
+  *onCaller = loopsOnCaller.load(std::memory_order_relaxed);
+}
+
+/// A generated loop (qopt-parallel-to-pool): fn(ctx, begin, end) runs its
+/// iterations [begin, end). `work` counts the innermost iterations of all
+/// n; a range gets at least kGrain of them, or the wake-up would cost more
+/// than it saves, so small loops (a decode step's) stay on the calling
+/// thread. Up to four contiguous ranges per thread, taken as threads come
+/// free: a thread that joins late (woken from sleep) or is slowed by page
+/// faults does not hold the others up.
+void qopt_kernel_parallel_for(void (*fn)(void *, int64_t, int64_t), void *ctx,
+                              int64_t n, int64_t work) {
+  constexpr int64_t kGrain = 16384;
+  if (n <= 0)
+    return;
+  qopt_cpu::Pool &pool = qopt_cpu::Pool::get();
+  int threads = pool.threads();
+  int64_t tasks =
+      threads <= 1
+          ? 1
+          : std::min<int64_t>({n, 4 * int64_t(threads), work / kGrain});
+  if (tasks <= 1 || pool.insideJob()) {
+    loopsOnCaller.fetch_add(1, std::memory_order_relaxed);
+    fn(ctx, 0, n);
+    return;
+  }
+  loopsOnPool.fetch_add(1, std::memory_order_relaxed);
+  int64_t share = n / tasks, extra = n % tasks;
+  pool.run(int(tasks), [&](int t) {
+    int64_t begin = t * share + std::min<int64_t>(t, extra);
+    fn(ctx, begin, begin + share + (t < extra ? 1 : 0));
+  });
 }
 
 int qopt_kernel_get_num_threads(void) { return openblas_get_num_threads(); }
 
 /// memref.copy between layouts LLVM cannot memcpy (the MLIR C runner
-/// utilities' entry point, provided here so models need no MLIR library).
+/// utilities' entry point, provided here so models need no MLIR library):
+/// attention's head transposes and strided slices. Rows of the innermost
+/// dimension are copied as runs (memcpy where both are contiguous), split
+/// among the pool's threads when there are many.
 struct UnrankedDescriptor {
   int64_t rank;
   void *descriptor;
@@ -285,27 +312,49 @@ void memrefCopy(int64_t elementSize, UnrankedDescriptor *src,
   int64_t srcOffset = fields(src, srcBase, sizes, srcStrides);
   int64_t dstOffset = fields(dst, dstBase, dstSizes, dstStrides);
   int64_t rank = src->rank;
-  for (int64_t d = 0; d < rank; ++d)
+  int64_t rows = 1;
+  for (int64_t d = 0; d < rank; ++d) {
     if (sizes[d] == 0)
       return;
-  std::vector<int64_t> index(static_cast<size_t>(rank), 0);
-  char *s = srcBase + srcOffset * elementSize;
-  char *t = dstBase + dstOffset * elementSize;
-  while (true) {
-    std::memcpy(t, s, static_cast<size_t>(elementSize));
-    int64_t d = rank - 1;
-    for (; d >= 0; --d) {
-      s += srcStrides[d] * elementSize;
-      t += dstStrides[d] * elementSize;
-      if (++index[d] < sizes[d])
-        break;
-      s -= srcStrides[d] * elementSize * sizes[d];
-      t -= dstStrides[d] * elementSize * sizes[d];
-      index[d] = 0;
-    }
-    if (d < 0)
-      return;
+    if (d + 1 < rank)
+      rows *= sizes[d];
   }
+  char *s0 = srcBase + srcOffset * elementSize;
+  char *t0 = dstBase + dstOffset * elementSize;
+  int64_t width = rank ? sizes[rank - 1] : 1;
+  int64_t ss = rank ? srcStrides[rank - 1] * elementSize : 0;
+  int64_t ts = rank ? dstStrides[rank - 1] * elementSize : 0;
+  bool contiguous = ss == elementSize && ts == elementSize;
+  // Rows [r0, r1) of the outer dimensions, in row-major order.
+  auto copyRows = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      char *s = s0, *t = t0;
+      for (int64_t d = rank - 2, rest = r; d >= 0; --d) {
+        int64_t i = rest % sizes[d];
+        rest /= sizes[d];
+        s += i * srcStrides[d] * elementSize;
+        t += i * dstStrides[d] * elementSize;
+      }
+      if (contiguous)
+        std::memcpy(t, s, static_cast<size_t>(width * elementSize));
+      else if (elementSize == 4)
+        for (int64_t j = 0; j < width; ++j)
+          std::memcpy(t + j * ts, s + j * ss, 4);
+      else
+        for (int64_t j = 0; j < width; ++j)
+          std::memcpy(t + j * ts, s + j * ss, static_cast<size_t>(elementSize));
+    }
+  };
+  qopt_cpu::Pool &pool = qopt_cpu::Pool::get();
+  int64_t bytes = rows * width * elementSize;
+  int64_t tasks = std::min<int64_t>(
+      {rows, 4 * int64_t(pool.threads()), bytes / (256 << 10)});
+  if (tasks <= 1 || tasks > INT32_MAX) {
+    copyRows(0, rows);
+    return;
+  }
+  pool.run(int(tasks),
+           [&](int t) { copyRows(rows * t / tasks, rows * (t + 1) / tasks); });
 }
 
 /// Run-time checks (qopt-lower-runtime-checks): a failed check records its

@@ -20,6 +20,9 @@ struct QOptCPUMathPass : qopt::impl::QOptCPUMathPassBase<QOptCPUMathPass> {
     populateMathAlgebraicSimplificationPatterns(patterns);
     populatePolynomialApproximateTanhPattern(patterns);
     populatePolynomialApproximateErfPattern(patterns);
+    populateMathPolynomialApproximationPatterns(patterns, [](StringRef op) {
+      return op == math::ExpOp::getOperationName();
+    });
     if (failed(applyPatternsGreedily(getOperation(), std::move(patterns))))
       return signalPassFailure();
   }

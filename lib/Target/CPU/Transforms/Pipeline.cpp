@@ -64,10 +64,7 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   if (options.parallel) {
     pm.addPass(createConvertLinalgToParallelLoopsPass());
     pm.addPass(createQOptSerializeNestedParallelPass());
-    pm.addPass(createConvertSCFToOpenMPPass());
-    // Inlines the memref.alloca_scope the conversion wraps around loop
-    // bodies that allocate nothing (SCF-to-CF would split it into blocks).
-    pm.addPass(createCanonicalizerPass());
+    pm.addPass(createQOptParallelToPoolPass());
   } else {
     pm.addPass(createConvertLinalgToLoopsPass());
   }
@@ -85,8 +82,6 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
   memrefToLLVM.useAlignedAlloc = true;
   pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
-  if (options.parallel)
-    pm.addPass(createConvertOpenMPToLLVMPass());
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
 }

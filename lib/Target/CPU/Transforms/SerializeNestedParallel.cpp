@@ -12,29 +12,26 @@ namespace mlir::qopt {
 
 using namespace mlir;
 
-/// Rewrites `op` (without reductions) into a 1-D scf.parallel over its
-/// first dimension when `keepFirst`, around scf.for loops over the others
-/// (all of them when not). A nested one becomes plain loops; a
-/// multi-dimensional outer one keeps one parallel dimension because OpenMP
-/// would otherwise collapse them into one index and recompute every
-/// coordinate by division in the innermost loop, which LLVM then cannot
-/// vectorize.
-static LogicalResult toLoops(scf::ParallelOp op, bool keepFirst) {
+/// Rewrites `op` (without reductions) into an scf.parallel over its first
+/// `keep` dimensions around scf.for loops over the others (all of them when
+/// `keep` is 0). A nested one becomes plain loops; an outer one keeps every
+/// dimension but the last parallel, so that a batch of 1 still leaves the
+/// rows to split, and each thread runs a plain inner loop over the last
+/// (contiguous) dimension that LLVM vectorizes.
+static LogicalResult toLoops(scf::ParallelOp op, unsigned keep) {
   if (op.getNumReductions())
     return op.emitError("internal: scf.parallel with reductions");
   OpBuilder b(op);
   Location loc = op.getLoc();
   SmallVector<Value> ivs;
-  unsigned first = 0;
-  if (keepFirst) {
+  if (keep) {
     auto outer = scf::ParallelOp::create(
-        b, loc, op.getLowerBound().take_front(),
-        op.getUpperBound().take_front(), op.getStep().take_front());
-    ivs.push_back(outer.getInductionVars()[0]);
+        b, loc, op.getLowerBound().take_front(keep),
+        op.getUpperBound().take_front(keep), op.getStep().take_front(keep));
+    llvm::append_range(ivs, outer.getInductionVars());
     b.setInsertionPoint(outer.getBody()->getTerminator());
-    first = 1;
   }
-  for (unsigned d = first; d < op.getNumLoops(); ++d) {
+  for (unsigned d = keep; d < op.getNumLoops(); ++d) {
     auto loop = scf::ForOp::create(b, loc, op.getLowerBound()[d],
                                    op.getUpperBound()[d], op.getStep()[d]);
     ivs.push_back(loop.getInductionVar());
@@ -61,14 +58,14 @@ struct QOptSerializeNestedParallelPass
     // Innermost first (post-order walk), so clones never copy a loop that
     // is still to be rewritten.
     for (scf::ParallelOp op : nested)
-      if (failed(toLoops(op, /*keepFirst=*/false)))
+      if (failed(toLoops(op, /*keep=*/0)))
         return signalPassFailure();
     getOperation().walk([&](scf::ParallelOp op) {
       if (op.getNumLoops() > 1)
         outer.push_back(op);
     });
     for (scf::ParallelOp op : outer)
-      if (failed(toLoops(op, /*keepFirst=*/true)))
+      if (failed(toLoops(op, op.getNumLoops() - 1)))
         return signalPassFailure();
   }
 };

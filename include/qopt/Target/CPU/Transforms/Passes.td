@@ -28,10 +28,13 @@ def QOptCPUMathPass : Pass<"qopt-cpu-math", "::mlir::ModuleOp"> {
   let description = [{
     Rewrites `math.powf` with small constant exponents (x^2, x^3, x^0.5,
     x^-1 …) into multiplications, square roots and divisions, and
-    `math.tanh` and `math.erf` (GELU) into MLIR's polynomial approximations,
-    which LLVM vectorizes instead of calling libm once per element. The
-    approximations are accurate to a few ulp in f32 (the ONNX node tests
-    and whole-model comparisons with onnxruntime run through them).
+    `math.tanh`, `math.erf` (GELU) and `math.exp` (softmax, sigmoid, SiLU)
+    into MLIR's polynomial approximations, which LLVM vectorizes instead of
+    calling libm once per element. The approximations are accurate to a
+    few ulp in f32 (`exp`: relative error ≤ 3.1e-7 over [-87.3, 88.7],
+    against libm's < 1 ulp; 0 below -87.7, where libm still returns
+    subnormals, and +inf above 88.7; the ONNX node tests and whole-model
+    comparisons with onnxruntime run through them).
   }];
   let dependentDialects = ["::mlir::arith::ArithDialect",
                            "::mlir::math::MathDialect",
@@ -82,15 +85,49 @@ def QOptSerializeNestedParallelPass
   let summary = "Keeps only the outermost scf.parallel of each loop nest";
   let description = [{
     Rewrites every `scf.parallel` nested inside another one into sequential
-    `scf.for` loops, and keeps only the first dimension of a
-    multi-dimensional one parallel (the others become `scf.for` inside), so
-    that a loop nest from `convert-linalg-to-parallel-loops` becomes one
-    parallel region over its outermost dimension (OpenMP, via
-    `convert-scf-to-openmp`) whose threads each run plain, vectorizable
-    inner loops — instead of a nested region per outer iteration, or one
-    collapsed index whose coordinates are recomputed by division.
+    `scf.for` loops, and turns the last dimension of a multi-dimensional one
+    into an `scf.for` inside it, so that a loop nest from
+    `convert-linalg-to-parallel-loops` becomes one parallel region over its
+    outer dimensions (on the kernel library's threads, via
+    `qopt-parallel-to-pool`, which splits their combined index) whose
+    threads each run plain loops over the last, contiguous dimension that
+    LLVM vectorizes. Keeping more than the first dimension parallel leaves
+    work to split when the first is a batch of 1.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
+def QOptParallelToPoolPass
+    : Pass<"qopt-parallel-to-pool", "::mlir::ModuleOp"> {
+  let summary = "Runs each outermost scf.parallel on the kernel library's "
+                "thread pool";
+  let description = [{
+    Outlines the body of every outermost one-dimensional `scf.parallel`
+    (as `qopt-serialize-nested-parallel` leaves them) into a private
+    function `@<func>_parallel(%ctx: !llvm.ptr, %begin: i64, %end: i64)`
+    that runs iterations `[begin, end)`, and replaces the loop with a call
+    of the CPU kernel library's
+    `qopt_kernel_parallel_for(fn, ctx, iterations, work)`. The library
+    splits the iterations into contiguous ranges over the same thread pool
+    that its matrix products use (one pool, sized by the model's thread
+    count), or runs them all on the calling thread where `work` — the
+    iterations times those of the loops nested first in the body, as far as
+    their bounds are known before the loop — is too small to pay for
+    waking the threads (a decode step's vectors).
+
+    The loop's captured values travel in one struct on the caller's stack:
+    memrefs as their LLVM descriptors (bridged with
+    `builtin.unrealized_conversion_cast`, which the memref-to-LLVM
+    conversion and `reconcile-unrealized-casts` fold away), indices as
+    `i64`; constants and `memref.get_global` are recreated in the body. A
+    loop whose body contains a `cf.assert` (a failed check unwinds the
+    model's entry on the calling thread) or a call, or captures a value of
+    a type without an LLVM form, stays as it is and runs sequentially.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::LLVM::LLVMDialect"];
 }
 
 def QOptLowerRuntimeChecksPass
