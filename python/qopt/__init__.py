@@ -429,8 +429,8 @@ def _qoptc(path):
 
 
 def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
-            weights=None, quantize=None, requantize=False,
-            save_adapter=None, lora_slots=None, calibration_data=None,
+            weights=None, quantize=None, quantize_modules=None, int8_activations=False,
+            requantize=False, save_adapter=None, lora_slots=None, calibration_data=None,
             calibration_batch_size=None, calibration_max_passes=None, dims=None, cpu=None, parallel=True,
             extra_args=(), qoptc=None):
     """Compiles an ONNX model with qoptc and loads it.
@@ -444,6 +444,13 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
                   bitsandbytes 4-bit layers included (--weights)
     quantize      quantize the linear weights, e.g. "nf4:block=64,double-quant"
                   (--quantize SPEC)
+    quantize_modules  the layers quantize applies to, as PEFT's
+                  target_modules: a list of names or suffixes ("q_proj",
+                  "lm_head"), or one regex (".*": every linear layer, the
+                  output head too) (--quantize-modules; default: every
+                  linear layer but the head)
+    int8_activations  quantized products quantize their inputs to int8 per
+                  block of 32 (--int8-activations)
     requantize    with merge: merge into quantized weights by quantizing the
                   sum again (--requantize; lossy, the report goes to stderr)
     save_adapter  write the adapters in PEFT's format here (--save-adapter)
@@ -474,6 +481,12 @@ def compile(model, output=None, *, adapter=None, lora_config=None, merge=False,
         cmd += ["--weights", os.fspath(weights)]
     if quantize is not None:
         cmd += ["--quantize", quantize]
+    if quantize_modules is not None:
+        if not isinstance(quantize_modules, str):
+            quantize_modules = ",".join(quantize_modules)
+        cmd += ["--quantize-modules", quantize_modules]
+    if int8_activations:
+        cmd.append("--int8-activations")
     if merge:
         cmd.append("--merge")
     if requantize:

@@ -1,7 +1,7 @@
 """qopt.compile (a wrapper over qoptc): a real export with a PEFT adapter,
 unmerged and merged, against PEFT's own outputs; fresh adapters from a
 config; run-time slots filled with the same adapter; qoptc's errors as
-CompileError."""
+CompileError; quantize_modules, int8_activations and parallel."""
 import json
 import os
 
@@ -74,3 +74,28 @@ def test_quantize_and_merge_requantized(tmp_path):
     feeds, want = peft_case(1)
     (a,), (b,) = merged.run(**feeds), unmerged.run(**feeds)
     assert 0 < np.max(np.abs(a - b)) <= 0.02 * np.max(np.abs(b))  # measured 0.6%
+
+
+def test_quantize_modules_int8_activations_and_parallel(tmp_path):
+    # quantize_modules selects the layers like PEFT's target_modules: the
+    # head alone, every linear layer, or a selection that matches none (an
+    # error); int8 activations stay close to f32 ones; loop nests on the
+    # calling thread (parallel=False) give the same bits.
+    feeds, _ = peft_case(1)
+    (f32,) = qopt.compile(MODEL, tmp_path / "f.so").run(**feeds)
+    (serial,) = qopt.compile(MODEL, tmp_path / "s.so", parallel=False).run(**feeds)
+    assert np.array_equal(f32, serial)
+    (head,) = qopt.compile(MODEL, tmp_path / "h.so", quantize="int4:group=32",
+                           quantize_modules=["lm_head"]).run(**feeds)
+    (body,) = qopt.compile(MODEL, tmp_path / "b.so", quantize="int4:group=32").run(**feeds)
+    (every,) = qopt.compile(MODEL, tmp_path / "a.so", quantize="int4:group=32",
+                            quantize_modules=".*").run(**feeds)
+    (every8,) = qopt.compile(MODEL, tmp_path / "a8.so", quantize="int4:group=32",
+                             quantize_modules=".*", int8_activations=True).run(**feeds)
+    scale = np.max(np.abs(f32))
+    for q in (head, body, every):
+        assert 0 < np.max(np.abs(q - f32)) <= 0.5 * scale
+    assert not np.array_equal(every, body) and not np.array_equal(every, head)
+    assert 0 < np.max(np.abs(every8 - every)) <= 0.05 * scale
+    with pytest.raises(qopt.CompileError, match="matches the selection"):
+        qopt.compile(MODEL, tmp_path / "x.so", quantize="int4", quantize_modules=["nosuch"])

@@ -677,16 +677,15 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
   if (!llvm::sys::fs::exists(options.kernelsLibrary))
     return error() << "cannot find the CPU kernel library '"
                    << options.kernelsLibrary << "' (pass --kernels-lib)";
-  SmallVector<StringRef> args = {*linker,
-                                 "-shared",
-                                 "-o",
-                                 output,
-                                 object,
-                                 options.kernelsLibrary,
-                                 "-lopenblas",
-                                 "-lm",
+  SmallVector<StringRef> args = {*linker, "-shared", "-o", output, object,
+                                 options.kernelsLibrary, "-lopenblas", "-lm",
                                  "-Wl,-z,noexecstack",
-                                 "-Wl,--no-undefined"};
+                                 // The model's calls into its own kernel
+                                 // library bind to it, not to another
+                                 // model's that a host loaded RTLD_GLOBAL
+                                 // (whose pool and packed weights they
+                                 // would share).
+                                 "-Wl,-Bsymbolic", "-Wl,--no-undefined"};
   llvm::erase(args, StringRef());
   std::string message;
   SmallString<128> log;

@@ -154,11 +154,15 @@ const float *constantB(const float *b, int64_t k, int64_t n, int64_t rs,
   return it->second;
 }
 
-/// C[0..rows) x [0..32) += A[0..rows) x [0..kc) · one panel block.
-template <int MR>
+/// C[0..rows) x [0..32) += A[0..rows) x [0..kc) · one panel block. With
+/// `Next`, the bytes [next, nextEnd) of B that later tiles read first are
+/// fetched into L2 meanwhile, two lines per K step, so that a weight
+/// streamed from memory arrives while the tiles compute.
+template <int MR, bool Next>
 __attribute__((target("avx512f"), always_inline)) inline void
 tile(const float *a, int64_t lda, const float *b, int64_t kc, float *c,
-     int64_t ldc, __mmask16 m0, __mmask16 m1) {
+     int64_t ldc, __mmask16 m0, __mmask16 m1, const char *next,
+     const char *nextEnd) {
   __m512 c0[MR], c1[MR];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -168,6 +172,12 @@ tile(const float *a, int64_t lda, const float *b, int64_t kc, float *c,
                  _MM_HINT_T0);
     _mm_prefetch(reinterpret_cast<const char *>(b + (k + kPrefetch) * kNR + 16),
                  _MM_HINT_T0);
+    if constexpr (Next)
+      if (next < nextEnd) {
+        _mm_prefetch(next, _MM_HINT_T1);
+        _mm_prefetch(next + 64, _MM_HINT_T1);
+        next += 128;
+      }
     __m512 b0 = _mm512_load_ps(b + k * kNR);
     __m512 b1 = _mm512_load_ps(b + k * kNR + 16);
 #pragma GCC unroll 16
@@ -187,19 +197,23 @@ tile(const float *a, int64_t lda, const float *b, int64_t kc, float *c,
   }
 }
 
-template <int MR>
+template <int MR, bool Next>
 __attribute__((target("avx512f"))) void
 tileOf(const float *a, int64_t lda, const float *b, int64_t kc, float *c,
-       int64_t ldc, __mmask16 m0, __mmask16 m1) {
-  tile<MR>(a, lda, b, kc, c, ldc, m0, m1);
+       int64_t ldc, __mmask16 m0, __mmask16 m1, const char *next,
+       const char *nextEnd) {
+  tile<MR, Next>(a, lda, b, kc, c, ldc, m0, m1, next, nextEnd);
 }
 
 using TileFn = void (*)(const float *, int64_t, const float *, int64_t, float *,
-                        int64_t, __mmask16, __mmask16);
+                        int64_t, __mmask16, __mmask16, const char *,
+                        const char *);
+template <bool Next>
 constexpr TileFn kTiles[kMR + 1] = {
-    nullptr,    tileOf<1>,  tileOf<2>, tileOf<3>, tileOf<4>,
-    tileOf<5>,  tileOf<6>,  tileOf<7>, tileOf<8>, tileOf<9>,
-    tileOf<10>, tileOf<11>, tileOf<12>};
+    nullptr,         tileOf<1, Next>, tileOf<2, Next>,  tileOf<3, Next>,
+    tileOf<4, Next>, tileOf<5, Next>, tileOf<6, Next>,  tileOf<7, Next>,
+    tileOf<8, Next>, tileOf<9, Next>, tileOf<10, Next>, tileOf<11, Next>,
+    tileOf<12, Next>};
 
 __mmask16 maskOf(int64_t count) {
   return count >= 16  ? __mmask16(0xFFFF)
@@ -230,12 +244,36 @@ void productPacked(const float *a, int64_t lda, const float *p, int64_t m,
     int64_t i0 = (t / colTasks) * rowsPer, i1 = std::min(m, i0 + rowsPer);
     for (int64_t k0 = 0; k0 < k; k0 += kKC) {
       int64_t kc = std::min(kKC, k - k0);
+      // Prefetch into L2 what is read first later (a weight comes from
+      // memory once per block): the first rows' tile of a panel fetches
+      // the next panel's block; the other rows' tiles split the panel's
+      // next K block among them.
+      int64_t rowTiles = (i1 - i0 + kMR - 1) / kMR;
+      int64_t nextKc = std::min(kKC, k - k0 - kc); // <= 0 in the last block
       for (int64_t i = i0; i < i1; i += kMR) {
         int rows = int(std::min<int64_t>(kMR, i1 - i));
+        int64_t r = (i - i0) / kMR;
         for (int64_t panel = p0; panel < p1; ++panel) {
           int64_t n0 = panel * kNR, w = std::min(kNR, n - n0);
-          kTiles[rows](a + i * lda + k0, lda, p + (panel * k + k0) * kNR, kc,
-                       c + i * ldc + n0, ldc, maskOf(w), maskOf(w - 16));
+          const float *block = p + (panel * k + k0) * kNR;
+          const char *pf = nullptr, *pfEnd = nullptr;
+          if (r == 0 && panel + 1 < p1) {
+            pf = reinterpret_cast<const char *>(block + k * kNR);
+            pfEnd = pf + kc * kNR * sizeof(float);
+          } else if (r > 0 && nextKc > 0) {
+            const char *nb = reinterpret_cast<const char *>(block + kc * kNR);
+            int64_t bytes = nextKc * kNR * sizeof(float);
+            pf = nb + bytes * (r - 1) / (rowTiles - 1) / 64 * 64;
+            pfEnd = nb + bytes * r / (rowTiles - 1);
+          }
+          if (pf)
+            kTiles<true>[rows](a + i * lda + k0, lda, block, kc,
+                               c + i * ldc + n0, ldc, maskOf(w), maskOf(w - 16),
+                               pf, pfEnd);
+          else
+            kTiles<false>[rows](a + i * lda + k0, lda, block, kc,
+                                c + i * ldc + n0, ldc, maskOf(w),
+                                maskOf(w - 16), nullptr, nullptr);
         }
       }
     }
