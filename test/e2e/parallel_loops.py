@@ -68,7 +68,9 @@ def check(name, model, feeds):
 
         # The split changes no arithmetic: each iteration runs the same code.
         for t in (1, 2):
-            same = all(np.array_equal(a, b) for a, b in zip(got["pool", t][0], got["serial", t][0]))
+            a, b = got["pool", t][0], got["serial", t][0]
+            same = len(a) == len(b) == len(expected) and all(
+                np.array_equal(x, y) for x, y in zip(a, b))
             report(same, f"pool == serial at {t} thread(s), bit for bit")
         _, pooled2, caller2 = got["pool", 2]
         _, pooled1, caller1 = got["pool", 1]

@@ -11,9 +11,13 @@
 #include "gtest/gtest.h"
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 extern "C" {
 void qopt_kernel_parallel_for(void (*)(void *, int64_t, int64_t), void *,
@@ -154,6 +158,74 @@ TEST(ParallelFor, StridedCopy) {
                 << width << " " << transposed;
     }
   }
+}
+
+// Rank 1 with a negative stride (a reversed view), 8-byte elements, a
+// size-0 dimension (nothing written) and rank 0 (one element).
+TEST(ParallelFor, CopyEdgeCases) {
+  std::vector<double> src(1000), dst(1000, -1.0);
+  for (size_t i = 0; i < src.size(); ++i)
+    src[i] = double(i);
+  struct Rank1 {
+    double *alloc, *aligned;
+    int64_t offset, sizes[1], strides[1];
+  } s{src.data(), src.data(), 999, {1000}, {-1}},
+      d{dst.data(), dst.data(), 0, {1000}, {1}};
+  UnrankedDescriptor us{1, &s}, ud{1, &d};
+  memrefCopy(sizeof(double), &us, &ud);
+  for (int64_t i = 0; i < 1000; ++i)
+    ASSERT_EQ(dst[i], double(999 - i));
+  std::fill(dst.begin(), dst.end(), -1.0);
+  s.sizes[0] = d.sizes[0] = 0;
+  memrefCopy(sizeof(double), &us, &ud);
+  EXPECT_EQ(dst[0], -1.0);
+  struct Rank0 {
+    double *alloc, *aligned;
+    int64_t offset;
+  } s0{src.data(), src.data(), 7}, d0{dst.data(), dst.data(), 3};
+  UnrankedDescriptor us0{0, &s0}, ud0{0, &d0};
+  memrefCopy(sizeof(double), &us0, &ud0);
+  EXPECT_EQ(dst[3], 7.0);
+  EXPECT_EQ(dst[2], -1.0);
+}
+
+// Each range waits (up to 5 s) until a second range has started: two run
+// at once only if a second thread takes one.
+std::atomic<int> started{0};
+void rendezvous(void *ctx, int64_t begin, int64_t end) {
+  started.fetch_add(1);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (started.load() < 2 && std::chrono::steady_clock::now() < until)
+    std::this_thread::yield();
+  visit(ctx, begin, end);
+}
+
+// The parent's workers do not exist in a forked child: the child's loops
+// must still run on two threads, and finish.
+TEST(ParallelFor, ForkedChildRuns) {
+  qopt_kernel_set_num_threads(2);
+  Visits warm(97);
+  qopt_kernel_parallel_for(visit, &warm, 97, 97 * 100000); // workers started
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    alarm(20); // a hang fails the test instead of stalling it
+    Visits v(1000);
+    Counts before = counts();
+    qopt_kernel_parallel_for(rendezvous, &v, 1000, 1000 * 100000);
+    bool ok = counts().pooled == before.pooled + 1;
+    std::thread::id caller = std::this_thread::get_id();
+    bool other = false;
+    for (int64_t i = 0; i < 1000; ++i) {
+      ok &= v.count[i].load() == 1;
+      other |= v.threadOf[i] != caller;
+    }
+    _exit(ok && other ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "the child hung or crashed";
+  EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
 } // namespace

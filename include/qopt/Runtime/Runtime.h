@@ -176,10 +176,12 @@ int qopt_model_set_num_threads(qopt_model *model, int num_threads);
    Valid until the next call. */
 const char *qopt_model_cpu_kernels(qopt_model *model);
 
-/* The model's generated loop nests run so far: split among the kernel
-   library's threads (*pooled) or run on the calling thread (*on_caller:
-   too little work to pay for waking the threads, one thread, or compiled
-   with --parallel=false, which counts none). Returns 0. */
+/* The generated loop nests run so far by the model's kernel library (one
+   per model file a process loaded: handles to the same file share the
+   counts): split among its threads (*pooled) or run on the calling thread
+   (*on_caller: too little work to pay for waking the threads, or one
+   thread). A model compiled with --parallel=false counts none. Returns
+   0. */
 int qopt_model_loop_counts(qopt_model *model, int64_t *pooled,
                            int64_t *on_caller);
 

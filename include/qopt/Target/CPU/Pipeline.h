@@ -34,9 +34,10 @@ struct CPUCodegenOptionsBase : public PassPipelineOptions<Derived> {
       llvm::cl::init(false)};
   mlir::detail::PassOptions::Option<bool> parallel{
       *this, "parallel",
-      llvm::cl::desc("Run the outermost parallel loop of every loop nest on "
+      llvm::cl::desc("Run the outer parallel loops of every loop nest on "
                      "the CPU kernel library's thread pool "
-                     "(qopt_kernel_parallel_for)"),
+                     "(qopt_kernel_parallel_for; qoptc sets it unless "
+                     "--parallel=false)"),
       llvm::cl::init(false)};
 };
 

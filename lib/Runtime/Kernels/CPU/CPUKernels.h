@@ -16,6 +16,8 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+
+#include <pthread.h>
 #include <vector>
 
 #include <immintrin.h>
@@ -38,19 +40,22 @@ bool product(const float *a, int64_t lda, const float *b, int64_t rs,
 /// Whether product() takes every product of this shape and B's strides.
 bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs, int64_t cs);
 
-/// Workers wait on a generation counter (spinning briefly, then sleeping);
-/// the caller runs the first share itself and waits for the rest. One pool
-/// per copy of the kernel library (each model links its own), sized by
+/// The threads of the library's products and of the generated loop nests
+/// (qopt_kernel_parallel_for, memrefCopy). Workers wait on a generation
+/// counter (spinning briefly, then sleeping); the caller runs the first
+/// share itself and waits for the rest. One pool per copy of the kernel
+/// library (each model links its own), sized by
 /// qopt_kernel_set_num_threads. Its workers are stopped and joined if the
 /// library is unloaded (the runtime dlcloses models), before their code
 /// goes away; glibc keeps a library whose thread_local buffers have
 /// destructors loaded while threads live, so a process keeps one pool per
-/// model file it loaded. Not fork-safe (a child's workers are gone).
+/// model file it loaded. A forked child gets a fresh pool (its parent's
+/// workers do not exist there).
 class Pool {
 public:
   static Pool &get() {
-    static Pool *pool = create();
-    return *pool;
+    Pool *pool = instance.load(std::memory_order_acquire);
+    return pool ? *pool : *create();
   }
   /// Stops and joins the workers (at unload; the pool is not used again).
   static void shutdown() {
@@ -103,10 +108,19 @@ public:
 
 private:
   static Pool *create() {
-    Pool *pool = new Pool();
-    instance.store(pool);
-    return pool;
+    static std::once_flag once;
+    std::call_once(once, [] {
+      instance.store(new Pool());
+      // Unregistered by glibc if the library is unloaded.
+      pthread_atfork(nullptr, nullptr, afterFork);
+    });
+    return instance.load();
   }
+  /// In a forked child only the forking thread exists: the workers, and a
+  /// job or lock they held, are gone. The child starts a pool of its own
+  /// when it next needs one; the old one is left alone (its threads can be
+  /// neither joined nor destroyed).
+  static void afterFork() { instance.store(new Pool()); }
   void ensureWorkers(int n) {
     while (int(workers.size()) < n) {
       // The worker starts from the generation before the job it joins.

@@ -382,6 +382,10 @@ void qopt_kernel_free(void *p) {
   std::free(p);
 }
 
+// Generated code calls this only from the thread that runs the model's
+// entry: qopt-parallel-to-pool keeps loop nests with checks off the pool,
+// whose threads have no checkTarget (and a longjmp out of a pool task
+// would leave the pool's lock held).
 void qopt_kernel_check_failed(const char *message) {
   std::snprintf(checkMessage, sizeof(checkMessage), "%s", message);
   if (checkTarget)

@@ -1,8 +1,9 @@
 //===- ParallelToPool.cpp - scf.parallel on the kernel library's pool -----===//
 //
-// Each outermost 1-D scf.parallel becomes a private function over a range
-// of its iterations, called through qopt_kernel_parallel_for, which splits
-// the range among the same thread pool that the library's products use.
+// Each outermost scf.parallel becomes a private function over a range of
+// its dimensions' combined index, called through qopt_kernel_parallel_for,
+// which splits the range among the same thread pool that the library's
+// products use.
 // The loop's captured values travel in one stack struct: memrefs as their
 // LLVM descriptors, bridged with unrealized casts that the memref-to-LLVM
 // conversion and reconcile-unrealized-casts later fold away.

@@ -92,7 +92,8 @@ def QOptSerializeNestedParallelPass
     `qopt-parallel-to-pool`, which splits their combined index) whose
     threads each run plain loops over the last, contiguous dimension that
     LLVM vectorizes. Keeping more than the first dimension parallel leaves
-    work to split when the first is a batch of 1.
+    work to split when the first is a batch of 1 (in nests of three or more
+    dimensions: a 2-D nest keeps only its first).
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
 }
@@ -102,10 +103,13 @@ def QOptParallelToPoolPass
   let summary = "Runs each outermost scf.parallel on the kernel library's "
                 "thread pool";
   let description = [{
-    Outlines the body of every outermost one-dimensional `scf.parallel`
-    (as `qopt-serialize-nested-parallel` leaves them) into a private
-    function `@<func>_parallel(%ctx: !llvm.ptr, %begin: i64, %end: i64)`
-    that runs iterations `[begin, end)`, and replaces the loop with a call
+    Outlines the body of every outermost `scf.parallel` (as
+    `qopt-serialize-nested-parallel` leaves them: no nesting, the last
+    dimension already an `scf.for`) into a private function
+    `@<func>_parallel(%ctx: !llvm.ptr, %begin: i64, %end: i64)` that runs
+    iterations `[begin, end)` of the dimensions' combined index (the last
+    varying fastest; each induction variable recovered by division by the
+    trip counts of the dimensions after it), and replaces the loop with a call
     of the CPU kernel library's
     `qopt_kernel_parallel_for(fn, ctx, iterations, work)`. The library
     splits the iterations into contiguous ranges over the same thread pool
