@@ -5,7 +5,8 @@ and torch.compile) on the same Llama-shaped model, adapter and batch.
             --vocab 8000] [--batch 4 --seq 128] [--rank 16] [--steps 10]
            [--threads 2] [--peers eager,compile] [--json out.json]
   (peers also qopt-gc and eager-gc: both with gradient checkpointing;
-  qopt-par: qoptc --parallel, every loop nest on the threads)
+  qopt-serial: qoptc --parallel=false, the generated loop nests on the
+  calling thread; plain qopt runs them on the kernel library's pool)
 
 Needs torch, transformers, peft, onnx (e.g. /work/fixtures-venv) and qopt's
 build tree (QOPT_OBJ_ROOT, default build/). Builds a randomly initialised
@@ -83,12 +84,12 @@ def build(args, work):
     return onnx_path
 
 
-def run_qopt(args, work, checkpointing, parallel=False):
+def run_qopt(args, work, checkpointing, parallel=True):
     sys.path.insert(0, os.path.join(args.obj_root, "python"))
     import numpy as np
     import qopt
     lib = os.path.join(work, ("train-gc" if checkpointing else "train")
-                       + ("-par" if parallel else "") + ".so")
+                       + ("" if parallel else "-serial") + ".so")
     start = time.monotonic()
     out = subprocess.run([os.path.join(args.obj_root, "bin", "qoptc"),
                           os.path.join(work, "model.onnx"), "--adapter",
@@ -96,7 +97,7 @@ def run_qopt(args, work, checkpointing, parallel=False):
                           "--optimizer", "adamw:lr=1e-4,betas=0.9/0.999,eps=1e-8,weight_decay=0.01",
                           "--activation-report", "-o", lib,
                           *(["--gradient-checkpointing"] if checkpointing else []),
-                          *(["--parallel"] if parallel else [])],
+                          *([] if parallel else ["--parallel=false"])],
                          check=True, capture_output=True, text=True)
     compile_s = time.monotonic() - start
     # qoptc's estimate: "... peak X MiB (N bytes), of which the forward keeps
@@ -173,8 +174,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--peers", default="eager,compile",
-                    help="of qopt-gc (qopt with --gradient-checkpointing), qopt-par (qopt "
-                         "with --parallel: every loop nest on the threads), eager, eager-gc "
+                    help="of qopt-gc (qopt with --gradient-checkpointing), qopt-serial (qopt "
+                         "with --parallel=false: loop nests on the calling thread), eager, eager-gc "
                          "(with gradient_checkpointing_enable), compile")
     ap.add_argument("--obj-root", default=os.environ.get("QOPT_OBJ_ROOT", os.path.join(ROOT, "build")))
     ap.add_argument("--json")
@@ -182,7 +183,7 @@ def main():
     ap.add_argument("--only", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.only:  # a contender, in its own process
-        result = (run_qopt(args, args.work, args.only == "qopt-gc", args.only == "qopt-par")
+        result = (run_qopt(args, args.work, args.only == "qopt-gc", args.only != "qopt-serial")
                   if args.only.startswith("qopt")
                   else run_torch(args, args.work, args.only == "compile",
                                  args.only == "eager-gc"))
