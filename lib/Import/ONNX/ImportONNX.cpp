@@ -32,6 +32,7 @@
 #include "onnx/onnx_pb.h"
 
 #include <limits>
+#include <memory>
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -118,6 +119,9 @@ private:
   llvm::StringMap<int64_t> opsets;
   llvm::StringMap<Type> valueTypes;
   llvm::StringMap<std::pair<uint64_t, uint64_t>> rawDataRanges;
+  /// Initializers whose raw bytes were dropped from `model` after parsing:
+  /// imported as references to their range of the file.
+  llvm::StringSet<> referencedRaw;
   llvm::StringSet<> usedDimNames;
 
   ModuleOp module;
@@ -146,8 +150,11 @@ LogicalResult ONNXImporter::parse() {
   isBinary = true;
   if (bytes.empty())
     return error() << "empty file: not an ONNX model";
-  if (!::qopt::onnx_import::parseModelBinary(bytes.data(), bytes.size(), model,
-                                             message))
+  // A mapped file's pages are released as they are parsed: the proto holds
+  // its own copy of every weight until parse() drops it below.
+  if (!::qopt::onnx_import::parseModelBinary(
+          bytes.data(), bytes.size(), model, message,
+          buffer.getBufferKind() == llvm::MemoryBuffer::MemoryBuffer_MMap))
     return error() << message;
   std::vector<::qopt::onnx_import::RawDataRange> ranges;
   if (!::qopt::onnx_import::findInitializerRawData(
@@ -156,6 +163,20 @@ LogicalResult ONNXImporter::parse() {
     return error() << message;
   for (auto &range : ranges)
     rawDataRanges[range.name] = {range.offset, range.length};
+  // A large initializer is imported as a reference to its bytes in the
+  // file: drop the proto's copy of them now, or the file, the proto and
+  // shape inference's copy of the proto would each hold every weight.
+  if (!model.has_graph()) // mutable_graph() would add an empty one
+    return success();
+  for (onnx::TensorProto &t : *model.mutable_graph()->mutable_initializer()) {
+    auto range = rawDataRanges.find(t.name());
+    if (!t.has_raw_data() || range == rawDataRanges.end() ||
+        range->second.second != t.raw_data().size() ||
+        static_cast<int64_t>(t.raw_data().size()) <= options.inlineLimitBytes ||
+        !referencedRaw.insert(t.name()).second)
+      continue;
+    std::unique_ptr<std::string> bytes(t.release_raw_data());
+  }
   return success();
 }
 
@@ -520,6 +541,16 @@ ONNXImporter::importTensorData(const onnx::TensorProto &tensor,
   uint64_t expected = rawBytes(type.getElementType(), numel);
   if (tensor.data_location() == onnx::TensorProto::EXTERNAL)
     return importExternalData(tensor, type, expected, what);
+  if (allowReference && referencedRaw.contains(tensor.name())) {
+    uint64_t size = rawDataRanges.lookup(tensor.name()).second;
+    if (size != expected)
+      return error() << what << " has " << size << " bytes of raw data but "
+                     << type << " needs " << expected;
+    // Reference the bytes where they lie in the model file.
+    return Attribute(ExternalDataAttr::get(
+        context, llvm::sys::path::filename(modelPath),
+        rawDataRanges.lookup(tensor.name()).first, expected));
+  }
   if (tensor.has_raw_data()) {
     const std::string &raw = tensor.raw_data();
     if (raw.size() != expected)

@@ -11,10 +11,68 @@
 #include "onnx/shape_inference/implementation.h"
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream.h>
 #include <google/protobuf/unknown_field_set.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <exception>
 #include <limits>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace {
+/// The model's bytes in chunks of 1 MiB. With `release` (the bytes are a
+/// read-only mapping of the file), the pages the parser has moved past are
+/// given back to the kernel (read again, they come back from the page
+/// cache): the ModelProto copies every weight, and the file need not stay
+/// resident beside that copy.
+class ChunkedInput : public google::protobuf::io::ZeroCopyInputStream {
+public:
+  ChunkedInput(const uint8_t *data, int64_t size, bool release)
+      : data(data), size(size), release(release) {}
+  bool Next(const void **out, int *n) override {
+    if (pos >= size)
+      return false;
+    // The parser is done with everything before the last chunk (BackUp
+    // goes back within it at most).
+    if (release)
+      dropBefore(pos - kChunk);
+    *n = static_cast<int>(std::min(kChunk, size - pos));
+    *out = data + pos;
+    pos += *n;
+    return true;
+  }
+  void BackUp(int count) override { pos -= count; }
+  bool Skip(int count) override {
+    if (count > size - pos) {
+      pos = size;
+      return false;
+    }
+    pos += count;
+    return true;
+  }
+  int64_t ByteCount() const override { return pos; }
+
+private:
+  void dropBefore(int64_t end) {
+    if (end <= dropped)
+      return;
+    uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    uintptr_t from =
+        (reinterpret_cast<uintptr_t>(data) + dropped + page - 1) & ~(page - 1);
+    uintptr_t to = (reinterpret_cast<uintptr_t>(data) + end) & ~(page - 1);
+    if (to > from)
+      madvise(reinterpret_cast<void *>(from), to - from, MADV_DONTNEED);
+    dropped = end;
+  }
+  static constexpr int64_t kChunk = int64_t(1) << 20;
+  const uint8_t *data;
+  int64_t size, pos = 0, dropped = 0;
+  bool release;
+};
+} // namespace
 
 namespace qopt::onnx_import {
 
@@ -37,14 +95,15 @@ bool parseModelText(const std::string &text, onnx::ModelProto &model,
 }
 
 bool parseModelBinary(const void *data, size_t size, onnx::ModelProto &model,
-                      std::string &error) {
+                      std::string &error, bool releaseMapped) {
   if (size > static_cast<size_t>(std::numeric_limits<int>::max())) {
     error = "file is larger than 2 GiB: protobuf cannot hold it; store the "
             "weights as external data";
     return false;
   }
-  google::protobuf::io::CodedInputStream stream(
-      static_cast<const uint8_t *>(data), static_cast<int>(size));
+  ChunkedInput input(static_cast<const uint8_t *>(data),
+                     static_cast<int64_t>(size), releaseMapped);
+  google::protobuf::io::CodedInputStream stream(&input);
   stream.SetTotalBytesLimit(std::numeric_limits<int>::max());
   stream.SetRecursionLimit(256);
   try {

@@ -25,9 +25,12 @@ namespace qopt::onnx_import {
 bool parseModelText(const std::string &text, onnx::ModelProto &model,
                     std::string &error);
 
-/// Parses a binary ModelProto of any size up to 2 GiB.
+/// Parses a binary ModelProto of any size up to 2 GiB. `releaseMapped`:
+/// the bytes are a read-only mapping of the file, whose pages may be given
+/// back to the kernel once parsed (never for bytes in ordinary memory: that
+/// would zero them).
 bool parseModelBinary(const void *data, size_t size, onnx::ModelProto &model,
-                      std::string &error);
+                      std::string &error, bool releaseMapped = false);
 
 /// Runs ONNX shape inference, filling value_info where it can. Failures
 /// (unknown operator versions, inconsistent shapes) leave the model as it
