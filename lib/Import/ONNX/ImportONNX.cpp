@@ -32,7 +32,6 @@
 #include "onnx/onnx_pb.h"
 
 #include <limits>
-#include <memory>
 
 using namespace mlir;
 using namespace mlir::qopt;
@@ -115,13 +114,12 @@ private:
   Location fileLoc;
 
   onnx::ModelProto model;
-  bool isBinary = false;
   llvm::StringMap<int64_t> opsets;
   llvm::StringMap<Type> valueTypes;
+  /// Where each initializer's raw bytes lie in a binary file. Those that
+  /// are imported as references to the file have no raw data left in
+  /// `model` (parse() drops them).
   llvm::StringMap<std::pair<uint64_t, uint64_t>> rawDataRanges;
-  /// Initializers whose raw bytes were dropped from `model` after parsing:
-  /// imported as references to their range of the file.
-  llvm::StringSet<> referencedRaw;
   llvm::StringSet<> usedDimNames;
 
   ModuleOp module;
@@ -147,7 +145,6 @@ LogicalResult ONNXImporter::parse() {
       return error() << "cannot parse ONNX text: " << message;
     return success();
   }
-  isBinary = true;
   if (bytes.empty())
     return error() << "empty file: not an ONNX model";
   // A mapped file's pages are released as they are parsed: the proto holds
@@ -170,12 +167,10 @@ LogicalResult ONNXImporter::parse() {
     return success();
   for (onnx::TensorProto &t : *model.mutable_graph()->mutable_initializer()) {
     auto range = rawDataRanges.find(t.name());
-    if (!t.has_raw_data() || range == rawDataRanges.end() ||
-        range->second.second != t.raw_data().size() ||
-        static_cast<int64_t>(t.raw_data().size()) <= options.inlineLimitBytes ||
-        !referencedRaw.insert(t.name()).second)
-      continue;
-    std::unique_ptr<std::string> bytes(t.release_raw_data());
+    if (t.has_raw_data() && range != rawDataRanges.end() &&
+        range->second.second == t.raw_data().size() &&
+        static_cast<int64_t>(t.raw_data().size()) > options.inlineLimitBytes)
+      delete t.release_raw_data(); // frees the bytes (clear() keeps them)
   }
   return success();
 }
@@ -541,15 +536,17 @@ ONNXImporter::importTensorData(const onnx::TensorProto &tensor,
   uint64_t expected = rawBytes(type.getElementType(), numel);
   if (tensor.data_location() == onnx::TensorProto::EXTERNAL)
     return importExternalData(tensor, type, expected, what);
-  if (allowReference && referencedRaw.contains(tensor.name())) {
-    uint64_t size = rawDataRanges.lookup(tensor.name()).second;
-    if (size != expected)
-      return error() << what << " has " << size << " bytes of raw data but "
-                     << type << " needs " << expected;
-    // Reference the bytes where they lie in the model file.
-    return Attribute(ExternalDataAttr::get(
-        context, llvm::sys::path::filename(modelPath),
-        rawDataRanges.lookup(tensor.name()).first, expected));
+  // An initializer whose bytes parse() left in the file: a reference.
+  auto range = rawDataRanges.find(tensor.name());
+  if (allowReference && !tensor.has_raw_data() &&
+      range != rawDataRanges.end()) {
+    if (range->second.second != expected)
+      return error() << what << " has " << range->second.second
+                     << " bytes of raw data but " << type << " needs "
+                     << expected;
+    return Attribute(ExternalDataAttr::get(context,
+                                           llvm::sys::path::filename(modelPath),
+                                           range->second.first, expected));
   }
   if (tensor.has_raw_data()) {
     const std::string &raw = tensor.raw_data();
@@ -557,15 +554,6 @@ ONNXImporter::importTensorData(const onnx::TensorProto &tensor,
       return error() << what << " has " << raw.size()
                      << " bytes of raw data but " << type << " needs "
                      << expected;
-    auto range = rawDataRanges.find(tensor.name());
-    if (allowReference && isBinary &&
-        static_cast<int64_t>(expected) > options.inlineLimitBytes &&
-        range != rawDataRanges.end() && range->second.second == expected) {
-      // Reference the bytes where they lie in the model file.
-      return Attribute(
-          ExternalDataAttr::get(context, llvm::sys::path::filename(modelPath),
-                                range->second.first, expected));
-    }
     FailureOr<Attribute> dense =
         denseFromRaw(type, ArrayRef<char>(raw.data(), raw.size()));
     if (failed(dense))

@@ -16,11 +16,10 @@
 #include <functional>
 #include <mutex>
 #include <thread>
-
-#include <pthread.h>
 #include <vector>
 
 #include <immintrin.h>
+#include <pthread.h>
 
 extern "C" int openblas_get_num_threads(void);
 
@@ -72,9 +71,6 @@ public:
       t.join();
   }
   void setThreads(int n) { wanted.store(std::max(1, n)); }
-  /// Whether the calling thread runs one of the pool's tasks (where run()
-  /// runs everything on it).
-  static bool insideJob() { return inJob; }
   int threads() {
     int n = wanted.load();
     n = n > 0 ? n : std::max(1, openblas_get_num_threads());
@@ -104,6 +100,29 @@ public:
     work();
     while (pending.load(std::memory_order_acquire) != 0)
       _mm_pause();
+  }
+
+  /// fn(begin, end) over [0, n) in contiguous ranges: up to four per
+  /// thread, taken as threads come free (one that joins late does not hold
+  /// the others up), each worth at least `grain` of `work` (the cost of all
+  /// n), or waking the threads would cost more than it saves. One call with
+  /// [0, n) on the calling thread where that leaves a single range, on one
+  /// thread, or inside a job. Returns whether the threads split it.
+  bool runRanges(int64_t n, int64_t work, int64_t grain,
+                 const std::function<void(int64_t, int64_t)> &fn) {
+    int t = threads();
+    int64_t tasks = std::min<int64_t>({n, 4 * int64_t(t), work / grain});
+    if (t <= 1 || tasks <= 1 || inJob) {
+      if (n > 0)
+        fn(0, n);
+      return false;
+    }
+    int64_t share = n / tasks, extra = n % tasks;
+    run(int(tasks), [&](int i) {
+      int64_t begin = i * share + std::min<int64_t>(i, extra);
+      fn(begin, begin + share + (i < extra ? 1 : 0));
+    });
+    return true;
   }
 
 private:

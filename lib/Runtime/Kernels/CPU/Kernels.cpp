@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 #include <unordered_set>
 #include <vector>
 
@@ -255,33 +256,17 @@ void qopt_kernel_loop_counts(int64_t *pooled, int64_t *onCaller) {
 
 /// A generated loop (qopt-parallel-to-pool): fn(ctx, begin, end) runs its
 /// iterations [begin, end). `work` counts the innermost iterations of all
-/// n; a range gets at least kGrain of them, or the wake-up would cost more
-/// than it saves, so small loops (a decode step's) stay on the calling
-/// thread. Up to four contiguous ranges per thread, taken as threads come
-/// free: a thread that joins late (woken from sleep) or is slowed by page
-/// faults does not hold the others up.
+/// n: ranges of fewer than kGrain would not pay for waking the threads, so
+/// small loops (a decode step's) stay on the calling thread.
 void qopt_kernel_parallel_for(void (*fn)(void *, int64_t, int64_t), void *ctx,
                               int64_t n, int64_t work) {
   constexpr int64_t kGrain = 16384;
   if (n <= 0)
     return;
-  qopt_cpu::Pool &pool = qopt_cpu::Pool::get();
-  int threads = pool.threads();
-  int64_t tasks =
-      threads <= 1
-          ? 1
-          : std::min<int64_t>({n, 4 * int64_t(threads), work / kGrain});
-  if (tasks <= 1 || pool.insideJob()) {
-    loopsOnCaller.fetch_add(1, std::memory_order_relaxed);
-    fn(ctx, 0, n);
-    return;
-  }
-  loopsOnPool.fetch_add(1, std::memory_order_relaxed);
-  int64_t share = n / tasks, extra = n % tasks;
-  pool.run(int(tasks), [&](int t) {
-    int64_t begin = t * share + std::min<int64_t>(t, extra);
-    fn(ctx, begin, begin + share + (t < extra ? 1 : 0));
-  });
+  bool split = qopt_cpu::Pool::get().runRanges(
+      n, work, kGrain,
+      [&](int64_t begin, int64_t end) { fn(ctx, begin, end); });
+  (split ? loopsOnPool : loopsOnCaller).fetch_add(1, std::memory_order_relaxed);
 }
 
 int qopt_kernel_get_num_threads(void) { return openblas_get_num_threads(); }
@@ -325,6 +310,10 @@ void memrefCopy(int64_t elementSize, UnrankedDescriptor *src,
   int64_t ss = rank ? srcStrides[rank - 1] * elementSize : 0;
   int64_t ts = rank ? dstStrides[rank - 1] * elementSize : 0;
   bool contiguous = ss == elementSize && ts == elementSize;
+  auto strided = [&](char *s, char *t, auto size) {
+    for (int64_t j = 0; j < width; ++j)
+      std::memcpy(t + j * ts, s + j * ss, size);
+  };
   // Rows [r0, r1) of the outer dimensions, in row-major order.
   auto copyRows = [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
@@ -337,24 +326,14 @@ void memrefCopy(int64_t elementSize, UnrankedDescriptor *src,
       }
       if (contiguous)
         std::memcpy(t, s, static_cast<size_t>(width * elementSize));
-      else if (elementSize == 4)
-        for (int64_t j = 0; j < width; ++j)
-          std::memcpy(t + j * ts, s + j * ss, 4);
+      else if (elementSize == 4) // a constant size: plain moves
+        strided(s, t, std::integral_constant<size_t, 4>());
       else
-        for (int64_t j = 0; j < width; ++j)
-          std::memcpy(t + j * ts, s + j * ss, static_cast<size_t>(elementSize));
+        strided(s, t, static_cast<size_t>(elementSize));
     }
   };
-  qopt_cpu::Pool &pool = qopt_cpu::Pool::get();
-  int64_t bytes = rows * width * elementSize;
-  int64_t tasks = std::min<int64_t>(
-      {rows, 4 * int64_t(pool.threads()), bytes / (256 << 10)});
-  if (tasks <= 1 || tasks > INT32_MAX) {
-    copyRows(0, rows);
-    return;
-  }
-  pool.run(int(tasks),
-           [&](int t) { copyRows(rows * t / tasks, rows * (t + 1) / tasks); });
+  qopt_cpu::Pool::get().runRanges(rows, rows * width * elementSize, 256 << 10,
+                                  copyRows);
 }
 
 /// Run-time checks (qopt-lower-runtime-checks): a failed check records its

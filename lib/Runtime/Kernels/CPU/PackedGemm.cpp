@@ -266,14 +266,9 @@ void productPacked(const float *a, int64_t lda, const float *p, int64_t m,
             pf = nb + bytes * (r - 1) / (rowTiles - 1) / 64 * 64;
             pfEnd = nb + bytes * r / (rowTiles - 1);
           }
-          if (pf)
-            kTiles<true>[rows](a + i * lda + k0, lda, block, kc,
-                               c + i * ldc + n0, ldc, maskOf(w), maskOf(w - 16),
-                               pf, pfEnd);
-          else
-            kTiles<false>[rows](a + i * lda + k0, lda, block, kc,
-                                c + i * ldc + n0, ldc, maskOf(w),
-                                maskOf(w - 16), nullptr, nullptr);
+          (pf ? kTiles<true> : kTiles<false>)[rows](
+              a + i * lda + k0, lda, block, kc, c + i * ldc + n0, ldc,
+              maskOf(w), maskOf(w - 16), pf, pfEnd);
         }
       }
     }
