@@ -6,7 +6,10 @@
 // blocks of 4 rows of x and pairs of weight rows, and the
 // dequantize-and-BLAS path from 32 rows), on every code path this CPU can
 // run, with 1 and 2 threads, against dequantize-then-matmul in double
-// precision.
+// precision. On the AVX-512 paths each case runs three ways: the default
+// switch to the GEMMs of QGemm.cpp (int8: tiles of 6 rows, chunks of 1024
+// codes; f32: tiles of 12 rows, blocks of 256 codes; both panels of 32
+// weight rows, cut by N), the row kernels at every M, the GEMMs at every M.
 // f32 activations: error within f32 rounding of the sum of |w x|;
 // int8 activations: within the rounding of each x to its block's step.
 //
@@ -31,6 +34,7 @@ void qopt_kernel_qlinear(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
 const char *qopt_kernel_cpu_path(void);
 int qopt_kernel_set_cpu_path(const char *);
 void qopt_kernel_set_qlinear_threads(int);
+int64_t qopt_kernel_set_qlinear_gemm_rows(int64_t);
 }
 
 namespace {
@@ -51,8 +55,10 @@ std::string describe(const Case &c, int64_t m, const char *path, int threads,
          " threads " + std::to_string(threads) + (int8 ? " int8-act" : "");
 }
 
-/// Runs one case and checks every output element.
-void check(const Case &c, int64_t m, const char *path, int threads, bool int8) {
+/// Runs one case and checks every output element. `nanRow`: row of x to
+/// hold a NaN (-1: none); that row's outputs must all be NaN.
+void check(const Case &c, int64_t m, const char *path, int threads, bool int8,
+           int64_t nanRow = -1) {
   SCOPED_TRACE(describe(c, m, path, threads, int8));
   std::mt19937 rng(unsigned(c.n * 131 + c.k * 7 + c.group + m));
   bool four = c.format == Int4 || c.format == UInt4 || c.format == NF4;
@@ -75,6 +81,8 @@ void check(const Case &c, int64_t m, const char *path, int threads, bool int8) {
   for (float &v : x)
     v = xDist(rng);
   x[0] = 6.0f; // an outlier in the first block
+  if (nanRow >= 0)
+    x[nanRow * c.k + c.k - 1] = NAN;
 
   // The reference: each weight in double, then the product.
   auto weight = [&](int64_t r, int64_t col) {
@@ -128,8 +136,12 @@ void check(const Case &c, int64_t m, const char *path, int threads, bool int8) {
                       ptr(x.data()), 0, 0, 0, c.k, 1, ptr(data.data()), 0,
                       rowBytes, ptr(scales.data()), 0, groups, ptr(zps.data()),
                       0, groups, ptr(y.data()), 0, 0, 0, c.n, 1);
-  for (size_t e = 0; e < y.size(); ++e)
-    ASSERT_NEAR(y[e], expected[e], bound[e]) << "element " << e;
+  for (size_t e = 0; e < y.size(); ++e) {
+    if (int64_t(e) / c.n == nanRow)
+      ASSERT_TRUE(std::isnan(y[e])) << "element " << e;
+    else
+      ASSERT_NEAR(y[e], expected[e], bound[e]) << "element " << e;
+  }
 }
 
 const char *const kPaths[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
@@ -137,29 +149,66 @@ const char *const kPaths[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
 TEST(QLinearKernel, EveryFormatPathAndShape) {
   std::string best = qopt_kernel_cpu_path();
   const Case cases[] = {
-      {Int4, 37, 200, 32, false},  {Int4, 37, 200, 64, true},
-      {Int4, 33, 256, 128, false}, {Int4, 5, 199, 199, false},
-      {UInt4, 37, 200, 32, true},  {UInt4, 9, 130, 64, true},
-      {UInt4, 9, 100, 16, true},   {Int8, 37, 200, 200, false},
-      {Int8, 37, 96, 32, true},    {UInt8, 11, 150, 150, true},
-      {NF4, 37, 256, 64, false},   {NF4, 7, 100, 32, false},
-      {Int4, 17, 96, 48, false},   {Int4, 3, 7, 4, true},
+      {Int4, 37, 200, 32, false},
+      {Int4, 37, 200, 64, true},
+      {Int4, 33, 256, 128, false},
+      {Int4, 5, 199, 199, false},
+      {UInt4, 37, 200, 32, true},
+      {UInt4, 9, 130, 64, true},
+      {UInt4, 9, 100, 16, true},
+      {Int8, 37, 200, 200, false},
+      {Int8, 37, 96, 32, true},
+      {UInt8, 11, 150, 150, true},
+      {NF4, 37, 256, 64, false},
+      {NF4, 7, 100, 32, false},
+      {Int4, 17, 96, 48, false},
+      {Int4, 3, 7, 4, true},
+      // GEMM panels cut inside the second vector, K past one chunk.
+      {Int4, 50, 1100, 32, false},
+      {UInt8, 45, 1057, 1057, true},
   };
   int ran = 0;
   for (const char *path : kPaths) {
     if (!qopt_kernel_set_cpu_path(path))
       continue; // this CPU lacks it
     ++ran;
+    bool gemms = std::string(path).rfind("avx512", 0) == 0;
     for (const Case &c : cases)
       for (int64_t m : {1, 3, 7, 17, 33})
         for (int threads : {1, 2})
           for (bool int8 : {false, true})
-            check(c, m, path, threads, int8);
+            for (int64_t gemmRows : {0, 1 << 30, 1}) {
+              if (gemmRows && !gemms)
+                continue;
+              SCOPED_TRACE("GEMM from " + std::to_string(gemmRows) + " rows");
+              qopt_kernel_set_qlinear_gemm_rows(gemmRows);
+              check(c, m, path, threads, int8);
+            }
+    qopt_kernel_set_qlinear_gemm_rows(0);
   }
   qopt_kernel_set_cpu_path(best.c_str());
   EXPECT_GE(ran, 1);
   std::printf("quantized-product paths tested here: %d (best: %s)\n", ran,
               best.c_str());
+}
+
+TEST(QLinearKernel, NonFiniteActivations) {
+  // A NaN reaches every output of its row and no other, on every path
+  // (int8 activations: its block's scale is NaN), GEMM and row kernel.
+  std::string best = qopt_kernel_cpu_path();
+  for (const char *path : kPaths) {
+    if (!qopt_kernel_set_cpu_path(path))
+      continue;
+    for (int64_t gemmRows : {int64_t(1) << 30, int64_t(1)}) {
+      qopt_kernel_set_qlinear_gemm_rows(gemmRows);
+      for (bool int8 : {false, true}) {
+        check({Int4, 40, 130, 32, false}, 20, path, 1, int8, 13);
+        check({UInt4, 40, 130, 64, true}, 7, path, 2, int8, 0);
+      }
+    }
+  }
+  qopt_kernel_set_qlinear_gemm_rows(0);
+  qopt_kernel_set_cpu_path(best.c_str());
 }
 
 TEST(QLinearKernel, StridedOperandsAndOuterLoops) {

@@ -36,6 +36,12 @@ bool hasAVX512();
 bool product(const float *a, int64_t lda, const float *b, int64_t rs,
              int64_t cs, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k,
              bool parallel);
+/// PackedGemm.cpp's tile, for kernels that pack B themselves (QGemm.cpp):
+/// C[rows x cols] += A[rows x kc] · a block of a panel (kc x 32 floats,
+/// 64-byte aligned). rows in 1 .. kPanelRows, cols in 1 .. 32. AVX-512.
+constexpr int kPanelRows = 12;
+void panelTile(const float *a, int64_t lda, const float *block, int64_t kc,
+               float *c, int64_t ldc, int rows, int64_t cols);
 /// Whether product() takes every product of this shape and B's strides.
 bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs, int64_t cs);
 

@@ -36,8 +36,8 @@
 
 namespace {
 
-constexpr int64_t kNR = 32;  // columns per panel (two zmm)
-constexpr int kMR = 12;      // rows of A per tile (24 accumulators)
+constexpr int64_t kNR = 32;               // columns per panel (two zmm)
+constexpr int kMR = qopt_cpu::kPanelRows; // rows of A per tile (24 sums)
 constexpr int64_t kKC = 256; // K per block (a 32 KB block of a panel)
 constexpr int64_t kPanelsPerChunk = 16; // panels per task (512 columns)
 constexpr int kPrefetch = 16;           // K steps ahead
@@ -438,6 +438,12 @@ bool product(const float *a, int64_t lda, const float *b, int64_t rs,
   packInto(scratch.get(), b, k, n, rs, cs, /*parallel=*/false);
   productPacked(a, lda, scratch.get(), m, n, k, c, ldc, parallel);
   return true;
+}
+
+void panelTile(const float *a, int64_t lda, const float *block, int64_t kc,
+               float *c, int64_t ldc, int rows, int64_t cols) {
+  kTiles<false>[rows](a, lda, block, kc, c, ldc, maskOf(cols),
+                      maskOf(cols - 16), nullptr, nullptr);
 }
 
 bool takesEveryProduct(int64_t m, int64_t n, int64_t k, int64_t rs,

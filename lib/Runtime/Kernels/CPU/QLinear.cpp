@@ -12,7 +12,8 @@
 // call (permuted to match the nibble order, zero-padded, optionally
 // quantized to int8 per block of 32 for AVX-512 VNNI dot products), then
 // each weight row is read once for up to four activation rows. Large M
-// (prefill) dequantizes tiles of W into f32 and calls BLAS instead.
+// (prefill): with int8 activations the GEMM of QGemm.cpp; with f32
+// activations tiles of W dequantized into f32 for BLAS.
 //
 // The code path is chosen once, from the CPU's features: AVX-512 VNNI,
 // AVX-512, AVX2 + FMA, or portable C++; QOPT_CPU_KERNELS=scalar|avx2|
@@ -37,6 +38,7 @@
 #include <immintrin.h>
 
 #include "CPUKernels.h"
+#include "QuantizedWeights.h"
 #include "qopt/Support/QuantFormats.h"
 
 // GCC 12's AVX-512 headers build some intrinsics from _mm512_undefined_*,
@@ -55,48 +57,18 @@ using qopt_cpu::Pool;
 
 namespace {
 
-enum Format : int64_t {
-  kInt4 = 0,
-  kUInt4 = 1,
-  kInt8 = 2,
-  kUInt8 = 3,
-  kNF4 = 4
-};
+using Format = qopt_cpu::QFormat;
+using Weights = qopt_cpu::QWeights;
+using qopt_cpu::kInt4;
+using qopt_cpu::kInt8;
+using qopt_cpu::kNF4;
+using qopt_cpu::kUInt4;
+using qopt_cpu::kUInt8;
 enum Flags : int64_t { kZeroPoints = 1, kInt8Activations = 2 };
 enum Path : int { kScalar = 0, kAVX2 = 1, kAVX512 = 2, kAVX512VNNI = 3 };
 const char *const kPathNames[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
 
 const float *const kNF4Table = qopt::kNF4Codes.data();
-
-/// A quantized weight as the kernels read it.
-struct Weights {
-  const uint8_t *data;
-  int64_t dataRow; // bytes between rows
-  const float *scales;
-  int64_t scaleRow; // floats between rows' scales (0: one set for all rows)
-  const int8_t *zp;
-  int64_t zpRow;
-  int64_t n, k, group, groups;
-  Format format;
-  bool fourBit() const { return format != kInt8 && format != kUInt8; }
-  bool isSigned() const { return format == kInt4 || format == kInt8; }
-  /// Zero point of row r's group g as the code's integer (0 without).
-  int32_t zeroPoint(int64_t r, int64_t g) const {
-    if (!zp)
-      return 0;
-    int8_t z = zp[r * zpRow + g];
-    return isSigned() ? int32_t(z) : int32_t(uint8_t(z));
-  }
-  /// The code of element (r, c), as a signed or unsigned integer.
-  int32_t code(int64_t r, int64_t c) const {
-    if (!fourBit()) {
-      int8_t b = int8_t(data[r * dataRow + c]);
-      return isSigned() ? int32_t(b) : int32_t(uint8_t(b));
-    }
-    uint8_t nib = (data[r * dataRow + c / 2] >> (4 * (c & 1))) & 15;
-    return format == kInt4 ? (int32_t(nib) ^ 8) - 8 : int32_t(nib);
-  }
-};
 
 __attribute__((destructor)) void stopPool() { Pool::shutdown(); }
 
@@ -817,12 +789,43 @@ void productBLAS(const Weights &w, const float *x, int64_t ldx, int64_t m,
 }
 
 /// Rows of x from which expanding tiles for BLAS beats the f32 row
-/// kernels (measured on a 2-core AVX-512 machine, 4096 x 4096, int4 g32).
-/// The int8 (VNNI) row kernel beat it at every M measured (up to 512).
+/// kernels (measured on a 2-core AVX-512 machine, 4096 x 4096, int4 g32);
+/// CPUs without AVX-512 only.
 constexpr int64_t kBLASRows = 32;
 
-bool useBLAS(const Weights &w, int64_t m, bool int8Activations) {
-  return m >= kBLASRows && pathFor(w, int8Activations) != kAVX512VNNI;
+/// Rows of x from which the GEMMs of QGemm.cpp take over from the row
+/// kernels, measured at 4096 x 4096, int4 g32, on a 2-core AVX-512 Xeon.
+/// int8 activations: at M = 5 the two tie (1.51 against 1.45 ms), at 6 the
+/// GEMM is ahead (1.56 against 1.85), at 128 it is 2.9x faster (11.6
+/// against 33.7 ms). f32 activations (the GEMM dequantizes W, about 3.3 ms
+/// here, then runs at the f32 tiles' speed): at M = 4 they tie (3.84
+/// against 3.69 ms), at 5 the GEMM is ahead (4.29 against 5.45); at 128
+/// it takes 30.5 ms where tiles expanded for BLAS took 46.8 (the f32
+/// product on the packed fp32 weight: 29.4).
+constexpr int64_t kInt8GemmRows = 6;
+constexpr int64_t kF32GemmRows = 5;
+
+/// Rows from which both GEMMs run, when set (qopt_kernel_set_qlinear_gemm_rows,
+/// for tests and benchmarks); 0: the measured defaults above.
+std::atomic<int64_t> &gemmRows() {
+  static std::atomic<int64_t> rows{0};
+  return rows;
+}
+
+enum Large { kRowKernels, kInt8Gemm, kF32Gemm, kBLASTiles };
+
+/// How a product of m rows runs.
+Large largePath(const Weights &w, int64_t m, bool int8Activations) {
+  int64_t set = gemmRows().load();
+  int path = currentPath().load();
+  if (int8Activations && path == kAVX512VNNI && qopt_cpu::qgemmTakes(w) &&
+      m >= (set ? set : kInt8GemmRows))
+    return kInt8Gemm;
+  if (pathFor(w, int8Activations) == kAVX512VNNI)
+    return kRowKernels; // int8 activations, few rows
+  if (path >= kAVX512 && qopt_cpu::qgemmF32Takes(w))
+    return m >= (set ? set : kF32GemmRows) ? kF32Gemm : kRowKernels;
+  return m >= kBLASRows ? kBLASTiles : kRowKernels;
 }
 
 } // namespace
@@ -904,11 +907,23 @@ void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
         y = ys.data();
         ldy = n;
       }
-      if (useBLAS(w, m, int8) && n <= INT32_MAX && k <= INT32_MAX &&
-          m <= INT32_MAX && ldx <= INT32_MAX && ldy <= INT32_MAX)
-        productBLAS(w, x, ldx, m, y, ldy);
-      else
+      switch (largePath(w, m, int8)) {
+      case kInt8Gemm:
+        qopt_cpu::qgemmInt8(w, x, ldx, m, y, ldy);
+        break;
+      case kF32Gemm:
+        qopt_cpu::qgemmF32(w, x, ldx, m, y, ldy);
+        break;
+      case kBLASTiles:
+        if (n <= INT32_MAX && k <= INT32_MAX && m <= INT32_MAX &&
+            ldx <= INT32_MAX && ldy <= INT32_MAX) {
+          productBLAS(w, x, ldx, m, y, ldy);
+          break;
+        }
+        [[fallthrough]];
+      case kRowKernels:
         product(w, x, ldx, m, y, ldy, int8);
+      }
       if (copyY)
         for (int64_t r = 0; r < m; ++r)
           for (int64_t col = 0; col < n; ++col)
@@ -951,6 +966,14 @@ const char *qopt_kernel_cpu_name(void) {
     return s;
   }();
   return name.c_str();
+}
+
+/// Rows of x from which quantized products run as a GEMM (int8 or f32
+/// activations, where the CPU and the weight's groups allow one; 0
+/// restores the measured defaults); returns the previous setting. For
+/// tests and benchmarks.
+int64_t qopt_kernel_set_qlinear_gemm_rows(int64_t rows) {
+  return gemmRows().exchange(std::max<int64_t>(0, rows));
 }
 
 /// Threads of the quantized products' pool (the caller included).

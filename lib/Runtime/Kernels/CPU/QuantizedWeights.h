@@ -1,0 +1,77 @@
+//===- QuantizedWeights.h - a quantized weight as the kernels read it -*- C++
+//-*-===//
+//
+// Internal to lib/Runtime/Kernels/CPU: the weight layout shared by the
+// quantized products' row kernels (QLinear.cpp) and the int8 GEMM for many
+// rows (QGemm.cpp). No MLIR, no LLVM.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CPU_QUANTIZEDWEIGHTS_H
+#define QOPT_RUNTIME_KERNELS_CPU_QUANTIZEDWEIGHTS_H
+
+#include <cstdint>
+
+namespace qopt_cpu {
+
+enum QFormat : int64_t {
+  kInt4 = 0,
+  kUInt4 = 1,
+  kInt8 = 2,
+  kUInt8 = 3,
+  kNF4 = 4
+};
+
+/// Codes row-major N x K as !qopt.qtensor stores them (4-bit codes two to a
+/// byte, even k in the low nibble), f32 scales per group of `group` codes
+/// along K, optional zero points (int8 storage).
+struct QWeights {
+  const uint8_t *data;
+  int64_t dataRow; // bytes between rows
+  const float *scales;
+  int64_t scaleRow; // floats between rows' scales (0: one set for all rows)
+  const int8_t *zp;
+  int64_t zpRow;
+  int64_t n, k, group, groups;
+  QFormat format;
+  bool fourBit() const { return format != kInt8 && format != kUInt8; }
+  bool isSigned() const { return format == kInt4 || format == kInt8; }
+  /// Zero point of row r's group g as the code's integer (0 without).
+  int32_t zeroPoint(int64_t r, int64_t g) const {
+    if (!zp)
+      return 0;
+    int8_t z = zp[r * zpRow + g];
+    return isSigned() ? int32_t(z) : int32_t(uint8_t(z));
+  }
+  /// The code of element (r, c), as a signed or unsigned integer.
+  int32_t code(int64_t r, int64_t c) const {
+    if (!fourBit()) {
+      int8_t b = int8_t(data[r * dataRow + c]);
+      return isSigned() ? int32_t(b) : int32_t(uint8_t(b));
+    }
+    uint8_t nib = (data[r * dataRow + c / 2] >> (4 * (c & 1))) & 15;
+    return format == kInt4 ? (int32_t(nib) ^ 8) - 8 : int32_t(nib);
+  }
+};
+
+/// Whether qgemmInt8() takes `w`: an integer format whose groups are whole
+/// blocks of 32 codes (or one group per row). qgemmF32() takes NF4 too.
+bool qgemmTakes(const QWeights &w);
+bool qgemmF32Takes(const QWeights &w);
+
+/// y[0..m) += x · Wᵀ with each row of x quantized to int8 per block of 32
+/// codes (the numerics of the row kernels' int8 activations), as a
+/// register-tiled AVX-512 VNNI GEMM: for many rows (prefill). Rows of W
+/// split among the pool's threads. Needs AVX-512 VNNI and qgemmTakes(w).
+void qgemmInt8(const QWeights &w, const float *x, int64_t ldx, int64_t m,
+               float *y, int64_t ldy);
+
+/// y[0..m) += x · Wᵀ in f32: blocks of W dequantized into the panels of
+/// PackedGemm.cpp's AVX-512 tiles (each block once per call, while it is
+/// in cache). Needs AVX-512 and qgemmF32Takes(w).
+void qgemmF32(const QWeights &w, const float *x, int64_t ldx, int64_t m,
+              float *y, int64_t ldy);
+
+} // namespace qopt_cpu
+
+#endif // QOPT_RUNTIME_KERNELS_CPU_QUANTIZEDWEIGHTS_H
