@@ -37,6 +37,7 @@ FORMATS = {  # name: (kernel format, bits, group or 0 = per channel, flags)
     "qopt-nf4-g64": (4, 4, 64, 0),
     "qopt-w8": (2, 8, 0, 0),
     "qopt-w8-int8act": (2, 8, 0, 2),
+    "qopt-fp8-e4m3": (5, 8, 0, 0),
 }
 
 

@@ -38,7 +38,17 @@ int64_t qopt_kernel_set_qlinear_gemm_rows(int64_t);
 }
 
 namespace {
-enum Format { Int4, UInt4, Int8, UInt8, NF4 };
+enum Format { Int4, UInt4, Int8, UInt8, NF4, FP8E4M3, FP8E5M2 };
+
+bool isFP8(Format f) { return f == FP8E4M3 || f == FP8E5M2; }
+
+/// An FP8 code's value, from the support library's codec (checked against
+/// ml_dtypes' tables in QuantFormatsTest).
+float fp8(Format f, uint8_t code) {
+  return qopt::smallFloatDecode(f == FP8E4M3 ? qopt::SmallFloatKind::F8E4M3FN
+                                             : qopt::SmallFloatKind::F8E5M2,
+                                code);
+}
 
 struct Case {
   Format format;
@@ -48,7 +58,8 @@ struct Case {
 
 std::string describe(const Case &c, int64_t m, const char *path, int threads,
                      bool int8) {
-  const char *names[] = {"int4", "uint4", "int8", "uint8", "nf4"};
+  const char *names[] = {"int4", "uint4",    "int8",    "uint8",
+                         "nf4",  "fp8-e4m3", "fp8-e5m2"};
   return std::string(names[c.format]) + (c.zp ? "+zp" : "") + " n" +
          std::to_string(c.n) + " k" + std::to_string(c.k) + " g" +
          std::to_string(c.group) + " m" + std::to_string(m) + " " + path +
@@ -66,7 +77,9 @@ void check(const Case &c, int64_t m, const char *path, int threads, bool int8,
   int64_t groups = (c.k + c.group - 1) / c.group;
   std::vector<uint8_t> data(size_t(c.n * rowBytes));
   for (uint8_t &b : data)
-    b = uint8_t(rng());
+    do
+      b = uint8_t(rng());
+    while (isFP8(c.format) && !std::isfinite(fp8(c.format, b)));
   std::uniform_real_distribution<float> scaleDist(0.01f, 0.1f);
   std::vector<float> scales(size_t(c.n * groups));
   for (float &s : scales)
@@ -98,6 +111,8 @@ void check(const Case &c, int64_t m, const char *path, int threads, bool int8,
     }
     if (c.format == NF4)
       return qopt::nf4CodeTable()[code] * s;
+    if (isFP8(c.format))
+      return double(fp8(c.format, data[r * rowBytes + col])) * s;
     int32_t z = 0;
     if (c.zp)
       z = c.format == Int4 || c.format == Int8
@@ -166,6 +181,9 @@ TEST(QLinearKernel, EveryFormatPathAndShape) {
       // GEMM panels cut inside the second vector, K past one chunk.
       {Int4, 50, 1100, 32, false},
       {UInt8, 45, 1057, 1057, true},
+      {FP8E4M3, 37, 200, 200, false},
+      {FP8E5M2, 50, 300, 32, false},
+      {FP8E4M3, 9, 1057, 1057, false},
   };
   int ran = 0;
   for (const char *path : kPaths) {
@@ -208,6 +226,45 @@ TEST(QLinearKernel, NonFiniteActivations) {
     }
   }
   qopt_kernel_set_qlinear_gemm_rows(0);
+  qopt_kernel_set_cpu_path(best.c_str());
+}
+
+TEST(QLinearKernel, FP8CodesAndPerTensorScales) {
+  // Every FP8 code (a weight row each: E4M3's NaN and E5M2's infinities
+  // and NaNs included) times ones, with one scale for every row (scale row
+  // stride 0, as per-tensor scales are passed), on every path: each output
+  // is the code's value (codec of the support library) times the scale.
+  std::string best = qopt_kernel_cpu_path();
+  const int64_t n = 256, k = 64;
+  std::vector<uint8_t> data(size_t(n * k));
+  for (int64_t r = 0; r < n; ++r)
+    for (int64_t c = 0; c < k; ++c)
+      data[r * k + c] = uint8_t(c == 5 ? r : 0); // one code per row
+  float scale = 0.5f;
+  std::vector<float> x(size_t(20 * k), 1.0f);
+  for (const char *path : kPaths) {
+    if (!qopt_kernel_set_cpu_path(path))
+      continue;
+    for (Format f : {FP8E4M3, FP8E5M2})
+      for (int64_t m : {int64_t(1), int64_t(20)}) {
+        SCOPED_TRACE(std::string(path) + (f == FP8E4M3 ? " e4m3" : " e5m2") +
+                     " m" + std::to_string(m));
+        std::vector<float> y(size_t(m * n), 0.0f);
+        qopt_kernel_qlinear(f, k, 0, 1, 1, m, n, k,
+                            reinterpret_cast<int64_t>(x.data()), 0, 0, 0, k, 1,
+                            reinterpret_cast<int64_t>(data.data()), 0, k,
+                            reinterpret_cast<int64_t>(&scale), 0, 0, 0, 0, 0,
+                            reinterpret_cast<int64_t>(y.data()), 0, 0, 0, n, 1);
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t r = 0; r < n; ++r) {
+            float want = fp8(f, uint8_t(r)) * scale, got = y[i * n + r];
+            if (std::isnan(want))
+              ASSERT_TRUE(std::isnan(got)) << "code " << r;
+            else
+              ASSERT_EQ(got, want) << "code " << r;
+          }
+      }
+  }
   qopt_kernel_set_cpu_path(best.c_str());
 }
 

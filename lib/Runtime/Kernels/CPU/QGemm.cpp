@@ -291,13 +291,15 @@ constexpr int codeAt(bool four, int c) {
 
 /// Blocks [b0, b1) of weight rows n0 .. n0 + 31 as f32, K rows of 32
 /// floats each (the panel layout of PackedGemm.cpp) into `out`: the codes
-/// unpacked by packPanel, then each (code - zero) * scale, or NF4's value
-/// of the code * scale.
+/// unpacked by packPanel, then each (code - zero) * scale, or the value of
+/// an NF4 or FP8 code * scale (FP8 through binary16, as QLinear.cpp's
+/// decode32AVX512).
 QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
                                  int64_t b1, int8_t *codes, float *ps,
                                  float *pz, float *out) {
-  packPanel(w, n0, b0, b1, codes, ps, w.format == kNF4 ? nullptr : pz);
   const bool four = w.fourBit(), nf4 = w.format == kNF4;
+  const bool e4m3 = w.format == kFP8E4M3, e5m2 = w.format == kFP8E5M2;
+  packPanel(w, n0, b0, b1, codes, ps, nf4 || e4m3 || e5m2 ? nullptr : pz);
   const __m512 table = _mm512_loadu_ps(qopt::kNF4Codes.data());
   const __m512i byte = _mm512_set1_epi32(0xFF);
   for (int64_t b = 0; b < b1 - b0; ++b) {
@@ -305,13 +307,38 @@ QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
     float *o = out + b * kBlock * kNR;
     for (int h = 0; h < 2; ++h) {
       __m512 s = _mm512_loadu_ps(ps + b * kNR + 16 * h);
-      __m512 z = nf4 ? s : _mm512_loadu_ps(pz + b * kNR + 16 * h);
+      __m512 z = pz && !nf4 && !e4m3 && !e5m2
+                     ? _mm512_loadu_ps(pz + b * kNR + 16 * h)
+                     : _mm512_setzero_ps();
       for (int st = 0; st < 8; ++st) {
         __m512i v = _mm512_loadu_si512(steps + st * 128 + h * 64);
         for (int e = 0; e < 4; ++e) {
           __m512i u = _mm512_and_si512(_mm512_srli_epi32(v, 8 * e), byte);
-          __m512 f = nf4 ? _mm512_mul_ps(_mm512_permutexvar_ps(u, table), s)
-                         : _mm512_fmsub_ps(_mm512_cvtepi32_ps(u), s, z);
+          __m512 f;
+          if (nf4) {
+            f = _mm512_mul_ps(_mm512_permutexvar_ps(u, table), s);
+          } else if (e4m3 || e5m2) {
+            __m512i half =
+                e5m2
+                    ? _mm512_slli_epi32(u, 8)
+                    : _mm512_or_si512(
+                          _mm512_slli_epi32(
+                              _mm512_and_si512(u, _mm512_set1_epi32(0x80)), 8),
+                          _mm512_slli_epi32(
+                              _mm512_and_si512(u, _mm512_set1_epi32(0x7F)), 7));
+            f = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(half));
+            if (e4m3) {
+              f = _mm512_mul_ps(f, _mm512_set1_ps(256.0f));
+              f = _mm512_mask_mov_ps(f,
+                                     _mm512_cmp_ps_mask(_mm512_abs_ps(f),
+                                                        _mm512_set1_ps(480.0f),
+                                                        _CMP_EQ_OQ),
+                                     _mm512_set1_ps(NAN));
+            }
+            f = _mm512_mul_ps(f, s);
+          } else {
+            f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(u), s, z);
+          }
           _mm512_store_ps(o + codeAt(four, st * 4 + e) * kNR + 16 * h, f);
         }
       }
@@ -322,7 +349,7 @@ QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
 } // namespace
 
 bool qgemmTakes(const QWeights &w) {
-  return w.format != kNF4 && qgemmF32Takes(w);
+  return w.format != kNF4 && !w.isFloat() && qgemmF32Takes(w);
 }
 
 bool qgemmF32Takes(const QWeights &w) {

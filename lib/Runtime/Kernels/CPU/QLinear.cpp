@@ -59,6 +59,8 @@ namespace {
 
 using Format = qopt_cpu::QFormat;
 using Weights = qopt_cpu::QWeights;
+using qopt_cpu::kFP8E4M3;
+using qopt_cpu::kFP8E5M2;
 using qopt_cpu::kInt4;
 using qopt_cpu::kInt8;
 using qopt_cpu::kNF4;
@@ -84,7 +86,8 @@ int bestPath() {
       return kAVX512VNNI;
     return kAVX512;
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+      __builtin_cpu_supports("f16c"))
     return kAVX2;
   return kScalar;
 }
@@ -152,6 +155,9 @@ void rowsScalar(const Weights &w, const float *x, int64_t ldx, int64_t m,
         if (w.format == kNF4) {
           for (int64_t c = c0; c < c1; ++c)
             part += kNF4Table[w.code(r, c)] * xr[c];
+        } else if (w.isFloat()) {
+          for (int64_t c = c0; c < c1; ++c)
+            part += qopt_cpu::fp8Value(w.format, uint8_t(w.code(r, c))) * xr[c];
         } else {
           int32_t z = w.zeroPoint(r, g);
           for (int64_t c = c0; c < c1; ++c)
@@ -169,7 +175,7 @@ void rowsScalar(const Weights &w, const float *x, int64_t ldx, int64_t m,
 // activations permuted to match; 8-bit codes in chunks of 16 in order.
 //===----------------------------------------------------------------------===//
 
-#define QOPT_AVX2 __attribute__((target("avx2,fma")))
+#define QOPT_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 QOPT_AVX2 inline float hsum256(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -189,9 +195,35 @@ QOPT_AVX2 inline __m256 lookupNF4AVX2(__m256i c) {
 
 /// Codes of 16 consecutive elements as two vectors of 8 floats (4-bit:
 /// even and odd elements; 8-bit: in order), from `src` (8 or 16 bytes).
+/// FP8 codes become binary16 bit patterns: E5M2 is the top byte of one;
+/// E4M3's exponent and mantissa shift into place, the value scaled by
+/// 2^-8 (exponent bias 15 against 7; subnormals map to subnormals).
 template <Format F>
 QOPT_AVX2 inline void decode16AVX2(const uint8_t *src, __m256 &a, __m256 &b) {
-  if constexpr (F == kInt8 || F == kUInt8) {
+  if constexpr (F == kFP8E4M3 || F == kFP8E5M2) {
+    __m256i u = _mm256_cvtepu8_epi16(
+        _mm_loadu_si128(reinterpret_cast<const __m128i *>(src)));
+    __m256i h = F == kFP8E5M2
+                    ? _mm256_slli_epi16(u, 8)
+                    : _mm256_or_si256(
+                          _mm256_slli_epi16(
+                              _mm256_and_si256(u, _mm256_set1_epi16(0x80)), 8),
+                          _mm256_slli_epi16(
+                              _mm256_and_si256(u, _mm256_set1_epi16(0x7F)), 7));
+    a = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    b = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+    if constexpr (F == kFP8E4M3) {
+      // x 2^8; S.1111.111 (read as 480) is NaN.
+      const __m256 scale = _mm256_set1_ps(256.0f), nanAt = _mm256_set1_ps(480);
+      const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+      a = _mm256_mul_ps(a, scale);
+      b = _mm256_mul_ps(b, scale);
+      a = _mm256_or_ps(a,
+                       _mm256_cmp_ps(_mm256_and_ps(a, abs), nanAt, _CMP_EQ_OQ));
+      b = _mm256_or_ps(b,
+                       _mm256_cmp_ps(_mm256_and_ps(b, abs), nanAt, _CMP_EQ_OQ));
+    }
+  } else if constexpr (F == kInt8 || F == kUInt8) {
     __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
     __m256i lo, hi;
     if constexpr (F == kInt8) {
@@ -298,7 +330,31 @@ QOPT_AVX2 void rowAVX2(const Weights &w, int64_t r, const float *px, int64_t pk,
 template <Format F>
 QOPT_AVX512 inline void decode32AVX512(const uint8_t *src, __m512 &a,
                                        __m512 &b) {
-  if constexpr (F == kInt8 || F == kUInt8) {
+  if constexpr (F == kFP8E4M3 || F == kFP8E5M2) {
+    // As decode16AVX2.
+    __m512i u = _mm512_cvtepu8_epi16(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src)));
+    __m512i h = F == kFP8E5M2
+                    ? _mm512_slli_epi16(u, 8)
+                    : _mm512_or_si512(
+                          _mm512_slli_epi16(
+                              _mm512_and_si512(u, _mm512_set1_epi16(0x80)), 8),
+                          _mm512_slli_epi16(
+                              _mm512_and_si512(u, _mm512_set1_epi16(0x7F)), 7));
+    a = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    b = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+    if constexpr (F == kFP8E4M3) {
+      const __m512 scale = _mm512_set1_ps(256.0f), nanAt = _mm512_set1_ps(480);
+      a = _mm512_mul_ps(a, scale);
+      b = _mm512_mul_ps(b, scale);
+      a = _mm512_mask_mov_ps(
+          a, _mm512_cmp_ps_mask(_mm512_abs_ps(a), nanAt, _CMP_EQ_OQ),
+          _mm512_set1_ps(NAN));
+      b = _mm512_mask_mov_ps(
+          b, _mm512_cmp_ps_mask(_mm512_abs_ps(b), nanAt, _CMP_EQ_OQ),
+          _mm512_set1_ps(NAN));
+    }
+  } else if constexpr (F == kInt8 || F == kUInt8) {
     __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
     __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + 16));
     if constexpr (F == kInt8) {
@@ -600,7 +656,7 @@ int pathFor(const Weights &w, bool int8Activations) {
   // codes, and a chunk's lanes may span groups of 32 or 64 only.
   int64_t span = w.fourBit() ? 128 : 64;
   if (path == kAVX512VNNI &&
-      (!int8Activations || w.format == kNF4 ||
+      (!int8Activations || w.format == kNF4 || w.isFloat() ||
        !(w.group == 32 || w.group == 64 || groupsFit(w, span))))
     path = kAVX512;
   if (path == kAVX512 && !groupsFit(w, 32))
@@ -622,7 +678,7 @@ template <Format F, int NB, int MB>
 void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
             float *y, int64_t ldy) {
   if (path == kAVX512VNNI) {
-    if constexpr (F != kNF4) {
+    if constexpr (F != kNF4 && F != kFP8E4M3 && F != kFP8E5M2) {
       const QuantizedX &q = p.qx;
       XRows rows{q.q.data() + i * q.pk, q.laneScale.data() + i * q.chunks * 16,
                  q.t.data() + i * w.groups, q.pk, q.chunks};
@@ -720,6 +776,12 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
     case kNF4:
       rowsVector<kNF4>(path, w, m, prepared, y, ldy, n0, n1);
       break;
+    case kFP8E4M3:
+      rowsVector<kFP8E4M3>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
+    case kFP8E5M2:
+      rowsVector<kFP8E5M2>(path, w, m, prepared, y, ldy, n0, n1);
+      break;
     }
   });
 }
@@ -730,7 +792,10 @@ void dequantizeRows(const Weights &w, int64_t n0, int64_t n1, float *out) {
   // group's (code - zero point) * scale: loops the compiler vectorizes.
   thread_local std::vector<float> codes;
   codes.resize(size_t(w.k + 1));
-  float table[256][2];
+  float table[256][2], fp8[256];
+  if (w.isFloat())
+    for (int b = 0; b < 256; ++b)
+      fp8[b] = qopt_cpu::fp8Value(w.format, uint8_t(b));
   if (w.fourBit())
     for (int b = 0; b < 256; ++b)
       for (int h = 0; h < 2; ++h) {
@@ -747,6 +812,9 @@ void dequantizeRows(const Weights &w, int64_t n0, int64_t n1, float *out) {
         c[2 * i] = table[row[i]][0];
         c[2 * i + 1] = table[row[i]][1];
       }
+    } else if (w.isFloat()) {
+      for (int64_t i = 0; i < w.k; ++i)
+        c[i] = fp8[row[i]];
     } else if (w.format == kInt8) {
       for (int64_t i = 0; i < w.k; ++i)
         c[i] = float(int8_t(row[i]));
@@ -837,7 +905,8 @@ extern "C" {
 /// as its codes (pointer, offset, row stride in bytes), f32 scales
 /// (pointer, offset, row stride; one per `group` codes along K), zero
 /// points (pointer 0 when none; offset, row stride). `format`: 0 int4,
-/// 1 uint4, 2 int8, 3 uint8, 4 NF4; `flags`: 1 zero points, 2 int8
+/// 1 uint4, 2 int8, 3 uint8, 4 NF4, 5 FP8 E4M3FN, 6 FP8 E5M2 (scale row
+/// stride 0: one set for every row); `flags`: 1 zero points, 2 int8
 /// activations (AVX-512 VNNI dot products where the CPU has them).
 void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
                          int64_t o0, int64_t o1, int64_t m, int64_t n,

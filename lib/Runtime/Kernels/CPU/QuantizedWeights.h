@@ -10,6 +10,7 @@
 #ifndef QOPT_RUNTIME_KERNELS_CPU_QUANTIZEDWEIGHTS_H
 #define QOPT_RUNTIME_KERNELS_CPU_QUANTIZEDWEIGHTS_H
 
+#include <cmath>
 #include <cstdint>
 
 namespace qopt_cpu {
@@ -19,12 +20,30 @@ enum QFormat : int64_t {
   kUInt4 = 1,
   kInt8 = 2,
   kUInt8 = 3,
-  kNF4 = 4
+  kNF4 = 4,
+  kFP8E4M3 = 5, // OCP E4M3FN: no infinities, NaN at S.1111.111, max 448
+  kFP8E5M2 = 6  // the top byte of an IEEE binary16
 };
+
+/// The value of an FP8 code (format kFP8E4M3 or kFP8E5M2).
+inline float fp8Value(QFormat f, uint8_t b) {
+  bool e4m3 = f == kFP8E4M3;
+  int mbits = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15, emax = e4m3 ? 15 : 31;
+  int e = (b & 0x7F) >> mbits, m = b & ((1 << mbits) - 1);
+  float sign = (b & 0x80) ? -1.0f : 1.0f;
+  if (e4m3 && (b & 0x7F) == 0x7F)
+    return NAN;
+  if (!e4m3 && e == emax)
+    return m ? NAN : sign * INFINITY;
+  float frac = float(m) / float(1 << mbits);
+  return sign *
+         (e ? std::ldexp(1.0f + frac, e - bias) : std::ldexp(frac, 1 - bias));
+}
 
 /// Codes row-major N x K as !qopt.qtensor stores them (4-bit codes two to a
 /// byte, even k in the low nibble), f32 scales per group of `group` codes
-/// along K, optional zero points (int8 storage).
+/// along K (scaleRow 0: one set for every row, as per-tensor scales),
+/// optional zero points (int8 storage; integer formats).
 struct QWeights {
   const uint8_t *data;
   int64_t dataRow; // bytes between rows
@@ -34,8 +53,11 @@ struct QWeights {
   int64_t zpRow;
   int64_t n, k, group, groups;
   QFormat format;
-  bool fourBit() const { return format != kInt8 && format != kUInt8; }
+  bool fourBit() const {
+    return format == kInt4 || format == kUInt4 || format == kNF4;
+  }
   bool isSigned() const { return format == kInt4 || format == kInt8; }
+  bool isFloat() const { return format == kFP8E4M3 || format == kFP8E5M2; }
   /// Zero point of row r's group g as the code's integer (0 without).
   int32_t zeroPoint(int64_t r, int64_t g) const {
     if (!zp)
@@ -55,7 +77,8 @@ struct QWeights {
 };
 
 /// Whether qgemmInt8() takes `w`: an integer format whose groups are whole
-/// blocks of 32 codes (or one group per row). qgemmF32() takes NF4 too.
+/// blocks of 32 codes (or one group per row). qgemmF32() takes NF4 and
+/// FP8 too.
 bool qgemmTakes(const QWeights &w);
 bool qgemmF32Takes(const QWeights &w);
 

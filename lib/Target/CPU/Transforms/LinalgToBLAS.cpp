@@ -145,7 +145,8 @@ struct QuantizedWeight {
   int64_t format, group;
   bool zeroPoints;
   /// Scales per row of W: the scales buffer's row stride is its first
-  /// stride times this (per_block scales are one flat list).
+  /// stride times this (per_block scales are one flat list; 0: per_tensor,
+  /// one scale read for every row).
   int64_t scaleRowFactor = 1;
 };
 
@@ -153,6 +154,10 @@ struct QuantizedWeight {
 static int64_t kernelFormat(QuantFormatAttrInterface format) {
   if (isa<NF4FormatAttr>(format))
     return 4;
+  if (auto f = dyn_cast<FloatFormatAttr>(format))
+    return isa<Float8E4M3FNType>(f.getType()) ? 5
+           : isa<Float8E5M2Type>(f.getType()) ? 6
+                                              : -1;
   auto i = dyn_cast<IntFormatAttr>(format);
   if (!i || (i.getBits() != 4 && i.getBits() != 8))
     return -1;
@@ -241,6 +246,12 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
     if (channel.getAxis() != 0 || ShapedType::isDynamic(k))
       return std::nullopt;
     w.group = k;
+  } else if (isa<PerTensorAttr>(granularity)) {
+    // One scale: the kernel reads it for every row (row stride 0).
+    if (ShapedType::isDynamic(k))
+      return std::nullopt;
+    w.group = k;
+    w.scaleRowFactor = 0;
   } else if (auto block = dyn_cast<PerBlockAttr>(granularity)) {
     // Blocks of the flattened weight that never cross a row.
     if (ShapedType::isDynamic(k) || k % block.getSize() != 0)
@@ -260,7 +271,9 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
       !inputType(1).getElementType().isF32() ||
       (w.zeroPoints && !inputType(2).getElementType().isInteger(8)) ||
       inputType(0).getRank() != 2 ||
-      inputType(1).getRank() != (isa<PerGroupAttr>(granularity) ? 2 : 1))
+      inputType(1).getRank() != (isa<PerGroupAttr>(granularity)    ? 2
+                                 : isa<PerTensorAttr>(granularity) ? 0
+                                                                   : 1))
     return std::nullopt;
   return w;
 }
@@ -319,10 +332,16 @@ public:
   }
   /// A buffer outside the contraction: pointer, offset and its first
   /// stride times `factor`.
+  /// Pointer, offset and the first stride times `factor` (0: a zero
+  /// stride, as for a rank-0 buffer).
   void buffer(Value v, int64_t factor) {
     auto meta = memref::ExtractStridedMetadataOp::create(b, loc, v);
     args.push_back(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v));
     args.push_back(meta.getOffset());
+    if (factor == 0) {
+      args.push_back(zero);
+      return;
+    }
     Value stride = meta.getStrides()[0];
     if (factor != 1)
       stride = arith::MulIOp::create(

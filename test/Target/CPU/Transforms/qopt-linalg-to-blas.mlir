@@ -139,6 +139,42 @@ func.func @quantized_int4(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memre
 
 // -----
 
+// FP8 E4M3 with one scale for the tensor (a rank-0 buffer: row stride 0)
+// and E5M2 per channel: formats 5 and 6, group K.
+// CHECK-LABEL: func.func @quantized_fp8
+// CHECK-NOT: linalg.generic
+// CHECK: %[[SP:.*]] = memref.extract_aligned_pointer_as_index %{{.*}} : memref<f32>
+// CHECK: call @qopt_kernel_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %[[SP]], %{{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CHECK: call @qopt_kernel_qlinear(%c6{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CHECK-NOT: qopt_kernel_sgemm
+!e4m3 = !qopt.qtensor<8x64, #qopt.float<f8E4M3FN>, #qopt.per_tensor, scales = f32>
+!e5m2 = !qopt.qtensor<8x64, #qopt.float<f8E5M2>, #qopt.per_channel<0>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#xm = affine_map<(m, n, k) -> (m, k)>
+#wm = affine_map<(m, n, k) -> (n, k)>
+#ym = affine_map<(m, n, k) -> (m, n)>
+func.func @quantized_fp8(%x: memref<3x64xf32>, %d: memref<8x64xi8>, %s: memref<f32>, %sc: memref<8xf32>, %y: memref<3x8xf32>) {
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [#ident, affine_map<(n, k) -> ()>, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x64xi8>, memref<f32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !e4m3} {
+  ^bb0(%c: i8, %scale: f32, %o: f32):
+    linalg.yield %scale : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x64xf32>, memref<8x64xf32>) outs(%y : memref<3x8xf32>)
+  memref.dealloc %w : memref<8x64xf32>
+  %w2 = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [#ident, affine_map<(n, k) -> (n)>, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %sc : memref<8x64xi8>, memref<8xf32>) outs(%w2 : memref<8x64xf32>) attrs = {qopt.dequantized = !e5m2} {
+  ^bb0(%c: i8, %scale: f32, %o: f32):
+    linalg.yield %scale : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w2 : memref<3x64xf32>, memref<8x64xf32>) outs(%y : memref<3x8xf32>)
+  memref.dealloc %w2 : memref<8x64xf32>
+  return
+}
+
+// -----
+
 // NF4 in blocks of 64 of the flattened weight (whole rows: K = 128, two
 // scales per row, flat) with double-quantized scales expanded before it:
 // that buffer is freed after the call, which now reads it; format 4,

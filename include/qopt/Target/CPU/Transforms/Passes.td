@@ -63,11 +63,13 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     loop nest marked `qopt.dequantized`, whose buffer nothing else reads)
     becomes one call to `qopt_kernel_qlinear` instead, which reads the codes
     in place: 4-bit integer codes (signed, or with zero points) and NF4 in
-    groups along K or per channel, 8-bit integer codes, with f32 scales
-    (double-quantized ones expanded first); the loop nest is erased. For a
-    few rows (decode) it streams the weight once per call; for many
-    (prefill) it expands tiles of W for BLAS. Other formats keep the
-    expansion and `qopt_kernel_sgemm`.
+    groups along K or per channel, 8-bit integer codes, FP8 (E4M3FN, E5M2)
+    per channel or per tensor, with f32 scales (double-quantized ones
+    expanded first); the loop nest is erased. For a few rows (decode) it
+    streams the weight once per call; for many (prefill) it runs a GEMM
+    (int8 activations: VNNI register tiles; f32: blocks of W dequantized
+    into the f32 kernel's panels). Other formats keep the expansion and
+    `qopt_kernel_sgemm`.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
