@@ -307,6 +307,7 @@ QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
     float *o = out + b * kBlock * kNR;
     for (int h = 0; h < 2; ++h) {
       __m512 s = _mm512_loadu_ps(ps + b * kNR + 16 * h);
+      __m512 s256 = _mm512_mul_ps(s, _mm512_set1_ps(256.0f)); // E4M3's 2^8
       __m512 z = pz && !nf4 && !e4m3 && !e5m2
                      ? _mm512_loadu_ps(pz + b * kNR + 16 * h)
                      : _mm512_setzero_ps();
@@ -318,24 +319,22 @@ QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
           if (nf4) {
             f = _mm512_mul_ps(_mm512_permutexvar_ps(u, table), s);
           } else if (e4m3 || e5m2) {
-            __m512i half =
-                e5m2
-                    ? _mm512_slli_epi32(u, 8)
-                    : _mm512_or_si512(
-                          _mm512_slli_epi32(
-                              _mm512_and_si512(u, _mm512_set1_epi32(0x80)), 8),
-                          _mm512_slli_epi32(
-                              _mm512_and_si512(u, _mm512_set1_epi32(0x7F)), 7));
-            f = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(half));
-            if (e4m3) {
-              f = _mm512_mul_ps(f, _mm512_set1_ps(256.0f));
-              f = _mm512_mask_mov_ps(f,
-                                     _mm512_cmp_ps_mask(_mm512_abs_ps(f),
-                                                        _mm512_set1_ps(480.0f),
-                                                        _CMP_EQ_OQ),
-                                     _mm512_set1_ps(NAN));
+            // As QLinear.cpp's decode32AVX512, in 32-bit lanes.
+            __m512i half;
+            if (e5m2) {
+              half = _mm512_slli_epi32(u, 8);
+            } else {
+              const __m512i mag = _mm512_set1_epi32(0x7F);
+              half = _mm512_slli_epi32(
+                  _mm512_add_epi32(
+                      u, _mm512_and_si512(u, _mm512_set1_epi32(0x80))),
+                  7);
+              half = _mm512_mask_mov_epi32(
+                  half, _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, mag), mag),
+                  _mm512_set1_epi32(0x7E00));
             }
-            f = _mm512_mul_ps(f, s);
+            f = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(half)),
+                              e4m3 ? s256 : s);
           } else {
             f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(u), s, z);
           }

@@ -197,32 +197,27 @@ QOPT_AVX2 inline __m256 lookupNF4AVX2(__m256i c) {
 /// even and odd elements; 8-bit: in order), from `src` (8 or 16 bytes).
 /// FP8 codes become binary16 bit patterns: E5M2 is the top byte of one;
 /// E4M3's exponent and mantissa shift into place, the value scaled by
-/// 2^-8 (exponent bias 15 against 7; subnormals map to subnormals).
+/// 2^-8 (exponent bias 15 against 7; subnormals map to subnormals), which
+/// the kernels fold into the scale (kCodeScale).
 template <Format F>
 QOPT_AVX2 inline void decode16AVX2(const uint8_t *src, __m256 &a, __m256 &b) {
   if constexpr (F == kFP8E4M3 || F == kFP8E5M2) {
     __m256i u = _mm256_cvtepu8_epi16(
         _mm_loadu_si128(reinterpret_cast<const __m128i *>(src)));
-    __m256i h = F == kFP8E5M2
-                    ? _mm256_slli_epi16(u, 8)
-                    : _mm256_or_si256(
-                          _mm256_slli_epi16(
-                              _mm256_and_si256(u, _mm256_set1_epi16(0x80)), 8),
-                          _mm256_slli_epi16(
-                              _mm256_and_si256(u, _mm256_set1_epi16(0x7F)), 7));
+    __m256i h;
+    if constexpr (F == kFP8E5M2) {
+      h = _mm256_slli_epi16(u, 8);
+    } else {
+      // (u + sign) << 7 carries the sign from bit 14 into bit 15; the
+      // NaN code S.1111.111 becomes a binary16 NaN.
+      const __m256i sign = _mm256_set1_epi16(0x80),
+                    mag = _mm256_set1_epi16(0x7F);
+      h = _mm256_slli_epi16(_mm256_add_epi16(u, _mm256_and_si256(u, sign)), 7);
+      __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(u, mag), mag);
+      h = _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x7E00)));
+    }
     a = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
     b = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
-    if constexpr (F == kFP8E4M3) {
-      // x 2^8; S.1111.111 (read as 480) is NaN.
-      const __m256 scale = _mm256_set1_ps(256.0f), nanAt = _mm256_set1_ps(480);
-      const __m256 abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-      a = _mm256_mul_ps(a, scale);
-      b = _mm256_mul_ps(b, scale);
-      a = _mm256_or_ps(a,
-                       _mm256_cmp_ps(_mm256_and_ps(a, abs), nanAt, _CMP_EQ_OQ));
-      b = _mm256_or_ps(b,
-                       _mm256_cmp_ps(_mm256_and_ps(b, abs), nanAt, _CMP_EQ_OQ));
-    }
   } else if constexpr (F == kInt8 || F == kUInt8) {
     __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
     __m256i lo, hi;
@@ -253,6 +248,13 @@ QOPT_AVX2 inline void decode16AVX2(const uint8_t *src, __m256 &a, __m256 &b) {
   }
 }
 
+constexpr bool isFourBit(Format f) {
+  return f == kInt4 || f == kUInt4 || f == kNF4;
+}
+
+/// What the decoded codes are multiplied by (with the group's scale).
+template <Format F> constexpr float kCodeScale = F == kFP8E4M3 ? 256.0f : 1.0f;
+
 /// The offset the f32 paths add to a code to read it unsigned (int4: the
 /// nibble XOR 8 is code + 8).
 int32_t f32Bias(Format f) { return f == kInt4 ? 8 : 0; }
@@ -279,6 +281,27 @@ void prepareF32(const Weights &w, const float *x, int64_t ldx, int64_t m,
   }
 }
 
+/// Fetches byte `at` of the weight row two rows below `row` into L1: the
+/// row kernels read rows one after the other, and on the machines measured
+/// the hardware prefetcher alone left them at a third of the read
+/// bandwidth (4096 x 4096 int4, one row of x: 2.32 ms, 1.07 with this).
+inline void prefetchAhead(const Weights &w, const uint8_t *row, int64_t at) {
+  _mm_prefetch(reinterpret_cast<const char *>(row + 2 * w.dataRow + at),
+               _MM_HINT_T0);
+}
+
+/// How a row kernel finds chunk ch's scale: s[ch >> shift] where groups are
+/// a power-of-two number of chunks (a group per row: 63); -1 otherwise
+/// (groups of whole chunks: pathFor's condition).
+int scaleShift(const Weights &w, int64_t chunk) {
+  if (w.group >= w.k)
+    return 63;
+  int64_t per = w.group / chunk;
+  return per > 0 && w.group % chunk == 0 && (per & (per - 1)) == 0
+             ? __builtin_ctzll(uint64_t(per))
+             : -1;
+}
+
 /// Bytes of `chunk` codes starting at code c of row `row`, copied into
 /// `tail` (zero-filled) where the row ends inside the chunk.
 inline const uint8_t *chunkBytes(const Weights &w, const uint8_t *row,
@@ -293,6 +316,21 @@ inline const uint8_t *chunkBytes(const Weights &w, const uint8_t *row,
   return tail;
 }
 
+/// One chunk of 16 codes (`bytes`) dotted with MB rows of activations
+/// (`px`, rows pk apart), times `scale`, added to sums.
+template <Format F, int MB>
+QOPT_AVX2 inline void chunkAVX2(const uint8_t *bytes, const float *px,
+                                int64_t pk, __m256 scale, __m256 *sums) {
+  __m256 a, b;
+  decode16AVX2<F>(bytes, a, b);
+  for (int i = 0; i < MB; ++i) {
+    const float *p = px + i * pk;
+    __m256 d = _mm256_mul_ps(a, _mm256_loadu_ps(p));
+    d = _mm256_fmadd_ps(b, _mm256_loadu_ps(p + 8), d);
+    sums[i] = _mm256_fmadd_ps(d, scale, sums[i]);
+  }
+}
+
 template <Format F, int MB>
 QOPT_AVX2 void rowAVX2(const Weights &w, int64_t r, const float *px, int64_t pk,
                        const float *t, float *y, int64_t ldy) {
@@ -303,20 +341,42 @@ QOPT_AVX2 void rowAVX2(const Weights &w, int64_t r, const float *px, int64_t pk,
   __m256 acc[MB];
   for (int i = 0; i < MB; ++i)
     acc[i] = _mm256_setzero_ps();
-  for (int64_t c = 0; c < pk; c += chunk) {
-    __m256 a, b;
-    decode16AVX2<F>(chunkBytes(w, row, c, chunk, tail), a, b);
-    __m256 scale = _mm256_broadcast_ss(s + c / w.group);
-    for (int i = 0; i < MB; ++i) {
-      const float *p = px + i * pk + c;
-      __m256 d = _mm256_mul_ps(a, _mm256_loadu_ps(p));
-      d = _mm256_fmadd_ps(b, _mm256_loadu_ps(p + 8), d);
-      acc[i] = _mm256_fmadd_ps(d, scale, acc[i]);
+#define step(c, scale, sums)                                                   \
+  chunkAVX2<F, MB>(chunkBytes(w, row, c, chunk, tail), px + (c), pk, scale,    \
+                   sums)
+  __m256 acc2[MB];
+  for (int i = 0; i < MB; ++i)
+    acc2[i] = _mm256_setzero_ps();
+  int shift = scaleShift(w, chunk);
+  int64_t chunks = pk / chunk, ch = 0;
+  if (shift >= 0) {
+    // Two chunks at a time into two sets of sums (each FMA chain half as
+    // long), each chunk's scale found by a shift.
+    // Chunks wholly inside the row read its bytes in place.
+    constexpr int64_t bytes = isFourBit(F) ? chunk / 2 : chunk;
+    const int64_t whole = w.k / chunk;
+    for (; ch + 2 <= whole; ch += 2) {
+      prefetchAhead(w, row, ch * bytes);
+      chunkAVX2<F, MB>(row + ch * bytes, px + ch * chunk, pk,
+                       _mm256_set1_ps(s[ch >> shift] * kCodeScale<F>), acc);
+      chunkAVX2<F, MB>(row + (ch + 1) * bytes, px + (ch + 1) * chunk, pk,
+                       _mm256_set1_ps(s[(ch + 1) >> shift] * kCodeScale<F>),
+                       acc2);
+    }
+    for (; ch < chunks; ++ch)
+      step(ch * chunk, _mm256_set1_ps(s[ch >> shift] * kCodeScale<F>), acc);
+  } else {
+    // Groups of whole chunks (pathFor): one scale per run of chunks.
+    for (int64_t c = 0, g = 0; c < pk; ++g) {
+      __m256 scale = _mm256_set1_ps(s[g] * kCodeScale<F>);
+      for (int64_t end = std::min(pk, c + w.group); c < end; c += chunk)
+        step(c, scale, acc);
     }
   }
+#undef step
   for (int i = 0; i < MB; ++i)
-    y[i * ldy + r] +=
-        hsum256(acc[i]) - correction(w, r, t + i * w.groups, f32Bias(F));
+    y[i * ldy + r] += hsum256(_mm256_add_ps(acc[i], acc2[i])) -
+                      correction(w, r, t + i * w.groups, f32Bias(F));
 }
 
 //===----------------------------------------------------------------------===//
@@ -334,26 +394,19 @@ QOPT_AVX512 inline void decode32AVX512(const uint8_t *src, __m512 &a,
     // As decode16AVX2.
     __m512i u = _mm512_cvtepu8_epi16(
         _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src)));
-    __m512i h = F == kFP8E5M2
-                    ? _mm512_slli_epi16(u, 8)
-                    : _mm512_or_si512(
-                          _mm512_slli_epi16(
-                              _mm512_and_si512(u, _mm512_set1_epi16(0x80)), 8),
-                          _mm512_slli_epi16(
-                              _mm512_and_si512(u, _mm512_set1_epi16(0x7F)), 7));
+    __m512i h;
+    if constexpr (F == kFP8E5M2) {
+      h = _mm512_slli_epi16(u, 8);
+    } else {
+      const __m512i mag = _mm512_set1_epi16(0x7F);
+      h = _mm512_slli_epi16(
+          _mm512_add_epi16(u, _mm512_and_si512(u, _mm512_set1_epi16(0x80))), 7);
+      h = _mm512_mask_mov_epi16(
+          h, _mm512_cmpeq_epi16_mask(_mm512_and_si512(u, mag), mag),
+          _mm512_set1_epi16(0x7E00));
+    }
     a = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
     b = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
-    if constexpr (F == kFP8E4M3) {
-      const __m512 scale = _mm512_set1_ps(256.0f), nanAt = _mm512_set1_ps(480);
-      a = _mm512_mul_ps(a, scale);
-      b = _mm512_mul_ps(b, scale);
-      a = _mm512_mask_mov_ps(
-          a, _mm512_cmp_ps_mask(_mm512_abs_ps(a), nanAt, _CMP_EQ_OQ),
-          _mm512_set1_ps(NAN));
-      b = _mm512_mask_mov_ps(
-          b, _mm512_cmp_ps_mask(_mm512_abs_ps(b), nanAt, _CMP_EQ_OQ),
-          _mm512_set1_ps(NAN));
-    }
   } else if constexpr (F == kInt8 || F == kUInt8) {
     __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src));
     __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(src + 16));
@@ -407,6 +460,20 @@ QOPT_AVX512 inline float correction512(const Weights &w, int64_t r,
   return _mm512_reduce_add_ps(sum);
 }
 
+/// chunkAVX2 with chunks of 32 codes.
+template <Format F, int MB>
+QOPT_AVX512 inline void chunkAVX512(const uint8_t *bytes, const float *px,
+                                    int64_t pk, __m512 scale, __m512 *sums) {
+  __m512 a, b;
+  decode32AVX512<F>(bytes, a, b);
+  for (int i = 0; i < MB; ++i) {
+    const float *p = px + i * pk;
+    __m512 d = _mm512_mul_ps(a, _mm512_loadu_ps(p));
+    d = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), d);
+    sums[i] = _mm512_fmadd_ps(d, scale, sums[i]);
+  }
+}
+
 template <Format F, int MB>
 QOPT_AVX512 void rowAVX512(const Weights &w, int64_t r, const float *px,
                            int64_t pk, const float *t, float *y, int64_t ldy) {
@@ -417,19 +484,39 @@ QOPT_AVX512 void rowAVX512(const Weights &w, int64_t r, const float *px,
   __m512 acc[MB];
   for (int i = 0; i < MB; ++i)
     acc[i] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < pk; c += chunk) {
-    __m512 a, b;
-    decode32AVX512<F>(chunkBytes(w, row, c, chunk, tail), a, b);
-    __m512 scale = _mm512_set1_ps(s[c / w.group]);
-    for (int i = 0; i < MB; ++i) {
-      const float *p = px + i * pk + c;
-      __m512 d = _mm512_mul_ps(a, _mm512_loadu_ps(p));
-      d = _mm512_fmadd_ps(b, _mm512_loadu_ps(p + 16), d);
-      acc[i] = _mm512_fmadd_ps(d, scale, acc[i]);
+#define step(c, scale, sums)                                                   \
+  chunkAVX512<F, MB>(chunkBytes(w, row, c, chunk, tail), px + (c), pk, scale,  \
+                     sums)
+  __m512 acc2[MB];
+  for (int i = 0; i < MB; ++i)
+    acc2[i] = _mm512_setzero_ps();
+  int shift = scaleShift(w, chunk);
+  int64_t chunks = pk / chunk, ch = 0;
+  if (shift >= 0) {
+    // As rowAVX2.
+    // Chunks wholly inside the row read its bytes in place.
+    constexpr int64_t bytes = isFourBit(F) ? chunk / 2 : chunk;
+    const int64_t whole = w.k / chunk;
+    for (; ch + 2 <= whole; ch += 2) {
+      prefetchAhead(w, row, ch * bytes);
+      chunkAVX512<F, MB>(row + ch * bytes, px + ch * chunk, pk,
+                         _mm512_set1_ps(s[ch >> shift] * kCodeScale<F>), acc);
+      chunkAVX512<F, MB>(row + (ch + 1) * bytes, px + (ch + 1) * chunk, pk,
+                         _mm512_set1_ps(s[(ch + 1) >> shift] * kCodeScale<F>),
+                         acc2);
+    }
+    for (; ch < chunks; ++ch)
+      step(ch * chunk, _mm512_set1_ps(s[ch >> shift] * kCodeScale<F>), acc);
+  } else {
+    for (int64_t c = 0, g = 0; c < pk; ++g) {
+      __m512 scale = _mm512_set1_ps(s[g] * kCodeScale<F>);
+      for (int64_t end = std::min(pk, c + w.group); c < end; c += chunk)
+        step(c, scale, acc);
     }
   }
+#undef step
   for (int i = 0; i < MB; ++i)
-    y[i * ldy + r] += _mm512_reduce_add_ps(acc[i]) -
+    y[i * ldy + r] += _mm512_reduce_add_ps(_mm512_add_ps(acc[i], acc2[i])) -
                       correction512(w, r, t + i * w.groups, f32Bias(F));
 }
 
@@ -599,8 +686,10 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
       for (int nb = 0; nb < NB; ++nb)
         ws[nb] = _mm512_set1_ps(s[nb][g]);
       for (int64_t end = std::min(full, ch + per); ch < end; ++ch) {
-        for (int nb = 0; nb < NB; ++nb)
+        for (int nb = 0; nb < NB; ++nb) {
+          prefetchAhead(w, row[nb], ch * 64);
           bytes[nb] = _mm512_loadu_si512(row[nb] + ch * 64);
+        }
         chunkVNNI<F, NB, MB>(bytes, ws, x, ch, acc);
       }
     }
@@ -616,6 +705,7 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
                        : _mm_castpd_ps(_mm_load_sd(
                              reinterpret_cast<const double *>(s[nb] + 2 * ch)));
         ws[nb] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
+        prefetchAhead(w, row[nb], ch * 64);
         bytes[nb] = _mm512_loadu_si512(row[nb] + ch * 64);
       }
       chunkVNNI<F, NB, MB>(bytes, ws, x, ch, acc);
@@ -862,16 +952,16 @@ void productBLAS(const Weights &w, const float *x, int64_t ldx, int64_t m,
 constexpr int64_t kBLASRows = 32;
 
 /// Rows of x from which the GEMMs of QGemm.cpp take over from the row
-/// kernels, measured at 4096 x 4096, int4 g32, on a 2-core AVX-512 Xeon.
-/// int8 activations: at M = 5 the two tie (1.51 against 1.45 ms), at 6 the
-/// GEMM is ahead (1.56 against 1.85), at 128 it is 2.9x faster (11.6
-/// against 33.7 ms). f32 activations (the GEMM dequantizes W, about 3.3 ms
-/// here, then runs at the f32 tiles' speed): at M = 4 they tie (3.84
-/// against 3.69 ms), at 5 the GEMM is ahead (4.29 against 5.45); at 128
-/// it takes 30.5 ms where tiles expanded for BLAS took 46.8 (the f32
-/// product on the packed fp32 weight: 29.4).
-constexpr int64_t kInt8GemmRows = 6;
-constexpr int64_t kF32GemmRows = 5;
+/// kernels, measured at 4096 x 4096, int4 g32, one thread, on a 2-core
+/// AVX-512 Xeon (warm weights). int8 activations: at M = 6 the row kernel
+/// is ahead (1.41 against 1.49 ms), at 7 the GEMM (1.68 against 1.81); at
+/// 128 the GEMM is 3x faster (10.7 against 32.9 ms). f32 activations (the
+/// GEMM dequantizes W, about 3.3 ms here, then runs at the f32 tiles'
+/// speed): at 6 the row kernel (3.82 against 4.45), at 7 the GEMM (4.67
+/// against 5.56); at 128 the GEMM takes 28.0 ms where tiles expanded for
+/// BLAS took 46.8 (the f32 product on the packed fp32 weight: 27.1).
+constexpr int64_t kInt8GemmRows = 7;
+constexpr int64_t kF32GemmRows = 7;
 
 /// Rows from which both GEMMs run, when set (qopt_kernel_set_qlinear_gemm_rows,
 /// for tests and benchmarks); 0: the measured defaults above.
