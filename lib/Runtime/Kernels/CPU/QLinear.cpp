@@ -533,58 +533,98 @@ QOPT_AVX512 void rowAVX512(const Weights &w, int64_t r, const float *px,
   __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 
 /// Quantized activations: per row `pk` int8 (zero-padded, permuted for
-/// 4-bit), per chunk 16 lane scales (each lane's block scale), per group T_g
-/// = sum over its blocks of scale * sum of the block's codes.
+/// 4-bit), per chunk 16 lane scales (each lane's block scale) and 16 lane
+/// starts (-offset * the sum of the lane's codes: the symmetric formats'
+/// offset, which makes codes unsigned, subtracted inside the integer dot
+/// product), per group T_g = sum over its blocks of scale * sum of the
+/// block's codes (for zero points).
 struct QuantizedX {
   std::vector<int8_t> q;
   std::vector<float> laneScale, t;
+  std::vector<int32_t> laneStart;
   int64_t pk = 0, chunks = 0;
 };
 
-void prepareInt8(const Weights &w, const float *x, int64_t ldx, int64_t m,
-                 QuantizedX &out) {
-  const int64_t chunk = w.fourBit() ? 128 : 64;
+/// The offset the VNNI path adds to a code to make it unsigned.
+int32_t vnniOffset(Format f) { return f == kInt4 ? 8 : f == kInt8 ? 128 : 0; }
+
+QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
+                           int64_t m, QuantizedX &out) {
+  const bool four = w.fourBit();
+  const int64_t chunk = four ? 128 : 64;
   out.chunks = (w.k + chunk - 1) / chunk;
   out.pk = out.chunks * chunk;
   out.q.assign(size_t(m * out.pk), 0);
   out.laneScale.assign(size_t(m * out.chunks * 16), 0.0f);
+  out.laneStart.assign(size_t(m * out.chunks * 16), 0);
   out.t.assign(size_t(m * w.groups), 0.0f);
-  int64_t blocks = out.pk / 32;
+  const int64_t blocks = (w.k + 31) / 32;
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  // Within each 128-bit lane: the even bytes, then the odd ones.
+  const __m256i evenOdd =
+      _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0,
+                       2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   for (int64_t i = 0; i < m; ++i) {
     const float *xr = x + i * ldx;
     int8_t *q = out.q.data() + i * out.pk;
     float *lanes = out.laneScale.data() + i * out.chunks * 16;
     for (int64_t bl = 0; bl < blocks; ++bl) {
-      int64_t c0 = bl * 32, c1 = std::min(w.k, c0 + 32);
-      float amax = 0;
-      bool finite = true;
-      for (int64_t c = c0; c < c1; ++c) {
-        amax = std::max(amax, std::fabs(xr[c]));
-        finite &= std::isfinite(xr[c]);
-      }
+      int64_t c0 = bl * 32, n = std::min<int64_t>(32, w.k - c0);
+      __mmask16 m0 = __mmask16(n >= 16 ? 0xFFFF : (1u << n) - 1);
+      __mmask16 m1 = __mmask16(n >= 32  ? 0xFFFF
+                               : n > 16 ? (1u << (n - 16)) - 1
+                                        : 0);
+      __m512 x0 = _mm512_maskz_loadu_ps(m0, xr + c0);
+      __m512 x1 = _mm512_maskz_loadu_ps(m1, xr + c0 + 16);
       // A NaN or infinity makes the block's scale NaN: the outputs it
       // reaches are NaN, as in f32 (its codes would be meaningless).
+      bool finite = (_mm512_fpclass_ps_mask(x0, 0x99) |
+                     _mm512_fpclass_ps_mask(x1, 0x99)) == 0;
+      float amax = _mm512_reduce_max_ps(
+          _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
       float scale = finite ? amax / 127.0f : NAN;
-      float inv = finite && amax > 0 ? 127.0f / amax : 0.0f;
-      int32_t sum = 0;
-      for (int64_t c = c0; c < c1; ++c) {
-        int32_t v = int32_t(std::nearbyint(xr[c] * inv));
-        v = std::clamp(v, -127, 127);
-        sum += v;
-        int64_t at = c;
-        if (w.fourBit()) {
-          int64_t base = c / 128 * 128, within = c - base;
-          at = base + (within & 1) * 64 + within / 2;
-        }
-        q[at] = int8_t(v);
+      __m512 inv = _mm512_set1_ps(finite && amax > 0 ? 127.0f / amax : 0.0f);
+      // cvtps rounds to nearest even, as nearbyint does.
+      __m512i v0 = _mm512_min_epi32(
+          _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lo), hi);
+      __m512i v1 = _mm512_min_epi32(
+          _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lo), hi);
+      int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
+      __m256i bytes = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm512_cvtepi32_epi8(v0)),
+          _mm512_cvtepi32_epi8(v1), 1);
+      if (four) {
+        // Codes 8l, 8l+2, … in the chunk's first 64 bytes, the odd ones in
+        // the next 64: this block's 16 of each at 16 * (its place).
+        __m256i split =
+            _mm256_permute4x64_epi64(_mm256_shuffle_epi8(bytes, evenOdd), 0xD8);
+        int64_t base = bl / 4 * 128 + bl % 4 * 16;
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + base),
+                         _mm256_castsi256_si128(split));
+        _mm_storeu_si128(reinterpret_cast<__m128i *>(q + base + 64),
+                         _mm256_extracti128_si256(split, 1));
+      } else {
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(q + c0), bytes);
       }
       // Lanes of this block: 4 (4-bit chunks of 128) or 8 (8-bit, 64).
-      int64_t per = w.fourBit() ? 4 : 8;
+      int64_t per = four ? 4 : 8;
       int64_t perChunk = 16 / per;
       for (int64_t l = 0; l < per; ++l)
         lanes[(bl / perChunk) * 16 + (bl % perChunk) * per + l] = scale;
-      if (c0 < w.k)
-        out.t[i * w.groups + c0 / w.group] += scale * float(sum);
+      out.t[i * w.groups + c0 / w.group] += scale * float(sum);
+    }
+    if (int32_t offset = vnniOffset(w.format)) {
+      const __m512i ones = _mm512_set1_epi8(1);
+      const __m512i neg = _mm512_set1_epi32(-offset);
+      int32_t *start = out.laneStart.data() + i * out.chunks * 16;
+      for (int64_t ch = 0; ch < out.chunks; ++ch) {
+        const int8_t *qc = q + ch * chunk;
+        __m512i lane = _mm512_dpbusd_epi32(_mm512_setzero_si512(), ones,
+                                           _mm512_loadu_si512(qc));
+        if (four)
+          lane = _mm512_dpbusd_epi32(lane, ones, _mm512_loadu_si512(qc + 64));
+        _mm512_storeu_si512(start + ch * 16, _mm512_mullo_epi32(lane, neg));
+      }
     }
   }
 }
@@ -593,6 +633,7 @@ void prepareInt8(const Weights &w, const float *x, int64_t ldx, int64_t m,
 struct XRows {
   const int8_t *q;
   const float *lanes, *t;
+  const int32_t *start;
   int64_t pk, chunks;
 };
 
@@ -645,8 +686,11 @@ QOPT_VNNI inline void chunkVNNI(const __m512i *bytes, const __m512 *ws,
     __m512i qlo = _mm512_loadu_si512(q);
     __m512i qhi = four ? _mm512_loadu_si512(q + 64) : qlo;
     __m512 xs = _mm512_loadu_ps(x.lanes + (i * x.chunks + ch) * 16);
+    __m512i start = F == kInt4 || F == kInt8
+                        ? _mm512_loadu_si512(x.start + (i * x.chunks + ch) * 16)
+                        : _mm512_setzero_si512();
     for (int nb = 0; nb < NB; ++nb) {
-      __m512i d = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo[nb], qlo);
+      __m512i d = _mm512_dpbusd_epi32(start, lo[nb], qlo);
       if constexpr (four)
         d = _mm512_dpbusd_epi32(d, hi[nb], qhi);
       acc[nb][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(d),
@@ -722,11 +766,12 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
     }
     chunkVNNI<F, NB, MB>(bytes, ws, x, full, acc);
   }
-  int32_t bias = F == kInt4 ? 8 : F == kInt8 ? 128 : 0;
+  // The offset that made codes unsigned went into the integer sums (the
+  // lane starts); zero points remain.
   for (int nb = 0; nb < NB; ++nb)
     for (int i = 0; i < MB; ++i)
       y[i * ldy + r + nb] += _mm512_reduce_add_ps(acc[nb][i]) -
-                             correction512(w, r + nb, x.t + i * w.groups, bias);
+                             correction512(w, r + nb, x.t + i * w.groups, 0);
 }
 
 //===----------------------------------------------------------------------===//
@@ -762,6 +807,7 @@ struct Prepared {
   std::vector<float> px, t;
   int64_t pk = 0;
   QuantizedX qx;
+  int kind = kRun; // the VNNI kernel's ScaleKind
 };
 
 template <Format F, int NB, int MB>
@@ -770,12 +816,15 @@ void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
   if (path == kAVX512VNNI) {
     if constexpr (F != kNF4 && F != kFP8E4M3 && F != kFP8E5M2) {
       const QuantizedX &q = p.qx;
-      XRows rows{q.q.data() + i * q.pk, q.laneScale.data() + i * q.chunks * 16,
-                 q.t.data() + i * w.groups, q.pk, q.chunks};
-      int64_t span = w.fourBit() ? 128 : 64;
-      if (w.group % span == 0 || w.group >= w.k)
+      XRows rows{q.q.data() + i * q.pk,
+                 q.laneScale.data() + i * q.chunks * 16,
+                 q.t.data() + i * w.groups,
+                 q.laneStart.data() + i * q.chunks * 16,
+                 q.pk,
+                 q.chunks};
+      if (p.kind == kRun)
         rowVNNI<F, NB, MB, kRun>(w, r, rows, y, ldy);
-      else if (w.fourBit() && w.group == 32)
+      else if (p.kind == kFour)
         rowVNNI<F, NB, MB, kFour>(w, r, rows, y, ldy);
       else
         rowVNNI<F, NB, MB, kTwo>(w, r, rows, y, ldy);
@@ -834,9 +883,13 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
              int64_t ldy, bool int8Activations) {
   int path = pathFor(w, int8Activations);
   thread_local Prepared p;
-  if (path == kAVX512VNNI)
+  if (path == kAVX512VNNI) {
     prepareInt8(w, x, ldx, m, p.qx);
-  else if (path != kScalar)
+    int64_t span = w.fourBit() ? 128 : 64;
+    p.kind = w.group % span == 0 || w.group >= w.k ? kRun
+             : w.fourBit() && w.group == 32        ? kFour
+                                                   : kTwo;
+  } else if (path != kScalar)
     prepareF32(w, x, ldx, m, path == kAVX512 ? 32 : 16, p.px, p.t, p.pk);
   Pool &pool = Pool::get();
   // Tasks of whole rows, a few per thread (rows cost the same).
