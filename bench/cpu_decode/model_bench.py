@@ -12,7 +12,11 @@ onnxruntime's own quantizer. Also the compile time and peak memory of
          --vocab 32000] [--threads 1,2] [--json out.json]
 
 Needs torch + transformers (to build and export the randomly initialised
-model, nothing downloaded), onnxruntime and numpy, and a build. qoptc's
+model, nothing downloaded), onnxruntime and numpy, and a build. The
+llama.cpp peers (`llamacpp.py`: Q4_0 and Q8_0 through its own
+`llama-bench`, one token = its generation step with a KV cache) need CMake
+and a C++ compiler, and pip to fetch llama-cpp-python's source
+distribution (`--llama-cpp ''` leaves them out). qoptc's
 `--quantize` leaves the output head in f32 by default; onnxruntime's
 quantizer quantizes it too, as does the `-head` variant
 (`--quantize-modules '.*'`), so the table also gives each model's weight
@@ -36,16 +40,22 @@ sys.path.insert(0, os.path.dirname(HERE))
 from hf_models import logits_of  # noqa: E402
 
 
-def export(args, work):
+def make_model(args):
+    """The randomly initialised LlamaForCausalLM (seeded: the same each run)."""
     import torch
     import transformers
-    from torch.export import Dim
     torch.manual_seed(0)
     cfg = transformers.LlamaConfig(
         vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.ffn,
         num_hidden_layers=args.layers, num_attention_heads=args.heads,
         num_key_value_heads=args.kv_heads, max_position_embeddings=512)
-    model = transformers.LlamaForCausalLM(cfg).eval()
+    return transformers.LlamaForCausalLM(cfg).eval(), cfg
+
+
+def export(args, work):
+    import torch
+    from torch.export import Dim
+    model, _ = make_model(args)
     path = os.path.join(work, "model.onnx")
     ids = torch.randint(0, args.vocab, (1, 8))
     torch.onnx.export(logits_of(model), (ids,), path, dynamo=True, input_names=["input_ids"],
@@ -53,6 +63,22 @@ def export(args, work):
                       dynamic_shapes={"input_ids": {1: Dim("seq", min=1, max=512)}},
                       verbose=False)
     return path
+
+
+def llama_cpp_models(args, work):
+    """llama.cpp's tools and the model as Q4_0 and Q8_0 GGUF files."""
+    import llamacpp
+    src, tools = llamacpp.build(args.llama_cpp)
+    f32 = os.path.join(work, "model-f32.gguf")
+    if not os.path.exists(f32):
+        model, cfg = make_model(args)
+        llamacpp.write_gguf(src, model, cfg, f32)
+    models = {}
+    for qtype in ("Q4_0", "Q8_0"):
+        models[qtype] = os.path.join(work, f"model-{qtype.lower()}.gguf")
+        if not os.path.exists(models[qtype]):
+            llamacpp.quantize(tools, f32, models[qtype], qtype)
+    return tools, models
 
 
 def quantize_ort(src, dst, level):
@@ -95,6 +121,9 @@ def main():
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--work", help="keep the models here")
+    ap.add_argument("--llama-cpp", default=os.path.expanduser("~/.cache/qopt-bench/llama.cpp"),
+                    help="where llama.cpp is built (from llama-cpp-python's sdist); "
+                         "'' leaves the llama.cpp peers out")
     ap.add_argument("--json")
     args = ap.parse_args()
     sys.path.insert(0, os.path.join(ROOT, "build", "python"))
@@ -112,6 +141,8 @@ def main():
     for level, path in ort4.items():
         if not os.path.exists(path):
             quantize_ort(model, path, level)
+    sys.path.insert(0, HERE)
+    llama = llama_cpp_models(args, work) if args.llama_cpp else None
     variants = {"qopt-fp32": [], "qopt-w4-g32": ["--quantize", "int4:group=32"],
                 "qopt-w4-g32-int8act": ["--quantize", "int4:group=32", "--int8-activations"],
                 "qopt-w4-g32-int8act-head": ["--quantize", "int4:group=32", "--int8-activations",
@@ -128,6 +159,12 @@ def main():
         print(f"compile {name}: {seconds:.1f} s, peak {mib:.0f} MiB, weights {weights / 1e6:.0f} MB")
     rng = np.random.default_rng(0)
     for threads in map(int, args.threads.split(",")):
+        llama_ms = {}
+        if llama:
+            import llamacpp
+            for qtype, path in llama[1].items():
+                llama_ms[qtype] = llamacpp.bench(llama[0], path, threads, prompt=128,
+                                                 reps=max(3, args.reps // 4))
         for seq in (1, 128):
             ids = rng.integers(0, args.vocab, size=(1, seq), dtype=np.int64)
             rows = {}
@@ -144,13 +181,19 @@ def main():
                 sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
                 rows[name] = timed(lambda: sess.run(None, {"input_ids": ids}), args.reps)
                 del sess
+            for qtype, (pp, tg) in llama_ms.items():
+                rows[f"llama.cpp-{qtype.lower()}"] = (tg if seq == 1 else pp) / 1e3
             best4 = min(rows["ort-nbits4-acc0"], rows["ort-nbits4-acc4"])
+            q4 = rows.get("llama.cpp-q4_0")
             for name, t in rows.items():
-                results["rows"].append({"threads": threads, "seq": seq, "method": name,
-                                        "ms": t * 1e3, "vs_ort_fp32": rows["ort-fp32"] / t,
-                                        "vs_ort_nbits4_best": best4 / t})
+                row = {"threads": threads, "seq": seq, "method": name, "ms": t * 1e3,
+                       "vs_ort_fp32": rows["ort-fp32"] / t, "vs_ort_nbits4_best": best4 / t}
+                if q4:
+                    row["vs_llama_cpp_q4_0"] = q4 / t
+                results["rows"].append(row)
                 print(f"  {threads}t seq {seq:<4} {name:<22} {t * 1e3:9.2f} ms  "
-                      f"x{rows['ort-fp32'] / t:5.2f} vs ORT fp32  x{best4 / t:5.2f} vs ORT 4-bit best")
+                      f"x{rows['ort-fp32'] / t:5.2f} vs ORT fp32  x{best4 / t:5.2f} vs ORT 4-bit best"
+                      + (f"  x{q4 / t:5.2f} vs llama.cpp Q4_0" if q4 else ""))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         with open(args.json, "w") as f:

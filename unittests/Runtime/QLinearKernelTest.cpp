@@ -159,7 +159,8 @@ void check(const Case &c, int64_t m, const char *path, int threads, bool int8,
   }
 }
 
-const char *const kPaths[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
+const char *const kPaths[] = {"scalar", "avx2", "avx2-vnni", "avx512",
+                              "avx512-vnni"};
 
 TEST(QLinearKernel, EveryFormatPathAndShape) {
   std::string best = qopt_kernel_cpu_path();

@@ -67,8 +67,15 @@ using qopt_cpu::kNF4;
 using qopt_cpu::kUInt4;
 using qopt_cpu::kUInt8;
 enum Flags : int64_t { kZeroPoints = 1, kInt8Activations = 2 };
-enum Path : int { kScalar = 0, kAVX2 = 1, kAVX512 = 2, kAVX512VNNI = 3 };
-const char *const kPathNames[] = {"scalar", "avx2", "avx512", "avx512-vnni"};
+enum Path : int {
+  kScalar = 0,
+  kAVX2 = 1,
+  kAVX2VNNI = 2, // AVX2 + AVX-VNNI (256-bit VPDPBUSD: client CPUs)
+  kAVX512 = 3,
+  kAVX512VNNI = 4
+};
+const char *const kPathNames[] = {"scalar", "avx2", "avx2-vnni", "avx512",
+                                  "avx512-vnni"};
 
 const float *const kNF4Table = qopt::kNF4Codes.data();
 
@@ -78,18 +85,36 @@ __attribute__((destructor)) void stopPool() { Pool::shutdown(); }
 // CPU features and the chosen path.
 //===----------------------------------------------------------------------===//
 
-int bestPath() {
+/// Whether this CPU runs path `p` (each path also uses those below it).
+bool supports(int p) {
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl")) {
-    if (__builtin_cpu_supports("avx512vnni"))
-      return kAVX512VNNI;
-    return kAVX512;
+  bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+              __builtin_cpu_supports("f16c");
+  bool avx512 = avx2 && __builtin_cpu_supports("avx512f") &&
+                __builtin_cpu_supports("avx512bw") &&
+                __builtin_cpu_supports("avx512vl") &&
+                __builtin_cpu_supports("avx512dq");
+  switch (p) {
+  case kScalar:
+    return true;
+  case kAVX2:
+    return avx2;
+  case kAVX2VNNI:
+    return avx2 && __builtin_cpu_supports("avxvnni");
+  case kAVX512:
+    return avx512;
+  case kAVX512VNNI:
+    return avx512 && __builtin_cpu_supports("avx512vnni");
   }
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-      __builtin_cpu_supports("f16c"))
-    return kAVX2;
-  return kScalar;
+  return false;
+}
+
+/// The best path this CPU runs at or below `cap`.
+int bestPath(int cap = kAVX512VNNI) {
+  int p = cap;
+  while (p > kScalar && !supports(p))
+    --p;
+  return p;
 }
 
 int envCap() {
@@ -101,13 +126,13 @@ int envCap() {
       return p;
   std::fprintf(stderr,
                "qopt: QOPT_CPU_KERNELS='%s' is not one of scalar, avx2, "
-               "avx512, avx512-vnni; using the best path\n",
+               "avx2-vnni, avx512, avx512-vnni; using the best path\n",
                env);
   return kAVX512VNNI;
 }
 
 std::atomic<int> &currentPath() {
-  static std::atomic<int> path{std::min(bestPath(), envCap())};
+  static std::atomic<int> path{bestPath(envCap())};
   return path;
 }
 } // namespace
@@ -543,6 +568,7 @@ struct QuantizedX {
   std::vector<float> laneScale, t;
   std::vector<int32_t> laneStart;
   int64_t pk = 0, chunks = 0;
+  int64_t lanes = 16; // per chunk: 16 (AVX-512) or 8 (AVX-VNNI)
 };
 
 /// The offset the VNNI path adds to a code to make it unsigned.
@@ -554,6 +580,7 @@ QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
   const int64_t chunk = four ? 128 : 64;
   out.chunks = (w.k + chunk - 1) / chunk;
   out.pk = out.chunks * chunk;
+  out.lanes = 16;
   out.q.assign(size_t(m * out.pk), 0);
   out.laneScale.assign(size_t(m * out.chunks * 16), 0.0f);
   out.laneStart.assign(size_t(m * out.chunks * 16), 0);
@@ -775,6 +802,210 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
 }
 
 //===----------------------------------------------------------------------===//
+// AVX-VNNI (256-bit VPDPBUSD on CPUs without AVX-512), int8 activations: as
+// the AVX-512 VNNI path with 8 lanes. 4-bit chunks are 64 codes (32 bytes:
+// lane l of the low nibbles holds codes 8l, 8l+2, 8l+4, 8l+6, of the high
+// ones 8l+1 … 8l+7), 8-bit chunks 32 codes in order.
+//===----------------------------------------------------------------------===//
+
+#define QOPT_AVXVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+/// prepareInt8 for 8 lanes a chunk, with AVX2.
+QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
+                                  int64_t m, QuantizedX &out) {
+  const bool four = w.fourBit();
+  const int64_t chunk = four ? 64 : 32;
+  out.chunks = (w.k + chunk - 1) / chunk;
+  out.pk = out.chunks * chunk;
+  out.lanes = 8;
+  out.q.assign(size_t(m * out.pk), 0);
+  out.laneScale.assign(size_t(m * out.chunks * 8), 0.0f);
+  out.laneStart.assign(size_t(m * out.chunks * 8), 0);
+  out.t.assign(size_t(m * w.groups), 0.0f);
+  const int64_t blocks = (w.k + 31) / 32;
+  const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  alignas(32) int32_t v[32];
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * ldx;
+    int8_t *q = out.q.data() + i * out.pk;
+    float *lanes = out.laneScale.data() + i * out.chunks * 8;
+    for (int64_t bl = 0; bl < blocks; ++bl) {
+      int64_t c0 = bl * 32, n = std::min<int64_t>(32, w.k - c0);
+      __m256 xs[4];
+      __m256 amax = _mm256_setzero_ps(), bad = _mm256_setzero_ps();
+      for (int j = 0; j < 4; ++j) {
+        __m256i valid =
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n - 8 * j)), iota);
+        xs[j] = _mm256_maskload_ps(xr + c0 + 8 * j, valid);
+        amax = _mm256_max_ps(amax, _mm256_and_ps(xs[j], absMask));
+        // x - x is NaN for a NaN or an infinity.
+        bad =
+            _mm256_or_ps(bad, _mm256_cmp_ps(_mm256_sub_ps(xs[j], xs[j]),
+                                            _mm256_setzero_ps(), _CMP_NEQ_UQ));
+      }
+      __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax),
+                             _mm256_extractf128_ps(amax, 1));
+      m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+      m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+      float big = _mm_cvtss_f32(m4);
+      bool finite = _mm256_movemask_ps(bad) == 0;
+      float scale = finite ? big / 127.0f : NAN;
+      __m256 inv = _mm256_set1_ps(finite && big > 0 ? 127.0f / big : 0.0f);
+      __m256i sum = _mm256_setzero_si256();
+      for (int j = 0; j < 4; ++j) {
+        // cvtps rounds to nearest even, as nearbyint does.
+        __m256i c = _mm256_min_epi32(
+            _mm256_max_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(xs[j], inv)), lo),
+            hi);
+        sum = _mm256_add_epi32(sum, c);
+        _mm256_store_si256(reinterpret_cast<__m256i *>(v + 8 * j), c);
+      }
+      __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum),
+                                 _mm256_extracti128_si256(sum, 1));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4E));
+      s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xB1));
+      int32_t total = _mm_cvtsi128_si32(s4);
+      // 4-bit: even codes in the chunk's first 32 bytes, odd in the next.
+      int64_t base = four ? bl / 2 * 64 + bl % 2 * 16 : c0;
+      for (int t = 0; t < 32; ++t)
+        q[four ? base + (t & 1) * 32 + t / 2 : base + t] = int8_t(v[t]);
+      int64_t per = four ? 4 : 8; // lanes of a block
+      int64_t perChunk = 8 / per;
+      for (int64_t l = 0; l < per; ++l)
+        lanes[(bl / perChunk) * 8 + (bl % perChunk) * per + l] = scale;
+      out.t[i * w.groups + c0 / w.group] += scale * float(total);
+    }
+    if (int32_t offset = vnniOffset(w.format)) {
+      const __m256i ones = _mm256_set1_epi8(1);
+      const __m256i neg = _mm256_set1_epi32(-offset);
+      int32_t *start = out.laneStart.data() + i * out.chunks * 8;
+      for (int64_t ch = 0; ch < out.chunks; ++ch) {
+        const int8_t *qc = q + ch * chunk;
+        __m256i lane = _mm256_dpbusd_avx_epi32(
+            _mm256_setzero_si256(), ones,
+            _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qc)));
+        if (four)
+          lane = _mm256_dpbusd_avx_epi32(
+              lane, ones,
+              _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qc + 32)));
+        _mm256_storeu_si256(reinterpret_cast<__m256i *>(start + ch * 8),
+                            _mm256_mullo_epi32(lane, neg));
+      }
+    }
+  }
+}
+
+/// chunkVNNI with 8 lanes: NB weight rows' chunk (32 bytes each).
+template <Format F, int NB, int MB>
+QOPT_AVXVNNI inline void chunkVNNI256(const __m256i *bytes, const __m256 *ws,
+                                      const XRows &x, int64_t ch,
+                                      __m256 (*acc)[MB]) {
+  constexpr bool four = isFourBit(F);
+  constexpr int64_t chunk = four ? 64 : 32;
+  __m256i lo[NB], hi[NB];
+  for (int nb = 0; nb < NB; ++nb) {
+    __m256i v = bytes[nb];
+    if constexpr (F == kInt4 || F == kInt8)
+      v = _mm256_xor_si256(v, _mm256_set1_epi8(char(F == kInt4 ? 0x88 : 0x80)));
+    lo[nb] = hi[nb] = v;
+    if constexpr (four) {
+      const __m256i low = _mm256_set1_epi8(15);
+      lo[nb] = _mm256_and_si256(v, low);
+      hi[nb] = _mm256_and_si256(_mm256_srli_epi16(v, 4), low);
+    }
+  }
+  for (int i = 0; i < MB; ++i) {
+    const int8_t *q = x.q + i * x.pk + ch * chunk;
+    __m256i qlo = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q));
+    __m256i qhi =
+        four ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(q + 32))
+             : qlo;
+    __m256 xs = _mm256_loadu_ps(x.lanes + (i * x.chunks + ch) * 8);
+    __m256i start = F == kInt4 || F == kInt8
+                        ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(
+                              x.start + (i * x.chunks + ch) * 8))
+                        : _mm256_setzero_si256();
+    for (int nb = 0; nb < NB; ++nb) {
+      __m256i d = _mm256_dpbusd_avx_epi32(start, lo[nb], qlo);
+      if constexpr (four)
+        d = _mm256_dpbusd_avx_epi32(d, hi[nb], qhi);
+      acc[nb][i] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d),
+                                   _mm256_mul_ps(ws[nb], xs), acc[nb][i]);
+    }
+  }
+}
+
+/// Rows r .. r + NB - 1 of the product for MB activation rows. Kind: kRun
+/// (one scale for runs of whole chunks) or kTwo (4-bit groups of 32: lanes
+/// 0-3 and 4-7 in consecutive groups).
+template <Format F, int NB, int MB, int Kind>
+QOPT_AVXVNNI void rowVNNI256(const Weights &w, int64_t r, const XRows &x,
+                             float *y, int64_t ldy) {
+  constexpr bool four = isFourBit(F);
+  constexpr int64_t chunk = four ? 64 : 32;
+  const uint8_t *row[NB];
+  const float *s[NB];
+  for (int nb = 0; nb < NB; ++nb) {
+    row[nb] = w.data + (r + nb) * w.dataRow;
+    s[nb] = w.scales + (r + nb) * w.scaleRow;
+  }
+  __m256 acc[NB][MB];
+  for (int nb = 0; nb < NB; ++nb)
+    for (int i = 0; i < MB; ++i)
+      acc[nb][i] = _mm256_setzero_ps();
+  __m256i bytes[NB];
+  __m256 ws[NB];
+  int64_t full = w.k / chunk;
+  if constexpr (Kind == kRun) {
+    int64_t per = w.group >= w.k ? full : w.group / chunk; // chunks a scale
+    for (int64_t ch = 0, g = 0; ch < full; ++g) {
+      for (int nb = 0; nb < NB; ++nb)
+        ws[nb] = _mm256_set1_ps(s[nb][g]);
+      for (int64_t end = std::min(full, ch + per); ch < end; ++ch) {
+        for (int nb = 0; nb < NB; ++nb) {
+          prefetchAhead(w, row[nb], ch * 32);
+          bytes[nb] = _mm256_loadu_si256(
+              reinterpret_cast<const __m256i *>(row[nb] + ch * 32));
+        }
+        chunkVNNI256<F, NB, MB>(bytes, ws, x, ch, acc);
+      }
+    }
+  } else {
+    for (int64_t ch = 0; ch < full; ++ch) {
+      for (int nb = 0; nb < NB; ++nb) {
+        ws[nb] = _mm256_setr_m128(_mm_set1_ps(s[nb][2 * ch]),
+                                  _mm_set1_ps(s[nb][2 * ch + 1]));
+        prefetchAhead(w, row[nb], ch * 32);
+        bytes[nb] = _mm256_loadu_si256(
+            reinterpret_cast<const __m256i *>(row[nb] + ch * 32));
+      }
+      chunkVNNI256<F, NB, MB>(bytes, ws, x, ch, acc);
+    }
+  }
+  // The last, partial chunk (zero activations past K).
+  if (full < x.chunks) {
+    alignas(32) uint8_t tail[NB][64];
+    int64_t c = full * chunk, g = c / w.group;
+    for (int nb = 0; nb < NB; ++nb) {
+      bytes[nb] = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(
+          chunkBytes(w, row[nb], c, chunk, tail[nb])));
+      ws[nb] = Kind == kRun
+                   ? _mm256_set1_ps(s[nb][g])
+                   : _mm256_setr_m128(
+                         _mm_set1_ps(s[nb][g]),
+                         _mm_set1_ps(g + 1 < w.groups ? s[nb][g + 1] : 0.0f));
+    }
+    chunkVNNI256<F, NB, MB>(bytes, ws, x, full, acc);
+  }
+  for (int nb = 0; nb < NB; ++nb)
+    for (int i = 0; i < MB; ++i)
+      y[i * ldy + r + nb] +=
+          hsum256(acc[nb][i]) - correction(w, r + nb, x.t + i * w.groups, 0);
+}
+
+//===----------------------------------------------------------------------===//
 // Dispatch.
 //===----------------------------------------------------------------------===//
 
@@ -794,6 +1025,11 @@ int pathFor(const Weights &w, bool int8Activations) {
       (!int8Activations || w.format == kNF4 || w.isFloat() ||
        !(w.group == 32 || w.group == 64 || groupsFit(w, span))))
     path = kAVX512;
+  // 256-bit: 8 lanes span 64 or 32 codes (4-bit groups of 32: two a chunk).
+  if (path == kAVX2VNNI &&
+      (!int8Activations || w.format == kNF4 || w.isFloat() ||
+       !((w.fourBit() && w.group == 32) || groupsFit(w, span / 2))))
+    path = kAVX2;
   if (path == kAVX512 && !groupsFit(w, 32))
     path = kAVX2;
   if (path == kAVX2 && !groupsFit(w, 16))
@@ -813,6 +1049,22 @@ struct Prepared {
 template <Format F, int NB, int MB>
 void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
             float *y, int64_t ldy) {
+  if (path == kAVX2VNNI) {
+    if constexpr (F != kNF4 && F != kFP8E4M3 && F != kFP8E5M2) {
+      const QuantizedX &q = p.qx;
+      XRows rows{q.q.data() + i * q.pk,
+                 q.laneScale.data() + i * q.chunks * 8,
+                 q.t.data() + i * w.groups,
+                 q.laneStart.data() + i * q.chunks * 8,
+                 q.pk,
+                 q.chunks};
+      if (p.kind == kRun)
+        rowVNNI256<F, NB, MB, kRun>(w, r, rows, y, ldy);
+      else
+        rowVNNI256<F, NB, MB, kTwo>(w, r, rows, y, ldy);
+    }
+    return;
+  }
   if (path == kAVX512VNNI) {
     if constexpr (F != kNF4 && F != kFP8E4M3 && F != kFP8E5M2) {
       const QuantizedX &q = p.qx;
@@ -870,7 +1122,7 @@ void rowsVector(int path, const Weights &w, int64_t m, const Prepared &p,
   // (the activations' loads shared: 4096 x 4096 at M = 128, 38 ms against
   // 48); at M = 1 pairs were slower (0.96 ms against 0.55: memory-bound,
   // two streams).
-  if (path == kAVX512VNNI && m > 1)
+  if ((path == kAVX512VNNI || path == kAVX2VNNI) && m > 1)
     for (; r + 1 < n1; r += 2)
       rowsOf<F, 2>(path, w, r, m, p, y, ldy);
   for (; r < n1; ++r)
@@ -889,6 +1141,10 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
     p.kind = w.group % span == 0 || w.group >= w.k ? kRun
              : w.fourBit() && w.group == 32        ? kFour
                                                    : kTwo;
+  } else if (path == kAVX2VNNI) {
+    prepareInt8AVX2(w, x, ldx, m, p.qx);
+    int64_t span = w.fourBit() ? 64 : 32;
+    p.kind = w.group % span == 0 || w.group >= w.k ? kRun : kTwo;
   } else if (path != kScalar)
     prepareF32(w, x, ldx, m, path == kAVX512 ? 32 : 16, p.px, p.t, p.pk);
   Pool &pool = Pool::get();
@@ -1032,8 +1288,9 @@ Large largePath(const Weights &w, int64_t m, bool int8Activations) {
   if (int8Activations && path == kAVX512VNNI && qopt_cpu::qgemmTakes(w) &&
       m >= (set ? set : kInt8GemmRows))
     return kInt8Gemm;
-  if (pathFor(w, int8Activations) == kAVX512VNNI)
-    return kRowKernels; // int8 activations, few rows
+  int chosen = pathFor(w, int8Activations);
+  if (chosen == kAVX512VNNI || chosen == kAVX2VNNI)
+    return kRowKernels; // int8 activations: few rows, or no AVX-512
   if (path >= kAVX512 && qopt_cpu::qgemmF32Takes(w))
     return m >= (set ? set : kF32GemmRows) ? kF32Gemm : kRowKernels;
   return m >= kBLASRows ? kBLASTiles : kRowKernels;
@@ -1143,7 +1400,8 @@ void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
     }
 }
 
-/// The kernel path in use ("avx512-vnni", "avx512", "avx2", "scalar").
+/// The kernel path in use ("avx512-vnni", "avx512", "avx2-vnni", "avx2",
+/// "scalar").
 const char *qopt_kernel_cpu_path(void) { return kPathNames[currentPath()]; }
 
 /// Caps the path at `name` (tests); returns 0 when the CPU lacks it or
@@ -1151,7 +1409,7 @@ const char *qopt_kernel_cpu_path(void) { return kPathNames[currentPath()]; }
 int qopt_kernel_set_cpu_path(const char *name) {
   for (int p = kScalar; p <= kAVX512VNNI; ++p)
     if (std::strcmp(name, kPathNames[p]) == 0) {
-      if (p > bestPath())
+      if (!supports(p))
         return 0;
       currentPath().store(p);
       return 1;
