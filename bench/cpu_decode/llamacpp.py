@@ -3,7 +3,7 @@ Llama-shaped model, quantized by its own `llama-quantize` to Q4_0 and Q8_0.
 
 llama.cpp comes from llama-cpp-python's source distribution on PyPI (which
 vendors it), built once into a cache folder with CMake (CPU only, native
-instructions); the model is written as GGUF with the gguf-py package that
+instructions but no AMX, see build()); the model is written as GGUF with the gguf-py package that
 ships in the same tree, from the torch model's own weights (Q and K
 permuted as llama.cpp's converter does, a placeholder vocabulary: the
 benchmark feeds token ids, no text). The output head gets the same type as
@@ -32,11 +32,16 @@ def build(cache):
                         ":all:", f"llama-cpp-python=={VERSION}", "-d", cache], check=True)
         with tarfile.open(os.path.join(cache, f"llama_cpp_python-{VERSION}.tar.gz")) as t:
             t.extractall(cache, filter="data")
-    out = os.path.join(cache, "build")
+    # Native instructions without AMX: ggml's AMX matrix products crashed
+    # (SIGSEGV in ggml_backend_amx_mul_mat) on the Xeon VM measured here,
+    # and qopt does not use AMX either.
+    out = os.path.join(cache, "build-native-noamx")
+    noamx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
     tools = {name: os.path.join(out, "bin", name) for name in ("llama-bench", "llama-quantize")}
     if not all(os.path.exists(p) for p in tools.values()):
         subprocess.run(["cmake", "-S", src, "-B", out, "-DCMAKE_BUILD_TYPE=Release",
-                        "-DGGML_NATIVE=ON", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
+                        "-DGGML_NATIVE=ON", f"-DCMAKE_C_FLAGS={noamx}",
+                        f"-DCMAKE_CXX_FLAGS={noamx}", "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF",
                         "-DLLAMA_OPENSSL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
                         "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
                        check=True, stdout=subprocess.DEVNULL)
