@@ -230,6 +230,42 @@ TEST(QLinearKernel, NonFiniteActivations) {
   qopt_kernel_set_cpu_path(best.c_str());
 }
 
+TEST(QLinearKernel, TinyActivationBlocks) {
+  // Blocks whose absmax is so small that 127 / absmax overflows (2e-37):
+  // with int8 activations they quantize to zeros (their true share is
+  // below 1e-34), never to codes of the wrong sign (0 * inf made NaN,
+  // converted to -127: y = -1.3e-35 for a true +1.3e-35). Weights: int8
+  // codes 1, scale 1; every path, row kernels and GEMMs.
+  std::string best = qopt_kernel_cpu_path();
+  const int64_t n = 8, k = 64, m = 8;
+  std::vector<uint8_t> data(size_t(n * k), 1);
+  std::vector<float> scales(size_t(n), 1.0f);
+  std::vector<float> x(size_t(m * k), 2e-37f);
+  for (const char *path : kPaths) {
+    if (!qopt_kernel_set_cpu_path(path))
+      continue;
+    for (int64_t gemmRows : {int64_t(1) << 30, int64_t(1)}) {
+      qopt_kernel_set_qlinear_gemm_rows(gemmRows);
+      for (int64_t flags : {0, 2}) {
+        SCOPED_TRACE(std::string(path) + " flags " + std::to_string(flags) +
+                     " GEMM from " + std::to_string(gemmRows));
+        std::vector<float> y(size_t(m * n), 0.0f);
+        qopt_kernel_qlinear(
+            2, k, flags, 1, 1, m, n, k, reinterpret_cast<int64_t>(x.data()), 0,
+            0, 0, k, 1, reinterpret_cast<int64_t>(data.data()), 0, k,
+            reinterpret_cast<int64_t>(scales.data()), 0, 1, 0, 0, 0,
+            reinterpret_cast<int64_t>(y.data()), 0, 0, 0, n, 1);
+        for (float v : y) {
+          ASSERT_GE(v, 0.0f);
+          ASSERT_LE(v, 64 * 2e-37f * 1.01f);
+        }
+      }
+    }
+  }
+  qopt_kernel_set_qlinear_gemm_rows(0);
+  qopt_kernel_set_cpu_path(best.c_str());
+}
+
 TEST(QLinearKernel, FP8CodesAndPerTensorScales) {
   // Every FP8 code (a weight row each: E4M3's NaN and E5M2's infinities
   // and NaNs included) times ones, with one scale for every row (scale row

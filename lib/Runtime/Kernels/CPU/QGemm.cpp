@@ -99,7 +99,7 @@ QOPT_AVX512 void quantizeRow(const float *xr, int64_t k, int64_t blocks,
     float amax = _mm512_reduce_max_ps(
         _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
     float s = finite ? amax / 127.0f : NAN;
-    float inv = finite && amax > 0 ? 127.0f / amax : 0.0f;
+    float inv = finite && amax >= kTinyBlock ? 127.0f / amax : 0.0f;
     const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
     // cvtps rounds to nearest even, as nearbyint does.
     __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(inv)));

@@ -610,7 +610,8 @@ QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
       float amax = _mm512_reduce_max_ps(
           _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
       float scale = finite ? amax / 127.0f : NAN;
-      __m512 inv = _mm512_set1_ps(finite && amax > 0 ? 127.0f / amax : 0.0f);
+      __m512 inv = _mm512_set1_ps(
+          finite && amax >= qopt_cpu::kTinyBlock ? 127.0f / amax : 0.0f);
       // cvtps rounds to nearest even, as nearbyint does.
       __m512i v0 = _mm512_min_epi32(
           _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lo), hi);
@@ -852,7 +853,8 @@ QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
       float big = _mm_cvtss_f32(m4);
       bool finite = _mm256_movemask_ps(bad) == 0;
       float scale = finite ? big / 127.0f : NAN;
-      __m256 inv = _mm256_set1_ps(finite && big > 0 ? 127.0f / big : 0.0f);
+      __m256 inv = _mm256_set1_ps(
+          finite && big >= qopt_cpu::kTinyBlock ? 127.0f / big : 0.0f);
       __m256i sum = _mm256_setzero_si256();
       for (int j = 0; j < 4; ++j) {
         // cvtps rounds to nearest even, as nearbyint does.
@@ -1285,7 +1287,10 @@ enum Large { kRowKernels, kInt8Gemm, kF32Gemm, kBLASTiles };
 Large largePath(const Weights &w, int64_t m, bool int8Activations) {
   int64_t set = gemmRows().load();
   int path = currentPath().load();
-  if (int8Activations && path == kAVX512VNNI && qopt_cpu::qgemmTakes(w) &&
+  // The GEMM where the row kernels would use int8 activations too (the
+  // same numerics at every M).
+  if (int8Activations && path == kAVX512VNNI &&
+      pathFor(w, true) == kAVX512VNNI && qopt_cpu::qgemmTakes(w) &&
       m >= (set ? set : kInt8GemmRows))
     return kInt8Gemm;
   int chosen = pathFor(w, int8Activations);

@@ -76,6 +76,11 @@ struct QWeights {
   }
 };
 
+/// Activation blocks quantized to int8 whose largest magnitude is below
+/// this become zeros: 127 / absmax would overflow to infinity (and 0 * inf
+/// make NaN codes) for absmax under ~3.7e-37.
+constexpr float kTinyBlock = 1e-30f;
+
 /// Whether qgemmInt8() takes `w`: an integer format whose groups are whole
 /// blocks of 32 codes (or one group per row). qgemmF32() takes NF4 and
 /// FP8 too.
