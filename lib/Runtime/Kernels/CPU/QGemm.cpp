@@ -77,38 +77,20 @@ struct PackedX {
   std::vector<int32_t> init; // -offset * sum of the block's codes
 };
 
-/// Quantizes row r (of R) of a tile: each block of 32 to int8 with scale
-/// absmax / 127, as the row kernels do (a NaN or infinity makes the
-/// block's scale NaN).
+/// Quantizes row r (of R) of a tile: each block of 32 to int8 as the row
+/// kernels do (quantizeBlock).
 QOPT_AVX512 void quantizeRow(const float *xr, int64_t k, int64_t blocks,
                              bool four, int32_t offset, int R, int r, int8_t *q,
                              float *scale, float *t, int32_t *init) {
   alignas(64) int32_t v[32];
   int8_t packed[32];
   for (int64_t b = 0; b < blocks; ++b) {
-    int64_t c0 = b * kBlock, n = std::min<int64_t>(kBlock, k - c0);
-    __mmask16 m0 = __mmask16(n >= 16 ? 0xFFFF : (1u << n) - 1);
-    __mmask16 m1 = __mmask16(n >= 32  ? 0xFFFF
-                             : n > 16 ? (1u << (n - 16)) - 1
-                                      : 0);
-    __m512 x0 = _mm512_maskz_loadu_ps(m0, xr + c0);
-    __m512 x1 = _mm512_maskz_loadu_ps(m1, xr + c0 + 16);
-    // fpclass 0x99: NaN (quiet, signalling) and +-infinity.
-    bool finite = (_mm512_fpclass_ps_mask(x0, 0x99) |
-                   _mm512_fpclass_ps_mask(x1, 0x99)) == 0;
-    float amax = _mm512_reduce_max_ps(
-        _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-    float s = finite ? amax / 127.0f : NAN;
-    float inv = finite && amax >= kTinyBlock ? 127.0f / amax : 0.0f;
-    const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
-    // cvtps rounds to nearest even, as nearbyint does.
-    __m512i v0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, _mm512_set1_ps(inv)));
-    __m512i v1 = _mm512_cvtps_epi32(_mm512_mul_ps(x1, _mm512_set1_ps(inv)));
-    v0 = _mm512_min_epi32(_mm512_max_epi32(v0, lo), hi);
-    v1 = _mm512_min_epi32(_mm512_max_epi32(v1, lo), hi);
-    int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
-    _mm512_store_si512(v, v0);
-    _mm512_store_si512(v + 16, v1);
+    int64_t c0 = b * kBlock;
+    Int8Block blk = quantizeBlock(xr + c0, std::min<int64_t>(kBlock, k - c0));
+    float s = blk.scale;
+    int32_t sum = blk.sum;
+    _mm512_store_si512(v, blk.lo);
+    _mm512_store_si512(v + 16, blk.hi);
     for (int c = 0; c < 32; ++c)
       packed[position(four, c)] = int8_t(v[c]);
     int8_t *qb = q + b * kBlock * R;

@@ -586,7 +586,6 @@ QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
   out.laneStart.assign(size_t(m * out.chunks * 16), 0);
   out.t.assign(size_t(m * w.groups), 0.0f);
   const int64_t blocks = (w.k + 31) / 32;
-  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
   // Within each 128-bit lane: the even bytes, then the odd ones.
   const __m256i evenOdd =
       _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0,
@@ -596,31 +595,14 @@ QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
     int8_t *q = out.q.data() + i * out.pk;
     float *lanes = out.laneScale.data() + i * out.chunks * 16;
     for (int64_t bl = 0; bl < blocks; ++bl) {
-      int64_t c0 = bl * 32, n = std::min<int64_t>(32, w.k - c0);
-      __mmask16 m0 = __mmask16(n >= 16 ? 0xFFFF : (1u << n) - 1);
-      __mmask16 m1 = __mmask16(n >= 32  ? 0xFFFF
-                               : n > 16 ? (1u << (n - 16)) - 1
-                                        : 0);
-      __m512 x0 = _mm512_maskz_loadu_ps(m0, xr + c0);
-      __m512 x1 = _mm512_maskz_loadu_ps(m1, xr + c0 + 16);
-      // A NaN or infinity makes the block's scale NaN: the outputs it
-      // reaches are NaN, as in f32 (its codes would be meaningless).
-      bool finite = (_mm512_fpclass_ps_mask(x0, 0x99) |
-                     _mm512_fpclass_ps_mask(x1, 0x99)) == 0;
-      float amax = _mm512_reduce_max_ps(
-          _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-      float scale = finite ? amax / 127.0f : NAN;
-      __m512 inv = _mm512_set1_ps(
-          finite && amax >= qopt_cpu::kTinyBlock ? 127.0f / amax : 0.0f);
-      // cvtps rounds to nearest even, as nearbyint does.
-      __m512i v0 = _mm512_min_epi32(
-          _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lo), hi);
-      __m512i v1 = _mm512_min_epi32(
-          _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lo), hi);
-      int32_t sum = _mm512_reduce_add_epi32(_mm512_add_epi32(v0, v1));
+      int64_t c0 = bl * 32;
+      qopt_cpu::Int8Block blk =
+          qopt_cpu::quantizeBlock(xr + c0, std::min<int64_t>(32, w.k - c0));
+      float scale = blk.scale;
+      int32_t sum = blk.sum;
       __m256i bytes = _mm256_inserti128_si256(
-          _mm256_castsi128_si256(_mm512_cvtepi32_epi8(v0)),
-          _mm512_cvtepi32_epi8(v1), 1);
+          _mm256_castsi128_si256(_mm512_cvtepi32_epi8(blk.lo)),
+          _mm512_cvtepi32_epi8(blk.hi), 1);
       if (four) {
         // Codes 8l, 8l+2, … in the chunk's first 64 bytes, the odd ones in
         // the next 64: this block's 16 of each at 16 * (its place).

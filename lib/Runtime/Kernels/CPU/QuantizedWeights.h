@@ -13,6 +13,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include <immintrin.h>
+
 namespace qopt_cpu {
 
 enum QFormat : int64_t {
@@ -80,6 +82,42 @@ struct QWeights {
 /// this become zeros: 127 / absmax would overflow to infinity (and 0 * inf
 /// make NaN codes) for absmax under ~3.7e-37.
 constexpr float kTinyBlock = 1e-30f;
+
+/// A block of activations quantized to int8 as the VNNI kernels do.
+struct Int8Block {
+  __m512i lo, hi; // the 32 codes as int32 (zeros past the block's end)
+  float scale;    // absmax / 127; NaN if the block holds a NaN or infinity
+  int32_t sum;    // of the codes
+};
+
+/// Quantizes x[0, n) (n <= 32): codes round(x / scale) (to nearest even)
+/// in [-127, 127]; zeros for a non-finite block (its scale is NaN: the
+/// outputs it reaches are NaN, as in f32) and below kTinyBlock.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) inline Int8Block
+quantizeBlock(const float *x, int64_t n) {
+  __mmask16 m0 = __mmask16(n >= 16 ? 0xFFFF : (1u << n) - 1);
+  __mmask16 m1 = __mmask16(n >= 32  ? 0xFFFF
+                           : n > 16 ? (1u << (n - 16)) - 1
+                                    : 0);
+  __m512 x0 = _mm512_maskz_loadu_ps(m0, x);
+  __m512 x1 = _mm512_maskz_loadu_ps(m1, x + 16);
+  // fpclass 0x99: NaN (quiet, signalling) and +-infinity.
+  bool finite = (_mm512_fpclass_ps_mask(x0, 0x99) |
+                 _mm512_fpclass_ps_mask(x1, 0x99)) == 0;
+  float amax =
+      _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+  __m512 inv =
+      _mm512_set1_ps(finite && amax >= kTinyBlock ? 127.0f / amax : 0.0f);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  Int8Block b;
+  b.lo = _mm512_min_epi32(
+      _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x0, inv)), lo), hi);
+  b.hi = _mm512_min_epi32(
+      _mm512_max_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(x1, inv)), lo), hi);
+  b.scale = finite ? amax / 127.0f : NAN;
+  b.sum = _mm512_reduce_add_epi32(_mm512_add_epi32(b.lo, b.hi));
+  return b;
+}
 
 /// Whether qgemmInt8() takes `w`: an integer format whose groups are whole
 /// blocks of 32 codes (or one group per row). qgemmF32() takes NF4 and
