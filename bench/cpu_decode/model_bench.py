@@ -38,6 +38,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 from hf_models import logits_of  # noqa: E402
+import llamacpp  # noqa: E402  (beside this script)
 
 
 def make_model(args):
@@ -67,7 +68,6 @@ def export(args, work):
 
 def llama_cpp_models(args, work):
     """llama.cpp's tools and the model as Q4_0 and Q8_0 GGUF files."""
-    import llamacpp
     src, tools = llamacpp.build(args.llama_cpp)
     f32 = os.path.join(work, "model-f32.gguf")
     if not os.path.exists(f32):
@@ -141,7 +141,6 @@ def main():
     for level, path in ort4.items():
         if not os.path.exists(path):
             quantize_ort(model, path, level)
-    sys.path.insert(0, HERE)
     llama = llama_cpp_models(args, work) if args.llama_cpp else None
     variants = {"qopt-fp32": [], "qopt-w4-g32": ["--quantize", "int4:group=32"],
                 "qopt-w4-g32-int8act": ["--quantize", "int4:group=32", "--int8-activations"],
@@ -161,7 +160,6 @@ def main():
     for threads in map(int, args.threads.split(",")):
         llama_ms = {}
         if llama:
-            import llamacpp
             for qtype, path in llama[1].items():
                 llama_ms[qtype] = llamacpp.bench(llama[0], path, threads, prompt=128,
                                                  reps=max(3, args.reps // 4))

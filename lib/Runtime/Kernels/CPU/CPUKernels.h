@@ -36,10 +36,25 @@ bool hasAVX512();
 bool product(const float *a, int64_t lda, const float *b, int64_t rs,
              int64_t cs, float *c, int64_t ldc, int64_t m, int64_t n, int64_t k,
              bool parallel);
-/// PackedGemm.cpp's tile, for kernels that pack B themselves (QGemm.cpp):
-/// C[rows x cols] += A[rows x kc] · a block of a panel (kc x 32 floats,
-/// 64-byte aligned). rows in 1 .. kPanelRows, cols in 1 .. 32. AVX-512.
+/// PackedGemm.cpp's layout of B: panels of kPanelCols columns (K rows of
+/// kPanelCols floats), read in blocks of kPanelDepth rows of K (32 KB) by
+/// tiles of kPanelRows rows of A.
+constexpr int64_t kPanelCols = 32, kPanelDepth = 256;
 constexpr int kPanelRows = 12;
+
+/// Panels per task of a product over `panels` panels: enough tasks for four
+/// per thread, at most kMaxPanelsPerTask (512 columns) each.
+constexpr int64_t kMaxPanelsPerTask = 16;
+inline int64_t panelsPerTask(int64_t panels, int64_t threads) {
+  return std::max<int64_t>(
+      1,
+      std::min(kMaxPanelsPerTask, (panels + 4 * threads - 1) / (4 * threads)));
+}
+
+/// PackedGemm.cpp's tile, for kernels that pack B themselves (QGemm.cpp):
+/// C[rows x cols] += A[rows x kc] · a block of a panel (kc x kPanelCols
+/// floats, 64-byte aligned). rows in 1 .. kPanelRows, cols in 1 ..
+/// kPanelCols. AVX-512.
 void panelTile(const float *a, int64_t lda, const float *block, int64_t kc,
                float *c, int64_t ldc, int rows, int64_t cols);
 /// Whether product() takes every product of this shape and B's strides.

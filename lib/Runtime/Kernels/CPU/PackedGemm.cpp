@@ -36,11 +36,10 @@
 
 namespace {
 
-constexpr int64_t kNR = 32;               // columns per panel (two zmm)
-constexpr int kMR = qopt_cpu::kPanelRows; // rows of A per tile (24 sums)
-constexpr int64_t kKC = 256; // K per block (a 32 KB block of a panel)
-constexpr int64_t kPanelsPerChunk = 16; // panels per task (512 columns)
-constexpr int kPrefetch = 16;           // K steps ahead
+constexpr int64_t kNR = qopt_cpu::kPanelCols;  // columns per panel (two zmm)
+constexpr int kMR = qopt_cpu::kPanelRows;      // rows of A per tile (24 sums)
+constexpr int64_t kKC = qopt_cpu::kPanelDepth; // K per block of a panel
+constexpr int kPrefetch = 16;                  // K steps ahead
 
 struct Key {
   const float *b;
@@ -230,8 +229,7 @@ void productPacked(const float *a, int64_t lda, const float *p, int64_t m,
   qopt_cpu::Pool &pool = qopt_cpu::Pool::get();
   int64_t panels = (n + kNR - 1) / kNR;
   int64_t threads = parallel ? pool.threads() : 1;
-  int64_t per = std::max<int64_t>(
-      1, std::min(kPanelsPerChunk, (panels + 4 * threads - 1) / (4 * threads)));
+  int64_t per = qopt_cpu::panelsPerTask(panels, threads);
   int64_t colTasks = (panels + per - 1) / per, rowTasks = 1;
   if (threads > 1 && colTasks < 4 * threads)
     rowTasks = std::max<int64_t>(

@@ -52,11 +52,6 @@ constexpr int kNR = 32;        // weight rows per panel (two vectors)
 constexpr int64_t kBlock = 32; // codes per block of x (one scale)
 constexpr int64_t kChunk = 32; // blocks per chunk of K: 32 KiB of panel
 
-/// The offset that makes a signed code unsigned (int4: nibble XOR 8).
-int32_t offsetOf(const QWeights &w) {
-  return w.format == kInt4 ? 8 : w.format == kInt8 ? 128 : 0;
-}
-
 /// Where code c (0..31) of a block goes in the packed block (step c / 4,
 /// byte c % 4 of 8-bit codes). 4-bit: steps 0-3 are the low nibbles of
 /// bytes 4s .. 4s+3 (codes 8s, 8s+2, 8s+4, 8s+6), steps 4-7 the high ones.
@@ -128,7 +123,7 @@ QOPT_AVX512 void packPanel(const QWeights &w, int64_t n0, int64_t b0,
                                              : w.format == kInt8 ? 0x80
                                                                  : 0));
   const __m512i low = _mm512_set1_epi8(15);
-  const int32_t offset = offsetOf(w);
+  const int32_t offset = unsignedOffset(w.format);
   for (int64_t b = b0; b < b1; ++b) {
     int8_t *out = pb + (b - b0) * 8 * 128;
     int64_t byte0 = b * blockBytes;
@@ -281,18 +276,20 @@ QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
                                  float *pz, float *out) {
   const bool four = w.fourBit(), nf4 = w.format == kNF4;
   const bool e4m3 = w.format == kFP8E4M3, e5m2 = w.format == kFP8E5M2;
-  packPanel(w, n0, b0, b1, codes, ps, nf4 || e4m3 || e5m2 ? nullptr : pz);
+  const bool integer = !nf4 && !w.isFloat(); // (code - zero) * scale
+  packPanel(w, n0, b0, b1, codes, ps, integer ? pz : nullptr);
+  // E4M3 through binary16 is 2^-8 of its value: folded into the scale.
+  const __m512 codeScale = _mm512_set1_ps(e4m3 ? 256.0f : 1.0f);
   const __m512 table = _mm512_loadu_ps(qopt::kNF4Codes.data());
   const __m512i byte = _mm512_set1_epi32(0xFF);
   for (int64_t b = 0; b < b1 - b0; ++b) {
     const int8_t *steps = codes + b * 8 * 128;
     float *o = out + b * kBlock * kNR;
     for (int h = 0; h < 2; ++h) {
-      __m512 s = _mm512_loadu_ps(ps + b * kNR + 16 * h);
-      __m512 s256 = _mm512_mul_ps(s, _mm512_set1_ps(256.0f)); // E4M3's 2^8
-      __m512 z = pz && !nf4 && !e4m3 && !e5m2
-                     ? _mm512_loadu_ps(pz + b * kNR + 16 * h)
-                     : _mm512_setzero_ps();
+      __m512 s =
+          _mm512_mul_ps(_mm512_loadu_ps(ps + b * kNR + 16 * h), codeScale);
+      __m512 z = integer ? _mm512_loadu_ps(pz + b * kNR + 16 * h)
+                         : _mm512_setzero_ps();
       for (int st = 0; st < 8; ++st) {
         __m512i v = _mm512_loadu_si512(steps + st * 128 + h * 64);
         for (int e = 0; e < 4; ++e) {
@@ -315,8 +312,7 @@ QOPT_AVX512 void dequantizePanel(const QWeights &w, int64_t n0, int64_t b0,
                   half, _mm512_cmpeq_epi32_mask(_mm512_and_si512(u, mag), mag),
                   _mm512_set1_epi32(0x7E00));
             }
-            f = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(half)),
-                              e4m3 ? s256 : s);
+            f = _mm512_mul_ps(_mm512_cvtph_ps(_mm512_cvtepi32_epi16(half)), s);
           } else {
             f = _mm512_fmsub_ps(_mm512_cvtepi32_ps(u), s, z);
           }
@@ -339,23 +335,23 @@ bool qgemmF32Takes(const QWeights &w) {
 
 void qgemmF32(const QWeights &w, const float *x, int64_t ldx, int64_t m,
               float *y, int64_t ldy) {
-  // As PackedGemm.cpp's products: tasks of up to 16 panels; for each block
-  // of 256 codes of K, the task's panels dequantized (512 KiB, in L2), then
-  // each tile of 12 rows of x runs across them.
-  constexpr int64_t kKC = 8 * kBlock, kPanels = 16;
+  // As PackedGemm.cpp's products: tasks of panels; for each block of K,
+  // the task's panels dequantized (512 KiB, in L2), then each tile of rows
+  // of x runs across them.
+  static_assert(kNR == kPanelCols && kPanelDepth % kBlock == 0,
+                "the weight's panels are PackedGemm.cpp's");
+  constexpr int64_t kKC = kPanelDepth, kBlocks = kKC / kBlock;
   const int64_t panels = (w.n + kNR - 1) / kNR;
   Pool &pool = Pool::get();
-  const int64_t threads = pool.threads();
-  const int64_t per = std::max<int64_t>(
-      1, std::min(kPanels, (panels + 4 * threads - 1) / (4 * threads)));
+  const int64_t per = panelsPerTask(panels, pool.threads());
   const int tasks = int((panels + per - 1) / per);
   pool.run(tasks, [&](int task) {
     thread_local std::vector<int8_t> codes;
     thread_local std::vector<float> ps, pz, buffer;
-    codes.resize(size_t(8 * 8 * 128));
-    ps.resize(size_t(8 * kNR));
-    pz.resize(size_t(8 * kNR));
-    buffer.resize(size_t(kPanels * kKC * kNR + 16));
+    codes.resize(size_t(kBlocks * 8 * 128));
+    ps.resize(size_t(kBlocks * kNR));
+    pz.resize(size_t(kBlocks * kNR));
+    buffer.resize(size_t(kMaxPanelsPerTask * kKC * kNR + 16));
     // The tiles read the panels with aligned loads.
     float *panel0 = reinterpret_cast<float *>(
         (reinterpret_cast<uintptr_t>(buffer.data()) + 63) & ~uintptr_t(63));
@@ -384,7 +380,7 @@ void qgemmInt8(const QWeights &w, const float *x, int64_t ldx, int64_t m,
   const int64_t blocks = (w.k + kBlock - 1) / kBlock;
   const int64_t tiles = (m + kMR - 1) / kMR;
   const bool four = w.fourBit(), zp = w.zp != nullptr;
-  const int32_t offset = offsetOf(w);
+  const int32_t offset = unsignedOffset(w.format);
   thread_local PackedX px;
   px.q.resize(size_t(tiles * kMR * blocks * kBlock));
   px.scale.resize(size_t(tiles * kMR * blocks));

@@ -59,6 +59,7 @@ namespace {
 
 using Format = qopt_cpu::QFormat;
 using Weights = qopt_cpu::QWeights;
+using qopt_cpu::isFourBit;
 using qopt_cpu::kFP8E4M3;
 using qopt_cpu::kFP8E5M2;
 using qopt_cpu::kInt4;
@@ -78,6 +79,14 @@ const char *const kPathNames[] = {"scalar", "avx2", "avx2-vnni", "avx512",
                                   "avx512-vnni"};
 
 const float *const kNF4Table = qopt::kNF4Codes.data();
+
+/// The value of an FP8 code (formats kFP8E4M3, kFP8E5M2): the support
+/// library's codec (QuantFormats.cpp is compiled into this library).
+float fp8Value(Format f, uint8_t code) {
+  return qopt::smallFloatDecode(f == kFP8E4M3 ? qopt::SmallFloatKind::F8E4M3FN
+                                              : qopt::SmallFloatKind::F8E5M2,
+                                code);
+}
 
 __attribute__((destructor)) void stopPool() { Pool::shutdown(); }
 
@@ -182,7 +191,7 @@ void rowsScalar(const Weights &w, const float *x, int64_t ldx, int64_t m,
             part += kNF4Table[w.code(r, c)] * xr[c];
         } else if (w.isFloat()) {
           for (int64_t c = c0; c < c1; ++c)
-            part += qopt_cpu::fp8Value(w.format, uint8_t(w.code(r, c))) * xr[c];
+            part += fp8Value(w.format, uint8_t(w.code(r, c))) * xr[c];
         } else {
           int32_t z = w.zeroPoint(r, g);
           for (int64_t c = c0; c < c1; ++c)
@@ -271,10 +280,6 @@ QOPT_AVX2 inline void decode16AVX2(const uint8_t *src, __m256 &a, __m256 &b) {
       b = _mm256_cvtepi32_ps(hi);
     }
   }
-}
-
-constexpr bool isFourBit(Format f) {
-  return f == kInt4 || f == kUInt4 || f == kNF4;
 }
 
 /// What the decoded codes are multiplied by (with the group's scale).
@@ -571,9 +576,6 @@ struct QuantizedX {
   int64_t lanes = 16; // per chunk: 16 (AVX-512) or 8 (AVX-VNNI)
 };
 
-/// The offset the VNNI path adds to a code to make it unsigned.
-int32_t vnniOffset(Format f) { return f == kInt4 ? 8 : f == kInt8 ? 128 : 0; }
-
 QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
                            int64_t m, QuantizedX &out) {
   const bool four = w.fourBit();
@@ -623,7 +625,7 @@ QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
         lanes[(bl / perChunk) * 16 + (bl % perChunk) * per + l] = scale;
       out.t[i * w.groups + c0 / w.group] += scale * float(sum);
     }
-    if (int32_t offset = vnniOffset(w.format)) {
+    if (int32_t offset = qopt_cpu::unsignedOffset(w.format)) {
       const __m512i ones = _mm512_set1_epi8(1);
       const __m512i neg = _mm512_set1_epi32(-offset);
       int32_t *start = out.laneStart.data() + i * out.chunks * 16;
@@ -677,7 +679,7 @@ QOPT_VNNI inline __m512 laneScalesVNNI(const Weights &w, const float *s,
 template <Format F, int NB, int MB>
 QOPT_VNNI inline void chunkVNNI(const __m512i *bytes, const __m512 *ws,
                                 const XRows &x, int64_t ch, __m512 (*acc)[MB]) {
-  constexpr bool four = F != kInt8 && F != kUInt8;
+  constexpr bool four = isFourBit(F);
   constexpr int64_t chunk = four ? 128 : 64;
   __m512i lo[NB], hi[NB];
   for (int nb = 0; nb < NB; ++nb) {
@@ -718,7 +720,7 @@ enum ScaleKind { kRun = 0, kFour = 1, kTwo = 2 };
 template <Format F, int NB, int MB, int Kind>
 QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
                        int64_t ldy) {
-  constexpr bool four = F != kInt8 && F != kUInt8;
+  constexpr bool four = isFourBit(F);
   constexpr int64_t chunk = four ? 128 : 64;
   const uint8_t *row[NB];
   const float *s[NB];
@@ -861,7 +863,7 @@ QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
         lanes[(bl / perChunk) * 8 + (bl % perChunk) * per + l] = scale;
       out.t[i * w.groups + c0 / w.group] += scale * float(total);
     }
-    if (int32_t offset = vnniOffset(w.format)) {
+    if (int32_t offset = qopt_cpu::unsignedOffset(w.format)) {
       const __m256i ones = _mm256_set1_epi8(1);
       const __m256i neg = _mm256_set1_epi32(-offset);
       int32_t *start = out.laneStart.data() + i * out.chunks * 8;
@@ -1033,37 +1035,28 @@ struct Prepared {
 template <Format F, int NB, int MB>
 void runRow(int path, const Weights &w, int64_t r, const Prepared &p, int64_t i,
             float *y, int64_t ldy) {
-  if (path == kAVX2VNNI) {
+  if (path == kAVX512VNNI || path == kAVX2VNNI) {
     if constexpr (F != kNF4 && F != kFP8E4M3 && F != kFP8E5M2) {
       const QuantizedX &q = p.qx;
+      int64_t lanes = i * q.chunks * q.lanes;
       XRows rows{q.q.data() + i * q.pk,
-                 q.laneScale.data() + i * q.chunks * 8,
+                 q.laneScale.data() + lanes,
                  q.t.data() + i * w.groups,
-                 q.laneStart.data() + i * q.chunks * 8,
+                 q.laneStart.data() + lanes,
                  q.pk,
                  q.chunks};
-      if (p.kind == kRun)
-        rowVNNI256<F, NB, MB, kRun>(w, r, rows, y, ldy);
-      else
-        rowVNNI256<F, NB, MB, kTwo>(w, r, rows, y, ldy);
-    }
-    return;
-  }
-  if (path == kAVX512VNNI) {
-    if constexpr (F != kNF4 && F != kFP8E4M3 && F != kFP8E5M2) {
-      const QuantizedX &q = p.qx;
-      XRows rows{q.q.data() + i * q.pk,
-                 q.laneScale.data() + i * q.chunks * 16,
-                 q.t.data() + i * w.groups,
-                 q.laneStart.data() + i * q.chunks * 16,
-                 q.pk,
-                 q.chunks};
-      if (p.kind == kRun)
+      if (path == kAVX2VNNI) {
+        if (p.kind == kRun)
+          rowVNNI256<F, NB, MB, kRun>(w, r, rows, y, ldy);
+        else
+          rowVNNI256<F, NB, MB, kTwo>(w, r, rows, y, ldy);
+      } else if (p.kind == kRun) {
         rowVNNI<F, NB, MB, kRun>(w, r, rows, y, ldy);
-      else if (p.kind == kFour)
+      } else if (p.kind == kFour) {
         rowVNNI<F, NB, MB, kFour>(w, r, rows, y, ldy);
-      else
+      } else {
         rowVNNI<F, NB, MB, kTwo>(w, r, rows, y, ldy);
+      }
     }
     return;
   }
@@ -1119,16 +1112,13 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
              int64_t ldy, bool int8Activations) {
   int path = pathFor(w, int8Activations);
   thread_local Prepared p;
-  if (path == kAVX512VNNI) {
-    prepareInt8(w, x, ldx, m, p.qx);
-    int64_t span = w.fourBit() ? 128 : 64;
-    p.kind = w.group % span == 0 || w.group >= w.k ? kRun
-             : w.fourBit() && w.group == 32        ? kFour
-                                                   : kTwo;
-  } else if (path == kAVX2VNNI) {
-    prepareInt8AVX2(w, x, ldx, m, p.qx);
-    int64_t span = w.fourBit() ? 64 : 32;
-    p.kind = w.group % span == 0 || w.group >= w.k ? kRun : kTwo;
+  if (path == kAVX512VNNI || path == kAVX2VNNI) {
+    bool wide = path == kAVX512VNNI;
+    (wide ? prepareInt8 : prepareInt8AVX2)(w, x, ldx, m, p.qx);
+    int64_t span = p.qx.pk / p.qx.chunks; // codes a chunk
+    p.kind = w.group % span == 0 || w.group >= w.k  ? kRun
+             : wide && w.fourBit() && w.group == 32 ? kFour
+                                                    : kTwo;
   } else if (path != kScalar)
     prepareF32(w, x, ldx, m, path == kAVX512 ? 32 : 16, p.px, p.t, p.pk);
   Pool &pool = Pool::get();
@@ -1178,7 +1168,7 @@ void dequantizeRows(const Weights &w, int64_t n0, int64_t n1, float *out) {
   float table[256][2], fp8[256];
   if (w.isFloat())
     for (int b = 0; b < 256; ++b)
-      fp8[b] = qopt_cpu::fp8Value(w.format, uint8_t(b));
+      fp8[b] = fp8Value(w.format, uint8_t(b));
   if (w.fourBit())
     for (int b = 0; b < 256; ++b)
       for (int h = 0; h < 2; ++h) {
@@ -1268,14 +1258,12 @@ enum Large { kRowKernels, kInt8Gemm, kF32Gemm, kBLASTiles };
 /// How a product of m rows runs.
 Large largePath(const Weights &w, int64_t m, bool int8Activations) {
   int64_t set = gemmRows().load();
-  int path = currentPath().load();
+  int path = currentPath().load(), chosen = pathFor(w, int8Activations);
   // The GEMM where the row kernels would use int8 activations too (the
   // same numerics at every M).
-  if (int8Activations && path == kAVX512VNNI &&
-      pathFor(w, true) == kAVX512VNNI && qopt_cpu::qgemmTakes(w) &&
+  if (chosen == kAVX512VNNI && qopt_cpu::qgemmTakes(w) &&
       m >= (set ? set : kInt8GemmRows))
     return kInt8Gemm;
-  int chosen = pathFor(w, int8Activations);
   if (chosen == kAVX512VNNI || chosen == kAVX2VNNI)
     return kRowKernels; // int8 activations: few rows, or no AVX-512
   if (path >= kAVX512 && qopt_cpu::qgemmF32Takes(w))

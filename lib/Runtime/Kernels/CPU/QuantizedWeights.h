@@ -27,19 +27,14 @@ enum QFormat : int64_t {
   kFP8E5M2 = 6  // the top byte of an IEEE binary16
 };
 
-/// The value of an FP8 code (format kFP8E4M3 or kFP8E5M2).
-inline float fp8Value(QFormat f, uint8_t b) {
-  bool e4m3 = f == kFP8E4M3;
-  int mbits = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15, emax = e4m3 ? 15 : 31;
-  int e = (b & 0x7F) >> mbits, m = b & ((1 << mbits) - 1);
-  float sign = (b & 0x80) ? -1.0f : 1.0f;
-  if (e4m3 && (b & 0x7F) == 0x7F)
-    return NAN;
-  if (!e4m3 && e == emax)
-    return m ? NAN : sign * INFINITY;
-  float frac = float(m) / float(1 << mbits);
-  return sign *
-         (e ? std::ldexp(1.0f + frac, e - bias) : std::ldexp(frac, 1 - bias));
+constexpr bool isFourBit(QFormat f) {
+  return f == kInt4 || f == kUInt4 || f == kNF4;
+}
+
+/// The offset the integer (VNNI) kernels add to a code to make it
+/// unsigned: int4 codes + 8 (the nibble XOR 8), int8 codes + 128.
+constexpr int32_t unsignedOffset(QFormat f) {
+  return f == kInt4 ? 8 : f == kInt8 ? 128 : 0;
 }
 
 /// Codes row-major N x K as !qopt.qtensor stores them (4-bit codes two to a
@@ -55,9 +50,7 @@ struct QWeights {
   int64_t zpRow;
   int64_t n, k, group, groups;
   QFormat format;
-  bool fourBit() const {
-    return format == kInt4 || format == kUInt4 || format == kNF4;
-  }
+  bool fourBit() const { return isFourBit(format); }
   bool isSigned() const { return format == kInt4 || format == kInt8; }
   bool isFloat() const { return format == kFP8E4M3 || format == kFP8E5M2; }
   /// Zero point of row r's group g as the code's integer (0 without).

@@ -331,9 +331,7 @@ public:
       args.push_back(strideOf(d));
   }
   /// A buffer outside the contraction: pointer, offset and its first
-  /// stride times `factor`.
-  /// Pointer, offset and the first stride times `factor` (0: a zero
-  /// stride, as for a rank-0 buffer).
+  /// stride times `factor` (0: a zero stride, as for a rank-0 buffer).
   void buffer(Value v, int64_t factor) {
     auto meta = memref::ExtractStridedMetadataOp::create(b, loc, v);
     args.push_back(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v));
