@@ -10,7 +10,8 @@ products (qopt_kernel_qlinear) on the test Llama (test/e2e/real):
   within 3e-2 of the f32-activation model's, relative; elsewhere, and for
   groups of 16 (which the VNNI lanes do not fit), they are equal; both VNNI
   paths, where the CPU has both, give the same logits (<= 1e-5);
-- `qopt-run --verbose` names the CPU and the path, capped by the variable.
+- `qopt-run --verbose` names the CPU and the path, capped by the variable;
+  a value it does not know is a warning naming the paths (best path kept).
 
 Prints one line per case and a summary; exits 1 on a mismatch."""
 import os
@@ -110,6 +111,15 @@ with tempfile.TemporaryDirectory() as tmp:
             print(f"{'ok' if ok else 'FAIL'} {spec} --int8-activations on avx2-vnni: max "
                   f"relative error {worst:.1e} vs avx512-vnni")
             failures += not ok
+    # A cap the library does not know: a warning naming the paths, and the
+    # best path.
+    env = dict(os.environ, QOPT_CPU_KERNELS="avx9")
+    err = run([os.path.join(BIN, "qopt-run"), lib, "--info", "--verbose"], env).stderr
+    print(next((line for line in err.splitlines() if "'avx9'" in line), "no warning"))
+    _, shown, _ = verbose_path(lib, "avx9")
+    ok = shown == best
+    print(f"{'ok' if ok else 'FAIL'} QOPT_CPU_KERNELS=avx9 runs the best path ({shown})")
+    failures += not ok
     print(f"cpu: {cpu}; best path: {best}")
 print(f"quantized kernels: {failures} failures")
 sys.exit(1 if failures else 0)
