@@ -1,6 +1,9 @@
 /* The machine's read bandwidth: a vectorized dot product of two float
  * arrays far larger than the caches, on 1..T threads (best of 5). Built by
- * bench.py with the host's vector extensions. */
+ * bench.py with the host's vector extensions. `bandwidth T MIB` reads MIB
+ * MiB in all instead (model_bench.py: as many bytes as a model's weights,
+ * read again and again as decode steps read them, from whatever cache
+ * holds them). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +30,11 @@ static void *part(void *arg) {
 
 int main(int argc, char **argv) {
   threads = argc > 1 ? atoi(argv[1]) : 1;
-  n = (size_t)64 << 20; /* 2 x 256 MiB */
+  size_t mib = argc > 2 ? (size_t)atol(argv[2]) : 512;
+  /* two arrays, 16 floats a thread's step */
+  n = (mib << 20) / 8 / (16 * (size_t)threads) * (16 * (size_t)threads);
+  if (n == 0)
+    n = 16 * (size_t)threads;
   a = aligned_alloc(64, n * 4);
   b = aligned_alloc(64, n * 4);
   for (size_t i = 0; i < n; ++i) {

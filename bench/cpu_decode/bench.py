@@ -41,12 +41,13 @@ FORMATS = {  # name: (kernel format, bits, group or 0 = per channel, flags)
 }
 
 
-def bandwidth(threads):
+def bandwidth(threads, mib=512):
+    """Read GB/s over `mib` MiB (the default: far larger than the caches)."""
     exe = os.path.join(tempfile.gettempdir(), "qopt-bench-bandwidth")
     subprocess.run(["cc", "-O3", "-march=native", os.path.join(HERE, "bandwidth.c"),
                     "-o", exe, "-lpthread"], check=True)
-    return float(subprocess.run([exe, str(threads)], check=True, capture_output=True,
-                                text=True).stdout)
+    return float(subprocess.run([exe, str(threads), str(mib)], check=True,
+                                capture_output=True, text=True).stdout)
 
 
 def load_kernels(build):

@@ -39,6 +39,16 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.dirname(HERE))
 from hf_models import logits_of  # noqa: E402
 import llamacpp  # noqa: E402  (beside this script)
+from bench import bandwidth  # noqa: E402
+
+
+def step_bytes(path):
+    """Bytes of the weights one token reads: all but the embedding table (one
+    row of it is gathered), from the safetensors header."""
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    return sum(v["data_offsets"][1] - v["data_offsets"][0] for k, v in header.items()
+               if k != "__metadata__" and "embed_tokens" not in k)
 
 
 def make_model(args):
@@ -154,10 +164,22 @@ def main():
         libs[name] = os.path.join(work, name + ".so")
         seconds, mib = compile_qopt(model, libs[name], extra)
         weights = os.path.getsize(os.path.splitext(libs[name])[0] + ".safetensors")
-        results["compile"][name] = {"seconds": seconds, "peak_mib": mib, "weight_bytes": weights}
+        results["compile"][name] = {"seconds": seconds, "peak_mib": mib, "weight_bytes": weights,
+                                    "step_bytes": step_bytes(os.path.splitext(libs[name])[0]
+                                                             + ".safetensors")}
         print(f"compile {name}: {seconds:.1f} s, peak {mib:.0f} MiB, weights {weights / 1e6:.0f} MB")
     rng = np.random.default_rng(0)
+    results["bandwidth_gbs"] = {}
     for threads in map(int, args.threads.split(",")):
+        # A decode step reads each weight once; steps repeat, so the weights
+        # come from whatever cache holds a model of their size: the probe
+        # reads as many bytes (the W4 model's), again and again, beside the
+        # far larger array (memory).
+        w4 = results["compile"]["qopt-w4-g32-int8act-head"]["step_bytes"]
+        bw = {"memory": bandwidth(threads), "model_sized": bandwidth(threads, max(1, w4 >> 20))}
+        results["bandwidth_gbs"][threads] = bw
+        print(f"read bandwidth, {threads} thread(s): {bw['memory']:.1f} GB/s from memory, "
+              f"{bw['model_sized']:.1f} GB/s over {w4 / 1e6:.0f} MB (the W4 model's weights)")
         llama_ms = {}
         if llama:
             for qtype, path in llama[1].items():
@@ -188,10 +210,19 @@ def main():
                        "vs_ort_fp32": rows["ort-fp32"] / t, "vs_ort_nbits4_best": best4 / t}
                 if q4:
                     row["vs_llama_cpp_q4_0"] = q4 / t
+                if seq == 1 and name in results["compile"]:
+                    # Weight bytes a step reads / its time, against the
+                    # model-sized probe (the upper bound for a step).
+                    gbs = results["compile"][name]["step_bytes"] / t / 1e9
+                    row["weight_gbs"] = gbs
+                    row["fraction_of_model_sized_bandwidth"] = gbs / bw["model_sized"]
                 results["rows"].append(row)
                 print(f"  {threads}t seq {seq:<4} {name:<22} {t * 1e3:9.2f} ms  "
                       f"x{rows['ort-fp32'] / t:5.2f} vs ORT fp32  x{best4 / t:5.2f} vs ORT 4-bit best"
-                      + (f"  x{q4 / t:5.2f} vs llama.cpp Q4_0" if q4 else ""))
+                      + (f"  x{q4 / t:5.2f} vs llama.cpp Q4_0" if q4 else "")
+                      + (f"  {row['weight_gbs']:5.1f} GB/s of weights "
+                         f"({row['fraction_of_model_sized_bandwidth']:4.0%})"
+                         if "weight_gbs" in row else ""))
     results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         with open(args.json, "w") as f:

@@ -748,8 +748,8 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
   // offset (short rows: one call's rows are read in a few hundred cycles,
   // less than the time to bring them from L3).
   const int64_t ahead =
-      std::max<int64_t>(std::max(NB, 2), (kPrefetchBytes + w.dataRow - 1) /
-                                             w.dataRow) *
+      std::max<int64_t>(std::max(NB, 2),
+                        (kPrefetchBytes + w.dataRow - 1) / w.dataRow) *
       w.dataRow;
   const uint8_t *row[NB];
   const float *s[NB];
@@ -772,8 +772,9 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
         ws[nb] = _mm512_set1_ps(s[nb][g]);
       for (int64_t end = std::min(full, ch + per); ch < end; ++ch) {
         for (int nb = 0; nb < NB; ++nb) {
-          _mm_prefetch(reinterpret_cast<const char *>(row[nb] + ahead + ch * 64),
-                       _MM_HINT_T0);
+          _mm_prefetch(
+              reinterpret_cast<const char *>(row[nb] + ahead + ch * 64),
+              _MM_HINT_T0);
           bytes[nb] = _mm512_loadu_si512(row[nb] + ch * 64);
         }
         chunkVNNI<F, NB, MB>(bytes, ws, x, ch, acc);
@@ -792,7 +793,7 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
                              reinterpret_cast<const double *>(s[nb] + 2 * ch)));
         ws[nb] = _mm512_permutexvar_ps(idx, _mm512_castps128_ps512(v));
         _mm_prefetch(reinterpret_cast<const char *>(row[nb] + ahead + ch * 64),
-                       _MM_HINT_T0);
+                     _MM_HINT_T0);
         bytes[nb] = _mm512_loadu_si512(row[nb] + ch * 64);
       }
       chunkVNNI<F, NB, MB>(bytes, ws, x, ch, acc);
@@ -1148,8 +1149,7 @@ void rowsVector(int path, const Weights &w, int64_t m, const Prepared &p,
   // call per row cost a third of the time (the Llama-shaped model's step:
   // 3.4 -> 3.0 ms). Long rows stream from memory faster one at a time
   // (4096 x 4096: 0.72 ms against 0.80).
-  if (path == kAVX512VNNI && m == 1 &&
-      w.k <= 24 * (w.fourBit() ? 128 : 64))
+  if (path == kAVX512VNNI && m == 1 && w.k <= 24 * (w.fourBit() ? 128 : 64))
     for (; r + 3 < n1; r += 4)
       runRow<F, 4, 1>(path, w, r, p, 0, y, ldy);
   if ((path == kAVX512VNNI || path == kAVX2VNNI) && m > 1)

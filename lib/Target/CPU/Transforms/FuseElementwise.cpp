@@ -2,8 +2,11 @@
 
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::qopt {
@@ -24,6 +27,87 @@ static bool isDataMovement(Operation *op) {
          yield.getValues()[0] == body.getArgument(0);
 }
 
+/// Whether `op` is an f32 elementwise sum of its two inputs (identity maps).
+static bool isElementwiseAdd(linalg::GenericOp op) {
+  if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
+      op.getNumReductionLoops() != 0 ||
+      !llvm::all_of(op.getIndexingMapsArray(),
+                    [](AffineMap m) { return m.isIdentity(); }))
+    return false;
+  Block &body = op.getRegion().front();
+  if (body.getOperations().size() != 2)
+    return false;
+  auto add = body.getTerminator()->getOperand(0).getDefiningOp<arith::AddFOp>();
+  if (!add || !add.getType().isF32())
+    return false;
+  Value a = body.getArgument(0), b = body.getArgument(1);
+  return (add.getLhs() == a && add.getRhs() == b) ||
+         (add.getLhs() == b && add.getRhs() == a);
+}
+
+namespace {
+/// add(contraction(…, outs = init), r) -> contraction(…, outs = init + r):
+/// a residual or a second product's sum becomes the product's starting
+/// accumulator (the kernels compute C += A·B), so the output is not read
+/// and written once more. A zero-filled init is replaced by r itself.
+struct FoldAddIntoAccumulator : OpRewritePattern<linalg::GenericOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(linalg::GenericOp add,
+                                PatternRewriter &rewriter) const override {
+    if (!add.hasPureTensorSemantics() || !isElementwiseAdd(add))
+      return failure();
+    // A product with a zero-filled accumulator first (nothing to add).
+    for (unsigned pass = 0; pass < 4; ++pass) {
+      unsigned i = pass % 2;
+      bool zeroOnly = pass < 2;
+      Value produced = add.getDpsInputs()[i];
+      Value other = add.getDpsInputs()[1 - i];
+      auto product = produced.getDefiningOp<linalg::LinalgOp>();
+      if (!product || product == other.getDefiningOp() ||
+          !produced.hasOneUse() || product->getNumResults() != 1 ||
+          product.getNumDpsInits() != 1 ||
+          !linalg::isaContractionOpInterface(product) ||
+          produced.getType() != add.getResult(0).getType() ||
+          other.getType() != produced.getType())
+        continue;
+      if (product->getBlock() != add->getBlock())
+        continue;
+      auto fill =
+          product.getDpsInitOperand(0)->get().getDefiningOp<linalg::FillOp>();
+      bool zero = fill && matchPattern(fill.getInputs()[0], m_AnyZeroFloat());
+      if (zeroOnly && !zero)
+        continue;
+      // The product moves down to the sum (its operands dominate it), where
+      // r and the sum's output tensor are defined.
+      rewriter.moveOpBefore(product, add);
+      rewriter.setInsertionPoint(product);
+      OpOperand *initOperand = product.getDpsInitOperand(0);
+      Value init = initOperand->get();
+      Value start = other;
+      if (!zero) {
+        // init + r, elementwise (later fused with the init's producer, e.g.
+        // a broadcast bias).
+        start = linalg::GenericOp::create(
+                    rewriter, add.getLoc(), TypeRange{other.getType()},
+                    ValueRange{init, other}, ValueRange{add.getDpsInits()[0]},
+                    add.getIndexingMapsArray(), add.getIteratorTypesArray(),
+                    [](OpBuilder &b, Location loc, ValueRange args) {
+                      Value sum =
+                          arith::AddFOp::create(b, loc, args[0], args[1]);
+                      linalg::YieldOp::create(b, loc, sum);
+                    })
+                    .getResult(0);
+      }
+      rewriter.modifyOpInPlace(product, [&] { initOperand->set(start); });
+      rewriter.replaceOp(add, product->getResult(0));
+      return success();
+    }
+    return failure();
+  }
+};
+
+} // namespace
+
 namespace {
 struct QOptFuseElementwisePass
     : qopt::impl::QOptFuseElementwisePassBase<QOptFuseElementwisePass> {
@@ -39,6 +123,15 @@ struct QOptFuseElementwisePass
     for (linalg::LinalgOp op : named) {
       rewriter.setInsertionPoint(op);
       (void)linalg::generalizeNamedOp(rewriter, op);
+    }
+
+    // Sums into the products' accumulators first, so that the new
+    // accumulators fuse with their producers below.
+    {
+      RewritePatternSet folds(&getContext());
+      folds.add<FoldAddIntoAccumulator>(&getContext());
+      if (failed(applyPatternsGreedily(getOperation(), std::move(folds))))
+        return signalPassFailure();
     }
 
     RewritePatternSet patterns(&getContext());

@@ -18,6 +18,15 @@ def QOptFuseElementwisePass : Pass<"qopt-fuse-elementwise", "::mlir::ModuleOp"> 
     read in place by the matrix product instead of being copied. Matrix
     products otherwise keep their operands materialized, so they stay plain
     multiply-add contractions for `qopt-linalg-to-blas`.
+
+    First, a sum of a contraction's result and another tensor of its type
+    (a residual connection, a second product such as a LoRA branch) becomes
+    the contraction's starting accumulator: the product computes
+    `C = (init + r) + A·B` (the kernels accumulate into C), and the sum's
+    own pass over the output is gone. A zero-filled accumulator is replaced
+    by `r` itself; otherwise `init + r` is one elementwise op, fused with
+    the init's producer (a broadcast bias). Only a contraction whose result
+    has no other use is changed.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect",
                            "::mlir::tensor::TensorDialect"];
