@@ -748,9 +748,11 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
   // offset (short rows: one call's rows are read in a few hundred cycles,
   // less than the time to bring them from L3).
   const int64_t ahead =
-      std::max<int64_t>(std::max(NB, 2),
-                        (kPrefetchBytes + w.dataRow - 1) / w.dataRow) *
-      w.dataRow;
+      w.dataRow > 0
+          ? std::max<int64_t>(std::max(NB, 2),
+                              (kPrefetchBytes + w.dataRow - 1) / w.dataRow) *
+                w.dataRow
+          : 0;
   const uint8_t *row[NB];
   const float *s[NB];
   for (int nb = 0; nb < NB; ++nb) {
@@ -1177,8 +1179,12 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
   Pool &pool = Pool::get();
   // Tasks of whole rows, a few per thread (rows cost the same).
   int threads = pool.threads();
+  // Multiples of 4 rows: rowsVector's groups of four (summed in another
+  // order than single rows) then fall on the same rows for any thread count,
+  // so the results do not depend on it.
   int64_t per = std::max<int64_t>(16, (w.n + int64_t(threads) * 4 - 1) /
                                           (int64_t(threads) * 4));
+  per = (per + 3) / 4 * 4;
   int tasks = int((w.n + per - 1) / per);
   const Prepared &prepared = p;
   pool.run(tasks, [&](int task) {

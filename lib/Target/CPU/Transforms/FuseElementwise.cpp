@@ -27,6 +27,32 @@ static bool isDataMovement(Operation *op) {
          yield.getValues()[0] == body.getArgument(0);
 }
 
+/// Whether `op` computes exactly C += A·B: a named contraction, or a
+/// generic whose body is acc + a*b (the upstream contraction check also
+/// admits unary ops around the sum, e.g. negf(acc + a*b), for which
+/// starting from another accumulator would change the result).
+static bool isPlainContraction(linalg::LinalgOp op) {
+  if (!linalg::isaContractionOpInterface(op))
+    return false;
+  auto generic = dyn_cast<linalg::GenericOp>(op.getOperation());
+  if (!generic)
+    return true;
+  Block &body = generic.getRegion().front();
+  if (body.getOperations().size() != 3 || generic.getNumDpsInputs() != 2)
+    return false;
+  auto add = body.getTerminator()->getOperand(0).getDefiningOp<arith::AddFOp>();
+  if (!add)
+    return false;
+  Value acc = body.getArgument(2);
+  Value other = add.getLhs() == acc ? add.getRhs() : add.getLhs();
+  auto mul = other.getDefiningOp<arith::MulFOp>();
+  return (add.getLhs() == acc || add.getRhs() == acc) && mul &&
+         ((mul.getLhs() == body.getArgument(0) &&
+           mul.getRhs() == body.getArgument(1)) ||
+          (mul.getLhs() == body.getArgument(1) &&
+           mul.getRhs() == body.getArgument(0)));
+}
+
 /// Whether `op` is an f32 elementwise sum of its two inputs (identity maps).
 static bool isElementwiseAdd(linalg::GenericOp op) {
   if (op.getNumDpsInputs() != 2 || op.getNumDpsInits() != 1 ||
@@ -63,10 +89,9 @@ struct FoldAddIntoAccumulator : OpRewritePattern<linalg::GenericOp> {
       Value produced = add.getDpsInputs()[i];
       Value other = add.getDpsInputs()[1 - i];
       auto product = produced.getDefiningOp<linalg::LinalgOp>();
-      if (!product || product == other.getDefiningOp() ||
-          !produced.hasOneUse() || product->getNumResults() != 1 ||
-          product.getNumDpsInits() != 1 ||
-          !linalg::isaContractionOpInterface(product) ||
+      if (!product || !produced.hasOneUse() || product->getNumResults() != 1 ||
+          product.getNumDpsInits() != 1 || !product.hasPureTensorSemantics() ||
+          !isPlainContraction(product) ||
           produced.getType() != add.getResult(0).getType() ||
           other.getType() != produced.getType())
         continue;

@@ -25,8 +25,9 @@ def QOptFuseElementwisePass : Pass<"qopt-fuse-elementwise", "::mlir::ModuleOp"> 
     `C = (init + r) + A·B` (the kernels accumulate into C), and the sum's
     own pass over the output is gone. A zero-filled accumulator is replaced
     by `r` itself; otherwise `init + r` is one elementwise op, fused with
-    the init's producer (a broadcast bias). Only a contraction whose result
-    has no other use is changed.
+    the init's producer (a broadcast bias). Only a named contraction or a
+    generic whose body is exactly `acc + a*b`, whose result has no other
+    use, is changed (a sum under a unary op, e.g. `-(acc + a*b)`, is not).
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect",
                            "::mlir::tensor::TensorDialect"];
