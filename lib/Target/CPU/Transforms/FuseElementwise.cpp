@@ -2,6 +2,8 @@
 
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
+#include "MulAddBody.h"
+
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
@@ -35,22 +37,7 @@ static bool isPlainContraction(linalg::LinalgOp op) {
   if (!linalg::isaContractionOpInterface(op))
     return false;
   auto generic = dyn_cast<linalg::GenericOp>(op.getOperation());
-  if (!generic)
-    return true;
-  Block &body = generic.getRegion().front();
-  if (body.getOperations().size() != 3 || generic.getNumDpsInputs() != 2)
-    return false;
-  auto add = body.getTerminator()->getOperand(0).getDefiningOp<arith::AddFOp>();
-  if (!add)
-    return false;
-  Value acc = body.getArgument(2);
-  Value other = add.getLhs() == acc ? add.getRhs() : add.getLhs();
-  auto mul = other.getDefiningOp<arith::MulFOp>();
-  return (add.getLhs() == acc || add.getRhs() == acc) && mul &&
-         ((mul.getLhs() == body.getArgument(0) &&
-           mul.getRhs() == body.getArgument(1)) ||
-          (mul.getLhs() == body.getArgument(1) &&
-           mul.getRhs() == body.getArgument(0)));
+  return !generic || qopt::isMulAddBody(generic);
 }
 
 /// Whether `op` is an f32 elementwise sum of its two inputs (identity maps).

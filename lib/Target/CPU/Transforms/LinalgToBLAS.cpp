@@ -12,6 +12,8 @@
 
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
+#include "MulAddBody.h"
+
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Support/CompiledModel.h"
 
@@ -40,27 +42,6 @@ struct GemmDims {
   unsigned m, n, k;
   SmallVector<unsigned, kMaxOuter> outer;
 };
-
-/// Whether the body is exactly acc + a*b on f32 (either operand order).
-static bool isMulAddBody(linalg::GenericOp op) {
-  Block &body = op.getRegion().front();
-  if (body.getOperations().size() != 3)
-    return false;
-  auto yield = cast<linalg::YieldOp>(body.getTerminator());
-  auto add = yield.getValues()[0].getDefiningOp<arith::AddFOp>();
-  if (!add)
-    return false;
-  Value acc = body.getArgument(2);
-  Value other = add.getLhs() == acc ? add.getRhs() : add.getLhs();
-  if (add.getLhs() != acc && add.getRhs() != acc)
-    return false;
-  auto mul = other.getDefiningOp<arith::MulFOp>();
-  if (!mul)
-    return false;
-  Value a = body.getArgument(0), b = body.getArgument(1);
-  return (mul.getLhs() == a && mul.getRhs() == b) ||
-         (mul.getLhs() == b && mul.getRhs() == a);
-}
 
 /// Each result of `map` is a loop dimension or the constant 0 (a
 /// broadcast size-1 dimension).
