@@ -5,6 +5,7 @@
 #include "qopt/Conversion/QOptToLinalg/QTensorConversion.h"
 #include "qopt/Conversion/Utils/LinalgBuilders.h"
 #include "qopt/Dialect/QOpt/Transforms/QuantScales.h"
+#include "qopt/Support/Hadamard.h"
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
@@ -1720,9 +1721,13 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     int64_t rank = type.getRank();
     int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()), rank);
     int64_t n = op.getBlock() ? *op.getBlock() : type.getDimSize(axis);
-    if (ShapedType::isDynamic(n) || !llvm::isPowerOf2_64(n))
-      return rewriter.notifyMatchFailure(
-          op, "only static power-of-two sizes are lowered yet");
+    if (ShapedType::isDynamic(n))
+      return rewriter.notifyMatchFailure(op, "needs a static transform size");
+    // n = base · power: H_base ⊗ H_power, index i = a · power + b.
+    ::qopt::hadamard::Order order = ::qopt::hadamard::split(n);
+    if (order.base == 0)
+      return rewriter.notifyMatchFailure(op, "no Hadamard matrix of order n");
+    int64_t power = order.power, base = order.base;
     Value x = op.getInput();
     // Blocks over a dynamic axis: the size must be a multiple of the block,
     // or the last butterflies would read past the end.
@@ -1751,9 +1756,9 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
                                   arith::MulFOp::create(b, l, a[0], a[1]));
                             });
     }
-    // Fast Walsh-Hadamard transform: log2(n) butterfly stages, each reading
-    // the partner element i ^ h within the block.
-    for (int64_t h = 1; h < n; h *= 2) {
+    // Fast Walsh-Hadamard transform over each run of `power` elements:
+    // log2(power) butterfly stages, each reading the partner element i ^ h.
+    for (int64_t h = 1; h < power; h *= 2) {
       Value in = x;
       x = createElementwise(
           rewriter, loc, in, {}, {}, [&](OpBuilder &b, Location l, ValueRange) {
@@ -1781,14 +1786,71 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
                 arith::AddFOp::create(b, l, self, other)));
           });
     }
-    Value norm = arith::ConstantOp::create(
+    if (base == 1) {
+      Value norm = arith::ConstantOp::create(
+          rewriter, loc,
+          rewriter.getFloatAttr(element, 1.0 / std::sqrt((double)n)));
+      x = createElementwise(rewriter, loc, x, {x}, {id},
+                            [&](OpBuilder &b, Location l, ValueRange a) {
+                              return Value(
+                                  arith::MulFOp::create(b, l, a[0], norm));
+                            });
+      rewriter.replaceOp(op, x);
+      return success();
+    }
+    // Then H_base across the runs, in f32: y[.., g·n + a·power + b, ..] =
+    // Σ_r H[a, r] · x[.., g·n + r·power + b, ..], a reduction over r whose
+    // maps split the axis index (i mod n) floordiv power.
+    Type f32 = rewriter.getF32Type();
+    std::vector<int8_t> hm = ::qopt::hadamard::baseMatrix(base);
+    SmallVector<float> values(hm.begin(), hm.end());
+    Value h = arith::ConstantOp::create(
         rewriter, loc,
-        rewriter.getFloatAttr(element, 1.0 / std::sqrt((double)n)));
-    x = createElementwise(rewriter, loc, x, {x}, {id},
-                          [&](OpBuilder &b, Location l, ValueRange a) {
-                            return Value(
-                                arith::MulFOp::create(b, l, a[0], norm));
-                          });
+        DenseElementsAttr::get(RankedTensorType::get({base, base}, f32),
+                               ArrayRef<float>(values)));
+    MLIRContext *ctx = rewriter.getContext();
+    AffineExpr i = rewriter.getAffineDimExpr(axis),
+               r = rewriter.getAffineDimExpr(rank);
+    AffineExpr a = (i % n).floorDiv(power);
+    SmallVector<AffineExpr> xExprs, outExprs;
+    for (int64_t d = 0; d < rank; ++d) {
+      xExprs.push_back(d == axis ? i - a * power + r * power
+                                 : rewriter.getAffineDimExpr(d));
+      outExprs.push_back(rewriter.getAffineDimExpr(d));
+    }
+    SmallVector<AffineMap> maps = {AffineMap::get(rank + 1, 0, {a, r}, ctx),
+                                   AffineMap::get(rank + 1, 0, xExprs, ctx),
+                                   AffineMap::get(rank + 1, 0, outExprs, ctx)};
+    SmallVector<utils::IteratorType> iterators(rank,
+                                               utils::IteratorType::parallel);
+    iterators.push_back(utils::IteratorType::reduction);
+    Value zero = arith::ConstantOp::create(rewriter, loc,
+                                           rewriter.getF32FloatAttr(0.0f));
+    Value init =
+        linalg::FillOp::create(
+            rewriter, loc, zero,
+            tensor::EmptyOp::create(
+                rewriter, loc, tensor::getMixedSizes(rewriter, loc, x), f32)
+                .getResult())
+            .getResult(0);
+    Value mixed =
+        linalg::GenericOp::create(
+            rewriter, loc, init.getType(), ValueRange{h, x}, init, maps,
+            iterators,
+            [&](OpBuilder &b, Location l, ValueRange args) {
+              Value prod = arith::MulFOp::create(b, l, args[0],
+                                                 castToF32(b, l, args[1]));
+              linalg::YieldOp::create(
+                  b, l, Value(arith::AddFOp::create(b, l, args[2], prod)));
+            })
+            .getResult(0);
+    Value norm = f32Const(rewriter, loc, 1.0 / std::sqrt((double)n));
+    x = createElementwise(
+        rewriter, loc, x, {mixed}, {id},
+        [&](OpBuilder &b, Location l, ValueRange args) {
+          return castFromF32(b, l, arith::MulFOp::create(b, l, args[0], norm),
+                             element);
+        });
     rewriter.replaceOp(op, x);
     return success();
   }
@@ -2541,8 +2603,8 @@ std::string whyNotLowered(Operation *op) {
                                q.getType());
       })
       .Case([](HadamardOp) {
-        return std::string("Hadamard transforms are lowered for static "
-                           "power-of-two sizes only");
+        return std::string("Hadamard transforms need a static size (a "
+                           "static dimension or block)");
       })
       .Case<FakeQuantOp, LSQOp>([](Operation *) {
         return std::string("per_block granularity needs static shapes");

@@ -3,10 +3,10 @@
 // What the lowering cannot handle is an error at this pass, naming the op
 // and why, not a failure later in bufferization.
 
-func.func @hadamard_12(%x: tensor<2x12xf32>) -> tensor<2x12xf32> {
-  // expected-error @+1 {{'qopt.hadamard' could not be lowered to linalg: Hadamard transforms are lowered for static power-of-two sizes only}}
-  %0 = qopt.hadamard %x : (tensor<2x12xf32>) -> tensor<2x12xf32>
-  return %0 : tensor<2x12xf32>
+func.func @hadamard_dynamic(%x: tensor<2x?xf32>) -> tensor<2x?xf32> {
+  // expected-error @+1 {{'qopt.hadamard' could not be lowered to linalg: Hadamard transforms need a static size (a static dimension or block)}}
+  %0 = qopt.hadamard %x : (tensor<2x?xf32>) -> tensor<2x?xf32>
+  return %0 : tensor<2x?xf32>
 }
 
 // -----

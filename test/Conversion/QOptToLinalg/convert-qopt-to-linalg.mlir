@@ -88,6 +88,24 @@ func.func @hadamard_8(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
 
 // -----
 
+// n = 24 = 12 · 2 (H_12 ⊗ H_2): one butterfly stage within each pair, then
+// the 12 × 12 Paley matrix across the pairs as a reduction whose maps split
+// the index (blocks of 48 here).
+// CHECK-DAG: #[[H:.*]] = affine_map<(d0, d1, d2) -> ((d1 mod 24) floordiv 2, d2)>
+// CHECK-DAG: #[[X:.*]] = affine_map<(d0, d1, d2) -> (d0, d1 - ((d1 mod 24) floordiv 2) * 2 + d2 * 2)>
+// CHECK-LABEL: func.func @hadamard_24
+// CHECK: %[[C:.*]] = arith.constant dense<{{.*}}> : tensor<12x12xf32>
+// CHECK-COUNT-2: tensor.extract
+// CHECK-NOT: tensor.extract
+// CHECK: linalg.generic {indexing_maps = [#[[H]], #[[X]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[C]], %{{.*}} : tensor<12x12xf32>, tensor<2x48xf32>)
+// CHECK-NOT: qopt.hadamard
+func.func @hadamard_24(%x: tensor<2x48xf32>) -> tensor<2x48xf32> {
+  %0 = qopt.hadamard %x block = 24 : (tensor<2x48xf32>) -> tensor<2x48xf32>
+  return %0 : tensor<2x48xf32>
+}
+
+// -----
+
 // Quantized tensors cross function boundaries as their storage: the
 // arguments, results and call operands of a !qopt.qtensor become its codes,
 // scales and zero points; nothing of QOpt is left.

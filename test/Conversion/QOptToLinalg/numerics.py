@@ -134,6 +134,55 @@ check("hadamard axis=0", f"""
   %y = qopt.hadamard %a0 axis = 0 : ({t(xa)}) -> {t(xa)}
   return %y : {t(xa)}""", [xa], sylvester(8) @ xa / np.sqrt(8))
 
+
+# Orders m · 2^k: H_m ⊗ H_{2^k} with H_m by Paley's constructions over a
+# prime field, restated here from their definitions: Q[a][b] = χ(a - b),
+# core C = [[0, 1ᵀ], [±1, Q]] (-1 below the corner for q ≡ 3 mod 4).
+def paley_core(q):
+    chi = np.array([0] + [1 if pow(v, (q - 1) // 2, q) == 1 else -1 for v in range(1, q)])
+    c = np.zeros((q + 1, q + 1))
+    c[0, 1:] = 1
+    c[1:, 0] = -1 if q % 4 == 3 else 1
+    a = np.arange(q)
+    c[1:, 1:] = chi[(a[:, None] - a[None, :]) % q]
+    return c
+
+
+def paley1(q):  # order q + 1, q ≡ 3 (mod 4)
+    return np.eye(q + 1) + paley_core(q)
+
+
+def paley2(q):  # order 2(q + 1), q ≡ 1 (mod 4)
+    c = paley_core(q)
+    return np.kron(c, [[1, 1], [1, -1]]) + np.kron(np.eye(q + 1), [[1, -1], [-1, -1]])
+
+
+for name, hm, power, rows in [("12 (Paley I)", paley1(11), 1, 3), ("48 = 12 x 4", paley1(11), 4, 2),
+                              ("36 (Paley II)", paley2(17), 1, 2), ("120 = 60 x 2", paley1(59), 2, 2)]:
+    n = hm.shape[0] * power
+    assert np.array_equal(hm @ hm.T, hm.shape[0] * np.eye(hm.shape[0]))
+    xm, sg = f32(rows, n), np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
+    check(f"hadamard n={name} with signs", f"""
+  %y = qopt.hadamard %a0 signs %a1 : ({t(xm)}, {t(sg)}) -> {t(xm)}
+  return %y : {t(xm)}""", [xm, sg], (xm * sg) @ np.kron(hm, sylvester(power)).T / np.sqrt(n))
+# A block of 12 repeated along a dynamic-free axis 0.
+xb = f32(24, 3)
+check("hadamard block=12 axis=0", f"""
+  %y = qopt.hadamard %a0 axis = 0 block = 12 : ({t(xb)}) -> {t(xb)}
+  return %y : {t(xb)}""", [xb], np.concatenate([paley1(11) @ xb[:12], paley1(11) @ xb[12:]]) / np.sqrt(12))
+# Orders only the tabulated Williamson quadruples or GF(p^e) reach (344 =
+# 172 x 2, 28 = GF(27), 52 = GF(25)): the transform of the identity must be
+# a Hadamard matrix over √n, whatever its signs.
+for n in (344, 28, 52):
+    eye = np.eye(n, dtype=np.float32)
+    got = qopt_check.run_module(f"""func.func @main(%a0: {t(eye)}) -> {t(eye)} {{
+  %y = qopt.hadamard %a0 : ({t(eye)}) -> {t(eye)}
+  return %y : {t(eye)}
+}}""", [eye])[0] * np.sqrt(n)
+    ok = np.allclose(np.abs(got), 1, atol=1e-4) and np.allclose(got @ got.T, n * np.eye(n), atol=1e-2)
+    print(f"hadamard n={n} is Hadamard: {'ok' if ok else 'MISMATCH'}")
+    results.append(ok)
+
 # --- dequantize ---------------------------------------------------------------
 # Signed int4 per channel: codes packed two per byte, low nibble first.
 codes = rng.integers(-8, 8, size=(4, 16))

@@ -489,17 +489,18 @@ func.func @f(%x: tensor<4x?xf32>, %s: tensor<8xf32>) {
 
 func.func @f(%x: tensor<4x6xf32>) {
   // 6 = 3 * 2: there is no Hadamard matrix of order 6 (orders above 2 are multiples of 4).
-  // expected-error@+1 {{no Hadamard matrix of order 6: use a power of two or m * 2^k with m in {12, 20, 28, 36, 40, 52, 60, 108, 140, 156, 172}}}
+  // expected-error@+1 {{no Hadamard matrix of order 6 is known: orders are 2^k, or m * 2^k with m = 4 * odd (12, 20, 28, 36, 44, 52, 60, ..., 172, ... up to 1020) built by the Paley or Williamson constructions; the nearest block-diagonal rotation is block = 2}}
   %y = qopt.hadamard %x : (tensor<4x6xf32>) -> tensor<4x6xf32>
   return
 }
 
 // -----
 
-func.func @f(%x: tensor<4x44xf32>) {
-  // 44 = 11 * 4: no order-44 matrix is shipped.
-  // expected-error@+1 {{no Hadamard matrix of order 44}}
-  %y = qopt.hadamard %x : (tensor<4x44xf32>) -> tensor<4x44xf32>
+func.func @f(%x: tensor<4x3008xf32>) {
+  // 3008 = 188 * 16 = 47 * 64: neither Paley construction reaches 188 and
+  // no Williamson quadruple of order 47 exists; blocks of 64 do.
+  // expected-error@+1 {{built by the Paley or Williamson constructions; the nearest block-diagonal rotation is block = 64}}
+  %y = qopt.hadamard %x : (tensor<4x3008xf32>) -> tensor<4x3008xf32>
   return
 }
 

@@ -1,6 +1,7 @@
 //===- QOptOps.cpp - QOpt operations --------------------------------------===//
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Support/Hadamard.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -762,20 +763,7 @@ OpFoldResult HadamardOp::fold(FoldAdaptor) {
 }
 
 bool HadamardOp::isSupportedSize(int64_t n) {
-  if (n < 1)
-    return false;
-  // n = 2^k (Sylvester), or n = m * 2^j with m one of the orders QuaRot
-  // ships a matrix for. Those m are 4 * odd, so n must be odd * 2^k with k
-  // >= 2 and the odd part one of theirs.
-  int64_t twos = 0;
-  while (n % 2 == 0) {
-    n /= 2;
-    ++twos;
-  }
-  if (n == 1)
-    return true;
-  static constexpr int64_t kOddParts[] = {3, 5, 7, 9, 13, 15, 27, 35, 39, 43};
-  return twos >= 2 && llvm::is_contained(kOddParts, n);
+  return ::qopt::hadamard::isSupported(n);
 }
 
 LogicalResult HadamardOp::verify() {
@@ -799,9 +787,14 @@ LogicalResult HadamardOp::verify() {
     return success();
   }
   if (!isSupportedSize(n))
-    return emitOpError() << "no Hadamard matrix of order " << n
-                         << ": use a power of two or m * 2^k with m in {12, "
-                            "20, 28, 36, 40, 52, 60, 108, 140, 156, 172}";
+    return emitOpError()
+           << "no Hadamard matrix of order " << n
+           << " is known: orders are 2^k, or m * 2^k with m = 4 * odd (12, "
+              "20, 28, 36, 44, 52, 60, ..., 172, ... up to "
+           << ::qopt::hadamard::kMaxBaseOrder
+           << ") built by the Paley or Williamson constructions; the nearest "
+              "block-diagonal rotation is block = "
+           << ::qopt::hadamard::largestSupportedDivisor(n);
   if (Value signs = getSigns()) {
     auto sType = cast<RankedTensorType>(signs.getType());
     if (sType.getRank() != 1 || !dimsCompatible(sType.getDimSize(0), n))

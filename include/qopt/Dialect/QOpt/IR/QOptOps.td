@@ -781,11 +781,20 @@ def QOpt_HadamardOp : QOpt_Op<"hadamard", [Pure,
     rotation applied to activations and, transposed, to the next weight
     leaves a product unchanged while spreading outliers.
 
-    `n` must be `2^k` (Sylvester construction) or `m · 2^k` with `m` one of
-    the Hadamard orders QuaRot ships (12, 20, 28, 36, 40, 52, 60, 108, 140,
-    156, 172), then `H_n = H_m ⊗ H_{2^k}`: this covers LLaMA-2's 11008
-    (172 · 64) and Mistral's 14336 (28 · 512). The optional `signs` vector
-    (±1, length `n`) makes the rotation randomized.
+    `n` must be `2^k` (Sylvester construction) or `m · 2^k` with `m = 4·t`
+    (t odd, m ≤ 1020) built by Paley's first construction (m = q + 1, q ≡ 3
+    mod 4 a prime power), his second (m = 2(q + 1), q ≡ 1 mod 4) or
+    Williamson's array over tabulated circulants (92, 116, 156, 172); then
+    `H_n = H_m ⊗ H_{2^k}` (element `a·2^k + b` is row `a` of `H_m`, row `b`
+    of `H_{2^k}`). This covers every order QuaRot ships and hidden sizes
+    such as 3072 (12 · 256), 5120 (20 · 256), 11008 (172 · 64) and 14336
+    (28 · 512). Other sizes are an error naming the largest `block` that
+    works. The optional `signs` vector (±1, length `n`) makes the rotation
+    randomized.
+
+    The CPU lowering runs `log2(2^k)` butterfly stages within each run of
+    `2^k` elements, then `H_m` across the runs (m multiply-adds per
+    element, in f32), then scales by `1/√n`.
 
     Folds: two identical transforms without `signs` over a power-of-two
     size cancel (`H_n` is then symmetric and orthogonal, `H_n · H_n = I`).
