@@ -100,6 +100,64 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
 /// arguments, a copy of those arguments named `<param>.initial`, frozen.
 /// (PiSSA, OLoRA and LoftQ adapters save plainly: PEFT recomputes their
 /// residual from the original weights.)
+/// The top-level passes of a textual pipeline (commas inside options'
+/// braces do not split).
+static SmallVector<std::string> splitPipeline(StringRef text) {
+  SmallVector<std::string> parts;
+  int depth = 0;
+  std::string current;
+  for (char c : text) {
+    if (c == '{' || c == '(')
+      ++depth;
+    if (c == '}' || c == ')')
+      --depth;
+    if (c == ',' && depth == 0) {
+      parts.push_back(StringRef(current).trim().str());
+      current.clear();
+      continue;
+    }
+    current += c;
+  }
+  if (!StringRef(current).trim().empty())
+    parts.push_back(StringRef(current).trim().str());
+  return parts;
+}
+
+/// The pass name of a pipeline element (`qopt-smooth{alpha=0.5}`).
+static StringRef passName(StringRef element) {
+  return element.take_until([](char c) { return c == '{' || c == '('; }).trim();
+}
+
+/// `--graph-passes` split into its leading outlier passes (qopt-smooth,
+/// qopt-rotate, qopt-svdquant: they rewrite float weights, so they run
+/// before quantization and adapters) and the rest.
+static std::pair<std::string, std::string>
+splitOutlierPasses(StringRef pipeline) {
+  SmallVector<std::string> parts = splitPipeline(pipeline);
+  size_t lead = 0;
+  while (lead < parts.size() &&
+         llvm::is_contained({"qopt-smooth", "qopt-rotate", "qopt-svdquant"},
+                            passName(parts[lead])))
+    ++lead;
+  auto join = [&](size_t from, size_t to) {
+    return llvm::join(ArrayRef<std::string>(parts).slice(from, to - from), ",");
+  };
+  return {join(0, lead), join(lead, parts.size())};
+}
+
+/// Whether a pass of `pipeline` reads activation statistics (the module's
+/// qopt.calibration_stats when not given a file).
+static bool readsActivationStats(StringRef pipeline) {
+  for (const std::string &part : splitPipeline(pipeline)) {
+    StringRef name = passName(part);
+    if (name == "qopt-smooth" || name == "qopt-svdquant" ||
+        (name == "qopt-insert-fake-quant" &&
+         StringRef(part).contains("static")))
+      return true;
+  }
+  return false;
+}
+
 static void keepInitialFactors(ModuleOp module) {
   using mlir::qopt::QOptDialect;
   StringRef paramAttr = QOptDialect::ParamAttrHelper::getNameStr();
@@ -149,6 +207,72 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     load.weights = options.weightsPath;
     front.addPass(createQOptLoadWeightsPass(load));
   }
+  if (failed(front.run(module)))
+    return failure();
+  // Calibration runs probes in a folder removed afterwards.
+  SmallString<256> workDir;
+  llvm::scope_exit removeWorkDir([&] {
+    if (!workDir.empty())
+      llvm::sys::fs::remove_directories(workDir);
+  });
+  auto makeWorkDir = [&]() -> LogicalResult {
+    if (!workDir.empty())
+      return success();
+    if (std::error_code ec =
+            llvm::sys::fs::createUniqueDirectory("qopt-calibration", workDir))
+      return emitError(module.getLoc())
+             << "cannot create a temporary folder: " << ec.message();
+    return success();
+  };
+  // The passes named in --graph-passes read external weights from the
+  // model's folder.
+  if (!options.graphPasses.empty() && !target.modelDir.empty())
+    module->setAttr(kModelDirAttr,
+                    StringAttr::get(module.getContext(), target.modelDir));
+  // Outlier passes rewrite the float weights, so the leading ones of
+  // --graph-passes run before quantization and adapters; the rest after.
+  auto [outlierPasses, laterPasses] = splitOutlierPasses(options.graphPasses);
+  // Passes that read activation statistics get them from the calibration
+  // data: a .qstats file as qopt-calibrate writes it, or samples (.npz,
+  // .jsonl) that a probe of the model (as imported) runs on.
+  bool statsWanted = !options.calibrationDataPath.empty() &&
+                     readsActivationStats(options.graphPasses);
+  if (statsWanted) {
+    std::string statsPath = options.calibrationDataPath;
+    if (!StringRef(statsPath).ends_with(".qstats")) {
+      if (!options.statsCalibrator)
+        return emitError(module.getLoc())
+               << "--calibration-data " << statsPath
+               << ": calibration needs the runtime, which this tool cannot "
+                  "run (give a .qstats file from qopt-calibrate)";
+      if (failed(makeWorkDir()))
+        return failure();
+      SmallString<256> path(workDir);
+      llvm::sys::path::append(path, "stats.qstats");
+      if (failed(options.statsCalibrator(module, statsPath,
+                                         options.calibrationBatchSize, target,
+                                         workDir, path)))
+        return failure();
+      statsPath = path.str().str();
+      if (options.timing)
+        llvm::errs() << llvm::format(
+            "qoptc: %-28s %8.3f s\n", "calibration (statistics)",
+            std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                          start)
+                .count());
+    }
+    module->setAttr(kCalibrationStatsAttr,
+                    StringAttr::get(module.getContext(), statsPath));
+  }
+  PassManager quantizer(module.getContext());
+  if (!outlierPasses.empty()) {
+    std::string message;
+    llvm::raw_string_ostream os(message);
+    if (failed(parsePassPipeline(outlierPasses, quantizer, os)))
+      return emitError(module.getLoc())
+             << "--graph-passes '" << options.graphPasses
+             << "': " << StringRef(message).trim();
+  }
   if (!options.quantizeSpec.empty()) {
     QuantizeSpec spec;
     if (std::optional<std::string> why =
@@ -168,18 +292,11 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     quantize.fisher = options.budgetFisher;
     quantize.targetModules.assign(options.quantizeModules.begin(),
                                   options.quantizeModules.end());
-    front.addPass(createQOptQuantizeWeightsPass(quantize));
+    quantizer.addPass(createQOptQuantizeWeightsPass(quantize));
   }
-  if (failed(front.run(module)))
+  if (failed(quantizer.run(module)))
     return failure();
   PassManager pm(module.getContext());
-  // EVA's components come from a probe of the model run on calibration
-  // data, in a folder removed afterwards.
-  SmallString<256> workDir;
-  llvm::scope_exit removeWorkDir([&] {
-    if (!workDir.empty())
-      llvm::sys::fs::remove_directories(workDir);
-  });
   bool calibrated = false;
   // Adapters: fresh ones as a PEFT config describes them, or a trained
   // PEFT adapter; merged into the base weights when asked.
@@ -204,10 +321,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
         return emitError(module.getLoc())
                << path << ": init_lora_weights \"" << init
                << "\" needs calibration data: --calibration-data calib.npz";
-      if (std::error_code ec =
-              llvm::sys::fs::createUniqueDirectory("qopt-calibration", workDir))
-        return emitError(module.getLoc())
-               << "cannot create a temporary folder: " << ec.message();
+      if (failed(makeWorkDir()))
+        return failure();
       SmallString<256> statePath(workDir);
       llvm::sys::path::append(statePath, init + ".safetensors");
       if (!options.calibrator)
@@ -235,11 +350,13 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     pm.addPass(createQOptInsertLoRAPass(*config, target.modelDir, 0, slots,
                                         calibrationState));
   }
-  if (!options.calibrationDataPath.empty() && !calibrated)
+  if (!options.calibrationDataPath.empty() && !calibrated && !statsWanted)
     return emitError(module.getLoc())
            << "--calibration-data is only read for an adapter config with "
               "init_lora_weights \"eva\", \"lora_ga\" or \"lora-sb\" "
-              "(--lora-config)";
+              "(--lora-config) or for graph passes that read activation "
+              "statistics (qopt-smooth, qopt-insert-fake-quant with static "
+              "scales)";
   if (!options.adapterDir.empty()) {
     QOptLoadAdapterPassOptions load;
     load.adapter = options.adapterDir;
@@ -279,14 +396,10 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     merge.requantize = options.requantizeMerged;
     pm.addPass(createQOptMergeLoRAPass(merge));
   }
-  if (!options.graphPasses.empty()) {
-    // The passes named there read external weights from the model's folder.
-    if (!target.modelDir.empty())
-      module->setAttr(kModelDirAttr,
-                      StringAttr::get(module.getContext(), target.modelDir));
+  if (!laterPasses.empty()) {
     std::string message;
     llvm::raw_string_ostream os(message);
-    if (failed(parsePassPipeline(options.graphPasses, pm, os)))
+    if (failed(parsePassPipeline(laterPasses, pm, os)))
       return emitError(module.getLoc())
              << "--graph-passes '" << options.graphPasses
              << "': " << StringRef(message).trim();
@@ -300,6 +413,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (failed(pm.run(module)))
     return failure();
   module->removeAttr(kModelDirAttr);
+  module->removeAttr(kCalibrationStatsAttr);
   // (Nothing was saved for an adapter without a PEFT form.)
   SmallString<256> savedConfig(adapterDir);
   llvm::sys::path::append(savedConfig, "adapter_config.json");

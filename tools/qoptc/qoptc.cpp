@@ -172,11 +172,14 @@ static cl::opt<std::string> saveAdapter(
     cl::value_desc("DIR"), cl::cat(category));
 static cl::opt<std::string> calibrationData(
     "calibration-data",
-    cl::desc("Calibration samples for data-driven adapter inits (EVA, with "
-             "--lora-config whose init_lora_weights is \"eva\"): an .npz "
-             "of arrays named after the model's inputs, first dimension = "
-             "samples; an optional 'labels' array masks tokens (-100)"),
-    cl::value_desc("calib.npz"), cl::cat(category));
+    cl::desc("Calibration samples for data-driven adapter inits (EVA, "
+             "LoRA-GA, with --lora-config) and for graph passes that read "
+             "activation statistics (qopt-smooth): an .npz of arrays named "
+             "after the model's inputs, first dimension = samples (an "
+             "optional 'labels' array masks tokens, -100); for the passes "
+             "also a .jsonl file (one object of the inputs per line) or the "
+             ".qstats file qopt-calibrate writes"),
+    cl::value_desc("calib.npz|calib.jsonl|stats.qstats"), cl::cat(category));
 static cl::opt<int64_t> calibrationBatchSize(
     "calibration-batch-size",
     cl::desc("Samples per calibration batch (PEFT's data loader batch "
@@ -335,9 +338,10 @@ int main(int argc, char **argv) {
                 "weights)");
   if (!saveAdapter.empty() && adapter.empty() && loraConfig.empty())
     return fail("--save-adapter needs --adapter or --lora-config");
-  if (!calibrationData.empty() && loraConfig.empty())
+  if (!calibrationData.empty() && loraConfig.empty() && graphPasses.empty())
     return fail("--calibration-data needs --lora-config (an adapter config "
-                "with init_lora_weights \"eva\")");
+                "with init_lora_weights \"eva\") or --graph-passes that "
+                "read activation statistics (qopt-smooth)");
   if (train && int8Activations)
     return fail("--int8-activations is for inference: a train step's "
                 "forward and backward must see the same weights' products");
@@ -442,6 +446,15 @@ int main(int argc, char **argv) {
   modelOptions.calibrationMaxPasses = calibrationMaxPasses;
   // Data-driven adapter inits: EVA, or LoRA-GA's gradients.
   modelOptions.calibrator = qopt::computeCalibrationState;
+  // Activation statistics for the outlier passes (qopt-smooth).
+  modelOptions.statsCalibrator =
+      [](ModuleOp m, StringRef data, int64_t batchSize,
+         const qopt::CPUTargetOptions &t, StringRef workDir, StringRef path) {
+        qopt::ActivationStatsOptions stats;
+        stats.batchSize = batchSize;
+        stats.summary = false; // --timing reports it
+        return qopt::computeActivationStats(m, data, stats, t, workDir, path);
+      };
   modelOptions.train = train;
   modelOptions.trainStep.loss = loss;
   modelOptions.trainStep.optimizer = optimizerSpec;

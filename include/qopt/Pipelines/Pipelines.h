@@ -84,7 +84,8 @@ struct ModelCompileOptions {
   std::string graphPasses;
   /// Calibration data (.npz: arrays named after the model's inputs, first
   /// dimension = samples; `labels` optional) for data-driven adapter
-  /// initialisations (EVA).
+  /// initialisations (EVA, LoRA-GA), or for graph passes that read
+  /// activation statistics (also .jsonl samples, or a .qstats file).
   std::string calibrationDataPath;
   /// Samples per calibration batch (PEFT's data loader batch size).
   int64_t calibrationBatchSize = 1;
@@ -101,6 +102,14 @@ struct ModelCompileOptions {
                               int64_t maxPasses, const CPUTargetOptions &target,
                               StringRef workDir, StringRef statePath)>
       calibrator;
+  /// Computes the activation statistics (a .qstats file at `statsPath`)
+  /// that graph passes such as qopt-smooth read, from the samples at
+  /// `dataPath`, with `workDir` for a probe. Supplied by the tool, as
+  /// `calibrator` is.
+  std::function<LogicalResult(ModuleOp module, StringRef dataPath,
+                              int64_t batchSize, const CPUTargetOptions &target,
+                              StringRef workDir, StringRef statsPath)>
+      statsCalibrator;
   /// Compile a training entry (`qoptc --train`): loaded adapters become
   /// trainable, and after the QOpt lowering qopt-build-train-step adds the
   /// loss, its gradients and the optimizer step.

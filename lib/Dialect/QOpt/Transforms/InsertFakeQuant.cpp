@@ -172,11 +172,15 @@ struct QOptInsertFakeQuantPass
     // Static activation scales: each layer's input absmax from a
     // calibration file.
     std::optional<LayerStatsFile> stats;
+    if (a.isStatic && activationStats.empty())
+      if (auto attr = module->getAttrOfType<StringAttr>(kCalibrationStatsAttr))
+        activationStats = attr.str();
     if (a.isStatic) {
       if (activationStats.empty())
         return fail(
             "static activation scales need activation-stats=FILE (a "
-            "safetensors file with each layer's <module>.input_absmax)");
+            "safetensors file with each layer's <module>.input_absmax, as "
+            "qopt-calibrate writes) or qoptc --calibration-data");
       std::string why;
       stats = LayerStatsFile::read(activationStats, why);
       if (!stats)

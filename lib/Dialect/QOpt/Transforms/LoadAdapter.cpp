@@ -54,7 +54,9 @@ mlir::qopt::readFloatSafetensors(const llvm::MemoryBuffer &buffer,
   return tensors;
 }
 
-std::string mlir::qopt::encodeF32Safetensors(ArrayRef<SafetensorsF32> tensors) {
+std::string mlir::qopt::encodeF32Safetensors(
+    ArrayRef<SafetensorsF32> tensors,
+    ArrayRef<std::pair<std::string, std::string>> metadata) {
   // A little-endian u64 header length, the JSON header (padded to 8 bytes),
   // then the data.
   llvm::json::Object header;
@@ -69,7 +71,10 @@ std::string mlir::qopt::encodeF32Safetensors(ArrayRef<SafetensorsF32> tensors) {
         {"data_offsets",
          llvm::json::Array{int64_t(begin), int64_t(data.size())}}};
   }
-  header["__metadata__"] = llvm::json::Object{{"format", "pt"}};
+  llvm::json::Object meta;
+  for (const auto &[key, value] : metadata)
+    meta[key] = value;
+  header["__metadata__"] = std::move(meta);
   std::string text = llvm::formatv("{0}", llvm::json::Value(std::move(header)));
   text.append((8 - text.size() % 8) % 8, ' ');
   std::string file(8, '\0');

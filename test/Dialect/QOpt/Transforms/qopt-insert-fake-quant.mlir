@@ -26,7 +26,7 @@
 // ERR-BLOCK: error: qopt-insert-fake-quant: the weight of 'model.q_proj' has 32 elements, not a multiple of the block size 24
 // ERR-STATIC-TOKEN: error: qopt-insert-fake-quant: activations 'int8:per-token,static': static activation scales are symmetric and per-tensor (one absmax per layer from calibration)
 // ERR-STATIC-ASYM: error: qopt-insert-fake-quant: activations 'int8:per-tensor,static,asym': static activation scales are symmetric and per-tensor
-// ERR-STATIC-NOFILE: error: qopt-insert-fake-quant: static activation scales need activation-stats=FILE (a safetensors file with each layer's <module>.input_absmax)
+// ERR-STATIC-NOFILE: error: qopt-insert-fake-quant: static activation scales need activation-stats=FILE (a safetensors file with each layer's <module>.input_absmax, as qopt-calibrate writes) or qoptc --calibration-data
 // ERR-STATIC-MISSING: error: qopt-insert-fake-quant: activation-stats '{{.*}}.missing': {{.*}}o such file or directory
 // ERR-STATIC-DYNAMIC: error: qopt-insert-fake-quant: activation-stats is read for static activation scales (activations=int8:per-tensor,static)
 // ERR-ACTNF4: error: qopt-insert-fake-quant: activations 'nf4:per-token': nf4 and fp4 are weight formats (bitsandbytes' blocks of the flattened weight)

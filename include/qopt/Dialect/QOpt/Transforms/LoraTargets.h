@@ -124,9 +124,12 @@ struct SafetensorsF32 {
   const std::vector<float> *values;
 };
 
-/// The bytes of a safetensors file holding `tensors` (and PEFT's
-/// `{"format": "pt"}` metadata).
-std::string encodeF32Safetensors(llvm::ArrayRef<SafetensorsF32> tensors);
+/// The bytes of a safetensors file holding `tensors`, with `metadata` (by
+/// default PEFT's `{"format": "pt"}`).
+std::string encodeF32Safetensors(
+    llvm::ArrayRef<SafetensorsF32> tensors,
+    llvm::ArrayRef<std::pair<std::string, std::string>> metadata = {
+        {"format", "pt"}});
 
 /// The float tensors of the safetensors file `buffer` (read from `path`,
 /// which errors name with the malformed tensor).

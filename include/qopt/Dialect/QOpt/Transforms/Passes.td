@@ -452,6 +452,66 @@ def QOptQuantizeWeightsPass
                            "::mlir::arith::ArithDialect"];
 }
 
+def QOptSmoothPass : Pass<"qopt-smooth", "::mlir::ModuleOp"> {
+  let summary = "SmoothQuant: migrates activation outliers into the weights";
+  let description = [{
+    For each selected `qopt.linear` (all of them that read the same input
+    together, as q/k/v or gate/up do), with `max|X|` the per-channel absmax
+    of the input from calibration statistics and `max|W|` the absmax of each
+    input channel over the layers' weights, computes SmoothQuant's factors
+
+    ```
+    s[c] = max(max|X|[c], 1e-5)^alpha / max(max|W|[c], 1e-5)^(1 - alpha)
+    ```
+
+    (at least 1e-5), multiplies the weights' columns by `s` and divides
+    the input by `s`, so the float model computes the same function while
+    the input becomes easier to quantize (outlier channels shrink, the
+    weights absorb them). The division is folded wherever that is exact:
+
+    * into the scale (and bias) of an RMSNorm / LayerNorm that produces the
+      input (LLaMA's input / post-attention norms, GPT-2's ln_1 / ln_2);
+    * into the rows (and bias) of a linear layer that produces it;
+    * into the rows of a linear layer whose result is one factor of an
+      elementwise product that produces it (LLaMA's up_proj before
+      down_proj: `silu(gate) · up`);
+
+    and otherwise (attention outputs, GELU outputs, inputs other ops read
+    too) becomes an explicit `qopt.smooth` before the layers.
+
+    `stats` is a statistics file as `qopt-calibrate` writes it (a
+    safetensors file of `<module>.input_absmax`; a layer without an entry,
+    or with one of another length, is an error naming it); without it the
+    module's `qopt.calibration_stats` attribute names one (`qoptc
+    --calibration-data`). Weights must be float (run it before
+    quantization and adapters: qoptc does so for passes at the front of
+    `--graph-passes`). New parameters are named after the layers
+    (`<module>.weight`, the norm's scale `<norm scale>` or
+    `<module>.smooth_scale` for an explicit `qopt.smooth`).
+  }];
+  let options = [
+    Option<"alpha", "alpha", "double", "0.5",
+           "Migration strength: 0 leaves the input, 1 moves all of its "
+           "range into the weights">,
+    Option<"stats", "stats", "std::string", "\"\"",
+           "Calibration statistics (qopt-calibrate's .qstats; default: the "
+           "module's qopt.calibration_stats)">,
+    ListOption<"targetModules", "target-modules", "std::string",
+               "The layers to smooth, as PEFT's target_modules (default: "
+               "all-linear, the output head left out)">,
+    ListOption<"excludeModules", "exclude-modules", "std::string",
+               "Layers left out (PEFT's exclude_modules)">,
+    Option<"fold", "fold", "bool", "true",
+           "Fold the division into the producer where exact (false: always "
+           "an explicit qopt.smooth)">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder of the model's external data (default: the module's "
+           "qopt.model_dir)">,
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::linalg::LinalgDialect"];
+}
+
 def QOptLQLoRAPass : Pass<"qopt-lq-lora", "::mlir::ModuleOp"> {
   let summary = "Decomposes weights as quantized + low-rank, W ≈ Q + B·A "
                 "(LQ-LoRA), for fine-tuning the low-rank part";
@@ -588,7 +648,9 @@ def QOptInsertFakeQuantPass
            "int8:per-tensor,static …)">,
     Option<"activationStats", "activation-stats", "std::string", "\"\"",
            "safetensors of each layer's <module>.input_absmax, for static "
-           "activation scales">,
+           "activation scales (qopt-calibrate's .qstats; default: the "
+           "module's qopt.calibration_stats, from qoptc "
+           "--calibration-data)">,
     ListOption<"targetModules", "target-modules", "std::string",
                "Layers to fake-quantize, as PEFT's target_modules "
                "(default: all-linear, the output head excluded)">,

@@ -48,6 +48,11 @@ std::optional<::qopt::dense::Matrix> getFloatMatrix(ElementsAttr data);
 /// the passes of `--graph-passes`: WeightReaders without a folder use it.
 constexpr StringLiteral kModelDirAttr = "qopt.model_dir";
 
+/// The module attribute naming the activation statistics (a .qstats file)
+/// that `qoptc --calibration-data` computed or was given, for the passes
+/// of `--graph-passes` that read them without a file of their own.
+constexpr StringLiteral kCalibrationStatsAttr = "qopt.calibration_stats";
+
 /// Reads parameters' values at compile time, from inline elements,
 /// `dense_resource` blobs, or `#qopt.external` byte ranges of files in
 /// `modelDir` (the folder relative locations start from; when empty, the

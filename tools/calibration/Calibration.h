@@ -8,12 +8,15 @@
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef QOPT_TOOLS_QOPTC_CALIBRATION_H
-#define QOPT_TOOLS_QOPTC_CALIBRATION_H
+#ifndef QOPT_TOOLS_CALIBRATION_CALIBRATION_H
+#define QOPT_TOOLS_CALIBRATION_CALIBRATION_H
 
 #include "qopt/Target/CPU/CPUTarget.h"
 
 #include "mlir/IR/BuiltinOps.h"
+
+#include <string>
+#include <vector>
 
 namespace mlir::qopt {
 
@@ -53,6 +56,39 @@ LogicalResult computeCalibrationState(ModuleOp module,
                                       const CPUTargetOptions &target,
                                       StringRef workDir, StringRef statePath);
 
+/// What computeActivationStats records, and how it names itself.
+struct ActivationStatsOptions {
+  /// Samples per run of the probe (.npz data; a .jsonl runs one line a
+  /// time).
+  int64_t batchSize = 1;
+  /// PEFT target_modules-style selection; empty: every named linear layer,
+  /// the output head included.
+  std::vector<std::string> modules;
+  /// Also keep each layer's first keepRows input rows (tokens the attention
+  /// mask keeps) as `<module>.input_rows`.
+  int64_t keepRows = 0;
+  /// A progress bar on stderr (when it is a terminal), and a summary line.
+  bool progress = true;
+  bool summary = true;
+  /// How messages name the tool and its options.
+  std::string toolName = "qoptc";
+  std::string optionName = "--calibration-data";
+  std::string batchSizeOption = "--calibration-batch-size";
+};
+
+/// Runs a probe of `module` (graph IR after the front end; left unchanged),
+/// compiled in `workDir`, over the samples of `dataPath` (.npz: arrays
+/// named after the model's inputs, first dimension = samples, `labels`
+/// ignored; .jsonl: one object of the inputs per line, without the sample
+/// dimension) and writes each selected linear layer's per-channel input
+/// absmax (`<module>.input_absmax`, over the tokens an `attention_mask`
+/// keeps) to the safetensors file `statsPath` (a .qstats file), whole or
+/// not at all. Errors name the file, line, array or layer at fault.
+LogicalResult computeActivationStats(ModuleOp module, StringRef dataPath,
+                                     const ActivationStatsOptions &options,
+                                     const CPUTargetOptions &target,
+                                     StringRef workDir, StringRef statsPath);
+
 } // namespace mlir::qopt
 
-#endif // QOPT_TOOLS_QOPTC_CALIBRATION_H
+#endif // QOPT_TOOLS_CALIBRATION_CALIBRATION_H
