@@ -110,6 +110,7 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
     if (groups.empty())
       return fail("no linear layer is selected");
 
+    llvm::StringSet<> before = paramNames(module);
     SymbolTable symbols(module);
     symbolTable = &symbols;
     WeightReader reader(modelDir);
@@ -118,12 +119,7 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
       if (failed(smoothGroup(input, group)))
         return signalPassFailure();
     eraseDeadOps(maybeDead, symbols);
-    // New parameters take the names of those they replace once free (a
-    // new parameter replaced in turn is gone).
-    for (auto &[current, name] : renames)
-      if (auto param = symbols.lookup<ParamOp>(current))
-        if (!symbols.lookup(name))
-          (void)symbols.rename(param, name);
+    restoreParamNames(module, before, symbols);
   }
 
   /// The factors for the layers of `group` (sharing `input`), applied.
@@ -170,13 +166,9 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
       for (int64_t n = 0; n < w.rows; ++n)
         for (int64_t c = 0; c < k; ++c)
           w.at(n, c) *= s[c];
-      Value weight = linear.getWeight();
-      Value replaced = newParam(linear, weight, w.data,
-                                (*linear.getModule() + ".weight").str());
-      if (!replaced)
+      if (failed(replace(linear, linear.getWeightMutable(), w.data,
+                         *linear.getModule() + ".weight")))
         return failure();
-      linear.getWeightMutable().assign(replaced);
-      noteDead(weight);
     }
     return success();
   }
@@ -287,13 +279,9 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
     for (int64_t n = 0; n < w->rows; ++n)
       for (int64_t c = 0; c < w->cols; ++c)
         w->at(n, c) /= s[n];
-    Value weight = linear.getWeight();
-    Value replaced = newParam(linear, weight, w->data,
-                              (*linear.getModule() + ".weight").str());
-    if (!replaced)
+    if (failed(replace(linear, linear.getWeightMutable(), w->data,
+                       *linear.getModule() + ".weight")))
       return failure();
-    linear.getWeightMutable().assign(replaced);
-    noteDead(weight);
     if (Value bias = linear.getBias())
       if (failed(scaleVector(linear, linear.getBiasMutable()[0], s)))
         return failure();
@@ -320,12 +308,7 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
       name = module.str() + ".bias";
     else
       name = "smoothed_norm.weight";
-    Value replaced = newParam(op, old, v->data, name);
-    if (!replaced)
-      return failure();
-    operand.assign(replaced);
-    noteDead(old);
-    return success();
+    return replace(op, operand, v->data, name);
   }
 
   FailureOr<dense::Matrix> evaluate(Value value, Operation *op,
@@ -339,30 +322,16 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
     return m;
   }
 
-  /// A new parameter holding `values`, of `old`'s type, read before `op`;
-  /// named `preferred` once the parameter it replaces is gone.
-  Value newParam(Operation *op, Value old, ArrayRef<float> values,
-                 const std::string &preferred) {
-    auto type = cast<RankedTensorType>(old.getType());
-    ParamOp param =
-        createFloatParam(*symbolTable, op->getLoc(), preferred, type, values);
-    if (!param)
-      return Value();
-    renames.emplace_back(param.getSymName().str(), preferred);
-    OpBuilder b(op);
-    return LoadParamOp::create(b, op->getLoc(), type, param.getSymName());
-  }
-
-  void noteDead(Value old) {
-    if (Operation *def = old.getDefiningOp())
-      maybeDead.push_back(def);
+  LogicalResult replace(Operation *op, OpOperand &operand,
+                        ArrayRef<float> values, const Twine &preferred) {
+    return replaceWithParam(*symbolTable, op, operand, values, preferred.str(),
+                            maybeDead);
   }
 
   LayerStatsFile *statsFile = nullptr;
   SymbolTable *symbolTable = nullptr;
   WeightReader *readerPtr = nullptr;
   SmallVector<Operation *> maybeDead;
-  std::vector<std::pair<std::string, std::string>> renames;
 };
 
 } // namespace

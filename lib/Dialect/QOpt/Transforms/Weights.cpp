@@ -451,6 +451,25 @@ void mlir::qopt::restoreParamNames(ModuleOp module,
       (void)symbols.rename(p, StringAttr::get(module.getContext(), base));
 }
 
+LogicalResult
+mlir::qopt::replaceWithParam(SymbolTable &symbols, Operation *op,
+                             OpOperand &operand, ArrayRef<float> values,
+                             StringRef preferred,
+                             SmallVectorImpl<Operation *> &maybeDead) {
+  Value old = operand.get();
+  auto type = cast<RankedTensorType>(old.getType());
+  ParamOp param =
+      createFloatParam(symbols, op->getLoc(), preferred, type, values);
+  if (!param)
+    return failure();
+  OpBuilder b(op);
+  operand.assign(
+      LoadParamOp::create(b, op->getLoc(), type, param.getSymName()));
+  if (Operation *def = old.getDefiningOp())
+    maybeDead.push_back(def);
+  return success();
+}
+
 void mlir::qopt::eraseDeadOps(SmallVectorImpl<Operation *> &maybeDead,
                               SymbolTable &symbols) {
   SmallVector<StringAttr> unread;

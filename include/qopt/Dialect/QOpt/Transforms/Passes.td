@@ -512,6 +512,55 @@ def QOptSmoothPass : Pass<"qopt-smooth", "::mlir::ModuleOp"> {
                            "::mlir::linalg::LinalgDialect"];
 }
 
+def QOptRotatePass : Pass<"qopt-rotate", "::mlir::ModuleOp"> {
+  let summary = "QuaRot / HALO: Hadamard rotations of the residual stream "
+                "folded into the weights, online ones where they cannot be";
+  let description = [{
+    Rotates a pre-norm transformer (RMSNorm; LLaMA, Mistral, Qwen2) so
+    that its activations lose their outlier channels while the float model
+    computes the same function:
+
+    1. Every RMSNorm's scale is folded into the linear layers that read it
+       (`W ← W·diag(γ)`, `γ ← 1`), which makes the norm commute with
+       rotations.
+    2. The residual stream `h` (the embedding's output and every
+       `qopt.residual_add`) becomes `Q·h` for the randomized Hadamard
+       rotation `Q = (1/√n)·H_n·diag(signs)` of the hidden size `n`: the
+       embedding table's rows and the writers' outputs (the `update` of each
+       residual add: o_proj, down_proj, their biases) are rotated by `Q`,
+       the readers (the linear layers after each norm, the output head) get
+       `W ← W·Qᵀ`. Everything is folded offline.
+    3. The inputs of the layers named in `online` (default o_proj and
+       down_proj: the attention output, the MLP's product) get an online
+       `qopt.hadamard` with random signs, and those layers `W ← W·Qᵀ` for
+       it, so their inputs are rotated too (QuaRot's online Hadamards).
+
+    Hadamard matrices exist for `2^k` and `m·2^k` (see `qopt.hadamard`); a
+    size without one is an error naming the largest block that works,
+    unless `block-fallback` makes it a block-diagonal rotation of that
+    block. The signs come from `seed` (SplitMix64), or are all +1 with
+    `random=false`. Anything else reading the residual stream (an op other
+    than a norm or residual add, a writer that is not a float linear
+    layer, a LayerNorm, whose mean is not rotation-invariant) is an error
+    naming it.
+  }];
+  let options = [
+    Option<"seed", "seed", "uint64_t", "0", "Seed of the random signs">,
+    Option<"random", "random", "bool", "true",
+           "Random signs (false: the plain Hadamard matrix)">,
+    ListOption<"online", "online", "std::string",
+               "Layers whose input gets an online Hadamard (names or "
+               "suffixes; default: o_proj, down_proj; 'none' for none)">,
+    Option<"blockFallback", "block-fallback", "bool", "false",
+           "Rotate a size without a Hadamard matrix block-diagonally, by the "
+           "largest block that has one">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder of the model's external data (default: the module's "
+           "qopt.model_dir)">,
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect"];
+}
+
 def QOptLQLoRAPass : Pass<"qopt-lq-lora", "::mlir::ModuleOp"> {
   let summary = "Decomposes weights as quantized + low-rank, W ≈ Q + B·A "
                 "(LQ-LoRA), for fine-tuning the low-rank part";

@@ -243,6 +243,15 @@ llvm::StringSet<> paramNames(ModuleOp module);
 void restoreParamNames(ModuleOp module, const llvm::StringSet<> &before,
                        SymbolTable &symbols);
 
+/// Gives `op`'s float operand `operand` new values: a new parameter of its
+/// type named `preferred` (with a clash suffix while the old one exists;
+/// restoreParamNames gives it the name later), read just before `op`. The
+/// old value's producer goes to `maybeDead`. Fails after an error.
+LogicalResult replaceWithParam(SymbolTable &symbols, Operation *op,
+                               OpOperand &operand, ArrayRef<float> values,
+                               StringRef preferred,
+                               SmallVectorImpl<Operation *> &maybeDead);
+
 /// Erases the ops of `maybeDead` nothing reads, then the producers that
 /// leaves unread, recursively (an op may be listed more than once), then
 /// the parameters of `symbols` whose last reads it erased (others nothing
