@@ -1,6 +1,7 @@
 //===- Pipelines.cpp - Whole-model pipelines ------------------------------===//
 
 #include "qopt/Pipelines/Pipelines.h"
+#include "qopt/Pipelines/Recipes.h"
 
 #include "qopt/Conversion/ONNXToQOpt/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
@@ -100,56 +101,11 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
 /// arguments, a copy of those arguments named `<param>.initial`, frozen.
 /// (PiSSA, OLoRA and LoftQ adapters save plainly: PEFT recomputes their
 /// residual from the original weights.)
-/// The top-level passes of a textual pipeline (commas inside options'
-/// braces do not split).
-static SmallVector<std::string> splitPipeline(StringRef text) {
-  SmallVector<std::string> parts;
-  int depth = 0;
-  std::string current;
-  for (char c : text) {
-    if (c == '{' || c == '(')
-      ++depth;
-    if (c == '}' || c == ')')
-      --depth;
-    if (c == ',' && depth == 0) {
-      parts.push_back(StringRef(current).trim().str());
-      current.clear();
-      continue;
-    }
-    current += c;
-  }
-  if (!StringRef(current).trim().empty())
-    parts.push_back(StringRef(current).trim().str());
-  return parts;
-}
-
-/// The pass name of a pipeline element (`qopt-smooth{alpha=0.5}`).
-static StringRef passName(StringRef element) {
-  return element.take_until([](char c) { return c == '{' || c == '('; }).trim();
-}
-
-/// `--graph-passes` split into its leading outlier passes (qopt-smooth,
-/// qopt-rotate, qopt-svdquant: they rewrite float weights, so they run
-/// before quantization and adapters) and the rest.
-static std::pair<std::string, std::string>
-splitOutlierPasses(StringRef pipeline) {
-  SmallVector<std::string> parts = splitPipeline(pipeline);
-  size_t lead = 0;
-  while (lead < parts.size() &&
-         llvm::is_contained({"qopt-smooth", "qopt-rotate", "qopt-svdquant"},
-                            passName(parts[lead])))
-    ++lead;
-  auto join = [&](size_t from, size_t to) {
-    return llvm::join(ArrayRef<std::string>(parts).slice(from, to - from), ",");
-  };
-  return {join(0, lead), join(lead, parts.size())};
-}
-
 /// Whether a pass of `pipeline` reads activation statistics (the module's
 /// qopt.calibration_stats when not given a file).
 static bool readsActivationStats(StringRef pipeline) {
-  for (const std::string &part : splitPipeline(pipeline)) {
-    StringRef name = passName(part);
+  for (const std::string &part : mlir::qopt::splitPipeline(pipeline)) {
+    StringRef name = mlir::qopt::pipelinePassName(part);
     if (name == "qopt-smooth" || name == "qopt-svdquant" ||
         (name == "qopt-insert-fake-quant" &&
          StringRef(part).contains("static")))
@@ -274,24 +230,14 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
              << "': " << StringRef(message).trim();
   }
   if (!options.quantizeSpec.empty()) {
-    QuantizeSpec spec;
-    if (std::optional<std::string> why =
-            parseQuantizeSpec(options.quantizeSpec, spec))
+    QOptQuantizeWeightsPassOptions quantize;
+    if (std::optional<std::string> why = quantizeWeightsOptions(
+            options.quantizeSpec, options.quantizeModules, quantize))
       return emitError(module.getLoc())
              << "--quantize '" << options.quantizeSpec << "': " << *why;
-    QOptQuantizeWeightsPassOptions quantize;
-    quantize.format = spec.format;
-    quantize.block = spec.block;
-    quantize.doubleQuant = spec.doubleQuant;
-    quantize.group = spec.group;
-    quantize.asym = spec.asym;
-    quantize.clip = spec.mse ? "mse" : "minmax";
-    quantize.perChannel = spec.perChannel;
     quantize.modelDir = target.modelDir;
     quantize.budgetBits = options.budgetBits;
     quantize.fisher = options.budgetFisher;
-    quantize.targetModules.assign(options.quantizeModules.begin(),
-                                  options.quantizeModules.end());
     quantizer.addPass(createQOptQuantizeWeightsPass(quantize));
   }
   if (failed(quantizer.run(module)))
@@ -305,12 +251,17 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
         {options.loraSlotsPath, true}}) {
     if (path.empty())
       continue;
-    auto file = llvm::MemoryBuffer::getFile(path);
-    if (!file)
-      return emitError(module.getLoc())
-             << "cannot read " << path << ": " << file.getError().message();
-    llvm::Expected<PeftLoraConfig> config =
-        parsePeftLoraConfig((*file)->getBuffer());
+    std::string text;
+    if (!slots && !options.loraConfigJson.empty()) {
+      text = options.loraConfigJson; // a recipe's adapter
+    } else {
+      auto file = llvm::MemoryBuffer::getFile(path);
+      if (!file)
+        return emitError(module.getLoc())
+               << "cannot read " << path << ": " << file.getError().message();
+      text = (*file)->getBuffer().str();
+    }
+    llvm::Expected<PeftLoraConfig> config = parsePeftLoraConfig(text);
     if (!config)
       return emitError(module.getLoc())
              << path << ": " << llvm::toString(config.takeError());

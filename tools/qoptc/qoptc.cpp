@@ -17,6 +17,7 @@
 #include "qopt/InitAllDialects.h"
 #include "qopt/InitAllPasses.h"
 #include "qopt/Pipelines/Pipelines.h"
+#include "qopt/Pipelines/Recipes.h"
 
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
@@ -40,7 +41,7 @@ using namespace mlir;
 namespace cl = llvm::cl;
 
 static cl::OptionCategory category("qoptc options");
-static cl::opt<std::string> inputPath(cl::Positional, cl::Required,
+static cl::opt<std::string> inputPath(cl::Positional,
                                       cl::desc("<model.onnx | model.mlir>"),
                                       cl::cat(category));
 static cl::opt<std::string> outputPath("o",
@@ -151,6 +152,19 @@ static cl::opt<std::string> adapter(
              "adapter_config.json, adapter_model.safetensors); it runs "
              "unmerged unless --merge"),
     cl::value_desc("DIR"), cl::cat(category));
+static cl::opt<std::string> recipeName(
+    "recipe",
+    cl::desc("Apply a named recipe (a built-in one: lora, dora, pissa, loftq, "
+             "qlora, l4q, peqa, lq-lora, smoothquant-w8a8, quarot-w4a16, "
+             "quarot-w4a4, fp8, mxfp4; or a .yaml file): its graph passes, "
+             "--quantize spec, adapter config and flags; --list-recipes "
+             "prints them"),
+    cl::value_desc("name|recipe.yaml"), cl::cat(category));
+static cl::opt<bool>
+    listRecipes("list-recipes",
+                cl::desc("Print the built-in recipes (name, summary, "
+                         "paper, passes) and exit"),
+                cl::cat(category));
 static cl::opt<std::string> loraConfig(
     "lora-config",
     cl::desc("Insert fresh LoRA adapters as a PEFT adapter_config.json "
@@ -295,6 +309,9 @@ static cl::opt<double> temperature(
              "(default 1)"),
     cl::init(1.0), cl::cat(category));
 
+/// A recipe's adapter config (JSON), when --recipe names one.
+static std::string recipeAdapterJson;
+
 static int fail(const Twine &message) {
   llvm::errs() << "qoptc: error: " << message << "\n";
   return 1;
@@ -310,6 +327,67 @@ int main(int argc, char **argv) {
                               "qopt model compiler: ONNX to a native "
                               "library, its weights and manifest\n");
   auto start = std::chrono::steady_clock::now();
+  if (listRecipes) {
+    MLIRContext context;
+    mlir::qopt::registerAllPasses();
+    for (const std::string &name : qopt::builtinRecipeNames()) {
+      llvm::Expected<qopt::Recipe> r = qopt::loadRecipe(name);
+      if (!r)
+        return fail(llvm::toString(r.takeError()));
+      llvm::Expected<std::string> pipeline = qopt::recipePipeline(*r, &context);
+      if (!pipeline)
+        return fail(llvm::toString(pipeline.takeError()));
+      llvm::outs() << r->name << ": " << r->summary << "\n  paper: " << r->paper
+                   << "\n  passes: " << *pipeline
+                   << (r->int8Activations ? "\n  flags: --int8-activations"
+                                          : "")
+                   << (r->calibration ? "\n  needs: --calibration-data" : "")
+                   << "\n";
+    }
+    return 0;
+  }
+  if (inputPath.empty())
+    return fail("no model: give model.onnx (or model.mlir)");
+  // A recipe sets the options it names, as if given on the command line;
+  // giving one of them too is an error.
+  if (!recipeName.empty()) {
+    llvm::Expected<qopt::Recipe> r = qopt::loadRecipe(recipeName);
+    if (!r)
+      return fail(llvm::toString(r.takeError()));
+    auto clash = [&](bool given, StringRef flag) {
+      if (given)
+        fail("--recipe " + recipeName + " sets " + flag +
+             " already: give one or the other");
+      return given;
+    };
+    if (!r->quantize.empty()) {
+      if (clash(!quantize.empty(), "--quantize") ||
+          clash(!quantizeModules.empty() && !r->quantizeModules.empty(),
+                "--quantize-modules"))
+        return 1;
+      quantize = r->quantize;
+      for (const std::string &m : r->quantizeModules)
+        quantizeModules.push_back(m);
+    }
+    if (!r->graphPasses.empty()) {
+      if (clash(!graphPasses.empty(), "--graph-passes"))
+        return 1;
+      graphPasses = r->graphPasses;
+    }
+    if (!r->adapterJson.empty()) {
+      if (clash(!loraConfig.empty() || !adapter.empty() || !loraSlots.empty(),
+                "an adapter (--lora-config, --adapter, --lora-slots)"))
+        return 1;
+      loraConfig = "recipe " + r->name + " (adapter)";
+      recipeAdapterJson = r->adapterJson;
+    }
+    if (r->int8Activations)
+      int8Activations = true;
+    if (r->calibration && calibrationData.empty())
+      return fail("--recipe " + recipeName +
+                  " needs calibration data: --calibration-data calib.npz, "
+                  "calib.jsonl or a .qstats file from qopt-calibrate");
+  }
   if (!graphPasses.empty()) { // the passes --graph-passes may name
     mlir::qopt::registerAllPasses();
     mlir::registerTransformsPasses();
@@ -437,6 +515,7 @@ int main(int argc, char **argv) {
   modelOptions.graphPasses = graphPasses;
   modelOptions.adapterDir = adapter;
   modelOptions.loraConfigPath = loraConfig;
+  modelOptions.loraConfigJson = recipeAdapterJson;
   modelOptions.loraSlotsPath = loraSlots;
   modelOptions.mergeAdapter = merge;
   modelOptions.requantizeMerged = requantize;

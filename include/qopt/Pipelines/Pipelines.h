@@ -69,6 +69,9 @@ struct ModelCompileOptions {
   /// A PEFT adapter_config.json whose fresh adapters to insert
   /// (qopt-insert-lora).
   std::string loraConfigPath;
+  /// The adapter config as JSON text (a recipe's `adapter`), read instead
+  /// of the file at loraConfigPath, which then only names it in messages.
+  std::string loraConfigJson;
   /// A PEFT adapter_config.json whose layers get run-time adapter slots
   /// (qopt-insert-lora slots=true).
   std::string loraSlotsPath;

@@ -954,6 +954,23 @@ mlir::qopt::createQOptInsertLoRAPass(const PeftLoraConfig &config,
   options.seed = seed;
   options.slots = slots;
   options.modelDir = modelDir.str();
+  // The selection runs from `preset`; the options mirror it so that the
+  // pass prints as the pipeline it is (qopt-opt --qopt-recipe).
+  const LoraSelection &sel = config.selection;
+  if (sel.allLinear)
+    options.targetModules = {"all-linear"};
+  else if (sel.targetRegex)
+    options.targetModules = {*sel.targetRegex};
+  else
+    options.targetModules.assign(sel.targetModules.begin(),
+                                 sel.targetModules.end());
+  if (sel.excludeRegex)
+    options.excludeModules = {*sel.excludeRegex};
+  else
+    options.excludeModules.assign(sel.excludeModules.begin(),
+                                  sel.excludeModules.end());
+  options.layersToTransform.assign(sel.layersToTransform.begin(),
+                                   sel.layersToTransform.end());
   auto pass = std::make_unique<QOptInsertLoRAPass>(options);
   pass->preset = config.selection;
   pass->randloraSparse = config.randloraSparse;
