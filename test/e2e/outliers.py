@@ -165,6 +165,12 @@ with tempfile.TemporaryDirectory() as tmp:
         linears = len(re.findall(r"qopt\.linear ", ir))
         report(f"{export} smoothed logits unchanged ({explicit} explicit qopt.smooth for {linears} "
                f"linear layers)", err <= 1e-5, f"{err:.1e}")
+        # SVDQuant's split before quantization: W = B·A + R, R kept float.
+        split = os.path.join(tmp, f"{export}-svd.so")
+        rc2, e2 = run("qoptc", path, "--graph-passes", "qopt-svdquant{weights= rank=8}", "-o", split)
+        err2 = max(rel_error(qopt.load(split).run(**f)[0], a.run(**f)[0]) for f in feeds) if rc2 == 0 else 1
+        report(f"{export} SVDQuant's low-rank split leaves the logits unchanged", err2 <= 1e-5,
+               f"{err2:.1e}" if rc2 == 0 else e2[-300:])
         del a, b
 
     # The smoothed weights against SmoothQuant's formula, from a .qstats.
@@ -196,6 +202,23 @@ with tempfile.TemporaryDirectory() as tmp:
     for n, (cols, rows) in expect.items():
         worst = max(worst, rel_error(weights[f"{n}.weight"], inits[layers[n][1]].T * cols[None, :] * rows))
     report("smoothed q/k/v, gate/up/down weights = W diag(s) (up_proj's rows / down_proj's s), alpha 0.75, qstats file", rc == 0 and worst <= 1e-6,
+           f"{worst:.1e}" if rc == 0 else err[-300:])
+
+    # SVDQuant's branch is W's rank-8 truncation (numpy's SVD), the base the
+    # rest.
+    split = os.path.join(tmp, "llama-svd.so")
+    rc, err = run("qoptc", path, "--graph-passes", "qopt-svdquant{weights= rank=8 svd=exact}", "-o", split)
+    worst = float("inf")
+    if rc == 0:
+        got = read_safetensors(split.replace(".so", ".safetensors"))
+        worst = 0.0
+        for n in (p + "self_attn.q_proj", p + "mlp.down_proj"):
+            w = inits[layers[n][1]].T.astype(np.float64)
+            u, sv, vt = np.linalg.svd(w, full_matrices=False)
+            low = (u[:, :8] * sv[:8]) @ vt[:8]
+            worst = max(worst, rel_error(got[f"{n}.svd_B"] @ got[f"{n}.svd_A"], low),
+                        rel_error(got[f"{n}.weight"], w - low))
+    report("SVDQuant branch = numpy's rank-8 truncation of W, base = the rest", worst <= 1e-5,
            f"{worst:.1e}" if rc == 0 else err[-300:])
 
     # Static activation scales from qoptc --calibration-data (samples) equal

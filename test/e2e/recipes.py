@@ -6,7 +6,9 @@ and computes what its parts compute alone:
   peqa --quantize int4 groups' (its scales only become trainable); fp8 and
   mxfp4 give their --quantize spec's;
 - the others (loftq, l4q, lq-lora, smoothquant-w8a8, quarot-w4a16,
-  quarot-w4a4) stay within a stated error of the float model;
+  quarot-w4a4, svdquant-w4a4) stay within a stated error of the float
+  model (on this 32-wide model svdquant-w4a4's rank-32 branch holds the
+  whole weight; SVDQuant's accuracy is rotate.test's);
 - qopt-opt --qopt-recipe=NAME --print-pipeline prints the passes; a
   user's YAML recipe works the same way; its mistakes are errors naming
   the file, line and key.
@@ -62,7 +64,7 @@ EXPECT = {
     "mxfp4": (["--quantize", "mxfp4"], 0.0),
     "loftq": (None, 0.25), "l4q": (None, 0.25), "lq-lora": (None, 0.25),
     "smoothquant-w8a8": (None, 0.05), "quarot-w4a16": (None, 0.25),
-    "quarot-w4a4": (None, 0.5),
+    "quarot-w4a4": (None, 0.5), "svdquant-w4a4": (None, 0.5),
 }
 
 with tempfile.TemporaryDirectory() as tmp:

@@ -156,7 +156,8 @@ static cl::opt<std::string> recipeName(
     "recipe",
     cl::desc("Apply a named recipe (a built-in one: lora, dora, pissa, loftq, "
              "qlora, l4q, peqa, lq-lora, smoothquant-w8a8, quarot-w4a16, "
-             "quarot-w4a4, fp8, mxfp4; or a .yaml file): its graph passes, "
+             "quarot-w4a4, svdquant-w4a4, fp8, mxfp4; or a .yaml file): its "
+             "graph passes, "
              "--quantize spec, adapter config and flags; --list-recipes "
              "prints them"),
     cl::value_desc("name|recipe.yaml"), cl::cat(category));

@@ -561,6 +561,52 @@ def QOptRotatePass : Pass<"qopt-rotate", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qopt::QOptDialect"];
 }
 
+def QOptSVDQuantPass : Pass<"qopt-svdquant", "::mlir::ModuleOp"> {
+  let summary = "SVDQuant: a low-rank branch absorbs the weight's outliers, "
+                "the residual is quantized";
+  let description = [{
+    For each selected float `qopt.linear` `y = x·Wᵀ + b`, splits
+    `W = B·A + R` with `B·A` the top-`rank` singular part of `W` (exact or
+    randomized SVD; `rank` at most min(N, K)), quantizes the residual `R`
+    as `weights` says (a `--quantize` spec; empty keeps it float, which
+    leaves the function unchanged and checks the split) and rewrites the
+    layer as
+
+    ```
+    y = linear(x, Q(R), b) + linear(linear(x, A), B)
+    ```
+
+    The base keeps the layer's module path, so later passes that select
+    layers by name (`qopt-insert-fake-quant{activations=int4:per-token}`
+    for W4A4) quantize its input only; the branch layers have none and
+    keep 16-bit-or-wider activations, as SVDQuant's low-rank branch does.
+    Both read the same `x`. Run `qopt-smooth` first to move activation
+    outliers into the weights (SVDQuant's smoothing); the `svdquant-w4a4`
+    recipe does. The branch factors `<module>.svd_A` (r×K) and
+    `<module>.svd_B` (N×r) are frozen f32 parameters (not 16-bit yet).
+  }];
+  let options = [
+    Option<"weights", "weights", "std::string", "\"int4:group=64\"",
+           "How to quantize the residual (a qoptc --quantize spec; empty: "
+           "keep it float)">,
+    Option<"rank", "rank", "int64_t", "32", "Rank of the low-rank branch">,
+    Option<"svd", "svd", "std::string", "\"auto\"",
+           "exact, randomized or auto (randomized above 512)">,
+    ListOption<"targetModules", "target-modules", "std::string",
+               "The layers, as PEFT's target_modules (default: all-linear, "
+               "the output head left out)">,
+    ListOption<"excludeModules", "exclude-modules", "std::string",
+               "Layers left out">,
+    Option<"modelDir", "model-dir", "std::string", "\"\"",
+           "Folder of the model's external data (default: the module's "
+           "qopt.model_dir)">,
+  ];
+  let dependentDialects = ["::mlir::qopt::QOptDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def QOptLQLoRAPass : Pass<"qopt-lq-lora", "::mlir::ModuleOp"> {
   let summary = "Decomposes weights as quantized + low-rank, W ≈ Q + B·A "
                 "(LQ-LoRA), for fine-tuning the low-rank part";

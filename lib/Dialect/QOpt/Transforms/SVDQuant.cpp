@@ -1,0 +1,182 @@
+//===- SVDQuant.cpp - Low-rank branch plus a quantized residual -----------===//
+//
+// qopt-svdquant splits each selected weight into its top singular part,
+// kept as a float low-rank branch, and a residual without the outliers the
+// branch absorbed, which quantizes well. The layer becomes two products of
+// the same input: the quantized base (keeping the module path, so that
+// activation quantizers select it) and the unnamed branch.
+//
+//===----------------------------------------------------------------------===//
+
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
+#include "qopt/Dialect/QOpt/Transforms/Passes.h"
+#include "qopt/Dialect/QOpt/Transforms/Weights.h"
+
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinOps.h"
+
+#include <algorithm>
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTSVDQUANTPASS
+#include "qopt/Dialect/QOpt/Transforms/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+using namespace mlir::qopt;
+namespace dense = ::qopt::dense;
+
+namespace {
+
+/// a + b, elementwise, for two tensors of one type.
+Value addTensors(OpBuilder &b, Location loc, Value lhs, Value rhs) {
+  auto type = cast<RankedTensorType>(lhs.getType());
+  Value init = tensor::EmptyOp::create(
+      b, loc, tensor::getMixedSizes(b, loc, lhs), type.getElementType());
+  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
+  SmallVector<utils::IteratorType> par(type.getRank(),
+                                       utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, type, ValueRange{lhs, rhs}, init,
+             ArrayRef<AffineMap>{id, id, id}, par,
+             [](OpBuilder &nb, Location l, ValueRange args) {
+               linalg::YieldOp::create(
+                   nb, l,
+                   Value(arith::AddFOp::create(nb, l, args[0], args[1])));
+             })
+      .getResult(0);
+}
+
+struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
+  using Base::Base;
+
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    Location loc = module.getLoc();
+    auto fail = [&](const Twine &message) {
+      emitError(loc) << "qopt-svdquant: " << message;
+      signalPassFailure();
+    };
+    if (rank < 1)
+      return fail("rank must be at least 1, got " + Twine(int64_t(rank)));
+    if (svd != "exact" && svd != "randomized" && svd != "auto")
+      return fail("svd '" + svd + "' is not exact, randomized or auto");
+    QuantizeSpec spec;
+    if (!weights.empty())
+      if (std::optional<std::string> why = parseQuantizeSpec(weights, spec))
+        return fail("weights '" + weights + "': " + *why);
+
+    std::vector<LinearLayer> layers = collectLinearLayers(module);
+    llvm::Expected<LoraTargets> selected = selectWeightLayers(
+        std::vector<std::string>(targetModules.begin(), targetModules.end()),
+        std::vector<std::string>(excludeModules.begin(), excludeModules.end()),
+        layers);
+    if (!selected)
+      return fail(llvm::toString(selected.takeError()));
+    SmallVector<LinearOp> linears;
+    for (const LinearLayer &layer : layers) {
+      if (layer.name.empty() || !selected->matches(layer.name))
+        continue;
+      if (isa<LoRAOp>(layer.op))
+        return fail("'" + layer.name +
+                    "' has an adapter: decompose the base model before "
+                    "adapters are inserted or loaded");
+      auto linear = dyn_cast<LinearOp>(layer.op);
+      if (!linear)
+        continue;
+      if (!isa<RankedTensorType>(linear.getWeight().getType()))
+        return fail("the weight of '" + layer.name +
+                    "' is quantized already: decompose before quantizing");
+      linears.push_back(linear);
+    }
+    if (linears.empty())
+      return fail("no linear layer is selected");
+
+    llvm::StringSet<> before = paramNames(module);
+    SymbolTable symbols(module);
+    WeightReader reader(modelDir);
+    SmallVector<Operation *> maybeDead;
+    for (LinearOp linear : linears) {
+      std::string name = linear.getModule()->str();
+      std::string why;
+      FailureOr<dense::Matrix> w =
+          reader.evaluate(linear.getWeight(), symbols, linear, why, &maybeDead);
+      if (failed(w)) {
+        if (!why.empty())
+          linear.emitError() << "qopt-svdquant: the weight " << why;
+        return signalPassFailure();
+      }
+      // W = U·S·Vᵀ: B = U·S (N×r), A = Vᵀ (r×K); R = W - B·A.
+      int64_t r = std::min({int64_t(rank), w->rows, w->cols});
+      dense::Matrix u, vt;
+      std::vector<float> s;
+      bool randomized = svd == "randomized" ||
+                        (svd == "auto" && std::min(w->rows, w->cols) > 512);
+      if (randomized)
+        dense::topSingularRandomized(*w, r, u, s, vt);
+      else
+        dense::topSingular(*w, r, u, s, vt);
+      dense::Matrix bm(w->rows, r);
+      for (int64_t i = 0; i < w->rows; ++i)
+        for (int64_t k = 0; k < r; ++k)
+          bm.at(i, k) = u.at(i, k) * s[size_t(k)];
+      dense::Matrix residual = *w;
+      dense::gemm(false, false, -1.0f, bm, vt, 1.0f, residual);
+
+      Location l = linear.getLoc();
+      OpBuilder b(linear);
+      Value old = linear.getWeight();
+      if (weights.empty()) {
+        if (failed(replaceWithParam(symbols, linear, linear.getWeightMutable(),
+                                    residual.data, name + ".weight",
+                                    maybeDead)))
+          return signalPassFailure();
+      } else {
+        QuantizedWeight q = quantizeMatrix(&getContext(), spec, residual);
+        Value packed =
+            createQuantizedWeight(symbols, linear, name + ".weight", q);
+        if (!packed)
+          return signalPassFailure();
+        linear.getWeightMutable().assign(packed);
+        if (Operation *def = old.getDefiningOp())
+          maybeDead.push_back(def);
+      }
+      // The layer's readers, before the new ops read it too.
+      SmallVector<OpOperand *> readers;
+      for (OpOperand &use : linear.getResult().getUses())
+        readers.push_back(&use);
+      // The branch: two products of the same input, in its element type.
+      auto xType = cast<RankedTensorType>(linear.getInput().getType());
+      Type element = xType.getElementType();
+      auto aType = RankedTensorType::get({r, w->cols}, element);
+      auto bType = RankedTensorType::get({w->rows, r}, element);
+      ParamOp a = createFloatParam(symbols, l, name + ".svd_A", aType, vt.data);
+      ParamOp bp =
+          createFloatParam(symbols, l, name + ".svd_B", bType, bm.data);
+      if (!a || !bp)
+        return signalPassFailure();
+      b.setInsertionPointAfter(linear);
+      Value av = LoadParamOp::create(b, l, aType, a.getSymName());
+      Value bv = LoadParamOp::create(b, l, bType, bp.getSymName());
+      SmallVector<int64_t> downShape(xType.getShape());
+      downShape.back() = r;
+      auto downType = RankedTensorType::get(downShape, element);
+      Value down =
+          LinearOp::create(b, l, downType, linear.getInput(), av, Value())
+              .getResult();
+      Value up = LinearOp::create(b, l, linear.getResult().getType(), down, bv,
+                                  Value())
+                     .getResult();
+      Value sum = addTensors(b, l, linear.getResult(), up);
+      for (OpOperand *use : readers)
+        use->set(sum);
+    }
+    eraseDeadOps(maybeDead, symbols);
+    restoreParamNames(module, before, symbols);
+  }
+};
+
+} // namespace
