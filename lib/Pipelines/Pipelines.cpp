@@ -106,9 +106,8 @@ static LogicalResult recordAdapter(ModuleOp module, StringRef dir) {
 static bool readsActivationStats(StringRef pipeline) {
   for (const std::string &part : mlir::qopt::splitPipeline(pipeline)) {
     StringRef name = mlir::qopt::pipelinePassName(part);
-    if (name == "qopt-smooth" || name == "qopt-svdquant" ||
-        (name == "qopt-insert-fake-quant" &&
-         StringRef(part).contains("static")))
+    if (name == "qopt-smooth" || (name == "qopt-insert-fake-quant" &&
+                                  StringRef(part).contains("static")))
       return true;
   }
   return false;
@@ -188,6 +187,46 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   // Outlier passes rewrite the float weights, so the leading ones of
   // --graph-passes run before quantization and adapters; the rest after.
   auto [outlierPasses, laterPasses] = splitOutlierPasses(options.graphPasses);
+  if (!outlierPasses.empty()) {
+    // They change the layers' inputs and weights: an adapter trained on the
+    // original model would read other inputs, and one saved from here would
+    // not fit the original model in PEFT.
+    if (!options.adapterDir.empty() || !options.loraSlotsPath.empty() ||
+        !options.saveAdapterDir.empty() || options.train)
+      return emitError(module.getLoc())
+             << "--graph-passes '" << outlierPasses
+             << "' rewrites the model's weights and layer inputs before "
+                "adapters: it cannot be combined with --adapter, "
+                "--lora-slots, --save-adapter or --train (fresh adapters "
+                "from --lora-config or a recipe are fine)";
+    // Statistics are of the model as imported: a pass that reads them must
+    // come before any pass that changes the inputs they describe.
+    SmallVector<std::string> leading = splitPipeline(outlierPasses);
+    bool changed = false;
+    for (const std::string &part : leading) {
+      if (changed && pipelinePassName(part) == "qopt-smooth" &&
+          !StringRef(part).contains("stats="))
+        return emitError(module.getLoc())
+               << "--graph-passes: qopt-smooth after qopt-rotate or "
+                  "qopt-svdquant would read statistics of the inputs "
+                  "before they changed: smooth first";
+      if (pipelinePassName(part) != "qopt-smooth")
+        changed = true;
+    }
+    bool staticLater =
+        llvm::any_of(splitPipeline(laterPasses), [](const std::string &part) {
+          return readsActivationStats(part) &&
+                 !StringRef(part).contains("activation-stats=");
+        });
+    if (!options.calibrationDataPath.empty() && staticLater)
+      return emitError(module.getLoc())
+             << "--graph-passes: static activation scales after '"
+             << outlierPasses
+             << "' would come from statistics of the model before it "
+                "(--calibration-data calibrates the imported model); use "
+                "dynamic scales there, or give them their own statistics "
+                "file (activation-stats=)";
+  }
   // Passes that read activation statistics get them from the calibration
   // data: a .qstats file as qopt-calibrate writes it, or samples (.npz,
   // .jsonl) that a probe of the model (as imported) runs on.

@@ -64,7 +64,9 @@ llvm::json::Value scalarToJson(yaml::ScalarNode *scalar) {
 class Parser {
 public:
   Parser(StringRef path, StringRef text) : path(path.str()) {
-    stream = std::make_unique<yaml::Stream>(text, sourceMgr);
+    // The scanner's own messages name the file.
+    stream = std::make_unique<yaml::Stream>(
+        llvm::MemoryBufferRef(text, this->path), sourceMgr);
   }
 
   llvm::Expected<Recipe> parse() {
@@ -161,6 +163,10 @@ public:
 
 private:
   llvm::Expected<llvm::json::Value> toJson(yaml::Node *node) {
+    if (!node || stream->failed())
+      return error(node, "is not valid YAML");
+    if (isa<yaml::NullNode>(node))
+      return llvm::json::Value(nullptr);
     if (auto *scalar = dyn_cast<yaml::ScalarNode>(node))
       return scalarToJson(scalar);
     if (auto *seq = dyn_cast<yaml::SequenceNode>(node)) {
@@ -193,7 +199,7 @@ private:
 
   llvm::Error error(yaml::Node *node, const Twine &message) {
     std::string where = path;
-    if (node) {
+    if (node && node->getSourceRange().Start.isValid()) {
       auto [line, column] =
           sourceMgr.getLineAndColumn(node->getSourceRange().Start);
       where += ":" + std::to_string(line);
@@ -257,6 +263,17 @@ llvm::Expected<std::string> mlir::qopt::recipePipeline(const Recipe &recipe,
         parsePeftLoraConfig(recipe.adapterJson);
     if (!config)
       return config.takeError();
+    // What qopt-insert-lora's options cannot spell: the printed pipeline
+    // would select other layers or ranks than qoptc does.
+    const LoraSelection &sel = config->selection;
+    if (!sel.layersPattern.empty() || !sel.rankPattern.empty() ||
+        !sel.alphaPattern.empty() || config->randlora ||
+        (sel.targetRegex && !sel.allLinear))
+      return llvm::createStringError(
+          "recipe '" + recipe.name +
+          "': its adapter (a target_modules regex, layers_pattern, "
+          "rank_pattern, alpha_pattern or RandLoRA) has no pass-option "
+          "form; qoptc --recipe applies it, qopt-opt cannot");
     pm.addPass(createQOptInsertLoRAPass(*config, "", 0, false, ""));
   }
   if (!later.empty() && failed(parsePassPipeline(later, pm, os)))

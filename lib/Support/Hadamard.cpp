@@ -281,10 +281,28 @@ std::vector<int8_t> matrix(int64_t n) {
 }
 
 int64_t largestSupportedDivisor(int64_t n) {
-  for (int64_t d = n; d > 1; --d)
-    if (n % d == 0 && isSupported(d))
-      return d;
-  return 1;
+  if (n < 1)
+    return 1;
+  // n = odd · 2^t: a divisor is o · 2^j for an odd divisor o of `odd`.
+  int64_t odd = n, power = 1;
+  while (odd % 2 == 0) {
+    odd /= 2;
+    power *= 2;
+  }
+  int64_t best = power; // Sylvester
+  auto consider = [&](int64_t o) {
+    for (int64_t p = power; p >= 1; p /= 2)
+      if (o * p > best && isSupported(o * p)) {
+        best = o * p;
+        break;
+      }
+  };
+  for (int64_t o = 1; o * o <= odd; o += 2)
+    if (odd % o == 0) {
+      consider(o);
+      consider(odd / o);
+    }
+  return best;
 }
 
 void apply(float *x, int64_t n, const std::vector<int8_t> &base) {

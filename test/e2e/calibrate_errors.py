@@ -52,6 +52,8 @@ calibrate("keep rows", "--data", "DIR/calib.npz", "--keep-rows", "-1")
 calibrate("no module", "--data", "DIR/calib.npz", "--modules", "nothing_like_this")
 calibrate("ids out of range", "--data", "DIR/calib.npz", arrays={**GOOD, "input_ids": IDS + 1000})
 calibrate("bad json", "--data", "DIR/calib.jsonl", lines=[LINE, "{not json"])
+calibrate("bad json after a blank line", "--data", "DIR/calib.jsonl", lines=[LINE, "", "{not json"])
+calibrate("no token kept", "--data", "DIR/calib.npz", arrays={**GOOD, "attention_mask": np.zeros_like(IDS)})
 calibrate("json not an object", "--data", "DIR/calib.jsonl", lines=["[1, 2]"])
 calibrate("json lengths differ", "--data", "DIR/calib.jsonl",
           lines=[json.dumps({"input_ids": [1, 2, 3], "attention_mask": [1, 1]})])
@@ -76,6 +78,15 @@ qoptc("smooth after quantization", "--quantize", "int8", "--graph-passes",
       "qopt-fold-zero-lora," + SMOOTH, "--calibration-data", "DIR/calib.npz")
 qoptc("smooth selects nothing", "--graph-passes", "qopt-smooth{target-modules=nothing_like_this}",
       "--calibration-data", "DIR/calib.npz")
+# Outlier passes change layer inputs and weights before adapters: trained
+# or saved adapters would not fit; statistics must describe their inputs.
+qoptc("rotation with --train", "--graph-passes", "qopt-rotate", "--train", "--lora-config",
+      "DIR/calib.npz")
+qoptc("smoothing after rotation", "--graph-passes", "qopt-rotate,qopt-smooth", "--calibration-data",
+      "DIR/calib.npz")
+qoptc("static scales after rotation", "--graph-passes",
+      "qopt-rotate,qopt-insert-fake-quant{activations=int8:per-tensor,static}", "--calibration-data",
+      "DIR/calib.npz")
 # A statistics file of another model: the layer without an entry is named.
 with tempfile.TemporaryDirectory() as d:
     np.savez(os.path.join(d, "g.npz"), **GOOD)

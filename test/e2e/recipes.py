@@ -141,12 +141,18 @@ with tempfile.TemporaryDirectory() as tmp:
     bad("bad adapter key", "name: x\nadapter:\n  r: 4\n  lora_alhpa: 8\n")
     bad("bad flag", "name: x\nint8-activations: maybe\n")
     bad("no name", "quantize: int8\n")
+    bad("unterminated quote in the adapter", "name: x\nadapter:\n  r: 16\n  target_modules: \"q_proj\n")
     bad("not a mapping", "- int8\n")
     bad("clash", "name: x\nquantize: int8\n", "--quantize", "int4")
     bad("calibration missing", "name: x\ngraph-passes: qopt-smooth\ncalibration: required\n")
     bad("bad pass", "name: x\ngraph-passes: qopt-smooth{beta=1}\n", "--calibration-data", calib)
     rc, _, err = run("qoptc", MODEL, "--recipe", "qlorax", "-o", os.path.join(tmp, "x.so"))
     print(f"error unknown recipe: rc {rc}: {err.split('error: ', 1)[-1]}")
+    pattern = os.path.join(tmp, "pattern.yaml")
+    with open(pattern, "w") as f:
+        f.write("name: pattern\nadapter:\n  r: 8\n  target_modules: [q_proj]\n  rank_pattern: {q_proj: 4}\n")
+    rc, _, err = run("qopt-opt", f"--qopt-recipe={pattern}", "--print-pipeline")
+    print(f"error qopt-opt rank_pattern: rc {rc}: {err.replace(tmp, 'DIR')}")
     rc, _, err = run("qopt-opt", "--qopt-recipe=nope", "--print-pipeline")
     print(f"error qopt-opt unknown recipe: rc {rc}: {err}")
 

@@ -77,27 +77,63 @@ size_t elementSize(qopt_dtype dtype) {
   }
 }
 
-/// Element `i` of an integer or bool array as int64 (0 for floats).
-int64_t intAt(const npy::Array &a, size_t i) {
+/// Whether element `i` of a mask array is nonzero (any dtype).
+bool nonzeroAt(const npy::Array &a, size_t i) {
   const char *p = a.data.data();
+  switch (npy::dtypeOf(a.descr)) {
+  case QOPT_DTYPE_F32: {
+    float v;
+    std::memcpy(&v, p + 4 * i, 4);
+    return v != 0.0f;
+  }
+  case QOPT_DTYPE_F64: {
+    double v;
+    std::memcpy(&v, p + 8 * i, 8);
+    return v != 0.0;
+  }
+  case QOPT_DTYPE_F16:
+  case QOPT_DTYPE_BF16: {
+    uint16_t v;
+    std::memcpy(&v, p + 2 * i, 2);
+    return (v & 0x7FFF) != 0;
+  }
+  default:
+    break;
+  }
   switch (npy::dtypeOf(a.descr)) {
   case QOPT_DTYPE_BOOL:
   case QOPT_DTYPE_U8:
-    return reinterpret_cast<const uint8_t *>(p)[i];
+    return reinterpret_cast<const uint8_t *>(p)[i] != 0;
   case QOPT_DTYPE_I8:
-    return reinterpret_cast<const int8_t *>(p)[i];
+    return reinterpret_cast<const int8_t *>(p)[i] != 0;
   case QOPT_DTYPE_I32: {
     int32_t v;
     std::memcpy(&v, p + 4 * i, 4);
-    return v;
+    return v != 0;
   }
   case QOPT_DTYPE_I64: {
     int64_t v;
     std::memcpy(&v, p + 8 * i, 8);
-    return v;
+    return v != 0;
+  }
+  case QOPT_DTYPE_I16:
+  case QOPT_DTYPE_U16: {
+    uint16_t v;
+    std::memcpy(&v, p + 2 * i, 2);
+    return v != 0;
+  }
+  case QOPT_DTYPE_U32: {
+    uint32_t v;
+    std::memcpy(&v, p + 4 * i, 4);
+    return v != 0;
+  }
+  case QOPT_DTYPE_U64: {
+    uint64_t v;
+    std::memcpy(&v, p + 8 * i, 8);
+    return v != 0;
   }
   default:
-    return 0;
+    return true;
   }
 }
 
@@ -281,14 +317,14 @@ LogicalResult mlir::qopt::computeActivationStats(
     int64_t tokens = m.shape[1];
     keep.resize(size_t(count * tokens));
     for (int64_t j = 0; j < count * tokens; ++j)
-      keep[size_t(j)] = intAt(m, size_t(lo * tokens + j)) != 0;
+      keep[size_t(j)] = nonzeroAt(m, size_t(lo * tokens + j));
   };
   if (dataPath.ends_with(".jsonl")) {
     auto file = llvm::MemoryBuffer::getFile(dataPath);
     if (!file)
       return fail(file.getError().message());
     SmallVector<StringRef> text;
-    (*file)->getBuffer().split(text, '\n', -1, /*KeepEmpty=*/false);
+    (*file)->getBuffer().split(text, '\n', -1, /*KeepEmpty=*/true);
     for (auto [index, line] : llvm::enumerate(text)) {
       if (line.trim().empty())
         continue;
@@ -317,6 +353,10 @@ LogicalResult mlir::qopt::computeActivationStats(
         if (!flattenJson(v, infos[i].rank - 1, 0, infos[i].dtype, a.shape,
                          a.data, why))
           return fail(where + ": '" + key.str() + "' " + why);
+        if (int64_t(a.shape.size()) != infos[i].rank)
+          return fail(where + ": '" + key.str() + "' is an empty list where " +
+                      "the input has rank " + std::to_string(infos[i].rank) +
+                      " (with the sample dimension)");
         seen[i] = 1;
       }
       for (size_t i = 0; i < numInputs; ++i)
@@ -384,7 +424,7 @@ LogicalResult mlir::qopt::computeActivationStats(
                           << " tensors for " << names.size() << " layers";
   std::vector<std::vector<float>> absmax(names.size());
   std::vector<std::vector<float>> rows(names.size());
-  std::vector<int64_t> width(names.size(), -1);
+  std::vector<int64_t> width(names.size(), -1), keptRows(names.size(), 0);
   int64_t samples = 0, tokens = 0;
   Progress progress(options.toolName, batches.size(), options.progress);
   for (size_t bi = 0; bi < batches.size(); ++bi) {
@@ -460,12 +500,17 @@ LogicalResult mlir::qopt::computeActivationStats(
           rows[l].insert(rows[l].end(), row, row + cols);
       }
       kept = std::max(kept, keptHere);
+      keptRows[l] += keptHere;
     }
     samples += b.count;
     tokens += std::max<int64_t>(kept, 0);
     progress.update(bi + 1);
   }
 
+  for (size_t l = 0; l < names.size(); ++l)
+    if (keptRows[l] == 0)
+      return fail("module '" + names[l] +
+                  "' saw no token: the attention_mask keeps none");
   // The file: safetensors, with what it was computed from in the metadata.
   std::vector<SafetensorsF32> tensors;
   for (size_t l = 0; l < names.size(); ++l) {

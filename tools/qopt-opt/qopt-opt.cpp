@@ -46,12 +46,17 @@ static int handleRecipe(int argc, char **argv, std::vector<std::string> &args,
     if (i > 0 && arg.starts_with("-") && bare.consume_front("qopt-recipe")) {
       if (bare.consume_front("="))
         recipe = bare.str();
-      else if (i + 1 < argc)
+      else if (bare.empty() && i + 1 < argc)
         recipe = argv[++i];
+      if (recipe.empty()) {
+        llvm::errs() << "qopt-opt: --qopt-recipe needs a name or a .yaml "
+                        "file\n";
+        return 1;
+      }
       continue;
     }
-    if (i > 0 && arg.starts_with("-") && bare == "print-pipeline") {
-      print = true;
+    if (i > 0 && arg.starts_with("-") && bare.consume_front("print-pipeline")) {
+      print = bare.empty() || bare == "=true" || bare == "=1";
       continue;
     }
     args.push_back(arg.str());

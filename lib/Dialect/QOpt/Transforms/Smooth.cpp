@@ -157,6 +157,14 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
                  std::pow(std::max(double(weightMax[c]), 1e-5), 1.0 - alpha);
       s[c] = float(std::max(v, 1e-5));
     }
+    // A scale stored in a narrower float type (an explicit qopt.smooth of
+    // an f16 / bf16 input) is rounded: the weights take the same values.
+    Type element = cast<RankedTensorType>(input.getType()).getElementType();
+    if (std::optional<dense::FloatKind> kind = getFloatKind(element)) {
+      std::vector<char> bytes(s.size() * dense::floatKindBytes(*kind));
+      dense::encodeFloats(*kind, s.data(), s.size(), bytes.data());
+      dense::decodeFloats(*kind, bytes.data(), s.size(), s.data());
+    }
     // The division first (it may fail), then the weights' columns.
     if (failed(divideInput(input, group, s)))
       return failure();
