@@ -65,6 +65,7 @@ calibrate("json unknown input", "--data", "DIR/calib.jsonl",
           lines=[json.dumps({"input_ids": [1], "attention_mask": [1], "token_type_ids": [0]})])
 calibrate("json missing input", "--data", "DIR/calib.jsonl", lines=[json.dumps({"input_ids": [1]})])
 calibrate("json empty", "--data", "DIR/calib.jsonl", lines=[])
+calibrate("fisher from json lines", "--data", "DIR/calib.jsonl", "--fisher", lines=[LINE])
 run("unwritable output", "qopt-calibrate", ["--no-progress", "--data", "DIR/calib.npz", "-o",
                                              "DIR/out/missing/s.qstats"])
 

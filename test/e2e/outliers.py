@@ -221,6 +221,59 @@ with tempfile.TemporaryDirectory() as tmp:
     report("SVDQuant branch = numpy's rank-8 truncation of W, base = the rest", worst <= 1e-5,
            f"{worst:.1e}" if rc == 0 else err[-300:])
 
+    # Fisher diagonals (qopt-calibrate --fisher, one sample a batch) against
+    # central finite differences of the causal-LM loss that onnxruntime's
+    # logits give, for a few entries of q_proj's weight (its K x N MatMul
+    # initializer), over two samples: mean of squared per-sample gradients.
+    fisher_npz = os.path.join(tmp, "fisher.npz")
+    fids = rng.integers(0, 100, size=(2, 7)).astype(np.int64)
+    fmask = np.ones_like(fids)
+    fmask[1, :2] = 0
+    np.savez(fisher_npz, input_ids=fids, attention_mask=fmask)
+    fstats = os.path.join(tmp, "fisher.qstats")
+    rc, err = run("qopt-calibrate", path, "--data", fisher_npz, "-o", fstats, "--fisher",
+                  "--modules", "q_proj", "--no-progress")
+    worst, checked = float("inf"), 0
+    if rc == 0:
+        got = read_safetensors(fstats)
+        module = "m.model.layers.0.self_attn.q_proj"
+        weight_name = layers[module][1]
+        m0 = onnx.load(path)
+        init = [i for i in m0.graph.initializer if i.name == weight_name][0]
+        base_w = numpy_helper.to_array(init).copy()  # K x N
+
+        def loss(w, sample):
+            init.CopyFrom(numpy_helper.from_array(w, weight_name))
+            sess = ort.InferenceSession(m0.SerializeToString(), providers=["CPUExecutionProvider"])
+            logits = sess.run(None, {"input_ids": fids[sample:sample + 1],
+                                     "attention_mask": fmask[sample:sample + 1]})[0][0].astype(np.float64)
+            labels = np.where(fmask[sample] == 1, fids[sample], -100)
+            z = logits[:-1] - logits[:-1].max(axis=1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+            keep = labels[1:] != -100
+            return -logp[keep, labels[1:][keep]].mean()
+
+        fisher_w = got[f"{module}.weight"]  # N x K, the layer's weight layout
+        worst, eps = 0.0, 1e-2
+        for (k, n) in [(0, 0), (5, 3), (17, 29), (31, 7)]:
+            grads = []
+            for sample in range(2):
+                w = base_w.copy()
+                w[k, n] += eps
+                up = loss(w, sample)
+                w[k, n] -= 2 * eps
+                grads.append((up - loss(w, sample)) / (2 * eps))
+            ref = np.mean(np.square(grads))
+            worst = max(worst, abs(fisher_w[n, k] - ref) / max(ref, 1e-6))
+            checked += 1
+    report(f"Fisher diagonal of q_proj = finite differences of onnxruntime's loss ({checked} entries)",
+           rc == 0 and worst <= 0.05, f"{worst:.1e}" if rc == 0 else err[-300:])
+    # The file feeds LQ-LoRA's Fisher weighting as it is.
+    rc, err = run("qoptc", path, "--graph-passes",
+                  f"qopt-lq-lora{{weights=int4:group=16 rank=2 fisher={fstats} target-modules=q_proj}}",
+                  "-o", os.path.join(tmp, "lq.so"))
+    report("LQ-LoRA reads qopt-calibrate's Fisher diagonals", rc == 0, err[-300:] if rc else "")
+
     # Static activation scales from qoptc --calibration-data (samples) equal
     # those from the .qstats qopt-calibrate wrote for the same samples.
     npz = os.path.join(tmp, "llama-dynamo.npz")

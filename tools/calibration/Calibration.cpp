@@ -352,15 +352,21 @@ mlir::qopt::computeEvaState(ModuleOp module, const PeftLoraConfig &config,
   return writeState(statePath, names, result.components, loc);
 }
 
-LogicalResult
-mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
-                               StringRef dataPath, int64_t batchSize,
-                               const CPUTargetOptions &target,
-                               StringRef workDir, StringRef statePath) {
+/// The causal-LM loss's gradient with respect to the weight of each layer
+/// `selected` accepts (each an f32 matrix, else an error naming `what`),
+/// from a probe compiled in `workDir`, over the batches of `batchSize`
+/// samples of the .npz `dataPath`: its mean over the batches, or with
+/// `squared` the mean of its elementwise square (an empirical Fisher
+/// diagonal). `names` and `out` get the layers and their matrices.
+static LogicalResult
+gradientMoments(ModuleOp module, function_ref<bool(StringRef)> selected,
+                StringRef what, StringRef optionName, StringRef dataPath,
+                int64_t batchSize, bool squared, const CPUTargetOptions &target,
+                StringRef workDir, std::vector<std::string> &names,
+                std::vector<dense::Matrix> &out) {
   Location loc = module.getLoc();
   auto fail = [&](const Twine &message) -> LogicalResult {
-    return emitError(loc) << "--calibration-data " << dataPath << ": "
-                          << message;
+    return emitError(loc) << optionName << " " << dataPath << ": " << message;
   };
   if (batchSize < 1)
     return emitError(loc) << "--calibration-batch-size must be at least 1, "
@@ -376,15 +382,9 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
   // gradient is the loss's gradient with respect to W.
   OwningOpRef<ModuleOp> probe = module.clone();
   std::vector<LinearLayer> layers = collectLinearLayers(*probe);
-  llvm::Expected<LoraTargets> targets =
-      LoraTargets::create(config.selection, layers);
-  if (!targets)
-    return emitError(loc) << "qopt-insert-lora: "
-                          << llvm::toString(targets.takeError());
   SymbolTable symbols(*probe);
-  std::vector<std::string> names;
   for (const LinearLayer &layer : layers) {
-    if (layer.name.empty() || !targets->matches(layer.name) ||
+    if (layer.name.empty() || !selected(layer.name) ||
         llvm::is_contained(names, layer.name))
       continue;
     auto linear = dyn_cast<LinearOp>(layer.op);
@@ -393,10 +393,7 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
                     : RankedTensorType();
     if (!type || !type.getElementType().isF32() || !type.hasStaticShape())
       return layer.op->emitError()
-             << (StringRef(config.initLoraWeights).lower() == "lora_ga"
-                     ? "LoRA-GA"
-                     : "LoRA-SB")
-             << " needs the gradient of module '" << layer.name
+             << what << " needs the gradient of module '" << layer.name
              << "''s weight, which must be a float32 matrix (PEFT refuses "
                 "quantized layers too)";
     ParamOp delta = createFloatParam(
@@ -412,8 +409,8 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
     names.push_back(layer.name);
   }
   if (names.empty())
-    return fail("the adapter config's target_modules match no linear layer "
-                "(qoptc --list-modules prints them)");
+    return fail("no linear layer is selected (qoptc --list-modules prints "
+                "them)");
   PassManager pm(module.getContext());
   QOptRelayoutQuantizedWeightsPassOptions relayout;
   relayout.modelDir = target.modelDir;
@@ -531,7 +528,7 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
           sum = dense::Matrix(t.shape[0], t.shape[1]);
         const float *g = static_cast<const float *>(t.data);
         for (size_t j = 0; j < sum.data.size(); ++j) {
-          sum.data[j] += g[j];
+          sum.data[j] += squared ? g[j] * g[j] : g[j];
           finite = finite && std::isfinite(g[j]);
         }
       }
@@ -547,7 +544,47 @@ mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
   for (dense::Matrix &sum : sums)
     for (float &v : sum.data)
       v = float(double(v) / double(batches));
-  return writeState(statePath, names, sums, loc);
+  out = std::move(sums);
+  return success();
+}
+
+LogicalResult
+mlir::qopt::computeLoraGaState(ModuleOp module, const PeftLoraConfig &config,
+                               StringRef dataPath, int64_t batchSize,
+                               const CPUTargetOptions &target,
+                               StringRef workDir, StringRef statePath) {
+  if (batchSize < 1)
+    return emitError(module.getLoc())
+           << "--calibration-batch-size must be at least 1, got " << batchSize;
+  std::vector<LinearLayer> layers = collectLinearLayers(module);
+  llvm::Expected<LoraTargets> targets =
+      LoraTargets::create(config.selection, layers);
+  if (!targets)
+    return emitError(module.getLoc())
+           << "qopt-insert-lora: " << llvm::toString(targets.takeError());
+  std::vector<std::string> names;
+  std::vector<dense::Matrix> means;
+  StringRef what = StringRef(config.initLoraWeights).lower() == "lora_ga"
+                       ? "LoRA-GA"
+                       : "LoRA-SB";
+  if (failed(gradientMoments(
+          module, [&](StringRef name) { return targets->matches(name); }, what,
+          "--calibration-data", dataPath, batchSize, /*squared=*/false, target,
+          workDir, names, means)))
+    return failure();
+  return writeState(statePath, names, means, module.getLoc());
+}
+
+LogicalResult mlir::qopt::computeFisherDiagonals(
+    ModuleOp module, ArrayRef<std::string> modules, StringRef optionName,
+    StringRef dataPath, int64_t batchSize, const CPUTargetOptions &target,
+    StringRef workDir, std::vector<std::string> &names,
+    std::vector<dense::Matrix> &diagonals) {
+  return gradientMoments(
+      module,
+      [&](StringRef name) { return llvm::is_contained(modules, name.str()); },
+      "the Fisher diagonal", optionName, dataPath, batchSize,
+      /*squared=*/true, target, workDir, names, diagonals);
 }
 
 LogicalResult mlir::qopt::computeCalibrationState(

@@ -11,6 +11,7 @@
 #ifndef QOPT_TOOLS_CALIBRATION_CALIBRATION_H
 #define QOPT_TOOLS_CALIBRATION_CALIBRATION_H
 
+#include "qopt/Support/DenseMath.h"
 #include "qopt/Target/CPU/CPUTarget.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -56,6 +57,19 @@ LogicalResult computeCalibrationState(ModuleOp module,
                                       const CPUTargetOptions &target,
                                       StringRef workDir, StringRef statePath);
 
+/// The empirical Fisher diagonal of each weight of `modules` (each an f32
+/// linear layer): the mean over the batches of `batchSize` samples of the
+/// .npz `dataPath` of the squared gradient of the causal-LM loss (labels
+/// from `labels`, else the input ids masked by `attention_mask`), from a
+/// probe compiled in `workDir`. With batches of one sample, the mean of
+/// per-sample squared gradients. Errors name `optionName` and the file.
+LogicalResult
+computeFisherDiagonals(ModuleOp module, ArrayRef<std::string> modules,
+                       StringRef optionName, StringRef dataPath,
+                       int64_t batchSize, const CPUTargetOptions &target,
+                       StringRef workDir, std::vector<std::string> &names,
+                       std::vector<::qopt::dense::Matrix> &diagonals);
+
 /// What computeActivationStats records, and how it names itself.
 struct ActivationStatsOptions {
   /// Samples per run of the probe (.npz data; a .jsonl runs one line a
@@ -67,6 +81,9 @@ struct ActivationStatsOptions {
   /// Also keep each layer's first keepRows input rows (tokens the attention
   /// mask keeps) as `<module>.input_rows`.
   int64_t keepRows = 0;
+  /// Also record each layer's Fisher diagonal as `<module>.weight` (the
+  /// weight's shape: what --fisher options read); .npz data only.
+  bool fisher = false;
   /// A progress bar on stderr (when it is a terminal), and a summary line.
   bool progress = true;
   bool summary = true;

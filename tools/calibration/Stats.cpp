@@ -511,8 +511,25 @@ LogicalResult mlir::qopt::computeActivationStats(
     if (keptRows[l] == 0)
       return fail("module '" + names[l] +
                   "' saw no token: the attention_mask keeps none");
+  // Fisher diagonals from a gradient probe over the same samples.
+  std::vector<std::string> fisherNames;
+  std::vector<dense::Matrix> fisher;
+  if (options.fisher) {
+    if (!lines.empty())
+      return fail("Fisher diagonals need an .npz (with labels, or input ids "
+                  "and an attention mask): the gradient probe runs batches "
+                  "of one shape");
+    if (failed(computeFisherDiagonals(module, names, options.optionName,
+                                      dataPath, options.batchSize, target,
+                                      workDir, fisherNames, fisher)))
+      return failure();
+  }
   // The file: safetensors, with what it was computed from in the metadata.
   std::vector<SafetensorsF32> tensors;
+  for (size_t l = 0; l < fisherNames.size(); ++l)
+    tensors.push_back({fisherNames[l] + ".weight",
+                       {fisher[l].rows, fisher[l].cols},
+                       &fisher[l].data});
   for (size_t l = 0; l < names.size(); ++l) {
     tensors.push_back({names[l] + ".input_absmax", {width[l]}, &absmax[l]});
     if (options.keepRows > 0)

@@ -65,6 +65,13 @@ static cl::opt<int64_t> keepRows(
     cl::desc("Also record each layer's first N input rows (kept tokens) as "
              "<module>.input_rows, for SVD-based passes (default 0)"),
     cl::init(0), cl::cat(category));
+static cl::opt<bool> fisher(
+    "fisher",
+    cl::desc("Also record each layer's empirical Fisher diagonal (the mean "
+             "squared gradient of the causal-LM loss, per sample with "
+             "--batch-size 1) as <module>.weight, what LQ-LoRA's and "
+             "--budget-bits' --fisher read; .npz data with input_ids"),
+    cl::cat(category));
 static cl::list<std::string>
     dims("dim", cl::desc("Pin a symbolic ONNX dimension (name=size)"),
          cl::value_desc("name=size"), cl::CommaSeparated, cl::cat(category));
@@ -100,7 +107,7 @@ int main(int argc, char **argv) {
   if (!data.ends_with(".npz") && !data.ends_with(".jsonl"))
     return fail("--data " + dataPath + ": give an .npz or a .jsonl file");
 
-  qopt::CPUTargetOptions target;
+  mlir::qopt::CPUTargetOptions target;
   target.cpu = "host";
   target.kernelsLibrary = kernelsLib;
   if (target.kernelsLibrary.empty()) {
@@ -115,17 +122,17 @@ int main(int argc, char **argv) {
   llvm::sys::path::remove_filename(folder);
   target.modelDir = folder.empty() ? "." : folder.str().str();
 
-  qopt::ONNXImportOptions importOptions;
+  mlir::qopt::ONNXImportOptions importOptions;
   importOptions.allowUnsupported = allowUnsupported;
   for (const std::string &spec : dims) {
     std::string message;
-    if (!qopt::parseDimSpec(spec, importOptions, message))
+    if (!mlir::qopt::parseDimSpec(spec, importOptions, message))
       return fail(message);
   }
   DialectRegistry registry;
   registerAllDialects(registry);
   registerAllExtensions(registry);
-  qopt::registerAllDialects(registry);
+  mlir::qopt::registerAllDialects(registry);
   MLIRContext context(registry);
   context.disableMultithreading();
   context.printOpOnDiagnostic(false);
@@ -140,11 +147,11 @@ int main(int argc, char **argv) {
   if (StringRef(inputPath).ends_with(".mlir"))
     module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   else
-    module = qopt::importONNXModel(sourceMgr, &context, importOptions);
+    module = mlir::qopt::importONNXModel(sourceMgr, &context, importOptions);
   if (!module)
     return 1;
   PassManager front(&context);
-  qopt::buildONNXFrontEndPipeline(front, allowUnsupported);
+  mlir::qopt::buildONNXFrontEndPipeline(front, allowUnsupported);
   if (failed(front.run(*module)))
     return 1;
 
@@ -154,16 +161,17 @@ int main(int argc, char **argv) {
     return fail("cannot create a temporary folder: " + ec.message());
   llvm::scope_exit removeWorkDir(
       [&] { llvm::sys::fs::remove_directories(workDir); });
-  qopt::ActivationStatsOptions options;
+  mlir::qopt::ActivationStatsOptions options;
   options.batchSize = batchSize;
   options.modules.assign(modules.begin(), modules.end());
   options.keepRows = keepRows;
+  options.fisher = fisher;
   options.progress = !noProgress;
   options.toolName = "qopt-calibrate";
   options.optionName = "--data";
   options.batchSizeOption = "--batch-size";
-  return failed(qopt::computeActivationStats(*module, dataPath, options, target,
-                                             workDir, outputPath))
+  return failed(mlir::qopt::computeActivationStats(*module, dataPath, options,
+                                                   target, workDir, outputPath))
              ? 1
              : 0;
 }

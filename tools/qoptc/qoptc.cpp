@@ -331,11 +331,12 @@ int main(int argc, char **argv) {
   if (listRecipes) {
     MLIRContext context;
     mlir::qopt::registerAllPasses();
-    for (const std::string &name : qopt::builtinRecipeNames()) {
-      llvm::Expected<qopt::Recipe> r = qopt::loadRecipe(name);
+    for (const std::string &name : mlir::qopt::builtinRecipeNames()) {
+      llvm::Expected<mlir::qopt::Recipe> r = mlir::qopt::loadRecipe(name);
       if (!r)
         return fail(llvm::toString(r.takeError()));
-      llvm::Expected<std::string> pipeline = qopt::recipePipeline(*r, &context);
+      llvm::Expected<std::string> pipeline =
+          mlir::qopt::recipePipeline(*r, &context);
       if (!pipeline)
         return fail(llvm::toString(pipeline.takeError()));
       llvm::outs() << r->name << ": " << r->summary << "\n  paper: " << r->paper
@@ -352,7 +353,7 @@ int main(int argc, char **argv) {
   // A recipe sets the options it names, as if given on the command line;
   // giving one of them too is an error.
   if (!recipeName.empty()) {
-    llvm::Expected<qopt::Recipe> r = qopt::loadRecipe(recipeName);
+    llvm::Expected<mlir::qopt::Recipe> r = mlir::qopt::loadRecipe(recipeName);
     if (!r)
       return fail(llvm::toString(r.takeError()));
     auto clash = [&](bool given, StringRef flag) {
@@ -441,7 +442,7 @@ int main(int argc, char **argv) {
   if (target != "cpu")
     return fail("--target " + target + " is not available yet (only 'cpu' is)");
 
-  qopt::CPUTargetOptions options;
+  mlir::qopt::CPUTargetOptions options;
   options.outputPath = outputPath;
   options.cpu = cpu;
   options.optLevel = optLevel;
@@ -464,18 +465,18 @@ int main(int argc, char **argv) {
   llvm::sys::path::remove_filename(folder);
   options.modelDir = folder.empty() ? "." : folder.str().str();
 
-  qopt::ONNXImportOptions importOptions;
+  mlir::qopt::ONNXImportOptions importOptions;
   importOptions.allowUnsupported = allowUnsupported;
   for (const std::string &spec : dims) {
     std::string message;
-    if (!qopt::parseDimSpec(spec, importOptions, message))
+    if (!mlir::qopt::parseDimSpec(spec, importOptions, message))
       return fail(message);
   }
 
   DialectRegistry registry;
   registerAllDialects(registry);
   registerAllExtensions(registry);
-  qopt::registerAllDialects(registry);
+  mlir::qopt::registerAllDialects(registry);
   MLIRContext context(registry);
   context.disableMultithreading();    // two-core build machines; no gain
   context.printOpOnDiagnostic(false); // messages name the node already
@@ -491,7 +492,7 @@ int main(int argc, char **argv) {
   if (StringRef(inputPath).ends_with(".mlir"))
     module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   else
-    module = qopt::importONNXModel(sourceMgr, &context, importOptions);
+    module = mlir::qopt::importONNXModel(sourceMgr, &context, importOptions);
   if (!module)
     return 1;
   if (timing)
@@ -501,11 +502,11 @@ int main(int argc, char **argv) {
             .count());
   if (listModules) {
     PassManager pm(&context);
-    qopt::buildONNXFrontEndPipeline(pm, allowUnsupported);
-    pm.addPass(qopt::createQOptListModulesPass());
+    mlir::qopt::buildONNXFrontEndPipeline(pm, allowUnsupported);
+    pm.addPass(mlir::qopt::createQOptListModulesPass());
     return failed(pm.run(*module)) ? 1 : 0;
   }
-  qopt::ModelCompileOptions modelOptions;
+  mlir::qopt::ModelCompileOptions modelOptions;
   modelOptions.allowUnsupported = allowUnsupported;
   modelOptions.weightsPath = weightsFile;
   modelOptions.quantizeSpec = quantize;
@@ -525,16 +526,17 @@ int main(int argc, char **argv) {
   modelOptions.calibrationBatchSize = calibrationBatchSize;
   modelOptions.calibrationMaxPasses = calibrationMaxPasses;
   // Data-driven adapter inits: EVA, or LoRA-GA's gradients.
-  modelOptions.calibrator = qopt::computeCalibrationState;
+  modelOptions.calibrator = mlir::qopt::computeCalibrationState;
   // Activation statistics for the outlier passes (qopt-smooth).
-  modelOptions.statsCalibrator =
-      [](ModuleOp m, StringRef data, int64_t batchSize,
-         const qopt::CPUTargetOptions &t, StringRef workDir, StringRef path) {
-        qopt::ActivationStatsOptions stats;
-        stats.batchSize = batchSize;
-        stats.summary = false; // --timing reports it
-        return qopt::computeActivationStats(m, data, stats, t, workDir, path);
-      };
+  modelOptions.statsCalibrator = [](ModuleOp m, StringRef data,
+                                    int64_t batchSize,
+                                    const mlir::qopt::CPUTargetOptions &t,
+                                    StringRef workDir, StringRef path) {
+    mlir::qopt::ActivationStatsOptions stats;
+    stats.batchSize = batchSize;
+    stats.summary = false; // --timing reports it
+    return mlir::qopt::computeActivationStats(m, data, stats, t, workDir, path);
+  };
   modelOptions.train = train;
   modelOptions.trainStep.loss = loss;
   modelOptions.trainStep.optimizer = optimizerSpec;
@@ -550,7 +552,7 @@ int main(int argc, char **argv) {
   modelOptions.trainStep.activationSizes = activationReport;
   modelOptions.dumpGraphIR = dumpGraph;
   modelOptions.timing = timing;
-  if (failed(qopt::compileModelForCPU(*module, modelOptions, options)))
+  if (failed(mlir::qopt::compileModelForCPU(*module, modelOptions, options)))
     return 1;
   if (timing)
     llvm::errs() << llvm::format(

@@ -332,7 +332,14 @@ struct QOptLQLoRAPass : mlir::qopt::impl::QOptLQLoRAPassBase<QOptLQLoRAPass> {
         v = std::sqrt(std::max(v, colFloor) / total);
       l.fisher = {std::move(rows), std::move(cols)};
     }
-    if (std::vector<std::string> extra = file->unread(); !extra.empty())
+    // A .qstats file from qopt-calibrate --fisher also holds activation
+    // statistics, which are not Fisher diagonals.
+    std::vector<std::string> extra = file->unread();
+    llvm::erase_if(extra, [](const std::string &name) {
+      return StringRef(name).ends_with(".input_absmax") ||
+             StringRef(name).ends_with(".input_rows");
+    });
+    if (!extra.empty())
       return error() << "tensor '" << extra.front()
                      << "' matches no selected layer";
     return success();
