@@ -812,3 +812,36 @@ std::vector<std::string> LayerStatsFile::unread() const {
       names.push_back(entry.getKey().str());
   return names;
 }
+
+llvm::Expected<SmallVector<LinearOp>>
+mlir::qopt::selectFloatLinears(ModuleOp module, ArrayRef<std::string> targets,
+                               ArrayRef<std::string> excludes,
+                               StringRef action) {
+  std::vector<LinearLayer> layers = collectLinearLayers(module);
+  llvm::Expected<LoraTargets> selected =
+      selectWeightLayers(targets, excludes, layers);
+  if (!selected)
+    return selected.takeError();
+  SmallVector<LinearOp> linears;
+  for (const LinearLayer &layer : layers) {
+    if (layer.name.empty() || !selected->matches(layer.name))
+      continue;
+    if (isa<LoRAOp>(layer.op))
+      return llvm::createStringError(
+          "'" + layer.name + "' has an adapter: " + action.str() +
+          " the base model before adapters are inserted or loaded");
+    auto linear = dyn_cast<LinearOp>(layer.op);
+    if (!linear)
+      continue;
+    if (!isa<RankedTensorType>(linear.getWeight().getType()))
+      return llvm::createStringError(
+          "the weight of '" + layer.name +
+          "' is quantized already: " + action.str() +
+          " before quantizing (qoptc runs passes at the front of "
+          "--graph-passes before --quantize)");
+    linears.push_back(linear);
+  }
+  if (linears.empty())
+    return llvm::createStringError("no linear layer is selected");
+  return linears;
+}

@@ -366,13 +366,8 @@ struct RotatePass : mlir::qopt::impl::QOptRotatePassBase<RotatePass> {
 
   FailureOr<dense::Matrix> evaluate(Value value, Operation *op,
                                     StringRef what) {
-    std::string why;
-    SmallVector<Operation *> visited;
-    FailureOr<dense::Matrix> m =
-        readerPtr->evaluate(value, *symbolTable, op, why, &visited);
-    if (failed(m) && !why.empty())
-      return op->emitError() << "qopt-rotate: the " << what << " " << why;
-    return m;
+    return evaluateOrError(*readerPtr, value, *symbolTable, op, "qopt-rotate",
+                           what);
   }
 
   LogicalResult replace(Operation *op, OpOperand &operand,

@@ -69,46 +69,25 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       if (std::optional<std::string> why = parseQuantizeSpec(weights, spec))
         return fail("weights '" + weights + "': " + *why);
 
-    std::vector<LinearLayer> layers = collectLinearLayers(module);
-    llvm::Expected<LoraTargets> selected = selectWeightLayers(
+    llvm::Expected<SmallVector<LinearOp>> linears = selectFloatLinears(
+        module,
         std::vector<std::string>(targetModules.begin(), targetModules.end()),
         std::vector<std::string>(excludeModules.begin(), excludeModules.end()),
-        layers);
-    if (!selected)
-      return fail(llvm::toString(selected.takeError()));
-    SmallVector<LinearOp> linears;
-    for (const LinearLayer &layer : layers) {
-      if (layer.name.empty() || !selected->matches(layer.name))
-        continue;
-      if (isa<LoRAOp>(layer.op))
-        return fail("'" + layer.name +
-                    "' has an adapter: decompose the base model before "
-                    "adapters are inserted or loaded");
-      auto linear = dyn_cast<LinearOp>(layer.op);
-      if (!linear)
-        continue;
-      if (!isa<RankedTensorType>(linear.getWeight().getType()))
-        return fail("the weight of '" + layer.name +
-                    "' is quantized already: decompose before quantizing");
-      linears.push_back(linear);
-    }
-    if (linears.empty())
-      return fail("no linear layer is selected");
+        "decompose");
+    if (!linears)
+      return fail(llvm::toString(linears.takeError()));
 
     llvm::StringSet<> before = paramNames(module);
     SymbolTable symbols(module);
     WeightReader reader(modelDir);
     SmallVector<Operation *> maybeDead;
-    for (LinearOp linear : linears) {
+    for (LinearOp linear : *linears) {
       std::string name = linear.getModule()->str();
-      std::string why;
       FailureOr<dense::Matrix> w =
-          reader.evaluate(linear.getWeight(), symbols, linear, why, &maybeDead);
-      if (failed(w)) {
-        if (!why.empty())
-          linear.emitError() << "qopt-svdquant: the weight " << why;
+          evaluateOrError(reader, linear.getWeight(), symbols, linear,
+                          "qopt-svdquant", "weight", &maybeDead);
+      if (failed(w))
         return signalPassFailure();
-      }
       // W = U·S·Vᵀ: B = U·S (N×r), A = Vᵀ (r×K); R = W - B·A.
       int64_t r = std::min({int64_t(rank), w->rows, w->cols});
       dense::Matrix u, vt;

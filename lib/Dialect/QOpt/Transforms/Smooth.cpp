@@ -81,34 +81,17 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
       return fail("stats '" + statsPath + "': " + why);
     statsFile = &*file;
 
-    std::vector<LinearLayer> layers = collectLinearLayers(module);
-    llvm::Expected<LoraTargets> selected = selectWeightLayers(
+    llvm::Expected<SmallVector<LinearOp>> linears = selectFloatLinears(
+        module,
         std::vector<std::string>(targetModules.begin(), targetModules.end()),
         std::vector<std::string>(excludeModules.begin(), excludeModules.end()),
-        layers);
-    if (!selected)
-      return fail(llvm::toString(selected.takeError()));
+        "smooth");
+    if (!linears)
+      return fail(llvm::toString(linears.takeError()));
     // The selected layers, grouped by the input they read.
     llvm::MapVector<Value, SmallVector<LinearOp>> groups;
-    for (const LinearLayer &layer : layers) {
-      if (layer.name.empty() || !selected->matches(layer.name))
-        continue;
-      if (isa<LoRAOp>(layer.op))
-        return fail("'" + layer.name +
-                    "' has an adapter: smooth the base model before adapters "
-                    "are inserted or loaded");
-      auto linear = dyn_cast<LinearOp>(layer.op);
-      if (!linear)
-        continue;
-      if (!isa<RankedTensorType>(linear.getWeight().getType()))
-        return fail("the weight of '" + layer.name +
-                    "' is quantized already: smooth before quantizing (qoptc "
-                    "runs passes at the front of --graph-passes before "
-                    "--quantize)");
+    for (LinearOp linear : *linears)
       groups[linear.getInput()].push_back(linear);
-    }
-    if (groups.empty())
-      return fail("no linear layer is selected");
 
     llvm::StringSet<> before = paramNames(module);
     SymbolTable symbols(module);
@@ -321,13 +304,8 @@ struct SmoothPass : mlir::qopt::impl::QOptSmoothPassBase<SmoothPass> {
 
   FailureOr<dense::Matrix> evaluate(Value value, Operation *op,
                                     StringRef what) {
-    std::string why;
-    SmallVector<Operation *> visited;
-    FailureOr<dense::Matrix> m =
-        readerPtr->evaluate(value, *symbolTable, op, why, &visited);
-    if (failed(m) && !why.empty())
-      return op->emitError() << "qopt-smooth: the " << what << " " << why;
-    return m;
+    return evaluateOrError(*readerPtr, value, *symbolTable, op, "qopt-smooth",
+                           what);
   }
 
   LogicalResult replace(Operation *op, OpOperand &operand,

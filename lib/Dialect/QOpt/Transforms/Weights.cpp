@@ -451,6 +451,17 @@ void mlir::qopt::restoreParamNames(ModuleOp module,
       (void)symbols.rename(p, StringAttr::get(module.getContext(), base));
 }
 
+FailureOr<dense::Matrix> mlir::qopt::evaluateOrError(
+    WeightReader &reader, Value value, SymbolTable &symbols, Operation *op,
+    StringRef pass, StringRef what, SmallVectorImpl<Operation *> *visited) {
+  std::string why;
+  FailureOr<dense::Matrix> m =
+      reader.evaluate(value, symbols, op, why, visited);
+  if (failed(m) && !why.empty())
+    return op->emitError() << pass << ": the " << what << " " << why;
+  return m;
+}
+
 LogicalResult
 mlir::qopt::replaceWithParam(SymbolTable &symbols, Operation *op,
                              OpOperand &operand, ArrayRef<float> values,

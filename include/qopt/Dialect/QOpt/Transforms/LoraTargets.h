@@ -305,6 +305,16 @@ selectWeightLayers(llvm::ArrayRef<std::string> targets,
                    llvm::ArrayRef<std::string> excludes,
                    const std::vector<LinearLayer> &layers);
 
+/// The float `qopt.linear` layers of `module` that the weight passes'
+/// selection (`targets`, `excludes`) picks, for a pass that rewrites float
+/// weights before quantization and adapters: a selected layer with an
+/// adapter or a quantized weight is an error saying to `action` (`smooth`,
+/// `decompose`) first; so is a selection without layers.
+llvm::Expected<llvm::SmallVector<LinearOp>>
+selectFloatLinears(ModuleOp module, llvm::ArrayRef<std::string> targets,
+                   llvm::ArrayRef<std::string> excludes,
+                   llvm::StringRef action);
+
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_TRANSFORMS_LORATARGETS_H

@@ -243,6 +243,13 @@ llvm::StringSet<> paramNames(ModuleOp module);
 void restoreParamNames(ModuleOp module, const llvm::StringSet<> &before,
                        SymbolTable &symbols);
 
+/// reader.evaluate(value, …) with its reason, when it has one, reported at
+/// `op` as "<pass>: the <what> <reason>".
+FailureOr<::qopt::dense::Matrix>
+evaluateOrError(WeightReader &reader, Value value, SymbolTable &symbols,
+                Operation *op, StringRef pass, StringRef what,
+                SmallVectorImpl<Operation *> *visited = nullptr);
+
 /// Gives `op`'s float operand `operand` new values: a new parameter of its
 /// type named `preferred` (with a clash suffix while the old one exists;
 /// restoreParamNames gives it the name later), read just before `op`. The
