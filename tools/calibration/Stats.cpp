@@ -57,84 +57,23 @@ struct Batch {
   std::string where;
 };
 
-size_t elementSize(qopt_dtype dtype) {
-  switch (dtype) {
-  case QOPT_DTYPE_F64:
-  case QOPT_DTYPE_I64:
-  case QOPT_DTYPE_U64:
-    return 8;
-  case QOPT_DTYPE_F32:
-  case QOPT_DTYPE_I32:
-  case QOPT_DTYPE_U32:
-    return 4;
-  case QOPT_DTYPE_F16:
-  case QOPT_DTYPE_BF16:
-  case QOPT_DTYPE_I16:
-  case QOPT_DTYPE_U16:
-    return 2;
-  default:
-    return 1;
-  }
-}
-
-/// Whether element `i` of a mask array is nonzero (any dtype).
+/// Whether element `i` of a mask array is nonzero, whatever its dtype: some
+/// byte of it is, a float's sign bit aside (-0 is zero).
 bool nonzeroAt(const npy::Array &a, size_t i) {
-  const char *p = a.data.data();
-  switch (npy::dtypeOf(a.descr)) {
-  case QOPT_DTYPE_F32: {
-    float v;
-    std::memcpy(&v, p + 4 * i, 4);
-    return v != 0.0f;
+  qopt_dtype dtype = npy::dtypeOf(a.descr);
+  size_t size = qopt_dtype_size(dtype);
+  const unsigned char *p =
+      reinterpret_cast<const unsigned char *>(a.data.data()) + i * size;
+  bool isFloat = dtype == QOPT_DTYPE_F16 || dtype == QOPT_DTYPE_BF16 ||
+                 dtype == QOPT_DTYPE_F32 || dtype == QOPT_DTYPE_F64;
+  for (size_t b = 0; b < size; ++b) {
+    unsigned char byte = p[b];
+    if (isFloat && b + 1 == size)
+      byte &= 0x7F; // little-endian: the sign is the last byte's top bit
+    if (byte)
+      return true;
   }
-  case QOPT_DTYPE_F64: {
-    double v;
-    std::memcpy(&v, p + 8 * i, 8);
-    return v != 0.0;
-  }
-  case QOPT_DTYPE_F16:
-  case QOPT_DTYPE_BF16: {
-    uint16_t v;
-    std::memcpy(&v, p + 2 * i, 2);
-    return (v & 0x7FFF) != 0;
-  }
-  default:
-    break;
-  }
-  switch (npy::dtypeOf(a.descr)) {
-  case QOPT_DTYPE_BOOL:
-  case QOPT_DTYPE_U8:
-    return reinterpret_cast<const uint8_t *>(p)[i] != 0;
-  case QOPT_DTYPE_I8:
-    return reinterpret_cast<const int8_t *>(p)[i] != 0;
-  case QOPT_DTYPE_I32: {
-    int32_t v;
-    std::memcpy(&v, p + 4 * i, 4);
-    return v != 0;
-  }
-  case QOPT_DTYPE_I64: {
-    int64_t v;
-    std::memcpy(&v, p + 8 * i, 8);
-    return v != 0;
-  }
-  case QOPT_DTYPE_I16:
-  case QOPT_DTYPE_U16: {
-    uint16_t v;
-    std::memcpy(&v, p + 2 * i, 2);
-    return v != 0;
-  }
-  case QOPT_DTYPE_U32: {
-    uint32_t v;
-    std::memcpy(&v, p + 4 * i, 4);
-    return v != 0;
-  }
-  case QOPT_DTYPE_U64: {
-    uint64_t v;
-    std::memcpy(&v, p + 8 * i, 8);
-    return v != 0;
-  }
-  default:
-    return true;
-  }
+  return false;
 }
 
 /// Appends the nested JSON list `v` (rank `rank`) to `out` as `dtype`
@@ -169,9 +108,9 @@ bool flattenJson(const llvm::json::Value &v, int64_t rank, size_t depth,
       std::optional<int64_t> i = v.getAsInteger();
       if (!i)
         return why = "holds a non-integer", false;
-      std::memcpy(bytes, &*i, elementSize(dtype)); // little-endian
+      std::memcpy(bytes, &*i, qopt_dtype_size(dtype)); // little-endian
     }
-    out.insert(out.end(), bytes, bytes + elementSize(dtype));
+    out.insert(out.end(), bytes, bytes + qopt_dtype_size(dtype));
     return true;
   }
   const llvm::json::Array *list = v.getAsArray();

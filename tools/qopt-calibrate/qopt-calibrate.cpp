@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Calibration.h"
+#include "ToolSupport.h"
 
 #include "qopt/Config.h"
 #include "qopt/Import/ONNX/ImportONNX.h"
@@ -109,18 +110,11 @@ int main(int argc, char **argv) {
 
   mlir::qopt::CPUTargetOptions target;
   target.cpu = "host";
-  target.kernelsLibrary = kernelsLib;
-  if (target.kernelsLibrary.empty()) {
-    std::string self = llvm::sys::fs::getMainExecutable(
-        argv[0], reinterpret_cast<void *>(&fail));
-    SmallString<256> lib(
-        llvm::sys::path::parent_path(llvm::sys::path::parent_path(self)));
-    llvm::sys::path::append(lib, "lib", "libqopt_kernels_cpu.a");
-    target.kernelsLibrary = lib.str().str();
-  }
-  SmallString<256> folder(inputPath.getValue());
-  llvm::sys::path::remove_filename(folder);
-  target.modelDir = folder.empty() ? "." : folder.str().str();
+  target.kernelsLibrary = kernelsLib.empty()
+                              ? mlir::qopt::defaultKernelsLibrary(
+                                    argv[0], reinterpret_cast<void *>(&fail))
+                              : kernelsLib.getValue();
+  target.modelDir = mlir::qopt::modelFolder(inputPath);
 
   mlir::qopt::ONNXImportOptions importOptions;
   importOptions.allowUnsupported = allowUnsupported;

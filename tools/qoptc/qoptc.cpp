@@ -9,6 +9,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "Calibration.h"
+#include "ToolSupport.h"
 
 #include "qopt/Config.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
@@ -154,12 +155,9 @@ static cl::opt<std::string> adapter(
     cl::value_desc("DIR"), cl::cat(category));
 static cl::opt<std::string> recipeName(
     "recipe",
-    cl::desc("Apply a named recipe (a built-in one: lora, dora, pissa, loftq, "
-             "qlora, l4q, peqa, lq-lora, smoothquant-w8a8, quarot-w4a16, "
-             "quarot-w4a4, svdquant-w4a4, fp8, mxfp4; or a .yaml file): its "
-             "graph passes, "
-             "--quantize spec, adapter config and flags; --list-recipes "
-             "prints them"),
+    cl::desc("Apply a named recipe (a built-in one, which --list-recipes "
+             "prints, or a .yaml file): its graph passes, --quantize spec, "
+             "adapter config and flags"),
     cl::value_desc("name|recipe.yaml"), cl::cat(category));
 static cl::opt<bool>
     listRecipes("list-recipes",
@@ -452,18 +450,11 @@ int main(int argc, char **argv) {
   options.linker = linker;
   options.timing = timing;
   options.dumpLLVMIR = dumpLLVM;
-  options.kernelsLibrary = kernelsLib;
-  if (options.kernelsLibrary.empty()) {
-    std::string self = llvm::sys::fs::getMainExecutable(
-        argv[0], reinterpret_cast<void *>(&fail));
-    SmallString<256> lib(
-        llvm::sys::path::parent_path(llvm::sys::path::parent_path(self)));
-    llvm::sys::path::append(lib, "lib", "libqopt_kernels_cpu.a");
-    options.kernelsLibrary = lib.str().str();
-  }
-  SmallString<256> folder(inputPath.getValue());
-  llvm::sys::path::remove_filename(folder);
-  options.modelDir = folder.empty() ? "." : folder.str().str();
+  options.kernelsLibrary = kernelsLib.empty()
+                               ? mlir::qopt::defaultKernelsLibrary(
+                                     argv[0], reinterpret_cast<void *>(&fail))
+                               : kernelsLib.getValue();
+  options.modelDir = mlir::qopt::modelFolder(inputPath);
 
   mlir::qopt::ONNXImportOptions importOptions;
   importOptions.allowUnsupported = allowUnsupported;

@@ -10,6 +10,7 @@
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/QuantFormats.h"
+#include "qopt/Support/Random.h"
 
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
@@ -31,30 +32,7 @@ namespace dense = ::qopt::dense;
 
 namespace {
 
-/// SplitMix64: a small generator whose numbers are the same everywhere
-/// (std's distributions are not).
-class Random {
-public:
-  explicit Random(uint64_t seed) : state(seed) {}
-  uint64_t next() {
-    uint64_t z = (state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, 1).
-  double uniform() { return (next() >> 11) * 0x1.0p-53; }
-  /// Uniform in [-bound, bound).
-  float symmetric(double bound) { return (2 * uniform() - 1) * bound; }
-  /// Standard normal (Box-Muller).
-  float normal() {
-    double u = 1.0 - uniform(), v = uniform();
-    return std::sqrt(-2.0 * std::log(u)) * std::cos(2 * M_PI * v);
-  }
-
-private:
-  uint64_t state;
-};
+using ::qopt::Random;
 
 /// W's top-`rank` SVD U·S·Vᵀ as B·A: column i of B is Uᵢ·β, row i of A is
 /// α·Vᵢᵀ, with (β, α) = split(Sᵢ).

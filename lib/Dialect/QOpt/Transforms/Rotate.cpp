@@ -13,6 +13,7 @@
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
 #include "qopt/Support/Hadamard.h"
+#include "qopt/Support/Random.h"
 
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
@@ -60,17 +61,6 @@ struct Rotation {
   }
 };
 
-/// SplitMix64: the same numbers everywhere.
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-};
-
 /// Whether the module path `name` is `pattern` or ends with `.pattern`.
 bool matchesSuffix(StringRef name, StringRef pattern) {
   return name == pattern || name.ends_with(("." + pattern).str());
@@ -81,7 +71,7 @@ struct RotatePass : mlir::qopt::impl::QOptRotatePassBase<RotatePass> {
 
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    rng.state = seed;
+    rng = ::qopt::Random(seed);
     if (failed(rotate(module)))
       return signalPassFailure();
   }
@@ -376,7 +366,7 @@ struct RotatePass : mlir::qopt::impl::QOptRotatePassBase<RotatePass> {
                             maybeDead);
   }
 
-  SplitMix64 rng{0};
+  ::qopt::Random rng{0};
   SymbolTable *symbolTable = nullptr;
   WeightReader *readerPtr = nullptr;
   SmallVector<Operation *> maybeDead;
