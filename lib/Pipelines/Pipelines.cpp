@@ -7,6 +7,7 @@
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/Weights.h"
+#include "qopt/Export/ONNXExport.h"
 #include "qopt/Target/CPU/Pipeline.h"
 
 #include "mlir/Pass/PassManager.h"
@@ -155,7 +156,26 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                                              const CPUTargetOptions &target) {
   auto start = std::chrono::steady_clock::now();
   PassManager front(module.getContext());
-  buildONNXFrontEndPipeline(front, options.allowUnsupported);
+  // The export needs to know where each layer's input and output lie in
+  // the ONNX graph: recorded between raising and conversion.
+  ONNXExportRecord exportRecord;
+  bool exporting = !options.exportONNXPath.empty();
+  if (exporting) {
+    if (options.train || !options.loraSlotsPath.empty())
+      return emitError(module.getLoc())
+             << "--export-onnx writes an inference model: it excludes "
+                "--train and --lora-slots";
+    PassManager raise(module.getContext());
+    raise.addPass(createQOptRaiseONNXPass());
+    if (failed(raise.run(module)))
+      return failure();
+    exportRecord = recordONNXExport(module);
+    ConvertONNXToQOptPassOptions onnx;
+    onnx.allowUnsupported = options.allowUnsupported;
+    front.addPass(createConvertONNXToQOptPass(onnx));
+  } else {
+    buildONNXFrontEndPipeline(front, options.allowUnsupported);
+  }
   // A checkpoint's weights first: calibration and adapters see them.
   if (!options.weightsPath.empty()) {
     QOptLoadWeightsPassOptions load;
@@ -399,6 +419,21 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   QOptRelayoutQuantizedWeightsPassOptions relayout;
   relayout.modelDir = target.modelDir;
   pm.addPass(createQOptRelayoutQuantizedWeightsPass(relayout));
+  if (exporting) {
+    if (failed(pm.run(module)))
+      return failure();
+    ONNXExportOptions exportOptions;
+    exportOptions.modelPath = options.modelPath;
+    exportOptions.modelDir = target.modelDir;
+    exportOptions.outPath = options.exportONNXPath;
+    exportOptions.contrib = options.exportContrib;
+    exportOptions.int8Activations = target.int8Activations;
+    if (failed(exportONNX(module, exportRecord, exportOptions)))
+      return failure();
+    if (target.outputPath.empty())
+      return success();
+    pm.clear();
+  }
   buildGraphPipeline(pm);
   if (failed(pm.run(module)))
     return failure();

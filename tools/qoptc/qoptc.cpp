@@ -106,6 +106,22 @@ static cl::opt<std::string>
     dumpGraph("dump-graph-ir",
               cl::desc("Write the IR after the graph passes to this file"),
               cl::cat(category));
+static cl::opt<std::string> exportONNX(
+    "export-onnx", cl::value_desc("out.onnx"),
+    cl::desc("Write the model after its graph passes (quantized weights, "
+             "adapters, rotations, smoothing, low-rank branches) as ONNX "
+             "that onnxruntime runs, weights in <out.onnx>.data: "
+             "DequantizeLinear (opset 21, int4 / int8, block-wise) or "
+             "MatMulNBits for integer weights, a codebook Gather for NF4 / "
+             "FP4 / FP8, LoRA as MatMuls, Hadamard rotations as constant "
+             "MatMuls; without -o, only the export is written"),
+    cl::cat(category));
+static cl::opt<bool> exportContrib(
+    "export-onnx-contrib", cl::init(true),
+    cl::desc("With --export-onnx: use onnxruntime's com.microsoft "
+             "MatMulNBits for 4-bit layers with groups of 16 or more (a "
+             "power of two); =false keeps to ai.onnx operators"),
+    cl::cat(category));
 static cl::opt<std::string>
     dumpLLVM("dump-llvm-ir",
              cl::desc("Write the optimized LLVM IR to this file"),
@@ -392,7 +408,12 @@ int main(int argc, char **argv) {
     mlir::qopt::registerAllPasses();
     mlir::registerTransformsPasses();
   }
-  if (outputPath.empty() && !listModules)
+  if (!exportONNX.empty() && StringRef(inputPath).ends_with(".mlir"))
+    return fail("--export-onnx rewrites the ONNX model it was given: the "
+                "input must be a .onnx file");
+  if (!exportContrib.getValue() && exportONNX.empty())
+    return fail("--export-onnx-contrib needs --export-onnx");
+  if (outputPath.empty() && !listModules && exportONNX.empty())
     return fail("no output file: give -o model.so (or --list-modules)");
   if (!adapter.empty() && !loraConfig.empty())
     return fail("--adapter and --lora-config exclude each other: load an "
@@ -542,6 +563,9 @@ int main(int argc, char **argv) {
       activationReport.getNumOccurrences() > 0;
   modelOptions.trainStep.activationSizes = activationReport;
   modelOptions.dumpGraphIR = dumpGraph;
+  modelOptions.exportONNXPath = exportONNX;
+  modelOptions.exportContrib = exportContrib;
+  modelOptions.modelPath = inputPath;
   modelOptions.timing = timing;
   if (failed(mlir::qopt::compileModelForCPU(*module, modelOptions, options)))
     return 1;

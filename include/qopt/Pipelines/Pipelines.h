@@ -123,6 +123,13 @@ struct ModelCompileOptions {
   QOptBuildTrainStepPassOptions trainStep;
   /// Where to print the IR after the graph stage ("" = never).
   std::string dumpGraphIR;
+  /// `qoptc --export-onnx`: write the model after its graph passes as
+  /// ONNX here (the original model is `modelPath`); `exportContrib` allows
+  /// onnxruntime's com.microsoft operators. Without an output library the
+  /// compilation stops there.
+  std::string exportONNXPath;
+  std::string modelPath;
+  bool exportContrib = true;
   /// Print how long each step took to stderr.
   bool timing = false;
 };
