@@ -238,6 +238,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
           return readsActivationStats(part) &&
                  !StringRef(part).contains("activation-stats=");
         });
+    staticLater |= StringRef(options.quantizeActivations).contains("static");
     if (!options.calibrationDataPath.empty() && staticLater)
       return emitError(module.getLoc())
              << "--graph-passes: static activation scales after '"
@@ -250,8 +251,10 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   // Passes that read activation statistics get them from the calibration
   // data: a .qstats file as qopt-calibrate writes it, or samples (.npz,
   // .jsonl) that a probe of the model (as imported) runs on.
-  bool statsWanted = !options.calibrationDataPath.empty() &&
-                     readsActivationStats(options.graphPasses);
+  bool statsWanted =
+      !options.calibrationDataPath.empty() &&
+      (readsActivationStats(options.graphPasses) ||
+       StringRef(options.quantizeActivations).contains("static"));
   if (statsWanted) {
     std::string statsPath = options.calibrationDataPath;
     if (!StringRef(statsPath).ends_with(".qstats")) {
@@ -298,6 +301,15 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     quantize.budgetBits = options.budgetBits;
     quantize.fisher = options.budgetFisher;
     quantizer.addPass(createQOptQuantizeWeightsPass(quantize));
+  }
+  if (!options.quantizeActivations.empty()) {
+    if (std::optional<std::string> why =
+            checkActivationSpec(options.quantizeActivations))
+      return emitError(module.getLoc())
+             << "--quantize-activations '" << options.quantizeActivations
+             << "': " << *why;
+    quantizer.addPass(createQOptInsertFakeQuantPass(activationQuantOptions(
+        options.quantizeActivations, options.quantizeModules)));
   }
   if (failed(quantizer.run(module)))
     return failure();

@@ -33,10 +33,16 @@ constexpr BuiltinRecipe kBuiltinRecipes[] = {
 #include "qopt/Pipelines/Recipes.inc"
 };
 
-constexpr llvm::StringLiteral kKeys[] = {
-    "name",         "summary",     "paper",
-    "graph-passes", "quantize",    "quantize-modules",
-    "adapter",      "calibration", "int8-activations"};
+constexpr llvm::StringLiteral kKeys[] = {"name",
+                                         "summary",
+                                         "paper",
+                                         "graph-passes",
+                                         "quantize",
+                                         "quantize-modules",
+                                         "quantize-activations",
+                                         "adapter",
+                                         "calibration",
+                                         "int8-activations"};
 
 /// A scalar as JSON: booleans, null, integers and numbers as themselves
 /// unless quoted; everything else a string.
@@ -139,7 +145,9 @@ public:
                            : key == "summary"      ? &recipe.summary
                            : key == "paper"        ? &recipe.paper
                            : key == "graph-passes" ? &recipe.graphPasses
-                                                   : &recipe.quantize;
+                           : key == "quantize-activations"
+                               ? &recipe.quantizeActivations
+                               : &recipe.quantize;
       *field = text;
     }
     if (stream->failed())
@@ -152,6 +160,11 @@ public:
               parseQuantizeSpec(recipe.quantize, spec))
         return error(root, "'quantize: " + recipe.quantize + "': " + *why);
     }
+    if (!recipe.quantizeActivations.empty())
+      if (std::optional<std::string> why =
+              checkActivationSpec(recipe.quantizeActivations))
+        return error(root, "'quantize-activations: " +
+                               recipe.quantizeActivations + "': " + *why);
     if (!recipe.adapterJson.empty()) {
       llvm::Expected<PeftLoraConfig> config =
           parsePeftLoraConfig(recipe.adapterJson);
@@ -258,6 +271,9 @@ llvm::Expected<std::string> mlir::qopt::recipePipeline(const Recipe &recipe,
                                      "': quantize: " + *why);
     pm.addPass(createQOptQuantizeWeightsPass(quantize));
   }
+  if (!recipe.quantizeActivations.empty())
+    pm.addPass(createQOptInsertFakeQuantPass(activationQuantOptions(
+        recipe.quantizeActivations, recipe.quantizeModules)));
   if (!recipe.adapterJson.empty()) {
     llvm::Expected<PeftLoraConfig> config =
         parsePeftLoraConfig(recipe.adapterJson);
@@ -340,4 +356,14 @@ mlir::qopt::quantizeWeightsOptions(StringRef specText,
   quantize.perChannel = spec.perChannel;
   quantize.targetModules.assign(modules.begin(), modules.end());
   return std::nullopt;
+}
+
+QOptInsertFakeQuantPassOptions
+mlir::qopt::activationQuantOptions(StringRef spec,
+                                   ArrayRef<std::string> modules) {
+  QOptInsertFakeQuantPassOptions options;
+  options.activations = spec.str();
+  for (const std::string &m : modules)
+    options.targetModules.push_back(m);
+  return options;
 }

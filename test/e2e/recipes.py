@@ -111,7 +111,8 @@ with tempfile.TemporaryDirectory() as tmp:
     rc, out, err = run("qopt-opt", "--qopt-recipe=smoothquant-w8a8", "--print-pipeline")
     report("smoothquant-w8a8 pipeline: smoothing before quantization", rc == 0
            and 0 <= out.find("qopt-smooth{") < out.find("qopt-quantize-weights{")
-           and "--int8-activations" in out, out.strip())
+           < out.find("qopt-insert-fake-quant{")
+           and "activations=int8:per-token" in out, out.strip())
 
     # A user's recipe, and its mistakes.
     mine = os.path.join(tmp, "mine.yaml")
@@ -140,6 +141,7 @@ with tempfile.TemporaryDirectory() as tmp:
     bad("adapter not a mapping", "name: x\nadapter: 16\n")
     bad("bad adapter key", "name: x\nadapter:\n  r: 4\n  lora_alhpa: 8\n")
     bad("bad flag", "name: x\nint8-activations: maybe\n")
+    bad("bad activations", "name: x\nquantize-activations: int8:per-row\n")
     bad("no name", "quantize: int8\n")
     bad("unterminated quote in the adapter", "name: x\nadapter:\n  r: 16\n  target_modules: \"q_proj\n")
     bad("not a mapping", "- int8\n")

@@ -106,6 +106,15 @@ static cl::opt<std::string>
     dumpGraph("dump-graph-ir",
               cl::desc("Write the IR after the graph passes to this file"),
               cl::cat(category));
+static cl::opt<std::string> quantizeActivations(
+    "quantize-activations", cl::value_desc("SPEC"),
+    cl::desc("Quantize the inputs of the layers --quantize selects at run "
+             "time: int8:per-token or int4:per-token (scales from each "
+             "token, computed as the model runs), or int8:per-tensor,static "
+             "(one scale per layer from --calibration-data); before integer "
+             "weights (--quantize int4 / int8, SVDQuant) a per-token "
+             "quantizer runs the product in integers (W8A8, W4A4)"),
+    cl::cat(category));
 static cl::opt<std::string> exportONNX(
     "export-onnx", cl::value_desc("out.onnx"),
     cl::desc("Write the model after its graph passes (quantized weights, "
@@ -385,6 +394,11 @@ int main(int argc, char **argv) {
       for (const std::string &m : r->quantizeModules)
         quantizeModules.push_back(m);
     }
+    if (!r->quantizeActivations.empty()) {
+      if (clash(!quantizeActivations.empty(), "--quantize-activations"))
+        return 1;
+      quantizeActivations = r->quantizeActivations;
+    }
     if (!r->graphPasses.empty()) {
       if (clash(!graphPasses.empty(), "--graph-passes"))
         return 1;
@@ -423,9 +437,10 @@ int main(int argc, char **argv) {
                 "the slots are filled at run time");
   if (merge && adapter.empty() && loraConfig.empty())
     return fail("--merge needs --adapter or --lora-config");
-  if (!quantizeModules.empty() && quantize.empty())
+  if (!quantizeModules.empty() && quantize.empty() &&
+      quantizeActivations.empty())
     return fail("--quantize-modules needs --quantize (it selects the layers "
-                "--quantize quantizes)");
+                "--quantize quantizes) or --quantize-activations");
   if (budgetBits != 0.0 && quantize.empty())
     return fail("--budget-bits needs --quantize with an integer format "
                 "(e.g. --quantize int4:group=128,asym --budget-bits 4.25)");
@@ -437,7 +452,8 @@ int main(int argc, char **argv) {
                 "weights)");
   if (!saveAdapter.empty() && adapter.empty() && loraConfig.empty())
     return fail("--save-adapter needs --adapter or --lora-config");
-  if (!calibrationData.empty() && loraConfig.empty() && graphPasses.empty())
+  if (!calibrationData.empty() && loraConfig.empty() && graphPasses.empty() &&
+      !StringRef(quantizeActivations).contains("static"))
     return fail("--calibration-data needs --lora-config (an adapter config "
                 "with init_lora_weights \"eva\") or --graph-passes that "
                 "read activation statistics (qopt-smooth)");
@@ -524,6 +540,7 @@ int main(int argc, char **argv) {
   modelOptions.quantizeSpec = quantize;
   modelOptions.quantizeModules.assign(quantizeModules.begin(),
                                       quantizeModules.end());
+  modelOptions.quantizeActivations = quantizeActivations;
   modelOptions.budgetBits = budgetBits;
   modelOptions.budgetFisher = fisher;
   modelOptions.graphPasses = graphPasses;

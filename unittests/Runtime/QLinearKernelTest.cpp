@@ -333,4 +333,118 @@ TEST(QLinearKernel, StridedOperandsAndOuterLoops) {
         EXPECT_NEAR(y[j * m * n + col * m + r], sum, 1e-4);
       }
 }
+TEST(QLinearKernel, PerTokenIntegerActivations) {
+  // flags 4 | bits << 8: each row of x quantized to round-half-even(x / s),
+  // s = max|x| / (2^(bits-1) - 1) (1 for a zero row), then integer products
+  // with the codes minus their zero points; against the same quantization
+  // and the product in double. Integer formats, groups, zero points, odd
+  // shapes, M = 1 … 33, 1 and 2 threads, every path this CPU has (the
+  // per-token path uses AVX2 where there is one); a row holding a NaN or
+  // an infinity gives NaN outputs, a zero row zeros.
+  std::string best = qopt_kernel_cpu_path();
+  const Case cases[] = {
+      {Int4, 37, 200, 32, false},  {Int4, 37, 200, 64, true},
+      {UInt4, 9, 130, 64, true},   {UInt4, 9, 100, 16, true},
+      {Int8, 37, 200, 200, false}, {Int8, 37, 96, 32, true},
+      {UInt8, 11, 150, 150, true}, {Int4, 3, 7, 4, true},
+      {Int4, 50, 1100, 32, false},
+  };
+  for (const char *path : kPaths) {
+    if (!qopt_kernel_set_cpu_path(path))
+      continue;
+    for (const Case &c : cases)
+      for (int bits : {8, 4})
+        for (int64_t m : {1, 3, 17, 33})
+          for (int threads : {1, 2}) {
+            SCOPED_TRACE(describe(c, m, path, threads, false) + " a" +
+                         std::to_string(bits));
+            std::mt19937 rng(unsigned(c.n * 31 + c.k + m + bits));
+            bool four = c.format == Int4 || c.format == UInt4;
+            int64_t rowBytes = four ? (c.k + 1) / 2 : c.k;
+            int64_t groups = (c.k + c.group - 1) / c.group;
+            std::vector<uint8_t> data(size_t(c.n * rowBytes));
+            for (uint8_t &b : data)
+              b = uint8_t(rng());
+            std::vector<float> scales(size_t(c.n * groups));
+            for (float &v : scales)
+              v = 0.01f + float(rng() % 1000) * 1e-4f;
+            std::vector<int8_t> zps(size_t(c.n * groups));
+            for (int8_t &z : zps)
+              z = c.format == Int4    ? int8_t(int(rng() % 16) - 8)
+                  : c.format == UInt4 ? int8_t(rng() % 16)
+                                      : int8_t(rng());
+            std::normal_distribution<float> xDist(0.0f, 1.0f);
+            std::vector<float> x(size_t(m * c.k));
+            for (float &v : x)
+              v = xDist(rng);
+            x[0] = 6.0f;
+            int64_t nanRow = m > 2 ? 1 : -1, zeroRow = m > 2 ? 2 : -1;
+            if (nanRow >= 0)
+              x[nanRow * c.k + c.k / 2] = m == 17 ? INFINITY : NAN;
+            if (zeroRow >= 0)
+              std::fill(x.begin() + zeroRow * c.k,
+                        x.begin() + (zeroRow + 1) * c.k, 0.0f);
+            auto code = [&](int64_t r, int64_t col) {
+              int32_t v;
+              if (four) {
+                int nib =
+                    (data[r * rowBytes + col / 2] >> (4 * (col & 1))) & 15;
+                v = c.format == Int4 ? (nib ^ 8) - 8 : nib;
+              } else {
+                uint8_t b = data[r * rowBytes + col];
+                v = c.format == Int8 ? int32_t(int8_t(b)) : int32_t(b);
+              }
+              int64_t g = col / c.group;
+              int32_t z = !c.zp ? 0
+                          : (c.format == Int4 || c.format == Int8)
+                              ? int32_t(zps[r * groups + g])
+                              : int32_t(uint8_t(zps[r * groups + g]));
+              return v - z;
+            };
+            std::vector<float> y(size_t(m * c.n), 0.5f);
+            std::vector<double> expected(y.size()), bound(y.size());
+            float qmax = float((1 << (bits - 1)) - 1);
+            for (int64_t i = 0; i < m; ++i) {
+              float absmax = 0;
+              for (int64_t col = 0; col < c.k; ++col)
+                absmax = std::max(absmax, std::fabs(x[i * c.k + col]));
+              float s = absmax / qmax;
+              if (s == 0.0f)
+                s = 1.0f;
+              for (int64_t r = 0; r < c.n; ++r) {
+                double sum = 0, mag = 0;
+                for (int64_t col = 0; col < c.k; ++col) {
+                  float q = std::nearbyint(x[i * c.k + col] / s);
+                  q = std::min(std::max(q, -qmax - 1), qmax);
+                  double v = double(q) * double(s) * code(r, col) *
+                             scales[r * groups + col / c.group];
+                  sum += v;
+                  mag += std::fabs(v);
+                }
+                expected[i * c.n + r] = 0.5 + sum;
+                bound[i * c.n + r] = 2e-6 * mag + 1e-6;
+              }
+            }
+            auto ptr = [](const void *p) {
+              return reinterpret_cast<int64_t>(p);
+            };
+            qopt_kernel_set_qlinear_threads(threads);
+            qopt_kernel_qlinear(
+                c.format, c.group, (c.zp ? 1 : 0) | 4 | (int64_t(bits) << 8), 1,
+                1, m, c.n, c.k, ptr(x.data()), 0, 0, 0, c.k, 1,
+                ptr(data.data()), 0, rowBytes, ptr(scales.data()), 0, groups,
+                ptr(zps.data()), 0, groups, ptr(y.data()), 0, 0, 0, c.n, 1);
+            for (size_t e = 0; e < y.size(); ++e) {
+              if (int64_t(e) / c.n == nanRow)
+                ASSERT_TRUE(std::isnan(y[e])) << "element " << e;
+              else if (int64_t(e) / c.n == zeroRow)
+                ASSERT_EQ(y[e], 0.5f) << "element " << e;
+              else
+                ASSERT_NEAR(y[e], expected[e], bound[e]) << "element " << e;
+            }
+          }
+  }
+  qopt_kernel_set_cpu_path(best.c_str());
+}
+
 } // namespace

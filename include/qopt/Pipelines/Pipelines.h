@@ -60,6 +60,12 @@ struct ModelCompileOptions {
   /// The layers quantizeSpec applies to, as PEFT's target_modules (empty:
   /// all-linear, the output head left out).
   std::vector<std::string> quantizeModules;
+  /// `qoptc --quantize-activations` (int8:per-token, int4:per-token,
+  /// int8:per-tensor,static, …): the layers quantizeModules selects
+  /// quantize their inputs so (qopt-insert-fake-quant), after quantizeSpec
+  /// and before adapters. Dynamic per-token quantizers before integer
+  /// weights run in integers on the CPU.
+  std::string quantizeActivations;
   /// With an integer quantizeSpec: per-layer widths within this many bits
   /// per weight (0: off).
   double budgetBits = 0.0;

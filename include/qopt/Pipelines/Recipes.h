@@ -38,6 +38,8 @@ struct Recipe {
   /// `qoptc --quantize` spec, and the layers it applies to.
   std::string quantize;
   std::vector<std::string> quantizeModules;
+  /// `qoptc --quantize-activations` spec (int8:per-token, …).
+  std::string quantizeActivations;
   /// A PEFT LoraConfig as JSON (adapter_config.json's keys); empty: none.
   std::string adapterJson;
   /// Whether the recipe needs --calibration-data.
@@ -75,6 +77,13 @@ splitOutlierPasses(llvm::StringRef pipeline);
 
 /// qopt-quantize-weights' options for a `--quantize` spec and the layers it
 /// applies to; the message says what is wrong with the spec.
+/// qopt-insert-fake-quant's options for `qoptc --quantize-activations SPEC`
+/// on the layers `modules` selects (--quantize's selection; empty: its
+/// default).
+QOptInsertFakeQuantPassOptions
+activationQuantOptions(llvm::StringRef spec,
+                       llvm::ArrayRef<std::string> modules);
+
 std::optional<std::string>
 quantizeWeightsOptions(llvm::StringRef spec,
                        llvm::ArrayRef<std::string> modules,

@@ -1636,6 +1636,30 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
   return arith::MulFOp::create(b, loc, steps, quantum);
 }
 
+/// The bits of a fake-quantizer of activations per token whose scales are
+/// createQuantScales' of its own input (max|x| / qmax over the last axis:
+/// a reduction of the input, then an elementwise map), signed, without a
+/// zero point; 0 otherwise.
+template <typename QuantOp> static unsigned dynamicPerTokenBits(QuantOp op) {
+  auto format = dyn_cast<IntFormatAttr>(op.getFormat());
+  if (!std::is_same_v<QuantOp, FakeQuantOp> || !format ||
+      !format.getIsSigned() || format.getZeroPoint() || op.getZeroPoint() ||
+      !isa<PerTokenAttr>(op.getGranularity()))
+    return 0;
+  auto map = op.getScale().template getDefiningOp<linalg::GenericOp>();
+  if (!map || map.getNumDpsInputs() != 1)
+    return 0;
+  auto reduce = map.getDpsInputOperand(0)
+                    ->get()
+                    .template getDefiningOp<linalg::ReduceOp>();
+  int64_t rank = op.getInput().getType().getRank();
+  if (!reduce || reduce.getInputs().size() != 1 ||
+      reduce.getInputs()[0] != op.getInput() ||
+      reduce.getDimensions() != ArrayRef<int64_t>{rank - 1})
+    return 0;
+  return format.getBits();
+}
+
 template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
   using OpRewritePattern<QuantOp>::OpRewritePattern;
   LogicalResult matchAndRewrite(QuantOp op,
@@ -1690,6 +1714,8 @@ template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
     Operation *generic = y.getDefiningOp();
     if (values)
       generic->setAttr(kStraightThroughAttr, rewriter.getUnitAttr());
+    if (unsigned bits = dynamicPerTokenBits(op))
+      generic->setAttr(kPerTokenQuantAttr, rewriter.getI64IntegerAttr(bits));
     if constexpr (std::is_same_v<QuantOp, LSQOp>) {
       double g = 1.0;
       if (FloatAttr given = op.getGradScaleAttr()) {

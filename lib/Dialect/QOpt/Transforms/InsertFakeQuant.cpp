@@ -664,3 +664,9 @@ struct QOptConvertQATPass
 };
 
 } // namespace
+
+std::optional<std::string>
+mlir::qopt::checkActivationSpec(llvm::StringRef text) {
+  FakeQuantSpec spec;
+  return parseSpec(text, /*activations=*/true, spec);
+}

@@ -67,7 +67,14 @@ using qopt_cpu::kInt8;
 using qopt_cpu::kNF4;
 using qopt_cpu::kUInt4;
 using qopt_cpu::kUInt8;
-enum Flags : int64_t { kZeroPoints = 1, kInt8Activations = 2 };
+enum Flags : int64_t {
+  kZeroPoints = 1,
+  kInt8Activations = 2,
+  // Activations quantized per token (row) to `(flags >> 8) & 0xff` bits,
+  // as qopt-insert-fake-quant's dynamic per-token quantizer does, and the
+  // product run on the integer codes.
+  kPerTokenActivations = 4,
+};
 enum Path : int {
   kScalar = 0,
   kAVX2 = 1,
@@ -1218,6 +1225,103 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
   });
 }
 
+//===----------------------------------------------------------------------===//
+// Per-token integer activations (W8A8, W4A4): each row of x quantized to
+// q = round-half-even(x / s), s = max|x| / qmax (1 where that is 0); each
+// group's dot product of q with the weight's codes (minus the zero point)
+// summed exactly in int32, then scaled by s and the group's scale.
+//===----------------------------------------------------------------------===//
+
+QOPT_AVX2 int32_t dotInt16AVX2(const int16_t *a, const int16_t *b, int64_t n) {
+  __m256i acc = _mm256_setzero_si256();
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    acc = _mm256_add_epi32(
+        acc, _mm256_madd_epi16(
+                 _mm256_loadu_si256(reinterpret_cast<const __m256i *>(a + i)),
+                 _mm256_loadu_si256(reinterpret_cast<const __m256i *>(b + i))));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc),
+                            _mm256_extracti128_si256(acc, 1));
+  s = _mm_hadd_epi32(s, s);
+  s = _mm_hadd_epi32(s, s);
+  int32_t r = _mm_cvtsi128_si32(s);
+  for (; i < n; ++i)
+    r += int32_t(a[i]) * b[i];
+  return r;
+}
+
+int32_t dotInt16(const int16_t *a, const int16_t *b, int64_t n, bool avx2) {
+  if (avx2)
+    return dotInt16AVX2(a, b, n);
+  int32_t r = 0;
+  for (int64_t i = 0; i < n; ++i)
+    r += int32_t(a[i]) * b[i];
+  return r;
+}
+
+/// y[0..m) += quant(x) · Wᵀ for integer W (int4 / uint4 / int8 / uint8).
+void productPerToken(const Weights &w, const float *x, int64_t ldx, int64_t m,
+                     float *y, int64_t ldy, int bits) {
+  int32_t qmax = (1 << (bits - 1)) - 1, qmin = -qmax - 1;
+  std::vector<int16_t> q(size_t(m * w.k));
+  std::vector<float> sx(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) {
+    const float *xr = x + i * ldx;
+    float absmax = 0.0f;
+    bool finite = true;
+    for (int64_t c = 0; c < w.k; ++c) {
+      absmax = std::fmax(absmax, std::fabs(xr[c]));
+      finite &= std::isfinite(xr[c]);
+    }
+    // A NaN or infinity makes the quantized row NaN, as the quantizer's
+    // loop computes it: the row's outputs are NaN.
+    if (!finite) {
+      sx[i] = NAN;
+      std::fill(q.begin() + i * w.k, q.begin() + (i + 1) * w.k, 0);
+      continue;
+    }
+    float s = absmax / float(qmax);
+    if (s == 0.0f)
+      s = 1.0f;
+    sx[i] = s;
+    for (int64_t c = 0; c < w.k; ++c) {
+      float v = std::nearbyint(xr[c] / s);
+      v = std::fmin(std::fmax(v, float(qmin)), float(qmax));
+      q[size_t(i * w.k + c)] = int16_t(v);
+    }
+  }
+  bool avx2 = currentPath().load() >= kAVX2;
+  Pool &pool = Pool::get();
+  int threads = pool.threads();
+  int64_t per = std::max<int64_t>(4, (w.n + int64_t(threads) * 4 - 1) /
+                                         (int64_t(threads) * 4));
+  int tasks = int((w.n + per - 1) / per);
+  pool.run(tasks, [&](int task) {
+    int64_t n0 = task * per, n1 = std::min(w.n, n0 + per);
+    std::vector<int16_t> row(size_t(w.k));
+    for (int64_t r = n0; r < n1; ++r) {
+      // The row's codes minus their zero points, once for every token.
+      for (int64_t g = 0; g < w.groups; ++g) {
+        int32_t z = w.zeroPoint(r, g);
+        int64_t c1 = std::min(w.k, (g + 1) * w.group);
+        for (int64_t c = g * w.group; c < c1; ++c)
+          row[size_t(c)] = int16_t(w.code(r, c) - z);
+      }
+      const float *scales = w.scales + r * w.scaleRow;
+      for (int64_t i = 0; i < m; ++i) {
+        const int16_t *qi = q.data() + i * w.k;
+        float sum = 0.0f;
+        for (int64_t g = 0; g < w.groups; ++g) {
+          int64_t c0 = g * w.group, c1 = std::min(w.k, c0 + w.group);
+          sum += float(dotInt16(qi + c0, row.data() + c0, c1 - c0, avx2)) *
+                 scales[g];
+        }
+        y[i * ldy + r] += sum * sx[size_t(i)];
+      }
+    }
+  });
+}
+
 /// Rows [n0, n1) of W as f32, row-major, into `out` (k floats per row).
 void dequantizeRows(const Weights &w, int64_t n0, int64_t n1, float *out) {
   // Codes of a row first (a table lookup per byte for 4-bit), then each
@@ -1341,7 +1445,10 @@ extern "C" {
 /// points (pointer 0 when none; offset, row stride). `format`: 0 int4,
 /// 1 uint4, 2 int8, 3 uint8, 4 NF4, 5 FP8 E4M3FN, 6 FP8 E5M2 (scale row
 /// stride 0: one set for every row); `flags`: 1 zero points, 2 int8
-/// activations (AVX-512 VNNI dot products where the CPU has them).
+/// activations (AVX-512 VNNI dot products where the CPU has them), 4
+/// activations quantized per token to `(flags >> 8) & 0xff` bits and
+/// integer products (integer formats; the others ignore it: the caller
+/// keeps the quantizer for them).
 void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
                          int64_t o0, int64_t o1, int64_t m, int64_t n,
                          int64_t k, int64_t pa, int64_t oa, int64_t sa0,
@@ -1410,22 +1517,26 @@ void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
         y = ys.data();
         ldy = n;
       }
-      switch (largePath(w, m, int8)) {
-      case kInt8Gemm:
-        qopt_cpu::qgemmInt8(w, x, ldx, m, y, ldy);
-        break;
-      case kF32Gemm:
-        qopt_cpu::qgemmF32(w, x, ldx, m, y, ldy);
-        break;
-      case kBLASTiles:
-        if (n <= INT32_MAX && k <= INT32_MAX && m <= INT32_MAX &&
-            ldx <= INT32_MAX && ldy <= INT32_MAX) {
-          productBLAS(w, x, ldx, m, y, ldy);
+      if ((flags & kPerTokenActivations) && !w.isFloat() && w.format != kNF4) {
+        productPerToken(w, x, ldx, m, y, ldy, int((flags >> 8) & 0xff));
+      } else {
+        switch (largePath(w, m, int8)) {
+        case kInt8Gemm:
+          qopt_cpu::qgemmInt8(w, x, ldx, m, y, ldy);
           break;
+        case kF32Gemm:
+          qopt_cpu::qgemmF32(w, x, ldx, m, y, ldy);
+          break;
+        case kBLASTiles:
+          if (n <= INT32_MAX && k <= INT32_MAX && m <= INT32_MAX &&
+              ldx <= INT32_MAX && ldy <= INT32_MAX) {
+            productBLAS(w, x, ldx, m, y, ldy);
+            break;
+          }
+          [[fallthrough]];
+        case kRowKernels:
+          product(w, x, ldx, m, y, ldy, int8);
         }
-        [[fallthrough]];
-      case kRowKernels:
-        product(w, x, ldx, m, y, ldy, int8);
       }
       if (copyY)
         for (int64_t r = 0; r < m; ++r)

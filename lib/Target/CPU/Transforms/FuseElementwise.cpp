@@ -3,6 +3,7 @@
 #include "qopt/Target/CPU/Transforms/Passes.h"
 
 #include "MulAddBody.h"
+#include "qopt/Dialect/QOpt/IR/QOptMarkers.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Linalg/IR/LinalgInterfaces.h"
@@ -151,6 +152,11 @@ struct QOptFuseElementwisePass
       Operation *producer = operand->get().getDefiningOp();
       auto consumer = dyn_cast<linalg::LinalgOp>(operand->getOwner());
       if (!producer || !consumer || !producer->hasOneUse())
+        return false;
+      // A per-token activation quantizer stays its own loop: the products
+      // it feeds may read its input instead (LinalgToBLAS).
+      if (consumer->hasAttr(qopt::kPerTokenQuantAttr) ||
+          producer->hasAttr(qopt::kPerTokenQuantAttr))
         return false;
       // A copy (transpose, broadcast) folds into any consumer: it becomes
       // the consumer's indexing map, e.g. a transposed weight read in place

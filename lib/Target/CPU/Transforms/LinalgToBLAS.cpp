@@ -15,9 +15,11 @@
 #include "MulAddBody.h"
 
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
+#include "qopt/Dialect/QOpt/IR/QOptMarkers.h"
 #include "qopt/Support/CompiledModel.h"
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/PatternMatch.h"
 
@@ -371,11 +373,12 @@ static void rewriteSgemm(linalg::GenericOp op, const GemmDims &dims,
 /// nest that expanded W and its buffer go.
 static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
                              QuantizedWeight w, bool int8Activations,
-                             ModuleOp module) {
+                             int64_t perTokenBits, ModuleOp module) {
   CallArgs args(op, dims);
   args.constant(w.format);
   args.constant(w.group);
-  args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0));
+  args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0) |
+                (perTokenBits ? 4 | (perTokenBits << 8) : 0));
   args.sizes({dims.m, dims.n, dims.k});
   args.operand(0, {dims.m, dims.k});
   args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
@@ -408,6 +411,129 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   }
 }
 
+/// The buffer `v` is a view of (itself if none).
+static Value rootBuffer(Value v) {
+  while (auto view = v.getDefiningOp<ViewLikeOpInterface>())
+    v = view.getViewSource();
+  return v;
+}
+
+/// Erases the loops that only write `buffer` (allocated here) when nothing
+/// reads it any more, with its allocation, then the same for the buffers
+/// those loops read (a quantizer's scales and their reductions).
+static void eraseUnread(Value buffer) {
+  SmallVector<Value> work{buffer};
+  while (!work.empty()) {
+    Value b = work.pop_back_val();
+    if (!b.getDefiningOp<memref::AllocOp>())
+      continue;
+    SmallVector<Operation *> writers, frees;
+    for (OpOperand &use : b.getUses()) {
+      auto linalgOp = dyn_cast<linalg::LinalgOp>(use.getOwner());
+      if (isa<memref::DeallocOp>(use.getOwner()))
+        frees.push_back(use.getOwner());
+      else if (linalgOp && linalgOp.isDpsInit(&use) &&
+               linalgOp->getNumResults() == 0 &&
+               llvm::all_of(linalgOp.getDpsInitsMutable(),
+                            [&](OpOperand &o) { return o.get() == b; }) &&
+               !llvm::is_contained(linalgOp.getDpsInputs(), b))
+        writers.push_back(use.getOwner());
+      else
+        writers.clear(), frees.clear(), b = Value();
+      if (!b)
+        break;
+    }
+    if (!b)
+      continue;
+    for (Operation *writer : writers)
+      for (Value input : cast<linalg::LinalgOp>(writer).getDpsInputs())
+        if (isa<MemRefType>(input.getType()))
+          work.push_back(input);
+    llvm::SmallPtrSet<Operation *, 8> gone;
+    for (Operation *o : llvm::concat<Operation *>(writers, frees))
+      if (gone.insert(o).second)
+        o->erase();
+    b.getDefiningOp()->erase();
+  }
+}
+
+/// Where the product `op` (with integer weight codes) reads activations
+/// that a per-token quantizer loop wrote (kPerTokenQuantAttr): makes it
+/// read the quantizer's input instead, which the kernel quantizes as the
+/// loop does and multiplies in integers, and returns the bits (0 where the
+/// pattern is not there, or the input may be written or freed before the
+/// product: then nothing changes).
+static int64_t readQuantizerInput(linalg::GenericOp op,
+                                  const QuantizedWeight &w) {
+  if (w.format < 0 || w.format > 3) // int4, uint4, int8, uint8
+    return 0;
+  Value a = op.getDpsInputOperand(0)->get();
+  linalg::GenericOp quantizer;
+  for (Operation *user : a.getUsers())
+    if (auto g = dyn_cast<linalg::GenericOp>(user);
+        g && g->hasAttr(kPerTokenQuantAttr) && g.getNumDpsInits() == 1 &&
+        g.getDpsInitOperand(0)->get() == a)
+      quantizer = g;
+  if (!quantizer || quantizer->getBlock() != op->getBlock() ||
+      !quantizer->isBeforeInBlock(op))
+    return 0;
+  OpOperand *input = quantizer.getDpsInputOperand(0);
+  Value x = input->get();
+  if (!memref::CastOp::areCastCompatible(x.getType(), a.getType()) ||
+      !quantizer.getMatchingIndexingMap(input).isIdentity() ||
+      !quantizer.getMatchingIndexingMap(quantizer.getDpsInitOperand(0))
+           .isIdentity())
+    return 0;
+  // Between the quantizer and the product, x's buffer may only be read
+  // (by loops, views, metadata, or another quantized product of this pass
+  // taking it as its activations); its deallocation moves after the
+  // product.
+  Value root = rootBuffer(x);
+  auto isPointerOfX = [&](Value v) {
+    auto ptr = v.getDefiningOp<memref::ExtractAlignedPointerAsIndexOp>();
+    return ptr && rootBuffer(ptr.getSource()) == root;
+  };
+  SmallVector<Operation *> frees;
+  for (Operation *it = quantizer->getNextNode(); it != op;
+       it = it->getNextNode()) {
+    if (auto call = dyn_cast<func::CallOp>(it)) {
+      // The products' A (read only): qopt_kernel_qlinear's 9th argument,
+      // qopt_kernel_sgemm's 6th.
+      for (auto [i, arg] : llvm::enumerate(call.getOperands()))
+        if (isPointerOfX(arg) && !(call.getCallee() == kQLinear && i == 8) &&
+            !(call.getCallee() == kSgemm && i == 5))
+          return 0;
+      continue;
+    }
+    for (OpOperand &operand : it->getOpOperands()) {
+      if (rootBuffer(operand.get()) != root)
+        continue;
+      if (isa<memref::DeallocOp>(it)) {
+        frees.push_back(it);
+        continue;
+      }
+      auto linalgOp = dyn_cast<linalg::LinalgOp>(it);
+      if (isa<ViewLikeOpInterface, memref::DimOp,
+              memref::ExtractAlignedPointerAsIndexOp,
+              memref::ExtractStridedMetadataOp>(it) ||
+          (linalgOp && linalgOp.isDpsInput(&operand)))
+        continue;
+      return 0;
+    }
+  }
+  for (Operation *free : frees)
+    free->moveAfter(op);
+  if (x.getType() != a.getType()) {
+    OpBuilder b(op);
+    x = memref::CastOp::create(b, op.getLoc(), a.getType(), x);
+  }
+  op.getDpsInputOperand(0)->set(x);
+  int64_t bits =
+      cast<IntegerAttr>(quantizer->getAttr(kPerTokenQuantAttr)).getInt();
+  eraseUnread(a);
+  return bits;
+}
+
 namespace {
 struct QOptLinalgToBLASPass
     : mlir::qopt::impl::QOptLinalgToBLASPassBase<QOptLinalgToBLASPass> {
@@ -437,7 +563,8 @@ struct QOptLinalgToBLASPass
     });
     for (auto &[op, dims] : matmuls) {
       if (std::optional<QuantizedWeight> w = matchQuantized(op, dims))
-        rewriteQuantized(op, dims, *w, int8Activations, module);
+        rewriteQuantized(op, dims, *w, int8Activations,
+                         readQuantizerInput(op, *w), module);
       else
         rewriteSgemm(op, dims, module);
     }

@@ -48,6 +48,12 @@ constexpr StringLiteral kDropoutAttr = "qopt.dropout";
 /// expands. The CPU target replaces it and the product that reads it by a
 /// kernel that reads the codes in place.
 constexpr StringLiteral kDequantizedAttr = "qopt.dequantized";
+/// On the loop that fake-quantizes activations per token with scales
+/// computed from them (max|x| / qmax over the last axis, 1 where 0; a
+/// signed integer format without zero point): the format's bits. The CPU
+/// target reads the loop's input instead where a quantized product follows
+/// and runs that product on integer codes, quantizing as the loop would.
+constexpr StringLiteral kPerTokenQuantAttr = "qopt.per_token_quant";
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H

@@ -180,6 +180,11 @@ struct QuantizeSpec {
 /// what is wrong.
 std::optional<std::string> checkQuantizeSpec(const QuantizeSpec &spec);
 
+/// Checks an activation quantizer spec of qopt-insert-fake-quant's
+/// `activations` option (`int8:per-token`, `int4:per-token`,
+/// `int8:per-tensor,static`, …); the message says what is wrong.
+std::optional<std::string> checkActivationSpec(llvm::StringRef text);
+
 /// Parses `qoptc --quantize`'s SPEC (`nf4:block=64,double-quant`,
 /// `int4:group=128,asym,clip=mse`, `fp8-e4m3:per-channel`, `mxfp4`, …) and
 /// checks it; the message says what is wrong.
