@@ -37,7 +37,9 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/bit.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -284,8 +286,13 @@ private:
   /// Layer outputs by the node that computed them before.
   llvm::StringMap<std::string> replacedOutputs;
   llvm::DenseMap<Operation *, std::string> emitted;
+  /// Hadamard factors' constants by order (and side), shared by layers.
+  llvm::StringMap<std::string> hadamards;
   llvm::SmallPtrSet<Operation *, 16> consumed;
   int64_t opset = 0;
+  /// Whether no node's meaning changes up to opset 21 (GroupNormalization's
+  /// scales, GridSample's modes, DFT's axis did).
+  bool raisable = true;
   bool usesContrib = false;
   unsigned counter = 0;
 };
@@ -334,7 +341,7 @@ std::string Exporter::initializer(StringRef hint, int type,
 bool Exporter::needOpset(int64_t version) {
   if (opset >= version)
     return true;
-  if (opset < 18)
+  if (opset < 18 || !raisable)
     return false;
   opset = version;
   return true;
@@ -353,6 +360,11 @@ FailureOr<std::string> Exporter::resolve(const ONNXValueRef &ref,
                          << (it == nodeIndex.end() ? "not in the model"
                                                    : "not uniquely named"),
              failure();
+    // A layer already exported: its output keeps the original name.
+    if (ref.index == 0)
+      if (auto done = replacedOutputs.find(ref.name);
+          done != replacedOutputs.end())
+        return done->second;
     const ::onnx::NodeProto &n = model.graph().node(it->second);
     if (int(ref.index) >= n.output_size())
       return error(user) << "node '" << ref.name << "' has no output "
@@ -374,9 +386,12 @@ FailureOr<std::string> Exporter::resolve(const ONNXValueRef &ref,
 FailureOr<dense::Matrix> Exporter::floatValue(Value v, Operation *user,
                                               StringRef what) {
   std::string why;
-  FailureOr<dense::Matrix> m = reader.evaluate(v, symbols, user, why);
+  SmallVector<Operation *> visited;
+  FailureOr<dense::Matrix> m = reader.evaluate(v, symbols, user, why, &visited);
   if (failed(m) && !why.empty())
     error(user) << "the " << what << " " << why;
+  // (RandLoRA's factors are computed by ops evaluated here.)
+  consumed.insert(visited.begin(), visited.end());
   return m;
 }
 
@@ -432,33 +447,86 @@ FailureOr<std::string> Exporter::chain(Value x, Value &root, Operation *layer,
                              "the last static one has no export",
                failure();
       int64_t n = h.getBlock() ? *h.getBlock() : last;
-      std::vector<int8_t> hm = ::qopt::hadamard::matrix(n);
-      if (hm.empty() || last % n)
+      ::qopt::hadamard::Order order = ::qopt::hadamard::split(n);
+      if (!order.base || last % n)
         return error(def) << "no Hadamard matrix of order " << n, failure();
-      std::vector<float> signs(n, 1.0f);
       if (h.getSigns()) {
         FailureOr<dense::Matrix> s = floatValue(h.getSigns(), def, "signs");
-        if (failed(s) || int64_t(s->data.size()) != n)
+        if (failed(s))
           return failure();
-        signs = s->data;
+        if (int64_t(s->data.size()) != n)
+          return error(def) << "the signs have " << s->data.size()
+                            << " elements, not " << n,
+                 failure();
+        std::vector<float> signs = s->data;
+        if (n != last) // one sign vector per block
+          for (int64_t i = 1; i < last / n; ++i)
+            signs.insert(signs.end(), s->data.begin(), s->data.end());
+        cur = op("Mul", {cur, floatInit(hint + ".signs", {last}, signs)}, hint);
       }
-      // y = x · C with C[j][i] = H[i][j] · s_j / √n.
-      std::vector<float> c(size_t(n) * n);
-      double norm = 1.0 / std::sqrt(double(n));
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j)
-          c[size_t(j) * n + i] = float(hm[size_t(i) * n + j] * signs[j] * norm);
-      std::string m = floatInit(hint + ".hadamard", {n, n}, c);
-      if (n == last) {
-        cur = op("MatMul", {cur, m}, hint);
-      } else {
-        SmallVector<int64_t> split(rank - 1, 0), back(rank - 1, 0);
-        split.append({last / n, n});
-        back.push_back(last);
-        std::string r = op("Reshape", {cur, int64s(split)}, hint);
-        r = op("MatMul", {r, m}, hint);
-        cur = op("Reshape", {r, int64s(back)}, hint);
+      // H_n = H_m ⊗ H_p1 ⊗ H_p2 (p1 · p2 = 2^k, Sylvester): the vector as
+      // [blocks, m, p1, p2], each factor a small MatMul on its axis, its
+      // constant shared by every layer (normalised by its own order).
+      int64_t twos = llvm::Log2_64(order.power);
+      SmallVector<int64_t> factors;
+      SmallVector<bool> isBase;
+      for (auto [f, b] : {std::pair<int64_t, bool>{order.base, true},
+                          {int64_t(1) << (twos / 2), false},
+                          {int64_t(1) << (twos - twos / 2), false}})
+        if (f > 1) {
+          factors.push_back(f);
+          isBase.push_back(b);
+        }
+      SmallVector<int64_t> lead(rank - 1, 0);
+      auto reshaped = [&](ArrayRef<int64_t> tail) {
+        SmallVector<int64_t> shape(lead);
+        shape.push_back(last / n);
+        shape.append(tail.begin(), tail.end());
+        return op("Reshape", {cur, int64s(shape)}, hint);
+      };
+      auto constant = [&](int64_t f, bool right, bool base) {
+        std::string key = "qopt.hadamard" + std::string(base ? "_base" : "") +
+                          std::to_string(f) + (right ? "T" : "");
+        auto found = hadamards.find(key);
+        if (found != hadamards.end())
+          return found->second;
+        // The base's Paley / Williamson matrix, or Sylvester's in natural
+        // order, (-1)^popcount(i & j), as the butterflies compute it.
+        std::vector<int8_t> hf;
+        if (base) {
+          hf = ::qopt::hadamard::baseMatrix(f);
+        } else {
+          hf.resize(size_t(f) * f);
+          for (int64_t i = 0; i < f; ++i)
+            for (int64_t j = 0; j < f; ++j)
+              hf[size_t(i) * f + j] =
+                  llvm::popcount(uint64_t(i & j)) % 2 ? -1 : 1;
+        }
+        std::vector<float> c(size_t(f) * f);
+        double norm = 1.0 / std::sqrt(double(f));
+        for (int64_t i = 0; i < f; ++i)
+          for (int64_t j = 0; j < f; ++j)
+            c[right ? size_t(j) * f + i : size_t(i) * f + j] =
+                float(hf[size_t(i) * f + j] * norm);
+        return hadamards[key] = floatInit(key, {f, f}, c);
+      };
+      // The last factor multiplies from the right, the others from the left
+      // over their axis with the ones after it merged.
+      for (size_t i = factors.size(); i-- > 0;) {
+        int64_t rest = 1;
+        for (size_t j = i + 1; j < factors.size(); ++j)
+          rest *= factors[j];
+        SmallVector<int64_t> tail(factors.begin(), factors.begin() + i + 1);
+        if (rest > 1)
+          tail.push_back(rest);
+        cur = reshaped(tail);
+        std::string h = constant(factors[i], rest == 1, isBase[i]);
+        cur = rest == 1 ? op("MatMul", {cur, h}, hint)
+                        : op("MatMul", {h, cur}, hint);
       }
+      SmallVector<int64_t> back(lead);
+      back.push_back(last);
+      cur = op("Reshape", {cur, int64s(back)}, hint);
     } else if (auto s = dyn_cast<SmoothOp>(def)) {
       int64_t axis = int64_t(s.getAxis());
       if (axis < 0)
@@ -495,6 +563,11 @@ FailureOr<std::string> Exporter::activationQuant(Operation *quantizer,
                                                  StringRef hint) {
   auto format = dyn_cast<IntFormatAttr>(quantizer->getAttr("format"));
   Attribute granularity = quantizer->getAttr("granularity");
+  if (opset < 13)
+    return error(quantizer) << "activation quantizers need opset 13 or later "
+                               "(the model has "
+                            << opset << ")",
+           failure();
   if (!format || !isa<PerTokenAttr, PerTensorAttr>(granularity))
     return error(quantizer) << "only integer activation quantizers per token "
                                "or per tensor have an export",
@@ -521,6 +594,10 @@ FailureOr<std::string> Exporter::activationQuant(Operation *quantizer,
       if (failed(zm))
         return failure();
       z = zm->data[0];
+      if (z != std::nearbyint(z))
+        return error(quantizer)
+                   << "the activation zero point " << z << " is not an integer",
+               failure();
     }
     unsigned bits = format.getBits();
     bool native = bits == 8 || (bits == 4 && needOpset(21));
@@ -651,7 +728,7 @@ std::string Exporter::intProduct(StringRef x, StringRef hint, int64_t n,
   // bits (opset 21), int8 / uint8 otherwise; per channel along N (opset
   // 13) or block-wise along K (opset 21).
   bool narrow = bits <= 4;
-  if ((narrow || group) && !needOpset(21))
+  if (((narrow || group) && !needOpset(21)) || opset < 13)
     return "";
   int type = narrow ? (isSigned ? kInt4 : kUint4) : (isSigned ? kInt8 : kUint8);
   std::vector<uint8_t> t(size_t(n) * k);
@@ -1015,6 +1092,11 @@ LogicalResult Exporter::exportLayer(Operation *layer,
   auto inType = cast<RankedTensorType>(input.getType());
   int64_t n = outType.getDimSize(outType.getRank() - 1);
   int64_t k = inType.getDimSize(inType.getRank() - 1);
+  // The constants the export writes are f32.
+  if (!inType.getElementType().isF32() || !outType.getElementType().isF32())
+    return error(layer) << "its activations are " << inType.getElementType()
+                        << ": only f32 models have an export",
+           failure();
   std::string hint = "qopt/" + layerKey(layer, linear ? linear.getModuleAttr()
                                                       : lora.getModuleAttr());
   FailureOr<std::string> x = resolve(rec.input, layer);
@@ -1082,13 +1164,17 @@ LogicalResult Exporter::exportLayer(Operation *layer,
         return error(layer) << "DoRA with a middle or gate factor has no "
                                "export",
                failure();
+      if (bm->cols != am->rows || bm->rows != w->rows || am->cols != w->cols ||
+          int64_t(mm->data.size()) != w->rows)
+        return error(layer) << "DoRA factors that do not fit the weight",
+               failure();
       dense::Matrix ba(bm->rows, am->cols);
       dense::gemm(false, false, 1.0f, *bm, *am, 0.0f, ba);
-      std::vector<float> rowScale(n);
+      std::vector<float> rowScale(w->rows);
       double s = lora.getScale();
-      for (int64_t r = 0; r < n; ++r) {
+      for (int64_t r = 0; r < w->rows; ++r) {
         double sum = 0;
-        for (int64_t c = 0; c < k; ++c) {
+        for (int64_t c = 0; c < w->cols; ++c) {
           double v = double(w->at(r, c)) + s * double(ba.at(r, c));
           sum += v * v;
         }
@@ -1124,8 +1210,12 @@ LogicalResult Exporter::exportLayer(Operation *layer,
                         : add.getDpsInputOperand(0)->get();
       auto up = other.getDefiningOp<LinearOp>();
       auto down = up ? up.getInput().getDefiningOp<LinearOp>() : LinearOp();
+      // (Ops qopt-svdquant made carry the layer's location; an Add of the
+      // original graph would not.)
       if (up && down && !up.getModuleAttr() && !down.getModuleAttr() &&
-          !up.getBias() && !down.getBias()) {
+          !up.getBias() && !down.getBias() && up->getLoc() == layer->getLoc() &&
+          down->getLoc() == layer->getLoc() &&
+          add->getLoc() == layer->getLoc()) {
         Value branchRoot;
         FailureOr<std::string> xb =
             chain(down.getInput(), branchRoot, layer, *x);
@@ -1429,15 +1519,38 @@ LogicalResult Exporter::finish() {
   for (::onnx::NodeProto &n : sorted)
     *graph->add_node() = std::move(n);
 
-  // Initializers and value_info nothing reads any more.
-  auto *inits = graph->mutable_initializer();
-  for (int i = inits->size() - 1; i >= 0; --i)
-    if (!live.contains(inits->Get(i).name()))
-      inits->DeleteSubrange(i, 1);
-  auto *infos = graph->mutable_value_info();
-  for (int i = infos->size() - 1; i >= 0; --i)
-    if (!live.contains(infos->Get(i).name()))
-      infos->DeleteSubrange(i, 1);
+  // Initializers (and graph inputs naming them, as IR < 4 lists them) and
+  // value_info nothing reads any more.
+  llvm::StringSet<> dropped;
+  auto keepLive = [&](auto *list, bool record) {
+    int kept = 0;
+    for (int i = 0; i < list->size(); ++i) {
+      if (live.contains(list->Get(i).name())) {
+        if (kept != i)
+          list->SwapElements(kept, i);
+        ++kept;
+      } else if (record) {
+        dropped.insert(list->Get(i).name());
+      }
+    }
+    while (list->size() > kept)
+      list->RemoveLast();
+  };
+  keepLive(graph->mutable_initializer(), true);
+  keepLive(graph->mutable_value_info(), false);
+  auto *inputs = graph->mutable_input();
+  int keptInputs = 0;
+  for (int i = 0; i < inputs->size(); ++i)
+    if (!dropped.contains(inputs->Get(i).name())) {
+      if (keptInputs != i)
+        inputs->SwapElements(keptInputs, i);
+      ++keptInputs;
+    }
+  while (inputs->size() > keptInputs)
+    inputs->RemoveLast();
+  // IR 4 lets initializers stay out of the graph's inputs.
+  if (model.ir_version() < 4)
+    model.set_ir_version(4);
 
   // Opsets.
   bool haveContrib = false;
@@ -1503,15 +1616,23 @@ LogicalResult Exporter::write() {
                       " of '" + t.name() + "'");
         file = std::move(*buffer);
       }
-      if (!hasLength)
-        len = file->getBufferSize() -
-              std::min<uint64_t>(off, file->getBufferSize());
+      if (!hasLength) {
+        // ONNX allows leaving it out: the tensor's own size.
+        int64_t count = 1;
+        for (int64_t d : t.dims())
+          count *= d;
+        int64_t size = elementBytes(t.data_type());
+        if (!size)
+          return fail("the external data of '" + t.name() +
+                      "' has no length and an element type of unknown size");
+        len = uint64_t(count * size);
+      }
       if (off > file->getBufferSize() || len > file->getBufferSize() - off)
         return fail("the external data of '" + t.name() + "' lies outside " +
                     path.str().str());
       bytes.assign(file->getBufferStart() + off, len);
     } else if (t.has_raw_data()) {
-      bytes = t.raw_data();
+      bytes.swap(*t.mutable_raw_data()); // no second copy of the weights
     } else {
       continue; // typed fields: small, kept in the model
     }
@@ -1538,8 +1659,10 @@ LogicalResult Exporter::write() {
     offset += bytes.size();
   }
   data.close();
-  if (data.has_error())
-    return fail("cannot write " + dataTmp);
+  if (data.has_error()) {
+    data.clear_error();
+    return fail("cannot write " + dataPath.str());
+  }
   {
     llvm::raw_fd_ostream out(modelTmp, ec);
     if (ec)
@@ -1549,8 +1672,10 @@ LogicalResult Exporter::write() {
       return fail("the model does not serialize (over 2 GiB of graph?)");
     out << bytes;
     out.close();
-    if (out.has_error())
-      return fail("cannot write " + modelTmp);
+    if (out.has_error()) {
+      out.clear_error();
+      return fail("cannot write " + options.outPath);
+    }
   }
   if ((ec = llvm::sys::fs::rename(dataTmp, dataPath)) ||
       (ec = llvm::sys::fs::rename(modelTmp, options.outPath)))
@@ -1570,6 +1695,10 @@ LogicalResult Exporter::run() {
     auto [it, fresh] = nodeIndex.try_emplace(name, i);
     if (!fresh)
       it->second = -1;
+    if ((n.domain().empty() || n.domain() == "ai.onnx") &&
+        (n.op_type() == "GroupNormalization" || n.op_type() == "GridSample" ||
+         n.op_type() == "DFT"))
+      raisable = false;
     for (const auto &o : n.output())
       taken.insert(o);
   }

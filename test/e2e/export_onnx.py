@@ -274,13 +274,35 @@ with tempfile.TemporaryDirectory() as tmp:
                         "--quantize", "int4:group=16"], tmp, flips=True)
         if path:
             sizes = {tuple(t.dims) for t in ops(path)[0].graph.initializer if ".hadamard" in t.name}
-            report(f"  {name}: Hadamard MatMuls of orders {sorted(s[0] for s in sizes)}", bool(sizes))
+            report(f"  {name}: online Hadamards as MatMuls by factors of orders {sorted(s[0] for s in sizes)}", bool(sizes))
     path = compare("llama-h48 static per-tensor int8 activations",
                    os.path.join(HERE, "rotate", "llama-h48", "model.onnx"),
                    ["--graph-passes", "qopt-insert-fake-quant{activations=int8:per-tensor,static}",
                     "--calibration-data", calib], tmp, flips=True)
     report("  static scales: QuantizeLinear / DequantizeLinear pairs",
            has(path, ("ai.onnx", "QuantizeLinear"), ("ai.onnx", "DequantizeLinear")))
+
+    # A layer reading another layer's output directly (x · W1ᵀ · W2ᵀ): the
+    # second reads the first's rewritten output.
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(1)
+    w1 = rng.standard_normal((16, 32)).astype(np.float32) * 0.3
+    w2 = rng.standard_normal((32, 8)).astype(np.float32) * 0.3
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "model.up.weight"], ["h"], name="up"),
+         helper.make_node("MatMul", ["h", "model.down.weight"], ["y"], name="down")],
+        "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])],
+        [numpy_helper.from_array(w1, "model.up.weight"), numpy_helper.from_array(w2, "model.down.weight")])
+    chain_dir = os.path.join(tmp, "chain")
+    os.makedirs(chain_dir)
+    chain = os.path.join(chain_dir, "model.onnx")
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)]), chain)
+    x = rng.standard_normal((5, 16)).astype(np.float32)
+    np.savez(os.path.join(chain_dir, "reference.npz"), **{"case0.x": x})
+    for spec in ["int8", "int4:group=16"]:
+        compare(f"two chained layers --quantize {spec}", chain,
+                ["--quantize", spec, "--quantize-modules", ".*"], tmp)
 
     # Errors: a message naming the layer or flag, rc 1, no file left.
     def error(label, *args, out=None):
