@@ -38,6 +38,10 @@ FORMATS = {  # name: (kernel format, bits, group or 0 = per channel, flags)
     "qopt-w8": (2, 8, 0, 0),
     "qopt-w8-int8act": (2, 8, 0, 2),
     "qopt-fp8-e4m3": (5, 8, 0, 0),
+    # Activations quantized per token, integer products (--quantize-activations).
+    "qopt-w8-a8tok": (2, 8, 0, 4 | 8 << 8),
+    "qopt-w4-g32-a8tok": (0, 4, 32, 4 | 8 << 8),
+    "qopt-w4-g32-a4tok": (0, 4, 32, 4 | 4 << 8),
 }
 
 
@@ -109,8 +113,10 @@ def ort_session(model, threads):
 
 
 def bench_ort(n, k, m, kind, threads, copies, reps, rng):
-    """onnxruntime on `copies` models (one weight each): fp32 MatMul or
-    MatMulNBits (4-bit, block 32, accuracy level 0 or 4)."""
+    """onnxruntime on `copies` models (one weight each): fp32 MatMul,
+    MatMulNBits (4-bit, block 32, accuracy level 0 or 4), or
+    DynamicQuantizeMatMul (int8 weights per channel, activations quantized
+    to uint8 per tensor at run time: its W8A8)."""
     from onnx import TensorProto, helper, numpy_helper
     sessions, size = [], 0
     for _ in range(copies):
@@ -122,6 +128,14 @@ def bench_ort(n, k, m, kind, threads, copies, reps, rng):
             node = helper.make_node("MatMul", ["x", "w"], ["y"])
             size = w.nbytes
             opsets = [helper.make_opsetid("", 17)]
+        elif kind == "dynq-w8a8":
+            w = rng.integers(-127, 128, size=(k, n), dtype=np.int8)
+            s = rng.uniform(0.005, 0.02, size=(n,)).astype(np.float32)
+            inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(s, "s")]
+            node = helper.make_node("DynamicQuantizeMatMul", ["x", "w", "s"], ["y"],
+                                    domain="com.microsoft")
+            size = w.nbytes + s.nbytes
+            opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
         else:
             level = int(kind[-1])
             blocks = (k + 31) // 32
@@ -168,7 +182,7 @@ def main():
                 entries = []
                 for name, spec in FORMATS.items():
                     entries.append((name,) + bench_qopt(lib, n, k, m, spec, copies, reps, rng))
-                for kind in ("fp32", "nbits4-acc0", "nbits4-acc4"):
+                for kind in ("fp32", "nbits4-acc0", "nbits4-acc4", "dynq-w8a8"):
                     c = 2 if kind == "fp32" else copies
                     entries.append((f"ort-{kind}",) + bench_ort(n, k, m, kind, threads, c, reps, rng))
                 base = {e[0]: e[1] for e in entries}

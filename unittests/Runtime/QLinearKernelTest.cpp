@@ -343,11 +343,22 @@ TEST(QLinearKernel, PerTokenIntegerActivations) {
   // an infinity gives NaN outputs, a zero row zeros.
   std::string best = qopt_kernel_cpu_path();
   const Case cases[] = {
-      {Int4, 37, 200, 32, false},  {Int4, 37, 200, 64, true},
-      {UInt4, 9, 130, 64, true},   {UInt4, 9, 100, 16, true},
-      {Int8, 37, 200, 200, false}, {Int8, 37, 96, 32, true},
-      {UInt8, 11, 150, 150, true}, {Int4, 3, 7, 4, true},
+      {Int4, 37, 200, 32, false},
+      {Int4, 37, 200, 64, true},
+      {UInt4, 9, 130, 64, true},
+      {UInt4, 9, 100, 16, true},
+      {Int8, 37, 200, 200, false},
+      {Int8, 37, 96, 32, true},
+      {UInt8, 11, 150, 150, true},
+      {Int4, 3, 7, 4, true},
       {Int4, 50, 1100, 32, false},
+      // Whole groups of 16 / 32 codes: the vector paths (nibbles unpacked
+      // 32 at a time, group sums scaled in lanes).
+      {Int4, 33, 256, 32, false},
+      {UInt4, 17, 256, 64, true},
+      {Int4, 9, 128, 128, true},
+      {Int8, 17, 128, 32, true},
+      {UInt8, 5, 96, 16, true},
   };
   for (const char *path : kPaths) {
     if (!qopt_kernel_set_cpu_path(path))

@@ -1250,6 +1250,68 @@ QOPT_AVX2 int32_t dotInt16AVX2(const int16_t *a, const int16_t *b, int64_t n) {
   return r;
 }
 
+/// 32 4-bit codes (16 bytes, low nibble first) minus `z` as int16: the
+/// nibbles split, interleaved back into order, widened.
+QOPT_AVX2 void unpackNibbles32(const uint8_t *d, bool sgn, int32_t z,
+                               int16_t *out) {
+  __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i *>(d));
+  __m128i mask = _mm_set1_epi8(15);
+  __m128i lo = _mm_and_si128(bytes, mask);
+  __m128i hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+  __m128i first = _mm_unpacklo_epi8(lo, hi), second = _mm_unpackhi_epi8(lo, hi);
+  __m256i a = _mm256_cvtepu8_epi16(first), b = _mm256_cvtepu8_epi16(second);
+  // Signed codes: (nibble ^ 8) - 8; then the zero point.
+  __m256i shift = _mm256_set1_epi16(int16_t(z + (sgn ? 8 : 0)));
+  if (sgn) {
+    __m256i eight = _mm256_set1_epi16(8);
+    a = _mm256_xor_si256(a, eight);
+    b = _mm256_xor_si256(b, eight);
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i *>(out),
+                      _mm256_sub_epi16(a, shift));
+  _mm256_storeu_si256(reinterpret_cast<__m256i *>(out + 16),
+                      _mm256_sub_epi16(b, shift));
+}
+
+/// Σ_g scales[g] · Σ_{c in group g} a[c] · b[c] for whole groups of
+/// `group` codes (a multiple of 16): the groups' int32 sums scaled in
+/// vector lanes, one horizontal sum at the end.
+QOPT_AVX2 float groupDotAVX2(const int16_t *a, const int16_t *b,
+                             const float *scales, int64_t groups,
+                             int64_t group) {
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int16_t *ag = a + g * group, *bg = b + g * group;
+    __m256i s = _mm256_setzero_si256();
+    for (int64_t i = 0; i < group; i += 16)
+      s = _mm256_add_epi32(
+          s,
+          _mm256_madd_epi16(
+              _mm256_loadu_si256(reinterpret_cast<const __m256i *>(ag + i)),
+              _mm256_loadu_si256(reinterpret_cast<const __m256i *>(bg + i))));
+    acc =
+        _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(scales[g]), acc);
+  }
+  return hsum256(acc);
+}
+
+/// groupDotAVX2 with 512-bit lanes, for groups of a multiple of 32 codes.
+QOPT_AVX512 float groupDotAVX512(const int16_t *a, const int16_t *b,
+                                 const float *scales, int64_t groups,
+                                 int64_t group) {
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int16_t *ag = a + g * group, *bg = b + g * group;
+    __m512i s = _mm512_setzero_si512();
+    for (int64_t i = 0; i < group; i += 32)
+      s = _mm512_add_epi32(s, _mm512_madd_epi16(_mm512_loadu_si512(ag + i),
+                                                _mm512_loadu_si512(bg + i)));
+    acc =
+        _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(scales[g]), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
 int32_t dotInt16(const int16_t *a, const int16_t *b, int64_t n, bool avx2) {
   if (avx2)
     return dotInt16AVX2(a, b, n);
@@ -1291,6 +1353,10 @@ void productPerToken(const Weights &w, const float *x, int64_t ldx, int64_t m,
     }
   }
   bool avx2 = currentPath().load() >= kAVX2;
+  bool vectorGroups = avx2 && w.group % 16 == 0 && w.k % w.group == 0;
+  bool wideGroups =
+      vectorGroups && currentPath().load() >= kAVX512 && w.group % 32 == 0;
+  bool four = w.fourBit(), sgn = w.isSigned();
   Pool &pool = Pool::get();
   int threads = pool.threads();
   int64_t per = std::max<int64_t>(4, (w.n + int64_t(threads) * 4 - 1) /
@@ -1301,20 +1367,37 @@ void productPerToken(const Weights &w, const float *x, int64_t ldx, int64_t m,
     std::vector<int16_t> row(size_t(w.k));
     for (int64_t r = n0; r < n1; ++r) {
       // The row's codes minus their zero points, once for every token.
+      const uint8_t *d = w.data + r * w.dataRow;
       for (int64_t g = 0; g < w.groups; ++g) {
         int32_t z = w.zeroPoint(r, g);
         int64_t c1 = std::min(w.k, (g + 1) * w.group);
-        for (int64_t c = g * w.group; c < c1; ++c)
-          row[size_t(c)] = int16_t(w.code(r, c) - z);
+        if (four && vectorGroups && w.group % 32 == 0)
+          for (int64_t c = g * w.group; c < c1; c += 32)
+            unpackNibbles32(d + c / 2, sgn, z, row.data() + c);
+        else if (four)
+          for (int64_t c = g * w.group; c < c1; ++c) {
+            int32_t nib = (d[c >> 1] >> ((c & 1) << 2)) & 15;
+            row[size_t(c)] = int16_t((sgn ? (nib ^ 8) - 8 : nib) - z);
+          }
+        else
+          for (int64_t c = g * w.group; c < c1; ++c)
+            row[size_t(c)] =
+                int16_t((sgn ? int32_t(int8_t(d[c])) : int32_t(d[c])) - z);
       }
       const float *scales = w.scales + r * w.scaleRow;
       for (int64_t i = 0; i < m; ++i) {
         const int16_t *qi = q.data() + i * w.k;
         float sum = 0.0f;
-        for (int64_t g = 0; g < w.groups; ++g) {
-          int64_t c0 = g * w.group, c1 = std::min(w.k, c0 + w.group);
-          sum += float(dotInt16(qi + c0, row.data() + c0, c1 - c0, avx2)) *
-                 scales[g];
+        if (wideGroups) {
+          sum = groupDotAVX512(qi, row.data(), scales, w.groups, w.group);
+        } else if (vectorGroups) {
+          sum = groupDotAVX2(qi, row.data(), scales, w.groups, w.group);
+        } else {
+          for (int64_t g = 0; g < w.groups; ++g) {
+            int64_t c0 = g * w.group, c1 = std::min(w.k, c0 + w.group);
+            sum += float(dotInt16(qi + c0, row.data() + c0, c1 - c0, avx2)) *
+                   scales[g];
+          }
         }
         y[i * ldy + r] += sum * sx[size_t(i)];
       }
