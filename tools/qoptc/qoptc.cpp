@@ -385,12 +385,14 @@ int main(int argc, char **argv) {
              " already: give one or the other");
       return given;
     };
-    if (!r->quantize.empty()) {
-      if (clash(!quantize.empty(), "--quantize") ||
-          clash(!quantizeModules.empty() && !r->quantizeModules.empty(),
-                "--quantize-modules"))
-        return 1;
+    if (!r->quantize.empty() && clash(!quantize.empty(), "--quantize"))
+      return 1;
+    if (!r->quantize.empty())
       quantize = r->quantize;
+    // The modules select for quantize and quantize-activations alike.
+    if (!r->quantizeModules.empty()) {
+      if (clash(!quantizeModules.empty(), "--quantize-modules"))
+        return 1;
       for (const std::string &m : r->quantizeModules)
         quantizeModules.push_back(m);
     }

@@ -1642,8 +1642,9 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
 /// zero point; 0 otherwise.
 template <typename QuantOp> static unsigned dynamicPerTokenBits(QuantOp op) {
   auto format = dyn_cast<IntFormatAttr>(op.getFormat());
-  if (!std::is_same_v<QuantOp, FakeQuantOp> || !format ||
-      !format.getIsSigned() || format.getZeroPoint() || op.getZeroPoint() ||
+  if (!std::is_same_v<QuantOp, FakeQuantOp> ||
+      !op->hasAttr(kDynamicScalesAttr) || !format || !format.getIsSigned() ||
+      format.getZeroPoint() || op.getZeroPoint() ||
       !isa<PerTokenAttr>(op.getGranularity()))
     return 0;
   auto map = op.getScale().template getDefiningOp<linalg::GenericOp>();

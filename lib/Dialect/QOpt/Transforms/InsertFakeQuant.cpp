@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "qopt/Dialect/QOpt/IR/QOptMarkers.h"
 #include "qopt/Dialect/QOpt/Transforms/LoraTargets.h"
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Dialect/QOpt/Transforms/QuantScales.h"
@@ -291,6 +292,10 @@ struct QOptInsertFakeQuantPass
         }
         auto fq = FakeQuantOp::create(b, loc, type, x, scale, zp, format,
                                       granularity);
+        // Scales max|x| / qmax computed from x as it runs: the CPU target
+        // may run the product in integers instead (kPerTokenQuantAttr).
+        if (!a.isStatic)
+          fq->setAttr(kDynamicScalesAttr, b.getUnitAttr());
         linear.getInputMutable().assign(fq.getResult());
       }
       ++count;

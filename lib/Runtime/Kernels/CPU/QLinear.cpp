@@ -1312,12 +1312,21 @@ QOPT_AVX512 float groupDotAVX512(const int16_t *a, const int16_t *b,
   return _mm512_reduce_add_ps(acc);
 }
 
-int32_t dotInt16(const int16_t *a, const int16_t *b, int64_t n, bool avx2) {
-  if (avx2)
-    return dotInt16AVX2(a, b, n);
-  int32_t r = 0;
-  for (int64_t i = 0; i < n; ++i)
-    r += int32_t(a[i]) * b[i];
+/// Σ a[i] · b[i], in int32 chunks of 32768 (no overflow: |a · b| < 2^15 ·
+/// 2^9) summed in int64.
+int64_t dotInt16(const int16_t *a, const int16_t *b, int64_t n, bool avx2) {
+  int64_t r = 0;
+  for (int64_t c = 0; c < n; c += 32768) {
+    int64_t len = std::min<int64_t>(32768, n - c);
+    if (avx2) {
+      r += dotInt16AVX2(a + c, b + c, len);
+      continue;
+    }
+    int32_t part = 0;
+    for (int64_t i = 0; i < len; ++i)
+      part += int32_t(a[c + i]) * b[c + i];
+    r += part;
+  }
   return r;
 }
 
@@ -1353,7 +1362,9 @@ void productPerToken(const Weights &w, const float *x, int64_t ldx, int64_t m,
     }
   }
   bool avx2 = currentPath().load() >= kAVX2;
-  bool vectorGroups = avx2 && w.group % 16 == 0 && w.k % w.group == 0;
+  // (Groups up to 32768 codes: their int32 sums cannot overflow.)
+  bool vectorGroups =
+      avx2 && w.group % 16 == 0 && w.k % w.group == 0 && w.group <= 32768;
   bool wideGroups =
       vectorGroups && currentPath().load() >= kAVX512 && w.group % 32 == 0;
   bool four = w.fourBit(), sgn = w.isSigned();

@@ -423,9 +423,10 @@ static Value rootBuffer(Value v) {
 /// those loops read (a quantizer's scales and their reductions).
 static void eraseUnread(Value buffer) {
   SmallVector<Value> work{buffer};
+  llvm::DenseSet<Value> seen;
   while (!work.empty()) {
     Value b = work.pop_back_val();
-    if (!b.getDefiningOp<memref::AllocOp>())
+    if (!seen.insert(b).second || !b.getDefiningOp<memref::AllocOp>())
       continue;
     SmallVector<Operation *> writers, frees;
     for (OpOperand &use : b.getUses()) {
@@ -463,71 +464,105 @@ static void eraseUnread(Value buffer) {
 /// loop does and multiplies in integers, and returns the bits (0 where the
 /// pattern is not there, or the input may be written or freed before the
 /// product: then nothing changes).
-static int64_t readQuantizerInput(linalg::GenericOp op,
+static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
                                   const QuantizedWeight &w) {
   if (w.format < 0 || w.format > 3) // int4, uint4, int8, uint8
     return 0;
-  Value a = op.getDpsInputOperand(0)->get();
+  // The kernel quantizes along the product's K: A's last axis must be it,
+  // as the quantizer's rows are.
+  OpOperand *aOperand = op.getDpsInputOperand(0);
+  AffineMap aMap = op.getMatchingIndexingMap(aOperand);
+  if (aMap.getNumResults() == 0 ||
+      aMap.getResults().back() != getAffineDimExpr(dims.k, op.getContext()))
+    return 0;
+  Value a = aOperand->get();
+  // The quantizer: the last op before the product writing A.
   linalg::GenericOp quantizer;
-  for (Operation *user : a.getUsers())
-    if (auto g = dyn_cast<linalg::GenericOp>(user);
-        g && g->hasAttr(kPerTokenQuantAttr) && g.getNumDpsInits() == 1 &&
+  for (Operation *it = op->getPrevNode(); it && !quantizer;
+       it = it->getPrevNode()) {
+    auto g = dyn_cast<linalg::GenericOp>(it);
+    if (g && g->hasAttr(kPerTokenQuantAttr) && g.getNumDpsInits() == 1 &&
         g.getDpsInitOperand(0)->get() == a)
       quantizer = g;
-  if (!quantizer || quantizer->getBlock() != op->getBlock() ||
-      !quantizer->isBeforeInBlock(op))
+  }
+  if (!quantizer)
     return 0;
   OpOperand *input = quantizer.getDpsInputOperand(0);
   Value x = input->get();
-  if (!memref::CastOp::areCastCompatible(x.getType(), a.getType()) ||
+  auto xType = dyn_cast<MemRefType>(x.getType());
+  auto aType = cast<MemRefType>(a.getType());
+  if (!xType || xType.getRank() != aType.getRank() ||
+      xType.getElementType() != aType.getElementType() ||
+      llvm::any_of(llvm::zip(xType.getShape(), aType.getShape()),
+                   [](auto d) {
+                     auto [p, q] = d;
+                     return !ShapedType::isDynamic(p) &&
+                            !ShapedType::isDynamic(q) && p != q;
+                   }) ||
       !quantizer.getMatchingIndexingMap(input).isIdentity() ||
       !quantizer.getMatchingIndexingMap(quantizer.getDpsInitOperand(0))
            .isIdentity())
     return 0;
-  // Between the quantizer and the product, x's buffer may only be read
-  // (by loops, views, metadata, or another quantized product of this pass
-  // taking it as its activations); its deallocation moves after the
-  // product.
-  Value root = rootBuffer(x);
-  auto isPointerOfX = [&](Value v) {
+  // x must be neither A nor the product's output, and between the
+  // quantizer and the product x may only be read (by loops, views,
+  // metadata, or another quantized product taking it as its activations)
+  // and A not written; x's deallocation moves after the product.
+  Value root = rootBuffer(x), aRoot = rootBuffer(a);
+  if (root == aRoot || rootBuffer(op.getDpsInitOperand(0)->get()) == root)
+    return 0;
+  auto isPointerOf = [&](Value v, Value buffer) {
     auto ptr = v.getDefiningOp<memref::ExtractAlignedPointerAsIndexOp>();
-    return ptr && rootBuffer(ptr.getSource()) == root;
+    return ptr && rootBuffer(ptr.getSource()) == buffer;
   };
   SmallVector<Operation *> frees;
   for (Operation *it = quantizer->getNextNode(); it != op;
        it = it->getNextNode()) {
-    if (auto call = dyn_cast<func::CallOp>(it)) {
-      // The products' A (read only): qopt_kernel_qlinear's 9th argument,
-      // qopt_kernel_sgemm's 6th.
-      for (auto [i, arg] : llvm::enumerate(call.getOperands()))
-        if (isPointerOfX(arg) && !(call.getCallee() == kQLinear && i == 8) &&
-            !(call.getCallee() == kSgemm && i == 5))
-          return 0;
+    if (auto dealloc = dyn_cast<memref::DeallocOp>(it)) {
+      if (rootBuffer(dealloc.getMemref()) == root)
+        frees.push_back(it);
+      else if (rootBuffer(dealloc.getMemref()) == aRoot)
+        return 0;
       continue;
     }
-    for (OpOperand &operand : it->getOpOperands()) {
-      if (rootBuffer(operand.get()) != root)
-        continue;
-      if (isa<memref::DeallocOp>(it)) {
-        frees.push_back(it);
-        continue;
+    bool unsafe = false;
+    it->walk([&](Operation *inner) {
+      if (auto call = dyn_cast<func::CallOp>(inner)) {
+        // The products read their A (qopt_kernel_qlinear's 9th argument,
+        // qopt_kernel_sgemm's 6th); any other use of x or A, or either
+        // passed as a buffer, may write them.
+        for (auto [i, arg] : llvm::enumerate(call.getOperands())) {
+          bool isA = (call.getCallee() == kQLinear && i == 8) ||
+                     (call.getCallee() == kSgemm && i == 5);
+          if ((isPointerOf(arg, root) || isPointerOf(arg, aRoot)) && !isA)
+            unsafe = true;
+          if (isa<MemRefType>(arg.getType()) &&
+              (rootBuffer(arg) == root || rootBuffer(arg) == aRoot))
+            unsafe = true;
+        }
+        return;
       }
-      auto linalgOp = dyn_cast<linalg::LinalgOp>(it);
-      if (isa<ViewLikeOpInterface, memref::DimOp,
-              memref::ExtractAlignedPointerAsIndexOp,
-              memref::ExtractStridedMetadataOp>(it) ||
-          (linalgOp && linalgOp.isDpsInput(&operand)))
-        continue;
+      for (OpOperand &operand : inner->getOpOperands()) {
+        Value r = isa<MemRefType>(operand.get().getType())
+                      ? rootBuffer(operand.get())
+                      : Value();
+        if (!r || (r != root && r != aRoot))
+          continue;
+        auto linalgOp = dyn_cast<linalg::LinalgOp>(inner);
+        if (isa<ViewLikeOpInterface, memref::DimOp,
+                memref::ExtractAlignedPointerAsIndexOp,
+                memref::ExtractStridedMetadataOp>(inner) ||
+            (linalgOp && linalgOp.isDpsInput(&operand)))
+          continue;
+        unsafe = true;
+      }
+    });
+    if (unsafe)
       return 0;
-    }
   }
   for (Operation *free : frees)
     free->moveAfter(op);
-  if (x.getType() != a.getType()) {
-    OpBuilder b(op);
-    x = memref::CastOp::create(b, op.getLoc(), a.getType(), x);
-  }
-  op.getDpsInputOperand(0)->set(x);
+  // (A generic reads any layout: x keeps its own strides and offset.)
+  aOperand->set(x);
   int64_t bits =
       cast<IntegerAttr>(quantizer->getAttr(kPerTokenQuantAttr)).getInt();
   eraseUnread(a);
@@ -564,7 +599,7 @@ struct QOptLinalgToBLASPass
     for (auto &[op, dims] : matmuls) {
       if (std::optional<QuantizedWeight> w = matchQuantized(op, dims))
         rewriteQuantized(op, dims, *w, int8Activations,
-                         readQuantizerInput(op, *w), module);
+                         readQuantizerInput(op, dims, *w), module);
       else
         rewriteSgemm(op, dims, module);
     }

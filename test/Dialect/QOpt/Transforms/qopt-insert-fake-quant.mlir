@@ -56,7 +56,7 @@
 // CHECK: linalg.reduce { arith.maximumf } ins(%[[E]] : tensor<4x2x4xf32>) {{.*}}dimensions = [2]
 // CHECK: %[[WQ:.*]] = qopt.fake_quant %[[W]] scale %{{.*}} zero_point %{{.*}} format(#qopt.int<4, unsigned, zero_point>) granularity(#qopt.per_group<axis = 1, size = 4>) {qopt.qat_spec = "int4:group=4,asym"} : (tensor<4x8xf32>, tensor<4x2xf32>, tensor<4x2xf32>) -> tensor<4x8xf32>
 // CHECK: linalg.reduce ins(%arg0 : tensor<?x8xf32>) {{.*}}dimensions = [1]
-// CHECK: %[[XQ:.*]] = qopt.fake_quant %arg0 scale %{{.*}} format(#qopt.int<8>) granularity(#qopt.per_token) : (tensor<?x8xf32>, tensor<?xf32>) -> tensor<?x8xf32>
+// CHECK: %[[XQ:.*]] = qopt.fake_quant %arg0 scale %{{.*}} format(#qopt.int<8>) granularity(#qopt.per_token) {qopt.dynamic_scales} : (tensor<?x8xf32>, tensor<?xf32>) -> tensor<?x8xf32>
 // CHECK: qopt.linear %[[XQ]], %[[WQ]] module "model.q_proj"
 // CHECK: qopt.fake_quant {{.*}}qopt.qat_spec = "int4:group=4,asym"
 // CHECK: qopt.linear {{.*}} module "model.k_proj"

@@ -11,6 +11,7 @@
 #define QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H
 
 #include "mlir/Support/LLVM.h"
+#include "llvm/ADT/StringRef.h"
 
 namespace mlir::qopt {
 /// On an op of the lowered model: its results are constants to training
@@ -48,6 +49,10 @@ constexpr StringLiteral kDropoutAttr = "qopt.dropout";
 /// expands. The CPU target replaces it and the product that reads it by a
 /// kernel that reads the codes in place.
 constexpr StringLiteral kDequantizedAttr = "qopt.dequantized";
+/// On a `qopt.fake_quant` of activations whose scales qopt-insert-fake-quant
+/// computes from them as the model runs (max|x| / qmax, or min–max with a
+/// zero point; 1 where the range is 0): what kPerTokenQuantAttr needs.
+constexpr StringLiteral kDynamicScalesAttr = "qopt.dynamic_scales";
 /// On the loop that fake-quantizes activations per token with scales
 /// computed from them (max|x| / qmax over the last axis, 1 where 0; a
 /// signed integer format without zero point): the format's bits. The CPU
