@@ -66,29 +66,67 @@ std::string describe(const Case &c, int64_t m, const char *path, int threads,
          " threads " + std::to_string(threads) + (int8 ? " int8-act" : "");
 }
 
+/// A random weight of case `c`: codes (finite ones for FP8), scales in
+/// [0.01, 0.1), zero points in the format's range.
+struct Weight {
+  std::vector<uint8_t> data;
+  std::vector<float> scales;
+  std::vector<int8_t> zps;
+  int64_t rowBytes = 0, groups = 0;
+};
+
+Weight randomWeight(const Case &c, std::mt19937 &rng) {
+  Weight w;
+  bool four = c.format == Int4 || c.format == UInt4 || c.format == NF4;
+  w.rowBytes = four ? (c.k + 1) / 2 : c.k;
+  w.groups = (c.k + c.group - 1) / c.group;
+  w.data.resize(size_t(c.n * w.rowBytes));
+  for (uint8_t &b : w.data)
+    do
+      b = uint8_t(rng());
+    while (isFP8(c.format) && !std::isfinite(fp8(c.format, b)));
+  std::uniform_real_distribution<float> scaleDist(0.01f, 0.1f);
+  w.scales.resize(size_t(c.n * w.groups));
+  for (float &s : w.scales)
+    s = scaleDist(rng);
+  w.zps.resize(size_t(c.n * w.groups));
+  for (int8_t &z : w.zps)
+    z = c.format == Int4    ? int8_t(int(rng() % 16) - 8)
+        : c.format == UInt4 ? int8_t(rng() % 16)
+                            : int8_t(rng());
+  return w;
+}
+
+/// Element (r, col)'s code (NF4: its index) and, for the integer formats
+/// with zero points, that minus its group's zero point.
+int32_t codeOf(const Case &c, const Weight &w, int64_t r, int64_t col) {
+  bool four = c.format == Int4 || c.format == UInt4 || c.format == NF4;
+  int32_t code;
+  if (four) {
+    int nib = (w.data[r * w.rowBytes + col / 2] >> (4 * (col & 1))) & 15;
+    code = c.format == Int4 ? (nib ^ 8) - 8 : nib;
+  } else {
+    uint8_t b = w.data[r * w.rowBytes + col];
+    code = c.format == Int8 ? int32_t(int8_t(b)) : int32_t(b);
+  }
+  if (!c.zp || c.format == NF4 || isFP8(c.format))
+    return code;
+  int8_t z = w.zps[r * w.groups + col / c.group];
+  return code - (c.format == Int4 || c.format == Int8 ? int32_t(z)
+                                                      : int32_t(uint8_t(z)));
+}
+
 /// Runs one case and checks every output element. `nanRow`: row of x to
 /// hold a NaN (-1: none); that row's outputs must all be NaN.
 void check(const Case &c, int64_t m, const char *path, int threads, bool int8,
            int64_t nanRow = -1) {
   SCOPED_TRACE(describe(c, m, path, threads, int8));
   std::mt19937 rng(unsigned(c.n * 131 + c.k * 7 + c.group + m));
-  bool four = c.format == Int4 || c.format == UInt4 || c.format == NF4;
-  int64_t rowBytes = four ? (c.k + 1) / 2 : c.k;
-  int64_t groups = (c.k + c.group - 1) / c.group;
-  std::vector<uint8_t> data(size_t(c.n * rowBytes));
-  for (uint8_t &b : data)
-    do
-      b = uint8_t(rng());
-    while (isFP8(c.format) && !std::isfinite(fp8(c.format, b)));
-  std::uniform_real_distribution<float> scaleDist(0.01f, 0.1f);
-  std::vector<float> scales(size_t(c.n * groups));
-  for (float &s : scales)
-    s = scaleDist(rng);
-  std::vector<int8_t> zps(size_t(c.n * groups));
-  for (int8_t &z : zps)
-    z = c.format == Int4    ? int8_t(int(rng() % 16) - 8)
-        : c.format == UInt4 ? int8_t(rng() % 16)
-                            : int8_t(rng());
+  Weight wt = randomWeight(c, rng);
+  int64_t rowBytes = wt.rowBytes, groups = wt.groups;
+  std::vector<uint8_t> &data = wt.data;
+  std::vector<float> &scales = wt.scales;
+  std::vector<int8_t> &zps = wt.zps;
   std::normal_distribution<float> xDist(0.0f, 1.0f);
   std::vector<float> x(size_t(m * c.k));
   for (float &v : x)
@@ -99,26 +137,12 @@ void check(const Case &c, int64_t m, const char *path, int threads, bool int8,
 
   // The reference: each weight in double, then the product.
   auto weight = [&](int64_t r, int64_t col) {
-    int64_t g = col / c.group;
-    double s = scales[r * groups + g];
-    int32_t code;
-    if (four) {
-      int nib = (data[r * rowBytes + col / 2] >> (4 * (col & 1))) & 15;
-      code = c.format == Int4 ? (nib ^ 8) - 8 : nib;
-    } else {
-      uint8_t b = data[r * rowBytes + col];
-      code = c.format == Int8 ? int32_t(int8_t(b)) : int32_t(b);
-    }
+    double s = scales[r * groups + col / c.group];
     if (c.format == NF4)
-      return qopt::nf4CodeTable()[code] * s;
+      return qopt::nf4CodeTable()[codeOf(c, wt, r, col)] * s;
     if (isFP8(c.format))
       return double(fp8(c.format, data[r * rowBytes + col])) * s;
-    int32_t z = 0;
-    if (c.zp)
-      z = c.format == Int4 || c.format == Int8
-              ? int32_t(zps[r * groups + g])
-              : int32_t(uint8_t(zps[r * groups + g]));
-    return (code - z) * s;
+    return codeOf(c, wt, r, col) * s;
   };
   // Start from non-zero outputs: the kernel accumulates.
   std::vector<float> y(size_t(m * c.n));
@@ -370,20 +394,8 @@ TEST(QLinearKernel, PerTokenIntegerActivations) {
             SCOPED_TRACE(describe(c, m, path, threads, false) + " a" +
                          std::to_string(bits));
             std::mt19937 rng(unsigned(c.n * 31 + c.k + m + bits));
-            bool four = c.format == Int4 || c.format == UInt4;
-            int64_t rowBytes = four ? (c.k + 1) / 2 : c.k;
-            int64_t groups = (c.k + c.group - 1) / c.group;
-            std::vector<uint8_t> data(size_t(c.n * rowBytes));
-            for (uint8_t &b : data)
-              b = uint8_t(rng());
-            std::vector<float> scales(size_t(c.n * groups));
-            for (float &v : scales)
-              v = 0.01f + float(rng() % 1000) * 1e-4f;
-            std::vector<int8_t> zps(size_t(c.n * groups));
-            for (int8_t &z : zps)
-              z = c.format == Int4    ? int8_t(int(rng() % 16) - 8)
-                  : c.format == UInt4 ? int8_t(rng() % 16)
-                                      : int8_t(rng());
+            Weight wt = randomWeight(c, rng);
+            int64_t rowBytes = wt.rowBytes, groups = wt.groups;
             std::normal_distribution<float> xDist(0.0f, 1.0f);
             std::vector<float> x(size_t(m * c.k));
             for (float &v : x)
@@ -395,23 +407,6 @@ TEST(QLinearKernel, PerTokenIntegerActivations) {
             if (zeroRow >= 0)
               std::fill(x.begin() + zeroRow * c.k,
                         x.begin() + (zeroRow + 1) * c.k, 0.0f);
-            auto code = [&](int64_t r, int64_t col) {
-              int32_t v;
-              if (four) {
-                int nib =
-                    (data[r * rowBytes + col / 2] >> (4 * (col & 1))) & 15;
-                v = c.format == Int4 ? (nib ^ 8) - 8 : nib;
-              } else {
-                uint8_t b = data[r * rowBytes + col];
-                v = c.format == Int8 ? int32_t(int8_t(b)) : int32_t(b);
-              }
-              int64_t g = col / c.group;
-              int32_t z = !c.zp ? 0
-                          : (c.format == Int4 || c.format == Int8)
-                              ? int32_t(zps[r * groups + g])
-                              : int32_t(uint8_t(zps[r * groups + g]));
-              return v - z;
-            };
             std::vector<float> y(size_t(m * c.n), 0.5f);
             std::vector<double> expected(y.size()), bound(y.size());
             float qmax = float((1 << (bits - 1)) - 1);
@@ -427,8 +422,8 @@ TEST(QLinearKernel, PerTokenIntegerActivations) {
                 for (int64_t col = 0; col < c.k; ++col) {
                   float q = std::nearbyint(x[i * c.k + col] / s);
                   q = std::min(std::max(q, -qmax - 1), qmax);
-                  double v = double(q) * double(s) * code(r, col) *
-                             scales[r * groups + col / c.group];
+                  double v = double(q) * double(s) * codeOf(c, wt, r, col) *
+                             wt.scales[r * groups + col / c.group];
                   sum += v;
                   mag += std::fabs(v);
                 }
@@ -443,8 +438,9 @@ TEST(QLinearKernel, PerTokenIntegerActivations) {
             qopt_kernel_qlinear(
                 c.format, c.group, (c.zp ? 1 : 0) | 4 | (int64_t(bits) << 8), 1,
                 1, m, c.n, c.k, ptr(x.data()), 0, 0, 0, c.k, 1,
-                ptr(data.data()), 0, rowBytes, ptr(scales.data()), 0, groups,
-                ptr(zps.data()), 0, groups, ptr(y.data()), 0, 0, 0, c.n, 1);
+                ptr(wt.data.data()), 0, rowBytes, ptr(wt.scales.data()), 0,
+                groups, ptr(wt.zps.data()), 0, groups, ptr(y.data()), 0, 0, 0,
+                c.n, 1);
             for (size_t e = 0; e < y.size(); ++e) {
               if (int64_t(e) / c.n == nanRow)
                 ASSERT_TRUE(std::isnan(y[e])) << "element " << e;
