@@ -50,6 +50,7 @@
 
 using namespace mlir;
 using namespace mlir::qopt;
+using namespace ::qopt::onnx_import;
 namespace dense = ::qopt::dense;
 
 //===----------------------------------------------------------------------===//
@@ -153,16 +154,6 @@ ONNXExportRecord mlir::qopt::recordONNXExport(ModuleOp raised) {
 
 namespace {
 
-enum DataType : int {
-  kFloat = 1,
-  kUint8 = 2,
-  kInt8 = 3,
-  kInt64 = 7,
-  kBool = 9,
-  kUint4 = 21,
-  kInt4 = 22,
-};
-
 /// Packs 4-bit values two per byte, the first in the low nibble (ONNX int4,
 /// MatMulNBits).
 static std::vector<uint8_t> packNibbles(const std::vector<uint8_t> &v) {
@@ -206,12 +197,22 @@ private:
                         const std::vector<float> &values) {
     return initializer(hint, kFloat, dims, bytesOf(values));
   }
+  /// Small constants (scalars, shapes), one initializer per value.
+  std::string shared(StringRef hint, int type, ArrayRef<int64_t> dims,
+                     std::string bytes) {
+    std::string key =
+        std::to_string(type) + ":" + std::to_string(dims.size()) + ":" + bytes;
+    auto [it, fresh] = constants.try_emplace(key);
+    if (fresh)
+      it->second = initializer(hint, type, dims, std::move(bytes));
+    return it->second;
+  }
   std::string scalar(float v) {
-    return floatInit("qopt.const", {}, std::vector<float>{v});
+    return shared("qopt.const", kFloat, {}, bytesOf(std::vector<float>{v}));
   }
   std::string int64s(ArrayRef<int64_t> v) {
-    return initializer("qopt.shape", kInt64, {int64_t(v.size())},
-                       bytesOf(std::vector<int64_t>(v.begin(), v.end())));
+    return shared("qopt.shape", kInt64, {int64_t(v.size())},
+                  bytesOf(std::vector<int64_t>(v.begin(), v.end())));
   }
   ::onnx::NodeProto &node(StringRef opType, ArrayRef<std::string> inputs,
                           StringRef output, StringRef domain = "");
@@ -251,6 +252,12 @@ private:
   FailureOr<std::string> product(Value weight, StringRef x, Operation *layer,
                                  StringRef hint, int64_t n, int64_t k);
   FailureOr<dense::Matrix> floatValue(Value v, Operation *user, StringRef what);
+  /// The float value of a weight: a float one evaluated, a quantized one
+  /// expanded as the lowering does.
+  FailureOr<dense::Matrix> weightValue(Value w, Operation *user,
+                                       StringRef what);
+  /// `m` stored transposed (K×N for a MatMul's right operand).
+  std::string transposedInit(StringRef hint, const dense::Matrix &m);
   FailureOr<std::string> matmulFloat(const dense::Matrix &w, StringRef x,
                                      StringRef hint);
   FailureOr<std::string> fakeQuantWeight(Operation *quantizer, StringRef x,
@@ -288,6 +295,8 @@ private:
   llvm::DenseMap<Operation *, std::string> emitted;
   /// Hadamard factors' constants by order (and side), shared by layers.
   llvm::StringMap<std::string> hadamards;
+  /// shared()'s constants by type, rank and bytes.
+  llvm::StringMap<std::string> constants;
   llvm::SmallPtrSet<Operation *, 16> consumed;
   int64_t opset = 0;
   /// Whether no node's meaning changes up to opset 21 (GroupNormalization's
@@ -395,15 +404,26 @@ FailureOr<dense::Matrix> Exporter::floatValue(Value v, Operation *user,
   return m;
 }
 
+std::string Exporter::transposedInit(StringRef hint, const dense::Matrix &m) {
+  return floatInit(hint, {m.cols, m.rows}, dense::transpose(m).data);
+}
+
+FailureOr<dense::Matrix> Exporter::weightValue(Value w, Operation *user,
+                                               StringRef what) {
+  if (!isa<QTensorType>(w.getType()))
+    return floatValue(w, user, what);
+  std::string why;
+  FailureOr<dense::Matrix> m = dequantizeKnown(reader, w, symbols, user, why);
+  if (failed(m) && !why.empty())
+    error(user) << "the " << what << " " << why;
+  return m;
+}
+
 FailureOr<std::string> Exporter::matmulFloat(const dense::Matrix &w,
                                              StringRef x, StringRef hint) {
   // Stored K×N, as exporters store MatMul weights.
-  std::vector<float> t(w.data.size());
-  for (int64_t r = 0; r < w.rows; ++r)
-    for (int64_t c = 0; c < w.cols; ++c)
-      t[size_t(c) * w.rows + r] = w.at(r, c);
-  std::string wt = floatInit((hint + ".weight").str(), {w.cols, w.rows}, t);
-  return op("MatMul", {x.str(), wt}, hint);
+  return op("MatMul", {x.str(), transposedInit((hint + ".weight").str(), w)},
+            hint);
 }
 
 /// The ops passes put before a layer, from its input back to a value of
@@ -602,8 +622,8 @@ FailureOr<std::string> Exporter::activationQuant(Operation *quantizer,
     unsigned bits = format.getBits();
     bool native = bits == 8 || (bits == 4 && needOpset(21));
     if (native) {
-      int type = bits == 8 ? (format.getIsSigned() ? kInt8 : kUint8)
-                           : (format.getIsSigned() ? kInt4 : kUint4);
+      int type = bits == 8 ? (format.getIsSigned() ? kInt8 : kUInt8)
+                           : (format.getIsSigned() ? kInt4 : kUInt4);
       std::string sName = scalar(s);
       uint8_t zc = uint8_t(int8_t(std::lround(z)));
       std::string zName =
@@ -697,7 +717,7 @@ std::string Exporter::intProduct(StringRef x, StringRef hint, int64_t n,
     }
     std::vector<std::string> inputs{
         x.str(),
-        initializer(hint.str() + ".qweight", kUint8, {n, blocks, blob},
+        initializer(hint.str() + ".qweight", kUInt8, {n, blocks, blob},
                     bytesOf(b)),
         floatInit(hint.str() + ".scales", {n * blocks}, scales)};
     if (!isSigned) {
@@ -710,7 +730,7 @@ std::string Exporter::intProduct(StringRef x, StringRef hint, int64_t n,
               zeroPoints.empty() ? 0 : zeroPoints[size_t(r) * blocks + blk];
           zps[size_t(r) * perRow + blk / 2] |= uint8_t(z << (blk % 2 ? 4 : 0));
         }
-      inputs.push_back(initializer(hint.str() + ".qzeros", kUint8, {n * perRow},
+      inputs.push_back(initializer(hint.str() + ".qzeros", kUInt8, {n * perRow},
                                    bytesOf(zps)));
     }
     std::string out = fresh(hint);
@@ -730,7 +750,7 @@ std::string Exporter::intProduct(StringRef x, StringRef hint, int64_t n,
   bool narrow = bits <= 4;
   if (((narrow || group) && !needOpset(21)) || opset < 13)
     return "";
-  int type = narrow ? (isSigned ? kInt4 : kUint4) : (isSigned ? kInt8 : kUint8);
+  int type = narrow ? (isSigned ? kInt4 : kUInt4) : (isSigned ? kInt8 : kUInt8);
   std::vector<uint8_t> t(size_t(n) * k);
   for (int64_t r = 0; r < n; ++r)
     for (int64_t c = 0; c < k; ++c)
@@ -776,14 +796,9 @@ FailureOr<std::string> Exporter::quantizedProduct(Value weight, StringRef x,
   auto type = cast<QTensorType>(weight.getType());
   auto assemble = weight.getDefiningOp<AssembleOp>();
   auto dequantized = [&]() -> FailureOr<std::string> {
-    std::string why;
-    FailureOr<dense::Matrix> w =
-        dequantizeKnown(reader, weight, symbols, layer, why);
-    if (failed(w)) {
-      if (!why.empty())
-        error(layer) << "the quantized weight " << why;
+    FailureOr<dense::Matrix> w = weightValue(weight, layer, "quantized weight");
+    if (failed(w))
       return failure();
-    }
     return matmulFloat(*w, x, hint);
   };
   auto load = assemble ? assemble.getData().getDefiningOp<LoadParamOp>()
@@ -896,7 +911,7 @@ FailureOr<std::string> Exporter::quantizedProduct(Value weight, StringRef x,
   int64_t blocks = n * k / block;
   std::string t = floatInit(hint.str() + ".codebook", {int64_t(table.size())},
                             std::vector<float>(table.begin(), table.end()));
-  std::string c = initializer(hint.str() + ".codes", kUint8, {blocks, block},
+  std::string c = initializer(hint.str() + ".codes", kUInt8, {blocks, block},
                               bytesOf(codes));
   std::string s = floatInit(hint.str() + ".scales", {blocks, 1}, scales);
   std::string idx = fresh(hint);
@@ -1043,16 +1058,10 @@ LogicalResult Exporter::exportEmbedding(LoRAEmbeddingOp lookup,
   FailureOr<std::string> ids = resolve(rec.input, lookup);
   if (failed(ids))
     return failure();
-  std::string why;
   FailureOr<dense::Matrix> w =
-      isa<QTensorType>(lookup.getWeight().getType())
-          ? dequantizeKnown(reader, lookup.getWeight(), symbols, lookup, why)
-          : reader.evaluate(lookup.getWeight(), symbols, lookup, why);
-  if (failed(w)) {
-    if (!why.empty())
-      error(lookup) << "the embedding table " << why;
+      weightValue(lookup.getWeight(), lookup, "embedding table");
+  if (failed(w))
     return failure();
-  }
   std::string out = op(
       "Gather",
       {floatInit(hint + ".weight", {w->rows, w->cols}, w->data), *ids}, hint);
@@ -1063,18 +1072,9 @@ LogicalResult Exporter::exportEmbedding(LoRAEmbeddingOp lookup,
         floatValue(lookup.getLoraB(), lookup, "lora_B");
     if (failed(a) || failed(b))
       return failure();
-    std::vector<float> at(a->data.size()), bt(b->data.size());
-    for (int64_t r = 0; r < a->rows; ++r)
-      for (int64_t c = 0; c < a->cols; ++c)
-        at[size_t(c) * a->rows + r] = a->at(r, c);
-    for (int64_t r = 0; r < b->rows; ++r)
-      for (int64_t c = 0; c < b->cols; ++c)
-        bt[size_t(c) * b->rows + r] = b->at(r, c);
     std::string z =
-        op("Gather",
-           {floatInit(hint + ".lora_A", {a->cols, a->rows}, at), *ids}, hint);
-    z = op("MatMul", {z, floatInit(hint + ".lora_B", {b->cols, b->rows}, bt)},
-           hint);
+        op("Gather", {transposedInit(hint + ".lora_A", *a), *ids}, hint);
+    z = op("MatMul", {z, transposedInit(hint + ".lora_B", *b)}, hint);
     z = op("Mul", {z, scalar(float(lookup.getScale()))}, hint);
     out = op("Add", {out, z}, hint);
   }
@@ -1111,55 +1111,37 @@ LogicalResult Exporter::exportLayer(Operation *layer,
     return failure();
   std::string out = *y;
   if (lora && !lora.getMerged()) {
-    auto factor = [&](Value v, StringRef what,
-                      bool transpose) -> FailureOr<std::string> {
-      FailureOr<dense::Matrix> m = floatValue(v, layer, what);
-      if (failed(m))
-        return failure();
-      if (!transpose)
-        return floatInit(hint + "." + what.str(), {m->cols}, m->data);
-      std::vector<float> t(m->data.size());
-      for (int64_t r = 0; r < m->rows; ++r)
-        for (int64_t c = 0; c < m->cols; ++c)
-          t[size_t(c) * m->rows + r] = m->at(r, c);
-      return floatInit(hint + "." + what.str(), {m->cols, m->rows}, t);
-    };
-    FailureOr<std::string> a = factor(lora.getLoraA(), "lora_A", true);
-    FailureOr<std::string> b = factor(lora.getLoraB(), "lora_B", true);
-    if (failed(a) || failed(b))
+    FailureOr<dense::Matrix> am = floatValue(lora.getLoraA(), layer, "lora_A");
+    FailureOr<dense::Matrix> bm = floatValue(lora.getLoraB(), layer, "lora_B");
+    if (failed(am) || failed(bm))
       return failure();
-    std::string z = op("MatMul", {*xq, *a}, hint);
+    std::string z =
+        op("MatMul", {*xq, transposedInit(hint + ".lora_A", *am)}, hint);
     if (lora.getGate()) {
-      FailureOr<std::string> g = factor(lora.getGate(), "gate", false);
+      FailureOr<dense::Matrix> g = floatValue(lora.getGate(), layer, "gate");
       if (failed(g))
         return failure();
-      z = op("Mul", {z, *g}, hint);
+      z = op("Mul", {z, floatInit(hint + ".gate", {g->cols}, g->data)}, hint);
     }
     if (lora.getMiddle()) {
-      FailureOr<std::string> m = factor(lora.getMiddle(), "middle", true);
+      FailureOr<dense::Matrix> m =
+          floatValue(lora.getMiddle(), layer, "middle");
       if (failed(m))
         return failure();
-      z = op("MatMul", {z, *m}, hint);
+      z = op("MatMul", {z, transposedInit(hint + ".middle", *m)}, hint);
     }
-    z = op("Mul", {op("MatMul", {z, *b}, hint), scalar(float(lora.getScale()))},
+    z = op("Mul",
+           {op("MatMul", {z, transposedInit(hint + ".lora_B", *bm)}, hint),
+            scalar(float(lora.getScale()))},
            hint);
     out = op("Add", {out, z}, hint);
     if (Value mag = lora.getMagnitude()) {
       // DoRA: rows rescaled by m / ‖W + scale·B·M·diag(g)·A‖, a constant
       // at inference.
-      std::string why;
-      FailureOr<dense::Matrix> w =
-          isa<QTensorType>(weight.getType())
-              ? dequantizeKnown(reader, weight, symbols, layer, why)
-              : reader.evaluate(weight, symbols, layer, why);
-      FailureOr<dense::Matrix> am = floatValue(lora.getLoraA(), layer, "A");
-      FailureOr<dense::Matrix> bm = floatValue(lora.getLoraB(), layer, "B");
+      FailureOr<dense::Matrix> w = weightValue(weight, layer, "weight");
       FailureOr<dense::Matrix> mm = floatValue(mag, layer, "magnitude");
-      if (failed(w) || failed(am) || failed(bm) || failed(mm)) {
-        if (failed(w) && !why.empty())
-          error(layer) << "the weight " << why;
+      if (failed(w) || failed(mm))
         return failure();
-      }
       if (lora.getMiddle() || lora.getGate())
         return error(layer) << "DoRA with a middle or gate factor has no "
                                "export",
@@ -1366,14 +1348,14 @@ static int64_t elementBytes(int type) {
   switch (type) {
   case kFloat:
     return 4;
-  case kUint8:
+  case kUInt8:
   case kInt8:
   case kBool:
     return 1;
   case kInt64:
     return 8;
-  case 10: // float16
-  case 16: // bfloat16
+  case kFloat16:
+  case kBFloat16:
     return 2;
   default:
     return 0;

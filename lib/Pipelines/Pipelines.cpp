@@ -207,6 +207,9 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   // Outlier passes rewrite the float weights, so the leading ones of
   // --graph-passes run before quantization and adapters; the rest after.
   auto [outlierPasses, laterPasses] = splitOutlierPasses(options.graphPasses);
+  // --quantize-activations with static scales reads statistics too.
+  bool staticActivations =
+      StringRef(options.quantizeActivations).contains("static");
   if (!outlierPasses.empty()) {
     // They change the layers' inputs and weights: an adapter trained on the
     // original model would read other inputs, and one saved from here would
@@ -238,7 +241,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
           return readsActivationStats(part) &&
                  !StringRef(part).contains("activation-stats=");
         });
-    staticLater |= StringRef(options.quantizeActivations).contains("static");
+    staticLater |= staticActivations;
     if (!options.calibrationDataPath.empty() && staticLater)
       return emitError(module.getLoc())
              << "--graph-passes: static activation scales after '"
@@ -253,8 +256,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   // .jsonl) that a probe of the model (as imported) runs on.
   bool statsWanted =
       !options.calibrationDataPath.empty() &&
-      (readsActivationStats(options.graphPasses) ||
-       StringRef(options.quantizeActivations).contains("static"));
+      (readsActivationStats(options.graphPasses) || staticActivations);
   if (statsWanted) {
     std::string statsPath = options.calibrationDataPath;
     if (!StringRef(statsPath).ends_with(".qstats")) {

@@ -35,37 +35,9 @@
 
 using namespace mlir;
 using namespace mlir::qopt;
+using namespace ::qopt::onnx_import;
 
 namespace {
-
-// TensorProto.DataType values (onnx.proto); libonnx 1.12's enum stops
-// before the float8 and int4 types, so the numbers are spelled out.
-enum ONNXDataType : int32_t {
-  kFloat = 1,
-  kUInt8 = 2,
-  kInt8 = 3,
-  kUInt16 = 4,
-  kInt16 = 5,
-  kInt32 = 6,
-  kInt64 = 7,
-  kString = 8,
-  kBool = 9,
-  kFloat16 = 10,
-  kDouble = 11,
-  kUInt32 = 12,
-  kUInt64 = 13,
-  kComplex64 = 14,
-  kComplex128 = 15,
-  kBFloat16 = 16,
-  kFloat8E4M3FN = 17,
-  kFloat8E4M3FNUZ = 18,
-  kFloat8E5M2 = 19,
-  kFloat8E5M2FNUZ = 20,
-  kUInt4 = 21,
-  kInt4 = 22,
-  kFloat4E2M1 = 23,
-  kFloat8E8M0 = 24,
-};
 
 /// The oldest and newest IR versions this importer reads.
 constexpr int64_t kMinIRVersion = 3;
