@@ -362,9 +362,11 @@ TEST(QLinearKernel, PerTokenIntegerActivations) {
   // s = max|x| / (2^(bits-1) - 1) (1 for a zero row), then integer products
   // with the codes minus their zero points; against the same quantization
   // and the product in double. Integer formats, groups, zero points, odd
-  // shapes, M = 1 … 33, 1 and 2 threads, every path this CPU has (the
-  // per-token path uses AVX2 where there is one); a row holding a NaN or
-  // an infinity gives NaN outputs, a zero row zeros.
+  // shapes, M = 1 … 33 (row kernels and, from 7 rows, the int8 GEMM), 1
+  // and 2 threads, every path this CPU has (the VNNI paths run the row
+  // kernels / GEMM of int8 activations with one step per token; the others
+  // int16 products); a row holding a NaN or an infinity gives NaN
+  // outputs, a zero row zeros.
   std::string best = qopt_kernel_cpu_path();
   const Case cases[] = {
       {Int4, 37, 200, 32, false},

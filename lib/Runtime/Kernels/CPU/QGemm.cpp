@@ -73,15 +73,19 @@ struct PackedX {
 };
 
 /// Quantizes row r (of R) of a tile: each block of 32 to int8 as the row
-/// kernels do (quantizeBlock).
+/// kernels do (quantizeBlock), or with the row's per-token step where
+/// tokenBits is not 0 (quantizeBlockAt).
 QOPT_AVX512 void quantizeRow(const float *xr, int64_t k, int64_t blocks,
-                             bool four, int32_t offset, int R, int r, int8_t *q,
-                             float *scale, float *t, int32_t *init) {
+                             bool four, int32_t offset, int tokenBits, int R,
+                             int r, int8_t *q, float *scale, float *t,
+                             int32_t *init) {
   alignas(64) int32_t v[32];
   int8_t packed[32];
+  float step = tokenBits ? tokenStep(xr, k, tokenBits) : 0.0f;
   for (int64_t b = 0; b < blocks; ++b) {
-    int64_t c0 = b * kBlock;
-    Int8Block blk = quantizeBlock(xr + c0, std::min<int64_t>(kBlock, k - c0));
+    int64_t c0 = b * kBlock, n = std::min<int64_t>(kBlock, k - c0);
+    Int8Block blk = tokenBits ? quantizeBlockAt(xr + c0, n, step, tokenBits)
+                              : quantizeBlock(xr + c0, n);
     float s = blk.scale;
     int32_t sum = blk.sum;
     _mm512_store_si512(v, blk.lo);
@@ -376,7 +380,7 @@ void qgemmF32(const QWeights &w, const float *x, int64_t ldx, int64_t m,
 }
 
 void qgemmInt8(const QWeights &w, const float *x, int64_t ldx, int64_t m,
-               float *y, int64_t ldy) {
+               float *y, int64_t ldy, int tokenBits) {
   const int64_t blocks = (w.k + kBlock - 1) / kBlock;
   const int64_t tiles = (m + kMR - 1) / kMR;
   const bool four = w.fourBit(), zp = w.zp != nullptr;
@@ -395,9 +399,9 @@ void qgemmInt8(const QWeights &w, const float *x, int64_t ldx, int64_t m,
     int R = rowsOf(tile);
     size_t at = size_t(tile * kMR * blocks);
     for (int r = 0; r < R; ++r)
-      quantizeRow(x + (tile * kMR + r) * ldx, w.k, blocks, four, offset, R, r,
-                  p.q.data() + at * kBlock, p.scale.data() + at,
-                  p.t.data() + at, p.init.data() + at);
+      quantizeRow(x + (tile * kMR + r) * ldx, w.k, blocks, four, offset,
+                  tokenBits, R, r, p.q.data() + at * kBlock,
+                  p.scale.data() + at, p.t.data() + at, p.init.data() + at);
   });
   // Tasks of whole panels, a few per thread.
   const int64_t panels = (w.n + kNR - 1) / kNR;

@@ -588,8 +588,10 @@ struct QuantizedX {
   int64_t lanes = 16; // per chunk: 16 (AVX-512) or 8 (AVX-VNNI)
 };
 
+/// tokenBits: 0 for int8 per block of 32, else the bits of per-token codes
+/// (one step for the row: every lane's scale).
 QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
-                           int64_t m, QuantizedX &out) {
+                           int64_t m, int tokenBits, QuantizedX &out) {
   const bool four = w.fourBit();
   const int64_t chunk = four ? 128 : 64;
   out.chunks = (w.k + chunk - 1) / chunk;
@@ -608,10 +610,12 @@ QOPT_VNNI void prepareInt8(const Weights &w, const float *x, int64_t ldx,
     const float *xr = x + i * ldx;
     int8_t *q = out.q.data() + i * out.pk;
     float *lanes = out.laneScale.data() + i * out.chunks * 16;
+    float step = tokenBits ? qopt_cpu::tokenStep(xr, w.k, tokenBits) : 0.0f;
     for (int64_t bl = 0; bl < blocks; ++bl) {
-      int64_t c0 = bl * 32;
+      int64_t c0 = bl * 32, n = std::min<int64_t>(32, w.k - c0);
       qopt_cpu::Int8Block blk =
-          qopt_cpu::quantizeBlock(xr + c0, std::min<int64_t>(32, w.k - c0));
+          tokenBits ? qopt_cpu::quantizeBlockAt(xr + c0, n, step, tokenBits)
+                    : qopt_cpu::quantizeBlock(xr + c0, n);
       float scale = blk.scale;
       int32_t sum = blk.sum;
       __m256i bytes = _mm256_inserti128_si256(
@@ -851,7 +855,7 @@ QOPT_VNNI void rowVNNI(const Weights &w, int64_t r, const XRows &x, float *y,
 
 /// prepareInt8 for 8 lanes a chunk, with AVX2.
 QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
-                                  int64_t m, QuantizedX &out) {
+                                  int64_t m, int tokenBits, QuantizedX &out) {
   const bool four = w.fourBit();
   const int64_t chunk = four ? 64 : 32;
   out.chunks = (w.k + chunk - 1) / chunk;
@@ -863,13 +867,26 @@ QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
   out.t.assign(size_t(m * w.groups), 0.0f);
   const int64_t blocks = (w.k + 31) / 32;
   const __m256 absMask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  // Per token: codes in [-2^(bits-1), 2^(bits-1) - 1], one step a row.
+  const int32_t qmax = tokenBits ? (1 << (tokenBits - 1)) - 1 : 127;
+  const __m256i lo = _mm256_set1_epi32(tokenBits ? -qmax - 1 : -127),
+                hi = _mm256_set1_epi32(qmax);
   const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   alignas(32) int32_t v[32];
   for (int64_t i = 0; i < m; ++i) {
     const float *xr = x + i * ldx;
     int8_t *q = out.q.data() + i * out.pk;
     float *lanes = out.laneScale.data() + i * out.chunks * 8;
+    float step = 0.0f; // per token: as qopt_cpu::tokenStep
+    if (tokenBits) {
+      float amax = 0.0f;
+      bool finite = true;
+      for (int64_t c = 0; c < w.k; ++c) {
+        finite &= std::isfinite(xr[c]);
+        amax = std::fmax(amax, std::fabs(xr[c]));
+      }
+      step = !finite ? NAN : amax == 0.0f ? 1.0f : amax / float(qmax);
+    }
     for (int64_t bl = 0; bl < blocks; ++bl) {
       int64_t c0 = bl * 32, n = std::min<int64_t>(32, w.k - c0);
       __m256 xs[4];
@@ -893,6 +910,15 @@ QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
       float scale = finite ? big / 127.0f : NAN;
       __m256 inv = _mm256_set1_ps(
           finite && big >= qopt_cpu::kTinyBlock ? 127.0f / big : 0.0f);
+      if (tokenBits) {
+        // x / step (a division, as the quantizer computes it); zeros for a
+        // NaN step.
+        scale = step;
+        for (int j = 0; j < 4; ++j)
+          xs[j] = std::isnan(step) ? _mm256_setzero_ps()
+                                   : _mm256_div_ps(xs[j], _mm256_set1_ps(step));
+        inv = _mm256_set1_ps(1.0f);
+      }
       __m256i sum = _mm256_setzero_si256();
       for (int j = 0; j < 4; ++j) {
         // cvtps rounds to nearest even, as nearbyint does.
@@ -1170,13 +1196,15 @@ void rowsVector(int path, const Weights &w, int64_t m, const Prepared &p,
 
 /// y[0..m) += x · Wᵀ for dense rows (x: m x k with row stride ldx; y: m x n
 /// with row stride ldy), rows of W split among the threads.
+/// tokenBits (VNNI paths): activations quantized per token to that many
+/// bits instead of per block of 32.
 void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
-             int64_t ldy, bool int8Activations) {
+             int64_t ldy, bool int8Activations, int tokenBits = 0) {
   int path = pathFor(w, int8Activations);
   thread_local Prepared p;
   if (path == kAVX512VNNI || path == kAVX2VNNI) {
     bool wide = path == kAVX512VNNI;
-    (wide ? prepareInt8 : prepareInt8AVX2)(w, x, ldx, m, p.qx);
+    (wide ? prepareInt8 : prepareInt8AVX2)(w, x, ldx, m, tokenBits, p.qx);
     int64_t span = p.qx.pk / p.qx.chunks; // codes a chunk
     p.kind = w.group % span == 0 || w.group >= w.k  ? kRun
              : wide && w.fourBit() && w.group == 32 ? kFour
@@ -1226,10 +1254,12 @@ void product(const Weights &w, const float *x, int64_t ldx, int64_t m, float *y,
 }
 
 //===----------------------------------------------------------------------===//
-// Per-token integer activations (W8A8, W4A4): each row of x quantized to
-// q = round-half-even(x / s), s = max|x| / qmax (1 where that is 0); each
-// group's dot product of q with the weight's codes (minus the zero point)
-// summed exactly in int32, then scaled by s and the group's scale.
+// Per-token integer activations (W8A8, W4A4) on CPUs without VNNI (the
+// VNNI paths take them through prepareInt8 / qgemmInt8): each row of x
+// quantized to q = round-half-even(x / s), s = max|x| / qmax (1 where that
+// is 0); each group's dot product of q with the weight's codes (minus the
+// zero point) summed exactly in int32, then scaled by s and the group's
+// scale.
 //===----------------------------------------------------------------------===//
 
 QOPT_AVX2 int32_t dotInt16AVX2(const int16_t *a, const int16_t *b, int64_t n) {
@@ -1612,7 +1642,20 @@ void qopt_kernel_qlinear(int64_t format, int64_t group, int64_t flags,
         ldy = n;
       }
       if ((flags & kPerTokenActivations) && !w.isFloat() && w.format != kNF4) {
-        productPerToken(w, x, ldx, m, y, ldy, int((flags >> 8) & 0xff));
+        int bits = int((flags >> 8) & 0xff);
+        // The VNNI row kernels and GEMM read int8 codes with one step per
+        // token as they read per-block ones; bits past 8 or other CPUs:
+        // the int16 products.
+        int vnni = pathFor(w, true);
+        if (bits >= 2 && bits <= 8 &&
+            (vnni == kAVX512VNNI || vnni == kAVX2VNNI)) {
+          if (largePath(w, m, true) == kInt8Gemm)
+            qopt_cpu::qgemmInt8(w, x, ldx, m, y, ldy, bits);
+          else
+            product(w, x, ldx, m, y, ldy, true, bits);
+        } else {
+          productPerToken(w, x, ldx, m, y, ldy, bits);
+        }
       } else {
         switch (largePath(w, m, int8)) {
         case kInt8Gemm:

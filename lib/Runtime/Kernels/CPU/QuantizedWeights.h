@@ -112,6 +112,53 @@ quantizeBlock(const float *x, int64_t n) {
   return b;
 }
 
+/// The step of a row of activations quantized per token to `bits`-bit
+/// codes, as qopt-insert-fake-quant's dynamic per-token quantizer computes
+/// it: max|x| / (2^(bits-1) - 1), 1 where that is 0, NaN where the row
+/// holds a NaN or an infinity.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) inline float
+tokenStep(const float *x, int64_t k, int bits) {
+  __m512 amax = _mm512_setzero_ps();
+  __mmask16 bad = 0;
+  for (int64_t c = 0; c < k; c += 16) {
+    __mmask16 m = __mmask16(k - c >= 16 ? 0xFFFF : (1u << (k - c)) - 1);
+    __m512 v = _mm512_maskz_loadu_ps(m, x + c);
+    bad |= _mm512_fpclass_ps_mask(v, 0x99);
+    amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+  }
+  if (bad)
+    return NAN;
+  float s = _mm512_reduce_max_ps(amax) / float((1 << (bits - 1)) - 1);
+  return s == 0.0f ? 1.0f : s;
+}
+
+/// quantizeBlock with the row's per-token `step` (tokenStep): codes
+/// round-half-even(x / step) (a division, as the quantizer computes it)
+/// clamped to [-2^(bits-1), 2^(bits-1) - 1]; zeros where the step is NaN.
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) inline Int8Block
+quantizeBlockAt(const float *x, int64_t n, float step, int bits) {
+  Int8Block b;
+  b.scale = step;
+  if (std::isnan(step)) {
+    b.lo = b.hi = _mm512_setzero_si512();
+    b.sum = 0;
+    return b;
+  }
+  __mmask16 m0 = __mmask16(n >= 16 ? 0xFFFF : (1u << n) - 1);
+  __mmask16 m1 = __mmask16(n >= 32  ? 0xFFFF
+                           : n > 16 ? (1u << (n - 16)) - 1
+                                    : 0);
+  __m512 s = _mm512_set1_ps(step);
+  __m512 x0 = _mm512_div_ps(_mm512_maskz_loadu_ps(m0, x), s);
+  __m512 x1 = _mm512_div_ps(_mm512_maskz_loadu_ps(m1, x + 16), s);
+  const __m512i lo = _mm512_set1_epi32(-(1 << (bits - 1))),
+                hi = _mm512_set1_epi32((1 << (bits - 1)) - 1);
+  b.lo = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(x0), lo), hi);
+  b.hi = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(x1), lo), hi);
+  b.sum = _mm512_reduce_add_epi32(_mm512_add_epi32(b.lo, b.hi));
+  return b;
+}
+
 /// Whether qgemmInt8() takes `w`: an integer format whose groups are whole
 /// blocks of 32 codes (or one group per row). qgemmF32() takes NF4 and
 /// FP8 too.
@@ -119,11 +166,12 @@ bool qgemmTakes(const QWeights &w);
 bool qgemmF32Takes(const QWeights &w);
 
 /// y[0..m) += x · Wᵀ with each row of x quantized to int8 per block of 32
-/// codes (the numerics of the row kernels' int8 activations), as a
+/// codes (the numerics of the row kernels' int8 activations), or per token
+/// to `tokenBits` bits (tokenStep) where that is not 0, as a
 /// register-tiled AVX-512 VNNI GEMM: for many rows (prefill). Rows of W
 /// split among the pool's threads. Needs AVX-512 VNNI and qgemmTakes(w).
 void qgemmInt8(const QWeights &w, const float *x, int64_t ldx, int64_t m,
-               float *y, int64_t ldy);
+               float *y, int64_t ldy, int tokenBits = 0);
 
 /// y[0..m) += x · Wᵀ in f32: blocks of W dequantized into the panels of
 /// PackedGemm.cpp's AVX-512 tiles (each block once per call, while it is
