@@ -30,7 +30,7 @@ class TensorInfo:
 
     def __init__(self, name, dtype, shape, dim_names):
         self.name = name
-        self.dtype = np.dtype(dtype)
+        self.dtype = _numpy_dtype(dtype)
         self.shape = tuple(shape)
         self.dim_names = tuple(dim_names)
 
@@ -38,6 +38,15 @@ class TensorInfo:
         dims = ", ".join(str(s) if s is not None else (n or "?")
                          for s, n in zip(self.shape, self.dim_names))
         return f"TensorInfo({self.name!r}, {self.dtype}, [{dims}])"
+
+
+def _numpy_dtype(name):
+    """numpy's dtype for a runtime dtype name (bfloat16: ml_dtypes', which
+    numpy knows only once ml_dtypes is imported)."""
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 class Model:

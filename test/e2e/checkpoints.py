@@ -20,8 +20,20 @@ def read_safetensors(path):
         if name == "__metadata__":
             continue
         begin, end = t["data_offsets"]
+        if t["dtype"] == "BF16":  # the top half of an f32 (numpy has no bf16)
+            bits = np.frombuffer(data[begin:end], np.uint16).astype(np.uint32) << 16
+            out[name] = bits.view(np.float32).reshape(t["shape"])
+            continue
         out[name] = np.frombuffer(data[begin:end], DTYPES[t["dtype"]]).reshape(t["shape"])
     return out
+
+
+def safetensors_dtypes(path):
+    """{name: dtype string} of a safetensors file."""
+    with open(path, "rb") as f:
+        size = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(size))
+    return {n: t["dtype"] for n, t in header.items() if n != "__metadata__"}
 
 
 def write_f32_safetensors(path, tensors):

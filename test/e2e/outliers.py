@@ -30,7 +30,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ["QOPT_BIN"]
 sys.path.insert(0, os.path.join(BIN, "..", "python"))
 import qopt  # noqa: E402
-from checkpoints import read_safetensors, rel_error  # noqa: E402
+from checkpoints import read_safetensors, rel_error, safetensors_dtypes  # noqa: E402
 
 failures = 0
 
@@ -220,6 +220,37 @@ with tempfile.TemporaryDirectory() as tmp:
                         rel_error(got[f"{n}.weight"], w - low))
     report("SVDQuant branch = numpy's rank-8 truncation of W, base = the rest", worst <= 1e-5,
            f"{worst:.1e}" if rc == 0 else err[-300:])
+
+    # The 16-bit branch (branch-type=bf16): factors stored as BF16, equal to
+    # the truncation to bf16's precision (2^-8 relative), the base exactly
+    # W - B~A~ (the rounding moved into it), the logits unchanged.
+    split16 = os.path.join(tmp, "llama-svd16.so")
+    rc, err = run("qoptc", path, "--graph-passes",
+                  "qopt-svdquant{weights= rank=8 svd=exact branch-type=bf16}", "-o", split16)
+    worst_f, worst_b, logits16, stored = float("inf"), float("inf"), float("inf"), {}
+    if rc == 0:
+        file16 = split16.replace(".so", ".safetensors")
+        got, stored = read_safetensors(file16), safetensors_dtypes(file16)
+        worst_f = worst_b = 0.0
+        for n in (p + "self_attn.q_proj", p + "mlp.down_proj"):
+            w = inits[layers[n][1]].T.astype(np.float64)
+            u, sv, vt = np.linalg.svd(w, full_matrices=False)
+            low = (u[:, :8] * sv[:8]) @ vt[:8]
+            b16, a16 = got[f"{n}.svd_B"].astype(np.float64), got[f"{n}.svd_A"].astype(np.float64)
+            worst_f = max(worst_f, rel_error(b16 @ a16, low))
+            worst_b = max(worst_b, rel_error(got[f"{n}.weight"], w - b16 @ a16))
+        rng16 = np.random.default_rng(5)
+        ids16 = rng16.integers(0, 100, size=(1, 6)).astype(np.int64)
+        feed16 = {"input_ids": ids16, "attention_mask": np.ones_like(ids16)}
+        base16 = os.path.join(tmp, "llama-base16.so")
+        run("qoptc", path, "-o", base16)
+        logits16 = rel_error(qopt.load(split16).run(**feed16)[0], qopt.load(base16).run(**feed16)[0])
+    factor_types = {stored.get(p + "self_attn.q_proj.svd_A"), stored.get(p + "self_attn.q_proj.svd_B")}
+    report("SVDQuant 16-bit branch: factors stored BF16, = the truncation within 1e-2, base = W - B~A~ "
+           "within 1e-5, logits unchanged within 1e-5",
+           rc == 0 and factor_types == {"BF16"} and worst_f <= 1e-2 and worst_b <= 1e-5 and logits16 <= 1e-5,
+           f"{sorted(map(str, factor_types))}, factors {worst_f:.1e}, base {worst_b:.1e}, logits {logits16:.1e}"
+           if rc == 0 else err[-300:])
 
     # Fisher diagonals (qopt-calibrate --fisher, one sample a batch) against
     # central finite differences of the causal-LM loss that onnxruntime's

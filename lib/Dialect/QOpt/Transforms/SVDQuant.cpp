@@ -50,6 +50,30 @@ Value addTensors(OpBuilder &b, Location loc, Value lhs, Value rhs) {
       .getResult(0);
 }
 
+/// `value` (a tensor of narrower floats) widened to `element`.
+Value widen(OpBuilder &b, Location loc, Value value, Type element) {
+  auto type = cast<RankedTensorType>(value.getType());
+  Value init = tensor::EmptyOp::create(b, loc, type.getShape(), element);
+  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
+  SmallVector<utils::IteratorType> par(type.getRank(),
+                                       utils::IteratorType::parallel);
+  return linalg::GenericOp::create(
+             b, loc, init.getType(), ValueRange{value}, init,
+             ArrayRef<AffineMap>{id, id}, par,
+             [&](OpBuilder &nb, Location l, ValueRange args) {
+               linalg::YieldOp::create(
+                   nb, l, Value(arith::ExtFOp::create(nb, l, element, args[0])));
+             })
+      .getResult(0);
+}
+
+/// Each value rounded to `kind` (round to nearest even) and back.
+void roundTo(dense::FloatKind kind, std::vector<float> &values) {
+  std::vector<char> bytes(values.size() * 4);
+  dense::encodeFloats(kind, values.data(), values.size(), bytes.data());
+  dense::decodeFloats(kind, bytes.data(), values.size(), values.data());
+}
+
 struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
   using Base::Base;
 
@@ -64,6 +88,10 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       return fail("rank must be at least 1, got " + Twine(int64_t(rank)));
     if (svd != "exact" && svd != "randomized" && svd != "auto")
       return fail("svd '" + svd + "' is not exact, randomized or auto");
+    if (branchType != "auto" && branchType != "bf16" && branchType != "f16" &&
+        branchType != "f32")
+      return fail("branch-type '" + branchType +
+                  "' is not auto, bf16, f16 or f32");
     QuantizeSpec spec;
     if (!weights.empty())
       if (std::optional<std::string> why = parseQuantizeSpec(weights, spec))
@@ -102,6 +130,31 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       for (int64_t i = 0; i < w->rows; ++i)
         for (int64_t k = 0; k < r; ++k)
           bm.at(i, k) = u.at(i, k) * s[size_t(k)];
+      // The branch's element type; the input's must be at least as wide.
+      auto xType = cast<RankedTensorType>(linear.getInput().getType());
+      Type element = xType.getElementType();
+      MLIRContext *ctx = &getContext();
+      Type factorType = branchType == "bf16"  ? Type(BFloat16Type::get(ctx))
+                        : branchType == "f16" ? Type(Float16Type::get(ctx))
+                        : branchType == "f32" ? Type(Float32Type::get(ctx))
+                                              : element;
+      if (factorType != element && factorType.getIntOrFloatBitWidth() >=
+                                       element.getIntOrFloatBitWidth()) {
+        std::string input;
+        llvm::raw_string_ostream(input) << element;
+        return fail("branch-type " + branchType +
+                    " is not narrower than the input of " +
+                    name + " (" + input + ")");
+      }
+      // Factors stored narrower than f32: the residual is taken against
+      // their rounded values.
+      if (!factorType.isF32()) {
+        std::optional<dense::FloatKind> kind = getFloatKind(factorType);
+        if (!kind)
+          return fail("branch-type " + branchType + " has no encoding");
+        roundTo(*kind, bm.data);
+        roundTo(*kind, vt.data);
+      }
       dense::Matrix residual = *w;
       dense::gemm(false, false, -1.0f, bm, vt, 1.0f, residual);
 
@@ -127,11 +180,10 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       SmallVector<OpOperand *> readers;
       for (OpOperand &use : linear.getResult().getUses())
         readers.push_back(&use);
-      // The branch: two products of the same input, in its element type.
-      auto xType = cast<RankedTensorType>(linear.getInput().getType());
-      Type element = xType.getElementType();
-      auto aType = RankedTensorType::get({r, w->cols}, element);
-      auto bType = RankedTensorType::get({w->rows, r}, element);
+      // The branch: two products of the same input, the factors widened to
+      // its element type where they are stored narrower.
+      auto aType = RankedTensorType::get({r, w->cols}, factorType);
+      auto bType = RankedTensorType::get({w->rows, r}, factorType);
       ParamOp a = createFloatParam(symbols, l, name + ".svd_A", aType, vt.data);
       ParamOp bp =
           createFloatParam(symbols, l, name + ".svd_B", bType, bm.data);
@@ -140,6 +192,10 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       b.setInsertionPointAfter(linear);
       Value av = LoadParamOp::create(b, l, aType, a.getSymName());
       Value bv = LoadParamOp::create(b, l, bType, bp.getSymName());
+      if (factorType != element) {
+        av = widen(b, l, av, element);
+        bv = widen(b, l, bv, element);
+      }
       SmallVector<int64_t> downShape(xType.getShape());
       downShape.back() = r;
       auto downType = RankedTensorType::get(downShape, element);

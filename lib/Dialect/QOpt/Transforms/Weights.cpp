@@ -565,6 +565,17 @@ WeightReader::evaluate(Value value, SymbolTable &symbols, Operation *user,
           y.at(p, b * r + i) = basis->at(p * in[1] + b, i);
     return y;
   }
+  // A narrower tensor widened element by element (qopt-svdquant's 16-bit
+  // factors): the values read are already f32.
+  if (auto generic = dyn_cast_if_present<linalg::GenericOp>(def)) {
+    Block &body = generic.getRegion().front();
+    auto ext = dyn_cast<arith::ExtFOp>(&body.front());
+    if (generic.getNumDpsInputs() == 1 && body.getOperations().size() == 2 &&
+        ext && ext.getIn() == body.getArgument(0) &&
+        llvm::all_of(generic.getIndexingMapsArray(),
+                     [](AffineMap m) { return m.isIdentity(); }))
+      return evaluate(generic.getDpsInputs()[0], symbols, user, why, visited);
+  }
   // W + scale·(B·A), the merged weight L4Q quantizes (qopt-insert-lsq):
   // 2-D matmuls, element-wise adds and products, and fills.
   if (auto fill = dyn_cast_if_present<linalg::FillOp>(def)) {

@@ -1,6 +1,8 @@
 // RUN: qopt-opt %s --qopt-svdquant="weights= rank=1" | FileCheck %s
 // RUN: qopt-opt %s --qopt-svdquant="weights=int4:group=4 rank=1" | FileCheck %s --check-prefix=INT4
+// RUN: qopt-opt %s --qopt-svdquant="weights= rank=1 branch-type=bf16" | FileCheck %s --check-prefix=BF16
 // RUN: not qopt-opt %s --qopt-svdquant="rank=0" 2>&1 | FileCheck %s --check-prefix=RANK
+// RUN: not qopt-opt %s --qopt-svdquant="branch-type=f8" 2>&1 | FileCheck %s --check-prefix=BTYPE
 // RUN: not qopt-opt %s --qopt-svdquant="svd=fast" 2>&1 | FileCheck %s --check-prefix=SVD
 // RUN: not qopt-opt %s --qopt-svdquant="weights=int9" 2>&1 | FileCheck %s --check-prefix=SPEC
 // RUN: not qopt-opt %s --qopt-svdquant="target-modules=nothing_like_this" 2>&1 | FileCheck %s --check-prefix=NONE
@@ -25,7 +27,18 @@
 // INT4-LABEL: func.func @layer
 // INT4: qopt.assemble
 // INT4: qopt.linear %{{.*}}, %{{.*}}, %{{.*}} module "fc" : (tensor<?x4xf32>, !qopt.qtensor<4x4, #qopt.int<4>, #qopt.per_group<axis = 1, size = 4>, scales = f32>, tensor<4xf32>)
+// The 16-bit branch: bf16 factors widened to the input's f32 before each
+// product.
+// BF16-LABEL: func.func @layer
+// BF16: %[[A:.*]] = qopt.load_param @fc.svd_A : tensor<1x4xbf16>
+// BF16: %[[B:.*]] = qopt.load_param @fc.svd_B : tensor<4x1xbf16>
+// BF16: %[[AW:.*]] = linalg.generic {{.*}} ins(%[[A]] : tensor<1x4xbf16>)
+// BF16: arith.extf %{{.*}} : bf16 to f32
+// BF16: %[[BW:.*]] = linalg.generic {{.*}} ins(%[[B]] : tensor<4x1xbf16>)
+// BF16: qopt.linear %{{.*}}, %[[AW]] : (tensor<?x4xf32>, tensor<1x4xf32>)
+// BF16: qopt.linear %{{.*}}, %[[BW]] : (tensor<?x1xf32>, tensor<4x1xf32>)
 // RANK: error: qopt-svdquant: rank must be at least 1, got 0
+// BTYPE: error: qopt-svdquant: branch-type 'f8' is not auto, bf16, f16 or f32
 // SVD: error: qopt-svdquant: svd 'fast' is not exact, randomized or auto
 // SPEC: error: qopt-svdquant: weights 'int9': format 'int9' is not supported
 // NONE: error: qopt-svdquant: no linear layer is selected

@@ -583,7 +583,12 @@ def QOptSVDQuantPass : Pass<"qopt-svdquant", "::mlir::ModuleOp"> {
     Both read the same `x`. Run `qopt-smooth` first to move activation
     outliers into the weights (SVDQuant's smoothing); the `svdquant-w4a4`
     recipe does. The branch factors `<module>.svd_A` (r×K) and
-    `<module>.svd_B` (N×r) are frozen f32 parameters (not 16-bit yet).
+    `<module>.svd_B` (N×r) are frozen parameters of `branch-type`: the
+    input's element type (`auto`), or `bf16` / `f16` for SVDQuant's 16-bit
+    branch in an f32 model (factors rounded to that type, stored so, and
+    widened to the input's type before each product). The residual is
+    taken against the rounded factors, `R = W − B̃·Ã`, so a float residual
+    still makes the split exact and the quantizer sees the rounding error.
   }];
   let options = [
     Option<"weights", "weights", "std::string", "\"int4:group=64\"",
@@ -592,6 +597,9 @@ def QOptSVDQuantPass : Pass<"qopt-svdquant", "::mlir::ModuleOp"> {
     Option<"rank", "rank", "int64_t", "32", "Rank of the low-rank branch">,
     Option<"svd", "svd", "std::string", "\"auto\"",
            "exact, randomized or auto (randomized above 512)">,
+    Option<"branchType", "branch-type", "std::string", "\"auto\"",
+           "Element type of the branch factors: auto (the input's), bf16, "
+           "f16 or f32">,
     ListOption<"targetModules", "target-modules", "std::string",
                "The layers, as PEFT's target_modules (default: all-linear, "
                "the output head left out)">,
