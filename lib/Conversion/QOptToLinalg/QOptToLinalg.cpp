@@ -1739,6 +1739,121 @@ template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
   }
 };
 
+/// (1/√n) · H_n applied to each run of n = base · power elements of the
+/// f32 tensor `x` (whose last axis holds whole runs), as products: with
+/// power = p1 · p2 (Sylvester: H_power = H_p1 ⊗ H_p2), the data viewed as
+/// [runs, base, p1, p2] takes H_base, H_p1 and H_p2 on one axis each, as
+/// contractions (base + p1 + p2 multiply-adds per element, BLAS on the CPU;
+/// the butterflies' log2(power) passes of scalar gathers were 18% of a
+/// prefill step of a QuaRot model).
+static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t base,
+                          int64_t power) {
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank(), n = base * power;
+  int64_t p1 = 1;
+  while (p1 * p1 * 4 <= power)
+    p1 *= 2;
+  int64_t p2 = power / p1;
+  MLIRContext *ctx = b.getContext();
+  Type f32 = b.getF32Type();
+  // The data as one axis (a view: the layout is row-major).
+  int64_t total =
+      type.hasStaticShape() ? type.getNumElements() : ShapedType::kDynamic;
+  Value flat = x;
+  if (rank > 1) {
+    ReassociationIndices all;
+    for (int64_t d = 0; d < rank; ++d)
+      all.push_back(d);
+    flat = tensor::CollapseShapeOp::create(
+        b, loc, RankedTensorType::get({total}, f32), x,
+        ArrayRef<ReassociationIndices>{all});
+  }
+  bool first = true;
+  // y[o, a, j] = Σ_k H[a, k] · x[o, k, j] over the view [total / (f · inner),
+  // f, inner] (inner = 1: y[o, a] = Σ_k x[o, k] · H[a, k]).
+  auto factor = [&](int64_t f, int64_t inner,
+                    const std::vector<int8_t> &matrix) {
+    // The normalisation goes into the first factor's constant.
+    float scale = first ? float(1.0 / std::sqrt(double(n))) : 1.0f;
+    first = false;
+    SmallVector<float> values;
+    for (int8_t v : matrix)
+      values.push_back(float(v) * scale);
+    Value h = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(RankedTensorType::get({f, f}, f32),
+                               ArrayRef<float>(values)));
+    int64_t rows = ShapedType::isDynamic(total) ? ShapedType::kDynamic
+                                                : total / (f * inner);
+    SmallVector<int64_t> shape = {rows, f};
+    if (inner > 1)
+      shape.push_back(inner);
+    ReassociationIndices group;
+    for (int64_t d = 0; d < int64_t(shape.size()); ++d)
+      group.push_back(d);
+    auto viewType = RankedTensorType::get(shape, f32);
+    Value view = tensor::ExpandShapeOp::create(
+        b, loc, viewType, flat, ArrayRef<ReassociationIndices>{group});
+    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, view);
+    Value init =
+        linalg::FillOp::create(
+            b, loc,
+            ValueRange{
+                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f))},
+            ValueRange{tensor::EmptyOp::create(b, loc, sizes, f32).getResult()})
+            .getResult(0);
+    AffineExpr o = getAffineDimExpr(0, ctx), a = getAffineDimExpr(1, ctx);
+    SmallVector<AffineMap> maps;
+    SmallVector<utils::IteratorType> iterators(shape.size(),
+                                               utils::IteratorType::parallel);
+    iterators.push_back(utils::IteratorType::reduction);
+    unsigned dims = shape.size() + 1;
+    if (inner > 1) {
+      AffineExpr j = getAffineDimExpr(2, ctx), k = getAffineDimExpr(3, ctx);
+      maps = {AffineMap::get(dims, 0, {a, k}, ctx),
+              AffineMap::get(dims, 0, {o, k, j}, ctx),
+              AffineMap::get(dims, 0, {o, a, j}, ctx)};
+    } else {
+      AffineExpr k = getAffineDimExpr(2, ctx);
+      maps = {AffineMap::get(dims, 0, {a, k}, ctx),
+              AffineMap::get(dims, 0, {o, k}, ctx),
+              AffineMap::get(dims, 0, {o, a}, ctx)};
+    }
+    Value y =
+        linalg::GenericOp::create(
+            b, loc, viewType, ValueRange{h, view}, init, maps, iterators,
+            [](OpBuilder &nb, Location l, ValueRange args) {
+              Value prod = arith::MulFOp::create(nb, l, args[0], args[1]);
+              linalg::YieldOp::create(
+                  nb, l, Value(arith::AddFOp::create(nb, l, args[2], prod)));
+            })
+            .getResult(0);
+    flat = tensor::CollapseShapeOp::create(
+        b, loc, RankedTensorType::get({total}, f32), y,
+        ArrayRef<ReassociationIndices>{group});
+  };
+  if (base > 1)
+    factor(base, power, ::qopt::hadamard::baseMatrix(base));
+  if (p1 > 1)
+    factor(p1, p2, ::qopt::hadamard::matrix(p1));
+  if (p2 > 1)
+    factor(p2, 1, ::qopt::hadamard::matrix(p2));
+  if (first) // n = 1: the identity
+    return x;
+  if (rank == 1)
+    return flat;
+  // Back to x's shape: a reshape by a shape operand (expand-strided-metadata
+  // of LLVM 22 crashes on an expand_shape whose group holds two dynamic
+  // sizes, as [batch, seq, hidden] would).
+  SmallVector<Value> dims;
+  for (int64_t d = 0; d < rank; ++d)
+    dims.push_back(arith::IndexCastOp::create(
+        b, loc, b.getI64Type(), tensor::DimOp::create(b, loc, x, d)));
+  Value shape = tensor::FromElementsOp::create(
+      b, loc, RankedTensorType::get({rank}, b.getI64Type()), dims);
+  return tensor::ReshapeOp::create(b, loc, type, flat, shape);
+}
+
 struct LowerHadamard : OpRewritePattern<HadamardOp> {
   using OpRewritePattern::OpRewritePattern;
   LogicalResult matchAndRewrite(HadamardOp op,
@@ -1773,6 +1888,11 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     }
     AffineMap id = rewriter.getMultiDimIdentityMap(rank);
     Type element = type.getElementType();
+    // f32 over a static last axis: H_n = H_base ⊗ H_p1 ⊗ H_p2 as three small
+    // products on views of the data (kronProducts), which the CPU target
+    // runs as BLAS calls.
+    bool products = element.isF32() && axis == rank - 1 &&
+                    !type.isDynamicDim(axis) && type.getDimSize(axis) % n == 0;
     if (Value signs = op.getSigns()) {
       AffineMap within =
           AffineMap::get(rank, 0, {rewriter.getAffineDimExpr(axis) % n},
@@ -1782,6 +1902,10 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
                               return Value(
                                   arith::MulFOp::create(b, l, a[0], a[1]));
                             });
+    }
+    if (products) {
+      rewriter.replaceOp(op, kronProducts(rewriter, loc, x, base, power));
+      return success();
     }
     // Fast Walsh-Hadamard transform over each run of `power` elements:
     // log2(power) butterfly stages, each reading the partner element i ^ h.

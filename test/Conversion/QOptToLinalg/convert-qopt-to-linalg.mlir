@@ -77,9 +77,21 @@ func.func @smooth(%x: tensor<2x4xf32>, %s: tensor<4xf32>) -> tensor<2x4xf32> {
 
 // -----
 
-// A power of two: log2(n) butterfly stages, then the 1/sqrt(n) scaling.
+// f32 over the last axis: H_8 = H_2 ⊗ H_4 as two products on views of the
+// data ([2, 2, 4] with H_2 · (1/√8) on the middle axis, then [4, 4] with
+// H_4), which the CPU target runs as BLAS calls; then the input's shape.
+// CHECK-DAG: #[[HA:.*]] = affine_map<(d0, d1, d2, d3) -> (d1, d3)>
+// CHECK-DAG: #[[XA:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, d3, d2)>
+// CHECK-DAG: #[[HB:.*]] = affine_map<(d0, d1, d2) -> (d1, d2)>
+// CHECK-DAG: #[[XB:.*]] = affine_map<(d0, d1, d2) -> (d0, d2)>
 // CHECK-LABEL: func.func @hadamard_8
-// CHECK-COUNT-3: tensor.extract
+// CHECK-DAG: %[[H2:.*]] = arith.constant dense<{{\[\[}}0.353553{{[0-9]*}}, 0.353553{{[0-9]*}}], [0.353553{{[0-9]*}}, -0.353553{{[0-9]*}}]]> : tensor<2x2xf32>
+// CHECK-DAG: %[[H4:.*]] = arith.constant dense<{{.*}}> : tensor<4x4xf32>
+// CHECK: %[[V:.*]] = tensor.expand_shape %{{.*}} {{\[\[}}0, 1, 2]] output_shape [2, 2, 4] : tensor<16xf32> into tensor<2x2x4xf32>
+// CHECK: linalg.generic {indexing_maps = [#[[HA]], #[[XA]], #{{.*}}], iterator_types = ["parallel", "parallel", "parallel", "reduction"]} ins(%[[H2]], %[[V]] : tensor<2x2xf32>, tensor<2x2x4xf32>)
+// CHECK: linalg.generic {indexing_maps = [#[[HB]], #[[XB]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[H4]], %{{.*}} : tensor<4x4xf32>, tensor<4x4xf32>)
+// CHECK: tensor.reshape %{{.*}}(%{{.*}}) : (tensor<16xf32>, tensor<2xi64>) -> tensor<2x8xf32>
+// CHECK-NOT: tensor.extract
 // CHECK-NOT: qopt.hadamard
 func.func @hadamard_8(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
   %0 = qopt.hadamard %x : (tensor<2x8xf32>) -> tensor<2x8xf32>
@@ -88,20 +100,47 @@ func.func @hadamard_8(%x: tensor<2x8xf32>) -> tensor<2x8xf32> {
 
 // -----
 
-// n = 24 = 12 · 2 (H_12 ⊗ H_2): one butterfly stage within each pair, then
-// the 12 × 12 Paley matrix across the pairs as a reduction whose maps split
-// the index (blocks of 48 here).
+// Blocks of 24 (H_12 ⊗ H_2) over a last axis of 48: views [4, 12, 2] and
+// [48, 2].
+// CHECK-LABEL: func.func @hadamard_24_products
+// CHECK: tensor.expand_shape %{{.*}} output_shape [4, 12, 2] : tensor<96xf32> into tensor<4x12x2xf32>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<12x12xf32>, tensor<4x12x2xf32>)
+// CHECK: tensor.expand_shape %{{.*}} output_shape [48, 2] : tensor<96xf32> into tensor<48x2xf32>
+// CHECK: linalg.generic {{.*}} ins(%{{.*}}, %{{.*}} : tensor<2x2xf32>, tensor<48x2xf32>)
+// CHECK-NOT: qopt.hadamard
+func.func @hadamard_24_products(%x: tensor<2x48xf32>) -> tensor<2x48xf32> {
+  %0 = qopt.hadamard %x block = 24 : (tensor<2x48xf32>) -> tensor<2x48xf32>
+  return %0 : tensor<2x48xf32>
+}
+
+// -----
+
+// Another axis than the last (or another element type): log2(n) butterfly
+// stages, then the 1/sqrt(n) scaling.
+// CHECK-LABEL: func.func @hadamard_8_axis0
+// CHECK-COUNT-3: tensor.extract
+// CHECK-NOT: qopt.hadamard
+func.func @hadamard_8_axis0(%x: tensor<8x2xf32>) -> tensor<8x2xf32> {
+  %0 = qopt.hadamard %x axis = 0 : (tensor<8x2xf32>) -> tensor<8x2xf32>
+  return %0 : tensor<8x2xf32>
+}
+
+// -----
+
+// n = 24 = 12 · 2 (H_12 ⊗ H_2) in f16: one butterfly stage within each
+// pair, then the 12 × 12 Paley matrix across the pairs as a reduction whose
+// maps split the index (blocks of 48 here), in f32.
 // CHECK-DAG: #[[H:.*]] = affine_map<(d0, d1, d2) -> ((d1 mod 24) floordiv 2, d2)>
 // CHECK-DAG: #[[X:.*]] = affine_map<(d0, d1, d2) -> (d0, d1 - ((d1 mod 24) floordiv 2) * 2 + d2 * 2)>
 // CHECK-LABEL: func.func @hadamard_24
 // CHECK: %[[C:.*]] = arith.constant dense<{{.*}}> : tensor<12x12xf32>
 // CHECK-COUNT-2: tensor.extract
 // CHECK-NOT: tensor.extract
-// CHECK: linalg.generic {indexing_maps = [#[[H]], #[[X]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[C]], %{{.*}} : tensor<12x12xf32>, tensor<2x48xf32>)
+// CHECK: linalg.generic {indexing_maps = [#[[H]], #[[X]], #{{.*}}], iterator_types = ["parallel", "parallel", "reduction"]} ins(%[[C]], %{{.*}} : tensor<12x12xf32>, tensor<2x48xf16>)
 // CHECK-NOT: qopt.hadamard
-func.func @hadamard_24(%x: tensor<2x48xf32>) -> tensor<2x48xf32> {
-  %0 = qopt.hadamard %x block = 24 : (tensor<2x48xf32>) -> tensor<2x48xf32>
-  return %0 : tensor<2x48xf32>
+func.func @hadamard_24(%x: tensor<2x48xf16>) -> tensor<2x48xf16> {
+  %0 = qopt.hadamard %x block = 24 : (tensor<2x48xf16>) -> tensor<2x48xf16>
+  return %0 : tensor<2x48xf16>
 }
 
 // -----

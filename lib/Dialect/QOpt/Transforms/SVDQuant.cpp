@@ -62,7 +62,8 @@ Value widen(OpBuilder &b, Location loc, Value value, Type element) {
              ArrayRef<AffineMap>{id, id}, par,
              [&](OpBuilder &nb, Location l, ValueRange args) {
                linalg::YieldOp::create(
-                   nb, l, Value(arith::ExtFOp::create(nb, l, element, args[0])));
+                   nb, l,
+                   Value(arith::ExtFOp::create(nb, l, element, args[0])));
              })
       .getResult(0);
 }
@@ -143,8 +144,8 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
         std::string input;
         llvm::raw_string_ostream(input) << element;
         return fail("branch-type " + branchType +
-                    " is not narrower than the input of " +
-                    name + " (" + input + ")");
+                    " is not narrower than the input of " + name + " (" +
+                    input + ")");
       }
       // Factors stored narrower than f32: the residual is taken against
       // their rounded values.

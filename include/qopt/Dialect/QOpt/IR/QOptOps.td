@@ -792,9 +792,13 @@ def QOpt_HadamardOp : QOpt_Op<"hadamard", [Pure,
     works. The optional `signs` vector (±1, length `n`) makes the rotation
     randomized.
 
-    The CPU lowering runs `log2(2^k)` butterfly stages within each run of
-    `2^k` elements, then `H_m` across the runs (m multiply-adds per
-    element, in f32), then scales by `1/√n`.
+    The CPU lowering of an f32 transform over the last axis views the data
+    as `[runs, m, p1, p2]` (`2^k = p1 · p2`, Sylvester's `H_{2^k} = H_p1 ⊗
+    H_p2`) and applies `H_m`, `H_p1` and `H_p2` as three small products
+    (`m + p1 + p2` multiply-adds per element, BLAS calls), `1/√n` folded
+    into the first; other axes and element types run `log2(2^k)` butterfly
+    stages within each run of `2^k` elements, then `H_m` across the runs
+    (in f32), then scale by `1/√n`.
 
     Folds: two identical transforms without `signs` over a power-of-two
     size cancel (`H_n` is then symmetric and orthogonal, `H_n · H_n = I`).
