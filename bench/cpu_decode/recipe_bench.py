@@ -73,8 +73,12 @@ def main():
     work = args.work or tempfile.mkdtemp(prefix="qopt-recipes-")
     os.makedirs(work, exist_ok=True)
     model = os.path.join(work, "model.onnx")
-    if not os.path.exists(model):
+    # A --work folder keeps its export only for the same shape options.
+    shape = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab")}
+    stamp = os.path.join(work, "shape.json")
+    if not os.path.exists(model) or not os.path.exists(stamp) or json.load(open(stamp)) != shape:
         export(args, work)
+        json.dump(shape, open(stamp, "w"))
     rng = np.random.default_rng(0)
     calib = os.path.join(work, "calib.npz")
     np.savez(calib, input_ids=rng.integers(0, args.vocab, size=(4, 32), dtype=np.int64))

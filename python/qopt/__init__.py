@@ -63,7 +63,9 @@ class Model:
         self._adapter = json.loads(self._model.manifest()).get("adapter")
         #: Parameters in manifest order; ``role`` is "frozen" (read-only
         #: weights), "trainable" or "state" (mutable: kept by the runtime,
-        #: updated by the model's runs, settable).
+        #: updated by the model's runs, settable). bfloat16 parameters
+        #: (qopt-svdquant's 16-bit branch) have ml_dtypes' bfloat16 dtype:
+        #: loading such a model needs the ml_dtypes package.
         self.parameters = []
         for name, dtype, shape, dims, role in self._model.parameters():
             info = TensorInfo(name, dtype, shape, dims)

@@ -19,6 +19,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTSVDQUANTPASS
@@ -70,7 +71,7 @@ Value widen(OpBuilder &b, Location loc, Value value, Type element) {
 
 /// Each value rounded to `kind` (round to nearest even) and back.
 void roundTo(dense::FloatKind kind, std::vector<float> &values) {
-  std::vector<char> bytes(values.size() * 4);
+  std::vector<char> bytes(values.size() * dense::floatKindBytes(kind));
   dense::encodeFloats(kind, values.data(), values.size(), bytes.data());
   dense::decodeFloats(kind, bytes.data(), values.size(), values.data());
 }
@@ -149,12 +150,24 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       }
       // Factors stored narrower than f32: the residual is taken against
       // their rounded values.
-      if (!factorType.isF32()) {
+      if (factorType.getIntOrFloatBitWidth() < 32) {
         std::optional<dense::FloatKind> kind = getFloatKind(factorType);
         if (!kind)
           return fail("branch-type " + branchType + " has no encoding");
         roundTo(*kind, bm.data);
         roundTo(*kind, vt.data);
+        // (f16 tops out at 65504; B = U·S carries the singular values.)
+        auto finite = [](const std::vector<float> &v) {
+          return llvm::all_of(v, [](float x) { return std::isfinite(x); });
+        };
+        if (!finite(bm.data) || !finite(vt.data)) {
+          std::string top;
+          llvm::raw_string_ostream(top) << (s.empty() ? 0.0f : s[0]);
+          return fail("branch-type " + branchType +
+                      ": the low-rank factors of " + name +
+                      " overflow it (largest singular value " + top +
+                      "); use bf16 or f32");
+        }
       }
       dense::Matrix residual = *w;
       dense::gemm(false, false, -1.0f, bm, vt, 1.0f, residual);

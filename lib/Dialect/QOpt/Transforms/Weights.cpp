@@ -570,8 +570,10 @@ WeightReader::evaluate(Value value, SymbolTable &symbols, Operation *user,
   if (auto generic = dyn_cast_if_present<linalg::GenericOp>(def)) {
     Block &body = generic.getRegion().front();
     auto ext = dyn_cast<arith::ExtFOp>(&body.front());
-    if (generic.getNumDpsInputs() == 1 && body.getOperations().size() == 2 &&
-        ext && ext.getIn() == body.getArgument(0) &&
+    if (generic.getNumDpsInputs() == 1 && generic.getNumDpsInits() == 1 &&
+        body.getOperations().size() == 2 && ext &&
+        ext.getIn() == body.getArgument(0) &&
+        cast<linalg::YieldOp>(body.back()).getOperand(0) == ext.getResult() &&
         llvm::all_of(generic.getIndexingMapsArray(),
                      [](AffineMap m) { return m.isIdentity(); }))
       return evaluate(generic.getDpsInputs()[0], symbols, user, why, visited);

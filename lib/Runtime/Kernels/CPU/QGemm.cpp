@@ -2,10 +2,11 @@
 //
 // Prefill: M rows of activations against a quantized weight, with the
 // activations quantized to int8 per block of 32 codes (the numerics of the
-// row kernels' int8 activations in QLinear.cpp). The row kernels read each
-// weight row once for up to four rows of x and reduce each dot product
-// across lanes; with many rows the scaling and reductions cost more than
-// the dot products. Here, as a GEMM:
+// row kernels' int8 activations in QLinear.cpp), or per token (one step a
+// row in every block: --quantize-activations' integer path). The row kernels
+// read each weight row once for up to four rows of x and reduce each dot
+// product across lanes; with many rows the scaling and reductions cost more
+// than the dot products. Here, as a GEMM:
 //  - x is quantized and packed in tiles of kMR rows: for each block and
 //    step of 4 codes, the 4 bytes of each row side by side, so a row's
 //    step is one broadcast;
@@ -67,7 +68,7 @@ inline int position(bool four, int c) {
 /// its per-block values [block][R].
 struct PackedX {
   std::vector<int8_t> q;
-  std::vector<float> scale;  // the block's step, absmax / 127
+  std::vector<float> scale;  // the block's step: absmax / 127, or the token's
   std::vector<float> t;      // scale * sum of the block's codes
   std::vector<int32_t> init; // -offset * sum of the block's codes
 };

@@ -79,7 +79,8 @@ constexpr float kTinyBlock = 1e-30f;
 /// A block of activations quantized to int8 as the VNNI kernels do.
 struct Int8Block {
   __m512i lo, hi; // the 32 codes as int32 (zeros past the block's end)
-  float scale;    // absmax / 127; NaN if the block holds a NaN or infinity
+  float scale;    // absmax / 127 (quantizeBlockAt: the token's step); NaN if
+                  // the block (the row) holds a NaN or infinity
   int32_t sum;    // of the codes
 };
 
