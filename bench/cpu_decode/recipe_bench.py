@@ -17,7 +17,6 @@ model, nothing downloaded), onnxruntime and numpy, and a build (with
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 
@@ -25,6 +24,8 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+from machine import cpu_name  # noqa: E402
 from model_bench import compile_qopt, export, timed  # noqa: E402
 
 # name: (qoptc arguments, the variant it is compared with)
@@ -40,17 +41,6 @@ VARIANTS = {
     "svdquant-w4a4": (["--recipe", "svdquant-w4a4"], None),
 }
 CALIBRATED = ("smoothquant-w8a8", "svdquant-w4a4")
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main():
