@@ -5,9 +5,11 @@
 # beforehand, on the build machine, by scripts/gpu-artifacts.sh (carry gpu-artifacts/).
 #   scripts/gpu-check.sh [RESULTS_DIR]    # default: gpu-check-results/
 # Exit status: 0 when every test passed, 1 when one failed, 2 when there is no GPU.
-# What it covers today (the CUDA back end, issue 19, is not written yet):
+# What it covers today (the CUDA back end, issue 19, is being written):
 #   tests:      MLIR-generated kernels (test/gpu/smoke-kernels.mlir) loaded through the
 #               CUDA driver API alone, as cubin and as PTX, checked against the CPU;
+#               the CUDA kernel library's weight-only GEMV (bench/gpu/qlinear_gemv.py:
+#               every format against torch, then timings against torch's bf16 matmul);
 #   benchmarks: the PyTorch + PEFT (+ bitsandbytes) peer on a Llama-3.2-1B shape.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -44,6 +46,21 @@ else
       summary+=("FAIL driver-smoke $image")
     fi
   done
+fi
+
+# The CUDA kernel library's GEMV: each format against torch, then decode timings
+# against torch's bf16 matmul (a test and a benchmark in one script).
+if ls "$artifacts"/qlinear-*.cubin >/dev/null 2>&1; then
+  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/qlinear_gemv.py" --cubins "$artifacts" \
+      --json "$results/qlinear_gemv.json" 2>&1 | tee "$results/qlinear_gemv.log"; then
+    summary+=("PASS qlinear-gemv: $(grep -c '^test .*: ok' "$results/qlinear_gemv.log") cases; timings in $results/qlinear_gemv.json")
+  else
+    failed=1
+    summary+=("FAIL qlinear-gemv (see $results/qlinear_gemv.log)")
+  fi
+else
+  failed=1
+  summary+=("FAIL qlinear-gemv: no qlinear-*.cubin in $artifacts")
 fi
 
 echo "== benchmarks"

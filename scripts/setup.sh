@@ -46,4 +46,14 @@ if ! "$venv/bin/python" -c "import numpy, onnx, onnxruntime, ml_dtypes, pytest, 
   "$venv/bin/python" -m pip install -q --upgrade pip
   "$venv/bin/python" -m pip install -q -r "$here/python/requirements-test.txt"
 fi
+# The CUDA kernel library (lib/Runtime/Kernels/CUDA) is built by nvcc and checked with
+# ptxas: the CUDA toolkit where one is installed, else NVIDIA's CUDA 13.0 wheels (about
+# 100 MB) in the venv. QOPT_CUDA=0 skips them (the library is then not built).
+if [ "${QOPT_CUDA:-1}" != 0 ] && ! command -v nvcc >/dev/null &&
+    [ ! -x /usr/local/cuda/bin/nvcc ] && [ -z "${QOPT_CUDA_ROOT:-}" ] &&
+    ! ls "$venv"/lib/python3*/site-packages/nvidia/cu13/bin/nvcc >/dev/null 2>&1; then
+  echo "setup: no CUDA toolkit: installing NVIDIA's nvcc wheels into $venv"
+  "$venv/bin/python" -m pip install -q nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 \
+    nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.96
+fi
 echo "setup: done ($(/usr/lib/llvm-22/bin/llvm-config --version 2>/dev/null || echo 'no llvm'), venv $venv)"

@@ -36,11 +36,23 @@ if os.path.exists(os.path.join(config.qopt_tools_dir, "import-onnx-fuzzer")):
 # The Python package is built with -DQOPT_ENABLE_PYTHON=ON (scripts/build.sh).
 if os.path.isdir(os.path.join(config.qopt_obj_root, "python", "qopt")):
     config.available_features.add("python-binding")
-# The CUDA toolkit's ptxas (scripts/setup.sh does not install it; CI machines may lack
-# it): tests that assemble generated PTX need it, the PTX generation itself does not.
-ptxas = os.environ.get("QOPT_PTXAS", "/usr/local/cuda/bin/ptxas")
+# The CUDA toolkit's ptxas (the one CMake found beside nvcc, or /usr/local/cuda's;
+# scripts/setup.sh installs NVIDIA's wheels where there is none): tests that
+# assemble generated PTX need it, the PTX generation itself does not.
+ptxas = os.environ.get("QOPT_PTXAS") or config.qopt_ptxas
+if not ptxas or not os.access(ptxas, os.X_OK):
+    ptxas = "/usr/local/cuda/bin/ptxas"
 if os.access(ptxas, os.X_OK):
     config.available_features.add("ptxas")
     config.substitutions.append(("%ptxas", ptxas))
     # gpu-module-to-binary finds libdevice (and ptxas) through CUDA_ROOT.
     config.environment["CUDA_ROOT"] = os.path.dirname(os.path.dirname(ptxas))
+# The CUDA kernel library's cubins (lib/Runtime/Kernels/CUDA), built where CMake
+# found nvcc.
+cuda_archs = [a for a in config.qopt_cuda_archs.split(";") if a]
+if cuda_archs and all(
+    os.path.exists(os.path.join(config.qopt_obj_root, "lib", "cuda", f"qlinear-{a}.ptxas.txt"))
+    for a in cuda_archs
+):
+    config.available_features.add("cuda-kernels")
+    config.substitutions.append(("%cuda_archs", " ".join(cuda_archs)))

@@ -1,0 +1,82 @@
+//===- QLinear.cu - weight-only quantized GEMV for decode ----------------===//
+//
+// y[m, n] = beta · y[m, n] + sum_k x[m, k] · dequant(W)[n, k] for the few
+// rows of x a decode step has (m <= 16), W a !qopt.qtensor read in place
+// (int4 / uint4 / int8 / uint8 / NF4 codes, f32 scales per group of 32·j
+// codes, optional zero points), x in bfloat16, y in f32. A decode step
+// reads every weight once, so the kernel streams the codes: one warp per
+// output row, each lane 16 bytes (32 codes) at a time, the activations
+// from L1 / L2 (a few KiB, shared by the block's warps), a shuffle
+// reduction at the end. The per-lane work is QLinearTile.h's, which the
+// CPU unit tests run.
+//
+// Entry points (extern "C", one per format, loaded by name from the
+// embedded cubin): qopt_cuda_gemv_{int4,uint4,int8,uint8,nf4}(x, ldx, m,
+// codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group, y, ldy, beta),
+// launched with blockDim = kWarps · 32 and gridDim = ceil(n / kWarps).
+//
+//===----------------------------------------------------------------------===//
+
+#include "QLinearTile.h"
+
+#include "qopt/Support/QuantFormats.h"
+
+namespace {
+
+using namespace qopt_cuda;
+
+/// Warps (output rows) per block.
+constexpr int kWarps = 4;
+
+__constant__ float kNF4Values[16] = {
+    qopt::kNF4Codes[0],  qopt::kNF4Codes[1],  qopt::kNF4Codes[2],
+    qopt::kNF4Codes[3],  qopt::kNF4Codes[4],  qopt::kNF4Codes[5],
+    qopt::kNF4Codes[6],  qopt::kNF4Codes[7],  qopt::kNF4Codes[8],
+    qopt::kNF4Codes[9],  qopt::kNF4Codes[10], qopt::kNF4Codes[11],
+    qopt::kNF4Codes[12], qopt::kNF4Codes[13], qopt::kNF4Codes[14],
+    qopt::kNF4Codes[15]};
+
+template <int F>
+__device__ void gemv(const uint16_t *x, int64_t ldx, int m,
+                     const uint8_t *codes, int64_t codeRow, const float *scales,
+                     int64_t scaleRow, const int8_t *zp, int64_t zpRow,
+                     int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,
+                     float beta) {
+  int lane = threadIdx.x % 32;
+  int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
+  if (r >= n)
+    return;
+  WeightView w{codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group};
+  float acc[kMaxRows];
+#pragma unroll
+  for (int i = 0; i < kMaxRows; ++i)
+    acc[i] = 0.0f;
+  laneSums<F>(w, r, lane, x, ldx, m < kMaxRows ? m : kMaxRows, kNF4Values, acc);
+#pragma unroll
+  for (int i = 0; i < kMaxRows; ++i) {
+    float v = acc[i];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2)
+      v += __shfl_xor_sync(0xffffffffu, v, offset);
+    if (lane == 0 && i < m)
+      y[i * ldy + r] = (beta == 0.0f ? 0.0f : beta * y[i * ldy + r]) + v;
+  }
+}
+
+} // namespace
+
+#define QOPT_GEMV_ENTRY(name, format)                                          \
+  extern "C" __global__ void __launch_bounds__(kWarps * 32) name(             \
+      const uint16_t *x, int64_t ldx, int m, const uint8_t *codes,             \
+      int64_t codeRow, const float *scales, int64_t scaleRow,                  \
+      const int8_t *zp, int64_t zpRow, int64_t n, int64_t k, int64_t group,    \
+      float *y, int64_t ldy, float beta) {                                     \
+    gemv<format>(x, ldx, m, codes, codeRow, scales, scaleRow, zp, zpRow, n,   \
+                 k, group, y, ldy, beta);                                      \
+  }
+
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_int4, kInt4)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint4, kUInt4)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_int8, kInt8)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint8, kUInt8)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_nf4, kNF4)

@@ -1,0 +1,157 @@
+//===- QLinearTile.h - per-lane work of the CUDA quantized GEMV -*- C++ -*-===//
+//
+// The computation of one lane of QLinear.cu's weight-only GEMV, written
+// once for the device and the host: the kernel calls it for its lane, and
+// the CPU unit test (unittests/Runtime/CUDATileTest.cpp) calls it for the
+// 32 lanes of each warp and sums their results as the kernel's shuffles
+// do, so the decoding, indexing and scaling are checked without a GPU.
+//
+// The weight is a !qopt.qtensor as the CPU kernels read it: codes row-major
+// N x K (4-bit codes two to a byte, even k in the low nibble; 8-bit codes
+// one a byte), f32 scales per group of `group` codes along K (row stride
+// `scaleRow`), optional int8 zero points (row stride `zpRow`). Lane l of
+// the warp that computes output row n takes the chunks of 32 codes
+// c = l, l + 32, l + 64, … of that row.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_QLINEARTILE_H
+#define QOPT_RUNTIME_KERNELS_CUDA_QLINEARTILE_H
+
+#include <stdint.h>
+
+#if defined(__CUDACC__)
+#define QOPT_HD __host__ __device__ __forceinline__
+#else
+#define QOPT_HD inline
+#endif
+
+namespace qopt_cuda {
+
+/// The kernel library's format codes (qopt_kernel_qlinear's).
+enum Format : int { kInt4 = 0, kUInt4 = 1, kInt8 = 2, kUInt8 = 3, kNF4 = 4 };
+
+/// Codes per chunk: 16 bytes of 4-bit codes, 32 bytes of 8-bit ones.
+constexpr int kChunk = 32;
+/// Rows of x the GEMV takes at once (decode batches; more rows: calls).
+constexpr int kMaxRows = 16;
+
+/// The value of a code as the formats define it (before scale and zero
+/// point); `nf4`: the 16 NF4 values.
+template <int F> QOPT_HD float codeValue(uint32_t raw, const float *nf4) {
+  if (F == kInt4)
+    return float(int32_t(raw ^ 8u) - 8);
+  if (F == kInt8)
+    return float(int8_t(uint8_t(raw)));
+  if (F == kNF4)
+    return nf4[raw];
+  return float(raw); // kUInt4, kUInt8
+}
+
+/// bfloat16 bits to float (exact).
+QOPT_HD float bf16ToFloat(uint16_t bits) {
+  union {
+    uint32_t u;
+    float f;
+  } v;
+  v.u = uint32_t(bits) << 16;
+  return v.f;
+}
+
+/// The 32 codes of one chunk, as 8 words (4-bit: words 0-3 hold them,
+/// eight nibbles a word, code 2j in the low nibble of byte j; 8-bit: all
+/// eight, four bytes a word), decoded minus the zero point: out[i] =
+/// v_i - zero (exact for integer codes).
+template <int F>
+QOPT_HD void decodeChunk(const uint32_t *words, float zero, const float *nf4,
+                         float *out) {
+  constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
+#pragma unroll
+  for (int i = 0; i < kChunk; ++i) {
+    uint32_t word = words[four ? i / 8 : i / 4];
+    uint32_t raw =
+        four ? (word >> (4 * (i % 8))) & 15u : (word >> (8 * (i % 4))) & 255u;
+    out[i] = codeValue<F>(raw, nf4) - zero;
+  }
+}
+
+/// sum_i w[i] · x[i] over one chunk, x read two bfloat16 at a time (x
+/// 4-byte aligned).
+QOPT_HD float dotChunk(const float *w, const uint16_t *x) {
+  const uint32_t *pairs = reinterpret_cast<const uint32_t *>(x);
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kChunk / 2; ++j) {
+    uint32_t two = pairs[j];
+    sum += w[2 * j] * bf16ToFloat(uint16_t(two & 0xFFFFu));
+    sum += w[2 * j + 1] * bf16ToFloat(uint16_t(two >> 16));
+  }
+  return sum;
+}
+
+/// The weight as the lanes read it.
+struct WeightView {
+  const uint8_t *codes;
+  int64_t codeRow; // bytes between rows
+  const float *scales;
+  int64_t scaleRow;
+  const int8_t *zp; // null: none
+  int64_t zpRow;
+  int64_t n, k, group;
+};
+
+/// The zero point of group g of row r as the formats read it.
+template <int F>
+QOPT_HD float zeroPoint(const WeightView &w, int64_t r, int64_t g) {
+  if (!w.zp)
+    return 0.0f;
+  int8_t z = w.zp[r * w.zpRow + g];
+  return (F == kUInt4 || F == kUInt8) ? float(uint8_t(z)) : float(z);
+}
+
+/// Lane `lane`'s partial sums of output row r for the m (<= kMaxRows) rows
+/// of x (bf16 bits, row stride ldx): acc[i] += sum over its chunks of
+/// scale · dotChunk. Needs K and the group to be multiples of 32 (a group
+/// of K: per channel), rows of codes 16-byte aligned (the kernel reads
+/// them as 16-byte vectors), x 4-byte aligned with an even ldx.
+template <int F>
+QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane,
+                      const uint16_t *x, int64_t ldx, int m, const float *nf4,
+                      float *acc) {
+  constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
+  constexpr int bytes = four ? kChunk / 2 : kChunk;
+  const uint8_t *row = w.codes + r * w.codeRow;
+  for (int64_t c = int64_t(lane) * kChunk; c < w.k; c += 32 * kChunk) {
+    uint32_t words[8];
+    const uint8_t *src = row + c / kChunk * bytes;
+#if defined(__CUDA_ARCH__)
+    // 16-byte loads: a warp reads 512 contiguous bytes (1 KiB for 8-bit).
+#pragma unroll
+    for (int j = 0; j < bytes / 16; ++j) {
+      uint4 v = __ldg(reinterpret_cast<const uint4 *>(src) + j);
+      words[4 * j] = v.x;
+      words[4 * j + 1] = v.y;
+      words[4 * j + 2] = v.z;
+      words[4 * j + 3] = v.w;
+    }
+#else
+#pragma unroll
+    for (int j = 0; j < bytes / 4; ++j)
+      words[j] = reinterpret_cast<const uint32_t *>(src)[j];
+#endif
+    int64_t g = c / w.group;
+    float scale = w.scales[r * w.scaleRow + g];
+    // Decoded once for every row of x.
+    float decoded[kChunk];
+    decodeChunk<F>(words, zeroPoint<F>(w, r, g), nf4, decoded);
+    // (Rows to kMaxRows with a test, unrolled: acc stays in registers.)
+#pragma unroll
+    for (int i = 0; i < kMaxRows; ++i)
+      if (i < m)
+        acc[i] += scale * dotChunk(decoded, x + i * ldx + c);
+  }
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_QLINEARTILE_H

@@ -1,0 +1,41 @@
+"""Reads the CUDA kernel library's ptxas reports (one per architecture,
+written beside each cubin by lib/Runtime/Kernels/CUDA/RunNvcc.cmake) and
+checks each kernel: present for every architecture, no local-memory stack
+frame, no spills, at most 128 registers (4 warps a block keep several
+blocks per SM). Prints every kernel's registers (the record the issue asks
+for) and one verdict line per architecture.
+
+    python ptxas_report.py DIR ARCH…
+"""
+import os
+import re
+import sys
+
+KERNELS = ["qopt_cuda_gemv_int4", "qopt_cuda_gemv_uint4", "qopt_cuda_gemv_int8",
+           "qopt_cuda_gemv_uint8", "qopt_cuda_gemv_nf4"]
+folder, archs = sys.argv[1], sys.argv[2:]
+failures = 0
+for arch in archs:
+    text = open(os.path.join(folder, f"qlinear-{arch}.ptxas.txt")).read()
+    # "Compiling entry function 'K' for 'sm_90'" then its "Function properties"
+    # and "Used N registers" lines.
+    found = {}
+    for block in re.split(r"ptxas info\s*: Compiling entry function ", text)[1:]:
+        name = re.match(r"'([^']+)'", block).group(1)
+        regs = int(re.search(r"Used (\d+) registers", block).group(1))
+        stack = int(re.search(r"(\d+) bytes stack frame", block).group(1))
+        spills = [int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", block)]
+        found[name] = (regs, stack, sum(spills))
+    bad = []
+    for k in KERNELS:
+        if k not in found:
+            bad.append(f"{k} missing")
+            continue
+        regs, stack, spill = found[k]
+        print(f"  {arch} {k}: {regs} registers, {stack} bytes stack, {spill} bytes spilled")
+        if stack or spill or regs > 128:
+            bad.append(k)
+    failures += bool(bad)
+    print(f"{arch}: {len(KERNELS)} kernels, no stack frame, no spills, <= 128 registers: "
+          + ("ok" if not bad else "FAIL " + ", ".join(bad)))
+print(f"ptxas reports: {failures} failed")

@@ -1,0 +1,151 @@
+//===- CUDATileTest.cpp - the CUDA GEMV's per-lane work on the CPU -------===//
+//
+// QLinear.cu's kernel gives each lane of the warp for output row n the
+// chunks of 32 codes l, l + 32, … (QLinearTile.h's laneSums) and adds the
+// 32 lanes' sums with shuffles. Here the same laneSums runs for every lane
+// of every row and the lanes' sums are added, against the product with the
+// weight dequantized by its definition, in double: decoding (nibble order,
+// signed / unsigned codes, NF4's table), group scales, zero points and the
+// chunk-to-lane mapping are checked without a GPU.
+//
+//===----------------------------------------------------------------------===//
+
+#include "../../lib/Runtime/Kernels/CUDA/QLinearTile.h"
+
+#include "qopt/Support/QuantFormats.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace qopt_cuda;
+
+struct Case {
+  int format;
+  int64_t n, k, group;
+  bool zp;
+  int m;
+};
+
+/// float → bfloat16 bits, round to nearest even.
+uint16_t toBF16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+
+template <int F>
+void runLanes(const WeightView &w, const uint16_t *x, int m,
+              std::vector<float> &y) {
+  const float *nf4 = qopt::kNF4Codes.data();
+  for (int64_t r = 0; r < w.n; ++r) {
+    float total[kMaxRows] = {};
+    for (int lane = 0; lane < 32; ++lane) {
+      float acc[kMaxRows] = {};
+      laneSums<F>(w, r, lane, x, w.k, m, nf4, acc);
+      for (int i = 0; i < m; ++i)
+        total[i] += acc[i];
+    }
+    for (int i = 0; i < m; ++i)
+      y[size_t(i * w.n + r)] = total[i];
+  }
+}
+
+TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
+  const Case cases[] = {
+      {kInt4, 5, 64, 32, false, 1},    {kInt4, 7, 2048, 64, true, 3},
+      {kUInt4, 3, 1056, 32, true, 8},  {kNF4, 9, 256, 64, false, 2},
+      {kNF4, 4, 4096, 4096, false, 1}, {kInt8, 6, 96, 32, false, 5},
+      {kInt8, 3, 1024, 1024, true, 4}, {kUInt8, 5, 160, 32, true, 7},
+      {kInt4, 2, 32, 32, true, 8},     {kUInt4, 3, 512, 64, false, 16},
+  };
+  for (const Case &c : cases) {
+    SCOPED_TRACE("format " + std::to_string(c.format) + " n" +
+                 std::to_string(c.n) + " k" + std::to_string(c.k) + " g" +
+                 std::to_string(c.group) + (c.zp ? " zp" : "") + " m" +
+                 std::to_string(c.m));
+    std::mt19937 rng(unsigned(c.n * 131 + c.k + c.m));
+    bool four = c.format == kInt4 || c.format == kUInt4 || c.format == kNF4;
+    int64_t rowBytes = four ? c.k / 2 : c.k;
+    int64_t groups = c.k / c.group;
+    // Rows of codes 16-byte aligned, as the kernel reads them.
+    std::vector<uint32_t> storage(size_t(c.n * rowBytes / 4 + 4));
+    uint8_t *codes = reinterpret_cast<uint8_t *>(storage.data());
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (int64_t i = 0; i < c.n * rowBytes; ++i)
+      codes[i] = uint8_t(byte(rng));
+    std::uniform_real_distribution<float> scale(0.01f, 0.1f);
+    std::vector<float> scales(size_t(c.n * groups));
+    for (float &s : scales)
+      s = scale(rng);
+    std::vector<int8_t> zps(size_t(c.n * groups));
+    std::uniform_int_distribution<int> zpDist(-8, 7), zpU(0, 15),
+        zp8(-100, 100), zp8u(0, 255);
+    for (int8_t &z : zps)
+      z = int8_t(c.format == kInt4    ? zpDist(rng)
+                 : c.format == kUInt4 ? zpU(rng)
+                 : c.format == kInt8  ? zp8(rng)
+                                      : zp8u(rng));
+    std::normal_distribution<float> xDist(0.0f, 1.0f);
+    std::vector<uint16_t> x(size_t(c.m * c.k));
+    for (uint16_t &v : x)
+      v = toBF16(xDist(rng));
+    WeightView w{
+        codes,  rowBytes, scales.data(), groups, c.zp ? zps.data() : nullptr,
+        groups, c.n,      c.k,           c.group};
+    std::vector<float> y(size_t(c.m * c.n));
+    switch (c.format) {
+    case kInt4:
+      runLanes<kInt4>(w, x.data(), c.m, y);
+      break;
+    case kUInt4:
+      runLanes<kUInt4>(w, x.data(), c.m, y);
+      break;
+    case kInt8:
+      runLanes<kInt8>(w, x.data(), c.m, y);
+      break;
+    case kUInt8:
+      runLanes<kUInt8>(w, x.data(), c.m, y);
+      break;
+    default:
+      runLanes<kNF4>(w, x.data(), c.m, y);
+    }
+    // The reference: each code by the format's definition.
+    for (int i = 0; i < c.m; ++i)
+      for (int64_t r = 0; r < c.n; ++r) {
+        double sum = 0, mag = 0;
+        for (int64_t col = 0; col < c.k; ++col) {
+          int64_t g = col / c.group;
+          uint8_t b =
+              four ? codes[r * rowBytes + col / 2] : codes[r * rowBytes + col];
+          int raw = four ? (col % 2 ? b >> 4 : b & 15) : b;
+          double v = c.format == kInt4   ? double(raw >= 8 ? raw - 16 : raw)
+                     : c.format == kNF4  ? double(qopt::kNF4Codes[size_t(raw)])
+                     : c.format == kInt8 ? double(int8_t(raw))
+                                         : double(raw);
+          double z = 0;
+          if (c.zp)
+            z = (c.format == kUInt4 || c.format == kUInt8)
+                    ? double(uint8_t(zps[size_t(r * groups + g)]))
+                    : double(zps[size_t(r * groups + g)]);
+          uint32_t bits = uint32_t(x[size_t(i * c.k + col)]) << 16;
+          float xv;
+          std::memcpy(&xv, &bits, 4);
+          double term = (v - z) * scales[size_t(r * groups + g)] * xv;
+          sum += term;
+          mag += std::fabs(term);
+        }
+        ASSERT_NEAR(y[size_t(i * c.n + r)], sum, 2e-6 * mag + 1e-6)
+            << "row " << i << " output " << r;
+      }
+  }
+}
+
+} // namespace
