@@ -54,6 +54,7 @@ if [ "${QOPT_CUDA:-1}" != 0 ] && ! command -v nvcc >/dev/null &&
     ! ls "$venv"/lib/python3*/site-packages/nvidia/cu13/bin/nvcc >/dev/null 2>&1; then
   echo "setup: no CUDA toolkit: installing NVIDIA's nvcc wheels into $venv"
   "$venv/bin/python" -m pip install -q nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 \
-    nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.96
+    nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.96 ||
+    echo "setup: warning: NVIDIA's nvcc wheels did not install; the CUDA kernel library will not be built" >&2
 fi
 echo "setup: done ($(/usr/lib/llvm-22/bin/llvm-config --version 2>/dev/null || echo 'no llvm'), venv $venv)"

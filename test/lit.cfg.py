@@ -48,11 +48,8 @@ if os.access(ptxas, os.X_OK):
     # gpu-module-to-binary finds libdevice (and ptxas) through CUDA_ROOT.
     config.environment["CUDA_ROOT"] = os.path.dirname(os.path.dirname(ptxas))
 # The CUDA kernel library's cubins (lib/Runtime/Kernels/CUDA), built where CMake
-# found nvcc.
+# found nvcc (check-qopt builds them first).
 cuda_archs = [a for a in config.qopt_cuda_archs.split(";") if a]
-if cuda_archs and all(
-    os.path.exists(os.path.join(config.qopt_obj_root, "lib", "cuda", f"qlinear-{a}.ptxas.txt"))
-    for a in cuda_archs
-):
+if config.qopt_cuda_kernels and cuda_archs:
     config.available_features.add("cuda-kernels")
     config.substitutions.append(("%cuda_archs", " ".join(cuda_archs)))

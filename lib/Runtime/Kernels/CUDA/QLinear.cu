@@ -1,14 +1,15 @@
 //===- QLinear.cu - weight-only quantized GEMV for decode ----------------===//
 //
 // y[m, n] = beta · y[m, n] + sum_k x[m, k] · dequant(W)[n, k] for the few
-// rows of x a decode step has (m <= 16), W a !qopt.qtensor read in place
+// rows of x a decode step has (16 at a time: more rows are further passes
+// over W, so prefill wants a GEMM), W a !qopt.qtensor read in place
 // (int4 / uint4 / int8 / uint8 / NF4 codes, f32 scales per group of 32·j
 // codes, optional zero points), x in bfloat16, y in f32. A decode step
 // reads every weight once, so the kernel streams the codes: one warp per
 // output row, each lane 16 bytes (32 codes) at a time, the activations
-// from L1 / L2 (a few KiB, shared by the block's warps), a shuffle
-// reduction at the end. The per-lane work is QLinearTile.h's, which the
-// CPU unit tests run.
+// from L1 / L2 (m · K · 2 bytes, read by every warp), a shuffle reduction
+// at the end. The per-lane work is QLinearTile.h's, which the CPU unit
+// tests run.
 //
 // Entry points (extern "C", one per format, loaded by name from the
 // embedded cubin): qopt_cuda_gemv_{int4,uint4,int8,uint8,nf4}(x, ldx, m,
@@ -42,24 +43,37 @@ __device__ void gemv(const uint16_t *x, int64_t ldx, int m,
                      int64_t scaleRow, const int8_t *zp, int64_t zpRow,
                      int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,
                      float beta) {
+  // NF4's table in shared memory: lanes index it with different codes,
+  // which serializes constant-memory reads.
+  __shared__ float nf4[16];
+  if (threadIdx.x < 16)
+    nf4[threadIdx.x] = kNF4Values[threadIdx.x];
+  __syncthreads();
   int lane = threadIdx.x % 32;
   int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (r >= n)
+  if (r >= n) // (whole warps: r is the warp's)
     return;
   WeightView w{codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group};
-  float acc[kMaxRows];
+  for (int base = 0; base < m; base += kMaxRows) {
+    int rows = m - base < kMaxRows ? m - base : kMaxRows;
+    float acc[kMaxRows];
 #pragma unroll
-  for (int i = 0; i < kMaxRows; ++i)
-    acc[i] = 0.0f;
-  laneSums<F>(w, r, lane, x, ldx, m < kMaxRows ? m : kMaxRows, kNF4Values, acc);
+    for (int i = 0; i < kMaxRows; ++i)
+      acc[i] = 0.0f;
+    laneSums<F>(w, r, lane, x + base * ldx, ldx, rows, nf4, acc);
 #pragma unroll
-  for (int i = 0; i < kMaxRows; ++i) {
-    float v = acc[i];
+    for (int i = 0; i < kMaxRows; ++i) {
+      if (i >= rows) // (the same for every lane of the warp)
+        break;
+      float v = acc[i];
 #pragma unroll
-    for (int offset = 16; offset > 0; offset /= 2)
-      v += __shfl_xor_sync(0xffffffffu, v, offset);
-    if (lane == 0 && i < m)
-      y[i * ldy + r] = (beta == 0.0f ? 0.0f : beta * y[i * ldy + r]) + v;
+      for (int offset = 16; offset > 0; offset /= 2)
+        v += __shfl_xor_sync(0xffffffffu, v, offset);
+      if (lane == 0) {
+        float *out = y + (base + i) * ldy + r;
+        *out = (beta == 0.0f ? 0.0f : beta * *out) + v;
+      }
+    }
   }
 }
 

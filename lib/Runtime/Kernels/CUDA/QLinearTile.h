@@ -19,6 +19,7 @@
 #define QOPT_RUNTIME_KERNELS_CUDA_QLINEARTILE_H
 
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__CUDACC__)
 #define QOPT_HD __host__ __device__ __forceinline__
@@ -78,11 +79,15 @@ QOPT_HD void decodeChunk(const uint32_t *words, float zero, const float *nf4,
 /// sum_i w[i] · x[i] over one chunk, x read two bfloat16 at a time (x
 /// 4-byte aligned).
 QOPT_HD float dotChunk(const float *w, const uint16_t *x) {
-  const uint32_t *pairs = reinterpret_cast<const uint32_t *>(x);
   float sum = 0.0f;
 #pragma unroll
   for (int j = 0; j < kChunk / 2; ++j) {
-    uint32_t two = pairs[j];
+#if defined(__CUDA_ARCH__)
+    uint32_t two = reinterpret_cast<const uint32_t *>(x)[j];
+#else
+    uint32_t two; // (memcpy: no aliasing of the uint16_t data)
+    memcpy(&two, x + 2 * j, 4);
+#endif
     sum += w[2 * j] * bf16ToFloat(uint16_t(two & 0xFFFFu));
     sum += w[2 * j + 1] * bf16ToFloat(uint16_t(two >> 16));
   }
@@ -135,9 +140,7 @@ QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane,
       words[4 * j + 3] = v.w;
     }
 #else
-#pragma unroll
-    for (int j = 0; j < bytes / 4; ++j)
-      words[j] = reinterpret_cast<const uint32_t *>(src)[j];
+    memcpy(words, src, bytes);
 #endif
     int64_t g = c / w.group;
     float scale = w.scales[r * w.scaleRow + g];
