@@ -120,14 +120,22 @@ def timed(fn, reps):
     return statistics.median(times)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=8)
+SHAPE_OPTIONS = ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab")
+
+
+def add_shape_options(ap, layers):
+    """The Llama-shaped model's options (make_model reads them)."""
+    ap.add_argument("--layers", type=int, default=layers)
     ap.add_argument("--hidden", type=int, default=1024)
     ap.add_argument("--heads", type=int, default=16)
     ap.add_argument("--kv-heads", type=int, default=4)
     ap.add_argument("--ffn", type=int, default=2816)
     ap.add_argument("--vocab", type=int, default=32000)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_shape_options(ap, layers=8)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--reps", type=int, default=20)
     ap.add_argument("--work", help="keep the models here")

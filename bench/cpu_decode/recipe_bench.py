@@ -6,13 +6,12 @@ SVDQuant's low-rank branch, per-token activation quantization) and next to
 onnxruntime running the same recipe's `--export-onnx` output (the peer, in
 the same run).
 
-    PYTHONPATH=build/python /work/fixtures-venv/bin/python bench/cpu_decode/recipe_bench.py \\
+    /work/fixtures-venv/bin/python bench/cpu_decode/recipe_bench.py \\
         [--layers 4 --hidden 1024 --heads 16 --kv-heads 4 --ffn 2816 \\
          --vocab 32000] [--threads 1] [--json out.json]
 
 Needs torch + transformers (to build and export the randomly initialised
-model, nothing downloaded), onnxruntime and numpy, and a build (with
-`PYTHONPATH=build/python`).
+model, nothing downloaded), onnxruntime and numpy, and a build.
 """
 import argparse
 import json
@@ -26,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 from machine import cpu_name  # noqa: E402
-from model_bench import compile_qopt, export, timed  # noqa: E402
+from model_bench import SHAPE_OPTIONS, add_shape_options, compile_qopt, export, timed  # noqa: E402
 
 # name: (qoptc arguments, the variant it is compared with)
 VARIANTS = {
@@ -45,18 +44,13 @@ CALIBRATED = ("smoothquant-w8a8", "svdquant-w4a4")
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--layers", type=int, default=4)
-    ap.add_argument("--hidden", type=int, default=1024)
-    ap.add_argument("--heads", type=int, default=16)
-    ap.add_argument("--kv-heads", type=int, default=4)
-    ap.add_argument("--ffn", type=int, default=2816)
-    ap.add_argument("--vocab", type=int, default=32000)
+    add_shape_options(ap, layers=4)
     ap.add_argument("--threads", default="1")
     ap.add_argument("--reps", type=int, default=10)
     ap.add_argument("--work", help="keep the models here")
     ap.add_argument("--json")
     args = ap.parse_args()
-
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "build", "python"))
     import onnxruntime as ort
     import qopt
 
@@ -64,7 +58,7 @@ def main():
     os.makedirs(work, exist_ok=True)
     model = os.path.join(work, "model.onnx")
     # A --work folder keeps its export only for the same shape options.
-    shape = {k: getattr(args, k) for k in ("layers", "hidden", "heads", "kv_heads", "ffn", "vocab")}
+    shape = {k: getattr(args, k) for k in SHAPE_OPTIONS}
     stamp = os.path.join(work, "shape.json")
     if not os.path.exists(model) or not os.path.exists(stamp) or json.load(open(stamp)) != shape:
         export(args, work)

@@ -37,9 +37,7 @@
 #include "llvm/ADT/DenseMap.h"
 #include "llvm/ADT/SmallPtrSet.h"
 #include "llvm/ADT/StringSet.h"
-#include "llvm/ADT/bit.h"
 #include "llvm/Support/FileSystem.h"
-#include "llvm/Support/MathExtras.h"
 #include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/raw_ostream.h"
@@ -467,8 +465,9 @@ FailureOr<std::string> Exporter::chain(Value x, Value &root, Operation *layer,
                              "the last static one has no export",
                failure();
       int64_t n = h.getBlock() ? *h.getBlock() : last;
-      ::qopt::hadamard::Order order = ::qopt::hadamard::split(n);
-      if (!order.base || last % n)
+      ::qopt::hadamard::KroneckerFactors kron =
+          ::qopt::hadamard::kroneckerFactors(n);
+      if (!kron.base || last % n)
         return error(def) << "no Hadamard matrix of order " << n, failure();
       if (h.getSigns()) {
         FailureOr<dense::Matrix> s = floatValue(h.getSigns(), def, "signs");
@@ -487,12 +486,11 @@ FailureOr<std::string> Exporter::chain(Value x, Value &root, Operation *layer,
       // H_n = H_m ⊗ H_p1 ⊗ H_p2 (p1 · p2 = 2^k, Sylvester): the vector as
       // [blocks, m, p1, p2], each factor a small MatMul on its axis, its
       // constant shared by every layer (normalised by its own order).
-      int64_t twos = llvm::Log2_64(order.power);
       SmallVector<int64_t> factors;
       SmallVector<bool> isBase;
-      for (auto [f, b] : {std::pair<int64_t, bool>{order.base, true},
-                          {int64_t(1) << (twos / 2), false},
-                          {int64_t(1) << (twos - twos / 2), false}})
+      for (auto [f, b] : {std::pair<int64_t, bool>{kron.base, true},
+                          {kron.p1, false},
+                          {kron.p2, false}})
         if (f > 1) {
           factors.push_back(f);
           isBase.push_back(b);
@@ -510,18 +508,8 @@ FailureOr<std::string> Exporter::chain(Value x, Value &root, Operation *layer,
         auto found = hadamards.find(key);
         if (found != hadamards.end())
           return found->second;
-        // The base's Paley / Williamson matrix, or Sylvester's in natural
-        // order, (-1)^popcount(i & j), as the butterflies compute it.
-        std::vector<int8_t> hf;
-        if (base) {
-          hf = ::qopt::hadamard::baseMatrix(f);
-        } else {
-          hf.resize(size_t(f) * f);
-          for (int64_t i = 0; i < f; ++i)
-            for (int64_t j = 0; j < f; ++j)
-              hf[size_t(i) * f + j] =
-                  llvm::popcount(uint64_t(i & j)) % 2 ? -1 : 1;
-        }
+        // The base's Paley / Williamson matrix, or Sylvester's.
+        std::vector<int8_t> hf = ::qopt::hadamard::matrix(f);
         std::vector<float> c(size_t(f) * f);
         double norm = 1.0 / std::sqrt(double(f));
         for (int64_t i = 0; i < f; ++i)

@@ -253,6 +253,16 @@ Order split(int64_t n) {
   return {4 * odd, power / 4};
 }
 
+KroneckerFactors kroneckerFactors(int64_t n) {
+  Order order = split(n);
+  if (order.base == 0)
+    return {0, 1, 1};
+  int64_t p1 = 1;
+  while (p1 * p1 * 4 <= order.power)
+    p1 *= 2;
+  return {order.base, p1, order.power / p1};
+}
+
 std::vector<int8_t> baseMatrix(int64_t m) {
   if (m == 1)
     return {1};

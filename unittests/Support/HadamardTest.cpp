@@ -78,6 +78,30 @@ TEST(Hadamard, ModelSizes) {
 
 // Kronecker products with Sylvester powers, and apply() against the
 // explicit matrix.
+TEST(Hadamard, KroneckerFactors) {
+  // H_n = H_base ⊗ H_p1 ⊗ H_p2 entry by entry, p1 <= p2 <= 2 · p1.
+  for (int64_t n : {1, 2, 8, 12, 24, 48, 64, 80, 96, 1024, 352}) {
+    SCOPED_TRACE(n);
+    h::KroneckerFactors f = h::kroneckerFactors(n);
+    ASSERT_EQ(f.base * f.p1 * f.p2, n);
+    EXPECT_LE(f.p1, f.p2);
+    EXPECT_LE(f.p2, 2 * f.p1);
+    std::vector<int8_t> hn = h::matrix(n), hb = h::matrix(f.base),
+                        h1 = h::matrix(f.p1), h2 = h::matrix(f.p2);
+    int64_t q = f.p1 * f.p2;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        int64_t ia = i / q, ib = i % q / f.p2, ic = i % f.p2;
+        int64_t ja = j / q, jb = j % q / f.p2, jc = j % f.p2;
+        ASSERT_EQ(hn[size_t(i * n + j)], hb[size_t(ia * f.base + ja)] *
+                                             h1[size_t(ib * f.p1 + jb)] *
+                                             h2[size_t(ic * f.p2 + jc)])
+            << i << ", " << j;
+      }
+  }
+  EXPECT_EQ(h::kroneckerFactors(14).base, 0);
+}
+
 TEST(Hadamard, ApplyMatchesMatrix) {
   std::mt19937 rng(7);
   std::normal_distribution<float> normal;

@@ -38,6 +38,16 @@ struct Order {
 /// The split of `n`, or base = 0 when no construction here reaches n.
 Order split(int64_t n);
 
+/// H_n = H_base ⊗ H_p1 ⊗ H_p2, with p1 · p2 = split(n).power split as
+/// evenly as powers of two allow (p1 <= p2; Sylvester's H_{p1·p2} =
+/// H_p1 ⊗ H_p2): the factors small products apply one axis at a time, each
+/// costing its order in multiply-adds per element. base = 0 when n is not
+/// supported.
+struct KroneckerFactors {
+  int64_t base = 1, p1 = 1, p2 = 1;
+};
+KroneckerFactors kroneckerFactors(int64_t n);
+
 /// Whether a Hadamard matrix of order `n` is known here.
 inline bool isSupported(int64_t n) { return n >= 1 && split(n).base != 0; }
 

@@ -1746,14 +1746,10 @@ template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {
 /// contractions (base + p1 + p2 multiply-adds per element, BLAS on the CPU;
 /// the butterflies' log2(power) passes of scalar gathers were 18% of a
 /// prefill step of a QuaRot model).
-static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t base,
-                          int64_t power) {
+static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t n) {
   auto type = cast<RankedTensorType>(x.getType());
-  int64_t rank = type.getRank(), n = base * power;
-  int64_t p1 = 1;
-  while (p1 * p1 * 4 <= power)
-    p1 *= 2;
-  int64_t p2 = power / p1;
+  int64_t rank = type.getRank();
+  ::qopt::hadamard::KroneckerFactors f = ::qopt::hadamard::kroneckerFactors(n);
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
   // The data as one axis (a view: the layout is row-major).
@@ -1794,14 +1790,8 @@ static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t base,
     auto viewType = RankedTensorType::get(shape, f32);
     Value view = tensor::ExpandShapeOp::create(
         b, loc, viewType, flat, ArrayRef<ReassociationIndices>{group});
-    SmallVector<OpFoldResult> sizes = tensor::getMixedSizes(b, loc, view);
-    Value init =
-        linalg::FillOp::create(
-            b, loc,
-            ValueRange{
-                arith::ConstantOp::create(b, loc, b.getF32FloatAttr(0.0f))},
-            ValueRange{tensor::EmptyOp::create(b, loc, sizes, f32).getResult()})
-            .getResult(0);
+    Value init = createFilledTensor(b, loc, tensor::getMixedSizes(b, loc, view),
+                                    f32, 0.0);
     AffineExpr o = getAffineDimExpr(0, ctx), a = getAffineDimExpr(1, ctx);
     SmallVector<AffineMap> maps;
     SmallVector<utils::IteratorType> iterators(shape.size(),
@@ -1832,12 +1822,12 @@ static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t base,
         b, loc, RankedTensorType::get({total}, f32), y,
         ArrayRef<ReassociationIndices>{group});
   };
-  if (base > 1)
-    factor(base, power, ::qopt::hadamard::baseMatrix(base));
-  if (p1 > 1)
-    factor(p1, p2, ::qopt::hadamard::matrix(p1));
-  if (p2 > 1)
-    factor(p2, 1, ::qopt::hadamard::matrix(p2));
+  if (f.base > 1)
+    factor(f.base, f.p1 * f.p2, ::qopt::hadamard::matrix(f.base));
+  if (f.p1 > 1)
+    factor(f.p1, f.p2, ::qopt::hadamard::matrix(f.p1));
+  if (f.p2 > 1)
+    factor(f.p2, 1, ::qopt::hadamard::matrix(f.p2));
   if (first) // n = 1: the identity
     return x;
   if (rank == 1)
@@ -1904,7 +1894,7 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
                             });
     }
     if (products) {
-      rewriter.replaceOp(op, kronProducts(rewriter, loc, x, base, power));
+      rewriter.replaceOp(op, kronProducts(rewriter, loc, x, n));
       return success();
     }
     // Fast Walsh-Hadamard transform over each run of `power` elements:

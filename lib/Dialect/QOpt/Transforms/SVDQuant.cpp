@@ -32,39 +32,19 @@ namespace dense = ::qopt::dense;
 
 namespace {
 
-/// a + b, elementwise, for two tensors of one type.
-Value addTensors(OpBuilder &b, Location loc, Value lhs, Value rhs) {
-  auto type = cast<RankedTensorType>(lhs.getType());
+/// fn applied elementwise to same-shaped tensors, giving `element`s.
+Value mapTensors(OpBuilder &b, Location loc, ValueRange inputs, Type element,
+                 function_ref<Value(OpBuilder &, Location, ValueRange)> fn) {
+  int64_t rank = cast<RankedTensorType>(inputs[0].getType()).getRank();
   Value init = tensor::EmptyOp::create(
-      b, loc, tensor::getMixedSizes(b, loc, lhs), type.getElementType());
-  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
-  SmallVector<utils::IteratorType> par(type.getRank(),
-                                       utils::IteratorType::parallel);
+      b, loc, tensor::getMixedSizes(b, loc, inputs[0]), element);
+  SmallVector<AffineMap> maps(inputs.size() + 1,
+                              b.getMultiDimIdentityMap(rank));
+  SmallVector<utils::IteratorType> par(rank, utils::IteratorType::parallel);
   return linalg::GenericOp::create(
-             b, loc, type, ValueRange{lhs, rhs}, init,
-             ArrayRef<AffineMap>{id, id, id}, par,
-             [](OpBuilder &nb, Location l, ValueRange args) {
-               linalg::YieldOp::create(
-                   nb, l,
-                   Value(arith::AddFOp::create(nb, l, args[0], args[1])));
-             })
-      .getResult(0);
-}
-
-/// `value` (a tensor of narrower floats) widened to `element`.
-Value widen(OpBuilder &b, Location loc, Value value, Type element) {
-  auto type = cast<RankedTensorType>(value.getType());
-  Value init = tensor::EmptyOp::create(b, loc, type.getShape(), element);
-  AffineMap id = b.getMultiDimIdentityMap(type.getRank());
-  SmallVector<utils::IteratorType> par(type.getRank(),
-                                       utils::IteratorType::parallel);
-  return linalg::GenericOp::create(
-             b, loc, init.getType(), ValueRange{value}, init,
-             ArrayRef<AffineMap>{id, id}, par,
+             b, loc, init.getType(), inputs, init, maps, par,
              [&](OpBuilder &nb, Location l, ValueRange args) {
-               linalg::YieldOp::create(
-                   nb, l,
-                   Value(arith::ExtFOp::create(nb, l, element, args[0])));
+               linalg::YieldOp::create(nb, l, fn(nb, l, args));
              })
       .getResult(0);
 }
@@ -207,8 +187,11 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       Value av = LoadParamOp::create(b, l, aType, a.getSymName());
       Value bv = LoadParamOp::create(b, l, bType, bp.getSymName());
       if (factorType != element) {
-        av = widen(b, l, av, element);
-        bv = widen(b, l, bv, element);
+        auto extend = [&](OpBuilder &nb, Location el, ValueRange args) {
+          return Value(arith::ExtFOp::create(nb, el, element, args[0]));
+        };
+        av = mapTensors(b, l, av, element, extend);
+        bv = mapTensors(b, l, bv, element, extend);
       }
       SmallVector<int64_t> downShape(xType.getShape());
       downShape.back() = r;
@@ -219,7 +202,11 @@ struct SVDQuantPass : mlir::qopt::impl::QOptSVDQuantPassBase<SVDQuantPass> {
       Value up = LinearOp::create(b, l, linear.getResult().getType(), down, bv,
                                   Value())
                      .getResult();
-      Value sum = addTensors(b, l, linear.getResult(), up);
+      Value sum = mapTensors(
+          b, l, {linear.getResult(), up}, element,
+          [](OpBuilder &nb, Location el, ValueRange args) {
+            return Value(arith::AddFOp::create(nb, el, args[0], args[1]));
+          });
       for (OpOperand *use : readers)
         use->set(sum);
     }

@@ -877,16 +877,7 @@ QOPT_AVXVNNI void prepareInt8AVX2(const Weights &w, const float *x, int64_t ldx,
     const float *xr = x + i * ldx;
     int8_t *q = out.q.data() + i * out.pk;
     float *lanes = out.laneScale.data() + i * out.chunks * 8;
-    float step = 0.0f; // per token: as qopt_cpu::tokenStep
-    if (tokenBits) {
-      float amax = 0.0f;
-      bool finite = true;
-      for (int64_t c = 0; c < w.k; ++c) {
-        finite &= std::isfinite(xr[c]);
-        amax = std::fmax(amax, std::fabs(xr[c]));
-      }
-      step = !finite ? NAN : amax == 0.0f ? 1.0f : amax / float(qmax);
-    }
+    float step = tokenBits ? qopt_cpu::tokenStep(xr, w.k, tokenBits) : 0.0f;
     for (int64_t bl = 0; bl < blocks; ++bl) {
       int64_t c0 = bl * 32, n = std::min<int64_t>(32, w.k - c0);
       __m256 xs[4];
@@ -1368,23 +1359,14 @@ void productPerToken(const Weights &w, const float *x, int64_t ldx, int64_t m,
   std::vector<float> sx(static_cast<size_t>(m));
   for (int64_t i = 0; i < m; ++i) {
     const float *xr = x + i * ldx;
-    float absmax = 0.0f;
-    bool finite = true;
-    for (int64_t c = 0; c < w.k; ++c) {
-      absmax = std::fmax(absmax, std::fabs(xr[c]));
-      finite &= std::isfinite(xr[c]);
-    }
+    float s = qopt_cpu::tokenStep(xr, w.k, bits);
+    sx[i] = s;
     // A NaN or infinity makes the quantized row NaN, as the quantizer's
     // loop computes it: the row's outputs are NaN.
-    if (!finite) {
-      sx[i] = NAN;
+    if (std::isnan(s)) {
       std::fill(q.begin() + i * w.k, q.begin() + (i + 1) * w.k, 0);
       continue;
     }
-    float s = absmax / float(qmax);
-    if (s == 0.0f)
-      s = 1.0f;
-    sx[i] = s;
     for (int64_t c = 0; c < w.k; ++c) {
       float v = std::nearbyint(xr[c] / s);
       v = std::fmin(std::fmax(v, float(qmin)), float(qmax));

@@ -116,20 +116,19 @@ quantizeBlock(const float *x, int64_t n) {
 /// The step of a row of activations quantized per token to `bits`-bit
 /// codes, as qopt-insert-fake-quant's dynamic per-token quantizer computes
 /// it: max|x| / (2^(bits-1) - 1), 1 where that is 0, NaN where the row
-/// holds a NaN or an infinity.
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq"))) inline float
-tokenStep(const float *x, int64_t k, int bits) {
-  __m512 amax = _mm512_setzero_ps();
-  __mmask16 bad = 0;
-  for (int64_t c = 0; c < k; c += 16) {
-    __mmask16 m = __mmask16(k - c >= 16 ? 0xFFFF : (1u << (k - c)) - 1);
-    __m512 v = _mm512_maskz_loadu_ps(m, x + c);
-    bad |= _mm512_fpclass_ps_mask(v, 0x99);
-    amax = _mm512_max_ps(amax, _mm512_abs_ps(v));
+/// holds a NaN or an infinity. Plain C++: every path's per-token
+/// quantization calls it (one pass over the row, next to the product's
+/// N passes).
+inline float tokenStep(const float *x, int64_t k, int bits) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t c = 0; c < k; ++c) {
+    finite &= std::isfinite(x[c]);
+    amax = std::fmax(amax, std::fabs(x[c]));
   }
-  if (bad)
+  if (!finite)
     return NAN;
-  float s = _mm512_reduce_max_ps(amax) / float((1 << (bits - 1)) - 1);
+  float s = amax / float((1 << (bits - 1)) - 1);
   return s == 0.0f ? 1.0f : s;
 }
 
