@@ -42,3 +42,55 @@ else
   echo "gpu-artifacts: no build/lib/cuda/qlinear-*.cubin (build with nvcc first)" >&2
 fi
 ls -l "$out"
+
+# Models compiled by qoptc --target cuda (the README example; the lora, qlora,
+# quarot-w4a16 and smoothquant-w8a8 recipes on the test Llama; the qlora train
+# step), with their inputs and the CPU target's outputs, and qopt-run with the
+# runtime to run them there (scripts/gpu-check.sh compares).
+bin=$here/build/bin
+if [ -x "$bin/qoptc" ]; then
+  models=$out/models
+  rm -rf "$models" && mkdir -p "$models" "$out/bin" "$out/lib"
+  cp "$bin/qopt-run" "$out/bin/" && cp "$here/build/lib/libqopt_runtime.so" "$out/lib/"
+  llama=$here/test/e2e/real/llama-dynamo/model.onnx
+  "$py" - "$models" <<'PY'
+import sys, numpy as np
+d = sys.argv[1]
+rng = np.random.default_rng(0)
+ids = rng.integers(0, 128, size=(2, 7)).astype(np.int64)
+mask = np.ones_like(ids)
+mask[1, 5:] = 0
+np.save(f"{d}/input_ids.npy", ids)
+np.save(f"{d}/attention_mask.npy", mask)
+labels = np.where(mask == 1, ids, -100)
+np.save(f"{d}/labels.npy", labels)
+calib = rng.integers(0, 128, size=(4, 9)).astype(np.int64)
+np.savez(f"{d}/calib.npz", input_ids=calib, attention_mask=np.ones_like(calib))
+PY
+  in="--input input_ids=$models/input_ids.npy --input attention_mask=$models/attention_mask.npy"
+  compile() { # name, qoptc args...
+    local name=$1; shift
+    "$bin/qoptc" "$@" --target cuda -o "$models/$name.so" &&
+      "$bin/qoptc" "$@" -o "$models/$name-cpu.so" || return 1
+  }
+  compile gpt2 "$here/examples/gpt2-tiny.onnx" &&
+    "$bin/qopt-run" "$models/gpt2-cpu.so" --input "$here/examples/gpt2-tiny-input_ids.npy" \
+      --output-dir "$models/gpt2-ref" >/dev/null
+  cp "$here/examples/gpt2-tiny-input_ids.npy" "$models/gpt2-input_ids.npy"
+  for recipe in lora qlora quarot-w4a16 smoothquant-w8a8; do
+    extra=()
+    [ "$recipe" = smoothquant-w8a8 ] && extra=(--calibration-data "$models/calib.npz")
+    compile "$recipe" "$llama" --recipe "$recipe" "${extra[@]}" &&
+      "$bin/qopt-run" "$models/$recipe-cpu.so" $in --output-dir "$models/$recipe-ref" >/dev/null
+  done
+  # Three AdamW steps of the QLoRA train step (entry train_step; its output
+  # after the third is that step's loss).
+  compile qlora-train "$llama" --recipe qlora --train \
+      --optimizer adamw:lr=1e-2,betas=0.9/0.999,eps=1e-8,weight_decay=0.0 &&
+    "$bin/qopt-run" "$models/qlora-train-cpu.so" $in --input "labels=$models/labels.npy" \
+      --repeat 3 --output-dir "$models/qlora-train-ref" >/dev/null
+  rm -f "$models"/*-cpu.so "$models"/*-cpu.safetensors "$models"/*-cpu.json "$models"/*.ptxas.txt
+  ls -l "$models"
+else
+  echo "gpu-artifacts: no build/bin/qoptc (build first): no CUDA models" >&2
+fi

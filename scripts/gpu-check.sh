@@ -8,6 +8,9 @@
 # What it covers today (the CUDA back end, issue 19, is being written):
 #   tests:      MLIR-generated kernels (test/gpu/smoke-kernels.mlir) loaded through the
 #               CUDA driver API alone, as cubin and as PTX, checked against the CPU;
+#               models compiled by qoptc --target cuda (gpt2-tiny, four recipes on the
+#               test Llama, a QLoRA train step) run by qopt-run against the CPU
+#               target's outputs;
 #               the CUDA kernel library's weight-only GEMV (bench/gpu/qlinear_gemv.py:
 #               every format against torch, then timings against torch's bf16 matmul);
 #   benchmarks: the PyTorch + PEFT (+ bitsandbytes) peer on a Llama-3.2-1B shape.
@@ -61,6 +64,47 @@ if ls "$artifacts"/qlinear-*.cubin >/dev/null 2>&1; then
 else
   failed=1
   summary+=("FAIL qlinear-gemv: no qlinear-*.cubin in $artifacts")
+fi
+
+# Models compiled by qoptc --target cuda (gpu-artifacts.sh): each run on the GPU
+# through qopt-run and compared with the CPU target's outputs computed on the
+# build machine (f32 both ways: 1e-4 relative), and the QLoRA train step's
+# loss after three steps.
+models=$artifacts/models
+if [ -x "$artifacts/bin/qopt-run" ] && [ -d "$models" ]; then
+  run() { LD_LIBRARY_PATH="$artifacts/lib" "$artifacts/bin/qopt-run" "$@"; }
+  compare() { # name, reference dir, result dir, tolerance
+    "$py" - "$@" <<'PY'
+import glob, os, sys, numpy as np
+name, ref, got, tol = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+worst = 0.0
+for f in sorted(glob.glob(os.path.join(ref, "*.npy"))):
+    a, b = np.load(f).astype(np.float64), np.load(os.path.join(got, os.path.basename(f))).astype(np.float64)
+    worst = max(worst, float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)))
+print(f"{name}: {worst:.2e} relative to the CPU target (tolerance {tol:g})")
+sys.exit(0 if worst <= tol else 1)
+PY
+  }
+  llama_in=(--input "input_ids=$models/input_ids.npy" --input "attention_mask=$models/attention_mask.npy")
+  for name in gpt2 lora qlora quarot-w4a16 smoothquant-w8a8 qlora-train; do
+    [ -f "$models/$name.so" ] || { failed=1; summary+=("FAIL cuda-model $name: not in the artifacts"); continue; }
+    case $name in
+      gpt2) args=(--input "$models/gpt2-input_ids.npy" --repeat 20) ;;
+      qlora-train) args=("${llama_in[@]}" --input "labels=$models/labels.npy" --repeat 3) ;;
+      *) args=("${llama_in[@]}" --repeat 20) ;;
+    esac
+    if run "$models/$name.so" --device cuda --verbose "${args[@]}"         --output-dir "$results/cuda-$name" > "$results/cuda-$name.log" 2>&1 &&
+        compare "$name" "$models/$name-ref" "$results/cuda-$name" 1e-4 >> "$results/cuda-$name.log"; then
+      summary+=("PASS cuda-model $name: $(tail -1 "$results/cuda-$name.log"); $(grep -o 'mean latency.*' "$results/cuda-$name.log")")
+    else
+      failed=1
+      summary+=("FAIL cuda-model $name (see $results/cuda-$name.log)")
+    fi
+    cat "$results/cuda-$name.log"
+  done
+else
+  failed=1
+  summary+=("FAIL cuda-models: no $artifacts/models or bin/qopt-run (run scripts/gpu-artifacts.sh after building)")
 fi
 
 echo "== benchmarks"

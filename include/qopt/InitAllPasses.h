@@ -7,6 +7,7 @@
 #include "qopt/Dialect/QOpt/Transforms/Passes.h"
 #include "qopt/Pipelines/Pipelines.h"
 #include "qopt/Target/CPU/Transforms/Passes.h"
+#include "qopt/Target/CUDA/Transforms/Passes.h"
 #include "qopt/Training/Passes.h"
 
 namespace mlir::qopt {
@@ -17,6 +18,7 @@ inline void registerAllPasses() {
   registerQOptPasses();
   registerConversionPasses();
   registerQOptCPUPasses();
+  registerQOptCUDAPasses();
   registerQOptTrainingPasses();
   registerQOptPipelines();
 }

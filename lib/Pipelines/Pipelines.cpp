@@ -49,6 +49,19 @@ void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
   buildCPUCodegenPipeline(pm, codegen);
 }
 
+void mlir::qopt::buildQOptCUDAPipeline(OpPassManager &pm,
+                                       const CUDAPipelineOptions &options) {
+  buildONNXFrontEndPipeline(pm, options.allowUnsupported);
+  pm.addPass(createQOptRelayoutQuantizedWeightsPass());
+  buildGraphPipeline(pm);
+  CUDACodegenOptions codegen;
+  codegen.chip = options.chip;
+  codegen.toolkit = options.toolkit;
+  codegen.blockSize = options.blockSize;
+  codegen.emulate = options.emulate;
+  buildCUDACodegenPipeline(pm, codegen);
+}
+
 /// Puts the PEFT adapter saved in `dir` (its config, and the names of its
 /// tensors; the config of PEFT's converted form where one was written, for
 /// inits that change the base weights) on the module as
@@ -151,6 +164,15 @@ static void keepInitialFactors(ModuleOp module) {
   });
 }
 
+/// Calibration probes run on this machine's CPU whatever the model's
+/// target.
+static mlir::qopt::CPUTargetOptions
+probeTarget(const mlir::qopt::CPUTargetOptions &target) {
+  mlir::qopt::CPUTargetOptions probe = target;
+  probe.cuda = {};
+  return probe;
+}
+
 LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
                                              const ModelCompileOptions &options,
                                              const CPUTargetOptions &target) {
@@ -213,15 +235,19 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   if (!outlierPasses.empty()) {
     // They change the layers' inputs and weights: an adapter trained on the
     // original model would read other inputs, and one saved from here would
-    // not fit the original model in PEFT.
+    // not fit the original model in PEFT. Fresh adapters trained here are
+    // fine (QuaRot / SmoothQuant + LoRA fine-tuning): they live in the
+    // rewritten model, which keeps them (save_checkpoint), but have no PEFT
+    // form for the original one.
     if (!options.adapterDir.empty() || !options.loraSlotsPath.empty() ||
-        !options.saveAdapterDir.empty() || options.train)
+        !options.saveAdapterDir.empty() ||
+        (options.train && options.loraConfigPath.empty()))
       return emitError(module.getLoc())
              << "--graph-passes '" << outlierPasses
              << "' rewrites the model's weights and layer inputs before "
                 "adapters: it cannot be combined with --adapter, "
-                "--lora-slots, --save-adapter or --train (fresh adapters "
-                "from --lora-config or a recipe are fine)";
+                "--lora-slots or --save-adapter, nor --train without fresh "
+                "adapters (--lora-config or a recipe's)";
     // Statistics are of the model as imported: a pass that reads them must
     // come before any pass that changes the inputs they describe.
     SmallVector<std::string> leading = splitPipeline(outlierPasses);
@@ -270,8 +296,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       SmallString<256> path(workDir);
       llvm::sys::path::append(path, "stats.qstats");
       if (failed(options.statsCalibrator(module, statsPath,
-                                         options.calibrationBatchSize, target,
-                                         workDir, path)))
+                                         options.calibrationBatchSize,
+                                         probeTarget(target), workDir, path)))
         return failure();
       statsPath = path.str().str();
       if (options.timing)
@@ -357,7 +383,7 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
       if (failed(options.calibrator(
               module, *config, options.calibrationDataPath,
               options.calibrationBatchSize, options.calibrationMaxPasses,
-              target, workDir, statePath)))
+              probeTarget(target), workDir, statePath)))
         return failure();
       calibrationState = statePath.str().str();
       calibrated = true;
@@ -400,7 +426,8 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
   SmallString<256> adapterDir;
   bool hasAdapter =
       !options.adapterDir.empty() || !options.loraConfigPath.empty();
-  if (options.train && hasAdapter) {
+  // (Not after outlier passes: the adapter has no PEFT form there.)
+  if (options.train && hasAdapter && outlierPasses.empty()) {
     if (workDir.empty())
       if (std::error_code ec =
               llvm::sys::fs::createUniqueDirectory("qopt-train", workDir))
@@ -501,4 +528,11 @@ void mlir::qopt::registerQOptPipelines() {
       "Lower imported ONNX / QOpt graph IR to the LLVM dialect for the CPU",
       buildQOptCPUPipeline);
   registerCPUCodegenPipeline();
+  PassPipelineRegistration<CUDAPipelineOptions>(
+      "qopt-lower-to-cuda",
+      "Lower imported ONNX / QOpt graph IR to host code in the LLVM dialect "
+      "that launches GPU kernels (PTX in a gpu.binary; qoptc --target cuda "
+      "compiles it to cubins)",
+      buildQOptCUDAPipeline);
+  registerCUDACodegenPipeline();
 }

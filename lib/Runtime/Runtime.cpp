@@ -185,6 +185,29 @@ int64_t checkedBytes(const int64_t *shape, size_t rank, size_t elementSize) {
 
 struct qopt_model {
   void *library = nullptr;
+  /// A model compiled for CUDA: its buffers (parameters, inputs, results)
+  /// live in the CUDA host library's memory pool (managed memory the host
+  /// can read after the run's synchronization).
+  bool cuda = false;
+  /// The manifest's PTX architecture number (80 for sm_80) and cubins.
+  int cudaPTXArch = 0;
+  std::string cudaArchs;
+  void *(*cudaAlloc)(size_t) = nullptr;
+  void (*cudaFree)(void *) = nullptr;
+  int (*cudaSynchronize)() = nullptr;
+  const char *(*cudaDeviceName)() = nullptr;
+  void (*cudaPoolInfo)(size_t *, size_t *) = nullptr;
+  /// A buffer where the model's code reads it: the host heap, or the pool.
+  void *allocate(size_t bytes) {
+    return cuda ? cudaAlloc(bytes)
+                : std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
+  }
+  void release(void *p) {
+    if (cuda && cudaFree)
+      cudaFree(p);
+    else
+      std::free(p);
+  }
   void (*setThreads)(int) = nullptr;
   const char *(*cpuName)() = nullptr;
   const char *(*cpuPath)() = nullptr;
@@ -237,7 +260,12 @@ struct qopt_model {
 
   ~qopt_model() {
     for (ParamSpec &p : params)
-      std::free(p.owned);
+      release(p.owned);
+    // A CUDA model's pool, kernels and context go back to the driver.
+    if (cuda && library)
+      if (auto shutdown = reinterpret_cast<void (*)()>(
+              dlsym(library, cm::kCUDAShutdownSymbol)))
+        shutdown();
     if (weights && releaseConstant)
       releaseConstant(weights, int64_t(weightsSize));
     if (weights)
@@ -347,8 +375,23 @@ static int loadManifest(qopt_model &m, const std::string &path) {
                 std::to_string(cm::kABIVersion) +
                 "; recompile the model with this qopt");
   const Value *target = root.get(key::kTarget);
-  if (!target || target->kind != Value::String || target->string != key::kCPU)
-    return fail(path + ": this runtime runs CPU models only");
+  if (!target || target->kind != Value::String ||
+      (target->string != key::kCPU && target->string != key::kCUDA))
+    return fail(path + ": malformed manifest: unknown target");
+  if (target->string == key::kCUDA) {
+    const Value *cuda = root.get(key::kCUDA);
+    const Value *archs = cuda ? cuda->get(key::kArchs) : nullptr;
+    const Value *ptx = cuda ? cuda->get(key::kPTX) : nullptr;
+    if (!archs || archs->kind != Value::Array || !ptx ||
+        ptx->kind != Value::String || ptx->string.rfind("sm_", 0) != 0)
+      return fail(path + ": malformed manifest: a CUDA model without its "
+                         "architectures");
+    m.cuda = true;
+    m.cudaPTXArch = std::atoi(ptx->string.c_str() + 3);
+    for (const Value &a : archs->array)
+      if (a.kind == Value::String)
+        m.cudaArchs += (m.cudaArchs.empty() ? "" : ", ") + a.string;
+  }
   if (int rc = checkCPUFeatures(root, path))
     return rc;
   auto readList = [&](const char *key, std::vector<TensorSpec> &out) -> bool {
@@ -564,6 +607,7 @@ static int loadManifest(qopt_model &m, const std::string &path) {
           std::aligned_alloc(64, (p.length + 63) / 64 * 64 + 64));
       if (!p.owned)
         return fail("out of memory for parameter '" + p.tensor.name + "'");
+      // (A CUDA model's copy moves into the pool at load: moveToDevice.)
       std::memcpy(p.owned, data, p.length);
       data = p.owned;
     }
@@ -577,9 +621,85 @@ static int loadManifest(qopt_model &m, const std::string &path) {
   return 0;
 }
 
+/// Opens the GPU through the model's CUDA host library and copies every
+/// parameter into its memory pool (the kernels cannot read the mapped
+/// file). Failures leave the model to be destroyed.
+static int initCUDA(qopt_model &m, const char *path) {
+  auto init = reinterpret_cast<int (*)(int, const char *, char *, size_t)>(
+      dlsym(m.library, cm::kCUDAInitSymbol));
+  m.cudaAlloc = reinterpret_cast<void *(*)(size_t)>(
+      dlsym(m.library, cm::kCUDAAllocSymbol));
+  m.cudaFree =
+      reinterpret_cast<void (*)(void *)>(dlsym(m.library, cm::kCUDAFreeSymbol));
+  m.cudaSynchronize =
+      reinterpret_cast<int (*)()>(dlsym(m.library, cm::kCUDASynchronizeSymbol));
+  m.cudaDeviceName = reinterpret_cast<const char *(*)()>(
+      dlsym(m.library, cm::kCUDADeviceNameSymbol));
+  m.cudaPoolInfo = reinterpret_cast<void (*)(size_t *, size_t *)>(
+      dlsym(m.library, cm::kCUDAPoolInfoSymbol));
+  if (!init || !m.cudaAlloc || !m.cudaFree || !m.cudaSynchronize ||
+      !m.cudaDeviceName) {
+    m.cudaFree = nullptr; // parameters are still host buffers
+    return fail(std::string("'") + path +
+                "' says it is a CUDA model but lacks the CUDA host library");
+  }
+  char error[1024] = "";
+  if (init(m.cudaPTXArch, m.cudaArchs.c_str(), error, sizeof(error))) {
+    m.cudaFree = nullptr;
+    return fail(std::string(path) + ": " + error);
+  }
+  for (size_t i = 0; i < m.params.size(); ++i) {
+    ParamSpec &p = m.params[i];
+    std::vector<int64_t> &desc = m.paramDescriptors[i];
+    const char *host =
+        reinterpret_cast<const char *>(static_cast<intptr_t>(desc[1]));
+    char *device = static_cast<char *>(m.cudaAlloc(p.length));
+    if (!device) {
+      // The host copies not yet moved are freed as host buffers.
+      for (size_t j = i; j < m.params.size(); ++j)
+        std::free(m.params[j].owned), m.params[j].owned = nullptr;
+      return fail(std::string(path) + ": out of GPU memory for parameter '" +
+                  p.tensor.name + "' (" + std::to_string(p.length) +
+                  " bytes; QOPT_CUDA_POOL_BYTES sets the pool's size)");
+    }
+    std::memcpy(device, host, p.length);
+    std::free(p.owned);
+    p.owned = device;
+    desc[0] = desc[1] =
+        static_cast<int64_t>(reinterpret_cast<intptr_t>(device));
+  }
+  return 0;
+}
+
 int qopt_model_load(const char *path, qopt_model **model) {
+  return qopt_model_load_device(path, nullptr, model);
+}
+
+const char *qopt_model_device(const qopt_model *m) {
+  return m->cuda ? key::kCUDA : key::kCPU;
+}
+
+const char *qopt_model_gpu_name(const qopt_model *m) {
+  return m->cuda && m->cudaDeviceName ? m->cudaDeviceName() : "";
+}
+
+int qopt_model_gpu_memory(const qopt_model *m, size_t *inUse,
+                          size_t *capacity) {
+  if (!m->cuda || !m->cudaPoolInfo)
+    return 1;
+  size_t available = 0;
+  m->cudaPoolInfo(&available, capacity);
+  *inUse = *capacity - available;
+  return 0;
+}
+
+int qopt_model_load_device(const char *path, const char *device,
+                           qopt_model **model) {
   if (!path || !model)
     return fail("qopt_model_load: null argument");
+  if (device && std::strcmp(device, key::kCPU) &&
+      std::strcmp(device, key::kCUDA))
+    return fail(std::string("unknown device '") + device + "' (cpu or cuda)");
   // Models allocate their intermediate buffers with aligned_alloc on every
   // run. By default glibc maps large blocks fresh each time and returns
   // freed heap tops to the kernel, so each run page-faults and zeroes
@@ -603,6 +723,10 @@ int qopt_model_load(const char *path, qopt_model **model) {
     return fail(error);
   if (int rc = loadManifest(*m, file))
     return rc;
+  if (device && std::strcmp(device, qopt_model_device(m.get())))
+    return fail(std::string("'") + path + "' was compiled for " +
+                qopt_model_device(m.get()) + ", not " + device +
+                " (qoptc --target " + device + ")");
   m->library = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!m->library)
     return fail(std::string("cannot load '") + path + "': " + dlerror());
@@ -643,6 +767,9 @@ int qopt_model_load(const char *path, qopt_model **model) {
     return fail(std::string("'") + path +
                 "' is not a model compiled by qoptc (no qopt_run_checked, "
                 "or a manifest that differs from the file's)");
+  if (m->cuda)
+    if (int rc = initCUDA(*m, path))
+      return rc;
   *model = m.release();
   return 0;
 }
@@ -1114,6 +1241,18 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
                 " outputs, room for " + std::to_string(numOutputs) + " given");
   // Check every input against the manifest; named dimensions must agree.
   std::map<std::string, std::pair<int64_t, std::string>> dimValues;
+  // A CUDA model's inputs, copied into its pool for the run.
+  struct PoolBuffer {
+    void *p;
+    qopt_model *m;
+    PoolBuffer(void *p, qopt_model *m) : p(p), m(m) {}
+    PoolBuffer(PoolBuffer &&o) noexcept : p(o.p), m(o.m) { o.p = nullptr; }
+    ~PoolBuffer() {
+      if (p)
+        m->release(p);
+    }
+  };
+  std::vector<PoolBuffer> deviceInputs;
   std::vector<std::vector<int64_t>> descriptors;
   for (size_t i = 0; i < numInputs; ++i) {
     const TensorSpec &spec = m->inputs[i];
@@ -1154,7 +1293,18 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
                   " is too large");
     if (bytes > 0 && !t.data)
       return fail(what + ": no data");
-    descriptors.push_back(descriptor(t.data, t.shape, t.rank));
+    void *data = t.data;
+    if (m->cuda) {
+      // The kernels read the pool, not the caller's memory.
+      data = m->cudaAlloc(static_cast<size_t>(bytes));
+      if (!data)
+        return fail(what + ": out of GPU memory (" + std::to_string(bytes) +
+                    " bytes; QOPT_CUDA_POOL_BYTES sets the pool's size)");
+      deviceInputs.emplace_back(data, m);
+      if (bytes)
+        std::memcpy(data, t.data, static_cast<size_t>(bytes));
+    }
+    descriptors.push_back(descriptor(data, t.shape, t.rank));
   }
 
   // Results first: one descriptor per output, then one per parameter
@@ -1177,8 +1327,20 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
     args.push_back(d.data());
   for (auto &d : m->paramDescriptors)
     args.push_back(d.data());
-  if (m->usesRNG)
+  std::vector<int64_t> deviceKey;
+  if (m->usesRNG && m->cuda) {
+    // Kernels read the key too: a copy in the pool.
+    void *key = m->cudaAlloc(sizeof(m->rngKey));
+    if (!key)
+      return fail("out of GPU memory for the random key");
+    deviceInputs.emplace_back(key, m);
+    std::memcpy(key, m->rngKey, sizeof(m->rngKey));
+    int64_t two = 2;
+    deviceKey = descriptor(key, &two, 1);
+    args.push_back(deviceKey.data());
+  } else if (m->usesRNG) {
     args.push_back(m->rngDescriptor.data());
+  }
   const char *checkMessage = nullptr;
   if (e.fn(args.data(), &checkMessage))
     return fail(std::string("the model stopped: ") +
@@ -1208,12 +1370,13 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
     for (size_t k = 0; k < rank; ++k)
       count *= out.shape[k] = d[3 + k];
     char *allocated = reinterpret_cast<char *>(d[0]);
-    if (isPlainArray(d, rank) && !isOwned(allocated)) {
+    if (isPlainArray(d, rank) && !isOwned(allocated) && !m->cuda) {
       out.data = allocated;
       owned.push_back(allocated);
       continue;
     }
-    // Copy into a fresh buffer the caller can free().
+    // Copy into a fresh buffer the caller can free() (always for a CUDA
+    // model: its buffers belong to the pool).
     size_t bytes = static_cast<size_t>(count) * elementSize;
     char *copy = static_cast<char *>(std::malloc(bytes ? bytes : 1));
     gatherDense(d, rank, elementSize, copy);
@@ -1233,8 +1396,7 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
       // A strided or shared result: gather it into a fresh copy (into the
       // old buffer when no memory is left for one).
       size_t elementSize = qopt_dtype_size(p.tensor.dtype);
-      taken = static_cast<char *>(
-          std::aligned_alloc(64, (p.length + 63) / 64 * 64 + 64));
+      taken = static_cast<char *>(m->allocate(p.length));
       if (!taken) {
         taken = p.owned;
         p.owned = nullptr;
@@ -1244,7 +1406,7 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
     } else {
       owned.push_back(allocated);
     }
-    std::free(p.owned);
+    m->release(p.owned);
     p.owned = taken;
     std::vector<int64_t> &desc = m->paramDescriptors[e.updates[u]];
     desc[0] = desc[1] = static_cast<int64_t>(reinterpret_cast<intptr_t>(taken));
@@ -1253,7 +1415,7 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
   unowned.erase(std::unique(unowned.begin(), unowned.end()), unowned.end());
   for (char *p : unowned)
     if (!isOwned(p))
-      std::free(p);
+      m->release(p);
   return 0;
 }
 

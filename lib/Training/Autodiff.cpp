@@ -563,10 +563,24 @@ LogicalResult Differentiator::visit(Operation *op, ArrayRef<Value> grads) {
                                              expand.getReassociationIndices()));
   } else if (auto collapse = dyn_cast<tensor::CollapseShapeOp>(op)) {
     Value src = collapse.getSrc();
-    accumulate(
-        src, tensor::ExpandShapeOp::create(b, loc, src.getType(), g,
-                                           collapse.getReassociationIndices(),
-                                           tensor::getMixedSizes(b, loc, src)));
+    auto srcType = cast<RankedTensorType>(src.getType());
+    // A group of several dynamic sizes expands through tensor.reshape:
+    // LLVM 22's expand-strided-metadata cannot lower such a
+    // memref.expand_shape (the online Hadamards' views of [batch, seq]).
+    bool severalDynamic = llvm::any_of(
+        collapse.getReassociationIndices(), [&](ArrayRef<int64_t> group) {
+          return llvm::count_if(group, [&](int64_t d) {
+                   return srcType.isDynamicDim(d);
+                 }) > 1;
+        });
+    if (severalDynamic)
+      accumulate(src, tensor::ReshapeOp::create(b, loc, srcType, g,
+                                                shapeOf(b, loc, src)));
+    else
+      accumulate(src,
+                 tensor::ExpandShapeOp::create(
+                     b, loc, srcType, g, collapse.getReassociationIndices(),
+                     tensor::getMixedSizes(b, loc, src)));
   } else if (auto extract = dyn_cast<tensor::ExtractSliceOp>(op)) {
     Value src = extract.getSource();
     accumulate(src,

@@ -52,8 +52,12 @@ def _numpy_dtype(name):
 class Model:
     """A compiled model loaded by the runtime."""
 
-    def __init__(self, path):
-        self._model = _Model(str(path))
+    def __init__(self, path, device=None):
+        self._model = _Model(str(path), device)
+        #: "cpu" or "cuda": what the model was compiled for (qoptc --target).
+        self.device = self._model.device()
+        #: The GPU a CUDA model runs on ("" on the CPU).
+        self.gpu_name = self._model.gpu_name()
         self.inputs = [TensorInfo(*i) for i in self._model.inputs()]
         #: The entry points: ["forward"], or for a model compiled with
         #: ``qoptc --train`` ["train_step", "eval_step", "gradients"] (those
@@ -416,9 +420,13 @@ def _existing_folder(path):
     raise FileNotFoundError(f"no checkpoint at {path}")
 
 
-def load(path):
-    """Loads a model compiled by qoptc (model.so; its weights file beside)."""
-    return Model(path)
+def load(path, device=None):
+    """Loads a model compiled by qoptc (model.so; its weights file beside).
+    `device` ("cpu" or "cuda") refuses a model compiled for another one
+    (RuntimeError); a CUDA model (qoptc --target cuda) runs on the GPU that
+    QOPT_CUDA_DEVICE names (default 0), taking numpy arrays in and giving
+    numpy arrays back as a CPU model does."""
+    return Model(path, device)
 
 
 class CompileError(RuntimeError):

@@ -12,6 +12,7 @@
 
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
+#include <nanobind/stl/optional.h>
 #include <nanobind/stl/pair.h>
 #include <nanobind/stl/string.h>
 #include <nanobind/stl/tuple.h>
@@ -84,10 +85,13 @@ Info toInfo(const qopt_tensor_info &t) {
 
 class Model {
 public:
-  explicit Model(const std::string &path) {
-    if (qopt_model_load(path.c_str(), &model))
+  Model(const std::string &path, const std::optional<std::string> &device) {
+    if (qopt_model_load_device(path.c_str(), device ? device->c_str() : nullptr,
+                               &model))
       throw std::runtime_error(qopt_last_error());
   }
+  std::string device() const { return qopt_model_device(model); }
+  std::string gpuName() const { return qopt_model_gpu_name(model); }
   ~Model() { qopt_model_destroy(model); }
   Model(const Model &) = delete;
   Model &operator=(const Model &) = delete;
@@ -422,7 +426,10 @@ NB_MODULE(_runtime, m) {
   m.def("_small_float_table", &smallFloatTable, nb::arg("kind"));
   m.doc() = "qopt runtime: load and run models compiled by qoptc";
   nb::class_<Model>(m, "Model")
-      .def(nb::init<const std::string &>(), nb::arg("path"))
+      .def(nb::init<const std::string &, const std::optional<std::string> &>(),
+           nb::arg("path"), nb::arg("device") = nb::none())
+      .def("device", &Model::device)
+      .def("gpu_name", &Model::gpuName)
       .def("inputs", &Model::inputs)
       .def("outputs", &Model::outputs, nb::arg("entry") = 0)
       .def("entries", &Model::entries)

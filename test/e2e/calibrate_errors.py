@@ -79,10 +79,11 @@ qoptc("smooth after quantization", "--quantize", "int8", "--graph-passes",
       "qopt-fold-zero-lora," + SMOOTH, "--calibration-data", "DIR/calib.npz")
 qoptc("smooth selects nothing", "--graph-passes", "qopt-smooth{target-modules=nothing_like_this}",
       "--calibration-data", "DIR/calib.npz")
-# Outlier passes change layer inputs and weights before adapters: trained
-# or saved adapters would not fit; statistics must describe their inputs.
-qoptc("rotation with --train", "--graph-passes", "qopt-rotate", "--train", "--lora-config",
-      "DIR/calib.npz")
+# Outlier passes change layer inputs and weights before adapters: loaded
+# or saved adapters would not fit (fresh ones may train); statistics must
+# describe their inputs.
+qoptc("rotation with --adapter", "--graph-passes", "qopt-rotate", "--train", "--adapter", "DIR")
+qoptc("rotation with --train and no adapter", "--graph-passes", "qopt-rotate", "--train")
 qoptc("smoothing after rotation", "--graph-passes", "qopt-rotate,qopt-smooth", "--calibration-data",
       "DIR/calib.npz")
 qoptc("static scales after rotation", "--graph-passes",

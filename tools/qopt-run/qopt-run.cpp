@@ -63,6 +63,9 @@ void usage() {
       "  --repeat N             run N times and print the mean latency of all\n"
       "                         but the first\n"
       "  --info                 print the model's inputs and outputs and exit\n"
+      "  --device cpu|cuda      refuse a model compiled for another device\n"
+      "                         (qoptc --target); a CUDA model runs on GPU\n"
+      "                         $QOPT_CUDA_DEVICE (default 0)\n"
       "  --verbose              print the CPU, the kernels chosen for it and\n"
       "                         the threads (to stderr) before running, and\n"
       "                         after it how many loop nests ran on the\n"
@@ -72,7 +75,7 @@ void usage() {
 } // namespace
 
 int main(int argc, char **argv) {
-  std::string modelPath, outputDir, adapterDir;
+  std::string modelPath, outputDir, adapterDir, device;
   std::vector<std::pair<std::string, std::string>> namedInputs;
   std::vector<std::string> positional;
   int threads = 0, repeat = 1;
@@ -110,6 +113,10 @@ int main(int argc, char **argv) {
         positional.push_back(spec);
       else
         namedInputs.push_back({spec.substr(0, eq), spec.substr(eq + 1)});
+    } else if (const char *v = value("--device")) {
+      device = v;
+      if (device != "cpu" && device != "cuda")
+        return fail("--device expects cpu or cuda, got '" + device + "'");
     } else if (const char *v = value("--adapter")) {
       adapterDir = v;
     } else if (const char *v = value("--output-dir")) {
@@ -136,7 +143,8 @@ int main(int argc, char **argv) {
   }
 
   qopt_model *model;
-  if (qopt_model_load(modelPath.c_str(), &model))
+  if (qopt_model_load_device(modelPath.c_str(),
+                             device.empty() ? nullptr : device.c_str(), &model))
     return fail(qopt_last_error());
   struct Guard {
     qopt_model *m;
@@ -144,6 +152,11 @@ int main(int argc, char **argv) {
   } guard{model};
   if (verbose) {
     std::fprintf(stderr, "%s", qopt_model_cpu_kernels(model));
+    size_t used, capacity;
+    if (!qopt_model_gpu_memory(model, &used, &capacity))
+      std::fprintf(stderr,
+                   "gpu: %s\ngpu pool after loading: %zu of %zu bytes in use\n",
+                   qopt_model_gpu_name(model), used, capacity);
     if (threads > 0)
       std::fprintf(stderr, "threads: %d\n", threads);
     else
@@ -283,6 +296,10 @@ int main(int argc, char **argv) {
                 repeat - 1, 1e3 * total / (repeat - 1));
   if (verbose) {
     int64_t pooled, onCaller;
+    size_t used, capacity;
+    if (!qopt_model_gpu_memory(model, &used, &capacity))
+      std::fprintf(stderr, "gpu pool after the runs: %zu of %zu bytes in use\n",
+                   used, capacity);
     qopt_model_loop_counts(model, &pooled, &onCaller);
     std::fprintf(stderr,
                  "loop nests run: %lld on the thread pool, %lld on the "

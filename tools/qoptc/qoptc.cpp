@@ -51,8 +51,34 @@ static cl::opt<std::string> outputPath("o",
                                        cl::value_desc("model.so"),
                                        cl::cat(category));
 static cl::opt<std::string>
-    target("target", cl::desc("Target to compile for (cpu; cuda comes later)"),
+    target("target",
+           cl::desc("Target to compile for: cpu, or cuda (NVIDIA GPUs: "
+                    "kernels embedded as cubins, run through the CUDA "
+                    "driver)"),
            cl::init("cpu"), cl::cat(category));
+static cl::list<std::string> cudaArchs(
+    "cuda-archs",
+    cl::desc("With --target cuda: the GPU architectures to embed cubins for "
+             "(default " QOPT_CUDA_ARCHS "); the first is also the PTX's "
+             "target, which the driver compiles for newer GPUs"),
+    cl::value_desc("sm_80,sm_90,..."), cl::CommaSeparated, cl::cat(category));
+static cl::opt<std::string> cudaToolkit(
+    "cuda-toolkit",
+    cl::desc("With --target cuda: the CUDA toolkit whose ptxas, fatbinary "
+             "and libdevice to use (default $QOPT_CUDA_ROOT, else the one "
+             "found when qopt was built)"),
+    cl::value_desc("dir"), cl::cat(category));
+static cl::opt<bool> cudaEmulate(
+    "cuda-emulate",
+    cl::desc("With --target cuda: run the generated kernels on the CPU as "
+             "loops over their blocks and threads (a CPU model that tests "
+             "the kernels' index arithmetic without a GPU)"),
+    cl::cat(category));
+static cl::opt<unsigned> cudaBlockSize(
+    "cuda-block-size",
+    cl::desc("With --target cuda: threads per block of the generated kernels "
+             "(a multiple of 32 up to 1024)"),
+    cl::init(256), cl::cat(category));
 static cl::list<std::string>
     dims("dim",
          cl::desc("Pin a symbolic ONNX dimension, e.g. --dim seq=128 "
@@ -476,8 +502,16 @@ int main(int argc, char **argv) {
                 "--warmup-steps, --total-steps, --max-grad-norm, "
                 "--temperature, --gradient-checkpointing and "
                 "--activation-report need --train");
-  if (target != "cpu")
-    return fail("--target " + target + " is not available yet (only 'cpu' is)");
+  if (target != "cpu" && target != "cuda")
+    return fail("--target " + target + ": unknown target (cpu or cuda)");
+  if (target != "cuda" &&
+      (cudaArchs.getNumOccurrences() || cudaToolkit.getNumOccurrences() ||
+       cudaEmulate.getNumOccurrences() || cudaBlockSize.getNumOccurrences()))
+    return fail("--cuda-archs, --cuda-toolkit, --cuda-emulate and "
+                "--cuda-block-size need --target cuda");
+  if (cudaBlockSize == 0 || cudaBlockSize % 32 || cudaBlockSize > 1024)
+    return fail("--cuda-block-size=" + std::to_string(cudaBlockSize) +
+                ": not a multiple of 32 between 32 and 1024");
 
   mlir::qopt::CPUTargetOptions options;
   options.outputPath = outputPath;
@@ -494,6 +528,43 @@ int main(int argc, char **argv) {
                                      argv[0], reinterpret_cast<void *>(&fail))
                                : kernelsLib.getValue();
   options.modelDir = mlir::qopt::modelFolder(inputPath);
+  if (target == "cuda") {
+    options.cuda.enabled = true;
+    options.cuda.emulate = cudaEmulate;
+    options.cuda.blockSize = cudaBlockSize;
+    std::vector<std::string> archs(cudaArchs.begin(), cudaArchs.end());
+    if (archs.empty()) {
+      SmallVector<StringRef> defaults;
+      llvm::SplitString(QOPT_CUDA_ARCHS, defaults, ",");
+      for (StringRef arch : defaults)
+        archs.push_back(arch.str());
+    }
+    for (const std::string &arch : archs) {
+      unsigned number = 0;
+      if (!StringRef(arch).starts_with("sm_") ||
+          StringRef(arch).drop_front(3).getAsInteger(10, number) || number < 80)
+        return fail("--cuda-archs: '" + arch +
+                    "' is not an architecture qopt compiles for (sm_80 or "
+                    "newer, e.g. sm_80,sm_90,sm_100)");
+      options.cuda.archs.push_back(arch);
+    }
+    std::sort(options.cuda.archs.begin(), options.cuda.archs.end(),
+              [](const std::string &a, const std::string &b) {
+                return std::stoi(a.substr(3)) < std::stoi(b.substr(3));
+              });
+    options.cuda.archs.erase(
+        std::unique(options.cuda.archs.begin(), options.cuda.archs.end()),
+        options.cuda.archs.end());
+    const char *envRoot = std::getenv("QOPT_CUDA_ROOT");
+    options.cuda.toolkit =
+        cudaToolkit.getNumOccurrences()
+            ? cudaToolkit.getValue()
+            : std::string(envRoot && *envRoot ? envRoot : QOPT_CUDA_TOOLKIT);
+    llvm::SmallString<256> host(
+        llvm::sys::path::parent_path(options.kernelsLibrary));
+    llvm::sys::path::append(host, "libqopt_cuda_host.a");
+    options.cuda.hostLibrary = host.str().str();
+  }
 
   mlir::qopt::ONNXImportOptions importOptions;
   importOptions.allowUnsupported = allowUnsupported;

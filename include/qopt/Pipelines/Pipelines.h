@@ -11,6 +11,7 @@
 
 #include "qopt/Target/CPU/CPUTarget.h"
 #include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Target/CUDA/Pipeline.h"
 #include "qopt/Training/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
@@ -45,6 +46,21 @@ struct CPUPipelineOptions : public CPUCodegenOptionsBase<CPUPipelineOptions> {
 /// Front end, graph stage and CPU code generation: from imported ONNX (or
 /// QOpt graph IR) to the LLVM dialect (`qopt-lower-to-cpu`).
 void buildQOptCPUPipeline(OpPassManager &pm, const CPUPipelineOptions &options);
+
+struct CUDAPipelineOptions
+    : public CUDACodegenOptionsBase<CUDAPipelineOptions> {
+  PassOptions::Option<bool> allowUnsupported{
+      *this, "allow-unsupported",
+      llvm::cl::desc("Leave ONNX nodes that cannot be converted (the "
+                     "pipeline then fails when lowering them)"),
+      llvm::cl::init(false)};
+};
+
+/// Front end, graph stage and CUDA code generation: from imported ONNX (or
+/// QOpt graph IR) to host code in the LLVM dialect launching PTX kernels
+/// (`qopt-lower-to-cuda`).
+void buildQOptCUDAPipeline(OpPassManager &pm,
+                           const CUDAPipelineOptions &options);
 
 struct ModelCompileOptions {
   bool allowUnsupported = false;
@@ -148,8 +164,8 @@ LogicalResult compileModelForCPU(ModuleOp module,
                                  const ModelCompileOptions &options,
                                  const CPUTargetOptions &target);
 
-/// Registers `qopt-lower-to-cpu` and the target's `qopt-cpu-codegen` for
-/// qopt-opt.
+/// Registers `qopt-lower-to-cpu`, `qopt-lower-to-cuda` and the targets'
+/// `qopt-cpu-codegen` and `qopt-cuda-codegen` for qopt-opt.
 void registerQOptPipelines();
 
 } // namespace qopt

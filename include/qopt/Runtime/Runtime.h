@@ -83,6 +83,27 @@ const char *qopt_last_error(void);
    M_MMAP_THRESHOLD and M_TRIM_THRESHOLD (mallopt) to 1 GiB so that the
    buffers of repeated runs are reused rather than mapped and zeroed anew. */
 int qopt_model_load(const char *path, qopt_model **model);
+
+/* qopt_model_load, refusing a model compiled for another device than
+   `device` ("cpu" or "cuda"; NULL: the one it was compiled for). A CUDA
+   model (qoptc --target cuda) opens the GPU through the driver
+   (libcuda.so.1; QOPT_CUDA_DEVICE picks the GPU, default 0), reserves its
+   memory pool (QOPT_CUDA_POOL_BYTES, default 90% of the free memory) and
+   copies its parameters there; no driver, no GPU, a GPU older than the
+   model's architectures or too little memory are errors. */
+int qopt_model_load_device(const char *path, const char *device,
+                           qopt_model **model);
+
+/* "cpu" or "cuda": what the model was compiled for. */
+const char *qopt_model_device(const qopt_model *model);
+
+/* The GPU a CUDA model runs on ("" for a CPU model). */
+const char *qopt_model_gpu_name(const qopt_model *model);
+
+/* A CUDA model's memory pool: bytes in use (its parameters, between runs)
+   and its size. Returns 0, or 1 for a CPU model. */
+int qopt_model_gpu_memory(const qopt_model *model, size_t *in_use,
+                          size_t *capacity);
 void qopt_model_destroy(qopt_model *model);
 
 size_t qopt_model_num_inputs(const qopt_model *model);

@@ -64,6 +64,19 @@ inline constexpr char kReleaseConstantSymbol[] = "qopt_kernel_release_constant";
 /// The f32 products' code path ("avx512" or "openblas"; PackedGemm.cpp).
 inline constexpr char kF32PathSymbol[] = "qopt_kernel_f32_path";
 
+/// From the CUDA host library linked into models compiled for CUDA
+/// (lib/Runtime/CUDAHost): the runtime initializes the GPU, allocates
+/// inputs and parameters in the model's memory pool and waits for it.
+inline constexpr char kCUDAInitSymbol[] = "qopt_cuda_init";
+inline constexpr char kCUDAAllocSymbol[] = "qopt_cuda_alloc";
+inline constexpr char kCUDAFreeSymbol[] = "qopt_cuda_free";
+inline constexpr char kCUDASynchronizeSymbol[] = "qopt_cuda_synchronize";
+inline constexpr char kCUDADeviceNameSymbol[] = "qopt_cuda_device_name";
+inline constexpr char kCUDAComputeCapabilitySymbol[] =
+    "qopt_cuda_compute_capability";
+inline constexpr char kCUDAPoolInfoSymbol[] = "qopt_cuda_pool_info";
+inline constexpr char kCUDAShutdownSymbol[] = "qopt_cuda_shutdown";
+
 /// Manifest keys and fixed values.
 namespace manifest {
 inline constexpr char kFormat[] = "format";
@@ -72,6 +85,11 @@ inline constexpr char kABIVersion[] = "abi_version";
 inline constexpr char kQOptVersion[] = "qopt_version";
 inline constexpr char kTarget[] = "target";
 inline constexpr char kCPU[] = "cpu";
+/// kTarget's value for a CUDA model, and the key of its object:
+/// {"archs": ["sm_80", …] (cubins), "ptx": "sm_80" (JIT for newer GPUs)}.
+inline constexpr char kCUDA[] = "cuda";
+inline constexpr char kArchs[] = "archs";
+inline constexpr char kPTX[] = "ptx";
 inline constexpr char kEntry[] = "entry";
 inline constexpr char kWeights[] = "weights";
 inline constexpr char kFile[] = "file";

@@ -8,11 +8,14 @@
 #include "qopt/Support/CompiledModel.h"
 #include "qopt/Support/LibraryTrailer.h"
 #include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Target/CUDA/CUDABinary.h"
+#include "qopt/Target/CUDA/Pipeline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Export.h"
@@ -129,6 +132,10 @@ private:
                            const std::string &manifestText);
   LogicalResult link(StringRef object, StringRef output);
   LogicalResult appendTrailer(StringRef library);
+  /// Kernels for a GPU (not emulated on the CPU).
+  bool cudaDevice() const {
+    return options.cuda.enabled && !options.cuda.emulate;
+  }
   FailureOr<std::string> reserve(StringRef finalPath);
 
   ModuleOp module;
@@ -157,6 +164,8 @@ private:
   /// The kCPUFeatures the generated code may use (the manifest lists them).
   SmallVector<std::string> cpuFeatures;
   SmallVector<PendingFile> pending;
+  /// ptxas's resource report of the embedded kernels (CUDA models).
+  std::string ptxasReportPath;
 };
 } // namespace
 
@@ -164,6 +173,28 @@ static constexpr StringLiteral kEntryName = "qopt_entry";
 
 LogicalResult CPUCompiler::runCodegenPipeline() {
   PassManager pm(module.getContext());
+  if (options.cuda.enabled) {
+    CUDACodegenOptions codegen;
+    codegen.chip = options.cuda.archs.empty() ? std::string("sm_80")
+                                              : options.cuda.archs.front();
+    codegen.toolkit = options.cuda.toolkit;
+    codegen.blockSize = options.cuda.blockSize;
+    codegen.emulate = options.cuda.emulate;
+    buildCUDACodegenPipeline(pm, codegen);
+    if (failed(pm.run(module)))
+      return failure();
+    timer.step("lower to LLVM dialect + PTX");
+    if (options.cuda.emulate)
+      return success();
+    CUDABinaryOptions binary;
+    binary.toolkit = options.cuda.toolkit;
+    binary.archs = options.cuda.archs;
+    binary.reportPath = ptxasReportPath;
+    if (failed(compilePTXToFatbin(module, binary)))
+      return failure();
+    timer.step("ptxas + fatbinary");
+    return success();
+  }
   CPUCodegenOptions codegen;
   codegen.blas = options.blas;
   codegen.parallel = options.parallel;
@@ -472,7 +503,7 @@ llvm::json::Value CPUCompiler::manifest() {
       {key::kFormat, key::kFormatValue},
       {key::kABIVersion, cm::kABIVersion},
       {key::kQOptVersion, QOPT_VERSION},
-      {key::kTarget, key::kCPU},
+      {key::kTarget, cudaDevice() ? key::kCUDA : key::kCPU},
       {key::kCPU, cpuName},
       {key::kCPUFeatures, llvm::json::Array(cpuFeatures)},
       {key::kEntry, cm::kEntrySymbol},
@@ -487,6 +518,10 @@ llvm::json::Value CPUCompiler::manifest() {
       {key::kLoraSlots, std::move(loraSlots)}};
   if (!entryList.empty())
     result[key::kEntries] = std::move(entryList);
+  if (cudaDevice())
+    result[key::kCUDA] =
+        llvm::json::Object{{key::kArchs, llvm::json::Array(options.cuda.archs)},
+                           {key::kPTX, options.cuda.archs.front()}};
   if (auto adapter = module->getAttrOfType<StringAttr>(kAdapterManifestAttr))
     if (llvm::Expected<llvm::json::Value> parsed =
             llvm::json::parse(adapter.getValue()))
@@ -677,9 +712,14 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
   if (!llvm::sys::fs::exists(options.kernelsLibrary))
     return error() << "cannot find the CPU kernel library '"
                    << options.kernelsLibrary << "' (pass --kernels-lib)";
+  if (cudaDevice() && !llvm::sys::fs::exists(options.cuda.hostLibrary))
+    return error() << "cannot find the CUDA host library '"
+                   << options.cuda.hostLibrary << "'";
+  StringRef cudaHost = cudaDevice() ? StringRef(options.cuda.hostLibrary) : "";
   SmallVector<StringRef> args = {*linker, "-shared", "-o", output, object,
-                                 options.kernelsLibrary, "-lopenblas", "-lm",
-                                 "-Wl,-z,noexecstack",
+                                 cudaHost, options.kernelsLibrary,
+                                 cudaDevice() ? "-ldl" : "", "-lopenblas",
+                                 "-lm", "-Wl,-z,noexecstack",
                                  // The model's calls into its own kernel
                                  // library bind to it, not to another
                                  // model's that a host loaded RTLD_GLOBAL
@@ -763,6 +803,12 @@ LogicalResult CPUCompiler::run() {
       failed(libraryTemp))
     return failure();
   pending[2].final.clear(); // the object file is never kept
+  if (cudaDevice()) {
+    FailureOr<std::string> report = reserve((stem + ".ptxas.txt").str());
+    if (failed(report))
+      return failure();
+    ptxasReportPath = *report;
+  }
   if (failed(writeWeights(*weightsTemp)))
     return failure();
 
@@ -820,6 +866,10 @@ LogicalResult mlir::qopt::compileForCPU(ModuleOp module,
   DialectRegistry registry;
   registerBuiltinDialectTranslation(registry);
   registerLLVMDialectTranslation(registry);
+  if (options.cuda.enabled) {
+    // gpu.module to PTX (NVVM), gpu.binary and its launches to host code.
+    registerAllGPUToLLVMIRTranslations(registry);
+  }
   module.getContext()->appendDialectRegistry(registry);
   CPUCompiler compiler(module, options);
   return compiler.run();

@@ -14,6 +14,7 @@
 #include "mlir/IR/BuiltinOps.h"
 
 #include <string>
+#include <vector>
 
 namespace mlir::qopt {
 
@@ -48,6 +49,25 @@ struct CPUTargetOptions {
   std::string dumpLLVMIR;
   /// Print how long each step took to stderr.
   bool timing = false;
+
+  /// `qoptc --target cuda`: the loop nests become GPU kernels (the CUDA
+  /// target's pipeline), embedded as a fatbin; this target compiles the
+  /// host code around them, which links the CUDA host library
+  /// (lib/Runtime/CUDAHost) instead of calling BLAS.
+  struct CUDA {
+    bool enabled = false;
+    /// Run the kernels on the CPU as loops over their blocks and threads
+    /// (`--cuda-emulate`): tests their index arithmetic without a GPU. The
+    /// library is then an ordinary CPU model.
+    bool emulate = false;
+    /// The toolkit (bin/ptxas, bin/fatbinary, nvvm/libdevice).
+    std::string toolkit;
+    /// Architectures with a cubin; the first is the PTX's target.
+    std::vector<std::string> archs;
+    /// libqopt_cuda_host.a.
+    std::string hostLibrary;
+    unsigned blockSize = 256;
+  } cuda;
 };
 
 /// Runs the target's code-generation pipeline on `module` (graph IR; see

@@ -10,6 +10,7 @@
 #define QOPT_TARGET_CPU_PIPELINE_H
 
 #include "mlir/Pass/PassOptions.h"
+#include "llvm/ADT/STLFunctionalExtras.h"
 
 namespace mlir {
 class OpPassManager;
@@ -50,9 +51,20 @@ struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 void buildLowerToLinalgPipeline(OpPassManager &pm,
                                 bool trainingDropout = false);
 
-/// QOpt reference lowering, elementwise fusion, bufferization with buffer
-/// deallocation (results are owned by the caller), optional kernel-library
-/// calls for matrix products, loops, run-time checks, LLVM.
+/// The QOpt reference lowering, elementwise fusion and bufferization with
+/// buffer deallocation (results are owned by the caller): linalg on
+/// memrefs, where the CPU and CUDA targets part.
+void buildBufferizePipeline(OpPassManager &pm);
+
+/// Host code (loops, memrefs, run-time checks) to the LLVM dialect;
+/// `beforeLLVM` adds a target's own conversions (gpu-to-llvm) before the
+/// final conversion to LLVM.
+void buildHostToLLVMPipeline(
+    OpPassManager &pm,
+    llvm::function_ref<void(OpPassManager &)> beforeLLVM = nullptr);
+
+/// buildBufferizePipeline, optional kernel-library calls for matrix
+/// products, loops, run-time checks, LLVM.
 void buildCPUCodegenPipeline(OpPassManager &pm,
                              const CPUCodegenOptions &options);
 

@@ -348,8 +348,28 @@ thread_local char checkMessage[1024];
 thread_local std::unordered_set<void *> *liveBuffers = nullptr;
 } // namespace
 
+// The memory buffers live in: the C heap, or the CUDA host library's pool
+// (a model compiled for --target cuda installs it at load).
+namespace {
+void *(*allocHook)(size_t, size_t) = nullptr;
+void (*freeHook)(void *) = nullptr;
+void release(void *p) {
+  if (freeHook)
+    freeHook(p);
+  else
+    std::free(p);
+}
+} // namespace
+
+void qopt_kernel_set_allocator(void *(*alloc)(size_t alignment, size_t size),
+                               void (*free)(void *)) {
+  allocHook = alloc;
+  freeHook = free;
+}
+
 void *qopt_kernel_aligned_alloc(size_t alignment, size_t size) {
-  void *p = std::aligned_alloc(alignment, size);
+  void *p = allocHook ? allocHook(alignment, size)
+                      : std::aligned_alloc(alignment, size);
   if (p && liveBuffers)
     liveBuffers->insert(p);
   return p;
@@ -358,7 +378,7 @@ void *qopt_kernel_aligned_alloc(size_t alignment, size_t size) {
 void qopt_kernel_free(void *p) {
   if (p && liveBuffers)
     liveBuffers->erase(p);
-  std::free(p);
+  release(p);
 }
 
 // Generated code calls this only from the thread that runs the model's
@@ -389,7 +409,7 @@ int qopt_kernel_run_guarded(void (*entry)(void **), void **args,
     checkTarget = saved;
     liveBuffers = savedLive;
     for (void *p : live)
-      std::free(p);
+      release(p);
     *message = checkMessage;
     return 1;
   }

@@ -29,8 +29,7 @@ void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
   pm.addPass(createConvertElementwiseToLinalgPass());
 }
 
-void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
-                                         const CPUCodegenOptions &options) {
+void mlir::qopt::buildBufferizePipeline(OpPassManager &pm) {
   buildLowerToLinalgPipeline(pm);
   // One loop nest per chain of elementwise ops instead of a buffer each.
   pm.addPass(createQOptFuseElementwisePass());
@@ -56,18 +55,10 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(
       bufferization::createOptimizeAllocationLivenessPass());
   pm.addPass(createConvertBufferizationToMemRefPass()); // clones
-  if (options.blas) {
-    QOptLinalgToBLASPassOptions blas;
-    blas.int8Activations = options.int8Activations;
-    pm.addPass(createQOptLinalgToBLASPass(blas));
-  }
-  if (options.parallel) {
-    pm.addPass(createConvertLinalgToParallelLoopsPass());
-    pm.addPass(createQOptSerializeNestedParallelPass());
-    pm.addPass(createQOptParallelToPoolPass());
-  } else {
-    pm.addPass(createConvertLinalgToLoopsPass());
-  }
+}
+
+void mlir::qopt::buildHostToLLVMPipeline(
+    OpPassManager &pm, llvm::function_ref<void(OpPassManager &)> beforeLLVM) {
   // Failed run-time checks return an error status instead of aborting.
   pm.addPass(createQOptLowerRuntimeChecksPass());
   pm.addPass(createSCFToControlFlowPass());
@@ -82,8 +73,28 @@ void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
   FinalizeMemRefToLLVMConversionPassOptions memrefToLLVM;
   memrefToLLVM.useAlignedAlloc = true;
   pm.addPass(createFinalizeMemRefToLLVMConversionPass(memrefToLLVM));
+  if (beforeLLVM)
+    beforeLLVM(pm);
   pm.addPass(createConvertToLLVMPass());
   pm.addPass(createReconcileUnrealizedCastsPass());
+}
+
+void mlir::qopt::buildCPUCodegenPipeline(OpPassManager &pm,
+                                         const CPUCodegenOptions &options) {
+  buildBufferizePipeline(pm);
+  if (options.blas) {
+    QOptLinalgToBLASPassOptions blas;
+    blas.int8Activations = options.int8Activations;
+    pm.addPass(createQOptLinalgToBLASPass(blas));
+  }
+  if (options.parallel) {
+    pm.addPass(createConvertLinalgToParallelLoopsPass());
+    pm.addPass(createQOptSerializeNestedParallelPass());
+    pm.addPass(createQOptParallelToPoolPass());
+  } else {
+    pm.addPass(createConvertLinalgToLoopsPass());
+  }
+  buildHostToLLVMPipeline(pm);
 }
 
 void mlir::qopt::registerCPUCodegenPipeline() {

@@ -49,6 +49,8 @@ namespace {
 struct QOptSerializeNestedParallelPass
     : qopt::impl::QOptSerializeNestedParallelPassBase<
           QOptSerializeNestedParallelPass> {
+  using QOptSerializeNestedParallelPassBase::
+      QOptSerializeNestedParallelPassBase;
   void runOnOperation() override {
     SmallVector<scf::ParallelOp> nested, outer;
     getOperation().walk([&](scf::ParallelOp op) {
@@ -60,6 +62,8 @@ struct QOptSerializeNestedParallelPass
     for (scf::ParallelOp op : nested)
       if (failed(toLoops(op, /*keep=*/0)))
         return signalPassFailure();
+    if (!lastDimSequential)
+      return;
     getOperation().walk([&](scf::ParallelOp op) {
       if (op.getNumLoops() > 1)
         outer.push_back(op);

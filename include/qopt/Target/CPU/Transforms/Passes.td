@@ -106,7 +106,16 @@ def QOptSerializeNestedParallelPass
     LLVM vectorizes. Keeping more than the first dimension parallel leaves
     work to split when the first is a batch of 1 (in nests of three or more
     dimensions: a 2-D nest keeps only its first).
+
+    With `last-dim-sequential=false` (the CUDA target) an outer loop keeps
+    all its dimensions parallel: each becomes one GPU thread's iteration,
+    and neighbouring threads take neighbouring elements of the last one.
   }];
+  let options = [
+    Option<"lastDimSequential", "last-dim-sequential", "bool", "true",
+           "Turn the last dimension of an outer multi-dimensional loop into "
+           "an scf.for inside it">,
+  ];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
 }
 

@@ -1,0 +1,83 @@
+//===- Passes.td - CUDA code generation -----------------*- tablegen -*-===//
+
+#ifndef QOPT_TARGET_CUDA_TRANSFORMS_PASSES_TD
+#define QOPT_TARGET_CUDA_TRANSFORMS_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def QOptParallelToGPUPass
+    : Pass<"qopt-parallel-to-gpu", "::mlir::func::FuncOp"> {
+  let summary = "Runs each outermost scf.parallel as one GPU kernel launch";
+  let description = [{
+    Replaces every `scf.parallel` that is not nested in another one or in a
+    `gpu.launch` (as `qopt-serialize-nested-parallel{last-dim-sequential=false}`
+    leaves them: inner loops sequential) by a one-dimensional `gpu.launch`
+    over the loop's iterations: thread `blockIdx.x * block-size +
+    threadIdx.x` takes the iteration of that combined index, the last
+    dimension varying fastest, so that neighbouring threads touch
+    neighbouring elements (coalesced accesses). Threads past the last
+    iteration do nothing; a loop with no iterations launches nothing (a
+    grid of zero blocks is an error in CUDA).
+
+    The iteration's indices are recovered by division by the trip counts
+    of the dimensions after it, in 32-bit arithmetic when the number of
+    iterations fits (64-bit division costs tens of instructions on a GPU).
+    The kernels have no barriers and no shared memory, so
+    `qopt-gpu-launch-to-loops` can run them on the CPU unchanged.
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "unsigned", "256",
+           "Threads per block (a multiple of 32, at most 1024)">,
+  ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def QOptMemRefCopyToLinalgPass
+    : Pass<"qopt-memref-copy-to-linalg", "::mlir::func::FuncOp"> {
+  let summary = "Turns buffer copies into linalg.copy loop nests";
+  let description = [{
+    Bufferization copies buffers with `memref.copy`, which the CPU runs as a
+    library call (memrefCopy). Rewritten as `linalg.copy`, a copy becomes a
+    loop nest like any other, and on the CUDA target a kernel: the data
+    stays on the GPU instead of migrating to the host and back.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect"];
+}
+
+def QOptGPULaunchToLoopsPass
+    : Pass<"qopt-gpu-launch-to-loops", "::mlir::func::FuncOp"> {
+  let summary = "Runs GPU kernels on the CPU as loops over blocks and threads "
+                "(testing)";
+  let description = [{
+    Replaces every `gpu.launch` by `scf.for` loops over its grid and its
+    blocks, in which the block and thread indices are the loops' induction
+    variables, and the grid and block sizes the launch's operands: the
+    kernel's own index arithmetic and bounds guards then run on the CPU,
+    where their results can be compared with a reference. Only kernels
+    whose threads do not communicate can run this way: a barrier, a shuffle
+    or workgroup memory in a kernel is an error.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
+def QOptMergeGPUModulesPass
+    : Pass<"qopt-merge-gpu-modules", "::mlir::ModuleOp"> {
+  let summary = "Moves every outlined kernel into one gpu.module";
+  let description = [{
+    `gpu-kernel-outlining` puts each kernel in a `gpu.module` of its own,
+    which the host loads separately (a module load, and a cubin per kernel
+    in the library). This pass moves all kernels into one `gpu.module`
+    (named by `name`, renaming kernels whose names clash) and points every
+    `gpu.launch_func` at it: one PTX file, one cubin per architecture, one
+    module load.
+  }];
+  let options = [
+    Option<"moduleName", "name", "std::string", "\"qopt_kernels\"",
+           "Name of the merged gpu.module">,
+  ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect"];
+}
+
+#endif // QOPT_TARGET_CUDA_TRANSFORMS_PASSES_TD

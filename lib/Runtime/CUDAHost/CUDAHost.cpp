@@ -1,0 +1,444 @@
+//===- CUDAHost.cpp - What a model compiled for CUDA runs on the host -----===//
+//
+// Linked into every model compiled with `qoptc --target cuda`. It provides
+// MLIR's GPU runtime functions (mgpu*), which the generated host code calls
+// to load its kernels and launch them, over the CUDA driver API, opened
+// with dlopen: the model needs only the driver (libcuda.so.1), no CUDA
+// runtime library and no toolkit. Plain C++, no CUDA headers.
+//
+// Memory: one pool of managed memory sized when the model is loaded, from
+// which every buffer of a run is carved (no cuMemAlloc per step). Managed
+// memory lets the host code read shapes and scalars the kernels wrote
+// (after the launch's synchronization) and the runtime copy inputs and
+// outputs with memcpy. Errors (out of memory, a failed launch) stop the run
+// through the kernel library's run-time check mechanism, which frees the
+// run's buffers and reports the message.
+//
+//===----------------------------------------------------------------------===//
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+extern "C" {
+void qopt_kernel_check_failed(const char *message);
+void qopt_kernel_set_allocator(void *(*alloc)(size_t, size_t),
+                               void (*free)(void *));
+}
+
+namespace {
+
+// The driver API's types and the entry points used, as in cuda.h.
+using CUresult = int;
+using CUdevice = int;
+using CUcontext = void *;
+using CUmodule = void *;
+using CUfunction = void *;
+using CUstream = void *;
+using CUdeviceptr = unsigned long long;
+constexpr CUresult CUDA_SUCCESS = 0;
+constexpr int kAttrComputeCapabilityMajor = 75;
+constexpr int kAttrComputeCapabilityMinor = 76;
+constexpr unsigned kMemAttachGlobal = 1;
+constexpr unsigned kStreamNonBlocking = 1;
+
+struct Driver {
+  void *handle = nullptr;
+  CUresult (*cuInit)(unsigned);
+  CUresult (*cuDeviceGetCount)(int *);
+  CUresult (*cuDeviceGet)(CUdevice *, int);
+  CUresult (*cuDeviceGetName)(char *, int, CUdevice);
+  CUresult (*cuDeviceGetAttribute)(int *, int, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRetain)(CUcontext *, CUdevice);
+  CUresult (*cuDevicePrimaryCtxRelease)(CUdevice);
+  CUresult (*cuCtxSetCurrent)(CUcontext);
+  CUresult (*cuModuleLoadData)(CUmodule *, const void *);
+  CUresult (*cuModuleUnload)(CUmodule);
+  CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
+                             unsigned, unsigned, unsigned, CUstream, void **,
+                             void **);
+  CUresult (*cuStreamCreate)(CUstream *, unsigned);
+  CUresult (*cuStreamDestroy)(CUstream);
+  CUresult (*cuStreamSynchronize)(CUstream);
+  CUresult (*cuMemAllocManaged)(CUdeviceptr *, size_t, unsigned);
+  CUresult (*cuMemFree)(CUdeviceptr);
+  CUresult (*cuMemGetInfo)(size_t *, size_t *);
+  CUresult (*cuGetErrorString)(CUresult, const char **);
+};
+
+/// A module the generated code registered (at load, from a constructor):
+/// loaded into the context when the model is initialized.
+struct Module {
+  const void *image = nullptr;
+  CUmodule loaded = nullptr;
+};
+
+/// First-fit allocator over one managed region; freed ranges merge with
+/// their neighbours.
+class Pool {
+public:
+  void reset(char *region, size_t bytes) {
+    // Generated code assumes its buffers' alignment (64 bytes; 256 keeps
+    // vector loads within one memory transaction).
+    size_t skip =
+        (kAlign - reinterpret_cast<uintptr_t>(region) % kAlign) % kAlign;
+    base = region + std::min(skip, bytes);
+    size = (bytes - std::min(skip, bytes)) / kAlign * kAlign;
+    free.clear();
+    used.clear();
+    if (size)
+      free[0] = size;
+  }
+  void *allocate(size_t bytes) {
+    bytes = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
+    for (auto it = free.begin(); it != free.end(); ++it) {
+      if (it->second < bytes)
+        continue;
+      size_t offset = it->first, left = it->second - bytes;
+      free.erase(it);
+      if (left)
+        free[offset + bytes] = left;
+      used[offset] = bytes;
+      inUse += bytes;
+      return base + offset;
+    }
+    return nullptr;
+  }
+  void release(void *p) {
+    auto it = used.find(static_cast<char *>(p) - base);
+    if (it == used.end())
+      return;
+    size_t offset = it->first, bytes = it->second;
+    used.erase(it);
+    inUse -= bytes;
+    auto next = free.lower_bound(offset);
+    if (next != free.end() && offset + bytes == next->first) {
+      bytes += next->second;
+      next = free.erase(next);
+    }
+    if (next != free.begin()) {
+      auto prev = std::prev(next);
+      if (prev->first + prev->second == offset) {
+        prev->second += bytes;
+        return;
+      }
+    }
+    free[offset] = bytes;
+  }
+  bool owns(const void *p) const { return p >= base && p < base + size; }
+  size_t capacity() const { return size; }
+  size_t available() const { return size - inUse; }
+  size_t largestFree() const {
+    size_t largest = 0;
+    for (auto &[offset, bytes] : free)
+      largest = std::max(largest, bytes);
+    return largest;
+  }
+
+private:
+  static constexpr size_t kAlign = 256;
+  char *base = nullptr;
+  size_t size = 0, inUse = 0;
+  std::map<size_t, size_t> free, used;
+};
+
+struct State {
+  Driver cu;
+  bool initialized = false;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  CUstream stream = nullptr;
+  CUdeviceptr region = 0;
+  Pool pool;
+  std::mutex poolMutex;
+  std::vector<Module *> modules;
+  char deviceName[256] = "";
+  int computeCapability = 0;
+  std::string error;
+};
+
+State &state() {
+  static State s;
+  return s;
+}
+
+std::string errorText(CUresult rc) {
+  const char *text = nullptr;
+  if (state().cu.cuGetErrorString)
+    state().cu.cuGetErrorString(rc, &text);
+  return text ? std::string(text) + " (" + std::to_string(rc) + ")"
+              : "CUDA error " + std::to_string(rc);
+}
+
+/// Stops the current run with `message` (a run-time check failure).
+[[noreturn]] void stop(const std::string &message) {
+  qopt_kernel_check_failed(("CUDA: " + message).c_str());
+  std::abort(); // not reached: check_failed never returns
+}
+
+bool loadDriver(Driver &cu, std::string &error) {
+  const char *names[] = {"libcuda.so.1", "libcuda.so"};
+  for (const char *name : names)
+    if ((cu.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL)))
+      break;
+  if (!cu.handle) {
+    error = "no CUDA driver on this machine (cannot load libcuda.so.1: " +
+            std::string(dlerror()) + ")";
+    return false;
+  }
+  bool ok = true;
+  auto bind = [&](auto &fn, const char *name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+        dlsym(cu.handle, name));
+    if (!fn) {
+      error = std::string("the CUDA driver lacks ") + name;
+      ok = false;
+    }
+  };
+  bind(cu.cuInit, "cuInit");
+  bind(cu.cuDeviceGetCount, "cuDeviceGetCount");
+  bind(cu.cuDeviceGet, "cuDeviceGet");
+  bind(cu.cuDeviceGetName, "cuDeviceGetName");
+  bind(cu.cuDeviceGetAttribute, "cuDeviceGetAttribute");
+  bind(cu.cuDevicePrimaryCtxRetain, "cuDevicePrimaryCtxRetain");
+  bind(cu.cuDevicePrimaryCtxRelease, "cuDevicePrimaryCtxRelease_v2");
+  bind(cu.cuCtxSetCurrent, "cuCtxSetCurrent");
+  bind(cu.cuModuleLoadData, "cuModuleLoadData");
+  bind(cu.cuModuleUnload, "cuModuleUnload");
+  bind(cu.cuModuleGetFunction, "cuModuleGetFunction");
+  bind(cu.cuLaunchKernel, "cuLaunchKernel");
+  bind(cu.cuStreamCreate, "cuStreamCreate");
+  bind(cu.cuStreamDestroy, "cuStreamDestroy_v2");
+  bind(cu.cuStreamSynchronize, "cuStreamSynchronize");
+  bind(cu.cuMemAllocManaged, "cuMemAllocManaged");
+  bind(cu.cuMemFree, "cuMemFree_v2");
+  bind(cu.cuMemGetInfo, "cuMemGetInfo_v2");
+  bind(cu.cuGetErrorString, "cuGetErrorString");
+  return ok;
+}
+
+void *poolAlloc(size_t, size_t bytes) {
+  State &s = state();
+  std::string message;
+  {
+    std::lock_guard<std::mutex> lock(s.poolMutex);
+    if (void *p = s.pool.allocate(bytes))
+      return p;
+    message = "out of memory: " + std::to_string(bytes) + " bytes asked, " +
+              std::to_string(s.pool.available()) + " free in the pool of " +
+              std::to_string(s.pool.capacity()) + " (largest free range " +
+              std::to_string(s.pool.largestFree()) +
+              "; QOPT_CUDA_POOL_BYTES sets the pool's size)";
+  }
+  // Unlocked: the run's buffers are freed on the way out.
+  stop(message);
+}
+
+void poolFree(void *p) {
+  if (!p)
+    return;
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.poolMutex);
+  if (s.pool.owns(p))
+    s.pool.release(p);
+  else
+    std::free(p); // not the pool's: a host buffer
+}
+
+} // namespace
+
+extern "C" {
+
+//===-- MLIR's GPU runtime ABI (gpu-to-llvm, gpu.binary) -----------------===//
+
+void *mgpuModuleLoad(void *data, size_t /*size*/) {
+  // Called from the library's constructors, before the runtime has chosen
+  // a device: loaded into the context by qopt_cuda_init.
+  auto *module = new Module{data, nullptr};
+  state().modules.push_back(module);
+  return module;
+}
+
+void *mgpuModuleLoadJIT(void *data, int /*optLevel*/) {
+  return mgpuModuleLoad(data, 0);
+}
+
+void mgpuModuleUnload(void *module) {
+  State &s = state();
+  auto *m = static_cast<Module *>(module);
+  s.modules.erase(std::remove(s.modules.begin(), s.modules.end(), m),
+                  s.modules.end());
+  if (m->loaded && s.initialized)
+    s.cu.cuModuleUnload(m->loaded);
+  delete m;
+}
+
+void *mgpuModuleGetFunction(void *module, const char *name) {
+  State &s = state();
+  auto *m = static_cast<Module *>(module);
+  if (!s.initialized || !m->loaded)
+    stop(std::string("kernel '") + name +
+         "' launched before the model's GPU was initialized");
+  CUfunction fn = nullptr;
+  if (CUresult rc = s.cu.cuModuleGetFunction(&fn, m->loaded, name))
+    stop(std::string("cannot find kernel '") + name + "': " + errorText(rc));
+  return fn;
+}
+
+void *mgpuStreamCreate() { return state().stream; }
+
+void mgpuStreamDestroy(void *) {}
+
+void mgpuStreamSynchronize(void *stream) {
+  if (CUresult rc = state().cu.cuStreamSynchronize(stream))
+    stop("a kernel failed: " + errorText(rc));
+}
+
+void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
+                      intptr_t gridZ, intptr_t blockX, intptr_t blockY,
+                      intptr_t blockZ, int32_t smem, void *stream,
+                      void **params, void ** /*extra*/, size_t /*count*/) {
+  if (CUresult rc = state().cu.cuLaunchKernel(function, gridX, gridY, gridZ,
+                                              blockX, blockY, blockZ, smem,
+                                              stream, params, nullptr))
+    stop("cannot launch a kernel of " + std::to_string(gridX) + "x" +
+         std::to_string(blockX) + " threads: " + errorText(rc));
+}
+
+//===-- What the runtime calls (qopt_model_load / run) -------------------===//
+
+/// Opens the driver, takes the device's primary context, sizes the pool
+/// and loads the model's kernels, which have cubins for `archs` (text, for
+/// messages) and PTX for sm_`ptxArch` and newer. Returns 0, or 1 with
+/// `error` set.
+int qopt_cuda_init(int ptxArch, const char *archs, char *error,
+                   size_t errorSize) {
+  State &s = state();
+  auto fail = [&](const std::string &message) {
+    std::snprintf(error, errorSize, "%s", message.c_str());
+    return 1;
+  };
+  if (s.initialized)
+    return 0;
+  std::string message;
+  if (!loadDriver(s.cu, message))
+    return fail(message);
+  int ordinal = 0, count = 0;
+  if (const char *env = std::getenv("QOPT_CUDA_DEVICE"))
+    ordinal = std::atoi(env);
+  if (CUresult rc = s.cu.cuInit(0))
+    return fail("cannot initialize the CUDA driver: " + errorText(rc));
+  if (s.cu.cuDeviceGetCount(&count) || count == 0)
+    return fail("the CUDA driver sees no GPU");
+  if (ordinal < 0 || ordinal >= count)
+    return fail("QOPT_CUDA_DEVICE=" + std::to_string(ordinal) + ": there are " +
+                std::to_string(count) + " GPUs");
+  if (CUresult rc = s.cu.cuDeviceGet(&s.device, ordinal))
+    return fail("cannot open GPU " + std::to_string(ordinal) + ": " +
+                errorText(rc));
+  s.cu.cuDeviceGetName(s.deviceName, sizeof(s.deviceName), s.device);
+  int major = 0, minor = 0;
+  s.cu.cuDeviceGetAttribute(&major, kAttrComputeCapabilityMajor, s.device);
+  s.cu.cuDeviceGetAttribute(&minor, kAttrComputeCapabilityMinor, s.device);
+  s.computeCapability = major * 10 + minor;
+  if (s.computeCapability < ptxArch)
+    return fail("the GPU '" + std::string(s.deviceName) + "' is sm_" +
+                std::to_string(s.computeCapability) +
+                ", older than every architecture the model was compiled for "
+                "(cubins for " +
+                archs + ", PTX for sm_" + std::to_string(ptxArch) +
+                " and newer); recompile it with qoptc --cuda-archs");
+  if (CUresult rc = s.cu.cuDevicePrimaryCtxRetain(&s.context, s.device))
+    return fail("cannot create a context on " + std::string(s.deviceName) +
+                ": " + errorText(rc));
+  s.cu.cuCtxSetCurrent(s.context);
+  if (CUresult rc = s.cu.cuStreamCreate(&s.stream, kStreamNonBlocking))
+    return fail("cannot create a stream: " + errorText(rc));
+  // The pool: QOPT_CUDA_POOL_BYTES, else 90% of the memory free now.
+  size_t freeBytes = 0, totalBytes = 0;
+  s.cu.cuMemGetInfo(&freeBytes, &totalBytes);
+  size_t poolBytes = freeBytes / 10 * 9;
+  if (const char *env = std::getenv("QOPT_CUDA_POOL_BYTES"))
+    poolBytes = std::strtoull(env, nullptr, 10);
+  if (CUresult rc =
+          s.cu.cuMemAllocManaged(&s.region, poolBytes, kMemAttachGlobal))
+    return fail("out of memory: cannot reserve a pool of " +
+                std::to_string(poolBytes) + " bytes on " + s.deviceName + " (" +
+                std::to_string(freeBytes) + " free): " + errorText(rc));
+  s.pool.reset(reinterpret_cast<char *>(s.region), poolBytes);
+  for (Module *m : s.modules)
+    if (CUresult rc = s.cu.cuModuleLoadData(&m->loaded, m->image))
+      return fail("cannot load the model's kernels on " +
+                  std::string(s.deviceName) + " (sm_" +
+                  std::to_string(s.computeCapability) + "): " + errorText(rc));
+  qopt_kernel_set_allocator(poolAlloc, poolFree);
+  s.initialized = true;
+  return 0;
+}
+
+/// Gives everything back to the driver (the runtime calls it before it
+/// unloads the model): the pool, the kernels, the stream, the context.
+void qopt_cuda_shutdown() {
+  State &s = state();
+  if (!s.cu.handle)
+    return;
+  if (s.stream)
+    s.cu.cuStreamSynchronize(s.stream);
+  for (Module *m : s.modules)
+    if (m->loaded) {
+      s.cu.cuModuleUnload(m->loaded);
+      m->loaded = nullptr;
+    }
+  if (s.region)
+    s.cu.cuMemFree(s.region);
+  if (s.stream)
+    s.cu.cuStreamDestroy(s.stream);
+  if (s.context)
+    s.cu.cuDevicePrimaryCtxRelease(s.device);
+  qopt_kernel_set_allocator(nullptr, nullptr);
+  s.region = 0;
+  s.stream = nullptr;
+  s.context = nullptr;
+  s.pool.reset(nullptr, 0);
+  s.initialized = false;
+}
+
+/// A pool buffer for the runtime (inputs, parameters): null when the pool
+/// is full (the runtime reports it; generated code stops the run instead).
+void *qopt_cuda_alloc(size_t bytes) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.poolMutex);
+  return s.pool.allocate(bytes);
+}
+
+void qopt_cuda_free(void *p) { poolFree(p); }
+
+/// Bytes free in the pool and its size.
+void qopt_cuda_pool_info(size_t *available, size_t *capacity) {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.poolMutex);
+  *available = s.pool.available();
+  *capacity = s.pool.capacity();
+}
+
+/// Waits for the model's stream; 0 or a CUDA error code.
+int qopt_cuda_synchronize() {
+  State &s = state();
+  return s.initialized ? s.cu.cuStreamSynchronize(s.stream) : 0;
+}
+
+const char *qopt_cuda_device_name() { return state().deviceName; }
+int qopt_cuda_compute_capability() { return state().computeCapability; }
+
+} // extern "C"

@@ -1,0 +1,162 @@
+//===- ParallelToGPU.cpp - One kernel launch per parallel loop nest -------===//
+
+#include "qopt/Target/CUDA/Transforms/Passes.h"
+
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/IRMapping.h"
+
+namespace mlir::qopt {
+#define GEN_PASS_DEF_QOPTPARALLELTOGPUPASS
+#include "qopt/Target/CUDA/Transforms/Passes.h.inc"
+} // namespace mlir::qopt
+
+using namespace mlir;
+
+/// The iterations of `op`'s dimensions, as `type` (index, or i32 when the
+/// whole space is known to fit), and their product.
+static std::pair<SmallVector<Value>, Value>
+tripCounts(OpBuilder &b, Location loc, scf::ParallelOp op) {
+  SmallVector<Value> counts;
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value total = arith::ConstantIndexOp::create(b, loc, 1);
+  for (auto [lb, ub, step] :
+       llvm::zip(op.getLowerBound(), op.getUpperBound(), op.getStep())) {
+    Value span = arith::MaxSIOp::create(
+        b, loc, arith::SubIOp::create(b, loc, ub, lb), zero);
+    Value n = arith::CeilDivUIOp::create(b, loc, span, step);
+    counts.push_back(n);
+    total = arith::MulIOp::create(b, loc, total, n);
+  }
+  return {counts, total};
+}
+
+/// The number of iterations when every bound is a constant.
+static std::optional<int64_t> staticTotal(scf::ParallelOp op) {
+  int64_t total = 1;
+  for (auto [lb, ub, step] :
+       llvm::zip(op.getLowerBound(), op.getUpperBound(), op.getStep())) {
+    std::optional<int64_t> l = getConstantIntValue(lb),
+                           u = getConstantIntValue(ub),
+                           s = getConstantIntValue(step);
+    if (!l || !u || !s || *s <= 0)
+      return std::nullopt;
+    int64_t n = *u > *l ? (*u - *l + *s - 1) / *s : 0;
+    if (n && total > INT64_MAX / n)
+      return std::nullopt;
+    total *= n;
+  }
+  return total;
+}
+
+static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
+  if (op.getNumReductions())
+    return op.emitError("qopt-parallel-to-gpu: an scf.parallel with "
+                        "reductions (expected none after "
+                        "convert-linalg-to-parallel-loops)");
+  WalkResult nested = op.getBody()->walk(
+      [](scf::ParallelOp) { return WalkResult::interrupt(); });
+  if (nested.wasInterrupted())
+    return op.emitError("qopt-parallel-to-gpu: nested scf.parallel (run "
+                        "qopt-serialize-nested-parallel first)");
+  OpBuilder b(op);
+  Location loc = op.getLoc();
+  auto [counts, total] = tripCounts(b, loc, op);
+  // 32-bit index arithmetic where the space is known to fit: a 64-bit
+  // division is a long instruction sequence on a GPU.
+  std::optional<int64_t> known = staticTotal(op);
+  bool narrow = known && *known < (int64_t(1) << 31);
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+  Value nonEmpty =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, total, zero);
+  auto ifOp = scf::IfOp::create(b, loc, nonEmpty, /*withElseRegion=*/false);
+  b.setInsertionPointToStart(ifOp.thenBlock());
+  Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
+  Value one = arith::ConstantIndexOp::create(b, loc, 1);
+  Value grid = arith::CeilDivUIOp::create(b, loc, total, threads);
+  auto launch =
+      gpu::LaunchOp::create(b, loc, grid, one, one, threads, one, one);
+  Block &body = launch.getBody().front();
+  b.setInsertionPointToEnd(&body);
+  auto terminator = gpu::TerminatorOp::create(b, loc);
+  b.setInsertionPoint(terminator);
+  Value linear = arith::AddIOp::create(
+      b, loc, arith::MulIOp::create(b, loc, launch.getBlockIds().x, threads),
+      launch.getThreadIds().x);
+  Value inRange =
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ult, linear, total);
+  auto guard = scf::IfOp::create(b, loc, inRange, /*withElseRegion=*/false);
+  b.setInsertionPointToStart(guard.thenBlock());
+  // Delinearize, the last dimension fastest.
+  Type i32 = b.getI32Type();
+  auto cast = [&](Value v) -> Value {
+    return narrow ? arith::IndexCastUIOp::create(b, loc, i32, v).getResult()
+                  : v;
+  };
+  auto widen = [&](Value v) -> Value {
+    return narrow ? arith::IndexCastUIOp::create(b, loc, b.getIndexType(), v)
+                        .getResult()
+                  : v;
+  };
+  unsigned rank = op.getNumLoops();
+  SmallVector<Value> ivs(rank);
+  Value rest = cast(linear);
+  for (unsigned d = rank; d-- > 0;) {
+    Value local = rest;
+    if (d > 0) {
+      Value n = cast(counts[d]);
+      local = arith::RemUIOp::create(b, loc, rest, n);
+      rest = arith::DivUIOp::create(b, loc, rest, n);
+    }
+    Value scaled = arith::MulIOp::create(b, loc, widen(local), op.getStep()[d]);
+    ivs[d] = arith::AddIOp::create(b, loc, op.getLowerBound()[d], scaled);
+  }
+  IRMapping map;
+  map.map(op.getInductionVars(), ivs);
+  for (Operation &inner : op.getBody()->without_terminator())
+    b.clone(inner, map);
+  op.erase();
+  return success();
+}
+
+namespace {
+struct QOptParallelToGPUPass
+    : qopt::impl::QOptParallelToGPUPassBase<QOptParallelToGPUPass> {
+  using QOptParallelToGPUPassBase::QOptParallelToGPUPassBase;
+  void runOnOperation() override {
+    if (blockSize == 0 || blockSize % 32 || blockSize > 1024) {
+      getOperation().emitError()
+          << "qopt-parallel-to-gpu: block-size=" << unsigned(blockSize)
+          << " is not a multiple of 32 between 32 and 1024";
+      return signalPassFailure();
+    }
+    SmallVector<scf::ParallelOp> outer;
+    getOperation().walk([&](scf::ParallelOp op) {
+      if (!op->getParentOfType<scf::ParallelOp>() &&
+          !op->getParentOfType<gpu::LaunchOp>())
+        outer.push_back(op);
+    });
+    for (scf::ParallelOp op : outer)
+      if (failed(toLaunch(op, blockSize)))
+        return signalPassFailure();
+    // Constant tensors (memref.global) are read by the kernel itself, so
+    // that outlining copies the globals into the kernels' module (device
+    // memory); their host addresses mean nothing to a GPU.
+    getOperation().walk([](gpu::LaunchOp launch) {
+      OpBuilder b(launch.getContext());
+      b.setInsertionPointToStart(&launch.getBody().front());
+      llvm::SmallDenseMap<Value, Value> sunk;
+      launch.getBody().walk([&](Operation *op) {
+        for (OpOperand &use : op->getOpOperands()) {
+          auto global = use.get().getDefiningOp<memref::GetGlobalOp>();
+          if (!global || launch->isProperAncestor(global))
+            continue;
+          Value &inside = sunk[use.get()];
+          if (!inside)
+            inside = b.clone(*global)->getResult(0);
+          use.set(inside);
+        }
+      });
+    });
+  }
+};
+} // namespace

@@ -1,0 +1,68 @@
+//===- Pipeline.cpp - The CUDA target's code-generation pipeline ----------===//
+
+#include "qopt/Target/CUDA/Pipeline.h"
+
+#include "qopt/Target/CPU/Pipeline.h"
+#include "qopt/Target/CPU/Transforms/Passes.h"
+#include "qopt/Target/CUDA/Transforms/Passes.h"
+
+#include "mlir/Conversion/Passes.h"
+#include "mlir/Dialect/GPU/Transforms/Passes.h"
+#include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+using namespace mlir;
+
+void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
+                                          const CUDACodegenOptions &options) {
+  buildBufferizePipeline(pm);
+  pm.addNestedPass<func::FuncOp>(createQOptMemRefCopyToLinalgPass());
+  pm.addPass(createConvertLinalgToParallelLoopsPass());
+  // One parallel loop per nest, all its dimensions parallel (one thread
+  // per output element; reductions are loops inside the thread).
+  QOptSerializeNestedParallelPassOptions serialize;
+  serialize.lastDimSequential = false;
+  pm.addPass(createQOptSerializeNestedParallelPass(serialize));
+  QOptParallelToGPUPassOptions toGPU;
+  toGPU.blockSize = options.blockSize;
+  pm.addNestedPass<func::FuncOp>(createQOptParallelToGPUPass(toGPU));
+  pm.addPass(createCanonicalizerPass());
+  if (options.emulate) {
+    pm.addNestedPass<func::FuncOp>(createQOptGPULaunchToLoopsPass());
+    buildHostToLLVMPipeline(pm);
+    return;
+  }
+  pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(createQOptMergeGPUModulesPass());
+  GpuNVVMAttachTargetOptions target;
+  target.chip = options.chip;
+  // PTX ISA 8.0 (CUDA 12): the oldest that sm_90 accepts.
+  target.features = "+ptx80";
+  target.optLevel = 3;
+  pm.addPass(createGpuNVVMAttachTarget(target));
+  OpPassManager &kernels = pm.nest<gpu::GPUModuleOp>();
+  kernels.addPass(createLowerAffinePass());
+  kernels.addPass(createSCFToControlFlowPass());
+  kernels.addPass(createConvertGpuOpsToNVVMOps());
+  kernels.addPass(createCanonicalizerPass());
+  kernels.addPass(createCSEPass());
+  kernels.addPass(createReconcileUnrealizedCastsPass());
+  GpuModuleToBinaryPassOptions binary;
+  binary.compilationTarget = "isa";
+  binary.toolkitPath = options.toolkit;
+  pm.addPass(createGpuModuleToBinaryPass(binary));
+  buildHostToLLVMPipeline(pm, [](OpPassManager &host) {
+    host.addPass(createGpuToLLVMConversionPass());
+  });
+}
+
+void mlir::qopt::registerCUDACodegenPipeline() {
+  PassPipelineRegistration<CUDACodegenOptions>(
+      "qopt-cuda-codegen",
+      "Lower graph IR (QOpt and upstream ops on tensors, parameters as entry "
+      "arguments) to host code in the LLVM dialect that launches GPU kernels "
+      "(PTX in a gpu.binary)",
+      buildCUDACodegenPipeline);
+}

@@ -1,0 +1,115 @@
+/* A stand-in for the CUDA driver (libcuda.so.1) for testing the CUDA
+   runtime path without a GPU: contexts, streams and managed memory are
+   host memory; module loads check the image is a fatbin; kernel launches
+   only count (nothing runs, so outputs are whatever the pool held).
+   FAKE_CUDA_CC sets the compute capability (default 90),
+   FAKE_CUDA_FAIL_LAUNCH=N fails the Nth launch (1-based),
+   FAKE_CUDA_MEM the free memory in bytes (default 1 GiB). At exit it prints
+   the launches and the managed bytes still allocated to FAKE_CUDA_LOG. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef int CUresult;
+static long launches, failAt = -1;
+static size_t managed;
+
+static void report(void) {
+  const char *log = getenv("FAKE_CUDA_LOG");
+  if (!log)
+    return;
+  FILE *f = fopen(log, "w");
+  if (f) {
+    fprintf(f, "launches %ld\nmanaged %zu\n", launches, managed);
+    fclose(f);
+  }
+}
+
+CUresult cuInit(unsigned flags) {
+  (void)flags;
+  const char *fail = getenv("FAKE_CUDA_FAIL_LAUNCH");
+  failAt = fail ? atol(fail) : -1;
+  atexit(report);
+  return 0;
+}
+CUresult cuDeviceGetCount(int *n) { *n = 1; return 0; }
+CUresult cuDeviceGet(int *d, int i) { *d = i; return 0; }
+CUresult cuDeviceGetName(char *name, int len, int d) {
+  (void)d;
+  snprintf(name, len, "Fake GPU");
+  return 0;
+}
+CUresult cuDeviceGetAttribute(int *v, int attr, int d) {
+  (void)d;
+  const char *cc = getenv("FAKE_CUDA_CC");
+  int value = cc ? atoi(cc) : 90;
+  *v = attr == 75 ? value / 10 : attr == 76 ? value % 10 : 0;
+  return 0;
+}
+CUresult cuDevicePrimaryCtxRetain(void **ctx, int d) {
+  (void)d;
+  *ctx = (void *)1;
+  return 0;
+}
+CUresult cuDevicePrimaryCtxRelease_v2(int d) { (void)d; return 0; }
+CUresult cuCtxSetCurrent(void *ctx) { (void)ctx; return 0; }
+CUresult cuModuleLoadData(void **m, const void *image) {
+  uint32_t magic;
+  memcpy(&magic, image, 4);
+  if (magic != 0xBA55ED50u) /* a fatbin */
+    return 200;             /* CUDA_ERROR_INVALID_IMAGE */
+  *m = (void *)image;
+  return 0;
+}
+CUresult cuModuleUnload(void *m) { (void)m; return 0; }
+CUresult cuModuleGetFunction(void **f, void *m, const char *name) {
+  (void)m;
+  *f = (void *)name;
+  return 0;
+}
+CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
+                        unsigned bx, unsigned by, unsigned bz, unsigned smem,
+                        void *stream, void **params, void **extra) {
+  (void)f, (void)gy, (void)gz, (void)by, (void)bz, (void)smem, (void)stream;
+  (void)extra;
+  if (!gx || !bx || !params)
+    return 1; /* CUDA_ERROR_INVALID_VALUE */
+  return ++launches == failAt ? 719 /* CUDA_ERROR_LAUNCH_FAILED */ : 0;
+}
+CUresult cuStreamCreate(void **s, unsigned flags) {
+  (void)flags;
+  *s = (void *)2;
+  return 0;
+}
+CUresult cuStreamDestroy_v2(void *s) { (void)s; return 0; }
+CUresult cuStreamSynchronize(void *s) { (void)s; return 0; }
+CUresult cuMemAllocManaged(unsigned long long *p, size_t bytes,
+                           unsigned flags) {
+  (void)flags;
+  /* Real managed memory is page-aligned; half a page tests that the pool
+     does not rely on more than its own alignment. */
+  char *q = aligned_alloc(4096, (bytes + 2048 + 4095) / 4096 * 4096);
+  if (!q)
+    return 2; /* CUDA_ERROR_OUT_OF_MEMORY */
+  managed += bytes;
+  memset(q, 0, bytes + 2048);
+  *p = (unsigned long long)(uintptr_t)(q + 2048 + 16);
+  return 0;
+}
+CUresult cuMemFree_v2(unsigned long long p) {
+  free((char *)(uintptr_t)p - 2048 - 16);
+  return 0;
+}
+CUresult cuMemGetInfo_v2(size_t *freeBytes, size_t *total) {
+  const char *mem = getenv("FAKE_CUDA_MEM");
+  *freeBytes = *total = mem ? strtoull(mem, 0, 10) : (size_t)1 << 30;
+  return 0;
+}
+CUresult cuGetErrorString(CUresult rc, const char **text) {
+  *text = rc == 719   ? "unspecified launch failure"
+          : rc == 200 ? "device kernel image is invalid"
+          : rc == 2   ? "out of memory"
+                      : "error";
+  return 0;
+}

@@ -1,0 +1,106 @@
+// RUN: qopt-opt %s --pass-pipeline='builtin.module(func.func(qopt-parallel-to-gpu))' --split-input-file --verify-diagnostics | FileCheck %s
+
+// A 2-D loop with constant bounds: one launch of ceil(6*10 / 256) blocks of
+// 256 threads; each thread takes the combined index (the last dimension
+// fastest) in 32-bit arithmetic, threads past the end do nothing, and a
+// loop with no iterations launches nothing.
+// CHECK-LABEL: func.func @static
+// CHECK: arith.ceildivui
+// CHECK: %[[N1:.*]] = arith.ceildivui %{{.*}}, %{{.*}} : index
+// CHECK: %[[TOTAL:.*]] = arith.muli %{{.*}}, %[[N1]] : index
+// CHECK: %[[NONEMPTY:.*]] = arith.cmpi ugt, %[[TOTAL]], %{{.*}} : index
+// CHECK: scf.if %[[NONEMPTY]] {
+// CHECK: %[[C256:.*]] = arith.constant 256 : index
+// CHECK: %[[GRID:.*]] = arith.ceildivui %[[TOTAL]], %[[C256]]
+// CHECK: gpu.launch blocks(%[[BX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[GRID]], %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) threads(%[[TX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[C256]],
+// CHECK: %[[MUL:.*]] = arith.muli %[[BX]], %[[C256]]
+// CHECK: %[[LIN:.*]] = arith.addi %[[MUL]], %[[TX]]
+// CHECK: %[[IN:.*]] = arith.cmpi ult, %[[LIN]], %[[TOTAL]]
+// CHECK: scf.if %[[IN]] {
+// CHECK: %[[L32:.*]] = arith.index_castui %[[LIN]] : index to i32
+// CHECK: %[[N32:.*]] = arith.index_castui %[[N1]] : index to i32
+// CHECK: %[[J:.*]] = arith.remui %[[L32]], %[[N32]] : i32
+// CHECK: %[[I:.*]] = arith.divui %[[L32]], %[[N32]] : i32
+// CHECK: %[[JX:.*]] = arith.index_castui %[[J]] : i32 to index
+// CHECK: %[[JS:.*]] = arith.muli %[[JX]], %{{.*}} : index
+// CHECK: %[[JV:.*]] = arith.addi %{{.*}}, %[[JS]] : index
+// CHECK: %[[IX:.*]] = arith.index_castui %[[I]] : i32 to index
+// CHECK: %[[IS:.*]] = arith.muli %[[IX]], %{{.*}} : index
+// CHECK: %[[IV:.*]] = arith.addi %{{.*}}, %[[IS]] : index
+// CHECK: memref.store %{{.*}}, %{{.*}}[%[[IV]], %[[JV]]] : memref<6x10xf32>
+// CHECK: gpu.terminator
+// CHECK-NOT: scf.parallel
+func.func @static(%out: memref<6x10xf32>, %v: f32) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c6 = arith.constant 6 : index
+  %c10 = arith.constant 10 : index
+  scf.parallel (%i, %j) = (%c0, %c0) to (%c6, %c10) step (%c1, %c1) {
+    memref.store %v, %out[%i, %j] : memref<6x10xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+// Dynamic bounds, a lower bound and a step: 64-bit indices, i = lb + k*step;
+// a constant tensor the kernel reads is read inside the launch.
+// CHECK-LABEL: func.func @dynamic
+// CHECK-SAME: %[[OUT:.*]]: memref<?xf32>, %[[LB:.*]]: index, %[[UB:.*]]: index
+// CHECK: gpu.launch
+// CHECK-NEXT: %[[G:.*]] = memref.get_global @table : memref<4xf32>
+// CHECK: scf.if
+// CHECK-NOT: index_castui
+// CHECK: %[[K:.*]] = arith.muli %{{.*}}, %c3 : index
+// CHECK: %[[IV:.*]] = arith.addi %[[LB]], %[[K]] : index
+// CHECK: memref.load %[[G]]
+// CHECK: memref.store %{{.*}}, %[[OUT]][%[[IV]]]
+memref.global "private" constant @table : memref<4xf32> = dense<[1.0, 2.0, 3.0, 4.0]>
+func.func @dynamic(%out: memref<?xf32>, %lb: index, %ub: index) {
+  %c0 = arith.constant 0 : index
+  %c3 = arith.constant 3 : index
+  %g = memref.get_global @table : memref<4xf32>
+  scf.parallel (%i) = (%lb) to (%ub) step (%c3) {
+    %v = memref.load %g[%c0] : memref<4xf32>
+    memref.store %v, %out[%i] : memref<?xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+func.func @nested(%out: memref<4x4xf32>, %v: f32) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  // expected-error @below {{qopt-parallel-to-gpu: nested scf.parallel (run qopt-serialize-nested-parallel first)}}
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    scf.parallel (%j) = (%c0) to (%c4) step (%c1) {
+      memref.store %v, %out[%i, %j] : memref<4x4xf32>
+      scf.reduce
+    }
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
+func.func @reduction(%in: memref<4xf32>) -> f32 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %zero = arith.constant 0.0 : f32
+  // expected-error @below {{qopt-parallel-to-gpu: an scf.parallel with reductions}}
+  %sum = scf.parallel (%i) = (%c0) to (%c4) step (%c1) init (%zero) -> f32 {
+    %v = memref.load %in[%i] : memref<4xf32>
+    scf.reduce(%v : f32) {
+    ^bb0(%a: f32, %b: f32):
+      %s = arith.addf %a, %b : f32
+      scf.reduce.return %s : f32
+    }
+  }
+  return %sum : f32
+}

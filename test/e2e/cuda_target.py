@@ -1,0 +1,240 @@
+"""qoptc --target cuda, checked without a GPU:
+
+- the README example and the lora, qlora, quarot-w4a16 and smoothquant-w8a8
+  recipes on the test Llama compile for sm_80, sm_90 and sm_100: the
+  library embeds a fatbin, the manifest names the architectures, and
+  ptxas's report covers every kernel for every architecture with no spills;
+  the four recipes' train steps compile too (for sm_80, to keep the test
+  short: ptxas is most of the time);
+- the same kernels run on the CPU (--cuda-emulate: each launch a loop over
+  its blocks and threads) give the CPU target's outputs, losses and
+  gradients (inference and train steps);
+- the runtime's CUDA path (driver loading, memory pool, parameter and input
+  copies, results back to the host, errors) runs against a stand-in for
+  the driver (Inputs/fake_libcuda.c: kernels only counted), through
+  qopt-run and the Python package.
+
+Prints one line per check and a summary."""
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BIN = os.environ["QOPT_BIN"]
+PYTHON_DIR = os.path.join(BIN, "..", "python")
+sys.path.insert(0, PYTHON_DIR)
+import qopt  # noqa: E402
+from checkpoints import rel_error  # noqa: E402
+
+GPT2 = os.path.join(ROOT, "examples", "gpt2-tiny.onnx")
+GPT2_IDS = os.path.join(ROOT, "examples", "gpt2-tiny-input_ids.npy")
+LLAMA = os.path.join(HERE, "real", "llama-dynamo", "model.onnx")
+FRESH = os.path.join(HERE, "peft", "fresh-lora-config.json")
+ARCHS = ["sm_80", "sm_90", "sm_100"]
+failures = 0
+
+
+def check(what, ok, detail=""):
+    global failures
+    failures += not ok
+    print(f"{what}: {'ok' if ok else 'FAIL'}{' (' + detail + ')' if detail else ''}")
+
+
+def qoptc(*args):
+    r = subprocess.run([os.path.join(BIN, "qoptc"), *args], capture_output=True, text=True)
+    if r.returncode:
+        print(r.stderr, file=sys.stderr)
+    return r.returncode, r.stderr
+
+
+def ptxas_report(lib):
+    """{arch: [(kernel, stack bytes, spill bytes, registers)]} from the
+    report qoptc writes beside the library."""
+    text = open(lib[:-3] + ".ptxas.txt").read()
+    out = {}
+    for block in re.split(r"^# \S+ ", text, flags=re.M)[1:]:
+        arch, body = block.split("\n", 1)
+        kernels = []
+        for m in re.finditer(r"Function properties for (\S+)\n\s+(\d+) bytes stack frame, "
+                             r"(\d+) bytes spill stores, (\d+) bytes spill loads\n"
+                             r".*?Used (\d+) registers", body, re.S):
+            kernels.append((m[1], int(m[2]), int(m[3]) + int(m[4]), int(m[5])))
+        out[arch.strip()] = kernels
+    return out
+
+
+def check_compiled(name, lib, archs):
+    manifest = json.load(open(lib[:-3] + ".json"))
+    check(f"{name}: manifest says target cuda, cubins for {','.join(archs)}",
+          manifest["target"] == "cuda" and manifest["cuda"]["archs"] == archs
+          and manifest["cuda"]["ptx"] == archs[0])
+    report = ptxas_report(lib)
+    counts = {a: len(report.get(a, [])) for a in archs}
+    spills = sum(k[2] for a in archs for k in report.get(a, []))
+    regs = max(k[3] for a in archs for k in report.get(a, []))
+    stack = sum(1 for a in archs for k in report.get(a, []) if k[1])
+    same = len(set(counts.values())) == 1 and counts[archs[0]] > 0
+    check(f"{name}: ptxas compiled every kernel for every architecture, no spills",
+          same and spills == 0 and set(report) == set(archs),
+          f"{counts[archs[0]]} kernels x {len(archs)}, at most {regs} registers, "
+          f"{stack} with a stack frame")
+    return manifest
+
+
+def outputs(lib, feeds, **load):
+    m = qopt.load(lib, **load)
+    return [m.run(**f) for f in feeds]
+
+
+def llama_feeds():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 128, size=(2, 7)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[1, 5:] = 0
+    return [dict(input_ids=ids, attention_mask=mask)]
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    # --- The README example: compile, emulate, and the runtime's CUDA path.
+    gpu = os.path.join(tmp, "gpt2.so")
+    rc, err = qoptc(GPT2, "--target", "cuda", "-o", gpu)
+    check("gpt2-tiny compiles for cuda", rc == 0, err.strip()[-200:])
+    check_compiled("gpt2-tiny", gpu, ARCHS)
+    emu = os.path.join(tmp, "gpt2-emu.so")
+    cpu = os.path.join(tmp, "gpt2-cpu.so")
+    qoptc(GPT2, "--target", "cuda", "--cuda-emulate", "-o", emu)
+    qoptc(GPT2, "-o", cpu)
+    gfeeds = [dict(input_ids=np.load(GPT2_IDS))]
+    e = rel_error(outputs(emu, gfeeds)[0][0], outputs(cpu, gfeeds)[0][0])
+    check("gpt2-tiny: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
+
+    fake = os.path.join(tmp, "fake")
+    os.makedirs(fake)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-o", os.path.join(fake, "libcuda.so.1"),
+                    os.path.join(HERE, "..", "Runtime", "Inputs", "fake_libcuda.c")],
+                   check=True)
+
+    def run_fake(lib, *args, **env):
+        e = dict(os.environ, LD_LIBRARY_PATH=fake, FAKE_CUDA_LOG=os.path.join(tmp, "fake.log"))
+        e.update(env)
+        r = subprocess.run([os.path.join(BIN, "qopt-run"), lib, "--input", GPT2_IDS, *args],
+                           capture_output=True, text=True, env=e)
+        return r.returncode, r.stdout + r.stderr
+
+    def launches():
+        return int(re.search(r"launches (\d+)", open(os.path.join(tmp, "fake.log")).read())[1])
+
+    run_fake(gpu)
+    once = launches()
+    rc, out = run_fake(gpu, "--device", "cuda", "--verbose", "--repeat", "5",
+                       QOPT_CUDA_POOL_BYTES="4000000")
+    five = launches()
+    loaded = re.search(r"gpu pool after loading: (\d+) of (\d+)", out)
+    after = re.search(r"gpu pool after the runs: (\d+) of", out)
+    check("fake driver: qopt-run --device cuda runs 5 times, logits [1, 6, 50] back on the host",
+          rc == 0 and "logits: float32 [1, 6, 50]" in out and "gpu: Fake GPU" in out,
+          out.strip().splitlines()[-1] if rc else "")
+    kernels = len(ptxas_report(gpu)["sm_80"])
+    check("fake driver: each run makes the same launches",
+          five == 5 * once and once > kernels // 2,
+          f"{once} per run of the {kernels} kernels (the rest in branches not taken)")
+    weights = os.path.getsize(gpu[:-3] + ".safetensors")
+    check("fake driver: the pool holds only the parameters between runs (no leak)",
+          loaded and after and loaded[1] == after[1] and int(loaded[1]) <= weights,
+          f"{loaded and loaded[1]} bytes after loading, {after and after[1]} after 5 runs; "
+          f"weights file {weights}")
+    rc, out = run_fake(gpu, "--repeat", "20", QOPT_CUDA_POOL_BYTES=str(int(loaded[1]) + 60000))
+    check("fake driver: 20 runs in a pool just above the parameters", rc == 0,
+          out.strip()[-200:])
+
+    def error(name, lib, expect, *args, **env):
+        rc, out = run_fake(lib, *args, **env)
+        ok = rc == 1 and expect in out and "Segmentation" not in out
+        line = out.strip().splitlines()[-1] if out.strip() else ""
+        check(f"error {name}", ok, line.replace(tmp, "TMP"))
+
+    error("no driver", gpu, "no CUDA driver on this machine", LD_LIBRARY_PATH="/nonexistent")
+    error("old GPU", gpu, "is sm_75, older than every architecture the model was compiled for",
+          FAKE_CUDA_CC="75")
+    error("no such GPU", gpu, "QOPT_CUDA_DEVICE=3: there are 1 GPUs", QOPT_CUDA_DEVICE="3")
+    error("pool too small for the parameters", gpu, "out of GPU memory for parameter",
+          QOPT_CUDA_POOL_BYTES="1000")
+    error("pool too small for a run", gpu, "the model stopped: CUDA: out of memory:",
+          QOPT_CUDA_POOL_BYTES=str(int(loaded[1]) + 1024))
+    error("pool larger than the GPU", gpu, "cannot reserve a pool of",
+          FAKE_CUDA_MEM="1000", QOPT_CUDA_POOL_BYTES="1000000000000")
+    error("kernel launch fails", gpu, "the model stopped: CUDA: cannot launch a kernel",
+          FAKE_CUDA_FAIL_LAUNCH="3")
+    error("cpu model on --device cuda", cpu, "was compiled for cpu, not cuda", "--device", "cuda")
+    error("cuda model on --device cpu", gpu, "was compiled for cuda, not cpu", "--device", "cpu")
+    # The Python package: device="cuda", numpy in and out.
+    code = (f"import sys; sys.path.insert(0, {PYTHON_DIR!r}); import numpy as np, qopt\n"
+            f"m = qopt.load({gpu!r}, device='cuda')\n"
+            f"out = m.run(input_ids=np.load({GPT2_IDS!r}))\n"
+            f"print(m.device, m.gpu_name, out[0].shape, out[0].dtype)\n"
+            f"try:\n    qopt.load({gpu!r}, device='cpu')\nexcept RuntimeError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env=dict(os.environ, LD_LIBRARY_PATH=fake))
+    check("python: qopt.load(device='cuda') runs on the fake driver, device='cpu' refused",
+          r.returncode == 0 and "cuda Fake GPU (1, 6, 50) float32" in r.stdout
+          and "was compiled for cuda, not cpu" in r.stdout, (r.stdout + r.stderr).strip()[-300:])
+
+    # --- The recipes: inference for every architecture, emulated = CPU.
+    feeds = llama_feeds()
+    ids = np.random.default_rng(1).integers(0, 128, size=(4, 9)).astype(np.int64)
+    calib = os.path.join(tmp, "calib.npz")
+    np.savez(calib, input_ids=ids, attention_mask=np.ones_like(ids))
+    for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:
+        extra = ["--calibration-data", calib] if recipe == "smoothquant-w8a8" else []
+        lib = os.path.join(tmp, f"{recipe}.so")
+        rc, err = qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "-o", lib)
+        check(f"recipe {recipe} compiles for cuda", rc == 0, err.strip()[-200:])
+        if rc == 0:
+            check_compiled(f"recipe {recipe}", lib, ARCHS)
+        emu, cpu = os.path.join(tmp, f"{recipe}-emu.so"), os.path.join(tmp, f"{recipe}-cpu.so")
+        qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "--cuda-emulate", "-o", emu)
+        qoptc(LLAMA, "--recipe", recipe, *extra, "-o", cpu)
+        e = max(rel_error(a[0], b[0]) for a, b in zip(outputs(emu, feeds), outputs(cpu, feeds)))
+        check(f"recipe {recipe}: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
+
+    # --- Train steps: compile for a GPU; emulated steps = CPU steps.
+    batch = dict(input_ids=ids, attention_mask=np.ones_like(ids))
+    for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:
+        extra = ["--calibration-data", calib] if recipe == "smoothquant-w8a8" else []
+        if recipe in ("quarot-w4a16", "smoothquant-w8a8"):
+            extra += ["--lora-config", FRESH]  # the recipe has no adapter
+        train = [LLAMA, "--recipe", recipe, *extra, "--train", "--optimizer",
+                 "adamw:lr=1e-2,betas=0.9/0.999,eps=1e-8,weight_decay=0.0"]
+        lib = os.path.join(tmp, f"{recipe}-train.so")
+        rc, err = qoptc(*train, "--target", "cuda", "--cuda-archs", "sm_80", "-o", lib)
+        check(f"recipe {recipe} train step compiles for cuda", rc == 0, err.strip()[-200:])
+        if rc == 0:
+            check_compiled(f"recipe {recipe} train step", lib, ["sm_80"])
+        emu, cpu = os.path.join(tmp, f"{recipe}-temu.so"), os.path.join(tmp, f"{recipe}-tcpu.so")
+        qoptc(*train, "--target", "cuda", "--cuda-emulate", "-o", emu)
+        qoptc(*train, "-o", cpu)
+        a, b = qopt.load(emu), qopt.load(cpu)
+        ga, gb = a.gradients(**batch), b.gradients(**batch)
+        eg = max(rel_error(ga[k], gb[k]) for k in gb)
+        la = [a.train_step(**batch) for _ in range(3)]
+        lb = [b.train_step(**batch) for _ in range(3)]
+        el = max(abs(x - y) / abs(y) for x, y in zip(la, lb))
+        check(f"recipe {recipe} train step: emulated = CPU (gradients <= 1e-4, 3 steps' "
+              f"losses <= 1e-5, loss falls)", eg <= 1e-4 and el <= 1e-5 and lb[2] < lb[0],
+              f"gradients {eg:.1e}, losses {el:.1e}, {lb[0]:.4f} -> {lb[2]:.4f}")
+        if recipe in ("quarot-w4a16", "smoothquant-w8a8"):
+            # Adapters of the rewritten model have no PEFT form.
+            try:
+                b.save_adapter(os.path.join(tmp, f"{recipe}-adapter"))
+                refused = False
+            except ValueError:
+                refused = True
+            check(f"recipe {recipe} train step: save_adapter refused", refused)
+
+print(f"cuda target: {failures} failed")
