@@ -127,11 +127,17 @@ with tempfile.TemporaryDirectory() as tmp:
                            capture_output=True, text=True, env=e)
         return r.returncode, r.stdout + r.stderr
 
+    def counts():
+        log = open(os.path.join(tmp, "fake.log")).read()
+        return int(re.search(r"launches (\d+)", log)[1]), int(re.search(r"syncs (\d+)", log)[1])
+
     def launches():
-        return int(re.search(r"launches (\d+)", open(os.path.join(tmp, "fake.log")).read())[1])
+        return counts()[0]
 
     run_fake(gpu)
-    once = launches()
+    once, waits = counts()
+    check("fake driver: launches queue back to back (the host waits only where it reads)",
+          1 <= waits <= once // 10, f"{waits} waits for {once} launches")
     rc, out = run_fake(gpu, "--device", "cuda", "--verbose", "--repeat", "5",
                        QOPT_CUDA_POOL_BYTES="4000000")
     five = launches()

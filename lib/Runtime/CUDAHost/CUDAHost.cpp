@@ -156,6 +156,8 @@ private:
 struct State {
   Driver cu;
   bool initialized = false;
+  /// Launches queued since the host last waited for the stream.
+  bool pending = false;
   CUdevice device = 0;
   CUcontext context = nullptr;
   CUstream stream = nullptr;
@@ -188,13 +190,9 @@ std::string errorText(CUresult rc) {
 }
 
 bool loadDriver(Driver &cu, std::string &error) {
-  const char *names[] = {"libcuda.so.1", "libcuda.so"};
-  for (const char *name : names)
-    if ((cu.handle = dlopen(name, RTLD_NOW | RTLD_LOCAL)))
-      break;
+  cu.handle = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
   if (!cu.handle) {
-    error = "no CUDA driver on this machine (cannot load libcuda.so.1: " +
-            std::string(dlerror()) + ")";
+    error = "no CUDA driver on this machine (" + std::string(dlerror()) + ")";
     return false;
   }
   bool ok = true;
@@ -300,8 +298,17 @@ void *mgpuStreamCreate() { return state().stream; }
 
 void mgpuStreamDestroy(void *) {}
 
-void mgpuStreamSynchronize(void *stream) {
-  if (CUresult rc = state().cu.cuStreamSynchronize(stream))
+// Generated code calls this after each launch; the wait itself happens only
+// where the host touches memory (qopt_cuda_host_sync, which
+// qopt-gpu-host-sync places), so that launches queue back to back.
+void mgpuStreamSynchronize(void *) { state().pending = true; }
+
+void qopt_cuda_host_sync() {
+  State &s = state();
+  if (!s.pending)
+    return;
+  s.pending = false;
+  if (CUresult rc = s.cu.cuStreamSynchronize(s.stream))
     stop("a kernel failed: " + errorText(rc));
 }
 
@@ -435,6 +442,7 @@ void qopt_cuda_pool_info(size_t *available, size_t *capacity) {
 /// Waits for the model's stream; 0 or a CUDA error code.
 int qopt_cuda_synchronize() {
   State &s = state();
+  s.pending = false;
   return s.initialized ? s.cu.cuStreamSynchronize(s.stream) : 0;
 }
 

@@ -5,14 +5,15 @@
    FAKE_CUDA_CC sets the compute capability (default 90),
    FAKE_CUDA_FAIL_LAUNCH=N fails the Nth launch (1-based),
    FAKE_CUDA_MEM the free memory in bytes (default 1 GiB). At exit it prints
-   the launches and the managed bytes still allocated to FAKE_CUDA_LOG. */
+   the launches, the stream waits and the managed bytes allocated to
+   FAKE_CUDA_LOG. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef int CUresult;
-static long launches, failAt = -1;
+static long launches, syncs, failAt = -1;
 static size_t managed;
 
 static void report(void) {
@@ -21,7 +22,8 @@ static void report(void) {
     return;
   FILE *f = fopen(log, "w");
   if (f) {
-    fprintf(f, "launches %ld\nmanaged %zu\n", launches, managed);
+    fprintf(f, "launches %ld\nsyncs %ld\nmanaged %zu\n", launches, syncs,
+            managed);
     fclose(f);
   }
 }
@@ -83,7 +85,11 @@ CUresult cuStreamCreate(void **s, unsigned flags) {
   return 0;
 }
 CUresult cuStreamDestroy_v2(void *s) { (void)s; return 0; }
-CUresult cuStreamSynchronize(void *s) { (void)s; return 0; }
+CUresult cuStreamSynchronize(void *s) {
+  (void)s;
+  ++syncs;
+  return 0;
+}
 CUresult cuMemAllocManaged(unsigned long long *p, size_t bytes,
                            unsigned flags) {
   (void)flags;

@@ -35,6 +35,7 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
     return;
   }
   pm.addPass(createGpuKernelOutliningPass());
+  pm.addPass(createQOptGPUHostSyncPass());
   pm.addPass(createQOptMergeGPUModulesPass());
   GpuNVVMAttachTargetOptions target;
   target.chip = options.chip;

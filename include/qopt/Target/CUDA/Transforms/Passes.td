@@ -46,6 +46,26 @@ def QOptMemRefCopyToLinalgPass
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
+  let summary = "Waits for the GPU only where host code reads or writes "
+                "memory";
+  let description = [{
+    Kernel launches are asynchronous: the CUDA host library queues each on
+    the model's stream and returns (`mgpuStreamSynchronize` only marks the
+    stream busy). Host code that touches memory a kernel may be using —
+    `memref.load`, `memref.store`, `memref.reshape` (it reads its shape
+    operand) and calls of host functions — must wait first: before each such
+    op, where a launch may have been queued since the last wait (a
+    `gpu.launch_func` earlier in the block, or in a region before it; at the
+    start of a region, conservatively), this pass inserts a call of
+    `qopt_cuda_host_sync`, which waits for the stream when work is queued
+    and stops the run with a kernel's failure. A `func.return` counts as a
+    host access (the caller reads the results). Launches then run back to
+    back instead of with a round trip through the host between each two.
+  }];
+  let dependentDialects = ["::mlir::func::FuncDialect"];
+}
+
 def QOptGPULaunchToLoopsPass
     : Pass<"qopt-gpu-launch-to-loops", "::mlir::func::FuncOp"> {
   let summary = "Runs GPU kernels on the CPU as loops over blocks and threads "

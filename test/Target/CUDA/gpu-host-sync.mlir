@@ -1,0 +1,56 @@
+// RUN: qopt-opt %s --qopt-gpu-host-sync | FileCheck %s
+
+// The host waits before it touches memory a kernel may use, once per
+// stretch of launches; stack buffers and constants need no wait, and small
+// host-only buffers move to the stack. A function waits before it returns.
+// CHECK-LABEL: func.func @entry
+// CHECK-NEXT: %[[C0:.*]] = arith.constant 0 : index
+// CHECK-NEXT: arith.constant 1 : index
+// CHECK-NEXT: %[[SHAPE:.*]] = memref.alloca() {alignment = 64 : i64} : memref<1xindex>
+// CHECK-NEXT: memref.store %{{.*}}, %[[SHAPE]][%[[C0]]]
+// CHECK-NEXT: memref.load %arg0[%[[C0]]]
+// CHECK-NEXT: gpu.launch_func {{ *}}@k::@k
+// CHECK-NEXT: gpu.launch_func {{ *}}@k::@k
+// CHECK-NEXT: memref.reshape %arg0(%[[SHAPE]])
+// CHECK-NEXT: memref.get_global @table
+// CHECK-NEXT: memref.load %{{.*}}[%[[C0]]] : memref<2xf32>
+// CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+// CHECK-NEXT: memref.load %arg0[%[[C0]]]
+// CHECK-NEXT: memref.store
+// CHECK-NEXT: scf.for
+// CHECK-NEXT: func.call @qopt_cuda_host_sync() : () -> ()
+// CHECK-NEXT: memref.load %arg0
+// CHECK-NEXT: }
+// CHECK-NEXT: gpu.launch_func {{ *}}@k::@k
+// CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+// CHECK-NEXT: return
+// CHECK-NOT: memref.dealloc
+// CHECK: func.func private @qopt_cuda_host_sync()
+module attributes {gpu.container_module} {
+  gpu.module @k {
+    gpu.func @k() kernel {
+      gpu.return
+    }
+  }
+  memref.global "private" constant @table : memref<2xf32> = dense<[1.0, 2.0]>
+  func.func @entry(%arg0: memref<4xf32>, %n: index) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %shape = memref.alloc() {alignment = 64 : i64} : memref<1xindex>
+    memref.store %n, %shape[%c0] : memref<1xindex>
+    %a = memref.load %arg0[%c0] : memref<4xf32>
+    gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
+    gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
+    %r = memref.reshape %arg0(%shape) : (memref<4xf32>, memref<1xindex>) -> memref<?xf32>
+    %g = memref.get_global @table : memref<2xf32>
+    %t = memref.load %g[%c0] : memref<2xf32>
+    %b = memref.load %arg0[%c0] : memref<4xf32>
+    memref.store %t, %arg0[%c1] : memref<4xf32>
+    scf.for %i = %c0 to %n step %c1 {
+      %x = memref.load %arg0[%c0] : memref<4xf32>
+    }
+    gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
+    memref.dealloc %shape : memref<1xindex>
+    return
+  }
+}
