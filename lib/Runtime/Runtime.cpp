@@ -1231,7 +1231,8 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
                 std::to_string(m->entries.size()) + " entries)");
   const qopt_model::Entry &e = m->entries[entry];
   std::unique_lock<std::mutex> lock(m->stateMutex, std::defer_lock);
-  if (m->hasState())
+  // A CUDA model's runs share its stream and pool: one at a time.
+  if (m->hasState() || m->cuda)
     lock.lock();
   if (numInputs != m->inputs.size())
     return fail("the model takes " + std::to_string(m->inputs.size()) +
@@ -1342,9 +1343,16 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
     args.push_back(m->rngDescriptor.data());
   }
   const char *checkMessage = nullptr;
-  if (e.fn(args.data(), &checkMessage))
-    return fail(std::string("the model stopped: ") +
-                (checkMessage ? checkMessage : "a run-time check failed"));
+  if (e.fn(args.data(), &checkMessage)) {
+    std::string message =
+        std::string("the model stopped: ") +
+        (checkMessage ? checkMessage : "a run-time check failed");
+    // Kernels queued before the failure may still use the buffers the run
+    // gave back: wait for them before anything reuses the memory.
+    if (m->cuda)
+      m->cudaSynchronize();
+    return fail(message);
+  }
   // The next run draws new random numbers; setting the key back replays.
   if (m->usesRNG)
     ++m->rngKey[1];

@@ -177,6 +177,8 @@ with tempfile.TemporaryDirectory() as tmp:
           FAKE_CUDA_MEM="1000", QOPT_CUDA_POOL_BYTES="1000000000000")
     error("kernel launch fails", gpu, "the model stopped: CUDA: cannot launch a kernel",
           FAKE_CUDA_FAIL_LAUNCH="3")
+    error("no concurrent managed access", gpu, "lacks concurrent managed memory access",
+          FAKE_CUDA_CONCURRENT_MANAGED="0")
     error("cpu model on --device cuda", cpu, "was compiled for cpu, not cuda", "--device", "cuda")
     error("cuda model on --device cpu", gpu, "was compiled for cuda, not cpu", "--device", "cpu")
     # The Python package: device="cuda", numpy in and out.
@@ -184,12 +186,25 @@ with tempfile.TemporaryDirectory() as tmp:
             f"m = qopt.load({gpu!r}, device='cuda')\n"
             f"out = m.run(input_ids=np.load({GPT2_IDS!r}))\n"
             f"print(m.device, m.gpu_name, out[0].shape, out[0].dtype)\n"
-            f"try:\n    qopt.load({gpu!r}, device='cpu')\nexcept RuntimeError as e:\n    print(e)\n")
+            f"try:\n    qopt.load({gpu!r}, device='cpu')\nexcept RuntimeError as e:\n    print(e)\n"
+            # The same library twice shares one GPU state: dropping one
+            # keeps the other's pool and kernels.
+            # (With the stand-in driver no kernel runs: a run-time check may
+            # stop the second copy's run on the garbage the pool holds.)
+            f"a, b = qopt.load({gpu!r}), qopt.load({gpu!r})\n"
+            f"del a\n"
+            f"try:\n    b.run(input_ids=np.load({GPT2_IDS!r}))\n"
+            f"    print('second copy ran')\n"
+            f"except ValueError as e:\n    print('second copy ran:', e)\n"
+            f"del b\nprint('both dropped')\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        env=dict(os.environ, LD_LIBRARY_PATH=fake))
     check("python: qopt.load(device='cuda') runs on the fake driver, device='cpu' refused",
           r.returncode == 0 and "cuda Fake GPU (1, 6, 50) float32" in r.stdout
           and "was compiled for cuda, not cpu" in r.stdout, (r.stdout + r.stderr).strip()[-300:])
+    check("python: one library loaded twice, the first dropped, the second still runs",
+          r.returncode == 0 and "second copy ran" in r.stdout and "both dropped" in r.stdout
+          and "initialized" not in r.stdout, r.stdout.strip().splitlines()[-2][:200])
 
     # --- The recipes: inference for every architecture, emulated = CPU.
     feeds = llama_feeds()

@@ -16,9 +16,12 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "Pool.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdarg>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +31,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 extern "C" {
@@ -49,6 +53,7 @@ using CUdeviceptr = unsigned long long;
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr int kAttrComputeCapabilityMajor = 75;
 constexpr int kAttrComputeCapabilityMinor = 76;
+constexpr int kAttrConcurrentManagedAccess = 89;
 constexpr unsigned kMemAttachGlobal = 1;
 constexpr unsigned kStreamNonBlocking = 1;
 
@@ -82,87 +87,23 @@ struct Driver {
 struct Module {
   const void *image = nullptr;
   CUmodule loaded = nullptr;
-};
-
-/// First-fit allocator over one managed region; freed ranges merge with
-/// their neighbours.
-class Pool {
-public:
-  void reset(char *region, size_t bytes) {
-    // Generated code assumes its buffers' alignment (64 bytes; 256 keeps
-    // vector loads within one memory transaction).
-    size_t skip =
-        (kAlign - reinterpret_cast<uintptr_t>(region) % kAlign) % kAlign;
-    base = region + std::min(skip, bytes);
-    size = (bytes - std::min(skip, bytes)) / kAlign * kAlign;
-    free.clear();
-    used.clear();
-    if (size)
-      free[0] = size;
-  }
-  void *allocate(size_t bytes) {
-    bytes = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
-    for (auto it = free.begin(); it != free.end(); ++it) {
-      if (it->second < bytes)
-        continue;
-      size_t offset = it->first, left = it->second - bytes;
-      free.erase(it);
-      if (left)
-        free[offset + bytes] = left;
-      used[offset] = bytes;
-      inUse += bytes;
-      return base + offset;
-    }
-    return nullptr;
-  }
-  void release(void *p) {
-    auto it = used.find(static_cast<char *>(p) - base);
-    if (it == used.end())
-      return;
-    size_t offset = it->first, bytes = it->second;
-    used.erase(it);
-    inUse -= bytes;
-    auto next = free.lower_bound(offset);
-    if (next != free.end() && offset + bytes == next->first) {
-      bytes += next->second;
-      next = free.erase(next);
-    }
-    if (next != free.begin()) {
-      auto prev = std::prev(next);
-      if (prev->first + prev->second == offset) {
-        prev->second += bytes;
-        return;
-      }
-    }
-    free[offset] = bytes;
-  }
-  bool owns(const void *p) const { return p >= base && p < base + size; }
-  size_t capacity() const { return size; }
-  size_t available() const { return size - inUse; }
-  size_t largestFree() const {
-    size_t largest = 0;
-    for (auto &[offset, bytes] : free)
-      largest = std::max(largest, bytes);
-    return largest;
-  }
-
-private:
-  static constexpr size_t kAlign = 256;
-  char *base = nullptr;
-  size_t size = 0, inUse = 0;
-  std::map<size_t, size_t> free, used;
+  /// Functions looked up so far, by the generated code's name constants.
+  std::unordered_map<const char *, CUfunction> functions;
 };
 
 struct State {
   Driver cu;
   bool initialized = false;
-  /// Launches queued since the host last waited for the stream.
-  bool pending = false;
+  /// Models sharing this state (the same library loaded twice).
+  int users = 0;
+  /// Launches queued since the host last waited for the stream (runs of
+  /// one model are serialized by the runtime).
+  std::atomic<bool> pending{false};
   CUdevice device = 0;
   CUcontext context = nullptr;
   CUstream stream = nullptr;
   CUdeviceptr region = 0;
-  Pool pool;
+  qopt::cuda::Pool pool;
   std::mutex poolMutex;
   std::vector<Module *> modules;
   char deviceName[256] = "";
@@ -187,6 +128,13 @@ std::string errorText(CUresult rc) {
 [[noreturn]] void stop(const std::string &message) {
   qopt_kernel_check_failed(("CUDA: " + message).c_str());
   std::abort(); // not reached: check_failed never returns
+}
+
+/// The context is current per thread: runs may come from any thread.
+void bindContext() {
+  State &s = state();
+  if (s.context)
+    s.cu.cuCtxSetCurrent(s.context);
 }
 
 bool loadDriver(Driver &cu, std::string &error) {
@@ -288,13 +236,18 @@ void *mgpuModuleGetFunction(void *module, const char *name) {
   if (!s.initialized || !m->loaded)
     stop(std::string("kernel '") + name +
          "' launched before the model's GPU was initialized");
-  CUfunction fn = nullptr;
-  if (CUresult rc = s.cu.cuModuleGetFunction(&fn, m->loaded, name))
-    stop(std::string("cannot find kernel '") + name + "': " + errorText(rc));
+  CUfunction &fn = m->functions[name];
+  if (!fn)
+    if (CUresult rc = s.cu.cuModuleGetFunction(&fn, m->loaded, name))
+      stop(std::string("cannot find kernel '") + name + "': " + errorText(rc));
   return fn;
 }
 
-void *mgpuStreamCreate() { return state().stream; }
+// Called before each launch (and before mgpuModuleGetFunction).
+void *mgpuStreamCreate() {
+  bindContext();
+  return state().stream;
+}
 
 void mgpuStreamDestroy(void *) {}
 
@@ -305,9 +258,9 @@ void mgpuStreamSynchronize(void *) { state().pending = true; }
 
 void qopt_cuda_host_sync() {
   State &s = state();
-  if (!s.pending)
+  if (!s.pending.exchange(false))
     return;
-  s.pending = false;
+  bindContext();
   if (CUresult rc = s.cu.cuStreamSynchronize(s.stream))
     stop("a kernel failed: " + errorText(rc));
 }
@@ -336,8 +289,10 @@ int qopt_cuda_init(int ptxArch, const char *archs, char *error,
     std::snprintf(error, errorSize, "%s", message.c_str());
     return 1;
   };
-  if (s.initialized)
+  if (s.initialized) {
+    ++s.users;
     return 0;
+  }
   std::string message;
   if (!loadDriver(s.cu, message))
     return fail(message);
@@ -366,6 +321,16 @@ int qopt_cuda_init(int ptxArch, const char *archs, char *error,
                 "(cubins for " +
                 archs + ", PTX for sm_" + std::to_string(ptxArch) +
                 " and newer); recompile it with qoptc --cuda-archs");
+  // Host code reads buffers between launches: managed memory the host may
+  // touch while the GPU works on other buffers (Linux, sm_60 and newer;
+  // not WSL or some virtual GPUs).
+  int concurrent = 0;
+  s.cu.cuDeviceGetAttribute(&concurrent, kAttrConcurrentManagedAccess,
+                            s.device);
+  if (!concurrent)
+    return fail("the GPU '" + std::string(s.deviceName) +
+                "' (or its driver) lacks concurrent managed memory access, "
+                "which qopt's CUDA models need (Linux, not WSL)");
   if (CUresult rc = s.cu.cuDevicePrimaryCtxRetain(&s.context, s.device))
     return fail("cannot create a context on " + std::string(s.deviceName) +
                 ": " + errorText(rc));
@@ -391,6 +356,7 @@ int qopt_cuda_init(int ptxArch, const char *archs, char *error,
                   std::to_string(s.computeCapability) + "): " + errorText(rc));
   qopt_kernel_set_allocator(poolAlloc, poolFree);
   s.initialized = true;
+  s.users = 1;
   return 0;
 }
 
@@ -398,8 +364,9 @@ int qopt_cuda_init(int ptxArch, const char *archs, char *error,
 /// unloads the model): the pool, the kernels, the stream, the context.
 void qopt_cuda_shutdown() {
   State &s = state();
-  if (!s.cu.handle)
+  if (!s.cu.handle || (s.initialized && --s.users > 0))
     return;
+  bindContext();
   if (s.stream)
     s.cu.cuStreamSynchronize(s.stream);
   for (Module *m : s.modules)
@@ -443,7 +410,10 @@ void qopt_cuda_pool_info(size_t *available, size_t *capacity) {
 int qopt_cuda_synchronize() {
   State &s = state();
   s.pending = false;
-  return s.initialized ? s.cu.cuStreamSynchronize(s.stream) : 0;
+  if (!s.initialized)
+    return 0;
+  bindContext();
+  return s.cu.cuStreamSynchronize(s.stream);
 }
 
 const char *qopt_cuda_device_name() { return state().deviceName; }

@@ -136,8 +136,13 @@ LogicalResult mlir::qopt::compilePTXToFatbin(ModuleOp module,
       std::string message;
       job.process = llvm::sys::ExecuteNoWait(ptxas, args, std::nullopt,
                                              redirects, 0, &message);
-      if (!job.process.Pid)
+      if (!job.process.Pid) {
+        // Wait for those already started (they write temporary files).
+        for (Job &started : jobs)
+          if (started.process.Pid)
+            llvm::sys::Wait(started.process, std::nullopt);
         return binary.emitError() << "cannot run ptxas: " << message;
+      }
     }
     bool failedAny = false;
     for (Job &job : jobs) {

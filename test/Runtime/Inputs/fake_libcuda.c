@@ -4,6 +4,7 @@
    only count (nothing runs, so outputs are whatever the pool held).
    FAKE_CUDA_CC sets the compute capability (default 90),
    FAKE_CUDA_FAIL_LAUNCH=N fails the Nth launch (1-based),
+   FAKE_CUDA_CONCURRENT_MANAGED=0 denies concurrent managed access,
    FAKE_CUDA_MEM the free memory in bytes (default 1 GiB). At exit it prints
    the launches, the stream waits and the managed bytes allocated to
    FAKE_CUDA_LOG. */
@@ -46,7 +47,11 @@ CUresult cuDeviceGetAttribute(int *v, int attr, int d) {
   (void)d;
   const char *cc = getenv("FAKE_CUDA_CC");
   int value = cc ? atoi(cc) : 90;
-  *v = attr == 75 ? value / 10 : attr == 76 ? value % 10 : 0;
+  const char *managed = getenv("FAKE_CUDA_CONCURRENT_MANAGED");
+  *v = attr == 75   ? value / 10
+       : attr == 76 ? value % 10
+       : attr == 89 ? (managed ? atoi(managed) : 1)
+                    : 0;
   return 0;
 }
 CUresult cuDevicePrimaryCtxRetain(void **ctx, int d) {

@@ -25,7 +25,6 @@
 // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
 // CHECK-NEXT: return
 // CHECK-NOT: memref.dealloc
-// CHECK: func.func private @qopt_cuda_host_sync()
 module attributes {gpu.container_module} {
   gpu.module @k {
     gpu.func @k() kernel {
@@ -52,5 +51,21 @@ module attributes {gpu.container_module} {
     gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
     memref.dealloc %shape : memref<1xindex>
     return
+  }
+
+  // A later block of a public function may start with launches queued.
+  // CHECK-LABEL: func.func @blocks
+  // CHECK: ^bb1:
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: memref.load
+  // CHECK: func.func private @qopt_cuda_host_sync()
+  func.func @blocks(%arg0: memref<4xf32>) -> f32 {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
+    cf.br ^bb1
+  ^bb1:
+    %x = memref.load %arg0[%c0] : memref<4xf32>
+    return %x : f32
   }
 }

@@ -71,6 +71,30 @@ func.func @dynamic(%out: memref<?xf32>, %lb: index, %ub: index) {
 
 // -----
 
+// A view of a constant made on the host is rebuilt in the kernel from the
+// kernel's own copy of the global.
+// CHECK-LABEL: func.func @view
+// CHECK: gpu.launch
+// CHECK-NEXT: %[[G:.*]] = memref.get_global @rows : memref<2x4xf32>
+// CHECK-NEXT: %[[V:.*]] = memref.subview %[[G]][1, 0] [1, 4] [1, 1]
+// CHECK: memref.load %[[V]]
+memref.global "private" constant @rows : memref<2x4xf32> = dense<1.0>
+func.func @view(%out: memref<4xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %g = memref.get_global @rows : memref<2x4xf32>
+  %v = memref.subview %g[1, 0] [1, 4] [1, 1] : memref<2x4xf32> to memref<4xf32, strided<[1], offset: 4>>
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    %x = memref.load %v[%i] : memref<4xf32, strided<[1], offset: 4>>
+    memref.store %x, %out[%i] : memref<4xf32>
+    scf.reduce
+  }
+  return
+}
+
+// -----
+
 func.func @nested(%out: memref<4x4xf32>, %v: f32) {
   %c0 = arith.constant 0 : index
   %c1 = arith.constant 1 : index
@@ -103,4 +127,19 @@ func.func @reduction(%in: memref<4xf32>) -> f32 {
     }
   }
   return %sum : f32
+}
+
+// -----
+
+func.func @check_in_loop(%out: memref<4xf32>, %v: f32, %ok: i1) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    // expected-error @below {{qopt-parallel-to-gpu: a run-time check inside a loop nest cannot run in a GPU kernel}}
+    cf.assert %ok, "bad"
+    memref.store %v, %out[%i] : memref<4xf32>
+    scf.reduce
+  }
+  return
 }

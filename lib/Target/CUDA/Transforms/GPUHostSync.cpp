@@ -125,10 +125,12 @@ struct QOptGPUHostSyncPass
         promoteHostBuffers(func);
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal())
-        // The caller (the runtime, or a function that waited) hands over an
-        // idle stream... except to helpers called between launches.
+        // The runtime calls a public function with an idle stream; other
+        // blocks, and private helpers, may start with launches queued.
         for (Block &block : func.getBody())
-          insertWaits(block, /*dirty=*/!func.isPublic(), callee);
+          insertWaits(block,
+                      /*dirty=*/!func.isPublic() || !block.isEntryBlock(),
+                      callee);
   }
 };
 } // namespace

@@ -2,8 +2,12 @@
 
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
+
+#include <functional>
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTPARALLELTOGPUPASS
@@ -53,6 +57,15 @@ static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
     return op.emitError("qopt-parallel-to-gpu: an scf.parallel with "
                         "reductions (expected none after "
                         "convert-linalg-to-parallel-loops)");
+  // A failed check in a kernel (__assertfail) would leave the GPU context
+  // unusable; the conversions hoist their checks out of loop nests.
+  WalkResult check = op.getBody()->walk([](cf::AssertOp assert) {
+    assert.emitError("qopt-parallel-to-gpu: a run-time check inside a loop "
+                     "nest cannot run in a GPU kernel");
+    return WalkResult::interrupt();
+  });
+  if (check.wasInterrupted())
+    return failure();
   WalkResult nested = op.getBody()->walk(
       [](scf::ParallelOp) { return WalkResult::interrupt(); });
   if (nested.wasInterrupted())
@@ -141,20 +154,32 @@ struct QOptParallelToGPUPass
     // Constant tensors (memref.global) are read by the kernel itself, so
     // that outlining copies the globals into the kernels' module (device
     // memory); their host addresses mean nothing to a GPU.
+    // Views of them (subview, reshape, cast) are rebuilt inside too.
     getOperation().walk([](gpu::LaunchOp launch) {
       OpBuilder b(launch.getContext());
       b.setInsertionPointToStart(&launch.getBody().front());
-      llvm::SmallDenseMap<Value, Value> sunk;
-      launch.getBody().walk([&](Operation *op) {
-        for (OpOperand &use : op->getOpOperands()) {
-          auto global = use.get().getDefiningOp<memref::GetGlobalOp>();
-          if (!global || launch->isProperAncestor(global))
-            continue;
-          Value &inside = sunk[use.get()];
-          if (!inside)
-            inside = b.clone(*global)->getResult(0);
-          use.set(inside);
+      IRMapping sunk;
+      // The global or view `v` (outside the launch) rebuilt inside, or null
+      // when `v` is not a view of a global.
+      std::function<Value(Value)> sink = [&](Value v) -> Value {
+        if (Value done = sunk.lookupOrNull(v))
+          return done;
+        Operation *def = v.getDefiningOp();
+        if (!def || launch->isProperAncestor(def))
+          return nullptr;
+        if (!isa<memref::GetGlobalOp>(def)) {
+          auto view = dyn_cast<ViewLikeOpInterface>(def);
+          if (!view || !sink(view.getViewSource()))
+            return nullptr;
         }
+        b.clone(*def, sunk); // maps def's results
+        return sunk.lookup(v);
+      };
+      launch.getBody().walk([&](Operation *op) {
+        for (OpOperand &use : op->getOpOperands())
+          if (isa<MemRefType>(use.get().getType()))
+            if (Value inside = sink(use.get()))
+              use.set(inside);
       });
     });
   }

@@ -23,7 +23,9 @@ def QOptParallelToGPUPass
     of the dimensions after it, in 32-bit arithmetic when the number of
     iterations fits (64-bit division costs tens of instructions on a GPU).
     The kernels have no barriers and no shared memory, so
-    `qopt-gpu-launch-to-loops` can run them on the CPU unchanged.
+    `qopt-gpu-launch-to-loops` can run them on the CPU unchanged. A
+    run-time check (`cf.assert`) inside a loop nest is an error: in a
+    kernel it would leave the GPU context unusable.
   }];
   let options = [
     Option<"blockSize", "block-size", "unsigned", "256",
@@ -31,7 +33,8 @@ def QOptParallelToGPUPass
   ];
   let dependentDialects = ["::mlir::gpu::GPUDialect",
                            "::mlir::scf::SCFDialect",
-                           "::mlir::arith::ArithDialect"];
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::cf::ControlFlowDialect"];
 }
 
 def QOptMemRefCopyToLinalgPass
