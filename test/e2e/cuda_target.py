@@ -7,8 +7,9 @@
   the four recipes' train steps compile too (for sm_80, to keep the test
   short: ptxas is most of the time);
 - the same kernels run on the CPU (--cuda-emulate: each launch a loop over
-  its blocks and threads) give the CPU target's outputs, losses and
-  gradients (inference and train steps);
+  its blocks and threads; the quantized products through the kernel
+  library's GEMV plan and lane code) give the CPU target's outputs, losses
+  and gradients (inference and train steps);
 - the runtime's CUDA path (driver loading, memory pool, parameter and input
   copies, results back to the host, errors) runs against a stand-in for
   the driver (Inputs/fake_libcuda.c: kernels only counted), through
@@ -218,6 +219,10 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"recipe {recipe} compiles for cuda", rc == 0, err.strip()[-200:])
         if rc == 0:
             check_compiled(f"recipe {recipe}", lib, ARCHS)
+        if recipe == "qlora":
+            # Its NF4 products call the kernel library's GEMV (embedded).
+            check("recipe qlora: the library embeds the CUDA kernel library",
+                  b"qopt_cuda_library_fatbin" in open(lib, "rb").read())
         emu, cpu = os.path.join(tmp, f"{recipe}-emu.so"), os.path.join(tmp, f"{recipe}-cpu.so")
         qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "--cuda-emulate", "-o", emu)
         qoptc(LLAMA, "--recipe", recipe, *extra, "-o", cpu)

@@ -564,6 +564,12 @@ int main(int argc, char **argv) {
         llvm::sys::path::parent_path(options.kernelsLibrary));
     llvm::sys::path::append(host, "libqopt_cuda_host.a");
     options.cuda.hostLibrary = host.str().str();
+    // The kernel library, built where nvcc was found.
+    llvm::SmallString<256> library(
+        llvm::sys::path::parent_path(options.kernelsLibrary));
+    llvm::sys::path::append(library, "libqopt_cuda_library.a");
+    if (llvm::sys::fs::exists(library))
+      options.cuda.kernelLibrary = library.str().str();
   }
 
   mlir::qopt::ONNXImportOptions importOptions;

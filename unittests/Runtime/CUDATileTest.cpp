@@ -41,9 +41,8 @@ uint16_t toBF16(float f) {
   return uint16_t(u >> 16);
 }
 
-template <int F>
-void runLanes(const WeightView &w, const uint16_t *x, int m,
-              std::vector<float> &y) {
+template <int F, typename X>
+void runLanes(const WeightView &w, const X *x, int m, std::vector<float> &y) {
   const float *nf4 = qopt::kNF4Codes.data();
   for (int64_t r = 0; r < w.n; ++r) {
     float total[kMaxRows] = {};
@@ -101,22 +100,36 @@ TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
         codes,  rowBytes, scales.data(), groups, c.zp ? zps.data() : nullptr,
         groups, c.n,      c.k,           c.group};
     std::vector<float> y(size_t(c.m * c.n));
+    // The f32-activation variant (what CUDA models call) on the same
+    // values: the same products summed in the same order, so equal bits.
+    std::vector<float> x32(x.size()), y32(y.size());
+    for (size_t i = 0; i < x.size(); ++i) {
+      uint32_t bits = uint32_t(x[i]) << 16;
+      std::memcpy(&x32[i], &bits, 4);
+    }
     switch (c.format) {
     case kInt4:
       runLanes<kInt4>(w, x.data(), c.m, y);
+      runLanes<kInt4>(w, x32.data(), c.m, y32);
       break;
     case kUInt4:
       runLanes<kUInt4>(w, x.data(), c.m, y);
+      runLanes<kUInt4>(w, x32.data(), c.m, y32);
       break;
     case kInt8:
       runLanes<kInt8>(w, x.data(), c.m, y);
+      runLanes<kInt8>(w, x32.data(), c.m, y32);
       break;
     case kUInt8:
       runLanes<kUInt8>(w, x.data(), c.m, y);
+      runLanes<kUInt8>(w, x32.data(), c.m, y32);
       break;
     default:
       runLanes<kNF4>(w, x.data(), c.m, y);
+      runLanes<kNF4>(w, x32.data(), c.m, y32);
     }
+    for (size_t i = 0; i < y.size(); ++i)
+      ASSERT_EQ(y32[i], y[i]) << "f32 activations differ at " << i;
     // The reference: each code by the format's definition.
     for (int i = 0; i < c.m; ++i)
       for (int64_t r = 0; r < c.n; ++r) {

@@ -18,6 +18,8 @@
 
 #include "Pool.h"
 
+#include "../Kernels/CUDA/QLinearLaunch.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -35,6 +37,11 @@
 #include <vector>
 
 extern "C" {
+// The CUDA kernel library (QLinear.cu) as a fatbin, when qoptc linked it
+// (libqopt_cuda_library.a: built where nvcc was found).
+extern const unsigned char qopt_cuda_library_fatbin[] __attribute__((weak));
+extern const unsigned long long qopt_cuda_library_fatbin_size
+    __attribute__((weak));
 void qopt_kernel_check_failed(const char *message);
 void qopt_kernel_set_allocator(void *(*alloc)(size_t, size_t),
                                void (*free)(void *));
@@ -106,6 +113,8 @@ struct State {
   qopt::cuda::Pool pool;
   std::mutex poolMutex;
   std::vector<Module *> modules;
+  /// The kernel library's module (null when it was not linked in).
+  Module library;
   char deviceName[256] = "";
   int computeCapability = 0;
   std::string error;
@@ -276,6 +285,52 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
          std::to_string(blockX) + " threads: " + errorText(rc));
 }
 
+//===-- The kernel library, called by generated host code -----------------===//
+
+/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments): the
+/// GEMV of QLinear.cu, one launch per QLinearLaunch.h plan entry, queued
+/// like the generated kernels.
+void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
+                       int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+                       int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
+                       int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+                       int64_t ps, int64_t os, int64_t ss, int64_t pz,
+                       int64_t oz, int64_t sz, int64_t pc, int64_t oc,
+                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  State &s = state();
+  if (!s.library.loaded)
+    stop("the model calls the CUDA kernel library, which is not linked in");
+  bindContext();
+  constexpr int kWarps = 4; // QLinear.cu's warps (output rows) per block
+  const char *error = qopt_cuda::planQLinear(
+      /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
+      sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
+      [&](const qopt_cuda::GemvLaunch &l) {
+        CUfunction fn = static_cast<CUfunction>(
+            mgpuModuleGetFunction(&s.library, qopt_cuda::gemvName(l.format)));
+        const float *x = l.x;
+        int64_t ldx = l.ldx, codeRow = l.codeRow, scaleRow = l.scaleRow,
+                zpRow = l.zpRow, rows = l.n, kk = l.k, g = l.group, ldy = l.ldy;
+        int mm = int(l.m);
+        const uint8_t *codes = l.codes;
+        const float *scales = l.scales;
+        const int8_t *zp = l.zp;
+        float *y = l.y, beta = 1.0f;
+        void *params[] = {&x,      &ldx,      &mm, &codes, &codeRow,
+                          &scales, &scaleRow, &zp, &zpRow, &rows,
+                          &kk,     &g,        &y,  &ldy,   &beta};
+        unsigned blocks = unsigned((l.n + kWarps - 1) / kWarps);
+        if (CUresult rc = s.cu.cuLaunchKernel(fn, blocks, 1, 1, kWarps * 32, 1,
+                                              1, 0, s.stream, params, nullptr))
+          stop(std::string("cannot launch ") + qopt_cuda::gemvName(l.format) +
+               ": " + errorText(rc));
+        s.pending = true;
+      });
+  if (error)
+    stop(std::string("internal: the CUDA GEMV cannot take this product: ") +
+         error);
+}
+
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//
 
 /// Opens the driver, takes the device's primary context, sizes the pool
@@ -354,6 +409,12 @@ int qopt_cuda_init(int ptxArch, const char *archs, char *error,
       return fail("cannot load the model's kernels on " +
                   std::string(s.deviceName) + " (sm_" +
                   std::to_string(s.computeCapability) + "): " + errorText(rc));
+  if (&qopt_cuda_library_fatbin && qopt_cuda_library_fatbin) {
+    s.library.image = qopt_cuda_library_fatbin;
+    if (CUresult rc = s.cu.cuModuleLoadData(&s.library.loaded, s.library.image))
+      return fail("cannot load the CUDA kernel library on " +
+                  std::string(s.deviceName) + ": " + errorText(rc));
+  }
   qopt_kernel_set_allocator(poolAlloc, poolFree);
   s.initialized = true;
   s.users = 1;
@@ -374,6 +435,11 @@ void qopt_cuda_shutdown() {
       s.cu.cuModuleUnload(m->loaded);
       m->loaded = nullptr;
     }
+  if (s.library.loaded) {
+    s.cu.cuModuleUnload(s.library.loaded);
+    s.library.loaded = nullptr;
+    s.library.functions.clear();
+  }
   if (s.region)
     s.cu.cuMemFree(s.region);
   if (s.stream)

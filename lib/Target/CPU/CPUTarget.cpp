@@ -180,6 +180,7 @@ LogicalResult CPUCompiler::runCodegenPipeline() {
     codegen.toolkit = options.cuda.toolkit;
     codegen.blockSize = options.cuda.blockSize;
     codegen.emulate = options.cuda.emulate;
+    codegen.library = !options.cuda.kernelLibrary.empty();
     buildCUDACodegenPipeline(pm, codegen);
     if (failed(pm.run(module)))
       return failure();
@@ -522,12 +523,13 @@ llvm::json::Value CPUCompiler::manifest() {
     result[key::kCUDA] =
         llvm::json::Object{{key::kArchs, llvm::json::Array(options.cuda.archs)},
                            {key::kPTX, options.cuda.archs.front()}};
-  if (auto adapter = module->getAttrOfType<StringAttr>(kAdapterManifestAttr))
+  if (auto adapter = module->getAttrOfType<StringAttr>(kAdapterManifestAttr)) {
     if (llvm::Expected<llvm::json::Value> parsed =
             llvm::json::parse(adapter.getValue()))
       result["adapter"] = std::move(*parsed);
     else
       llvm::consumeError(parsed.takeError());
+  }
   return result;
 }
 
@@ -716,16 +718,20 @@ LogicalResult CPUCompiler::link(StringRef object, StringRef output) {
     return error() << "cannot find the CUDA host library '"
                    << options.cuda.hostLibrary << "'";
   StringRef cudaHost = cudaDevice() ? StringRef(options.cuda.hostLibrary) : "";
-  SmallVector<StringRef> args = {*linker, "-shared", "-o", output, object,
-                                 cudaHost, options.kernelsLibrary,
-                                 cudaDevice() ? "-ldl" : "", "-lopenblas",
-                                 "-lm", "-Wl,-z,noexecstack",
-                                 // The model's calls into its own kernel
-                                 // library bind to it, not to another
-                                 // model's that a host loaded RTLD_GLOBAL
-                                 // (whose pool and packed weights they
-                                 // would share).
-                                 "-Wl,-Bsymbolic", "-Wl,--no-undefined"};
+  // The kernel library's fatbin: nothing references it by a strong symbol.
+  bool library = cudaDevice() && !options.cuda.kernelLibrary.empty();
+  SmallVector<StringRef> args = {
+      *linker, "-shared", "-o", output, object,
+      library ? "-Wl,--whole-archive" : "",
+      library ? StringRef(options.cuda.kernelLibrary) : "",
+      library ? "-Wl,--no-whole-archive" : "", cudaHost, options.kernelsLibrary,
+      cudaDevice() ? "-ldl" : "", "-lopenblas", "-lm", "-Wl,-z,noexecstack",
+      // The model's calls into its own kernel
+      // library bind to it, not to another
+      // model's that a host loaded RTLD_GLOBAL
+      // (whose pool and packed weights they
+      // would share).
+      "-Wl,-Bsymbolic", "-Wl,--no-undefined"};
   llvm::erase(args, StringRef());
   std::string message;
   SmallString<128> log;

@@ -11,8 +11,8 @@ import os
 import re
 import sys
 
-KERNELS = ["qopt_cuda_gemv_int4", "qopt_cuda_gemv_uint4", "qopt_cuda_gemv_int8",
-           "qopt_cuda_gemv_uint8", "qopt_cuda_gemv_nf4"]
+KERNELS = [f"qopt_cuda_gemv_{x}{f}" for x in ("", "f32_")
+           for f in ("int4", "uint4", "int8", "uint8", "nf4")]
 folder, archs = sys.argv[1], sys.argv[2:]
 failures = 0
 for arch in archs:

@@ -35,6 +35,14 @@ struct CUDACodegenOptionsBase : public PassPipelineOptions<Derived> {
       *this, "block-size",
       llvm::cl::desc("Threads per block of the generated kernels"),
       llvm::cl::init(256)};
+  mlir::detail::PassOptions::Option<bool> library{
+      *this, "library",
+      llvm::cl::desc("Quantized products the CUDA kernel library's GEMV "
+                     "takes call it (qopt_cuda_qlinear; with emulate, its "
+                     "CPU emulation) instead of becoming generated kernels; "
+                     "the model must then be linked with "
+                     "libqopt_cuda_library"),
+      llvm::cl::init(false)};
   mlir::detail::PassOptions::Option<bool> emulate{
       *this, "emulate",
       llvm::cl::desc("Run the kernels on the CPU as loops over their blocks "

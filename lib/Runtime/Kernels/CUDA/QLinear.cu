@@ -37,8 +37,8 @@ __constant__ float kNF4Values[16] = {
     qopt::kNF4Codes[12], qopt::kNF4Codes[13], qopt::kNF4Codes[14],
     qopt::kNF4Codes[15]};
 
-template <int F>
-__device__ void gemv(const uint16_t *x, int64_t ldx, int m,
+template <int F, typename X>
+__device__ void gemv(const X *x, int64_t ldx, int m,
                      const uint8_t *codes, int64_t codeRow, const float *scales,
                      int64_t scaleRow, const int8_t *zp, int64_t zpRow,
                      int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,
@@ -60,7 +60,7 @@ __device__ void gemv(const uint16_t *x, int64_t ldx, int m,
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i)
       acc[i] = 0.0f;
-    laneSums<F>(w, r, lane, x + base * ldx, ldx, rows, nf4, acc);
+    laneSums<F, X>(w, r, lane, x + base * ldx, ldx, rows, nf4, acc);
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i) {
       if (i >= rows) // (the same for every lane of the warp)
@@ -79,18 +79,26 @@ __device__ void gemv(const uint16_t *x, int64_t ldx, int m,
 
 } // namespace
 
-#define QOPT_GEMV_ENTRY(name, format)                                          \
+#define QOPT_GEMV_ENTRY(name, format, X)                                       \
   extern "C" __global__ void __launch_bounds__(kWarps * 32) name(             \
-      const uint16_t *x, int64_t ldx, int m, const uint8_t *codes,             \
-      int64_t codeRow, const float *scales, int64_t scaleRow,                  \
-      const int8_t *zp, int64_t zpRow, int64_t n, int64_t k, int64_t group,    \
-      float *y, int64_t ldy, float beta) {                                     \
-    gemv<format>(x, ldx, m, codes, codeRow, scales, scaleRow, zp, zpRow, n,   \
-                 k, group, y, ldy, beta);                                      \
+      const X *x, int64_t ldx, int m, const uint8_t *codes, int64_t codeRow,   \
+      const float *scales, int64_t scaleRow, const int8_t *zp, int64_t zpRow,  \
+      int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,              \
+      float beta) {                                                            \
+    gemv<format, X>(x, ldx, m, codes, codeRow, scales, scaleRow, zp, zpRow, n, \
+                    k, group, y, ldy, beta);                                   \
   }
 
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_int4, kInt4)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint4, kUInt4)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_int8, kInt8)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint8, kUInt8)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_nf4, kNF4)
+// x in bfloat16 (bits).
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_int4, kInt4, uint16_t)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint4, kUInt4, uint16_t)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_int8, kInt8, uint16_t)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint8, kUInt8, uint16_t)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_nf4, kNF4, uint16_t)
+// x in f32: what models compiled by qoptc --target cuda call
+// (qopt_cuda_qlinear, lib/Runtime/CUDAHost).
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_int4, kInt4, float)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_uint4, kUInt4, float)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_int8, kInt8, float)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_uint8, kUInt8, float)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_nf4, kNF4, float)

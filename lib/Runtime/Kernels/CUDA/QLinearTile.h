@@ -94,6 +94,15 @@ QOPT_HD float dotChunk(const float *w, const uint16_t *x) {
   return sum;
 }
 
+/// The same with f32 x (the CUDA target's models compute in f32).
+QOPT_HD float dotChunk(const float *w, const float *x) {
+  float sum = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kChunk; ++j)
+    sum += w[j] * x[j];
+  return sum;
+}
+
 /// The weight as the lanes read it.
 struct WeightView {
   const uint8_t *codes;
@@ -115,14 +124,13 @@ QOPT_HD float zeroPoint(const WeightView &w, int64_t r, int64_t g) {
 }
 
 /// Lane `lane`'s partial sums of output row r for the m (<= kMaxRows) rows
-/// of x (bf16 bits, row stride ldx): acc[i] += sum over its chunks of
-/// scale · dotChunk. Needs K and the group to be multiples of 32 (a group
-/// of K: per channel), rows of codes 16-byte aligned (the kernel reads
-/// them as 16-byte vectors), x 4-byte aligned with an even ldx.
-template <int F>
-QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane,
-                      const uint16_t *x, int64_t ldx, int m, const float *nf4,
-                      float *acc) {
+/// of x (bf16 bits, or f32; row stride ldx): acc[i] += sum over its chunks
+/// of scale · dotChunk. Needs K and the group to be multiples of 32 (a
+/// group of K: per channel), rows of codes 16-byte aligned (the kernel
+/// reads them as 16-byte vectors), bf16 x 4-byte aligned with an even ldx.
+template <int F, typename X>
+QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane, const X *x,
+                      int64_t ldx, int m, const float *nf4, float *acc) {
   constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
   constexpr int bytes = four ? kChunk / 2 : kChunk;
   const uint8_t *row = w.codes + r * w.codeRow;

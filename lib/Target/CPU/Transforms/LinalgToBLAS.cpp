@@ -373,7 +373,8 @@ static void rewriteSgemm(linalg::GenericOp op, const GemmDims &dims,
 /// nest that expanded W and its buffer go.
 static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
                              QuantizedWeight w, bool int8Activations,
-                             int64_t perTokenBits, ModuleOp module) {
+                             int64_t perTokenBits, ModuleOp module,
+                             StringRef callee = kQLinear) {
   CallArgs args(op, dims);
   args.constant(w.format);
   args.constant(w.group);
@@ -388,7 +389,7 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   else
     args.zeros(3);
   args.operand(2, {dims.m, dims.n});
-  args.call(module, kQLinear);
+  args.call(module, callee);
   // The call now reads the expansion's inputs: buffers freed after their
   // last use so far (double-quantized scales expanded just before) are
   // freed after the call instead.
@@ -409,6 +410,32 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
       user->erase();
     alloc->erase();
   }
+}
+
+/// Whether the CUDA kernel library's GEMV (QLinear.cu) takes the product:
+/// int4 / uint4 / int8 / uint8 / NF4 codes, a static K and scale group that
+/// are multiples of 32 (16-byte rows of 4-bit codes), A and C contiguous
+/// along K and N.
+static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
+                          QuantizedWeight w) {
+  if (w.format < 0 || w.format > 4 || w.group % 32 != 0)
+    return false;
+  auto codes =
+      cast<MemRefType>(w.expand.getDpsInputOperand(0)->get().getType());
+  int64_t k = codes.getShape()[1] * (w.format == 2 || w.format == 3 ? 1 : 2);
+  if (ShapedType::isDynamic(codes.getShape()[1]) || k % 32 != 0)
+    return false;
+  // Unit strides along K in A and along N in C, as the GEMV reads them.
+  auto unitStride = [&](unsigned operand, unsigned dim) {
+    Value v = op->getOperand(operand);
+    auto type = cast<MemRefType>(v.getType());
+    AffineMap map = op.getIndexingMapsArray()[operand];
+    if (map.getNumResults() == 0 ||
+        map.getResults().back() != getAffineDimExpr(dim, op.getContext()))
+      return false;
+    return type.isLastDimUnitStride();
+  };
+  return unitStride(0, dims.k) && unitStride(2, dims.n);
 }
 
 /// The buffer `v` is a view of (itself if none).
@@ -597,7 +624,14 @@ struct QOptLinalgToBLASPass
         matmuls.push_back({op, *dims});
     });
     for (auto &[op, dims] : matmuls) {
-      if (std::optional<QuantizedWeight> w = matchQuantized(op, dims))
+      std::optional<QuantizedWeight> w = matchQuantized(op, dims);
+      if (!cudaQLinear.empty()) {
+        if (w && cudaGemvTakes(op, dims, *w))
+          rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
+                           /*perTokenBits=*/0, module, cudaQLinear);
+        continue;
+      }
+      if (w)
         rewriteQuantized(op, dims, *w, int8Activations,
                          readQuantizerInput(op, dims, *w), module);
       else

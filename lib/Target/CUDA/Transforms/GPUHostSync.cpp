@@ -14,6 +14,8 @@ namespace mlir::qopt {
 using namespace mlir;
 
 static constexpr StringLiteral kHostSync = "qopt_cuda_host_sync";
+/// The kernel library's entry: it queues launches as a gpu.launch_func does.
+static constexpr StringLiteral kLibraryQLinear = "qopt_cuda_qlinear";
 
 /// Whether `memref` is host memory no kernel uses: a stack buffer, or a
 /// constant (kernels read their own copies of globals).
@@ -37,17 +39,21 @@ static bool touchesMemory(Operation *op) {
           op))
     return true;
   if (auto call = dyn_cast<func::CallOp>(op))
-    return call.getCallee() != kHostSync;
+    return call.getCallee() != kHostSync && call.getCallee() != kLibraryQLinear;
   return false;
 }
 
 /// Whether `op` is, or holds, a kernel launch.
 static bool launches(Operation *op) {
-  if (isa<gpu::LaunchFuncOp>(op))
-    return true;
-  if (op->getNumRegions() == 0)
-    return false;
-  return op->walk([](gpu::LaunchFuncOp) { return WalkResult::interrupt(); })
+  auto isLaunch = [](Operation *o) {
+    auto call = dyn_cast<func::CallOp>(o);
+    return isa<gpu::LaunchFuncOp>(o) ||
+           (call && call.getCallee() == kLibraryQLinear);
+  };
+  return op
+      ->walk([&](Operation *o) {
+        return isLaunch(o) ? WalkResult::interrupt() : WalkResult::advance();
+      })
       .wasInterrupted();
 }
 

@@ -18,6 +18,12 @@ using namespace mlir;
 void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
                                           const CUDACodegenOptions &options) {
   buildBufferizePipeline(pm);
+  if (options.library) {
+    QOptLinalgToBLASPassOptions library;
+    library.cudaQLinear =
+        options.emulate ? "qopt_cuda_qlinear_emulated" : "qopt_cuda_qlinear";
+    pm.addPass(createQOptLinalgToBLASPass(library));
+  }
   pm.addNestedPass<func::FuncOp>(createQOptMemRefCopyToLinalgPass());
   pm.addPass(createConvertLinalgToParallelLoopsPass());
   // One parallel loop per nest, all its dimensions parallel (one thread

@@ -1,8 +1,15 @@
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas | FileCheck %s
+// The CUDA target's form: only quantized products the CUDA GEMV takes
+// become calls (of the entry named); f32 products and FP8 weights stay
+// loop nests.
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas=cuda-qlinear=qopt_cuda_qlinear | FileCheck %s --check-prefix=CUDA
 
 // A [batch, seq, k] activation times a transposed 2-D weight: M = seq, one
 // outer loop (batch), B read through its strides (n, k order).
 // CHECK-LABEL: func.func @linear
+// CUDA-LABEL: func.func @linear
+// CUDA-NOT: call
+// CUDA: linalg.generic
 // CHECK-SAME: (%[[X:.*]]: memref<?x?x16xf32>, %[[W:.*]]: memref<32x16xf32>, %[[Y:.*]]: memref<?x?x32xf32>)
 // CHECK: %[[C0:.*]] = arith.constant 0 : index
 // CHECK: %[[C1:.*]] = arith.constant 1 : index
@@ -109,6 +116,10 @@ func.func @not_products(%a: memref<4x8xi32>, %b: memref<8x5xi32>, %c: memref<4x5
 // 0, group 32, no flags); the expansion and its buffer go. [batch, seq, k]
 // activations: the outer loop is the batch.
 // CHECK-LABEL: func.func @quantized_int4
+// CUDA-LABEL: func.func @quantized_int4
+// CUDA-NOT: linalg.generic
+// CUDA: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c0{{[_0-9]*}}, %c1{{[_0-9]*}},
+// CUDA: func.func private @qopt_cuda_qlinear(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
 // CHECK-SAME: (%[[X:.*]]: memref<?x?x64xf32>, %[[D:.*]]: memref<8x32xi8>, %[[S:.*]]: memref<8x2xf32>, %[[Y:.*]]: memref<?x?x8xf32>)
 // CHECK-NOT: memref.alloc
 // CHECK-NOT: linalg.generic
@@ -142,6 +153,9 @@ func.func @quantized_int4(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memre
 // FP8 E4M3 with one scale for the tensor (a rank-0 buffer: row stride 0)
 // and E5M2 per channel: formats 5 and 6, group K.
 // CHECK-LABEL: func.func @quantized_fp8
+// CUDA-LABEL: func.func @quantized_fp8
+// CUDA-NOT: call
+// CUDA: linalg.generic
 // CHECK-NOT: linalg.generic
 // CHECK: %[[SP:.*]] = memref.extract_aligned_pointer_as_index %{{.*}} : memref<f32>
 // CHECK: call @qopt_kernel_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %[[SP]], %{{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}},
@@ -194,6 +208,9 @@ func.func @quantized_fp8(%x: memref<3x64xf32>, %d: memref<8x64xi8>, %s: memref<f
 // CHECK-NOT: linalg.generic
 // CHECK: return
 // INT8-LABEL: func.func @quantized_nf4
+// CUDA-LABEL: func.func @quantized_nf4
+// CUDA: call @qopt_cuda_qlinear(%c4{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CUDA: call @qopt_cuda_qlinear(%c4{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
 // INT8: call @qopt_kernel_qlinear(%c4{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2{{[_0-9]*}},
 !nf4 = !qopt.qtensor<4x128, #qopt.nf4, #qopt.per_block<64>, scales = !qopt.qtensor<8, #qopt.int<8>, #qopt.per_tensor, scales = f32>>
 !nested = !qopt.qtensor<8, #qopt.int<8>, #qopt.per_tensor, scales = f32>

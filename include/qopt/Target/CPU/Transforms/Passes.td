@@ -80,12 +80,22 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     (int8 activations: VNNI register tiles; f32: blocks of W dequantized
     into the f32 kernel's panels). Other formats keep the expansion and
     `qopt_kernel_sgemm`.
+
+    With `cuda-qlinear=NAME` (the CUDA target) only the quantized products
+    the CUDA kernel library's GEMV takes (int4 / uint4 / int8 / uint8 / NF4
+    codes, K and the scale group multiples of 32) become calls, of `NAME`
+    with `qopt_kernel_qlinear`'s arguments (`qopt_cuda_qlinear`, which
+    launches the GEMV, or `qopt_cuda_qlinear_emulated`, which runs its lanes
+    on the CPU); f32 products stay loop nests (kernels).
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
            "Quantized products quantize their activations to int8 per block "
            "of 32 on the fly and use integer dot products (AVX-512 VNNI; "
            "CPUs without it compute in f32)">,
+    Option<"cudaQLinear", "cuda-qlinear", "std::string", "\"\"",
+           "Call this CUDA quantized-GEMV entry for the quantized products "
+           "it takes, and leave every other product as loops">,
   ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::memref::MemRefDialect",

@@ -1,0 +1,113 @@
+//===- QLinearLaunch.h - qopt_cuda_qlinear's launches -----------*- C++ -*-===//
+//
+// How a quantized product of a model compiled for CUDA (a call with
+// qopt_kernel_qlinear's arguments, qopt-linalg-to-blas{cuda-qlinear=…})
+// becomes launches of QLinear.cu's f32 GEMV: outer loops whose rows of A
+// and C continue fold into M (the GEMV loops over rows 16 at a time);
+// others take one launch per index. Host-only plain C++, shared by the
+// CUDA host library (which launches) and the CPU kernel library's
+// emulation (which runs QLinearTile.h's lanes for each launch), so the
+// emulated models test this planning too.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
+#define QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
+
+#include <cstdint>
+
+namespace qopt_cuda {
+
+/// One launch of qopt_cuda_gemv_f32_<format> (C += A·Wᵀ: beta 1).
+struct GemvLaunch {
+  int format;
+  const float *x;
+  int64_t ldx, m;
+  const uint8_t *codes;
+  int64_t codeRow;
+  const float *scales;
+  int64_t scaleRow;
+  const int8_t *zp;
+  int64_t zpRow;
+  int64_t n, k, group;
+  float *y;
+  int64_t ldy;
+};
+
+/// The GEMV entry of `format` (0 int4, 1 uint4, 2 int8, 3 uint8, 4 NF4).
+inline const char *gemvName(int format) {
+  static const char *names[] = {
+      "qopt_cuda_gemv_f32_int4", "qopt_cuda_gemv_f32_uint4",
+      "qopt_cuda_gemv_f32_int8", "qopt_cuda_gemv_f32_uint8",
+      "qopt_cuda_gemv_f32_nf4"};
+  return format >= 0 && format <= 4 ? names[format] : nullptr;
+}
+
+/// Calls `launch(const GemvLaunch &)` for each launch of the product with
+/// qopt_kernel_qlinear's arguments (element offsets and strides, pointers
+/// as integers); returns null, or why the GEMV cannot take it (the
+/// compiler only emits calls it takes: a failure is a broken invariant).
+/// `aligned`: check the 16-byte alignment of the codes' rows the GPU's
+/// vector loads need (the CUDA host library's parameters are pool buffers,
+/// 256-byte aligned; the emulation reads a CPU model's mapped weights).
+template <typename Launch>
+const char *
+planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
+            int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+            int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak,
+            int64_t pw, int64_t ow, int64_t sw, int64_t ps, int64_t os,
+            int64_t ss, int64_t pz, int64_t oz, int64_t sz, int64_t pc,
+            int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+            Launch &&launch) {
+  if (!gemvName(int(format)))
+    return "a weight format the GEMV does not take";
+  if (flags & ~int64_t(1))
+    return "integer activations (not on the CUDA target)";
+  if (k % 32 || group <= 0 || group % 32 || (sak != 1 && k > 1) ||
+      (scn != 1 && n > 1))
+    return "K or the scale group is not a multiple of 32, or A or C is "
+           "strided along K or N";
+  const uint8_t *codes = reinterpret_cast<const uint8_t *>(pw) + ow;
+  if (aligned && (reinterpret_cast<uintptr_t>(codes) % 16 || sw % 16))
+    return "the codes' rows are not 16-byte aligned";
+  if (m <= 0 || n <= 0 || o0 <= 0 || o1 <= 0 || k == 0)
+    return nullptr;
+  // Fold the inner outer loop, then the outer one, into M where A's and
+  // C's rows continue across it.
+  auto folds = [&](int64_t size, int64_t sa, int64_t sc) {
+    return size == 1 || (sa == m * sam && sc == m * scm);
+  };
+  if (folds(o1, sa1, sc1)) {
+    m *= o1;
+    o1 = 1;
+    if (folds(o0, sa0, sc0)) {
+      m *= o0;
+      o0 = 1;
+    }
+  }
+  GemvLaunch l{};
+  l.format = int(format);
+  l.ldx = sam;
+  l.codes = codes;
+  l.codeRow = sw;
+  l.scales = reinterpret_cast<const float *>(ps) + os;
+  l.scaleRow = ss;
+  l.zp = (flags & 1) ? reinterpret_cast<const int8_t *>(pz) + oz : nullptr;
+  l.zpRow = sz;
+  l.n = n;
+  l.k = k;
+  l.group = group;
+  l.ldy = scm;
+  l.m = m;
+  for (int64_t i = 0; i < o0; ++i)
+    for (int64_t j = 0; j < o1; ++j) {
+      l.x = reinterpret_cast<const float *>(pa) + oa + i * sa0 + j * sa1;
+      l.y = reinterpret_cast<float *>(pc) + oc + i * sc0 + j * sc1;
+      launch(l);
+    }
+  return nullptr;
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
