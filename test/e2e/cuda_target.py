@@ -160,6 +160,25 @@ with tempfile.TemporaryDirectory() as tmp:
     check("fake driver: 20 runs in a pool just above the parameters", rc == 0,
           out.strip()[-200:])
 
+    def modules():
+        return int(re.search(r"modules (\d+)", open(os.path.join(tmp, "fake.log")).read())[1])
+
+    run_fake(gpu)
+    check("fake driver: a model without quantized products loads only its own kernels",
+          modules() == 1, f"{modules()} modules")
+    # int4 weights: the products call the kernel library's GEMV, loaded at
+    # its first call; emulated, its lanes equal the CPU target's product.
+    q4 = os.path.join(tmp, "gpt2-int4.so")
+    rc, err = qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "-o", q4)
+    rc, out = run_fake(q4)
+    check("fake driver: int4 gpt2-tiny runs, loading the kernel library for its GEMV",
+          rc == 0 and modules() == 2, f"{modules()} modules; {out.strip()[-120:]}")
+    q4e, q4c = os.path.join(tmp, "gpt2-int4-emu.so"), os.path.join(tmp, "gpt2-int4-cpu.so")
+    qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "--cuda-emulate", "-o", q4e)
+    qoptc(GPT2, "--quantize", "int4:group=32", "-o", q4c)
+    e = rel_error(outputs(q4e, gfeeds)[0][0], outputs(q4c, gfeeds)[0][0])
+    check("int4 gpt2-tiny: emulated GEMV = CPU target (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
+
     def error(name, lib, expect, *args, **env):
         rc, out = run_fake(lib, *args, **env)
         ok = rc == 1 and expect in out and "Segmentation" not in out
@@ -219,7 +238,8 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"recipe {recipe} compiles for cuda", rc == 0, err.strip()[-200:])
         if rc == 0:
             check_compiled(f"recipe {recipe}", lib, ARCHS)
-        if recipe == "qlora":
+        if recipe == "qlora" and os.path.exists(
+                os.path.join(BIN, "..", "lib", "libqopt_cuda_library.a")):
             # Its NF4 products call the kernel library's GEMV (embedded).
             check("recipe qlora: the library embeds the CUDA kernel library",
                   b"qopt_cuda_library_fatbin" in open(lib, "rb").read())

@@ -19,6 +19,7 @@
 #include "Pool.h"
 
 #include "../Kernels/CUDA/QLinearLaunch.h"
+#include "../Kernels/CUDA/QLinearTile.h"
 
 #include <dlfcn.h>
 
@@ -40,8 +41,6 @@ extern "C" {
 // The CUDA kernel library (QLinear.cu) as a fatbin, when qoptc linked it
 // (libqopt_cuda_library.a: built where nvcc was found).
 extern const unsigned char qopt_cuda_library_fatbin[] __attribute__((weak));
-extern const unsigned long long qopt_cuda_library_fatbin_size
-    __attribute__((weak));
 void qopt_kernel_check_failed(const char *message);
 void qopt_kernel_set_allocator(void *(*alloc)(size_t, size_t),
                                void (*free)(void *));
@@ -298,10 +297,19 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t oz, int64_t sz, int64_t pc, int64_t oc,
                        int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
   State &s = state();
-  if (!s.library.loaded)
-    stop("the model calls the CUDA kernel library, which is not linked in");
   bindContext();
-  constexpr int kWarps = 4; // QLinear.cu's warps (output rows) per block
+  // Loaded at the first call: models that never call it do not depend on
+  // it loading (its PTX, for GPUs newer than its cubins, needs a driver as
+  // new as the nvcc that built it).
+  if (!s.library.loaded) {
+    if (!(&qopt_cuda_library_fatbin && qopt_cuda_library_fatbin))
+      stop("the model calls the CUDA kernel library, which is not linked in");
+    s.library.image = qopt_cuda_library_fatbin;
+    if (CUresult rc = s.cu.cuModuleLoadData(&s.library.loaded, s.library.image))
+      stop("cannot load the CUDA kernel library on " +
+           std::string(s.deviceName) + ": " + errorText(rc));
+  }
+  using qopt_cuda::kWarps;
   const char *error = qopt_cuda::planQLinear(
       /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
       sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
@@ -409,12 +417,6 @@ int qopt_cuda_init(int ptxArch, const char *archs, char *error,
       return fail("cannot load the model's kernels on " +
                   std::string(s.deviceName) + " (sm_" +
                   std::to_string(s.computeCapability) + "): " + errorText(rc));
-  if (&qopt_cuda_library_fatbin && qopt_cuda_library_fatbin) {
-    s.library.image = qopt_cuda_library_fatbin;
-    if (CUresult rc = s.cu.cuModuleLoadData(&s.library.loaded, s.library.image))
-      return fail("cannot load the CUDA kernel library on " +
-                  std::string(s.deviceName) + ": " + errorText(rc));
-  }
   qopt_kernel_set_allocator(poolAlloc, poolFree);
   s.initialized = true;
   s.users = 1;

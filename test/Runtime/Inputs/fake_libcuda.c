@@ -6,15 +6,15 @@
    FAKE_CUDA_FAIL_LAUNCH=N fails the Nth launch (1-based),
    FAKE_CUDA_CONCURRENT_MANAGED=0 denies concurrent managed access,
    FAKE_CUDA_MEM the free memory in bytes (default 1 GiB). At exit it prints
-   the launches, the stream waits and the managed bytes allocated to
-   FAKE_CUDA_LOG. */
+   the launches, the stream waits, the modules loaded and the managed bytes
+   allocated to FAKE_CUDA_LOG. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 typedef int CUresult;
-static long launches, syncs, failAt = -1;
+static long launches, syncs, modules, failAt = -1;
 static size_t managed;
 
 static void report(void) {
@@ -23,8 +23,8 @@ static void report(void) {
     return;
   FILE *f = fopen(log, "w");
   if (f) {
-    fprintf(f, "launches %ld\nsyncs %ld\nmanaged %zu\n", launches, syncs,
-            managed);
+    fprintf(f, "launches %ld\nsyncs %ld\nmodules %ld\nmanaged %zu\n",
+            launches, syncs, modules, managed);
     fclose(f);
   }
 }
@@ -67,6 +67,7 @@ CUresult cuModuleLoadData(void **m, const void *image) {
   if (magic != 0xBA55ED50u) /* a fatbin */
     return 200;             /* CUDA_ERROR_INVALID_IMAGE */
   *m = (void *)image;
+  ++modules;
   return 0;
 }
 CUresult cuModuleUnload(void *m) { (void)m; return 0; }

@@ -26,9 +26,6 @@ namespace {
 
 using namespace qopt_cuda;
 
-/// Warps (output rows) per block.
-constexpr int kWarps = 4;
-
 __constant__ float kNF4Values[16] = {
     qopt::kNF4Codes[0],  qopt::kNF4Codes[1],  qopt::kNF4Codes[2],
     qopt::kNF4Codes[3],  qopt::kNF4Codes[4],  qopt::kNF4Codes[5],

@@ -36,6 +36,9 @@ enum Format : int { kInt4 = 0, kUInt4 = 1, kInt8 = 2, kUInt8 = 3, kNF4 = 4 };
 constexpr int kChunk = 32;
 /// Rows of x the GEMV takes at once (decode batches; more rows: calls).
 constexpr int kMaxRows = 16;
+/// Warps (output rows) per block of the GEMV: its launches have
+/// kWarps · 32 threads and ceil(N / kWarps) blocks.
+constexpr int kWarps = 4;
 
 /// The value of a code as the formats define it (before scale and zero
 /// point); `nf4`: the 16 NF4 values.

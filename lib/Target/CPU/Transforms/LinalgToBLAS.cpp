@@ -420,10 +420,18 @@ static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
                           QuantizedWeight w) {
   if (w.format < 0 || w.format > 4 || w.group % 32 != 0)
     return false;
+  // Constants (memref.get_global) live in host memory, which the GPU
+  // cannot read: such products stay generated kernels, which read their
+  // own device copies.
+  for (Value input : w.expand.getDpsInputs())
+    if (input.getDefiningOp<memref::GetGlobalOp>())
+      return false;
   auto codes =
       cast<MemRefType>(w.expand.getDpsInputOperand(0)->get().getType());
+  if (ShapedType::isDynamic(codes.getShape()[1]))
+    return false;
   int64_t k = codes.getShape()[1] * (w.format == 2 || w.format == 3 ? 1 : 2);
-  if (ShapedType::isDynamic(codes.getShape()[1]) || k % 32 != 0)
+  if (k % 32 != 0)
     return false;
   // Unit strides along K in A and along N in C, as the GEMV reads them.
   auto unitStride = [&](unsigned operand, unsigned dim) {
