@@ -38,11 +38,17 @@ void mlir::qopt::buildGraphPipeline(OpPassManager &pm) {
   pm.addPass(createQOptParamsToArgumentsPass());
 }
 
+/// What every whole-model pipeline starts with: the front end, the
+/// quantized weights' layout, the graph stage.
+static void buildModelGraphPipeline(OpPassManager &pm, bool allowUnsupported) {
+  mlir::qopt::buildONNXFrontEndPipeline(pm, allowUnsupported);
+  pm.addPass(mlir::qopt::createQOptRelayoutQuantizedWeightsPass());
+  mlir::qopt::buildGraphPipeline(pm);
+}
+
 void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
                                       const CPUPipelineOptions &options) {
-  buildONNXFrontEndPipeline(pm, options.allowUnsupported);
-  pm.addPass(createQOptRelayoutQuantizedWeightsPass());
-  buildGraphPipeline(pm);
+  buildModelGraphPipeline(pm, options.allowUnsupported);
   CPUCodegenOptions codegen;
   codegen.blas = options.blas;
   codegen.parallel = options.parallel;
@@ -51,9 +57,7 @@ void mlir::qopt::buildQOptCPUPipeline(OpPassManager &pm,
 
 void mlir::qopt::buildQOptCUDAPipeline(OpPassManager &pm,
                                        const CUDAPipelineOptions &options) {
-  buildONNXFrontEndPipeline(pm, options.allowUnsupported);
-  pm.addPass(createQOptRelayoutQuantizedWeightsPass());
-  buildGraphPipeline(pm);
+  buildModelGraphPipeline(pm, options.allowUnsupported);
   CUDACodegenOptions codegen;
   codegen.chip = options.chip;
   codegen.toolkit = options.toolkit;

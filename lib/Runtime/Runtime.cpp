@@ -66,7 +66,8 @@ struct ParamSpec {
   uint64_t offset = 0, length = 0;
   qopt_param_role role = QOPT_PARAM_FROZEN;
   /// Mutable parameters: the runtime's own copy (aligned_alloc), which a
-  /// run's update replaces; null for frozen ones (in the mapped file).
+  /// run's update replaces; null for frozen ones (in the mapped file). A
+  /// CUDA model's parameters, frozen ones too: their copies in its pool.
   char *owned = nullptr;
 };
 
@@ -601,13 +602,13 @@ static int loadManifest(qopt_model &m, const std::string &path) {
       return fail("parameter '" + p.tensor.name + "' is misaligned in '" +
                   weightsPath + "'");
     char *data = const_cast<char *>(bytes) + p.offset;
-    if (p.role != QOPT_PARAM_FROZEN) {
-      // Mutable: a private copy the model's updates replace.
+    // Mutable: a private copy the model's updates replace (a CUDA model's
+    // parameters are all copied into its pool by initCUDA instead).
+    if (p.role != QOPT_PARAM_FROZEN && !m.cuda) {
       p.owned = static_cast<char *>(
           std::aligned_alloc(64, (p.length + 63) / 64 * 64 + 64));
       if (!p.owned)
         return fail("out of memory for parameter '" + p.tensor.name + "'");
-      // (A CUDA model's copy moves into the pool at load: moveToDevice.)
       std::memcpy(p.owned, data, p.length);
       data = p.owned;
     }
@@ -638,32 +639,23 @@ static int initCUDA(qopt_model &m, const char *path) {
   m.cudaPoolInfo = reinterpret_cast<void (*)(size_t *, size_t *)>(
       dlsym(m.library, cm::kCUDAPoolInfoSymbol));
   if (!init || !m.cudaAlloc || !m.cudaFree || !m.cudaSynchronize ||
-      !m.cudaDeviceName) {
-    m.cudaFree = nullptr; // parameters are still host buffers
+      !m.cudaDeviceName)
     return fail(std::string("'") + path +
                 "' says it is a CUDA model but lacks the CUDA host library");
-  }
   char error[1024] = "";
-  if (init(m.cudaPTXArch, m.cudaArchs.c_str(), error, sizeof(error))) {
-    m.cudaFree = nullptr;
+  if (init(m.cudaPTXArch, m.cudaArchs.c_str(), error, sizeof(error)))
     return fail(std::string(path) + ": " + error);
-  }
   for (size_t i = 0; i < m.params.size(); ++i) {
     ParamSpec &p = m.params[i];
     std::vector<int64_t> &desc = m.paramDescriptors[i];
     const char *host =
         reinterpret_cast<const char *>(static_cast<intptr_t>(desc[1]));
     char *device = static_cast<char *>(m.cudaAlloc(p.length));
-    if (!device) {
-      // The host copies not yet moved are freed as host buffers.
-      for (size_t j = i; j < m.params.size(); ++j)
-        std::free(m.params[j].owned), m.params[j].owned = nullptr;
+    if (!device)
       return fail(std::string(path) + ": out of GPU memory for parameter '" +
                   p.tensor.name + "' (" + std::to_string(p.length) +
                   " bytes; QOPT_CUDA_POOL_BYTES sets the pool's size)");
-    }
     std::memcpy(device, host, p.length);
-    std::free(p.owned);
     p.owned = device;
     desc[0] = desc[1] =
         static_cast<int64_t>(reinterpret_cast<intptr_t>(device));

@@ -10,6 +10,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
 #include "../../lib/Runtime/Kernels/CUDA/QLinearTile.h"
 
 #include "qopt/Support/QuantFormats.h"
@@ -107,27 +108,10 @@ TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
       uint32_t bits = uint32_t(x[i]) << 16;
       std::memcpy(&x32[i], &bits, 4);
     }
-    switch (c.format) {
-    case kInt4:
-      runLanes<kInt4>(w, x.data(), c.m, y);
-      runLanes<kInt4>(w, x32.data(), c.m, y32);
-      break;
-    case kUInt4:
-      runLanes<kUInt4>(w, x.data(), c.m, y);
-      runLanes<kUInt4>(w, x32.data(), c.m, y32);
-      break;
-    case kInt8:
-      runLanes<kInt8>(w, x.data(), c.m, y);
-      runLanes<kInt8>(w, x32.data(), c.m, y32);
-      break;
-    case kUInt8:
-      runLanes<kUInt8>(w, x.data(), c.m, y);
-      runLanes<kUInt8>(w, x32.data(), c.m, y32);
-      break;
-    default:
-      runLanes<kNF4>(w, x.data(), c.m, y);
-      runLanes<kNF4>(w, x32.data(), c.m, y32);
-    }
+    withFormat(c.format, [&](auto f) {
+      runLanes<decltype(f)::value>(w, x.data(), c.m, y);
+      runLanes<decltype(f)::value>(w, x32.data(), c.m, y32);
+    });
     for (size_t i = 0; i < y.size(); ++i)
       ASSERT_EQ(y32[i], y[i]) << "f32 activations differ at " << i;
     // The reference: each code by the format's definition.

@@ -72,8 +72,6 @@ inline constexpr char kCUDAAllocSymbol[] = "qopt_cuda_alloc";
 inline constexpr char kCUDAFreeSymbol[] = "qopt_cuda_free";
 inline constexpr char kCUDASynchronizeSymbol[] = "qopt_cuda_synchronize";
 inline constexpr char kCUDADeviceNameSymbol[] = "qopt_cuda_device_name";
-inline constexpr char kCUDAComputeCapabilitySymbol[] =
-    "qopt_cuda_compute_capability";
 inline constexpr char kCUDAPoolInfoSymbol[] = "qopt_cuda_pool_info";
 inline constexpr char kCUDAShutdownSymbol[] = "qopt_cuda_shutdown";
 

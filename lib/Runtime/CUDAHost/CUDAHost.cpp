@@ -485,6 +485,5 @@ int qopt_cuda_synchronize() {
 }
 
 const char *qopt_cuda_device_name() { return state().deviceName; }
-int qopt_cuda_compute_capability() { return state().computeCapability; }
 
 } // extern "C"

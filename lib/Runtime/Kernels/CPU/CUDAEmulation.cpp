@@ -65,18 +65,7 @@ extern "C" void qopt_cuda_qlinear_emulated(
       /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa, sa0,
       sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
       scn, [](const GemvLaunch &l) {
-        switch (l.format) {
-        case kInt4:
-          return runWarps<kInt4>(l);
-        case kUInt4:
-          return runWarps<kUInt4>(l);
-        case kInt8:
-          return runWarps<kInt8>(l);
-        case kUInt8:
-          return runWarps<kUInt8>(l);
-        default:
-          return runWarps<kNF4>(l);
-        }
+        withFormat(l.format, [&](auto f) { runWarps<decltype(f)::value>(l); });
       });
   if (error) {
     char message[256];

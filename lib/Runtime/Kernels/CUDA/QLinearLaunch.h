@@ -15,6 +15,7 @@
 #define QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
 
 #include <cstdint>
+#include <type_traits>
 
 namespace qopt_cuda {
 
@@ -41,6 +42,24 @@ inline const char *gemvName(int format) {
       "qopt_cuda_gemv_f32_int8", "qopt_cuda_gemv_f32_uint8",
       "qopt_cuda_gemv_f32_nf4"};
   return format >= 0 && format <= 4 ? names[format] : nullptr;
+}
+
+/// Calls `fn(std::integral_constant<int, F>())` for `format`'s code F
+/// (QLinearTile.h's Format; anything else counts as NF4): the templates
+/// of one format from a run-time code.
+template <typename Fn> void withFormat(int format, Fn &&fn) {
+  switch (format) {
+  case 0:
+    return fn(std::integral_constant<int, 0>());
+  case 1:
+    return fn(std::integral_constant<int, 1>());
+  case 2:
+    return fn(std::integral_constant<int, 2>());
+  case 3:
+    return fn(std::integral_constant<int, 3>());
+  default:
+    return fn(std::integral_constant<int, 4>());
+  }
 }
 
 /// Calls `launch(const GemvLaunch &)` for each launch of the product with
