@@ -36,10 +36,10 @@ if [ -x "$ptxas" ]; then
   fi
 fi
 # The CUDA kernel library's cubins (built by scripts/build.sh where nvcc is found).
-if ls "$here"/build/lib/cuda/qlinear-*.cubin >/dev/null 2>&1; then
-  cp "$here"/build/lib/cuda/qlinear-*.cubin "$here"/build/lib/cuda/qlinear-*.ptxas.txt "$out/"
+if ls "$here"/build/lib/cuda/library-*.cubin >/dev/null 2>&1; then
+  cp "$here"/build/lib/cuda/library-*.cubin "$here"/build/lib/cuda/library-*.ptxas.txt "$out/"
 else
-  echo "gpu-artifacts: no build/lib/cuda/qlinear-*.cubin (build with nvcc first)" >&2
+  echo "gpu-artifacts: no build/lib/cuda/library-*.cubin (build with nvcc first)" >&2
 fi
 ls -l "$out"
 

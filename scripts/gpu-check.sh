@@ -53,7 +53,7 @@ fi
 
 # The CUDA kernel library's GEMV: each format against torch, then decode timings
 # against torch's bf16 matmul (a test and a benchmark in one script).
-if ls "$artifacts"/qlinear-*.cubin >/dev/null 2>&1; then
+if ls "$artifacts"/library-*.cubin >/dev/null 2>&1; then
   if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/qlinear_gemv.py" --cubins "$artifacts" \
       --json "$results/qlinear_gemv.json" 2>&1 | tee "$results/qlinear_gemv.log"; then
     summary+=("PASS qlinear-gemv: $(grep -c '^test .*: ok' "$results/qlinear_gemv.log") cases; timings in $results/qlinear_gemv.json")
@@ -63,7 +63,7 @@ if ls "$artifacts"/qlinear-*.cubin >/dev/null 2>&1; then
   fi
 else
   failed=1
-  summary+=("FAIL qlinear-gemv: no qlinear-*.cubin in $artifacts")
+  summary+=("FAIL qlinear-gemv: no library-*.cubin in $artifacts")
 fi
 
 # Models compiled by qoptc --target cuda (gpu-artifacts.sh): each run on the GPU

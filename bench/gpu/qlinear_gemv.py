@@ -10,7 +10,7 @@ on a GPU: a test, then a benchmark, in one run.
     shape (the issue's peer), with the weight bytes each reads per second and the
     device's copy bandwidth measured in the same run.
 
-The cubins come from the build machine (build/lib/cuda/qlinear-sm_XX.cubin, carried by
+The cubins come from the build machine (build/lib/cuda/library-sm_XX.cubin, carried by
 scripts/gpu-artifacts.sh); cupy loads them (the driver API), torch is the reference.
 Timings come from CUDA graphs of 50 calls (launch costs out) cycling through enough
 copies of the weights (256 MiB) that they stream from memory, not from L2.
@@ -80,7 +80,7 @@ def launch(cp, fn, x, m, k, codes, scales, zps, n, group, y, beta=0.0):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cubins", required=True, help="folder with qlinear-sm_XX.cubin")
+    ap.add_argument("--cubins", required=True, help="folder with library-sm_XX.cubin")
     ap.add_argument("--json")
     ap.add_argument("--reps", type=int, default=50)
     args = ap.parse_args()
@@ -89,7 +89,7 @@ def main():
 
     major, minor = cp.cuda.Device().compute_capability[:-1], cp.cuda.Device().compute_capability[-1]
     arch = f"sm_{major}{minor}"
-    path = os.path.join(args.cubins, f"qlinear-{arch}.cubin")
+    path = os.path.join(args.cubins, f"library-{arch}.cubin")
     if not os.path.exists(path):
         print(f"qlinear_gemv: no cubin for {arch} in {args.cubins}", file=sys.stderr)
         return 1

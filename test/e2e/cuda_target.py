@@ -7,9 +7,10 @@
   the four recipes' train steps compile too (for sm_80, to keep the test
   short: ptxas is most of the time);
 - the same kernels run on the CPU (--cuda-emulate: each launch a loop over
-  its blocks and threads; the quantized products through the kernel
-  library's GEMV plan and lane code) give the CPU target's outputs, losses
-  and gradients (inference and train steps);
+  its blocks and threads; the matrix products through the kernel
+  library's launch plans and its GEMV lanes' and GEMM threads' code) give
+  the CPU target's outputs, losses and gradients (inference and train
+  steps);
 - the runtime's CUDA path (driver loading, memory pool, parameter and input
   copies, results back to the host, errors) runs against a stand-in for
   the driver (Inputs/fake_libcuda.c: kernels only counted), through
@@ -121,10 +122,10 @@ with tempfile.TemporaryDirectory() as tmp:
                     os.path.join(HERE, "..", "Runtime", "Inputs", "fake_libcuda.c")],
                    check=True)
 
-    def run_fake(lib, *args, **env):
+    def run_fake(lib, *args, inputs=GPT2_IDS, **env):
         e = dict(os.environ, LD_LIBRARY_PATH=fake, FAKE_CUDA_LOG=os.path.join(tmp, "fake.log"))
         e.update(env)
-        r = subprocess.run([os.path.join(BIN, "qopt-run"), lib, "--input", GPT2_IDS, *args],
+        r = subprocess.run([os.path.join(BIN, "qopt-run"), lib, "--input", inputs, *args],
                            capture_output=True, text=True, env=e)
         return r.returncode, r.stdout + r.stderr
 
@@ -163,21 +164,57 @@ with tempfile.TemporaryDirectory() as tmp:
     def modules():
         return int(re.search(r"modules (\d+)", open(os.path.join(tmp, "fake.log")).read())[1])
 
+    def library():
+        """The kernel library's kernels the last run launched."""
+        return re.findall(r"library (\S+)", open(os.path.join(tmp, "fake.log")).read())
+
     run_fake(gpu)
-    check("fake driver: a model without quantized products loads only its own kernels",
-          modules() == 1, f"{modules()} modules")
+    check("fake driver: gpt2-tiny loads the kernel library for its f32 products (GEMM)",
+          modules() == 2 and library() == ["qopt_cuda_gemm_f32"],
+          f"{modules()} modules; {' '.join(library())}")
+    # The library loads at its first call: a model without matrix products
+    # does not depend on it.
+    import onnx
+    from onnx import TensorProto, helper
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+         helper.make_node("Relu", ["f"], ["y"])], "elementwise",
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [1, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+              os.path.join(tmp, "elementwise.onnx"))
+    ew = os.path.join(tmp, "elementwise.so")
+    qoptc(os.path.join(tmp, "elementwise.onnx"), "--target", "cuda", "-o", ew)
+    rc, out = run_fake(ew)
+    check("fake driver: a model without matrix products loads only its own kernels",
+          rc == 0 and modules() == 1, f"{modules()} modules; {out.strip()[-120:]}")
     # int4 weights: the products call the kernel library's GEMV, loaded at
     # its first call; emulated, its lanes equal the CPU target's product.
     q4 = os.path.join(tmp, "gpt2-int4.so")
     rc, err = qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "-o", q4)
     rc, out = run_fake(q4)
     check("fake driver: int4 gpt2-tiny runs, loading the kernel library for its GEMV",
-          rc == 0 and modules() == 2, f"{modules()} modules; {out.strip()[-120:]}")
+          rc == 0 and modules() == 2 and "qopt_cuda_gemv_f32_int4" in library()
+          and "qopt_cuda_gemm_f32_int4" not in library(),
+          f"{modules()} modules; {' '.join(library())}; {out.strip()[-120:]}")
+    # 2 x 10 tokens: 20 rows, past the GEMV's 16: the tiled GEMM reads the
+    # int4 codes.
+    ids20 = os.path.join(tmp, "ids-2x10.npy")
+    np.save(ids20, np.random.default_rng(3).integers(0, 50, size=(2, 10)).astype(np.int64))
+    rc, out = run_fake(q4, inputs=ids20)
+    check("fake driver: int4 gpt2-tiny on 20 rows takes the quantized GEMM",
+          rc == 0 and "qopt_cuda_gemm_f32_int4" in library()
+          and "qopt_cuda_gemv_f32_int4" not in library(),
+          f"{' '.join(library())}; {out.strip()[-120:]}")
     q4e, q4c = os.path.join(tmp, "gpt2-int4-emu.so"), os.path.join(tmp, "gpt2-int4-cpu.so")
     qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "--cuda-emulate", "-o", q4e)
     qoptc(GPT2, "--quantize", "int4:group=32", "-o", q4c)
     e = rel_error(outputs(q4e, gfeeds)[0][0], outputs(q4c, gfeeds)[0][0])
     check("int4 gpt2-tiny: emulated GEMV = CPU target (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
+    f20 = [dict(input_ids=np.load(ids20))]
+    e = rel_error(outputs(q4e, f20)[0][0], outputs(q4c, f20)[0][0])
+    check("int4 gpt2-tiny on 20 rows: emulated quantized GEMM = CPU target (<= 1e-5)",
+          e <= 1e-5, f"{e:.1e}")
 
     def error(name, lib, expect, *args, **env):
         rc, out = run_fake(lib, *args, **env)
@@ -231,6 +268,10 @@ with tempfile.TemporaryDirectory() as tmp:
     ids = np.random.default_rng(1).integers(0, 128, size=(4, 9)).astype(np.int64)
     calib = os.path.join(tmp, "calib.npz")
     np.savez(calib, input_ids=ids, attention_mask=np.ones_like(ids))
+    # A batch of 4 x 9 tokens too: 36 rows, past the GEMV's 16, so the
+    # quantized products take the tiled GEMM with the codes dequantized
+    # into its tiles.
+    feeds.append(dict(input_ids=ids, attention_mask=np.ones_like(ids)))
     for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:
         extra = ["--calibration-data", calib] if recipe == "smoothquant-w8a8" else []
         lib = os.path.join(tmp, f"{recipe}.so")

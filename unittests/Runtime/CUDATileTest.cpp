@@ -145,4 +145,103 @@ TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
   }
 }
 
+/// The GEMM runs a batch's products as one grid only when their C's are
+/// disjoint (on the CPU the blocks run in turn, so a race would not show).
+TEST(CUDATile, BatchesRunAsOneGridOnlyWhenTheirOutputsAreDisjoint) {
+  // [batch 2, seq 70, heads 3, 8] written per (batch, head): disjoint.
+  EXPECT_TRUE(disjoint({2, 3, 70, 8}, {1680, 8, 24, 1}));
+  // Plain batches, and a broadcast size-1 dimension.
+  EXPECT_TRUE(disjoint({4, 1, 5, 6}, {30, 0, 6, 1}));
+  // A weight gradient accumulated over the outer loops (C does not move).
+  EXPECT_FALSE(disjoint({2, 3, 8, 6}, {0, 0, 6, 1}));
+  // Heads 4 apart but 8 wide: they overlap.
+  EXPECT_FALSE(disjoint({1, 3, 70, 8}, {0, 4, 24, 1}));
+  // Rows overlapping within one product's stride pattern.
+  EXPECT_FALSE(disjoint({2, 1, 5, 6}, {20, 0, 4, 1}));
+  // Column-major C, batches after it.
+  EXPECT_TRUE(disjoint({3, 1, 5, 6}, {30, 0, 1, 5}));
+}
+
+extern "C" void
+qopt_cuda_qlinear_emulated(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                           int64_t, int64_t, int64_t, int64_t, int64_t);
+
+/// qopt_cuda_qlinear's plan on the CPU: the GEMV for up to kMaxRows rows,
+/// the tiled GEMM (codes dequantized into its B tiles) for more, with rows
+/// and columns past a tile's border, against the weight dequantized by the
+/// formats' definitions, in double.
+TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
+  struct QCase {
+    int format;
+    int64_t n, k, group;
+    bool zp;
+    int64_t m;
+  };
+  const QCase cases[] = {
+      {kInt4, 70, 96, 32, true, 5},    {kInt4, 70, 96, 32, true, 40},
+      {kNF4, 130, 256, 64, false, 17}, {kNF4, 65, 128, 128, false, 130},
+      {kUInt4, 64, 64, 32, true, 66},  {kInt8, 33, 160, 32, false, 80},
+      {kUInt8, 70, 64, 64, true, 20},  {kInt8, 70, 64, 32, true, 3},
+  };
+  for (const QCase &c : cases) {
+    SCOPED_TRACE("format " + std::to_string(c.format) + " n" +
+                 std::to_string(c.n) + " k" + std::to_string(c.k) + " g" +
+                 std::to_string(c.group) + (c.zp ? " zp" : "") + " m" +
+                 std::to_string(c.m));
+    std::mt19937 rng(unsigned(c.n * 7 + c.k + c.m));
+    bool four = c.format == kInt4 || c.format == kUInt4 || c.format == kNF4;
+    int64_t rowBytes = four ? c.k / 2 : c.k, groups = c.k / c.group;
+    std::vector<uint8_t> codes(size_t(c.n * rowBytes));
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (uint8_t &b : codes)
+      b = uint8_t(byte(rng));
+    std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+    std::vector<float> scales(size_t(c.n * groups)), x(size_t(c.m * c.k)),
+        y(size_t(c.m * c.n));
+    for (float &v : scales)
+      v = 0.05f + 0.05f * unit(rng);
+    for (float &v : x)
+      v = unit(rng);
+    for (float &v : y) // C += A·Wᵀ: the call adds to what is there
+      v = unit(rng);
+    std::vector<int8_t> zps(size_t(c.n * groups));
+    for (int8_t &z : zps)
+      z = int8_t(byte(rng) % (four ? 16 : 256) - (c.format == kInt4 ? 8 : 0));
+    std::vector<double> expected(y.begin(), y.end());
+    for (int64_t r = 0; r < c.n; ++r)
+      for (int64_t col = 0; col < c.k; ++col) {
+        int64_t g = col / c.group;
+        uint8_t b = four ? codes[size_t(r * rowBytes + col / 2)]
+                         : codes[size_t(r * rowBytes + col)];
+        int raw = four ? (col % 2 ? b >> 4 : b & 15) : b;
+        double v = c.format == kInt4   ? double(raw >= 8 ? raw - 16 : raw)
+                   : c.format == kNF4  ? double(qopt::kNF4Codes[size_t(raw)])
+                   : c.format == kInt8 ? double(int8_t(raw))
+                                       : double(raw);
+        int8_t z = zps[size_t(r * groups + g)];
+        if (c.zp)
+          v -= (c.format == kUInt4 || c.format == kUInt8) ? double(uint8_t(z))
+                                                          : double(z);
+        v *= scales[size_t(r * groups + g)];
+        for (int64_t i = 0; i < c.m; ++i)
+          expected[size_t(i * c.n + r)] += v * x[size_t(i * c.k + col)];
+      }
+    auto ptr = [](const void *p) {
+      return int64_t(reinterpret_cast<intptr_t>(p));
+    };
+    qopt_cuda_qlinear_emulated(
+        c.format, c.group, c.zp ? 1 : 0, 1, 1, c.m, c.n, c.k, ptr(x.data()), 0,
+        0, 0, c.k, 1, ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
+        groups, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0, 0,
+        c.n, 1);
+    for (size_t e = 0; e < y.size(); ++e)
+      ASSERT_NEAR(y[e], expected[e],
+                  1e-5 * (1 + std::fabs(expected[e])) * c.k / 32)
+          << "element " << e;
+  }
+}
+
 } // namespace

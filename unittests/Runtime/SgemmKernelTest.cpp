@@ -3,7 +3,10 @@
 // Every layout path of the kernel: row- and column-major operands (BLAS
 // transposes), a column-major result (computed as the transpose), strides
 // BLAS cannot take (packed), broadcast operands (stride 0), outer loops
-// folded into M or looped, and empty sizes.
+// folded into M or looped, and empty sizes. The same cases run through
+// qopt_cuda_sgemm_emulated: the CUDA tiled GEMM's launch planning
+// (GemmLaunch.h) and its threads' phases (GemmTile.h) on the CPU, with
+// cases of its own for tile borders and batches.
 //
 //===----------------------------------------------------------------------===//
 
@@ -11,6 +14,7 @@
 
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 extern "C" void qopt_kernel_sgemm(int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -18,8 +22,16 @@ extern "C" void qopt_kernel_sgemm(int64_t, int64_t, int64_t, int64_t, int64_t,
                                   int64_t, int64_t, int64_t, int64_t, int64_t,
                                   int64_t, int64_t, int64_t, int64_t, int64_t,
                                   int64_t, int64_t, int64_t);
+extern "C" void qopt_cuda_sgemm_emulated(int64_t, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t, int64_t, int64_t,
+                                         int64_t, int64_t, int64_t);
 
 namespace {
+using Kernel = decltype(&qopt_kernel_sgemm);
+
 /// An operand: its buffer and strides along (outer0, outer1, row, column).
 struct Operand {
   std::vector<float> data;
@@ -41,8 +53,10 @@ Operand make(int64_t size, int64_t offset, int64_t s0, int64_t s1, int64_t sr,
 
 /// Runs the kernel and compares every element of C with a double-precision
 /// reference computed from the same views.
-void check(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, Operand a,
-           Operand b, Operand c) {
+class SgemmKernel : public testing::TestWithParam<Kernel> {};
+
+void check(Kernel kernel, int64_t o0, int64_t o1, int64_t m, int64_t n,
+           int64_t k, Operand a, Operand b, Operand c) {
   Operand expected = c;
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j)
@@ -53,79 +67,120 @@ void check(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, Operand a,
             sum += double(a.at(i, j, r, p)) * b.at(i, j, p, col);
           expected.at(i, j, r, col) = float(sum);
         }
-  qopt_kernel_sgemm(o0, o1, m, n, k, a.ptr(), a.offset, a.s0, a.s1, a.sr, a.sc,
-                    b.ptr(), b.offset, b.s0, b.s1, b.sr, b.sc, c.ptr(),
-                    c.offset, c.s0, c.s1, c.sr, c.sc);
+  kernel(o0, o1, m, n, k, a.ptr(), a.offset, a.s0, a.s1, a.sr, a.sc, b.ptr(),
+         b.offset, b.s0, b.s1, b.sr, b.sc, c.ptr(), c.offset, c.s0, c.s1, c.sr,
+         c.sc);
   for (size_t e = 0; e < c.data.size(); ++e)
     ASSERT_NEAR(c.data[e], expected.data[e], 1e-4f) << "element " << e;
 }
 
-TEST(SgemmKernel, RowMajor) {
+TEST_P(SgemmKernel, RowMajor) {
   std::mt19937 rng(1);
-  check(1, 1, 7, 5, 9, make(63, 0, 0, 0, 9, 1, rng),
+  check(GetParam(), 1, 1, 7, 5, 9, make(63, 0, 0, 0, 9, 1, rng),
         make(45, 0, 0, 0, 5, 1, rng), make(35, 0, 0, 0, 5, 1, rng));
 }
 
-TEST(SgemmKernel, TransposedOperandsAndOffsets) {
+TEST_P(SgemmKernel, TransposedOperandsAndOffsets) {
   std::mt19937 rng(2);
   // A column-major with a leading dimension > M, B column-major, offsets.
-  check(1, 1, 6, 4, 3, make(3 + 3 * 8, 3, 0, 0, 1, 8, rng),
+  check(GetParam(), 1, 1, 6, 4, 3, make(3 + 3 * 8, 3, 0, 0, 1, 8, rng),
         make(2 + 4 * 3, 2, 0, 0, 1, 3, rng), make(1 + 24, 1, 0, 0, 4, 1, rng));
 }
 
-TEST(SgemmKernel, ColumnMajorResult) {
+TEST_P(SgemmKernel, ColumnMajorResult) {
   std::mt19937 rng(3);
-  check(1, 1, 6, 4, 5, make(30, 0, 0, 0, 5, 1, rng),
+  check(GetParam(), 1, 1, 6, 4, 5, make(30, 0, 0, 0, 5, 1, rng),
         make(20, 0, 0, 0, 4, 1, rng), make(24, 0, 0, 0, 1, 6, rng));
 }
 
-TEST(SgemmKernel, StridesThatNeedPacking) {
+TEST_P(SgemmKernel, StridesThatNeedPacking) {
   std::mt19937 rng(4);
   // Neither stride of A or C is 1.
-  check(1, 1, 3, 4, 5, make(2 * 3 * 5 * 2, 0, 0, 0, 10, 2, rng),
+  check(GetParam(), 1, 1, 3, 4, 5, make(2 * 3 * 5 * 2, 0, 0, 0, 10, 2, rng),
         make(20, 0, 0, 0, 4, 1, rng), make(3 * 4 * 3, 0, 0, 0, 12, 3, rng));
 }
 
-TEST(SgemmKernel, OuterLoopsFoldedIntoRows) {
+TEST_P(SgemmKernel, OuterLoopsFoldedIntoRows) {
   std::mt19937 rng(5);
   // x[2, 3, 8] @ W[8, 6] (B does not move with the outer loops).
-  check(2, 3, 4, 6, 8, make(2 * 3 * 4 * 8, 0, 96, 32, 8, 1, rng),
+  check(GetParam(), 2, 3, 4, 6, 8, make(2 * 3 * 4 * 8, 0, 96, 32, 8, 1, rng),
         make(48, 0, 0, 0, 6, 1, rng),
         make(2 * 3 * 4 * 6, 0, 72, 24, 6, 1, rng));
 }
 
-TEST(SgemmKernel, BatchedAndBroadcast) {
+TEST_P(SgemmKernel, BatchedAndBroadcast) {
   std::mt19937 rng(6);
   // Attention-like: batch 2 x heads 3, A broadcast over heads (stride 0).
-  check(2, 3, 4, 5, 6, make(2 * 4 * 6, 0, 24, 0, 6, 1, rng),
+  check(GetParam(), 2, 3, 4, 5, 6, make(2 * 4 * 6, 0, 24, 0, 6, 1, rng),
         make(2 * 3 * 6 * 5, 0, 90, 30, 1, 6, rng),
         make(2 * 3 * 4 * 5, 0, 60, 20, 5, 1, rng));
 }
 
-TEST(SgemmKernel, OneRowOrColumnAsGemv) {
+TEST_P(SgemmKernel, OneRowOrColumnAsGemv) {
   std::mt19937 rng(9);
   // One row of C: B row-major, B column-major (a weight read transposed),
   // strided x and y.
-  check(1, 1, 1, 7, 9, make(9, 0, 0, 0, 9, 1, rng),
+  check(GetParam(), 1, 1, 1, 7, 9, make(9, 0, 0, 0, 9, 1, rng),
         make(63, 0, 0, 0, 7, 1, rng), make(7, 0, 0, 0, 7, 1, rng));
-  check(1, 1, 1, 7, 9, make(18, 0, 0, 0, 18, 2, rng),
+  check(GetParam(), 1, 1, 1, 7, 9, make(18, 0, 0, 0, 18, 2, rng),
         make(70, 0, 0, 0, 1, 10, rng), make(21, 0, 0, 0, 21, 3, rng));
   // One column of C: A row-major and column-major.
-  check(1, 1, 6, 1, 5, make(30, 0, 0, 0, 5, 1, rng),
+  check(GetParam(), 1, 1, 6, 1, 5, make(30, 0, 0, 0, 5, 1, rng),
         make(5, 0, 0, 0, 1, 1, rng), make(6, 0, 0, 0, 1, 1, rng));
-  check(1, 1, 6, 1, 5, make(40, 0, 0, 0, 1, 8, rng),
+  check(GetParam(), 1, 1, 6, 1, 5, make(40, 0, 0, 0, 1, 8, rng),
         make(10, 0, 0, 0, 2, 1, rng), make(12, 0, 0, 0, 2, 1, rng));
   // A batch of single rows (decode at batch 3: not folded, B broadcast).
-  check(3, 1, 1, 4, 5, make(15, 0, 5, 0, 5, 1, rng),
+  check(GetParam(), 3, 1, 1, 4, 5, make(15, 0, 5, 0, 5, 1, rng),
         make(20, 0, 0, 0, 1, 5, rng), make(12, 0, 4, 0, 4, 1, rng));
 }
 
-TEST(SgemmKernel, EmptySizes) {
+TEST_P(SgemmKernel, EmptySizes) {
   std::mt19937 rng(7);
-  check(1, 1, 0, 4, 3, make(1, 0, 0, 0, 3, 1, rng),
+  check(GetParam(), 1, 1, 0, 4, 3, make(1, 0, 0, 0, 3, 1, rng),
         make(12, 0, 0, 0, 4, 1, rng), make(1, 0, 0, 0, 4, 1, rng));
   // K = 0 leaves C as it was.
-  check(1, 1, 2, 3, 0, make(1, 0, 0, 0, 1, 1, rng), make(3, 0, 0, 0, 3, 1, rng),
-        make(6, 0, 0, 0, 3, 1, rng));
+  check(GetParam(), 1, 1, 2, 3, 0, make(1, 0, 0, 0, 1, 1, rng),
+        make(3, 0, 0, 0, 3, 1, rng), make(6, 0, 0, 0, 3, 1, rng));
 }
+// The CUDA GEMM's own cases: tiles of 64 x 64, K steps of 32.
+TEST_P(SgemmKernel, TileBorders) {
+  std::mt19937 rng(10);
+  // Sizes past one tile in every dimension, A and B both layouts.
+  check(GetParam(), 1, 1, 130, 70, 100, make(130 * 100, 0, 0, 0, 100, 1, rng),
+        make(100 * 70, 0, 0, 0, 70, 1, rng),
+        make(130 * 70, 0, 0, 0, 70, 1, rng));
+  check(GetParam(), 1, 1, 65, 129, 33, make(65 * 33, 0, 0, 0, 1, 65, rng),
+        make(33 * 129, 0, 0, 0, 1, 33, rng),
+        make(65 * 129, 0, 0, 0, 129, 1, rng));
+}
+
+TEST_P(SgemmKernel, WeightGradientSummedOverOuterLoops) {
+  std::mt19937 rng(11);
+  // dW[8, 6] += x[2, 3, 5, 8]ᵀ · dy[2, 3, 5, 6]: C does not move with the
+  // outer loops; contiguous (folded into K) and not (products in turn).
+  check(GetParam(), 2, 3, 8, 6, 5, make(2 * 3 * 5 * 8, 0, 120, 40, 1, 8, rng),
+        make(2 * 3 * 5 * 6, 0, 90, 30, 6, 1, rng),
+        make(48, 0, 0, 0, 6, 1, rng));
+  check(GetParam(), 2, 3, 8, 6, 5, make(2 * 3 * 6 * 8, 0, 144, 48, 1, 8, rng),
+        make(2 * 3 * 7 * 6, 0, 126, 42, 6, 1, rng),
+        make(48, 0, 0, 0, 6, 1, rng));
+}
+
+TEST_P(SgemmKernel, HeadsInterleavedInColumns) {
+  std::mt19937 rng(12);
+  // Attention's P·V into [batch 2, seq 70, heads 3, 8]: each head's C is
+  // every 24th element's run of 8 (disjoint, one grid).
+  check(GetParam(), 2, 3, 70, 8, 70,
+        make(2 * 3 * 70 * 70, 0, 3 * 4900, 4900, 70, 1, rng),
+        make(2 * 3 * 70 * 8, 0, 3 * 560, 8, 24, 1, rng),
+        make(2 * 70 * 24, 0, 70 * 24, 8, 24, 1, rng));
+}
+
+std::string kernelName(const testing::TestParamInfo<Kernel> &info) {
+  return info.param == &qopt_kernel_sgemm ? "CPU" : "CUDAEmulated";
+}
+INSTANTIATE_TEST_SUITE_P(, SgemmKernel,
+                         testing::Values(&qopt_kernel_sgemm,
+                                         &qopt_cuda_sgemm_emulated),
+                         kernelName);
 } // namespace

@@ -19,7 +19,6 @@
 #include "Pool.h"
 
 #include "../Kernels/CUDA/QLinearLaunch.h"
-#include "../Kernels/CUDA/QLinearTile.h"
 
 #include <dlfcn.h>
 
@@ -286,21 +285,13 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
 
 //===-- The kernel library, called by generated host code -----------------===//
 
-/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments): the
-/// GEMV of QLinear.cu, one launch per QLinearLaunch.h plan entry, queued
-/// like the generated kernels.
-void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
-                       int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-                       int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
-                       int64_t sak, int64_t pw, int64_t ow, int64_t sw,
-                       int64_t ps, int64_t os, int64_t ss, int64_t pz,
-                       int64_t oz, int64_t sz, int64_t pc, int64_t oc,
-                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+/// A function of the kernel library, which is loaded at the first call:
+/// models that never call it do not depend on it loading (its PTX, for
+/// GPUs newer than its cubins, needs a driver as new as the nvcc that built
+/// it).
+static CUfunction libraryFunction(const char *name) {
   State &s = state();
   bindContext();
-  // Loaded at the first call: models that never call it do not depend on
-  // it loading (its PTX, for GPUs newer than its cubins, needs a driver as
-  // new as the nvcc that built it).
   if (!s.library.loaded) {
     if (!(&qopt_cuda_library_fatbin && qopt_cuda_library_fatbin))
       stop("the model calls the CUDA kernel library, which is not linked in");
@@ -309,13 +300,53 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
       stop("cannot load the CUDA kernel library on " +
            std::string(s.deviceName) + ": " + errorText(rc));
   }
+  return static_cast<CUfunction>(mgpuModuleGetFunction(&s.library, name));
+}
+
+/// Queues one launch of Gemm.cu's tiled GEMM.
+static void launchGemm(const qopt_cuda::GemmLaunch &l) {
+  State &s = state();
+  const char *name = qopt_cuda::gemmName(l.format);
+  CUfunction fn = libraryFunction(name);
+  qopt_cuda::GemmParams p = l.p;
+  void *params[] = {&p};
+  if (CUresult rc = s.cu.cuLaunchKernel(fn, l.gridX, l.gridY, l.gridZ,
+                                        qopt_cuda::kGemmThreads, 1, 1, 0,
+                                        s.stream, params, nullptr))
+    stop(std::string("cannot launch ") + name + ": " + errorText(rc));
+  s.pending = true;
+}
+
+/// C += A·B in f32 (qopt_kernel_sgemm's arguments): Gemm.cu's tiled GEMM,
+/// launched as GemmLaunch.h plans, queued like the generated kernels.
+void qopt_cuda_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
+                     int64_t pa, int64_t oa, int64_t sa0, int64_t sa1,
+                     int64_t sam, int64_t sak, int64_t pb, int64_t ob,
+                     int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn,
+                     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
+                     int64_t scm, int64_t scn) {
+  qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0,
+                       sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm);
+}
+
+/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments): the
+/// GEMV of QLinear.cu for a few rows, Gemm.cu's GEMM with the codes
+/// dequantized into its tiles for more, launched as QLinearLaunch.h plans,
+/// queued like the generated kernels.
+void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
+                       int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+                       int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
+                       int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+                       int64_t ps, int64_t os, int64_t ss, int64_t pz,
+                       int64_t oz, int64_t sz, int64_t pc, int64_t oc,
+                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  State &s = state();
   using qopt_cuda::kWarps;
   const char *error = qopt_cuda::planQLinear(
       /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
       sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
       [&](const qopt_cuda::GemvLaunch &l) {
-        CUfunction fn = static_cast<CUfunction>(
-            mgpuModuleGetFunction(&s.library, qopt_cuda::gemvName(l.format)));
+        CUfunction fn = libraryFunction(qopt_cuda::gemvName(l.format));
         const float *x = l.x;
         int64_t ldx = l.ldx, codeRow = l.codeRow, scaleRow = l.scaleRow,
                 zpRow = l.zpRow, rows = l.n, kk = l.k, g = l.group, ldy = l.ldy;
@@ -333,7 +364,8 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
           stop(std::string("cannot launch ") + qopt_cuda::gemvName(l.format) +
                ": " + errorText(rc));
         s.pending = true;
-      });
+      },
+      launchGemm);
   if (error)
     stop(std::string("internal: the CUDA GEMV cannot take this product: ") +
          error);

@@ -16,6 +16,10 @@
 typedef int CUresult;
 static long launches, syncs, modules, failAt = -1;
 static size_t managed;
+/* The kernel library's kernels launched (their names begin with
+   "qopt_cuda_"; generated kernels' do not). */
+static char *library[64];
+static int libraryCount;
 
 static void report(void) {
   const char *log = getenv("FAKE_CUDA_LOG");
@@ -25,6 +29,8 @@ static void report(void) {
   if (f) {
     fprintf(f, "launches %ld\nsyncs %ld\nmodules %ld\nmanaged %zu\n",
             launches, syncs, modules, managed);
+    for (int i = 0; i < libraryCount; ++i)
+      fprintf(f, "library %s\n", library[i]);
     fclose(f);
   }
 }
@@ -81,8 +87,16 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
                         void *stream, void **params, void **extra) {
   (void)f, (void)gy, (void)gz, (void)by, (void)bz, (void)smem, (void)stream;
   (void)extra;
-  if (!gx || !bx || !params)
+  if (!gx || !bx || !params || gy > 65535 || gz > 65535)
     return 1; /* CUDA_ERROR_INVALID_VALUE */
+  const char *name = (const char *)f;
+  if (strncmp(name, "qopt_cuda_", 10) == 0) {
+    int seen = 0;
+    for (int i = 0; i < libraryCount; ++i)
+      seen |= strcmp(library[i], name) == 0;
+    if (!seen && libraryCount < 64)
+      library[libraryCount++] = strdup(name); /* (the model may be unloaded first) */
+  }
   return ++launches == failAt ? 719 /* CUDA_ERROR_LAUNCH_FAILED */ : 0;
 }
 CUresult cuStreamCreate(void **s, unsigned flags) {

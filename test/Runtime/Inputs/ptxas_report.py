@@ -11,12 +11,13 @@ import os
 import re
 import sys
 
-KERNELS = [f"qopt_cuda_gemv_{x}{f}" for x in ("", "f32_")
-           for f in ("int4", "uint4", "int8", "uint8", "nf4")]
+FORMATS = ("int4", "uint4", "int8", "uint8", "nf4")
+KERNELS = ([f"qopt_cuda_gemv_{x}{f}" for x in ("", "f32_") for f in FORMATS]
+           + ["qopt_cuda_gemm_f32"] + [f"qopt_cuda_gemm_f32_{f}" for f in FORMATS])
 folder, archs = sys.argv[1], sys.argv[2:]
 failures = 0
 for arch in archs:
-    text = open(os.path.join(folder, f"qlinear-{arch}.ptxas.txt")).read()
+    text = open(os.path.join(folder, f"library-{arch}.ptxas.txt")).read()
     # "Compiling entry function 'K' for 'sm_90'" then its "Function properties"
     # and "Used N registers" lines.
     found = {}
@@ -25,14 +26,15 @@ for arch in archs:
         regs = int(re.search(r"Used (\d+) registers", block).group(1))
         stack = int(re.search(r"(\d+) bytes stack frame", block).group(1))
         spills = [int(v) for v in re.findall(r"(\d+) bytes spill (?:stores|loads)", block)]
-        found[name] = (regs, stack, sum(spills))
+        smem = re.search(r"(\d+) bytes smem", block)
+        found[name] = (regs, stack, sum(spills), int(smem.group(1)) if smem else 0)
     bad = []
     for k in KERNELS:
         if k not in found:
             bad.append(f"{k} missing")
             continue
-        regs, stack, spill = found[k]
-        print(f"  {arch} {k}: {regs} registers, {stack} bytes stack, {spill} bytes spilled")
+        regs, stack, spill, smem = found[k]
+        print(f"  {arch} {k}: {regs} registers, {smem} bytes shared, {stack} bytes stack, {spill} bytes spilled")
         if stack or spill or regs > 128:
             bad.append(k)
     failures += bool(bad)

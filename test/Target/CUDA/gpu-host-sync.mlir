@@ -53,6 +53,28 @@ module attributes {gpu.container_module} {
     return
   }
 
+  // The kernel library's entries queue launches like gpu.launch_func: no
+  // wait before them, one before the host reads after them; other external
+  // calls are host code that may read memory.
+  // CHECK-LABEL: func.func @library
+  // CHECK-NEXT: call @qopt_cuda_sgemm
+  // CHECK-NEXT: call @qopt_cuda_qlinear
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: call @host_work
+  // CHECK-NEXT: call @qopt_cuda_sgemm
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: return
+  func.func private @qopt_cuda_sgemm(index)
+  func.func private @qopt_cuda_qlinear(index)
+  func.func private @host_work(index)
+  func.func @library(%p: index) {
+    call @qopt_cuda_sgemm(%p) : (index) -> ()
+    call @qopt_cuda_qlinear(%p) : (index) -> ()
+    call @host_work(%p) : (index) -> ()
+    call @qopt_cuda_sgemm(%p) : (index) -> ()
+    return
+  }
+
   // A later block of a public function may start with launches queued.
   // CHECK-LABEL: func.func @blocks
   // CHECK: ^bb1:

@@ -67,8 +67,8 @@ struct CPUTargetOptions {
     /// libqopt_cuda_host.a.
     std::string hostLibrary;
     /// libqopt_cuda_library.a (the kernel library as a fatbin), or "": the
-    /// quantized products the library's GEMV takes call it
-    /// (qopt_cuda_qlinear) instead of becoming generated kernels.
+    /// matrix products call it (qopt_cuda_qlinear, qopt_cuda_sgemm) instead
+    /// of becoming generated kernels.
     std::string kernelLibrary;
     unsigned blockSize = 256;
   } cuda;

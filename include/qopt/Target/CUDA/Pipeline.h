@@ -37,11 +37,11 @@ struct CUDACodegenOptionsBase : public PassPipelineOptions<Derived> {
       llvm::cl::init(256)};
   mlir::detail::PassOptions::Option<bool> library{
       *this, "library",
-      llvm::cl::desc("Quantized products the CUDA kernel library's GEMV "
-                     "takes call it (qopt_cuda_qlinear; with emulate, its "
-                     "CPU emulation) instead of becoming generated kernels; "
-                     "the model must then be linked with "
-                     "libqopt_cuda_library"),
+      llvm::cl::desc("Matrix products call the CUDA kernel library "
+                     "(quantized ones qopt_cuda_qlinear, f32 ones "
+                     "qopt_cuda_sgemm; with emulate, their CPU emulations) "
+                     "instead of becoming generated kernels; the model must "
+                     "then be linked with libqopt_cuda_library"),
       llvm::cl::init(false)};
   mlir::detail::PassOptions::Option<bool> emulate{
       *this, "emulate",

@@ -1,12 +1,14 @@
-//===- CUDAEmulation.cpp - The CUDA kernel library's GEMV on the CPU ------===//
+//===- CUDAEmulation.cpp - The CUDA kernel library on the CPU -------------===//
 //
 // Models compiled with `qoptc --target cuda --cuda-emulate` run their
-// generated kernels as CPU loops; their quantized products call
-// qopt_cuda_qlinear_emulated, which plans the launches as the CUDA host
-// library does (QLinearLaunch.h) and runs every warp of each: the 32 lanes'
-// QLinearTile.h work, summed in the order of the kernel's shuffles. So the
-// whole-model tests check the GEMV's decoding and the launch planning
-// against the CPU target without a GPU.
+// generated kernels as CPU loops; their products call
+// qopt_cuda_qlinear_emulated and qopt_cuda_sgemm_emulated, which plan the
+// launches as the CUDA host library does (QLinearLaunch.h, GemmLaunch.h)
+// and run each: for the GEMV every warp's 32 lanes (QLinearTile.h), summed
+// in the order of the kernel's shuffles; for the GEMM every block's 256
+// threads phase by phase between the barriers (GemmTile.h). So the
+// whole-model tests check the kernels' indexing and decoding and the
+// launch planning against the CPU target without a GPU.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +19,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 extern "C" void qopt_kernel_check_failed(const char *message);
 
@@ -52,7 +55,54 @@ template <int F> void runWarps(const GemvLaunch &l) {
     }
 }
 
+/// Every block of a GEMM launch, its threads' phases in turn.
+template <int F> void runBlocks(const GemmLaunch &l) {
+  const GemmParams &p = l.p;
+  const float *nf4 = qopt::kNF4Codes.data();
+  WeightView w{p.codes, p.codeRow, p.scales, p.scaleRow, p.zp,
+               p.zpRow, p.n,       p.k,      p.group};
+  static thread_local GemmShared s;
+  static thread_local float acc[kGemmThreads][kMicro][kMicro];
+  for (unsigned z = 0; z < l.gridZ; ++z) {
+    GemmOperands op = operandsOf(p, z);
+    for (unsigned y = 0; y < l.gridY; ++y)
+      for (unsigned x = 0; x < l.gridX; ++x) {
+        int64_t m0 = int64_t(y) * kTileM, n0 = int64_t(x) * kTileN;
+        std::memset(acc, 0, sizeof(acc));
+        for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
+          for (int t = 0; t < kGemmThreads; ++t) {
+            loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
+            if constexpr (F >= 0)
+              loadQuantizedB<F>(w, k0, n0, t, nf4, s);
+            else
+              loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
+          }
+          // __syncthreads()
+          for (int t = 0; t < kGemmThreads; ++t)
+            multiplyTile(s, t, acc[t]);
+        }
+        for (int t = 0; t < kGemmThreads; ++t)
+          storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc[t]);
+      }
+  }
+}
+
+void runGemm(const GemmLaunch &l) {
+  if (l.format < 0)
+    return runBlocks<-1>(l);
+  withFormat(l.format, [&](auto f) { runBlocks<decltype(f)::value>(l); });
+}
+
 } // namespace
+
+extern "C" void qopt_cuda_sgemm_emulated(
+    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
+    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
+    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
+            sbn, pc, oc, sc0, sc1, scm, scn, runGemm);
+}
 
 extern "C" void qopt_cuda_qlinear_emulated(
     int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
@@ -64,9 +114,11 @@ extern "C" void qopt_cuda_qlinear_emulated(
   const char *error = planQLinear(
       /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa, sa0,
       sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-      scn, [](const GemvLaunch &l) {
+      scn,
+      [](const GemvLaunch &l) {
         withFormat(l.format, [&](auto f) { runWarps<decltype(f)::value>(l); });
-      });
+      },
+      runGemm);
   if (error) {
     char message[256];
     std::snprintf(message, sizeof(message),

@@ -18,21 +18,12 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "NF4Table.cuh"
 #include "QLinearTile.h"
-
-#include "qopt/Support/QuantFormats.h"
 
 namespace {
 
 using namespace qopt_cuda;
-
-__constant__ float kNF4Values[16] = {
-    qopt::kNF4Codes[0],  qopt::kNF4Codes[1],  qopt::kNF4Codes[2],
-    qopt::kNF4Codes[3],  qopt::kNF4Codes[4],  qopt::kNF4Codes[5],
-    qopt::kNF4Codes[6],  qopt::kNF4Codes[7],  qopt::kNF4Codes[8],
-    qopt::kNF4Codes[9],  qopt::kNF4Codes[10], qopt::kNF4Codes[11],
-    qopt::kNF4Codes[12], qopt::kNF4Codes[13], qopt::kNF4Codes[14],
-    qopt::kNF4Codes[15]};
 
 template <int F, typename X>
 __device__ void gemv(const X *x, int64_t ldx, int m,

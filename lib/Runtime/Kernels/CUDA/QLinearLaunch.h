@@ -2,9 +2,11 @@
 //
 // How a quantized product of a model compiled for CUDA (a call with
 // qopt_kernel_qlinear's arguments, qopt-linalg-to-blas{cuda-qlinear=…})
-// becomes launches of QLinear.cu's f32 GEMV: outer loops whose rows of A
-// and C continue fold into M (the GEMV loops over rows 16 at a time);
-// others take one launch per index. Host-only plain C++, shared by the
+// becomes launches of QLinear.cu's f32 GEMV, or of Gemm.cu's tiled GEMM
+// with the codes dequantized into its tiles when the rows are more than
+// the GEMV takes in one pass (prefill, training): outer loops whose rows
+// of A and C continue fold into M; others take one launch per index (the
+// GEMV) or one grid (the GEMM). Host-only plain C++, shared by the
 // CUDA host library (which launches) and the CPU kernel library's
 // emulation (which runs QLinearTile.h's lanes for each launch), so the
 // emulated models test this planning too.
@@ -13,6 +15,8 @@
 
 #ifndef QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
 #define QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
+
+#include "GemmLaunch.h"
 
 #include <cstdint>
 #include <type_traits>
@@ -62,14 +66,15 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
   }
 }
 
-/// Calls `launch(const GemvLaunch &)` for each launch of the product with
+/// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
+/// launch of the product with
 /// qopt_kernel_qlinear's arguments (element offsets and strides, pointers
 /// as integers); returns null, or why the GEMV cannot take it (the
 /// compiler only emits calls it takes: a failure is a broken invariant).
 /// `aligned`: check the 16-byte alignment of the codes' rows the GPU's
 /// vector loads need (the CUDA host library's parameters are pool buffers,
 /// 256-byte aligned; the emulation reads a CPU model's mapped weights).
-template <typename Launch>
+template <typename Gemv, typename Gemm>
 const char *
 planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
             int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
@@ -77,7 +82,7 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
             int64_t pw, int64_t ow, int64_t sw, int64_t ps, int64_t os,
             int64_t ss, int64_t pz, int64_t oz, int64_t sz, int64_t pc,
             int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-            Launch &&launch) {
+            Gemv &&gemv, Gemm &&gemm) {
   if (!gemvName(int(format)))
     return "a weight format the GEMV does not take";
   if (flags & ~int64_t(1))
@@ -104,14 +109,29 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
       o0 = 1;
     }
   }
+  const float *a = reinterpret_cast<const float *>(pa) + oa;
+  float *c = reinterpret_cast<float *>(pc) + oc;
+  const float *scales = reinterpret_cast<const float *>(ps) + os;
+  const int8_t *zp =
+      (flags & 1) ? reinterpret_cast<const int8_t *>(pz) + oz : nullptr;
+  if (m > kMaxRows) {
+    GemmParams p{};
+    p.a = a, p.sa0 = sa0, p.sa1 = sa1, p.sam = sam, p.sak = sak;
+    p.c = c, p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
+    p.m = m, p.n = n, p.k = k;
+    p.codes = codes, p.codeRow = sw, p.scales = scales, p.scaleRow = ss;
+    p.zp = zp, p.zpRow = sz, p.group = group;
+    launchProducts(int(format), p, o0, o1, gemm);
+    return nullptr;
+  }
   GemvLaunch l{};
   l.format = int(format);
   l.ldx = sam;
   l.codes = codes;
   l.codeRow = sw;
-  l.scales = reinterpret_cast<const float *>(ps) + os;
+  l.scales = scales;
   l.scaleRow = ss;
-  l.zp = (flags & 1) ? reinterpret_cast<const int8_t *>(pz) + oz : nullptr;
+  l.zp = zp;
   l.zpRow = sz;
   l.n = n;
   l.k = k;
@@ -120,9 +140,9 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   l.m = m;
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j) {
-      l.x = reinterpret_cast<const float *>(pa) + oa + i * sa0 + j * sa1;
-      l.y = reinterpret_cast<float *>(pc) + oc + i * sc0 + j * sc1;
-      launch(l);
+      l.x = a + i * sa0 + j * sa1;
+      l.y = c + i * sc0 + j * sc1;
+      gemv(l);
     }
   return nullptr;
 }

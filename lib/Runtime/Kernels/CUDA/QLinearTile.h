@@ -21,10 +21,15 @@
 #include <stdint.h>
 #include <string.h>
 
+// QOPT_UNROLL(n): nvcc's `#pragma unroll n` (host compilers ignore it
+// anyway, with a warning).
 #if defined(__CUDACC__)
 #define QOPT_HD __host__ __device__ __forceinline__
+#define QOPT_UNROLL(...) _Pragma(QOPT_STRINGIFY(unroll __VA_ARGS__))
+#define QOPT_STRINGIFY(x) #x
 #else
 #define QOPT_HD inline
+#define QOPT_UNROLL(...)
 #endif
 
 namespace qopt_cuda {
@@ -70,7 +75,7 @@ template <int F>
 QOPT_HD void decodeChunk(const uint32_t *words, float zero, const float *nf4,
                          float *out) {
   constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
-#pragma unroll
+  QOPT_UNROLL()
   for (int i = 0; i < kChunk; ++i) {
     uint32_t word = words[four ? i / 8 : i / 4];
     uint32_t raw =
@@ -83,7 +88,7 @@ QOPT_HD void decodeChunk(const uint32_t *words, float zero, const float *nf4,
 /// 4-byte aligned).
 QOPT_HD float dotChunk(const float *w, const uint16_t *x) {
   float sum = 0.0f;
-#pragma unroll
+  QOPT_UNROLL()
   for (int j = 0; j < kChunk / 2; ++j) {
 #if defined(__CUDA_ARCH__)
     uint32_t two = reinterpret_cast<const uint32_t *>(x)[j];
@@ -100,7 +105,7 @@ QOPT_HD float dotChunk(const float *w, const uint16_t *x) {
 /// The same with f32 x (the CUDA target's models compute in f32).
 QOPT_HD float dotChunk(const float *w, const float *x) {
   float sum = 0.0f;
-#pragma unroll
+  QOPT_UNROLL()
   for (int j = 0; j < kChunk; ++j)
     sum += w[j] * x[j];
   return sum;
@@ -142,7 +147,7 @@ QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane, const X *x,
     const uint8_t *src = row + c / kChunk * bytes;
 #if defined(__CUDA_ARCH__)
     // 16-byte loads: a warp reads 512 contiguous bytes (1 KiB for 8-bit).
-#pragma unroll
+    QOPT_UNROLL()
     for (int j = 0; j < bytes / 16; ++j) {
       uint4 v = __ldg(reinterpret_cast<const uint4 *>(src) + j);
       words[4 * j] = v.x;
@@ -159,7 +164,7 @@ QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane, const X *x,
     float decoded[kChunk];
     decodeChunk<F>(words, zeroPoint<F>(w, r, g), nf4, decoded);
     // (Rows to kMaxRows with a test, unrolled: acc stays in registers.)
-#pragma unroll
+    QOPT_UNROLL()
     for (int i = 0; i < kMaxRows; ++i)
       if (i < m)
         acc[i] += scale * dotChunk(decoded, x + i * ldx + c);

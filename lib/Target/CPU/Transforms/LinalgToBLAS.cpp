@@ -357,13 +357,13 @@ private:
 /// C += A·B as qopt_kernel_sgemm(o0, o1, M, N, K, then pointer, offset and
 /// 4 strides of A (m, k), B (k, n) and C (m, n)).
 static void rewriteSgemm(linalg::GenericOp op, const GemmDims &dims,
-                         ModuleOp module) {
+                         ModuleOp module, StringRef callee = kSgemm) {
   CallArgs args(op, dims);
   args.sizes({dims.m, dims.n, dims.k});
   args.operand(0, {dims.m, dims.k});
   args.operand(1, {dims.k, dims.n});
   args.operand(2, {dims.m, dims.n});
-  args.call(module, kSgemm);
+  args.call(module, callee);
   op->erase();
 }
 
@@ -451,6 +451,15 @@ static Value rootBuffer(Value v) {
   while (auto view = v.getDefiningOp<ViewLikeOpInterface>())
     v = view.getViewSource();
   return v;
+}
+
+/// Whether an operand of `op` is a constant or a view of one: host memory
+/// on the CUDA target (generated kernels read device copies; the library
+/// gets pointers).
+static bool readsConstant(linalg::GenericOp op) {
+  return llvm::any_of(op->getOperands(), [](Value v) {
+    return rootBuffer(v).getDefiningOp<memref::GetGlobalOp>() != nullptr;
+  });
 }
 
 /// Erases the loops that only write `buffer` (allocated here) when nothing
@@ -637,6 +646,8 @@ struct QOptLinalgToBLASPass
         if (w && cudaGemvTakes(op, dims, *w))
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
                            /*perTokenBits=*/0, module, cudaQLinear);
+        else if (!cudaSgemm.empty() && !readsConstant(op))
+          rewriteSgemm(op, dims, module, cudaSgemm);
         continue;
       }
       if (w)

@@ -14,8 +14,13 @@ namespace mlir::qopt {
 using namespace mlir;
 
 static constexpr StringLiteral kHostSync = "qopt_cuda_host_sync";
-/// The kernel library's entry: it queues launches as a gpu.launch_func does.
-static constexpr StringLiteral kLibraryQLinear = "qopt_cuda_qlinear";
+/// Whether `op` calls the kernel library, which queues launches as a
+/// gpu.launch_func does.
+static bool callsLibrary(Operation *op) {
+  auto call = dyn_cast<func::CallOp>(op);
+  return call && (call.getCallee() == "qopt_cuda_qlinear" ||
+                  call.getCallee() == "qopt_cuda_sgemm");
+}
 
 /// Whether `memref` is host memory no kernel uses: a stack buffer, or a
 /// constant (kernels read their own copies of globals).
@@ -39,16 +44,14 @@ static bool touchesMemory(Operation *op) {
           op))
     return true;
   if (auto call = dyn_cast<func::CallOp>(op))
-    return call.getCallee() != kHostSync && call.getCallee() != kLibraryQLinear;
+    return call.getCallee() != kHostSync && !callsLibrary(call);
   return false;
 }
 
 /// Whether `op` is, or holds, a kernel launch.
 static bool launches(Operation *op) {
   auto isLaunch = [](Operation *o) {
-    auto call = dyn_cast<func::CallOp>(o);
-    return isa<gpu::LaunchFuncOp>(o) ||
-           (call && call.getCallee() == kLibraryQLinear);
+    return isa<gpu::LaunchFuncOp>(o) || callsLibrary(o);
   };
   return op
       ->walk([&](Operation *o) {

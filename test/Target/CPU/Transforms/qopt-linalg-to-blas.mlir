@@ -3,6 +3,10 @@
 // become calls (of the entry named); f32 products and FP8 weights stay
 // loop nests.
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas=cuda-qlinear=qopt_cuda_qlinear | FileCheck %s --check-prefix=CUDA
+// With cuda-sgemm too (what the CUDA target runs): the other products call
+// the CUDA GEMM, with qopt_kernel_sgemm's arguments, unless they read a
+// constant (host memory).
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm" | FileCheck %s --check-prefix=GEMM
 
 // A [batch, seq, k] activation times a transposed 2-D weight: M = seq, one
 // outer loop (batch), B read through its strides (n, k order).
@@ -10,6 +14,11 @@
 // CUDA-LABEL: func.func @linear
 // CUDA-NOT: call
 // CUDA: linalg.generic
+// GEMM-LABEL: func.func @linear
+// GEMM-NOT: linalg.generic
+// GEMM: call @qopt_cuda_sgemm(%c1{{[_0-9]*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %intptr
+// GEMM-NOT: linalg.generic
+// GEMM: func.func private @qopt_cuda_sgemm(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
 // CHECK-SAME: (%[[X:.*]]: memref<?x?x16xf32>, %[[W:.*]]: memref<32x16xf32>, %[[Y:.*]]: memref<?x?x32xf32>)
 // CHECK: %[[C0:.*]] = arith.constant 0 : index
 // CHECK: %[[C1:.*]] = arith.constant 1 : index
@@ -117,6 +126,10 @@ func.func @not_products(%a: memref<4x8xi32>, %b: memref<8x5xi32>, %c: memref<4x5
 // activations: the outer loop is the batch.
 // CHECK-LABEL: func.func @quantized_int4
 // CUDA-LABEL: func.func @quantized_int4
+// GEMM-LABEL: func.func @quantized_int4
+// GEMM-NOT: qopt_cuda_sgemm
+// GEMM: call @qopt_cuda_qlinear(
+// GEMM-NOT: qopt_cuda_sgemm
 // CUDA-NOT: linalg.generic
 // CUDA: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c0{{[_0-9]*}}, %c1{{[_0-9]*}},
 // CUDA: func.func private @qopt_cuda_qlinear(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
@@ -156,6 +169,15 @@ func.func @quantized_int4(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memre
 // CUDA-LABEL: func.func @quantized_fp8
 // CUDA-NOT: call
 // CUDA: linalg.generic
+// The CUDA GEMV does not take FP8: the expansion stays (a kernel) and the
+// product calls the GEMM.
+// GEMM-LABEL: func.func @quantized_fp8
+// GEMM: linalg.generic {{.*}}qopt.dequantized
+// GEMM: call @qopt_cuda_sgemm(
+// GEMM: linalg.generic {{.*}}qopt.dequantized
+// GEMM: call @qopt_cuda_sgemm(
+// GEMM-NOT: call
+// GEMM: return
 // CHECK-NOT: linalg.generic
 // CHECK: %[[SP:.*]] = memref.extract_aligned_pointer_as_index %{{.*}} : memref<f32>
 // CHECK: call @qopt_kernel_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %[[SP]], %{{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}},
@@ -302,5 +324,25 @@ func.func @quantized_not_kernel(%x: memref<3x8xf32>, %d: memref<4x8xi8>, %s: mem
   linalg.fill ins(%zero : f32) outs(%s : memref<4xf32>)
   linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %ws : memref<3x8xf32>, memref<4x8xf32>) outs(%y : memref<3x4xf32>)
   memref.dealloc %ws : memref<4x8xf32>
+  return
+}
+
+// -----
+
+// On the CUDA target a product reading a constant (or a view of one) stays
+// loops: constants are host memory, of which the generated kernels read
+// device copies; the library would get the host pointer.
+// GEMM-LABEL: func.func @reads_constant
+// GEMM-NOT: call
+// GEMM: linalg.generic
+// GEMM: call @qopt_cuda_sgemm(
+// GEMM-NOT: call
+memref.global "private" constant @table : memref<8x5xf32> = dense<1.0>
+func.func @reads_constant(%a: memref<4x8xf32>, %b: memref<8x5xf32>, %c: memref<4x5xf32>) {
+  %t = memref.get_global @table : memref<8x5xf32>
+  %v = memref.subview %t[0, 0] [8, 4] [1, 1] : memref<8x5xf32> to memref<8x4xf32, strided<[5, 1]>>
+  %cv = memref.subview %c[0, 0] [4, 4] [1, 1] : memref<4x5xf32> to memref<4x4xf32, strided<[5, 1]>>
+  linalg.matmul ins(%a, %v : memref<4x8xf32>, memref<8x4xf32, strided<[5, 1]>>) outs(%cv : memref<4x4xf32, strided<[5, 1]>>)
+  linalg.matmul ins(%a, %b : memref<4x8xf32>, memref<8x5xf32>) outs(%c : memref<4x5xf32>)
   return
 }

@@ -82,11 +82,16 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     `qopt_kernel_sgemm`.
 
     With `cuda-qlinear=NAME` (the CUDA target) only the quantized products
-    the CUDA kernel library's GEMV takes (int4 / uint4 / int8 / uint8 / NF4
-    codes, K and the scale group multiples of 32) become calls, of `NAME`
-    with `qopt_kernel_qlinear`'s arguments (`qopt_cuda_qlinear`, which
-    launches the GEMV, or `qopt_cuda_qlinear_emulated`, which runs its lanes
-    on the CPU); f32 products stay loop nests (kernels).
+    the CUDA kernel library takes (int4 / uint4 / int8 / uint8 / NF4 codes,
+    K and the scale group multiples of 32) become calls, of `NAME` with
+    `qopt_kernel_qlinear`'s arguments (`qopt_cuda_qlinear`, which launches
+    the GEMV for a few rows and the tiled GEMM for more, or
+    `qopt_cuda_qlinear_emulated`, which runs them on the CPU); with
+    `cuda-sgemm=NAME` too, the other products become calls of `NAME` with
+    `qopt_kernel_sgemm`'s arguments (`qopt_cuda_sgemm`, the tiled GEMM, or
+    `qopt_cuda_sgemm_emulated`), except those reading a constant (host
+    memory, which the GPU cannot read); the rest stay loop nests
+    (kernels).
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
@@ -96,6 +101,10 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     Option<"cudaQLinear", "cuda-qlinear", "std::string", "\"\"",
            "Call this CUDA quantized-GEMV entry for the quantized products "
            "it takes, and leave every other product as loops">,
+    Option<"cudaSgemm", "cuda-sgemm", "std::string", "\"\"",
+           "With cuda-qlinear: call this CUDA GEMM entry (qopt_kernel_sgemm's "
+           "arguments) for the other products whose operands are not "
+           "constants">,
   ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::memref::MemRefDialect",

@@ -59,7 +59,8 @@ def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
     `memref.load`, `memref.store`, `memref.reshape` (it reads its shape
     operand) and calls of host functions — must wait first: before each such
     op, where a launch may have been queued since the last wait (a
-    `gpu.launch_func`, or a call of the kernel library's `qopt_cuda_qlinear`,
+    `gpu.launch_func`, or a call of the kernel library's `qopt_cuda_qlinear`
+    or `qopt_cuda_sgemm`,
     earlier in the block, or in a region before it; at the
     start of a region, conservatively), this pass inserts a call of
     `qopt_cuda_host_sync`, which waits for the stream when work is queued

@@ -1,0 +1,71 @@
+//===- Gemm.cu - tiled f32 GEMM, plain and through quantized weights -----===//
+//
+// C += A·B for the products of models compiled for CUDA that are not a few
+// rows times a quantized weight (QLinear.cu's GEMV takes those): f32
+// matrix products (qopt_cuda_sgemm: attention, LoRA factors, unquantized
+// layers, the train step's gradients) and prefill / training products
+// through a quantized weight (qopt_cuda_qlinear with more than kMaxRows
+// rows), whose codes are dequantized tile by tile into shared memory, so
+// no f32 copy of the weight exists and each code is read once per 64 rows
+// of A. One 64 x 64 tile of C per block, K in steps of 32 (GemmTile.h,
+// whose phases the CPU tests run). f32 on the CUDA cores: the numerics of
+// the CPU target, no TF32.
+//
+// Entry points (extern "C", one argument: GemmParams by value), launched
+// with kGemmThreads threads and grid (ceil(n / 64), ceil(m / 64), batch):
+// qopt_cuda_gemm_f32 (f32 B), qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4}.
+//
+//===----------------------------------------------------------------------===//
+
+#include "GemmTile.h"
+#include "NF4Table.cuh"
+
+namespace {
+
+using namespace qopt_cuda;
+
+template <int F> __device__ void gemm(const GemmParams &p) {
+  __shared__ GemmShared s;
+  __shared__ float nf4[16];
+  int t = threadIdx.x;
+  if (F >= 0) {
+    if (t < 16)
+      nf4[t] = kNF4Values[t];
+    __syncthreads();
+  }
+  GemmOperands op = operandsOf(p, blockIdx.z);
+  int64_t m0 = int64_t(blockIdx.y) * kTileM, n0 = int64_t(blockIdx.x) * kTileN;
+  WeightView w{p.codes, p.codeRow, p.scales, p.scaleRow, p.zp,
+               p.zpRow, p.n,       p.k,      p.group};
+  float acc[kMicro][kMicro] = {};
+  for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
+    loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
+    if constexpr (F >= 0)
+      loadQuantizedB<F>(w, k0, n0, t, nf4, s);
+    else
+      loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
+    __syncthreads();
+    multiplyTile(s, t, acc);
+    __syncthreads();
+  }
+  storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc);
+}
+
+} // namespace
+
+extern "C" __global__ void __launch_bounds__(kGemmThreads)
+    qopt_cuda_gemm_f32(GemmParams p) {
+  gemm<-1>(p);
+}
+
+#define QOPT_GEMM_ENTRY(name, format)                                          \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads)                   \
+      name(GemmParams p) {                                                     \
+    gemm<format>(p);                                                           \
+  }
+
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4, kInt4)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4, kUInt4)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8, kInt8)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint8, kUInt8)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_nf4, kNF4)

@@ -1,0 +1,149 @@
+//===- GemmLaunch.h - launches of the CUDA tiled GEMM -----------*- C++ -*-===//
+//
+// How a product with qopt_kernel_sgemm's arguments (qopt_cuda_sgemm), or a
+// quantized one with many rows (qopt_cuda_qlinear), becomes launches of
+// Gemm.cu's kernels: outer loops fold into M (rows that continue) or K (a
+// weight gradient's sum over batch and sequence) as the CPU kernel does;
+// the remaining products run as one grid when their C's are disjoint, one
+// after the other otherwise (products that accumulate into the same C);
+// grids are split to the hardware's limits. Host-only plain C++, shared by
+// the CUDA host library (which launches) and the CPU emulation (which runs
+// GemmTile.h's phases for each block), so the emulated models test this
+// planning too.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_GEMMLAUNCH_H
+#define QOPT_RUNTIME_KERNELS_CUDA_GEMMLAUNCH_H
+
+#include "GemmTile.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+
+namespace qopt_cuda {
+
+/// One launch of a Gemm.cu kernel: grid (x, y, z) of kGemmThreads threads.
+struct GemmLaunch {
+  int format; // -1: f32 B; else the quantized B's format
+  GemmParams p;
+  unsigned gridX, gridY, gridZ;
+};
+
+/// The kernel of `format` (-1: f32 B), or null.
+inline const char *gemmName(int format) {
+  static const char *names[] = {
+      "qopt_cuda_gemm_f32",       "qopt_cuda_gemm_f32_int4",
+      "qopt_cuda_gemm_f32_uint4", "qopt_cuda_gemm_f32_int8",
+      "qopt_cuda_gemm_f32_uint8", "qopt_cuda_gemm_f32_nf4"};
+  return format >= -1 && format <= 4 ? names[format + 1] : nullptr;
+}
+
+/// Whether distinct indices of the dimensions (sizes, strides) address
+/// distinct elements: sorted by stride, each stride steps past all that
+/// the smaller ones reach (a sufficient condition).
+inline bool disjoint(const int64_t (&size)[4], const int64_t (&stride)[4]) {
+  int order[4] = {0, 1, 2, 3};
+  std::sort(order, order + 4, [&](int x, int y) {
+    return std::llabs(stride[x]) < std::llabs(stride[y]);
+  });
+  int64_t extent = 1; // elements spanned by the dimensions so far
+  for (int d : order) {
+    if (size[d] <= 1)
+      continue;
+    int64_t s = std::llabs(stride[d]);
+    if (s < extent)
+      return false;
+    extent += s * (size[d] - 1);
+  }
+  return true;
+}
+
+/// Calls `launch(const GemmLaunch &)` for the o0 x o1 products of `p`
+/// (its strides along the outer loops set).
+template <typename Launch>
+void launchProducts(int format, GemmParams p, int64_t o0, int64_t o1,
+                    Launch &&launch) {
+  if (o0 <= 0 || o1 <= 0 || p.m <= 0 || p.n <= 0 || p.k <= 0)
+    return;
+  p.o1 = o1;
+  p.zBase = 0;
+  // Products that share C elements (a reduction loop outside the
+  // product) run one after the other, in stream order.
+  int64_t cSize[4] = {o0, o1, p.m, p.n};
+  int64_t cStride[4] = {p.sc0, p.sc1, p.scm, p.scn};
+  if (o0 * o1 > 1 && !disjoint(cSize, cStride)) {
+    for (int64_t i = 0; i < o0; ++i)
+      for (int64_t j = 0; j < o1; ++j) {
+        GemmParams one = p;
+        GemmOperands op = operandsOf(p, i * o1 + j);
+        one.a = op.a;
+        one.b = op.b;
+        one.c = op.c;
+        one.o1 = 1;
+        launchProducts(format, one, 1, 1, launch);
+      }
+    return;
+  }
+  constexpr int64_t kMaxGrid = 65535; // gridDim.y and .z
+  int64_t batch = o0 * o1;
+  for (int64_t z0 = 0; z0 < batch; z0 += kMaxGrid)
+    for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * kTileM) {
+      GemmLaunch l{format, p, 0, 0, 0};
+      l.p.zBase = z0;
+      l.p.a += r0 * p.sam;
+      l.p.c += r0 * p.scm;
+      l.p.m = std::min(p.m - r0, kMaxGrid * kTileM);
+      l.gridX = unsigned((p.n + kTileN - 1) / kTileN);
+      l.gridY = unsigned((l.p.m + kTileM - 1) / kTileM);
+      l.gridZ = unsigned(std::min(batch - z0, kMaxGrid));
+      launch(l);
+    }
+}
+
+/// Calls `launch(const GemmLaunch &)` for the launches of the product with
+/// qopt_kernel_sgemm's arguments (C += A·B, element offsets and strides
+/// along (outer0, outer1, rows, columns), pointers as integers).
+template <typename Launch>
+void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
+               int64_t pa, int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
+               int64_t sak, int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,
+               int64_t sbk, int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
+               int64_t sc1, int64_t scm, int64_t scn, Launch &&launch) {
+  auto foldsM = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
+    return size == 1 || (sb == 0 && sa == m * sam && sc == m * scm);
+  };
+  if (foldsM(o1, sa1, sb1, sc1)) {
+    m *= o1;
+    o1 = 1;
+    if (foldsM(o0, sa0, sb0, sc0)) {
+      m *= o0;
+      o0 = 1;
+    }
+  }
+  auto foldsK = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
+    return size == 1 || (sc == 0 && sa == k * sak && sb == k * sbk);
+  };
+  if (o1 > 1 && foldsK(o1, sa1, sb1, sc1)) {
+    k *= o1;
+    o1 = 1;
+    if (o0 > 1 && foldsK(o0, sa0, sb0, sc0)) {
+      k *= o0;
+      o0 = 1;
+    }
+  }
+  GemmParams p{};
+  p.a = reinterpret_cast<const float *>(pa) + oa;
+  p.sa0 = sa0, p.sa1 = sa1, p.sam = sam, p.sak = sak;
+  p.b = reinterpret_cast<const float *>(pb) + ob;
+  p.sb0 = sb0, p.sb1 = sb1, p.sbk = sbk, p.sbn = sbn;
+  p.c = reinterpret_cast<float *>(pc) + oc;
+  p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
+  p.m = m, p.n = n, p.k = k;
+  launchProducts(-1, p, o0, o1, launch);
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_GEMMLAUNCH_H

@@ -1,0 +1,186 @@
+//===- GemmTile.h - per-thread work of the CUDA tiled GEMM ------*- C++ -*-===//
+//
+// Gemm.cu's kernels compute C += A·B one 64 x 64 tile of C per block of
+// 256 threads, K in steps of 32: every thread loads its share of the A and
+// B tiles into shared memory (B either an f32 matrix or a quantized
+// weight's codes dequantized on the way), the block waits, every thread
+// adds the step's products to its 4 x 4 outputs, the block waits again.
+// Each phase is a function of the thread's index, written once for the
+// device and the host: the kernel calls it for its thread, the CPU
+// emulation (CUDAEmulation.cpp, unittests/Runtime/CUDATileTest.cpp) calls
+// it for the 256 threads in turn between the barriers, so the tiling,
+// bounds, strides and decoding are checked without a GPU.
+//
+// A, B and C are strided (element (r, c) at p[r·rs + c·cs]): transposed and
+// broadcast operands need no copies. The loads are arranged so that
+// neighbouring threads read neighbouring elements along whichever dimension
+// is contiguous, and the A tile is padded so those stores hit distinct
+// shared-memory banks.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_GEMMTILE_H
+#define QOPT_RUNTIME_KERNELS_CUDA_GEMMTILE_H
+
+#include "QLinearTile.h"
+
+namespace qopt_cuda {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 32;
+/// Threads a block of the GEMM: 16 x 16, each 4 x 4 outputs of the tile
+/// (rows ty + 16·i, columns tx + 16·j: a warp's loads of a step's A and B
+/// values are broadcasts and distinct banks).
+constexpr int kGemmThreads = 256;
+constexpr int kMicro = 4;
+
+/// The tiles of one K step: a[kk][i] = A(m0 + i, k0 + kk), b[kk][j] =
+/// B(k0 + kk, n0 + j), zero outside the matrices. (+1: the stores of a
+/// K-contiguous A, 32 threads down one column, hit 32 banks.)
+struct GemmShared {
+  float a[kTileK][kTileM + 1];
+  float b[kTileK][kTileN + 1];
+};
+
+/// One launch of Gemm.cu's kernels (passed by value; the same layout on
+/// the host and the device). C += A·B over the blocks (x: 64 columns, y:
+/// 64 rows, z: products of the batch), product z at outer indices
+/// (i, j) = ((zBase + z) / o1, (zBase + z) % o1) offsetting each operand by
+/// i·s?0 + j·s?1. B is f32 (b) or, for the quantized entries, B(k, n) =
+/// dequant(W)[n, k] from the codes (which do not move with the batch).
+struct GemmParams {
+  const float *a;
+  int64_t sa0, sa1, sam, sak;
+  const float *b;
+  int64_t sb0, sb1, sbk, sbn;
+  float *c;
+  int64_t sc0, sc1, scm, scn;
+  int64_t m, n, k;
+  int64_t o1, zBase;
+  // Quantized B (QLinearTile.h's WeightView: rows N, codes along K; K and
+  // the group multiples of kTileK, rows of codes 4-byte aligned).
+  const uint8_t *codes;
+  int64_t codeRow;
+  const float *scales;
+  int64_t scaleRow;
+  const int8_t *zp;
+  int64_t zpRow, group;
+};
+
+/// Loads thread t's 8 values of the A tile at (m0, k0) of A (rows x cols,
+/// strides rs, cs).
+QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
+                   int64_t cs, int64_t m0, int64_t k0, int t, GemmShared &s) {
+  bool kContiguous = cs == 1;
+  // (Not unrolled: 8 addresses would stay live across the K loop.)
+  QOPT_UNROLL(1)
+  for (int i = 0; i < kTileM * kTileK / kGemmThreads; ++i) {
+    int e = t + kGemmThreads * i;
+    int r = kContiguous ? e / kTileK : e % kTileM;
+    int kk = kContiguous ? e % kTileK : e / kTileM;
+    int64_t gr = m0 + r, gk = k0 + kk;
+    s.a[kk][r] = gr < rows && gk < cols ? a[gr * rs + gk * cs] : 0.0f;
+  }
+}
+
+/// Loads thread t's 8 values of the f32 B tile at (k0, n0).
+QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
+                   int64_t cs, int64_t k0, int64_t n0, int t, GemmShared &s) {
+  bool nContiguous = cs == 1 || rs != 1;
+  QOPT_UNROLL(1)
+  for (int i = 0; i < kTileK * kTileN / kGemmThreads; ++i) {
+    int e = t + kGemmThreads * i;
+    int kk = nContiguous ? e / kTileN : e % kTileK;
+    int col = nContiguous ? e % kTileN : e / kTileK;
+    int64_t gk = k0 + kk, gc = n0 + col;
+    s.b[kk][col] = gk < rows && gc < cols ? b[gk * rs + gc * cs] : 0.0f;
+  }
+}
+
+/// Loads thread t's 8 values of the quantized B tile at (k0, n0): 8
+/// consecutive codes of one row of W (thread t: row t / 4, codes
+/// 8·(t % 4) …), one scale and zero point (K steps stay inside a group).
+template <int F>
+QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
+                            const float *nf4, GemmShared &s) {
+  constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
+  int row = t / 4, part = t % 4;
+  int64_t gr = n0 + row;
+  if (gr >= w.n) {
+    QOPT_UNROLL()
+    for (int i = 0; i < 8; ++i)
+      s.b[8 * part + i][row] = 0.0f;
+    return;
+  }
+  const uint8_t *src =
+      w.codes + gr * w.codeRow + (k0 + 8 * part) / (four ? 2 : 1);
+#if defined(__CUDA_ARCH__)
+  uint32_t lo = __ldg(reinterpret_cast<const unsigned int *>(src));
+  uint32_t hi =
+      four ? 0u : __ldg(reinterpret_cast<const unsigned int *>(src) + 1);
+#else
+  uint32_t lo, hi = 0;
+  memcpy(&lo, src, 4);
+  if (!four)
+    memcpy(&hi, src + 4, 4);
+#endif
+  int64_t g = k0 / w.group;
+  float scale = w.scales[gr * w.scaleRow + g];
+  float zero = zeroPoint<F>(w, gr, g);
+  QOPT_UNROLL()
+  for (int i = 0; i < 8; ++i) {
+    uint32_t raw = four ? (lo >> (4 * i)) & 15u
+                        : ((i < 4 ? lo : hi) >> (8 * (i % 4))) & 255u;
+    s.b[8 * part + i][row] = scale * (codeValue<F>(raw, nf4) - zero);
+  }
+}
+
+/// Thread t's products of one K step: acc[i][j] += A(ty + 16i, ·) ·
+/// B(·, tx + 16j) over the step, in the order of k.
+QOPT_HD void multiplyTile(const GemmShared &s, int t,
+                          float (&acc)[kMicro][kMicro]) {
+  int tx = t % 16, ty = t / 16;
+  QOPT_UNROLL(8)
+  for (int kk = 0; kk < kTileK; ++kk) {
+    float a[kMicro], b[kMicro];
+    QOPT_UNROLL()
+    for (int i = 0; i < kMicro; ++i) {
+      a[i] = s.a[kk][ty + 16 * i];
+      b[i] = s.b[kk][tx + 16 * i];
+    }
+    QOPT_UNROLL()
+    for (int i = 0; i < kMicro; ++i)
+      QOPT_UNROLL()
+    for (int j = 0; j < kMicro; ++j)
+      acc[i][j] += a[i] * b[j];
+  }
+}
+
+/// Adds thread t's outputs to C's tile at (m0, n0).
+QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
+                       int64_t cs, int64_t m0, int64_t n0, int t,
+                       const float (&acc)[kMicro][kMicro]) {
+  int tx = t % 16, ty = t / 16;
+  QOPT_UNROLL()
+  for (int i = 0; i < kMicro; ++i)
+    QOPT_UNROLL()
+  for (int j = 0; j < kMicro; ++j) {
+    int64_t r = m0 + ty + 16 * i, col = n0 + tx + 16 * j;
+    if (r < rows && col < cols)
+      c[r * rs + col * cs] += acc[i][j];
+  }
+}
+
+/// The operands of product z of a launch.
+struct GemmOperands {
+  const float *a, *b;
+  float *c;
+};
+QOPT_HD GemmOperands operandsOf(const GemmParams &p, int64_t z) {
+  int64_t i = (p.zBase + z) / p.o1, j = (p.zBase + z) % p.o1;
+  return {p.a + i * p.sa0 + j * p.sa1, p.b ? p.b + i * p.sb0 + j * p.sb1 : p.b,
+          p.c + i * p.sc0 + j * p.sc1};
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_GEMMTILE_H
