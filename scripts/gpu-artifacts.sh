@@ -66,23 +66,38 @@ labels = np.where(mask == 1, ids, -100)
 np.save(f"{d}/labels.npy", labels)
 calib = rng.integers(0, 128, size=(4, 9)).astype(np.int64)
 np.savez(f"{d}/calib.npz", input_ids=calib, attention_mask=np.ones_like(calib))
+# 36 and 20 rows: past the GEMV's 16, the quantized products take the GEMM.
+np.save(f"{d}/prefill_ids.npy", calib)
+np.save(f"{d}/prefill_mask.npy", np.ones_like(calib))
+np.save(f"{d}/gpt2-prefill_ids.npy", rng.integers(0, 50, size=(2, 10)).astype(np.int64))
 PY
   in="--input input_ids=$models/input_ids.npy --input attention_mask=$models/attention_mask.npy"
+  # The lent machines' GPUs (H100, H200) are sm_90; one architecture keeps
+  # the artifacts small enough to carry (QOPT_GPU_ARCHS=sm_80,sm_90,… for
+  # others).
+  archs=${QOPT_GPU_ARCHS:-sm_90}
   compile() { # name, qoptc args...
     local name=$1; shift
-    "$bin/qoptc" "$@" --target cuda -o "$models/$name.so" &&
+    "$bin/qoptc" "$@" --target cuda --cuda-archs "$archs" -o "$models/$name.so" &&
       "$bin/qoptc" "$@" -o "$models/$name-cpu.so" || return 1
   }
   compile gpt2 "$here/examples/gpt2-tiny.onnx" &&
     "$bin/qopt-run" "$models/gpt2-cpu.so" --input "$here/examples/gpt2-tiny-input_ids.npy" \
       --output-dir "$models/gpt2-ref" >/dev/null
   cp "$here/examples/gpt2-tiny-input_ids.npy" "$models/gpt2-input_ids.npy"
+  # int4 weights in groups of 32 (the GEMV's and the quantized GEMM's
+  # format), on 2 x 10 tokens.
+  compile gpt2-int4 "$here/examples/gpt2-tiny.onnx" --quantize int4:group=32 &&
+    "$bin/qopt-run" "$models/gpt2-int4-cpu.so" --input "$models/gpt2-prefill_ids.npy" \
+      --output-dir "$models/gpt2-int4-ref" >/dev/null
   for recipe in lora qlora quarot-w4a16 smoothquant-w8a8; do
     extra=()
     [ "$recipe" = smoothquant-w8a8 ] && extra=(--calibration-data "$models/calib.npz")
     compile "$recipe" "$llama" --recipe "$recipe" "${extra[@]}" &&
       "$bin/qopt-run" "$models/$recipe-cpu.so" $in --output-dir "$models/$recipe-ref" >/dev/null
   done
+  "$bin/qopt-run" "$models/qlora-cpu.so" --input "input_ids=$models/prefill_ids.npy" \
+    --input "attention_mask=$models/prefill_mask.npy" --output-dir "$models/qlora-prefill-ref" >/dev/null
   # Three AdamW steps of the QLoRA train step (entry train_step; its output
   # after the third is that step's loss).
   compile qlora-train "$llama" --recipe qlora --train \

@@ -86,14 +86,19 @@ sys.exit(0 if worst <= tol else 1)
 PY
   }
   llama_in=(--input "input_ids=$models/input_ids.npy" --input "attention_mask=$models/attention_mask.npy")
-  for name in gpt2 lora qlora quarot-w4a16 smoothquant-w8a8 qlora-train; do
-    [ -f "$models/$name.so" ] || { failed=1; summary+=("FAIL cuda-model $name: not in the artifacts"); continue; }
+  for name in gpt2 gpt2-int4 lora qlora qlora-prefill quarot-w4a16 smoothquant-w8a8 qlora-train; do
+    lib=$models/$name.so
     case $name in
       gpt2) args=(--input "$models/gpt2-input_ids.npy" --repeat 20) ;;
+      # 20 and 36 rows: the quantized products take the tiled GEMM.
+      gpt2-int4) args=(--input "$models/gpt2-prefill_ids.npy" --repeat 20) ;;
+      qlora-prefill) lib=$models/qlora.so
+        args=(--input "input_ids=$models/prefill_ids.npy" --input "attention_mask=$models/prefill_mask.npy" --repeat 20) ;;
       qlora-train) args=("${llama_in[@]}" --input "labels=$models/labels.npy" --repeat 3) ;;
       *) args=("${llama_in[@]}" --repeat 20) ;;
     esac
-    if run "$models/$name.so" --device cuda --verbose "${args[@]}"         --output-dir "$results/cuda-$name" > "$results/cuda-$name.log" 2>&1 &&
+    [ -f "$lib" ] || { failed=1; summary+=("FAIL cuda-model $name: not in the artifacts"); continue; }
+    if run "$lib" --device cuda --verbose "${args[@]}"         --output-dir "$results/cuda-$name" > "$results/cuda-$name.log" 2>&1 &&
         compare "$name" "$models/$name-ref" "$results/cuda-$name" 1e-4 >> "$results/cuda-$name.log"; then
       summary+=("PASS cuda-model $name: $(tail -1 "$results/cuda-$name.log"); $(grep -o 'mean latency.*' "$results/cuda-$name.log")")
     else

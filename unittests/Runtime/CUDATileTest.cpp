@@ -170,49 +170,63 @@ qopt_cuda_qlinear_emulated(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, int64_t, int64_t, int64_t);
 
 /// qopt_cuda_qlinear's plan on the CPU: the GEMV for up to kMaxRows rows,
-/// the tiled GEMM (codes dequantized into its B tiles) for more, with rows
-/// and columns past a tile's border, against the weight dequantized by the
+/// the tiled GEMM (codes dequantized into its B tiles) for more, and the
+/// GEMM for C += A·W (flag 8: the backward's dX through W), with rows and
+/// columns past a tile's border, against the weight dequantized by the
 /// formats' definitions, in double.
 TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
   struct QCase {
     int format;
-    int64_t n, k, group;
+    int64_t rows, cols, group; // W: rows x cols, codes and groups along cols
     bool zp;
     int64_t m;
+    bool transposed; // C[m, cols] += A[m, rows]·W, else C[m, rows] += A·Wᵀ
   };
   const QCase cases[] = {
-      {kInt4, 70, 96, 32, true, 5},    {kInt4, 70, 96, 32, true, 40},
-      {kNF4, 130, 256, 64, false, 17}, {kNF4, 65, 128, 128, false, 130},
-      {kUInt4, 64, 64, 32, true, 66},  {kInt8, 33, 160, 32, false, 80},
-      {kUInt8, 70, 64, 64, true, 20},  {kInt8, 70, 64, 32, true, 3},
+      {kInt4, 70, 96, 32, true, 5, false},
+      {kInt4, 70, 96, 32, true, 40, false},
+      {kNF4, 130, 256, 64, false, 17, false},
+      {kNF4, 65, 128, 128, false, 130, false},
+      {kUInt4, 64, 64, 32, true, 66, false},
+      {kInt8, 33, 160, 32, false, 80, false},
+      {kUInt8, 70, 64, 64, true, 20, false},
+      {kInt8, 70, 64, 32, true, 3, false},
+      {kInt4, 70, 96, 32, true, 5, true},
+      {kNF4, 130, 160, 32, false, 40, true},
+      {kNF4, 33, 64, 64, false, 70, true},
+      {kUInt4, 64, 128, 64, true, 17, true},
+      {kInt8, 45, 96, 32, true, 66, true},
+      {kUInt8, 7, 32, 32, true, 2, true},
   };
   for (const QCase &c : cases) {
-    SCOPED_TRACE("format " + std::to_string(c.format) + " n" +
-                 std::to_string(c.n) + " k" + std::to_string(c.k) + " g" +
+    SCOPED_TRACE("format " + std::to_string(c.format) + " W " +
+                 std::to_string(c.rows) + "x" + std::to_string(c.cols) + " g" +
                  std::to_string(c.group) + (c.zp ? " zp" : "") + " m" +
-                 std::to_string(c.m));
-    std::mt19937 rng(unsigned(c.n * 7 + c.k + c.m));
+                 std::to_string(c.m) + (c.transposed ? " A·W" : " A·Wᵀ"));
+    std::mt19937 rng(unsigned(c.rows * 7 + c.cols + c.m + c.transposed));
     bool four = c.format == kInt4 || c.format == kUInt4 || c.format == kNF4;
-    int64_t rowBytes = four ? c.k / 2 : c.k, groups = c.k / c.group;
-    std::vector<uint8_t> codes(size_t(c.n * rowBytes));
+    int64_t rowBytes = four ? c.cols / 2 : c.cols, groups = c.cols / c.group;
+    int64_t n = c.transposed ? c.cols : c.rows,
+            k = c.transposed ? c.rows : c.cols;
+    std::vector<uint8_t> codes(size_t(c.rows * rowBytes));
     std::uniform_int_distribution<int> byte(0, 255);
     for (uint8_t &b : codes)
       b = uint8_t(byte(rng));
     std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
-    std::vector<float> scales(size_t(c.n * groups)), x(size_t(c.m * c.k)),
-        y(size_t(c.m * c.n));
+    std::vector<float> scales(size_t(c.rows * groups)), x(size_t(c.m * k)),
+        y(size_t(c.m * n));
     for (float &v : scales)
       v = 0.05f + 0.05f * unit(rng);
     for (float &v : x)
       v = unit(rng);
-    for (float &v : y) // C += A·Wᵀ: the call adds to what is there
+    for (float &v : y) // the call adds to what is there
       v = unit(rng);
-    std::vector<int8_t> zps(size_t(c.n * groups));
+    std::vector<int8_t> zps(size_t(c.rows * groups));
     for (int8_t &z : zps)
       z = int8_t(byte(rng) % (four ? 16 : 256) - (c.format == kInt4 ? 8 : 0));
     std::vector<double> expected(y.begin(), y.end());
-    for (int64_t r = 0; r < c.n; ++r)
-      for (int64_t col = 0; col < c.k; ++col) {
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t col = 0; col < c.cols; ++col) {
         int64_t g = col / c.group;
         uint8_t b = four ? codes[size_t(r * rowBytes + col / 2)]
                          : codes[size_t(r * rowBytes + col)];
@@ -226,20 +240,23 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
           v -= (c.format == kUInt4 || c.format == kUInt8) ? double(uint8_t(z))
                                                           : double(z);
         v *= scales[size_t(r * groups + g)];
+        // W[r, col] meets A's column col (A·Wᵀ: output r) or r (A·W:
+        // output col).
+        int64_t in = c.transposed ? r : col, out = c.transposed ? col : r;
         for (int64_t i = 0; i < c.m; ++i)
-          expected[size_t(i * c.n + r)] += v * x[size_t(i * c.k + col)];
+          expected[size_t(i * n + out)] += v * x[size_t(i * k + in)];
       }
     auto ptr = [](const void *p) {
       return int64_t(reinterpret_cast<intptr_t>(p));
     };
     qopt_cuda_qlinear_emulated(
-        c.format, c.group, c.zp ? 1 : 0, 1, 1, c.m, c.n, c.k, ptr(x.data()), 0,
-        0, 0, c.k, 1, ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
-        groups, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0, 0,
-        c.n, 1);
+        c.format, c.group, (c.zp ? 1 : 0) | (c.transposed ? 8 : 0), 1, 1, c.m,
+        n, k, ptr(x.data()), 0, 0, 0, k, 1, ptr(codes.data()), 0, rowBytes,
+        ptr(scales.data()), 0, groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
+        ptr(y.data()), 0, 0, 0, n, 1);
     for (size_t e = 0; e < y.size(); ++e)
       ASSERT_NEAR(y[e], expected[e],
-                  1e-5 * (1 + std::fabs(expected[e])) * c.k / 32)
+                  1e-5 * (1 + std::fabs(expected[e])) * double(k) / 32)
           << "element " << e;
   }
 }

@@ -56,11 +56,10 @@ template <int F> void runWarps(const GemvLaunch &l) {
 }
 
 /// Every block of a GEMM launch, its threads' phases in turn.
-template <int F> void runBlocks(const GemmLaunch &l) {
+template <int F, bool T> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
   const float *nf4 = qopt::kNF4Codes.data();
-  WeightView w{p.codes, p.codeRow, p.scales, p.scaleRow, p.zp,
-               p.zpRow, p.n,       p.k,      p.group};
+  WeightView w = weightOf(p, T);
   static thread_local GemmShared s;
   static thread_local float acc[kGemmThreads][kMicro][kMicro];
   for (unsigned z = 0; z < l.gridZ; ++z) {
@@ -72,7 +71,9 @@ template <int F> void runBlocks(const GemmLaunch &l) {
         for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
           for (int t = 0; t < kGemmThreads; ++t) {
             loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
-            if constexpr (F >= 0)
+            if constexpr (F >= 0 && T)
+              loadQuantizedBT<F>(w, k0, n0, t, nf4, s);
+            else if constexpr (F >= 0)
               loadQuantizedB<F>(w, k0, n0, t, nf4, s);
             else
               loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
@@ -89,8 +90,13 @@ template <int F> void runBlocks(const GemmLaunch &l) {
 
 void runGemm(const GemmLaunch &l) {
   if (l.format < 0)
-    return runBlocks<-1>(l);
-  withFormat(l.format, [&](auto f) { runBlocks<decltype(f)::value>(l); });
+    return runBlocks<-1, false>(l);
+  withFormat(l.format, [&](auto f) {
+    if (l.transposed)
+      runBlocks<decltype(f)::value, true>(l);
+    else
+      runBlocks<decltype(f)::value, false>(l);
+  });
 }
 
 } // namespace

@@ -13,7 +13,9 @@
 //
 // Entry points (extern "C", one argument: GemmParams by value), launched
 // with kGemmThreads threads and grid (ceil(n / 64), ceil(m / 64), batch):
-// qopt_cuda_gemm_f32 (f32 B), qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4}.
+// qopt_cuda_gemm_f32 (f32 B), qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4}
+// (B = Wᵀ) and the same with `_t` (B = W: the backward's dX through a
+// frozen quantized weight).
 //
 //===----------------------------------------------------------------------===//
 
@@ -24,7 +26,7 @@ namespace {
 
 using namespace qopt_cuda;
 
-template <int F> __device__ void gemm(const GemmParams &p) {
+template <int F, bool T> __device__ void gemm(const GemmParams &p) {
   __shared__ GemmShared s;
   __shared__ float nf4[16];
   int t = threadIdx.x;
@@ -35,12 +37,13 @@ template <int F> __device__ void gemm(const GemmParams &p) {
   }
   GemmOperands op = operandsOf(p, blockIdx.z);
   int64_t m0 = int64_t(blockIdx.y) * kTileM, n0 = int64_t(blockIdx.x) * kTileN;
-  WeightView w{p.codes, p.codeRow, p.scales, p.scaleRow, p.zp,
-               p.zpRow, p.n,       p.k,      p.group};
+  WeightView w = weightOf(p, T);
   float acc[kMicro][kMicro] = {};
   for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
     loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
-    if constexpr (F >= 0)
+    if constexpr (F >= 0 && T)
+      loadQuantizedBT<F>(w, k0, n0, t, nf4, s);
+    else if constexpr (F >= 0)
       loadQuantizedB<F>(w, k0, n0, t, nf4, s);
     else
       loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
@@ -55,17 +58,24 @@ template <int F> __device__ void gemm(const GemmParams &p) {
 
 extern "C" __global__ void __launch_bounds__(kGemmThreads)
     qopt_cuda_gemm_f32(GemmParams p) {
-  gemm<-1>(p);
+  gemm<-1, false>(p);
 }
 
-#define QOPT_GEMM_ENTRY(name, format)                                          \
+#define QOPT_GEMM_ENTRY(name, format, transposed)                              \
   extern "C" __global__ void __launch_bounds__(kGemmThreads)                   \
       name(GemmParams p) {                                                     \
-    gemm<format>(p);                                                           \
+    gemm<format, transposed>(p);                                               \
   }
 
-QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4, kInt4)
-QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4, kUInt4)
-QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8, kInt8)
-QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint8, kUInt8)
-QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_nf4, kNF4)
+// C += A·dequant(W)ᵀ (a linear layer's forward).
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4, kInt4, false)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4, kUInt4, false)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8, kInt8, false)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint8, kUInt8, false)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_nf4, kNF4, false)
+// C += A·dequant(W) (its backward: dX = dY·W, no f32 copy of W).
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4_t, kInt4, true)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4_t, kUInt4, true)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8_t, kInt8, true)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint8_t, kUInt8, true)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_nf4_t, kNF4, true)

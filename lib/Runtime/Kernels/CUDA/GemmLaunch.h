@@ -26,17 +26,24 @@ namespace qopt_cuda {
 
 /// One launch of a Gemm.cu kernel: grid (x, y, z) of kGemmThreads threads.
 struct GemmLaunch {
-  int format; // -1: f32 B; else the quantized B's format
+  int format;      // -1: f32 B; else the quantized B's format
+  bool transposed; // quantized B = dequant(W) (not its transpose)
   GemmParams p;
   unsigned gridX, gridY, gridZ;
 };
 
 /// The kernel of `format` (-1: f32 B), or null.
-inline const char *gemmName(int format) {
+inline const char *gemmName(int format, bool transposed = false) {
   static const char *names[] = {
       "qopt_cuda_gemm_f32",       "qopt_cuda_gemm_f32_int4",
       "qopt_cuda_gemm_f32_uint4", "qopt_cuda_gemm_f32_int8",
       "qopt_cuda_gemm_f32_uint8", "qopt_cuda_gemm_f32_nf4"};
+  static const char *namesT[] = {
+      "qopt_cuda_gemm_f32_int4_t", "qopt_cuda_gemm_f32_uint4_t",
+      "qopt_cuda_gemm_f32_int8_t", "qopt_cuda_gemm_f32_uint8_t",
+      "qopt_cuda_gemm_f32_nf4_t"};
+  if (transposed)
+    return format >= 0 && format <= 4 ? namesT[format] : nullptr;
   return format >= -1 && format <= 4 ? names[format + 1] : nullptr;
 }
 
@@ -63,8 +70,8 @@ inline bool disjoint(const int64_t (&size)[4], const int64_t (&stride)[4]) {
 /// Calls `launch(const GemmLaunch &)` for the o0 x o1 products of `p`
 /// (its strides along the outer loops set).
 template <typename Launch>
-void launchProducts(int format, GemmParams p, int64_t o0, int64_t o1,
-                    Launch &&launch) {
+void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
+                    int64_t o1, Launch &&launch) {
   if (o0 <= 0 || o1 <= 0 || p.m <= 0 || p.n <= 0 || p.k <= 0)
     return;
   p.o1 = o1;
@@ -82,7 +89,7 @@ void launchProducts(int format, GemmParams p, int64_t o0, int64_t o1,
         one.b = op.b;
         one.c = op.c;
         one.o1 = 1;
-        launchProducts(format, one, 1, 1, launch);
+        launchProducts(format, transposed, one, 1, 1, launch);
       }
     return;
   }
@@ -90,7 +97,7 @@ void launchProducts(int format, GemmParams p, int64_t o0, int64_t o1,
   int64_t batch = o0 * o1;
   for (int64_t z0 = 0; z0 < batch; z0 += kMaxGrid)
     for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * kTileM) {
-      GemmLaunch l{format, p, 0, 0, 0};
+      GemmLaunch l{format, transposed, p, 0, 0, 0};
       l.p.zBase = z0;
       l.p.a += r0 * p.sam;
       l.p.c += r0 * p.scm;
@@ -141,7 +148,7 @@ void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
   p.c = reinterpret_cast<float *>(pc) + oc;
   p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
   p.m = m, p.n = n, p.k = k;
-  launchProducts(-1, p, o0, o1, launch);
+  launchProducts(-1, false, p, o0, o1, launch);
 }
 
 } // namespace qopt_cuda

@@ -46,7 +46,8 @@ struct GemmShared {
 /// 64 rows, z: products of the batch), product z at outer indices
 /// (i, j) = ((zBase + z) / o1, (zBase + z) % o1) offsetting each operand by
 /// i·s?0 + j·s?1. B is f32 (b) or, for the quantized entries, B(k, n) =
-/// dequant(W)[n, k] from the codes (which do not move with the batch).
+/// dequant(W)[n, k] from the codes (which do not move with the batch), or
+/// for the transposed ones (`_t`) B(k, n) = dequant(W)[k, n].
 struct GemmParams {
   const float *a;
   int64_t sa0, sa1, sam, sak;
@@ -57,7 +58,8 @@ struct GemmParams {
   int64_t m, n, k;
   int64_t o1, zBase;
   // Quantized B (QLinearTile.h's WeightView: rows N, codes along K; K and
-  // the group multiples of kTileK, rows of codes 4-byte aligned).
+  // the group multiples of kTileK, rows of codes 4-byte aligned; for the
+  // transposed entries rows K, codes along N, N a multiple of 32).
   const uint8_t *codes;
   int64_t codeRow;
   const float *scales;
@@ -134,6 +136,46 @@ QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
   }
 }
 
+/// Loads thread t's 8 values of the B tile at (k0, n0) for B = dequant(W)
+/// itself (dX = dY·W: W's rows along K, its codes along N): 8 consecutive
+/// codes of one row of W (thread t: row k0 + t / 8, codes n0 + 8·(t % 8)
+/// …), one scale and zero point (8 codes at a multiple of 8 stay inside a
+/// group, which is a multiple of 32). Needs W's columns to be a multiple
+/// of 8.
+template <int F>
+QOPT_HD void loadQuantizedBT(const WeightView &w, int64_t k0, int64_t n0, int t,
+                             const float *nf4, GemmShared &s) {
+  constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
+  int row = t / 8, part = t % 8;
+  int64_t gr = k0 + row, gc = n0 + 8 * part;
+  if (gr >= w.n || gc >= w.k) {
+    QOPT_UNROLL()
+    for (int i = 0; i < 8; ++i)
+      s.b[row][8 * part + i] = 0.0f;
+    return;
+  }
+  const uint8_t *src = w.codes + gr * w.codeRow + gc / (four ? 2 : 1);
+#if defined(__CUDA_ARCH__)
+  uint32_t lo = __ldg(reinterpret_cast<const unsigned int *>(src));
+  uint32_t hi =
+      four ? 0u : __ldg(reinterpret_cast<const unsigned int *>(src) + 1);
+#else
+  uint32_t lo, hi = 0;
+  memcpy(&lo, src, 4);
+  if (!four)
+    memcpy(&hi, src + 4, 4);
+#endif
+  int64_t g = gc / w.group;
+  float scale = w.scales[gr * w.scaleRow + g];
+  float zero = zeroPoint<F>(w, gr, g);
+  QOPT_UNROLL()
+  for (int i = 0; i < 8; ++i) {
+    uint32_t raw = four ? (lo >> (4 * i)) & 15u
+                        : ((i < 4 ? lo : hi) >> (8 * (i % 4))) & 255u;
+    s.b[row][8 * part + i] = scale * (codeValue<F>(raw, nf4) - zero);
+  }
+}
+
 /// Thread t's products of one K step: acc[i][j] += A(ty + 16i, ·) ·
 /// B(·, tx + 16j) over the step, in the order of k.
 QOPT_HD void multiplyTile(const GemmShared &s, int t,
@@ -168,6 +210,19 @@ QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
     if (r < rows && col < cols)
       c[r * rs + col * cs] += acc[i][j];
   }
+}
+
+/// The weight a quantized entry reads (`transposed`: W's rows along K).
+QOPT_HD WeightView weightOf(const GemmParams &p, bool transposed) {
+  return {p.codes,
+          p.codeRow,
+          p.scales,
+          p.scaleRow,
+          p.zp,
+          p.zpRow,
+          transposed ? p.k : p.n,
+          transposed ? p.n : p.k,
+          p.group};
 }
 
 /// The operands of product z of a launch.

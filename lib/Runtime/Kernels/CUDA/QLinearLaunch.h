@@ -66,6 +66,11 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
   }
 }
 
+/// qopt_kernel_qlinear's flags the CUDA library takes: zero points, and
+/// (the CUDA target's own) C += A·dequant(W), W's rows along K: a linear
+/// layer's dX = dY·W in the backward, which only the GEMM computes.
+constexpr int64_t kQLinearZeroPoints = 1, kQLinearTransposed = 8;
+
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
 /// launch of the product with
 /// qopt_kernel_qlinear's arguments (element offsets and strides, pointers
@@ -85,10 +90,12 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
             Gemv &&gemv, Gemm &&gemm) {
   if (!gemvName(int(format)))
     return "a weight format the GEMV does not take";
-  if (flags & ~int64_t(1))
+  if (flags & ~int64_t(kQLinearZeroPoints | kQLinearTransposed))
     return "integer activations (not on the CUDA target)";
-  if (k % 32 || group <= 0 || group % 32 || (sak != 1 && k > 1) ||
-      (scn != 1 && n > 1))
+  // W's columns: K, or N for C += A·W.
+  bool transposed = flags & kQLinearTransposed;
+  if ((transposed ? n : k) % 32 || group <= 0 || group % 32 ||
+      (sak != 1 && k > 1) || (scn != 1 && n > 1))
     return "K or the scale group is not a multiple of 32, or A or C is "
            "strided along K or N";
   const uint8_t *codes = reinterpret_cast<const uint8_t *>(pw) + ow;
@@ -112,16 +119,17 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   const float *a = reinterpret_cast<const float *>(pa) + oa;
   float *c = reinterpret_cast<float *>(pc) + oc;
   const float *scales = reinterpret_cast<const float *>(ps) + os;
-  const int8_t *zp =
-      (flags & 1) ? reinterpret_cast<const int8_t *>(pz) + oz : nullptr;
-  if (m > kMaxRows) {
+  const int8_t *zp = (flags & kQLinearZeroPoints)
+                         ? reinterpret_cast<const int8_t *>(pz) + oz
+                         : nullptr;
+  if (m > kMaxRows || transposed) {
     GemmParams p{};
     p.a = a, p.sa0 = sa0, p.sa1 = sa1, p.sam = sam, p.sak = sak;
     p.c = c, p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
     p.m = m, p.n = n, p.k = k;
     p.codes = codes, p.codeRow = sw, p.scales = scales, p.scaleRow = ss;
     p.zp = zp, p.zpRow = sz, p.group = group;
-    launchProducts(int(format), p, o0, o1, gemm);
+    launchProducts(int(format), transposed, p, o0, o1, gemm);
     return nullptr;
   }
   GemvLaunch l{};

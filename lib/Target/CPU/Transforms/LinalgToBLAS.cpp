@@ -131,6 +131,10 @@ struct QuantizedWeight {
   /// stride times this (per_block scales are one flat list; 0: per_tensor,
   /// one scale read for every row).
   int64_t scaleRowFactor = 1;
+  /// The product reads W itself (C += A·W, W's rows along the reduction: a
+  /// linear layer's dX = dY·W), not Wᵀ: only the CUDA library's GEMM takes
+  /// it (flag 8).
+  bool transposed = false;
 };
 
 /// The kernel library's format code (QLinear.cpp), or -1.
@@ -207,9 +211,12 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
   }
   MLIRContext *ctx = op.getContext();
   AffineMap bMap = op.getIndexingMapsArray()[1];
-  if (bMap.getNumResults() != 2 ||
-      bMap.getResult(0) != getAffineDimExpr(dims.n, ctx) ||
-      bMap.getResult(1) != getAffineDimExpr(dims.k, ctx))
+  if (bMap.getNumResults() != 2)
+    return std::nullopt;
+  bool transposed = bMap.getResult(0) == getAffineDimExpr(dims.k, ctx) &&
+                    bMap.getResult(1) == getAffineDimExpr(dims.n, ctx);
+  if (!transposed && (bMap.getResult(0) != getAffineDimExpr(dims.n, ctx) ||
+                      bMap.getResult(1) != getAffineDimExpr(dims.k, ctx)))
     return std::nullopt;
   auto type = dyn_cast<QTensorType>(
       cast<TypeAttr>(expand->getAttr(kDequantizedAttr)).getValue());
@@ -217,6 +224,7 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
     return std::nullopt;
   QuantizedWeight w{expand, kernelFormat(type.getFormat()), 0,
                     type.getFormat().hasZeroPoint()};
+  w.transposed = transposed;
   if (w.format < 0)
     return std::nullopt;
   int64_t k = type.getShape()[1];
@@ -379,7 +387,8 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   args.constant(w.format);
   args.constant(w.group);
   args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0) |
-                (perTokenBits ? 4 | (perTokenBits << 8) : 0));
+                (perTokenBits ? 4 | (perTokenBits << 8) : 0) |
+                (w.transposed ? 8 : 0));
   args.sizes({dims.m, dims.n, dims.k});
   args.operand(0, {dims.m, dims.k});
   args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
@@ -412,20 +421,36 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   }
 }
 
-/// Whether the CUDA kernel library's GEMV (QLinear.cu) takes the product:
-/// int4 / uint4 / int8 / uint8 / NF4 codes, a static K and scale group that
-/// are multiples of 32 (16-byte rows of 4-bit codes), A and C contiguous
-/// along K and N.
+/// The buffer `v` is a view of (itself if none).
+static Value rootBuffer(Value v) {
+  while (auto view = v.getDefiningOp<ViewLikeOpInterface>())
+    v = view.getViewSource();
+  return v;
+}
+
+/// Whether an operand of `op` is a constant or a view of one: host memory
+/// on the CUDA target (generated kernels read device copies; the library
+/// gets pointers).
+static bool readsConstant(linalg::GenericOp op) {
+  return llvm::any_of(op->getOperands(), [](Value v) {
+    return rootBuffer(v).getDefiningOp<memref::GetGlobalOp>() != nullptr;
+  });
+}
+
+/// Whether the CUDA kernel library's quantized products (QLinear.cu's GEMV,
+/// Gemm.cu's GEMM) take the product: int4 / uint4 / int8 / uint8 / NF4
+/// codes, a static number of W's columns and a scale group that are
+/// multiples of 32 (16-byte rows of 4-bit codes), A and C contiguous along
+/// K and N, no constant operand.
 static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
                           QuantizedWeight w) {
   if (w.format < 0 || w.format > 4 || w.group % 32 != 0)
     return false;
-  // Constants (memref.get_global) live in host memory, which the GPU
-  // cannot read: such products stay generated kernels, which read their
-  // own device copies.
-  for (Value input : w.expand.getDpsInputs())
-    if (input.getDefiningOp<memref::GetGlobalOp>())
-      return false;
+  // Constants (memref.get_global, or views of them) live in host memory,
+  // which the GPU cannot read: such products stay generated kernels, which
+  // read their own device copies.
+  if (readsConstant(op) || readsConstant(w.expand))
+    return false;
   auto codes =
       cast<MemRefType>(w.expand.getDpsInputOperand(0)->get().getType());
   if (ShapedType::isDynamic(codes.getShape()[1]))
@@ -444,22 +469,6 @@ static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
     return type.isLastDimUnitStride();
   };
   return unitStride(0, dims.k) && unitStride(2, dims.n);
-}
-
-/// The buffer `v` is a view of (itself if none).
-static Value rootBuffer(Value v) {
-  while (auto view = v.getDefiningOp<ViewLikeOpInterface>())
-    v = view.getViewSource();
-  return v;
-}
-
-/// Whether an operand of `op` is a constant or a view of one: host memory
-/// on the CUDA target (generated kernels read device copies; the library
-/// gets pointers).
-static bool readsConstant(linalg::GenericOp op) {
-  return llvm::any_of(op->getOperands(), [](Value v) {
-    return rootBuffer(v).getDefiningOp<memref::GetGlobalOp>() != nullptr;
-  });
 }
 
 /// Erases the loops that only write `buffer` (allocated here) when nothing
@@ -650,7 +659,7 @@ struct QOptLinalgToBLASPass
           rewriteSgemm(op, dims, module, cudaSgemm);
         continue;
       }
-      if (w)
+      if (w && !w->transposed)
         rewriteQuantized(op, dims, *w, int8Activations,
                          readQuantizerInput(op, dims, *w), module);
       else

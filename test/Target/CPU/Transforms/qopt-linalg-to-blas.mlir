@@ -346,3 +346,60 @@ func.func @reads_constant(%a: memref<4x8xf32>, %b: memref<8x5xf32>, %c: memref<4
   linalg.matmul ins(%a, %b : memref<4x8xf32>, memref<8x5xf32>) outs(%c : memref<4x5xf32>)
   return
 }
+
+// -----
+
+// The backward of a linear layer: dX = dY·W reads the expanded W itself
+// (rows along the reduction). The CPU kernel takes only x·Wᵀ (sgemm on the
+// expansion); the CUDA library's GEMM reads the codes (flag 8), so no f32
+// copy of W is made.
+// CHECK-LABEL: func.func @quantized_dx
+// CHECK: linalg.generic
+// CHECK: call @qopt_kernel_sgemm
+// CHECK-NOT: qopt_kernel_qlinear
+// GEMM-LABEL: func.func @quantized_dx
+// GEMM-NOT: linalg.generic
+// GEMM-NOT: memref.alloc
+// GEMM: %[[M:.*]] = memref.dim %arg0
+// GEMM: %[[K:.*]] = memref.dim %arg0
+// GEMM: %[[N:.*]] = memref.dim %arg3
+// GEMM: call @qopt_cuda_qlinear(%c4{{[_0-9]*}}, %c32{{[_0-9]*}}, %c8{{[_0-9]*}}, %c1{{[_0-9]*}}, %c1{{[_0-9]*}}, %[[M]], %[[N]], %[[K]],
+// GEMM-NOT: call
+// GEMM: return
+!nf4t = !qopt.qtensor<16x64, #qopt.nf4, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+func.func @quantized_dx(%dy: memref<3x16xf32>, %d: memref<16x32xi8>, %s: memref<16x2xf32>, %dx: memref<3x64xf32>) {
+  %w = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, affine_map<(n, k) -> (n, k)>], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x32xi8>, memref<16x2xf32>) outs(%w : memref<16x64xf32>) attrs = {qopt.dequantized = !nf4t} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, k, n) -> (m, n)>, affine_map<(m, k, n) -> (n, k)>, affine_map<(m, k, n) -> (m, k)>] ins(%dy, %w : memref<3x16xf32>, memref<16x64xf32>) outs(%dx : memref<3x64xf32>)
+  memref.dealloc %w : memref<16x64xf32>
+  return
+}
+
+// -----
+
+// A quantized product whose activations are a constant stays loops on the
+// CUDA target too (the library would get the host pointer).
+// (The CPU reads constants in place.)
+// CHECK-LABEL: func.func @quantized_constant_input
+// CHECK: call @qopt_kernel_qlinear
+// GEMM-LABEL: func.func @quantized_constant_input
+// GEMM-NOT: call
+// GEMM: return
+memref.global "private" constant @x : memref<2x64xf32> = dense<1.0>
+!nf4c = !qopt.qtensor<16x64, #qopt.nf4, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+func.func @quantized_constant_input(%d: memref<16x32xi8>, %s: memref<16x2xf32>, %y: memref<2x16xf32>) {
+  %x = memref.get_global @x : memref<2x64xf32>
+  %w = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, affine_map<(n, k) -> (n, k)>], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x32xi8>, memref<16x2xf32>) outs(%w : memref<16x64xf32>) attrs = {qopt.dequantized = !nf4c} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%x, %w : memref<2x64xf32>, memref<16x64xf32>) outs(%y : memref<2x16xf32>)
+  memref.dealloc %w : memref<16x64xf32>
+  return
+}

@@ -86,7 +86,10 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     K and the scale group multiples of 32) become calls, of `NAME` with
     `qopt_kernel_qlinear`'s arguments (`qopt_cuda_qlinear`, which launches
     the GEMV for a few rows and the tiled GEMM for more, or
-    `qopt_cuda_qlinear_emulated`, which runs them on the CPU); with
+    `qopt_cuda_qlinear_emulated`, which runs them on the CPU), including
+    products `dY·W` that read the expanded weight untransposed (a linear
+    layer's dX in the backward: flag 8, which the CPU kernel does not
+    take); with
     `cuda-sgemm=NAME` too, the other products become calls of `NAME` with
     `qopt_kernel_sgemm`'s arguments (`qopt_cuda_sgemm`, the tiled GEMM, or
     `qopt_cuda_sgemm_emulated`), except those reading a constant (host
