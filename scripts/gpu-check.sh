@@ -66,6 +66,18 @@ else
   summary+=("FAIL qlinear-gemv: no library-*.cubin in $artifacts")
 fi
 
+# The CUDA kernel library's tiled GEMM (f32, quantized A·Wᵀ and A·W) against
+# torch, then prefill timings against torch's f32 and bf16 matmuls.
+if ls "$artifacts"/library-*.cubin >/dev/null 2>&1; then
+  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/gemm.py" --cubins "$artifacts" \
+      --json "$results/gemm.json" 2>&1 | tee "$results/gemm.log"; then
+    summary+=("PASS gemm: $(grep -c '^test .*: ok' "$results/gemm.log") cases; timings in $results/gemm.json")
+  else
+    failed=1
+    summary+=("FAIL gemm (see $results/gemm.log)")
+  fi
+fi
+
 # Models compiled by qoptc --target cuda (gpu-artifacts.sh): each run on the GPU
 # through qopt-run and compared with the CPU target's outputs computed on the
 # build machine (f32 both ways: 1e-4 relative), and the QLoRA train step's

@@ -170,7 +170,8 @@ with tempfile.TemporaryDirectory() as tmp:
 
     run_fake(gpu)
     check("fake driver: gpt2-tiny loads the kernel library for its f32 products (GEMM)",
-          modules() == 2 and library() == ["qopt_cuda_gemm_f32"],
+          # (6 rows: the GEMM's 16-row tiles)
+          modules() == 2 and library() == ["qopt_cuda_gemm_f32_m16"],
           f"{modules()} modules; {' '.join(library())}")
     # The library loads at its first call: a model without matrix products
     # does not depend on it.

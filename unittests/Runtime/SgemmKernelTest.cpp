@@ -154,6 +154,19 @@ TEST_P(SgemmKernel, TileBorders) {
         make(65 * 129, 0, 0, 0, 129, 1, rng));
 }
 
+TEST_P(SgemmKernel, SixteenAndSeventeenRows) {
+  // The CUDA GEMM's 16-row tiles up to 16 rows, 64-row ones past them.
+  std::mt19937 rng(13);
+  check(GetParam(), 1, 1, 16, 70, 33, make(16 * 33, 0, 0, 0, 33, 1, rng),
+        make(33 * 70, 0, 0, 0, 70, 1, rng), make(16 * 70, 0, 0, 0, 70, 1, rng));
+  check(GetParam(), 1, 1, 17, 70, 33, make(17 * 33, 0, 0, 0, 1, 17, rng),
+        make(33 * 70, 0, 0, 0, 1, 33, rng), make(17 * 70, 0, 0, 0, 70, 1, rng));
+  // A batch of 16-row products, one grid.
+  check(GetParam(), 3, 1, 9, 20, 40, make(3 * 9 * 40, 0, 360, 0, 40, 1, rng),
+        make(3 * 40 * 20, 0, 800, 0, 20, 1, rng),
+        make(3 * 9 * 20, 0, 180, 0, 20, 1, rng));
+}
+
 TEST_P(SgemmKernel, WeightGradientSummedOverOuterLoops) {
   std::mt19937 rng(11);
   // dW[8, 6] += x[2, 3, 5, 8]ᵀ · dy[2, 3, 5, 6]: C does not move with the

@@ -306,7 +306,7 @@ static CUfunction libraryFunction(const char *name) {
 /// Queues one launch of Gemm.cu's tiled GEMM.
 static void launchGemm(const qopt_cuda::GemmLaunch &l) {
   State &s = state();
-  const char *name = qopt_cuda::gemmName(l.format, l.transposed);
+  const char *name = qopt_cuda::gemmName(l.format, l.transposed, l.skinny);
   CUfunction fn = libraryFunction(name);
   qopt_cuda::GemmParams p = l.p;
   void *params[] = {&p};

@@ -13,7 +13,7 @@ import sys
 
 FORMATS = ("int4", "uint4", "int8", "uint8", "nf4")
 KERNELS = ([f"qopt_cuda_gemv_{x}{f}" for x in ("", "f32_") for f in FORMATS]
-           + ["qopt_cuda_gemm_f32"] + [f"qopt_cuda_gemm_f32_{f}{t}" for f in FORMATS
+           + ["qopt_cuda_gemm_f32", "qopt_cuda_gemm_f32_m16"] + [f"qopt_cuda_gemm_f32_{f}{t}" for f in FORMATS
                                        for t in ("", "_t")])
 folder, archs = sys.argv[1], sys.argv[2:]
 failures = 0

@@ -56,25 +56,25 @@ template <int F> void runWarps(const GemvLaunch &l) {
 }
 
 /// Every block of a GEMM launch, its threads' phases in turn.
-template <int F, bool T> void runBlocks(const GemmLaunch &l) {
+template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
   const float *nf4 = qopt::kNF4Codes.data();
   WeightView w = weightOf(p, T);
-  static thread_local GemmShared s;
-  static thread_local float acc[kGemmThreads][kMicro][kMicro];
+  static thread_local GemmShared<MI> s;
+  static thread_local float acc[kGemmThreads][MI][kMicro];
   for (unsigned z = 0; z < l.gridZ; ++z) {
     GemmOperands op = operandsOf(p, z);
     for (unsigned y = 0; y < l.gridY; ++y)
       for (unsigned x = 0; x < l.gridX; ++x) {
-        int64_t m0 = int64_t(y) * kTileM, n0 = int64_t(x) * kTileN;
+        int64_t m0 = int64_t(y) * kTileRows<MI>, n0 = int64_t(x) * kTileN;
         std::memset(acc, 0, sizeof(acc));
         for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
           for (int t = 0; t < kGemmThreads; ++t) {
             loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
             if constexpr (F >= 0 && T)
-              loadQuantizedBT<F>(w, k0, n0, t, nf4, s);
+              loadQuantizedBT<F, MI>(w, k0, n0, t, nf4, s);
             else if constexpr (F >= 0)
-              loadQuantizedB<F>(w, k0, n0, t, nf4, s);
+              loadQuantizedB<F, MI>(w, k0, n0, t, nf4, s);
             else
               loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
           }
@@ -90,12 +90,12 @@ template <int F, bool T> void runBlocks(const GemmLaunch &l) {
 
 void runGemm(const GemmLaunch &l) {
   if (l.format < 0)
-    return runBlocks<-1, false>(l);
+    return l.skinny ? runBlocks<-1, false, 1>(l) : runBlocks<-1, false, 4>(l);
   withFormat(l.format, [&](auto f) {
     if (l.transposed)
-      runBlocks<decltype(f)::value, true>(l);
+      runBlocks<decltype(f)::value, true, 4>(l);
     else
-      runBlocks<decltype(f)::value, false>(l);
+      runBlocks<decltype(f)::value, false, 4>(l);
   });
 }
 

@@ -13,7 +13,8 @@
 //
 // Entry points (extern "C", one argument: GemmParams by value), launched
 // with kGemmThreads threads and grid (ceil(n / 64), ceil(m / 64), batch):
-// qopt_cuda_gemm_f32 (f32 B), qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4}
+// qopt_cuda_gemm_f32 (f32 B; _m16: tiles of 16 rows, grid y ceil(m / 16)),
+// qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4}
 // (B = Wᵀ) and the same with `_t` (B = W: the backward's dX through a
 // frozen quantized weight).
 //
@@ -26,8 +27,8 @@ namespace {
 
 using namespace qopt_cuda;
 
-template <int F, bool T> __device__ void gemm(const GemmParams &p) {
-  __shared__ GemmShared s;
+template <int F, bool T, int MI> __device__ void gemm(const GemmParams &p) {
+  __shared__ GemmShared<MI> s;
   __shared__ float nf4[16];
   int t = threadIdx.x;
   if (F >= 0) {
@@ -36,15 +37,16 @@ template <int F, bool T> __device__ void gemm(const GemmParams &p) {
     __syncthreads();
   }
   GemmOperands op = operandsOf(p, blockIdx.z);
-  int64_t m0 = int64_t(blockIdx.y) * kTileM, n0 = int64_t(blockIdx.x) * kTileN;
+  int64_t m0 = int64_t(blockIdx.y) * kTileRows<MI>,
+          n0 = int64_t(blockIdx.x) * kTileN;
   WeightView w = weightOf(p, T);
-  float acc[kMicro][kMicro] = {};
+  float acc[MI][kMicro] = {};
   for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
     loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
     if constexpr (F >= 0 && T)
-      loadQuantizedBT<F>(w, k0, n0, t, nf4, s);
+      loadQuantizedBT<F, MI>(w, k0, n0, t, nf4, s);
     else if constexpr (F >= 0)
-      loadQuantizedB<F>(w, k0, n0, t, nf4, s);
+      loadQuantizedB<F, MI>(w, k0, n0, t, nf4, s);
     else
       loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
     __syncthreads();
@@ -58,13 +60,19 @@ template <int F, bool T> __device__ void gemm(const GemmParams &p) {
 
 extern "C" __global__ void __launch_bounds__(kGemmThreads)
     qopt_cuda_gemm_f32(GemmParams p) {
-  gemm<-1, false>(p);
+  gemm<-1, false, 4>(p);
+}
+
+// Tiles of 16 rows, for f32 products of at most 16 rows (decode).
+extern "C" __global__ void __launch_bounds__(kGemmThreads)
+    qopt_cuda_gemm_f32_m16(GemmParams p) {
+  gemm<-1, false, 1>(p);
 }
 
 #define QOPT_GEMM_ENTRY(name, format, transposed)                              \
   extern "C" __global__ void __launch_bounds__(kGemmThreads)                   \
       name(GemmParams p) {                                                     \
-    gemm<format, transposed>(p);                                               \
+    gemm<format, transposed, 4>(p);                                            \
   }
 
 // C += A·dequant(W)ᵀ (a linear layer's forward).

@@ -28,12 +28,16 @@ namespace qopt_cuda {
 struct GemmLaunch {
   int format;      // -1: f32 B; else the quantized B's format
   bool transposed; // quantized B = dequant(W) (not its transpose)
+  bool skinny;     // f32 B, tiles of 16 rows (products of at most 16)
   GemmParams p;
   unsigned gridX, gridY, gridZ;
 };
 
 /// The kernel of `format` (-1: f32 B), or null.
-inline const char *gemmName(int format, bool transposed = false) {
+inline const char *gemmName(int format, bool transposed = false,
+                            bool skinny = false) {
+  if (skinny)
+    return format == -1 && !transposed ? "qopt_cuda_gemm_f32_m16" : nullptr;
   static const char *names[] = {
       "qopt_cuda_gemm_f32",       "qopt_cuda_gemm_f32_int4",
       "qopt_cuda_gemm_f32_uint4", "qopt_cuda_gemm_f32_int8",
@@ -94,16 +98,18 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
     return;
   }
   constexpr int64_t kMaxGrid = 65535; // gridDim.y and .z
+  bool skinny = format == -1 && p.m <= kTileRows<1>;
+  int64_t tileM = skinny ? kTileRows<1> : kTileRows<4>;
   int64_t batch = o0 * o1;
   for (int64_t z0 = 0; z0 < batch; z0 += kMaxGrid)
-    for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * kTileM) {
-      GemmLaunch l{format, transposed, p, 0, 0, 0};
+    for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * tileM) {
+      GemmLaunch l{format, transposed, skinny, p, 0, 0, 0};
       l.p.zBase = z0;
       l.p.a += r0 * p.sam;
       l.p.c += r0 * p.scm;
-      l.p.m = std::min(p.m - r0, kMaxGrid * kTileM);
+      l.p.m = std::min(p.m - r0, kMaxGrid * tileM);
       l.gridX = unsigned((p.n + kTileN - 1) / kTileN);
-      l.gridY = unsigned((l.p.m + kTileM - 1) / kTileM);
+      l.gridY = unsigned((l.p.m + tileM - 1) / tileM);
       l.gridZ = unsigned(std::min(batch - z0, kMaxGrid));
       launch(l);
     }

@@ -26,24 +26,27 @@
 
 namespace qopt_cuda {
 
-constexpr int kTileM = 64, kTileN = 64, kTileK = 32;
-/// Threads a block of the GEMM: 16 x 16, each 4 x 4 outputs of the tile
+constexpr int kTileN = 64, kTileK = 32;
+/// Threads a block of the GEMM: 16 x 16, each MI x 4 outputs of the tile
 /// (rows ty + 16·i, columns tx + 16·j: a warp's loads of a step's A and B
-/// values are broadcasts and distinct banks).
+/// values are broadcasts and distinct banks). MI = 4: tiles of 64 rows;
+/// MI = 1: 16 rows, for products of a few rows (decode), which would
+/// otherwise compute 64 rows per tile for at most 16.
 constexpr int kGemmThreads = 256;
 constexpr int kMicro = 4;
+template <int MI> constexpr int kTileRows = 16 * MI;
 
 /// The tiles of one K step: a[kk][i] = A(m0 + i, k0 + kk), b[kk][j] =
 /// B(k0 + kk, n0 + j), zero outside the matrices. (+1: the stores of a
 /// K-contiguous A, 32 threads down one column, hit 32 banks.)
-struct GemmShared {
-  float a[kTileK][kTileM + 1];
+template <int MI> struct GemmShared {
+  float a[kTileK][kTileRows<MI> + 1];
   float b[kTileK][kTileN + 1];
 };
 
 /// One launch of Gemm.cu's kernels (passed by value; the same layout on
 /// the host and the device). C += A·B over the blocks (x: 64 columns, y:
-/// 64 rows, z: products of the batch), product z at outer indices
+/// 64 or 16 rows, z: products of the batch), product z at outer indices
 /// (i, j) = ((zBase + z) / o1, (zBase + z) % o1) offsetting each operand by
 /// i·s?0 + j·s?1. B is f32 (b) or, for the quantized entries, B(k, n) =
 /// dequant(W)[n, k] from the codes (which do not move with the batch), or
@@ -68,10 +71,13 @@ struct GemmParams {
   int64_t zpRow, group;
 };
 
-/// Loads thread t's 8 values of the A tile at (m0, k0) of A (rows x cols,
-/// strides rs, cs).
+/// Loads thread t's 2·MI values of the A tile at (m0, k0) of A (rows x
+/// cols, strides rs, cs).
+template <int MI>
 QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
-                   int64_t cs, int64_t m0, int64_t k0, int t, GemmShared &s) {
+                   int64_t cs, int64_t m0, int64_t k0, int t,
+                   GemmShared<MI> &s) {
+  constexpr int kTileM = kTileRows<MI>;
   bool kContiguous = cs == 1;
   // (Not unrolled: 8 addresses would stay live across the K loop.)
   QOPT_UNROLL(1)
@@ -85,8 +91,10 @@ QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
 }
 
 /// Loads thread t's 8 values of the f32 B tile at (k0, n0).
+template <int MI>
 QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
-                   int64_t cs, int64_t k0, int64_t n0, int t, GemmShared &s) {
+                   int64_t cs, int64_t k0, int64_t n0, int t,
+                   GemmShared<MI> &s) {
   bool nContiguous = cs == 1 || rs != 1;
   QOPT_UNROLL(1)
   for (int i = 0; i < kTileK * kTileN / kGemmThreads; ++i) {
@@ -101,9 +109,9 @@ QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
 /// Loads thread t's 8 values of the quantized B tile at (k0, n0): 8
 /// consecutive codes of one row of W (thread t: row t / 4, codes
 /// 8·(t % 4) …), one scale and zero point (K steps stay inside a group).
-template <int F>
+template <int F, int MI>
 QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
-                            const float *nf4, GemmShared &s) {
+                            const float *nf4, GemmShared<MI> &s) {
   constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
   int row = t / 4, part = t % 4;
   int64_t gr = n0 + row;
@@ -142,9 +150,9 @@ QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
 /// …), one scale and zero point (8 codes at a multiple of 8 stay inside a
 /// group, which is a multiple of 32). Needs W's columns to be a multiple
 /// of 8.
-template <int F>
+template <int F, int MI>
 QOPT_HD void loadQuantizedBT(const WeightView &w, int64_t k0, int64_t n0, int t,
-                             const float *nf4, GemmShared &s) {
+                             const float *nf4, GemmShared<MI> &s) {
   constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
   int row = t / 8, part = t % 8;
   int64_t gr = k0 + row, gc = n0 + 8 * part;
@@ -178,19 +186,21 @@ QOPT_HD void loadQuantizedBT(const WeightView &w, int64_t k0, int64_t n0, int t,
 
 /// Thread t's products of one K step: acc[i][j] += A(ty + 16i, ·) ·
 /// B(·, tx + 16j) over the step, in the order of k.
-QOPT_HD void multiplyTile(const GemmShared &s, int t,
-                          float (&acc)[kMicro][kMicro]) {
+template <int MI>
+QOPT_HD void multiplyTile(const GemmShared<MI> &s, int t,
+                          float (&acc)[MI][kMicro]) {
   int tx = t % 16, ty = t / 16;
   QOPT_UNROLL(8)
   for (int kk = 0; kk < kTileK; ++kk) {
-    float a[kMicro], b[kMicro];
+    float a[MI], b[kMicro];
     QOPT_UNROLL()
-    for (int i = 0; i < kMicro; ++i) {
+    for (int i = 0; i < MI; ++i)
       a[i] = s.a[kk][ty + 16 * i];
-      b[i] = s.b[kk][tx + 16 * i];
-    }
     QOPT_UNROLL()
-    for (int i = 0; i < kMicro; ++i)
+    for (int j = 0; j < kMicro; ++j)
+      b[j] = s.b[kk][tx + 16 * j];
+    QOPT_UNROLL()
+    for (int i = 0; i < MI; ++i)
       QOPT_UNROLL()
     for (int j = 0; j < kMicro; ++j)
       acc[i][j] += a[i] * b[j];
@@ -198,12 +208,13 @@ QOPT_HD void multiplyTile(const GemmShared &s, int t,
 }
 
 /// Adds thread t's outputs to C's tile at (m0, n0).
+template <int MI>
 QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
                        int64_t cs, int64_t m0, int64_t n0, int t,
-                       const float (&acc)[kMicro][kMicro]) {
+                       const float (&acc)[MI][kMicro]) {
   int tx = t % 16, ty = t / 16;
   QOPT_UNROLL()
-  for (int i = 0; i < kMicro; ++i)
+  for (int i = 0; i < MI; ++i)
     QOPT_UNROLL()
   for (int j = 0; j < kMicro; ++j) {
     int64_t r = m0 + ty + 16 * i, col = n0 + tx + 16 * j;
