@@ -216,6 +216,21 @@ with tempfile.TemporaryDirectory() as tmp:
     e = rel_error(outputs(q4e, f20)[0][0], outputs(q4c, f20)[0][0])
     check("int4 gpt2-tiny on 20 rows: emulated quantized GEMM = CPU target (<= 1e-5)",
           e <= 1e-5, f"{e:.1e}")
+    # FP8 weights (one scale per tensor, or per row): the library decodes
+    # the codes through a table of their 256 values.
+    for spec, feeds, path, kernel in (
+            ("fp8-e4m3", gfeeds, GPT2_IDS, "qopt_cuda_gemv_f32_fp8e4m3"),
+            ("fp8-e5m2:per-channel", f20, ids20, "qopt_cuda_gemm_f32_fp8e5m2")):
+        tag = spec.replace(":", "-")
+        lib, libe, libc = (os.path.join(tmp, f"gpt2-{tag}{x}.so") for x in ("", "-emu", "-cpu"))
+        qoptc(GPT2, "--quantize", spec, "--target", "cuda", "-o", lib)
+        qoptc(GPT2, "--quantize", spec, "--target", "cuda", "--cuda-emulate", "-o", libe)
+        qoptc(GPT2, "--quantize", spec, "-o", libc)
+        rc, out = run_fake(lib, inputs=path)
+        e = rel_error(outputs(libe, feeds)[0][0], outputs(libc, feeds)[0][0])
+        check(f"{spec} gpt2-tiny: the library's {kernel} runs, emulated = CPU target (<= 1e-5)",
+              rc == 0 and kernel in library() and e <= 1e-5,
+              f"{' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
 
     def error(name, lib, expect, *args, **env):
         rc, out = run_fake(lib, *args, **env)

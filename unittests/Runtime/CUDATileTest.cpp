@@ -15,8 +15,11 @@
 
 #include "qopt/Support/QuantFormats.h"
 
+#include "llvm/ADT/APFloat.h"
+
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -42,9 +45,70 @@ uint16_t toBF16(float f) {
   return uint16_t(u >> 16);
 }
 
+/// The value of code `raw` of `format` by the formats' definitions (FP8
+/// through LLVM's APFloat: independent of QLinearTile.h's decoding).
+double referenceCode(int format, int raw) {
+  switch (format) {
+  case kInt4:
+    return raw >= 8 ? raw - 16 : raw;
+  case kNF4:
+    return qopt::kNF4Codes[size_t(raw)];
+  case kInt8:
+    return int8_t(raw);
+  case kFP8E4M3:
+    return llvm::APFloat(llvm::APFloat::Float8E4M3FN(), llvm::APInt(8, raw))
+        .convertToDouble();
+  case kFP8E5M2:
+    return llvm::APFloat(llvm::APFloat::Float8E5M2(), llvm::APInt(8, raw))
+        .convertToDouble();
+  default:
+    return raw;
+  }
+}
+
+/// Random codes of `format`: FP8's non-finite codes (which quantizers never
+/// write) become 0.
+void randomCodes(int format, std::mt19937 &rng, uint8_t *codes, size_t n) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (size_t i = 0; i < n; ++i) {
+    codes[i] = uint8_t(byte(rng));
+    if ((format == kFP8E4M3 || format == kFP8E5M2) &&
+        !std::isfinite(referenceCode(format, codes[i])))
+      codes[i] = 0;
+  }
+}
+
+/// The code table the kernels fill (fillTable): NF4's values, FP8's by
+/// fp8Value.
+template <int F> const float *kernelTable() {
+  static const auto table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < kTableSize<F>; ++i)
+      t[size_t(i)] =
+          F == kNF4 ? qopt::kNF4Codes[size_t(i)] : fp8Value<F>(uint32_t(i));
+    return t;
+  }();
+  return table.data();
+}
+
+TEST(CUDATile, FP8DecodingIsExact) {
+  // Every code of both formats: the same float as APFloat's (NaNs NaN,
+  // E5M2's infinities infinite).
+  for (int format : {int(kFP8E4M3), int(kFP8E5M2)})
+    for (int raw = 0; raw < 256; ++raw) {
+      double expected = referenceCode(format, raw);
+      float got = format == kFP8E4M3 ? fp8Value<kFP8E4M3>(uint32_t(raw))
+                                     : fp8Value<kFP8E5M2>(uint32_t(raw));
+      if (std::isnan(expected))
+        EXPECT_TRUE(std::isnan(got)) << format << " code " << raw;
+      else
+        EXPECT_EQ(double(got), expected) << format << " code " << raw;
+    }
+}
+
 template <int F, typename X>
 void runLanes(const WeightView &w, const X *x, int m, std::vector<float> &y) {
-  const float *nf4 = qopt::kNF4Codes.data();
+  const float *nf4 = kernelTable<F>();
   for (int64_t r = 0; r < w.n; ++r) {
     float total[kMaxRows] = {};
     for (int lane = 0; lane < 32; ++lane) {
@@ -60,11 +124,13 @@ void runLanes(const WeightView &w, const X *x, int m, std::vector<float> &y) {
 
 TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
   const Case cases[] = {
-      {kInt4, 5, 64, 32, false, 1},    {kInt4, 7, 2048, 64, true, 3},
-      {kUInt4, 3, 1056, 32, true, 8},  {kNF4, 9, 256, 64, false, 2},
-      {kNF4, 4, 4096, 4096, false, 1}, {kInt8, 6, 96, 32, false, 5},
-      {kInt8, 3, 1024, 1024, true, 4}, {kUInt8, 5, 160, 32, true, 7},
-      {kInt4, 2, 32, 32, true, 8},     {kUInt4, 3, 512, 64, false, 16},
+      {kInt4, 5, 64, 32, false, 1},        {kInt4, 7, 2048, 64, true, 3},
+      {kUInt4, 3, 1056, 32, true, 8},      {kNF4, 9, 256, 64, false, 2},
+      {kNF4, 4, 4096, 4096, false, 1},     {kInt8, 6, 96, 32, false, 5},
+      {kInt8, 3, 1024, 1024, true, 4},     {kUInt8, 5, 160, 32, true, 7},
+      {kInt4, 2, 32, 32, true, 8},         {kUInt4, 3, 512, 64, false, 16},
+      {kFP8E4M3, 5, 64, 64, false, 3},     {kFP8E5M2, 4, 96, 96, false, 16},
+      {kFP8E4M3, 3, 1024, 1024, false, 1},
   };
   for (const Case &c : cases) {
     SCOPED_TRACE("format " + std::to_string(c.format) + " n" +
@@ -78,9 +144,7 @@ TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
     // Rows of codes 16-byte aligned, as the kernel reads them.
     std::vector<uint32_t> storage(size_t(c.n * rowBytes / 4 + 4));
     uint8_t *codes = reinterpret_cast<uint8_t *>(storage.data());
-    std::uniform_int_distribution<int> byte(0, 255);
-    for (int64_t i = 0; i < c.n * rowBytes; ++i)
-      codes[i] = uint8_t(byte(rng));
+    randomCodes(c.format, rng, codes, size_t(c.n * rowBytes));
     std::uniform_real_distribution<float> scale(0.01f, 0.1f);
     std::vector<float> scales(size_t(c.n * groups));
     for (float &s : scales)
@@ -123,10 +187,7 @@ TEST(CUDATile, LaneSumsEqualTheDequantizedProduct) {
           uint8_t b =
               four ? codes[r * rowBytes + col / 2] : codes[r * rowBytes + col];
           int raw = four ? (col % 2 ? b >> 4 : b & 15) : b;
-          double v = c.format == kInt4   ? double(raw >= 8 ? raw - 16 : raw)
-                     : c.format == kNF4  ? double(qopt::kNF4Codes[size_t(raw)])
-                     : c.format == kInt8 ? double(int8_t(raw))
-                                         : double(raw);
+          double v = referenceCode(c.format, raw);
           double z = 0;
           if (c.zp)
             z = (c.format == kUInt4 || c.format == kUInt8)
@@ -181,6 +242,7 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     bool zp;
     int64_t m;
     bool transposed; // C[m, cols] += A[m, rows]·W, else C[m, rows] += A·Wᵀ
+    bool perTensor = false; // one scale (row stride 0)
   };
   const QCase cases[] = {
       {kInt4, 70, 96, 32, true, 5, false},
@@ -197,21 +259,25 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
       {kUInt4, 64, 128, 64, true, 17, true},
       {kInt8, 45, 96, 32, true, 66, true},
       {kUInt8, 7, 32, 32, true, 2, true},
+      {kFP8E4M3, 70, 96, 96, false, 5, false, true},
+      {kFP8E5M2, 70, 64, 64, false, 40, false},
+      {kFP8E4M3, 33, 96, 96, false, 66, true},
+      {kFP8E5M2, 45, 64, 64, false, 20, true, true},
   };
   for (const QCase &c : cases) {
     SCOPED_TRACE("format " + std::to_string(c.format) + " W " +
                  std::to_string(c.rows) + "x" + std::to_string(c.cols) + " g" +
                  std::to_string(c.group) + (c.zp ? " zp" : "") + " m" +
-                 std::to_string(c.m) + (c.transposed ? " A·W" : " A·Wᵀ"));
+                 std::to_string(c.m) + (c.transposed ? " A·W" : " A·Wᵀ") +
+                 (c.perTensor ? " per tensor" : ""));
     std::mt19937 rng(unsigned(c.rows * 7 + c.cols + c.m + c.transposed));
     bool four = c.format == kInt4 || c.format == kUInt4 || c.format == kNF4;
     int64_t rowBytes = four ? c.cols / 2 : c.cols, groups = c.cols / c.group;
     int64_t n = c.transposed ? c.cols : c.rows,
             k = c.transposed ? c.rows : c.cols;
     std::vector<uint8_t> codes(size_t(c.rows * rowBytes));
+    randomCodes(c.format, rng, codes.data(), codes.size());
     std::uniform_int_distribution<int> byte(0, 255);
-    for (uint8_t &b : codes)
-      b = uint8_t(byte(rng));
     std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
     std::vector<float> scales(size_t(c.rows * groups)), x(size_t(c.m * k)),
         y(size_t(c.m * n));
@@ -224,27 +290,27 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     std::vector<int8_t> zps(size_t(c.rows * groups));
     for (int8_t &z : zps)
       z = int8_t(byte(rng) % (four ? 16 : 256) - (c.format == kInt4 ? 8 : 0));
-    std::vector<double> expected(y.begin(), y.end());
+    std::vector<double> expected(y.begin(), y.end()), magnitude(y.size(), 1.0);
     for (int64_t r = 0; r < c.rows; ++r)
       for (int64_t col = 0; col < c.cols; ++col) {
         int64_t g = col / c.group;
         uint8_t b = four ? codes[size_t(r * rowBytes + col / 2)]
                          : codes[size_t(r * rowBytes + col)];
         int raw = four ? (col % 2 ? b >> 4 : b & 15) : b;
-        double v = c.format == kInt4   ? double(raw >= 8 ? raw - 16 : raw)
-                   : c.format == kNF4  ? double(qopt::kNF4Codes[size_t(raw)])
-                   : c.format == kInt8 ? double(int8_t(raw))
-                                       : double(raw);
+        double v = referenceCode(c.format, raw);
         int8_t z = zps[size_t(r * groups + g)];
         if (c.zp)
           v -= (c.format == kUInt4 || c.format == kUInt8) ? double(uint8_t(z))
                                                           : double(z);
-        v *= scales[size_t(r * groups + g)];
+        v *= scales[size_t(c.perTensor ? 0 : r * groups + g)];
         // W[r, col] meets A's column col (A·Wᵀ: output r) or r (A·W:
         // output col).
         int64_t in = c.transposed ? r : col, out = c.transposed ? col : r;
-        for (int64_t i = 0; i < c.m; ++i)
-          expected[size_t(i * n + out)] += v * x[size_t(i * k + in)];
+        for (int64_t i = 0; i < c.m; ++i) {
+          double term = v * x[size_t(i * k + in)];
+          expected[size_t(i * n + out)] += term;
+          magnitude[size_t(i * n + out)] += std::fabs(term);
+        }
       }
     auto ptr = [](const void *p) {
       return int64_t(reinterpret_cast<intptr_t>(p));
@@ -252,12 +318,11 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     qopt_cuda_qlinear_emulated(
         c.format, c.group, (c.zp ? 1 : 0) | (c.transposed ? 8 : 0), 1, 1, c.m,
         n, k, ptr(x.data()), 0, 0, 0, k, 1, ptr(codes.data()), 0, rowBytes,
-        ptr(scales.data()), 0, groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
-        ptr(y.data()), 0, 0, 0, n, 1);
+        ptr(scales.data()), 0, c.perTensor ? 0 : groups,
+        c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0, 0, n, 1);
     for (size_t e = 0; e < y.size(); ++e)
-      ASSERT_NEAR(y[e], expected[e],
-                  1e-5 * (1 + std::fabs(expected[e])) * double(k) / 32)
-          << "element " << e;
+      // f32 sums of k terms: a few ulps of the terms' magnitudes.
+      ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;
   }
 }
 

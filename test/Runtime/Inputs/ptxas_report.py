@@ -11,8 +11,9 @@ import os
 import re
 import sys
 
-FORMATS = ("int4", "uint4", "int8", "uint8", "nf4")
-KERNELS = ([f"qopt_cuda_gemv_{x}{f}" for x in ("", "f32_") for f in FORMATS]
+FORMATS = ("int4", "uint4", "int8", "uint8", "nf4", "fp8e4m3", "fp8e5m2")
+KERNELS = ([f"qopt_cuda_gemv_{f}" for f in FORMATS[:5]]  # bf16 x
+           + [f"qopt_cuda_gemv_f32_{f}" for f in FORMATS]
            + ["qopt_cuda_gemm_f32", "qopt_cuda_gemm_f32_m16"] + [f"qopt_cuda_gemm_f32_{f}{t}" for f in FORMATS
                                        for t in ("", "_t")])
 folder, archs = sys.argv[1], sys.argv[2:]

@@ -17,6 +17,7 @@
 
 #include "qopt/Support/QuantFormats.h"
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -27,8 +28,22 @@ namespace {
 
 using namespace qopt_cuda;
 
+/// The format's code table (QLinearTile.h's codeValue reads it; the
+/// kernels fill theirs the same way, fillTable).
+template <int F> const float *hostTable() {
+  if constexpr (F == kNF4)
+    return qopt::kNF4Codes.data();
+  static const auto table = [] {
+    std::array<float, 256> t{};
+    for (int i = 0; i < kTableSize<F>; ++i)
+      t[size_t(i)] = fp8Value<F>(uint32_t(i));
+    return t;
+  }();
+  return table.data();
+}
+
 template <int F> void runWarps(const GemvLaunch &l) {
-  const float *nf4 = qopt::kNF4Codes.data();
+  const float *nf4 = hostTable<F>();
   WeightView w{l.codes, l.codeRow, l.scales, l.scaleRow, l.zp,
                l.zpRow, l.n,       l.k,      l.group};
   for (int64_t r = 0; r < l.n; ++r)
@@ -58,7 +73,7 @@ template <int F> void runWarps(const GemvLaunch &l) {
 /// Every block of a GEMM launch, its threads' phases in turn.
 template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
-  const float *nf4 = qopt::kNF4Codes.data();
+  const float *nf4 = F >= 0 ? hostTable<(F >= 0 ? F : 0)>() : nullptr;
   WeightView w = weightOf(p, T);
   static thread_local GemmShared<MI> s;
   static thread_local float acc[kGemmThreads][MI][kMicro];

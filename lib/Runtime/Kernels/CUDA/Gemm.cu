@@ -14,7 +14,7 @@
 // Entry points (extern "C", one argument: GemmParams by value), launched
 // with kGemmThreads threads and grid (ceil(n / 64), ceil(m / 64), batch):
 // qopt_cuda_gemm_f32 (f32 B; _m16: tiles of 16 rows, grid y ceil(m / 16)),
-// qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4}
+// qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4,fp8e4m3,fp8e5m2}
 // (B = Wᵀ) and the same with `_t` (B = W: the backward's dX through a
 // frozen quantized weight).
 //
@@ -29,13 +29,10 @@ using namespace qopt_cuda;
 
 template <int F, bool T, int MI> __device__ void gemm(const GemmParams &p) {
   __shared__ GemmShared<MI> s;
-  __shared__ float nf4[16];
+  __shared__ float table[F >= 0 && kTableSize<F> ? kTableSize<F> : 1];
   int t = threadIdx.x;
-  if (F >= 0) {
-    if (t < 16)
-      nf4[t] = kNF4Values[t];
-    __syncthreads();
-  }
+  if constexpr (F >= 0)
+    fillTable<F>(table);
   GemmOperands op = operandsOf(p, blockIdx.z);
   int64_t m0 = int64_t(blockIdx.y) * kTileRows<MI>,
           n0 = int64_t(blockIdx.x) * kTileN;
@@ -44,9 +41,9 @@ template <int F, bool T, int MI> __device__ void gemm(const GemmParams &p) {
   for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
     loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
     if constexpr (F >= 0 && T)
-      loadQuantizedBT<F, MI>(w, k0, n0, t, nf4, s);
+      loadQuantizedBT<F, MI>(w, k0, n0, t, table, s);
     else if constexpr (F >= 0)
-      loadQuantizedB<F, MI>(w, k0, n0, t, nf4, s);
+      loadQuantizedB<F, MI>(w, k0, n0, t, table, s);
     else
       loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
     __syncthreads();
@@ -81,9 +78,13 @@ QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4, kUInt4, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8, kInt8, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint8, kUInt8, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_nf4, kNF4, false)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_fp8e4m3, kFP8E4M3, false)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_fp8e5m2, kFP8E5M2, false)
 // C += A·dequant(W) (its backward: dX = dY·W, no f32 copy of W).
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4_t, kInt4, true)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4_t, kUInt4, true)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8_t, kInt8, true)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint8_t, kUInt8, true)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_nf4_t, kNF4, true)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_fp8e4m3_t, kFP8E4M3, true)
+QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_fp8e5m2_t, kFP8E5M2, true)

@@ -39,16 +39,18 @@ inline const char *gemmName(int format, bool transposed = false,
   if (skinny)
     return format == -1 && !transposed ? "qopt_cuda_gemm_f32_m16" : nullptr;
   static const char *names[] = {
-      "qopt_cuda_gemm_f32",       "qopt_cuda_gemm_f32_int4",
-      "qopt_cuda_gemm_f32_uint4", "qopt_cuda_gemm_f32_int8",
-      "qopt_cuda_gemm_f32_uint8", "qopt_cuda_gemm_f32_nf4"};
+      "qopt_cuda_gemm_f32",         "qopt_cuda_gemm_f32_int4",
+      "qopt_cuda_gemm_f32_uint4",   "qopt_cuda_gemm_f32_int8",
+      "qopt_cuda_gemm_f32_uint8",   "qopt_cuda_gemm_f32_nf4",
+      "qopt_cuda_gemm_f32_fp8e4m3", "qopt_cuda_gemm_f32_fp8e5m2"};
   static const char *namesT[] = {
-      "qopt_cuda_gemm_f32_int4_t", "qopt_cuda_gemm_f32_uint4_t",
-      "qopt_cuda_gemm_f32_int8_t", "qopt_cuda_gemm_f32_uint8_t",
-      "qopt_cuda_gemm_f32_nf4_t"};
+      "qopt_cuda_gemm_f32_int4_t",   "qopt_cuda_gemm_f32_uint4_t",
+      "qopt_cuda_gemm_f32_int8_t",   "qopt_cuda_gemm_f32_uint8_t",
+      "qopt_cuda_gemm_f32_nf4_t",    "qopt_cuda_gemm_f32_fp8e4m3_t",
+      "qopt_cuda_gemm_f32_fp8e5m2_t"};
   if (transposed)
-    return format >= 0 && format <= 4 ? namesT[format] : nullptr;
-  return format >= -1 && format <= 4 ? names[format + 1] : nullptr;
+    return format >= 0 && format <= 6 ? namesT[format] : nullptr;
+  return format >= -1 && format <= 6 ? names[format + 1] : nullptr;
 }
 
 /// Whether distinct indices of the dimensions (sizes, strides) address

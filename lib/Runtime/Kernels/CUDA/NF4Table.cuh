@@ -1,13 +1,17 @@
-//===- NF4Table.cuh - NF4's 16 values in constant memory --------*- CUDA -*-===//
+//===- NF4Table.cuh - the formats' code tables ------------------*- CUDA -*-===//
 //
-// Shared by the kernels of the library's one translation unit (Library.cu).
-// Kernels copy the table to shared memory first: threads index it with
-// different codes, which serializes constant-memory reads.
+// NF4's 16 values in constant memory, and fillTable, which writes a
+// format's table (NF4's, or FP8's 256 values) into shared memory, where
+// the threads index it with different codes (constant memory would
+// serialize them). Shared by the kernels of the library's one translation
+// unit (Library.cu).
 //
 //===----------------------------------------------------------------------===//
 
 #ifndef QOPT_RUNTIME_KERNELS_CUDA_NF4TABLE_CUH
 #define QOPT_RUNTIME_KERNELS_CUDA_NF4TABLE_CUH
+
+#include "QLinearTile.h"
 
 #include "qopt/Support/QuantFormats.h"
 
@@ -19,6 +23,16 @@ __constant__ float kNF4Values[16] = {
     qopt::kNF4Codes[9],  qopt::kNF4Codes[10], qopt::kNF4Codes[11],
     qopt::kNF4Codes[12], qopt::kNF4Codes[13], qopt::kNF4Codes[14],
     qopt::kNF4Codes[15]};
+
+/// Fills the format's code table in shared memory (all the block's threads
+/// call it; it ends with a barrier when there is a table).
+template <int F> __device__ void fillTable(float *table) {
+  if (!kTableSize<F>)
+    return;
+  for (int i = threadIdx.x; i < kTableSize<F>; i += blockDim.x)
+    table[i] = F == kNF4 ? kNF4Values[i] : fp8Value<F>(uint32_t(i));
+  __syncthreads();
+}
 } // namespace qopt_cuda
 
 #endif // QOPT_RUNTIME_KERNELS_CUDA_NF4TABLE_CUH

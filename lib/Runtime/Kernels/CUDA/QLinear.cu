@@ -31,12 +31,8 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
                      int64_t scaleRow, const int8_t *zp, int64_t zpRow,
                      int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,
                      float beta) {
-  // NF4's table in shared memory: lanes index it with different codes,
-  // which serializes constant-memory reads.
-  __shared__ float nf4[16];
-  if (threadIdx.x < 16)
-    nf4[threadIdx.x] = kNF4Values[threadIdx.x];
-  __syncthreads();
+  __shared__ float table[kTableSize<F> ? kTableSize<F> : 1];
+  fillTable<F>(table);
   int lane = threadIdx.x % 32;
   int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (r >= n) // (whole warps: r is the warp's)
@@ -48,7 +44,7 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i)
       acc[i] = 0.0f;
-    laneSums<F, X>(w, r, lane, x + base * ldx, ldx, rows, nf4, acc);
+    laneSums<F, X>(w, r, lane, x + base * ldx, ldx, rows, table, acc);
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i) {
       if (i >= rows) // (the same for every lane of the warp)
@@ -83,10 +79,13 @@ QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint4, kUInt4, uint16_t)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_int8, kInt8, uint16_t)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_uint8, kUInt8, uint16_t)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_nf4, kNF4, uint16_t)
-// x in f32: what models compiled by qoptc --target cuda call
+// x in f32 (and FP8 weights, E4M3FN and E5M2, one scale per tensor or per
+// row): what models compiled by qoptc --target cuda call
 // (qopt_cuda_qlinear, lib/Runtime/CUDAHost).
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_int4, kInt4, float)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_uint4, kUInt4, float)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_int8, kInt8, float)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_uint8, kUInt8, float)
 QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_nf4, kNF4, float)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_fp8e4m3, kFP8E4M3, float)
+QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_fp8e5m2, kFP8E5M2, float)

@@ -39,13 +39,15 @@ struct GemvLaunch {
   int64_t ldy;
 };
 
-/// The GEMV entry of `format` (0 int4, 1 uint4, 2 int8, 3 uint8, 4 NF4).
+/// The GEMV entry of `format` (0 int4, 1 uint4, 2 int8, 3 uint8, 4 NF4,
+/// 5 FP8 E4M3FN, 6 FP8 E5M2).
 inline const char *gemvName(int format) {
   static const char *names[] = {
-      "qopt_cuda_gemv_f32_int4", "qopt_cuda_gemv_f32_uint4",
-      "qopt_cuda_gemv_f32_int8", "qopt_cuda_gemv_f32_uint8",
-      "qopt_cuda_gemv_f32_nf4"};
-  return format >= 0 && format <= 4 ? names[format] : nullptr;
+      "qopt_cuda_gemv_f32_int4",   "qopt_cuda_gemv_f32_uint4",
+      "qopt_cuda_gemv_f32_int8",   "qopt_cuda_gemv_f32_uint8",
+      "qopt_cuda_gemv_f32_nf4",    "qopt_cuda_gemv_f32_fp8e4m3",
+      "qopt_cuda_gemv_f32_fp8e5m2"};
+  return format >= 0 && format <= 6 ? names[format] : nullptr;
 }
 
 /// Calls `fn(std::integral_constant<int, F>())` for `format`'s code F
@@ -53,6 +55,10 @@ inline const char *gemvName(int format) {
 /// of one format from a run-time code.
 template <typename Fn> void withFormat(int format, Fn &&fn) {
   switch (format) {
+  case 5:
+    return fn(std::integral_constant<int, 5>());
+  case 6:
+    return fn(std::integral_constant<int, 6>());
   case 0:
     return fn(std::integral_constant<int, 0>());
   case 1:

@@ -35,7 +35,54 @@
 namespace qopt_cuda {
 
 /// The kernel library's format codes (qopt_kernel_qlinear's).
-enum Format : int { kInt4 = 0, kUInt4 = 1, kInt8 = 2, kUInt8 = 3, kNF4 = 4 };
+enum Format : int {
+  kInt4 = 0,
+  kUInt4 = 1,
+  kInt8 = 2,
+  kUInt8 = 3,
+  kNF4 = 4,
+  kFP8E4M3 = 5, // OCP E4M3FN: no infinities, NaN at S.1111.111, max 448
+  kFP8E5M2 = 6, // IEEE-like: infinities, NaNs
+};
+
+/// Entries of a format's code table (codeValue reads it; kernels keep it
+/// in shared memory, where threads index it with different codes without
+/// serializing as constant memory would): NF4's 16 values, FP8's 256.
+template <int F>
+constexpr int kTableSize = F == kNF4                          ? 16
+                           : (F == kFP8E4M3 || F == kFP8E5M2) ? 256
+                                                              : 0;
+
+/// float from its bits.
+QOPT_HD float floatFromBits(uint32_t bits) {
+  union {
+    uint32_t u;
+    float f;
+  } v;
+  v.u = bits;
+  return v.f;
+}
+
+/// The value of FP8 code `raw` (exact: every FP8 value is a float).
+template <int F> QOPT_HD float fp8Value(uint32_t raw) {
+  uint32_t sign = (raw >> 7) & 1u;
+  float magnitude;
+  if (F == kFP8E4M3) {
+    uint32_t e = (raw >> 3) & 15u, m = raw & 7u;
+    if (e == 15 && m == 7)
+      return floatFromBits(0x7FC00000u);
+    magnitude = e == 0 ? float(m) * (1.0f / 512) // m/8 · 2^-6
+                       : floatFromBits(((e + 120) << 23) | (m << 20));
+  } else {
+    uint32_t e = (raw >> 2) & 31u, m = raw & 3u;
+    if (e == 31)
+      return m ? floatFromBits(0x7FC00000u)
+               : floatFromBits(sign ? 0xFF800000u : 0x7F800000u);
+    magnitude = e == 0 ? float(m) * (1.0f / 65536) // m/4 · 2^-14
+                       : floatFromBits(((e + 112) << 23) | (m << 21));
+  }
+  return sign ? -magnitude : magnitude;
+}
 
 /// Codes per chunk: 16 bytes of 4-bit codes, 32 bytes of 8-bit ones.
 constexpr int kChunk = 32;
@@ -46,25 +93,20 @@ constexpr int kMaxRows = 16;
 constexpr int kWarps = 4;
 
 /// The value of a code as the formats define it (before scale and zero
-/// point); `nf4`: the 16 NF4 values.
-template <int F> QOPT_HD float codeValue(uint32_t raw, const float *nf4) {
+/// point); `table`: the format's code table (kTableSize entries).
+template <int F> QOPT_HD float codeValue(uint32_t raw, const float *table) {
   if (F == kInt4)
     return float(int32_t(raw ^ 8u) - 8);
   if (F == kInt8)
     return float(int8_t(uint8_t(raw)));
-  if (F == kNF4)
-    return nf4[raw];
+  if (kTableSize<F>)
+    return table[raw];
   return float(raw); // kUInt4, kUInt8
 }
 
 /// bfloat16 bits to float (exact).
 QOPT_HD float bf16ToFloat(uint16_t bits) {
-  union {
-    uint32_t u;
-    float f;
-  } v;
-  v.u = uint32_t(bits) << 16;
-  return v.f;
+  return floatFromBits(uint32_t(bits) << 16);
 }
 
 /// The 32 codes of one chunk, as 8 words (4-bit: words 0-3 hold them,

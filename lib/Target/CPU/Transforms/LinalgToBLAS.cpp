@@ -438,13 +438,13 @@ static bool readsConstant(linalg::GenericOp op) {
 }
 
 /// Whether the CUDA kernel library's quantized products (QLinear.cu's GEMV,
-/// Gemm.cu's GEMM) take the product: int4 / uint4 / int8 / uint8 / NF4
-/// codes, a static number of W's columns and a scale group that are
+/// Gemm.cu's GEMM) take the product: int4 / uint4 / int8 / uint8 / NF4 /
+/// FP8 codes, a static number of W's columns and a scale group that are
 /// multiples of 32 (16-byte rows of 4-bit codes), A and C contiguous along
 /// K and N, no constant operand.
 static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
                           QuantizedWeight w) {
-  if (w.format < 0 || w.format > 4 || w.group % 32 != 0)
+  if (w.format < 0 || w.format > 6 || w.group % 32 != 0)
     return false;
   // Constants (memref.get_global, or views of them) live in host memory,
   // which the GPU cannot read: such products stay generated kernels, which
@@ -455,7 +455,8 @@ static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
       cast<MemRefType>(w.expand.getDpsInputOperand(0)->get().getType());
   if (ShapedType::isDynamic(codes.getShape()[1]))
     return false;
-  int64_t k = codes.getShape()[1] * (w.format == 2 || w.format == 3 ? 1 : 2);
+  bool fourBit = w.format == 0 || w.format == 1 || w.format == 4;
+  int64_t k = codes.getShape()[1] * (fourBit ? 2 : 1);
   if (k % 32 != 0)
     return false;
   // Unit strides along K in A and along N in C, as the GEMV reads them.

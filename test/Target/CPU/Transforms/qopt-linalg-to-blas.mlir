@@ -1,7 +1,6 @@
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas | FileCheck %s
-// The CUDA target's form: only quantized products the CUDA GEMV takes
-// become calls (of the entry named); f32 products and FP8 weights stay
-// loop nests.
+// The CUDA target's form: only quantized products the CUDA library takes
+// become calls (of the entry named); f32 products stay loop nests.
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas=cuda-qlinear=qopt_cuda_qlinear | FileCheck %s --check-prefix=CUDA
 // With cuda-sgemm too (what the CUDA target runs): the other products call
 // the CUDA GEMM, with qopt_kernel_sgemm's arguments, unless they read a
@@ -166,16 +165,17 @@ func.func @quantized_int4(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memre
 // FP8 E4M3 with one scale for the tensor (a rank-0 buffer: row stride 0)
 // and E5M2 per channel: formats 5 and 6, group K.
 // CHECK-LABEL: func.func @quantized_fp8
+// The CUDA library reads FP8 codes too (the per-tensor scale with row
+// stride 0).
 // CUDA-LABEL: func.func @quantized_fp8
-// CUDA-NOT: call
-// CUDA: linalg.generic
-// The CUDA GEMV does not take FP8: the expansion stays (a kernel) and the
-// product calls the GEMM.
+// CUDA-NOT: linalg.generic
+// CUDA: %[[SP:.*]] = memref.extract_aligned_pointer_as_index %{{.*}} : memref<f32>
+// CUDA: call @qopt_cuda_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %[[SP]], %{{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CUDA: call @qopt_cuda_qlinear(%c6{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
 // GEMM-LABEL: func.func @quantized_fp8
-// GEMM: linalg.generic {{.*}}qopt.dequantized
-// GEMM: call @qopt_cuda_sgemm(
-// GEMM: linalg.generic {{.*}}qopt.dequantized
-// GEMM: call @qopt_cuda_sgemm(
+// GEMM-NOT: linalg.generic
+// GEMM: call @qopt_cuda_qlinear(%c5
+// GEMM: call @qopt_cuda_qlinear(%c6
 // GEMM-NOT: call
 // GEMM: return
 // CHECK-NOT: linalg.generic

@@ -82,8 +82,8 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     `qopt_kernel_sgemm`.
 
     With `cuda-qlinear=NAME` (the CUDA target) only the quantized products
-    the CUDA kernel library takes (int4 / uint4 / int8 / uint8 / NF4 codes,
-    K and the scale group multiples of 32) become calls, of `NAME` with
+    the CUDA kernel library takes (int4 / uint4 / int8 / uint8 / NF4 / FP8
+    codes, K and the scale group multiples of 32) become calls, of `NAME` with
     `qopt_kernel_qlinear`'s arguments (`qopt_cuda_qlinear`, which launches
     the GEMV for a few rows and the tiled GEMM for more, or
     `qopt_cuda_qlinear_emulated`, which runs them on the CPU), including
