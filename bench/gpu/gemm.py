@@ -57,8 +57,10 @@ class Driver:
         return self.functions[name]
 
     def launch(self, name, grid, params, stream):
-        """params: GemmParams' 27 fields (pointers and int64s, in order)."""
-        buf = ctypes.create_string_buffer(struct.pack("<27q", *params))
+        """params: GemmParams' 27 fields (pointers and int64s, in order) before its
+        LoRA branch, which is left out (rank 0) and C accumulated into."""
+        lora = [0, 0, 0, 0, 0, 0, 0]  # lz, sl0, sl1, slm, lb, lRow, rank
+        buf = ctypes.create_string_buffer(struct.pack("<34qfi", *params, *lora, 0.0, 0))
         args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
         self.check(self.cu.cuLaunchKernel(
             self.function(name), ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]),

@@ -300,6 +300,10 @@ with tempfile.TemporaryDirectory() as tmp:
             # Its NF4 products call the kernel library's GEMV (embedded).
             check("recipe qlora: the library embeds the CUDA kernel library",
                   b"qopt_cuda_library_fatbin" in open(lib, "rb").read())
+            # Its down projections (K = 64, the NF4 block) add their LoRA
+            # branch in the library's kernels (qopt_cuda_qlinear_lora).
+            check("recipe qlora: LoRA branches fused into the quantized products",
+                  b"qopt_cuda_qlinear_lora" in open(lib, "rb").read())
         emu, cpu = os.path.join(tmp, f"{recipe}-emu.so"), os.path.join(tmp, f"{recipe}-cpu.so")
         qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "--cuda-emulate", "-o", emu)
         qoptc(LLAMA, "--recipe", recipe, *extra, "-o", cpu)

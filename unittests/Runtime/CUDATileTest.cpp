@@ -326,4 +326,97 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
   }
 }
 
+extern "C" void qopt_cuda_qlinear_lora_emulated(
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t);
+
+/// qopt_cuda_qlinear_lora on the CPU: y (+)= x·Wᵀ + s·z·Bᵀ through the
+/// GEMV (the lanes add the rank terms before the shuffles) and the GEMM
+/// (further K steps over the rank), ranks below and past a warp and a K
+/// step, C overwritten (flag 16: y starts as NaN) or added to, two batches
+/// whose rows continue (folded into M) or not (z padded between batches:
+/// one launch each), against double.
+TEST(CUDATile, QLinearLoRAAddsTheBranch) {
+  struct LCase {
+    int format;
+    int64_t n, k, group, rows, rank;
+    bool overwrite, padded;
+  };
+  const LCase cases[] = {
+      {kNF4, 70, 128, 64, 3, 8, true, false},
+      {kInt4, 65, 96, 32, 7, 40, false, true},
+      {kInt8, 33, 64, 32, 30, 16, true, true},
+      {kNF4, 130, 128, 64, 40, 40, false, false},
+      {kFP8E4M3, 64, 64, 64, 9, 64, true, false},
+  };
+  for (const LCase &c : cases) {
+    SCOPED_TRACE("format " + std::to_string(c.format) + " n " +
+                 std::to_string(c.n) + " k " + std::to_string(c.k) + " rows " +
+                 std::to_string(c.rows) + " rank " + std::to_string(c.rank) +
+                 (c.overwrite ? " C =" : " C +=") +
+                 (c.padded ? " padded z" : ""));
+    std::mt19937 rng(unsigned(c.n + c.k + c.rows + c.rank));
+    std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
+    bool four = c.format == kInt4 || c.format == kNF4;
+    int64_t rowBytes = four ? c.k / 2 : c.k, groups = c.k / c.group;
+    const int64_t batches = 2;
+    // z's batch stride: rows·rank, or padded by 3 rows.
+    int64_t zBatch = (c.rows + (c.padded ? 3 : 0)) * c.rank;
+    std::vector<uint8_t> codes(size_t(c.n * rowBytes));
+    randomCodes(c.format, rng, codes.data(), codes.size());
+    std::vector<float> scales(size_t(c.n * groups)),
+        x(size_t(batches * c.rows * c.k)), z(size_t(batches * zBatch)),
+        b(size_t(c.n * c.rank)), y(size_t(batches * c.rows * c.n));
+    for (float &v : scales)
+      v = 0.05f + 0.05f * unit(rng);
+    for (std::vector<float> *v : {&x, &z, &b})
+      for (float &e : *v)
+        e = unit(rng);
+    for (float &v : y)
+      v = c.overwrite ? NAN : unit(rng);
+    const float scale = 0.75f;
+    std::vector<double> expected(y.size()), magnitude(y.size(), 1.0);
+    for (size_t e = 0; e < y.size(); ++e)
+      expected[e] = c.overwrite ? 0.0 : y[e];
+    for (int64_t bt = 0; bt < batches; ++bt)
+      for (int64_t i = 0; i < c.rows; ++i)
+        for (int64_t r = 0; r < c.n; ++r) {
+          size_t out = size_t((bt * c.rows + i) * c.n + r);
+          for (int64_t col = 0; col < c.k; ++col) {
+            uint8_t byte = codes[size_t(r * rowBytes + (four ? col / 2 : col))];
+            int raw = four ? (col % 2 ? byte >> 4 : byte & 15) : byte;
+            double term = referenceCode(c.format, raw) *
+                          scales[size_t(r * groups + col / c.group)] *
+                          x[size_t((bt * c.rows + i) * c.k + col)];
+            expected[out] += term;
+            magnitude[out] += std::fabs(term);
+          }
+          for (int64_t j = 0; j < c.rank; ++j) {
+            double term = double(scale) *
+                          z[size_t(bt * zBatch + i * c.rank + j)] *
+                          b[size_t(r * c.rank + j)];
+            expected[out] += term;
+            magnitude[out] += std::fabs(term);
+          }
+        }
+    auto ptr = [](const void *p) {
+      return int64_t(reinterpret_cast<intptr_t>(p));
+    };
+    uint32_t scaleBits;
+    std::memcpy(&scaleBits, &scale, 4);
+    qopt_cuda_qlinear_lora_emulated(
+        c.format, c.group, c.overwrite ? kQLinearOverwrite : 0, 1, batches,
+        c.rows, c.n, c.k, ptr(x.data()), 0, 0, c.rows * c.k, c.k, 1,
+        ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0, groups, 0, 0, 0,
+        ptr(y.data()), 0, 0, c.rows * c.n, c.n, 1, ptr(z.data()), 0, 0, zBatch,
+        c.rank, 1, ptr(b.data()), 0, 0, 0, c.rank, 1, c.rank, scaleBits);
+    for (size_t e = 0; e < y.size(); ++e)
+      ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;
+  }
+}
+
 } // namespace

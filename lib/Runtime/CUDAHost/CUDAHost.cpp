@@ -329,22 +329,23 @@ void qopt_cuda_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
                        sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm);
 }
 
-/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments): the
-/// GEMV of QLinear.cu for a few rows, Gemm.cu's GEMM with the codes
-/// dequantized into its tiles for more, launched as QLinearLaunch.h plans,
-/// queued like the generated kernels.
-void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
-                       int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-                       int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
-                       int64_t sak, int64_t pw, int64_t ow, int64_t sw,
-                       int64_t ps, int64_t os, int64_t ss, int64_t pz,
-                       int64_t oz, int64_t sz, int64_t pc, int64_t oc,
-                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+/// Queues the launches of a quantized product (qopt_kernel_qlinear's
+/// arguments, `lora`: a LoRA branch or null) as QLinearLaunch.h plans.
+static void launchQLinear(int64_t format, int64_t group, int64_t flags,
+                          int64_t o0, int64_t o1, int64_t m, int64_t n,
+                          int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+                          int64_t sa1, int64_t sam, int64_t sak, int64_t pw,
+                          int64_t ow, int64_t sw, int64_t ps, int64_t os,
+                          int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+                          int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
+                          int64_t scm, int64_t scn,
+                          const qopt_cuda::LoRAArgs *lora) {
   State &s = state();
   using qopt_cuda::kWarps;
   const char *error = qopt_cuda::planQLinear(
       /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
       sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
+      lora,
       [&](const qopt_cuda::GemvLaunch &l) {
         CUfunction fn = libraryFunction(qopt_cuda::gemvName(l.format));
         const float *x = l.x;
@@ -354,10 +355,11 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
         const uint8_t *codes = l.codes;
         const float *scales = l.scales;
         const int8_t *zp = l.zp;
-        float *y = l.y, beta = 1.0f;
-        void *params[] = {&x,      &ldx,      &mm, &codes, &codeRow,
-                          &scales, &scaleRow, &zp, &zpRow, &rows,
-                          &kk,     &g,        &y,  &ldy,   &beta};
+        float *y = l.y, beta = l.beta;
+        qopt_cuda::LoRAView branch = l.lora;
+        void *params[] = {&x,        &ldx, &mm,    &codes, &codeRow, &scales,
+                          &scaleRow, &zp,  &zpRow, &rows,  &kk,      &g,
+                          &y,        &ldy, &beta,  &branch};
         unsigned blocks = unsigned((l.n + kWarps - 1) / kWarps);
         if (CUresult rc = s.cu.cuLaunchKernel(fn, blocks, 1, 1, kWarps * 32, 1,
                                               1, 0, s.stream, params, nullptr))
@@ -369,6 +371,47 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
   if (error)
     stop(std::string("internal: the CUDA GEMV cannot take this product: ") +
          error);
+}
+
+/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments): the
+/// GEMV of QLinear.cu for a few rows, Gemm.cu's GEMM with the codes
+/// dequantized into its tiles for more, launched as QLinearLaunch.h plans,
+/// queued like the generated kernels.
+void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
+                       int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+                       int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
+                       int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+                       int64_t ps, int64_t os, int64_t ss, int64_t pz,
+                       int64_t oz, int64_t sz, int64_t pc, int64_t oc,
+                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  launchQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
+                sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
+                scn, nullptr);
+}
+
+/// The same plus a LoRA branch in the kernels' epilogue, C (+)= A·Wᵀ +
+/// scale · Z·Bᵀ (Z = x·Aᵀ; then Z's pointer, offset and strides along the
+/// outer loops, rows and rank, B's along N and the rank, the rank, and
+/// the scale's f32 bits): qopt-linalg-to-blas{cuda-qlinear-lora=…}.
+void qopt_cuda_qlinear_lora(
+    int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
+    int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+    int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+    int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+    int64_t pl, int64_t ol, int64_t sl0, int64_t sl1, int64_t slm, int64_t slr,
+    int64_t pb, int64_t ob, int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr,
+    int64_t rank, int64_t scaleBits) {
+  qopt_cuda::LoRAArgs lora{pl,   ol,
+                           sl0,  sl1,
+                           slm,  slr,
+                           pb,   ob,
+                           sb0,  sb1,
+                           sbn,  sbr,
+                           rank, qopt_cuda::floatFromBits(uint32_t(scaleBits))};
+  launchQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
+                sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
+                scn, &lora);
 }
 
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//

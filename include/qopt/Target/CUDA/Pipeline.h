@@ -38,7 +38,8 @@ struct CUDACodegenOptionsBase : public PassPipelineOptions<Derived> {
   mlir::detail::PassOptions::Option<bool> library{
       *this, "library",
       llvm::cl::desc("Matrix products call the CUDA kernel library "
-                     "(quantized ones qopt_cuda_qlinear, f32 ones "
+                     "(quantized ones qopt_cuda_qlinear, with a LoRA "
+                     "branch added qopt_cuda_qlinear_lora, f32 ones "
                      "qopt_cuda_sgemm; with emulate, their CPU emulations) "
                      "instead of becoming generated kernels; the model must "
                      "then be linked with libqopt_cuda_library"),

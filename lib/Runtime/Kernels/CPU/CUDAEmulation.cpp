@@ -50,9 +50,14 @@ template <int F> void runWarps(const GemvLaunch &l) {
     for (int64_t base = 0; base < l.m; base += kMaxRows) {
       int rows = int(l.m - base < kMaxRows ? l.m - base : kMaxRows);
       float lanes[32][kMaxRows] = {};
-      for (int lane = 0; lane < 32; ++lane)
+      LoRAView lora = l.lora;
+      if (lora.z)
+        lora.z += base * lora.ldz;
+      for (int lane = 0; lane < 32; ++lane) {
         laneSums<F, float>(w, r, lane, l.x + base * l.ldx, l.ldx, rows, nf4,
                            lanes[lane]);
+        laneLoRA(lora, r, lane, rows, lanes[lane]);
+      }
       for (int i = 0; i < rows; ++i) {
         // __shfl_xor_sync's butterfly: lane 0 ends with this sum.
         float v[32];
@@ -65,7 +70,8 @@ template <int F> void runWarps(const GemvLaunch &l) {
           for (int lane = 0; lane < 32; ++lane)
             v[lane] = next[lane];
         }
-        l.y[(base + i) * l.ldy + r] += v[0];
+        float &out = l.y[(base + i) * l.ldy + r];
+        out = (l.beta == 0.0f ? 0.0f : l.beta * out) + v[0];
       }
     }
 }
@@ -97,8 +103,16 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
           for (int t = 0; t < kGemmThreads; ++t)
             multiplyTile(s, t, acc[t]);
         }
+        if constexpr (F >= 0 && !T)
+          for (int64_t k0 = 0; k0 < p.rank; k0 += kTileK) {
+            for (int t = 0; t < kGemmThreads; ++t)
+              loadLoRATile(p, op, k0, m0, n0, t, s);
+            for (int t = 0; t < kGemmThreads; ++t)
+              multiplyTile(s, t, acc[t]);
+          }
         for (int t = 0; t < kGemmThreads; ++t)
-          storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc[t]);
+          storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc[t],
+                    p.overwrite != 0);
       }
   }
 }
@@ -125,17 +139,18 @@ extern "C" void qopt_cuda_sgemm_emulated(
             sbn, pc, oc, sc0, sc1, scm, scn, runGemm);
 }
 
-extern "C" void qopt_cuda_qlinear_emulated(
-    int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
-    int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
-    int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
-    int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
-    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm,
-    int64_t scn) {
+namespace {
+void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
+                    int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+                    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
+                    int64_t sak, int64_t pw, int64_t ow, int64_t sw, int64_t ps,
+                    int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+                    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
+                    int64_t scm, int64_t scn, const LoRAArgs *lora) {
   const char *error = planQLinear(
       /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa, sa0,
       sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-      scn,
+      scn, lora,
       [](const GemvLaunch &l) {
         withFormat(l.format, [&](auto f) { runWarps<decltype(f)::value>(l); });
       },
@@ -147,4 +162,35 @@ extern "C" void qopt_cuda_qlinear_emulated(
                   error);
     qopt_kernel_check_failed(message);
   }
+}
+} // namespace
+
+extern "C" void qopt_cuda_qlinear_emulated(
+    int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
+    int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+    int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+    int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm,
+    int64_t scn) {
+  emulateQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
+                 sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
+                 scn, nullptr);
+}
+
+/// qopt_cuda_qlinear_lora's arguments (CUDAHost.cpp), run on the CPU.
+extern "C" void qopt_cuda_qlinear_lora_emulated(
+    int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
+    int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+    int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+    int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+    int64_t pl, int64_t ol, int64_t sl0, int64_t sl1, int64_t slm, int64_t slr,
+    int64_t pb, int64_t ob, int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr,
+    int64_t rank, int64_t scaleBits) {
+  LoRAArgs lora{
+      pl, ol,  sl0, sl1, slm, slr,  pb,
+      ob, sb0, sb1, sbn, sbr, rank, floatFromBits(uint32_t(scaleBits))};
+  emulateQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
+                 sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
+                 scn, &lora);
 }

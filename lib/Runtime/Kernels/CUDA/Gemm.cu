@@ -15,8 +15,9 @@
 // with kGemmThreads threads and grid (ceil(n / 64), ceil(m / 64), batch):
 // qopt_cuda_gemm_f32 (f32 B; _m16: tiles of 16 rows, grid y ceil(m / 16)),
 // qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4,fp8e4m3,fp8e5m2}
-// (B = Wᵀ) and the same with `_t` (B = W: the backward's dX through a
-// frozen quantized weight).
+// (B = Wᵀ; with a LoRA branch, scale · Z·Lᵀ, as further K steps when
+// GemmParams' rank is not 0) and the same with `_t` (B = W: the backward's
+// dX through a frozen quantized weight).
 //
 //===----------------------------------------------------------------------===//
 
@@ -50,24 +51,34 @@ template <int F, bool T, int MI> __device__ void gemm(const GemmParams &p) {
     multiplyTile(s, t, acc);
     __syncthreads();
   }
-  storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc);
+  if constexpr (F >= 0 && !T)
+    for (int64_t k0 = 0; k0 < p.rank; k0 += kTileK) {
+      loadLoRATile(p, op, k0, m0, n0, t, s);
+      __syncthreads();
+      multiplyTile(s, t, acc);
+      __syncthreads();
+    }
+  storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc, p.overwrite != 0);
 }
 
 } // namespace
 
-extern "C" __global__ void __launch_bounds__(kGemmThreads)
+// (__launch_bounds__(256, 2): at most 128 registers, which the kernels fit
+// in; with the thread count alone, ptxas squeezed the 8-bit ones into 48
+// registers and spilled.)
+extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
     qopt_cuda_gemm_f32(GemmParams p) {
   gemm<-1, false, 4>(p);
 }
 
 // Tiles of 16 rows, for f32 products of at most 16 rows (decode).
-extern "C" __global__ void __launch_bounds__(kGemmThreads)
+extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
     qopt_cuda_gemm_f32_m16(GemmParams p) {
   gemm<-1, false, 1>(p);
 }
 
 #define QOPT_GEMM_ENTRY(name, format, transposed)                              \
-  extern "C" __global__ void __launch_bounds__(kGemmThreads)                   \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                   \
       name(GemmParams p) {                                                     \
     gemm<format, transposed, 4>(p);                                            \
   }

@@ -94,6 +94,7 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
         one.a = op.a;
         one.b = op.b;
         one.c = op.c;
+        one.lz = op.lz;
         one.o1 = 1;
         launchProducts(format, transposed, one, 1, 1, launch);
       }
@@ -109,6 +110,8 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
       l.p.zBase = z0;
       l.p.a += r0 * p.sam;
       l.p.c += r0 * p.scm;
+      if (l.p.lz)
+        l.p.lz += r0 * p.slm;
       l.p.m = std::min(p.m - r0, kMaxGrid * tileM);
       l.gridX = unsigned((p.n + kTileN - 1) / kTileN);
       l.gridY = unsigned((l.p.m + tileM - 1) / tileM);

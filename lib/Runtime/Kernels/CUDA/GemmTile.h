@@ -69,6 +69,16 @@ struct GemmParams {
   int64_t scaleRow;
   const int8_t *zp;
   int64_t zpRow, group;
+  // A LoRA branch for the quantized entries (rank 0: none): C +=
+  // loraScale · Z·Lᵀ as further K steps after A·B, Z (m x rank: the
+  // branch's x·Aᵀ, strides sl0, sl1 along the outer loops, slm along rows,
+  // contiguous along the rank) and L (n x rank: B, rows lRow apart).
+  const float *lz;
+  int64_t sl0, sl1, slm;
+  const float *lb;
+  int64_t lRow, rank;
+  float loraScale;
+  int32_t overwrite; // C = … instead of C += …
 };
 
 /// Loads thread t's 2·MI values of the A tile at (m0, k0) of A (rows x
@@ -93,8 +103,8 @@ QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
 /// Loads thread t's 8 values of the f32 B tile at (k0, n0).
 template <int MI>
 QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
-                   int64_t cs, int64_t k0, int64_t n0, int t,
-                   GemmShared<MI> &s) {
+                   int64_t cs, int64_t k0, int64_t n0, int t, GemmShared<MI> &s,
+                   float scale = 1.0f) {
   bool nContiguous = cs == 1 || rs != 1;
   QOPT_UNROLL(1)
   for (int i = 0; i < kTileK * kTileN / kGemmThreads; ++i) {
@@ -102,7 +112,7 @@ QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
     int kk = nContiguous ? e / kTileN : e % kTileK;
     int col = nContiguous ? e % kTileN : e / kTileK;
     int64_t gk = k0 + kk, gc = n0 + col;
-    s.b[kk][col] = gk < rows && gc < cols ? b[gk * rs + gc * cs] : 0.0f;
+    s.b[kk][col] = gk < rows && gc < cols ? scale * b[gk * rs + gc * cs] : 0.0f;
   }
 }
 
@@ -207,11 +217,12 @@ QOPT_HD void multiplyTile(const GemmShared<MI> &s, int t,
   }
 }
 
-/// Adds thread t's outputs to C's tile at (m0, n0).
+/// Adds thread t's outputs to C's tile at (m0, n0) (`overwrite`: stores
+/// them).
 template <int MI>
 QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
                        int64_t cs, int64_t m0, int64_t n0, int t,
-                       const float (&acc)[MI][kMicro]) {
+                       const float (&acc)[MI][kMicro], bool overwrite = false) {
   int tx = t % 16, ty = t / 16;
   QOPT_UNROLL()
   for (int i = 0; i < MI; ++i)
@@ -219,7 +230,8 @@ QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
   for (int j = 0; j < kMicro; ++j) {
     int64_t r = m0 + ty + 16 * i, col = n0 + tx + 16 * j;
     if (r < rows && col < cols)
-      c[r * rs + col * cs] += acc[i][j];
+      c[r * rs + col * cs] =
+          (overwrite ? 0.0f : c[r * rs + col * cs]) + acc[i][j];
   }
 }
 
@@ -240,11 +252,25 @@ QOPT_HD WeightView weightOf(const GemmParams &p, bool transposed) {
 struct GemmOperands {
   const float *a, *b;
   float *c;
+  const float *lz; // the LoRA branch's Z
 };
 QOPT_HD GemmOperands operandsOf(const GemmParams &p, int64_t z) {
   int64_t i = (p.zBase + z) / p.o1, j = (p.zBase + z) % p.o1;
   return {p.a + i * p.sa0 + j * p.sa1, p.b ? p.b + i * p.sb0 + j * p.sb1 : p.b,
-          p.c + i * p.sc0 + j * p.sc1};
+          p.c + i * p.sc0 + j * p.sc1,
+          p.lz ? p.lz + i * p.sl0 + j * p.sl1 : p.lz};
+}
+
+/// Loads thread t's share of the LoRA branch's K step at k0 (after A·B's
+/// steps): Z's tile as A's, scale · L's as B's, then multiplyTile as for
+/// any step (rank past the tile's end reads zeros).
+template <int MI>
+QOPT_HD void loadLoRATile(const GemmParams &p, const GemmOperands &op,
+                          int64_t k0, int64_t m0, int64_t n0, int t,
+                          GemmShared<MI> &s) {
+  loadA(op.lz, p.m, p.rank, p.slm, 1, m0, k0, t, s);
+  // L(n, j) as B(j, n): rows along the rank (stride 1), columns n.
+  loadB(p.lb, p.rank, p.n, 1, p.lRow, k0, n0, t, s, p.loraScale);
 }
 
 } // namespace qopt_cuda

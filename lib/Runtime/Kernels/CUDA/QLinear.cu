@@ -13,7 +13,11 @@
 //
 // Entry points (extern "C", one per format, loaded by name from the
 // embedded cubin): qopt_cuda_gemv_{int4,uint4,int8,uint8,nf4}(x, ldx, m,
-// codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group, y, ldy, beta),
+// codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group, y, ldy, beta)
+// with bf16 x; qopt_cuda_gemv_f32_<format>(…, beta, LoRAView) with f32 x
+// and optionally a LoRA branch, scale · z·Bᵀ, whose rank terms each lane
+// adds to its partial sums before the shuffles (B in the epilogue: no
+// launch, buffer or pass over y of its own),
 // launched with blockDim = kWarps · 32 and gridDim = ceil(n / kWarps).
 //
 //===----------------------------------------------------------------------===//
@@ -30,7 +34,7 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
                      const uint8_t *codes, int64_t codeRow, const float *scales,
                      int64_t scaleRow, const int8_t *zp, int64_t zpRow,
                      int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,
-                     float beta) {
+                     float beta, LoRAView lora) {
   __shared__ float table[kTableSize<F> ? kTableSize<F> : 1];
   fillTable<F>(table);
   int lane = threadIdx.x % 32;
@@ -45,6 +49,10 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
     for (int i = 0; i < kMaxRows; ++i)
       acc[i] = 0.0f;
     laneSums<F, X>(w, r, lane, x + base * ldx, ldx, rows, table, acc);
+    LoRAView l = lora;
+    if (l.z)
+      l.z += base * l.ldz;
+    laneLoRA(l, r, lane, rows, acc);
 #pragma unroll
     for (int i = 0; i < kMaxRows; ++i) {
       if (i >= rows) // (the same for every lane of the warp)
@@ -70,7 +78,19 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
       int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,              \
       float beta) {                                                            \
     gemv<format, X>(x, ldx, m, codes, codeRow, scales, scaleRow, zp, zpRow, n, \
-                    k, group, y, ldy, beta);                                   \
+                    k, group, y, ldy, beta, LoRAView{});                       \
+  }
+
+// The f32 entries take a LoRA branch too (LoRAView by value; z null:
+// none).
+#define QOPT_GEMV_F32_ENTRY(name, format)                                      \
+  extern "C" __global__ void __launch_bounds__(kWarps * 32) name(             \
+      const float *x, int64_t ldx, int m, const uint8_t *codes,               \
+      int64_t codeRow, const float *scales, int64_t scaleRow,                  \
+      const int8_t *zp, int64_t zpRow, int64_t n, int64_t k, int64_t group,    \
+      float *y, int64_t ldy, float beta, LoRAView lora) {                      \
+    gemv<format, float>(x, ldx, m, codes, codeRow, scales, scaleRow, zp,       \
+                        zpRow, n, k, group, y, ldy, beta, lora);               \
   }
 
 // x in bfloat16 (bits).
@@ -82,10 +102,10 @@ QOPT_GEMV_ENTRY(qopt_cuda_gemv_nf4, kNF4, uint16_t)
 // x in f32 (and FP8 weights, E4M3FN and E5M2, one scale per tensor or per
 // row): what models compiled by qoptc --target cuda call
 // (qopt_cuda_qlinear, lib/Runtime/CUDAHost).
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_int4, kInt4, float)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_uint4, kUInt4, float)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_int8, kInt8, float)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_uint8, kUInt8, float)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_nf4, kNF4, float)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_fp8e4m3, kFP8E4M3, float)
-QOPT_GEMV_ENTRY(qopt_cuda_gemv_f32_fp8e5m2, kFP8E5M2, float)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_int4, kInt4)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_uint4, kUInt4)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_int8, kInt8)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_uint8, kUInt8)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_nf4, kNF4)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_fp8e4m3, kFP8E4M3)
+QOPT_GEMV_F32_ENTRY(qopt_cuda_gemv_f32_fp8e5m2, kFP8E5M2)

@@ -23,7 +23,8 @@
 
 namespace qopt_cuda {
 
-/// One launch of qopt_cuda_gemv_f32_<format> (C += A·Wᵀ: beta 1).
+/// One launch of qopt_cuda_gemv_f32_<format>: y = beta · y + x·Wᵀ (+ the
+/// LoRA branch).
 struct GemvLaunch {
   int format;
   const float *x;
@@ -37,6 +38,19 @@ struct GemvLaunch {
   int64_t n, k, group;
   float *y;
   int64_t ldy;
+  float beta;
+  LoRAView lora;
+};
+
+/// The LoRA branch of qopt_cuda_qlinear_lora, scale · Z·Bᵀ added to C:
+/// pointers as integers, element offsets and strides as for the product
+/// (Z along the outer loops, rows and the rank; B along the outer loops,
+/// which it does not move with, N and the rank).
+struct LoRAArgs {
+  int64_t pz, oz, sz0, sz1, szm, szr;
+  int64_t pb, ob, sb0, sb1, sbn, sbr;
+  int64_t rank;
+  float scale;
 };
 
 /// The GEMV entry of `format` (0 int4, 1 uint4, 2 int8, 3 uint8, 4 NF4,
@@ -75,10 +89,12 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
 /// qopt_kernel_qlinear's flags the CUDA library takes: zero points, and
 /// (the CUDA target's own) C += A·dequant(W), W's rows along K: a linear
 /// layer's dX = dY·W in the backward, which only the GEMM computes.
-constexpr int64_t kQLinearZeroPoints = 1, kQLinearTransposed = 8;
+/// kQLinearOverwrite (the CUDA target's too): C = A·Wᵀ (+ LoRA), not C +=.
+constexpr int64_t kQLinearZeroPoints = 1, kQLinearTransposed = 8,
+                  kQLinearOverwrite = 16;
 
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
-/// launch of the product with
+/// launch of the product with `lora` (null: none) added, with
 /// qopt_kernel_qlinear's arguments (element offsets and strides, pointers
 /// as integers); returns null, or why the GEMV cannot take it (the
 /// compiler only emits calls it takes: a failure is a broken invariant).
@@ -93,13 +109,22 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
             int64_t pw, int64_t ow, int64_t sw, int64_t ps, int64_t os,
             int64_t ss, int64_t pz, int64_t oz, int64_t sz, int64_t pc,
             int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-            Gemv &&gemv, Gemm &&gemm) {
+            const LoRAArgs *lora, Gemv &&gemv, Gemm &&gemm) {
   if (!gemvName(int(format)))
     return "a weight format the GEMV does not take";
-  if (flags & ~int64_t(kQLinearZeroPoints | kQLinearTransposed))
+  if (flags &
+      ~int64_t(kQLinearZeroPoints | kQLinearTransposed | kQLinearOverwrite))
     return "integer activations (not on the CUDA target)";
   // W's columns: K, or N for C += A·W.
-  bool transposed = flags & kQLinearTransposed;
+  bool transposed = flags & kQLinearTransposed,
+       overwrite = flags & kQLinearOverwrite;
+  if (lora && (transposed || lora->rank <= 0 || lora->sb0 || lora->sb1 ||
+               (lora->rank > 1 && (lora->szr != 1 || lora->sbr != 1))))
+    return "a LoRA branch with A·W, no rank, B moving with the outer loops, "
+           "or factors strided along the rank";
+  int64_t cSize[4] = {o0, o1, m, n}, cStride[4] = {sc0, sc1, scm, scn};
+  if (overwrite && !disjoint(cSize, cStride))
+    return "C = … for products that share outputs";
   if ((transposed ? n : k) % 32 || group <= 0 || group % 32 ||
       (sak != 1 && k > 1) || (scn != 1 && n > 1))
     return "K or the scale group is not a multiple of 32, or A or C is "
@@ -111,13 +136,14 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
     return nullptr;
   // Fold the inner outer loop, then the outer one, into M where A's and
   // C's rows continue across it.
-  auto folds = [&](int64_t size, int64_t sa, int64_t sc) {
-    return size == 1 || (sa == m * sam && sc == m * scm);
+  auto folds = [&](int64_t size, int64_t sa, int64_t sc, int64_t sz) {
+    return size == 1 ||
+           (sa == m * sam && sc == m * scm && (!lora || sz == m * lora->szm));
   };
-  if (folds(o1, sa1, sc1)) {
+  if (folds(o1, sa1, sc1, lora ? lora->sz1 : 0)) {
     m *= o1;
     o1 = 1;
-    if (folds(o0, sa0, sc0)) {
+    if (folds(o0, sa0, sc0, lora ? lora->sz0 : 0)) {
       m *= o0;
       o0 = 1;
     }
@@ -128,6 +154,10 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   const int8_t *zp = (flags & kQLinearZeroPoints)
                          ? reinterpret_cast<const int8_t *>(pz) + oz
                          : nullptr;
+  const float *z =
+      lora ? reinterpret_cast<const float *>(lora->pz) + lora->oz : nullptr;
+  const float *up =
+      lora ? reinterpret_cast<const float *>(lora->pb) + lora->ob : nullptr;
   if (m > kMaxRows || transposed) {
     GemmParams p{};
     p.a = a, p.sa0 = sa0, p.sa1 = sa1, p.sam = sam, p.sak = sak;
@@ -135,6 +165,12 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
     p.m = m, p.n = n, p.k = k;
     p.codes = codes, p.codeRow = sw, p.scales = scales, p.scaleRow = ss;
     p.zp = zp, p.zpRow = sz, p.group = group;
+    p.overwrite = overwrite;
+    if (lora) {
+      p.lz = z, p.sl0 = lora->sz0, p.sl1 = lora->sz1, p.slm = lora->szm;
+      p.lb = up, p.lRow = lora->sbn, p.rank = lora->rank;
+      p.loraScale = lora->scale;
+    }
     launchProducts(int(format), transposed, p, o0, o1, gemm);
     return nullptr;
   }
@@ -152,10 +188,15 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   l.group = group;
   l.ldy = scm;
   l.m = m;
+  l.beta = overwrite ? 0.0f : 1.0f;
+  if (lora)
+    l.lora = {nullptr, lora->szm, up, lora->sbn, lora->rank, lora->scale};
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j) {
       l.x = a + i * sa0 + j * sa1;
       l.y = c + i * sc0 + j * sc1;
+      if (lora)
+        l.lora.z = z + i * lora->sz0 + j * lora->sz1;
       gemv(l);
     }
   return nullptr;

@@ -213,6 +213,33 @@ QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane, const X *x,
   }
 }
 
+/// A LoRA branch added to a product's outputs (B in the epilogue): y[i, r]
+/// += scale · sum_j z[i, j] · b[r, j] over the rank, z the branch's x·Aᵀ
+/// (rows ldz apart), b the up projection B (rows ldb apart). z null: none.
+struct LoRAView {
+  const float *z;
+  int64_t ldz;
+  const float *b;
+  int64_t ldb, rank;
+  float scale;
+};
+
+/// Lane `lane`'s share of the branch for output row r, added to its
+/// partial sums before the warp's shuffle reduction adds them up: ranks
+/// lane, lane + 32, … (one pass over B's row; z from L1 / L2).
+QOPT_HD void laneLoRA(const LoRAView &l, int64_t r, int lane, int m,
+                      float *acc) {
+  if (!l.z)
+    return;
+  for (int64_t j = lane; j < l.rank; j += 32) {
+    float b = l.scale * l.b[r * l.ldb + j];
+    QOPT_UNROLL()
+    for (int i = 0; i < kMaxRows; ++i)
+      if (i < m)
+        acc[i] += l.z[i * l.ldz + j] * b;
+  }
+}
+
 } // namespace qopt_cuda
 
 #endif // QOPT_RUNTIME_KERNELS_CUDA_QLINEARTILE_H

@@ -21,7 +21,10 @@
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
+
+#include "llvm/ADT/bit.h"
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTLINALGTOBLASPASS
@@ -338,6 +341,10 @@ public:
     args.push_back(stride);
   }
   void zeros(unsigned n) { args.append(n, zero); }
+  /// The size of loop `dim`.
+  void size(unsigned dim) { args.push_back(loopSize[dim]); }
+  /// Another call's arguments so far (built before this op).
+  void append(const CallArgs &other) { llvm::append_range(args, other.args); }
   /// The callee `name` (declared private, every argument an index), called.
   void call(ModuleOp module, StringRef name) {
     auto callee = module.lookupSymbol<func::FuncOp>(name);
@@ -375,6 +382,102 @@ static void rewriteSgemm(linalg::GenericOp op, const GemmDims &dims,
   op->erase();
 }
 
+/// A LoRA layer's sum y = x·Wᵀ + scale·(z·Bᵀ) around a quantized product
+/// (matchLoRASum): the branch's product, the sum's loop nest, and the
+/// buffers that go with them.
+struct LoRASum {
+  linalg::GenericOp branch; // Q = z·Bᵀ, from zeros
+  GemmDims branchDims;
+  /// The loop nest computing P + scale·Q, alone (y = P + scale·Q: the call
+  /// writes y, flag 16, and the nest goes) or within more (a residual
+  /// added too: the call adds the branch to P, and the nest reads P where
+  /// it read P + scale·Q).
+  linalg::GenericOp sum;
+  Value y;              // null: within more
+  Operation *add;       // P + scale·Q in the nest's body
+  unsigned branchInput; // Q's input of the nest
+  float scale;
+  Value base, branchOut; // P and Q
+};
+
+static void eraseUnread(Value buffer);
+
+/// Whether `op` fills a buffer with the constant 0.
+static bool isZeroFill(Operation *op) {
+  auto fill = dyn_cast<linalg::FillOp>(op);
+  FloatAttr value;
+  return fill && fill.hasPureBufferSemantics() &&
+         matchPattern(fill.getDpsInputOperand(0)->get(), m_Constant(&value)) &&
+         value.getValue().isZero();
+}
+
+/// Erases what the call of rewriteQuantized (before the product `op`) now
+/// computes of the sum `l`: the branch's product, the sum, the buffers P
+/// and Q with their zero initializations; the branch's inputs, freed
+/// between the branch and the call, are freed after it.
+static void eraseLoRASum(LoRASum l, Operation *op) {
+  for (Value input : l.branch.getDpsInputs())
+    for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
+      if (isa<memref::DeallocOp>(user) && user->getBlock() == op->getBlock() &&
+          l.branch->isBeforeInBlock(user) && user->isBeforeInBlock(op))
+        user->moveAfter(op);
+  l.branch->erase();
+  SmallVector<Value, 2> gone = {l.branchOut};
+  if (l.y) {
+    l.sum->erase();
+    gone.push_back(l.base);
+  } else {
+    // The nest reads P (now P + scale·Q) instead of the sum, and not Q.
+    Block &body = l.sum.getRegion().front();
+    Value q = body.getArgument(l.branchInput), p, other;
+    for (Value operand : l.add->getOperands()) {
+      auto arg = dyn_cast<BlockArgument>(operand);
+      (arg && arg.getOwner() == &body && operand != q ? p : other) = operand;
+    }
+    Operation *mul = other.getDefiningOp();
+    l.add->getResult(0).replaceAllUsesWith(p);
+    l.add->erase();
+    if (mul)
+      mul->erase();
+    SmallVector<AffineMap> maps = l.sum.getIndexingMapsArray();
+    maps.erase(maps.begin() + l.branchInput);
+    l.sum.getInputsMutable().erase(l.branchInput);
+    l.sum.setIndexingMapsAttr(OpBuilder(l.sum).getAffineMapArrayAttr(maps));
+    body.eraseArgument(l.branchInput);
+  }
+  // P and Q go with their zero initializations where nothing else uses
+  // them (bufferization reuses buffers: then they stay).
+  SmallVector<Value> sources;
+  llvm::DenseSet<Value> erasedBuffers;
+  for (Value buffer : gone) {
+    SmallVector<Operation *> users;
+    bool dedicated = true;
+    for (Operation *user : buffer.getUsers()) {
+      users.push_back(user);
+      auto copy = dyn_cast<memref::CopyOp>(user);
+      dedicated &= (copy && copy.getTarget() == buffer) || isZeroFill(user) ||
+                   isa<memref::DeallocOp>(user) ||
+                   (isa<memref::DimOp>(user) && user->use_empty());
+    }
+    if (!dedicated || !buffer.getDefiningOp<memref::AllocOp>())
+      continue;
+    llvm::SmallPtrSet<Operation *, 4> erased;
+    for (Operation *user : users) {
+      if (!erased.insert(user).second)
+        continue;
+      if (auto copy = dyn_cast<memref::CopyOp>(user))
+        sources.push_back(copy.getSource());
+      user->erase();
+    }
+    buffer.getDefiningOp()->erase();
+    erasedBuffers.insert(buffer);
+  }
+  // (One of P and Q may be the zeros the other was copied from.)
+  for (Value source : sources)
+    if (!erasedBuffers.contains(source) && erasedBuffers.insert(source).second)
+      eraseUnread(source);
+}
+
 /// C += A·Wᵀ as qopt_kernel_qlinear(format, group, flags, o0, o1, M, N, K,
 /// A (pointer, offset, 4 strides), codes, scales, zero points (pointer,
 /// offset, row stride each), C (pointer, offset, 4 strides)); the loop
@@ -382,13 +485,25 @@ static void rewriteSgemm(linalg::GenericOp op, const GemmDims &dims,
 static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
                              QuantizedWeight w, bool int8Activations,
                              int64_t perTokenBits, ModuleOp module,
-                             StringRef callee = kQLinear) {
+                             StringRef callee = kQLinear,
+                             const LoRASum *lora = nullptr) {
+  // With a LoRA branch the call writes the sum's output (flag 16: C = …,
+  // not C +=; its layout is the product's C's, which it replaces).
+  std::optional<CallArgs> branchArgs;
+  if (lora) {
+    if (lora->y)
+      op->setOperand(2, lora->y);
+    branchArgs.emplace(lora->branch, lora->branchDims);
+    branchArgs->operand(0, {lora->branchDims.m, lora->branchDims.k});
+    branchArgs->operand(1, {lora->branchDims.n, lora->branchDims.k});
+    branchArgs->size(lora->branchDims.k);
+  }
   CallArgs args(op, dims);
   args.constant(w.format);
   args.constant(w.group);
   args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0) |
                 (perTokenBits ? 4 | (perTokenBits << 8) : 0) |
-                (w.transposed ? 8 : 0));
+                (w.transposed ? 8 : 0) | (lora && lora->y ? 16 : 0));
   args.sizes({dims.m, dims.n, dims.k});
   args.operand(0, {dims.m, dims.k});
   args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
@@ -398,7 +513,13 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   else
     args.zeros(3);
   args.operand(2, {dims.m, dims.n});
+  if (lora) {
+    args.append(*branchArgs);
+    args.constant(int64_t(llvm::bit_cast<uint32_t>(lora->scale)));
+  }
   args.call(module, callee);
+  if (lora)
+    eraseLoRASum(*lora, op);
   // The call now reads the expansion's inputs: buffers freed after their
   // last use so far (double-quantized scales expanded just before) are
   // freed after the call instead.
@@ -470,6 +591,232 @@ static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
     return type.isLastDimUnitStride();
   };
   return unitStride(0, dims.k) && unitStride(2, dims.n);
+}
+
+/// Whether `op` or an operation nested in it has `buffer` as an operand.
+static bool usesBuffer(Operation *op, Value buffer) {
+  bool found = false;
+  op->walk([&](Operation *nested) {
+    found |= llvm::is_contained(nested->getOperands(), buffer);
+  });
+  return found;
+}
+
+/// Whether `op` only reads `buffer` (a loop nest's input, a copy's
+/// source, its sizes).
+static bool onlyReads(Operation *op, Value buffer) {
+  if (auto copy = dyn_cast<memref::CopyOp>(op))
+    return copy.getTarget() != buffer;
+  if (isa<memref::DimOp>(op))
+    return true;
+  auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
+  return linalgOp && !llvm::is_contained(linalgOp.getDpsInits(), buffer);
+}
+
+/// Whether `buffer` holds zeros where `at` (in the same block) starts: the
+/// last operation before it that writes `buffer` fills it with 0 or copies
+/// a buffer holding zeros there.
+static bool zeroAt(Value buffer, Operation *at, int depth = 0) {
+  for (Operation *op = at->getPrevNode(); op; op = op->getPrevNode()) {
+    if (!usesBuffer(op, buffer) || onlyReads(op, buffer))
+      continue;
+    if (isZeroFill(op))
+      return cast<linalg::FillOp>(op).getDpsInitOperand(0)->get() == buffer;
+    auto copy = dyn_cast<memref::CopyOp>(op);
+    return copy && copy.getTarget() == buffer && depth == 0 &&
+           zeroAt(copy.getSource(), copy, depth + 1);
+  }
+  return false;
+}
+
+/// Whether the product `product` accumulates into `buffer` from zeros and
+/// `sum` (later, in the same block) is the only reader of the result: no
+/// other use between them, and after `sum` the next use (if any) frees or
+/// overwrites the buffer.
+static bool readOnlyBySum(Value buffer, linalg::GenericOp product,
+                          linalg::GenericOp sum) {
+  Block *block = product->getBlock();
+  if (sum->getBlock() != block || !product->isBeforeInBlock(sum) ||
+      product.getDpsInitOperand(0)->get() != buffer ||
+      llvm::is_contained(product.getDpsInputs(), buffer) ||
+      llvm::count(sum->getOperands(), buffer) != 1 || !zeroAt(buffer, product))
+    return false;
+  for (Operation *op = product->getNextNode(); op != sum.getOperation();
+       op = op->getNextNode())
+    if (usesBuffer(op, buffer))
+      return false;
+  for (Operation *op = sum->getNextNode(); op; op = op->getNextNode()) {
+    if (!usesBuffer(op, buffer))
+      continue;
+    if (isa<memref::DeallocOp>(op) || isZeroFill(op))
+      return true;
+    auto copy = dyn_cast<memref::CopyOp>(op);
+    return copy && copy.getTarget() == buffer;
+  }
+  return true;
+}
+
+/// In the body of `sum`, the addition p + s·q (or p + q: s = 1) of the
+/// block arguments `baseIndex` (p) and `branchIndex` (q), their only use;
+/// null if there is none.
+static Operation *branchSum(linalg::GenericOp sum, unsigned baseIndex,
+                            unsigned branchIndex, float &scale) {
+  Block &body = sum.getRegion().front();
+  Value p = body.getArgument(baseIndex), q = body.getArgument(branchIndex);
+  if (!p.hasOneUse() || !q.hasOneUse())
+    return nullptr;
+  auto add = dyn_cast<arith::AddFOp>(*p.getUsers().begin());
+  if (!add)
+    return nullptr;
+  Value other = add.getLhs() == p ? add.getRhs() : add.getLhs();
+  if (other == q) {
+    scale = 1.0f;
+    return add;
+  }
+  auto mul = other.getDefiningOp<arith::MulFOp>();
+  if (!mul || mul->getBlock() != &body || !other.hasOneUse())
+    return nullptr;
+  Value c = mul.getLhs() == q   ? mul.getRhs()
+            : mul.getRhs() == q ? mul.getLhs()
+                                : Value();
+  FloatAttr attr;
+  if (!c || !matchPattern(c, m_Constant(&attr)))
+    return nullptr;
+  scale = float(attr.getValueAsDouble());
+  return add;
+}
+
+/// Whether, strictly between `from` and `to` (in one block), `buffer` is
+/// only read by loop nests or freed (deallocations move after the call).
+static bool onlyReadBetween(Value buffer, Operation *from, Operation *to) {
+  Block *block = from->getBlock();
+  for (OpOperand &use : buffer.getUses()) {
+    Operation *user = use.getOwner();
+    Operation *inBlock = block->findAncestorOpInBlock(*user);
+    if (!inBlock)
+      return false;
+    if (!from->isBeforeInBlock(inBlock) || !inBlock->isBeforeInBlock(to))
+      continue;
+    auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
+    bool read = linalgOp && !linalgOp.isDpsInit(&use);
+    if (!read && !isa<memref::DimOp>(user) &&
+        !(isa<memref::DeallocOp>(user) && inBlock == user))
+      return false;
+  }
+  return true;
+}
+
+/// The one loop nest other than `known` that uses `buffer` (null if none
+/// or several).
+static linalg::GenericOp otherLoopNest(Value buffer, Operation *known) {
+  linalg::GenericOp found;
+  for (Operation *user : buffer.getUsers())
+    if (auto g = dyn_cast<linalg::GenericOp>(user); g && g != known) {
+      if (found && found != g)
+        return nullptr;
+      found = g;
+    }
+  return found;
+}
+
+/// A LoRA layer's sum around the quantized product `op` (P = x·Wᵀ from
+/// zeros): a loop nest y = P + s·Q, the only reader of P and Q, Q = z·Bᵀ
+/// an f32 product from zeros with op's outer and output loops, before op,
+/// its operands only read between (B not moving with the outer loops; z
+/// and B contiguous along the rank), y contiguous and untouched between
+/// op and the sum, op's outer loops all indexing C (every product its own
+/// outputs: the call writes them, flag 16).
+static std::optional<LoRASum> matchLoRASum(linalg::GenericOp op,
+                                           const GemmDims &dims) {
+  Value p = op.getDpsInitOperand(0)->get();
+  AffineMap cMap = op.getIndexingMapsArray()[2];
+  if (!llvm::all_of(dims.outer, [&](unsigned d) { return uses(cMap, d); }))
+    return std::nullopt;
+  linalg::GenericOp sum = otherLoopNest(p, op);
+  if (!sum || !sum.hasPureBufferSemantics() || sum.getNumDpsInits() != 1 ||
+      sum.getNumParallelLoops() != sum.getNumLoops())
+    return std::nullopt;
+  // P and Q: two inputs read element for element (identity maps), P once.
+  SmallVector<AffineMap> sumMaps = sum.getIndexingMapsArray();
+  int baseIndex = -1;
+  for (OpOperand *input : sum.getDpsInputOperands())
+    if (input->get() == p) {
+      if (baseIndex >= 0)
+        return std::nullopt;
+      baseIndex = int(input->getOperandNumber());
+    }
+  if (baseIndex < 0 || !sumMaps[baseIndex].isIdentity())
+    return std::nullopt;
+  Value q;
+  Operation *add = nullptr;
+  unsigned branchIndex = 0;
+  float scale = 1.0f;
+  for (OpOperand *input : sum.getDpsInputOperands()) {
+    unsigned i = input->getOperandNumber();
+    if (int(i) == baseIndex || input->get().getType() != p.getType() ||
+        !sumMaps[i].isIdentity() ||
+        llvm::count(sum.getDpsInputs(), input->get()) != 1)
+      continue;
+    if ((add = branchSum(sum, unsigned(baseIndex), i, scale))) {
+      q = input->get();
+      branchIndex = i;
+      break;
+    }
+  }
+  if (!add)
+    return std::nullopt;
+  // The nest is the sum alone (y = P + s·Q): the call writes y.
+  Value y = sum.getDpsInitOperand(0)->get();
+  auto yType = dyn_cast<MemRefType>(y.getType());
+  Block &body = sum.getRegion().front();
+  Block *block = op->getBlock();
+  bool alone = sum.getNumDpsInputs() == 2 && sumMaps[2].isIdentity() &&
+               body.getTerminator()->getOperand(0) == add->getResult(0) &&
+               y != p && y != q && yType && yType.getLayout().isIdentity() &&
+               yType.getElementType().isF32();
+  // y exists where the call goes.
+  if (Operation *def = y.getDefiningOp())
+    alone &= def->getBlock() == block && def->isBeforeInBlock(op);
+  else
+    alone &= y.getParentBlock() == block;
+  linalg::GenericOp branch = otherLoopNest(q, sum);
+  std::optional<GemmDims> bd = branch ? matchGemm(branch) : std::nullopt;
+  if (!bd || branch->getBlock() != block || !branch->isBeforeInBlock(op) ||
+      branch.getNumLoops() != op.getNumLoops() || bd->m != dims.m ||
+      bd->n != dims.n || bd->outer != dims.outer ||
+      branch.getIndexingMapsArray()[2] != cMap || readsConstant(branch) ||
+      matchQuantized(branch, *bd))
+    return std::nullopt;
+  SmallVector<AffineMap> bMaps = branch.getIndexingMapsArray();
+  for (unsigned d : dims.outer)
+    if (uses(bMaps[1], d))
+      return std::nullopt;
+  MLIRContext *ctx = op.getContext();
+  for (unsigned i : {0u, 1u}) {
+    Value v = branch.getDpsInputOperand(i)->get();
+    if (bMaps[i].getNumResults() == 0 ||
+        bMaps[i].getResults().back() != getAffineDimExpr(bd->k, ctx) ||
+        !cast<MemRefType>(v.getType()).isLastDimUnitStride() ||
+        !onlyReadBetween(v, branch, op))
+      return std::nullopt;
+  }
+  if (!readOnlyBySum(p, op, sum) || !readOnlyBySum(q, branch, sum))
+    return std::nullopt;
+  // Nothing between the call and the sum touches y, if the call writes it,
+  // and y is none of the buffers the call reads (bufferization may reuse
+  // x's for it).
+  Value yRoot = rootBuffer(y);
+  for (Value v : llvm::concat<Value>(op.getDpsInputs(), branch.getDpsInputs()))
+    alone &= rootBuffer(v) != yRoot;
+  for (Operation *between = op->getNextNode();
+       alone && between != sum.getOperation(); between = between->getNextNode())
+    between->walk([&](Operation *nested) {
+      for (Value v : nested->getOperands())
+        if (isa<MemRefType>(v.getType()) && rootBuffer(v) == yRoot)
+          alone = false;
+    });
+  return LoRASum{branch, *bd, sum, alone ? y : Value(), add, branchIndex,
+                 scale,  p,   q};
 }
 
 /// Erases the loops that only write `buffer` (allocated here) when nothing
@@ -650,7 +997,25 @@ struct QOptLinalgToBLASPass
       if (std::optional<GemmDims> dims = matchGemm(op))
         matmuls.push_back({op, *dims});
     });
+    // LoRA layers first: their branch's product is one of the matmuls.
+    llvm::SmallPtrSet<Operation *, 16> done;
+    if (!cudaQLinear.empty() && !cudaQLinearLoRA.empty())
+      for (auto &[op, dims] : matmuls) {
+        if (done.contains(op))
+          continue;
+        std::optional<QuantizedWeight> w = matchQuantized(op, dims);
+        if (!w || w->transposed || !cudaGemvTakes(op, dims, *w))
+          continue;
+        if (std::optional<LoRASum> lora = matchLoRASum(op, dims)) {
+          done.insert(op);
+          done.insert(lora->branch);
+          rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
+                           /*perTokenBits=*/0, module, cudaQLinearLoRA, &*lora);
+        }
+      }
     for (auto &[op, dims] : matmuls) {
+      if (done.contains(op))
+        continue;
       std::optional<QuantizedWeight> w = matchQuantized(op, dims);
       if (!cudaQLinear.empty()) {
         if (w && cudaGemvTakes(op, dims, *w))

@@ -19,6 +19,7 @@ static constexpr StringLiteral kHostSync = "qopt_cuda_host_sync";
 static bool callsLibrary(Operation *op) {
   auto call = dyn_cast<func::CallOp>(op);
   return call && (call.getCallee() == "qopt_cuda_qlinear" ||
+                  call.getCallee() == "qopt_cuda_qlinear_lora" ||
                   call.getCallee() == "qopt_cuda_sgemm");
 }
 

@@ -22,6 +22,9 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
     QOptLinalgToBLASPassOptions library;
     library.cudaQLinear =
         options.emulate ? "qopt_cuda_qlinear_emulated" : "qopt_cuda_qlinear";
+    library.cudaQLinearLoRA = options.emulate
+                                  ? "qopt_cuda_qlinear_lora_emulated"
+                                  : "qopt_cuda_qlinear_lora";
     library.cudaSgemm =
         options.emulate ? "qopt_cuda_sgemm_emulated" : "qopt_cuda_sgemm";
     pm.addPass(createQOptLinalgToBLASPass(library));

@@ -95,6 +95,15 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     `qopt_cuda_sgemm_emulated`), except those reading a constant (host
     memory, which the GPU cannot read); the rest stay loop nests
     (kernels).
+
+    With `cuda-qlinear-lora=NAME` too, a LoRA layer's sum `y = x·Wᵀ +
+    s·(z·Bᵀ)` (an elementwise loop nest adding the quantized product and
+    `s` times an f32 product `z·Bᵀ`, both computed from zeros into
+    buffers nothing else reads, `z` the branch's `x·Aᵀ`) becomes one call
+    of `NAME` (`qopt_cuda_qlinear_lora`, or `_emulated`), which writes `y`
+    with the branch added in the kernels' epilogue (the GEMV's lanes add
+    its rank terms before their reduction; the GEMM runs them as further K
+    steps): the branch's product, its buffer and the sum's kernel go.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
@@ -108,6 +117,10 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
            "With cuda-qlinear: call this CUDA GEMM entry (qopt_kernel_sgemm's "
            "arguments) for the other products whose operands are not "
            "constants">,
+    Option<"cudaQLinearLoRA", "cuda-qlinear-lora", "std::string", "\"\"",
+           "With cuda-qlinear: call this CUDA entry (qopt_cuda_qlinear_lora's "
+           "arguments) for a quantized product plus a LoRA branch z·Bᵀ, "
+           "summed by an elementwise loop nest">,
   ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::memref::MemRefDialect",

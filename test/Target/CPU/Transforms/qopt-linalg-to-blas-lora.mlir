@@ -1,0 +1,258 @@
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm cuda-qlinear-lora=qopt_cuda_qlinear_lora" | FileCheck %s
+// Without cuda-qlinear-lora, the branch stays an f32 product and the sum a
+// loop nest.
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm" | FileCheck %s --check-prefix=NOLORA
+
+// A LoRA layer as convert-qopt-to-linalg lowers it and bufferization leaves
+// it: z = x·Aᵀ, Q = z·Bᵀ and P = x·Wᵀ (W int4, expanded for the product)
+// each from a copy of a zero-filled buffer, then y = P + 2·Q. The quantized
+// product and the branch become one call that writes y (flag 16), with z
+// (pointer, offset, strides along batch, seq, rank), B (pointer, offset,
+// strides: none along batch and seq, n, rank), the rank (B's K) and the
+// scale's f32 bits (2.0: 0x40000000 = 1073741824); Q's product, the sum,
+// P, Q and the zero buffer go; z's deallocation moves after the call.
+// CHECK-LABEL: func.func @lora_sum
+// CHECK-SAME: (%[[X:.*]]: memref<?x?x64xf32>, %[[D:.*]]: memref<8x32xi8>, %[[S:.*]]: memref<8x2xf32>, %[[A:.*]]: memref<4x64xf32>, %[[B:.*]]: memref<8x4xf32>, %[[Y:.*]]: memref<?x?x8xf32>)
+// CHECK: %[[Z:.*]] = memref.alloc
+// CHECK: call @qopt_cuda_sgemm(
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: linalg.fill
+// CHECK-NOT: memref.copy
+// CHECK: %[[ZP:.*]] = memref.extract_aligned_pointer_as_index %[[Z]]
+// CHECK: %[[BP:.*]] = memref.extract_aligned_pointer_as_index %[[B]]
+// CHECK: %[[YP:.*]] = memref.extract_aligned_pointer_as_index %[[Y]]
+// CHECK: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}}, {{.*}}, %[[YP]], {{.*}}, %[[ZP]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[BP]], %{{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %{{.*}}, %{{.*}}, %{{.*}}, %c1073741824{{[_0-9]*}})
+// CHECK-NEXT: memref.dealloc %[[Z]]
+// CHECK-NOT: linalg.generic
+// CHECK-NOT: memref.alloc
+// CHECK: return
+// CHECK: func.func private @qopt_cuda_qlinear_lora(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
+// NOLORA-LABEL: func.func @lora_sum
+// NOLORA-COUNT-2: call @qopt_cuda_sgemm(
+// NOLORA: call @qopt_cuda_qlinear(
+// NOLORA: linalg.generic
+// NOLORA-NOT: qopt_cuda_qlinear_lora
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+#e3 = affine_map<(b, s, n) -> (b, s, n)>
+func.func @lora_sum(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2xf32>,
+                    %a: memref<4x64xf32>, %b: memref<8x4xf32>, %y: memref<?x?x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %two = arith.constant 2.0 : f32
+  %d0 = memref.dim %x, %c0 : memref<?x?x64xf32>
+  %d1 = memref.dim %x, %c1 : memref<?x?x64xf32>
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %zr = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%zero : f32) outs(%zr : memref<?x?x4xf32>)
+  %z = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  memref.copy %zr, %z : memref<?x?x4xf32> to memref<?x?x4xf32>
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %a : memref<?x?x64xf32>, memref<4x64xf32>) outs(%z : memref<?x?x4xf32>)
+  %zeros = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%zeros : memref<?x?x8xf32>)
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  memref.copy %zeros, %q : memref<?x?x8xf32> to memref<?x?x8xf32>
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  memref.dealloc %z : memref<?x?x4xf32>
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  memref.copy %zeros, %p : memref<?x?x8xf32> to memref<?x?x8xf32>
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %m = arith.mulf %in2, %two : f32
+    %r = arith.addf %in, %m : f32
+    linalg.yield %r : f32
+  }
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %zeros : memref<?x?x8xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  memref.dealloc %zr : memref<?x?x4xf32>
+  return
+}
+
+// -----
+
+// The sum fused with a residual (y = r + (P + 0.5·Q), as elementwise
+// fusion leaves a LoRA layer before a residual connection): the call adds
+// the branch to P (no flag 16: P's zero copy stays), and the nest reads P
+// where it read the sum, and no longer Q.
+// CHECK-LABEL: func.func @lora_residual
+// CHECK: call @qopt_cuda_sgemm(
+// CHECK: memref.copy %{{.*}}, %[[P:.*]] :
+// CHECK: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %c1056964608{{[_0-9]*}})
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #{{.*}}, #{{.*}}], iterator_types = ["parallel", "parallel", "parallel"]} ins(%{{.*}}, %[[P]] : memref<?x?x8xf32>, memref<?x?x8xf32>)
+// CHECK-NEXT: ^bb0(%[[IN:.*]]: f32, %[[IN2:.*]]: f32, %{{.*}}: f32):
+// CHECK-NEXT: %[[R:.*]] = arith.addf %[[IN]], %[[IN2]] : f32
+// CHECK-NEXT: linalg.yield %[[R]] : f32
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+#e3 = affine_map<(b, s, n) -> (b, s, n)>
+func.func @lora_residual(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2xf32>,
+                         %a: memref<4x64xf32>, %b: memref<8x4xf32>, %res: memref<?x?x8xf32>, %y: memref<?x?x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %half = arith.constant 0.5 : f32
+  %d0 = memref.dim %x, %c0 : memref<?x?x64xf32>
+  %d1 = memref.dim %x, %c1 : memref<?x?x64xf32>
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %z = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%zero : f32) outs(%z : memref<?x?x4xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %a : memref<?x?x64xf32>, memref<4x64xf32>) outs(%z : memref<?x?x4xf32>)
+  %zeros = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%zeros : memref<?x?x8xf32>)
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  memref.copy %zeros, %q : memref<?x?x8xf32> to memref<?x?x8xf32>
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  memref.copy %zeros, %p : memref<?x?x8xf32> to memref<?x?x8xf32>
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%res, %p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in0: f32, %in: f32, %in2: f32, %out: f32):
+    %m = arith.mulf %in2, %half : f32
+    %r = arith.addf %in, %m : f32
+    %t = arith.addf %in0, %r : f32
+    linalg.yield %t : f32
+  }
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %z : memref<?x?x4xf32>
+  memref.dealloc %zeros : memref<?x?x8xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  return
+}
+
+// -----
+
+// Left alone: B written between the branch and the quantized product (the
+// call would read the new B); the branch's output read twice (Q is needed
+// elsewhere); a sum that is not P + s·Q (P·Q).
+// CHECK-LABEL: func.func @not_lora
+// CHECK-NOT: qopt_cuda_qlinear_lora
+// CHECK: return
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+#e3 = affine_map<(b, s, n) -> (b, s, n)>
+func.func @not_lora(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2xf32>,
+                    %a: memref<4x64xf32>, %b: memref<8x4xf32>, %y: memref<?x?x8xf32>, %y2: memref<?x?x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %two = arith.constant 2.0 : f32
+  %d0 = memref.dim %x, %c0 : memref<?x?x64xf32>
+  %d1 = memref.dim %x, %c1 : memref<?x?x64xf32>
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %z = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%zero : f32) outs(%z : memref<?x?x4xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %a : memref<?x?x64xf32>, memref<4x64xf32>) outs(%z : memref<?x?x4xf32>)
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%q : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  linalg.fill ins(%zero : f32) outs(%b : memref<8x4xf32>)
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%p : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %m = arith.mulf %in2, %two : f32
+    %r = arith.addf %in, %m : f32
+    linalg.yield %r : f32
+  }
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y2 : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %r = arith.mulf %in, %in2 : f32
+    linalg.yield %r : f32
+  }
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %z : memref<?x?x4xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  return
+}
+
+// -----
+
+// Q's zeros copied from P's (P filled with zeros first, as the train step's
+// bufferization leaves some layers): both go, once each.
+// CHECK-LABEL: func.func @lora_zeros_from_p
+// CHECK: call @qopt_cuda_sgemm(
+// CHECK-NOT: linalg.fill
+// CHECK-NOT: memref.copy
+// CHECK: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}},
+// CHECK-NOT: memref.alloc
+// CHECK-NOT: linalg.generic
+// CHECK: return
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+#e3 = affine_map<(b, s, n) -> (b, s, n)>
+func.func @lora_zeros_from_p(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2xf32>,
+                             %a: memref<4x64xf32>, %b: memref<8x4xf32>, %y: memref<?x?x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %d0 = memref.dim %x, %c0 : memref<?x?x64xf32>
+  %d1 = memref.dim %x, %c1 : memref<?x?x64xf32>
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %z = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%zero : f32) outs(%z : memref<?x?x4xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %a : memref<?x?x64xf32>, memref<4x64xf32>) outs(%z : memref<?x?x4xf32>)
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%p : memref<?x?x8xf32>)
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  memref.copy %p, %q : memref<?x?x8xf32> to memref<?x?x8xf32>
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %r = arith.addf %in2, %in : f32
+    linalg.yield %r : f32
+  }
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %z : memref<?x?x4xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  return
+}
