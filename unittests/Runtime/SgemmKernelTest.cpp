@@ -12,6 +12,7 @@
 
 #include "gtest/gtest.h"
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -28,6 +29,11 @@ extern "C" void qopt_cuda_sgemm_emulated(int64_t, int64_t, int64_t, int64_t,
                                          int64_t, int64_t, int64_t, int64_t,
                                          int64_t, int64_t, int64_t, int64_t,
                                          int64_t, int64_t, int64_t);
+
+extern "C" void qopt_cuda_sgemm_emulated_overwrite(
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 
 namespace {
 using Kernel = decltype(&qopt_kernel_sgemm);
@@ -187,6 +193,39 @@ TEST_P(SgemmKernel, HeadsInterleavedInColumns) {
         make(2 * 3 * 70 * 70, 0, 3 * 4900, 4900, 70, 1, rng),
         make(2 * 3 * 70 * 8, 0, 3 * 560, 8, 24, 1, rng),
         make(2 * 70 * 24, 0, 70 * 24, 8, 24, 1, rng));
+}
+
+/// C = A·B (qopt_cuda_sgemm_overwrite): C starts as NaN, so any element a
+/// block adds to instead of storing, or leaves out, shows; 16-row tiles,
+/// 64-row tiles past a border, and a batch as one grid.
+TEST(SgemmKernelOverwrite, CUDAEmulatedStoresEveryElement) {
+  std::mt19937 rng(13);
+  struct Shape {
+    int64_t o1, m, n, k;
+  };
+  for (Shape sh :
+       {Shape{1, 5, 7, 9}, Shape{1, 70, 66, 33}, Shape{3, 20, 9, 5}}) {
+    Operand a = make(sh.o1 * sh.m * sh.k, 0, 0, sh.m * sh.k, sh.k, 1, rng);
+    Operand b = make(sh.k * sh.n, 0, 0, 0, sh.n, 1, rng);
+    Operand c{std::vector<float>(size_t(sh.o1 * sh.m * sh.n), NAN),
+              0,
+              0,
+              sh.m * sh.n,
+              sh.n,
+              1};
+    qopt_cuda_sgemm_emulated_overwrite(
+        1, sh.o1, sh.m, sh.n, sh.k, a.ptr(), 0, 0, a.s1, a.sr, a.sc, b.ptr(), 0,
+        0, 0, b.sr, b.sc, c.ptr(), 0, 0, c.s1, c.sr, c.sc);
+    for (int64_t j = 0; j < sh.o1; ++j)
+      for (int64_t r = 0; r < sh.m; ++r)
+        for (int64_t col = 0; col < sh.n; ++col) {
+          double sum = 0;
+          for (int64_t p = 0; p < sh.k; ++p)
+            sum += double(a.at(0, j, r, p)) * b.at(0, j, p, col);
+          ASSERT_NEAR(c.at(0, j, r, col), sum, 1e-4)
+              << j << " " << r << " " << col;
+        }
+  }
 }
 
 std::string kernelName(const testing::TestParamInfo<Kernel> &info) {

@@ -329,6 +329,20 @@ void qopt_cuda_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
                        sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm);
 }
 
+/// C = A·B, the same arguments (a product whose C started as zeros:
+/// qopt-linalg-to-blas drops the zeros' copy).
+void qopt_cuda_sgemm_overwrite(int64_t o0, int64_t o1, int64_t m, int64_t n,
+                               int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+                               int64_t sa1, int64_t sam, int64_t sak,
+                               int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,
+                               int64_t sbk, int64_t sbn, int64_t pc, int64_t oc,
+                               int64_t sc0, int64_t sc1, int64_t scm,
+                               int64_t scn) {
+  qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0,
+                       sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm,
+                       /*overwrite=*/true);
+}
+
 /// Queues the launches of a quantized product (qopt_kernel_qlinear's
 /// arguments, `lora`: a LoRA branch or null) as QLinearLaunch.h plans.
 static void launchQLinear(int64_t format, int64_t group, int64_t flags,

@@ -87,9 +87,13 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
   int64_t cSize[4] = {o0, o1, p.m, p.n};
   int64_t cStride[4] = {p.sc0, p.sc1, p.scm, p.scn};
   if (o0 * o1 > 1 && !disjoint(cSize, cStride)) {
+    // (C = A·B: the first product overwrites, the rest add, which is right
+    // for products sharing one C, a reduction outside the product; the
+    // compiler asks to overwrite only C's that every product owns.)
     for (int64_t i = 0; i < o0; ++i)
       for (int64_t j = 0; j < o1; ++j) {
         GemmParams one = p;
+        one.overwrite = p.overwrite && i == 0 && j == 0;
         GemmOperands op = operandsOf(p, i * o1 + j);
         one.a = op.a;
         one.b = op.b;
@@ -122,13 +126,15 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
 
 /// Calls `launch(const GemmLaunch &)` for the launches of the product with
 /// qopt_kernel_sgemm's arguments (C += A·B, element offsets and strides
-/// along (outer0, outer1, rows, columns), pointers as integers).
+/// along (outer0, outer1, rows, columns), pointers as integers);
+/// `overwrite`: C = A·B.
 template <typename Launch>
 void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
                int64_t pa, int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
                int64_t sak, int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,
                int64_t sbk, int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
-               int64_t sc1, int64_t scm, int64_t scn, Launch &&launch) {
+               int64_t sc1, int64_t scm, int64_t scn, Launch &&launch,
+               bool overwrite = false) {
   auto foldsM = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
     return size == 1 || (sb == 0 && sa == m * sam && sc == m * scm);
   };
@@ -159,6 +165,7 @@ void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
   p.c = reinterpret_cast<float *>(pc) + oc;
   p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
   p.m = m, p.n = n, p.k = k;
+  p.overwrite = overwrite;
   launchProducts(-1, false, p, o0, o1, launch);
 }
 

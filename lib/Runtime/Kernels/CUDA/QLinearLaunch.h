@@ -118,7 +118,9 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   // W's columns: K, or N for C += A·W.
   bool transposed = flags & kQLinearTransposed,
        overwrite = flags & kQLinearOverwrite;
-  if (lora && (transposed || lora->rank <= 0 || lora->sb0 || lora->sb1 ||
+  if (lora && lora->rank == 0) // (a branch of rank 0 adds nothing)
+    lora = nullptr;
+  if (lora && (transposed || lora->rank < 0 || lora->sb0 || lora->sb1 ||
                (lora->rank > 1 && (lora->szr != 1 || lora->sbr != 1))))
     return "a LoRA branch with A·W, no rank, B moving with the outer loops, "
            "or factors strided along the rank";

@@ -411,6 +411,19 @@ static bool isZeroFill(Operation *op) {
          value.getValue().isZero();
 }
 
+/// Erases `buffer` (allocated here) with its zero fills and deallocations
+/// when nothing else uses it (a zeros buffer whose copies went).
+static void eraseIfOnlyZeroed(Value buffer) {
+  if (!buffer.getDefiningOp<memref::AllocOp>() ||
+      !llvm::all_of(buffer.getUsers(), [](Operation *user) {
+        return isZeroFill(user) || isa<memref::DeallocOp>(user);
+      }))
+    return;
+  for (Operation *user : llvm::make_early_inc_range(buffer.getUsers()))
+    user->erase();
+  buffer.getDefiningOp()->erase();
+}
+
 /// Erases what the call of rewriteQuantized (before the product `op`) now
 /// computes of the sum `l`: the branch's product, the sum, the buffers P
 /// and Q with their zero initializations; the branch's inputs, freed
@@ -475,7 +488,7 @@ static void eraseLoRASum(LoRASum l, Operation *op) {
   // (One of P and Q may be the zeros the other was copied from.)
   for (Value source : sources)
     if (!erasedBuffers.contains(source) && erasedBuffers.insert(source).second)
-      eraseUnread(source);
+      eraseIfOnlyZeroed(source);
 }
 
 /// C += A·Wᵀ as qopt_kernel_qlinear(format, group, flags, o0, o1, M, N, K,
@@ -486,7 +499,8 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
                              QuantizedWeight w, bool int8Activations,
                              int64_t perTokenBits, ModuleOp module,
                              StringRef callee = kQLinear,
-                             const LoRASum *lora = nullptr) {
+                             const LoRASum *lora = nullptr,
+                             bool overwrite = false) {
   // With a LoRA branch the call writes the sum's output (flag 16: C = …,
   // not C +=; its layout is the product's C's, which it replaces).
   std::optional<CallArgs> branchArgs;
@@ -503,7 +517,8 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   args.constant(w.group);
   args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0) |
                 (perTokenBits ? 4 | (perTokenBits << 8) : 0) |
-                (w.transposed ? 8 : 0) | (lora && lora->y ? 16 : 0));
+                (w.transposed ? 8 : 0) |
+                ((lora && lora->y) || overwrite ? 16 : 0));
   args.sizes({dims.m, dims.n, dims.k});
   args.operand(0, {dims.m, dims.k});
   args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
@@ -597,20 +612,23 @@ static bool cudaGemvTakes(linalg::GenericOp op, const GemmDims &dims,
 static bool usesBuffer(Operation *op, Value buffer) {
   bool found = false;
   op->walk([&](Operation *nested) {
-    found |= llvm::is_contained(nested->getOperands(), buffer);
+    for (Value v : nested->getOperands())
+      found |= isa<MemRefType>(v.getType()) && rootBuffer(v) == buffer;
   });
   return found;
 }
 
-/// Whether `op` only reads `buffer` (a loop nest's input, a copy's
-/// source, its sizes).
+/// Whether `op` only reads `buffer` or its views (a loop nest's input, a
+/// copy's source, sizes, a view: whose own uses count as the buffer's).
 static bool onlyReads(Operation *op, Value buffer) {
+  auto in = [&](Value v) { return rootBuffer(v) == buffer; };
   if (auto copy = dyn_cast<memref::CopyOp>(op))
-    return copy.getTarget() != buffer;
-  if (isa<memref::DimOp>(op))
+    return !in(copy.getTarget());
+  if (isa<memref::DimOp, memref::ExtractStridedMetadataOp,
+          memref::ExtractAlignedPointerAsIndexOp, ViewLikeOpInterface>(op))
     return true;
   auto linalgOp = dyn_cast<linalg::LinalgOp>(op);
-  return linalgOp && !llvm::is_contained(linalgOp.getDpsInits(), buffer);
+  return linalgOp && llvm::none_of(linalgOp.getDpsInits(), in);
 }
 
 /// Whether `buffer` holds zeros where `at` (in the same block) starts: the
@@ -624,6 +642,7 @@ static bool zeroAt(Value buffer, Operation *at, int depth = 0) {
       return cast<linalg::FillOp>(op).getDpsInitOperand(0)->get() == buffer;
     auto copy = dyn_cast<memref::CopyOp>(op);
     return copy && copy.getTarget() == buffer && depth == 0 &&
+           rootBuffer(copy.getSource()) == copy.getSource() &&
            zeroAt(copy.getSource(), copy, depth + 1);
   }
   return false;
@@ -689,20 +708,49 @@ static Operation *branchSum(linalg::GenericOp sum, unsigned baseIndex,
 /// Whether, strictly between `from` and `to` (in one block), `buffer` is
 /// only read by loop nests or freed (deallocations move after the call).
 static bool onlyReadBetween(Value buffer, Operation *from, Operation *to) {
-  Block *block = from->getBlock();
-  for (OpOperand &use : buffer.getUses()) {
-    Operation *user = use.getOwner();
-    Operation *inBlock = block->findAncestorOpInBlock(*user);
-    if (!inBlock)
+  // (Not a view: the checks below see every access through its uses'
+  // roots, and its deallocation is its own.)
+  if (rootBuffer(buffer) != buffer)
+    return false;
+  for (Operation *op = from->getNextNode(); op && op != to;
+       op = op->getNextNode())
+    if (usesBuffer(op, buffer) && !onlyReads(op, buffer) &&
+        !(isa<memref::DeallocOp>(op) && op->getOperand(0) == buffer))
       return false;
-    if (!from->isBeforeInBlock(inBlock) || !inBlock->isBeforeInBlock(to))
-      continue;
-    auto linalgOp = dyn_cast<linalg::LinalgOp>(user);
-    bool read = linalgOp && !linalgOp.isDpsInit(&use);
-    if (!read && !isa<memref::DimOp>(user) &&
-        !(isa<memref::DeallocOp>(user) && inBlock == user))
-      return false;
-  }
+  return true;
+}
+
+/// Where the product `op` accumulates into zeros that only it reads (C
+/// allocated here, contiguous, every element its own: all outer loops
+/// index C; the last operation before it that uses C fills C with 0 or
+/// copies zeros into it): erases that initialization, so that the call
+/// writes C (C = A·B: on the CUDA target, one kernel launch fewer), and
+/// returns true.
+static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims) {
+  Value c = op.getDpsInitOperand(0)->get();
+  auto type = dyn_cast<MemRefType>(c.getType());
+  AffineMap cMap = op.getIndexingMapsArray()[2];
+  if (!c.getDefiningOp<memref::AllocOp>() || !type ||
+      !type.getLayout().isIdentity() ||
+      llvm::is_contained(op.getDpsInputs(), c) ||
+      !llvm::all_of(cMap.getResults(),
+                    [](AffineExpr e) { return isa<AffineDimExpr>(e); }) ||
+      !llvm::all_of(dims.outer, [&](unsigned d) { return uses(cMap, d); }))
+    return false;
+  Operation *init = op->getPrevNode();
+  while (init && !usesBuffer(init, c))
+    init = init->getPrevNode();
+  if (!init || !zeroAt(c, op))
+    return false;
+  auto copy = dyn_cast<memref::CopyOp>(init);
+  if (!(copy && copy.getTarget() == c) &&
+      !(isZeroFill(init) &&
+        cast<linalg::FillOp>(init).getDpsInitOperand(0)->get() == c))
+    return false;
+  Value source = copy ? copy.getSource() : Value();
+  init->erase();
+  if (source)
+    eraseIfOnlyZeroed(source);
   return true;
 }
 
@@ -731,6 +779,15 @@ static std::optional<LoRASum> matchLoRASum(linalg::GenericOp op,
   Value p = op.getDpsInitOperand(0)->get();
   AffineMap cMap = op.getIndexingMapsArray()[2];
   if (!llvm::all_of(dims.outer, [&](unsigned d) { return uses(cMap, d); }))
+    return std::nullopt;
+  // P and Q are this block's own buffers (not arguments or views that
+  // other code reads).
+  Block *block = op->getBlock();
+  auto local = [&](Value v) {
+    auto alloc = v.getDefiningOp<memref::AllocOp>();
+    return alloc && alloc->getBlock() == block;
+  };
+  if (!local(p))
     return std::nullopt;
   linalg::GenericOp sum = otherLoopNest(p, op);
   if (!sum || !sum.hasPureBufferSemantics() || sum.getNumDpsInits() != 1 ||
@@ -769,7 +826,8 @@ static std::optional<LoRASum> matchLoRASum(linalg::GenericOp op,
   Value y = sum.getDpsInitOperand(0)->get();
   auto yType = dyn_cast<MemRefType>(y.getType());
   Block &body = sum.getRegion().front();
-  Block *block = op->getBlock();
+  if (!local(q))
+    return std::nullopt;
   bool alone = sum.getNumDpsInputs() == 2 && sumMaps[2].isIdentity() &&
                body.getTerminator()->getOperand(0) == add->getResult(0) &&
                y != p && y != q && yType && yType.getLayout().isIdentity() &&
@@ -1009,8 +1067,12 @@ struct QOptLinalgToBLASPass
         if (std::optional<LoRASum> lora = matchLoRASum(op, dims)) {
           done.insert(op);
           done.insert(lora->branch);
+          // (Within a larger nest the call adds the branch to P, which
+          // then need not start as zeros either.)
+          bool overwrite = !lora->y && dropZeroInit(op, dims);
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
-                           /*perTokenBits=*/0, module, cudaQLinearLoRA, &*lora);
+                           /*perTokenBits=*/0, module, cudaQLinearLoRA, &*lora,
+                           overwrite);
         }
       }
     for (auto &[op, dims] : matmuls) {
@@ -1018,11 +1080,18 @@ struct QOptLinalgToBLASPass
         continue;
       std::optional<QuantizedWeight> w = matchQuantized(op, dims);
       if (!cudaQLinear.empty()) {
-        if (w && cudaGemvTakes(op, dims, *w))
+        // Products from zeros write C (flag 16, <cuda-sgemm>_overwrite):
+        // the zeros' copy, a kernel of its own, goes.
+        if (w && cudaGemvTakes(op, dims, *w)) {
+          bool overwrite = dropZeroInit(op, dims);
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
-                           /*perTokenBits=*/0, module, cudaQLinear);
-        else if (!cudaSgemm.empty() && !readsConstant(op))
-          rewriteSgemm(op, dims, module, cudaSgemm);
+                           /*perTokenBits=*/0, module, cudaQLinear,
+                           /*lora=*/nullptr, overwrite);
+        } else if (!cudaSgemm.empty() && !readsConstant(op)) {
+          bool overwrite = dropZeroInit(op, dims);
+          rewriteSgemm(op, dims, module,
+                       overwrite ? cudaSgemm + "_overwrite" : cudaSgemm);
+        }
         continue;
       }
       if (w && !w->transposed)

@@ -10,11 +10,13 @@
 // (pointer, offset, strides along batch, seq, rank), B (pointer, offset,
 // strides: none along batch and seq, n, rank), the rank (B's K) and the
 // scale's f32 bits (2.0: 0x40000000 = 1073741824); Q's product, the sum,
-// P, Q and the zero buffer go; z's deallocation moves after the call.
+// P, Q and the zero buffer go; z's deallocation moves after the call. z's
+// own product starts from zeros: it writes z (qopt_cuda_sgemm_overwrite),
+// the zeros' fill and copy go.
 // CHECK-LABEL: func.func @lora_sum
 // CHECK-SAME: (%[[X:.*]]: memref<?x?x64xf32>, %[[D:.*]]: memref<8x32xi8>, %[[S:.*]]: memref<8x2xf32>, %[[A:.*]]: memref<4x64xf32>, %[[B:.*]]: memref<8x4xf32>, %[[Y:.*]]: memref<?x?x8xf32>)
 // CHECK: %[[Z:.*]] = memref.alloc
-// CHECK: call @qopt_cuda_sgemm(
+// CHECK: call @qopt_cuda_sgemm_overwrite(
 // CHECK-NOT: linalg.generic
 // CHECK-NOT: linalg.fill
 // CHECK-NOT: memref.copy
@@ -28,8 +30,8 @@
 // CHECK: return
 // CHECK: func.func private @qopt_cuda_qlinear_lora(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
 // NOLORA-LABEL: func.func @lora_sum
-// NOLORA-COUNT-2: call @qopt_cuda_sgemm(
-// NOLORA: call @qopt_cuda_qlinear(
+// NOLORA-COUNT-2: call @qopt_cuda_sgemm_overwrite(
+// NOLORA: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}},
 // NOLORA: linalg.generic
 // NOLORA-NOT: qopt_cuda_qlinear_lora
 !int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
@@ -86,13 +88,13 @@ func.func @lora_sum(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2x
 
 // The sum fused with a residual (y = r + (P + 0.5·Q), as elementwise
 // fusion leaves a LoRA layer before a residual connection): the call adds
-// the branch to P (no flag 16: P's zero copy stays), and the nest reads P
-// where it read the sum, and no longer Q.
+// the branch to P, whose zeros need no copy either (flag 16: C = …), and
+// the nest reads P where it read the sum, and no longer Q.
 // CHECK-LABEL: func.func @lora_residual
-// CHECK: call @qopt_cuda_sgemm(
-// CHECK: memref.copy %{{.*}}, %[[P:.*]] :
-// CHECK: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c0{{[_0-9]*}}, {{.*}}, %c1056964608{{[_0-9]*}})
-// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #{{.*}}, #{{.*}}], iterator_types = ["parallel", "parallel", "parallel"]} ins(%{{.*}}, %[[P]] : memref<?x?x8xf32>, memref<?x?x8xf32>)
+// CHECK: call @qopt_cuda_sgemm_overwrite(
+// CHECK-NOT: memref.copy
+// CHECK: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}}, {{.*}}, %c1056964608{{[_0-9]*}})
+// CHECK: linalg.generic {indexing_maps = [#{{.*}}, #{{.*}}, #{{.*}}], iterator_types = ["parallel", "parallel", "parallel"]} ins(%{{.*}}, %[[P:.*]] : memref<?x?x8xf32>, memref<?x?x8xf32>)
 // CHECK-NEXT: ^bb0(%[[IN:.*]]: f32, %[[IN2:.*]]: f32, %{{.*}}: f32):
 // CHECK-NEXT: %[[R:.*]] = arith.addf %[[IN]], %[[IN2]] : f32
 // CHECK-NEXT: linalg.yield %[[R]] : f32
@@ -208,7 +210,7 @@ func.func @not_lora(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2x
 // Q's zeros copied from P's (P filled with zeros first, as the train step's
 // bufferization leaves some layers): both go, once each.
 // CHECK-LABEL: func.func @lora_zeros_from_p
-// CHECK: call @qopt_cuda_sgemm(
+// CHECK: call @qopt_cuda_sgemm_overwrite(
 // CHECK-NOT: linalg.fill
 // CHECK-NOT: memref.copy
 // CHECK: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}},
@@ -254,5 +256,150 @@ func.func @lora_zeros_from_p(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: me
   memref.dealloc %q : memref<?x?x8xf32>
   memref.dealloc %z : memref<?x?x4xf32>
   memref.dealloc %w : memref<8x64xf32>
+  return
+}
+
+// -----
+
+// Any library product whose C starts as zeros that only it reads writes C
+// instead (C = A·B): the zeros' copy or fill goes, a kernel launch fewer.
+// Not when C is read between the zeros and the product, when C is a view
+// (not every element its own), or when a loop outside the product sums
+// into C (a weight gradient's batch: products share C).
+// CHECK-LABEL: func.func @from_zeros
+// CHECK-SAME: (%[[A:.*]]: memref<4x8xf32>, %[[B:.*]]: memref<8x5xf32>, %[[O:.*]]: memref<4x5xf32>, %[[A3:.*]]: memref<3x4x8xf32>, %[[B3:.*]]: memref<3x8x5xf32>)
+// CHECK: %[[C1:.*]] = memref.alloc() : memref<4x5xf32>
+// CHECK-NOT: memref.copy
+// CHECK: call @qopt_cuda_sgemm_overwrite(
+// CHECK: %[[C2:.*]] = memref.alloc() : memref<4x5xf32>
+// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[C2]]
+// CHECK: linalg.generic {{.*}} ins(%[[C2]]
+// CHECK: call @qopt_cuda_sgemm(
+// CHECK: %[[C3:.*]] = memref.alloc() : memref<8x5xf32>
+// CHECK: %[[V:.*]] = memref.subview %[[C3]]
+// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[V]]
+// CHECK: call @qopt_cuda_sgemm(
+// CHECK: %[[C4:.*]] = memref.alloc() : memref<4x5xf32>
+// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[C4]]
+// CHECK: call @qopt_cuda_sgemm(
+#mk = affine_map<(m, n, k) -> (m, k)>
+#kn = affine_map<(m, n, k) -> (k, n)>
+#mn = affine_map<(m, n, k) -> (m, n)>
+#bmk = affine_map<(b, m, n, k) -> (b, m, k)>
+#bkn = affine_map<(b, m, n, k) -> (b, k, n)>
+#bmn = affine_map<(b, m, n, k) -> (m, n)>
+func.func @from_zeros(%a: memref<4x8xf32>, %b: memref<8x5xf32>, %o: memref<4x5xf32>,
+                      %a3: memref<3x4x8xf32>, %b3: memref<3x8x5xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %zeros = memref.alloc() : memref<4x5xf32>
+  linalg.fill ins(%zero : f32) outs(%zeros : memref<4x5xf32>)
+  %c1 = memref.alloc() : memref<4x5xf32>
+  memref.copy %zeros, %c1 : memref<4x5xf32> to memref<4x5xf32>
+  linalg.matmul ins(%a, %b : memref<4x8xf32>, memref<8x5xf32>) outs(%c1 : memref<4x5xf32>)
+  memref.copy %c1, %o : memref<4x5xf32> to memref<4x5xf32>
+  // C read between its zeros and the product.
+  %c2 = memref.alloc() : memref<4x5xf32>
+  linalg.fill ins(%zero : f32) outs(%c2 : memref<4x5xf32>)
+  linalg.generic {indexing_maps = [affine_map<(i, j) -> (i, j)>, affine_map<(i, j) -> (i, j)>], iterator_types = ["parallel", "parallel"]}
+      ins(%c2 : memref<4x5xf32>) outs(%o : memref<4x5xf32>) {
+  ^bb0(%in: f32, %out: f32):
+    linalg.yield %in : f32
+  }
+  linalg.matmul ins(%a, %b : memref<4x8xf32>, memref<8x5xf32>) outs(%c2 : memref<4x5xf32>)
+  memref.copy %c2, %o : memref<4x5xf32> to memref<4x5xf32>
+  // C a view of a larger buffer.
+  %c3 = memref.alloc() : memref<8x5xf32>
+  %v = memref.subview %c3[0, 0] [4, 5] [1, 1] : memref<8x5xf32> to memref<4x5xf32, strided<[5, 1]>>
+  linalg.fill ins(%zero : f32) outs(%v : memref<4x5xf32, strided<[5, 1]>>)
+  linalg.matmul ins(%a, %b : memref<4x8xf32>, memref<8x5xf32>) outs(%v : memref<4x5xf32, strided<[5, 1]>>)
+  // A batch loop summing into one C.
+  %c4 = memref.alloc() : memref<4x5xf32>
+  linalg.fill ins(%zero : f32) outs(%c4 : memref<4x5xf32>)
+  linalg.generic {indexing_maps = [#bmk, #bkn, #bmn], iterator_types = ["reduction", "parallel", "parallel", "reduction"]}
+      ins(%a3, %b3 : memref<3x4x8xf32>, memref<3x8x5xf32>) outs(%c4 : memref<4x5xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  memref.copy %c4, %o : memref<4x5xf32> to memref<4x5xf32>
+  return
+}
+
+// -----
+
+// Left alone (review findings): z a view of a buffer freed between the
+// branch and the quantized product (the call would read freed memory);
+// P an argument (the caller reads it).
+// CHECK-LABEL: func.func @not_lora_views
+// CHECK-NOT: qopt_cuda_qlinear_lora
+// CHECK: return
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+#e3 = affine_map<(b, s, n) -> (b, s, n)>
+func.func @not_lora_views(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memref<8x2xf32>,
+                          %b: memref<8x4xf32>, %y: memref<?x?x8xf32>, %p2: memref<?x?x8xf32>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %zero = arith.constant 0.0 : f32
+  %two = arith.constant 2.0 : f32
+  %d0 = memref.dim %x, %c0 : memref<?x?x64xf32>
+  %d1 = memref.dim %x, %c1 : memref<?x?x64xf32>
+  %rows = arith.muli %d0, %d1 : index
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %za = memref.alloc(%rows) : memref<?x4xf32>
+  linalg.fill ins(%two : f32) outs(%za : memref<?x4xf32>)
+  %z = memref.expand_shape %za [[0, 1], [2]] output_shape [%d0, %d1, 4] : memref<?x4xf32> into memref<?x?x4xf32>
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%q : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  memref.dealloc %za : memref<?x4xf32>
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%p : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %m = arith.mulf %in2, %two : f32
+    %r = arith.addf %in, %m : f32
+    linalg.yield %r : f32
+  }
+  // P an argument.
+  %w2 = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n, k floordiv 32)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w2 : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %q2 = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%q2 : memref<?x?x8xf32>)
+  %z2 = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%two : f32) outs(%z2 : memref<?x?x4xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z2, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q2 : memref<?x?x8xf32>)
+  linalg.fill ins(%zero : f32) outs(%p2 : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w2 : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p2 : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p2, %q2 : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %m = arith.mulf %in2, %two : f32
+    %r = arith.addf %in, %m : f32
+    linalg.yield %r : f32
+  }
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %q2 : memref<?x?x8xf32>
+  memref.dealloc %z2 : memref<?x?x4xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  memref.dealloc %w2 : memref<8x64xf32>
   return
 }

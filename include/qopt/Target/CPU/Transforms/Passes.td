@@ -104,6 +104,14 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     with the branch added in the kernels' epilogue (the GEMV's lanes add
     its rank terms before their reduction; the GEMM runs them as further K
     steps): the branch's product, its buffer and the sum's kernel go.
+
+    On the CUDA target, a library product whose C starts as zeros that only
+    it reads (C allocated here, contiguous, every outer loop indexing it;
+    the last use of C before it fills C with 0 or copies zeros into it)
+    writes C instead of adding to it: the zeros' copy or fill (a kernel of
+    its own) goes, and the call is `NAME_overwrite` for `cuda-sgemm=NAME`
+    (`qopt_cuda_sgemm_overwrite`, `qopt_cuda_sgemm_emulated_overwrite`) or
+    sets flag 16 of the quantized calls.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
