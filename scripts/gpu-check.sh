@@ -76,6 +76,14 @@ if ls "$artifacts"/library-*.cubin >/dev/null 2>&1; then
     failed=1
     summary+=("FAIL gemm (see $results/gemm.log)")
   fi
+  # The fused LoRA branch (GEMV and GEMM) against torch, then its overhead.
+  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/lora.py" --cubins "$artifacts" \
+      --json "$results/lora.json" 2>&1 | tee "$results/lora.log"; then
+    summary+=("PASS lora: $(grep -c '^test .*: ok' "$results/lora.log") cases; overheads in $results/lora.json")
+  else
+    failed=1
+    summary+=("FAIL lora (see $results/lora.log)")
+  fi
 fi
 
 # Models compiled by qoptc --target cuda (gpu-artifacts.sh): each run on the GPU

@@ -80,6 +80,8 @@ struct GemmParams {
   float loraScale;
   int32_t overwrite; // C = … instead of C += …
 };
+// (bench/gpu/gemm.py and lora.py pack it as "<34qfi".)
+static_assert(sizeof(GemmParams) == 280, "GemmParams' layout changed");
 
 /// Loads thread t's 2·MI values of the A tile at (m0, k0) of A (rows x
 /// cols, strides rs, cs).

@@ -223,6 +223,8 @@ struct LoRAView {
   int64_t ldb, rank;
   float scale;
 };
+// (bench/gpu/lora.py packs it as "<QqQqqf4x".)
+static_assert(sizeof(LoRAView) == 48, "LoRAView's layout changed");
 
 /// Lane `lane`'s share of the branch for output row r, added to its
 /// partial sums before the warp's shuffle reduction adds them up: ranks
