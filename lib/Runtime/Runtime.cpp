@@ -198,6 +198,7 @@ struct qopt_model {
   int (*cudaSynchronize)() = nullptr;
   const char *(*cudaDeviceName)() = nullptr;
   void (*cudaPoolInfo)(size_t *, size_t *) = nullptr;
+  void (*cudaPrefetch)(const void *, size_t) = nullptr; // (optional)
   /// A buffer where the model's code reads it: the host heap, or the pool.
   void *allocate(size_t bytes) {
     return cuda ? cudaAlloc(bytes)
@@ -638,6 +639,8 @@ static int initCUDA(qopt_model &m, const char *path) {
       dlsym(m.library, cm::kCUDADeviceNameSymbol));
   m.cudaPoolInfo = reinterpret_cast<void (*)(size_t *, size_t *)>(
       dlsym(m.library, cm::kCUDAPoolInfoSymbol));
+  m.cudaPrefetch = reinterpret_cast<void (*)(const void *, size_t)>(
+      dlsym(m.library, cm::kCUDAPrefetchSymbol));
   if (!init || !m.cudaAlloc || !m.cudaFree || !m.cudaSynchronize ||
       !m.cudaDeviceName)
     return fail(std::string("'") + path +
@@ -656,6 +659,8 @@ static int initCUDA(qopt_model &m, const char *path) {
                   p.tensor.name + "' (" + std::to_string(p.length) +
                   " bytes; QOPT_CUDA_POOL_BYTES sets the pool's size)");
     std::memcpy(device, host, p.length);
+    if (m.cudaPrefetch) // to the GPU now, not page by page in the first run
+      m.cudaPrefetch(device, p.length);
     p.owned = device;
     desc[0] = desc[1] =
         static_cast<int64_t>(reinterpret_cast<intptr_t>(device));
@@ -1296,6 +1301,8 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
       deviceInputs.emplace_back(data, m);
       if (bytes)
         std::memcpy(data, t.data, static_cast<size_t>(bytes));
+      if (m->cudaPrefetch)
+        m->cudaPrefetch(data, static_cast<size_t>(bytes));
     }
     descriptors.push_back(descriptor(data, t.shape, t.rank));
   }

@@ -20,6 +20,7 @@ Prints one line per check and a summary."""
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 import tempfile
@@ -153,6 +154,20 @@ with tempfile.TemporaryDirectory() as tmp:
           five == 5 * once and once > kernels // 2,
           f"{once} per run of the {kernels} kernels (the rest in branches not taken)")
     weights = os.path.getsize(gpu[:-3] + ".safetensors")
+    fake_log = open(os.path.join(tmp, "fake.log")).read()
+    prefetches = int(re.search(r"prefetches (\d+)", fake_log)[1])
+    prefetched = int(re.search(r"prefetched (\d+)", fake_log)[1])
+    with open(gpu[:-3] + ".safetensors", "rb") as f:
+        header = json.loads(f.read(struct.unpack("<Q", f.read(8))[0]))
+    spans = [v["data_offsets"] for k, v in header.items() if k != "__metadata__"]
+    param_bytes = sum(end - begin for begin, end in spans)
+    input_bytes = np.load(GPT2_IDS).nbytes
+    # Every parameter once at load, the input once per run, ahead of the
+    # kernels (they would fault the managed pages over otherwise).
+    check("fake driver: parameters and each run's input prefetched to the GPU",
+          prefetches == len(spans) + 5 and prefetched == param_bytes + 5 * input_bytes,
+          f"{prefetches} prefetches ({len(spans)} parameters, 5 runs), {prefetched} bytes "
+          f"({param_bytes} + 5 x {input_bytes})")
     check("fake driver: the pool holds only the parameters between runs (no leak)",
           loaded and after and loaded[1] == after[1] and int(loaded[1]) <= weights,
           f"{loaded and loaded[1]} bytes after loading, {after and after[1]} after 5 runs; "

@@ -74,6 +74,8 @@ inline constexpr char kCUDASynchronizeSymbol[] = "qopt_cuda_synchronize";
 inline constexpr char kCUDADeviceNameSymbol[] = "qopt_cuda_device_name";
 inline constexpr char kCUDAPoolInfoSymbol[] = "qopt_cuda_pool_info";
 inline constexpr char kCUDAShutdownSymbol[] = "qopt_cuda_shutdown";
+/// Optional (models compiled before 2026-12-06 lack it).
+inline constexpr char kCUDAPrefetchSymbol[] = "qopt_cuda_prefetch";
 
 /// Manifest keys and fixed values.
 namespace manifest {

@@ -60,6 +60,12 @@ constexpr int kAttrComputeCapabilityMajor = 75;
 constexpr int kAttrComputeCapabilityMinor = 76;
 constexpr int kAttrConcurrentManagedAccess = 89;
 constexpr unsigned kMemAttachGlobal = 1;
+/// cuda.h's CUmemLocation (CU_MEM_LOCATION_TYPE_DEVICE: 1).
+struct CUmemLocation {
+  int type;
+  int id;
+};
+constexpr int kMemLocationTypeDevice = 1;
 constexpr unsigned kStreamNonBlocking = 1;
 
 struct Driver {
@@ -85,6 +91,10 @@ struct Driver {
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemGetInfo)(size_t *, size_t *);
   CUresult (*cuGetErrorString)(CUresult, const char **);
+  /// Optional (drivers of CUDA 12.2 and newer): moves managed pages to the
+  /// GPU ahead of the kernels, which would otherwise fault them over.
+  CUresult (*cuMemPrefetchAsync)(CUdeviceptr, size_t, CUmemLocation, unsigned,
+                                 CUstream) = nullptr;
 };
 
 /// A module the generated code registered (at load, from a constructor):
@@ -178,6 +188,8 @@ bool loadDriver(Driver &cu, std::string &error) {
   bind(cu.cuMemFree, "cuMemFree_v2");
   bind(cu.cuMemGetInfo, "cuMemGetInfo_v2");
   bind(cu.cuGetErrorString, "cuGetErrorString");
+  cu.cuMemPrefetchAsync = reinterpret_cast<decltype(cu.cuMemPrefetchAsync)>(
+      dlsym(cu.handle, "cuMemPrefetchAsync_v2"));
   return ok;
 }
 
@@ -574,5 +586,20 @@ int qopt_cuda_synchronize() {
 }
 
 const char *qopt_cuda_device_name() { return state().deviceName; }
+
+/// Queues the move of a pool range the host just wrote (parameters at
+/// load, a run's inputs) to the GPU, so the kernels find it there instead
+/// of faulting its pages over one by one. A no-op on drivers without
+/// cuMemPrefetchAsync_v2; a failure only costs the faults.
+void qopt_cuda_prefetch(const void *p, size_t bytes) {
+  State &s = state();
+  if (!s.initialized || !s.cu.cuMemPrefetchAsync || !bytes)
+    return;
+  bindContext();
+  CUmemLocation device{kMemLocationTypeDevice, int(s.device)};
+  s.cu.cuMemPrefetchAsync(CUdeviceptr(uintptr_t(p)), bytes, device, 0,
+                          s.stream);
+  s.pending = true;
+}
 
 } // extern "C"

@@ -20,6 +20,9 @@ static size_t managed;
    "qopt_cuda_"; generated kernels' do not). */
 static char *library[64];
 static int libraryCount;
+/* cuMemPrefetchAsync_v2 calls and their bytes. */
+static long prefetches;
+static size_t prefetched;
 
 static void report(void) {
   const char *log = getenv("FAKE_CUDA_LOG");
@@ -29,6 +32,7 @@ static void report(void) {
   if (f) {
     fprintf(f, "launches %ld\nsyncs %ld\nmodules %ld\nmanaged %zu\n",
             launches, syncs, modules, managed);
+    fprintf(f, "prefetches %ld\nprefetched %zu\n", prefetches, prefetched);
     for (int i = 0; i < libraryCount; ++i)
       fprintf(f, "library %s\n", library[i]);
     fclose(f);
@@ -137,5 +141,19 @@ CUresult cuGetErrorString(CUresult rc, const char **text) {
           : rc == 200 ? "device kernel image is invalid"
           : rc == 2   ? "out of memory"
                       : "error";
+  return 0;
+}
+
+typedef struct {
+  int type, id;
+} CUmemLocation;
+CUresult cuMemPrefetchAsync_v2(unsigned long long p, size_t bytes,
+                               CUmemLocation where, unsigned flags,
+                               void *stream) {
+  (void)p, (void)flags, (void)stream;
+  if (where.type != 1) /* CU_MEM_LOCATION_TYPE_DEVICE */
+    return 1;
+  ++prefetches;
+  prefetched += bytes;
   return 0;
 }
