@@ -4,8 +4,9 @@ a test, then a benchmark, in one run.
 
   * test: qopt_cuda_gemm_f32 and _m16 (f32 B; row- and column-major operands, tile
     borders, a batch of products as one grid) and the quantized entries (every format,
-    zero points, groups of 32 / 64; A·Wᵀ and A·W, the `_t` entries of the backward's dX)
-    against PyTorch in float64 with the weight dequantized by the formats' definitions;
+    zero points, groups of 32 / 64; A·Wᵀ and A·W, the `_t` entries of the backward's dX;
+    NF4 with QLoRA's double-quantized scales read by the kernel) against PyTorch in
+    float64 with the weight dequantized by the formats' definitions;
   * benchmark: prefill / training shapes (M = 512 and 2048 rows times 4096 x 4096 and
     4096 x 14336 weights): the f32 GEMM against torch's f32 matmul with TF32 off (the
     same arithmetic), the int4 (groups of 32) and NF4 (blocks of 64) GEMM against torch's
@@ -34,6 +35,7 @@ NF4 = [-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
        0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224,
        0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0]
 THREADS = 256  # Gemm.cu's kGemmThreads
+NESTED_SCALES_BYTES = 1056  # QLinearTile.h's NestedScales
 
 
 class Driver:
@@ -56,12 +58,15 @@ class Driver:
             self.functions[name] = fn
         return self.functions[name]
 
-    def launch(self, name, grid, params, stream):
+    def launch(self, name, grid, params, stream, nested=None):
         """params: GemmParams' 27 fields (pointers and int64s, in order) before its
         LoRA branch, which is left out (rank 0) and C accumulated into."""
         lora = [0, 0, 0, 0, 0, 0, 0]  # lz, sl0, sl1, slm, lb, lRow, rank
         buf = ctypes.create_string_buffer(struct.pack("<34qfi", *params, *lora, 0.0, 0))
-        args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+        # The quantized entries' second parameter: NestedScales (1056 bytes; codes
+        # null: f32 scales).
+        nested = ctypes.create_string_buffer(nested or bytes(NESTED_SCALES_BYTES))
+        args = (ctypes.c_void_p * 2)(ctypes.addressof(buf), ctypes.addressof(nested))
         self.check(self.cu.cuLaunchKernel(
             self.function(name), ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]),
             ctypes.c_uint(grid[2]), ctypes.c_uint(THREADS), ctypes.c_uint(1), ctypes.c_uint(1),
@@ -158,6 +163,31 @@ def main():
         torch.cuda.synchronize()
         record(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
                C, C0.double() + A.double() @ B.double(), k)
+
+    # Double-quantized scales (QLoRA's): scale i = table[code i] · absmax[i // 4] + 0.01,
+    # read by the kernel (NestedScales) instead of f32 scales.
+    for rows, cols, m, t in [(130, 256, 40, False), (4096, 4096, 64, False), (64, 128, 33, True)]:
+        codes, _, _ = make_weight(torch, "nf4", rows, cols, 64, False, gen)
+        count = rows * cols // 64
+        scale_codes = torch.randint(0, 256, (count,), dtype=torch.uint8, device="cuda", generator=gen)
+        table = torch.rand(256, device="cuda", generator=gen) * 0.1
+        absmax = torch.rand((count + 3) // 4, device="cuda", generator=gen) + 0.5
+        idx = torch.arange(count, device="cuda")
+        scales = (table[scale_codes.long()] * absmax[idx // 4] + 0.01).reshape(rows, cols // 64)
+        nested = struct.pack("<QQqf256f4x", scale_codes.data_ptr(), absmax.data_ptr(), 4, 0.01,
+                             *table.tolist())
+        n, k = (cols, rows) if t else (rows, cols)
+        A = torch.randn(m, k, device="cuda")
+        C0 = torch.randn(m, n, device="cuda")
+        C = C0.clone()
+        name = f"qopt_cuda_gemm_f32_nf4{'_t' if t else ''}"
+        drv.launch(name, grid(m, n, 1),
+                   gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C, (0,) + C.stride(), m, n, k,
+                               codes=codes, code_row=codes.stride(0), scales=scale_codes,
+                               scale_row=cols // 64, group=64), stream(), nested=nested)
+        torch.cuda.synchronize()
+        w = dequantize(torch, "nf4", codes, scales, None, rows, cols, 64)
+        record(f"{name} W {rows}x{cols} nested scales m={m}", C, C0.double() + A.double() @ (w if t else w.T), k)
 
     # Quantized B: C += A·dequant(W)ᵀ (forward) and A·dequant(W) (`_t`, backward).
     for fmt, rows, cols, group, zp, m, t in [

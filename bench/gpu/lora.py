@@ -14,8 +14,8 @@ a test, then a benchmark, in one run.
     what the branch costs as its own kernels).
 
 Kernels launched through the driver API with ctypes, as bench/gpu/gemm.py does (whose
-helpers it uses): the GEMV with its 16 arguments (the last, LoRAView, a 48-byte
-struct by value), the GEMM with GemmParams by value. Timings: CUDA events around
+helpers it uses): the GEMV with its 17 arguments (LoRAView, a 48-byte struct, and
+NestedScales, 1056 bytes, by value), the GEMM with GemmParams and NestedScales by value. Timings: CUDA events around
 `--reps` calls after a warm-up; 256 MiB of weight copies rotate so that decode reads
 its weight from memory, not L2.
 Written without a GPU at hand: its first run on one is its first check.
@@ -53,7 +53,9 @@ def gemv(drv, fmt, x, m, codes, scales, n, k, group, y, beta, branch, stream):
               ctypes.c_void_p(0), ctypes.c_int64(0), ctypes.c_int64(n), ctypes.c_int64(k),
               ctypes.c_int64(group), ctypes.c_void_p(y.data_ptr()), ctypes.c_int64(n),
               ctypes.c_float(beta)]
-    args = (ctypes.c_void_p * 16)(*[ctypes.addressof(v) for v in values], ctypes.addressof(view))
+    nested = ctypes.create_string_buffer(g.NESTED_SCALES_BYTES)  # f32 scales
+    args = (ctypes.c_void_p * 17)(*[ctypes.addressof(v) for v in values], ctypes.addressof(view),
+                                  ctypes.addressof(nested))
     drv.check(drv.cu.cuLaunchKernel(
         drv.function(f"qopt_cuda_gemv_f32_{fmt}"), ctypes.c_uint((n + WARPS - 1) // WARPS),
         ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(WARPS * 32), ctypes.c_uint(1),
@@ -70,7 +72,8 @@ def gemm_lora(drv, fmt, x, m, codes, scales, n, k, group, y, overwrite, branch, 
     lora = [z.data_ptr() if z is not None else 0, 0, 0, rank,
             b.data_ptr() if b is not None else 0, rank, rank]
     buf = ctypes.create_string_buffer(struct.pack("<34qfi", *base, *lora, s, int(overwrite)))
-    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    nested = ctypes.create_string_buffer(g.NESTED_SCALES_BYTES)  # f32 scales
+    args = (ctypes.c_void_p * 2)(ctypes.addressof(buf), ctypes.addressof(nested))
     gx, gy, gz = g.grid(m, n, 1)
     drv.check(drv.cu.cuLaunchKernel(
         drv.function(f"qopt_cuda_gemm_f32_{fmt}"), ctypes.c_uint(gx), ctypes.c_uint(gy),

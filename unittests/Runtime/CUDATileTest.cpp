@@ -223,12 +223,12 @@ TEST(CUDATile, BatchesRunAsOneGridOnlyWhenTheirOutputsAreDisjoint) {
   EXPECT_TRUE(disjoint({3, 1, 5, 6}, {30, 0, 1, 5}));
 }
 
-extern "C" void
-qopt_cuda_qlinear_emulated(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, int64_t, int64_t, int64_t);
+extern "C" void qopt_cuda_qlinear_emulated(
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t);
 
 /// qopt_cuda_qlinear's plan on the CPU: the GEMV for up to kMaxRows rows,
 /// the tiled GEMM (codes dequantized into its B tiles) for more, and the
@@ -243,6 +243,7 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     int64_t m;
     bool transposed; // C[m, cols] += A[m, rows]·W, else C[m, rows] += A·Wᵀ
     bool perTensor = false; // one scale (row stride 0)
+    bool nested = false;    // double-quantized scales (NestedScales)
   };
   const QCase cases[] = {
       {kInt4, 70, 96, 32, true, 5, false},
@@ -263,13 +264,18 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
       {kFP8E5M2, 70, 64, 64, false, 40, false},
       {kFP8E4M3, 33, 96, 96, false, 66, true},
       {kFP8E5M2, 45, 64, 64, false, 20, true, true},
+      {kNF4, 70, 128, 64, false, 5, false, false, true},
+      {kNF4, 130, 256, 64, false, 40, false, false, true},
+      {kNF4, 65, 128, 64, false, 40, true, false, true},
+      {kInt4, 70, 96, 32, true, 17, false, false, true},
   };
   for (const QCase &c : cases) {
     SCOPED_TRACE("format " + std::to_string(c.format) + " W " +
                  std::to_string(c.rows) + "x" + std::to_string(c.cols) + " g" +
                  std::to_string(c.group) + (c.zp ? " zp" : "") + " m" +
                  std::to_string(c.m) + (c.transposed ? " A·W" : " A·Wᵀ") +
-                 (c.perTensor ? " per tensor" : ""));
+                 (c.perTensor ? " per tensor" : "") +
+                 (c.nested ? " nested scales" : ""));
     std::mt19937 rng(unsigned(c.rows * 7 + c.cols + c.m + c.transposed));
     bool four = c.format == kInt4 || c.format == kUInt4 || c.format == kNF4;
     int64_t rowBytes = four ? c.cols / 2 : c.cols, groups = c.cols / c.group;
@@ -283,6 +289,23 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
         y(size_t(c.m * n));
     for (float &v : scales)
       v = 0.05f + 0.05f * unit(rng);
+    // Double quantization: scale i = table[code i] · absmax[i / 3] +
+    // offset, in f32 as the kernels compute it (blocks of 3 scales cross
+    // rows).
+    std::vector<uint8_t> scaleCodes(scales.size());
+    std::vector<float> table(256), absmax((scales.size() + 2) / 3);
+    const float offset = 0.04f;
+    if (c.nested) {
+      for (float &v : table)
+        v = 0.5f * unit(rng);
+      for (float &v : absmax)
+        v = 0.02f + 0.02f * unit(rng);
+      for (size_t i = 0; i < scales.size(); ++i) {
+        scaleCodes[i] = uint8_t(byte(rng));
+        float product = table[scaleCodes[i]] * absmax[i / 3];
+        scales[i] = product + offset;
+      }
+    }
     for (float &v : x)
       v = unit(rng);
     for (float &v : y) // the call adds to what is there
@@ -315,11 +338,16 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     auto ptr = [](const void *p) {
       return int64_t(reinterpret_cast<intptr_t>(p));
     };
+    uint32_t offsetBits;
+    std::memcpy(&offsetBits, &offset, 4);
+    // (With nested scales the f32 list is not passed: the codes stand in.)
     qopt_cuda_qlinear_emulated(
         c.format, c.group, (c.zp ? 1 : 0) | (c.transposed ? 8 : 0), 1, 1, c.m,
         n, k, ptr(x.data()), 0, 0, 0, k, 1, ptr(codes.data()), 0, rowBytes,
-        ptr(scales.data()), 0, c.perTensor ? 0 : groups,
-        c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0, 0, n, 1);
+        c.nested ? ptr(scaleCodes.data()) : ptr(scales.data()), 0,
+        c.perTensor ? 0 : groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
+        ptr(y.data()), 0, 0, 0, n, 1, c.nested ? ptr(scaleCodes.data()) : 0, 0,
+        ptr(absmax.data()), 0, 3, offsetBits, ptr(table.data()), 0);
     for (size_t e = 0; e < y.size(); ++e)
       // f32 sums of k terms: a few ulps of the terms' magnitudes.
       ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;
@@ -327,6 +355,7 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
 }
 
 extern "C" void qopt_cuda_qlinear_lora_emulated(
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -412,8 +441,9 @@ TEST(CUDATile, QLinearLoRAAddsTheBranch) {
         c.format, c.group, c.overwrite ? kQLinearOverwrite : 0, 1, batches,
         c.rows, c.n, c.k, ptr(x.data()), 0, 0, c.rows * c.k, c.k, 1,
         ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0, groups, 0, 0, 0,
-        ptr(y.data()), 0, 0, c.rows * c.n, c.n, 1, ptr(z.data()), 0, 0, zBatch,
-        c.rank, 1, ptr(b.data()), 0, 0, 0, c.rank, 1, c.rank, scaleBits);
+        ptr(y.data()), 0, 0, c.rows * c.n, c.n, 1, 0, 0, 0, 0, 0, 0, 0, 0,
+        ptr(z.data()), 0, 0, zBatch, c.rank, 1, ptr(b.data()), 0, 0, 0, c.rank,
+        1, c.rank, scaleBits);
     for (size_t e = 0; e < y.size(); ++e)
       ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;
   }

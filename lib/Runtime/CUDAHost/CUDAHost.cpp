@@ -321,7 +321,11 @@ static void launchGemm(const qopt_cuda::GemmLaunch &l) {
   const char *name = qopt_cuda::gemmName(l.format, l.transposed, l.skinny);
   CUfunction fn = libraryFunction(name);
   qopt_cuda::GemmParams p = l.p;
-  void *params[] = {&p};
+  // (The quantized entries take the double-quantized scales too.)
+  qopt_cuda::NestedScales dq{};
+  if (l.dq)
+    dq = *l.dq;
+  void *params[] = {&p, &dq};
   if (CUresult rc = s.cu.cuLaunchKernel(fn, l.gridX, l.gridY, l.gridZ,
                                         qopt_cuda::kGemmThreads, 1, 1, 0,
                                         s.stream, params, nullptr))
@@ -357,21 +361,19 @@ void qopt_cuda_sgemm_overwrite(int64_t o0, int64_t o1, int64_t m, int64_t n,
 
 /// Queues the launches of a quantized product (qopt_kernel_qlinear's
 /// arguments, `lora`: a LoRA branch or null) as QLinearLaunch.h plans.
-static void launchQLinear(int64_t format, int64_t group, int64_t flags,
-                          int64_t o0, int64_t o1, int64_t m, int64_t n,
-                          int64_t k, int64_t pa, int64_t oa, int64_t sa0,
-                          int64_t sa1, int64_t sam, int64_t sak, int64_t pw,
-                          int64_t ow, int64_t sw, int64_t ps, int64_t os,
-                          int64_t ss, int64_t pz, int64_t oz, int64_t sz,
-                          int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
-                          int64_t scm, int64_t scn,
-                          const qopt_cuda::LoRAArgs *lora) {
+static void launchQLinear(
+    int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
+    int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+    int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+    int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
+    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+    const qopt_cuda::LoRAArgs *lora, const qopt_cuda::NestedScales *dq) {
   State &s = state();
   using qopt_cuda::kWarps;
   const char *error = qopt_cuda::planQLinear(
       /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
       sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
-      lora,
+      lora, dq,
       [&](const qopt_cuda::GemvLaunch &l) {
         CUfunction fn = libraryFunction(qopt_cuda::gemvName(l.format));
         const float *x = l.x;
@@ -383,9 +385,12 @@ static void launchQLinear(int64_t format, int64_t group, int64_t flags,
         const int8_t *zp = l.zp;
         float *y = l.y, beta = l.beta;
         qopt_cuda::LoRAView branch = l.lora;
-        void *params[] = {&x,        &ldx, &mm,    &codes, &codeRow, &scales,
-                          &scaleRow, &zp,  &zpRow, &rows,  &kk,      &g,
-                          &y,        &ldy, &beta,  &branch};
+        qopt_cuda::NestedScales nested{};
+        if (l.dq)
+          nested = *l.dq;
+        void *params[] = {&x,        &ldx, &mm,    &codes,  &codeRow, &scales,
+                          &scaleRow, &zp,  &zpRow, &rows,   &kk,      &g,
+                          &y,        &ldy, &beta,  &branch, &nested};
         unsigned blocks = unsigned((l.n + kWarps - 1) / kWarps);
         if (CUresult rc = s.cu.cuLaunchKernel(fn, blocks, 1, 1, kWarps * 32, 1,
                                               1, 0, s.stream, params, nullptr))
@@ -399,7 +404,10 @@ static void launchQLinear(int64_t format, int64_t group, int64_t flags,
          error);
 }
 
-/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments): the
+/// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments, then the
+/// double-quantized scales': codes (pointer, offset), absmax (pointer,
+/// offset), block, offset's f32 bits, the 256-value table (pointer,
+/// offset); codes 0: f32 scales): the
 /// GEMV of QLinear.cu for a few rows, Gemm.cu's GEMM with the codes
 /// dequantized into its tiles for more, launched as QLinearLaunch.h plans,
 /// queued like the generated kernels.
@@ -409,10 +417,16 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t sak, int64_t pw, int64_t ow, int64_t sw,
                        int64_t ps, int64_t os, int64_t ss, int64_t pz,
                        int64_t oz, int64_t sz, int64_t pc, int64_t oc,
-                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+                       int64_t pq, int64_t oq, int64_t pabs, int64_t oabs,
+                       int64_t qblock, int64_t qoffset, int64_t ptab,
+                       int64_t otab) {
+  qopt_cuda::NestedScales dq;
+  bool nested = qopt_cuda::nestedScales(pq, oq, pabs, oabs, qblock, qoffset,
+                                        ptab, otab, dq);
   launchQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                 sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-                scn, nullptr);
+                scn, nullptr, nested ? &dq : nullptr);
 }
 
 /// The same plus a LoRA branch in the kernels' epilogue, C (+)= A·Wᵀ +
@@ -425,9 +439,14 @@ void qopt_cuda_qlinear_lora(
     int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
     int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-    int64_t pl, int64_t ol, int64_t sl0, int64_t sl1, int64_t slm, int64_t slr,
-    int64_t pb, int64_t ob, int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr,
-    int64_t rank, int64_t scaleBits) {
+    int64_t pq, int64_t oq, int64_t pabs, int64_t oabs, int64_t qblock,
+    int64_t qoffset, int64_t ptab, int64_t otab, int64_t pl, int64_t ol,
+    int64_t sl0, int64_t sl1, int64_t slm, int64_t slr, int64_t pb, int64_t ob,
+    int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr, int64_t rank,
+    int64_t scaleBits) {
+  qopt_cuda::NestedScales dq;
+  bool nested = qopt_cuda::nestedScales(pq, oq, pabs, oabs, qblock, qoffset,
+                                        ptab, otab, dq);
   qopt_cuda::LoRAArgs lora{pl,   ol,
                            sl0,  sl1,
                            slm,  slr,
@@ -437,7 +456,7 @@ void qopt_cuda_qlinear_lora(
                            rank, qopt_cuda::floatFromBits(uint32_t(scaleBits))};
   launchQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                 sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-                scn, &lora);
+                scn, &lora, nested ? &dq : nullptr);
 }
 
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//

@@ -46,6 +46,7 @@ template <int F> void runWarps(const GemvLaunch &l) {
   const float *nf4 = hostTable<F>();
   WeightView w{l.codes, l.codeRow, l.scales, l.scaleRow, l.zp,
                l.zpRow, l.n,       l.k,      l.group};
+  setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
   for (int64_t r = 0; r < l.n; ++r)
     for (int64_t base = 0; base < l.m; base += kMaxRows) {
       int rows = int(l.m - base < kMaxRows ? l.m - base : kMaxRows);
@@ -81,6 +82,7 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
   const float *nf4 = F >= 0 ? hostTable<(F >= 0 ? F : 0)>() : nullptr;
   WeightView w = weightOf(p, T);
+  setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
   static thread_local GemmShared<MI> s;
   static thread_local float acc[kGemmThreads][MI][kMicro];
   for (unsigned z = 0; z < l.gridZ; ++z) {
@@ -156,11 +158,12 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                     int64_t sak, int64_t pw, int64_t ow, int64_t sw, int64_t ps,
                     int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
                     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
-                    int64_t scm, int64_t scn, const LoRAArgs *lora) {
+                    int64_t scm, int64_t scn, const LoRAArgs *lora,
+                    const NestedScales *dq) {
   const char *error = planQLinear(
       /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa, sa0,
       sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-      scn, lora,
+      scn, lora, dq,
       [](const GemvLaunch &l) {
         withFormat(l.format, [&](auto f) { runWarps<decltype(f)::value>(l); });
       },
@@ -180,11 +183,15 @@ extern "C" void qopt_cuda_qlinear_emulated(
     int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
     int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
     int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
-    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm,
-    int64_t scn) {
+    int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+    int64_t pq, int64_t oq, int64_t pabs, int64_t oabs, int64_t qblock,
+    int64_t qoffset, int64_t ptab, int64_t otab) {
+  NestedScales dq;
+  bool nested =
+      nestedScales(pq, oq, pabs, oabs, qblock, qoffset, ptab, otab, dq);
   emulateQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                  sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-                 scn, nullptr);
+                 scn, nullptr, nested ? &dq : nullptr);
 }
 
 /// qopt_cuda_qlinear_lora's arguments (CUDAHost.cpp), run on the CPU.
@@ -194,13 +201,18 @@ extern "C" void qopt_cuda_qlinear_lora_emulated(
     int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow, int64_t sw,
     int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-    int64_t pl, int64_t ol, int64_t sl0, int64_t sl1, int64_t slm, int64_t slr,
-    int64_t pb, int64_t ob, int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr,
-    int64_t rank, int64_t scaleBits) {
+    int64_t pq, int64_t oq, int64_t pabs, int64_t oabs, int64_t qblock,
+    int64_t qoffset, int64_t ptab, int64_t otab, int64_t pl, int64_t ol,
+    int64_t sl0, int64_t sl1, int64_t slm, int64_t slr, int64_t pb, int64_t ob,
+    int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr, int64_t rank,
+    int64_t scaleBits) {
+  NestedScales dq;
+  bool nested =
+      nestedScales(pq, oq, pabs, oabs, qblock, qoffset, ptab, otab, dq);
   LoRAArgs lora{
       pl, ol,  sl0, sl1, slm, slr,  pb,
       ob, sb0, sb1, sbn, sbr, rank, floatFromBits(uint32_t(scaleBits))};
   emulateQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                  sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-                 scn, &lora);
+                 scn, &lora, nested ? &dq : nullptr);
 }

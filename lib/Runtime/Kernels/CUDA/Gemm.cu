@@ -28,16 +28,21 @@ namespace {
 
 using namespace qopt_cuda;
 
-template <int F, bool T, int MI> __device__ void gemm(const GemmParams &p) {
+template <int F, bool T, int MI>
+__device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
   __shared__ GemmShared<MI> s;
   __shared__ float table[F >= 0 && kTableSize<F> ? kTableSize<F> : 1];
+  __shared__ float scaleTable[F >= 0 ? 256 : 1];
   int t = threadIdx.x;
-  if constexpr (F >= 0)
+  if constexpr (F >= 0) {
     fillTable<F>(table);
+    fillScaleTable(dq, scaleTable);
+  }
   GemmOperands op = operandsOf(p, blockIdx.z);
   int64_t m0 = int64_t(blockIdx.y) * kTileRows<MI>,
           n0 = int64_t(blockIdx.x) * kTileN;
   WeightView w = weightOf(p, T);
+  setNested(w, dq, scaleTable);
   float acc[MI][kMicro] = {};
   for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
     loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
@@ -77,10 +82,12 @@ extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
   gemm<-1, false, 1>(p);
 }
 
+// (Quantized entries: a second parameter, the double-quantized scales by
+// value; codes null: f32 scales.)
 #define QOPT_GEMM_ENTRY(name, format, transposed)                              \
-  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                   \
-      name(GemmParams p) {                                                     \
-    gemm<format, transposed, 4>(p);                                            \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      name(GemmParams p, NestedScales dq) {                                    \
+    gemm<format, transposed, 4>(p, &dq);                                       \
   }
 
 // C += A·dequant(W)ᵀ (a linear layer's forward).

@@ -31,6 +31,8 @@ struct GemmLaunch {
   bool skinny;     // f32 B, tiles of 16 rows (products of at most 16)
   GemmParams p;
   unsigned gridX, gridY, gridZ;
+  /// The quantized B's double-quantized scales (null: f32 scales).
+  const NestedScales *dq = nullptr;
 };
 
 /// The kernel of `format` (-1: f32 B), or null.

@@ -146,7 +146,7 @@ QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
     memcpy(&hi, src + 4, 4);
 #endif
   int64_t g = k0 / w.group;
-  float scale = w.scales[gr * w.scaleRow + g];
+  float scale = scaleAt(w, gr * w.scaleRow + g);
   float zero = zeroPoint<F>(w, gr, g);
   QOPT_UNROLL()
   for (int i = 0; i < 8; ++i) {
@@ -186,7 +186,7 @@ QOPT_HD void loadQuantizedBT(const WeightView &w, int64_t k0, int64_t n0, int t,
     memcpy(&hi, src + 4, 4);
 #endif
   int64_t g = gc / w.group;
-  float scale = w.scales[gr * w.scaleRow + g];
+  float scale = scaleAt(w, gr * w.scaleRow + g);
   float zero = zeroPoint<F>(w, gr, g);
   QOPT_UNROLL()
   for (int i = 0; i < 8; ++i) {

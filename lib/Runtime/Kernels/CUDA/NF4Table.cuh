@@ -33,6 +33,16 @@ template <int F> __device__ void fillTable(float *table) {
     table[i] = F == kNF4 ? kNF4Values[i] : fp8Value<F>(uint32_t(i));
   __syncthreads();
 }
+/// Copies double-quantized scales' table (a kernel parameter) to shared
+/// memory when there is one (all the block's threads call it; then a
+/// barrier).
+__device__ inline void fillScaleTable(const NestedScales *dq, float *table) {
+  if (!dq || !dq->codes)
+    return;
+  for (int i = threadIdx.x; i < 256; i += blockDim.x)
+    table[i] = dq->table[i];
+  __syncthreads();
+}
 } // namespace qopt_cuda
 
 #endif // QOPT_RUNTIME_KERNELS_CUDA_NF4TABLE_CUH

@@ -34,14 +34,17 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
                      const uint8_t *codes, int64_t codeRow, const float *scales,
                      int64_t scaleRow, const int8_t *zp, int64_t zpRow,
                      int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,
-                     float beta, LoRAView lora) {
+                     float beta, LoRAView lora, const NestedScales *dq) {
   __shared__ float table[kTableSize<F> ? kTableSize<F> : 1];
+  __shared__ float scaleTable[256];
   fillTable<F>(table);
+  fillScaleTable(dq, scaleTable);
   int lane = threadIdx.x % 32;
   int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
   if (r >= n) // (whole warps: r is the warp's)
     return;
   WeightView w{codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group};
+  setNested(w, dq, scaleTable);
   for (int base = 0; base < m; base += kMaxRows) {
     int rows = m - base < kMaxRows ? m - base : kMaxRows;
     float acc[kMaxRows];
@@ -78,19 +81,20 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
       int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,              \
       float beta) {                                                            \
     gemv<format, X>(x, ldx, m, codes, codeRow, scales, scaleRow, zp, zpRow, n, \
-                    k, group, y, ldy, beta, LoRAView{});                       \
+                    k, group, y, ldy, beta, LoRAView{}, nullptr);              \
   }
 
 // The f32 entries take a LoRA branch too (LoRAView by value; z null:
-// none).
+// none) and double-quantized scales (NestedScales by value; codes null:
+// the f32 scales).
 #define QOPT_GEMV_F32_ENTRY(name, format)                                      \
   extern "C" __global__ void __launch_bounds__(kWarps * 32) name(             \
       const float *x, int64_t ldx, int m, const uint8_t *codes,               \
       int64_t codeRow, const float *scales, int64_t scaleRow,                  \
       const int8_t *zp, int64_t zpRow, int64_t n, int64_t k, int64_t group,    \
-      float *y, int64_t ldy, float beta, LoRAView lora) {                      \
+      float *y, int64_t ldy, float beta, LoRAView lora, NestedScales dq) {     \
     gemv<format, float>(x, ldx, m, codes, codeRow, scales, scaleRow, zp,       \
-                        zpRow, n, k, group, y, ldy, beta, lora);               \
+                        zpRow, n, k, group, y, ldy, beta, lora, &dq);          \
   }
 
 // x in bfloat16 (bits).

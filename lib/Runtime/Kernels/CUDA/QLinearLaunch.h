@@ -19,6 +19,7 @@
 #include "GemmLaunch.h"
 
 #include <cstdint>
+#include <cstring>
 #include <type_traits>
 
 namespace qopt_cuda {
@@ -40,6 +41,7 @@ struct GemvLaunch {
   int64_t ldy;
   float beta;
   LoRAView lora;
+  const NestedScales *dq = nullptr; // (null: f32 scales)
 };
 
 /// The LoRA branch of qopt_cuda_qlinear_lora, scale · Z·Bᵀ added to C:
@@ -52,6 +54,24 @@ struct LoRAArgs {
   int64_t rank;
   float scale;
 };
+
+/// The NestedScales of the CUDA quantized calls' double-quantization
+/// arguments (pointers as integers, element offsets, the block, the
+/// offset's f32 bits; codes 0: none), its table copied from the host: false
+/// when there are none.
+inline bool nestedScales(int64_t pcodes, int64_t ocodes, int64_t pabsmax,
+                         int64_t oabsmax, int64_t block, int64_t offsetBits,
+                         int64_t ptable, int64_t otable, NestedScales &dq) {
+  if (!pcodes)
+    return false;
+  dq.codes = reinterpret_cast<const uint8_t *>(pcodes) + ocodes;
+  dq.absmax = reinterpret_cast<const float *>(pabsmax) + oabsmax;
+  dq.block = block;
+  dq.offset = floatFromBits(uint32_t(offsetBits));
+  std::memcpy(dq.table, reinterpret_cast<const float *>(ptable) + otable,
+              sizeof(dq.table));
+  return true;
+}
 
 /// The GEMV entry of `format` (0 int4, 1 uint4, 2 int8, 3 uint8, 4 NF4,
 /// 5 FP8 E4M3FN, 6 FP8 E5M2).
@@ -94,7 +114,8 @@ constexpr int64_t kQLinearZeroPoints = 1, kQLinearTransposed = 8,
                   kQLinearOverwrite = 16;
 
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
-/// launch of the product with `lora` (null: none) added, with
+/// launch of the product with `lora` (null: none) added and `dq` the
+/// weight's double-quantized scales (null: f32 scales), with
 /// qopt_kernel_qlinear's arguments (element offsets and strides, pointers
 /// as integers); returns null, or why the GEMV cannot take it (the
 /// compiler only emits calls it takes: a failure is a broken invariant).
@@ -109,7 +130,8 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
             int64_t pw, int64_t ow, int64_t sw, int64_t ps, int64_t os,
             int64_t ss, int64_t pz, int64_t oz, int64_t sz, int64_t pc,
             int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-            const LoRAArgs *lora, Gemv &&gemv, Gemm &&gemm) {
+            const LoRAArgs *lora, const NestedScales *dq, Gemv &&gemv,
+            Gemm &&gemm) {
   if (!gemvName(int(format)))
     return "a weight format the GEMV does not take";
   if (flags &
@@ -173,7 +195,10 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
       p.lb = up, p.lRow = lora->sbn, p.rank = lora->rank;
       p.loraScale = lora->scale;
     }
-    launchProducts(int(format), transposed, p, o0, o1, gemm);
+    launchProducts(int(format), transposed, p, o0, o1, [&](GemmLaunch l) {
+      l.dq = dq;
+      gemm(l);
+    });
     return nullptr;
   }
   GemvLaunch l{};
@@ -191,6 +216,7 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   l.ldy = scm;
   l.m = m;
   l.beta = overwrite ? 0.0f : 1.0f;
+  l.dq = dq;
   if (lora)
     l.lora = {nullptr, lora->szm, up, lora->sbn, lora->rank, lora->scale};
   for (int64_t i = 0; i < o0; ++i)

@@ -153,6 +153,20 @@ QOPT_HD float dotChunk(const float *w, const float *x) {
   return sum;
 }
 
+/// Double-quantized scales (QLoRA's): scale i = table[codes[i]] ·
+/// absmax[i / block] + offset, the table the 8-bit code's 256 values
+/// (bitsandbytes' dynamic map). Passed to the kernels by value (1 KiB of
+/// parameters), which copy the table to shared memory; codes null: the
+/// scales are f32.
+struct NestedScales {
+  const uint8_t *codes;
+  const float *absmax;
+  int64_t block;
+  float offset;
+  float table[256];
+};
+static_assert(sizeof(NestedScales) == 1056, "NestedScales' layout changed");
+
 /// The weight as the lanes read it.
 struct WeightView {
   const uint8_t *codes;
@@ -162,7 +176,41 @@ struct WeightView {
   const int8_t *zp; // null: none
   int64_t zpRow;
   int64_t n, k, group;
+  // Double-quantized scales (NestedScales; scaleCodes null: f32 scales),
+  // scaleTable the 256 values where the threads read them.
+  const uint8_t *scaleCodes = nullptr;
+  const float *nestedAbsmax = nullptr;
+  int64_t nestedBlock = 1;
+  float scaleOffset = 0.0f;
+  const float *scaleTable = nullptr;
 };
+
+/// Points `w`'s double-quantized scales at `dq` (null or no codes: none)
+/// with its table at `table`.
+QOPT_HD void setNested(WeightView &w, const NestedScales *dq,
+                       const float *table) {
+  if (!dq || !dq->codes)
+    return;
+  w.scaleCodes = dq->codes;
+  w.nestedAbsmax = dq->absmax;
+  w.nestedBlock = dq->block;
+  w.scaleOffset = dq->offset;
+  w.scaleTable = table;
+}
+
+/// Scale i of the weight's list (the product's rounding: the code's value
+/// times the absmax, then the offset, no fused multiply-add).
+QOPT_HD float scaleAt(const WeightView &w, int64_t i) {
+  if (!w.scaleCodes)
+    return w.scales[i];
+  float v = w.scaleTable[w.scaleCodes[i]],
+        a = w.nestedAbsmax[i / w.nestedBlock];
+#if defined(__CUDA_ARCH__)
+  return __fadd_rn(__fmul_rn(v, a), w.scaleOffset);
+#else
+  return v * a + w.scaleOffset;
+#endif
+}
 
 /// The zero point of group g of row r as the formats read it.
 template <int F>
@@ -201,7 +249,7 @@ QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane, const X *x,
     memcpy(words, src, bytes);
 #endif
     int64_t g = c / w.group;
-    float scale = w.scales[r * w.scaleRow + g];
+    float scale = scaleAt(w, r * w.scaleRow + g);
     // Decoded once for every row of x.
     float decoded[kChunk];
     decodeChunk<F>(words, zeroPoint<F>(w, r, g), nf4, decoded);

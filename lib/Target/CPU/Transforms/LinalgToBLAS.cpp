@@ -138,6 +138,14 @@ struct QuantizedWeight {
   /// linear layer's dX = dY·W), not Wᵀ: only the CUDA library's GEMM takes
   /// it (flag 8).
   bool transposed = false;
+  /// Double-quantized scales the CUDA library reads as they are
+  /// (matchNestedScales): the loop nest that expands them into the f32
+  /// scales (erased with the product; null: f32 scales), the nested block,
+  /// the offset and the 256-value table (a constant).
+  linalg::GenericOp scaleExpand;
+  int64_t nestedBlock = 1;
+  float nestedOffset = 0.0f;
+  Value scaleTable;
 };
 
 /// The kernel library's format code (QLinear.cpp), or -1.
@@ -341,6 +349,12 @@ public:
     args.push_back(stride);
   }
   void zeros(unsigned n) { args.append(n, zero); }
+  /// A buffer's pointer and offset.
+  void pointer(Value v) {
+    auto meta = memref::ExtractStridedMetadataOp::create(b, loc, v);
+    args.push_back(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v));
+    args.push_back(meta.getOffset());
+  }
   /// The size of loop `dim`.
   void size(unsigned dim) { args.push_back(loopSize[dim]); }
   /// Another call's arguments so far (built before this op).
@@ -500,7 +514,7 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
                              int64_t perTokenBits, ModuleOp module,
                              StringRef callee = kQLinear,
                              const LoRASum *lora = nullptr,
-                             bool overwrite = false) {
+                             bool overwrite = false, bool cuda = false) {
   // With a LoRA branch the call writes the sum's output (flag 16: C = …,
   // not C +=; its layout is the product's C's, which it replaces).
   std::optional<CallArgs> branchArgs;
@@ -522,12 +536,27 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   args.sizes({dims.m, dims.n, dims.k});
   args.operand(0, {dims.m, dims.k});
   args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
-  args.buffer(w.expand.getDpsInputOperand(1)->get(), w.scaleRowFactor);
+  // (Double-quantized scales: their codes, laid out as the f32 scales.)
+  Value scaleCodes =
+      w.scaleExpand ? w.scaleExpand.getDpsInputOperand(0)->get() : Value();
+  args.buffer(scaleCodes ? scaleCodes : w.expand.getDpsInputOperand(1)->get(),
+              w.scaleRowFactor);
   if (w.zeroPoints)
     args.buffer(w.expand.getDpsInputOperand(2)->get(), w.scaleRowFactor);
   else
     args.zeros(3);
   args.operand(2, {dims.m, dims.n});
+  // The CUDA entries: the double-quantized scales (codes, absmax, block,
+  // offset bits, table; zeros: none).
+  if (cuda && scaleCodes) {
+    args.pointer(scaleCodes);
+    args.pointer(w.scaleExpand.getDpsInputOperand(1)->get());
+    args.constant(w.nestedBlock);
+    args.constant(int64_t(llvm::bit_cast<uint32_t>(w.nestedOffset)));
+    args.pointer(w.scaleTable);
+  } else if (cuda) {
+    args.zeros(8);
+  }
   if (lora) {
     args.append(*branchArgs);
     args.constant(int64_t(llvm::bit_cast<uint32_t>(lora->scale)));
@@ -543,9 +572,21 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
       if (isa<memref::DeallocOp>(user) && user->getBlock() == op->getBlock() &&
           w.expand->isBeforeInBlock(user) && user->isBeforeInBlock(op))
         user->moveAfter(op);
+  if (w.scaleExpand)
+    for (Value input : w.scaleExpand.getDpsInputs())
+      for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
+        if (isa<memref::DeallocOp>(user) &&
+            user->getBlock() == op->getBlock() &&
+            w.scaleExpand->isBeforeInBlock(user) && user->isBeforeInBlock(op))
+          user->moveAfter(op);
   Value expanded = op.getDpsInputOperand(1)->get();
+  Value f32Scales = w.expand.getDpsInputOperand(1)->get();
   op->erase();
   w.expand->erase();
+  if (w.scaleExpand) { // the nest that expanded the f32 scales
+    w.scaleExpand->erase();
+    eraseUnread(f32Scales); // (and the buffer, where nothing reads it)
+  }
   // The buffer goes when nothing but its deallocation is left.
   Operation *alloc = expanded.getDefiningOp();
   if (llvm::all_of(alloc->getUsers(), [](Operation *user) {
@@ -720,6 +761,123 @@ static bool onlyReadBetween(Value buffer, Operation *from, Operation *to) {
   return true;
 }
 
+/// The one loop nest other than `known` that uses `buffer` (null if none
+/// or several).
+static linalg::GenericOp otherLoopNest(Value buffer, Operation *known) {
+  linalg::GenericOp found;
+  for (Operation *user : buffer.getUsers())
+    if (auto g = dyn_cast<linalg::GenericOp>(user); g && g != known) {
+      if (found && found != g)
+        return nullptr;
+      found = g;
+    }
+  return found;
+}
+
+/// Where W's f32 scales are double-quantized ones a loop nest expanded
+/// just for W (scale i = table[code i] · absmax[i / block] (+ offset), the
+/// table a constant of 256 values: the 8-bit dynamic code), records that
+/// nest in `w`, so that the CUDA library reads the codes, absmax and
+/// table instead of an f32 copy (QLoRA's NF4 weights: a byte per 64
+/// codes rather than 4 bytes).
+static void matchNestedScales(QuantizedWeight &w, linalg::GenericOp op) {
+  Value scales = w.expand.getDpsInputOperand(1)->get();
+  auto scalesType = dyn_cast<MemRefType>(scales.getType());
+  if (!scales.getDefiningOp<memref::AllocOp>() || !scalesType ||
+      scalesType.getRank() != 1)
+    return;
+  // The nest: the last use of the buffer before the expansion (which
+  // bufferization may reuse for several layers' scales); the next use
+  // after the expansion frees or overwrites it (the call does not read
+  // the f32 scales: the expansion was their only reader).
+  if (w.expand->getBlock() != op->getBlock())
+    return;
+  Operation *prev = w.expand->getPrevNode();
+  while (prev && !usesBuffer(prev, scales))
+    prev = prev->getPrevNode();
+  auto s = dyn_cast_or_null<linalg::GenericOp>(prev);
+  if (!s || s.getNumDpsInputs() != 2 || s.getNumDpsInits() != 1 ||
+      s.getDpsInitOperand(0)->get() != scales || s.getNumLoops() != 1 ||
+      s.getNumParallelLoops() != 1 || readsConstant(s) ||
+      usesBuffer(&s.getRegion().front().back(), scales))
+    return;
+  for (Operation *next = w.expand->getNextNode(); next;
+       next = next->getNextNode()) {
+    if (next == op.getOperation() || !usesBuffer(next, scales))
+      continue;
+    auto writer = dyn_cast<linalg::GenericOp>(next);
+    bool overwrites = writer && writer.getNumDpsInits() == 1 &&
+                      writer.getDpsInitOperand(0)->get() == scales &&
+                      !llvm::is_contained(writer.getDpsInputs(), scales);
+    if (!isa<memref::DeallocOp>(next) && !overwrites)
+      return;
+    break;
+  }
+  Value codes = s.getDpsInputOperand(0)->get(),
+        absmax = s.getDpsInputOperand(1)->get();
+  auto codesType = dyn_cast<MemRefType>(codes.getType());
+  auto absmaxType = dyn_cast<MemRefType>(absmax.getType());
+  if (!codesType || !codesType.getElementType().isInteger(8) ||
+      codesType.getRank() != 1 || !codesType.isLastDimUnitStride() ||
+      !absmaxType || !absmaxType.getElementType().isF32() ||
+      absmaxType.getRank() != 1 || !absmaxType.isLastDimUnitStride() ||
+      !onlyReadBetween(codes, s, op) || !onlyReadBetween(absmax, s, op))
+    return;
+  SmallVector<AffineMap> maps = s.getIndexingMapsArray();
+  if (!maps[0].isIdentity() || !maps[2].isIdentity() ||
+      maps[1].getNumResults() != 1)
+    return;
+  // absmax[i / block] (one block: absmax[0]).
+  int64_t block = 0;
+  AffineExpr e = maps[1].getResult(0);
+  if (auto c = dyn_cast<AffineConstantExpr>(e); c && c.getValue() == 0)
+    block = int64_t(1) << 62;
+  else if (auto div = dyn_cast<AffineBinaryOpExpr>(e);
+           div && div.getKind() == AffineExprKind::FloorDiv &&
+           div.getLHS() == getAffineDimExpr(0, op.getContext()))
+    if (auto c = dyn_cast<AffineConstantExpr>(div.getRHS()))
+      block = c.getValue();
+  if (block <= 0)
+    return;
+  // The body: table[index_castui(code)] * absmax (+ offset).
+  Block &body = s.getRegion().front();
+  Value code = body.getArgument(0), scale = body.getArgument(1);
+  Value result = body.getTerminator()->getOperand(0);
+  float offset = 0.0f;
+  if (auto add = result.getDefiningOp<arith::AddFOp>()) {
+    FloatAttr c;
+    Value other = matchPattern(add.getRhs(), m_Constant(&c))   ? add.getLhs()
+                  : matchPattern(add.getLhs(), m_Constant(&c)) ? add.getRhs()
+                                                               : Value();
+    if (!other)
+      return;
+    offset = float(c.getValueAsDouble());
+    result = other;
+  }
+  auto mul = result.getDefiningOp<arith::MulFOp>();
+  if (!mul)
+    return;
+  Value looked = mul.getLhs() == scale   ? mul.getRhs()
+                 : mul.getRhs() == scale ? mul.getLhs()
+                                         : Value();
+  auto load = looked ? looked.getDefiningOp<memref::LoadOp>() : nullptr;
+  if (!load || load.getIndices().size() != 1)
+    return;
+  auto cast = load.getIndices()[0].getDefiningOp<arith::IndexCastUIOp>();
+  auto table = load.getMemRef().getDefiningOp<memref::GetGlobalOp>();
+  auto tableType =
+      cast ? dyn_cast<MemRefType>(load.getMemRef().getType()) : MemRefType();
+  if (!cast || cast.getIn() != code || !table || !tableType ||
+      tableType.getRank() != 1 || tableType.getShape()[0] != 256 ||
+      !tableType.getElementType().isF32() ||
+      body.getOperations().size() != (offset != 0.0f ? 5u : 4u))
+    return;
+  w.scaleExpand = s;
+  w.nestedBlock = block;
+  w.nestedOffset = offset;
+  w.scaleTable = load.getMemRef();
+}
+
 /// Where the product `op` accumulates into zeros that only it reads (C
 /// allocated here, contiguous, every element its own: all outer loops
 /// index C; the last operation before it that uses C fills C with 0 or
@@ -752,19 +910,6 @@ static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims) {
   if (source)
     eraseIfOnlyZeroed(source);
   return true;
-}
-
-/// The one loop nest other than `known` that uses `buffer` (null if none
-/// or several).
-static linalg::GenericOp otherLoopNest(Value buffer, Operation *known) {
-  linalg::GenericOp found;
-  for (Operation *user : buffer.getUsers())
-    if (auto g = dyn_cast<linalg::GenericOp>(user); g && g != known) {
-      if (found && found != g)
-        return nullptr;
-      found = g;
-    }
-  return found;
 }
 
 /// A LoRA layer's sum around the quantized product `op` (P = x·Wᵀ from
@@ -1064,6 +1209,7 @@ struct QOptLinalgToBLASPass
         std::optional<QuantizedWeight> w = matchQuantized(op, dims);
         if (!w || w->transposed || !cudaGemvTakes(op, dims, *w))
           continue;
+        matchNestedScales(*w, op);
         if (std::optional<LoRASum> lora = matchLoRASum(op, dims)) {
           done.insert(op);
           done.insert(lora->branch);
@@ -1072,7 +1218,7 @@ struct QOptLinalgToBLASPass
           bool overwrite = !lora->y && dropZeroInit(op, dims);
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
                            /*perTokenBits=*/0, module, cudaQLinearLoRA, &*lora,
-                           overwrite);
+                           overwrite, /*cuda=*/true);
         }
       }
     for (auto &[op, dims] : matmuls) {
@@ -1083,10 +1229,11 @@ struct QOptLinalgToBLASPass
         // Products from zeros write C (flag 16, <cuda-sgemm>_overwrite):
         // the zeros' copy, a kernel of its own, goes.
         if (w && cudaGemvTakes(op, dims, *w)) {
+          matchNestedScales(*w, op);
           bool overwrite = dropZeroInit(op, dims);
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
                            /*perTokenBits=*/0, module, cudaQLinear,
-                           /*lora=*/nullptr, overwrite);
+                           /*lora=*/nullptr, overwrite, /*cuda=*/true);
         } else if (!cudaSgemm.empty() && !readsConstant(op)) {
           bool overwrite = dropZeroInit(op, dims);
           rewriteSgemm(op, dims, module,

@@ -28,7 +28,7 @@
 // CHECK-NOT: linalg.generic
 // CHECK-NOT: memref.alloc
 // CHECK: return
-// CHECK: func.func private @qopt_cuda_qlinear_lora(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
+// CHECK: func.func private @qopt_cuda_qlinear_lora(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
 // NOLORA-LABEL: func.func @lora_sum
 // NOLORA-COUNT-2: call @qopt_cuda_sgemm_overwrite(
 // NOLORA: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}},
@@ -401,5 +401,82 @@ func.func @not_lora_views(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: memre
   memref.dealloc %z2 : memref<?x?x4xf32>
   memref.dealloc %w : memref<8x64xf32>
   memref.dealloc %w2 : memref<8x64xf32>
+  return
+}
+
+// -----
+
+// QLoRA's double-quantized scales (NF4 in blocks of 64; their scales 8-bit
+// codes of a 256-value table times an absmax per 256 scales, plus an
+// offset) as the CUDA library reads them: the call passes the scales'
+// codes (in the f32 scales' place too), the absmax, the block (256), the
+// offset's f32 bits (0.5: 1056964608) and the table (a constant); the
+// nest that expanded the f32 scales goes with them. A second weight whose
+// f32 scales something else reads keeps them (zeros for the nested
+// arguments).
+// CHECK-LABEL: func.func @nested_scales
+// CHECK-SAME: (%[[X:.*]]: memref<3x128xf32>, %[[D:.*]]: memref<4x64xi8>, %[[SC:.*]]: memref<8xi8>, %[[AB:.*]]: memref<1xf32>,
+// CHECK: %[[T:.*]] = memref.get_global @table
+// CHECK-NOT: linalg.generic
+// CHECK: %[[SCP:.*]] = memref.extract_aligned_pointer_as_index %[[SC]]
+// CHECK: %[[ABP:.*]] = memref.extract_aligned_pointer_as_index %[[AB]]
+// CHECK: %[[TP:.*]] = memref.extract_aligned_pointer_as_index %[[T]]
+// CHECK: call @qopt_cuda_qlinear(%c4{{[_0-9]*}}, %c64{{[_0-9]*}}, {{.*}}, %[[SCP]], %{{.*}}, %[[ABP]], %{{.*}}, %c256{{[_0-9]*}}, %c1056964608{{[_0-9]*}}, %[[TP]], %{{.*}})
+// CHECK: linalg.generic
+// CHECK-NOT: qopt.dequantized
+// CHECK: call @qopt_cuda_qlinear({{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}})
+// CHECK: memref.copy
+// CHECK: return
+memref.global "private" constant @table : memref<256xf32> = dense<0.25>
+!nf4 = !qopt.qtensor<4x128, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#xm = affine_map<(m, n, k) -> (m, k)>
+#wm = affine_map<(m, n, k) -> (n, k)>
+#ym = affine_map<(m, n, k) -> (m, n)>
+func.func @nested_scales(%x: memref<3x128xf32>, %d: memref<4x64xi8>, %sc: memref<8xi8>, %ab: memref<1xf32>,
+                         %y: memref<3x4xf32>, %other: memref<8xf32>) {
+  %table = memref.get_global @table : memref<256xf32>
+  %half = arith.constant 0.5 : f32
+  %s = memref.alloc() : memref<8xf32>
+  linalg.generic {indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i floordiv 256)>, affine_map<(i) -> (i)>],
+                  iterator_types = ["parallel"]}
+      ins(%sc, %ab : memref<8xi8>, memref<1xf32>) outs(%s : memref<8xf32>) {
+  ^bb0(%c: i8, %a: f32, %o: f32):
+    %i = arith.index_castui %c : i8 to index
+    %v = memref.load %table[%i] : memref<256xf32>
+    %m = arith.mulf %v, %a : f32
+    %r = arith.addf %m, %half : f32
+    linalg.yield %r : f32
+  }
+  %w = memref.alloc() : memref<4x128xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n * 2 + k floordiv 64)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<4x64xi8>, memref<8xf32>) outs(%w : memref<4x128xf32>) attrs = {qopt.dequantized = !nf4} {
+  ^bb0(%c: i8, %scale: f32, %o: f32):
+    linalg.yield %scale : f32
+  }
+  memref.dealloc %s : memref<8xf32>
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x128xf32>, memref<4x128xf32>) outs(%y : memref<3x4xf32>)
+  // Scales another loop reads after the expansion.
+  %s2 = memref.alloc() : memref<8xf32>
+  linalg.generic {indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i floordiv 256)>, affine_map<(i) -> (i)>],
+                  iterator_types = ["parallel"]}
+      ins(%sc, %ab : memref<8xi8>, memref<1xf32>) outs(%s2 : memref<8xf32>) {
+  ^bb0(%c: i8, %a: f32, %o: f32):
+    %i = arith.index_castui %c : i8 to index
+    %v = memref.load %table[%i] : memref<256xf32>
+    %m = arith.mulf %v, %a : f32
+    linalg.yield %m : f32
+  }
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n * 2 + k floordiv 64)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s2 : memref<4x64xi8>, memref<8xf32>) outs(%w : memref<4x128xf32>) attrs = {qopt.dequantized = !nf4} {
+  ^bb0(%c: i8, %scale: f32, %o: f32):
+    linalg.yield %scale : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x128xf32>, memref<4x128xf32>) outs(%y : memref<3x4xf32>)
+  memref.copy %s2, %other : memref<8xf32> to memref<8xf32>
+  memref.dealloc %w : memref<4x128xf32>
+  memref.dealloc %s2 : memref<8xf32>
   return
 }

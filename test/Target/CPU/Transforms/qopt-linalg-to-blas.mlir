@@ -131,7 +131,7 @@ func.func @not_products(%a: memref<4x8xi32>, %b: memref<8x5xi32>, %c: memref<4x5
 // GEMM-NOT: qopt_cuda_sgemm
 // CUDA-NOT: linalg.generic
 // CUDA: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c0{{[_0-9]*}}, %c1{{[_0-9]*}},
-// CUDA: func.func private @qopt_cuda_qlinear(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
+// CUDA: func.func private @qopt_cuda_qlinear(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
 // CHECK-SAME: (%[[X:.*]]: memref<?x?x64xf32>, %[[D:.*]]: memref<8x32xi8>, %[[S:.*]]: memref<8x2xf32>, %[[Y:.*]]: memref<?x?x8xf32>)
 // CHECK-NOT: memref.alloc
 // CHECK-NOT: linalg.generic

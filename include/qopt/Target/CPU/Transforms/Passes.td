@@ -112,6 +112,13 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     its own) goes, and the call is `NAME_overwrite` for `cuda-sgemm=NAME`
     (`qopt_cuda_sgemm_overwrite`, `qopt_cuda_sgemm_emulated_overwrite`) or
     sets flag 16 of the quantized calls.
+
+    The CUDA quantized calls also read double-quantized scales as they are
+    (QLoRA's: 8-bit codes of a 256-value constant table times an absmax per
+    block, plus an offset): where the f32 scales come from a loop nest of
+    that form that nothing else reads, the call takes the codes, absmax,
+    block, offset and table (eight arguments after C's; zeros: f32 scales)
+    and the nest goes.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
