@@ -292,8 +292,9 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     // Double quantization: scale i = table[code i] · absmax[i / 3] +
     // offset, in f32 as the kernels compute it (blocks of 3 scales cross
     // rows).
-    std::vector<uint8_t> scaleCodes(scales.size());
-    std::vector<float> table(256), absmax((scales.size() + 2) / 3);
+    // (Codes and absmax 5 and 2 elements into their buffers: offsets.)
+    std::vector<uint8_t> scaleCodes(scales.size() + 5);
+    std::vector<float> table(256), absmax((scales.size() + 2) / 3 + 2);
     const float offset = 0.04f;
     if (c.nested) {
       for (float &v : table)
@@ -301,8 +302,8 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
       for (float &v : absmax)
         v = 0.02f + 0.02f * unit(rng);
       for (size_t i = 0; i < scales.size(); ++i) {
-        scaleCodes[i] = uint8_t(byte(rng));
-        float product = table[scaleCodes[i]] * absmax[i / 3];
+        scaleCodes[i + 5] = uint8_t(byte(rng));
+        volatile float product = table[scaleCodes[i + 5]] * absmax[i / 3 + 2];
         scales[i] = product + offset;
       }
     }
@@ -344,10 +345,11 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     qopt_cuda_qlinear_emulated(
         c.format, c.group, (c.zp ? 1 : 0) | (c.transposed ? 8 : 0), 1, 1, c.m,
         n, k, ptr(x.data()), 0, 0, 0, k, 1, ptr(codes.data()), 0, rowBytes,
-        c.nested ? ptr(scaleCodes.data()) : ptr(scales.data()), 0,
-        c.perTensor ? 0 : groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
-        ptr(y.data()), 0, 0, 0, n, 1, c.nested ? ptr(scaleCodes.data()) : 0, 0,
-        ptr(absmax.data()), 0, 3, offsetBits, ptr(table.data()), 0);
+        c.nested ? ptr(scaleCodes.data()) : ptr(scales.data()),
+        c.nested ? 5 : 0, c.perTensor ? 0 : groups, c.zp ? ptr(zps.data()) : 0,
+        0, groups, ptr(y.data()), 0, 0, 0, n, 1,
+        c.nested ? ptr(scaleCodes.data()) : 0, 5, ptr(absmax.data()), 2, 3,
+        offsetBits, ptr(table.data()), 0);
     for (size_t e = 0; e < y.size(); ++e)
       // f32 sums of k terms: a few ulps of the terms' magnitudes.
       ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;

@@ -208,7 +208,8 @@ QOPT_HD float scaleAt(const WeightView &w, int64_t i) {
 #if defined(__CUDA_ARCH__)
   return __fadd_rn(__fmul_rn(v, a), w.scaleOffset);
 #else
-  return v * a + w.scaleOffset;
+  volatile float product = v * a; // (no contraction into an FMA on hosts
+  return product + w.scaleOffset; // that have one: the CPU target's rounding)
 #endif
 }
 

@@ -790,7 +790,10 @@ static void matchNestedScales(QuantizedWeight &w, linalg::GenericOp op) {
   // bufferization may reuse for several layers' scales); the next use
   // after the expansion frees or overwrites it (the call does not read
   // the f32 scales: the expansion was their only reader).
-  if (w.expand->getBlock() != op->getBlock())
+  // (The buffer is this block's: one allocated outside a loop may hold
+  // the scales a previous iteration read.)
+  if (w.expand->getBlock() != op->getBlock() ||
+      scales.getDefiningOp()->getBlock() != op->getBlock())
     return;
   Operation *prev = w.expand->getPrevNode();
   while (prev && !usesBuffer(prev, scales))
@@ -805,10 +808,16 @@ static void matchNestedScales(QuantizedWeight &w, linalg::GenericOp op) {
        next = next->getNextNode()) {
     if (next == op.getOperation() || !usesBuffer(next, scales))
       continue;
+    // (An overwrite writes every element without reading the old ones.)
     auto writer = dyn_cast<linalg::GenericOp>(next);
-    bool overwrites = writer && writer.getNumDpsInits() == 1 &&
-                      writer.getDpsInitOperand(0)->get() == scales &&
-                      !llvm::is_contained(writer.getDpsInputs(), scales);
+    bool overwrites =
+        writer && writer.getNumDpsInits() == 1 &&
+        writer.getDpsInitOperand(0)->get() == scales &&
+        !llvm::is_contained(writer.getDpsInputs(), scales) &&
+        writer.getNumParallelLoops() == writer.getNumLoops() &&
+        writer.getMatchingIndexingMap(writer.getDpsInitOperand(0))
+            .isPermutation() &&
+        !writer.payloadUsesValueFromOperand(writer.getDpsInitOperand(0));
     if (!isa<memref::DeallocOp>(next) && !overwrites)
       return;
     break;
@@ -865,6 +874,12 @@ static void matchNestedScales(QuantizedWeight &w, linalg::GenericOp op) {
     return;
   auto cast = load.getIndices()[0].getDefiningOp<arith::IndexCastUIOp>();
   auto table = load.getMemRef().getDefiningOp<memref::GetGlobalOp>();
+  // (A constant: the call copies the table when it runs.)
+  auto global = table ? SymbolTable::lookupNearestSymbolFrom<memref::GlobalOp>(
+                            table, table.getNameAttr())
+                      : memref::GlobalOp();
+  if (!global || !global.getConstant())
+    return;
   auto tableType =
       cast ? dyn_cast<MemRefType>(load.getMemRef().getType()) : MemRefType();
   if (!cast || cast.getIn() != code || !table || !tableType ||

@@ -480,3 +480,51 @@ func.func @nested_scales(%x: memref<3x128xf32>, %d: memref<4x64xi8>, %sc: memref
   memref.dealloc %s2 : memref<8xf32>
   return
 }
+
+// -----
+
+// Kept f32 (review): the next loop nest writing the f32 scales after the
+// expansion accumulates into them (it reads what the erased nest wrote).
+// CHECK-LABEL: func.func @nested_scales_accumulated
+// CHECK: linalg.generic
+// CHECK: call @qopt_cuda_qlinear({{.*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}}, %c0{{[_0-9]*}})
+// CHECK: linalg.generic
+// CHECK: return
+memref.global "private" constant @table : memref<256xf32> = dense<0.25>
+!nf4 = !qopt.qtensor<4x128, #qopt.nf4, #qopt.per_block<64>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#xm = affine_map<(m, n, k) -> (m, k)>
+#wm = affine_map<(m, n, k) -> (n, k)>
+#ym = affine_map<(m, n, k) -> (m, n)>
+func.func @nested_scales_accumulated(%x: memref<3x128xf32>, %d: memref<4x64xi8>, %sc: memref<8xi8>,
+                                     %ab: memref<1xf32>, %y: memref<3x4xf32>, %other: memref<8xf32>) {
+  %table = memref.get_global @table : memref<256xf32>
+  %s = memref.alloc() : memref<8xf32>
+  linalg.generic {indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i floordiv 256)>, affine_map<(i) -> (i)>],
+                  iterator_types = ["parallel"]}
+      ins(%sc, %ab : memref<8xi8>, memref<1xf32>) outs(%s : memref<8xf32>) {
+  ^bb0(%c: i8, %a: f32, %o: f32):
+    %i = arith.index_castui %c : i8 to index
+    %v = memref.load %table[%i] : memref<256xf32>
+    %m = arith.mulf %v, %a : f32
+    linalg.yield %m : f32
+  }
+  %w = memref.alloc() : memref<4x128xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, affine_map<(n, k) -> (n * 2 + k floordiv 64)>, #ident],
+                  iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<4x64xi8>, memref<8xf32>) outs(%w : memref<4x128xf32>) attrs = {qopt.dequantized = !nf4} {
+  ^bb0(%c: i8, %scale: f32, %o: f32):
+    linalg.yield %scale : f32
+  }
+  linalg.contract indexing_maps = [#xm, #wm, #ym] ins(%x, %w : memref<3x128xf32>, memref<4x128xf32>) outs(%y : memref<3x4xf32>)
+  linalg.generic {indexing_maps = [affine_map<(i) -> (i)>, affine_map<(i) -> (i)>], iterator_types = ["parallel"]}
+      ins(%other : memref<8xf32>) outs(%s : memref<8xf32>) {
+  ^bb0(%a: f32, %o: f32):
+    %r = arith.addf %a, %o : f32
+    linalg.yield %r : f32
+  }
+  memref.copy %s, %other : memref<8xf32> to memref<8xf32>
+  memref.dealloc %w : memref<4x128xf32>
+  memref.dealloc %s : memref<8xf32>
+  return
+}
