@@ -74,8 +74,11 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
 
 } // namespace
 
+// (__launch_bounds__(128, 6): at most 85 registers; with the thread count
+// alone, ptxas gave the f32 entries 128 on sm_100: a third of the resident
+// warps a bandwidth-bound kernel wants.)
 #define QOPT_GEMV_ENTRY(name, format, X)                                       \
-  extern "C" __global__ void __launch_bounds__(kWarps * 32) name(             \
+  extern "C" __global__ void __launch_bounds__(kWarps * 32, 6) name(          \
       const X *x, int64_t ldx, int m, const uint8_t *codes, int64_t codeRow,   \
       const float *scales, int64_t scaleRow, const int8_t *zp, int64_t zpRow,  \
       int64_t n, int64_t k, int64_t group, float *y, int64_t ldy,              \
@@ -88,7 +91,7 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
 // none) and double-quantized scales (NestedScales by value; codes null:
 // the f32 scales).
 #define QOPT_GEMV_F32_ENTRY(name, format)                                      \
-  extern "C" __global__ void __launch_bounds__(kWarps * 32) name(             \
+  extern "C" __global__ void __launch_bounds__(kWarps * 32, 6) name(          \
       const float *x, int64_t ldx, int m, const uint8_t *codes,               \
       int64_t codeRow, const float *scales, int64_t scaleRow,                  \
       const int8_t *zp, int64_t zpRow, int64_t n, int64_t k, int64_t group,    \
