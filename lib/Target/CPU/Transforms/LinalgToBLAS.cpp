@@ -416,11 +416,12 @@ struct LoRASum {
 
 static void eraseUnread(Value buffer);
 
-/// Whether `op` fills a buffer with the constant 0.
-static bool isZeroFill(Operation *op) {
+/// Whether `op` fills `buffer` itself (not a view of it) with the constant 0.
+static bool isZeroFill(Operation *op, Value buffer) {
   auto fill = dyn_cast<linalg::FillOp>(op);
   FloatAttr value;
   return fill && fill.hasPureBufferSemantics() &&
+         fill.getDpsInitOperand(0)->get() == buffer &&
          matchPattern(fill.getDpsInputOperand(0)->get(), m_Constant(&value)) &&
          value.getValue().isZero();
 }
@@ -429,8 +430,8 @@ static bool isZeroFill(Operation *op) {
 /// when nothing else uses it (a zeros buffer whose copies went).
 static void eraseIfOnlyZeroed(Value buffer) {
   if (!buffer.getDefiningOp<memref::AllocOp>() ||
-      !llvm::all_of(buffer.getUsers(), [](Operation *user) {
-        return isZeroFill(user) || isa<memref::DeallocOp>(user);
+      !llvm::all_of(buffer.getUsers(), [&](Operation *user) {
+        return isZeroFill(user, buffer) || isa<memref::DeallocOp>(user);
       }))
     return;
   for (Operation *user : llvm::make_early_inc_range(buffer.getUsers()))
@@ -482,8 +483,8 @@ static void eraseLoRASum(LoRASum l, Operation *op) {
     for (Operation *user : buffer.getUsers()) {
       users.push_back(user);
       auto copy = dyn_cast<memref::CopyOp>(user);
-      dedicated &= (copy && copy.getTarget() == buffer) || isZeroFill(user) ||
-                   isa<memref::DeallocOp>(user) ||
+      dedicated &= (copy && copy.getTarget() == buffer) ||
+                   isZeroFill(user, buffer) || isa<memref::DeallocOp>(user) ||
                    (isa<memref::DimOp>(user) && user->use_empty());
     }
     if (!dedicated || !buffer.getDefiningOp<memref::AllocOp>())
@@ -679,8 +680,8 @@ static bool zeroAt(Value buffer, Operation *at, int depth = 0) {
   for (Operation *op = at->getPrevNode(); op; op = op->getPrevNode()) {
     if (!usesBuffer(op, buffer) || onlyReads(op, buffer))
       continue;
-    if (isZeroFill(op))
-      return cast<linalg::FillOp>(op).getDpsInitOperand(0)->get() == buffer;
+    if (isa<linalg::FillOp>(op))
+      return isZeroFill(op, buffer);
     auto copy = dyn_cast<memref::CopyOp>(op);
     return copy && copy.getTarget() == buffer && depth == 0 &&
            rootBuffer(copy.getSource()) == copy.getSource() &&
@@ -708,7 +709,7 @@ static bool readOnlyBySum(Value buffer, linalg::GenericOp product,
   for (Operation *op = sum->getNextNode(); op; op = op->getNextNode()) {
     if (!usesBuffer(op, buffer))
       continue;
-    if (isa<memref::DeallocOp>(op) || isZeroFill(op))
+    if (isa<memref::DeallocOp>(op) || isZeroFill(op, buffer))
       return true;
     auto copy = dyn_cast<memref::CopyOp>(op);
     return copy && copy.getTarget() == buffer;
@@ -916,9 +917,7 @@ static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims) {
   if (!init || !zeroAt(c, op))
     return false;
   auto copy = dyn_cast<memref::CopyOp>(init);
-  if (!(copy && copy.getTarget() == c) &&
-      !(isZeroFill(init) &&
-        cast<linalg::FillOp>(init).getDpsInitOperand(0)->get() == c))
+  if (!(copy && copy.getTarget() == c) && !isZeroFill(init, c))
     return false;
   Value source = copy ? copy.getSource() : Value();
   init->erase();
