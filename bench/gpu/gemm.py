@@ -62,7 +62,9 @@ class Driver:
         """params: GemmParams' 27 fields (pointers and int64s, in order) before its
         LoRA branch, which is left out (rank 0) and C accumulated into."""
         lora = [0, 0, 0, 0, 0, 0, 0]  # lz, sl0, sl1, slm, lb, lRow, rank
-        buf = ctypes.create_string_buffer(struct.pack("<34qfi", *params, *lora, 0.0, 0))
+        # (then loraScale, overwrite, la, laRow, tiles[3], reserved: GemmParams, 312 bytes)
+        buf = ctypes.create_string_buffer(
+            struct.pack("<34qfi2q3Ii", *params, *lora, 0.0, 0, 0, 0, 0, 0, 0, 0))
         # The quantized entries' second parameter: NestedScales (1056 bytes; codes
         # null: f32 scales).
         nested = ctypes.create_string_buffer(nested or bytes(NESTED_SCALES_BYTES))

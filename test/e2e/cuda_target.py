@@ -183,6 +183,12 @@ with tempfile.TemporaryDirectory() as tmp:
         """The kernel library's kernels the last run launched."""
         return re.findall(r"library (\S+)", open(os.path.join(tmp, "fake.log")).read())
 
+    def library_grids():
+        """{(kernel, blocks): launches} of the last run's library launches."""
+        log = open(os.path.join(tmp, "fake.log")).read()
+        return {(m[1], int(m[2])): int(m[3])
+                for m in re.finditer(r"launch (\S+) (\d+) (\d+)", log)}
+
     run_fake(gpu)
     check("fake driver: gpt2-tiny loads the kernel library for its f32 products (GEMM)",
           # (6 rows: the GEMM's 16-row tiles)
@@ -231,6 +237,33 @@ with tempfile.TemporaryDirectory() as tmp:
     e = rel_error(outputs(q4e, f20)[0][0], outputs(q4c, f20)[0][0])
     check("int4 gpt2-tiny on 20 rows: emulated quantized GEMM = CPU target (<= 1e-5)",
           e <= 1e-5, f"{e:.1e}")
+    # LoRA adapters (rank 8) on its int4 c_attn (32 -> 96) and c_fc (32 -> 128):
+    # each LoRA layer is one launch that computes z = x·Aᵀ too (the adapters
+    # read the product's own x): the GEMV's grid has ceil(rank / 4) = 2
+    # blocks for A's rows besides W's (24 + 2, 32 + 2); on 20 rows the
+    # GEMM's one-dimensional grid a tile of z besides y's 2 (no launch of
+    # its own for z either way); emulated = CPU target.
+    cfg = os.path.join(tmp, "gpt2-lora.json")
+    json.dump({"peft_type": "LORA", "r": 8, "lora_alpha": 16, "lora_dropout": 0.0,
+               "target_modules": ["c_attn", "c_fc"], "init_lora_weights": "gaussian",
+               "bias": "none", "task_type": "CAUSAL_LM"}, open(cfg, "w"))
+    lora = ["--quantize", "int4:group=32", "--lora-config", cfg]
+    q4l = os.path.join(tmp, "gpt2-int4-lora.so")
+    rc, err = qoptc(GPT2, *lora, "--target", "cuda", "--cuda-archs", "sm_80", "-o", q4l)
+    for rows, inputs, kernel, expected in (
+            (6, GPT2_IDS, "qopt_cuda_gemv_f32_int4", {26: 2, 34: 2, 8: 4}),
+            (20, ids20, "qopt_cuda_gemm_f32_int4", {3: 4, 1: 4})):
+        rc, out = run_fake(q4l, inputs=inputs)
+        grids = {b: n for (k, b), n in library_grids().items() if k == kernel}
+        check(f"fake driver: int4 + LoRA gpt2-tiny on {rows} rows: a LoRA layer is one "
+              f"{kernel} launch, x·Aᵀ included", rc == 0 and grids == expected,
+              f"{kernel} blocks: launches {grids}; {out.strip()[-120:]}")
+    q4le, q4lc = os.path.join(tmp, "gpt2-lora-emu.so"), os.path.join(tmp, "gpt2-lora-cpu.so")
+    qoptc(GPT2, *lora, "--target", "cuda", "--cuda-emulate", "-o", q4le)
+    qoptc(GPT2, *lora, "-o", q4lc)
+    e = max(rel_error(outputs(q4le, f)[0][0], outputs(q4lc, f)[0][0]) for f in (gfeeds, f20))
+    check("int4 + LoRA gpt2-tiny: emulated one-launch LoRA layers = CPU target, 6 and 20 "
+          "rows (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
     # FP8 weights (one scale per tensor, or per row): the library decodes
     # the codes through a table of their 256 values.
     for spec, feeds, path, kernel in (

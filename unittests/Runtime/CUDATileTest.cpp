@@ -363,19 +363,25 @@ extern "C" void qopt_cuda_qlinear_lora_emulated(
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t);
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t);
 
 /// qopt_cuda_qlinear_lora on the CPU: y (+)= x·Wᵀ + s·z·Bᵀ through the
 /// GEMV (the lanes add the rank terms before the shuffles) and the GEMM
 /// (further K steps over the rank), ranks below and past a warp and a K
 /// step, C overwritten (flag 16: y starts as NaN) or added to, two batches
 /// whose rows continue (folded into M) or not (z padded between batches:
-/// one launch each), against double.
+/// one launch each), against double. `down`: the launches compute z =
+/// x·Aᵀ themselves (z starts as NaN; its first blocks / warps, then the
+/// branch): z and y against double; A one float off 16 bytes: the GEMV's
+/// fallback, a GEMM into z first.
 TEST(CUDATile, QLinearLoRAAddsTheBranch) {
   struct LCase {
     int format;
     int64_t n, k, group, rows, rank;
     bool overwrite, padded;
+    bool down = false;
+    int64_t downOffset = 0;
   };
   const LCase cases[] = {
       {kNF4, 70, 128, 64, 3, 8, true, false},
@@ -383,13 +389,22 @@ TEST(CUDATile, QLinearLoRAAddsTheBranch) {
       {kInt8, 33, 64, 32, 30, 16, true, true},
       {kNF4, 130, 128, 64, 40, 40, false, false},
       {kFP8E4M3, 64, 64, 64, 9, 64, true, false},
+      // Down projections: GEMV (1 and 16 rows, two launches when padded),
+      // GEMM (rank past a tile of Z, batches in one grid, z padded), the
+      // GEMV's fallback.
+      {kNF4, 70, 128, 64, 1, 8, true, false, true},
+      {kInt4, 65, 96, 32, 16, 40, false, true, true},
+      {kNF4, 130, 128, 64, 40, 72, true, false, true},
+      {kInt8, 33, 64, 32, 30, 16, false, true, true},
+      {kNF4, 64, 64, 64, 5, 16, true, false, true, 1},
   };
   for (const LCase &c : cases) {
     SCOPED_TRACE("format " + std::to_string(c.format) + " n " +
                  std::to_string(c.n) + " k " + std::to_string(c.k) + " rows " +
                  std::to_string(c.rows) + " rank " + std::to_string(c.rank) +
                  (c.overwrite ? " C =" : " C +=") +
-                 (c.padded ? " padded z" : ""));
+                 (c.padded ? " padded z" : "") + (c.down ? " down" : "") +
+                 (c.downOffset ? " unaligned A" : ""));
     std::mt19937 rng(unsigned(c.n + c.k + c.rows + c.rank));
     std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
     bool four = c.format == kInt4 || c.format == kNF4;
@@ -401,14 +416,33 @@ TEST(CUDATile, QLinearLoRAAddsTheBranch) {
     randomCodes(c.format, rng, codes.data(), codes.size());
     std::vector<float> scales(size_t(c.n * groups)),
         x(size_t(batches * c.rows * c.k)), z(size_t(batches * zBatch)),
-        b(size_t(c.n * c.rank)), y(size_t(batches * c.rows * c.n));
+        b(size_t(c.n * c.rank)), y(size_t(batches * c.rows * c.n)),
+        a(size_t(c.downOffset + c.rank * c.k));
     for (float &v : scales)
       v = 0.05f + 0.05f * unit(rng);
-    for (std::vector<float> *v : {&x, &z, &b})
+    for (std::vector<float> *v : {&x, &z, &b, &a})
       for (float &e : *v)
         e = unit(rng);
     for (float &v : y)
       v = c.overwrite ? NAN : unit(rng);
+    // z = x·Aᵀ (with its magnitude: the sum of |terms|).
+    std::vector<double> zExpected(z.size()), zMagnitude(z.size(), 0.0);
+    if (c.down)
+      for (int64_t bt = 0; bt < batches; ++bt)
+        for (int64_t i = 0; i < c.rows; ++i)
+          for (int64_t j = 0; j < c.rank; ++j) {
+            size_t e = size_t(bt * zBatch + i * c.rank + j);
+            double sum = 0, mag = 0;
+            for (int64_t col = 0; col < c.k; ++col) {
+              double term = double(x[size_t((bt * c.rows + i) * c.k + col)]) *
+                            a[size_t(c.downOffset + j * c.k + col)];
+              sum += term;
+              mag += std::fabs(term);
+            }
+            zExpected[e] = sum;
+            zMagnitude[e] = mag;
+            z[e] = NAN;
+          }
     const float scale = 0.75f;
     std::vector<double> expected(y.size()), magnitude(y.size(), 1.0);
     for (size_t e = 0; e < y.size(); ++e)
@@ -427,11 +461,11 @@ TEST(CUDATile, QLinearLoRAAddsTheBranch) {
             magnitude[out] += std::fabs(term);
           }
           for (int64_t j = 0; j < c.rank; ++j) {
-            double term = double(scale) *
-                          z[size_t(bt * zBatch + i * c.rank + j)] *
-                          b[size_t(r * c.rank + j)];
-            expected[out] += term;
-            magnitude[out] += std::fabs(term);
+            size_t e = size_t(bt * zBatch + i * c.rank + j);
+            double bj = double(scale) * b[size_t(r * c.rank + j)];
+            expected[out] += (c.down ? zExpected[e] : z[e]) * bj;
+            magnitude[out] +=
+                std::fabs(bj) * (c.down ? zMagnitude[e] : std::fabs(z[e]));
           }
         }
     auto ptr = [](const void *p) {
@@ -439,13 +473,21 @@ TEST(CUDATile, QLinearLoRAAddsTheBranch) {
     };
     uint32_t scaleBits;
     std::memcpy(&scaleBits, &scale, 4);
+    const std::vector<float> zBefore = z;
     qopt_cuda_qlinear_lora_emulated(
         c.format, c.group, c.overwrite ? kQLinearOverwrite : 0, 1, batches,
         c.rows, c.n, c.k, ptr(x.data()), 0, 0, c.rows * c.k, c.k, 1,
         ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0, groups, 0, 0, 0,
         ptr(y.data()), 0, 0, c.rows * c.n, c.n, 1, 0, 0, 0, 0, 0, 0, 0, 0,
         ptr(z.data()), 0, 0, zBatch, c.rank, 1, ptr(b.data()), 0, 0, 0, c.rank,
-        1, c.rank, scaleBits);
+        1, c.rank, scaleBits, c.down ? ptr(a.data()) : 0, c.downOffset, 0, 0,
+        c.k, 1);
+    for (size_t e = 0; c.down && e < z.size(); ++e)
+      if (int64_t(e % size_t(zBatch)) < c.rows * c.rank)
+        ASSERT_NEAR(z[e], zExpected[e], 4e-7 * zMagnitude[e] + 1e-30)
+            << "z element " << e;
+      else // (the padding between batches: untouched)
+        ASSERT_EQ(z[e], zBefore[e]) << "z element " << e;
     for (size_t e = 0; e < y.size(); ++e)
       ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;
   }

@@ -391,7 +391,7 @@ static void launchQLinear(
         void *params[] = {&x,        &ldx, &mm,    &codes,  &codeRow, &scales,
                           &scaleRow, &zp,  &zpRow, &rows,   &kk,      &g,
                           &y,        &ldy, &beta,  &branch, &nested};
-        unsigned blocks = unsigned((l.n + kWarps - 1) / kWarps);
+        unsigned blocks = qopt_cuda::gemvBlocks(l);
         if (CUresult rc = s.cu.cuLaunchKernel(fn, blocks, 1, 1, kWarps * 32, 1,
                                               1, 0, s.stream, params, nullptr))
           stop(std::string("cannot launch ") + qopt_cuda::gemvName(l.format) +
@@ -431,8 +431,11 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
 
 /// The same plus a LoRA branch in the kernels' epilogue, C (+)= A·Wᵀ +
 /// scale · Z·Bᵀ (Z = x·Aᵀ; then Z's pointer, offset and strides along the
-/// outer loops, rows and rank, B's along N and the rank, the rank, and
-/// the scale's f32 bits): qopt-linalg-to-blas{cuda-qlinear-lora=…}.
+/// outer loops, rows and rank, B's along N and the rank, the rank, the
+/// scale's f32 bits, and the down projection A's pointer, offset and
+/// strides along the outer loops, the rank and K: pointer 0, Z is given;
+/// else the launches write Z = x·Aᵀ from the product's own x, so the
+/// branch has no launch of its own): qopt-linalg-to-blas{cuda-qlinear-lora=…}.
 void qopt_cuda_qlinear_lora(
     int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
     int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
@@ -443,7 +446,8 @@ void qopt_cuda_qlinear_lora(
     int64_t qoffset, int64_t ptab, int64_t otab, int64_t pl, int64_t ol,
     int64_t sl0, int64_t sl1, int64_t slm, int64_t slr, int64_t pb, int64_t ob,
     int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr, int64_t rank,
-    int64_t scaleBits) {
+    int64_t scaleBits, int64_t pd, int64_t od, int64_t sd0, int64_t sd1,
+    int64_t sdr, int64_t sdk) {
   qopt_cuda::NestedScales dq;
   bool nested = qopt_cuda::nestedScales(pq, oq, pabs, oabs, qblock, qoffset,
                                         ptab, otab, dq);
@@ -453,7 +457,10 @@ void qopt_cuda_qlinear_lora(
                            pb,   ob,
                            sb0,  sb1,
                            sbn,  sbr,
-                           rank, qopt_cuda::floatFromBits(uint32_t(scaleBits))};
+                           rank, qopt_cuda::floatFromBits(uint32_t(scaleBits)),
+                           pd,   od,
+                           sd0,  sd1,
+                           sdr,  sdk};
   launchQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                 sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
                 scn, &lora, nested ? &dq : nullptr);

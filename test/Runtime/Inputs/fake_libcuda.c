@@ -20,6 +20,12 @@ static size_t managed;
    "qopt_cuda_"; generated kernels' do not). */
 static char *library[64];
 static int libraryCount;
+/* The library's launches by name and grid size (x · y · z): "launch NAME
+   BLOCKS COUNT" lines. */
+static char *gridName[256];
+static unsigned long gridBlocks[256];
+static long gridCount[256];
+static int grids;
 /* cuMemPrefetchAsync_v2 calls and their bytes. */
 static long prefetches;
 static size_t prefetched;
@@ -35,6 +41,9 @@ static void report(void) {
     fprintf(f, "prefetches %ld\nprefetched %zu\n", prefetches, prefetched);
     for (int i = 0; i < libraryCount; ++i)
       fprintf(f, "library %s\n", library[i]);
+    for (int i = 0; i < grids; ++i)
+      fprintf(f, "launch %s %lu %ld\n", gridName[i], gridBlocks[i],
+              gridCount[i]);
     fclose(f);
   }
 }
@@ -89,7 +98,7 @@ CUresult cuModuleGetFunction(void **f, void *m, const char *name) {
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
                         unsigned bx, unsigned by, unsigned bz, unsigned smem,
                         void *stream, void **params, void **extra) {
-  (void)f, (void)gy, (void)gz, (void)by, (void)bz, (void)smem, (void)stream;
+  (void)f, (void)by, (void)bz, (void)smem, (void)stream;
   (void)extra;
   if (!gx || !bx || !params || gy > 65535 || gz > 65535)
     return 1; /* CUDA_ERROR_INVALID_VALUE */
@@ -100,6 +109,16 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
       seen |= strcmp(library[i], name) == 0;
     if (!seen && libraryCount < 64)
       library[libraryCount++] = strdup(name); /* (the model may be unloaded first) */
+    unsigned long blocks = (unsigned long)gx * gy * gz;
+    int i = 0;
+    while (i < grids && (blocks != gridBlocks[i] || strcmp(gridName[i], name)))
+      ++i;
+    if (i == grids && grids < 256) {
+      gridName[grids] = strdup(name);
+      gridBlocks[grids++] = blocks;
+    }
+    if (i < grids)
+      ++gridCount[i];
   }
   return ++launches == failAt ? 719 /* CUDA_ERROR_LAUNCH_FAILED */ : 0;
 }

@@ -42,11 +42,40 @@ template <int F> const float *hostTable() {
   return table.data();
 }
 
+/// The sum lane 0 of a warp ends with after __shfl_xor_sync's butterfly
+/// over the 32 lanes' values lanes[·][i].
+float butterfly(const float (&lanes)[32][kMaxRows], int i) {
+  float v[32];
+  for (int lane = 0; lane < 32; ++lane)
+    v[lane] = lanes[lane][i];
+  for (int offset = 16; offset > 0; offset /= 2) {
+    float next[32];
+    for (int lane = 0; lane < 32; ++lane)
+      next[lane] = v[lane] + v[lane ^ offset];
+    for (int lane = 0; lane < 32; ++lane)
+      v[lane] = next[lane];
+  }
+  return v[0];
+}
+
 template <int F> void runWarps(const GemvLaunch &l) {
   const float *nf4 = hostTable<F>();
   WeightView w{l.codes, l.codeRow, l.scales, l.scaleRow, l.zp,
                l.zpRow, l.n,       l.k,      l.group};
   setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
+  // A fused down projection's warps (the blocks with the first tickets)
+  // write z before any warp of W reads it.
+  if (l.lora.down)
+    for (int64_t j = 0; j < l.lora.rank; ++j)
+      for (int64_t base = 0; base < l.m; base += kMaxRows) {
+        int rows = int(l.m - base < kMaxRows ? l.m - base : kMaxRows);
+        float lanes[32][kMaxRows] = {};
+        for (int lane = 0; lane < 32; ++lane)
+          laneDown(l.lora, j, l.k, lane, l.x + base * l.ldx, l.ldx, rows,
+                   lanes[lane]);
+        for (int i = 0; i < rows; ++i)
+          l.lora.z[(base + i) * l.lora.ldz + j] = butterfly(lanes, i);
+      }
   for (int64_t r = 0; r < l.n; ++r)
     for (int64_t base = 0; base < l.m; base += kMaxRows) {
       int rows = int(l.m - base < kMaxRows ? l.m - base : kMaxRows);
@@ -60,24 +89,14 @@ template <int F> void runWarps(const GemvLaunch &l) {
         laneLoRA(lora, r, lane, rows, lanes[lane]);
       }
       for (int i = 0; i < rows; ++i) {
-        // __shfl_xor_sync's butterfly: lane 0 ends with this sum.
-        float v[32];
-        for (int lane = 0; lane < 32; ++lane)
-          v[lane] = lanes[lane][i];
-        for (int offset = 16; offset > 0; offset /= 2) {
-          float next[32];
-          for (int lane = 0; lane < 32; ++lane)
-            next[lane] = v[lane] + v[lane ^ offset];
-          for (int lane = 0; lane < 32; ++lane)
-            v[lane] = next[lane];
-        }
         float &out = l.y[(base + i) * l.ldy + r];
-        out = (l.beta == 0.0f ? 0.0f : l.beta * out) + v[0];
+        out = (l.beta == 0.0f ? 0.0f : l.beta * out) + butterfly(lanes, i);
       }
     }
 }
 
-/// Every block of a GEMM launch, its threads' phases in turn.
+/// Every block of a GEMM launch, its threads' phases in turn (with a
+/// fused down projection, Z's tiles first: they hold the first tickets).
 template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
   const float *nf4 = F >= 0 ? hostTable<(F >= 0 ? F : 0)>() : nullptr;
@@ -85,10 +104,29 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
   setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
   static thread_local GemmShared<MI> s;
   static thread_local float acc[kGemmThreads][MI][kMicro];
-  for (unsigned z = 0; z < l.gridZ; ++z) {
+  TileIndex grid{l.gridX, l.gridY, l.gridZ};
+  if (p.la) {
+    uint32_t down = downTiles(p);
+    for (uint32_t i = 0; i < down; ++i) {
+      TileIndex d = tileAt(p, i, down / p.tiles[1] / p.tiles[2]);
+      GemmOperands op = operandsOf(p, d.z);
+      int64_t m0 = int64_t(d.y) * kTileRows<MI>, j0 = int64_t(d.x) * kTileN;
+      std::memset(acc, 0, sizeof(acc));
+      for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
+        for (int t = 0; t < kGemmThreads; ++t)
+          loadDownTile(p, op, k0, m0, j0, t, s);
+        for (int t = 0; t < kGemmThreads; ++t)
+          multiplyTile(s, t, acc[t]);
+      }
+      for (int t = 0; t < kGemmThreads; ++t)
+        storeTile(op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc[t], true);
+    }
+    grid = {p.tiles[0], p.tiles[1], p.tiles[2]};
+  }
+  for (unsigned z = 0; z < grid.z; ++z) {
     GemmOperands op = operandsOf(p, z);
-    for (unsigned y = 0; y < l.gridY; ++y)
-      for (unsigned x = 0; x < l.gridX; ++x) {
+    for (unsigned y = 0; y < grid.y; ++y)
+      for (unsigned x = 0; x < grid.x; ++x) {
         int64_t m0 = int64_t(y) * kTileRows<MI>, n0 = int64_t(x) * kTileN;
         std::memset(acc, 0, sizeof(acc));
         for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
@@ -205,13 +243,15 @@ extern "C" void qopt_cuda_qlinear_lora_emulated(
     int64_t qoffset, int64_t ptab, int64_t otab, int64_t pl, int64_t ol,
     int64_t sl0, int64_t sl1, int64_t slm, int64_t slr, int64_t pb, int64_t ob,
     int64_t sb0, int64_t sb1, int64_t sbn, int64_t sbr, int64_t rank,
-    int64_t scaleBits) {
+    int64_t scaleBits, int64_t pd, int64_t od, int64_t sd0, int64_t sd1,
+    int64_t sdr, int64_t sdk) {
   NestedScales dq;
   bool nested =
       nestedScales(pq, oq, pabs, oabs, qblock, qoffset, ptab, otab, dq);
   LoRAArgs lora{
       pl, ol,  sl0, sl1, slm, slr,  pb,
-      ob, sb0, sb1, sbn, sbr, rank, floatFromBits(uint32_t(scaleBits))};
+      ob, sb0, sb1, sbn, sbr, rank, floatFromBits(uint32_t(scaleBits)),
+      pd, od,  sd0, sd1, sdr, sdk};
   emulateQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                  sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
                  scn, &lora, nested ? &dq : nullptr);

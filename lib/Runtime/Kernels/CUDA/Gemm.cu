@@ -16,12 +16,15 @@
 // qopt_cuda_gemm_f32 (f32 B; _m16: tiles of 16 rows, grid y ceil(m / 16)),
 // qopt_cuda_gemm_f32_{int4,uint4,int8,uint8,nf4,fp8e4m3,fp8e5m2}
 // (B = Wᵀ; with a LoRA branch, scale · Z·Lᵀ, as further K steps when
-// GemmParams' rank is not 0) and the same with `_t` (B = W: the backward's
+// GemmParams' rank is not 0, and Z = x·Aᵀ computed by the launch's first
+// blocks when GemmParams::la is set: a one-dimensional grid of Z's tiles
+// and C's, LoRASync.cuh) and the same with `_t` (B = W: the backward's
 // dX through a frozen quantized weight).
 //
 //===----------------------------------------------------------------------===//
 
 #include "GemmTile.h"
+#include "LoRASync.cuh"
 #include "NF4Table.cuh"
 
 namespace {
@@ -38,9 +41,34 @@ __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
     fillTable<F>(table);
     fillScaleTable(dq, scaleTable);
   }
-  GemmOperands op = operandsOf(p, blockIdx.z);
-  int64_t m0 = int64_t(blockIdx.y) * kTileRows<MI>,
-          n0 = int64_t(blockIdx.x) * kTileN;
+  // The tile: blockIdx, or with a fused down projection the block's ticket
+  // (Z's tiles first, then C's).
+  TileIndex tile{blockIdx.x, blockIdx.y, blockIdx.z};
+  uint32_t downCount = 0;
+  if constexpr (F >= 0 && !T)
+    if (p.la) {
+      downCount = downTiles(p);
+      uint32_t ticket = takeTicket();
+      if (ticket < downCount) {
+        TileIndex d = tileAt(p, ticket, downCount / p.tiles[1] / p.tiles[2]);
+        GemmOperands op = operandsOf(p, d.z);
+        int64_t m0 = int64_t(d.y) * kTileRows<MI>, j0 = int64_t(d.x) * kTileN;
+        float acc[MI][kMicro] = {};
+        for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
+          loadDownTile(p, op, k0, m0, j0, t, s);
+          __syncthreads();
+          multiplyTile(s, t, acc);
+          __syncthreads();
+        }
+        storeTile(op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc, true);
+        signalDown();
+        finishBlock();
+        return;
+      }
+      tile = tileAt(p, ticket - downCount, p.tiles[0]);
+    }
+  GemmOperands op = operandsOf(p, tile.z);
+  int64_t m0 = int64_t(tile.y) * kTileRows<MI>, n0 = int64_t(tile.x) * kTileN;
   WeightView w = weightOf(p, T);
   setNested(w, dq, scaleTable);
   float acc[MI][kMicro] = {};
@@ -56,14 +84,20 @@ __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
     multiplyTile(s, t, acc);
     __syncthreads();
   }
-  if constexpr (F >= 0 && !T)
+  if constexpr (F >= 0 && !T) {
+    if (p.la)
+      waitDown(downCount);
     for (int64_t k0 = 0; k0 < p.rank; k0 += kTileK) {
       loadLoRATile(p, op, k0, m0, n0, t, s);
       __syncthreads();
       multiplyTile(s, t, acc);
       __syncthreads();
     }
+  }
   storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc, p.overwrite != 0);
+  if constexpr (F >= 0 && !T)
+    if (p.la)
+      finishBlock();
 }
 
 } // namespace

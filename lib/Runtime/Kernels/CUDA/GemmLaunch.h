@@ -110,7 +110,16 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
   bool skinny = format == -1 && p.m <= kTileRows<1>;
   int64_t tileM = skinny ? kTileRows<1> : kTileRows<4>;
   int64_t batch = o0 * o1;
-  for (int64_t z0 = 0; z0 < batch; z0 += kMaxGrid)
+  int64_t tilesX = (p.n + kTileN - 1) / kTileN;
+  // A fused down projection: one-dimensional grids of Z's tiles and C's
+  // (gridDim.x < 2^31).
+  int64_t zChunk = kMaxGrid;
+  if (p.la)
+    zChunk = std::max<int64_t>(
+        1, std::min(zChunk, int64_t(0x7FFFFFFF) /
+                                ((tilesX + (p.rank + kTileN - 1) / kTileN) *
+                                 kMaxGrid)));
+  for (int64_t z0 = 0; z0 < batch; z0 += zChunk)
     for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * tileM) {
       GemmLaunch l{format, transposed, skinny, p, 0, 0, 0};
       l.p.zBase = z0;
@@ -119,9 +128,14 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
       if (l.p.lz)
         l.p.lz += r0 * p.slm;
       l.p.m = std::min(p.m - r0, kMaxGrid * tileM);
-      l.gridX = unsigned((p.n + kTileN - 1) / kTileN);
+      l.gridX = unsigned(tilesX);
       l.gridY = unsigned((l.p.m + tileM - 1) / tileM);
-      l.gridZ = unsigned(std::min(batch - z0, kMaxGrid));
+      l.gridZ = unsigned(std::min(batch - z0, zChunk));
+      if (l.p.la) {
+        l.p.tiles[0] = l.gridX, l.p.tiles[1] = l.gridY, l.p.tiles[2] = l.gridZ;
+        l.gridX = unsigned(downTiles(l.p) + l.gridX * l.gridY * l.gridZ);
+        l.gridY = l.gridZ = 1;
+      }
       launch(l);
     }
 }

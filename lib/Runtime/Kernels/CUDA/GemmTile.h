@@ -73,22 +73,33 @@ struct GemmParams {
   // loraScale · Z·Lᵀ as further K steps after A·B, Z (m x rank: the
   // branch's x·Aᵀ, strides sl0, sl1 along the outer loops, slm along rows,
   // contiguous along the rank) and L (n x rank: B, rows lRow apart).
-  const float *lz;
+  float *lz;
   int64_t sl0, sl1, slm;
   const float *lb;
   int64_t lRow, rank;
   float loraScale;
   int32_t overwrite; // C = … instead of C += …
+  // The branch's down projection (la null: Z is given): A (rank x k, rows
+  // laRow apart, not moving with the outer loops); the launch computes Z =
+  // x·Aᵀ itself in blocks of their own (64 x 64 tiles of Z, which take the
+  // first tickets: LoRASync.cuh) besides the tiles of C (tiles: C's grid,
+  // x, y and products), over a one-dimensional grid of both.
+  const float *la;
+  int64_t laRow;
+  uint32_t tiles[3];
+  int32_t reserved;
 };
-// (bench/gpu/gemm.py and lora.py pack it as "<34qfi".)
-static_assert(sizeof(GemmParams) == 280, "GemmParams' layout changed");
+// (bench/gpu/gemm.py and lora.py pack it as "<36qfi3Ii".)
+static_assert(sizeof(GemmParams) == 312, "GemmParams' layout changed");
 
 /// Loads thread t's 2·MI values of the A tile at (m0, k0) of A (rows x
 /// cols, strides rs, cs).
+/// (`coherent`: from L2, loadCoherent: Z, which blocks of the same launch
+/// may have written.)
 template <int MI>
 QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
-                   int64_t cs, int64_t m0, int64_t k0, int t,
-                   GemmShared<MI> &s) {
+                   int64_t cs, int64_t m0, int64_t k0, int t, GemmShared<MI> &s,
+                   bool coherent = false) {
   constexpr int kTileM = kTileRows<MI>;
   bool kContiguous = cs == 1;
   // (Not unrolled: 8 addresses would stay live across the K loop.)
@@ -98,7 +109,9 @@ QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
     int r = kContiguous ? e / kTileK : e % kTileM;
     int kk = kContiguous ? e % kTileK : e / kTileM;
     int64_t gr = m0 + r, gk = k0 + kk;
-    s.a[kk][r] = gr < rows && gk < cols ? a[gr * rs + gk * cs] : 0.0f;
+    const float *at = a + gr * rs + gk * cs;
+    s.a[kk][r] =
+        gr < rows && gk < cols ? (coherent ? loadCoherent(at) : *at) : 0.0f;
   }
 }
 
@@ -254,7 +267,7 @@ QOPT_HD WeightView weightOf(const GemmParams &p, bool transposed) {
 struct GemmOperands {
   const float *a, *b;
   float *c;
-  const float *lz; // the LoRA branch's Z
+  float *lz; // the LoRA branch's Z
 };
 QOPT_HD GemmOperands operandsOf(const GemmParams &p, int64_t z) {
   int64_t i = (p.zBase + z) / p.o1, j = (p.zBase + z) % p.o1;
@@ -270,9 +283,39 @@ template <int MI>
 QOPT_HD void loadLoRATile(const GemmParams &p, const GemmOperands &op,
                           int64_t k0, int64_t m0, int64_t n0, int t,
                           GemmShared<MI> &s) {
-  loadA(op.lz, p.m, p.rank, p.slm, 1, m0, k0, t, s);
+  loadA(op.lz, p.m, p.rank, p.slm, 1, m0, k0, t, s, /*coherent=*/true);
   // L(n, j) as B(j, n): rows along the rank (stride 1), columns n.
   loadB(p.lb, p.rank, p.n, 1, p.lRow, k0, n0, t, s, p.loraScale);
+}
+
+/// Loads thread t's share of the down projection's K step at k0 for Z's
+/// tile at (m0, j0): x's tile as A's, A's rows as B's columns (B(k, j) =
+/// A[j, k]).
+template <int MI>
+QOPT_HD void loadDownTile(const GemmParams &p, const GemmOperands &op,
+                          int64_t k0, int64_t m0, int64_t j0, int t,
+                          GemmShared<MI> &s) {
+  loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
+  loadB(p.la, p.k, p.rank, 1, p.laRow, k0, j0, t, s);
+}
+
+/// The tiles of Z a launch with a fused down projection computes first:
+/// C's row tiles and products times ceil(rank / 64).
+QOPT_HD uint32_t downTiles(const GemmParams &p) {
+  return p.la ? p.tiles[1] * p.tiles[2] *
+                    uint32_t((p.rank + kTileN - 1) / kTileN)
+              : 0;
+}
+
+/// Tile `index` (x fastest) of a grid with `tilesX` columns and p.tiles[1]
+/// rows per product: (x, y, product).
+struct TileIndex {
+  uint32_t x, y, z;
+};
+QOPT_HD TileIndex tileAt(const GemmParams &p, uint32_t index, uint32_t tilesX) {
+  uint32_t perProduct = tilesX * p.tiles[1];
+  return {index % perProduct % tilesX, index % perProduct / tilesX,
+          index / perProduct};
 }
 
 } // namespace qopt_cuda

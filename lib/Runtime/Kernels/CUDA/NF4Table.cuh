@@ -27,11 +27,11 @@ __constant__ float kNF4Values[16] = {
 /// Fills the format's code table in shared memory (all the block's threads
 /// call it; it ends with a barrier when there is a table).
 template <int F> __device__ void fillTable(float *table) {
-  if (!kTableSize<F>)
-    return;
-  for (int i = threadIdx.x; i < kTableSize<F>; i += blockDim.x)
-    table[i] = F == kNF4 ? kNF4Values[i] : fp8Value<F>(uint32_t(i));
-  __syncthreads();
+  if constexpr (kTableSize<F> != 0) {
+    for (int i = threadIdx.x; i < kTableSize<F>; i += blockDim.x)
+      table[i] = F == kNF4 ? kNF4Values[i] : fp8Value<F>(uint32_t(i));
+    __syncthreads();
+  }
 }
 /// Copies double-quantized scales' table (a kernel parameter) to shared
 /// memory when there is one (all the block's threads call it; then a

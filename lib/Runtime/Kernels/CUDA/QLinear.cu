@@ -17,17 +17,39 @@
 // with bf16 x; qopt_cuda_gemv_f32_<format>(…, beta, LoRAView) with f32 x
 // and optionally a LoRA branch, scale · z·Bᵀ, whose rank terms each lane
 // adds to its partial sums before the shuffles (B in the epilogue: no
-// launch, buffer or pass over y of its own),
-// launched with blockDim = kWarps · 32 and gridDim = ceil(n / kWarps).
+// launch, buffer or pass over y of its own), launched with blockDim =
+// kWarps · 32 and gridDim = ceil(n / kWarps); with the branch's down
+// projection (LoRAView::down: z = x·Aᵀ from the same launch, its first
+// ceil(rank / kWarps) blocks a row of A per warp, LoRASync.cuh) the grid
+// has those blocks more.
 //
 //===----------------------------------------------------------------------===//
 
+#include "LoRASync.cuh"
 #include "NF4Table.cuh"
 #include "QLinearTile.h"
 
 namespace {
 
 using namespace qopt_cuda;
+
+/// The warp's shuffle reduction of acc[0..rows): lane 0 stores each sum
+/// through `store(i, sum)`.
+template <typename Store>
+__device__ void reduceRows(const float *acc, int rows, int lane,
+                           Store &&store) {
+#pragma unroll
+  for (int i = 0; i < kMaxRows; ++i) {
+    if (i >= rows) // (the same for every lane of the warp)
+      break;
+    float v = acc[i];
+#pragma unroll
+    for (int offset = 16; offset > 0; offset /= 2)
+      v += __shfl_xor_sync(0xffffffffu, v, offset);
+    if (lane == 0)
+      store(i, v);
+  }
+}
 
 template <int F, typename X>
 __device__ void gemv(const X *x, int64_t ldx, int m,
@@ -39,37 +61,58 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
   __shared__ float scaleTable[256];
   fillTable<F>(table);
   fillScaleTable(dq, scaleTable);
-  int lane = threadIdx.x % 32;
-  int64_t r = int64_t(blockIdx.x) * kWarps + threadIdx.x / 32;
-  if (r >= n) // (whole warps: r is the warp's)
-    return;
-  WeightView w{codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group};
-  setNested(w, dq, scaleTable);
-  for (int base = 0; base < m; base += kMaxRows) {
-    int rows = m - base < kMaxRows ? m - base : kMaxRows;
-    float acc[kMaxRows];
+  int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  // With the down projection fused (f32 x only), the first
+  // ceil(rank / kWarps) blocks by ticket compute z, a row of A per warp.
+  unsigned downBlocks = 0, block = blockIdx.x;
+  bool fused = false;
+  if constexpr (sizeof(X) == 4)
+    fused = lora.down != nullptr;
+  if (fused) {
+    downBlocks = unsigned((lora.rank + kWarps - 1) / kWarps);
+    block = takeTicket();
+  }
+  if (block < downBlocks) {
+    if constexpr (sizeof(X) == 4) {
+      int64_t j = int64_t(block) * kWarps + warp;
+      for (int base = 0; j < lora.rank && base < m; base += kMaxRows) {
+        int rows = m - base < kMaxRows ? m - base : kMaxRows;
+        float acc[kMaxRows];
 #pragma unroll
-    for (int i = 0; i < kMaxRows; ++i)
-      acc[i] = 0.0f;
-    laneSums<F, X>(w, r, lane, x + base * ldx, ldx, rows, table, acc);
-    LoRAView l = lora;
-    if (l.z)
-      l.z += base * l.ldz;
-    laneLoRA(l, r, lane, rows, acc);
-#pragma unroll
-    for (int i = 0; i < kMaxRows; ++i) {
-      if (i >= rows) // (the same for every lane of the warp)
-        break;
-      float v = acc[i];
-#pragma unroll
-      for (int offset = 16; offset > 0; offset /= 2)
-        v += __shfl_xor_sync(0xffffffffu, v, offset);
-      if (lane == 0) {
-        float *out = y + (base + i) * ldy + r;
-        *out = (beta == 0.0f ? 0.0f : beta * *out) + v;
+        for (int i = 0; i < kMaxRows; ++i)
+          acc[i] = 0.0f;
+        laneDown(lora, j, k, lane, x + base * ldx, ldx, rows, acc);
+        reduceRows(acc, rows, lane, [&](int i, float v) {
+          lora.z[(base + i) * lora.ldz + j] = v;
+        });
       }
     }
+    signalDown();
+  } else {
+    int64_t r = int64_t(block - downBlocks) * kWarps + warp;
+    WeightView w{codes, codeRow, scales, scaleRow, zp, zpRow, n, k, group};
+    setNested(w, dq, scaleTable);
+    for (int base = 0; r < n && base < m; base += kMaxRows) {
+      int rows = m - base < kMaxRows ? m - base : kMaxRows;
+      float acc[kMaxRows];
+#pragma unroll
+      for (int i = 0; i < kMaxRows; ++i)
+        acc[i] = 0.0f;
+      laneSums<F, X>(w, r, lane, x + base * ldx, ldx, rows, table, acc);
+      LoRAView l = lora;
+      if (l.z)
+        l.z += base * l.ldz;
+      if (fused && base == 0)
+        waitDown(downBlocks);
+      laneLoRA(l, r, lane, rows, acc);
+      reduceRows(acc, rows, lane, [&](int i, float v) {
+        float *out = y + (base + i) * ldy + r;
+        *out = (beta == 0.0f ? 0.0f : beta * *out) + v;
+      });
+    }
   }
+  if (fused)
+    finishBlock();
 }
 
 } // namespace

@@ -47,12 +47,15 @@ struct GemvLaunch {
 /// The LoRA branch of qopt_cuda_qlinear_lora, scale · Z·Bᵀ added to C:
 /// pointers as integers, element offsets and strides as for the product
 /// (Z along the outer loops, rows and the rank; B along the outer loops,
-/// which it does not move with, N and the rank).
+/// which it does not move with, N and the rank); the down projection A
+/// (pd 0: Z is given; else the launches write Z = x·Aᵀ, x the product's A;
+/// A's strides along the outer loops (0), the rank and K (1)).
 struct LoRAArgs {
   int64_t pz, oz, sz0, sz1, szm, szr;
   int64_t pb, ob, sb0, sb1, sbn, sbr;
   int64_t rank;
   float scale;
+  int64_t pd = 0, od = 0, sd0 = 0, sd1 = 0, sdr = 0, sdk = 0;
 };
 
 /// The NestedScales of the CUDA quantized calls' double-quantization
@@ -71,6 +74,13 @@ inline bool nestedScales(int64_t pcodes, int64_t ocodes, int64_t pabsmax,
   std::memcpy(dq.table, reinterpret_cast<const float *>(ptable) + otable,
               sizeof(dq.table));
   return true;
+}
+
+/// The blocks of a GEMV launch: kWarps rows of W each, and as many for the
+/// rows of A with a fused down projection (QLinear.cu).
+inline unsigned gemvBlocks(const GemvLaunch &l) {
+  return unsigned((l.n + kWarps - 1) / kWarps +
+                  (l.lora.down ? (l.lora.rank + kWarps - 1) / kWarps : 0));
 }
 
 /// The GEMV entry of `format` (0 int4, 1 uint4, 2 int8, 3 uint8, 4 NF4,
@@ -146,6 +156,9 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
                (lora->rank > 1 && (lora->szr != 1 || lora->sbr != 1))))
     return "a LoRA branch with A·W, no rank, B moving with the outer loops, "
            "or factors strided along the rank";
+  if (lora && lora->pd && (lora->sd0 || lora->sd1 || (k > 1 && lora->sdk != 1)))
+    return "a LoRA down projection moving with the outer loops or strided "
+           "along K";
   int64_t cSize[4] = {o0, o1, m, n}, cStride[4] = {sc0, sc1, scm, scn};
   if (overwrite && !disjoint(cSize, cStride))
     return "C = … for products that share outputs";
@@ -178,8 +191,10 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   const int8_t *zp = (flags & kQLinearZeroPoints)
                          ? reinterpret_cast<const int8_t *>(pz) + oz
                          : nullptr;
-  const float *z =
-      lora ? reinterpret_cast<const float *>(lora->pz) + lora->oz : nullptr;
+  float *z = lora ? reinterpret_cast<float *>(lora->pz) + lora->oz : nullptr;
+  const float *down = lora && lora->pd
+                          ? reinterpret_cast<const float *>(lora->pd) + lora->od
+                          : nullptr;
   const float *up =
       lora ? reinterpret_cast<const float *>(lora->pb) + lora->ob : nullptr;
   if (m > kMaxRows || transposed) {
@@ -194,6 +209,7 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
       p.lz = z, p.sl0 = lora->sz0, p.sl1 = lora->sz1, p.slm = lora->szm;
       p.lb = up, p.lRow = lora->sbn, p.rank = lora->rank;
       p.loraScale = lora->scale;
+      p.la = down, p.laRow = lora->sdr;
     }
     launchProducts(int(format), transposed, p, o0, o1, [&](GemmLaunch l) {
       l.dq = dq;
@@ -217,8 +233,19 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   l.m = m;
   l.beta = overwrite ? 0.0f : 1.0f;
   l.dq = dq;
-  if (lora)
-    l.lora = {nullptr, lora->szm, up, lora->sbn, lora->rank, lora->scale};
+  if (lora) {
+    l.lora = {nullptr,    lora->szm,   up,   lora->sbn,
+              lora->rank, lora->scale, down, lora->sdr};
+    // (The GEMV's warps read A's rows as 16-byte vectors: rows that are
+    // not aligned take a GEMM of their own into Z first.)
+    if (down && (reinterpret_cast<uintptr_t>(down) % 16 || lora->sdr % 4)) {
+      planSgemm(o0, o1, m, lora->rank, k, pa, oa, sa0, sa1, sam, sak, lora->pd,
+                lora->od, 0, 0, lora->sdk, lora->sdr, lora->pz, lora->oz,
+                lora->sz0, lora->sz1, lora->szm, lora->szr, gemm,
+                /*overwrite=*/true);
+      l.lora.down = nullptr;
+    }
+  }
   for (int64_t i = 0; i < o0; ++i)
     for (int64_t j = 0; j < o1; ++j) {
       l.x = a + i * sa0 + j * sa1;

@@ -265,19 +265,35 @@ QOPT_HD void laneSums(const WeightView &w, int64_t r, int lane, const X *x,
 /// A LoRA branch added to a product's outputs (B in the epilogue): y[i, r]
 /// += scale · sum_j z[i, j] · b[r, j] over the rank, z the branch's x·Aᵀ
 /// (rows ldz apart), b the up projection B (rows ldb apart). z null: none.
+/// `down` (A, rank x K, rows ldDown apart, contiguous along K; null: z is
+/// given): the launch computes z = x·Aᵀ itself from the x it multiplies
+/// by W (its first blocks write z, the others wait for them before their
+/// epilogue: LoRASync.cuh), so the branch costs no launch of its own.
 struct LoRAView {
-  const float *z;
+  float *z;
   int64_t ldz;
   const float *b;
   int64_t ldb, rank;
   float scale;
+  const float *down;
+  int64_t ldDown;
 };
-// (bench/gpu/lora.py packs it as "<QqQqqf4x".)
-static_assert(sizeof(LoRAView) == 48, "LoRAView's layout changed");
+// (bench/gpu/lora.py packs it as "<QqQqqf4xQq".)
+static_assert(sizeof(LoRAView) == 64, "LoRAView's layout changed");
+
+/// *p, read from L2 on the GPU (ld.global.cg: never a line L1 cached
+/// before another block of the launch wrote it).
+QOPT_HD float loadCoherent(const float *p) {
+#if defined(__CUDA_ARCH__)
+  return __ldcg(p);
+#else
+  return *p;
+#endif
+}
 
 /// Lane `lane`'s share of the branch for output row r, added to its
 /// partial sums before the warp's shuffle reduction adds them up: ranks
-/// lane, lane + 32, … (one pass over B's row; z from L1 / L2).
+/// lane, lane + 32, … (one pass over B's row; z from L2).
 QOPT_HD void laneLoRA(const LoRAView &l, int64_t r, int lane, int m,
                       float *acc) {
   if (!l.z)
@@ -287,7 +303,35 @@ QOPT_HD void laneLoRA(const LoRAView &l, int64_t r, int lane, int m,
     QOPT_UNROLL()
     for (int i = 0; i < kMaxRows; ++i)
       if (i < m)
-        acc[i] += l.z[i * l.ldz + j] * b;
+        acc[i] += loadCoherent(l.z + i * l.ldz + j) * b;
+  }
+}
+
+/// Lane `lane`'s partial sums of the down projection's row j for the m
+/// (<= kMaxRows) rows of x: acc[i] += x[i, c…c+31] · A[j, c…c+31] over its
+/// chunks c = 32·lane, 32·lane + 1024, … (laneSums' chunks, f32 weights).
+/// Needs K a multiple of 32 and A's rows 16-byte aligned (vector loads).
+QOPT_HD void laneDown(const LoRAView &l, int64_t j, int64_t k, int lane,
+                      const float *x, int64_t ldx, int m, float *acc) {
+  const float *row = l.down + j * l.ldDown;
+  for (int64_t c = int64_t(lane) * kChunk; c < k; c += 32 * kChunk) {
+    float a[kChunk];
+#if defined(__CUDA_ARCH__)
+    QOPT_UNROLL()
+    for (int e = 0; e < kChunk / 4; ++e) {
+      float4 v = __ldg(reinterpret_cast<const float4 *>(row + c) + e);
+      a[4 * e] = v.x;
+      a[4 * e + 1] = v.y;
+      a[4 * e + 2] = v.z;
+      a[4 * e + 3] = v.w;
+    }
+#else
+    memcpy(a, row + c, sizeof(a));
+#endif
+    QOPT_UNROLL()
+    for (int i = 0; i < kMaxRows; ++i)
+      if (i < m)
+        acc[i] += dotChunk(a, x + i * ldx + c);
   }
 }
 

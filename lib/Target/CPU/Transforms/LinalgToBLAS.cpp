@@ -412,6 +412,10 @@ struct LoRASum {
   unsigned branchInput; // Q's input of the nest
   float scale;
   Value base, branchOut; // P and Q
+  /// z = x·Aᵀ from zeros on the product's own x (null: z stays its own
+  /// product): the call writes z itself (matchLoRADown).
+  linalg::GenericOp down;
+  GemmDims downDims;
 };
 
 static void eraseUnread(Value buffer);
@@ -444,11 +448,16 @@ static void eraseIfOnlyZeroed(Value buffer) {
 /// and Q with their zero initializations; the branch's inputs, freed
 /// between the branch and the call, are freed after it.
 static void eraseLoRASum(LoRASum l, Operation *op) {
-  for (Value input : l.branch.getDpsInputs())
-    for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
-      if (isa<memref::DeallocOp>(user) && user->getBlock() == op->getBlock() &&
-          l.branch->isBeforeInBlock(user) && user->isBeforeInBlock(op))
-        user->moveAfter(op);
+  for (linalg::GenericOp product : {l.down, l.branch}) {
+    if (!product)
+      continue;
+    for (Value input : product.getDpsInputs())
+      for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
+        if (isa<memref::DeallocOp>(user) &&
+            user->getBlock() == op->getBlock() &&
+            product->isBeforeInBlock(user) && user->isBeforeInBlock(op))
+          user->moveAfter(op);
+  }
   l.branch->erase();
   SmallVector<Value, 2> gone = {l.branchOut};
   if (l.y) {
@@ -561,6 +570,18 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   if (lora) {
     args.append(*branchArgs);
     args.constant(int64_t(llvm::bit_cast<uint32_t>(lora->scale)));
+    // The down projection's A (pointer, offset, strides along the outer
+    // loops, the rank and K; zeros: z is given). (The caller erases z's
+    // product, and its zero initialization, which the call makes dead,
+    // after the other products: their zeros may be copied from the same
+    // buffer until then.)
+    if (lora->down) {
+      CallArgs downArgs(lora->down, lora->downDims);
+      downArgs.operand(1, {lora->downDims.n, lora->downDims.k});
+      args.append(downArgs);
+    } else {
+      args.zeros(6);
+    }
   }
   args.call(module, callee);
   if (lora)
@@ -911,8 +932,9 @@ static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims) {
                     [](AffineExpr e) { return isa<AffineDimExpr>(e); }) ||
       !llvm::all_of(dims.outer, [&](unsigned d) { return uses(cMap, d); }))
     return false;
+  // (Size queries do not read C.)
   Operation *init = op->getPrevNode();
-  while (init && !usesBuffer(init, c))
+  while (init && (!usesBuffer(init, c) || isa<memref::DimOp>(init)))
     init = init->getPrevNode();
   if (!init || !zeroAt(c, op))
     return false;
@@ -924,6 +946,66 @@ static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims) {
   if (source)
     eraseIfOnlyZeroed(source);
   return true;
+}
+
+/// The product z = x·Aᵀ that the LoRA branch `branch` (Q = z·Bᵀ) reads,
+/// where the quantized product `op` can compute it too: the last use of z
+/// before the branch, from zeros, with op's loops, x and op's A the same
+/// buffer read the same way, A (the down projection) not moving with the
+/// outer loops and contiguous along K, x and A only read until op, z
+/// written as the branch reads it (every product its own z), and nothing
+/// but the branch (and z's deallocation, which moves after the call)
+/// between them using z. Null where there is none.
+static linalg::GenericOp matchLoRADown(linalg::GenericOp op,
+                                       const GemmDims &dims,
+                                       linalg::GenericOp branch,
+                                       const GemmDims &bd, GemmDims &dd) {
+  Value z = branch.getDpsInputOperand(0)->get();
+  Block *block = op->getBlock();
+  auto alloc = z.getDefiningOp<memref::AllocOp>();
+  if (!alloc || alloc->getBlock() != block)
+    return {};
+  Operation *prev = branch->getPrevNode();
+  while (prev && !usesBuffer(prev, z))
+    prev = prev->getPrevNode();
+  auto down = dyn_cast_or_null<linalg::GenericOp>(prev);
+  std::optional<GemmDims> found = down ? matchGemm(down) : std::nullopt;
+  if (!found || down.getDpsInitOperand(0)->get() != z ||
+      down.getNumLoops() != op.getNumLoops() || found->outer != dims.outer ||
+      found->m != dims.m || found->n != dims.n || found->k != dims.k ||
+      readsConstant(down) || matchQuantized(down, *found))
+    return {};
+  SmallVector<AffineMap> maps = down.getIndexingMapsArray();
+  Value x = down.getDpsInputOperand(0)->get();
+  Value a = down.getDpsInputOperand(1)->get();
+  MLIRContext *ctx = op.getContext();
+  if (x != op.getDpsInputOperand(0)->get() ||
+      maps[0] != op.getIndexingMapsArray()[0] || rootBuffer(x) == z ||
+      rootBuffer(a) == z || llvm::count(down.getDpsInputs(), z))
+    return {};
+  // A: (rank, K), K contiguous, the same for every product.
+  for (unsigned d : dims.outer)
+    if (uses(maps[1], d) || !uses(maps[2], d))
+      return {};
+  if (maps[1].getNumResults() == 0 ||
+      maps[1].getResults().back() != getAffineDimExpr(found->k, ctx) ||
+      !cast<MemRefType>(a.getType()).isLastDimUnitStride())
+    return {};
+  // z as the down projection writes it = z as the branch reads it (the
+  // branch's K is the rank, the down projection's N).
+  AffineMap read = branch.getIndexingMapsArray()[0].replace(
+      getAffineDimExpr(bd.k, ctx), getAffineDimExpr(found->n, ctx),
+      branch.getNumLoops(), 0);
+  if (read != maps[2] || !zeroAt(z, down) || !onlyReadBetween(x, down, op) ||
+      !onlyReadBetween(a, down, op))
+    return {};
+  for (Operation *between = down->getNextNode(); between != op.getOperation();
+       between = between->getNextNode())
+    if (between != branch.getOperation() && usesBuffer(between, z) &&
+        !(isa<memref::DeallocOp>(between) && between->getOperand(0) == z))
+      return {};
+  dd = *found;
+  return down;
 }
 
 /// A LoRA layer's sum around the quantized product `op` (P = x·Wᵀ from
@@ -1032,8 +1114,16 @@ static std::optional<LoRASum> matchLoRASum(linalg::GenericOp op,
         if (isa<MemRefType>(v.getType()) && rootBuffer(v) == yRoot)
           alone = false;
     });
-  return LoRASum{branch, *bd, sum, alone ? y : Value(), add, branchIndex,
-                 scale,  p,   q};
+  LoRASum l{branch, *bd, sum, alone ? y : Value(), add, branchIndex,
+            scale,  p,   q};
+  l.down = matchLoRADown(op, dims, branch, *bd, l.downDims);
+  // (The call writes z: neither P nor y may be it.)
+  if (l.down) {
+    Value z = branch.getDpsInputOperand(0)->get();
+    if (rootBuffer(p) == z || (l.y && rootBuffer(l.y) == z))
+      l.down = {};
+  }
+  return l;
 }
 
 /// Erases the loops that only write `buffer` (allocated here) when nothing
@@ -1216,6 +1306,8 @@ struct QOptLinalgToBLASPass
     });
     // LoRA layers first: their branch's product is one of the matmuls.
     llvm::SmallPtrSet<Operation *, 16> done;
+    // The products z = x·Aᵀ that fused calls compute (erased last).
+    SmallVector<std::pair<linalg::GenericOp, GemmDims>> downs;
     if (!cudaQLinear.empty() && !cudaQLinearLoRA.empty())
       for (auto &[op, dims] : matmuls) {
         if (done.contains(op))
@@ -1227,6 +1319,10 @@ struct QOptLinalgToBLASPass
         if (std::optional<LoRASum> lora = matchLoRASum(op, dims)) {
           done.insert(op);
           done.insert(lora->branch);
+          if (lora->down) {
+            done.insert(lora->down);
+            downs.push_back({lora->down, lora->downDims});
+          }
           // (Within a larger nest the call adds the branch to P, which
           // then need not start as zeros either.)
           bool overwrite = !lora->y && dropZeroInit(op, dims);
@@ -1260,6 +1356,10 @@ struct QOptLinalgToBLASPass
                          readQuantizerInput(op, dims, *w), module);
       else
         rewriteSgemm(op, dims, module);
+    }
+    for (auto &[down, dims] : downs) {
+      dropZeroInit(down, dims);
+      down->erase();
     }
   }
 };

@@ -104,6 +104,14 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     with the branch added in the kernels' epilogue (the GEMV's lanes add
     its rank terms before their reduction; the GEMM runs them as further K
     steps): the branch's product, its buffer and the sum's kernel go.
+    Where `z = x·Aᵀ` is itself a product from zeros over the quantized
+    product's own `x` (same buffer, same indexing; `A` the same for every
+    outer index, contiguous along K; nothing but the branch reading `z` and
+    nothing writing `x` or `A` before the call), the call computes `z` too
+    (A's pointer, offset and strides follow the scale; zeros: `z` given):
+    the launch's first blocks write `z`, the others wait for them before
+    their epilogue, so the whole LoRA layer is one launch and `z` still
+    holds `x·Aᵀ` for the backward.
 
     On the CUDA target, a library product whose C starts as zeros that only
     it reads (C allocated here, contiguous, every outer loop indexing it;
