@@ -168,6 +168,21 @@ with tempfile.TemporaryDirectory() as tmp:
           prefetches == len(spans) + 5 and prefetched == param_bytes + 5 * input_bytes,
           f"{prefetches} prefetches ({len(spans)} parameters, 5 runs), {prefetched} bytes "
           f"({param_bytes} + 5 x {input_bytes})")
+    # A driver older than CUDA 12.2 (no cuMemPrefetchAsync_v2): the same
+    # prefetches through the first version.
+    fake_v1 = os.path.join(tmp, "fake-v1")
+    os.makedirs(fake_v1)
+    subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-DFAKE_CUDA_PREFETCH_V1_ONLY", "-o",
+                    os.path.join(fake_v1, "libcuda.so.1"),
+                    os.path.join(HERE, "..", "Runtime", "Inputs", "fake_libcuda.c")],
+                   check=True)
+    rc, out = run_fake(gpu, "--repeat", "5", LD_LIBRARY_PATH=fake_v1)
+    fake_log = open(os.path.join(tmp, "fake.log")).read()
+    v1 = (int(re.search(r"prefetches (\d+)", fake_log)[1]),
+          int(re.search(r"prefetched (\d+)", fake_log)[1]))
+    check("fake driver without cuMemPrefetchAsync_v2: the same prefetches through the first "
+          "version", rc == 0 and v1 == (prefetches, prefetched),
+          f"{v1[0]} prefetches, {v1[1]} bytes; {out.strip()[-120:]}")
     check("fake driver: the pool holds only the parameters between runs (no leak)",
           loaded and after and loaded[1] == after[1] and int(loaded[1]) <= weights,
           f"{loaded and loaded[1]} bytes after loading, {after and after[1]} after 5 runs; "

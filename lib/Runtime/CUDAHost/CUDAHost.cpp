@@ -91,10 +91,13 @@ struct Driver {
   CUresult (*cuMemFree)(CUdeviceptr);
   CUresult (*cuMemGetInfo)(size_t *, size_t *);
   CUresult (*cuGetErrorString)(CUresult, const char **);
-  /// Optional (drivers of CUDA 12.2 and newer): moves managed pages to the
-  /// GPU ahead of the kernels, which would otherwise fault them over.
+  /// Optional: moves managed pages to the GPU ahead of the kernels, which
+  /// would otherwise fault them over (cuMemPrefetchAsync_v2, drivers of
+  /// CUDA 12.2 and newer; else the first version, which takes a device).
   CUresult (*cuMemPrefetchAsync)(CUdeviceptr, size_t, CUmemLocation, unsigned,
                                  CUstream) = nullptr;
+  CUresult (*cuMemPrefetchAsyncV1)(CUdeviceptr, size_t, CUdevice,
+                                   CUstream) = nullptr;
 };
 
 /// A module the generated code registered (at load, from a constructor):
@@ -190,6 +193,10 @@ bool loadDriver(Driver &cu, std::string &error) {
   bind(cu.cuGetErrorString, "cuGetErrorString");
   cu.cuMemPrefetchAsync = reinterpret_cast<decltype(cu.cuMemPrefetchAsync)>(
       dlsym(cu.handle, "cuMemPrefetchAsync_v2"));
+  if (!cu.cuMemPrefetchAsync)
+    cu.cuMemPrefetchAsyncV1 =
+        reinterpret_cast<decltype(cu.cuMemPrefetchAsyncV1)>(
+            dlsym(cu.handle, "cuMemPrefetchAsync"));
   return ok;
 }
 
@@ -615,16 +622,22 @@ const char *qopt_cuda_device_name() { return state().deviceName; }
 
 /// Queues the move of a pool range the host just wrote (parameters at
 /// load, a run's inputs) to the GPU, so the kernels find it there instead
-/// of faulting its pages over one by one. A no-op on drivers without
-/// cuMemPrefetchAsync_v2; a failure only costs the faults.
+/// of faulting its pages over one by one (cuMemPrefetchAsync_v2, or the
+/// first version on drivers older than CUDA 12.2). A failure only costs
+/// the faults.
 void qopt_cuda_prefetch(const void *p, size_t bytes) {
   State &s = state();
-  if (!s.initialized || !s.cu.cuMemPrefetchAsync || !bytes)
+  if (!s.initialized || !bytes ||
+      (!s.cu.cuMemPrefetchAsync && !s.cu.cuMemPrefetchAsyncV1))
     return;
   bindContext();
-  CUmemLocation device{kMemLocationTypeDevice, int(s.device)};
-  s.cu.cuMemPrefetchAsync(CUdeviceptr(uintptr_t(p)), bytes, device, 0,
-                          s.stream);
+  CUdeviceptr at = CUdeviceptr(uintptr_t(p));
+  if (s.cu.cuMemPrefetchAsync)
+    s.cu.cuMemPrefetchAsync(
+        at, bytes, CUmemLocation{kMemLocationTypeDevice, int(s.device)}, 0,
+        s.stream);
+  else
+    s.cu.cuMemPrefetchAsyncV1(at, bytes, s.device, s.stream);
   s.pending = true;
 }
 

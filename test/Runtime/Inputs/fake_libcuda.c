@@ -166,12 +166,25 @@ CUresult cuGetErrorString(CUresult rc, const char **text) {
 typedef struct {
   int type, id;
 } CUmemLocation;
+/* Built with -DFAKE_CUDA_PREFETCH_V1_ONLY: a driver older than CUDA 12.2,
+   which has only the first version. */
+#ifndef FAKE_CUDA_PREFETCH_V1_ONLY
 CUresult cuMemPrefetchAsync_v2(unsigned long long p, size_t bytes,
                                CUmemLocation where, unsigned flags,
                                void *stream) {
   (void)p, (void)flags, (void)stream;
   if (where.type != 1) /* CU_MEM_LOCATION_TYPE_DEVICE */
     return 1;
+  ++prefetches;
+  prefetched += bytes;
+  return 0;
+}
+#endif
+CUresult cuMemPrefetchAsync(unsigned long long p, size_t bytes, int device,
+                            void *stream) {
+  (void)p, (void)stream;
+  if (device != 0)
+    return 101; /* CUDA_ERROR_INVALID_DEVICE */
   ++prefetches;
   prefetched += bytes;
   return 0;

@@ -106,13 +106,13 @@ __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
 // in; with the thread count alone, ptxas squeezed the 8-bit ones into 48
 // registers and spilled.)
 extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
-    qopt_cuda_gemm_f32(GemmParams p) {
+    qopt_cuda_gemm_f32(const __grid_constant__ GemmParams p) {
   gemm<-1, false, 4>(p);
 }
 
 // Tiles of 16 rows, for f32 products of at most 16 rows (decode).
 extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
-    qopt_cuda_gemm_f32_m16(GemmParams p) {
+    qopt_cuda_gemm_f32_m16(const __grid_constant__ GemmParams p) {
   gemm<-1, false, 1>(p);
 }
 
@@ -120,7 +120,8 @@ extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
 // value; codes null: f32 scales.)
 #define QOPT_GEMM_ENTRY(name, format, transposed)                              \
   extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
-      name(GemmParams p, NestedScales dq) {                                    \
+      name(const __grid_constant__ GemmParams p,                               \
+           const __grid_constant__ NestedScales dq) {                          \
     gemm<format, transposed, 4>(p, &dq);                                       \
   }
 

@@ -132,13 +132,15 @@ __device__ void gemv(const X *x, int64_t ldx, int m,
 
 // The f32 entries take a LoRA branch too (LoRAView by value; z null:
 // none) and double-quantized scales (NestedScales by value; codes null:
-// the f32 scales).
+// the f32 scales), both __grid_constant__: read where the launch put them,
+// never copied to local memory when the code takes their address.
 #define QOPT_GEMV_F32_ENTRY(name, format)                                      \
   extern "C" __global__ void __launch_bounds__(kWarps * 32, 6) name(          \
       const float *x, int64_t ldx, int m, const uint8_t *codes,               \
       int64_t codeRow, const float *scales, int64_t scaleRow,                  \
       const int8_t *zp, int64_t zpRow, int64_t n, int64_t k, int64_t group,    \
-      float *y, int64_t ldy, float beta, LoRAView lora, NestedScales dq) {     \
+      float *y, int64_t ldy, float beta, const __grid_constant__ LoRAView lora, \
+      const __grid_constant__ NestedScales dq) {                               \
     gemv<format, float>(x, ldx, m, codes, codeRow, scales, scaleRow, zp,       \
                         zpRow, n, k, group, y, ldy, beta, lora, &dq);          \
   }

@@ -181,6 +181,7 @@ struct WeightView {
   const uint8_t *scaleCodes = nullptr;
   const float *nestedAbsmax = nullptr;
   int64_t nestedBlock = 1;
+  int nestedShift = 0; // log2(nestedBlock) where a power of two, else -1
   float scaleOffset = 0.0f;
   const float *scaleTable = nullptr;
 };
@@ -194,6 +195,12 @@ QOPT_HD void setNested(WeightView &w, const NestedScales *dq,
   w.scaleCodes = dq->codes;
   w.nestedAbsmax = dq->absmax;
   w.nestedBlock = dq->block;
+  // (A shift, not a 64-bit division, per scale read: bitsandbytes' blocks
+  // are 256.)
+  int shift = 0;
+  while (shift < 62 && (int64_t(1) << shift) < dq->block)
+    ++shift;
+  w.nestedShift = (int64_t(1) << shift) == dq->block ? shift : -1;
   w.scaleOffset = dq->offset;
   w.scaleTable = table;
 }
@@ -204,7 +211,8 @@ QOPT_HD float scaleAt(const WeightView &w, int64_t i) {
   if (!w.scaleCodes)
     return w.scales[i];
   float v = w.scaleTable[w.scaleCodes[i]],
-        a = w.nestedAbsmax[i / w.nestedBlock];
+        a = w.nestedAbsmax[w.nestedShift >= 0 ? i >> w.nestedShift
+                                              : i / w.nestedBlock];
 #if defined(__CUDA_ARCH__)
   return __fadd_rn(__fmul_rn(v, a), w.scaleOffset);
 #else

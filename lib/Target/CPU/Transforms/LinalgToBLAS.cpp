@@ -917,20 +917,26 @@ static void matchNestedScales(QuantizedWeight &w, linalg::GenericOp op) {
 
 /// Where the product `op` accumulates into zeros that only it reads (C
 /// allocated here, contiguous, every element its own: all outer loops
-/// index C; the last operation before it that uses C fills C with 0 or
-/// copies zeros into it): erases that initialization, so that the call
-/// writes C (C = A·B: on the CUDA target, one kernel launch fewer), and
+/// index C, or with `shared` none does: every product adds into all of C,
+/// as a weight gradient sums over batch and sequence; the last operation
+/// before it that uses C fills C with 0 or copies zeros into it): erases
+/// that initialization, so that the call writes C (C = A·B: on the CUDA
+/// target, one kernel launch fewer; the f32 GEMM's launches fold such
+/// loops into K, or the first product writes and the rest add), and
 /// returns true.
-static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims) {
+static bool dropZeroInit(linalg::GenericOp op, const GemmDims &dims,
+                         bool shared = false) {
   Value c = op.getDpsInitOperand(0)->get();
   auto type = dyn_cast<MemRefType>(c.getType());
   AffineMap cMap = op.getIndexingMapsArray()[2];
+  auto indexesC = [&](unsigned d) { return uses(cMap, d); };
   if (!c.getDefiningOp<memref::AllocOp>() || !type ||
       !type.getLayout().isIdentity() ||
       llvm::is_contained(op.getDpsInputs(), c) ||
       !llvm::all_of(cMap.getResults(),
                     [](AffineExpr e) { return isa<AffineDimExpr>(e); }) ||
-      !llvm::all_of(dims.outer, [&](unsigned d) { return uses(cMap, d); }))
+      !(llvm::all_of(dims.outer, indexesC) ||
+        (shared && llvm::none_of(dims.outer, indexesC))))
     return false;
   // (Size queries do not read C.)
   Operation *init = op->getPrevNode();
@@ -1345,7 +1351,7 @@ struct QOptLinalgToBLASPass
                            /*perTokenBits=*/0, module, cudaQLinear,
                            /*lora=*/nullptr, overwrite, /*cuda=*/true);
         } else if (!cudaSgemm.empty() && !readsConstant(op)) {
-          bool overwrite = dropZeroInit(op, dims);
+          bool overwrite = dropZeroInit(op, dims, /*shared=*/true);
           rewriteSgemm(op, dims, module,
                        overwrite ? cudaSgemm + "_overwrite" : cudaSgemm);
         }

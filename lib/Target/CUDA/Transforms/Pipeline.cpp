@@ -9,6 +9,7 @@
 #include "mlir/Conversion/Passes.h"
 #include "mlir/Dialect/GPU/Transforms/Passes.h"
 #include "mlir/Dialect/Linalg/Passes.h"
+#include "mlir/Dialect/SCF/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
@@ -36,6 +37,13 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
   QOptSerializeNestedParallelPassOptions serialize;
   serialize.lastDimSequential = false;
   pm.addPass(createQOptSerializeNestedParallelPass(serialize));
+  // Neighbouring nests over the same space become one kernel where each
+  // element's iteration reads only what its own iterations wrote (a
+  // reduction's zero initialization, the reduction, its elementwise
+  // consumer: one launch instead of three).
+  // (CSE first: the loops' bounds must be the same values.)
+  pm.addNestedPass<func::FuncOp>(createCSEPass());
+  pm.addNestedPass<func::FuncOp>(createParallelLoopFusionPass());
   QOptParallelToGPUPassOptions toGPU;
   toGPU.blockSize = options.blockSize;
   pm.addNestedPass<func::FuncOp>(createQOptParallelToGPUPass(toGPU));

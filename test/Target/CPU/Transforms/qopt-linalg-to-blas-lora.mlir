@@ -272,10 +272,13 @@ func.func @lora_zeros_from_p(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: me
 // Any library product whose C starts as zeros that only it reads writes C
 // instead (C = A·B): the zeros' copy or fill goes, a kernel launch fewer.
 // Not when C is read between the zeros and the product, when C is a view
-// (not every element its own), or when a loop outside the product sums
-// into C (a weight gradient's batch: products share C).
+// (not every element its own), or when of two loops outside the product
+// one indexes C and the other sums into it. A loop outside the product
+// that sums into all of C (a weight gradient's batch) writes C too: the
+// GEMM's launches fold it into K, or the first product writes C and the
+// rest add.
 // CHECK-LABEL: func.func @from_zeros
-// CHECK-SAME: (%[[A:.*]]: memref<4x8xf32>, %[[B:.*]]: memref<8x5xf32>, %[[O:.*]]: memref<4x5xf32>, %[[A3:.*]]: memref<3x4x8xf32>, %[[B3:.*]]: memref<3x8x5xf32>)
+// CHECK-SAME: (%[[A:.*]]: memref<4x8xf32>, %[[B:.*]]: memref<8x5xf32>, %[[O:.*]]: memref<4x5xf32>, %[[A3:.*]]: memref<3x4x8xf32>, %[[B3:.*]]: memref<3x8x5xf32>,
 // CHECK: %[[C1:.*]] = memref.alloc() : memref<4x5xf32>
 // CHECK-NOT: memref.copy
 // CHECK: call @qopt_cuda_sgemm_overwrite(
@@ -288,7 +291,10 @@ func.func @lora_zeros_from_p(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: me
 // CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[V]]
 // CHECK: call @qopt_cuda_sgemm(
 // CHECK: %[[C4:.*]] = memref.alloc() : memref<4x5xf32>
-// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[C4]]
+// CHECK-NOT: linalg.fill
+// CHECK: call @qopt_cuda_sgemm_overwrite(
+// CHECK: %[[C5:.*]] = memref.alloc() : memref<2x4x5xf32>
+// CHECK: linalg.fill ins(%{{.*}} : f32) outs(%[[C5]]
 // CHECK: call @qopt_cuda_sgemm(
 #mk = affine_map<(m, n, k) -> (m, k)>
 #kn = affine_map<(m, n, k) -> (k, n)>
@@ -297,7 +303,8 @@ func.func @lora_zeros_from_p(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: me
 #bkn = affine_map<(b, m, n, k) -> (b, k, n)>
 #bmn = affine_map<(b, m, n, k) -> (m, n)>
 func.func @from_zeros(%a: memref<4x8xf32>, %b: memref<8x5xf32>, %o: memref<4x5xf32>,
-                      %a3: memref<3x4x8xf32>, %b3: memref<3x8x5xf32>) {
+                      %a3: memref<3x4x8xf32>, %b3: memref<3x8x5xf32>,
+                      %a4: memref<2x3x4x8xf32>, %b4: memref<2x3x8x5xf32>, %o5: memref<2x4x5xf32>) {
   %zero = arith.constant 0.0 : f32
   %zeros = memref.alloc() : memref<4x5xf32>
   linalg.fill ins(%zero : f32) outs(%zeros : memref<4x5xf32>)
@@ -331,6 +338,20 @@ func.func @from_zeros(%a: memref<4x8xf32>, %b: memref<8x5xf32>, %o: memref<4x5xf
     linalg.yield %s : f32
   }
   memref.copy %c4, %o : memref<4x5xf32> to memref<4x5xf32>
+  // Two loops outside: one indexes C, one sums into it.
+  %c5 = memref.alloc() : memref<2x4x5xf32>
+  linalg.fill ins(%zero : f32) outs(%c5 : memref<2x4x5xf32>)
+  linalg.generic {indexing_maps = [affine_map<(e, b, m, n, k) -> (e, b, m, k)>,
+                                   affine_map<(e, b, m, n, k) -> (e, b, k, n)>,
+                                   affine_map<(e, b, m, n, k) -> (e, m, n)>],
+                  iterator_types = ["parallel", "reduction", "parallel", "parallel", "reduction"]}
+      ins(%a4, %b4 : memref<2x3x4x8xf32>, memref<2x3x8x5xf32>) outs(%c5 : memref<2x4x5xf32>) {
+  ^bb0(%x: f32, %y: f32, %acc: f32):
+    %p = arith.mulf %x, %y : f32
+    %s = arith.addf %acc, %p : f32
+    linalg.yield %s : f32
+  }
+  memref.copy %c5, %o5 : memref<2x4x5xf32> to memref<2x4x5xf32>
   return
 }
 

@@ -114,7 +114,9 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     holds `x·Aᵀ` for the backward.
 
     On the CUDA target, a library product whose C starts as zeros that only
-    it reads (C allocated here, contiguous, every outer loop indexing it;
+    it reads (C allocated here, contiguous, every outer loop indexing it,
+    or for the f32 calls none: a weight gradient summed over batch and
+    sequence, which the GEMM folds into K;
     the last use of C before it fills C with 0 or copies zeros into it)
     writes C instead of adding to it: the zeros' copy or fill (a kernel of
     its own) goes, and the call is `NAME_overwrite` for `cuda-sgemm=NAME`
