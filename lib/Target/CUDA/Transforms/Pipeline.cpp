@@ -41,8 +41,10 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
   // element's iteration reads only what its own iterations wrote (a
   // reduction's zero initialization, the reduction, its elementwise
   // consumer: one launch instead of three).
-  // (CSE first: the loops' bounds must be the same values.)
+  // (CSE first: the loops' bounds must be the same values; independent
+  // loops over the same space are moved next to each other.)
   pm.addNestedPass<func::FuncOp>(createCSEPass());
+  pm.addNestedPass<func::FuncOp>(createQOptGroupParallelLoopsPass());
   pm.addNestedPass<func::FuncOp>(createParallelLoopFusionPass());
   QOptParallelToGPUPassOptions toGPU;
   toGPU.blockSize = options.blockSize;

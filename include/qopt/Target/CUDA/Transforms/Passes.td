@@ -49,6 +49,29 @@ def QOptMemRefCopyToLinalgPass
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
 
+def QOptGroupParallelLoopsPass
+    : Pass<"qopt-group-parallel-loops", "::mlir::func::FuncOp"> {
+  let summary = "Moves independent parallel loops over the same space next "
+                "to each other";
+  let description = [{
+    `scf-parallel-loop-fusion` fuses only neighbouring loops. An optimizer
+    step updates each parameter in a loop of its own, the parameters'
+    shapes alternating, with buffer allocations between. Within a run of
+    `scf.parallel` loops, allocations, deallocations and operations without
+    memory effects, this pass moves a loop up to just after the nearest
+    earlier loop with the same bounds (the same values) when it touches
+    nothing that a loop it passes writes and writes nothing they touch, and
+    everything it uses is defined before that loop (allocations it uses,
+    whose sizes are, move with it). Buffers count as distinct when both are
+    different allocations, or one is an allocation and the other a function
+    argument; anything else (two arguments, which may alias) as the same.
+    Loops holding operations with other memory effects do not move.
+    `scf-parallel-loop-fusion` can then make one kernel of them: the AdamW
+    updates of parameters of the same shape, for instance.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
 def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
   let summary = "Waits for the GPU only where host code reads or writes "
                 "memory";
