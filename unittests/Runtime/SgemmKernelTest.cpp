@@ -228,6 +228,40 @@ TEST(SgemmKernelOverwrite, CUDAEmulatedStoresEveryElement) {
   }
 }
 
+/// C = A·B over nothing is zeros (the compiler dropped C's zero fill):
+/// K = 0, a batch of 0 products summing into one C, a batch summing into C
+/// folded into K = 0; C indexed by an empty batch is empty (untouched).
+TEST(SgemmKernelOverwrite, CUDAEmulatedEmptySumsStoreZeros) {
+  std::vector<float> a(64, 1.0f), b(64, 1.0f);
+  auto ptr = [](const void *p) {
+    return int64_t(reinterpret_cast<intptr_t>(p));
+  };
+  struct Case {
+    int64_t o1, k, sa1, sb1, sc1;
+  };
+  // (o1 products; strides of A, B and C along it.)
+  for (Case cs : {Case{1, 0, 0, 0, 0}, Case{0, 4, 16, 16, 0},
+                  Case{3, 0, 0, 0, 0}, Case{2, 0, 0, 0, 12}}) {
+    std::vector<float> c(24, NAN);
+    qopt_cuda_sgemm_emulated_overwrite(
+        1, cs.o1, 3, 4, cs.k, ptr(a.data()), 0, 0, cs.sa1, 4, 1, ptr(b.data()),
+        0, 0, cs.sb1, 4, 1, ptr(c.data()), 0, 0, cs.sc1, 4, 1);
+    int64_t written = cs.sc1 ? 24 : 12;
+    for (int64_t e = 0; e < 24; ++e)
+      if (e < written)
+        ASSERT_EQ(c[size_t(e)], 0.0f) << "o1 " << cs.o1 << " element " << e;
+      else
+        ASSERT_TRUE(std::isnan(c[size_t(e)])) << "element " << e;
+  }
+  // An empty batch that indexes C: C is empty, nothing is written.
+  std::vector<float> c(12, NAN);
+  qopt_cuda_sgemm_emulated_overwrite(1, 0, 3, 4, 4, ptr(a.data()), 0, 0, 16, 4,
+                                     1, ptr(b.data()), 0, 0, 16, 4, 1,
+                                     ptr(c.data()), 0, 0, 12, 4, 1);
+  for (float v : c)
+    ASSERT_TRUE(std::isnan(v));
+}
+
 std::string kernelName(const testing::TestParamInfo<Kernel> &info) {
   return info.param == &qopt_kernel_sgemm ? "CPU" : "CUDAEmulated";
 }

@@ -80,8 +80,19 @@ inline bool disjoint(const int64_t (&size)[4], const int64_t (&stride)[4]) {
 template <typename Launch>
 void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
                     int64_t o1, Launch &&launch) {
-  if (o0 <= 0 || o1 <= 0 || p.m <= 0 || p.n <= 0 || p.k <= 0)
+  if (p.m <= 0 || p.n <= 0)
     return;
+  if (o0 <= 0 || o1 <= 0 || p.k <= 0) {
+    // Nothing to add; but C = A·B (the compiler dropped C's zeros) must
+    // still be zeros, unless an empty outer loop indexes C (C is empty):
+    // launches with K = 0, whose tiles store zeros.
+    if (!p.overwrite || (o0 <= 0 && p.sc0) || (o1 <= 0 && p.sc1))
+      return;
+    o0 = o0 <= 0 ? 1 : o0;
+    o1 = o1 <= 0 ? 1 : o1;
+    p.k = 0;
+    p.rank = 0;
+  }
   p.o1 = o1;
   p.zBase = 0;
   // Products that share C elements (a reduction loop outside the

@@ -89,7 +89,7 @@ struct GemmParams {
   uint32_t tiles[3];
   int32_t reserved;
 };
-// (bench/gpu/gemm.py and lora.py pack it as "<36qfi3Ii".)
+// (bench/gpu/gemm.py and lora.py pack it as "<34qfi2q3Ii".)
 static_assert(sizeof(GemmParams) == 312, "GemmParams' layout changed");
 
 /// Loads thread t's 2·MI values of the A tile at (m0, k0) of A (rows x

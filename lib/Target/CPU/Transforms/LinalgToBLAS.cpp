@@ -1123,10 +1123,13 @@ static std::optional<LoRASum> matchLoRASum(linalg::GenericOp op,
   LoRASum l{branch, *bd, sum, alone ? y : Value(), add, branchIndex,
             scale,  p,   q};
   l.down = matchLoRADown(op, dims, branch, *bd, l.downDims);
-  // (The call writes z: neither P nor y may be it.)
+  // (The call writes z: neither P nor y may be it; it writes y while its
+  // first blocks read A: y may not be A either.)
   if (l.down) {
     Value z = branch.getDpsInputOperand(0)->get();
-    if (rootBuffer(p) == z || (l.y && rootBuffer(l.y) == z))
+    Value a = l.down.getDpsInputOperand(1)->get();
+    if (rootBuffer(p) == z ||
+        (l.y && (rootBuffer(l.y) == z || rootBuffer(l.y) == rootBuffer(a))))
       l.down = {};
   }
   return l;

@@ -4,6 +4,7 @@
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
@@ -56,7 +57,13 @@ bool mayAlias(Value a, Value b) {
     return true;
   bool aAlloc = a.getDefiningOp<memref::AllocOp>() != nullptr;
   bool bAlloc = b.getDefiningOp<memref::AllocOp>() != nullptr;
-  auto isArg = [](Value v) { return isa<BlockArgument>(v); };
+  // (A function's argument: other block arguments, a loop's iter_args or a
+  // branch's, may be any buffer, an allocation here included.)
+  auto isArg = [](Value v) {
+    auto arg = dyn_cast<BlockArgument>(v);
+    return arg && arg.getOwner()->isEntryBlock() &&
+           isa<FunctionOpInterface>(arg.getOwner()->getParentOp());
+  };
   if (aAlloc && bAlloc)
     return false;
   if ((aAlloc && isArg(b)) || (bAlloc && isArg(a)))
@@ -95,17 +102,23 @@ bool sameBounds(scf::ParallelOp a, scf::ParallelOp b) {
 /// before `target` or is an allocation in between that can move too.
 bool moveAfter(scf::ParallelOp loop, scf::ParallelOp target,
                DenseMap<Operation *, Footprint> &footprints) {
-  const Footprint &mine = footprints[loop];
-  if (!mine.known)
+  auto footprint = [&](Operation *op) -> const Footprint * {
+    auto it = footprints.find(op);
+    return it == footprints.end() ? nullptr : &it->second;
+  };
+  const Footprint *mine = footprint(loop);
+  if (!mine || !mine->known)
     return false;
   SmallVector<Operation *> allocs; // in between, used by the loop
   llvm::SmallPtrSet<Operation *, 8> between;
   for (Operation *op = target->getNextNode(); op != loop.getOperation();
        op = op->getNextNode()) {
     between.insert(op);
-    if (auto other = dyn_cast<scf::ParallelOp>(op))
-      if (!independent(mine, footprints[other]))
+    if (auto other = dyn_cast<scf::ParallelOp>(op)) {
+      const Footprint *theirs = footprint(other);
+      if (!theirs || !independent(*mine, *theirs))
         return false;
+    }
   }
   // Values the loop uses, defined outside it.
   bool ok = true;
