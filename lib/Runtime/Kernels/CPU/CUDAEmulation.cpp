@@ -104,6 +104,16 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
   setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
   static thread_local GemmShared<MI> s;
   static thread_local float acc[kGemmThreads][MI][kMicro];
+  // K steps over `extent`: every thread's load(k0, t), (the barrier,)
+  // then every thread's products.
+  auto steps = [&](int64_t extent, auto &&load) {
+    for (int64_t k0 = 0; k0 < extent; k0 += kTileK) {
+      for (int t = 0; t < kGemmThreads; ++t)
+        load(k0, t);
+      for (int t = 0; t < kGemmThreads; ++t)
+        multiplyTile(s, t, acc[t]);
+    }
+  };
   TileIndex grid{l.gridX, l.gridY, l.gridZ};
   if (p.la) {
     uint32_t down = downTiles(p);
@@ -112,12 +122,8 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
       GemmOperands op = operandsOf(p, d.z);
       int64_t m0 = int64_t(d.y) * kTileRows<MI>, j0 = int64_t(d.x) * kTileN;
       std::memset(acc, 0, sizeof(acc));
-      for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
-        for (int t = 0; t < kGemmThreads; ++t)
-          loadDownTile(p, op, k0, m0, j0, t, s);
-        for (int t = 0; t < kGemmThreads; ++t)
-          multiplyTile(s, t, acc[t]);
-      }
+      steps(p.k,
+            [&](int64_t k0, int t) { loadDownTile(p, op, k0, m0, j0, t, s); });
       for (int t = 0; t < kGemmThreads; ++t)
         storeTile(op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc[t], true);
     }
@@ -129,27 +135,19 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
       for (unsigned x = 0; x < grid.x; ++x) {
         int64_t m0 = int64_t(y) * kTileRows<MI>, n0 = int64_t(x) * kTileN;
         std::memset(acc, 0, sizeof(acc));
-        for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
-          for (int t = 0; t < kGemmThreads; ++t) {
-            loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
-            if constexpr (F >= 0 && T)
-              loadQuantizedBT<F, MI>(w, k0, n0, t, nf4, s);
-            else if constexpr (F >= 0)
-              loadQuantizedB<F, MI>(w, k0, n0, t, nf4, s);
-            else
-              loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
-          }
-          // __syncthreads()
-          for (int t = 0; t < kGemmThreads; ++t)
-            multiplyTile(s, t, acc[t]);
-        }
+        steps(p.k, [&](int64_t k0, int t) {
+          loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
+          if constexpr (F >= 0 && T)
+            loadQuantizedBT<F, MI>(w, k0, n0, t, nf4, s);
+          else if constexpr (F >= 0)
+            loadQuantizedB<F, MI>(w, k0, n0, t, nf4, s);
+          else
+            loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
+        });
         if constexpr (F >= 0 && !T)
-          for (int64_t k0 = 0; k0 < p.rank; k0 += kTileK) {
-            for (int t = 0; t < kGemmThreads; ++t)
-              loadLoRATile(p, op, k0, m0, n0, t, s);
-            for (int t = 0; t < kGemmThreads; ++t)
-              multiplyTile(s, t, acc[t]);
-          }
+          steps(p.rank, [&](int64_t k0, int t) {
+            loadLoRATile(p, op, k0, m0, n0, t, s);
+          });
         for (int t = 0; t < kGemmThreads; ++t)
           storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc[t],
                     p.overwrite != 0);
