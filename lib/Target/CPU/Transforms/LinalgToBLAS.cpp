@@ -443,21 +443,25 @@ static void eraseIfOnlyZeroed(Value buffer) {
   buffer.getDefiningOp()->erase();
 }
 
+/// Moves the deallocations of `from`'s inputs that lie between `from` and
+/// `call` (in one block) after `call`, which now reads those inputs.
+static void freeAfter(linalg::GenericOp from, Operation *call) {
+  for (Value input : from.getDpsInputs())
+    for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
+      if (isa<memref::DeallocOp>(user) &&
+          user->getBlock() == call->getBlock() && from->isBeforeInBlock(user) &&
+          user->isBeforeInBlock(call))
+        user->moveAfter(call);
+}
+
 /// Erases what the call of rewriteQuantized (before the product `op`) now
 /// computes of the sum `l`: the branch's product, the sum, the buffers P
 /// and Q with their zero initializations; the branch's inputs, freed
 /// between the branch and the call, are freed after it.
 static void eraseLoRASum(LoRASum l, Operation *op) {
-  for (linalg::GenericOp product : {l.down, l.branch}) {
-    if (!product)
-      continue;
-    for (Value input : product.getDpsInputs())
-      for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
-        if (isa<memref::DeallocOp>(user) &&
-            user->getBlock() == op->getBlock() &&
-            product->isBeforeInBlock(user) && user->isBeforeInBlock(op))
-          user->moveAfter(op);
-  }
+  for (linalg::GenericOp product : {l.down, l.branch})
+    if (product)
+      freeAfter(product, op);
   l.branch->erase();
   SmallVector<Value, 2> gone = {l.branchOut};
   if (l.y) {
@@ -589,18 +593,9 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   // The call now reads the expansion's inputs: buffers freed after their
   // last use so far (double-quantized scales expanded just before) are
   // freed after the call instead.
-  for (Value input : w.expand.getDpsInputs())
-    for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
-      if (isa<memref::DeallocOp>(user) && user->getBlock() == op->getBlock() &&
-          w.expand->isBeforeInBlock(user) && user->isBeforeInBlock(op))
-        user->moveAfter(op);
+  freeAfter(w.expand, op);
   if (w.scaleExpand)
-    for (Value input : w.scaleExpand.getDpsInputs())
-      for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
-        if (isa<memref::DeallocOp>(user) &&
-            user->getBlock() == op->getBlock() &&
-            w.scaleExpand->isBeforeInBlock(user) && user->isBeforeInBlock(op))
-          user->moveAfter(op);
+    freeAfter(w.scaleExpand, op);
   Value expanded = op.getDpsInputOperand(1)->get();
   Value f32Scales = w.expand.getDpsInputOperand(1)->get();
   op->erase();
