@@ -12,7 +12,9 @@
 #               test Llama, a QLoRA train step) run by qopt-run against the CPU
 #               target's outputs;
 #               the CUDA kernel library's weight-only GEMV (bench/gpu/qlinear_gemv.py:
-#               every format against torch, then timings against torch's bf16 matmul);
+#               every format against torch, then timings against torch's bf16 matmul),
+#               its GEMM, fused LoRA branch and fused attention (gemm.py, lora.py,
+#               attention.py: against torch, then timings);
 #   benchmarks: the PyTorch + PEFT (+ bitsandbytes) peer on a Llama-3.2-1B shape.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -83,6 +85,15 @@ if ls "$artifacts"/library-*.cubin >/dev/null 2>&1; then
   else
     failed=1
     summary+=("FAIL lora (see $results/lora.log)")
+  fi
+  # The fused attention against torch, then Llama-shaped prefill timings
+  # against torch's scaled_dot_product_attention (f32 and bf16).
+  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/attention.py" --cubins "$artifacts" \
+      --json "$results/attention.json" 2>&1 | tee "$results/attention.log"; then
+    summary+=("PASS attention: $(grep -c '^test .*: ok' "$results/attention.log") cases; timings in $results/attention.json")
+  else
+    failed=1
+    summary+=("FAIL attention (see $results/attention.log)")
   fi
 fi
 

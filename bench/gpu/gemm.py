@@ -75,6 +75,34 @@ class Driver:
             ctypes.c_uint(0), ctypes.c_void_p(stream), args, None), f"launch {name}")
 
 
+def open_library(torch, cubins, who):
+    """The library's cubin for this GPU loaded through the driver (None, with a
+    message, when there is none), with torch's primary context current."""
+    major, minor = torch.cuda.get_device_capability()
+    arch = f"sm_{major}{minor}"
+    path = os.path.join(cubins, f"library-{arch}.cubin")
+    if not os.path.exists(path):
+        print(f"{who}: no cubin for {arch} in {cubins}", file=sys.stderr)
+        return None, arch
+    torch.zeros(1, device="cuda")  # the primary context, current on this thread
+    return Driver(path), arch
+
+
+def timer(torch, reps):
+    """Seconds per call of fn: CUDA events around `reps` calls after 3."""
+    def timed(fn):
+        for _ in range(3):
+            fn()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end) / reps / 1e3
+    return timed
+
+
 def gemm_params(a, sa, b, sb, c, sc, m, n, k, batch=1, codes=None, code_row=0,
                 scales=None, scale_row=0, zp=None, zp_row=0, group=0):
     """GemmParams for a batch of `batch` products along outer loop 1 (o1 = batch);
@@ -129,14 +157,9 @@ def main():
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = False
-    major, minor = torch.cuda.get_device_capability()
-    arch = f"sm_{major}{minor}"
-    path = os.path.join(args.cubins, f"library-{arch}.cubin")
-    if not os.path.exists(path):
-        print(f"gemm: no cubin for {arch} in {args.cubins}", file=sys.stderr)
+    drv, arch = open_library(torch, args.cubins, "gemm")
+    if drv is None:
         return 1
-    torch.zeros(1, device="cuda")  # the primary context, current on this thread
-    drv = Driver(path)
     stream = lambda: torch.cuda.current_stream().cuda_stream  # noqa: E731
     gen = torch.Generator(device="cuda").manual_seed(0)
     results = {"device": torch.cuda.get_device_name(), "arch": arch, "tests": [], "bench": []}
@@ -215,16 +238,7 @@ def main():
         record(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
                C, C0.double() + A.double() @ (w if t else w.T), k)
 
-    def timed(fn):
-        for _ in range(3):
-            fn()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(args.reps):
-            fn()
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / args.reps / 1e3
+    timed = timer(torch, args.reps)
 
     for n, k in ((4096, 4096), (4096, 14336)):
         for m in (512, 2048):

@@ -126,7 +126,8 @@ with tempfile.TemporaryDirectory() as tmp:
     def run_fake(lib, *args, inputs=GPT2_IDS, **env):
         e = dict(os.environ, LD_LIBRARY_PATH=fake, FAKE_CUDA_LOG=os.path.join(tmp, "fake.log"))
         e.update(env)
-        r = subprocess.run([os.path.join(BIN, "qopt-run"), lib, "--input", inputs, *args],
+        r = subprocess.run([os.path.join(BIN, "qopt-run"), lib,
+                            *(["--input", inputs] if inputs else []), *args],
                            capture_output=True, text=True, env=e)
         return r.returncode, r.stdout + r.stderr
 
@@ -294,6 +295,45 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"{spec} gpt2-tiny: the library's {kernel} runs, emulated = CPU target (<= 1e-5)",
               rc == 0 and kernel in library() and e <= 1e-5,
               f"{' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
+
+    # ONNX Attention (opset 23, attention.py's models): each qopt.attention
+    # is one launch of the library's fused kernel (a block per 16 query
+    # rows of each batch and head), the scores never stored; emulated =
+    # CPU target for grouped-query causal attention with dynamic sizes and
+    # for a bool mask with a soft cap.
+    sys.path.insert(0, HERE)
+    import attention  # noqa: E402
+    rng = np.random.default_rng(5)
+    for name, m, shapes, blocks in (
+            ("grouped-query causal", attention.gqa, [(3, 4, 9, 8), (3, 2, 9, 8), (3, 2, 9, 6)],
+             3 * 4),
+            ("bool mask + soft cap", attention.masked, [(2, 5, 12), (2, 7, 12), (2, 7, 12)],
+             2 * 3)):
+        tag = name.split()[0]
+        path = os.path.join(tmp, f"attention-{tag}.onnx")
+        onnx.save(m, path)
+        lib, libe, libc = (os.path.join(tmp, f"attention-{tag}{x}.so") for x in ("", "-emu", "-cpu"))
+        rc, err = qoptc(path, "--target", "cuda", "--cuda-archs", "sm_80", "-o", lib)
+        qoptc(path, "--target", "cuda", "--cuda-emulate", "-o", libe)
+        qoptc(path, "-o", libc)
+        feed = {i.name: rng.standard_normal(s).astype(np.float32)
+                for i, s in zip(m.graph.input, shapes)}
+        if len(m.graph.input) > 3:
+            mask = rng.random((5, 7)) > 0.3
+            mask[1] = False  # a row with every key masked: zeros
+            feed["m"] = mask
+        args = []
+        for k, v in feed.items():
+            np.save(os.path.join(tmp, f"att-{k}.npy"), v)
+            args += ["--input", f"{k}={os.path.join(tmp, f'att-{k}.npy')}"]
+        rc, out = run_fake(lib, *args, inputs=None)
+        grids = {b: n for (k, b), n in library_grids().items()
+                 if k == "qopt_cuda_attention_f32"}
+        e = rel_error(outputs(libe, [feed])[0][0], outputs(libc, [feed])[0][0])
+        check(f"attention, {name}: one qopt_cuda_attention_f32 launch of {blocks} blocks; "
+              f"emulated = CPU target (<= 1e-5)",
+              rc == 0 and grids == {blocks: 1} and e <= 1e-5,
+              f"attention grids {grids}; {e:.1e}; {out.strip()[-120:]}")
 
     def error(name, lib, expect, *args, **env):
         rc, out = run_fake(lib, *args, **env)

@@ -9,7 +9,10 @@
 #include "qopt/Support/QuantFormats.h"
 
 #include "mlir/Dialect/Arith/Utils/Utils.h"
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/PatternMatch.h"
 #include "llvm/ADT/TypeSwitch.h"
 #include "llvm/Support/MathExtras.h"
@@ -2087,8 +2090,127 @@ Value headProduct(OpBuilder &b, Location loc, Value lhs, Value rhs,
   return createMulAddContraction(b, loc, lhs, rhs, init, maps, it);
 }
 
+/// qopt.attention as one call of a fused kernel (`library`: the
+/// attention-library option, `library`_i1 for a bool mask) taking Q, K, V,
+/// the mask (rank 4: leading unit dimensions added; Q where there is none)
+/// and Y as memrefs, which bufferization leaves as they are: flags
+/// (AttentionTile.h's: float mask 1, bool mask 2, causal 4, soft cap 8),
+/// the scale and the soft cap as f64. Null where the kernel does not take
+/// the op (elements other than f32, head sizes above 128 or dynamic).
+static Value attentionCall(PatternRewriter &rewriter, AttentionOp op,
+                           StringRef library) {
+  Location loc = op.getLoc();
+  MLIRContext *ctx = rewriter.getContext();
+  Value q = op.getQuery(), k = op.getKey(), v = op.getValue(),
+        mask = op.getMask();
+  auto type = [](Value t) { return cast<RankedTensorType>(t.getType()); };
+  Type f32 = rewriter.getF32Type();
+  for (Value t : {q, k, v, Value(op.getResult())})
+    if (type(t).getElementType() != f32)
+      return nullptr;
+  Type maskElement = mask ? type(mask).getElementType() : f32;
+  if (!maskElement.isF32() && !maskElement.isInteger(1))
+    return nullptr;
+  for (int64_t size : {type(q).getDimSize(3), type(v).getDimSize(3)})
+    if (ShapedType::isDynamic(size) || size > 128)
+      return nullptr;
+  SmallVector<int64_t> dynamic4(4, ShapedType::kDynamic);
+  auto anyLayout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, dynamic4);
+  auto argType = [&](Type element) {
+    return MemRefType::get(dynamic4, element, anyLayout);
+  };
+  // Each call's reads carry its number: to_buffer is pure, and CSE merging
+  // one call's read into an earlier call's would place it before ops that
+  // bufferization may then let write that tensor in place.
+  auto module = op->getParentOfType<ModuleOp>();
+  int64_t number = 0;
+  module.walk([&](func::CallOp call) {
+    number += call.getCallee().starts_with(library);
+  });
+  auto buffer = [&](Value t) -> Value {
+    RankedTensorType tt = type(t);
+    auto read = bufferization::ToBufferOp::create(
+        rewriter, loc,
+        MemRefType::get(tt.getShape(), tt.getElementType(), anyLayout), t,
+        /*read_only=*/true);
+    read->setAttr("qopt.call", rewriter.getI64IntegerAttr(number));
+    Value m = read;
+    return memref::CastOp::create(rewriter, loc, argType(tt.getElementType()),
+                                  m);
+  };
+  int64_t flags = 0;
+  Value qBuffer = buffer(q), maskBuffer = qBuffer;
+  if (mask) {
+    int64_t rank = type(mask).getRank();
+    if (rank < 4) { // leading unit dimensions (the mask aligns right)
+      SmallVector<ReassociationIndices> groups;
+      SmallVector<int64_t> shape(4 - rank, 1);
+      llvm::append_range(shape, type(mask).getShape());
+      for (int64_t d = 0; d < rank; ++d) {
+        groups.emplace_back();
+        if (d == 0)
+          for (int64_t u = 0; u < 4 - rank; ++u)
+            groups.back().push_back(u);
+        groups.back().push_back(4 - rank + d);
+      }
+      mask = tensor::ExpandShapeOp::create(
+          rewriter, loc, RankedTensorType::get(shape, maskElement), mask,
+          groups);
+    }
+    maskBuffer = buffer(mask);
+    flags |= maskElement.isF32() ? 1 : 2;
+  }
+  if (op.getCausal())
+    flags |= 4;
+  double softcap = 0;
+  if (std::optional<APFloat> cap = op.getSoftcap()) {
+    softcap = cap->convertToDouble();
+    flags |= 8;
+  }
+  // Y [B, Hq, S, Dv]: Q's first three sizes, V's last.
+  RankedTensorType yType = type(op.getResult());
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < 4; ++d)
+    if (yType.isDynamicDim(d))
+      dynamicSizes.push_back(
+          tensor::DimOp::create(rewriter, loc, d < 3 ? q : v, d));
+  auto yMemRef = MemRefType::get(yType.getShape(), f32);
+  Value y = memref::AllocOp::create(rewriter, loc, yMemRef, dynamicSizes);
+  std::string name = library.str();
+  if (maskElement.isInteger(1))
+    name += "_i1";
+  auto callee = module.lookupSymbol<func::FuncOp>(name);
+  if (!callee) {
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToEnd(module.getBody());
+    Type f64 = rewriter.getF64Type();
+    callee = func::FuncOp::create(
+        rewriter, module.getLoc(), name,
+        rewriter.getFunctionType({rewriter.getI64Type(), f64, f64, argType(f32),
+                                  argType(f32), argType(f32),
+                                  argType(maskElement), argType(f32)},
+                                 {}));
+    callee.setPrivate();
+  }
+  Value yArg = memref::CastOp::create(rewriter, loc, argType(f32), y);
+  func::CallOp::create(
+      rewriter, loc, callee,
+      ValueRange{
+          arith::ConstantIntOp::create(rewriter, loc, flags, 64),
+          arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
+                                         APFloat(op.getScaleValue())),
+          arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
+                                         APFloat(softcap)),
+          qBuffer, buffer(k), buffer(v), maskBuffer, yArg});
+  return bufferization::ToTensorOp::create(rewriter, loc, yType, y,
+                                           /*restrict=*/true,
+                                           /*writable=*/true);
+}
+
 struct LowerAttention : OpRewritePattern<AttentionOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerAttention(MLIRContext *ctx, StringRef library)
+      : OpRewritePattern(ctx), library(library.str()) {}
+  std::string library;
   LogicalResult matchAndRewrite(AttentionOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -2119,10 +2241,7 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
     AffineMap full = rewriter.getMultiDimIdentityMap(4);
     SmallVector<AffineMap> maps = {full};
     SmallVector<Value> inputs;
-    OpFoldResult kvLen = tensor::getMixedSizes(rewriter, loc, k)[2];
-    Value scores =
-        headProduct(rewriter, loc, q, k, group, /*rhsTransposed=*/true, kvLen);
-    inputs.push_back(scores);
+    inputs.push_back(Value()); // the scores, below
     bool boolMask = false;
     if (mask) {
       // Aligned right; a static 1 broadcasts, any other size must match.
@@ -2144,6 +2263,14 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
       inputs.push_back(mask);
       boolMask = mType.getElementType().isInteger(1);
     }
+    // (After the checks, which the call relies on too.)
+    if (!library.empty())
+      if (Value y = attentionCall(rewriter, op, library))
+        return replaceWithCast(rewriter, op, y);
+    OpFoldResult kvLen = tensor::getMixedSizes(rewriter, loc, k)[2];
+    Value scores =
+        headProduct(rewriter, loc, q, k, group, /*rhsTransposed=*/true, kvLen);
+    inputs[0] = scores;
     double scale = op.getScaleValue();
     std::optional<double> softcap;
     if (std::optional<APFloat> cap = op.getSoftcap())
@@ -2797,13 +2924,15 @@ struct ConvertQOptToLinalgPass
       });
     }
     patterns.add<LowerLoRA>(ctx, &dropoutStreams);
-    patterns.add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
-                 LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>,
-                 LowerHadamard, LowerQuantize, LowerDequantize, LowerGelu,
-                 LowerSiLU, LowerRandomUniform, LowerSoftmax, LowerEmbedding,
-                 LowerLoRAEmbedding, LowerRandLoRAScale, LowerRandLoRAFlatten,
-                 LowerAttention, LowerLogSoftmax, LowerCrossEntropy,
-                 LowerRotary, LowerResidualAdd>(ctx);
+    patterns.add<LowerAttention>(ctx, attentionLibrary);
+    patterns
+        .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
+             LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
+             LowerQuantize, LowerDequantize, LowerGelu, LowerSiLU,
+             LowerRandomUniform, LowerSoftmax, LowerEmbedding,
+             LowerLoRAEmbedding, LowerRandLoRAScale, LowerRandLoRAFlatten,
+             LowerLogSoftmax, LowerCrossEntropy, LowerRotary, LowerResidualAdd>(
+            ctx);
     if (failed(applyPatternsGreedily(module, std::move(patterns)))) {
       module.emitError() << "convert-qopt-to-linalg: the lowering patterns "
                             "did not converge";

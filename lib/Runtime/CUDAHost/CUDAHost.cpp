@@ -18,6 +18,7 @@
 
 #include "Pool.h"
 
+#include "../Kernels/CUDA/AttentionTile.h"
 #include "../Kernels/CUDA/QLinearLaunch.h"
 
 #include <dlfcn.h>
@@ -472,6 +473,41 @@ void qopt_cuda_qlinear_lora(
                 sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
                 scn, &lora, nested ? &dq : nullptr);
 }
+
+/// qopt.attention's forward pass (flags: AttentionTile.h's; then Q, K, V,
+/// the mask and Y as MLIR memrefs): Attention.cu's fused kernel, one
+/// launch, queued like the generated kernels. convert-qopt-to-linalg's
+/// `attention-library` option makes the call, i1 masks through the `_i1`
+/// entry.
+void qopt_cuda_attention(QOPT_ATTENTION_PARAMS) {
+  qopt_cuda::AttentionParams p;
+  int64_t blocks = 0;
+  if (const char *error = qopt_cuda::planAttention(
+          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
+          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
+          QOPT_ATTENTION_VIEW(y), p, blocks))
+    stop(std::string("internal: the CUDA attention cannot take this call: ") +
+         error);
+  if (blocks == 0)
+    return;
+  if (blocks > 0x7fffffff)
+    stop("the attention has " + std::to_string(blocks) +
+         " blocks of query rows, more than a grid takes");
+  State &s = state();
+  CUfunction fn = libraryFunction("qopt_cuda_attention_f32");
+  void *params[] = {&p};
+  if (CUresult rc = s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1,
+                                        qopt_cuda::kAttnThreads, 1, 1, 0,
+                                        s.stream, params, nullptr))
+    stop(std::string("cannot launch qopt_cuda_attention_f32: ") +
+         errorText(rc));
+  s.pending = true;
+}
+
+/// The same for a bool mask (a byte per element; `flags` says which): a
+/// second name only because the IR's declaration types the mask.
+void qopt_cuda_attention_i1(QOPT_ATTENTION_PARAMS)
+    __attribute__((alias("qopt_cuda_attention")));
 
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//
 

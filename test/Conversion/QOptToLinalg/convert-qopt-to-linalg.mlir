@@ -299,8 +299,8 @@ func.func @embedding(%ids: tensor<2x?xi64>, %w: tensor<10x4xf32>) -> tensor<2x?x
 // CHECK-DAG: #[[MASK:.*]] = affine_map<(d0, d1, d2, d3) -> (d0, 0, d2, d3)>
 // CHECK-LABEL: func.func @attention
 // CHECK: cf.assert %{{.*}}, "node 'attn' (qopt.attention): K and V have different sequence lengths"
-// CHECK: %[[S:.*]] = linalg.contract
 // CHECK: cf.assert %{{.*}}, "node 'attn' (qopt.attention): attn_mask does not broadcast to the scores"
+// CHECK: %[[S:.*]] = linalg.contract
 // CHECK: linalg.generic {indexing_maps = [#{{.*}}, #[[MASK]], #{{.*}}]{{.*}} ins(%[[S]], %arg3 : tensor<1x2x3x?xf32>, tensor<1x1x3x?xi1>)
 // CHECK: arith.select
 // CHECK: arith.cmpi ule

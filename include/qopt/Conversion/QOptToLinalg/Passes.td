@@ -55,10 +55,24 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "position among the module's qopt.lora ops; the next free number "
            "on a collision), an element dropped where u < p, "
            "survivors scaled by 1/(1-p). Off, dropout is the identity "
-           "(inference)">
+           "(inference)">,
+    Option<"attentionLibrary", "attention-library", "std::string",
+           /*default=*/"\"\"",
+           "Lower each qopt.attention the named kernel takes (f32 query, "
+           "key, value and result; an f32 or i1 mask or none; static head "
+           "sizes up to 128) to one call of it instead of linalg: its "
+           "arguments are flags (float mask 1, bool mask 2, causal 4, soft "
+           "cap 8), the scale and soft cap (f64), then query, key, value, "
+           "the mask (rank 4; the query where there is none) and the "
+           "output as strided memrefs (`<name>_i1` for a bool mask). The "
+           "CUDA target sets it (qopt_cuda_attention, the kernel library's "
+           "fused forward pass); the checks of the op's sizes stay in the "
+           "IR">
   ];
   let dependentDialects = [
-    "::mlir::arith::ArithDialect", "::mlir::cf::ControlFlowDialect",
+    "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",
+    "::mlir::cf::ControlFlowDialect", "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
     "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::tensor::TensorDialect"
   ];

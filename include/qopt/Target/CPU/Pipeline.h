@@ -48,13 +48,16 @@ struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 /// differentiates), with CSE and canonicalization, and tensor arith as
 /// linalg: the first passes of the code-generation pipeline. With
 /// `trainingDropout`, adapters apply their dropout (the train step's forward).
-void buildLowerToLinalgPipeline(OpPassManager &pm,
-                                bool trainingDropout = false);
+/// `attentionLibrary`: convert-qopt-to-linalg's attention-library option
+/// (a fused kernel's call instead of linalg; the CUDA target's).
+void buildLowerToLinalgPipeline(OpPassManager &pm, bool trainingDropout = false,
+                                llvm::StringRef attentionLibrary = "");
 
 /// The QOpt reference lowering, elementwise fusion and bufferization with
 /// buffer deallocation (results are owned by the caller): linalg on
 /// memrefs, where the CPU and CUDA targets part.
-void buildBufferizePipeline(OpPassManager &pm);
+void buildBufferizePipeline(OpPassManager &pm,
+                            llvm::StringRef attentionLibrary = "");
 
 /// Host code (loops, memrefs, run-time checks) to the LLVM dialect;
 /// `beforeLLVM` adds a target's own conversions (gpu-to-llvm) before the

@@ -6,21 +6,26 @@
 // launches as the CUDA host library does (QLinearLaunch.h, GemmLaunch.h)
 // and run each: for the GEMV every warp's 32 lanes (QLinearTile.h), summed
 // in the order of the kernel's shuffles; for the GEMM every block's 256
-// threads phase by phase between the barriers (GemmTile.h). So the
-// whole-model tests check the kernels' indexing and decoding and the
-// launch planning against the CPU target without a GPU.
+// threads phase by phase between the barriers (GemmTile.h); for the
+// attention (qopt_cuda_attention_emulated) every block's 128 threads the
+// same way, each warp's lanes reduced as its shuffles do (AttentionTile.h). So
+// the whole-model tests check the kernels' indexing and decoding and the launch
+// planning against the CPU target without a GPU.
 //
 //===----------------------------------------------------------------------===//
 
+#include "../CUDA/AttentionTile.h"
 #include "../CUDA/QLinearLaunch.h"
 #include "../CUDA/QLinearTile.h"
 
 #include "qopt/Support/QuantFormats.h"
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 extern "C" void qopt_kernel_check_failed(const char *message);
 
@@ -254,3 +259,82 @@ extern "C" void qopt_cuda_qlinear_lora_emulated(
                  sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
                  scn, &lora, nested ? &dq : nullptr);
 }
+
+namespace {
+/// The value every lane holds after the kernel's __shfl_xor_sync butterfly
+/// (the same in each lane: every step adds two lanes' values, which
+/// commutes) of the sum or maximum of v.
+template <bool Max> float warpReduce(const float (&lanes)[32]) {
+  float v[32];
+  std::memcpy(v, lanes, sizeof(v));
+  for (int offset = 16; offset > 0; offset /= 2) {
+    float next[32];
+    for (int lane = 0; lane < 32; ++lane)
+      next[lane] = Max ? std::fmax(v[lane], v[lane ^ offset])
+                       : v[lane] + v[lane ^ offset];
+    std::memcpy(v, next, sizeof(v));
+  }
+  return v[0];
+}
+
+/// Attention.cu's kernel, block by block: the 128 threads' loads between
+/// barriers, then each warp's rows with its 32 lanes in step.
+void emulateAttention(const AttentionParams &p, int64_t blocks) {
+  auto sh = std::make_unique<AttentionShared>();
+  for (int64_t block = 0; block < blocks; ++block) {
+    AttentionBlock w = attnBlock(p, block);
+    for (int t = 0; t < kAttnThreads; ++t)
+      attnLoadQ(p, w, *sh, t);
+    AttnRow rows[kAttnRows][32];
+    for (auto &row : rows)
+      for (AttnRow &lane : row)
+        attnRowInit(lane);
+    int64_t end = attnKeyEnd(p, w);
+    for (int64_t key0 = 0; key0 < end; key0 += kAttnKeys) {
+      for (int t = 0; t < kAttnThreads; ++t)
+        attnLoadKV(p, w, *sh, key0, t);
+      for (int r = 0; r < kAttnRows && w.row0 + r < p.rows; ++r) {
+        float s[32], pl[32];
+        for (int lane = 0; lane < 32; ++lane)
+          s[lane] = attnScore(p, w, *sh, r, key0, lane);
+        float stepMax = warpReduce<true>(s);
+        float alpha[32];
+        for (int lane = 0; lane < 32; ++lane)
+          pl[lane] = std::exp(s[lane] -
+                              attnShift(rows[r][lane], stepMax, alpha[lane]));
+        float pSum = warpReduce<false>(pl);
+        for (int lane = 0; lane < 32; ++lane) {
+          attnRescale(rows[r][lane], stepMax, alpha[lane], pSum);
+          for (int jj = 0; jj < kAttnKeys; ++jj)
+            attnAccumulate(rows[r][lane], *sh, jj, pl[jj], lane);
+        }
+      }
+    }
+    for (int r = 0; r < kAttnRows && w.row0 + r < p.rows; ++r)
+      for (int lane = 0; lane < 32; ++lane)
+        attnStore(p, w, rows[r][lane], r, lane);
+  }
+}
+} // namespace
+
+/// qopt_cuda_attention's arguments (CUDAHost.cpp), run on the CPU.
+extern "C" void qopt_cuda_attention_emulated(QOPT_ATTENTION_PARAMS) {
+  AttentionParams p;
+  int64_t blocks = 0;
+  if (const char *error = planAttention(
+          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
+          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
+          QOPT_ATTENTION_VIEW(y), p, blocks)) {
+    char message[256];
+    std::snprintf(message, sizeof(message),
+                  "internal: the CUDA attention cannot take this call: %s",
+                  error);
+    qopt_kernel_check_failed(message);
+    return;
+  }
+  emulateAttention(p, blocks);
+}
+
+/// The same for a bool mask (`flags` says which).
+extern "C" void qopt_cuda_attention_emulated_i1(QOPT_ATTENTION_PARAMS)
+    __attribute__((alias("qopt_cuda_attention_emulated")));

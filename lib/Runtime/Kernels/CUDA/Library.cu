@@ -8,3 +8,4 @@
 
 #include "Gemm.cu"
 #include "QLinear.cu"
+#include "Attention.cu"

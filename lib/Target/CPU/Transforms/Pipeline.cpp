@@ -18,9 +18,11 @@
 using namespace mlir;
 
 void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
-                                            bool trainingDropout) {
+                                            bool trainingDropout,
+                                            StringRef attentionLibrary) {
   ConvertQOptToLinalgPassOptions lower;
   lower.trainingDropout = trainingDropout;
+  lower.attentionLibrary = attentionLibrary.str();
   pm.addPass(createConvertQOptToLinalgPass(lower));
   // CSE first: equal sizes become one value, so the run-time broadcasts
   // and checks the conversion could not decide fold away.
@@ -29,8 +31,9 @@ void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
   pm.addPass(createConvertElementwiseToLinalgPass());
 }
 
-void mlir::qopt::buildBufferizePipeline(OpPassManager &pm) {
-  buildLowerToLinalgPipeline(pm);
+void mlir::qopt::buildBufferizePipeline(OpPassManager &pm,
+                                        StringRef attentionLibrary) {
+  buildLowerToLinalgPipeline(pm, /*trainingDropout=*/false, attentionLibrary);
   // One loop nest per chain of elementwise ops instead of a buffer each.
   pm.addPass(createQOptFuseElementwisePass());
   // After fusion, which folds constant operands (pow's exponent) into the

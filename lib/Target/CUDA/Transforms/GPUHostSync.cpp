@@ -19,7 +19,8 @@ static constexpr StringLiteral kHostSync = "qopt_cuda_host_sync";
 static bool callsLibrary(Operation *op) {
   auto call = dyn_cast<func::CallOp>(op);
   return call && (call.getCallee().starts_with("qopt_cuda_qlinear") ||
-                  call.getCallee().starts_with("qopt_cuda_sgemm"));
+                  call.getCallee().starts_with("qopt_cuda_sgemm") ||
+                  call.getCallee().starts_with("qopt_cuda_attention"));
 }
 
 /// Whether `memref` is host memory no kernel uses: a stack buffer, or a

@@ -18,7 +18,11 @@ using namespace mlir;
 
 void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
                                           const CUDACodegenOptions &options) {
-  buildBufferizePipeline(pm);
+  // qopt.attention (inference; a train step's forward is linalg already):
+  // the library's fused kernel.
+  buildBufferizePipeline(pm, !options.library  ? ""
+                             : options.emulate ? "qopt_cuda_attention_emulated"
+                                               : "qopt_cuda_attention");
   if (options.library) {
     QOptLinalgToBLASPassOptions library;
     library.cudaQLinear =

@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""The CUDA kernel library's fused attention (lib/Runtime/Kernels/CUDA/Attention.cu) on a
+GPU: a test, then a benchmark, in one run.
+
+  * test: qopt_cuda_attention_f32 against PyTorch in float64 for qopt.attention's
+    definition: grouped-query heads, float and bool masks that broadcast, causal masking,
+    the soft cap, a row with every key masked (zeros), Q / K / V / Y as transposed views
+    ([B, S, H, D] storage), several row blocks and key steps, head sizes 8-128;
+  * benchmark: Llama-shaped prefill (32 query heads, 8 key/value heads, head size 128,
+    causal, 512 and 2048 tokens) against torch's scaled_dot_product_attention in f32
+    (the same arithmetic) and in bf16 (flash attention; the issue's peer), in ms.
+
+The kernel is launched through the driver API with ctypes (cuModuleLoad on the cubin
+for this GPU's architecture from build/lib/cuda/library-sm_XX.cubin, carried by
+scripts/gpu-artifacts.sh; cuLaunchKernel with AttentionParams by value, as the CUDA
+host library does), on torch's stream, with torch's memory. Timings: CUDA events around
+20 calls after a warm-up.
+Written without a GPU at hand: its first run on one is its first check.
+    python3 bench/gpu/attention.py --cubins gpu-artifacts [--json out.json]
+Exit status: 0 when every test case matches, 1 otherwise.
+"""
+import argparse
+import ctypes
+import json
+import math
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gemm import open_library, timer  # noqa: E402
+
+THREADS, ROWS = 128, 16  # AttentionTile.h's kAttnThreads, kAttnRows
+FLOAT_MASK, BOOL_MASK, CAUSAL, SOFTCAP = 1, 2, 4, 8
+
+
+def launch(drv, q, k, v, mask, y, flags, scale, softcap, stream):
+    """AttentionParams (280 bytes) for 4-D tensors (any strides; a mask's size-1
+    dimensions broadcast) and one launch."""
+    b, hq, s, d = q.shape
+    keys, dv = k.shape[2], v.shape[3]
+    strides = []
+    for t in (q, k, v):
+        strides += list(t.stride())
+    strides += [0 if mask is None or mask.shape[i] == 1 else mask.stride(i) for i in range(4)]
+    strides += list(y.stride())
+    tiles = (s + ROWS - 1) // ROWS
+    ptr = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731
+    buf = ctypes.create_string_buffer(struct.pack(
+        "<5Q20q7q2fi4xq", ptr(q), ptr(k), ptr(v), ptr(mask), ptr(y), *strides,
+        b, hq, hq // k.shape[1], s, keys, d, dv, scale, softcap, flags, tiles))
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    drv.check(drv.cu.cuLaunchKernel(
+        drv.function("qopt_cuda_attention_f32"), ctypes.c_uint(b * hq * tiles),
+        ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(THREADS), ctypes.c_uint(1),
+        ctypes.c_uint(1), ctypes.c_uint(0), ctypes.c_void_p(stream), args, None),
+        "launch qopt_cuda_attention_f32")
+
+
+def reference(torch, q, k, v, mask, flags, scale, softcap):
+    """qopt.attention's definition in float64 (a row with every key masked: 0)."""
+    group = q.shape[1] // k.shape[1]
+    k = k.double().repeat_interleave(group, dim=1)
+    v = v.double().repeat_interleave(group, dim=1)
+    s = q.double() @ k.transpose(-1, -2) * scale
+    if flags & SOFTCAP:
+        s = softcap * torch.tanh(s / softcap)
+    if flags & FLOAT_MASK:
+        s = s + mask.double()
+    if flags & BOOL_MASK:
+        s = s.masked_fill(~mask.bool(), -math.inf)
+    if flags & CAUSAL:
+        i = torch.arange(s.shape[2], device=s.device)[:, None]
+        j = torch.arange(s.shape[3], device=s.device)[None, :]
+        s = s.masked_fill(j > i, -math.inf)
+    top = s.amax(dim=-1, keepdim=True)
+    p = torch.exp(s - torch.where(torch.isinf(top), torch.zeros_like(top), top))
+    total = p.sum(dim=-1, keepdim=True)
+    p = p / torch.where(total == 0, torch.ones_like(total), total)
+    return p @ v, p @ v.abs()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cubins", required=True, help="folder with library-sm_XX.cubin")
+    ap.add_argument("--json")
+    ap.add_argument("--reps", type=int, default=20)
+    args = ap.parse_args()
+    import torch
+
+    drv, arch = open_library(torch, args.cubins, "attention")
+    if drv is None:
+        return 1
+    stream = lambda: torch.cuda.current_stream().cuda_stream  # noqa: E731
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    results = {"device": torch.cuda.get_device_name(), "arch": arch, "tests": [], "bench": []}
+    failures = 0
+
+    def tensor(b, h, s, d, transposed):
+        if transposed:  # [B, S, H, D] storage
+            return torch.randn(b, s, h, d, device="cuda", generator=gen).transpose(1, 2)
+        return torch.randn(b, h, s, d, device="cuda", generator=gen)
+
+    # (B, Hq, Hkv, S, L, D, Dv, mask: 0 none / 1 float [B,1,S,L] / 2 bool [1,1,S,L],
+    #  causal, soft cap, transposed)
+    cases = [(2, 4, 2, 37, 70, 24, 40, 1, False, 0.0, True),
+             (1, 2, 2, 37, 70, 24, 40, 2, True, 0.0, False),
+             (1, 3, 1, 20, 50, 16, 16, 0, True, 5.0, True),
+             (1, 1, 1, 5, 33, 128, 128, 0, False, 0.0, False),
+             (2, 8, 2, 300, 300, 64, 64, 1, True, 0.0, True),
+             (1, 2, 2, 3, 0, 8, 8, 0, False, 0.0, False)]
+    for b, hq, hkv, s, keys, d, dv, m, causal, cap, tr in cases:
+        q, k, v = tensor(b, hq, s, d, tr), tensor(b, hkv, keys, d, tr), tensor(b, hkv, keys, dv, tr)
+        y = tensor(b, hq, s, dv, tr).fill_(float("nan"))  # every element written
+        mask = None
+        if m:
+            off = torch.rand(b if m == 1 else 1, 1, s, keys, device="cuda", generator=gen) < 0.2
+            off[:, :, min(1, s - 1)] = True  # a row with every key masked
+            mask = (torch.randn(off.shape, device="cuda", generator=gen).masked_fill(off, -math.inf)
+                    if m == 1 else (~off).to(torch.uint8))
+        flags = ((FLOAT_MASK if m == 1 else BOOL_MASK if m == 2 else 0)
+                 | (CAUSAL if causal else 0) | (SOFTCAP if cap else 0))
+        scale = 1.0 / math.sqrt(d)
+        launch(drv, q, k, v, mask, y, flags, scale, cap, stream())
+        torch.cuda.synchronize()
+        want, magnitude = reference(torch, q, k, v, mask, flags, scale, cap)
+        err = ((y.double() - want).abs() / (magnitude + 1e-30)).max().item() if y.numel() else 0.0
+        ok = not math.isnan(err) and err <= 1e-5
+        failures += not ok
+        name = (f"B={b} Hq={hq} Hkv={hkv} S={s} L={keys} D={d} Dv={dv} mask={m} "
+                f"causal={causal} softcap={cap} transposed={tr}")
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the |p|·|v| scale)")
+
+    timed = timer(torch, args.reps)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    for s in (512, 2048):
+        b, hq, hkv, d = 1, 32, 8, 128
+        q, k, v = tensor(b, hq, s, d, True), tensor(b, hkv, s, d, True), tensor(b, hkv, s, d, True)
+        y = torch.empty(b, hq, s, d, device="cuda")
+        ours = timed(lambda: launch(drv, q, k, v, None, y, CAUSAL, 1 / math.sqrt(d), 0.0, stream()))
+        kx, vx = k.repeat_interleave(hq // hkv, 1), v.repeat_interleave(hq // hkv, 1)
+        peer32 = timed(lambda: sdpa(q, kx, vx, is_causal=True))
+        qb, kb, vb = (t.to(torch.bfloat16) for t in (q, kx, vx))
+        peer16 = timed(lambda: sdpa(qb, kb, vb, is_causal=True))
+        flops = 4.0 * b * hq * s * s * d / 2  # causal: half the scores
+        line = {"S": s, "heads": hq, "kv_heads": hkv, "d": d, "ms": ours * 1e3,
+                "tflops": flops / ours / 1e12, "torch_f32_ms": peer32 * 1e3,
+                "torch_bf16_ms": peer16 * 1e3}
+        results["bench"].append(line)
+        print(f"bench causal S={s} Hq={hq} Hkv={hkv} D={d}: {ours * 1e3:.3f} ms "
+              f"({line['tflops']:.1f} TFLOP/s); torch SDPA f32 {peer32 * 1e3:.3f} ms "
+              f"(x{peer32 / ours:.2f}), bf16 {peer16 * 1e3:.3f} ms (x{peer16 / ours:.2f})")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print(f"attention: {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

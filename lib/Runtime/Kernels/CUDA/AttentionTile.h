@@ -1,0 +1,272 @@
+//===- AttentionTile.h - per-thread work of the CUDA attention -*- C++ -*-===//
+//
+// Attention.cu's kernel computes qopt.attention's forward pass the flash-
+// attention way: the scores never reach memory. A block of 128 threads
+// takes 16 query rows of one (batch, head) and walks the keys 32 at a
+// time: the threads load the keys' K and V rows into shared memory, then
+// each warp takes 4 of the block's rows, lane l scoring key 32·t + l, and
+// keeps the row's running maximum m, sum l and output o (a lane holds
+// o[e] for e ≡ lane mod 32), rescaled by exp(m_old - m_new) as the
+// maximum grows ("online softmax"). A row whose scores are all -inf
+// (masked, causal, no keys) gives 0, as the CPU lowering's does.
+//
+// Each phase is a function of the thread's (or lane's) index, written once
+// for the device and the host: the kernel calls it for its thread, the CPU
+// emulation (CUDAEmulation.cpp, unittests/Runtime/CUDATileTest.cpp) calls
+// it for the 128 threads in turn between the barriers and reduces the
+// lanes' values in the order of the kernel's shuffles.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_ATTENTIONTILE_H
+#define QOPT_RUNTIME_KERNELS_CUDA_ATTENTIONTILE_H
+
+#include "QLinearTile.h"
+
+#include <math.h>
+
+namespace qopt_cuda {
+
+constexpr int kAttnThreads = 128, kAttnRowsPerWarp = 4;
+/// Query rows per block, keys per step, and the largest head size (of
+/// Q·Kᵀ's and of V's rows) the kernel takes.
+constexpr int kAttnRows = kAttnThreads / 32 * kAttnRowsPerWarp;
+constexpr int kAttnKeys = 32, kAttnMaxHead = 128;
+/// Output elements a lane keeps per row.
+constexpr int kAttnOut = kAttnMaxHead / 32;
+
+enum AttentionFlags : int {
+  kAttnFloatMask = 1, // s + mask
+  kAttnBoolMask = 2,  // mask ? s : -inf (a byte per element)
+  kAttnCausal = 4,    // -inf where key > query
+  kAttnSoftcap = 8,   // softcap · tanh(s / softcap) before the mask
+};
+
+/// One launch (passed by value; the same layout on the host and the
+/// device). Element (b, h, i, c) of Q is q[b·sq[0] + h·sq[1] + i·sq[2] +
+/// c·sq[3]], and so for K, V (head h / group), the mask (broadcast
+/// dimensions have stride 0) and Y.
+struct AttentionParams {
+  const float *q, *k, *v;
+  const void *mask;
+  float *y;
+  int64_t sq[4], sk[4], sv[4], sm[4], sy[4];
+  int64_t batch, heads, group, rows, keys, d, dv;
+  float scale, softcap;
+  int flags;
+  int64_t tiles; // blocks per (batch, head): ceil(rows / kAttnRows)
+};
+// bench/gpu/attention.py packs it ("<5Q20q7q2fi4xq").
+static_assert(sizeof(AttentionParams) == 280, "AttentionParams' layout");
+
+/// The block's shared memory: its query rows, and one step's keys (K
+/// padded so that the 32 lanes reading one column of it hit 32 banks).
+struct AttentionShared {
+  float q[kAttnRows][kAttnMaxHead];
+  float k[kAttnKeys][kAttnMaxHead + 1];
+  float v[kAttnKeys][kAttnMaxHead];
+};
+
+/// Where block `block` works: batch, head, first row.
+struct AttentionBlock {
+  int64_t b, h, row0;
+};
+QOPT_HD AttentionBlock attnBlock(const AttentionParams &p, int64_t block) {
+  int64_t bh = block / p.tiles;
+  return {bh / p.heads, bh % p.heads, (block % p.tiles) * kAttnRows};
+}
+
+/// The last key the block's rows read, plus one.
+QOPT_HD int64_t attnKeyEnd(const AttentionParams &p, const AttentionBlock &w) {
+  int64_t end = p.keys;
+  if (p.flags & kAttnCausal) {
+    int64_t last = w.row0 + kAttnRows;
+    last = last < p.rows ? last : p.rows; // (rows past the end read none)
+    end = last < end ? last : end;
+  }
+  return end;
+}
+
+/// Thread t's share of loading the block's query rows (zeros past the
+/// end).
+QOPT_HD void attnLoadQ(const AttentionParams &p, const AttentionBlock &w,
+                       AttentionShared &sh, int t) {
+  for (int64_t idx = t; idx < kAttnRows * p.d; idx += kAttnThreads) {
+    int64_t r = idx / p.d, c = idx % p.d, i = w.row0 + r;
+    sh.q[r][c] =
+        i < p.rows
+            ? p.q[w.b * p.sq[0] + w.h * p.sq[1] + i * p.sq[2] + c * p.sq[3]]
+            : 0.0f;
+  }
+}
+
+/// Thread t's share of loading the K and V rows of keys key0 … key0 + 31.
+QOPT_HD void attnLoadKV(const AttentionParams &p, const AttentionBlock &w,
+                        AttentionShared &sh, int64_t key0, int t) {
+  int64_t hk = w.h / p.group;
+  const float *k = p.k + w.b * p.sk[0] + hk * p.sk[1];
+  const float *v = p.v + w.b * p.sv[0] + hk * p.sv[1];
+  for (int64_t idx = t; idx < kAttnKeys * p.d; idx += kAttnThreads) {
+    int64_t j = idx / p.d, c = idx % p.d, key = key0 + j;
+    sh.k[j][c] = key < p.keys ? k[key * p.sk[2] + c * p.sk[3]] : 0.0f;
+  }
+  for (int64_t idx = t; idx < kAttnKeys * p.dv; idx += kAttnThreads) {
+    int64_t j = idx / p.dv, c = idx % p.dv, key = key0 + j;
+    sh.v[j][c] = key < p.keys ? v[key * p.sv[2] + c * p.sv[3]] : 0.0f;
+  }
+}
+
+/// Lane `lane`'s score for the block's row r (query i = row0 + r) and key
+/// key0 + lane: scaled, soft-capped, masked; -inf where the key is masked,
+/// causal or past the end.
+QOPT_HD float attnScore(const AttentionParams &p, const AttentionBlock &w,
+                        const AttentionShared &sh, int r, int64_t key0,
+                        int lane) {
+  const float negInf = -INFINITY;
+  int64_t i = w.row0 + r, j = key0 + lane;
+  if (j >= p.keys || ((p.flags & kAttnCausal) && j > i))
+    return negInf;
+  float s = 0.0f;
+  for (int64_t c = 0; c < p.d; ++c)
+    s = fmaf(sh.q[r][c], sh.k[lane][c], s);
+  s *= p.scale;
+  if (p.flags & kAttnSoftcap)
+    s = tanhf(s / p.softcap) * p.softcap;
+  int64_t at = w.b * p.sm[0] + w.h * p.sm[1] + i * p.sm[2] + j * p.sm[3];
+  if (p.flags & kAttnFloatMask)
+    s += static_cast<const float *>(p.mask)[at];
+  else if ((p.flags & kAttnBoolMask) &&
+           !static_cast<const uint8_t *>(p.mask)[at])
+    s = negInf;
+  return s;
+}
+
+/// A row's running state in one lane.
+struct AttnRow {
+  float m, l; // the maximum so far and the sum of exp(s - m)
+  float o[kAttnOut];
+};
+
+QOPT_HD void attnRowInit(AttnRow &row) {
+  row.m = -INFINITY;
+  row.l = 0.0f;
+  for (int c = 0; c < kAttnOut; ++c)
+    row.o[c] = 0.0f;
+}
+
+/// A step's rescaling: given the step's maximum over the warp, the new
+/// maximum's shift (0 while every score is -inf, so exp gives 0, not NaN)
+/// and the factor the old sum and outputs are multiplied by. The lane's
+/// p = exp(s - shift) follows.
+QOPT_HD float attnShift(const AttnRow &row, float stepMax, float &alpha) {
+  float m = fmaxf(row.m, stepMax);
+  float shift = m == -INFINITY ? 0.0f : m;
+  alpha = expf(row.m - shift);
+  return shift;
+}
+
+/// After the warp's sum of p: the new maximum and sum, outputs rescaled.
+QOPT_HD void attnRescale(AttnRow &row, float stepMax, float alpha, float pSum) {
+  row.m = fmaxf(row.m, stepMax);
+  row.l = row.l * alpha + pSum;
+  for (int c = 0; c < kAttnOut; ++c)
+    row.o[c] *= alpha;
+}
+
+/// Adds key jj's p (broadcast from lane jj) times its V row to the lane's
+/// outputs.
+QOPT_HD void attnAccumulate(AttnRow &row, const AttentionShared &sh, int jj,
+                            float pj, int lane) {
+  QOPT_UNROLL()
+  for (int c = 0; c < kAttnOut; ++c)
+    row.o[c] = fmaf(pj, sh.v[jj][lane + 32 * c], row.o[c]);
+}
+
+/// Writes the lane's outputs of the block's row r.
+QOPT_HD void attnStore(const AttentionParams &p, const AttentionBlock &w,
+                       const AttnRow &row, int r, int lane) {
+  int64_t i = w.row0 + r;
+  float inv = row.l > 0.0f ? 1.0f / row.l : 0.0f;
+  float *y = p.y + w.b * p.sy[0] + w.h * p.sy[1] + i * p.sy[2];
+  for (int c = 0; c < kAttnOut; ++c)
+    if (lane + 32 * c < p.dv)
+      y[(lane + 32 * c) * p.sy[3]] = row.l > 0.0f ? row.o[c] * inv : 0.0f;
+}
+
+/// One rank-4 buffer as MLIR passes a memref (allocated and aligned
+/// pointers, offset, sizes, strides).
+struct Memref4 {
+  const void *aligned;
+  int64_t offset, size[4], stride[4];
+};
+
+// qopt_cuda_attention's parameters: flags, scale, soft cap, then Q, K, V,
+// the mask (Q where there is none) and Y as MLIR passes a memref (the
+// allocated pointer, unused here, then Memref4's fields), and the Memref4s
+// made of them.
+#define QOPT_ATTENTION_MEMREF(n)                                               \
+  const void *, const void *n##Aligned, int64_t n##Offset, int64_t n##Size0,   \
+      int64_t n##Size1, int64_t n##Size2, int64_t n##Size3,                    \
+      int64_t n##Stride0, int64_t n##Stride1, int64_t n##Stride2,              \
+      int64_t n##Stride3
+#define QOPT_ATTENTION_PARAMS                                                  \
+  int64_t flags, double scale, double softcap, QOPT_ATTENTION_MEMREF(q),       \
+      QOPT_ATTENTION_MEMREF(k), QOPT_ATTENTION_MEMREF(v),                      \
+      QOPT_ATTENTION_MEMREF(m), QOPT_ATTENTION_MEMREF(y)
+#define QOPT_ATTENTION_VIEW(n)                                                 \
+  qopt_cuda::Memref4 {                                                         \
+    n##Aligned, n##Offset, {n##Size0, n##Size1, n##Size2, n##Size3}, {         \
+      n##Stride0, n##Stride1, n##Stride2, n##Stride3                           \
+    }                                                                          \
+  }
+
+/// The launch for qopt_cuda_attention's arguments (Q [B, Hq, S, D], K [B,
+/// Hkv, L, D], V [B, Hkv, L, Dv], the mask broadcasting to [B, Hq, S, L]
+/// where `flags` has one, Y [B, Hq, S, Dv]; sizes checked by the caller's
+/// IR). Returns null, or why the kernel cannot take it.
+inline const char *planAttention(int64_t flags, double scale, double softcap,
+                                 const Memref4 &q, const Memref4 &k,
+                                 const Memref4 &v, const Memref4 &mask,
+                                 const Memref4 &y, AttentionParams &p,
+                                 int64_t &blocks) {
+  p = AttentionParams{};
+  p.q = static_cast<const float *>(q.aligned) + q.offset;
+  p.k = static_cast<const float *>(k.aligned) + k.offset;
+  p.v = static_cast<const float *>(v.aligned) + v.offset;
+  p.y = static_cast<float *>(const_cast<void *>(y.aligned)) + y.offset;
+  p.flags = int(flags);
+  if (flags & kAttnFloatMask)
+    p.mask = static_cast<const float *>(mask.aligned) + mask.offset;
+  else if (flags & kAttnBoolMask)
+    p.mask = static_cast<const uint8_t *>(mask.aligned) + mask.offset;
+  for (int d = 0; d < 4; ++d) {
+    p.sq[d] = q.stride[d];
+    p.sk[d] = k.stride[d];
+    p.sv[d] = v.stride[d];
+    p.sy[d] = y.stride[d];
+    // A mask's size-1 dimension broadcasts.
+    p.sm[d] = (flags & (kAttnFloatMask | kAttnBoolMask)) && mask.size[d] != 1
+                  ? mask.stride[d]
+                  : 0;
+  }
+  p.batch = q.size[0];
+  p.heads = q.size[1];
+  p.rows = q.size[2];
+  p.d = q.size[3];
+  p.keys = k.size[2];
+  p.dv = v.size[3];
+  p.scale = float(scale);
+  p.softcap = float(softcap);
+  if (p.d > kAttnMaxHead || p.dv > kAttnMaxHead)
+    return "a head size above 128";
+  if (k.size[1] <= 0 ? p.heads != 0 : p.heads % k.size[1] != 0)
+    return "query heads not a multiple of key/value heads";
+  p.group = k.size[1] > 0 ? p.heads / k.size[1] : 1;
+  p.tiles = (p.rows + kAttnRows - 1) / kAttnRows;
+  blocks = p.batch * p.heads * p.tiles;
+  return nullptr;
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_ATTENTIONTILE_H
