@@ -513,7 +513,13 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     // tensor form, which is what the gradient rules cover), whose adapters
     // drop their inputs as PEFT's lora_dropout does in training.
     PassManager train(module.getContext());
-    buildLowerToLinalgPipeline(train, /*trainingDropout=*/true);
+    // For the CUDA kernel library, attention stays whole: its gradient is
+    // the library's fused backward (qopt.attention_grad), which recomputes
+    // the probabilities instead of keeping them.
+    buildLowerToLinalgPipeline(train, /*trainingDropout=*/true,
+                               /*attentionLibrary=*/"",
+                               /*keepAttention=*/target.cuda.enabled &&
+                                   !target.cuda.kernelLibrary.empty());
     train.addPass(createQOptBuildTrainStepPass(options.trainStep));
     if (failed(train.run(module)))
       return failure();

@@ -616,6 +616,25 @@ LogicalResult Differentiator::visit(Operation *op, ArrayRef<Value> grads) {
           b, loc, getValueOrCreateConstantIndexOp(b, loc, offset),
           getValueOrCreateConstantIndexOp(b, loc, sizes[dim])));
     }
+  } else if (auto attention = dyn_cast<AttentionOp>(op)) {
+    // Kept whole for a target with a fused backward (the CUDA library's):
+    // one op that recomputes the probabilities instead of a saved
+    // [B, H, S, L] tensor of them.
+    Value mask = attention.getMask();
+    if (mask && isActive(mask))
+      return op->emitError("no gradient rule for an attention mask that "
+                           "depends on a trainable parameter");
+    Value q = attention.getQuery(), k = attention.getKey(),
+          v = attention.getValue();
+    auto grad = AttentionGradOp::create(
+        b, loc, TypeRange{q.getType(), k.getType(), v.getType()}, q, k, v, mask,
+        attention.getResult(), g, attention.getCausalAttr(),
+        b.getF64FloatAttr(attention.getScaleValue()),
+        attention.getSoftcapAttr());
+    Value operands[] = {q, k, v};
+    for (auto [operand, adjoint] : llvm::zip(operands, grad.getResults()))
+      if (isActive(operand))
+        accumulate(operand, adjoint);
   } else if (auto pad = dyn_cast<tensor::PadOp>(op)) {
     Value src = pad.getSource();
     Value padValue = pad.getConstantPaddingValue();

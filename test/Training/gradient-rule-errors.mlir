@@ -73,3 +73,22 @@ func.func @pad(%w: tensor<2xf32> {qopt.trainable}) -> tensor<1xf32> {
   %s = tensor.extract_slice %p[0] [1] [1] : tensor<3xf32> to tensor<1xf32>
   return %s : tensor<1xf32>
 }
+
+// -----
+
+// An attention mask that depends on a trainable parameter (a learned
+// bias): the fused backward gives the mask no gradient.
+func.func @attention_mask(%q: tensor<1x2x3x8xf32>, %m: tensor<1x1x3x3xf32> {qopt.trainable}) -> tensor<f32> {
+  // expected-error @+1 {{no gradient rule for an attention mask that depends on a trainable parameter}}
+  %y = qopt.attention %q, %q, %q mask(%m) : (tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x1x3x3xf32>) -> tensor<1x2x3x8xf32>
+  %z = arith.constant 0.0 : f32
+  %e0 = tensor.empty() : tensor<f32>
+  %f0 = linalg.fill ins(%z : f32) outs(%e0 : tensor<f32>) -> tensor<f32>
+  %l = linalg.generic {indexing_maps = [affine_map<(a, b, c, d) -> (a, b, c, d)>, affine_map<(a, b, c, d) -> ()>],
+      iterator_types = ["reduction", "reduction", "reduction", "reduction"]} ins(%y : tensor<1x2x3x8xf32>) outs(%f0 : tensor<f32>) {
+  ^bb0(%a: f32, %o: f32):
+    %s = arith.addf %o, %a : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %l : tensor<f32>
+}

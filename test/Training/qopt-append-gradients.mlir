@@ -85,3 +85,28 @@ func.func @recompute(%x: tensor<5x4xf32> {qopt.trainable}, %codes: tensor<4x3xi8
   } -> tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// qopt.attention kept whole (the CUDA target's train step) differentiates
+// into one qopt.attention_grad with the forward's attributes, the scale
+// made explicit, its output and the output's adjoint; the key, which
+// depends on no trainable argument, gets no gradient from it.
+// CHECK-LABEL: func.func @attention
+// CHECK: %[[Y:.*]] = qopt.attention %arg0, %arg1, %arg2 mask(%arg3) causal softcap = 5.000000e+01
+// CHECK: %[[DQ:.*]], %{{.*}}, %[[DV:.*]] = qopt.attention_grad %arg0, %arg1, %arg2 mask(%arg3) output(%[[Y]], %{{.*}}) causal scale = 0.3535533905932737{{[0-9]*}} softcap = 5.000000e+01
+// CHECK: return %{{.*}}, %[[DQ]], %[[DV]] :
+func.func @attention(%q: tensor<1x4x3x8xf32> {qopt.trainable, qopt.param = "q"}, %k: tensor<1x2x3x8xf32>,
+                     %v: tensor<1x2x3x8xf32> {qopt.trainable, qopt.param = "v"}, %m: tensor<1x1x3x3xf32>) -> tensor<f32> {
+  %y = qopt.attention %q, %k, %v mask(%m) causal softcap = 50.0 : (tensor<1x4x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x1x3x3xf32>) -> tensor<1x4x3x8xf32>
+  %z = arith.constant 0.0 : f32
+  %e0 = tensor.empty() : tensor<f32>
+  %f0 = linalg.fill ins(%z : f32) outs(%e0 : tensor<f32>) -> tensor<f32>
+  %l = linalg.generic {indexing_maps = [affine_map<(a, b, c, d) -> (a, b, c, d)>, affine_map<(a, b, c, d) -> ()>],
+      iterator_types = ["reduction", "reduction", "reduction", "reduction"]} ins(%y : tensor<1x4x3x8xf32>) outs(%f0 : tensor<f32>) {
+  ^bb0(%a: f32, %o: f32):
+    %s = arith.addf %o, %a : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %l : tensor<f32>
+}

@@ -2090,42 +2090,56 @@ Value headProduct(OpBuilder &b, Location loc, Value lhs, Value rhs,
   return createMulAddContraction(b, loc, lhs, rhs, init, maps, it);
 }
 
-/// qopt.attention as one call of a fused kernel (`library`: the
-/// attention-library option, `library`_i1 for a bool mask) taking Q, K, V,
-/// the mask (rank 4: leading unit dimensions added; Q where there is none)
-/// and Y as memrefs, which bufferization leaves as they are: flags
-/// (AttentionTile.h's: float mask 1, bool mask 2, causal 4, soft cap 8),
-/// the scale and the soft cap as f64. Null where the kernel does not take
-/// the op (elements other than f32, head sizes above 128 or dynamic).
-static Value attentionCall(PatternRewriter &rewriter, AttentionOp op,
-                           StringRef library) {
-  Location loc = op.getLoc();
-  MLIRContext *ctx = rewriter.getContext();
-  Value q = op.getQuery(), k = op.getKey(), v = op.getValue(),
-        mask = op.getMask();
+/// Whether the attention library's kernels take an attention with these
+/// operands: f32 query, key, value and result, an f32 or i1 mask or none,
+/// static head sizes up to 128.
+static bool libraryTakesAttention(Value q, Value k, Value v, Value mask,
+                                  Value result) {
   auto type = [](Value t) { return cast<RankedTensorType>(t.getType()); };
-  Type f32 = rewriter.getF32Type();
-  for (Value t : {q, k, v, Value(op.getResult())})
-    if (type(t).getElementType() != f32)
-      return nullptr;
-  Type maskElement = mask ? type(mask).getElementType() : f32;
-  if (!maskElement.isF32() && !maskElement.isInteger(1))
-    return nullptr;
+  for (Value t : {q, k, v, result})
+    if (!type(t).getElementType().isF32())
+      return false;
+  if (mask && !type(mask).getElementType().isF32() &&
+      !type(mask).getElementType().isInteger(1))
+    return false;
   for (int64_t size : {type(q).getDimSize(3), type(v).getDimSize(3)})
     if (ShapedType::isDynamic(size) || size > 128)
-      return nullptr;
+      return false;
+  return true;
+}
+
+/// One call of the attention library (`name`, `name`_i1 for a bool mask)
+/// for qopt.attention and qopt.attention_grad: flags (AttentionTile.h's:
+/// float mask 1, bool mask 2, causal 4, soft cap 8), the scale and the soft
+/// cap as f64, then `inputs` (query, key, value, the mask (rank 4: leading
+/// unit dimensions added; the query where there is none), …) read as
+/// strided memrefs through bufferization.to_buffer, which bufferization
+/// keeps, then fresh buffers of `outputs` (a shape and the tensors whose
+/// sizes fill its dynamic dimensions, dimension by dimension). Returns the
+/// outputs as tensors.
+static SmallVector<Value> callAttentionLibrary(
+    PatternRewriter &rewriter, Operation *op, StringRef name, Value mask,
+    bool causal, double scale, std::optional<double> softcap,
+    ArrayRef<Value> inputs,
+    ArrayRef<
+        std::pair<ArrayRef<int64_t>, SmallVector<std::pair<Value, int64_t>>>>
+        outputs) {
+  Location loc = op->getLoc();
+  MLIRContext *ctx = rewriter.getContext();
+  auto type = [](Value t) { return cast<RankedTensorType>(t.getType()); };
+  Type f32 = rewriter.getF32Type();
   SmallVector<int64_t> dynamic4(4, ShapedType::kDynamic);
   auto anyLayout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, dynamic4);
   auto argType = [&](Type element) {
     return MemRefType::get(dynamic4, element, anyLayout);
   };
-  // Each call's reads carry its number: to_buffer is pure, and CSE merging
-  // one call's read into an earlier call's would place it before ops that
-  // bufferization may then let write that tensor in place.
+  // Each read carries a number of its own: to_buffer is pure, and CSE
+  // merging one call's read into an earlier call's would place it before
+  // ops that bufferization may then let write that tensor in place.
   auto module = op->getParentOfType<ModuleOp>();
   int64_t number = 0;
-  module.walk([&](func::CallOp call) {
-    number += call.getCallee().starts_with(library);
+  module.walk([&](bufferization::ToBufferOp read) {
+    number += read->hasAttr("qopt.read");
   });
   auto buffer = [&](Value t) -> Value {
     RankedTensorType tt = type(t);
@@ -2133,13 +2147,15 @@ static Value attentionCall(PatternRewriter &rewriter, AttentionOp op,
         rewriter, loc,
         MemRefType::get(tt.getShape(), tt.getElementType(), anyLayout), t,
         /*read_only=*/true);
-    read->setAttr("qopt.call", rewriter.getI64IntegerAttr(number));
-    Value m = read;
+    read->setAttr("qopt.read", rewriter.getI64IntegerAttr(number++));
     return memref::CastOp::create(rewriter, loc, argType(tt.getElementType()),
-                                  m);
+                                  read);
   };
   int64_t flags = 0;
-  Value qBuffer = buffer(q), maskBuffer = qBuffer;
+  Type maskElement = mask ? type(mask).getElementType() : f32;
+  SmallVector<Value> args;
+  for (Value in : inputs)
+    args.push_back(buffer(in));
   if (mask) {
     int64_t rank = type(mask).getRank();
     if (rank < 4) { // leading unit dimensions (the mask aligns right)
@@ -2157,65 +2173,93 @@ static Value attentionCall(PatternRewriter &rewriter, AttentionOp op,
           rewriter, loc, RankedTensorType::get(shape, maskElement), mask,
           groups);
     }
-    maskBuffer = buffer(mask);
+    args.insert(args.begin() + 3, buffer(mask));
     flags |= maskElement.isF32() ? 1 : 2;
+  } else {
+    args.insert(args.begin() + 3, args[0]);
   }
-  if (op.getCausal())
+  if (causal)
     flags |= 4;
-  double softcap = 0;
-  if (std::optional<APFloat> cap = op.getSoftcap()) {
-    softcap = cap->convertToDouble();
+  if (softcap)
     flags |= 8;
+  SmallVector<Value> allocs;
+  for (auto &[shape, sizes] : outputs) {
+    SmallVector<Value> dynamicSizes;
+    for (auto [d, size] : llvm::enumerate(shape))
+      if (ShapedType::isDynamic(size))
+        dynamicSizes.push_back(tensor::DimOp::create(
+            rewriter, loc, sizes[d].first, sizes[d].second));
+    Value alloc = memref::AllocOp::create(
+        rewriter, loc, MemRefType::get(shape, f32), dynamicSizes);
+    allocs.push_back(alloc);
+    args.push_back(memref::CastOp::create(rewriter, loc, argType(f32), alloc));
   }
-  // Y [B, Hq, S, Dv]: Q's first three sizes, V's last.
-  RankedTensorType yType = type(op.getResult());
-  SmallVector<Value> dynamicSizes;
-  for (int64_t d = 0; d < 4; ++d)
-    if (yType.isDynamicDim(d))
-      dynamicSizes.push_back(
-          tensor::DimOp::create(rewriter, loc, d < 3 ? q : v, d));
-  auto yMemRef = MemRefType::get(yType.getShape(), f32);
-  Value y = memref::AllocOp::create(rewriter, loc, yMemRef, dynamicSizes);
-  std::string name = library.str();
+  std::string callee = name.str();
   if (maskElement.isInteger(1))
-    name += "_i1";
-  auto callee = module.lookupSymbol<func::FuncOp>(name);
-  if (!callee) {
+    callee += "_i1";
+  auto fn = module.lookupSymbol<func::FuncOp>(callee);
+  if (!fn) {
     OpBuilder::InsertionGuard guard(rewriter);
     rewriter.setInsertionPointToEnd(module.getBody());
     Type f64 = rewriter.getF64Type();
-    callee = func::FuncOp::create(
-        rewriter, module.getLoc(), name,
-        rewriter.getFunctionType({rewriter.getI64Type(), f64, f64, argType(f32),
-                                  argType(f32), argType(f32),
-                                  argType(maskElement), argType(f32)},
-                                 {}));
-    callee.setPrivate();
+    SmallVector<Type> types = {rewriter.getI64Type(), f64, f64};
+    for (Value a : args)
+      types.push_back(a.getType());
+    fn = func::FuncOp::create(rewriter, module.getLoc(), callee,
+                              rewriter.getFunctionType(types, {}));
+    fn.setPrivate();
   }
-  Value yArg = memref::CastOp::create(rewriter, loc, argType(f32), y);
-  func::CallOp::create(
-      rewriter, loc, callee,
-      ValueRange{
-          arith::ConstantIntOp::create(rewriter, loc, flags, 64),
-          arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
-                                         APFloat(op.getScaleValue())),
-          arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
-                                         APFloat(softcap)),
-          qBuffer, buffer(k), buffer(v), maskBuffer, yArg});
-  return bufferization::ToTensorOp::create(rewriter, loc, yType, y,
-                                           /*restrict=*/true,
-                                           /*writable=*/true);
+  FloatType f64 = rewriter.getF64Type();
+  Value leading[] = {
+      arith::ConstantIntOp::create(rewriter, loc, flags, 64),
+      arith::ConstantFloatOp::create(rewriter, loc, f64, APFloat(scale)),
+      arith::ConstantFloatOp::create(rewriter, loc, f64,
+                                     APFloat(softcap.value_or(0.0)))};
+  args.insert(args.begin(), std::begin(leading), std::end(leading));
+  func::CallOp::create(rewriter, loc, fn, args);
+  SmallVector<Value> results;
+  for (Value alloc : allocs) {
+    auto m = cast<MemRefType>(alloc.getType());
+    results.push_back(bufferization::ToTensorOp::create(
+        rewriter, loc, RankedTensorType::get(m.getShape(), f32), alloc,
+        /*restrict=*/true, /*writable=*/true));
+  }
+  return results;
+}
+
+static std::optional<double> softcapOf(std::optional<APFloat> cap) {
+  if (!cap)
+    return std::nullopt;
+  return cap->convertToDouble();
+}
+
+/// qopt.attention as one call of the library's fused forward (`library`:
+/// the attention-library option): Q, K, V, the mask, then Y. Null where the
+/// kernel does not take the op.
+static Value attentionCall(PatternRewriter &rewriter, AttentionOp op,
+                           StringRef library) {
+  Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
+  if (!libraryTakesAttention(q, k, v, op.getMask(), op.getResult()))
+    return nullptr;
+  // Y [B, Hq, S, Dv]: Q's first three sizes, V's last.
+  return callAttentionLibrary(
+      rewriter, op, library, op.getMask(), op.getCausal(), op.getScaleValue(),
+      softcapOf(op.getSoftcap()), {q, k, v},
+      {{op.getType().getShape(), {{q, 0}, {q, 1}, {q, 2}, {v, 3}}}})[0];
 }
 
 struct LowerAttention : OpRewritePattern<AttentionOp> {
-  LowerAttention(MLIRContext *ctx, StringRef library)
-      : OpRewritePattern(ctx), library(library.str()) {}
+  LowerAttention(MLIRContext *ctx, StringRef library, bool keep)
+      : OpRewritePattern(ctx), library(library.str()), keep(keep) {}
   std::string library;
+  bool keep; // keep-attention: leave what the library takes
   LogicalResult matchAndRewrite(AttentionOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
     Value mask = op.getMask();
+    if (keep && libraryTakesAttention(q, k, v, mask, op.getResult()))
+      return rewriter.notifyMatchFailure(op, "kept for the library");
     int64_t hq = op.getQuery().getType().getDimSize(1),
             hkv = op.getKey().getType().getDimSize(1);
     // Dynamic head counts must be equal (no grouping).
@@ -2360,6 +2404,51 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
             return castFromF32(nb, l, a[0], element);
           });
     return replaceWithCast(rewriter, op, y);
+  }
+};
+
+/// qopt.attention_grad as one call of the library's fused backward
+/// (`library`_backward): Q, K, V, the mask, O, dO, then dQ, dK, dV and a
+/// [B, Hq, S, 2] scratch buffer (the rows' log-sum-exp and Σ dO·O, which
+/// its first kernel writes for its second). Only with the library: the op
+/// has no linalg form (where there is no library the attention is
+/// differentiated as linalg instead).
+struct LowerAttentionGrad : OpRewritePattern<AttentionGradOp> {
+  LowerAttentionGrad(MLIRContext *ctx, StringRef library)
+      : OpRewritePattern(ctx), library(library.str()) {}
+  std::string library;
+  LogicalResult matchAndRewrite(AttentionGradOp op,
+                                PatternRewriter &rewriter) const override {
+    Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
+    if (library.empty() ||
+        !libraryTakesAttention(q, k, v, op.getMask(), op.getOutput()))
+      return rewriter.notifyMatchFailure(op, "no library for it");
+    auto shape = [](Value t) {
+      return cast<RankedTensorType>(t.getType()).getShape();
+    };
+    auto sizes = [](Value t) {
+      return SmallVector<std::pair<Value, int64_t>>{
+          {t, 0}, {t, 1}, {t, 2}, {t, 3}};
+    };
+    SmallVector<int64_t> stats = {shape(q)[0], shape(q)[1], shape(q)[2], 2};
+    SmallVector<Value> grads = callAttentionLibrary(
+        rewriter, op, library + "_backward", op.getMask(), op.getCausal(),
+        op.getScale().convertToDouble(), softcapOf(op.getSoftcap()),
+        {q, k, v, op.getOutput(), op.getOutputGrad()},
+        {{shape(q), sizes(q)},
+         {shape(k), sizes(k)},
+         {shape(v), sizes(v)},
+         {stats, {{q, 0}, {q, 1}, {q, 2}, {q, 3}}}});
+    SmallVector<Value> results;
+    for (auto [g, r] :
+         llvm::zip(ArrayRef<Value>(grads).take_front(3), op.getResults()))
+      results.push_back(
+          g.getType() == r.getType()
+              ? g
+              : tensor::CastOp::create(rewriter, op.getLoc(), r.getType(), g)
+                    .getResult());
+    rewriter.replaceOp(op, results);
+    return success();
   }
 };
 
@@ -2877,6 +2966,12 @@ std::string whyNotLowered(Operation *op) {
       .Case<FakeQuantOp, LSQOp>([](Operation *) {
         return std::string("per_block granularity needs static shapes");
       })
+      .Case([](AttentionGradOp) {
+        return std::string(
+            "it has only a kernel library's form (attention-library, for f32 "
+            "operands and head sizes up to 128); elsewhere attention is "
+            "differentiated in its linalg form");
+      })
       .Default([](Operation *) { return std::string(); });
 }
 
@@ -2924,7 +3019,8 @@ struct ConvertQOptToLinalgPass
       });
     }
     patterns.add<LowerLoRA>(ctx, &dropoutStreams);
-    patterns.add<LowerAttention>(ctx, attentionLibrary);
+    patterns.add<LowerAttention>(ctx, attentionLibrary, keepAttention);
+    patterns.add<LowerAttentionGrad>(ctx, attentionLibrary);
     patterns
         .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
              LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
@@ -2943,7 +3039,8 @@ struct ConvertQOptToLinalgPass
     bool unlowered = false;
     module.walk([&](Operation *op) {
       if (!isa_and_nonnull<QOptDialect>(op->getDialect()) ||
-          staysAfterLowering(op) || isa<AssembleOp, DisassembleOp>(op))
+          staysAfterLowering(op) || isa<AssembleOp, DisassembleOp>(op) ||
+          (keepAttention && isa<AttentionOp>(op)))
         return;
       std::string why = whyNotLowered(op);
       InFlightDiagnostic diag = op->emitError()
@@ -2964,6 +3061,8 @@ struct ConvertQOptToLinalgPass
     populateQTensorDecompositionPatterns(converter, decompose, target);
     target.addIllegalDialect<QOptDialect>();
     target.addLegalOp<ParamOp, LoadParamOp, StoreParamOp, RandomKeyOp>();
+    if (keepAttention)
+      target.addLegalOp<AttentionOp>();
     if (failed(applyPartialConversion(module, target, std::move(decompose))))
       signalPassFailure();
   }

@@ -509,6 +509,47 @@ void qopt_cuda_attention(QOPT_ATTENTION_PARAMS) {
 void qopt_cuda_attention_i1(QOPT_ATTENTION_PARAMS)
     __attribute__((alias("qopt_cuda_attention")));
 
+/// qopt.attention_grad (flags, scale, soft cap, then Q, K, V, the mask,
+/// the forward's output O, dO, and the results dQ, dK, dV and a [B, Hq,
+/// S, 2] scratch buffer as MLIR memrefs): Attention.cu's two backward
+/// kernels, the dQ one first (it writes the rows' statistics the dK/dV one
+/// reads), queued in stream order.
+void qopt_cuda_attention_backward(QOPT_ATTENTION_BWD_PARAMS) {
+  qopt_cuda::AttentionBwdParams p;
+  int64_t dqBlocks = 0, dkvBlocks = 0;
+  if (const char *error = qopt_cuda::planAttentionBackward(
+          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
+          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
+          QOPT_ATTENTION_VIEW(y), QOPT_ATTENTION_VIEW(g),
+          QOPT_ATTENTION_VIEW(dq), QOPT_ATTENTION_VIEW(dk),
+          QOPT_ATTENTION_VIEW(dv), QOPT_ATTENTION_VIEW(st), p, dqBlocks,
+          dkvBlocks))
+    stop(std::string("internal: the CUDA attention backward cannot take this "
+                     "call: ") +
+         error);
+  State &s = state();
+  for (auto [name, blocks] : {std::pair<const char *, int64_t>{
+                                  "qopt_cuda_attention_bwd_dq_f32", dqBlocks},
+                              {"qopt_cuda_attention_bwd_dkv_f32", dkvBlocks}}) {
+    if (blocks == 0)
+      continue;
+    if (blocks > 0x7fffffff)
+      stop(std::string(name) + ": " + std::to_string(blocks) +
+           " blocks, more than a grid takes");
+    CUfunction fn = libraryFunction(name);
+    void *params[] = {&p};
+    if (CUresult rc = s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1,
+                                          qopt_cuda::kAttnThreads, 1, 1, 0,
+                                          s.stream, params, nullptr))
+      stop(std::string("cannot launch ") + name + ": " + errorText(rc));
+    s.pending = true;
+  }
+}
+
+/// The same for a bool mask (`flags` says which).
+void qopt_cuda_attention_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
+    __attribute__((alias("qopt_cuda_attention_backward")));
+
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//
 
 /// Opens the driver, takes the device's primary context, sizes the pool

@@ -10,10 +10,10 @@
 // CHECK: cf.assert {{.*}}K and V have different sequence lengths
 // CHECK: %[[Q:.*]] = bufferization.to_buffer %arg0 read_only
 // CHECK: %[[QC:.*]] = memref.cast %[[Q]]
-// CHECK: %[[Y:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x4x?x6xf32>
-// CHECK: %[[YC:.*]] = memref.cast %[[Y]]
 // CHECK: bufferization.to_buffer %arg1 read_only
 // CHECK: bufferization.to_buffer %arg2 read_only
+// CHECK: %[[Y:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x4x?x6xf32>
+// CHECK: %[[YC:.*]] = memref.cast %[[Y]]
 // CHECK: call @attn(%c12_i64, %{{.*}}, %{{.*}}, %[[QC]], %{{.*}}, %{{.*}}, %[[QC]], %[[YC]])
 // CHECK: %[[R:.*]] = bufferization.to_tensor %[[Y]] restrict writable
 // CHECK: return %[[R]]
@@ -74,12 +74,34 @@ func.func @stays(%h: tensor<1x2x3x8xf16>, %big: tensor<1x2x3x256xf32>, %dyn: ten
 // to_buffer (numbered, so CSE keeps them apart: a merged read would sit
 // before ops that bufferization might let write the mask in place).
 // CSE-LABEL: func.func @shared_mask
-// CSE: bufferization.to_buffer %arg1 read_only {qopt.call =
+// CSE: bufferization.to_buffer %arg1 read_only {qopt.read =
 // CSE: call @attn(
-// CSE: bufferization.to_buffer %arg1 read_only {qopt.call =
+// CSE: bufferization.to_buffer %arg1 read_only {qopt.read =
 // CSE: call @attn(
 func.func @shared_mask(%q: tensor<1x2x3x8xf32>, %m: tensor<1x1x3x3xf32>) -> tensor<1x2x3x8xf32> {
   %a = qopt.attention %q, %q, %q mask(%m) : (tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x1x3x3xf32>) -> tensor<1x2x3x8xf32>
   %b = qopt.attention %a, %a, %a mask(%m) : (tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x2x3x8xf32>, tensor<1x1x3x3xf32>) -> tensor<1x2x3x8xf32>
   return %b : tensor<1x2x3x8xf32>
+}
+
+// -----
+
+// qopt.attention_grad: one call of <name>_backward (_i1: a bool mask)
+// with Q, K, V, the mask, O, dO, then fresh dQ, dK, dV and the [B, Hq, S,
+// 2] scratch buffer of the rows' statistics (freed by bufferization's
+// deallocation, not returned).
+// CHECK-LABEL: func.func @grad
+// CHECK: %[[DQ:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x4x?x8xf32>
+// CHECK: %[[DK:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x2x?x8xf32>
+// CHECK: %[[DV:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x2x?x8xf32>
+// CHECK: %[[ST:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x4x?x2xf32>
+// CHECK: call @attn_backward_i1(%c6_i64,
+// CHECK-DAG: bufferization.to_tensor %[[DQ]] restrict writable
+// CHECK-DAG: bufferization.to_tensor %[[DK]] restrict writable
+// CHECK-DAG: bufferization.to_tensor %[[DV]] restrict writable
+// CHECK-NOT: bufferization.to_tensor %[[ST]]
+// CHECK: func.func private @attn_backward_i1(i64, f64, f64
+func.func @grad(%q: tensor<?x4x?x8xf32>, %k: tensor<?x2x?x8xf32>, %v: tensor<?x2x?x8xf32>, %m: tensor<?x?xi1>, %y: tensor<?x4x?x8xf32>, %dy: tensor<?x4x?x8xf32>) -> (tensor<?x4x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>) {
+  %dq, %dk, %dv = qopt.attention_grad %q, %k, %v mask(%m) output(%y, %dy) causal scale = 0.25 : (tensor<?x4x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x?xi1>, tensor<?x4x?x8xf32>, tensor<?x4x?x8xf32>) -> (tensor<?x4x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>)
+  return %dq, %dk, %dv : tensor<?x4x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>
 }

@@ -67,7 +67,16 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "output as strided memrefs (`<name>_i1` for a bool mask). The "
            "CUDA target sets it (qopt_cuda_attention, the kernel library's "
            "fused forward pass); the checks of the op's sizes stay in the "
-           "IR">
+           "IR. qopt.attention_grad becomes a call of `<name>_backward` "
+           "(then the output, its gradient, and the query, key and value "
+           "gradients and a [B, Hq, S, 2] f32 scratch buffer)">,
+    Option<"keepAttention", "keep-attention", "bool", /*default=*/"false",
+           "Leave each qopt.attention that attention-library's kernel "
+           "would take as it is (qoptc's train step for the CUDA target: "
+           "qopt-build-train-step then differentiates it whole into "
+           "qopt.attention_grad, and qopt-cuda-codegen lowers both to "
+           "library calls, so no [B, H, S, L] probabilities are stored for "
+           "the backward)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",

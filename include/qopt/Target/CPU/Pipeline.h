@@ -48,10 +48,12 @@ struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 /// differentiates), with CSE and canonicalization, and tensor arith as
 /// linalg: the first passes of the code-generation pipeline. With
 /// `trainingDropout`, adapters apply their dropout (the train step's forward).
-/// `attentionLibrary`: convert-qopt-to-linalg's attention-library option
-/// (a fused kernel's call instead of linalg; the CUDA target's).
+/// `attentionLibrary`, `keepAttention`: convert-qopt-to-linalg's
+/// attention-library and keep-attention options (the CUDA target's fused
+/// kernels).
 void buildLowerToLinalgPipeline(OpPassManager &pm, bool trainingDropout = false,
-                                llvm::StringRef attentionLibrary = "");
+                                llvm::StringRef attentionLibrary = "",
+                                bool keepAttention = false);
 
 /// The QOpt reference lowering, elementwise fusion and bufferization with
 /// buffer deallocation (results are owned by the caller): linalg on

@@ -356,6 +356,28 @@ double AttentionOp::getScaleValue() {
          std::sqrt(static_cast<double>(getQuery().getType().getDimSize(3)));
 }
 
+LogicalResult AttentionGradOp::verify() {
+  auto shape = [](Value v) { return cast<RankedTensorType>(v.getType()); };
+  Type element = shape(getQuery()).getElementType();
+  for (Value v :
+       {getQuery(), getKey(), getValue(), getOutput(), getOutputGrad()})
+    if (shape(v).getRank() != 4 || shape(v).getElementType() != element)
+      return emitOpError() << "query, key, value, output and output_grad must "
+                              "be 4-D with one element type";
+  Value operands[] = {getQuery(), getKey(), getValue()};
+  for (auto [operand, result] : llvm::zip(operands, getResults()))
+    if (operand.getType() != result.getType())
+      return emitOpError() << "each gradient must have its operand's type";
+  for (Value v : {getOutput(), getOutputGrad()})
+    if (!dimsCompatible(shape(v).getDimSize(3),
+                        shape(getValue()).getDimSize(3)) ||
+        !dimsCompatible(shape(v).getDimSize(1),
+                        shape(getQuery()).getDimSize(1)))
+      return emitOpError() << "output and output_grad must be [batch, query "
+                              "heads, sequence, value head size]";
+  return success();
+}
+
 LogicalResult AttentionOp::verify() {
   auto q = getQuery().getType(), k = getKey().getType(),
        v = getValue().getType();

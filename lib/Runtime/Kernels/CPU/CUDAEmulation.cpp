@@ -26,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <vector>
 
 extern "C" void qopt_kernel_check_failed(const char *message);
 
@@ -338,3 +339,145 @@ extern "C" void qopt_cuda_attention_emulated(QOPT_ATTENTION_PARAMS) {
 /// The same for a bool mask (`flags` says which).
 extern "C" void qopt_cuda_attention_emulated_i1(QOPT_ATTENTION_PARAMS)
     __attribute__((alias("qopt_cuda_attention_emulated")));
+
+namespace {
+/// Attention.cu's backward kernels, block by block as emulateAttention
+/// runs the forward: the dQ kernel's blocks (they write the rows'
+/// statistics), then the dK/dV kernel's.
+void emulateAttentionBackward(const AttentionBwdParams &bp, int64_t dqBlocks,
+                              int64_t dkvBlocks) {
+  const AttentionParams &p = bp.f;
+  auto sh = std::make_unique<AttentionBwdShared>();
+  const int warps = kAttnThreads / 32;
+  for (int64_t block = 0; block < dqBlocks; ++block) {
+    int64_t bh = block / p.tiles, b = bh / p.heads, h = bh % p.heads;
+    int64_t row0 = (block % p.tiles) * kAttnBwdRows;
+    for (int t = 0; t < kAttnThreads; ++t)
+      attnBwdLoadRows(bp, *sh, b, h, row0, t);
+    AttnRow rows[kAttnBwdRows][32];
+    float delta[kAttnBwdRows] = {}, lse[kAttnBwdRows];
+    for (int r = 0; r < kAttnBwdRows; ++r) {
+      for (AttnRow &lane : rows[r])
+        attnRowInit(lane);
+      float parts[32];
+      for (int lane = 0; lane < 32; ++lane)
+        parts[lane] = row0 + r < p.rows
+                          ? attnDeltaPart(bp, *sh, b, h, row0 + r, r, lane)
+                          : 0.0f;
+      delta[r] = row0 + r < p.rows ? warpReduce<false>(parts) : 0.0f;
+    }
+    int64_t end = attnKeyEnd(p, row0, kAttnBwdRows);
+    for (int64_t key0 = 0; key0 < end; key0 += kAttnKeys) {
+      for (int t = 0; t < kAttnThreads; ++t)
+        attnBwdLoadKV(bp, *sh, b, h / p.group, key0, t);
+      for (int r = 0; r < kAttnBwdRows && row0 + r < p.rows; ++r) {
+        float s[32], e[32], alpha[32], capped;
+        for (int lane = 0; lane < 32; ++lane)
+          s[lane] = attnScoreAt(p, b, h, row0 + r, key0 + lane, sh->q[r],
+                                sh->k[lane], capped);
+        float stepMax = warpReduce<true>(s);
+        for (int lane = 0; lane < 32; ++lane)
+          e[lane] = std::exp(s[lane] -
+                             attnShift(rows[r][lane], stepMax, alpha[lane]));
+        float sum = warpReduce<false>(e);
+        for (int lane = 0; lane < 32; ++lane)
+          attnRescale(rows[r][lane], stepMax, alpha[lane], sum);
+      }
+    }
+    for (int r = 0; r < kAttnBwdRows; ++r) {
+      lse[r] = attnLse(rows[r][0]);
+      if (row0 + r < p.rows) {
+        float *st = attnStats(bp, b, h, row0 + r);
+        st[0] = lse[r];
+        st[1] = delta[r];
+      }
+    }
+    float dq[kAttnBwdRows][32][kAttnOut] = {};
+    for (int64_t key0 = 0; key0 < end; key0 += kAttnKeys) {
+      for (int t = 0; t < kAttnThreads; ++t)
+        attnBwdLoadKV(bp, *sh, b, h / p.group, key0, t);
+      for (int r = 0; r < kAttnBwdRows && row0 + r < p.rows; ++r) {
+        float ds[32];
+        for (int lane = 0; lane < 32; ++lane)
+          attnBwdProb(bp, *sh, b, h, row0 + r, r, key0, lane, lse[r], delta[r],
+                      ds[lane]);
+        for (int lane = 0; lane < 32; ++lane)
+          for (int jj = 0; jj < kAttnKeys; ++jj)
+            attnDqAccumulate(dq[r][lane], *sh, jj, ds[jj], lane);
+      }
+    }
+    for (int r = 0; r < kAttnBwdRows && row0 + r < p.rows; ++r) {
+      float *out =
+          bp.dq + b * bp.sdq[0] + h * bp.sdq[1] + (row0 + r) * bp.sdq[2];
+      for (int lane = 0; lane < 32; ++lane)
+        for (int c = 0; c < kAttnOut; ++c)
+          if (lane + 32 * c < p.d)
+            out[(lane + 32 * c) * bp.sdq[3]] = dq[r][lane][c] * p.scale;
+    }
+  }
+  for (int64_t block = 0; block < dkvBlocks; ++block) {
+    int64_t bk = block / bp.keyTiles, b = bk / bp.kvHeads, hk = bk % bp.kvHeads;
+    int64_t key0 = (block % bp.keyTiles) * kAttnKeys;
+    for (int t = 0; t < kAttnThreads; ++t)
+      attnBwdLoadKV(bp, *sh, b, hk, key0, t);
+    std::vector<AttnKV> acc(kAttnThreads);
+    for (AttnKV &a : acc)
+      attnKVInit(a);
+    for (int64_t h = hk * p.group; h < (hk + 1) * p.group; ++h)
+      for (int64_t row0 = attnBwdFirstRow(p, key0); row0 < p.rows;
+           row0 += kAttnBwdRows) {
+        for (int t = 0; t < kAttnThreads; ++t)
+          attnBwdLoadRows(bp, *sh, b, h, row0, t);
+        for (int t = 0; t < kAttnBwdRows; ++t) {
+          bool in = row0 + t < p.rows;
+          sh->lse[t] = in ? attnStats(bp, b, h, row0 + t)[0] : -INFINITY;
+          sh->delta[t] = in ? attnStats(bp, b, h, row0 + t)[1] : 0.0f;
+        }
+        for (int w = 0; w < warps; ++w)
+          for (int rr = 0; rr < kAttnBwdRowsPerWarp; ++rr) {
+            int r = w * kAttnBwdRowsPerWarp + rr;
+            for (int lane = 0; lane < 32; ++lane) {
+              float ds = 0.0f, prob = 0.0f;
+              if (row0 + r < p.rows)
+                prob = attnBwdProb(bp, *sh, b, h, row0 + r, r, key0, lane,
+                                   sh->lse[r], sh->delta[r], ds);
+              sh->p[r][lane] = prob;
+              sh->ds[r][lane] = ds;
+            }
+          }
+        for (int t = 0; t < kAttnThreads; ++t)
+          attnKVAccumulate(acc[size_t(t)], *sh, t);
+      }
+    for (int t = 0; t < kAttnThreads; ++t)
+      attnKVStore(bp, acc[size_t(t)], b, hk, key0, t);
+  }
+}
+} // namespace
+
+/// qopt_cuda_attention_backward's arguments (CUDAHost.cpp), run on the CPU.
+extern "C" void
+qopt_cuda_attention_emulated_backward(QOPT_ATTENTION_BWD_PARAMS) {
+  AttentionBwdParams p;
+  int64_t dqBlocks = 0, dkvBlocks = 0;
+  if (const char *error = planAttentionBackward(
+          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
+          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
+          QOPT_ATTENTION_VIEW(y), QOPT_ATTENTION_VIEW(g),
+          QOPT_ATTENTION_VIEW(dq), QOPT_ATTENTION_VIEW(dk),
+          QOPT_ATTENTION_VIEW(dv), QOPT_ATTENTION_VIEW(st), p, dqBlocks,
+          dkvBlocks)) {
+    char message[256];
+    std::snprintf(message, sizeof(message),
+                  "internal: the CUDA attention backward cannot take this "
+                  "call: %s",
+                  error);
+    qopt_kernel_check_failed(message);
+    return;
+  }
+  emulateAttentionBackward(p, dqBlocks, dkvBlocks);
+}
+
+/// The same for a bool mask (`flags` says which).
+extern "C" void
+    qopt_cuda_attention_emulated_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
+        __attribute__((alias("qopt_cuda_attention_emulated_backward")));

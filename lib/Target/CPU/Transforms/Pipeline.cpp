@@ -19,10 +19,12 @@ using namespace mlir;
 
 void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
                                             bool trainingDropout,
-                                            StringRef attentionLibrary) {
+                                            StringRef attentionLibrary,
+                                            bool keepAttention) {
   ConvertQOptToLinalgPassOptions lower;
   lower.trainingDropout = trainingDropout;
   lower.attentionLibrary = attentionLibrary.str();
+  lower.keepAttention = keepAttention;
   pm.addPass(createConvertQOptToLinalgPass(lower));
   // CSE first: equal sizes become one value, so the run-time broadcasts
   // and checks the conversion could not decide fold away.

@@ -431,6 +431,63 @@ def QOpt_AttentionOp : QOpt_Op<"attention", [Pure]> {
   }];
 }
 
+def QOpt_AttentionGradOp : QOpt_Op<"attention_grad", [Pure]> {
+  let summary = "the gradients of qopt.attention with respect to its query, "
+                "key and value";
+  let description = [{
+    Given a `qopt.attention`'s operands and attributes (`scale` always
+    given), its result `output` and the gradient `output_grad` of a loss
+    with respect to it, returns the loss's gradients with respect to the
+    query, key and value (shaped like them):
+
+    ```
+    p   = the attention's probabilities (recomputed from query and key)
+    dv[b,g,j,e] = Σ_{h→g, i} p[b,h,i,j] · output_grad[b,h,i,e]
+    dp[b,h,i,j] = Σ_e output_grad[b,h,i,e] · value[b,h/G,j,e]
+    ds = p · (dp − Σ_e output_grad[b,h,i,e] · output[b,h,i,e])
+    ds = ds · (1 − tanh²(s₀ / softcap))               (when softcap is set)
+    dq[b,h,i,d] = scale · Σ_j ds[b,h,i,j] · key[b,h/G,j,d]
+    dk[b,g,j,d] = scale · Σ_{h→g, i} ds[b,h,i,j] · query[b,h,i,d]
+    ```
+
+    (`h→g`: the query heads that read key/value head g; masked and causal
+    scores have p = 0, so they pass no gradient; the mask gets none.)
+    `qopt-build-train-step` makes it for an attention it keeps whole (the
+    CUDA target with its kernel library: `convert-qopt-to-linalg{
+    keep-attention}`), and `convert-qopt-to-linalg{attention-library}`
+    lowers it to one call of the library's fused backward, which
+    recomputes the scores a tile at a time instead of storing them. It has
+    no linalg lowering: elsewhere the attention is differentiated in its
+    linalg form.
+
+    ```mlir
+    %dq, %dk, %dv = qopt.attention_grad %q, %k, %v mask(%m)
+        output(%y, %dy) causal scale = 0.125
+        : (tensor<1x32x?x128xf32>, tensor<1x8x?x128xf32>,
+           tensor<1x8x?x128xf32>, tensor<1x1x?x?xf32>,
+           tensor<1x32x?x128xf32>, tensor<1x32x?x128xf32>)
+        -> (tensor<1x32x?x128xf32>, tensor<1x8x?x128xf32>,
+            tensor<1x8x?x128xf32>)
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$query, QOpt_FloatTensor:$key,
+                       QOpt_FloatTensor:$value,
+                       Optional<AnyRankedTensor>:$mask,
+                       QOpt_FloatTensor:$output, QOpt_FloatTensor:$output_grad,
+                       UnitAttr:$causal, F64Attr:$scale,
+                       OptionalAttr<F64Attr>:$softcap);
+  let results = (outs QOpt_FloatTensor:$query_grad,
+                      QOpt_FloatTensor:$key_grad,
+                      QOpt_FloatTensor:$value_grad);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`mask` `(` $mask^ `)`)?
+    `output` `(` $output `,` $output_grad `)` (`causal` $causal^)?
+    `scale` `=` $scale (`softcap` `=` $softcap^)? attr-dict `:`
+    functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 def QOpt_EmbeddingOp : QOpt_Op<"embedding", [Pure]> {
   let summary = "embedding lookup `y[…, :] = W[ids[…], :]`";
   let description = [{
