@@ -13,8 +13,9 @@
 #               target's outputs;
 #               the CUDA kernel library's weight-only GEMV (bench/gpu/qlinear_gemv.py:
 #               every format against torch, then timings against torch's bf16 matmul),
-#               its GEMM, fused LoRA branch and fused attention (gemm.py, lora.py,
-#               attention.py: against torch, then timings);
+#               its GEMM, fused LoRA branch, fused attention, Hadamard transform and
+#               norms (gemm.py, lora.py, attention.py, hadamard.py, norm.py: against
+#               torch, then timings);
 #   benchmarks: the PyTorch + PEFT (+ bitsandbytes) peer on a Llama-3.2-1B shape.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,33 +69,26 @@ else
   summary+=("FAIL qlinear-gemv: no library-*.cubin in $artifacts")
 fi
 
-# The CUDA kernel library's tiled GEMM (f32, quantized A·Wᵀ and A·W) against
-# torch, then prefill timings against torch's f32 and bf16 matmuls.
+# The rest of the CUDA kernel library, each script a test against torch then
+# timings against torch's peer:
+#   gemm.py       the tiled GEMM (f32, quantized A·Wᵀ and A·W); prefill against
+#                 torch's f32 and bf16 matmuls;
+#   lora.py       the fused LoRA branch (GEMV and GEMM); its overhead;
+#   attention.py  the fused attention, forward and backward; Llama-shaped
+#                 prefill against scaled_dot_product_attention (f32 and bf16);
+#   hadamard.py   the fast Walsh-Hadamard transform; QuaRot-sized rotations
+#                 against torch's matmul with the explicit matrix;
+#   norm.py       RMSNorm / LayerNorm; 2048-token rows against torch's.
 if ls "$artifacts"/library-*.cubin >/dev/null 2>&1; then
-  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/gemm.py" --cubins "$artifacts" \
-      --json "$results/gemm.json" 2>&1 | tee "$results/gemm.log"; then
-    summary+=("PASS gemm: $(grep -c '^test .*: ok' "$results/gemm.log") cases; timings in $results/gemm.json")
-  else
-    failed=1
-    summary+=("FAIL gemm (see $results/gemm.log)")
-  fi
-  # The fused LoRA branch (GEMV and GEMM) against torch, then its overhead.
-  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/lora.py" --cubins "$artifacts" \
-      --json "$results/lora.json" 2>&1 | tee "$results/lora.log"; then
-    summary+=("PASS lora: $(grep -c '^test .*: ok' "$results/lora.log") cases; overheads in $results/lora.json")
-  else
-    failed=1
-    summary+=("FAIL lora (see $results/lora.log)")
-  fi
-  # The fused attention against torch, then Llama-shaped prefill timings
-  # against torch's scaled_dot_product_attention (f32 and bf16).
-  if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/attention.py" --cubins "$artifacts" \
-      --json "$results/attention.json" 2>&1 | tee "$results/attention.log"; then
-    summary+=("PASS attention: $(grep -c '^test .*: ok' "$results/attention.log") cases; timings in $results/attention.json")
-  else
-    failed=1
-    summary+=("FAIL attention (see $results/attention.log)")
-  fi
+  for bench in gemm lora attention hadamard norm; do
+    if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/$bench.py" --cubins "$artifacts" \
+        --json "$results/$bench.json" 2>&1 | tee "$results/$bench.log"; then
+      summary+=("PASS $bench: $(grep -c '^test .*: ok' "$results/$bench.log") cases; timings in $results/$bench.json")
+    else
+      failed=1
+      summary+=("FAIL $bench (see $results/$bench.log)")
+    fi
+  done
 fi
 
 # Models compiled by qoptc --target cuda (gpu-artifacts.sh): each run on the GPU

@@ -21,16 +21,13 @@ Written without a GPU at hand: its first run on one is its first check.
     python3 bench/gpu/attention.py --cubins gpu-artifacts [--json out.json]
 Exit status: 0 when every test case matches, 1 otherwise.
 """
-import argparse
-import ctypes
-import json
 import math
 import os
 import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gemm import open_library, timer  # noqa: E402
+from gemm import finish, launch_1d, setup, timer  # noqa: E402
 
 THREADS, ROWS, BWD_ROWS = 128, 16, 8  # AttentionTile.h's kAttnThreads, kAttnRows, kAttnBwdRows
 FLOAT_MASK, BOOL_MASK, CAUSAL, SOFTCAP = 1, 2, 4, 8
@@ -54,20 +51,11 @@ def forward_params(q, k, v, mask, y, flags, scale, softcap, rows):
                        flags, (s + rows - 1) // rows)
 
 
-def launch_kernel(drv, name, blocks, params, stream):
-    buf = ctypes.create_string_buffer(params)
-    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
-    drv.check(drv.cu.cuLaunchKernel(
-        drv.function(name), ctypes.c_uint(blocks), ctypes.c_uint(1), ctypes.c_uint(1),
-        ctypes.c_uint(THREADS), ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(0),
-        ctypes.c_void_p(stream), args, None), f"launch {name}")
-
-
 def launch(drv, q, k, v, mask, y, flags, scale, softcap, stream):
     """The forward: one launch, a block per 16 query rows of each batch and head."""
     b, hq, s = q.shape[:3]
-    launch_kernel(drv, "qopt_cuda_attention_f32", b * hq * ((s + ROWS - 1) // ROWS),
-                  forward_params(q, k, v, mask, y, flags, scale, softcap, ROWS), stream)
+    launch_1d(drv, "qopt_cuda_attention_f32", b * hq * ((s + ROWS - 1) // ROWS),
+              forward_params(q, k, v, mask, y, flags, scale, softcap, ROWS), stream)
 
 
 def launch_backward(drv, q, k, v, mask, o, do, dq, dk, dv, stats, flags, scale, softcap,
@@ -84,9 +72,10 @@ def launch_backward(drv, q, k, v, mask, o, do, dq, dk, dv, stats, flags, scale, 
     params = forward_params(q, k, v, mask, None, flags, scale, softcap, BWD_ROWS) + struct.pack(
         "<6Q20q2q", ptr(o), ptr(do), ptr(dq), ptr(dk), ptr(dv), ptr(stats), *strides, hkv,
         key_tiles)
-    launch_kernel(drv, "qopt_cuda_attention_bwd_dq_f32",
-                  b * hq * ((s + BWD_ROWS - 1) // BWD_ROWS), params, stream)
-    launch_kernel(drv, "qopt_cuda_attention_bwd_dkv_f32", b * hkv * key_tiles, params, stream)
+    launch_1d(drv, "qopt_cuda_attention_bwd_dq_f32",
+              b * hq * ((s + BWD_ROWS - 1) // BWD_ROWS), THREADS, params, stream)
+    launch_1d(drv, "qopt_cuda_attention_bwd_dkv_f32", b * hkv * key_tiles, THREADS, params,
+              stream)
 
 
 def reference(torch, q, k, v, mask, flags, scale, softcap):
@@ -114,19 +103,9 @@ def reference(torch, q, k, v, mask, flags, scale, softcap):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cubins", required=True, help="folder with library-sm_XX.cubin")
-    ap.add_argument("--json")
-    ap.add_argument("--reps", type=int, default=20)
-    args = ap.parse_args()
-    import torch
-
-    drv, arch = open_library(torch, args.cubins, "attention")
+    args, torch, drv, stream, gen, results = setup(__doc__, "attention")
     if drv is None:
         return 1
-    stream = lambda: torch.cuda.current_stream().cuda_stream  # noqa: E731
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    results = {"device": torch.cuda.get_device_name(), "arch": arch, "tests": [], "bench": []}
     failures = 0
 
     def tensor(b, h, s, d, transposed):
@@ -226,11 +205,7 @@ def main():
               f"{train_peers['float32'] * 1e3:.3f} ms (x{train_peers['float32'] / ours_train:.2f}), "
               f"bf16 {train_peers['bfloat16'] * 1e3:.3f} ms "
               f"(x{train_peers['bfloat16'] / ours_train:.2f})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    print(f"attention: {failures} failed")
-    return 1 if failures else 0
+    return finish(args, results, failures, "attention")
 
 
 if __name__ == "__main__":

@@ -88,6 +88,45 @@ def open_library(torch, cubins, who):
     return Driver(path), arch
 
 
+def setup(doc, who):
+    """The scripts' common start: arguments (--cubins, --json, --reps), torch, the
+    library loaded for this GPU (None: no cubin for it), torch's stream, a seeded
+    generator and the results' skeleton."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--cubins", required=True, help="folder with library-sm_XX.cubin")
+    ap.add_argument("--json")
+    ap.add_argument("--reps", type=int, default=20)
+    args = ap.parse_args()
+    import torch
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    drv, arch = open_library(torch, args.cubins, who)
+    stream = lambda: torch.cuda.current_stream().cuda_stream  # noqa: E731
+    gen = torch.Generator(device="cuda").manual_seed(0) if drv else None
+    results = {"device": torch.cuda.get_device_name(), "arch": arch, "tests": [], "bench": []}
+    return args, torch, drv, stream, gen, results
+
+
+def finish(args, results, failures, who):
+    """Writes the results (--json) and returns the exit status."""
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    print(f"{who}: {failures} failed")
+    return 1 if failures else 0
+
+
+def launch_1d(drv, name, blocks, threads, params, stream):
+    """One launch of `name` over `blocks` blocks, its one parameter the packed
+    struct `params` by value."""
+    buf = ctypes.create_string_buffer(params)
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    drv.check(drv.cu.cuLaunchKernel(
+        drv.function(name), ctypes.c_uint(blocks), ctypes.c_uint(1), ctypes.c_uint(1),
+        ctypes.c_uint(threads), ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(0),
+        ctypes.c_void_p(stream), args, None), f"launch {name}")
+
+
 def timer(torch, reps):
     """Seconds per call of fn: CUDA events around `reps` calls after 3."""
     def timed(fn):
@@ -149,20 +188,9 @@ def dequantize(torch, fmt, codes, scales, zps, rows, cols, group):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cubins", required=True, help="folder with library-sm_XX.cubin")
-    ap.add_argument("--json")
-    ap.add_argument("--reps", type=int, default=20)
-    args = ap.parse_args()
-    import torch
-
-    torch.backends.cuda.matmul.allow_tf32 = False
-    drv, arch = open_library(torch, args.cubins, "gemm")
+    args, torch, drv, stream, gen, results = setup(__doc__, "gemm")
     if drv is None:
         return 1
-    stream = lambda: torch.cuda.current_stream().cuda_stream  # noqa: E731
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    results = {"device": torch.cuda.get_device_name(), "arch": arch, "tests": [], "bench": []}
     failures = 0
 
     def record(label, got, ref, k):
@@ -266,11 +294,7 @@ def main():
                 results["bench"].append(line)
                 print(f"bench {fmt} {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, torch bf16 "
                       f"{line['peer_tflops']:.1f} (x{peer16 / ours:.2f})")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    print(f"gemm: {failures} failed")
-    return 1 if failures else 0
+    return finish(args, results, failures, "gemm")
 
 
 if __name__ == "__main__":

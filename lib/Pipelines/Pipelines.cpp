@@ -516,10 +516,10 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     // For the CUDA kernel library, attention stays whole: its gradient is
     // the library's fused backward (qopt.attention_grad), which recomputes
     // the probabilities instead of keeping them.
-    buildLowerToLinalgPipeline(train, /*trainingDropout=*/true,
-                               /*attentionLibrary=*/"",
-                               /*keepAttention=*/target.cuda.enabled &&
-                                   !target.cuda.kernelLibrary.empty());
+    LibraryLowering library;
+    library.keepAttention =
+        target.cuda.enabled && !target.cuda.kernelLibrary.empty();
+    buildLowerToLinalgPipeline(train, /*trainingDropout=*/true, library);
     train.addPass(createQOptBuildTrainStepPass(options.trainStep));
     if (failed(train.run(module)))
       return failure();

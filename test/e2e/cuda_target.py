@@ -207,8 +207,8 @@ with tempfile.TemporaryDirectory() as tmp:
 
     run_fake(gpu)
     check("fake driver: gpt2-tiny loads the kernel library for its f32 products (GEMM)",
-          # (6 rows: the GEMM's 16-row tiles)
-          modules() == 2 and library() == ["qopt_cuda_gemm_f32_m16"],
+          # (6 rows: the GEMM's 16-row tiles; its LayerNorms: the row kernel)
+          modules() == 2 and library() == ["qopt_cuda_norm_f32", "qopt_cuda_gemm_f32_m16"],
           f"{modules()} modules; {' '.join(library())}")
     # The library loads at its first call: a model without matrix products
     # does not depend on it.

@@ -175,8 +175,143 @@ struct LowerRandomUniform : OpRewritePattern<RandomUniformOp> {
   }
 };
 
+/// A memref type of `rank` dynamic sizes and any strides and offset: how
+/// the kernel library's entries take their buffers.
+static MemRefType anyStridedMemRef(MLIRContext *ctx, int64_t rank,
+                                   Type element) {
+  SmallVector<int64_t> dynamic(rank, ShapedType::kDynamic);
+  return MemRefType::get(
+      dynamic, element,
+      StridedLayoutAttr::get(ctx, ShapedType::kDynamic, dynamic));
+}
+
+/// Tensor `t` read as a strided memref by a library call
+/// (bufferization.to_buffer read_only, which bufferization keeps). Each
+/// read carries a number of its own: to_buffer is pure, and CSE merging
+/// one call's read into an earlier call's would place it before ops that
+/// bufferization may then let write that tensor in place.
+static Value libraryRead(PatternRewriter &rewriter, Operation *op, Value t) {
+  Location loc = op->getLoc();
+  int64_t number = 0;
+  op->getParentOfType<ModuleOp>().walk([&](bufferization::ToBufferOp read) {
+    if (auto n = read->getAttrOfType<IntegerAttr>("qopt.read"))
+      number = std::max(number, n.getInt() + 1);
+  });
+  auto tt = cast<RankedTensorType>(t.getType());
+  MemRefType any = anyStridedMemRef(rewriter.getContext(), tt.getRank(),
+                                    tt.getElementType());
+  auto read = bufferization::ToBufferOp::create(
+      rewriter, loc,
+      MemRefType::get(tt.getShape(), tt.getElementType(), any.getLayout()), t,
+      /*read_only=*/true);
+  read->setAttr("qopt.read", rewriter.getI64IntegerAttr(number));
+  return memref::CastOp::create(rewriter, loc, any, read);
+}
+
+/// Calls the private function `name` (declared on first use with the
+/// arguments' types) with `args`.
+static void callLibrary(PatternRewriter &rewriter, Operation *op,
+                        StringRef name, ArrayRef<Value> args) {
+  auto module = op->getParentOfType<ModuleOp>();
+  auto fn = module.lookupSymbol<func::FuncOp>(name);
+  if (!fn) {
+    OpBuilder::InsertionGuard guard(rewriter);
+    rewriter.setInsertionPointToEnd(module.getBody());
+    SmallVector<Type> types;
+    for (Value a : args)
+      types.push_back(a.getType());
+    fn = func::FuncOp::create(rewriter, module.getLoc(), name,
+                              rewriter.getFunctionType(types, {}));
+    fn.setPrivate();
+  }
+  func::CallOp::create(rewriter, op->getLoc(), fn, args);
+}
+
+/// One call of `library` that maps the rows of x (its last axis; the
+/// leading dimensions as one) to the rows of a fresh output of x's shape:
+/// `scalars`, then x viewed as [rows, D], `vectors` (rank 1) and the output
+/// [rows, D] as strided memrefs. Returns the output in x's shape.
+static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
+                                StringRef library, Value x,
+                                ArrayRef<Value> scalars,
+                                ArrayRef<Value> vectors) {
+  Location loc = op->getLoc();
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  Type element = type.getElementType();
+  SmallVector<ReassociationIndices> groups(2);
+  for (int64_t d = 0; d + 1 < rank; ++d)
+    groups[0].push_back(d);
+  groups[1].push_back(rank - 1);
+  Value x2 = x;
+  if (rank == 1)
+    x2 = tensor::ExpandShapeOp::create(
+        rewriter, loc, RankedTensorType::get({1, type.getDimSize(0)}, element),
+        x, ArrayRef<ReassociationIndices>{{0, 1}},
+        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(1),
+                               tensor::getMixedSizes(rewriter, loc, x)[0]});
+  else if (rank > 2)
+    x2 = tensor::CollapseShapeOp::create(rewriter, loc, x, groups);
+  auto x2Type = cast<RankedTensorType>(x2.getType());
+  SmallVector<Value> dynamicSizes;
+  for (int64_t d = 0; d < 2; ++d)
+    if (x2Type.isDynamicDim(d))
+      dynamicSizes.push_back(tensor::DimOp::create(rewriter, loc, x2, d));
+  auto yType = MemRefType::get(x2Type.getShape(), element);
+  Value y = memref::AllocOp::create(rewriter, loc, yType, dynamicSizes);
+  SmallVector<Value> args(scalars);
+  args.push_back(libraryRead(rewriter, op, x2));
+  for (Value v : vectors)
+    args.push_back(libraryRead(rewriter, op, v));
+  args.push_back(memref::CastOp::create(
+      rewriter, loc, anyStridedMemRef(rewriter.getContext(), 2, element), y));
+  callLibrary(rewriter, op, library, args);
+  Value result = bufferization::ToTensorOp::create(
+      rewriter, loc, x2Type, y, /*restrict=*/true, /*writable=*/true);
+  if (rank == 1)
+    return tensor::CollapseShapeOp::create(
+        rewriter, loc, type, result, ArrayRef<ReassociationIndices>{{0, 1}});
+  if (rank == 2)
+    return result;
+  // Back to x's shape through tensor.reshape: LLVM 22's
+  // expand-strided-metadata cannot lower a memref.expand_shape whose group
+  // has several dynamic sizes ([batch, seq]).
+  SmallVector<Value> sizes;
+  for (OpFoldResult size : tensor::getMixedSizes(rewriter, loc, x))
+    sizes.push_back(getValueOrCreateConstantIndexOp(rewriter, loc, size));
+  return tensor::ReshapeOp::create(
+      rewriter, loc, type, result,
+      tensor::FromElementsOp::create(rewriter, loc, sizes));
+}
+
+/// RMSNorm / LayerNorm over the last axis of f32 data as one call of the
+/// library's row kernel (`library`: the norm-library option): flags
+/// (NormTile.h's: LayerNorm 1, beta 2) as i64 and epsilon as f64, then x
+/// as [rows, D], gamma, beta (gamma where there is none) and a fresh y.
+/// Null where the kernel does not take the op.
+static Value normCall(PatternRewriter &rewriter, Operation *op,
+                      StringRef library, Value x, int64_t axis, Value gamma,
+                      Value beta, double eps, bool layer) {
+  auto type = cast<RankedTensorType>(x.getType());
+  auto isF32 = [](Value v) {
+    return cast<RankedTensorType>(v.getType()).getElementType().isF32();
+  };
+  if (axis != type.getRank() - 1 || !isF32(x) || !isF32(gamma) ||
+      (beta && !isF32(beta)))
+    return nullptr;
+  Location loc = op->getLoc();
+  Value scalars[] = {arith::ConstantIntOp::create(
+                         rewriter, loc, (layer ? 1 : 0) | (beta ? 2 : 0), 64),
+                     arith::ConstantFloatOp::create(
+                         rewriter, loc, rewriter.getF64Type(), APFloat(eps))};
+  Value vectors[] = {gamma, beta ? beta : gamma};
+  return rowwiseLibraryCall(rewriter, op, library, x, scalars, vectors);
+}
+
 struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerRMSNorm(MLIRContext *ctx, StringRef library)
+      : OpRewritePattern(ctx), library(library.str()) {}
+  std::string library; // norm-library
   LogicalResult matchAndRewrite(RMSNormOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -185,6 +320,12 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
     checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
+    if (!library.empty())
+      if (Value y = normCall(rewriter, op, library, x, axis, op.getGamma(),
+                             Value(), eps, /*layer=*/false)) {
+        rewriter.replaceOp(op, y);
+        return success();
+      }
     // y = x / sqrt(mean(x^2) + eps) * gamma
     Value ms = createRowMean(rewriter, loc, x, axis, {},
                              [](OpBuilder &b, Location l, Value v, ValueRange) {
@@ -203,7 +344,9 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
 };
 
 struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerLayerNorm(MLIRContext *ctx, StringRef library)
+      : OpRewritePattern(ctx), library(library.str()) {}
+  std::string library; // norm-library
   LogicalResult matchAndRewrite(LayerNormOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -213,6 +356,12 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
     double eps = op.getEpsilon().convertToDouble();
     checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
     checkNormalizedSizes(rewriter, op, x, axis, op.getBeta(), "bias");
+    if (!library.empty())
+      if (Value y = normCall(rewriter, op, library, x, axis, op.getGamma(),
+                             op.getBeta(), eps, /*layer=*/true)) {
+        rewriter.replaceOp(op, y);
+        return success();
+      }
     // Two passes (mean, then the mean of squared deviations) for accuracy.
     Value mean = createRowMean(
         rewriter, loc, x, axis, {},
@@ -1847,8 +1996,43 @@ static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t n) {
   return tensor::ReshapeOp::create(b, loc, type, flat, shape);
 }
 
+/// An f32 qopt.hadamard over the last axis of a static size, with a
+/// power-of-two block of 2 to 8192, as one call of the library's fast
+/// Walsh-Hadamard transform (`library`: the hadamard-library option): n
+/// and flags (1: signs) as i64, the scale 1/√n as f64, then x viewed as
+/// [rows, D], the signs (a one-element constant where there are none) and
+/// a fresh y [rows, D] as strided memrefs. Null where the kernel does not
+/// take the op.
+static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
+                          StringRef library, int64_t n) {
+  Location loc = op.getLoc();
+  Value x = op.getInput(), signs = op.getSigns();
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  Type f32 = rewriter.getF32Type();
+  if (!type.getElementType().isF32() ||
+      normalizedAxis(static_cast<int64_t>(op.getAxis()), rank) != rank - 1 ||
+      type.isDynamicDim(rank - 1) || type.getDimSize(rank - 1) % n || n < 2 ||
+      n > 8192 || !llvm::isPowerOf2_64(n) ||
+      (signs &&
+       !cast<RankedTensorType>(signs.getType()).getElementType().isF32()))
+    return nullptr;
+  if (!signs)
+    signs = arith::ConstantOp::create(
+        rewriter, loc,
+        DenseElementsAttr::get(RankedTensorType::get({1}, f32), 1.0f));
+  Value scalars[] = {
+      arith::ConstantIntOp::create(rewriter, loc, op.getSigns() ? 1 : 0, 64),
+      arith::ConstantIntOp::create(rewriter, loc, n, 64),
+      arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
+                                     APFloat(1.0 / std::sqrt(double(n))))};
+  return rowwiseLibraryCall(rewriter, op, library, x, scalars, {signs});
+}
+
 struct LowerHadamard : OpRewritePattern<HadamardOp> {
-  using OpRewritePattern::OpRewritePattern;
+  LowerHadamard(MLIRContext *ctx, StringRef library)
+      : OpRewritePattern(ctx), library(library.str()) {}
+  std::string library;
   LogicalResult matchAndRewrite(HadamardOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -1863,6 +2047,11 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     if (order.base == 0)
       return rewriter.notifyMatchFailure(op, "no Hadamard matrix of order n");
     int64_t power = order.power, base = order.base;
+    if (!library.empty() && base == 1)
+      if (Value y = hadamardCall(rewriter, op, library, n)) {
+        rewriter.replaceOp(op, y);
+        return success();
+      }
     Value x = op.getInput();
     // Blocks over a dynamic axis: the size must be a multiple of the block,
     // or the last butterflies would read past the end.
@@ -2128,29 +2317,10 @@ static SmallVector<Value> callAttentionLibrary(
   MLIRContext *ctx = rewriter.getContext();
   auto type = [](Value t) { return cast<RankedTensorType>(t.getType()); };
   Type f32 = rewriter.getF32Type();
-  SmallVector<int64_t> dynamic4(4, ShapedType::kDynamic);
-  auto anyLayout = StridedLayoutAttr::get(ctx, ShapedType::kDynamic, dynamic4);
   auto argType = [&](Type element) {
-    return MemRefType::get(dynamic4, element, anyLayout);
+    return anyStridedMemRef(ctx, 4, element);
   };
-  // Each read carries a number of its own: to_buffer is pure, and CSE
-  // merging one call's read into an earlier call's would place it before
-  // ops that bufferization may then let write that tensor in place.
-  auto module = op->getParentOfType<ModuleOp>();
-  int64_t number = 0;
-  module.walk([&](bufferization::ToBufferOp read) {
-    number += read->hasAttr("qopt.read");
-  });
-  auto buffer = [&](Value t) -> Value {
-    RankedTensorType tt = type(t);
-    auto read = bufferization::ToBufferOp::create(
-        rewriter, loc,
-        MemRefType::get(tt.getShape(), tt.getElementType(), anyLayout), t,
-        /*read_only=*/true);
-    read->setAttr("qopt.read", rewriter.getI64IntegerAttr(number++));
-    return memref::CastOp::create(rewriter, loc, argType(tt.getElementType()),
-                                  read);
-  };
+  auto buffer = [&](Value t) { return libraryRead(rewriter, op, t); };
   int64_t flags = 0;
   Type maskElement = mask ? type(mask).getElementType() : f32;
   SmallVector<Value> args;
@@ -2194,21 +2364,6 @@ static SmallVector<Value> callAttentionLibrary(
     allocs.push_back(alloc);
     args.push_back(memref::CastOp::create(rewriter, loc, argType(f32), alloc));
   }
-  std::string callee = name.str();
-  if (maskElement.isInteger(1))
-    callee += "_i1";
-  auto fn = module.lookupSymbol<func::FuncOp>(callee);
-  if (!fn) {
-    OpBuilder::InsertionGuard guard(rewriter);
-    rewriter.setInsertionPointToEnd(module.getBody());
-    Type f64 = rewriter.getF64Type();
-    SmallVector<Type> types = {rewriter.getI64Type(), f64, f64};
-    for (Value a : args)
-      types.push_back(a.getType());
-    fn = func::FuncOp::create(rewriter, module.getLoc(), callee,
-                              rewriter.getFunctionType(types, {}));
-    fn.setPrivate();
-  }
   FloatType f64 = rewriter.getF64Type();
   Value leading[] = {
       arith::ConstantIntOp::create(rewriter, loc, flags, 64),
@@ -2216,7 +2371,8 @@ static SmallVector<Value> callAttentionLibrary(
       arith::ConstantFloatOp::create(rewriter, loc, f64,
                                      APFloat(softcap.value_or(0.0)))};
   args.insert(args.begin(), std::begin(leading), std::end(leading));
-  func::CallOp::create(rewriter, loc, fn, args);
+  callLibrary(rewriter, op,
+              maskElement.isInteger(1) ? name.str() + "_i1" : name, args);
   SmallVector<Value> results;
   for (Value alloc : allocs) {
     auto m = cast<MemRefType>(alloc.getType());
@@ -3021,11 +3177,12 @@ struct ConvertQOptToLinalgPass
     patterns.add<LowerLoRA>(ctx, &dropoutStreams);
     patterns.add<LowerAttention>(ctx, attentionLibrary, keepAttention);
     patterns.add<LowerAttentionGrad>(ctx, attentionLibrary);
+    patterns.add<LowerHadamard>(ctx, hadamardLibrary);
+    patterns.add<LowerRMSNorm, LowerLayerNorm>(ctx, normLibrary);
     patterns
-        .add<LowerRMSNorm, LowerLayerNorm, LowerLinear, LowerSmooth,
-             LowerFakeQuant<FakeQuantOp>, LowerFakeQuant<LSQOp>, LowerHadamard,
-             LowerQuantize, LowerDequantize, LowerGelu, LowerSiLU,
-             LowerRandomUniform, LowerSoftmax, LowerEmbedding,
+        .add<LowerLinear, LowerSmooth, LowerFakeQuant<FakeQuantOp>,
+             LowerFakeQuant<LSQOp>, LowerQuantize, LowerDequantize, LowerGelu,
+             LowerSiLU, LowerRandomUniform, LowerSoftmax, LowerEmbedding,
              LowerLoRAEmbedding, LowerRandLoRAScale, LowerRandLoRAFlatten,
              LowerLogSoftmax, LowerCrossEntropy, LowerRotary, LowerResidualAdd>(
             ctx);

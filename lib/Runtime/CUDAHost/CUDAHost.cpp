@@ -19,6 +19,8 @@
 #include "Pool.h"
 
 #include "../Kernels/CUDA/AttentionTile.h"
+#include "../Kernels/CUDA/HadamardTile.h"
+#include "../Kernels/CUDA/NormTile.h"
 #include "../Kernels/CUDA/QLinearLaunch.h"
 
 #include <dlfcn.h>
@@ -474,6 +476,25 @@ void qopt_cuda_qlinear_lora(
                 scn, &lora, nested ? &dq : nullptr);
 }
 
+/// Queues one launch of the library's kernel `name` over a 1-D grid of
+/// `blocks` blocks of `threads` threads, its one parameter a struct by
+/// value (none when there are no blocks).
+static void launchRows(const char *name, int64_t blocks, unsigned threads,
+                       void *param) {
+  if (blocks == 0)
+    return;
+  if (blocks > 0x7fffffff)
+    stop(std::string(name) + ": " + std::to_string(blocks) +
+         " blocks, more than a grid takes");
+  State &s = state();
+  CUfunction fn = libraryFunction(name);
+  void *params[] = {param};
+  if (CUresult rc = s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1, threads, 1,
+                                        1, 0, s.stream, params, nullptr))
+    stop(std::string("cannot launch ") + name + ": " + errorText(rc));
+  s.pending = true;
+}
+
 /// qopt.attention's forward pass (flags: AttentionTile.h's; then Q, K, V,
 /// the mask and Y as MLIR memrefs): Attention.cu's fused kernel, one
 /// launch, queued like the generated kernels. convert-qopt-to-linalg's
@@ -488,20 +509,7 @@ void qopt_cuda_attention(QOPT_ATTENTION_PARAMS) {
           QOPT_ATTENTION_VIEW(y), p, blocks))
     stop(std::string("internal: the CUDA attention cannot take this call: ") +
          error);
-  if (blocks == 0)
-    return;
-  if (blocks > 0x7fffffff)
-    stop("the attention has " + std::to_string(blocks) +
-         " blocks of query rows, more than a grid takes");
-  State &s = state();
-  CUfunction fn = libraryFunction("qopt_cuda_attention_f32");
-  void *params[] = {&p};
-  if (CUresult rc = s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1,
-                                        qopt_cuda::kAttnThreads, 1, 1, 0,
-                                        s.stream, params, nullptr))
-    stop(std::string("cannot launch qopt_cuda_attention_f32: ") +
-         errorText(rc));
-  s.pending = true;
+  launchRows("qopt_cuda_attention_f32", blocks, qopt_cuda::kAttnThreads, &p);
 }
 
 /// The same for a bool mask (a byte per element; `flags` says which): a
@@ -527,28 +535,48 @@ void qopt_cuda_attention_backward(QOPT_ATTENTION_BWD_PARAMS) {
     stop(std::string("internal: the CUDA attention backward cannot take this "
                      "call: ") +
          error);
-  State &s = state();
-  for (auto [name, blocks] : {std::pair<const char *, int64_t>{
-                                  "qopt_cuda_attention_bwd_dq_f32", dqBlocks},
-                              {"qopt_cuda_attention_bwd_dkv_f32", dkvBlocks}}) {
-    if (blocks == 0)
-      continue;
-    if (blocks > 0x7fffffff)
-      stop(std::string(name) + ": " + std::to_string(blocks) +
-           " blocks, more than a grid takes");
-    CUfunction fn = libraryFunction(name);
-    void *params[] = {&p};
-    if (CUresult rc = s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1,
-                                          qopt_cuda::kAttnThreads, 1, 1, 0,
-                                          s.stream, params, nullptr))
-      stop(std::string("cannot launch ") + name + ": " + errorText(rc));
-    s.pending = true;
-  }
+  // (The dQ kernel first: it writes the rows' statistics.)
+  launchRows("qopt_cuda_attention_bwd_dq_f32", dqBlocks,
+             qopt_cuda::kAttnThreads, &p);
+  launchRows("qopt_cuda_attention_bwd_dkv_f32", dkvBlocks,
+             qopt_cuda::kAttnThreads, &p);
 }
 
 /// The same for a bool mask (`flags` says which).
 void qopt_cuda_attention_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
     __attribute__((alias("qopt_cuda_attention_backward")));
+
+/// qopt.hadamard over the last axis for a power-of-two block n (flags bit
+/// 0: signs given; then x [rows, cols], the signs and y as MLIR memrefs):
+/// Hadamard.cu's kernel, one launch, queued like the generated kernels.
+void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
+  qopt_cuda::HadamardParams p;
+  int64_t blocks = 0;
+  if (const char *error = qopt_cuda::planHadamard(
+          flags, n, scale, QOPT_HADAMARD_VIEW(x),
+          static_cast<const float *>(sAligned) + sOffset, sStride,
+          QOPT_HADAMARD_VIEW(y), p, blocks))
+    stop(std::string("internal: the CUDA Hadamard transform cannot take this "
+                     "call: ") +
+         error);
+  (void)sSize;
+  launchRows("qopt_cuda_hadamard_f32", blocks, qopt_cuda::kHadamardThreads, &p);
+}
+
+/// qopt.rms_norm / qopt.layer_norm over the last axis (flags: NormTile.h's;
+/// then x [rows, cols], gamma, beta and y as MLIR memrefs): Norm.cu's
+/// kernel, a warp per row, one launch, queued like the generated kernels.
+void qopt_cuda_norm(QOPT_NORM_PARAMS) {
+  qopt_cuda::NormParams p;
+  int64_t blocks = 0;
+  qopt_cuda::planNorm(flags, eps, xAligned, xOffset, xSize0, xSize1, xStride0,
+                      xStride1, gAligned, gOffset, gStride, bAligned, bOffset,
+                      bStride, yAligned, yOffset, yStride0, yStride1, p,
+                      blocks);
+  (void)gSize, (void)bSize, (void)ySize0, (void)ySize1;
+  if (xSize1 > 0)
+    launchRows("qopt_cuda_norm_f32", blocks, qopt_cuda::kNormThreads, &p);
+}
 
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//
 

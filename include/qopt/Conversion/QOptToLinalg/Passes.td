@@ -76,7 +76,22 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "qopt-build-train-step then differentiates it whole into "
            "qopt.attention_grad, and qopt-cuda-codegen lowers both to "
            "library calls, so no [B, H, S, L] probabilities are stored for "
-           "the backward)">
+           "the backward)">,
+    Option<"hadamardLibrary", "hadamard-library", "std::string",
+           /*default=*/"\"\"",
+           "Lower each f32 qopt.hadamard over the last axis (of a static "
+           "size) whose block is a power of two from 2 to 8192 to one call "
+           "of the named fast Walsh-Hadamard transform: flags (1: signs), "
+           "n, the scale 1/sqrt(n) (f64), then the input viewed as [rows, "
+           "D], the signs and the output as strided memrefs. The CUDA "
+           "target sets it (qopt_cuda_hadamard)">,
+    Option<"normLibrary", "norm-library", "std::string", /*default=*/"\"\"",
+           "Lower each qopt.rms_norm / qopt.layer_norm of f32 data over the "
+           "last axis to one call of the named row kernel: flags (LayerNorm "
+           "1, beta 2) and epsilon (f64), then the input viewed as [rows, "
+           "D], gamma, beta (gamma where there is none) and the output as "
+           "strided memrefs. The CUDA target sets it (qopt_cuda_norm, a warp "
+           "per row)">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",

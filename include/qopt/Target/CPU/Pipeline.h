@@ -48,18 +48,22 @@ struct CPUCodegenOptions : public CPUCodegenOptionsBase<CPUCodegenOptions> {};
 /// differentiates), with CSE and canonicalization, and tensor arith as
 /// linalg: the first passes of the code-generation pipeline. With
 /// `trainingDropout`, adapters apply their dropout (the train step's forward).
-/// `attentionLibrary`, `keepAttention`: convert-qopt-to-linalg's
-/// attention-library and keep-attention options (the CUDA target's fused
-/// kernels).
+/// `library`: convert-qopt-to-linalg's options for kernel-library calls
+/// (the CUDA target's fused kernels).
+struct LibraryLowering {
+  std::string attention; // attention-library
+  std::string hadamard;  // hadamard-library
+  std::string norm;      // norm-library
+  bool keepAttention = false;
+};
 void buildLowerToLinalgPipeline(OpPassManager &pm, bool trainingDropout = false,
-                                llvm::StringRef attentionLibrary = "",
-                                bool keepAttention = false);
+                                const LibraryLowering &library = {});
 
 /// The QOpt reference lowering, elementwise fusion and bufferization with
 /// buffer deallocation (results are owned by the caller): linalg on
 /// memrefs, where the CPU and CUDA targets part.
 void buildBufferizePipeline(OpPassManager &pm,
-                            llvm::StringRef attentionLibrary = "");
+                            const LibraryLowering &library = {});
 
 /// Host code (loops, memrefs, run-time checks) to the LLVM dialect;
 /// `beforeLLVM` adds a target's own conversions (gpu-to-llvm) before the

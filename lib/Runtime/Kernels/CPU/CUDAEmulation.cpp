@@ -15,6 +15,8 @@
 //===----------------------------------------------------------------------===//
 
 #include "../CUDA/AttentionTile.h"
+#include "../CUDA/HadamardTile.h"
+#include "../CUDA/NormTile.h"
 #include "../CUDA/QLinearLaunch.h"
 #include "../CUDA/QLinearTile.h"
 
@@ -481,3 +483,63 @@ qopt_cuda_attention_emulated_backward(QOPT_ATTENTION_BWD_PARAMS) {
 extern "C" void
     qopt_cuda_attention_emulated_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
         __attribute__((alias("qopt_cuda_attention_emulated_backward")));
+
+/// qopt_cuda_hadamard's arguments (CUDAHost.cpp), run on the CPU: each
+/// block's 256 threads phase by phase between the kernel's barriers.
+extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
+  HadamardParams p;
+  int64_t blocks = 0;
+  if (const char *error =
+          planHadamard(flags, n, scale, QOPT_HADAMARD_VIEW(x),
+                       static_cast<const float *>(sAligned) + sOffset, sStride,
+                       QOPT_HADAMARD_VIEW(y), p, blocks)) {
+    char message[256];
+    std::snprintf(message, sizeof(message),
+                  "internal: the CUDA Hadamard transform cannot take this "
+                  "call: %s",
+                  error);
+    qopt_kernel_check_failed(message);
+    return;
+  }
+  (void)sSize;
+  std::vector<float> buf(kHadamardTile);
+  for (int64_t block = 0; block < blocks; ++block) {
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardLoad(p, block, buf.data(), t);
+    for (int64_t h = 1; h < p.n; h *= 2)
+      for (int t = 0; t < kHadamardThreads; ++t)
+        hadamardStage(p, buf.data(), h, t);
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardStore(p, block, buf.data(), t);
+  }
+}
+
+/// qopt_cuda_norm's arguments (CUDAHost.cpp), run on the CPU: each row's 32
+/// lanes, their partial sums added in the order of the kernel's butterfly.
+extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS) {
+  NormParams p;
+  int64_t blocks = 0;
+  planNorm(flags, eps, xAligned, xOffset, xSize0, xSize1, xStride0, xStride1,
+           gAligned, gOffset, gStride, bAligned, bOffset, bStride, yAligned,
+           yOffset, yStride0, yStride1, p, blocks);
+  (void)gSize, (void)bSize, (void)ySize0, (void)ySize1;
+  if (xSize1 == 0)
+    return;
+  float count = float(p.cols);
+  for (int64_t row = 0; row < p.rows; ++row) {
+    float parts[32], mean = 0.0f, meanSquare;
+    if (p.flags & kNormLayer) {
+      for (int lane = 0; lane < 32; ++lane)
+        parts[lane] = normPartial(p, row, lane, 0, 0.0f);
+      mean = warpReduce<false>(parts) / count;
+      for (int lane = 0; lane < 32; ++lane)
+        parts[lane] = normPartial(p, row, lane, 2, mean);
+    } else {
+      for (int lane = 0; lane < 32; ++lane)
+        parts[lane] = normPartial(p, row, lane, 1, 0.0f);
+    }
+    meanSquare = warpReduce<false>(parts) / count;
+    for (int lane = 0; lane < 32; ++lane)
+      normStore(p, row, lane, mean, meanSquare);
+  }
+}

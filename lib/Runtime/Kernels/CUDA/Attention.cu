@@ -11,21 +11,7 @@
 
 #include "AttentionTile.h"
 
-namespace qopt_cuda {
-
-__device__ __forceinline__ float warpMax(float v) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  return v;
-}
-
-__device__ __forceinline__ float warpSum(float v) {
-  for (int offset = 16; offset > 0; offset /= 2)
-    v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-} // namespace qopt_cuda
+#include "Warp.cuh"
 
 using namespace qopt_cuda;
 

@@ -9,3 +9,5 @@
 #include "Gemm.cu"
 #include "QLinear.cu"
 #include "Attention.cu"
+#include "Hadamard.cu"
+#include "Norm.cu"

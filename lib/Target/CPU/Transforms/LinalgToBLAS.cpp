@@ -443,15 +443,23 @@ static void eraseIfOnlyZeroed(Value buffer) {
   buffer.getDefiningOp()->erase();
 }
 
+static Value rootBuffer(Value v);
+
 /// Moves the deallocations of `from`'s inputs that lie between `from` and
 /// `call` (in one block) after `call`, which now reads those inputs.
 static void freeAfter(linalg::GenericOp from, Operation *call) {
-  for (Value input : from.getDpsInputs())
-    for (Operation *user : llvm::make_early_inc_range(input.getUsers()))
-      if (isa<memref::DeallocOp>(user) &&
-          user->getBlock() == call->getBlock() && from->isBeforeInBlock(user) &&
-          user->isBeforeInBlock(call))
-        user->moveAfter(call);
+  for (Value input : from.getDpsInputs()) {
+    // (A view's buffer is freed through its root.)
+    SmallVector<Value, 2> buffers = {input};
+    if (rootBuffer(input) != input)
+      buffers.push_back(rootBuffer(input));
+    for (Value buffer : buffers)
+      for (Operation *user : llvm::make_early_inc_range(buffer.getUsers()))
+        if (isa<memref::DeallocOp>(user) &&
+            user->getBlock() == call->getBlock() &&
+            from->isBeforeInBlock(user) && user->isBeforeInBlock(call))
+          user->moveAfter(call);
+  }
 }
 
 /// Erases what the call of rewriteQuantized (before the product `op`) now
@@ -997,8 +1005,11 @@ static linalg::GenericOp matchLoRADown(linalg::GenericOp op,
   AffineMap read = branch.getIndexingMapsArray()[0].replace(
       getAffineDimExpr(bd.k, ctx), getAffineDimExpr(found->n, ctx),
       branch.getNumLoops(), 0);
-  if (read != maps[2] || !zeroAt(z, down) || !onlyReadBetween(x, down, op) ||
-      !onlyReadBetween(a, down, op))
+  // (x may be a view, e.g. of a norm's [rows, D] output reshaped: its
+  // buffer is what must not change.)
+  if (read != maps[2] || !zeroAt(z, down) ||
+      !onlyReadBetween(rootBuffer(x), down, op) ||
+      !onlyReadBetween(rootBuffer(a), down, op))
     return {};
   for (Operation *between = down->getNextNode(); between != op.getOperation();
        between = between->getNextNode())

@@ -19,12 +19,13 @@ using namespace mlir;
 
 void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
                                             bool trainingDropout,
-                                            StringRef attentionLibrary,
-                                            bool keepAttention) {
+                                            const LibraryLowering &library) {
   ConvertQOptToLinalgPassOptions lower;
   lower.trainingDropout = trainingDropout;
-  lower.attentionLibrary = attentionLibrary.str();
-  lower.keepAttention = keepAttention;
+  lower.attentionLibrary = library.attention;
+  lower.hadamardLibrary = library.hadamard;
+  lower.normLibrary = library.norm;
+  lower.keepAttention = library.keepAttention;
   pm.addPass(createConvertQOptToLinalgPass(lower));
   // CSE first: equal sizes become one value, so the run-time broadcasts
   // and checks the conversion could not decide fold away.
@@ -34,8 +35,8 @@ void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
 }
 
 void mlir::qopt::buildBufferizePipeline(OpPassManager &pm,
-                                        StringRef attentionLibrary) {
-  buildLowerToLinalgPipeline(pm, /*trainingDropout=*/false, attentionLibrary);
+                                        const LibraryLowering &library) {
+  buildLowerToLinalgPipeline(pm, /*trainingDropout=*/false, library);
   // One loop nest per chain of elementwise ops instead of a buffer each.
   pm.addPass(createQOptFuseElementwisePass());
   // After fusion, which folds constant operands (pow's exponent) into the

@@ -20,7 +20,9 @@ static bool callsLibrary(Operation *op) {
   auto call = dyn_cast<func::CallOp>(op);
   return call && (call.getCallee().starts_with("qopt_cuda_qlinear") ||
                   call.getCallee().starts_with("qopt_cuda_sgemm") ||
-                  call.getCallee().starts_with("qopt_cuda_attention"));
+                  call.getCallee().starts_with("qopt_cuda_attention") ||
+                  call.getCallee().starts_with("qopt_cuda_hadamard") ||
+                  call.getCallee().starts_with("qopt_cuda_norm"));
 }
 
 /// Whether `memref` is host memory no kernel uses: a stack buffer, or a

@@ -18,11 +18,16 @@ using namespace mlir;
 
 void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
                                           const CUDACodegenOptions &options) {
-  // qopt.attention (inference; a train step's forward is linalg already):
-  // the library's fused kernel.
-  buildBufferizePipeline(pm, !options.library  ? ""
-                             : options.emulate ? "qopt_cuda_attention_emulated"
-                                               : "qopt_cuda_attention");
+  // qopt.attention (and a train step's qopt.attention_grad),
+  // qopt.hadamard and the norms: the library's kernels.
+  LibraryLowering lowering;
+  if (options.library) {
+    std::string suffix = options.emulate ? "_emulated" : "";
+    lowering.attention = "qopt_cuda_attention" + suffix;
+    lowering.hadamard = "qopt_cuda_hadamard" + suffix;
+    lowering.norm = "qopt_cuda_norm" + suffix;
+  }
+  buildBufferizePipeline(pm, lowering);
   if (options.library) {
     QOptLinalgToBLASPassOptions library;
     library.cudaQLinear =

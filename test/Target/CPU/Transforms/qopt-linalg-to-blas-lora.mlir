@@ -793,3 +793,99 @@ func.func @z_in_shared_zeros(%x: memref<?x?x64xf32>, %d: memref<8x32xi8>, %s: me
   memref.dealloc %w : memref<8x64xf32>
   return
 }
+
+// -----
+
+// x a view of a buffer (a norm's [rows, D] output reshaped back, as the
+// CUDA target's row kernels leave it): z = x·Aᵀ still runs in the call,
+// and the buffer's deallocation between the down projection and the call
+// moves after the call (@x_view). Written in between (@x_view_written):
+// z stays its own product.
+// CHECK-LABEL: func.func @x_view
+// CHECK: %[[XR:.*]] = memref.alloc
+// CHECK-NOT: call @qopt_cuda_sgemm
+// CHECK: call @qopt_cuda_qlinear_lora({{.*}}, %c1065353216{{[_0-9]*}}, %{{.*}}, %{{.*}}, %[[C0:c0[_0-9]*]], %[[C0]], %{{.*}}, %{{.*}})
+// CHECK: memref.dealloc %[[XR]]
+// CHECK: return
+// CHECK-LABEL: func.func @x_view_written
+// CHECK: call @qopt_cuda_sgemm_overwrite(
+// CHECK: call @qopt_cuda_qlinear_lora({{.*}}, %[[C0:c0[_0-9]*]], %[[C0]], %[[C0]], %[[C0]], %[[C0]], %[[C0]])
+!int4 = !qopt.qtensor<8x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ident = affine_map<(n, k) -> (n, k)>
+#x3 = affine_map<(b, s, n, k) -> (b, s, k)>
+#w3 = affine_map<(b, s, n, k) -> (n, k)>
+#y3 = affine_map<(b, s, n, k) -> (b, s, n)>
+#e3 = affine_map<(b, s, n) -> (b, s, n)>
+#dq = affine_map<(n, k) -> (n, k floordiv 2)>
+#sq = affine_map<(n, k) -> (n, k floordiv 32)>
+func.func @x_view(%rows: index, %shape: memref<3xindex>, %d0: index, %d1: index, %d: memref<8x32xi8>,
+                  %s: memref<8x2xf32>, %a: memref<4x64xf32>, %b: memref<8x4xf32>, %y: memref<?x?x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %one = arith.constant 1.0 : f32
+  %xr = memref.alloc(%rows) : memref<?x64xf32>
+  linalg.fill ins(%one : f32) outs(%xr : memref<?x64xf32>)
+  %x = memref.reshape %xr(%shape) : (memref<?x64xf32>, memref<3xindex>) -> memref<?x?x64xf32>
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [#dq, #sq, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %z = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%zero : f32) outs(%z : memref<?x?x4xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %a : memref<?x?x64xf32>, memref<4x64xf32>) outs(%z : memref<?x?x4xf32>)
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%q : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%p : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  memref.dealloc %xr : memref<?x64xf32>
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %r = arith.addf %in, %in2 : f32
+    linalg.yield %r : f32
+  }
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %z : memref<?x?x4xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  return
+}
+func.func @x_view_written(%rows: index, %shape: memref<3xindex>, %d0: index, %d1: index, %d: memref<8x32xi8>,
+                          %s: memref<8x2xf32>, %a: memref<4x64xf32>, %b: memref<8x4xf32>, %y: memref<?x?x8xf32>) {
+  %zero = arith.constant 0.0 : f32
+  %one = arith.constant 1.0 : f32
+  %xr = memref.alloc(%rows) : memref<?x64xf32>
+  linalg.fill ins(%one : f32) outs(%xr : memref<?x64xf32>)
+  %x = memref.reshape %xr(%shape) : (memref<?x64xf32>, memref<3xindex>) -> memref<?x?x64xf32>
+  %w = memref.alloc() : memref<8x64xf32>
+  linalg.generic {indexing_maps = [#dq, #sq, #ident], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<8x32xi8>, memref<8x2xf32>) outs(%w : memref<8x64xf32>) attrs = {qopt.dequantized = !int4} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  %z = memref.alloc(%d0, %d1) : memref<?x?x4xf32>
+  linalg.fill ins(%zero : f32) outs(%z : memref<?x?x4xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %a : memref<?x?x64xf32>, memref<4x64xf32>) outs(%z : memref<?x?x4xf32>)
+  %q = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%q : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%z, %b : memref<?x?x4xf32>, memref<8x4xf32>) outs(%q : memref<?x?x8xf32>)
+  linalg.fill ins(%zero : f32) outs(%xr : memref<?x64xf32>)
+  %p = memref.alloc(%d0, %d1) : memref<?x?x8xf32>
+  linalg.fill ins(%zero : f32) outs(%p : memref<?x?x8xf32>)
+  linalg.contract indexing_maps = [#x3, #w3, #y3] ins(%x, %w : memref<?x?x64xf32>, memref<8x64xf32>) outs(%p : memref<?x?x8xf32>)
+  linalg.generic {indexing_maps = [#e3, #e3, #e3], iterator_types = ["parallel", "parallel", "parallel"]}
+      ins(%p, %q : memref<?x?x8xf32>, memref<?x?x8xf32>) outs(%y : memref<?x?x8xf32>) {
+  ^bb0(%in: f32, %in2: f32, %out: f32):
+    %r = arith.addf %in, %in2 : f32
+    linalg.yield %r : f32
+  }
+  memref.dealloc %xr : memref<?x64xf32>
+  memref.dealloc %p : memref<?x?x8xf32>
+  memref.dealloc %q : memref<?x?x8xf32>
+  memref.dealloc %z : memref<?x?x4xf32>
+  memref.dealloc %w : memref<8x64xf32>
+  return
+}

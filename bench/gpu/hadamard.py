@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""The CUDA kernel library's fast Walsh-Hadamard transform (lib/Runtime/Kernels/CUDA/
+Hadamard.cu) on a GPU: a test, then a benchmark, in one run.
+
+  * test: qopt_cuda_hadamard_f32 against y = (1/sqrt(n)) · H_n · diag(signs) · x in
+    float64 (Sylvester's H_n) for blocks 2 to 8192, with and without signs, rows that
+    cross thread blocks, transposed x and y;
+  * benchmark: QuaRot's online rotations on a prefill of 2048 tokens (blocks 128 per
+    head on 4096 channels, and 4096 / 8192 whole rows) against torch's f32 matmul with
+    the explicit H_n (the product QuaRot's fallback computes), in GB/s of x read and y
+    written.
+
+Launched through the driver API with ctypes as bench/gpu/gemm.py does (HadamardParams,
+104 bytes, by value). Written without a GPU at hand: its first run on one is its first
+check.
+    python3 bench/gpu/hadamard.py --cubins gpu-artifacts [--json out.json]
+Exit status: 0 when every test case matches, 1 otherwise.
+"""
+import math
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gemm import finish, launch_1d, setup, timer  # noqa: E402
+
+THREADS = 256  # HadamardTile.h's kHadamardThreads
+
+
+def launch(drv, x, y, signs, n, stream):
+    """y = H_n · diag(signs) · x / sqrt(n) over each run of n along x's last axis
+    (x, y: [rows, cols] with any strides)."""
+    rows, cols = x.shape
+    runs_per_block = 1 if n >= 2048 else 2048 // n
+    blocks = (rows * (cols // n) + runs_per_block - 1) // runs_per_block
+    params = struct.pack("<3Q5q4qf4x", x.data_ptr(), y.data_ptr(),
+                         signs.data_ptr() if signs is not None else 0, *x.stride(),
+                         *y.stride(), signs.stride(0) if signs is not None else 0,
+                         rows, cols, n, runs_per_block, 1 / math.sqrt(n))
+    launch_1d(drv, "qopt_cuda_hadamard_f32", blocks, THREADS, params, stream)
+
+
+def sylvester(torch, n, dtype):
+    i = torch.arange(n, device="cuda")
+    bits = (i[:, None] & i[None, :])
+    parity = torch.zeros_like(bits)
+    while bool(bits.any()):
+        parity ^= bits & 1
+        bits = bits >> 1
+    return (1 - 2 * parity).to(dtype)
+
+
+def main():
+    args, torch, drv, stream, gen, results = setup(__doc__, "hadamard")
+    if drv is None:
+        return 1
+    failures = 0
+    for n, rows, runs, signed, transposed in ((2, 3, 5, True, False), (32, 5, 3, False, True),
+                                              (64, 700, 9, True, False),
+                                              (512, 3, 5, True, True), (4096, 20, 1, True, False),
+                                              (8192, 3, 2, False, False)):
+        cols = n * runs
+        x = torch.randn(rows, cols, device="cuda", generator=gen)
+        y = torch.full((rows, cols), float("nan"), device="cuda")
+        if transposed:
+            x, y = x.T.contiguous().T, y.T.contiguous().T
+        signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
+            if signed else None
+        launch(drv, x, y, signs, n, stream())
+        torch.cuda.synchronize()
+        h = sylvester(torch, n, torch.float64)
+        xs = x.double().reshape(rows, runs, n) * (signs.double() if signed else 1.0)
+        want = (xs @ h.T).reshape(rows, cols) / math.sqrt(n)
+        err = ((y.double() - want).abs().max() / want.abs().max()).item()
+        ok = not math.isnan(err) and err <= 1e-5
+        failures += not ok
+        name = f"n={n} rows={rows} cols={cols} signs={signed} transposed={transposed}"
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+
+    timed = timer(torch, args.reps)
+    for n, cols in ((128, 4096), (4096, 4096), (8192, 8192)):
+        rows = 2048
+        x = torch.randn(rows, cols, device="cuda")
+        y = torch.empty_like(x)
+        ours = timed(lambda: launch(drv, x, y, None, n, stream()))
+        h = sylvester(torch, n, torch.float32) / math.sqrt(n)
+        xr = x.view(rows, cols // n, n)
+        peer = timed(lambda: torch.matmul(xr, h))
+        gbs = 2 * x.numel() * 4 / 1e9
+        line = {"n": n, "rows": rows, "cols": cols, "ms": ours * 1e3, "gbs": gbs / ours,
+                "torch_matmul_ms": peer * 1e3}
+        results["bench"].append(line)
+        print(f"bench n={n} {rows}x{cols}: {ours * 1e3:.3f} ms ({gbs / ours:.0f} GB/s); "
+              f"torch f32 x·H {peer * 1e3:.3f} ms (x{peer / ours:.2f})")
+    return finish(args, results, failures, "hadamard")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+//===- HadamardTile.h - per-thread work of the CUDA Hadamard transform -*- C++
+//-*-===//
+//
+// Hadamard.cu's kernel applies qopt.hadamard over the last axis for
+// power-of-two blocks n: y = scale · H_n · diag(signs) · x for each run of
+// n consecutive elements. A block of 256 threads loads kHadamardTile
+// elements (max(n, 2048): whole runs) into shared memory, signs applied,
+// then runs log2(n) butterfly stages (pairs i, i + h within each run; a
+// barrier between stages) and stores the scaled result: one launch and one
+// pass over memory, where the CPU lowering's products are three.
+//
+// Each phase is a function of the thread's index, written once for the
+// device and the host (CUDAEmulation.cpp runs the 256 threads in turn
+// between the barriers).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_HADAMARDTILE_H
+#define QOPT_RUNTIME_KERNELS_CUDA_HADAMARDTILE_H
+
+#include "QLinearTile.h"
+
+namespace qopt_cuda {
+
+constexpr int kHadamardThreads = 256;
+/// The largest block the kernel takes, and the elements a block holds.
+constexpr int64_t kHadamardMaxN = 8192, kHadamardTile = 8192;
+
+/// One launch (by value). x and y are [rows, cols] (strides sx0, sx1 and
+/// sy0, sy1), cols a multiple of n; signs (stride ss) or null.
+struct HadamardParams {
+  const float *x;
+  float *y;
+  const float *signs;
+  int64_t sx0, sx1, sy0, sy1, ss;
+  int64_t rows, cols, n;
+  int64_t runsPerBlock; // max(n, 2048) / n
+  float scale;
+};
+// bench/gpu/hadamard.py packs it ("<3Q5q4qf4x").
+static_assert(sizeof(HadamardParams) == 104, "HadamardParams' layout");
+
+/// The elements block `block` holds: runs runsPerBlock · block …, each n
+/// long.
+QOPT_HD int64_t hadamardElements(const HadamardParams &p) {
+  return p.runsPerBlock * p.n;
+}
+
+/// Where element `idx` of block `block` lives: false past the last run.
+QOPT_HD bool hadamardAt(const HadamardParams &p, int64_t block, int64_t idx,
+                        int64_t &row, int64_t &col) {
+  int64_t run = block * p.runsPerBlock + idx / p.n;
+  int64_t runsPerRow = p.cols / p.n;
+  if (run >= p.rows * runsPerRow)
+    return false;
+  row = run / runsPerRow;
+  col = (run % runsPerRow) * p.n + idx % p.n;
+  return true;
+}
+
+/// Thread t's share of loading the block's runs, signs applied.
+QOPT_HD void hadamardLoad(const HadamardParams &p, int64_t block, float *buf,
+                          int t) {
+  for (int64_t idx = t; idx < hadamardElements(p); idx += kHadamardThreads) {
+    int64_t row, col;
+    float v = 0.0f;
+    if (hadamardAt(p, block, idx, row, col)) {
+      v = p.x[row * p.sx0 + col * p.sx1];
+      if (p.signs)
+        v *= p.signs[(idx % p.n) * p.ss];
+    }
+    buf[idx] = v;
+  }
+}
+
+/// Thread t's butterflies of the stage with stride h: (a, b) → (a + b,
+/// a − b) for the pairs i, i + h with bit h of i clear.
+QOPT_HD void hadamardStage(const HadamardParams &p, float *buf, int64_t h,
+                           int t) {
+  for (int64_t k = t; k < hadamardElements(p) / 2; k += kHadamardThreads) {
+    int64_t i = (k / h) * 2 * h + k % h, j = i + h;
+    float a = buf[i], b = buf[j];
+    buf[i] = a + b;
+    buf[j] = a - b;
+  }
+}
+
+/// Thread t's share of storing the block's runs, scaled.
+QOPT_HD void hadamardStore(const HadamardParams &p, int64_t block,
+                           const float *buf, int t) {
+  for (int64_t idx = t; idx < hadamardElements(p); idx += kHadamardThreads) {
+    int64_t row, col;
+    if (hadamardAt(p, block, idx, row, col))
+      p.y[row * p.sy0 + col * p.sy1] = buf[idx] * p.scale;
+  }
+}
+
+/// One rank-2 and one rank-1 buffer as MLIR passes memrefs.
+struct Memref2 {
+  const void *aligned;
+  int64_t offset, size[2], stride[2];
+};
+
+// qopt_cuda_hadamard's parameters: n, the scale, then x [rows, cols], the
+// signs [n] (x where there are none: `flags` bit 0 says) and y as memrefs.
+#define QOPT_HADAMARD_MEMREF2(p)                                               \
+  const void *, const void *p##Aligned, int64_t p##Offset, int64_t p##Size0,   \
+      int64_t p##Size1, int64_t p##Stride0, int64_t p##Stride1
+#define QOPT_HADAMARD_PARAMS                                                   \
+  int64_t flags, int64_t n, double scale, QOPT_HADAMARD_MEMREF2(x),            \
+      const void *, const void *sAligned, int64_t sOffset, int64_t sSize,      \
+      int64_t sStride, QOPT_HADAMARD_MEMREF2(y)
+#define QOPT_HADAMARD_VIEW(p)                                                  \
+  qopt_cuda::Memref2 {                                                         \
+    p##Aligned, p##Offset, {p##Size0, p##Size1}, { p##Stride0, p##Stride1 }    \
+  }
+
+/// The launch for qopt_cuda_hadamard's arguments. Returns null, or why the
+/// kernel cannot take them.
+inline const char *planHadamard(int64_t flags, int64_t n, double scale,
+                                const Memref2 &x, const float *signs,
+                                int64_t signStride, const Memref2 &y,
+                                HadamardParams &p, int64_t &blocks) {
+  p = HadamardParams{};
+  if (n < 2 || n > kHadamardMaxN || (n & (n - 1)))
+    return "a block that is not a power of two from 2 to 8192";
+  if (x.size[1] % n)
+    return "a row not a whole number of blocks";
+  p.x = static_cast<const float *>(x.aligned) + x.offset;
+  p.y = static_cast<float *>(const_cast<void *>(y.aligned)) + y.offset;
+  p.signs = (flags & 1) ? signs : nullptr;
+  p.sx0 = x.stride[0];
+  p.sx1 = x.stride[1];
+  p.sy0 = y.stride[0];
+  p.sy1 = y.stride[1];
+  p.ss = signStride;
+  p.rows = x.size[0];
+  p.cols = x.size[1];
+  p.n = n;
+  p.runsPerBlock = n >= 2048 ? 1 : 2048 / n;
+  p.scale = float(scale);
+  int64_t runs = p.rows * (p.cols / n);
+  blocks = (runs + p.runsPerBlock - 1) / p.runsPerBlock;
+  return nullptr;
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_HADAMARDTILE_H

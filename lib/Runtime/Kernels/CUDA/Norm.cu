@@ -1,0 +1,26 @@
+//===- Norm.cu - RMSNorm and LayerNorm, a warp per row --------------------===//
+//
+// qopt.rms_norm / qopt.layer_norm over the last axis in one launch
+// (NormTile.h: the lanes' work, shared with the CPU emulation).
+//
+//===----------------------------------------------------------------------===//
+
+#include "NormTile.h"
+#include "Warp.cuh"
+
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
+    qopt_cuda_norm_f32(const __grid_constant__ qopt_cuda::NormParams p) {
+  using namespace qopt_cuda;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t row = int64_t(blockIdx.x) * kNormRowsPerBlock + warp;
+  if (row >= p.rows) // (the same for the whole warp)
+    return;
+  float count = float(p.cols), mean = 0.0f, meanSquare;
+  if (p.flags & kNormLayer) {
+    mean = warpSum(normPartial(p, row, lane, 0, 0.0f)) / count;
+    meanSquare = warpSum(normPartial(p, row, lane, 2, mean)) / count;
+  } else {
+    meanSquare = warpSum(normPartial(p, row, lane, 1, 0.0f)) / count;
+  }
+  normStore(p, row, lane, mean, meanSquare);
+}
