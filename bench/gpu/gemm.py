@@ -118,7 +118,9 @@ def finish(args, results, failures, who):
 
 def launch_1d(drv, name, blocks, threads, params, stream):
     """One launch of `name` over `blocks` blocks, its one parameter the packed
-    struct `params` by value."""
+    struct `params` by value (none for an empty grid, as the host library)."""
+    if blocks == 0:
+        return
     buf = ctypes.create_string_buffer(params)
     args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
     drv.check(drv.cu.cuLaunchKernel(

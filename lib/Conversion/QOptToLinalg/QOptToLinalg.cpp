@@ -266,8 +266,11 @@ static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
   args.push_back(memref::CastOp::create(
       rewriter, loc, anyStridedMemRef(rewriter.getContext(), 2, element), y));
   callLibrary(rewriter, op, library, args);
+  // Not writable: another library call may read this buffer through a
+  // to_buffer that canonicalization folds into it, out of bufferization's
+  // sight, so nothing may be written into it in place.
   Value result = bufferization::ToTensorOp::create(
-      rewriter, loc, x2Type, y, /*restrict=*/true, /*writable=*/true);
+      rewriter, loc, x2Type, y, /*restrict=*/true, /*writable=*/false);
   if (rank == 1)
     return tensor::CollapseShapeOp::create(
         rewriter, loc, type, result, ArrayRef<ReassociationIndices>{{0, 1}});
@@ -2376,9 +2379,10 @@ static SmallVector<Value> callAttentionLibrary(
   SmallVector<Value> results;
   for (Value alloc : allocs) {
     auto m = cast<MemRefType>(alloc.getType());
+    // (Not writable: see rowwiseLibraryCall.)
     results.push_back(bufferization::ToTensorOp::create(
         rewriter, loc, RankedTensorType::get(m.getShape(), f32), alloc,
-        /*restrict=*/true, /*writable=*/true));
+        /*restrict=*/true, /*writable=*/false));
   }
   return results;
 }

@@ -15,7 +15,7 @@
 // CHECK: %[[Y:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x4x?x6xf32>
 // CHECK: %[[YC:.*]] = memref.cast %[[Y]]
 // CHECK: call @attn(%c12_i64, %{{.*}}, %{{.*}}, %[[QC]], %{{.*}}, %{{.*}}, %[[QC]], %[[YC]])
-// CHECK: %[[R:.*]] = bufferization.to_tensor %[[Y]] restrict writable
+// CHECK: %[[R:.*]] = bufferization.to_tensor %[[Y]] restrict :
 // CHECK: return %[[R]]
 // CHECK-NOT: linalg.generic
 // CHECK: func.func private @attn(i64, f64, f64, memref<?x?x?x?xf32, strided<[?, ?, ?, ?], offset: ?>>,
@@ -96,9 +96,9 @@ func.func @shared_mask(%q: tensor<1x2x3x8xf32>, %m: tensor<1x1x3x3xf32>) -> tens
 // CHECK: %[[DV:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x2x?x8xf32>
 // CHECK: %[[ST:.*]] = memref.alloc(%{{.*}}, %{{.*}}) : memref<?x4x?x2xf32>
 // CHECK: call @attn_backward_i1(%c6_i64,
-// CHECK-DAG: bufferization.to_tensor %[[DQ]] restrict writable
-// CHECK-DAG: bufferization.to_tensor %[[DK]] restrict writable
-// CHECK-DAG: bufferization.to_tensor %[[DV]] restrict writable
+// CHECK-DAG: bufferization.to_tensor %[[DQ]] restrict :
+// CHECK-DAG: bufferization.to_tensor %[[DK]] restrict :
+// CHECK-DAG: bufferization.to_tensor %[[DV]] restrict :
 // CHECK-NOT: bufferization.to_tensor %[[ST]]
 // CHECK: func.func private @attn_backward_i1(i64, f64, f64
 func.func @grad(%q: tensor<?x4x?x8xf32>, %k: tensor<?x2x?x8xf32>, %v: tensor<?x2x?x8xf32>, %m: tensor<?x?xi1>, %y: tensor<?x4x?x8xf32>, %dy: tensor<?x4x?x8xf32>) -> (tensor<?x4x?x8xf32>, tensor<?x2x?x8xf32>, tensor<?x2x?x8xf32>) {

@@ -17,7 +17,7 @@
 // CHECK: bufferization.to_buffer %[[X]] read_only
 // CHECK: bufferization.to_buffer %arg1 read_only
 // CHECK: call @had(%[[SIGNED]], %[[N]], %[[SCALE]], %{{.*}}, %{{.*}}, %{{.*}}) : (i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) -> ()
-// CHECK: %[[T:.*]] = bufferization.to_tensor %[[Y]] restrict writable
+// CHECK: %[[T:.*]] = bufferization.to_tensor %[[Y]] restrict :
 // CHECK: tensor.reshape %[[T]]
 func.func @rank3_signs(%x: tensor<?x?x64xf32>, %s: tensor<64xf32>) -> tensor<?x?x64xf32> {
   %y = qopt.hadamard %x signs %s : (tensor<?x?x64xf32>, tensor<64xf32>) -> tensor<?x?x64xf32>

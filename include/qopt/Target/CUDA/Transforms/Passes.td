@@ -45,6 +45,13 @@ def QOptMemRefCopyToLinalgPass
     library call (memrefCopy). Rewritten as `linalg.copy`, a copy becomes a
     loop nest like any other, and on the CUDA target a kernel: the data
     stays on the GPU instead of migrating to the host and back.
+
+    First, a memref operand of a kernel-library call (`qopt_cuda_*`) that
+    is a constant or a view of one (`memref.get_global`: host memory, which
+    generated kernels read through device copies but the library would
+    read through the host pointer) is copied into a fresh buffer before the
+    call and freed after it: a constant attention mask, norm weight or set
+    of Hadamard signs reaches the library on the GPU.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }
