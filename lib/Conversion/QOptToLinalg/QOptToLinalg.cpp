@@ -185,18 +185,30 @@ static MemRefType anyStridedMemRef(MLIRContext *ctx, int64_t rank,
       StridedLayoutAttr::get(ctx, ShapedType::kDynamic, dynamic));
 }
 
+/// What convert-qopt-to-linalg's kernel-library options ask for (the
+/// entries' names, empty: linalg; keep-attention), and the number the next
+/// library read gets (libraryRead).
+struct LibraryCalls {
+  std::string attention, hadamard, norm;
+  bool keepAttention = false;
+  int64_t nextRead = 0;
+};
+
+/// A lowering that may call the kernel library.
+template <typename Op> struct LibraryPattern : OpRewritePattern<Op> {
+  LibraryPattern(MLIRContext *ctx, LibraryCalls &calls)
+      : OpRewritePattern<Op>(ctx), calls(calls) {}
+  LibraryCalls &calls;
+};
+
 /// Tensor `t` read as a strided memref by a library call
 /// (bufferization.to_buffer read_only, which bufferization keeps). Each
-/// read carries a number of its own: to_buffer is pure, and CSE merging
-/// one call's read into an earlier call's would place it before ops that
-/// bufferization may then let write that tensor in place.
-static Value libraryRead(PatternRewriter &rewriter, Operation *op, Value t) {
+/// read carries a number of its own (`calls.nextRead`): to_buffer is pure,
+/// and CSE merging one call's read into an earlier call's would place it
+/// before ops that bufferization may then let write that tensor in place.
+static Value libraryRead(PatternRewriter &rewriter, Operation *op,
+                         LibraryCalls &calls, Value t) {
   Location loc = op->getLoc();
-  int64_t number = 0;
-  op->getParentOfType<ModuleOp>().walk([&](bufferization::ToBufferOp read) {
-    if (auto n = read->getAttrOfType<IntegerAttr>("qopt.read"))
-      number = std::max(number, n.getInt() + 1);
-  });
   auto tt = cast<RankedTensorType>(t.getType());
   MemRefType any = anyStridedMemRef(rewriter.getContext(), tt.getRank(),
                                     tt.getElementType());
@@ -204,7 +216,7 @@ static Value libraryRead(PatternRewriter &rewriter, Operation *op, Value t) {
       rewriter, loc,
       MemRefType::get(tt.getShape(), tt.getElementType(), any.getLayout()), t,
       /*read_only=*/true);
-  read->setAttr("qopt.read", rewriter.getI64IntegerAttr(number));
+  read->setAttr("qopt.read", rewriter.getI64IntegerAttr(calls.nextRead++));
   return memref::CastOp::create(rewriter, loc, any, read);
 }
 
@@ -227,12 +239,49 @@ static void callLibrary(PatternRewriter &rewriter, Operation *op,
   func::CallOp::create(rewriter, op->getLoc(), fn, args);
 }
 
+/// A fresh buffer of `shape` and `element` for a library call to write
+/// (dynamic size d: dimension sizes[d].second of tensor sizes[d].first).
+static Value libraryOutput(PatternRewriter &rewriter, Location loc,
+                           ArrayRef<int64_t> shape, Type element,
+                           ArrayRef<std::pair<Value, int64_t>> sizes) {
+  SmallVector<Value> dynamicSizes;
+  for (auto [d, size] : llvm::enumerate(shape))
+    if (ShapedType::isDynamic(size))
+      dynamicSizes.push_back(tensor::DimOp::create(
+          rewriter, loc, sizes[d].first, sizes[d].second));
+  return memref::AllocOp::create(rewriter, loc, MemRefType::get(shape, element),
+                                 dynamicSizes);
+}
+
+/// `buffer` as a library call's strided argument.
+static Value libraryArg(PatternRewriter &rewriter, Location loc, Value buffer) {
+  auto type = cast<MemRefType>(buffer.getType());
+  return memref::CastOp::create(rewriter, loc,
+                                anyStridedMemRef(rewriter.getContext(),
+                                                 type.getRank(),
+                                                 type.getElementType()),
+                                buffer);
+}
+
+/// A library call's output buffer as a tensor. Not writable: another
+/// library call may read this buffer through a to_buffer that
+/// canonicalization folds into it, out of bufferization's sight, so
+/// nothing may be written into it in place.
+static Value libraryResult(PatternRewriter &rewriter, Location loc,
+                           Value buffer) {
+  auto type = cast<MemRefType>(buffer.getType());
+  return bufferization::ToTensorOp::create(
+      rewriter, loc,
+      RankedTensorType::get(type.getShape(), type.getElementType()), buffer,
+      /*restrict=*/true, /*writable=*/false);
+}
+
 /// One call of `library` that maps the rows of x (its last axis; the
 /// leading dimensions as one) to the rows of a fresh output of x's shape:
 /// `scalars`, then x viewed as [rows, D], `vectors` (rank 1) and the output
 /// [rows, D] as strided memrefs. Returns the output in x's shape.
 static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
-                                StringRef library, Value x,
+                                LibraryCalls &calls, StringRef library, Value x,
                                 ArrayRef<Value> scalars,
                                 ArrayRef<Value> vectors) {
   Location loc = op->getLoc();
@@ -252,25 +301,16 @@ static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
                                tensor::getMixedSizes(rewriter, loc, x)[0]});
   else if (rank > 2)
     x2 = tensor::CollapseShapeOp::create(rewriter, loc, x, groups);
-  auto x2Type = cast<RankedTensorType>(x2.getType());
-  SmallVector<Value> dynamicSizes;
-  for (int64_t d = 0; d < 2; ++d)
-    if (x2Type.isDynamicDim(d))
-      dynamicSizes.push_back(tensor::DimOp::create(rewriter, loc, x2, d));
-  auto yType = MemRefType::get(x2Type.getShape(), element);
-  Value y = memref::AllocOp::create(rewriter, loc, yType, dynamicSizes);
+  Value y = libraryOutput(rewriter, loc,
+                          cast<RankedTensorType>(x2.getType()).getShape(),
+                          element, {{x2, 0}, {x2, 1}});
   SmallVector<Value> args(scalars);
-  args.push_back(libraryRead(rewriter, op, x2));
+  args.push_back(libraryRead(rewriter, op, calls, x2));
   for (Value v : vectors)
-    args.push_back(libraryRead(rewriter, op, v));
-  args.push_back(memref::CastOp::create(
-      rewriter, loc, anyStridedMemRef(rewriter.getContext(), 2, element), y));
+    args.push_back(libraryRead(rewriter, op, calls, v));
+  args.push_back(libraryArg(rewriter, loc, y));
   callLibrary(rewriter, op, library, args);
-  // Not writable: another library call may read this buffer through a
-  // to_buffer that canonicalization folds into it, out of bufferization's
-  // sight, so nothing may be written into it in place.
-  Value result = bufferization::ToTensorOp::create(
-      rewriter, loc, x2Type, y, /*restrict=*/true, /*writable=*/false);
+  Value result = libraryResult(rewriter, loc, y);
   if (rank == 1)
     return tensor::CollapseShapeOp::create(
         rewriter, loc, type, result, ArrayRef<ReassociationIndices>{{0, 1}});
@@ -293,7 +333,7 @@ static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
 /// as [rows, D], gamma, beta (gamma where there is none) and a fresh y.
 /// Null where the kernel does not take the op.
 static Value normCall(PatternRewriter &rewriter, Operation *op,
-                      StringRef library, Value x, int64_t axis, Value gamma,
+                      LibraryCalls &calls, Value x, int64_t axis, Value gamma,
                       Value beta, double eps, bool layer) {
   auto type = cast<RankedTensorType>(x.getType());
   auto isF32 = [](Value v) {
@@ -308,13 +348,12 @@ static Value normCall(PatternRewriter &rewriter, Operation *op,
                      arith::ConstantFloatOp::create(
                          rewriter, loc, rewriter.getF64Type(), APFloat(eps))};
   Value vectors[] = {gamma, beta ? beta : gamma};
-  return rowwiseLibraryCall(rewriter, op, library, x, scalars, vectors);
+  return rowwiseLibraryCall(rewriter, op, calls, calls.norm, x, scalars,
+                            vectors);
 }
 
-struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
-  LowerRMSNorm(MLIRContext *ctx, StringRef library)
-      : OpRewritePattern(ctx), library(library.str()) {}
-  std::string library; // norm-library
+struct LowerRMSNorm : LibraryPattern<RMSNormOp> {
+  using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(RMSNormOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -323,8 +362,8 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
     checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
-    if (!library.empty())
-      if (Value y = normCall(rewriter, op, library, x, axis, op.getGamma(),
+    if (!calls.norm.empty())
+      if (Value y = normCall(rewriter, op, calls, x, axis, op.getGamma(),
                              Value(), eps, /*layer=*/false)) {
         rewriter.replaceOp(op, y);
         return success();
@@ -346,10 +385,8 @@ struct LowerRMSNorm : OpRewritePattern<RMSNormOp> {
   }
 };
 
-struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
-  LowerLayerNorm(MLIRContext *ctx, StringRef library)
-      : OpRewritePattern(ctx), library(library.str()) {}
-  std::string library; // norm-library
+struct LowerLayerNorm : LibraryPattern<LayerNormOp> {
+  using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(LayerNormOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -359,8 +396,8 @@ struct LowerLayerNorm : OpRewritePattern<LayerNormOp> {
     double eps = op.getEpsilon().convertToDouble();
     checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
     checkNormalizedSizes(rewriter, op, x, axis, op.getBeta(), "bias");
-    if (!library.empty())
-      if (Value y = normCall(rewriter, op, library, x, axis, op.getGamma(),
+    if (!calls.norm.empty())
+      if (Value y = normCall(rewriter, op, calls, x, axis, op.getGamma(),
                              op.getBeta(), eps, /*layer=*/true)) {
         rewriter.replaceOp(op, y);
         return success();
@@ -2007,7 +2044,7 @@ static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t n) {
 /// a fresh y [rows, D] as strided memrefs. Null where the kernel does not
 /// take the op.
 static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
-                          StringRef library, int64_t n) {
+                          LibraryCalls &calls, int64_t n) {
   Location loc = op.getLoc();
   Value x = op.getInput(), signs = op.getSigns();
   auto type = cast<RankedTensorType>(x.getType());
@@ -2029,13 +2066,12 @@ static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
       arith::ConstantIntOp::create(rewriter, loc, n, 64),
       arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
                                      APFloat(1.0 / std::sqrt(double(n))))};
-  return rowwiseLibraryCall(rewriter, op, library, x, scalars, {signs});
+  return rowwiseLibraryCall(rewriter, op, calls, calls.hadamard, x, scalars,
+                            {signs});
 }
 
-struct LowerHadamard : OpRewritePattern<HadamardOp> {
-  LowerHadamard(MLIRContext *ctx, StringRef library)
-      : OpRewritePattern(ctx), library(library.str()) {}
-  std::string library;
+struct LowerHadamard : LibraryPattern<HadamardOp> {
+  using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(HadamardOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
@@ -2050,8 +2086,8 @@ struct LowerHadamard : OpRewritePattern<HadamardOp> {
     if (order.base == 0)
       return rewriter.notifyMatchFailure(op, "no Hadamard matrix of order n");
     int64_t power = order.power, base = order.base;
-    if (!library.empty() && base == 1)
-      if (Value y = hadamardCall(rewriter, op, library, n)) {
+    if (!calls.hadamard.empty() && base == 1)
+      if (Value y = hadamardCall(rewriter, op, calls, n)) {
         rewriter.replaceOp(op, y);
         return success();
       }
@@ -2310,20 +2346,16 @@ static bool libraryTakesAttention(Value q, Value k, Value v, Value mask,
 /// sizes fill its dynamic dimensions, dimension by dimension). Returns the
 /// outputs as tensors.
 static SmallVector<Value> callAttentionLibrary(
-    PatternRewriter &rewriter, Operation *op, StringRef name, Value mask,
-    bool causal, double scale, std::optional<double> softcap,
-    ArrayRef<Value> inputs,
+    PatternRewriter &rewriter, Operation *op, LibraryCalls &calls,
+    StringRef name, Value mask, bool causal, double scale,
+    std::optional<double> softcap, ArrayRef<Value> inputs,
     ArrayRef<
         std::pair<ArrayRef<int64_t>, SmallVector<std::pair<Value, int64_t>>>>
         outputs) {
   Location loc = op->getLoc();
-  MLIRContext *ctx = rewriter.getContext();
   auto type = [](Value t) { return cast<RankedTensorType>(t.getType()); };
   Type f32 = rewriter.getF32Type();
-  auto argType = [&](Type element) {
-    return anyStridedMemRef(ctx, 4, element);
-  };
-  auto buffer = [&](Value t) { return libraryRead(rewriter, op, t); };
+  auto buffer = [&](Value t) { return libraryRead(rewriter, op, calls, t); };
   int64_t flags = 0;
   Type maskElement = mask ? type(mask).getElementType() : f32;
   SmallVector<Value> args;
@@ -2357,15 +2389,8 @@ static SmallVector<Value> callAttentionLibrary(
     flags |= 8;
   SmallVector<Value> allocs;
   for (auto &[shape, sizes] : outputs) {
-    SmallVector<Value> dynamicSizes;
-    for (auto [d, size] : llvm::enumerate(shape))
-      if (ShapedType::isDynamic(size))
-        dynamicSizes.push_back(tensor::DimOp::create(
-            rewriter, loc, sizes[d].first, sizes[d].second));
-    Value alloc = memref::AllocOp::create(
-        rewriter, loc, MemRefType::get(shape, f32), dynamicSizes);
-    allocs.push_back(alloc);
-    args.push_back(memref::CastOp::create(rewriter, loc, argType(f32), alloc));
+    allocs.push_back(libraryOutput(rewriter, loc, shape, f32, sizes));
+    args.push_back(libraryArg(rewriter, loc, allocs.back()));
   }
   FloatType f64 = rewriter.getF64Type();
   Value leading[] = {
@@ -2377,13 +2402,8 @@ static SmallVector<Value> callAttentionLibrary(
   callLibrary(rewriter, op,
               maskElement.isInteger(1) ? name.str() + "_i1" : name, args);
   SmallVector<Value> results;
-  for (Value alloc : allocs) {
-    auto m = cast<MemRefType>(alloc.getType());
-    // (Not writable: see rowwiseLibraryCall.)
-    results.push_back(bufferization::ToTensorOp::create(
-        rewriter, loc, RankedTensorType::get(m.getShape(), f32), alloc,
-        /*restrict=*/true, /*writable=*/false));
-  }
+  for (Value buffer : allocs)
+    results.push_back(libraryResult(rewriter, loc, buffer));
   return results;
 }
 
@@ -2397,28 +2417,26 @@ static std::optional<double> softcapOf(std::optional<APFloat> cap) {
 /// the attention-library option): Q, K, V, the mask, then Y. Null where the
 /// kernel does not take the op.
 static Value attentionCall(PatternRewriter &rewriter, AttentionOp op,
-                           StringRef library) {
+                           LibraryCalls &calls) {
   Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
   if (!libraryTakesAttention(q, k, v, op.getMask(), op.getResult()))
     return nullptr;
   // Y [B, Hq, S, Dv]: Q's first three sizes, V's last.
   return callAttentionLibrary(
-      rewriter, op, library, op.getMask(), op.getCausal(), op.getScaleValue(),
-      softcapOf(op.getSoftcap()), {q, k, v},
+      rewriter, op, calls, calls.attention, op.getMask(), op.getCausal(),
+      op.getScaleValue(), softcapOf(op.getSoftcap()), {q, k, v},
       {{op.getType().getShape(), {{q, 0}, {q, 1}, {q, 2}, {v, 3}}}})[0];
 }
 
-struct LowerAttention : OpRewritePattern<AttentionOp> {
-  LowerAttention(MLIRContext *ctx, StringRef library, bool keep)
-      : OpRewritePattern(ctx), library(library.str()), keep(keep) {}
-  std::string library;
-  bool keep; // keep-attention: leave what the library takes
+struct LowerAttention : LibraryPattern<AttentionOp> {
+  using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(AttentionOp op,
                                 PatternRewriter &rewriter) const override {
     Location loc = op.getLoc();
     Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
     Value mask = op.getMask();
-    if (keep && libraryTakesAttention(q, k, v, mask, op.getResult()))
+    if (calls.keepAttention &&
+        libraryTakesAttention(q, k, v, mask, op.getResult()))
       return rewriter.notifyMatchFailure(op, "kept for the library");
     int64_t hq = op.getQuery().getType().getDimSize(1),
             hkv = op.getKey().getType().getDimSize(1);
@@ -2468,8 +2486,8 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
       boolMask = mType.getElementType().isInteger(1);
     }
     // (After the checks, which the call relies on too.)
-    if (!library.empty())
-      if (Value y = attentionCall(rewriter, op, library))
+    if (!calls.attention.empty())
+      if (Value y = attentionCall(rewriter, op, calls))
         return replaceWithCast(rewriter, op, y);
     OpFoldResult kvLen = tensor::getMixedSizes(rewriter, loc, k)[2];
     Value scores =
@@ -2573,14 +2591,12 @@ struct LowerAttention : OpRewritePattern<AttentionOp> {
 /// its first kernel writes for its second). Only with the library: the op
 /// has no linalg form (where there is no library the attention is
 /// differentiated as linalg instead).
-struct LowerAttentionGrad : OpRewritePattern<AttentionGradOp> {
-  LowerAttentionGrad(MLIRContext *ctx, StringRef library)
-      : OpRewritePattern(ctx), library(library.str()) {}
-  std::string library;
+struct LowerAttentionGrad : LibraryPattern<AttentionGradOp> {
+  using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(AttentionGradOp op,
                                 PatternRewriter &rewriter) const override {
     Value q = op.getQuery(), k = op.getKey(), v = op.getValue();
-    if (library.empty() ||
+    if (calls.attention.empty() ||
         !libraryTakesAttention(q, k, v, op.getMask(), op.getOutput()))
       return rewriter.notifyMatchFailure(op, "no library for it");
     auto shape = [](Value t) {
@@ -2592,8 +2608,9 @@ struct LowerAttentionGrad : OpRewritePattern<AttentionGradOp> {
     };
     SmallVector<int64_t> stats = {shape(q)[0], shape(q)[1], shape(q)[2], 2};
     SmallVector<Value> grads = callAttentionLibrary(
-        rewriter, op, library + "_backward", op.getMask(), op.getCausal(),
-        op.getScale().convertToDouble(), softcapOf(op.getSoftcap()),
+        rewriter, op, calls, calls.attention + "_backward", op.getMask(),
+        op.getCausal(), op.getScale().convertToDouble(),
+        softcapOf(op.getSoftcap()),
         {q, k, v, op.getOutput(), op.getOutputGrad()},
         {{shape(q), sizes(q)},
          {shape(k), sizes(k)},
@@ -3179,10 +3196,15 @@ struct ConvertQOptToLinalgPass
       });
     }
     patterns.add<LowerLoRA>(ctx, &dropoutStreams);
-    patterns.add<LowerAttention>(ctx, attentionLibrary, keepAttention);
-    patterns.add<LowerAttentionGrad>(ctx, attentionLibrary);
-    patterns.add<LowerHadamard>(ctx, hadamardLibrary);
-    patterns.add<LowerRMSNorm, LowerLayerNorm>(ctx, normLibrary);
+    // Kernel-library calls; reads numbered past any already in the module.
+    LibraryCalls calls{attentionLibrary, hadamardLibrary, normLibrary,
+                       keepAttention};
+    module.walk([&](bufferization::ToBufferOp read) {
+      if (auto n = read->getAttrOfType<IntegerAttr>("qopt.read"))
+        calls.nextRead = std::max(calls.nextRead, n.getInt() + 1);
+    });
+    patterns.add<LowerAttention, LowerAttentionGrad, LowerHadamard,
+                 LowerRMSNorm, LowerLayerNorm>(ctx, calls);
     patterns
         .add<LowerLinear, LowerSmooth, LowerFakeQuant<FakeQuantOp>,
              LowerFakeQuant<LSQOp>, LowerQuantize, LowerDequantize, LowerGelu,

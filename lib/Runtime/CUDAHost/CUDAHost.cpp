@@ -504,9 +504,8 @@ void qopt_cuda_attention(QOPT_ATTENTION_PARAMS) {
   qopt_cuda::AttentionParams p;
   int64_t blocks = 0;
   if (const char *error = qopt_cuda::planAttention(
-          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
-          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
-          QOPT_ATTENTION_VIEW(y), p, blocks))
+          flags, scale, softcap, QOPT_VIEW4(q), QOPT_VIEW4(k), QOPT_VIEW4(v),
+          QOPT_VIEW4(m), QOPT_VIEW4(y), p, blocks))
     stop(std::string("internal: the CUDA attention cannot take this call: ") +
          error);
   launchRows("qopt_cuda_attention_f32", blocks, qopt_cuda::kAttnThreads, &p);
@@ -526,11 +525,9 @@ void qopt_cuda_attention_backward(QOPT_ATTENTION_BWD_PARAMS) {
   qopt_cuda::AttentionBwdParams p;
   int64_t dqBlocks = 0, dkvBlocks = 0;
   if (const char *error = qopt_cuda::planAttentionBackward(
-          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
-          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
-          QOPT_ATTENTION_VIEW(y), QOPT_ATTENTION_VIEW(g),
-          QOPT_ATTENTION_VIEW(dq), QOPT_ATTENTION_VIEW(dk),
-          QOPT_ATTENTION_VIEW(dv), QOPT_ATTENTION_VIEW(st), p, dqBlocks,
+          flags, scale, softcap, QOPT_VIEW4(q), QOPT_VIEW4(k), QOPT_VIEW4(v),
+          QOPT_VIEW4(m), QOPT_VIEW4(y), QOPT_VIEW4(g), QOPT_VIEW4(dq),
+          QOPT_VIEW4(dk), QOPT_VIEW4(dv), QOPT_VIEW4(st), p, dqBlocks,
           dkvBlocks))
     stop(std::string("internal: the CUDA attention backward cannot take this "
                      "call: ") +
@@ -552,14 +549,12 @@ void qopt_cuda_attention_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
 void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
   qopt_cuda::HadamardParams p;
   int64_t blocks = 0;
-  if (const char *error = qopt_cuda::planHadamard(
-          flags, n, scale, QOPT_HADAMARD_VIEW(x),
-          static_cast<const float *>(sAligned) + sOffset, sStride,
-          QOPT_HADAMARD_VIEW(y), p, blocks))
+  if (const char *error =
+          qopt_cuda::planHadamard(flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s),
+                                  QOPT_VIEW2(y), p, blocks))
     stop(std::string("internal: the CUDA Hadamard transform cannot take this "
                      "call: ") +
          error);
-  (void)sSize;
   launchRows("qopt_cuda_hadamard_f32", blocks, qopt_cuda::kHadamardThreads, &p);
 }
 
@@ -569,13 +564,9 @@ void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
 void qopt_cuda_norm(QOPT_NORM_PARAMS) {
   qopt_cuda::NormParams p;
   int64_t blocks = 0;
-  qopt_cuda::planNorm(flags, eps, xAligned, xOffset, xSize0, xSize1, xStride0,
-                      xStride1, gAligned, gOffset, gStride, bAligned, bOffset,
-                      bStride, yAligned, yOffset, yStride0, yStride1, p,
-                      blocks);
-  (void)gSize, (void)bSize, (void)ySize0, (void)ySize1;
-  if (xSize1 > 0)
-    launchRows("qopt_cuda_norm_f32", blocks, qopt_cuda::kNormThreads, &p);
+  qopt_cuda::planNorm(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW1(b),
+                      QOPT_VIEW2(y), p, blocks);
+  launchRows("qopt_cuda_norm_f32", blocks, qopt_cuda::kNormThreads, &p);
 }
 
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//

@@ -325,9 +325,8 @@ extern "C" void qopt_cuda_attention_emulated(QOPT_ATTENTION_PARAMS) {
   AttentionParams p;
   int64_t blocks = 0;
   if (const char *error = planAttention(
-          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
-          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
-          QOPT_ATTENTION_VIEW(y), p, blocks)) {
+          flags, scale, softcap, QOPT_VIEW4(q), QOPT_VIEW4(k), QOPT_VIEW4(v),
+          QOPT_VIEW4(m), QOPT_VIEW4(y), p, blocks)) {
     char message[256];
     std::snprintf(message, sizeof(message),
                   "internal: the CUDA attention cannot take this call: %s",
@@ -462,11 +461,9 @@ qopt_cuda_attention_emulated_backward(QOPT_ATTENTION_BWD_PARAMS) {
   AttentionBwdParams p;
   int64_t dqBlocks = 0, dkvBlocks = 0;
   if (const char *error = planAttentionBackward(
-          flags, scale, softcap, QOPT_ATTENTION_VIEW(q), QOPT_ATTENTION_VIEW(k),
-          QOPT_ATTENTION_VIEW(v), QOPT_ATTENTION_VIEW(m),
-          QOPT_ATTENTION_VIEW(y), QOPT_ATTENTION_VIEW(g),
-          QOPT_ATTENTION_VIEW(dq), QOPT_ATTENTION_VIEW(dk),
-          QOPT_ATTENTION_VIEW(dv), QOPT_ATTENTION_VIEW(st), p, dqBlocks,
+          flags, scale, softcap, QOPT_VIEW4(q), QOPT_VIEW4(k), QOPT_VIEW4(v),
+          QOPT_VIEW4(m), QOPT_VIEW4(y), QOPT_VIEW4(g), QOPT_VIEW4(dq),
+          QOPT_VIEW4(dk), QOPT_VIEW4(dv), QOPT_VIEW4(st), p, dqBlocks,
           dkvBlocks)) {
     char message[256];
     std::snprintf(message, sizeof(message),
@@ -490,9 +487,8 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
   HadamardParams p;
   int64_t blocks = 0;
   if (const char *error =
-          planHadamard(flags, n, scale, QOPT_HADAMARD_VIEW(x),
-                       static_cast<const float *>(sAligned) + sOffset, sStride,
-                       QOPT_HADAMARD_VIEW(y), p, blocks)) {
+          planHadamard(flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s),
+                       QOPT_VIEW2(y), p, blocks)) {
     char message[256];
     std::snprintf(message, sizeof(message),
                   "internal: the CUDA Hadamard transform cannot take this "
@@ -501,7 +497,6 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
     qopt_kernel_check_failed(message);
     return;
   }
-  (void)sSize;
   std::vector<float> buf(kHadamardTile);
   for (int64_t block = 0; block < blocks; ++block) {
     for (int t = 0; t < kHadamardThreads; ++t)
@@ -519,24 +514,22 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
 extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS) {
   NormParams p;
   int64_t blocks = 0;
-  planNorm(flags, eps, xAligned, xOffset, xSize0, xSize1, xStride0, xStride1,
-           gAligned, gOffset, gStride, bAligned, bOffset, bStride, yAligned,
-           yOffset, yStride0, yStride1, p, blocks);
-  (void)gSize, (void)bSize, (void)ySize0, (void)ySize1;
-  if (xSize1 == 0)
+  planNorm(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW1(b),
+           QOPT_VIEW2(y), p, blocks);
+  if (blocks == 0)
     return;
   float count = float(p.cols);
   for (int64_t row = 0; row < p.rows; ++row) {
     float parts[32], mean = 0.0f, meanSquare;
     if (p.flags & kNormLayer) {
       for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(p, row, lane, 0, 0.0f);
+        parts[lane] = normPartial(p, row, lane, /*squares=*/false, 0.0f);
       mean = warpReduce<false>(parts) / count;
       for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(p, row, lane, 2, mean);
+        parts[lane] = normPartial(p, row, lane, /*squares=*/true, mean);
     } else {
       for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(p, row, lane, 1, 0.0f);
+        parts[lane] = normPartial(p, row, lane, /*squares=*/true, 0.0f);
     }
     meanSquare = warpReduce<false>(parts) / count;
     for (int lane = 0; lane < 32; ++lane)

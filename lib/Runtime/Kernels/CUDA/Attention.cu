@@ -54,6 +54,30 @@ extern "C" __global__ void __launch_bounds__(kAttnThreads, 4)
   }
 }
 
+/// The dQ kernel's walk over the key tiles its rows (row0 …) read: each
+/// tile's K and V loaded by the block, then rowStep(rr, r, key0) for each
+/// of the warp's rows that exist (warp-uniform: its shuffles are safe).
+template <typename RowStep>
+__device__ __forceinline__ void
+overKeyTiles(const AttentionBwdParams &bp, AttentionBwdShared &sh, int64_t b,
+             int64_t h, int64_t row0, int t, RowStep rowStep) {
+  const AttentionParams &p = bp.f;
+  int warp = t / 32;
+  int64_t end = attnKeyEnd(p, row0, kAttnBwdRows);
+  for (int64_t key0 = 0; key0 < end; key0 += kAttnKeys) {
+    __syncthreads(); // (the previous tile's reads are done)
+    attnBwdLoadKV(bp, sh, b, h / p.group, key0, t);
+    __syncthreads();
+    QOPT_UNROLL()
+    for (int rr = 0; rr < kAttnBwdRowsPerWarp; ++rr) {
+      int r = warp * kAttnBwdRowsPerWarp + rr;
+      if (row0 + r >= p.rows)
+        break;
+      rowStep(rr, r, key0);
+    }
+  }
+}
+
 // The backward (AttentionTile.h: what each kernel does). The dQ kernel
 // runs first: it writes the rows' lse and delta that the dK/dV kernel
 // reads.
@@ -77,25 +101,15 @@ extern "C" __global__ void __launch_bounds__(kAttnThreads, 4)
                     ? warpSum(attnDeltaPart(bp, sh, b, h, row0 + r, r, lane))
                     : 0.0f;
   }
-  int64_t end = attnKeyEnd(p, row0, kAttnBwdRows);
   // The rows' log-sum-exp, as the forward's online softmax finds it.
-  for (int64_t key0 = 0; key0 < end; key0 += kAttnKeys) {
-    __syncthreads();
-    attnBwdLoadKV(bp, sh, b, h / p.group, key0, t);
-    __syncthreads();
-    QOPT_UNROLL()
-    for (int rr = 0; rr < kAttnBwdRowsPerWarp; ++rr) {
-      int r = warp * kAttnBwdRowsPerWarp + rr;
-      if (row0 + r >= p.rows)
-        break;
-      float capped;
-      float s = attnScoreAt(p, b, h, row0 + r, key0 + lane, sh.q[r],
-                            sh.k[lane], capped);
-      float stepMax = warpMax(s), alpha;
-      float shift = attnShift(rows[rr], stepMax, alpha);
-      attnRescale(rows[rr], stepMax, alpha, warpSum(expf(s - shift)));
-    }
-  }
+  overKeyTiles(bp, sh, b, h, row0, t, [&](int rr, int r, int64_t key0) {
+    float capped;
+    float s = attnScoreAt(p, b, h, row0 + r, key0 + lane, sh.q[r], sh.k[lane],
+                          capped);
+    float stepMax = warpMax(s), alpha;
+    float shift = attnShift(rows[rr], stepMax, alpha);
+    attnRescale(rows[rr], stepMax, alpha, warpSum(expf(s - shift)));
+  });
   QOPT_UNROLL()
   for (int rr = 0; rr < kAttnBwdRowsPerWarp; ++rr) {
     int r = warp * kAttnBwdRowsPerWarp + rr;
@@ -107,24 +121,13 @@ extern "C" __global__ void __launch_bounds__(kAttnThreads, 4)
     }
   }
   float dq[kAttnBwdRowsPerWarp][kAttnOut] = {};
-  for (int64_t key0 = 0; key0 < end; key0 += kAttnKeys) {
-    __syncthreads();
-    attnBwdLoadKV(bp, sh, b, h / p.group, key0, t);
-    __syncthreads();
-    QOPT_UNROLL()
-    for (int rr = 0; rr < kAttnBwdRowsPerWarp; ++rr) {
-      int r = warp * kAttnBwdRowsPerWarp + rr;
-      if (row0 + r >= p.rows)
-        break;
-      float ds;
-      attnBwdProb(bp, sh, b, h, row0 + r, r, key0, lane, lse[rr], delta[rr],
-                  ds);
-      QOPT_UNROLL(8)
-      for (int jj = 0; jj < kAttnKeys; ++jj)
-        attnDqAccumulate(dq[rr], sh, jj, __shfl_sync(0xffffffffu, ds, jj),
-                         lane);
-    }
-  }
+  overKeyTiles(bp, sh, b, h, row0, t, [&](int rr, int r, int64_t key0) {
+    float ds;
+    attnBwdProb(bp, sh, b, h, row0 + r, r, key0, lane, lse[rr], delta[rr], ds);
+    QOPT_UNROLL(8)
+    for (int jj = 0; jj < kAttnKeys; ++jj)
+      attnDqAccumulate(dq[rr], sh, jj, __shfl_sync(0xffffffffu, ds, jj), lane);
+  });
   QOPT_UNROLL()
   for (int rr = 0; rr < kAttnBwdRowsPerWarp; ++rr) {
     int64_t i = row0 + warp * kAttnBwdRowsPerWarp + rr;

@@ -21,6 +21,7 @@
 #ifndef QOPT_RUNTIME_KERNELS_CUDA_ATTENTIONTILE_H
 #define QOPT_RUNTIME_KERNELS_CUDA_ATTENTIONTILE_H
 
+#include "MemrefArgs.h"
 #include "QLinearTile.h"
 
 #include <math.h>
@@ -404,32 +405,13 @@ QOPT_HD int64_t attnBwdFirstRow(const AttentionParams &p, int64_t key0) {
   return key0 / kAttnBwdRows * kAttnBwdRows;
 }
 
-/// One rank-4 buffer as MLIR passes a memref (allocated and aligned
-/// pointers, offset, sizes, strides).
-struct Memref4 {
-  const void *aligned;
-  int64_t offset, size[4], stride[4];
-};
+using Memref4 = MemrefView<4>;
 
 // qopt_cuda_attention's parameters: flags, scale, soft cap, then Q, K, V,
-// the mask (Q where there is none) and Y as MLIR passes a memref (the
-// allocated pointer, unused here, then Memref4's fields), and the Memref4s
-// made of them.
-#define QOPT_ATTENTION_MEMREF(n)                                               \
-  const void *, const void *n##Aligned, int64_t n##Offset, int64_t n##Size0,   \
-      int64_t n##Size1, int64_t n##Size2, int64_t n##Size3,                    \
-      int64_t n##Stride0, int64_t n##Stride1, int64_t n##Stride2,              \
-      int64_t n##Stride3
+// the mask (Q where there is none) and Y as memrefs.
 #define QOPT_ATTENTION_PARAMS                                                  \
-  int64_t flags, double scale, double softcap, QOPT_ATTENTION_MEMREF(q),       \
-      QOPT_ATTENTION_MEMREF(k), QOPT_ATTENTION_MEMREF(v),                      \
-      QOPT_ATTENTION_MEMREF(m), QOPT_ATTENTION_MEMREF(y)
-#define QOPT_ATTENTION_VIEW(n)                                                 \
-  qopt_cuda::Memref4 {                                                         \
-    n##Aligned, n##Offset, {n##Size0, n##Size1, n##Size2, n##Size3}, {         \
-      n##Stride0, n##Stride1, n##Stride2, n##Stride3                           \
-    }                                                                          \
-  }
+  int64_t flags, double scale, double softcap, QOPT_MEMREF4(q),                \
+      QOPT_MEMREF4(k), QOPT_MEMREF4(v), QOPT_MEMREF4(m), QOPT_MEMREF4(y)
 
 /// The launch for qopt_cuda_attention's arguments (Q [B, Hq, S, D], K [B,
 /// Hkv, L, D], V [B, Hkv, L, Dv], the mask broadcasting to [B, Hq, S, L]
@@ -482,9 +464,8 @@ inline const char *planAttention(int64_t flags, double scale, double softcap,
 // Q, K, V, the mask, O (the forward's output), dO, and the results dQ, dK,
 // dV and a [B, Hq, S, 2] f32 scratch buffer (contiguous), as memrefs.
 #define QOPT_ATTENTION_BWD_PARAMS                                              \
-  QOPT_ATTENTION_PARAMS, QOPT_ATTENTION_MEMREF(g), QOPT_ATTENTION_MEMREF(dq),  \
-      QOPT_ATTENTION_MEMREF(dk), QOPT_ATTENTION_MEMREF(dv),                    \
-      QOPT_ATTENTION_MEMREF(st)
+  QOPT_ATTENTION_PARAMS, QOPT_MEMREF4(g), QOPT_MEMREF4(dq), QOPT_MEMREF4(dk),  \
+      QOPT_MEMREF4(dv), QOPT_MEMREF4(st)
 
 /// The two backward launches for qopt_cuda_attention_backward's arguments
 /// (`y`: the forward's output O; `g`: dO). Returns null, or why the

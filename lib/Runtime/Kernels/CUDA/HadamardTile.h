@@ -18,6 +18,7 @@
 #ifndef QOPT_RUNTIME_KERNELS_CUDA_HADAMARDTILE_H
 #define QOPT_RUNTIME_KERNELS_CUDA_HADAMARDTILE_H
 
+#include "MemrefArgs.h"
 #include "QLinearTile.h"
 
 namespace qopt_cuda {
@@ -95,32 +96,21 @@ QOPT_HD void hadamardStore(const HadamardParams &p, int64_t block,
   }
 }
 
-/// One rank-2 and one rank-1 buffer as MLIR passes memrefs.
-struct Memref2 {
-  const void *aligned;
-  int64_t offset, size[2], stride[2];
-};
+using Memref2 = MemrefView<2>;
 
-// qopt_cuda_hadamard's parameters: n, the scale, then x [rows, cols], the
-// signs [n] (x where there are none: `flags` bit 0 says) and y as memrefs.
-#define QOPT_HADAMARD_MEMREF2(p)                                               \
-  const void *, const void *p##Aligned, int64_t p##Offset, int64_t p##Size0,   \
-      int64_t p##Size1, int64_t p##Stride0, int64_t p##Stride1
+// qopt_cuda_hadamard's parameters: flags (1: signs), n, the scale, then x
+// [rows, cols], the signs [n] (x's stand-in where there are none) and y as
+// memrefs.
 #define QOPT_HADAMARD_PARAMS                                                   \
-  int64_t flags, int64_t n, double scale, QOPT_HADAMARD_MEMREF2(x),            \
-      const void *, const void *sAligned, int64_t sOffset, int64_t sSize,      \
-      int64_t sStride, QOPT_HADAMARD_MEMREF2(y)
-#define QOPT_HADAMARD_VIEW(p)                                                  \
-  qopt_cuda::Memref2 {                                                         \
-    p##Aligned, p##Offset, {p##Size0, p##Size1}, { p##Stride0, p##Stride1 }    \
-  }
+  int64_t flags, int64_t n, double scale, QOPT_MEMREF2(x), QOPT_MEMREF1(s),    \
+      QOPT_MEMREF2(y)
 
 /// The launch for qopt_cuda_hadamard's arguments. Returns null, or why the
 /// kernel cannot take them.
 inline const char *planHadamard(int64_t flags, int64_t n, double scale,
-                                const Memref2 &x, const float *signs,
-                                int64_t signStride, const Memref2 &y,
-                                HadamardParams &p, int64_t &blocks) {
+                                const Memref2 &x, const MemrefView<1> &signs,
+                                const Memref2 &y, HadamardParams &p,
+                                int64_t &blocks) {
   p = HadamardParams{};
   if (n < 2 || n > kHadamardMaxN || (n & (n - 1)))
     return "a block that is not a power of two from 2 to 8192";
@@ -128,12 +118,14 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
     return "a row not a whole number of blocks";
   p.x = static_cast<const float *>(x.aligned) + x.offset;
   p.y = static_cast<float *>(const_cast<void *>(y.aligned)) + y.offset;
-  p.signs = (flags & 1) ? signs : nullptr;
+  p.signs = (flags & 1)
+                ? static_cast<const float *>(signs.aligned) + signs.offset
+                : nullptr;
   p.sx0 = x.stride[0];
   p.sx1 = x.stride[1];
   p.sy0 = y.stride[0];
   p.sy1 = y.stride[1];
-  p.ss = signStride;
+  p.ss = signs.stride[0];
   p.rows = x.size[0];
   p.cols = x.size[1];
   p.n = n;

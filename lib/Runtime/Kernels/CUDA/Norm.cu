@@ -17,10 +17,10 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
     return;
   float count = float(p.cols), mean = 0.0f, meanSquare;
   if (p.flags & kNormLayer) {
-    mean = warpSum(normPartial(p, row, lane, 0, 0.0f)) / count;
-    meanSquare = warpSum(normPartial(p, row, lane, 2, mean)) / count;
+    mean = warpSum(normPartial(p, row, lane, /*squares=*/false, 0.0f)) / count;
+    meanSquare = warpSum(normPartial(p, row, lane, /*squares=*/true, mean)) / count;
   } else {
-    meanSquare = warpSum(normPartial(p, row, lane, 1, 0.0f)) / count;
+    meanSquare = warpSum(normPartial(p, row, lane, /*squares=*/true, 0.0f)) / count;
   }
   normStore(p, row, lane, mean, meanSquare);
 }

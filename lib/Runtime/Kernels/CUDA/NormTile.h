@@ -19,6 +19,7 @@
 #ifndef QOPT_RUNTIME_KERNELS_CUDA_NORMTILE_H
 #define QOPT_RUNTIME_KERNELS_CUDA_NORMTILE_H
 
+#include "MemrefArgs.h"
 #include "QLinearTile.h"
 
 #include <math.h>
@@ -46,20 +47,15 @@ struct NormParams {
 // bench/gpu/norm.py packs it ("<4Q6q2qfi").
 static_assert(sizeof(NormParams) == 104, "NormParams' layout");
 
-/// Lane `lane`'s partial sum over row `row` of f(x) where f is x (what ==
-/// 0), x² (1) or (x − shift)² (2).
-QOPT_HD float normPartial(const NormParams &p, int64_t row, int lane, int what,
-                          float shift) {
+/// Lane `lane`'s partial sum over row `row` of x, or with `squares` of
+/// (x − shift)² (RMSNorm: shift 0, exactly x²).
+QOPT_HD float normPartial(const NormParams &p, int64_t row, int lane,
+                          bool squares, float shift) {
   const float *x = p.x + row * p.sx0;
   float sum = 0.0f;
   for (int64_t c = lane; c < p.cols; c += 32) {
     float v = x[c * p.sx1];
-    if (what == 1)
-      sum = fmaf(v, v, sum);
-    else if (what == 2)
-      sum = fmaf(v - shift, v - shift, sum);
-    else
-      sum += v;
+    sum = squares ? fmaf(v - shift, v - shift, sum) : sum + v;
   }
   return sum;
 }
@@ -81,41 +77,34 @@ QOPT_HD void normStore(const NormParams &p, int64_t row, int lane, float mean,
 
 // qopt_cuda_norm's parameters: flags, epsilon, then x [rows, cols], gamma
 // and beta [cols] (gamma where there is no beta) and y as memrefs.
-#define QOPT_NORM_MEMREF1(p)                                                   \
-  const void *, const void *p##Aligned, int64_t p##Offset, int64_t p##Size,    \
-      int64_t p##Stride
-#define QOPT_NORM_MEMREF2(p)                                                   \
-  const void *, const void *p##Aligned, int64_t p##Offset, int64_t p##Size0,   \
-      int64_t p##Size1, int64_t p##Stride0, int64_t p##Stride1
 #define QOPT_NORM_PARAMS                                                       \
-  int64_t flags, double eps, QOPT_NORM_MEMREF2(x), QOPT_NORM_MEMREF1(g),       \
-      QOPT_NORM_MEMREF1(b), QOPT_NORM_MEMREF2(y)
+  int64_t flags, double eps, QOPT_MEMREF2(x), QOPT_MEMREF1(g),                 \
+      QOPT_MEMREF1(b), QOPT_MEMREF2(y)
 
 /// The launch for qopt_cuda_norm's arguments (sizes checked by the
 /// caller's IR).
-inline void planNorm(int64_t flags, double eps, const void *x, int64_t xOffset,
-                     int64_t rows, int64_t cols, int64_t sx0, int64_t sx1,
-                     const void *g, int64_t gOffset, int64_t sg, const void *b,
-                     int64_t bOffset, int64_t sb, const void *y,
-                     int64_t yOffset, int64_t sy0, int64_t sy1, NormParams &p,
-                     int64_t &blocks) {
+inline void planNorm(int64_t flags, double eps, const MemrefView<2> &x,
+                     const MemrefView<1> &gamma, const MemrefView<1> &beta,
+                     const MemrefView<2> &y, NormParams &p, int64_t &blocks) {
   p = NormParams{};
-  p.x = static_cast<const float *>(x) + xOffset;
-  p.y = static_cast<float *>(const_cast<void *>(y)) + yOffset;
-  p.gamma = static_cast<const float *>(g) + gOffset;
-  p.beta =
-      (flags & kNormBeta) ? static_cast<const float *>(b) + bOffset : nullptr;
-  p.sx0 = sx0;
-  p.sx1 = sx1;
-  p.sy0 = sy0;
-  p.sy1 = sy1;
-  p.sg = sg;
-  p.sb = sb;
-  p.rows = rows;
-  p.cols = cols;
+  p.x = static_cast<const float *>(x.aligned) + x.offset;
+  p.y = static_cast<float *>(const_cast<void *>(y.aligned)) + y.offset;
+  p.gamma = static_cast<const float *>(gamma.aligned) + gamma.offset;
+  p.beta = (flags & kNormBeta)
+               ? static_cast<const float *>(beta.aligned) + beta.offset
+               : nullptr;
+  p.sx0 = x.stride[0];
+  p.sx1 = x.stride[1];
+  p.sy0 = y.stride[0];
+  p.sy1 = y.stride[1];
+  p.sg = gamma.stride[0];
+  p.sb = beta.stride[0];
+  p.rows = x.size[0];
+  p.cols = x.size[1];
   p.eps = float(eps);
   p.flags = int(flags);
-  blocks = (rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+  blocks =
+      p.cols == 0 ? 0 : (p.rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
 }
 
 } // namespace qopt_cuda
