@@ -295,6 +295,30 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"{spec} gpt2-tiny: the library's {kernel} runs, emulated = CPU target (<= 1e-5)",
               rc == 0 and kernel in library() and e <= 1e-5,
               f"{' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
+    # Per-token int8 / int4 activations before integer weights (W8A8, W4A4):
+    # every product is two library launches, the rows' quantization and
+    # the integer (dp4a) GEMM, and the quantizer's generated kernels go.
+    for spec, acts, feeds, path, kernel in (
+            ("int8", "int8:per-token", gfeeds, GPT2_IDS, "qopt_cuda_gemm_w8a8_int8_m16"),
+            ("int8", "int8:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int8"),
+            ("int4:group=32", "int4:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int4")):
+        flags = ["--quantize", spec, "--quantize-activations", acts]
+        tag = kernel  # (a library per case: a loaded one is never rewritten)
+        lib, libe, libc = (os.path.join(tmp, f"gpt2-{tag}{x}.so") for x in ("", "-emu", "-cpu"))
+        qoptc(GPT2, *flags, "--target", "cuda", "-o", lib)
+        qoptc(GPT2, *flags, "--target", "cuda", "--cuda-emulate", "-o", libe)
+        qoptc(GPT2, *flags, "-o", libc)
+        rc, out = run_fake(lib, inputs=path)
+        grids = library_grids()
+        quant = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_token_quant")
+        gemm = sum(n for (k, _), n in grids.items() if k == kernel)
+        others = [k for k in library() if k.startswith(("qopt_cuda_gemv", "qopt_cuda_gemm_f32_int"))]
+        e = rel_error(outputs(libe, feeds)[0][0], outputs(libc, feeds)[0][0])
+        check(f"{spec} weights, {acts} activations, gpt2-tiny on {len(feeds[0]['input_ids'].ravel())} "
+              f"rows: each of the 8 products is qopt_cuda_token_quant + {kernel}, emulated = "
+              f"CPU target's integer product (<= 1e-5)",
+              rc == 0 and quant == 8 and gemm == 8 and not others and e <= 1e-5,
+              f"{quant} + {gemm} launches; {' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
 
     # ONNX Attention (opset 23, attention.py's models): each qopt.attention
     # is one launch of the library's fused kernel (a block per 16 query

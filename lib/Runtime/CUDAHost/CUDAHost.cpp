@@ -414,6 +414,44 @@ static void launchQLinear(
          error);
 }
 
+/// A quantized product on per-token activations (flag kQLinearPerToken):
+/// W8A8.cu's launches as QLinearLaunch.h's planW8A8 plans them, the rows'
+/// codes and steps in a pool buffer freed once they are queued (runs take
+/// turns on one stream, and the host waits for it before it touches pool
+/// memory: the next user of the range comes after them).
+static void launchW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0,
+                       int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+                       int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
+                       int64_t sak, int64_t pw, int64_t ow, int64_t sw,
+                       int64_t ps, int64_t os, int64_t ss, int64_t pz,
+                       int64_t oz, int64_t sz, int64_t pc, int64_t oc,
+                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  State &s = state();
+  void *scratch = poolAlloc(256, qopt_cuda::w8a8ScratchBytes(o0, o1, m, k));
+  const char *error = qopt_cuda::planW8A8(
+      format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pw, ow,
+      sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn, scratch,
+      [&](const qopt_cuda::W8A8Launch &l) {
+        const char *name = qopt_cuda::w8a8Name(l);
+        CUfunction fn = libraryFunction(name);
+        qopt_cuda::W8A8Launch copy = l;
+        void *params[] = {l.gemm ? static_cast<void *>(&copy.p)
+                                 : static_cast<void *>(&copy.q)};
+        unsigned threads =
+            l.gemm ? qopt_cuda::kGemmThreads : qopt_cuda::kTokenThreads;
+        if (CUresult rc =
+                s.cu.cuLaunchKernel(fn, l.gridX, l.gridY, l.gridZ, threads, 1,
+                                    1, 0, s.stream, params, nullptr))
+          stop(std::string("cannot launch ") + name + ": " + errorText(rc));
+        s.pending = true;
+      });
+  poolFree(scratch);
+  if (error)
+    stop(std::string("internal: the CUDA W8A8 product cannot take this "
+                     "call: ") +
+         error);
+}
+
 /// C += A·Wᵀ for a quantized W (qopt_kernel_qlinear's arguments, then the
 /// double-quantized scales': codes (pointer, offset), absmax (pointer,
 /// offset), block, offset's f32 bits, the 256-value table (pointer,
@@ -431,6 +469,12 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t pq, int64_t oq, int64_t pabs, int64_t oabs,
                        int64_t qblock, int64_t qoffset, int64_t ptab,
                        int64_t otab) {
+  if (flags & qopt_cuda::kQLinearPerToken) {
+    launchW8A8(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
+               sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
+               scn);
+    return;
+  }
   qopt_cuda::NestedScales dq;
   bool nested = qopt_cuda::nestedScales(pq, oq, pabs, oabs, qblock, qoffset,
                                         ptab, otab, dq);

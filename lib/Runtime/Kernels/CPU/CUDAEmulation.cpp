@@ -32,6 +32,15 @@
 
 extern "C" void qopt_kernel_check_failed(const char *message);
 
+/// Stops the run: a planner refused a call the compiler made (`what`
+/// cannot take it, `error` says why), a broken invariant.
+static void refuse(const char *what, const char *error) {
+  char message[256];
+  std::snprintf(message, sizeof(message),
+                "internal: %s cannot take this call: %s", what, error);
+  qopt_kernel_check_failed(message);
+}
+
 namespace {
 
 using namespace qopt_cuda;
@@ -196,6 +205,62 @@ extern "C" void qopt_cuda_sgemm_emulated_overwrite(
 }
 
 namespace {
+/// Every block of a W8A8 launch (W8A8Tile.h): the token quantization's
+/// warps (their maximum is order-free), or the GEMM's threads phase by
+/// phase between the barriers.
+template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
+  const W8A8Params &p = l.p;
+  static thread_local W8A8Shared<MI> s;
+  static thread_local int32_t acc[kGemmThreads][MI][kMicro];
+  static thread_local float sum[kGemmThreads][MI][kMicro];
+  for (unsigned z = 0; z < l.gridZ; ++z) {
+    int64_t base = w8a8Base(p, z);
+    for (unsigned y = 0; y < l.gridY; ++y)
+      for (unsigned x = 0; x < l.gridX; ++x) {
+        int64_t m0 = int64_t(y) * kTileRows<MI>, n0 = int64_t(x) * kTileN;
+        std::memset(acc, 0, sizeof(acc));
+        std::memset(sum, 0, sizeof(sum));
+        for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
+          for (int t = 0; t < kGemmThreads; ++t) {
+            loadCodesA(p, base, m0, k0, t, s);
+            loadCodesB<F, MI>(p, k0, n0, t, s);
+          }
+          for (int t = 0; t < kGemmThreads; ++t) {
+            multiplyCodes(s, t, acc[t]);
+            if (endsGroup(p, k0))
+              flushGroup(p, n0, k0 / p.group, t, acc[t], sum[t]);
+          }
+        }
+        for (int t = 0; t < kGemmThreads; ++t)
+          storeW8A8(p, base, w8a8C(p, z), m0, n0, t, sum[t]);
+      }
+  }
+}
+
+void runW8A8(const W8A8Launch &l) {
+  if (!l.gemm) {
+    for (unsigned z = 0; z < l.gridY; ++z)
+      for (int64_t r = 0; r < l.q.m; ++r) {
+        TokenRow row = tokenRow(l.q, z, r);
+        float amax = 0.0f;
+        for (int lane = 0; lane < 32; ++lane)
+          amax = std::fmax(amax, tokenPartialMax(l.q, row, lane));
+        float step = tokenStepOf(amax, l.q.bits);
+        for (int lane = 0; lane < 32; ++lane)
+          tokenStore(l.q, row, lane, step);
+      }
+    return;
+  }
+  switch (l.format) {
+  case kInt4:
+    return l.skinny ? runW8A8Blocks<kInt4, 1>(l) : runW8A8Blocks<kInt4, 4>(l);
+  case kUInt4:
+    return l.skinny ? runW8A8Blocks<kUInt4, 1>(l) : runW8A8Blocks<kUInt4, 4>(l);
+  default:
+    return l.skinny ? runW8A8Blocks<kInt8, 1>(l) : runW8A8Blocks<kInt8, 4>(l);
+  }
+}
+
 void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                     int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
                     int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
@@ -204,6 +269,17 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
                     int64_t scm, int64_t scn, const LoRAArgs *lora,
                     const NestedScales *dq) {
+  if ((flags & kQLinearPerToken) && !lora && !dq) {
+    std::vector<char> scratch(w8a8ScratchBytes(o0, o1, m, k) + 256);
+    void *aligned = reinterpret_cast<void *>(
+        (reinterpret_cast<uintptr_t>(scratch.data()) + 255) / 256 * 256);
+    if (const char *error =
+            planW8A8(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
+                     sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0,
+                     sc1, scm, scn, aligned, runW8A8))
+      refuse("the CUDA W8A8 product", error);
+    return;
+  }
   const char *error = planQLinear(
       /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa, sa0,
       sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
@@ -212,13 +288,8 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
         withFormat(l.format, [&](auto f) { runWarps<decltype(f)::value>(l); });
       },
       runGemm);
-  if (error) {
-    char message[256];
-    std::snprintf(message, sizeof(message),
-                  "internal: the CUDA GEMV cannot take this product: %s",
-                  error);
-    qopt_kernel_check_failed(message);
-  }
+  if (error)
+    refuse("the CUDA GEMV", error);
 }
 } // namespace
 
@@ -327,11 +398,7 @@ extern "C" void qopt_cuda_attention_emulated(QOPT_ATTENTION_PARAMS) {
   if (const char *error = planAttention(
           flags, scale, softcap, QOPT_VIEW4(q), QOPT_VIEW4(k), QOPT_VIEW4(v),
           QOPT_VIEW4(m), QOPT_VIEW4(y), p, blocks)) {
-    char message[256];
-    std::snprintf(message, sizeof(message),
-                  "internal: the CUDA attention cannot take this call: %s",
-                  error);
-    qopt_kernel_check_failed(message);
+    refuse("the CUDA attention", error);
     return;
   }
   emulateAttention(p, blocks);
@@ -465,12 +532,7 @@ qopt_cuda_attention_emulated_backward(QOPT_ATTENTION_BWD_PARAMS) {
           QOPT_VIEW4(m), QOPT_VIEW4(y), QOPT_VIEW4(g), QOPT_VIEW4(dq),
           QOPT_VIEW4(dk), QOPT_VIEW4(dv), QOPT_VIEW4(st), p, dqBlocks,
           dkvBlocks)) {
-    char message[256];
-    std::snprintf(message, sizeof(message),
-                  "internal: the CUDA attention backward cannot take this "
-                  "call: %s",
-                  error);
-    qopt_kernel_check_failed(message);
+    refuse("the CUDA attention backward", error);
     return;
   }
   emulateAttentionBackward(p, dqBlocks, dkvBlocks);
@@ -489,12 +551,7 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
   if (const char *error =
           planHadamard(flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s),
                        QOPT_VIEW2(y), p, blocks)) {
-    char message[256];
-    std::snprintf(message, sizeof(message),
-                  "internal: the CUDA Hadamard transform cannot take this "
-                  "call: %s",
-                  error);
-    qopt_kernel_check_failed(message);
+    refuse("the CUDA Hadamard transform", error);
     return;
   }
   std::vector<float> buf(kHadamardTile);

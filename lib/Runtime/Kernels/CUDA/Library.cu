@@ -11,3 +11,4 @@
 #include "Attention.cu"
 #include "Hadamard.cu"
 #include "Norm.cu"
+#include "W8A8.cu"

@@ -17,6 +17,7 @@
 #define QOPT_RUNTIME_KERNELS_CUDA_QLINEARLAUNCH_H
 
 #include "GemmLaunch.h"
+#include "W8A8Tile.h"
 
 #include <cstdint>
 #include <cstring>
@@ -120,8 +121,11 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
 /// (the CUDA target's own) C += A·dequant(W), W's rows along K: a linear
 /// layer's dX = dY·W in the backward, which only the GEMM computes.
 /// kQLinearOverwrite (the CUDA target's too): C = A·Wᵀ (+ LoRA), not C +=.
-constexpr int64_t kQLinearZeroPoints = 1, kQLinearTransposed = 8,
-                  kQLinearOverwrite = 16;
+/// kQLinearPerToken: A is the input of a per-token quantizer to
+/// `(flags >> 8) & 0xff` bits, which the product applies and then runs on
+/// the integer codes (planW8A8).
+constexpr int64_t kQLinearZeroPoints = 1, kQLinearPerToken = 4,
+                  kQLinearTransposed = 8, kQLinearOverwrite = 16;
 
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
 /// launch of the product with `lora` (null: none) added and `dq` the
@@ -254,6 +258,144 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
         l.lora.z = z + i * lora->sz0 + j * lora->sz1;
       gemv(l);
     }
+  return nullptr;
+}
+
+/// One launch of W8A8.cu: the rows of x quantized (TokenQuantParams, grid
+/// (quantX, quantY)), or the integer GEMM (`gemm`: W8A8Params, grid (gridX,
+/// gridY, gridZ); `skinny`: tiles of 16 rows).
+struct W8A8Launch {
+  bool gemm;
+  int format;
+  bool skinny;
+  TokenQuantParams q;
+  W8A8Params p;
+  unsigned gridX, gridY, gridZ;
+};
+
+/// The entry of a W8A8Launch.
+inline const char *w8a8Name(const W8A8Launch &l) {
+  static const char *names[2][3] = {
+      {"qopt_cuda_gemm_w8a8_int4", "qopt_cuda_gemm_w8a8_uint4",
+       "qopt_cuda_gemm_w8a8_int8"},
+      {"qopt_cuda_gemm_w8a8_int4_m16", "qopt_cuda_gemm_w8a8_uint4_m16",
+       "qopt_cuda_gemm_w8a8_int8_m16"}};
+  if (!l.gemm)
+    return "qopt_cuda_token_quant";
+  return l.format >= 0 && l.format <= 2 ? names[l.skinny][l.format] : nullptr;
+}
+
+/// Null where W8A8.cu takes a quantized product with per-token activations
+/// (qopt_kernel_qlinear's arguments), else why not: codes minus zero points
+/// that fit int8 (int4, uint4, int8 without zero points), 2-8 bits, K and
+/// the group multiples of 32, A and C contiguous along K and N. The
+/// compiler (qopt-linalg-to-blas) asks the same before it makes the call.
+inline const char *w8a8Refusal(int64_t format, int64_t group, int64_t flags,
+                               int64_t n, int64_t k, int64_t sak, int64_t scn) {
+  int64_t bits = (flags >> 8) & 0xff;
+  if (!(flags & kQLinearPerToken) || (flags & kQLinearTransposed))
+    return "not a product on per-token activations";
+  if (format != kInt4 && format != kUInt4 &&
+      !(format == kInt8 && !(flags & kQLinearZeroPoints)))
+    return "weight codes that do not fit int8 (uint8, int8 with zero points, "
+           "NF4, FP8)";
+  if (bits < 2 || bits > 8)
+    return "activations of more than 8 bits";
+  if (k % 32 || group <= 0 || group % 32 || (sak != 1 && k > 1) ||
+      (scn != 1 && n > 1))
+    return "K or the scale group is not a multiple of 32, or A or C is "
+           "strided along K or N";
+  return nullptr;
+}
+
+/// The scratch a W8A8 product needs: the rows' codes (256-byte aligned
+/// rows count · k bytes), then their steps.
+inline size_t w8a8ScratchBytes(int64_t o0, int64_t o1, int64_t m, int64_t k) {
+  size_t rows = size_t(o0) * size_t(o1) * size_t(m);
+  return (rows * size_t(k) + 255) / 256 * 256 + rows * sizeof(float);
+}
+
+/// Calls `launch(const W8A8Launch &)` for each launch of the product (the
+/// quantization of every row of A first, into `scratch`: w8a8ScratchBytes),
+/// with qopt_kernel_qlinear's arguments; returns null, or why W8A8.cu
+/// cannot take it (a broken invariant: the compiler asks w8a8Refusal).
+template <typename Launch>
+const char *
+planW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
+         int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
+         int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow,
+         int64_t sw, int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz,
+         int64_t sz, int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
+         int64_t scm, int64_t scn, void *scratch, Launch &&launch) {
+  if (const char *why = w8a8Refusal(format, group, flags, n, k, sak, scn))
+    return why;
+  bool overwrite = flags & kQLinearOverwrite;
+  int64_t cSize[4] = {o0, o1, m, n}, cStride[4] = {sc0, sc1, scm, scn};
+  bool oneGrid = disjoint(cSize, cStride);
+  if (overwrite && !oneGrid)
+    return "C = … for products that share outputs";
+  if (m <= 0 || n <= 0 || o0 <= 0 || o1 <= 0 || k == 0)
+    return nullptr;
+  // Outer loops whose rows of A and C continue fold into M.
+  if (o1 == 1 || (sa1 == m * sam && sc1 == m * scm)) {
+    m *= o1;
+    o1 = 1;
+    if (o0 == 1 || (sa0 == m * sam && sc0 == m * scm)) {
+      m *= o0;
+      o0 = 1;
+    }
+  }
+  int64_t products = o0 * o1;
+  bool skinny = m <= kMaxRows;
+  int64_t tileRows = skinny ? kTileRows<1> : kTileRows<4>;
+  if ((m + tileRows - 1) / tileRows > 65535 ||
+      (n + kTileN - 1) / kTileN > 0x7fffffff || products > 0xffffffffLL)
+    return "more rows, columns or products than a grid takes";
+  auto *codes = static_cast<int8_t *>(scratch);
+  auto *steps =
+      reinterpret_cast<float *>(static_cast<char *>(scratch) +
+                                (size_t(products * m * k) + 255) / 256 * 256);
+  W8A8Launch l{};
+  l.format = int(format);
+  l.skinny = skinny;
+  TokenQuantParams &q = l.q;
+  q.x = reinterpret_cast<const float *>(pa) + oa;
+  q.sx0 = sa0, q.sx1 = sa1, q.sxm = sam;
+  q.codes = codes, q.steps = steps;
+  q.m = m, q.k = k, q.o1 = uint32_t(o1);
+  q.bits = int32_t((flags >> 8) & 0xff);
+  W8A8Params &p = l.p;
+  p.a = codes, p.steps = steps;
+  p.c = reinterpret_cast<float *>(pc) + oc;
+  p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
+  p.codes = reinterpret_cast<const uint8_t *>(pw) + ow, p.codeRow = sw;
+  p.scales = reinterpret_cast<const float *>(ps) + os, p.scaleRow = ss;
+  p.zp = (flags & kQLinearZeroPoints)
+             ? reinterpret_cast<const int8_t *>(pz) + oz
+             : nullptr;
+  p.zpRow = sz, p.group = group;
+  p.m = m, p.n = n, p.k = k, p.o1 = uint32_t(o1);
+  p.overwrite = overwrite;
+  // Every row first, then the products: in one grid (65535 at a time)
+  // where their C's are disjoint, one after the other where they add into
+  // the same C.
+  int64_t chunk = oneGrid ? 65535 : 1;
+  for (int64_t z0 = 0; z0 < products; z0 += 65535) {
+    l.gemm = false;
+    q.zBase = uint32_t(z0);
+    l.gridX = unsigned((m + kTokenRowsPerBlock - 1) / kTokenRowsPerBlock);
+    l.gridY = unsigned(std::min<int64_t>(65535, products - z0));
+    l.gridZ = 1;
+    launch(l);
+  }
+  l.gemm = true;
+  for (int64_t z0 = 0; z0 < products; z0 += chunk) {
+    p.zBase = uint32_t(z0);
+    l.gridX = unsigned((n + kTileN - 1) / kTileN);
+    l.gridY = unsigned((m + tileRows - 1) / tileRows);
+    l.gridZ = unsigned(std::min<int64_t>(chunk, products - z0));
+    launch(l);
+  }
   return nullptr;
 }
 

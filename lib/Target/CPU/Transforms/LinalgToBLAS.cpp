@@ -1188,8 +1188,13 @@ static void eraseUnread(Value buffer) {
 /// pattern is not there, or the input may be written or freed before the
 /// product: then nothing changes).
 static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
-                                  const QuantizedWeight &w) {
+                                  const QuantizedWeight &w, bool cuda = false) {
   if (w.format < 0 || w.format > 3) // int4, uint4, int8, uint8
+    return 0;
+  // The CUDA library's W8A8 GEMM (W8A8Tile.h) multiplies int8 words: codes
+  // minus zero points must fit, scales be f32, tokens at most 8 bits.
+  if (cuda &&
+      (w.format == 3 || (w.format == 2 && w.zeroPoints) || w.scaleExpand))
     return 0;
   // The kernel quantizes along the product's K: A's last axis must be it,
   // as the quantizer's rows are.
@@ -1210,6 +1215,10 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
   }
   if (!quantizer)
     return 0;
+  int64_t bits =
+      cast<IntegerAttr>(quantizer->getAttr(kPerTokenQuantAttr)).getInt();
+  if (cuda && (bits < 2 || bits > 8))
+    return 0;
   OpOperand *input = quantizer.getDpsInputOperand(0);
   Value x = input->get();
   auto xType = dyn_cast<MemRefType>(x.getType());
@@ -1224,7 +1233,8 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
                    }) ||
       !quantizer.getMatchingIndexingMap(input).isIdentity() ||
       !quantizer.getMatchingIndexingMap(quantizer.getDpsInitOperand(0))
-           .isIdentity())
+           .isIdentity() ||
+      (cuda && !xType.isLastDimUnitStride()))
     return 0;
   // x must be neither A nor the product's output, and between the
   // quantizer and the product x may only be read (by loops, views,
@@ -1253,9 +1263,14 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
         // The products read their A (qopt_kernel_qlinear's 9th argument,
         // qopt_kernel_sgemm's 6th); any other use of x or A, or either
         // passed as a buffer, may write them.
+        StringRef callee = call.getCallee();
         for (auto [i, arg] : llvm::enumerate(call.getOperands())) {
-          bool isA = (call.getCallee() == kQLinear && i == 8) ||
-                     (call.getCallee() == kSgemm && i == 5);
+          bool isA =
+              ((callee == kQLinear ||
+                callee.starts_with("qopt_cuda_qlinear")) &&
+               i == 8) ||
+              ((callee == kSgemm || callee.starts_with("qopt_cuda_sgemm")) &&
+               i == 5);
           if ((isPointerOf(arg, root) || isPointerOf(arg, aRoot)) && !isA)
             unsafe = true;
           if (isa<MemRefType>(arg.getType()) &&
@@ -1286,8 +1301,6 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
     free->moveAfter(op);
   // (A generic reads any layout: x keeps its own strides and offset.)
   aOperand->set(x);
-  int64_t bits =
-      cast<IntegerAttr>(quantizer->getAttr(kPerTokenQuantAttr)).getInt();
   eraseUnread(a);
   return bits;
 }
@@ -1356,9 +1369,12 @@ struct QOptLinalgToBLASPass
         if (w && cudaGemvTakes(op, dims, *w)) {
           matchNestedScales(*w, op);
           bool overwrite = dropZeroInit(op, dims);
-          rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
-                           /*perTokenBits=*/0, module, cudaQLinear,
-                           /*lora=*/nullptr, overwrite, /*cuda=*/true);
+          // A per-token quantizer before it: the library quantizes x
+          // itself and multiplies the codes in integers (W8A8).
+          int64_t bits = readQuantizerInput(op, dims, *w, /*cuda=*/true);
+          rewriteQuantized(op, dims, *w, /*int8Activations=*/false, bits,
+                           module, cudaQLinear, /*lora=*/nullptr, overwrite,
+                           /*cuda=*/true);
         } else if (!cudaSgemm.empty() && !readsConstant(op)) {
           bool overwrite = dropZeroInit(op, dims, /*shared=*/true);
           rewriteSgemm(op, dims, module,

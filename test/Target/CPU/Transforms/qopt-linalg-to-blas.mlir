@@ -403,3 +403,75 @@ func.func @quantized_constant_input(%d: memref<16x32xi8>, %s: memref<16x2xf32>, 
   memref.dealloc %w : memref<16x64xf32>
   return
 }
+
+// -----
+
+// Per-token int8 activations before an int8 weight (W8A8): the product
+// reads the quantizer's input and quantizes it itself (flag 4, 8 bits:
+// 4 | 8 << 8 = 2052), multiplying in integers; the quantizer's loop and
+// buffer go. The CUDA library takes it too (W8A8.cu).
+// CHECK-LABEL: func.func @per_token_w8a8
+// CHECK-SAME: (%[[X:.*]]: memref<2x64xf32>,
+// CHECK-NOT: memref.alloc
+// CHECK: %[[XP:.*]] = memref.extract_aligned_pointer_as_index %[[X]]
+// CHECK: call @qopt_kernel_qlinear(%c2{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2052{{[_0-9]*}}, {{.*}}, %[[XP]],
+// CHECK-NOT: linalg.generic
+// CHECK: return
+// CUDA-LABEL: func.func @per_token_w8a8
+// CUDA-SAME: (%[[X:.*]]: memref<2x64xf32>,
+// CUDA-NOT: memref.alloc
+// CUDA: %[[XP:.*]] = memref.extract_aligned_pointer_as_index %[[X]]
+// CUDA: call @qopt_cuda_qlinear(%c2{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2052{{[_0-9]*}}, {{.*}}, %[[XP]],
+// CUDA-NOT: linalg.generic
+// CUDA: return
+!w8 = !qopt.qtensor<16x64, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+#pt = affine_map<(m, k) -> (m, k)>
+func.func @per_token_w8a8(%x: memref<2x64xf32>, %d: memref<16x64xi8>, %s: memref<16xf32>, %y: memref<2x16xf32>) {
+  %a = memref.alloc() : memref<2x64xf32>
+  linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%x : memref<2x64xf32>) outs(%a : memref<2x64xf32>) attrs = {qopt.per_token_quant = 8 : i64} {
+  ^bb0(%v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  %w = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [#pt, affine_map<(n, k) -> (n)>, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x64xi8>, memref<16xf32>) outs(%w : memref<16x64xf32>) attrs = {qopt.dequantized = !w8} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %w : memref<2x64xf32>, memref<16x64xf32>) outs(%y : memref<2x16xf32>)
+  memref.dealloc %w : memref<16x64xf32>
+  memref.dealloc %a : memref<2x64xf32>
+  return
+}
+
+// -----
+
+// uint8 codes do not fit the CUDA GEMM's int8 words: there the quantizer
+// stays a loop and the library multiplies its output in f32 (flags 0);
+// the CPU still multiplies in integers.
+// CHECK-LABEL: func.func @per_token_uint8
+// CHECK: call @qopt_kernel_qlinear(%c3{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2052{{[_0-9]*}},
+// CUDA-LABEL: func.func @per_token_uint8
+// CUDA: linalg.generic {{.*}}qopt.per_token_quant = 8
+// CUDA: call @qopt_cuda_qlinear(%c3{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+!u8 = !qopt.qtensor<16x64, #qopt.int<8, unsigned>, #qopt.per_channel<0>, scales = f32>
+#pt = affine_map<(m, k) -> (m, k)>
+func.func @per_token_uint8(%x: memref<2x64xf32>, %d: memref<16x64xi8>, %s: memref<16xf32>, %y: memref<2x16xf32>) {
+  %a = memref.alloc() : memref<2x64xf32>
+  linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%x : memref<2x64xf32>) outs(%a : memref<2x64xf32>) attrs = {qopt.per_token_quant = 8 : i64} {
+  ^bb0(%v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  %w = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [#pt, affine_map<(n, k) -> (n)>, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x64xi8>, memref<16xf32>) outs(%w : memref<16x64xf32>) attrs = {qopt.dequantized = !u8} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %w : memref<2x64xf32>, memref<16x64xf32>) outs(%y : memref<2x16xf32>)
+  memref.dealloc %w : memref<16x64xf32>
+  memref.dealloc %a : memref<2x64xf32>
+  return
+}

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""The CUDA kernel library's W8A8 product (lib/Runtime/Kernels/CUDA/W8A8.cu: per-token
+quantization of x, then a dp4a GEMM through the weight's codes) on a GPU: a test, then
+a benchmark, in one run.
+
+  * test: qopt_cuda_token_quant + qopt_cuda_gemm_w8a8_<format>[_m16] against the
+    definition in float64 (steps max|x| / qmax per row in f32, codes round-half-even of
+    x / step clamped, the integer sums per scale group times the group's scale and the
+    row's step): int8 per channel, int4 with zero points in groups of 32, uint4; 8- and
+    4-bit tokens; 1, 16 and 70 rows; N past a 64-column tile; a NaN row.
+  * benchmark: SmoothQuant-shaped layers (4096 x 4096 and 14336 x 4096 int8 per
+    channel) at 1, 16 and 2048 tokens, quantization included, against torch's bf16
+    matmul and (2048 tokens) torch._int_mm on int8 codes (cuBLASLt), in TOPS.
+
+Launched through the driver API with ctypes as bench/gpu/gemm.py does (TokenQuantParams,
+80 bytes, and W8A8Params, 152 bytes, by value). Written without a GPU at hand: its
+first run on one is its first check.
+    python3 bench/gpu/w8a8.py --cubins gpu-artifacts [--json out.json]
+Exit status: 0 when every test case matches, 1 otherwise.
+"""
+import ctypes
+import math
+import os
+import struct
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gemm import dequantize, finish, make_weight, setup, timer  # noqa: E402
+
+THREADS = 256  # kTokenThreads, kGemmThreads
+FORMATS = {"int4": 0, "uint4": 1, "int8": 2}
+
+
+def launch(drv, name, grid, params, stream):
+    buf = ctypes.create_string_buffer(params)
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    drv.check(drv.cu.cuLaunchKernel(
+        drv.function(name), *(ctypes.c_uint(g) for g in grid), ctypes.c_uint(THREADS),
+        ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(0), ctypes.c_void_p(stream), args,
+        None), f"launch {name}")
+
+
+def w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream):
+    """y = the product of x's per-token codes and W (W8A8Tile.h's two launches)."""
+    m, k = x.shape
+    n = y.shape[1]
+    q = scratch[: (m * k + 255) // 256 * 256]
+    steps = scratch[(m * k + 255) // 256 * 256:].view(torch.float32)
+    launch(drv, "qopt_cuda_token_quant", ((m + 7) // 8, 1, 1),
+           struct.pack("<Q3qQQ2q2I2i", x.data_ptr(), 0, 0, x.stride(0), q.data_ptr(),
+                       steps.data_ptr(), m, k, 1, 0, bits, 0), stream)
+    skinny = m <= 16
+    name = f"qopt_cuda_gemm_w8a8_{fmt}{'_m16' if skinny else ''}"
+    rows = 16 if skinny else 64
+    launch(drv, name, ((n + 63) // 64, (m + rows - 1) // rows, 1),
+           struct.pack("<3Q4qQqQqQ2q3q2I2i", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0,
+                       0, y.stride(0), 1, codes.data_ptr(), codes.stride(0),
+                       scales.data_ptr(), scales.stride(0),
+                       zps.data_ptr() if zps is not None else 0,
+                       zps.stride(0) if zps is not None else 0, group, m, n, k, 1, 0, 1, 0),
+           stream)
+
+
+def reference(torch, fmt, x, codes, scales, zps, group, bits):
+    n, k = scales.shape[0], x.shape[1]
+    qmax = float(2 ** (bits - 1) - 1)
+    amax = x.abs().amax(dim=1, keepdim=True)
+    step = amax / qmax  # f32, as the kernel
+    step = torch.where(step == 0, torch.ones_like(step), step)
+    step = torch.where(torch.isfinite(x).all(dim=1, keepdim=True), step,
+                       torch.full_like(step, float("nan")))
+    q = torch.clamp(torch.round(x / step), -qmax - 1, qmax)
+    q = torch.where(torch.isnan(step), torch.zeros_like(q), q)
+    w = dequantize(torch, fmt, codes, scales, zps, n, k, group)
+    return (q.double() @ w.T) * step.double()
+
+
+def main():
+    args, torch, drv, stream, gen, results = setup(__doc__, "w8a8")
+    if drv is None:
+        return 1
+    failures = 0
+    scratch = torch.empty(1 << 26, dtype=torch.uint8, device="cuda")
+    for fmt, zp, group, bits, m, n, k in (("int8", False, 128, 8, 1, 96, 128),
+                                           ("int8", False, 64, 8, 70, 130, 64),
+                                           ("int4", True, 32, 8, 16, 64, 128),
+                                           ("uint4", True, 32, 4, 70, 96, 96),
+                                           ("uint4", False, 32, 8, 3, 160, 64)):
+        codes, scales, zps = make_weight(torch, fmt, n, k, group, zp, gen)
+        x = torch.randn(m, k, device="cuda", generator=gen) * 2.0
+        if m > 2:
+            x[1, 5] = float("nan")
+        y = torch.full((m, n), float("nan"), device="cuda")
+        w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream())
+        torch.cuda.synchronize()
+        want = reference(torch, fmt, x, codes, scales, zps, group, bits)
+        finite = torch.isfinite(want)
+        nan_ok = bool(torch.isnan(y[~finite]).all())
+        err = ((y.double() - want)[finite].abs().max() / want[finite].abs().max()).item()
+        ok = nan_ok and not math.isnan(err) and err <= 1e-5
+        failures += not ok
+        name = f"{fmt} zp={zp} group={group} bits={bits} m={m} n={n} k={k}"
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest"
+              f"{'' if nan_ok else '; a NaN row not NaN'})")
+
+    timed = timer(torch, args.reps)
+    for n, k in ((4096, 4096), (14336, 4096)):
+        codes, scales, _ = make_weight(torch, "int8", n, k, k, False, gen)
+        w16 = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+        for m in (1, 16, 2048):
+            x = torch.randn(m, k, device="cuda")
+            y = torch.empty(m, n, device="cuda")
+            ours = timed(lambda: w8a8(drv, torch, "int8", x, codes, scales, None, k, 8, y,
+                                      scratch, stream()))
+            x16 = x.to(torch.bfloat16)
+            peer = timed(lambda: x16 @ w16.T)
+            line = {"m": m, "n": n, "k": k, "ms": ours * 1e3,
+                    "tops": 2 * m * n * k / ours / 1e12, "torch_bf16_ms": peer * 1e3}
+            text = f"torch bf16 {peer * 1e3:.3f} ms (x{peer / ours:.2f})"
+            if m > 16:
+                xq = torch.randint(-127, 128, (m, k), device="cuda", dtype=torch.int8)
+                wq = codes.view(torch.int8).T
+                mm = timed(lambda: torch._int_mm(xq, wq))
+                line["torch_int_mm_ms"] = mm * 1e3
+                text += f"; torch._int_mm {mm * 1e3:.3f} ms (x{mm / ours:.2f})"
+            results["bench"].append(line)
+            print(f"bench int8 {m}x{n}x{k}: {ours * 1e3:.3f} ms "
+                  f"({line['tops']:.1f} TOPS); {text}")
+    return finish(args, results, failures, "w8a8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+//===- W8A8.cu - quantized products on per-token int8 activations -------===//
+//
+// A quantized product whose activations a per-token quantizer rounds
+// (SmoothQuant's W8A8, W4A8, W4A4) in two launches (W8A8Tile.h): the rows
+// of x quantized to int8 codes and a step each, then a tiled integer GEMM
+// (dp4a) through the weight's codes, scaled per group and per row.
+//
+// Entry points (extern "C", one argument by value):
+// qopt_cuda_token_quant (TokenQuantParams; kTokenThreads threads, a warp
+// per row, grid (ceil(m / 8), products)) and qopt_cuda_gemm_w8a8_{int4,uint4,int8} (W8A8Params;
+// kGemmThreads threads, grid (ceil(n / 64), ceil(m / 64), products)), with
+// `_m16` tiles of 16 rows for products of at most 16 (decode).
+//
+//===----------------------------------------------------------------------===//
+
+#include "W8A8Tile.h"
+#include "Warp.cuh"
+
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kTokenThreads)
+    qopt_cuda_token_quant(const __grid_constant__ qopt_cuda::TokenQuantParams
+                              p) {
+  using namespace qopt_cuda;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t r = int64_t(blockIdx.x) * kTokenRowsPerBlock + warp;
+  if (r >= p.m) // (the same for the whole warp)
+    return;
+  TokenRow row = tokenRow(p, blockIdx.y, r);
+  float amax = warpMax(tokenPartialMax(p, row, lane));
+  tokenStore(p, row, lane, tokenStepOf(amax, p.bits));
+}
+
+namespace {
+
+using namespace qopt_cuda;
+
+template <int F, int MI> __device__ void w8a8(const W8A8Params &p) {
+  __shared__ W8A8Shared<MI> s;
+  int t = threadIdx.x;
+  int64_t base = w8a8Base(p, blockIdx.z);
+  int64_t m0 = int64_t(blockIdx.y) * kTileRows<MI>,
+          n0 = int64_t(blockIdx.x) * kTileN;
+  int32_t acc[MI][kMicro] = {};
+  float sum[MI][kMicro] = {};
+  for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
+    loadCodesA(p, base, m0, k0, t, s);
+    loadCodesB<F, MI>(p, k0, n0, t, s);
+    __syncthreads();
+    multiplyCodes(s, t, acc);
+    __syncthreads();
+    if (endsGroup(p, k0))
+      flushGroup(p, n0, k0 / p.group, t, acc, sum);
+  }
+  storeW8A8(p, base, w8a8C(p, blockIdx.z), m0, n0, t, sum);
+}
+
+} // namespace
+
+#define QOPT_W8A8_ENTRY(name, format, rows)                                    \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      name(const __grid_constant__ W8A8Params p) {                             \
+    w8a8<format, rows>(p);                                                     \
+  }
+
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int4, kInt4, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_uint4, kUInt4, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int8, kInt8, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int4_m16, kInt4, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_uint4_m16, kUInt4, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int8_m16, kInt8, 1)

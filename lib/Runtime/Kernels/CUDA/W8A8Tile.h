@@ -1,0 +1,317 @@
+//===- W8A8Tile.h - per-thread work of the CUDA W8A8 product ----*- C++ -*-===//
+//
+// W8A8.cu runs a quantized product whose activations a per-token quantizer
+// rounds (qopt-insert-fake-quant's dynamic int8 / int4 per-token scales:
+// SmoothQuant's W8A8, W4A8, W4A4) on integer codes, as the CPU target's
+// qopt_kernel_qlinear does with its per-token flag:
+//
+//   1. qopt_cuda_token_quant: a warp per row of x finds the row's step,
+//      max|x| / (2^(bits-1) - 1) (1 where that is 0, NaN where the row
+//      holds a NaN or an infinity), and writes the codes
+//      clamp(rint(x / step)) as int8 (zeros for a NaN step).
+//   2. qopt_cuda_gemm_w8a8_<format>: 64 x 64 (or 16 x 64) tiles of
+//      C (+)= step[row] · Σ_g scale[n, g] · Σ_{k in g} q[row, k]·(w[n, k] −
+//      zero[n, g]), K in steps of 32 codes through shared memory, the
+//      integer sums with dp4a (four int8 products a word), each group's sum
+//      scaled into f32 when the group ends: the CPU target's
+//      productPerToken, in the same order.
+//
+// Each phase is a function of the thread's index, written once for the
+// device and the host; the CPU emulation (CUDAEmulation.cpp) runs the
+// threads in turn between the barriers, so unittests/Runtime/CUDAW8A8Test
+// checks the tiling, decoding and scaling without a GPU. The weight's
+// codes minus its zero points must fit int8: int4, uint4 (with or without
+// zero points) and int8 without them.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef QOPT_RUNTIME_KERNELS_CUDA_W8A8TILE_H
+#define QOPT_RUNTIME_KERNELS_CUDA_W8A8TILE_H
+
+#include "GemmTile.h"
+
+#include <math.h>
+
+namespace qopt_cuda {
+
+//===-- Per-token quantization
+//---------------------------------------------===//
+
+constexpr int kTokenThreads = 256, kTokenRowsPerBlock = kTokenThreads / 32;
+
+/// One launch of qopt_cuda_token_quant (by value): grid (ceil(m / 8),
+/// products); row r of product z (the rows of x at outer indices (i, j) =
+/// ((zBase + z) / o1, (zBase + z) % o1), strides sx0, sx1, sxm, contiguous
+/// along K) to codes[row · k + c] and steps[row], row = (zBase + z) · m +
+/// r.
+struct TokenQuantParams {
+  const float *x;
+  int64_t sx0, sx1, sxm;
+  int8_t *codes;
+  float *steps;
+  int64_t m, k;
+  uint32_t o1, zBase;
+  int32_t bits, reserved;
+};
+static_assert(sizeof(TokenQuantParams) == 80, "TokenQuantParams' layout");
+
+/// Row r of product z: x's row, and its place among the codes' rows.
+/// (32-bit product indices: no 64-bit division, which ptxas makes a call.)
+struct TokenRow {
+  const float *x;
+  int64_t row;
+};
+QOPT_HD TokenRow tokenRow(const TokenQuantParams &p, uint32_t z, int64_t r) {
+  uint32_t product = p.zBase + z;
+  return {p.x + int64_t(product / p.o1) * p.sx0 +
+              int64_t(product % p.o1) * p.sx1 + r * p.sxm,
+          int64_t(product) * p.m + r};
+}
+
+/// Lane `lane`'s largest magnitude of row `row` (elements lane, lane + 32,
+/// …), infinity where one of them is not finite (the warp's maximum is
+/// then infinity: the row's step is NaN).
+QOPT_HD float tokenPartialMax(const TokenQuantParams &p, TokenRow row,
+                              int lane) {
+  const float *x = row.x;
+  float amax = 0.0f;
+  for (int64_t c = lane; c < p.k; c += 32) {
+    float v = fabsf(x[c]);
+    amax = isfinite(v) ? fmaxf(amax, v) : INFINITY;
+  }
+  return amax;
+}
+
+/// The row's step from the warp's maximum (tokenStep's on the CPU).
+QOPT_HD float tokenStepOf(float amax, int bits) {
+  if (!isfinite(amax))
+    return NAN;
+  float s = amax / float((1 << (bits - 1)) - 1);
+  return s == 0.0f ? 1.0f : s;
+}
+
+/// Writes lane `lane`'s codes of row `row` (and lane 0 the step).
+QOPT_HD void tokenStore(const TokenQuantParams &p, TokenRow row, int lane,
+                        float step) {
+  const float *x = row.x;
+  int8_t *q = p.codes + row.row * p.k;
+  float qmax = float((1 << (p.bits - 1)) - 1), qmin = -qmax - 1.0f;
+  bool zero = isnan(step);
+  for (int64_t c = lane; c < p.k; c += 32)
+    q[c] =
+        zero ? int8_t(0) : int8_t(fminf(fmaxf(rintf(x[c] / step), qmin), qmax));
+  if (lane == 0)
+    p.steps[row.row] = step;
+}
+
+//===-- The integer GEMM
+//---------------------------------------------------===//
+
+/// Codes a K step (8 words of four int8 codes).
+constexpr int kW8TileK = 32, kW8Words = kW8TileK / 4;
+
+/// The step's tiles as words of four codes along K: a[r][w] = q(m0 + r,
+/// k0 + 4w …), b[c][w] = (W − zero)(n0 + c, k0 + 4w …); zeros outside.
+/// (+1: a warp's 16 columns of b fall in distinct banks.)
+template <int MI> struct W8A8Shared {
+  int32_t a[kTileRows<MI>][kW8Words + 1];
+  int32_t b[kTileN][kW8Words + 1];
+};
+
+/// One launch of W8A8.cu's GEMM (by value): product z of the grid has the
+/// codes' and steps' rows (zBase + z) · m …, and C at outer indices
+/// ((zBase + z) / o1, (zBase + z) % o1) (strides sc0, sc1), rows scm,
+/// columns scn; W is QLinearTile.h's view (rows N, K and the group
+/// multiples of 32, rows of codes 4-byte aligned).
+struct W8A8Params {
+  const int8_t *a;
+  const float *steps;
+  float *c;
+  int64_t sc0, sc1, scm, scn;
+  const uint8_t *codes;
+  int64_t codeRow;
+  const float *scales;
+  int64_t scaleRow;
+  const int8_t *zp;
+  int64_t zpRow, group;
+  int64_t m, n, k;
+  uint32_t o1, zBase;
+  int32_t overwrite, reserved;
+};
+static_assert(sizeof(W8A8Params) == 152, "W8A8Params' layout");
+
+/// Four int8 codes' products summed into acc (dp4a).
+QOPT_HD int32_t dot4(int32_t a, int32_t b, int32_t acc) {
+#if defined(__CUDA_ARCH__)
+  return __dp4a(a, b, acc);
+#else
+  for (int i = 0; i < 4; ++i)
+    acc += int32_t(int8_t(uint32_t(a) >> (8 * i))) *
+           int32_t(int8_t(uint32_t(b) >> (8 * i)));
+  return acc;
+#endif
+}
+
+/// A 4-byte word of memory.
+QOPT_HD uint32_t loadWord(const void *p) {
+#if defined(__CUDA_ARCH__)
+  return __ldg(reinterpret_cast<const unsigned int *>(p));
+#else
+  uint32_t v;
+  memcpy(&v, p, 4);
+  return v;
+#endif
+}
+
+/// Loads thread t's words of the A tile (the product's codes from row
+/// base + m0, K step k0): 2 words a thread (MI = 4), one for the first
+/// 128 threads (MI = 1).
+template <int MI>
+QOPT_HD void loadCodesA(const W8A8Params &p, int64_t base, int64_t m0,
+                        int64_t k0, int t, W8A8Shared<MI> &s) {
+  constexpr int kWords = kTileRows<MI> * kW8Words;
+  QOPT_UNROLL()
+  for (int i = 0; i < (kWords + kGemmThreads - 1) / kGemmThreads; ++i) {
+    int e = t + kGemmThreads * i;
+    if (e >= kWords)
+      return;
+    int r = e / kW8Words, w = e % kW8Words;
+    int64_t gr = m0 + r;
+    s.a[r][w] =
+        gr < p.m ? int32_t(loadWord(p.a + (base + gr) * p.k + k0 + 4 * w)) : 0;
+  }
+}
+
+/// Loads thread t's 2 words of the B tile: codes k0 + 4w … of row n0 + c
+/// of W minus the group's zero point, as four int8.
+template <int F, int MI>
+QOPT_HD void loadCodesB(const W8A8Params &p, int64_t k0, int64_t n0, int t,
+                        W8A8Shared<MI> &s) {
+  constexpr bool four = F == kInt4 || F == kUInt4;
+  QOPT_UNROLL()
+  for (int i = 0; i < kTileN * kW8Words / kGemmThreads; ++i) {
+    int e = t + kGemmThreads * i;
+    int col = e / kW8Words, w = e % kW8Words;
+    int64_t gr = n0 + col;
+    if (gr >= p.n) {
+      s.b[col][w] = 0;
+      continue;
+    }
+    int64_t kk = k0 + 4 * w;
+    const uint8_t *row = p.codes + gr * p.codeRow;
+    if (!four && !p.zp) {
+      s.b[col][w] = int32_t(loadWord(row + kk));
+      continue;
+    }
+    int32_t zero = 0;
+    if (p.zp) {
+      int8_t z = p.zp[gr * p.zpRow + kk / p.group];
+      zero = F == kUInt4 ? int32_t(uint8_t(z)) : int32_t(z);
+    }
+    uint32_t raw;
+    if (four) {
+#if defined(__CUDA_ARCH__)
+      raw = __ldg(reinterpret_cast<const unsigned short *>(row + kk / 2));
+#else
+      uint16_t two;
+      memcpy(&two, row + kk / 2, 2);
+      raw = two;
+#endif
+    } else {
+      raw = loadWord(row + kk);
+    }
+    uint32_t packed = 0;
+    QOPT_UNROLL()
+    for (int q = 0; q < 4; ++q) {
+      int32_t v = four
+                      ? (F == kInt4 ? int32_t(((raw >> (4 * q)) & 15u) ^ 8u) - 8
+                                    : int32_t((raw >> (4 * q)) & 15u))
+                      : int32_t(int8_t(uint8_t(raw >> (8 * q))));
+      packed |= uint32_t(uint8_t(int8_t(v - zero))) << (8 * q);
+    }
+    s.b[col][w] = int32_t(packed);
+  }
+}
+
+/// Thread t's integer products of one K step (outputs rows ty + 16i,
+/// columns tx + 16j, as GemmTile.h's threads).
+template <int MI>
+QOPT_HD void multiplyCodes(const W8A8Shared<MI> &s, int t,
+                           int32_t (&acc)[MI][kMicro]) {
+  int tx = t % 16, ty = t / 16;
+  QOPT_UNROLL()
+  for (int w = 0; w < kW8Words; ++w) {
+    int32_t a[MI], b[kMicro];
+    QOPT_UNROLL()
+    for (int i = 0; i < MI; ++i)
+      a[i] = s.a[ty + 16 * i][w];
+    QOPT_UNROLL()
+    for (int j = 0; j < kMicro; ++j)
+      b[j] = s.b[tx + 16 * j][w];
+    QOPT_UNROLL()
+    for (int i = 0; i < MI; ++i)
+      QOPT_UNROLL()
+    for (int j = 0; j < kMicro; ++j)
+      acc[i][j] = dot4(a[i], b[j], acc[i][j]);
+  }
+}
+
+/// Where group g ends: thread t's integer sums times their columns'
+/// scales, added to its f32 sums, and the integer sums restarted.
+template <int MI>
+QOPT_HD void flushGroup(const W8A8Params &p, int64_t n0, int64_t g, int t,
+                        int32_t (&acc)[MI][kMicro], float (&sum)[MI][kMicro]) {
+  int tx = t % 16;
+  QOPT_UNROLL()
+  for (int j = 0; j < kMicro; ++j) {
+    int64_t col = n0 + tx + 16 * j;
+    float scale = col < p.n ? p.scales[col * p.scaleRow + g] : 0.0f;
+    QOPT_UNROLL()
+    for (int i = 0; i < MI; ++i) {
+      sum[i][j] += float(acc[i][j]) * scale;
+      acc[i][j] = 0;
+    }
+  }
+}
+
+/// Writes thread t's outputs times their rows' steps into C's tile.
+template <int MI>
+QOPT_HD void storeW8A8(const W8A8Params &p, int64_t base, float *c, int64_t m0,
+                       int64_t n0, int t, const float (&sum)[MI][kMicro]) {
+  int tx = t % 16, ty = t / 16;
+  QOPT_UNROLL()
+  for (int i = 0; i < MI; ++i) {
+    int64_t r = m0 + ty + 16 * i;
+    if (r >= p.m)
+      continue;
+    float step = p.steps[base + r];
+    QOPT_UNROLL()
+    for (int j = 0; j < kMicro; ++j) {
+      int64_t col = n0 + tx + 16 * j;
+      if (col < p.n) {
+        float &out = c[r * p.scm + col * p.scn];
+        out = (p.overwrite ? 0.0f : out) + sum[i][j] * step;
+      }
+    }
+  }
+}
+
+/// Product z's first row of codes and its C.
+QOPT_HD int64_t w8a8Base(const W8A8Params &p, uint32_t z) {
+  return int64_t(p.zBase + z) * p.m;
+}
+QOPT_HD float *w8a8C(const W8A8Params &p, uint32_t z) {
+  uint32_t product = p.zBase + z;
+  return p.c + int64_t(product / p.o1) * p.sc0 +
+         int64_t(product % p.o1) * p.sc1;
+}
+
+/// Whether K step k0 ends a scale group (or K).
+QOPT_HD bool endsGroup(const W8A8Params &p, int64_t k0) {
+  int64_t next = k0 + kW8TileK;
+  return next >= p.k || next % p.group == 0;
+}
+
+} // namespace qopt_cuda
+
+#endif // QOPT_RUNTIME_KERNELS_CUDA_W8A8TILE_H

@@ -1,0 +1,212 @@
+//===- CUDAW8A8Test.cpp - the CUDA per-token integer product on the CPU ---===//
+//
+// W8A8.cu's launches through their CPU emulation (qopt_cuda_qlinear_emulated
+// with the per-token flag, which qoptc --cuda-emulate models call: the
+// planning, the token quantization's warps and the integer GEMM's threads
+// phase by phase) against the definition: every row of x quantized per
+// token to `bits`-bit codes (step max|x| / qmax, 1 where 0, NaN for a
+// non-finite row; codes rint(x / step) clamped), the integer products
+// summed per scale group, times the group's scale and the row's step, in
+// double. Then against the CPU target's own kernel (qopt_kernel_qlinear
+// with the same flag), which computes the same sums in another order.
+//
+//===----------------------------------------------------------------------===//
+
+#include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+extern "C" void qopt_cuda_qlinear_emulated(
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+    int64_t, int64_t, int64_t, int64_t, int64_t);
+extern "C" void qopt_kernel_qlinear(int64_t, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t, int64_t,
+                                    int64_t, int64_t, int64_t, int64_t);
+
+namespace {
+
+int64_t ptr(const void *p) { return int64_t(reinterpret_cast<uintptr_t>(p)); }
+
+struct Case {
+  int format; // 0 int4, 1 uint4, 2 int8
+  bool zp;
+  int bits;
+  int64_t batch, m, n, k, group;
+  bool foldable;  // the batches' rows of x and y continue (fold into M)
+  bool overwrite; // flag 16: y = …
+};
+
+class W8A8 : public testing::TestWithParam<Case> {};
+
+TEST_P(W8A8, EqualsTheDefinition) {
+  const Case c = GetParam();
+  SCOPED_TRACE(testing::Message()
+               << "format=" << c.format << " bits=" << c.bits
+               << " batch=" << c.batch << " m=" << c.m << " n=" << c.n
+               << " k=" << c.k << " group=" << c.group);
+  std::mt19937 rng(uint32_t(c.m * 131 + c.n + c.format));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  bool four = c.format != 2;
+  int64_t groups = (c.k + c.group - 1) / c.group;
+  int64_t rowBytes = ((four ? c.k / 2 : c.k) + 15) / 16 * 16;
+  std::vector<uint8_t> codes(size_t(c.n * rowBytes));
+  for (uint8_t &b : codes)
+    b = uint8_t(rng());
+  std::vector<float> scales(size_t(c.n * groups));
+  for (float &s : scales)
+    s = 0.01f + 0.02f * std::fabs(normal(rng));
+  std::vector<int8_t> zps(size_t(c.n * groups));
+  for (int8_t &z : zps)
+    z = int8_t(c.format == 1 ? rng() % 16 : int(rng() % 16) - 8);
+  // x: [batch, m, k]; the last batch's row 1 holds a NaN (its outputs are
+  // NaN), the first row is zeros (step 1); not foldable: a gap of 3 rows
+  // between batches. y likewise, NaN-filled where it is overwritten.
+  int64_t xBatch = c.foldable ? c.m * c.k : (c.m + 3) * c.k;
+  int64_t yBatch = c.foldable ? c.m * c.n : (c.m + 3) * c.n;
+  std::vector<float> x(size_t(c.batch * xBatch));
+  for (float &v : x)
+    v = 2.0f * normal(rng);
+  for (int64_t kk = 0; kk < c.k; ++kk)
+    x[size_t(kk)] = 0.0f;
+  bool nanRow = c.m > 1;
+  if (nanRow)
+    x[size_t((c.batch - 1) * xBatch + c.k + 5)] =
+        std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> y(size_t(c.batch * yBatch)), before;
+  for (float &v : y)
+    v = c.overwrite ? std::numeric_limits<float>::quiet_NaN() : normal(rng);
+  before = y;
+  int64_t flags =
+      4 | (int64_t(c.bits) << 8) | (c.zp ? 1 : 0) | (c.overwrite ? 16 : 0);
+  ASSERT_EQ(qopt_cuda::w8a8Refusal(c.format, c.group, flags, c.n, c.k, 1, 1),
+            nullptr);
+  qopt_cuda_qlinear_emulated(
+      c.format, c.group, flags, 1, c.batch, c.m, c.n, c.k, ptr(x.data()), 0, 0,
+      xBatch, c.k, 1, ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
+      groups, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0,
+      yBatch, c.n, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+
+  double qmax = double((1 << (c.bits - 1)) - 1);
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t i = 0; i < c.m; ++i) {
+      const float *xr = x.data() + b * xBatch + i * c.k;
+      float amax = 0.0f;
+      bool finite = true;
+      for (int64_t kk = 0; kk < c.k; ++kk) {
+        finite &= std::isfinite(xr[kk]);
+        amax = std::fmax(amax, std::fabs(xr[kk]));
+      }
+      float step = amax / float(qmax);
+      step = step == 0.0f ? 1.0f : step;
+      std::vector<int> q(size_t(c.k));
+      for (int64_t kk = 0; kk < c.k; ++kk)
+        q[size_t(kk)] = int(std::fmin(
+            std::fmax(std::nearbyint(xr[kk] / step), float(-qmax - 1)),
+            float(qmax)));
+      for (int64_t col = 0; col < c.n; ++col) {
+        size_t e = size_t(b * yBatch + i * c.n + col);
+        if (!finite) {
+          ASSERT_TRUE(std::isnan(y[e]))
+              << "y[" << b << ", " << i << ", " << col << "]";
+          continue;
+        }
+        double sum = 0.0, magnitude = 0.0;
+        for (int64_t g = 0; g < groups; ++g) {
+          int64_t dot = 0, size = 0;
+          int zero = c.zp ? (c.format == 1
+                                 ? int(uint8_t(zps[size_t(col * groups + g)]))
+                                 : int(zps[size_t(col * groups + g)]))
+                          : 0;
+          for (int64_t kk = g * c.group; kk < std::min(c.k, (g + 1) * c.group);
+               ++kk) {
+            uint8_t byte = codes[size_t(col * rowBytes + (four ? kk / 2 : kk))];
+            int raw = four ? (byte >> (4 * (kk % 2))) & 15 : byte;
+            int w = c.format == 0   ? (raw ^ 8) - 8
+                    : c.format == 1 ? raw
+                                    : int(int8_t(uint8_t(raw)));
+            dot += int64_t(q[size_t(kk)]) * (w - zero);
+            size += std::abs(q[size_t(kk)] * (w - zero));
+          }
+          double scale = scales[size_t(col * groups + g)];
+          sum += double(dot) * scale;
+          magnitude += double(size) * scale;
+        }
+        double start = c.overwrite ? 0.0 : double(before[e]);
+        double expected = start + sum * double(step);
+        ASSERT_NEAR(y[e], expected,
+                    4e-7 * (magnitude * step + std::fabs(start)) + 1e-30)
+            << "y[" << b << ", " << i << ", " << col << "]";
+      }
+      // Rows between the batches are not touched.
+      if (!c.foldable && b + 1 < c.batch && i + 1 == c.m) {
+        for (int64_t e = b * yBatch + c.m * c.n; e < (b + 1) * yBatch; ++e) {
+          float got = y[size_t(e)], was = before[size_t(e)];
+          ASSERT_TRUE(std::isnan(got) ? std::isnan(was) : got == was)
+              << "gap element " << e;
+        }
+      }
+    }
+
+  // The CPU target's kernel computes the same products.
+  std::vector<float> cpu = before;
+  qopt_kernel_qlinear(c.format, c.group, flags & ~int64_t(16), 1, c.batch, c.m,
+                      c.n, c.k, ptr(x.data()), 0, 0, xBatch, c.k, 1,
+                      ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
+                      groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
+                      ptr(cpu.data()), 0, 0, yBatch, c.n, 1);
+  if (!c.overwrite)
+    for (size_t e = 0; e < y.size(); ++e) {
+      if (std::isnan(y[e]) || std::isnan(cpu[e])) {
+        ASSERT_EQ(std::isnan(y[e]), std::isnan(cpu[e])) << "element " << e;
+        continue;
+      }
+      ASSERT_NEAR(y[e], cpu[e], 1e-5 * (1.0 + std::fabs(cpu[e])))
+          << "element " << e;
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(CUDAW8A8, W8A8,
+                         testing::Values(
+                             // SmoothQuant's W8A8: int8 per channel, 8-bit
+                             // tokens; decode rows (16-row tiles), prefill rows
+                             // past a 64-row tile and N past a column tile.
+                             Case{2, false, 8, 1, 3, 40, 96, 96, false, false},
+                             Case{2, false, 8, 1, 70, 130, 64, 64, true, true},
+                             // Groups of 32 along K; batches that do not fold
+                             // (one grid of products) and that do.
+                             Case{2, false, 8, 3, 5, 33, 128, 32, false, false},
+                             Case{2, false, 8, 2, 40, 65, 96, 32, true, false},
+                             // 4-bit weights with and without zero points, 8-
+                             // and 4-bit tokens (W4A8, W4A4).
+                             Case{0, true, 8, 1, 17, 64, 128, 64, true, true},
+                             Case{1, true, 4, 2, 9, 70, 64, 32, false, false},
+                             Case{1, false, 8, 1, 2, 31, 160, 32, true, false},
+                             Case{0, false, 4, 1, 66, 20, 64, 64, true,
+                                  false}));
+
+TEST(CUDAW8A8Plan, RefusesWhatDoesNotFitInt8) {
+  using qopt_cuda::w8a8Refusal;
+  const int64_t tokens8 = 4 | (8 << 8);
+  EXPECT_EQ(w8a8Refusal(2, 32, tokens8, 64, 64, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(3, 32, tokens8, 64, 64, 1, 1), nullptr);     // uint8
+  EXPECT_NE(w8a8Refusal(2, 32, tokens8 | 1, 64, 64, 1, 1), nullptr); // int8+zp
+  EXPECT_NE(w8a8Refusal(4, 32, tokens8, 64, 64, 1, 1), nullptr);     // NF4
+  EXPECT_NE(w8a8Refusal(2, 32, 4 | (16 << 8), 64, 64, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(2, 16, tokens8, 64, 64, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(2, 32, tokens8, 64, 48, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(2, 32, tokens8, 64, 64, 2, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(2, 32, tokens8 | 8, 64, 64, 1, 1), nullptr);
+}
+
+} // namespace
