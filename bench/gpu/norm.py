@@ -5,14 +5,18 @@ per row) on a GPU: a test, then a benchmark, in one run.
   * test: qopt_cuda_norm_f32 against the definitions in float64: RMSNorm, LayerNorm
     with and without beta, rows shorter and longer than a warp, transposed x and y;
   * benchmark: Llama- and GPT-2-shaped rows (2048 tokens × 4096 / 768) against
-    torch's f32 rms_norm / layer_norm, in GB/s of x read and y written.
+    torch's f32 rms_norm / layer_norm, in GB/s of x read and y written;
+  * the backward (qopt_cuda_norm_bwd_{dx,cols,sum}_f32: dx a warp per row, gamma's and
+    beta's gradients as column sums over chunks of 64 rows): against torch's autograd
+    in float64, then timed against torch's f32 autograd backward.
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (NormParams,
-104 bytes, by value). Written without a GPU at hand: its first run on one is its first
+104 bytes, and NormBwdParams, 168 bytes, by value). Written without a GPU at hand: its first run on one is its first
 check.
     python3 bench/gpu/norm.py --cubins gpu-artifacts [--json out.json]
 Exit status: 0 when every test case matches, 1 otherwise.
 """
+import ctypes
 import math
 import os
 import struct
@@ -22,7 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
 
 THREADS, ROWS_PER_BLOCK = 256, 8  # NormTile.h's kNormThreads, kNormRowsPerBlock
-LAYER, BETA = 1, 2
+LAYER, BETA, GAMMA_GRAD, BETA_GRAD = 1, 2, 4, 8
+CHUNK = 64  # NormTile.h's kNormBwdChunk
 
 
 def launch(drv, x, gamma, beta, y, eps, layer, stream):
@@ -34,6 +39,44 @@ def launch(drv, x, gamma, beta, y, eps, layer, stream):
                          rows, cols, eps, flags)
     launch_1d(drv, "qopt_cuda_norm_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK, THREADS,
               params, stream)
+
+
+def launch_backward(drv, x, gamma, dy, dx, dgamma, dbeta, eps, layer, scratch, stream):
+    """Norm.cu's backward: dx, then gamma's and beta's gradients (NormBwdParams)."""
+    rows, cols = x.shape
+    flags = (LAYER if layer else 0) | GAMMA_GRAD | BETA_GRAD
+    chunks = (rows + CHUNK - 1) // CHUNK
+    stats = scratch
+    partials = scratch[2 * rows:]
+    params = struct.pack("<8Q9q3qfi", x.data_ptr(), gamma.data_ptr(), dy.data_ptr(),
+                         dx.data_ptr(), dgamma.data_ptr(), dbeta.data_ptr(), stats.data_ptr(),
+                         partials.data_ptr(), *x.stride(), gamma.stride(0), *dy.stride(),
+                         *dx.stride(), dgamma.stride(0), dbeta.stride(0), rows, cols, chunks,
+                         eps, flags)
+    launch_1d(drv, "qopt_cuda_norm_bwd_dx_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,
+              THREADS, params, stream)
+    blocks = (cols + THREADS - 1) // THREADS
+    buf = ctypes.create_string_buffer(params)
+    args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
+    drv.check(drv.cu.cuLaunchKernel(
+        drv.function("qopt_cuda_norm_bwd_cols_f32"), ctypes.c_uint(blocks),
+        ctypes.c_uint(chunks), ctypes.c_uint(1), ctypes.c_uint(THREADS), ctypes.c_uint(1),
+        ctypes.c_uint(1), ctypes.c_uint(0), ctypes.c_void_p(stream), args, None),
+        "launch qopt_cuda_norm_bwd_cols_f32")
+    launch_1d(drv, "qopt_cuda_norm_bwd_sum_f32", blocks, THREADS, params, stream)
+
+
+def reference_backward(torch, x, gamma, dy, eps, layer):
+    """dx, dgamma, dbeta by torch's autograd in float64."""
+    xd = x.double().requires_grad_()
+    gd = gamma.double().requires_grad_()
+    bd = torch.zeros_like(gd, requires_grad=True)
+    if layer:
+        y = torch.nn.functional.layer_norm(xd, (x.shape[1],), gd, bd, eps)
+    else:
+        y = xd * torch.rsqrt((xd * xd).mean(dim=1, keepdim=True) + eps) * gd
+    dx, dg, db = torch.autograd.grad(y, (xd, gd, bd), dy.double(), allow_unused=True)
+    return dx, dg, (db if db is not None else dy.double().sum(dim=0))
 
 
 def main():
@@ -67,6 +110,29 @@ def main():
         results["tests"].append({"case": name, "error": err, "ok": ok})
         print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
 
+    scratch = torch.empty(1 << 24, device="cuda")
+    for rows, cols, layer, transposed in ((3, 1, False, False), (9, 31, True, True),
+                                          (150, 300, True, False), (130, 4096, False, True)):
+        x = torch.randn(rows, cols, device="cuda", generator=gen) + 2.0
+        dy = torch.randn(rows, cols, device="cuda", generator=gen)
+        dx = torch.full((rows, cols), float("nan"), device="cuda")
+        if transposed:
+            x, dy, dx = x.T.contiguous().T, dy.T.contiguous().T, dx.T.contiguous().T
+        gamma = torch.randn(cols, device="cuda", generator=gen)
+        dgamma = torch.full((cols,), float("nan"), device="cuda")
+        dbeta = torch.full((cols,), float("nan"), device="cuda")
+        launch_backward(drv, x, gamma, dy, dx, dgamma, dbeta, eps, layer, scratch, stream())
+        torch.cuda.synchronize()
+        want = reference_backward(torch, x, gamma, dy, eps, layer)
+        err = max(((got.double() - w).abs().max() / w.abs().max().clamp_min(1e-30)).item()
+                  for got, w in zip((dx, dgamma, dbeta), want))
+        ok = not math.isnan(err) and err <= 1e-4
+        failures += not ok
+        name = (f"backward {'layer' if layer else 'rms'} rows={rows} cols={cols} "
+                f"transposed={transposed}")
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+
     timed = timer(torch, args.reps)
     for cols, layer in ((4096, False), (768, True)):
         rows = 2048
@@ -85,6 +151,25 @@ def main():
         results["bench"].append(line)
         print(f"bench {line['kind']} {rows}x{cols}: {ours * 1e3:.3f} ms ({gbs / ours:.0f} GB/s); "
               f"torch f32 {peer * 1e3:.3f} ms (x{peer / ours:.2f})")
+    for cols, layer in ((4096, False), (768, True)):
+        rows = 2048
+        x = torch.randn(rows, cols, device="cuda")
+        dy, dx = torch.randn_like(x), torch.empty_like(x)
+        gamma = torch.randn(cols, device="cuda")
+        dgamma, dbeta = torch.empty_like(gamma), torch.empty_like(gamma)
+        ours = timed(lambda: launch_backward(drv, x, gamma, dy, dx, dgamma, dbeta, eps, layer,
+                                             scratch, stream()))
+        xr, gr = x.clone().requires_grad_(), gamma.clone().requires_grad_()
+        if layer:
+            y = torch.nn.functional.layer_norm(xr, (cols,), gr, None, eps)
+        else:
+            y = torch.nn.functional.rms_norm(xr, (cols,), gr, eps)
+        peer = timed(lambda: torch.autograd.grad(y, (xr, gr), dy, retain_graph=True))
+        line = {"kind": ("layer" if layer else "rms") + "-backward", "rows": rows,
+                "cols": cols, "ms": ours * 1e3, "torch_ms": peer * 1e3}
+        results["bench"].append(line)
+        print(f"bench {line['kind']} {rows}x{cols}: {ours * 1e3:.3f} ms; torch f32 autograd "
+              f"{peer * 1e3:.3f} ms (x{peer / ours:.2f})")
     return finish(args, results, failures, "norm")
 
 

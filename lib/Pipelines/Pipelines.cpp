@@ -513,11 +513,12 @@ LogicalResult mlir::qopt::compileModelForCPU(ModuleOp module,
     // tensor form, which is what the gradient rules cover), whose adapters
     // drop their inputs as PEFT's lora_dropout does in training.
     PassManager train(module.getContext());
-    // For the CUDA kernel library, attention stays whole: its gradient is
-    // the library's fused backward (qopt.attention_grad), which recomputes
-    // the probabilities instead of keeping them.
+    // For the CUDA kernel library, attention and the norms stay whole:
+    // their gradients are the library's fused backward kernels
+    // (qopt.attention_grad, which recomputes the probabilities instead of
+    // keeping them; qopt.norm_grad, a warp per row).
     LibraryLowering library;
-    library.keepAttention =
+    library.keepAttention = library.keepNorms =
         target.cuda.enabled && !target.cuda.kernelLibrary.empty();
     buildLowerToLinalgPipeline(train, /*trainingDropout=*/true, library);
     train.addPass(createQOptBuildTrainStepPass(options.trainStep));

@@ -635,6 +635,24 @@ LogicalResult Differentiator::visit(Operation *op, ArrayRef<Value> grads) {
     for (auto [operand, adjoint] : llvm::zip(operands, grad.getResults()))
       if (isActive(operand))
         accumulate(operand, adjoint);
+  } else if (isa<RMSNormOp, LayerNormOp>(op)) {
+    // Kept whole for a target with a fused backward (the CUDA library's,
+    // over the last axis): one op whose lowering is a warp per row.
+    auto layer = dyn_cast<LayerNormOp>(op);
+    auto rms = dyn_cast<RMSNormOp>(op);
+    Value x = op->getOperand(0), gamma = op->getOperand(1);
+    Value beta = layer ? layer.getBeta() : Value();
+    double eps = layer ? layer.getEpsilon().convertToDouble()
+                       : rms.getEpsilon().convertToDouble();
+    auto grad = NormGradOp::create(
+        b, loc, TypeRange{x.getType(), gamma.getType(), gamma.getType()}, x,
+        gamma, g, layer ? b.getUnitAttr() : UnitAttr(), b.getF64FloatAttr(eps));
+    if (isActive(x))
+      accumulate(x, grad.getInputGrad());
+    if (isActive(gamma))
+      accumulate(gamma, grad.getGammaGrad());
+    if (beta && isActive(beta))
+      accumulate(beta, grad.getBetaGrad());
   } else if (auto pad = dyn_cast<tensor::PadOp>(op)) {
     Value src = pad.getSource();
     Value padValue = pad.getConstantPaddingValue();

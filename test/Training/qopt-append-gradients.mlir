@@ -110,3 +110,31 @@ func.func @attention(%q: tensor<1x4x3x8xf32> {qopt.trainable, qopt.param = "q"},
   } -> tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// Norms kept whole (the CUDA target's train step) differentiate into one
+// qopt.norm_grad each with the forward's epsilon (and `layer`); gamma's
+// gradient is used where gamma is trainable, beta's where beta is.
+// CHECK-LABEL: func.func @norms
+// CHECK: %[[H:.*]] = qopt.rms_norm %arg0, %arg1 :
+// CHECK: qopt.layer_norm %[[H]], %arg1, %arg2 :
+// CHECK: %[[DH:.*]], %[[DG2:.*]], %[[DB:.*]] = qopt.norm_grad %[[H]], %arg1, %{{.*}} layer epsilon = 1.000000e-05
+// CHECK: %[[DX:.*]], %[[DG1:.*]], %{{.*}} = qopt.norm_grad %arg0, %arg1, %[[DH]] epsilon = 9.9999999999999995E-7
+// CHECK: %[[DG:.*]] = linalg.generic {{.*}} ins(%[[DG2]], %[[DG1]] :
+// CHECK: return %{{.*}}, %[[DX]], %[[DG]], %[[DB]] :
+func.func @norms(%x: tensor<3x8xf32> {qopt.trainable, qopt.param = "x"}, %g: tensor<8xf32> {qopt.trainable, qopt.param = "g"},
+                 %b: tensor<8xf32> {qopt.trainable, qopt.param = "b"}) -> tensor<f32> {
+  %h = qopt.rms_norm %x, %g : (tensor<3x8xf32>, tensor<8xf32>) -> tensor<3x8xf32>
+  %y = qopt.layer_norm %h, %g, %b : (tensor<3x8xf32>, tensor<8xf32>, tensor<8xf32>) -> tensor<3x8xf32>
+  %z = arith.constant 0.0 : f32
+  %e0 = tensor.empty() : tensor<f32>
+  %f0 = linalg.fill ins(%z : f32) outs(%e0 : tensor<f32>) -> tensor<f32>
+  %l = linalg.generic {indexing_maps = [affine_map<(a, b) -> (a, b)>, affine_map<(a, b) -> ()>],
+      iterator_types = ["reduction", "reduction"]} ins(%y : tensor<3x8xf32>) outs(%f0 : tensor<f32>) {
+  ^bb0(%a: f32, %o: f32):
+    %s = arith.addf %o, %a : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %l : tensor<f32>
+}

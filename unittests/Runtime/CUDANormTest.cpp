@@ -5,7 +5,8 @@
 // qopt_cuda_norm_emulated, which qoptc --cuda-emulate models call)
 // against the definitions in double: RMSNorm, LayerNorm with and without
 // beta, rows shorter and longer than a warp, strided (transposed) x and y,
-// strided gamma.
+// strided gamma. The backward (qopt_cuda_norm_emulated_backward) against
+// the chain rule in double, itself checked by central differences.
 //
 //===----------------------------------------------------------------------===//
 
@@ -19,6 +20,7 @@
 #include <vector>
 
 extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS);
+extern "C" void qopt_cuda_norm_emulated_backward(QOPT_NORM_BWD_PARAMS);
 
 namespace {
 
@@ -78,6 +80,180 @@ TEST(CUDANorm, EqualsTheDefinitionInDouble) {
         ASSERT_NEAR(y[size_t(r * s0 + k * s1)], expected, 2e-6 * magnitude)
             << "y[" << r << ", " << k << "]";
       }
+    }
+  }
+}
+
+/// The norm's gradients in double: dx for the loss Σ dy·y, and gamma's
+/// and beta's. (x, dy: [rows, cols] row-major.)
+struct Grads {
+  std::vector<double> dx, dgamma, dbeta;
+};
+Grads chainRule(const std::vector<double> &x, const std::vector<double> &gamma,
+                const std::vector<double> &dy, int64_t rows, int64_t cols,
+                bool layer, double eps) {
+  Grads out{std::vector<double>(x.size()), std::vector<double>(size_t(cols)),
+            std::vector<double>(size_t(cols))};
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *xr = x.data() + r * cols, *gr = dy.data() + r * cols;
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < cols; ++c)
+      mean += xr[c];
+    mean = layer ? mean / double(cols) : 0.0;
+    for (int64_t c = 0; c < cols; ++c)
+      var += (xr[c] - mean) * (xr[c] - mean);
+    double d = std::sqrt(var / double(cols) + eps), plain = 0, scaled = 0;
+    for (int64_t c = 0; c < cols; ++c) {
+      double g = gr[c] * gamma[size_t(c)], xhat = (xr[c] - mean) / d;
+      plain += g;
+      scaled += g * xhat;
+      out.dgamma[size_t(c)] += gr[c] * xhat;
+      out.dbeta[size_t(c)] += gr[c];
+    }
+    plain /= double(cols);
+    scaled /= double(cols);
+    for (int64_t c = 0; c < cols; ++c) {
+      double g = gr[c] * gamma[size_t(c)], xhat = (xr[c] - mean) / d;
+      out.dx[size_t(r * cols + c)] =
+          ((layer ? g - plain : g) - xhat * scaled) / d;
+    }
+  }
+  return out;
+}
+
+/// Σ dy·y in double (the loss whose gradient chainRule gives).
+double normLoss(const std::vector<double> &x, const std::vector<double> &gamma,
+                const std::vector<double> &dy, int64_t rows, int64_t cols,
+                bool layer, double eps) {
+  double loss = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const double *xr = x.data() + r * cols;
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < cols; ++c)
+      mean += xr[c];
+    mean = layer ? mean / double(cols) : 0.0;
+    for (int64_t c = 0; c < cols; ++c)
+      var += (xr[c] - mean) * (xr[c] - mean);
+    double d = std::sqrt(var / double(cols) + eps);
+    for (int64_t c = 0; c < cols; ++c)
+      loss += dy[size_t(r * cols + c)] * (xr[c] - mean) / d * gamma[size_t(c)];
+  }
+  return loss;
+}
+
+TEST(CUDANorm, ChainRuleReferenceMatchesFiniteDifferences) {
+  std::mt19937 rng(11);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const int64_t rows = 3, cols = 7;
+  for (bool layer : {false, true}) {
+    std::vector<double> x(size_t(rows * cols)), dy(x.size()),
+        gamma(static_cast<size_t>(cols));
+    for (double &v : x)
+      v = 1.0 + normal(rng);
+    for (double &v : dy)
+      v = normal(rng);
+    for (double &v : gamma)
+      v = normal(rng);
+    Grads g = chainRule(x, gamma, dy, rows, cols, layer, 1e-5);
+    const double h = 1e-6;
+    for (size_t i = 0; i < x.size(); ++i) {
+      std::vector<double> up = x, down = x;
+      up[i] += h;
+      down[i] -= h;
+      double fd = (normLoss(up, gamma, dy, rows, cols, layer, 1e-5) -
+                   normLoss(down, gamma, dy, rows, cols, layer, 1e-5)) /
+                  (2 * h);
+      ASSERT_NEAR(g.dx[i], fd, 1e-6 * (1 + std::fabs(fd))) << "dx " << i;
+    }
+    for (size_t c = 0; c < gamma.size(); ++c) {
+      std::vector<double> up = gamma, down = gamma;
+      up[c] += h;
+      down[c] -= h;
+      double fd = (normLoss(x, up, dy, rows, cols, layer, 1e-5) -
+                   normLoss(x, down, dy, rows, cols, layer, 1e-5)) /
+                  (2 * h);
+      ASSERT_NEAR(g.dgamma[c], fd, 1e-6 * (1 + std::fabs(fd))) << "dg " << c;
+    }
+  }
+}
+
+TEST(CUDANorm, BackwardEqualsTheChainRuleInDouble) {
+  struct Case {
+    int64_t rows, cols;
+    int flags;
+    bool transposed;
+  };
+  using qopt_cuda::kNormBetaGrad;
+  using qopt_cuda::kNormGammaGrad;
+  using qopt_cuda::kNormLayer;
+  const Case cases[] = {
+      {3, 1, kNormGammaGrad, false},
+      {9, 31, kNormLayer, true},
+      {5, 33, kNormGammaGrad, true},
+      {2, 4096, kNormLayer | kNormGammaGrad | kNormBetaGrad, false},
+      // Past a chunk of 64 rows and a block of 256 columns.
+      {150, 300, kNormLayer | kNormGammaGrad | kNormBetaGrad, true},
+      {130, 96, kNormBetaGrad, false}};
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (const Case &c : cases) {
+    SCOPED_TRACE(testing::Message() << "rows=" << c.rows << " cols=" << c.cols
+                                    << " flags=" << c.flags);
+    size_t n = size_t(c.rows * c.cols);
+    std::vector<float> x(n), dy(n), dx(n, nan), gamma(size_t(2 * c.cols)),
+        dgamma(size_t(c.cols), nan), dbeta(size_t(3 * c.cols), nan);
+    for (float &v : x)
+      v = 2.0f + normal(rng);
+    for (float &v : dy)
+      v = normal(rng);
+    for (float &v : gamma)
+      v = normal(rng);
+    int64_t s0 = c.transposed ? 1 : c.cols, s1 = c.transposed ? c.rows : 1;
+    const double eps = 1e-5;
+    // gamma read with stride 2, beta's gradient written with stride 3.
+    qopt_cuda_norm_emulated_backward(
+        c.flags, eps, nullptr, x.data(), 0, c.rows, c.cols, s0, s1, nullptr,
+        gamma.data(), 0, c.cols, 2, nullptr, dy.data(), 0, c.rows, c.cols, s0,
+        s1, nullptr, dx.data(), 0, c.rows, c.cols, s0, s1, nullptr,
+        dgamma.data(), 0, c.cols, 1, nullptr, dbeta.data(), 0, c.cols, 3);
+    std::vector<double> xd(n), dyd(n), gd(size_t(c.cols));
+    for (int64_t r = 0; r < c.rows; ++r)
+      for (int64_t k = 0; k < c.cols; ++k) {
+        xd[size_t(r * c.cols + k)] = x[size_t(r * s0 + k * s1)];
+        dyd[size_t(r * c.cols + k)] = dy[size_t(r * s0 + k * s1)];
+      }
+    for (int64_t k = 0; k < c.cols; ++k)
+      gd[size_t(k)] = gamma[size_t(2 * k)];
+    bool layer = c.flags & kNormLayer;
+    Grads want = chainRule(xd, gd, dyd, c.rows, c.cols, layer, eps);
+    // Per row, the terms' magnitudes: |dy·gamma| / d, a few ulps each.
+    for (int64_t r = 0; r < c.rows; ++r) {
+      double scale = 0;
+      for (int64_t k = 0; k < c.cols; ++k)
+        scale = std::max(
+            scale, std::fabs(dyd[size_t(r * c.cols + k)] * gd[size_t(k)]));
+      for (int64_t k = 0; k < c.cols; ++k)
+        ASSERT_NEAR(dx[size_t(r * s0 + k * s1)],
+                    want.dx[size_t(r * c.cols + k)], 2e-5 * scale)
+            << "dx[" << r << ", " << k << "]";
+    }
+    for (int64_t k = 0; k < c.cols; ++k) {
+      double magnitude = 0, beta = 0;
+      for (int64_t r = 0; r < c.rows; ++r) {
+        magnitude += std::fabs(dyd[size_t(r * c.cols + k)]) * 4.0;
+        beta += std::fabs(dyd[size_t(r * c.cols + k)]);
+      }
+      if (c.flags & kNormGammaGrad)
+        ASSERT_NEAR(dgamma[size_t(k)], want.dgamma[size_t(k)], 1e-5 * magnitude)
+            << "dgamma[" << k << "]";
+      else
+        ASSERT_TRUE(std::isnan(dgamma[size_t(k)])) << "dgamma written";
+      if (c.flags & kNormBetaGrad)
+        ASSERT_NEAR(dbeta[size_t(3 * k)], want.dbeta[size_t(k)], 1e-5 * beta)
+            << "dbeta[" << k << "]";
+      else
+        ASSERT_TRUE(std::isnan(dbeta[size_t(3 * k)])) << "dbeta written";
     }
   }
 }

@@ -43,8 +43,9 @@ struct Case {
   bool zp;
   int bits;
   int64_t batch, m, n, k, group;
-  bool foldable;  // the batches' rows of x and y continue (fold into M)
-  bool overwrite; // flag 16: y = …
+  bool foldable;          // the batches' rows of x and y continue (fold into M)
+  bool overwrite;         // flag 16: y = …
+  bool perTensor = false; // one scale for every row (row stride 0)
 };
 
 class W8A8 : public testing::TestWithParam<Case> {};
@@ -63,6 +64,7 @@ TEST_P(W8A8, EqualsTheDefinition) {
   std::vector<uint8_t> codes(size_t(c.n * rowBytes));
   for (uint8_t &b : codes)
     b = uint8_t(rng());
+  int64_t scaleRow = c.perTensor ? 0 : groups;
   std::vector<float> scales(size_t(c.n * groups));
   for (float &s : scales)
     s = 0.01f + 0.02f * std::fabs(normal(rng));
@@ -94,7 +96,7 @@ TEST_P(W8A8, EqualsTheDefinition) {
   qopt_cuda_qlinear_emulated(
       c.format, c.group, flags, 1, c.batch, c.m, c.n, c.k, ptr(x.data()), 0, 0,
       xBatch, c.k, 1, ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
-      groups, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0,
+      scaleRow, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0,
       yBatch, c.n, 1, 0, 0, 0, 0, 0, 0, 0, 0);
 
   double qmax = double((1 << (c.bits - 1)) - 1);
@@ -138,7 +140,7 @@ TEST_P(W8A8, EqualsTheDefinition) {
             dot += int64_t(q[size_t(kk)]) * (w - zero);
             size += std::abs(q[size_t(kk)] * (w - zero));
           }
-          double scale = scales[size_t(col * groups + g)];
+          double scale = scales[size_t(col * scaleRow + g)];
           sum += double(dot) * scale;
           magnitude += double(size) * scale;
         }
@@ -163,7 +165,7 @@ TEST_P(W8A8, EqualsTheDefinition) {
   qopt_kernel_qlinear(c.format, c.group, flags & ~int64_t(16), 1, c.batch, c.m,
                       c.n, c.k, ptr(x.data()), 0, 0, xBatch, c.k, 1,
                       ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
-                      groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
+                      scaleRow, c.zp ? ptr(zps.data()) : 0, 0, groups,
                       ptr(cpu.data()), 0, 0, yBatch, c.n, 1);
   if (!c.overwrite)
     for (size_t e = 0; e < y.size(); ++e) {
@@ -192,8 +194,35 @@ INSTANTIATE_TEST_SUITE_P(CUDAW8A8, W8A8,
                              Case{0, true, 8, 1, 17, 64, 128, 64, true, true},
                              Case{1, true, 4, 2, 9, 70, 64, 32, false, false},
                              Case{1, false, 8, 1, 2, 31, 160, 32, true, false},
-                             Case{0, false, 4, 1, 66, 20, 64, 64, true,
-                                  false}));
+                             Case{0, false, 4, 1, 66, 20, 64, 64, true, false},
+                             // K not a multiple of the group (a short last
+                             // group); one scale for the whole tensor.
+                             Case{2, false, 8, 1, 5, 40, 96, 64, true, false},
+                             Case{2, false, 8, 2, 20, 70, 64, 64, true, true,
+                                  true}));
+
+/// More tile rows than a grid takes: the GEMM's launches continue where
+/// the previous grid stopped (yBase); the rows' quantization is one grid.
+TEST(CUDAW8A8Plan, SplitsGridsOfMoreThan65535TileRows) {
+  const int64_t m = 65535 * 64 + 70, n = 64, k = 32;
+  std::vector<std::pair<unsigned, uint32_t>> gemms;
+  int quants = 0;
+  const char *error = qopt_cuda::planW8A8(
+      /*aligned=*/true, 2, 32, 4 | (8 << 8), 1, 1, m, n, k, 64, 0, 0, 0, k, 1,
+      256, 0, k, 512, 0, 1, 0, 0, 0, 1024, 0, 0, 0, n, 1,
+      reinterpret_cast<void *>(uintptr_t(4096)),
+      [&](const qopt_cuda::W8A8Launch &l) {
+        if (l.gemm)
+          gemms.push_back({l.gridY, l.p.yBase});
+        else
+          quants += l.gridX == unsigned((m + 7) / 8) && l.gridY == 1;
+      });
+  ASSERT_EQ(error, nullptr);
+  EXPECT_EQ(quants, 1);
+  ASSERT_EQ(gemms.size(), 2u);
+  EXPECT_EQ(gemms[0], std::make_pair(65535u, 0u));
+  EXPECT_EQ(gemms[1], std::make_pair(2u, 65535u));
+}
 
 TEST(CUDAW8A8Plan, RefusesWhatDoesNotFitInt8) {
   using qopt_cuda::w8a8Refusal;
@@ -207,6 +236,9 @@ TEST(CUDAW8A8Plan, RefusesWhatDoesNotFitInt8) {
   EXPECT_NE(w8a8Refusal(2, 32, tokens8, 64, 48, 1, 1), nullptr);
   EXPECT_NE(w8a8Refusal(2, 32, tokens8, 64, 64, 2, 1), nullptr);
   EXPECT_NE(w8a8Refusal(2, 32, tokens8 | 8, 64, 64, 1, 1), nullptr);
+  // int32 sums of a group of more than 131072 codes could overflow.
+  EXPECT_NE(w8a8Refusal(2, 1 << 18, tokens8, 64, 1 << 18, 1, 1), nullptr);
+  EXPECT_EQ(w8a8Refusal(2, 4096, tokens8, 64, 1 << 18, 1, 1), nullptr);
 }
 
 } // namespace

@@ -186,11 +186,11 @@ static MemRefType anyStridedMemRef(MLIRContext *ctx, int64_t rank,
 }
 
 /// What convert-qopt-to-linalg's kernel-library options ask for (the
-/// entries' names, empty: linalg; keep-attention), and the number the next
-/// library read gets (libraryRead).
+/// entries' names, empty: linalg; keep-attention, keep-norms), and the number
+/// the next library read gets (libraryRead).
 struct LibraryCalls {
   std::string attention, hadamard, norm;
-  bool keepAttention = false;
+  bool keepAttention = false, keepNorms = false;
   int64_t nextRead = 0;
 };
 
@@ -276,6 +276,48 @@ static Value libraryResult(PatternRewriter &rewriter, Location loc,
       /*restrict=*/true, /*writable=*/false);
 }
 
+/// `x` viewed as [rows, D] (its last axis D; the leading dimensions as
+/// one: a vector is one row).
+static Value toRows(PatternRewriter &rewriter, Location loc, Value x) {
+  auto type = cast<RankedTensorType>(x.getType());
+  int64_t rank = type.getRank();
+  Type element = type.getElementType();
+  if (rank == 1)
+    return tensor::ExpandShapeOp::create(
+        rewriter, loc, RankedTensorType::get({1, type.getDimSize(0)}, element),
+        x, ArrayRef<ReassociationIndices>{{0, 1}},
+        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(1),
+                               tensor::getMixedSizes(rewriter, loc, x)[0]});
+  if (rank == 2)
+    return x;
+  SmallVector<ReassociationIndices> groups(2);
+  for (int64_t d = 0; d + 1 < rank; ++d)
+    groups[0].push_back(d);
+  groups[1].push_back(rank - 1);
+  return tensor::CollapseShapeOp::create(rewriter, loc, x, groups);
+}
+
+/// `rows` ([rows, D], as toRows made it from `like`) back in `like`'s shape.
+static Value fromRows(PatternRewriter &rewriter, Location loc, Value rows,
+                      Value like) {
+  auto type = cast<RankedTensorType>(like.getType());
+  int64_t rank = type.getRank();
+  if (rank == 1)
+    return tensor::CollapseShapeOp::create(
+        rewriter, loc, type, rows, ArrayRef<ReassociationIndices>{{0, 1}});
+  if (rank == 2)
+    return rows;
+  // Through tensor.reshape: LLVM 22's expand-strided-metadata cannot lower a
+  // memref.expand_shape whose group has several dynamic sizes ([batch,
+  // seq]).
+  SmallVector<Value> sizes;
+  for (OpFoldResult size : tensor::getMixedSizes(rewriter, loc, like))
+    sizes.push_back(getValueOrCreateConstantIndexOp(rewriter, loc, size));
+  return tensor::ReshapeOp::create(
+      rewriter, loc, type, rows,
+      tensor::FromElementsOp::create(rewriter, loc, sizes));
+}
+
 /// One call of `library` that maps the rows of x (its last axis; the
 /// leading dimensions as one) to the rows of a fresh output of x's shape:
 /// `scalars`, then x viewed as [rows, D], `vectors` (rank 1) and the output
@@ -285,46 +327,17 @@ static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
                                 ArrayRef<Value> scalars,
                                 ArrayRef<Value> vectors) {
   Location loc = op->getLoc();
-  auto type = cast<RankedTensorType>(x.getType());
-  int64_t rank = type.getRank();
-  Type element = type.getElementType();
-  SmallVector<ReassociationIndices> groups(2);
-  for (int64_t d = 0; d + 1 < rank; ++d)
-    groups[0].push_back(d);
-  groups[1].push_back(rank - 1);
-  Value x2 = x;
-  if (rank == 1)
-    x2 = tensor::ExpandShapeOp::create(
-        rewriter, loc, RankedTensorType::get({1, type.getDimSize(0)}, element),
-        x, ArrayRef<ReassociationIndices>{{0, 1}},
-        ArrayRef<OpFoldResult>{rewriter.getIndexAttr(1),
-                               tensor::getMixedSizes(rewriter, loc, x)[0]});
-  else if (rank > 2)
-    x2 = tensor::CollapseShapeOp::create(rewriter, loc, x, groups);
-  Value y = libraryOutput(rewriter, loc,
-                          cast<RankedTensorType>(x2.getType()).getShape(),
-                          element, {{x2, 0}, {x2, 1}});
+  Value x2 = toRows(rewriter, loc, x);
+  Value y = libraryOutput(
+      rewriter, loc, cast<RankedTensorType>(x2.getType()).getShape(),
+      cast<RankedTensorType>(x.getType()).getElementType(), {{x2, 0}, {x2, 1}});
   SmallVector<Value> args(scalars);
   args.push_back(libraryRead(rewriter, op, calls, x2));
   for (Value v : vectors)
     args.push_back(libraryRead(rewriter, op, calls, v));
   args.push_back(libraryArg(rewriter, loc, y));
   callLibrary(rewriter, op, library, args);
-  Value result = libraryResult(rewriter, loc, y);
-  if (rank == 1)
-    return tensor::CollapseShapeOp::create(
-        rewriter, loc, type, result, ArrayRef<ReassociationIndices>{{0, 1}});
-  if (rank == 2)
-    return result;
-  // Back to x's shape through tensor.reshape: LLVM 22's
-  // expand-strided-metadata cannot lower a memref.expand_shape whose group
-  // has several dynamic sizes ([batch, seq]).
-  SmallVector<Value> sizes;
-  for (OpFoldResult size : tensor::getMixedSizes(rewriter, loc, x))
-    sizes.push_back(getValueOrCreateConstantIndexOp(rewriter, loc, size));
-  return tensor::ReshapeOp::create(
-      rewriter, loc, type, result,
-      tensor::FromElementsOp::create(rewriter, loc, sizes));
+  return fromRows(rewriter, loc, libraryResult(rewriter, loc, y), x);
 }
 
 /// RMSNorm / LayerNorm over the last axis of f32 data as one call of the
@@ -332,15 +345,22 @@ static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
 /// (NormTile.h's: LayerNorm 1, beta 2) as i64 and epsilon as f64, then x
 /// as [rows, D], gamma, beta (gamma where there is none) and a fresh y.
 /// Null where the kernel does not take the op.
-static Value normCall(PatternRewriter &rewriter, Operation *op,
-                      LibraryCalls &calls, Value x, int64_t axis, Value gamma,
-                      Value beta, double eps, bool layer) {
+/// Whether the library's norm kernels take a norm of `x` over `axis` (f32
+/// data over the last axis, gamma 1-D).
+static bool normLibraryTakes(Value x, int64_t axis, Value gamma, Value beta) {
   auto type = cast<RankedTensorType>(x.getType());
   auto isF32 = [](Value v) {
     return cast<RankedTensorType>(v.getType()).getElementType().isF32();
   };
-  if (axis != type.getRank() - 1 || !isF32(x) || !isF32(gamma) ||
-      (beta && !isF32(beta)))
+  return axis == type.getRank() - 1 && isF32(x) && isF32(gamma) &&
+         cast<RankedTensorType>(gamma.getType()).getRank() == 1 &&
+         (!beta || isF32(beta));
+}
+
+static Value normCall(PatternRewriter &rewriter, Operation *op,
+                      LibraryCalls &calls, Value x, int64_t axis, Value gamma,
+                      Value beta, double eps, bool layer) {
+  if (!normLibraryTakes(x, axis, gamma, beta))
     return nullptr;
   Location loc = op->getLoc();
   Value scalars[] = {arith::ConstantIntOp::create(
@@ -361,6 +381,8 @@ struct LowerRMSNorm : LibraryPattern<RMSNormOp> {
     int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()),
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
+    if (calls.keepNorms && normLibraryTakes(x, axis, op.getGamma(), Value()))
+      return rewriter.notifyMatchFailure(op, "kept for the library");
     checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
     if (!calls.norm.empty())
       if (Value y = normCall(rewriter, op, calls, x, axis, op.getGamma(),
@@ -385,6 +407,54 @@ struct LowerRMSNorm : LibraryPattern<RMSNormOp> {
   }
 };
 
+/// qopt.norm_grad as one call of `<norm-library>_backward`: flags
+/// (LayerNorm 1, gamma's gradient wanted 4, beta's 8) and epsilon (f64),
+/// then x and dy viewed as [rows, D], gamma, and fresh dx ([rows, D]),
+/// gamma's and beta's gradients ([D]) as strided memrefs. No linalg form
+/// (whyNotLowered).
+struct LowerNormGrad : LibraryPattern<NormGradOp> {
+  using LibraryPattern::LibraryPattern;
+  LogicalResult matchAndRewrite(NormGradOp op,
+                                PatternRewriter &rewriter) const override {
+    Location loc = op.getLoc();
+    Value x = op.getInput(), gamma = op.getGamma(), dy = op.getOutputGrad();
+    int64_t rank = op.getInput().getType().getRank();
+    if (calls.norm.empty() || !normLibraryTakes(x, rank - 1, gamma, Value()))
+      return rewriter.notifyMatchFailure(op, "no library for it");
+    checkNormalizedSizes(rewriter, op, x, rank - 1, gamma, "scale");
+    Type f32 = rewriter.getF32Type();
+    int64_t flags = (op.getLayer() ? 1 : 0) |
+                    (op.getGammaGrad().use_empty() ? 0 : 4) |
+                    (op.getBetaGrad().use_empty() ? 0 : 8);
+    Value x2 = toRows(rewriter, loc, x), dy2 = toRows(rewriter, loc, dy);
+    auto rowsType = cast<RankedTensorType>(x2.getType());
+    int64_t d = cast<RankedTensorType>(gamma.getType()).getDimSize(0);
+    Value dx = libraryOutput(rewriter, loc, rowsType.getShape(), f32,
+                             {{x2, 0}, {x2, 1}});
+    Value dg = libraryOutput(rewriter, loc, {d}, f32, {{gamma, 0}});
+    Value db = libraryOutput(rewriter, loc, {d}, f32, {{gamma, 0}});
+    Value args[] = {arith::ConstantIntOp::create(rewriter, loc, flags, 64),
+                    arith::ConstantFloatOp::create(
+                        rewriter, loc, rewriter.getF64Type(), op.getEpsilon()),
+                    libraryRead(rewriter, op, calls, x2),
+                    libraryRead(rewriter, op, calls, gamma),
+                    libraryRead(rewriter, op, calls, dy2),
+                    libraryArg(rewriter, loc, dx),
+                    libraryArg(rewriter, loc, dg),
+                    libraryArg(rewriter, loc, db)};
+    callLibrary(rewriter, op, calls.norm + "_backward", args);
+    Value results[] = {
+        fromRows(rewriter, loc, libraryResult(rewriter, loc, dx), x),
+        libraryResult(rewriter, loc, dg), libraryResult(rewriter, loc, db)};
+    for (unsigned i = 0; i < 3; ++i)
+      if (results[i].getType() != op->getResult(i).getType())
+        results[i] = tensor::CastOp::create(
+            rewriter, loc, op->getResult(i).getType(), results[i]);
+    rewriter.replaceOp(op, results);
+    return success();
+  }
+};
+
 struct LowerLayerNorm : LibraryPattern<LayerNormOp> {
   using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(LayerNormOp op,
@@ -394,6 +464,9 @@ struct LowerLayerNorm : LibraryPattern<LayerNormOp> {
     int64_t axis = normalizedAxis(static_cast<int64_t>(op.getAxis()),
                                   op.getInput().getType().getRank());
     double eps = op.getEpsilon().convertToDouble();
+    if (calls.keepNorms &&
+        normLibraryTakes(x, axis, op.getGamma(), op.getBeta()))
+      return rewriter.notifyMatchFailure(op, "kept for the library");
     checkNormalizedSizes(rewriter, op, x, axis, op.getGamma(), "scale");
     checkNormalizedSizes(rewriter, op, x, axis, op.getBeta(), "bias");
     if (!calls.norm.empty())
@@ -3143,6 +3216,12 @@ std::string whyNotLowered(Operation *op) {
       .Case<FakeQuantOp, LSQOp>([](Operation *) {
         return std::string("per_block granularity needs static shapes");
       })
+      .Case([](NormGradOp) {
+        return std::string(
+            "it has only a kernel library's form (norm-library, for f32 "
+            "data); elsewhere norms are differentiated in their linalg "
+            "form");
+      })
       .Case([](AttentionGradOp) {
         return std::string(
             "it has only a kernel library's form (attention-library, for f32 "
@@ -3198,13 +3277,13 @@ struct ConvertQOptToLinalgPass
     patterns.add<LowerLoRA>(ctx, &dropoutStreams);
     // Kernel-library calls; reads numbered past any already in the module.
     LibraryCalls calls{attentionLibrary, hadamardLibrary, normLibrary,
-                       keepAttention};
+                       keepAttention, keepNorms};
     module.walk([&](bufferization::ToBufferOp read) {
       if (auto n = read->getAttrOfType<IntegerAttr>("qopt.read"))
         calls.nextRead = std::max(calls.nextRead, n.getInt() + 1);
     });
     patterns.add<LowerAttention, LowerAttentionGrad, LowerHadamard,
-                 LowerRMSNorm, LowerLayerNorm>(ctx, calls);
+                 LowerRMSNorm, LowerLayerNorm, LowerNormGrad>(ctx, calls);
     patterns
         .add<LowerLinear, LowerSmooth, LowerFakeQuant<FakeQuantOp>,
              LowerFakeQuant<LSQOp>, LowerQuantize, LowerDequantize, LowerGelu,
@@ -3223,7 +3302,8 @@ struct ConvertQOptToLinalgPass
     module.walk([&](Operation *op) {
       if (!isa_and_nonnull<QOptDialect>(op->getDialect()) ||
           staysAfterLowering(op) || isa<AssembleOp, DisassembleOp>(op) ||
-          (keepAttention && isa<AttentionOp>(op)))
+          (keepAttention && isa<AttentionOp>(op)) ||
+          (keepNorms && isa<RMSNormOp, LayerNormOp>(op)))
         return;
       std::string why = whyNotLowered(op);
       InFlightDiagnostic diag = op->emitError()
@@ -3246,6 +3326,8 @@ struct ConvertQOptToLinalgPass
     target.addLegalOp<ParamOp, LoadParamOp, StoreParamOp, RandomKeyOp>();
     if (keepAttention)
       target.addLegalOp<AttentionOp>();
+    if (keepNorms)
+      target.addLegalOp<RMSNormOp, LayerNormOp>();
     if (failed(applyPartialConversion(module, target, std::move(decompose))))
       signalPassFailure();
   }

@@ -427,11 +427,17 @@ static void launchW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t oz, int64_t sz, int64_t pc, int64_t oc,
                        int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
   State &s = state();
+  // (The refusal first: an out-of-memory stop would hide it.)
+  if (const char *error =
+          qopt_cuda::w8a8Refusal(format, group, flags, n, k, sak, scn))
+    stop(std::string("internal: the CUDA W8A8 product cannot take this "
+                     "call: ") +
+         error);
   void *scratch = poolAlloc(256, qopt_cuda::w8a8ScratchBytes(o0, o1, m, k));
   const char *error = qopt_cuda::planW8A8(
-      format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pw, ow,
-      sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn, scratch,
-      [&](const qopt_cuda::W8A8Launch &l) {
+      /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
+      sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
+      scratch, [&](const qopt_cuda::W8A8Launch &l) {
         const char *name = qopt_cuda::w8a8Name(l);
         CUfunction fn = libraryFunction(name);
         qopt_cuda::W8A8Launch copy = l;
@@ -470,6 +476,8 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t qblock, int64_t qoffset, int64_t ptab,
                        int64_t otab) {
   if (flags & qopt_cuda::kQLinearPerToken) {
+    if (pq)
+      stop("internal: the CUDA W8A8 product cannot take nested scales");
     launchW8A8(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
                scn);
@@ -611,6 +619,41 @@ void qopt_cuda_norm(QOPT_NORM_PARAMS) {
   qopt_cuda::planNorm(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW1(b),
                       QOPT_VIEW2(y), p, blocks);
   launchRows("qopt_cuda_norm_f32", blocks, qopt_cuda::kNormThreads, &p);
+}
+
+/// qopt.norm_grad over the last axis (flags: NormTile.h's; then x [rows,
+/// cols], gamma, dy, dx and gamma's and beta's gradients as MLIR memrefs):
+/// Norm.cu's backward, dx a warp per row, then (where gamma's or beta's
+/// gradient is wanted) the column sums over chunks of rows and over the
+/// chunks, queued in stream order; the rows' statistics and the chunks'
+/// sums in a pool buffer freed once they are queued.
+void qopt_cuda_norm_backward(QOPT_NORM_BWD_PARAMS) {
+  qopt_cuda::NormBwdParams p;
+  int64_t scratch = 0, rowBlocks = 0, columnBlocks = 0;
+  qopt_cuda::planNormBackward(
+      flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW2(dy), QOPT_VIEW2(dx),
+      QOPT_VIEW1(dg), QOPT_VIEW1(db), p, scratch, rowBlocks, columnBlocks);
+  if (rowBlocks == 0)
+    return;
+  if (p.chunks > 65535)
+    stop("qopt_cuda_norm_backward: " + std::to_string(p.rows) +
+         " rows, more than the column sums' grid takes");
+  void *buffer = poolAlloc(256, size_t(scratch) * sizeof(float));
+  qopt_cuda::setNormScratch(p, static_cast<float *>(buffer));
+  launchRows("qopt_cuda_norm_bwd_dx_f32", rowBlocks, qopt_cuda::kNormThreads,
+             &p);
+  if (columnBlocks) {
+    State &s = state();
+    CUfunction fn = libraryFunction("qopt_cuda_norm_bwd_cols_f32");
+    void *params[] = {&p};
+    if (CUresult rc = s.cu.cuLaunchKernel(
+            fn, unsigned(columnBlocks), unsigned(p.chunks), 1,
+            qopt_cuda::kNormThreads, 1, 1, 0, s.stream, params, nullptr))
+      stop("cannot launch qopt_cuda_norm_bwd_cols_f32: " + errorText(rc));
+    launchRows("qopt_cuda_norm_bwd_sum_f32", columnBlocks,
+               qopt_cuda::kNormThreads, &p);
+  }
+  poolFree(buffer);
 }
 
 //===-- What the runtime calls (qopt_model_load / run) -------------------===//

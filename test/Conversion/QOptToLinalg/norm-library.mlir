@@ -56,3 +56,26 @@ func.func @stays(%x: tensor<2x4x8xf32>, %g: tensor<4x8xf32>, %h: tensor<2x8xbf16
   %1 = qopt.rms_norm %h, %gh : (tensor<2x8xbf16>, tensor<8xbf16>) -> tensor<2x8xbf16>
   return %0, %1 : tensor<2x4x8xf32>, tensor<2x8xbf16>
 }
+
+// -----
+
+// qopt.norm_grad: one call of `<norm-library>_backward`: flags (LayerNorm
+// 1, gamma's gradient wanted 4, beta's 8: here only gamma's is used),
+// epsilon, then x and dy as [rows, D], gamma, and fresh dx, gamma's and
+// beta's gradients; dx back in x's shape.
+// CHECK-LABEL: func.func @backward
+// CHECK-DAG: %[[FLAGS:.*]] = arith.constant 5 : i64
+// CHECK: %[[X:.*]] = tensor.collapse_shape %arg0
+// CHECK: %[[DY:.*]] = tensor.collapse_shape %arg2
+// CHECK: %[[DX:.*]] = memref.alloc(%{{.*}}) : memref<?x64xf32>
+// CHECK: %[[DG:.*]] = memref.alloc() : memref<64xf32>
+// CHECK: %[[DB:.*]] = memref.alloc() : memref<64xf32>
+// CHECK: bufferization.to_buffer %[[X]] read_only
+// CHECK: bufferization.to_buffer %arg1 read_only
+// CHECK: bufferization.to_buffer %[[DY]] read_only
+// CHECK: call @norm_backward(%[[FLAGS]], %{{.*}}) : (i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>) -> ()
+// CHECK: tensor.reshape
+func.func @backward(%x: tensor<2x?x64xf32>, %g: tensor<64xf32>, %dy: tensor<2x?x64xf32>) -> (tensor<2x?x64xf32>, tensor<64xf32>) {
+  %dx, %dg, %db = qopt.norm_grad %x, %g, %dy layer epsilon = 1.0e-05 : (tensor<2x?x64xf32>, tensor<64xf32>, tensor<2x?x64xf32>) -> (tensor<2x?x64xf32>, tensor<64xf32>, tensor<64xf32>)
+  return %dx, %dg : tensor<2x?x64xf32>, tensor<64xf32>
+}

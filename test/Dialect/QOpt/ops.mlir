@@ -295,3 +295,12 @@ func.func @rotary_residual(%q: tensor<?x4x?x8xf32>, %c: tensor<?x1x?x8xf32>, %s:
   %2 = qopt.residual_add %h, %o module "model.layers.0.self_attn.o_proj" : tensor<?x?x32xf32>
   return %0, %1, %2 : tensor<?x4x?x8xf32>, tensor<?x4x?x8xf32>, tensor<?x?x32xf32>
 }
+
+// CHECK-LABEL: func.func @norm_grad
+func.func @norm_grad(%x: tensor<?x?x64xf32>, %g: tensor<64xf32>, %dy: tensor<?x?x64xf32>) -> (tensor<?x?x64xf32>, tensor<64xf32>) {
+  // CHECK: qopt.norm_grad %{{.*}}, %{{.*}}, %{{.*}} layer epsilon = 1.000000e-05 : (tensor<?x?x64xf32>, tensor<64xf32>, tensor<?x?x64xf32>) -> (tensor<?x?x64xf32>, tensor<64xf32>, tensor<64xf32>)
+  %dx, %dg, %db = qopt.norm_grad %x, %g, %dy layer epsilon = 1.0e-05 : (tensor<?x?x64xf32>, tensor<64xf32>, tensor<?x?x64xf32>) -> (tensor<?x?x64xf32>, tensor<64xf32>, tensor<64xf32>)
+  // CHECK: qopt.norm_grad %{{.*}}, %{{.*}}, %{{.*}} epsilon = 9.9999999999999995E-7
+  %dx2, %dg2, %db2 = qopt.norm_grad %x, %g, %dy epsilon = 1.0e-06 : (tensor<?x?x64xf32>, tensor<64xf32>, tensor<?x?x64xf32>) -> (tensor<?x?x64xf32>, tensor<64xf32>, tensor<64xf32>)
+  return %dx, %dg2 : tensor<?x?x64xf32>, tensor<64xf32>
+}

@@ -77,6 +77,12 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "qopt.attention_grad, and qopt-cuda-codegen lowers both to "
            "library calls, so no [B, H, S, L] probabilities are stored for "
            "the backward)">,
+    Option<"keepNorms", "keep-norms", "bool", /*default=*/"false",
+           "Leave each qopt.rms_norm / qopt.layer_norm that norm-library's "
+           "kernel would take (f32, over the last axis) as it is "
+           "(qoptc's train step for the CUDA target: qopt-build-train-step "
+           "then differentiates it whole into qopt.norm_grad, and "
+           "qopt-cuda-codegen lowers both to library calls)">,
     Option<"hadamardLibrary", "hadamard-library", "std::string",
            /*default=*/"\"\"",
            "Lower each f32 qopt.hadamard over the last axis (of a static "
@@ -91,7 +97,10 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "1, beta 2) and epsilon (f64), then the input viewed as [rows, "
            "D], gamma, beta (gamma where there is none) and the output as "
            "strided memrefs. The CUDA target sets it (qopt_cuda_norm, a warp "
-           "per row)">
+           "per row). qopt.norm_grad becomes a call of `<name>_backward`: "
+           "flags (LayerNorm 1, gamma's gradient wanted 4, beta's 8) and "
+           "epsilon, then the input and the output's gradient viewed as "
+           "[rows, D], gamma, and the input's, gamma's and beta's gradients">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",

@@ -55,6 +55,7 @@ struct LibraryLowering {
   std::string hadamard;  // hadamard-library
   std::string norm;      // norm-library
   bool keepAttention = false;
+  bool keepNorms = false;
 };
 void buildLowerToLinalgPipeline(OpPassManager &pm, bool trainingDropout = false,
                                 const LibraryLowering &library = {});

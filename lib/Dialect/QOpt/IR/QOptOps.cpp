@@ -378,6 +378,21 @@ LogicalResult AttentionGradOp::verify() {
   return success();
 }
 
+LogicalResult NormGradOp::verify() {
+  auto x = cast<RankedTensorType>(getInput().getType());
+  auto gamma = cast<RankedTensorType>(getGamma().getType());
+  if (x.getRank() < 1 || gamma.getRank() != 1)
+    return emitOpError() << "input must have a rank and gamma be 1-D";
+  if (x.getElementType() != gamma.getElementType())
+    return emitOpError() << "input and gamma must have one element type";
+  if (!dimsCompatible(x.getDimSize(x.getRank() - 1), gamma.getDimSize(0)))
+    return emitOpError() << "gamma must have the size of the input's last "
+                            "axis: "
+                         << gamma.getDimSize(0) << " vs "
+                         << x.getDimSize(x.getRank() - 1);
+  return success();
+}
+
 LogicalResult AttentionOp::verify() {
   auto q = getQuery().getType(), k = getKey().getType(),
        v = getValue().getType();

@@ -217,19 +217,22 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
     int64_t base = w8a8Base(p, z);
     for (unsigned y = 0; y < l.gridY; ++y)
       for (unsigned x = 0; x < l.gridX; ++x) {
-        int64_t m0 = int64_t(y) * kTileRows<MI>, n0 = int64_t(x) * kTileN;
+        int64_t m0 = w8a8Row0(p, y, kTileRows<MI>), n0 = int64_t(x) * kTileN;
         std::memset(acc, 0, sizeof(acc));
         std::memset(sum, 0, sizeof(sum));
+        GroupCursor group(p);
         for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
           for (int t = 0; t < kGemmThreads; ++t) {
             loadCodesA(p, base, m0, k0, t, s);
-            loadCodesB<F, MI>(p, k0, n0, t, s);
+            loadCodesB<F, MI>(p, k0, group.g, n0, t, s);
           }
           for (int t = 0; t < kGemmThreads; ++t) {
             multiplyCodes(s, t, acc[t]);
-            if (endsGroup(p, k0))
-              flushGroup(p, n0, k0 / p.group, t, acc[t], sum[t]);
+            if (group.endsAt(k0))
+              flushGroup(p, n0, group.g, t, acc[t], sum[t]);
           }
+          if (group.endsAt(k0))
+            group.next(p);
         }
         for (int t = 0; t < kGemmThreads; ++t)
           storeW8A8(p, base, w8a8C(p, z), m0, n0, t, sum[t]);
@@ -269,14 +272,16 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
                     int64_t scm, int64_t scn, const LoRAArgs *lora,
                     const NestedScales *dq) {
-  if ((flags & kQLinearPerToken) && !lora && !dq) {
+  if (flags & kQLinearPerToken) {
+    if (lora || dq)
+      refuse("the CUDA W8A8 product", "a LoRA branch or nested scales");
     std::vector<char> scratch(w8a8ScratchBytes(o0, o1, m, k) + 256);
     void *aligned = reinterpret_cast<void *>(
         (reinterpret_cast<uintptr_t>(scratch.data()) + 255) / 256 * 256);
-    if (const char *error =
-            planW8A8(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
-                     sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0,
-                     sc1, scm, scn, aligned, runW8A8))
+    if (const char *error = planW8A8(
+            /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa,
+            sa0, sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0,
+            sc1, scm, scn, aligned, runW8A8))
       refuse("the CUDA W8A8 product", error);
     return;
   }
@@ -592,4 +597,46 @@ extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS) {
     for (int lane = 0; lane < 32; ++lane)
       normStore(p, row, lane, mean, meanSquare);
   }
+}
+
+/// qopt_cuda_norm_backward's arguments, run on the CPU: each row's warp as
+/// the dx kernel (lane partial sums added in the butterfly's order), then
+/// every thread of the column kernels.
+extern "C" void qopt_cuda_norm_emulated_backward(QOPT_NORM_BWD_PARAMS) {
+  NormBwdParams p;
+  int64_t scratch = 0, rowBlocks = 0, columnBlocks = 0;
+  planNormBackward(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW2(dy),
+                   QOPT_VIEW2(dx), QOPT_VIEW1(dg), QOPT_VIEW1(db), p, scratch,
+                   rowBlocks, columnBlocks);
+  if (rowBlocks == 0)
+    return;
+  std::vector<float> buffer(static_cast<size_t>(scratch));
+  setNormScratch(p, buffer.data());
+  NormParams f = forwardOf(p);
+  float count = float(p.cols);
+  for (int64_t row = 0; row < p.rows; ++row) {
+    float parts[32], scaled[32], mean = 0.0f;
+    if (p.flags & kNormLayer) {
+      for (int lane = 0; lane < 32; ++lane)
+        parts[lane] = normPartial(f, row, lane, /*squares=*/false, 0.0f);
+      mean = warpReduce<false>(parts) / count;
+    }
+    for (int lane = 0; lane < 32; ++lane)
+      parts[lane] = normPartial(f, row, lane, /*squares=*/true, mean);
+    float d = std::sqrt(warpReduce<false>(parts) / count + p.eps);
+    for (int lane = 0; lane < 32; ++lane)
+      normBwdPartial(p, row, lane, mean, d, parts[lane], scaled[lane]);
+    float meanPlain = warpReduce<false>(parts) / count,
+          meanScaled = warpReduce<false>(scaled) / count;
+    for (int lane = 0; lane < 32; ++lane)
+      normBwdStore(p, row, lane, mean, d, meanPlain, meanScaled);
+  }
+  for (int64_t block = 0; block < columnBlocks; ++block) {
+    for (int64_t chunk = 0; chunk < p.chunks; ++chunk)
+      for (int t = 0; t < kNormThreads; ++t)
+        normBwdColumns(p, block, chunk, t);
+  }
+  for (int64_t block = 0; block < columnBlocks; ++block)
+    for (int t = 0; t < kNormThreads; ++t)
+      normBwdSum(p, block, t);
 }

@@ -24,3 +24,39 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
   }
   normStore(p, row, lane, mean, meanSquare);
 }
+
+// The backward (NormTile.h): dx a warp per row, then gamma's and beta's
+// gradients as column sums over chunks of rows, then over the chunks.
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
+    qopt_cuda_norm_bwd_dx_f32(const __grid_constant__ qopt_cuda::NormBwdParams
+                                  p) {
+  using namespace qopt_cuda;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t row = int64_t(blockIdx.x) * kNormRowsPerBlock + warp;
+  if (row >= p.rows) // (the same for the whole warp)
+    return;
+  NormParams f = forwardOf(p);
+  float count = float(p.cols), mean = 0.0f, meanSquare;
+  if (p.flags & kNormLayer) {
+    mean = warpSum(normPartial(f, row, lane, /*squares=*/false, 0.0f)) / count;
+    meanSquare = warpSum(normPartial(f, row, lane, /*squares=*/true, mean)) / count;
+  } else {
+    meanSquare = warpSum(normPartial(f, row, lane, /*squares=*/true, 0.0f)) / count;
+  }
+  float d = sqrtf(meanSquare + p.eps), plain, scaled;
+  normBwdPartial(p, row, lane, mean, d, plain, scaled);
+  normBwdStore(p, row, lane, mean, d, warpSum(plain) / count,
+               warpSum(scaled) / count);
+}
+
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
+    qopt_cuda_norm_bwd_cols_f32(
+        const __grid_constant__ qopt_cuda::NormBwdParams p) {
+  qopt_cuda::normBwdColumns(p, blockIdx.x, blockIdx.y, threadIdx.x);
+}
+
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
+    qopt_cuda_norm_bwd_sum_f32(
+        const __grid_constant__ qopt_cuda::NormBwdParams p) {
+  qopt_cuda::normBwdSum(p, blockIdx.x, threadIdx.x);
+}

@@ -29,8 +29,10 @@ namespace qopt_cuda {
 constexpr int kNormThreads = 256, kNormRowsPerBlock = kNormThreads / 32;
 
 enum NormFlags : int {
-  kNormLayer = 1, // LayerNorm (else RMSNorm)
-  kNormBeta = 2,  // LayerNorm's beta given
+  kNormLayer = 1,     // LayerNorm (else RMSNorm)
+  kNormBeta = 2,      // LayerNorm's beta given
+  kNormGammaGrad = 4, // backward: gamma's gradient wanted
+  kNormBetaGrad = 8,  // backward: beta's gradient wanted
 };
 
 /// One launch (by value): x and y [rows, cols] (strides sx0, sx1, sy0,
@@ -105,6 +107,173 @@ inline void planNorm(int64_t flags, double eps, const MemrefView<2> &x,
   p.flags = int(flags);
   blocks =
       p.cols == 0 ? 0 : (p.rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+}
+
+//===-- The backward (qopt.norm_grad) -------------------------------------===//
+//
+// Three launches: qopt_cuda_norm_bwd_dx_f32, a warp per row as the forward
+// (the row's statistics again, then Σ dy·gamma and Σ dy·gamma·x̂ through
+// the shuffles, then dx; the row's mean and denominator kept in `stats`);
+// where gamma's or beta's gradient is wanted, qopt_cuda_norm_bwd_cols_f32,
+// a thread per column summing dy·x̂ and dy over a chunk of kNormBwdChunk
+// rows (grid: column blocks × chunks) into `partials`, and
+// qopt_cuda_norm_bwd_sum_f32, a thread per column adding the chunks in
+// order: deterministic, no atomics.
+
+constexpr int kNormBwdChunk = 64;
+
+/// One backward launch (by value): x and dy [rows, cols] (strides sx0,
+/// sx1, sd0, sd1), gamma [cols] (sg), dx [rows, cols] (sdx0, sdx1), the
+/// gradients of gamma and beta [cols] (sdg, sdb); scratch: stats [rows][2]
+/// and partials [chunks][2][cols] (contiguous).
+struct NormBwdParams {
+  const float *x, *gamma, *dy;
+  float *dx, *dgamma, *dbeta, *stats, *partials;
+  int64_t sx0, sx1, sg, sd0, sd1, sdx0, sdx1, sdg, sdb;
+  int64_t rows, cols, chunks;
+  float eps;
+  int flags;
+};
+static_assert(sizeof(NormBwdParams) == 168, "NormBwdParams' layout");
+
+/// The forward's view of the backward's x (normPartial reads it).
+QOPT_HD NormParams forwardOf(const NormBwdParams &b) {
+  NormParams p{};
+  p.x = b.x;
+  p.sx0 = b.sx0;
+  p.sx1 = b.sx1;
+  p.cols = b.cols;
+  p.rows = b.rows;
+  return p;
+}
+
+/// Lane `lane`'s partial sums over row `row` of dy·gamma (`plain`) and
+/// dy·gamma·x̂ (`scaled`), x̂ = (x − mean) / d.
+QOPT_HD void normBwdPartial(const NormBwdParams &p, int64_t row, int lane,
+                            float mean, float d, float &plain, float &scaled) {
+  const float *x = p.x + row * p.sx0, *dy = p.dy + row * p.sd0;
+  plain = 0.0f;
+  scaled = 0.0f;
+  for (int64_t c = lane; c < p.cols; c += 32) {
+    float g = dy[c * p.sd1] * p.gamma[c * p.sg];
+    plain += g;
+    scaled = fmaf(g, (x[c * p.sx1] - mean) / d, scaled);
+  }
+}
+
+/// Writes lane `lane`'s elements of dx for row `row`, given the row's
+/// mean (0 for RMSNorm), denominator d = sqrt(var + eps) and the means of
+/// dy·gamma (LayerNorm only) and dy·gamma·x̂; lane 0 keeps mean and d.
+QOPT_HD void normBwdStore(const NormBwdParams &p, int64_t row, int lane,
+                          float mean, float d, float meanPlain,
+                          float meanScaled) {
+  const float *x = p.x + row * p.sx0, *dy = p.dy + row * p.sd0;
+  float *dx = p.dx + row * p.sdx0;
+  bool layer = p.flags & kNormLayer;
+  for (int64_t c = lane; c < p.cols; c += 32) {
+    float g = dy[c * p.sd1] * p.gamma[c * p.sg];
+    float xhat = (x[c * p.sx1] - mean) / d;
+    float v = layer ? g - meanPlain : g;
+    dx[c * p.sdx1] = (v - xhat * meanScaled) / d;
+  }
+  if (lane == 0 && p.stats) {
+    p.stats[2 * row] = mean;
+    p.stats[2 * row + 1] = d;
+  }
+}
+
+/// Thread `t` of column block `block`'s chunk `chunk`: Σ dy·x̂ and Σ dy of
+/// its column over the chunk's rows, into partials.
+QOPT_HD void normBwdColumns(const NormBwdParams &p, int64_t block,
+                            int64_t chunk, int t) {
+  int64_t c = block * kNormThreads + t;
+  if (c >= p.cols)
+    return;
+  float sg = 0.0f, sb = 0.0f;
+  int64_t end = chunk * kNormBwdChunk + kNormBwdChunk;
+  for (int64_t r = chunk * kNormBwdChunk; r < p.rows && r < end; ++r) {
+    float dy = p.dy[r * p.sd0 + c * p.sd1];
+    float xhat =
+        (p.x[r * p.sx0 + c * p.sx1] - p.stats[2 * r]) / p.stats[2 * r + 1];
+    sg = fmaf(dy, xhat, sg);
+    sb += dy;
+  }
+  p.partials[(2 * chunk) * p.cols + c] = sg;
+  p.partials[(2 * chunk + 1) * p.cols + c] = sb;
+}
+
+/// Thread `t` of column block `block`: the chunks' sums in order.
+QOPT_HD void normBwdSum(const NormBwdParams &p, int64_t block, int t) {
+  int64_t c = block * kNormThreads + t;
+  if (c >= p.cols)
+    return;
+  float sg = 0.0f, sb = 0.0f;
+  for (int64_t k = 0; k < p.chunks; ++k) {
+    sg += p.partials[(2 * k) * p.cols + c];
+    sb += p.partials[(2 * k + 1) * p.cols + c];
+  }
+  if (p.flags & kNormGammaGrad)
+    p.dgamma[c * p.sdg] = sg;
+  if (p.flags & kNormBetaGrad)
+    p.dbeta[c * p.sdb] = sb;
+}
+
+// qopt_cuda_norm_backward's parameters: flags, epsilon, then x [rows,
+// cols], gamma [cols], dy [rows, cols], dx [rows, cols], and gamma's and
+// beta's gradients [cols] as memrefs.
+#define QOPT_NORM_BWD_PARAMS                                                   \
+  int64_t flags, double eps, QOPT_MEMREF2(x), QOPT_MEMREF1(g),                 \
+      QOPT_MEMREF2(dy), QOPT_MEMREF2(dx), QOPT_MEMREF1(dg), QOPT_MEMREF1(db)
+
+/// The backward's launches for qopt_cuda_norm_backward's arguments: the
+/// scratch it needs (`scratchFloats`: stats, then partials where gamma's
+/// or beta's gradient is wanted), dx's blocks (a warp per row) and the
+/// column blocks (0: no column launches).
+inline void planNormBackward(int64_t flags, double eps, const MemrefView<2> &x,
+                             const MemrefView<1> &gamma,
+                             const MemrefView<2> &dy, const MemrefView<2> &dx,
+                             const MemrefView<1> &dgamma,
+                             const MemrefView<1> &dbeta, NormBwdParams &p,
+                             int64_t &scratchFloats, int64_t &rowBlocks,
+                             int64_t &columnBlocks) {
+  p = NormBwdParams{};
+  auto in = [](const MemrefView<2> &v) {
+    return static_cast<const float *>(v.aligned) + v.offset;
+  };
+  auto out = [](const void *aligned, int64_t offset) {
+    return static_cast<float *>(const_cast<void *>(aligned)) + offset;
+  };
+  p.x = in(x);
+  p.dy = in(dy);
+  p.gamma = static_cast<const float *>(gamma.aligned) + gamma.offset;
+  p.dx = out(dx.aligned, dx.offset);
+  p.dgamma = out(dgamma.aligned, dgamma.offset);
+  p.dbeta = out(dbeta.aligned, dbeta.offset);
+  p.sx0 = x.stride[0];
+  p.sx1 = x.stride[1];
+  p.sg = gamma.stride[0];
+  p.sd0 = dy.stride[0];
+  p.sd1 = dy.stride[1];
+  p.sdx0 = dx.stride[0];
+  p.sdx1 = dx.stride[1];
+  p.sdg = dgamma.stride[0];
+  p.sdb = dbeta.stride[0];
+  p.rows = x.size[0];
+  p.cols = x.size[1];
+  p.eps = float(eps);
+  p.flags = int(flags);
+  bool columns = (flags & (kNormGammaGrad | kNormBetaGrad)) && p.cols > 0;
+  p.chunks = columns ? (p.rows + kNormBwdChunk - 1) / kNormBwdChunk : 0;
+  scratchFloats = 2 * p.rows + 2 * p.chunks * p.cols;
+  rowBlocks =
+      p.cols == 0 ? 0 : (p.rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+  columnBlocks = columns ? (p.cols + kNormThreads - 1) / kNormThreads : 0;
+}
+
+/// Points the launch's scratch at `scratch` (planNormBackward's floats).
+inline void setNormScratch(NormBwdParams &p, float *scratch) {
+  p.stats = scratch;
+  p.partials = scratch + 2 * p.rows;
 }
 
 } // namespace qopt_cuda

@@ -289,7 +289,8 @@ inline const char *w8a8Name(const W8A8Launch &l) {
 /// (qopt_kernel_qlinear's arguments), else why not: codes minus zero points
 /// that fit int8 (int4, uint4, int8 without zero points), 2-8 bits, K and
 /// the group multiples of 32, A and C contiguous along K and N. The
-/// compiler (qopt-linalg-to-blas) asks the same before it makes the call.
+/// compiler (qopt-linalg-to-blas) asks the same before it makes the call
+/// (readQuantizerInput with `cuda`).
 inline const char *w8a8Refusal(int64_t format, int64_t group, int64_t flags,
                                int64_t n, int64_t k, int64_t sak, int64_t scn) {
   int64_t bits = (flags >> 8) & 0xff;
@@ -301,6 +302,9 @@ inline const char *w8a8Refusal(int64_t format, int64_t group, int64_t flags,
            "NF4, FP8)";
   if (bits < 2 || bits > 8)
     return "activations of more than 8 bits";
+  // (A group's int32 sum of products up to 128 · 127 must not overflow.)
+  if ((group < k ? group : k) > 131072)
+    return "scale groups of more than 131072 codes";
   if (k % 32 || group <= 0 || group % 32 || (sak != 1 && k > 1) ||
       (scn != 1 && n > 1))
     return "K or the scale group is not a multiple of 32, or A or C is "
@@ -320,13 +324,14 @@ inline size_t w8a8ScratchBytes(int64_t o0, int64_t o1, int64_t m, int64_t k) {
 /// with qopt_kernel_qlinear's arguments; returns null, or why W8A8.cu
 /// cannot take it (a broken invariant: the compiler asks w8a8Refusal).
 template <typename Launch>
-const char *
-planW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
-         int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa, int64_t sa0,
-         int64_t sa1, int64_t sam, int64_t sak, int64_t pw, int64_t ow,
-         int64_t sw, int64_t ps, int64_t os, int64_t ss, int64_t pz, int64_t oz,
-         int64_t sz, int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
-         int64_t scm, int64_t scn, void *scratch, Launch &&launch) {
+const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
+                     int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
+                     int64_t pa, int64_t oa, int64_t sa0, int64_t sa1,
+                     int64_t sam, int64_t sak, int64_t pw, int64_t ow,
+                     int64_t sw, int64_t ps, int64_t os, int64_t ss, int64_t pz,
+                     int64_t oz, int64_t sz, int64_t pc, int64_t oc,
+                     int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+                     void *scratch, Launch &&launch) {
   if (const char *why = w8a8Refusal(format, group, flags, n, k, sak, scn))
     return why;
   bool overwrite = flags & kQLinearOverwrite;
@@ -334,7 +339,11 @@ planW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
   bool oneGrid = disjoint(cSize, cStride);
   if (overwrite && !oneGrid)
     return "C = … for products that share outputs";
-  if (m <= 0 || n <= 0 || o0 <= 0 || o1 <= 0 || k == 0)
+  // (The kernels read the codes as 4- or 2-byte words.)
+  if (aligned && ((pw + ow) % 4 || sw % 4))
+    return "the codes' rows are not 4-byte aligned";
+  // (K = 0 still runs: the GEMM stores C's zeros where it overwrites.)
+  if (m <= 0 || n <= 0 || o0 <= 0 || o1 <= 0)
     return nullptr;
   // Outer loops whose rows of A and C continue fold into M.
   if (o1 == 1 || (sa1 == m * sam && sc1 == m * scm)) {
@@ -348,8 +357,10 @@ planW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
   int64_t products = o0 * o1;
   bool skinny = m <= kMaxRows;
   int64_t tileRows = skinny ? kTileRows<1> : kTileRows<4>;
-  if ((m + tileRows - 1) / tileRows > 65535 ||
-      (n + kTileN - 1) / kTileN > 0x7fffffff || products > 0xffffffffLL)
+  int64_t tileRowsTotal = (m + tileRows - 1) / tileRows;
+  if (tileRowsTotal > 0xffffffffLL || (n + kTileN - 1) / kTileN > 0x7fffffff ||
+      (m + kTokenRowsPerBlock - 1) / kTokenRowsPerBlock > 0x7fffffff ||
+      products > 0xffffffffLL)
     return "more rows, columns or products than a grid takes";
   auto *codes = static_cast<int8_t *>(scratch);
   auto *steps =
@@ -388,14 +399,17 @@ planW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0, int64_t o1,
     l.gridZ = 1;
     launch(l);
   }
+  // (Grids of at most 65535 tile rows and products.)
   l.gemm = true;
-  for (int64_t z0 = 0; z0 < products; z0 += chunk) {
-    p.zBase = uint32_t(z0);
-    l.gridX = unsigned((n + kTileN - 1) / kTileN);
-    l.gridY = unsigned((m + tileRows - 1) / tileRows);
-    l.gridZ = unsigned(std::min<int64_t>(chunk, products - z0));
-    launch(l);
-  }
+  for (int64_t z0 = 0; z0 < products; z0 += chunk)
+    for (int64_t y0 = 0; y0 < tileRowsTotal; y0 += 65535) {
+      p.zBase = uint32_t(z0);
+      p.yBase = uint32_t(y0);
+      l.gridX = unsigned((n + kTileN - 1) / kTileN);
+      l.gridY = unsigned(std::min<int64_t>(65535, tileRowsTotal - y0));
+      l.gridZ = unsigned(std::min<int64_t>(chunk, products - z0));
+      launch(l);
+    }
   return nullptr;
 }
 

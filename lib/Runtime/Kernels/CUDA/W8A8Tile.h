@@ -136,7 +136,8 @@ struct W8A8Params {
   int64_t zpRow, group;
   int64_t m, n, k;
   uint32_t o1, zBase;
-  int32_t overwrite, reserved;
+  int32_t overwrite;
+  uint32_t yBase; // the grid's first tile row (grids of at most 65535)
 };
 static_assert(sizeof(W8A8Params) == 152, "W8A8Params' layout");
 
@@ -183,10 +184,11 @@ QOPT_HD void loadCodesA(const W8A8Params &p, int64_t base, int64_t m0,
 }
 
 /// Loads thread t's 2 words of the B tile: codes k0 + 4w … of row n0 + c
-/// of W minus the group's zero point, as four int8.
+/// of W minus the zero point of group g (the step's: K steps stay inside a
+/// group), as four int8.
 template <int F, int MI>
-QOPT_HD void loadCodesB(const W8A8Params &p, int64_t k0, int64_t n0, int t,
-                        W8A8Shared<MI> &s) {
+QOPT_HD void loadCodesB(const W8A8Params &p, int64_t k0, int64_t g, int64_t n0,
+                        int t, W8A8Shared<MI> &s) {
   constexpr bool four = F == kInt4 || F == kUInt4;
   QOPT_UNROLL()
   for (int i = 0; i < kTileN * kW8Words / kGemmThreads; ++i) {
@@ -205,7 +207,7 @@ QOPT_HD void loadCodesB(const W8A8Params &p, int64_t k0, int64_t n0, int t,
     }
     int32_t zero = 0;
     if (p.zp) {
-      int8_t z = p.zp[gr * p.zpRow + kk / p.group];
+      int8_t z = p.zp[gr * p.zpRow + g];
       zero = F == kUInt4 ? int32_t(uint8_t(z)) : int32_t(z);
     }
     uint32_t raw;
@@ -306,10 +308,23 @@ QOPT_HD float *w8a8C(const W8A8Params &p, uint32_t z) {
          int64_t(product % p.o1) * p.sc1;
 }
 
-/// Whether K step k0 ends a scale group (or K).
-QOPT_HD bool endsGroup(const W8A8Params &p, int64_t k0) {
-  int64_t next = k0 + kW8TileK;
-  return next >= p.k || next % p.group == 0;
+/// The scale group of the current K step, followed without a 64-bit
+/// division per step (a call in PTX): `g`, and where it ends along K.
+struct GroupCursor {
+  int64_t g = 0, end;
+  QOPT_HD explicit GroupCursor(const W8A8Params &p)
+      : end(p.group < p.k ? p.group : p.k) {}
+  /// Whether K step k0 ends the group (or K).
+  QOPT_HD bool endsAt(int64_t k0) const { return k0 + kW8TileK >= end; }
+  QOPT_HD void next(const W8A8Params &p) {
+    ++g;
+    end = end + p.group < p.k ? end + p.group : p.k;
+  }
+};
+
+/// The tile rows of a launch's blocks start at yBase.
+QOPT_HD int64_t w8a8Row0(const W8A8Params &p, uint32_t y, int rows) {
+  return (int64_t(p.yBase) + y) * rows;
 }
 
 } // namespace qopt_cuda

@@ -1193,8 +1193,8 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
     return 0;
   // The CUDA library's W8A8 GEMM (W8A8Tile.h) multiplies int8 words: codes
   // minus zero points must fit, scales be f32, tokens at most 8 bits.
-  if (cuda &&
-      (w.format == 3 || (w.format == 2 && w.zeroPoints) || w.scaleExpand))
+  if (cuda && (w.format == 3 || (w.format == 2 && w.zeroPoints) ||
+               w.scaleExpand || w.transposed))
     return 0;
   // The kernel quantizes along the product's K: A's last axis must be it,
   // as the quantizer's rows are.
@@ -1215,9 +1215,9 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
   }
   if (!quantizer)
     return 0;
-  int64_t bits =
-      cast<IntegerAttr>(quantizer->getAttr(kPerTokenQuantAttr)).getInt();
-  if (cuda && (bits < 2 || bits > 8))
+  auto bitsAttr = quantizer->getAttrOfType<IntegerAttr>(kPerTokenQuantAttr);
+  int64_t bits = bitsAttr ? bitsAttr.getInt() : 0;
+  if (!bitsAttr || (cuda && (bits < 2 || bits > 8)))
     return 0;
   OpOperand *input = quantizer.getDpsInputOperand(0);
   Value x = input->get();

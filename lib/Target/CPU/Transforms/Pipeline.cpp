@@ -26,6 +26,7 @@ void mlir::qopt::buildLowerToLinalgPipeline(OpPassManager &pm,
   lower.hadamardLibrary = library.hadamard;
   lower.normLibrary = library.norm;
   lower.keepAttention = library.keepAttention;
+  lower.keepNorms = library.keepNorms;
   pm.addPass(createConvertQOptToLinalgPass(lower));
   // CSE first: equal sizes become one value, so the run-time broadcasts
   // and checks the conversion could not decide fold away.

@@ -475,3 +475,32 @@ func.func @per_token_uint8(%x: memref<2x64xf32>, %d: memref<16x64xi8>, %s: memre
   memref.dealloc %a : memref<2x64xf32>
   return
 }
+
+// -----
+
+// C += A·W through a quantized W (W's rows along K, the backward's form):
+// the CUDA library's GEMM takes it (flag 8) but not on integer codes, so a
+// per-token quantizer before it stays a loop there.
+// CUDA-LABEL: func.func @per_token_transposed
+// CUDA: linalg.generic {{.*}}qopt.per_token_quant = 8
+// CUDA: call @qopt_cuda_qlinear(%c2{{[_0-9]*}}, %{{[a-z0-9_]+}}, %c8{{[_0-9]*}},
+!wt = !qopt.qtensor<64x64, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+#pt = affine_map<(m, k) -> (m, k)>
+func.func @per_token_transposed(%x: memref<2x64xf32>, %d: memref<64x64xi8>, %s: memref<64xf32>, %y: memref<2x64xf32>) {
+  %a = memref.alloc() : memref<2x64xf32>
+  linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%x : memref<2x64xf32>) outs(%a : memref<2x64xf32>) attrs = {qopt.per_token_quant = 8 : i64} {
+  ^bb0(%v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  %w = memref.alloc() : memref<64x64xf32>
+  linalg.generic {indexing_maps = [#pt, affine_map<(n, k) -> (n)>, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<64x64xi8>, memref<64xf32>) outs(%w : memref<64x64xf32>) attrs = {qopt.dequantized = !wt} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (k, n)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %w : memref<2x64xf32>, memref<64x64xf32>) outs(%y : memref<2x64xf32>)
+  memref.dealloc %w : memref<64x64xf32>
+  memref.dealloc %a : memref<2x64xf32>
+  return
+}

@@ -948,6 +948,53 @@ def QOpt_LayerNormOp : QOpt_Op<"layer_norm", [Pure,
   let hasVerifier = 1;
 }
 
+def QOpt_NormGradOp : QOpt_Op<"norm_grad", [Pure,
+    AllTypesMatch<["input", "output_grad", "input_grad"]>,
+    AllTypesMatch<["gamma", "gamma_grad", "beta_grad"]>]> {
+  let summary = "the gradients of qopt.rms_norm / qopt.layer_norm over the "
+                "last axis";
+  let description = [{
+    Given a norm's input `x` (rows over the leading dimensions, D elements
+    each), its `gamma` ([D]) and the gradient `dy` of a loss with respect
+    to its output, returns the loss's gradients with respect to x, gamma
+    and beta (what `layer` and `epsilon` say: LayerNorm or RMSNorm, as the
+    forward op; beta does not enter them):
+
+    ```
+    RMSNorm:   r = 1 / sqrt(mean(x²) + epsilon),          x̂ = x · r
+               dx = r · (dy·gamma − x̂ · mean(dy·gamma·x̂))
+    LayerNorm: r = 1 / sqrt(mean((x − μ)²) + epsilon),  x̂ = (x − μ) · r
+               dx = r · (dy·gamma − mean(dy·gamma) − x̂ · mean(dy·gamma·x̂))
+    gamma_grad = Σ_rows dy · x̂,   beta_grad = Σ_rows dy
+    ```
+
+    `qopt-build-train-step` makes it for a norm it keeps whole (the CUDA
+    target with its kernel library: `convert-qopt-to-linalg{keep-norms}`),
+    and `convert-qopt-to-linalg{norm-library}` lowers it to one call of
+    the library's backward (a warp per row for dx; gamma_grad and
+    beta_grad, where used, as column sums over blocks of rows). It has no
+    linalg lowering: elsewhere the norm is differentiated in its linalg
+    form.
+
+    ```mlir
+    %dx, %dg, %db = qopt.norm_grad %x, %g, %dy epsilon = 1.0e-06
+        : (tensor<?x?x4096xf32>, tensor<4096xf32>, tensor<?x?x4096xf32>)
+        -> (tensor<?x?x4096xf32>, tensor<4096xf32>, tensor<4096xf32>)
+    ```
+  }];
+  let arguments = (ins QOpt_FloatTensor:$input, QOpt_FloatTensor:$gamma,
+                       QOpt_FloatTensor:$output_grad, UnitAttr:$layer,
+                       F64Attr:$epsilon);
+  let results = (outs QOpt_FloatTensor:$input_grad,
+                      QOpt_FloatTensor:$gamma_grad,
+                      QOpt_FloatTensor:$beta_grad);
+  let assemblyFormat = [{
+    $input `,` $gamma `,` $output_grad (`layer` $layer^)?
+    `epsilon` `=` $epsilon attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 def QOpt_GeluOp : QOpt_Op<"gelu", [Pure, AllTypesMatch<["input", "result"]>]> {
   let summary = "Gaussian error linear unit (GPT-2, BERT, ViT)";
   let description = [{
