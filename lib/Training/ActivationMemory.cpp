@@ -315,6 +315,23 @@ FailureOr<SmallVector<int64_t>> SizeEvaluator::computeShape(Value v) {
   };
   if (auto dps = dyn_cast<DestinationStyleOpInterface>(def))
     return shapeOf(dps.getTiedOpOperand(cast<OpResult>(v))->get());
+  // Ops a train step keeps whole for the CUDA kernel library, and their
+  // gradients: shaped like their operands.
+  if (isa<RMSNormOp, LayerNormOp>(def) || (isa<NormGradOp>(def) && index == 0))
+    return shapeOf(def->getOperand(0));
+  if (isa<NormGradOp>(def))
+    return shapeOf(def->getOperand(1)); // gamma's
+  if (isa<AttentionGradOp>(def))
+    return shapeOf(def->getOperand(index)); // query's, key's, value's
+  if (auto attention = dyn_cast<AttentionOp>(def)) {
+    // [B, Hq, S] of the query, the value's head size.
+    FailureOr<SmallVector<int64_t>> q = shapeOf(attention.getQuery()),
+                                    value = shapeOf(attention.getValue());
+    if (failed(q) || failed(value))
+      return failure();
+    (*q)[3] = (*value)[3];
+    return *q;
+  }
   if (auto empty = dyn_cast<tensor::EmptyOp>(def))
     return mixed(empty.getMixedSizes());
   if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def)) {

@@ -641,6 +641,14 @@ LogicalResult Differentiator::visit(Operation *op, ArrayRef<Value> grads) {
     auto layer = dyn_cast<LayerNormOp>(op);
     auto rms = dyn_cast<RMSNormOp>(op);
     Value x = op->getOperand(0), gamma = op->getOperand(1);
+    int64_t rank = cast<RankedTensorType>(x.getType()).getRank();
+    int64_t axis = layer ? layer.getAxis() : rms.getAxis();
+    if ((axis < 0 ? axis + rank : axis) != rank - 1 ||
+        cast<RankedTensorType>(gamma.getType()).getRank() != 1)
+      return op->emitError()
+             << "no gradient rule for '" << op->getName()
+             << "' over several axes (a norm kept whole is differentiated "
+                "over the last axis only; lower it to linalg first)";
     Value beta = layer ? layer.getBeta() : Value();
     double eps = layer ? layer.getEpsilon().convertToDouble()
                        : rms.getEpsilon().convertToDouble();

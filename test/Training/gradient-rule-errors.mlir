@@ -92,3 +92,22 @@ func.func @attention_mask(%q: tensor<1x2x3x8xf32>, %m: tensor<1x1x3x3xf32> {qopt
   } -> tensor<f32>
   return %l : tensor<f32>
 }
+
+// -----
+
+// A norm kept whole is differentiated over the last axis only (what the
+// CUDA library takes); over two axes it is an error naming the op.
+func.func @norm_two_axes(%x: tensor<2x4x8xf32> {qopt.trainable}, %g: tensor<4x8xf32>) -> tensor<f32> {
+  // expected-error @+1 {{no gradient rule for 'qopt.rms_norm' over several axes (a norm kept whole is differentiated over the last axis only; lower it to linalg first)}}
+  %y = qopt.rms_norm %x, %g axis = 1 : (tensor<2x4x8xf32>, tensor<4x8xf32>) -> tensor<2x4x8xf32>
+  %z = arith.constant 0.0 : f32
+  %e0 = tensor.empty() : tensor<f32>
+  %f0 = linalg.fill ins(%z : f32) outs(%e0 : tensor<f32>) -> tensor<f32>
+  %l = linalg.generic {indexing_maps = [affine_map<(a, b, c) -> (a, b, c)>, affine_map<(a, b, c) -> ()>],
+      iterator_types = ["reduction", "reduction", "reduction"]} ins(%y : tensor<2x4x8xf32>) outs(%f0 : tensor<f32>) {
+  ^bb0(%a: f32, %o: f32):
+    %s = arith.addf %o, %a : f32
+    linalg.yield %s : f32
+  } -> tensor<f32>
+  return %l : tensor<f32>
+}

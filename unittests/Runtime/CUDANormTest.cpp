@@ -177,6 +177,24 @@ TEST(CUDANorm, ChainRuleReferenceMatchesFiniteDifferences) {
   }
 }
 
+/// An empty batch: gamma's and beta's gradients are sums of nothing,
+/// zeros (the buffers are fresh: never left as they were).
+TEST(CUDANorm, BackwardOfNoRowsWritesZeroGradients) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> gamma(5, 1.0f), dgamma(5, nan), dbeta(5, nan);
+  float none = 0.0f;
+  qopt_cuda_norm_emulated_backward(
+      qopt_cuda::kNormLayer | qopt_cuda::kNormGammaGrad |
+          qopt_cuda::kNormBetaGrad,
+      1e-5, nullptr, &none, 0, 0, 5, 5, 1, nullptr, gamma.data(), 0, 5, 1,
+      nullptr, &none, 0, 0, 5, 5, 1, nullptr, &none, 0, 0, 5, 5, 1, nullptr,
+      dgamma.data(), 0, 5, 1, nullptr, dbeta.data(), 0, 5, 1);
+  for (int c = 0; c < 5; ++c) {
+    EXPECT_EQ(dgamma[size_t(c)], 0.0f) << c;
+    EXPECT_EQ(dbeta[size_t(c)], 0.0f) << c;
+  }
+}
+
 TEST(CUDANorm, BackwardEqualsTheChainRuleInDouble) {
   struct Case {
     int64_t rows, cols;

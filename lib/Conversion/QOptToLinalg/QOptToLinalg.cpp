@@ -340,11 +340,6 @@ static Value rowwiseLibraryCall(PatternRewriter &rewriter, Operation *op,
   return fromRows(rewriter, loc, libraryResult(rewriter, loc, y), x);
 }
 
-/// RMSNorm / LayerNorm over the last axis of f32 data as one call of the
-/// library's row kernel (`library`: the norm-library option): flags
-/// (NormTile.h's: LayerNorm 1, beta 2) as i64 and epsilon as f64, then x
-/// as [rows, D], gamma, beta (gamma where there is none) and a fresh y.
-/// Null where the kernel does not take the op.
 /// Whether the library's norm kernels take a norm of `x` over `axis` (f32
 /// data over the last axis, gamma 1-D).
 static bool normLibraryTakes(Value x, int64_t axis, Value gamma, Value beta) {
@@ -357,6 +352,11 @@ static bool normLibraryTakes(Value x, int64_t axis, Value gamma, Value beta) {
          (!beta || isF32(beta));
 }
 
+/// RMSNorm / LayerNorm over the last axis of f32 data as one call of the
+/// library's row kernel (`library`: the norm-library option): flags
+/// (NormTile.h's: LayerNorm 1, beta 2) as i64 and epsilon as f64, then x
+/// as [rows, D], gamma, beta (gamma where there is none) and a fresh y.
+/// Null where the kernel does not take the op.
 static Value normCall(PatternRewriter &rewriter, Operation *op,
                       LibraryCalls &calls, Value x, int64_t axis, Value gamma,
                       Value beta, double eps, bool layer) {
@@ -409,9 +409,9 @@ struct LowerRMSNorm : LibraryPattern<RMSNormOp> {
 
 /// qopt.norm_grad as one call of `<norm-library>_backward`: flags
 /// (LayerNorm 1, gamma's gradient wanted 4, beta's 8) and epsilon (f64),
-/// then x and dy viewed as [rows, D], gamma, and fresh dx ([rows, D]),
-/// gamma's and beta's gradients ([D]) as strided memrefs. No linalg form
-/// (whyNotLowered).
+/// then x viewed as [rows, D], gamma, dy as [rows, D], and fresh dx
+/// ([rows, D]), gamma's and beta's gradients ([D]) as strided memrefs. No
+/// linalg form (whyNotLowered).
 struct LowerNormGrad : LibraryPattern<NormGradOp> {
   using LibraryPattern::LibraryPattern;
   LogicalResult matchAndRewrite(NormGradOp op,
@@ -422,6 +422,11 @@ struct LowerNormGrad : LibraryPattern<NormGradOp> {
     if (calls.norm.empty() || !normLibraryTakes(x, rank - 1, gamma, Value()))
       return rewriter.notifyMatchFailure(op, "no library for it");
     checkNormalizedSizes(rewriter, op, x, rank - 1, gamma, "scale");
+    // (The kernels take x's sizes for dy's.)
+    for (int64_t d = 0; d < rank; ++d)
+      checkSameSize(rewriter, op, x, d, dy, d,
+                    "the input and the output's gradient have different "
+                    "sizes");
     Type f32 = rewriter.getF32Type();
     int64_t flags = (op.getLayer() ? 1 : 0) |
                     (op.getGammaGrad().use_empty() ? 0 : 4) |

@@ -633,23 +633,26 @@ void qopt_cuda_norm_backward(QOPT_NORM_BWD_PARAMS) {
   qopt_cuda::planNormBackward(
       flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW2(dy), QOPT_VIEW2(dx),
       QOPT_VIEW1(dg), QOPT_VIEW1(db), p, scratch, rowBlocks, columnBlocks);
-  if (rowBlocks == 0)
+  if (rowBlocks == 0 && columnBlocks == 0)
     return;
-  if (p.chunks > 65535)
-    stop("qopt_cuda_norm_backward: " + std::to_string(p.rows) +
-         " rows, more than the column sums' grid takes");
+  // (Chunks along x, column blocks along y: the y limit is 65535.)
+  if (columnBlocks > 65535 || p.chunks > 0x7fffffff)
+    stop("qopt_cuda_norm_backward: " + std::to_string(p.rows) + " x " +
+         std::to_string(p.cols) + ", more than the column sums' grid takes");
   void *buffer = poolAlloc(256, size_t(scratch) * sizeof(float));
   qopt_cuda::setNormScratch(p, static_cast<float *>(buffer));
   launchRows("qopt_cuda_norm_bwd_dx_f32", rowBlocks, qopt_cuda::kNormThreads,
              &p);
   if (columnBlocks) {
     State &s = state();
-    CUfunction fn = libraryFunction("qopt_cuda_norm_bwd_cols_f32");
     void *params[] = {&p};
-    if (CUresult rc = s.cu.cuLaunchKernel(
-            fn, unsigned(columnBlocks), unsigned(p.chunks), 1,
-            qopt_cuda::kNormThreads, 1, 1, 0, s.stream, params, nullptr))
-      stop("cannot launch qopt_cuda_norm_bwd_cols_f32: " + errorText(rc));
+    if (p.chunks)
+      if (CUresult rc = s.cu.cuLaunchKernel(
+              libraryFunction("qopt_cuda_norm_bwd_cols_f32"),
+              unsigned(p.chunks), unsigned(columnBlocks), 1,
+              qopt_cuda::kNormThreads, 1, 1, 0, s.stream, params, nullptr))
+        stop("cannot launch qopt_cuda_norm_bwd_cols_f32: " + errorText(rc));
+    // (No rows: this alone, writing the sums of nothing.)
     launchRows("qopt_cuda_norm_bwd_sum_f32", columnBlocks,
                qopt_cuda::kNormThreads, &p);
   }

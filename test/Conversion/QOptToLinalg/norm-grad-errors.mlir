@@ -19,6 +19,14 @@ func.func @wrong_gamma(%x: tensor<2x8xf32>, %g: tensor<4xf32>) -> tensor<2x8xf32
 
 // -----
 
+func.func @negative_epsilon(%x: tensor<2x8xf32>, %g: tensor<8xf32>) -> tensor<2x8xf32> {
+  // expected-error @+1 {{epsilon must be non-negative and finite, got -1}}
+  %dx, %dg, %db = qopt.norm_grad %x, %g, %x epsilon = -1.0 : (tensor<2x8xf32>, tensor<8xf32>, tensor<2x8xf32>) -> (tensor<2x8xf32>, tensor<8xf32>, tensor<8xf32>)
+  return %dx : tensor<2x8xf32>
+}
+
+// -----
+
 func.func @wrong_gradient_type(%x: tensor<2x8xf32>, %g: tensor<8xf32>) -> tensor<3x8xf32> {
   // expected-error @+1 {{all of {input, output_grad, input_grad} have same type}}
   %dx, %dg, %db = qopt.norm_grad %x, %g, %x epsilon = 1.0e-06 : (tensor<2x8xf32>, tensor<8xf32>, tensor<2x8xf32>) -> (tensor<3x8xf32>, tensor<8xf32>, tensor<8xf32>)

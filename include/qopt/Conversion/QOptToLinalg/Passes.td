@@ -99,8 +99,9 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            "strided memrefs. The CUDA target sets it (qopt_cuda_norm, a warp "
            "per row). qopt.norm_grad becomes a call of `<name>_backward`: "
            "flags (LayerNorm 1, gamma's gradient wanted 4, beta's 8) and "
-           "epsilon, then the input and the output's gradient viewed as "
-           "[rows, D], gamma, and the input's, gamma's and beta's gradients">
+           "epsilon, then the input viewed as [rows, D], gamma, the output's "
+           "gradient as [rows, D], and the input's, gamma's and beta's "
+           "gradients">
   ];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::bufferization::BufferizationDialect",

@@ -378,21 +378,6 @@ LogicalResult AttentionGradOp::verify() {
   return success();
 }
 
-LogicalResult NormGradOp::verify() {
-  auto x = cast<RankedTensorType>(getInput().getType());
-  auto gamma = cast<RankedTensorType>(getGamma().getType());
-  if (x.getRank() < 1 || gamma.getRank() != 1)
-    return emitOpError() << "input must have a rank and gamma be 1-D";
-  if (x.getElementType() != gamma.getElementType())
-    return emitOpError() << "input and gamma must have one element type";
-  if (!dimsCompatible(x.getDimSize(x.getRank() - 1), gamma.getDimSize(0)))
-    return emitOpError() << "gamma must have the size of the input's last "
-                            "axis: "
-                         << gamma.getDimSize(0) << " vs "
-                         << x.getDimSize(x.getRank() - 1);
-  return success();
-}
-
 LogicalResult AttentionOp::verify() {
   auto q = getQuery().getType(), k = getKey().getType(),
        v = getValue().getType();
@@ -880,6 +865,23 @@ static LogicalResult verifyEpsilon(Operation *op, APFloat epsilon) {
   if (!(eps >= 0.0) || !std::isfinite(eps))
     return op->emitOpError()
            << "epsilon must be non-negative and finite, got " << eps;
+  return success();
+}
+
+LogicalResult NormGradOp::verify() {
+  if (failed(verifyEpsilon(*this, getEpsilon())))
+    return failure();
+  auto x = cast<RankedTensorType>(getInput().getType());
+  auto gamma = cast<RankedTensorType>(getGamma().getType());
+  if (x.getRank() < 1 || gamma.getRank() != 1)
+    return emitOpError() << "input must have a rank and gamma be 1-D";
+  if (x.getElementType() != gamma.getElementType())
+    return emitOpError() << "input and gamma must have one element type";
+  if (!dimsCompatible(x.getDimSize(x.getRank() - 1), gamma.getDimSize(0)))
+    return emitOpError() << "gamma must have the size of the input's last "
+                            "axis: "
+                         << gamma.getDimSize(0) << " vs "
+                         << x.getDimSize(x.getRank() - 1);
   return success();
 }
 

@@ -608,7 +608,7 @@ extern "C" void qopt_cuda_norm_emulated_backward(QOPT_NORM_BWD_PARAMS) {
   planNormBackward(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW2(dy),
                    QOPT_VIEW2(dx), QOPT_VIEW1(dg), QOPT_VIEW1(db), p, scratch,
                    rowBlocks, columnBlocks);
-  if (rowBlocks == 0)
+  if (rowBlocks == 0 && columnBlocks == 0)
     return;
   std::vector<float> buffer(static_cast<size_t>(scratch));
   setNormScratch(p, buffer.data());

@@ -52,7 +52,8 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
 extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
     qopt_cuda_norm_bwd_cols_f32(
         const __grid_constant__ qopt_cuda::NormBwdParams p) {
-  qopt_cuda::normBwdColumns(p, blockIdx.x, blockIdx.y, threadIdx.x);
+  qopt_cuda::normBwdColumns(p, /*block=*/blockIdx.y, /*chunk=*/blockIdx.x,
+                            threadIdx.x);
 }
 
 extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)

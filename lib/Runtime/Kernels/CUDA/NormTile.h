@@ -116,7 +116,7 @@ inline void planNorm(int64_t flags, double eps, const MemrefView<2> &x,
 // the shuffles, then dx; the row's mean and denominator kept in `stats`);
 // where gamma's or beta's gradient is wanted, qopt_cuda_norm_bwd_cols_f32,
 // a thread per column summing dy·x̂ and dy over a chunk of kNormBwdChunk
-// rows (grid: column blocks × chunks) into `partials`, and
+// rows (grid: chunks × column blocks) into `partials`, and
 // qopt_cuda_norm_bwd_sum_f32, a thread per column adding the chunks in
 // order: deterministic, no atomics.
 
@@ -227,8 +227,9 @@ QOPT_HD void normBwdSum(const NormBwdParams &p, int64_t block, int t) {
 
 /// The backward's launches for qopt_cuda_norm_backward's arguments: the
 /// scratch it needs (`scratchFloats`: stats, then partials where gamma's
-/// or beta's gradient is wanted), dx's blocks (a warp per row) and the
-/// column blocks (0: no column launches).
+/// or beta's gradient is wanted), dx's blocks (a warp per row; 0 for no
+/// rows) and the column blocks (0: no column launches; with no rows the
+/// sum kernel alone writes zeros).
 inline void planNormBackward(int64_t flags, double eps, const MemrefView<2> &x,
                              const MemrefView<1> &gamma,
                              const MemrefView<2> &dy, const MemrefView<2> &dx,
@@ -264,7 +265,7 @@ inline void planNormBackward(int64_t flags, double eps, const MemrefView<2> &x,
   p.flags = int(flags);
   bool columns = (flags & (kNormGammaGrad | kNormBetaGrad)) && p.cols > 0;
   p.chunks = columns ? (p.rows + kNormBwdChunk - 1) / kNormBwdChunk : 0;
-  scratchFloats = 2 * p.rows + 2 * p.chunks * p.cols;
+  scratchFloats = 2 * p.rows + 2 * p.chunks * p.cols + 1;
   rowBlocks =
       p.cols == 0 ? 0 : (p.rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
   columnBlocks = columns ? (p.cols + kNormThreads - 1) / kNormThreads : 0;
