@@ -320,6 +320,33 @@ with tempfile.TemporaryDirectory() as tmp:
               rc == 0 and quant == 8 and gemm == 8 and not others and e <= 1e-5,
               f"{quant} + {gemm} launches; {' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
 
+    # A train step through the stand-in driver (gpt2-tiny, LoRA on c_attn):
+    # its LayerNorms are the library's forward and backward kernels: 5
+    # forward, 4 backward (the first layer's input, the embeddings, needs no
+    # gradient); the gammas are frozen, so no column sums.
+    tcfg = os.path.join(tmp, "c_attn-lora.json")
+    with open(tcfg, "w") as f:
+        json.dump({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["c_attn"],
+                   "lora_dropout": 0.0, "bias": "none", "init_lora_weights": "gaussian",
+                   "task_type": "CAUSAL_LM"}, f)
+    tlib = os.path.join(tmp, "gpt2-train.so")
+    rc, err = qoptc(GPT2, "--lora-config", tcfg, "--train", "--target", "cuda", "--cuda-archs",
+                    "sm_80", "-o", tlib)
+    step = (f"import sys, numpy as np; sys.path.insert(0, {PYTHON_DIR!r}); import qopt; "
+            f"m = qopt.load({tlib!r}, device='cuda'); "
+            f"m.train_step(input_ids=np.load({GPT2_IDS!r}))")
+    r = subprocess.run([sys.executable, "-c", step], capture_output=True, text=True,
+                       env=dict(os.environ, LD_LIBRARY_PATH=fake,
+                                FAKE_CUDA_LOG=os.path.join(tmp, "fake.log")))
+    grids = library_grids()
+    fwd = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_norm_f32")
+    bwd = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_norm_bwd_dx_f32")
+    cols = [k for k in library() if k.startswith(("qopt_cuda_norm_bwd_cols", "qopt_cuda_norm_bwd_sum"))]
+    check("fake driver: gpt2-tiny + LoRA train step runs; its LayerNorms are 5 qopt_cuda_norm_f32 "
+          "and 4 qopt_cuda_norm_bwd_dx_f32 launches, no column sums (frozen gammas)",
+          rc == 0 and r.returncode == 0 and fwd == 5 and bwd == 4 and not cols,
+          f"{fwd} + {bwd} launches; {' '.join(library())}; {(err + r.stderr).strip()[-200:]}")
+
     # ONNX Attention (opset 23, attention.py's models): each qopt.attention
     # is one launch of the library's fused kernel (a block per 16 query
     # rows of each batch and head), the scores never stored; emulated =
