@@ -84,6 +84,18 @@ TEST(CUDANorm, EqualsTheDefinitionInDouble) {
   }
 }
 
+/// A row's mean (0 for RMSNorm) and denominator sqrt(var + eps) in double.
+std::pair<double, double> rowStats(const double *xr, int64_t cols, bool layer,
+                                   double eps) {
+  double mean = 0, var = 0;
+  for (int64_t c = 0; c < cols; ++c)
+    mean += xr[c];
+  mean = layer ? mean / double(cols) : 0.0;
+  for (int64_t c = 0; c < cols; ++c)
+    var += (xr[c] - mean) * (xr[c] - mean);
+  return {mean, std::sqrt(var / double(cols) + eps)};
+}
+
 /// The norm's gradients in double: dx for the loss Σ dy·y, and gamma's
 /// and beta's. (x, dy: [rows, cols] row-major.)
 struct Grads {
@@ -96,13 +108,8 @@ Grads chainRule(const std::vector<double> &x, const std::vector<double> &gamma,
             std::vector<double>(size_t(cols))};
   for (int64_t r = 0; r < rows; ++r) {
     const double *xr = x.data() + r * cols, *gr = dy.data() + r * cols;
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < cols; ++c)
-      mean += xr[c];
-    mean = layer ? mean / double(cols) : 0.0;
-    for (int64_t c = 0; c < cols; ++c)
-      var += (xr[c] - mean) * (xr[c] - mean);
-    double d = std::sqrt(var / double(cols) + eps), plain = 0, scaled = 0;
+    auto [mean, d] = rowStats(xr, cols, layer, eps);
+    double plain = 0, scaled = 0;
     for (int64_t c = 0; c < cols; ++c) {
       double g = gr[c] * gamma[size_t(c)], xhat = (xr[c] - mean) / d;
       plain += g;
@@ -128,13 +135,7 @@ double normLoss(const std::vector<double> &x, const std::vector<double> &gamma,
   double loss = 0;
   for (int64_t r = 0; r < rows; ++r) {
     const double *xr = x.data() + r * cols;
-    double mean = 0, var = 0;
-    for (int64_t c = 0; c < cols; ++c)
-      mean += xr[c];
-    mean = layer ? mean / double(cols) : 0.0;
-    for (int64_t c = 0; c < cols; ++c)
-      var += (xr[c] - mean) * (xr[c] - mean);
-    double d = std::sqrt(var / double(cols) + eps);
+    auto [mean, d] = rowStats(xr, cols, layer, eps);
     for (int64_t c = 0; c < cols; ++c)
       loss += dy[size_t(r * cols + c)] * (xr[c] - mean) / d * gamma[size_t(c)];
   }
@@ -155,23 +156,22 @@ TEST(CUDANorm, ChainRuleReferenceMatchesFiniteDifferences) {
     for (double &v : gamma)
       v = normal(rng);
     Grads g = chainRule(x, gamma, dy, rows, cols, layer, 1e-5);
-    const double h = 1e-6;
+    // The loss's central difference along element i of `v` (x or gamma).
+    auto difference = [&](std::vector<double> &v, size_t i) {
+      const double h = 1e-6, saved = v[i];
+      v[i] = saved + h;
+      double up = normLoss(x, gamma, dy, rows, cols, layer, 1e-5);
+      v[i] = saved - h;
+      double down = normLoss(x, gamma, dy, rows, cols, layer, 1e-5);
+      v[i] = saved;
+      return (up - down) / (2 * h);
+    };
     for (size_t i = 0; i < x.size(); ++i) {
-      std::vector<double> up = x, down = x;
-      up[i] += h;
-      down[i] -= h;
-      double fd = (normLoss(up, gamma, dy, rows, cols, layer, 1e-5) -
-                   normLoss(down, gamma, dy, rows, cols, layer, 1e-5)) /
-                  (2 * h);
+      double fd = difference(x, i);
       ASSERT_NEAR(g.dx[i], fd, 1e-6 * (1 + std::fabs(fd))) << "dx " << i;
     }
     for (size_t c = 0; c < gamma.size(); ++c) {
-      std::vector<double> up = gamma, down = gamma;
-      up[c] += h;
-      down[c] -= h;
-      double fd = (normLoss(x, up, dy, rows, cols, layer, 1e-5) -
-                   normLoss(x, down, dy, rows, cols, layer, 1e-5)) /
-                  (2 * h);
+      double fd = difference(gamma, c);
       ASSERT_NEAR(g.dgamma[c], fd, 1e-6 * (1 + std::fabs(fd))) << "dg " << c;
     }
   }

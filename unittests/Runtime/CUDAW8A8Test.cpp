@@ -210,7 +210,7 @@ TEST(CUDAW8A8Plan, SplitsGridsOfMoreThan65535TileRows) {
   const char *error = qopt_cuda::planW8A8(
       /*aligned=*/true, 2, 32, 4 | (8 << 8), 1, 1, m, n, k, 64, 0, 0, 0, k, 1,
       256, 0, k, 512, 0, 1, 0, 0, 0, 1024, 0, 0, 0, n, 1,
-      reinterpret_cast<void *>(uintptr_t(4096)),
+      [](size_t) { return reinterpret_cast<void *>(uintptr_t(4096)); },
       [&](const qopt_cuda::W8A8Launch &l) {
         if (l.gemm)
           gemms.push_back({l.gridY, l.p.yBase});

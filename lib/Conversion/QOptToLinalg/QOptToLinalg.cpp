@@ -451,10 +451,6 @@ struct LowerNormGrad : LibraryPattern<NormGradOp> {
     Value results[] = {
         fromRows(rewriter, loc, libraryResult(rewriter, loc, dx), x),
         libraryResult(rewriter, loc, dg), libraryResult(rewriter, loc, db)};
-    for (unsigned i = 0; i < 3; ++i)
-      if (results[i].getType() != op->getResult(i).getType())
-        results[i] = tensor::CastOp::create(
-            rewriter, loc, op->getResult(i).getType(), results[i]);
     rewriter.replaceOp(op, results);
     return success();
   }

@@ -416,7 +416,8 @@ static void launchQLinear(
 
 /// A quantized product on per-token activations (flag kQLinearPerToken):
 /// W8A8.cu's launches as QLinearLaunch.h's planW8A8 plans them, the rows'
-/// codes and steps in a pool buffer freed once they are queued (runs take
+/// codes and steps in a pool buffer (allocated once the call is known to
+/// be taken) freed once they are queued (runs take
 /// turns on one stream, and the host waits for it before it touches pool
 /// memory: the next user of the range comes after them).
 static void launchW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0,
@@ -427,17 +428,12 @@ static void launchW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t oz, int64_t sz, int64_t pc, int64_t oc,
                        int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
   State &s = state();
-  // (The refusal first: an out-of-memory stop would hide it.)
-  if (const char *error =
-          qopt_cuda::w8a8Refusal(format, group, flags, n, k, sak, scn))
-    stop(std::string("internal: the CUDA W8A8 product cannot take this "
-                     "call: ") +
-         error);
-  void *scratch = poolAlloc(256, qopt_cuda::w8a8ScratchBytes(o0, o1, m, k));
+  void *scratch = nullptr;
   const char *error = qopt_cuda::planW8A8(
       /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
       sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
-      scratch, [&](const qopt_cuda::W8A8Launch &l) {
+      [&](size_t bytes) { return scratch = poolAlloc(256, bytes); },
+      [&](const qopt_cuda::W8A8Launch &l) {
         const char *name = qopt_cuda::w8a8Name(l);
         CUfunction fn = libraryFunction(name);
         qopt_cuda::W8A8Launch copy = l;

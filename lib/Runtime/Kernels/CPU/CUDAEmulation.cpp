@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -275,13 +276,16 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
   if (flags & kQLinearPerToken) {
     if (lora || dq)
       refuse("the CUDA W8A8 product", "a LoRA branch or nested scales");
-    std::vector<char> scratch(w8a8ScratchBytes(o0, o1, m, k) + 256);
-    void *aligned = reinterpret_cast<void *>(
-        (reinterpret_cast<uintptr_t>(scratch.data()) + 255) / 256 * 256);
+    std::vector<char> scratch;
+    auto allocate = [&](size_t bytes) {
+      scratch.resize(bytes + 256);
+      return reinterpret_cast<void *>(
+          (reinterpret_cast<uintptr_t>(scratch.data()) + 255) / 256 * 256);
+    };
     if (const char *error = planW8A8(
             /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa,
             sa0, sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0,
-            sc1, scm, scn, aligned, runW8A8))
+            sc1, scm, scn, allocate, runW8A8))
       refuse("the CUDA W8A8 product", error);
     return;
   }
@@ -573,6 +577,17 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
 
 /// qopt_cuda_norm's arguments (CUDAHost.cpp), run on the CPU: each row's 32
 /// lanes, their partial sums added in the order of the kernel's butterfly.
+namespace {
+/// A warp's sum of partial(lane) over its 32 lanes, added in the order of
+/// the kernels' shuffles (normStatistics' `sumLanes`).
+float sumLanes(const std::function<float(int)> &partial) {
+  float parts[32];
+  for (int lane = 0; lane < 32; ++lane)
+    parts[lane] = partial(lane);
+  return warpReduce<false>(parts);
+}
+} // namespace
+
 extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS) {
   NormParams p;
   int64_t blocks = 0;
@@ -580,20 +595,9 @@ extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS) {
            QOPT_VIEW2(y), p, blocks);
   if (blocks == 0)
     return;
-  float count = float(p.cols);
   for (int64_t row = 0; row < p.rows; ++row) {
-    float parts[32], mean = 0.0f, meanSquare;
-    if (p.flags & kNormLayer) {
-      for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(p, row, lane, /*squares=*/false, 0.0f);
-      mean = warpReduce<false>(parts) / count;
-      for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(p, row, lane, /*squares=*/true, mean);
-    } else {
-      for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(p, row, lane, /*squares=*/true, 0.0f);
-    }
-    meanSquare = warpReduce<false>(parts) / count;
+    float mean, meanSquare;
+    normStatistics(p, row, p.flags & kNormLayer, sumLanes, mean, meanSquare);
     for (int lane = 0; lane < 32; ++lane)
       normStore(p, row, lane, mean, meanSquare);
   }
@@ -615,15 +619,9 @@ extern "C" void qopt_cuda_norm_emulated_backward(QOPT_NORM_BWD_PARAMS) {
   NormParams f = forwardOf(p);
   float count = float(p.cols);
   for (int64_t row = 0; row < p.rows; ++row) {
-    float parts[32], scaled[32], mean = 0.0f;
-    if (p.flags & kNormLayer) {
-      for (int lane = 0; lane < 32; ++lane)
-        parts[lane] = normPartial(f, row, lane, /*squares=*/false, 0.0f);
-      mean = warpReduce<false>(parts) / count;
-    }
-    for (int lane = 0; lane < 32; ++lane)
-      parts[lane] = normPartial(f, row, lane, /*squares=*/true, mean);
-    float d = std::sqrt(warpReduce<false>(parts) / count + p.eps);
+    float parts[32], scaled[32], mean, meanSquare;
+    normStatistics(f, row, p.flags & kNormLayer, sumLanes, mean, meanSquare);
+    float d = std::sqrt(meanSquare + p.eps);
     for (int lane = 0; lane < 32; ++lane)
       normBwdPartial(p, row, lane, mean, d, parts[lane], scaled[lane]);
     float meanPlain = warpReduce<false>(parts) / count,

@@ -15,13 +15,10 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
   int64_t row = int64_t(blockIdx.x) * kNormRowsPerBlock + warp;
   if (row >= p.rows) // (the same for the whole warp)
     return;
-  float count = float(p.cols), mean = 0.0f, meanSquare;
-  if (p.flags & kNormLayer) {
-    mean = warpSum(normPartial(p, row, lane, /*squares=*/false, 0.0f)) / count;
-    meanSquare = warpSum(normPartial(p, row, lane, /*squares=*/true, mean)) / count;
-  } else {
-    meanSquare = warpSum(normPartial(p, row, lane, /*squares=*/true, 0.0f)) / count;
-  }
+  float mean, meanSquare;
+  normStatistics(
+      p, row, p.flags & kNormLayer,
+      [&](auto partial) { return warpSum(partial(lane)); }, mean, meanSquare);
   normStore(p, row, lane, mean, meanSquare);
 }
 
@@ -35,14 +32,10 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
   int64_t row = int64_t(blockIdx.x) * kNormRowsPerBlock + warp;
   if (row >= p.rows) // (the same for the whole warp)
     return;
-  NormParams f = forwardOf(p);
-  float count = float(p.cols), mean = 0.0f, meanSquare;
-  if (p.flags & kNormLayer) {
-    mean = warpSum(normPartial(f, row, lane, /*squares=*/false, 0.0f)) / count;
-    meanSquare = warpSum(normPartial(f, row, lane, /*squares=*/true, mean)) / count;
-  } else {
-    meanSquare = warpSum(normPartial(f, row, lane, /*squares=*/true, 0.0f)) / count;
-  }
+  float count = float(p.cols), mean, meanSquare;
+  normStatistics(
+      forwardOf(p), row, p.flags & kNormLayer,
+      [&](auto partial) { return warpSum(partial(lane)); }, mean, meanSquare);
   float d = sqrtf(meanSquare + p.eps), plain, scaled;
   normBwdPartial(p, row, lane, mean, d, plain, scaled);
   normBwdStore(p, row, lane, mean, d, warpSum(plain) / count,

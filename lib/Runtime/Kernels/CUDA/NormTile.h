@@ -62,6 +62,27 @@ QOPT_HD float normPartial(const NormParams &p, int64_t row, int lane,
   return sum;
 }
 
+/// Row `row`'s mean (0 for RMSNorm) and mean of squares (LayerNorm: of
+/// squared deviations, a second pass as the CPU lowering), where
+/// `sumLanes(partial)` sums partial(lane) over the warp's 32 lanes (the
+/// kernels' shuffles; the emulation adds them in the shuffles' order).
+template <typename SumLanes>
+QOPT_HD void normStatistics(const NormParams &p, int64_t row, bool layer,
+                            SumLanes &&sumLanes, float &mean,
+                            float &meanSquare) {
+  float count = float(p.cols);
+  mean = 0.0f;
+  if (layer)
+    mean = sumLanes([&](int lane) {
+             return normPartial(p, row, lane, /*squares=*/false, 0.0f);
+           }) /
+           count;
+  meanSquare = sumLanes([&](int lane) {
+                 return normPartial(p, row, lane, /*squares=*/true, mean);
+               }) /
+               count;
+}
+
 /// Writes lane `lane`'s elements of row `row`, given the row's mean (0 for
 /// RMSNorm) and the mean of squares or squared deviations.
 QOPT_HD void normStore(const NormParams &p, int64_t row, int lane, float mean,

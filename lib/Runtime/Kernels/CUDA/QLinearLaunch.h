@@ -312,18 +312,13 @@ inline const char *w8a8Refusal(int64_t format, int64_t group, int64_t flags,
   return nullptr;
 }
 
-/// The scratch a W8A8 product needs: the rows' codes (256-byte aligned
-/// rows count · k bytes), then their steps.
-inline size_t w8a8ScratchBytes(int64_t o0, int64_t o1, int64_t m, int64_t k) {
-  size_t rows = size_t(o0) * size_t(o1) * size_t(m);
-  return (rows * size_t(k) + 255) / 256 * 256 + rows * sizeof(float);
-}
-
 /// Calls `launch(const W8A8Launch &)` for each launch of the product (the
-/// quantization of every row of A first, into `scratch`: w8a8ScratchBytes),
-/// with qopt_kernel_qlinear's arguments; returns null, or why W8A8.cu
-/// cannot take it (a broken invariant: the compiler asks w8a8Refusal).
-template <typename Launch>
+/// quantization of every row of A first, into scratch that
+/// `allocate(bytes)` returns once the call is known to be taken: the rows'
+/// codes, 256-byte aligned, then their steps), with qopt_kernel_qlinear's
+/// arguments; returns null, or why W8A8.cu cannot take it (a broken
+/// invariant: the compiler asks w8a8Refusal).
+template <typename Allocate, typename Launch>
 const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
                      int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
                      int64_t pa, int64_t oa, int64_t sa0, int64_t sa1,
@@ -331,7 +326,7 @@ const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
                      int64_t sw, int64_t ps, int64_t os, int64_t ss, int64_t pz,
                      int64_t oz, int64_t sz, int64_t pc, int64_t oc,
                      int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-                     void *scratch, Launch &&launch) {
+                     Allocate &&allocate, Launch &&launch) {
   if (const char *why = w8a8Refusal(format, group, flags, n, k, sak, scn))
     return why;
   bool overwrite = flags & kQLinearOverwrite;
@@ -362,10 +357,11 @@ const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
       (m + kTokenRowsPerBlock - 1) / kTokenRowsPerBlock > 0x7fffffff ||
       products > 0xffffffffLL)
     return "more rows, columns or products than a grid takes";
-  auto *codes = static_cast<int8_t *>(scratch);
-  auto *steps =
-      reinterpret_cast<float *>(static_cast<char *>(scratch) +
-                                (size_t(products * m * k) + 255) / 256 * 256);
+  size_t codeBytes = (size_t(products * m * k) + 255) / 256 * 256;
+  auto *scratch = static_cast<char *>(
+      allocate(codeBytes + size_t(products * m) * sizeof(float)));
+  auto *codes = reinterpret_cast<int8_t *>(scratch);
+  auto *steps = reinterpret_cast<float *>(scratch + codeBytes);
   W8A8Launch l{};
   l.format = int(format);
   l.skinny = skinny;
