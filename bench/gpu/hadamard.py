@@ -8,10 +8,13 @@ Hadamard.cu) on a GPU: a test, then a benchmark, in one run.
   * benchmark: QuaRot's online rotations on a prefill of 2048 tokens (blocks 128 per
     head on 4096 channels, and 4096 / 8192 whole rows) against torch's f32 matmul with
     the explicit H_n (the product QuaRot's fallback computes), in GB/s of x read and y
-    written.
+    written;
+  * the transform fused with per-token quantization (qopt_cuda_hadamard_quant_f32, a
+    block a row, QuaRot's W4A4 input): codes, steps and y against the transform then
+    qopt_cuda_token_quant, bit for bit; timed against those two launches.
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (HadamardParams,
-104 bytes, by value). Written without a GPU at hand: its first run on one is its first
+104 bytes, HadamardQuantParams, 128, by value). Written without a GPU at hand: its first run on one is its first
 check.
     python3 bench/gpu/hadamard.py --cubins gpu-artifacts [--json out.json]
 Exit status: 0 when every test case matches, 1 otherwise.
@@ -38,6 +41,26 @@ def launch(drv, x, y, signs, n, stream):
                          *y.stride(), signs.stride(0) if signs is not None else 0,
                          rows, cols, n, runs_per_block, 1 / math.sqrt(n))
     launch_1d(drv, "qopt_cuda_hadamard_f32", blocks, THREADS, params, stream)
+
+
+def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
+    """Hadamard.cu's qopt_cuda_hadamard_quant_f32 (HadamardQuantParams, 128 bytes): a
+    block a row (cols <= 8192); the rows' int8 codes and steps, y too where given."""
+    rows, cols = x.shape
+    yp, ys = (y.data_ptr(), y.stride()) if y is not None else (0, (0, 0))
+    params = struct.pack("<3Q5q4qf4xQQii", x.data_ptr(), yp,
+                         signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
+                         signs.stride(0) if signs is not None else 0, rows, cols, n, cols // n,
+                         1 / math.sqrt(n), codes.data_ptr(), steps.data_ptr(), bits, 0)
+    launch_1d(drv, "qopt_cuda_hadamard_quant_f32", rows, THREADS, params, stream)
+
+
+def launch_token_quant(drv, y, codes, steps, bits, stream):
+    """W8A8.cu's qopt_cuda_token_quant over the rows of a contiguous y (TokenQuantParams)."""
+    rows, cols = y.shape
+    params = struct.pack("<Q3qQQ2q2I2iQq", y.data_ptr(), 0, 0, y.stride(0), codes.data_ptr(),
+                         steps.data_ptr(), rows, cols, 1, 0, bits, 0, 0, 0)
+    launch_1d(drv, "qopt_cuda_token_quant", (rows + 7) // 8, THREADS, params, stream)
 
 
 def sylvester(torch, n, dtype):
@@ -78,6 +101,30 @@ def main():
         results["tests"].append({"case": name, "error": err, "ok": ok})
         print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
 
+    # Fused with per-token quantization (QuaRot's W4A4 input): codes, steps and y equal
+    # the transform followed by qopt_cuda_token_quant, bit for bit.
+    for n, rows, runs, signed, bits in ((32, 5, 1, True, 4), (128, 300, 32, True, 4),
+                                        (2048, 7, 2, False, 8), (8192, 3, 1, True, 4)):
+        cols = n * runs
+        x = torch.randn(rows, cols, device="cuda", generator=gen)
+        signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
+            if signed else None
+        y = torch.full((rows, cols), float("nan"), device="cuda")
+        fy = torch.full_like(y, float("nan"))
+        codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
+        fcodes = torch.full_like(codes, 99)
+        steps = torch.full((rows,), float("nan"), device="cuda")
+        fsteps = torch.full_like(steps, float("nan"))
+        launch(drv, x, y, signs, n, stream())
+        launch_token_quant(drv, y, codes, steps, bits, stream())
+        launch_quant(drv, x, fy, signs, n, fcodes, fsteps, bits, stream())
+        torch.cuda.synchronize()
+        ok = torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
+        failures += not ok
+        name = f"hadamard+quant n={n} rows={rows} cols={cols} signs={signed} bits={bits}"
+        results["tests"].append({"case": name, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} (codes, steps and y bit for bit)")
+
     timed = timer(torch, args.reps)
     for n, cols in ((128, 4096), (4096, 4096), (8192, 8192)):
         rows = 2048
@@ -93,6 +140,21 @@ def main():
         results["bench"].append(line)
         print(f"bench n={n} {rows}x{cols}: {ours * 1e3:.3f} ms ({gbs / ours:.0f} GB/s); "
               f"torch f32 x·H {peer * 1e3:.3f} ms (x{peer / ours:.2f})")
+    # The fused launch (no y) against the transform then the rows' quantization.
+    for n, cols in ((128, 4096), (4096, 4096), (8192, 8192)):
+        rows = 2048
+        x = torch.randn(rows, cols, device="cuda")
+        y = torch.empty_like(x)
+        codes = torch.empty((rows, cols), dtype=torch.int8, device="cuda")
+        steps = torch.empty(rows, device="cuda")
+        fused = timed(lambda: launch_quant(drv, x, None, None, n, codes, steps, 4, stream()))
+        two = timed(lambda: (launch(drv, x, y, None, n, stream()),
+                             launch_token_quant(drv, y, codes, steps, 4, stream())))
+        line = {"n": n, "rows": rows, "cols": cols, "kind": "quant", "ms": fused * 1e3,
+                "unfused_ms": two * 1e3}
+        results["bench"].append(line)
+        print(f"bench hadamard+quant n={n} {rows}x{cols}: fused {fused * 1e3:.3f} ms; "
+              f"transform + token_quant {two * 1e3:.3f} ms (x{two / fused:.2f})")
     return finish(args, results, failures, "hadamard")
 
 

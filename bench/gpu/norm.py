@@ -6,12 +6,15 @@ per row) on a GPU: a test, then a benchmark, in one run.
     with and without beta, rows shorter and longer than a warp, transposed x and y;
   * benchmark: Llama- and GPT-2-shaped rows (2048 tokens × 4096 / 768) against
     torch's f32 rms_norm / layer_norm, in GB/s of x read and y written;
+  * the norm fused with per-token quantization (qopt_cuda_norm_quant_f32, what W8A8
+    products after a norm read): codes, steps and y against the norm followed by
+    qopt_cuda_token_quant, bit for bit; timed against those two launches and torch;
   * the backward (qopt_cuda_norm_bwd_{dx,cols,sum}_f32: dx a warp per row, gamma's and
     beta's gradients as column sums over chunks of 64 rows): against torch's autograd
     in float64, then timed against torch's f32 autograd backward.
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (NormParams,
-104 bytes, and NormBwdParams, 168 bytes, by value). Written without a GPU at hand: its first run on one is its first
+104 bytes, NormQuantParams, 128, and NormBwdParams, 168 bytes, by value). Written without a GPU at hand: its first run on one is its first
 check.
     python3 bench/gpu/norm.py --cubins gpu-artifacts [--json out.json]
 Exit status: 0 when every test case matches, 1 otherwise.
@@ -39,6 +42,29 @@ def launch(drv, x, gamma, beta, y, eps, layer, stream):
                          rows, cols, eps, flags)
     launch_1d(drv, "qopt_cuda_norm_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK, THREADS,
               params, stream)
+
+
+def launch_quant(drv, x, gamma, beta, y, codes, steps, bits, eps, layer, stream):
+    """Norm.cu's qopt_cuda_norm_quant_f32 (NormQuantParams, 128 bytes): the norm's int8
+    codes [rows, cols] and steps [rows], y too where `y` is not None."""
+    rows, cols = x.shape
+    flags = (LAYER if layer else 0) | (BETA if beta is not None else 0)
+    b = beta if beta is not None else gamma
+    yp, ys = (y.data_ptr(), y.stride()) if y is not None else (0, (0, 0))
+    params = struct.pack("<4Q6q2qfiQQii", x.data_ptr(), yp, gamma.data_ptr(), b.data_ptr(),
+                         *x.stride(), *ys, gamma.stride(0), b.stride(0), rows, cols, eps, flags,
+                         codes.data_ptr(), steps.data_ptr(), bits, 0)
+    launch_1d(drv, "qopt_cuda_norm_quant_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,
+              THREADS, params, stream)
+
+
+def launch_token_quant(drv, y, codes, steps, bits, stream):
+    """W8A8.cu's qopt_cuda_token_quant over the rows of a contiguous y (TokenQuantParams)."""
+    rows, cols = y.shape
+    params = struct.pack("<Q3qQQ2q2I2iQq", y.data_ptr(), 0, 0, y.stride(0), codes.data_ptr(),
+                         steps.data_ptr(), rows, cols, 1, 0, bits, 0, 0, 0)
+    launch_1d(drv, "qopt_cuda_token_quant", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,
+              THREADS, params, stream)
 
 
 def launch_backward(drv, x, gamma, dy, dx, dgamma, dbeta, eps, layer, scratch, stream):
@@ -110,6 +136,33 @@ def main():
         results["tests"].append({"case": name, "error": err, "ok": ok})
         print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
 
+    # The norm fused with per-token quantization: its codes, steps and y equal the norm's
+    # y quantized by qopt_cuda_token_quant, bit for bit (the same per-element formula);
+    # the steps also against torch's max|y| / qmax.
+    for rows, cols, layer, with_beta, bits in ((5, 32, False, False, 8), (300, 4096, False, False, 8),
+                                               (77, 768, True, True, 8), (9, 96, True, False, 4)):
+        x = torch.randn(rows, cols, device="cuda", generator=gen) + 1.0
+        gamma = torch.randn(cols, device="cuda", generator=gen)
+        beta = torch.randn(cols, device="cuda", generator=gen) if with_beta else None
+        y = torch.full((rows, cols), float("nan"), device="cuda")
+        fy = torch.full_like(y, float("nan"))
+        codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
+        fcodes = torch.full_like(codes, 99)
+        steps = torch.full((rows,), float("nan"), device="cuda")
+        fsteps = torch.full_like(steps, float("nan"))
+        launch(drv, x, gamma, beta, y, eps, layer, stream())
+        launch_token_quant(drv, y, codes, steps, bits, stream())
+        launch_quant(drv, x, gamma, beta, fy, fcodes, fsteps, bits, eps, layer, stream())
+        torch.cuda.synchronize()
+        want = y.abs().amax(dim=1) / float(2 ** (bits - 1) - 1)
+        ok = (torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
+              and torch.equal(steps, torch.where(want == 0, torch.ones_like(want), want)))
+        failures += not ok
+        name = (f"norm+quant {'layer' if layer else 'rms'} rows={rows} cols={cols} "
+                f"beta={with_beta} bits={bits}")
+        results["tests"].append({"case": name, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} (codes, steps and y bit for bit)")
+
     scratch = torch.empty(1 << 24, device="cuda")
     for rows, cols, layer, transposed in ((3, 1, False, False), (9, 31, True, True),
                                           (150, 300, True, False), (130, 4096, False, True)):
@@ -159,6 +212,34 @@ def main():
         results["bench"].append(line)
         print(f"bench {line['kind']} {rows}x{cols}: {ours * 1e3:.3f} ms ({gbs / ours:.0f} GB/s); "
               f"torch f32 {peer * 1e3:.3f} ms (x{peer / ours:.2f})")
+    # SmoothQuant's W8A8 input: the fused launch (no y) against the norm then the rows'
+    # quantization, and against torch (norm, amax, divide, round, clamp, cast).
+    for cols, layer in ((4096, False), (768, True)):
+        rows = 2048
+        x = torch.randn(rows, cols, device="cuda")
+        y = torch.empty_like(x)
+        gamma = torch.randn(cols, device="cuda")
+        codes = torch.empty((rows, cols), dtype=torch.int8, device="cuda")
+        steps = torch.empty(rows, device="cuda")
+        fused = timed(lambda: launch_quant(drv, x, gamma, None, None, codes, steps, 8, eps,
+                                           layer, stream()))
+        two = timed(lambda: (launch(drv, x, gamma, None, y, eps, layer, stream()),
+                             launch_token_quant(drv, y, codes, steps, 8, stream())))
+
+        def torch_quant():
+            if layer:
+                t = torch.nn.functional.layer_norm(x, (cols,), gamma, None, eps)
+            else:
+                t = torch.nn.functional.rms_norm(x, (cols,), gamma, eps)
+            s = t.abs().amax(dim=1, keepdim=True) / 127.0
+            return torch.round(t / s).clamp(-128, 127).to(torch.int8), s
+        peer = timed(torch_quant)
+        line = {"kind": ("layer" if layer else "rms") + "-quant", "rows": rows, "cols": cols,
+                "ms": fused * 1e3, "unfused_ms": two * 1e3, "torch_ms": peer * 1e3}
+        results["bench"].append(line)
+        print(f"bench {line['kind']} {rows}x{cols}: fused {fused * 1e3:.3f} ms; norm + "
+              f"token_quant {two * 1e3:.3f} ms (x{two / fused:.2f}); torch f32 "
+              f"{peer * 1e3:.3f} ms (x{peer / fused:.2f})")
     for cols, layer in ((4096, False), (768, True)):
         rows = 2048
         x = torch.randn(rows, cols, device="cuda")

@@ -13,7 +13,7 @@ a benchmark, in one run.
     matmul and (2048 tokens) torch._int_mm on int8 codes (cuBLASLt), in TOPS.
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (TokenQuantParams,
-80 bytes, and W8A8Params, 152 bytes, by value). Written without a GPU at hand: its
+96 bytes, and W8A8Params, 200 bytes, by value). Written without a GPU at hand: its
 first run on one is its first check.
     python3 bench/gpu/w8a8.py --cubins gpu-artifacts [--json out.json]
 Exit status: 0 when every test case matches, 1 otherwise.
@@ -47,17 +47,18 @@ def w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream
     q = scratch[: (m * k + 255) // 256 * 256]
     steps = scratch[(m * k + 255) // 256 * 256:].view(torch.float32)
     launch(drv, "qopt_cuda_token_quant", ((m + 7) // 8, 1, 1),
-           struct.pack("<Q3qQQ2q2I2i", x.data_ptr(), 0, 0, x.stride(0), q.data_ptr(),
-                       steps.data_ptr(), m, k, 1, 0, bits, 0), stream)
+           struct.pack("<Q3qQQ2q2I2iQq", x.data_ptr(), 0, 0, x.stride(0), q.data_ptr(),
+                       steps.data_ptr(), m, k, 1, 0, bits, 0, 0, 0), stream)
     skinny = m <= 16
     name = f"qopt_cuda_gemm_w8a8_{fmt}{'_m16' if skinny else ''}"
     rows = 16 if skinny else 64
     launch(drv, name, ((n + 63) // 64, (m + rows - 1) // rows, 1),
-           struct.pack("<3Q4qQqQqQ2q3q2I2i", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0,
+           struct.pack("<3Q4qQqQqQ2q3q2I2i6q", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0,
                        0, y.stride(0), 1, codes.data_ptr(), codes.stride(0),
                        scales.data_ptr(), scales.stride(0),
                        zps.data_ptr() if zps is not None else 0,
-                       zps.stride(0) if zps is not None else 0, group, m, n, k, 1, 0, 1, 0),
+                       zps.stride(0) if zps is not None else 0, group, m, n, k, 1, 0, 1, 0,
+                       0, 0, k, 0, 0, 1),
            stream)
 
 

@@ -1,7 +1,9 @@
 """qoptc --target cuda, checked without a GPU:
 
-- the README example and the lora, qlora, quarot-w4a16 and smoothquant-w8a8
-  recipes on the test Llama compile for sm_80, sm_90 and sm_100: the
+- the README example and the lora, qlora, quarot-w4a16, quarot-w4a4 and
+  smoothquant-w8a8 recipes on the test Llama compile for sm_80, sm_90 and
+  sm_100 (the W4A4 / W8A8 ones quantizing their activations in the kernels
+  that write them: norms, online Hadamards): the
   library embeds a fatbin, the manifest names the architectures, and
   ptxas's report covers every kernel for every architecture with no spills;
   the four recipes' train steps compile too (for sm_80, to keep the test
@@ -296,8 +298,11 @@ with tempfile.TemporaryDirectory() as tmp:
               rc == 0 and kernel in library() and e <= 1e-5,
               f"{' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
     # Per-token int8 / int4 activations before integer weights (W8A8, W4A4):
-    # every product is two library launches, the rows' quantization and
-    # the integer (dp4a) GEMM, and the quantizer's generated kernels go.
+    # every product is the integer (dp4a) GEMM on codes quantized once per
+    # quantizer: by the LayerNorm before it (c_attn, c_fc:
+    # qopt_cuda_norm_quant_f32, no y written) or by qopt_cuda_token_quant
+    # (the projections after attention and GELU); the quantizers' generated
+    # kernels go.
     for spec, acts, feeds, path, kernel in (
             ("int8", "int8:per-token", gfeeds, GPT2_IDS, "qopt_cuda_gemm_w8a8_int8_m16"),
             ("int8", "int8:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int8"),
@@ -311,14 +316,19 @@ with tempfile.TemporaryDirectory() as tmp:
         rc, out = run_fake(lib, inputs=path)
         grids = library_grids()
         quant = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_token_quant")
+        normq = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_norm_quant_f32")
+        norm = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_norm_f32")
         gemm = sum(n for (k, _), n in grids.items() if k == kernel)
         others = [k for k in library() if k.startswith(("qopt_cuda_gemv", "qopt_cuda_gemm_f32_int"))]
         e = rel_error(outputs(libe, feeds)[0][0], outputs(libc, feeds)[0][0])
         check(f"{spec} weights, {acts} activations, gpt2-tiny on {len(feeds[0]['input_ids'].ravel())} "
-              f"rows: each of the 8 products is qopt_cuda_token_quant + {kernel}, emulated = "
+              f"rows: each of the 8 products is one {kernel}, on codes from its LayerNorm "
+              f"(4 qopt_cuda_norm_quant_f32) or qopt_cuda_token_quant (4), emulated = "
               f"CPU target's integer product (<= 1e-5)",
-              rc == 0 and quant == 8 and gemm == 8 and not others and e <= 1e-5,
-              f"{quant} + {gemm} launches; {' '.join(library())}; {e:.1e}; {out.strip()[-100:]}")
+              rc == 0 and quant == 4 and normq == 4 and norm == 1 and gemm == 8
+              and not others and e <= 1e-5,
+              f"{quant} + {normq} + {norm} + {gemm} launches; {' '.join(library())}; {e:.1e}; "
+              f"{out.strip()[-100:]}")
 
     # A train step through the stand-in driver (gpt2-tiny, LoRA on c_attn):
     # its LayerNorms are the library's forward and backward kernels: 5
@@ -442,10 +452,17 @@ with tempfile.TemporaryDirectory() as tmp:
     # quantized products take the tiled GEMM with the codes dequantized
     # into its tiles.
     feeds.append(dict(input_ids=ids, attention_mask=np.ones_like(ids)))
-    for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:
+    # (The host code's calls, from the LLVM IR: the library's symbols are in
+    # every CUDA model.)
+    calls_of = {}
+    for recipe in ["lora", "qlora", "quarot-w4a16", "quarot-w4a4", "smoothquant-w8a8"]:
         extra = ["--calibration-data", calib] if recipe == "smoothquant-w8a8" else []
         lib = os.path.join(tmp, f"{recipe}.so")
-        rc, err = qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "-o", lib)
+        ll = os.path.join(tmp, f"{recipe}.ll")
+        rc, err = qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda",
+                        "--dump-llvm-ir", ll, "-o", lib)
+        calls_of[recipe] = re.findall(r"call void @(qopt_cuda_\w+)\(",
+                                      open(ll).read() if os.path.exists(ll) else "")
         check(f"recipe {recipe} compiles for cuda", rc == 0, err.strip()[-200:])
         if rc == 0:
             check_compiled(f"recipe {recipe}", lib, ARCHS)
@@ -457,7 +474,24 @@ with tempfile.TemporaryDirectory() as tmp:
             # Its down projections (K = 64, the NF4 block) add their LoRA
             # branch in the library's kernels (qopt_cuda_qlinear_lora).
             check("recipe qlora: LoRA branches fused into the quantized products",
-                  b"qopt_cuda_qlinear_lora" in open(lib, "rb").read())
+                  "qopt_cuda_qlinear_lora" in calls_of[recipe])
+        # W4A4 / W8A8: every activation quantization is part of the kernel
+        # that writes the rows (the norms, QuaRot's online Hadamards) or,
+        # with the smoothing where no norm takes it, one launch for all the
+        # products of its rows.
+        if recipe in ("quarot-w4a4", "smoothquant-w8a8"):
+            c = calls_of[recipe]
+            count = {k: c.count(k) for k in ("qopt_cuda_norm_quant", "qopt_cuda_hadamard_quant",
+                                             "qopt_cuda_quantize_rows", "qopt_cuda_qlinear")}
+            want = ({"qopt_cuda_norm_quant": 4, "qopt_cuda_hadamard_quant": 4,
+                     "qopt_cuda_quantize_rows": 0, "qopt_cuda_qlinear": 14}
+                    if recipe == "quarot-w4a4" else
+                    {"qopt_cuda_norm_quant": 4, "qopt_cuda_hadamard_quant": 0,
+                     "qopt_cuda_quantize_rows": 4, "qopt_cuda_qlinear": 14})
+            check(f"recipe {recipe}: the 14 products' activations quantized in "
+                  f"{want['qopt_cuda_norm_quant']} norms, {want['qopt_cuda_hadamard_quant']} "
+                  f"Hadamard transforms and {want['qopt_cuda_quantize_rows']} row quantizations",
+                  count == want, str(count))
         emu, cpu = os.path.join(tmp, f"{recipe}-emu.so"), os.path.join(tmp, f"{recipe}-cpu.so")
         qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "--cuda-emulate", "-o", emu)
         qoptc(LLAMA, "--recipe", recipe, *extra, "-o", cpu)

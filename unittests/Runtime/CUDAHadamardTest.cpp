@@ -19,6 +19,12 @@
 #include <vector>
 
 extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS);
+extern "C" void qopt_cuda_hadamard_quant_emulated(QOPT_HADAMARD_QUANT_PARAMS);
+extern "C" void qopt_cuda_quantize_rows_emulated(int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t);
 
 namespace {
 
@@ -65,6 +71,80 @@ TEST(CUDAHadamard, EqualsTheDefinitionInDouble) {
             << "y[" << r << ", " << col << "]";
       }
   }
+}
+
+/// The transform fused with per-token quantization (QuaRot's online
+/// rotation before a W4A4 product: a block a row) equals the transform,
+/// then the rows' quantization of its y, bit for bit: codes, steps, and y
+/// where it is wanted; a row with a NaN gets a NaN step and zero codes.
+TEST(CUDAHadamard, QuantizedEqualsTheTransformThenTheRowsQuantization) {
+  struct Case {
+    int64_t n, rows, runs;
+    bool signs, transposed;
+    int bits;
+  };
+  const Case cases[] = {{32, 5, 1, true, false, 4},
+                        {64, 3, 3, false, true, 8},
+                        {2048, 2, 4, true, false, 8},
+                        {8192, 2, 1, false, false, 4}};
+  std::mt19937 rng(17);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto ptr = [](const void *p) {
+    return int64_t(reinterpret_cast<uintptr_t>(p));
+  };
+  for (const Case &c : cases)
+    for (bool writeY : {false, true}) {
+      int64_t cols = c.runs * c.n;
+      SCOPED_TRACE(testing::Message()
+                   << "n=" << c.n << " cols=" << cols << " bits=" << c.bits
+                   << " writeY=" << writeY);
+      size_t count = size_t(c.rows * cols);
+      std::vector<float> x(count), signs;
+      for (float &v : x)
+        v = normal(rng);
+      for (int64_t i = 0; i < c.n; ++i)
+        signs.push_back(normal(rng) < 0 ? -1.0f : 1.0f);
+      int64_t s0 = c.transposed ? 1 : cols, s1 = c.transposed ? c.rows : 1;
+      if (c.rows > 2)
+        x[size_t(2 * s0 + 5 * s1)] = nan;
+      double scale = 1.0 / std::sqrt(double(c.n));
+      const float *sv = c.signs ? signs.data() : x.data();
+      std::vector<float> y(count, nan), steps(size_t(c.rows), nan);
+      std::vector<int8_t> codes(count, 99);
+      qopt_cuda_hadamard_emulated(c.signs ? 1 : 0, c.n, scale, nullptr,
+                                  x.data(), 0, c.rows, cols, s0, s1, nullptr,
+                                  sv, 0, c.n, 1, nullptr, y.data(), 0, c.rows,
+                                  cols, cols, 1);
+      qopt_cuda_quantize_rows_emulated(c.bits, c.rows, cols, ptr(y.data()), 0,
+                                       cols, ptr(codes.data()), 0,
+                                       ptr(steps.data()), 0, 0, 0, 0, 0);
+      std::vector<float> fy(count, nan), fsteps(size_t(c.rows) + 1, nan);
+      std::vector<int8_t> fcodes(count + 3, 99);
+      qopt_cuda_hadamard_quant_emulated(
+          c.signs ? 1 : 0, c.n, scale, nullptr, x.data(), 0, c.rows, cols, s0,
+          s1, nullptr, sv, 0, c.n, 1, nullptr, fy.data(), 0, c.rows, cols, cols,
+          1, c.bits, writeY, ptr(fcodes.data()), 3, ptr(fsteps.data()), 1);
+      for (size_t e = 0; e < count; ++e) {
+        ASSERT_EQ(fcodes[e + 3], codes[e]) << "code " << e;
+        if (writeY)
+          ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fy[e]) : fy[e] == y[e])
+              << "y " << e;
+        else
+          ASSERT_TRUE(std::isnan(fy[e])) << "y written at " << e;
+      }
+      for (int64_t r = 0; r < c.rows; ++r) {
+        float want = steps[size_t(r)], got = fsteps[size_t(r + 1)];
+        ASSERT_TRUE(std::isnan(want) ? std::isnan(got) : got == want)
+            << "step " << r;
+      }
+      if (c.rows > 2)
+        EXPECT_TRUE(std::isnan(fsteps[2 + 1]));
+      int qmax = (1 << (c.bits - 1)) - 1, top = 0;
+      for (int64_t k = 0; k < cols; ++k)
+        top = std::max(top, std::abs(int(fcodes[size_t(k) + 3])));
+      EXPECT_EQ(top, qmax);
+    }
 }
 
 } // namespace

@@ -21,6 +21,12 @@
 
 extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS);
 extern "C" void qopt_cuda_norm_emulated_backward(QOPT_NORM_BWD_PARAMS);
+extern "C" void qopt_cuda_norm_quant_emulated(QOPT_NORM_QUANT_PARAMS);
+extern "C" void qopt_cuda_quantize_rows_emulated(int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t);
 
 namespace {
 
@@ -82,6 +88,92 @@ TEST(CUDANorm, EqualsTheDefinitionInDouble) {
       }
     }
   }
+}
+
+/// The norm fused with per-token quantization (what the W8A8 products after
+/// a norm read) equals the norm, then the rows' quantization of its y, bit
+/// for bit: codes, steps, and y where it is wanted; a row with an infinity
+/// gets a NaN step and zero codes, a row of zeros step 1.
+TEST(CUDANorm, QuantizedEqualsTheNormThenTheRowsQuantization) {
+  struct Case {
+    int64_t rows, cols;
+    int flags, bits;
+    bool transposed;
+  };
+  const Case cases[] = {
+      {1, 32, 0, 8, false},
+      {19, 96, 0, 8, true},
+      {10, 33, qopt_cuda::kNormLayer, 4, false},
+      {9, 4096, qopt_cuda::kNormLayer | qopt_cuda::kNormBeta, 8, true}};
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  auto ptr = [](const void *p) {
+    return int64_t(reinterpret_cast<uintptr_t>(p));
+  };
+  for (const Case &c : cases)
+    for (bool writeY : {false, true}) {
+      SCOPED_TRACE(testing::Message()
+                   << "rows=" << c.rows << " cols=" << c.cols << " flags="
+                   << c.flags << " bits=" << c.bits << " writeY=" << writeY);
+      size_t n = size_t(c.rows * c.cols);
+      std::vector<float> x(n), gamma(size_t(2 * c.cols)), beta(size_t(c.cols));
+      for (float &v : x)
+        v = 1.0f + normal(rng);
+      for (float &v : gamma)
+        v = normal(rng);
+      for (float &v : beta)
+        v = normal(rng);
+      int64_t s0 = c.transposed ? 1 : c.cols, s1 = c.transposed ? c.rows : 1;
+      if (c.rows > 2) {
+        x[size_t(2 * s0 + 3 * s1)] = std::numeric_limits<float>::infinity();
+        for (int64_t k = 0; k < c.cols; ++k) // RMSNorm: y = 0, step 1
+          x[size_t(1 * s0 + k * s1)] = (c.flags & qopt_cuda::kNormLayer)
+                                           ? x[size_t(1 * s0 + k * s1)]
+                                           : 0.0f;
+      }
+      // The reference: the norm into y (row-major), then its rows.
+      std::vector<float> y(n, nan), steps(size_t(c.rows), nan);
+      std::vector<int8_t> codes(n, 99);
+      qopt_cuda_norm_emulated(c.flags, 1e-5, nullptr, x.data(), 0, c.rows,
+                              c.cols, s0, s1, nullptr, gamma.data(), 0, c.cols,
+                              2, nullptr, beta.data(), 0, c.cols, 1, nullptr,
+                              y.data(), 0, c.rows, c.cols, c.cols, 1);
+      qopt_cuda_quantize_rows_emulated(c.bits, c.rows, c.cols, ptr(y.data()), 0,
+                                       c.cols, ptr(codes.data()), 0,
+                                       ptr(steps.data()), 0, 0, 0, 0, 0);
+      // Fused (codes and steps at offsets; y NaN-filled, written or not).
+      std::vector<float> fy(n, nan), fsteps(size_t(c.rows) + 2, nan);
+      std::vector<int8_t> fcodes(n + 5, 99);
+      qopt_cuda_norm_quant_emulated(
+          c.flags, 1e-5, nullptr, x.data(), 0, c.rows, c.cols, s0, s1, nullptr,
+          gamma.data(), 0, c.cols, 2, nullptr, beta.data(), 0, c.cols, 1,
+          nullptr, fy.data(), 0, c.rows, c.cols, c.cols, 1, c.bits, writeY,
+          ptr(fcodes.data()), 5, ptr(fsteps.data()), 2);
+      for (size_t e = 0; e < n; ++e) {
+        ASSERT_EQ(fcodes[e + 5], codes[e]) << "code " << e;
+        if (writeY)
+          ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fy[e]) : fy[e] == y[e])
+              << "y " << e;
+        else
+          ASSERT_TRUE(std::isnan(fy[e])) << "y written at " << e;
+      }
+      for (int64_t r = 0; r < c.rows; ++r) {
+        float want = steps[size_t(r)], got = fsteps[size_t(r + 2)];
+        ASSERT_TRUE(std::isnan(want) ? std::isnan(got) : got == want)
+            << "step " << r << ": " << got << " vs " << want;
+      }
+      if (c.rows > 2) {
+        EXPECT_TRUE(std::isnan(fsteps[2 + 2])); // the row with an infinity
+        if (!(c.flags & qopt_cuda::kNormLayer))
+          EXPECT_EQ(fsteps[1 + 2], 1.0f); // the row of zeros
+      }
+      // The codes span the range: a row's largest magnitude is qmax.
+      int qmax = (1 << (c.bits - 1)) - 1, top = 0;
+      for (int64_t k = 0; k < c.cols; ++k)
+        top = std::max(top, std::abs(int(fcodes[size_t(k) + 5])));
+      EXPECT_EQ(top, qmax);
+    }
 }
 
 /// A row's mean (0 for RMSNorm) and denominator sqrt(var + eps) in double.

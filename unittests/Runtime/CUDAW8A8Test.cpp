@@ -27,6 +27,11 @@ extern "C" void qopt_cuda_qlinear_emulated(
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
     int64_t, int64_t, int64_t, int64_t, int64_t);
+extern "C" void qopt_cuda_quantize_rows_emulated(int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t, int64_t,
+                                                 int64_t, int64_t);
 extern "C" void qopt_kernel_qlinear(int64_t, int64_t, int64_t, int64_t, int64_t,
                                     int64_t, int64_t, int64_t, int64_t, int64_t,
                                     int64_t, int64_t, int64_t, int64_t, int64_t,
@@ -160,6 +165,29 @@ TEST_P(W8A8, EqualsTheDefinition) {
       }
     }
 
+  // The codes given (kQLinearCodes: x quantized once by
+  // qopt_cuda_quantize_rows, as for the products that share it, laid out
+  // as x, gap rows included): the same outputs, bit for bit.
+  int64_t xRows = c.batch * xBatch / c.k;
+  // (One row in: the steps' offset follows the codes', row for row.)
+  std::vector<int8_t> given(size_t(c.batch * xBatch + c.k));
+  std::vector<float> steps(size_t(xRows) + 1);
+  qopt_cuda_quantize_rows_emulated(c.bits, xRows, c.k, ptr(x.data()), 0, c.k,
+                                   ptr(given.data()), c.k, ptr(steps.data()), 1,
+                                   0, 0, 0, 0);
+  std::vector<float> fromCodes = before;
+  qopt_cuda_qlinear_emulated(
+      c.format, c.group, flags | 32, 1, c.batch, c.m, c.n, c.k,
+      ptr(given.data()), c.k, 0, xBatch, c.k, 1, ptr(codes.data()), 0, rowBytes,
+      ptr(scales.data()), 0, scaleRow, c.zp ? ptr(zps.data()) : 0, 0, groups,
+      ptr(fromCodes.data()), 0, 0, yBatch, c.n, 1, ptr(steps.data()), 0, 0, 0,
+      0, 0, 0, 0);
+  for (size_t e = 0; e < y.size(); ++e)
+    ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fromCodes[e])
+                                 : y[e] == fromCodes[e])
+        << "given codes, element " << e << ": " << fromCodes[e] << " vs "
+        << y[e];
+
   // The CPU target's kernel computes the same products.
   std::vector<float> cpu = before;
   qopt_kernel_qlinear(c.format, c.group, flags & ~int64_t(16), 1, c.batch, c.m,
@@ -201,6 +229,48 @@ INSTANTIATE_TEST_SUITE_P(CUDAW8A8, W8A8,
                              Case{2, false, 8, 2, 20, 70, 64, 64, true, true,
                                   true}));
 
+/// The rows' quantization with SmoothQuant's smoothing applied on the way
+/// (x / s or x · s, s along K with a stride) equals quantizing the smoothed
+/// x the loop would have written, bit for bit: codes and steps.
+TEST(CUDAW8A8QuantizeRows, SmoothsAsTheSmoothingLoopDoes) {
+  const int64_t rows = 13, k = 96;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(size_t((rows + 2) * k)), s(size_t(3 * k));
+  for (float &v : x)
+    v = 3.0f * normal(rng);
+  for (float &v : s)
+    v = 0.25f + std::fabs(normal(rng));
+  for (int64_t mode : {1, 2}) {
+    SCOPED_TRACE(mode == 1 ? "x * s" : "x / s");
+    // The loop's result: row stride k + 7 (a strided x).
+    const int64_t sx = k + 7;
+    std::vector<float> xs(size_t(rows * sx)), smoothed(size_t(rows * k));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < k; ++c) {
+        float v = x[size_t(r * k + c)], f = s[size_t(3 * c)];
+        xs[size_t(r * sx + c)] = v;
+        smoothed[size_t(r * k + c)] = mode == 1 ? v * f : v / f;
+      }
+    std::vector<int8_t> want(size_t(rows * k), 99), got(want.size(), 99);
+    std::vector<float> wantSteps(size_t(rows), -1.0f), gotSteps(wantSteps);
+    qopt_cuda_quantize_rows_emulated(8, rows, k, ptr(smoothed.data()), 0, k,
+                                     ptr(want.data()), 0, ptr(wantSteps.data()),
+                                     0, 0, 0, 0, 0);
+    qopt_cuda_quantize_rows_emulated(8, rows, k, ptr(xs.data()), 0, sx,
+                                     ptr(got.data()), 0, ptr(gotSteps.data()),
+                                     0, mode, ptr(s.data()), 0, 3);
+    EXPECT_EQ(got, want);
+    EXPECT_EQ(gotSteps, wantSteps);
+    // (Smoothing changes the codes: the check is not vacuous.)
+    std::vector<int8_t> plain(want.size());
+    qopt_cuda_quantize_rows_emulated(8, rows, k, ptr(xs.data()), 0, sx,
+                                     ptr(plain.data()), 0, ptr(gotSteps.data()),
+                                     0, 0, 0, 0, 0);
+    EXPECT_NE(plain, want);
+  }
+}
+
 /// More tile rows than a grid takes: the GEMM's launches continue where
 /// the previous grid stopped (yBase); the rows' quantization is one grid.
 TEST(CUDAW8A8Plan, SplitsGridsOfMoreThan65535TileRows) {
@@ -209,7 +279,7 @@ TEST(CUDAW8A8Plan, SplitsGridsOfMoreThan65535TileRows) {
   int quants = 0;
   const char *error = qopt_cuda::planW8A8(
       /*aligned=*/true, 2, 32, 4 | (8 << 8), 1, 1, m, n, k, 64, 0, 0, 0, k, 1,
-      256, 0, k, 512, 0, 1, 0, 0, 0, 1024, 0, 0, 0, n, 1,
+      256, 0, k, 512, 0, 1, 0, 0, 0, 1024, 0, 0, 0, n, 1, 0, 0,
       [](size_t) { return reinterpret_cast<void *>(uintptr_t(4096)); },
       [&](const qopt_cuda::W8A8Launch &l) {
         if (l.gemm)

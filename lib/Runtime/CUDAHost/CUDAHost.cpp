@@ -426,13 +426,14 @@ static void launchW8A8(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t sak, int64_t pw, int64_t ow, int64_t sw,
                        int64_t ps, int64_t os, int64_t ss, int64_t pz,
                        int64_t oz, int64_t sz, int64_t pc, int64_t oc,
-                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+                       int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
+                       int64_t pst, int64_t ost) {
   State &s = state();
   void *scratch = nullptr;
   const char *error = qopt_cuda::planW8A8(
       /*aligned=*/true, format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1,
       sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm, scn,
-      [&](size_t bytes) { return scratch = poolAlloc(256, bytes); },
+      pst, ost, [&](size_t bytes) { return scratch = poolAlloc(256, bytes); },
       [&](const qopt_cuda::W8A8Launch &l) {
         const char *name = qopt_cuda::w8a8Name(l);
         CUfunction fn = libraryFunction(name);
@@ -472,11 +473,15 @@ void qopt_cuda_qlinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                        int64_t qblock, int64_t qoffset, int64_t ptab,
                        int64_t otab) {
   if (flags & qopt_cuda::kQLinearPerToken) {
-    if (pq)
+    // (With given codes the nested scales' first slots hold the steps.)
+    bool given = flags & qopt_cuda::kQLinearCodes;
+    if (pq && !given)
       stop("internal: the CUDA W8A8 product cannot take nested scales");
+    if (given && !pq)
+      stop("internal: the CUDA W8A8 product's codes come without steps");
     launchW8A8(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
                sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1, scm,
-               scn);
+               scn, given ? pq : 0, given ? oq : 0);
     return;
   }
   qopt_cuda::NestedScales dq;
@@ -606,6 +611,22 @@ void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
   launchRows("qopt_cuda_hadamard_f32", blocks, qopt_cuda::kHadamardThreads, &p);
 }
 
+/// A Hadamard transform whose output per-token quantized products read
+/// (qopt_cuda_hadamard's arguments, then the bits, whether y is wanted,
+/// and the codes' [rows, cols] and steps' [rows] pointers and offsets):
+/// one launch of Hadamard.cu's qopt_cuda_hadamard_quant_f32, a block a
+/// row, writes the codes and steps (and y where wanted).
+void qopt_cuda_hadamard_quant(QOPT_HADAMARD_QUANT_PARAMS) {
+  qopt_cuda::HadamardQuantParams q;
+  int64_t blocks = 0;
+  if (const char *error = qopt_cuda::planHadamardQuant(
+          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(y), bits,
+          writeY, pc, oc, ps, os, q, blocks))
+    stop(std::string("internal: qopt_cuda_hadamard_quant: ") + error);
+  launchRows("qopt_cuda_hadamard_quant_f32", blocks,
+             qopt_cuda::kHadamardThreads, &q);
+}
+
 /// qopt.rms_norm / qopt.layer_norm over the last axis (flags: NormTile.h's;
 /// then x [rows, cols], gamma, beta and y as MLIR memrefs): Norm.cu's
 /// kernel, a warp per row, one launch, queued like the generated kernels.
@@ -615,6 +636,40 @@ void qopt_cuda_norm(QOPT_NORM_PARAMS) {
   qopt_cuda::planNorm(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW1(b),
                       QOPT_VIEW2(y), p, blocks);
   launchRows("qopt_cuda_norm_f32", blocks, qopt_cuda::kNormThreads, &p);
+}
+
+/// A norm whose output per-token quantized products read (qopt_cuda_norm's
+/// arguments, then the bits, whether y is wanted, and the codes' [rows,
+/// cols] and steps' [rows] pointers and offsets): one launch of Norm.cu's
+/// qopt_cuda_norm_quant_f32 writes the codes and steps the products take
+/// (qopt_cuda_qlinear's kQLinearCodes), and y where wanted.
+void qopt_cuda_norm_quant(QOPT_NORM_QUANT_PARAMS) {
+  qopt_cuda::NormQuantParams q;
+  int64_t blocks = 0;
+  if (const char *error = qopt_cuda::planNormQuant(
+          flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW1(b),
+          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, q, blocks))
+    stop(std::string("internal: qopt_cuda_norm_quant: ") + error);
+  launchRows("qopt_cuda_norm_quant_f32", blocks, qopt_cuda::kNormThreads, &q);
+}
+
+/// The rows of x [rows, k] (row stride sx, contiguous along K), times or
+/// divided by a smoothing vector (`smoothing`: W8A8Tile.h's TokenSmoothing;
+/// pointer, offset, stride), quantized per token to `bits` bits: int8
+/// codes [rows, k] and steps [rows], which the W8A8 products of that x
+/// read (kQLinearCodes); one launch of W8A8.cu's qopt_cuda_token_quant,
+/// once for all of them.
+void qopt_cuda_quantize_rows(int64_t bits, int64_t rows, int64_t k, int64_t px,
+                             int64_t ox, int64_t sx, int64_t pc, int64_t oc,
+                             int64_t ps, int64_t os, int64_t smoothing,
+                             int64_t pv, int64_t ov, int64_t sv) {
+  qopt_cuda::TokenQuantParams q;
+  int64_t blocks = 0;
+  if (const char *error =
+          qopt_cuda::planQuantizeRows(bits, rows, k, px, ox, sx, pc, oc, ps, os,
+                                      smoothing, pv, ov, sv, q, blocks))
+    stop(std::string("internal: qopt_cuda_quantize_rows: ") + error);
+  launchRows("qopt_cuda_token_quant", blocks, qopt_cuda::kTokenThreads, &q);
 }
 
 /// qopt.norm_grad over the last axis (flags: NormTile.h's; then x [rows,

@@ -215,7 +215,7 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
   static thread_local int32_t acc[kGemmThreads][MI][kMicro];
   static thread_local float sum[kGemmThreads][MI][kMicro];
   for (unsigned z = 0; z < l.gridZ; ++z) {
-    int64_t base = w8a8Base(p, z);
+    W8A8Product product = w8a8Product(p, z);
     for (unsigned y = 0; y < l.gridY; ++y)
       for (unsigned x = 0; x < l.gridX; ++x) {
         int64_t m0 = w8a8Row0(p, y, kTileRows<MI>), n0 = int64_t(x) * kTileN;
@@ -224,7 +224,7 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
         GroupCursor group(p);
         for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
           for (int t = 0; t < kGemmThreads; ++t) {
-            loadCodesA(p, base, m0, k0, t, s);
+            loadCodesA(p, product.a, m0, k0, t, s);
             loadCodesB<F, MI>(p, k0, group.g, n0, t, s);
           }
           for (int t = 0; t < kGemmThreads; ++t) {
@@ -236,7 +236,7 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
             group.next(p);
         }
         for (int t = 0; t < kGemmThreads; ++t)
-          storeW8A8(p, base, w8a8C(p, z), m0, n0, t, sum[t]);
+          storeW8A8(p, product.steps, product.c, m0, n0, t, sum[t]);
       }
   }
 }
@@ -272,7 +272,7 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
                     int64_t os, int64_t ss, int64_t pz, int64_t oz, int64_t sz,
                     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
                     int64_t scm, int64_t scn, const LoRAArgs *lora,
-                    const NestedScales *dq) {
+                    const NestedScales *dq, int64_t pst = 0, int64_t ost = 0) {
   if (flags & kQLinearPerToken) {
     if (lora || dq)
       refuse("the CUDA W8A8 product", "a LoRA branch or nested scales");
@@ -285,7 +285,7 @@ void emulateQLinear(int64_t format, int64_t group, int64_t flags, int64_t o0,
     if (const char *error = planW8A8(
             /*aligned=*/false, format, group, flags, o0, o1, m, n, k, pa, oa,
             sa0, sa1, sam, sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0,
-            sc1, scm, scn, allocate, runW8A8))
+            sc1, scm, scn, pst, ost, allocate, runW8A8))
       refuse("the CUDA W8A8 product", error);
     return;
   }
@@ -310,6 +310,13 @@ extern "C" void qopt_cuda_qlinear_emulated(
     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
     int64_t pq, int64_t oq, int64_t pabs, int64_t oabs, int64_t qblock,
     int64_t qoffset, int64_t ptab, int64_t otab) {
+  // (Given per-token codes: the nested scales' first slots hold the steps.)
+  if ((flags & kQLinearPerToken) && (flags & kQLinearCodes)) {
+    emulateQLinear(format, group, flags, o0, o1, m, n, k, pa, oa, sa0, sa1, sam,
+                   sak, pw, ow, sw, ps, os, ss, pz, oz, sz, pc, oc, sc0, sc1,
+                   scm, scn, nullptr, nullptr, pq, oq);
+    return;
+  }
   NestedScales dq;
   bool nested =
       nestedScales(pq, oq, pabs, oabs, qblock, qoffset, ptab, otab, dq);
@@ -575,6 +582,33 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
   }
 }
 
+/// qopt_cuda_hadamard_quant's arguments, run on the CPU: each block's
+/// threads phase by phase (the row's maximum is order-free).
+extern "C" void qopt_cuda_hadamard_quant_emulated(QOPT_HADAMARD_QUANT_PARAMS) {
+  HadamardQuantParams q;
+  int64_t blocks = 0;
+  if (const char *error = planHadamardQuant(
+          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(y), bits,
+          writeY, pc, oc, ps, os, q, blocks)) {
+    refuse("the CUDA Hadamard transform with quantization", error);
+    return;
+  }
+  std::vector<float> buf(kHadamardTile);
+  for (int64_t block = 0; block < blocks; ++block) {
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardLoad(q.h, block, buf.data(), t);
+    for (int64_t h = 1; h < q.h.n; h *= 2)
+      for (int t = 0; t < kHadamardThreads; ++t)
+        hadamardStage(q.h, buf.data(), h, t);
+    float amax = 0.0f;
+    for (int t = 0; t < kHadamardThreads; ++t)
+      amax = std::fmax(amax, hadamardPartialMax(q, buf.data(), t));
+    float step = tokenStepOf(amax, q.bits);
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardQuantStore(q, block, buf.data(), step, t);
+  }
+}
+
 /// qopt_cuda_norm's arguments (CUDAHost.cpp), run on the CPU: each row's 32
 /// lanes, their partial sums added in the order of the kernel's butterfly.
 namespace {
@@ -601,6 +635,43 @@ extern "C" void qopt_cuda_norm_emulated(QOPT_NORM_PARAMS) {
     for (int lane = 0; lane < 32; ++lane)
       normStore(p, row, lane, mean, meanSquare);
   }
+}
+
+/// qopt_cuda_norm_quant's arguments, run on the CPU: each row's 32 lanes
+/// as the kernel's warp (the maximum is order-free).
+extern "C" void qopt_cuda_norm_quant_emulated(QOPT_NORM_QUANT_PARAMS) {
+  NormQuantParams q;
+  int64_t blocks = 0;
+  if (const char *error =
+          planNormQuant(flags, eps, QOPT_VIEW2(x), QOPT_VIEW1(g), QOPT_VIEW1(b),
+                        QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, q, blocks))
+    refuse("qopt_cuda_norm_quant", error);
+  for (int64_t row = 0; row < q.norm.rows; ++row) {
+    float mean, meanSquare, amax = 0.0f;
+    normStatistics(q.norm, row, q.norm.flags & kNormLayer, sumLanes, mean,
+                   meanSquare);
+    for (int lane = 0; lane < 32; ++lane)
+      amax =
+          std::fmax(amax, normQuantPartialMax(q, row, lane, mean, meanSquare));
+    float step = tokenStepOf(amax, q.bits);
+    for (int lane = 0; lane < 32; ++lane)
+      normQuantStore(q, row, lane, mean, meanSquare, step);
+  }
+}
+
+/// qopt_cuda_quantize_rows' arguments, run on the CPU.
+extern "C" void qopt_cuda_quantize_rows_emulated(
+    int64_t bits, int64_t rows, int64_t k, int64_t px, int64_t ox, int64_t sx,
+    int64_t pc, int64_t oc, int64_t ps, int64_t os, int64_t smoothing,
+    int64_t pv, int64_t ov, int64_t sv) {
+  W8A8Launch l{};
+  int64_t blocks = 0;
+  if (const char *error =
+          planQuantizeRows(bits, rows, k, px, ox, sx, pc, oc, ps, os, smoothing,
+                           pv, ov, sv, l.q, blocks))
+    refuse("qopt_cuda_quantize_rows", error);
+  l.gridX = unsigned(blocks), l.gridY = 1, l.gridZ = 1;
+  runW8A8(l);
 }
 
 /// qopt_cuda_norm_backward's arguments, run on the CPU: each row's warp as

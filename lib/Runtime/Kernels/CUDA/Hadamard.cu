@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "HadamardTile.h"
+#include "Warp.cuh"
 
 extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
     qopt_cuda_hadamard_f32(const __grid_constant__ qopt_cuda::HadamardParams p) {
@@ -19,4 +20,30 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
   }
   __syncthreads();
   hadamardStore(p, blockIdx.x, buf, t);
+}
+
+// The transform with per-token quantization of each row (HadamardTile.h):
+// a block a row; the row's maximum through the warps' shuffles and shared
+// memory.
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
+    qopt_cuda_hadamard_quant_f32(
+        const __grid_constant__ qopt_cuda::HadamardQuantParams q) {
+  using namespace qopt_cuda;
+  __shared__ float buf[kHadamardTile];
+  __shared__ float warpMaxima[kHadamardThreads / 32];
+  int t = threadIdx.x;
+  hadamardLoad(q.h, blockIdx.x, buf, t);
+  for (int64_t h = 1; h < q.h.n; h *= 2) {
+    __syncthreads();
+    hadamardStage(q.h, buf, h, t);
+  }
+  __syncthreads();
+  float amax = warpMax(hadamardPartialMax(q, buf, t));
+  if (t % 32 == 0)
+    warpMaxima[t / 32] = amax;
+  __syncthreads();
+  amax = warpMaxima[0];
+  for (int w = 1; w < kHadamardThreads / 32; ++w)
+    amax = fmaxf(amax, warpMaxima[w]);
+  hadamardQuantStore(q, blockIdx.x, buf, tokenStepOf(amax, q.bits), t);
 }

@@ -20,6 +20,7 @@
 
 #include "MemrefArgs.h"
 #include "QLinearTile.h"
+#include "W8A8Tile.h"
 
 namespace qopt_cuda {
 
@@ -133,6 +134,83 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
   p.scale = float(scale);
   int64_t runs = p.rows * (p.cols / n);
   blocks = (runs + p.runsPerBlock - 1) / p.runsPerBlock;
+  return nullptr;
+}
+
+//===-- The transform with per-token quantization -------------------------===//
+//
+// qopt_cuda_hadamard_quant_f32: QuaRot's online Hadamard before a W4A4 /
+// W8A8 product. A block holds one whole row (cols ≤ kHadamardTile), so
+// after the butterflies its threads find the row's max|y| (a block
+// reduction) and write the row's int8 codes and step, which the products
+// read (kQLinearCodes), as qopt_cuda_quantize_rows would from y; y itself
+// only where something else reads it.
+
+/// One launch (by value): the transform's (runsPerBlock = cols / n: block
+/// b is row b; y null: not written), codes [rows, cols] (contiguous) and
+/// steps [rows].
+struct HadamardQuantParams {
+  HadamardParams h;
+  int8_t *codes;
+  float *steps;
+  int32_t bits, reserved;
+};
+static_assert(sizeof(HadamardQuantParams) == 128,
+              "HadamardQuantParams' layout");
+
+/// Thread t's largest magnitude of its elements of the block's row
+/// (infinity where one is not finite).
+QOPT_HD float hadamardPartialMax(const HadamardQuantParams &q, const float *buf,
+                                 int t) {
+  float amax = 0.0f;
+  for (int64_t idx = t; idx < q.h.cols; idx += kHadamardThreads)
+    amax = tokenMax(amax, buf[idx] * q.h.scale);
+  return amax;
+}
+
+/// Thread t's share of storing row `block`'s codes (and y where wanted),
+/// and thread 0 its step.
+QOPT_HD void hadamardQuantStore(const HadamardQuantParams &q, int64_t block,
+                                const float *buf, float step, int t) {
+  const HadamardParams &p = q.h;
+  for (int64_t idx = t; idx < p.cols; idx += kHadamardThreads) {
+    float v = buf[idx] * p.scale;
+    if (p.y)
+      p.y[block * p.sy0 + idx * p.sy1] = v;
+    q.codes[block * p.cols + idx] = tokenCode(v, step, q.bits);
+  }
+  if (t == 0)
+    q.steps[block] = step;
+}
+
+// qopt_cuda_hadamard_quant's parameters: qopt_cuda_hadamard's, then the
+// bits, whether y is written, and the codes' and steps' pointers and
+// offsets.
+#define QOPT_HADAMARD_QUANT_PARAMS                                             \
+  QOPT_HADAMARD_PARAMS, int64_t bits, int64_t writeY, int64_t pc, int64_t oc,  \
+      int64_t ps, int64_t os
+
+/// The launch for qopt_cuda_hadamard_quant's arguments (a block a row);
+/// null, or why the kernel cannot take them.
+inline const char *
+planHadamardQuant(int64_t flags, int64_t n, double scale, const Memref2 &x,
+                  const MemrefView<1> &signs, const Memref2 &y, int64_t bits,
+                  int64_t writeY, int64_t pc, int64_t oc, int64_t ps,
+                  int64_t os, HadamardQuantParams &q, int64_t &blocks) {
+  q = HadamardQuantParams{};
+  if (const char *why = planHadamard(flags, n, scale, x, signs, y, q.h, blocks))
+    return why;
+  if (bits < 2 || bits > 8)
+    return "activations of more than 8 bits";
+  if (q.h.cols > kHadamardTile)
+    return "rows longer than a block holds";
+  q.h.runsPerBlock = q.h.cols / n;
+  if (!writeY)
+    q.h.y = nullptr;
+  q.codes = reinterpret_cast<int8_t *>(pc) + oc;
+  q.steps = reinterpret_cast<float *>(ps) + os;
+  q.bits = int32_t(bits);
+  blocks = q.h.cols == 0 ? 0 : q.h.rows;
   return nullptr;
 }
 

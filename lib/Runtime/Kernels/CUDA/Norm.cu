@@ -22,6 +22,24 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
   normStore(p, row, lane, mean, meanSquare);
 }
 
+// A norm whose output a per-token quantizer reads: y's int8 codes and
+// each row's step (y too where it is wanted).
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)
+    qopt_cuda_norm_quant_f32(
+        const __grid_constant__ qopt_cuda::NormQuantParams q) {
+  using namespace qopt_cuda;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  int64_t row = int64_t(blockIdx.x) * kNormRowsPerBlock + warp;
+  if (row >= q.norm.rows) // (the same for the whole warp)
+    return;
+  float mean, meanSquare;
+  normStatistics(
+      q.norm, row, q.norm.flags & kNormLayer,
+      [&](auto partial) { return warpSum(partial(lane)); }, mean, meanSquare);
+  float amax = warpMax(normQuantPartialMax(q, row, lane, mean, meanSquare));
+  normQuantStore(q, row, lane, mean, meanSquare, tokenStepOf(amax, q.bits));
+}
+
 // The backward (NormTile.h): dx a warp per row, then gamma's and beta's
 // gradients as column sums over chunks of rows, then over the chunks.
 extern "C" __global__ void __launch_bounds__(qopt_cuda::kNormThreads)

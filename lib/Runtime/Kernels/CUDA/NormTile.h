@@ -21,6 +21,7 @@
 
 #include "MemrefArgs.h"
 #include "QLinearTile.h"
+#include "W8A8Tile.h"
 
 #include <math.h>
 
@@ -83,6 +84,16 @@ QOPT_HD void normStatistics(const NormParams &p, int64_t row, bool layer,
                count;
 }
 
+/// Element c of a row of y (x: the row of x), given the row's mean (0 for
+/// RMSNorm) and denominator sqrt(mean of squares + eps).
+QOPT_HD float normValue(const NormParams &p, const float *x, int64_t c,
+                        float mean, float d) {
+  float v = (x[c * p.sx1] - mean) / d * p.gamma[c * p.sg];
+  if (p.flags & kNormBeta)
+    v += p.beta[c * p.sb];
+  return v;
+}
+
 /// Writes lane `lane`'s elements of row `row`, given the row's mean (0 for
 /// RMSNorm) and the mean of squares or squared deviations.
 QOPT_HD void normStore(const NormParams &p, int64_t row, int lane, float mean,
@@ -90,12 +101,56 @@ QOPT_HD void normStore(const NormParams &p, int64_t row, int lane, float mean,
   const float *x = p.x + row * p.sx0;
   float *y = p.y + row * p.sy0;
   float d = sqrtf(meanSquare + p.eps);
+  for (int64_t c = lane; c < p.cols; c += 32)
+    y[c * p.sy1] = normValue(p, x, c, mean, d);
+}
+
+//===-- The norm with per-token quantization (qopt_cuda_norm_quant) -------===//
+//
+// A norm whose output a per-token quantizer reads (SmoothQuant's W8A8: the
+// smoothing is in gamma): the warp that normalizes a row also finds its
+// step max|y| / qmax and writes its int8 codes and step, which the W8A8
+// products read (kQLinearCodes), as qopt_cuda_quantize_rows would from y;
+// y itself only where something else reads it.
+
+/// One launch (by value): the norm's (y null: not written), codes [rows,
+/// cols] (contiguous) and steps [rows].
+struct NormQuantParams {
+  NormParams norm;
+  int8_t *codes;
+  float *steps;
+  int32_t bits, reserved;
+};
+static_assert(sizeof(NormQuantParams) == 128, "NormQuantParams' layout");
+
+/// Lane `lane`'s largest magnitude of row `row` of y (infinity where one
+/// is not finite), writing its elements of y where y is wanted.
+QOPT_HD float normQuantPartialMax(const NormQuantParams &q, int64_t row,
+                                  int lane, float mean, float meanSquare) {
+  const NormParams &p = q.norm;
+  const float *x = p.x + row * p.sx0;
+  float d = sqrtf(meanSquare + p.eps), amax = 0.0f;
   for (int64_t c = lane; c < p.cols; c += 32) {
-    float v = (x[c * p.sx1] - mean) / d * p.gamma[c * p.sg];
-    if (p.flags & kNormBeta)
-      v += p.beta[c * p.sb];
-    y[c * p.sy1] = v;
+    float v = normValue(p, x, c, mean, d);
+    if (p.y)
+      p.y[row * p.sy0 + c * p.sy1] = v;
+    amax = tokenMax(amax, v);
   }
+  return amax;
+}
+
+/// Writes lane `lane`'s codes of row `row` (the same values of y again),
+/// and lane 0 the step.
+QOPT_HD void normQuantStore(const NormQuantParams &q, int64_t row, int lane,
+                            float mean, float meanSquare, float step) {
+  const NormParams &p = q.norm;
+  const float *x = p.x + row * p.sx0;
+  int8_t *codes = q.codes + row * p.cols;
+  float d = sqrtf(meanSquare + p.eps);
+  for (int64_t c = lane; c < p.cols; c += 32)
+    codes[c] = tokenCode(normValue(p, x, c, mean, d), step, q.bits);
+  if (lane == 0)
+    q.steps[row] = step;
 }
 
 // qopt_cuda_norm's parameters: flags, epsilon, then x [rows, cols], gamma
@@ -128,6 +183,33 @@ inline void planNorm(int64_t flags, double eps, const MemrefView<2> &x,
   p.flags = int(flags);
   blocks =
       p.cols == 0 ? 0 : (p.rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+}
+
+// qopt_cuda_norm_quant's parameters: qopt_cuda_norm's, then the bits,
+// whether y is written, and the codes' and steps' pointers and offsets.
+#define QOPT_NORM_QUANT_PARAMS                                                 \
+  QOPT_NORM_PARAMS, int64_t bits, int64_t writeY, int64_t pc, int64_t oc,      \
+      int64_t ps, int64_t os
+
+/// The launch for qopt_cuda_norm_quant's arguments (blocks: one for every
+/// 8 rows, also where a row is empty: its step is 1); null, or why not.
+inline const char *
+planNormQuant(int64_t flags, double eps, const MemrefView<2> &x,
+              const MemrefView<1> &gamma, const MemrefView<1> &beta,
+              const MemrefView<2> &y, int64_t bits, int64_t writeY, int64_t pc,
+              int64_t oc, int64_t ps, int64_t os, NormQuantParams &q,
+              int64_t &blocks) {
+  if (bits < 2 || bits > 8)
+    return "activations of more than 8 bits";
+  q = NormQuantParams{};
+  planNorm(flags, eps, x, gamma, beta, y, q.norm, blocks);
+  if (!writeY)
+    q.norm.y = nullptr;
+  q.codes = reinterpret_cast<int8_t *>(pc) + oc;
+  q.steps = reinterpret_cast<float *>(ps) + os;
+  q.bits = int32_t(bits);
+  blocks = (q.norm.rows + kNormRowsPerBlock - 1) / kNormRowsPerBlock;
+  return nullptr;
 }
 
 //===-- The backward (qopt.norm_grad) -------------------------------------===//

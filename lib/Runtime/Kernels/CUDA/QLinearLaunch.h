@@ -123,9 +123,13 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
 /// kQLinearOverwrite (the CUDA target's too): C = A·Wᵀ (+ LoRA), not C +=.
 /// kQLinearPerToken: A is the input of a per-token quantizer to
 /// `(flags >> 8) & 0xff` bits, which the product applies and then runs on
-/// the integer codes (planW8A8).
+/// the integer codes (planW8A8); with kQLinearCodes A is those codes
+/// already (int8, rows of K, written by qopt_cuda_quantize_rows or
+/// qopt_cuda_norm_quant), and the rows' steps a buffer laid out as A
+/// without K.
 constexpr int64_t kQLinearZeroPoints = 1, kQLinearPerToken = 4,
-                  kQLinearTransposed = 8, kQLinearOverwrite = 16;
+                  kQLinearTransposed = 8, kQLinearOverwrite = 16,
+                  kQLinearCodes = 32;
 
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
 /// launch of the product with `lora` (null: none) added and `dq` the
@@ -315,20 +319,28 @@ inline const char *w8a8Refusal(int64_t format, int64_t group, int64_t flags,
 /// Calls `launch(const W8A8Launch &)` for each launch of the product (the
 /// quantization of every row of A first, into scratch that
 /// `allocate(bytes)` returns once the call is known to be taken: the rows'
-/// codes, 256-byte aligned, then their steps), with qopt_kernel_qlinear's
-/// arguments; returns null, or why W8A8.cu cannot take it (a broken
-/// invariant: the compiler asks w8a8Refusal).
+/// codes, 256-byte aligned, then their steps; none with kQLinearCodes,
+/// where A is the codes and `pst` + `ost` the steps), with
+/// qopt_kernel_qlinear's arguments; returns null, or why W8A8.cu cannot
+/// take it (a broken invariant: the compiler asks w8a8Refusal).
 template <typename Allocate, typename Launch>
-const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
-                     int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
-                     int64_t pa, int64_t oa, int64_t sa0, int64_t sa1,
-                     int64_t sam, int64_t sak, int64_t pw, int64_t ow,
-                     int64_t sw, int64_t ps, int64_t os, int64_t ss, int64_t pz,
-                     int64_t oz, int64_t sz, int64_t pc, int64_t oc,
-                     int64_t sc0, int64_t sc1, int64_t scm, int64_t scn,
-                     Allocate &&allocate, Launch &&launch) {
+const char *
+planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags, int64_t o0,
+         int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa, int64_t oa,
+         int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pw,
+         int64_t ow, int64_t sw, int64_t ps, int64_t os, int64_t ss, int64_t pz,
+         int64_t oz, int64_t sz, int64_t pc, int64_t oc, int64_t sc0,
+         int64_t sc1, int64_t scm, int64_t scn, int64_t pst, int64_t ost,
+         Allocate &&allocate, Launch &&launch) {
   if (const char *why = w8a8Refusal(format, group, flags, n, k, sak, scn))
     return why;
+  bool given = flags & kQLinearCodes;
+  // Given codes are whole rows of K, laid out as A (a buffer of the
+  // identity layout whose last axis is the product's K: the steps' strides
+  // are its own / K), read as 4-byte words.
+  if (given && k > 0 &&
+      (sa0 % k || sa1 % k || sam % k || oa % k || (aligned && (pa + oa) % 4)))
+    return "the given codes are not rows of K on 4-byte boundaries";
   bool overwrite = flags & kQLinearOverwrite;
   int64_t cSize[4] = {o0, o1, m, n}, cStride[4] = {sc0, sc1, scm, scn};
   bool oneGrid = disjoint(cSize, cStride);
@@ -357,12 +369,26 @@ const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
       (m + kTokenRowsPerBlock - 1) / kTokenRowsPerBlock > 0x7fffffff ||
       products > 0xffffffffLL)
     return "more rows, columns or products than a grid takes";
-  size_t codeBytes = (size_t(products * m * k) + 255) / 256 * 256;
-  auto *scratch = static_cast<char *>(
-      allocate(codeBytes + size_t(products * m) * sizeof(float)));
-  auto *codes = reinterpret_cast<int8_t *>(scratch);
-  auto *steps = reinterpret_cast<float *>(scratch + codeBytes);
   W8A8Launch l{};
+  W8A8Params &p = l.p;
+  int8_t *codes;
+  float *steps;
+  if (given) {
+    codes = reinterpret_cast<int8_t *>(pa) + oa;
+    int64_t rowOf = k > 0 ? k : 1; // (K = 0: rows of nothing, steps 1)
+    steps = reinterpret_cast<float *>(pst) + ost + oa / rowOf;
+    p.sa0 = sa0, p.sa1 = sa1, p.sam = sam;
+    p.ss0 = sa0 / rowOf, p.ss1 = sa1 / rowOf, p.ssm = sam / rowOf;
+  } else {
+    size_t codeBytes = (size_t(products * m * k) + 255) / 256 * 256;
+    auto *scratch = static_cast<char *>(
+        allocate(codeBytes + size_t(products * m) * sizeof(float)));
+    codes = reinterpret_cast<int8_t *>(scratch);
+    steps = reinterpret_cast<float *>(scratch + codeBytes);
+    // (Product z's rows follow product z − 1's.)
+    p.sa0 = o1 * m * k, p.sa1 = m * k, p.sam = k;
+    p.ss0 = o1 * m, p.ss1 = m, p.ssm = 1;
+  }
   l.format = int(format);
   l.skinny = skinny;
   TokenQuantParams &q = l.q;
@@ -371,7 +397,6 @@ const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
   q.codes = codes, q.steps = steps;
   q.m = m, q.k = k, q.o1 = uint32_t(o1);
   q.bits = int32_t((flags >> 8) & 0xff);
-  W8A8Params &p = l.p;
   p.a = codes, p.steps = steps;
   p.c = reinterpret_cast<float *>(pc) + oc;
   p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
@@ -387,7 +412,7 @@ const char *planW8A8(bool aligned, int64_t format, int64_t group, int64_t flags,
   // where their C's are disjoint, one after the other where they add into
   // the same C.
   int64_t chunk = oneGrid ? 65535 : 1;
-  for (int64_t z0 = 0; z0 < products; z0 += 65535) {
+  for (int64_t z0 = 0; !given && z0 < products; z0 += 65535) {
     l.gemm = false;
     q.zBase = uint32_t(z0);
     l.gridX = unsigned((m + kTokenRowsPerBlock - 1) / kTokenRowsPerBlock);

@@ -36,14 +36,14 @@ using namespace qopt_cuda;
 template <int F, int MI> __device__ void w8a8(const W8A8Params &p) {
   __shared__ W8A8Shared<MI> s;
   int t = threadIdx.x;
-  int64_t base = w8a8Base(p, blockIdx.z);
+  W8A8Product product = w8a8Product(p, blockIdx.z);
   int64_t m0 = w8a8Row0(p, blockIdx.y, kTileRows<MI>),
           n0 = int64_t(blockIdx.x) * kTileN;
   int32_t acc[MI][kMicro] = {};
   float sum[MI][kMicro] = {};
   GroupCursor group(p);
   for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
-    loadCodesA(p, base, m0, k0, t, s);
+    loadCodesA(p, product.a, m0, k0, t, s);
     loadCodesB<F, MI>(p, k0, group.g, n0, t, s);
     __syncthreads();
     multiplyCodes(s, t, acc);
@@ -53,7 +53,7 @@ template <int F, int MI> __device__ void w8a8(const W8A8Params &p) {
       group.next(p);
     }
   }
-  storeW8A8(p, base, w8a8C(p, blockIdx.z), m0, n0, t, sum);
+  storeW8A8(p, product.steps, product.c, m0, n0, t, sum);
 }
 
 } // namespace

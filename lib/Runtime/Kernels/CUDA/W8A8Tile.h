@@ -39,11 +39,19 @@ namespace qopt_cuda {
 
 constexpr int kTokenThreads = 256, kTokenRowsPerBlock = kTokenThreads / 32;
 
+/// How qopt_cuda_quantize_rows smooths x before it quantizes (SmoothQuant's
+/// x / s where no norm before takes it in gamma).
+enum TokenSmoothing : int32_t {
+  kSmoothNone = 0,
+  kSmoothMul = 1,
+  kSmoothDiv = 2
+};
+
 /// One launch of qopt_cuda_token_quant (by value): grid (ceil(m / 8),
 /// products); row r of product z (the rows of x at outer indices (i, j) =
 /// ((zBase + z) / o1, (zBase + z) % o1), strides sx0, sx1, sxm, contiguous
-/// along K) to codes[row · k + c] and steps[row], row = (zBase + z) · m +
-/// r.
+/// along K), times or divided by smooth[c · ss] (`smoothing`), to
+/// codes[row · k + c] and steps[row], row = (zBase + z) · m + r.
 struct TokenQuantParams {
   const float *x;
   int64_t sx0, sx1, sxm;
@@ -51,9 +59,11 @@ struct TokenQuantParams {
   float *steps;
   int64_t m, k;
   uint32_t o1, zBase;
-  int32_t bits, reserved;
+  int32_t bits, smoothing;
+  const float *smooth;
+  int64_t ss;
 };
-static_assert(sizeof(TokenQuantParams) == 80, "TokenQuantParams' layout");
+static_assert(sizeof(TokenQuantParams) == 96, "TokenQuantParams' layout");
 
 /// Row r of product z: x's row, and its place among the codes' rows.
 /// (32-bit product indices: no 64-bit division, which ptxas makes a call.)
@@ -68,6 +78,30 @@ QOPT_HD TokenRow tokenRow(const TokenQuantParams &p, uint32_t z, int64_t r) {
           int64_t(product) * p.m + r};
 }
 
+/// The code of v in a row of step `step` (zero for a NaN step).
+QOPT_HD int8_t tokenCode(float v, float step, int bits) {
+  float qmax = float((1 << (bits - 1)) - 1), qmin = -qmax - 1.0f;
+  return isnan(step) ? int8_t(0)
+                     : int8_t(fminf(fmaxf(rintf(v / step), qmin), qmax));
+}
+
+/// A magnitude into a row's running maximum (infinity once one is not
+/// finite: the row's step is then NaN).
+QOPT_HD float tokenMax(float amax, float v) {
+  float a = fabsf(v);
+  return isfinite(a) ? fmaxf(amax, a) : INFINITY;
+}
+
+/// Element c of a row of x, smoothed.
+QOPT_HD float tokenValue(const TokenQuantParams &p, const float *x, int64_t c) {
+  float v = x[c];
+  if (p.smoothing == kSmoothMul)
+    return v * p.smooth[c * p.ss];
+  if (p.smoothing == kSmoothDiv)
+    return v / p.smooth[c * p.ss];
+  return v;
+}
+
 /// Lane `lane`'s largest magnitude of row `row` (elements lane, lane + 32,
 /// …), infinity where one of them is not finite (the warp's maximum is
 /// then infinity: the row's step is NaN).
@@ -75,10 +109,11 @@ QOPT_HD float tokenPartialMax(const TokenQuantParams &p, TokenRow row,
                               int lane) {
   const float *x = row.x;
   float amax = 0.0f;
-  for (int64_t c = lane; c < p.k; c += 32) {
-    float v = fabsf(x[c]);
-    amax = isfinite(v) ? fmaxf(amax, v) : INFINITY;
-  }
+  // (Not unrolled: copies of the divisions' slow path would need a stack
+  // frame on sm_90.)
+  QOPT_UNROLL(1)
+  for (int64_t c = lane; c < p.k; c += 32)
+    amax = tokenMax(amax, tokenValue(p, x, c));
   return amax;
 }
 
@@ -95,13 +130,40 @@ QOPT_HD void tokenStore(const TokenQuantParams &p, TokenRow row, int lane,
                         float step) {
   const float *x = row.x;
   int8_t *q = p.codes + row.row * p.k;
-  float qmax = float((1 << (p.bits - 1)) - 1), qmin = -qmax - 1.0f;
-  bool zero = isnan(step);
+  QOPT_UNROLL(1)
   for (int64_t c = lane; c < p.k; c += 32)
-    q[c] =
-        zero ? int8_t(0) : int8_t(fminf(fmaxf(rintf(x[c] / step), qmin), qmax));
+    q[c] = tokenCode(tokenValue(p, x, c), step, p.bits);
   if (lane == 0)
     p.steps[row.row] = step;
+}
+
+/// qopt_cuda_quantize_rows' launch (grid (blocks, 1)): rows of x [rows, k]
+/// (row stride sx, contiguous along K), smoothed by the vector at pv + ov
+/// (stride sv) as `smoothing` says, to codes [rows, k] (contiguous) and
+/// steps [rows]; null, or why not.
+inline const char *planQuantizeRows(int64_t bits, int64_t rows, int64_t k,
+                                    int64_t px, int64_t ox, int64_t sx,
+                                    int64_t pc, int64_t oc, int64_t ps,
+                                    int64_t os, int64_t smoothing, int64_t pv,
+                                    int64_t ov, int64_t sv, TokenQuantParams &q,
+                                    int64_t &blocks) {
+  if (bits < 2 || bits > 8)
+    return "activations of more than 8 bits";
+  if (smoothing < kSmoothNone || smoothing > kSmoothDiv ||
+      (smoothing != kSmoothNone && !pv))
+    return "an unknown smoothing";
+  q = TokenQuantParams{};
+  q.x = reinterpret_cast<const float *>(px) + ox;
+  q.sxm = sx;
+  q.codes = reinterpret_cast<int8_t *>(pc) + oc;
+  q.steps = reinterpret_cast<float *>(ps) + os;
+  q.m = rows, q.k = k, q.o1 = 1;
+  q.bits = int32_t(bits);
+  q.smoothing = int32_t(smoothing);
+  q.smooth = smoothing ? reinterpret_cast<const float *>(pv) + ov : nullptr;
+  q.ss = sv;
+  blocks = rows <= 0 ? 0 : (rows + kTokenRowsPerBlock - 1) / kTokenRowsPerBlock;
+  return nullptr;
 }
 
 //===-- The integer GEMM
@@ -118,11 +180,13 @@ template <int MI> struct W8A8Shared {
   int32_t b[kTileN][kW8Words + 1];
 };
 
-/// One launch of W8A8.cu's GEMM (by value): product z of the grid has the
-/// codes' and steps' rows (zBase + z) · m …, and C at outer indices
-/// ((zBase + z) / o1, (zBase + z) % o1) (strides sc0, sc1), rows scm,
-/// columns scn; W is QLinearTile.h's view (rows N, K and the group
-/// multiples of 32, rows of codes 4-byte aligned).
+/// One launch of W8A8.cu's GEMM (by value): product z of the grid has its
+/// codes, steps and C at outer indices (i, j) = ((zBase + z) / o1,
+/// (zBase + z) % o1): codes at a + i·sa0 + j·sa1 (rows sam, contiguous
+/// along K, 4-byte aligned), steps at steps + i·ss0 + j·ss1 (rows ssm), C
+/// at c + i·sc0 + j·sc1 (rows scm, columns scn); W is QLinearTile.h's view
+/// (rows N, K and the group multiples of 32, rows of codes 4-byte
+/// aligned).
 struct W8A8Params {
   const int8_t *a;
   const float *steps;
@@ -138,8 +202,9 @@ struct W8A8Params {
   uint32_t o1, zBase;
   int32_t overwrite;
   uint32_t yBase; // the grid's first tile row (grids of at most 65535)
+  int64_t sa0, sa1, sam, ss0, ss1, ssm;
 };
-static_assert(sizeof(W8A8Params) == 152, "W8A8Params' layout");
+static_assert(sizeof(W8A8Params) == 200, "W8A8Params' layout");
 
 /// Four int8 codes' products summed into acc (dp4a).
 QOPT_HD int32_t dot4(int32_t a, int32_t b, int32_t acc) {
@@ -164,11 +229,11 @@ QOPT_HD uint32_t loadWord(const void *p) {
 #endif
 }
 
-/// Loads thread t's words of the A tile (the product's codes from row
-/// base + m0, K step k0): 2 words a thread (MI = 4), one for the first
-/// 128 threads (MI = 1).
+/// Loads thread t's words of the A tile (the product's codes `a` from row
+/// m0, K step k0): 2 words a thread (MI = 4), one for the first 128
+/// threads (MI = 1).
 template <int MI>
-QOPT_HD void loadCodesA(const W8A8Params &p, int64_t base, int64_t m0,
+QOPT_HD void loadCodesA(const W8A8Params &p, const int8_t *a, int64_t m0,
                         int64_t k0, int t, W8A8Shared<MI> &s) {
   constexpr int kWords = kTileRows<MI> * kW8Words;
   QOPT_UNROLL()
@@ -178,8 +243,7 @@ QOPT_HD void loadCodesA(const W8A8Params &p, int64_t base, int64_t m0,
       return;
     int r = e / kW8Words, w = e % kW8Words;
     int64_t gr = m0 + r;
-    s.a[r][w] =
-        gr < p.m ? int32_t(loadWord(p.a + (base + gr) * p.k + k0 + 4 * w)) : 0;
+    s.a[r][w] = gr < p.m ? int32_t(loadWord(a + gr * p.sam + k0 + 4 * w)) : 0;
   }
 }
 
@@ -276,17 +340,19 @@ QOPT_HD void flushGroup(const W8A8Params &p, int64_t n0, int64_t g, int t,
   }
 }
 
-/// Writes thread t's outputs times their rows' steps into C's tile.
+/// Writes thread t's outputs times their rows' steps (the product's
+/// `steps`) into C's tile.
 template <int MI>
-QOPT_HD void storeW8A8(const W8A8Params &p, int64_t base, float *c, int64_t m0,
-                       int64_t n0, int t, const float (&sum)[MI][kMicro]) {
+QOPT_HD void storeW8A8(const W8A8Params &p, const float *steps, float *c,
+                       int64_t m0, int64_t n0, int t,
+                       const float (&sum)[MI][kMicro]) {
   int tx = t % 16, ty = t / 16;
   QOPT_UNROLL()
   for (int i = 0; i < MI; ++i) {
     int64_t r = m0 + ty + 16 * i;
     if (r >= p.m)
       continue;
-    float step = p.steps[base + r];
+    float step = steps[r * p.ssm];
     QOPT_UNROLL()
     for (int j = 0; j < kMicro; ++j) {
       int64_t col = n0 + tx + 16 * j;
@@ -298,14 +364,17 @@ QOPT_HD void storeW8A8(const W8A8Params &p, int64_t base, float *c, int64_t m0,
   }
 }
 
-/// Product z's first row of codes and its C.
-QOPT_HD int64_t w8a8Base(const W8A8Params &p, uint32_t z) {
-  return int64_t(p.zBase + z) * p.m;
-}
-QOPT_HD float *w8a8C(const W8A8Params &p, uint32_t z) {
+/// Product z's codes, steps and C.
+struct W8A8Product {
+  const int8_t *a;
+  const float *steps;
+  float *c;
+};
+QOPT_HD W8A8Product w8a8Product(const W8A8Params &p, uint32_t z) {
   uint32_t product = p.zBase + z;
-  return p.c + int64_t(product / p.o1) * p.sc0 +
-         int64_t(product % p.o1) * p.sc1;
+  int64_t i = product / p.o1, j = product % p.o1;
+  return {p.a + i * p.sa0 + j * p.sa1, p.steps + i * p.ss0 + j * p.ss1,
+          p.c + i * p.sc0 + j * p.sc1};
 }
 
 /// The scale group of the current K step, followed without a 64-bit

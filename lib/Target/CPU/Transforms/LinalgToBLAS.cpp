@@ -26,6 +26,8 @@
 
 #include "llvm/ADT/bit.h"
 
+#include <limits>
+
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTLINALGTOBLASPASS
 #include "qopt/Target/CPU/Transforms/Passes.h.inc"
@@ -284,8 +286,9 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
 /// operand, its aligned pointer, offset and the strides of given loops.
 class CallArgs {
 public:
-  CallArgs(linalg::GenericOp op, const GemmDims &dims)
-      : op(op), b(op), loc(op.getLoc()), maps(op.getIndexingMapsArray()) {
+  /// (`a`: another buffer laid out as A, read in its place.)
+  CallArgs(linalg::GenericOp op, const GemmDims &dims, Value a = {})
+      : op(op), a(a), b(op), loc(op.getLoc()), maps(op.getIndexingMapsArray()) {
     zero = arith::ConstantIndexOp::create(b, loc, 0);
     Value one = arith::ConstantIndexOp::create(b, loc, 1);
     unsigned numLoops = op.getNumLoops();
@@ -298,7 +301,7 @@ public:
         if (auto dim = dyn_cast<AffineDimExpr>(result))
           if (!loopSize[dim.getPosition()])
             loopSize[dim.getPosition()] =
-                memref::DimOp::create(b, loc, op->getOperand(i), pos);
+                memref::DimOp::create(b, loc, operandValue(i), pos);
     outer.assign(dims.outer.begin(), dims.outer.end());
     while (outer.size() < kMaxOuter)
       outer.insert(outer.begin(), numLoops); // size-1 loops
@@ -316,7 +319,7 @@ public:
   /// Operand i's pointer, offset and strides along the outer loops and
   /// `dims`.
   void operand(unsigned i, ArrayRef<unsigned> dims) {
-    Value v = op->getOperand(i);
+    Value v = operandValue(i);
     auto meta = memref::ExtractStridedMetadataOp::create(b, loc, v);
     args.push_back(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v));
     args.push_back(meta.getOffset());
@@ -373,7 +376,10 @@ public:
   }
 
 private:
+  Value operandValue(unsigned i) { return i == 0 && a ? a : op->getOperand(i); }
+
   linalg::GenericOp op;
+  Value a;
   OpBuilder b;
   Location loc;
   SmallVector<AffineMap> maps;
@@ -536,7 +542,8 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
                              int64_t perTokenBits, ModuleOp module,
                              StringRef callee = kQLinear,
                              const LoRASum *lora = nullptr,
-                             bool overwrite = false, bool cuda = false) {
+                             bool overwrite = false, bool cuda = false,
+                             Value codes = {}, Value steps = {}) {
   // With a LoRA branch the call writes the sum's output (flag 16: C = …,
   // not C +=; its layout is the product's C's, which it replaces).
   std::optional<CallArgs> branchArgs;
@@ -548,14 +555,16 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
     branchArgs->operand(1, {lora->branchDims.n, lora->branchDims.k});
     branchArgs->size(lora->branchDims.k);
   }
-  CallArgs args(op, dims);
+  CallArgs args(op, dims, codes);
   args.constant(w.format);
   args.constant(w.group);
   args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0) |
                 (perTokenBits ? 4 | (perTokenBits << 8) : 0) |
                 (w.transposed ? 8 : 0) |
-                ((lora && lora->y) || overwrite ? 16 : 0));
+                ((lora && lora->y) || overwrite ? 16 : 0) | (codes ? 32 : 0));
   args.sizes({dims.m, dims.n, dims.k});
+  // (Per-token codes given: A's rows quantized once for every product of
+  // the quantizer, read in its place.)
   args.operand(0, {dims.m, dims.k});
   args.buffer(w.expand.getDpsInputOperand(0)->get(), 1);
   // (Double-quantized scales: their codes, laid out as the f32 scales.)
@@ -576,6 +585,10 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
     args.constant(w.nestedBlock);
     args.constant(int64_t(llvm::bit_cast<uint32_t>(w.nestedOffset)));
     args.pointer(w.scaleTable);
+  } else if (cuda && codes) {
+    // (The nested scales' first slots: the rows' steps.)
+    args.pointer(steps);
+    args.zeros(6);
   } else if (cuda) {
     args.zeros(8);
   }
@@ -1181,14 +1194,119 @@ static void eraseUnread(Value buffer) {
   }
 }
 
+/// Declares (once) the private function `name` taking `args`' types and
+/// calls it at `b`'s insertion point.
+static func::CallOp callFunction(OpBuilder &b, Location loc, ModuleOp module,
+                                 StringRef name, ValueRange args) {
+  auto callee = module.lookupSymbol<func::FuncOp>(name);
+  if (!callee) {
+    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+    callee = func::FuncOp::create(
+        mb, module.getLoc(), name,
+        mb.getFunctionType(TypeRange(args.getTypes()), {}));
+    callee.setPrivate();
+  }
+  return func::CallOp::create(b, loc, callee, args);
+}
+
+namespace {
+/// On the CUDA target, one per-token quantizer's rows quantized once
+/// (`call`, of qopt_cuda_quantize_rows, just before the quantizer) into
+/// int8 `codes` laid out as its input `x` and `steps` (x's shape without
+/// K), which every W8A8 product of its output reads; freed after the last.
+struct SharedCodes {
+  Value x, codes, steps;
+  func::CallOp call;
+  Operation *freeCodes, *freeSteps;
+};
+
+/// The quantizers' shared codes (qopt-linalg-to-blas{cuda-quantize-rows}).
+struct TokenCodes {
+  ModuleOp module;
+  StringRef quantizeRows;
+  SmallVector<SharedCodes> all;
+  llvm::DenseMap<Operation *, unsigned> byQuantizer;
+
+  /// The codes of `quantizer`'s input `x` (identity layout) at `bits`,
+  /// laid out as its output `a`, made before it on first use; freed after
+  /// `product`.
+  SharedCodes &get(linalg::GenericOp quantizer, Value x, Value a, int64_t bits,
+                   Operation *product) {
+    auto [it, fresh] = byQuantizer.try_emplace(quantizer, all.size());
+    if (!fresh) {
+      SharedCodes &s = all[it->second];
+      if (s.freeCodes->isBeforeInBlock(product)) {
+        s.freeCodes->moveAfter(product);
+        s.freeSteps->moveAfter(s.freeCodes);
+      }
+      return s;
+    }
+    OpBuilder b(quantizer);
+    Location loc = quantizer.getLoc();
+    // (The sizes of A's allocation where it has one: x's views then need
+    // not outlive the quantization.)
+    auto aType = cast<MemRefType>(a.getType());
+    auto aAlloc = a.getDefiningOp<memref::AllocOp>();
+    int64_t rank = aType.getRank();
+    SmallVector<Value> sizes(rank);
+    SmallVector<Value> dynamic;
+    for (int64_t i = 0; i < rank; ++i) {
+      if (!aType.isDynamicDim(i))
+        sizes[i] = arith::ConstantIndexOp::create(b, loc, aType.getDimSize(i));
+      else if (aAlloc)
+        sizes[i] = aAlloc.getDynamicSizes()[dynamic.size()];
+      else
+        sizes[i] = memref::DimOp::create(b, loc, x, i);
+      if (aType.isDynamicDim(i))
+        dynamic.push_back(sizes[i]);
+    }
+    IntegerAttr align = b.getI64IntegerAttr(64);
+    Value codes = memref::AllocOp::create(
+        b, loc, MemRefType::get(aType.getShape(), b.getI8Type()), dynamic,
+        align);
+    Value steps = memref::AllocOp::create(
+        b, loc, MemRefType::get(aType.getShape().drop_back(), b.getF32Type()),
+        ValueRange(dynamic).take_front(
+            aType.isDynamicDim(rank - 1) ? dynamic.size() - 1 : dynamic.size()),
+        align);
+    Value rows = arith::ConstantIndexOp::create(b, loc, 1);
+    for (int64_t i = 0; i + 1 < rank; ++i)
+      rows = arith::MulIOp::create(b, loc, rows, sizes[i]);
+    Value k = sizes[rank - 1];
+    auto pointer = [&](Value v) -> Value {
+      return memref::ExtractAlignedPointerAsIndexOp::create(b, loc, v);
+    };
+    Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+    Value offset =
+        memref::ExtractStridedMetadataOp::create(b, loc, x).getOffset();
+    // (x has the identity layout: its rows are K apart.)
+    func::CallOp call = callFunction(
+        b, loc, module, quantizeRows,
+        {arith::ConstantIndexOp::create(b, loc, bits), rows, k, pointer(x),
+         offset, k, pointer(codes), zero, pointer(steps), zero,
+         /*smoothing: none*/ zero, zero, zero, zero});
+    b.setInsertionPointAfter(product);
+    Operation *freeCodes = memref::DeallocOp::create(b, loc, codes);
+    Operation *freeSteps = memref::DeallocOp::create(b, loc, steps);
+    all.push_back({x, codes, steps, call, freeCodes, freeSteps});
+    return all.back();
+  }
+};
+} // namespace
+
 /// Where the product `op` (with integer weight codes) reads activations
 /// that a per-token quantizer loop wrote (kPerTokenQuantAttr): makes it
 /// read the quantizer's input instead, which the kernel quantizes as the
 /// loop does and multiplies in integers, and returns the bits (0 where the
 /// pattern is not there, or the input may be written or freed before the
-/// product: then nothing changes).
+/// product: then nothing changes). With `shared` (CUDA) and an input of
+/// the identity layout, the product reads the rows' codes quantized once
+/// for all the quantizer's products instead (`*codes`: A is unchanged,
+/// the call reads them in its place).
 static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
-                                  const QuantizedWeight &w, bool cuda = false) {
+                                  const QuantizedWeight &w, bool cuda = false,
+                                  TokenCodes *shared = nullptr,
+                                  SharedCodes **codes = nullptr) {
   if (w.format < 0 || w.format > 3) // int4, uint4, int8, uint8
     return 0;
   // The CUDA library's W8A8 GEMM (W8A8Tile.h) multiplies int8 words: codes
@@ -1297,12 +1415,276 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
     if (unsafe)
       return 0;
   }
+  if (shared && xType.getLayout().isIdentity() && xType.getRank() >= 1 &&
+      aType.getLayout().isIdentity()) {
+    // (x is read where the quantizer reads it: its frees stay.)
+    *codes = &shared->get(quantizer, x, a, bits, op);
+    return bits;
+  }
   for (Operation *free : frees)
     free->moveAfter(op);
   // (A generic reads any layout: x keeps its own strides and offset.)
   aOperand->set(x);
   eraseUnread(a);
   return bits;
+}
+
+/// Whether `v` is all of `root` (itself, or casts and reshapes of it: no
+/// subview), so that its rows are root's rows in order.
+static bool wholeOf(Value v, Value root) {
+  while (v != root) {
+    Operation *def = v.getDefiningOp();
+    if (!isa_and_nonnull<memref::CastOp, memref::ReshapeOp,
+                         memref::CollapseShapeOp, memref::ExpandShapeOp>(def))
+      return false;
+    v = def->getOperand(0);
+  }
+  return true;
+}
+
+/// Whether `op` touches `buffer` other than through views, sizes, metadata
+/// or pointers that only `allowed` takes (calls get buffers as pointers:
+/// any other taker may read or write it).
+static bool touchesBeyond(Operation *op, Value buffer, Operation *allowed) {
+  if (!usesBuffer(op, buffer))
+    return false;
+  if (isa<memref::ExtractAlignedPointerAsIndexOp>(op))
+    return llvm::any_of(op->getUsers(),
+                        [&](Operation *user) { return user != allowed; });
+  return !isa<ViewLikeOpInterface, memref::DimOp,
+              memref::ExtractStridedMetadataOp>(op);
+}
+
+/// Whether, strictly between `from` and `to` (one block), `buffer` (a root)
+/// is only read by loop nests or views, or freed (collected in `frees`);
+/// any pointer taken of it escapes to a call that may write it.
+static bool onlyReadOrFreedBetween(Value buffer, Operation *from, Operation *to,
+                                   SmallVectorImpl<Operation *> &frees) {
+  for (Operation *it = from->getNextNode(); it != to; it = it->getNextNode()) {
+    if (auto free = dyn_cast<memref::DeallocOp>(it);
+        free && rootBuffer(free.getMemref()) == buffer) {
+      frees.push_back(it);
+      continue;
+    }
+    if (!usesBuffer(it, buffer))
+      continue;
+    if (isa<memref::ExtractAlignedPointerAsIndexOp>(it) ||
+        !onlyReads(it, buffer))
+      return false;
+  }
+  return true;
+}
+
+/// Erases `buffer` (allocated here) with its views, sizes, metadata and
+/// deallocations where nothing else uses it.
+static void eraseIfOnlyViewed(Value buffer) {
+  if (!buffer.getDefiningOp<memref::AllocOp>())
+    return;
+  SmallVector<Operation *> ops;
+  llvm::SmallPtrSet<Operation *, 16> seen;
+  SmallVector<Value> work{buffer};
+  while (!work.empty()) {
+    Value v = work.pop_back_val();
+    for (Operation *user : v.getUsers()) {
+      if (!seen.insert(user).second)
+        continue;
+      ops.push_back(user);
+      if (auto view = dyn_cast<ViewLikeOpInterface>(user)) {
+        if (view.getViewSource() != v)
+          return; // (used as a shape, not viewed)
+        work.push_back(user->getResult(0));
+      } else if (isa<memref::ExtractStridedMetadataOp,
+                     memref::ExtractAlignedPointerAsIndexOp, memref::DimOp>(
+                     user)) {
+        if (!user->use_empty())
+          return;
+      } else if (!isa<memref::DeallocOp>(user)) {
+        return;
+      }
+    }
+  }
+  // (Users first: each view's uses are later in the list.)
+  for (Operation *o : llvm::reverse(ops))
+    o->erase();
+  buffer.getDefiningOp()->erase();
+}
+
+/// Where the rows `codes.call` quantizes are the whole output y of a call
+/// of the row kernel `producer` (qopt_cuda_norm, qopt_cuda_hadamard: six
+/// operands, y the last, a [rows, K] buffer nothing reads in between, K
+/// static and at most `maxK`), one call of `fused` at the quantization
+/// computes the rows and their codes and steps (and y where something
+/// reads it later); the producer's inputs must not be written in between.
+static void fuseRowProducer(SharedCodes &codes, StringRef producer,
+                            StringRef fused, ModuleOp module, int64_t maxK) {
+  Operation *at = codes.call;
+  Value root = rootBuffer(codes.x);
+  auto rootType = dyn_cast<MemRefType>(root.getType());
+  auto xType = cast<MemRefType>(codes.x.getType());
+  // (y allocated in this block: its later readers are all after `at` here.)
+  if (!root.getDefiningOp<memref::AllocOp>() ||
+      root.getDefiningOp()->getBlock() != at->getBlock() || !rootType ||
+      rootType.getRank() != 2 || !rootType.getLayout().isIdentity() ||
+      ShapedType::isDynamic(rootType.getShape()[1]) ||
+      rootType.getShape()[1] != xType.getShape().back() ||
+      rootType.getShape()[1] > maxK || !wholeOf(codes.x, root))
+    return;
+  // The norm: the last op before writing y; nothing between may touch y
+  // but views and their metadata (pointers only for the quantization).
+  func::CallOp call;
+  for (Operation *it = at->getPrevNode(); it && !call; it = it->getPrevNode()) {
+    auto c = dyn_cast<func::CallOp>(it);
+    if (c && c.getCallee() == producer && c.getNumOperands() == 6 &&
+        rootBuffer(c.getOperand(5)) == root) {
+      call = c;
+      break;
+    }
+    if (touchesBeyond(it, root, at))
+      return;
+  }
+  // (y: the buffer itself, cast; rows of K in order, as x's.)
+  Value y = call ? call.getOperand(5) : Value();
+  while (auto cast = y ? y.getDefiningOp<memref::CastOp>() : nullptr)
+    y = cast.getSource();
+  if (!call || y != root)
+    return;
+  // The norm's inputs are only read (or freed: after the fused call) in
+  // between.
+  SmallVector<Operation *> frees;
+  for (unsigned i = 0; i < 5; ++i)
+    if (isa<MemRefType>(call.getOperand(i).getType()) &&
+        !onlyReadOrFreedBetween(rootBuffer(call.getOperand(i)), call, at,
+                                frees))
+      return;
+  // Whether y is read after the quantization.
+  bool keepY = false;
+  for (Operation *it = at->getNextNode(); it && !keepY; it = it->getNextNode())
+    keepY = usesBuffer(it, root) &&
+            !(isa<memref::DeallocOp>(it) && it->getOperand(0) == root);
+  OpBuilder b(at);
+  Location loc = call.getLoc();
+  SmallVector<Value> args(call.getOperands());
+  // (Not written: the first input of y's type in its place. The kernels
+  // read their inputs again after writing y: not in place.)
+  for (unsigned i = 0; i < 5; ++i) {
+    if (!isa<MemRefType>(args[i].getType()))
+      continue;
+    if (keepY && rootBuffer(args[i]) == root)
+      return;
+    if (!keepY && args[i].getType() == args[5].getType() &&
+        args[5] == call.getOperand(5))
+      args[5] = args[i];
+  }
+  args.push_back(at->getOperand(0)); // bits
+  args.push_back(arith::ConstantIndexOp::create(b, loc, keepY ? 1 : 0));
+  for (unsigned i : {6u, 7u, 8u, 9u}) // codes, steps
+    args.push_back(at->getOperand(i));
+  func::CallOp fusedCall = callFunction(b, loc, module, fused, args);
+  for (Operation *free : frees)
+    free->moveAfter(fusedCall);
+  // The quantization's reads of x (pointer, offset) go with it.
+  SmallVector<Operation *> xReads;
+  for (unsigned i : {3u, 4u})
+    if (Operation *def = at->getOperand(i).getDefiningOp())
+      xReads.push_back(def);
+  at->erase();
+  call->erase();
+  for (Operation *def : xReads)
+    if (def->use_empty())
+      def->erase();
+  codes.call = fusedCall;
+  if (!keepY)
+    eraseIfOnlyViewed(root);
+}
+
+/// Where the rows `codes.call` (of qopt_cuda_quantize_rows) quantizes are
+/// a loop nest's output that only smooths, y = x / s or x · s with s along
+/// K (SmoothQuant's where no norm takes s in gamma), and that nothing else
+/// reads, the call reads x and applies s itself (arguments 10-13: 2 for
+/// x / s, 1 for x · s; the vector's pointer, offset and stride): the nest
+/// and y's buffer go. x and s must only be read in between.
+static void fuseSmoothing(SharedCodes &codes) {
+  Operation *call = codes.call;
+  Value y = codes.x;
+  if (call->getNumOperands() != 14 || rootBuffer(y) != y ||
+      !y.getDefiningOp<memref::AllocOp>() ||
+      y.getDefiningOp()->getBlock() != call->getBlock())
+    return;
+  // The writer: the last op before the call to touch y beyond views and
+  // metadata (pointers only for the call).
+  linalg::GenericOp nest;
+  for (Operation *it = call->getPrevNode(); it && !nest;
+       it = it->getPrevNode()) {
+    if (!touchesBeyond(it, y, call))
+      continue;
+    nest = dyn_cast<linalg::GenericOp>(it);
+    if (!nest)
+      return;
+  }
+  if (!nest || nest.getNumDpsInputs() != 2 || nest.getNumDpsInits() != 1 ||
+      nest.getDpsInitOperand(0)->get() != y || nest.getNumReductionLoops())
+    return;
+  MLIRContext *ctx = nest.getContext();
+  Value x = nest.getDpsInputOperand(0)->get();
+  Value smooth = nest.getDpsInputOperand(1)->get();
+  auto xType = dyn_cast<MemRefType>(x.getType());
+  auto sType = dyn_cast<MemRefType>(smooth.getType());
+  unsigned loops = nest.getNumLoops();
+  SmallVector<AffineMap> maps = nest.getIndexingMapsArray();
+  if (!xType || !sType || !xType.getLayout().isIdentity() ||
+      !xType.getElementType().isF32() || sType.getRank() != 1 ||
+      !sType.getElementType().isF32() || !maps[0].isIdentity() ||
+      !maps[2].isIdentity() ||
+      maps[1] != AffineMap::get(loops, 0, getAffineDimExpr(loops - 1, ctx)))
+    return;
+  // The body: yield(a / s), or yield(a · s) either way round, no fast-math.
+  Block &body = nest.getRegion().front();
+  Operation *op = &body.front();
+  auto fast = op->getAttrOfType<arith::FastMathFlagsAttr>("fastmath");
+  int64_t mode = isa<arith::DivFOp>(op) ? 2 : isa<arith::MulFOp>(op) ? 1 : 0;
+  Value a = body.getArgument(0), s = body.getArgument(1);
+  if (!mode || body.getOperations().size() != 2 ||
+      (fast && fast.getValue() != arith::FastMathFlags::none) ||
+      body.getTerminator()->getOperand(0) != op->getResult(0) ||
+      !((op->getOperand(0) == a && op->getOperand(1) == s) ||
+        (mode == 1 && op->getOperand(0) == s && op->getOperand(1) == a)))
+    return;
+  SmallVector<Operation *> frees;
+  for (Value input : {x, smooth})
+    if (!onlyReadOrFreedBetween(rootBuffer(input), nest, call, frees))
+      return;
+  for (Operation *it = call->getNextNode(); it; it = it->getNextNode())
+    if (usesBuffer(it, y) &&
+        !(isa<memref::DeallocOp>(it) && it->getOperand(0) == y))
+      return;
+  OpBuilder b(call);
+  Location loc = call->getLoc();
+  auto xMeta = memref::ExtractStridedMetadataOp::create(b, loc, x);
+  auto sMeta = memref::ExtractStridedMetadataOp::create(b, loc, smooth);
+  SmallVector<Value> args(call->getOperands());
+  SmallVector<Operation *> yReads;
+  for (unsigned i : {3u, 4u})
+    if (Operation *def = args[i].getDefiningOp())
+      yReads.push_back(def);
+  // (x has the identity layout and y's shape: rows K apart, as y's.)
+  args[3] = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, x);
+  args[4] = xMeta.getOffset();
+  args[10] = arith::ConstantIndexOp::create(b, loc, mode);
+  args[11] = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, smooth);
+  args[12] = sMeta.getOffset();
+  args[13] = sMeta.getStrides()[0];
+  auto fused =
+      func::CallOp::create(b, loc, codes.call.getCallee(), TypeRange(), args);
+  for (Operation *free : frees)
+    free->moveAfter(fused);
+  call->erase();
+  nest->erase();
+  for (Operation *def : yReads)
+    if (def->use_empty())
+      def->erase();
+  codes.call = fused;
+  codes.x = x;
+  eraseIfOnlyViewed(y);
 }
 
 namespace {
@@ -1322,6 +1704,9 @@ struct QOptLinalgToBLASPass
           }))
         named.push_back(op);
     });
+    std::optional<TokenCodes> tokenCodes;
+    if (!cudaQLinear.empty() && !cudaQuantizeRows.empty())
+      tokenCodes.emplace(TokenCodes{module, cudaQuantizeRows, {}, {}});
     IRRewriter rewriter(&getContext());
     for (linalg::LinalgOp op : named) {
       rewriter.setInsertionPoint(op);
@@ -1370,11 +1755,20 @@ struct QOptLinalgToBLASPass
           matchNestedScales(*w, op);
           bool overwrite = dropZeroInit(op, dims);
           // A per-token quantizer before it: the library quantizes x
-          // itself and multiplies the codes in integers (W8A8).
-          int64_t bits = readQuantizerInput(op, dims, *w, /*cuda=*/true);
+          // (once for all the quantizer's products, where
+          // cuda-quantize-rows is set) and multiplies the codes in
+          // integers (W8A8).
+          Value a = op.getDpsInputOperand(0)->get();
+          SharedCodes *codes = nullptr;
+          int64_t bits =
+              readQuantizerInput(op, dims, *w, /*cuda=*/true,
+                                 tokenCodes ? &*tokenCodes : nullptr, &codes);
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false, bits,
                            module, cudaQLinear, /*lora=*/nullptr, overwrite,
-                           /*cuda=*/true);
+                           /*cuda=*/true, codes ? codes->codes : Value(),
+                           codes ? codes->steps : Value());
+          if (codes)
+            eraseUnread(a);
         } else if (!cudaSgemm.empty() && !readsConstant(op)) {
           bool overwrite = dropZeroInit(op, dims, /*shared=*/true);
           rewriteSgemm(op, dims, module,
@@ -1392,6 +1786,21 @@ struct QOptLinalgToBLASPass
       dropZeroInit(down, dims);
       down->erase();
     }
+    // (Norms and Hadamard transforms before the rows: one kernel; the
+    // Hadamard kernel's block holds a row of at most 8192.)
+    if (tokenCodes && !cudaNorm.empty() && !cudaNormQuant.empty())
+      for (SharedCodes &codes : tokenCodes->all)
+        fuseRowProducer(codes, cudaNorm, cudaNormQuant, module,
+                        std::numeric_limits<int64_t>::max());
+    if (tokenCodes && !cudaHadamard.empty() && !cudaHadamardQuant.empty())
+      for (SharedCodes &codes : tokenCodes->all)
+        if (codes.call.getCallee() == cudaQuantizeRows)
+          fuseRowProducer(codes, cudaHadamard, cudaHadamardQuant, module, 8192);
+    // (Rows no norm quantizes: their smoothing, if a loop of its own.)
+    if (tokenCodes)
+      for (SharedCodes &codes : tokenCodes->all)
+        if (codes.call.getCallee() == cudaQuantizeRows)
+          fuseSmoothing(codes);
   }
 };
 } // namespace

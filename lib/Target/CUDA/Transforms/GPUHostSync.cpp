@@ -22,7 +22,8 @@ static bool callsLibrary(Operation *op) {
                   call.getCallee().starts_with("qopt_cuda_sgemm") ||
                   call.getCallee().starts_with("qopt_cuda_attention") ||
                   call.getCallee().starts_with("qopt_cuda_hadamard") ||
-                  call.getCallee().starts_with("qopt_cuda_norm"));
+                  call.getCallee().starts_with("qopt_cuda_norm") ||
+                  call.getCallee().starts_with("qopt_cuda_quantize_rows"));
 }
 
 /// Whether `memref` is host memory no kernel uses: a stack buffer, or a

@@ -37,6 +37,18 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
                                   : "qopt_cuda_qlinear_lora";
     library.cudaSgemm =
         options.emulate ? "qopt_cuda_sgemm_emulated" : "qopt_cuda_sgemm";
+    // Per-token activations quantized once per quantizer, in the norm
+    // before them where there is one.
+    library.cudaQuantizeRows = options.emulate
+                                   ? "qopt_cuda_quantize_rows_emulated"
+                                   : "qopt_cuda_quantize_rows";
+    library.cudaNorm = lowering.norm;
+    library.cudaHadamard = lowering.hadamard;
+    library.cudaHadamardQuant = options.emulate
+                                    ? "qopt_cuda_hadamard_quant_emulated"
+                                    : "qopt_cuda_hadamard_quant";
+    library.cudaNormQuant = options.emulate ? "qopt_cuda_norm_quant_emulated"
+                                            : "qopt_cuda_norm_quant";
     pm.addPass(createQOptLinalgToBLASPass(library));
   }
   pm.addNestedPass<func::FuncOp>(createQOptMemRefCopyToLinalgPass());

@@ -129,6 +129,33 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     that form that nothing else reads, the call takes the codes, absmax,
     block, offset and table (eight arguments after C's; zeros: f32 scales)
     and the nest goes.
+
+    A quantized product on the activations of a dynamic per-token
+    quantizer (int4 / uint4 / int8 codes without zero points for int8,
+    tokens of 2-8 bits) reads the quantizer's input and sets flag
+    `4 | bits << 8`: the CUDA library quantizes the rows and multiplies
+    the integer codes (the quantizer's reduction and loop go). With
+    `cuda-quantize-rows=NAME` the rows of an input of the identity layout
+    are quantized once, by a call of `NAME` (`qopt_cuda_quantize_rows`)
+    just before the quantizer, into int8 codes laid out as the input and
+    one f32 step per row, and every product of that quantizer (a layer's
+    q, k and v projections) reads them (flag 32; the steps' pointer and
+    offset in the nested scales' first slots). With `cuda-norm=NORM` and
+    `cuda-norm-quant=FUSED` too, where that input is the whole output of
+    a call of `NORM` (`qopt_cuda_norm`) that nothing reads in between and
+    whose inputs nothing writes in between, one call of `FUSED`
+    (`qopt_cuda_norm_quant`: the norm's arguments, then the bits, whether
+    y is still wanted, and the codes' and steps' pointers and offsets)
+    replaces both: the norm's warps write the codes and steps (y only
+    where something reads it later; else its buffer goes). Likewise with
+    `cuda-hadamard=H` and `cuda-hadamard-quant=HQ` for a call of `H`
+    (`qopt_cuda_hadamard`, QuaRot's online rotation) over rows of at most
+    8192: one call of `HQ` (`qopt_cuda_hadamard_quant`, a block a row).
+    Where no norm or Hadamard transform writes the rows but a loop nest
+    that only smooths them (`y = x / s` or `x · s`, `s` along K:
+    SmoothQuant's where no norm takes `s` in gamma) and nothing else reads
+    them, the quantization reads x and applies `s` itself, and the nest
+    goes.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
@@ -146,6 +173,28 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
            "With cuda-qlinear: call this CUDA entry (qopt_cuda_qlinear_lora's "
            "arguments) for a quantized product plus a LoRA branch z·Bᵀ, "
            "summed by an elementwise loop nest">,
+    Option<"cudaQuantizeRows", "cuda-quantize-rows", "std::string", "\"\"",
+           "With cuda-qlinear: quantize the input of each per-token "
+           "quantizer whose products the W8A8 calls take once, with this "
+           "entry (qopt_cuda_quantize_rows' arguments), and give those "
+           "calls its int8 codes and steps">,
+    Option<"cudaNorm", "cuda-norm", "std::string", "\"\"",
+           "With cuda-quantize-rows and cuda-norm-quant: the norm entry "
+           "(qopt_cuda_norm's arguments) whose output such a quantization "
+           "reads">,
+    Option<"cudaNormQuant", "cuda-norm-quant", "std::string", "\"\"",
+           "With cuda-quantize-rows and cuda-norm: compute such a norm and "
+           "the quantization of its output in one call of this entry "
+           "(qopt_cuda_norm_quant's arguments)">,
+    Option<"cudaHadamard", "cuda-hadamard", "std::string", "\"\"",
+           "With cuda-quantize-rows and cuda-hadamard-quant: the Hadamard "
+           "entry (qopt_cuda_hadamard's arguments) whose output such a "
+           "quantization reads">,
+    Option<"cudaHadamardQuant", "cuda-hadamard-quant", "std::string", "\"\"",
+           "With cuda-quantize-rows and cuda-hadamard: compute such a "
+           "Hadamard transform (rows of at most 8192) and the quantization "
+           "of its output in one call of this entry "
+           "(qopt_cuda_hadamard_quant's arguments)">,
   ];
   let dependentDialects = ["::mlir::func::FuncDialect",
                            "::mlir::memref::MemRefDialect",
