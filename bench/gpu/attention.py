@@ -23,11 +23,11 @@ Exit status: 0 when every test case matches, 1 otherwise.
 """
 import math
 import os
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
+from structs import pack  # noqa: E402
 
 THREADS, ROWS, BWD_ROWS = 128, 16, 8  # AttentionTile.h's kAttnThreads, kAttnRows, kAttnBwdRows
 FLOAT_MASK, BOOL_MASK, CAUSAL, SOFTCAP = 1, 2, 4, 8
@@ -38,7 +38,7 @@ def ptr(t):
 
 
 def forward_params(q, k, v, mask, y, flags, scale, softcap, rows):
-    """AttentionParams (280 bytes) for 4-D tensors (any strides; a mask's size-1
+    """AttentionParams' fields (280 bytes) for 4-D tensors (any strides; a mask's size-1
     dimensions broadcast), `rows` query rows per block."""
     b, hq, s, d = q.shape
     strides = []
@@ -46,16 +46,16 @@ def forward_params(q, k, v, mask, y, flags, scale, softcap, rows):
         strides += list(t.stride())
     strides += [0 if mask is None or mask.shape[i] == 1 else mask.stride(i) for i in range(4)]
     strides += list(y.stride()) if y is not None else [0] * 4
-    return struct.pack("<5Q20q7q2fi4xq", ptr(q), ptr(k), ptr(v), ptr(mask), ptr(y), *strides,
-                       b, hq, hq // k.shape[1], s, k.shape[2], d, v.shape[3], scale, softcap,
-                       flags, (s + rows - 1) // rows)
+    return (ptr(q), ptr(k), ptr(v), ptr(mask), ptr(y), *strides, b, hq, hq // k.shape[1], s,
+            k.shape[2], d, v.shape[3], scale, softcap, flags, (s + rows - 1) // rows)
 
 
 def launch(drv, q, k, v, mask, y, flags, scale, softcap, stream):
     """The forward: one launch, a block per 16 query rows of each batch and head."""
     b, hq, s = q.shape[:3]
     launch_1d(drv, "qopt_cuda_attention_f32", b * hq * ((s + ROWS - 1) // ROWS), THREADS,
-              forward_params(q, k, v, mask, y, flags, scale, softcap, ROWS), stream)
+              pack("AttentionParams", *forward_params(q, k, v, mask, y, flags, scale, softcap,
+                                                      ROWS)), stream)
 
 
 def launch_backward(drv, q, k, v, mask, o, do, dq, dk, dv, stats, flags, scale, softcap,
@@ -69,9 +69,10 @@ def launch_backward(drv, q, k, v, mask, o, do, dq, dk, dv, stats, flags, scale, 
     for t in (o, do, dq, dk, dv):
         strides += list(t.stride())
     key_tiles = (keys + 31) // 32
-    params = forward_params(q, k, v, mask, None, flags, scale, softcap, BWD_ROWS) + struct.pack(
-        "<6Q20q2q", ptr(o), ptr(do), ptr(dq), ptr(dk), ptr(dv), ptr(stats), *strides, hkv,
-        key_tiles)
+    params = pack("AttentionBwdParams",
+                  *forward_params(q, k, v, mask, None, flags, scale, softcap, BWD_ROWS),
+                  ptr(o), ptr(do), ptr(dq), ptr(dk), ptr(dv), ptr(stats), *strides, hkv,
+                  key_tiles)
     launch_1d(drv, "qopt_cuda_attention_bwd_dq_f32",
               b * hq * ((s + BWD_ROWS - 1) // BWD_ROWS), THREADS, params, stream)
     launch_1d(drv, "qopt_cuda_attention_bwd_dkv_f32", b * hkv * key_tiles, THREADS, params,

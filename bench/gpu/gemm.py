@@ -25,8 +25,9 @@ import argparse
 import ctypes
 import json
 import os
-import struct
 import sys
+
+from structs import pack
 
 FORMATS = {"int4": 0, "uint4": 1, "int8": 2, "uint8": 3, "nf4": 4}
 FOUR = {"int4", "uint4", "nf4"}
@@ -64,7 +65,7 @@ class Driver:
         lora = [0, 0, 0, 0, 0, 0, 0]  # lz, sl0, sl1, slm, lb, lRow, rank
         # (then loraScale, overwrite, la, laRow, tiles[3], reserved: GemmParams, 312 bytes)
         buf = ctypes.create_string_buffer(
-            struct.pack("<34qfi2q3Ii", *params, *lora, 0.0, 0, 0, 0, 0, 0, 0, 0))
+            pack("GemmParams", *params, *lora, 0.0, 0, 0, 0, 0, 0, 0, 0))
         # The quantized entries' second parameter: NestedScales (1056 bytes; codes
         # null: f32 scales).
         nested = ctypes.create_string_buffer(nested or bytes(NESTED_SCALES_BYTES))
@@ -229,7 +230,7 @@ def main():
         absmax = torch.rand((count + 3) // 4, device="cuda", generator=gen) + 0.5
         idx = torch.arange(count, device="cuda")
         scales = (table[scale_codes.long()] * absmax[idx // 4] + 0.01).reshape(rows, cols // 64)
-        nested = struct.pack("<QQqf256f4x", scale_codes.data_ptr(), absmax.data_ptr(), 4, 0.01,
+        nested = pack("NestedScales", scale_codes.data_ptr(), absmax.data_ptr(), 4, 0.01,
                              *table.tolist())
         n, k = (cols, rows) if t else (rows, cols)
         A = torch.randn(m, k, device="cuda")

@@ -21,11 +21,11 @@ Exit status: 0 when every test case matches, 1 otherwise.
 """
 import math
 import os
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
+from structs import pack  # noqa: E402
 
 THREADS = 256  # HadamardTile.h's kHadamardThreads
 
@@ -36,7 +36,7 @@ def launch(drv, x, y, signs, n, stream):
     rows, cols = x.shape
     runs_per_block = 1 if n >= 2048 else 2048 // n
     blocks = (rows * (cols // n) + runs_per_block - 1) // runs_per_block
-    params = struct.pack("<3Q5q4qf4x", x.data_ptr(), y.data_ptr(),
+    params = pack("HadamardParams", x.data_ptr(), y.data_ptr(),
                          signs.data_ptr() if signs is not None else 0, *x.stride(),
                          *y.stride(), signs.stride(0) if signs is not None else 0,
                          rows, cols, n, runs_per_block, 1 / math.sqrt(n))
@@ -48,7 +48,7 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
     block a row (cols <= 8192); the rows' int8 codes and steps, y too where given."""
     rows, cols = x.shape
     yp, ys = (y.data_ptr(), y.stride()) if y is not None else (0, (0, 0))
-    params = struct.pack("<3Q5q4qf4xQQii", x.data_ptr(), yp,
+    params = pack("HadamardQuantParams", x.data_ptr(), yp,
                          signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
                          signs.stride(0) if signs is not None else 0, rows, cols, n, cols // n,
                          1 / math.sqrt(n), codes.data_ptr(), steps.data_ptr(), bits, 0)
@@ -58,7 +58,7 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
 def launch_token_quant(drv, y, codes, steps, bits, stream):
     """W8A8.cu's qopt_cuda_token_quant over the rows of a contiguous y (TokenQuantParams)."""
     rows, cols = y.shape
-    params = struct.pack("<Q3qQQ2q2I2iQq", y.data_ptr(), 0, 0, y.stride(0), codes.data_ptr(),
+    params = pack("TokenQuantParams", y.data_ptr(), 0, 0, y.stride(0), codes.data_ptr(),
                          steps.data_ptr(), rows, cols, 1, 0, bits, 0, 0, 0)
     launch_1d(drv, "qopt_cuda_token_quant", (rows + 7) // 8, THREADS, params, stream)
 

@@ -27,11 +27,11 @@ import argparse
 import ctypes
 import json
 import os
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gemm as g  # noqa: E402  (Driver, make_weight, dequantize, grid)
+from structs import pack  # noqa: E402
 
 WARPS = 4  # QLinearTile.h's kWarps: 4 output rows per block of the GEMV
 
@@ -40,8 +40,8 @@ def lora_view(z, ldz, b, ldb, rank, scale, down=None):
     """QLinearTile.h's LoRAView (pointers, int64s, float; 64 bytes); down: A (rank x K),
     whose z = x·Aᵀ the launch then computes itself."""
     ptr = lambda t: t.data_ptr() if t is not None else 0  # noqa: E731
-    return ctypes.create_string_buffer(struct.pack(
-        "<QqQqqf4xQq", ptr(z), ldz, ptr(b), ldb, rank, scale, ptr(down),
+    return ctypes.create_string_buffer(pack(
+        "LoRAView", ptr(z), ldz, ptr(b), ldb, rank, scale, ptr(down),
         down.stride(0) if down is not None else 0))
 
 
@@ -87,7 +87,7 @@ def gemm_lora(drv, fmt, x, m, codes, scales, n, k, group, y, overwrite, branch, 
     gx, gy, gz = g.grid(m, n, 1)
     down = [a.data_ptr(), a.stride(0), gx, gy, gz] if a is not None else [0, 0, 0, 0, 0]
     buf = ctypes.create_string_buffer(
-        struct.pack("<34qfi2q3Ii", *base, *lora, s, int(overwrite), *down, 0))
+        pack("GemmParams", *base, *lora, s, int(overwrite), *down, 0))
     nested = ctypes.create_string_buffer(g.NESTED_SCALES_BYTES)  # f32 scales
     args = (ctypes.c_void_p * 2)(ctypes.addressof(buf), ctypes.addressof(nested))
     if a is not None:

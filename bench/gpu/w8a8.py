@@ -21,11 +21,11 @@ Exit status: 0 when every test case matches, 1 otherwise.
 import ctypes
 import math
 import os
-import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import dequantize, finish, make_weight, setup, timer  # noqa: E402
+from structs import pack  # noqa: E402
 
 THREADS = 256  # kTokenThreads, kGemmThreads
 FORMATS = {"int4": 0, "uint4": 1, "int8": 2}
@@ -47,13 +47,13 @@ def w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream
     q = scratch[: (m * k + 255) // 256 * 256]
     steps = scratch[(m * k + 255) // 256 * 256:].view(torch.float32)
     launch(drv, "qopt_cuda_token_quant", ((m + 7) // 8, 1, 1),
-           struct.pack("<Q3qQQ2q2I2iQq", x.data_ptr(), 0, 0, x.stride(0), q.data_ptr(),
+           pack("TokenQuantParams", x.data_ptr(), 0, 0, x.stride(0), q.data_ptr(),
                        steps.data_ptr(), m, k, 1, 0, bits, 0, 0, 0), stream)
     skinny = m <= 16
     name = f"qopt_cuda_gemm_w8a8_{fmt}{'_m16' if skinny else ''}"
     rows = 16 if skinny else 64
     launch(drv, name, ((n + 63) // 64, (m + rows - 1) // rows, 1),
-           struct.pack("<3Q4qQqQqQ2q3q2I2i6q", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0,
+           pack("W8A8Params", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0,
                        0, y.stride(0), 1, codes.data_ptr(), codes.stride(0),
                        scales.data_ptr(), scales.stride(0),
                        zps.data_ptr() if zps is not None else 0,

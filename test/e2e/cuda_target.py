@@ -488,10 +488,17 @@ with tempfile.TemporaryDirectory() as tmp:
                     if recipe == "quarot-w4a4" else
                     {"qopt_cuda_norm_quant": 4, "qopt_cuda_hadamard_quant": 0,
                      "qopt_cuda_quantize_rows": 4, "qopt_cuda_qlinear": 14})
+            # (SmoothQuant's o_proj smoothing, x / s, inside the rows'
+            # quantization: its 11th argument, 2.)
+            ll = open(os.path.join(tmp, f"{recipe}.ll")).read()
+            smoothed = sum(a.split(", ")[10] == "i64 2" for a in re.findall(
+                r"call void @qopt_cuda_quantize_rows\(([^)]*)\)", ll))
+            want_smoothed = 2 if recipe == "smoothquant-w8a8" else 0
             check(f"recipe {recipe}: the 14 products' activations quantized in "
                   f"{want['qopt_cuda_norm_quant']} norms, {want['qopt_cuda_hadamard_quant']} "
-                  f"Hadamard transforms and {want['qopt_cuda_quantize_rows']} row quantizations",
-                  count == want, str(count))
+                  f"Hadamard transforms and {want['qopt_cuda_quantize_rows']} row quantizations "
+                  f"({want_smoothed} smoothing as they quantize)",
+                  count == want and smoothed == want_smoothed, f"{count}; {smoothed} smoothed")
         emu, cpu = os.path.join(tmp, f"{recipe}-emu.so"), os.path.join(tmp, f"{recipe}-cpu.so")
         qoptc(LLAMA, "--recipe", recipe, *extra, "--target", "cuda", "--cuda-emulate", "-o", emu)
         qoptc(LLAMA, "--recipe", recipe, *extra, "-o", cpu)

@@ -84,13 +84,13 @@ func.func @shared_qkv(%x: memref<4x64xf32>, %d: memref<16x64xi8>, %s: memref<16x
 // the quantizer output's.
 // CHECK-LABEL: func.func @norm_fused
 // CHECK-SAME: (%[[X:[a-z0-9]+]]: memref<?x64xf32>, %[[G:[a-z0-9]+]]: memref<64xf32>
-// CHECK-NOT: call @qopt_cuda_norm(
 // CHECK: %[[XC:.*]] = memref.cast %[[X]]
 // CHECK: %[[GC:.*]] = memref.cast %[[G]]
 // CHECK: %[[CODES:.*]] = memref.alloc(%[[NROW:.*]]) {alignment = 64 : i64} : memref<?x64xi8>
 // CHECK: %[[STEPS:.*]] = memref.alloc(%[[NROW]]) {alignment = 64 : i64} : memref<?xf32>
 // CHECK: call @qopt_cuda_norm_quant(%c0_i64, %{{.*}}, %[[XC]], %[[GC]], %[[GC]], %[[XC]], %c8{{[_0-9]*}}, %c0{{[_0-9]*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
 // CHECK-NOT: qopt_cuda_quantize_rows(
+// CHECK-NOT: call @qopt_cuda_norm(
 // CHECK: call @qopt_cuda_qlinear({{.*}}, %c2084
 // CHECK-NOT: memref.alloc({{.*}}) : memref<?x64xf32>
 // CHECK: return

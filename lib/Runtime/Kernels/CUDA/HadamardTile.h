@@ -210,7 +210,9 @@ planHadamardQuant(int64_t flags, int64_t n, double scale, const Memref2 &x,
   q.codes = reinterpret_cast<int8_t *>(pc) + oc;
   q.steps = reinterpret_cast<float *>(ps) + os;
   q.bits = int32_t(bits);
-  blocks = q.h.cols == 0 ? 0 : q.h.rows;
+  // (Rows of nothing too: their step is 1, as the rows' quantization
+  // writes.)
+  blocks = q.h.rows;
   return nullptr;
 }
 

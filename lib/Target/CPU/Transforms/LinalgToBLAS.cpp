@@ -1444,7 +1444,8 @@ static bool wholeOf(Value v, Value root) {
 
 /// Whether `op` touches `buffer` other than through views, sizes, metadata
 /// or pointers that only `allowed` takes (calls get buffers as pointers:
-/// any other taker may read or write it).
+/// any other taker may read or write it). (This pass takes each pointer
+/// just before the call it is for, so a window's calls get theirs in it.)
 static bool touchesBeyond(Operation *op, Value buffer, Operation *allowed) {
   if (!usesBuffer(op, buffer))
     return false;
@@ -1489,15 +1490,16 @@ static void eraseIfOnlyViewed(Value buffer) {
       if (!seen.insert(user).second)
         continue;
       ops.push_back(user);
-      if (auto view = dyn_cast<ViewLikeOpInterface>(user)) {
+      // (Metadata first: extract_strided_metadata is view-like too, but its
+      // sizes and strides must be unused.)
+      if (isa<memref::ExtractStridedMetadataOp,
+              memref::ExtractAlignedPointerAsIndexOp, memref::DimOp>(user)) {
+        if (!user->use_empty())
+          return;
+      } else if (auto view = dyn_cast<ViewLikeOpInterface>(user)) {
         if (view.getViewSource() != v)
           return; // (used as a shape, not viewed)
         work.push_back(user->getResult(0));
-      } else if (isa<memref::ExtractStridedMetadataOp,
-                     memref::ExtractAlignedPointerAsIndexOp, memref::DimOp>(
-                     user)) {
-        if (!user->use_empty())
-          return;
       } else if (!isa<memref::DeallocOp>(user)) {
         return;
       }
@@ -1631,7 +1633,10 @@ static void fuseSmoothing(SharedCodes &codes) {
   auto sType = dyn_cast<MemRefType>(smooth.getType());
   unsigned loops = nest.getNumLoops();
   SmallVector<AffineMap> maps = nest.getIndexingMapsArray();
+  // (Constants are host memory, which the library cannot read.)
   if (!xType || !sType || !xType.getLayout().isIdentity() ||
+      rootBuffer(x).getDefiningOp<memref::GetGlobalOp>() ||
+      rootBuffer(smooth).getDefiningOp<memref::GetGlobalOp>() ||
       !xType.getElementType().isF32() || sType.getRank() != 1 ||
       !sType.getElementType().isF32() || !maps[0].isIdentity() ||
       !maps[2].isIdentity() ||
