@@ -43,9 +43,9 @@ else
 fi
 ls -l "$out"
 
-# Models compiled by qoptc --target cuda (the README example; the lora, qlora,
-# quarot-w4a16 and smoothquant-w8a8 recipes on the test Llama; the qlora train
-# step), with their inputs and the CPU target's outputs, and qopt-run with the
+# Models compiled by qoptc --target cuda (the README example, also with int4
+# weights and with W8A8; the lora, qlora, quarot-w4a16, quarot-w4a4 and
+# smoothquant-w8a8 recipes on the test Llama; the qlora train step), with their inputs and the CPU target's outputs, and qopt-run with the
 # runtime to run them there (scripts/gpu-check.sh compares).
 bin=$here/build/bin
 if [ -x "$bin/qoptc" ]; then
@@ -90,7 +90,13 @@ PY
   compile gpt2-int4 "$here/examples/gpt2-tiny.onnx" --quantize int4:group=32 &&
     "$bin/qopt-run" "$models/gpt2-int4-cpu.so" --input "$models/gpt2-prefill_ids.npy" \
       --output-dir "$models/gpt2-int4-ref" >/dev/null
-  for recipe in lora qlora quarot-w4a16 smoothquant-w8a8; do
+  # W8A8 on 2 x 10 tokens: the activations' codes from the LayerNorms and
+  # the rows' quantization, the integer GEMM.
+  compile gpt2-w8a8 "$here/examples/gpt2-tiny.onnx" --quantize int8 \
+      --quantize-activations int8:per-token &&
+    "$bin/qopt-run" "$models/gpt2-w8a8-cpu.so" --input "$models/gpt2-prefill_ids.npy" \
+      --output-dir "$models/gpt2-w8a8-ref" >/dev/null
+  for recipe in lora qlora quarot-w4a16 quarot-w4a4 smoothquant-w8a8; do
     extra=()
     [ "$recipe" = smoothquant-w8a8 ] && extra=(--calibration-data "$models/calib.npz")
     compile "$recipe" "$llama" --recipe "$recipe" "${extra[@]}" &&
@@ -106,6 +112,17 @@ PY
       --repeat 3 --output-dir "$models/qlora-train-ref" >/dev/null
   rm -f "$models"/*-cpu.so "$models"/*-cpu.safetensors "$models"/*-cpu.json "$models"/*.ptxas.txt
   ls -l "$models"
+  # Each model embeds the kernel library's cubins (~8 MB, ~1 MB compressed):
+  # carried as one xz archive, well inside what a device run may carry
+  # (64 MiB), which gpu-check.sh unpacks.
+  "$py" - "$out" <<'PY'
+import os, sys, tarfile
+out = sys.argv[1]
+with tarfile.open(os.path.join(out, "models.tar.xz"), "w:xz") as tar:
+    tar.add(os.path.join(out, "models"), arcname="models")
+PY
+  rm -rf "$models"
+  ls -l "$out/models.tar.xz"
 else
   echo "gpu-artifacts: no build/bin/qoptc (build first): no CUDA models" >&2
 fi
