@@ -1102,14 +1102,6 @@ struct LowerQuantize : OpRewritePattern<QuantizeOp> {
     // compute them: the absmax unguarded (0 for a zero group), every value
     // times its f32 reciprocal, subnormals flushed to zero throughout.
     bool bnb = isBnbCodebook(format);
-    auto flush = [](OpBuilder &nb, Location l, Value v) -> Value {
-      Value small = arith::CmpFOp::create(
-          nb, l, arith::CmpFPredicate::OLT, math::AbsFOp::create(nb, l, v),
-          arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0x1p-126f)));
-      Value zero = math::CopySignOp::create(
-          nb, l, arith::ConstantOp::create(nb, l, nb.getF32FloatAttr(0.0f)), v);
-      return arith::SelectOp::create(nb, l, small, zero, v);
-    };
     Value scales, zp;
     // MXFP4 / NVFP4: the rounded scales' codes (E8M0, E4M3) and NVFP4's
     // global scale, stored; `scales` holds their f32 values for the codes.
