@@ -147,4 +147,18 @@ TEST(CUDAHadamard, QuantizedEqualsTheTransformThenTheRowsQuantization) {
     }
 }
 
+/// Rows of nothing (K = 0): the fused launch still writes each row's step,
+/// 1, as the rows' quantization does, so the products read no garbage.
+TEST(CUDAHadamard, QuantizedRowsOfNothingHaveStepOne) {
+  float x = 0.0f, y = 0.0f;
+  int8_t codes = 0;
+  std::vector<float> steps(3, std::numeric_limits<float>::quiet_NaN());
+  qopt_cuda_hadamard_quant_emulated(
+      0, 32, 1.0, nullptr, &x, 0, 3, 0, 0, 1, nullptr, &x, 0, 32, 1, nullptr,
+      &y, 0, 3, 0, 0, 1, 8, 0, int64_t(reinterpret_cast<uintptr_t>(&codes)), 0,
+      int64_t(reinterpret_cast<uintptr_t>(steps.data())), 0);
+  for (float step : steps)
+    EXPECT_EQ(step, 1.0f);
+}
+
 } // namespace
