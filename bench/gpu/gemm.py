@@ -231,7 +231,7 @@ def main():
         idx = torch.arange(count, device="cuda")
         scales = (table[scale_codes.long()] * absmax[idx // 4] + 0.01).reshape(rows, cols // 64)
         nested = pack("NestedScales", scale_codes.data_ptr(), absmax.data_ptr(), 4, 0.01,
-                             *table.tolist())
+                      *table.tolist())
         n, k = (cols, rows) if t else (rows, cols)
         A = torch.randn(m, k, device="cuda")
         C0 = torch.randn(m, n, device="cuda")

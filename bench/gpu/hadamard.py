@@ -26,6 +26,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
 from structs import pack  # noqa: E402
+from w8a8 import launch_token_quant  # noqa: E402
 
 THREADS = 256  # HadamardTile.h's kHadamardThreads
 
@@ -37,9 +38,9 @@ def launch(drv, x, y, signs, n, stream):
     runs_per_block = 1 if n >= 2048 else 2048 // n
     blocks = (rows * (cols // n) + runs_per_block - 1) // runs_per_block
     params = pack("HadamardParams", x.data_ptr(), y.data_ptr(),
-                         signs.data_ptr() if signs is not None else 0, *x.stride(),
-                         *y.stride(), signs.stride(0) if signs is not None else 0,
-                         rows, cols, n, runs_per_block, 1 / math.sqrt(n))
+                  signs.data_ptr() if signs is not None else 0, *x.stride(),
+                  *y.stride(), signs.stride(0) if signs is not None else 0,
+                  rows, cols, n, runs_per_block, 1 / math.sqrt(n))
     launch_1d(drv, "qopt_cuda_hadamard_f32", blocks, THREADS, params, stream)
 
 
@@ -49,18 +50,10 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
     rows, cols = x.shape
     yp, ys = (y.data_ptr(), y.stride()) if y is not None else (0, (0, 0))
     params = pack("HadamardQuantParams", x.data_ptr(), yp,
-                         signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
-                         signs.stride(0) if signs is not None else 0, rows, cols, n, cols // n,
-                         1 / math.sqrt(n), codes.data_ptr(), steps.data_ptr(), bits, 0)
+                  signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
+                  signs.stride(0) if signs is not None else 0, rows, cols, n, cols // n,
+                  1 / math.sqrt(n), codes.data_ptr(), steps.data_ptr(), bits, 0)
     launch_1d(drv, "qopt_cuda_hadamard_quant_f32", rows, THREADS, params, stream)
-
-
-def launch_token_quant(drv, y, codes, steps, bits, stream):
-    """W8A8.cu's qopt_cuda_token_quant over the rows of a contiguous y (TokenQuantParams)."""
-    rows, cols = y.shape
-    params = pack("TokenQuantParams", y.data_ptr(), 0, 0, y.stride(0), codes.data_ptr(),
-                         steps.data_ptr(), rows, cols, 1, 0, bits, 0, 0, 0)
-    launch_1d(drv, "qopt_cuda_token_quant", (rows + 7) // 8, THREADS, params, stream)
 
 
 def sylvester(torch, n, dtype):

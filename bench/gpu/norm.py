@@ -27,6 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
 from structs import pack  # noqa: E402
+from w8a8 import launch_token_quant  # noqa: E402
 
 THREADS, ROWS_PER_BLOCK = 256, 8  # NormTile.h's kNormThreads, kNormRowsPerBlock
 LAYER, BETA, GAMMA_GRAD, BETA_GRAD = 1, 2, 4, 8
@@ -38,8 +39,8 @@ def launch(drv, x, gamma, beta, y, eps, layer, stream):
     flags = (LAYER if layer else 0) | (BETA if beta is not None else 0)
     b = beta if beta is not None else gamma
     params = pack("NormParams", x.data_ptr(), y.data_ptr(), gamma.data_ptr(),
-                         b.data_ptr(), *x.stride(), *y.stride(), gamma.stride(0), b.stride(0),
-                         rows, cols, eps, flags)
+                  b.data_ptr(), *x.stride(), *y.stride(), gamma.stride(0), b.stride(0),
+                  rows, cols, eps, flags)
     launch_1d(drv, "qopt_cuda_norm_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK, THREADS,
               params, stream)
 
@@ -52,18 +53,9 @@ def launch_quant(drv, x, gamma, beta, y, codes, steps, bits, eps, layer, stream)
     b = beta if beta is not None else gamma
     yp, ys = (y.data_ptr(), y.stride()) if y is not None else (0, (0, 0))
     params = pack("NormQuantParams", x.data_ptr(), yp, gamma.data_ptr(), b.data_ptr(),
-                         *x.stride(), *ys, gamma.stride(0), b.stride(0), rows, cols, eps, flags,
-                         codes.data_ptr(), steps.data_ptr(), bits, 0)
+                  *x.stride(), *ys, gamma.stride(0), b.stride(0), rows, cols, eps, flags,
+                  codes.data_ptr(), steps.data_ptr(), bits, 0)
     launch_1d(drv, "qopt_cuda_norm_quant_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,
-              THREADS, params, stream)
-
-
-def launch_token_quant(drv, y, codes, steps, bits, stream):
-    """W8A8.cu's qopt_cuda_token_quant over the rows of a contiguous y (TokenQuantParams)."""
-    rows, cols = y.shape
-    params = pack("TokenQuantParams", y.data_ptr(), 0, 0, y.stride(0), codes.data_ptr(),
-                         steps.data_ptr(), rows, cols, 1, 0, bits, 0, 0, 0)
-    launch_1d(drv, "qopt_cuda_token_quant", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,
               THREADS, params, stream)
 
 
@@ -75,10 +67,10 @@ def launch_backward(drv, x, gamma, dy, dx, dgamma, dbeta, eps, layer, scratch, s
     stats = scratch
     partials = scratch[2 * rows:]
     params = pack("NormBwdParams", x.data_ptr(), gamma.data_ptr(), dy.data_ptr(),
-                         dx.data_ptr(), dgamma.data_ptr(), dbeta.data_ptr(), stats.data_ptr(),
-                         partials.data_ptr(), *x.stride(), gamma.stride(0), *dy.stride(),
-                         *dx.stride(), dgamma.stride(0), dbeta.stride(0), rows, cols, chunks,
-                         eps, flags)
+                  dx.data_ptr(), dgamma.data_ptr(), dbeta.data_ptr(), stats.data_ptr(),
+                  partials.data_ptr(), *x.stride(), gamma.stride(0), *dy.stride(),
+                  *dx.stride(), dgamma.stride(0), dbeta.stride(0), rows, cols, chunks,
+                  eps, flags)
     launch_1d(drv, "qopt_cuda_norm_bwd_dx_f32", (rows + ROWS_PER_BLOCK - 1) // ROWS_PER_BLOCK,
               THREADS, params, stream)
     blocks = (cols + THREADS - 1) // THREADS

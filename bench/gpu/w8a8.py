@@ -40,25 +40,31 @@ def launch(drv, name, grid, params, stream):
         None), f"launch {name}")
 
 
+def launch_token_quant(drv, x, codes, steps, bits, stream):
+    """W8A8.cu's qopt_cuda_token_quant (TokenQuantParams): the rows of x [m, k] (any row
+    stride, contiguous along K) to int8 codes [m, k] (contiguous) and steps [m]."""
+    m, k = x.shape
+    launch(drv, "qopt_cuda_token_quant", ((m + 7) // 8, 1, 1),
+           pack("TokenQuantParams", x.data_ptr(), 0, 0, x.stride(0), codes.data_ptr(),
+                steps.data_ptr(), m, k, 1, 0, bits, 0, 0, 0), stream)
+
+
 def w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream):
     """y = the product of x's per-token codes and W (W8A8Tile.h's two launches)."""
     m, k = x.shape
     n = y.shape[1]
     q = scratch[: (m * k + 255) // 256 * 256]
     steps = scratch[(m * k + 255) // 256 * 256:].view(torch.float32)
-    launch(drv, "qopt_cuda_token_quant", ((m + 7) // 8, 1, 1),
-           pack("TokenQuantParams", x.data_ptr(), 0, 0, x.stride(0), q.data_ptr(),
-                       steps.data_ptr(), m, k, 1, 0, bits, 0, 0, 0), stream)
+    launch_token_quant(drv, x, q, steps, bits, stream)
     skinny = m <= 16
     name = f"qopt_cuda_gemm_w8a8_{fmt}{'_m16' if skinny else ''}"
     rows = 16 if skinny else 64
     launch(drv, name, ((n + 63) // 64, (m + rows - 1) // rows, 1),
-           pack("W8A8Params", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0,
-                       0, y.stride(0), 1, codes.data_ptr(), codes.stride(0),
-                       scales.data_ptr(), scales.stride(0),
-                       zps.data_ptr() if zps is not None else 0,
-                       zps.stride(0) if zps is not None else 0, group, m, n, k, 1, 0, 1, 0,
-                       0, 0, k, 0, 0, 1),
+           pack("W8A8Params", q.data_ptr(), steps.data_ptr(), y.data_ptr(), 0, 0, y.stride(0),
+                1, codes.data_ptr(), codes.stride(0), scales.data_ptr(), scales.stride(0),
+                zps.data_ptr() if zps is not None else 0,
+                zps.stride(0) if zps is not None else 0, group, m, n, k, 1, 0, 1, 0,
+                0, 0, k, 0, 0, 1),
            stream)
 
 

@@ -561,6 +561,18 @@ extern "C" void
 
 /// qopt_cuda_hadamard's arguments (CUDAHost.cpp), run on the CPU: each
 /// block's 256 threads phase by phase between the kernel's barriers.
+namespace {
+/// Block `block`'s runs loaded into `buf` and transformed (unscaled): its
+/// 256 threads phase by phase between the kernels' barriers.
+void emulateHadamardBlock(const HadamardParams &p, int64_t block, float *buf) {
+  for (int t = 0; t < kHadamardThreads; ++t)
+    hadamardLoad(p, block, buf, t);
+  for (int64_t h = 1; h < p.n; h *= 2)
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardStage(p, buf, h, t);
+}
+} // namespace
+
 extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
   HadamardParams p;
   int64_t blocks = 0;
@@ -572,11 +584,7 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
   }
   std::vector<float> buf(kHadamardTile);
   for (int64_t block = 0; block < blocks; ++block) {
-    for (int t = 0; t < kHadamardThreads; ++t)
-      hadamardLoad(p, block, buf.data(), t);
-    for (int64_t h = 1; h < p.n; h *= 2)
-      for (int t = 0; t < kHadamardThreads; ++t)
-        hadamardStage(p, buf.data(), h, t);
+    emulateHadamardBlock(p, block, buf.data());
     for (int t = 0; t < kHadamardThreads; ++t)
       hadamardStore(p, block, buf.data(), t);
   }
@@ -595,11 +603,7 @@ extern "C" void qopt_cuda_hadamard_quant_emulated(QOPT_HADAMARD_QUANT_PARAMS) {
   }
   std::vector<float> buf(kHadamardTile);
   for (int64_t block = 0; block < blocks; ++block) {
-    for (int t = 0; t < kHadamardThreads; ++t)
-      hadamardLoad(q.h, block, buf.data(), t);
-    for (int64_t h = 1; h < q.h.n; h *= 2)
-      for (int t = 0; t < kHadamardThreads; ++t)
-        hadamardStage(q.h, buf.data(), h, t);
+    emulateHadamardBlock(q.h, block, buf.data());
     float amax = 0.0f;
     for (int t = 0; t < kHadamardThreads; ++t)
       amax = std::fmax(amax, hadamardPartialMax(q, buf.data(), t));

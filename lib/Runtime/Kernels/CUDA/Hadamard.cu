@@ -8,17 +8,26 @@
 #include "HadamardTile.h"
 #include "Warp.cuh"
 
+namespace {
+/// The block's runs loaded into `buf` and transformed (unscaled), the
+/// block's threads past the last barrier.
+__device__ void hadamardBlock(const qopt_cuda::HadamardParams &p, float *buf,
+                              int t) {
+  qopt_cuda::hadamardLoad(p, blockIdx.x, buf, t);
+  for (int64_t h = 1; h < p.n; h *= 2) {
+    __syncthreads();
+    qopt_cuda::hadamardStage(p, buf, h, t);
+  }
+  __syncthreads();
+}
+} // namespace
+
 extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
     qopt_cuda_hadamard_f32(const __grid_constant__ qopt_cuda::HadamardParams p) {
   using namespace qopt_cuda;
   __shared__ float buf[kHadamardTile];
   int t = threadIdx.x;
-  hadamardLoad(p, blockIdx.x, buf, t);
-  for (int64_t h = 1; h < p.n; h *= 2) {
-    __syncthreads();
-    hadamardStage(p, buf, h, t);
-  }
-  __syncthreads();
+  hadamardBlock(p, buf, t);
   hadamardStore(p, blockIdx.x, buf, t);
 }
 
@@ -32,12 +41,7 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
   __shared__ float buf[kHadamardTile];
   __shared__ float warpMaxima[kHadamardThreads / 32];
   int t = threadIdx.x;
-  hadamardLoad(q.h, blockIdx.x, buf, t);
-  for (int64_t h = 1; h < q.h.n; h *= 2) {
-    __syncthreads();
-    hadamardStage(q.h, buf, h, t);
-  }
-  __syncthreads();
+  hadamardBlock(q.h, buf, t);
   float amax = warpMax(hadamardPartialMax(q, buf, t));
   if (t % 32 == 0)
     warpMaxima[t / 32] = amax;

@@ -24,6 +24,7 @@
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/bit.h"
 
 #include <limits>
@@ -282,6 +283,21 @@ static std::optional<QuantizedWeight> matchQuantized(linalg::GenericOp op,
   return w;
 }
 
+/// Declares (once) the private function `name` taking `args`' types and
+/// calls it at `b`'s insertion point.
+static func::CallOp callFunction(OpBuilder &b, Location loc, ModuleOp module,
+                                 StringRef name, ValueRange args) {
+  auto callee = module.lookupSymbol<func::FuncOp>(name);
+  if (!callee) {
+    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
+    callee = func::FuncOp::create(
+        mb, module.getLoc(), name,
+        mb.getFunctionType(TypeRange(args.getTypes()), {}));
+    callee.setPrivate();
+  }
+  return func::CallOp::create(b, loc, callee, args);
+}
+
 /// Builds a kernel call's arguments from a contraction: loop sizes and, per
 /// operand, its aligned pointer, offset and the strides of given loops.
 class CallArgs {
@@ -364,15 +380,7 @@ public:
   void append(const CallArgs &other) { llvm::append_range(args, other.args); }
   /// The callee `name` (declared private, every argument an index), called.
   void call(ModuleOp module, StringRef name) {
-    auto callee = module.lookupSymbol<func::FuncOp>(name);
-    if (!callee) {
-      OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-      SmallVector<Type> inputs(args.size(), mb.getIndexType());
-      callee = func::FuncOp::create(mb, module.getLoc(), name,
-                                    mb.getFunctionType(inputs, {}));
-      callee.setPrivate();
-    }
-    func::CallOp::create(b, loc, callee, args);
+    callFunction(b, loc, module, name, args);
   }
 
 private:
@@ -1194,21 +1202,6 @@ static void eraseUnread(Value buffer) {
   }
 }
 
-/// Declares (once) the private function `name` taking `args`' types and
-/// calls it at `b`'s insertion point.
-static func::CallOp callFunction(OpBuilder &b, Location loc, ModuleOp module,
-                                 StringRef name, ValueRange args) {
-  auto callee = module.lookupSymbol<func::FuncOp>(name);
-  if (!callee) {
-    OpBuilder mb = OpBuilder::atBlockEnd(module.getBody());
-    callee = func::FuncOp::create(
-        mb, module.getLoc(), name,
-        mb.getFunctionType(TypeRange(args.getTypes()), {}));
-    callee.setPrivate();
-  }
-  return func::CallOp::create(b, loc, callee, args);
-}
-
 namespace {
 /// On the CUDA target, one per-token quantizer's rows quantized once
 /// (`call`, of qopt_cuda_quantize_rows, just before the quantizer) into
@@ -1222,6 +1215,9 @@ struct SharedCodes {
 
 /// The quantizers' shared codes (qopt-linalg-to-blas{cuda-quantize-rows}).
 struct TokenCodes {
+  TokenCodes(ModuleOp module, StringRef quantizeRows)
+      : module(module), quantizeRows(quantizeRows) {}
+
   ModuleOp module;
   StringRef quantizeRows;
   SmallVector<SharedCodes> all;
@@ -1457,8 +1453,9 @@ static bool touchesBeyond(Operation *op, Value buffer, Operation *allowed) {
 }
 
 /// Whether, strictly between `from` and `to` (one block), `buffer` (a root)
-/// is only read by loop nests or views, or freed (collected in `frees`);
-/// any pointer taken of it escapes to a call that may write it.
+/// is only read by loop nests or views, or freed (collected in `frees`):
+/// onlyReadBetween's rule, except that a pointer taken of it counts as a
+/// write (it escapes to a call that may write it).
 static bool onlyReadOrFreedBetween(Value buffer, Operation *from, Operation *to,
                                    SmallVectorImpl<Operation *> &frees) {
   for (Operation *it = from->getNextNode(); it != to; it = it->getNextNode()) {
@@ -1509,6 +1506,25 @@ static void eraseIfOnlyViewed(Value buffer) {
   for (Operation *o : llvm::reverse(ops))
     o->erase();
   buffer.getDefiningOp()->erase();
+}
+
+/// Replaces the rows' quantization `codes.call` by `fused` (built just
+/// before it): the deallocations in `frees` move after `fused`, and the
+/// quantization's reads of its rows (their pointer and offset, arguments 3
+/// and 4) go with it where nothing else uses them.
+static void replaceQuantization(SharedCodes &codes, func::CallOp fused,
+                                ArrayRef<Operation *> frees) {
+  for (Operation *free : frees)
+    free->moveAfter(fused);
+  llvm::SmallSetVector<Operation *, 2> reads;
+  for (unsigned i : {3u, 4u})
+    if (Operation *def = codes.call->getOperand(i).getDefiningOp())
+      reads.insert(def);
+  codes.call->erase();
+  codes.call = fused;
+  for (Operation *def : reads)
+    if (def->use_empty())
+      def->erase();
 }
 
 /// Where the rows `codes.call` quantizes are the whole output y of a call
@@ -1581,20 +1597,8 @@ static void fuseRowProducer(SharedCodes &codes, StringRef producer,
   args.push_back(arith::ConstantIndexOp::create(b, loc, keepY ? 1 : 0));
   for (unsigned i : {6u, 7u, 8u, 9u}) // codes, steps
     args.push_back(at->getOperand(i));
-  func::CallOp fusedCall = callFunction(b, loc, module, fused, args);
-  for (Operation *free : frees)
-    free->moveAfter(fusedCall);
-  // The quantization's reads of x (pointer, offset) go with it.
-  SmallVector<Operation *> xReads;
-  for (unsigned i : {3u, 4u})
-    if (Operation *def = at->getOperand(i).getDefiningOp())
-      xReads.push_back(def);
-  at->erase();
+  replaceQuantization(codes, callFunction(b, loc, module, fused, args), frees);
   call->erase();
-  for (Operation *def : xReads)
-    if (def->use_empty())
-      def->erase();
-  codes.call = fusedCall;
   if (!keepY)
     eraseIfOnlyViewed(root);
 }
@@ -1667,10 +1671,6 @@ static void fuseSmoothing(SharedCodes &codes) {
   auto xMeta = memref::ExtractStridedMetadataOp::create(b, loc, x);
   auto sMeta = memref::ExtractStridedMetadataOp::create(b, loc, smooth);
   SmallVector<Value> args(call->getOperands());
-  SmallVector<Operation *> yReads;
-  for (unsigned i : {3u, 4u})
-    if (Operation *def = args[i].getDefiningOp())
-      yReads.push_back(def);
   // (x has the identity layout and y's shape: rows K apart, as y's.)
   args[3] = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, x);
   args[4] = xMeta.getOffset();
@@ -1678,16 +1678,11 @@ static void fuseSmoothing(SharedCodes &codes) {
   args[11] = memref::ExtractAlignedPointerAsIndexOp::create(b, loc, smooth);
   args[12] = sMeta.getOffset();
   args[13] = sMeta.getStrides()[0];
-  auto fused =
-      func::CallOp::create(b, loc, codes.call.getCallee(), TypeRange(), args);
-  for (Operation *free : frees)
-    free->moveAfter(fused);
-  call->erase();
+  replaceQuantization(
+      codes,
+      func::CallOp::create(b, loc, codes.call.getCallee(), TypeRange(), args),
+      frees);
   nest->erase();
-  for (Operation *def : yReads)
-    if (def->use_empty())
-      def->erase();
-  codes.call = fused;
   codes.x = x;
   eraseIfOnlyViewed(y);
 }
@@ -1711,7 +1706,7 @@ struct QOptLinalgToBLASPass
     });
     std::optional<TokenCodes> tokenCodes;
     if (!cudaQLinear.empty() && !cudaQuantizeRows.empty())
-      tokenCodes.emplace(TokenCodes{module, cudaQuantizeRows, {}, {}});
+      tokenCodes.emplace(module, cudaQuantizeRows);
     IRRewriter rewriter(&getContext());
     for (linalg::LinalgOp op : named) {
       rewriter.setInsertionPoint(op);
@@ -1791,21 +1786,22 @@ struct QOptLinalgToBLASPass
       dropZeroInit(down, dims);
       down->erase();
     }
-    // (Norms and Hadamard transforms before the rows: one kernel; the
-    // Hadamard kernel's block holds a row of at most 8192.)
-    if (tokenCodes && !cudaNorm.empty() && !cudaNormQuant.empty())
-      for (SharedCodes &codes : tokenCodes->all)
-        fuseRowProducer(codes, cudaNorm, cudaNormQuant, module,
-                        std::numeric_limits<int64_t>::max());
-    if (tokenCodes && !cudaHadamard.empty() && !cudaHadamardQuant.empty())
-      for (SharedCodes &codes : tokenCodes->all)
-        if (codes.call.getCallee() == cudaQuantizeRows)
-          fuseRowProducer(codes, cudaHadamard, cudaHadamardQuant, module, 8192);
-    // (Rows no norm quantizes: their smoothing, if a loop of its own.)
+    // Each quantization into the norm or Hadamard transform before its
+    // rows (one kernel; the Hadamard kernel's block holds a row of at most
+    // 8192), else its smoothing into it, if a loop of its own.
     if (tokenCodes)
-      for (SharedCodes &codes : tokenCodes->all)
-        if (codes.call.getCallee() == cudaQuantizeRows)
+      for (SharedCodes &codes : tokenCodes->all) {
+        auto quantizing = [&] {
+          return codes.call.getCallee() == cudaQuantizeRows;
+        };
+        if (!cudaNorm.empty() && !cudaNormQuant.empty())
+          fuseRowProducer(codes, cudaNorm, cudaNormQuant, module,
+                          std::numeric_limits<int64_t>::max());
+        if (quantizing() && !cudaHadamard.empty() && !cudaHadamardQuant.empty())
+          fuseRowProducer(codes, cudaHadamard, cudaHadamardQuant, module, 8192);
+        if (quantizing())
           fuseSmoothing(codes);
+      }
   }
 };
 } // namespace
