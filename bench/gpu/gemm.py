@@ -117,16 +117,22 @@ def finish(args, results, failures, who):
     return 1 if failures else 0
 
 
-def launch_1d(drv, name, blocks, threads, params, stream):
+def launch_1d(drv, name, blocks, threads, params, stream, shared=0):
     """One launch of `name` over `blocks` blocks, its one parameter the packed
-    struct `params` by value (none for an empty grid, as the host library)."""
+    struct `params` by value (none for an empty grid, as the host library), with
+    `shared` bytes of dynamic shared memory (past 48 KB: opted in to first, as
+    CUDAHost.cpp's launchRows)."""
     if blocks == 0:
         return
+    fn = drv.function(name)
+    if shared > 48 * 1024:
+        drv.check(drv.cu.cuFuncSetAttribute(fn, ctypes.c_int(8), ctypes.c_int(shared)),
+                  f"{name}: {shared} bytes of shared memory")
     buf = ctypes.create_string_buffer(params)
     args = (ctypes.c_void_p * 1)(ctypes.addressof(buf))
     drv.check(drv.cu.cuLaunchKernel(
-        drv.function(name), ctypes.c_uint(blocks), ctypes.c_uint(1), ctypes.c_uint(1),
-        ctypes.c_uint(threads), ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(0),
+        fn, ctypes.c_uint(blocks), ctypes.c_uint(1), ctypes.c_uint(1),
+        ctypes.c_uint(threads), ctypes.c_uint(1), ctypes.c_uint(1), ctypes.c_uint(shared),
         ctypes.c_void_p(stream), args, None), f"launch {name}")
 
 

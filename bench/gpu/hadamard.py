@@ -11,11 +11,18 @@ Hadamard.cu) on a GPU: a test, then a benchmark, in one run.
     written;
   * the transform fused with per-token quantization (qopt_cuda_hadamard_quant_f32, a
     block a row, QuaRot's W4A4 input): codes, steps and y against the transform then
-    qopt_cuda_token_quant, bit for bit; timed against those two launches.
+    qopt_cuda_token_quant, bit for bit; timed against those two launches;
+  * orders base · 2^k and blocks past 8192 (qopt_cuda_hadamard_mixed_f32, dynamic
+    shared memory opted in past 48 KB): y = H_base ⊗ H_power · diag(signs) · x / sqrt(n)
+    against float64 for any ±1 base matrix (a random one here: the kernel applies what
+    the compiler passes, Paley's or Williamson's), QuaRot's 11008 = 172·64,
+    14336 = 28·512 and 18944 = 148·128 among them; with quantization, against the
+    transform then qopt_cuda_token_quant bit for bit; timed against torch's matmul
+    with the explicit matrix.
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (HadamardParams,
-104 bytes, HadamardQuantParams, 128, by value). Written without a GPU at hand: its first run on one is its first
-check.
+104 bytes, HadamardQuantParams, 128, HadamardMixedParams, 8216, by value). Written
+without a GPU at hand: its first run on one is its first check.
     python3 bench/gpu/hadamard.py --cubins gpu-artifacts [--json out.json]
 Exit status: 0 when every test case matches, 1 otherwise.
 """
@@ -54,6 +61,33 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
                   signs.stride(0) if signs is not None else 0, rows, cols, n, cols // n,
                   1 / math.sqrt(n), codes.data_ptr(), steps.data_ptr(), bits, 0)
     launch_1d(drv, "qopt_cuda_hadamard_quant_f32", rows, THREADS, params, stream)
+
+
+def launch_mixed(drv, x, y, signs, base_matrix, n, stream, codes=None, steps=None, bits=0):
+    """Hadamard.cu's qopt_cuda_hadamard_mixed_f32 (HadamardMixedParams, 8216 bytes): n =
+    base · power with H_base = base_matrix (a ±1 CPU tensor, base <= 252); with codes, a
+    block a row and the rows' int8 codes and steps (y only where given)."""
+    rows, cols = x.shape
+    base = base_matrix.shape[0]
+    words = (base + 31) // 32
+    columns = [0] * 2016
+    for a in range(base):
+        for r in range(base):
+            if base_matrix[a, r] < 0:
+                columns[r * words + a // 32] |= 1 << (a % 32)
+    quant = codes is not None
+    runs_per_block = cols // n if quant else (1 if n >= 2048 else 2048 // n)
+    blocks = rows if quant else (rows * (cols // n) + runs_per_block - 1) // runs_per_block
+    yp, ys = (y.data_ptr(), y.stride()) if y is not None else (0, (0, 0))
+    params = pack("HadamardMixedParams", x.data_ptr(), yp,
+                  signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
+                  signs.stride(0) if signs is not None else 0, rows, cols, n, runs_per_block,
+                  1 / math.sqrt(n), codes.data_ptr() if quant else 0,
+                  steps.data_ptr() if quant else 0, bits, 0, base, n // base, words, 0,
+                  *columns)
+    shared = 4 * (runs_per_block * n + base * words + THREADS // 32)
+    launch_1d(drv, "qopt_cuda_hadamard_mixed_f32", blocks, THREADS, params, stream,
+              shared=shared)
 
 
 def sylvester(torch, n, dtype):
@@ -118,6 +152,49 @@ def main():
         results["tests"].append({"case": name, "ok": ok})
         print(f"test {name}: {'ok' if ok else 'MISMATCH'} (codes, steps and y bit for bit)")
 
+    # Orders base · 2^k (a random ±1 base: the kernel applies what it is given) and
+    # power-of-two blocks past 8192, alone and fused with the rows' quantization.
+    def kron(base_matrix, n, dtype):
+        power = n // base_matrix.shape[0]
+        return torch.kron(base_matrix.to("cuda", dtype), sylvester(torch, power, dtype))
+
+    cpu_gen = torch.Generator().manual_seed(5)
+    for n, base, rows, runs, signed in ((12, 12, 3, 5, True), (96, 12, 700, 3, True),
+                                        (176, 44, 5, 4, False), (504, 252, 3, 2, True),
+                                        (11008, 172, 5, 1, True), (14336, 28, 3, 1, False),
+                                        (18944, 148, 2, 1, True), (16384, 1, 3, 1, True)):
+        hb = torch.randint(0, 2, (base, base), generator=cpu_gen) * 2 - 1 if base > 1 \
+            else torch.ones((1, 1), dtype=torch.int64)  # (H_1 is [1])
+        cols = n * runs
+        x = torch.randn(rows, cols, device="cuda", generator=gen)
+        y = torch.full((rows, cols), float("nan"), device="cuda")
+        signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
+            if signed else None
+        launch_mixed(drv, x, y, signs, hb, n, stream())
+        torch.cuda.synchronize()
+        xs = x.double().reshape(rows, runs, n) * (signs.double() if signed else 1.0)
+        want = (xs @ kron(hb, n, torch.float64).T).reshape(rows, cols) / math.sqrt(n)
+        err = ((y.double() - want).abs().max() / want.abs().max()).item()
+        ok = not math.isnan(err) and err <= 1e-5
+        failures += not ok
+        name = f"mixed n={n} base={base} rows={rows} cols={cols} signs={signed}"
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+        if cols > 23040:
+            continue
+        codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
+        fcodes = torch.full_like(codes, 99)
+        steps = torch.full((rows,), float("nan"), device="cuda")
+        fsteps = torch.full_like(steps, float("nan"))
+        fy = torch.full_like(y, float("nan"))
+        launch_token_quant(drv, y, codes, steps, 4, stream())
+        launch_mixed(drv, x, fy, signs, hb, n, stream(), fcodes, fsteps, 4)
+        torch.cuda.synchronize()
+        ok = torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
+        failures += not ok
+        results["tests"].append({"case": name + " +quant", "ok": ok})
+        print(f"test {name} +quant: {'ok' if ok else 'MISMATCH'} (codes, steps and y bit for bit)")
+
     timed = timer(torch, args.reps)
     for n, cols in ((128, 4096), (4096, 4096), (8192, 8192)):
         rows = 2048
@@ -148,6 +225,28 @@ def main():
         results["bench"].append(line)
         print(f"bench hadamard+quant n={n} {rows}x{cols}: fused {fused * 1e3:.3f} ms; "
               f"transform + token_quant {two * 1e3:.3f} ms (x{two / fused:.2f})")
+    # QuaRot's online rotations of intermediate sizes base · 2^k on 2048 tokens, alone
+    # and fused with the W4A4 input's quantization (no y), against torch's f32 matmul
+    # with the explicit matrix.
+    for n, base in ((11008, 172), (14336, 28), (18944, 148)):
+        rows = 2048
+        hb = torch.randint(0, 2, (base, base), generator=cpu_gen) * 2 - 1
+        x = torch.randn(rows, n, device="cuda")
+        y = torch.empty_like(x)
+        codes = torch.empty((rows, n), dtype=torch.int8, device="cuda")
+        steps = torch.empty(rows, device="cuda")
+        ours = timed(lambda: launch_mixed(drv, x, y, None, hb, n, stream()))
+        fused = timed(lambda: launch_mixed(drv, x, None, None, hb, n, stream(), codes, steps, 4))
+        h = kron(hb, n, torch.float32) / math.sqrt(n)
+        peer = timed(lambda: torch.matmul(x, h))
+        gbs = 2 * x.numel() * 4 / 1e9
+        line = {"n": n, "base": base, "rows": rows, "cols": n, "kind": "mixed",
+                "ms": ours * 1e3, "gbs": gbs / ours, "quant_ms": fused * 1e3,
+                "torch_matmul_ms": peer * 1e3}
+        results["bench"].append(line)
+        print(f"bench mixed n={n} (base {base}) {rows}x{n}: {ours * 1e3:.3f} ms "
+              f"({gbs / ours:.0f} GB/s); with quantization {fused * 1e3:.3f} ms; "
+              f"torch f32 x·H {peer * 1e3:.3f} ms (x{peer / ours:.2f})")
     return finish(args, results, failures, "hadamard")
 
 

@@ -18,6 +18,7 @@ FORMATS = {
     "LoRAView": "<QqQqqf4xQq",                             # QLinearTile.h
     "HadamardParams": "<3Q5q4qf4x",                        # HadamardTile.h
     "HadamardQuantParams": "<3Q5q4qf4xQQii",               # HadamardTile.h
+    "HadamardMixedParams": "<3Q5q4qf4xQQii2q2i2016I",      # HadamardTile.h
     "NormParams": "<4Q6q2qfi",                             # NormTile.h
     "NormQuantParams": "<4Q6q2qfiQQii",                    # NormTile.h
     "NormBwdParams": "<8Q9q3qfi",                          # NormTile.h

@@ -505,6 +505,42 @@ with tempfile.TemporaryDirectory() as tmp:
         e = max(rel_error(a[0], b[0]) for a, b in zip(outputs(emu, feeds), outputs(cpu, feeds)))
         check(f"recipe {recipe}: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
 
+    # --- Hadamard orders base · 2^k: a real Llama export of hidden size 48
+    # (12 · 4) and intermediate size 96 (12 · 8). QuaRot's online rotations
+    # (48 before o_proj, 96 before down_proj, fused with the W4A4 input's
+    # quantization) are library calls with Paley's H_12 passed as the host
+    # constant (the launch plan reads it on the host: a device copy would
+    # be written by a queued kernel the host does not wait for); emulated =
+    # CPU target. (The stand-in driver cannot run this model: its shape
+    # checks read values that kernels compute.)
+    h48 = os.path.join(HERE, "rotate", "llama-h48", "model.onnx")
+    ref = np.load(os.path.join(HERE, "rotate", "llama-h48", "reference.npz"))
+    h48_feeds = [{k: ref[f"{case}.{k}"] for k in ("input_ids", "attention_mask")}
+                 for case in ("case2", "case4")]
+    for recipe, entry in (("quarot-w4a16", "qopt_cuda_hadamard"),
+                          ("quarot-w4a4", "qopt_cuda_hadamard_quant")):
+        lib, ll = os.path.join(tmp, f"h48-{recipe}.so"), os.path.join(tmp, f"h48-{recipe}.ll")
+        rc, err = qoptc(h48, "--recipe", recipe, "--target", "cuda", "--cuda-archs", "sm_80",
+                        "--dump-llvm-ir", ll, "-o", lib)
+        check(f"llama-h48 {recipe} compiles for cuda", rc == 0, err.strip()[-200:])
+        if rc:
+            continue
+        check_compiled(f"llama-h48 {recipe}", lib, ["sm_80"])
+        text = open(ll).read()
+        base = r", ptr nonnull @__constant_12x12xi8, i64 0, i64 12, i64 12, i64 12, i64 1,"
+        calls = [(m[1], int(m[2])) for m in re.finditer(
+            r"call void @(qopt_cuda_hadamard\w*)\(i64 1, i64 (\d+), [^\n]*" + base, text)]
+        want = [("qopt_cuda_hadamard", 48), (entry, 96)] * 2
+        check(f"llama-h48 {recipe}: the rotations of 48 and 96 are library calls with H_12 "
+              "from the host", calls == want, f"{calls}")
+        emu, cpu = os.path.join(tmp, f"h48-{recipe}-emu.so"), os.path.join(tmp, f"h48-{recipe}-cpu.so")
+        qoptc(h48, "--recipe", recipe, "--target", "cuda", "--cuda-emulate", "-o", emu)
+        qoptc(h48, "--recipe", recipe, "-o", cpu)
+        e = max(rel_error(a[0], b[0]) for a, b in zip(outputs(emu, h48_feeds),
+                                                      outputs(cpu, h48_feeds)))
+        check(f"llama-h48 {recipe}: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5,
+              f"{e:.1e}")
+
     # --- Train steps: compile for a GPU; emulated steps = CPU steps.
     batch = dict(input_ids=ids, attention_mask=np.ones_like(ids))
     for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:

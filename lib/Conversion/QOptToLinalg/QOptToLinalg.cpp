@@ -2102,15 +2102,17 @@ static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t n) {
   return tensor::ReshapeOp::create(b, loc, type, flat, shape);
 }
 
-/// An f32 qopt.hadamard over the last axis of a static size, with a
-/// power-of-two block of 2 to 8192, as one call of the library's fast
-/// Walsh-Hadamard transform (`library`: the hadamard-library option): n
-/// and flags (1: signs) as i64, the scale 1/√n as f64, then x viewed as
-/// [rows, D], the signs (a one-element constant where there are none) and
-/// a fresh y [rows, D] as strided memrefs. Null where the kernel does not
-/// take the op.
+/// An f32 qopt.hadamard over the last axis of a static size, with a block
+/// n = base · 2^k of 2 to 23040 (base ≤ 252: H_base travels in the launch),
+/// as one call of the library's fast Walsh-Hadamard transform (`library`:
+/// the hadamard-library option): n and flags (1: signs) as i64, the scale
+/// 1/√n as f64, then x viewed as [rows, D], the signs (a one-element
+/// constant where there are none), H_base as an i8 constant [base, base]
+/// ([[1]] for powers of two; the library reads it on the host) and a fresh
+/// y [rows, D] as strided memrefs. Null where the kernel does not take the
+/// op. (HadamardTile.h's kHadamardMaxBase and kHadamardMixedMaxElements.)
 static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
-                          LibraryCalls &calls, int64_t n) {
+                          LibraryCalls &calls, int64_t n, int64_t base) {
   Location loc = op.getLoc();
   Value x = op.getInput(), signs = op.getSigns();
   auto type = cast<RankedTensorType>(x.getType());
@@ -2119,7 +2121,7 @@ static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
   if (!type.getElementType().isF32() ||
       normalizedAxis(static_cast<int64_t>(op.getAxis()), rank) != rank - 1 ||
       type.isDynamicDim(rank - 1) || type.getDimSize(rank - 1) % n || n < 2 ||
-      n > 8192 || !llvm::isPowerOf2_64(n) ||
+      n > 23040 || base > 252 ||
       (signs &&
        !cast<RankedTensorType>(signs.getType()).getElementType().isF32()))
     return nullptr;
@@ -2127,13 +2129,19 @@ static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
     signs = arith::ConstantOp::create(
         rewriter, loc,
         DenseElementsAttr::get(RankedTensorType::get({1}, f32), 1.0f));
+  std::vector<int8_t> hm = ::qopt::hadamard::baseMatrix(base);
+  Value baseMatrix = arith::ConstantOp::create(
+      rewriter, loc,
+      DenseElementsAttr::get(
+          RankedTensorType::get({base, base}, rewriter.getI8Type()),
+          ArrayRef<int8_t>(hm)));
   Value scalars[] = {
       arith::ConstantIntOp::create(rewriter, loc, op.getSigns() ? 1 : 0, 64),
       arith::ConstantIntOp::create(rewriter, loc, n, 64),
       arith::ConstantFloatOp::create(rewriter, loc, rewriter.getF64Type(),
                                      APFloat(1.0 / std::sqrt(double(n))))};
   return rowwiseLibraryCall(rewriter, op, calls, calls.hadamard, x, scalars,
-                            {signs});
+                            {signs, baseMatrix});
 }
 
 struct LowerHadamard : LibraryPattern<HadamardOp> {
@@ -2152,8 +2160,8 @@ struct LowerHadamard : LibraryPattern<HadamardOp> {
     if (order.base == 0)
       return rewriter.notifyMatchFailure(op, "no Hadamard matrix of order n");
     int64_t power = order.power, base = order.base;
-    if (!calls.hadamard.empty() && base == 1)
-      if (Value y = hadamardCall(rewriter, op, calls, n)) {
+    if (!calls.hadamard.empty())
+      if (Value y = hadamardCall(rewriter, op, calls, n, base)) {
         rewriter.replaceOp(op, y);
         return success();
       }

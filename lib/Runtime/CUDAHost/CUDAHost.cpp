@@ -70,6 +70,10 @@ struct CUmemLocation {
 };
 constexpr int kMemLocationTypeDevice = 1;
 constexpr unsigned kStreamNonBlocking = 1;
+/// CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, and the dynamic shared
+/// memory a launch gets without it.
+constexpr int kFuncAttrMaxDynamicSharedBytes = 8;
+constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 
 struct Driver {
   void *handle = nullptr;
@@ -84,6 +88,7 @@ struct Driver {
   CUresult (*cuModuleLoadData)(CUmodule *, const void *);
   CUresult (*cuModuleUnload)(CUmodule);
   CUresult (*cuModuleGetFunction)(CUfunction *, CUmodule, const char *);
+  CUresult (*cuFuncSetAttribute)(CUfunction, int, int);
   CUresult (*cuLaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned,
                              unsigned, unsigned, unsigned, CUstream, void **,
                              void **);
@@ -186,6 +191,7 @@ bool loadDriver(Driver &cu, std::string &error) {
   bind(cu.cuModuleLoadData, "cuModuleLoadData");
   bind(cu.cuModuleUnload, "cuModuleUnload");
   bind(cu.cuModuleGetFunction, "cuModuleGetFunction");
+  bind(cu.cuFuncSetAttribute, "cuFuncSetAttribute");
   bind(cu.cuLaunchKernel, "cuLaunchKernel");
   bind(cu.cuStreamCreate, "cuStreamCreate");
   bind(cu.cuStreamDestroy, "cuStreamDestroy_v2");
@@ -531,9 +537,10 @@ void qopt_cuda_qlinear_lora(
 
 /// Queues one launch of the library's kernel `name` over a 1-D grid of
 /// `blocks` blocks of `threads` threads, its one parameter a struct by
-/// value (none when there are no blocks).
+/// value (none when there are no blocks), with `shared` bytes of dynamic
+/// shared memory (past 48 KB: opted in to first).
 static void launchRows(const char *name, int64_t blocks, unsigned threads,
-                       void *param) {
+                       void *param, int64_t shared = 0) {
   if (blocks == 0)
     return;
   if (blocks > 0x7fffffff)
@@ -541,9 +548,17 @@ static void launchRows(const char *name, int64_t blocks, unsigned threads,
          " blocks, more than a grid takes");
   State &s = state();
   CUfunction fn = libraryFunction(name);
+  if (shared > kDefaultSharedBytes)
+    if (CUresult rc = s.cu.cuFuncSetAttribute(
+            fn, kFuncAttrMaxDynamicSharedBytes, int(shared)))
+      stop(std::string(name) + " needs " + std::to_string(shared) +
+           " bytes of shared memory per block, which this GPU does not "
+           "give: " +
+           errorText(rc));
   void *params[] = {param};
-  if (CUresult rc = s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1, threads, 1,
-                                        1, 0, s.stream, params, nullptr))
+  if (CUresult rc =
+          s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1, threads, 1, 1,
+                              unsigned(shared), s.stream, params, nullptr))
     stop(std::string("cannot launch ") + name + ": " + errorText(rc));
   s.pending = true;
 }
@@ -596,35 +611,50 @@ void qopt_cuda_attention_backward(QOPT_ATTENTION_BWD_PARAMS) {
 void qopt_cuda_attention_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
     __attribute__((alias("qopt_cuda_attention_backward")));
 
-/// qopt.hadamard over the last axis for a power-of-two block n (flags bit
-/// 0: signs given; then x [rows, cols], the signs and y as MLIR memrefs):
-/// Hadamard.cu's kernel, one launch, queued like the generated kernels.
+/// qopt.hadamard over the last axis for a block n = base · 2^k (flags bit
+/// 0: signs given; then x [rows, cols], the signs, H_base on the host and
+/// y as MLIR memrefs): one launch of Hadamard.cu's power-of-two kernel, or
+/// of its mixed one, queued like the generated kernels.
 void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
-  qopt_cuda::HadamardParams p;
+  qopt_cuda::HadamardMixedParams m;
   int64_t blocks = 0;
-  if (const char *error =
-          qopt_cuda::planHadamard(flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s),
-                                  QOPT_VIEW2(y), p, blocks))
+  bool mixed = false;
+  if (const char *error = qopt_cuda::planHadamard(
+          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
+          QOPT_VIEW2(y), m, blocks, mixed))
     stop(std::string("internal: the CUDA Hadamard transform cannot take this "
                      "call: ") +
          error);
-  launchRows("qopt_cuda_hadamard_f32", blocks, qopt_cuda::kHadamardThreads, &p);
+  if (mixed)
+    launchRows("qopt_cuda_hadamard_mixed_f32", blocks,
+               qopt_cuda::kHadamardThreads, &m,
+               qopt_cuda::hadamardMixedShared(m));
+  else
+    launchRows("qopt_cuda_hadamard_f32", blocks, qopt_cuda::kHadamardThreads,
+               &m.q.h);
 }
 
 /// A Hadamard transform whose output per-token quantized products read
 /// (qopt_cuda_hadamard's arguments, then the bits, whether y is wanted,
 /// and the codes' [rows, cols] and steps' [rows] pointers and offsets):
-/// one launch of Hadamard.cu's qopt_cuda_hadamard_quant_f32, a block a
-/// row, writes the codes and steps (and y where wanted).
+/// one launch of Hadamard.cu's qopt_cuda_hadamard_quant_f32 (or the mixed
+/// kernel), a block a row, writes the codes and steps (and y where
+/// wanted).
 void qopt_cuda_hadamard_quant(QOPT_HADAMARD_QUANT_PARAMS) {
-  qopt_cuda::HadamardQuantParams q;
+  qopt_cuda::HadamardMixedParams m;
   int64_t blocks = 0;
+  bool mixed = false;
   if (const char *error = qopt_cuda::planHadamardQuant(
-          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(y), bits,
-          writeY, pc, oc, ps, os, q, blocks))
+          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
+          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, m, blocks, mixed))
     stop(std::string("internal: qopt_cuda_hadamard_quant: ") + error);
-  launchRows("qopt_cuda_hadamard_quant_f32", blocks,
-             qopt_cuda::kHadamardThreads, &q);
+  if (mixed)
+    launchRows("qopt_cuda_hadamard_mixed_f32", blocks,
+               qopt_cuda::kHadamardThreads, &m,
+               qopt_cuda::hadamardMixedShared(m));
+  else
+    launchRows("qopt_cuda_hadamard_quant_f32", blocks,
+               qopt_cuda::kHadamardThreads, &m.q);
 }
 
 /// qopt.rms_norm / qopt.layer_norm over the last axis (flags: NormTile.h's;

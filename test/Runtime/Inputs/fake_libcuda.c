@@ -5,7 +5,10 @@
    FAKE_CUDA_CC sets the compute capability (default 90),
    FAKE_CUDA_FAIL_LAUNCH=N fails the Nth launch (1-based),
    FAKE_CUDA_CONCURRENT_MANAGED=0 denies concurrent managed access,
-   FAKE_CUDA_MEM the free memory in bytes (default 1 GiB). At exit it prints
+   FAKE_CUDA_MEM the free memory in bytes (default 1 GiB),
+   FAKE_CUDA_SHARED_OPTIN the dynamic shared memory a kernel may opt in to
+   (default 232448, an H100's); a launch asking more than 48 KB without
+   having opted in fails, as on a GPU. At exit it prints
    the launches, the stream waits, the modules loaded and the managed bytes
    allocated to FAKE_CUDA_LOG. */
 #include <stdint.h>
@@ -95,14 +98,41 @@ CUresult cuModuleGetFunction(void **f, void *m, const char *name) {
   *f = (void *)name;
   return 0;
 }
+/* Kernels' dynamic shared memory opted in to (cuFuncSetAttribute). */
+static char *optedName[64];
+static int optedBytes[64];
+static int opted;
+static int *optedIn(const char *name, int add) {
+  for (int i = 0; i < opted; ++i)
+    if (strcmp(optedName[i], name) == 0)
+      return &optedBytes[i];
+  if (!add || opted == 64)
+    return NULL;
+  optedName[opted] = strdup(name);
+  optedBytes[opted] = 48 * 1024;
+  return &optedBytes[opted++];
+}
+CUresult cuFuncSetAttribute(void *f, int attr, int value) {
+  const char *limit = getenv("FAKE_CUDA_SHARED_OPTIN");
+  if (attr != 8 /* MAX_DYNAMIC_SHARED_SIZE_BYTES */ || value < 0 ||
+      value > (limit ? atoi(limit) : 232448))
+    return 1; /* CUDA_ERROR_INVALID_VALUE */
+  int *bytes = optedIn((const char *)f, 1);
+  if (!bytes)
+    return 1;
+  *bytes = value;
+  return 0;
+}
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
                         unsigned bx, unsigned by, unsigned bz, unsigned smem,
                         void *stream, void **params, void **extra) {
-  (void)f, (void)by, (void)bz, (void)smem, (void)stream;
+  (void)by, (void)bz, (void)stream;
   (void)extra;
-  if (!gx || !bx || !params || gy > 65535 || gz > 65535)
-    return 1; /* CUDA_ERROR_INVALID_VALUE */
   const char *name = (const char *)f;
+  int *bytes = smem > 48 * 1024 ? optedIn(name, 0) : NULL;
+  if (!gx || !bx || !params || gy > 65535 || gz > 65535 ||
+      (smem > 48 * 1024 && (!bytes || smem > (unsigned)*bytes)))
+    return 1; /* CUDA_ERROR_INVALID_VALUE */
   if (strncmp(name, "qopt_cuda_", 10) == 0) {
     int seen = 0;
     for (int i = 0; i < libraryCount; ++i)

@@ -499,11 +499,11 @@ func.func @norm_partly_or_by_pointer(%x: memref<4x64xf32>, %g: memref<64xf32>, %
 
 // QuaRot's online Hadamard transform before a W4A4 product (4-bit tokens:
 // flag 4 | 4 << 8 | 32 = 1060): one call transforms the rows and writes
-// their codes (a block a row); y's buffer goes. Rows longer than 8192 (a
+// their codes (a block a row); y's buffer goes. Rows longer than 23040 (a
 // block's tile) keep the transform and the rows' quantization apart.
 // CHECK-LABEL: func.func @hadamard_fused
 // CHECK-NOT: call @qopt_cuda_hadamard(
-// CHECK: call @qopt_cuda_hadamard_quant(%c1_i64, %c64_i64, %{{.*}}, %[[XC:.*]], %{{.*}}, %[[XC]], %c4{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CHECK: call @qopt_cuda_hadamard_quant(%c1_i64, %c64_i64, %{{.*}}, %[[XC:.*]], %{{.*}}, %arg9, %[[XC]], %c4{{[_0-9]*}}, %c0{{[_0-9]*}},
 // CHECK: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c1060
 // CHECK: call @qopt_cuda_hadamard(%c0_i64, %c8192_i64
 // CHECK: call @qopt_cuda_quantize_rows(%c4
@@ -512,15 +512,16 @@ func.func @norm_partly_or_by_pointer(%x: memref<4x64xf32>, %g: memref<64xf32>, %
 // ROWS: call @qopt_cuda_hadamard(
 // ROWS: call @qopt_cuda_quantize_rows(
 !w4 = !qopt.qtensor<16x64, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
-!w4l = !qopt.qtensor<16x16384, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+!w4l = !qopt.qtensor<16x24576, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
 #pt = affine_map<(m, k) -> (m, k)>
 #grp = affine_map<(n, k) -> (n, k floordiv 32)>
 #mk = affine_map<(m, n, k) -> (m, k)>
 #nk = affine_map<(m, n, k) -> (n, k)>
 #mn = affine_map<(m, n, k) -> (m, n)>
-func.func private @qopt_cuda_hadamard(i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>)
+func.func private @qopt_cuda_hadamard(i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xi8, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>)
 func.func @hadamard_fused(%x: memref<4x64xf32>, %signs: memref<64xf32>, %d: memref<16x32xi8>, %s: memref<16x2xf32>, %out: memref<4x16xf32>,
-                          %xl: memref<2x16384xf32>, %dl: memref<16x8192xi8>, %sl: memref<16x512xf32>, %outl: memref<2x16xf32>) {
+                          %xl: memref<2x24576xf32>, %dl: memref<16x12288xi8>, %sl: memref<16x768xf32>, %outl: memref<2x16xf32>,
+                          %h: memref<?x?xi8, strided<[?, ?], offset: ?>>) {
   %flags = arith.constant 1 : i64
   %n = arith.constant 64 : i64
   %scale = arith.constant 0.125 : f64
@@ -528,7 +529,7 @@ func.func @hadamard_fused(%x: memref<4x64xf32>, %signs: memref<64xf32>, %d: memr
   %sc = memref.cast %signs : memref<64xf32> to memref<?xf32, strided<[?], offset: ?>>
   %y = memref.alloc() : memref<4x64xf32>
   %yc = memref.cast %y : memref<4x64xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
-  call @qopt_cuda_hadamard(%flags, %n, %scale, %xc, %sc, %yc) : (i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) -> ()
+  call @qopt_cuda_hadamard(%flags, %n, %scale, %xc, %sc, %h, %yc) : (i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xi8, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) -> ()
   %a = memref.alloc() : memref<4x64xf32>
   linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
       ins(%y : memref<4x64xf32>) outs(%a : memref<4x64xf32>) attrs = {qopt.per_token_quant = 4 : i64} {
@@ -545,30 +546,75 @@ func.func @hadamard_fused(%x: memref<4x64xf32>, %signs: memref<64xf32>, %d: memr
   linalg.contract indexing_maps = [#mk, #nk, #mn] ins(%a, %w : memref<4x64xf32>, memref<16x64xf32>) outs(%out : memref<4x16xf32>)
   memref.dealloc %w : memref<16x64xf32>
   memref.dealloc %a : memref<4x64xf32>
-  // Rows of 16384.
+  // Rows of 24576.
   %f0 = arith.constant 0 : i64
   %nl = arith.constant 8192 : i64
-  %xlc = memref.cast %xl : memref<2x16384xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
-  %yl = memref.alloc() : memref<2x16384xf32>
-  %ylc = memref.cast %yl : memref<2x16384xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
-  %xl1 = memref.subview %xl[0, 0] [1, 16384] [1, 1] : memref<2x16384xf32> to memref<16384xf32, strided<[1]>>
-  %xl1c = memref.cast %xl1 : memref<16384xf32, strided<[1]>> to memref<?xf32, strided<[?], offset: ?>>
-  call @qopt_cuda_hadamard(%f0, %nl, %scale, %xlc, %xl1c, %ylc) : (i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) -> ()
-  %al = memref.alloc() : memref<2x16384xf32>
+  %xlc = memref.cast %xl : memref<2x24576xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
+  %yl = memref.alloc() : memref<2x24576xf32>
+  %ylc = memref.cast %yl : memref<2x24576xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
+  %xl1 = memref.subview %xl[0, 0] [1, 24576] [1, 1] : memref<2x24576xf32> to memref<24576xf32, strided<[1]>>
+  %xl1c = memref.cast %xl1 : memref<24576xf32, strided<[1]>> to memref<?xf32, strided<[?], offset: ?>>
+  call @qopt_cuda_hadamard(%f0, %nl, %scale, %xlc, %xl1c, %h, %ylc) : (i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xi8, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) -> ()
+  %al = memref.alloc() : memref<2x24576xf32>
   linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
-      ins(%yl : memref<2x16384xf32>) outs(%al : memref<2x16384xf32>) attrs = {qopt.per_token_quant = 4 : i64} {
+      ins(%yl : memref<2x24576xf32>) outs(%al : memref<2x24576xf32>) attrs = {qopt.per_token_quant = 4 : i64} {
   ^bb0(%in: f32, %o: f32):
     linalg.yield %in : f32
   }
-  memref.dealloc %yl : memref<2x16384xf32>
-  %wl = memref.alloc() : memref<16x16384xf32>
+  memref.dealloc %yl : memref<2x24576xf32>
+  %wl = memref.alloc() : memref<16x24576xf32>
   linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, #grp, #pt], iterator_types = ["parallel", "parallel"]}
-      ins(%dl, %sl : memref<16x8192xi8>, memref<16x512xf32>) outs(%wl : memref<16x16384xf32>) attrs = {qopt.dequantized = !w4l} {
+      ins(%dl, %sl : memref<16x12288xi8>, memref<16x768xf32>) outs(%wl : memref<16x24576xf32>) attrs = {qopt.dequantized = !w4l} {
   ^bb0(%c: i8, %v: f32, %o: f32):
     linalg.yield %v : f32
   }
-  linalg.contract indexing_maps = [#mk, #nk, #mn] ins(%al, %wl : memref<2x16384xf32>, memref<16x16384xf32>) outs(%outl : memref<2x16xf32>)
-  memref.dealloc %wl : memref<16x16384xf32>
-  memref.dealloc %al : memref<2x16384xf32>
+  linalg.contract indexing_maps = [#mk, #nk, #mn] ins(%al, %wl : memref<2x24576xf32>, memref<16x24576xf32>) outs(%outl : memref<2x16xf32>)
+  memref.dealloc %wl : memref<16x24576xf32>
+  memref.dealloc %al : memref<2x24576xf32>
+  return
+}
+
+// -----
+
+// An order base · 2^k (11008 = 172 · 64, past the power-of-two kernel's
+// 8192 but within a block's 23040): fused too, H_base passed on.
+// CHECK-LABEL: func.func @hadamard_base_fused
+// CHECK-NOT: call @qopt_cuda_hadamard(
+// CHECK: call @qopt_cuda_hadamard_quant(%c0_i64, %c11008_i64, %{{.*}}, %[[XC:.*]], %{{.*}}, %arg5, %[[XC]], %c4{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CHECK: call @qopt_cuda_qlinear(
+// CHECK-NOT: call @qopt_cuda_quantize_rows
+// CHECK: return
+!w4b = !qopt.qtensor<16x11008, #qopt.int<4>, #qopt.per_group<axis = 1, size = 32>, scales = f32>
+#ptb = affine_map<(m, k) -> (m, k)>
+#grpb = affine_map<(n, k) -> (n, k floordiv 32)>
+#mkb = affine_map<(m, n, k) -> (m, k)>
+#nkb = affine_map<(m, n, k) -> (n, k)>
+#mnb = affine_map<(m, n, k) -> (m, n)>
+func.func private @qopt_cuda_hadamard(i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xi8, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>)
+func.func @hadamard_base_fused(%x: memref<2x11008xf32>, %d: memref<16x5504xi8>, %s: memref<16x344xf32>, %out: memref<2x16xf32>,
+                               %signs: memref<?xf32, strided<[?], offset: ?>>, %h: memref<?x?xi8, strided<[?, ?], offset: ?>>) {
+  %f0 = arith.constant 0 : i64
+  %n = arith.constant 11008 : i64
+  %scale = arith.constant 0.125 : f64
+  %xc = memref.cast %x : memref<2x11008xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
+  %y = memref.alloc() : memref<2x11008xf32>
+  %yc = memref.cast %y : memref<2x11008xf32> to memref<?x?xf32, strided<[?, ?], offset: ?>>
+  call @qopt_cuda_hadamard(%f0, %n, %scale, %xc, %signs, %h, %yc) : (i64, i64, f64, memref<?x?xf32, strided<[?, ?], offset: ?>>, memref<?xf32, strided<[?], offset: ?>>, memref<?x?xi8, strided<[?, ?], offset: ?>>, memref<?x?xf32, strided<[?, ?], offset: ?>>) -> ()
+  %a = memref.alloc() : memref<2x11008xf32>
+  linalg.generic {indexing_maps = [#ptb, #ptb], iterator_types = ["parallel", "parallel"]}
+      ins(%y : memref<2x11008xf32>) outs(%a : memref<2x11008xf32>) attrs = {qopt.per_token_quant = 4 : i64} {
+  ^bb0(%in: f32, %o: f32):
+    linalg.yield %in : f32
+  }
+  memref.dealloc %y : memref<2x11008xf32>
+  %w = memref.alloc() : memref<16x11008xf32>
+  linalg.generic {indexing_maps = [affine_map<(n, k) -> (n, k floordiv 2)>, #grpb, #ptb], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x5504xi8>, memref<16x344xf32>) outs(%w : memref<16x11008xf32>) attrs = {qopt.dequantized = !w4b} {
+  ^bb0(%c: i8, %v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  linalg.contract indexing_maps = [#mkb, #nkb, #mnb] ins(%a, %w : memref<2x11008xf32>, memref<16x11008xf32>) outs(%out : memref<2x16xf32>)
+  memref.dealloc %w : memref<16x11008xf32>
+  memref.dealloc %a : memref<2x11008xf32>
   return
 }

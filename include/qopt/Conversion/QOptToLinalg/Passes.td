@@ -86,11 +86,13 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
     Option<"hadamardLibrary", "hadamard-library", "std::string",
            /*default=*/"\"\"",
            "Lower each f32 qopt.hadamard over the last axis (of a static "
-           "size) whose block is a power of two from 2 to 8192 to one call "
-           "of the named fast Walsh-Hadamard transform: flags (1: signs), "
-           "n, the scale 1/sqrt(n) (f64), then the input viewed as [rows, "
-           "D], the signs and the output as strided memrefs. The CUDA "
-           "target sets it (qopt_cuda_hadamard)">,
+           "size) whose block n = base * 2^k is from 2 to 23040, with a "
+           "base of at most 252, to one call of the named fast "
+           "Walsh-Hadamard transform: flags (1: signs), n, the scale "
+           "1/sqrt(n) (f64), then the input viewed as [rows, D], the signs, "
+           "H_base (an i8 constant [base, base]; [[1]] for powers of two) "
+           "and the output as strided memrefs. The CUDA target sets it "
+           "(qopt_cuda_hadamard)">,
     Option<"normLibrary", "norm-library", "std::string", /*default=*/"\"\"",
            "Lower each qopt.rms_norm / qopt.layer_norm of f32 data over the "
            "last axis to one call of the named row kernel: flags (LayerNorm "

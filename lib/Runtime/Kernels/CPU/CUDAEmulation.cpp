@@ -563,53 +563,87 @@ extern "C" void
 /// block's 256 threads phase by phase between the kernel's barriers.
 namespace {
 /// Block `block`'s runs loaded into `buf` and transformed (unscaled): its
-/// 256 threads phase by phase between the kernels' barriers.
-void emulateHadamardBlock(const HadamardParams &p, int64_t block, float *buf) {
+/// 256 threads phase by phase between the kernels' barriers; with a base
+/// (`mixed`), the butterflies over runs of m.power, then the passes of
+/// H_base, each thread's sums kept until all threads of the pass have
+/// read.
+void emulateHadamardBlock(const HadamardMixedParams &m, bool mixed,
+                          int64_t block, float *buf) {
+  const HadamardParams &p = m.q.h;
   for (int t = 0; t < kHadamardThreads; ++t)
     hadamardLoad(p, block, buf, t);
-  for (int64_t h = 1; h < p.n; h *= 2)
+  for (int64_t h = 1; h < (mixed ? m.power : p.n); h *= 2)
     for (int t = 0; t < kHadamardThreads; ++t)
       hadamardStage(p, buf, h, t);
+  if (!mixed)
+    return;
+  std::vector<float> acc(size_t(kHadamardThreads) * 32);
+  std::vector<int64_t> cols(kHadamardThreads);
+  std::vector<int> words(kHadamardThreads);
+  std::vector<bool> mine(kHadamardThreads);
+  for (int64_t pass = 0; pass < hadamardMixPasses(m); ++pass) {
+    for (int t = 0; t < kHadamardThreads; ++t) {
+      int w = 0;
+      int64_t col = 0;
+      mine[t] = hadamardMixSlot(m, pass, t, col, w);
+      cols[t] = col;
+      words[t] = w;
+      if (mine[t])
+        hadamardMix(m, buf, m.columns, col, w, &acc[size_t(t) * 32]);
+    }
+    for (int t = 0; t < kHadamardThreads; ++t)
+      if (mine[t])
+        hadamardMixStore(m, buf, cols[t], words[t], &acc[size_t(t) * 32]);
+  }
+}
+
+/// The rows' quantization of block `block` (a row) from its transformed
+/// runs (the row's maximum is order-free).
+void emulateQuantizedRow(const HadamardQuantParams &q, int64_t block,
+                         const float *buf) {
+  float amax = 0.0f;
+  for (int t = 0; t < kHadamardThreads; ++t)
+    amax = std::fmax(amax, hadamardPartialMax(q, buf, t));
+  float step = tokenStepOf(amax, q.bits);
+  for (int t = 0; t < kHadamardThreads; ++t)
+    hadamardQuantStore(q, block, buf, step, t);
 }
 } // namespace
 
 extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
-  HadamardParams p;
+  auto m = std::make_unique<HadamardMixedParams>();
   int64_t blocks = 0;
+  bool mixed = false;
   if (const char *error =
           planHadamard(flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s),
-                       QOPT_VIEW2(y), p, blocks)) {
+                       QOPT_VIEW2(hm), QOPT_VIEW2(y), *m, blocks, mixed)) {
     refuse("the CUDA Hadamard transform", error);
     return;
   }
-  std::vector<float> buf(kHadamardTile);
+  std::vector<float> buf(size_t(hadamardElements(m->q.h)));
   for (int64_t block = 0; block < blocks; ++block) {
-    emulateHadamardBlock(p, block, buf.data());
+    emulateHadamardBlock(*m, mixed, block, buf.data());
     for (int t = 0; t < kHadamardThreads; ++t)
-      hadamardStore(p, block, buf.data(), t);
+      hadamardStore(m->q.h, block, buf.data(), t);
   }
 }
 
 /// qopt_cuda_hadamard_quant's arguments, run on the CPU: each block's
-/// threads phase by phase (the row's maximum is order-free).
+/// threads phase by phase.
 extern "C" void qopt_cuda_hadamard_quant_emulated(QOPT_HADAMARD_QUANT_PARAMS) {
-  HadamardQuantParams q;
+  auto m = std::make_unique<HadamardMixedParams>();
   int64_t blocks = 0;
+  bool mixed = false;
   if (const char *error = planHadamardQuant(
-          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(y), bits,
-          writeY, pc, oc, ps, os, q, blocks)) {
+          flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
+          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, *m, blocks, mixed)) {
     refuse("the CUDA Hadamard transform with quantization", error);
     return;
   }
-  std::vector<float> buf(kHadamardTile);
+  std::vector<float> buf(size_t(hadamardElements(m->q.h)));
   for (int64_t block = 0; block < blocks; ++block) {
-    emulateHadamardBlock(q.h, block, buf.data());
-    float amax = 0.0f;
-    for (int t = 0; t < kHadamardThreads; ++t)
-      amax = std::fmax(amax, hadamardPartialMax(q, buf.data(), t));
-    float step = tokenStepOf(amax, q.bits);
-    for (int t = 0; t < kHadamardThreads; ++t)
-      hadamardQuantStore(q, block, buf.data(), step, t);
+    emulateHadamardBlock(*m, mixed, block, buf.data());
+    emulateQuantizedRow(m->q, block, buf.data());
   }
 }
 

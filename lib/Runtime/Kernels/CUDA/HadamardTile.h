@@ -1,13 +1,14 @@
 //===- HadamardTile.h - per-thread work of the CUDA Hadamard transform -*- C++
 //-*-===//
 //
-// Hadamard.cu's kernel applies qopt.hadamard over the last axis for
-// power-of-two blocks n: y = scale · H_n · diag(signs) · x for each run of
-// n consecutive elements. A block of 256 threads loads kHadamardTile
-// elements (max(n, 2048): whole runs) into shared memory, signs applied,
-// then runs log2(n) butterfly stages (pairs i, i + h within each run; a
-// barrier between stages) and stores the scaled result: one launch and one
-// pass over memory, where the CPU lowering's products are three.
+// Hadamard.cu's kernels apply qopt.hadamard over the last axis: y = scale ·
+// H_n · diag(signs) · x for each run of n consecutive elements. For
+// power-of-two blocks n, a block of 256 threads loads max(n, 2048)
+// elements (whole runs) into shared memory, signs applied, then runs
+// log2(n) butterfly stages (pairs i, i + h within each run; a barrier
+// between stages) and stores the scaled result: one launch and one pass
+// over memory, where the CPU lowering's products are three. Orders
+// base · 2^k add H_base across the runs of 2^k (the mixed kernel, below).
 //
 // Each phase is a function of the thread's index, written once for the
 // device and the host (CUDAEmulation.cpp runs the 256 threads in turn
@@ -99,24 +100,169 @@ QOPT_HD void hadamardStore(const HadamardParams &p, int64_t block,
 
 using Memref2 = MemrefView<2>;
 
+/// One launch of the quantizing kernels (by value): the transform's
+/// (runsPerBlock = cols / n: block b is row b; y null: not written), codes
+/// [rows, cols] (contiguous) and steps [rows].
+struct HadamardQuantParams {
+  HadamardParams h;
+  int8_t *codes;
+  float *steps;
+  int32_t bits, reserved;
+};
+static_assert(sizeof(HadamardQuantParams) == 128,
+              "HadamardQuantParams' layout");
+
+//===-- Orders m·2^k, and rows past the static tile -----------------------===//
+//
+// qopt_cuda_hadamard_mixed_f32 takes n = base · power with H_n = H_base ⊗
+// H_power (element i = a · power + b of a run, as convert-qopt-to-linalg's
+// lowering): the butterflies over each run of `power`, then H_base across
+// the base runs of each column b, y[a·power + b] = Σ_r H_base[a][r] ·
+// z[r·power + b] added in the order of r, in place in shared memory. Each
+// pass takes whole columns, a thread holding 32 of a column's sums in
+// registers until the pass's barrier. H_base is whatever ±1 matrix the
+// compiler passes (Paley's, Williamson's: their constructions stay in the
+// compiler); its signs travel as bits in the launch's parameters and are
+// copied to shared memory. Shared memory is dynamic, at most
+// kHadamardMixedMaxBytes, which every GPU from sm_80 can opt in to (99 KB
+// on sm_86 / 89 / 120), so runs and rows of up to 23040 elements: QuaRot's
+// 11008 = 172·64, 14336 = 28·512 and 18944 = 148·128, and power-of-two
+// blocks and quantized rows past 8192.
+
+/// The largest base (4 · 63) and the 32-bit words a column of it takes.
+constexpr int64_t kHadamardMaxBase = 252, kHadamardBaseWords = 8;
+/// The longest run (or quantized row) the mixed kernel holds, and its
+/// shared memory bound: 4 · (23040 + 252 · 8 + 8) ≤ 101376.
+constexpr int64_t kHadamardMixedMaxElements = 23040,
+                  kHadamardMixedMaxBytes = 101376;
+
+/// One launch of the mixed kernel (by value, 8216 bytes: past the 4 KB
+/// of parameters before CUDA 12.1; sm_70 and newer take 32 KB).
+struct HadamardMixedParams {
+  /// The transform (and the quantization where q.codes is not null).
+  HadamardQuantParams q;
+  int64_t base, power;
+  /// Words per column of H_base (⌈base / 32⌉).
+  int32_t words, reserved;
+  /// Column r's word w at r · words + w: bit j set where H_base[32w + j][r]
+  /// is −1.
+  uint32_t columns[kHadamardMaxBase * kHadamardBaseWords];
+};
+static_assert(sizeof(HadamardMixedParams) == 8216,
+              "HadamardMixedParams' layout");
+
+/// The block's dynamic shared memory in bytes: its runs, H_base's bits and
+/// the warps' maxima.
+QOPT_HD int64_t hadamardMixedShared(const HadamardMixedParams &m) {
+  return 4 *
+         (hadamardElements(m.q.h) + m.base * m.words + kHadamardThreads / 32);
+}
+
+/// The columns a block holds (`power` per run) and how many a pass takes.
+QOPT_HD int64_t hadamardMixColumns(const HadamardMixedParams &m) {
+  return m.q.h.runsPerBlock * m.power;
+}
+QOPT_HD int64_t hadamardMixWidth(const HadamardMixedParams &m) {
+  return kHadamardThreads / m.words;
+}
+QOPT_HD int64_t hadamardMixPasses(const HadamardMixedParams &m) {
+  return m.base == 1 ? 0
+                     : (hadamardMixColumns(m) + hadamardMixWidth(m) - 1) /
+                           hadamardMixWidth(m);
+}
+
+/// Thread t's share of pass `pass`: rows 32w to 32w + 31 of column `col`
+/// (false: none). A warp's threads share w, so they read one word of bits.
+QOPT_HD bool hadamardMixSlot(const HadamardMixedParams &m, int64_t pass, int t,
+                             int64_t &col, int &w) {
+  int64_t width = hadamardMixWidth(m);
+  if (t >= width * m.words)
+    return false;
+  w = int(t / width);
+  col = pass * width + t % width;
+  return col < hadamardMixColumns(m);
+}
+
+/// Where row r of column `col` lives in the block's buffer.
+QOPT_HD int64_t hadamardMixAt(const HadamardMixedParams &m, int64_t col,
+                              int64_t r) {
+  return col / m.power * m.q.h.n + r * m.power + col % m.power;
+}
+
+/// Thread's 32 sums acc[j] = Σ_r H_base[32w + j][r] · buf[col's row r],
+/// added in the order of r (rows past the base: unused).
+QOPT_HD void hadamardMix(const HadamardMixedParams &m, const float *buf,
+                         const uint32_t *columns, int64_t col, int w,
+                         float acc[32]) {
+  QOPT_UNROLL()
+  for (int j = 0; j < 32; ++j)
+    acc[j] = 0.0f;
+  const float *x = buf + hadamardMixAt(m, col, 0);
+  for (int64_t r = 0; r < m.base; ++r) {
+    float v = x[r * m.power];
+    uint32_t bits = columns[r * m.words + w];
+    QOPT_UNROLL()
+    for (int j = 0; j < 32; ++j)
+      acc[j] += ((bits >> j) & 1u) ? -v : v;
+  }
+}
+
+/// The sums written back over the column (after the pass's barrier).
+QOPT_HD void hadamardMixStore(const HadamardMixedParams &m, float *buf,
+                              int64_t col, int w, const float acc[32]) {
+  QOPT_UNROLL()
+  for (int j = 0; j < 32; ++j)
+    if (32 * w + j < m.base)
+      buf[hadamardMixAt(m, col, 32 * w + j)] = acc[j];
+}
+
 // qopt_cuda_hadamard's parameters: flags (1: signs), n, the scale, then x
-// [rows, cols], the signs [n] (x's stand-in where there are none) and y as
-// memrefs.
+// [rows, cols], the signs [n] (x's stand-in where there are none), H_base
+// ([base, base] int8 ±1 on the host, n = base · a power of two; [[1]] for
+// powers of two) and y as memrefs.
 #define QOPT_HADAMARD_PARAMS                                                   \
   int64_t flags, int64_t n, double scale, QOPT_MEMREF2(x), QOPT_MEMREF1(s),    \
-      QOPT_MEMREF2(y)
+      QOPT_MEMREF2(hm), QOPT_MEMREF2(y)
 
-/// The launch for qopt_cuda_hadamard's arguments. Returns null, or why the
-/// kernel cannot take them.
+/// The launch for qopt_cuda_hadamard's arguments: `m.q.h` for the
+/// power-of-two kernel, or all of `m` for the mixed one (`mixed`: where n
+/// has a base or is past kHadamardMaxN). Returns null, or why no kernel
+/// takes them.
 inline const char *planHadamard(int64_t flags, int64_t n, double scale,
                                 const Memref2 &x, const MemrefView<1> &signs,
-                                const Memref2 &y, HadamardParams &p,
-                                int64_t &blocks) {
-  p = HadamardParams{};
-  if (n < 2 || n > kHadamardMaxN || (n & (n - 1)))
-    return "a block that is not a power of two from 2 to 8192";
+                                const Memref2 &hm, const Memref2 &y,
+                                HadamardMixedParams &m, int64_t &blocks,
+                                bool &mixed) {
+  HadamardParams &p = m.q.h;
+  m.q = HadamardQuantParams{};
+  int64_t base = hm.size[0];
+  if (base < 1 || base > kHadamardMaxBase || hm.size[1] != base || n < 2 ||
+      n % base)
+    return "a base matrix that is not square, of at most 252 rows, "
+           "dividing the block";
+  int64_t power = n / base;
+  if (power & (power - 1))
+    return "a block that is not its base times a power of two";
+  if (n > kHadamardMixedMaxElements)
+    return "a block longer than 23040";
   if (x.size[1] % n)
     return "a row not a whole number of blocks";
+  m.base = base;
+  m.power = power;
+  m.words = int32_t((base + 31) / 32);
+  m.reserved = 0;
+  memset(m.columns, 0, sizeof(m.columns));
+  const int8_t *h = static_cast<const int8_t *>(hm.aligned) + hm.offset;
+  for (int64_t a = 0; a < base; ++a)
+    for (int64_t r = 0; r < base; ++r) {
+      int8_t v = h[a * hm.stride[0] + r * hm.stride[1]];
+      if (v != 1 && v != -1)
+        return "a base matrix with an entry other than 1 or -1";
+      if (base == 1 && v != 1)
+        return "a base matrix of order 1 other than [1]";
+      if (v < 0)
+        m.columns[r * m.words + a / 32] |= 1u << (a % 32);
+    }
   p.x = static_cast<const float *>(x.aligned) + x.offset;
   p.y = static_cast<float *>(const_cast<void *>(y.aligned)) + y.offset;
   p.signs = (flags & 1)
@@ -132,6 +278,7 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
   p.n = n;
   p.runsPerBlock = n >= 2048 ? 1 : 2048 / n;
   p.scale = float(scale);
+  mixed = base > 1 || n > kHadamardMaxN;
   int64_t runs = p.rows * (p.cols / n);
   blocks = (runs + p.runsPerBlock - 1) / p.runsPerBlock;
   return nullptr;
@@ -144,19 +291,8 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
 // after the butterflies its threads find the row's max|y| (a block
 // reduction) and write the row's int8 codes and step, which the products
 // read (kQLinearCodes), as qopt_cuda_quantize_rows would from y; y itself
-// only where something else reads it.
-
-/// One launch (by value): the transform's (runsPerBlock = cols / n: block
-/// b is row b; y null: not written), codes [rows, cols] (contiguous) and
-/// steps [rows].
-struct HadamardQuantParams {
-  HadamardParams h;
-  int8_t *codes;
-  float *steps;
-  int32_t bits, reserved;
-};
-static_assert(sizeof(HadamardQuantParams) == 128,
-              "HadamardQuantParams' layout");
+// only where something else reads it. Other orders, and rows past
+// kHadamardTile, take the mixed kernel with q.codes set.
 
 /// Thread t's largest magnitude of its elements of the block's row
 /// (infinity where one is not finite).
@@ -190,20 +326,24 @@ QOPT_HD void hadamardQuantStore(const HadamardQuantParams &q, int64_t block,
   QOPT_HADAMARD_PARAMS, int64_t bits, int64_t writeY, int64_t pc, int64_t oc,  \
       int64_t ps, int64_t os
 
-/// The launch for qopt_cuda_hadamard_quant's arguments (a block a row);
-/// null, or why the kernel cannot take them.
+/// The launch for qopt_cuda_hadamard_quant's arguments (a block a row):
+/// `m.q` for the power-of-two kernel, all of `m` for the mixed one; null,
+/// or why no kernel takes them.
 inline const char *
 planHadamardQuant(int64_t flags, int64_t n, double scale, const Memref2 &x,
-                  const MemrefView<1> &signs, const Memref2 &y, int64_t bits,
-                  int64_t writeY, int64_t pc, int64_t oc, int64_t ps,
-                  int64_t os, HadamardQuantParams &q, int64_t &blocks) {
-  q = HadamardQuantParams{};
-  if (const char *why = planHadamard(flags, n, scale, x, signs, y, q.h, blocks))
+                  const MemrefView<1> &signs, const Memref2 &hm,
+                  const Memref2 &y, int64_t bits, int64_t writeY, int64_t pc,
+                  int64_t oc, int64_t ps, int64_t os, HadamardMixedParams &m,
+                  int64_t &blocks, bool &mixed) {
+  if (const char *why =
+          planHadamard(flags, n, scale, x, signs, hm, y, m, blocks, mixed))
     return why;
+  HadamardQuantParams &q = m.q;
   if (bits < 2 || bits > 8)
     return "activations of more than 8 bits";
-  if (q.h.cols > kHadamardTile)
+  if (q.h.cols > kHadamardMixedMaxElements)
     return "rows longer than a block holds";
+  mixed = mixed || q.h.cols > kHadamardTile;
   q.h.runsPerBlock = q.h.cols / n;
   if (!writeY)
     q.h.y = nullptr;

@@ -1528,13 +1528,15 @@ static void replaceQuantization(SharedCodes &codes, func::CallOp fused,
 }
 
 /// Where the rows `codes.call` quantizes are the whole output y of a call
-/// of the row kernel `producer` (qopt_cuda_norm, qopt_cuda_hadamard: six
-/// operands, y the last, a [rows, K] buffer nothing reads in between, K
-/// static and at most `maxK`), one call of `fused` at the quantization
+/// of the row kernel `producer` (qopt_cuda_norm, qopt_cuda_hadamard:
+/// `operands` operands, y the last, a [rows, K] buffer nothing reads in
+/// between, K static and at most `maxK`), one call of `fused` at the
+/// quantization
 /// computes the rows and their codes and steps (and y where something
 /// reads it later); the producer's inputs must not be written in between.
 static void fuseRowProducer(SharedCodes &codes, StringRef producer,
-                            StringRef fused, ModuleOp module, int64_t maxK) {
+                            unsigned operands, StringRef fused, ModuleOp module,
+                            int64_t maxK) {
   Operation *at = codes.call;
   Value root = rootBuffer(codes.x);
   auto rootType = dyn_cast<MemRefType>(root.getType());
@@ -1552,8 +1554,8 @@ static void fuseRowProducer(SharedCodes &codes, StringRef producer,
   func::CallOp call;
   for (Operation *it = at->getPrevNode(); it && !call; it = it->getPrevNode()) {
     auto c = dyn_cast<func::CallOp>(it);
-    if (c && c.getCallee() == producer && c.getNumOperands() == 6 &&
-        rootBuffer(c.getOperand(5)) == root) {
+    if (c && c.getCallee() == producer && c.getNumOperands() == operands &&
+        rootBuffer(c.getOperand(operands - 1)) == root) {
       call = c;
       break;
     }
@@ -1561,7 +1563,8 @@ static void fuseRowProducer(SharedCodes &codes, StringRef producer,
       return;
   }
   // (y: the buffer itself, cast; rows of K in order, as x's.)
-  Value y = call ? call.getOperand(5) : Value();
+  unsigned last = operands - 1;
+  Value y = call ? call.getOperand(last) : Value();
   while (auto cast = y ? y.getDefiningOp<memref::CastOp>() : nullptr)
     y = cast.getSource();
   if (!call || y != root)
@@ -1569,7 +1572,7 @@ static void fuseRowProducer(SharedCodes &codes, StringRef producer,
   // The norm's inputs are only read (or freed: after the fused call) in
   // between.
   SmallVector<Operation *> frees;
-  for (unsigned i = 0; i < 5; ++i)
+  for (unsigned i = 0; i < last; ++i)
     if (isa<MemRefType>(call.getOperand(i).getType()) &&
         !onlyReadOrFreedBetween(rootBuffer(call.getOperand(i)), call, at,
                                 frees))
@@ -1584,14 +1587,14 @@ static void fuseRowProducer(SharedCodes &codes, StringRef producer,
   SmallVector<Value> args(call.getOperands());
   // (Not written: the first input of y's type in its place. The kernels
   // read their inputs again after writing y: not in place.)
-  for (unsigned i = 0; i < 5; ++i) {
+  for (unsigned i = 0; i < last; ++i) {
     if (!isa<MemRefType>(args[i].getType()))
       continue;
     if (keepY && rootBuffer(args[i]) == root)
       return;
-    if (!keepY && args[i].getType() == args[5].getType() &&
-        args[5] == call.getOperand(5))
-      args[5] = args[i];
+    if (!keepY && args[i].getType() == args[last].getType() &&
+        args[last] == call.getOperand(last))
+      args[last] = args[i];
   }
   args.push_back(at->getOperand(0)); // bits
   args.push_back(arith::ConstantIndexOp::create(b, loc, keepY ? 1 : 0));
@@ -1787,18 +1790,20 @@ struct QOptLinalgToBLASPass
       down->erase();
     }
     // Each quantization into the norm or Hadamard transform before its
-    // rows (one kernel; the Hadamard kernel's block holds a row of at most
-    // 8192), else its smoothing into it, if a loop of its own.
+    // rows (one kernel; the Hadamard kernels' block holds a row of at most
+    // 23040: HadamardTile.h's kHadamardMixedMaxElements), else its
+    // smoothing into it, if a loop of its own.
     if (tokenCodes)
       for (SharedCodes &codes : tokenCodes->all) {
         auto quantizing = [&] {
           return codes.call.getCallee() == cudaQuantizeRows;
         };
         if (!cudaNorm.empty() && !cudaNormQuant.empty())
-          fuseRowProducer(codes, cudaNorm, cudaNormQuant, module,
+          fuseRowProducer(codes, cudaNorm, 6, cudaNormQuant, module,
                           std::numeric_limits<int64_t>::max());
         if (quantizing() && !cudaHadamard.empty() && !cudaHadamardQuant.empty())
-          fuseRowProducer(codes, cudaHadamard, cudaHadamardQuant, module, 8192);
+          fuseRowProducer(codes, cudaHadamard, 7, cudaHadamardQuant, module,
+                          23040);
         if (quantizing())
           fuseSmoothing(codes);
       }

@@ -21,10 +21,22 @@ Value rootOf(Value v) {
   return v;
 }
 
+/// Whether the kernel library reads operand `index` of a call of `callee`
+/// on the host, as it plans the launch: the Hadamard transforms' H_base
+/// (packed into the launch's parameters), which must stay the host
+/// constant. (A device copy would be written by a queued kernel the host
+/// does not wait for.)
+bool readOnHost(StringRef callee, unsigned index) {
+  return (callee == "qopt_cuda_hadamard" ||
+          callee == "qopt_cuda_hadamard_quant") &&
+         index == 5;
+}
+
 /// A kernel-library call's operands that are (views of) constants, which
 /// live in host memory (generated kernels read device copies of them, the
 /// library would get the host pointer): copied into a fresh buffer before
-/// the call (the copy becomes a kernel below), freed after it.
+/// the call (the copy becomes a kernel below), freed after it; but for
+/// what the library reads on the host.
 void copyConstantOperands(func::CallOp call) {
   if (!call.getCallee().starts_with("qopt_cuda_"))
     return;
@@ -32,7 +44,8 @@ void copyConstantOperands(func::CallOp call) {
   Location loc = call.getLoc();
   for (OpOperand &operand : call->getOpOperands()) {
     auto type = dyn_cast<MemRefType>(operand.get().getType());
-    if (!type || !rootOf(operand.get()).getDefiningOp<memref::GetGlobalOp>())
+    if (!type || !rootOf(operand.get()).getDefiningOp<memref::GetGlobalOp>() ||
+        readOnHost(call.getCallee(), operand.getOperandNumber()))
       continue;
     SmallVector<Value> sizes;
     for (int64_t d = 0; d < type.getRank(); ++d)

@@ -150,7 +150,7 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     where something reads it later; else its buffer goes). Likewise with
     `cuda-hadamard=H` and `cuda-hadamard-quant=HQ` for a call of `H`
     (`qopt_cuda_hadamard`, QuaRot's online rotation) over rows of at most
-    8192: one call of `HQ` (`qopt_cuda_hadamard_quant`, a block a row).
+    23040: one call of `HQ` (`qopt_cuda_hadamard_quant`, a block a row).
     Where no norm or Hadamard transform writes the rows but a loop nest
     that only smooths them (`y = x / s` or `x · s`, `s` along K:
     SmoothQuant's where no norm takes `s` in gamma) and nothing else reads
@@ -192,7 +192,7 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
            "quantization reads">,
     Option<"cudaHadamardQuant", "cuda-hadamard-quant", "std::string", "\"\"",
            "With cuda-quantize-rows and cuda-hadamard: compute such a "
-           "Hadamard transform (rows of at most 8192) and the quantization "
+           "Hadamard transform (rows of at most 23040) and the quantization "
            "of its output in one call of this entry "
            "(qopt_cuda_hadamard_quant's arguments)">,
   ];

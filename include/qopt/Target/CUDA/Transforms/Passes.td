@@ -51,7 +51,11 @@ def QOptMemRefCopyToLinalgPass
     generated kernels read through device copies but the library would
     read through the host pointer) is copied into a fresh buffer before the
     call and freed after it: a constant attention mask, norm weight or set
-    of Hadamard signs reaches the library on the GPU.
+    of Hadamard signs reaches the library on the GPU. The exception is what
+    the library reads on the host as it plans the launch: the Hadamard
+    transforms' H_base (operand 5 of `qopt_cuda_hadamard` and
+    `qopt_cuda_hadamard_quant`), packed into the launch's parameters, stays
+    the host constant.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect"];
 }

@@ -1,0 +1,65 @@
+"""Checks bench/gpu/hadamard.py's launch_mixed without a GPU: the bytes it
+passes qopt_cuda_hadamard_mixed_f32 hold HadamardMixedParams' fields where
+HadamardTile.h declares them (base, power, words; H_base's −1 entries as
+the bits of column r's word w at r · words + w, bit a % 32 of word a / 32),
+the grid and the dynamic shared memory the host library would launch.
+
+    python bench_hadamard_mixed.py ROOT
+"""
+import os
+import struct
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(sys.argv[1], "bench/gpu"))
+import hadamard  # noqa: E402
+from structs import FORMATS  # noqa: E402
+
+
+class Tensor:
+    """What launch_mixed reads of a torch tensor."""
+
+    def __init__(self, rows, cols, address):
+        self.shape = (rows, cols)
+        self.address = address
+
+    def data_ptr(self):
+        return self.address
+
+    def stride(self, dim=None):
+        return (self.shape[1], 1) if dim is None else (self.shape[1], 1)[dim]
+
+
+launches = []
+hadamard.launch_1d = lambda drv, name, blocks, threads, params, stream, shared=0: \
+    launches.append((name, blocks, threads, params, shared))
+failures = 0
+rng = np.random.default_rng(0)
+for n, base, rows, runs, quant in ((96, 12, 7, 3, False), (11008, 172, 5, 1, True),
+                                   (504, 252, 3, 2, False)):
+    h = rng.integers(0, 2, (base, base)) * 2 - 1
+    x = Tensor(rows, n * runs, 4096)
+    codes = Tensor(rows, n * runs, 8192) if quant else None
+    steps = Tensor(rows, 1, 12288) if quant else None
+    hadamard.launch_mixed(None, x, x, None, h, n, 0, codes, steps, 4 if quant else 0)
+    name, blocks, threads, params, shared = launches.pop()
+    fields = struct.unpack(FORMATS["HadamardMixedParams"], params)
+    # HadamardParams (13 fields: 3 pointers, 5 strides, rows, cols, n,
+    # runsPerBlock, scale), codes, steps, bits, reserved, then base, power,
+    # words, reserved and the 2016 words of bits.
+    got_base, power, words = fields[17], fields[18], fields[19]
+    columns = fields[21:]
+    runs_per_block = fields[11]
+    rebuilt = np.array([[-1 if columns[r * words + a // 32] >> (a % 32) & 1 else 1
+                         for r in range(base)] for a in range(base)])
+    want_blocks = rows if quant else -(-rows * runs // runs_per_block)
+    ok = (name == "qopt_cuda_hadamard_mixed_f32" and got_base == base and
+          power == n // base and words == -(-base // 32) and (rebuilt == h).all() and
+          not any(columns[base * words:]) and fields[10] == n and blocks == want_blocks and
+          (fields[13] != 0) == quant and fields[15] == (4 if quant else 0) and
+          shared == 4 * (runs_per_block * n + base * words + 8))
+    failures += not ok
+    print(f"launch_mixed n={n} base={base} quant={quant}: base {got_base}, power {power}, "
+          f"{words} words, {blocks} blocks, {shared} bytes shared: {'ok' if ok else 'MISMATCH'}")
+sys.exit(1 if failures else 0)
