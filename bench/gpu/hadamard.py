@@ -63,10 +63,11 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
     launch_1d(drv, "qopt_cuda_hadamard_quant_f32", rows, THREADS, params, stream)
 
 
-def launch_mixed(drv, x, y, signs, base_matrix, n, stream, codes=None, steps=None, bits=0):
-    """Hadamard.cu's qopt_cuda_hadamard_mixed_f32 (HadamardMixedParams, 8216 bytes): n =
-    base · power with H_base = base_matrix (a ±1 CPU tensor, base <= 252); with codes, a
-    block a row and the rows' int8 codes and steps (y only where given)."""
+def mixed_params(x, y, signs, base_matrix, n, codes=None, steps=None, bits=0):
+    """Hadamard.cu's qopt_cuda_hadamard_mixed_f32 launch (HadamardMixedParams, 8216
+    bytes): n = base · power with H_base = base_matrix (±1, base <= 252); with codes, a
+    block a row and the rows' int8 codes and steps (y only where given). Returns the
+    parameters' bytes, the blocks and the dynamic shared memory in bytes."""
     rows, cols = x.shape
     base = base_matrix.shape[0]
     words = (base + 31) // 32
@@ -85,7 +86,12 @@ def launch_mixed(drv, x, y, signs, base_matrix, n, stream, codes=None, steps=Non
                   1 / math.sqrt(n), codes.data_ptr() if quant else 0,
                   steps.data_ptr() if quant else 0, bits, 0, base, n // base, words, 0,
                   *columns)
-    shared = 4 * (runs_per_block * n + base * words + THREADS // 32)
+    return params, blocks, 4 * (runs_per_block * n + base * words + THREADS // 32)
+
+
+def launch_mixed(drv, stream, packed):
+    """One launch of mixed_params' packing (done once, outside any timing)."""
+    params, blocks, shared = packed
     launch_1d(drv, "qopt_cuda_hadamard_mixed_f32", blocks, THREADS, params, stream,
               shared=shared)
 
@@ -170,7 +176,7 @@ def main():
         y = torch.full((rows, cols), float("nan"), device="cuda")
         signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
             if signed else None
-        launch_mixed(drv, x, y, signs, hb, n, stream())
+        launch_mixed(drv, stream(), mixed_params(x, y, signs, hb, n))
         torch.cuda.synchronize()
         xs = x.double().reshape(rows, runs, n) * (signs.double() if signed else 1.0)
         want = (xs @ kron(hb, n, torch.float64).T).reshape(rows, cols) / math.sqrt(n)
@@ -188,7 +194,7 @@ def main():
         fsteps = torch.full_like(steps, float("nan"))
         fy = torch.full_like(y, float("nan"))
         launch_token_quant(drv, y, codes, steps, 4, stream())
-        launch_mixed(drv, x, fy, signs, hb, n, stream(), fcodes, fsteps, 4)
+        launch_mixed(drv, stream(), mixed_params(x, fy, signs, hb, n, fcodes, fsteps, 4))
         torch.cuda.synchronize()
         ok = torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
         failures += not ok
@@ -235,8 +241,10 @@ def main():
         y = torch.empty_like(x)
         codes = torch.empty((rows, n), dtype=torch.int8, device="cuda")
         steps = torch.empty(rows, device="cuda")
-        ours = timed(lambda: launch_mixed(drv, x, y, None, hb, n, stream()))
-        fused = timed(lambda: launch_mixed(drv, x, None, None, hb, n, stream(), codes, steps, 4))
+        plain = mixed_params(x, y, None, hb, n)
+        quantizing = mixed_params(x, None, None, hb, n, codes, steps, 4)
+        ours = timed(lambda: launch_mixed(drv, stream(), plain))
+        fused = timed(lambda: launch_mixed(drv, stream(), quantizing))
         h = kron(hb, n, torch.float32) / math.sqrt(n)
         peer = timed(lambda: torch.matmul(x, h))
         gbs = 2 * x.numel() * 4 / 1e9

@@ -115,6 +115,9 @@ struct Module {
   CUmodule loaded = nullptr;
   /// Functions looked up so far, by the generated code's name constants.
   std::unordered_map<const char *, CUfunction> functions;
+  /// The dynamic shared memory each function has opted in to (past 48 KB;
+  /// under State::poolMutex).
+  std::unordered_map<CUfunction, int64_t> sharedOptIn;
 };
 
 struct State {
@@ -548,13 +551,27 @@ static void launchRows(const char *name, int64_t blocks, unsigned threads,
          " blocks, more than a grid takes");
   State &s = state();
   CUfunction fn = libraryFunction(name);
-  if (shared > kDefaultSharedBytes)
-    if (CUresult rc = s.cu.cuFuncSetAttribute(
-            fn, kFuncAttrMaxDynamicSharedBytes, int(shared)))
+  if (shared > kDefaultSharedBytes) {
+    // Only ever raised: models sharing the library (and its functions)
+    // may launch with other sizes in between. (stop() does not return:
+    // not under the lock.)
+    CUresult rc = CUDA_SUCCESS;
+    {
+      std::lock_guard<std::mutex> lock(s.poolMutex);
+      int64_t &opted = s.library.sharedOptIn[fn];
+      if (shared > opted) {
+        rc = s.cu.cuFuncSetAttribute(fn, kFuncAttrMaxDynamicSharedBytes,
+                                     int(shared));
+        if (rc == CUDA_SUCCESS)
+          opted = shared;
+      }
+    }
+    if (rc != CUDA_SUCCESS)
       stop(std::string(name) + " needs " + std::to_string(shared) +
            " bytes of shared memory per block, which this GPU does not "
            "give: " +
            errorText(rc));
+  }
   void *params[] = {param};
   if (CUresult rc =
           s.cu.cuLaunchKernel(fn, unsigned(blocks), 1, 1, threads, 1, 1,
@@ -842,6 +859,7 @@ void qopt_cuda_shutdown() {
     s.cu.cuModuleUnload(s.library.loaded);
     s.library.loaded = nullptr;
     s.library.functions.clear();
+    s.library.sharedOptIn.clear();
   }
   if (s.region)
     s.cu.cuMemFree(s.region);

@@ -1,5 +1,5 @@
-"""Checks bench/gpu/hadamard.py's launch_mixed without a GPU: the bytes it
-passes qopt_cuda_hadamard_mixed_f32 hold HadamardMixedParams' fields where
+"""Checks bench/gpu/hadamard.py's mixed_params / launch_mixed without a GPU:
+the bytes they pass qopt_cuda_hadamard_mixed_f32 hold HadamardMixedParams' fields where
 HadamardTile.h declares them (base, power, words; H_base's −1 entries as
 the bits of column r's word w at r · words + w, bit a % 32 of word a / 32),
 the grid and the dynamic shared memory the host library would launch.
@@ -42,7 +42,8 @@ for n, base, rows, runs, quant in ((96, 12, 7, 3, False), (11008, 172, 5, 1, Tru
     x = Tensor(rows, n * runs, 4096)
     codes = Tensor(rows, n * runs, 8192) if quant else None
     steps = Tensor(rows, 1, 12288) if quant else None
-    hadamard.launch_mixed(None, x, x, None, h, n, 0, codes, steps, 4 if quant else 0)
+    hadamard.launch_mixed(None, 0, hadamard.mixed_params(x, x, None, h, n, codes, steps,
+                                                         4 if quant else 0))
     name, blocks, threads, params, shared = launches.pop()
     fields = struct.unpack(FORMATS["HadamardMixedParams"], params)
     # HadamardParams (13 fields: 3 pointers, 5 strides, rows, cols, n,

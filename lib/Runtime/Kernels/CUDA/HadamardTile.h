@@ -172,7 +172,8 @@ QOPT_HD int64_t hadamardMixPasses(const HadamardMixedParams &m) {
 }
 
 /// Thread t's share of pass `pass`: rows 32w to 32w + 31 of column `col`
-/// (false: none). A warp's threads share w, so they read one word of bits.
+/// (false: none). A warp's threads share w (or two: widths of 85, 51, 42
+/// or 36 columns), so they read one or two words of bits.
 QOPT_HD bool hadamardMixSlot(const HadamardMixedParams &m, int64_t pass, int t,
                              int64_t &col, int &w) {
   int64_t width = hadamardMixWidth(m);

@@ -23,10 +23,11 @@ Value rootOf(Value v) {
 
 /// Whether the kernel library reads operand `index` of a call of `callee`
 /// on the host, as it plans the launch: the Hadamard transforms' H_base
-/// (packed into the launch's parameters), which must stay the host
-/// constant. (A device copy would be written by a queued kernel the host
-/// does not wait for.)
+/// (packed into the launch's parameters; also their `_emulated` twins),
+/// which must stay the host constant. (A device copy would be written by a
+/// queued kernel the host does not wait for.)
 bool readOnHost(StringRef callee, unsigned index) {
+  callee.consume_back("_emulated");
   return (callee == "qopt_cuda_hadamard" ||
           callee == "qopt_cuda_hadamard_quant") &&
          index == 5;
