@@ -15,7 +15,7 @@
 #               the CUDA kernel library's weight-only GEMV (bench/gpu/qlinear_gemv.py:
 #               every format against torch, then timings against torch's bf16 matmul),
 #               its GEMM, fused LoRA branch, fused attention, Hadamard transform and
-#               norms, W8A8 (gemm.py, lora.py, attention.py, hadamard.py, norm.py, w8a8.py: against
+#               norms, W8A8, AdamW (gemm.py, lora.py, attention.py, hadamard.py, norm.py, w8a8.py, adamw.py: against
 #               torch, then timings);
 #   benchmarks: the PyTorch + PEFT (+ bitsandbytes) peer on a Llama-3.2-1B shape.
 set -uo pipefail
@@ -82,9 +82,12 @@ fi
 #   norm.py       RMSNorm / LayerNorm; 2048-token rows against torch's;
 #   w8a8.py       per-token int8 activations times int8 / int4 codes (the
 #                 token quantization and the dp4a GEMM); against torch's
-#                 bf16 matmul and its int8 _int_mm.
+#                 bf16 matmul and its int8 _int_mm;
+#   adamw.py      the multi-tensor AdamW, bit for bit against the optimizer's
+#                 formula; Llama-2-7B's LoRA adapters against torch's fused
+#                 and foreach AdamW.
 if ls "$artifacts"/library-*.cubin >/dev/null 2>&1; then
-  for bench in gemm lora attention hadamard norm w8a8; do
+  for bench in gemm lora attention hadamard norm w8a8 adamw; do
     if PYTHONUNBUFFERED=1 "$py" "$here/bench/gpu/$bench.py" --cubins "$artifacts" \
         --json "$results/$bench.json" 2>&1 | tee "$results/$bench.log"; then
       summary+=("PASS $bench: $(grep -c '^test .*: ok' "$results/$bench.log") cases; timings in $results/$bench.json")

@@ -24,6 +24,8 @@ FORMATS = {
     "NormBwdParams": "<8Q9q3qfi",                          # NormTile.h
     "TokenQuantParams": "<Q3qQQ2q2I2iQq",                  # W8A8Tile.h
     "W8A8Params": "<3Q4qQqQqQ2q3q2I2i6q",                  # W8A8Tile.h
+    # (256 AdamWTensors: AdamWTile.h's kAdamWTensors.)
+    "AdamWParams": "<8f2i" + "7Q2q" * 256,                 # AdamWTile.h
 }
 
 

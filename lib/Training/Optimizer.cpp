@@ -270,6 +270,10 @@ OptimizerBuilder::build(func::FuncOp func, unsigned stateIndex,
                     arith::DivFOp::create(nb, l, mNew, denom)));
             linalg::YieldOp::create(nb, l, ValueRange{pNew, mNew, vNew});
           });
+      // (The CUDA target updates every parameter so marked in one launch of
+      // the kernel library's multi-tensor AdamW: qopt-linalg-to-blas
+      // matches the body above exactly.)
+      adam->setAttr("qopt.adamw", b.getUnitAttr());
       updates.push_back({name, adam.getResult(0)});
       updates.push_back({name + ".exp_avg", adam.getResult(1)});
       updates.push_back({name + ".exp_avg_sq", adam.getResult(2)});

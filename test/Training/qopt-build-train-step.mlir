@@ -21,8 +21,10 @@
 // CHECK: tensor.extract_slice %{{.*}}[0, 1] [2, 2] [1, 1] : tensor<2x3xi64> to tensor<2x2xi64>
 // -100 is left out.
 // CHECK: arith.cmpi ne, %{{.*}}, %c-100_i64 : i64
-// One AdamW generic updates w and both moments.
+// One AdamW generic updates w and both moments, marked for the CUDA
+// target's multi-tensor AdamW (test/Target/CUDA/adamw-multi.mlir).
 // CHECK: linalg.generic {{.*}} ins(%arg2, %{{.*}}, %arg4, %arg5 : tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>)
+// CHECK-SAME: attrs = {qopt.adamw}
 // CHECK: } -> (tensor<4x8xf32>, tensor<4x8xf32>, tensor<4x8xf32>)
 // The others take the optimizer state too (unused) and return their own.
 // CHECK-LABEL: func.func @eval_step

@@ -340,8 +340,9 @@ with tempfile.TemporaryDirectory() as tmp:
                    "lora_dropout": 0.0, "bias": "none", "init_lora_weights": "gaussian",
                    "task_type": "CAUSAL_LM"}, f)
     tlib = os.path.join(tmp, "gpt2-train.so")
+    tll = os.path.join(tmp, "gpt2-train.ll")
     rc, err = qoptc(GPT2, "--lora-config", tcfg, "--train", "--target", "cuda", "--cuda-archs",
-                    "sm_80", "-o", tlib)
+                    "sm_80", "--dump-llvm-ir", tll, "-o", tlib)
     step = (f"import sys, numpy as np; sys.path.insert(0, {PYTHON_DIR!r}); import qopt; "
             f"m = qopt.load({tlib!r}, device='cuda'); "
             f"m.train_step(input_ids=np.load({GPT2_IDS!r}))")
@@ -356,6 +357,17 @@ with tempfile.TemporaryDirectory() as tmp:
           "and 4 qopt_cuda_norm_bwd_dx_f32 launches, no column sums (frozen gammas)",
           rc == 0 and r.returncode == 0 and fwd == 5 and bwd == 4 and not cols,
           f"{fwd} + {bwd} launches; {' '.join(library())}; {(err + r.stderr).strip()[-200:]}")
+    # Its optimizer: AdamW's 4 parameters (2 layers' lora_A and lora_B) in
+    # multi-tensor calls, one launch each (two: bufferization gave a later
+    # update a gradient's buffer, so that update cannot share a launch with
+    # the parameter that reads it).
+    adamw_calls = [int(m[1]) for m in re.finditer(r"call void @qopt_cuda_adamw\(i64 (\d+),",
+                                                   open(tll).read() if os.path.exists(tll) else "")]
+    adamw = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_adamw_f32")
+    check("fake driver: gpt2-tiny + LoRA train step updates its 4 parameters in at most 2 "
+          "multi-tensor AdamW launches",
+          sum(adamw_calls) == 4 and 1 <= len(adamw_calls) <= 2 and adamw == len(adamw_calls),
+          f"calls {adamw_calls}; {adamw} launches of qopt_cuda_adamw_f32")
 
     # ONNX Attention (opset 23, attention.py's models): each qopt.attention
     # is one launch of the library's fused kernel (a block per 16 query
@@ -550,10 +562,22 @@ with tempfile.TemporaryDirectory() as tmp:
         train = [LLAMA, "--recipe", recipe, *extra, "--train", "--optimizer",
                  "adamw:lr=1e-2,betas=0.9/0.999,eps=1e-8,weight_decay=0.0"]
         lib = os.path.join(tmp, f"{recipe}-train.so")
-        rc, err = qoptc(*train, "--target", "cuda", "--cuda-archs", "sm_80", "-o", lib)
+        tll = os.path.join(tmp, f"{recipe}-train.ll")
+        rc, err = qoptc(*train, "--target", "cuda", "--cuda-archs", "sm_80", "--dump-llvm-ir",
+                        tll, "-o", lib)
         check(f"recipe {recipe} train step compiles for cuda", rc == 0, err.strip()[-200:])
         if rc == 0:
-            check_compiled(f"recipe {recipe} train step", lib, ["sm_80"])
+            manifest = check_compiled(f"recipe {recipe} train step", lib, ["sm_80"])
+            # Every trainable parameter's AdamW update in the library's
+            # multi-tensor calls (a few: one per run of updates that share
+            # no buffer).
+            calls = [int(m[1]) for m in re.finditer(r"call void @qopt_cuda_adamw\(i64 (\d+),",
+                                                    open(tll).read())]
+            trainable = sum(p["role"] == "trainable" for p in manifest["parameters"])
+            check(f"recipe {recipe} train step: every parameter's AdamW update in at most 3 "
+                  "multi-tensor calls",
+                  sum(calls) == trainable and 1 <= len(calls) <= 3,
+                  f"{trainable} trainable parameters; calls of {calls}")
         emu, cpu = os.path.join(tmp, f"{recipe}-temu.so"), os.path.join(tmp, f"{recipe}-tcpu.so")
         qoptc(*train, "--target", "cuda", "--cuda-emulate", "-o", emu)
         qoptc(*train, "-o", cpu)

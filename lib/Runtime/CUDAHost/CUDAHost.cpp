@@ -18,6 +18,7 @@
 
 #include "Pool.h"
 
+#include "../Kernels/CUDA/AdamWTile.h"
 #include "../Kernels/CUDA/AttentionTile.h"
 #include "../Kernels/CUDA/HadamardTile.h"
 #include "../Kernels/CUDA/NormTile.h"
@@ -698,6 +699,23 @@ void qopt_cuda_norm_quant(QOPT_NORM_QUANT_PARAMS) {
           QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, q, blocks))
     stop(std::string("internal: qopt_cuda_norm_quant: ") + error);
   launchRows("qopt_cuda_norm_quant_f32", blocks, qopt_cuda::kNormThreads, &q);
+}
+
+/// AdamW's update of `count` parameters (AdamWTile.h's table, host
+/// memory), qopt-linalg-to-blas's call for a train step's optimizer: one
+/// launch of AdamW.cu's qopt_cuda_adamw_f32 per kAdamWTensors parameters,
+/// queued like the generated kernels.
+void qopt_cuda_adamw(QOPT_ADAMW_PARAMS) {
+  qopt_cuda::AdamWParams a;
+  for (int64_t first = 0; first < count;) {
+    const char *why = nullptr;
+    int64_t blocks =
+        qopt_cuda::planAdamW(count, flags, stepSize, bc2Sqrt, decay, clip, c1,
+                             b2, c2, eps, QOPT_VIEW2(table), first, a, why);
+    if (why)
+      stop(std::string("internal: qopt_cuda_adamw: ") + why);
+    launchRows("qopt_cuda_adamw_f32", blocks, qopt_cuda::kAdamWThreads, &a);
+  }
 }
 
 /// The rows of x [rows, k] (row stride sx, contiguous along K), times or

@@ -20,7 +20,8 @@ KERNELS = ([f"qopt_cuda_gemv_{f}" for f in FORMATS[:5]]  # bf16 x
               "qopt_cuda_attention_bwd_dkv_f32", "qopt_cuda_hadamard_f32", "qopt_cuda_norm_f32",
               "qopt_cuda_token_quant", "qopt_cuda_norm_bwd_dx_f32", "qopt_cuda_norm_bwd_cols_f32",
               "qopt_cuda_norm_bwd_sum_f32", "qopt_cuda_norm_quant_f32",
-              "qopt_cuda_hadamard_quant_f32", "qopt_cuda_hadamard_mixed_f32"]
+              "qopt_cuda_hadamard_quant_f32", "qopt_cuda_hadamard_mixed_f32",
+              "qopt_cuda_adamw_f32"]
            + [f"qopt_cuda_gemm_w8a8_{f}{t}" for f in FORMATS[:3] for t in ("", "_m16")])
 folder, archs = sys.argv[1], sys.argv[2:]
 failures = 0

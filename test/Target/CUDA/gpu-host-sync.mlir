@@ -62,16 +62,19 @@ module attributes {gpu.container_module} {
   // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
   // CHECK-NEXT: call @host_work
   // CHECK-NEXT: call @qopt_cuda_sgemm
+  // CHECK-NEXT: call @qopt_cuda_adamw
   // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
   // CHECK-NEXT: return
   func.func private @qopt_cuda_sgemm(index)
   func.func private @qopt_cuda_qlinear(index)
+  func.func private @qopt_cuda_adamw(index)
   func.func private @host_work(index)
   func.func @library(%p: index) {
     call @qopt_cuda_sgemm(%p) : (index) -> ()
     call @qopt_cuda_qlinear(%p) : (index) -> ()
     call @host_work(%p) : (index) -> ()
     call @qopt_cuda_sgemm(%p) : (index) -> ()
+    call @qopt_cuda_adamw(%p) : (index) -> ()
     return
   }
 

@@ -14,6 +14,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "../CUDA/AdamWTile.h"
 #include "../CUDA/AttentionTile.h"
 #include "../CUDA/HadamardTile.h"
 #include "../CUDA/NormTile.h"
@@ -558,6 +559,24 @@ qopt_cuda_attention_emulated_backward(QOPT_ATTENTION_BWD_PARAMS) {
 extern "C" void
     qopt_cuda_attention_emulated_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
         __attribute__((alias("qopt_cuda_attention_emulated_backward")));
+
+/// qopt_cuda_adamw's arguments (CUDAHost.cpp), run on the CPU: the same
+/// launches, each block's threads in turn.
+extern "C" void qopt_cuda_adamw_emulated(QOPT_ADAMW_PARAMS) {
+  auto a = std::make_unique<AdamWParams>();
+  for (int64_t first = 0; first < count;) {
+    const char *why = nullptr;
+    int64_t blocks = planAdamW(count, flags, stepSize, bc2Sqrt, decay, clip, c1,
+                               b2, c2, eps, QOPT_VIEW2(table), first, *a, why);
+    if (why) {
+      refuse("the CUDA AdamW", why);
+      return;
+    }
+    for (int64_t block = 0; block < blocks; ++block)
+      for (int t = 0; t < kAdamWThreads; ++t)
+        adamwBlock(*a, block, t);
+  }
+}
 
 /// qopt_cuda_hadamard's arguments (CUDAHost.cpp), run on the CPU: each
 /// block's 256 threads phase by phase between the kernel's barriers.

@@ -12,3 +12,4 @@
 #include "Hadamard.cu"
 #include "Norm.cu"
 #include "W8A8.cu"
+#include "AdamW.cu"

@@ -19,11 +19,13 @@
 #include "qopt/Support/CompiledModel.h"
 
 #include "mlir/Dialect/Linalg/Transforms/Transforms.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/Matchers.h"
 #include "mlir/IR/PatternMatch.h"
 
+#include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/bit.h"
 
@@ -1690,6 +1692,296 @@ static void fuseSmoothing(SharedCodes &codes) {
   eraseIfOnlyViewed(y);
 }
 
+//===-- A train step's AdamW, one multi-tensor call ----------------------===//
+
+/// A train step's AdamW update of one parameter (OptimizerBuilder's loop
+/// nest): the step's scalars (decay and clip null where unused) and the
+/// body's constants.
+struct AdamWUpdate {
+  linalg::GenericOp op;
+  Value stepSize, bc2Sqrt, decay, clip;
+  float c1 = 0, b2 = 0, c2 = 0, eps = 0;
+  bool sameStep(const AdamWUpdate &o) const {
+    return stepSize == o.stepSize && bc2Sqrt == o.bc2Sqrt && decay == o.decay &&
+           clip == o.clip && c1 == o.c1 && b2 == o.b2 && c2 == o.c2 &&
+           eps == o.eps;
+  }
+};
+
+/// `v` = OpTy(a, b) without fast-math flags, with the operands either way
+/// round for commutative ops (canonicalization moves constants to the
+/// right), `fits` deciding which is which: true where (a, b) fits.
+template <typename OpTy>
+static bool binary(Value v, Value &a, Value &b,
+                   function_ref<bool(Value, Value)> fits) {
+  auto op = v ? v.getDefiningOp<OpTy>() : nullptr;
+  if (!op || op.getFastmath() != arith::FastMathFlags::none)
+    return false;
+  Value l = op.getLhs(), r = op.getRhs();
+  if (fits(l, r)) {
+    a = l, b = r;
+    return true;
+  }
+  if (OpTy::template hasTrait<OpTrait::IsCommutative>() && fits(r, l)) {
+    a = r, b = l;
+    return true;
+  }
+  return false;
+}
+
+/// OptimizerBuilder's AdamW nest (lib/Training/Optimizer.cpp), marked
+/// qopt.adamw, exactly: p, g, m, v in; p', m', v' out; f32 buffers of one
+/// shape with identity layouts, identity maps; the body
+///   g = g · clip, p = p · decay (where used),
+///   m' = m + c1 · (g − m), v' = v · b2 + (g · g) · c2,
+///   p' = p − step · (m' / (sqrt(v') / bc2 + eps)),
+/// no fast-math flags, nothing else. The library's kernel computes that
+/// formula in that order.
+static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
+  if (!op->hasAttr("qopt.adamw") || op.getNumDpsInputs() != 4 ||
+      op.getNumDpsInits() != 3 ||
+      op.getNumParallelLoops() != op.getNumLoops() ||
+      !llvm::all_of(op.getIndexingMapsArray(),
+                    [](AffineMap m) { return m.isIdentity(); }))
+    return std::nullopt;
+  auto first = dyn_cast<MemRefType>(op->getOperand(0).getType());
+  for (Value v : op->getOperands()) {
+    auto type = dyn_cast<MemRefType>(v.getType());
+    if (!first || !type || !type.getElementType().isF32() ||
+        !type.getLayout().isIdentity() || type.getShape() != first.getShape())
+      return std::nullopt;
+  }
+  Block &body = op.getRegion().front();
+  Value p = body.getArgument(0), g = body.getArgument(1),
+        m = body.getArgument(2), v = body.getArgument(3);
+  auto yield = cast<linalg::YieldOp>(body.getTerminator());
+  Value pNew = yield.getOperand(0), mNew = yield.getOperand(1),
+        vNew = yield.getOperand(2);
+  // A value from outside the nest (the step's scalars), an f32 constant.
+  auto outside = [&](Value x) {
+    return x && x.getType().isF32() &&
+           !op.getRegion().isAncestor(x.getParentRegion());
+  };
+  auto constant = [](Value x, float &value) {
+    FloatAttr attr;
+    if (!matchPattern(x, m_Constant(&attr)) || !attr.getType().isF32())
+      return false;
+    value = attr.getValue().convertToFloat();
+    return true;
+  };
+  AdamWUpdate u;
+  u.op = op;
+  Value a, b, c, d, e, f;
+  // g (clipped where g' ≠ g) and p (decayed where p' ≠ p).
+  Value gIn = g, pIn = p;
+  int ops = 13;
+  // m' = m + c1 · (g − m)
+  if (!binary<arith::AddFOp>(mNew, a, b,
+                             [&](Value l, Value r) {
+                               return l == m &&
+                                      r.getDefiningOp<arith::MulFOp>();
+                             }) ||
+      !binary<arith::MulFOp>(b, c, d,
+                             [&](Value l, Value r) {
+                               return constant(l, u.c1) &&
+                                      r.getDefiningOp<arith::SubFOp>();
+                             }) ||
+      !binary<arith::SubFOp>(d, e, f, [&](Value l, Value r) { return r == m; }))
+    return std::nullopt;
+  gIn = e;
+  if (gIn != g) {
+    Value l, r;
+    if (!binary<arith::MulFOp>(
+            gIn, l, r, [&](Value l, Value r) { return l == g && outside(r); }))
+      return std::nullopt;
+    u.clip = r;
+    ++ops;
+  }
+  // v' = v · b2 + (g · g) · c2
+  Value gg;
+  if (!binary<arith::AddFOp>(vNew, a, b, [&](Value l, Value r) {
+        Value x, y;
+        return binary<arith::MulFOp>(l, x, y,
+                                     [&](Value x, Value y) {
+                                       return x == v && constant(y, u.b2);
+                                     }) &&
+               binary<arith::MulFOp>(r, gg, y, [&](Value x, Value y) {
+                 Value s, t;
+                 return constant(y, u.c2) &&
+                        binary<arith::MulFOp>(x, s, t, [&](Value s, Value t) {
+                          return s == gIn && t == gIn;
+                        });
+               });
+      }))
+    return std::nullopt;
+  // p' = p − step · (m' / (sqrt(v') / bc2 + eps))
+  Value denom;
+  if (!binary<arith::SubFOp>(pNew, a, b, [](Value, Value) { return true; }))
+    return std::nullopt;
+  pIn = a;
+  if (!binary<arith::MulFOp>(b, c, d, [&](Value l, Value r) {
+        return outside(l) && r.getDefiningOp<arith::DivFOp>();
+      }))
+    return std::nullopt;
+  u.stepSize = c;
+  if (!binary<arith::DivFOp>(d, e, denom,
+                             [&](Value l, Value) { return l == mNew; }) ||
+      !binary<arith::AddFOp>(denom, a, b, [&](Value l, Value r) {
+        Value s, t;
+        return constant(r, u.eps) &&
+               binary<arith::DivFOp>(l, s, t, [&](Value s, Value t) {
+                 auto sqrt = s.getDefiningOp<math::SqrtOp>();
+                 return sqrt && sqrt.getOperand() == vNew &&
+                        sqrt.getFastmath() == arith::FastMathFlags::none &&
+                        outside(t);
+               });
+      }))
+    return std::nullopt;
+  u.bc2Sqrt = cast<arith::DivFOp>(a.getDefiningOp()).getRhs();
+  if (pIn != p) {
+    Value l, r;
+    if (!binary<arith::MulFOp>(
+            pIn, l, r, [&](Value l, Value r) { return l == p && outside(r); }))
+      return std::nullopt;
+    u.decay = r;
+    ++ops;
+  }
+  // Nothing else in the body (constants aside).
+  int count = 0;
+  for (Operation &inner : body.without_terminator())
+    if (!matchPattern(&inner, m_Constant()))
+      ++count;
+  if (count != ops)
+    return std::nullopt;
+  return u;
+}
+
+/// Whether `u` may wait until `to` (later in its block): between them its
+/// inputs are only read or freed (the frees, collected in `frees`, then
+/// move after the call) and its outputs are not used. (Bufferization may
+/// reuse a parameter's gradient buffer for a later nest's output.)
+static bool canDelay(AdamWUpdate &u, Operation *to,
+                     SmallVectorImpl<Operation *> &frees) {
+  if (u.op == to)
+    return true;
+  for (Value input : u.op.getDpsInputs())
+    if (!onlyReadOrFreedBetween(rootBuffer(input), u.op, to, frees))
+      return false;
+  for (Value output : u.op.getDpsInits())
+    for (Operation *it = u.op->getNextNode(); it != to; it = it->getNextNode())
+      if (usesBuffer(it, rootBuffer(output)))
+        return false;
+  return true;
+}
+
+/// One call of `callee` for `group` (updates sharing a step) at its last
+/// nest: the [count, 8] table on the stack, the step's scalars; the nests
+/// go and `frees` move after the call.
+static void callAdamW(ArrayRef<AdamWUpdate> group, ArrayRef<Operation *> frees,
+                      ModuleOp module, StringRef callee) {
+  Operation *at = group.back().op;
+  OpBuilder b(at);
+  Location loc = at->getLoc();
+  const AdamWUpdate &s = group.front();
+  int64_t count = group.size();
+  Value table = memref::AllocaOp::create(
+      b, loc, MemRefType::get({count, 8}, b.getI64Type()));
+  auto index = [&](int64_t i) {
+    return arith::ConstantIndexOp::create(b, loc, i).getResult();
+  };
+  for (auto [k, u] : llvm::enumerate(group)) {
+    auto store = [&](Value v, int64_t field) {
+      Value i64 = arith::IndexCastOp::create(b, loc, b.getI64Type(), v);
+      memref::StoreOp::create(b, loc, i64, table,
+                              ValueRange{index(k), index(field)});
+    };
+    // (Identity layouts: the aligned pointer is element 0.)
+    Operation *op = u.op;
+    for (auto [field, operand] : llvm::enumerate(op->getOperands()))
+      store(memref::ExtractAlignedPointerAsIndexOp::create(b, loc, operand),
+            field);
+    Value n = index(1), first = op->getOperand(0);
+    auto type = cast<MemRefType>(first.getType());
+    for (int64_t d = 0; d < type.getRank(); ++d)
+      n = arith::MulIOp::create(
+          b, loc, n,
+          type.isDynamicDim(d)
+              ? memref::DimOp::create(b, loc, first, d).getResult()
+              : index(type.getDimSize(d)));
+    store(n, 7);
+  }
+  auto f32 = [&](float x) {
+    return arith::ConstantFloatOp::create(b, loc, b.getF32Type(), APFloat(x))
+        .getResult();
+  };
+  Value one = f32(1.0f);
+  auto anyTable = MemRefType::get(
+      {ShapedType::kDynamic, ShapedType::kDynamic}, b.getI64Type(),
+      StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
+                             {ShapedType::kDynamic, ShapedType::kDynamic}));
+  Value args[] = {arith::ConstantIntOp::create(b, loc, count, 64),
+                  arith::ConstantIntOp::create(
+                      b, loc, (s.decay ? 1 : 0) | (s.clip ? 2 : 0), 64),
+                  s.stepSize,
+                  s.bc2Sqrt,
+                  s.decay ? s.decay : one,
+                  s.clip ? s.clip : one,
+                  f32(s.c1),
+                  f32(s.b2),
+                  f32(s.c2),
+                  f32(s.eps),
+                  memref::CastOp::create(b, loc, anyTable, table)};
+  func::CallOp call = callFunction(b, loc, module, callee, args);
+  for (Operation *free : frees)
+    free->moveAfter(call);
+  for (const AdamWUpdate &u : group)
+    u.op->erase();
+}
+
+/// The train step's AdamW nests become calls of `callee`, each for a run
+/// of nests that share a step (in a block's order) and may all wait until
+/// the run's last (canDelay): every nest of a step in one call unless
+/// bufferization reused a buffer of one for another's.
+static void rewriteAdamW(ModuleOp module, StringRef callee) {
+  llvm::MapVector<Block *, SmallVector<AdamWUpdate>> byBlock;
+  module.walk([&](linalg::GenericOp op) {
+    if (std::optional<AdamWUpdate> u = matchAdamW(op))
+      byBlock[op->getBlock()].push_back(*u);
+  });
+  for (auto &[block, updates] : byBlock) {
+    SmallVector<AdamWUpdate> run;
+    auto flush = [&] {
+      SmallVector<Operation *> frees;
+      for (AdamWUpdate &u : run)
+        (void)canDelay(u, run.back().op, frees);
+      if (!run.empty())
+        callAdamW(run, frees, module, callee);
+      run.clear();
+    };
+    // (One launch runs the run's nests at once: none may write a buffer
+    // another reads or writes.)
+    auto apart = [](AdamWUpdate &a, AdamWUpdate &b) {
+      for (OpOperand &out : a.op.getDpsInitsMutable())
+        for (Value other : b.op->getOperands())
+          if (rootBuffer(out.get()) == rootBuffer(other))
+            return false;
+      return true;
+    };
+    for (AdamWUpdate &u : updates) {
+      SmallVector<Operation *> frees;
+      bool fits = !run.empty() && run.front().sameStep(u) &&
+                  llvm::all_of(run, [&](AdamWUpdate &earlier) {
+                    return apart(earlier, u) && apart(u, earlier) &&
+                           canDelay(earlier, u.op, frees);
+                  });
+      if (!fits)
+        flush();
+      run.push_back(u);
+    }
+    flush();
+  }
+}
+
 namespace {
 struct QOptLinalgToBLASPass
     : mlir::qopt::impl::QOptLinalgToBLASPassBase<QOptLinalgToBLASPass> {
@@ -1807,6 +2099,8 @@ struct QOptLinalgToBLASPass
         if (quantizing())
           fuseSmoothing(codes);
       }
+    if (!cudaAdamW.empty())
+      rewriteAdamW(module, cudaAdamW);
   }
 };
 } // namespace

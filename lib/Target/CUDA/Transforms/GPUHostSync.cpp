@@ -23,7 +23,8 @@ static bool callsLibrary(Operation *op) {
                   call.getCallee().starts_with("qopt_cuda_attention") ||
                   call.getCallee().starts_with("qopt_cuda_hadamard") ||
                   call.getCallee().starts_with("qopt_cuda_norm") ||
-                  call.getCallee().starts_with("qopt_cuda_quantize_rows"));
+                  call.getCallee().starts_with("qopt_cuda_quantize_rows") ||
+                  call.getCallee().starts_with("qopt_cuda_adamw"));
 }
 
 /// Whether `memref` is host memory no kernel uses: a stack buffer, or a

@@ -49,6 +49,9 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
                                     : "qopt_cuda_hadamard_quant";
     library.cudaNormQuant = options.emulate ? "qopt_cuda_norm_quant_emulated"
                                             : "qopt_cuda_norm_quant";
+    // A train step's AdamW: every parameter in one launch.
+    library.cudaAdamW =
+        options.emulate ? "qopt_cuda_adamw_emulated" : "qopt_cuda_adamw";
     pm.addPass(createQOptLinalgToBLASPass(library));
   }
   pm.addNestedPass<func::FuncOp>(createQOptMemRefCopyToLinalgPass());

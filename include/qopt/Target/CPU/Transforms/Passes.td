@@ -156,6 +156,13 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     SmoothQuant's where no norm takes `s` in gamma) and nothing else reads
     them, the quantization reads x and applies `s` itself, and the nest
     goes.
+
+    With `cuda-adamw=A` (the CUDA target), a train step's AdamW updates
+    (OptimizerBuilder's loop nests, marked `qopt.adamw`, whose bodies are
+    exactly its formula) that share the step's scalars become one call of
+    `A` (`qopt_cuda_adamw`, multi-tensor: one launch for up to 256
+    parameters) at the last of them, the parameters' buffers in a table on
+    the stack; a nest whose buffers are used in between keeps its kernel.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
@@ -190,6 +197,16 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
            "With cuda-quantize-rows and cuda-hadamard-quant: the Hadamard "
            "entry (qopt_cuda_hadamard's arguments) whose output such a "
            "quantization reads">,
+    Option<"cudaAdamW", "cuda-adamw", "std::string", "\"\"",
+           "Update the parameters of a train step's AdamW loop nests "
+           "(OptimizerBuilder's, marked qopt.adamw: f32, identity layouts, "
+           "the body exactly the optimizer's formula) with one call of this "
+           "multi-tensor entry per step (qopt_cuda_adamw): the count, flags "
+           "(1: weight decay, 2: clipping), the step's scalars and the "
+           "body's constants (f32), then a [count, 8] i64 table on the "
+           "stack: each parameter's seven buffers' addresses and its "
+           "elements. Deallocations between the nests move after the "
+           "call">,
     Option<"cudaHadamardQuant", "cuda-hadamard-quant", "std::string", "\"\"",
            "With cuda-quantize-rows and cuda-hadamard: compute such a "
            "Hadamard transform (rows of at most 23040) and the quantization "
