@@ -250,3 +250,40 @@ func.func @runs(%p0: memref<8xf32>, %g0: memref<8xf32>, %m0: memref<8xf32>, %v0:
   }
   return
 }
+
+// -----
+
+// A constant gradient (host memory, which the library's kernel cannot
+// read) keeps the loop nest.
+// CHECK-LABEL: func.func @constant_gradient
+// CHECK-NOT: call @qopt_cuda_adamw
+// CHECK: linalg.generic
+memref.global "private" constant @grad : memref<8xf32> = dense<1.0>
+func.func @constant_gradient(%p0: memref<8xf32>, %m0: memref<8xf32>, %v0: memref<8xf32>, %po0: memref<8xf32>, %mo0: memref<8xf32>, %vo0: memref<8xf32>,
+    %step: f32, %bc2: f32, %decay: f32) {
+  %g0 = memref.get_global @grad : memref<8xf32>
+  %c1 = arith.constant 1.000000e-01 : f32
+  %b2 = arith.constant 9.990000e-01 : f32
+  %c2 = arith.constant 1.000000e-03 : f32
+  %eps = arith.constant 9.99999993E-9 : f32
+  linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+      ins(%p0, %g0, %m0, %v0 : memref<8xf32>, memref<8xf32>, memref<8xf32>, memref<8xf32>) outs(%po0, %mo0, %vo0 : memref<8xf32>, memref<8xf32>, memref<8xf32>) attrs = {qopt.adamw} {
+  ^bb0(%p: f32, %g: f32, %m: f32, %v: f32, %o0: f32, %o1: f32, %o2: f32):
+    %pd = arith.mulf %p, %decay : f32
+    %d = arith.subf %g, %m : f32
+    %e = arith.mulf %d, %c1 : f32
+    %mn = arith.addf %m, %e : f32
+    %f = arith.mulf %v, %b2 : f32
+    %gg = arith.mulf %g, %g : f32
+    %h = arith.mulf %gg, %c2 : f32
+    %vn = arith.addf %f, %h : f32
+    %s = math.sqrt %vn : f32
+    %q = arith.divf %s, %bc2 : f32
+    %den = arith.addf %q, %eps : f32
+    %r = arith.divf %mn, %den : f32
+    %u = arith.mulf %step, %r : f32
+    %pn = arith.subf %pd, %u : f32
+    linalg.yield %pn, %mn, %vn : f32, f32, f32
+  }
+  return
+}

@@ -1738,8 +1738,9 @@ static bool binary(Value v, Value &a, Value &b,
 /// no fast-math flags, nothing else. The library's kernel computes that
 /// formula in that order.
 static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
-  if (!op->hasAttr("qopt.adamw") || op.getNumDpsInputs() != 4 ||
-      op.getNumDpsInits() != 3 ||
+  // (Constants are host memory, which the library's kernel cannot read.)
+  if (!op->hasAttr("qopt.adamw") || readsConstant(op) ||
+      op.getNumDpsInputs() != 4 || op.getNumDpsInits() != 3 ||
       op.getNumParallelLoops() != op.getNumLoops() ||
       !llvm::all_of(op.getIndexingMapsArray(),
                     [](AffineMap m) { return m.isIdentity(); }))
