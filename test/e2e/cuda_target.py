@@ -553,6 +553,38 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"llama-h48 {recipe}: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5,
               f"{e:.1e}")
 
+    # A rotation of 18944 = 148 · 128 (Qwen2-7B's intermediate size), a graph
+    # of its own: through the stand-in driver, one launch of the mixed
+    # kernel, its 78768 bytes of shared memory opted in to first (the
+    # stand-in refuses launches past 48 KB without); a GPU that gives less
+    # stops the run with a message; emulated = CPU target.
+    had = os.path.join(tmp, "hadamard-18944.mlir")
+    with open(had, "w") as f:
+        f.write('func.func @main(%x: tensor<2x18944xf32> {qopt.name = "x"}) -> '
+                '(tensor<2x18944xf32> {qopt.name = "y"}) {\n'
+                '  %y = qopt.hadamard %x : (tensor<2x18944xf32>) -> tensor<2x18944xf32>\n'
+                '  return %y : tensor<2x18944xf32>\n}\n')
+    hlib, hemu, hcpu = (os.path.join(tmp, f"hadamard-18944{s}.so") for s in ("", "-emu", "-cpu"))
+    rc, err = qoptc(had, "--target", "cuda", "--cuda-archs", "sm_80", "-o", hlib)
+    qoptc(had, "--target", "cuda", "--cuda-emulate", "-o", hemu)
+    qoptc(had, "-o", hcpu)
+    hx = np.random.default_rng(3).standard_normal((2, 18944)).astype(np.float32)
+    hx_path = os.path.join(tmp, "hadamard-x.npy")
+    np.save(hx_path, hx)
+    rc, out = run_fake(hlib, "--input", f"x={hx_path}", inputs=None)
+    check("fake driver: a Hadamard rotation of 18944 is one launch of the mixed kernel (2 rows, "
+          "78768 bytes of shared memory opted in to)",
+          rc == 0 and library_grids() == {("qopt_cuda_hadamard_mixed_f32", 2): 1},
+          f"{out.strip()[-200:]}; {library_grids()}")
+    rc, out = run_fake(hlib, "--input", f"x={hx_path}", inputs=None,
+                       FAKE_CUDA_SHARED_OPTIN="65536")
+    check("fake driver: a GPU without 78768 bytes of shared memory per block stops the run "
+          "with a message", rc != 0 and "qopt_cuda_hadamard_mixed_f32 needs 78768 bytes of "
+          "shared memory per block, which this GPU does not give" in out, out.strip()[-200:])
+    e = rel_error(outputs(hemu, [dict(x=hx)])[0][0], outputs(hcpu, [dict(x=hx)])[0][0])
+    check("Hadamard rotation of 18944: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5,
+          f"{e:.1e}")
+
     # --- Train steps: compile for a GPU; emulated steps = CPU steps.
     batch = dict(input_ids=ids, attention_mask=np.ones_like(ids))
     for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:
