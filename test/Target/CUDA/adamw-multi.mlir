@@ -91,9 +91,10 @@ func.func @three(%p0: memref<4x8xf32>, %g0: memref<4x8xf32>, %m0: memref<4x8xf32
 }
 // -----
 
-// The first parameter's gradient buffer is the second nest's output (as
-// bufferization may reuse a dead buffer): the first cannot wait for the
-// others, so two calls for the step. A nest of another step is a call of
+// The first parameter's gradient buffer, an argument (not an allocation of
+// this block, which would be replaced: @reused_gradient below), is the
+// second nest's output: the first cannot wait for the others, so two
+// calls for the step. A nest of another step is a call of
 // its own; one that is not exactly the formula (an extra op, fast-math
 // flags, no mark) keeps its loop nest.
 // CHECK-LABEL: func.func @runs
@@ -285,5 +286,71 @@ func.func @constant_gradient(%p0: memref<8xf32>, %m0: memref<8xf32>, %v0: memref
     %pn = arith.subf %pd, %u : f32
     linalg.yield %pn, %mn, %vn : f32, f32, f32
   }
+  return
+}
+
+// -----
+
+// Bufferization gave the second update's new value the first one's dead
+// gradient buffer: the second gets a fresh buffer (which the later copy
+// reads), the gradient is freed after the call, and one call takes both.
+// CHECK-LABEL: func.func @reused_gradient
+// CHECK: %[[G:.*]] = memref.alloc() : memref<8xf32>
+// CHECK: linalg.fill {{.*}} outs(%[[G]] : memref<8xf32>)
+// CHECK: %[[FRESH:.*]] = memref.alloc() : memref<8xf32>
+// CHECK-NOT: linalg.generic
+// CHECK: call @qopt_cuda_adamw(%c2_i64,
+// CHECK-NEXT: memref.dealloc %[[G]]
+// CHECK-NEXT: memref.copy %[[FRESH]], %arg12
+// CHECK-NEXT: memref.dealloc %[[FRESH]]
+func.func @reused_gradient(%p0: memref<8xf32>, %m0: memref<8xf32>, %v0: memref<8xf32>, %po0: memref<8xf32>, %mo0: memref<8xf32>, %vo0: memref<8xf32>,
+    %p1: memref<8xf32>, %g1: memref<8xf32>, %m1: memref<8xf32>, %v1: memref<8xf32>, %mo1: memref<8xf32>, %vo1: memref<8xf32>,
+    %out: memref<8xf32>, %step: f32, %bc2: f32, %decay: f32) {
+  %c1 = arith.constant 1.000000e-01 : f32
+  %b2 = arith.constant 9.990000e-01 : f32
+  %c2 = arith.constant 1.000000e-03 : f32
+  %eps = arith.constant 9.99999993E-9 : f32
+  %g0 = memref.alloc() : memref<8xf32>
+  linalg.fill ins(%c1 : f32) outs(%g0 : memref<8xf32>)
+  linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+      ins(%p0, %g0, %m0, %v0 : memref<8xf32>, memref<8xf32>, memref<8xf32>, memref<8xf32>) outs(%po0, %mo0, %vo0 : memref<8xf32>, memref<8xf32>, memref<8xf32>) attrs = {qopt.adamw} {
+  ^bb0(%p: f32, %g: f32, %m: f32, %v: f32, %o0: f32, %o1: f32, %o2: f32):
+    %pd = arith.mulf %p, %decay : f32
+    %d = arith.subf %g, %m : f32
+    %e = arith.mulf %d, %c1 : f32
+    %mn = arith.addf %m, %e : f32
+    %f = arith.mulf %v, %b2 : f32
+    %gg = arith.mulf %g, %g : f32
+    %h = arith.mulf %gg, %c2 : f32
+    %vn = arith.addf %f, %h : f32
+    %s = math.sqrt %vn : f32
+    %q = arith.divf %s, %bc2 : f32
+    %den = arith.addf %q, %eps : f32
+    %r = arith.divf %mn, %den : f32
+    %u = arith.mulf %step, %r : f32
+    %pn = arith.subf %pd, %u : f32
+    linalg.yield %pn, %mn, %vn : f32, f32, f32
+  }
+  linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+      ins(%p1, %g1, %m1, %v1 : memref<8xf32>, memref<8xf32>, memref<8xf32>, memref<8xf32>) outs(%g0, %mo1, %vo1 : memref<8xf32>, memref<8xf32>, memref<8xf32>) attrs = {qopt.adamw} {
+  ^bb0(%p: f32, %g: f32, %m: f32, %v: f32, %o0: f32, %o1: f32, %o2: f32):
+    %pd = arith.mulf %p, %decay : f32
+    %d = arith.subf %g, %m : f32
+    %e = arith.mulf %d, %c1 : f32
+    %mn = arith.addf %m, %e : f32
+    %f = arith.mulf %v, %b2 : f32
+    %gg = arith.mulf %g, %g : f32
+    %h = arith.mulf %gg, %c2 : f32
+    %vn = arith.addf %f, %h : f32
+    %s = math.sqrt %vn : f32
+    %q = arith.divf %s, %bc2 : f32
+    %den = arith.addf %q, %eps : f32
+    %r = arith.divf %mn, %den : f32
+    %u = arith.mulf %step, %r : f32
+    %pn = arith.subf %pd, %u : f32
+    linalg.yield %pn, %mn, %vn : f32, f32, f32
+  }
+  memref.copy %g0, %out : memref<8xf32> to memref<8xf32>
+  memref.dealloc %g0 : memref<8xf32>
   return
 }

@@ -29,6 +29,7 @@
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/bit.h"
 
+#include <functional>
 #include <limits>
 
 namespace mlir::qopt {
@@ -1939,6 +1940,52 @@ static void callAdamW(ArrayRef<AdamWUpdate> group, ArrayRef<Operation *> frees,
     u.op->erase();
 }
 
+/// Where a nest writes an output into a buffer an earlier nest of `updates`
+/// reads (bufferization reusing a dead gradient's allocation of this
+/// block), the nest gets a fresh buffer of its own instead, which every
+/// later use of the old one takes, and the old one is freed after the nest:
+/// otherwise one launch could not run both.
+static void unshareOutputs(MutableArrayRef<AdamWUpdate> updates) {
+  llvm::SmallPtrSet<Value, 16> read;
+  for (AdamWUpdate &u : updates) {
+    for (OpOperand &out : u.op.getDpsInitsMutable()) {
+      Value old = out.get();
+      auto alloc = old.getDefiningOp<memref::AllocOp>();
+      if (!read.contains(old) || !alloc ||
+          alloc->getBlock() != u.op->getBlock())
+        continue;
+      // Uses after the nest move to the fresh buffer; a view taken before
+      // it would still see the old one.
+      Operation *at = u.op;
+      auto after = [&](Operation *user) {
+        Operation *owner = at->getBlock()->findAncestorOpInBlock(*user);
+        return owner && (owner == at || at->isBeforeInBlock(owner));
+      };
+      std::function<bool(Value)> seenAfter = [&](Value v) {
+        return llvm::any_of(v.getUsers(), [&](Operation *user) {
+          return after(user) || (isa<ViewLikeOpInterface>(user) &&
+                                 llvm::any_of(user->getResults(), seenAfter));
+        });
+      };
+      if (llvm::any_of(old.getUsers(), [&](Operation *user) {
+            return isa<ViewLikeOpInterface>(user) && !after(user) &&
+                   llvm::any_of(user->getResults(), seenAfter);
+          }))
+        continue;
+      OpBuilder b(u.op);
+      auto fresh = memref::AllocOp::create(
+          b, alloc.getLoc(), alloc.getType(), alloc.getDynamicSizes(),
+          alloc.getSymbolOperands(), alloc.getAlignmentAttr());
+      old.replaceUsesWithIf(
+          fresh, [&](OpOperand &use) { return after(use.getOwner()); });
+      b.setInsertionPointAfter(u.op);
+      memref::DeallocOp::create(b, alloc.getLoc(), old);
+    }
+    for (Value input : u.op.getDpsInputs())
+      read.insert(rootBuffer(input));
+  }
+}
+
 /// The train step's AdamW nests become calls of `callee`, each for a run
 /// of nests that share a step (in a block's order) and may all wait until
 /// the run's last (canDelay): every nest of a step in one call unless
@@ -1950,6 +1997,7 @@ static void rewriteAdamW(ModuleOp module, StringRef callee) {
       byBlock[op->getBlock()].push_back(*u);
   });
   for (auto &[block, updates] : byBlock) {
+    unshareOutputs(updates);
     SmallVector<AdamWUpdate> run;
     auto flush = [&] {
       SmallVector<Operation *> frees;

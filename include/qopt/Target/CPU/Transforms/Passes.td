@@ -162,7 +162,10 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     exactly its formula) that share the step's scalars become one call of
     `A` (`qopt_cuda_adamw`, multi-tensor: one launch for up to 256
     parameters) at the last of them, the parameters' buffers in a table on
-    the stack; a nest whose buffers are used in between keeps its kernel.
+    the stack. Where bufferization gave a later update an earlier one's dead
+    gradient allocation, that update first gets a fresh buffer (which every
+    later use takes); a nest whose buffers are still used in between starts
+    a call of its own.
   }];
   let options = [
     Option<"int8Activations", "int8-activations", "bool", "false",
