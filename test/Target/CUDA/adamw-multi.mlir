@@ -354,3 +354,66 @@ func.func @reused_gradient(%p0: memref<8xf32>, %m0: memref<8xf32>, %v0: memref<8
   memref.dealloc %g0 : memref<8xf32>
   return
 }
+
+// -----
+
+// Two parameters read one gradient allocation and the second writes its new
+// value over it in place: no fresh buffer (the second reads it), so the
+// first cannot wait for the second: two calls.
+// CHECK-LABEL: func.func @shared_gradient
+// CHECK: %[[G:.*]] = memref.alloc() : memref<8xf32>
+// CHECK-NOT: memref.alloc() : memref<8xf32>
+// CHECK: call @qopt_cuda_adamw(%c1_i64,
+// CHECK: call @qopt_cuda_adamw(%c1_i64
+// CHECK: memref.copy %[[G]], %arg12
+func.func @shared_gradient(%p0: memref<8xf32>, %m0: memref<8xf32>, %v0: memref<8xf32>, %po0: memref<8xf32>, %mo0: memref<8xf32>, %vo0: memref<8xf32>,
+    %p1: memref<8xf32>, %g1: memref<8xf32>, %m1: memref<8xf32>, %v1: memref<8xf32>, %mo1: memref<8xf32>, %vo1: memref<8xf32>,
+    %out: memref<8xf32>, %step: f32, %bc2: f32, %decay: f32) {
+  %c1 = arith.constant 1.000000e-01 : f32
+  %b2 = arith.constant 9.990000e-01 : f32
+  %c2 = arith.constant 1.000000e-03 : f32
+  %eps = arith.constant 9.99999993E-9 : f32
+  %g0 = memref.alloc() : memref<8xf32>
+  linalg.fill ins(%c1 : f32) outs(%g0 : memref<8xf32>)
+  linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+      ins(%p0, %g0, %m0, %v0 : memref<8xf32>, memref<8xf32>, memref<8xf32>, memref<8xf32>) outs(%po0, %mo0, %vo0 : memref<8xf32>, memref<8xf32>, memref<8xf32>) attrs = {qopt.adamw} {
+  ^bb0(%p: f32, %g: f32, %m: f32, %v: f32, %o0: f32, %o1: f32, %o2: f32):
+    %pd = arith.mulf %p, %decay : f32
+    %d = arith.subf %g, %m : f32
+    %e = arith.mulf %d, %c1 : f32
+    %mn = arith.addf %m, %e : f32
+    %f = arith.mulf %v, %b2 : f32
+    %gg = arith.mulf %g, %g : f32
+    %h = arith.mulf %gg, %c2 : f32
+    %vn = arith.addf %f, %h : f32
+    %s = math.sqrt %vn : f32
+    %q = arith.divf %s, %bc2 : f32
+    %den = arith.addf %q, %eps : f32
+    %r = arith.divf %mn, %den : f32
+    %u = arith.mulf %step, %r : f32
+    %pn = arith.subf %pd, %u : f32
+    linalg.yield %pn, %mn, %vn : f32, f32, f32
+  }
+  linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]}
+      ins(%p1, %g0, %m1, %v1 : memref<8xf32>, memref<8xf32>, memref<8xf32>, memref<8xf32>) outs(%g0, %mo1, %vo1 : memref<8xf32>, memref<8xf32>, memref<8xf32>) attrs = {qopt.adamw} {
+  ^bb0(%p: f32, %g: f32, %m: f32, %v: f32, %o0: f32, %o1: f32, %o2: f32):
+    %pd = arith.mulf %p, %decay : f32
+    %d = arith.subf %g, %m : f32
+    %e = arith.mulf %d, %c1 : f32
+    %mn = arith.addf %m, %e : f32
+    %f = arith.mulf %v, %b2 : f32
+    %gg = arith.mulf %g, %g : f32
+    %h = arith.mulf %gg, %c2 : f32
+    %vn = arith.addf %f, %h : f32
+    %s = math.sqrt %vn : f32
+    %q = arith.divf %s, %bc2 : f32
+    %den = arith.addf %q, %eps : f32
+    %r = arith.divf %mn, %den : f32
+    %u = arith.mulf %step, %r : f32
+    %pn = arith.subf %pd, %u : f32
+    linalg.yield %pn, %mn, %vn : f32, f32, f32
+  }
+  memref.copy %g0, %out : memref<8xf32> to memref<8xf32>
+  memref.dealloc %g0 : memref<8xf32>
+  return
+}

@@ -1954,13 +1954,28 @@ static void unshareOutputs(MutableArrayRef<AdamWUpdate> updates) {
       if (!read.contains(old) || !alloc ||
           alloc->getBlock() != u.op->getBlock())
         continue;
+      // (u reading X too: it updates in place, which one launch can run.)
+      if (llvm::any_of(u.op.getDpsInputs(),
+                       [&](Value in) { return rootBuffer(in) == old; }))
+        continue;
       // Uses after the nest move to the fresh buffer; a view taken before
-      // it would still see the old one.
+      // it would still see the old one. (Uses outside this block: left
+      // alone.)
       Operation *at = u.op;
+      Block *block = at->getBlock();
       auto after = [&](Operation *user) {
-        Operation *owner = at->getBlock()->findAncestorOpInBlock(*user);
+        Operation *owner = block->findAncestorOpInBlock(*user);
         return owner && (owner == at || at->isBeforeInBlock(owner));
       };
+      std::function<bool(Value)> elsewhere = [&](Value v) {
+        return llvm::any_of(v.getUsers(), [&](Operation *user) {
+          return !block->findAncestorOpInBlock(*user) ||
+                 (isa<ViewLikeOpInterface>(user) &&
+                  llvm::any_of(user->getResults(), elsewhere));
+        });
+      };
+      if (elsewhere(old))
+        continue;
       std::function<bool(Value)> seenAfter = [&](Value v) {
         return llvm::any_of(v.getUsers(), [&](Operation *user) {
           return after(user) || (isa<ViewLikeOpInterface>(user) &&
@@ -1976,8 +1991,10 @@ static void unshareOutputs(MutableArrayRef<AdamWUpdate> updates) {
       auto fresh = memref::AllocOp::create(
           b, alloc.getLoc(), alloc.getType(), alloc.getDynamicSizes(),
           alloc.getSymbolOperands(), alloc.getAlignmentAttr());
-      old.replaceUsesWithIf(
-          fresh, [&](OpOperand &use) { return after(use.getOwner()); });
+      old.replaceUsesWithIf(fresh, [&](OpOperand &use) {
+        return use.getOwner() == at ? u.op.isDpsInit(&use)
+                                    : after(use.getOwner());
+      });
       b.setInsertionPointAfter(u.op);
       memref::DeallocOp::create(b, alloc.getLoc(), old);
     }
