@@ -5,7 +5,8 @@
 # ptxas's resource report (registers, spills) for each kernel.
 #   scripts/gpu-artifacts.sh [OUT_DIR]      # default: gpu-artifacts/ (git-ignored)
 # Environment: QOPT_MLIR_OPT (default build/bin/qopt-opt, else LLVM 22's mlir-opt),
-#   QOPT_GPU_CHIP (default sm_90), QOPT_PTXAS (default /usr/local/cuda/bin/ptxas).
+#   QOPT_GPU_CHIP (default sm_90), QOPT_PTXAS (default /usr/local/cuda/bin/ptxas),
+#   QOPT_PYTHON (default the project's .venv, else python3).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$here/gpu-artifacts}
@@ -13,7 +14,9 @@ opt=${QOPT_MLIR_OPT:-$here/build/bin/qopt-opt}
 [ -x "$opt" ] || opt=/usr/lib/llvm-22/bin/mlir-opt
 chip=${QOPT_GPU_CHIP:-sm_90}
 ptxas=${QOPT_PTXAS:-/usr/local/cuda/bin/ptxas}
+# (The project's venv, where scripts/setup.sh made one: numpy for the references.)
 py=${QOPT_PYTHON:-python3}
+[ -n "${QOPT_PYTHON:-}" ] || [ ! -x "$here/.venv/bin/python" ] || py=$here/.venv/bin/python
 # gpu-module-to-binary finds libdevice and ptxas through CUDA_ROOT.
 export CUDA_ROOT=${CUDA_ROOT:-$(dirname "$(dirname "$ptxas")")}
 mkdir -p "$out"
