@@ -33,7 +33,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
 from structs import pack  # noqa: E402
-from w8a8 import launch_token_quant  # noqa: E402
+from w8a8 import fused_outputs, launch_token_quant, same_quantization  # noqa: E402
 
 THREADS = 256  # HadamardTile.h's kHadamardThreads
 
@@ -143,16 +143,12 @@ def main():
         signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
             if signed else None
         y = torch.full((rows, cols), float("nan"), device="cuda")
-        fy = torch.full_like(y, float("nan"))
-        codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
-        fcodes = torch.full_like(codes, 99)
-        steps = torch.full((rows,), float("nan"), device="cuda")
-        fsteps = torch.full_like(steps, float("nan"))
+        fy, codes, fcodes, steps, fsteps = fused_outputs(torch, y)
         launch(drv, x, y, signs, n, stream())
         launch_token_quant(drv, y, codes, steps, bits, stream())
         launch_quant(drv, x, fy, signs, n, fcodes, fsteps, bits, stream())
         torch.cuda.synchronize()
-        ok = torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
+        ok = same_quantization(torch, (fcodes, fsteps, fy), (codes, steps, y))
         failures += not ok
         name = f"hadamard+quant n={n} rows={rows} cols={cols} signs={signed} bits={bits}"
         results["tests"].append({"case": name, "ok": ok})
@@ -188,15 +184,11 @@ def main():
         print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
         if cols > 23040:
             continue
-        codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
-        fcodes = torch.full_like(codes, 99)
-        steps = torch.full((rows,), float("nan"), device="cuda")
-        fsteps = torch.full_like(steps, float("nan"))
-        fy = torch.full_like(y, float("nan"))
+        fy, codes, fcodes, steps, fsteps = fused_outputs(torch, y)
         launch_token_quant(drv, y, codes, steps, 4, stream())
         launch_mixed(drv, stream(), mixed_params(x, fy, signs, hb, n, fcodes, fsteps, 4))
         torch.cuda.synchronize()
-        ok = torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
+        ok = same_quantization(torch, (fcodes, fsteps, fy), (codes, steps, y))
         failures += not ok
         results["tests"].append({"case": name + " +quant", "ok": ok})
         print(f"test {name} +quant: {'ok' if ok else 'MISMATCH'} (codes, steps and y bit for bit)")

@@ -27,7 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gemm import finish, launch_1d, setup, timer  # noqa: E402
 from structs import pack  # noqa: E402
-from w8a8 import launch_token_quant  # noqa: E402
+from w8a8 import fused_outputs, launch_token_quant, same_quantization  # noqa: E402
 
 THREADS, ROWS_PER_BLOCK = 256, 8  # NormTile.h's kNormThreads, kNormRowsPerBlock
 LAYER, BETA, GAMMA_GRAD, BETA_GRAD = 1, 2, 4, 8
@@ -137,17 +137,13 @@ def main():
         gamma = torch.randn(cols, device="cuda", generator=gen)
         beta = torch.randn(cols, device="cuda", generator=gen) if with_beta else None
         y = torch.full((rows, cols), float("nan"), device="cuda")
-        fy = torch.full_like(y, float("nan"))
-        codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
-        fcodes = torch.full_like(codes, 99)
-        steps = torch.full((rows,), float("nan"), device="cuda")
-        fsteps = torch.full_like(steps, float("nan"))
+        fy, codes, fcodes, steps, fsteps = fused_outputs(torch, y)
         launch(drv, x, gamma, beta, y, eps, layer, stream())
         launch_token_quant(drv, y, codes, steps, bits, stream())
         launch_quant(drv, x, gamma, beta, fy, fcodes, fsteps, bits, eps, layer, stream())
         torch.cuda.synchronize()
         want = y.abs().amax(dim=1) / float(2 ** (bits - 1) - 1)
-        ok = (torch.equal(fcodes, codes) and torch.equal(fsteps, steps) and torch.equal(fy, y)
+        ok = (same_quantization(torch, (fcodes, fsteps, fy), (codes, steps, y))
               and torch.equal(steps, torch.where(want == 0, torch.ones_like(want), want)))
         failures += not ok
         name = (f"norm+quant {'layer' if layer else 'rms'} rows={rows} cols={cols} "

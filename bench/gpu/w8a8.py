@@ -49,6 +49,22 @@ def launch_token_quant(drv, x, codes, steps, bits, stream):
                 steps.data_ptr(), m, k, 1, 0, bits, 0, 0, 0), stream)
 
 
+def fused_outputs(torch, y):
+    """Outputs for checking a launch that writes y's rows and quantizes them against
+    the unfused pair (y, then launch_token_quant): (fy, codes, fcodes, steps, fsteps),
+    NaN- and 99-filled so that every element must be written."""
+    rows, cols = y.shape
+    codes = torch.full((rows, cols), 99, dtype=torch.int8, device="cuda")
+    steps = torch.full((rows,), float("nan"), device="cuda")
+    return (torch.full_like(y, float("nan")), codes, torch.full_like(codes, 99), steps,
+            torch.full_like(steps, float("nan")))
+
+
+def same_quantization(torch, fused, unfused):
+    """Whether (codes, steps, y) of the fused launch equal the pair's bit for bit."""
+    return all(torch.equal(a, b) for a, b in zip(fused, unfused))
+
+
 def w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream):
     """y = the product of x's per-token codes and W (W8A8Tile.h's two launches)."""
     m, k = x.shape

@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "../../lib/Runtime/Kernels/CUDA/AdamWTile.h"
+#include "FusedQuantCheck.h"
 
 #include <gtest/gtest.h>
 
@@ -29,10 +30,6 @@ struct Tensor {
   std::vector<float> p, g, m, v, pOut, mOut, vOut;
   bool inPlace = false;
 };
-
-int64_t address(const float *p) {
-  return int64_t(reinterpret_cast<uintptr_t>(p));
-}
 
 TEST(CUDAAdamW, EqualsTheOptimizersFormula) {
   const double lr = 1e-2, beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
@@ -105,7 +102,7 @@ TEST(CUDAAdamW, EqualsTheOptimizersFormula) {
         const float *buffers[] = {
             t.p.data(), t.g.data(), t.m.data(), t.v.data(), pOut, mOut, vOut};
         for (const float *x : buffers)
-          table.push_back(address(x));
+          table.push_back(addressOf(x));
         table.push_back(int64_t(t.p.size()));
       }
       int64_t count = int64_t(tensors.size());
@@ -134,7 +131,7 @@ TEST(CUDAAdamW, PlansLaunches) {
   int64_t n = kAdamWTensors + 3;
   for (int64_t i = 0; i < n; ++i) {
     for (int k = 0; k < 7; ++k)
-      table.push_back(address(&x));
+      table.push_back(addressOf(&x));
     table.push_back(i == 0 ? 0 : (i == 1 ? kAdamWChunk + 1 : 1));
   }
   auto a = std::make_unique<AdamWParams>();

@@ -230,9 +230,6 @@ TEST(CUDAHadamard, QuantizedEqualsTheTransformThenTheRowsQuantization) {
   std::mt19937 rng(17);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  auto ptr = [](const void *p) {
-    return int64_t(reinterpret_cast<uintptr_t>(p));
-  };
   for (const Case &c : cases)
     for (bool writeY : {false, true}) {
       int64_t cols = c.runs * c.n;
@@ -255,16 +252,17 @@ TEST(CUDAHadamard, QuantizedEqualsTheTransformThenTheRowsQuantization) {
       std::vector<int8_t> codes(count, 99);
       transform(hm, c.n, c.signs, signs.data(), x.data(), y.data(), c.rows,
                 cols, s0, s1, cols, 1);
-      qopt_cuda_quantize_rows_emulated(c.bits, c.rows, cols, ptr(y.data()), 0,
-                                       cols, ptr(codes.data()), 0,
-                                       ptr(steps.data()), 0, 0, 0, 0, 0);
+      qopt_cuda_quantize_rows_emulated(
+          c.bits, c.rows, cols, addressOf(y.data()), 0, cols,
+          addressOf(codes.data()), 0, addressOf(steps.data()), 0, 0, 0, 0, 0);
       std::vector<float> fy(count, nan), fsteps(size_t(c.rows) + 1, nan);
       std::vector<int8_t> fcodes(count + 3, 99);
       qopt_cuda_hadamard_quant_emulated(
           c.signs ? 1 : 0, c.n, scale, nullptr, x.data(), 0, c.rows, cols, s0,
           s1, nullptr, sv, 0, c.n, 1, nullptr, hm.data.data(), 0, hm.base,
           hm.base, hm.s0, hm.s1, nullptr, fy.data(), 0, c.rows, cols, cols, 1,
-          c.bits, writeY, ptr(fcodes.data()), 3, ptr(fsteps.data()), 1);
+          c.bits, writeY, addressOf(fcodes.data()), 3, addressOf(fsteps.data()),
+          1);
       ASSERT_NO_FATAL_FAILURE(expectSameQuantization(
           codes, steps, y, fcodes, 3, fsteps, 1, fy, writeY, c.bits, cols));
       if (c.rows > 2) {
@@ -281,9 +279,8 @@ TEST(CUDAHadamard, QuantizedRowsOfNothingHaveStepOne) {
   std::vector<float> steps(3, std::numeric_limits<float>::quiet_NaN());
   qopt_cuda_hadamard_quant_emulated(
       0, 32, 1.0, nullptr, &x, 0, 3, 0, 0, 1, nullptr, &x, 0, 32, 1, nullptr,
-      &one, 0, 1, 1, 1, 1, nullptr, &y, 0, 3, 0, 0, 1, 8, 0,
-      int64_t(reinterpret_cast<uintptr_t>(&codes)), 0,
-      int64_t(reinterpret_cast<uintptr_t>(steps.data())), 0);
+      &one, 0, 1, 1, 1, 1, nullptr, &y, 0, 3, 0, 0, 1, 8, 0, addressOf(&codes),
+      0, addressOf(steps.data()), 0);
   for (float step : steps)
     EXPECT_EQ(step, 1.0f);
 }

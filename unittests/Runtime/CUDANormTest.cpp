@@ -109,9 +109,6 @@ TEST(CUDANorm, QuantizedEqualsTheNormThenTheRowsQuantization) {
   std::mt19937 rng(11);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  auto ptr = [](const void *p) {
-    return int64_t(reinterpret_cast<uintptr_t>(p));
-  };
   for (const Case &c : cases)
     for (bool writeY : {false, true}) {
       SCOPED_TRACE(testing::Message()
@@ -140,9 +137,9 @@ TEST(CUDANorm, QuantizedEqualsTheNormThenTheRowsQuantization) {
                               c.cols, s0, s1, nullptr, gamma.data(), 0, c.cols,
                               2, nullptr, beta.data(), 0, c.cols, 1, nullptr,
                               y.data(), 0, c.rows, c.cols, c.cols, 1);
-      qopt_cuda_quantize_rows_emulated(c.bits, c.rows, c.cols, ptr(y.data()), 0,
-                                       c.cols, ptr(codes.data()), 0,
-                                       ptr(steps.data()), 0, 0, 0, 0, 0);
+      qopt_cuda_quantize_rows_emulated(
+          c.bits, c.rows, c.cols, addressOf(y.data()), 0, c.cols,
+          addressOf(codes.data()), 0, addressOf(steps.data()), 0, 0, 0, 0, 0);
       // Fused (codes and steps at offsets; y NaN-filled, written or not).
       std::vector<float> fy(n, nan), fsteps(size_t(c.rows) + 2, nan);
       std::vector<int8_t> fcodes(n + 5, 99);
@@ -150,7 +147,7 @@ TEST(CUDANorm, QuantizedEqualsTheNormThenTheRowsQuantization) {
           c.flags, 1e-5, nullptr, x.data(), 0, c.rows, c.cols, s0, s1, nullptr,
           gamma.data(), 0, c.cols, 2, nullptr, beta.data(), 0, c.cols, 1,
           nullptr, fy.data(), 0, c.rows, c.cols, c.cols, 1, c.bits, writeY,
-          ptr(fcodes.data()), 5, ptr(fsteps.data()), 2);
+          addressOf(fcodes.data()), 5, addressOf(fsteps.data()), 2);
       ASSERT_NO_FATAL_FAILURE(expectSameQuantization(
           codes, steps, y, fcodes, 5, fsteps, 2, fy, writeY, c.bits, c.cols));
       if (c.rows > 2) {

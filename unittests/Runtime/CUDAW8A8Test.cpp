@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
+#include "FusedQuantCheck.h"
 
 #include <gtest/gtest.h>
 
@@ -40,8 +41,6 @@ extern "C" void qopt_kernel_qlinear(int64_t, int64_t, int64_t, int64_t, int64_t,
                                     int64_t, int64_t, int64_t, int64_t);
 
 namespace {
-
-int64_t ptr(const void *p) { return int64_t(reinterpret_cast<uintptr_t>(p)); }
 
 struct Case {
   int format; // 0 int4, 1 uint4, 2 int8
@@ -99,10 +98,11 @@ TEST_P(W8A8, EqualsTheDefinition) {
   ASSERT_EQ(qopt_cuda::w8a8Refusal(c.format, c.group, flags, c.n, c.k, 1, 1),
             nullptr);
   qopt_cuda_qlinear_emulated(
-      c.format, c.group, flags, 1, c.batch, c.m, c.n, c.k, ptr(x.data()), 0, 0,
-      xBatch, c.k, 1, ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
-      scaleRow, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0,
-      yBatch, c.n, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+      c.format, c.group, flags, 1, c.batch, c.m, c.n, c.k, addressOf(x.data()),
+      0, 0, xBatch, c.k, 1, addressOf(codes.data()), 0, rowBytes,
+      addressOf(scales.data()), 0, scaleRow, c.zp ? addressOf(zps.data()) : 0,
+      0, groups, addressOf(y.data()), 0, 0, yBatch, c.n, 1, 0, 0, 0, 0, 0, 0, 0,
+      0);
 
   double qmax = double((1 << (c.bits - 1)) - 1);
   for (int64_t b = 0; b < c.batch; ++b)
@@ -172,16 +172,16 @@ TEST_P(W8A8, EqualsTheDefinition) {
   // (One row in: the steps' offset follows the codes', row for row.)
   std::vector<int8_t> given(size_t(c.batch * xBatch + c.k));
   std::vector<float> steps(size_t(xRows) + 1);
-  qopt_cuda_quantize_rows_emulated(c.bits, xRows, c.k, ptr(x.data()), 0, c.k,
-                                   ptr(given.data()), c.k, ptr(steps.data()), 1,
-                                   0, 0, 0, 0);
+  qopt_cuda_quantize_rows_emulated(c.bits, xRows, c.k, addressOf(x.data()), 0,
+                                   c.k, addressOf(given.data()), c.k,
+                                   addressOf(steps.data()), 1, 0, 0, 0, 0);
   std::vector<float> fromCodes = before;
   qopt_cuda_qlinear_emulated(
       c.format, c.group, flags | 32, 1, c.batch, c.m, c.n, c.k,
-      ptr(given.data()), c.k, 0, xBatch, c.k, 1, ptr(codes.data()), 0, rowBytes,
-      ptr(scales.data()), 0, scaleRow, c.zp ? ptr(zps.data()) : 0, 0, groups,
-      ptr(fromCodes.data()), 0, 0, yBatch, c.n, 1, ptr(steps.data()), 0, 0, 0,
-      0, 0, 0, 0);
+      addressOf(given.data()), c.k, 0, xBatch, c.k, 1, addressOf(codes.data()),
+      0, rowBytes, addressOf(scales.data()), 0, scaleRow,
+      c.zp ? addressOf(zps.data()) : 0, 0, groups, addressOf(fromCodes.data()),
+      0, 0, yBatch, c.n, 1, addressOf(steps.data()), 0, 0, 0, 0, 0, 0, 0);
   for (size_t e = 0; e < y.size(); ++e)
     ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fromCodes[e])
                                  : y[e] == fromCodes[e])
@@ -191,10 +191,11 @@ TEST_P(W8A8, EqualsTheDefinition) {
   // The CPU target's kernel computes the same products.
   std::vector<float> cpu = before;
   qopt_kernel_qlinear(c.format, c.group, flags & ~int64_t(16), 1, c.batch, c.m,
-                      c.n, c.k, ptr(x.data()), 0, 0, xBatch, c.k, 1,
-                      ptr(codes.data()), 0, rowBytes, ptr(scales.data()), 0,
-                      scaleRow, c.zp ? ptr(zps.data()) : 0, 0, groups,
-                      ptr(cpu.data()), 0, 0, yBatch, c.n, 1);
+                      c.n, c.k, addressOf(x.data()), 0, 0, xBatch, c.k, 1,
+                      addressOf(codes.data()), 0, rowBytes,
+                      addressOf(scales.data()), 0, scaleRow,
+                      c.zp ? addressOf(zps.data()) : 0, 0, groups,
+                      addressOf(cpu.data()), 0, 0, yBatch, c.n, 1);
   if (!c.overwrite)
     for (size_t e = 0; e < y.size(); ++e) {
       if (std::isnan(y[e]) || std::isnan(cpu[e])) {
@@ -254,19 +255,19 @@ TEST(CUDAW8A8QuantizeRows, SmoothsAsTheSmoothingLoopDoes) {
       }
     std::vector<int8_t> want(size_t(rows * k), 99), got(want.size(), 99);
     std::vector<float> wantSteps(size_t(rows), -1.0f), gotSteps(wantSteps);
-    qopt_cuda_quantize_rows_emulated(8, rows, k, ptr(smoothed.data()), 0, k,
-                                     ptr(want.data()), 0, ptr(wantSteps.data()),
-                                     0, 0, 0, 0, 0);
-    qopt_cuda_quantize_rows_emulated(8, rows, k, ptr(xs.data()), 0, sx,
-                                     ptr(got.data()), 0, ptr(gotSteps.data()),
-                                     0, mode, ptr(s.data()), 0, 3);
+    qopt_cuda_quantize_rows_emulated(
+        8, rows, k, addressOf(smoothed.data()), 0, k, addressOf(want.data()), 0,
+        addressOf(wantSteps.data()), 0, 0, 0, 0, 0);
+    qopt_cuda_quantize_rows_emulated(
+        8, rows, k, addressOf(xs.data()), 0, sx, addressOf(got.data()), 0,
+        addressOf(gotSteps.data()), 0, mode, addressOf(s.data()), 0, 3);
     EXPECT_EQ(got, want);
     EXPECT_EQ(gotSteps, wantSteps);
     // (Smoothing changes the codes: the check is not vacuous.)
     std::vector<int8_t> plain(want.size());
-    qopt_cuda_quantize_rows_emulated(8, rows, k, ptr(xs.data()), 0, sx,
-                                     ptr(plain.data()), 0, ptr(gotSteps.data()),
-                                     0, 0, 0, 0, 0);
+    qopt_cuda_quantize_rows_emulated(8, rows, k, addressOf(xs.data()), 0, sx,
+                                     addressOf(plain.data()), 0,
+                                     addressOf(gotSteps.data()), 0, 0, 0, 0, 0);
     EXPECT_NE(plain, want);
   }
 }

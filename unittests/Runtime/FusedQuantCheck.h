@@ -2,7 +2,8 @@
 //
 // The CUDA kernels that write a row and quantize it per token in one launch
 // (the norm's, the Hadamard transform's) against the row kernel followed by
-// qopt_cuda_quantize_rows: shared by CUDANormTest and CUDAHadamardTest.
+// qopt_cuda_quantize_rows: shared by CUDANormTest and CUDAHadamardTest; and
+// the pointers-as-i64 every CUDA unit test passes the library's entries.
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,6 +17,12 @@
 #include <cstdint>
 #include <cstdlib>
 #include <vector>
+
+/// A pointer as the i64 the library's entries take (generated code's
+/// extract_aligned_pointer_as_index).
+inline int64_t addressOf(const void *p) {
+  return int64_t(reinterpret_cast<uintptr_t>(p));
+}
 
 /// The fused launch's codes (from `codeOffset`), steps (from `stepOffset`)
 /// and y equal the unfused pair's bit for bit (y only where written: else

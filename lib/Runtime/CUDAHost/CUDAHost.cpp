@@ -629,6 +629,18 @@ void qopt_cuda_attention_backward(QOPT_ATTENTION_BWD_PARAMS) {
 void qopt_cuda_attention_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
     __attribute__((alias("qopt_cuda_attention_backward")));
 
+/// A planned Hadamard launch: the mixed kernel with its dynamic shared
+/// memory, or the power-of-two `kernel` taking `param` (part of `m`).
+static void launchHadamard(qopt_cuda::HadamardMixedParams &m, int64_t blocks,
+                           bool mixed, const char *kernel, void *param) {
+  if (mixed)
+    launchRows("qopt_cuda_hadamard_mixed_f32", blocks,
+               qopt_cuda::kHadamardThreads, &m,
+               qopt_cuda::hadamardMixedShared(m));
+  else
+    launchRows(kernel, blocks, qopt_cuda::kHadamardThreads, param);
+}
+
 /// qopt.hadamard over the last axis for a block n = base · 2^k (flags bit
 /// 0: signs given; then x [rows, cols], the signs, H_base on the host and
 /// y as MLIR memrefs): one launch of Hadamard.cu's power-of-two kernel, or
@@ -643,13 +655,7 @@ void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
     stop(std::string("internal: the CUDA Hadamard transform cannot take this "
                      "call: ") +
          error);
-  if (mixed)
-    launchRows("qopt_cuda_hadamard_mixed_f32", blocks,
-               qopt_cuda::kHadamardThreads, &m,
-               qopt_cuda::hadamardMixedShared(m));
-  else
-    launchRows("qopt_cuda_hadamard_f32", blocks, qopt_cuda::kHadamardThreads,
-               &m.q.h);
+  launchHadamard(m, blocks, mixed, "qopt_cuda_hadamard_f32", &m.q.h);
 }
 
 /// A Hadamard transform whose output per-token quantized products read
@@ -666,13 +672,7 @@ void qopt_cuda_hadamard_quant(QOPT_HADAMARD_QUANT_PARAMS) {
           flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
           QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, m, blocks, mixed))
     stop(std::string("internal: qopt_cuda_hadamard_quant: ") + error);
-  if (mixed)
-    launchRows("qopt_cuda_hadamard_mixed_f32", blocks,
-               qopt_cuda::kHadamardThreads, &m,
-               qopt_cuda::hadamardMixedShared(m));
-  else
-    launchRows("qopt_cuda_hadamard_quant_f32", blocks,
-               qopt_cuda::kHadamardThreads, &m.q);
+  launchHadamard(m, blocks, mixed, "qopt_cuda_hadamard_quant_f32", &m.q);
 }
 
 /// qopt.rms_norm / qopt.layer_norm over the last axis (flags: NormTile.h's;

@@ -1774,9 +1774,20 @@ static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
   AdamWUpdate u;
   u.op = op;
   Value a, b, c, d, e, f;
-  // g (clipped where g' ≠ g) and p (decayed where p' ≠ p).
-  Value gIn = g, pIn = p;
   int ops = 13;
+  // x = base, or base · s with s from outside (then `scalar` = s, one more
+  // op): g clipped, p decayed.
+  auto scaled = [&](Value x, Value base, Value &scalar) {
+    if (x == base)
+      return true;
+    Value l;
+    if (!binary<arith::MulFOp>(x, l, scalar, [&](Value l, Value r) {
+          return l == base && outside(r);
+        }))
+      return false;
+    ++ops;
+    return true;
+  };
   // m' = m + c1 · (g − m)
   if (!binary<arith::AddFOp>(mNew, a, b,
                              [&](Value l, Value r) {
@@ -1790,15 +1801,9 @@ static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
                              }) ||
       !binary<arith::SubFOp>(d, e, f, [&](Value l, Value r) { return r == m; }))
     return std::nullopt;
-  gIn = e;
-  if (gIn != g) {
-    Value l, r;
-    if (!binary<arith::MulFOp>(
-            gIn, l, r, [&](Value l, Value r) { return l == g && outside(r); }))
-      return std::nullopt;
-    u.clip = r;
-    ++ops;
-  }
+  Value gIn = e;
+  if (!scaled(gIn, g, u.clip))
+    return std::nullopt;
   // v' = v · b2 + (g · g) · c2
   Value gg;
   if (!binary<arith::AddFOp>(vNew, a, b, [&](Value l, Value r) {
@@ -1820,7 +1825,7 @@ static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
   Value denom;
   if (!binary<arith::SubFOp>(pNew, a, b, [](Value, Value) { return true; }))
     return std::nullopt;
-  pIn = a;
+  Value pIn = a;
   if (!binary<arith::MulFOp>(b, c, d, [&](Value l, Value r) {
         return outside(l) && r.getDefiningOp<arith::DivFOp>();
       }))
@@ -1828,26 +1833,22 @@ static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
   u.stepSize = c;
   if (!binary<arith::DivFOp>(d, e, denom,
                              [&](Value l, Value) { return l == mNew; }) ||
-      !binary<arith::AddFOp>(denom, a, b, [&](Value l, Value r) {
-        Value s, t;
-        return constant(r, u.eps) &&
-               binary<arith::DivFOp>(l, s, t, [&](Value s, Value t) {
-                 auto sqrt = s.getDefiningOp<math::SqrtOp>();
-                 return sqrt && sqrt.getOperand() == vNew &&
-                        sqrt.getFastmath() == arith::FastMathFlags::none &&
-                        outside(t);
-               });
-      }))
+      !binary<arith::AddFOp>(
+          denom, a, b,
+          [&](Value l, Value r) {
+            Value s;
+            return constant(r, u.eps) &&
+                   binary<arith::DivFOp>(
+                       l, s, u.bc2Sqrt, [&](Value s, Value t) {
+                         auto sqrt = s.getDefiningOp<math::SqrtOp>();
+                         return sqrt && sqrt.getOperand() == vNew &&
+                                sqrt.getFastmath() ==
+                                    arith::FastMathFlags::none &&
+                                outside(t);
+                       });
+          }) ||
+      !scaled(pIn, p, u.decay))
     return std::nullopt;
-  u.bc2Sqrt = cast<arith::DivFOp>(a.getDefiningOp()).getRhs();
-  if (pIn != p) {
-    Value l, r;
-    if (!binary<arith::MulFOp>(
-            pIn, l, r, [&](Value l, Value r) { return l == p && outside(r); }))
-      return std::nullopt;
-    u.decay = r;
-    ++ops;
-  }
   // Nothing else in the body (constants aside).
   int count = 0;
   for (Operation &inner : body.without_terminator())
@@ -1858,19 +1859,17 @@ static std::optional<AdamWUpdate> matchAdamW(linalg::GenericOp op) {
   return u;
 }
 
-/// Whether `u` may wait until `to` (later in its block): between them its
+/// Whether `u`, which may wait until `from` (itself, or a later op of its
+/// block), may wait until `to` too: strictly between `from` and `to` its
 /// inputs are only read or freed (the frees, collected in `frees`, then
-/// move after the call) and its outputs are not used. (Bufferization may
-/// reuse a parameter's gradient buffer for a later nest's output.)
-static bool canDelay(AdamWUpdate &u, Operation *to,
+/// move after the call) and its outputs are not used.
+static bool canDelay(AdamWUpdate &u, Operation *from, Operation *to,
                      SmallVectorImpl<Operation *> &frees) {
-  if (u.op == to)
-    return true;
   for (Value input : u.op.getDpsInputs())
-    if (!onlyReadOrFreedBetween(rootBuffer(input), u.op, to, frees))
+    if (!onlyReadOrFreedBetween(rootBuffer(input), from, to, frees))
       return false;
   for (Value output : u.op.getDpsInits())
-    for (Operation *it = u.op->getNextNode(); it != to; it = it->getNextNode())
+    for (Operation *it = from->getNextNode(); it != to; it = it->getNextNode())
       if (usesBuffer(it, rootBuffer(output)))
         return false;
   return true;
@@ -2016,13 +2015,13 @@ static void rewriteAdamW(ModuleOp module, StringRef callee) {
   for (auto &[block, updates] : byBlock) {
     unshareOutputs(updates);
     SmallVector<AdamWUpdate> run;
+    // (The frees between the run's nests, which move after its call.)
+    SmallVector<Operation *> frees;
     auto flush = [&] {
-      SmallVector<Operation *> frees;
-      for (AdamWUpdate &u : run)
-        (void)canDelay(u, run.back().op, frees);
       if (!run.empty())
         callAdamW(run, frees, module, callee);
       run.clear();
+      frees.clear();
     };
     // (One launch runs the run's nests at once: none may write a buffer
     // another reads or writes.)
@@ -2033,14 +2032,18 @@ static void rewriteAdamW(ModuleOp module, StringRef callee) {
             return false;
       return true;
     };
+    // (Each nest of the run may wait until the run's last: checked from
+    // there to the next.)
     for (AdamWUpdate &u : updates) {
-      SmallVector<Operation *> frees;
+      SmallVector<Operation *> more;
       bool fits = !run.empty() && run.front().sameStep(u) &&
                   llvm::all_of(run, [&](AdamWUpdate &earlier) {
                     return apart(earlier, u) && apart(u, earlier) &&
-                           canDelay(earlier, u.op, frees);
+                           canDelay(earlier, run.back().op, u.op, more);
                   });
-      if (!fits)
+      if (fits)
+        frees.append(more.begin(), more.end());
+      else
         flush();
       run.push_back(u);
     }
