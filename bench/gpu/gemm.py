@@ -6,11 +6,14 @@ a test, then a benchmark, in one run.
     borders, a batch of products as one grid) and the quantized entries (every format,
     zero points, groups of 32 / 64; A·Wᵀ and A·W, the `_t` entries of the backward's dX;
     NF4 with QLoRA's double-quantized scales read by the kernel) against PyTorch in
-    float64 with the weight dequantized by the formats' definitions;
+    float64 with the weight dequantized by the formats' definitions; the same on the
+    tensor cores (the `_bf16` entries: operands rounded to bf16, f32 accumulators)
+    against float64 on the operands rounded to bf16 by torch;
   * benchmark: prefill / training shapes (M = 512 and 2048 rows times 4096 x 4096 and
     4096 x 14336 weights): the f32 GEMM against torch's f32 matmul with TF32 off (the
     same arithmetic), the int4 (groups of 32) and NF4 (blocks of 64) GEMM against torch's
-    bf16 matmul on the same shape (the issue's peer), in TFLOP/s.
+    bf16 matmul on the same shape (the issue's peer), in TFLOP/s; the `_bf16` entries
+    against torch's bf16 matmul too.
 
 The kernels are launched through the driver API with ctypes (cuModuleLoad on the cubin
 for this GPU's architecture from build/lib/cuda/library-sm_XX.cubin, carried by
@@ -275,6 +278,55 @@ def main():
         record(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
                C, C0.double() + A.double() @ (w if t else w.T), k)
 
+    # The tensor-core entries (`_bf16`): A and B rounded to bf16 (nearest even, as
+    # torch's .bfloat16()), f32 accumulators: against float64 on the rounded operands
+    # (the quantized weights dequantized in f32 first, as the kernel does).
+    def record_bf16(label, got, ref, k):
+        nonlocal failures
+        err = float((got.double() - ref).abs().max() / ref.abs().max())
+        ok = err <= 1e-5 * max(8.0, k ** 0.5)  # the tensor cores' f32 sums
+        failures += not ok
+        print(f"test {label}: {'ok' if ok else 'FAIL'} (max error {err:.1e} of the largest output)")
+        results["tests"].append({"case": label, "error": err, "ok": ok})
+
+    bf = lambda t: t.to(torch.bfloat16).double()  # noqa: E731
+    for m, n, k, batch, a_t, b_t in [(1, 70, 33, 1, False, False), (16, 129, 100, 1, True, False),
+                                     (17, 64, 64, 1, False, True), (130, 70, 257, 1, True, True),
+                                     (512, 512, 512, 1, False, False), (70, 40, 96, 6, False, True)]:
+        A = torch.randn(batch, k, m, device="cuda").transpose(1, 2) if a_t else torch.randn(batch, m, k, device="cuda")
+        B = torch.randn(batch, n, k, device="cuda").transpose(1, 2) if b_t else torch.randn(batch, k, n, device="cuda")
+        C0 = torch.randn(batch, m, n, device="cuda")
+        C = C0.clone()
+        rows = 16 if m <= 16 else 64
+        name = "qopt_cuda_gemm_f32_m16_bf16" if rows == 16 else "qopt_cuda_gemm_f32_bf16"
+        drv.launch(name, grid(m, n, batch, rows),
+                   gemm_params(A, A.stride(), B, B.stride(), C, C.stride(), m, n, k, batch), stream())
+        torch.cuda.synchronize()
+        record_bf16(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
+                    C, C0.double() + bf(A) @ bf(B), k)
+    for fmt, rows, cols, group, zp, m, t in [
+            ("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
+            ("int8", 33, 160, 32, False, 80, False), ("uint8", 70, 64, 64, True, 20, True),
+            ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
+        codes, scales, zps = make_weight(torch, fmt, rows, cols, group, zp, gen)
+        n, k = (cols, rows) if t else (rows, cols)
+        A = torch.randn(m, k, device="cuda")
+        C0 = torch.randn(m, n, device="cuda")
+        C = C0.clone()
+        name = f"qopt_cuda_gemm_f32_{fmt}{'_t' if t else ''}_bf16"
+        drv.launch(name, grid(m, n, 1),
+                   gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C, (0,) + C.stride(), m, n, k,
+                               codes=codes, code_row=codes.stride(0), scales=scales,
+                               scale_row=scales.stride(0), zp=zps,
+                               zp_row=zps.stride(0) if zps is not None else 0, group=group),
+                   stream())
+        torch.cuda.synchronize()
+        # scale · (code − zero) in f32 (exact codes and zero points, one rounding).
+        w = dequantize(torch, fmt, codes, torch.ones_like(scales), zps, rows, cols, group)
+        w = (w.float() * scales.repeat_interleave(group, dim=1)).to(torch.bfloat16).double()
+        record_bf16(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
+                    C, C0.double() + bf(A) @ (w if t else w.T), k)
+
     timed = timer(torch, args.reps)
 
     for n, k in ((4096, 4096), (4096, 14336)):
@@ -292,6 +344,13 @@ def main():
             print(f"bench f32 {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, torch f32 {line['peer_tflops']:.1f} (x{peer / ours:.2f})")
             Ab, Wb = A.to(torch.bfloat16), torch.randn(n, k, device="cuda").to(torch.bfloat16)
             peer16 = timed(lambda: torch.matmul(Ab, Wb.T))
+            ours = timed(lambda: drv.launch("qopt_cuda_gemm_f32_bf16", grid(m, n, 1), gemm_params(
+                A, (0,) + A.stride(), B, (0,) + B.stride(), C, (0,) + C.stride(), m, n, k), stream()))
+            line = {"kernel": "f32_bf16", "m": m, "n": n, "k": k, "tflops": flops / ours / 1e12,
+                    "peer": "torch bf16", "peer_tflops": flops / peer16 / 1e12}
+            results["bench"].append(line)
+            print(f"bench f32 on tensor cores {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, torch bf16 "
+                  f"{line['peer_tflops']:.1f} (x{peer16 / ours:.2f})")
             for fmt, group in (("int4", 32), ("nf4", 64)):
                 codes, scales, _ = make_weight(torch, fmt, n, k, group, False, gen)
                 ours = timed(lambda: drv.launch(f"qopt_cuda_gemm_f32_{fmt}", grid(m, n, 1), gemm_params(
@@ -303,6 +362,19 @@ def main():
                 results["bench"].append(line)
                 print(f"bench {fmt} {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, torch bf16 "
                       f"{line['peer_tflops']:.1f} (x{peer16 / ours:.2f})")
+                # The same on the tensor cores.
+                ours = timed(lambda: drv.launch(f"qopt_cuda_gemm_f32_{fmt}_bf16", grid(m, n, 1),
+                                                gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C,
+                                                            (0,) + C.stride(), m, n, k, codes=codes,
+                                                            code_row=codes.stride(0), scales=scales,
+                                                            scale_row=scales.stride(0), group=group),
+                                                stream()))
+                line = {"kernel": f"{fmt}_bf16", "m": m, "n": n, "k": k,
+                        "tflops": flops / ours / 1e12, "peer": "torch bf16",
+                        "peer_tflops": flops / peer16 / 1e12}
+                results["bench"].append(line)
+                print(f"bench {fmt} tensor cores {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, torch "
+                      f"bf16 {line['peer_tflops']:.1f} (x{peer16 / ours:.2f})")
     return finish(args, results, failures, "gemm")
 
 

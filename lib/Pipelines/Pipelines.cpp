@@ -63,6 +63,8 @@ void mlir::qopt::buildQOptCUDAPipeline(OpPassManager &pm,
   codegen.toolkit = options.toolkit;
   codegen.blockSize = options.blockSize;
   codegen.emulate = options.emulate;
+  codegen.library = options.library;
+  codegen.matmulPrecision = options.matmulPrecision;
   buildCUDACodegenPipeline(pm, codegen);
 }
 

@@ -12,7 +12,8 @@
   its blocks and threads; the matrix products through the kernel
   library's launch plans and its GEMV lanes' and GEMM threads' code) give
   the CPU target's outputs, losses and gradients (inference and train
-  steps);
+  steps; with --cuda-matmul-precision=medium, the GEMM's tensor-core
+  entries, within bf16's error);
 - the runtime's CUDA path (driver loading, memory pool, parameter and input
   copies, results back to the host, errors) runs against a stand-in for
   the driver (Inputs/fake_libcuda.c: kernels only counted), through
@@ -255,6 +256,34 @@ with tempfile.TemporaryDirectory() as tmp:
     e = rel_error(outputs(q4e, f20)[0][0], outputs(q4c, f20)[0][0])
     check("int4 gpt2-tiny on 20 rows: emulated quantized GEMM = CPU target (<= 1e-5)",
           e <= 1e-5, f"{e:.1e}")
+    # --cuda-matmul-precision=medium: the library's GEMM on the tensor cores
+    # (operands rounded to bf16, f32 accumulators): the `_bf16` entries run;
+    # emulated, the logits are the CPU target's within bf16's error (each
+    # operand rounded to 8 significant bits: 2^-9 relative), and not within
+    # f32's (the rounding happens).
+    bf = os.path.join(tmp, "gpt2-bf16.so")
+    qoptc(GPT2, "--target", "cuda", "--cuda-archs", "sm_80", "--cuda-matmul-precision=medium",
+          "-o", bf)
+    rc, out = run_fake(bf)
+    check("fake driver: gpt2-tiny with --cuda-matmul-precision=medium takes the GEMM's "
+          "tensor-core entry", rc == 0 and library() == ["qopt_cuda_norm_f32",
+                                                         "qopt_cuda_gemm_f32_m16_bf16"],
+          f"{' '.join(library())}; {out.strip()[-120:]}")
+    bf4 = os.path.join(tmp, "gpt2-int4-bf16.so")
+    qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "--cuda-archs", "sm_80",
+          "--cuda-matmul-precision=medium", "-o", bf4)
+    rc, out = run_fake(bf4, inputs=ids20)
+    check("fake driver: int4 gpt2-tiny on 20 rows with --cuda-matmul-precision=medium takes "
+          "the quantized GEMM's tensor-core entry",
+          rc == 0 and "qopt_cuda_gemm_f32_int4_bf16" in library()
+          and "qopt_cuda_gemm_f32_int4" not in library(), f"{' '.join(library())}")
+    bfe = os.path.join(tmp, "gpt2-bf16-emu.so")
+    qoptc(GPT2, "--target", "cuda", "--cuda-emulate", "--cuda-matmul-precision=medium",
+          "-o", bfe)
+    e = [rel_error(outputs(bfe, f)[0][0], outputs(cpu, f)[0][0]) for f in (gfeeds, f20)]
+    check("gpt2-tiny with --cuda-matmul-precision=medium: emulated tensor-core GEMM = CPU "
+          "target within bf16's error (1e-4 < error <= 2e-2), 6 and 20 rows",
+          all(1e-4 < x <= 2e-2 for x in e), " ".join(f"{x:.1e}" for x in e))
     # LoRA adapters (rank 8) on its int4 c_attn (32 -> 96) and c_fc (32 -> 128):
     # each LoRA layer is one launch that computes z = x·Aᵀ too (the adapters
     # read the product's own x): the GEMV's grid has ceil(rank / 4) = 2
@@ -628,5 +657,25 @@ with tempfile.TemporaryDirectory() as tmp:
             except ValueError:
                 refused = True
             check(f"recipe {recipe} train step: save_adapter refused", refused)
+
+    # Mixed precision in the train step: the qlora recipe's products on the
+    # tensor cores (bf16 operands, f32 accumulators, f32 master weights and
+    # AdamW): gradients within bf16's error of the CPU target's f32, the
+    # loss falling as on the CPU.
+    train = [LLAMA, "--recipe", "qlora", "--train", "--optimizer",
+             "adamw:lr=1e-2,betas=0.9/0.999,eps=1e-8,weight_decay=0.0"]
+    emu, cpu = os.path.join(tmp, "qlora-bf16-temu.so"), os.path.join(tmp, "qlora-tcpu.so")
+    qoptc(*train, "--target", "cuda", "--cuda-emulate", "--cuda-matmul-precision=medium",
+          "-o", emu)
+    a, b = qopt.load(emu), qopt.load(cpu)
+    ga, gb = a.gradients(**batch), b.gradients(**batch)
+    eg = max(rel_error(ga[k], gb[k]) for k in gb)
+    la = [a.train_step(**batch) for _ in range(3)]
+    lb = [b.train_step(**batch) for _ in range(3)]
+    el = max(abs(x - y) / abs(y) for x, y in zip(la, lb))
+    check("recipe qlora train step with --cuda-matmul-precision=medium: emulated = CPU within "
+          "bf16's error (gradients <= 3e-2, 3 steps' losses <= 2e-3, loss falls)",
+          eg <= 3e-2 and el <= 2e-3 and la[2] < la[0],
+          f"gradients {eg:.1e}, losses {el:.1e}, {la[0]:.4f} -> {la[2]:.4f}")
 
 print(f"cuda target: {failures} failed")

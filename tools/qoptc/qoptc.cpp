@@ -79,6 +79,16 @@ static cl::opt<unsigned> cudaBlockSize(
     cl::desc("With --target cuda: threads per block of the generated kernels "
              "(a multiple of 32 up to 1024)"),
     cl::init(256), cl::cat(category));
+static cl::opt<std::string> cudaMatmulPrecision(
+    "cuda-matmul-precision",
+    cl::desc("With --target cuda: how the kernel library's GEMM multiplies "
+             "(torch.set_float32_matmul_precision's names): 'highest' f32 on "
+             "the CUDA cores, the CPU target's numerics (default); 'medium' "
+             "operands rounded to bf16 on the tensor cores, f32 "
+             "accumulators. Decode's GEMV (up to 16 rows through a "
+             "quantized weight), the attention and the W8A8 products stay "
+             "as they are"),
+    cl::value_desc("highest|medium"), cl::init("highest"), cl::cat(category));
 static cl::list<std::string>
     dims("dim",
          cl::desc("Pin a symbolic ONNX dimension, e.g. --dim seq=128 "
@@ -506,9 +516,14 @@ int main(int argc, char **argv) {
     return fail("--target " + target + ": unknown target (cpu or cuda)");
   if (target != "cuda" &&
       (cudaArchs.getNumOccurrences() || cudaToolkit.getNumOccurrences() ||
-       cudaEmulate.getNumOccurrences() || cudaBlockSize.getNumOccurrences()))
-    return fail("--cuda-archs, --cuda-toolkit, --cuda-emulate and "
-                "--cuda-block-size need --target cuda");
+       cudaEmulate.getNumOccurrences() || cudaBlockSize.getNumOccurrences() ||
+       cudaMatmulPrecision.getNumOccurrences()))
+    return fail("--cuda-archs, --cuda-toolkit, --cuda-emulate, "
+                "--cuda-block-size and --cuda-matmul-precision need --target "
+                "cuda");
+  if (cudaMatmulPrecision != "highest" && cudaMatmulPrecision != "medium")
+    return fail("--cuda-matmul-precision=" + cudaMatmulPrecision +
+                ": unknown precision (highest or medium)");
   if (cudaBlockSize == 0 || cudaBlockSize % 32 || cudaBlockSize > 1024)
     return fail("--cuda-block-size=" + std::to_string(cudaBlockSize) +
                 ": not a multiple of 32 between 32 and 1024");
@@ -570,6 +585,11 @@ int main(int argc, char **argv) {
     llvm::sys::path::append(library, "libqopt_cuda_library.a");
     if (llvm::sys::fs::exists(library))
       options.cuda.kernelLibrary = library.str().str();
+    options.cuda.bf16Matmul = cudaMatmulPrecision == "medium";
+    if (options.cuda.bf16Matmul && options.cuda.kernelLibrary.empty())
+      return fail("--cuda-matmul-precision=medium: the CUDA kernel library "
+                  "(libqopt_cuda_library.a), whose GEMM it selects, is not "
+                  "beside this qoptc (built without nvcc)");
   }
 
   mlir::qopt::ONNXImportOptions importOptions;

@@ -181,6 +181,9 @@ LogicalResult CPUCompiler::runCodegenPipeline() {
     codegen.blockSize = options.cuda.blockSize;
     codegen.emulate = options.cuda.emulate;
     codegen.library = !options.cuda.kernelLibrary.empty();
+    codegen.matmulPrecision = options.cuda.bf16Matmul
+                                  ? MatmulPrecision::Medium
+                                  : MatmulPrecision::Highest;
     buildCUDACodegenPipeline(pm, codegen);
     if (failed(pm.run(module)))
       return failure();

@@ -71,6 +71,9 @@ struct CPUTargetOptions {
     /// of becoming generated kernels.
     std::string kernelLibrary;
     unsigned blockSize = 256;
+    /// The library's GEMM on the tensor cores in bf16
+    /// (`--cuda-matmul-precision=medium`).
+    bool bf16Matmul = false;
   } cuda;
 };
 

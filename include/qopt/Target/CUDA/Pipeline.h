@@ -16,6 +16,12 @@ namespace mlir {
 class OpPassManager;
 namespace qopt {
 
+/// How the kernel library's GEMM multiplies f32 operands, named after
+/// torch.set_float32_matmul_precision: `highest`, f32 on the CUDA cores
+/// (the CPU target's numerics); `medium`, rounded to bf16 and multiplied
+/// on the tensor cores with f32 accumulators.
+enum class MatmulPrecision { Highest, Medium };
+
 /// The options of CUDA code generation, declared once for every pipeline
 /// that ends in it.
 template <typename Derived>
@@ -44,6 +50,19 @@ struct CUDACodegenOptionsBase : public PassPipelineOptions<Derived> {
                      "instead of becoming generated kernels; the model must "
                      "then be linked with libqopt_cuda_library"),
       llvm::cl::init(false)};
+  mlir::detail::PassOptions::Option<MatmulPrecision> matmulPrecision{
+      *this, "matmul-precision",
+      llvm::cl::desc("With library: how the library's GEMM multiplies (the "
+                     "products of more than 16 rows through a quantized "
+                     "weight, and every f32 product it takes); decode's "
+                     "GEMV and the attention stay f32"),
+      llvm::cl::values(
+          clEnumValN(MatmulPrecision::Highest, "highest",
+                     "f32 on the CUDA cores (the CPU target's numerics)"),
+          clEnumValN(MatmulPrecision::Medium, "medium",
+                     "operands rounded to bf16, tensor cores (mma.sync), "
+                     "f32 accumulators")),
+      llvm::cl::init(MatmulPrecision::Highest)};
   mlir::detail::PassOptions::Option<bool> emulate{
       *this, "emulate",
       llvm::cl::desc("Run the kernels on the CPU as loops over their blocks "

@@ -30,6 +30,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 extern "C" void qopt_kernel_check_failed(const char *message);
@@ -114,14 +115,90 @@ template <int F> void runWarps(const GemvLaunch &l) {
     }
 }
 
+/// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the 32 lanes of
+/// a warp, c += a·b, the fragments unpacked as the PTX ISA's tables place
+/// them ("Matrix Fragments for mma.m16n8k16 with floating point type":
+/// written here from the tables, not from GemmTile.h's mmaFragments, whose
+/// placement they check). Each output is its accumulator plus the 16
+/// products, exact in f32, added in the order of k (the hardware's order
+/// and intermediate rounding are its own: tests allow for that).
+void mmaEmulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
+                 float (&c)[32][4]) {
+  auto element = [](uint32_t reg, int e) {
+    return floatFromBits((e % 2 ? reg >> 16 : reg & 0xFFFFu) << 16);
+  };
+  float ma[16][16], mb[16][8], mc[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    int group = lane >> 2, inGroup = lane % 4;
+    for (int i = 0; i < 8; ++i) {
+      int row = (i < 2 || (i >= 4 && i < 6)) ? group : group + 8;
+      int col = inGroup * 2 + (i & 1) + (i >= 4 ? 8 : 0);
+      ma[row][col] = element(a[lane][i / 2], i);
+    }
+    for (int i = 0; i < 4; ++i)
+      mb[inGroup * 2 + (i & 1) + (i >= 2 ? 8 : 0)][group] =
+          element(b[lane][i / 2], i);
+    for (int i = 0; i < 4; ++i)
+      mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)] = c[lane][i];
+  }
+  for (int row = 0; row < 16; ++row)
+    for (int col = 0; col < 8; ++col)
+      for (int k = 0; k < 16; ++k)
+        mc[row][col] += ma[row][k] * mb[k][col];
+  for (int lane = 0; lane < 32; ++lane) {
+    int group = lane >> 2, inGroup = lane % 4;
+    for (int i = 0; i < 4; ++i)
+      c[lane][i] = mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)];
+  }
+}
+
+/// Every thread's products of one K step: per thread on the CUDA cores;
+/// on the tensor cores each warp's lanes' fragments (GemmTile.h's
+/// mmaFragments), then its mma tiles.
+template <int MI>
+void multiplyBlock(const GemmShared<MI> &s,
+                   float (&acc)[kGemmThreads][MI][kMicro]) {
+  for (int t = 0; t < kGemmThreads; ++t)
+    multiplyTile(s, t, acc[t]);
+}
+template <int MI>
+void multiplyBlock(const GemmSharedBF16<MI> &s,
+                   float (&acc)[kGemmThreads][MI][kMicro]) {
+  constexpr int kM = kMmaM<MI>, kN = kMmaN<MI>;
+  for (int w = 0; w < kGemmThreads / 32; ++w)
+    for (int kk = 0; kk < kTileK; kk += 16) {
+      uint32_t fa[32][kM][4], fb[32][kN][2];
+      for (int lane = 0; lane < 32; ++lane)
+        mmaFragments(s, w, lane, kk, fa[lane], fb[lane]);
+      for (int mt = 0; mt < kM; ++mt)
+        for (int nt = 0; nt < kN; ++nt) {
+          uint32_t a[32][4], b[32][2];
+          float c[32][4];
+          for (int lane = 0; lane < 32; ++lane) {
+            std::memcpy(a[lane], fa[lane][mt], sizeof(a[lane]));
+            std::memcpy(b[lane], fb[lane][nt], sizeof(b[lane]));
+            std::memcpy(c[lane], acc[32 * w + lane][mt * kN + nt],
+                        sizeof(c[lane]));
+          }
+          mmaEmulated(a, b, c);
+          for (int lane = 0; lane < 32; ++lane)
+            std::memcpy(acc[32 * w + lane][mt * kN + nt], c[lane],
+                        sizeof(c[lane]));
+        }
+    }
+}
+
 /// Every block of a GEMM launch, its threads' phases in turn (with a
-/// fused down projection, Z's tiles first: they hold the first tickets).
-template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
+/// fused down projection, Z's tiles first: they hold the first tickets);
+/// TC: the tensor-core entries.
+template <int F, bool T, int MI, bool TC> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
   const float *nf4 = F >= 0 ? hostTable<(F >= 0 ? F : 0)>() : nullptr;
   WeightView w = weightOf(p, T);
   setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
-  static thread_local GemmShared<MI> s;
+  using Shared =
+      typename std::conditional<TC, GemmSharedBF16<MI>, GemmShared<MI>>::type;
+  static thread_local Shared s;
   static thread_local float acc[kGemmThreads][MI][kMicro];
   // K steps over `extent`: every thread's load(k0, t), (the barrier,)
   // then every thread's products.
@@ -129,8 +206,7 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
     for (int64_t k0 = 0; k0 < extent; k0 += kTileK) {
       for (int t = 0; t < kGemmThreads; ++t)
         load(k0, t);
-      for (int t = 0; t < kGemmThreads; ++t)
-        multiplyTile(s, t, acc[t]);
+      multiplyBlock(s, acc);
     }
   };
   TileIndex grid{l.gridX, l.gridY, l.gridZ};
@@ -144,7 +220,7 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
       steps(p.k,
             [&](int64_t k0, int t) { loadDownTile(p, op, k0, m0, j0, t, s); });
       for (int t = 0; t < kGemmThreads; ++t)
-        storeTile(op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc[t], true);
+        storeTileOf(s, op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc[t], true);
     }
     grid = {p.tiles[0], p.tiles[1], p.tiles[2]};
   }
@@ -157,9 +233,9 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
         steps(p.k, [&](int64_t k0, int t) {
           loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
           if constexpr (F >= 0 && T)
-            loadQuantizedBT<F, MI>(w, k0, n0, t, nf4, s);
+            loadQuantizedBT<F>(w, k0, n0, t, nf4, s);
           else if constexpr (F >= 0)
-            loadQuantizedB<F, MI>(w, k0, n0, t, nf4, s);
+            loadQuantizedB<F>(w, k0, n0, t, nf4, s);
           else
             loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
         });
@@ -168,21 +244,29 @@ template <int F, bool T, int MI> void runBlocks(const GemmLaunch &l) {
             loadLoRATile(p, op, k0, m0, n0, t, s);
           });
         for (int t = 0; t < kGemmThreads; ++t)
-          storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc[t],
-                    p.overwrite != 0);
+          storeTileOf(s, op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc[t],
+                      p.overwrite != 0);
       }
   }
 }
 
-void runGemm(const GemmLaunch &l) {
+template <bool TC> void runGemmOn(const GemmLaunch &l) {
   if (l.format < 0)
-    return l.skinny ? runBlocks<-1, false, 1>(l) : runBlocks<-1, false, 4>(l);
+    return l.skinny ? runBlocks<-1, false, 1, TC>(l)
+                    : runBlocks<-1, false, 4, TC>(l);
   withFormat(l.format, [&](auto f) {
     if (l.transposed)
-      runBlocks<decltype(f)::value, true, 4>(l);
+      runBlocks<decltype(f)::value, true, 4, TC>(l);
     else
-      runBlocks<decltype(f)::value, false, 4>(l);
+      runBlocks<decltype(f)::value, false, 4, TC>(l);
   });
+}
+
+void runGemm(const GemmLaunch &l) {
+  if (l.bf16)
+    runGemmOn<true>(l);
+  else
+    runGemmOn<false>(l);
 }
 
 } // namespace
@@ -204,6 +288,26 @@ extern "C" void qopt_cuda_sgemm_emulated_overwrite(
     int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
   planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
             sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/true);
+}
+
+/// qopt_cuda_sgemm_bf16 and its _overwrite on the CPU.
+extern "C" void qopt_cuda_sgemm_bf16_emulated(
+    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
+    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
+    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
+            sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/false,
+            /*bf16=*/true);
+}
+extern "C" void qopt_cuda_sgemm_bf16_emulated_overwrite(
+    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
+    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
+    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
+    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
+  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
+            sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/true,
+            /*bf16=*/true);
 }
 
 namespace {

@@ -19,7 +19,10 @@
 // GemmParams' rank is not 0, and Z = x·Aᵀ computed by the launch's first
 // blocks when GemmParams::la is set: a one-dimensional grid of Z's tiles
 // and C's, LoRASync.cuh) and the same with `_t` (B = W: the backward's
-// dX through a frozen quantized weight).
+// dX through a frozen quantized weight). Each entry with `_bf16` appended
+// computes the same on the tensor cores (mma.sync m16n8k16: A and B
+// rounded to bf16 as they enter shared memory, f32 accumulators): the
+// products of models compiled with `--cuda-matmul-precision=medium`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -27,13 +30,18 @@
 #include "LoRASync.cuh"
 #include "NF4Table.cuh"
 
+#include <type_traits>
+
 namespace {
 
 using namespace qopt_cuda;
 
-template <int F, bool T, int MI>
+template <int F, bool T, int MI, bool TC = false>
 __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
-  __shared__ GemmShared<MI> s;
+  // (TC: the tiles in bf16 for the tensor cores.)
+  using Shared =
+      typename std::conditional<TC, GemmSharedBF16<MI>, GemmShared<MI>>::type;
+  __shared__ Shared s;
   __shared__ float table[F >= 0 && kTableSize<F> ? kTableSize<F> : 1];
   __shared__ float scaleTable[F >= 0 ? 256 : 1];
   int t = threadIdx.x;
@@ -60,7 +68,7 @@ __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
           multiplyTile(s, t, acc);
           __syncthreads();
         }
-        storeTile(op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc, true);
+        storeTileOf(s, op.lz, p.m, p.rank, p.slm, 1, m0, j0, t, acc, true);
         signalDown();
         finishBlock();
         return;
@@ -75,9 +83,9 @@ __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
   for (int64_t k0 = 0; k0 < p.k; k0 += kTileK) {
     loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
     if constexpr (F >= 0 && T)
-      loadQuantizedBT<F, MI>(w, k0, n0, t, table, s);
+      loadQuantizedBT<F>(w, k0, n0, t, table, s);
     else if constexpr (F >= 0)
-      loadQuantizedB<F, MI>(w, k0, n0, t, table, s);
+      loadQuantizedB<F>(w, k0, n0, t, table, s);
     else
       loadB(op.b, p.k, p.n, p.sbk, p.sbn, k0, n0, t, s);
     __syncthreads();
@@ -94,7 +102,8 @@ __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
       __syncthreads();
     }
   }
-  storeTile(op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc, p.overwrite != 0);
+  storeTileOf(s, op.c, p.m, p.n, p.scm, p.scn, m0, n0, t, acc,
+              p.overwrite != 0);
   if constexpr (F >= 0 && !T)
     if (p.la)
       finishBlock();
@@ -116,6 +125,17 @@ extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
   gemm<-1, false, 1>(p);
 }
 
+// The same products on the tensor cores: A and B rounded to bf16, f32
+// accumulators (`qoptc --cuda-matmul-precision=medium`).
+extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
+    qopt_cuda_gemm_f32_bf16(const __grid_constant__ GemmParams p) {
+  gemm<-1, false, 4, true>(p);
+}
+extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
+    qopt_cuda_gemm_f32_m16_bf16(const __grid_constant__ GemmParams p) {
+  gemm<-1, false, 1, true>(p);
+}
+
 // (Quantized entries: a second parameter, the double-quantized scales by
 // value; codes null: f32 scales.)
 #define QOPT_GEMM_ENTRY(name, format, transposed)                              \
@@ -123,9 +143,15 @@ extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
       name(const __grid_constant__ GemmParams p,                               \
            const __grid_constant__ NestedScales dq) {                          \
     gemm<format, transposed, 4>(p, &dq);                                       \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      name##_bf16(const __grid_constant__ GemmParams p,                        \
+                  const __grid_constant__ NestedScales dq) {                   \
+    gemm<format, transposed, 4, true>(p, &dq);                                 \
   }
 
-// C += A·dequant(W)ᵀ (a linear layer's forward).
+// C += A·dequant(W)ᵀ (a linear layer's forward; `_bf16`: the same on the
+// tensor cores, the dequantized values rounded to bf16).
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4, kInt4, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4, kUInt4, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8, kInt8, false)

@@ -33,26 +33,38 @@ struct GemmLaunch {
   unsigned gridX, gridY, gridZ;
   /// The quantized B's double-quantized scales (null: f32 scales).
   const NestedScales *dq = nullptr;
+  /// On the tensor cores in bf16 (the `_bf16` entries).
+  bool bf16 = false;
 };
 
 /// The kernel of `format` (-1: f32 B), or null.
 inline const char *gemmName(int format, bool transposed = false,
-                            bool skinny = false) {
+                            bool skinny = false, bool bf16 = false) {
   if (skinny)
-    return format == -1 && !transposed ? "qopt_cuda_gemm_f32_m16" : nullptr;
-  static const char *names[] = {
-      "qopt_cuda_gemm_f32",         "qopt_cuda_gemm_f32_int4",
-      "qopt_cuda_gemm_f32_uint4",   "qopt_cuda_gemm_f32_int8",
-      "qopt_cuda_gemm_f32_uint8",   "qopt_cuda_gemm_f32_nf4",
-      "qopt_cuda_gemm_f32_fp8e4m3", "qopt_cuda_gemm_f32_fp8e5m2"};
-  static const char *namesT[] = {
-      "qopt_cuda_gemm_f32_int4_t",   "qopt_cuda_gemm_f32_uint4_t",
-      "qopt_cuda_gemm_f32_int8_t",   "qopt_cuda_gemm_f32_uint8_t",
-      "qopt_cuda_gemm_f32_nf4_t",    "qopt_cuda_gemm_f32_fp8e4m3_t",
-      "qopt_cuda_gemm_f32_fp8e5m2_t"};
+    return format == -1 && !transposed ? (bf16 ? "qopt_cuda_gemm_f32_m16_bf16"
+                                               : "qopt_cuda_gemm_f32_m16")
+                                       : nullptr;
+  static const char *names[2][8] = {
+      {"qopt_cuda_gemm_f32", "qopt_cuda_gemm_f32_int4",
+       "qopt_cuda_gemm_f32_uint4", "qopt_cuda_gemm_f32_int8",
+       "qopt_cuda_gemm_f32_uint8", "qopt_cuda_gemm_f32_nf4",
+       "qopt_cuda_gemm_f32_fp8e4m3", "qopt_cuda_gemm_f32_fp8e5m2"},
+      {"qopt_cuda_gemm_f32_bf16", "qopt_cuda_gemm_f32_int4_bf16",
+       "qopt_cuda_gemm_f32_uint4_bf16", "qopt_cuda_gemm_f32_int8_bf16",
+       "qopt_cuda_gemm_f32_uint8_bf16", "qopt_cuda_gemm_f32_nf4_bf16",
+       "qopt_cuda_gemm_f32_fp8e4m3_bf16", "qopt_cuda_gemm_f32_fp8e5m2_bf16"}};
+  static const char *namesT[2][7] = {
+      {"qopt_cuda_gemm_f32_int4_t", "qopt_cuda_gemm_f32_uint4_t",
+       "qopt_cuda_gemm_f32_int8_t", "qopt_cuda_gemm_f32_uint8_t",
+       "qopt_cuda_gemm_f32_nf4_t", "qopt_cuda_gemm_f32_fp8e4m3_t",
+       "qopt_cuda_gemm_f32_fp8e5m2_t"},
+      {"qopt_cuda_gemm_f32_int4_t_bf16", "qopt_cuda_gemm_f32_uint4_t_bf16",
+       "qopt_cuda_gemm_f32_int8_t_bf16", "qopt_cuda_gemm_f32_uint8_t_bf16",
+       "qopt_cuda_gemm_f32_nf4_t_bf16", "qopt_cuda_gemm_f32_fp8e4m3_t_bf16",
+       "qopt_cuda_gemm_f32_fp8e5m2_t_bf16"}};
   if (transposed)
-    return format >= 0 && format <= 6 ? namesT[format] : nullptr;
-  return format >= -1 && format <= 6 ? names[format + 1] : nullptr;
+    return format >= 0 && format <= 6 ? namesT[bf16][format] : nullptr;
+  return format >= -1 && format <= 6 ? names[bf16][format + 1] : nullptr;
 }
 
 /// Whether distinct indices of the dimensions (sizes, strides) address
@@ -79,7 +91,7 @@ inline bool disjoint(const int64_t (&size)[4], const int64_t (&stride)[4]) {
 /// (its strides along the outer loops set).
 template <typename Launch>
 void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
-                    int64_t o1, Launch &&launch) {
+                    int64_t o1, Launch &&launch, bool bf16 = false) {
   if (p.m <= 0 || p.n <= 0)
     return;
   if (o0 <= 0 || o1 <= 0 || p.k <= 0) {
@@ -113,7 +125,7 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
         one.c = op.c;
         one.lz = op.lz;
         one.o1 = 1;
-        launchProducts(format, transposed, one, 1, 1, launch);
+        launchProducts(format, transposed, one, 1, 1, launch, bf16);
       }
     return;
   }
@@ -133,6 +145,7 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
   for (int64_t z0 = 0; z0 < batch; z0 += zChunk)
     for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * tileM) {
       GemmLaunch l{format, transposed, skinny, p, 0, 0, 0};
+      l.bf16 = bf16;
       l.p.zBase = z0;
       l.p.a += r0 * p.sam;
       l.p.c += r0 * p.scm;
@@ -154,14 +167,14 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
 /// Calls `launch(const GemmLaunch &)` for the launches of the product with
 /// qopt_kernel_sgemm's arguments (C += A·B, element offsets and strides
 /// along (outer0, outer1, rows, columns), pointers as integers);
-/// `overwrite`: C = A·B.
+/// `overwrite`: C = A·B; `bf16`: on the tensor cores.
 template <typename Launch>
 void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
                int64_t pa, int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
                int64_t sak, int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,
                int64_t sbk, int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
                int64_t sc1, int64_t scm, int64_t scn, Launch &&launch,
-               bool overwrite = false) {
+               bool overwrite = false, bool bf16 = false) {
   auto foldsM = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
     return size == 1 || (sb == 0 && sa == m * sam && sc == m * scm);
   };
@@ -193,7 +206,7 @@ void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
   p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
   p.m = m, p.n = n, p.k = k;
   p.overwrite = overwrite;
-  launchProducts(-1, false, p, o0, o1, launch);
+  launchProducts(-1, false, p, o0, o1, launch, bf16);
 }
 
 } // namespace qopt_cuda

@@ -40,8 +40,52 @@ template <int MI> constexpr int kTileRows = 16 * MI;
 /// B(k0 + kk, n0 + j), zero outside the matrices. (+1: the stores of a
 /// K-contiguous A, 32 threads down one column, hit 32 banks.)
 template <int MI> struct GemmShared {
+  static constexpr int kRows = kTileRows<MI>;
   float a[kTileK][kTileRows<MI> + 1];
   float b[kTileK][kTileN + 1];
+  QOPT_HD void setA(int kk, int r, float v) { a[kk][r] = v; }
+  QOPT_HD void setB(int kk, int col, float v) { b[kk][col] = v; }
+};
+
+/// bf16 bits of x rounded to nearest, ties to even (a NaN stays a NaN):
+/// what the tensor-core GEMM multiplies.
+QOPT_HD uint32_t bf16Bits(float x) {
+#if defined(__CUDA_ARCH__)
+  uint32_t u = __float_as_uint(x);
+#else
+  uint32_t u;
+  memcpy(&u, &x, 4);
+#endif
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u)
+    return (u >> 16) | 0x40u;
+  return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+}
+
+/// The same tiles for the tensor-core entries (`_bf16`): the values
+/// rounded to bf16 as they are stored, A row-major and B column-major
+/// (a[i][kk] = A(m0 + i, k0 + kk), b[j][kk] = B(k0 + kk, n0 + j)), so each
+/// register of an mma fragment, two elements neighbouring along K, is one
+/// 32-bit load; rows padded by 8 (40 halves, 20 words: the fragment loads
+/// of a warp, rows g = 0..7 and words q = 0..3, hit 32 distinct banks).
+template <int MI> struct GemmSharedBF16 {
+  static constexpr int kRows = kTileRows<MI>;
+  static constexpr int kStride = kTileK + 8;
+  uint16_t a[kTileRows<MI>][kStride];
+  uint16_t b[kTileN][kStride];
+  QOPT_HD void setA(int kk, int r, float v) {
+    a[r][kk] = uint16_t(bf16Bits(v));
+  }
+  QOPT_HD void setB(int kk, int col, float v) {
+    b[col][kk] = uint16_t(bf16Bits(v));
+  }
+  /// The two elements (kk, kk + 1) of row r of A (or column c of B), the
+  /// lower in the low half.
+  QOPT_HD uint32_t pairA(int r, int kk) const {
+    return uint32_t(a[r][kk]) | uint32_t(a[r][kk + 1]) << 16;
+  }
+  QOPT_HD uint32_t pairB(int c, int kk) const {
+    return uint32_t(b[c][kk]) | uint32_t(b[c][kk + 1]) << 16;
+  }
 };
 
 /// One launch of Gemm.cu's kernels (passed by value; the same layout on
@@ -96,11 +140,11 @@ static_assert(sizeof(GemmParams) == 312, "GemmParams' layout changed");
 /// cols, strides rs, cs).
 /// (`coherent`: from L2, loadCoherent: Z, which blocks of the same launch
 /// may have written.)
-template <int MI>
+template <typename S>
 QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
-                   int64_t cs, int64_t m0, int64_t k0, int t, GemmShared<MI> &s,
+                   int64_t cs, int64_t m0, int64_t k0, int t, S &s,
                    bool coherent = false) {
-  constexpr int kTileM = kTileRows<MI>;
+  constexpr int kTileM = S::kRows;
   bool kContiguous = cs == 1;
   // (Not unrolled: 8 addresses would stay live across the K loop.)
   QOPT_UNROLL(1)
@@ -110,15 +154,15 @@ QOPT_HD void loadA(const float *a, int64_t rows, int64_t cols, int64_t rs,
     int kk = kContiguous ? e % kTileK : e / kTileM;
     int64_t gr = m0 + r, gk = k0 + kk;
     const float *at = a + gr * rs + gk * cs;
-    s.a[kk][r] =
-        gr < rows && gk < cols ? (coherent ? loadCoherent(at) : *at) : 0.0f;
+    s.setA(kk, r,
+           gr < rows && gk < cols ? (coherent ? loadCoherent(at) : *at) : 0.0f);
   }
 }
 
 /// Loads thread t's 8 values of the f32 B tile at (k0, n0).
-template <int MI>
+template <typename S>
 QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
-                   int64_t cs, int64_t k0, int64_t n0, int t, GemmShared<MI> &s,
+                   int64_t cs, int64_t k0, int64_t n0, int t, S &s,
                    float scale = 1.0f) {
   bool nContiguous = cs == 1 || rs != 1;
   QOPT_UNROLL(1)
@@ -127,23 +171,24 @@ QOPT_HD void loadB(const float *b, int64_t rows, int64_t cols, int64_t rs,
     int kk = nContiguous ? e / kTileN : e % kTileK;
     int col = nContiguous ? e % kTileN : e / kTileK;
     int64_t gk = k0 + kk, gc = n0 + col;
-    s.b[kk][col] = gk < rows && gc < cols ? scale * b[gk * rs + gc * cs] : 0.0f;
+    s.setB(kk, col,
+           gk < rows && gc < cols ? scale * b[gk * rs + gc * cs] : 0.0f);
   }
 }
 
 /// Loads thread t's 8 values of the quantized B tile at (k0, n0): 8
 /// consecutive codes of one row of W (thread t: row t / 4, codes
 /// 8·(t % 4) …), one scale and zero point (K steps stay inside a group).
-template <int F, int MI>
+template <int F, typename S>
 QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
-                            const float *nf4, GemmShared<MI> &s) {
+                            const float *nf4, S &s) {
   constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
   int row = t / 4, part = t % 4;
   int64_t gr = n0 + row;
   if (gr >= w.n) {
     QOPT_UNROLL()
     for (int i = 0; i < 8; ++i)
-      s.b[8 * part + i][row] = 0.0f;
+      s.setB(8 * part + i, row, 0.0f);
     return;
   }
   const uint8_t *src =
@@ -165,7 +210,7 @@ QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
   for (int i = 0; i < 8; ++i) {
     uint32_t raw = four ? (lo >> (4 * i)) & 15u
                         : ((i < 4 ? lo : hi) >> (8 * (i % 4))) & 255u;
-    s.b[8 * part + i][row] = scale * (codeValue<F>(raw, nf4) - zero);
+    s.setB(8 * part + i, row, scale * (codeValue<F>(raw, nf4) - zero));
   }
 }
 
@@ -175,16 +220,16 @@ QOPT_HD void loadQuantizedB(const WeightView &w, int64_t k0, int64_t n0, int t,
 /// …), one scale and zero point (8 codes at a multiple of 8 stay inside a
 /// group, which is a multiple of 32). Needs W's columns to be a multiple
 /// of 8.
-template <int F, int MI>
+template <int F, typename S>
 QOPT_HD void loadQuantizedBT(const WeightView &w, int64_t k0, int64_t n0, int t,
-                             const float *nf4, GemmShared<MI> &s) {
+                             const float *nf4, S &s) {
   constexpr bool four = F == kInt4 || F == kUInt4 || F == kNF4;
   int row = t / 8, part = t % 8;
   int64_t gr = k0 + row, gc = n0 + 8 * part;
   if (gr >= w.n || gc >= w.k) {
     QOPT_UNROLL()
     for (int i = 0; i < 8; ++i)
-      s.b[row][8 * part + i] = 0.0f;
+      s.setB(row, 8 * part + i, 0.0f);
     return;
   }
   const uint8_t *src = w.codes + gr * w.codeRow + gc / (four ? 2 : 1);
@@ -205,7 +250,7 @@ QOPT_HD void loadQuantizedBT(const WeightView &w, int64_t k0, int64_t n0, int t,
   for (int i = 0; i < 8; ++i) {
     uint32_t raw = four ? (lo >> (4 * i)) & 15u
                         : ((i < 4 ? lo : hi) >> (8 * (i % 4))) & 255u;
-    s.b[row][8 * part + i] = scale * (codeValue<F>(raw, nf4) - zero);
+    s.setB(row, 8 * part + i, scale * (codeValue<F>(raw, nf4) - zero));
   }
 }
 
@@ -250,6 +295,122 @@ QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
   }
 }
 
+//===-- Tensor cores: mma.sync.m16n8k16 on bf16, f32 accumulators ---------===//
+//
+// The `_bf16` entries split a block's tile among its 8 warps: with tiles
+// of 64 rows a warp computes 32 x 16 outputs (warps 2 x 4: rows 32·(w / 4),
+// columns 16·(w % 4)), two m16 by two n8 mma tiles; with tiles of 16 rows
+// 16 x 8 (columns 8·w), one. A thread's 16 (or 4) accumulators are its
+// fragments of those mma tiles, acc[mt·kMmaN + nt][e]: element e at row
+// g + 8·(e / 2), column 2·q + e % 2 of mma tile (mt, nt), g = lane / 4,
+// q = lane % 4 (PTX ISA, "Matrix Fragments for mma.m16n8k16 with floating
+// point type").
+
+template <int MI> constexpr int kMmaM = MI == 4 ? 2 : 1;
+template <int MI> constexpr int kMmaN = MI == 4 ? 2 : 1;
+static_assert(kMmaM<4> * kMmaN<4> == 4 && kMmaM<1> * kMmaN<1> == 1,
+              "a thread's mma accumulators are its acc[MI][kMicro]");
+
+/// The first row and column of warp w's outputs in the block's tile.
+template <int MI> QOPT_HD int warpRow(int w) {
+  return MI == 4 ? 32 * (w / 4) : 0;
+}
+template <int MI> QOPT_HD int warpColumn(int w) {
+  return MI == 4 ? 16 * (w % 4) : 8 * w;
+}
+
+/// Lane `lane`'s A fragments (rows of mma tile mt) and B fragments
+/// (columns of mma tile nt) of the k16 step at kk of warp w's outputs:
+/// a[mt][i] holds A(r, c), A(r, c + 1) with r = g + 8·(i % 2), c = 2·q +
+/// 8·(i / 2); b[nt][i] holds B(c, n), B(c + 1, n) with c = 2·q + 8·i,
+/// n = g.
+template <int MI>
+QOPT_HD void mmaFragments(const GemmSharedBF16<MI> &s, int w, int lane, int kk,
+                          uint32_t (&a)[kMmaM<MI>][4],
+                          uint32_t (&b)[kMmaN<MI>][2]) {
+  int g = lane / 4, q = lane % 4;
+  QOPT_UNROLL()
+  for (int mt = 0; mt < kMmaM<MI>; ++mt)
+    QOPT_UNROLL()
+  for (int i = 0; i < 4; ++i)
+    a[mt][i] = s.pairA(warpRow<MI>(w) + 16 * mt + g + 8 * (i % 2),
+                       kk + 2 * q + 8 * (i / 2));
+  QOPT_UNROLL()
+  for (int nt = 0; nt < kMmaN<MI>; ++nt)
+    QOPT_UNROLL()
+  for (int i = 0; i < 2; ++i)
+    b[nt][i] = s.pairB(warpColumn<MI>(w) + 8 * nt + g, kk + 2 * q + 8 * i);
+}
+
+#if defined(__CUDA_ARCH__)
+/// c += a·b on the tensor cores (one m16n8k16 tile of the warp).
+__device__ __forceinline__ void mmaBF16(const uint32_t (&a)[4],
+                                        const uint32_t (&b)[2], float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
+                 "r"(b[1]));
+}
+
+/// Thread t's share of its warp's products of one K step (every lane of
+/// the warp calls it: mma.sync is collective; the CPU emulation runs the
+/// warp's lanes together instead, CUDAEmulation.cpp).
+template <int MI>
+__device__ __forceinline__ void multiplyTile(const GemmSharedBF16<MI> &s, int t,
+                                             float (&acc)[MI][kMicro]) {
+  QOPT_UNROLL()
+  for (int kk = 0; kk < kTileK; kk += 16) {
+    uint32_t a[kMmaM<MI>][4], b[kMmaN<MI>][2];
+    mmaFragments(s, t / 32, t % 32, kk, a, b);
+    QOPT_UNROLL()
+    for (int mt = 0; mt < kMmaM<MI>; ++mt)
+      QOPT_UNROLL()
+    for (int nt = 0; nt < kMmaN<MI>; ++nt)
+      mmaBF16(a[mt], b[nt], acc[mt * kMmaN<MI> + nt]);
+  }
+}
+#endif
+
+/// Adds thread t's tensor-core outputs to C's tile at (m0, n0)
+/// (`overwrite`: stores them).
+template <int MI>
+QOPT_HD void storeTileBF16(float *c, int64_t rows, int64_t cols, int64_t rs,
+                           int64_t cs, int64_t m0, int64_t n0, int t,
+                           const float (&acc)[MI][kMicro],
+                           bool overwrite = false) {
+  int w = t / 32, g = t % 32 / 4, q = t % 4;
+  QOPT_UNROLL()
+  for (int mt = 0; mt < kMmaM<MI>; ++mt)
+    QOPT_UNROLL()
+  for (int nt = 0; nt < kMmaN<MI>; ++nt)
+    QOPT_UNROLL()
+  for (int e = 0; e < 4; ++e) {
+    int64_t r = m0 + warpRow<MI>(w) + 16 * mt + g + 8 * (e / 2),
+            col = n0 + warpColumn<MI>(w) + 8 * nt + 2 * q + e % 2;
+    if (r < rows && col < cols)
+      c[r * rs + col * cs] = (overwrite ? 0.0f : c[r * rs + col * cs]) +
+                             acc[mt * kMmaN<MI> + nt][e];
+  }
+}
+
+/// storeTile for either kind of tile.
+template <int MI>
+QOPT_HD void storeTileOf(const GemmShared<MI> &, float *c, int64_t rows,
+                         int64_t cols, int64_t rs, int64_t cs, int64_t m0,
+                         int64_t n0, int t, const float (&acc)[MI][kMicro],
+                         bool overwrite = false) {
+  storeTile(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
+}
+template <int MI>
+QOPT_HD void storeTileOf(const GemmSharedBF16<MI> &, float *c, int64_t rows,
+                         int64_t cols, int64_t rs, int64_t cs, int64_t m0,
+                         int64_t n0, int t, const float (&acc)[MI][kMicro],
+                         bool overwrite = false) {
+  storeTileBF16(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
+}
+
 /// The weight a quantized entry reads (`transposed`: W's rows along K).
 QOPT_HD WeightView weightOf(const GemmParams &p, bool transposed) {
   return {p.codes,
@@ -279,10 +440,9 @@ QOPT_HD GemmOperands operandsOf(const GemmParams &p, int64_t z) {
 /// Loads thread t's share of the LoRA branch's K step at k0 (after A·B's
 /// steps): Z's tile as A's, scale · L's as B's, then multiplyTile as for
 /// any step (rank past the tile's end reads zeros).
-template <int MI>
+template <typename S>
 QOPT_HD void loadLoRATile(const GemmParams &p, const GemmOperands &op,
-                          int64_t k0, int64_t m0, int64_t n0, int t,
-                          GemmShared<MI> &s) {
+                          int64_t k0, int64_t m0, int64_t n0, int t, S &s) {
   loadA(op.lz, p.m, p.rank, p.slm, 1, m0, k0, t, s, /*coherent=*/true);
   // L(n, j) as B(j, n): rows along the rank (stride 1), columns n.
   loadB(p.lb, p.rank, p.n, 1, p.lRow, k0, n0, t, s, p.loraScale);
@@ -291,10 +451,9 @@ QOPT_HD void loadLoRATile(const GemmParams &p, const GemmOperands &op,
 /// Loads thread t's share of the down projection's K step at k0 for Z's
 /// tile at (m0, j0): x's tile as A's, A's rows as B's columns (B(k, j) =
 /// A[j, k]).
-template <int MI>
+template <typename S>
 QOPT_HD void loadDownTile(const GemmParams &p, const GemmOperands &op,
-                          int64_t k0, int64_t m0, int64_t j0, int t,
-                          GemmShared<MI> &s) {
+                          int64_t k0, int64_t m0, int64_t j0, int t, S &s) {
   loadA(op.a, p.m, p.k, p.sam, p.sak, m0, k0, t, s);
   loadB(p.la, p.k, p.rank, 1, p.laRow, k0, j0, t, s);
 }

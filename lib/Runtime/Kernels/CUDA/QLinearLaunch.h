@@ -126,10 +126,12 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
 /// the integer codes (planW8A8); with kQLinearCodes A is those codes
 /// already (int8, rows of K, written by qopt_cuda_quantize_rows or
 /// qopt_cuda_norm_quant), and the rows' steps a buffer laid out as A
-/// without K.
+/// without K. kQLinearBF16 (the CUDA target's too): products that take
+/// the GEMM run on the tensor cores in bf16 (`_bf16` entries; the GEMV,
+/// bandwidth-bound, stays f32).
 constexpr int64_t kQLinearZeroPoints = 1, kQLinearPerToken = 4,
                   kQLinearTransposed = 8, kQLinearOverwrite = 16,
-                  kQLinearCodes = 32;
+                  kQLinearCodes = 32, kQLinearBF16 = 64;
 
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
 /// launch of the product with `lora` (null: none) added and `dq` the
@@ -152,12 +154,12 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
             Gemm &&gemm) {
   if (!gemvName(int(format)))
     return "a weight format the GEMV does not take";
-  if (flags &
-      ~int64_t(kQLinearZeroPoints | kQLinearTransposed | kQLinearOverwrite))
+  if (flags & ~int64_t(kQLinearZeroPoints | kQLinearTransposed |
+                       kQLinearOverwrite | kQLinearBF16))
     return "integer activations (not on the CUDA target)";
   // W's columns: K, or N for C += A·W.
   bool transposed = flags & kQLinearTransposed,
-       overwrite = flags & kQLinearOverwrite;
+       overwrite = flags & kQLinearOverwrite, bf16 = flags & kQLinearBF16;
   if (lora && lora->rank == 0) // (a branch of rank 0 adds nothing)
     lora = nullptr;
   if (lora && (transposed || lora->rank < 0 || lora->sb0 || lora->sb1 ||
@@ -219,10 +221,13 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
       p.loraScale = lora->scale;
       p.la = down, p.laRow = lora->sdr;
     }
-    launchProducts(int(format), transposed, p, o0, o1, [&](GemmLaunch l) {
-      l.dq = dq;
-      gemm(l);
-    });
+    launchProducts(
+        int(format), transposed, p, o0, o1,
+        [&](GemmLaunch l) {
+          l.dq = dq;
+          gemm(l);
+        },
+        bf16);
     return nullptr;
   }
   GemvLaunch l{};

@@ -548,13 +548,12 @@ static void eraseLoRASum(LoRASum l, Operation *op) {
 /// A (pointer, offset, 4 strides), codes, scales, zero points (pointer,
 /// offset, row stride each), C (pointer, offset, 4 strides)); the loop
 /// nest that expanded W and its buffer go.
-static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
-                             QuantizedWeight w, bool int8Activations,
-                             int64_t perTokenBits, ModuleOp module,
-                             StringRef callee = kQLinear,
-                             const LoRASum *lora = nullptr,
-                             bool overwrite = false, bool cuda = false,
-                             Value codes = {}, Value steps = {}) {
+static void
+rewriteQuantized(linalg::GenericOp op, const GemmDims &dims, QuantizedWeight w,
+                 bool int8Activations, int64_t perTokenBits, ModuleOp module,
+                 StringRef callee = kQLinear, const LoRASum *lora = nullptr,
+                 bool overwrite = false, bool cuda = false, Value codes = {},
+                 Value steps = {}, bool bf16 = false) {
   // With a LoRA branch the call writes the sum's output (flag 16: C = …,
   // not C +=; its layout is the product's C's, which it replaces).
   std::optional<CallArgs> branchArgs;
@@ -572,7 +571,8 @@ static void rewriteQuantized(linalg::GenericOp op, const GemmDims &dims,
   args.constant((w.zeroPoints ? 1 : 0) | (int8Activations ? 2 : 0) |
                 (perTokenBits ? 4 | (perTokenBits << 8) : 0) |
                 (w.transposed ? 8 : 0) |
-                ((lora && lora->y) || overwrite ? 16 : 0) | (codes ? 32 : 0));
+                ((lora && lora->y) || overwrite ? 16 : 0) | (codes ? 32 : 0) |
+                (bf16 && !perTokenBits ? 64 : 0));
   args.sizes({dims.m, dims.n, dims.k});
   // (Per-token codes given: A's rows quantized once for every product of
   // the quantizer, read in its place.)
@@ -2105,7 +2105,8 @@ struct QOptLinalgToBLASPass
           bool overwrite = !lora->y && dropZeroInit(op, dims);
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
                            /*perTokenBits=*/0, module, cudaQLinearLoRA, &*lora,
-                           overwrite, /*cuda=*/true);
+                           overwrite, /*cuda=*/true, Value(), Value(),
+                           cudaBF16);
         }
       }
     for (auto &[op, dims] : matmuls) {
@@ -2130,7 +2131,7 @@ struct QOptLinalgToBLASPass
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false, bits,
                            module, cudaQLinear, /*lora=*/nullptr, overwrite,
                            /*cuda=*/true, codes ? codes->codes : Value(),
-                           codes ? codes->steps : Value());
+                           codes ? codes->steps : Value(), cudaBF16);
           if (codes)
             eraseUnread(a);
         } else if (!cudaSgemm.empty() && !readsConstant(op)) {

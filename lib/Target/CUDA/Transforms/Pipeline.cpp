@@ -35,8 +35,12 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
     library.cudaQLinearLoRA = options.emulate
                                   ? "qopt_cuda_qlinear_lora_emulated"
                                   : "qopt_cuda_qlinear_lora";
-    library.cudaSgemm =
-        options.emulate ? "qopt_cuda_sgemm_emulated" : "qopt_cuda_sgemm";
+    // (`medium`: the GEMM's tensor-core entries; quantized calls say so
+    // in their flags.)
+    bool bf16 = options.matmulPrecision == MatmulPrecision::Medium;
+    library.cudaSgemm = std::string("qopt_cuda_sgemm") + (bf16 ? "_bf16" : "") +
+                        (options.emulate ? "_emulated" : "");
+    library.cudaBF16 = bf16;
     // Per-token activations quantized once per quantizer, in the norm
     // before them where there is one.
     library.cudaQuantizeRows = options.emulate

@@ -2,6 +2,8 @@
 // Without cuda-qlinear-lora, the branch stays an f32 product and the sum a
 // loop nest.
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm" | FileCheck %s --check-prefix=NOLORA
+// With cuda-bf16 the fused calls ask for the tensor cores too (16 | 64).
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_bf16 cuda-qlinear-lora=qopt_cuda_qlinear_lora cuda-bf16" | FileCheck %s --check-prefix=BF16
 
 // A LoRA layer as convert-qopt-to-linalg lowers it and bufferization leaves
 // it: z = x·Aᵀ, Q = z·Bᵀ and P = x·Wᵀ (W int4, expanded for the product)
@@ -34,6 +36,8 @@
 // CHECK-NOT: memref.alloc
 // CHECK: return
 // CHECK: func.func private @qopt_cuda_qlinear_lora(index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index, index)
+// BF16-LABEL: func.func @lora_sum
+// BF16: call @qopt_cuda_qlinear_lora(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c80{{[_0-9]*}},
 // NOLORA-LABEL: func.func @lora_sum
 // NOLORA-COUNT-2: call @qopt_cuda_sgemm_overwrite(
 // NOLORA: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c16{{[_0-9]*}},

@@ -6,6 +6,10 @@
 // the CUDA GEMM, with qopt_kernel_sgemm's arguments, unless they read a
 // constant (host memory).
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm" | FileCheck %s --check-prefix=GEMM
+// With cuda-bf16 (`--cuda-matmul-precision=medium`): the f32 products call
+// the entry named (the pipeline names the tensor-core one); the quantized
+// calls set flag 64, except on per-token codes (the W8A8 GEMM is integer).
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_bf16 cuda-bf16" | FileCheck %s --check-prefix=BF16
 
 // A [batch, seq, k] activation times a transposed 2-D weight: M = seq, one
 // outer loop (batch), B read through its strides (n, k order).
@@ -13,6 +17,8 @@
 // CUDA-LABEL: func.func @linear
 // CUDA-NOT: call
 // CUDA: linalg.generic
+// BF16-LABEL: func.func @linear
+// BF16: call @qopt_cuda_sgemm_bf16(
 // GEMM-LABEL: func.func @linear
 // GEMM-NOT: linalg.generic
 // GEMM: call @qopt_cuda_sgemm(%c1{{[_0-9]*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %intptr
@@ -125,6 +131,8 @@ func.func @not_products(%a: memref<4x8xi32>, %b: memref<8x5xi32>, %c: memref<4x5
 // activations: the outer loop is the batch.
 // CHECK-LABEL: func.func @quantized_int4
 // CUDA-LABEL: func.func @quantized_int4
+// BF16-LABEL: func.func @quantized_int4
+// BF16: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c64{{[_0-9]*}}, %c1{{[_0-9]*}},
 // GEMM-LABEL: func.func @quantized_int4
 // GEMM-NOT: qopt_cuda_sgemm
 // GEMM: call @qopt_cuda_qlinear(
@@ -357,6 +365,8 @@ func.func @reads_constant(%a: memref<4x8xf32>, %b: memref<8x5xf32>, %c: memref<4
 // CHECK: linalg.generic
 // CHECK: call @qopt_kernel_sgemm
 // CHECK-NOT: qopt_kernel_qlinear
+// BF16-LABEL: func.func @quantized_dx
+// BF16: call @qopt_cuda_qlinear(%c4{{[_0-9]*}}, %c32{{[_0-9]*}}, %c72{{[_0-9]*}},
 // GEMM-LABEL: func.func @quantized_dx
 // GEMM-NOT: linalg.generic
 // GEMM-NOT: memref.alloc
@@ -417,6 +427,8 @@ func.func @quantized_constant_input(%d: memref<16x32xi8>, %s: memref<16x2xf32>, 
 // CHECK: call @qopt_kernel_qlinear(%c2{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2052{{[_0-9]*}}, {{.*}}, %[[XP]],
 // CHECK-NOT: linalg.generic
 // CHECK: return
+// BF16-LABEL: func.func @per_token_w8a8
+// BF16: call @qopt_cuda_qlinear(%c2{{[_0-9]*}}, %c64{{[_0-9]*}}, %c2052{{[_0-9]*}},
 // CUDA-LABEL: func.func @per_token_w8a8
 // CUDA-SAME: (%[[X:.*]]: memref<2x64xf32>,
 // CUDA-NOT: memref.alloc
