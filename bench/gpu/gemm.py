@@ -7,13 +7,13 @@ a test, then a benchmark, in one run.
     zero points, groups of 32 / 64; A·Wᵀ and A·W, the `_t` entries of the backward's dX;
     NF4 with QLoRA's double-quantized scales read by the kernel) against PyTorch in
     float64 with the weight dequantized by the formats' definitions; the same on the
-    tensor cores (the `_bf16` entries: operands rounded to bf16, f32 accumulators)
-    against float64 on the operands rounded to bf16 by torch;
+    tensor cores (the `_bf16` / `_tf32` entries: operands rounded to bf16 / tf32, f32
+    accumulators) against float64 on the operands rounded the same way;
   * benchmark: prefill / training shapes (M = 512 and 2048 rows times 4096 x 4096 and
     4096 x 14336 weights): the f32 GEMM against torch's f32 matmul with TF32 off (the
     same arithmetic), the int4 (groups of 32) and NF4 (blocks of 64) GEMM against torch's
     bf16 matmul on the same shape (the issue's peer), in TFLOP/s; the `_bf16` entries
-    against torch's bf16 matmul too.
+    against torch's bf16 matmul too, the f32 `_tf32` entry against torch's TF32 matmul.
 
 The kernels are launched through the driver API with ctypes (cuModuleLoad on the cubin
 for this GPU's architecture from build/lib/cuda/library-sm_XX.cubin, carried by
@@ -278,10 +278,11 @@ def main():
         record(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
                C, C0.double() + A.double() @ (w if t else w.T), k)
 
-    # The tensor-core entries (`_bf16`): A and B rounded to bf16 (nearest even, as
-    # torch's .bfloat16()), f32 accumulators: against float64 on the rounded operands
-    # (the quantized weights dequantized in f32 first, as the kernel does).
-    def record_bf16(label, got, ref, k):
+    # The tensor-core entries (`_bf16`, `_tf32`): A and B rounded to bf16 (nearest
+    # even, as torch's .bfloat16()) or tf32 (nearest, ties away: cvt.rna), f32
+    # accumulators: against float64 on the rounded operands (the quantized weights
+    # dequantized in f32 first, as the kernel does).
+    def record_tc(label, got, ref, k):
         nonlocal failures
         err = float((got.double() - ref).abs().max() / ref.abs().max())
         ok = err <= 1e-5 * max(8.0, k ** 0.5)  # the tensor cores' f32 sums
@@ -289,43 +290,48 @@ def main():
         print(f"test {label}: {'ok' if ok else 'FAIL'} (max error {err:.1e} of the largest output)")
         results["tests"].append({"case": label, "error": err, "ok": ok})
 
-    bf = lambda t: t.to(torch.bfloat16).double()  # noqa: E731
-    for m, n, k, batch, a_t, b_t in [(1, 70, 33, 1, False, False), (16, 129, 100, 1, True, False),
-                                     (17, 64, 64, 1, False, True), (130, 70, 257, 1, True, True),
-                                     (512, 512, 512, 1, False, False), (70, 40, 96, 6, False, True)]:
-        A = torch.randn(batch, k, m, device="cuda").transpose(1, 2) if a_t else torch.randn(batch, m, k, device="cuda")
-        B = torch.randn(batch, n, k, device="cuda").transpose(1, 2) if b_t else torch.randn(batch, k, n, device="cuda")
-        C0 = torch.randn(batch, m, n, device="cuda")
-        C = C0.clone()
-        rows = 16 if m <= 16 else 64
-        name = "qopt_cuda_gemm_f32_m16_bf16" if rows == 16 else "qopt_cuda_gemm_f32_bf16"
-        drv.launch(name, grid(m, n, batch, rows),
-                   gemm_params(A, A.stride(), B, B.stride(), C, C.stride(), m, n, k, batch), stream())
-        torch.cuda.synchronize()
-        record_bf16(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
-                    C, C0.double() + bf(A) @ bf(B), k)
-    for fmt, rows, cols, group, zp, m, t in [
-            ("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
-            ("int8", 33, 160, 32, False, 80, False), ("uint8", 70, 64, 64, True, 20, True),
-            ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
-        codes, scales, zps = make_weight(torch, fmt, rows, cols, group, zp, gen)
-        n, k = (cols, rows) if t else (rows, cols)
-        A = torch.randn(m, k, device="cuda")
-        C0 = torch.randn(m, n, device="cuda")
-        C = C0.clone()
-        name = f"qopt_cuda_gemm_f32_{fmt}{'_t' if t else ''}_bf16"
-        drv.launch(name, grid(m, n, 1),
-                   gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C, (0,) + C.stride(), m, n, k,
-                               codes=codes, code_row=codes.stride(0), scales=scales,
-                               scale_row=scales.stride(0), zp=zps,
-                               zp_row=zps.stride(0) if zps is not None else 0, group=group),
-                   stream())
-        torch.cuda.synchronize()
-        # scale · (code − zero) in f32 (exact codes and zero points, one rounding).
-        w = dequantize(torch, fmt, codes, torch.ones_like(scales), zps, rows, cols, group)
-        w = (w.float() * scales.repeat_interleave(group, dim=1)).to(torch.bfloat16).double()
-        record_bf16(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
-                    C, C0.double() + bf(A) @ (w if t else w.T), k)
+    def tf32(t):
+        u = t.float().contiguous().view(torch.int32)
+        finite = (u & 0x7F800000) != 0x7F800000
+        return torch.where(finite, (u + 0x1000) & ~0x1FFF, u).view(torch.float32).double()
+
+    for suffix, rnd in (("_bf16", lambda t: t.to(torch.bfloat16).double()), ("_tf32", tf32)):
+        for m, n, k, batch, a_t, b_t in [(1, 70, 33, 1, False, False), (16, 129, 100, 1, True, False),
+                                         (17, 64, 64, 1, False, True), (130, 70, 257, 1, True, True),
+                                         (512, 512, 512, 1, False, False), (70, 40, 96, 6, False, True)]:
+            A = torch.randn(batch, k, m, device="cuda").transpose(1, 2) if a_t else torch.randn(batch, m, k, device="cuda")
+            B = torch.randn(batch, n, k, device="cuda").transpose(1, 2) if b_t else torch.randn(batch, k, n, device="cuda")
+            C0 = torch.randn(batch, m, n, device="cuda")
+            C = C0.clone()
+            rows = 16 if m <= 16 else 64
+            name = f"qopt_cuda_gemm_f32{'_m16' if rows == 16 else ''}{suffix}"
+            drv.launch(name, grid(m, n, batch, rows),
+                       gemm_params(A, A.stride(), B, B.stride(), C, C.stride(), m, n, k, batch), stream())
+            torch.cuda.synchronize()
+            record_tc(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
+                      C, C0.double() + rnd(A) @ rnd(B), k)
+        for fmt, rows, cols, group, zp, m, t in [
+                ("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
+                ("int8", 33, 160, 32, False, 80, False), ("uint8", 70, 64, 64, True, 20, True),
+                ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
+            codes, scales, zps = make_weight(torch, fmt, rows, cols, group, zp, gen)
+            n, k = (cols, rows) if t else (rows, cols)
+            A = torch.randn(m, k, device="cuda")
+            C0 = torch.randn(m, n, device="cuda")
+            C = C0.clone()
+            name = f"qopt_cuda_gemm_f32_{fmt}{'_t' if t else ''}{suffix}"
+            drv.launch(name, grid(m, n, 1),
+                       gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C, (0,) + C.stride(), m, n,
+                                   k, codes=codes, code_row=codes.stride(0), scales=scales,
+                                   scale_row=scales.stride(0), zp=zps,
+                                   zp_row=zps.stride(0) if zps is not None else 0, group=group),
+                       stream())
+            torch.cuda.synchronize()
+            # scale · (code − zero) in f32 (exact codes and zero points, one rounding).
+            w = dequantize(torch, fmt, codes, torch.ones_like(scales), zps, rows, cols, group)
+            w = rnd(w.float() * scales.repeat_interleave(group, dim=1))
+            record_tc(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
+                      C, C0.double() + rnd(A) @ (w if t else w.T), k)
 
     timed = timer(torch, args.reps)
 
@@ -351,6 +357,16 @@ def main():
             results["bench"].append(line)
             print(f"bench f32 on tensor cores {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, torch bf16 "
                   f"{line['peer_tflops']:.1f} (x{peer16 / ours:.2f})")
+            torch.backends.cuda.matmul.allow_tf32 = True
+            peer32 = timed(lambda: torch.matmul(A, B))
+            torch.backends.cuda.matmul.allow_tf32 = False
+            ours = timed(lambda: drv.launch("qopt_cuda_gemm_f32_tf32", grid(m, n, 1), gemm_params(
+                A, (0,) + A.stride(), B, (0,) + B.stride(), C, (0,) + C.stride(), m, n, k), stream()))
+            line = {"kernel": "f32_tf32", "m": m, "n": n, "k": k, "tflops": flops / ours / 1e12,
+                    "peer": "torch TF32", "peer_tflops": flops / peer32 / 1e12}
+            results["bench"].append(line)
+            print(f"bench f32 on tensor cores (tf32) {m}x{n}x{k}: {line['tflops']:.1f} TFLOP/s, "
+                  f"torch TF32 {line['peer_tflops']:.1f} (x{peer32 / ours:.2f})")
             for fmt, group in (("int4", 32), ("nf4", 64)):
                 codes, scales, _ = make_weight(torch, fmt, n, k, group, False, gen)
                 ours = timed(lambda: drv.launch(f"qopt_cuda_gemm_f32_{fmt}", grid(m, n, 1), gemm_params(

@@ -12,8 +12,8 @@
   its blocks and threads; the matrix products through the kernel
   library's launch plans and its GEMV lanes' and GEMM threads' code) give
   the CPU target's outputs, losses and gradients (inference and train
-  steps; with --cuda-matmul-precision=medium, the GEMM's tensor-core
-  entries, within bf16's error);
+  steps; with --cuda-matmul-precision=medium / high, the GEMM's
+  tensor-core entries, within bf16's / tf32's error);
 - the runtime's CUDA path (driver loading, memory pool, parameter and input
   copies, results back to the host, errors) runs against a stand-in for
   the driver (Inputs/fake_libcuda.c: kernels only counted), through
@@ -256,34 +256,34 @@ with tempfile.TemporaryDirectory() as tmp:
     e = rel_error(outputs(q4e, f20)[0][0], outputs(q4c, f20)[0][0])
     check("int4 gpt2-tiny on 20 rows: emulated quantized GEMM = CPU target (<= 1e-5)",
           e <= 1e-5, f"{e:.1e}")
-    # --cuda-matmul-precision=medium: the library's GEMM on the tensor cores
-    # (operands rounded to bf16, f32 accumulators): the `_bf16` entries run;
-    # emulated, the logits are the CPU target's within bf16's error (each
-    # operand rounded to 8 significant bits: 2^-9 relative), and not within
-    # f32's (the rounding happens).
-    bf = os.path.join(tmp, "gpt2-bf16.so")
-    qoptc(GPT2, "--target", "cuda", "--cuda-archs", "sm_80", "--cuda-matmul-precision=medium",
-          "-o", bf)
-    rc, out = run_fake(bf)
-    check("fake driver: gpt2-tiny with --cuda-matmul-precision=medium takes the GEMM's "
-          "tensor-core entry", rc == 0 and library() == ["qopt_cuda_norm_f32",
-                                                         "qopt_cuda_gemm_f32_m16_bf16"],
-          f"{' '.join(library())}; {out.strip()[-120:]}")
-    bf4 = os.path.join(tmp, "gpt2-int4-bf16.so")
-    qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "--cuda-archs", "sm_80",
-          "--cuda-matmul-precision=medium", "-o", bf4)
-    rc, out = run_fake(bf4, inputs=ids20)
-    check("fake driver: int4 gpt2-tiny on 20 rows with --cuda-matmul-precision=medium takes "
-          "the quantized GEMM's tensor-core entry",
-          rc == 0 and "qopt_cuda_gemm_f32_int4_bf16" in library()
-          and "qopt_cuda_gemm_f32_int4" not in library(), f"{' '.join(library())}")
-    bfe = os.path.join(tmp, "gpt2-bf16-emu.so")
-    qoptc(GPT2, "--target", "cuda", "--cuda-emulate", "--cuda-matmul-precision=medium",
-          "-o", bfe)
-    e = [rel_error(outputs(bfe, f)[0][0], outputs(cpu, f)[0][0]) for f in (gfeeds, f20)]
-    check("gpt2-tiny with --cuda-matmul-precision=medium: emulated tensor-core GEMM = CPU "
-          "target within bf16's error (1e-4 < error <= 2e-2), 6 and 20 rows",
-          all(1e-4 < x <= 2e-2 for x in e), " ".join(f"{x:.1e}" for x in e))
+    # --cuda-matmul-precision=medium / high: the library's GEMM on the tensor
+    # cores (operands rounded to bf16 / tf32, f32 accumulators): the `_bf16` /
+    # `_tf32` entries run; emulated, the logits are the CPU target's within the
+    # format's error (8 significant bits: 2^-9 relative per operand; tf32's
+    # 11: 2^-12), and not within f32's (the rounding happens).
+    for precision, suffix, low, high in (("medium", "bf16", 1e-4, 2e-2),
+                                         ("high", "tf32", 1e-5, 3e-3)):
+        flag = f"--cuda-matmul-precision={precision}"
+        bf = os.path.join(tmp, f"gpt2-{suffix}.so")
+        qoptc(GPT2, "--target", "cuda", "--cuda-archs", "sm_80", flag, "-o", bf)
+        rc, out = run_fake(bf)
+        check(f"fake driver: gpt2-tiny with {flag} takes the GEMM's tensor-core entry",
+              rc == 0 and library() == ["qopt_cuda_norm_f32", f"qopt_cuda_gemm_f32_m16_{suffix}"],
+              f"{' '.join(library())}; {out.strip()[-120:]}")
+        bf4 = os.path.join(tmp, f"gpt2-int4-{suffix}.so")
+        qoptc(GPT2, "--quantize", "int4:group=32", "--target", "cuda", "--cuda-archs", "sm_80",
+              flag, "-o", bf4)
+        rc, out = run_fake(bf4, inputs=ids20)
+        check(f"fake driver: int4 gpt2-tiny on 20 rows with {flag} takes the quantized GEMM's "
+              "tensor-core entry",
+              rc == 0 and f"qopt_cuda_gemm_f32_int4_{suffix}" in library()
+              and "qopt_cuda_gemm_f32_int4" not in library(), f"{' '.join(library())}")
+        bfe = os.path.join(tmp, f"gpt2-{suffix}-emu.so")
+        qoptc(GPT2, "--target", "cuda", "--cuda-emulate", flag, "-o", bfe)
+        e = [rel_error(outputs(bfe, f)[0][0], outputs(cpu, f)[0][0]) for f in (gfeeds, f20)]
+        check(f"gpt2-tiny with {flag}: emulated tensor-core GEMM = CPU target within {suffix}'s "
+              f"error ({low:g} < error <= {high:g}), 6 and 20 rows",
+              all(low < x <= high for x in e), " ".join(f"{x:.1e}" for x in e))
     # LoRA adapters (rank 8) on its int4 c_attn (32 -> 96) and c_fc (32 -> 128):
     # each LoRA layer is one launch that computes z = x·Aᵀ too (the adapters
     # read the product's own x): the GEMV's grid has ceil(rank / 4) = 2

@@ -83,12 +83,13 @@ static cl::opt<std::string> cudaMatmulPrecision(
     "cuda-matmul-precision",
     cl::desc("With --target cuda: how the kernel library's GEMM multiplies "
              "(torch.set_float32_matmul_precision's names): 'highest' f32 on "
-             "the CUDA cores, the CPU target's numerics (default); 'medium' "
-             "operands rounded to bf16 on the tensor cores, f32 "
-             "accumulators. Decode's GEMV (up to 16 rows through a "
-             "quantized weight), the attention and the W8A8 products stay "
-             "as they are"),
-    cl::value_desc("highest|medium"), cl::init("highest"), cl::cat(category));
+             "the CUDA cores, the CPU target's numerics (default); 'high' "
+             "operands rounded to tf32, 'medium' to bf16, on the tensor "
+             "cores with f32 accumulators. Decode's GEMV (up to 16 rows "
+             "through a quantized weight), the attention and the W8A8 "
+             "products stay as they are"),
+    cl::value_desc("highest|high|medium"), cl::init("highest"),
+    cl::cat(category));
 static cl::list<std::string>
     dims("dim",
          cl::desc("Pin a symbolic ONNX dimension, e.g. --dim seq=128 "
@@ -521,9 +522,10 @@ int main(int argc, char **argv) {
     return fail("--cuda-archs, --cuda-toolkit, --cuda-emulate, "
                 "--cuda-block-size and --cuda-matmul-precision need --target "
                 "cuda");
-  if (cudaMatmulPrecision != "highest" && cudaMatmulPrecision != "medium")
+  if (cudaMatmulPrecision != "highest" && cudaMatmulPrecision != "high" &&
+      cudaMatmulPrecision != "medium")
     return fail("--cuda-matmul-precision=" + cudaMatmulPrecision +
-                ": unknown precision (highest or medium)");
+                ": unknown precision (highest, high or medium)");
   if (cudaBlockSize == 0 || cudaBlockSize % 32 || cudaBlockSize > 1024)
     return fail("--cuda-block-size=" + std::to_string(cudaBlockSize) +
                 ": not a multiple of 32 between 32 and 1024");
@@ -585,11 +587,12 @@ int main(int argc, char **argv) {
     llvm::sys::path::append(library, "libqopt_cuda_library.a");
     if (llvm::sys::fs::exists(library))
       options.cuda.kernelLibrary = library.str().str();
-    options.cuda.bf16Matmul = cudaMatmulPrecision == "medium";
-    if (options.cuda.bf16Matmul && options.cuda.kernelLibrary.empty())
-      return fail("--cuda-matmul-precision=medium: the CUDA kernel library "
-                  "(libqopt_cuda_library.a), whose GEMM it selects, is not "
-                  "beside this qoptc (built without nvcc)");
+    options.cuda.matmulPrecision = cudaMatmulPrecision;
+    if (cudaMatmulPrecision != "highest" && options.cuda.kernelLibrary.empty())
+      return fail("--cuda-matmul-precision=" + cudaMatmulPrecision +
+                  ": the CUDA kernel library (libqopt_cuda_library.a), "
+                  "whose GEMM it selects, is not beside this qoptc (built "
+                  "without nvcc)");
   }
 
   mlir::qopt::ONNXImportOptions importOptions;

@@ -339,7 +339,7 @@ static CUfunction libraryFunction(const char *name) {
 static void launchGemm(const qopt_cuda::GemmLaunch &l) {
   State &s = state();
   const char *name =
-      qopt_cuda::gemmName(l.format, l.transposed, l.skinny, l.bf16);
+      qopt_cuda::gemmName(l.format, l.transposed, l.skinny, l.precision);
   CUfunction fn = libraryFunction(name);
   qopt_cuda::GemmParams p = l.p;
   // (The quantized entries take the double-quantized scales too.)
@@ -381,27 +381,22 @@ void qopt_cuda_sgemm_overwrite(int64_t o0, int64_t o1, int64_t m, int64_t n,
 }
 
 /// qopt_cuda_sgemm and qopt_cuda_sgemm_overwrite on the tensor cores: A
-/// and B rounded to bf16, f32 accumulators (`--cuda-matmul-precision=
-/// medium`).
-void qopt_cuda_sgemm_bf16(int64_t o0, int64_t o1, int64_t m, int64_t n,
-                          int64_t k, int64_t pa, int64_t oa, int64_t sa0,
-                          int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-                          int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk,
-                          int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
-                          int64_t sc1, int64_t scm, int64_t scn) {
-  qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0,
-                       sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm,
-                       /*overwrite=*/false, /*bf16=*/true);
-}
-void qopt_cuda_sgemm_bf16_overwrite(
-    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
-    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
-  qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0,
-                       sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm,
-                       /*overwrite=*/true, /*bf16=*/true);
-}
+/// and B rounded to bf16 (`--cuda-matmul-precision=medium`) or tf32
+/// (`high`), f32 accumulators.
+#define QOPT_SGEMM_ENTRY(name, overwrite, precision)                           \
+  void name(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,           \
+            int64_t pa, int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,     \
+            int64_t sak, int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,     \
+            int64_t sbk, int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,     \
+            int64_t sc1, int64_t scm, int64_t scn) {                           \
+    qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob,  \
+                         sb0, sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn,       \
+                         launchGemm, overwrite, precision);                    \
+  }
+QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_bf16, false, qopt_cuda::kGemmBF16)
+QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_bf16_overwrite, true, qopt_cuda::kGemmBF16)
+QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_tf32, false, qopt_cuda::kGemmTF32)
+QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_tf32_overwrite, true, qopt_cuda::kGemmTF32)
 
 /// Queues the launches of a quantized product (qopt_kernel_qlinear's
 /// arguments, `lora`: a LoRA branch or null) as QLinearLaunch.h plans.

@@ -181,9 +181,10 @@ LogicalResult CPUCompiler::runCodegenPipeline() {
     codegen.blockSize = options.cuda.blockSize;
     codegen.emulate = options.cuda.emulate;
     codegen.library = !options.cuda.kernelLibrary.empty();
-    codegen.matmulPrecision = options.cuda.bf16Matmul
-                                  ? MatmulPrecision::Medium
-                                  : MatmulPrecision::Highest;
+    codegen.matmulPrecision =
+        options.cuda.matmulPrecision == "medium" ? MatmulPrecision::Medium
+        : options.cuda.matmulPrecision == "high" ? MatmulPrecision::High
+                                                 : MatmulPrecision::Highest;
     buildCUDACodegenPipeline(pm, codegen);
     if (failed(pm.run(module)))
       return failure();

@@ -14,10 +14,10 @@ import sys
 FORMATS = ("int4", "uint4", "int8", "uint8", "nf4", "fp8e4m3", "fp8e5m2")
 KERNELS = ([f"qopt_cuda_gemv_{f}" for f in FORMATS[:5]]  # bf16 x
            + [f"qopt_cuda_gemv_f32_{f}" for f in FORMATS]
-           # (`_bf16`: the same GEMMs on the tensor cores.)
-           + [f"qopt_cuda_gemm_f32{m}{p}" for m in ("", "_m16") for p in ("", "_bf16")]
+           # (`_bf16`, `_tf32`: the same GEMMs on the tensor cores.)
+           + [f"qopt_cuda_gemm_f32{m}{p}" for m in ("", "_m16") for p in ("", "_bf16", "_tf32")]
            + [f"qopt_cuda_gemm_f32_{f}{t}{p}" for f in FORMATS for t in ("", "_t")
-              for p in ("", "_bf16")]
+              for p in ("", "_bf16", "_tf32")]
            + ["qopt_cuda_attention_f32", "qopt_cuda_attention_bwd_dq_f32",
               "qopt_cuda_attention_bwd_dkv_f32", "qopt_cuda_hadamard_f32", "qopt_cuda_norm_f32",
               "qopt_cuda_token_quant", "qopt_cuda_norm_bwd_dx_f32", "qopt_cuda_norm_bwd_cols_f32",

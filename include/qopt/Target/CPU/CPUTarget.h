@@ -71,9 +71,9 @@ struct CPUTargetOptions {
     /// of becoming generated kernels.
     std::string kernelLibrary;
     unsigned blockSize = 256;
-    /// The library's GEMM on the tensor cores in bf16
-    /// (`--cuda-matmul-precision=medium`).
-    bool bf16Matmul = false;
+    /// How the library's GEMM multiplies (`--cuda-matmul-precision`):
+    /// highest (f32), high (tf32 tensor cores) or medium (bf16).
+    std::string matmulPrecision = "highest";
   } cuda;
 };
 

@@ -18,9 +18,9 @@ namespace qopt {
 
 /// How the kernel library's GEMM multiplies f32 operands, named after
 /// torch.set_float32_matmul_precision: `highest`, f32 on the CUDA cores
-/// (the CPU target's numerics); `medium`, rounded to bf16 and multiplied
-/// on the tensor cores with f32 accumulators.
-enum class MatmulPrecision { Highest, Medium };
+/// (the CPU target's numerics); `high`, rounded to tf32 and `medium`, to
+/// bf16, multiplied on the tensor cores with f32 accumulators.
+enum class MatmulPrecision { Highest, High, Medium };
 
 /// The options of CUDA code generation, declared once for every pipeline
 /// that ends in it.
@@ -59,6 +59,9 @@ struct CUDACodegenOptionsBase : public PassPipelineOptions<Derived> {
       llvm::cl::values(
           clEnumValN(MatmulPrecision::Highest, "highest",
                      "f32 on the CUDA cores (the CPU target's numerics)"),
+          clEnumValN(MatmulPrecision::High, "high",
+                     "operands rounded to tf32, tensor cores (mma.sync), "
+                     "f32 accumulators"),
           clEnumValN(MatmulPrecision::Medium, "medium",
                      "operands rounded to bf16, tensor cores (mma.sync), "
                      "f32 accumulators")),

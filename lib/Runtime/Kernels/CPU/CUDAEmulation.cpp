@@ -152,6 +152,34 @@ void mmaEmulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
   }
 }
 
+/// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the 32 lanes of a
+/// warp, from the same section's tables for m16n8k8 (.tf32): A(g, q),
+/// A(g + 8, q), A(g, q + 4), A(g + 8, q + 4); B(q, g), B(q + 4, g); the
+/// accumulators as m16n8k16's.
+void mmaTF32Emulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
+                     float (&c)[32][4]) {
+  float ma[16][8], mb[8][8], mc[16][8];
+  for (int lane = 0; lane < 32; ++lane) {
+    int group = lane >> 2, inGroup = lane % 4;
+    for (int i = 0; i < 4; ++i)
+      ma[(i == 0 || i == 2) ? group : group + 8]
+        [i < 2 ? inGroup : inGroup + 4] = floatFromBits(a[lane][i]);
+    for (int i = 0; i < 2; ++i)
+      mb[i == 0 ? inGroup : inGroup + 4][group] = floatFromBits(b[lane][i]);
+    for (int i = 0; i < 4; ++i)
+      mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)] = c[lane][i];
+  }
+  for (int row = 0; row < 16; ++row)
+    for (int col = 0; col < 8; ++col)
+      for (int k = 0; k < 8; ++k)
+        mc[row][col] += ma[row][k] * mb[k][col];
+  for (int lane = 0; lane < 32; ++lane) {
+    int group = lane >> 2, inGroup = lane % 4;
+    for (int i = 0; i < 4; ++i)
+      c[lane][i] = mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)];
+  }
+}
+
 /// Every thread's products of one K step: per thread on the CUDA cores;
 /// on the tensor cores each warp's lanes' fragments (GemmTile.h's
 /// mmaFragments), then its mma tiles.
@@ -161,12 +189,15 @@ void multiplyBlock(const GemmShared<MI> &s,
   for (int t = 0; t < kGemmThreads; ++t)
     multiplyTile(s, t, acc[t]);
 }
-template <int MI>
-void multiplyBlock(const GemmSharedBF16<MI> &s,
-                   float (&acc)[kGemmThreads][MI][kMicro]) {
+/// A warp's k steps of `step` on the tensor cores: every lane's fragments
+/// (GemmTile.h's mmaFragments), then each mma tile.
+template <typename S, int MI>
+void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro], int step,
+                   void (*mma)(const uint32_t (&)[32][4],
+                               const uint32_t (&)[32][2], float (&)[32][4])) {
   constexpr int kM = kMmaM<MI>, kN = kMmaN<MI>;
   for (int w = 0; w < kGemmThreads / 32; ++w)
-    for (int kk = 0; kk < kTileK; kk += 16) {
+    for (int kk = 0; kk < kTileK; kk += step) {
       uint32_t fa[32][kM][4], fb[32][kN][2];
       for (int lane = 0; lane < 32; ++lane)
         mmaFragments(s, w, lane, kk, fa[lane], fb[lane]);
@@ -180,25 +211,33 @@ void multiplyBlock(const GemmSharedBF16<MI> &s,
             std::memcpy(c[lane], acc[32 * w + lane][mt * kN + nt],
                         sizeof(c[lane]));
           }
-          mmaEmulated(a, b, c);
+          mma(a, b, c);
           for (int lane = 0; lane < 32; ++lane)
             std::memcpy(acc[32 * w + lane][mt * kN + nt], c[lane],
                         sizeof(c[lane]));
         }
     }
 }
+template <int MI>
+void multiplyBlock(const GemmSharedBF16<MI> &s,
+                   float (&acc)[kGemmThreads][MI][kMicro]) {
+  multiplyWarps(s, acc, 16, mmaEmulated);
+}
+template <int MI>
+void multiplyBlock(const GemmSharedTF32<MI> &s,
+                   float (&acc)[kGemmThreads][MI][kMicro]) {
+  multiplyWarps(s, acc, 8, mmaTF32Emulated);
+}
 
 /// Every block of a GEMM launch, its threads' phases in turn (with a
 /// fused down projection, Z's tiles first: they hold the first tickets);
-/// TC: the tensor-core entries.
-template <int F, bool T, int MI, bool TC> void runBlocks(const GemmLaunch &l) {
+/// P: kGemmF32, or the tensor-core entries.
+template <int F, bool T, int MI, int P> void runBlocks(const GemmLaunch &l) {
   const GemmParams &p = l.p;
   const float *nf4 = F >= 0 ? hostTable<(F >= 0 ? F : 0)>() : nullptr;
   WeightView w = weightOf(p, T);
   setNested(w, l.dq, l.dq ? l.dq->table : nullptr);
-  using Shared =
-      typename std::conditional<TC, GemmSharedBF16<MI>, GemmShared<MI>>::type;
-  static thread_local Shared s;
+  static thread_local GemmSharedOf<P, MI> s;
   static thread_local float acc[kGemmThreads][MI][kMicro];
   // K steps over `extent`: every thread's load(k0, t), (the barrier,)
   // then every thread's products.
@@ -250,23 +289,25 @@ template <int F, bool T, int MI, bool TC> void runBlocks(const GemmLaunch &l) {
   }
 }
 
-template <bool TC> void runGemmOn(const GemmLaunch &l) {
+template <int P> void runGemmOn(const GemmLaunch &l) {
   if (l.format < 0)
-    return l.skinny ? runBlocks<-1, false, 1, TC>(l)
-                    : runBlocks<-1, false, 4, TC>(l);
+    return l.skinny ? runBlocks<-1, false, 1, P>(l)
+                    : runBlocks<-1, false, 4, P>(l);
   withFormat(l.format, [&](auto f) {
     if (l.transposed)
-      runBlocks<decltype(f)::value, true, 4, TC>(l);
+      runBlocks<decltype(f)::value, true, 4, P>(l);
     else
-      runBlocks<decltype(f)::value, false, 4, TC>(l);
+      runBlocks<decltype(f)::value, false, 4, P>(l);
   });
 }
 
 void runGemm(const GemmLaunch &l) {
-  if (l.bf16)
-    runGemmOn<true>(l);
+  if (l.precision == kGemmBF16)
+    runGemmOn<kGemmBF16>(l);
+  else if (l.precision == kGemmTF32)
+    runGemmOn<kGemmTF32>(l);
   else
-    runGemmOn<false>(l);
+    runGemmOn<kGemmF32>(l);
 }
 
 } // namespace
@@ -290,25 +331,22 @@ extern "C" void qopt_cuda_sgemm_emulated_overwrite(
             sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/true);
 }
 
-/// qopt_cuda_sgemm_bf16 and its _overwrite on the CPU.
-extern "C" void qopt_cuda_sgemm_bf16_emulated(
-    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
-    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
-  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
-            sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/false,
-            /*bf16=*/true);
-}
-extern "C" void qopt_cuda_sgemm_bf16_emulated_overwrite(
-    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
-    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
-  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
-            sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/true,
-            /*bf16=*/true);
-}
+/// qopt_cuda_sgemm_bf16, _tf32 and their _overwrite on the CPU.
+#define QOPT_SGEMM_EMULATED(name, overwrite, precision)                        \
+  extern "C" void name(int64_t o0, int64_t o1, int64_t m, int64_t n,           \
+                       int64_t k, int64_t pa, int64_t oa, int64_t sa0,         \
+                       int64_t sa1, int64_t sam, int64_t sak, int64_t pb,      \
+                       int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk,      \
+                       int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,       \
+                       int64_t sc1, int64_t scm, int64_t scn) {                \
+    planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1,   \
+              sbk, sbn, pc, oc, sc0, sc1, scm, scn, runGemm, overwrite,        \
+              precision);                                                      \
+  }
+QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_bf16_emulated, false, kGemmBF16)
+QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_bf16_emulated_overwrite, true, kGemmBF16)
+QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_tf32_emulated, false, kGemmTF32)
+QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_tf32_emulated_overwrite, true, kGemmTF32)
 
 namespace {
 /// Every block of a W8A8 launch (W8A8Tile.h): the token quantization's

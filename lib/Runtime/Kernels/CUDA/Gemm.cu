@@ -22,7 +22,8 @@
 // dX through a frozen quantized weight). Each entry with `_bf16` appended
 // computes the same on the tensor cores (mma.sync m16n8k16: A and B
 // rounded to bf16 as they enter shared memory, f32 accumulators): the
-// products of models compiled with `--cuda-matmul-precision=medium`.
+// products of models compiled with `--cuda-matmul-precision=medium`; with
+// `_tf32`, rounded to tf32 (m16n8k8): `--cuda-matmul-precision=high`.
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,17 +31,16 @@
 #include "LoRASync.cuh"
 #include "NF4Table.cuh"
 
-#include <type_traits>
 
 namespace {
 
 using namespace qopt_cuda;
 
-template <int F, bool T, int MI, bool TC = false>
+template <int F, bool T, int MI, int P = kGemmF32>
 __device__ void gemm(const GemmParams &p, const NestedScales *dq = nullptr) {
-  // (TC: the tiles in bf16 for the tensor cores.)
-  using Shared =
-      typename std::conditional<TC, GemmSharedBF16<MI>, GemmShared<MI>>::type;
+  // (P: the products on the CUDA cores, or the tiles rounded for the
+  // tensor cores.)
+  using Shared = GemmSharedOf<P, MI>;
   __shared__ Shared s;
   __shared__ float table[F >= 0 && kTableSize<F> ? kTableSize<F> : 1];
   __shared__ float scaleTable[F >= 0 ? 256 : 1];
@@ -125,16 +125,19 @@ extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
   gemm<-1, false, 1>(p);
 }
 
-// The same products on the tensor cores: A and B rounded to bf16, f32
-// accumulators (`qoptc --cuda-matmul-precision=medium`).
-extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
-    qopt_cuda_gemm_f32_bf16(const __grid_constant__ GemmParams p) {
-  gemm<-1, false, 4, true>(p);
-}
-extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
-    qopt_cuda_gemm_f32_m16_bf16(const __grid_constant__ GemmParams p) {
-  gemm<-1, false, 1, true>(p);
-}
+// The same products on the tensor cores: A and B rounded to bf16 or tf32,
+// f32 accumulators (`qoptc --cuda-matmul-precision=medium` / `high`).
+#define QOPT_GEMM_F32_ENTRIES(suffix, precision)                               \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      qopt_cuda_gemm_f32##suffix(const __grid_constant__ GemmParams p) {       \
+    gemm<-1, false, 4, precision>(p);                                          \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      qopt_cuda_gemm_f32_m16##suffix(const __grid_constant__ GemmParams p) {   \
+    gemm<-1, false, 1, precision>(p);                                          \
+  }
+QOPT_GEMM_F32_ENTRIES(_bf16, kGemmBF16)
+QOPT_GEMM_F32_ENTRIES(_tf32, kGemmTF32)
 
 // (Quantized entries: a second parameter, the double-quantized scales by
 // value; codes null: f32 scales.)
@@ -147,11 +150,16 @@ extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)
   extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
       name##_bf16(const __grid_constant__ GemmParams p,                        \
                   const __grid_constant__ NestedScales dq) {                   \
-    gemm<format, transposed, 4, true>(p, &dq);                                 \
+    gemm<format, transposed, 4, kGemmBF16>(p, &dq);                            \
+  }                                                                            \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      name##_tf32(const __grid_constant__ GemmParams p,                        \
+                  const __grid_constant__ NestedScales dq) {                   \
+    gemm<format, transposed, 4, kGemmTF32>(p, &dq);                            \
   }
 
-// C += A·dequant(W)ᵀ (a linear layer's forward; `_bf16`: the same on the
-// tensor cores, the dequantized values rounded to bf16).
+// C += A·dequant(W)ᵀ (a linear layer's forward; `_bf16` / `_tf32`: the
+// same on the tensor cores, the dequantized values rounded).
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int4, kInt4, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_uint4, kUInt4, false)
 QOPT_GEMM_ENTRY(qopt_cuda_gemm_f32_int8, kInt8, false)

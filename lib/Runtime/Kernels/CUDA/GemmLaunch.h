@@ -19,8 +19,10 @@
 #include "GemmTile.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 
 namespace qopt_cuda {
 
@@ -33,38 +35,37 @@ struct GemmLaunch {
   unsigned gridX, gridY, gridZ;
   /// The quantized B's double-quantized scales (null: f32 scales).
   const NestedScales *dq = nullptr;
-  /// On the tensor cores in bf16 (the `_bf16` entries).
-  bool bf16 = false;
+  /// kGemmF32, or on the tensor cores (the `_bf16` / `_tf32` entries).
+  int precision = kGemmF32;
 };
 
 /// The kernel of `format` (-1: f32 B), or null.
 inline const char *gemmName(int format, bool transposed = false,
-                            bool skinny = false, bool bf16 = false) {
+                            bool skinny = false, int precision = kGemmF32) {
+  static const char *formats[] = {"int4", "uint4",   "int8",   "uint8",
+                                  "nf4",  "fp8e4m3", "fp8e5m2"};
+  static const char *suffixes[] = {"", "_bf16", "_tf32"};
+  // [precision][transposed][format + 1], "" where there is no entry.
+  static const auto names = [] {
+    std::array<std::array<std::array<std::string, 8>, 2>, 3> t;
+    for (int p = 0; p < 3; ++p) {
+      t[p][0][0] = std::string("qopt_cuda_gemm_f32") + suffixes[p];
+      for (int f = 0; f < 7; ++f)
+        for (int tr = 0; tr < 2; ++tr)
+          t[p][tr][f + 1] = std::string("qopt_cuda_gemm_f32_") + formats[f] +
+                            (tr ? "_t" : "") + suffixes[p];
+    }
+    return t;
+  }();
+  static const std::string skinnyNames[] = {"qopt_cuda_gemm_f32_m16",
+                                            "qopt_cuda_gemm_f32_m16_bf16",
+                                            "qopt_cuda_gemm_f32_m16_tf32"};
+  if (precision < 0 || precision > 2 || format < -1 || format > 6 ||
+      (transposed && format == -1) || (skinny && (format != -1 || transposed)))
+    return nullptr;
   if (skinny)
-    return format == -1 && !transposed ? (bf16 ? "qopt_cuda_gemm_f32_m16_bf16"
-                                               : "qopt_cuda_gemm_f32_m16")
-                                       : nullptr;
-  static const char *names[2][8] = {
-      {"qopt_cuda_gemm_f32", "qopt_cuda_gemm_f32_int4",
-       "qopt_cuda_gemm_f32_uint4", "qopt_cuda_gemm_f32_int8",
-       "qopt_cuda_gemm_f32_uint8", "qopt_cuda_gemm_f32_nf4",
-       "qopt_cuda_gemm_f32_fp8e4m3", "qopt_cuda_gemm_f32_fp8e5m2"},
-      {"qopt_cuda_gemm_f32_bf16", "qopt_cuda_gemm_f32_int4_bf16",
-       "qopt_cuda_gemm_f32_uint4_bf16", "qopt_cuda_gemm_f32_int8_bf16",
-       "qopt_cuda_gemm_f32_uint8_bf16", "qopt_cuda_gemm_f32_nf4_bf16",
-       "qopt_cuda_gemm_f32_fp8e4m3_bf16", "qopt_cuda_gemm_f32_fp8e5m2_bf16"}};
-  static const char *namesT[2][7] = {
-      {"qopt_cuda_gemm_f32_int4_t", "qopt_cuda_gemm_f32_uint4_t",
-       "qopt_cuda_gemm_f32_int8_t", "qopt_cuda_gemm_f32_uint8_t",
-       "qopt_cuda_gemm_f32_nf4_t", "qopt_cuda_gemm_f32_fp8e4m3_t",
-       "qopt_cuda_gemm_f32_fp8e5m2_t"},
-      {"qopt_cuda_gemm_f32_int4_t_bf16", "qopt_cuda_gemm_f32_uint4_t_bf16",
-       "qopt_cuda_gemm_f32_int8_t_bf16", "qopt_cuda_gemm_f32_uint8_t_bf16",
-       "qopt_cuda_gemm_f32_nf4_t_bf16", "qopt_cuda_gemm_f32_fp8e4m3_t_bf16",
-       "qopt_cuda_gemm_f32_fp8e5m2_t_bf16"}};
-  if (transposed)
-    return format >= 0 && format <= 6 ? namesT[bf16][format] : nullptr;
-  return format >= -1 && format <= 6 ? names[bf16][format + 1] : nullptr;
+    return skinnyNames[precision].c_str();
+  return names[size_t(precision)][transposed][size_t(format + 1)].c_str();
 }
 
 /// Whether distinct indices of the dimensions (sizes, strides) address
@@ -91,7 +92,7 @@ inline bool disjoint(const int64_t (&size)[4], const int64_t (&stride)[4]) {
 /// (its strides along the outer loops set).
 template <typename Launch>
 void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
-                    int64_t o1, Launch &&launch, bool bf16 = false) {
+                    int64_t o1, Launch &&launch, int precision = kGemmF32) {
   if (p.m <= 0 || p.n <= 0)
     return;
   if (o0 <= 0 || o1 <= 0 || p.k <= 0) {
@@ -125,7 +126,7 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
         one.c = op.c;
         one.lz = op.lz;
         one.o1 = 1;
-        launchProducts(format, transposed, one, 1, 1, launch, bf16);
+        launchProducts(format, transposed, one, 1, 1, launch, precision);
       }
     return;
   }
@@ -145,7 +146,7 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
   for (int64_t z0 = 0; z0 < batch; z0 += zChunk)
     for (int64_t r0 = 0; r0 < p.m; r0 += kMaxGrid * tileM) {
       GemmLaunch l{format, transposed, skinny, p, 0, 0, 0};
-      l.bf16 = bf16;
+      l.precision = precision;
       l.p.zBase = z0;
       l.p.a += r0 * p.sam;
       l.p.c += r0 * p.scm;
@@ -167,14 +168,15 @@ void launchProducts(int format, bool transposed, GemmParams p, int64_t o0,
 /// Calls `launch(const GemmLaunch &)` for the launches of the product with
 /// qopt_kernel_sgemm's arguments (C += A·B, element offsets and strides
 /// along (outer0, outer1, rows, columns), pointers as integers);
-/// `overwrite`: C = A·B; `bf16`: on the tensor cores.
+/// `overwrite`: C = A·B; `precision`: on the tensor cores (kGemmBF16,
+/// kGemmTF32) or not.
 template <typename Launch>
 void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
                int64_t pa, int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,
                int64_t sak, int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,
                int64_t sbk, int64_t sbn, int64_t pc, int64_t oc, int64_t sc0,
                int64_t sc1, int64_t scm, int64_t scn, Launch &&launch,
-               bool overwrite = false, bool bf16 = false) {
+               bool overwrite = false, int precision = kGemmF32) {
   auto foldsM = [&](int64_t size, int64_t sa, int64_t sb, int64_t sc) {
     return size == 1 || (sb == 0 && sa == m * sam && sc == m * scm);
   };
@@ -206,7 +208,7 @@ void planSgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
   p.sc0 = sc0, p.sc1 = sc1, p.scm = scm, p.scn = scn;
   p.m = m, p.n = n, p.k = k;
   p.overwrite = overwrite;
-  launchProducts(-1, false, p, o0, o1, launch, bf16);
+  launchProducts(-1, false, p, o0, o1, launch, precision);
 }
 
 } // namespace qopt_cuda

@@ -70,8 +70,8 @@ QOPT_HD uint32_t bf16Bits(float x) {
 template <int MI> struct GemmSharedBF16 {
   static constexpr int kRows = kTileRows<MI>;
   static constexpr int kStride = kTileK + 8;
-  uint16_t a[kTileRows<MI>][kStride];
-  uint16_t b[kTileN][kStride];
+  alignas(16) uint16_t a[kTileRows<MI>][kStride];
+  alignas(16) uint16_t b[kTileN][kStride];
   QOPT_HD void setA(int kk, int r, float v) {
     a[r][kk] = uint16_t(bf16Bits(v));
   }
@@ -79,14 +79,63 @@ template <int MI> struct GemmSharedBF16 {
     b[col][kk] = uint16_t(bf16Bits(v));
   }
   /// The two elements (kk, kk + 1) of row r of A (or column c of B), the
-  /// lower in the low half.
-  QOPT_HD uint32_t pairA(int r, int kk) const {
-    return uint32_t(a[r][kk]) | uint32_t(a[r][kk + 1]) << 16;
-  }
-  QOPT_HD uint32_t pairB(int c, int kk) const {
-    return uint32_t(b[c][kk]) | uint32_t(b[c][kk + 1]) << 16;
+  /// lower in the low half: one 32-bit load (kk even, rows 80 bytes).
+  QOPT_HD uint32_t pairA(int r, int kk) const { return word(&a[r][kk]); }
+  QOPT_HD uint32_t pairB(int c, int kk) const { return word(&b[c][kk]); }
+  static QOPT_HD uint32_t word(const uint16_t *p) {
+#if defined(__CUDA_ARCH__)
+    return *reinterpret_cast<const uint32_t *>(p);
+#else
+    return uint32_t(p[0]) | uint32_t(p[1]) << 16;
+#endif
   }
 };
+
+/// x rounded to tf32 (10 fraction bits; nearest, ties away from zero, as
+/// cvt.rna.tf32.f32), as an f32 whose low 13 bits are zero: what the
+/// `_tf32` entries multiply. Infinities and NaNs stay.
+QOPT_HD float tf32Round(float x) {
+#if defined(__CUDA_ARCH__)
+  uint32_t u = __float_as_uint(x);
+#else
+  uint32_t u;
+  memcpy(&u, &x, 4);
+#endif
+  if ((u & 0x7F800000u) != 0x7F800000u)
+    u = (u + 0x1000u) & ~0x1FFFu;
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(u);
+#else
+  float r;
+  memcpy(&r, &u, 4);
+  return r;
+#endif
+}
+
+/// The f32 tiles for the tf32 tensor-core entries (`_tf32`): GemmShared's
+/// layout, the values rounded to tf32 as they are stored; the mma's
+/// fragment registers are single elements.
+template <int MI> struct GemmSharedTF32 : GemmShared<MI> {
+  QOPT_HD void setA(int kk, int r, float v) { this->a[kk][r] = tf32Round(v); }
+  QOPT_HD void setB(int kk, int col, float v) {
+    this->b[kk][col] = tf32Round(v);
+  }
+};
+
+/// How the GEMM multiplies: f32 on the CUDA cores, or the tiles rounded
+/// to bf16 / tf32 for the tensor cores; GemmSharedOf: its tiles.
+enum GemmPrecision : int { kGemmF32 = 0, kGemmBF16 = 1, kGemmTF32 = 2 };
+template <int P, int MI> struct GemmSharedFor {
+  using type = GemmShared<MI>;
+};
+template <int MI> struct GemmSharedFor<kGemmBF16, MI> {
+  using type = GemmSharedBF16<MI>;
+};
+template <int MI> struct GemmSharedFor<kGemmTF32, MI> {
+  using type = GemmSharedTF32<MI>;
+};
+template <int P, int MI>
+using GemmSharedOf = typename GemmSharedFor<P, MI>::type;
 
 /// One launch of Gemm.cu's kernels (passed by value; the same layout on
 /// the host and the device). C += A·B over the blocks (x: 64 columns, y:
@@ -295,11 +344,11 @@ QOPT_HD void storeTile(float *c, int64_t rows, int64_t cols, int64_t rs,
   }
 }
 
-//===-- Tensor cores: mma.sync.m16n8k16 on bf16, f32 accumulators ---------===//
+//===-- Tensor cores: mma.sync on bf16 (m16n8k16) or tf32 (m16n8k8) -------===//
 //
-// The `_bf16` entries split a block's tile among its 8 warps: with tiles
-// of 64 rows a warp computes 32 x 16 outputs (warps 2 x 4: rows 32·(w / 4),
-// columns 16·(w % 4)), two m16 by two n8 mma tiles; with tiles of 16 rows
+// The `_bf16` and `_tf32` entries split a block's tile among its 8 warps: with
+// tiles of 64 rows a warp computes 32 x 16 outputs (warps 2 x 4: rows 32·(w /
+// 4), columns 16·(w % 4)), two m16 by two n8 mma tiles; with tiles of 16 rows
 // 16 x 8 (columns 8·w), one. A thread's 16 (or 4) accumulators are its
 // fragments of those mma tiles, acc[mt·kMmaN + nt][e]: element e at row
 // g + 8·(e / 2), column 2·q + e % 2 of mma tile (mt, nt), g = lane / 4,
@@ -342,7 +391,59 @@ QOPT_HD void mmaFragments(const GemmSharedBF16<MI> &s, int w, int lane, int kk,
     b[nt][i] = s.pairB(warpColumn<MI>(w) + 8 * nt + g, kk + 2 * q + 8 * i);
 }
 
+/// The same for the tf32 entries' k8 step at kk (m16n8k8): a[mt][i] holds
+/// A(r, c) with r = g + 8·(i % 2), c = q + 4·(i / 2); b[nt][i] holds
+/// B(q + 4·i, g).
+template <int MI>
+QOPT_HD void mmaFragments(const GemmSharedTF32<MI> &s, int w, int lane, int kk,
+                          uint32_t (&a)[kMmaM<MI>][4],
+                          uint32_t (&b)[kMmaN<MI>][2]) {
+  int g = lane / 4, q = lane % 4;
+  auto bits = [](float v) {
+    uint32_t u;
+    memcpy(&u, &v, 4);
+    return u;
+  };
+  QOPT_UNROLL()
+  for (int mt = 0; mt < kMmaM<MI>; ++mt)
+    QOPT_UNROLL()
+  for (int i = 0; i < 4; ++i)
+    a[mt][i] = bits(
+        s.a[kk + q + 4 * (i / 2)][warpRow<MI>(w) + 16 * mt + g + 8 * (i % 2)]);
+  QOPT_UNROLL()
+  for (int nt = 0; nt < kMmaN<MI>; ++nt)
+    QOPT_UNROLL()
+  for (int i = 0; i < 2; ++i)
+    b[nt][i] = bits(s.b[kk + q + 4 * i][warpColumn<MI>(w) + 8 * nt + g]);
+}
+
 #if defined(__CUDA_ARCH__)
+/// c += a·b on the tensor cores (one m16n8k8 tf32 tile of the warp).
+__device__ __forceinline__ void mmaTF32(const uint32_t (&a)[4],
+                                        const uint32_t (&b)[2], float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
+                 "r"(b[1]));
+}
+
+template <int MI>
+__device__ __forceinline__ void multiplyTile(const GemmSharedTF32<MI> &s, int t,
+                                             float (&acc)[MI][kMicro]) {
+  QOPT_UNROLL()
+  for (int kk = 0; kk < kTileK; kk += 8) {
+    uint32_t a[kMmaM<MI>][4], b[kMmaN<MI>][2];
+    mmaFragments(s, t / 32, t % 32, kk, a, b);
+    QOPT_UNROLL()
+    for (int mt = 0; mt < kMmaM<MI>; ++mt)
+      QOPT_UNROLL()
+    for (int nt = 0; nt < kMmaN<MI>; ++nt)
+      mmaTF32(a[mt], b[nt], acc[mt * kMmaN<MI> + nt]);
+  }
+}
+
 /// c += a·b on the tensor cores (one m16n8k16 tile of the warp).
 __device__ __forceinline__ void mmaBF16(const uint32_t (&a)[4],
                                         const uint32_t (&b)[2], float (&c)[4]) {
@@ -373,13 +474,14 @@ __device__ __forceinline__ void multiplyTile(const GemmSharedBF16<MI> &s, int t,
 }
 #endif
 
-/// Adds thread t's tensor-core outputs to C's tile at (m0, n0)
-/// (`overwrite`: stores them).
+/// Adds thread t's tensor-core outputs (bf16 or tf32: the same
+/// accumulator fragments) to C's tile at (m0, n0) (`overwrite`: stores
+/// them).
 template <int MI>
-QOPT_HD void storeTileBF16(float *c, int64_t rows, int64_t cols, int64_t rs,
-                           int64_t cs, int64_t m0, int64_t n0, int t,
-                           const float (&acc)[MI][kMicro],
-                           bool overwrite = false) {
+QOPT_HD void storeTileMma(float *c, int64_t rows, int64_t cols, int64_t rs,
+                          int64_t cs, int64_t m0, int64_t n0, int t,
+                          const float (&acc)[MI][kMicro],
+                          bool overwrite = false) {
   int w = t / 32, g = t % 32 / 4, q = t % 4;
   QOPT_UNROLL()
   for (int mt = 0; mt < kMmaM<MI>; ++mt)
@@ -404,11 +506,18 @@ QOPT_HD void storeTileOf(const GemmShared<MI> &, float *c, int64_t rows,
   storeTile(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
 }
 template <int MI>
+QOPT_HD void storeTileOf(const GemmSharedTF32<MI> &, float *c, int64_t rows,
+                         int64_t cols, int64_t rs, int64_t cs, int64_t m0,
+                         int64_t n0, int t, const float (&acc)[MI][kMicro],
+                         bool overwrite = false) {
+  storeTileMma(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
+}
+template <int MI>
 QOPT_HD void storeTileOf(const GemmSharedBF16<MI> &, float *c, int64_t rows,
                          int64_t cols, int64_t rs, int64_t cs, int64_t m0,
                          int64_t n0, int t, const float (&acc)[MI][kMicro],
                          bool overwrite = false) {
-  storeTileBF16(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
+  storeTileMma(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
 }
 
 /// The weight a quantized entry reads (`transposed`: W's rows along K).

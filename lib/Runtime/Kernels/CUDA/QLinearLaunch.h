@@ -126,12 +126,12 @@ template <typename Fn> void withFormat(int format, Fn &&fn) {
 /// the integer codes (planW8A8); with kQLinearCodes A is those codes
 /// already (int8, rows of K, written by qopt_cuda_quantize_rows or
 /// qopt_cuda_norm_quant), and the rows' steps a buffer laid out as A
-/// without K. kQLinearBF16 (the CUDA target's too): products that take
-/// the GEMM run on the tensor cores in bf16 (`_bf16` entries; the GEMV,
-/// bandwidth-bound, stays f32).
+/// without K. kQLinearBF16 / kQLinearTF32 (the CUDA target's too):
+/// products that take the GEMM run on the tensor cores in bf16 / tf32
+/// (`_bf16`, `_tf32` entries; the GEMV, bandwidth-bound, stays f32).
 constexpr int64_t kQLinearZeroPoints = 1, kQLinearPerToken = 4,
                   kQLinearTransposed = 8, kQLinearOverwrite = 16,
-                  kQLinearCodes = 32, kQLinearBF16 = 64;
+                  kQLinearCodes = 32, kQLinearBF16 = 64, kQLinearTF32 = 128;
 
 /// Calls `gemv(const GemvLaunch &)` or `gemm(const GemmLaunch &)` for each
 /// launch of the product with `lora` (null: none) added and `dq` the
@@ -155,11 +155,16 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
   if (!gemvName(int(format)))
     return "a weight format the GEMV does not take";
   if (flags & ~int64_t(kQLinearZeroPoints | kQLinearTransposed |
-                       kQLinearOverwrite | kQLinearBF16))
+                       kQLinearOverwrite | kQLinearBF16 | kQLinearTF32))
     return "integer activations (not on the CUDA target)";
+  if ((flags & kQLinearBF16) && (flags & kQLinearTF32))
+    return "both bf16 and tf32 products";
   // W's columns: K, or N for C += A·W.
   bool transposed = flags & kQLinearTransposed,
-       overwrite = flags & kQLinearOverwrite, bf16 = flags & kQLinearBF16;
+       overwrite = flags & kQLinearOverwrite;
+  int precision = (flags & kQLinearBF16)   ? kGemmBF16
+                  : (flags & kQLinearTF32) ? kGemmTF32
+                                           : kGemmF32;
   if (lora && lora->rank == 0) // (a branch of rank 0 adds nothing)
     lora = nullptr;
   if (lora && (transposed || lora->rank < 0 || lora->sb0 || lora->sb1 ||
@@ -227,7 +232,7 @@ planQLinear(bool aligned, int64_t format, int64_t group, int64_t flags,
           l.dq = dq;
           gemm(l);
         },
-        bf16);
+        precision);
     return nullptr;
   }
   GemvLaunch l{};

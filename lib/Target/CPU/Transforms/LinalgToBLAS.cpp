@@ -553,7 +553,7 @@ rewriteQuantized(linalg::GenericOp op, const GemmDims &dims, QuantizedWeight w,
                  bool int8Activations, int64_t perTokenBits, ModuleOp module,
                  StringRef callee = kQLinear, const LoRASum *lora = nullptr,
                  bool overwrite = false, bool cuda = false, Value codes = {},
-                 Value steps = {}, bool bf16 = false) {
+                 Value steps = {}, int64_t precisionFlag = 0) {
   // With a LoRA branch the call writes the sum's output (flag 16: C = …,
   // not C +=; its layout is the product's C's, which it replaces).
   std::optional<CallArgs> branchArgs;
@@ -572,7 +572,7 @@ rewriteQuantized(linalg::GenericOp op, const GemmDims &dims, QuantizedWeight w,
                 (perTokenBits ? 4 | (perTokenBits << 8) : 0) |
                 (w.transposed ? 8 : 0) |
                 ((lora && lora->y) || overwrite ? 16 : 0) | (codes ? 32 : 0) |
-                (bf16 && !perTokenBits ? 64 : 0));
+                (perTokenBits ? 0 : precisionFlag));
   args.sizes({dims.m, dims.n, dims.k});
   // (Per-token codes given: A's rows quantized once for every product of
   // the quantizer, read in its place.)
@@ -2057,6 +2057,16 @@ struct QOptLinalgToBLASPass
   using Base::Base;
   void runOnOperation() override {
     ModuleOp module = getOperation();
+    // The quantized CUDA calls' tensor-core flag (kQLinearBF16 / TF32).
+    int64_t precisionFlag = cudaMatmulPrecision == "medium" ? 64
+                            : cudaMatmulPrecision == "high" ? 128
+                                                            : 0;
+    if (!precisionFlag && cudaMatmulPrecision != "highest") {
+      module.emitError() << "qopt-linalg-to-blas: cuda-matmul-precision="
+                         << cudaMatmulPrecision
+                         << ": unknown precision (highest, high or medium)";
+      return signalPassFailure();
+    }
     // Named products become generics first, so one matcher sees them all.
     SmallVector<linalg::LinalgOp> named;
     module.walk([&](linalg::LinalgOp op) {
@@ -2106,7 +2116,7 @@ struct QOptLinalgToBLASPass
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false,
                            /*perTokenBits=*/0, module, cudaQLinearLoRA, &*lora,
                            overwrite, /*cuda=*/true, Value(), Value(),
-                           cudaBF16);
+                           precisionFlag);
         }
       }
     for (auto &[op, dims] : matmuls) {
@@ -2131,7 +2141,7 @@ struct QOptLinalgToBLASPass
           rewriteQuantized(op, dims, *w, /*int8Activations=*/false, bits,
                            module, cudaQLinear, /*lora=*/nullptr, overwrite,
                            /*cuda=*/true, codes ? codes->codes : Value(),
-                           codes ? codes->steps : Value(), cudaBF16);
+                           codes ? codes->steps : Value(), precisionFlag);
           if (codes)
             eraseUnread(a);
         } else if (!cudaSgemm.empty() && !readsConstant(op)) {

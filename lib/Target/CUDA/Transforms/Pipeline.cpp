@@ -35,12 +35,19 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
     library.cudaQLinearLoRA = options.emulate
                                   ? "qopt_cuda_qlinear_lora_emulated"
                                   : "qopt_cuda_qlinear_lora";
-    // (`medium`: the GEMM's tensor-core entries; quantized calls say so
-    // in their flags.)
-    bool bf16 = options.matmulPrecision == MatmulPrecision::Medium;
-    library.cudaSgemm = std::string("qopt_cuda_sgemm") + (bf16 ? "_bf16" : "") +
-                        (options.emulate ? "_emulated" : "");
-    library.cudaBF16 = bf16;
+    // (`high` / `medium`: the GEMM's tensor-core entries; quantized calls
+    // say so in their flags.)
+    StringRef precision =
+        options.matmulPrecision == MatmulPrecision::Medium ? "medium"
+        : options.matmulPrecision == MatmulPrecision::High ? "high"
+                                                           : "highest";
+    library.cudaSgemm = (Twine("qopt_cuda_sgemm") +
+                         (precision == "medium" ? "_bf16"
+                          : precision == "high" ? "_tf32"
+                                                : "") +
+                         (options.emulate ? "_emulated" : ""))
+                            .str();
+    library.cudaMatmulPrecision = precision.str();
     // Per-token activations quantized once per quantizer, in the norm
     // before them where there is one.
     library.cudaQuantizeRows = options.emulate

@@ -2,8 +2,9 @@
 // Without cuda-qlinear-lora, the branch stays an f32 product and the sum a
 // loop nest.
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm" | FileCheck %s --check-prefix=NOLORA
-// With cuda-bf16 the fused calls ask for the tensor cores too (16 | 64).
-// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_bf16 cuda-qlinear-lora=qopt_cuda_qlinear_lora cuda-bf16" | FileCheck %s --check-prefix=BF16
+// With cuda-matmul-precision=medium the fused calls ask for the tensor
+// cores too (16 | 64).
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_bf16 cuda-qlinear-lora=qopt_cuda_qlinear_lora cuda-matmul-precision=medium" | FileCheck %s --check-prefix=BF16
 
 // A LoRA layer as convert-qopt-to-linalg lowers it and bufferization leaves
 // it: z = x·Aᵀ, Q = z·Bᵀ and P = x·Wᵀ (W int4, expanded for the product)

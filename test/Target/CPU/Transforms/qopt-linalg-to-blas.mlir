@@ -6,10 +6,14 @@
 // the CUDA GEMM, with qopt_kernel_sgemm's arguments, unless they read a
 // constant (host memory).
 // RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm" | FileCheck %s --check-prefix=GEMM
-// With cuda-bf16 (`--cuda-matmul-precision=medium`): the f32 products call
-// the entry named (the pipeline names the tensor-core one); the quantized
-// calls set flag 64, except on per-token codes (the W8A8 GEMM is integer).
-// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_bf16 cuda-bf16" | FileCheck %s --check-prefix=BF16
+// With cuda-matmul-precision=medium: the f32 products call the entry named
+// (the pipeline names the tensor-core one); the quantized calls set flag
+// 64, except on per-token codes (the W8A8 GEMM is integer); `high`: 128.
+// Another value is an error naming it.
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_bf16 cuda-matmul-precision=medium" | FileCheck %s --check-prefix=BF16
+// RUN: qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-sgemm=qopt_cuda_sgemm_tf32 cuda-matmul-precision=high" | FileCheck %s --check-prefix=TF32
+// RUN: not qopt-opt %s -split-input-file --qopt-linalg-to-blas="cuda-qlinear=qopt_cuda_qlinear cuda-matmul-precision=low" 2>&1 | FileCheck %s --check-prefix=BADPRECISION
+// BADPRECISION: error: qopt-linalg-to-blas: cuda-matmul-precision=low: unknown precision (highest, high or medium)
 
 // A [batch, seq, k] activation times a transposed 2-D weight: M = seq, one
 // outer loop (batch), B read through its strides (n, k order).
@@ -17,6 +21,8 @@
 // CUDA-LABEL: func.func @linear
 // CUDA-NOT: call
 // CUDA: linalg.generic
+// TF32-LABEL: func.func @linear
+// TF32: call @qopt_cuda_sgemm_tf32(
 // BF16-LABEL: func.func @linear
 // BF16: call @qopt_cuda_sgemm_bf16(
 // GEMM-LABEL: func.func @linear
@@ -131,6 +137,8 @@ func.func @not_products(%a: memref<4x8xi32>, %b: memref<8x5xi32>, %c: memref<4x5
 // activations: the outer loop is the batch.
 // CHECK-LABEL: func.func @quantized_int4
 // CUDA-LABEL: func.func @quantized_int4
+// TF32-LABEL: func.func @quantized_int4
+// TF32: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c128{{[_0-9]*}}, %c1{{[_0-9]*}},
 // BF16-LABEL: func.func @quantized_int4
 // BF16: call @qopt_cuda_qlinear(%c0{{[_0-9]*}}, %c32{{[_0-9]*}}, %c64{{[_0-9]*}}, %c1{{[_0-9]*}},
 // GEMM-LABEL: func.func @quantized_int4

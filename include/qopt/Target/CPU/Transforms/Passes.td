@@ -123,12 +123,13 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     (`qopt_cuda_sgemm_overwrite`, `qopt_cuda_sgemm_emulated_overwrite`) or
     sets flag 16 of the quantized calls.
 
-    With `cuda-bf16` (`qoptc --cuda-matmul-precision=medium`, which also
-    names the GEMM's tensor-core entry `qopt_cuda_sgemm_bf16` as
-    `cuda-sgemm`), the quantized calls set flag 64: the products that take
-    the GEMM round their operands to bf16 and multiply on the tensor cores
-    (f32 accumulators); per-token (W8A8 / W4A4) products, integer GEMMs,
-    do not.
+    With `cuda-matmul-precision=medium` (`qoptc
+    --cuda-matmul-precision=medium`, which also names the GEMM's
+    tensor-core entry `qopt_cuda_sgemm_bf16` as `cuda-sgemm`), the
+    quantized calls set flag 64: the products that take the GEMM round
+    their operands to bf16 and multiply on the tensor cores (f32
+    accumulators); with `high`, flag 128: tf32 (`qopt_cuda_sgemm_tf32`).
+    Per-token (W8A8 / W4A4) products, integer GEMMs, do not.
 
     The CUDA quantized calls also read double-quantized scales as they are
     (QLoRA's: 8-bit codes of a 256-value constant table times an absmax per
@@ -186,10 +187,12 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
            "With cuda-qlinear: call this CUDA GEMM entry (qopt_kernel_sgemm's "
            "arguments) for the other products whose operands are not "
            "constants">,
-    Option<"cudaBF16", "cuda-bf16", "bool", "false",
-           "With cuda-qlinear: the quantized calls ask for the GEMM's "
-           "tensor-core entries (flag 64: operands rounded to bf16, f32 "
-           "accumulators; the GEMV of up to 16 rows stays f32)">,
+    Option<"cudaMatmulPrecision", "cuda-matmul-precision", "std::string",
+           "\"highest\"",
+           "With cuda-qlinear: `high` / `medium`: the quantized calls ask "
+           "for the GEMM's tensor-core entries (flag 128: operands rounded "
+           "to tf32; 64: to bf16; f32 accumulators; the GEMV of up to 16 "
+           "rows stays f32); `highest`: f32">,
     Option<"cudaQLinearLoRA", "cuda-qlinear-lora", "std::string", "\"\"",
            "With cuda-qlinear: call this CUDA entry (qopt_cuda_qlinear_lora's "
            "arguments) for a quantized product plus a LoRA branch z·Bᵀ, "
