@@ -189,44 +189,55 @@ void multiplyBlock(const GemmShared<MI> &s,
   for (int t = 0; t < kGemmThreads; ++t)
     multiplyTile(s, t, acc[t]);
 }
-/// A warp's k steps of `step` on the tensor cores: every lane's fragments
-/// (GemmTile.h's mmaFragments), then each mma tile.
+/// A K step on the tensor cores: each warp's lanes run GemmTile.h's
+/// multiplyWarpTile in turn, their mma calls recorded (fragments and the
+/// accumulators' addresses), then each call runs for the 32 lanes
+/// together, in order (a call's accumulators are read when it runs).
 template <typename S, int MI>
-void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro], int step,
+void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
                    void (*mma)(const uint32_t (&)[32][4],
                                const uint32_t (&)[32][2], float (&)[32][4])) {
-  constexpr int kM = kMmaM<MI>, kN = kMmaN<MI>;
-  for (int w = 0; w < kGemmThreads / 32; ++w)
-    for (int kk = 0; kk < kTileK; kk += step) {
-      uint32_t fa[32][kM][4], fb[32][kN][2];
-      for (int lane = 0; lane < 32; ++lane)
-        mmaFragments(s, w, lane, kk, fa[lane], fb[lane]);
-      for (int mt = 0; mt < kM; ++mt)
-        for (int nt = 0; nt < kN; ++nt) {
-          uint32_t a[32][4], b[32][2];
-          float c[32][4];
-          for (int lane = 0; lane < 32; ++lane) {
-            std::memcpy(a[lane], fa[lane][mt], sizeof(a[lane]));
-            std::memcpy(b[lane], fb[lane][nt], sizeof(b[lane]));
-            std::memcpy(c[lane], acc[32 * w + lane][mt * kN + nt],
-                        sizeof(c[lane]));
-          }
-          mma(a, b, c);
-          for (int lane = 0; lane < 32; ++lane)
-            std::memcpy(acc[32 * w + lane][mt * kN + nt], c[lane],
-                        sizeof(c[lane]));
-        }
+  struct Call {
+    uint32_t a[32][4], b[32][2];
+    float *c[32];
+  };
+  static thread_local std::vector<Call> calls;
+  for (int w = 0; w < kGemmThreads / 32; ++w) {
+    calls.clear();
+    for (int lane = 0; lane < 32; ++lane) {
+      size_t i = 0;
+      multiplyWarpTile(
+          s, 32 * w + lane, acc[32 * w + lane],
+          [&](const uint32_t (&a)[4], const uint32_t (&b)[2], float (&c)[4]) {
+            if (i == calls.size())
+              calls.emplace_back();
+            std::memcpy(calls[i].a[lane], a, sizeof(a));
+            std::memcpy(calls[i].b[lane], b, sizeof(b));
+            calls[i].c[lane] = c;
+            ++i;
+          });
+      if (i != calls.size())
+        refuse("the tensor-core emulation", "lanes made different mma calls");
     }
+    for (Call &call : calls) {
+      float c[32][4];
+      for (int lane = 0; lane < 32; ++lane)
+        std::memcpy(c[lane], call.c[lane], sizeof(c[lane]));
+      mma(call.a, call.b, c);
+      for (int lane = 0; lane < 32; ++lane)
+        std::memcpy(call.c[lane], c[lane], sizeof(c[lane]));
+    }
+  }
 }
 template <int MI>
 void multiplyBlock(const GemmSharedBF16<MI> &s,
                    float (&acc)[kGemmThreads][MI][kMicro]) {
-  multiplyWarps(s, acc, 16, mmaEmulated);
+  multiplyWarps(s, acc, mmaEmulated);
 }
 template <int MI>
 void multiplyBlock(const GemmSharedTF32<MI> &s,
                    float (&acc)[kGemmThreads][MI][kMicro]) {
-  multiplyWarps(s, acc, 8, mmaTF32Emulated);
+  multiplyWarps(s, acc, mmaTF32Emulated);
 }
 
 /// Every block of a GEMM launch, its threads' phases in turn (with a

@@ -69,6 +69,7 @@ QOPT_HD uint32_t bf16Bits(float x) {
 /// of a warp, rows g = 0..7 and words q = 0..3, hit 32 distinct banks).
 template <int MI> struct GemmSharedBF16 {
   static constexpr int kRows = kTileRows<MI>;
+  static constexpr int kMmaK = 16; // mma.sync m16n8k16
   static constexpr int kStride = kTileK + 8;
   alignas(16) uint16_t a[kTileRows<MI>][kStride];
   alignas(16) uint16_t b[kTileN][kStride];
@@ -116,6 +117,7 @@ QOPT_HD float tf32Round(float x) {
 /// layout, the values rounded to tf32 as they are stored; the mma's
 /// fragment registers are single elements.
 template <int MI> struct GemmSharedTF32 : GemmShared<MI> {
+  static constexpr int kMmaK = 8; // mma.sync m16n8k8
   QOPT_HD void setA(int kk, int r, float v) { this->a[kk][r] = tf32Round(v); }
   QOPT_HD void setB(int kk, int col, float v) {
     this->b[kk][col] = tf32Round(v);
@@ -417,6 +419,27 @@ QOPT_HD void mmaFragments(const GemmSharedTF32<MI> &s, int w, int lane, int kk,
     b[nt][i] = bits(s.b[kk + q + 4 * i][warpColumn<MI>(w) + 8 * nt + g]);
 }
 
+/// Thread t's share of its warp's products of one K step: each k step's
+/// fragments, then mma(a, b, c) for each mma tile, c the thread's
+/// accumulators of it. mma.sync is collective: every lane of the warp
+/// makes the same calls in the same order; the CPU emulation runs this
+/// for each lane, records the calls, then runs them for the 32 lanes
+/// together (CUDAEmulation.cpp).
+template <typename S, int MI, typename Mma>
+QOPT_HD void multiplyWarpTile(const S &s, int t, float (&acc)[MI][kMicro],
+                              Mma &&mma) {
+  QOPT_UNROLL()
+  for (int kk = 0; kk < kTileK; kk += S::kMmaK) {
+    uint32_t a[kMmaM<MI>][4], b[kMmaN<MI>][2];
+    mmaFragments(s, t / 32, t % 32, kk, a, b);
+    QOPT_UNROLL()
+    for (int mt = 0; mt < kMmaM<MI>; ++mt)
+      QOPT_UNROLL()
+    for (int nt = 0; nt < kMmaN<MI>; ++nt)
+      mma(a[mt], b[nt], acc[mt * kMmaN<MI> + nt]);
+  }
+}
+
 #if defined(__CUDA_ARCH__)
 /// c += a·b on the tensor cores (one m16n8k8 tf32 tile of the warp).
 __device__ __forceinline__ void mmaTF32(const uint32_t (&a)[4],
@@ -427,21 +450,6 @@ __device__ __forceinline__ void mmaTF32(const uint32_t (&a)[4],
                : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
                : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
                  "r"(b[1]));
-}
-
-template <int MI>
-__device__ __forceinline__ void multiplyTile(const GemmSharedTF32<MI> &s, int t,
-                                             float (&acc)[MI][kMicro]) {
-  QOPT_UNROLL()
-  for (int kk = 0; kk < kTileK; kk += 8) {
-    uint32_t a[kMmaM<MI>][4], b[kMmaN<MI>][2];
-    mmaFragments(s, t / 32, t % 32, kk, a, b);
-    QOPT_UNROLL()
-    for (int mt = 0; mt < kMmaM<MI>; ++mt)
-      QOPT_UNROLL()
-    for (int nt = 0; nt < kMmaN<MI>; ++nt)
-      mmaTF32(a[mt], b[nt], acc[mt * kMmaN<MI> + nt]);
-  }
 }
 
 /// c += a·b on the tensor cores (one m16n8k16 tile of the warp).
@@ -455,22 +463,21 @@ __device__ __forceinline__ void mmaBF16(const uint32_t (&a)[4],
                  "r"(b[1]));
 }
 
-/// Thread t's share of its warp's products of one K step (every lane of
-/// the warp calls it: mma.sync is collective; the CPU emulation runs the
-/// warp's lanes together instead, CUDAEmulation.cpp).
+/// The tensor-core entries' products of one K step (GemmTile's
+/// multiplyTile for their tiles).
 template <int MI>
 __device__ __forceinline__ void multiplyTile(const GemmSharedBF16<MI> &s, int t,
                                              float (&acc)[MI][kMicro]) {
-  QOPT_UNROLL()
-  for (int kk = 0; kk < kTileK; kk += 16) {
-    uint32_t a[kMmaM<MI>][4], b[kMmaN<MI>][2];
-    mmaFragments(s, t / 32, t % 32, kk, a, b);
-    QOPT_UNROLL()
-    for (int mt = 0; mt < kMmaM<MI>; ++mt)
-      QOPT_UNROLL()
-    for (int nt = 0; nt < kMmaN<MI>; ++nt)
-      mmaBF16(a[mt], b[nt], acc[mt * kMmaN<MI> + nt]);
-  }
+  multiplyWarpTile(s, t, acc,
+                   [](const uint32_t (&a)[4], const uint32_t (&b)[2],
+                      float (&c)[4]) { mmaBF16(a, b, c); });
+}
+template <int MI>
+__device__ __forceinline__ void multiplyTile(const GemmSharedTF32<MI> &s, int t,
+                                             float (&acc)[MI][kMicro]) {
+  multiplyWarpTile(s, t, acc,
+                   [](const uint32_t (&a)[4], const uint32_t (&b)[2],
+                      float (&c)[4]) { mmaTF32(a, b, c); });
 }
 #endif
 
