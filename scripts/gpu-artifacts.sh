@@ -48,7 +48,9 @@ ls -l "$out"
 
 # Models compiled by qoptc --target cuda (the README example, also with int4
 # weights and with W8A8; the lora, qlora, quarot-w4a16, quarot-w4a4 and
-# smoothquant-w8a8 recipes on the test Llama; the qlora train step), with their inputs and the CPU target's outputs, and qopt-run with the
+# smoothquant-w8a8 recipes on the test Llama; the qlora train step; some again
+# with the GEMM on the tensor cores), with their inputs and the CPU target's
+# outputs, and qopt-run with the
 # runtime to run them there (scripts/gpu-check.sh compares).
 bin=$here/build/bin
 if [ -x "$bin/qoptc" ]; then
@@ -113,6 +115,19 @@ PY
       --optimizer adamw:lr=1e-2,betas=0.9/0.999,eps=1e-8,weight_decay=0.0 &&
     "$bin/qopt-run" "$models/qlora-train-cpu.so" $in --input "labels=$models/labels.npy" \
       --repeat 3 --output-dir "$models/qlora-train-ref" >/dev/null
+  # The same on the tensor cores (--cuda-matmul-precision: medium = bf16, high =
+  # tf32), checked against the f32 references above within the formats' error.
+  tc() { # name, precision, qoptc args...
+    local name=$1 precision=$2; shift 2
+    "$bin/qoptc" "$@" --target cuda --cuda-archs "$archs" \
+      --cuda-matmul-precision="$precision" -o "$models/$name.so"
+  }
+  tc gpt2-bf16 medium "$here/examples/gpt2-tiny.onnx"
+  tc gpt2-tf32 high "$here/examples/gpt2-tiny.onnx"
+  tc gpt2-int4-bf16 medium "$here/examples/gpt2-tiny.onnx" --quantize int4:group=32
+  tc qlora-prefill-bf16 medium "$llama" --recipe qlora
+  tc qlora-train-bf16 medium "$llama" --recipe qlora --train \
+      --optimizer adamw:lr=1e-2,betas=0.9/0.999,eps=1e-8,weight_decay=0.0
   rm -f "$models"/*-cpu.so "$models"/*-cpu.safetensors "$models"/*-cpu.json "$models"/*.ptxas.txt
   ls -l "$models"
   # Each model embeds the kernel library's cubins (~8 MB, ~1 MB compressed):

@@ -101,7 +101,8 @@ fi
 # Models compiled by qoptc --target cuda (gpu-artifacts.sh): each run on the GPU
 # through qopt-run and compared with the CPU target's outputs computed on the
 # build machine (f32 both ways: 1e-4 relative), and the QLoRA train step's
-# loss after three steps.
+# loss after three steps; the tensor-core builds (-bf16, -tf32) against the
+# same f32 references within the formats' error.
 models=$artifacts/models
 # (gpu-artifacts.sh packs them: unpacked beside the results.)
 if [ -f "$artifacts/models.tar.xz" ]; then
@@ -129,8 +130,11 @@ PY
   }
   llama_in=(--input "input_ids=$models/input_ids.npy" --input "attention_mask=$models/attention_mask.npy")
   for name in gpt2 gpt2-int4 gpt2-w8a8 lora qlora qlora-prefill quarot-w4a16 quarot-w4a4 \
-      smoothquant-w8a8 qlora-train; do
+      smoothquant-w8a8 qlora-train gpt2-bf16 gpt2-tf32 gpt2-int4-bf16 qlora-prefill-bf16 \
+      qlora-train-bf16; do
     lib=$models/$name.so
+    # (The tensor-core builds, `-bf16` / `-tf32`, against the f32 references.)
+    ref=$models/${name%-[bt]f[13][62]}-ref
     # Per-token activation codes: where the GPU's contracted multiply-adds
     # differ from the CPU's in the last bit, a value on a rounding boundary
     # takes the next code, which moves one term of a product by a step
@@ -139,19 +143,27 @@ PY
     case $name in
       gpt2-w8a8 | smoothquant-w8a8) tol=1e-2 ;;
       quarot-w4a4) tol=5e-2 ;;
+      # bf16 operands (8 significant bits) and tf32's (11) against f32: the
+      # emulated runs here are within 6.4e-3 / 5.9e-4 (norm-relative) of the
+      # CPU target, and the qlora train step's loss after 3 steps 5.1e-4.
+      *-bf16) tol=4e-2 ;;
+      *-tf32) tol=5e-3 ;;
     esac
     case $name in
-      gpt2) args=(--input "$models/gpt2-input_ids.npy" --repeat 20) ;;
+      gpt2 | gpt2-bf16 | gpt2-tf32) args=(--input "$models/gpt2-input_ids.npy" --repeat 20) ;;
       # 20 and 36 rows: the quantized products take the tiled GEMM.
-      gpt2-int4 | gpt2-w8a8) args=(--input "$models/gpt2-prefill_ids.npy" --repeat 20) ;;
-      qlora-prefill) lib=$models/qlora.so
+      gpt2-int4 | gpt2-w8a8 | gpt2-int4-bf16)
+        args=(--input "$models/gpt2-prefill_ids.npy" --repeat 20) ;;
+      qlora-prefill | qlora-prefill-bf16)
+        [ "$name" = qlora-prefill ] && lib=$models/qlora.so
         args=(--input "input_ids=$models/prefill_ids.npy" --input "attention_mask=$models/prefill_mask.npy" --repeat 20) ;;
-      qlora-train) args=("${llama_in[@]}" --input "labels=$models/labels.npy" --repeat 3) ;;
+      qlora-train | qlora-train-bf16)
+        args=("${llama_in[@]}" --input "labels=$models/labels.npy" --repeat 3) ;;
       *) args=("${llama_in[@]}" --repeat 20) ;;
     esac
     [ -f "$lib" ] || { failed=1; summary+=("FAIL cuda-model $name: not in the artifacts"); continue; }
     if run "$lib" --device cuda --verbose "${args[@]}"         --output-dir "$results/cuda-$name" > "$results/cuda-$name.log" 2>&1 &&
-        compare "$name" "$models/$name-ref" "$results/cuda-$name" "$tol" >> "$results/cuda-$name.log"; then
+        compare "$name" "$ref" "$results/cuda-$name" "$tol" >> "$results/cuda-$name.log"; then
       summary+=("PASS cuda-model $name: $(tail -1 "$results/cuda-$name.log"); $(grep -o 'mean latency.*' "$results/cuda-$name.log")")
     else
       failed=1
