@@ -311,6 +311,16 @@ with tempfile.TemporaryDirectory() as tmp:
     e = max(rel_error(outputs(q4le, f)[0][0], outputs(q4lc, f)[0][0]) for f in (gfeeds, f20))
     check("int4 + LoRA gpt2-tiny: emulated one-launch LoRA layers = CPU target, 6 and 20 "
           "rows (<= 1e-5)", e <= 1e-5, f"{e:.1e}")
+    # The same layers on the tensor cores (20 rows: the GEMM with x·Aᵀ and the
+    # branch's K steps in bf16 / tf32).
+    for precision, suffix, high in (("medium", "bf16", 2e-2), ("high", "tf32", 3e-3)):
+        lib = os.path.join(tmp, f"gpt2-lora-{suffix}-emu.so")
+        qoptc(GPT2, *lora, "--target", "cuda", "--cuda-emulate",
+              f"--cuda-matmul-precision={precision}", "-o", lib)
+        e = rel_error(outputs(lib, f20)[0][0], outputs(q4lc, f20)[0][0])
+        check(f"int4 + LoRA gpt2-tiny on 20 rows with --cuda-matmul-precision={precision}: "
+              f"one-launch LoRA layers on the tensor cores = CPU target within {suffix}'s "
+              f"error (<= {high:g})", e <= high, f"{e:.1e}")
     # FP8 weights (one scale per tensor, or per row): the library decodes
     # the codes through a table of their 256 values.
     for spec, feeds, path, kernel in (

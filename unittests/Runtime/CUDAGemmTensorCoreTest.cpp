@@ -355,6 +355,10 @@ TEST(CUDAGemmTensorCore, RoundingIsTheFormats) {
     float value;
     std::memcpy(&value, &got, 4);
     float t = tf32Round(x);
+    uint32_t tbits;
+    std::memcpy(&tbits, &t, 4);
+    // (The tensor cores read a tf32 operand's upper 19 bits only.)
+    EXPECT_EQ(tbits & 0x1FFFu, 0u) << std::hex << u;
     if (std::isnan(x)) {
       EXPECT_TRUE(std::isnan(value) && std::isnan(t)) << std::hex << u;
       EXPECT_EQ(got >> 31, u >> 31) << std::hex << u;

@@ -209,8 +209,12 @@ void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
       multiplyWarpTile(
           s, 32 * w + lane, acc[32 * w + lane],
           [&](const uint32_t (&a)[4], const uint32_t (&b)[2], float (&c)[4]) {
-            if (i == calls.size())
+            if (i == calls.size()) {
+              if (lane)
+                refuse("the tensor-core emulation",
+                       "lanes made different mma calls");
               calls.emplace_back();
+            }
             std::memcpy(calls[i].a[lane], a, sizeof(a));
             std::memcpy(calls[i].b[lane], b, sizeof(b));
             calls[i].c[lane] = c;

@@ -94,7 +94,7 @@ template <int MI> struct GemmSharedBF16 {
 
 /// x rounded to tf32 (10 fraction bits; nearest, ties away from zero, as
 /// cvt.rna.tf32.f32), as an f32 whose low 13 bits are zero: what the
-/// `_tf32` entries multiply. Infinities and NaNs stay.
+/// `_tf32` entries multiply. Infinities stay; NaNs stay NaNs (quiet).
 QOPT_HD float tf32Round(float x) {
 #if defined(__CUDA_ARCH__)
   uint32_t u = __float_as_uint(x);
@@ -104,6 +104,8 @@ QOPT_HD float tf32Round(float x) {
 #endif
   if ((u & 0x7F800000u) != 0x7F800000u)
     u = (u + 0x1000u) & ~0x1FFFu;
+  else if (u & 0x7FFFFFu) // a NaN stays one in the 19 bits the mma reads
+    u = (u | 0x400000u) & ~0x1FFFu;
 #if defined(__CUDA_ARCH__)
   return __uint_as_float(u);
 #else
@@ -123,6 +125,13 @@ template <int MI> struct GemmSharedTF32 : GemmShared<MI> {
     this->b[kk][col] = tf32Round(v);
   }
 };
+#if !defined(__CUDACC__)
+/// (Host code: the tf32 tiles take the warps' mma loop, never the f32
+/// per-thread one their base class would otherwise select.)
+template <int MI>
+void multiplyTile(const GemmSharedTF32<MI> &, int,
+                  float (&)[MI][kMicro]) = delete;
+#endif
 
 /// How the GEMM multiplies: f32 on the CUDA cores, or the tiles rounded
 /// to bf16 / tf32 for the tensor cores; GemmSharedOf: its tiles.
