@@ -625,6 +625,16 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # --- Train steps: compile for a GPU; emulated steps = CPU steps.
     batch = dict(input_ids=ids, attention_mask=np.ones_like(ids))
+
+    def compare_steps(emu, cpu):
+        """The CPU model, the largest relative gradient error, both models'
+        losses over 3 train steps and their largest relative difference."""
+        a, b = qopt.load(emu), qopt.load(cpu)
+        ga, gb = a.gradients(**batch), b.gradients(**batch)
+        eg = max(rel_error(ga[k], gb[k]) for k in gb)
+        la = [a.train_step(**batch) for _ in range(3)]
+        lb = [b.train_step(**batch) for _ in range(3)]
+        return b, eg, la, lb, max(abs(x - y) / abs(y) for x, y in zip(la, lb))
     for recipe in ["lora", "qlora", "quarot-w4a16", "smoothquant-w8a8"]:
         extra = ["--calibration-data", calib] if recipe == "smoothquant-w8a8" else []
         if recipe in ("quarot-w4a16", "smoothquant-w8a8"):
@@ -650,12 +660,7 @@ with tempfile.TemporaryDirectory() as tmp:
         emu, cpu = os.path.join(tmp, f"{recipe}-temu.so"), os.path.join(tmp, f"{recipe}-tcpu.so")
         qoptc(*train, "--target", "cuda", "--cuda-emulate", "-o", emu)
         qoptc(*train, "-o", cpu)
-        a, b = qopt.load(emu), qopt.load(cpu)
-        ga, gb = a.gradients(**batch), b.gradients(**batch)
-        eg = max(rel_error(ga[k], gb[k]) for k in gb)
-        la = [a.train_step(**batch) for _ in range(3)]
-        lb = [b.train_step(**batch) for _ in range(3)]
-        el = max(abs(x - y) / abs(y) for x, y in zip(la, lb))
+        b, eg, la, lb, el = compare_steps(emu, cpu)
         check(f"recipe {recipe} train step: emulated = CPU (gradients <= 1e-4, 3 steps' "
               f"losses <= 1e-5, loss falls)", eg <= 1e-4 and el <= 1e-5 and lb[2] < lb[0],
               f"gradients {eg:.1e}, losses {el:.1e}, {lb[0]:.4f} -> {lb[2]:.4f}")
@@ -677,12 +682,7 @@ with tempfile.TemporaryDirectory() as tmp:
     emu, cpu = os.path.join(tmp, "qlora-bf16-temu.so"), os.path.join(tmp, "qlora-tcpu.so")
     qoptc(*train, "--target", "cuda", "--cuda-emulate", "--cuda-matmul-precision=medium",
           "-o", emu)
-    a, b = qopt.load(emu), qopt.load(cpu)
-    ga, gb = a.gradients(**batch), b.gradients(**batch)
-    eg = max(rel_error(ga[k], gb[k]) for k in gb)
-    la = [a.train_step(**batch) for _ in range(3)]
-    lb = [b.train_step(**batch) for _ in range(3)]
-    el = max(abs(x - y) / abs(y) for x, y in zip(la, lb))
+    _, eg, la, lb, el = compare_steps(emu, cpu)
     check("recipe qlora train step with --cuda-matmul-precision=medium: emulated = CPU within "
           "bf16's error (gradients <= 3e-2, 3 steps' losses <= 2e-3, loss falls)",
           eg <= 3e-2 and el <= 2e-3 and la[2] < la[0],

@@ -41,6 +41,7 @@ template <int MI> constexpr int kTileRows = 16 * MI;
 /// K-contiguous A, 32 threads down one column, hit 32 banks.)
 template <int MI> struct GemmShared {
   static constexpr int kRows = kTileRows<MI>;
+  static constexpr int kMmaK = 0; // the CUDA cores: no mma
   float a[kTileK][kTileRows<MI> + 1];
   float b[kTileK][kTileN + 1];
   QOPT_HD void setA(int kk, int r, float v) { a[kk][r] = v; }
@@ -513,27 +514,17 @@ QOPT_HD void storeTileMma(float *c, int64_t rows, int64_t cols, int64_t rs,
   }
 }
 
-/// storeTile for either kind of tile.
-template <int MI>
-QOPT_HD void storeTileOf(const GemmShared<MI> &, float *c, int64_t rows,
-                         int64_t cols, int64_t rs, int64_t cs, int64_t m0,
-                         int64_t n0, int t, const float (&acc)[MI][kMicro],
+/// storeTile for any kind of tile (on the tensor cores, kMmaK > 0, the
+/// accumulators are mma fragments).
+template <typename S, int MI>
+QOPT_HD void storeTileOf(const S &, float *c, int64_t rows, int64_t cols,
+                         int64_t rs, int64_t cs, int64_t m0, int64_t n0, int t,
+                         const float (&acc)[MI][kMicro],
                          bool overwrite = false) {
-  storeTile(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
-}
-template <int MI>
-QOPT_HD void storeTileOf(const GemmSharedTF32<MI> &, float *c, int64_t rows,
-                         int64_t cols, int64_t rs, int64_t cs, int64_t m0,
-                         int64_t n0, int t, const float (&acc)[MI][kMicro],
-                         bool overwrite = false) {
-  storeTileMma(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
-}
-template <int MI>
-QOPT_HD void storeTileOf(const GemmSharedBF16<MI> &, float *c, int64_t rows,
-                         int64_t cols, int64_t rs, int64_t cs, int64_t m0,
-                         int64_t n0, int t, const float (&acc)[MI][kMicro],
-                         bool overwrite = false) {
-  storeTileMma(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
+  if constexpr (S::kMmaK > 0)
+    storeTileMma(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
+  else
+    storeTile(c, rows, cols, rs, cs, m0, n0, t, acc, overwrite);
 }
 
 /// The weight a quantized entry reads (`transposed`: W's rows along K).
