@@ -354,35 +354,12 @@ static void launchGemm(const qopt_cuda::GemmLaunch &l) {
   s.pending = true;
 }
 
-/// C += A·B in f32 (qopt_kernel_sgemm's arguments): Gemm.cu's tiled GEMM,
-/// launched as GemmLaunch.h plans, queued like the generated kernels.
-void qopt_cuda_sgemm(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,
-                     int64_t pa, int64_t oa, int64_t sa0, int64_t sa1,
-                     int64_t sam, int64_t sak, int64_t pb, int64_t ob,
-                     int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn,
-                     int64_t pc, int64_t oc, int64_t sc0, int64_t sc1,
-                     int64_t scm, int64_t scn) {
-  qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0,
-                       sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm);
-}
-
-/// C = A·B, the same arguments (a product whose C started as zeros:
+/// C += A·B (qopt_kernel_sgemm's arguments): Gemm.cu's tiled GEMM,
+/// launched as GemmLaunch.h plans, queued like the generated kernels; in
+/// f32, or on the tensor cores with A and B rounded to bf16
+/// (`--cuda-matmul-precision=medium`) or tf32 (`high`), f32 accumulators.
+/// `_overwrite`: C = A·B (a product whose C started as zeros:
 /// qopt-linalg-to-blas drops the zeros' copy).
-void qopt_cuda_sgemm_overwrite(int64_t o0, int64_t o1, int64_t m, int64_t n,
-                               int64_t k, int64_t pa, int64_t oa, int64_t sa0,
-                               int64_t sa1, int64_t sam, int64_t sak,
-                               int64_t pb, int64_t ob, int64_t sb0, int64_t sb1,
-                               int64_t sbk, int64_t sbn, int64_t pc, int64_t oc,
-                               int64_t sc0, int64_t sc1, int64_t scm,
-                               int64_t scn) {
-  qopt_cuda::planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0,
-                       sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn, launchGemm,
-                       /*overwrite=*/true);
-}
-
-/// qopt_cuda_sgemm and qopt_cuda_sgemm_overwrite on the tensor cores: A
-/// and B rounded to bf16 (`--cuda-matmul-precision=medium`) or tf32
-/// (`high`), f32 accumulators.
 #define QOPT_SGEMM_ENTRY(name, overwrite, precision)                           \
   void name(int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k,           \
             int64_t pa, int64_t oa, int64_t sa0, int64_t sa1, int64_t sam,     \
@@ -393,6 +370,8 @@ void qopt_cuda_sgemm_overwrite(int64_t o0, int64_t o1, int64_t m, int64_t n,
                          sb0, sb1, sbk, sbn, pc, oc, sc0, sc1, scm, scn,       \
                          launchGemm, overwrite, precision);                    \
   }
+QOPT_SGEMM_ENTRY(qopt_cuda_sgemm, false, qopt_cuda::kGemmF32)
+QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_overwrite, true, qopt_cuda::kGemmF32)
 QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_bf16, false, qopt_cuda::kGemmBF16)
 QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_bf16_overwrite, true, qopt_cuda::kGemmBF16)
 QOPT_SGEMM_ENTRY(qopt_cuda_sgemm_tf32, false, qopt_cuda::kGemmTF32)

@@ -115,19 +115,32 @@ template <int F> void runWarps(const GemvLaunch &l) {
     }
 }
 
+/// c += ma·mb for the 32 lanes' accumulator fragments c (PTX ISA: c_i at
+/// row g + 8·(i / 2), column 2·q + i % 2): each output its accumulator plus
+/// the K products, exact in f32, added in the order of k (the hardware's
+/// order and intermediate rounding are its own: tests allow for that).
+template <int K>
+void mmaAccumulate(const float (&ma)[16][K], const float (&mb)[K][8],
+                   float (&c)[32][4]) {
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < 4; ++i) {
+      int row = (lane >> 2) + (i < 2 ? 0 : 8), col = (lane % 4) * 2 + (i & 1);
+      for (int k = 0; k < K; ++k)
+        c[lane][i] += ma[row][k] * mb[k][col];
+    }
+}
+
 /// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the 32 lanes of
 /// a warp, c += a·b, the fragments unpacked as the PTX ISA's tables place
 /// them ("Matrix Fragments for mma.m16n8k16 with floating point type":
 /// written here from the tables, not from GemmTile.h's mmaFragments, whose
-/// placement they check). Each output is its accumulator plus the 16
-/// products, exact in f32, added in the order of k (the hardware's order
-/// and intermediate rounding are its own: tests allow for that).
+/// placement they check).
 void mmaEmulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
                  float (&c)[32][4]) {
   auto element = [](uint32_t reg, int e) {
     return floatFromBits((e % 2 ? reg >> 16 : reg & 0xFFFFu) << 16);
   };
-  float ma[16][16], mb[16][8], mc[16][8];
+  float ma[16][16], mb[16][8];
   for (int lane = 0; lane < 32; ++lane) {
     int group = lane >> 2, inGroup = lane % 4;
     for (int i = 0; i < 8; ++i) {
@@ -138,18 +151,8 @@ void mmaEmulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
     for (int i = 0; i < 4; ++i)
       mb[inGroup * 2 + (i & 1) + (i >= 2 ? 8 : 0)][group] =
           element(b[lane][i / 2], i);
-    for (int i = 0; i < 4; ++i)
-      mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)] = c[lane][i];
   }
-  for (int row = 0; row < 16; ++row)
-    for (int col = 0; col < 8; ++col)
-      for (int k = 0; k < 16; ++k)
-        mc[row][col] += ma[row][k] * mb[k][col];
-  for (int lane = 0; lane < 32; ++lane) {
-    int group = lane >> 2, inGroup = lane % 4;
-    for (int i = 0; i < 4; ++i)
-      c[lane][i] = mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)];
-  }
+  mmaAccumulate(ma, mb, c);
 }
 
 /// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 for the 32 lanes of a
@@ -158,7 +161,7 @@ void mmaEmulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
 /// accumulators as m16n8k16's.
 void mmaTF32Emulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
                      float (&c)[32][4]) {
-  float ma[16][8], mb[8][8], mc[16][8];
+  float ma[16][8], mb[8][8];
   for (int lane = 0; lane < 32; ++lane) {
     int group = lane >> 2, inGroup = lane % 4;
     for (int i = 0; i < 4; ++i)
@@ -166,18 +169,8 @@ void mmaTF32Emulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
         [i < 2 ? inGroup : inGroup + 4] = floatFromBits(a[lane][i]);
     for (int i = 0; i < 2; ++i)
       mb[i == 0 ? inGroup : inGroup + 4][group] = floatFromBits(b[lane][i]);
-    for (int i = 0; i < 4; ++i)
-      mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)] = c[lane][i];
   }
-  for (int row = 0; row < 16; ++row)
-    for (int col = 0; col < 8; ++col)
-      for (int k = 0; k < 8; ++k)
-        mc[row][col] += ma[row][k] * mb[k][col];
-  for (int lane = 0; lane < 32; ++lane) {
-    int group = lane >> 2, inGroup = lane % 4;
-    for (int i = 0; i < 4; ++i)
-      c[lane][i] = mc[i < 2 ? group : group + 8][inGroup * 2 + (i & 1)];
-  }
+  mmaAccumulate(ma, mb, c);
 }
 
 /// Every thread's products of one K step: per thread on the CUDA cores;
@@ -233,15 +226,9 @@ void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
     }
   }
 }
-template <int MI>
-void multiplyBlock(const GemmSharedBF16<MI> &s,
-                   float (&acc)[kGemmThreads][MI][kMicro]) {
-  multiplyWarps(s, acc, mmaEmulated);
-}
-template <int MI>
-void multiplyBlock(const GemmSharedTF32<MI> &s,
-                   float (&acc)[kGemmThreads][MI][kMicro]) {
-  multiplyWarps(s, acc, mmaTF32Emulated);
+template <typename S, int MI, typename = std::enable_if_t<(S::kMmaK > 0)>>
+void multiplyBlock(const S &s, float (&acc)[kGemmThreads][MI][kMicro]) {
+  multiplyWarps(s, acc, S::kMmaK == 16 ? mmaEmulated : mmaTF32Emulated);
 }
 
 /// Every block of a GEMM launch, its threads' phases in turn (with a
@@ -327,26 +314,8 @@ void runGemm(const GemmLaunch &l) {
 
 } // namespace
 
-extern "C" void qopt_cuda_sgemm_emulated(
-    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
-    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
-  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
-            sbn, pc, oc, sc0, sc1, scm, scn, runGemm);
-}
-
-/// qopt_cuda_sgemm_overwrite (C = A·B) on the CPU.
-extern "C" void qopt_cuda_sgemm_emulated_overwrite(
-    int64_t o0, int64_t o1, int64_t m, int64_t n, int64_t k, int64_t pa,
-    int64_t oa, int64_t sa0, int64_t sa1, int64_t sam, int64_t sak, int64_t pb,
-    int64_t ob, int64_t sb0, int64_t sb1, int64_t sbk, int64_t sbn, int64_t pc,
-    int64_t oc, int64_t sc0, int64_t sc1, int64_t scm, int64_t scn) {
-  planSgemm(o0, o1, m, n, k, pa, oa, sa0, sa1, sam, sak, pb, ob, sb0, sb1, sbk,
-            sbn, pc, oc, sc0, sc1, scm, scn, runGemm, /*overwrite=*/true);
-}
-
-/// qopt_cuda_sgemm_bf16, _tf32 and their _overwrite on the CPU.
+/// qopt_cuda_sgemm and its _overwrite (C = A·B), f32 and on the tensor
+/// cores (_bf16, _tf32), on the CPU.
 #define QOPT_SGEMM_EMULATED(name, overwrite, precision)                        \
   extern "C" void name(int64_t o0, int64_t o1, int64_t m, int64_t n,           \
                        int64_t k, int64_t pa, int64_t oa, int64_t sa0,         \
@@ -358,6 +327,8 @@ extern "C" void qopt_cuda_sgemm_emulated_overwrite(
               sbk, sbn, pc, oc, sc0, sc1, scm, scn, runGemm, overwrite,        \
               precision);                                                      \
   }
+QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_emulated, false, kGemmF32)
+QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_emulated_overwrite, true, kGemmF32)
 QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_bf16_emulated, false, kGemmBF16)
 QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_bf16_emulated_overwrite, true, kGemmBF16)
 QOPT_SGEMM_EMULATED(qopt_cuda_sgemm_tf32_emulated, false, kGemmTF32)

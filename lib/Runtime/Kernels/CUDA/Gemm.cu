@@ -31,7 +31,6 @@
 #include "LoRASync.cuh"
 #include "NF4Table.cuh"
 
-
 namespace {
 
 using namespace qopt_cuda;

@@ -24,6 +24,8 @@
 
 #include "QLinearTile.h"
 
+#include <type_traits>
+
 namespace qopt_cuda {
 
 constexpr int kTileN = 64, kTileK = 32;
@@ -473,21 +475,19 @@ __device__ __forceinline__ void mmaBF16(const uint32_t (&a)[4],
                  "r"(b[1]));
 }
 
-/// The tensor-core entries' products of one K step (GemmTile's
-/// multiplyTile for their tiles).
-template <int MI>
-__device__ __forceinline__ void multiplyTile(const GemmSharedBF16<MI> &s, int t,
+/// The tensor-core entries' products of one K step (multiplyTile for
+/// their tiles: bf16's k16 mma or tf32's k8).
+template <typename S, int MI, typename = std::enable_if_t<(S::kMmaK > 0)>>
+__device__ __forceinline__ void multiplyTile(const S &s, int t,
                                              float (&acc)[MI][kMicro]) {
-  multiplyWarpTile(s, t, acc,
-                   [](const uint32_t (&a)[4], const uint32_t (&b)[2],
-                      float (&c)[4]) { mmaBF16(a, b, c); });
-}
-template <int MI>
-__device__ __forceinline__ void multiplyTile(const GemmSharedTF32<MI> &s, int t,
-                                             float (&acc)[MI][kMicro]) {
-  multiplyWarpTile(s, t, acc,
-                   [](const uint32_t (&a)[4], const uint32_t (&b)[2],
-                      float (&c)[4]) { mmaTF32(a, b, c); });
+  multiplyWarpTile(
+      s, t, acc,
+      [](const uint32_t (&a)[4], const uint32_t (&b)[2], float (&c)[4]) {
+        if constexpr (S::kMmaK == 16)
+          mmaBF16(a, b, c);
+        else
+          mmaTF32(a, b, c);
+      });
 }
 #endif
 
