@@ -29,7 +29,6 @@
 #include "llvm/ADT/SetVector.h"
 #include "llvm/ADT/bit.h"
 
-#include <functional>
 #include <limits>
 
 namespace mlir::qopt {
@@ -1939,6 +1938,17 @@ static void callAdamW(ArrayRef<AdamWUpdate> group, ArrayRef<Operation *> frees,
     u.op->erase();
 }
 
+/// Whether `pred` holds for a user of `v` or, through views, of a view of
+/// it.
+static bool anyUserThroughViews(Value v, function_ref<bool(Operation *)> pred) {
+  return llvm::any_of(v.getUsers(), [&](Operation *user) {
+    return pred(user) || (isa<ViewLikeOpInterface>(user) &&
+                          llvm::any_of(user->getResults(), [&](Value view) {
+                            return anyUserThroughViews(view, pred);
+                          }));
+  });
+}
+
 /// Where a nest writes an output into a buffer an earlier nest of `updates`
 /// reads (bufferization reusing a dead gradient's allocation of this
 /// block), the nest gets a fresh buffer of its own instead, which every
@@ -1966,24 +1976,15 @@ static void unshareOutputs(MutableArrayRef<AdamWUpdate> updates) {
         Operation *owner = block->findAncestorOpInBlock(*user);
         return owner && (owner == at || at->isBeforeInBlock(owner));
       };
-      std::function<bool(Value)> elsewhere = [&](Value v) {
-        return llvm::any_of(v.getUsers(), [&](Operation *user) {
-          return !block->findAncestorOpInBlock(*user) ||
-                 (isa<ViewLikeOpInterface>(user) &&
-                  llvm::any_of(user->getResults(), elsewhere));
-        });
-      };
-      if (elsewhere(old))
+      if (anyUserThroughViews(old, [&](Operation *user) {
+            return !block->findAncestorOpInBlock(*user);
+          }))
         continue;
-      std::function<bool(Value)> seenAfter = [&](Value v) {
-        return llvm::any_of(v.getUsers(), [&](Operation *user) {
-          return after(user) || (isa<ViewLikeOpInterface>(user) &&
-                                 llvm::any_of(user->getResults(), seenAfter));
-        });
-      };
       if (llvm::any_of(old.getUsers(), [&](Operation *user) {
             return isa<ViewLikeOpInterface>(user) && !after(user) &&
-                   llvm::any_of(user->getResults(), seenAfter);
+                   llvm::any_of(user->getResults(), [&](Value view) {
+                     return anyUserThroughViews(view, after);
+                   });
           }))
         continue;
       OpBuilder b(u.op);
