@@ -16,9 +16,10 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
+#include "CUDAReference.h"
+#include "FusedQuantCheck.h"
 
-#include "qopt/Support/QuantFormats.h"
+#include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
 
 #include "llvm/ADT/APFloat.h"
 
@@ -29,22 +30,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#define QOPT_SGEMM_DECLARATION(name)                                           \
-  extern "C" void name(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,   \
-                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,   \
-                       int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,   \
-                       int64_t, int64_t, int64_t, int64_t, int64_t);
-QOPT_SGEMM_DECLARATION(qopt_cuda_sgemm_bf16_emulated)
-QOPT_SGEMM_DECLARATION(qopt_cuda_sgemm_bf16_emulated_overwrite)
-QOPT_SGEMM_DECLARATION(qopt_cuda_sgemm_tf32_emulated)
-QOPT_SGEMM_DECLARATION(qopt_cuda_sgemm_tf32_emulated_overwrite)
-extern "C" void qopt_cuda_qlinear_emulated(
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t);
 
 namespace {
 
@@ -83,8 +68,6 @@ const Precision kPrecisions[] = {
     {"tf32", qopt_cuda_sgemm_tf32_emulated,
      qopt_cuda_sgemm_tf32_emulated_overwrite, tf32, kQLinearTF32, 5e-5, 1e-3}};
 
-int64_t ptr(const void *p) { return int64_t(reinterpret_cast<intptr_t>(p)); }
-
 /// An operand of the product: element (i, j, r, c) at
 /// offset + i·s0 + j·s1 + r·sr + c·sc.
 struct View {
@@ -115,10 +98,10 @@ double check(const Precision &pr, int64_t o0, int64_t o1, int64_t m, int64_t n,
   View before = c;
   if (overwrite)
     std::fill(c.data.begin(), c.data.end(), NAN);
-  (overwrite ? pr.overwrite
-             : pr.sgemm)(o0, o1, m, n, k, ptr(a.data.data()), 0, a.s0, a.s1,
-                         a.sr, a.sc, ptr(b.data.data()), 0, b.s0, b.s1, b.sr,
-                         b.sc, ptr(c.data.data()), 0, c.s0, c.s1, c.sr, c.sc);
+  (overwrite ? pr.overwrite : pr.sgemm)(
+      o0, o1, m, n, k, addressOf(a.data.data()), 0, a.s0, a.s1, a.sr, a.sc,
+      addressOf(b.data.data()), 0, b.s0, b.s1, b.sr, b.sc,
+      addressOf(c.data.data()), 0, c.s0, c.s1, c.sr, c.sc);
   // (C elements several products add to, when C does not move with an
   // outer loop: sum every product's terms into one reference.)
   std::vector<double> expected(c.data.size()), exact(c.data.size()),
@@ -240,35 +223,14 @@ TEST(CUDAGemmTensorCore, QuantizedProductsRoundTheDequantizedWeight) {
       std::uniform_int_distribution<int> byte(0, 255);
       std::uniform_real_distribution<float> unit(-1.0f, 1.0f);
       std::vector<uint8_t> codes(size_t(c.rows * rowBytes));
-      for (uint8_t &b : codes) {
-        b = uint8_t(byte(rng));
-        // (No FP8 NaN codes: S.1111.111.)
-        if (c.format == kFP8E4M3 && (b & 0x7F) == 0x7F)
-          b = 0x3F;
-      }
+      randomCodes(c.format, rng, codes.data(), codes.size());
       std::vector<float> scales(size_t(c.rows * groups)), x(size_t(c.m * k)),
           y(size_t(c.m * n));
       std::vector<int8_t> zps(scales.size());
       for (float &v : scales)
         v = 0.05f + 0.05f * unit(rng);
-      // Double quantization: scale i = table[code i] · absmax[i / 3] +
-      // offset, in f32 (blocks of 3 scales cross rows).
-      std::vector<uint8_t> scaleCodes(scales.size());
-      std::vector<float> table(256), absmax((scales.size() + 2) / 3);
-      const float offset = 0.04f;
-      if (c.nested) {
-        for (float &v : table)
-          v = 0.5f * unit(rng);
-        for (float &v : absmax)
-          v = 0.02f + 0.02f * unit(rng);
-        for (size_t i = 0; i < scales.size(); ++i) {
-          scaleCodes[i] = uint8_t(byte(rng));
-          volatile float product = table[scaleCodes[i]] * absmax[i / 3];
-          scales[i] = product + offset;
-        }
-      }
-      uint32_t offsetBits;
-      std::memcpy(&offsetBits, &offset, 4);
+      // Double quantization (QLoRA's).
+      NestedScaleData dq = nestedScales(scales, rng, c.nested);
       for (int8_t &z : zps)
         z = int8_t(byte(rng) % (four ? 16 : 256) - (c.format == kInt4 ? 8 : 0));
       for (float &v : x)
@@ -283,25 +245,7 @@ TEST(CUDAGemmTensorCore, QuantizedProductsRoundTheDequantizedWeight) {
           int64_t g = col / c.group;
           uint8_t b = codes[size_t(r * rowBytes + (four ? col / 2 : col))];
           int raw = four ? (col % 2 ? b >> 4 : b & 15) : b;
-          double code;
-          switch (c.format) {
-          case kInt4:
-            code = raw >= 8 ? raw - 16 : raw;
-            break;
-          case kNF4:
-            code = qopt::kNF4Codes[size_t(raw)];
-            break;
-          case kInt8:
-            code = int8_t(raw);
-            break;
-          case kFP8E4M3:
-            code = llvm::APFloat(llvm::APFloat::Float8E4M3FN(),
-                                 llvm::APInt(8, raw))
-                       .convertToDouble();
-            break;
-          default:
-            code = raw;
-          }
+          double code = referenceCode(c.format, raw);
           int8_t z = zps[size_t(r * groups + g)];
           float zero = !c.zp                ? 0.0f
                        : c.format == kUInt8 ? float(uint8_t(z))
@@ -321,11 +265,14 @@ TEST(CUDAGemmTensorCore, QuantizedProductsRoundTheDequantizedWeight) {
           c.format, c.group,
           (c.zp ? kQLinearZeroPoints : 0) |
               (c.transposed ? kQLinearTransposed : 0) | pr.flag,
-          1, 1, c.m, n, k, ptr(x.data()), 0, 0, 0, k, 1, ptr(codes.data()), 0,
-          rowBytes, c.nested ? ptr(scaleCodes.data()) : ptr(scales.data()), 0,
-          groups, c.zp ? ptr(zps.data()) : 0, 0, groups, ptr(y.data()), 0, 0, 0,
-          n, 1, c.nested ? ptr(scaleCodes.data()) : 0, 0, ptr(absmax.data()), 0,
-          3, offsetBits, ptr(table.data()), 0);
+          1, 1, c.m, n, k, addressOf(x.data()), 0, 0, 0, k, 1,
+          addressOf(codes.data()), 0, rowBytes,
+          c.nested ? addressOf(dq.codes.data()) : addressOf(scales.data()), 0,
+          groups, c.zp ? addressOf(zps.data()) : 0, 0, groups,
+          addressOf(y.data()), 0, 0, 0, n, 1,
+          c.nested ? addressOf(dq.codes.data()) : 0, 0,
+          addressOf(dq.absmax.data()), 0, 3, dq.offsetBits(),
+          addressOf(dq.table.data()), 0);
       double bound = double(k + 1) * std::ldexp(1.0, -24);
       for (size_t e = 0; e < y.size(); ++e)
         ASSERT_NEAR(y[e], expected[e], bound * magnitude[e]) << "element " << e;

@@ -10,6 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CUDAReference.h"
+
 #include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
 #include "../../lib/Runtime/Kernels/CUDA/QLinearTile.h"
 
@@ -43,39 +45,6 @@ uint16_t toBF16(float f) {
   std::memcpy(&u, &f, 4);
   u += 0x7FFFu + ((u >> 16) & 1u);
   return uint16_t(u >> 16);
-}
-
-/// The value of code `raw` of `format` by the formats' definitions (FP8
-/// through LLVM's APFloat: independent of QLinearTile.h's decoding).
-double referenceCode(int format, int raw) {
-  switch (format) {
-  case kInt4:
-    return raw >= 8 ? raw - 16 : raw;
-  case kNF4:
-    return qopt::kNF4Codes[size_t(raw)];
-  case kInt8:
-    return int8_t(raw);
-  case kFP8E4M3:
-    return llvm::APFloat(llvm::APFloat::Float8E4M3FN(), llvm::APInt(8, raw))
-        .convertToDouble();
-  case kFP8E5M2:
-    return llvm::APFloat(llvm::APFloat::Float8E5M2(), llvm::APInt(8, raw))
-        .convertToDouble();
-  default:
-    return raw;
-  }
-}
-
-/// Random codes of `format`: FP8's non-finite codes (which quantizers never
-/// write) become 0.
-void randomCodes(int format, std::mt19937 &rng, uint8_t *codes, size_t n) {
-  std::uniform_int_distribution<int> byte(0, 255);
-  for (size_t i = 0; i < n; ++i) {
-    codes[i] = uint8_t(byte(rng));
-    if ((format == kFP8E4M3 || format == kFP8E5M2) &&
-        !std::isfinite(referenceCode(format, codes[i])))
-      codes[i] = 0;
-  }
 }
 
 /// The code table the kernels fill (fillTable): NF4's values, FP8's by
@@ -223,13 +192,6 @@ TEST(CUDATile, BatchesRunAsOneGridOnlyWhenTheirOutputsAreDisjoint) {
   EXPECT_TRUE(disjoint({3, 1, 5, 6}, {30, 0, 1, 5}));
 }
 
-extern "C" void qopt_cuda_qlinear_emulated(
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t);
-
 /// qopt_cuda_qlinear's plan on the CPU: the GEMV for up to kMaxRows rows,
 /// the tiled GEMM (codes dequantized into its B tiles) for more, and the
 /// GEMM for C += A·W (flag 8: the backward's dX through W), with rows and
@@ -289,24 +251,9 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
         y(size_t(c.m * n));
     for (float &v : scales)
       v = 0.05f + 0.05f * unit(rng);
-    // Double quantization: scale i = table[code i] · absmax[i / 3] +
-    // offset, in f32 as the kernels compute it (blocks of 3 scales cross
-    // rows).
-    // (Codes and absmax 5 and 2 elements into their buffers: offsets.)
-    std::vector<uint8_t> scaleCodes(scales.size() + 5);
-    std::vector<float> table(256), absmax((scales.size() + 2) / 3 + 2);
-    const float offset = 0.04f;
-    if (c.nested) {
-      for (float &v : table)
-        v = 0.5f * unit(rng);
-      for (float &v : absmax)
-        v = 0.02f + 0.02f * unit(rng);
-      for (size_t i = 0; i < scales.size(); ++i) {
-        scaleCodes[i + 5] = uint8_t(byte(rng));
-        volatile float product = table[scaleCodes[i + 5]] * absmax[i / 3 + 2];
-        scales[i] = product + offset;
-      }
-    }
+    // Double quantization (codes and absmax 5 and 2 elements into their
+    // buffers: offsets).
+    NestedScaleData dq = nestedScales(scales, rng, c.nested, 5, 2);
     for (float &v : x)
       v = unit(rng);
     for (float &v : y) // the call adds to what is there
@@ -339,17 +286,14 @@ TEST(CUDATile, QLinearPlanEqualsTheDequantizedProduct) {
     auto ptr = [](const void *p) {
       return int64_t(reinterpret_cast<intptr_t>(p));
     };
-    uint32_t offsetBits;
-    std::memcpy(&offsetBits, &offset, 4);
     // (With nested scales the f32 list is not passed: the codes stand in.)
     qopt_cuda_qlinear_emulated(
         c.format, c.group, (c.zp ? 1 : 0) | (c.transposed ? 8 : 0), 1, 1, c.m,
         n, k, ptr(x.data()), 0, 0, 0, k, 1, ptr(codes.data()), 0, rowBytes,
-        c.nested ? ptr(scaleCodes.data()) : ptr(scales.data()),
-        c.nested ? 5 : 0, c.perTensor ? 0 : groups, c.zp ? ptr(zps.data()) : 0,
-        0, groups, ptr(y.data()), 0, 0, 0, n, 1,
-        c.nested ? ptr(scaleCodes.data()) : 0, 5, ptr(absmax.data()), 2, 3,
-        offsetBits, ptr(table.data()), 0);
+        c.nested ? ptr(dq.codes.data()) : ptr(scales.data()), c.nested ? 5 : 0,
+        c.perTensor ? 0 : groups, c.zp ? ptr(zps.data()) : 0, 0, groups,
+        ptr(y.data()), 0, 0, 0, n, 1, c.nested ? ptr(dq.codes.data()) : 0, 5,
+        ptr(dq.absmax.data()), 2, 3, dq.offsetBits(), ptr(dq.table.data()), 0);
     for (size_t e = 0; e < y.size(); ++e)
       // f32 sums of k terms: a few ulps of the terms' magnitudes.
       ASSERT_NEAR(y[e], expected[e], 4e-7 * magnitude[e]) << "element " << e;

@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "../../lib/Runtime/Kernels/CUDA/QLinearLaunch.h"
+#include "CUDAReference.h"
 #include "FusedQuantCheck.h"
 
 #include <gtest/gtest.h>
@@ -22,12 +23,6 @@
 #include <random>
 #include <vector>
 
-extern "C" void qopt_cuda_qlinear_emulated(
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t);
 extern "C" void qopt_cuda_quantize_rows_emulated(int64_t, int64_t, int64_t,
                                                  int64_t, int64_t, int64_t,
                                                  int64_t, int64_t, int64_t,

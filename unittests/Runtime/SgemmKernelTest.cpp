@@ -10,6 +10,8 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "CUDAReference.h"
+
 #include "gtest/gtest.h"
 
 #include <cmath>
@@ -23,17 +25,6 @@ extern "C" void qopt_kernel_sgemm(int64_t, int64_t, int64_t, int64_t, int64_t,
                                   int64_t, int64_t, int64_t, int64_t, int64_t,
                                   int64_t, int64_t, int64_t, int64_t, int64_t,
                                   int64_t, int64_t, int64_t);
-extern "C" void qopt_cuda_sgemm_emulated(int64_t, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t, int64_t, int64_t,
-                                         int64_t, int64_t, int64_t);
-
-extern "C" void qopt_cuda_sgemm_emulated_overwrite(
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-    int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
 
 namespace {
 using Kernel = decltype(&qopt_kernel_sgemm);
