@@ -205,29 +205,44 @@ def main():
         return 1
     failures = 0
 
-    def record(label, got, ref, k):
+    def record(label, got, ref, k, unit=1e-6):
+        """unit: the f32 sums' error per term (1e-5 for the tensor cores' sums)."""
         nonlocal failures
         err = float((got.double() - ref).abs().max() / ref.abs().max())
-        ok = err <= 1e-6 * max(8.0, k ** 0.5)  # f32 sums of k terms (NaN fails)
+        ok = err <= unit * max(8.0, k ** 0.5)  # f32 sums of k terms (NaN fails)
         failures += not ok
         print(f"test {label}: {'ok' if ok else 'FAIL'} (max error {err:.1e} of the largest output)")
         results["tests"].append({"case": label, "error": err, "ok": ok})
 
+    # The precisions: f32 on the CUDA cores against float64, and the tensor-core
+    # entries (`_bf16`, `_tf32`: A and B rounded to bf16, nearest even as torch's
+    # .bfloat16(), or tf32, nearest with ties away as cvt.rna; f32 accumulators)
+    # against float64 on the rounded operands.
+    def tf32(t):
+        u = t.float().contiguous().view(torch.int32)
+        finite = (u & 0x7F800000) != 0x7F800000
+        return torch.where(finite, (u + 0x1000) & ~0x1FFF, u).view(torch.float32).double()
+
+    precisions = (("", lambda t: t.double(), 1e-6),
+                  ("_bf16", lambda t: t.to(torch.bfloat16).double(), 1e-5),
+                  ("_tf32", tf32, 1e-5))
+
     # f32 B: C += A·B from known C, row-major and transposed operands, borders, batches.
-    for m, n, k, batch, a_t, b_t in [(1, 70, 33, 1, False, False), (16, 129, 100, 1, True, False),
-                                     (17, 64, 64, 1, False, True), (130, 70, 257, 1, True, True),
-                                     (512, 512, 512, 1, False, False), (70, 40, 96, 6, False, True)]:
-        A = torch.randn(batch, k, m, device="cuda").transpose(1, 2) if a_t else torch.randn(batch, m, k, device="cuda")
-        B = torch.randn(batch, n, k, device="cuda").transpose(1, 2) if b_t else torch.randn(batch, k, n, device="cuda")
-        C0 = torch.randn(batch, m, n, device="cuda")
-        C = C0.clone()
-        rows = 16 if m <= 16 else 64
-        name = "qopt_cuda_gemm_f32_m16" if rows == 16 else "qopt_cuda_gemm_f32"
-        drv.launch(name, grid(m, n, batch, rows),
-                   gemm_params(A, A.stride(), B, B.stride(), C, C.stride(), m, n, k, batch), stream())
-        torch.cuda.synchronize()
-        record(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
-               C, C0.double() + A.double() @ B.double(), k)
+    for suffix, rnd, unit in precisions:
+        for m, n, k, batch, a_t, b_t in [(1, 70, 33, 1, False, False), (16, 129, 100, 1, True, False),
+                                         (17, 64, 64, 1, False, True), (130, 70, 257, 1, True, True),
+                                         (512, 512, 512, 1, False, False), (70, 40, 96, 6, False, True)]:
+            A = torch.randn(batch, k, m, device="cuda").transpose(1, 2) if a_t else torch.randn(batch, m, k, device="cuda")
+            B = torch.randn(batch, n, k, device="cuda").transpose(1, 2) if b_t else torch.randn(batch, k, n, device="cuda")
+            C0 = torch.randn(batch, m, n, device="cuda")
+            C = C0.clone()
+            rows = 16 if m <= 16 else 64
+            name = f"qopt_cuda_gemm_f32{'_m16' if rows == 16 else ''}{suffix}"
+            drv.launch(name, grid(m, n, batch, rows),
+                       gemm_params(A, A.stride(), B, B.stride(), C, C.stride(), m, n, k, batch), stream())
+            torch.cuda.synchronize()
+            record(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
+                   C, C0.double() + rnd(A) @ rnd(B), k, unit)
 
     # Double-quantized scales (QLoRA's): scale i = table[code i] · absmax[i // 4] + 0.01,
     # read by the kernel (NestedScales) instead of f32 scales.
@@ -255,18 +270,15 @@ def main():
         record(f"{name} W {rows}x{cols} nested scales m={m}", C, C0.double() + A.double() @ (w if t else w.T), k)
 
     # Quantized B: C += A·dequant(W)ᵀ (forward) and A·dequant(W) (`_t`, backward).
-    for fmt, rows, cols, group, zp, m, t in [
-            ("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
-            ("uint4", 64, 64, 32, True, 66, False), ("int8", 33, 160, 32, False, 80, False),
-            ("uint8", 70, 64, 64, True, 20, False), ("int4", 70, 96, 32, True, 5, True),
-            ("nf4", 130, 160, 32, False, 40, True), ("int8", 45, 96, 32, True, 66, True),
-            ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
+    def quantized(fmt, rows, cols, group, zp, m, t, suffix="", rnd=None, unit=1e-6):
+        """rnd: the tensor cores' rounding of A and of W, dequantized in f32 first
+        as the kernel does (None: f32 against the weight dequantized in float64)."""
         codes, scales, zps = make_weight(torch, fmt, rows, cols, group, zp, gen)
         n, k = (cols, rows) if t else (rows, cols)
         A = torch.randn(m, k, device="cuda")
         C0 = torch.randn(m, n, device="cuda")
         C = C0.clone()
-        name = f"qopt_cuda_gemm_f32_{fmt}{'_t' if t else ''}"
+        name = f"qopt_cuda_gemm_f32_{fmt}{'_t' if t else ''}{suffix}"
         drv.launch(name, grid(m, n, 1),
                    gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C, (0,) + C.stride(), m, n, k,
                                codes=codes, code_row=codes.stride(0), scales=scales,
@@ -274,64 +286,26 @@ def main():
                                zp_row=zps.stride(0) if zps is not None else 0, group=group),
                    stream())
         torch.cuda.synchronize()
-        w = dequantize(torch, fmt, codes, scales, zps, rows, cols, group)
-        record(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
-               C, C0.double() + A.double() @ (w if t else w.T), k)
-
-    # The tensor-core entries (`_bf16`, `_tf32`): A and B rounded to bf16 (nearest
-    # even, as torch's .bfloat16()) or tf32 (nearest, ties away: cvt.rna), f32
-    # accumulators: against float64 on the rounded operands (the quantized weights
-    # dequantized in f32 first, as the kernel does).
-    def record_tc(label, got, ref, k):
-        nonlocal failures
-        err = float((got.double() - ref).abs().max() / ref.abs().max())
-        ok = err <= 1e-5 * max(8.0, k ** 0.5)  # the tensor cores' f32 sums
-        failures += not ok
-        print(f"test {label}: {'ok' if ok else 'FAIL'} (max error {err:.1e} of the largest output)")
-        results["tests"].append({"case": label, "error": err, "ok": ok})
-
-    def tf32(t):
-        u = t.float().contiguous().view(torch.int32)
-        finite = (u & 0x7F800000) != 0x7F800000
-        return torch.where(finite, (u + 0x1000) & ~0x1FFF, u).view(torch.float32).double()
-
-    for suffix, rnd in (("_bf16", lambda t: t.to(torch.bfloat16).double()), ("_tf32", tf32)):
-        for m, n, k, batch, a_t, b_t in [(1, 70, 33, 1, False, False), (16, 129, 100, 1, True, False),
-                                         (17, 64, 64, 1, False, True), (130, 70, 257, 1, True, True),
-                                         (512, 512, 512, 1, False, False), (70, 40, 96, 6, False, True)]:
-            A = torch.randn(batch, k, m, device="cuda").transpose(1, 2) if a_t else torch.randn(batch, m, k, device="cuda")
-            B = torch.randn(batch, n, k, device="cuda").transpose(1, 2) if b_t else torch.randn(batch, k, n, device="cuda")
-            C0 = torch.randn(batch, m, n, device="cuda")
-            C = C0.clone()
-            rows = 16 if m <= 16 else 64
-            name = f"qopt_cuda_gemm_f32{'_m16' if rows == 16 else ''}{suffix}"
-            drv.launch(name, grid(m, n, batch, rows),
-                       gemm_params(A, A.stride(), B, B.stride(), C, C.stride(), m, n, k, batch), stream())
-            torch.cuda.synchronize()
-            record_tc(f"{name} {batch}x{m}x{n}x{k}{' At' if a_t else ''}{' Bt' if b_t else ''}",
-                      C, C0.double() + rnd(A) @ rnd(B), k)
-        for fmt, rows, cols, group, zp, m, t in [
-                ("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
-                ("int8", 33, 160, 32, False, 80, False), ("uint8", 70, 64, 64, True, 20, True),
-                ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
-            codes, scales, zps = make_weight(torch, fmt, rows, cols, group, zp, gen)
-            n, k = (cols, rows) if t else (rows, cols)
-            A = torch.randn(m, k, device="cuda")
-            C0 = torch.randn(m, n, device="cuda")
-            C = C0.clone()
-            name = f"qopt_cuda_gemm_f32_{fmt}{'_t' if t else ''}{suffix}"
-            drv.launch(name, grid(m, n, 1),
-                       gemm_params(A, (0,) + A.stride(), None, (0, 0, 0), C, (0,) + C.stride(), m, n,
-                                   k, codes=codes, code_row=codes.stride(0), scales=scales,
-                                   scale_row=scales.stride(0), zp=zps,
-                                   zp_row=zps.stride(0) if zps is not None else 0, group=group),
-                       stream())
-            torch.cuda.synchronize()
+        if rnd is None:
+            w, a = dequantize(torch, fmt, codes, scales, zps, rows, cols, group), A.double()
+        else:
             # scale · (code − zero) in f32 (exact codes and zero points, one rounding).
             w = dequantize(torch, fmt, codes, torch.ones_like(scales), zps, rows, cols, group)
-            w = rnd(w.float() * scales.repeat_interleave(group, dim=1))
-            record_tc(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
-                      C, C0.double() + rnd(A) @ (w if t else w.T), k)
+            w, a = rnd(w.float() * scales.repeat_interleave(group, dim=1)), rnd(A)
+        record(f"{name} W {rows}x{cols} group {group}{' zp' if zp else ''} m={m}",
+               C, C0.double() + a @ (w if t else w.T), k, unit)
+
+    for case in [("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
+                 ("uint4", 64, 64, 32, True, 66, False), ("int8", 33, 160, 32, False, 80, False),
+                 ("uint8", 70, 64, 64, True, 20, False), ("int4", 70, 96, 32, True, 5, True),
+                 ("nf4", 130, 160, 32, False, 40, True), ("int8", 45, 96, 32, True, 66, True),
+                 ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
+        quantized(*case)
+    for suffix, rnd, unit in precisions[1:]:
+        for case in [("int4", 70, 96, 32, True, 40, False), ("nf4", 130, 256, 64, False, 17, False),
+                     ("int8", 33, 160, 32, False, 80, False), ("uint8", 70, 64, 64, True, 20, True),
+                     ("nf4", 4096, 4096, 64, False, 64, False), ("nf4", 4096, 4096, 64, False, 64, True)]:
+            quantized(*case, suffix, rnd, unit)
 
     timed = timer(torch, args.reps)
 
