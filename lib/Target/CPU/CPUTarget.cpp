@@ -181,10 +181,9 @@ LogicalResult CPUCompiler::runCodegenPipeline() {
     codegen.blockSize = options.cuda.blockSize;
     codegen.emulate = options.cuda.emulate;
     codegen.library = !options.cuda.kernelLibrary.empty();
-    codegen.matmulPrecision =
-        options.cuda.matmulPrecision == "medium" ? MatmulPrecision::Medium
-        : options.cuda.matmulPrecision == "high" ? MatmulPrecision::High
-                                                 : MatmulPrecision::Highest;
+    // (qoptc checked the name.)
+    codegen.matmulPrecision = parseMatmulPrecision(options.cuda.matmulPrecision)
+                                  .value_or(MatmulPrecision::Highest);
     buildCUDACodegenPipeline(pm, codegen);
     if (failed(pm.run(module)))
       return failure();

@@ -12,6 +12,8 @@
 
 #include "mlir/Pass/PassOptions.h"
 
+#include <optional>
+
 namespace mlir {
 class OpPassManager;
 namespace qopt {
@@ -21,6 +23,21 @@ namespace qopt {
 /// (the CPU target's numerics); `high`, rounded to tf32 and `medium`, to
 /// bf16, multiplied on the tensor cores with f32 accumulators.
 enum class MatmulPrecision { Highest, High, Medium };
+
+/// The precision's name (qoptc's and the options' value), and back.
+inline llvm::StringRef matmulPrecisionName(MatmulPrecision p) {
+  return p == MatmulPrecision::Medium ? "medium"
+         : p == MatmulPrecision::High ? "high"
+                                      : "highest";
+}
+inline std::optional<MatmulPrecision>
+parseMatmulPrecision(llvm::StringRef name) {
+  for (MatmulPrecision p : {MatmulPrecision::Highest, MatmulPrecision::High,
+                            MatmulPrecision::Medium})
+    if (name == matmulPrecisionName(p))
+      return p;
+  return std::nullopt;
+}
 
 /// The options of CUDA code generation, declared once for every pipeline
 /// that ends in it.

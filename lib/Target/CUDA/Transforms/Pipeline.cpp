@@ -37,17 +37,14 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
                                   : "qopt_cuda_qlinear_lora";
     // (`high` / `medium`: the GEMM's tensor-core entries; quantized calls
     // say so in their flags.)
-    StringRef precision =
-        options.matmulPrecision == MatmulPrecision::Medium ? "medium"
-        : options.matmulPrecision == MatmulPrecision::High ? "high"
-                                                           : "highest";
+    MatmulPrecision precision = options.matmulPrecision;
     library.cudaSgemm = (Twine("qopt_cuda_sgemm") +
-                         (precision == "medium" ? "_bf16"
-                          : precision == "high" ? "_tf32"
-                                                : "") +
+                         (precision == MatmulPrecision::Medium ? "_bf16"
+                          : precision == MatmulPrecision::High ? "_tf32"
+                                                               : "") +
                          (options.emulate ? "_emulated" : ""))
                             .str();
-    library.cudaMatmulPrecision = precision.str();
+    library.cudaMatmulPrecision = matmulPrecisionName(precision).str();
     // Per-token activations quantized once per quantizer, in the norm
     // before them where there is one.
     library.cudaQuantizeRows = options.emulate
