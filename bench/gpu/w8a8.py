@@ -8,9 +8,15 @@ a benchmark, in one run.
     x / step clamped, the integer sums per scale group times the group's scale and the
     row's step): int8 per channel, int4 with zero points in groups of 32, uint4; 8- and
     4-bit tokens; 1, 16 and 70 rows; N past a 64-column tile; a NaN row.
+  * FP8 (E4M3 tokens: steps max|x| / 448, codes x / step rounded to E4M3FN by torch;
+    FP8 E4M3FN / E5M2 weight codes scaled per row or per tensor):
+    qopt_cuda_gemm_w8a8_fp8{e4m3,e5m2}[_m16], the codes as f16 on the tensor cores,
+    against the definition in float64.
   * benchmark: SmoothQuant-shaped layers (4096 x 4096 and 14336 x 4096 int8 per
     channel) at 1, 16 and 2048 tokens, quantization included, against torch's bf16
-    matmul and (2048 tokens) torch._int_mm on int8 codes (cuBLASLt), in TOPS.
+    matmul and (2048 tokens) torch._int_mm on int8 codes (cuBLASLt), in TOPS; the same
+    with FP8 E4M3 tokens and weights against torch's bf16 matmul and (2048 tokens)
+    torch._scaled_mm on FP8 codes (cuBLASLt, sm_89 and later).
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (TokenQuantParams,
 96 bytes, and W8A8Params, 200 bytes, by value). Written without a GPU at hand: its
@@ -29,6 +35,7 @@ from structs import pack  # noqa: E402
 
 THREADS = 256  # kTokenThreads, kGemmThreads
 FORMATS = {"int4": 0, "uint4": 1, "int8": 2}
+TOKEN_FP8 = 0xE4  # W8A8Tile.h's kTokenFP8E4M3: E4M3 tokens
 
 
 def launch(drv, name, grid, params, stream):
@@ -98,6 +105,31 @@ def reference(torch, fmt, x, codes, scales, zps, group, bits):
     return (q.double() @ w.T) * step.double()
 
 
+def fp8_dtype(torch, fmt):
+    return torch.float8_e4m3fn if fmt == "fp8e4m3" else torch.float8_e5m2
+
+
+def make_fp8_weight(torch, fmt, n, k, per_tensor, gen):
+    """Random finite FP8 codes [n, k] (uint8) and scales [n, 1] (stride 0 per tensor)."""
+    codes = torch.randint(0, 256, (n, k), dtype=torch.uint8, device="cuda", generator=gen)
+    finite = torch.isfinite(codes.view(fp8_dtype(torch, fmt)).float())
+    codes = torch.where(finite, codes, torch.zeros_like(codes))
+    scales = torch.rand(1 if per_tensor else n, 1, device="cuda", generator=gen) * 0.01 + 0.001
+    return codes, scales.expand(n, 1)
+
+
+def reference_fp8(torch, fmt, x, codes, scales):
+    amax = x.abs().amax(dim=1, keepdim=True)
+    step = amax / 448.0  # f32, as the kernel
+    step = torch.where(step == 0, torch.ones_like(step), step)
+    step = torch.where(torch.isfinite(x).all(dim=1, keepdim=True), step,
+                       torch.full_like(step, float("nan")))
+    q = (x / step).clamp(-448.0, 448.0).to(torch.float8_e4m3fn).double()
+    q = torch.where(torch.isnan(step), torch.zeros_like(q), q)
+    w = codes.view(fp8_dtype(torch, fmt)).double() * scales.double()
+    return (q @ w.T) * step.double()
+
+
 def main():
     args, torch, drv, stream, gen, results = setup(__doc__, "w8a8")
     if drv is None:
@@ -127,6 +159,28 @@ def main():
         print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest"
               f"{'' if nan_ok else '; a NaN row not NaN'})")
 
+    for fmt, per_tensor, m, n, k in (("fp8e4m3", False, 1, 96, 128),
+                                     ("fp8e4m3", True, 70, 130, 64),
+                                     ("fp8e5m2", False, 16, 64, 256),
+                                     ("fp8e5m2", True, 33, 160, 96)):
+        codes, scales = make_fp8_weight(torch, fmt, n, k, per_tensor, gen)
+        x = torch.randn(m, k, device="cuda", generator=gen) * 2.0
+        if m > 2:
+            x[1, 5] = float("nan")
+        y = torch.full((m, n), float("nan"), device="cuda")
+        w8a8(drv, torch, fmt, x, codes, scales, None, k, TOKEN_FP8, y, scratch, stream())
+        torch.cuda.synchronize()
+        want = reference_fp8(torch, fmt, x, codes, scales)
+        finite = torch.isfinite(want)
+        nan_ok = bool(torch.isnan(y[~finite]).all())
+        err = ((y.double() - want)[finite].abs().max() / want[finite].abs().max()).item()
+        ok = nan_ok and not math.isnan(err) and err <= 1e-5
+        failures += not ok
+        name = f"{fmt} tokens=e4m3 per_tensor={per_tensor} m={m} n={n} k={k}"
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest"
+              f"{'' if nan_ok else '; a NaN row not NaN'})")
+
     timed = timer(torch, args.reps)
     for n, k in ((4096, 4096), (14336, 4096)):
         codes, scales, _ = make_weight(torch, "int8", n, k, k, False, gen)
@@ -150,6 +204,33 @@ def main():
             results["bench"].append(line)
             print(f"bench int8 {m}x{n}x{k}: {ours * 1e3:.3f} ms "
                   f"({line['tops']:.1f} TOPS); {text}")
+    for n, k in ((4096, 4096), (14336, 4096)):
+        codes, scales = make_fp8_weight(torch, "fp8e4m3", n, k, False, gen)
+        w16 = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+        for m in (1, 16, 2048):
+            x = torch.randn(m, k, device="cuda")
+            y = torch.empty(m, n, device="cuda")
+            ours = timed(lambda: w8a8(drv, torch, "fp8e4m3", x, codes, scales, None, k,
+                                      TOKEN_FP8, y, scratch, stream()))
+            x16 = x.to(torch.bfloat16)
+            peer = timed(lambda: x16 @ w16.T)
+            line = {"format": "fp8e4m3", "m": m, "n": n, "k": k, "ms": ours * 1e3,
+                    "tflops": 2 * m * n * k / ours / 1e12, "torch_bf16_ms": peer * 1e3}
+            text = f"torch bf16 {peer * 1e3:.3f} ms (x{peer / ours:.2f})"
+            if m > 16:
+                xq = x.to(torch.float8_e4m3fn)
+                wq = codes.view(torch.float8_e4m3fn)
+                one = torch.ones((), device="cuda")
+                try:
+                    mm = timed(lambda: torch._scaled_mm(xq, wq.T, scale_a=one, scale_b=one,
+                                                        out_dtype=torch.bfloat16))
+                    line["torch_scaled_mm_ms"] = mm * 1e3
+                    text += f"; torch._scaled_mm {mm * 1e3:.3f} ms (x{mm / ours:.2f})"
+                except Exception as e:  # (no FP8 cuBLASLt before sm_89)
+                    text += f"; torch._scaled_mm unavailable ({type(e).__name__})"
+            results["bench"].append(line)
+            print(f"bench fp8e4m3 {m}x{n}x{k}: {ours * 1e3:.3f} ms "
+                  f"({line['tflops']:.1f} TFLOPS); {text}")
     return finish(args, results, failures, "w8a8")
 
 

@@ -341,11 +341,21 @@ with tempfile.TemporaryDirectory() as tmp:
     # quantizer: by the LayerNorm before it (c_attn, c_fc:
     # qopt_cuda_norm_quant_f32, no y written) or by qopt_cuda_token_quant
     # (the projections after attention and GELU); the quantizers' generated
-    # kernels go.
-    for spec, acts, feeds, path, kernel in (
-            ("int8", "int8:per-token", gfeeds, GPT2_IDS, "qopt_cuda_gemm_w8a8_int8_m16"),
-            ("int8", "int8:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int8"),
-            ("int4:group=32", "int4:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int4")):
+    # kernels go. FP8 E4M3 tokens before FP8 weights (per channel or per
+    # tensor) likewise, the GEMM on the codes as f16 on the tensor cores;
+    # its bound is looser: the CPU target multiplies the dequantized values,
+    # so a last-bit difference upstream can move a token across a rounding
+    # boundary of E4M3's finer grid (the tokens' quantization itself changes
+    # the logits by 4e-2 to 6e-2).
+    for spec, acts, feeds, path, kernel, bound in (
+            ("int8", "int8:per-token", gfeeds, GPT2_IDS, "qopt_cuda_gemm_w8a8_int8_m16", 1e-5),
+            ("int8", "int8:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int8", 1e-5),
+            ("int4:group=32", "int4:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_int4", 1e-5),
+            ("fp8-e4m3:per-channel", "fp8-e4m3:per-token", gfeeds, GPT2_IDS,
+             "qopt_cuda_gemm_w8a8_fp8e4m3_m16", 1e-4),
+            ("fp8-e4m3:per-channel", "fp8-e4m3:per-token", f20, ids20,
+             "qopt_cuda_gemm_w8a8_fp8e4m3", 1e-4),
+            ("fp8-e5m2", "fp8-e4m3:per-token", f20, ids20, "qopt_cuda_gemm_w8a8_fp8e5m2", 1e-4)):
         flags = ["--quantize", spec, "--quantize-activations", acts]
         tag = kernel  # (a library per case: a loaded one is never rewritten)
         lib, libe, libc = (os.path.join(tmp, f"gpt2-{tag}{x}.so") for x in ("", "-emu", "-cpu"))
@@ -358,14 +368,16 @@ with tempfile.TemporaryDirectory() as tmp:
         normq = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_norm_quant_f32")
         norm = sum(n for (k, _), n in grids.items() if k == "qopt_cuda_norm_f32")
         gemm = sum(n for (k, _), n in grids.items() if k == kernel)
-        others = [k for k in library() if k.startswith(("qopt_cuda_gemv", "qopt_cuda_gemm_f32_int"))]
+        others = [k for k in library() if k.startswith(
+            ("qopt_cuda_gemv", "qopt_cuda_gemm_f32_int", "qopt_cuda_gemm_f32_uint",
+             "qopt_cuda_gemm_f32_fp8"))]
         e = rel_error(outputs(libe, feeds)[0][0], outputs(libc, feeds)[0][0])
         check(f"{spec} weights, {acts} activations, gpt2-tiny on {len(feeds[0]['input_ids'].ravel())} "
               f"rows: each of the 8 products is one {kernel}, on codes from its LayerNorm "
               f"(4 qopt_cuda_norm_quant_f32) or qopt_cuda_token_quant (4), emulated = "
-              f"CPU target's integer product (<= 1e-5)",
+              f"CPU target (<= {bound:g})",
               rc == 0 and quant == 4 and normq == 4 and norm == 1 and gemm == 8
-              and not others and e <= 1e-5,
+              and not others and e <= bound,
               f"{quant} + {normq} + {norm} + {gemm} launches; {' '.join(library())}; {e:.1e}; "
               f"{out.strip()[-100:]}")
 

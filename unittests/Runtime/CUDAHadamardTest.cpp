@@ -222,11 +222,15 @@ TEST(CUDAHadamard, QuantizedEqualsTheTransformThenTheRowsQuantization) {
     bool signs, transposed;
     int bits;
   };
-  const Case cases[] = {
-      {32, 5, 1, true, false, 4},       {64, 3, 3, false, true, 8},
-      {2048, 2, 4, true, false, 8},     {8192, 2, 1, false, false, 4},
-      {128, 3, 129, true, false, 4},    {96, 5, 2, true, true, 4},
-      {172 * 64, 3, 1, true, false, 8}, {20 * 1024, 2, 1, false, false, 4}};
+  const Case cases[] = {{32, 5, 1, true, false, 4},
+                        {64, 3, 3, false, true, 8},
+                        {2048, 2, 4, true, false, 8},
+                        {8192, 2, 1, false, false, 4},
+                        {128, 3, 129, true, false, 4},
+                        {96, 5, 2, true, true, 4},
+                        {172 * 64, 3, 1, true, false, 8},
+                        {20 * 1024, 2, 1, false, false, 4},
+                        {256, 4, 2, true, false, qopt_cuda::kTokenFP8E4M3}};
   std::mt19937 rng(17);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -104,6 +104,7 @@ TEST(CUDANorm, QuantizedEqualsTheNormThenTheRowsQuantization) {
   const Case cases[] = {
       {1, 32, 0, 8, false},
       {19, 96, 0, 8, true},
+      {7, 160, 0, qopt_cuda::kTokenFP8E4M3, false}, // FP8 E4M3 tokens
       {10, 33, qopt_cuda::kNormLayer, 4, false},
       {9, 4096, qopt_cuda::kNormLayer | qopt_cuda::kNormBeta, 8, true}};
   std::mt19937 rng(11);

@@ -18,6 +18,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -305,6 +306,221 @@ TEST(CUDAW8A8Plan, RefusesWhatDoesNotFitInt8) {
   // int32 sums of a group of more than 131072 codes could overflow.
   EXPECT_NE(w8a8Refusal(2, 1 << 18, tokens8, 64, 1 << 18, 1, 1), nullptr);
   EXPECT_EQ(w8a8Refusal(2, 4096, tokens8, 64, 1 << 18, 1, 1), nullptr);
+}
+
+//===-- FP8 tokens times FP8 weights
+//---------------------------------------===//
+
+/// v rounded to E4M3FN by APFloat (nearest even), clamped to ±448 first as
+/// the fake-quant clamps: the value and its code.
+std::pair<float, uint8_t> e4m3ByAPFloat(float v) {
+  v = std::fmin(std::fmax(v, -448.0f), 448.0f);
+  llvm::APFloat a(v);
+  bool lost;
+  a.convert(llvm::APFloat::Float8E4M3FN(), llvm::APFloat::rmNearestTiesToEven,
+            &lost);
+  return {float(a.convertToDouble()),
+          uint8_t(a.bitcastToAPInt().getZExtValue())};
+}
+
+/// The token codes (e4m3Round, e4m3Code: the fake-quant's operations)
+/// against APFloat's rounding, on every code, every midpoint between
+/// neighbouring codes (ties), values past 448 and random values; and each
+/// FP8 code as f16 (f16OfFP8) against APFloat's conversion of its value.
+TEST(CUDAW8A8FP8, CodesAreAPFloatsRounding) {
+  using namespace qopt_cuda;
+  std::vector<float> values = {0.0f, -0.0f,  448.0f, -448.0f,     460.0f,
+                               1e6f, -1e30f, 1e-30f, 1.0f / 1024, 3.0f / 1024};
+  std::vector<float> grid;
+  for (int raw = 0; raw < 256; ++raw)
+    if ((raw & 0x7F) != 0x7F)
+      grid.push_back(float(referenceCode(kFP8E4M3, raw)));
+  std::sort(grid.begin(), grid.end());
+  for (size_t i = 0; i < grid.size(); ++i) {
+    values.push_back(grid[i]);
+    if (i + 1 < grid.size()) {
+      float mid = float((double(grid[i]) + double(grid[i + 1])) / 2);
+      values.push_back(mid);
+      values.push_back(std::nextafter(mid, 1e9f));
+      values.push_back(std::nextafter(mid, -1e9f));
+    }
+  }
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int i = 0; i < 20000; ++i)
+    values.push_back(normal(rng) * std::ldexp(1.0f, int(rng() % 24) - 12));
+  for (float v : values) {
+    auto [want, code] = e4m3ByAPFloat(v);
+    float got = e4m3Round(v);
+    ASSERT_EQ(got, want) << "v = " << v;
+    // (-0 and +0 may both stand for a zero; its code keeps v's sign.)
+    if (want != 0.0f)
+      ASSERT_EQ(int(e4m3Code(got)), int(code)) << "v = " << v;
+    else
+      ASSERT_EQ(referenceCode(kFP8E4M3, e4m3Code(got)), 0.0) << "v = " << v;
+  }
+  for (int raw = 0; raw < 256; ++raw) {
+    auto asF16 = [](double value) {
+      llvm::APFloat a(value);
+      bool lost;
+      a.convert(llvm::APFloat::IEEEhalf(), llvm::APFloat::rmNearestTiesToEven,
+                &lost);
+      EXPECT_FALSE(lost) << value;
+      return uint32_t(a.bitcastToAPInt().getZExtValue());
+    };
+    if ((raw & 0x7F) != 0x7F) {
+      EXPECT_EQ(f16OfFP8<kFP8E4M3>(raw), asF16(referenceCode(kFP8E4M3, raw)))
+          << "E4M3 code " << raw;
+    }
+    if (((raw >> 2) & 31) != 31) {
+      EXPECT_EQ(f16OfFP8<kFP8E5M2>(raw), asF16(referenceCode(kFP8E5M2, raw)))
+          << "E5M2 code " << raw;
+    }
+  }
+}
+
+struct FP8Case {
+  int format; // 5: E4M3FN weights, 6: E5M2
+  bool perTensor;
+  int64_t batch, m, n, k;
+  bool foldable, overwrite;
+};
+
+class W8A8FP8 : public testing::TestWithParam<FP8Case> {};
+
+/// E4M3 tokens times FP8 weight codes on the (emulated) tensor cores: each
+/// row's step max|x| / 448 (1 where 0; NaN outputs for a row with a NaN),
+/// its codes x / step rounded by APFloat, Σ code·code in double times the
+/// column's scale and the row's step. The GPU's f32 accumulators of exact
+/// f16 products: within k·2^-24 of the terms' magnitudes. The codes given
+/// (qopt_cuda_quantize_rows with the FP8 token format, flag 32): the same
+/// outputs bit for bit.
+TEST_P(W8A8FP8, EqualsTheDefinition) {
+  using namespace qopt_cuda;
+  const FP8Case c = GetParam();
+  SCOPED_TRACE(testing::Message()
+               << "format=" << c.format << " perTensor=" << c.perTensor
+               << " batch=" << c.batch << " m=" << c.m << " n=" << c.n
+               << " k=" << c.k);
+  std::mt19937 rng(uint32_t(c.m * 7 + c.n + c.format));
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  // Weight codes: any finite code of the format.
+  std::vector<uint8_t> codes(size_t(c.n * c.k));
+  for (uint8_t &b : codes) {
+    do
+      b = uint8_t(rng());
+    while (!std::isfinite(referenceCode(c.format, b)));
+  }
+  std::vector<float> scales(size_t(c.n));
+  for (float &v : scales)
+    v = 0.001f + 0.01f * std::fabs(normal(rng));
+  int64_t scaleRow = c.perTensor ? 0 : 1;
+  int64_t xBatch = c.foldable ? c.m * c.k : (c.m + 3) * c.k;
+  int64_t yBatch = c.foldable ? c.m * c.n : (c.m + 3) * c.n;
+  std::vector<float> x(size_t(c.batch * xBatch));
+  for (float &v : x)
+    v = normal(rng) * std::ldexp(1.0f, int(rng() % 9) - 4);
+  for (int64_t kk = 0; kk < c.k; ++kk)
+    x[size_t(kk)] = 0.0f; // a zero row: step 1
+  if (c.m > 1)
+    x[size_t((c.batch - 1) * xBatch + c.k + 3)] =
+        std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> y(size_t(c.batch * yBatch));
+  for (float &v : y)
+    v = c.overwrite ? std::numeric_limits<float>::quiet_NaN() : normal(rng);
+  std::vector<float> before = y;
+  int64_t flags = 4 | (int64_t(kTokenFP8E4M3) << 8) | (c.overwrite ? 16 : 0);
+  ASSERT_EQ(w8a8Refusal(c.format, c.k, flags, c.n, c.k, 1, 1), nullptr);
+  qopt_cuda_qlinear_emulated(
+      c.format, c.k, flags, 1, c.batch, c.m, c.n, c.k, addressOf(x.data()), 0,
+      0, xBatch, c.k, 1, addressOf(codes.data()), 0, c.k,
+      addressOf(scales.data()), 0, scaleRow, 0, 0, 0, addressOf(y.data()), 0, 0,
+      yBatch, c.n, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+  for (int64_t b = 0; b < c.batch; ++b)
+    for (int64_t i = 0; i < c.m; ++i) {
+      const float *xr = x.data() + b * xBatch + i * c.k;
+      float amax = 0.0f;
+      bool finite = true;
+      for (int64_t kk = 0; kk < c.k; ++kk) {
+        finite &= std::isfinite(xr[kk]);
+        amax = std::fmax(amax, std::fabs(xr[kk]));
+      }
+      float step = amax / 448.0f;
+      step = step == 0.0f ? 1.0f : step;
+      for (int64_t col = 0; col < c.n; ++col) {
+        size_t e = size_t(b * yBatch + i * c.n + col);
+        if (!finite) {
+          ASSERT_TRUE(std::isnan(y[e])) << "y[" << b << ", " << i << "]";
+          continue;
+        }
+        double sum = 0.0, magnitude = 0.0;
+        for (int64_t kk = 0; kk < c.k; ++kk) {
+          double term = double(e4m3ByAPFloat(xr[kk] / step).first) *
+                        referenceCode(c.format, codes[size_t(col * c.k + kk)]);
+          sum += term;
+          magnitude += std::fabs(term);
+        }
+        double scale = scales[size_t(col * scaleRow)];
+        double start = c.overwrite ? 0.0 : double(before[e]);
+        double expected = start + sum * scale * double(step);
+        ASSERT_NEAR(y[e], expected,
+                    (double(c.k) + 4) * 0x1p-24 *
+                            (magnitude * scale * step + std::fabs(start)) +
+                        1e-30)
+            << "y[" << b << ", " << i << ", " << col << "]";
+      }
+      if (!c.foldable && b + 1 < c.batch && i + 1 == c.m)
+        for (int64_t e = b * yBatch + c.m * c.n; e < (b + 1) * yBatch; ++e) {
+          float got = y[size_t(e)], was = before[size_t(e)];
+          ASSERT_TRUE(std::isnan(got) ? std::isnan(was) : got == was)
+              << "gap element " << e;
+        }
+    }
+
+  int64_t xRows = c.batch * xBatch / c.k;
+  std::vector<int8_t> given(static_cast<size_t>(c.batch * xBatch));
+  std::vector<float> steps(static_cast<size_t>(xRows));
+  qopt_cuda_quantize_rows_emulated(
+      kTokenFP8E4M3, xRows, c.k, addressOf(x.data()), 0, c.k,
+      addressOf(given.data()), 0, addressOf(steps.data()), 0, 0, 0, 0, 0);
+  std::vector<float> fromCodes = before;
+  qopt_cuda_qlinear_emulated(c.format, c.k, flags | 32, 1, c.batch, c.m, c.n,
+                             c.k, addressOf(given.data()), 0, 0, xBatch, c.k, 1,
+                             addressOf(codes.data()), 0, c.k,
+                             addressOf(scales.data()), 0, scaleRow, 0, 0, 0,
+                             addressOf(fromCodes.data()), 0, 0, yBatch, c.n, 1,
+                             addressOf(steps.data()), 0, 0, 0, 0, 0, 0, 0);
+  for (size_t e = 0; e < y.size(); ++e)
+    ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fromCodes[e])
+                                 : y[e] == fromCodes[e])
+        << "given codes, element " << e;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    CUDAW8A8, W8A8FP8,
+    testing::Values(
+        // Decode rows (16-row tiles), per channel; prefill rows past a
+        // 64-row tile and N past a column tile, per tensor, y = ….
+        FP8Case{5, false, 1, 3, 40, 96, true, false},
+        FP8Case{5, true, 1, 70, 130, 64, true, true},
+        // E5M2 weights: batches one grid (gaps between them) or folded.
+        FP8Case{6, false, 2, 20, 65, 128, false, false},
+        FP8Case{6, true, 3, 17, 64, 32, true, true}));
+
+TEST(CUDAW8A8Plan, FP8TokensTakeFP8WeightsScaledPerRow) {
+  using namespace qopt_cuda;
+  const int64_t fp8 = 4 | (int64_t(kTokenFP8E4M3) << 8);
+  EXPECT_EQ(w8a8Refusal(kFP8E4M3, 64, fp8, 64, 64, 1, 1), nullptr);
+  EXPECT_EQ(w8a8Refusal(kFP8E5M2, 64, fp8, 64, 64, 1, 1), nullptr);
+  // Integer weights under FP8 tokens, FP8 weights under integer tokens.
+  EXPECT_NE(w8a8Refusal(kInt8, 64, fp8, 64, 64, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(kFP8E4M3, 64, 4 | (8 << 8), 64, 64, 1, 1), nullptr);
+  // Groups along K, zero points, K not a multiple of 32.
+  EXPECT_NE(w8a8Refusal(kFP8E4M3, 32, fp8, 64, 64, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(kFP8E4M3, 64, fp8 | 1, 64, 64, 1, 1), nullptr);
+  EXPECT_NE(w8a8Refusal(kFP8E4M3, 48, fp8, 64, 48, 1, 1), nullptr);
+  // No int32 sums: K past 131072 is fine.
+  EXPECT_EQ(w8a8Refusal(kFP8E5M2, 1 << 18, fp8, 64, 1 << 18, 1, 1), nullptr);
 }
 
 } // namespace

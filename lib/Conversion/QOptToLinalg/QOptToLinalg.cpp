@@ -1897,13 +1897,15 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
 /// The bits of a fake-quantizer of activations per token whose scales are
 /// createQuantScales' of its own input (max|x| / qmax over the last axis:
 /// a reduction of the input, then an elementwise map), signed, without a
-/// zero point; 0 otherwise.
+/// zero point (kPerTokenFP8E4M3 for E4M3FN); 0 otherwise.
 template <typename QuantOp> static unsigned dynamicPerTokenBits(QuantOp op) {
   auto format = dyn_cast<IntFormatAttr>(op.getFormat());
+  auto floatFormat = dyn_cast<FloatFormatAttr>(op.getFormat());
+  bool e4m3 = floatFormat && isa<Float8E4M3FNType>(floatFormat.getType());
   if (!std::is_same_v<QuantOp, FakeQuantOp> ||
-      !op->hasAttr(kDynamicScalesAttr) || !format || !format.getIsSigned() ||
-      format.getZeroPoint() || op.getZeroPoint() ||
-      !isa<PerTokenAttr>(op.getGranularity()))
+      !op->hasAttr(kDynamicScalesAttr) ||
+      (!e4m3 && (!format || !format.getIsSigned() || format.getZeroPoint())) ||
+      op.getZeroPoint() || !isa<PerTokenAttr>(op.getGranularity()))
     return 0;
   auto map = op.getScale().template getDefiningOp<linalg::GenericOp>();
   if (!map || map.getNumDpsInputs() != 1)
@@ -1916,7 +1918,7 @@ template <typename QuantOp> static unsigned dynamicPerTokenBits(QuantOp op) {
       reduce.getInputs()[0] != op.getInput() ||
       reduce.getDimensions() != ArrayRef<int64_t>{rank - 1})
     return 0;
-  return format.getBits();
+  return e4m3 ? unsigned(kPerTokenFP8E4M3) : format.getBits();
 }
 
 template <typename QuantOp> struct LowerFakeQuant : OpRewritePattern<QuantOp> {

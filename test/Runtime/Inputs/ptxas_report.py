@@ -24,7 +24,9 @@ KERNELS = ([f"qopt_cuda_gemv_{f}" for f in FORMATS[:5]]  # bf16 x
               "qopt_cuda_norm_bwd_sum_f32", "qopt_cuda_norm_quant_f32",
               "qopt_cuda_hadamard_quant_f32", "qopt_cuda_hadamard_mixed_f32",
               "qopt_cuda_adamw_f32"]
-           + [f"qopt_cuda_gemm_w8a8_{f}{t}" for f in FORMATS[:3] for t in ("", "_m16")])
+           # (FP8: E4M3 tokens times FP8 codes on the tensor cores.)
+           + [f"qopt_cuda_gemm_w8a8_{f}{t}" for f in FORMATS[:3] + FORMATS[5:]
+              for t in ("", "_m16")])
 folder, archs = sys.argv[1], sys.argv[2:]
 failures = 0
 for arch in archs:

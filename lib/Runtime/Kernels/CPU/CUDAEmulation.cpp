@@ -130,15 +130,29 @@ void mmaAccumulate(const float (&ma)[16][K], const float (&mb)[K][8],
     }
 }
 
-/// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 for the 32 lanes of
-/// a warp, c += a·b, the fragments unpacked as the PTX ISA's tables place
-/// them ("Matrix Fragments for mma.m16n8k16 with floating point type":
-/// written here from the tables, not from GemmTile.h's mmaFragments, whose
-/// placement they check).
+/// The value of bf16 bits.
+float bf16Value(uint32_t h) { return floatFromBits(h << 16); }
+
+/// The value of IEEE binary16 bits (subnormals, infinities and NaNs
+/// included).
+float f16Value(uint32_t h) {
+  int e = int(h >> 10) & 31, m = int(h & 1023u);
+  float magnitude = e == 0    ? std::ldexp(float(m), -24)
+                    : e == 31 ? (m ? NAN : INFINITY)
+                              : std::ldexp(float(m + 1024), e - 25);
+  return (h & 0x8000u) ? -magnitude : magnitude;
+}
+
+/// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 for the
+/// 32 lanes of a warp, c += a·b (`value`: the halves' value), the fragments
+/// unpacked as the PTX ISA's tables place them ("Matrix Fragments for
+/// mma.m16n8k16 with floating point type": written here from the tables,
+/// not from GemmTile.h's mmaFragments, whose placement they check).
+template <float (*value)(uint32_t)>
 void mmaEmulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
                  float (&c)[32][4]) {
   auto element = [](uint32_t reg, int e) {
-    return floatFromBits((e % 2 ? reg >> 16 : reg & 0xFFFFu) << 16);
+    return value(e % 2 ? reg >> 16 : reg & 0xFFFFu);
   };
   float ma[16][16], mb[16][8];
   for (int lane = 0; lane < 32; ++lane) {
@@ -228,7 +242,12 @@ void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
 }
 template <typename S, int MI, typename = std::enable_if_t<(S::kMmaK > 0)>>
 void multiplyBlock(const S &s, float (&acc)[kGemmThreads][MI][kMicro]) {
-  multiplyWarps(s, acc, S::kMmaK == 16 ? mmaEmulated : mmaTF32Emulated);
+  if constexpr (S::kMmaK != 16)
+    multiplyWarps(s, acc, mmaTF32Emulated);
+  else if constexpr (S::kF16)
+    multiplyWarps(s, acc, mmaEmulated<f16Value>);
+  else
+    multiplyWarps(s, acc, mmaEmulated<bf16Value>);
 }
 
 /// Every block of a GEMM launch, its threads' phases in turn (with a
@@ -370,6 +389,31 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
   }
 }
 
+/// The same for the FP8 entries (E4M3 tokens, an FP8 weight F): the
+/// loads, the warps' mma calls, the store.
+template <int F, int MI> void runW8A8FP8Blocks(const W8A8Launch &l) {
+  const W8A8Params &p = l.p;
+  static thread_local GemmSharedF16<MI> s;
+  static thread_local float acc[kGemmThreads][MI][kMicro];
+  for (unsigned z = 0; z < l.gridZ; ++z) {
+    W8A8Product product = w8a8Product(p, z);
+    for (unsigned y = 0; y < l.gridY; ++y)
+      for (unsigned x = 0; x < l.gridX; ++x) {
+        int64_t m0 = w8a8Row0(p, y, kTileRows<MI>), n0 = int64_t(x) * kTileN;
+        std::memset(acc, 0, sizeof(acc));
+        for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
+          for (int t = 0; t < kGemmThreads; ++t) {
+            loadFP8A(p, product.a, m0, k0, t, s);
+            loadFP8B<F, MI>(p, k0, n0, t, s);
+          }
+          multiplyBlock(s, acc);
+        }
+        for (int t = 0; t < kGemmThreads; ++t)
+          storeFP8(p, product.steps, product.c, m0, n0, t, acc[t]);
+      }
+  }
+}
+
 void runW8A8(const W8A8Launch &l) {
   if (!l.gemm) {
     for (unsigned z = 0; z < l.gridY; ++z)
@@ -385,6 +429,12 @@ void runW8A8(const W8A8Launch &l) {
     return;
   }
   switch (l.format) {
+  case kFP8E4M3:
+    return l.skinny ? runW8A8FP8Blocks<kFP8E4M3, 1>(l)
+                    : runW8A8FP8Blocks<kFP8E4M3, 4>(l);
+  case kFP8E5M2:
+    return l.skinny ? runW8A8FP8Blocks<kFP8E5M2, 1>(l)
+                    : runW8A8FP8Blocks<kFP8E5M2, 4>(l);
   case kInt4:
     return l.skinny ? runW8A8Blocks<kInt4, 1>(l) : runW8A8Blocks<kInt4, 4>(l);
   case kUInt4:

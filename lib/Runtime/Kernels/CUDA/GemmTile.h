@@ -72,7 +72,8 @@ QOPT_HD uint32_t bf16Bits(float x) {
 /// of a warp, rows g = 0..7 and words q = 0..3, hit 32 distinct banks).
 template <int MI> struct GemmSharedBF16 {
   static constexpr int kRows = kTileRows<MI>;
-  static constexpr int kMmaK = 16; // mma.sync m16n8k16
+  static constexpr int kMmaK = 16;    // mma.sync m16n8k16
+  static constexpr bool kF16 = false; // the halves are bf16
   static constexpr int kStride = kTileK + 8;
   alignas(16) uint16_t a[kTileRows<MI>][kStride];
   alignas(16) uint16_t b[kTileN][kStride];
@@ -93,6 +94,13 @@ template <int MI> struct GemmSharedBF16 {
     return uint32_t(p[0]) | uint32_t(p[1]) << 16;
 #endif
   }
+};
+
+/// The same layout holding f16 values (W8A8.cu's FP8 products: FP8 codes
+/// are exactly f16 values), which the loaders store as bits; the mma is
+/// m16n8k16's f16 form, whose fragments are bf16's.
+template <int MI> struct GemmSharedF16 : GemmSharedBF16<MI> {
+  static constexpr bool kF16 = true;
 };
 
 /// x rounded to tf32 (10 fraction bits; nearest, ties away from zero, as
@@ -475,21 +483,51 @@ __device__ __forceinline__ void mmaBF16(const uint32_t (&a)[4],
                  "r"(b[1]));
 }
 
+/// c += a·b on the tensor cores (one m16n8k16 tile of f16 values).
+__device__ __forceinline__ void mmaF16(const uint32_t (&a)[4],
+                                       const uint32_t (&b)[2], float (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};"
+               : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
+                 "r"(b[1]));
+}
+
 /// The tensor-core entries' products of one K step (multiplyTile for
-/// their tiles: bf16's k16 mma or tf32's k8).
+/// their tiles: bf16's or f16's k16 mma, or tf32's k8).
 template <typename S, int MI, typename = std::enable_if_t<(S::kMmaK > 0)>>
 __device__ __forceinline__ void multiplyTile(const S &s, int t,
                                              float (&acc)[MI][kMicro]) {
   multiplyWarpTile(
       s, t, acc,
       [](const uint32_t (&a)[4], const uint32_t (&b)[2], float (&c)[4]) {
-        if constexpr (S::kMmaK == 16)
-          mmaBF16(a, b, c);
-        else
+        if constexpr (S::kMmaK != 16)
           mmaTF32(a, b, c);
+        else if constexpr (S::kF16)
+          mmaF16(a, b, c);
+        else
+          mmaBF16(a, b, c);
       });
 }
 #endif
+
+/// Calls fn(row, column, value) for each of thread t's tensor-core
+/// outputs (its accumulator fragments) in the tile at (m0, n0).
+template <int MI, typename Fn>
+QOPT_HD void forEachMmaOutput(int64_t m0, int64_t n0, int t,
+                              const float (&acc)[MI][kMicro], Fn &&fn) {
+  int w = t / 32, g = t % 32 / 4, q = t % 4;
+  QOPT_UNROLL()
+  for (int mt = 0; mt < kMmaM<MI>; ++mt)
+    QOPT_UNROLL()
+  for (int nt = 0; nt < kMmaN<MI>; ++nt)
+    QOPT_UNROLL()
+  for (int e = 0; e < 4; ++e)
+    fn(m0 + warpRow<MI>(w) + 16 * mt + g + 8 * (e / 2),
+       n0 + warpColumn<MI>(w) + 8 * nt + 2 * q + e % 2,
+       acc[mt * kMmaN<MI> + nt][e]);
+}
 
 /// Adds thread t's tensor-core outputs (bf16 or tf32: the same
 /// accumulator fragments) to C's tile at (m0, n0) (`overwrite`: stores
@@ -499,19 +537,10 @@ QOPT_HD void storeTileMma(float *c, int64_t rows, int64_t cols, int64_t rs,
                           int64_t cs, int64_t m0, int64_t n0, int t,
                           const float (&acc)[MI][kMicro],
                           bool overwrite = false) {
-  int w = t / 32, g = t % 32 / 4, q = t % 4;
-  QOPT_UNROLL()
-  for (int mt = 0; mt < kMmaM<MI>; ++mt)
-    QOPT_UNROLL()
-  for (int nt = 0; nt < kMmaN<MI>; ++nt)
-    QOPT_UNROLL()
-  for (int e = 0; e < 4; ++e) {
-    int64_t r = m0 + warpRow<MI>(w) + 16 * mt + g + 8 * (e / 2),
-            col = n0 + warpColumn<MI>(w) + 8 * nt + 2 * q + e % 2;
+  forEachMmaOutput(m0, n0, t, acc, [&](int64_t r, int64_t col, float v) {
     if (r < rows && col < cols)
-      c[r * rs + col * cs] = (overwrite ? 0.0f : c[r * rs + col * cs]) +
-                             acc[mt * kMmaN<MI> + nt][e];
-  }
+      c[r * rs + col * cs] = (overwrite ? 0.0f : c[r * rs + col * cs]) + v;
+  });
 }
 
 /// storeTile for any kind of tile (on the tensor cores, kMmaK > 0, the

@@ -340,8 +340,8 @@ planHadamardQuant(int64_t flags, int64_t n, double scale, const Memref2 &x,
           planHadamard(flags, n, scale, x, signs, hm, y, m, blocks, mixed))
     return why;
   HadamardQuantParams &q = m.q;
-  if (bits < 2 || bits > 8)
-    return "activations of more than 8 bits";
+  if (const char *why = tokenFormatRefusal(bits))
+    return why;
   if (q.h.cols > kHadamardMixedMaxElements)
     return "rows longer than a block holds";
   mixed = mixed || q.h.cols > kHadamardTile;

@@ -199,8 +199,8 @@ planNormQuant(int64_t flags, double eps, const MemrefView<2> &x,
               const MemrefView<2> &y, int64_t bits, int64_t writeY, int64_t pc,
               int64_t oc, int64_t ps, int64_t os, NormQuantParams &q,
               int64_t &blocks) {
-  if (bits < 2 || bits > 8)
-    return "activations of more than 8 bits";
+  if (const char *why = tokenFormatRefusal(bits))
+    return why;
   q = NormQuantParams{};
   planNorm(flags, eps, x, gamma, beta, y, q.norm, blocks);
   if (!writeY)

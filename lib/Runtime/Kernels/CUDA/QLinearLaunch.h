@@ -289,35 +289,46 @@ struct W8A8Launch {
 
 /// The entry of a W8A8Launch.
 inline const char *w8a8Name(const W8A8Launch &l) {
-  static const char *names[2][3] = {
+  static const char *names[2][7] = {
       {"qopt_cuda_gemm_w8a8_int4", "qopt_cuda_gemm_w8a8_uint4",
-       "qopt_cuda_gemm_w8a8_int8"},
+       "qopt_cuda_gemm_w8a8_int8", nullptr, nullptr,
+       "qopt_cuda_gemm_w8a8_fp8e4m3", "qopt_cuda_gemm_w8a8_fp8e5m2"},
       {"qopt_cuda_gemm_w8a8_int4_m16", "qopt_cuda_gemm_w8a8_uint4_m16",
-       "qopt_cuda_gemm_w8a8_int8_m16"}};
+       "qopt_cuda_gemm_w8a8_int8_m16", nullptr, nullptr,
+       "qopt_cuda_gemm_w8a8_fp8e4m3_m16", "qopt_cuda_gemm_w8a8_fp8e5m2_m16"}};
   if (!l.gemm)
     return "qopt_cuda_token_quant";
-  return l.format >= 0 && l.format <= 2 ? names[l.skinny][l.format] : nullptr;
+  return l.format >= 0 && l.format <= kFP8E5M2 ? names[l.skinny][l.format]
+                                               : nullptr;
 }
 
 /// Null where W8A8.cu takes a quantized product with per-token activations
-/// (qopt_kernel_qlinear's arguments), else why not: codes minus zero points
-/// that fit int8 (int4, uint4, int8 without zero points), 2-8 bits, K and
-/// the group multiples of 32, A and C contiguous along K and N. The
-/// compiler (qopt-linalg-to-blas) asks the same before it makes the call
-/// (readQuantizerInput with `cuda`).
+/// (qopt_kernel_qlinear's arguments), else why not: integer tokens of 2-8
+/// bits with weight codes minus zero points that fit int8 (int4, uint4,
+/// int8 without zero points), or E4M3 tokens with an FP8 weight scaled
+/// per row or per tensor; K and the group multiples of 32, A and C
+/// contiguous along K and N. The compiler (qopt-linalg-to-blas) asks the
+/// same before it makes the call (readQuantizerInput with `cuda`).
 inline const char *w8a8Refusal(int64_t format, int64_t group, int64_t flags,
                                int64_t n, int64_t k, int64_t sak, int64_t scn) {
   int64_t bits = (flags >> 8) & 0xff;
   if (!(flags & kQLinearPerToken) || (flags & kQLinearTransposed))
     return "not a product on per-token activations";
-  if (format != kInt4 && format != kUInt4 &&
-      !(format == kInt8 && !(flags & kQLinearZeroPoints)))
+  if (const char *why = tokenFormatRefusal(bits))
+    return why;
+  bool fp8 = format == kFP8E4M3 || format == kFP8E5M2;
+  if (bits == kTokenFP8E4M3) {
+    if (!fp8 || (flags & kQLinearZeroPoints))
+      return "FP8 tokens times a weight that is not FP8";
+    if (group < k)
+      return "an FP8 weight with more than one scale per row";
+  } else if (format != kInt4 && format != kUInt4 &&
+             !(format == kInt8 && !(flags & kQLinearZeroPoints))) {
     return "weight codes that do not fit int8 (uint8, int8 with zero points, "
            "NF4, FP8)";
-  if (bits < 2 || bits > 8)
-    return "activations of more than 8 bits";
+  }
   // (A group's int32 sum of products up to 128 · 127 must not overflow.)
-  if ((group < k ? group : k) > 131072)
+  if (bits != kTokenFP8E4M3 && (group < k ? group : k) > 131072)
     return "scale groups of more than 131072 codes";
   if (k % 32 || group <= 0 || group % 32 || (sak != 1 && k > 1) ||
       (scn != 1 && n > 1))

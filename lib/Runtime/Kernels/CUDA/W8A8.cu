@@ -7,9 +7,12 @@
 //
 // Entry points (extern "C", one argument by value):
 // qopt_cuda_token_quant (TokenQuantParams; kTokenThreads threads, a warp
-// per row, grid (ceil(m / 8), products)) and qopt_cuda_gemm_w8a8_{int4,uint4,int8} (W8A8Params;
-// kGemmThreads threads, grid (ceil(n / 64), ceil(m / 64), products)), with
-// `_m16` tiles of 16 rows for products of at most 16 (decode).
+// per row, grid (ceil(m / 8), products)) and
+// qopt_cuda_gemm_w8a8_{int4,uint4,int8} (W8A8Params; kGemmThreads threads,
+// grid (ceil(n / 64), ceil(m / 64), products)), with `_m16` tiles of 16
+// rows for products of at most 16 (decode); for E4M3 tokens and FP8
+// weights qopt_cuda_gemm_w8a8_{fp8e4m3,fp8e5m2}[_m16] (the same launch, on
+// the tensor cores: the codes as f16, mma.sync m16n8k16).
 //
 //===----------------------------------------------------------------------===//
 
@@ -56,7 +59,37 @@ template <int F, int MI> __device__ void w8a8(const W8A8Params &p) {
   storeW8A8(p, product.steps, product.c, m0, n0, t, sum);
 }
 
+/// E4M3 tokens times an FP8 weight (F) on the tensor cores: the codes as
+/// f16, one scale per row of W (or for W), no groups.
+template <int F, int MI> __device__ void w8a8FP8(const W8A8Params &p) {
+  __shared__ GemmSharedF16<MI> s;
+  int t = threadIdx.x;
+  W8A8Product product = w8a8Product(p, blockIdx.z);
+  int64_t m0 = w8a8Row0(p, blockIdx.y, kTileRows<MI>),
+          n0 = int64_t(blockIdx.x) * kTileN;
+  float acc[MI][kMicro] = {};
+  for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
+    loadFP8A(p, product.a, m0, k0, t, s);
+    loadFP8B<F>(p, k0, n0, t, s);
+    __syncthreads();
+    multiplyTile(s, t, acc);
+    __syncthreads();
+  }
+  storeFP8(p, product.steps, product.c, m0, n0, t, acc);
+}
+
 } // namespace
+
+#define QOPT_W8A8_FP8_ENTRY(name, format, rows)                                \
+  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
+      name(const __grid_constant__ W8A8Params p) {                             \
+    w8a8FP8<format, rows>(p);                                                  \
+  }
+
+QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e4m3, kFP8E4M3, 4)
+QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e5m2, kFP8E5M2, 4)
+QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e4m3_m16, kFP8E4M3, 1)
+QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e5m2_m16, kFP8E5M2, 1)
 
 #define QOPT_W8A8_ENTRY(name, format, rows)                                    \
   extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \

@@ -78,11 +78,65 @@ QOPT_HD TokenRow tokenRow(const TokenQuantParams &p, uint32_t z, int64_t r) {
           int64_t(product) * p.m + r};
 }
 
-/// The code of v in a row of step `step` (zero for a NaN step).
+/// The codes a row is quantized to (TokenQuantParams::bits, and the
+/// `bits` of every kernel that quantizes rows for a W8A8 product): 2 to 8,
+/// signed integers of that many bits; kTokenFP8E4M3, FP8 E4M3FN codes
+/// (`--quantize-activations fp8-e4m3:per-token`; the compiler's
+/// kPerTokenQuantAttr holds the same value).
+constexpr int32_t kTokenFP8E4M3 = 0xE4;
+
+/// Null where `bits` names codes the kernels write, else why not.
+QOPT_HD const char *tokenFormatRefusal(int64_t bits) {
+  return (bits >= 2 && bits <= 8) || bits == kTokenFP8E4M3
+             ? nullptr
+             : "activations of more than 8 bits";
+}
+
+/// The largest code's magnitude: max|x| / it is a row's step.
+QOPT_HD float tokenLargest(int bits) {
+  return bits == kTokenFP8E4M3 ? 448.0f : float((1 << (bits - 1)) - 1);
+}
+
+/// The bits of a float.
+QOPT_HD uint32_t bitsOfFloat(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return u;
+#endif
+}
+
+/// v on the E4M3FN grid: clamped to ±448, rounded to the nearest multiple
+/// of its binade's quantum (ties to even; the subnormals' below 2^-6), in
+/// the operations of the CPU lowering's fake-quant (snapToGrid), so both
+/// targets pick the same code.
+QOPT_HD float e4m3Round(float v) {
+  float c = fminf(fmaxf(v, -448.0f), 448.0f);
+  int32_t e = int32_t((bitsOfFloat(c) >> 23) & 0xFFu) - 127;
+  e = e > -6 ? e : -6;
+  float quantum = floatFromBits(uint32_t(e + 127 - 3) << 23);
+  return rintf(c / quantum) * quantum;
+}
+
+/// The E4M3FN code of a value on its grid (e4m3Round's).
+QOPT_HD uint8_t e4m3Code(float q) {
+  uint32_t u = bitsOfFloat(q), sign = (u >> 24) & 0x80u;
+  float a = fabsf(q);
+  if (a < 1.0f / 64) // a subnormal or zero: m · 2^-9
+    return uint8_t(sign | uint32_t(a * 512.0f));
+  return uint8_t(sign | (((u >> 23) & 0xFFu) - 120u) << 3 | ((u >> 20) & 7u));
+}
+
+/// The code of v in a row of step `step` (zero for a NaN step), as a byte.
 QOPT_HD int8_t tokenCode(float v, float step, int bits) {
-  float qmax = float((1 << (bits - 1)) - 1), qmin = -qmax - 1.0f;
-  return isnan(step) ? int8_t(0)
-                     : int8_t(fminf(fmaxf(rintf(v / step), qmin), qmax));
+  if (isnan(step))
+    return int8_t(0);
+  if (bits == kTokenFP8E4M3)
+    return int8_t(e4m3Code(e4m3Round(v / step)));
+  float qmax = tokenLargest(bits), qmin = -qmax - 1.0f;
+  return int8_t(fminf(fmaxf(rintf(v / step), qmin), qmax));
 }
 
 /// A magnitude into a row's running maximum (infinity once one is not
@@ -121,7 +175,7 @@ QOPT_HD float tokenPartialMax(const TokenQuantParams &p, TokenRow row,
 QOPT_HD float tokenStepOf(float amax, int bits) {
   if (!isfinite(amax))
     return NAN;
-  float s = amax / float((1 << (bits - 1)) - 1);
+  float s = amax / tokenLargest(bits);
   return s == 0.0f ? 1.0f : s;
 }
 
@@ -147,8 +201,8 @@ inline const char *planQuantizeRows(int64_t bits, int64_t rows, int64_t k,
                                     int64_t os, int64_t smoothing, int64_t pv,
                                     int64_t ov, int64_t sv, TokenQuantParams &q,
                                     int64_t &blocks) {
-  if (bits < 2 || bits > 8)
-    return "activations of more than 8 bits";
+  if (const char *why = tokenFormatRefusal(bits))
+    return why;
   if (smoothing < kSmoothNone || smoothing > kSmoothDiv ||
       (smoothing != kSmoothNone && !pv))
     return "an unknown smoothing";
@@ -362,6 +416,93 @@ QOPT_HD void storeW8A8(const W8A8Params &p, const float *steps, float *c,
       }
     }
   }
+}
+
+//===-- FP8 products on the tensor cores
+//-----------------------------------===//
+//
+// With E4M3 tokens (kTokenFP8E4M3) and an FP8 weight (E4M3FN or E5M2, one
+// f32 scale per row or for the tensor), qopt_cuda_gemm_w8a8_fp8<format>
+// multiplies the codes themselves: every FP8 value is exactly an f16 value,
+// so the tiles hold the codes as f16 (GemmSharedF16) and mma.sync's f16
+// form multiplies them exactly into f32 accumulators; C (+)= Σ·scale[n]·
+// step[row] at the store. (sm_89's FP8 mma is not on sm_80; this runs on
+// all three.)
+
+/// The f16 bits of FP8 code `raw` (F: kFP8E4M3 or kFP8E5M2), the same
+/// value: E5M2 is f16's top byte; E4M3's values are all normal f16 values
+/// (its subnormals m · 2^-9 normalised). E4M3's NaN codes, which no
+/// quantizer writes, read as 480.
+template <int F> QOPT_HD uint32_t f16OfFP8(uint32_t raw) {
+  if (F == kFP8E5M2)
+    return raw << 8;
+  uint32_t sign = (raw & 0x80u) << 8, e = (raw >> 3) & 15u, m = raw & 7u;
+  if (e)
+    return sign | (e + 8) << 10 | m << 7;
+  if (!m)
+    return sign;
+  uint32_t shift = m >= 4 ? 0 : m >= 2 ? 1 : 2; // the leading 1 to bit 2
+  return sign | (8 - shift) << 10 | ((m << shift) & 3u) << 8;
+}
+
+/// Four FP8 codes (a word, the first in the low byte) as f16 into row r of
+/// a tile at kk … kk + 3.
+template <int F>
+QOPT_HD void storeFP8Word(uint16_t (*tile)[kTileK + 8], int r, int kk,
+                          uint32_t word) {
+  QOPT_UNROLL()
+  for (int q = 0; q < 4; ++q)
+    tile[r][kk + q] = uint16_t(f16OfFP8<F>((word >> (8 * q)) & 255u));
+}
+
+/// Loads thread t's words of the A tile (the product's E4M3 codes `a`,
+/// from row m0, K step k0) as f16: 2 words a thread (MI = 4), one for the
+/// first 128 threads (MI = 1).
+template <int MI>
+QOPT_HD void loadFP8A(const W8A8Params &p, const int8_t *a, int64_t m0,
+                      int64_t k0, int t, GemmSharedF16<MI> &s) {
+  constexpr int kWords = kTileRows<MI> * kW8Words;
+  QOPT_UNROLL()
+  for (int i = 0; i < (kWords + kGemmThreads - 1) / kGemmThreads; ++i) {
+    int e = t + kGemmThreads * i;
+    if (e >= kWords)
+      return;
+    int r = e / kW8Words, w = e % kW8Words;
+    int64_t gr = m0 + r;
+    storeFP8Word<kFP8E4M3>(
+        s.a, r, 4 * w, gr < p.m ? loadWord(a + gr * p.sam + k0 + 4 * w) : 0u);
+  }
+}
+
+/// Loads thread t's 2 words of the B tile: W's codes k0 + 4w … of row
+/// n0 + c as f16, column c of B.
+template <int F, int MI>
+QOPT_HD void loadFP8B(const W8A8Params &p, int64_t k0, int64_t n0, int t,
+                      GemmSharedF16<MI> &s) {
+  QOPT_UNROLL()
+  for (int i = 0; i < kTileN * kW8Words / kGemmThreads; ++i) {
+    int e = t + kGemmThreads * i;
+    int col = e / kW8Words, w = e % kW8Words;
+    int64_t gr = n0 + col;
+    storeFP8Word<F>(s.b, col, 4 * w,
+                    gr < p.n ? loadWord(p.codes + gr * p.codeRow + k0 + 4 * w)
+                             : 0u);
+  }
+}
+
+/// Writes thread t's sums of code products times their columns' scales and
+/// their rows' steps (the product's `steps`) into C's tile.
+template <int MI>
+QOPT_HD void storeFP8(const W8A8Params &p, const float *steps, float *c,
+                      int64_t m0, int64_t n0, int t,
+                      const float (&acc)[MI][kMicro]) {
+  forEachMmaOutput(m0, n0, t, acc, [&](int64_t r, int64_t col, float v) {
+    if (r >= p.m || col >= p.n)
+      return;
+    float &out = c[r * p.scm + col * p.scn];
+    out = (p.overwrite ? 0.0f : out) +
+          v * p.scales[col * p.scaleRow] * steps[r * p.ssm];
+  });
 }
 
 /// Product z's codes, steps and C.

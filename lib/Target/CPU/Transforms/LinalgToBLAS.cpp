@@ -1305,12 +1305,20 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
                                   const QuantizedWeight &w, bool cuda = false,
                                   TokenCodes *shared = nullptr,
                                   SharedCodes **codes = nullptr) {
-  if (w.format < 0 || w.format > 3) // int4, uint4, int8, uint8
-    return 0;
+  bool fp8Weight = w.format == 5 || w.format == 6; // FP8 E4M3FN, E5M2
+  if ((w.format < 0 || w.format > 3) && !(cuda && fp8Weight))
+    return 0; // (the CPU: int4, uint4, int8, uint8)
   // The CUDA library's W8A8 GEMM (W8A8Tile.h) multiplies int8 words: codes
-  // minus zero points must fit, scales be f32, tokens at most 8 bits.
-  if (cuda && (w.format == 3 || (w.format == 2 && w.zeroPoints) ||
-               w.scaleExpand || w.transposed))
+  // minus zero points must fit, scales be f32, tokens at most 8 bits; or
+  // E4M3 tokens times FP8 codes with one scale per row of W.
+  auto scalePerRow = [&] {
+    auto type = cast<QTensorType>(
+        cast<TypeAttr>(w.expand->getAttr(kDequantizedAttr)).getValue());
+    return w.group == type.getShape()[1];
+  };
+  if (cuda &&
+      (w.format == 3 || (w.format == 2 && w.zeroPoints) || w.scaleExpand ||
+       w.transposed || (fp8Weight && (w.zeroPoints || !scalePerRow()))))
     return 0;
   // The kernel quantizes along the product's K: A's last axis must be it,
   // as the quantizer's rows are.
@@ -1333,7 +1341,11 @@ static int64_t readQuantizerInput(linalg::GenericOp op, const GemmDims &dims,
     return 0;
   auto bitsAttr = quantizer->getAttrOfType<IntegerAttr>(kPerTokenQuantAttr);
   int64_t bits = bitsAttr ? bitsAttr.getInt() : 0;
-  if (!bitsAttr || (cuda && (bits < 2 || bits > 8)))
+  // (FP8 tokens only before FP8 weights, on CUDA; integer ones before
+  // integer weights.)
+  bool fp8Tokens = bits == kPerTokenFP8E4M3;
+  if (!bitsAttr || fp8Tokens != fp8Weight ||
+      (cuda && !fp8Tokens && (bits < 2 || bits > 8)))
     return 0;
   OpOperand *input = quantizer.getDpsInputOperand(0);
   Value x = input->get();

@@ -498,6 +498,96 @@ func.func @per_token_uint8(%x: memref<2x64xf32>, %d: memref<16x64xi8>, %s: memre
 
 // -----
 
+// FP8 E4M3 tokens (qopt.per_token_quant = 228) before an FP8 weight: the
+// CUDA library multiplies the codes (flag 4 | 228 << 8 = 58372: its FP8
+// GEMM on the tensor cores, in every precision); the CPU target keeps the
+// quantizer's loop and multiplies its output in f32 (flags 0).
+// CHECK-LABEL: func.func @per_token_fp8
+// CHECK: linalg.generic {{.*}}qopt.per_token_quant = 228
+// CHECK: call @qopt_kernel_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CUDA-LABEL: func.func @per_token_fp8
+// CUDA-SAME: (%[[X:.*]]: memref<2x64xf32>,
+// CUDA-NOT: linalg.generic
+// CUDA: %[[XP:.*]] = memref.extract_aligned_pointer_as_index %[[X]]
+// CUDA: call @qopt_cuda_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c58372{{[_0-9]*}}, {{.*}}, %[[XP]],
+// CUDA-NOT: linalg.generic
+// CUDA: return
+// BF16-LABEL: func.func @per_token_fp8
+// BF16: call @qopt_cuda_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c58372{{[_0-9]*}},
+!f8 = !qopt.qtensor<16x64, #qopt.float<f8E4M3FN>, #qopt.per_channel<0>, scales = f32>
+#pt = affine_map<(m, k) -> (m, k)>
+func.func @per_token_fp8(%x: memref<2x64xf32>, %d: memref<16x64xi8>, %s: memref<16xf32>, %y: memref<2x16xf32>) {
+  %a = memref.alloc() : memref<2x64xf32>
+  linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%x : memref<2x64xf32>) outs(%a : memref<2x64xf32>) attrs = {qopt.per_token_quant = 228 : i64} {
+  ^bb0(%v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  %w = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [#pt, affine_map<(n, k) -> (n)>, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x64xi8>, memref<16xf32>) outs(%w : memref<16x64xf32>) attrs = {qopt.dequantized = !f8} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %w : memref<2x64xf32>, memref<16x64xf32>) outs(%y : memref<2x16xf32>)
+  memref.dealloc %w : memref<16x64xf32>
+  memref.dealloc %a : memref<2x64xf32>
+  return
+}
+
+// -----
+
+// Token and weight formats must pair: FP8 tokens before int8 codes, and
+// int8 tokens before FP8 codes, keep the quantizer's loop on both targets.
+// CHECK-LABEL: func.func @per_token_mixed
+// CHECK: linalg.generic {{.*}}qopt.per_token_quant = 228
+// CHECK: call @qopt_kernel_qlinear(%c2{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CHECK: linalg.generic {{.*}}qopt.per_token_quant = 8
+// CHECK: call @qopt_kernel_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CUDA-LABEL: func.func @per_token_mixed
+// CUDA: linalg.generic {{.*}}qopt.per_token_quant = 228
+// CUDA: call @qopt_cuda_qlinear(%c2{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+// CUDA: linalg.generic {{.*}}qopt.per_token_quant = 8
+// CUDA: call @qopt_cuda_qlinear(%c5{{[_0-9]*}}, %c64{{[_0-9]*}}, %c0{{[_0-9]*}},
+!i8w = !qopt.qtensor<16x64, #qopt.int<8>, #qopt.per_channel<0>, scales = f32>
+!f8w = !qopt.qtensor<16x64, #qopt.float<f8E4M3FN>, #qopt.per_channel<0>, scales = f32>
+#pt = affine_map<(m, k) -> (m, k)>
+func.func @per_token_mixed(%x: memref<2x64xf32>, %d: memref<16x64xi8>, %s: memref<16xf32>, %y: memref<2x16xf32>) {
+  %a = memref.alloc() : memref<2x64xf32>
+  linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%x : memref<2x64xf32>) outs(%a : memref<2x64xf32>) attrs = {qopt.per_token_quant = 228 : i64} {
+  ^bb0(%v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  %w = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [#pt, affine_map<(n, k) -> (n)>, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x64xi8>, memref<16xf32>) outs(%w : memref<16x64xf32>) attrs = {qopt.dequantized = !i8w} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a, %w : memref<2x64xf32>, memref<16x64xf32>) outs(%y : memref<2x16xf32>)
+  memref.dealloc %w : memref<16x64xf32>
+  memref.dealloc %a : memref<2x64xf32>
+  %a2 = memref.alloc() : memref<2x64xf32>
+  linalg.generic {indexing_maps = [#pt, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%x : memref<2x64xf32>) outs(%a2 : memref<2x64xf32>) attrs = {qopt.per_token_quant = 8 : i64} {
+  ^bb0(%v: f32, %o: f32):
+    linalg.yield %v : f32
+  }
+  %w2 = memref.alloc() : memref<16x64xf32>
+  linalg.generic {indexing_maps = [#pt, affine_map<(n, k) -> (n)>, #pt], iterator_types = ["parallel", "parallel"]}
+      ins(%d, %s : memref<16x64xi8>, memref<16xf32>) outs(%w2 : memref<16x64xf32>) attrs = {qopt.dequantized = !f8w} {
+  ^bb0(%c: i8, %sc: f32, %o: f32):
+    linalg.yield %sc : f32
+  }
+  linalg.contract indexing_maps = [affine_map<(m, n, k) -> (m, k)>, affine_map<(m, n, k) -> (n, k)>, affine_map<(m, n, k) -> (m, n)>] ins(%a2, %w2 : memref<2x64xf32>, memref<16x64xf32>) outs(%y : memref<2x16xf32>)
+  memref.dealloc %w2 : memref<16x64xf32>
+  memref.dealloc %a2 : memref<2x64xf32>
+  return
+}
+
+// -----
+
 // C += A·W through a quantized W (W's rows along K, the backward's form):
 // the CUDA library's GEMM takes it (flag 8) but not on integer codes, so a
 // per-token quantizer before it stays a loop there.

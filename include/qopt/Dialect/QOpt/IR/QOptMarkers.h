@@ -55,10 +55,15 @@ constexpr StringLiteral kDequantizedAttr = "qopt.dequantized";
 constexpr StringLiteral kDynamicScalesAttr = "qopt.dynamic_scales";
 /// On the loop that fake-quantizes activations per token with scales
 /// computed from them (max|x| / qmax over the last axis, 1 where 0; a
-/// signed integer format without zero point): the format's bits. The CPU
-/// target reads the loop's input instead where a quantized product follows
-/// and runs that product on integer codes, quantizing as the loop would.
+/// signed integer format without zero point): the format's bits; for FP8
+/// E4M3FN (max|x| / 448), kPerTokenFP8E4M3. The CPU target reads the
+/// loop's input instead where a quantized product follows and runs that
+/// product on integer codes, quantizing as the loop would; the CUDA target
+/// also runs FP8 tokens times FP8 weights on their codes.
 constexpr StringLiteral kPerTokenQuantAttr = "qopt.per_token_quant";
+/// kPerTokenQuantAttr's value for E4M3FN tokens (the CUDA kernel library's
+/// kTokenFP8E4M3, in the `bits` of its calls).
+constexpr int64_t kPerTokenFP8E4M3 = 0xE4;
 } // namespace mlir::qopt
 
 #endif // QOPT_DIALECT_QOPT_IR_QOPTMARKERS_H

@@ -142,7 +142,10 @@ def QOptLinalgToBLASPass : Pass<"qopt-linalg-to-blas", "::mlir::ModuleOp"> {
     quantizer (int4 / uint4 / int8 codes without zero points for int8,
     tokens of 2-8 bits) reads the quantizer's input and sets flag
     `4 | bits << 8`: the CUDA library quantizes the rows and multiplies
-    the integer codes (the quantizer's reduction and loop go). With
+    the integer codes (the quantizer's reduction and loop go). E4M3
+    tokens (`qopt.per_token_quant = 228`) before an FP8 weight with one
+    scale per row or per tensor do the same (`bits` 228: E4M3 codes,
+    multiplied on the tensor cores); the CPU target keeps their loop. With
     `cuda-quantize-rows=NAME` the rows of an input of the identity layout
     are quantized once, by a call of `NAME` (`qopt_cuda_quantize_rows`)
     just before the quantizer, into int8 codes laid out as the input and
