@@ -1830,7 +1830,11 @@ Value snapToGrid(OpBuilder &b, Location loc, Value v,
       q = arith::SubFOp::create(b, loc, q, zp);
     return q;
   }
-  if (ArrayRef<float> codebook = codebookOf(format); !codebook.empty()) {
+  // (The small float formats round to nearest even on their grid, below,
+  // as ml_dtypes, torch and the compile-time quantizer do; the codebooks
+  // of NF4 and bitsandbytes' formats by their midpoints.)
+  if (ArrayRef<float> codebook = codebookOf(format);
+      !codebook.empty() && !isa<FloatFormatAttr>(format)) {
     // The nearest code: compare with the midpoints of the sorted values
     // (ties low).
     SmallVector<float> sorted(codebook);

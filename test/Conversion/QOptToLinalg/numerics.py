@@ -106,6 +106,20 @@ check("fake_quant fp8 e4m3 per_tensor", f"""
       : ({t(wq)}, tensor<f32>) -> {t(wq)}
   return %y : {t(wq)}""", [wq, s8], ref)
 
+# Exact ties between neighbouring E4M3 values round to even, as ml_dtypes,
+# torch and the compile-time quantizer round (and the CUDA library's FP8
+# token codes), not toward -inf.
+grid = np.unique(np.arange(256, dtype=np.uint8).view(ml_dtypes.float8_e4m3fn)
+                 .astype(np.float32))
+grid = grid[np.isfinite(grid)]
+ties = ((grid[:-1].astype(np.float64) + grid[1:]) / 2).astype(np.float32)[:248].reshape(8, 31)
+one = np.array(1.0, dtype=np.float32)
+check("fake_quant fp8 e4m3 ties to even", f"""
+  %y = qopt.fake_quant %a0 scale %a1 format(#qopt.float<f8E4M3FN>) granularity(#qopt.per_tensor)
+      : ({t(ties)}, tensor<f32>) -> {t(ties)}
+  return %y : {t(ties)}""", [ties, one],
+      ties.astype(ml_dtypes.float8_e4m3fn).astype(np.float32))
+
 st = (np.abs(wq).max(axis=1) / 6).astype(np.float32)
 ref = (wq / st[:, None]).astype(ml_dtypes.float4_e2m1fn).astype(np.float32) * st[:, None]
 check("lsq fp4 e2m1 per_token", f"""

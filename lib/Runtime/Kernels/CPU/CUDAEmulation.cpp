@@ -187,6 +187,37 @@ void mmaTF32Emulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
   mmaAccumulate(ma, mb, c);
 }
 
+/// mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 for the 32 lanes of a
+/// warp, from the PTX ISA's tables for m16n8k32 (.s8): A's registers hold
+/// a0…a15, four codes each (the first in the low byte), ai at row g for
+/// i < 4 or 8 <= i < 12 (else g + 8), column 4q + i % 4 (+ 16 for i >= 8);
+/// B's b0…b7 at row 4q + i % 4 (+ 16 for i >= 4), column g; the int32
+/// accumulators as m16n8k16's. Integer sums: exact in any order.
+void mmaS8Emulated(const uint32_t (&a)[32][4], const uint32_t (&b)[32][2],
+                   int32_t (&c)[32][4]) {
+  int32_t ma[16][32], mb[32][8];
+  auto code = [](uint32_t reg, int i) {
+    return int32_t(int8_t(uint8_t(reg >> (8 * (i % 4)))));
+  };
+  for (int lane = 0; lane < 32; ++lane) {
+    int group = lane >> 2, inGroup = lane % 4;
+    for (int i = 0; i < 16; ++i) {
+      int row = (i < 4 || (i >= 8 && i < 12)) ? group : group + 8;
+      ma[row][inGroup * 4 + i % 4 + (i >= 8 ? 16 : 0)] =
+          code(a[lane][i / 4], i);
+    }
+    for (int i = 0; i < 8; ++i)
+      mb[inGroup * 4 + i % 4 + (i >= 4 ? 16 : 0)][group] =
+          code(b[lane][i / 4], i);
+  }
+  for (int lane = 0; lane < 32; ++lane)
+    for (int i = 0; i < 4; ++i) {
+      int row = (lane >> 2) + (i < 2 ? 0 : 8), col = (lane % 4) * 2 + (i & 1);
+      for (int k = 0; k < 32; ++k)
+        c[lane][i] += ma[row][k] * mb[k][col];
+    }
+}
+
 /// Every thread's products of one K step: per thread on the CUDA cores;
 /// on the tensor cores each warp's lanes' fragments (GemmTile.h's
 /// mmaFragments), then its mma tiles.
@@ -200,13 +231,13 @@ void multiplyBlock(const GemmShared<MI> &s,
 /// multiplyWarpTile in turn, their mma calls recorded (fragments and the
 /// accumulators' addresses), then each call runs for the 32 lanes
 /// together, in order (a call's accumulators are read when it runs).
-template <typename S, int MI>
-void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
+template <typename S, typename T, int MI>
+void multiplyWarps(const S &s, T (&acc)[kGemmThreads][MI][kMicro],
                    void (*mma)(const uint32_t (&)[32][4],
-                               const uint32_t (&)[32][2], float (&)[32][4])) {
+                               const uint32_t (&)[32][2], T (&)[32][4])) {
   struct Call {
     uint32_t a[32][4], b[32][2];
-    float *c[32];
+    T *c[32];
   };
   static thread_local std::vector<Call> calls;
   for (int w = 0; w < kGemmThreads / 32; ++w) {
@@ -215,7 +246,7 @@ void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
       size_t i = 0;
       multiplyWarpTile(
           s, 32 * w + lane, acc[32 * w + lane],
-          [&](const uint32_t (&a)[4], const uint32_t (&b)[2], float (&c)[4]) {
+          [&](const uint32_t (&a)[4], const uint32_t (&b)[2], T(&c)[4]) {
             if (i == calls.size()) {
               if (lane)
                 refuse("the tensor-core emulation",
@@ -231,7 +262,7 @@ void multiplyWarps(const S &s, float (&acc)[kGemmThreads][MI][kMicro],
         refuse("the tensor-core emulation", "lanes made different mma calls");
     }
     for (Call &call : calls) {
-      float c[32][4];
+      T c[32][4];
       for (int lane = 0; lane < 32; ++lane)
         std::memcpy(c[lane], call.c[lane], sizeof(c[lane]));
       mma(call.a, call.b, c);
@@ -375,11 +406,9 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
             loadCodesA(p, product.a, m0, k0, t, s);
             loadCodesB<F, MI>(p, k0, group.g, n0, t, s);
           }
-          for (int t = 0; t < kGemmThreads; ++t) {
-            multiplyCodes(s, t, acc[t]);
-            if (group.endsAt(k0))
-              flushGroup(p, n0, group.g, t, acc[t], sum[t]);
-          }
+          multiplyWarps(s, acc, mmaS8Emulated);
+          for (int t = 0; group.endsAt(k0) && t < kGemmThreads; ++t)
+            flushGroup(p, n0, group.g, t, acc[t], sum[t]);
           if (group.endsAt(k0))
             group.next(p);
         }

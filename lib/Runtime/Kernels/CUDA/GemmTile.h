@@ -445,8 +445,8 @@ QOPT_HD void mmaFragments(const GemmSharedTF32<MI> &s, int w, int lane, int kk,
 /// makes the same calls in the same order; the CPU emulation runs this
 /// for each lane, records the calls, then runs them for the 32 lanes
 /// together (CUDAEmulation.cpp).
-template <typename S, int MI, typename Mma>
-QOPT_HD void multiplyWarpTile(const S &s, int t, float (&acc)[MI][kMicro],
+template <typename S, typename T, int MI, typename Mma>
+QOPT_HD void multiplyWarpTile(const S &s, int t, T (&acc)[MI][kMicro],
                               Mma &&mma) {
   QOPT_UNROLL()
   for (int kk = 0; kk < kTileK; kk += S::kMmaK) {
@@ -512,11 +512,9 @@ __device__ __forceinline__ void multiplyTile(const S &s, int t,
 }
 #endif
 
-/// Calls fn(row, column, value) for each of thread t's tensor-core
-/// outputs (its accumulator fragments) in the tile at (m0, n0).
-template <int MI, typename Fn>
-QOPT_HD void forEachMmaOutput(int64_t m0, int64_t n0, int t,
-                              const float (&acc)[MI][kMicro], Fn &&fn) {
+/// Calls fn(i, e, row, column) for each of thread t's tensor-core
+/// accumulators acc[i][e]: its row and column in the block's tile.
+template <int MI, typename Fn> QOPT_HD void forEachMmaSlot(int t, Fn &&fn) {
   int w = t / 32, g = t % 32 / 4, q = t % 4;
   QOPT_UNROLL()
   for (int mt = 0; mt < kMmaM<MI>; ++mt)
@@ -524,9 +522,17 @@ QOPT_HD void forEachMmaOutput(int64_t m0, int64_t n0, int t,
   for (int nt = 0; nt < kMmaN<MI>; ++nt)
     QOPT_UNROLL()
   for (int e = 0; e < 4; ++e)
-    fn(m0 + warpRow<MI>(w) + 16 * mt + g + 8 * (e / 2),
-       n0 + warpColumn<MI>(w) + 8 * nt + 2 * q + e % 2,
-       acc[mt * kMmaN<MI> + nt][e]);
+    fn(mt * kMmaN<MI> + nt, e, warpRow<MI>(w) + 16 * mt + g + 8 * (e / 2),
+       warpColumn<MI>(w) + 8 * nt + 2 * q + e % 2);
+}
+
+/// Calls fn(row, column, value) for each of thread t's tensor-core
+/// outputs (its accumulator fragments) in the tile at (m0, n0).
+template <int MI, typename Fn>
+QOPT_HD void forEachMmaOutput(int64_t m0, int64_t n0, int t,
+                              const float (&acc)[MI][kMicro], Fn &&fn) {
+  forEachMmaSlot<MI>(
+      t, [&](int i, int e, int r, int c) { fn(m0 + r, n0 + c, acc[i][e]); });
 }
 
 /// Adds thread t's tensor-core outputs (bf16 or tf32: the same

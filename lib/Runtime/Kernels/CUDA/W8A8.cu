@@ -3,7 +3,8 @@
 // A quantized product whose activations a per-token quantizer rounds
 // (SmoothQuant's W8A8, W4A8, W4A4) in two launches (W8A8Tile.h): the rows
 // of x quantized to int8 codes and a step each, then a tiled integer GEMM
-// (dp4a) through the weight's codes, scaled per group and per row.
+// (int8 mma on the tensor cores) through the weight's codes, scaled per
+// group and per row.
 //
 // Entry points (extern "C", one argument by value):
 // qopt_cuda_token_quant (TokenQuantParams; kTokenThreads threads, a warp

@@ -12,9 +12,9 @@
 //   2. qopt_cuda_gemm_w8a8_<format>: 64 x 64 (or 16 x 64) tiles of
 //      C (+)= step[row] · Σ_g scale[n, g] · Σ_{k in g} q[row, k]·(w[n, k] −
 //      zero[n, g]), K in steps of 32 codes through shared memory, the
-//      integer sums with dp4a (four int8 products a word), each group's sum
-//      scaled into f32 when the group ends: the CPU target's
-//      productPerToken, in the same order.
+//      integer sums on the tensor cores (mma.sync m16n8k32 .s8, int32
+//      accumulators: exact), each group's sum scaled into f32 when the
+//      group ends: the CPU target's productPerToken, in the same order.
 //
 // Each phase is a function of the thread's index, written once for the
 // device and the host; the CPU emulation (CUDAEmulation.cpp) runs the
@@ -228,8 +228,10 @@ constexpr int kW8TileK = 32, kW8Words = kW8TileK / 4;
 
 /// The step's tiles as words of four codes along K: a[r][w] = q(m0 + r,
 /// k0 + 4w …), b[c][w] = (W − zero)(n0 + c, k0 + 4w …); zeros outside.
-/// (+1: a warp's 16 columns of b fall in distinct banks.)
+/// A row-major and B column-major, as mma.sync's int8 fragments read them
+/// (one m16n8k32 step: the whole K step). (+1: rows 9 words apart.)
 template <int MI> struct W8A8Shared {
+  static constexpr int kMmaK = 32; // mma.sync m16n8k32 .s8
   int32_t a[kTileRows<MI>][kW8Words + 1];
   int32_t b[kTileN][kW8Words + 1];
 };
@@ -259,18 +261,6 @@ struct W8A8Params {
   int64_t sa0, sa1, sam, ss0, ss1, ssm;
 };
 static_assert(sizeof(W8A8Params) == 200, "W8A8Params' layout");
-
-/// Four int8 codes' products summed into acc (dp4a).
-QOPT_HD int32_t dot4(int32_t a, int32_t b, int32_t acc) {
-#if defined(__CUDA_ARCH__)
-  return __dp4a(a, b, acc);
-#else
-  for (int i = 0; i < 4; ++i)
-    acc += int32_t(int8_t(uint32_t(a) >> (8 * i))) *
-           int32_t(int8_t(uint32_t(b) >> (8 * i)));
-  return acc;
-#endif
-}
 
 /// A 4-byte word of memory.
 QOPT_HD uint32_t loadWord(const void *p) {
@@ -353,45 +343,61 @@ QOPT_HD void loadCodesB(const W8A8Params &p, int64_t k0, int64_t g, int64_t n0,
   }
 }
 
-/// Thread t's integer products of one K step (outputs rows ty + 16i,
-/// columns tx + 16j, as GemmTile.h's threads).
+/// Lane `lane`'s int8 fragments of warp w's outputs (PTX ISA, "Matrix
+/// Fragments for mma.m16n8k32" with .s8: a[mt][i] holds A's row g + 8·(i %
+/// 2), codes 4q + 16·(i / 2) … + 3 (word q + 4·(i / 2)); b[nt][i] B's
+/// column g, codes 4q + 16·i … (word q + 4·i); g = lane / 4, q = lane % 4).
 template <int MI>
-QOPT_HD void multiplyCodes(const W8A8Shared<MI> &s, int t,
-                           int32_t (&acc)[MI][kMicro]) {
-  int tx = t % 16, ty = t / 16;
+QOPT_HD void mmaFragments(const W8A8Shared<MI> &s, int w, int lane, int,
+                          uint32_t (&a)[kMmaM<MI>][4],
+                          uint32_t (&b)[kMmaN<MI>][2]) {
+  int g = lane / 4, q = lane % 4;
   QOPT_UNROLL()
-  for (int w = 0; w < kW8Words; ++w) {
-    int32_t a[MI], b[kMicro];
+  for (int mt = 0; mt < kMmaM<MI>; ++mt)
     QOPT_UNROLL()
-    for (int i = 0; i < MI; ++i)
-      a[i] = s.a[ty + 16 * i][w];
+  for (int i = 0; i < 4; ++i)
+    a[mt][i] = uint32_t(
+        s.a[warpRow<MI>(w) + 16 * mt + g + 8 * (i % 2)][q + 4 * (i / 2)]);
+  QOPT_UNROLL()
+  for (int nt = 0; nt < kMmaN<MI>; ++nt)
     QOPT_UNROLL()
-    for (int j = 0; j < kMicro; ++j)
-      b[j] = s.b[tx + 16 * j][w];
-    QOPT_UNROLL()
-    for (int i = 0; i < MI; ++i)
-      QOPT_UNROLL()
-    for (int j = 0; j < kMicro; ++j)
-      acc[i][j] = dot4(a[i], b[j], acc[i][j]);
-  }
+  for (int i = 0; i < 2; ++i)
+    b[nt][i] = uint32_t(s.b[warpColumn<MI>(w) + 8 * nt + g][q + 4 * i]);
 }
 
-/// Where group g ends: thread t's integer sums times their columns'
-/// scales, added to its f32 sums, and the integer sums restarted.
+#if defined(__CUDA_ARCH__)
+/// c += a·b in int32 on the tensor cores (one m16n8k32 tile of int8
+/// codes: exact).
+__device__ __forceinline__ void mmaS8(const uint32_t (&a)[4],
+                                      const uint32_t (&b)[2], int32_t (&c)[4]) {
+  asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+               "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+               "{%0, %1, %2, %3};"
+               : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+               : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]),
+                 "r"(b[1]));
+}
+
+/// The K step's integer products: each warp's m16n8k32 tiles.
+template <int MI>
+__device__ __forceinline__ void multiplyCodes(const W8A8Shared<MI> &s, int t,
+                                              int32_t (&acc)[MI][kMicro]) {
+  multiplyWarpTile(s, t, acc, mmaS8);
+}
+#endif
+
+/// Where group g ends: thread t's integer sums (its mma accumulators) times
+/// their columns' scales, added to its f32 sums, and the integer sums
+/// restarted.
 template <int MI>
 QOPT_HD void flushGroup(const W8A8Params &p, int64_t n0, int64_t g, int t,
                         int32_t (&acc)[MI][kMicro], float (&sum)[MI][kMicro]) {
-  int tx = t % 16;
-  QOPT_UNROLL()
-  for (int j = 0; j < kMicro; ++j) {
-    int64_t col = n0 + tx + 16 * j;
+  forEachMmaSlot<MI>(t, [&](int i, int e, int, int c) {
+    int64_t col = n0 + c;
     float scale = col < p.n ? p.scales[col * p.scaleRow + g] : 0.0f;
-    QOPT_UNROLL()
-    for (int i = 0; i < MI; ++i) {
-      sum[i][j] += float(acc[i][j]) * scale;
-      acc[i][j] = 0;
-    }
-  }
+    sum[i][e] += float(acc[i][e]) * scale;
+    acc[i][e] = 0;
+  });
 }
 
 /// Writes thread t's outputs times their rows' steps (the product's
@@ -400,22 +406,12 @@ template <int MI>
 QOPT_HD void storeW8A8(const W8A8Params &p, const float *steps, float *c,
                        int64_t m0, int64_t n0, int t,
                        const float (&sum)[MI][kMicro]) {
-  int tx = t % 16, ty = t / 16;
-  QOPT_UNROLL()
-  for (int i = 0; i < MI; ++i) {
-    int64_t r = m0 + ty + 16 * i;
-    if (r >= p.m)
-      continue;
-    float step = steps[r * p.ssm];
-    QOPT_UNROLL()
-    for (int j = 0; j < kMicro; ++j) {
-      int64_t col = n0 + tx + 16 * j;
-      if (col < p.n) {
-        float &out = c[r * p.scm + col * p.scn];
-        out = (p.overwrite ? 0.0f : out) + sum[i][j] * step;
-      }
-    }
-  }
+  forEachMmaOutput(m0, n0, t, sum, [&](int64_t r, int64_t col, float v) {
+    if (r >= p.m || col >= p.n)
+      return;
+    float &out = c[r * p.scm + col * p.scn];
+    out = (p.overwrite ? 0.0f : out) + v * steps[r * p.ssm];
+  });
 }
 
 //===-- FP8 products on the tensor cores
@@ -431,12 +427,13 @@ QOPT_HD void storeW8A8(const W8A8Params &p, const float *steps, float *c,
 
 /// The f16 bits of FP8 code `raw` (F: kFP8E4M3 or kFP8E5M2), the same
 /// value: E5M2 is f16's top byte; E4M3's values are all normal f16 values
-/// (its subnormals m · 2^-9 normalised). E4M3's NaN codes, which no
-/// quantizer writes, read as 480.
+/// (its subnormals m · 2^-9 normalised), its NaN codes a quiet NaN.
 template <int F> QOPT_HD uint32_t f16OfFP8(uint32_t raw) {
   if (F == kFP8E5M2)
     return raw << 8;
   uint32_t sign = (raw & 0x80u) << 8, e = (raw >> 3) & 15u, m = raw & 7u;
+  if (e == 15 && m == 7)
+    return sign | 0x7E00u;
   if (e)
     return sign | (e + 8) << 10 | m << 7;
   if (!m)
