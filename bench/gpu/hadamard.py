@@ -18,7 +18,11 @@ Hadamard.cu) on a GPU: a test, then a benchmark, in one run.
     the compiler passes, Paley's or Williamson's), QuaRot's 11008 = 172·64,
     14336 = 28·512 and 18944 = 148·128 among them; with quantization, against the
     transform then qopt_cuda_token_quant bit for bit; timed against torch's matmul
-    with the explicit matrix.
+    with the explicit matrix;
+  * blocks past 23040 (the split plan: qopt_cuda_hadamard_f32's butterflies over runs
+    of min(power, 8192), then qopt_cuda_hadamard_columns_f32): Llama-3-70B's 28672 =
+    28·1024 and 32768 against float64, 28672 on 2048 tokens timed against torch's
+    matmul with the explicit matrix.
 
 Launched through the driver API with ctypes as bench/gpu/gemm.py does (HadamardParams,
 104 bytes, HadamardQuantParams, 128, HadamardMixedParams, 8216, by value). Written
@@ -47,7 +51,7 @@ def launch(drv, x, y, signs, n, stream):
     params = pack("HadamardParams", x.data_ptr(), y.data_ptr(),
                   signs.data_ptr() if signs is not None else 0, *x.stride(),
                   *y.stride(), signs.stride(0) if signs is not None else 0,
-                  rows, cols, n, runs_per_block, 1 / math.sqrt(n))
+                  rows, cols, n, runs_per_block, 1 / math.sqrt(n), 1)
     launch_1d(drv, "qopt_cuda_hadamard_f32", blocks, THREADS, params, stream)
 
 
@@ -59,7 +63,7 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
     params = pack("HadamardQuantParams", x.data_ptr(), yp,
                   signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
                   signs.stride(0) if signs is not None else 0, rows, cols, n, cols // n,
-                  1 / math.sqrt(n), codes.data_ptr(), steps.data_ptr(), bits, 0)
+                  1 / math.sqrt(n), 1, codes.data_ptr(), steps.data_ptr(), bits, 0)
     launch_1d(drv, "qopt_cuda_hadamard_quant_f32", rows, THREADS, params, stream)
 
 
@@ -83,7 +87,7 @@ def mixed_params(x, y, signs, base_matrix, n, codes=None, steps=None, bits=0):
     params = pack("HadamardMixedParams", x.data_ptr(), yp,
                   signs.data_ptr() if signs is not None else 0, *x.stride(), *ys,
                   signs.stride(0) if signs is not None else 0, rows, cols, n, runs_per_block,
-                  1 / math.sqrt(n), codes.data_ptr() if quant else 0,
+                  1 / math.sqrt(n), 1, codes.data_ptr() if quant else 0,
                   steps.data_ptr() if quant else 0, bits, 0, base, n // base, words, 0,
                   *columns)
     return params, blocks, 4 * (runs_per_block * n + base * words + THREADS // 32)
@@ -94,6 +98,45 @@ def launch_mixed(drv, stream, packed):
     params, blocks, shared = packed
     launch_1d(drv, "qopt_cuda_hadamard_mixed_f32", blocks, THREADS, params, stream,
               shared=shared)
+
+
+def split_params(x, y, signs, base_matrix, n):
+    """The two launches HadamardTile.h's split plan makes for a block n past 23040:
+    the butterflies over runs of P2 = min(power, 8192) (HadamardParams: signs with
+    period n, unscaled, x to y) and qopt_cuda_hadamard_columns_f32 (HadamardMixedParams:
+    M = H_base ⊗ H_(power / P2) across the runs, in place in y, scaled). Returns both
+    parameters' bytes and blocks."""
+    rows, cols = x.shape
+    base = base_matrix.shape[0]
+    power = n // base
+    p2 = min(power, 8192)
+    inner = power // p2
+    p1 = base * inner
+    words = (p1 + 31) // 32
+    columns = [0] * 2016
+    for a in range(p1):
+        for r in range(p1):
+            sign = base_matrix[a // inner, r // inner] * (-1) ** bin(a % inner & r % inner).count("1")
+            if sign < 0:
+                columns[r * words + a // 32] |= 1 << (a % 32)
+    runs_per_block = 1 if p2 >= 2048 else 2048 // p2
+    runs = rows * (cols // p2)
+    first = pack("HadamardParams", x.data_ptr(), y.data_ptr(),
+                 signs.data_ptr() if signs is not None else 0, *x.stride(), *y.stride(),
+                 signs.stride(0) if signs is not None else 0, rows, cols, p2, runs_per_block,
+                 1.0, p1)
+    second = pack("HadamardMixedParams", x.data_ptr(), y.data_ptr(), 0, *x.stride(),
+                  *y.stride(), 0, rows, cols, n, 1, 1 / math.sqrt(n), 1, 0, 0, 0, 0, p1, p2,
+                  words, 0, *columns)
+    return (first, (runs + runs_per_block - 1) // runs_per_block,
+            second, rows * (cols // n) * (p2 // 32))
+
+
+def launch_split(drv, stream, packed):
+    """The two launches of split_params' packing."""
+    first, blocks, second, column_blocks = packed
+    launch_1d(drv, "qopt_cuda_hadamard_f32", blocks, THREADS, first, stream)
+    launch_1d(drv, "qopt_cuda_hadamard_columns_f32", column_blocks, THREADS, second, stream)
 
 
 def sylvester(torch, n, dtype):
@@ -193,6 +236,26 @@ def main():
         results["tests"].append({"case": name + " +quant", "ok": ok})
         print(f"test {name} +quant: {'ok' if ok else 'MISMATCH'} (codes, steps and y bit for bit)")
 
+    # Blocks past 23040 (two launches): Llama-3-70B's 28672 = 28 · 1024, and 32768 =
+    # H_4 ⊗ H_8192.
+    for n, base, rows, signed in ((28672, 28, 3, True), (32768, 1, 2, False)):
+        hb = torch.randint(0, 2, (base, base), generator=cpu_gen) * 2 - 1 if base > 1 \
+            else torch.ones((1, 1), dtype=torch.int64)
+        x = torch.randn(rows, n, device="cuda", generator=gen)
+        y = torch.full((rows, n), float("nan"), device="cuda")
+        signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
+            if signed else None
+        launch_split(drv, stream(), split_params(x, y, signs, hb, n))
+        torch.cuda.synchronize()
+        xs = x.double() * (signs.double() if signed else 1.0)
+        want = (xs @ kron(hb, n, torch.float64).T) / math.sqrt(n)
+        err = ((y.double() - want).abs().max() / want.abs().max()).item()
+        ok = not math.isnan(err) and err <= 1e-5
+        failures += not ok
+        name = f"split n={n} base={base} rows={rows} signs={signed}"
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+
     timed = timer(torch, args.reps)
     for n, cols in ((128, 4096), (4096, 4096), (8192, 8192)):
         rows = 2048
@@ -247,6 +310,22 @@ def main():
         print(f"bench mixed n={n} (base {base}) {rows}x{n}: {ours * 1e3:.3f} ms "
               f"({gbs / ours:.0f} GB/s); with quantization {fused * 1e3:.3f} ms; "
               f"torch f32 x·H {peer * 1e3:.3f} ms (x{peer / ours:.2f})")
+    # Llama-3-70B's 28672 on 2048 tokens: the split plan's two launches.
+    n, base, rows = 28672, 28, 2048
+    hb = torch.randint(0, 2, (base, base), generator=cpu_gen) * 2 - 1
+    x = torch.randn(rows, n, device="cuda")
+    y = torch.empty_like(x)
+    packed = split_params(x, y, None, hb, n)
+    ours = timed(lambda: launch_split(drv, stream(), packed))
+    h = kron(hb, n, torch.float32) / math.sqrt(n)
+    peer = timed(lambda: torch.matmul(x, h))
+    gbs = 4 * x.numel() * 4 / 1e9  # (two passes over y)
+    results["bench"].append({"n": n, "base": base, "rows": rows, "cols": n, "kind": "split",
+                             "ms": ours * 1e3, "gbs": gbs / ours,
+                             "torch_matmul_ms": peer * 1e3})
+    print(f"bench split n={n} (base {base}) {rows}x{n}: {ours * 1e3:.3f} ms "
+          f"({gbs / ours:.0f} GB/s over both passes); torch f32 x·H {peer * 1e3:.3f} ms "
+          f"(x{peer / ours:.2f})")
     return finish(args, results, failures, "hadamard")
 
 

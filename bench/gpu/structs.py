@@ -16,9 +16,9 @@ FORMATS = {
     "GemmParams": "<34qfi2q3Ii",                           # GemmTile.h
     "NestedScales": "<QQqf256f4x",                         # QLinearTile.h
     "LoRAView": "<QqQqqf4xQq",                             # QLinearTile.h
-    "HadamardParams": "<3Q5q4qf4x",                        # HadamardTile.h
-    "HadamardQuantParams": "<3Q5q4qf4xQQii",               # HadamardTile.h
-    "HadamardMixedParams": "<3Q5q4qf4xQQii2q2i2016I",      # HadamardTile.h
+    "HadamardParams": "<3Q5q4qfi",                         # HadamardTile.h
+    "HadamardQuantParams": "<3Q5q4qfiQQii",                # HadamardTile.h
+    "HadamardMixedParams": "<3Q5q4qfiQQii2q2i2016I",       # HadamardTile.h
     "NormParams": "<4Q6q2qfi",                             # NormTile.h
     "NormQuantParams": "<4Q6q2qfiQQii",                    # NormTile.h
     "NormBwdParams": "<8Q9q3qfi",                          # NormTile.h

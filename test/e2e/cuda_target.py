@@ -634,6 +634,30 @@ with tempfile.TemporaryDirectory() as tmp:
     e = rel_error(outputs(hemu, [dict(x=hx)])[0][0], outputs(hcpu, [dict(x=hx)])[0][0])
     check("Hadamard rotation of 18944: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5,
           f"{e:.1e}")
+    # Past 23040: 28672 = 28 · 1024 (Llama-3-70B's intermediate size) is two
+    # launches, the butterflies over the 56 runs of 1024 (2 a block), then
+    # H_28 across them (2 rows x 32 blocks of 32 columns); emulated = CPU.
+    had = os.path.join(tmp, "hadamard-28672.mlir")
+    with open(had, "w") as f:
+        f.write('func.func @main(%x: tensor<2x28672xf32> {qopt.name = "x"}) -> '
+                '(tensor<2x28672xf32> {qopt.name = "y"}) {\n'
+                '  %y = qopt.hadamard %x : (tensor<2x28672xf32>) -> tensor<2x28672xf32>\n'
+                '  return %y : tensor<2x28672xf32>\n}\n')
+    hlib, hemu, hcpu = (os.path.join(tmp, f"hadamard-28672{s}.so") for s in ("", "-emu", "-cpu"))
+    qoptc(had, "--target", "cuda", "--cuda-archs", "sm_80", "-o", hlib)
+    qoptc(had, "--target", "cuda", "--cuda-emulate", "-o", hemu)
+    qoptc(had, "-o", hcpu)
+    hx = np.random.default_rng(4).standard_normal((2, 28672)).astype(np.float32)
+    np.save(hx_path, hx)
+    rc, out = run_fake(hlib, "--input", f"x={hx_path}", inputs=None)
+    check("fake driver: a Hadamard rotation of 28672 is the butterflies' launch (28 blocks) and "
+          "the columns' (64 blocks)",
+          rc == 0 and library_grids() == {("qopt_cuda_hadamard_f32", 28): 1,
+                                          ("qopt_cuda_hadamard_columns_f32", 64): 1},
+          f"{out.strip()[-200:]}; {library_grids()}")
+    e = rel_error(outputs(hemu, [dict(x=hx)])[0][0], outputs(hcpu, [dict(x=hx)])[0][0])
+    check("Hadamard rotation of 28672: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5,
+          f"{e:.1e}")
 
     # --- Train steps: compile for a GPU; emulated steps = CPU steps.
     batch = dict(input_ids=ids, attention_mask=np.ones_like(ids))

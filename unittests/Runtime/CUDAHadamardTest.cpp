@@ -92,7 +92,13 @@ TEST(CUDAHadamard, EqualsTheDefinitionInDouble) {
       {1280, 3, 2, true, true, false},
       {252 * 2, 2, 3, false, false, true},
       {172 * 64, 2, 1, true, false, false},
-      {148 * 128, 1, 1, false, false, false}};
+      {148 * 128, 1, 1, false, false, false},
+      // Past 23040: the butterflies over runs of P2, then the columns
+      // kernel's M (Llama-3-70B's 28672 = 28 · 1024; 32768 = H_4 ⊗ H_8192,
+      // transposed; 12 · 16384 = (H_12 ⊗ H_2) ⊗ H_8192 with a random base).
+      {28 * 1024, 2, 1, true, false, false},
+      {32768, 1, 2, true, true, false},
+      {12 * 16384, 1, 1, true, false, true}};
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (const Case &c : cases) {
@@ -115,14 +121,16 @@ TEST(CUDAHadamard, EqualsTheDefinitionInDouble) {
     transform(hm, c.n, c.signs, signs.data(), x.data(), y.data(), c.rows, cols,
               s0, s1, s0, s1);
     // Each addition rounds once: the butterflies log2(power) times, the
-    // base's sums `base` times.
-    double rounding = 6e-8 * (std::log2(double(power)) + double(hm.base) + 1);
+    // base's sums `base` times (past 23040, M's: base · power / 8192).
+    int64_t inner = c.n > 23040 && power > 8192 ? power / 8192 : 1;
+    double rounding =
+        6e-8 * (std::log2(double(power)) + double(hm.base * inner) + 1);
     for (int64_t r = 0; r < c.rows; ++r)
       for (int64_t col = 0; col < cols; ++col) {
         int64_t first = col / c.n * c.n, i = col % c.n;
-        // (Past 4096, every 7th element and the last 40 of each run: the
-        // definition costs n per element.)
-        if (c.n > 4096 && i % 7 && i < c.n - 40)
+        // (Past 4096, every 7th element (past 65536 every 97th) and the
+        // last 40 of each run: the definition costs n per element.)
+        if (c.n > 4096 && i % (c.n > 65536 ? 97 : 7) && i < c.n - 40)
           continue;
         double expected = 0, magnitude = 0;
         for (int64_t j = 0; j < c.n; ++j) {
@@ -154,7 +162,7 @@ TEST(CUDAHadamard, PlansTheKernelOrRefuses) {
                 "the largest mixed launch fits the shared memory bound");
   float v = 0.0f;
   auto plan = [&](int64_t n, int64_t cols, std::vector<int8_t> h, int64_t base,
-                  bool quant, bool &mixed) {
+                  bool quant, HadamardKernel &kind) {
     auto m = std::make_unique<HadamardMixedParams>();
     int64_t blocks = 0;
     Memref2 x{&v, 0, {3, cols}, {cols, 1}};
@@ -162,9 +170,9 @@ TEST(CUDAHadamard, PlansTheKernelOrRefuses) {
     Memref2 hm{h.data(), 0, {base, base}, {base, 1}};
     if (quant)
       return planHadamardQuant(0, n, 1.0, x, s, hm, x, 8, 0, 0, 0, 0, 0, *m,
-                               blocks, mixed);
-    const char *why = planHadamard(0, n, 1.0, x, s, hm, x, *m, blocks, mixed);
-    if (!why && m->base > 1) {
+                               blocks, kind);
+    const char *why = planHadamard(0, n, 1.0, x, s, hm, x, *m, blocks, kind);
+    if (!why && m->base > 1 && kind == kHadamardMixed) {
       // H_base's −1 entries are the set bits.
       for (int64_t a = 0; a < base; ++a)
         for (int64_t r = 0; r < base; ++r)
@@ -175,38 +183,77 @@ TEST(CUDAHadamard, PlansTheKernelOrRefuses) {
     return why;
   };
   auto hadamard = [](int64_t base) { return qopt::hadamard::baseMatrix(base); };
-  bool mixed = true;
-  EXPECT_EQ(plan(8192, 8192, {1}, 1, false, mixed), nullptr);
-  EXPECT_FALSE(mixed);
-  EXPECT_EQ(plan(16384, 16384, {1}, 1, false, mixed), nullptr);
-  EXPECT_TRUE(mixed);
-  EXPECT_EQ(plan(96, 192, hadamard(12), 12, false, mixed), nullptr);
-  EXPECT_TRUE(mixed);
-  EXPECT_EQ(plan(252 * 64, 252 * 64, hadamard(252), 252, true, mixed), nullptr);
-  EXPECT_TRUE(mixed);
+  HadamardKernel kind = kHadamardSplit;
+  EXPECT_EQ(plan(8192, 8192, {1}, 1, false, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardPow2);
+  EXPECT_EQ(plan(16384, 16384, {1}, 1, false, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardMixed);
+  EXPECT_EQ(plan(96, 192, hadamard(12), 12, false, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardMixed);
+  EXPECT_EQ(plan(252 * 64, 252 * 64, hadamard(252), 252, true, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardMixed);
   // Quantized rows past 8192 of power-of-two blocks: the mixed kernel.
-  EXPECT_EQ(plan(128, 8192, {1}, 1, true, mixed), nullptr);
-  EXPECT_FALSE(mixed);
-  EXPECT_EQ(plan(128, 8192 + 128, {1}, 1, true, mixed), nullptr);
-  EXPECT_TRUE(mixed);
-  EXPECT_STREQ(plan(128, 23040 + 128, {1}, 1, true, mixed),
+  EXPECT_EQ(plan(128, 8192, {1}, 1, true, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardPow2);
+  EXPECT_EQ(plan(128, 8192 + 128, {1}, 1, true, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardMixed);
+  EXPECT_STREQ(plan(128, 23040 + 128, {1}, 1, true, kind),
                "rows longer than a block holds");
-  EXPECT_STREQ(plan(12 * 2048, 12 * 2048, hadamard(12), 12, false, mixed),
-               "a block longer than 23040");
-  EXPECT_EQ(plan(24, 24, hadamard(12), 12, false, mixed), nullptr);
-  EXPECT_STREQ(plan(36, 36, hadamard(12), 12, false, mixed),
+  EXPECT_STREQ(plan(12 * 2048, 12 * 2048, hadamard(12), 12, true, kind),
+               "rows longer than a block holds");
+  // Blocks past 23040: two launches, M = H_base ⊗ H_(power / 8192) of at
+  // most 252 rows across runs of min(power, 8192); M's bits are H_base's
+  // entries times Sylvester's.
+  {
+    auto m = std::make_unique<HadamardMixedParams>();
+    int64_t blocks = 0, n = 12 * 16384;
+    std::vector<int8_t> h = hadamard(12);
+    Memref2 x{&v, 0, {3, 2 * n}, {2 * n, 1}};
+    MemrefView<1> s{&v, 0, {n}, {1}};
+    Memref2 hm{h.data(), 0, {12, 12}, {12, 1}};
+    ASSERT_EQ(planHadamard(1, n, 1.0, x, s, hm, x, *m, blocks, kind), nullptr);
+    EXPECT_EQ(kind, kHadamardSplit);
+    EXPECT_EQ(m->base, 24);
+    EXPECT_EQ(m->power, 8192);
+    EXPECT_EQ(blocks, 3 * 2 * 24); // runs of 8192, one a block
+    EXPECT_EQ(hadamardColumnBlocks(*m), 3 * 2 * (8192 / 32));
+    int64_t ignored;
+    HadamardParams b = hadamardButterflies(*m, ignored);
+    EXPECT_EQ(b.n, 8192);
+    EXPECT_EQ(b.signRuns, 24);
+    EXPECT_EQ(b.scale, 1.0f);
+    for (int64_t a = 0; a < 24; ++a)
+      for (int64_t r = 0; r < 24; ++r) {
+        int sign = h[size_t(a / 2 * 12 + r / 2)] * ((a % 2) & (r % 2) ? -1 : 1);
+        EXPECT_EQ((m->columns[r * m->words + a / 32] >> (a % 32)) & 1u,
+                  sign < 0 ? 1u : 0u)
+            << a << ", " << r;
+      }
+  }
+  EXPECT_EQ(plan(28 * 1024, 28 * 1024, hadamard(28), 28, false, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardSplit);
+  EXPECT_EQ(plan(1 << 20, 1 << 20, {1}, 1, false, kind), nullptr);
+  EXPECT_EQ(kind, kHadamardSplit);
+  EXPECT_STREQ(plan(1 << 21, 1 << 21, {1}, 1, false, kind),
+               "a block longer than 23040 whose part past 8192 (base times "
+               "the power of two's) is more than 252");
+  EXPECT_STREQ(plan(44 * 65536, 44 * 65536, hadamard(44), 44, false, kind),
+               "a block longer than 23040 whose part past 8192 (base times "
+               "the power of two's) is more than 252");
+  EXPECT_EQ(plan(24, 24, hadamard(12), 12, false, kind), nullptr);
+  EXPECT_STREQ(plan(36, 36, hadamard(12), 12, false, kind),
                "a block that is not its base times a power of two");
   EXPECT_STREQ(
-      plan(260, 260, std::vector<int8_t>(260 * 260, 1), 260, false, mixed),
+      plan(260, 260, std::vector<int8_t>(260 * 260, 1), 260, false, kind),
       "a base matrix that is not square, of at most 252 rows, "
       "dividing the block");
-  EXPECT_STREQ(plan(64, 64, {-1}, 1, false, mixed),
+  EXPECT_STREQ(plan(64, 64, {-1}, 1, false, kind),
                "a base matrix of order 1 other than [1]");
   std::vector<int8_t> zero = hadamard(12);
   zero[17] = 0;
-  EXPECT_STREQ(plan(24, 24, zero, 12, false, mixed),
+  EXPECT_STREQ(plan(24, 24, zero, 12, false, kind),
                "a base matrix with an entry other than 1 or -1");
-  EXPECT_STREQ(plan(24, 36, hadamard(12), 12, false, mixed),
+  EXPECT_STREQ(plan(24, 36, hadamard(12), 12, false, kind),
                "a row not a whole number of blocks");
 }
 

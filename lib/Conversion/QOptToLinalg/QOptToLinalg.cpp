@@ -2110,13 +2110,15 @@ static Value kronProducts(OpBuilder &b, Location loc, Value x, int64_t n) {
 
 /// An f32 qopt.hadamard over the last axis of a static size, with a block
 /// n = base · 2^k of 2 to 23040 (base ≤ 252: H_base travels in the launch),
+/// or longer where base · 2^k / 8192 ≤ 252 (two launches: the split plan),
 /// as one call of the library's fast Walsh-Hadamard transform (`library`:
 /// the hadamard-library option): n and flags (1: signs) as i64, the scale
 /// 1/√n as f64, then x viewed as [rows, D], the signs (a one-element
 /// constant where there are none), H_base as an i8 constant [base, base]
 /// ([[1]] for powers of two; the library reads it on the host) and a fresh
 /// y [rows, D] as strided memrefs. Null where the kernel does not take the
-/// op. (HadamardTile.h's kHadamardMaxBase and kHadamardMixedMaxElements.)
+/// op. (HadamardTile.h's kHadamardMaxBase, kHadamardMixedMaxElements and
+/// kHadamardMaxN.)
 static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
                           LibraryCalls &calls, int64_t n, int64_t base) {
   Location loc = op.getLoc();
@@ -2127,7 +2129,8 @@ static Value hadamardCall(PatternRewriter &rewriter, HadamardOp op,
   if (!type.getElementType().isF32() ||
       normalizedAxis(static_cast<int64_t>(op.getAxis()), rank) != rank - 1 ||
       type.isDynamicDim(rank - 1) || type.getDimSize(rank - 1) % n || n < 2 ||
-      n > 23040 || base > 252 ||
+      base > 252 ||
+      (n > 23040 && base * std::max<int64_t>(1, n / base / 8192) > 252) ||
       (signs &&
        !cast<RankedTensorType>(signs.getType()).getElementType().isF32()))
     return nullptr;

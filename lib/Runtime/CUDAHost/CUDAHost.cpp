@@ -628,32 +628,42 @@ void qopt_cuda_attention_backward_i1(QOPT_ATTENTION_BWD_PARAMS)
     __attribute__((alias("qopt_cuda_attention_backward")));
 
 /// A planned Hadamard launch: the mixed kernel with its dynamic shared
-/// memory, or the power-of-two `kernel` taking `param` (part of `m`).
+/// memory, the power-of-two `kernel` taking `param` (part of `m`), or the
+/// split plan's butterflies and columns.
 static void launchHadamard(qopt_cuda::HadamardMixedParams &m, int64_t blocks,
-                           bool mixed, const char *kernel, void *param) {
-  if (mixed)
-    launchRows("qopt_cuda_hadamard_mixed_f32", blocks,
-               qopt_cuda::kHadamardThreads, &m,
-               qopt_cuda::hadamardMixedShared(m));
-  else
-    launchRows(kernel, blocks, qopt_cuda::kHadamardThreads, param);
+                           qopt_cuda::HadamardKernel kind, const char *kernel,
+                           void *param) {
+  using namespace qopt_cuda;
+  if (kind == kHadamardMixed) {
+    launchRows("qopt_cuda_hadamard_mixed_f32", blocks, kHadamardThreads, &m,
+               hadamardMixedShared(m));
+  } else if (kind == kHadamardSplit) {
+    HadamardParams butterflies = hadamardButterflies(m, blocks);
+    launchRows("qopt_cuda_hadamard_f32", blocks, kHadamardThreads,
+               &butterflies);
+    launchRows("qopt_cuda_hadamard_columns_f32", hadamardColumnBlocks(m),
+               kHadamardThreads, &m);
+  } else {
+    launchRows(kernel, blocks, kHadamardThreads, param);
+  }
 }
 
 /// qopt.hadamard over the last axis for a block n = base · 2^k (flags bit
 /// 0: signs given; then x [rows, cols], the signs, H_base on the host and
 /// y as MLIR memrefs): one launch of Hadamard.cu's power-of-two kernel, or
-/// of its mixed one, queued like the generated kernels.
+/// of its mixed one, or for blocks past 23040 the butterflies and the
+/// columns kernel, queued like the generated kernels.
 void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
   qopt_cuda::HadamardMixedParams m;
   int64_t blocks = 0;
-  bool mixed = false;
+  qopt_cuda::HadamardKernel kind;
   if (const char *error = qopt_cuda::planHadamard(
           flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
-          QOPT_VIEW2(y), m, blocks, mixed))
+          QOPT_VIEW2(y), m, blocks, kind))
     stop(std::string("internal: the CUDA Hadamard transform cannot take this "
                      "call: ") +
          error);
-  launchHadamard(m, blocks, mixed, "qopt_cuda_hadamard_f32", &m.q.h);
+  launchHadamard(m, blocks, kind, "qopt_cuda_hadamard_f32", &m.q.h);
 }
 
 /// A Hadamard transform whose output per-token quantized products read
@@ -665,12 +675,12 @@ void qopt_cuda_hadamard(QOPT_HADAMARD_PARAMS) {
 void qopt_cuda_hadamard_quant(QOPT_HADAMARD_QUANT_PARAMS) {
   qopt_cuda::HadamardMixedParams m;
   int64_t blocks = 0;
-  bool mixed = false;
+  qopt_cuda::HadamardKernel kind;
   if (const char *error = qopt_cuda::planHadamardQuant(
           flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
-          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, m, blocks, mixed))
+          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, m, blocks, kind))
     stop(std::string("internal: qopt_cuda_hadamard_quant: ") + error);
-  launchHadamard(m, blocks, mixed, "qopt_cuda_hadamard_quant_f32", &m.q);
+  launchHadamard(m, blocks, kind, "qopt_cuda_hadamard_quant_f32", &m.q);
 }
 
 /// qopt.rms_norm / qopt.layer_norm over the last axis (flags: NormTile.h's;

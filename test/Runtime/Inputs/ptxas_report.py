@@ -23,6 +23,7 @@ KERNELS = ([f"qopt_cuda_gemv_{f}" for f in FORMATS[:5]]  # bf16 x
               "qopt_cuda_token_quant", "qopt_cuda_norm_bwd_dx_f32", "qopt_cuda_norm_bwd_cols_f32",
               "qopt_cuda_norm_bwd_sum_f32", "qopt_cuda_norm_quant_f32",
               "qopt_cuda_hadamard_quant_f32", "qopt_cuda_hadamard_mixed_f32",
+              "qopt_cuda_hadamard_columns_f32",
               "qopt_cuda_adamw_f32"]
            # (FP8: E4M3 tokens times FP8 codes on the tensor cores.)
            + [f"qopt_cuda_gemm_w8a8_{f}{t}" for f in FORMATS[:3] + FORMATS[5:]

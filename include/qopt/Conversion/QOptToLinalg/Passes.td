@@ -87,7 +87,8 @@ def ConvertQOptToLinalgPass : Pass<"convert-qopt-to-linalg", "::mlir::ModuleOp">
            /*default=*/"\"\"",
            "Lower each f32 qopt.hadamard over the last axis (of a static "
            "size) whose block n = base * 2^k is from 2 to 23040, with a "
-           "base of at most 252, to one call of the named fast "
+           "base of at most 252 (longer: base * 2^k / 8192 at most 252), "
+           "to one call of the named fast "
            "Walsh-Hadamard transform: flags (1: signs), n, the scale "
            "1/sqrt(n) (f64), then the input viewed as [rows, D], the signs, "
            "H_base (an i8 constant [base, base]; [[1]] for powers of two) "

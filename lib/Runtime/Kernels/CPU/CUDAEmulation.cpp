@@ -793,8 +793,9 @@ namespace {
 /// (`mixed`), the butterflies over runs of m.power, then the passes of
 /// H_base, each thread's sums kept until all threads of the pass have
 /// read.
-void emulateHadamardBlock(const HadamardMixedParams &m, bool mixed,
+void emulateHadamardBlock(const HadamardMixedParams &m, HadamardKernel kind,
                           int64_t block, float *buf) {
+  bool mixed = kind == kHadamardMixed;
   const HadamardParams &p = m.q.h;
   for (int t = 0; t < kHadamardThreads; ++t)
     hadamardLoad(p, block, buf, t);
@@ -839,16 +840,36 @@ void emulateQuantizedRow(const HadamardQuantParams &q, int64_t block,
 extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
   auto m = std::make_unique<HadamardMixedParams>();
   int64_t blocks = 0;
-  bool mixed = false;
+  HadamardKernel kind = kHadamardPow2;
   if (const char *error =
           planHadamard(flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s),
-                       QOPT_VIEW2(hm), QOPT_VIEW2(y), *m, blocks, mixed)) {
+                       QOPT_VIEW2(hm), QOPT_VIEW2(y), *m, blocks, kind)) {
     refuse("the CUDA Hadamard transform", error);
+    return;
+  }
+  if (kind == kHadamardSplit) {
+    // The butterflies' launch (the power-of-two kernel), then the columns'
+    // blocks: each loads its tile, then its threads sum and store.
+    auto butterflies = std::make_unique<HadamardMixedParams>(*m);
+    butterflies->q.h = hadamardButterflies(*m, blocks);
+    std::vector<float> buf(size_t(hadamardElements(butterflies->q.h)));
+    for (int64_t block = 0; block < blocks; ++block) {
+      emulateHadamardBlock(*butterflies, kHadamardPow2, block, buf.data());
+      for (int t = 0; t < kHadamardThreads; ++t)
+        hadamardStore(butterflies->q.h, block, buf.data(), t);
+    }
+    std::vector<float> tile(size_t(m->base * kHadamardColumnTile));
+    for (int64_t block = 0; block < hadamardColumnBlocks(*m); ++block) {
+      for (int t = 0; t < kHadamardThreads; ++t)
+        hadamardColumnsLoad(*m, block, tile.data(), t);
+      for (int t = 0; t < kHadamardThreads; ++t)
+        hadamardColumnsStore(*m, block, tile.data(), m->columns, t);
+    }
     return;
   }
   std::vector<float> buf(size_t(hadamardElements(m->q.h)));
   for (int64_t block = 0; block < blocks; ++block) {
-    emulateHadamardBlock(*m, mixed, block, buf.data());
+    emulateHadamardBlock(*m, kind, block, buf.data());
     for (int t = 0; t < kHadamardThreads; ++t)
       hadamardStore(m->q.h, block, buf.data(), t);
   }
@@ -859,16 +880,16 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
 extern "C" void qopt_cuda_hadamard_quant_emulated(QOPT_HADAMARD_QUANT_PARAMS) {
   auto m = std::make_unique<HadamardMixedParams>();
   int64_t blocks = 0;
-  bool mixed = false;
+  HadamardKernel kind = kHadamardPow2;
   if (const char *error = planHadamardQuant(
           flags, n, scale, QOPT_VIEW2(x), QOPT_VIEW1(s), QOPT_VIEW2(hm),
-          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, *m, blocks, mixed)) {
+          QOPT_VIEW2(y), bits, writeY, pc, oc, ps, os, *m, blocks, kind)) {
     refuse("the CUDA Hadamard transform with quantization", error);
     return;
   }
   std::vector<float> buf(size_t(hadamardElements(m->q.h)));
   for (int64_t block = 0; block < blocks; ++block) {
-    emulateHadamardBlock(*m, mixed, block, buf.data());
+    emulateHadamardBlock(*m, kind, block, buf.data());
     emulateQuantizedRow(m->q, block, buf.data());
   }
 }

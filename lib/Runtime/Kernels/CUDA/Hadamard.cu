@@ -4,7 +4,8 @@
 // threads' work, shared with the CPU emulation, and the launch plan):
 // power-of-two blocks of up to 8192 in static shared memory, and with or
 // without per-token quantization; orders base · 2^k and longer runs or rows
-// in dynamic shared memory (qopt_cuda_hadamard_mixed_f32).
+// in dynamic shared memory (qopt_cuda_hadamard_mixed_f32); blocks past
+// 23040 in two launches, the second qopt_cuda_hadamard_columns_f32.
 //
 //===----------------------------------------------------------------------===//
 
@@ -98,4 +99,21 @@ extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
     quantizeRow(m.q, buf, warpMaxima, t);
   else
     hadamardStore(m.q.h, blockIdx.x, buf, t);
+}
+
+// The second launch for blocks past 23040 (HadamardTile.h's split plan): M
+// across the P1 runs of P2 of each block of n, in place, 32 columns a
+// block (their P1 values and M's bits in static shared memory), scaled.
+extern "C" __global__ void __launch_bounds__(qopt_cuda::kHadamardThreads)
+    qopt_cuda_hadamard_columns_f32(
+        const __grid_constant__ qopt_cuda::HadamardMixedParams m) {
+  using namespace qopt_cuda;
+  __shared__ float tile[kHadamardMaxBase * kHadamardColumnTile];
+  __shared__ uint32_t columns[kHadamardMaxBase * kHadamardBaseWords];
+  int t = threadIdx.x;
+  for (int64_t i = t; i < m.base * m.words; i += kHadamardThreads)
+    columns[i] = m.columns[i];
+  hadamardColumnsLoad(m, blockIdx.x, tile, t);
+  __syncthreads();
+  hadamardColumnsStore(m, blockIdx.x, tile, columns, t);
 }

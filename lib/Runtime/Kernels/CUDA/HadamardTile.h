@@ -39,6 +39,9 @@ struct HadamardParams {
   int64_t rows, cols, n;
   int64_t runsPerBlock; // max(n, 2048) / n
   float scale;
+  /// The runs a period of the signs spans (0 or 1: one; the split
+  /// transform's butterflies: its runs of `power` within a block).
+  int32_t signRuns;
 };
 // bench/gpu/hadamard.py packs it ("<3Q5q4qf4x").
 static_assert(sizeof(HadamardParams) == 104, "HadamardParams' layout");
@@ -70,7 +73,8 @@ QOPT_HD void hadamardLoad(const HadamardParams &p, int64_t block, float *buf,
     if (hadamardAt(p, block, idx, row, col)) {
       v = p.x[row * p.sx0 + col * p.sx1];
       if (p.signs)
-        v *= p.signs[(idx % p.n) * p.ss];
+        v *= p.signs[(p.signRuns > 1 ? col % (p.n * p.signRuns) : idx % p.n) *
+                     p.ss];
     }
     buf[idx] = v;
   }
@@ -225,15 +229,103 @@ QOPT_HD void hadamardMixStore(const HadamardMixedParams &m, float *buf,
   int64_t flags, int64_t n, double scale, QOPT_MEMREF2(x), QOPT_MEMREF1(s),    \
       QOPT_MEMREF2(hm), QOPT_MEMREF2(y)
 
+//===-- Blocks past 23040: two launches -----------------------------------===//
+//
+// A block n = base · 2^k longer than the mixed kernel holds is n = P1 · P2
+// with P2 = min(2^k, 8192) and H_n = M ⊗ H_P2, M = H_base ⊗ H_(2^k / P2)
+// (P1 ≤ 252: Llama-3-70B's 28672 = 28 · 1024, 32768 = 4 · 8192): the
+// power-of-two kernel's butterflies over each run of P2, signs applied
+// with their period n and unscaled, into y; then
+// qopt_cuda_hadamard_columns_f32 applies M across the P1 runs of P2 in
+// place, a block per 32 columns of a block of n (the columns' P1 values
+// in shared memory, a warp per 32 of M's rows), and scales.
+
+/// Which kernels a plan launches.
+enum HadamardKernel : int {
+  kHadamardPow2 = 0,  // qopt_cuda_hadamard_f32 (or _quant_f32)
+  kHadamardMixed = 1, // qopt_cuda_hadamard_mixed_f32
+  kHadamardSplit = 2, // the butterflies, then qopt_cuda_hadamard_columns_f32
+};
+
+/// Columns a block of the columns kernel takes.
+constexpr int64_t kHadamardColumnTile = 32;
+
+/// The split plan's first launch: the power-of-two kernel over runs of
+/// m.power (y = H_P2 · diag(signs) · x per run, unscaled), and its blocks.
+QOPT_HD HadamardParams hadamardButterflies(const HadamardMixedParams &m,
+                                           int64_t &blocks) {
+  HadamardParams p = m.q.h;
+  p.n = m.power;
+  p.signRuns = int32_t(m.base);
+  p.runsPerBlock = m.power >= 2048 ? 1 : 2048 / m.power;
+  p.scale = 1.0f;
+  int64_t runs = p.rows * (p.cols / p.n);
+  blocks = (runs + p.runsPerBlock - 1) / p.runsPerBlock;
+  return p;
+}
+
+/// The columns kernel's blocks: 32 columns of a block of n each.
+QOPT_HD int64_t hadamardColumnBlocks(const HadamardMixedParams &m) {
+  const HadamardParams &p = m.q.h;
+  return p.rows * (p.cols / p.n) * (m.power / kHadamardColumnTile);
+}
+
+/// Where value r of column c of the columns kernel's block `block` lives
+/// in y.
+QOPT_HD float *hadamardColumnAt(const HadamardMixedParams &m, int64_t block,
+                                int64_t r, int64_t c) {
+  const HadamardParams &p = m.q.h;
+  int64_t tiles = m.power / kHadamardColumnTile;
+  int64_t run = block / tiles, runsPerRow = p.cols / p.n;
+  int64_t col = (run % runsPerRow) * p.n + r * m.power +
+                (block % tiles) * kHadamardColumnTile + c;
+  return p.y + (run / runsPerRow) * p.sy0 + col * p.sy1;
+}
+
+/// Thread t's share of loading block `block`'s columns: tile[r · 32 + c]
+/// (a warp reads 32 neighbours).
+QOPT_HD void hadamardColumnsLoad(const HadamardMixedParams &m, int64_t block,
+                                 float *tile, int t) {
+  for (int64_t i = t; i < m.base * kHadamardColumnTile; i += kHadamardThreads)
+    tile[i] = *hadamardColumnAt(m, block, i / kHadamardColumnTile,
+                                i % kHadamardColumnTile);
+}
+
+/// Thread t's rows 32w … 32w + 31 of M times column c (w = t / 32, c = t %
+/// 32; none past M's words), summed in the order of r, scaled, stored.
+QOPT_HD void hadamardColumnsStore(const HadamardMixedParams &m, int64_t block,
+                                  const float *tile, const uint32_t *columns,
+                                  int t) {
+  int w = t / 32, c = t % 32;
+  if (w >= m.words)
+    return;
+  float acc[32];
+  QOPT_UNROLL()
+  for (int j = 0; j < 32; ++j)
+    acc[j] = 0.0f;
+  for (int64_t r = 0; r < m.base; ++r) {
+    float v = tile[r * kHadamardColumnTile + c];
+    uint32_t bits = columns[r * m.words + w];
+    QOPT_UNROLL()
+    for (int j = 0; j < 32; ++j)
+      acc[j] += ((bits >> j) & 1u) ? -v : v;
+  }
+  QOPT_UNROLL()
+  for (int j = 0; j < 32; ++j)
+    if (32 * w + j < m.base)
+      *hadamardColumnAt(m, block, 32 * w + j, c) = acc[j] * m.q.h.scale;
+}
+
 /// The launch for qopt_cuda_hadamard's arguments: `m.q.h` for the
-/// power-of-two kernel, or all of `m` for the mixed one (`mixed`: where n
-/// has a base or is past kHadamardMaxN). Returns null, or why no kernel
-/// takes them.
+/// power-of-two kernel, all of `m` for the mixed one (where n has a base
+/// or is past kHadamardMaxN), or the split plan's two launches (n past
+/// kHadamardMixedMaxElements; `blocks`: the first's). Returns null, or why
+/// no kernel takes them.
 inline const char *planHadamard(int64_t flags, int64_t n, double scale,
                                 const Memref2 &x, const MemrefView<1> &signs,
                                 const Memref2 &hm, const Memref2 &y,
                                 HadamardMixedParams &m, int64_t &blocks,
-                                bool &mixed) {
+                                HadamardKernel &kind) {
   HadamardParams &p = m.q.h;
   m.q = HadamardQuantParams{};
   int64_t base = hm.size[0];
@@ -244,13 +336,17 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
   int64_t power = n / base;
   if (power & (power - 1))
     return "a block that is not its base times a power of two";
-  if (n > kHadamardMixedMaxElements)
-    return "a block longer than 23040";
+  // (Past 23040: M = H_base ⊗ H_inner across runs of P2.)
+  bool split = n > kHadamardMixedMaxElements;
+  int64_t inner = split && power > kHadamardMaxN ? power / kHadamardMaxN : 1;
+  if (split && base * inner > kHadamardMaxBase)
+    return "a block longer than 23040 whose part past 8192 (base times the "
+           "power of two's) is more than 252";
   if (x.size[1] % n)
     return "a row not a whole number of blocks";
-  m.base = base;
-  m.power = power;
-  m.words = int32_t((base + 31) / 32);
+  m.base = base * inner;
+  m.power = power / inner;
+  m.words = int32_t((m.base + 31) / 32);
   m.reserved = 0;
   memset(m.columns, 0, sizeof(m.columns));
   const int8_t *h = static_cast<const int8_t *>(hm.aligned) + hm.offset;
@@ -261,8 +357,15 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
         return "a base matrix with an entry other than 1 or -1";
       if (base == 1 && v != 1)
         return "a base matrix of order 1 other than [1]";
-      if (v < 0)
-        m.columns[r * m.words + a / 32] |= 1u << (a % 32);
+      // M[a·inner + i][r·inner + j] = H_base[a][r] · (−1)^popcount(i & j)
+      // (Sylvester's H_inner).
+      for (int64_t i = 0; i < inner; ++i)
+        for (int64_t j = 0; j < inner; ++j) {
+          bool negative = (v < 0) != (__builtin_popcountll(i & j) % 2 == 1);
+          int64_t row = a * inner + i, column = r * inner + j;
+          if (negative)
+            m.columns[column * m.words + row / 32] |= 1u << (row % 32);
+        }
     }
   p.x = static_cast<const float *>(x.aligned) + x.offset;
   p.y = static_cast<float *>(const_cast<void *>(y.aligned)) + y.offset;
@@ -279,9 +382,14 @@ inline const char *planHadamard(int64_t flags, int64_t n, double scale,
   p.n = n;
   p.runsPerBlock = n >= 2048 ? 1 : 2048 / n;
   p.scale = float(scale);
-  mixed = base > 1 || n > kHadamardMaxN;
+  p.signRuns = 1;
+  kind = split                           ? kHadamardSplit
+         : base > 1 || n > kHadamardMaxN ? kHadamardMixed
+                                         : kHadamardPow2;
   int64_t runs = p.rows * (p.cols / n);
   blocks = (runs + p.runsPerBlock - 1) / p.runsPerBlock;
+  if (split)
+    hadamardButterflies(m, blocks);
   return nullptr;
 }
 
@@ -335,16 +443,17 @@ planHadamardQuant(int64_t flags, int64_t n, double scale, const Memref2 &x,
                   const MemrefView<1> &signs, const Memref2 &hm,
                   const Memref2 &y, int64_t bits, int64_t writeY, int64_t pc,
                   int64_t oc, int64_t ps, int64_t os, HadamardMixedParams &m,
-                  int64_t &blocks, bool &mixed) {
+                  int64_t &blocks, HadamardKernel &kind) {
   if (const char *why =
-          planHadamard(flags, n, scale, x, signs, hm, y, m, blocks, mixed))
+          planHadamard(flags, n, scale, x, signs, hm, y, m, blocks, kind))
     return why;
   HadamardQuantParams &q = m.q;
   if (const char *why = tokenFormatRefusal(bits))
     return why;
   if (q.h.cols > kHadamardMixedMaxElements)
     return "rows longer than a block holds";
-  mixed = mixed || q.h.cols > kHadamardTile;
+  if (kind == kHadamardPow2 && q.h.cols > kHadamardTile)
+    kind = kHadamardMixed;
   q.h.runsPerBlock = q.h.cols / n;
   if (!writeY)
     q.h.y = nullptr;
