@@ -47,7 +47,7 @@ fi
 ls -l "$out"
 
 # Models compiled by qoptc --target cuda (the README example, also with int4
-# weights and with W8A8; the lora, qlora, quarot-w4a16, quarot-w4a4 and
+# weights, with W8A8 and with FP8 W8A8; a Hadamard rotation of 28672; the lora, qlora, quarot-w4a16, quarot-w4a4 and
 # smoothquant-w8a8 recipes on the test Llama; the qlora train step; some again
 # with the GEMM on the tensor cores), with their inputs and the CPU target's
 # outputs, and qopt-run with the
@@ -76,6 +76,14 @@ np.savez(f"{d}/calib.npz", input_ids=calib, attention_mask=np.ones_like(calib))
 np.save(f"{d}/prefill_ids.npy", calib)
 np.save(f"{d}/prefill_mask.npy", np.ones_like(calib))
 np.save(f"{d}/gpt2-prefill_ids.npy", rng.integers(0, 50, size=(2, 10)).astype(np.int64))
+# A rotation of 28672 (Llama-3-70B's intermediate size: the Hadamard
+# transform's two launches past 23040), on 3 rows.
+np.save(f"{d}/hadamard-x.npy", rng.standard_normal((3, 28672)).astype(np.float32))
+with open(f"{d}/hadamard-28672.mlir", "w") as f:
+    f.write('func.func @main(%x: tensor<3x28672xf32> {qopt.name = "x"}) -> '
+            '(tensor<3x28672xf32> {qopt.name = "y"}) {\n'
+            '  %y = qopt.hadamard %x : (tensor<3x28672xf32>) -> tensor<3x28672xf32>\n'
+            '  return %y : tensor<3x28672xf32>\n}\n')
 PY
   in="--input input_ids=$models/input_ids.npy --input attention_mask=$models/attention_mask.npy"
   # The lent machines' GPUs (H100, H200) are sm_90; one architecture keeps
@@ -102,6 +110,15 @@ PY
       --quantize-activations int8:per-token &&
     "$bin/qopt-run" "$models/gpt2-w8a8-cpu.so" --input "$models/gpt2-prefill_ids.npy" \
       --output-dir "$models/gpt2-w8a8-ref" >/dev/null
+  # FP8 W8A8: E4M3 per-token activations times E4M3 weights per channel (the
+  # FP8 GEMM on the tensor cores), on 2 x 10 tokens.
+  compile gpt2-fp8 "$here/examples/gpt2-tiny.onnx" --quantize fp8-e4m3:per-channel \
+      --quantize-activations fp8-e4m3:per-token &&
+    "$bin/qopt-run" "$models/gpt2-fp8-cpu.so" --input "$models/gpt2-prefill_ids.npy" \
+      --output-dir "$models/gpt2-fp8-ref" >/dev/null
+  compile hadamard-28672 "$models/hadamard-28672.mlir" &&
+    "$bin/qopt-run" "$models/hadamard-28672-cpu.so" --input "x=$models/hadamard-x.npy" \
+      --output-dir "$models/hadamard-28672-ref" >/dev/null
   for recipe in lora qlora quarot-w4a16 quarot-w4a4 smoothquant-w8a8; do
     extra=()
     [ "$recipe" = smoothquant-w8a8 ] && extra=(--calibration-data "$models/calib.npz")

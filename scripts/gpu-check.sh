@@ -9,7 +9,7 @@
 #   tests:      MLIR-generated kernels (test/gpu/smoke-kernels.mlir) loaded through the
 #               CUDA driver API alone, as cubin and as PTX, checked against the CPU;
 #               models compiled by qoptc --target cuda (gpt2-tiny, also with int4
-#               weights and with W8A8; five recipes on the test Llama; a QLoRA train
+#               weights, with W8A8 and FP8 W8A8; a Hadamard rotation of 28672; five recipes on the test Llama; a QLoRA train
 #               step) run by qopt-run against the CPU target's outputs (per-token
 #               activation codes: looser bounds, below);
 #               the CUDA kernel library's weight-only GEMV (bench/gpu/qlinear_gemv.py:
@@ -129,9 +129,9 @@ sys.exit(0 if worst <= tol else 1)
 PY
   }
   llama_in=(--input "input_ids=$models/input_ids.npy" --input "attention_mask=$models/attention_mask.npy")
-  for name in gpt2 gpt2-int4 gpt2-w8a8 lora qlora qlora-prefill quarot-w4a16 quarot-w4a4 \
-      smoothquant-w8a8 qlora-train gpt2-bf16 gpt2-tf32 gpt2-int4-bf16 qlora-prefill-bf16 \
-      qlora-train-bf16; do
+  for name in gpt2 gpt2-int4 gpt2-w8a8 gpt2-fp8 hadamard-28672 lora qlora qlora-prefill \
+      quarot-w4a16 quarot-w4a4 smoothquant-w8a8 qlora-train gpt2-bf16 gpt2-tf32 \
+      gpt2-int4-bf16 qlora-prefill-bf16 qlora-train-bf16; do
     lib=$models/$name.so
     # (The tensor-core builds, `-bf16` / `-tf32`, against the f32 references.)
     ref=$models/${name%-[bt]f[13][62]}-ref
@@ -141,7 +141,8 @@ PY
     # (1/127 of its row's largest for 8 bits, 1/7 for 4): looser bounds.
     tol=1e-4
     case $name in
-      gpt2-w8a8 | smoothquant-w8a8) tol=1e-2 ;;
+      # (E4M3 tokens: a flipped code moves a term by 1/16 of itself.)
+      gpt2-w8a8 | gpt2-fp8 | smoothquant-w8a8) tol=1e-2 ;;
       quarot-w4a4) tol=5e-2 ;;
       # bf16 operands (8 significant bits) and tf32's (11) against f32: the
       # emulated runs here are within 6.4e-3 / 5.9e-4 (norm-relative) of the
@@ -152,8 +153,9 @@ PY
     case $name in
       gpt2 | gpt2-bf16 | gpt2-tf32) args=(--input "$models/gpt2-input_ids.npy" --repeat 20) ;;
       # 20 and 36 rows: the quantized products take the tiled GEMM.
-      gpt2-int4 | gpt2-w8a8 | gpt2-int4-bf16)
+      gpt2-int4 | gpt2-w8a8 | gpt2-fp8 | gpt2-int4-bf16)
         args=(--input "$models/gpt2-prefill_ids.npy" --repeat 20) ;;
+      hadamard-28672) args=(--input "x=$models/hadamard-x.npy" --repeat 20) ;;
       qlora-prefill | qlora-prefill-bf16)
         [ "$name" = qlora-prefill ] && lib=$models/qlora.so
         args=(--input "input_ids=$models/prefill_ids.npy" --input "attention_mask=$models/prefill_mask.npy" --repeat 20) ;;
