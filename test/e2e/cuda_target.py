@@ -603,24 +603,31 @@ with tempfile.TemporaryDirectory() as tmp:
         check(f"llama-h48 {recipe}: emulated kernels = CPU target (<= 1e-5)", e <= 1e-5,
               f"{e:.1e}")
 
+    def rotation(n, seed):
+        """A graph of one qopt.hadamard over [2, n], compiled for CUDA (sm_80),
+        emulated and for the CPU; an input x saved. Returns the three
+        libraries, x and its path."""
+        had = os.path.join(tmp, f"hadamard-{n}.mlir")
+        with open(had, "w") as f:
+            f.write(f'func.func @main(%x: tensor<2x{n}xf32> {{qopt.name = "x"}}) -> '
+                    f'(tensor<2x{n}xf32> {{qopt.name = "y"}}) {{\n'
+                    f'  %y = qopt.hadamard %x : (tensor<2x{n}xf32>) -> tensor<2x{n}xf32>\n'
+                    f'  return %y : tensor<2x{n}xf32>\n}}\n')
+        libs = [os.path.join(tmp, f"hadamard-{n}{s}.so") for s in ("", "-emu", "-cpu")]
+        qoptc(had, "--target", "cuda", "--cuda-archs", "sm_80", "-o", libs[0])
+        qoptc(had, "--target", "cuda", "--cuda-emulate", "-o", libs[1])
+        qoptc(had, "-o", libs[2])
+        x = np.random.default_rng(seed).standard_normal((2, n)).astype(np.float32)
+        path = os.path.join(tmp, f"hadamard-x-{n}.npy")
+        np.save(path, x)
+        return libs, x, path
+
     # A rotation of 18944 = 148 · 128 (Qwen2-7B's intermediate size), a graph
     # of its own: through the stand-in driver, one launch of the mixed
     # kernel, its 78768 bytes of shared memory opted in to first (the
     # stand-in refuses launches past 48 KB without); a GPU that gives less
     # stops the run with a message; emulated = CPU target.
-    had = os.path.join(tmp, "hadamard-18944.mlir")
-    with open(had, "w") as f:
-        f.write('func.func @main(%x: tensor<2x18944xf32> {qopt.name = "x"}) -> '
-                '(tensor<2x18944xf32> {qopt.name = "y"}) {\n'
-                '  %y = qopt.hadamard %x : (tensor<2x18944xf32>) -> tensor<2x18944xf32>\n'
-                '  return %y : tensor<2x18944xf32>\n}\n')
-    hlib, hemu, hcpu = (os.path.join(tmp, f"hadamard-18944{s}.so") for s in ("", "-emu", "-cpu"))
-    rc, err = qoptc(had, "--target", "cuda", "--cuda-archs", "sm_80", "-o", hlib)
-    qoptc(had, "--target", "cuda", "--cuda-emulate", "-o", hemu)
-    qoptc(had, "-o", hcpu)
-    hx = np.random.default_rng(3).standard_normal((2, 18944)).astype(np.float32)
-    hx_path = os.path.join(tmp, "hadamard-x.npy")
-    np.save(hx_path, hx)
+    (hlib, hemu, hcpu), hx, hx_path = rotation(18944, 3)
     rc, out = run_fake(hlib, "--input", f"x={hx_path}", inputs=None)
     check("fake driver: a Hadamard rotation of 18944 is one launch of the mixed kernel (2 rows, "
           "78768 bytes of shared memory opted in to)",
@@ -637,18 +644,7 @@ with tempfile.TemporaryDirectory() as tmp:
     # Past 23040: 28672 = 28 · 1024 (Llama-3-70B's intermediate size) is two
     # launches, the butterflies over the 56 runs of 1024 (2 a block), then
     # H_28 across them (2 rows x 32 blocks of 32 columns); emulated = CPU.
-    had = os.path.join(tmp, "hadamard-28672.mlir")
-    with open(had, "w") as f:
-        f.write('func.func @main(%x: tensor<2x28672xf32> {qopt.name = "x"}) -> '
-                '(tensor<2x28672xf32> {qopt.name = "y"}) {\n'
-                '  %y = qopt.hadamard %x : (tensor<2x28672xf32>) -> tensor<2x28672xf32>\n'
-                '  return %y : tensor<2x28672xf32>\n}\n')
-    hlib, hemu, hcpu = (os.path.join(tmp, f"hadamard-28672{s}.so") for s in ("", "-emu", "-cpu"))
-    qoptc(had, "--target", "cuda", "--cuda-archs", "sm_80", "-o", hlib)
-    qoptc(had, "--target", "cuda", "--cuda-emulate", "-o", hemu)
-    qoptc(had, "-o", hcpu)
-    hx = np.random.default_rng(4).standard_normal((2, 28672)).astype(np.float32)
-    np.save(hx_path, hx)
+    (hlib, hemu, hcpu), hx, hx_path = rotation(28672, 4)
     rc, out = run_fake(hlib, "--input", f"x={hx_path}", inputs=None)
     check("fake driver: a Hadamard rotation of 28672 is the butterflies' launch (28 blocks) and "
           "the columns' (64 blocks)",

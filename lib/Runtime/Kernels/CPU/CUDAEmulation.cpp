@@ -388,16 +388,24 @@ namespace {
 /// Every block of a W8A8 launch (W8A8Tile.h): the token quantization's
 /// warps (their maximum is order-free), or the GEMM's threads phase by
 /// phase between the barriers.
+/// Calls block(product, m0, n0) for each block of a W8A8 GEMM launch.
+template <int MI, typename Block>
+void forEachW8A8Block(const W8A8Launch &l, Block &&block) {
+  for (unsigned z = 0; z < l.gridZ; ++z) {
+    W8A8Product product = w8a8Product(l.p, z);
+    for (unsigned y = 0; y < l.gridY; ++y)
+      for (unsigned x = 0; x < l.gridX; ++x)
+        block(product, w8a8Row0(l.p, y, kTileRows<MI>), int64_t(x) * kTileN);
+  }
+}
+
 template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
   const W8A8Params &p = l.p;
   static thread_local W8A8Shared<MI> s;
   static thread_local int32_t acc[kGemmThreads][MI][kMicro];
   static thread_local float sum[kGemmThreads][MI][kMicro];
-  for (unsigned z = 0; z < l.gridZ; ++z) {
-    W8A8Product product = w8a8Product(p, z);
-    for (unsigned y = 0; y < l.gridY; ++y)
-      for (unsigned x = 0; x < l.gridX; ++x) {
-        int64_t m0 = w8a8Row0(p, y, kTileRows<MI>), n0 = int64_t(x) * kTileN;
+  forEachW8A8Block<MI>(
+      l, [&](const W8A8Product &product, int64_t m0, int64_t n0) {
         std::memset(acc, 0, sizeof(acc));
         std::memset(sum, 0, sizeof(sum));
         GroupCursor group(p);
@@ -414,8 +422,7 @@ template <int F, int MI> void runW8A8Blocks(const W8A8Launch &l) {
         }
         for (int t = 0; t < kGemmThreads; ++t)
           storeW8A8(p, product.steps, product.c, m0, n0, t, sum[t]);
-      }
-  }
+      });
 }
 
 /// The same for the FP8 entries (E4M3 tokens, an FP8 weight F): the
@@ -424,11 +431,8 @@ template <int F, int MI> void runW8A8FP8Blocks(const W8A8Launch &l) {
   const W8A8Params &p = l.p;
   static thread_local GemmSharedF16<MI> s;
   static thread_local float acc[kGemmThreads][MI][kMicro];
-  for (unsigned z = 0; z < l.gridZ; ++z) {
-    W8A8Product product = w8a8Product(p, z);
-    for (unsigned y = 0; y < l.gridY; ++y)
-      for (unsigned x = 0; x < l.gridX; ++x) {
-        int64_t m0 = w8a8Row0(p, y, kTileRows<MI>), n0 = int64_t(x) * kTileN;
+  forEachW8A8Block<MI>(
+      l, [&](const W8A8Product &product, int64_t m0, int64_t n0) {
         std::memset(acc, 0, sizeof(acc));
         for (int64_t k0 = 0; k0 < p.k; k0 += kW8TileK) {
           for (int t = 0; t < kGemmThreads; ++t) {
@@ -439,8 +443,7 @@ template <int F, int MI> void runW8A8FP8Blocks(const W8A8Launch &l) {
         }
         for (int t = 0; t < kGemmThreads; ++t)
           storeFP8(p, product.steps, product.c, m0, n0, t, acc[t]);
-      }
-  }
+      });
 }
 
 void runW8A8(const W8A8Launch &l) {

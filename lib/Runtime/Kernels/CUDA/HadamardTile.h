@@ -43,7 +43,7 @@ struct HadamardParams {
   /// transform's butterflies: its runs of `power` within a block).
   int32_t signRuns;
 };
-// bench/gpu/hadamard.py packs it ("<3Q5q4qf4x").
+// bench/gpu/hadamard.py packs it ("<3Q5q4qfi").
 static_assert(sizeof(HadamardParams) == 104, "HadamardParams' layout");
 
 /// The elements block `block` holds: runs runsPerBlock · block …, each n

@@ -81,26 +81,20 @@ template <int F, int MI> __device__ void w8a8FP8(const W8A8Params &p) {
 
 } // namespace
 
-#define QOPT_W8A8_FP8_ENTRY(name, format, rows)                                \
+// (kernel: w8a8 for integer codes, w8a8FP8 for FP8 ones.)
+#define QOPT_W8A8_ENTRY(name, kernel, format, rows)                            \
   extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
       name(const __grid_constant__ W8A8Params p) {                             \
-    w8a8FP8<format, rows>(p);                                                  \
+    kernel<format, rows>(p);                                                   \
   }
 
-QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e4m3, kFP8E4M3, 4)
-QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e5m2, kFP8E5M2, 4)
-QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e4m3_m16, kFP8E4M3, 1)
-QOPT_W8A8_FP8_ENTRY(qopt_cuda_gemm_w8a8_fp8e5m2_m16, kFP8E5M2, 1)
-
-#define QOPT_W8A8_ENTRY(name, format, rows)                                    \
-  extern "C" __global__ void __launch_bounds__(kGemmThreads, 2)                \
-      name(const __grid_constant__ W8A8Params p) {                             \
-    w8a8<format, rows>(p);                                                     \
-  }
-
-QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int4, kInt4, 4)
-QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_uint4, kUInt4, 4)
-QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int8, kInt8, 4)
-QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int4_m16, kInt4, 1)
-QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_uint4_m16, kUInt4, 1)
-QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int8_m16, kInt8, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_fp8e4m3, w8a8FP8, kFP8E4M3, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_fp8e5m2, w8a8FP8, kFP8E5M2, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_fp8e4m3_m16, w8a8FP8, kFP8E4M3, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_fp8e5m2_m16, w8a8FP8, kFP8E5M2, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int4, w8a8, kInt4, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_uint4, w8a8, kUInt4, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int8, w8a8, kInt8, 4)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int4_m16, w8a8, kInt4, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_uint4_m16, w8a8, kUInt4, 1)
+QOPT_W8A8_ENTRY(qopt_cuda_gemm_w8a8_int8_m16, w8a8, kInt8, 1)

@@ -273,12 +273,12 @@ QOPT_HD uint32_t loadWord(const void *p) {
 #endif
 }
 
-/// Loads thread t's words of the A tile (the product's codes `a` from row
-/// m0, K step k0): 2 words a thread (MI = 4), one for the first 128
-/// threads (MI = 1).
-template <int MI>
-QOPT_HD void loadCodesA(const W8A8Params &p, const int8_t *a, int64_t m0,
-                        int64_t k0, int t, W8A8Shared<MI> &s) {
+/// Calls store(r, w, word) for thread t's words of the A tile (the
+/// product's codes `a` from row m0, K step k0; zero past M): 2 words a
+/// thread (MI = 4), one for the first 128 threads (MI = 1).
+template <int MI, typename Store>
+QOPT_HD void forEachWordOfA(const W8A8Params &p, const int8_t *a, int64_t m0,
+                            int64_t k0, int t, Store &&store) {
   constexpr int kWords = kTileRows<MI> * kW8Words;
   QOPT_UNROLL()
   for (int i = 0; i < (kWords + kGemmThreads - 1) / kGemmThreads; ++i) {
@@ -287,8 +287,17 @@ QOPT_HD void loadCodesA(const W8A8Params &p, const int8_t *a, int64_t m0,
       return;
     int r = e / kW8Words, w = e % kW8Words;
     int64_t gr = m0 + r;
-    s.a[r][w] = gr < p.m ? int32_t(loadWord(a + gr * p.sam + k0 + 4 * w)) : 0;
+    store(r, w, gr < p.m ? loadWord(a + gr * p.sam + k0 + 4 * w) : 0u);
   }
+}
+
+/// Loads thread t's words of the A tile as int8 words.
+template <int MI>
+QOPT_HD void loadCodesA(const W8A8Params &p, const int8_t *a, int64_t m0,
+                        int64_t k0, int t, W8A8Shared<MI> &s) {
+  forEachWordOfA<MI>(p, a, m0, k0, t, [&](int r, int w, uint32_t word) {
+    s.a[r][w] = int32_t(word);
+  });
 }
 
 /// Loads thread t's 2 words of the B tile: codes k0 + 4w … of row n0 + c
@@ -452,23 +461,13 @@ QOPT_HD void storeFP8Word(uint16_t (*tile)[kTileK + 8], int r, int kk,
     tile[r][kk + q] = uint16_t(f16OfFP8<F>((word >> (8 * q)) & 255u));
 }
 
-/// Loads thread t's words of the A tile (the product's E4M3 codes `a`,
-/// from row m0, K step k0) as f16: 2 words a thread (MI = 4), one for the
-/// first 128 threads (MI = 1).
+/// Loads thread t's words of the A tile (the product's E4M3 codes) as f16.
 template <int MI>
 QOPT_HD void loadFP8A(const W8A8Params &p, const int8_t *a, int64_t m0,
                       int64_t k0, int t, GemmSharedF16<MI> &s) {
-  constexpr int kWords = kTileRows<MI> * kW8Words;
-  QOPT_UNROLL()
-  for (int i = 0; i < (kWords + kGemmThreads - 1) / kGemmThreads; ++i) {
-    int e = t + kGemmThreads * i;
-    if (e >= kWords)
-      return;
-    int r = e / kW8Words, w = e % kW8Words;
-    int64_t gr = m0 + r;
-    storeFP8Word<kFP8E4M3>(
-        s.a, r, 4 * w, gr < p.m ? loadWord(a + gr * p.sam + k0 + 4 * w) : 0u);
-  }
+  forEachWordOfA<MI>(p, a, m0, k0, t, [&](int r, int w, uint32_t word) {
+    storeFP8Word<kFP8E4M3>(s.a, r, 4 * w, word);
+  });
 }
 
 /// Loads thread t's 2 words of the B tile: W's codes k0 + 4w … of row
