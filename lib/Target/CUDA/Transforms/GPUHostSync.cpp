@@ -27,21 +27,57 @@ static bool callsLibrary(Operation *op) {
                   call.getCallee().starts_with("qopt_cuda_adamw"));
 }
 
-/// Whether `memref` is host memory no kernel uses: a stack buffer, or a
-/// constant (kernels read their own copies of globals).
-static bool hostOnly(Value memref) {
+/// bufferization-lower-deallocations' helper: it reads and writes only the
+/// arrays it is given (base addresses as integers, ownership flags), never
+/// the buffers whose addresses they hold.
+static constexpr StringLiteral kDeallocHelper = "dealloc_helper";
+static bool callsDeallocHelper(Operation *op) {
+  auto call = dyn_cast<func::CallOp>(op);
+  return call && call.getCallee() == kDeallocHelper;
+}
+
+/// Whether `memref` is host memory no kernel uses: a stack buffer (or a
+/// cast of one), a constant (kernels read their own copies of globals), or
+/// one of `hostArgs` (a helper's arguments that every caller passes such
+/// memory).
+static bool hostOnly(Value memref, const DenseSet<Value> &hostArgs) {
+  if (hostArgs.contains(memref))
+    return true;
   Operation *def = memref.getDefiningOp();
+  if (auto castOp = dyn_cast_or_null<memref::CastOp>(def))
+    return hostOnly(castOp.getSource(), hostArgs);
   return def && isa<memref::AllocaOp, memref::GetGlobalOp>(def);
 }
 
+/// Whether every memref operand of `call` is host-only.
+static bool passesHostMemory(func::CallOp call,
+                             const DenseSet<Value> &hostArgs) {
+  return llvm::all_of(call.getOperands(), [&](Value v) {
+    return !isa<MemRefType>(v.getType()) || hostOnly(v, hostArgs);
+  });
+}
+
 /// Whether `op` reads or writes memory a kernel may use, on the host.
-static bool touchesMemory(Operation *op) {
+static bool touchesMemory(Operation *op, const DenseSet<Value> &hostArgs) {
   if (auto load = dyn_cast<memref::LoadOp>(op))
-    return !hostOnly(load.getMemRef());
+    return !hostOnly(load.getMemRef(), hostArgs);
   if (auto store = dyn_cast<memref::StoreOp>(op))
-    return !hostOnly(store.getMemRef());
+    return !hostOnly(store.getMemRef(), hostArgs);
   if (auto reshape = dyn_cast<memref::ReshapeOp>(op))
-    return !hostOnly(reshape.getShape());
+    return !hostOnly(reshape.getShape(), hostArgs);
+  if (callsDeallocHelper(op) &&
+      passesHostMemory(cast<func::CallOp>(op), hostArgs))
+    return false;
+  // (The host-only deallocation helper returns nothing and launches
+  // nothing: its caller keeps its own account of queued work.)
+  if (auto ret = dyn_cast<func::ReturnOp>(op)) {
+    auto func = ret->getParentOfType<func::FuncOp>();
+    if (func && func.getName() == kDeallocHelper &&
+        func.getNumArguments() > 0 &&
+        llvm::all_of(func.getArguments(),
+                     [&](Value arg) { return hostArgs.contains(arg); }))
+      return false;
+  }
   // A function returns its results to a caller that reads them (the
   // runtime: inside the guarded run, so that a kernel's failure still frees
   // the run's buffers).
@@ -67,9 +103,10 @@ static bool launches(Operation *op) {
 
 /// Inserts the waits in `block` (and the regions inside it); `dirty`: a
 /// launch may be queued at its start.
-static void insertWaits(Block &block, bool dirty, func::FuncOp callee) {
+static void insertWaits(Block &block, bool dirty, func::FuncOp callee,
+                        const DenseSet<Value> &hostArgs) {
   for (Operation &op : llvm::make_early_inc_range(block)) {
-    if (touchesMemory(&op) && dirty) {
+    if (touchesMemory(&op, hostArgs) && dirty) {
       OpBuilder b(&op);
       func::CallOp::create(b, op.getLoc(), callee, ValueRange());
       dirty = false;
@@ -77,7 +114,7 @@ static void insertWaits(Block &block, bool dirty, func::FuncOp callee) {
     // Regions run later or repeatedly: assume work is queued on entry.
     for (Region &region : op.getRegions())
       for (Block &inner : region)
-        insertWaits(inner, /*dirty=*/true, callee);
+        insertWaits(inner, /*dirty=*/true, callee, hostArgs);
     if (launches(&op))
       dirty = true;
   }
@@ -94,11 +131,16 @@ static void promoteHostBuffers(func::FuncOp func) {
         alloc->getParentOfType<gpu::LaunchOp>())
       return;
     for (Operation *user : alloc->getUsers()) {
-      bool host = isa<memref::DeallocOp>(user) ||
-                  (isa<memref::LoadOp, memref::StoreOp>(user) &&
-                   !isa<gpu::GPUModuleOp>(user->getParentOp())) ||
-                  (isa<memref::ReshapeOp>(user) &&
-                   cast<memref::ReshapeOp>(user).getShape() == alloc);
+      // (The deallocation's address and flag arrays reach its helper
+      // through a cast to a dynamic size.)
+      auto toHelper = dyn_cast<memref::CastOp>(user);
+      bool host =
+          isa<memref::DeallocOp>(user) ||
+          (isa<memref::LoadOp, memref::StoreOp>(user) &&
+           !isa<gpu::GPUModuleOp>(user->getParentOp())) ||
+          (isa<memref::ReshapeOp>(user) &&
+           cast<memref::ReshapeOp>(user).getShape() == alloc) ||
+          (toHelper && llvm::all_of(toHelper->getUsers(), callsDeallocHelper));
       // A stored value is data, not the buffer's address.
       if (auto store = dyn_cast<memref::StoreOp>(user))
         host &= store.getValueToStore() != alloc.getResult();
@@ -137,6 +179,21 @@ struct QOptGPUHostSyncPass
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal())
         promoteHostBuffers(func);
+    // The deallocation helper's arguments are host memory where every call
+    // passes it so (its arrays on the stack): it then needs no waits.
+    DenseSet<Value> hostArgs;
+    if (auto helper = module.lookupSymbol<func::FuncOp>(kDeallocHelper);
+        helper && !helper.isExternal() && !helper.isPublic()) {
+      std::optional<SymbolTable::UseRange> uses =
+          SymbolTable::getSymbolUses(helper, module);
+      bool host = uses && llvm::all_of(*uses, [&](SymbolTable::SymbolUse use) {
+                    auto call = dyn_cast<func::CallOp>(use.getUser());
+                    return call && passesHostMemory(call, {});
+                  });
+      if (host)
+        for (BlockArgument arg : helper.getArguments())
+          hostArgs.insert(arg);
+    }
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal())
         // The runtime calls a public function with an idle stream; other
@@ -144,7 +201,7 @@ struct QOptGPUHostSyncPass
         for (Block &block : func.getBody())
           insertWaits(block,
                       /*dirty=*/!func.isPublic() || !block.isEntryBlock(),
-                      callee);
+                      callee, hostArgs);
   }
 };
 } // namespace

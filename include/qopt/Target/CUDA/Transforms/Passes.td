@@ -101,6 +101,11 @@ def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
     and stops the run with a kernel's failure. A `func.return` counts as a
     host access (the caller reads the results). Launches then run back to
     back instead of with a round trip through the host between each two.
+    Small host-only buffers move to the stack first and need no wait; so do
+    the arrays of base addresses and ownership flags that
+    bufferization-lower-deallocations passes its `dealloc_helper`, whose
+    call and body then need none either (it never reads the buffers those
+    addresses name).
   }];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
