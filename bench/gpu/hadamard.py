@@ -67,6 +67,19 @@ def launch_quant(drv, x, y, signs, n, codes, steps, bits, stream):
     launch_1d(drv, "qopt_cuda_hadamard_quant_f32", rows, THREADS, params, stream)
 
 
+def column_bits(order, negative):
+    """HadamardMixedParams' words per column and its 2016 words of bits for a ±1
+    matrix M of `order`: bit a % 32 of word r · words + a // 32 set where M[a][r]
+    is −1 (negative(a, r))."""
+    words = (order + 31) // 32
+    columns = [0] * 2016
+    for a in range(order):
+        for r in range(order):
+            if negative(a, r):
+                columns[r * words + a // 32] |= 1 << (a % 32)
+    return words, columns
+
+
 def mixed_params(x, y, signs, base_matrix, n, codes=None, steps=None, bits=0):
     """Hadamard.cu's qopt_cuda_hadamard_mixed_f32 launch (HadamardMixedParams, 8216
     bytes): n = base · power with H_base = base_matrix (±1, base <= 252); with codes, a
@@ -74,12 +87,7 @@ def mixed_params(x, y, signs, base_matrix, n, codes=None, steps=None, bits=0):
     parameters' bytes, the blocks and the dynamic shared memory in bytes."""
     rows, cols = x.shape
     base = base_matrix.shape[0]
-    words = (base + 31) // 32
-    columns = [0] * 2016
-    for a in range(base):
-        for r in range(base):
-            if base_matrix[a, r] < 0:
-                columns[r * words + a // 32] |= 1 << (a % 32)
+    words, columns = column_bits(base, lambda a, r: base_matrix[a, r] < 0)
     quant = codes is not None
     runs_per_block = cols // n if quant else (1 if n >= 2048 else 2048 // n)
     blocks = rows if quant else (rows * (cols // n) + runs_per_block - 1) // runs_per_block
@@ -112,13 +120,10 @@ def split_params(x, y, signs, base_matrix, n):
     p2 = min(power, 8192)
     inner = power // p2
     p1 = base * inner
-    words = (p1 + 31) // 32
-    columns = [0] * 2016
-    for a in range(p1):
-        for r in range(p1):
-            sign = base_matrix[a // inner, r // inner] * (-1) ** bin(a % inner & r % inner).count("1")
-            if sign < 0:
-                columns[r * words + a // 32] |= 1 << (a % 32)
+    # (M[a][r] = H_base[a // inner][r // inner] · Sylvester's (−1)^popcount.)
+    words, columns = column_bits(
+        p1, lambda a, r: (base_matrix[a // inner, r // inner] < 0)
+        != (bin(a % inner & r % inner).count("1") % 2 == 1))
     runs_per_block = 1 if p2 >= 2048 else 2048 // p2
     runs = rows * (cols // p2)
     first = pack("HadamardParams", x.data_ptr(), y.data_ptr(),
@@ -204,27 +209,40 @@ def main():
         return torch.kron(base_matrix.to("cuda", dtype), sylvester(torch, power, dtype))
 
     cpu_gen = torch.Generator().manual_seed(5)
-    for n, base, rows, runs, signed in ((12, 12, 3, 5, True), (96, 12, 700, 3, True),
-                                        (176, 44, 5, 4, False), (504, 252, 3, 2, True),
-                                        (11008, 172, 5, 1, True), (14336, 28, 3, 1, False),
-                                        (18944, 148, 2, 1, True), (16384, 1, 3, 1, True)):
+
+    def case(n, base, rows, cols, signed):
+        """A random ±1 base of order `base` ([1] for 1: the kernels apply
+        whatever they are given), x [rows, cols], a NaN-filled y and random
+        signs [n] (or None)."""
         hb = torch.randint(0, 2, (base, base), generator=cpu_gen) * 2 - 1 if base > 1 \
-            else torch.ones((1, 1), dtype=torch.int64)  # (H_1 is [1])
-        cols = n * runs
+            else torch.ones((1, 1), dtype=torch.int64)
         x = torch.randn(rows, cols, device="cuda", generator=gen)
         y = torch.full((rows, cols), float("nan"), device="cuda")
         signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
             if signed else None
+        return hb, x, y, signs
+
+    def record(name, y, want):
+        """y against want (float64) within 1e-5 of the largest; recorded and
+        printed. Returns whether it passed."""
+        err = ((y.double() - want).abs().max() / want.abs().max()).item()
+        ok = not math.isnan(err) and err <= 1e-5
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+        return ok
+
+    for n, base, rows, runs, signed in ((12, 12, 3, 5, True), (96, 12, 700, 3, True),
+                                        (176, 44, 5, 4, False), (504, 252, 3, 2, True),
+                                        (11008, 172, 5, 1, True), (14336, 28, 3, 1, False),
+                                        (18944, 148, 2, 1, True), (16384, 1, 3, 1, True)):
+        cols = n * runs
+        hb, x, y, signs = case(n, base, rows, cols, signed)
         launch_mixed(drv, stream(), mixed_params(x, y, signs, hb, n))
         torch.cuda.synchronize()
         xs = x.double().reshape(rows, runs, n) * (signs.double() if signed else 1.0)
         want = (xs @ kron(hb, n, torch.float64).T).reshape(rows, cols) / math.sqrt(n)
-        err = ((y.double() - want).abs().max() / want.abs().max()).item()
-        ok = not math.isnan(err) and err <= 1e-5
-        failures += not ok
         name = f"mixed n={n} base={base} rows={rows} cols={cols} signs={signed}"
-        results["tests"].append({"case": name, "error": err, "ok": ok})
-        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+        failures += not record(name, y, want)
         if cols > 23040:
             continue
         fy, codes, fcodes, steps, fsteps = fused_outputs(torch, y)
@@ -239,22 +257,12 @@ def main():
     # Blocks past 23040 (two launches): Llama-3-70B's 28672 = 28 · 1024, and 32768 =
     # H_4 ⊗ H_8192.
     for n, base, rows, signed in ((28672, 28, 3, True), (32768, 1, 2, False)):
-        hb = torch.randint(0, 2, (base, base), generator=cpu_gen) * 2 - 1 if base > 1 \
-            else torch.ones((1, 1), dtype=torch.int64)
-        x = torch.randn(rows, n, device="cuda", generator=gen)
-        y = torch.full((rows, n), float("nan"), device="cuda")
-        signs = (torch.randint(0, 2, (n,), device="cuda", generator=gen) * 2 - 1).float() \
-            if signed else None
+        hb, x, y, signs = case(n, base, rows, n, signed)
         launch_split(drv, stream(), split_params(x, y, signs, hb, n))
         torch.cuda.synchronize()
         xs = x.double() * (signs.double() if signed else 1.0)
         want = (xs @ kron(hb, n, torch.float64).T) / math.sqrt(n)
-        err = ((y.double() - want).abs().max() / want.abs().max()).item()
-        ok = not math.isnan(err) and err <= 1e-5
-        failures += not ok
-        name = f"split n={n} base={base} rows={rows} signs={signed}"
-        results["tests"].append({"case": name, "error": err, "ok": ok})
-        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest)")
+        failures += not record(f"split n={n} base={base} rows={rows} signs={signed}", y, want)
 
     timed = timer(torch, args.reps)
     for n, cols in ((128, 4096), (4096, 4096), (8192, 8192)):

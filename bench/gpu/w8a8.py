@@ -136,50 +136,49 @@ def main():
         return 1
     failures = 0
     scratch = torch.empty(1 << 26, dtype=torch.uint8, device="cuda")
+
+    def tokens(m, k):
+        """Activations x [m, k], with a NaN in row 1 where m > 2."""
+        x = torch.randn(m, k, device="cuda", generator=gen) * 2.0
+        if m > 2:
+            x[1, 5] = float("nan")
+        return x
+
+    def record(name, y, want):
+        """y against want (float64): within 1e-5 of the largest, NaN where
+        want is; recorded and printed. Returns whether it passed."""
+        finite = torch.isfinite(want)
+        nan_ok = bool(torch.isnan(y[~finite]).all())
+        err = ((y.double() - want)[finite].abs().max() / want[finite].abs().max()).item()
+        ok = nan_ok and not math.isnan(err) and err <= 1e-5
+        results["tests"].append({"case": name, "error": err, "ok": ok})
+        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest"
+              f"{'' if nan_ok else '; a NaN row not NaN'})")
+        return ok
     for fmt, zp, group, bits, m, n, k in (("int8", False, 128, 8, 1, 96, 128),
                                            ("int8", False, 64, 8, 70, 130, 64),
                                            ("int4", True, 32, 8, 16, 64, 128),
                                            ("uint4", True, 32, 4, 70, 96, 96),
                                            ("uint4", False, 32, 8, 3, 160, 64)):
         codes, scales, zps = make_weight(torch, fmt, n, k, group, zp, gen)
-        x = torch.randn(m, k, device="cuda", generator=gen) * 2.0
-        if m > 2:
-            x[1, 5] = float("nan")
+        x = tokens(m, k)
         y = torch.full((m, n), float("nan"), device="cuda")
         w8a8(drv, torch, fmt, x, codes, scales, zps, group, bits, y, scratch, stream())
         torch.cuda.synchronize()
-        want = reference(torch, fmt, x, codes, scales, zps, group, bits)
-        finite = torch.isfinite(want)
-        nan_ok = bool(torch.isnan(y[~finite]).all())
-        err = ((y.double() - want)[finite].abs().max() / want[finite].abs().max()).item()
-        ok = nan_ok and not math.isnan(err) and err <= 1e-5
-        failures += not ok
-        name = f"{fmt} zp={zp} group={group} bits={bits} m={m} n={n} k={k}"
-        results["tests"].append({"case": name, "error": err, "ok": ok})
-        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest"
-              f"{'' if nan_ok else '; a NaN row not NaN'})")
+        failures += not record(f"{fmt} zp={zp} group={group} bits={bits} m={m} n={n} k={k}",
+                               y, reference(torch, fmt, x, codes, scales, zps, group, bits))
 
     for fmt, per_tensor, m, n, k in (("fp8e4m3", False, 1, 96, 128),
                                      ("fp8e4m3", True, 70, 130, 64),
                                      ("fp8e5m2", False, 16, 64, 256),
                                      ("fp8e5m2", True, 33, 160, 96)):
         codes, scales = make_fp8_weight(torch, fmt, n, k, per_tensor, gen)
-        x = torch.randn(m, k, device="cuda", generator=gen) * 2.0
-        if m > 2:
-            x[1, 5] = float("nan")
+        x = tokens(m, k)
         y = torch.full((m, n), float("nan"), device="cuda")
         w8a8(drv, torch, fmt, x, codes, scales, None, k, TOKEN_FP8, y, scratch, stream())
         torch.cuda.synchronize()
-        want = reference_fp8(torch, fmt, x, codes, scales)
-        finite = torch.isfinite(want)
-        nan_ok = bool(torch.isnan(y[~finite]).all())
-        err = ((y.double() - want)[finite].abs().max() / want[finite].abs().max()).item()
-        ok = nan_ok and not math.isnan(err) and err <= 1e-5
-        failures += not ok
-        name = f"{fmt} tokens=e4m3 per_tensor={per_tensor} m={m} n={n} k={k}"
-        results["tests"].append({"case": name, "error": err, "ok": ok})
-        print(f"test {name}: {'ok' if ok else 'MISMATCH'} ({err:.1e} of the largest"
-              f"{'' if nan_ok else '; a NaN row not NaN'})")
+        failures += not record(f"{fmt} tokens=e4m3 per_tensor={per_tensor} m={m} n={n} k={k}",
+                               y, reference_fp8(torch, fmt, x, codes, scales))
 
     timed = timer(torch, args.reps)
     for n, k in ((4096, 4096), (14336, 4096)):

@@ -38,6 +38,34 @@ extern "C" void qopt_kernel_qlinear(int64_t, int64_t, int64_t, int64_t, int64_t,
 
 namespace {
 
+/// A row's step by the definition: max|x| / largest, 1 where that is 0;
+/// `finite`: whether the row has no NaN or infinity (its outputs are NaN).
+float referenceStep(const float *xr, int64_t k, float largest, bool &finite) {
+  float amax = 0.0f;
+  finite = true;
+  for (int64_t kk = 0; kk < k; ++kk) {
+    finite &= std::isfinite(xr[kk]);
+    amax = std::fmax(amax, std::fabs(xr[kk]));
+  }
+  float step = amax / largest;
+  return step == 0.0f ? 1.0f : step;
+}
+
+/// Whether got and want hold the same floats (NaN where the other has
+/// NaN).
+bool sameFloat(float got, float want) {
+  return std::isnan(got) ? std::isnan(want) : got == want;
+}
+
+/// The elements [from, to) of y, rows between batches, are untouched.
+void expectGapUntouched(const std::vector<float> &y,
+                        const std::vector<float> &before, int64_t from,
+                        int64_t to) {
+  for (int64_t e = from; e < to; ++e)
+    ASSERT_TRUE(sameFloat(y[size_t(e)], before[size_t(e)]))
+        << "gap element " << e;
+}
+
 struct Case {
   int format; // 0 int4, 1 uint4, 2 int8
   bool zp;
@@ -104,14 +132,8 @@ TEST_P(W8A8, EqualsTheDefinition) {
   for (int64_t b = 0; b < c.batch; ++b)
     for (int64_t i = 0; i < c.m; ++i) {
       const float *xr = x.data() + b * xBatch + i * c.k;
-      float amax = 0.0f;
-      bool finite = true;
-      for (int64_t kk = 0; kk < c.k; ++kk) {
-        finite &= std::isfinite(xr[kk]);
-        amax = std::fmax(amax, std::fabs(xr[kk]));
-      }
-      float step = amax / float(qmax);
-      step = step == 0.0f ? 1.0f : step;
+      bool finite;
+      float step = referenceStep(xr, c.k, float(qmax), finite);
       std::vector<int> q(size_t(c.k));
       for (int64_t kk = 0; kk < c.k; ++kk)
         q[size_t(kk)] = int(std::fmin(
@@ -153,11 +175,8 @@ TEST_P(W8A8, EqualsTheDefinition) {
       }
       // Rows between the batches are not touched.
       if (!c.foldable && b + 1 < c.batch && i + 1 == c.m) {
-        for (int64_t e = b * yBatch + c.m * c.n; e < (b + 1) * yBatch; ++e) {
-          float got = y[size_t(e)], was = before[size_t(e)];
-          ASSERT_TRUE(std::isnan(got) ? std::isnan(was) : got == was)
-              << "gap element " << e;
-        }
+        ASSERT_NO_FATAL_FAILURE(expectGapUntouched(
+            y, before, b * yBatch + c.m * c.n, (b + 1) * yBatch));
       }
     }
 
@@ -179,8 +198,7 @@ TEST_P(W8A8, EqualsTheDefinition) {
       c.zp ? addressOf(zps.data()) : 0, 0, groups, addressOf(fromCodes.data()),
       0, 0, yBatch, c.n, 1, addressOf(steps.data()), 0, 0, 0, 0, 0, 0, 0);
   for (size_t e = 0; e < y.size(); ++e)
-    ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fromCodes[e])
-                                 : y[e] == fromCodes[e])
+    ASSERT_TRUE(sameFloat(fromCodes[e], y[e]))
         << "given codes, element " << e << ": " << fromCodes[e] << " vs "
         << y[e];
 
@@ -440,14 +458,8 @@ TEST_P(W8A8FP8, EqualsTheDefinition) {
   for (int64_t b = 0; b < c.batch; ++b)
     for (int64_t i = 0; i < c.m; ++i) {
       const float *xr = x.data() + b * xBatch + i * c.k;
-      float amax = 0.0f;
-      bool finite = true;
-      for (int64_t kk = 0; kk < c.k; ++kk) {
-        finite &= std::isfinite(xr[kk]);
-        amax = std::fmax(amax, std::fabs(xr[kk]));
-      }
-      float step = amax / 448.0f;
-      step = step == 0.0f ? 1.0f : step;
+      bool finite;
+      float step = referenceStep(xr, c.k, 448.0f, finite);
       for (int64_t col = 0; col < c.n; ++col) {
         size_t e = size_t(b * yBatch + i * c.n + col);
         if (!finite) {
@@ -470,12 +482,10 @@ TEST_P(W8A8FP8, EqualsTheDefinition) {
                         1e-30)
             << "y[" << b << ", " << i << ", " << col << "]";
       }
-      if (!c.foldable && b + 1 < c.batch && i + 1 == c.m)
-        for (int64_t e = b * yBatch + c.m * c.n; e < (b + 1) * yBatch; ++e) {
-          float got = y[size_t(e)], was = before[size_t(e)];
-          ASSERT_TRUE(std::isnan(got) ? std::isnan(was) : got == was)
-              << "gap element " << e;
-        }
+      if (!c.foldable && b + 1 < c.batch && i + 1 == c.m) {
+        ASSERT_NO_FATAL_FAILURE(expectGapUntouched(
+            y, before, b * yBatch + c.m * c.n, (b + 1) * yBatch));
+      }
     }
 
   int64_t xRows = c.batch * xBatch / c.k;
@@ -492,9 +502,7 @@ TEST_P(W8A8FP8, EqualsTheDefinition) {
                              addressOf(fromCodes.data()), 0, 0, yBatch, c.n, 1,
                              addressOf(steps.data()), 0, 0, 0, 0, 0, 0, 0);
   for (size_t e = 0; e < y.size(); ++e)
-    ASSERT_TRUE(std::isnan(y[e]) ? std::isnan(fromCodes[e])
-                                 : y[e] == fromCodes[e])
-        << "given codes, element " << e;
+    ASSERT_TRUE(sameFloat(fromCodes[e], y[e])) << "given codes, element " << e;
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -442,7 +442,7 @@ template <int F, int MI> void runW8A8FP8Blocks(const W8A8Launch &l) {
           multiplyBlock(s, acc);
         }
         for (int t = 0; t < kGemmThreads; ++t)
-          storeFP8(p, product.steps, product.c, m0, n0, t, acc[t]);
+          storeW8A8<true>(p, product.steps, product.c, m0, n0, t, acc[t]);
       });
 }
 
@@ -850,31 +850,26 @@ extern "C" void qopt_cuda_hadamard_emulated(QOPT_HADAMARD_PARAMS) {
     refuse("the CUDA Hadamard transform", error);
     return;
   }
-  if (kind == kHadamardSplit) {
-    // The butterflies' launch (the power-of-two kernel), then the columns'
-    // blocks: each loads its tile, then its threads sum and store.
-    auto butterflies = std::make_unique<HadamardMixedParams>(*m);
-    butterflies->q.h = hadamardButterflies(*m, blocks);
-    std::vector<float> buf(size_t(hadamardElements(butterflies->q.h)));
-    for (int64_t block = 0; block < blocks; ++block) {
-      emulateHadamardBlock(*butterflies, kHadamardPow2, block, buf.data());
-      for (int t = 0; t < kHadamardThreads; ++t)
-        hadamardStore(butterflies->q.h, block, buf.data(), t);
-    }
-    std::vector<float> tile(size_t(m->base * kHadamardColumnTile));
-    for (int64_t block = 0; block < hadamardColumnBlocks(*m); ++block) {
-      for (int t = 0; t < kHadamardThreads; ++t)
-        hadamardColumnsLoad(*m, block, tile.data(), t);
-      for (int t = 0; t < kHadamardThreads; ++t)
-        hadamardColumnsStore(*m, block, tile.data(), m->columns, t);
-    }
-    return;
-  }
-  std::vector<float> buf(size_t(hadamardElements(m->q.h)));
+  // (The split plan's first launch: the power-of-two kernel's butterflies.)
+  bool split = kind == kHadamardSplit;
+  auto first = std::make_unique<HadamardMixedParams>(*m);
+  if (split)
+    first->q.h = hadamardButterflies(*m, blocks);
+  std::vector<float> buf(size_t(hadamardElements(first->q.h)));
   for (int64_t block = 0; block < blocks; ++block) {
-    emulateHadamardBlock(*m, kind, block, buf.data());
+    emulateHadamardBlock(*first, split ? kHadamardPow2 : kind, block,
+                         buf.data());
     for (int t = 0; t < kHadamardThreads; ++t)
-      hadamardStore(m->q.h, block, buf.data(), t);
+      hadamardStore(first->q.h, block, buf.data(), t);
+  }
+  // Then the columns' blocks: each loads its tile, then its threads sum and
+  // store.
+  std::vector<float> tile(size_t(m->base * kHadamardColumnTile));
+  for (int64_t block = 0; split && block < hadamardColumnBlocks(*m); ++block) {
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardColumnsLoad(*m, block, tile.data(), t);
+    for (int t = 0; t < kHadamardThreads; ++t)
+      hadamardColumnsStore(*m, block, tile.data(), m->columns, t);
   }
 }
 

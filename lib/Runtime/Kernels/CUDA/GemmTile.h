@@ -53,12 +53,7 @@ template <int MI> struct GemmShared {
 /// bf16 bits of x rounded to nearest, ties to even (a NaN stays a NaN):
 /// what the tensor-core GEMM multiplies.
 QOPT_HD uint32_t bf16Bits(float x) {
-#if defined(__CUDA_ARCH__)
-  uint32_t u = __float_as_uint(x);
-#else
-  uint32_t u;
-  memcpy(&u, &x, 4);
-#endif
+  uint32_t u = bitsOfFloat(x);
   if ((u & 0x7FFFFFFFu) > 0x7F800000u)
     return (u >> 16) | 0x40u;
   return (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
@@ -107,23 +102,12 @@ template <int MI> struct GemmSharedF16 : GemmSharedBF16<MI> {
 /// cvt.rna.tf32.f32), as an f32 whose low 13 bits are zero: what the
 /// `_tf32` entries multiply. Infinities stay; NaNs stay NaNs (quiet).
 QOPT_HD float tf32Round(float x) {
-#if defined(__CUDA_ARCH__)
-  uint32_t u = __float_as_uint(x);
-#else
-  uint32_t u;
-  memcpy(&u, &x, 4);
-#endif
+  uint32_t u = bitsOfFloat(x);
   if ((u & 0x7F800000u) != 0x7F800000u)
     u = (u + 0x1000u) & ~0x1FFFu;
   else if (u & 0x7FFFFFu) // a NaN stays one in the 19 bits the mma reads
     u = (u | 0x400000u) & ~0x1FFFu;
-#if defined(__CUDA_ARCH__)
-  return __uint_as_float(u);
-#else
-  float r;
-  memcpy(&r, &u, 4);
-  return r;
-#endif
+  return floatFromBits(u);
 }
 
 /// The f32 tiles for the tf32 tensor-core entries (`_tf32`): GemmShared's
@@ -421,22 +405,17 @@ QOPT_HD void mmaFragments(const GemmSharedTF32<MI> &s, int w, int lane, int kk,
                           uint32_t (&a)[kMmaM<MI>][4],
                           uint32_t (&b)[kMmaN<MI>][2]) {
   int g = lane / 4, q = lane % 4;
-  auto bits = [](float v) {
-    uint32_t u;
-    memcpy(&u, &v, 4);
-    return u;
-  };
   QOPT_UNROLL()
   for (int mt = 0; mt < kMmaM<MI>; ++mt)
     QOPT_UNROLL()
   for (int i = 0; i < 4; ++i)
-    a[mt][i] = bits(
+    a[mt][i] = bitsOfFloat(
         s.a[kk + q + 4 * (i / 2)][warpRow<MI>(w) + 16 * mt + g + 8 * (i % 2)]);
   QOPT_UNROLL()
   for (int nt = 0; nt < kMmaN<MI>; ++nt)
     QOPT_UNROLL()
   for (int i = 0; i < 2; ++i)
-    b[nt][i] = bits(s.b[kk + q + 4 * i][warpColumn<MI>(w) + 8 * nt + g]);
+    b[nt][i] = bitsOfFloat(s.b[kk + q + 4 * i][warpColumn<MI>(w) + 8 * nt + g]);
 }
 
 /// Thread t's share of its warp's products of one K step: each k step's

@@ -63,6 +63,17 @@ QOPT_HD float floatFromBits(uint32_t bits) {
   return v.f;
 }
 
+/// The bits of a float.
+QOPT_HD uint32_t bitsOfFloat(float x) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(x);
+#else
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return u;
+#endif
+}
+
 /// The value of FP8 code `raw` (exact: every FP8 value is a float).
 template <int F> QOPT_HD float fp8Value(uint32_t raw) {
   uint32_t sign = (raw >> 7) & 1u;

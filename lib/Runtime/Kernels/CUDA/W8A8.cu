@@ -76,7 +76,7 @@ template <int F, int MI> __device__ void w8a8FP8(const W8A8Params &p) {
     multiplyTile(s, t, acc);
     __syncthreads();
   }
-  storeFP8(p, product.steps, product.c, m0, n0, t, acc);
+  storeW8A8<true>(p, product.steps, product.c, m0, n0, t, acc);
 }
 
 } // namespace

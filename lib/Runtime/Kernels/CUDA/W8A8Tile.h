@@ -97,17 +97,6 @@ QOPT_HD float tokenLargest(int bits) {
   return bits == kTokenFP8E4M3 ? 448.0f : float((1 << (bits - 1)) - 1);
 }
 
-/// The bits of a float.
-QOPT_HD uint32_t bitsOfFloat(float x) {
-#if defined(__CUDA_ARCH__)
-  return __float_as_uint(x);
-#else
-  uint32_t u;
-  memcpy(&u, &x, 4);
-  return u;
-#endif
-}
-
 /// v on the E4M3FN grid: clamped to ±448, rounded to the nearest multiple
 /// of its binade's quantum (ties to even; the subnormals' below 2^-6), in
 /// the operations of the CPU lowering's fake-quant (snapToGrid), so both
@@ -410,14 +399,17 @@ QOPT_HD void flushGroup(const W8A8Params &p, int64_t n0, int64_t g, int t,
 }
 
 /// Writes thread t's outputs times their rows' steps (the product's
-/// `steps`) into C's tile.
-template <int MI>
+/// `steps`) into C's tile; with `Scaled` (the FP8 products, whose sums are
+/// of codes alone), times their columns' scales first.
+template <bool Scaled = false, int MI>
 QOPT_HD void storeW8A8(const W8A8Params &p, const float *steps, float *c,
                        int64_t m0, int64_t n0, int t,
                        const float (&sum)[MI][kMicro]) {
   forEachMmaOutput(m0, n0, t, sum, [&](int64_t r, int64_t col, float v) {
     if (r >= p.m || col >= p.n)
       return;
+    if (Scaled)
+      v *= p.scales[col * p.scaleRow];
     float &out = c[r * p.scm + col * p.scn];
     out = (p.overwrite ? 0.0f : out) + v * steps[r * p.ssm];
   });
@@ -431,8 +423,8 @@ QOPT_HD void storeW8A8(const W8A8Params &p, const float *steps, float *c,
 // multiplies the codes themselves: every FP8 value is exactly an f16 value,
 // so the tiles hold the codes as f16 (GemmSharedF16) and mma.sync's f16
 // form multiplies them exactly into f32 accumulators; C (+)= Σ·scale[n]·
-// step[row] at the store. (sm_89's FP8 mma is not on sm_80; this runs on
-// all three.)
+// step[row] at the store (storeW8A8<true>). (sm_89's FP8 mma is not on sm_80;
+// this runs on all three.)
 
 /// The f16 bits of FP8 code `raw` (F: kFP8E4M3 or kFP8E5M2), the same
 /// value: E5M2 is f16's top byte; E4M3's values are all normal f16 values
@@ -484,21 +476,6 @@ QOPT_HD void loadFP8B(const W8A8Params &p, int64_t k0, int64_t n0, int t,
                     gr < p.n ? loadWord(p.codes + gr * p.codeRow + k0 + 4 * w)
                              : 0u);
   }
-}
-
-/// Writes thread t's sums of code products times their columns' scales and
-/// their rows' steps (the product's `steps`) into C's tile.
-template <int MI>
-QOPT_HD void storeFP8(const W8A8Params &p, const float *steps, float *c,
-                      int64_t m0, int64_t n0, int t,
-                      const float (&acc)[MI][kMicro]) {
-  forEachMmaOutput(m0, n0, t, acc, [&](int64_t r, int64_t col, float v) {
-    if (r >= p.m || col >= p.n)
-      return;
-    float &out = c[r * p.scm + col * p.scn];
-    out = (p.overwrite ? 0.0f : out) +
-          v * p.scales[col * p.scaleRow] * steps[r * p.ssm];
-  });
 }
 
 /// Product z's codes, steps and C.
