@@ -28,10 +28,13 @@ from structs import pack  # noqa: E402
 THREADS, CHUNK, TENSORS = 256, 4096, 256  # AdamWTile.h's kAdamWThreads, kAdamWChunk, kAdamWTensors
 
 
-def launches(tensors, scalars, flags):
+def launches(tensors, scalars, flags, torch):
     """The launches' (blocks, parameter bytes) for `tensors`, each (p, g, m, v, p', m',
-    v') of one size, as CUDAHost.cpp's qopt_cuda_adamw plans them. `scalars`: step size,
-    sqrt of the second bias correction, decay, clip, 1 - beta1, beta2, 1 - beta2, eps."""
+    v') of one size, as CUDAHost.cpp's qopt_cuda_adamw plans them, and the device buffer
+    of the step's scalars they read (keep it alive while they run). `scalars`: step
+    size, sqrt of the second bias correction, decay, clip (AdamWStep, in device
+    memory), 1 - beta1, beta2, 1 - beta2, eps."""
+    step = torch.tensor(scalars[:4], dtype=torch.float32, device="cuda")
     out = []
     todo = [t for t in tensors if t[0].numel() > 0]
     for start in range(0, len(todo), TENSORS):
@@ -41,8 +44,9 @@ def launches(tensors, scalars, flags):
             fields += [x.data_ptr() for x in t] + [t[0].numel(), blocks]
             blocks += -(-t[0].numel() // CHUNK)
         fields += [0] * (9 * (TENSORS - len(chunk)))
-        out.append((blocks, pack("AdamWParams", *scalars, flags, len(chunk), *fields)))
-    return out
+        out.append((blocks, pack("AdamWParams", step.data_ptr(), *scalars[4:], flags,
+                                 len(chunk), *fields)))
+    return out, step
 
 
 def main():
@@ -83,7 +87,8 @@ def main():
                     outs = tuple(torch.full_like(x, float("nan")) for x in (p, m, v))
                 tensors.append((p, g, m, v) + outs)
                 got.append(outs)
-            for blocks, params in launches(tensors, scalars, flags):
+            planned, _step = launches(tensors, scalars, flags, torch)
+            for blocks, params in planned:
                 launch_1d(drv, "qopt_cuda_adamw_f32", blocks, THREADS, params, stream())
             torch.cuda.synchronize()
             exact = all(torch.equal(a, b) for w, o in zip(want, got) for a, b in zip(w, o))
@@ -106,8 +111,8 @@ def main():
     ms = [torch.zeros(s, device="cuda") for s in shapes]
     vs = [torch.zeros(s, device="cuda") for s in shapes]
     scalars = [lr / 0.1, math.sqrt(0.001), 1 - lr * wd, 1.0, 0.1, 0.999, 0.001, eps]
-    planned = launches([(p, g, m, v, p, m, v) for p, g, m, v in zip(params, grads, ms, vs)],
-                       scalars, 1)
+    planned, _step = launches([(p, g, m, v, p, m, v)
+                               for p, g, m, v in zip(params, grads, ms, vs)], scalars, 1, torch)
     timed = timer(torch, args.reps)
     ours = timed(lambda: [launch_1d(drv, "qopt_cuda_adamw_f32", b, THREADS, pb, stream())
                           for b, pb in planned])

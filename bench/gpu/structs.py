@@ -25,7 +25,7 @@ FORMATS = {
     "TokenQuantParams": "<Q3qQQ2q2I2iQq",                  # W8A8Tile.h
     "W8A8Params": "<3Q4qQqQqQ2q3q2I2i6q",                  # W8A8Tile.h
     # (256 AdamWTensors: AdamWTile.h's kAdamWTensors.)
-    "AdamWParams": "<8f2i" + "7Q2q" * 256,                 # AdamWTile.h
+    "AdamWParams": "<Q4f2i" + "7Q2q" * 256,                 # AdamWTile.h
 }
 
 

@@ -106,9 +106,11 @@ TEST(CUDAAdamW, EqualsTheOptimizersFormula) {
         table.push_back(int64_t(t.p.size()));
       }
       int64_t count = int64_t(tensors.size());
-      qopt_cuda_adamw_emulated(count, flags, stepSize, bc2Sqrt, decay, clip, c1,
-                               b2, c2, e32, nullptr, table.data(), 0, count, 8,
-                               8, 1);
+      // (The step's scalars at an offset in their buffer.)
+      float scalars[5] = {NAN, stepSize, bc2Sqrt, decay, clip};
+      qopt_cuda_adamw_emulated(count, flags, nullptr, scalars, 1, 4, 1, c1, b2,
+                               c2, e32, nullptr, table.data(), 0, count, 8, 8,
+                               1);
       for (size_t i = 0; i < tensors.size(); ++i) {
         const Tensor &t = tensors[i];
         const std::vector<float> *got[] = {t.inPlace ? &t.p : &t.pOut,
@@ -138,9 +140,12 @@ TEST(CUDAAdamW, PlansLaunches) {
   const char *why = nullptr;
   int64_t first = 0;
   MemrefView<2> view{table.data(), 0, {n, 8}, {8, 1}};
-  int64_t blocks = planAdamW(n, 0, 1, 1, 1, 1, 0.1f, 0.9f, 0.1f, 1e-8f, view,
-                             first, *a, why);
+  float scalars[4] = {1, 1, 1, 1};
+  MemrefView<1> step{scalars, 0, {4}, {1}};
+  int64_t blocks =
+      planAdamW(n, 0, step, 0.1f, 0.9f, 0.1f, 1e-8f, view, first, *a, why);
   EXPECT_EQ(why, nullptr);
+  EXPECT_EQ(static_cast<const void *>(a->step), scalars);
   // The empty tensor skipped; the second takes two blocks.
   EXPECT_EQ(a->count, kAdamWTensors);
   EXPECT_EQ(first, kAdamWTensors + 1);
@@ -150,18 +155,24 @@ TEST(CUDAAdamW, PlansLaunches) {
   EXPECT_EQ(adamwTensorOf(*a, 1), 0);
   EXPECT_EQ(adamwTensorOf(*a, 2), 1);
   EXPECT_EQ(adamwTensorOf(*a, blocks - 1), kAdamWTensors - 1);
-  blocks = planAdamW(n, 0, 1, 1, 1, 1, 0.1f, 0.9f, 0.1f, 1e-8f, view, first, *a,
-                     why);
+  blocks = planAdamW(n, 0, step, 0.1f, 0.9f, 0.1f, 1e-8f, view, first, *a, why);
   EXPECT_EQ(blocks, 2);
   EXPECT_EQ(first, n);
   MemrefView<2> narrow{table.data(), 0, {n, 7}, {8, 1}};
   first = 0;
-  planAdamW(n, 0, 1, 1, 1, 1, 0.1f, 0.9f, 0.1f, 1e-8f, narrow, first, *a, why);
+  planAdamW(n, 0, step, 0.1f, 0.9f, 0.1f, 1e-8f, narrow, first, *a, why);
   EXPECT_STREQ(why, "a table that is not [count, 8]");
   table[7] = -1;
   first = 0;
-  planAdamW(n, 0, 1, 1, 1, 1, 0.1f, 0.9f, 0.1f, 1e-8f, view, first, *a, why);
+  planAdamW(n, 0, step, 0.1f, 0.9f, 0.1f, 1e-8f, view, first, *a, why);
   EXPECT_STREQ(why, "a tensor of a negative size");
+  table[7] = 0;
+  first = 0;
+  MemrefView<1> short_{scalars, 0, {3}, {1}}, strided{scalars, 0, {4}, {2}};
+  for (const MemrefView<1> &bad : {short_, strided}) {
+    planAdamW(n, 0, bad, 0.1f, 0.9f, 0.1f, 1e-8f, view, first, *a, why);
+    EXPECT_STREQ(why, "step scalars that are not 4 contiguous floats");
+  }
 }
 
 } // namespace

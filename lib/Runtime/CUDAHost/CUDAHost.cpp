@@ -718,8 +718,8 @@ void qopt_cuda_adamw(QOPT_ADAMW_PARAMS) {
   for (int64_t first = 0; first < count;) {
     const char *why = nullptr;
     int64_t blocks =
-        qopt_cuda::planAdamW(count, flags, stepSize, bc2Sqrt, decay, clip, c1,
-                             b2, c2, eps, QOPT_VIEW2(table), first, a, why);
+        qopt_cuda::planAdamW(count, flags, QOPT_VIEW1(step), c1, b2, c2, eps,
+                             QOPT_VIEW2(table), first, a, why);
     if (why)
       stop(std::string("internal: qopt_cuda_adamw: ") + why);
     launchRows("qopt_cuda_adamw_f32", blocks, qopt_cuda::kAdamWThreads, &a);

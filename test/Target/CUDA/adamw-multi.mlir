@@ -10,10 +10,19 @@
 // Three parameters (one of them dynamic), weight decay and clipping.
 // CHECK-LABEL: func.func @three
 // CHECK-NOT: linalg.generic
+// The step's scalars in device memory, stored where the first nest was
+// (qopt-serial-to-gpu then stores them in a kernel).
+// CHECK: %[[S:.*]] = memref.alloc() {alignment = 64 : i64} : memref<4xf32>
+// CHECK: memref.store %arg21, %[[S]][%c0]
+// CHECK: memref.store %arg22, %[[S]][%c1]
+// CHECK: memref.store %arg23, %[[S]][%c2]
+// CHECK: memref.store %arg24, %[[S]][%c3]
 // CHECK: %[[T:.*]] = memref.alloca() : memref<3x8xi64>
 // CHECK-COUNT-24: memref.store
+// CHECK: %[[SV:.*]] = memref.cast %[[S]] : memref<4xf32> to memref<?xf32, strided<[?], offset: ?>>
 // CHECK: %[[TV:.*]] = memref.cast %[[T]] : memref<3x8xi64> to memref<?x?xi64, strided<[?, ?], offset: ?>>
-// CHECK: call @qopt_cuda_adamw(%c3_i64, %c3_i64{{.*}}, %arg21, %arg22, %arg23, %arg24, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[TV]])
+// CHECK: call @qopt_cuda_adamw(%c3_i64, %c3_i64{{.*}}, %[[SV]], %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %[[TV]])
+// CHECK-NEXT: memref.dealloc %[[S]]
 // CHECK-DAG: memref.dealloc %arg1
 // CHECK-DAG: memref.dealloc %arg8
 // CHECK: return
@@ -98,9 +107,12 @@ func.func @three(%p0: memref<4x8xf32>, %g0: memref<4x8xf32>, %m0: memref<4x8xf32
 // its own; one that is not exactly the formula (an extra op, fast-math
 // flags, no mark) keeps its loop nest.
 // CHECK-LABEL: func.func @runs
-// CHECK: call @qopt_cuda_adamw(%c1_i64, %c1_i64{{.*}}, %arg42,
-// CHECK: call @qopt_cuda_adamw(%c2_i64, %c1_i64{{.*}}, %arg42,
-// CHECK: call @qopt_cuda_adamw(%c1_i64{{.*}}, %c1_i64{{.*}}, %arg43,
+// CHECK: memref.store %arg42, %[[S1:.*]][%c0
+// CHECK: call @qopt_cuda_adamw(%c1_i64, %c1_i64
+// CHECK: memref.store %arg42, %[[S2:.*]][%c0
+// CHECK: call @qopt_cuda_adamw(%c2_i64, %c1_i64
+// CHECK: memref.store %arg43, %[[S3:.*]][%c0
+// CHECK: call @qopt_cuda_adamw(%c1_i64{{.*}}, %c1_i64
 // CHECK-COUNT-3: linalg.generic
 // CHECK-NOT: call @qopt_cuda_adamw
 // CHECK: return
@@ -300,6 +312,7 @@ func.func @constant_gradient(%p0: memref<8xf32>, %m0: memref<8xf32>, %v0: memref
 // CHECK: %[[FRESH:.*]] = memref.alloc() : memref<8xf32>
 // CHECK-NOT: linalg.generic
 // CHECK: call @qopt_cuda_adamw(%c2_i64,
+// CHECK-NEXT: memref.dealloc %{{.*}} : memref<4xf32>
 // CHECK-NEXT: memref.dealloc %[[G]]
 // CHECK-NEXT: memref.copy %[[FRESH]], %arg12
 // CHECK-NEXT: memref.dealloc %[[FRESH]]

@@ -1,7 +1,8 @@
 // RUN: qopt-opt %s --pass-pipeline='builtin.module(func.func(qopt-parallel-to-gpu))' --split-input-file --verify-diagnostics | FileCheck %s
 
-// A 2-D loop with constant bounds: one launch of ceil(6*10 / 256) blocks of
-// 256 threads; each thread takes the combined index (the last dimension
+// A 2-D loop with constant bounds: one launch of one block of 64 threads
+// (6*10 iterations, fewer than a block of 256: rounded up to whole warps);
+// each thread takes the combined index (the last dimension
 // fastest) in 32-bit arithmetic, threads past the end do nothing, and a
 // loop with no iterations launches nothing.
 // CHECK-LABEL: func.func @static
@@ -10,10 +11,10 @@
 // CHECK: %[[TOTAL:.*]] = arith.muli %{{.*}}, %[[N1]] : index
 // CHECK: %[[NONEMPTY:.*]] = arith.cmpi ugt, %[[TOTAL]], %{{.*}} : index
 // CHECK: scf.if %[[NONEMPTY]] {
-// CHECK: %[[C256:.*]] = arith.constant 256 : index
-// CHECK: %[[GRID:.*]] = arith.ceildivui %[[TOTAL]], %[[C256]]
-// CHECK: gpu.launch blocks(%[[BX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[GRID]], %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) threads(%[[TX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[C256]],
-// CHECK: %[[MUL:.*]] = arith.muli %[[BX]], %[[C256]]
+// CHECK: %[[C64:.*]] = arith.constant 64 : index
+// CHECK: %[[GRID:.*]] = arith.ceildivui %[[TOTAL]], %[[C64]]
+// CHECK: gpu.launch blocks(%[[BX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[GRID]], %{{.*}} = %{{.*}}, %{{.*}} = %{{.*}}) threads(%[[TX:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[C64]],
+// CHECK: %[[MUL:.*]] = arith.muli %[[BX]], %[[C64]]
 // CHECK: %[[LIN:.*]] = arith.addi %[[MUL]], %[[TX]]
 // CHECK: %[[IN:.*]] = arith.cmpi ult, %[[LIN]], %[[TOTAL]]
 // CHECK: scf.if %[[IN]] {

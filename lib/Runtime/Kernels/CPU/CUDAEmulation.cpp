@@ -776,8 +776,8 @@ extern "C" void qopt_cuda_adamw_emulated(QOPT_ADAMW_PARAMS) {
   auto a = std::make_unique<AdamWParams>();
   for (int64_t first = 0; first < count;) {
     const char *why = nullptr;
-    int64_t blocks = planAdamW(count, flags, stepSize, bc2Sqrt, decay, clip, c1,
-                               b2, c2, eps, QOPT_VIEW2(table), first, *a, why);
+    int64_t blocks = planAdamW(count, flags, QOPT_VIEW1(step), c1, b2, c2, eps,
+                               QOPT_VIEW2(table), first, *a, why);
     if (why) {
       refuse("the CUDA AdamW", why);
       return;

@@ -39,19 +39,28 @@ struct AdamWTensor {
   int64_t n, firstBlock;
 };
 
-/// One launch (by value): the step's scalars, the body's constants (f32,
-/// as the compiler rounded them), which of decay and clip apply, and the
-/// tensors.
-struct AdamWParams {
+/// The step's scalars: the step size, sqrt of the second bias correction,
+/// 1 − lr · weight_decay, the clipping coefficient (1 where unused). In
+/// device memory: the compiled step computes them in a one-thread kernel
+/// from the step counter and the gradients' norm, so the host need not
+/// wait for either.
+struct AdamWStep {
   float stepSize, bc2Sqrt, decay, clip;
+};
+
+/// One launch (by value): where the step's scalars are, the body's
+/// constants (f32, as the compiler rounded them), which of decay and clip
+/// apply, and the tensors.
+struct AdamWParams {
+  const AdamWStep *step;
   /// 1 − beta1, beta2, 1 − beta2, eps.
   float c1, b2, c2, eps;
   /// Flags: 1 decay (p · decay first), 2 clip (g · clip first).
   int32_t flags, count;
   AdamWTensor t[kAdamWTensors];
 };
-// bench/gpu/structs.py packs it (40 + 72 · 256 bytes).
-static_assert(sizeof(AdamWParams) == 18472, "AdamWParams' layout");
+// bench/gpu/structs.py packs it (32 + 72 · 256 bytes).
+static_assert(sizeof(AdamWParams) == 18464, "AdamWParams' layout");
 
 // Every operation rounded on its own on the device too.
 #if defined(__CUDA_ARCH__)
@@ -69,19 +78,19 @@ QOPT_HD float adamwSqrt(float a) { return sqrtf(a); }
 #endif
 
 /// Element i of tensor `t`: OptimizerBuilder's AdamW in its order.
-QOPT_HD void adamwElement(const AdamWParams &a, const AdamWTensor &t,
-                          int64_t i) {
+QOPT_HD void adamwElement(const AdamWParams &a, const AdamWStep &s,
+                          const AdamWTensor &t, int64_t i) {
   float p = t.p[i], g = t.g[i], m = t.m[i], v = t.v[i];
   if (a.flags & 2)
-    g = adamwMul(g, a.clip);
+    g = adamwMul(g, s.clip);
   if (a.flags & 1)
-    p = adamwMul(p, a.decay);
+    p = adamwMul(p, s.decay);
   // exp_avg.lerp_(grad, 1 − beta1); exp_avg_sq.mul_(beta2).addcmul_(grad,
   // grad, 1 − beta2).
   float mNew = adamwAdd(m, adamwMul(a.c1, adamwSub(g, m)));
   float vNew = adamwAdd(adamwMul(v, a.b2), adamwMul(adamwMul(g, g), a.c2));
-  float denom = adamwAdd(adamwDiv(adamwSqrt(vNew), a.bc2Sqrt), a.eps);
-  t.pOut[i] = adamwSub(p, adamwMul(a.stepSize, adamwDiv(mNew, denom)));
+  float denom = adamwAdd(adamwDiv(adamwSqrt(vNew), s.bc2Sqrt), a.eps);
+  t.pOut[i] = adamwSub(p, adamwMul(s.stepSize, adamwDiv(mNew, denom)));
   t.mOut[i] = mNew;
   t.vOut[i] = vNew;
 }
@@ -103,40 +112,41 @@ QOPT_HD int adamwTensorOf(const AdamWParams &a, int64_t block) {
 /// Thread t's elements of block `block`.
 QOPT_HD void adamwBlock(const AdamWParams &a, int64_t block, int t) {
   const AdamWTensor &x = a.t[adamwTensorOf(a, block)];
+  const AdamWStep s = *a.step;
   int64_t begin = (block - x.firstBlock) * kAdamWChunk;
   int64_t end = begin + kAdamWChunk < x.n ? begin + kAdamWChunk : x.n;
   for (int64_t i = begin + t; i < end; i += kAdamWThreads)
-    adamwElement(a, x, i);
+    adamwElement(a, s, x, i);
 }
 
 // qopt_cuda_adamw's parameters: the tensors, flags (1: decay, 2: clip),
-// the step's scalars (step size, sqrt of the second bias correction,
-// 1 − lr · weight_decay, the clipping coefficient: 1 where unused), the
-// body's constants (1 − beta1, beta2, 1 − beta2, eps), then the table
-// [count, 8] of i64 (host memory): each tensor's p, g, m, v, new p, new m,
-// new v addresses and its elements.
+// the step's scalars (AdamWStep: 4 f32 in device memory), the body's
+// constants (1 − beta1, beta2, 1 − beta2, eps), then the table [count, 8]
+// of i64 (host memory): each tensor's p, g, m, v, new p, new m, new v
+// addresses and its elements.
 #define QOPT_ADAMW_PARAMS                                                      \
-  int64_t count, int64_t flags, float stepSize, float bc2Sqrt, float decay,    \
-      float clip, float c1, float b2, float c2, float eps, QOPT_MEMREF2(table)
+  int64_t count, int64_t flags, QOPT_MEMREF1(step), float c1, float b2,        \
+      float c2, float eps, QOPT_MEMREF2(table)
 
 /// The launches for qopt_cuda_adamw's tensors `first` to the end: fills
 /// `a` with as many as one launch carries and returns the blocks (0 when
 /// none are left: `first` advances past those taken). Null `why` or why
 /// the table cannot be taken.
-inline int64_t planAdamW(int64_t count, int64_t flags, float stepSize,
-                         float bc2Sqrt, float decay, float clip, float c1,
-                         float b2, float c2, float eps,
-                         const MemrefView<2> &table, int64_t &first,
-                         AdamWParams &a, const char *&why) {
+inline int64_t planAdamW(int64_t count, int64_t flags,
+                         const MemrefView<1> &step, float c1, float b2,
+                         float c2, float eps, const MemrefView<2> &table,
+                         int64_t &first, AdamWParams &a, const char *&why) {
   why = nullptr;
   if (table.size[1] != 8 || table.size[0] < count || count < 0) {
     why = "a table that is not [count, 8]";
     return 0;
   }
-  a.stepSize = stepSize;
-  a.bc2Sqrt = bc2Sqrt;
-  a.decay = decay;
-  a.clip = clip;
+  if (step.size[0] != 4 || step.stride[0] != 1) {
+    why = "step scalars that are not 4 contiguous floats";
+    return 0;
+  }
+  a.step = reinterpret_cast<const AdamWStep *>(
+      static_cast<const float *>(step.aligned) + step.offset);
   a.c1 = c1;
   a.b2 = b2;
   a.c2 = c2;

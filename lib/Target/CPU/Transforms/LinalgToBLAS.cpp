@@ -1926,7 +1926,24 @@ static void callAdamW(ArrayRef<AdamWUpdate> group, ArrayRef<Operation *> frees,
     return arith::ConstantFloatOp::create(b, loc, b.getF32Type(), APFloat(x))
         .getResult();
   };
-  Value one = f32(1.0f);
+  // The step's scalars (AdamWTile.h's AdamWStep) go to device memory where
+  // the first nest used them: qopt-serial-to-gpu then computes and stores
+  // them in a kernel, and the host need not wait for the step counter.
+  Value step;
+  {
+    OpBuilder::InsertionGuard guard(b);
+    b.setInsertionPoint(group.front().op);
+    step = memref::AllocOp::create(b, loc, MemRefType::get({4}, b.getF32Type()),
+                                   b.getI64IntegerAttr(64));
+    Value scalars[] = {s.stepSize, s.bc2Sqrt, s.decay ? s.decay : f32(1.0f),
+                       s.clip ? s.clip : f32(1.0f)};
+    for (auto [i, scalar] : llvm::enumerate(scalars))
+      memref::StoreOp::create(b, loc, scalar, step, ValueRange{index(i)});
+  }
+  auto anyStep = MemRefType::get(
+      {ShapedType::kDynamic}, b.getF32Type(),
+      StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
+                             {ShapedType::kDynamic}));
   auto anyTable = MemRefType::get(
       {ShapedType::kDynamic, ShapedType::kDynamic}, b.getI64Type(),
       StridedLayoutAttr::get(b.getContext(), ShapedType::kDynamic,
@@ -1934,10 +1951,7 @@ static void callAdamW(ArrayRef<AdamWUpdate> group, ArrayRef<Operation *> frees,
   Value args[] = {arith::ConstantIntOp::create(b, loc, count, 64),
                   arith::ConstantIntOp::create(
                       b, loc, (s.decay ? 1 : 0) | (s.clip ? 2 : 0), 64),
-                  s.stepSize,
-                  s.bc2Sqrt,
-                  s.decay ? s.decay : one,
-                  s.clip ? s.clip : one,
+                  memref::CastOp::create(b, loc, anyStep, step),
                   f32(s.c1),
                   f32(s.b2),
                   f32(s.c2),
@@ -1946,6 +1960,8 @@ static void callAdamW(ArrayRef<AdamWUpdate> group, ArrayRef<Operation *> frees,
   func::CallOp call = callFunction(b, loc, module, callee, args);
   for (Operation *free : frees)
     free->moveAfter(call);
+  b.setInsertionPointAfter(call);
+  memref::DeallocOp::create(b, loc, step);
   for (const AdamWUpdate &u : group)
     u.op->erase();
 }

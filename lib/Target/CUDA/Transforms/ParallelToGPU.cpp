@@ -83,7 +83,12 @@ static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
       arith::CmpIOp::create(b, loc, arith::CmpIPredicate::ugt, total, zero);
   auto ifOp = scf::IfOp::create(b, loc, nonEmpty, /*withElseRegion=*/false);
   b.setInsertionPointToStart(ifOp.thenBlock());
-  Value threads = arith::ConstantIndexOp::create(b, loc, blockSize);
+  // (A few iterations known at compile time, one thread for
+  // qopt-serial-to-gpu's loops: one warp, not a whole block.)
+  int64_t width = blockSize;
+  if (known && *known < width)
+    width = std::max<int64_t>(32, llvm::alignTo(*known, 32));
+  Value threads = arith::ConstantIndexOp::create(b, loc, width);
   Value one = arith::ConstantIndexOp::create(b, loc, 1);
   Value grid = arith::CeilDivUIOp::create(b, loc, total, threads);
   auto launch =

@@ -78,6 +78,10 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createCSEPass());
   pm.addNestedPass<func::FuncOp>(createQOptGroupParallelLoopsPass());
   pm.addNestedPass<func::FuncOp>(createParallelLoopFusionPass());
+  // Host code on device memory (a loss's sum over tokens, a mean, the
+  // step counter) runs in one-thread kernels behind the others instead of
+  // on the host after a wait.
+  pm.addNestedPass<func::FuncOp>(createQOptSerialToGPUPass());
   QOptParallelToGPUPassOptions toGPU;
   toGPU.blockSize = options.blockSize;
   pm.addNestedPass<func::FuncOp>(createQOptParallelToGPUPass(toGPU));

@@ -17,7 +17,10 @@ def QOptParallelToGPUPass
     dimension varying fastest, so that neighbouring threads touch
     neighbouring elements (coalesced accesses). Threads past the last
     iteration do nothing; a loop with no iterations launches nothing (a
-    grid of zero blocks is an error in CUDA).
+    grid of zero blocks is an error in CUDA). A loop whose iterations are
+    known at compile time to be fewer than a block's threads launches one
+    block of that many threads rounded up to whole warps (one warp for
+    `qopt-serial-to-gpu`'s one-iteration loops).
 
     The iteration's indices are recovered by division by the trip counts
     of the dimensions after it, in 32-bit arithmetic when the number of
@@ -81,6 +84,42 @@ def QOptGroupParallelLoopsPass
     updates of parameters of the same shape, for instance.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
+def QOptSerialToGPUPass
+    : Pass<"qopt-serial-to-gpu", "::mlir::func::FuncOp"> {
+  let summary = "Runs host code that touches device memory as one-thread "
+                "parallel loops (kernels), so the host need not wait there";
+  let description = [{
+    After `convert-linalg-to-parallel-loops`, a reduction to a 0-d result (a
+    loss's sum over tokens, the count of labels, a norm) is a sequential
+    loop nest, and the scalar arithmetic between such results (a mean, a
+    step counter's increment) plain host code. On the CUDA target the host
+    would have to wait for every queued kernel before running them, and
+    read the data through managed memory. This pass wraps each maximal run
+    of such code in a public function's blocks into an `scf.parallel` of
+    one iteration, which `qopt-parallel-to-gpu` launches as a one-thread
+    kernel queued behind the others: the same operations in the same order
+    (on a GPU, math functions such as `pow` and `log` are libdevice's, which
+    may differ from the host's in the last bit).
+
+    A run is a sequence of consecutive operations of a block that are
+    `memref.load` / `memref.store`, static `memref.alloca` of at most 64
+    elements (a kernel's stack is small), pure `arith`,
+    `math` and `index` operations, `memref.dim`, memref views, and `scf.for`
+    / `scf.if` holding only such operations, where
+      * no result is used outside the run (host code keeps what it reads:
+        a run-time check's minimum and maximum stay on the host),
+      * every memory access is to device memory (an allocation, a function
+        argument, a view of one; constants are read) or to a stack buffer
+        of the run itself, which moves into the kernel.
+    Allocations (whose sizes the run does not compute) move before the run
+    and deallocations after it, so neither cuts it. A run that touches no
+    device memory stays on the host. Private functions (the deallocation
+    helper, whose arrays are host memory) are left alone.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect",
+                           "::mlir::arith::ArithDialect"];
 }
 
 def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
