@@ -83,14 +83,101 @@ module attributes {gpu.container_module} {
   // CHECK: ^bb1:
   // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
   // CHECK-NEXT: memref.load
-  // CHECK: func.func private @qopt_cuda_host_sync()
   func.func @blocks(%arg0: memref<4xf32>) -> f32 {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
-    gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
+    gpu.launch_func @w::@w blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%arg0 : memref<4xf32>)
     cf.br ^bb1
   ^bb1:
     %x = memref.load %arg0[%c0] : memref<4xf32>
     return %x : f32
+  }
+
+  // Arguments nothing writes (the model's inputs) are only read by kernels:
+  // the host reads them, and views of them, without waiting (a run-time
+  // check of token ids). An argument a kernel writes through a view, one
+  // whose address a library call takes, or one the host writes is waited
+  // for.
+  // CHECK-LABEL: func.func @inputs
+  // CHECK: gpu.launch_func {{ *}}@r::@r
+  // CHECK-NEXT: memref.load %arg0
+  // CHECK-NEXT: memref.subview %arg0
+  // CHECK-NEXT: memref.load %subview
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: memref.load %arg1
+  // CHECK-NEXT: gpu.launch_func {{ *}}@r::@r
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: memref.load %arg2
+  // CHECK-NEXT: memref.extract_aligned_pointer_as_index %arg2
+  // CHECK-NEXT: call @qopt_cuda_sgemm
+  // CHECK-NEXT: gpu.launch_func {{ *}}@r::@r
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: memref.load %arg3
+  // CHECK-NEXT: memref.store
+  // CHECK-NEXT: return
+  func.func @inputs(%ids: memref<4xi64>, %out: memref<4xf32>, %lib: memref<4xf32>, %host: memref<4xf32>) {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %f = arith.constant 2.0 : f32
+    %sub = memref.subview %out[1] [3] [1] : memref<4xf32> to memref<3xf32, strided<[1], offset: 1>>
+    gpu.launch_func @w::@w3 blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%sub : memref<3xf32, strided<[1], offset: 1>>)
+    gpu.launch_func @r::@r blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%ids : memref<4xi64>)
+    %a = memref.load %ids[%c0] : memref<4xi64>
+    %v = memref.subview %ids[1] [2] [1] : memref<4xi64> to memref<2xi64, strided<[1], offset: 1>>
+    %b = memref.load %v[%c0] : memref<2xi64, strided<[1], offset: 1>>
+    %x = memref.load %out[%c0] : memref<4xf32>
+    gpu.launch_func @r::@r blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%ids : memref<4xi64>)
+    %y = memref.load %lib[%c0] : memref<4xf32>
+    %p = memref.extract_aligned_pointer_as_index %lib : memref<4xf32> -> index
+    call @qopt_cuda_sgemm(%p) : (index) -> ()
+    gpu.launch_func @r::@r blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%ids : memref<4xi64>)
+    %z = memref.load %host[%c0] : memref<4xf32>
+    memref.store %f, %host[%c1] : memref<4xf32>
+    return
+  }
+  // A small buffer only the host uses, through views too (shape values
+  // gathered into parts of one buffer), moves to the stack: the host
+  // writes and reads it without waiting.
+  // CHECK-LABEL: func.func @view_buffers
+  // CHECK: %[[B:.*]] = memref.alloca() : memref<2xi64>
+  // CHECK-NEXT: gpu.launch_func
+  // CHECK-NEXT: memref.subview %[[B]]
+  // CHECK-NEXT: memref.store
+  // CHECK-NEXT: memref.load %[[B]]
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: return
+  // CHECK: func.func private @qopt_cuda_host_sync()
+  func.func @view_buffers(%n: i64) -> i64 {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %b = memref.alloc() : memref<2xi64>
+    gpu.launch_func @k::@k blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1)
+    %s = memref.subview %b[1] [1] [1] : memref<2xi64> to memref<1xi64, strided<[1], offset: 1>>
+    memref.store %n, %s[%c0] : memref<1xi64, strided<[1], offset: 1>>
+    %x = memref.load %b[%c1] : memref<2xi64>
+    memref.dealloc %b : memref<2xi64>
+    return %x : i64
+  }
+  gpu.module @w {
+    gpu.func @w(%m: memref<4xf32>) kernel {
+      %c0 = arith.constant 0 : index
+      %f = arith.constant 1.0 : f32
+      memref.store %f, %m[%c0] : memref<4xf32>
+      gpu.return
+    }
+    gpu.func @w3(%m: memref<3xf32, strided<[1], offset: 1>>) kernel {
+      %c0 = arith.constant 0 : index
+      %f = arith.constant 1.0 : f32
+      %v = memref.subview %m[1] [2] [1] : memref<3xf32, strided<[1], offset: 1>> to memref<2xf32, strided<[1], offset: 2>>
+      memref.store %f, %v[%c0] : memref<2xf32, strided<[1], offset: 2>>
+      gpu.return
+    }
+  }
+  gpu.module @r {
+    gpu.func @r(%m: memref<4xi64>) kernel {
+      %c0 = arith.constant 0 : index
+      %x = memref.load %m[%c0] : memref<4xi64>
+      gpu.return
+    }
   }
 }

@@ -5,6 +5,9 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Interfaces/LoopLikeInterface.h"
+#include "mlir/Interfaces/ViewLikeInterface.h"
+
+#include <functional>
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTGPUHOSTSYNCPASS
@@ -36,17 +39,56 @@ static bool callsDeallocHelper(Operation *op) {
   return call && call.getCallee() == kDeallocHelper;
 }
 
-/// Whether `memref` is host memory no kernel uses: a stack buffer (or a
-/// cast of one), a constant (kernels read their own copies of globals), or
-/// one of `hostArgs` (a helper's arguments that every caller passes such
-/// memory).
+/// Whether the host may access `memref` without waiting: host memory no
+/// kernel uses — a stack buffer, a constant (kernels read their own copies
+/// of globals) — or a view of it, or one of `hostArgs` (a helper's
+/// arguments that every caller passes such memory; a public function's
+/// arguments that nothing in it writes, which kernels only read).
 static bool hostOnly(Value memref, const DenseSet<Value> &hostArgs) {
   if (hostArgs.contains(memref))
     return true;
   Operation *def = memref.getDefiningOp();
-  if (auto castOp = dyn_cast_or_null<memref::CastOp>(def))
-    return hostOnly(castOp.getSource(), hostArgs);
+  if (auto view = dyn_cast_or_null<ViewLikeOpInterface>(def);
+      view && !isa<memref::ReshapeOp>(def))
+    return hostOnly(view.getViewSource(), hostArgs);
   return def && isa<memref::AllocaOp, memref::GetGlobalOp>(def);
+}
+
+/// Whether anything may write the memory `memref` names: a store, a copy, a
+/// kernel storing through the launch's operand, its address taken (a call
+/// of the kernel library), a call; loads, sizes and views that are only
+/// read do not.
+static bool mayWrite(Value memref) {
+  for (OpOperand &use : memref.getUses()) {
+    Operation *user = use.getOwner();
+    if (isa<memref::LoadOp, memref::DimOp>(user))
+      continue;
+    if (auto reshape = dyn_cast<memref::ReshapeOp>(user)) {
+      if (use.get() == reshape.getShape())
+        continue;
+      if (mayWrite(reshape.getResult()))
+        return true;
+      continue;
+    }
+    if (auto view = dyn_cast<ViewLikeOpInterface>(user);
+        view && view.getViewSource() == use.get()) {
+      for (Value result : user->getResults())
+        if (isa<MemRefType>(result.getType()) && mayWrite(result))
+          return true;
+      continue;
+    }
+    if (auto launch = dyn_cast<gpu::LaunchFuncOp>(user)) {
+      auto kernel = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
+          launch, launch.getKernel());
+      unsigned first = launch.getKernelOperands().getBeginOperandIndex();
+      if (!kernel || use.getOperandNumber() < first ||
+          mayWrite(kernel.getArgument(use.getOperandNumber() - first)))
+        return true;
+      continue;
+    }
+    return true;
+  }
+  return false;
 }
 
 /// Whether every memref operand of `call` is host-only.
@@ -130,23 +172,31 @@ static void promoteHostBuffers(func::FuncOp func) {
     if (!type.hasStaticShape() || type.getNumElements() > 64 ||
         alloc->getParentOfType<gpu::LaunchOp>())
       return;
-    for (Operation *user : alloc->getUsers()) {
-      // (The deallocation's address and flag arrays reach its helper
-      // through a cast to a dynamic size.)
-      auto toHelper = dyn_cast<memref::CastOp>(user);
-      bool host =
-          isa<memref::DeallocOp>(user) ||
-          (isa<memref::LoadOp, memref::StoreOp>(user) &&
-           !isa<gpu::GPUModuleOp>(user->getParentOp())) ||
-          (isa<memref::ReshapeOp>(user) &&
-           cast<memref::ReshapeOp>(user).getShape() == alloc) ||
-          (toHelper && llvm::all_of(toHelper->getUsers(), callsDeallocHelper));
-      // A stored value is data, not the buffer's address.
-      if (auto store = dyn_cast<memref::StoreOp>(user))
-        host &= store.getValueToStore() != alloc.getResult();
-      if (!host)
-        return;
-    }
+    // Whether only host code uses `v` (the allocation, or a view of it:
+    // shape values gathered into parts of one buffer).
+    std::function<bool(Value)> hostUses = [&](Value v) {
+      return llvm::all_of(v.getUsers(), [&](Operation *user) {
+        // (The deallocation's address and flag arrays reach its helper
+        // through a cast to a dynamic size.)
+        auto toHelper = dyn_cast<memref::CastOp>(user);
+        bool host = isa<memref::DeallocOp>(user) ||
+                    (isa<memref::LoadOp, memref::StoreOp>(user) &&
+                     !isa<gpu::GPUModuleOp>(user->getParentOp())) ||
+                    (isa<memref::ReshapeOp>(user) &&
+                     cast<memref::ReshapeOp>(user).getShape() == v) ||
+                    (toHelper &&
+                     llvm::all_of(toHelper->getUsers(), callsDeallocHelper)) ||
+                    (isa<memref::SubViewOp, memref::CollapseShapeOp,
+                         memref::ExpandShapeOp>(user) &&
+                     hostUses(user->getResult(0)));
+        // A stored value is data, not the buffer's address.
+        if (auto store = dyn_cast<memref::StoreOp>(user))
+          host &= store.getValueToStore() != v;
+        return host;
+      });
+    };
+    if (!hostUses(alloc.getResult()))
+      return;
     // A stack buffer in a loop would grow the stack on every iteration.
     if (alloc->getParentOfType<LoopLikeOpInterface>())
       return;
@@ -194,6 +244,14 @@ struct QOptGPUHostSyncPass
         for (BlockArgument arg : helper.getArguments())
           hostArgs.insert(arg);
     }
+    // A public function's arguments that nothing writes (the model's
+    // inputs: token ids, a mask, a random key): kernels only read them, so
+    // the host reads them without waiting (a run-time check of the ids).
+    for (auto func : module.getOps<func::FuncOp>())
+      if (!func.isExternal() && func.isPublic())
+        for (BlockArgument arg : func.getArguments())
+          if (isa<MemRefType>(arg.getType()) && !mayWrite(arg))
+            hostArgs.insert(arg);
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal())
         // The runtime calls a public function with an idle stream; other

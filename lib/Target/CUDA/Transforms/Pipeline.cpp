@@ -78,9 +78,11 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createCSEPass());
   pm.addNestedPass<func::FuncOp>(createQOptGroupParallelLoopsPass());
   pm.addNestedPass<func::FuncOp>(createParallelLoopFusionPass());
-  // Host code on device memory (a loss's sum over tokens, a mean, the
-  // step counter) runs in one-thread kernels behind the others instead of
-  // on the host after a wait.
+  // Small loops whose results only the host reads (shape values) run on
+  // the host, and host code on device memory (a loss's sum over tokens, a
+  // mean, the step counter) in one-thread kernels behind the others: the
+  // host need not wait for the GPU in either.
+  pm.addNestedPass<func::FuncOp>(createQOptSmallLoopsToHostPass());
   pm.addNestedPass<func::FuncOp>(createQOptSerialToGPUPass());
   QOptParallelToGPUPassOptions toGPU;
   toGPU.blockSize = options.blockSize;

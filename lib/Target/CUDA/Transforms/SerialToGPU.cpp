@@ -5,11 +5,13 @@
 #include "mlir/Dialect/Index/IR/IndexDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/IR/IRMapping.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
 namespace mlir::qopt {
 #define GEN_PASS_DEF_QOPTSERIALTOGPUPASS
+#define GEN_PASS_DEF_QOPTSMALLLOOPSTOHOSTPASS
 #include "qopt/Target/CUDA/Transforms/Passes.h.inc"
 } // namespace mlir::qopt
 
@@ -51,6 +53,39 @@ static Value rootOf(Value memref) {
     memref = view.getViewSource();
   }
   return memref;
+}
+
+/// The outermost parallel loop around `op`, if any.
+static scf::ParallelOp outermostParallel(Operation *op) {
+  scf::ParallelOp outer;
+  for (auto loop = op->getParentOfType<scf::ParallelOp>(); loop;
+       loop = loop->getParentOfType<scf::ParallelOp>())
+    outer = loop;
+  return outer;
+}
+
+/// Whether only host code uses `buffer` (an allocation, or a view of one):
+/// loads and stores outside parallel loops (but `hostLoops`, which will run
+/// on the host), a reshape's shape, its deallocation, calls of host
+/// functions (the deallocation helper's ownership flags), views so used.
+static bool hostUsesOnly(Value buffer,
+                         const llvm::SmallPtrSetImpl<Operation *> &hostLoops) {
+  return llvm::all_of(buffer.getUses(), [&](OpOperand &use) {
+    Operation *user = use.getOwner();
+    if (scf::ParallelOp loop = outermostParallel(user);
+        loop && !hostLoops.contains(loop))
+      return false;
+    if (auto store = dyn_cast<memref::StoreOp>(user))
+      return store.getValueToStore() != buffer;
+    if (auto reshape = dyn_cast<memref::ReshapeOp>(user))
+      return reshape.getShape() == buffer;
+    if (auto call = dyn_cast<func::CallOp>(user))
+      return !call.getCallee().starts_with("qopt_cuda_");
+    if (isa<memref::SubViewOp, memref::CastOp, memref::CollapseShapeOp,
+            memref::ExpandShapeOp>(user))
+      return hostUsesOnly(user->getResult(0), hostLoops);
+    return isa<memref::LoadOp, memref::DeallocOp, memref::DimOp>(user);
+  });
 }
 
 namespace {
@@ -143,29 +178,12 @@ private:
     return true;
   }
 
-  /// Whether only host code uses allocation `buffer`: loads and stores
-  /// outside parallel loops, a reshape's shape, its deallocation, calls of
-  /// host functions (the deallocation helper's ownership flags), through
-  /// casts.
+  /// Whether only host code uses allocation `buffer`.
   bool hostBuffer(Value buffer) const {
-    auto [it, inserted] = hostBuffers.try_emplace(buffer, true);
-    if (!inserted)
-      return it->second;
-    bool host = llvm::all_of(buffer.getUsers(), [&](Operation *user) {
-      if (user->getParentOfType<scf::ParallelOp>())
-        return false;
-      if (auto store = dyn_cast<memref::StoreOp>(user))
-        return store.getValueToStore() != buffer;
-      if (auto reshape = dyn_cast<memref::ReshapeOp>(user))
-        return reshape.getShape() == buffer;
-      if (auto call = dyn_cast<func::CallOp>(user))
-        return !call.getCallee().starts_with("qopt_cuda_");
-      if (auto castOp = dyn_cast<memref::CastOp>(user))
-        return hostBuffer(castOp.getResult());
-      return isa<memref::LoadOp, memref::DeallocOp>(user);
-    });
-    hostBuffers[buffer] = host;
-    return host;
+    auto [it, inserted] = hostBuffers.try_emplace(buffer, false);
+    if (inserted)
+      it->second = hostUsesOnly(buffer, llvm::SmallPtrSet<Operation *, 1>());
+    return it->second;
   }
 
   /// Whether member `op` may stay in its run; `touchesDevice` is set when
@@ -290,6 +308,76 @@ struct QOptSerialToGPUPass
     processBlock(func.getBody().front(), func);
     for (Block &block : llvm::drop_begin(func.getBody()))
       processBlock(block, func);
+  }
+};
+} // namespace
+
+/// Replaces `loop` by sequential loops over the same iterations.
+static void toSequential(scf::ParallelOp loop) {
+  OpBuilder b(loop);
+  IRMapping map;
+  for (auto [iv, lb, ub, step] :
+       llvm::zip(loop.getInductionVars(), loop.getLowerBound(),
+                 loop.getUpperBound(), loop.getStep())) {
+    auto inner = scf::ForOp::create(b, loop.getLoc(), lb, ub, step);
+    b.setInsertionPointToStart(inner.getBody());
+    map.map(iv, inner.getInductionVar());
+  }
+  for (Operation &op : loop.getBody()->without_terminator())
+    b.clone(op, map);
+  loop.erase();
+}
+
+namespace {
+struct QOptSmallLoopsToHostPass
+    : qopt::impl::QOptSmallLoopsToHostPassBase<QOptSmallLoopsToHostPass> {
+  void runOnOperation() override {
+    // Outermost loops of at most 64 iterations, sequential inside.
+    llvm::SmallPtrSet<Operation *, 8> host;
+    getOperation().walk([&](scf::ParallelOp loop) {
+      if (outermostParallel(loop) || loop.getNumReductions())
+        return;
+      int64_t total = 1;
+      for (auto [lb, ub, step] : llvm::zip(
+               loop.getLowerBound(), loop.getUpperBound(), loop.getStep())) {
+        std::optional<int64_t> l = getConstantIntValue(lb),
+                               u = getConstantIntValue(ub),
+                               s = getConstantIntValue(step);
+        if (!l || !u || !s || *s <= 0 || *u - *l > 64 * *s)
+          return;
+        total *= std::max<int64_t>(0, (*u - *l + *s - 1) / *s);
+      }
+      bool plain = !loop.getBody()
+                        ->walk([](Operation *op) {
+                          return isa<scf::ParallelOp, cf::AssertOp>(op)
+                                     ? WalkResult::interrupt()
+                                     : WalkResult::advance();
+                        })
+                        .wasInterrupted();
+      if (total <= 64 && plain)
+        host.insert(loop);
+    });
+    // Those storing only into buffers the host alone uses (counting the
+    // loops that stay candidates as host code).
+    for (bool changed = true; changed;) {
+      changed = false;
+      for (Operation *loop : llvm::to_vector(host)) {
+        bool hostStores = !loop->walk([&](memref::StoreOp store) {
+                                 Value root = rootOf(store.getMemRef());
+                                 return root.getDefiningOp<memref::AllocOp>() &&
+                                                hostUsesOnly(root, host)
+                                            ? WalkResult::advance()
+                                            : WalkResult::interrupt();
+                               })
+                               .wasInterrupted();
+        if (!hostStores) {
+          host.erase(loop);
+          changed = true;
+        }
+      }
+    }
+    for (Operation *loop : host)
+      toSequential(cast<scf::ParallelOp>(loop));
   }
 };
 } // namespace

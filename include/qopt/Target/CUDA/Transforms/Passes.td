@@ -86,6 +86,27 @@ def QOptGroupParallelLoopsPass
   let dependentDialects = ["::mlir::scf::SCFDialect"];
 }
 
+def QOptSmallLoopsToHostPass
+    : Pass<"qopt-small-loops-to-host", "::mlir::func::FuncOp"> {
+  let summary = "Runs small parallel loops whose results only the host "
+                "reads on the host";
+  let description = [{
+    Exports compute shapes with tensors: a Concat of 1-element i64 tensors
+    becomes parallel loops of one iteration each, whose buffer the host
+    then reads for a reshape's sizes. As kernels, the host would wait for
+    the GPU before every such read. This pass turns each `scf.parallel`
+    (outermost, at most 64 iterations known at compile time) that stores
+    only into allocations the host alone uses into sequential `scf.for`
+    loops on the host. An allocation counts as the host's when every use,
+    through views, is a load or store outside other parallel loops, a
+    reshape's shape, a deallocation, a view so used, or a call of a host
+    function; `qopt-gpu-host-sync` then moves the small ones to the stack,
+    and the host reads them without waiting. Loops that store into memory
+    a kernel uses stay parallel.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
 def QOptSerialToGPUPass
     : Pass<"qopt-serial-to-gpu", "::mlir::func::FuncOp"> {
   let summary = "Runs host code that touches device memory as one-thread "
@@ -140,6 +161,11 @@ def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
     and stops the run with a kernel's failure. A `func.return` counts as a
     host access (the caller reads the results). Launches then run back to
     back instead of with a round trip through the host between each two.
+    A public function's arguments that nothing in it writes (no store, no
+    copy, no kernel storing through the launch's operand, no call taking
+    them or their address: the model's inputs, such as token ids, a mask or
+    a random key) need no wait either: kernels only read them (the runtime
+    passes distinct buffers, so arguments do not alias).
     Small host-only buffers move to the stack first and need no wait; so do
     the arrays of base addresses and ownership flags that
     bufferization-lower-deallocations passes its `dealloc_helper`, whose
