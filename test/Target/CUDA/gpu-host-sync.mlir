@@ -146,7 +146,6 @@ module attributes {gpu.container_module} {
   // CHECK-NEXT: memref.load %[[B]]
   // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
   // CHECK-NEXT: return
-  // CHECK: func.func private @qopt_cuda_host_sync()
   func.func @view_buffers(%n: i64) -> i64 {
     %c0 = arith.constant 0 : index
     %c1 = arith.constant 1 : index
@@ -158,11 +157,53 @@ module attributes {gpu.container_module} {
     memref.dealloc %b : memref<2xi64>
     return %x : i64
   }
+  // A buffer a kernel uses through a view stays device memory, and the
+  // host waits before reading it.
+  // CHECK-LABEL: func.func @view_to_kernel
+  // CHECK: memref.alloc() : memref<2xf32>
+  // CHECK: gpu.launch_func
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: memref.load
+  func.func @view_to_kernel() -> f32 {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    %b = memref.alloc() : memref<2xf32>
+    %s4 = memref.subview %b[0] [1] [1] : memref<2xf32> to memref<1xf32, strided<[1]>>
+    gpu.launch_func @w::@w1 blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%s4 : memref<1xf32, strided<[1]>>)
+    %x = memref.load %b[%c1] : memref<2xf32>
+    memref.dealloc %b : memref<2xf32>
+    return %x : f32
+  }
+
+  // A public function another one calls may be passed one buffer twice:
+  // its arguments are waited for even where it writes none of them.
+  // CHECK-LABEL: func.func @called
+  // CHECK: gpu.launch_func
+  // CHECK-NEXT: call @qopt_cuda_host_sync() : () -> ()
+  // CHECK-NEXT: memref.load %arg0
+  // CHECK: func.func private @qopt_cuda_host_sync()
+  func.func @called(%ids: memref<4xi64>) -> i64 {
+    %c0 = arith.constant 0 : index
+    %c1 = arith.constant 1 : index
+    gpu.launch_func @r::@r blocks in (%c1, %c1, %c1) threads in (%c1, %c1, %c1) args(%ids : memref<4xi64>)
+    %x = memref.load %ids[%c0] : memref<4xi64>
+    return %x : i64
+  }
+  func.func @caller(%ids: memref<4xi64>) -> i64 {
+    %x = call @called(%ids) : (memref<4xi64>) -> i64
+    return %x : i64
+  }
   gpu.module @w {
     gpu.func @w(%m: memref<4xf32>) kernel {
       %c0 = arith.constant 0 : index
       %f = arith.constant 1.0 : f32
       memref.store %f, %m[%c0] : memref<4xf32>
+      gpu.return
+    }
+    gpu.func @w1(%m: memref<1xf32, strided<[1]>>) kernel {
+      %c0 = arith.constant 0 : index
+      %f = arith.constant 1.0 : f32
+      memref.store %f, %m[%c0] : memref<1xf32, strided<[1]>>
       gpu.return
     }
     gpu.func @w3(%m: memref<3xf32, strided<[1], offset: 1>>) kernel {

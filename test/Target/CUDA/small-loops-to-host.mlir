@@ -110,3 +110,66 @@ func.func @kernels(%x: memref<100xf32>, %n: index) -> f32 {
   memref.dealloc %dyn : memref<4xf32>
   return %s : f32
 }
+
+// -----
+
+// A chain: the first loop's buffer is read only by the second, which
+// writes an argument (device memory): both stay kernels. A loop over 8 x 8
+// iterations runs on the host, 5 x 13 do not; neither does one with a
+// stack buffer of its own (a sequential loop would keep one per
+// iteration).
+// CHECK-LABEL: func.func @chain
+// CHECK: scf.parallel (%{{.*}}) = (%c0) to (%c2)
+// CHECK: scf.parallel (%{{.*}}) = (%c0) to (%c2)
+// CHECK: scf.for %{{.*}} = %c0 to %c8
+// CHECK-NEXT: scf.for %{{.*}} = %c0 to %c8
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%c0, %c0) to (%c5, %c13)
+// CHECK: scf.parallel (%{{.*}}) = (%c0) to (%c2)
+// CHECK-NEXT: memref.alloca
+func.func @chain(%out: memref<2xi64>) -> i64 {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c2 = arith.constant 2 : index
+  %c5 = arith.constant 5 : index
+  %c8 = arith.constant 8 : index
+  %c13 = arith.constant 13 : index
+  %seven = arith.constant 7 : i64
+  %a = memref.alloc() : memref<2xi64>
+  scf.parallel (%i) = (%c0) to (%c2) step (%c1) {
+    memref.store %seven, %a[%i] : memref<2xi64>
+    scf.reduce
+  }
+  scf.parallel (%i) = (%c0) to (%c2) step (%c1) {
+    %v = memref.load %a[%i] : memref<2xi64>
+    memref.store %v, %out[%i] : memref<2xi64>
+    scf.reduce
+  }
+  %square = memref.alloc() : memref<8x8xi64>
+  scf.parallel (%i, %j) = (%c0, %c0) to (%c8, %c8) step (%c1, %c1) {
+    memref.store %seven, %square[%i, %j] : memref<8x8xi64>
+    scf.reduce
+  }
+  %wide = memref.alloc() : memref<5x13xi64>
+  scf.parallel (%i, %j) = (%c0, %c0) to (%c5, %c13) step (%c1, %c1) {
+    memref.store %seven, %wide[%i, %j] : memref<5x13xi64>
+    scf.reduce
+  }
+  %b = memref.alloc() : memref<2xi64>
+  scf.parallel (%i) = (%c0) to (%c2) step (%c1) {
+    %t = memref.alloca() : memref<1xi64>
+    memref.store %seven, %t[%c0] : memref<1xi64>
+    %v = memref.load %t[%c0] : memref<1xi64>
+    memref.store %v, %b[%i] : memref<2xi64>
+    scf.reduce
+  }
+  %x = memref.load %square[%c1, %c1] : memref<8x8xi64>
+  %y = memref.load %wide[%c1, %c1] : memref<5x13xi64>
+  %z = memref.load %b[%c1] : memref<2xi64>
+  %s = arith.addi %x, %y : i64
+  %r = arith.addi %s, %z : i64
+  memref.dealloc %a : memref<2xi64>
+  memref.dealloc %square : memref<8x8xi64>
+  memref.dealloc %wide : memref<5x13xi64>
+  memref.dealloc %b : memref<2xi64>
+  return %r : i64
+}

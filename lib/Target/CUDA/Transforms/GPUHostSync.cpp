@@ -179,7 +179,8 @@ static void promoteHostBuffers(func::FuncOp func) {
         // (The deallocation's address and flag arrays reach its helper
         // through a cast to a dynamic size.)
         auto toHelper = dyn_cast<memref::CastOp>(user);
-        bool host = isa<memref::DeallocOp>(user) ||
+        // (Only the allocation's own deallocation goes with it.)
+        bool host = (isa<memref::DeallocOp>(user) && v == alloc.getResult()) ||
                     (isa<memref::LoadOp, memref::StoreOp>(user) &&
                      !isa<gpu::GPUModuleOp>(user->getParentOp())) ||
                     (isa<memref::ReshapeOp>(user) &&
@@ -247,8 +248,11 @@ struct QOptGPUHostSyncPass
     // A public function's arguments that nothing writes (the model's
     // inputs: token ids, a mask, a random key): kernels only read them, so
     // the host reads them without waiting (a run-time check of the ids).
+    // (Only where the runtime is the caller, which passes distinct
+    // buffers: a call in the module could pass one buffer twice.)
     for (auto func : module.getOps<func::FuncOp>())
-      if (!func.isExternal() && func.isPublic())
+      if (!func.isExternal() && func.isPublic() &&
+          SymbolTable::symbolKnownUseEmpty(func, module))
         for (BlockArgument arg : func.getArguments())
           if (isa<MemRefType>(arg.getType()) && !mayWrite(arg))
             hostArgs.insert(arg);

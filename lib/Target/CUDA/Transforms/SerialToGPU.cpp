@@ -337,24 +337,35 @@ struct QOptSmallLoopsToHostPass
     getOperation().walk([&](scf::ParallelOp loop) {
       if (outermostParallel(loop) || loop.getNumReductions())
         return;
+      // (Bounds and steps within 32 bits: no overflow below.)
       int64_t total = 1;
       for (auto [lb, ub, step] : llvm::zip(
                loop.getLowerBound(), loop.getUpperBound(), loop.getStep())) {
         std::optional<int64_t> l = getConstantIntValue(lb),
                                u = getConstantIntValue(ub),
                                s = getConstantIntValue(step);
-        if (!l || !u || !s || *s <= 0 || *u - *l > 64 * *s)
+        auto narrow = [](int64_t x) { return x > INT32_MIN && x < INT32_MAX; };
+        if (!l || !u || !s || *s <= 0 || !narrow(*l) || !narrow(*u) ||
+            !narrow(*s))
           return;
-        total *= std::max<int64_t>(0, (*u - *l + *s - 1) / *s);
+        total *= *u > *l ? (*u - *l + *s - 1) / *s : 0;
+        if (total > 64)
+          return;
       }
-      bool plain = !loop.getBody()
-                        ->walk([](Operation *op) {
-                          return isa<scf::ParallelOp, cf::AssertOp>(op)
-                                     ? WalkResult::interrupt()
-                                     : WalkResult::advance();
-                        })
-                        .wasInterrupted();
-      if (total <= 64 && plain)
+      // Only loads, stores and side-effect-free code (a stack buffer in a
+      // sequential loop would be one per iteration).
+      bool plain =
+          !loop.getBody()
+               ->walk([](Operation *op) {
+                 return isa<memref::LoadOp, memref::StoreOp, scf::ForOp,
+                            scf::IfOp, scf::YieldOp, scf::ReduceOp>(op) ||
+                                (!isa<memref::AllocaOp>(op) &&
+                                 isMemoryEffectFree(op))
+                            ? WalkResult::advance()
+                            : WalkResult::interrupt();
+               })
+               .wasInterrupted();
+      if (plain)
         host.insert(loop);
     });
     // Those storing only into buffers the host alone uses (counting the
