@@ -398,10 +398,78 @@ Value mlir::qopt::createSoftmax(OpBuilder &b, Location loc, Value x,
       });
 }
 
+/// Where `indices` is start + i · delta over one dimension (ONNX Range's
+/// lowering: position ids), start and delta defined outside: the two.
+static std::optional<std::pair<Value, Value>> progression(Value indices) {
+  auto generic = indices.getDefiningOp<linalg::GenericOp>();
+  if (!generic || generic.getNumDpsInputs() != 0 ||
+      generic->getNumResults() != 1 || generic.getNumLoops() != 1 ||
+      generic.getNumReductionLoops() != 0)
+    return std::nullopt;
+  Block &body = generic.getRegion().front();
+  Value y = cast<linalg::YieldOp>(body.getTerminator()).getOperand(0);
+  auto outside = [&](Value v) {
+    return !generic.getRegion().isAncestor(v.getParentRegion());
+  };
+  // (Either operand order.)
+  auto split = [&](Operation *op, Value &inner, Value &other) {
+    if (!op || op->getNumOperands() != 2)
+      return false;
+    Value l = op->getOperand(0), r = op->getOperand(1);
+    if (outside(l) && !outside(r))
+      std::swap(l, r);
+    if (!outside(r) || outside(l))
+      return false;
+    inner = l, other = r;
+    return true;
+  };
+  Value product, start, asInt, delta;
+  if (!split(y.getDefiningOp<arith::AddIOp>(), product, start) ||
+      !split(product.getDefiningOp<arith::MulIOp>(), asInt, delta))
+    return std::nullopt;
+  auto toInt = asInt.getDefiningOp<arith::IndexCastOp>();
+  auto index = toInt ? toInt.getIn().getDefiningOp<linalg::IndexOp>() : nullptr;
+  if (!index || index.getDim() != 0)
+    return std::nullopt;
+  return std::make_pair(start, delta);
+}
+
 Value mlir::qopt::createIndicesInRange(OpBuilder &b, Location loc,
                                        Value indices, Value size) {
   auto type = cast<RankedTensorType>(indices.getType());
   auto element = cast<IntegerType>(type.getElementType());
+  Value negSize = arith::SubIOp::create(
+      b, loc, arith::ConstantIndexOp::create(b, loc, 0), size);
+  auto within = [&](Value lo, Value hi) -> Value {
+    lo = arith::IndexCastOp::create(b, loc, b.getIndexType(), lo);
+    hi = arith::IndexCastOp::create(b, loc, b.getIndexType(), hi);
+    return arith::AndIOp::create(
+        b, loc,
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, lo, negSize),
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, hi, size));
+  };
+  // A progression's least and greatest values are its ends: the check
+  // reads no data (on a GPU, no wait for the kernel that writes it).
+  if (auto ends = progression(indices)) {
+    auto [start, delta] = *ends;
+    Value n = tensor::DimOp::create(b, loc, indices, 0);
+    Value zero = arith::ConstantIndexOp::create(b, loc, 0);
+    Value steps = arith::IndexCastOp::create(
+        b, loc, element,
+        arith::SubIOp::create(b, loc, n,
+                              arith::ConstantIndexOp::create(b, loc, 1)));
+    Value last = arith::AddIOp::create(
+        b, loc, start, arith::MulIOp::create(b, loc, steps, delta));
+    Value rising = arith::CmpIOp::create(
+        b, loc, arith::CmpIPredicate::sge, delta,
+        arith::ConstantOp::create(b, loc, b.getIntegerAttr(element, 0)));
+    Value lo = arith::SelectOp::create(b, loc, rising, start, last);
+    Value hi = arith::SelectOp::create(b, loc, rising, last, start);
+    // (No ids: nothing to check.)
+    Value empty =
+        arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, n, zero);
+    return arith::OrIOp::create(b, loc, empty, within(lo, hi));
+  }
   auto scalarType = RankedTensorType::get({}, element);
   auto fill = [&](int64_t v) {
     Value c = arith::ConstantOp::create(b, loc, b.getIntegerAttr(element, v));
@@ -428,16 +496,8 @@ Value mlir::qopt::createIndicesInRange(OpBuilder &b, Location loc,
             ValueRange{arith::MinSIOp::create(nb, l, a[0], a[1]),
                        arith::MaxSIOp::create(nb, l, a[0], a[2])});
       });
-  Value lo = tensor::ExtractOp::create(b, loc, reduce.getResult(0));
-  Value hi = tensor::ExtractOp::create(b, loc, reduce.getResult(1));
-  lo = arith::IndexCastOp::create(b, loc, b.getIndexType(), lo);
-  hi = arith::IndexCastOp::create(b, loc, b.getIndexType(), hi);
-  Value negSize = arith::SubIOp::create(
-      b, loc, arith::ConstantIndexOp::create(b, loc, 0), size);
-  return arith::AndIOp::create(
-      b, loc,
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::sge, lo, negSize),
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, hi, size));
+  return within(tensor::ExtractOp::create(b, loc, reduce.getResult(0)),
+                tensor::ExtractOp::create(b, loc, reduce.getResult(1)));
 }
 
 Value mlir::qopt::createWrappedIndex(OpBuilder &b, Location loc, Value index,

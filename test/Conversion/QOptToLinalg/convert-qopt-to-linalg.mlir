@@ -293,6 +293,64 @@ func.func @embedding(%ids: tensor<2x?xi64>, %w: tensor<10x4xf32>) -> tensor<2x?x
 
 // -----
 
+// Position ids from a Range (start + i · delta, either operand order): the
+// check compares the progression's ends with the table's rows (the first
+// id and the last, whichever way delta goes; no ids, nothing to check),
+// reading no ids: no min/max reduction.
+// CHECK-LABEL: func.func @embedding_positions
+// CHECK-NOT: arith.minsi
+// CHECK: %[[N:.*]] = tensor.dim %[[IDS:.*]], %c0
+// CHECK: %[[STEPS:.*]] = arith.index_cast %{{.*}} : index to i64
+// CHECK: %[[PROD:.*]] = arith.muli %[[STEPS]], %arg3 : i64
+// CHECK: %[[LAST:.*]] = arith.addi %arg2, %[[PROD]] : i64
+// CHECK: %[[RISING:.*]] = arith.cmpi sge, %arg3, %{{.*}} : i64
+// CHECK: %[[LO:.*]] = arith.select %[[RISING]], %arg2, %[[LAST]] : i64
+// CHECK: %[[HI:.*]] = arith.select %[[RISING]], %[[LAST]], %arg2 : i64
+// CHECK: %[[EMPTY:.*]] = arith.cmpi eq, %[[N]], %c0
+// CHECK: arith.index_cast %[[LO]]
+// CHECK: arith.index_cast %[[HI]]
+// CHECK: %[[OK:.*]] = arith.ori %[[EMPTY]], %{{.*}} : i1
+// CHECK: cf.assert %[[OK]], "node 'wpe' (qopt.embedding): an id is out of range (valid: -16 to 15)"
+// CHECK-NOT: arith.maxsi
+// CHECK: return
+func.func @embedding_positions(%n: index, %w: tensor<16x4xf32>, %start: i64, %delta: i64) -> tensor<?x4xf32> {
+  %e = tensor.empty(%n) : tensor<?xi64>
+  %ids = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]} outs(%e : tensor<?xi64>) {
+  ^bb0(%out: i64):
+    %i = linalg.index 0 : index
+    %c = arith.index_cast %i : index to i64
+    %m = arith.muli %delta, %c : i64
+    %a = arith.addi %m, %start : i64
+    linalg.yield %a : i64
+  } -> tensor<?xi64>
+  %y = qopt.embedding %ids, %w module "wpe" : (tensor<?xi64>, tensor<16x4xf32>) -> tensor<?x4xf32> loc("wpe")
+  return %y : tensor<?x4xf32>
+}
+
+// -----
+
+// Ids computed from something else than the index alone are reduced.
+// CHECK-LABEL: func.func @embedding_computed
+// CHECK: arith.minsi
+// CHECK: arith.maxsi
+// CHECK: cf.assert
+func.func @embedding_computed(%x: tensor<?xi64>, %w: tensor<16x4xf32>) -> tensor<?x4xf32> {
+  %c0 = arith.constant 0 : index
+  %n = tensor.dim %x, %c0 : tensor<?xi64>
+  %e = tensor.empty(%n) : tensor<?xi64>
+  %ids = linalg.generic {indexing_maps = [affine_map<(d0) -> (d0)>, affine_map<(d0) -> (d0)>], iterator_types = ["parallel"]} ins(%x : tensor<?xi64>) outs(%e : tensor<?xi64>) {
+  ^bb0(%in: i64, %out: i64):
+    %i = linalg.index 0 : index
+    %c = arith.index_cast %i : index to i64
+    %a = arith.addi %in, %c : i64
+    linalg.yield %a : i64
+  } -> tensor<?xi64>
+  %y = qopt.embedding %ids, %w module "wpe" : (tensor<?xi64>, tensor<16x4xf32>) -> tensor<?x4xf32> loc("wpe")
+  return %y : tensor<?x4xf32>
+}
+
+// -----
+
 // Attention: sizes the types leave open checked, Q·Kᵀ as a named product
 // (one key/value head per query head), the mask read through its broadcast
 // map, softmax over keys, then P·V.
