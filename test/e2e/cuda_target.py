@@ -429,6 +429,33 @@ with tempfile.TemporaryDirectory() as tmp:
     waits = entry.group(0).count("call void @qopt_cuda_host_sync()") if entry else -1
     check("gpt2-tiny + LoRA train step: the host waits for the GPU once, at the end",
           waits == 1, f"{waits} waits")
+    # So with gradient clipping and a schedule: the gradients' norms (sums
+    # of squares into buffers the runs share), the clipping coefficient and
+    # the learning rate are one-thread kernels too; emulated steps = CPU.
+    clip = ["--lora-config", tcfg, "--train", "--optimizer", "adamw:lr=1e-2",
+            "--max-grad-norm", "0.5", "--lr-schedule", "cosine", "--total-steps", "10",
+            "--warmup-steps", "2"]
+    cll = os.path.join(tmp, "gpt2-clip.ll")
+    qoptc(GPT2, *clip, "--target", "cuda", "--cuda-archs", "sm_80", "--dump-llvm-ir", cll,
+          "-o", os.path.join(tmp, "gpt2-clip.so"))
+    entry = re.search(r"^define [^\n]*@qopt_entry\(.*?^}",
+                      open(cll).read() if os.path.exists(cll) else "", re.S | re.M)
+    waits = entry.group(0).count("call void @qopt_cuda_host_sync()") if entry else -1
+    clip_emu = os.path.join(tmp, "gpt2-clip-emu.so")
+    clip_cpu = os.path.join(tmp, "gpt2-clip-cpu.so")
+    qoptc(GPT2, *clip, "--target", "cuda", "--cuda-emulate", "-o", clip_emu)
+    qoptc(GPT2, *clip, "-o", clip_cpu)
+    clip_ids = np.random.default_rng(3).integers(0, 50, (2, 12)).astype(np.int64)
+    la, lb = [], []
+    if os.path.exists(clip_emu) and os.path.exists(clip_cpu):
+        a, b = qopt.load(clip_emu), qopt.load(clip_cpu)
+        la = [float(a.train_step(input_ids=clip_ids)) for _ in range(4)]
+        lb = [float(b.train_step(input_ids=clip_ids)) for _ in range(4)]
+    e = max((abs(x - y) / abs(y) for x, y in zip(la, lb)), default=1.0)
+    check("gpt2-tiny + LoRA train step with --max-grad-norm and a cosine schedule: one wait, "
+          "at the end; emulated = CPU (4 steps' losses <= 1e-5, loss falls)",
+          waits == 1 and len(la) == 4 and e <= 1e-5 and la[-1] < la[0],
+          f"{waits} waits; {e:.1e}; {la}")
 
     # ONNX Attention (opset 23, attention.py's models): each qopt.attention
     # is one launch of the library's fused kernel (a block per 16 query

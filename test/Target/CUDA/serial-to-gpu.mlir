@@ -302,3 +302,44 @@ func.func @stack_sizes(%x: memref<f32>) {
   return
 }
 func.func private @barrier()
+
+// -----
+
+// A buffer only runs load and store (a zero two reductions start from, the
+// second of which accumulates into it) passes between their kernels in
+// device memory: both runs move, on either side of a library call.
+// CHECK-LABEL: func.func @shared_zero
+// CHECK: %[[Z:.*]] = memref.alloc() : memref<f32>
+// CHECK: scf.parallel
+// CHECK: memref.store %{{.*}}, %[[Z]][]
+// CHECK: scf.reduce
+// CHECK: call @qopt_cuda_sgemm
+// CHECK: scf.parallel
+// CHECK: scf.for
+// CHECK: memref.load %[[Z]][]
+// CHECK: math.sqrt
+// CHECK: memref.store %{{.*}}, %arg1[]
+// CHECK: scf.reduce
+// CHECK: return
+func.func private @qopt_cuda_sgemm(index)
+func.func @shared_zero(%g: memref<8xf32>, %norm: memref<f32>, %p: index) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c8 = arith.constant 8 : index
+  %zero = arith.constant 0.0 : f32
+  %z = memref.alloc() : memref<f32>
+  memref.store %zero, %z[] : memref<f32>
+  call @qopt_cuda_sgemm(%p) : (index) -> ()
+  scf.for %i = %c0 to %c8 step %c1 {
+    %x = memref.load %g[%i] : memref<8xf32>
+    %a = memref.load %z[] : memref<f32>
+    %xx = arith.mulf %x, %x : f32
+    %s = arith.addf %a, %xx : f32
+    memref.store %s, %z[] : memref<f32>
+  }
+  %t = memref.load %z[] : memref<f32>
+  %r = math.sqrt %t : f32
+  memref.store %r, %norm[] : memref<f32>
+  memref.dealloc %z : memref<f32>
+  return
+}

@@ -171,11 +171,29 @@ private:
     if (!isa<memref::AllocOp>(def))
       return false;
     // A buffer only host code uses (qopt-gpu-host-sync moves the small
-    // ones to the stack): the run's own, or the host's.
-    if (hostBuffer(root))
-      return onlyIn(root, id);
+    // ones to the stack): the run's own; or loaded and stored only by runs
+    // (a zero several reductions start from, a norm's partial sums), which
+    // pass it on in device memory; or the host's.
+    if (hostBuffer(root)) {
+      if (onlyIn(root, id))
+        return true;
+      if (!onlyInRuns(root))
+        return false;
+    }
     touchesDevice = true;
     return true;
+  }
+
+  /// Whether only loads and stores of runs of this block, and its
+  /// deallocation, use `buffer`.
+  bool onlyInRuns(Value buffer) const {
+    return llvm::all_of(buffer.getUsers(), [&](Operation *user) {
+      if (isa<memref::DeallocOp>(user))
+        return true;
+      Operation *owner = block.findAncestorOpInBlock(*user);
+      return isa<memref::LoadOp, memref::StoreOp>(user) && owner &&
+             run.lookup(owner) != 0;
+    });
   }
 
   /// Whether only host code uses allocation `buffer`.

@@ -133,7 +133,10 @@ def QOptSerialToGPUPass
         a run-time check's minimum and maximum stay on the host),
       * every memory access is to device memory (an allocation, a function
         argument, a view of one; constants are read) or to a stack buffer
-        of the run itself, which moves into the kernel.
+        of the run itself, which moves into the kernel; an allocation only
+        host code uses counts as device memory where only runs load and
+        store it (a zero several reductions start from, partial sums of a
+        gradients' norm), else as the host's.
     Allocations (whose sizes the run does not compute) move before the run
     and deallocations after it, so neither cuts it. A run that touches no
     device memory stays on the host. Private functions (the deallocation
