@@ -1,5 +1,6 @@
 //===- ParallelToGPU.cpp - One kernel launch per parallel loop nest -------===//
 
+#include "LoopUtils.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
@@ -34,8 +35,7 @@ tripCounts(OpBuilder &b, Location loc, scf::ParallelOp op) {
   return {counts, total};
 }
 
-/// The number of iterations when every bound is a constant.
-static std::optional<int64_t> staticTotal(scf::ParallelOp op) {
+std::optional<int64_t> mlir::qopt::staticTotal(scf::ParallelOp op) {
   int64_t total = 1;
   for (auto [lb, ub, step] :
        llvm::zip(op.getLowerBound(), op.getUpperBound(), op.getStep())) {
@@ -76,7 +76,7 @@ static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
   auto [counts, total] = tripCounts(b, loc, op);
   // 32-bit index arithmetic where the space is known to fit: a 64-bit
   // division is a long instruction sequence on a GPU.
-  std::optional<int64_t> known = staticTotal(op);
+  std::optional<int64_t> known = qopt::staticTotal(op);
   bool narrow = known && *known < (int64_t(1) << 31);
   Value zero = arith::ConstantIndexOp::create(b, loc, 0);
   Value nonEmpty =

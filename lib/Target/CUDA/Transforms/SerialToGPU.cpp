@@ -1,5 +1,6 @@
 //===- SerialToGPU.cpp - Host code on device memory as one-thread loops ---===//
 
+#include "LoopUtils.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
 #include "mlir/Dialect/Index/IR/IndexDialect.h"
@@ -355,21 +356,9 @@ struct QOptSmallLoopsToHostPass
     getOperation().walk([&](scf::ParallelOp loop) {
       if (outermostParallel(loop) || loop.getNumReductions())
         return;
-      // (Bounds and steps within 32 bits: no overflow below.)
-      int64_t total = 1;
-      for (auto [lb, ub, step] : llvm::zip(
-               loop.getLowerBound(), loop.getUpperBound(), loop.getStep())) {
-        std::optional<int64_t> l = getConstantIntValue(lb),
-                               u = getConstantIntValue(ub),
-                               s = getConstantIntValue(step);
-        auto narrow = [](int64_t x) { return x > INT32_MIN && x < INT32_MAX; };
-        if (!l || !u || !s || *s <= 0 || !narrow(*l) || !narrow(*u) ||
-            !narrow(*s))
-          return;
-        total *= *u > *l ? (*u - *l + *s - 1) / *s : 0;
-        if (total > 64)
-          return;
-      }
+      std::optional<int64_t> total = qopt::staticTotal(loop);
+      if (!total || *total > 64)
+        return;
       // Only loads, stores and side-effect-free code (a stack buffer in a
       // sequential loop would be one per iteration).
       bool plain =
