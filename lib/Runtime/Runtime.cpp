@@ -199,6 +199,17 @@ struct qopt_model {
   const char *(*cudaDeviceName)() = nullptr;
   void (*cudaPoolInfo)(size_t *, size_t *) = nullptr;
   void (*cudaPrefetch)(const void *, size_t) = nullptr; // (optional)
+  /// CUDA graphs (optional, all or none): see kCUDAPeakResetSymbol.
+  void (*cudaPeakReset)() = nullptr;
+  size_t (*cudaPeakBytes)() = nullptr;
+  int (*cudaCaptureBegin)(size_t) = nullptr;
+  void *(*cudaCaptureEnd)(int) = nullptr;
+  int (*cudaGraphLaunch)(void *) = nullptr;
+  void (*cudaGraphDestroy)(void *) = nullptr;
+  int (*cudaCopy)(void *, const void *, size_t) = nullptr;
+  /// Whether runs of entries marked cuda_graph are captured and replayed
+  /// (the driver can, and QOPT_CUDA_GRAPHS is not 0).
+  bool cudaGraphs = false;
   /// A buffer where the model's code reads it: the host heap, or the pool.
   void *allocate(size_t bytes) {
     return cuda ? cudaAlloc(bytes)
@@ -233,13 +244,51 @@ struct qopt_model {
     /// Indices (into params) of the parameters the results after the
     /// outputs update.
     std::vector<size_t> updates;
+    /// Its host code touches only host memory: its launches may be
+    /// captured once per input shapes and replayed (a CUDA model).
+    bool graph = false;
   };
   std::vector<Entry> entries;
+  /// A CUDA entry's graph: the input shapes it was captured for (or that
+  /// the last run had), the pool use of that run, and once captured, the
+  /// graph, the pool buffers it reads (inputs, then the random key and the
+  /// status word where the model takes them) and their descriptors, the
+  /// captured run's result descriptors and the parameter buffers it read.
+  struct Graph {
+    std::vector<std::vector<int64_t>> shapes;
+    bool measured = false, refused = false;
+    size_t peak = 0;
+    void *exec = nullptr;
+    std::vector<void *> buffers;
+    std::vector<std::vector<int64_t>> descriptors;
+    std::vector<int64_t> results;
+    std::vector<int64_t> params;
+  };
+  std::vector<Graph> graphs; // per entry
+  /// Gives entry `i`'s graph and its buffers back (the shapes it was for
+  /// are kept: the next run of those shapes captures again).
+  void dropGraph(size_t i) {
+    Graph &g = graphs[i];
+    if (g.exec)
+      cudaGraphDestroy(g.exec);
+    for (void *p : g.buffers)
+      release(p);
+    g.exec = nullptr;
+    g.buffers.clear();
+    g.descriptors.clear();
+    g.results.clear();
+    g.params.clear();
+    g.measured = false;
+  }
   /// The random key [seed, counter] and its descriptor, when the model
   /// takes one.
   bool usesRNG = false;
   int64_t rngKey[2] = {0, 0};
   std::vector<int64_t> rngDescriptor;
+  /// Range checks the model makes on the device (manifest `checks`): when
+  /// there are any, every entry takes a status word last and the run failed
+  /// with checks[s - 1] when it holds s != 0 afterwards.
+  std::vector<std::string> deviceChecks;
   /// Runs of a model with state (updates, a random key) change the model:
   /// they, and reads and writes of its state, take turns. Runs of other
   /// models only read it and may overlap.
@@ -261,6 +310,8 @@ struct qopt_model {
   }
 
   ~qopt_model() {
+    for (size_t i = 0; i < graphs.size(); ++i)
+      dropGraph(i);
     for (ParamSpec &p : params)
       release(p.owned);
     // A CUDA model's pool, kernels and context go back to the driver.
@@ -487,13 +538,17 @@ static int loadManifest(qopt_model &m, const std::string &path) {
           (i == 0 && symbol->string != cm::kEntrySymbol))
         return fail(path + ": malformed manifest: entry #" + std::to_string(i) +
                     " lacks its name, symbol, outputs or updates");
+      const Value *graph = v.get(key::kCUDAGraph);
       if (i == 0) {
         m.entries[0].name = name->string;
+        m.entries[0].graph =
+            graph && graph->kind == Value::Bool && graph->boolean;
         continue;
       }
       qopt_model::Entry e;
       e.name = name->string;
       e.symbol = symbol->string;
+      e.graph = graph && graph->kind == Value::Bool && graph->boolean;
       for (const Value &o : outs->array) {
         e.outputs.emplace_back();
         if (!readSpec(o, e.outputs.back(), error))
@@ -507,6 +562,19 @@ static int loadManifest(qopt_model &m, const std::string &path) {
     }
   }
   m.usesRNG = rng->boolean;
+  if (const Value *graph = root.get(key::kCUDAGraph))
+    m.entries[0].graph = graph->kind == Value::Bool && graph->boolean;
+  if (const Value *checks = root.get(key::kChecks)) {
+    if (checks->kind != Value::Array || checks->array.empty())
+      return fail(path + ": malformed manifest: 'checks' is not a list of "
+                         "messages");
+    for (const Value &message : checks->array) {
+      if (message.kind != Value::String)
+        return fail(path + ": malformed manifest: 'checks' is not a list of "
+                           "messages");
+      m.deviceChecks.push_back(message.string);
+    }
+  }
   if (const Value *slots = root.get(key::kLoraSlots)) {
     if (slots->kind != Value::Array)
       return fail(path + ": malformed manifest: 'lora_slots' is not a list");
@@ -648,6 +716,23 @@ static int initCUDA(qopt_model &m, const char *path) {
   char error[1024] = "";
   if (init(m.cudaPTXArch, m.cudaArchs.c_str(), error, sizeof(error)))
     return fail(std::string(path) + ": " + error);
+  auto bind = [&](auto &fn, const char *name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+        dlsym(m.library, name));
+    return fn != nullptr;
+  };
+  int (*supported)() = nullptr;
+  bool graphs = bind(m.cudaPeakReset, cm::kCUDAPeakResetSymbol) &
+                bind(m.cudaPeakBytes, cm::kCUDAPeakBytesSymbol) &
+                bind(supported, cm::kCUDAGraphsSupportedSymbol) &
+                bind(m.cudaCaptureBegin, cm::kCUDACaptureBeginSymbol) &
+                bind(m.cudaCaptureEnd, cm::kCUDACaptureEndSymbol) &
+                bind(m.cudaGraphLaunch, cm::kCUDAGraphLaunchSymbol) &
+                bind(m.cudaGraphDestroy, cm::kCUDAGraphDestroySymbol) &
+                bind(m.cudaCopy, cm::kCUDACopySymbol);
+  const char *env = std::getenv("QOPT_CUDA_GRAPHS");
+  m.cudaGraphs = graphs && supported() && !(env && std::strcmp(env, "0") == 0);
+  m.graphs.resize(m.entries.size());
   for (size_t i = 0; i < m.params.size(); ++i) {
     ParamSpec &p = m.params[i];
     std::vector<int64_t> &desc = m.paramDescriptors[i];
@@ -1220,6 +1305,188 @@ int qopt_model_run(qopt_model *m, const qopt_tensor *inputs, size_t numInputs,
   return qopt_model_run_entry(m, 0, inputs, numInputs, outputs, numOutputs);
 }
 
+/// Where the results' descriptors start in the results array of `e`
+/// (outputs, then parameter updates), and its length in `words`.
+static std::vector<size_t>
+resultLayout(const qopt_model *m, const qopt_model::Entry &e, size_t &words) {
+  std::vector<size_t> offsets;
+  words = 0;
+  for (const TensorSpec &spec : e.outputs) {
+    offsets.push_back(words);
+    words += 3 + 2 * spec.shape.size();
+  }
+  for (size_t index : e.updates) {
+    offsets.push_back(words);
+    words += 3 + 2 * m->params[index].tensor.shape.size();
+  }
+  return offsets;
+}
+
+/// The message of a device check's status `code` (manifest `checks`).
+static std::string deviceCheckMessage(const qopt_model *m, int32_t code) {
+  if (code > 0 && static_cast<size_t>(code) <= m->deviceChecks.size())
+    return m->deviceChecks[code - 1];
+  return "a run-time check failed (status " + std::to_string(code) + ")";
+}
+
+/// `out` as a dense copy of the result `d` describes, in a buffer the
+/// caller can free().
+static void copyOut(const TensorSpec &spec, const int64_t *d,
+                    qopt_tensor &out) {
+  size_t rank = spec.shape.size();
+  out.dtype = spec.dtype;
+  out.rank = static_cast<int32_t>(rank);
+  size_t elementSize = qopt_dtype_size(spec.dtype);
+  int64_t count = 1;
+  for (size_t k = 0; k < rank; ++k)
+    count *= out.shape[k] = d[3 + k];
+  size_t bytes = static_cast<size_t>(count) * elementSize;
+  char *copy = static_cast<char *>(std::malloc(bytes ? bytes : 1));
+  gatherDense(d, rank, elementSize, copy);
+  out.data = copy;
+}
+
+/// Captures a run of entry `index` into its graph: the inputs (then the
+/// random key and the status word) in pool buffers the graph keeps, the
+/// run's own buffers in an arena a quarter larger than the measured run
+/// used. False (the shapes are then run without a graph) when there is no
+/// room, or the driver or the run's host code refuses.
+static bool captureGraph(qopt_model *m, size_t index, const qopt_tensor *inputs,
+                         const std::vector<int64_t> &bytes) {
+  qopt_model::Graph &g = m->graphs[index];
+  const qopt_model::Entry &e = m->entries[index];
+  auto refuse = [&] {
+    m->dropGraph(index);
+    g.refused = true;
+    return false;
+  };
+  auto buffer = [&](size_t n, const int64_t *shape, size_t rank) {
+    void *p = m->cudaAlloc(n);
+    if (!p)
+      return false;
+    g.buffers.push_back(p);
+    g.descriptors.push_back(descriptor(p, shape, rank));
+    return true;
+  };
+  for (size_t i = 0; i < m->inputs.size(); ++i)
+    if (!buffer(static_cast<size_t>(bytes[i]), inputs[i].shape,
+                static_cast<size_t>(inputs[i].rank)))
+      return refuse();
+  int64_t two = 2, one = 1;
+  if (m->usesRNG && !buffer(sizeof(m->rngKey), &two, 1))
+    return refuse();
+  if (!m->deviceChecks.empty()) {
+    if (!buffer(sizeof(int32_t), &one, 1))
+      return refuse();
+    *static_cast<int32_t *>(g.buffers.back()) = 0;
+  }
+  size_t words = 0;
+  std::vector<size_t> offsets = resultLayout(m, e, words);
+  g.results.assign(words + 1, 0);
+  std::vector<void *> args;
+  if (!offsets.empty())
+    args.push_back(g.results.data());
+  for (size_t i = 0; i < m->inputs.size(); ++i)
+    args.push_back(g.descriptors[i].data());
+  for (auto &d : m->paramDescriptors)
+    args.push_back(d.data());
+  for (size_t i = m->inputs.size(); i < g.descriptors.size(); ++i)
+    args.push_back(g.descriptors[i].data());
+  size_t arena = g.peak + g.peak / 4 + 65536;
+  if (m->cudaCaptureBegin(arena))
+    return refuse();
+  const char *message = nullptr;
+  int rc = e.fn(args.data(), &message);
+  g.exec = m->cudaCaptureEnd(rc == 0);
+  if (!g.exec)
+    return refuse();
+  g.params.clear();
+  for (auto &d : m->paramDescriptors)
+    g.params.push_back(d[1]);
+  return true;
+}
+
+/// replayGraph's answer when the driver would not launch the graph: the
+/// graph is gone and the run is to be made without one.
+constexpr int kNotReplayed = -1;
+
+/// Runs entry `index` by replaying its graph: the inputs copied into its
+/// buffers, the outputs copied out of the captured results, and the
+/// parameter updates copied into the parameters' buffers (which the graph
+/// reads), on the GPU; nothing changes when a device check fails.
+static int replayGraph(qopt_model *m, size_t index, const qopt_tensor *inputs,
+                       const std::vector<int64_t> &bytes, qopt_tensor *outputs,
+                       size_t numOutputs) {
+  qopt_model::Graph &g = m->graphs[index];
+  const qopt_model::Entry &e = m->entries[index];
+  size_t next = 0;
+  for (; next < m->inputs.size(); ++next) {
+    size_t n = static_cast<size_t>(bytes[next]);
+    if (n)
+      std::memcpy(g.buffers[next], inputs[next].data, n);
+    if (m->cudaPrefetch)
+      m->cudaPrefetch(g.buffers[next], n);
+  }
+  if (m->usesRNG)
+    std::memcpy(g.buffers[next++], m->rngKey, sizeof(m->rngKey));
+  const int32_t *status = m->deviceChecks.empty()
+                              ? nullptr
+                              : static_cast<int32_t *>(g.buffers[next]);
+  if (m->cudaGraphLaunch(g.exec)) {
+    // (Nothing ran: these shapes go on without a graph.)
+    m->dropGraph(index);
+    g.refused = true;
+    return kNotReplayed;
+  }
+  if (int rc = m->cudaSynchronize()) {
+    m->dropGraph(index);
+    return fail("the model stopped: CUDA: a kernel of the captured run "
+                "failed (CUDA error " +
+                std::to_string(rc) + ")");
+  }
+  if (status && *status)
+    return fail("the model stopped: " + deviceCheckMessage(m, *status));
+  size_t words = 0;
+  std::vector<size_t> offsets = resultLayout(m, e, words);
+  for (size_t i = 0; i < numOutputs; ++i)
+    copyOut(e.outputs[i], g.results.data() + offsets[i], outputs[i]);
+  // The new parameter values, into the buffers the graph reads: plain
+  // arrays on the GPU, strided ones by the host once those are done.
+  std::vector<size_t> strided;
+  bool copied = false;
+  for (size_t u = 0; u < e.updates.size(); ++u) {
+    ParamSpec &p = m->params[e.updates[u]];
+    const int64_t *d = g.results.data() + offsets[numOutputs + u];
+    size_t elementSize = qopt_dtype_size(p.tensor.dtype);
+    if (!isPlainArray(d, p.tensor.shape.size())) {
+      strided.push_back(u);
+      continue;
+    }
+    const char *from =
+        reinterpret_cast<const char *>(d[1]) + d[2] * elementSize;
+    if (int rc = m->cudaCopy(p.owned, from, p.length)) {
+      m->cudaSynchronize();
+      m->dropGraph(index);
+      return fail("CUDA: cannot copy the new value of parameter '" +
+                  p.tensor.name + "' (CUDA error " + std::to_string(rc) +
+                  "): the parameters before it in the step's updates have "
+                  "their new values, the others not");
+    }
+    copied = true;
+  }
+  if (copied)
+    m->cudaSynchronize();
+  for (size_t u : strided) {
+    ParamSpec &p = m->params[e.updates[u]];
+    gatherDense(g.results.data() + offsets[numOutputs + u],
+                p.tensor.shape.size(), qopt_dtype_size(p.tensor.dtype),
+                p.owned);
+  }
+  if (m->usesRNG)
+    ++m->rngKey[1];
+  return 0;
+}
+
 int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
                          size_t numInputs, qopt_tensor *outputs,
                          size_t numOutputs) {
@@ -1252,6 +1519,7 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
   };
   std::vector<PoolBuffer> deviceInputs;
   std::vector<std::vector<int64_t>> descriptors;
+  std::vector<int64_t> inputBytes;
   for (size_t i = 0; i < numInputs; ++i) {
     const TensorSpec &spec = m->inputs[i];
     const qopt_tensor &t = inputs[i];
@@ -1291,34 +1559,62 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
                   " is too large");
     if (bytes > 0 && !t.data)
       return fail(what + ": no data");
+    inputBytes.push_back(bytes);
+  }
+
+  // A CUDA entry whose host code touches only host memory replays as a
+  // CUDA graph: a run measures the pool it needs, the next run of the same
+  // input shapes is captured, and later runs of those shapes copy their
+  // inputs into the captured buffers and replay it.
+  bool measure = false;
+  if (m->cuda && m->cudaGraphs && e.graph) {
+    qopt_model::Graph &g = m->graphs[entry];
+    std::vector<std::vector<int64_t>> shapes;
+    for (size_t i = 0; i < numInputs; ++i)
+      shapes.emplace_back(inputs[i].shape, inputs[i].shape + inputs[i].rank);
+    // (A parameter's buffer replaced since: the graph reads the old one.)
+    bool moved = false;
+    for (size_t i = 0; g.exec && i < m->params.size(); ++i)
+      moved |= m->paramDescriptors[i][1] != g.params[i];
+    if (g.exec && (moved || shapes != g.shapes))
+      m->dropGraph(entry);
+    if (shapes != g.shapes) {
+      g.shapes = std::move(shapes);
+      g.measured = g.refused = false;
+    }
+    if (g.exec || (g.measured && !g.refused &&
+                   captureGraph(m, entry, inputs, inputBytes))) {
+      int rc = replayGraph(m, entry, inputs, inputBytes, outputs, numOutputs);
+      if (rc != kNotReplayed)
+        return rc;
+    }
+    measure = !g.refused;
+  }
+
+  for (size_t i = 0; i < numInputs; ++i) {
+    const qopt_tensor &t = inputs[i];
+    size_t bytes = static_cast<size_t>(inputBytes[i]);
     void *data = t.data;
     if (m->cuda) {
       // The kernels read the pool, not the caller's memory.
-      data = m->cudaAlloc(static_cast<size_t>(bytes));
+      data = m->cudaAlloc(bytes);
       if (!data)
-        return fail(what + ": out of GPU memory (" + std::to_string(bytes) +
+        return fail("input '" + m->inputs[i].name + "': out of GPU memory (" +
+                    std::to_string(bytes) +
                     " bytes; QOPT_CUDA_POOL_BYTES sets the pool's size)");
       deviceInputs.emplace_back(data, m);
       if (bytes)
-        std::memcpy(data, t.data, static_cast<size_t>(bytes));
+        std::memcpy(data, t.data, bytes);
       if (m->cudaPrefetch)
-        m->cudaPrefetch(data, static_cast<size_t>(bytes));
+        m->cudaPrefetch(data, bytes);
     }
     descriptors.push_back(descriptor(data, t.shape, t.rank));
   }
 
   // Results first: one descriptor per output, then one per parameter
   // update, back to back.
-  std::vector<size_t> resultOffsets;
   size_t resultWords = 0;
-  for (const TensorSpec &spec : e.outputs) {
-    resultOffsets.push_back(resultWords);
-    resultWords += 3 + 2 * spec.shape.size();
-  }
-  for (size_t index : e.updates) {
-    resultOffsets.push_back(resultWords);
-    resultWords += 3 + 2 * m->params[index].tensor.shape.size();
-  }
+  std::vector<size_t> resultOffsets = resultLayout(m, e, resultWords);
   std::vector<int64_t> results(resultWords + 1, 0);
   std::vector<void *> args;
   if (!resultOffsets.empty())
@@ -1341,8 +1637,45 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
   } else if (m->usesRNG) {
     args.push_back(m->rngDescriptor.data());
   }
+  // The device checks' status word (the entry zeroes it), in the pool for
+  // a CUDA model.
+  int32_t *status = nullptr;
+  std::vector<int64_t> statusDescriptor;
+  if (!m->deviceChecks.empty()) {
+    status = static_cast<int32_t *>(m->allocate(sizeof(int32_t)));
+    if (!status)
+      return fail("out of memory for the run's status word");
+    *status = 0; // (the entry zeroes it too, first; a failed launch may not)
+    deviceInputs.emplace_back(status, m);
+    int64_t one = 1;
+    statusDescriptor = descriptor(status, &one, 1);
+    args.push_back(statusDescriptor.data());
+  }
   const char *checkMessage = nullptr;
-  if (e.fn(args.data(), &checkMessage)) {
+  if (measure)
+    m->cudaPeakReset();
+  int failed = e.fn(args.data(), &checkMessage);
+  // Out of pool memory where CUDA graphs hold some: they go (and do not
+  // come back for their shapes), and the run is made again (a failed run
+  // changed nothing).
+  if (failed && m->cuda && checkMessage &&
+      std::strstr(checkMessage, "out of memory")) {
+    bool dropped = false;
+    for (size_t i = 0; i < m->graphs.size(); ++i)
+      if (m->graphs[i].exec) {
+        m->cudaSynchronize();
+        m->dropGraph(i);
+        m->graphs[i].refused = dropped = true;
+      }
+    if (dropped) {
+      std::fill(results.begin(), results.end(), 0);
+      checkMessage = nullptr;
+      if (measure)
+        m->cudaPeakReset();
+      failed = e.fn(args.data(), &checkMessage);
+    }
+  }
+  if (failed) {
     std::string message =
         std::string("the model stopped: ") +
         (checkMessage ? checkMessage : "a run-time check failed");
@@ -1350,7 +1683,30 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
     // gave back: wait for them before anything reuses the memory.
     if (m->cuda)
       m->cudaSynchronize();
+    // An index found out of range on the device came first: the failure
+    // after it may be its consequence.
+    if (status && *status)
+      message = "the model stopped: " + deviceCheckMessage(m, *status);
     return fail(message);
+  }
+  if (status) {
+    // (A CUDA entry waits for its kernels before it returns.)
+    if (int32_t code = *status) {
+      // A check failed on the device: the results are dropped, the
+      // parameters keep their values.
+      std::vector<char *> buffers;
+      for (size_t offset : resultOffsets)
+        buffers.push_back(reinterpret_cast<char *>(results[offset]));
+      std::sort(buffers.begin(), buffers.end());
+      buffers.erase(std::unique(buffers.begin(), buffers.end()), buffers.end());
+      for (char *p : buffers)
+        m->release(p);
+      return fail("the model stopped: " + deviceCheckMessage(m, code));
+    }
+  }
+  if (measure) {
+    m->graphs[entry].peak = m->cudaPeakBytes();
+    m->graphs[entry].measured = true;
   }
   // The next run draws new random numbers; setting the key back replays.
   if (m->usesRNG)
@@ -1370,25 +1726,20 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
     const int64_t *d = results.data() + resultOffsets[i];
     size_t rank = spec.shape.size();
     qopt_tensor &out = outputs[i];
-    out.dtype = spec.dtype;
-    out.rank = static_cast<int32_t>(rank);
-    size_t elementSize = qopt_dtype_size(spec.dtype);
-    int64_t count = 1;
-    for (size_t k = 0; k < rank; ++k)
-      count *= out.shape[k] = d[3 + k];
     char *allocated = reinterpret_cast<char *>(d[0]);
     if (isPlainArray(d, rank) && !isOwned(allocated) && !m->cuda) {
+      out.dtype = spec.dtype;
+      out.rank = static_cast<int32_t>(rank);
+      for (size_t k = 0; k < rank; ++k)
+        out.shape[k] = d[3 + k];
       out.data = allocated;
       owned.push_back(allocated);
       continue;
     }
     // Copy into a fresh buffer the caller can free() (always for a CUDA
     // model: its buffers belong to the pool).
-    size_t bytes = static_cast<size_t>(count) * elementSize;
-    char *copy = static_cast<char *>(std::malloc(bytes ? bytes : 1));
-    gatherDense(d, rank, elementSize, copy);
+    copyOut(spec, d, out);
     unowned.push_back(allocated);
-    out.data = copy;
   }
   // New values of mutable parameters: the runtime takes the buffer in place
   // of the old one (copying only when an output took it, or when it is not

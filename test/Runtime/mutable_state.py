@@ -71,7 +71,7 @@ with tempfile.TemporaryDirectory() as tmp:
     manifest = json.load(open(os.path.join(tmp, "state.json")))
     roles = {p["name"]: p["role"] for p in manifest["parameters"]}
     results = [
-        check(manifest["abi_version"] == 3, "manifest ABI version 3"),
+        check(manifest["abi_version"] == 4, "manifest ABI version 4"),
         check(roles == {"w": "frozen", "bias": "trainable", "steps": "state"},
               f"roles {roles}"),
         check(manifest["updates"] == ["steps", "bias"], f"updates {manifest['updates']}"),
@@ -161,17 +161,17 @@ func.func @main(%x: tensor<f32>) -> tensor<f32> {
     # A model of another ABI version is refused with a message.
     lib = open(os.path.join(tmp, "state.so"), "rb").read()
     body, trailer = bytearray(lib[:-24]), lib[-24:]
-    old = b'"abi_version": 3'
+    old = b'"abi_version": 4'
     results.append(check(body.count(old) == 1, "manifest embedded once"))
-    body = body.replace(old, b'"abi_version": 2')
+    body = body.replace(old, b'"abi_version": 3')
     patched = bytes(body) + fnv_trailer_hash(bytes(body)).to_bytes(8, "little") + trailer[8:]
     open(os.path.join(tmp, "old.so"), "wb").write(patched)
     os.symlink("state.safetensors", os.path.join(tmp, "old.safetensors"))
     try:
         qopt.load(os.path.join(tmp, "old.so"))
-        results.append(check(False, "ABI 2 model refused"))
+        results.append(check(False, "ABI 3 model refused"))
     except Exception as e:
-        results.append(check("manifest ABI version is not 3; recompile the model" in str(e),
-                             f"ABI 2 model refused: {e}"))
+        results.append(check("manifest ABI version is not 4; recompile the model" in str(e),
+                             f"ABI 3 model refused: {e}"))
 print(f"mutable state: {results.count(False)} failures")
 sys.exit(0 if all(results) else 1)

@@ -187,10 +187,40 @@ with tempfile.TemporaryDirectory() as tmp:
     check("fake driver without cuMemPrefetchAsync_v2: the same prefetches through the first "
           "version", rc == 0 and v1 == (prefetches, prefetched),
           f"{v1[0]} prefetches, {v1[1]} bytes; {out.strip()[-120:]}")
-    check("fake driver: the pool holds only the parameters between runs (no leak)",
-          loaded and after and loaded[1] == after[1] and int(loaded[1]) <= weights,
-          f"{loaded and loaded[1]} bytes after loading, {after and after[1]} after 5 runs; "
-          f"weights file {weights}")
+    # The runs replay as a CUDA graph (the entry's host code touches only
+    # host memory): the first measures the pool it needs, the second is
+    # captured (its launches recorded, then the graph launched), the others
+    # replay it; the launches are the same. The graph keeps its input
+    # buffer and its arena between runs, and more runs take no more.
+    fake_log = open(os.path.join(tmp, "fake.log")).read()
+    graph_counts = [int(re.search(rf"{k} (\d+)", fake_log)[1])
+                    for k in ("captures", "graph_launches")]
+    gpu_manifest = json.load(open(gpu[:-3] + ".json"))
+    check("fake driver: gpt2-tiny's 5 runs are one captured CUDA graph launched 4 times "
+          "(manifest cuda_graph), the same launches as without",
+          gpu_manifest.get("cuda_graph") is True and graph_counts == [1, 4]
+          and five == 5 * once, f"{graph_counts}; {five} launches, {once} per run")
+    rc, out = run_fake(gpu, "--verbose", "--repeat", "20")
+    after20 = re.search(r"gpu pool after the runs: (\d+) of", out)
+    rc0, out0 = run_fake(gpu, "--verbose", "--repeat", "5", QOPT_CUDA_GRAPHS="0")
+    after0 = re.search(r"gpu pool after the runs: (\d+) of", out0)
+    no_graph = [int(re.search(rf"{k} (\d+)", open(os.path.join(tmp, "fake.log")).read())[1])
+                for k in ("captures", "launches")]
+    check("fake driver: the pool holds only the parameters between runs, and the graph's "
+          "buffers (no leak: 5 and 20 replays alike; QOPT_CUDA_GRAPHS=0: none captured)",
+          loaded and after and after20 and after0 and int(loaded[1]) <= weights
+          and after[1] == after20[1] and int(after[1]) > int(loaded[1])
+          and after0[1] == loaded[1] and no_graph == [0, five],
+          f"{loaded and loaded[1]} bytes after loading, {after and after[1]} after 5 runs, "
+          f"{after20 and after20[1]} after 20, {after0 and after0[1]} after 5 without graphs; "
+          f"weights file {weights}; {no_graph}")
+    # A capture the driver refuses: the runs go on without a graph.
+    rc, out = run_fake(gpu, "--repeat", "5", FAKE_CUDA_CAPTURE_FAIL="1")
+    fake_log = open(os.path.join(tmp, "fake.log")).read()
+    refused = [int(re.search(rf"{k} (\d+)", fake_log)[1])
+               for k in ("captures", "graph_launches", "launches")]
+    check("fake driver: a capture the driver refuses leaves the runs to run without a graph",
+          rc == 0 and refused == [0, 0, five], f"{refused}; {out.strip()[-120:]}")
     rc, out = run_fake(gpu, "--repeat", "20", QOPT_CUDA_POOL_BYTES=str(int(loaded[1]) + 60000))
     check("fake driver: 20 runs in a pool just above the parameters", rc == 0,
           out.strip()[-200:])
@@ -408,6 +438,34 @@ with tempfile.TemporaryDirectory() as tmp:
           "and 4 qopt_cuda_norm_bwd_dx_f32 launches, no column sums (frozen gammas)",
           rc == 0 and r.returncode == 0 and fwd == 5 and bwd == 4 and not cols,
           f"{fwd} + {bwd} launches; {' '.join(library())}; {(err + r.stderr).strip()[-200:]}")
+    # Train steps as a CUDA graph: 6 steps, the ids' shape changing at the
+    # 4th and back at the 6th: step 1 measures, 2 is captured and launched,
+    # 3 replays, 4 (new shape) drops the graph and measures, 5 captures and
+    # launches, 6 measures again: 2 captures, 3 graph launches, every
+    # launch made as without graphs; after each launch the 13 updated
+    # buffers (4 LoRA factors, their 8 moments, the step) are copied into
+    # the parameters the graph reads.
+    steps = (f"import sys, numpy as np; sys.path.insert(0, {PYTHON_DIR!r}); import qopt; "
+             f"m = qopt.load({tlib!r}, device='cuda'); a = np.load({GPT2_IDS!r}); "
+             f"[m.train_step(input_ids=x) for x in (a, a, a, a[:, :5], a[:, :5], a)]")
+    graph_runs = {}
+    for graphs in ("1", "0"):
+        r = subprocess.run([sys.executable, "-c", steps], capture_output=True, text=True,
+                           env=dict(os.environ, LD_LIBRARY_PATH=fake, QOPT_CUDA_GRAPHS=graphs,
+                                    FAKE_CUDA_LOG=os.path.join(tmp, "fake.log")))
+        log = open(os.path.join(tmp, "fake.log")).read()
+        graph_runs[graphs] = (r.returncode, *[int(re.search(rf"\n{k} (\d+)", "\n" + log)[1])
+                                              for k in ("captures", "graph_launches", "copies",
+                                                        "launches")])
+    tmanifest = json.load(open(tlib[:-3] + ".json")) if os.path.exists(tlib[:-3] + ".json") else {}
+    check("fake driver: gpt2-tiny + LoRA train steps replay as a CUDA graph per input shape "
+          "(manifest cuda_graph on every entry): 2 captures, 3 launches, 13 parameter copies "
+          "each, the same kernel launches as QOPT_CUDA_GRAPHS=0",
+          tmanifest.get("cuda_graph") is True
+          and all(e.get("cuda_graph") for e in tmanifest.get("entries", [{}]))
+          and graph_runs["1"][:4] == (0, 2, 3, 39) and graph_runs["0"][:4] == (0, 0, 0, 0)
+          and graph_runs["1"][4] == graph_runs["0"][4],
+          f"{graph_runs}")
     # Its optimizer: AdamW's 4 parameters (2 layers' lora_A and lora_B) in
     # one multi-tensor call, one launch (the update to which bufferization
     # gave an earlier one's dead gradient buffer gets a fresh buffer).
@@ -446,16 +504,39 @@ with tempfile.TemporaryDirectory() as tmp:
     qoptc(GPT2, *clip, "--target", "cuda", "--cuda-emulate", "-o", clip_emu)
     qoptc(GPT2, *clip, "-o", clip_cpu)
     clip_ids = np.random.default_rng(3).integers(0, 50, (2, 12)).astype(np.int64)
-    la, lb = [], []
+    la, lb, stops, after = [], [], [], []
     if os.path.exists(clip_emu) and os.path.exists(clip_cpu):
         a, b = qopt.load(clip_emu), qopt.load(clip_cpu)
         la = [float(a.train_step(input_ids=clip_ids)) for _ in range(4)]
         lb = [float(b.train_step(input_ids=clip_ids)) for _ in range(4)]
+        # An id out of range: the emulated step's check is a device check
+        # (the status word), the CPU's an assertion; both stop the step with
+        # the same message and change nothing, so the next steps agree.
+        bad = clip_ids.copy()
+        bad[1, 3] = 50
+        for m in (a, b):
+            try:
+                m.train_step(input_ids=bad)
+                stops.append("ran")
+            except Exception as ex:  # noqa: BLE001
+                stops.append(str(ex))
+        after = [float(m.train_step(input_ids=clip_ids)) for m in (a, b)]
     e = max((abs(x - y) / abs(y) for x, y in zip(la, lb)), default=1.0)
     check("gpt2-tiny + LoRA train step with --max-grad-norm and a cosine schedule: one wait, "
           "at the end; emulated = CPU (4 steps' losses <= 1e-5, loss falls)",
           waits == 1 and len(la) == 4 and e <= 1e-5 and la[-1] < la[0],
           f"{waits} waits; {e:.1e}; {la}")
+    manifest = json.load(open(os.path.join(tmp, "gpt2-clip.json"))) \
+        if os.path.exists(os.path.join(tmp, "gpt2-clip.json")) else {}
+    check("gpt2-tiny + LoRA train step: the embedding's id check is made on the device "
+          "(manifest 'checks'); an id out of range stops the emulated step with the CPU "
+          "target's message, and the next step's loss is the CPU's (<= 1e-5)",
+          len(manifest.get("checks", [])) == 1 and "out of range" in manifest["checks"][0]
+          and len(stops) == 2
+          and stops[0] == stops[1] and "an id is out of range (valid: -50 to 49)"
+          in stops[0] and len(after) == 2
+          and abs(after[0] - after[1]) <= 1e-5 * abs(after[1]),
+          f"{manifest.get('checks')}; {stops}; {after}")
 
     # ONNX Attention (opset 23, attention.py's models): each qopt.attention
     # is one launch of the library's fused kernel (a block per 16 query
@@ -716,6 +797,16 @@ with tempfile.TemporaryDirectory() as tmp:
         rc, err = qoptc(*train, "--target", "cuda", "--cuda-archs", "sm_80", "--dump-llvm-ir",
                         tll, "-o", lib)
         check(f"recipe {recipe} train step compiles for cuda", rc == 0, err.strip()[-200:])
+        if recipe == "qlora":
+            # The GatherND's index checks read position ids kernels compute:
+            # made on the device, the step waits for the GPU only at its end.
+            entry = re.search(r"^define [^\n]*@qopt_entry\(.*?^}",
+                              open(tll).read() if os.path.exists(tll) else "", re.S | re.M)
+            waits = entry.group(0).count("call void @qopt_cuda_host_sync()") if entry else -1
+            checks = json.load(open(lib[:-3] + ".json")).get("checks", []) if rc == 0 else []
+            check("recipe qlora train step: its 3 index checks (embedding, GatherND) made on the "
+                  "device; the host waits for the GPU once, at the end",
+                  waits == 1 and len(checks) == 3, f"{waits} waits; checks {checks}")
         if rc == 0:
             manifest = check_compiled(f"recipe {recipe} train step", lib, ["sm_80"])
             # Every trainable parameter's AdamW update in one call of the

@@ -52,6 +52,35 @@ TEST(CUDAPool, RefusesWhatDoesNotFit) {
   EXPECT_EQ(pool.largestFree(), 4096u);
 }
 
+// The peak a run reaches beyond what was in use when it started (what a
+// CUDA graph's arena is sized by).
+TEST(CUDAPool, RecordsThePeakSinceAReset) {
+  alignas(256) static char memory[8192];
+  Pool pool;
+  pool.reset(memory, sizeof(memory));
+  void *kept = pool.allocate(1000); // 1024 bytes, in use before the run
+  ASSERT_NE(kept, nullptr);
+  pool.resetPeak();
+  EXPECT_EQ(pool.peakSinceReset(), 0u);
+  void *a = pool.allocate(256);
+  void *b = pool.allocate(600); // 768
+  ASSERT_TRUE(a && b);
+  pool.release(a);
+  void *c = pool.allocate(100); // 256 again: the peak stays 1024
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(pool.peakSinceReset(), 1024u);
+  pool.release(b);
+  pool.release(c);
+  EXPECT_EQ(pool.peakSinceReset(), 1024u);
+  pool.resetPeak();
+  EXPECT_EQ(pool.peakSinceReset(), 0u);
+  pool.release(kept);
+  void *d = pool.allocate(2048);
+  ASSERT_NE(d, nullptr);
+  // (Below the level at the reset, then 1024 above it.)
+  EXPECT_EQ(pool.peakSinceReset(), 1024u);
+}
+
 TEST(CUDAPool, RandomSequencesMatchTheReference) {
   constexpr size_t kSize = 1 << 20;
   std::vector<char> memory(kSize + 256);

@@ -19,8 +19,8 @@ namespace qopt::compiled_model {
 /// Bumped whenever the entry's calling convention or the manifest changes
 /// incompatibly; the runtime refuses other versions.
 /// 3: mutable parameters (roles, updates as extra results) and the
-/// random-key argument.
-inline constexpr int kABIVersion = 3;
+/// random-key argument. 4: the device checks' status word (kChecks).
+inline constexpr int kABIVersion = 4;
 
 /// Symbols of model.so.
 /// The manifest (JSON, NUL-terminated) in a loaded segment.
@@ -30,7 +30,8 @@ inline constexpr char kManifestSymbol[] = "qopt_manifest";
 /// the results (the outputs, then the new values of the parameters listed
 /// under kUpdates) and then the arguments (the inputs, the parameters in
 /// manifest order, then the random key `[seed, counter]` (int64) when
-/// kRNGKey is true), each a memref descriptor.
+/// kRNGKey is true, then the status word when kChecks is present), each a
+/// memref descriptor.
 inline constexpr char kEntrySymbol[] = "qopt_run_checked";
 /// The unchecked packed entry the checked one wraps.
 inline constexpr char kPackedEntrySymbol[] = "qopt_run_packed";
@@ -76,6 +77,17 @@ inline constexpr char kCUDAPoolInfoSymbol[] = "qopt_cuda_pool_info";
 inline constexpr char kCUDAShutdownSymbol[] = "qopt_cuda_shutdown";
 /// Optional (models compiled before 2026-12-06 lack it).
 inline constexpr char kCUDAPrefetchSymbol[] = "qopt_cuda_prefetch";
+/// CUDA graphs (all optional together): the pool's peak use, capture of a
+/// run, replay, destruction, and the copy of a replay's parameter updates.
+inline constexpr char kCUDAPeakResetSymbol[] = "qopt_cuda_peak_reset";
+inline constexpr char kCUDAPeakBytesSymbol[] = "qopt_cuda_peak_bytes";
+inline constexpr char kCUDAGraphsSupportedSymbol[] =
+    "qopt_cuda_graphs_supported";
+inline constexpr char kCUDACaptureBeginSymbol[] = "qopt_cuda_capture_begin";
+inline constexpr char kCUDACaptureEndSymbol[] = "qopt_cuda_capture_end";
+inline constexpr char kCUDAGraphLaunchSymbol[] = "qopt_cuda_graph_launch";
+inline constexpr char kCUDAGraphDestroySymbol[] = "qopt_cuda_graph_destroy";
+inline constexpr char kCUDACopySymbol[] = "qopt_cuda_copy";
 
 /// Manifest keys and fixed values.
 namespace manifest {
@@ -120,6 +132,16 @@ inline constexpr char kEntries[] = "entries";
 inline constexpr char kSymbol[] = "symbol";
 /// Whether the entry takes the random key as its last argument.
 inline constexpr char kRNGKey[] = "rng_key";
+/// Range checks made on the device (a CUDA model's index checks): their
+/// messages. When present, every entry takes a status word (int32 [1],
+/// zeroed by the entry) after the random key, and the run failed with
+/// message `checks[s - 1]` when it holds s != 0 after the run.
+inline constexpr char kChecks[] = "checks";
+/// On a CUDA model's entry (top level for the first, in `entries` for the
+/// others): whether its host code touches only host memory, so that the
+/// runtime may capture its launches once per input shapes and replay them
+/// as a CUDA graph.
+inline constexpr char kCUDAGraph[] = "cuda_graph";
 /// Run-time adapter slots (qoptc --lora-slots), when the model has them: a
 /// list of {module, rank, lora_a, lora_b}, the last two naming the
 /// trainable f32 parameters (rank×in, out×rank) a loaded adapter fills.

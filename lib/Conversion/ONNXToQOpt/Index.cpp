@@ -129,13 +129,7 @@ LogicalResult convertGatherElements(ONNXNodeOp op, OpBuilder &b,
       linalg::GenericOp::create(
           b, loc, init.getType(), indices, init, maps, par,
           [&](OpBuilder &nb, Location l, ValueRange a) {
-            Value idx =
-                arith::IndexCastOp::create(nb, l, nb.getIndexType(), a[0]);
-            Value zero = arith::ConstantIndexOp::create(nb, l, 0);
-            Value neg = arith::CmpIOp::create(nb, l, arith::CmpIPredicate::slt,
-                                              idx, zero);
-            idx = arith::SelectOp::create(
-                nb, l, neg, arith::AddIOp::create(nb, l, idx, axisSize), idx);
+            Value idx = createWrappedIndex(nb, l, a[0], axisSize);
             SmallVector<Value> coords;
             for (int64_t d = 0; d < rank; ++d)
               coords.push_back(
@@ -151,14 +145,6 @@ LogicalResult convertGatherElements(ONNXNodeOp op, OpBuilder &b,
 //===----------------------------------------------------------------------===//
 // GatherND, ScatterND, ScatterElements
 //===----------------------------------------------------------------------===//
-
-/// `v` (an index) counted from the end when negative: v < 0 ? v + n : v.
-Value wrapNegative(OpBuilder &b, Location loc, Value v, Value n) {
-  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
-  Value neg = arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, v, zero);
-  return arith::SelectOp::create(b, loc, neg,
-                                 arith::AddIOp::create(b, loc, v, n), v);
-}
 
 /// Checks every index tuple `indices[..., c]` against the data dimension it
 /// addresses (`dataSizes[first + c]`) for c < k.
@@ -263,9 +249,10 @@ LogicalResult convertGatherND(ONNXNodeOp op, OpBuilder &b,
               Value v = arith::IndexCastOp::create(
                   nb, l, nb.getIndexType(),
                   tensor::ExtractOp::create(nb, l, indices, at));
-              coords.push_back(wrapNegative(nb, l, v,
-                                            getValueOrCreateConstantIndexOp(
-                                                nb, l, dataSizes[batch + c])));
+              coords.push_back(
+                  createWrappedIndex(nb, l, v,
+                                     getValueOrCreateConstantIndexOp(
+                                         nb, l, dataSizes[batch + c])));
             }
             for (int64_t d = q - 1; d < outRank; ++d)
               coords.push_back(linalg::IndexOp::create(nb, l, d));
@@ -375,7 +362,7 @@ LogicalResult convertScatterND(ONNXNodeOp op, OpBuilder &b,
           Value v = arith::IndexCastOp::create(
               nb, l, nb.getIndexType(),
               tensor::ExtractOp::create(nb, l, indices, at));
-          coords.push_back(wrapNegative(
+          coords.push_back(createWrappedIndex(
               nb, l, v, getValueOrCreateConstantIndexOp(nb, l, dataSizes[c])));
         }
         llvm::append_range(coords, ivs.drop_front(q - 1));
@@ -426,7 +413,7 @@ LogicalResult convertScatterElements(ONNXNodeOp op, OpBuilder &b,
         Value v = arith::IndexCastOp::create(
             nb, l, nb.getIndexType(),
             tensor::ExtractOp::create(nb, l, indices, ivs));
-        coords[*axis] = wrapNegative(nb, l, v, axisSize);
+        coords[*axis] = createWrappedIndex(nb, l, v, axisSize);
         Value update = tensor::ExtractOp::create(nb, l, updates, ivs);
         Value old = tensor::ExtractOp::create(nb, l, current, coords);
         return tensor::InsertOp::create(nb, l, (*combine)(nb, l, old, update),

@@ -70,7 +70,9 @@ InFlightDiagnostic nodeError(ONNXNodeOp op);
 
 /// A run-time check: the compiled model stops with "node …: `what`" when
 /// `cond` (i1) is false (cf.assert; see qopt-lower-runtime-checks).
-void emitCheck(ONNXNodeOp op, OpBuilder &b, Value cond, const Twine &what);
+/// `dataCheck`: `cond` reads tensor values (qopt.data_check).
+void emitCheck(ONNXNodeOp op, OpBuilder &b, Value cond, const Twine &what,
+               bool dataCheck = false);
 
 /// Checks that every element of the integer tensor `indices` lies in
 /// [-size, size) (`size` an index): now, when both are constants (an error

@@ -268,12 +268,15 @@ void mlir::qopt::onnx::emitEqualSizes(ONNXNodeOp op, OpBuilder &b,
 }
 
 void mlir::qopt::onnx::emitCheck(ONNXNodeOp op, OpBuilder &b, Value cond,
-                                 const Twine &what) {
+                                 const Twine &what, bool dataCheck) {
   // Nothing to check at run time when folding already decides.
   if (std::optional<int64_t> c = getConstantIntValue(cond); c && *c)
     return;
-  cf::AssertOp::create(b, op.getLoc(), cond,
-                       (nodeDescription(op) + ": " + what).str());
+  auto check = cf::AssertOp::create(b, op.getLoc(), cond,
+                                    (nodeDescription(op) + ": " + what).str());
+  if (dataCheck)
+    QOptDialect::DataCheckAttrHelper(b.getContext())
+        .setAttr(check, b.getUnitAttr());
 }
 
 LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
@@ -292,13 +295,14 @@ LogicalResult mlir::qopt::onnx::checkIndices(ONNXNodeOp op, OpBuilder &b,
                              << " to " << *staticSize - 1 << ")";
     return success();
   }
-  Value ok = createIndicesInRange(b, loc, indices, size);
+  bool readsData = false;
+  Value ok = createIndicesInRange(b, loc, indices, size, &readsData);
   std::string range;
   if (staticSize)
     range = (" (valid: " + Twine(-*staticSize) + " to " +
              Twine(*staticSize - 1) + ")")
                 .str();
-  emitCheck(op, b, ok, what + " is out of range" + range);
+  emitCheck(op, b, ok, what + " is out of range" + range, readsData);
   return success();
 }
 

@@ -2763,9 +2763,14 @@ struct LowerEmbedding : OpRewritePattern<EmbeddingOp> {
     if (!tableType.isDynamicDim(0))
       valid = " (valid: " + std::to_string(-tableType.getDimSize(0)) + " to " +
               std::to_string(tableType.getDimSize(0) - 1) + ")";
-    cf::AssertOp::create(rewriter, loc,
-                         createIndicesInRange(rewriter, loc, ids, rows),
-                         describe(op) + ": an id is out of range" + valid);
+    bool readsData = false;
+    auto check = cf::AssertOp::create(
+        rewriter, loc,
+        createIndicesInRange(rewriter, loc, ids, rows, &readsData),
+        describe(op) + ": an id is out of range" + valid);
+    if (readsData)
+      QOptDialect::DataCheckAttrHelper(getContext())
+          .setAttr(check, rewriter.getUnitAttr());
     Value y = createGather(rewriter, loc, ids, table, rows,
                            tensor::getMixedSizes(rewriter, loc, table)[1],
                            element, /*columns=*/false);

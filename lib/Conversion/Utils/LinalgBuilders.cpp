@@ -435,7 +435,10 @@ static std::optional<std::pair<Value, Value>> progression(Value indices) {
 }
 
 Value mlir::qopt::createIndicesInRange(OpBuilder &b, Location loc,
-                                       Value indices, Value size) {
+                                       Value indices, Value size,
+                                       bool *readsData) {
+  if (readsData)
+    *readsData = false;
   auto type = cast<RankedTensorType>(indices.getType());
   auto element = cast<IntegerType>(type.getElementType());
   Value negSize = arith::SubIOp::create(
@@ -470,6 +473,8 @@ Value mlir::qopt::createIndicesInRange(OpBuilder &b, Location loc,
         arith::CmpIOp::create(b, loc, arith::CmpIPredicate::eq, n, zero);
     return arith::OrIOp::create(b, loc, empty, within(lo, hi));
   }
+  if (readsData)
+    *readsData = true;
   auto scalarType = RankedTensorType::get({}, element);
   auto fill = [&](int64_t v) {
     Value c = arith::ConstantOp::create(b, loc, b.getIntegerAttr(element, v));
@@ -502,10 +507,17 @@ Value mlir::qopt::createIndicesInRange(OpBuilder &b, Location loc,
 
 Value mlir::qopt::createWrappedIndex(OpBuilder &b, Location loc, Value index,
                                      Value size) {
-  Value i = arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
+  Value i = index.getType().isIndex()
+                ? index
+                : arith::IndexCastOp::create(b, loc, b.getIndexType(), index);
+  Value zero = arith::ConstantIndexOp::create(b, loc, 0);
   Value negative =
-      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i,
-                            arith::ConstantIndexOp::create(b, loc, 0));
-  return arith::SelectOp::create(b, loc, negative,
-                                 arith::AddIOp::create(b, loc, i, size), i);
+      arith::CmpIOp::create(b, loc, arith::CmpIPredicate::slt, i, zero);
+  Value wrapped = arith::SelectOp::create(
+      b, loc, negative, arith::AddIOp::create(b, loc, i, size), i);
+  // (An empty table: 0, as good as any; the check fails the run.)
+  Value last = arith::SubIOp::create(b, loc, size,
+                                     arith::ConstantIndexOp::create(b, loc, 1));
+  return arith::MaxSIOp::create(
+      b, loc, arith::MinSIOp::create(b, loc, wrapped, last), zero);
 }

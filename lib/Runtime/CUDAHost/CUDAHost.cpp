@@ -59,6 +59,11 @@ using CUmodule = void *;
 using CUfunction = void *;
 using CUstream = void *;
 using CUdeviceptr = unsigned long long;
+using CUgraph = void *;
+using CUgraphExec = void *;
+/// CU_STREAM_CAPTURE_MODE_THREAD_LOCAL: another thread's calls do not
+/// disturb a capture; this thread's unsafe ones (a wait) fail it.
+constexpr int kCaptureModeThreadLocal = 1;
 constexpr CUresult CUDA_SUCCESS = 0;
 constexpr int kAttrComputeCapabilityMajor = 75;
 constexpr int kAttrComputeCapabilityMinor = 76;
@@ -107,6 +112,29 @@ struct Driver {
                                  CUstream) = nullptr;
   CUresult (*cuMemPrefetchAsyncV1)(CUdeviceptr, size_t, CUdevice,
                                    CUstream) = nullptr;
+  /// Optional (CUDA graphs; without them runs are never captured).
+  CUresult (*cuStreamBeginCapture)(CUstream, int) = nullptr;
+  CUresult (*cuStreamEndCapture)(CUstream, CUgraph *) = nullptr;
+  CUresult (*cuGraphInstantiate)(CUgraphExec *, CUgraph,
+                                 unsigned long long) = nullptr;
+  CUresult (*cuGraphLaunch)(CUgraphExec, CUstream) = nullptr;
+  CUresult (*cuGraphExecDestroy)(CUgraphExec) = nullptr;
+  CUresult (*cuGraphDestroy)(CUgraph) = nullptr;
+  CUresult (*cuMemcpyDtoDAsync)(CUdeviceptr, CUdeviceptr, size_t,
+                                CUstream) = nullptr;
+  bool graphs() const {
+    return cuStreamBeginCapture && cuStreamEndCapture && cuGraphInstantiate &&
+           cuGraphLaunch && cuGraphExecDestroy && cuGraphDestroy &&
+           cuMemcpyDtoDAsync;
+  }
+};
+
+/// A captured run (qopt_cuda_capture_begin / _end): the instantiated graph
+/// and the pool range its buffers were carved from, which stays reserved
+/// while the graph lives (its launches name those addresses).
+struct Graph {
+  CUgraphExec exec = nullptr;
+  void *arena = nullptr;
 };
 
 /// A module the generated code registered (at load, from a constructor):
@@ -134,6 +162,11 @@ struct State {
   CUstream stream = nullptr;
   CUdeviceptr region = 0;
   qopt::cuda::Pool pool;
+  /// While a run is being captured: its allocations come from `arena`, a
+  /// range of `pool` the graph keeps, and the host does not wait.
+  bool capturing = false;
+  qopt::cuda::Pool arena;
+  void *arenaRange = nullptr;
   std::mutex poolMutex;
   std::vector<Module *> modules;
   /// The kernel library's module (null when it was not linked in).
@@ -210,6 +243,17 @@ bool loadDriver(Driver &cu, std::string &error) {
     cu.cuMemPrefetchAsyncV1 =
         reinterpret_cast<decltype(cu.cuMemPrefetchAsyncV1)>(
             dlsym(cu.handle, "cuMemPrefetchAsync"));
+  auto optional = [&](auto &fn, const char *name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
+        dlsym(cu.handle, name));
+  };
+  optional(cu.cuStreamBeginCapture, "cuStreamBeginCapture_v2");
+  optional(cu.cuStreamEndCapture, "cuStreamEndCapture");
+  optional(cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags");
+  optional(cu.cuGraphLaunch, "cuGraphLaunch");
+  optional(cu.cuGraphExecDestroy, "cuGraphExecDestroy");
+  optional(cu.cuGraphDestroy, "cuGraphDestroy");
+  optional(cu.cuMemcpyDtoDAsync, "cuMemcpyDtoDAsync_v2");
   return ok;
 }
 
@@ -218,12 +262,14 @@ void *poolAlloc(size_t, size_t bytes) {
   std::string message;
   {
     std::lock_guard<std::mutex> lock(s.poolMutex);
-    if (void *p = s.pool.allocate(bytes))
+    qopt::cuda::Pool &pool = s.capturing ? s.arena : s.pool;
+    if (void *p = pool.allocate(bytes))
       return p;
     message = "out of memory: " + std::to_string(bytes) + " bytes asked, " +
-              std::to_string(s.pool.available()) + " free in the pool of " +
-              std::to_string(s.pool.capacity()) + " (largest free range " +
-              std::to_string(s.pool.largestFree()) +
+              std::to_string(pool.available()) + " free in the " +
+              (s.capturing ? "captured run's arena" : "pool") + " of " +
+              std::to_string(pool.capacity()) + " (largest free range " +
+              std::to_string(pool.largestFree()) +
               "; QOPT_CUDA_POOL_BYTES sets the pool's size)";
   }
   // Unlocked: the run's buffers are freed on the way out.
@@ -235,8 +281,10 @@ void poolFree(void *p) {
     return;
   State &s = state();
   std::lock_guard<std::mutex> lock(s.poolMutex);
-  if (s.pool.owns(p))
-    s.pool.release(p);
+  if (s.capturing && s.arena.owns(p))
+    s.arena.release(p);
+  else if (s.pool.owns(p))
+    s.pool.release(p); // (a graph's arena buffers are not the pool's own)
   else
     std::free(p); // not the pool's: a host buffer
 }
@@ -297,7 +345,9 @@ void mgpuStreamSynchronize(void *) { state().pending = true; }
 
 void qopt_cuda_host_sync() {
   State &s = state();
-  if (!s.pending.exchange(false))
+  // (A captured run's host code touches only host memory: its one wait,
+  // before it returns, comes after the graph's launch instead.)
+  if (s.capturing || !s.pending.exchange(false))
     return;
   bindContext();
   if (CUresult rc = s.cu.cuStreamSynchronize(s.stream))
@@ -930,6 +980,125 @@ int qopt_cuda_synchronize() {
 }
 
 const char *qopt_cuda_device_name() { return state().deviceName; }
+
+/// Starts the pool's record of its peak use (qopt_cuda_peak_bytes).
+void qopt_cuda_peak_reset() {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.poolMutex);
+  s.pool.resetPeak();
+}
+
+/// The most bytes in use at once since qopt_cuda_peak_reset, beyond those
+/// in use then.
+size_t qopt_cuda_peak_bytes() {
+  State &s = state();
+  std::lock_guard<std::mutex> lock(s.poolMutex);
+  return s.pool.peakSinceReset();
+}
+
+/// Whether the driver captures graphs.
+int qopt_cuda_graphs_supported() {
+  State &s = state();
+  return s.initialized && s.cu.graphs();
+}
+
+/// Starts capturing the stream's work into a graph: until
+/// qopt_cuda_capture_end, launches are recorded, not run, the host does not
+/// wait, and the run's buffers come from an arena of `bytes` taken from
+/// the pool. Returns 0, or 1 (no room for the arena, no capture).
+int qopt_cuda_capture_begin(size_t bytes) {
+  State &s = state();
+  // (The same library loaded twice shares this state: the other model's
+  // runs would land in the capture.)
+  if (!s.initialized || !s.cu.graphs() || s.capturing || s.users > 1)
+    return 1;
+  bindContext();
+  {
+    std::lock_guard<std::mutex> lock(s.poolMutex);
+    s.arenaRange = s.pool.allocate(bytes);
+    if (!s.arenaRange)
+      return 1;
+    s.arena.reset(static_cast<char *>(s.arenaRange), bytes);
+  }
+  if (s.cu.cuStreamBeginCapture(s.stream, kCaptureModeThreadLocal)) {
+    std::lock_guard<std::mutex> lock(s.poolMutex);
+    s.pool.release(s.arenaRange);
+    s.arenaRange = nullptr;
+    return 1;
+  }
+  s.capturing = true;
+  return 0;
+}
+
+/// Ends the capture; with `keep`, instantiates the graph and returns it
+/// (null when the driver refuses it), else drops it. A graph that is not
+/// returned gives its arena back.
+void *qopt_cuda_capture_end(int keep) {
+  State &s = state();
+  if (!s.capturing)
+    return nullptr;
+  bindContext();
+  s.capturing = false;
+  s.pending = false;
+  CUgraph graph = nullptr;
+  CUresult rc = s.cu.cuStreamEndCapture(s.stream, &graph);
+  CUgraphExec exec = nullptr;
+  if (!rc && graph && keep)
+    rc = s.cu.cuGraphInstantiate(&exec, graph, 0);
+  if (graph)
+    s.cu.cuGraphDestroy(graph);
+  if (rc || !keep || !exec) {
+    if (exec)
+      s.cu.cuGraphExecDestroy(exec);
+    std::lock_guard<std::mutex> lock(s.poolMutex);
+    s.pool.release(s.arenaRange);
+    s.arenaRange = nullptr;
+    return nullptr;
+  }
+  auto *g = new Graph{exec, s.arenaRange};
+  s.arenaRange = nullptr;
+  return g;
+}
+
+/// Queues a captured graph's launch (qopt_cuda_synchronize waits for it):
+/// 0, or a CUDA error code (nothing was queued).
+int qopt_cuda_graph_launch(void *graph) {
+  State &s = state();
+  bindContext();
+  if (CUresult rc =
+          s.cu.cuGraphLaunch(static_cast<Graph *>(graph)->exec, s.stream))
+    return rc;
+  s.pending = true;
+  return 0;
+}
+
+/// Destroys a graph and gives its arena back to the pool.
+void qopt_cuda_graph_destroy(void *graph) {
+  if (!graph)
+    return;
+  State &s = state();
+  auto *g = static_cast<Graph *>(graph);
+  if (s.initialized) {
+    bindContext();
+    s.cu.cuStreamSynchronize(s.stream);
+    s.cu.cuGraphExecDestroy(g->exec);
+    std::lock_guard<std::mutex> lock(s.poolMutex);
+    s.pool.release(g->arena);
+  }
+  delete g;
+}
+
+/// Queues a copy of `bytes` between two pool buffers on the stream: 0, or
+/// a CUDA error code.
+int qopt_cuda_copy(void *to, const void *from, size_t bytes) {
+  State &s = state();
+  if (!bytes)
+    return 0;
+  bindContext();
+  s.pending = true;
+  return s.cu.cuMemcpyDtoDAsync(CUdeviceptr(uintptr_t(to)),
+                                CUdeviceptr(uintptr_t(from)), bytes, s.stream);
+}
 
 /// Queues the move of a pool range the host just wrote (parameters at
 /// load, a run's inputs) to the GPU, so the kernels find it there instead

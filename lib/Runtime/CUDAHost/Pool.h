@@ -31,7 +31,7 @@ public:
     size = (bytes - std::min(skip, bytes)) / kAlign * kAlign;
     free.clear();
     used.clear();
-    inUse = 0;
+    inUse = peak = peakBase = 0;
     if (size)
       free[0] = size;
   }
@@ -49,6 +49,7 @@ public:
         free[offset + bytes] = left;
       used[offset] = bytes;
       inUse += bytes;
+      peak = std::max(peak, inUse);
       return base + offset;
     }
     return nullptr;
@@ -76,6 +77,10 @@ public:
     free[offset] = bytes;
   }
   bool owns(const void *p) const { return p >= base && p < base + size; }
+  /// Starts recording the most bytes in use at once from now on.
+  void resetPeak() { peak = peakBase = inUse; }
+  /// That most, beyond what was in use at resetPeak.
+  size_t peakSinceReset() const { return peak - peakBase; }
   size_t capacity() const { return size; }
   size_t available() const { return size - inUse; }
   size_t largestFree() const {
@@ -88,7 +93,7 @@ public:
 private:
   static constexpr size_t kAlign = 256;
   char *base = nullptr;
-  size_t size = 0, inUse = 0;
+  size_t size = 0, inUse = 0, peak = 0, peakBase = 0;
   std::map<size_t, size_t> free, used;
 };
 

@@ -12,6 +12,7 @@
 #include "qopt/Target/CUDA/Pipeline.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/Pass/PassManager.h"
@@ -21,6 +22,7 @@
 #include "mlir/Target/LLVMIR/Export.h"
 
 #include "llvm/ADT/ScopeExit.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/IR/IRBuilder.h"
 #include "llvm/IR/LegacyPassManager.h"
 #include "llvm/IR/Module.h"
@@ -830,9 +832,7 @@ LogicalResult CPUCompiler::run() {
   std::unique_ptr<llvm::TargetMachine> machine = createTargetMachine();
   if (!machine)
     return failure();
-  std::string manifestText;
-  llvm::raw_string_ostream(manifestText)
-      << llvm::formatv("{0:2}", manifest()) << "\n";
+  llvm::json::Value manifestValue = manifest();
   // The manifest has what the signature's attributes said; LLVM IR would
   // not know them.
   for (Entry &e : entries) {
@@ -848,6 +848,42 @@ LogicalResult CPUCompiler::run() {
   }
   if (failed(runCodegenPipeline()))
     return failure();
+  // Checks made on the device (qopt-device-checks): the entries take the
+  // status word last, and the runtime reports these messages.
+  QOptDialect::DeviceChecksAttrHelper deviceChecks(module.getContext());
+  if (ArrayAttr checks = deviceChecks.getAttr(module)) {
+    llvm::json::Array messages;
+    for (auto message : checks.getAsRange<StringAttr>())
+      messages.push_back(message.str());
+    (*manifestValue.getAsObject())[cm::manifest::kChecks] = std::move(messages);
+    deviceChecks.removeAttr(module);
+    // (The status argument's marker means nothing to LLVM.)
+    StringRef marker = QOptDialect::CheckStatusAttrHelper::getNameStr();
+    module.walk([&](LLVM::LLVMFuncOp func) {
+      for (unsigned i = 0; i < func.getNumArguments(); ++i)
+        func.removeArgAttr(i, marker);
+    });
+  }
+  // Entries whose launches may replay as a CUDA graph (qopt-gpu-host-sync).
+  QOptDialect::CudaGraphsAttrHelper cudaGraphs(module.getContext());
+  if (ArrayAttr graphs = cudaGraphs.getAttr(module)) {
+    if (cudaDevice()) {
+      llvm::StringSet<> names;
+      for (auto ref : graphs.getAsRange<FlatSymbolRefAttr>())
+        names.insert(ref.getValue());
+      llvm::json::Object &top = *manifestValue.getAsObject();
+      top[cm::manifest::kCUDAGraph] = names.contains(kEntryName);
+      if (llvm::json::Array *list = top.getArray(cm::manifest::kEntries))
+        for (auto [i, item] : llvm::enumerate(*list))
+          (*item.getAsObject())[cm::manifest::kCUDAGraph] =
+              names.contains(i ? (kEntryName + "_" + entries[i].name).str()
+                               : kEntryName.str());
+    }
+    cudaGraphs.removeAttr(module);
+  }
+  std::string manifestText;
+  llvm::raw_string_ostream(manifestText)
+      << llvm::formatv("{0:2}", manifestValue) << "\n";
   if (failed(emitObject(*machine, *objectTemp, manifestText)) ||
       failed(link(*objectTemp, *libraryTemp)) ||
       failed(appendTrailer(*libraryTemp)))

@@ -265,11 +265,19 @@ func.func @raise_downstream(%a: tensor<2x4xf32>, %b: tensor<2x4xf32>) -> tensor<
 // -----
 
 // Gather of a 2-D float parameter along axis 0 is an embedding lookup,
-// named after the table; a Gather of anything else stays a gather.
+// named after the table; a Gather of anything else stays a gather, its
+// range check marked as one that reads the indices (qopt.data_check: a GPU
+// target makes it on the device) and each index clamped into the data.
 // CHECK-LABEL: func.func @embedding
 // CHECK: %[[W:.*]] = qopt.load_param @model.embed_tokens.weight : tensor<10x4xf32>
 // CHECK: qopt.embedding %arg0, %[[W]] module "model.embed_tokens" : (tensor<?x?xi64>, tensor<10x4xf32>) -> tensor<?x?x4xf32>
 // CHECK-NOT: qopt.embedding
+// CHECK: cf.assert %{{.*}}, "node '?' (Gather, opset 13): an index into axis 0 is out of range (valid: -10 to 9)" {qopt.data_check}
+// CHECK: linalg.generic
+// CHECK: %[[WRAPPED:.*]] = arith.select
+// CHECK: %[[BELOW:.*]] = arith.minsi %[[WRAPPED]], %c9 : index
+// CHECK: %[[ROW:.*]] = arith.maxsi %[[BELOW]], %c0 : index
+// CHECK: tensor.extract %arg1[%[[ROW]], %{{.*}}] : tensor<10x4xf32>
 func.func @embedding(%ids: tensor<?x?xi64>, %x: tensor<10x4xf32>) -> (tensor<?x?x4xf32>, tensor<?x?x4xf32>) {
   %w = qopt.load_param @model.embed_tokens.weight : tensor<10x4xf32>
   %0 = onnx.node "Gather" opset 13 (%w, %ids) {} : (tensor<10x4xf32>, tensor<?x?xi64>) -> tensor<?x?x4xf32>

@@ -8,9 +8,12 @@
    FAKE_CUDA_MEM the free memory in bytes (default 1 GiB),
    FAKE_CUDA_SHARED_OPTIN the dynamic shared memory a kernel may opt in to
    (default 232448, an H100's); a launch asking more than 48 KB without
-   having opted in fails, as on a GPU. At exit it prints
-   the launches, the stream waits, the modules loaded and the managed bytes
-   allocated to FAKE_CUDA_LOG. */
+   having opted in fails, as on a GPU. Stream capture records launches
+   into a graph (a wait while capturing fails it, as on a GPU) and a graph
+   launch counts its launches again; FAKE_CUDA_CAPTURE_FAIL=1 makes every
+   capture fail. At exit it prints the launches, the stream waits, the
+   modules loaded, the managed bytes allocated, the graphs captured and
+   launched and the device-to-device copies to FAKE_CUDA_LOG. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +35,18 @@ static int grids;
 /* cuMemPrefetchAsync_v2 calls and their bytes. */
 static long prefetches;
 static size_t prefetched;
+/* Stream capture: whether on, the launches recorded (library kernels by
+   name and grid size), graphs captured and launched, copies. */
+typedef struct {
+  long launches;
+  int count;
+  char *name[256];
+  unsigned long blocks[256];
+} Graph;
+static Graph *capture;
+static int captureBroken;
+static long captures, graphLaunches, copies;
+static size_t copied;
 
 static void report(void) {
   const char *log = getenv("FAKE_CUDA_LOG");
@@ -42,6 +57,8 @@ static void report(void) {
     fprintf(f, "launches %ld\nsyncs %ld\nmodules %ld\nmanaged %zu\n",
             launches, syncs, modules, managed);
     fprintf(f, "prefetches %ld\nprefetched %zu\n", prefetches, prefetched);
+    fprintf(f, "captures %ld\ngraph_launches %ld\ncopies %ld\ncopied %zu\n",
+            captures, graphLaunches, copies, copied);
     for (int i = 0; i < libraryCount; ++i)
       fprintf(f, "library %s\n", library[i]);
     for (int i = 0; i < grids; ++i)
@@ -123,6 +140,25 @@ CUresult cuFuncSetAttribute(void *f, int attr, int value) {
   *bytes = value;
   return 0;
 }
+/* A launch of the kernel library's `name` over `blocks` blocks. */
+static void countLibrary(const char *name, unsigned long blocks) {
+  if (strncmp(name, "qopt_cuda_", 10) != 0)
+    return;
+  int seen = 0;
+  for (int i = 0; i < libraryCount; ++i)
+    seen |= strcmp(library[i], name) == 0;
+  if (!seen && libraryCount < 64)
+    library[libraryCount++] = strdup(name); /* (the model may be unloaded first) */
+  int i = 0;
+  while (i < grids && (blocks != gridBlocks[i] || strcmp(gridName[i], name)))
+    ++i;
+  if (i == grids && grids < 256) {
+    gridName[grids] = strdup(name);
+    gridBlocks[grids++] = blocks;
+  }
+  if (i < grids)
+    ++gridCount[i];
+}
 CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
                         unsigned bx, unsigned by, unsigned bz, unsigned smem,
                         void *stream, void **params, void **extra) {
@@ -133,23 +169,16 @@ CUresult cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz,
   if (!gx || !bx || !params || gy > 65535 || gz > 65535 ||
       (smem > 48 * 1024 && (!bytes || smem > (unsigned)*bytes)))
     return 1; /* CUDA_ERROR_INVALID_VALUE */
-  if (strncmp(name, "qopt_cuda_", 10) == 0) {
-    int seen = 0;
-    for (int i = 0; i < libraryCount; ++i)
-      seen |= strcmp(library[i], name) == 0;
-    if (!seen && libraryCount < 64)
-      library[libraryCount++] = strdup(name); /* (the model may be unloaded first) */
-    unsigned long blocks = (unsigned long)gx * gy * gz;
-    int i = 0;
-    while (i < grids && (blocks != gridBlocks[i] || strcmp(gridName[i], name)))
-      ++i;
-    if (i == grids && grids < 256) {
-      gridName[grids] = strdup(name);
-      gridBlocks[grids++] = blocks;
+  unsigned long blocks = (unsigned long)gx * gy * gz;
+  if (capture) {
+    ++capture->launches;
+    if (strncmp(name, "qopt_cuda_", 10) == 0 && capture->count < 256) {
+      capture->name[capture->count] = strdup(name);
+      capture->blocks[capture->count++] = blocks;
     }
-    if (i < grids)
-      ++gridCount[i];
+    return 0;
   }
+  countLibrary(name, blocks);
   return ++launches == failAt ? 719 /* CUDA_ERROR_LAUNCH_FAILED */ : 0;
 }
 CUresult cuStreamCreate(void **s, unsigned flags) {
@@ -160,7 +189,73 @@ CUresult cuStreamCreate(void **s, unsigned flags) {
 CUresult cuStreamDestroy_v2(void *s) { (void)s; return 0; }
 CUresult cuStreamSynchronize(void *s) {
   (void)s;
+  if (capture) {
+    captureBroken = 1; /* CUDA_ERROR_STREAM_CAPTURE_INVALIDATED at the end */
+    return 900;        /* CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED */
+  }
   ++syncs;
+  return 0;
+}
+CUresult cuStreamBeginCapture_v2(void *s, int mode) {
+  (void)s;
+  if (capture || mode < 0 || mode > 2)
+    return 1;
+  capture = calloc(1, sizeof(Graph));
+  captureBroken = 0;
+  return 0;
+}
+CUresult cuStreamEndCapture(void *s, void **graph) {
+  (void)s;
+  Graph *g = capture;
+  capture = NULL;
+  const char *fail = getenv("FAKE_CUDA_CAPTURE_FAIL");
+  if (!g || captureBroken || (fail && atoi(fail))) {
+    free(g);
+    *graph = NULL;
+    return 901; /* CUDA_ERROR_STREAM_CAPTURE_INVALIDATED */
+  }
+  ++captures;
+  *graph = g;
+  return 0;
+}
+CUresult cuGraphInstantiateWithFlags(void **exec, void *graph,
+                                     unsigned long long flags) {
+  (void)flags;
+  Graph *copy = malloc(sizeof(Graph));
+  memcpy(copy, graph, sizeof(Graph));
+  *exec = copy;
+  return 0;
+}
+CUresult cuGraphDestroy(void *graph) {
+  free(graph); /* (its names belong to the instantiated copy) */
+  return 0;
+}
+CUresult cuGraphExecDestroy(void *exec) {
+  Graph *g = exec;
+  for (int i = 0; i < g->count; ++i)
+    free(g->name[i]);
+  free(g);
+  return 0;
+}
+CUresult cuGraphLaunch(void *exec, void *s) {
+  (void)s;
+  Graph *g = exec;
+  if (capture)
+    return 1;
+  ++graphLaunches;
+  for (int i = 0; i < g->count; ++i)
+    countLibrary(g->name[i], g->blocks[i]);
+  launches += g->launches;
+  return 0;
+}
+CUresult cuMemcpyDtoDAsync_v2(unsigned long long to, unsigned long long from,
+                              size_t bytes, void *s) {
+  (void)s;
+  if (capture)
+    return 1;
+  memmove((void *)(uintptr_t)to, (const void *)(uintptr_t)from, bytes);
+  ++copies;
+  copied += bytes;
   return 0;
 }
 CUresult cuMemAllocManaged(unsigned long long *p, size_t bytes,

@@ -3,6 +3,11 @@
 // The host waits before it touches memory a kernel may use, once per
 // stretch of launches; stack buffers and constants need no wait, and small
 // host-only buffers move to the stack. A function waits before it returns.
+// The module lists the public functions whose host code touches only host
+// memory (CUDA graphs may replay them): @view_buffers, whose buffer moves
+// to the stack; the others read their arguments or device buffers on the
+// host, or call host code.
+// CHECK: module attributes {gpu.container_module, qopt.cuda_graphs = [@view_buffers]}
 // CHECK-LABEL: func.func @entry
 // CHECK-NEXT: %[[C0:.*]] = arith.constant 0 : index
 // CHECK-NEXT: arith.constant 1 : index

@@ -144,3 +144,38 @@ func.func @check_in_loop(%out: memref<4xf32>, %v: f32, %ok: i1) {
   }
   return
 }
+
+// -----
+
+// Scalars the host computes from an argument nothing writes (the random
+// key's words, for dropout's streams) are read in the kernel: the load and
+// what the kernel uses of it move into the launch. An argument the
+// function writes is read on the host, where it stands.
+// CHECK-LABEL: func.func @key_words(
+// CHECK-SAME: %[[KEY:[^:]*]]: memref<2xi64>, %[[OUT:[^:]*]]: memref<4xi32>, %[[W:[^:]*]]: memref<2xi64>)
+// CHECK: %[[HOST:.*]] = memref.load %[[W]]
+// CHECK: memref.store %{{.*}}, %[[W]]
+// CHECK: %[[U:.*]] = arith.trunci %[[HOST]] : i64 to i32
+// CHECK: gpu.launch
+// CHECK:   %[[K:.*]] = memref.load %[[KEY]][%{{.*}}] : memref<2xi64>
+// CHECK:   %[[HI:.*]] = arith.shrui %[[K]]
+// CHECK:   %[[T:.*]] = arith.trunci %[[HI]] : i64 to i32
+// CHECK:   arith.addi %[[T]], %[[U]]
+func.func @key_words(%key: memref<2xi64>, %out: memref<4xi32>, %w: memref<2xi64>) {
+  %c0 = arith.constant 0 : index
+  %c1 = arith.constant 1 : index
+  %c4 = arith.constant 4 : index
+  %c32 = arith.constant 32 : i64
+  %k = memref.load %key[%c0] : memref<2xi64>
+  %hi = arith.shrui %k, %c32 : i64
+  %t = arith.trunci %hi : i64 to i32
+  %h = memref.load %w[%c0] : memref<2xi64>
+  memref.store %c32, %w[%c1] : memref<2xi64>
+  %u = arith.trunci %h : i64 to i32
+  scf.parallel (%i) = (%c0) to (%c4) step (%c1) {
+    %s = arith.addi %t, %u : i32
+    memref.store %s, %out[%i] : memref<4xi32>
+    scf.reduce
+  }
+  return
+}

@@ -12,7 +12,9 @@
 
 // Host code: every loop nest a launch of the one kernel module; buffers
 // through aligned_alloc (the kernel library's allocator, which a CUDA
-// model points at its GPU memory pool).
+// model points at its GPU memory pool). Its host code touches only host
+// memory: @f may replay as a CUDA graph.
+// CHECK: module attributes {gpu.container_module, qopt.cuda_graphs = [@f]}
 // CHECK-NOT: qopt.
 // CHECK-NOT: linalg.
 // CHECK-NOT: scf.parallel

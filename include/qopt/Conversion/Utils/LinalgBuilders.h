@@ -89,11 +89,16 @@ Value createElementwise(
 
 /// Whether every integer of `indices` lies in [-size, size) (negative
 /// indices count from the end): one min/max pass, then two comparisons.
+/// `readsData` (when given) is set when the answer depends on the indices'
+/// values, not only on their shape (a Range's ends): a check a GPU target
+/// makes on the device (`qopt.data_check`).
 Value createIndicesInRange(OpBuilder &b, Location loc, Value indices,
-                           Value size);
+                           Value size, bool *readsData = nullptr);
 
-/// The integer `index` as an index into a dimension of `size`, a negative
-/// one counting from the end.
+/// The integer (or index) `index` as an index into a dimension of `size`,
+/// a negative one counting from the end, clamped into [0, size): a gather
+/// stays inside its table even where a range check made on the device
+/// lets an index through (the run then fails after it).
 Value createWrappedIndex(OpBuilder &b, Location loc, Value index, Value size);
 
 /// softmax(x) (or log-softmax) along `axis`, stable: exp(x - max) / sum,

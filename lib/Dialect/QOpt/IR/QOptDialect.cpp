@@ -412,7 +412,8 @@ static LogicalResult verifyBoundaryAttribute(Operation *op, NamedAttribute attr,
   if (isArgument) {
     if (name == QOptDialect::TrainableAttrHelper::getNameStr() ||
         name == QOptDialect::StateAttrHelper::getNameStr() ||
-        name == QOptDialect::RngKeyAttrHelper::getNameStr())
+        name == QOptDialect::RngKeyAttrHelper::getNameStr() ||
+        name == QOptDialect::CheckStatusAttrHelper::getNameStr())
       return isa<UnitAttr>(value) ? success() : wrongType("a unit attribute");
     if (name == QOptDialect::ExternalAttrHelper::getNameStr())
       return isa<ExternalDataAttr>(value) ? success()

@@ -1,10 +1,13 @@
 //===- GPUHostSync.cpp - Wait for the GPU where the host touches memory ---===//
 
+#include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Interfaces/LoopLikeInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
 #include <functional>
@@ -215,6 +218,43 @@ static void promoteHostBuffers(func::FuncOp func) {
   }
 }
 
+/// Whether the host code of `func` reads and writes only host memory
+/// (stack buffers, constants; not even its arguments), calling nothing but
+/// the kernel library, the deallocation helper and the wait: what it
+/// queues then depends on the shapes of the arguments only, and a CUDA
+/// graph captured once replays it for any data of those shapes.
+static bool graphSafe(func::FuncOp func) {
+  auto host = [](Value memref) { return hostOnly(memref, {}); };
+  WalkResult result = func.walk([&](Operation *op) {
+    if (op == func ||
+        isa<gpu::LaunchFuncOp, func::ReturnOp, cf::AssertOp>(op) ||
+        callsLibrary(op) || callsDeallocHelper(op))
+      return WalkResult::advance();
+    if (auto call = dyn_cast<func::CallOp>(op))
+      return call.getCallee() == kHostSync ? WalkResult::advance()
+                                           : WalkResult::interrupt();
+    if (auto reshape = dyn_cast<memref::ReshapeOp>(op))
+      return host(reshape.getShape()) ? WalkResult::advance()
+                                      : WalkResult::interrupt();
+    if (op->hasTrait<OpTrait::HasRecursiveMemoryEffects>())
+      return WalkResult::advance(); // (what is inside decides)
+    auto effects = dyn_cast<MemoryEffectOpInterface>(op);
+    if (!effects)
+      return WalkResult::interrupt();
+    SmallVector<MemoryEffects::EffectInstance> list;
+    effects.getEffects(list);
+    for (const MemoryEffects::EffectInstance &effect : list) {
+      if (isa<MemoryEffects::Allocate, MemoryEffects::Free>(effect.getEffect()))
+        continue;
+      Value value = effect.getValue();
+      if (!value || !isa<MemRefType>(value.getType()) || !host(value))
+        return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  return !result.wasInterrupted();
+}
+
 namespace {
 struct QOptGPUHostSyncPass
     : qopt::impl::QOptGPUHostSyncPassBase<QOptGPUHostSyncPass> {
@@ -264,6 +304,12 @@ struct QOptGPUHostSyncPass
           insertWaits(block,
                       /*dirty=*/!func.isPublic() || !block.isEntryBlock(),
                       callee, hostArgs);
+    SmallVector<Attribute> graphs;
+    for (auto func : module.getOps<func::FuncOp>())
+      if (!func.isExternal() && func.isPublic() && graphSafe(func))
+        graphs.push_back(FlatSymbolRefAttr::get(func.getSymNameAttr()));
+    qopt::QOptDialect::CudaGraphsAttrHelper(module.getContext())
+        .setAttr(module, ArrayAttr::get(module.getContext(), graphs));
   }
 };
 } // namespace

@@ -6,6 +6,7 @@
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/IR/IRMapping.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
 #include "mlir/Interfaces/ViewLikeInterface.h"
 
 #include <functional>
@@ -136,6 +137,28 @@ static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
   return success();
 }
 
+/// Whether `memref` is an argument of a public function that nothing in it
+/// writes: only loads, sizes and views so used (the runtime's inputs, such
+/// as the random key; it passes distinct buffers).
+static bool readOnlyArgument(Value memref) {
+  auto arg = dyn_cast<BlockArgument>(memref);
+  auto func =
+      arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp()) : nullptr;
+  if (!func || !func.isPublic() || !arg.getOwner()->isEntryBlock())
+    return false;
+  std::function<bool(Value)> onlyRead = [&](Value v) {
+    return llvm::all_of(v.getUses(), [&](OpOperand &use) {
+      Operation *user = use.getOwner();
+      if (isa<memref::LoadOp, memref::DimOp>(user))
+        return true;
+      auto view = dyn_cast<ViewLikeOpInterface>(user);
+      return view && view.getViewSource() == use.get() &&
+             onlyRead(user->getResult(0));
+    });
+  };
+  return onlyRead(arg);
+}
+
 namespace {
 struct QOptParallelToGPUPass
     : qopt::impl::QOptParallelToGPUPassBase<QOptParallelToGPUPass> {
@@ -180,11 +203,41 @@ struct QOptParallelToGPUPass
         b.clone(*def, sunk); // maps def's results
         return sunk.lookup(v);
       };
+      // Scalars the host would read from an argument nothing writes (the
+      // random key's words, which dropout's streams take) are read by the
+      // kernel itself, with what the host computed from them: the host
+      // then reads no device memory, and a CUDA graph replays the launch
+      // with the next run's key.
+      DenseSet<Value> kept;
+      std::function<Value(Value)> sinkRead = [&](Value v) -> Value {
+        if (Value done = sunk.lookupOrNull(v))
+          return done;
+        Operation *def = v.getDefiningOp();
+        if (kept.contains(v) || !def || launch->isProperAncestor(def) ||
+            def->getNumResults() != 1 || def->getNumRegions())
+          return nullptr;
+        bool sinks = false;
+        if (auto load = dyn_cast<memref::LoadOp>(def)) {
+          sinks = readOnlyArgument(load.getMemRef());
+        } else if (isMemoryEffectFree(def)) {
+          for (Value operand : def->getOperands())
+            sinks |= sinkRead(operand) != nullptr;
+        }
+        if (!sinks) {
+          kept.insert(v);
+          return nullptr;
+        }
+        b.clone(*def, sunk);
+        return sunk.lookup(v);
+      };
       launch.getBody().walk([&](Operation *op) {
-        for (OpOperand &use : op->getOpOperands())
-          if (isa<MemRefType>(use.get().getType()))
-            if (Value inside = sink(use.get()))
-              use.set(inside);
+        for (OpOperand &use : op->getOpOperands()) {
+          Value inside = isa<MemRefType>(use.get().getType())
+                             ? sink(use.get())
+                             : sinkRead(use.get());
+          if (inside)
+            use.set(inside);
+        }
       });
     });
   }

@@ -78,10 +78,12 @@ void mlir::qopt::buildCUDACodegenPipeline(OpPassManager &pm,
   pm.addNestedPass<func::FuncOp>(createCSEPass());
   pm.addNestedPass<func::FuncOp>(createQOptGroupParallelLoopsPass());
   pm.addNestedPass<func::FuncOp>(createParallelLoopFusionPass());
-  // Small loops whose results only the host reads (shape values) run on
-  // the host, and host code on device memory (a loss's sum over tokens, a
-  // mean, the step counter) in one-thread kernels behind the others: the
-  // host need not wait for the GPU in either.
+  // Index range checks are made on the device (a status word the runtime
+  // reads after the run). Small loops whose results only the host reads
+  // (shape values) run on the host, and host code on device memory (a loss's
+  // sum over tokens, a mean, the step counter) in one-thread kernels behind the
+  // others: the host need not wait for the GPU in either.
+  pm.addPass(createQOptDeviceChecksPass());
   pm.addNestedPass<func::FuncOp>(createQOptSmallLoopsToHostPass());
   pm.addNestedPass<func::FuncOp>(createQOptSerialToGPUPass());
   QOptParallelToGPUPassOptions toGPU;

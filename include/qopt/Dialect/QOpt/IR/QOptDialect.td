@@ -53,7 +53,21 @@ def QOpt_Dialect : Dialect {
     // On the module: the run-time adapter slots (qopt-insert-lora
     // slots=true), {module, rank, lora_a, lora_b} each, which the target
     // lists in the manifest.
-    "::mlir::ArrayAttr":$lora_slots
+    "::mlir::ArrayAttr":$lora_slots,
+    // On a `cf.assert`: its condition reads tensor data (an index range
+    // check), not only shapes: a GPU target checks it on the device
+    // (qopt-device-checks).
+    "::mlir::UnitAttr":$data_check,
+    // On an entry argument: the status word device checks write (0, or
+    // the failed check's position in `device_checks` plus one) ...
+    "::mlir::UnitAttr":$check_status,
+    // ... and on the module, the messages of those checks, which the
+    // target lists in the manifest.
+    "::mlir::ArrayAttr":$device_checks,
+    // On the module: the public functions whose host code touches only
+    // host memory (qopt-gpu-host-sync), whose launches the runtime may
+    // capture once per input shapes and replay as a CUDA graph.
+    "::mlir::ArrayAttr":$cuda_graphs
   );
   let hasRegionArgAttrVerify = 1;
   let hasRegionResultAttrVerify = 1;

@@ -29,6 +29,13 @@ def QOptParallelToGPUPass
     `qopt-gpu-launch-to-loops` can run them on the CPU unchanged. A
     run-time check (`cf.assert`) inside a loop nest is an error: in a
     kernel it would leave the GPU context unusable.
+
+    Constant globals and views of them are rebuilt inside the kernel (its
+    module gets its own copy). So are scalars the host computed from loads
+    of a public function's argument that nothing writes (the random key's
+    words, which dropout's streams take): the kernel loads them itself, so
+    the host reads no device memory there (no wait, and a CUDA graph
+    replays the launch with the next run's key).
   }];
   let options = [
     Option<"blockSize", "block-size", "unsigned", "256",
@@ -84,6 +91,48 @@ def QOptGroupParallelLoopsPass
     updates of parameters of the same shape, for instance.
   }];
   let dependentDialects = ["::mlir::scf::SCFDialect"];
+}
+
+def QOptDeviceChecksPass
+    : Pass<"qopt-device-checks", "::mlir::ModuleOp"> {
+  let summary = "Makes index range checks on the device, reported through a "
+                "status word the runtime reads after the run";
+  let description = [{
+    A range check of indices (a `cf.assert` marked `qopt.data_check`: a
+    Gather's, a GatherND's, an embedding's) reads the indices. On the host
+    that is a wait for the kernels before it, and on a GPU the ids are
+    often computed by kernels (the position ids a Llama export gathers
+    with). This pass gives every public function a last argument
+    `memref<1xi32> {qopt.check_status}`, which it sets to 0 first, and
+    replaces each such assertion in a function's body block by
+
+      * a copy, right where the assertion stood, of the host code that
+        computes its condition (the operations it uses, and every store
+        before it into the stack buffers they read), into private stack
+        buffers;
+      * and, when the condition is false and no check failed before, a
+        store of the check's code (its message's position in the module's
+        `qopt.device_checks` list, plus one) into the status word.
+
+    `qopt-serial-to-gpu` then runs that copy as a one-thread kernel queued
+    behind the kernels writing the indices. The host code that computed the
+    condition before is removed when nothing else reads it: loads and pure
+    operations whose values nothing live uses, stores into stack buffers
+    nothing live reads, and loops left empty.
+
+    The runtime passes the status word (manifest key `checks`: the
+    messages) and, after the run, stops with the failed check's message,
+    dropping the run's results and parameter updates. Gathers clamp their
+    indices into the table, so a bad index read on the device reads a
+    wrong row, never outside the buffer, before the run fails.
+
+    A check whose condition needs anything else (a call, an allocation, a
+    store into device memory) stays a host assertion. Without marked
+    checks the module is unchanged.
+  }];
+  let dependentDialects = ["::mlir::arith::ArithDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::scf::SCFDialect"];
 }
 
 def QOptSmallLoopsToHostPass
@@ -174,6 +223,14 @@ def QOptGPUHostSyncPass : Pass<"qopt-gpu-host-sync", "::mlir::ModuleOp"> {
     bufferization-lower-deallocations passes its `dealloc_helper`, whose
     call and body then need none either (it never reads the buffers those
     addresses name).
+
+    Last, the pass lists in the module's `qopt.cuda_graphs` the public
+    functions whose host code reads and writes only host memory (stack
+    buffers, constants; not their own arguments) and calls nothing but the
+    kernel library, the deallocation helper and the wait. What such a
+    function queues depends only on its arguments' shapes and addresses:
+    the runtime captures its launches once per input shapes and replays
+    them as a CUDA graph (`checks` then report an index out of range).
   }];
   let dependentDialects = ["::mlir::func::FuncDialect"];
 }
