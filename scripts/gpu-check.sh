@@ -5,7 +5,7 @@
 # beforehand, on the build machine, by scripts/gpu-artifacts.sh (carry gpu-artifacts/).
 #   scripts/gpu-check.sh [RESULTS_DIR]    # default: gpu-check-results/
 # Exit status: 0 when every test passed, 1 when one failed, 2 when there is no GPU.
-# What it covers today (the CUDA back end, issue 19, is being written):
+# What it covers (the CUDA back end, issue 19, awaits its first run on a GPU):
 #   tests:      MLIR-generated kernels (test/gpu/smoke-kernels.mlir) loaded through the
 #               CUDA driver API alone, as cubin and as PTX, checked against the CPU;
 #               models compiled by qoptc --target cuda (replayed as CUDA graphs, and
