@@ -262,6 +262,7 @@ struct qopt_model {
     std::vector<void *> buffers;
     std::vector<std::vector<int64_t>> descriptors;
     std::vector<int64_t> results;
+    std::vector<size_t> offsets; // where each result's descriptor starts
     std::vector<int64_t> params;
   };
   std::vector<Graph> graphs; // per entry
@@ -277,6 +278,7 @@ struct qopt_model {
     g.buffers.clear();
     g.descriptors.clear();
     g.results.clear();
+    g.offsets.clear();
     g.params.clear();
     g.measured = false;
   }
@@ -1381,10 +1383,10 @@ static bool captureGraph(qopt_model *m, size_t index, const qopt_tensor *inputs,
     *static_cast<int32_t *>(g.buffers.back()) = 0;
   }
   size_t words = 0;
-  std::vector<size_t> offsets = resultLayout(m, e, words);
+  g.offsets = resultLayout(m, e, words);
   g.results.assign(words + 1, 0);
   std::vector<void *> args;
-  if (!offsets.empty())
+  if (!g.offsets.empty())
     args.push_back(g.results.data());
   for (size_t i = 0; i < m->inputs.size(); ++i)
     args.push_back(g.descriptors[i].data());
@@ -1446,8 +1448,7 @@ static int replayGraph(qopt_model *m, size_t index, const qopt_tensor *inputs,
   }
   if (status && *status)
     return fail("the model stopped: " + deviceCheckMessage(m, *status));
-  size_t words = 0;
-  std::vector<size_t> offsets = resultLayout(m, e, words);
+  const std::vector<size_t> &offsets = g.offsets;
   for (size_t i = 0; i < numOutputs; ++i)
     copyOut(e.outputs[i], g.results.data() + offsets[i], outputs[i]);
   // The new parameter values, into the buffers the graph reads: plain
@@ -1660,10 +1661,10 @@ int qopt_model_run_entry(qopt_model *m, size_t entry, const qopt_tensor *inputs,
   // changed nothing).
   if (failed && m->cuda && checkMessage &&
       std::strstr(checkMessage, "out of memory")) {
+    m->cudaSynchronize();
     bool dropped = false;
     for (size_t i = 0; i < m->graphs.size(); ++i)
       if (m->graphs[i].exec) {
-        m->cudaSynchronize();
         m->dropGraph(i);
         m->graphs[i].refused = dropped = true;
       }

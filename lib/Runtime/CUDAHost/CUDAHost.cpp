@@ -209,10 +209,14 @@ bool loadDriver(Driver &cu, std::string &error) {
     return false;
   }
   bool ok = true;
-  auto bind = [&](auto &fn, const char *name) {
+  // (Optional entry points stay null where the driver lacks them.)
+  auto optional = [&](auto &fn, const char *name) {
     fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
         dlsym(cu.handle, name));
-    if (!fn) {
+    return fn != nullptr;
+  };
+  auto bind = [&](auto &fn, const char *name) {
+    if (!optional(fn, name)) {
       error = std::string("the CUDA driver lacks ") + name;
       ok = false;
     }
@@ -237,16 +241,8 @@ bool loadDriver(Driver &cu, std::string &error) {
   bind(cu.cuMemFree, "cuMemFree_v2");
   bind(cu.cuMemGetInfo, "cuMemGetInfo_v2");
   bind(cu.cuGetErrorString, "cuGetErrorString");
-  cu.cuMemPrefetchAsync = reinterpret_cast<decltype(cu.cuMemPrefetchAsync)>(
-      dlsym(cu.handle, "cuMemPrefetchAsync_v2"));
-  if (!cu.cuMemPrefetchAsync)
-    cu.cuMemPrefetchAsyncV1 =
-        reinterpret_cast<decltype(cu.cuMemPrefetchAsyncV1)>(
-            dlsym(cu.handle, "cuMemPrefetchAsync"));
-  auto optional = [&](auto &fn, const char *name) {
-    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(
-        dlsym(cu.handle, name));
-  };
+  if (!optional(cu.cuMemPrefetchAsync, "cuMemPrefetchAsync_v2"))
+    optional(cu.cuMemPrefetchAsyncV1, "cuMemPrefetchAsync");
   optional(cu.cuStreamBeginCapture, "cuStreamBeginCapture_v2");
   optional(cu.cuStreamEndCapture, "cuStreamEndCapture");
   optional(cu.cuGraphInstantiate, "cuGraphInstantiateWithFlags");

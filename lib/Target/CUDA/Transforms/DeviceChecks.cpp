@@ -11,6 +11,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "LoopUtils.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
@@ -35,17 +36,6 @@ using namespace mlir::qopt;
 
 namespace {
 
-/// The buffer `memref` is a view of (itself when it is not a view).
-Value bufferOf(Value memref) {
-  while (Operation *def = memref.getDefiningOp()) {
-    auto view = dyn_cast<ViewLikeOpInterface>(def);
-    if (!view)
-      break;
-    memref = view.getViewSource();
-  }
-  return memref;
-}
-
 /// A small buffer of static shape (a reduction's accumulator, a 0-d value
 /// between loops): on the stack or, after bufferization, on the heap.
 bool isScratch(Operation *op) {
@@ -57,15 +47,8 @@ bool isScratch(Operation *op) {
 
 /// The scratch buffer `memref` is a view of, if it is one.
 Operation *scratchRoot(Value memref) {
-  while (Operation *def = memref.getDefiningOp()) {
-    if (isScratch(def))
-      return def;
-    auto view = dyn_cast<ViewLikeOpInterface>(def);
-    if (!view)
-      return nullptr;
-    memref = view.getViewSource();
-  }
-  return nullptr;
+  Operation *def = rootOf(memref).getDefiningOp();
+  return isScratch(def) ? def : nullptr;
 }
 
 /// The stores into the scratch buffer `root` and its views, and its
@@ -191,7 +174,7 @@ FailureOr<SetVector<Operation *>> checkSlice(Block &body, Operation *check,
   for (Operation *op : llvm::reverse(ordered))
     op->walk([&](memref::LoadOp load) {
       if (!scratchRoot(load.getMemRef())) {
-        read.insert(bufferOf(load.getMemRef()));
+        read.insert(rootOf(load.getMemRef()));
         firstRead = op;
       }
     });
@@ -200,7 +183,7 @@ FailureOr<SetVector<Operation *>> checkSlice(Block &body, Operation *check,
       continue;
     WalkResult writes = op->walk([&](Operation *inner) {
       auto touches = [&](Value v) {
-        return isa<MemRefType>(v.getType()) && read.contains(bufferOf(v));
+        return isa<MemRefType>(v.getType()) && read.contains(rootOf(v));
       };
       bool pure = isa<memref::LoadOp, memref::DimOp>(inner) ||
                   isa<ViewLikeOpInterface>(inner) ||
@@ -222,11 +205,11 @@ FailureOr<SetVector<Operation *>> checkSlice(Block &body, Operation *check,
 void removeDeadHostCode(func::FuncOp func) {
   // Scratch buffers whose every writer is known (not returned, not passed
   // to a call): only those may lose their stores.
-  DenseSet<Operation *> closed;
+  DenseMap<Operation *, SmallVector<Operation *>> closed; // its writers
   func.walk([&](Operation *op) {
     SmallVector<Operation *> writers;
     if (isScratch(op) && collectWriters(op, writers))
-      closed.insert(op);
+      closed[op] = std::move(writers);
   });
   auto closedRoot = [&](Value memref) {
     return closed.contains(scratchRoot(memref));
@@ -269,12 +252,9 @@ void removeDeadHostCode(func::FuncOp func) {
           mark(block.getTerminator());
     // A scratch buffer something live reads (or views): its stores and
     // deallocation matter.
-    if (closed.contains(op)) {
-      SmallVector<Operation *> writers;
-      (void)collectWriters(op, writers);
-      for (Operation *writer : writers)
+    if (auto it = closed.find(op); it != closed.end())
+      for (Operation *writer : it->second)
         mark(writer);
-    }
   }
   SmallVector<Operation *> dead;
   func.walk<WalkOrder::PreOrder>([&](Operation *op) {

@@ -1,5 +1,6 @@
 //===- GPUHostSync.cpp - Wait for the GPU where the host touches memory ---===//
 
+#include "LoopUtils.h"
 #include "qopt/Dialect/QOpt/IR/QOpt.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
@@ -55,43 +56,6 @@ static bool hostOnly(Value memref, const DenseSet<Value> &hostArgs) {
       view && !isa<memref::ReshapeOp>(def))
     return hostOnly(view.getViewSource(), hostArgs);
   return def && isa<memref::AllocaOp, memref::GetGlobalOp>(def);
-}
-
-/// Whether anything may write the memory `memref` names: a store, a copy, a
-/// kernel storing through the launch's operand, its address taken (a call
-/// of the kernel library), a call; loads, sizes and views that are only
-/// read do not.
-static bool mayWrite(Value memref) {
-  for (OpOperand &use : memref.getUses()) {
-    Operation *user = use.getOwner();
-    if (isa<memref::LoadOp, memref::DimOp>(user))
-      continue;
-    if (auto reshape = dyn_cast<memref::ReshapeOp>(user)) {
-      if (use.get() == reshape.getShape())
-        continue;
-      if (mayWrite(reshape.getResult()))
-        return true;
-      continue;
-    }
-    if (auto view = dyn_cast<ViewLikeOpInterface>(user);
-        view && view.getViewSource() == use.get()) {
-      for (Value result : user->getResults())
-        if (isa<MemRefType>(result.getType()) && mayWrite(result))
-          return true;
-      continue;
-    }
-    if (auto launch = dyn_cast<gpu::LaunchFuncOp>(user)) {
-      auto kernel = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
-          launch, launch.getKernel());
-      unsigned first = launch.getKernelOperands().getBeginOperandIndex();
-      if (!kernel || use.getOperandNumber() < first ||
-          mayWrite(kernel.getArgument(use.getOperandNumber() - first)))
-        return true;
-      continue;
-    }
-    return true;
-  }
-  return false;
 }
 
 /// Whether every memref operand of `call` is host-only.
@@ -294,7 +258,7 @@ struct QOptGPUHostSyncPass
       if (!func.isExternal() && func.isPublic() &&
           SymbolTable::symbolKnownUseEmpty(func, module))
         for (BlockArgument arg : func.getArguments())
-          if (isa<MemRefType>(arg.getType()) && !mayWrite(arg))
+          if (isa<MemRefType>(arg.getType()) && !qopt::mayWrite(arg))
             hostArgs.insert(arg);
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal())

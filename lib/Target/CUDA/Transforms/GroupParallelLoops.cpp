@@ -1,5 +1,6 @@
 //===- GroupParallelLoops.cpp - Same-space loops next to each other ------===//
 
+#include "LoopUtils.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -23,25 +24,13 @@ struct Footprint {
   bool known = true; // false: an operation with other memory effects
 };
 
-Value rootOf(Value v) {
-  while (Operation *def = v.getDefiningOp()) {
-    if (auto view = dyn_cast<ViewLikeOpInterface>(def))
-      v = view.getViewSource();
-    else if (auto cast = dyn_cast<memref::CastOp>(def))
-      v = cast.getSource();
-    else
-      break;
-  }
-  return v;
-}
-
 Footprint footprintOf(scf::ParallelOp loop) {
   Footprint f;
   loop->walk([&](Operation *op) {
     if (auto load = dyn_cast<memref::LoadOp>(op))
-      f.reads.insert(rootOf(load.getMemRef()));
+      f.reads.insert(qopt::rootOf(load.getMemRef()));
     else if (auto store = dyn_cast<memref::StoreOp>(op))
-      f.writes.insert(rootOf(store.getMemRef()));
+      f.writes.insert(qopt::rootOf(store.getMemRef()));
     else if (!isa<scf::ParallelOp, scf::ForOp, scf::IfOp, scf::YieldOp,
                   scf::ReduceOp, scf::ReduceReturnOp>(op) &&
              !isMemoryEffectFree(op) &&

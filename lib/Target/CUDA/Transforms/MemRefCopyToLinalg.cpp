@@ -1,5 +1,6 @@
 //===- MemRefCopyToLinalg.cpp - Copies as loop nests ----------------------===//
 
+#include "LoopUtils.h"
 #include "qopt/Target/CUDA/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -14,13 +15,6 @@ namespace mlir::qopt {
 using namespace mlir;
 
 namespace {
-/// The buffer a view of `v` is taken from.
-Value rootOf(Value v) {
-  while (auto view = v.getDefiningOp<ViewLikeOpInterface>())
-    v = view.getViewSource();
-  return v;
-}
-
 /// Whether the kernel library reads operand `index` of a call of `callee`
 /// on the host, as it plans the launch: the Hadamard transforms' H_base
 /// (packed into the launch's parameters; also their `_emulated` twins),
@@ -45,7 +39,8 @@ void copyConstantOperands(func::CallOp call) {
   Location loc = call.getLoc();
   for (OpOperand &operand : call->getOpOperands()) {
     auto type = dyn_cast<MemRefType>(operand.get().getType());
-    if (!type || !rootOf(operand.get()).getDefiningOp<memref::GetGlobalOp>() ||
+    if (!type ||
+        !qopt::rootOf(operand.get()).getDefiningOp<memref::GetGlobalOp>() ||
         readOnHost(call.getCallee(), operand.getOperandNumber()))
       continue;
     SmallVector<Value> sizes;

@@ -36,23 +36,6 @@ tripCounts(OpBuilder &b, Location loc, scf::ParallelOp op) {
   return {counts, total};
 }
 
-std::optional<int64_t> mlir::qopt::staticTotal(scf::ParallelOp op) {
-  int64_t total = 1;
-  for (auto [lb, ub, step] :
-       llvm::zip(op.getLowerBound(), op.getUpperBound(), op.getStep())) {
-    std::optional<int64_t> l = getConstantIntValue(lb),
-                           u = getConstantIntValue(ub),
-                           s = getConstantIntValue(step);
-    if (!l || !u || !s || *s <= 0)
-      return std::nullopt;
-    int64_t n = *u > *l ? (*u - *l + *s - 1) / *s : 0;
-    if (n && total > INT64_MAX / n)
-      return std::nullopt;
-    total *= n;
-  }
-  return total;
-}
-
 static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
   if (op.getNumReductions())
     return op.emitError("qopt-parallel-to-gpu: an scf.parallel with "
@@ -138,25 +121,14 @@ static LogicalResult toLaunch(scf::ParallelOp op, unsigned blockSize) {
 }
 
 /// Whether `memref` is an argument of a public function that nothing in it
-/// writes: only loads, sizes and views so used (the runtime's inputs, such
-/// as the random key; it passes distinct buffers).
+/// writes (the runtime's inputs, such as the random key; it passes distinct
+/// buffers).
 static bool readOnlyArgument(Value memref) {
   auto arg = dyn_cast<BlockArgument>(memref);
   auto func =
       arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp()) : nullptr;
-  if (!func || !func.isPublic() || !arg.getOwner()->isEntryBlock())
-    return false;
-  std::function<bool(Value)> onlyRead = [&](Value v) {
-    return llvm::all_of(v.getUses(), [&](OpOperand &use) {
-      Operation *user = use.getOwner();
-      if (isa<memref::LoadOp, memref::DimOp>(user))
-        return true;
-      auto view = dyn_cast<ViewLikeOpInterface>(user);
-      return view && view.getViewSource() == use.get() &&
-             onlyRead(user->getResult(0));
-    });
-  };
-  return onlyRead(arg);
+  return func && func.isPublic() && arg.getOwner()->isEntryBlock() &&
+         !qopt::mayWrite(arg);
 }
 
 namespace {

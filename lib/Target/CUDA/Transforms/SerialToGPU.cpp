@@ -45,17 +45,6 @@ static bool kernelKind(Operation *op, bool nested = false) {
       op->getDialect());
 }
 
-/// The buffer `memref` is a view of (itself when it is not a view).
-static Value rootOf(Value memref) {
-  while (Operation *def = memref.getDefiningOp()) {
-    auto view = dyn_cast<ViewLikeOpInterface>(def);
-    if (!view)
-      break;
-    memref = view.getViewSource();
-  }
-  return memref;
-}
-
 /// The outermost parallel loop around `op`, if any.
 static scf::ParallelOp outermostParallel(Operation *op) {
   scf::ParallelOp outer;
@@ -153,7 +142,7 @@ private:
   /// not). `touchesDevice` is set for device memory that others use.
   bool accessible(Value memref, bool store, unsigned id,
                   bool &touchesDevice) const {
-    Value root = rootOf(memref);
+    Value root = qopt::rootOf(memref);
     // (The runtime passes device memory to a public function.)
     if (auto arg = dyn_cast<BlockArgument>(root)) {
       if (arg.getOwner() != entry)
@@ -381,7 +370,7 @@ struct QOptSmallLoopsToHostPass
       changed = false;
       for (Operation *loop : llvm::to_vector(host)) {
         bool hostStores = !loop->walk([&](memref::StoreOp store) {
-                                 Value root = rootOf(store.getMemRef());
+                                 Value root = qopt::rootOf(store.getMemRef());
                                  return root.getDefiningOp<memref::AllocOp>() &&
                                                 hostUsesOnly(root, host)
                                             ? WalkResult::advance()
