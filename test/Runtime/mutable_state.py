@@ -173,5 +173,20 @@ func.func @main(%x: tensor<f32>) -> tensor<f32> {
     except Exception as e:
         results.append(check("manifest ABI version is not 4; recompile the model" in str(e),
                              f"ABI 3 model refused: {e}"))
+    # A device checks' list that is not one (manifest `checks`, which a
+    # CUDA model's entries take a status word for) is refused too.
+    body = bytearray(lib[:-24])
+    old = b'"lora_slots": []'
+    results.append(check(body.count(old) == 1, "lora_slots embedded once"))
+    body = body.replace(old, b'"checks": 7     ')
+    patched = bytes(body) + fnv_trailer_hash(bytes(body)).to_bytes(8, "little") + trailer[8:]
+    open(os.path.join(tmp, "checks.so"), "wb").write(patched)
+    os.symlink("state.safetensors", os.path.join(tmp, "checks.safetensors"))
+    try:
+        qopt.load(os.path.join(tmp, "checks.so"))
+        results.append(check(False, "malformed checks refused"))
+    except Exception as e:
+        results.append(check("malformed manifest: 'checks' is not a list of messages" in str(e),
+                             f"malformed checks refused: {e}"))
 print(f"mutable state: {results.count(False)} failures")
 sys.exit(0 if all(results) else 1)
